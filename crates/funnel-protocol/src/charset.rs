@@ -1,0 +1,58 @@
+//! Character set (collation) ids used in the handshake.
+//!
+//! The handshake carries one byte, so collations with ids above 255 (many of
+//! MariaDB's utf8mb4 collations) cannot be expressed there and must be set
+//! with `SET NAMES ... COLLATE ...` after login; the engine does that.
+
+/// `latin1_swedish_ci`.
+pub const LATIN1_SWEDISH_CI: u16 = 8;
+/// `utf8mb3_general_ci`.
+pub const UTF8MB3_GENERAL_CI: u16 = 33;
+/// `utf8mb4_general_ci`: MariaDB's default for utf8mb4 and Funnel's default.
+pub const UTF8MB4_GENERAL_CI: u16 = 45;
+/// `binary`.
+pub const BINARY: u16 = 63;
+/// `utf8mb4_unicode_ci`.
+pub const UTF8MB4_UNICODE_CI: u16 = 224;
+
+/// The character set name of a collation id Funnel knows, for `SET NAMES`.
+pub fn charset_name(collation_id: u16) -> Option<&'static str> {
+    Some(match collation_id {
+        8 | 5 | 15 | 31 | 47 | 48 | 49 | 94 => "latin1",
+        33 | 83 | 192..=215 | 223 => "utf8mb3",
+        45 | 46 | 224..=247 | 255 => "utf8mb4",
+        63 => "binary",
+        11 | 65 => "ascii",
+        _ => return None,
+    })
+}
+
+/// The collation name of a collation id Funnel knows, for `SET NAMES ... COLLATE`.
+pub fn collation_name(collation_id: u16) -> Option<&'static str> {
+    Some(match collation_id {
+        8 => "latin1_swedish_ci",
+        47 => "latin1_bin",
+        33 => "utf8mb3_general_ci",
+        83 => "utf8mb3_bin",
+        45 => "utf8mb4_general_ci",
+        46 => "utf8mb4_bin",
+        224 => "utf8mb4_unicode_ci",
+        246 => "utf8mb4_unicode_520_ci",
+        63 => "binary",
+        11 => "ascii_general_ci",
+        65 => "ascii_bin",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_charset_names() {
+        assert_eq!(charset_name(UTF8MB4_GENERAL_CI), Some("utf8mb4"));
+        assert_eq!(collation_name(UTF8MB4_UNICODE_CI), Some("utf8mb4_unicode_ci"));
+        assert_eq!(charset_name(9999), None);
+    }
+}
