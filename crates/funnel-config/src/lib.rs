@@ -1,0 +1,31 @@
+//! Funnel's YAML configuration: serde structs with defaults, human-friendly durations and sizes,
+//! and validation that reports every problem with its path.
+//!
+//! Load with [`Config::load`] (a file) or [`Config::from_yaml_str`] (text); both validate.
+//! Print with [`Config::to_yaml_string`], which redacts secrets. `examples/funnel.yaml` at the
+//! repository root shows every key.
+
+mod address;
+mod cores;
+mod credential;
+mod duration;
+mod error;
+mod load;
+mod model;
+mod show;
+mod size;
+mod validate;
+
+pub use cores::Cores;
+pub use credential::Credential;
+pub use duration::{HumanDuration, ParseDurationError};
+pub use error::{ConfigError, Problem};
+pub use model::{
+    AdminConfig, Backend, BacklogConfig, ClientConfig, Config, LogConfig, LogLevel, MetricsConfig,
+    PoolConfig, User, DEFAULT_HOSTGROUP,
+};
+pub use show::REDACTED;
+pub use size::{ByteSize, ParseByteSizeError};
+
+#[cfg(test)]
+mod tests;

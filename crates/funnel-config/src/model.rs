@@ -1,0 +1,320 @@
+//! The config structs, one per YAML section, with their defaults.
+//!
+//! Every struct denies unknown keys: a misspelt `max_per_cor` must be an error, not a setting
+//! silently left at its default. Rules that span fields live in `validate.rs`, so that all
+//! problems are reported together instead of serde stopping at the first.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::split_host_port;
+use crate::cores::Cores;
+use crate::credential::{credential, Credential};
+use crate::duration::HumanDuration;
+use crate::size::ByteSize;
+
+/// The hostgroup of a backend that does not name one, and of a user that does not pick one.
+pub const DEFAULT_HOSTGROUP: &str = "default";
+
+/// Funnel's whole configuration: the top level of the YAML file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect (every core listens here with SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// How many cores to run on, or which CPUs; default one core.
+    #[serde(default)]
+    pub cores: Cores,
+    /// The client accounts Funnel accepts.
+    pub users: Vec<User>,
+    /// The MySQL/MariaDB servers Funnel forwards to.
+    pub backends: Vec<Backend>,
+    /// Backend connection pools.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Clients waiting for a backend connection.
+    #[serde(default)]
+    pub backlog: BacklogConfig,
+    /// Client connection limits and timeouts.
+    #[serde(default)]
+    pub client: ClientConfig,
+    /// The admin listener; `None` means no admin listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
+    /// The Prometheus HTTP listener; `None` means no metrics listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// A client account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The user name clients log in with.
+    pub name: String,
+    /// The password in clear text (`""` is a valid empty password); exclusive with
+    /// `password_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The mysql_native_password hash, `*` and 40 hex digits; exclusive with `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// The schema selected when the client names none at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_schema: Option<String>,
+    /// Where this user's queries go; `None` means [`DEFAULT_HOSTGROUP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_hostgroup: Option<String>,
+    /// Where this user's reads may go; `None` means reads go to the default hostgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_hostgroup: Option<String>,
+    /// Client connections allowed for this user across all cores; 0 means no limit.
+    #[serde(default)]
+    pub max_connections: u32,
+}
+
+impl User {
+    /// The secret to check logins against; `None` only for a user that fails validation.
+    pub fn credential(&self) -> Option<Credential<'_>> {
+        credential(self.password.as_deref(), self.password_hash.as_deref())
+    }
+
+    /// The hostgroup this user's queries go to.
+    pub fn effective_default_hostgroup(&self) -> &str {
+        self.default_hostgroup.as_deref().unwrap_or(DEFAULT_HOSTGROUP)
+    }
+
+    /// The hostgroup this user's reads may go to: `read_hostgroup`, else the default one.
+    pub fn effective_read_hostgroup(&self) -> &str {
+        self.read_hostgroup
+            .as_deref()
+            .unwrap_or_else(|| self.effective_default_hostgroup())
+    }
+
+    /// The per-user connection limit, `None` when unlimited.
+    pub fn connection_limit(&self) -> Option<u32> {
+        (self.max_connections > 0).then_some(self.max_connections)
+    }
+}
+
+/// A MySQL/MariaDB server Funnel forwards to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// A unique name, used in logs, metrics and admin commands.
+    pub name: String,
+    /// `host:port`; the host may be a DNS name, resolved when connecting.
+    pub address: String,
+    /// The account Funnel logs in to the backend with.
+    pub user: String,
+    /// That account's password, in clear text because the backend's scramble needs it.
+    pub password: String,
+    /// The hostgroup this backend serves; users route to hostgroups, not to backends.
+    #[serde(default = "default_hostgroup")]
+    pub hostgroup: String,
+    /// Share of its hostgroup's traffic, relative to the other members; at least 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Stop routing reads here when replication lags more than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag: Option<HumanDuration>,
+    /// Overrides `pool.max_per_core` for this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_core: Option<u32>,
+}
+
+fn default_hostgroup() -> String {
+    DEFAULT_HOSTGROUP.to_owned()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Backend {
+    /// The address split into host and port; `None` only for a backend that fails validation.
+    pub fn host_port(&self) -> Option<(&str, u16)> {
+        split_host_port(&self.address).ok()
+    }
+
+    /// Resolves the address to socket addresses. Blocks on DNS for a host name, so call it at
+    /// startup or off the shard's event loop.
+    pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
+        let (host, port) = split_host_port(&self.address)
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+        Ok((host, port).to_socket_addrs()?.collect())
+    }
+
+    /// Connections allowed per core for this backend: its override, else the pool's.
+    pub fn effective_max_per_core(&self, pool: &PoolConfig) -> u32 {
+        self.max_per_core.unwrap_or(pool.max_per_core)
+    }
+}
+
+/// Backend connection pools; each core has its own pool per backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Backend connections per backend per core; at least 1.
+    pub max_per_core: u32,
+    /// Idle connections kept open per backend per core; at most `max_per_core`.
+    pub min_idle_per_core: u32,
+    /// Close connections idle longer than this (above `min_idle_per_core`); 0 means never.
+    pub idle_timeout: HumanDuration,
+    /// Close connections older than this once they are idle; 0 means never.
+    pub max_lifetime: HumanDuration,
+    /// Deadline for connecting and logging in to a backend; must be more than 0.
+    pub connect_timeout: HumanDuration,
+    /// Deadline for a backend to answer a query; 0 means none.
+    pub query_timeout: HumanDuration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_per_core: 16,
+            min_idle_per_core: 2,
+            idle_timeout: HumanDuration::from_secs(60),
+            max_lifetime: HumanDuration::from_secs(3600),
+            connect_timeout: HumanDuration::from_secs(5),
+            query_timeout: HumanDuration::ZERO,
+        }
+    }
+}
+
+/// Clients waiting for a backend connection when the pool is exhausted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BacklogConfig {
+    /// Waiting clients per core before new ones are refused at once; 0 means never wait.
+    pub max_waiting_per_core: u32,
+    /// How long a client waits before it gets an error; must be more than 0.
+    pub wait_timeout: HumanDuration,
+}
+
+impl Default for BacklogConfig {
+    fn default() -> Self {
+        BacklogConfig {
+            max_waiting_per_core: 10_000,
+            wait_timeout: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+/// Client connection limits and timeouts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Client connections across all cores; at least 1.
+    pub max_connections: u32,
+    /// Deadline for a client to finish the handshake and login; must be more than 0.
+    pub handshake_timeout: HumanDuration,
+    /// Close clients idle longer than this; 0 means never.
+    pub idle_timeout: HumanDuration,
+    /// Largest client packet accepted, like MySQL's max_allowed_packet; 1KiB to 1GiB.
+    pub max_packet_size: ByteSize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            max_connections: 20_000,
+            handshake_timeout: HumanDuration::from_secs(5),
+            idle_timeout: HumanDuration::ZERO,
+            max_packet_size: ByteSize::mib(64),
+        }
+    }
+}
+
+/// The admin listener, which speaks the MySQL protocol (`SHOW CONFIG`, stats).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where the admin listener binds.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// The admin user name.
+    pub user: String,
+    /// The admin password in clear text; exclusive with `password_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The admin mysql_native_password hash; exclusive with `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6032))
+}
+
+impl AdminConfig {
+    /// The secret to check admin logins against; `None` only for a config that fails validation.
+    pub fn credential(&self) -> Option<Credential<'_>> {
+        credential(self.password.as_deref(), self.password_hash.as_deref())
+    }
+}
+
+/// The Prometheus HTTP listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9633)),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// The most verbose level printed.
+    pub level: LogLevel,
+}
+
+/// A log level, most severe first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Normal operation.
+    #[default]
+    Info,
+    /// Detail for debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The level as written in the config, which is also what `tracing`'s filters accept.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

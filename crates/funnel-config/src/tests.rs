@@ -1,0 +1,360 @@
+//! Whole-config tests: loading, defaults, parse errors with locations, and validation reports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::{ByteSize, Config, ConfigError, Cores, Credential, HumanDuration, LogLevel, Problem, REDACTED};
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/funnel.yaml");
+
+const MINIMAL: &str = "\
+listen: 127.0.0.1:6033
+users:
+  - name: sbtest
+    password: sbtest
+backends:
+  - name: primary
+    address: 127.0.0.1:3306
+    user: sbtest
+    password: sbtest
+";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// The validation problems for `yaml`, as `path: message` strings; panics if it is valid or
+/// fails to parse.
+fn problems(yaml: &str) -> Vec<String> {
+    match Config::from_yaml_str(yaml) {
+        Err(ConfigError::Invalid { problems }) => problems.iter().map(Problem::to_string).collect(),
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
+/// The (line, column, message) of a parse error; panics on anything else.
+fn parse_error(yaml: &str) -> (Option<usize>, Option<usize>, String) {
+    match Config::from_yaml_str(yaml) {
+        Err(ConfigError::Parse {
+            line,
+            column,
+            message,
+        }) => (line, column, message),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[test]
+fn config_minimal_gets_defaults() {
+    let cfg = Config::from_yaml_str(MINIMAL).unwrap();
+    assert_eq!(cfg.listen, addr("127.0.0.1:6033"));
+    assert_eq!(cfg.cores, Cores::Count(1));
+    let user = &cfg.users[0];
+    assert_eq!(user.credential(), Some(Credential::ClearText("sbtest")));
+    assert_eq!(user.effective_default_hostgroup(), "default");
+    assert_eq!(user.effective_read_hostgroup(), "default");
+    assert_eq!(user.connection_limit(), None);
+    let backend = &cfg.backends[0];
+    assert_eq!(backend.hostgroup, "default");
+    assert_eq!(backend.weight, 1);
+    assert_eq!(backend.max_replication_lag, None);
+    assert_eq!(backend.effective_max_per_core(&cfg.pool), 16);
+    assert_eq!(backend.host_port(), Some(("127.0.0.1", 3306)));
+    assert_eq!(cfg.pool.min_idle_per_core, 2);
+    assert_eq!(cfg.pool.idle_timeout, HumanDuration::from_secs(60));
+    assert_eq!(cfg.pool.max_lifetime, HumanDuration::from_secs(3600));
+    assert_eq!(cfg.pool.connect_timeout, HumanDuration::from_secs(5));
+    assert_eq!(cfg.pool.query_timeout.non_zero(), None);
+    assert_eq!(cfg.backlog.max_waiting_per_core, 10_000);
+    assert_eq!(cfg.backlog.wait_timeout, HumanDuration::from_secs(10));
+    assert_eq!(cfg.client.max_connections, 20_000);
+    assert_eq!(cfg.client.handshake_timeout, HumanDuration::from_secs(5));
+    assert_eq!(cfg.client.idle_timeout, HumanDuration::ZERO);
+    assert_eq!(cfg.client.max_packet_size, ByteSize::mib(64));
+    assert_eq!(cfg.admin, None);
+    assert_eq!(cfg.metrics, None);
+    assert_eq!(cfg.log.level, LogLevel::Info);
+}
+
+#[test]
+fn config_example_file_loads_with_its_values() {
+    let cfg = Config::load(EXAMPLE).unwrap();
+    assert_eq!(cfg.listen, addr("127.0.0.1:6033"));
+    assert_eq!(cfg.cores.cpu_ids(2).unwrap(), vec![0, 1]);
+
+    assert_eq!(cfg.users.len(), 2);
+    let sbtest = &cfg.users[0];
+    assert_eq!(sbtest.default_schema.as_deref(), Some("sbtest"));
+    assert_eq!(sbtest.effective_default_hostgroup(), "writer");
+    assert_eq!(sbtest.effective_read_hostgroup(), "readers");
+    let app = &cfg.users[1];
+    assert!(matches!(app.credential(), Some(Credential::NativeHash(h)) if h[0] == 0x2A));
+    assert_eq!(app.connection_limit(), Some(100));
+
+    let (primary, replica) = (&cfg.backends[0], &cfg.backends[1]);
+    assert_eq!(primary.effective_max_per_core(&cfg.pool), 32);
+    assert_eq!(replica.hostgroup, "readers");
+    assert_eq!(replica.weight, 2);
+    assert_eq!(replica.max_replication_lag, Some(HumanDuration::from_secs(10)));
+    assert_eq!(replica.resolve().unwrap(), vec![addr("127.0.0.1:3307")]);
+
+    assert_eq!(cfg.pool.max_per_core, 16);
+    assert_eq!(cfg.pool.max_lifetime.as_duration(), Duration::from_secs(3600));
+    assert_eq!(cfg.backlog.max_waiting_per_core, 10_000);
+    assert_eq!(cfg.client.max_packet_size, ByteSize::mib(64));
+    let admin = cfg.admin.as_ref().unwrap();
+    assert_eq!(admin.listen, addr("127.0.0.1:6032"));
+    assert_eq!(admin.credential(), Some(Credential::ClearText("admin")));
+    assert_eq!(cfg.metrics.as_ref().unwrap().listen, addr("127.0.0.1:9633"));
+    assert_eq!(cfg.log.level, LogLevel::Info);
+}
+
+#[test]
+fn config_example_file_sets_every_key() {
+    // Every key the serializer knows about appears in the example, so it stays a full reference.
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let shown = Config::from_yaml_str(&text).unwrap().to_yaml_string();
+    for line in shown.lines() {
+        let key = line.trim_start().trim_start_matches("- ");
+        if let Some((key, _)) = key.split_once(':') {
+            let written = format!("{key}:");
+            assert!(text.contains(&written), "example lacks {key}");
+        }
+    }
+    assert!(text.contains("password_hash:"));
+}
+
+#[test]
+fn config_unknown_key_rejected_with_line_and_column() {
+    let yaml = format!("{MINIMAL}pool:\n  max_per_core: 8\n  max_per_cor: 9\n");
+    let (line, column, message) = parse_error(&yaml);
+    assert_eq!((line, column), (Some(12), Some(3)));
+    assert!(
+        message.starts_with("pool: unknown field `max_per_cor`"),
+        "{message}"
+    );
+
+    let top = format!("{MINIMAL}listen_port: 1\n");
+    let (line, _, message) = parse_error(&top);
+    assert_eq!(line, Some(10));
+    assert!(message.contains("unknown field `listen_port`"), "{message}");
+}
+
+#[test]
+fn config_bad_values_are_parse_errors_with_location() {
+    let yaml = format!("{MINIMAL}pool:\n  idle_timeout: 10x\n");
+    let (line, column, message) = parse_error(&yaml);
+    assert_eq!((line, column), (Some(11), Some(17)));
+    assert!(message.contains("unknown unit \"x\""), "{message}");
+
+    let yaml = format!("{MINIMAL}client:\n  max_packet_size: 1.5MiB\n");
+    let (line, _, message) = parse_error(&yaml);
+    assert_eq!(line, Some(11));
+    assert!(message.starts_with("client.max_packet_size: "), "{message}");
+
+    let yaml = format!("{MINIMAL}log:\n  level: loud\n");
+    let (_, _, message) = parse_error(&yaml);
+    assert!(message.contains("unknown variant `loud`"), "{message}");
+
+    let (_, _, message) = parse_error("listen: 127.0.0.1:6033\nusers: []\n");
+    assert!(message.contains("missing field `backends`"), "{message}");
+}
+
+#[test]
+fn config_parse_error_display_reads_well() {
+    let err = Config::from_yaml_str("listen: [1\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("config error at line "), "{text}");
+    let (line, column, _) = parse_error("");
+    assert_eq!((line, column), (None, None));
+    let empty = Config::from_yaml_str("# nothing here\n").unwrap_err();
+    assert_eq!(
+        empty.to_string(),
+        "config error: the file has no settings; at least listen, users and backends are required"
+    );
+}
+
+#[test]
+fn config_missing_file_is_io_error() {
+    let err = Config::load("/nonexistent/funnel.yaml").unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("cannot read config file /nonexistent/funnel.yaml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_reports_every_problem_with_its_path() {
+    let yaml = "\
+listen: 127.0.0.1:6033
+cores: 0
+users:
+  - name: sbtest
+  - name: sbtest
+    password: a
+    password_hash: '*2AFD99E79E4AA23DE141540F4179F64FFB3AC521'
+    default_hostgroup: writer
+backends:
+  - name: primary
+    address: 127.0.0.1:3306
+    user: sbtest
+    password: sbtest
+  - name: primary
+    address: foo
+    user: ''
+    password: x
+    weight: 0
+    max_per_core: 1
+pool:
+  min_idle_per_core: 20
+backlog:
+  wait_timeout: 0s
+client:
+  handshake_timeout: 0
+  max_packet_size: 512B
+";
+    assert_eq!(
+        problems(yaml),
+        [
+            "cores: must be at least 1",
+            "users[0]: give exactly one of password or password_hash",
+            "users[1].name: \"sbtest\" is already used by users[0]",
+            "users[1]: give exactly one of password or password_hash",
+            "users[1].default_hostgroup: no backend is in hostgroup \"writer\" (hostgroups: \"default\")",
+            "backends[1].name: \"primary\" is already used by backends[0]",
+            "backends[1].address: \"foo\" is not host:port",
+            "backends[1].user: must not be empty",
+            "backends[1].weight: must be at least 1",
+            "backends[1].max_per_core: 1 is less than pool.min_idle_per_core (20)",
+            "pool.min_idle_per_core: 20 is more than pool.max_per_core (16)",
+            "backlog.wait_timeout: must be more than 0s: a waiting client needs a deadline",
+            "client.handshake_timeout: must be more than 0s: a client that never logs in must not hold a connection",
+            "client.max_packet_size: must be between 1KiB and 1GiB, got 512B",
+        ]
+    );
+    let err = Config::from_yaml_str(yaml).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("invalid configuration (14 problems):\n  cores: must be at least 1\n"));
+    assert_eq!(err.problems().len(), 14);
+}
+
+#[test]
+fn config_requires_users_and_backends() {
+    let yaml = "listen: 127.0.0.1:6033\nusers: []\nbackends: []\n";
+    assert_eq!(
+        problems(yaml),
+        [
+            "users: at least one user is required",
+            "backends: at least one backend is required",
+        ]
+    );
+}
+
+#[test]
+fn config_password_hash_format() {
+    let with_user = |secret: &str| {
+        MINIMAL.replace(
+            "    password: sbtest\nbackends",
+            &format!("    {secret}\nbackends"),
+        )
+    };
+    let good = with_user("password_hash: '*2afd99e79e4aa23de141540f4179f64ffb3ac521'");
+    assert!(Config::from_yaml_str(&good).is_ok());
+    let empty_password = with_user("password: ''");
+    let cfg = Config::from_yaml_str(&empty_password).unwrap();
+    assert_eq!(cfg.users[0].credential(), Some(Credential::ClearText("")));
+
+    let hint = "users[0].password_hash: must be \"*\" followed by 40 hex digits, as SELECT PASSWORD('...') prints it";
+    for bad in [
+        "password_hash: '2AFD99E79E4AA23DE141540F4179F64FFB3AC521'",
+        "password_hash: '*2AFD99E79E4AA23DE141540F4179F64FFB3AC5'",
+        "password_hash: '*2AFD99E79E4AA23DE141540F4179F64FFB3AC52Z'",
+    ] {
+        assert_eq!(problems(&with_user(bad)), [hint], "{bad}");
+    }
+    assert_eq!(
+        problems(&with_user("password_hash: ''")),
+        ["users[0].password_hash: is empty; for an empty password write password: \"\""]
+    );
+}
+
+#[test]
+fn config_cores_as_count_and_list() {
+    let with_cores = |cores: &str| format!("cores: {cores}\n{MINIMAL}");
+    let count = Config::from_yaml_str(&with_cores("4")).unwrap();
+    assert_eq!(count.cores, Cores::Count(4));
+    assert_eq!(count.cores.cpu_ids(8).unwrap(), vec![0, 1, 2, 3]);
+    let list = Config::from_yaml_str(&with_cores("[3, 1]")).unwrap();
+    assert_eq!(list.cores, Cores::List(vec![3, 1]));
+    assert_eq!(list.cores.cpu_ids(4).unwrap(), vec![3, 1]);
+
+    assert_eq!(
+        problems(&with_cores("[]")),
+        ["cores: the CPU list must not be empty"]
+    );
+    assert_eq!(
+        problems(&with_cores("[0, 1, 1]")),
+        ["cores[2]: CPU 1 is listed twice"]
+    );
+    let (line, _, message) = parse_error(&with_cores("many"));
+    assert_eq!(line, Some(1));
+    assert!(message.starts_with("cores: invalid type"), "{message}");
+}
+
+#[test]
+fn config_user_hostgroups_must_exist() {
+    let yaml = MINIMAL.replace(
+        "    password: sbtest\nbackends",
+        "    password: sbtest\n    read_hostgroup: readers\nbackends",
+    );
+    assert_eq!(
+        problems(&yaml),
+        ["users[0].read_hostgroup: no backend is in hostgroup \"readers\" (hostgroups: \"default\")"]
+    );
+    let no_default = format!("{MINIMAL}    hostgroup: writer\n");
+    assert_eq!(
+        problems(&no_default),
+        ["users[0].default_hostgroup: not set, so \"default\" is used, but no backend is in it (hostgroups: \"writer\")"]
+    );
+}
+
+#[test]
+fn config_admin_and_listener_rules() {
+    let yaml = format!(
+        "{MINIMAL}admin:\n  listen: 127.0.0.1:6033\n  user: ''\nmetrics:\n  listen: 127.0.0.1:6033\n"
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "admin.user: must not be empty",
+            "admin: give exactly one of password or password_hash",
+            "admin.listen: 127.0.0.1:6033 is also the client listen address",
+            "metrics.listen: 127.0.0.1:6033 is also the client listen address",
+        ]
+    );
+    // Port 0 means "any free port", as tests bind, so it never clashes.
+    let zeros = MINIMAL.replace("127.0.0.1:6033", "127.0.0.1:0")
+        + "admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: x\nmetrics: {}\n";
+    let cfg = Config::from_yaml_str(&zeros).unwrap();
+    assert_eq!(cfg.metrics.unwrap().listen, addr("127.0.0.1:9633"));
+}
+
+#[test]
+fn config_to_yaml_redacts_secrets_and_round_trips() {
+    let cfg = Config::load(EXAMPLE).unwrap();
+    let shown = cfg.to_yaml_string();
+    assert!(!shown.contains("password: sbtest"), "{shown}");
+    assert!(!shown.contains("2AFD99E7"), "{shown}");
+    assert!(!shown.contains("password: admin"), "{shown}");
+    assert!(shown.contains(&format!("password: {REDACTED}")), "{shown}");
+    assert!(shown.contains("max_packet_size: 64MiB"), "{shown}");
+    assert!(shown.contains("max_lifetime: 1h"), "{shown}");
+
+    // What SHOW CONFIG prints parses back to the same (redacted) config.
+    let back: Config = serde_yaml::from_str(&shown).unwrap();
+    assert_eq!(back, cfg.redacted());
+    assert_ne!(back, cfg);
+}

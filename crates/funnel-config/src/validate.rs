@@ -1,0 +1,285 @@
+//! Rules a parsed config must follow, checked all at once so the operator sees every problem in
+//! one run of `funnel check` instead of fixing them one at a time.
+//!
+//! Each check appends a [`Problem`] with the YAML path of the offending key; checks run in file
+//! order so the report reads top to bottom.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+use crate::address::split_host_port;
+use crate::cores::Cores;
+use crate::credential::parse_native_hash;
+use crate::error::Problem;
+use crate::model::{
+    AdminConfig, Backend, BacklogConfig, ClientConfig, Config, PoolConfig, User, DEFAULT_HOSTGROUP,
+};
+use crate::size::ByteSize;
+
+/// The packet size bounds: below 1KiB even a login does not fit, and 1GiB is MySQL's own
+/// ceiling for max_allowed_packet.
+const MIN_PACKET: ByteSize = ByteSize::KIB;
+const MAX_PACKET: ByteSize = ByteSize::GIB;
+
+/// Every problem with `config`, in file order; empty when it is valid.
+pub(crate) fn problems(config: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_cores(&config.cores, &mut out);
+    let hostgroups: BTreeSet<&str> = config.backends.iter().map(|b| b.hostgroup.as_str()).collect();
+    check_users(&config.users, &hostgroups, &mut out);
+    check_backends(&config.backends, &config.pool, &mut out);
+    check_pool(&config.pool, &mut out);
+    check_backlog(&config.backlog, &mut out);
+    check_client(&config.client, &mut out);
+    if let Some(admin) = &config.admin {
+        check_admin(admin, &mut out);
+    }
+    check_listeners(config, &mut out);
+    out
+}
+
+fn push(out: &mut Vec<Problem>, path: impl Into<String>, message: impl Into<String>) {
+    out.push(Problem::new(path, message));
+}
+
+fn check_cores(cores: &Cores, out: &mut Vec<Problem>) {
+    match cores {
+        Cores::Count(0) => push(out, "cores", "must be at least 1"),
+        Cores::Count(_) => {}
+        Cores::List(ids) if ids.is_empty() => push(out, "cores", "the CPU list must not be empty"),
+        Cores::List(ids) => {
+            let mut seen = BTreeSet::new();
+            for (i, id) in ids.iter().enumerate() {
+                if !seen.insert(id) {
+                    push(out, format!("cores[{i}]"), format!("CPU {id} is listed twice"));
+                }
+            }
+        }
+    }
+}
+
+/// Reports a name used twice; `first` remembers where each name was first seen.
+fn check_unique<'a>(
+    first: &mut HashMap<&'a str, usize>,
+    section: &str,
+    i: usize,
+    name: &'a str,
+    out: &mut Vec<Problem>,
+) {
+    if let Some(&earlier) = first.get(name) {
+        push(
+            out,
+            format!("{section}[{i}].name"),
+            format!("{name:?} is already used by {section}[{earlier}]"),
+        );
+    } else {
+        first.insert(name, i);
+    }
+}
+
+fn check_not_empty(path: String, value: &str, out: &mut Vec<Problem>) {
+    if value.is_empty() {
+        push(out, path, "must not be empty");
+    }
+}
+
+/// Checks that exactly one of `password` and `password_hash` is given, and that a hash is well
+/// formed.
+fn check_secret(path: &str, password: Option<&str>, hash: Option<&str>, out: &mut Vec<Problem>) {
+    match (password, hash) {
+        (Some(_), Some(_)) | (None, None) => push(out, path, "give exactly one of password or password_hash"),
+        (None, Some(hash)) => {
+            if let Err(message) = parse_native_hash(hash) {
+                push(out, format!("{path}.password_hash"), message);
+            }
+        }
+        (Some(_), None) => {}
+    }
+}
+
+fn check_users(users: &[User], hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
+    if users.is_empty() {
+        push(out, "users", "at least one user is required");
+    }
+    let mut first = HashMap::new();
+    for (i, user) in users.iter().enumerate() {
+        let path = format!("users[{i}]");
+        check_not_empty(format!("{path}.name"), &user.name, out);
+        check_unique(&mut first, "users", i, &user.name, out);
+        check_secret(
+            &path,
+            user.password.as_deref(),
+            user.password_hash.as_deref(),
+            out,
+        );
+        if user.default_schema.as_deref() == Some("") {
+            push(
+                out,
+                format!("{path}.default_schema"),
+                "must not be empty (leave it out for no default schema)",
+            );
+        }
+        // With no backends every hostgroup would be missing; "backends" reports the real cause.
+        if !hostgroups.is_empty() {
+            check_user_hostgroups(&path, user, hostgroups, out);
+        }
+    }
+}
+
+fn check_user_hostgroups(path: &str, user: &User, hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
+    let known = || {
+        let names: Vec<String> = hostgroups.iter().map(|h| format!("{h:?}")).collect();
+        names.join(", ")
+    };
+    match &user.default_hostgroup {
+        Some(group) if !hostgroups.contains(group.as_str()) => push(
+            out,
+            format!("{path}.default_hostgroup"),
+            format!("no backend is in hostgroup {group:?} (hostgroups: {})", known()),
+        ),
+        None if !hostgroups.contains(DEFAULT_HOSTGROUP) => push(
+            out,
+            format!("{path}.default_hostgroup"),
+            format!(
+                "not set, so {DEFAULT_HOSTGROUP:?} is used, but no backend is in it (hostgroups: {})",
+                known()
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(group) = &user.read_hostgroup {
+        if !hostgroups.contains(group.as_str()) {
+            push(
+                out,
+                format!("{path}.read_hostgroup"),
+                format!("no backend is in hostgroup {group:?} (hostgroups: {})", known()),
+            );
+        }
+    }
+}
+
+fn check_backends(backends: &[Backend], pool: &PoolConfig, out: &mut Vec<Problem>) {
+    if backends.is_empty() {
+        push(out, "backends", "at least one backend is required");
+    }
+    let mut first = HashMap::new();
+    for (i, backend) in backends.iter().enumerate() {
+        let path = format!("backends[{i}]");
+        check_not_empty(format!("{path}.name"), &backend.name, out);
+        check_unique(&mut first, "backends", i, &backend.name, out);
+        if let Err(message) = split_host_port(&backend.address) {
+            push(out, format!("{path}.address"), message);
+        }
+        check_not_empty(format!("{path}.user"), &backend.user, out);
+        check_not_empty(format!("{path}.hostgroup"), &backend.hostgroup, out);
+        if backend.weight == 0 {
+            push(out, format!("{path}.weight"), "must be at least 1");
+        }
+        match backend.max_per_core {
+            Some(0) => push(out, format!("{path}.max_per_core"), "must be at least 1"),
+            Some(max) if max < pool.min_idle_per_core => push(
+                out,
+                format!("{path}.max_per_core"),
+                format!(
+                    "{max} is less than pool.min_idle_per_core ({})",
+                    pool.min_idle_per_core
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn check_pool(pool: &PoolConfig, out: &mut Vec<Problem>) {
+    if pool.max_per_core == 0 {
+        push(out, "pool.max_per_core", "must be at least 1");
+    }
+    if pool.min_idle_per_core > pool.max_per_core {
+        push(
+            out,
+            "pool.min_idle_per_core",
+            format!(
+                "{} is more than pool.max_per_core ({})",
+                pool.min_idle_per_core, pool.max_per_core
+            ),
+        );
+    }
+    if pool.connect_timeout.is_zero() {
+        push(
+            out,
+            "pool.connect_timeout",
+            "must be more than 0s: a backend connect needs a deadline",
+        );
+    }
+}
+
+fn check_backlog(backlog: &BacklogConfig, out: &mut Vec<Problem>) {
+    if backlog.wait_timeout.is_zero() {
+        push(
+            out,
+            "backlog.wait_timeout",
+            "must be more than 0s: a waiting client needs a deadline",
+        );
+    }
+}
+
+fn check_client(client: &ClientConfig, out: &mut Vec<Problem>) {
+    if client.max_connections == 0 {
+        push(out, "client.max_connections", "must be at least 1");
+    }
+    if client.handshake_timeout.is_zero() {
+        push(
+            out,
+            "client.handshake_timeout",
+            "must be more than 0s: a client that never logs in must not hold a connection",
+        );
+    }
+    let size = client.max_packet_size;
+    if size < MIN_PACKET || size > MAX_PACKET {
+        push(
+            out,
+            "client.max_packet_size",
+            format!("must be between {MIN_PACKET} and {MAX_PACKET}, got {size}"),
+        );
+    }
+}
+
+fn check_admin(admin: &AdminConfig, out: &mut Vec<Problem>) {
+    check_not_empty("admin.user".to_owned(), &admin.user, out);
+    check_secret(
+        "admin",
+        admin.password.as_deref(),
+        admin.password_hash.as_deref(),
+        out,
+    );
+}
+
+/// Two listeners on one address would fail at bind time with a less helpful message. Port 0
+/// (any free port, as tests use) never clashes.
+fn check_listeners(config: &Config, out: &mut Vec<Problem>) {
+    let clash = |a: SocketAddr, b: SocketAddr| a.port() != 0 && a == b;
+    let admin = config.admin.as_ref().map(|a| a.listen);
+    if let Some(addr) = admin.filter(|&a| clash(a, config.listen)) {
+        push(
+            out,
+            "admin.listen",
+            format!("{addr} is also the client listen address"),
+        );
+    }
+    if let Some(metrics) = &config.metrics {
+        let addr = metrics.listen;
+        if clash(addr, config.listen) {
+            push(
+                out,
+                "metrics.listen",
+                format!("{addr} is also the client listen address"),
+            );
+        } else if admin.is_some_and(|a| clash(addr, a)) {
+            push(
+                out,
+                "metrics.listen",
+                format!("{addr} is also the admin listen address"),
+            );
+        }
+    }
+}
