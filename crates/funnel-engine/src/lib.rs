@@ -1,1 +1,28 @@
-//! placeholder
+//! Funnel's engine: one shard per core, each owning its listener, its client
+//! sessions and its private backend pool. Cores share nothing on the data
+//! path; they talk only through [`control`] messages.
+//!
+//! A query's path: [`listener`] accepts on the core's `SO_REUSEPORT` socket →
+//! [`shard`] spawns a [`session`] → the session plans the command
+//! ([`session::command`]), leases a connection from the [`pool`] (waiting in
+//! the [`backlog`] when all are busy), forwards the command, and [`relay`]
+//! streams the response back while the protocol tracker finds its end.
+
+pub mod backlog;
+pub mod control;
+pub mod error;
+pub mod ids;
+pub mod iobuf;
+pub mod listener;
+pub mod oneshot;
+pub mod pool;
+pub mod proxy;
+pub mod relay;
+pub mod rt;
+pub mod session;
+pub mod shard;
+pub mod stats;
+
+pub use control::ShardSnapshot;
+pub use error::EngineError;
+pub use proxy::{Proxy, StartError, Stopper};

@@ -1,1 +1,133 @@
-fn main() {}
+//! `funnel`: the MySQL/MariaDB connection-multiplexing proxy.
+//!
+//! `funnel --config FILE` runs it; `funnel check --config FILE` validates a
+//! configuration and says what is wrong with it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use funnel_config::Config;
+use funnel_engine::Proxy;
+
+/// Funnels thousands of MySQL/MariaDB client connections into a few backend
+/// connections, one shard per CPU core.
+#[derive(Parser, Debug)]
+#[command(name = "funnel", version, about, long_about = None)]
+struct Cli {
+    /// The YAML configuration file (see examples/funnel.yaml).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Validate a configuration file and print every problem found.
+    Check {
+        /// The YAML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::Check { config }) => check(&config),
+        None => {
+            let Some(path) = cli.config else {
+                eprintln!("funnel: --config FILE is required (see `funnel --help`)");
+                return ExitCode::from(2);
+            };
+            match run(&path) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("funnel: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    match Config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: OK ({} user(s), {} backend(s), listening on {})",
+                path.display(),
+                cfg.users.len(),
+                cfg.backends.len(),
+                cfg.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(path).with_context(|| format!("{}", path.display()))?;
+    init_logging(config.log.level.as_str());
+    // Block the signals before any thread starts, so only the main thread
+    // receives them (in sigwait) and the shards never see them.
+    let signals = block_signals();
+    let listen = config.listen;
+    let proxy = Proxy::start(config).context("cannot start")?;
+    tracing::info!(listen = %proxy.local_addr(), requested = %listen, "funnel is serving");
+    let stopper = proxy.stopper();
+    loop {
+        match wait_signal(&signals) {
+            libc::SIGHUP => {
+                tracing::warn!("SIGHUP: live reload is not available in this build; restart to apply")
+            }
+            sig => {
+                tracing::info!(signal = sig, "stopping");
+                stopper.stop();
+                break;
+            }
+        }
+    }
+    proxy.wait();
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
+    // pthread_sigmask only changes this thread's mask (inherited by threads
+    // started afterwards).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` was initialised by block_signals; `sig` is a valid out pointer.
+    unsafe {
+        libc::sigwait(set, &mut sig);
+    }
+    sig
+}

@@ -1,0 +1,205 @@
+//! Funnel's own errors, and the one place they become MySQL ERR packets.
+//!
+//! A backend's ERR packet is data and is forwarded as-is; it never becomes
+//! an [`EngineError`]. Each error says whose fault it is, which decides what
+//! gets logged and counted.
+
+use std::time::Duration;
+
+use funnel_protocol::response::ErrPacket;
+use thiserror::Error;
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something wrong or asked for too much.
+    Client,
+    /// A backend failed or could not be reached.
+    Backend,
+    /// Funnel itself (a limit it enforces, or a bug).
+    Funnel,
+}
+
+/// An error Funnel reports to a client.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Wrong password or unknown user (the same message for both, as MySQL does).
+    #[error("access denied for user '{user}'@'{host}'")]
+    AccessDenied {
+        /// The user name the client gave.
+        user: String,
+        /// The client's address.
+        host: String,
+        /// Whether the client sent a password.
+        using_password: bool,
+    },
+    /// A command waited in the backlog for longer than `backlog.wait_timeout`.
+    #[error("no backend connection became free within backlog.wait_timeout ({waited:?})")]
+    BacklogTimeout {
+        /// How long the command waited.
+        waited: Duration,
+        /// The pool's size limit on this core.
+        max: usize,
+        /// Commands waiting on this core when it gave up.
+        waiting: usize,
+    },
+    /// The backlog already holds `backlog.max_waiting_per_core` commands.
+    #[error("backlog full: {max_waiting} commands already waiting on this core")]
+    BacklogFull {
+        /// The configured limit.
+        max_waiting: usize,
+    },
+    /// No backend connection could be opened.
+    #[error("backend {backend} unavailable: {reason}")]
+    BackendUnavailable {
+        /// Backend name.
+        backend: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The backend connection failed while running the client's command.
+    #[error("lost connection to backend {backend} during query: {reason}")]
+    BackendLost {
+        /// Backend name.
+        backend: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The core already serves its share of `client.max_connections`.
+    #[error("too many connections")]
+    TooManyConnections,
+    /// A client packet exceeded `client.max_packet_size`.
+    #[error("packet of {len} bytes exceeds max_packet_size {max}")]
+    PacketTooLarge {
+        /// Declared length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// A command byte the protocol does not define.
+    #[error("unknown command 0x{0:02x}")]
+    UnknownCommand(u8),
+    /// A command Funnel does not proxy.
+    #[error("{0} is not supported through Funnel")]
+    Unsupported(&'static str),
+    /// A client packet that could not be decoded.
+    #[error("malformed packet: {0}")]
+    Malformed(funnel_protocol::ProtocolError),
+    /// A handshake that was not a valid login.
+    #[error("bad handshake: {0}")]
+    BadHandshake(String),
+}
+
+impl EngineError {
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        use EngineError::*;
+        match self {
+            AccessDenied { .. }
+            | PacketTooLarge { .. }
+            | UnknownCommand(_)
+            | Unsupported(_)
+            | Malformed(_)
+            | BadHandshake(_) => Fault::Client,
+            BackendUnavailable { .. } | BackendLost { .. } => Fault::Backend,
+            BacklogTimeout { .. } | BacklogFull { .. } | TooManyConnections => Fault::Funnel,
+        }
+    }
+
+    /// The ERR packet the client receives, with MySQL's code and SQLSTATE
+    /// where one exists and Funnel's own 9xxx codes (as ProxySQL uses) where
+    /// the condition is the proxy's.
+    pub fn to_err_packet(&self) -> ErrPacket {
+        use EngineError::*;
+        match self {
+            AccessDenied {
+                user,
+                host,
+                using_password,
+            } => ErrPacket::new(
+                1045,
+                "28000",
+                format!(
+                    "Access denied for user '{user}'@'{host}' (using password: {})",
+                    if *using_password { "YES" } else { "NO" }
+                ),
+            ),
+            BacklogTimeout { waited, max, waiting } => ErrPacket::new(
+                9001,
+                "HY000",
+                format!(
+                    "Funnel: no backend connection became free within backlog.wait_timeout ({} ms); \
+                     all {max} connections of this core are busy and {waiting} commands are waiting",
+                    waited.as_millis()
+                ),
+            ),
+            BacklogFull { max_waiting } => ErrPacket::new(
+                9002,
+                "HY000",
+                format!(
+                    "Funnel: backlog full: backlog.max_waiting_per_core ({max_waiting}) commands are already \
+                     waiting for a backend connection on this core"
+                ),
+            ),
+            BackendUnavailable { backend, reason } => ErrPacket::new(
+                9003,
+                "HY000",
+                format!("Funnel: cannot open a connection to backend '{backend}': {reason}"),
+            ),
+            BackendLost { backend, reason } => ErrPacket::new(
+                2013,
+                "HY000",
+                format!("Lost connection to backend '{backend}' during query: {reason}"),
+            ),
+            TooManyConnections => ErrPacket::new(1040, "08004", "Too many connections"),
+            PacketTooLarge { .. } => ErrPacket::new(
+                1153,
+                "08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes",
+            ),
+            UnknownCommand(_) => ErrPacket::new(1047, "08S01", "Unknown command"),
+            Unsupported(what) => ErrPacket::new(
+                1235,
+                "42000",
+                format!("This version of Funnel doesn't yet support '{what}'"),
+            ),
+            Malformed(e) => ErrPacket::new(1835, "HY000", format!("Malformed communication packet: {e}")),
+            BadHandshake(why) => ErrPacket::new(1043, "08S01", format!("Bad handshake: {why}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_access_denied_matches_mysql() {
+        let e = EngineError::AccessDenied {
+            user: "bob".into(),
+            host: "127.0.0.1".into(),
+            using_password: true,
+        };
+        let p = e.to_err_packet();
+        assert_eq!((p.code, &p.sql_state), (1045, b"28000"));
+        assert_eq!(
+            p.message_text(),
+            "Access denied for user 'bob'@'127.0.0.1' (using password: YES)"
+        );
+        assert_eq!(e.fault(), Fault::Client);
+    }
+
+    #[test]
+    fn error_backlog_messages_name_the_limit() {
+        let p = EngineError::BacklogTimeout {
+            waited: Duration::from_millis(1500),
+            max: 4,
+            waiting: 9,
+        }
+        .to_err_packet();
+        assert_eq!(p.code, 9001);
+        assert!(p.message_text().contains("backlog.wait_timeout (1500 ms)"));
+        let p = EngineError::BacklogFull { max_waiting: 10 }.to_err_packet();
+        assert!(p.message_text().contains("backlog.max_waiting_per_core (10)"));
+    }
+}

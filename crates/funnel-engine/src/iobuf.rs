@@ -1,0 +1,166 @@
+//! A reusable read buffer with packet access.
+//!
+//! Each connection keeps one; bytes are read into its free tail and packets
+//! are looked at in place, so forwarding a packet copies nothing in user
+//! space. The buffer is zero-initialised once and grows only for packets
+//! that do not fit, so reads never memset.
+
+use std::io;
+
+use funnel_protocol::framing::{PacketHeader, HEADER_LEN};
+
+use crate::rt::Stream;
+
+/// Initial size of a connection's read buffer.
+pub const DEFAULT_CAPACITY: usize = 16 * 1024;
+
+/// Bytes read from a socket and not consumed yet.
+pub struct IoBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for IoBuf {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl IoBuf {
+    /// A buffer of `cap` bytes.
+    pub fn with_capacity(cap: usize) -> Self {
+        IoBuf {
+            data: vec![0; cap],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The unconsumed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// How many unconsumed bytes there are.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// True when nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Drops `n` bytes from the front.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Forgets everything buffered.
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// The header of the first buffered packet, if four bytes are there.
+    pub fn peek_header(&self) -> Option<PacketHeader> {
+        PacketHeader::peek(self.bytes())
+    }
+
+    /// The first packet (header and payload) when all of it is buffered.
+    pub fn whole_packet(&self) -> Option<(PacketHeader, &[u8])> {
+        let h = self.peek_header()?;
+        let b = self.bytes();
+        (b.len() >= h.total_len()).then(|| (h, &b[HEADER_LEN..h.total_len()]))
+    }
+
+    /// Makes room for at least `want` unconsumed bytes in total, moving the
+    /// live bytes to the front or growing the buffer as needed.
+    pub fn reserve_total(&mut self, want: usize) {
+        if self.start > 0
+            && (self.data.len() - self.end < want.saturating_sub(self.len()) || self.end == self.data.len())
+        {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.data.len() < want {
+            self.data.resize(want, 0);
+        }
+    }
+
+    /// Reads once from `stream` into the free tail. Returns the bytes read;
+    /// an error of kind `UnexpectedEof` when the peer closed.
+    pub async fn fill(&mut self, stream: &mut Stream) -> io::Result<usize> {
+        if self.end == self.data.len() {
+            let len = self.len();
+            self.reserve_total(len.max(DEFAULT_CAPACITY / 2) + DEFAULT_CAPACITY / 2);
+        }
+        let n = stream.read(&mut self.data[self.end..]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed the connection",
+            ));
+        }
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Shrinks a buffer that grew for one huge packet back to its default
+    /// size once it is empty, so idle connections stay small.
+    pub fn shrink_if_idle(&mut self) {
+        if self.is_empty() && self.data.len() > DEFAULT_CAPACITY {
+            self.data = vec![0; DEFAULT_CAPACITY];
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(b: &mut IoBuf, bytes: &[u8]) {
+        b.reserve_total(b.len() + bytes.len());
+        let end = b.end;
+        b.data[end..end + bytes.len()].copy_from_slice(bytes);
+        b.end += bytes.len();
+    }
+
+    #[test]
+    fn iobuf_packets_in_place() {
+        let mut b = IoBuf::with_capacity(8);
+        push(&mut b, &[3, 0, 0, 1, b'a']);
+        assert!(b.whole_packet().is_none());
+        push(&mut b, &[b'b', b'c', 1, 0]);
+        let (h, p) = b.whole_packet().unwrap();
+        assert_eq!((h.seq, p), (1, &b"abc"[..]));
+        b.consume(h.total_len());
+        assert_eq!(b.bytes(), &[1, 0]);
+        b.consume(2);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn iobuf_reserve_compacts_and_grows() {
+        let mut b = IoBuf::with_capacity(8);
+        push(&mut b, &[1, 2, 3, 4, 5, 6]);
+        b.consume(5);
+        b.reserve_total(7);
+        assert_eq!(b.bytes(), &[6]);
+        assert!(b.data.len() >= 7);
+        b.reserve_total(100);
+        assert_eq!(b.bytes(), &[6]);
+        b.consume(1);
+        b.shrink_if_idle();
+        assert_eq!(b.data.len(), DEFAULT_CAPACITY);
+    }
+}

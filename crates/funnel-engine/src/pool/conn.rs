@@ -1,0 +1,297 @@
+//! One pre-authenticated backend connection: opening it, and running small
+//! commands on it to completion (state changes before a client's command).
+//!
+//! Dropping a connection only closes its socket and frees its pool slot;
+//! there is no async work in `Drop`.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use funnel_protocol::auth::{
+    caching_sha2_next, caching_sha2_scramble, native_password_scramble, AuthSwitchRequest, CachingSha2Step,
+    CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD,
+};
+use funnel_protocol::framing::write_packet;
+use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
+use funnel_protocol::response::{ErrPacket, OkPacket};
+use funnel_protocol::tracker::{Event, Expect, ResponseSummary, ResponseTracker};
+use funnel_protocol::{Capabilities, StatusFlags};
+
+use crate::ids::BackendId;
+use crate::iobuf::IoBuf;
+use crate::pool::key::PoolKey;
+use crate::rt::{self, Stream};
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    /// The backend's name from the config.
+    pub name: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// User Funnel logs in as.
+    pub user: String,
+    /// Its password (never logged).
+    pub password: String,
+}
+
+/// Why a backend connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Network failure or timeout.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The server refused the login.
+    #[error("login refused: {0}")]
+    Refused(ErrPacket),
+    /// The server sent something that does not follow the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] funnel_protocol::ProtocolError),
+    /// An auth method Funnel cannot complete on this transport.
+    #[error("unsupported authentication: {0}")]
+    Auth(String),
+}
+
+/// Keeps a pool slot taken while a connection (or its opening) exists.
+pub struct SlotGuard(Rc<Cell<usize>>);
+
+impl SlotGuard {
+    /// Takes one slot of `count`.
+    pub fn take(count: &Rc<Cell<usize>>) -> Self {
+        count.set(count.get() + 1);
+        SlotGuard(count.clone())
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// An open, authenticated backend connection.
+pub struct BackendConn {
+    /// Id within the shard.
+    pub id: BackendId,
+    /// The socket.
+    pub stream: Stream,
+    /// Bytes read and not yet processed.
+    pub buf: IoBuf,
+    /// The partition it belongs to.
+    pub key: PoolKey,
+    /// Negotiated capabilities.
+    pub caps: Capabilities,
+    /// Status flags after the last response.
+    pub status: StatusFlags,
+    /// The schema selected on the server (`None`: none selected yet).
+    pub schema: Option<Vec<u8>>,
+    /// The server's id for this connection (for `KILL QUERY`).
+    pub server_thread_id: u32,
+    /// When it was opened.
+    pub opened_at: Instant,
+    /// When it was last released.
+    pub idle_since: Instant,
+    _slot: SlotGuard,
+}
+
+impl std::fmt::Debug for BackendConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConn")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("server_thread_id", &self.server_thread_id)
+            .finish()
+    }
+}
+
+/// Largest packet accepted from a backend during login and Funnel's own
+/// commands (their answers are small; a client's rows never come this way).
+const SMALL_PACKET_LIMIT: usize = 1 << 20;
+
+impl BackendConn {
+    /// Connects, logs in, and returns the connection (and the server's version string).
+    pub async fn open(
+        spec: &BackendSpec,
+        id: BackendId,
+        key: PoolKey,
+        slot: SlotGuard,
+        limit: Duration,
+    ) -> Result<(BackendConn, Vec<u8>), BackendError> {
+        match rt::timeout(limit, Self::open_inner(spec, id, key, slot, limit)).await {
+            Some(r) => r,
+            None => Err(BackendError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no login within pool.connect_timeout ({} ms)", limit.as_millis()),
+            ))),
+        }
+    }
+
+    async fn open_inner(
+        spec: &BackendSpec,
+        id: BackendId,
+        key: PoolKey,
+        slot: SlotGuard,
+        limit: Duration,
+    ) -> Result<(BackendConn, Vec<u8>), BackendError> {
+        let mut stream = Stream::connect(spec.addr, limit).await?;
+        stream.set_nodelay()?;
+        let mut buf = IoBuf::default();
+        let (seq, greeting) = read_packet(&mut stream, &mut buf).await?;
+        let hs = HandshakeV10::parse(&greeting).map_err(|e| match ErrPacket::parse(&greeting) {
+            Ok(err) => BackendError::Refused(err),
+            Err(_) => BackendError::Protocol(e),
+        })?;
+        let caps = key
+            .backend_caps()
+            .intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+        let plugin = String::from_utf8_lossy(&hs.auth_plugin_name).into_owned();
+        let password = spec.password.as_bytes();
+        let auth_response = match plugin.as_str() {
+            CACHING_SHA2_PASSWORD => caching_sha2_scramble(password, &hs.auth_plugin_data),
+            _ => native_password_scramble(password, &hs.auth_plugin_data),
+        };
+        // Attributes only where the server takes them: the flag is set from them.
+        let attributes = if hs.capabilities.contains(Capabilities::CLIENT_CONNECT_ATTRS) {
+            vec![(b"_client_name".to_vec(), b"funnel".to_vec())]
+        } else {
+            Vec::new()
+        };
+        let login = HandshakeResponse41 {
+            capabilities: caps,
+            max_packet_size: 1 << 30,
+            charset: key.charset,
+            username: spec.user.as_bytes().to_vec(),
+            auth_response,
+            database: None,
+            auth_plugin_name: Some(if plugin == CACHING_SHA2_PASSWORD {
+                plugin.clone().into_bytes()
+            } else {
+                MYSQL_NATIVE_PASSWORD.as_bytes().to_vec()
+            }),
+            attributes,
+        };
+        let mut out = BytesMut::new();
+        let mut payload = BytesMut::new();
+        login.write(&mut payload);
+        write_packet(&mut out, seq.wrapping_add(1), &payload);
+        stream.write_all(&out).await?;
+        loop {
+            let (seq, p) = read_packet(&mut stream, &mut buf).await?;
+            let next = seq.wrapping_add(1);
+            match p.first() {
+                Some(0x00) => {
+                    let ok = OkPacket::parse(&p, caps)?;
+                    let now = Instant::now();
+                    let conn = BackendConn {
+                        id,
+                        stream,
+                        buf,
+                        key,
+                        caps,
+                        status: ok.status,
+                        schema: None,
+                        server_thread_id: hs.connection_id,
+                        opened_at: now,
+                        idle_since: now,
+                        _slot: slot,
+                    };
+                    return Ok((conn, hs.server_version));
+                }
+                Some(0xff) => return Err(BackendError::Refused(ErrPacket::parse(&p)?)),
+                Some(0xfe) => {
+                    let switch = AuthSwitchRequest::parse(&p)?;
+                    let answer = match switch.plugin_name.as_slice() {
+                        b"mysql_native_password" => native_password_scramble(password, &switch.plugin_data),
+                        b"caching_sha2_password" => caching_sha2_scramble(password, &switch.plugin_data),
+                        other => {
+                            return Err(BackendError::Auth(format!(
+                                "server asked for plugin {}",
+                                String::from_utf8_lossy(other)
+                            )))
+                        }
+                    };
+                    send_packet(&mut stream, next, &answer).await?;
+                }
+                Some(0x01) => match caching_sha2_next(&p, password, false)? {
+                    CachingSha2Step::AwaitOk => {}
+                    CachingSha2Step::Send(data) if data == [2] => {
+                        return Err(BackendError::Auth(
+                            "caching_sha2_password full authentication needs TLS or RSA key exchange; \
+                             log in once over a secure channel to prime the server's cache"
+                                .into(),
+                        ))
+                    }
+                    CachingSha2Step::Send(data) => send_packet(&mut stream, next, &data).await?,
+                    CachingSha2Step::EncryptWith(_) => {
+                        return Err(BackendError::Auth("RSA key exchange is not supported yet".into()))
+                    }
+                },
+                _ => return Err(BackendError::Auth("unexpected packet during login".into())),
+            }
+        }
+    }
+
+    /// Sends one small command and reads its whole response, discarding
+    /// rows. Used for Funnel's own statements (schema and state changes).
+    pub async fn run(&mut self, payload: &[u8], expect: Expect) -> Result<ResponseSummary, BackendError> {
+        send_packet(&mut self.stream, 0, payload).await?;
+        let mut tracker = ResponseTracker::new(expect, self.caps, self.status);
+        loop {
+            let (_, p) = read_packet(&mut self.stream, &mut self.buf).await?;
+            if tracker.feed(&p, p.len())? == Event::Done {
+                break;
+            }
+        }
+        let summary = tracker.into_summary();
+        self.status = summary.status;
+        Ok(summary)
+    }
+
+    /// True when the connection can serve another client: nothing unread,
+    /// no transaction open, autocommit on.
+    pub fn is_reusable(&self) -> bool {
+        self.buf.is_empty()
+            && !self.status.in_transaction()
+            && self.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+    }
+
+    /// True when the server has sent something (or closed) while the
+    /// connection sat idle: such a connection is no longer usable.
+    pub fn server_spoke_while_idle(&self) -> bool {
+        !self.buf.is_empty() || self.stream.has_pending_input()
+    }
+}
+
+/// Reads one whole packet (payload copied out; login and Funnel's own commands only).
+async fn read_packet(stream: &mut Stream, buf: &mut IoBuf) -> Result<(u8, Vec<u8>), BackendError> {
+    loop {
+        if let Some((h, payload)) = buf.whole_packet() {
+            let out = (h.seq, payload.to_vec());
+            buf.consume(h.total_len());
+            return Ok(out);
+        }
+        if let Some(h) = buf.peek_header() {
+            if h.len > SMALL_PACKET_LIMIT {
+                return Err(BackendError::Protocol(
+                    funnel_protocol::ProtocolError::PacketTooLarge {
+                        len: h.len,
+                        max: SMALL_PACKET_LIMIT,
+                    },
+                ));
+            }
+            buf.reserve_total(h.total_len());
+        }
+        buf.fill(stream).await?;
+    }
+}
+
+/// Writes one packet.
+async fn send_packet(stream: &mut Stream, seq: u8, payload: &[u8]) -> io::Result<()> {
+    let mut out = BytesMut::with_capacity(payload.len() + 4);
+    write_packet(&mut out, seq, payload);
+    stream.write_all(&out).await
+}

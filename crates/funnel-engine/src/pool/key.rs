@@ -1,0 +1,91 @@
+//! What a backend connection must have in common with the client it serves.
+//!
+//! Some capability flags change what the server sends (affected-row counts
+//! with `CLIENT_FOUND_ROWS`, OK packets with `CLIENT_SESSION_TRACK`, EOF vs OK
+//! with `CLIENT_DEPRECATE_EOF`, ...) and cannot be changed after the
+//! handshake, and neither can the handshake's character set without a
+//! round trip. So the pool keeps connections by these values and hands a
+//! client only a connection opened with the same ones.
+
+use funnel_protocol::charset::UTF8MB4_GENERAL_CI;
+use funnel_protocol::Capabilities;
+
+/// Capability flags that must match between a client and its backend connection.
+pub const RESULT_SHAPING_CAPS: Capabilities = Capabilities(
+    Capabilities::CLIENT_FOUND_ROWS.0
+        | Capabilities::CLIENT_LOCAL_FILES.0
+        | Capabilities::CLIENT_IGNORE_SPACE.0
+        | Capabilities::CLIENT_MULTI_STATEMENTS.0
+        | Capabilities::CLIENT_MULTI_RESULTS.0
+        | Capabilities::CLIENT_PS_MULTI_RESULTS.0
+        | Capabilities::CLIENT_SESSION_TRACK.0
+        | Capabilities::CLIENT_DEPRECATE_EOF.0,
+);
+
+/// Flags every backend connection uses, whatever its client. `CLIENT_MYSQL`
+/// (long password) tells MariaDB not to use its extended capabilities, so
+/// Funnel speaks one dialect to every server.
+pub const BASE_BACKEND_CAPS: Capabilities = Capabilities(
+    Capabilities::CLIENT_MYSQL.0
+        | Capabilities::CLIENT_LONG_FLAG.0
+        | Capabilities::CLIENT_PROTOCOL_41.0
+        | Capabilities::CLIENT_TRANSACTIONS.0
+        | Capabilities::CLIENT_SECURE_CONNECTION.0
+        | Capabilities::CLIENT_PLUGIN_AUTH.0
+        | Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.0,
+);
+
+/// The pool partition a client needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The result-shaping capability flags.
+    pub caps: Capabilities,
+    /// The handshake collation id.
+    pub charset: u8,
+}
+
+impl PoolKey {
+    /// What most libmariadb/libmysqlclient clients ask for; used to open the
+    /// `min_idle_per_core` connections before any client arrives.
+    pub const DEFAULT: PoolKey = PoolKey {
+        caps: Capabilities(
+            Capabilities::CLIENT_LOCAL_FILES.0
+                | Capabilities::CLIENT_MULTI_STATEMENTS.0
+                | Capabilities::CLIENT_MULTI_RESULTS.0
+                | Capabilities::CLIENT_PS_MULTI_RESULTS.0
+                | Capabilities::CLIENT_SESSION_TRACK.0,
+        ),
+        charset: UTF8MB4_GENERAL_CI as u8,
+    };
+
+    /// The key for a client with these negotiated capabilities and charset.
+    pub fn for_client(caps: Capabilities, charset: u8) -> Self {
+        PoolKey {
+            caps: caps.intersect(RESULT_SHAPING_CAPS),
+            charset,
+        }
+    }
+
+    /// The capabilities to request from the backend for this key.
+    pub fn backend_caps(self) -> Capabilities {
+        BASE_BACKEND_CAPS | self.caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_key_ignores_flags_that_do_not_shape_results() {
+        let a = PoolKey::for_client(
+            Capabilities::CLIENT_FOUND_ROWS | Capabilities::CLIENT_CONNECT_ATTRS,
+            45,
+        );
+        let b = PoolKey::for_client(Capabilities::CLIENT_FOUND_ROWS, 45);
+        assert_eq!(a, b);
+        assert_ne!(a, PoolKey::for_client(Capabilities::EMPTY, 45));
+        assert!(a.backend_caps().contains(Capabilities::CLIENT_PROTOCOL_41));
+        assert!(a.backend_caps().contains(Capabilities::CLIENT_FOUND_ROWS));
+    }
+}

@@ -1,0 +1,342 @@
+//! One core's private pool of connections to one backend.
+//!
+//! Synchronous bookkeeping (`RefCell`/`Cell`, never held across an await);
+//! the only awaits are opening a connection and waiting in the backlog.
+//! `checkout` prefers an idle connection of the right key, then opens a new
+//! one while the pool is below its maximum (so a cold pool fills
+//! concurrently, one opening per waiting command), then replaces an idle
+//! connection of another key, and only then waits in the backlog.
+
+pub mod conn;
+pub mod key;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::backlog::Backlog;
+use crate::error::EngineError;
+use crate::ids::BackendId;
+use crate::rt;
+use crate::stats::Stats;
+use conn::{BackendConn, BackendSpec, SlotGuard};
+use key::PoolKey;
+
+/// Limits and timeouts of one pool.
+#[derive(Debug, Clone)]
+pub struct PoolLimits {
+    /// Connections (open or opening) at most.
+    pub max: usize,
+    /// Idle connections kept open even when unused.
+    pub min_idle: usize,
+    /// Deadline for connect + login.
+    pub connect_timeout: Duration,
+    /// Idle connections above `min_idle` close after this long.
+    pub idle_timeout: Duration,
+    /// Connections are closed on release after this long (zero: never).
+    pub max_lifetime: Duration,
+    /// How long a command waits in the backlog.
+    pub wait_timeout: Duration,
+    /// How many commands may wait.
+    pub max_waiting: usize,
+}
+
+/// How long a connection may sit idle before it is checked for a message
+/// from the server (a close after `wait_timeout`, a restart) before reuse.
+const STALE_CHECK_AFTER: Duration = Duration::from_millis(500);
+
+/// How often idle connections are reaped and topped up.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+
+/// One backend's connections on one core.
+pub struct Pool {
+    spec: BackendSpec,
+    limits: PoolLimits,
+    idle: RefCell<Vec<BackendConn>>,
+    /// Open plus opening connections (each holds a [`SlotGuard`]).
+    slots: Rc<Cell<usize>>,
+    opening: Cell<usize>,
+    backlog: Backlog,
+    next_id: Cell<u64>,
+    last_key: Cell<PoolKey>,
+    server_version: RefCell<Option<Vec<u8>>>,
+    stats: Rc<Stats>,
+}
+
+/// A snapshot of a pool's occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Open and opening connections.
+    pub total: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Connections being opened.
+    pub opening: usize,
+    /// Commands waiting in the backlog.
+    pub waiting: usize,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(spec: BackendSpec, limits: PoolLimits, stats: Rc<Stats>) -> Rc<Self> {
+        Rc::new(Pool {
+            spec,
+            limits,
+            idle: RefCell::new(Vec::new()),
+            slots: Rc::new(Cell::new(0)),
+            opening: Cell::new(0),
+            backlog: Backlog::default(),
+            next_id: Cell::new(1),
+            last_key: Cell::new(PoolKey::DEFAULT),
+            server_version: RefCell::new(None),
+            stats,
+        })
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The server version string, once a connection was opened.
+    pub fn server_version(&self) -> Option<Vec<u8>> {
+        self.server_version.borrow().clone()
+    }
+
+    /// Current occupancy.
+    pub fn counts(&self) -> PoolCounts {
+        PoolCounts {
+            total: self.slots.get(),
+            idle: self.idle.borrow().len(),
+            opening: self.opening.get(),
+            waiting: self.backlog.len(),
+        }
+    }
+
+    /// Hands out a connection for `key`: reused, newly opened, or after a
+    /// wait in the backlog. Returns whether it was reused.
+    pub async fn checkout(self: &Rc<Self>, key: PoolKey) -> Result<(BackendConn, bool), EngineError> {
+        self.last_key.set(key);
+        if let Some(conn) = self.take_idle(key) {
+            return Ok((conn, true));
+        }
+        if self.slots.get() < self.limits.max {
+            return self.open(key).await.map(|c| (c, false));
+        }
+        if let Some(victim) = self.take_oldest_idle() {
+            // Full, but an idle connection of another key exists: replace it.
+            drop(victim);
+            return self.open(key).await.map(|c| (c, false));
+        }
+        if self.backlog.len() >= self.limits.max_waiting {
+            self.stats.backlog_full.set(self.stats.backlog_full.get() + 1);
+            return Err(EngineError::BacklogFull {
+                max_waiting: self.limits.max_waiting,
+            });
+        }
+        self.stats.backlog_waits.set(self.stats.backlog_waits.get() + 1);
+        let started = Instant::now();
+        let mut rx = self.backlog.enqueue(key);
+        let handoff = match rt::timeout(self.limits.wait_timeout, &mut rx).await {
+            Some(h) => h,
+            // A connection may have been handed over just as the deadline hit.
+            None => rx.try_take().unwrap_or_else(|| {
+                self.stats
+                    .backlog_timeouts
+                    .set(self.stats.backlog_timeouts.get() + 1);
+                Err(EngineError::BacklogTimeout {
+                    waited: started.elapsed(),
+                    max: self.limits.max,
+                    waiting: self.backlog.len().saturating_sub(1),
+                })
+            }),
+        };
+        self.stats
+            .backlog_wait_us
+            .borrow_mut()
+            .record(started.elapsed().as_micros() as u64);
+        handoff.map(|c| (c, true))
+    }
+
+    /// Returns a connection after a client's command: to the first waiter,
+    /// to the idle list, or closed when it cannot be reused.
+    pub fn release(self: &Rc<Self>, mut conn: BackendConn) {
+        let expired =
+            !self.limits.max_lifetime.is_zero() && conn.opened_at.elapsed() >= self.limits.max_lifetime;
+        if !conn.is_reusable() || expired {
+            self.discard(conn);
+            return;
+        }
+        conn.buf.shrink_if_idle();
+        conn.idle_since = Instant::now();
+        match self.backlog.hand_over(conn) {
+            Ok(()) => {}
+            Err(conn) => match self.backlog.first_key() {
+                // Someone waits, but for another key: trade this one in.
+                Some(k) => {
+                    drop(conn);
+                    self.spawn_open_for_backlog(k);
+                }
+                None => self.idle.borrow_mut().push(conn),
+            },
+        }
+    }
+
+    /// Closes a connection that cannot be reused and, when commands are
+    /// waiting, opens a replacement for them.
+    pub fn discard(self: &Rc<Self>, conn: BackendConn) {
+        self.stats
+            .backend_discarded
+            .set(self.stats.backend_discarded.get() + 1);
+        drop(conn);
+        if let Some(k) = self.backlog.first_key() {
+            self.spawn_open_for_backlog(k);
+        }
+    }
+
+    /// Opens `min_idle` connections in the background.
+    pub fn prewarm(self: &Rc<Self>) {
+        for _ in self.slots.get()..self.limits.min_idle.min(self.limits.max) {
+            let pool = self.clone();
+            let slot = SlotGuard::take(&self.slots);
+            rt::spawn(async move {
+                if let Ok(c) = pool.open_with_slot(PoolKey::DEFAULT, slot).await {
+                    pool.release(c);
+                }
+            });
+        }
+    }
+
+    /// Reaps idle connections (stale, past `idle_timeout` above `min_idle`,
+    /// past `max_lifetime`) and tops the pool up to `min_idle`, until `stop`
+    /// says so.
+    pub async fn maintain(self: Rc<Self>, stop: impl Fn() -> bool) {
+        while !stop() {
+            rt::sleep(MAINTAIN_EVERY).await;
+            self.reap_idle();
+            if self.slots.get() < self.limits.min_idle {
+                self.prewarm_key(self.last_key.get());
+            }
+        }
+    }
+
+    fn reap_idle(&self) {
+        let mut idle = self.idle.borrow_mut();
+        let min = self.limits.min_idle;
+        let lifetime = self.limits.max_lifetime;
+        let idle_timeout = self.limits.idle_timeout;
+        let mut keep = Vec::with_capacity(idle.len());
+        // Oldest first, so the ones beyond min_idle that go are the coldest.
+        let mut all: Vec<BackendConn> = idle.drain(..).collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.idle_since));
+        let total_idle = all.len();
+        for (i, c) in all.into_iter().enumerate() {
+            let stale = c.server_spoke_while_idle();
+            let old = !lifetime.is_zero() && c.opened_at.elapsed() >= lifetime;
+            let surplus = i >= min && total_idle > min && c.idle_since.elapsed() >= idle_timeout;
+            if stale || old || surplus {
+                self.stats
+                    .backend_discarded
+                    .set(self.stats.backend_discarded.get() + 1);
+                drop(c);
+            } else {
+                keep.push(c);
+            }
+        }
+        keep.reverse();
+        *idle = keep;
+    }
+
+    fn prewarm_key(self: &Rc<Self>, key: PoolKey) {
+        let pool = self.clone();
+        let slot = SlotGuard::take(&self.slots);
+        rt::spawn(async move {
+            if let Ok(c) = pool.open_with_slot(key, slot).await {
+                pool.release(c);
+            }
+        });
+    }
+
+    fn take_idle(&self, key: PoolKey) -> Option<BackendConn> {
+        loop {
+            let conn = {
+                let mut idle = self.idle.borrow_mut();
+                let i = idle.iter().rposition(|c| c.key == key)?;
+                idle.remove(i)
+            };
+            if conn.idle_since.elapsed() >= STALE_CHECK_AFTER && conn.server_spoke_while_idle() {
+                // Closed by the server (wait_timeout, restart, KILL): replace it.
+                self.stats
+                    .backend_discarded
+                    .set(self.stats.backend_discarded.get() + 1);
+                continue;
+            }
+            return Some(conn);
+        }
+    }
+
+    fn take_oldest_idle(&self) -> Option<BackendConn> {
+        let mut idle = self.idle.borrow_mut();
+        let i = idle
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.idle_since)
+            .map(|(i, _)| i)?;
+        Some(idle.remove(i))
+    }
+
+    async fn open(self: &Rc<Self>, key: PoolKey) -> Result<BackendConn, EngineError> {
+        let slot = SlotGuard::take(&self.slots);
+        self.open_with_slot(key, slot).await
+    }
+
+    async fn open_with_slot(
+        self: &Rc<Self>,
+        key: PoolKey,
+        slot: SlotGuard,
+    ) -> Result<BackendConn, EngineError> {
+        let id = BackendId(self.next_id.get());
+        self.next_id.set(id.0 + 1);
+        self.opening.set(self.opening.get() + 1);
+        let started = Instant::now();
+        let result = conn::BackendConn::open(&self.spec, id, key, slot, self.limits.connect_timeout).await;
+        self.opening.set(self.opening.get() - 1);
+        match result {
+            Ok((conn, version)) => {
+                self.stats.backend_opened.set(self.stats.backend_opened.get() + 1);
+                self.stats
+                    .connect_us
+                    .borrow_mut()
+                    .record(started.elapsed().as_micros() as u64);
+                if self.server_version.borrow().is_none() {
+                    *self.server_version.borrow_mut() = Some(version);
+                }
+                Ok(conn)
+            }
+            Err(e) => {
+                self.stats
+                    .backend_open_failures
+                    .set(self.stats.backend_open_failures.get() + 1);
+                tracing::warn!(backend = %self.spec.name, error = %e, "cannot open backend connection");
+                Err(EngineError::BackendUnavailable {
+                    backend: self.spec.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn spawn_open_for_backlog(self: &Rc<Self>, key: PoolKey) {
+        if self.slots.get() >= self.limits.max {
+            return;
+        }
+        let pool = self.clone();
+        let slot = SlotGuard::take(&self.slots);
+        rt::spawn(async move {
+            match pool.open_with_slot(key, slot).await {
+                Ok(c) => pool.release(c),
+                Err(e) => pool.backlog.fail_first(key, e),
+            }
+        });
+    }
+}

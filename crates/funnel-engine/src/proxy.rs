@@ -1,0 +1,215 @@
+//! Starting and stopping a whole Funnel: one shard per configured core,
+//! each on its own pinned executor thread. Used by the binary and, on port
+//! 0, by tests (as mini-redis's `start_server`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use funnel_config::{Config, ConfigError};
+use funnel_protocol::handshake::HandshakeV10;
+
+use crate::control::{ControlMsg, ShardSnapshot};
+use crate::ids::ShardId;
+use crate::listener;
+use crate::pool::conn::BackendSpec;
+use crate::rt;
+use crate::shard::{self, Shard, ShardSetup};
+
+/// Why Funnel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config asks for CPUs this machine does not have.
+    #[error("{0}")]
+    Cores(ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A backend's address did not resolve.
+    #[error("backend {backend}: cannot resolve {address}: {reason}")]
+    Resolve {
+        /// Backend name.
+        backend: String,
+        /// Its configured address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// An executor thread could not start.
+    #[error("cannot start shard {shard}: {source}")]
+    Spawn {
+        /// Which shard.
+        shard: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running Funnel.
+pub struct Proxy {
+    addr: SocketAddr,
+    controls: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Announced when no backend could be asked for its version at start.
+const FALLBACK_VERSION: &str = "5.5.5-10.11.0-MariaDB-funnel";
+
+impl Proxy {
+    /// Binds the listeners and starts every shard.
+    pub fn start(config: Config) -> Result<Proxy, StartError> {
+        let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = config.cores.cpu_ids(available).map_err(StartError::Cores)?;
+        let backend_cfg = &config.backends[0];
+        if config.backends.len() > 1 {
+            tracing::warn!("several backends configured; this build pools the first one only");
+        }
+        let addr = backend_cfg
+            .resolve()
+            .map_err(|e| e.to_string())
+            .and_then(|v| v.into_iter().next().ok_or_else(|| "no address".to_string()))
+            .map_err(|reason| StartError::Resolve {
+                backend: backend_cfg.name.clone(),
+                address: backend_cfg.address.clone(),
+                reason,
+            })?;
+        let spec = BackendSpec {
+            name: backend_cfg.name.clone(),
+            addr,
+            user: backend_cfg.user.clone(),
+            password: backend_cfg.password.clone(),
+        };
+        let version = probe_version(addr).unwrap_or_else(|| FALLBACK_VERSION.as_bytes().to_vec());
+        let listeners =
+            listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local = listeners[0].local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let shards = cpus.len() as u64;
+        let max_clients = (u64::from(config.client.max_connections)).div_ceil(shards);
+        let mut proxy = Proxy {
+            addr: local,
+            controls: Vec::new(),
+            threads: Vec::new(),
+        };
+        for (i, (cpu, l)) in cpus.into_iter().zip(listeners).enumerate() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let setup = ShardSetup {
+                id: ShardId(i as u16),
+                config: config.clone(),
+                backend: spec.clone(),
+                max_clients,
+                version: version.clone(),
+            };
+            let name = format!("funnel-shard-{i}");
+            let handle = rt::spawn_executor(&name, Some(cpu), move || async move {
+                let listener = match rt::Listener::from_std(l) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take over listener");
+                        return;
+                    }
+                };
+                let shard = Shard::new(setup);
+                shard::run(shard, listener, rx).await;
+            })
+            .map_err(|source| StartError::Spawn {
+                shard: i as u16,
+                source,
+            })?;
+            proxy.controls.push(tx);
+            proxy.threads.push(handle);
+        }
+        Ok(proxy)
+    }
+
+    /// The address clients connect to (the real port when configured with 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Asks every shard for a snapshot (waits up to a second for each).
+    pub fn snapshots(&self) -> Vec<ShardSnapshot> {
+        self.controls
+            .iter()
+            .filter_map(|c| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                c.send(ControlMsg::Snapshot(tx)).ok()?;
+                rx.recv_timeout(Duration::from_secs(1)).ok()
+            })
+            .collect()
+    }
+
+    /// Stops every shard and waits for their threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Waits until the shards stop (they stop when shut down).
+    pub fn wait(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// A handle that can stop this proxy from another thread (signals).
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.controls.clone())
+    }
+
+    fn stop(&mut self) {
+        Stopper(self.controls.clone()).stop();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Tells every shard to stop.
+#[derive(Clone)]
+pub struct Stopper(Vec<crossbeam_channel::Sender<ControlMsg>>);
+
+impl Stopper {
+    /// Sends the stop message to every shard.
+    pub fn stop(&self) {
+        for c in &self.0 {
+            let _ = c.send(ControlMsg::Shutdown);
+        }
+    }
+}
+
+/// Reads a backend's greeting to learn its version, so clients see the
+/// version of the server they really talk to (drivers switch features on it).
+fn probe_version(addr: SocketAddr) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).ok()?;
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    if len > 4096 {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).ok()?;
+    let _ = s.write_all(&[]);
+    let hs = HandshakeV10::parse(&payload).ok()?;
+    let mut v = hs.server_version;
+    v.extend_from_slice(b"-funnel");
+    Some(v)
+}

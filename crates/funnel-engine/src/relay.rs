@@ -1,0 +1,217 @@
+//! Streaming one response from a backend connection to a client.
+//!
+//! Bytes go from the backend's read buffer straight to the client socket in
+//! the batches they arrived in; the tracker looks at each packet's first
+//! bytes to find where the response ends. Nothing is buffered beyond one
+//! read, except one packet that must be whole to be understood (never a
+//! large row: rows over [`STREAM_PACKET_OVER`] pass through in pieces).
+
+use std::io;
+use std::time::Duration;
+
+use funnel_protocol::framing::{PacketHeader, HEADER_LEN};
+use funnel_protocol::tracker::{Event, Expect, ResponseSummary, ResponseTracker};
+
+use crate::iobuf::IoBuf;
+use crate::pool::conn::BackendConn;
+use crate::rt::{self, Stream};
+
+/// Packets larger than this are forwarded as they arrive instead of being
+/// gathered whole (only rows and LOCAL INFILE data get this large).
+pub const STREAM_PACKET_OVER: usize = 64 * 1024;
+
+/// How long Funnel keeps reading a response nobody will receive (its client
+/// left) before it gives up on the backend connection.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The whole response reached the client.
+    Complete(ResponseSummary),
+    /// The client went away; `drained` says the backend's response was read
+    /// to its end anyway (so the connection is in a known state).
+    ClientGone {
+        /// Whether the rest of the response was read and discarded.
+        drained: bool,
+    },
+    /// The backend failed or broke the protocol mid-response.
+    BackendFailed {
+        /// What happened.
+        reason: String,
+        /// Whether any byte of the response reached the client.
+        sent_any: bool,
+        /// The sequence id the client expects next (for an ERR packet).
+        next_seq: u8,
+    },
+}
+
+/// The client's side of a relay.
+pub struct ClientSide<'a> {
+    /// The client socket.
+    pub stream: &'a mut Stream,
+    /// Its read buffer (LOCAL INFILE data comes from there).
+    pub buf: &'a mut IoBuf,
+    /// Largest packet the client may send.
+    pub max_packet: usize,
+}
+
+/// Streams the response to the command just sent on `conn`.
+pub async fn relay_response(
+    conn: &mut BackendConn,
+    client: ClientSide<'_>,
+    expect: Expect,
+    query_timeout: Option<Duration>,
+) -> RelayEnd {
+    let mut tracker = ResponseTracker::new(expect, conn.caps, conn.status);
+    let ClientSide {
+        stream: client_stream,
+        buf: client_buf,
+        max_packet,
+    } = client;
+    let mut pass_through = 0usize; // bytes of a large packet still to forward unread
+    let mut client_alive = true;
+    let mut sent_any = false;
+    let mut next_seq = 1u8;
+    let mut drain_deadline: Option<std::time::Instant> = None;
+    loop {
+        // Walk the buffered packets; stop at the first incomplete one.
+        let mut forward = 0usize;
+        let mut event = Event::More;
+        let bytes = conn.buf.bytes();
+        while event == Event::More && forward < bytes.len() {
+            if pass_through > 0 {
+                let n = pass_through.min(bytes.len() - forward);
+                forward += n;
+                pass_through -= n;
+                continue;
+            }
+            let Some(h) = PacketHeader::peek(&bytes[forward..]) else {
+                break;
+            };
+            let avail = bytes.len() - forward - HEADER_LEN;
+            let payload_start = forward + HEADER_LEN;
+            let fed = if avail >= h.len {
+                let r = tracker.feed(&bytes[payload_start..payload_start + h.len], h.len);
+                forward += h.total_len();
+                r
+            } else if h.len > STREAM_PACKET_OVER && avail >= 16 {
+                let r = tracker.feed(&bytes[payload_start..payload_start + avail], h.len);
+                forward += HEADER_LEN + avail;
+                pass_through = h.len - avail;
+                r
+            } else {
+                break;
+            };
+            next_seq = h.seq.wrapping_add(1);
+            match fed {
+                Ok(e) => event = e,
+                Err(e) => {
+                    return RelayEnd::BackendFailed {
+                        reason: format!("protocol violation: {e}"),
+                        sent_any,
+                        next_seq,
+                    }
+                }
+            }
+        }
+        if forward > 0 && client_alive {
+            if let Err(e) = client_stream.write_all(&conn.buf.bytes()[..forward]).await {
+                tracing::debug!(error = %e, "client gone mid-response; draining backend");
+                client_alive = false;
+                drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
+            } else {
+                sent_any = true;
+            }
+        }
+        conn.buf.consume(forward);
+        match event {
+            Event::Done => {
+                let summary = tracker.into_summary();
+                conn.status = summary.status;
+                return if client_alive {
+                    RelayEnd::Complete(summary)
+                } else {
+                    RelayEnd::ClientGone {
+                        drained: conn.buf.is_empty(),
+                    }
+                };
+            }
+            Event::LocalInfile => {
+                if !client_alive {
+                    return RelayEnd::ClientGone { drained: false };
+                }
+                if let Err(e) = relay_infile(client_stream, client_buf, &mut conn.stream, max_packet).await {
+                    return RelayEnd::BackendFailed {
+                        reason: format!("LOCAL INFILE transfer failed: {e}"),
+                        sent_any,
+                        next_seq,
+                    };
+                }
+                continue;
+            }
+            Event::More => {}
+        }
+        if let Some(h) = conn.buf.peek_header() {
+            if h.len <= STREAM_PACKET_OVER {
+                conn.buf.reserve_total(h.total_len());
+            }
+        }
+        let limit = match drain_deadline {
+            Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                Some(left) => Some(left),
+                None => return RelayEnd::ClientGone { drained: false },
+            },
+            None => query_timeout,
+        };
+        let read = match limit {
+            Some(l) => rt::timeout(l, conn.buf.fill(&mut conn.stream))
+                .await
+                .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, "query_timeout reached"))),
+            None => conn.buf.fill(&mut conn.stream).await,
+        };
+        if let Err(e) = read {
+            if !client_alive {
+                return RelayEnd::ClientGone { drained: false };
+            }
+            return RelayEnd::BackendFailed {
+                reason: e.to_string(),
+                sent_any,
+                next_seq,
+            };
+        }
+        rt::yield_if_needed().await;
+    }
+}
+
+/// Forwards the client's LOCAL INFILE packets to the backend until the
+/// empty packet that ends the file.
+async fn relay_infile(
+    client: &mut Stream,
+    buf: &mut IoBuf,
+    backend: &mut Stream,
+    max_packet: usize,
+) -> io::Result<()> {
+    loop {
+        let Some(h) = buf.peek_header() else {
+            buf.fill(client).await?;
+            continue;
+        };
+        if h.len > max_packet {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "LOCAL INFILE packet too large",
+            ));
+        }
+        if buf.len() < h.total_len() {
+            buf.reserve_total(h.total_len());
+            buf.fill(client).await?;
+            continue;
+        }
+        backend.write_all(&buf.bytes()[..h.total_len()]).await?;
+        buf.consume(h.total_len());
+        if h.len == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The runtime boundary: the only module that names glommio.
+//!
+//! Everything else in the engine uses these few functions and types, so the
+//! runtime stays replaceable (glommio's last release is from 2024).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+/// A TCP connection owned by the current core.
+pub struct Stream(glommio::net::TcpStream);
+
+/// A listening socket owned by the current core.
+pub struct Listener(glommio::net::TcpListener);
+
+/// Memory glommio may lock for registered I/O buffers. Funnel reads and
+/// writes sockets with ordinary buffers, so a small amount keeps it far
+/// below the 8 MiB `RLIMIT_MEMLOCK` common on hosts and in containers.
+const IO_MEMORY: usize = 256 * 1024;
+
+/// Runs `make_future()` on a new thread with its own executor, pinned to
+/// `cpu` when given.
+pub fn spawn_executor<G, F, T>(
+    name: &str,
+    cpu: Option<usize>,
+    make_future: G,
+) -> io::Result<std::thread::JoinHandle<T>>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let placement = match cpu {
+        Some(cpu) => glommio::Placement::Fixed(cpu),
+        None => glommio::Placement::Unbound,
+    };
+    let name = name.to_string();
+    // glommio's own join handle wraps a std thread; build the executor
+    // inside our thread so the caller gets a plain JoinHandle.
+    std::thread::Builder::new().name(name.clone()).spawn(move || {
+        let ex = glommio::LocalExecutorBuilder::new(placement)
+            .name(&name)
+            .io_memory(IO_MEMORY)
+            .make()
+            .unwrap_or_else(|e| panic!("cannot start executor {name}: {e}"));
+        ex.run(make_future())
+    })
+}
+
+/// Starts a task on the current core that runs on its own.
+pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) {
+    glommio::spawn_local(fut).detach();
+}
+
+/// Waits for `d`.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` with a deadline; `None` when it ran out.
+pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    glommio::timer::timeout(d, async { Ok(fut.await) }).await.ok()
+}
+
+/// Gives other tasks a turn if this one has run for its share.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
+impl Listener {
+    /// Takes over a bound, listening std socket (made by the binary with
+    /// socket2, so binding errors are reported rather than panicking).
+    pub fn from_std(l: std::net::TcpListener) -> io::Result<Self> {
+        l.set_nonblocking(true)?;
+        // SAFETY: the fd comes from a live, listening TcpListener whose
+        // ownership `into_raw_fd` gives up, so it is closed exactly once.
+        Ok(Listener(unsafe {
+            glommio::net::TcpListener::from_raw_fd(l.into_raw_fd())
+        }))
+    }
+
+    /// Accepts the next client connection.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        let s = self.0.accept().await.map_err(io::Error::from)?;
+        Ok(Stream(s))
+    }
+}
+
+impl Stream {
+    /// Connects to `addr` within `limit`.
+    pub async fn connect(addr: SocketAddr, limit: Duration) -> io::Result<Stream> {
+        let s = glommio::net::TcpStream::connect_timeout(addr, limit.max(Duration::from_millis(1)))
+            .await
+            .map_err(io::Error::from)?;
+        Ok(Stream(s))
+    }
+
+    /// Disables Nagle's algorithm: every response goes out at once.
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        self.0.set_nodelay(true).map_err(io::Error::from)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr().map_err(io::Error::from)
+    }
+
+    /// Reads what is available into `buf`; 0 means the peer closed.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).await
+    }
+
+    /// Writes all of `buf` (short writes are continued, never ignored).
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf).await
+    }
+
+    /// True when the peer sent bytes or closed while nobody was reading:
+    /// a pooled backend connection that did so is stale. One non-blocking
+    /// `recv(MSG_PEEK)`, no waiting.
+    pub fn has_pending_input(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut byte = 0u8;
+        // SAFETY: the fd is owned by this live stream; the buffer is one
+        // valid byte; MSG_PEEK leaves the data in the socket.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => true,
+            n if n > 0 => true,
+            _ => !matches!(
+                io::Error::last_os_error().kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        }
+    }
+
+    /// Closes the write side; errors are irrelevant at that point.
+    pub async fn close(&mut self) {
+        let _ = self.0.close().await;
+    }
+}

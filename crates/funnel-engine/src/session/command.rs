@@ -1,0 +1,183 @@
+//! Deciding what to do with one client command: answer it locally, refuse
+//! it, or forward it (and with what expectations). Pure: a payload in, a
+//! plan out, so every rule is unit-tested without sockets.
+
+use funnel_protocol::command::{Command, CommandCode};
+use funnel_protocol::tracker::Expect;
+use funnel_protocol::Capabilities;
+
+use crate::error::EngineError;
+use crate::session::pinning::{classify, PinReason};
+
+/// What the session does with a command.
+#[derive(Debug)]
+pub enum Plan {
+    /// `COM_QUIT`: close the session.
+    Quit,
+    /// Answer OK without a backend (`COM_PING`).
+    ReplyOk,
+    /// Answer with an error and go on.
+    Reply(EngineError),
+    /// Send to a backend connection.
+    Forward(Forward),
+}
+
+/// How to forward a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The response's shape; `None` for commands without a response.
+    pub expect: Option<Expect>,
+    /// The session keeps its connection from now on, for this reason.
+    pub pin: Option<PinReason>,
+    /// On success, the session's schema becomes this.
+    pub new_schema: Option<Vec<u8>>,
+    /// The command only makes sense on the connection the session already
+    /// holds (statement ids, cursors).
+    pub needs_pinned: bool,
+    /// `COM_RESET_CONNECTION`: on success the session's state is clean again.
+    pub resets: bool,
+    /// The command's name, for logs and statistics.
+    pub name: &'static str,
+}
+
+impl Forward {
+    fn new(name: &'static str, expect: Option<Expect>) -> Self {
+        Forward {
+            expect,
+            pin: None,
+            new_schema: None,
+            needs_pinned: false,
+            resets: false,
+            name,
+        }
+    }
+}
+
+/// Plans a command from its payload (the first physical packet's payload
+/// for commands over 16 MiB; only the head of such a command is looked at).
+pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
+    let cmd = match Command::parse(payload, caps) {
+        Ok(c) => c,
+        Err(funnel_protocol::ProtocolError::UnknownCommand(b)) => {
+            return Plan::Reply(EngineError::UnknownCommand(b))
+        }
+        Err(e) => return Plan::Reply(EngineError::Malformed(e)),
+    };
+    match cmd {
+        Command::Quit => Plan::Quit,
+        Command::Ping => Plan::ReplyOk,
+        Command::Query(sql) => {
+            let effect = classify(sql);
+            let mut f = Forward::new("COM_QUERY", Some(Expect::Results));
+            f.pin = effect.pin;
+            f.new_schema = effect.use_schema;
+            Plan::Forward(f)
+        }
+        Command::InitDb(db) => {
+            let mut f = Forward::new("COM_INIT_DB", Some(Expect::Status));
+            f.new_schema = Some(db.to_vec());
+            Plan::Forward(f)
+        }
+        Command::FieldList { .. } => Plan::Forward(Forward::new("COM_FIELD_LIST", Some(Expect::FieldList))),
+        Command::Statistics => Plan::Forward(Forward::new("COM_STATISTICS", Some(Expect::Statistics))),
+        Command::SetOption(_) => {
+            // Multi-statements on/off is part of the connection's state.
+            let mut f = Forward::new("COM_SET_OPTION", Some(Expect::Status));
+            f.pin = Some(PinReason::SessionVariable);
+            Plan::Forward(f)
+        }
+        Command::ResetConnection => {
+            let mut f = Forward::new("COM_RESET_CONNECTION", Some(Expect::Status));
+            f.resets = true;
+            Plan::Forward(f)
+        }
+        Command::StmtPrepare(_) => {
+            let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
+            f.pin = Some(PinReason::PreparedStatement);
+            Plan::Forward(f)
+        }
+        Command::StmtExecute { .. } => {
+            let mut f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
+            f.needs_pinned = true;
+            Plan::Forward(f)
+        }
+        Command::StmtFetch { .. } => {
+            let mut f = Forward::new("COM_STMT_FETCH", Some(Expect::Fetch));
+            f.needs_pinned = true;
+            Plan::Forward(f)
+        }
+        Command::StmtReset(_) => {
+            let mut f = Forward::new("COM_STMT_RESET", Some(Expect::Status));
+            f.needs_pinned = true;
+            Plan::Forward(f)
+        }
+        Command::StmtClose(_) => {
+            let mut f = Forward::new("COM_STMT_CLOSE", None);
+            f.needs_pinned = true;
+            Plan::Forward(f)
+        }
+        Command::StmtSendLongData { .. } => {
+            let mut f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
+            f.needs_pinned = true;
+            Plan::Forward(f)
+        }
+        Command::ChangeUser(_) => Plan::Reply(EngineError::Unsupported("COM_CHANGE_USER")),
+        Command::ProcessKill(_) => Plan::Reply(EngineError::Unsupported("COM_PROCESS_KILL")),
+        Command::Other(code) => Plan::Reply(EngineError::Unsupported(unsupported_name(code))),
+    }
+}
+
+fn unsupported_name(code: CommandCode) -> &'static str {
+    code.name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPS: Capabilities = Capabilities(Capabilities::CLIENT_PROTOCOL_41.0);
+
+    fn forward(payload: &[u8]) -> Forward {
+        match plan(payload, CAPS) {
+            Plan::Forward(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn session_plan_local_answers() {
+        assert!(matches!(plan(&[0x01], CAPS), Plan::Quit));
+        assert!(matches!(plan(&[0x0e], CAPS), Plan::ReplyOk));
+        assert!(matches!(
+            plan(&[0x42], CAPS),
+            Plan::Reply(EngineError::UnknownCommand(0x42))
+        ));
+        assert!(matches!(plan(&[], CAPS), Plan::Reply(EngineError::Malformed(_))));
+        assert!(matches!(
+            plan(&[0x12], CAPS),
+            Plan::Reply(EngineError::Unsupported("COM_BINLOG_DUMP"))
+        ));
+    }
+
+    #[test]
+    fn session_plan_queries() {
+        let f = forward(b"\x03SELECT 1");
+        assert_eq!(
+            (f.expect, f.pin, f.needs_pinned),
+            (Some(Expect::Results), None, false)
+        );
+        assert_eq!(forward(b"\x03SET @a=1").pin, Some(PinReason::UserVariable));
+        assert_eq!(forward(b"\x03USE db2").new_schema.as_deref(), Some(&b"db2"[..]));
+        assert_eq!(forward(b"\x02db3").new_schema.as_deref(), Some(&b"db3"[..]));
+    }
+
+    #[test]
+    fn session_plan_prepared_statements_pin_and_need_their_connection() {
+        assert_eq!(forward(b"\x16SELECT ?").pin, Some(PinReason::PreparedStatement));
+        let f = forward(&[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert!(f.needs_pinned);
+        let f = forward(&[0x19, 1, 0, 0, 0]);
+        assert_eq!(f.expect, None);
+        assert!(f.needs_pinned);
+    }
+}

@@ -1,0 +1,196 @@
+//! The server side of the connection phase: greeting, login check against
+//! Funnel's own users, and the auth switch to `mysql_native_password` for
+//! clients that started with another plugin.
+
+use std::io;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use funnel_protocol::auth::{AuthSwitchRequest, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN};
+use funnel_protocol::framing::write_packet;
+use funnel_protocol::handshake::{ClientHello, HandshakeResponse41, HandshakeV10};
+use funnel_protocol::{Capabilities, StatusFlags};
+use rand::Rng;
+
+use crate::error::EngineError;
+use crate::ids::ClientId;
+use crate::iobuf::IoBuf;
+use crate::rt::Stream;
+use crate::session::users::{UserEntry, UserTable};
+
+/// What Funnel offers clients. `CLIENT_MYSQL` is set, so MariaDB clients
+/// speak the common dialect (no MariaDB extended capabilities); no TLS and
+/// no compression yet.
+pub const FUNNEL_CAPS: Capabilities = Capabilities(
+    Capabilities::CLIENT_MYSQL.0
+        | Capabilities::CLIENT_FOUND_ROWS.0
+        | Capabilities::CLIENT_LONG_FLAG.0
+        | Capabilities::CLIENT_CONNECT_WITH_DB.0
+        | Capabilities::CLIENT_NO_SCHEMA.0
+        | Capabilities::CLIENT_LOCAL_FILES.0
+        | Capabilities::CLIENT_IGNORE_SPACE.0
+        | Capabilities::CLIENT_PROTOCOL_41.0
+        | Capabilities::CLIENT_INTERACTIVE.0
+        | Capabilities::CLIENT_TRANSACTIONS.0
+        | Capabilities::CLIENT_SECURE_CONNECTION.0
+        | Capabilities::CLIENT_MULTI_STATEMENTS.0
+        | Capabilities::CLIENT_MULTI_RESULTS.0
+        | Capabilities::CLIENT_PS_MULTI_RESULTS.0
+        | Capabilities::CLIENT_PLUGIN_AUTH.0
+        | Capabilities::CLIENT_CONNECT_ATTRS.0
+        | Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.0
+        | Capabilities::CLIENT_SESSION_TRACK.0
+        | Capabilities::CLIENT_DEPRECATE_EOF.0,
+);
+
+/// Largest packet accepted before login completes.
+const HANDSHAKE_PACKET_LIMIT: usize = 64 * 1024;
+
+/// A client that logged in.
+#[derive(Debug)]
+pub struct Login {
+    /// The account.
+    pub user: Rc<UserEntry>,
+    /// Capabilities both sides have.
+    pub caps: Capabilities,
+    /// The collation the client asked for.
+    pub charset: u8,
+    /// The schema it asked for (or the user's default).
+    pub schema: Option<Vec<u8>>,
+    /// Sequence id of Funnel's next packet (the final OK or ERR).
+    pub next_seq: u8,
+}
+
+/// Why a login did not complete.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The socket failed or the client left: nothing more can be sent.
+    Io(io::Error),
+    /// Refuse with this error, sent with this sequence id.
+    Refuse(EngineError, u8),
+}
+
+impl From<io::Error> for LoginError {
+    fn from(e: io::Error) -> Self {
+        LoginError::Io(e)
+    }
+}
+
+/// A fresh scramble of printable bytes (NUL never appears, since the
+/// greeting NUL-terminates it).
+pub fn new_scramble() -> Vec<u8> {
+    let mut rng = rand::thread_rng();
+    (0..SCRAMBLE_LEN).map(|_| rng.gen_range(b'!'..=b'~')).collect()
+}
+
+/// Runs the connection phase up to (not including) the final OK.
+pub async fn login(
+    client: &mut Stream,
+    buf: &mut IoBuf,
+    users: &UserTable,
+    id: ClientId,
+    server_version: &[u8],
+    peer_host: &str,
+) -> Result<Login, LoginError> {
+    let scramble = new_scramble();
+    let greeting = HandshakeV10 {
+        server_version: server_version.to_vec(),
+        connection_id: id.0,
+        auth_plugin_data: scramble.clone(),
+        capabilities: FUNNEL_CAPS,
+        charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
+        status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        auth_plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
+    };
+    let mut payload = BytesMut::new();
+    greeting.write(&mut payload);
+    send(client, 0, &payload).await?;
+
+    let (seq, packet) = read_packet(client, buf).await?;
+    let resp = match HandshakeResponse41::parse(&packet) {
+        Ok(ClientHello::Response(r)) => r,
+        Ok(ClientHello::SslRequest { .. }) => {
+            return Err(LoginError::Refuse(
+                EngineError::BadHandshake("TLS was not offered by this Funnel".into()),
+                seq.wrapping_add(1),
+            ))
+        }
+        Err(e) => {
+            return Err(LoginError::Refuse(
+                EngineError::BadHandshake(e.to_string()),
+                seq.wrapping_add(1),
+            ))
+        }
+    };
+    let caps = resp.capabilities.intersect(FUNNEL_CAPS);
+    let mut next = seq.wrapping_add(1);
+    let mut auth_response = resp.auth_response.clone();
+    let native = resp
+        .auth_plugin_name
+        .as_deref()
+        .is_none_or(|p| p == MYSQL_NATIVE_PASSWORD.as_bytes());
+    if !native && caps.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
+        // Ask for mysql_native_password with the same scramble.
+        let mut p = BytesMut::new();
+        AuthSwitchRequest {
+            plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
+            plugin_data: scramble.clone(),
+        }
+        .write(&mut p);
+        send(client, next, &p).await?;
+        let (seq, answer) = read_packet(client, buf).await?;
+        auth_response = answer;
+        next = seq.wrapping_add(1);
+    }
+    let user_name = String::from_utf8_lossy(&resp.username).into_owned();
+    let denied = || {
+        LoginError::Refuse(
+            EngineError::AccessDenied {
+                user: user_name.clone(),
+                host: peer_host.to_string(),
+                using_password: !auth_response.is_empty(),
+            },
+            next,
+        )
+    };
+    let Some(user) = users.get(&resp.username) else {
+        return Err(denied());
+    };
+    if !user.hash.verify(&scramble, &auth_response) {
+        return Err(denied());
+    }
+    let schema = resp.database.clone().or_else(|| user.default_schema.clone());
+    Ok(Login {
+        user: user.clone(),
+        caps,
+        charset: resp.charset,
+        schema,
+        next_seq: next,
+    })
+}
+
+async fn send(client: &mut Stream, seq: u8, payload: &[u8]) -> io::Result<()> {
+    let mut out = BytesMut::with_capacity(payload.len() + 4);
+    write_packet(&mut out, seq, payload);
+    client.write_all(&out).await
+}
+
+async fn read_packet(client: &mut Stream, buf: &mut IoBuf) -> Result<(u8, Vec<u8>), LoginError> {
+    loop {
+        if let Some((h, p)) = buf.whole_packet() {
+            let out = (h.seq, p.to_vec());
+            buf.consume(h.total_len());
+            return Ok(out);
+        }
+        if let Some(h) = buf.peek_header() {
+            if h.len > HANDSHAKE_PACKET_LIMIT {
+                return Err(LoginError::Refuse(
+                    EngineError::BadHandshake("handshake packet too large".into()),
+                    h.seq.wrapping_add(1),
+                ));
+            }
+            buf.reserve_total(h.total_len());
+        }
+        buf.fill(client).await?;
+    }
+}

@@ -1,0 +1,527 @@
+//! One client connection for its whole life on this core.
+//!
+//! The loop reads a command, asks [`command::plan`] what to do, and either
+//! answers locally or leases a backend connection, brings the connection's
+//! schema in line with the session's, forwards the command, streams the
+//! response back and returns the connection, unless the server's status
+//! flags or the command itself say the session must keep it (pinning).
+
+pub mod command;
+pub mod handshake;
+pub mod pinning;
+pub mod users;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use funnel_protocol::command::write_init_db;
+use funnel_protocol::framing::{write_small_packet, PacketHeader, MAX_CHUNK};
+use funnel_protocol::response::{ErrPacket, OkPacket};
+use funnel_protocol::tracker::Expect;
+use funnel_protocol::{Capabilities, StatusFlags};
+
+use crate::error::EngineError;
+use crate::ids::ClientId;
+use crate::iobuf::IoBuf;
+use crate::pool::conn::BackendConn;
+use crate::pool::key::PoolKey;
+use crate::relay::{relay_response, ClientSide, RelayEnd};
+use crate::rt::{self, Stream};
+use crate::shard::Shard;
+use crate::stats::Stats;
+use command::{plan, Forward, Plan};
+use handshake::{login, LoginError};
+use pinning::PinReason;
+
+/// Initial read buffer of a client; small, because most clients are idle
+/// most of the time and each one costs its buffer.
+const CLIENT_BUF: usize = 2048;
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The client quit or closed its socket.
+    Closed,
+    /// Funnel closed the session after telling the client why.
+    Refused,
+}
+
+/// Serves one accepted client until it leaves.
+pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
+    let id = shard.next_client_id();
+    let stats = shard.stats.clone();
+    Stats::bump(&stats.clients_accepted);
+    stats.clients_active.set(stats.clients_active.get() + 1);
+    let _ = stream.set_nodelay();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let mut buf = IoBuf::with_capacity(CLIENT_BUF);
+    let version = shard.server_version();
+    let handshake_limit = shard.config.client.handshake_timeout.as_duration();
+    let outcome = rt::timeout(
+        handshake_limit,
+        login(&mut stream, &mut buf, &shard.users, id, &version, &peer),
+    )
+    .await;
+    let session = match outcome {
+        None => {
+            tracing::debug!(client = %id, %peer, "handshake timed out");
+            None
+        }
+        Some(Err(LoginError::Io(e))) => {
+            tracing::debug!(client = %id, %peer, error = %e, "client left during handshake");
+            None
+        }
+        Some(Err(LoginError::Refuse(err, seq))) => {
+            Stats::bump(&stats.clients_refused);
+            tracing::info!(client = %id, %peer, error = %err, "login refused");
+            let _ = send_err(&mut stream, seq, &err.to_err_packet()).await;
+            None
+        }
+        Some(Ok(l)) => {
+            let mut s = Session {
+                id,
+                shard: shard.clone(),
+                stream,
+                buf,
+                caps: l.caps,
+                key: PoolKey::for_client(l.caps, l.charset),
+                schema: l.schema,
+                pinned: None,
+                pin_reason: None,
+                sticky: false,
+                out: BytesMut::new(),
+            };
+            match s.finish_login(l.next_seq).await {
+                Ok(()) => Some(s),
+                Err(_) => {
+                    s.end();
+                    None
+                }
+            }
+        }
+    };
+    if let Some(mut s) = session {
+        let end = s.command_loop().await;
+        tracing::debug!(client = %id, ?end, "session ended");
+        s.end();
+    }
+    stats.clients_active.set(stats.clients_active.get() - 1);
+}
+
+/// A logged-in client.
+struct Session {
+    id: ClientId,
+    shard: Rc<Shard>,
+    stream: Stream,
+    buf: IoBuf,
+    caps: Capabilities,
+    key: PoolKey,
+    /// The schema the client believes it is in.
+    schema: Option<Vec<u8>>,
+    /// The backend connection the session keeps between commands.
+    pinned: Option<BackendConn>,
+    /// Why it is kept (for logs and statistics).
+    pin_reason: Option<PinReason>,
+    /// Session state exists that only that connection has: keep it for life
+    /// (or until `COM_RESET_CONNECTION`).
+    sticky: bool,
+    /// Scratch space for packets Funnel writes itself.
+    out: BytesMut,
+}
+
+impl Session {
+    /// Validates the requested schema (through a backend, once per schema
+    /// and minute on this core) and sends the final OK of the login.
+    async fn finish_login(&mut self, seq: u8) -> Result<(), End> {
+        if let Some(schema) = self.schema.clone() {
+            if !self.shard.schema_recently_seen(&schema) {
+                let mut conn = match self.shard.pool.checkout(self.key).await {
+                    Ok((c, _)) => c,
+                    Err(e) => return self.refuse(seq, e).await,
+                };
+                match select_schema(&mut conn, &schema).await {
+                    Ok(None) => {
+                        self.shard.remember_schema(&schema);
+                        self.shard.pool.release(conn);
+                    }
+                    Ok(Some(err)) => {
+                        self.shard.pool.release(conn);
+                        let _ = send_err(&mut self.stream, seq, &err).await;
+                        return Err(End::Refused);
+                    }
+                    Err(e) => {
+                        self.shard.pool.discard(conn);
+                        return self.refuse(seq, e).await;
+                    }
+                }
+            }
+        }
+        let ok = OkPacket {
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            ..Default::default()
+        };
+        self.write_ok(seq, &ok).await
+    }
+
+    async fn refuse(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
+        Stats::bump(&self.shard.stats.funnel_errors);
+        let _ = send_err(&mut self.stream, seq, &e.to_err_packet()).await;
+        Err(End::Refused)
+    }
+
+    async fn command_loop(&mut self) -> End {
+        loop {
+            if self.pinned.is_none() {
+                self.buf.shrink_if_idle();
+            }
+            let (head, total) = match self.read_command().await {
+                Ok(x) => x,
+                Err(end) => return end,
+            };
+            let started = Instant::now();
+            Stats::bump(&self.shard.stats.commands);
+            self.shard
+                .stats
+                .bytes_from_clients
+                .set(self.shard.stats.bytes_from_clients.get() + total as u64);
+            if head.seq != 0 {
+                let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
+                let _ = send_err(&mut self.stream, head.seq.wrapping_add(1), &err).await;
+                return End::Refused;
+            }
+            let payload = &self.buf.bytes()[4..head.total_len()];
+            let result = match plan(payload, self.caps) {
+                Plan::Quit => return End::Closed,
+                Plan::ReplyOk => {
+                    self.buf.consume(total);
+                    let ok = OkPacket {
+                        status: self.client_status(),
+                        ..Default::default()
+                    };
+                    self.write_ok(1, &ok).await
+                }
+                Plan::Reply(e) => {
+                    self.buf.consume(total);
+                    self.reply_error(1, e).await
+                }
+                Plan::Forward(f) => self.forward(total, f).await,
+            };
+            if let Err(end) = result {
+                return end;
+            }
+            self.shard
+                .stats
+                .query_us
+                .borrow_mut()
+                .record(started.elapsed().as_micros() as u64);
+        }
+    }
+
+    /// Waits until a whole command (all its physical packets) is buffered;
+    /// returns its first header and its total size on the wire.
+    async fn read_command(&mut self) -> Result<(PacketHeader, usize), End> {
+        let max = self.shard.config.client.max_packet_size.as_u64() as usize;
+        let idle_limit = self.shard.config.client.idle_timeout.non_zero();
+        loop {
+            match command_extent(self.buf.bytes(), max) {
+                Extent::Whole(h, total) => return Ok((h, total)),
+                Extent::TooLarge(seq) => {
+                    let _ = self
+                        .reply_error(seq.wrapping_add(1), EngineError::PacketTooLarge { len: 0, max })
+                        .await;
+                    return Err(End::Refused);
+                }
+                Extent::Partial(want) => self.buf.reserve_total(want),
+            }
+            let read = match idle_limit {
+                Some(l) if self.pinned.is_none() => {
+                    match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
+                        Some(r) => r,
+                        None => return Err(End::Closed),
+                    }
+                }
+                _ => self.buf.fill(&mut self.stream).await,
+            };
+            if read.is_err() {
+                return Err(End::Closed);
+            }
+        }
+    }
+
+    async fn forward(&mut self, total: usize, f: Forward) -> Result<(), End> {
+        let mut conn = match self.pinned.take() {
+            Some(c) => c,
+            None if f.needs_pinned => {
+                // A statement id without the connection that prepared it.
+                self.buf.consume(total);
+                let err = ErrPacket::new(
+                    1243,
+                    "HY000",
+                    format!("Unknown prepared statement handler given to {}", f.name),
+                );
+                return self.send_backend_err(1, &err).await;
+            }
+            None => match self.shard.pool.checkout(self.key).await {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    self.buf.consume(total);
+                    return self.reply_error(1, e).await;
+                }
+            },
+        };
+        // Bring the connection's schema in line with the session's.
+        if let Some(schema) = self
+            .schema
+            .as_ref()
+            .filter(|s| conn.schema.as_ref() != Some(*s))
+            .cloned()
+        {
+            match select_schema(&mut conn, &schema).await {
+                Ok(None) => {}
+                Ok(Some(err)) => {
+                    // The schema is gone (dropped meanwhile): tell the client.
+                    self.buf.consume(total);
+                    self.give_back(conn);
+                    return self.send_backend_err(1, &err).await;
+                }
+                Err(e) => {
+                    self.buf.consume(total);
+                    self.shard.pool.discard(conn);
+                    return self.reply_error(1, e).await;
+                }
+            }
+        }
+        Stats::bump(&self.shard.stats.forwarded);
+        let sent = conn.stream.write_all(&self.buf.bytes()[..total]).await;
+        self.buf.consume(total);
+        if let Err(e) = sent {
+            // Whether the server got the command is unknown: never resend it.
+            self.shard.pool.discard(conn);
+            return self
+                .reply_error(1, backend_lost(&self.shard, e.to_string()))
+                .await;
+        }
+        let Some(expect) = f.expect else {
+            // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response.
+            self.keep_or_release(conn, &f, true);
+            return Ok(());
+        };
+        let query_timeout = self.shard.config.pool.query_timeout.non_zero();
+        let client = ClientSide {
+            stream: &mut self.stream,
+            buf: &mut self.buf,
+            max_packet: self.shard.config.client.max_packet_size.as_u64() as usize,
+        };
+        match relay_response(&mut conn, client, expect, query_timeout).await {
+            RelayEnd::Complete(summary) => {
+                let ok = summary.error.is_none();
+                if ok {
+                    if let Some(schema) = f.new_schema.clone() {
+                        conn.schema = Some(schema.clone());
+                        self.schema = Some(schema);
+                    }
+                    if f.resets {
+                        self.sticky = false;
+                        self.pin_reason = None;
+                    }
+                }
+                if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
+                    self.pin(PinReason::Cursor);
+                }
+                self.keep_or_release(conn, &f, ok || expect == Expect::Results);
+                Ok(())
+            }
+            RelayEnd::ClientGone { drained } => {
+                if drained {
+                    self.shard.pool.release(conn);
+                } else {
+                    self.shard.pool.discard(conn);
+                }
+                Err(End::Closed)
+            }
+            RelayEnd::BackendFailed {
+                reason,
+                sent_any: _,
+                next_seq,
+            } => {
+                tracing::warn!(client = %self.id, backend = %conn.id, %reason, "backend failed mid-response");
+                self.shard.pool.discard(conn);
+                // An ERR is valid wherever a row or result could come next.
+                let err = backend_lost(&self.shard, reason);
+                self.reply_error(next_seq, err).await?;
+                // The session's server-side state died with the connection.
+                self.sticky = false;
+                self.pin_reason = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// After a command: keep the connection (transaction, sticky state) or
+    /// return it to the pool.
+    fn keep_or_release(&mut self, conn: BackendConn, f: &Forward, succeeded: bool) {
+        if let Some(reason) = f.pin.filter(|_| succeeded) {
+            self.pin(reason);
+        }
+        let tx_reason = if conn.status.in_transaction() {
+            Some(PinReason::Transaction)
+        } else if !conn.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
+            Some(PinReason::AutocommitOff)
+        } else {
+            None
+        };
+        if self.sticky || tx_reason.is_some() {
+            if !self.sticky {
+                self.pin_reason = tx_reason;
+            }
+            self.pinned = Some(conn);
+        } else {
+            self.pin_reason = None;
+            self.shard.pool.release(conn);
+        }
+    }
+
+    fn pin(&mut self, reason: PinReason) {
+        if !self.sticky {
+            tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
+        }
+        self.sticky = true;
+        self.pin_reason = Some(reason);
+    }
+
+    /// Returns a connection that served no client command.
+    fn give_back(&mut self, conn: BackendConn) {
+        if self.sticky || !conn.is_reusable() {
+            self.pinned = Some(conn);
+        } else {
+            self.shard.pool.release(conn);
+        }
+    }
+
+    /// Status flags to report in Funnel's own OK packets.
+    fn client_status(&self) -> StatusFlags {
+        match &self.pinned {
+            Some(c) => StatusFlags(c.status.0 & !StatusFlags::SERVER_MORE_RESULTS_EXISTS.0),
+            None => StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        }
+    }
+
+    async fn write_ok(&mut self, seq: u8, ok: &OkPacket) -> Result<(), End> {
+        self.out.clear();
+        let caps = self.caps;
+        write_small_packet(&mut self.out, seq, |p| ok.write(p, caps));
+        self.stream.write_all(&self.out).await.map_err(|_| End::Closed)
+    }
+
+    async fn reply_error(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
+        Stats::bump(&self.shard.stats.funnel_errors);
+        tracing::debug!(client = %self.id, error = %e, "command refused");
+        self.send_backend_err(seq, &e.to_err_packet()).await
+    }
+
+    async fn send_backend_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {
+        send_err(&mut self.stream, seq, err)
+            .await
+            .map_err(|_| End::Closed)
+    }
+
+    /// Gives the pinned connection back: reusable ones to the pool, the
+    /// rest (open transaction, session state) are closed so no other client
+    /// inherits them.
+    fn end(&mut self) {
+        if let Some(conn) = self.pinned.take() {
+            if self.sticky {
+                self.shard.pool.discard(conn);
+            } else {
+                self.shard.pool.release(conn);
+            }
+        }
+    }
+}
+
+/// Where the next command stands in a client's buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Extent {
+    /// All of it is there: first header and total bytes.
+    Whole(PacketHeader, usize),
+    /// More bytes are needed; this many in total at least.
+    Partial(usize),
+    /// It exceeds the maximum packet size (first packet's sequence id).
+    TooLarge(u8),
+}
+
+/// Finds a whole command: one packet, or a chain of 16 MiB packets ending
+/// with a shorter one.
+fn command_extent(bytes: &[u8], max: usize) -> Extent {
+    let mut at = 0;
+    let mut payload = 0usize;
+    let mut first = None;
+    loop {
+        let Some(h) = PacketHeader::peek(&bytes[at..]) else {
+            return Extent::Partial(at + 4);
+        };
+        let first_h = *first.get_or_insert(h);
+        payload += h.len;
+        if payload > max {
+            return Extent::TooLarge(first_h.seq);
+        }
+        if bytes.len() < at + h.total_len() {
+            return Extent::Partial(at + h.total_len());
+        }
+        at += h.total_len();
+        if h.len < MAX_CHUNK {
+            return Extent::Whole(first_h, at);
+        }
+    }
+}
+
+/// Runs `COM_INIT_DB` on a backend connection: `Ok(None)` on success,
+/// `Ok(Some(err))` when the server refused (for the client to see).
+async fn select_schema(conn: &mut BackendConn, schema: &[u8]) -> Result<Option<ErrPacket>, EngineError> {
+    let mut p = BytesMut::with_capacity(schema.len() + 1);
+    write_init_db(&mut p, schema);
+    match conn.run(&p, Expect::Status).await {
+        Ok(summary) => match summary.error {
+            None => {
+                conn.schema = Some(schema.to_vec());
+                Ok(None)
+            }
+            Some(err) => Ok(Some(err)),
+        },
+        Err(e) => Err(EngineError::BackendLost {
+            backend: String::new(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn backend_lost(shard: &Shard, reason: String) -> EngineError {
+    EngineError::BackendLost {
+        backend: shard.pool.backend_name().to_string(),
+        reason,
+    }
+}
+
+async fn send_err(stream: &mut Stream, seq: u8, err: &ErrPacket) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    write_small_packet(&mut out, seq, |p| err.write(p));
+    stream.write_all(&out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_command_extent() {
+        assert_eq!(command_extent(&[], 100), Extent::Partial(4));
+        assert_eq!(command_extent(&[3, 0, 0, 0, b'a'], 100), Extent::Partial(7));
+        let whole = [1, 0, 0, 0, 0x0e, 9, 9];
+        assert!(matches!(command_extent(&whole, 100), Extent::Whole(_, 5)));
+        assert_eq!(command_extent(&[200, 0, 0, 0], 100), Extent::TooLarge(0));
+    }
+}

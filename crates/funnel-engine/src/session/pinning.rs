@@ -1,0 +1,344 @@
+//! What a text query does to session state that Funnel cannot carry from
+//! one backend connection to another.
+//!
+//! Transactions are not decided here: the server's status flags on every OK
+//! and EOF say whether one is open (covering `autocommit=0`, implicit
+//! commits and XA). This classifier only finds state the flags do not show,
+//! and it fails safe: anything it does not understand pins the client to its
+//! backend connection for the rest of the session.
+
+/// Why a client keeps its backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinReason {
+    /// A transaction is open (status flags).
+    Transaction,
+    /// `autocommit` is off (status flags).
+    AutocommitOff,
+    /// A `SET` of session state (system or user variables, `SET NAMES`, ...).
+    SessionVariable,
+    /// A user variable is read or written (`@x`).
+    UserVariable,
+    /// `CREATE TEMPORARY TABLE`.
+    TemporaryTable,
+    /// `LOCK TABLES`, `FLUSH TABLES WITH READ LOCK` or `GET_LOCK()`.
+    Lock,
+    /// SQL `PREPARE` / `EXECUTE` / `DEALLOCATE`.
+    SqlPrepare,
+    /// Binary-protocol prepared statements (`COM_STMT_PREPARE`).
+    PreparedStatement,
+    /// `HANDLER` reads.
+    Handler,
+    /// `SQL_CALC_FOUND_ROWS`, `FOUND_ROWS()`, `LAST_INSERT_ID()`, `ROW_COUNT()`:
+    /// answers about the previous statement on the same connection.
+    PreviousStatementInfo,
+    /// A stored procedure call (may change session state inside).
+    StoredProcedure,
+    /// An open cursor (`COM_STMT_EXECUTE` with a cursor).
+    Cursor,
+    /// Something Funnel could not classify.
+    Unknown,
+}
+
+impl PinReason {
+    /// A short name for logs and statistics.
+    pub fn as_str(self) -> &'static str {
+        use PinReason::*;
+        match self {
+            Transaction => "transaction",
+            AutocommitOff => "autocommit_off",
+            SessionVariable => "session_variable",
+            UserVariable => "user_variable",
+            TemporaryTable => "temporary_table",
+            Lock => "lock",
+            SqlPrepare => "sql_prepare",
+            PreparedStatement => "prepared_statement",
+            Handler => "handler",
+            PreviousStatementInfo => "previous_statement_info",
+            StoredProcedure => "stored_procedure",
+            Cursor => "cursor",
+            Unknown => "unknown",
+        }
+    }
+}
+
+/// What Funnel learned from a query's text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SqlEffect {
+    /// The session must keep its backend connection from now on.
+    pub pin: Option<PinReason>,
+    /// `USE db`: the schema to record once the server says OK.
+    pub use_schema: Option<Vec<u8>>,
+}
+
+/// Classifies a `COM_QUERY` text.
+pub fn classify(sql: &[u8]) -> SqlEffect {
+    let tokens = Tokens::scan(sql);
+    if tokens.executable_comment {
+        return pin(PinReason::Unknown);
+    }
+    let mut words = tokens.words.iter().map(|w| w.as_slice());
+    let first = words.next().unwrap_or(b"");
+    let second = words.next().unwrap_or(b"");
+    match first {
+        b"USE" if tokens.statements == 1 => {
+            return match parse_use(sql) {
+                Some(db) => SqlEffect {
+                    pin: None,
+                    use_schema: Some(db),
+                },
+                None => pin(PinReason::Unknown),
+            }
+        }
+        b"SET" => {
+            return pin(if tokens.user_variable {
+                PinReason::UserVariable
+            } else {
+                PinReason::SessionVariable
+            })
+        }
+        b"PREPARE" | b"EXECUTE" | b"DEALLOCATE" => return pin(PinReason::SqlPrepare),
+        b"LOCK" => return pin(PinReason::Lock),
+        b"HANDLER" => return pin(PinReason::Handler),
+        b"CALL" => return pin(PinReason::StoredProcedure),
+        b"CREATE" if second == b"TEMPORARY" => return pin(PinReason::TemporaryTable),
+        b"FLUSH" if tokens.has(b"LOCK") => return pin(PinReason::Lock),
+        _ => {}
+    }
+    if tokens.user_variable {
+        return pin(PinReason::UserVariable);
+    }
+    if tokens.has(b"GET_LOCK") || tokens.has(b"RELEASE_LOCK") || tokens.has(b"IS_USED_LOCK") {
+        return pin(PinReason::Lock);
+    }
+    if tokens.has(b"SQL_CALC_FOUND_ROWS")
+        || tokens.has(b"FOUND_ROWS")
+        || tokens.has(b"LAST_INSERT_ID")
+        || tokens.has(b"ROW_COUNT")
+    {
+        return pin(PinReason::PreviousStatementInfo);
+    }
+    if tokens.statements > 1 {
+        // A later statement of a multi-statement may do any of the above.
+        let rest = &tokens.words[1..];
+        let starts = tokens
+            .statement_starts
+            .iter()
+            .skip(1)
+            .map(|&i| rest.get(i.wrapping_sub(1)));
+        for w in starts.flatten() {
+            match w.as_slice() {
+                b"SET" | b"PREPARE" | b"EXECUTE" | b"LOCK" | b"HANDLER" | b"CALL" | b"USE"
+                | b"DEALLOCATE" => return pin(PinReason::SessionVariable),
+                _ => {}
+            }
+        }
+        if tokens.has(b"TEMPORARY") {
+            return pin(PinReason::TemporaryTable);
+        }
+    }
+    SqlEffect::default()
+}
+
+fn pin(reason: PinReason) -> SqlEffect {
+    SqlEffect {
+        pin: Some(reason),
+        use_schema: None,
+    }
+}
+
+/// The schema named by `USE db` (backticks and a trailing `;` allowed).
+fn parse_use(sql: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(sql).ok()?.trim();
+    let rest = text.get(3..)?;
+    if !text[..3].eq_ignore_ascii_case("use") || !rest.starts_with(|c: char| c.is_whitespace() || c == '`') {
+        return None;
+    }
+    let rest = rest.trim().trim_end_matches(';').trim();
+    let name = if let Some(inner) = rest.strip_prefix('`') {
+        inner.strip_suffix('`')?.replace("``", "`")
+    } else {
+        if rest.is_empty() || rest.contains(|c: char| c.is_whitespace() || c == '`') {
+            return None;
+        }
+        rest.to_string()
+    };
+    (!name.is_empty()).then(|| name.into_bytes())
+}
+
+/// Upper-cased words outside strings, quoted identifiers and comments.
+#[derive(Debug, Default)]
+struct Tokens {
+    words: Vec<Vec<u8>>,
+    /// Index into `words` where each statement starts.
+    statement_starts: Vec<usize>,
+    statements: usize,
+    user_variable: bool,
+    executable_comment: bool,
+}
+
+impl Tokens {
+    fn has(&self, w: &[u8]) -> bool {
+        self.words.iter().any(|x| x == w)
+    }
+
+    fn scan(sql: &[u8]) -> Tokens {
+        let mut t = Tokens {
+            statement_starts: vec![0],
+            statements: 1,
+            ..Default::default()
+        };
+        let mut i = 0;
+        let n = sql.len();
+        let mut saw_content = false;
+        while i < n {
+            let c = sql[i];
+            match c {
+                b'\'' | b'"' | b'`' => {
+                    i = skip_quoted(sql, i, c);
+                    saw_content = true;
+                }
+                b'#' => i = skip_line(sql, i),
+                b'-' if sql.get(i + 1) == Some(&b'-')
+                    && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
+                {
+                    i = skip_line(sql, i)
+                }
+                b'/' if sql.get(i + 1) == Some(&b'*') => {
+                    if matches!(sql.get(i + 2), Some(b'!') | Some(b'M')) {
+                        t.executable_comment = true;
+                    }
+                    i = find(sql, i + 2, b"*/").map_or(n, |e| e + 2);
+                }
+                b'@' => {
+                    // `@@var` reads a system variable; `@x` is a user variable.
+                    if sql.get(i + 1) == Some(&b'@') {
+                        i += 2;
+                    } else {
+                        t.user_variable = true;
+                        i += 1;
+                    }
+                    saw_content = true;
+                }
+                b';' => {
+                    i += 1;
+                    let rest_blank = sql[i..].iter().all(|c| c.is_ascii_whitespace() || *c == b';');
+                    if !rest_blank && saw_content {
+                        t.statements += 1;
+                        t.statement_starts.push(t.words.len());
+                    }
+                }
+                c if c.is_ascii_alphabetic() || c == b'_' => {
+                    let start = i;
+                    while i < n && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
+                        i += 1;
+                    }
+                    t.words.push(sql[start..i].to_ascii_uppercase());
+                    saw_content = true;
+                }
+                _ => i += 1,
+            }
+        }
+        t
+    }
+}
+
+fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < sql.len() {
+        match sql[i] {
+            b'\\' if quote != b'`' => i += 2,
+            c if c == quote => {
+                if sql.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    sql.len()
+}
+
+fn skip_line(sql: &[u8], start: usize) -> usize {
+    find(sql, start, b"\n").map_or(sql.len(), |e| e + 1)
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(sql: &str) -> Option<PinReason> {
+        classify(sql.as_bytes()).pin
+    }
+
+    #[test]
+    fn pinning_plain_statements_do_not_pin() {
+        for sql in [
+            "SELECT 1",
+            "select c from sbtest1 where id=5",
+            "INSERT INTO t VALUES ('@x', 'SET', \"GET_LOCK\")",
+            "BEGIN",
+            "COMMIT",
+            "SELECT @@time_zone, @@session.sql_mode",
+            "UPDATE t SET x = 1 WHERE id = 2",
+            "/* hello */ SELECT 1;",
+            "-- comment\nSELECT `@weird` FROM t",
+        ] {
+            assert_eq!(reason(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pinning_stateful_statements_pin() {
+        let cases = [
+            ("SET @x = 5", PinReason::UserVariable),
+            ("set time_zone = '+05:00'", PinReason::SessionVariable),
+            ("SET NAMES utf8mb4", PinReason::SessionVariable),
+            ("SELECT @x", PinReason::UserVariable),
+            ("SELECT c INTO @v FROM t", PinReason::UserVariable),
+            ("CREATE TEMPORARY TABLE t (x int)", PinReason::TemporaryTable),
+            ("LOCK TABLES t WRITE", PinReason::Lock),
+            ("FLUSH TABLES WITH READ LOCK", PinReason::Lock),
+            ("SELECT GET_LOCK('a', 0)", PinReason::Lock),
+            ("PREPARE s FROM 'SELECT 1'", PinReason::SqlPrepare),
+            ("HANDLER t OPEN", PinReason::Handler),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+                PinReason::PreviousStatementInfo,
+            ),
+            ("SELECT LAST_INSERT_ID()", PinReason::PreviousStatementInfo),
+            ("CALL p()", PinReason::StoredProcedure),
+            ("/*!40101 SET NAMES utf8 */", PinReason::Unknown),
+            ("SELECT 1; SET sql_mode=''", PinReason::SessionVariable),
+            (
+                "SELECT 1; CREATE TEMPORARY TABLE x (a int)",
+                PinReason::TemporaryTable,
+            ),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(reason(sql), Some(want), "{sql}");
+        }
+    }
+
+    #[test]
+    fn pinning_use_schema_is_tracked_not_pinned() {
+        assert_eq!(
+            classify(b"USE sbtest").use_schema.as_deref(),
+            Some(&b"sbtest"[..])
+        );
+        assert_eq!(
+            classify(b"use `my db`;").use_schema.as_deref(),
+            Some(&b"my db"[..])
+        );
+        assert_eq!(classify(b"USE sbtest").pin, None);
+        assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+}

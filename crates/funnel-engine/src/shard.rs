@@ -1,0 +1,219 @@
+//! One core's world: its listener, its clients, its backend pool and its
+//! counters. Nothing here is shared with another core.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+
+use crate::control::{ControlMsg, ShardSnapshot};
+use crate::ids::{ClientId, ShardId};
+use crate::oneshot;
+use crate::pool::conn::BackendSpec;
+use crate::pool::{Pool, PoolLimits};
+use crate::rt::{self, Listener};
+use crate::session;
+use crate::session::users::UserTable;
+use crate::stats::Stats;
+
+/// How long a schema that a backend accepted is trusted for new logins
+/// on this core without asking again.
+const SCHEMA_TRUST: Duration = Duration::from_secs(60);
+
+/// How often a shard looks at its control channel.
+const CONTROL_POLL: Duration = Duration::from_millis(20);
+
+/// Everything one core owns.
+pub struct Shard {
+    /// This shard's index.
+    pub id: ShardId,
+    /// The configuration snapshot in force.
+    pub config: Rc<Config>,
+    /// Who may log in.
+    pub users: UserTable,
+    /// The backend pool.
+    pub pool: Rc<Pool>,
+    /// Counters and histograms.
+    pub stats: Rc<Stats>,
+    next_client: Cell<u32>,
+    max_clients: u64,
+    known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
+    stopping: Cell<bool>,
+    fallback_version: Vec<u8>,
+}
+
+/// What a shard needs to start.
+pub struct ShardSetup {
+    /// Its index.
+    pub id: ShardId,
+    /// The config.
+    pub config: Config,
+    /// The backend to pool (resolved).
+    pub backend: BackendSpec,
+    /// This core's share of `client.max_connections`.
+    pub max_clients: u64,
+    /// The server version to announce before any backend answered.
+    pub version: Vec<u8>,
+}
+
+impl Shard {
+    /// Builds a shard's state (on its own core).
+    pub fn new(setup: ShardSetup) -> Rc<Shard> {
+        let max = setup
+            .config_backend_max(&setup.config)
+            .unwrap_or(setup.config.pool.max_per_core as usize)
+            .max(1);
+        let cfg = setup.config;
+        let stats = Rc::new(Stats::default());
+        let limits = PoolLimits {
+            max,
+            min_idle: (cfg.pool.min_idle_per_core as usize).min(max),
+            connect_timeout: cfg.pool.connect_timeout.as_duration(),
+            idle_timeout: cfg.pool.idle_timeout.as_duration(),
+            max_lifetime: cfg.pool.max_lifetime.as_duration(),
+            wait_timeout: cfg.backlog.wait_timeout.as_duration(),
+            max_waiting: cfg.backlog.max_waiting_per_core as usize,
+        };
+        let pool = Pool::new(setup.backend, limits, stats.clone());
+        Rc::new(Shard {
+            id: setup.id,
+            users: UserTable::from_config(&cfg.users),
+            config: Rc::new(cfg),
+            pool,
+            stats,
+            next_client: Cell::new(0),
+            max_clients: setup.max_clients,
+            known_schemas: RefCell::new(HashMap::new()),
+            stopping: Cell::new(false),
+            fallback_version: setup.version,
+        })
+    }
+
+    /// A new client id owned by this shard.
+    pub fn next_client_id(&self) -> ClientId {
+        let n = self.next_client.get();
+        self.next_client.set(n.wrapping_add(1));
+        ClientId::new(self.id, n)
+    }
+
+    /// The version string announced to clients.
+    pub fn server_version(&self) -> Vec<u8> {
+        self.fallback_version.clone()
+    }
+
+    /// True when a backend accepted `schema` recently.
+    pub fn schema_recently_seen(&self, schema: &[u8]) -> bool {
+        self.known_schemas
+            .borrow()
+            .get(schema)
+            .is_some_and(|t| t.elapsed() < SCHEMA_TRUST)
+    }
+
+    /// Records that a backend accepted `schema`.
+    pub fn remember_schema(&self, schema: &[u8]) {
+        let mut known = self.known_schemas.borrow_mut();
+        if known.len() > 10_000 {
+            known.retain(|_, t| t.elapsed() < SCHEMA_TRUST);
+        }
+        known.insert(schema.to_vec(), Instant::now());
+    }
+
+    /// A snapshot for the control channel.
+    pub fn snapshot(&self) -> ShardSnapshot {
+        let s = &self.stats;
+        ShardSnapshot {
+            shard: self.id,
+            clients_active: s.clients_active.get(),
+            clients_accepted: s.clients_accepted.get(),
+            commands: s.commands.get(),
+            forwarded: s.forwarded.get(),
+            funnel_errors: s.funnel_errors.get(),
+            backlog_waits: s.backlog_waits.get(),
+            backlog_timeouts: s.backlog_timeouts.get(),
+            backend_opened: s.backend_opened.get(),
+            backend_discarded: s.backend_discarded.get(),
+            pool: self.pool.counts(),
+        }
+    }
+}
+
+impl ShardSetup {
+    fn config_backend_max(&self, cfg: &Config) -> Option<usize> {
+        cfg.backends
+            .iter()
+            .find(|b| b.name == self.backend.name)
+            .map(|b| b.effective_max_per_core(&cfg.pool) as usize)
+    }
+}
+
+/// Runs a shard until it is told to stop.
+pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channel::Receiver<ControlMsg>) {
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    rt::spawn(control_loop(shard.clone(), control, stop_tx));
+    shard.pool.prewarm();
+    {
+        let shard = shard.clone();
+        let pool = shard.pool.clone();
+        rt::spawn(async move { pool.maintain(move || shard.stopping.get()).await });
+    }
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            (&mut stop_rx).await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok(stream) => {
+                if shard.stats.clients_active.get() >= shard.max_clients {
+                    Stats::bump(&shard.stats.clients_refused);
+                    rt::spawn(refuse_too_many(stream));
+                } else {
+                    rt::spawn(session::serve(shard.clone(), stream));
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, never give up.
+                tracing::warn!(shard = %shard.id, error = %e, "accept failed");
+                rt::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!(shard = %shard.id, "shard stopped");
+}
+
+async fn control_loop(
+    shard: Rc<Shard>,
+    control: crossbeam_channel::Receiver<ControlMsg>,
+    stop: oneshot::Sender<()>,
+) {
+    let mut stop = Some(stop);
+    loop {
+        loop {
+            match control.try_recv() {
+                Ok(ControlMsg::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    shard.stopping.set(true);
+                    if let Some(s) = stop.take() {
+                        let _ = s.send(());
+                    }
+                    return;
+                }
+                Ok(ControlMsg::Snapshot(reply)) => {
+                    let _ = reply.send(shard.snapshot());
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+            }
+        }
+        rt::sleep(CONTROL_POLL).await;
+    }
+}
+
+/// MySQL answers a connection over the limit with ERR 1040 in place of the greeting.
+async fn refuse_too_many(mut stream: rt::Stream) {
+    let mut out = bytes::BytesMut::new();
+    let err = crate::error::EngineError::TooManyConnections.to_err_packet();
+    funnel_protocol::framing::write_small_packet(&mut out, 0, |p| err.write(p));
+    let _ = rt::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+}

@@ -1,0 +1,75 @@
+//! One core's counters and latency histograms. Only its own core writes
+//! them; the admin side asks each core for a copy over the control channel
+//! and merges, so statistics never slow the data path.
+
+use std::cell::{Cell, RefCell};
+
+use hdrhistogram::Histogram;
+
+/// A latency histogram in microseconds (1 us to 1 hour, 3 significant digits).
+#[derive(Debug, Clone)]
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid"))
+    }
+}
+
+impl Latency {
+    /// Records one value, clamped into range.
+    pub fn record(&mut self, us: u64) {
+        self.0.saturating_record(us.max(1));
+    }
+
+    /// The underlying histogram.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.0
+    }
+}
+
+/// Counters of one shard.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Client connections accepted.
+    pub clients_accepted: Cell<u64>,
+    /// Client connections refused (limits, failed logins).
+    pub clients_refused: Cell<u64>,
+    /// Client connections open now.
+    pub clients_active: Cell<u64>,
+    /// Commands from clients (all kinds).
+    pub commands: Cell<u64>,
+    /// Commands forwarded to a backend.
+    pub forwarded: Cell<u64>,
+    /// Errors Funnel generated itself.
+    pub funnel_errors: Cell<u64>,
+    /// Commands that had to wait in the backlog.
+    pub backlog_waits: Cell<u64>,
+    /// Commands that gave up waiting.
+    pub backlog_timeouts: Cell<u64>,
+    /// Commands refused because the backlog was full.
+    pub backlog_full: Cell<u64>,
+    /// Backend connections opened.
+    pub backend_opened: Cell<u64>,
+    /// Backend connection attempts that failed.
+    pub backend_open_failures: Cell<u64>,
+    /// Backend connections closed because they could not be reused.
+    pub backend_discarded: Cell<u64>,
+    /// Bytes from clients.
+    pub bytes_from_clients: Cell<u64>,
+    /// Bytes to clients.
+    pub bytes_to_clients: Cell<u64>,
+    /// Time from a command's arrival to the end of its response.
+    pub query_us: RefCell<Latency>,
+    /// Time spent waiting in the backlog.
+    pub backlog_wait_us: RefCell<Latency>,
+    /// Time to open a backend connection.
+    pub connect_us: RefCell<Latency>,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(c: &Cell<u64>) {
+        c.set(c.get() + 1);
+    }
+}
