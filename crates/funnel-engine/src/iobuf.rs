@@ -19,6 +19,7 @@ pub struct IoBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    initial: usize,
 }
 
 impl Default for IoBuf {
@@ -34,6 +35,7 @@ impl IoBuf {
             data: vec![0; cap],
             start: 0,
             end: 0,
+            initial: cap,
         }
     }
 
@@ -113,14 +115,20 @@ impl IoBuf {
         Ok(n)
     }
 
-    /// Shrinks a buffer that grew for one huge packet back to its default
-    /// size once it is empty, so idle connections stay small.
+    /// Shrinks a buffer that grew far past its initial size (for one large
+    /// packet) back to that size once it is empty, so idle connections stay
+    /// small without reallocating after every ordinary command.
     pub fn shrink_if_idle(&mut self) {
-        if self.is_empty() && self.data.len() > DEFAULT_CAPACITY {
-            self.data = vec![0; DEFAULT_CAPACITY];
+        if self.is_empty() && self.data.len() > 4 * self.initial {
+            self.data = vec![0; self.initial];
             self.start = 0;
             self.end = 0;
         }
+    }
+
+    /// The buffer's current size in bytes (for memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.data.len()
     }
 }
 
@@ -161,6 +169,6 @@ mod tests {
         assert_eq!(b.bytes(), &[6]);
         b.consume(1);
         b.shrink_if_idle();
-        assert_eq!(b.data.len(), DEFAULT_CAPACITY);
+        assert_eq!(b.capacity(), 8, "back to its initial size once idle");
     }
 }

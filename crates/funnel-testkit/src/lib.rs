@@ -39,6 +39,9 @@ mod sql;
 mod template;
 mod workdir;
 
+pub mod funnel;
+pub mod mini_client;
+
 pub use builder::MariaDbBuilder;
 pub use error::TestkitError;
 pub use server::MariaDb;

@@ -1,0 +1,398 @@
+//! The engine against a real MariaDB: logins, multiplexing on one backend
+//! connection, transactions, the backlog and its limits, clients that leave
+//! mid-result, and the backend connection limit.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::mini_client::MiniClient;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+/// A test's own schema, backend user and Funnel.
+struct Env {
+    db: &'static MariaDb,
+    schema: String,
+    proxy: Proxy,
+}
+
+/// Starts Funnel in front of the shared server with users `app`/`apppw`
+/// and `nopw` (empty password); `extra` is appended YAML.
+fn env(prefix: &str, cores: usize, extra: &str) -> Env {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend_user = format!("{schema}_b");
+    db.create_user(&backend_user, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: {cores}\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         \x20 - name: nopw\n    password: \"\"\n\
+         backends:\n  - name: primary\n    address: {addr}\n    user: {backend_user}\n    password: bpw\n{extra}",
+        addr = db.addr()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Env {
+        db,
+        schema,
+        proxy: funnel_testkit::funnel::start(cfg),
+    }
+}
+
+impl Env {
+    fn opts(&self, user: &str, pw: &str) -> OptsBuilder {
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(self.proxy.local_addr().port())
+            .user(Some(user))
+            .pass(Some(pw))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(30)))
+    }
+
+    fn client(&self) -> Conn {
+        Conn::new(self.opts("app", "apppw")).expect("login through funnel")
+    }
+
+    fn backend_user(&self) -> String {
+        format!("{}_b", self.schema)
+    }
+
+    /// Backend connections the server sees for this test's backend user.
+    fn backend_threads(&self) -> i64 {
+        self.db
+            .query_first::<i64>(&format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}'",
+                self.backend_user()
+            ))
+            .unwrap_or(0)
+    }
+}
+
+fn server_error(e: mysql::Error) -> (u16, String) {
+    match e {
+        mysql::Error::MySqlError(e) => (e.code, e.message),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[test]
+fn engine_auth_ok_wrong_password_unknown_user_and_empty_password() {
+    let e = env("auth", 1, "");
+    let mut c = e.client();
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    assert_eq!(
+        c.query_first::<String, _>("SELECT DATABASE()").unwrap(),
+        Some(e.schema.clone())
+    );
+
+    let wrong = Conn::new(e.opts("app", "nope")).map(|_| ()).unwrap_err();
+    let (code, msg) = server_error(wrong);
+    assert_eq!(code, 1045);
+    assert_eq!(
+        msg,
+        "Access denied for user 'app'@'127.0.0.1' (using password: YES)"
+    );
+
+    let unknown = Conn::new(e.opts("ghost", "nope")).map(|_| ()).unwrap_err();
+    let (code, msg) = server_error(unknown);
+    assert_eq!(code, 1045);
+    assert_eq!(
+        msg,
+        "Access denied for user 'ghost'@'127.0.0.1' (using password: YES)"
+    );
+
+    let mut empty = Conn::new(e.opts("nopw", "")).expect("empty password logs in without one");
+    assert_eq!(empty.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    let with_pw = Conn::new(e.opts("nopw", "x")).map(|_| ()).unwrap_err();
+    assert_eq!(server_error(with_pw).0, 1045);
+}
+
+#[test]
+fn engine_two_clients_interleave_on_one_backend_connection() {
+    let e = env(
+        "interleave",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let opts = e.opts("app", "apppw");
+    let workers: Vec<_> = (0..2)
+        .map(|tid| {
+            let opts = opts.clone();
+            thread::spawn(move || {
+                let mut c = Conn::new(opts).unwrap();
+                let mut backend_ids = std::collections::HashSet::new();
+                for i in 0..300 {
+                    let (a, b, id): (i64, String, u64) = c
+                        .query_first(format!("SELECT {tid}, 'client{tid}-{i}', CONNECTION_ID()"))
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!((a, b), (tid, format!("client{tid}-{i}")));
+                    backend_ids.insert(id);
+                }
+                backend_ids
+            })
+        })
+        .collect();
+    let ids: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(ids[0].len(), 1, "one backend connection served client 0");
+    assert_eq!(
+        ids[0], ids[1],
+        "both clients were served by the same backend connection"
+    );
+    let snap = &e.proxy.snapshots()[0];
+    assert_eq!(snap.pool.total, 1, "{snap:?}");
+    assert_eq!(e.backend_threads(), 1, "the server sees one connection");
+}
+
+#[test]
+fn engine_open_transaction_keeps_its_connection_and_others_wait() {
+    let e = env(
+        "txn",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 10s\n",
+    );
+    let mut c1 = e.client();
+    c1.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    c1.query_drop("BEGIN").unwrap();
+    c1.query_drop("INSERT INTO t VALUES (1)").unwrap();
+    let opts = e.opts("app", "apppw");
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let mut c2 = Conn::new(opts).unwrap();
+        let n: i64 = c2.query_first("SELECT COUNT(*) FROM t").unwrap().unwrap();
+        tx.send(n).unwrap();
+    });
+    // c2 needs the only backend connection, which c1's transaction holds.
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "c2 ran while c1's transaction was open"
+    );
+    assert_eq!(
+        c1.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(1),
+        "c1 sees its own row"
+    );
+    c1.query_drop("COMMIT").unwrap();
+    let seen = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("c2 runs once c1 commits");
+    assert_eq!(seen, 1, "c2 sees the committed row");
+    waiter.join().unwrap();
+    assert!(e.proxy.snapshots()[0].backlog_waits >= 1);
+}
+
+#[test]
+fn engine_autocommit_off_pins_until_commit_and_rollback_undoes() {
+    let e = env(
+        "autocommit",
+        1,
+        "pool:\n  max_per_core: 2\n  min_idle_per_core: 0\n",
+    );
+    let mut setup = e.client();
+    setup.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    let mut c = e.client();
+    c.query_drop("SET autocommit=0").unwrap();
+    c.query_drop("INSERT INTO t VALUES (7)").unwrap();
+    // Other clients keep running on the other connection.
+    let mut others: Vec<Conn> = (0..3).map(|_| e.client()).collect();
+    for _ in 0..20 {
+        for o in &mut others {
+            assert_eq!(
+                o.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+                Some(0)
+            );
+        }
+    }
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(1)
+    );
+    c.query_drop("ROLLBACK").unwrap();
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(0)
+    );
+}
+
+#[test]
+fn engine_backlog_timeout_is_a_clear_error_and_the_client_stays_connected() {
+    let e = env(
+        "btimeout",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 300ms\n",
+    );
+    // Both log in first: the driver runs queries of its own while connecting.
+    let mut c1 = e.client();
+    let mut c2 = e.client();
+    c1.query_drop("BEGIN").unwrap();
+    let started = Instant::now();
+    let err = c2.query_first::<i64, _>("SELECT 1").unwrap_err();
+    let (code, msg) = server_error(err);
+    assert_eq!(code, 9001, "{msg}");
+    assert!(msg.contains("backlog.wait_timeout"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    c1.query_drop("COMMIT").unwrap();
+    assert_eq!(
+        c2.query_first::<i64, _>("SELECT 5").unwrap(),
+        Some(5),
+        "c2 is still connected"
+    );
+    assert!(e.proxy.snapshots()[0].backlog_timeouts >= 1);
+}
+
+#[test]
+fn engine_backlog_full_refuses_at_once() {
+    let e = env(
+        "bfull",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  max_waiting_per_core: 1\n  wait_timeout: 10s\n",
+    );
+    // All log in first: the driver runs queries of its own while connecting.
+    let mut c1 = e.client();
+    let mut c2 = e.client();
+    let mut c3 = e.client();
+    c1.query_drop("BEGIN").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        tx.send(c2.query_first::<i64, _>("SELECT 2").unwrap()).unwrap();
+    });
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (code, msg) = server_error(c3.query_first::<i64, _>("SELECT 3").unwrap_err());
+    assert_eq!(code, 9002, "{msg}");
+    assert!(msg.contains("backlog.max_waiting_per_core"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once");
+    c1.query_drop("COMMIT").unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Some(2));
+    waiter.join().unwrap();
+}
+
+#[test]
+fn engine_client_killed_mid_result_leaves_the_pool_clean() {
+    let e = env(
+        "midresult",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+    );
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, pad LONGTEXT)")
+        .unwrap();
+    c.query_drop("INSERT INTO big SELECT seq, REPEAT('x', 100000) FROM seq_1_to_100")
+        .unwrap();
+    for round in 0..3 {
+        let mut raw = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
+        raw.send_query("SELECT * FROM big").unwrap();
+        let got = raw.read_raw(1024).unwrap();
+        assert!(!got.is_empty());
+        drop(raw); // about 10 MB unread
+        let started = Instant::now();
+        assert_eq!(
+            c.query_first::<i64, _>("SELECT 42").unwrap(),
+            Some(42),
+            "round {round}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM big").unwrap().unwrap();
+        assert_eq!(n, 100);
+    }
+}
+
+#[test]
+fn engine_backend_connections_never_exceed_cores_times_max_per_core() {
+    let e = env(
+        "limit",
+        2,
+        "pool:\n  max_per_core: 2\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 20s\n",
+    );
+    let opts = e.opts("app", "apppw");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..40)
+        .map(|i| {
+            let opts = opts.clone();
+            thread::spawn(move || {
+                let mut c = Conn::new(opts).unwrap();
+                for j in 0..40 {
+                    let v: i64 = c
+                        .query_first(format!("SELECT {i} * 1000 + {j} + SLEEP(0.001)"))
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(v, i * 1000 + j);
+                }
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    while workers.iter().any(|w| !w.is_finished()) {
+        peak = peak.max(e.backend_threads());
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(peak > 0);
+    assert!(peak <= 4, "server saw {peak} backend connections for 2 cores x 2");
+}
+
+#[test]
+fn engine_ping_use_and_schema_follow_the_client() {
+    let e = env("schema", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");
+    let other = e.db.fresh_database("schema_other");
+    let mut a = e.client();
+    let mut b = e.client();
+    a.ping().unwrap();
+    a.query_drop(format!("USE {other}")).unwrap();
+    for _ in 0..50 {
+        assert_eq!(
+            a.query_first::<String, _>("SELECT DATABASE()").unwrap(),
+            Some(other.clone())
+        );
+        assert_eq!(
+            b.query_first::<String, _>("SELECT DATABASE()").unwrap(),
+            Some(e.schema.clone())
+        );
+    }
+    let err = a.query_drop("USE no_such_schema_here").unwrap_err();
+    assert_eq!(server_error(err).0, 1049);
+    assert_eq!(
+        a.query_first::<String, _>("SELECT DATABASE()").unwrap(),
+        Some(other)
+    );
+}
+
+#[test]
+fn engine_prepared_statements_work_pinned() {
+    let e = env("prepared", 1, "pool:\n  max_per_core: 4\n");
+    let mut a = e.client();
+    let mut b = e.client();
+    for i in 0..20i64 {
+        assert_eq!(
+            a.exec_first::<i64, _, _>("SELECT ? + 1", (i,)).unwrap(),
+            Some(i + 1)
+        );
+        assert_eq!(
+            b.exec_first::<String, _, _>("SELECT CONCAT('b', ?)", (i,))
+                .unwrap(),
+            Some(format!("b{i}"))
+        );
+    }
+}
+
+#[test]
+fn engine_multi_statement_results_all_arrive() {
+    let e = env("multi", 1, "");
+    let mut c = Conn::new(e.opts("app", "apppw")).unwrap();
+    let mut result = c.query_iter("SELECT 1; SELECT 2, 3; DO 0").unwrap();
+    let mut sets = Vec::new();
+    while let Some(set) = result.iter() {
+        let rows: Vec<mysql::Row> = set.map(|r| r.unwrap()).collect();
+        sets.push(rows.len());
+    }
+    drop(result);
+    assert_eq!(sets, vec![1, 1, 0]);
+    assert_eq!(c.query_first::<i64, _>("SELECT 9").unwrap(), Some(9));
+}
