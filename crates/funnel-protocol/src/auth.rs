@@ -154,6 +154,29 @@ pub fn xor_password_with_scramble(password: &[u8], scramble: &[u8]) -> Vec<u8> {
     data
 }
 
+/// Encrypts the password for the full `caching_sha2_password` (and
+/// `sha256_password`) exchange without TLS: RSA with OAEP padding (SHA-1,
+/// as MySQL 8.0.5+ expects) over [`xor_password_with_scramble`], with the
+/// public key the server sent in PEM form (SPKI or PKCS#1).
+pub fn rsa_encrypt_password(
+    pem: &[u8],
+    password: &[u8],
+    scramble: &[u8],
+    rng: &mut impl rsa::rand_core::CryptoRngCore,
+) -> Result<Vec<u8>> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| ProtocolError::malformed("RSA public key", "not UTF-8"))?
+        .trim_end_matches('\0');
+    let key = rsa::RsaPublicKey::from_public_key_pem(text)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(text))
+        .map_err(|_| ProtocolError::malformed("RSA public key", "not a PEM public key"))?;
+    let data = xor_password_with_scramble(password, scramble);
+    key.encrypt(rng, rsa::Oaep::new::<Sha1>(), &data)
+        .map_err(|_| ProtocolError::malformed("RSA public key", "password too long for this key"))
+}
+
 fn sha1(data: &[u8]) -> [u8; 20] {
     Sha1::digest(data).into()
 }

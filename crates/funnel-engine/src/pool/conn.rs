@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use funnel_protocol::auth::{
-    caching_sha2_next, caching_sha2_scramble, native_password_scramble, AuthSwitchRequest, CachingSha2Step,
-    CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD,
+    caching_sha2_next, caching_sha2_scramble, native_password_scramble, rsa_encrypt_password,
+    AuthSwitchRequest, CachingSha2Step, CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD,
 };
 use funnel_protocol::framing::write_packet;
 use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
@@ -177,6 +177,8 @@ impl BackendConn {
         let mut out = BytesMut::new();
         let mut payload = BytesMut::new();
         login.write(&mut payload);
+        // The scramble in force: an auth switch replaces it.
+        let mut scramble = hs.auth_plugin_data.clone();
         write_packet(&mut out, seq.wrapping_add(1), &payload);
         stream.write_all(&out).await?;
         loop {
@@ -204,6 +206,7 @@ impl BackendConn {
                 Some(0xff) => return Err(BackendError::Refused(ErrPacket::parse(&p)?)),
                 Some(0xfe) => {
                     let switch = AuthSwitchRequest::parse(&p)?;
+                    scramble = switch.plugin_data.clone();
                     let answer = match switch.plugin_name.as_slice() {
                         b"mysql_native_password" => native_password_scramble(password, &switch.plugin_data),
                         b"caching_sha2_password" => caching_sha2_scramble(password, &switch.plugin_data),
@@ -218,16 +221,13 @@ impl BackendConn {
                 }
                 Some(0x01) => match caching_sha2_next(&p, password, false)? {
                     CachingSha2Step::AwaitOk => {}
-                    CachingSha2Step::Send(data) if data == [2] => {
-                        return Err(BackendError::Auth(
-                            "caching_sha2_password full authentication needs TLS or RSA key exchange; \
-                             log in once over a secure channel to prime the server's cache"
-                                .into(),
-                        ))
-                    }
+                    // Full authentication without TLS: ask for the server's
+                    // RSA key, then send the password encrypted with it.
                     CachingSha2Step::Send(data) => send_packet(&mut stream, next, &data).await?,
-                    CachingSha2Step::EncryptWith(_) => {
-                        return Err(BackendError::Auth("RSA key exchange is not supported yet".into()))
+                    CachingSha2Step::EncryptWith(pem) => {
+                        let sealed =
+                            rsa_encrypt_password(&pem, password, &scramble, &mut rand::thread_rng())?;
+                        send_packet(&mut stream, next, &sealed).await?;
                     }
                 },
                 _ => return Err(BackendError::Auth("unexpected packet during login".into())),

@@ -83,3 +83,20 @@ fn protocol_auth_switch_roundtrip() {
     assert!(AuthSwitchRequest::parse(&[0x00]).is_err());
     assert!(AuthSwitchRequest::parse(&[]).is_err());
 }
+
+#[test]
+fn protocol_auth_rsa_password_roundtrip() {
+    use rsa::pkcs8::EncodePublicKey;
+    let mut rng = rand::thread_rng();
+    let private = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
+    let pem = private
+        .to_public_key()
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let scramble: Vec<u8> = (1..=20).collect();
+    let sealed = rsa_encrypt_password(pem.as_bytes(), b"s3cret", &scramble, &mut rng).unwrap();
+    assert_eq!(sealed.len(), 128);
+    let opened = private.decrypt(rsa::Oaep::new::<Sha1>(), &sealed).unwrap();
+    assert_eq!(opened, xor_password_with_scramble(b"s3cret", &scramble));
+    assert!(rsa_encrypt_password(b"-----BEGIN PUBLIC KEY-----\nnope", b"x", &scramble, &mut rng).is_err());
+}
