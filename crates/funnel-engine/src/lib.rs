@@ -16,6 +16,7 @@ pub mod iobuf;
 pub mod listener;
 pub mod oneshot;
 pub mod pool;
+pub mod prepared;
 pub mod proxy;
 pub mod relay;
 pub mod rt;

@@ -13,6 +13,7 @@ use crate::ids::{ClientId, ShardId};
 use crate::oneshot;
 use crate::pool::conn::BackendSpec;
 use crate::pool::{Pool, PoolLimits};
+use crate::prepared::registry::Registry;
 use crate::rt::{self, Listener};
 use crate::session;
 use crate::session::users::UserTable;
@@ -37,6 +38,8 @@ pub struct Shard {
     pub pool: Rc<Pool>,
     /// Counters and histograms.
     pub stats: Rc<Stats>,
+    /// Every prepared statement this shard has seen.
+    pub statements: Registry,
     next_client: Cell<u32>,
     max_clients: u64,
     known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
@@ -83,6 +86,7 @@ impl Shard {
             config: Rc::new(cfg),
             pool,
             stats,
+            statements: Registry::default(),
             next_client: Cell::new(0),
             max_clients: setup.max_clients,
             known_schemas: RefCell::new(HashMap::new()),

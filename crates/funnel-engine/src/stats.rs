@@ -55,6 +55,8 @@ pub struct Stats {
     pub backend_open_failures: Cell<u64>,
     /// Backend connections closed because they could not be reused.
     pub backend_discarded: Cell<u64>,
+    /// Statements prepared on a backend connection at their first execute there.
+    pub reprepares: Cell<u64>,
     /// Bytes from clients.
     pub bytes_from_clients: Cell<u64>,
     /// Bytes to clients.

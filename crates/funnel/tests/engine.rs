@@ -365,21 +365,49 @@ fn engine_ping_use_and_schema_follow_the_client() {
 }
 
 #[test]
-fn engine_prepared_statements_work_pinned() {
-    let e = env("prepared", 1, "pool:\n  max_per_core: 4\n");
-    let mut a = e.client();
-    let mut b = e.client();
-    for i in 0..20i64 {
-        assert_eq!(
-            a.exec_first::<i64, _, _>("SELECT ? + 1", (i,)).unwrap(),
-            Some(i + 1)
-        );
-        assert_eq!(
-            b.exec_first::<String, _, _>("SELECT CONCAT('b', ?)", (i,))
-                .unwrap(),
-            Some(format!("b{i}"))
-        );
+fn engine_prepared_statements_multiplex_over_one_connection() {
+    let e = env(
+        "prepared",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let mut setup = e.client();
+    setup
+        .query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .unwrap();
+    setup
+        .query_drop("INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .unwrap();
+    let opts = e.opts("app", "apppw");
+    let workers: Vec<_> = (0..3i64)
+        .map(|w| {
+            let opts = opts.clone();
+            thread::spawn(move || {
+                let mut c = Conn::new(opts).unwrap();
+                let by_id = c.prep("SELECT v FROM t WHERE id = ?").unwrap();
+                let add = c.prep("SELECT ? + ?").unwrap();
+                for i in 0..100i64 {
+                    let id = (i + w) % 3 + 1;
+                    let v: String = c.exec_first(&by_id, (id,)).unwrap().unwrap();
+                    assert_eq!(v, ["one", "two", "three"][(id - 1) as usize]);
+                    assert_eq!(c.exec_first::<i64, _, _>(&add, (i, w)).unwrap(), Some(i + w));
+                }
+                c.close(by_id).unwrap();
+                // A closed statement id is refused like the server would.
+                let err = c.exec_drop(&add, (1, 2));
+                assert!(err.is_ok(), "the other statement is still open");
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
     }
+    let snap = &e.proxy.snapshots()[0];
+    assert_eq!(
+        snap.pool.total, 1,
+        "all three clients shared one backend connection: {snap:?}"
+    );
+    assert_eq!(e.backend_threads(), 1);
 }
 
 #[test]

@@ -24,6 +24,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use crate::ids::BackendId;
 use crate::iobuf::IoBuf;
 use crate::pool::key::PoolKey;
+use crate::prepared::conn_cache::ConnStatements;
 use crate::rt::{self, Stream};
 
 /// Where and as whom to connect.
@@ -95,6 +96,8 @@ pub struct BackendConn {
     pub opened_at: Instant,
     /// When it was last released.
     pub idle_since: Instant,
+    /// Statements prepared on this connection.
+    pub stmts: ConnStatements,
     _slot: SlotGuard,
 }
 
@@ -199,6 +202,7 @@ impl BackendConn {
                         server_thread_id: hs.connection_id,
                         opened_at: now,
                         idle_since: now,
+                        stmts: ConnStatements::default(),
                         _slot: slot,
                     };
                     return Ok((conn, hs.server_version));
@@ -238,10 +242,27 @@ impl BackendConn {
     /// Sends one small command and reads its whole response, discarding
     /// rows. Used for Funnel's own statements (schema and state changes).
     pub async fn run(&mut self, payload: &[u8], expect: Expect) -> Result<ResponseSummary, BackendError> {
+        self.run_capturing(payload, expect, None).await
+    }
+
+    /// Like [`BackendConn::run`], appending the raw response packets
+    /// (headers included) to `raw` when given. Only for small responses,
+    /// such as a prepare's metadata.
+    pub async fn run_capturing(
+        &mut self,
+        payload: &[u8],
+        expect: Expect,
+        mut raw: Option<&mut Vec<u8>>,
+    ) -> Result<ResponseSummary, BackendError> {
         send_packet(&mut self.stream, 0, payload).await?;
         let mut tracker = ResponseTracker::new(expect, self.caps, self.status);
         loop {
-            let (_, p) = read_packet(&mut self.stream, &mut self.buf).await?;
+            let (seq, p) = read_packet(&mut self.stream, &mut self.buf).await?;
+            if let Some(raw) = raw.as_deref_mut() {
+                raw.extend_from_slice(&(p.len() as u32).to_le_bytes()[..3]);
+                raw.push(seq);
+                raw.extend_from_slice(&p);
+            }
             if tracker.feed(&p, p.len())? == Event::Done {
                 break;
             }
@@ -249,6 +270,12 @@ impl BackendConn {
         let summary = tracker.into_summary();
         self.status = summary.status;
         Ok(summary)
+    }
+
+    /// Sends a command that has no response (`COM_STMT_CLOSE`).
+    pub async fn send_without_response(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+        send_packet(&mut self.stream, 0, payload).await?;
+        Ok(())
     }
 
     /// True when the connection can serve another client: nothing unread,

@@ -20,6 +20,25 @@ pub enum Plan {
     Reply(EngineError),
     /// Send to a backend connection.
     Forward(Forward),
+    /// A binary-protocol prepared-statement command.
+    Statement(StatementCommand),
+}
+
+/// Prepared-statement commands, handled by Funnel's statement registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementCommand {
+    /// `COM_STMT_PREPARE`.
+    Prepare,
+    /// `COM_STMT_EXECUTE`.
+    Execute,
+    /// `COM_STMT_SEND_LONG_DATA`.
+    LongData,
+    /// `COM_STMT_CLOSE`.
+    Close,
+    /// `COM_STMT_RESET`.
+    Reset,
+    /// `COM_STMT_FETCH`.
+    Fetch,
 }
 
 /// How to forward a command.
@@ -32,7 +51,7 @@ pub struct Forward {
     /// On success, the session's schema becomes this.
     pub new_schema: Option<Vec<u8>>,
     /// The command only makes sense on the connection the session already
-    /// holds (statement ids, cursors).
+    /// holds (an open cursor).
     pub needs_pinned: bool,
     /// `COM_RESET_CONNECTION`: on success the session's state is clean again.
     pub resets: bool,
@@ -41,7 +60,8 @@ pub struct Forward {
 }
 
 impl Forward {
-    fn new(name: &'static str, expect: Option<Expect>) -> Self {
+    /// A forward with no side effects on the session.
+    pub fn new(name: &'static str, expect: Option<Expect>) -> Self {
         Forward {
             expect,
             pin: None,
@@ -91,36 +111,12 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.resets = true;
             Plan::Forward(f)
         }
-        Command::StmtPrepare(_) => {
-            let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
-            f.pin = Some(PinReason::PreparedStatement);
-            Plan::Forward(f)
-        }
-        Command::StmtExecute { .. } => {
-            let mut f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
-            f.needs_pinned = true;
-            Plan::Forward(f)
-        }
-        Command::StmtFetch { .. } => {
-            let mut f = Forward::new("COM_STMT_FETCH", Some(Expect::Fetch));
-            f.needs_pinned = true;
-            Plan::Forward(f)
-        }
-        Command::StmtReset(_) => {
-            let mut f = Forward::new("COM_STMT_RESET", Some(Expect::Status));
-            f.needs_pinned = true;
-            Plan::Forward(f)
-        }
-        Command::StmtClose(_) => {
-            let mut f = Forward::new("COM_STMT_CLOSE", None);
-            f.needs_pinned = true;
-            Plan::Forward(f)
-        }
-        Command::StmtSendLongData { .. } => {
-            let mut f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
-            f.needs_pinned = true;
-            Plan::Forward(f)
-        }
+        Command::StmtPrepare(_) => Plan::Statement(StatementCommand::Prepare),
+        Command::StmtExecute { .. } => Plan::Statement(StatementCommand::Execute),
+        Command::StmtFetch { .. } => Plan::Statement(StatementCommand::Fetch),
+        Command::StmtReset(_) => Plan::Statement(StatementCommand::Reset),
+        Command::StmtClose(_) => Plan::Statement(StatementCommand::Close),
+        Command::StmtSendLongData { .. } => Plan::Statement(StatementCommand::LongData),
         Command::ChangeUser(_) => Plan::Reply(EngineError::Unsupported("COM_CHANGE_USER")),
         Command::ProcessKill(_) => Plan::Reply(EngineError::Unsupported("COM_PROCESS_KILL")),
         Command::Other(code) => Plan::Reply(EngineError::Unsupported(unsupported_name(code))),
@@ -172,12 +168,19 @@ mod tests {
     }
 
     #[test]
-    fn session_plan_prepared_statements_pin_and_need_their_connection() {
-        assert_eq!(forward(b"\x16SELECT ?").pin, Some(PinReason::PreparedStatement));
-        let f = forward(&[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
-        assert!(f.needs_pinned);
-        let f = forward(&[0x19, 1, 0, 0, 0]);
-        assert_eq!(f.expect, None);
-        assert!(f.needs_pinned);
+    fn session_plan_prepared_statements_go_to_the_registry() {
+        let stmt = |p: &[u8]| match plan(p, CAPS) {
+            Plan::Statement(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stmt(b"\x16SELECT ?"), StatementCommand::Prepare);
+        assert_eq!(
+            stmt(&[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0]),
+            StatementCommand::Execute
+        );
+        assert_eq!(stmt(&[0x19, 1, 0, 0, 0]), StatementCommand::Close);
+        assert_eq!(stmt(&[0x1a, 1, 0, 0, 0]), StatementCommand::Reset);
+        assert_eq!(stmt(&[0x18, 1, 0, 0, 0, 0, 0]), StatementCommand::LongData);
+        assert_eq!(stmt(&[0x1c, 1, 0, 0, 0, 1, 0, 0, 0]), StatementCommand::Fetch);
     }
 }

@@ -9,6 +9,7 @@
 pub mod command;
 pub mod handshake;
 pub mod pinning;
+mod statements;
 pub mod users;
 
 use std::rc::Rc;
@@ -26,6 +27,7 @@ use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
 use crate::pool::conn::BackendConn;
 use crate::pool::key::PoolKey;
+use crate::prepared::client::ClientStatements;
 use crate::relay::{relay_response, ClientSide, RelayEnd};
 use crate::rt::{self, Stream};
 use crate::shard::Shard;
@@ -94,6 +96,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 pin_reason: None,
                 sticky: false,
                 out: BytesMut::new(),
+                stmts: ClientStatements::default(),
+                scratch: Vec::new(),
+                long_data: false,
             };
             match s.finish_login(l.next_seq).await {
                 Ok(()) => Some(s),
@@ -131,6 +136,13 @@ struct Session {
     sticky: bool,
     /// Scratch space for packets Funnel writes itself.
     out: BytesMut,
+    /// The client's prepared statements.
+    stmts: ClientStatements,
+    /// Reused space for a statement command's payload.
+    scratch: Vec<u8>,
+    /// Long data was sent for a statement: its connection holds it until
+    /// the execute (or a reset).
+    long_data: bool,
 }
 
 impl Session {
@@ -209,6 +221,7 @@ impl Session {
                     self.reply_error(1, e).await
                 }
                 Plan::Forward(f) => self.forward(total, f).await,
+                Plan::Statement(cmd) => self.statement(cmd, total).await,
             };
             if let Err(end) = result {
                 return end;
@@ -253,48 +266,13 @@ impl Session {
     }
 
     async fn forward(&mut self, total: usize, f: Forward) -> Result<(), End> {
-        let mut conn = match self.pinned.take() {
-            Some(c) => c,
-            None if f.needs_pinned => {
-                // A statement id without the connection that prepared it.
-                self.buf.consume(total);
-                let err = ErrPacket::new(
-                    1243,
-                    "HY000",
-                    format!("Unknown prepared statement handler given to {}", f.name),
-                );
-                return self.send_backend_err(1, &err).await;
-            }
-            None => match self.shard.pool.checkout(self.key).await {
-                Ok((c, _)) => c,
-                Err(e) => {
-                    self.buf.consume(total);
-                    return self.reply_error(1, e).await;
-                }
-            },
+        let Some(conn) = self.lease(total, &f).await? else {
+            return Ok(());
         };
-        // Bring the connection's schema in line with the session's.
-        if let Some(schema) = self
-            .schema
-            .as_ref()
-            .filter(|s| conn.schema.as_ref() != Some(*s))
-            .cloned()
-        {
-            match select_schema(&mut conn, &schema).await {
-                Ok(None) => {}
-                Ok(Some(err)) => {
-                    // The schema is gone (dropped meanwhile): tell the client.
-                    self.buf.consume(total);
-                    self.give_back(conn);
-                    return self.send_backend_err(1, &err).await;
-                }
-                Err(e) => {
-                    self.buf.consume(total);
-                    self.shard.pool.discard(conn);
-                    return self.reply_error(1, e).await;
-                }
-            }
-        }
+        let schema = self.schema.clone();
+        let Some(mut conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
+            return Ok(());
+        };
         Stats::bump(&self.shard.stats.forwarded);
         let sent = conn.stream.write_all(&self.buf.bytes()[..total]).await;
         self.buf.consume(total);
@@ -305,9 +283,69 @@ impl Session {
                 .reply_error(1, backend_lost(&self.shard, e.to_string()))
                 .await;
         }
+        self.relay_and_settle(conn, &f).await
+    }
+
+    /// The connection for a command: the pinned one, or one from the pool.
+    /// `None` when the client was already told why there is none (the
+    /// command's `total` bytes are then consumed).
+    async fn lease(&mut self, total: usize, f: &Forward) -> Result<Option<BackendConn>, End> {
+        match self.pinned.take() {
+            Some(c) => Ok(Some(c)),
+            None if f.needs_pinned => {
+                // A statement id without the connection that prepared it.
+                self.buf.consume(total);
+                let err = ErrPacket::new(
+                    1243,
+                    "HY000",
+                    format!("Unknown prepared statement handler given to {}", f.name),
+                );
+                self.send_backend_err(1, &err).await.map(|_| None)
+            }
+            None => match self.shard.pool.checkout(self.key).await {
+                Ok((c, _)) => Ok(Some(c)),
+                Err(e) => {
+                    self.buf.consume(total);
+                    self.reply_error(1, e).await.map(|_| None)
+                }
+            },
+        }
+    }
+
+    /// Brings the connection's schema in line with `schema`. `None` when
+    /// the client was told of a failure (the command's `total` bytes are
+    /// then consumed and the connection dealt with).
+    async fn sync_schema(
+        &mut self,
+        mut conn: BackendConn,
+        schema: Option<&[u8]>,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let Some(schema) = schema.filter(|s| conn.schema.as_deref() != Some(*s)) else {
+            return Ok(Some(conn));
+        };
+        match select_schema(&mut conn, schema).await {
+            Ok(None) => Ok(Some(conn)),
+            Ok(Some(err)) => {
+                // The schema is gone (dropped meanwhile): tell the client.
+                self.buf.consume(total);
+                self.give_back(conn);
+                self.send_backend_err(1, &err).await.map(|_| None)
+            }
+            Err(e) => {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                self.reply_error(1, e).await.map(|_| None)
+            }
+        }
+    }
+
+    /// Streams the response to a command already sent on `conn`, then
+    /// keeps or releases the connection.
+    async fn relay_and_settle(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
         let Some(expect) = f.expect else {
             // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response.
-            self.keep_or_release(conn, &f, true);
+            self.keep_or_release(conn, f, true);
             return Ok(());
         };
         let query_timeout = self.shard.config.pool.query_timeout.non_zero();
@@ -325,6 +363,9 @@ impl Session {
                         self.schema = Some(schema);
                     }
                     if f.resets {
+                        // The server closed the session's statements and state.
+                        conn.stmts.clear();
+                        self.stmts.clear();
                         self.sticky = false;
                         self.pin_reason = None;
                     }
@@ -332,7 +373,7 @@ impl Session {
                 if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     self.pin(PinReason::Cursor);
                 }
-                self.keep_or_release(conn, &f, ok || expect == Expect::Results);
+                self.keep_or_release(conn, f, ok || expect == Expect::Results);
                 Ok(())
             }
             RelayEnd::ClientGone { drained } => {
@@ -356,6 +397,7 @@ impl Session {
                 // The session's server-side state died with the connection.
                 self.sticky = false;
                 self.pin_reason = None;
+                self.long_data = false;
                 Ok(())
             }
         }
@@ -374,6 +416,7 @@ impl Session {
         } else {
             None
         };
+        let tx_reason = tx_reason.or(self.long_data.then_some(PinReason::PreparedStatement));
         if self.sticky || tx_reason.is_some() {
             if !self.sticky {
                 self.pin_reason = tx_reason;

@@ -1,0 +1,128 @@
+//! A client's prepared statements: Funnel's ids, mapped to the shard's
+//! statements, with the parameter types the client bound.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::prepared::registry::StatementMeta;
+
+/// The id MariaDB clients may use to mean "the statement prepared last".
+pub const LAST_PREPARED: u32 = u32::MAX;
+
+/// One statement of one client.
+#[derive(Debug)]
+pub struct ClientStatement {
+    /// The shard's statement.
+    pub meta: Rc<StatementMeta>,
+    /// Parameter types from the client's last execute that sent them.
+    pub param_types: Option<Vec<u8>>,
+}
+
+/// Statement ids a client holds.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    map: HashMap<u32, ClientStatement>,
+    next: u32,
+    last: Option<u32>,
+}
+
+/// Statements one client may hold (as the server's own per-session limit would).
+pub const MAX_PER_CLIENT: usize = 16_382;
+
+impl ClientStatements {
+    /// Registers a new statement; `None` when the client holds too many.
+    pub fn add(&mut self, meta: Rc<StatementMeta>) -> Option<u32> {
+        if self.map.len() >= MAX_PER_CLIENT {
+            return None;
+        }
+        self.next = self.next.wrapping_add(1).max(1);
+        while self.map.contains_key(&self.next) || self.next == LAST_PREPARED {
+            self.next = self.next.wrapping_add(1).max(1);
+        }
+        let id = self.next;
+        self.map.insert(
+            id,
+            ClientStatement {
+                meta,
+                param_types: None,
+            },
+        );
+        self.last = Some(id);
+        Some(id)
+    }
+
+    /// Resolves an id (including [`LAST_PREPARED`]).
+    pub fn resolve(&self, id: u32) -> Option<u32> {
+        if id == LAST_PREPARED {
+            self.last
+        } else {
+            self.map.contains_key(&id).then_some(id)
+        }
+    }
+
+    /// The statement behind an id.
+    pub fn get(&self, id: u32) -> Option<&ClientStatement> {
+        self.map.get(&id)
+    }
+
+    /// Mutable access (to remember parameter types).
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut ClientStatement> {
+        self.map.get_mut(&id)
+    }
+
+    /// Forgets a statement (`COM_STMT_CLOSE`).
+    pub fn remove(&mut self, id: u32) {
+        self.map.remove(&id);
+        if self.last == Some(id) {
+            self.last = None;
+        }
+    }
+
+    /// Forgets all (`COM_RESET_CONNECTION`, `COM_CHANGE_USER`).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.last = None;
+    }
+
+    /// How many the client holds.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn meta() -> Rc<StatementMeta> {
+        Rc::new(StatementMeta {
+            id: 1,
+            sql: Bytes::from_static(b"SELECT 1"),
+            schema: None,
+            params: 0,
+            columns: 1,
+            response: vec![],
+        })
+    }
+
+    #[test]
+    fn prepared_client_ids_and_last_prepared() {
+        let mut c = ClientStatements::default();
+        let a = c.add(meta()).unwrap();
+        let b = c.add(meta()).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(c.resolve(LAST_PREPARED), Some(b));
+        assert_eq!(c.resolve(a), Some(a));
+        c.remove(b);
+        assert_eq!(c.resolve(b), None);
+        assert_eq!(c.resolve(LAST_PREPARED), None);
+        c.clear();
+        assert!(c.is_empty());
+    }
+}

@@ -1,0 +1,91 @@
+//! The statements one backend connection has prepared, bounded, least
+//! recently used first out.
+
+use std::collections::HashMap;
+
+/// A statement prepared on one backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendStatement {
+    /// The server's statement id on that connection.
+    pub id: u32,
+    /// Parameter types were sent with an execute, so the server remembers them.
+    pub types_bound: bool,
+    last_used: u64,
+}
+
+/// Prepared statements of one connection, keyed by registry id.
+#[derive(Debug, Default)]
+pub struct ConnStatements {
+    map: HashMap<u64, BackendStatement>,
+    tick: u64,
+}
+
+impl ConnStatements {
+    /// The statement, marked as just used.
+    pub fn get(&mut self, key: u64) -> Option<&mut BackendStatement> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(&key).map(|s| {
+            s.last_used = tick;
+            s
+        })
+    }
+
+    /// Records a newly prepared statement; when that makes more than `cap`,
+    /// returns the server id of the least recently used one, which the
+    /// caller must close with `COM_STMT_CLOSE`.
+    pub fn insert(&mut self, key: u64, id: u32, cap: usize) -> Option<u32> {
+        self.tick += 1;
+        self.map.insert(
+            key,
+            BackendStatement {
+                id,
+                types_bound: false,
+                last_used: self.tick,
+            },
+        );
+        if self.map.len() <= cap.max(1) {
+            return None;
+        }
+        let (&victim, _) = self
+            .map
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .min_by_key(|(_, s)| s.last_used)?;
+        self.map.remove(&victim).map(|s| s.id)
+    }
+
+    /// How many statements are prepared.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when none is.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Forgets everything (after `COM_RESET_CONNECTION`, which closes them server-side).
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_conn_cache_evicts_least_recently_used() {
+        let mut c = ConnStatements::default();
+        assert_eq!(c.insert(1, 101, 2), None);
+        assert_eq!(c.insert(2, 102, 2), None);
+        c.get(1); // 2 is now the coldest
+        assert_eq!(c.insert(3, 103, 2), Some(102));
+        assert!(c.get(2).is_none());
+        assert_eq!(c.get(1).unwrap().id, 101);
+        assert_eq!(c.len(), 2);
+        c.clear();
+        assert!(c.is_empty());
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading and rewriting `COM_STMT_EXECUTE` payloads: the statement id is
+//! swapped for the backend's, and parameter types are added when the client
+//! sent them only with an earlier execute (on another connection).
+//!
+//! Layout: command byte, statement id (4), flags (1), iteration count (4);
+//! then, with parameters: NULL bitmap ((n + 7) / 8), new-params-bound flag
+//! (1), types (2 * n, only when the flag is 1), values.
+
+use std::ops::Range;
+
+use bytes::{BufMut, BytesMut};
+use funnel_protocol::{ProtocolError, Result};
+
+/// The parts of an execute payload Funnel needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecuteHead {
+    /// The client's statement id.
+    pub stmt_id: u32,
+    /// Offset of the new-params-bound flag (absent without parameters).
+    pub bound_flag_at: Option<usize>,
+    /// Where the parameter types are, when the client sent them.
+    pub types: Option<Range<usize>>,
+}
+
+const HEAD: usize = 1 + 4 + 1 + 4;
+
+/// The statement id of any statement command (execute, close, reset, fetch, long data).
+pub fn statement_id(payload: &[u8]) -> Result<u32> {
+    let b = payload.get(1..5).ok_or(ProtocolError::Truncated {
+        what: "statement id",
+        needed: 4,
+        available: payload.len().saturating_sub(1),
+    })?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Parses an execute payload for a statement with `params` parameters.
+pub fn parse_execute(payload: &[u8], params: u16) -> Result<ExecuteHead> {
+    let stmt_id = statement_id(payload)?;
+    if payload.len() < HEAD {
+        return Err(ProtocolError::malformed(
+            "COM_STMT_EXECUTE",
+            "shorter than its fixed part",
+        ));
+    }
+    if params == 0 {
+        return Ok(ExecuteHead {
+            stmt_id,
+            bound_flag_at: None,
+            types: None,
+        });
+    }
+    let flag_at = HEAD + (usize::from(params) + 7) / 8;
+    let flag = *payload.get(flag_at).ok_or(ProtocolError::malformed(
+        "COM_STMT_EXECUTE",
+        "missing new-params-bound flag",
+    ))?;
+    let types = if flag == 1 {
+        let r = flag_at + 1..flag_at + 1 + 2 * usize::from(params);
+        if payload.len() < r.end {
+            return Err(ProtocolError::malformed(
+                "COM_STMT_EXECUTE",
+                "parameter types truncated",
+            ));
+        }
+        Some(r)
+    } else {
+        None
+    };
+    Ok(ExecuteHead {
+        stmt_id,
+        bound_flag_at: Some(flag_at),
+        types,
+    })
+}
+
+/// Writes `payload` with the statement id replaced by `backend_id`, and
+/// with `inject_types` added when given (and the client sent none).
+pub fn rewrite_execute(
+    payload: &[u8],
+    head: &ExecuteHead,
+    backend_id: u32,
+    inject_types: Option<&[u8]>,
+    out: &mut BytesMut,
+) {
+    out.reserve(payload.len() + inject_types.map_or(0, <[u8]>::len));
+    out.put_u8(payload[0]);
+    out.put_u32_le(backend_id);
+    match (head.bound_flag_at, inject_types, &head.types) {
+        (Some(flag_at), Some(types), None) => {
+            out.put_slice(&payload[5..flag_at]);
+            out.put_u8(1);
+            out.put_slice(types);
+            out.put_slice(&payload[flag_at + 1..]);
+        }
+        _ => out.put_slice(&payload[5..]),
+    }
+}
+
+/// Writes a statement command (close, reset, fetch, long data) with its id
+/// replaced.
+pub fn rewrite_id(payload: &[u8], backend_id: u32, out: &mut BytesMut) {
+    out.reserve(payload.len());
+    out.put_u8(payload[0]);
+    out.put_u32_le(backend_id);
+    out.put_slice(&payload[5..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An execute of statement 7 with two parameters.
+    fn exec(with_types: bool) -> Vec<u8> {
+        let mut p = vec![0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0b0000_0000];
+        if with_types {
+            p.push(1);
+            p.extend_from_slice(&[8, 0, 253, 0]);
+        } else {
+            p.push(0);
+        }
+        p.extend_from_slice(&[5, 0, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+        p
+    }
+
+    #[test]
+    fn prepared_execute_parse_with_and_without_types() {
+        let h = parse_execute(&exec(true), 2).unwrap();
+        assert_eq!(h.stmt_id, 7);
+        assert_eq!(h.bound_flag_at, Some(11));
+        assert_eq!(h.types, Some(12..16));
+        let h = parse_execute(&exec(false), 2).unwrap();
+        assert_eq!(h.types, None);
+        assert!(parse_execute(&exec(true)[..13], 2).is_err());
+        assert!(parse_execute(&[0x17, 1], 0).is_err());
+        assert_eq!(
+            parse_execute(&[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0], 0)
+                .unwrap()
+                .bound_flag_at,
+            None
+        );
+    }
+
+    #[test]
+    fn prepared_execute_rewrite_injects_remembered_types() {
+        let with = exec(true);
+        let without = exec(false);
+        let head = parse_execute(&without, 2).unwrap();
+        let mut out = BytesMut::new();
+        rewrite_execute(&without, &head, 99, Some(&with[12..16]), &mut out);
+        let mut expected = with.clone();
+        expected[1..5].copy_from_slice(&99u32.to_le_bytes());
+        assert_eq!(&out[..], &expected[..]);
+        // Types already present: only the id changes.
+        let head = parse_execute(&with, 2).unwrap();
+        let mut out = BytesMut::new();
+        rewrite_execute(&with, &head, 99, Some(&[1, 2, 3, 4]), &mut out);
+        assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn prepared_rewrite_id_of_close() {
+        let mut out = BytesMut::new();
+        rewrite_id(&[0x19, 1, 0, 0, 0], 0x01020304, &mut out);
+        assert_eq!(&out[..], &[0x19, 4, 3, 2, 1]);
+        assert_eq!(statement_id(&[0x19, 1, 0, 0, 0]).unwrap(), 1);
+        assert!(statement_id(&[0x19, 1]).is_err());
+    }
+}

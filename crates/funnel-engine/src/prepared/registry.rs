@@ -1,0 +1,136 @@
+//! Every distinct prepared statement a shard has seen: its text, schema and
+//! the prepare response to replay to the next client that prepares it, so
+//! a repeated prepare costs no backend round trip.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+/// One distinct statement.
+#[derive(Debug)]
+pub struct StatementMeta {
+    /// Shard-wide id (the key of every connection's cache).
+    pub id: u64,
+    /// The SQL text.
+    pub sql: Bytes,
+    /// The schema it was prepared in (unqualified names resolve there).
+    pub schema: Option<Vec<u8>>,
+    /// Parameter count.
+    pub params: u16,
+    /// Result column count.
+    pub columns: u16,
+    /// The whole prepare response as the server sent it (packets with
+    /// headers), to replay with the client's statement id patched in.
+    pub response: Vec<u8>,
+}
+
+/// Offset of the statement id in a prepare response (header, then the 0x00 status byte).
+pub const RESPONSE_STMT_ID_AT: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    deprecate_eof: bool,
+    schema: Option<Vec<u8>>,
+    sql: Bytes,
+}
+
+/// The shard's statements.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_key: RefCell<HashMap<Key, Rc<StatementMeta>>>,
+    next_id: Cell<u64>,
+}
+
+/// Statements kept before unused ones are forgotten.
+const SOFT_CAP: usize = 20_000;
+
+impl Registry {
+    /// A statement prepared before with the same text, schema and EOF style.
+    pub fn lookup(
+        &self,
+        deprecate_eof: bool,
+        schema: &Option<Vec<u8>>,
+        sql: &[u8],
+    ) -> Option<Rc<StatementMeta>> {
+        let key = Key {
+            deprecate_eof,
+            schema: schema.clone(),
+            sql: Bytes::copy_from_slice(sql),
+        };
+        self.by_key.borrow().get(&key).cloned()
+    }
+
+    /// Records a statement a backend prepared.
+    pub fn insert(
+        &self,
+        deprecate_eof: bool,
+        schema: Option<Vec<u8>>,
+        sql: Bytes,
+        params: u16,
+        columns: u16,
+        response: Vec<u8>,
+    ) -> Rc<StatementMeta> {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        let meta = Rc::new(StatementMeta {
+            id,
+            sql: sql.clone(),
+            schema: schema.clone(),
+            params,
+            columns,
+            response,
+        });
+        let mut map = self.by_key.borrow_mut();
+        if map.len() >= SOFT_CAP {
+            // Forget statements no client holds; connections that still have
+            // them prepared simply prepare the next one anew.
+            map.retain(|_, m| Rc::strong_count(m) > 1);
+        }
+        map.insert(
+            Key {
+                deprecate_eof,
+                schema,
+                sql,
+            },
+            meta.clone(),
+        );
+        meta
+    }
+
+    /// How many statements are known.
+    pub fn len(&self) -> usize {
+        self.by_key.borrow().len()
+    }
+
+    /// True when none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_registry_keys_by_text_schema_and_eof_style() {
+        let r = Registry::default();
+        let s = Some(b"db".to_vec());
+        let m = r.insert(
+            false,
+            s.clone(),
+            Bytes::from_static(b"SELECT ?"),
+            1,
+            1,
+            vec![1, 2],
+        );
+        assert_eq!(r.lookup(false, &s, b"SELECT ?").unwrap().id, m.id);
+        assert!(r.lookup(true, &s, b"SELECT ?").is_none());
+        assert!(r.lookup(false, &None, b"SELECT ?").is_none());
+        let m2 = r.insert(true, s.clone(), Bytes::from_static(b"SELECT ?"), 1, 1, vec![]);
+        assert_ne!(m.id, m2.id);
+        assert_eq!(r.len(), 2);
+    }
+}

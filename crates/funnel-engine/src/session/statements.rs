@@ -1,0 +1,360 @@
+//! Binary-protocol prepared statements for one session: Funnel answers
+//! repeated prepares from the shard's registry, prepares a statement on a
+//! backend connection lazily at its first execute there, and rewrites
+//! statement ids (and, when needed, parameter types) on the way through.
+
+use bytes::{Bytes, BytesMut};
+use funnel_protocol::framing::{write_packet, HEADER_LEN, MAX_CHUNK};
+use funnel_protocol::response::{ErrPacket, OkPacket};
+use funnel_protocol::tracker::Expect;
+use funnel_protocol::Capabilities;
+
+use super::command::{Forward, StatementCommand};
+use super::{backend_lost, End, Session};
+use crate::pool::conn::BackendConn;
+use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id};
+use crate::prepared::registry::{StatementMeta, RESPONSE_STMT_ID_AT};
+use crate::stats::Stats;
+use std::rc::Rc;
+
+/// Statements one backend connection keeps prepared; the least recently
+/// used is closed beyond this, so 16 connections stay far below MariaDB's
+/// default `max_prepared_stmt_count` (16382).
+pub const PER_CONNECTION: usize = 256;
+
+impl Session {
+    /// Handles one statement command whose `total` bytes are buffered.
+    pub(super) async fn statement(&mut self, cmd: StatementCommand, total: usize) -> Result<(), End> {
+        // The payload leaves the read buffer (into a reused scratch vector)
+        // so the buffer is free for the response's LOCAL INFILE and the next command.
+        let mut payload = std::mem::take(&mut self.scratch);
+        copy_logical_payload(&self.buf.bytes()[..total], &mut payload);
+        self.buf.consume(total);
+        let result = match cmd {
+            StatementCommand::Prepare => self.stmt_prepare(Bytes::copy_from_slice(&payload[1..])).await,
+            StatementCommand::Execute => self.stmt_execute(&payload).await,
+            StatementCommand::LongData => self.stmt_long_data(&payload).await,
+            StatementCommand::Close => {
+                if let Some(id) = statement_id(&payload).ok().and_then(|id| self.stmts.resolve(id)) {
+                    self.stmts.remove(id);
+                }
+                Ok(())
+            }
+            StatementCommand::Reset => self.stmt_reset(&payload).await,
+            StatementCommand::Fetch => self.stmt_fetch(&payload).await,
+        };
+        payload.clear();
+        self.scratch = payload;
+        result
+    }
+
+    async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
+        let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
+        if let Some(meta) = self.shard.statements.lookup(deprecate_eof, &self.schema, &sql) {
+            return self.reply_prepared(meta).await;
+        }
+        let f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
+        let Some(conn) = self.lease(0, &f).await? else {
+            return Ok(());
+        };
+        let schema = self.schema.clone();
+        let Some(mut conn) = self.sync_schema(conn, schema.as_deref(), 0).await? else {
+            return Ok(());
+        };
+        let mut raw = Vec::new();
+        let mut payload = BytesMut::with_capacity(sql.len() + 1);
+        payload.extend_from_slice(&[0x16]);
+        payload.extend_from_slice(&sql);
+        match conn
+            .run_capturing(&payload, Expect::Prepare, Some(&mut raw))
+            .await
+        {
+            Ok(summary) => match (summary.error, summary.prepared) {
+                (None, Some(p)) => {
+                    raw[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&[0; 4]);
+                    let meta = self.shard.statements.insert(
+                        deprecate_eof,
+                        self.schema.clone(),
+                        sql,
+                        p.params,
+                        p.columns,
+                        raw,
+                    );
+                    let evicted = conn.stmts.insert(meta.id, p.stmt_id, PER_CONNECTION);
+                    let conn = match close_evicted(conn, evicted).await {
+                        Ok(c) => c,
+                        Err(conn) => {
+                            self.shard.pool.discard(conn);
+                            return self.reply_prepared(meta).await;
+                        }
+                    };
+                    self.give_back(conn);
+                    self.reply_prepared(meta).await
+                }
+                (Some(err), _) => {
+                    self.give_back(conn);
+                    self.send_backend_err(1, &err).await
+                }
+                (None, None) => {
+                    self.shard.pool.discard(conn);
+                    self.reply_error(1, backend_lost(&self.shard, "prepare without a result".into()))
+                        .await
+                }
+            },
+            Err(e) => {
+                self.shard.pool.discard(conn);
+                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                    .await
+            }
+        }
+    }
+
+    /// Sends a prepare response from the registry under a new client id.
+    async fn reply_prepared(&mut self, meta: Rc<StatementMeta>) -> Result<(), End> {
+        let Some(id) = self.stmts.add(meta.clone()) else {
+            let err = ErrPacket::new(
+                1461,
+                "42000",
+                "Can't create more than max_prepared_stmt_count statements (current value: 16382)",
+            );
+            return self.send_backend_err(1, &err).await;
+        };
+        self.out.clear();
+        self.out.extend_from_slice(&meta.response);
+        self.out[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&id.to_le_bytes());
+        self.stream.write_all(&self.out).await.map_err(|_| End::Closed)
+    }
+
+    async fn stmt_execute(&mut self, payload: &[u8]) -> Result<(), End> {
+        let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
+            return Ok(());
+        };
+        let head = match parse_execute(payload, meta.params) {
+            Ok(h) => h,
+            Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
+        };
+        if let (Some(types), Some(stmt)) = (&head.types, self.stmts.get_mut(id)) {
+            stmt.param_types = Some(payload[types.clone()].to_vec());
+        }
+        let f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
+        let Some(conn) = self.lease(0, &f).await? else {
+            return Ok(());
+        };
+        let Some(mut conn) = self.prepared_on(conn, &meta).await? else {
+            return Ok(());
+        };
+        let backend = *conn.stmts.get(meta.id).expect("prepared_on prepared it");
+        let inject = if backend.types_bound || head.types.is_some() {
+            None
+        } else {
+            self.stmts.get(id).and_then(|s| s.param_types.clone())
+        };
+        let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
+        rewrite_execute(payload, &head, backend.id, inject.as_deref(), &mut rewritten);
+        if head.types.is_some() || inject.is_some() {
+            if let Some(b) = conn.stmts.get(meta.id) {
+                b.types_bound = true;
+            }
+        }
+        self.long_data = false;
+        self.send_rewritten(conn, &rewritten, &f).await
+    }
+
+    async fn stmt_long_data(&mut self, payload: &[u8]) -> Result<(), End> {
+        // No response is allowed, so unknown ids are dropped, as servers do.
+        let Some(id) = statement_id(payload).ok().and_then(|id| self.stmts.resolve(id)) else {
+            return Ok(());
+        };
+        let meta = self.stmts.get(id).expect("resolved").meta.clone();
+        let f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
+        let Some(conn) = self.lease(0, &f).await? else {
+            return Ok(());
+        };
+        let Some(mut conn) = self.prepared_on(conn, &meta).await? else {
+            return Ok(());
+        };
+        let backend_id = conn.stmts.get(meta.id).expect("prepared").id;
+        let mut rewritten = BytesMut::with_capacity(payload.len());
+        rewrite_id(payload, backend_id, &mut rewritten);
+        // The data lives on this connection until the execute.
+        self.long_data = true;
+        self.send_rewritten(conn, &rewritten, &f).await
+    }
+
+    async fn stmt_reset(&mut self, payload: &[u8]) -> Result<(), End> {
+        let Some((_, meta)) = self.client_statement(payload, "mysqld_stmt_reset").await? else {
+            return Ok(());
+        };
+        self.long_data = false;
+        let on_pinned = self
+            .pinned
+            .as_mut()
+            .and_then(|c| c.stmts.get(meta.id))
+            .map(|s| s.id);
+        match on_pinned {
+            Some(backend_id) => {
+                let conn = self.pinned.take().expect("checked");
+                let mut rewritten = BytesMut::with_capacity(payload.len());
+                rewrite_id(payload, backend_id, &mut rewritten);
+                let f = Forward::new("COM_STMT_RESET", Some(Expect::Status));
+                self.send_rewritten(conn, &rewritten, &f).await
+            }
+            None => {
+                // Nothing of this statement lives on a server connection.
+                let ok = OkPacket {
+                    status: self.client_status(),
+                    ..Default::default()
+                };
+                self.write_ok(1, &ok).await
+            }
+        }
+    }
+
+    async fn stmt_fetch(&mut self, payload: &[u8]) -> Result<(), End> {
+        let Some((_, meta)) = self.client_statement(payload, "mysqld_stmt_fetch").await? else {
+            return Ok(());
+        };
+        let on_pinned = self
+            .pinned
+            .as_mut()
+            .and_then(|c| c.stmts.get(meta.id))
+            .map(|s| s.id);
+        let Some(backend_id) = on_pinned else {
+            let err = ErrPacket::new(1421, "HY000", "The statement has no open cursor");
+            return self.send_backend_err(1, &err).await;
+        };
+        let conn = self.pinned.take().expect("checked");
+        let mut rewritten = BytesMut::with_capacity(payload.len());
+        rewrite_id(payload, backend_id, &mut rewritten);
+        let f = Forward::new("COM_STMT_FETCH", Some(Expect::Fetch));
+        self.send_rewritten(conn, &rewritten, &f).await
+    }
+
+    /// The client's statement named in `payload`, or an ERR 1243 sent.
+    async fn client_statement(
+        &mut self,
+        payload: &[u8],
+        command: &str,
+    ) -> Result<Option<(u32, Rc<StatementMeta>)>, End> {
+        let raw = statement_id(payload).unwrap_or(0);
+        match self
+            .stmts
+            .resolve(raw)
+            .and_then(|id| self.stmts.get(id).map(|s| (id, s.meta.clone())))
+        {
+            Some(found) => Ok(Some(found)),
+            None => {
+                let err = ErrPacket::new(
+                    1243,
+                    "HY000",
+                    format!("Unknown prepared statement handler ({raw}) given to {command}"),
+                );
+                self.send_backend_err(1, &err).await.map(|_| None)
+            }
+        }
+    }
+
+    /// Makes sure `meta` is prepared on `conn` (in its own schema),
+    /// preparing it there now if not. `None` when the client was told of a
+    /// failure.
+    async fn prepared_on(
+        &mut self,
+        conn: BackendConn,
+        meta: &StatementMeta,
+    ) -> Result<Option<BackendConn>, End> {
+        let mut conn = conn;
+        if conn.stmts.get(meta.id).is_some() {
+            return Ok(Some(conn));
+        }
+        let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
+            return Ok(None);
+        };
+        conn = c;
+        let mut payload = BytesMut::with_capacity(meta.sql.len() + 1);
+        payload.extend_from_slice(&[0x16]);
+        payload.extend_from_slice(&meta.sql);
+        match conn.run(&payload, Expect::Prepare).await {
+            Ok(summary) => match (summary.error, summary.prepared) {
+                (None, Some(p)) => {
+                    Stats::bump(&self.shard.stats.reprepares);
+                    let evicted = conn.stmts.insert(meta.id, p.stmt_id, PER_CONNECTION);
+                    match close_evicted(conn, evicted).await {
+                        Ok(c) => Ok(Some(c)),
+                        Err(c) => {
+                            self.shard.pool.discard(c);
+                            self.reply_error(
+                                1,
+                                backend_lost(&self.shard, "closing a statement failed".into()),
+                            )
+                            .await
+                            .map(|_| None)
+                        }
+                    }
+                }
+                (Some(err), _) => {
+                    // The statement no longer prepares (a table changed).
+                    self.give_back(conn);
+                    self.send_backend_err(1, &err).await.map(|_| None)
+                }
+                (None, None) => {
+                    self.shard.pool.discard(conn);
+                    self.reply_error(1, backend_lost(&self.shard, "prepare without a result".into()))
+                        .await
+                        .map(|_| None)
+                }
+            },
+            Err(e) => {
+                self.shard.pool.discard(conn);
+                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                    .await
+                    .map(|_| None)
+            }
+        }
+    }
+
+    /// Frames and sends a rewritten command, then relays its response.
+    async fn send_rewritten(
+        &mut self,
+        mut conn: BackendConn,
+        payload: &[u8],
+        f: &Forward,
+    ) -> Result<(), End> {
+        Stats::bump(&self.shard.stats.forwarded);
+        self.out.clear();
+        write_packet(&mut self.out, 0, payload);
+        if let Err(e) = conn.stream.write_all(&self.out).await {
+            self.shard.pool.discard(conn);
+            return self
+                .reply_error(1, backend_lost(&self.shard, e.to_string()))
+                .await;
+        }
+        self.relay_and_settle(conn, f).await
+    }
+}
+
+/// Closes a statement evicted from a connection's cache (no response).
+/// Gives the connection back in `Err` when the write failed.
+async fn close_evicted(mut conn: BackendConn, evicted: Option<u32>) -> Result<BackendConn, BackendConn> {
+    if let Some(id) = evicted {
+        let mut p = BytesMut::with_capacity(5);
+        funnel_protocol::command::write_stmt_close(&mut p, id);
+        if conn.send_without_response(&p).await.is_err() {
+            return Err(conn);
+        }
+    }
+    Ok(conn)
+}
+
+/// Copies the logical payload of a command's packets (joined when over 16 MiB) into `out`.
+fn copy_logical_payload(bytes: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut at = 0;
+    while at + HEADER_LEN <= bytes.len() {
+        let len = usize::from(bytes[at]) | usize::from(bytes[at + 1]) << 8 | usize::from(bytes[at + 2]) << 16;
+        out.extend_from_slice(&bytes[at + HEADER_LEN..at + HEADER_LEN + len]);
+        at += HEADER_LEN + len;
+        if len < MAX_CHUNK {
+            break;
+        }
+    }
+}
