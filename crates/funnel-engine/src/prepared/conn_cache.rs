@@ -25,10 +25,9 @@ impl ConnStatements {
     pub fn get(&mut self, key: u64) -> Option<&mut BackendStatement> {
         self.tick += 1;
         let tick = self.tick;
-        self.map.get_mut(&key).map(|s| {
-            s.last_used = tick;
-            s
-        })
+        let s = self.map.get_mut(&key)?;
+        s.last_used = tick;
+        Some(s)
     }
 
     /// Records a newly prepared statement; when that makes more than `cap`,

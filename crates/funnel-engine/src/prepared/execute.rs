@@ -50,7 +50,7 @@ pub fn parse_execute(payload: &[u8], params: u16) -> Result<ExecuteHead> {
             types: None,
         });
     }
-    let flag_at = HEAD + (usize::from(params) + 7) / 8;
+    let flag_at = HEAD + usize::from(params).div_ceil(8);
     let flag = *payload.get(flag_at).ok_or(ProtocolError::malformed(
         "COM_STMT_EXECUTE",
         "missing new-params-bound flag",
