@@ -57,6 +57,10 @@ pub struct Stats {
     pub backend_discarded: Cell<u64>,
     /// Statements prepared on a backend connection at their first execute there.
     pub reprepares: Cell<u64>,
+    /// `SET`s Funnel ran to bring a connection's variables in line.
+    pub state_syncs: Cell<u64>,
+    /// Clients pinned, by reason (a client counts once, when first pinned).
+    pub pins: RefCell<std::collections::BTreeMap<&'static str, u64>>,
     /// Bytes from clients.
     pub bytes_from_clients: Cell<u64>,
     /// Bytes to clients.
@@ -73,5 +77,10 @@ impl Stats {
     /// Adds one to a counter.
     pub fn bump(c: &Cell<u64>) {
         c.set(c.get() + 1);
+    }
+
+    /// Counts a client pinned for `reason`.
+    pub fn count_pin(&self, reason: crate::session::pinning::PinReason) {
+        *self.pins.borrow_mut().entry(reason.as_str()).or_default() += 1;
     }
 }

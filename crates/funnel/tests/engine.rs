@@ -127,7 +127,7 @@ fn engine_two_clients_interleave_on_one_backend_connection() {
                 let mut backend_ids = std::collections::HashSet::new();
                 for i in 0..300 {
                     let (a, b, id): (i64, String, u64) = c
-                        .query_first(format!("SELECT {tid}, 'client{tid}-{i}', CONNECTION_ID()"))
+                        .query_first(format!("SELECT {tid}, 'client{tid}-{i}', @@pseudo_thread_id"))
                         .unwrap()
                         .unwrap();
                     assert_eq!((a, b), (tid, format!("client{tid}-{i}")));

@@ -26,6 +26,7 @@ use crate::iobuf::IoBuf;
 use crate::pool::key::PoolKey;
 use crate::prepared::conn_cache::ConnStatements;
 use crate::rt::{self, Stream};
+use crate::session::variables::SessionVars;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -98,6 +99,11 @@ pub struct BackendConn {
     pub idle_since: Instant,
     /// Statements prepared on this connection.
     pub stmts: ConnStatements,
+    /// Session variables set on this connection beyond a fresh one's.
+    pub vars: SessionVars,
+    /// The last ordinary statement here left warnings or an error in the
+    /// server's diagnostics area (another client must not see them).
+    pub stale_diagnostics: bool,
     _slot: SlotGuard,
 }
 
@@ -203,6 +209,8 @@ impl BackendConn {
                         opened_at: now,
                         idle_since: now,
                         stmts: ConnStatements::default(),
+                        vars: SessionVars::default(),
+                        stale_diagnostics: false,
                         _slot: slot,
                     };
                     return Ok((conn, hs.server_version));

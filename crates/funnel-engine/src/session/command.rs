@@ -8,6 +8,7 @@ use funnel_protocol::Capabilities;
 
 use crate::error::EngineError;
 use crate::session::pinning::{classify, PinReason};
+use crate::session::variables::Assignment;
 
 /// What the session does with a command.
 #[derive(Debug)]
@@ -50,6 +51,10 @@ pub struct Forward {
     pub pin: Option<PinReason>,
     /// On success, the session's schema becomes this.
     pub new_schema: Option<Vec<u8>>,
+    /// On success, these session variables are recorded.
+    pub set_vars: Option<Vec<Assignment>>,
+    /// Reports on the previous statement (`SHOW WARNINGS`, ...).
+    pub diagnostics: bool,
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
@@ -66,6 +71,8 @@ impl Forward {
             expect,
             pin: None,
             new_schema: None,
+            set_vars: None,
+            diagnostics: false,
             needs_pinned: false,
             resets: false,
             name,
@@ -91,6 +98,8 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));
             f.pin = effect.pin;
             f.new_schema = effect.use_schema;
+            f.set_vars = effect.set_vars;
+            f.diagnostics = effect.diagnostics;
             Plan::Forward(f)
         }
         Command::InitDb(db) => {

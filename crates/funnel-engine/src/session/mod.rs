@@ -9,13 +9,16 @@
 pub mod command;
 pub mod handshake;
 pub mod pinning;
+pub mod rewrite;
 mod statements;
 pub mod users;
+pub mod variables;
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use funnel_protocol::charset;
 use funnel_protocol::command::write_init_db;
 use funnel_protocol::framing::{write_small_packet, PacketHeader, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
@@ -35,6 +38,12 @@ use crate::stats::Stats;
 use command::{plan, Forward, Plan};
 use handshake::{login, LoginError};
 use pinning::PinReason;
+use rewrite::{mentions_previous_statement, substitute, LastResults};
+use variables::SessionVars;
+
+/// How long a connection stays with a client after a statement that left
+/// warnings or an error, waiting for its `SHOW WARNINGS`.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Initial read buffer of a client; small, because most clients are idle
 /// most of the time and each one costs its buffer.
@@ -97,6 +106,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 sticky: false,
                 out: BytesMut::new(),
                 stmts: ClientStatements::default(),
+                vars: SessionVars::default(),
+                last: LastResults::default(),
+                calc_found_rows: false,
+                linger: false,
                 scratch: Vec::new(),
                 long_data: false,
             };
@@ -138,6 +151,16 @@ struct Session {
     out: BytesMut,
     /// The client's prepared statements.
     stmts: ClientStatements,
+    /// Session variables the client set.
+    vars: SessionVars,
+    /// What the client's own last statements returned.
+    last: LastResults,
+    /// The last statement used SQL_CALC_FOUND_ROWS: FOUND_ROWS() must come
+    /// from its (pinned) connection.
+    calc_found_rows: bool,
+    /// The connection is kept for one more command so `SHOW WARNINGS` and
+    /// friends see this client's last statement.
+    linger: bool,
     /// Reused space for a statement command's payload.
     scratch: Vec<u8>,
     /// Long data was sent for a statement: its connection holds it until
@@ -187,6 +210,9 @@ impl Session {
 
     async fn command_loop(&mut self) -> End {
         loop {
+            if self.linger && self.buf.is_empty() && self.pinned.is_some() {
+                self.wait_while_lingering().await;
+            }
             if self.pinned.is_none() {
                 self.buf.shrink_if_idle();
             }
@@ -234,6 +260,19 @@ impl Session {
         }
     }
 
+    /// Holds a lingering connection until the client's next bytes arrive or
+    /// [`LINGER`] passes, then lets it go so other clients can use it.
+    async fn wait_while_lingering(&mut self) {
+        let arrived = rt::timeout(LINGER, self.buf.fill(&mut self.stream)).await;
+        if arrived.is_none() {
+            self.linger = false;
+            if let Some(conn) = self.pinned.take() {
+                self.shard.pool.release(conn);
+            }
+        }
+        // On data or EOF, the command loop reads (or notices) it next.
+    }
+
     /// Waits until a whole command (all its physical packets) is buffered;
     /// returns its first header and its total size on the wire.
     async fn read_command(&mut self) -> Result<(PacketHeader, usize), End> {
@@ -266,15 +305,33 @@ impl Session {
     }
 
     async fn forward(&mut self, total: usize, f: Forward) -> Result<(), End> {
+        let from_pool = self.pinned.is_none();
         let Some(conn) = self.lease(total, &f).await? else {
             return Ok(());
         };
-        let schema = self.schema.clone();
-        let Some(mut conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
+        let Some(mut conn) = self.sync_session(conn, total).await? else {
             return Ok(());
         };
+        if f.diagnostics && from_pool && conn.stale_diagnostics {
+            // This client's last statement left no warnings (or it would have
+            // kept its connection); clear another client's before reporting.
+            let mut p = BytesMut::with_capacity(8);
+            funnel_protocol::command::write_query(&mut p, b"DO 0");
+            if let Err(e) = conn.run(&p, Expect::Results).await {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                return self
+                    .reply_error(1, backend_lost(&self.shard, e.to_string()))
+                    .await;
+            }
+            conn.stale_diagnostics = false;
+        }
         Stats::bump(&self.shard.stats.forwarded);
-        let sent = conn.stream.write_all(&self.buf.bytes()[..total]).await;
+        let rewritten = self.rewrite_query(total);
+        let sent = match &rewritten {
+            Some(bytes) => conn.stream.write_all(bytes).await,
+            None => conn.stream.write_all(&self.buf.bytes()[..total]).await,
+        };
         self.buf.consume(total);
         if let Err(e) = sent {
             // Whether the server got the command is unknown: never resend it.
@@ -284,6 +341,25 @@ impl Session {
                 .await;
         }
         self.relay_and_settle(conn, &f).await
+    }
+
+    /// A `COM_QUERY` (one packet) whose reads of the previous statement's
+    /// results were replaced by this client's own values, framed; `None`
+    /// when nothing needed replacing.
+    fn rewrite_query(&self, total: usize) -> Option<BytesMut> {
+        let bytes = &self.buf.bytes()[..total];
+        let sql = bytes
+            .get(5..)
+            .filter(|_| bytes.get(4) == Some(&0x03) && total < MAX_CHUNK)?;
+        if !mentions_previous_statement(sql) {
+            return None;
+        }
+        let new_sql = substitute(sql, &self.last, self.id.0, !self.calc_found_rows)?;
+        let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
+        funnel_protocol::command::write_query(&mut payload, &new_sql);
+        let mut out = BytesMut::with_capacity(payload.len() + 4);
+        funnel_protocol::framing::write_packet(&mut out, 0, &payload);
+        Some(out)
     }
 
     /// The connection for a command: the pinned one, or one from the pool.
@@ -309,6 +385,62 @@ impl Session {
                     self.reply_error(1, e).await.map(|_| None)
                 }
             },
+        }
+    }
+
+    /// Brings the connection's schema and session variables in line with
+    /// the session's. `None` when the client was told of a failure.
+    async fn sync_session(&mut self, conn: BackendConn, total: usize) -> Result<Option<BackendConn>, End> {
+        let schema = self.schema.clone();
+        let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
+            return Ok(None);
+        };
+        self.sync_vars(conn, total).await
+    }
+
+    /// Applies the difference between the session's variables and the
+    /// connection's in one `SET` (nothing when they match).
+    async fn sync_vars(&mut self, mut conn: BackendConn, total: usize) -> Result<Option<BackendConn>, End> {
+        let handshake = charset::charset_name(u16::from(conn.key.charset))
+            .zip(charset::collation_name(u16::from(conn.key.charset)));
+        let sql = match self.vars.diff_sql(&conn.vars, handshake) {
+            Ok(None) => return Ok(Some(conn)),
+            Ok(Some(sql)) => sql,
+            Err(variables::CannotRestoreCharset) => {
+                // The connection's charset cannot be restored by name: use a
+                // fresh connection instead, which needs no reset.
+                self.shard.pool.discard(conn);
+                match self.shard.pool.checkout(self.key).await {
+                    Ok((c, _)) => return Box::pin(self.sync_session(c, total)).await,
+                    Err(e) => {
+                        self.buf.consume(total);
+                        return self.reply_error(1, e).await.map(|_| None);
+                    }
+                }
+            }
+        };
+        Stats::bump(&self.shard.stats.state_syncs);
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        match conn.run(&p, Expect::Results).await {
+            Ok(summary) => match summary.error {
+                None => {
+                    conn.vars = self.vars.clone();
+                    Ok(Some(conn))
+                }
+                Some(err) => {
+                    self.buf.consume(total);
+                    self.shard.pool.discard(conn);
+                    self.send_backend_err(1, &err).await.map(|_| None)
+                }
+            },
+            Err(e) => {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                    .await
+                    .map(|_| None)
+            }
         }
     }
 
@@ -362,16 +494,27 @@ impl Session {
                         conn.schema = Some(schema.clone());
                         self.schema = Some(schema);
                     }
+                    if let Some(vars) = &f.set_vars {
+                        self.vars.apply(vars);
+                        conn.vars.apply(vars);
+                    }
                     if f.resets {
                         // The server closed the session's statements and state.
                         conn.stmts.clear();
                         self.stmts.clear();
+                        conn.vars.clear();
+                        self.vars.clear();
                         self.sticky = false;
                         self.pin_reason = None;
                     }
                 }
                 if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     self.pin(PinReason::Cursor);
+                }
+                self.note_results(&summary, f);
+                if !f.diagnostics {
+                    conn.stale_diagnostics = summary.warnings > 0 || !ok;
+                    self.linger = conn.stale_diagnostics;
                 }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
                 Ok(())
@@ -403,6 +546,26 @@ impl Session {
         }
     }
 
+    /// Remembers what the statement returned, for the client's later
+    /// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`.
+    fn note_results(&mut self, summary: &funnel_protocol::tracker::ResponseSummary, f: &Forward) {
+        if f.expect != Some(Expect::Results) {
+            return;
+        }
+        if summary.last_insert_id != 0 {
+            self.last.last_insert_id = summary.last_insert_id;
+        }
+        if summary.error.is_some() || summary.result_sets > 0 {
+            self.last.row_count = -1;
+        } else {
+            self.last.row_count = summary.affected_rows as i64;
+        }
+        if summary.result_sets > 0 {
+            self.last.found_rows = summary.rows;
+        }
+        self.calc_found_rows = f.pin == Some(PinReason::PreviousStatementInfo);
+    }
+
     /// After a command: keep the connection (transaction, sticky state) or
     /// return it to the pool.
     fn keep_or_release(&mut self, conn: BackendConn, f: &Forward, succeeded: bool) {
@@ -417,6 +580,12 @@ impl Session {
             None
         };
         let tx_reason = tx_reason.or(self.long_data.then_some(PinReason::PreparedStatement));
+        if tx_reason.is_none() && !self.sticky && self.linger && conn.is_reusable() {
+            // Kept for the client's next command only (see `linger`).
+            self.pin_reason = None;
+            self.pinned = Some(conn);
+            return;
+        }
         if self.sticky || tx_reason.is_some() {
             if !self.sticky {
                 self.pin_reason = tx_reason;
@@ -431,6 +600,7 @@ impl Session {
     fn pin(&mut self, reason: PinReason) {
         if !self.sticky {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
+            self.shard.stats.count_pin(reason);
         }
         self.sticky = true;
         self.pin_reason = Some(reason);

@@ -5,7 +5,10 @@
 //! and EOF say whether one is open (covering `autocommit=0`, implicit
 //! commits and XA). This classifier only finds state the flags do not show,
 //! and it fails safe: anything it does not understand pins the client to its
-//! backend connection for the rest of the session.
+//! backend connection for the rest of the session. Plain `SET`s of session
+//! variables are tracked and replayed instead ([`super::variables`]).
+
+use super::variables::{parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +71,11 @@ pub struct SqlEffect {
     pub pin: Option<PinReason>,
     /// `USE db`: the schema to record once the server says OK.
     pub use_schema: Option<Vec<u8>>,
+    /// Session variables to record once the server says OK.
+    pub set_vars: Option<Vec<Assignment>>,
+    /// A diagnostics statement (`SHOW WARNINGS`, `@@warning_count`, ...):
+    /// it reports on the previous statement and leaves diagnostics alone.
+    pub diagnostics: bool,
 }
 
 /// Classifies a `COM_QUERY` text.
@@ -79,23 +87,34 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     let mut words = tokens.words.iter().map(|w| w.as_slice());
     let first = words.next().unwrap_or(b"");
     let second = words.next().unwrap_or(b"");
+    if tokens.statements == 1 && is_diagnostics(first, second, &tokens) {
+        return SqlEffect {
+            diagnostics: true,
+            ..SqlEffect::default()
+        };
+    }
     match first {
         b"USE" if tokens.statements == 1 => {
             return match parse_use(sql) {
                 Some(db) => SqlEffect {
-                    pin: None,
                     use_schema: Some(db),
+                    ..SqlEffect::default()
                 },
                 None => pin(PinReason::Unknown),
             }
         }
-        b"SET" => {
-            return pin(if tokens.user_variable {
-                PinReason::UserVariable
-            } else {
-                PinReason::SessionVariable
-            })
+        b"SET" if tokens.statements == 1 => {
+            return match parse_set(sql) {
+                Some(SetEffect::Session(a)) => SqlEffect {
+                    set_vars: Some(a),
+                    ..SqlEffect::default()
+                },
+                Some(SetEffect::Global) => SqlEffect::default(),
+                None if tokens.user_variable => pin(PinReason::UserVariable),
+                None => pin(PinReason::SessionVariable),
+            }
         }
+        b"SET" => return pin(PinReason::SessionVariable),
         b"PREPARE" | b"EXECUTE" | b"DEALLOCATE" => return pin(PinReason::SqlPrepare),
         b"LOCK" => return pin(PinReason::Lock),
         b"HANDLER" => return pin(PinReason::Handler),
@@ -110,11 +129,9 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     if tokens.has(b"GET_LOCK") || tokens.has(b"RELEASE_LOCK") || tokens.has(b"IS_USED_LOCK") {
         return pin(PinReason::Lock);
     }
-    if tokens.has(b"SQL_CALC_FOUND_ROWS")
-        || tokens.has(b"FOUND_ROWS")
-        || tokens.has(b"LAST_INSERT_ID")
-        || tokens.has(b"ROW_COUNT")
-    {
+    // Plain reads of LAST_INSERT_ID() and friends are rewritten to literals
+    // (session::rewrite); what remains is connection state.
+    if tokens.has(b"SQL_CALC_FOUND_ROWS") || setter_call(sql, b"LAST_INSERT_ID") {
         return pin(PinReason::PreviousStatementInfo);
     }
     if tokens.statements > 1 {
@@ -139,10 +156,56 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     SqlEffect::default()
 }
 
+/// `SHOW WARNINGS`, `SHOW ERRORS`, `SHOW COUNT(*) WARNINGS`, `GET
+/// DIAGNOSTICS` and `SELECT @@warning_count` / `@@error_count`.
+fn is_diagnostics(first: &[u8], second: &[u8], tokens: &Tokens) -> bool {
+    match first {
+        b"SHOW" => matches!(second, b"WARNINGS" | b"ERRORS" | b"COUNT"),
+        b"GET" => second == b"DIAGNOSTICS" || tokens.has(b"DIAGNOSTICS"),
+        b"SELECT" => {
+            tokens.words.len() <= 3
+                && tokens.words[1..]
+                    .iter()
+                    .all(|w| matches!(w.as_slice(), b"WARNING_COUNT" | b"ERROR_COUNT" | b"AS"))
+                && tokens.words.len() >= 2
+        }
+        _ => false,
+    }
+}
+
+/// True when `name(` is called with arguments somewhere (`LAST_INSERT_ID(expr)` sets the value).
+fn setter_call(sql: &[u8], name: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(p) = find_ci(sql, from, name) {
+        let mut j = p + name.len();
+        while j < sql.len() && sql[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if sql.get(j) == Some(&b'(') {
+            j += 1;
+            while j < sql.len() && sql[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if sql.get(j).is_some_and(|c| *c != b')') {
+                return true;
+            }
+        }
+        from = p + name.len();
+    }
+    false
+}
+
+fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+        .map(|p| p + from)
+}
+
 fn pin(reason: PinReason) -> SqlEffect {
     SqlEffect {
         pin: Some(reason),
-        use_schema: None,
+        ..SqlEffect::default()
     }
 }
 
@@ -291,6 +354,7 @@ mod tests {
             "UPDATE t SET x = 1 WHERE id = 2",
             "/* hello */ SELECT 1;",
             "-- comment\nSELECT `@weird` FROM t",
+            "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()",
         ] {
             assert_eq!(reason(sql), None, "{sql}");
         }
@@ -300,8 +364,8 @@ mod tests {
     fn pinning_stateful_statements_pin() {
         let cases = [
             ("SET @x = 5", PinReason::UserVariable),
-            ("set time_zone = '+05:00'", PinReason::SessionVariable),
-            ("SET NAMES utf8mb4", PinReason::SessionVariable),
+            ("SET time_zone = CONCAT('+0', '5:00')", PinReason::SessionVariable),
+            ("SET TRANSACTION READ ONLY", PinReason::SessionVariable),
             ("SELECT @x", PinReason::UserVariable),
             ("SELECT c INTO @v FROM t", PinReason::UserVariable),
             ("CREATE TEMPORARY TABLE t (x int)", PinReason::TemporaryTable),
@@ -314,7 +378,7 @@ mod tests {
                 "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
                 PinReason::PreviousStatementInfo,
             ),
-            ("SELECT LAST_INSERT_ID()", PinReason::PreviousStatementInfo),
+            ("SELECT LAST_INSERT_ID(5)", PinReason::PreviousStatementInfo),
             ("CALL p()", PinReason::StoredProcedure),
             ("/*!40101 SET NAMES utf8 */", PinReason::Unknown),
             ("SELECT 1; SET sql_mode=''", PinReason::SessionVariable),
@@ -325,6 +389,29 @@ mod tests {
         ];
         for (sql, want) in cases {
             assert_eq!(reason(sql), Some(want), "{sql}");
+        }
+    }
+
+    #[test]
+    fn pinning_plain_set_is_tracked_not_pinned() {
+        let e = classify(b"set time_zone = '+05:00', NAMES utf8mb4");
+        assert_eq!(e.pin, None);
+        assert_eq!(e.set_vars.map(|v| v.len()), Some(2));
+        assert_eq!(classify(b"SET GLOBAL max_connections = 10"), SqlEffect::default());
+    }
+
+    #[test]
+    fn pinning_diagnostics_statements_are_recognised() {
+        for sql in [
+            "SHOW WARNINGS",
+            "show errors limit 1",
+            "SHOW COUNT(*) WARNINGS",
+            "SELECT @@warning_count",
+        ] {
+            assert!(classify(sql.as_bytes()).diagnostics, "{sql}");
+        }
+        for sql in ["SELECT 1", "SHOW TABLES", "SELECT @@warning_count, c FROM t"] {
+            assert!(!classify(sql.as_bytes()).diagnostics, "{sql}");
         }
     }
 

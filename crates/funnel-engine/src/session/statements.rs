@@ -49,6 +49,11 @@ impl Session {
     }
 
     async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
+        if super::rewrite::mentions_previous_statement(&sql) {
+            // Executes can't be rewritten per call: keep one connection, so
+            // the server's own answer is this client's.
+            self.pin(super::pinning::PinReason::PreviousStatementInfo);
+        }
         let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
         if let Some(meta) = self.shard.statements.lookup(deprecate_eof, &self.schema, &sql) {
             return self.reply_prepared(meta).await;
@@ -57,8 +62,7 @@ impl Session {
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
-        let schema = self.schema.clone();
-        let Some(mut conn) = self.sync_schema(conn, schema.as_deref(), 0).await? else {
+        let Some(mut conn) = self.sync_session(conn, 0).await? else {
             return Ok(());
         };
         let mut raw = Vec::new();
@@ -138,6 +142,10 @@ impl Session {
         }
         let f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
         let Some(conn) = self.lease(0, &f).await? else {
+            return Ok(());
+        };
+        // Variables first: sql_mode shapes how a re-prepare parses.
+        let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
         let Some(mut conn) = self.prepared_on(conn, &meta).await? else {

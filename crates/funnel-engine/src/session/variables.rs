@@ -1,0 +1,584 @@
+//! Session variables a client set, tracked so its next command can run on
+//! any backend connection: the connection is brought in line with one
+//! `SET` of just the differences (nothing is sent when they match).
+//!
+//! Only plain assignments are understood: `SET [SESSION|LOCAL] a = literal,
+//! @@b = literal`, `SET NAMES cs [COLLATE c]`, `SET CHARACTER SET cs` and
+//! `SET SESSION TRANSACTION ...`. Anything else (expressions, user
+//! variables, `SET TRANSACTION` for the next transaction only, `SET
+//! STATEMENT`, `SET ROLE`, ...) is not parsed: the caller pins the session.
+
+use std::collections::BTreeMap;
+
+/// Pseudo-variable holding `SET NAMES ...`.
+const NAMES: &str = "names";
+/// Pseudo-variable holding `SET CHARACTER SET ...`.
+const CHARSET: &str = "character set";
+/// Variables `SET NAMES` and `SET CHARACTER SET` overwrite.
+const CHARSET_VARS: [&str; 4] = [
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+];
+
+/// One assignment from a `SET` statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Canonical lower-case name (no `@@`, no scope).
+    pub name: String,
+    /// The value as written (literal text), or `None` for `DEFAULT`.
+    pub value: Option<String>,
+}
+
+/// What a `SET` statement does to session state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetEffect {
+    /// Session assignments Funnel can replay.
+    Session(Vec<Assignment>),
+    /// Only global variables: no session state changes.
+    Global,
+}
+
+/// Variables set in a session (or on a backend connection) beyond the
+/// defaults of a fresh connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionVars(BTreeMap<String, String>);
+
+impl SessionVars {
+    /// Records assignments the server accepted.
+    pub fn apply(&mut self, assignments: &[Assignment]) {
+        for a in assignments {
+            if a.name == NAMES || a.name == CHARSET {
+                for v in CHARSET_VARS.iter().chain([&NAMES, &CHARSET]) {
+                    self.0.remove(*v);
+                }
+            }
+            match &a.value {
+                Some(v) => {
+                    self.0.insert(a.name.clone(), v.clone());
+                }
+                None => {
+                    self.0.remove(&a.name);
+                }
+            }
+        }
+    }
+
+    /// True when nothing was set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Forgets everything (after `COM_RESET_CONNECTION`).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The statement that turns a connection with `current` variables into
+    /// one with `self`'s, or `None` when they already match. `handshake`
+    /// names the connection's handshake charset and collation, which is
+    /// what charset variables return to; without it they cannot be reset.
+    pub fn diff_sql(
+        &self,
+        current: &SessionVars,
+        handshake: Option<(&str, &str)>,
+    ) -> Result<Option<String>, CannotRestoreCharset> {
+        if self == current {
+            return Ok(None);
+        }
+        let mut parts: Vec<String> = Vec::new();
+        let charset_changed = |v: &str| self.0.get(v) != current.0.get(v);
+        let names_or_charset_changed = charset_changed(NAMES)
+            || charset_changed(CHARSET)
+            || CHARSET_VARS.iter().any(|v| charset_changed(v));
+        if names_or_charset_changed {
+            // Charset variables interact: rebuild them from the handshake
+            // charset, then this session's NAMES / CHARACTER SET, then its
+            // individual ones.
+            match (self.0.get(NAMES), self.0.get(CHARSET)) {
+                (Some(names), _) => parts.push(format!("NAMES {names}")),
+                (None, Some(cs)) => parts.push(format!("CHARACTER SET {cs}")),
+                (None, None) => {
+                    let (cs, coll) = handshake.ok_or(CannotRestoreCharset)?;
+                    parts.push(format!("NAMES {cs} COLLATE {coll}"));
+                }
+            }
+            for v in CHARSET_VARS {
+                if let Some(val) = self.0.get(v) {
+                    parts.push(format!("{v} = {val}"));
+                }
+            }
+        }
+        for (name, val) in &self.0 {
+            if name == NAMES || name == CHARSET || CHARSET_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            if current.0.get(name) != Some(val) {
+                parts.push(format!("SESSION {name} = {val}"));
+            }
+        }
+        for name in current.0.keys() {
+            if name == NAMES || name == CHARSET || CHARSET_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            if !self.0.contains_key(name) {
+                parts.push(format!("SESSION {name} = DEFAULT"));
+            }
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!("SET {}", parts.join(", "))))
+    }
+}
+
+/// The connection's handshake charset has no name Funnel knows, so its
+/// charset variables cannot be put back by `SET NAMES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CannotRestoreCharset;
+
+/// Parses a `SET` statement; `None` when Funnel cannot replay it.
+pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
+    let text = std::str::from_utf8(sql).ok()?;
+    let mut t = Lexer::new(text);
+    if !t.keyword("SET") {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut global = false;
+    loop {
+        let scope = if t.keyword("GLOBAL") {
+            Scope::Global
+        } else if t.keyword("SESSION") || t.keyword("LOCAL") {
+            Scope::Session
+        } else {
+            Scope::Default
+        };
+        if scope == Scope::Global {
+            global = true;
+            // Parse it to stay in step, then drop it: it is not session state.
+            parse_assignment(&mut t)?;
+        } else if t.keyword("NAMES") {
+            let cs = t.word_or_string()?;
+            let value = if cs.eq_ignore_ascii_case("DEFAULT") {
+                None
+            } else if t.keyword("COLLATE") {
+                Some(format!("{cs} COLLATE {}", t.word_or_string()?))
+            } else {
+                Some(cs)
+            };
+            out.push(Assignment {
+                name: NAMES.into(),
+                value,
+            });
+        } else if t.keyword("CHARACTER") {
+            if !t.keyword("SET") {
+                return None;
+            }
+            out.push(charset_assignment(&mut t)?);
+        } else if t.keyword("CHARSET") {
+            out.push(charset_assignment(&mut t)?);
+        } else if t.keyword("TRANSACTION") {
+            // Without SESSION it applies to the next transaction only.
+            if scope != Scope::Session {
+                return None;
+            }
+            out.extend(parse_transaction(&mut t)?);
+        } else {
+            let (name, value, is_global) = parse_assignment(&mut t)?;
+            if is_global {
+                global = true;
+            } else {
+                out.push(Assignment { name, value });
+            }
+        }
+        if t.punct(',') {
+            continue;
+        }
+        t.punct(';');
+        if !t.at_end() {
+            return None;
+        }
+        break;
+    }
+    if out.is_empty() && global {
+        return Some(SetEffect::Global);
+    }
+    (!out.is_empty()).then_some(SetEffect::Session(out))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Global,
+    Session,
+    Default,
+}
+
+fn charset_assignment(t: &mut Lexer<'_>) -> Option<Assignment> {
+    let cs = t.word_or_string()?;
+    Some(Assignment {
+        name: CHARSET.into(),
+        value: (!cs.eq_ignore_ascii_case("DEFAULT")).then_some(cs),
+    })
+}
+
+/// `SESSION TRANSACTION ISOLATION LEVEL ... | READ ONLY | READ WRITE`, as the variables they set.
+fn parse_transaction(t: &mut Lexer<'_>) -> Option<Vec<Assignment>> {
+    let mut out = Vec::new();
+    loop {
+        if t.keyword("ISOLATION") {
+            if !t.keyword("LEVEL") {
+                return None;
+            }
+            let level = if t.keyword("READ") {
+                if t.keyword("UNCOMMITTED") {
+                    "READ-UNCOMMITTED"
+                } else if t.keyword("COMMITTED") {
+                    "READ-COMMITTED"
+                } else {
+                    return None;
+                }
+            } else if t.keyword("REPEATABLE") && t.keyword("READ") {
+                "REPEATABLE-READ"
+            } else if t.keyword("SERIALIZABLE") {
+                "SERIALIZABLE"
+            } else {
+                return None;
+            };
+            out.push(Assignment {
+                name: "tx_isolation".into(),
+                value: Some(format!("'{level}'")),
+            });
+        } else if t.keyword("READ") {
+            let ro = if t.keyword("ONLY") {
+                "1"
+            } else if t.keyword("WRITE") {
+                "0"
+            } else {
+                return None;
+            };
+            out.push(Assignment {
+                name: "tx_read_only".into(),
+                value: Some(ro.into()),
+            });
+        } else {
+            return None;
+        }
+        // Characteristics are separated by commas too; peek for another one.
+        let save = t.pos;
+        if t.punct(',') && (t.peek_keyword("ISOLATION") || t.peek_keyword("READ")) {
+            continue;
+        }
+        t.pos = save;
+        return Some(out);
+    }
+}
+
+/// `[@@][session.|local.|global.]name {=|:=} value`: (name, value, is_global).
+fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, bool)> {
+    let sysvar = t.punct2("@@");
+    if !sysvar && t.peek_char() == Some('@') {
+        return None; // a user variable
+    }
+    let mut name = t.ident()?;
+    let mut global = false;
+    if t.punct('.') {
+        match name.as_str() {
+            "session" | "local" => {}
+            "global" => global = true,
+            _ => return None,
+        }
+        name = t.ident()?;
+    }
+    if !(t.punct2(":=") || t.punct('=')) {
+        return None;
+    }
+    let value = t.literal()?;
+    let value = (!value.eq_ignore_ascii_case("DEFAULT")).then_some(value);
+    Some((name, value, global))
+}
+
+/// A tiny lexer for `SET` statements: skips whitespace and comments.
+struct Lexer<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(s: &'a str) -> Self {
+        Lexer { s, pos: 0 }
+    }
+
+    fn skip_space(&mut self) {
+        loop {
+            let rest = &self.s[self.pos..];
+            let trimmed = rest.trim_start();
+            self.pos += rest.len() - trimmed.len();
+            if trimmed.starts_with("/*") && !trimmed.starts_with("/*!") && !trimmed.starts_with("/*M!") {
+                match trimmed.find("*/") {
+                    Some(e) => self.pos += e + 2,
+                    None => self.pos = self.s.len(),
+                }
+            } else if trimmed.starts_with("-- ") || trimmed.starts_with('#') {
+                match trimmed.find('\n') {
+                    Some(e) => self.pos += e + 1,
+                    None => self.pos = self.s.len(),
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn rest(&mut self) -> &'a str {
+        self.skip_space();
+        &self.s[self.pos..]
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.rest().is_empty()
+    }
+
+    fn peek_char(&mut self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn word_len(rest: &str) -> usize {
+        rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(rest.len())
+    }
+
+    fn peek_keyword(&mut self, kw: &str) -> bool {
+        let rest = self.rest();
+        let n = Self::word_len(rest);
+        n == kw.len() && rest[..n].eq_ignore_ascii_case(kw)
+    }
+
+    fn keyword(&mut self, kw: &str) -> bool {
+        if self.peek_keyword(kw) {
+            self.pos += kw.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn punct(&mut self, c: char) -> bool {
+        if self.rest().starts_with(c) {
+            self.pos += c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn punct2(&mut self, p: &str) -> bool {
+        if self.rest().starts_with(p) {
+            self.pos += p.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A name: a word or a backtick-quoted identifier, lower-cased.
+    fn ident(&mut self) -> Option<String> {
+        let rest = self.rest();
+        if let Some(inner) = rest.strip_prefix('`') {
+            let end = inner.find('`')?;
+            self.pos += end + 2;
+            return Some(inner[..end].to_ascii_lowercase());
+        }
+        let n = Self::word_len(rest);
+        if n == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        self.pos += n;
+        Some(rest[..n].to_ascii_lowercase())
+    }
+
+    /// A charset or collation name: a word or a quoted string.
+    fn word_or_string(&mut self) -> Option<String> {
+        let rest = self.rest();
+        if rest.starts_with('\'') || rest.starts_with('"') {
+            let lit = self.quoted()?;
+            return Some(lit);
+        }
+        let n = Self::word_len(rest);
+        if n == 0 {
+            return None;
+        }
+        self.pos += n;
+        Some(rest[..n].to_string())
+    }
+
+    /// One literal value: a number, a quoted string or a bare word (ON,
+    /// OFF, DEFAULT, an enum value). Anything else is an expression.
+    fn literal(&mut self) -> Option<String> {
+        let rest = self.rest();
+        let value = if rest.starts_with('\'') || rest.starts_with('"') {
+            self.quoted()?
+        } else if rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.') {
+            let n = rest
+                .char_indices()
+                .skip(1)
+                .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == 'E'))
+                .map_or(rest.len(), |(i, _)| i);
+            let num = &rest[..n];
+            num.parse::<f64>().ok()?;
+            self.pos += n;
+            num.to_string()
+        } else {
+            let n = Self::word_len(rest);
+            if n == 0 {
+                return None;
+            }
+            self.pos += n;
+            rest[..n].to_string()
+        };
+        // The value must end the assignment: no operators or calls after it.
+        match self.peek_char() {
+            None | Some(',') | Some(';') => Some(value),
+            _ => None,
+        }
+    }
+
+    /// A quoted string, returned with its quotes as written.
+    fn quoted(&mut self) -> Option<String> {
+        let rest = self.rest();
+        let q = rest.chars().next()?;
+        let bytes = rest.as_bytes();
+        let mut i = 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 2,
+                b if b == q as u8 => {
+                    if bytes.get(i + 1) == Some(&(q as u8)) {
+                        i += 2;
+                    } else {
+                        self.pos += i + 1;
+                        return Some(rest[..=i].to_string());
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(sql: &str) -> Vec<(String, Option<String>)> {
+        match parse_set(sql.as_bytes()) {
+            Some(SetEffect::Session(a)) => a.into_iter().map(|a| (a.name, a.value)).collect(),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn variables_parse_plain_assignments() {
+        assert_eq!(
+            session("SET time_zone = '+05:00'"),
+            vec![("time_zone".into(), s("'+05:00'"))]
+        );
+        assert_eq!(
+            session("set session sql_mode='', @@SESSION.wait_timeout=10, @@autocommit := 1;"),
+            vec![
+                ("sql_mode".into(), s("''")),
+                ("wait_timeout".into(), s("10")),
+                ("autocommit".into(), s("1"))
+            ]
+        );
+        assert_eq!(
+            session("SET LOCAL `max_join_size` = DEFAULT"),
+            vec![("max_join_size".into(), None)]
+        );
+        assert_eq!(
+            session("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"),
+            vec![("names".into(), s("utf8mb4 COLLATE utf8mb4_unicode_ci"))]
+        );
+        assert_eq!(
+            session("SET CHARACTER SET latin1"),
+            vec![("character set".into(), s("latin1"))]
+        );
+        assert_eq!(
+            session("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY"),
+            vec![
+                ("tx_isolation".into(), s("'READ-COMMITTED'")),
+                ("tx_read_only".into(), s("1"))
+            ]
+        );
+        assert_eq!(
+            parse_set(b"SET GLOBAL max_connections = 500"),
+            Some(SetEffect::Global)
+        );
+    }
+
+    #[test]
+    fn variables_refuse_what_cannot_be_replayed() {
+        for sql in [
+            "SET @x = 5",
+            "SET time_zone = @tz",
+            "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET STATEMENT max_statement_time=1 FOR SELECT 1",
+            "SET ROLE r",
+            "SET PASSWORD = PASSWORD('x')",
+            "SET a = 1 + 1",
+            "SET a = 'unterminated",
+            "SET wait_timeout = 10 garbage",
+            "SET @@foo.bar = 1",
+        ] {
+            assert!(
+                !matches!(parse_set(sql.as_bytes()), Some(SetEffect::Session(_))),
+                "{sql} must not be replayed"
+            );
+        }
+    }
+
+    fn vars(sqls: &[&str]) -> SessionVars {
+        let mut v = SessionVars::default();
+        for sql in sqls {
+            if let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) {
+                v.apply(&a);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn variables_diff_sets_only_differences_and_resets_the_rest() {
+        let hs = Some(("utf8mb4", "utf8mb4_general_ci"));
+        let a = vars(&["SET time_zone='+05:00', sql_mode=''"]);
+        let conn = vars(&["SET time_zone='+05:00', wait_timeout=10"]);
+        assert_eq!(
+            a.diff_sql(&conn, hs).unwrap().as_deref(),
+            Some("SET SESSION sql_mode = '', SESSION wait_timeout = DEFAULT")
+        );
+        assert_eq!(a.diff_sql(&a.clone(), hs).unwrap(), None);
+        // Back to a fresh session's charset.
+        let named = vars(&["SET NAMES latin1"]);
+        assert_eq!(
+            SessionVars::default().diff_sql(&named, hs).unwrap().as_deref(),
+            Some("SET NAMES utf8mb4 COLLATE utf8mb4_general_ci")
+        );
+        assert!(SessionVars::default().diff_sql(&named, None).is_err());
+        // NAMES then an individual charset variable: both, in that order.
+        let both = vars(&["SET NAMES utf8mb4", "SET character_set_results = latin1"]);
+        assert_eq!(
+            both.diff_sql(&SessionVars::default(), hs).unwrap().as_deref(),
+            Some("SET NAMES utf8mb4, character_set_results = latin1")
+        );
+        // A later NAMES overrides the individual one.
+        let later = vars(&["SET character_set_results = latin1", "SET NAMES utf8mb4"]);
+        assert_eq!(later, vars(&["SET NAMES utf8mb4"]));
+    }
+}

@@ -1,0 +1,284 @@
+//! Multiplexing correctness, table-driven: each case is a script of
+//! statements from two or three clients, run once directly against MariaDB
+//! (one server connection per client) and once through Funnel, where the
+//! clients share a pool of one or two backend connections. Every statement
+//! must give the same answer both ways.
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+/// What one statement returned: its result sets as debug-printed values, or an error code.
+type Outcome = Result<Vec<Vec<Vec<String>>>, u16>;
+
+struct Case {
+    name: &'static str,
+    /// Backend connections Funnel may use (pinned clients each hold one).
+    pool: usize,
+    /// Run in the case's schema before the script, on each side.
+    setup: &'static [&'static str],
+    /// (client, SQL) in order.
+    steps: &'static [(usize, &'static str)],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "time_zone and sql_mode stay with their client",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SET time_zone = '+05:00'"),
+            (1, "SELECT @@time_zone"),
+            (0, "SELECT @@time_zone"),
+            (1, "SET SESSION sql_mode = 'ANSI_QUOTES'"),
+            (0, "SELECT @@sql_mode = @@GLOBAL.sql_mode"),
+            (1, "SELECT @@sql_mode"),
+            (1, "SELECT \"a\" = 'a'"),
+            (0, "SELECT \"a\" = 'a'"),
+            (0, "SET time_zone = DEFAULT, @@session.wait_timeout = 77"),
+            (0, "SELECT @@time_zone, @@wait_timeout"),
+            (1, "SELECT @@time_zone, @@wait_timeout = @@GLOBAL.wait_timeout"),
+        ],
+    },
+    Case {
+        name: "charset and collation, 4-byte UTF-8",
+        pool: 1,
+        setup: &["CREATE TABLE e (s VARCHAR(20)) CHARACTER SET utf8mb4"],
+        steps: &[
+            (0, "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci"),
+            (1, "SET NAMES latin1"),
+            (
+                0,
+                "SELECT @@collation_connection, @@character_set_client, @@character_set_results",
+            ),
+            (1, "SELECT @@collation_connection, @@character_set_client"),
+            (0, "INSERT INTO e VALUES ('emoji 😀 ✓')"),
+            (1, "SELECT COUNT(*) FROM e"),
+            (0, "SELECT s, HEX(s) FROM e"),
+            (0, "SET character_set_results = latin1"),
+            (1, "SET NAMES utf8mb4"),
+            (0, "SELECT @@character_set_results, @@character_set_client"),
+            (1, "SELECT @@character_set_results, @@collation_connection"),
+        ],
+    },
+    Case {
+        name: "transaction isolation and read-only mode",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"),
+            (1, "SELECT @@tx_isolation"),
+            (0, "SELECT @@tx_isolation"),
+            (1, "SET SESSION TRANSACTION READ ONLY"),
+            (0, "SELECT @@tx_read_only"),
+            (1, "SELECT @@tx_read_only"),
+        ],
+    },
+    Case {
+        name: "user variables",
+        pool: 3,
+        setup: &[],
+        steps: &[
+            (0, "SET @x = 5"),
+            (1, "SET @x = 7"),
+            (0, "SELECT @x"),
+            (1, "SELECT @x"),
+            (2, "SELECT @x"),
+        ],
+    },
+    Case {
+        name: "last insert id and row count",
+        pool: 1,
+        setup: &["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO t (v) VALUES (1)"),
+            (1, "INSERT INTO t (v) VALUES (2)"),
+            (1, "INSERT INTO t (v) VALUES (3), (4)"),
+            (0, "SELECT LAST_INSERT_ID()"),
+            (1, "SELECT LAST_INSERT_ID();"),
+            (0, "SELECT ROW_COUNT()"),
+            (0, "UPDATE t SET v = v + 1 WHERE id <= 3"),
+            (1, "SELECT v FROM t ORDER BY id"),
+            (0, "SELECT ROW_COUNT(), last_insert_id( )"),
+            (2, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        ],
+    },
+    Case {
+        name: "found rows",
+        pool: 2,
+        setup: &["CREATE TABLE f (v INT)", "INSERT INTO f VALUES (1), (2), (3)"],
+        steps: &[
+            (0, "SELECT v FROM f ORDER BY v LIMIT 2"),
+            (1, "SELECT v FROM f WHERE v = 3"),
+            (0, "SELECT FOUND_ROWS()"),
+            (1, "SELECT FOUND_ROWS()"),
+            (0, "SELECT SQL_CALC_FOUND_ROWS v FROM f ORDER BY v LIMIT 1"),
+            (1, "SELECT 1"),
+            (0, "SELECT FOUND_ROWS()"),
+        ],
+    },
+    Case {
+        name: "warnings belong to the client's own last statement",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "SELECT 1 / 0"),
+            (1, "SELECT 2"),
+            (0, "SHOW WARNINGS"),
+            (1, "SHOW WARNINGS"),
+            (1, "SELECT CAST('x' AS SIGNED)"),
+            (1, "SELECT @@warning_count"),
+            (0, "SELECT @@warning_count"),
+        ],
+    },
+    Case {
+        name: "temporary tables",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "CREATE TEMPORARY TABLE tmp (x INT)"),
+            (0, "INSERT INTO tmp VALUES (1)"),
+            (1, "SELECT COUNT(*) FROM tmp"),
+            (0, "SELECT COUNT(*) FROM tmp"),
+            (0, "DROP TEMPORARY TABLE tmp"),
+            (0, "SELECT COUNT(*) FROM tmp"),
+        ],
+    },
+    Case {
+        name: "named locks",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "SELECT GET_LOCK(CONCAT(DATABASE(), '_lk'), 0)"),
+            (1, "SELECT GET_LOCK(CONCAT(DATABASE(), '_lk'), 0)"),
+            (0, "SELECT RELEASE_LOCK(CONCAT(DATABASE(), '_lk'))"),
+            (1, "SELECT GET_LOCK(CONCAT(DATABASE(), '_lk'), 0)"),
+            (1, "SELECT RELEASE_LOCK(CONCAT(DATABASE(), '_lk'))"),
+        ],
+    },
+    Case {
+        name: "transactions and autocommit",
+        pool: 2,
+        setup: &["CREATE TABLE x (v INT)"],
+        steps: &[
+            (0, "BEGIN"),
+            (0, "INSERT INTO x VALUES (1)"),
+            (1, "SELECT COUNT(*) FROM x"),
+            (0, "SELECT COUNT(*) FROM x"),
+            (0, "ROLLBACK"),
+            (1, "SET autocommit = 0"),
+            (1, "INSERT INTO x VALUES (2)"),
+            (2, "SELECT COUNT(*) FROM x"),
+            (1, "SELECT COUNT(*) FROM x"),
+            (1, "COMMIT"),
+            (2, "SELECT COUNT(*) FROM x"),
+            (1, "SET autocommit = 1"),
+            (1, "SELECT @@autocommit"),
+            (2, "SELECT @@autocommit"),
+        ],
+    },
+];
+
+fn outcome(c: &mut Conn, sql: &str) -> Outcome {
+    let mut result = match c.query_iter(sql) {
+        Ok(r) => r,
+        Err(mysql::Error::MySqlError(e)) => return Err(e.code),
+        Err(e) => panic!("{sql}: {e}"),
+    };
+    let mut sets = Vec::new();
+    while let Some(set) = result.iter() {
+        let mut rows = Vec::new();
+        for row in set {
+            match row {
+                Ok(row) => rows.push(row.unwrap().into_iter().map(|v| format!("{v:?}")).collect()),
+                Err(mysql::Error::MySqlError(e)) => return Err(e.code),
+                Err(e) => panic!("{sql}: {e}"),
+            }
+        }
+        sets.push(rows);
+    }
+    Ok(sets)
+}
+
+fn opts(port: u16, user: &str, pw: &str, db: &str) -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(Some(pw))
+        .db_name(Some(db))
+        .prefer_socket(false)
+}
+
+/// Runs a case's script on fresh connections; the schema name is masked in the output.
+fn run(case: &Case, make: impl Fn() -> Conn, schema: &str) -> Vec<Outcome> {
+    let mut clients: Vec<Conn> = (0..3).map(|_| make()).collect();
+    for sql in case.setup {
+        clients[0].query_drop(sql).unwrap();
+    }
+    case.steps
+        .iter()
+        .map(|(i, sql)| {
+            outcome(&mut clients[*i], sql).map(|sets| {
+                sets.into_iter()
+                    .map(|rows| {
+                        rows.into_iter()
+                            .map(|r| r.into_iter().map(|v| v.replace(schema, "<db>")).collect())
+                            .collect()
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn session_state_cases_match_direct_mariadb() {
+    let db = MariaDb::shared();
+    db.create_user("sess_direct", "dpw");
+    db.create_user("sess_backend", "bpw");
+    let mut failures = Vec::new();
+    for case in CASES {
+        let direct_schema = db.fresh_database("sess_d");
+        let direct = run(
+            case,
+            || Conn::new(opts(db.port(), "sess_direct", "dpw", &direct_schema)).unwrap(),
+            &direct_schema,
+        );
+
+        let funnel_schema = db.fresh_database("sess_f");
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: {funnel_schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: sess_backend\n    password: bpw\n\
+             pool:\n  max_per_core: {}\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 5s\n",
+            db.addr(),
+            case.pool
+        );
+        let proxy = Proxy::start(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+        let port = proxy.local_addr().port();
+        let through = run(
+            case,
+            || Conn::new(opts(port, "app", "apppw", &funnel_schema)).unwrap(),
+            &funnel_schema,
+        );
+        for (i, (d, f)) in direct.iter().zip(&through).enumerate() {
+            if d != f {
+                let (client, sql) = case.steps[i];
+                failures.push(format!(
+                    "[{}] step {i} client {client} `{sql}`:\n  direct: {d:?}\n  funnel: {f:?}",
+                    case.name
+                ));
+            }
+        }
+        drop(proxy);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
