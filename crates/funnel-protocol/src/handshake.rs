@@ -13,6 +13,10 @@ use crate::error::{ProtocolError, Result};
 use crate::flags::{Capabilities, StatusFlags};
 use crate::wire::{put_lenenc_int, put_lenenc_str, put_nul_str, Reader};
 
+/// The longest scramble a greeting can announce: its length plus the NUL
+/// terminator must fit the one-byte length field.
+pub const MAX_AUTH_DATA: usize = 254;
+
 /// Protocol version byte of `HandshakeV10`.
 pub const PROTOCOL_VERSION_10: u8 = 10;
 
@@ -87,6 +91,13 @@ impl HandshakeV10 {
             // The second part is NUL-terminated on the wire; the NUL is not data.
             let part2 = part2.strip_suffix(&[0]).unwrap_or(part2);
             auth_plugin_data.extend_from_slice(part2);
+            if auth_plugin_data.len() > MAX_AUTH_DATA {
+                // Its length (plus the NUL) must fit the one-byte length field.
+                return Err(ProtocolError::malformed(
+                    "handshake",
+                    "auth plugin data longer than 254 bytes",
+                ));
+            }
         }
         hs.auth_plugin_data = auth_plugin_data;
         if hs.capabilities.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
@@ -110,7 +121,8 @@ impl HandshakeV10 {
         buf.put_u16_le(self.status.0);
         buf.put_u16_le((caps.lower() >> 16) as u16);
         if caps.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
-            buf.put_u8(self.auth_plugin_data.len() as u8 + 1);
+            // Longer scrambles cannot be announced; parse refuses them too.
+            buf.put_u8(self.auth_plugin_data.len().min(MAX_AUTH_DATA) as u8 + 1);
         } else {
             buf.put_u8(0);
         }
@@ -259,9 +271,17 @@ impl HandshakeResponse41 {
         put_nul_str(buf, &self.username);
         if caps.contains(Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
             put_lenenc_str(buf, &self.auth_response);
+        } else if caps.contains(Capabilities::CLIENT_SECURE_CONNECTION) {
+            // A one-byte length: longer answers need the length-encoded form.
+            debug_assert!(
+                self.auth_response.len() <= 255,
+                "auth response needs LENENC_CLIENT_DATA"
+            );
+            let n = self.auth_response.len().min(255);
+            buf.put_u8(n as u8);
+            buf.put_slice(&self.auth_response[..n]);
         } else {
-            buf.put_u8(self.auth_response.len() as u8);
-            buf.put_slice(&self.auth_response);
+            put_nul_str(buf, &self.auth_response);
         }
         if let Some(db) = &self.database {
             put_nul_str(buf, db);

@@ -13,8 +13,7 @@ use crate::error::{ProtocolError, Result};
 use crate::flags::{Capabilities, StatusFlags};
 use crate::framing::MAX_CHUNK;
 use crate::response::{
-    is_result_terminator, parse_terminator, ErrPacket, OkPacket, EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER,
-    OK_HEADER,
+    parse_terminator, ErrPacket, OkPacket, EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, OK_HEADER,
 };
 use crate::wire::Reader;
 
@@ -194,21 +193,28 @@ impl ResponseTracker {
         }
         let continues = payload_len_on_wire == MAX_CHUNK;
         if std::mem::replace(&mut self.continuation, continues) {
-            // The middle or end of a packet over 16 MiB: only rows (or a
-            // LOCAL INFILE file name) get that long, so nothing changes.
+            // The middle or end of a row over 16 MiB: nothing changes.
             return Ok(Event::More);
-        }
-        if continues && !matches!(self.state, State::Rows | State::First) {
-            return Err(ProtocolError::malformed("response", "oversized non-row packet"));
         }
         let header = *payload
             .first()
             .ok_or(ProtocolError::malformed("response", "empty packet"))?;
+        // Only rows get 16 MiB long; anything else that size is hostile.
+        let row_may_start =
+            matches!(self.state, State::Rows) || (self.state == State::First && self.expect == Expect::Fetch);
+        if continues && (!row_may_start || header == ERR_HEADER) {
+            return Err(ProtocolError::malformed("response", "oversized non-row packet"));
+        }
+        self.process(header, payload, payload_len_on_wire)
+    }
+
+    /// Interprets one packet that starts a logical packet.
+    fn process(&mut self, header: u8, payload: &[u8], wire_len: usize) -> Result<Event> {
         if header == ERR_HEADER && !self.in_definitions() {
             return self.finish_err(payload);
         }
         match self.state {
-            State::First => self.on_first(header, payload),
+            State::First => self.on_first(header, payload, wire_len),
             State::Columns { left } => {
                 self.state = if left > 1 {
                     State::Columns { left: left - 1 }
@@ -228,7 +234,7 @@ impl ResponseTracker {
                 Ok(Event::More)
             }
             State::Rows => {
-                if is_result_terminator(payload, self.deprecate_eof()) {
+                if self.is_terminator(header, wire_len) {
                     let status = self.terminator(payload)?;
                     return Ok(self.end_result(status));
                 }
@@ -270,7 +276,7 @@ impl ResponseTracker {
                 Ok(Event::Done)
             }
             State::FieldList => {
-                if is_result_terminator(payload, self.deprecate_eof()) {
+                if self.is_terminator(header, wire_len) {
                     self.summary.status = self.terminator(payload)?;
                     self.state = State::Done;
                     return Ok(Event::Done);
@@ -292,6 +298,12 @@ impl ResponseTracker {
             self.state,
             State::Columns { .. } | State::PrepareParams { .. } | State::PrepareColumns { .. }
         )
+    }
+
+    /// A terminator by its header and its length on the wire (a row whose
+    /// first value is 16 MiB or more also starts with 0xfe).
+    fn is_terminator(&self, header: u8, wire_len: usize) -> bool {
+        header == EOF_HEADER && (wire_len < 9 || (self.deprecate_eof() && wire_len < MAX_CHUNK))
     }
 
     fn after_columns(&self) -> State {
@@ -329,7 +341,7 @@ impl ResponseTracker {
         }
     }
 
-    fn on_first(&mut self, header: u8, payload: &[u8]) -> Result<Event> {
+    fn on_first(&mut self, header: u8, payload: &[u8], wire_len: usize) -> Result<Event> {
         match self.expect {
             Expect::Statistics => {
                 self.state = State::Done;
@@ -359,11 +371,11 @@ impl ResponseTracker {
             }
             Expect::Fetch => {
                 self.state = State::Rows;
-                self.feed_again(payload)
+                self.process(header, payload, wire_len)
             }
             Expect::FieldList => {
                 self.state = State::FieldList;
-                self.feed_again(payload)
+                self.process(header, payload, wire_len)
             }
             Expect::Results => match header {
                 OK_HEADER => self.on_ok(payload),
@@ -391,10 +403,6 @@ impl ResponseTracker {
                 }
             },
         }
-    }
-
-    fn feed_again(&mut self, payload: &[u8]) -> Result<Event> {
-        self.feed(payload, payload.len())
     }
 
     fn on_ok(&mut self, payload: &[u8]) -> Result<Event> {

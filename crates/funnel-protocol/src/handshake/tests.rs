@@ -123,3 +123,43 @@ fn protocol_handshake_rejects_garbage() {
     b.put_u8(200);
     assert!(HandshakeResponse41::parse(&b).is_err());
 }
+
+// Regressions found by the fuzz targets (fuzz/README.md, known issues 1-2).
+
+#[test]
+fn protocol_handshake_scramble_too_long_for_the_length_byte_is_refused() {
+    let mut b = BytesMut::new();
+    b.put_u8(10);
+    b.put_slice(b"v\0");
+    b.put_u32_le(0);
+    b.put_slice(b"AAAAAAAA\0");
+    let caps = Capabilities::CLIENT_SECURE_CONNECTION | Capabilities::CLIENT_PLUGIN_AUTH;
+    b.put_u16_le(caps.lower() as u16);
+    b.put_u8(33);
+    b.put_u16_le(2);
+    b.put_u16_le((caps.lower() >> 16) as u16);
+    b.put_u8(0xff);
+    b.put_bytes(0, 10);
+    b.put_bytes(b'B', 247);
+    assert!(HandshakeV10::parse(&b).is_err());
+}
+
+#[test]
+fn protocol_handshake_nul_terminated_auth_response_roundtrips() {
+    let mut b = BytesMut::new();
+    b.put_u32_le(Capabilities::CLIENT_PROTOCOL_41.lower());
+    b.put_u32_le(0);
+    b.put_u8(33);
+    b.put_bytes(0, 23);
+    b.put_slice(b"u\0x\0");
+    let ClientHello::Response(r) = HandshakeResponse41::parse(&b).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.auth_response, b"x");
+    let mut out = BytesMut::new();
+    r.write(&mut out);
+    assert_eq!(
+        HandshakeResponse41::parse(&out).unwrap(),
+        ClientHello::Response(r)
+    );
+}

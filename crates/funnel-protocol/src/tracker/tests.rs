@@ -274,3 +274,44 @@ fn protocol_tracker_never_panics_on_garbage() {
         }
     });
 }
+
+// Regressions found by the fuzz targets (fuzz/README.md, known issues 3-5).
+
+#[test]
+fn protocol_tracker_fetch_first_row_over_16mib_keeps_continuation() {
+    let mut t = ResponseTracker::new(Expect::Fetch, CAPS, StatusFlags(2));
+    assert_eq!(t.feed(&[0, 0, 1, 2, 3], MAX_CHUNK).unwrap(), Event::More);
+    assert_eq!(t.feed(&eof(2), 5).unwrap(), Event::More, "rest of the 16 MiB row");
+    assert_eq!(t.feed(&eof(2), 5).unwrap(), Event::Done);
+    assert_eq!(t.summary().rows, 1);
+}
+
+#[test]
+fn protocol_tracker_prefix_of_big_row_is_not_a_terminator() {
+    for caps in [CAPS, CAPS_DEPRECATE_EOF] {
+        let mut t = ResponseTracker::new(Expect::Results, caps, StatusFlags(2));
+        let defs = if caps == CAPS {
+            vec![vec![1], column_def(), eof(2)]
+        } else {
+            vec![vec![1], column_def()]
+        };
+        run(&mut t, &defs);
+        // Only the first 9 bytes of a row whose first value is 16 MiB long
+        // (the only way a row starts with 0xfe): its first chunk is full.
+        assert_eq!(
+            t.feed(&[0xfe, 0, 0, 0, 1, 0, 0, 0, 0], MAX_CHUNK).unwrap(),
+            Event::More
+        );
+        assert_eq!(t.summary().rows, 1);
+    }
+}
+
+#[test]
+fn protocol_tracker_oversized_non_row_packets_are_refused() {
+    let mut t = ResponseTracker::new(Expect::Status, CAPS, StatusFlags(2));
+    assert!(t.feed(&[0xff, 0x15, 0x04], MAX_CHUNK).is_err());
+    let mut t = ResponseTracker::new(Expect::Results, CAPS, StatusFlags(2));
+    assert!(t.feed(&[0x00, 0, 0, 2, 0, 0, 0], MAX_CHUNK).is_err());
+    let mut t = ResponseTracker::new(Expect::FieldList, CAPS, StatusFlags(2));
+    assert!(t.feed(&column_def(), MAX_CHUNK).is_err());
+}
