@@ -189,6 +189,11 @@ impl MiniClient {
         Ok(out)
     }
 
+    /// A second handle on the socket (to write from another thread).
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
     /// Writes raw bytes (for malformed-input tests).
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
