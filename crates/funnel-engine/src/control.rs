@@ -2,7 +2,8 @@
 //! polls its receiver between other work; the sender side lives with the
 //! [`crate::Proxy`] handle (and later the admin interface).
 
-use crate::ids::ShardId;
+use crate::ids::{ClientId, ShardId};
+use crate::kill::KillRefused;
 use crate::pool::PoolCounts;
 
 /// A request to one shard.
@@ -12,6 +13,17 @@ pub enum ControlMsg {
     Shutdown,
     /// Report a snapshot of the shard's state.
     Snapshot(crossbeam_channel::Sender<ShardSnapshot>),
+    /// Kill one of this shard's clients (or only its running query).
+    Kill {
+        /// The client.
+        target: ClientId,
+        /// Only the running statement.
+        query_only: bool,
+        /// Who asks (only the same user may kill).
+        user: String,
+        /// Where the outcome goes.
+        reply: crossbeam_channel::Sender<Result<(), KillRefused>>,
+    },
 }
 
 /// What a shard reports about itself.

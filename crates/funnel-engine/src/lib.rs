@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod ids;
 pub mod iobuf;
+pub mod kill;
 pub mod listener;
 pub mod oneshot;
 pub mod pool;

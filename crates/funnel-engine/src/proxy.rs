@@ -102,14 +102,17 @@ impl Proxy {
             controls: Vec::new(),
             threads: Vec::new(),
         };
-        for (i, (cpu, l)) in cpus.into_iter().zip(listeners).enumerate() {
-            let (tx, rx) = crossbeam_channel::unbounded();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..cpus.len()).map(|_| crossbeam_channel::unbounded()).unzip();
+        for (i, ((cpu, l), rx)) in cpus.into_iter().zip(listeners).zip(receivers).enumerate() {
+            let tx = senders[i].clone();
             let setup = ShardSetup {
                 id: ShardId(i as u16),
                 config: config.clone(),
                 backend: spec.clone(),
                 max_clients,
                 version: version.clone(),
+                peers: senders.clone(),
             };
             let name = format!("funnel-shard-{i}");
             let handle = rt::spawn_executor(&name, Some(cpu), move || async move {

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use funnel_config::Config;
 
 use crate::control::{ControlMsg, ShardSnapshot};
-use crate::ids::{ClientId, ShardId};
+use crate::ids::{BackendId, ClientId, ShardId};
+use crate::kill::{ClientRegistry, KillRefused};
 use crate::oneshot;
+use crate::pool::conn::BackendConn;
 use crate::pool::conn::BackendSpec;
+use crate::pool::key::PoolKey;
 use crate::pool::{Pool, PoolLimits};
 use crate::prepared::registry::Registry;
 use crate::rt::{self, Listener};
@@ -40,6 +43,12 @@ pub struct Shard {
     pub stats: Rc<Stats>,
     /// Every prepared statement this shard has seen.
     pub statements: Registry,
+    /// Live sessions, for KILL.
+    pub clients: ClientRegistry,
+    /// Every shard's control channel, by shard index (KILL routing).
+    pub peers: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    /// Backend connections opened for KILL, outside the pool's limit.
+    side_slots: Rc<Cell<usize>>,
     next_client: Cell<u32>,
     max_clients: u64,
     known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
@@ -59,6 +68,8 @@ pub struct ShardSetup {
     pub max_clients: u64,
     /// The server version to announce before any backend answered.
     pub version: Vec<u8>,
+    /// Every shard's control channel (this one's included).
+    pub peers: Vec<crossbeam_channel::Sender<ControlMsg>>,
 }
 
 impl Shard {
@@ -87,6 +98,9 @@ impl Shard {
             pool,
             stats,
             statements: Registry::default(),
+            clients: ClientRegistry::default(),
+            peers: setup.peers,
+            side_slots: Rc::new(Cell::new(0)),
             next_client: Cell::new(0),
             max_clients: setup.max_clients,
             known_schemas: RefCell::new(HashMap::new()),
@@ -122,6 +136,52 @@ impl Shard {
             known.retain(|_, t| t.elapsed() < SCHEMA_TRUST);
         }
         known.insert(schema.to_vec(), Instant::now());
+    }
+
+    /// Kills one of this shard's clients, or only its running query, on
+    /// behalf of `user`.
+    pub async fn kill_local(
+        &self,
+        target: ClientId,
+        query_only: bool,
+        user: &str,
+    ) -> Result<(), KillRefused> {
+        let control = self
+            .clients
+            .get(target)
+            .ok_or(KillRefused::UnknownThread(target.0))?;
+        if control.user != user {
+            return Err(KillRefused::NotOwner(target.0));
+        }
+        if let Some(thread) = control.running_on() {
+            self.kill_backend_query(thread).await?;
+        }
+        if !query_only {
+            control.kill();
+        }
+        Ok(())
+    }
+
+    /// Runs `KILL QUERY thread` through a connection of its own, so no
+    /// pooled connection (and no waiting client) is involved.
+    async fn kill_backend_query(&self, thread: u32) -> Result<(), KillRefused> {
+        let slot = crate::pool::conn::SlotGuard::take(&self.side_slots);
+        let limit = self.config.pool.connect_timeout.as_duration();
+        let (mut conn, _) = BackendConn::open(self.pool.spec(), BackendId(0), PoolKey::DEFAULT, slot, limit)
+            .await
+            .map_err(|e| KillRefused::Backend(e.to_string()))?;
+        let mut p = bytes::BytesMut::new();
+        funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {thread}").as_bytes());
+        let summary = conn
+            .run(&p, funnel_protocol::tracker::Expect::Results)
+            .await
+            .map_err(|e| KillRefused::Backend(e.to_string()))?;
+        match summary.error {
+            // 1094: the query (and its thread) already finished: nothing to kill.
+            None => Ok(()),
+            Some(e) if e.code == 1094 => Ok(()),
+            Some(e) => Err(KillRefused::Backend(e.message_text())),
+        }
     }
 
     /// A snapshot for the control channel.
@@ -206,6 +266,17 @@ async fn control_loop(
                 }
                 Ok(ControlMsg::Snapshot(reply)) => {
                     let _ = reply.send(shard.snapshot());
+                }
+                Ok(ControlMsg::Kill {
+                    target,
+                    query_only,
+                    user,
+                    reply,
+                }) => {
+                    let shard = shard.clone();
+                    rt::spawn(async move {
+                        let _ = reply.send(shard.kill_local(target, query_only, &user).await);
+                    });
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
             }

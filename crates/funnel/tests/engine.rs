@@ -516,3 +516,83 @@ fn engine_collation_above_255_survives_switches() {
     let emoji: String = a.query_first("SELECT '😀 and ✓'").unwrap().unwrap();
     assert_eq!(emoji, "😀 and ✓");
 }
+
+/// Runs a 30-second query on `victim` in a thread; returns when it ended and
+/// how. (A bare `SELECT SLEEP(30)` returns 1 when killed instead of failing,
+/// so the sleep is part of a larger query, which fails with 1317.)
+fn sleep_in_thread(mut victim: Conn) -> thread::JoinHandle<(Duration, Result<(), u16>, Conn)> {
+    thread::spawn(move || {
+        let started = Instant::now();
+        let r = victim
+            .query::<i64, _>("SELECT COUNT(*) FROM seq_1_to_3 WHERE SLEEP(10) = 0")
+            .map(|rows| eprintln!("victim rows: {rows:?}"))
+            .map_err(|e| match e {
+                mysql::Error::MySqlError(e) => e.code,
+                other => panic!("{other:?}"),
+            });
+        (started.elapsed(), r, victim)
+    })
+}
+
+#[test]
+fn engine_kill_query_reaches_the_right_core_and_query() {
+    let e = env("kill", 2, "pool:\n  max_per_core: 4\n");
+    // Find a killer on each core relative to the victim (ids encode the core).
+    let victim = e.client();
+    let victim_id = victim.connection_id();
+    let mut same = None;
+    let mut other = None;
+    for _ in 0..40 {
+        let c = e.client();
+        if c.connection_id() >> 24 == victim_id >> 24 {
+            same.get_or_insert(c);
+        } else {
+            other.get_or_insert(c);
+        }
+        if same.is_some() && other.is_some() {
+            break;
+        }
+    }
+    let mut bystander = e.client();
+    let mut victim = Some(victim);
+    for killer in [other.as_mut(), same.as_mut()].into_iter().flatten() {
+        let sleeper = sleep_in_thread(victim.take().unwrap());
+        thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        killer.query_drop(format!("KILL QUERY {victim_id}")).unwrap();
+        let (took, result, v) = sleeper.join().unwrap();
+        assert_eq!(
+            result,
+            Err(1317),
+            "the victim query was interrupted after {took:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "kill took {:?}",
+            started.elapsed()
+        );
+        assert!(took < Duration::from_secs(5));
+        // KILL QUERY leaves the victim connected; the bystander never noticed.
+        victim = Some(v);
+        assert_eq!(
+            victim
+                .as_mut()
+                .unwrap()
+                .query_first::<i64, _>("SELECT 1")
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(bystander.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    }
+    // Unknown ids and other users' connections are refused as MySQL does.
+    let killer = same.as_mut().or(other.as_mut()).unwrap();
+    let (code, _) = server_error(killer.query_drop("KILL 123456").unwrap_err());
+    assert_eq!(code, 1094);
+    let mut stranger = Conn::new(e.opts("nopw", "")).unwrap();
+    let (code, _) = server_error(stranger.query_drop(format!("KILL {victim_id}")).unwrap_err());
+    assert_eq!(code, 1095);
+    // KILL CONNECTION ends the victim's session.
+    killer.query_drop(format!("KILL CONNECTION {victim_id}")).unwrap();
+    let gone = victim.as_mut().unwrap().query_drop("SELECT 1");
+    assert!(gone.is_err(), "the killed connection is closed");
+}

@@ -93,6 +93,11 @@ impl Pool {
         })
     }
 
+    /// Where and as whom this pool connects.
+    pub fn spec(&self) -> &BackendSpec {
+        &self.spec
+    }
+
     /// The backend's name.
     pub fn backend_name(&self) -> &str {
         &self.spec.name

@@ -7,6 +7,7 @@ use funnel_protocol::tracker::Expect;
 use funnel_protocol::Capabilities;
 
 use crate::error::EngineError;
+use crate::kill::{parse_kill, KillRequest};
 use crate::session::pinning::{classify, PinReason};
 use crate::session::variables::Assignment;
 
@@ -23,6 +24,8 @@ pub enum Plan {
     Forward(Forward),
     /// A binary-protocol prepared-statement command.
     Statement(StatementCommand),
+    /// `KILL [QUERY] id` or `COM_PROCESS_KILL`.
+    Kill(KillRequest),
 }
 
 /// Prepared-statement commands, handled by Funnel's statement registry.
@@ -94,6 +97,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::Quit => Plan::Quit,
         Command::Ping => Plan::ReplyOk,
         Command::Query(sql) => {
+            if let Some(k) = parse_kill(sql) {
+                return Plan::Kill(k);
+            }
             let effect = classify(sql);
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));
             f.pin = effect.pin;
@@ -127,7 +133,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::StmtClose(_) => Plan::Statement(StatementCommand::Close),
         Command::StmtSendLongData { .. } => Plan::Statement(StatementCommand::LongData),
         Command::ChangeUser(_) => Plan::Reply(EngineError::Unsupported("COM_CHANGE_USER")),
-        Command::ProcessKill(_) => Plan::Reply(EngineError::Unsupported("COM_PROCESS_KILL")),
+        Command::ProcessKill(id) => Plan::Kill(KillRequest {
+            id,
+            query_only: false,
+        }),
         Command::Other(code) => Plan::Reply(EngineError::Unsupported(unsupported_name(code))),
     }
 }

@@ -25,9 +25,11 @@ use funnel_protocol::response::{ErrPacket, OkPacket};
 use funnel_protocol::tracker::Expect;
 use funnel_protocol::{Capabilities, StatusFlags};
 
+use crate::control::ControlMsg;
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
+use crate::kill::{ClientControl, KillRefused, KillRequest};
 use crate::pool::conn::BackendConn;
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
@@ -44,6 +46,11 @@ use variables::SessionVars;
 /// How long a connection stays with a client after a statement that left
 /// warnings or an error, waiting for its `SHOW WARNINGS`.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long a KILL waits for another core's answer.
+const KILL_REPLY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it looks for that answer.
+const KILL_REPLY_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Initial read buffer of a client; small, because most clients are idle
 /// most of the time and each one costs its buffer.
@@ -93,7 +100,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             None
         }
         Some(Ok(l)) => {
+            let control = ClientControl::new(l.user.name.clone());
+            shard.clients.insert(id, control.clone());
             let mut s = Session {
+                control,
                 id,
                 shard: shard.clone(),
                 stream,
@@ -127,6 +137,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
         tracing::debug!(client = %id, ?end, "session ended");
         s.end();
     }
+    shard.clients.remove(id);
     stats.clients_active.set(stats.clients_active.get() - 1);
 }
 
@@ -149,6 +160,8 @@ struct Session {
     sticky: bool,
     /// Scratch space for packets Funnel writes itself.
     out: BytesMut,
+    /// How other code reaches this session (KILL).
+    control: Rc<ClientControl>,
     /// The client's prepared statements.
     stmts: ClientStatements,
     /// Session variables the client set.
@@ -248,9 +261,16 @@ impl Session {
                 }
                 Plan::Forward(f) => self.forward(total, f).await,
                 Plan::Statement(cmd) => self.statement(cmd, total).await,
+                Plan::Kill(k) => {
+                    self.buf.consume(total);
+                    self.kill(k).await
+                }
             };
             if let Err(end) = result {
                 return end;
+            }
+            if self.control.is_killed() {
+                return End::Closed;
             }
             self.shard
                 .stats
@@ -289,16 +309,20 @@ impl Session {
                 }
                 Extent::Partial(want) => self.buf.reserve_total(want),
             }
-            let read = match idle_limit {
-                Some(l) if self.pinned.is_none() => {
-                    match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
-                        Some(r) => r,
-                        None => return Err(End::Closed),
-                    }
+            let killed = self.control.killed();
+            let pinned = self.pinned.is_some();
+            let fill = async {
+                match idle_limit {
+                    Some(l) if !pinned => rt::timeout(l, self.buf.fill(&mut self.stream)).await,
+                    _ => Some(self.buf.fill(&mut self.stream).await),
                 }
-                _ => self.buf.fill(&mut self.stream).await,
             };
-            if read.is_err() {
+            let read = futures_lite::future::or(fill, async {
+                killed.await;
+                None
+            })
+            .await;
+            if !matches!(read, Some(Ok(_))) {
                 return Err(End::Closed);
             }
         }
@@ -480,13 +504,16 @@ impl Session {
             self.keep_or_release(conn, f, true);
             return Ok(());
         };
+        self.control.set_running_on(Some(conn.server_thread_id));
         let query_timeout = self.shard.config.pool.query_timeout.non_zero();
         let client = ClientSide {
             stream: &mut self.stream,
             buf: &mut self.buf,
             max_packet: self.shard.config.client.max_packet_size.as_u64() as usize,
         };
-        match relay_response(&mut conn, client, expect, query_timeout).await {
+        let end = relay_response(&mut conn, client, expect, query_timeout).await;
+        self.control.set_running_on(None);
+        match end {
             RelayEnd::Complete(summary) => {
                 let ok = summary.error.is_none();
                 if ok {
@@ -604,6 +631,73 @@ impl Session {
         }
         self.sticky = true;
         self.pin_reason = Some(reason);
+    }
+
+    /// `KILL [QUERY] id`: on this shard directly, on another over its
+    /// control channel.
+    async fn kill(&mut self, k: KillRequest) -> Result<(), End> {
+        let target = ClientId(k.id);
+        let user = self.control.user.clone();
+        let outcome = if target.shard() == self.shard.id {
+            if target == self.id && !k.query_only {
+                // Killing oneself: MySQL ends the connection at once.
+                self.control.kill();
+                return Err(End::Closed);
+            }
+            self.shard.kill_local(target, k.query_only, &user).await
+        } else {
+            self.kill_remote(target, k.query_only, user).await
+        };
+        match outcome {
+            Ok(()) => {
+                let ok = OkPacket {
+                    status: self.client_status(),
+                    ..Default::default()
+                };
+                self.write_ok(1, &ok).await
+            }
+            Err(KillRefused::UnknownThread(id)) => {
+                let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {id}"));
+                self.send_backend_err(1, &err).await
+            }
+            Err(KillRefused::NotOwner(id)) => {
+                let err = ErrPacket::new(1095, "HY000", format!("You are not owner of thread {id}"));
+                self.send_backend_err(1, &err).await
+            }
+            Err(KillRefused::Backend(reason)) => self.reply_error(1, backend_lost(&self.shard, reason)).await,
+        }
+    }
+
+    async fn kill_remote(&self, target: ClientId, query_only: bool, user: String) -> Result<(), KillRefused> {
+        let Some(peer) = self.shard.peers.get(usize::from(target.shard().0)) else {
+            return Err(KillRefused::UnknownThread(target.0));
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let msg = ControlMsg::Kill {
+            target,
+            query_only,
+            user,
+            reply: tx,
+        };
+        if peer.send(msg).is_err() {
+            return Err(KillRefused::UnknownThread(target.0));
+        }
+        // The other core answers within its control poll plus the kill itself.
+        let deadline = Instant::now() + KILL_REPLY_LIMIT;
+        loop {
+            match rx.try_recv() {
+                Ok(r) => return r,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return Err(KillRefused::Backend("the owning core did not answer".into()))
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() > deadline => {
+                    return Err(KillRefused::Backend(
+                        "the owning core did not answer in time".into(),
+                    ))
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => rt::sleep(KILL_REPLY_POLL).await,
+            }
+        }
     }
 
     /// Returns a connection that served no client command.

@@ -1,0 +1,205 @@
+//! `KILL [QUERY] id` and `COM_PROCESS_KILL` with Funnel's own connection
+//! ids. The id names the owning shard; that shard looks the client up, and
+//! if it is running a command, kills that command's query on its backend
+//! thread through a connection of its own (never an unrelated client's
+//! work). Killing a connection also ends the client's session.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::ids::ClientId;
+
+/// What other code may do to one live session.
+#[derive(Debug)]
+pub struct ClientControl {
+    /// The user the client logged in as (only the same user may kill it).
+    pub user: String,
+    /// The backend thread running the client's command right now.
+    running_on: Cell<Option<u32>>,
+    killed: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl ClientControl {
+    /// A control for a session of `user`.
+    pub fn new(user: String) -> Rc<Self> {
+        Rc::new(ClientControl {
+            user,
+            running_on: Cell::new(None),
+            killed: Cell::new(false),
+            waker: RefCell::new(None),
+        })
+    }
+
+    /// Records (or clears) the backend thread running the client's command.
+    pub fn set_running_on(&self, thread: Option<u32>) {
+        self.running_on.set(thread);
+    }
+
+    /// The backend thread running the client's command.
+    pub fn running_on(&self) -> Option<u32> {
+        self.running_on.get()
+    }
+
+    /// Asks the session to end.
+    pub fn kill(&self) {
+        self.killed.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// True once the session was killed.
+    pub fn is_killed(&self) -> bool {
+        self.killed.get()
+    }
+
+    /// Resolves when the session is killed.
+    pub fn killed(self: &Rc<Self>) -> Killed {
+        Killed(self.clone())
+    }
+}
+
+/// Future returned by [`ClientControl::killed`].
+pub struct Killed(Rc<ClientControl>);
+
+impl Future for Killed {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.killed.get() {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Live sessions of one shard.
+#[derive(Debug, Default)]
+pub struct ClientRegistry(RefCell<HashMap<ClientId, Rc<ClientControl>>>);
+
+impl ClientRegistry {
+    /// Adds a session.
+    pub fn insert(&self, id: ClientId, control: Rc<ClientControl>) {
+        self.0.borrow_mut().insert(id, control);
+    }
+
+    /// Removes a session.
+    pub fn remove(&self, id: ClientId) {
+        self.0.borrow_mut().remove(&id);
+    }
+
+    /// Looks a session up.
+    pub fn get(&self, id: ClientId) -> Option<Rc<ClientControl>> {
+        self.0.borrow().get(&id).cloned()
+    }
+}
+
+/// A parsed `KILL` statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillRequest {
+    /// The Funnel connection id.
+    pub id: u32,
+    /// `KILL QUERY`: only the running statement.
+    pub query_only: bool,
+}
+
+/// Why a kill was refused (MySQL's codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KillRefused {
+    /// 1094: no such connection.
+    UnknownThread(u32),
+    /// 1095: it belongs to another user.
+    NotOwner(u32),
+    /// The backend could not be reached to stop the query.
+    Backend(String),
+}
+
+/// Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; `None` when the text is
+/// not that (including MariaDB's `KILL QUERY ID query_id` and `KILL USER`).
+pub fn parse_kill(sql: &[u8]) -> Option<KillRequest> {
+    let text = std::str::from_utf8(sql).ok()?.trim().trim_end_matches(';').trim();
+    let mut words = text.split_ascii_whitespace().peekable();
+    if !words.next()?.eq_ignore_ascii_case("KILL") {
+        return None;
+    }
+    if words
+        .peek()
+        .is_some_and(|w| w.eq_ignore_ascii_case("HARD") || w.eq_ignore_ascii_case("SOFT"))
+    {
+        words.next();
+    }
+    let mut query_only = false;
+    if let Some(w) = words.peek() {
+        if w.eq_ignore_ascii_case("QUERY") {
+            query_only = true;
+            words.next();
+        } else if w.eq_ignore_ascii_case("CONNECTION") {
+            words.next();
+        }
+    }
+    let id = words.next()?.parse::<u32>().ok()?;
+    if words.next().is_some() {
+        return None;
+    }
+    Some(KillRequest { id, query_only })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_parse_forms() {
+        let k = |s: &str| parse_kill(s.as_bytes());
+        assert_eq!(
+            k("KILL 5"),
+            Some(KillRequest {
+                id: 5,
+                query_only: false
+            })
+        );
+        assert_eq!(
+            k("kill query 16777217;"),
+            Some(KillRequest {
+                id: 16777217,
+                query_only: true
+            })
+        );
+        assert_eq!(
+            k("KILL HARD CONNECTION 9"),
+            Some(KillRequest {
+                id: 9,
+                query_only: false
+            })
+        );
+        assert_eq!(
+            k("KILL QUERY ID 9"),
+            None,
+            "MariaDB's query-id form is not a connection id"
+        );
+        assert_eq!(k("KILL USER bob"), None);
+        assert_eq!(k("KILLED 5"), None);
+    }
+
+    #[test]
+    fn kill_control_wakes_and_records() {
+        let c = ClientControl::new("u".into());
+        c.set_running_on(Some(42));
+        assert_eq!(c.running_on(), Some(42));
+        assert!(!c.is_killed());
+        c.kill();
+        assert!(c.is_killed());
+        let reg = ClientRegistry::default();
+        let id = ClientId(7);
+        reg.insert(id, c);
+        assert!(reg.get(id).is_some());
+        reg.remove(id);
+        assert!(reg.get(id).is_none());
+    }
+}
