@@ -596,3 +596,54 @@ fn engine_kill_query_reaches_the_right_core_and_query() {
     let gone = victim.as_mut().unwrap().query_drop("SELECT 1");
     assert!(gone.is_err(), "the killed connection is closed");
 }
+
+#[test]
+fn engine_change_user_and_reset_connection_start_clean() {
+    let e = env("changeuser", 1, "pool:\n  max_per_core: 2\n");
+    let mut c = e.client();
+    c.query_drop("SET time_zone = '+03:00'").unwrap();
+    c.query_drop("SET @v = 1").unwrap(); // pins
+    let stmt = c.prep("SELECT ?").unwrap();
+    // COM_RESET_CONNECTION: variables, user variables, statements gone.
+    c.reset().unwrap();
+    assert_eq!(
+        c.query_first::<String, _>("SELECT @@time_zone").unwrap(),
+        Some("SYSTEM".into())
+    );
+    assert_eq!(c.query_first::<Option<i64>, _>("SELECT @v").unwrap(), Some(None));
+    assert!(
+        c.exec_drop(&stmt, (1,)).is_err(),
+        "statements are closed by a reset"
+    );
+    // COM_CHANGE_USER to another Funnel user, then back with a wrong password.
+    c.query_drop("SET time_zone = '+04:00'").unwrap();
+    c.change_user(
+        mysql::ChangeUserOpts::default()
+            .with_user(Some("nopw".into()))
+            .with_pass(Some(String::new())),
+    )
+    .unwrap();
+    assert_eq!(
+        c.query_first::<String, _>("SELECT @@time_zone").unwrap(),
+        Some("SYSTEM".into())
+    );
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    let bad = c.change_user(
+        mysql::ChangeUserOpts::default()
+            .with_user(Some("app".into()))
+            .with_pass(Some("wrong".into())),
+    );
+    assert!(bad.is_err(), "a wrong password is refused");
+}
+
+#[test]
+fn engine_sql_log_bin_pins_the_client() {
+    let e = env("logbin", 1, "pool:\n  max_per_core: 2\n");
+    let mut a = e.client();
+    let mut b = e.client();
+    a.query_drop("SET sql_log_bin = 0").unwrap();
+    for _ in 0..20 {
+        assert_eq!(a.query_first::<i64, _>("SELECT @@sql_log_bin").unwrap(), Some(0));
+        assert_eq!(b.query_first::<i64, _>("SELECT @@sql_log_bin").unwrap(), Some(1));
+    }
+}

@@ -26,6 +26,10 @@ pub enum Plan {
     Statement(StatementCommand),
     /// `KILL [QUERY] id` or `COM_PROCESS_KILL`.
     Kill(KillRequest),
+    /// `COM_CHANGE_USER`: re-authenticate and start a clean session.
+    ChangeUser,
+    /// `COM_RESET_CONNECTION`.
+    ResetConnection,
 }
 
 /// Prepared-statement commands, handled by Funnel's statement registry.
@@ -121,18 +125,14 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.pin = Some(PinReason::SessionVariable);
             Plan::Forward(f)
         }
-        Command::ResetConnection => {
-            let mut f = Forward::new("COM_RESET_CONNECTION", Some(Expect::Status));
-            f.resets = true;
-            Plan::Forward(f)
-        }
+        Command::ResetConnection => Plan::ResetConnection,
         Command::StmtPrepare(_) => Plan::Statement(StatementCommand::Prepare),
         Command::StmtExecute { .. } => Plan::Statement(StatementCommand::Execute),
         Command::StmtFetch { .. } => Plan::Statement(StatementCommand::Fetch),
         Command::StmtReset(_) => Plan::Statement(StatementCommand::Reset),
         Command::StmtClose(_) => Plan::Statement(StatementCommand::Close),
         Command::StmtSendLongData { .. } => Plan::Statement(StatementCommand::LongData),
-        Command::ChangeUser(_) => Plan::Reply(EngineError::Unsupported("COM_CHANGE_USER")),
+        Command::ChangeUser(_) => Plan::ChangeUser,
         Command::ProcessKill(id) => Plan::Kill(KillRequest {
             id,
             query_only: false,

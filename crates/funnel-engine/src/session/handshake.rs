@@ -59,6 +59,8 @@ pub struct Login {
     pub schema: Option<Vec<u8>>,
     /// Sequence id of Funnel's next packet (the final OK or ERR).
     pub next_seq: u8,
+    /// The scramble of this connection (`COM_CHANGE_USER` answers it again).
+    pub scramble: Vec<u8>,
 }
 
 /// Why a login did not complete.
@@ -166,7 +168,55 @@ pub async fn login(
         charset: resp.charset,
         schema,
         next_seq: next,
+        scramble,
     })
+}
+
+/// Re-authenticates for `COM_CHANGE_USER`: the answer is to the
+/// connection's original scramble; a client that used another plugin is
+/// asked to switch to `mysql_native_password` with a fresh one. Returns the
+/// account and the sequence id of Funnel's final OK or ERR.
+pub async fn change_user(
+    client: &mut Stream,
+    buf: &mut IoBuf,
+    users: &UserTable,
+    request: &funnel_protocol::command::ChangeUser<'_>,
+    scramble: &[u8],
+    peer_host: &str,
+) -> Result<(Rc<UserEntry>, u8), LoginError> {
+    let mut next = 1u8;
+    let mut answer = request.auth_response.to_vec();
+    let mut scramble = scramble.to_vec();
+    let native = request
+        .auth_plugin_name
+        .is_none_or(|p| p == MYSQL_NATIVE_PASSWORD.as_bytes());
+    if !native {
+        scramble = new_scramble();
+        let mut p = BytesMut::new();
+        AuthSwitchRequest {
+            plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
+            plugin_data: scramble.clone(),
+        }
+        .write(&mut p);
+        send(client, next, &p).await?;
+        let (seq, reply) = read_packet(client, buf).await?;
+        answer = reply;
+        next = seq.wrapping_add(1);
+    }
+    let user = users
+        .get(request.username)
+        .filter(|u| u.hash.verify(&scramble, &answer));
+    match user {
+        Some(u) => Ok((u.clone(), next)),
+        None => Err(LoginError::Refuse(
+            EngineError::AccessDenied {
+                user: String::from_utf8_lossy(request.username).into_owned(),
+                host: peer_host.to_string(),
+                using_password: !answer.is_empty(),
+            },
+            next,
+        )),
+    }
 }
 
 async fn send(client: &mut Stream, seq: u8, payload: &[u8]) -> io::Result<()> {

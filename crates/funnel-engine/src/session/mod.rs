@@ -104,6 +104,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             shard.clients.insert(id, control.clone());
             let mut s = Session {
                 control,
+                scramble: l.scramble.clone(),
+                peer: peer.clone(),
                 id,
                 shard: shard.clone(),
                 stream,
@@ -162,6 +164,10 @@ struct Session {
     out: BytesMut,
     /// How other code reaches this session (KILL).
     control: Rc<ClientControl>,
+    /// This connection's scramble (for `COM_CHANGE_USER`).
+    scramble: Vec<u8>,
+    /// The client's address, for error messages.
+    peer: String,
     /// The client's prepared statements.
     stmts: ClientStatements,
     /// Session variables the client set.
@@ -265,6 +271,8 @@ impl Session {
                     self.buf.consume(total);
                     self.kill(k).await
                 }
+                Plan::ChangeUser => self.change_user(total).await,
+                Plan::ResetConnection => self.reset_connection(total).await,
             };
             if let Err(end) = result {
                 return end;
@@ -631,6 +639,88 @@ impl Session {
         }
         self.sticky = true;
         self.pin_reason = Some(reason);
+    }
+
+    /// `COM_RESET_CONNECTION`: forgets the session's state. When a backend
+    /// connection holds state for it, the server resets that connection
+    /// too; otherwise Funnel answers alone.
+    async fn reset_connection(&mut self, total: usize) -> Result<(), End> {
+        if self.pinned.is_some() {
+            let mut f = Forward::new("COM_RESET_CONNECTION", Some(Expect::Status));
+            f.resets = true;
+            return self.forward(total, f).await;
+        }
+        self.buf.consume(total);
+        self.forget_state();
+        let ok = OkPacket {
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            ..Default::default()
+        };
+        self.write_ok(1, &ok).await
+    }
+
+    /// Everything a fresh session would not have.
+    fn forget_state(&mut self) {
+        self.stmts.clear();
+        self.vars.clear();
+        self.last = LastResults::default();
+        self.sticky = false;
+        self.pin_reason = None;
+        self.long_data = false;
+        self.linger = false;
+        self.calc_found_rows = false;
+    }
+
+    /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
+    /// start over as a fresh session of that user. A refused change ends
+    /// the connection, as MySQL does.
+    async fn change_user(&mut self, total: usize) -> Result<(), End> {
+        let payload = self.buf.bytes()[4..total].to_vec();
+        self.buf.consume(total);
+        let request = match funnel_protocol::command::Command::parse(&payload, self.caps) {
+            Ok(funnel_protocol::command::Command::ChangeUser(r)) => r,
+            _ => {
+                return self
+                    .reply_error(1, EngineError::BadHandshake("malformed COM_CHANGE_USER".into()))
+                    .await
+            }
+        };
+        let outcome = handshake::change_user(
+            &mut self.stream,
+            &mut self.buf,
+            &self.shard.users,
+            &request,
+            &self.scramble,
+            &self.peer,
+        )
+        .await;
+        let (user, seq) = match outcome {
+            Ok(x) => x,
+            Err(LoginError::Io(_)) => return Err(End::Closed),
+            Err(LoginError::Refuse(e, seq)) => {
+                let _ = self.reply_error(seq, e).await;
+                return Err(End::Refused);
+            }
+        };
+        // Nothing of the old session may survive on a backend connection.
+        if let Some(conn) = self.pinned.take() {
+            self.shard.pool.discard(conn);
+        }
+        self.forget_state();
+        if let Some(cs) = request.charset {
+            if let Ok(cs) = u8::try_from(cs) {
+                self.key = PoolKey::for_client(self.caps, cs);
+            }
+        }
+        self.schema = if request.database.is_empty() {
+            user.default_schema.clone()
+        } else {
+            Some(request.database.to_vec())
+        };
+        let control = ClientControl::new(user.name.clone());
+        self.shard.clients.insert(self.id, control.clone());
+        self.control = control;
+        self.finish_login(seq).await
     }
 
     /// `KILL [QUERY] id`: on this shard directly, on another over its

@@ -38,6 +38,9 @@ pub enum PinReason {
     StoredProcedure,
     /// An open cursor (`COM_STMT_EXECUTE` with a cursor).
     Cursor,
+    /// A replication variable (`sql_log_bin`, `gtid_*`, ...): replaying it
+    /// elsewhere could leak binlog-off writes to other clients.
+    ReplicationVariable,
     /// Something Funnel could not classify.
     Unknown,
 }
@@ -59,6 +62,7 @@ impl PinReason {
             PreviousStatementInfo => "previous_statement_info",
             StoredProcedure => "stored_procedure",
             Cursor => "cursor",
+            ReplicationVariable => "replication_variable",
             Unknown => "unknown",
         }
     }
@@ -106,6 +110,10 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         b"SET" if tokens.statements == 1 => {
             return match parse_set(sql) {
                 Some(SetEffect::Session(a)) => SqlEffect {
+                    pin: a
+                        .iter()
+                        .any(|a| REPLICATION_VARIABLES.contains(&a.name.as_str()))
+                        .then_some(PinReason::ReplicationVariable),
                     set_vars: Some(a),
                     ..SqlEffect::default()
                 },
@@ -155,6 +163,21 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     }
     SqlEffect::default()
 }
+
+/// Session variables that steer replication: they pin instead of being
+/// replayed, so a failed reset can never leave another client's writes out
+/// of the binary log.
+const REPLICATION_VARIABLES: [&str; 9] = [
+    "sql_log_bin",
+    "gtid_domain_id",
+    "gtid_seq_no",
+    "gtid_next",
+    "server_id",
+    "skip_replication",
+    "pseudo_thread_id",
+    "insert_id",
+    "timestamp",
+];
 
 /// `SHOW WARNINGS`, `SHOW ERRORS`, `SHOW COUNT(*) WARNINGS`, `GET
 /// DIAGNOSTICS` and `SELECT @@warning_count` / `@@error_count`.
@@ -366,6 +389,8 @@ mod tests {
             ("SET @x = 5", PinReason::UserVariable),
             ("SET time_zone = CONCAT('+0', '5:00')", PinReason::SessionVariable),
             ("SET TRANSACTION READ ONLY", PinReason::SessionVariable),
+            ("SET sql_log_bin = 0", PinReason::ReplicationVariable),
+            ("SET SESSION gtid_domain_id = 2", PinReason::ReplicationVariable),
             ("SELECT @x", PinReason::UserVariable),
             ("SELECT c INTO @v FROM t", PinReason::UserVariable),
             ("CREATE TEMPORARY TABLE t (x int)", PinReason::TemporaryTable),
