@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The engine's load check: sysbench oltp_point_select and oltp_read_only
 # directly against a throwaway MariaDB and through Funnel (16 backend
-# connections in all), at 1, 64, 1024 and 4096 threads. Fails when any run
-# through Funnel has an error or a reconnect.
+# connections in all), at 1, 64, 1024 and 4096 threads with plain queries,
+# then oltp_read_only at 1024 threads with sysbench's default prepared
+# statements through Funnel. Fails when any run through Funnel has an
+# error or a reconnect.
 #
 #   bench/engine_sweep.sh [--time SECONDS] [--threads "1 64 1024 4096"] [--out FILE]
 #
@@ -83,6 +85,13 @@ for workload in oltp_point_select oltp_read_only; do
     done
   done
 done
+# Prepared statements multiplexed: sysbench's default --db-ps-mode=auto at 1024 threads.
+read -r tps qps p95 errs recon <<<"$(sysbench_run "$FUNNEL_PORT" oltp_read_only 1024 "$TIME")"
+printf '%-18s %7s %-7s %10s %10s %9s %7s %6s\n' "oltp_read_only(ps)" 1024 funnel "$tps" "$qps" "$p95" "$errs" "$recon" \
+  | tee -a ${OUT:+"$OUT"}
+if [ "$tps" = FAILED ] || [ "${errs:-1}" != 0 ] || [ "${recon:-1}" != 0 ]; then
+  failed=1
+fi
 peak=$(sql "$MARIADB_PORT" "SHOW GLOBAL STATUS LIKE 'Max_used_connections'" | awk '{print $2}')
 log "MariaDB Max_used_connections over the whole run (direct runs included): $peak"
 if [ $failed -ne 0 ]; then

@@ -174,6 +174,11 @@ impl MiniClient {
         }
     }
 
+    /// Sends any command payload (first byte: the command) as a new exchange.
+    pub fn send_command(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.send(0, payload)
+    }
+
     /// Sends a COM_QUERY without reading the answer.
     pub fn send_query(&mut self, sql: &str) -> io::Result<()> {
         let mut p = BytesMut::new();

@@ -647,3 +647,42 @@ fn engine_sql_log_bin_pins_the_client() {
         assert_eq!(b.query_first::<i64, _>("SELECT @@sql_log_bin").unwrap(), Some(1));
     }
 }
+
+#[test]
+fn engine_stored_procedure_results_and_field_list_and_statistics() {
+    let e = env("proc", 1, "pool:\n  max_per_core: 2\n");
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE t (a INT, b VARCHAR(10))").unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 'x'), (2, 'y')").unwrap();
+    c.query_drop("CREATE PROCEDURE two() BEGIN SELECT a FROM t ORDER BY a; SELECT b FROM t ORDER BY a; END")
+        .unwrap();
+    let mut result = c.query_iter("CALL two()").unwrap();
+    let mut sets = Vec::new();
+    while let Some(set) = result.iter() {
+        sets.push(set.map(|r| r.unwrap().unwrap().len()).count());
+    }
+    drop(result);
+    // Two result sets of two rows, then the CALL's own OK.
+    assert_eq!(&sets[..2], &[2, 2]);
+    assert_eq!(c.query_first::<i64, _>("SELECT 7").unwrap(), Some(7));
+
+    let mut raw = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
+    // COM_FIELD_LIST t: two column definitions, then EOF.
+    raw.send_command(b"\x04t\0").unwrap();
+    let mut defs = 0;
+    loop {
+        let (_, p) = raw.read_packet().unwrap();
+        if funnel_protocol::response::is_eof(&p) {
+            break;
+        }
+        assert_ne!(p[0], 0xff, "field list failed");
+        defs += 1;
+    }
+    assert_eq!(defs, 2);
+    // COM_STATISTICS: one text packet.
+    raw.send_command(&[0x09]).unwrap();
+    let (_, stats) = raw.read_packet().unwrap();
+    assert!(String::from_utf8_lossy(&stats).contains("Uptime"), "{stats:?}");
+    // The connection still works afterwards.
+    assert_eq!(raw.query("SELECT 3").unwrap().rows(), &[vec![Some("3".to_string())]]);
+}
