@@ -684,5 +684,8 @@ fn engine_stored_procedure_results_and_field_list_and_statistics() {
     let (_, stats) = raw.read_packet().unwrap();
     assert!(String::from_utf8_lossy(&stats).contains("Uptime"), "{stats:?}");
     // The connection still works afterwards.
-    assert_eq!(raw.query("SELECT 3").unwrap().rows(), &[vec![Some("3".to_string())]]);
+    assert_eq!(
+        raw.query("SELECT 3").unwrap().rows(),
+        &[vec![Some("3".to_string())]]
+    );
 }
