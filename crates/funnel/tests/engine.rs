@@ -689,3 +689,32 @@ fn engine_stored_procedure_results_and_field_list_and_statistics() {
         &[vec![Some("3".to_string())]]
     );
 }
+
+#[test]
+fn engine_unlock_tables_and_release_all_locks_unpin() {
+    let e = env(
+        "unpin",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 1s\n",
+    );
+    let mut a = e.client();
+    let mut b = e.client();
+    a.query_drop("CREATE TABLE t (v INT)").unwrap();
+    a.query_drop("LOCK TABLES t READ").unwrap();
+    // While A holds the table lock, its connection is A's: B times out.
+    assert_eq!(server_error(b.query_drop("SELECT 1").unwrap_err()).0, 9001);
+    a.query_drop("UNLOCK TABLES").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT 1").unwrap(),
+        Some(1),
+        "UNLOCK TABLES released it"
+    );
+    a.query_first::<i64, _>("SELECT GET_LOCK('unpin_lk', 0)").unwrap();
+    assert_eq!(server_error(b.query_drop("SELECT 2").unwrap_err()).0, 9001);
+    a.query_first::<i64, _>("SELECT RELEASE_ALL_LOCKS()").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT 2").unwrap(),
+        Some(2),
+        "RELEASE_ALL_LOCKS released it"
+    );
+}

@@ -62,6 +62,8 @@ pub struct Forward {
     pub set_vars: Option<Vec<Assignment>>,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
+    /// On success, this pin reason ends.
+    pub unpin: Option<PinReason>,
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
@@ -80,6 +82,7 @@ impl Forward {
             new_schema: None,
             set_vars: None,
             diagnostics: false,
+            unpin: None,
             needs_pinned: false,
             resets: false,
             name,
@@ -110,6 +113,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.new_schema = effect.use_schema;
             f.set_vars = effect.set_vars;
             f.diagnostics = effect.diagnostics;
+            f.unpin = effect.unpin;
             Plan::Forward(f)
         }
         Command::InitDb(db) => {

@@ -39,7 +39,7 @@ use crate::shard::Shard;
 use crate::stats::Stats;
 use command::{plan, Forward, Plan};
 use handshake::{login, LoginError};
-use pinning::PinReason;
+use pinning::{PinReason, PinSet};
 use rewrite::{mentions_previous_statement, substitute, LastResults};
 use variables::SessionVars;
 
@@ -115,7 +115,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 schema: l.schema,
                 pinned: None,
                 pin_reason: None,
-                sticky: false,
+                pins: PinSet::default(),
                 out: BytesMut::new(),
                 stmts: ClientStatements::default(),
                 vars: SessionVars::default(),
@@ -157,9 +157,9 @@ struct Session {
     pinned: Option<BackendConn>,
     /// Why it is kept (for logs and statistics).
     pin_reason: Option<PinReason>,
-    /// Session state exists that only that connection has: keep it for life
-    /// (or until `COM_RESET_CONNECTION`).
-    sticky: bool,
+    /// Lasting state that only that connection has: it is kept while any
+    /// reason is left (until `COM_RESET_CONNECTION` at the latest).
+    pins: PinSet,
     /// Scratch space for packets Funnel writes itself.
     out: BytesMut,
     /// How other code reaches this session (KILL).
@@ -529,6 +529,10 @@ impl Session {
                         conn.schema = Some(schema.clone());
                         self.schema = Some(schema);
                     }
+                    if let Some(r) = f.unpin {
+                        self.pins.remove(r);
+                        self.pin_reason = self.pins.first();
+                    }
                     if let Some(vars) = &f.set_vars {
                         self.vars.apply(vars);
                         conn.vars.apply(vars);
@@ -539,7 +543,7 @@ impl Session {
                         self.stmts.clear();
                         conn.vars.clear();
                         self.vars.clear();
-                        self.sticky = false;
+                        self.pins.clear();
                         self.pin_reason = None;
                     }
                 }
@@ -573,7 +577,7 @@ impl Session {
                 let err = backend_lost(&self.shard, reason);
                 self.reply_error(next_seq, err).await?;
                 // The session's server-side state died with the connection.
-                self.sticky = false;
+                self.pins.clear();
                 self.pin_reason = None;
                 self.long_data = false;
                 Ok(())
@@ -615,14 +619,14 @@ impl Session {
             None
         };
         let tx_reason = tx_reason.or(self.long_data.then_some(PinReason::PreparedStatement));
-        if tx_reason.is_none() && !self.sticky && self.linger && conn.is_reusable() {
+        if tx_reason.is_none() && !self.sticky() && self.linger && conn.is_reusable() {
             // Kept for the client's next command only (see `linger`).
             self.pin_reason = None;
             self.pinned = Some(conn);
             return;
         }
-        if self.sticky || tx_reason.is_some() {
-            if !self.sticky {
+        if self.sticky() || tx_reason.is_some() {
+            if !self.sticky() {
                 self.pin_reason = tx_reason;
             }
             self.pinned = Some(conn);
@@ -633,11 +637,10 @@ impl Session {
     }
 
     fn pin(&mut self, reason: PinReason) {
-        if !self.sticky {
+        if self.pins.insert(reason) {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
             self.shard.stats.count_pin(reason);
         }
-        self.sticky = true;
         self.pin_reason = Some(reason);
     }
 
@@ -664,7 +667,7 @@ impl Session {
         self.stmts.clear();
         self.vars.clear();
         self.last = LastResults::default();
-        self.sticky = false;
+        self.pins.clear();
         self.pin_reason = None;
         self.long_data = false;
         self.linger = false;
@@ -790,9 +793,14 @@ impl Session {
         }
     }
 
+    /// True while lasting state keeps the connection with this session.
+    fn sticky(&self) -> bool {
+        !self.pins.is_empty()
+    }
+
     /// Returns a connection that served no client command.
     fn give_back(&mut self, conn: BackendConn) {
-        if self.sticky || !conn.is_reusable() {
+        if self.sticky() || !conn.is_reusable() {
             self.pinned = Some(conn);
         } else {
             self.shard.pool.release(conn);
@@ -831,7 +839,7 @@ impl Session {
     /// inherits them.
     fn end(&mut self) {
         if let Some(conn) = self.pinned.take() {
-            if self.sticky {
+            if self.sticky() {
                 self.shard.pool.discard(conn);
             } else {
                 self.shard.pool.release(conn);

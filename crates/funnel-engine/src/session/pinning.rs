@@ -11,7 +11,7 @@
 use super::variables::{parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PinReason {
     /// A transaction is open (status flags).
     Transaction,
@@ -23,8 +23,10 @@ pub enum PinReason {
     UserVariable,
     /// `CREATE TEMPORARY TABLE`.
     TemporaryTable,
-    /// `LOCK TABLES`, `FLUSH TABLES WITH READ LOCK` or `GET_LOCK()`.
-    Lock,
+    /// `LOCK TABLES` or `FLUSH TABLES WITH READ LOCK` (until `UNLOCK TABLES`).
+    TableLock,
+    /// `GET_LOCK()` and friends (until `RELEASE_ALL_LOCKS()`).
+    NamedLock,
     /// SQL `PREPARE` / `EXECUTE` / `DEALLOCATE`.
     SqlPrepare,
     /// Binary-protocol prepared statements (`COM_STMT_PREPARE`).
@@ -55,7 +57,8 @@ impl PinReason {
             SessionVariable => "session_variable",
             UserVariable => "user_variable",
             TemporaryTable => "temporary_table",
-            Lock => "lock",
+            TableLock => "table_lock",
+            NamedLock => "named_lock",
             SqlPrepare => "sql_prepare",
             PreparedStatement => "prepared_statement",
             Handler => "handler",
@@ -77,6 +80,8 @@ pub struct SqlEffect {
     pub use_schema: Option<Vec<u8>>,
     /// Session variables to record once the server says OK.
     pub set_vars: Option<Vec<Assignment>>,
+    /// State this statement ends, once the server says OK.
+    pub unpin: Option<PinReason>,
     /// A diagnostics statement (`SHOW WARNINGS`, `@@warning_count`, ...):
     /// it reports on the previous statement and leaves diagnostics alone.
     pub diagnostics: bool,
@@ -124,18 +129,31 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         }
         b"SET" => return pin(PinReason::SessionVariable),
         b"PREPARE" | b"EXECUTE" | b"DEALLOCATE" => return pin(PinReason::SqlPrepare),
-        b"LOCK" => return pin(PinReason::Lock),
+        b"LOCK" => return pin(PinReason::TableLock),
+        b"UNLOCK" if tokens.statements == 1 && second == b"TABLES" => {
+            return SqlEffect {
+                unpin: Some(PinReason::TableLock),
+                ..SqlEffect::default()
+            }
+        }
         b"HANDLER" => return pin(PinReason::Handler),
         b"CALL" => return pin(PinReason::StoredProcedure),
         b"CREATE" if second == b"TEMPORARY" => return pin(PinReason::TemporaryTable),
-        b"FLUSH" if tokens.has(b"LOCK") => return pin(PinReason::Lock),
+        b"FLUSH" if tokens.has(b"LOCK") => return pin(PinReason::TableLock),
         _ => {}
     }
     if tokens.user_variable {
         return pin(PinReason::UserVariable);
     }
+    if tokens.statements == 1 && tokens.has(b"RELEASE_ALL_LOCKS") && !tokens.has(b"GET_LOCK") {
+        // Every named lock is gone once this succeeds.
+        return SqlEffect {
+            unpin: Some(PinReason::NamedLock),
+            ..SqlEffect::default()
+        };
+    }
     if tokens.has(b"GET_LOCK") || tokens.has(b"RELEASE_LOCK") || tokens.has(b"IS_USED_LOCK") {
-        return pin(PinReason::Lock);
+        return pin(PinReason::NamedLock);
     }
     // Plain reads of LAST_INSERT_ID() and friends are rewritten to literals
     // (session::rewrite); what remains is connection state.
@@ -394,9 +412,9 @@ mod tests {
             ("SELECT @x", PinReason::UserVariable),
             ("SELECT c INTO @v FROM t", PinReason::UserVariable),
             ("CREATE TEMPORARY TABLE t (x int)", PinReason::TemporaryTable),
-            ("LOCK TABLES t WRITE", PinReason::Lock),
-            ("FLUSH TABLES WITH READ LOCK", PinReason::Lock),
-            ("SELECT GET_LOCK('a', 0)", PinReason::Lock),
+            ("LOCK TABLES t WRITE", PinReason::TableLock),
+            ("FLUSH TABLES WITH READ LOCK", PinReason::TableLock),
+            ("SELECT GET_LOCK('a', 0)", PinReason::NamedLock),
             ("PREPARE s FROM 'SELECT 1'", PinReason::SqlPrepare),
             ("HANDLER t OPEN", PinReason::Handler),
             (
@@ -426,6 +444,16 @@ mod tests {
     }
 
     #[test]
+    fn pinning_ends_with_unlock_and_release_all() {
+        assert_eq!(classify(b"UNLOCK TABLES").unpin, Some(PinReason::TableLock));
+        assert_eq!(
+            classify(b"SELECT RELEASE_ALL_LOCKS()").unpin,
+            Some(PinReason::NamedLock)
+        );
+        assert_eq!(classify(b"UNLOCK TABLES").pin, None);
+    }
+
+    #[test]
     fn pinning_diagnostics_statements_are_recognised() {
         for sql in [
             "SHOW WARNINGS",
@@ -452,5 +480,37 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+}
+
+/// The lasting reasons a session keeps its connection: it is released only
+/// when none is left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PinSet(std::collections::BTreeSet<PinReason>);
+
+impl PinSet {
+    /// Adds a reason; true when it was not there yet.
+    pub fn insert(&mut self, r: PinReason) -> bool {
+        self.0.insert(r)
+    }
+
+    /// Removes a reason that ended.
+    pub fn remove(&mut self, r: PinReason) {
+        self.0.remove(&r);
+    }
+
+    /// True when nothing holds the connection.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Forgets every reason (reset, change user, lost connection).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// One reason, for reporting.
+    pub fn first(&self) -> Option<PinReason> {
+        self.0.iter().next().copied()
     }
 }
