@@ -16,6 +16,7 @@ pub mod iobuf;
 pub mod kill;
 pub mod listener;
 pub mod oneshot;
+pub mod packet_io;
 pub mod pool;
 pub mod prepared;
 pub mod proxy;

@@ -23,6 +23,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 
 use crate::ids::BackendId;
 use crate::iobuf::IoBuf;
+use crate::packet_io::{read_whole_packet, send_packet, ReadError};
 use crate::pool::key::PoolKey;
 use crate::prepared::conn_cache::ConnStatements;
 use crate::rt::{self, Stream};
@@ -301,32 +302,17 @@ impl BackendConn {
     }
 }
 
-/// Reads one whole packet (payload copied out; login and Funnel's own commands only).
+/// Reads one whole packet (login and Funnel's own commands only).
 async fn read_packet(stream: &mut Stream, buf: &mut IoBuf) -> Result<(u8, Vec<u8>), BackendError> {
-    loop {
-        if let Some((h, payload)) = buf.whole_packet() {
-            let out = (h.seq, payload.to_vec());
-            buf.consume(h.total_len());
-            return Ok(out);
-        }
-        if let Some(h) = buf.peek_header() {
-            if h.len > SMALL_PACKET_LIMIT {
-                return Err(BackendError::Protocol(
-                    funnel_protocol::ProtocolError::PacketTooLarge {
-                        len: h.len,
-                        max: SMALL_PACKET_LIMIT,
-                    },
-                ));
+    read_whole_packet(stream, buf, SMALL_PACKET_LIMIT)
+        .await
+        .map_err(|e| match e {
+            ReadError::Io(e) => BackendError::Io(e),
+            ReadError::TooLarge { len, .. } => {
+                BackendError::Protocol(funnel_protocol::ProtocolError::PacketTooLarge {
+                    len,
+                    max: SMALL_PACKET_LIMIT,
+                })
             }
-            buf.reserve_total(h.total_len());
-        }
-        buf.fill(stream).await?;
-    }
-}
-
-/// Writes one packet.
-async fn send_packet(stream: &mut Stream, seq: u8, payload: &[u8]) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(payload.len() + 4);
-    write_packet(&mut out, seq, payload);
-    stream.write_all(&out).await
+        })
 }

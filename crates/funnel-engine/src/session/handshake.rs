@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use funnel_protocol::auth::{AuthSwitchRequest, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN};
-use funnel_protocol::framing::write_packet;
 use funnel_protocol::handshake::{ClientHello, HandshakeResponse41, HandshakeV10};
 use funnel_protocol::{Capabilities, StatusFlags};
 use rand::Rng;
@@ -15,6 +14,7 @@ use rand::Rng;
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
+use crate::packet_io::{read_whole_packet, send_packet, ReadError};
 use crate::rt::Stream;
 use crate::session::users::{UserEntry, UserTable};
 
@@ -133,16 +133,7 @@ pub async fn login(
         .is_none_or(|p| p == MYSQL_NATIVE_PASSWORD.as_bytes());
     if !native && caps.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
         // Ask for mysql_native_password with the same scramble.
-        let mut p = BytesMut::new();
-        AuthSwitchRequest {
-            plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
-            plugin_data: scramble.clone(),
-        }
-        .write(&mut p);
-        send(client, next, &p).await?;
-        let (seq, answer) = read_packet(client, buf).await?;
-        auth_response = answer;
-        next = seq.wrapping_add(1);
+        (auth_response, next) = switch_to_native(client, buf, next, &scramble).await?;
     }
     let user_name = String::from_utf8_lossy(&resp.username).into_owned();
     let denied = || {
@@ -192,16 +183,7 @@ pub async fn change_user(
         .is_none_or(|p| p == MYSQL_NATIVE_PASSWORD.as_bytes());
     if !native {
         scramble = new_scramble();
-        let mut p = BytesMut::new();
-        AuthSwitchRequest {
-            plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
-            plugin_data: scramble.clone(),
-        }
-        .write(&mut p);
-        send(client, next, &p).await?;
-        let (seq, reply) = read_packet(client, buf).await?;
-        answer = reply;
-        next = seq.wrapping_add(1);
+        (answer, next) = switch_to_native(client, buf, next, &scramble).await?;
     }
     let user = users
         .get(request.username)
@@ -220,27 +202,37 @@ pub async fn change_user(
 }
 
 async fn send(client: &mut Stream, seq: u8, payload: &[u8]) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(payload.len() + 4);
-    write_packet(&mut out, seq, payload);
-    client.write_all(&out).await
+    send_packet(client, seq, payload).await
 }
 
 async fn read_packet(client: &mut Stream, buf: &mut IoBuf) -> Result<(u8, Vec<u8>), LoginError> {
-    loop {
-        if let Some((h, p)) = buf.whole_packet() {
-            let out = (h.seq, p.to_vec());
-            buf.consume(h.total_len());
-            return Ok(out);
-        }
-        if let Some(h) = buf.peek_header() {
-            if h.len > HANDSHAKE_PACKET_LIMIT {
-                return Err(LoginError::Refuse(
-                    EngineError::BadHandshake("handshake packet too large".into()),
-                    h.seq.wrapping_add(1),
-                ));
-            }
-            buf.reserve_total(h.total_len());
-        }
-        buf.fill(client).await?;
+    read_whole_packet(client, buf, HANDSHAKE_PACKET_LIMIT)
+        .await
+        .map_err(|e| match e {
+            ReadError::Io(e) => LoginError::Io(e),
+            ReadError::TooLarge { seq, .. } => LoginError::Refuse(
+                EngineError::BadHandshake("handshake packet too large".into()),
+                seq.wrapping_add(1),
+            ),
+        })
+}
+
+/// Asks the client to answer `scramble` with `mysql_native_password`
+/// (`AuthSwitchRequest`, sequence id `seq`); returns its answer and the
+/// sequence id of Funnel's next packet.
+async fn switch_to_native(
+    client: &mut Stream,
+    buf: &mut IoBuf,
+    seq: u8,
+    scramble: &[u8],
+) -> Result<(Vec<u8>, u8), LoginError> {
+    let mut p = BytesMut::new();
+    AuthSwitchRequest {
+        plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
+        plugin_data: scramble.to_vec(),
     }
+    .write(&mut p);
+    send(client, seq, &p).await?;
+    let (seq, answer) = read_packet(client, buf).await?;
+    Ok((answer, seq.wrapping_add(1)))
 }

@@ -10,6 +10,7 @@ pub mod command;
 pub mod handshake;
 pub mod pinning;
 pub mod rewrite;
+mod sql_lex;
 mod statements;
 pub mod users;
 pub mod variables;

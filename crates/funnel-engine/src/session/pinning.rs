@@ -8,6 +8,7 @@
 //! backend connection for the rest of the session. Plain `SET`s of session
 //! variables are tracked and replayed instead ([`super::variables`]).
 
+use super::sql_lex::{skip_quoted, skip_until};
 use super::variables::{parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
@@ -301,17 +302,17 @@ impl Tokens {
                     i = skip_quoted(sql, i, c);
                     saw_content = true;
                 }
-                b'#' => i = skip_line(sql, i),
+                b'#' => i = skip_until(sql, i, b"\n"),
                 b'-' if sql.get(i + 1) == Some(&b'-')
                     && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
                 {
-                    i = skip_line(sql, i)
+                    i = skip_until(sql, i, b"\n")
                 }
                 b'/' if sql.get(i + 1) == Some(&b'*') => {
                     if matches!(sql.get(i + 2), Some(b'!') | Some(b'M')) {
                         t.executable_comment = true;
                     }
-                    i = find(sql, i + 2, b"*/").map_or(n, |e| e + 2);
+                    i = skip_until(sql, i + 2, b"*/");
                 }
                 b'@' => {
                     // `@@var` reads a system variable; `@x` is a user variable.
@@ -344,35 +345,6 @@ impl Tokens {
         }
         t
     }
-}
-
-fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
-    let mut i = start + 1;
-    while i < sql.len() {
-        match sql[i] {
-            b'\\' if quote != b'`' => i += 2,
-            c if c == quote => {
-                if sql.get(i + 1) == Some(&quote) {
-                    i += 2;
-                } else {
-                    return i + 1;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    sql.len()
-}
-
-fn skip_line(sql: &[u8], start: usize) -> usize {
-    find(sql, start, b"\n").map_or(sql.len(), |e| e + 1)
-}
-
-fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use super::sql_lex::{skip_quoted, skip_until};
+
 /// What the client's own previous statements left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LastResults {
@@ -120,30 +122,6 @@ fn empty_call(sql: &[u8], at: usize) -> Option<usize> {
         j += 1;
     }
     (sql.get(j) == Some(&b')')).then_some(j + 1)
-}
-
-fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
-    let mut i = start + 1;
-    while i < sql.len() {
-        match sql[i] {
-            b'\\' if quote != b'`' => i += 2,
-            c if c == quote => {
-                if sql.get(i + 1) == Some(&quote) {
-                    i += 2;
-                } else {
-                    return i + 1;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    sql.len()
-}
-
-fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
-    sql.get(from..)
-        .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
-        .map_or(sql.len(), |p| from + p + end.len())
 }
 
 /// Appends formatted text to a byte vector.

@@ -1,0 +1,47 @@
+//! The few lexical rules Funnel needs to look at SQL text safely: where a
+//! quoted string or name ends, and where a comment ends. Shared by the
+//! pinning classifier and the rewriter, so both skip exactly the same text.
+
+/// The index just past the quoted string or name starting at `start`
+/// (`'...'`, `"..."` or `` `...` ``), honouring doubled quotes and, outside
+/// backticks, backslash escapes. The end of `sql` when it never closes.
+pub fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < sql.len() {
+        match sql[i] {
+            b'\\' if quote != b'`' => i += 2,
+            c if c == quote => {
+                if sql.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    sql.len()
+}
+
+/// The index just past the first `end` at or after `from` (the end of a
+/// comment), or the end of `sql`.
+pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
+    sql.get(from..)
+        .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
+        .map_or(sql.len(), |p| from + p + end.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_lex_quotes_and_comments() {
+        assert_eq!(skip_quoted(b"'a''b' x", 0, b'\''), 6);
+        assert_eq!(skip_quoted(br"'a\'b' x", 0, b'\''), 6);
+        assert_eq!(skip_quoted(br"`a\`x", 0, b'`'), 4, "no escapes in backticks");
+        assert_eq!(skip_quoted(b"'open", 0, b'\''), 5);
+        assert_eq!(skip_until(b"/* c */ x", 2, b"*/"), 7);
+        assert_eq!(skip_until(b"# c", 0, b"\n"), 3);
+    }
+}
