@@ -2,6 +2,7 @@
 //! connection, transactions, the backlog and its limits, clients that leave
 //! mid-result, and the backend connection limit.
 
+use std::io::Write;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -646,6 +647,72 @@ fn engine_sql_log_bin_pins_the_client() {
         assert_eq!(a.query_first::<i64, _>("SELECT @@sql_log_bin").unwrap(), Some(0));
         assert_eq!(b.query_first::<i64, _>("SELECT @@sql_log_bin").unwrap(), Some(1));
     }
+    // Restored: A no longer holds a connection of its own.
+    a.query_drop("SET sql_log_bin = 1").unwrap();
+    let snap = &e.proxy.snapshots()[0];
+    assert_eq!(
+        snap.pool.idle, snap.pool.total,
+        "every connection is back in the pool: {snap:?}"
+    );
+}
+
+#[test]
+fn engine_pinned_client_that_leaves_leaks_nothing() {
+    let e = env("leaver", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");
+    {
+        let mut a = e.client();
+        a.query_drop("SET @secret = 42").unwrap();
+        a.query_drop("CREATE TEMPORARY TABLE tmp_leak (x INT)").unwrap();
+        a.query_drop("SELECT GET_LOCK('leaver_lock', 0)").unwrap();
+        a.query_drop("BEGIN").unwrap();
+    } // A disconnects while pinned.
+    let mut b = e.client();
+    assert_eq!(
+        b.query_first::<Option<i64>, _>("SELECT @secret").unwrap(),
+        Some(None)
+    );
+    assert_eq!(
+        server_error(b.query_drop("SELECT * FROM tmp_leak").unwrap_err()).0,
+        1146
+    );
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT IS_FREE_LOCK('leaver_lock')")
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT @@in_transaction").unwrap(),
+        Some(0)
+    );
+}
+
+#[test]
+fn engine_load_data_local_infile_streams_the_client_file() {
+    let e = env("infile", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");
+    e.db.exec("SET GLOBAL local_infile = 1");
+    let mut c = Conn::new(
+        e.opts("app", "apppw")
+            .local_infile_handler(Some(mysql::LocalInfileHandler::new(|_name, writer| {
+                for i in 0..1000 {
+                    writeln!(writer, "{i},row{i}")?;
+                }
+                Ok(())
+            }))),
+    )
+    .unwrap();
+    c.query_drop("CREATE TABLE li (id INT, v VARCHAR(20))").unwrap();
+    c.query_drop("LOAD DATA LOCAL INFILE 'anything.csv' INTO TABLE li FIELDS TERMINATED BY ','")
+        .unwrap();
+    assert_eq!(c.affected_rows(), 1000);
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM li").unwrap(),
+        Some(1000)
+    );
+    assert_eq!(
+        c.query_first::<String, _>("SELECT v FROM li WHERE id = 999")
+            .unwrap(),
+        Some("row999".into())
+    );
 }
 
 #[test]

@@ -537,6 +537,11 @@ impl Session {
                     if let Some(vars) = &f.set_vars {
                         self.vars.apply(vars);
                         conn.vars.apply(vars);
+                        if !self.vars.any_set(&pinning::REPLICATION_VARIABLES) {
+                            // Every replication variable is back to its default.
+                            self.pins.remove(PinReason::ReplicationVariable);
+                            self.pin_reason = self.pins.first();
+                        }
                     }
                     if f.resets {
                         // The server closed the session's statements and state.

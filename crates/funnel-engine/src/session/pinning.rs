@@ -9,7 +9,7 @@
 //! variables are tracked and replayed instead ([`super::variables`]).
 
 use super::sql_lex::{skip_quoted, skip_until};
-use super::variables::{parse_set, Assignment, SetEffect};
+use super::variables::{is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,9 +116,15 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         b"SET" if tokens.statements == 1 => {
             return match parse_set(sql) {
                 Some(SetEffect::Session(a)) => SqlEffect {
+                    // Setting one away from its default pins; restoring does not.
                     pin: a
                         .iter()
-                        .any(|a| REPLICATION_VARIABLES.contains(&a.name.as_str()))
+                        .any(|a| {
+                            REPLICATION_VARIABLES.contains(&a.name.as_str())
+                                && a.value
+                                    .as_deref()
+                                    .is_some_and(|v| !(a.name == "sql_log_bin" && is_on(v)))
+                        })
                         .then_some(PinReason::ReplicationVariable),
                     set_vars: Some(a),
                     ..SqlEffect::default()
@@ -126,7 +132,7 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
                 Some(SetEffect::Global) => SqlEffect::default(),
                 None if tokens.user_variable => pin(PinReason::UserVariable),
                 None => pin(PinReason::SessionVariable),
-            }
+            };
         }
         b"SET" => return pin(PinReason::SessionVariable),
         b"PREPARE" | b"EXECUTE" | b"DEALLOCATE" => return pin(PinReason::SqlPrepare),
@@ -186,7 +192,7 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
 /// Session variables that steer replication: they pin instead of being
 /// replayed, so a failed reset can never leave another client's writes out
 /// of the binary log.
-const REPLICATION_VARIABLES: [&str; 9] = [
+pub const REPLICATION_VARIABLES: [&str; 9] = [
     "sql_log_bin",
     "gtid_domain_id",
     "gtid_seq_no",
@@ -380,6 +386,7 @@ mod tests {
             ("SET time_zone = CONCAT('+0', '5:00')", PinReason::SessionVariable),
             ("SET TRANSACTION READ ONLY", PinReason::SessionVariable),
             ("SET sql_log_bin = 0", PinReason::ReplicationVariable),
+            ("SET sql_log_bin = OFF", PinReason::ReplicationVariable),
             ("SET SESSION gtid_domain_id = 2", PinReason::ReplicationVariable),
             ("SELECT @x", PinReason::UserVariable),
             ("SELECT c INTO @v FROM t", PinReason::UserVariable),
@@ -413,6 +420,15 @@ mod tests {
         assert_eq!(e.pin, None);
         assert_eq!(e.set_vars.map(|v| v.len()), Some(2));
         assert_eq!(classify(b"SET GLOBAL max_connections = 10"), SqlEffect::default());
+    }
+
+    #[test]
+    fn pinning_restoring_replication_variables_does_not_pin() {
+        assert_eq!(reason("SET sql_log_bin = 1"), None);
+        assert_eq!(
+            reason("SET SESSION sql_log_bin = ON, gtid_domain_id = DEFAULT"),
+            None
+        );
     }
 
     #[test]

@@ -55,6 +55,10 @@ impl SessionVars {
                 }
             }
             match &a.value {
+                // sql_log_bin back on is its default (MariaDB has no global value for it).
+                Some(v) if a.name == "sql_log_bin" && is_on(v) => {
+                    self.0.remove(&a.name);
+                }
                 Some(v) => {
                     self.0.insert(a.name.clone(), v.clone());
                 }
@@ -63,6 +67,11 @@ impl SessionVars {
                 }
             }
         }
+    }
+
+    /// True when any of `names` is set (to something other than its default).
+    pub fn any_set(&self, names: &[&str]) -> bool {
+        names.iter().any(|n| self.0.contains_key(*n))
     }
 
     /// True when nothing was set.
@@ -131,6 +140,12 @@ impl SessionVars {
         }
         Ok(Some(format!("SET {}", parts.join(", "))))
     }
+}
+
+/// True for the literal spellings of "on".
+pub fn is_on(v: &str) -> bool {
+    let v = v.trim_matches(|c| c == '\'' || c == '"');
+    v == "1" || v.eq_ignore_ascii_case("ON") || v.eq_ignore_ascii_case("TRUE")
 }
 
 /// The connection's handshake charset has no name Funnel knows, so its
