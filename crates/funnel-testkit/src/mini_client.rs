@@ -83,6 +83,18 @@ impl MiniClient {
         password: &str,
         db: Option<&str>,
     ) -> Result<Self, MiniError> {
+        Self::connect_with(addr, user, password, db, Capabilities::EMPTY)
+    }
+
+    /// Like [`MiniClient::connect`], asking for `extra` capabilities too
+    /// (e.g. `CLIENT_MULTI_STATEMENTS`).
+    pub fn connect_with(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        extra: Capabilities,
+    ) -> Result<Self, MiniError> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         stream.set_nodelay(true)?;
@@ -101,7 +113,7 @@ impl MiniClient {
         let hs = HandshakeV10::parse(&greeting)?;
         c.connection_id = hs.connection_id;
         c.server_version = String::from_utf8_lossy(&hs.server_version).into_owned();
-        c.caps = CLIENT_CAPS.intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+        c.caps = (CLIENT_CAPS | extra).intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
         let login = HandshakeResponse41 {
             capabilities: c.caps,
             max_packet_size: 1 << 24,

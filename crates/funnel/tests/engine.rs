@@ -785,3 +785,36 @@ fn engine_unlock_tables_and_release_all_locks_unpin() {
         "RELEASE_ALL_LOCKS released it"
     );
 }
+
+#[test]
+fn engine_set_option_multi_statements_follows_the_client() {
+    let e = env(
+        "setoption",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let multi = funnel_protocol::Capabilities::CLIENT_MULTI_STATEMENTS;
+    let mut a =
+        MiniClient::connect_with(e.proxy.local_addr(), "app", "apppw", Some(&e.schema), multi).unwrap();
+    let mut b = e.client();
+    // A turns multi-statements off (the server answers with EOF).
+    a.send_command(&[0x1b, 1, 0]).unwrap();
+    let (_, reply) = a.read_packet().unwrap();
+    assert_eq!(reply[0], 0xfe, "EOF after COM_SET_OPTION");
+    for _ in 0..5 {
+        match a.query("SELECT 1; SELECT 2") {
+            Err(funnel_testkit::mini_client::MiniError::Server(err)) => assert_eq!(err.code, 1064),
+            other => panic!("multi-statements should be off for A: {other:?}"),
+        }
+        let mut result = b.query_iter("SELECT 1; SELECT 2").unwrap();
+        let mut sets = 0;
+        while let Some(set) = result.iter() {
+            sets += 1;
+            assert_eq!(set.count(), 1);
+        }
+        assert_eq!(
+            sets, 2,
+            "B still has multi-statements on the same backend connection"
+        );
+    }
+}

@@ -102,6 +102,8 @@ pub struct BackendConn {
     pub stmts: ConnStatements,
     /// Session variables set on this connection beyond a fresh one's.
     pub vars: SessionVars,
+    /// Multi-statements are on (from the handshake, then `COM_SET_OPTION`).
+    pub multi_statements: bool,
     /// The last ordinary statement here left warnings or an error in the
     /// server's diagnostics area (another client must not see them).
     pub stale_diagnostics: bool,
@@ -212,6 +214,7 @@ impl BackendConn {
                         stmts: ConnStatements::default(),
                         vars: SessionVars::default(),
                         stale_diagnostics: false,
+                        multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
                     return Ok((conn, hs.server_version));

@@ -2,7 +2,9 @@
 //! it, or forward it (and with what expectations). Pure: a payload in, a
 //! plan out, so every rule is unit-tested without sockets.
 
-use funnel_protocol::command::{Command, CommandCode};
+use funnel_protocol::command::{
+    Command, CommandCode, MYSQL_OPTION_MULTI_STATEMENTS_OFF, MYSQL_OPTION_MULTI_STATEMENTS_ON,
+};
 use funnel_protocol::tracker::Expect;
 use funnel_protocol::Capabilities;
 
@@ -64,6 +66,8 @@ pub struct Forward {
     pub diagnostics: bool,
     /// On success, this pin reason ends.
     pub unpin: Option<PinReason>,
+    /// `COM_SET_OPTION`: on success, multi-statements are on or off.
+    pub multi_statements: Option<bool>,
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
@@ -83,6 +87,7 @@ impl Forward {
             set_vars: None,
             diagnostics: false,
             unpin: None,
+            multi_statements: None,
             needs_pinned: false,
             resets: false,
             name,
@@ -123,10 +128,14 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         }
         Command::FieldList { .. } => Plan::Forward(Forward::new("COM_FIELD_LIST", Some(Expect::FieldList))),
         Command::Statistics => Plan::Forward(Forward::new("COM_STATISTICS", Some(Expect::Statistics))),
-        Command::SetOption(_) => {
-            // Multi-statements on/off is part of the connection's state.
+        Command::SetOption(option) => {
+            // Multi-statements on/off: tracked like a session variable.
             let mut f = Forward::new("COM_SET_OPTION", Some(Expect::Status));
-            f.pin = Some(PinReason::SessionVariable);
+            f.multi_statements = match option {
+                MYSQL_OPTION_MULTI_STATEMENTS_ON => Some(true),
+                MYSQL_OPTION_MULTI_STATEMENTS_OFF => Some(false),
+                _ => None,
+            };
             Plan::Forward(f)
         }
         Command::ResetConnection => Plan::ResetConnection,

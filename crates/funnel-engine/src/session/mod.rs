@@ -120,6 +120,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 out: BytesMut::new(),
                 stmts: ClientStatements::default(),
                 vars: SessionVars::default(),
+                multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                 last: LastResults::default(),
                 calc_found_rows: false,
                 linger: false,
@@ -173,6 +174,8 @@ struct Session {
     stmts: ClientStatements,
     /// Session variables the client set.
     vars: SessionVars,
+    /// Multi-statements on (from the handshake, then `COM_SET_OPTION`).
+    multi_statements: bool,
     /// What the client's own last statements returned.
     last: LastResults,
     /// The last statement used SQL_CALC_FOUND_ROWS: FOUND_ROWS() must come
@@ -428,7 +431,42 @@ impl Session {
         let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
             return Ok(None);
         };
+        let Some(conn) = self.sync_multi_statements(conn, total).await? else {
+            return Ok(None);
+        };
         self.sync_vars(conn, total).await
+    }
+
+    /// Applies the session's multi-statement option with `COM_SET_OPTION`
+    /// when the connection's differs.
+    async fn sync_multi_statements(
+        &mut self,
+        mut conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        if conn.multi_statements == self.multi_statements {
+            return Ok(Some(conn));
+        }
+        let option = if self.multi_statements {
+            funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_ON
+        } else {
+            funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_OFF
+        };
+        let mut p = BytesMut::with_capacity(3);
+        p.extend_from_slice(&[0x1b]);
+        p.extend_from_slice(&option.to_le_bytes());
+        match conn.run(&p, Expect::Status).await {
+            Ok(s) if s.error.is_none() => {
+                conn.multi_statements = self.multi_statements;
+                Ok(Some(conn))
+            }
+            Ok(_) | Err(_) => {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                let e = backend_lost(&self.shard, "COM_SET_OPTION failed".into());
+                self.reply_error(1, e).await.map(|_| None)
+            }
+        }
     }
 
     /// Applies the difference between the session's variables and the
@@ -529,6 +567,10 @@ impl Session {
                     if let Some(schema) = f.new_schema.clone() {
                         conn.schema = Some(schema.clone());
                         self.schema = Some(schema);
+                    }
+                    if let Some(on) = f.multi_statements {
+                        self.multi_statements = on;
+                        conn.multi_statements = on;
                     }
                     if let Some(r) = f.unpin {
                         self.pins.remove(r);
@@ -670,6 +712,7 @@ impl Session {
 
     /// Everything a fresh session would not have.
     fn forget_state(&mut self) {
+        // The multi-statement option is a client flag: resets keep it.
         self.stmts.clear();
         self.vars.clear();
         self.last = LastResults::default();
