@@ -25,6 +25,25 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "prepared statements see their own client's state",
+        pool: 1,
+        setup: &["CREATE TABLE p (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "SET time_zone = '+02:00'"),
+            (0, "PS:SELECT @@time_zone"),
+            (1, "PS:SELECT @@time_zone"),
+            (0, "PS:INSERT INTO p (v) VALUES (10)"),
+            (1, "PS:INSERT INTO p (v) VALUES (20)"),
+            (0, "PS:SELECT v FROM p ORDER BY id"),
+            (1, "PS:SELECT COUNT(*), SUM(v) FROM p"),
+            (2, "PS:SELECT @@time_zone"),
+            (0, "PS:SELECT @@time_zone"),
+            (1, "SET sql_mode = 'ANSI_QUOTES'"),
+            (1, "PS:SELECT \"v\" FROM p ORDER BY id LIMIT 1"),
+            (0, "PS:SELECT \"v\" FROM p ORDER BY id LIMIT 1"),
+        ],
+    },
+    Case {
         name: "time_zone and sql_mode stay with their client",
         pool: 1,
         setup: &[],
@@ -181,12 +200,27 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// Runs one step; `PS:` runs the rest as a binary-protocol prepared
+/// statement (prepared once per connection by the driver's cache).
 fn outcome(c: &mut Conn, sql: &str) -> Outcome {
-    let mut result = match c.query_iter(sql) {
-        Ok(r) => r,
-        Err(mysql::Error::MySqlError(e)) => return Err(e.code),
+    if let Some(ps) = sql.strip_prefix("PS:") {
+        return match c.exec_iter(ps, ()) {
+            Ok(mut result) => collect(&mut result, sql),
+            Err(mysql::Error::MySqlError(e)) => Err(e.code),
+            Err(e) => panic!("{sql}: {e}"),
+        };
+    }
+    match c.query_iter(sql) {
+        Ok(mut result) => collect(&mut result, sql),
+        Err(mysql::Error::MySqlError(e)) => Err(e.code),
         Err(e) => panic!("{sql}: {e}"),
-    };
+    }
+}
+
+fn collect<P: mysql::prelude::Protocol>(
+    result: &mut mysql::QueryResult<'_, '_, '_, P>,
+    sql: &str,
+) -> Outcome {
     let mut sets = Vec::new();
     while let Some(set) = result.iter() {
         let mut rows = Vec::new();

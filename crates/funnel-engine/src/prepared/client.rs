@@ -105,6 +105,7 @@ mod tests {
             id: 1,
             sql: Bytes::from_static(b"SELECT 1"),
             schema: None,
+            vars: Default::default(),
             params: 0,
             columns: 1,
             response: vec![],

@@ -8,6 +8,8 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::session::variables::SessionVars;
+
 /// One distinct statement.
 #[derive(Debug)]
 pub struct StatementMeta {
@@ -17,6 +19,9 @@ pub struct StatementMeta {
     pub sql: Bytes,
     /// The schema it was prepared in (unqualified names resolve there).
     pub schema: Option<Vec<u8>>,
+    /// The session variables it was prepared under (`sql_mode` and the
+    /// charset decide how the text parses).
+    pub vars: SessionVars,
     /// Parameter count.
     pub params: u16,
     /// Result column count.
@@ -33,6 +38,7 @@ pub const RESPONSE_STMT_ID_AT: usize = 5;
 struct Key {
     deprecate_eof: bool,
     schema: Option<Vec<u8>>,
+    vars: SessionVars,
     sql: Bytes,
 }
 
@@ -47,26 +53,31 @@ pub struct Registry {
 const SOFT_CAP: usize = 20_000;
 
 impl Registry {
-    /// A statement prepared before with the same text, schema and EOF style.
+    /// A statement prepared before with the same text, schema, variables
+    /// and EOF style.
     pub fn lookup(
         &self,
         deprecate_eof: bool,
         schema: &Option<Vec<u8>>,
+        vars: &SessionVars,
         sql: &[u8],
     ) -> Option<Rc<StatementMeta>> {
         let key = Key {
             deprecate_eof,
             schema: schema.clone(),
+            vars: vars.clone(),
             sql: Bytes::copy_from_slice(sql),
         };
         self.by_key.borrow().get(&key).cloned()
     }
 
     /// Records a statement a backend prepared.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
         deprecate_eof: bool,
         schema: Option<Vec<u8>>,
+        vars: SessionVars,
         sql: Bytes,
         params: u16,
         columns: u16,
@@ -78,6 +89,7 @@ impl Registry {
             id,
             sql: sql.clone(),
             schema: schema.clone(),
+            vars: vars.clone(),
             params,
             columns,
             response,
@@ -92,6 +104,7 @@ impl Registry {
             Key {
                 deprecate_eof,
                 schema,
+                vars,
                 sql,
             },
             meta.clone(),
@@ -113,23 +126,28 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::variables::Assignment;
 
     #[test]
-    fn prepared_registry_keys_by_text_schema_and_eof_style() {
+    fn prepared_registry_keys_by_text_schema_variables_and_eof_style() {
         let r = Registry::default();
         let s = Some(b"db".to_vec());
-        let m = r.insert(
-            false,
-            s.clone(),
-            Bytes::from_static(b"SELECT ?"),
-            1,
-            1,
-            vec![1, 2],
+        let v = SessionVars::default();
+        let sql = Bytes::from_static(b"SELECT ?");
+        let m = r.insert(false, s.clone(), v.clone(), sql.clone(), 1, 1, vec![1, 2]);
+        assert_eq!(r.lookup(false, &s, &v, &sql).unwrap().id, m.id);
+        assert!(r.lookup(true, &s, &v, &sql).is_none());
+        assert!(r.lookup(false, &None, &v, &sql).is_none());
+        let mut ansi = SessionVars::default();
+        ansi.apply(&[Assignment {
+            name: "sql_mode".into(),
+            value: Some("'ANSI_QUOTES'".into()),
+        }]);
+        assert!(
+            r.lookup(false, &s, &ansi, &sql).is_none(),
+            "prepared under another sql_mode"
         );
-        assert_eq!(r.lookup(false, &s, b"SELECT ?").unwrap().id, m.id);
-        assert!(r.lookup(true, &s, b"SELECT ?").is_none());
-        assert!(r.lookup(false, &None, b"SELECT ?").is_none());
-        let m2 = r.insert(true, s.clone(), Bytes::from_static(b"SELECT ?"), 1, 1, vec![]);
+        let m2 = r.insert(true, s.clone(), v, sql, 1, 1, vec![]);
         assert_ne!(m.id, m2.id);
         assert_eq!(r.len(), 2);
     }

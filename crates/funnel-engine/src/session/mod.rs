@@ -471,10 +471,22 @@ impl Session {
 
     /// Applies the difference between the session's variables and the
     /// connection's in one `SET` (nothing when they match).
-    async fn sync_vars(&mut self, mut conn: BackendConn, total: usize) -> Result<Option<BackendConn>, End> {
+    async fn sync_vars(&mut self, conn: BackendConn, total: usize) -> Result<Option<BackendConn>, End> {
+        let target = self.vars.clone();
+        self.sync_vars_to(conn, &target, total).await
+    }
+
+    /// Brings the connection's variables to `target` in one `SET` (the
+    /// session's own, or those a statement was prepared under).
+    pub(super) async fn sync_vars_to(
+        &mut self,
+        mut conn: BackendConn,
+        target: &SessionVars,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
         let handshake = charset::charset_name(u16::from(conn.key.charset))
             .zip(charset::collation_name(u16::from(conn.key.charset)));
-        let sql = match self.vars.diff_sql(&conn.vars, handshake) {
+        let sql = match target.diff_sql(&conn.vars, handshake) {
             Ok(None) => return Ok(Some(conn)),
             Ok(Some(sql)) => sql,
             Err(variables::CannotRestoreCharset) => {
@@ -482,7 +494,7 @@ impl Session {
                 // fresh connection instead, which needs no reset.
                 self.shard.pool.discard(conn);
                 match self.shard.pool.checkout(self.key).await {
-                    Ok((c, _)) => return Box::pin(self.sync_session(c, total)).await,
+                    Ok((c, _)) => return Box::pin(self.sync_vars_to(c, target, total)).await,
                     Err(e) => {
                         self.buf.consume(total);
                         return self.reply_error(1, e).await.map(|_| None);
@@ -496,7 +508,7 @@ impl Session {
         match conn.run(&p, Expect::Results).await {
             Ok(summary) => match summary.error {
                 None => {
-                    conn.vars = self.vars.clone();
+                    conn.vars = target.clone();
                     Ok(Some(conn))
                 }
                 Some(err) => {

@@ -55,7 +55,11 @@ impl Session {
             self.pin(super::pinning::PinReason::PreviousStatementInfo);
         }
         let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
-        if let Some(meta) = self.shard.statements.lookup(deprecate_eof, &self.schema, &sql) {
+        if let Some(meta) = self
+            .shard
+            .statements
+            .lookup(deprecate_eof, &self.schema, &self.vars, &sql)
+        {
             return self.reply_prepared(meta).await;
         }
         let f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
@@ -79,6 +83,7 @@ impl Session {
                     let meta = self.shard.statements.insert(
                         deprecate_eof,
                         self.schema.clone(),
+                        self.vars.clone(),
                         sql,
                         p.params,
                         p.columns,
@@ -144,11 +149,12 @@ impl Session {
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
-        // Variables first: sql_mode shapes how a re-prepare parses.
-        let Some(conn) = self.sync_vars(conn, 0).await? else {
+        // A re-prepare runs under the statement's own variables; the
+        // execute under the session's current ones.
+        let Some(conn) = self.prepared_on(conn, &meta).await? else {
             return Ok(());
         };
-        let Some(mut conn) = self.prepared_on(conn, &meta).await? else {
+        let Some(mut conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
         let backend = *conn.stmts.get(meta.id).expect("prepared_on prepared it");
@@ -274,7 +280,11 @@ impl Session {
         if conn.stmts.get(meta.id).is_some() {
             return Ok(Some(conn));
         }
+        // Parse it as it was first parsed: same schema, same sql_mode and charset.
         let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
+            return Ok(None);
+        };
+        let Some(c) = self.sync_vars_to(c, &meta.vars, 0).await? else {
             return Ok(None);
         };
         conn = c;

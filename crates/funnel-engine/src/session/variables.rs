@@ -42,7 +42,7 @@ pub enum SetEffect {
 
 /// Variables set in a session (or on a backend connection) beyond the
 /// defaults of a fresh connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SessionVars(BTreeMap<String, String>);
 
 impl SessionVars {
