@@ -191,6 +191,27 @@ impl MiniClient {
         self.send(0, payload)
     }
 
+    /// Sends a command and reads its whole response, whatever its shape,
+    /// using the protocol crate's tracker: every packet's payload, in order.
+    pub fn roundtrip(
+        &mut self,
+        payload: &[u8],
+        expect: funnel_protocol::tracker::Expect,
+    ) -> Result<Vec<Vec<u8>>, MiniError> {
+        use funnel_protocol::tracker::{Event, ResponseTracker};
+        self.send(0, payload)?;
+        let mut tracker = ResponseTracker::new(expect, self.caps, funnel_protocol::StatusFlags(2));
+        let mut out = Vec::new();
+        loop {
+            let (_, p) = self.read_packet()?;
+            let event = tracker.feed(&p, p.len())?;
+            out.push(p);
+            if event == Event::Done {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Sends a COM_QUERY without reading the answer.
     pub fn send_query(&mut self, sql: &str) -> io::Result<()> {
         let mut p = BytesMut::new();

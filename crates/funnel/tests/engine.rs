@@ -818,3 +818,39 @@ fn engine_set_option_multi_statements_follows_the_client() {
         );
     }
 }
+
+#[test]
+fn engine_cursor_pins_until_its_last_row() {
+    use funnel_protocol::tracker::Expect;
+    let e = env(
+        "cursor",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 1s\n",
+    );
+    let mut a = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
+    let mut b = e.client();
+    let prep = a
+        .roundtrip(b"\x16SELECT seq FROM seq_1_to_3", Expect::Prepare)
+        .unwrap();
+    let id = u32::from_le_bytes(prep[0][1..5].try_into().unwrap());
+    // COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY, no parameters.
+    let mut exec = vec![0x17];
+    exec.extend_from_slice(&id.to_le_bytes());
+    exec.extend_from_slice(&[1, 1, 0, 0, 0]);
+    let opened = a.roundtrip(&exec, Expect::Results).unwrap();
+    let eof = opened.last().unwrap();
+    assert!(eof[3] & 0x40 != 0, "the server opened a cursor: {eof:?}");
+    // The cursor lives on A's connection: B waits and times out.
+    assert_eq!(server_error(b.query_drop("SELECT 1").unwrap_err()).0, 9001);
+    let mut fetch = vec![0x1c];
+    fetch.extend_from_slice(&id.to_le_bytes());
+    fetch.extend_from_slice(&2u32.to_le_bytes());
+    let rows = a.roundtrip(&fetch, Expect::Fetch).unwrap();
+    assert_eq!(rows.len(), 3, "two rows and EOF");
+    fetch[5..9].copy_from_slice(&10u32.to_le_bytes());
+    let rest = a.roundtrip(&fetch, Expect::Fetch).unwrap();
+    assert_eq!(rest.len(), 2, "the last row and EOF");
+    assert!(rest[1][3] & 0x80 != 0, "LAST_ROW_SENT");
+    // Exhausted: the cursor is gone and so is the pin.
+    assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+}

@@ -121,6 +121,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 stmts: ClientStatements::default(),
                 vars: SessionVars::default(),
                 multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
+                last_status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+                open_cursors: Default::default(),
                 last: LastResults::default(),
                 calc_found_rows: false,
                 linger: false,
@@ -176,6 +178,10 @@ struct Session {
     vars: SessionVars,
     /// Multi-statements on (from the handshake, then `COM_SET_OPTION`).
     multi_statements: bool,
+    /// Status flags of the last complete response.
+    last_status: StatusFlags,
+    /// Client statement ids with an open cursor (they pin the connection).
+    open_cursors: std::collections::BTreeSet<u32>,
     /// What the client's own last statements returned.
     last: LastResults,
     /// The last statement used SQL_CALC_FOUND_ROWS: FOUND_ROWS() must come
@@ -607,6 +613,7 @@ impl Session {
                         self.pin_reason = None;
                     }
                 }
+                self.last_status = summary.status;
                 if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     self.pin(PinReason::Cursor);
                 }
@@ -725,6 +732,7 @@ impl Session {
     /// Everything a fresh session would not have.
     fn forget_state(&mut self) {
         // The multi-statement option is a client flag: resets keep it.
+        self.open_cursors.clear();
         self.stmts.clear();
         self.vars.clear();
         self.last = LastResults::default();
@@ -850,6 +858,23 @@ impl Session {
                     ))
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => rt::sleep(KILL_REPLY_POLL).await,
+            }
+        }
+    }
+
+    /// Ends a pin reason and releases the connection when nothing else
+    /// (no other reason, no transaction) holds it any more.
+    fn unpin(&mut self, reason: PinReason) {
+        self.pins.remove(reason);
+        self.pin_reason = self.pins.first();
+        if self.sticky() || self.long_data {
+            return;
+        }
+        if let Some(conn) = self.pinned.take() {
+            if conn.is_reusable() {
+                self.shard.pool.release(conn);
+            } else {
+                self.pinned = Some(conn);
             }
         }
     }

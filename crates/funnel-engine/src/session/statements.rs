@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use funnel_protocol::framing::{write_packet, HEADER_LEN, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
 use funnel_protocol::tracker::Expect;
-use funnel_protocol::Capabilities;
+use funnel_protocol::{Capabilities, StatusFlags};
 
 use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
@@ -37,6 +37,7 @@ impl Session {
             StatementCommand::Close => {
                 if let Some(id) = statement_id(&payload).ok().and_then(|id| self.stmts.resolve(id)) {
                     self.stmts.remove(id);
+                    self.cursor_closed(id);
                 }
                 Ok(())
             }
@@ -171,7 +172,22 @@ impl Session {
             }
         }
         self.long_data = false;
-        self.send_rewritten(conn, &rewritten, &f).await
+        self.send_rewritten(conn, &rewritten, &f).await?;
+        if self
+            .last_status
+            .contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS)
+        {
+            self.open_cursors.insert(id);
+        }
+        Ok(())
+    }
+
+    /// The cursor of statement `id` is gone: when it was the last one, the
+    /// connection no longer belongs to this client for it.
+    fn cursor_closed(&mut self, id: u32) {
+        if self.open_cursors.remove(&id) && self.open_cursors.is_empty() {
+            self.unpin(super::pinning::PinReason::Cursor);
+        }
     }
 
     async fn stmt_long_data(&mut self, payload: &[u8]) -> Result<(), End> {
@@ -196,7 +212,7 @@ impl Session {
     }
 
     async fn stmt_reset(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Some((_, meta)) = self.client_statement(payload, "mysqld_stmt_reset").await? else {
+        let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_reset").await? else {
             return Ok(());
         };
         self.long_data = false;
@@ -211,7 +227,10 @@ impl Session {
                 let mut rewritten = BytesMut::with_capacity(payload.len());
                 rewrite_id(payload, backend_id, &mut rewritten);
                 let f = Forward::new("COM_STMT_RESET", Some(Expect::Status));
-                self.send_rewritten(conn, &rewritten, &f).await
+                self.send_rewritten(conn, &rewritten, &f).await?;
+                // A reset closes the statement's cursor.
+                self.cursor_closed(id);
+                Ok(())
             }
             None => {
                 // Nothing of this statement lives on a server connection.
@@ -225,7 +244,7 @@ impl Session {
     }
 
     async fn stmt_fetch(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Some((_, meta)) = self.client_statement(payload, "mysqld_stmt_fetch").await? else {
+        let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_fetch").await? else {
             return Ok(());
         };
         let on_pinned = self
@@ -241,7 +260,15 @@ impl Session {
         let mut rewritten = BytesMut::with_capacity(payload.len());
         rewrite_id(payload, backend_id, &mut rewritten);
         let f = Forward::new("COM_STMT_FETCH", Some(Expect::Fetch));
-        self.send_rewritten(conn, &rewritten, &f).await
+        self.send_rewritten(conn, &rewritten, &f).await?;
+        if self
+            .last_status
+            .contains(StatusFlags::SERVER_STATUS_LAST_ROW_SENT)
+        {
+            // The server closed the exhausted cursor.
+            self.cursor_closed(id);
+        }
+        Ok(())
     }
 
     /// The client's statement named in `payload`, or an ERR 1243 sent.
