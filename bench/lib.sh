@@ -52,16 +52,24 @@ start_mariadb() {
     --max-connections="${MARIADB_MAX_CONNECTIONS:-151}" --log-error="$dir/error.log" \
     "${user_arg[@]}" "$@" >>"$dir/error.log" 2>&1 &
   MARIADB_PID=$!
-  local deadline=$((SECONDS + 60))
-  until mariadb -h127.0.0.1 -P"$MARIADB_PORT" -uroot -e 'SELECT 1' >/dev/null 2>&1; do
-    if ! kill -0 "$MARIADB_PID" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
-      echo "MariaDB did not start; its log:" >&2
-      tail -30 "$dir/error.log" >&2
+  wait_ready MariaDB "$MARIADB_PID" 60 "$dir/error.log" \
+    mariadb -h127.0.0.1 -P"$MARIADB_PORT" -uroot -e 'SELECT 1' || return 1
+  export MARIADB_PORT MARIADB_PID
+}
+
+# wait_ready NAME PID SECONDS LOG COMMAND...: polls COMMAND until it
+# succeeds; fails with the tail of LOG when PID dies or time runs out.
+wait_ready() {
+  local name=$1 pid=$2 limit=$3 logfile=$4; shift 4
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
+      echo "$name did not start; its log:" >&2
+      tail -30 "$logfile" >&2
       return 1
     fi
-    sleep 0.2
+    sleep 0.1
   done
-  export MARIADB_PORT MARIADB_PID
 }
 
 # stop_pid PID: SIGTERM, then SIGKILL after 20 s; waits for it.
@@ -87,15 +95,8 @@ start_funnel() {
   local config=$1 logfile=$2
   "$FUNNEL_ROOT/target/release/funnel" --config "$config" >"$logfile" 2>&1 &
   FUNNEL_PID=$!
-  local deadline=$((SECONDS + 30))
-  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $FUNNEL_PORT), 1)" 2>/dev/null; do
-    if ! kill -0 "$FUNNEL_PID" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
-      echo "Funnel did not start; its log:" >&2
-      tail -30 "$logfile" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
+  wait_ready Funnel "$FUNNEL_PID" 30 "$logfile" \
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $FUNNEL_PORT), 1)" || return 1
   export FUNNEL_PID
 }
 

@@ -8,10 +8,13 @@
 
 pub mod command;
 pub mod handshake;
+mod kill_command;
 pub mod pinning;
+mod reset;
 pub mod rewrite;
 mod sql_lex;
 mod statements;
+mod sync;
 pub mod users;
 pub mod variables;
 
@@ -19,18 +22,15 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use funnel_protocol::charset;
-use funnel_protocol::command::write_init_db;
 use funnel_protocol::framing::{write_small_packet, PacketHeader, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
 use funnel_protocol::tracker::Expect;
 use funnel_protocol::{Capabilities, StatusFlags};
 
-use crate::control::ControlMsg;
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
-use crate::kill::{ClientControl, KillRefused, KillRequest};
+use crate::kill::ClientControl;
 use crate::pool::conn::BackendConn;
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
@@ -47,11 +47,6 @@ use variables::SessionVars;
 /// How long a connection stays with a client after a statement that left
 /// warnings or an error, waiting for its `SHOW WARNINGS`.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// How long a KILL waits for another core's answer.
-const KILL_REPLY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How often it looks for that answer.
-const KILL_REPLY_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Initial read buffer of a client; small, because most clients are idle
 /// most of the time and each one costs its buffer.
@@ -207,7 +202,7 @@ impl Session {
                     Ok((c, _)) => c,
                     Err(e) => return self.refuse(seq, e).await,
                 };
-                match select_schema(&mut conn, &schema).await {
+                match sync::select_schema(&mut conn, &schema).await {
                     Ok(None) => {
                         self.shard.remember_schema(&schema);
                         self.shard.pool.release(conn);
@@ -430,137 +425,6 @@ impl Session {
         }
     }
 
-    /// Brings the connection's schema and session variables in line with
-    /// the session's. `None` when the client was told of a failure.
-    async fn sync_session(&mut self, conn: BackendConn, total: usize) -> Result<Option<BackendConn>, End> {
-        let schema = self.schema.clone();
-        let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
-            return Ok(None);
-        };
-        let Some(conn) = self.sync_multi_statements(conn, total).await? else {
-            return Ok(None);
-        };
-        self.sync_vars(conn, total).await
-    }
-
-    /// Applies the session's multi-statement option with `COM_SET_OPTION`
-    /// when the connection's differs.
-    async fn sync_multi_statements(
-        &mut self,
-        mut conn: BackendConn,
-        total: usize,
-    ) -> Result<Option<BackendConn>, End> {
-        if conn.multi_statements == self.multi_statements {
-            return Ok(Some(conn));
-        }
-        let option = if self.multi_statements {
-            funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_ON
-        } else {
-            funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_OFF
-        };
-        let mut p = BytesMut::with_capacity(3);
-        p.extend_from_slice(&[0x1b]);
-        p.extend_from_slice(&option.to_le_bytes());
-        match conn.run(&p, Expect::Status).await {
-            Ok(s) if s.error.is_none() => {
-                conn.multi_statements = self.multi_statements;
-                Ok(Some(conn))
-            }
-            Ok(_) | Err(_) => {
-                self.buf.consume(total);
-                self.shard.pool.discard(conn);
-                let e = backend_lost(&self.shard, "COM_SET_OPTION failed".into());
-                self.reply_error(1, e).await.map(|_| None)
-            }
-        }
-    }
-
-    /// Applies the difference between the session's variables and the
-    /// connection's in one `SET` (nothing when they match).
-    async fn sync_vars(&mut self, conn: BackendConn, total: usize) -> Result<Option<BackendConn>, End> {
-        let target = self.vars.clone();
-        self.sync_vars_to(conn, &target, total).await
-    }
-
-    /// Brings the connection's variables to `target` in one `SET` (the
-    /// session's own, or those a statement was prepared under).
-    pub(super) async fn sync_vars_to(
-        &mut self,
-        mut conn: BackendConn,
-        target: &SessionVars,
-        total: usize,
-    ) -> Result<Option<BackendConn>, End> {
-        let handshake = charset::charset_name(u16::from(conn.key.charset))
-            .zip(charset::collation_name(u16::from(conn.key.charset)));
-        let sql = match target.diff_sql(&conn.vars, handshake) {
-            Ok(None) => return Ok(Some(conn)),
-            Ok(Some(sql)) => sql,
-            Err(variables::CannotRestoreCharset) => {
-                // The connection's charset cannot be restored by name: use a
-                // fresh connection instead, which needs no reset.
-                self.shard.pool.discard(conn);
-                match self.shard.pool.checkout(self.key).await {
-                    Ok((c, _)) => return Box::pin(self.sync_vars_to(c, target, total)).await,
-                    Err(e) => {
-                        self.buf.consume(total);
-                        return self.reply_error(1, e).await.map(|_| None);
-                    }
-                }
-            }
-        };
-        Stats::bump(&self.shard.stats.state_syncs);
-        let mut p = BytesMut::with_capacity(sql.len() + 1);
-        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
-        match conn.run(&p, Expect::Results).await {
-            Ok(summary) => match summary.error {
-                None => {
-                    conn.vars = target.clone();
-                    Ok(Some(conn))
-                }
-                Some(err) => {
-                    self.buf.consume(total);
-                    self.shard.pool.discard(conn);
-                    self.send_backend_err(1, &err).await.map(|_| None)
-                }
-            },
-            Err(e) => {
-                self.buf.consume(total);
-                self.shard.pool.discard(conn);
-                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
-                    .await
-                    .map(|_| None)
-            }
-        }
-    }
-
-    /// Brings the connection's schema in line with `schema`. `None` when
-    /// the client was told of a failure (the command's `total` bytes are
-    /// then consumed and the connection dealt with).
-    async fn sync_schema(
-        &mut self,
-        mut conn: BackendConn,
-        schema: Option<&[u8]>,
-        total: usize,
-    ) -> Result<Option<BackendConn>, End> {
-        let Some(schema) = schema.filter(|s| conn.schema.as_deref() != Some(*s)) else {
-            return Ok(Some(conn));
-        };
-        match select_schema(&mut conn, schema).await {
-            Ok(None) => Ok(Some(conn)),
-            Ok(Some(err)) => {
-                // The schema is gone (dropped meanwhile): tell the client.
-                self.buf.consume(total);
-                self.give_back(conn);
-                self.send_backend_err(1, &err).await.map(|_| None)
-            }
-            Err(e) => {
-                self.buf.consume(total);
-                self.shard.pool.discard(conn);
-                self.reply_error(1, e).await.map(|_| None)
-            }
-        }
-    }
-
     /// Streams the response to a command already sent on `conn`, then
     /// keeps or releases the connection.
     async fn relay_and_settle(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
@@ -711,157 +575,6 @@ impl Session {
         self.pin_reason = Some(reason);
     }
 
-    /// `COM_RESET_CONNECTION`: forgets the session's state. When a backend
-    /// connection holds state for it, the server resets that connection
-    /// too; otherwise Funnel answers alone.
-    async fn reset_connection(&mut self, total: usize) -> Result<(), End> {
-        if self.pinned.is_some() {
-            let mut f = Forward::new("COM_RESET_CONNECTION", Some(Expect::Status));
-            f.resets = true;
-            return self.forward(total, f).await;
-        }
-        self.buf.consume(total);
-        self.forget_state();
-        let ok = OkPacket {
-            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
-            ..Default::default()
-        };
-        self.write_ok(1, &ok).await
-    }
-
-    /// Everything a fresh session would not have.
-    fn forget_state(&mut self) {
-        // The multi-statement option is a client flag: resets keep it.
-        self.open_cursors.clear();
-        self.stmts.clear();
-        self.vars.clear();
-        self.last = LastResults::default();
-        self.pins.clear();
-        self.pin_reason = None;
-        self.long_data = false;
-        self.linger = false;
-        self.calc_found_rows = false;
-    }
-
-    /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
-    /// start over as a fresh session of that user. A refused change ends
-    /// the connection, as MySQL does.
-    async fn change_user(&mut self, total: usize) -> Result<(), End> {
-        let payload = self.buf.bytes()[4..total].to_vec();
-        self.buf.consume(total);
-        let request = match funnel_protocol::command::Command::parse(&payload, self.caps) {
-            Ok(funnel_protocol::command::Command::ChangeUser(r)) => r,
-            _ => {
-                return self
-                    .reply_error(1, EngineError::BadHandshake("malformed COM_CHANGE_USER".into()))
-                    .await
-            }
-        };
-        let outcome = handshake::change_user(
-            &mut self.stream,
-            &mut self.buf,
-            &self.shard.users,
-            &request,
-            &self.scramble,
-            &self.peer,
-        )
-        .await;
-        let (user, seq) = match outcome {
-            Ok(x) => x,
-            Err(LoginError::Io(_)) => return Err(End::Closed),
-            Err(LoginError::Refuse(e, seq)) => {
-                let _ = self.reply_error(seq, e).await;
-                return Err(End::Refused);
-            }
-        };
-        // Nothing of the old session may survive on a backend connection.
-        if let Some(conn) = self.pinned.take() {
-            self.shard.pool.discard(conn);
-        }
-        self.forget_state();
-        if let Some(cs) = request.charset {
-            if let Ok(cs) = u8::try_from(cs) {
-                self.key = PoolKey::for_client(self.caps, cs);
-            }
-        }
-        self.schema = if request.database.is_empty() {
-            user.default_schema.clone()
-        } else {
-            Some(request.database.to_vec())
-        };
-        let control = ClientControl::new(user.name.clone());
-        self.shard.clients.insert(self.id, control.clone());
-        self.control = control;
-        self.finish_login(seq).await
-    }
-
-    /// `KILL [QUERY] id`: on this shard directly, on another over its
-    /// control channel.
-    async fn kill(&mut self, k: KillRequest) -> Result<(), End> {
-        let target = ClientId(k.id);
-        let user = self.control.user.clone();
-        let outcome = if target.shard() == self.shard.id {
-            if target == self.id && !k.query_only {
-                // Killing oneself: MySQL ends the connection at once.
-                self.control.kill();
-                return Err(End::Closed);
-            }
-            self.shard.kill_local(target, k.query_only, &user).await
-        } else {
-            self.kill_remote(target, k.query_only, user).await
-        };
-        match outcome {
-            Ok(()) => {
-                let ok = OkPacket {
-                    status: self.client_status(),
-                    ..Default::default()
-                };
-                self.write_ok(1, &ok).await
-            }
-            Err(KillRefused::UnknownThread(id)) => {
-                let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {id}"));
-                self.send_backend_err(1, &err).await
-            }
-            Err(KillRefused::NotOwner(id)) => {
-                let err = ErrPacket::new(1095, "HY000", format!("You are not owner of thread {id}"));
-                self.send_backend_err(1, &err).await
-            }
-            Err(KillRefused::Backend(reason)) => self.reply_error(1, backend_lost(&self.shard, reason)).await,
-        }
-    }
-
-    async fn kill_remote(&self, target: ClientId, query_only: bool, user: String) -> Result<(), KillRefused> {
-        let Some(peer) = self.shard.peers.get(usize::from(target.shard().0)) else {
-            return Err(KillRefused::UnknownThread(target.0));
-        };
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let msg = ControlMsg::Kill {
-            target,
-            query_only,
-            user,
-            reply: tx,
-        };
-        if peer.send(msg).is_err() {
-            return Err(KillRefused::UnknownThread(target.0));
-        }
-        // The other core answers within its control poll plus the kill itself.
-        let deadline = Instant::now() + KILL_REPLY_LIMIT;
-        loop {
-            match rx.try_recv() {
-                Ok(r) => return r,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    return Err(KillRefused::Backend("the owning core did not answer".into()))
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() > deadline => {
-                    return Err(KillRefused::Backend(
-                        "the owning core did not answer in time".into(),
-                    ))
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => rt::sleep(KILL_REPLY_POLL).await,
-            }
-        }
-    }
-
     /// Ends a pin reason and releases the connection when nothing else
     /// (no other reason, no transaction) holds it any more.
     fn unpin(&mut self, reason: PinReason) {
@@ -967,26 +680,6 @@ fn command_extent(bytes: &[u8], max: usize) -> Extent {
         if h.len < MAX_CHUNK {
             return Extent::Whole(first_h, at);
         }
-    }
-}
-
-/// Runs `COM_INIT_DB` on a backend connection: `Ok(None)` on success,
-/// `Ok(Some(err))` when the server refused (for the client to see).
-async fn select_schema(conn: &mut BackendConn, schema: &[u8]) -> Result<Option<ErrPacket>, EngineError> {
-    let mut p = BytesMut::with_capacity(schema.len() + 1);
-    write_init_db(&mut p, schema);
-    match conn.run(&p, Expect::Status).await {
-        Ok(summary) => match summary.error {
-            None => {
-                conn.schema = Some(schema.to_vec());
-                Ok(None)
-            }
-            Some(err) => Ok(Some(err)),
-        },
-        Err(e) => Err(EngineError::BackendLost {
-            backend: String::new(),
-            reason: e.to_string(),
-        }),
     }
 }
 

@@ -1,0 +1,100 @@
+//! Starting over without reconnecting: `COM_RESET_CONNECTION` and
+//! `COM_CHANGE_USER` (which authenticates again against Funnel's users).
+
+use funnel_protocol::response::OkPacket;
+use funnel_protocol::tracker::Expect;
+use funnel_protocol::StatusFlags;
+
+use super::command::Forward;
+use super::handshake::{self, LoginError};
+use super::rewrite::LastResults;
+use super::{End, Session};
+use crate::error::EngineError;
+use crate::kill::ClientControl;
+use crate::pool::key::PoolKey;
+
+impl Session {
+    /// `COM_RESET_CONNECTION`: forgets the session's state. When a backend
+    /// connection holds state for it, the server resets that connection
+    /// too; otherwise Funnel answers alone.
+    pub(super) async fn reset_connection(&mut self, total: usize) -> Result<(), End> {
+        if self.pinned.is_some() {
+            let mut f = Forward::new("COM_RESET_CONNECTION", Some(Expect::Status));
+            f.resets = true;
+            return self.forward(total, f).await;
+        }
+        self.buf.consume(total);
+        self.forget_state();
+        let ok = OkPacket {
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            ..Default::default()
+        };
+        self.write_ok(1, &ok).await
+    }
+
+    /// Everything a fresh session would not have.
+    pub(super) fn forget_state(&mut self) {
+        // The multi-statement option is a client flag: resets keep it.
+        self.open_cursors.clear();
+        self.stmts.clear();
+        self.vars.clear();
+        self.last = LastResults::default();
+        self.pins.clear();
+        self.pin_reason = None;
+        self.long_data = false;
+        self.linger = false;
+        self.calc_found_rows = false;
+    }
+
+    /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
+    /// start over as a fresh session of that user. A refused change ends
+    /// the connection, as MySQL does.
+    pub(super) async fn change_user(&mut self, total: usize) -> Result<(), End> {
+        let payload = self.buf.bytes()[4..total].to_vec();
+        self.buf.consume(total);
+        let request = match funnel_protocol::command::Command::parse(&payload, self.caps) {
+            Ok(funnel_protocol::command::Command::ChangeUser(r)) => r,
+            _ => {
+                return self
+                    .reply_error(1, EngineError::BadHandshake("malformed COM_CHANGE_USER".into()))
+                    .await
+            }
+        };
+        let outcome = handshake::change_user(
+            &mut self.stream,
+            &mut self.buf,
+            &self.shard.users,
+            &request,
+            &self.scramble,
+            &self.peer,
+        )
+        .await;
+        let (user, seq) = match outcome {
+            Ok(x) => x,
+            Err(LoginError::Io(_)) => return Err(End::Closed),
+            Err(LoginError::Refuse(e, seq)) => {
+                let _ = self.reply_error(seq, e).await;
+                return Err(End::Refused);
+            }
+        };
+        // Nothing of the old session may survive on a backend connection.
+        if let Some(conn) = self.pinned.take() {
+            self.shard.pool.discard(conn);
+        }
+        self.forget_state();
+        if let Some(cs) = request.charset {
+            if let Ok(cs) = u8::try_from(cs) {
+                self.key = PoolKey::for_client(self.caps, cs);
+            }
+        }
+        self.schema = if request.database.is_empty() {
+            user.default_schema.clone()
+        } else {
+            Some(request.database.to_vec())
+        };
+        let control = ClientControl::new(user.name.clone());
+        self.shard.clients.insert(self.id, control.clone());
+        self.control = control;
+        self.finish_login(seq).await
+    }
+}

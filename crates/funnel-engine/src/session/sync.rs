@@ -1,0 +1,181 @@
+//! Bringing a leased backend connection in line with the session before
+//! its command runs: schema (`COM_INIT_DB`), the multi-statement option
+//! (`COM_SET_OPTION`) and session variables (one `SET` of the
+//! differences). Each connection remembers its own, so nothing is sent
+//! when they already match.
+
+use bytes::BytesMut;
+use funnel_protocol::charset;
+use funnel_protocol::command::write_init_db;
+use funnel_protocol::response::ErrPacket;
+use funnel_protocol::tracker::Expect;
+
+use super::variables::{self, SessionVars};
+use super::{backend_lost, End, Session};
+use crate::error::EngineError;
+use crate::pool::conn::BackendConn;
+use crate::stats::Stats;
+
+impl Session {
+    /// Brings the connection's schema and session variables in line with
+    /// the session's. `None` when the client was told of a failure.
+    pub(super) async fn sync_session(
+        &mut self,
+        conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let schema = self.schema.clone();
+        let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
+            return Ok(None);
+        };
+        let Some(conn) = self.sync_multi_statements(conn, total).await? else {
+            return Ok(None);
+        };
+        self.sync_vars(conn, total).await
+    }
+
+    /// Applies the session's multi-statement option with `COM_SET_OPTION`
+    /// when the connection's differs.
+    async fn sync_multi_statements(
+        &mut self,
+        mut conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        if conn.multi_statements == self.multi_statements {
+            return Ok(Some(conn));
+        }
+        let option = if self.multi_statements {
+            funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_ON
+        } else {
+            funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_OFF
+        };
+        let mut p = BytesMut::with_capacity(3);
+        p.extend_from_slice(&[0x1b]);
+        p.extend_from_slice(&option.to_le_bytes());
+        match conn.run(&p, Expect::Status).await {
+            Ok(s) if s.error.is_none() => {
+                conn.multi_statements = self.multi_statements;
+                Ok(Some(conn))
+            }
+            Ok(_) | Err(_) => {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                let e = backend_lost(&self.shard, "COM_SET_OPTION failed".into());
+                self.reply_error(1, e).await.map(|_| None)
+            }
+        }
+    }
+
+    /// Applies the difference between the session's variables and the
+    /// connection's in one `SET` (nothing when they match).
+    pub(super) async fn sync_vars(
+        &mut self,
+        conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let target = self.vars.clone();
+        self.sync_vars_to(conn, &target, total).await
+    }
+
+    /// Brings the connection's variables to `target` in one `SET` (the
+    /// session's own, or those a statement was prepared under).
+    pub(super) async fn sync_vars_to(
+        &mut self,
+        mut conn: BackendConn,
+        target: &SessionVars,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let handshake = charset::charset_name(u16::from(conn.key.charset))
+            .zip(charset::collation_name(u16::from(conn.key.charset)));
+        let sql = match target.diff_sql(&conn.vars, handshake) {
+            Ok(None) => return Ok(Some(conn)),
+            Ok(Some(sql)) => sql,
+            Err(variables::CannotRestoreCharset) => {
+                // The connection's charset cannot be restored by name: use a
+                // fresh connection instead, which needs no reset.
+                self.shard.pool.discard(conn);
+                match self.shard.pool.checkout(self.key).await {
+                    Ok((c, _)) => return Box::pin(self.sync_vars_to(c, target, total)).await,
+                    Err(e) => {
+                        self.buf.consume(total);
+                        return self.reply_error(1, e).await.map(|_| None);
+                    }
+                }
+            }
+        };
+        Stats::bump(&self.shard.stats.state_syncs);
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        match conn.run(&p, Expect::Results).await {
+            Ok(summary) => match summary.error {
+                None => {
+                    conn.vars = target.clone();
+                    Ok(Some(conn))
+                }
+                Some(err) => {
+                    self.buf.consume(total);
+                    self.shard.pool.discard(conn);
+                    self.send_backend_err(1, &err).await.map(|_| None)
+                }
+            },
+            Err(e) => {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                    .await
+                    .map(|_| None)
+            }
+        }
+    }
+
+    /// Brings the connection's schema in line with `schema`. `None` when
+    /// the client was told of a failure (the command's `total` bytes are
+    /// then consumed and the connection dealt with).
+    pub(super) async fn sync_schema(
+        &mut self,
+        mut conn: BackendConn,
+        schema: Option<&[u8]>,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let Some(schema) = schema.filter(|s| conn.schema.as_deref() != Some(*s)) else {
+            return Ok(Some(conn));
+        };
+        match select_schema(&mut conn, schema).await {
+            Ok(None) => Ok(Some(conn)),
+            Ok(Some(err)) => {
+                // The schema is gone (dropped meanwhile): tell the client.
+                self.buf.consume(total);
+                self.give_back(conn);
+                self.send_backend_err(1, &err).await.map(|_| None)
+            }
+            Err(e) => {
+                self.buf.consume(total);
+                self.shard.pool.discard(conn);
+                self.reply_error(1, e).await.map(|_| None)
+            }
+        }
+    }
+}
+
+/// Runs `COM_INIT_DB` on a backend connection: `Ok(None)` on success,
+/// `Ok(Some(err))` when the server refused (for the client to see).
+pub(super) async fn select_schema(
+    conn: &mut BackendConn,
+    schema: &[u8],
+) -> Result<Option<ErrPacket>, EngineError> {
+    let mut p = BytesMut::with_capacity(schema.len() + 1);
+    write_init_db(&mut p, schema);
+    match conn.run(&p, Expect::Status).await {
+        Ok(summary) => match summary.error {
+            None => {
+                conn.schema = Some(schema.to_vec());
+                Ok(None)
+            }
+            Some(err) => Ok(Some(err)),
+        },
+        Err(e) => Err(EngineError::BackendLost {
+            backend: String::new(),
+            reason: e.to_string(),
+        }),
+    }
+}
