@@ -49,6 +49,55 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Ordered routing rules: the first that matches a statement picks its hostgroup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_rules: Vec<QueryRule>,
+    /// Backend health checks.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+}
+
+/// A routing rule: statements that match go to `hostgroup`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRule {
+    /// Matches statements starting with this text (case-insensitive, after
+    /// leading spaces and comments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_prefix: Option<String>,
+    /// Matches statements this regular expression finds (anywhere; anchor it with `^`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_regex: Option<String>,
+    /// Only for this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only while the client's current schema is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Where matching statements go.
+    pub hostgroup: String,
+}
+
+/// How Funnel watches its backends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Time between checks of each backend.
+    pub interval: HumanDuration,
+    /// Deadline for one check (connect, ping, read_only, replication lag).
+    pub timeout: HumanDuration,
+    /// Consecutive failed checks before a backend is marked down.
+    pub failures_before_down: u32,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval: HumanDuration::from_secs(1),
+            timeout: HumanDuration::from_secs(1),
+            failures_before_down: 2,
+        }
+    }
 }
 
 /// A client account.
@@ -76,6 +125,14 @@ pub struct User {
     /// Client connections allowed for this user across all cores; 0 means no limit.
     #[serde(default)]
     pub max_connections: u32,
+    /// When no backend of `read_hostgroup` is available, reads go to the
+    /// default hostgroup instead of failing.
+    #[serde(default = "default_true")]
+    pub read_fallback: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl User {

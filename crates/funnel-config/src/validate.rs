@@ -12,7 +12,7 @@ use crate::cores::Cores;
 use crate::credential::parse_native_hash;
 use crate::error::Problem;
 use crate::model::{
-    AdminConfig, Backend, BacklogConfig, ClientConfig, Config, PoolConfig, User, DEFAULT_HOSTGROUP,
+    AdminConfig, Backend, BacklogConfig, ClientConfig, Config, PoolConfig, QueryRule, User, DEFAULT_HOSTGROUP,
 };
 use crate::size::ByteSize;
 
@@ -35,7 +35,51 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
         check_admin(admin, &mut out);
     }
     check_listeners(config, &mut out);
+    check_query_rules(&config.query_rules, &hostgroups, &mut out);
+    check_monitor(config, &mut out);
     out
+}
+
+fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
+    for (i, r) in rules.iter().enumerate() {
+        let path = format!("query_rules[{i}]");
+        if r.match_prefix.is_some() == r.match_regex.is_some() {
+            push(
+                out,
+                path.clone(),
+                "give exactly one of match_prefix or match_regex",
+            );
+        }
+        if let Some(re) = &r.match_regex {
+            if let Err(e) = regex::Regex::new(re) {
+                push(
+                    out,
+                    format!("{path}.match_regex"),
+                    format!("not a valid regular expression: {e}"),
+                );
+            }
+        }
+        if !hostgroups.contains(r.hostgroup.as_str()) {
+            push(
+                out,
+                format!("{path}.hostgroup"),
+                format!("no backend is in hostgroup \"{}\"", r.hostgroup),
+            );
+        }
+    }
+}
+
+fn check_monitor(config: &Config, out: &mut Vec<Problem>) {
+    let m = &config.monitor;
+    if m.interval.is_zero() {
+        push(out, "monitor.interval", "must be more than 0");
+    }
+    if m.timeout.is_zero() {
+        push(out, "monitor.timeout", "must be more than 0");
+    }
+    if m.failures_before_down == 0 {
+        push(out, "monitor.failures_before_down", "must be at least 1");
+    }
 }
 
 fn push(out: &mut Vec<Problem>, path: impl Into<String>, message: impl Into<String>) {
