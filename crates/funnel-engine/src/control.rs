@@ -4,7 +4,8 @@
 
 use crate::ids::{ClientId, ShardId};
 use crate::kill::KillRefused;
-use crate::pool::PoolCounts;
+use crate::pool::conn::BackendSpec;
+use crate::pool::{Health, PoolCounts};
 
 /// A request to one shard.
 #[derive(Debug)]
@@ -13,6 +14,24 @@ pub enum ControlMsg {
     Shutdown,
     /// Report a snapshot of the shard's state.
     Snapshot(crossbeam_channel::Sender<ShardSnapshot>),
+    /// Apply a reloaded, validated configuration (backends resolved).
+    Reload {
+        /// The new configuration.
+        config: Box<funnel_config::Config>,
+        /// Its backends, resolved.
+        backends: Vec<BackendSpec>,
+    },
+    /// The health monitor's latest verdict on one backend.
+    Health {
+        /// Backend name.
+        backend: String,
+        /// Up or down.
+        health: Health,
+        /// The server said `read_only=ON`.
+        read_only: bool,
+        /// Replication lag, when it is a replica.
+        lag: Option<std::time::Duration>,
+    },
     /// Kill one of this shard's clients (or only its running query).
     Kill {
         /// The client.

@@ -57,6 +57,12 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// No backend of the hostgroup can take the command.
+    #[error("no backend available in hostgroup {hostgroup}")]
+    NoBackend {
+        /// The hostgroup.
+        hostgroup: String,
+    },
     /// The backend connection failed while running the client's command.
     #[error("lost connection to backend {backend} during query: {reason}")]
     BackendLost {
@@ -101,7 +107,7 @@ impl EngineError {
             | Unsupported(_)
             | Malformed(_)
             | BadHandshake(_) => Fault::Client,
-            BackendUnavailable { .. } | BackendLost { .. } => Fault::Backend,
+            BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } => Fault::Backend,
             BacklogTimeout { .. } | BacklogFull { .. } | TooManyConnections => Fault::Funnel,
         }
     }
@@ -145,6 +151,14 @@ impl EngineError {
                 9003,
                 "HY000",
                 format!("Funnel: cannot open a connection to backend '{backend}': {reason}"),
+            ),
+            NoBackend { hostgroup } => ErrPacket::new(
+                9004,
+                "HY000",
+                format!(
+                    "Funnel: no backend available in hostgroup '{hostgroup}' \
+                     (all down, draining, read-only or lagging)"
+                ),
             ),
             BackendLost { backend, reason } => ErrPacket::new(
                 2013,

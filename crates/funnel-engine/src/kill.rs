@@ -18,8 +18,8 @@ use crate::ids::ClientId;
 pub struct ClientControl {
     /// The user the client logged in as (only the same user may kill it).
     pub user: String,
-    /// The backend thread running the client's command right now.
-    running_on: Cell<Option<u32>>,
+    /// The pool and backend thread running the client's command right now.
+    running_on: Cell<Option<(u32, u32)>>,
     killed: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
@@ -35,13 +35,13 @@ impl ClientControl {
         })
     }
 
-    /// Records (or clears) the backend thread running the client's command.
-    pub fn set_running_on(&self, thread: Option<u32>) {
-        self.running_on.set(thread);
+    /// Records (or clears) the pool and backend thread running the client's command.
+    pub fn set_running_on(&self, at: Option<(u32, u32)>) {
+        self.running_on.set(at);
     }
 
-    /// The backend thread running the client's command.
-    pub fn running_on(&self) -> Option<u32> {
+    /// The pool and backend thread running the client's command.
+    pub fn running_on(&self) -> Option<(u32, u32)> {
         self.running_on.get()
     }
 
@@ -190,8 +190,8 @@ mod tests {
     #[test]
     fn kill_control_wakes_and_records() {
         let c = ClientControl::new("u".into());
-        c.set_running_on(Some(42));
-        assert_eq!(c.running_on(), Some(42));
+        c.set_running_on(Some((1, 42)));
+        assert_eq!(c.running_on(), Some((1, 42)));
         assert!(!c.is_killed());
         c.kill();
         assert!(c.is_killed());

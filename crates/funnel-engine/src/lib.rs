@@ -8,6 +8,7 @@
 //! the [`backlog`] when all are busy), forwards the command, and [`relay`]
 //! streams the response back while the protocol tracker finds its end.
 
+pub mod backends;
 pub mod backlog;
 pub mod control;
 pub mod error;
@@ -15,13 +16,16 @@ pub mod ids;
 pub mod iobuf;
 pub mod kill;
 pub mod listener;
+pub mod monitor;
 pub mod oneshot;
 pub mod packet_io;
 pub mod pool;
 pub mod prepared;
 pub mod proxy;
 pub mod relay;
+pub mod router;
 pub mod rt;
+pub mod rules;
 pub mod session;
 pub mod shard;
 pub mod stats;

@@ -54,6 +54,8 @@ pub enum StartError {
 /// A running Funnel.
 pub struct Proxy {
     addr: SocketAddr,
+    /// The configuration the shards run with (what a reload compares against).
+    running: Config,
     controls: Vec<crossbeam_channel::Sender<ControlMsg>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -66,26 +68,11 @@ impl Proxy {
     pub fn start(config: Config) -> Result<Proxy, StartError> {
         let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let cpus = config.cores.cpu_ids(available).map_err(StartError::Cores)?;
-        let backend_cfg = &config.backends[0];
-        if config.backends.len() > 1 {
-            tracing::warn!("several backends configured; this build pools the first one only");
-        }
-        let addr = backend_cfg
-            .resolve()
-            .map_err(|e| e.to_string())
-            .and_then(|v| v.into_iter().next().ok_or_else(|| "no address".to_string()))
-            .map_err(|reason| StartError::Resolve {
-                backend: backend_cfg.name.clone(),
-                address: backend_cfg.address.clone(),
-                reason,
-            })?;
-        let spec = BackendSpec {
-            name: backend_cfg.name.clone(),
-            addr,
-            user: backend_cfg.user.clone(),
-            password: backend_cfg.password.clone(),
-        };
-        let version = probe_version(addr).unwrap_or_else(|| FALLBACK_VERSION.as_bytes().to_vec());
+        let specs = resolve_backends(&config)?;
+        let version = specs
+            .iter()
+            .find_map(|s| probe_version(s.addr))
+            .unwrap_or_else(|| FALLBACK_VERSION.as_bytes().to_vec());
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
                 addr: config.listen,
@@ -99,6 +86,7 @@ impl Proxy {
         let max_clients = (u64::from(config.client.max_connections)).div_ceil(shards);
         let mut proxy = Proxy {
             addr: local,
+            running: config.clone(),
             controls: Vec::new(),
             threads: Vec::new(),
         };
@@ -109,7 +97,7 @@ impl Proxy {
             let setup = ShardSetup {
                 id: ShardId(i as u16),
                 config: config.clone(),
-                backend: spec.clone(),
+                backends: specs.clone(),
                 max_clients,
                 version: version.clone(),
                 peers: senders.clone(),
@@ -139,6 +127,35 @@ impl Proxy {
     /// The address clients connect to (the real port when configured with 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Applies a new, validated configuration to every shard: users, query
+    /// rules, pool sizes, limits and backends change live (removed backends
+    /// drain). Returns what could not change without a restart (listen
+    /// address, cores), which keeps its running value.
+    pub fn reload(&mut self, config: Config) -> Result<Vec<String>, StartError> {
+        let mut not_applied = Vec::new();
+        if config.listen != self.running.listen {
+            not_applied.push(format!(
+                "listen: still {} (a restart applies {})",
+                self.running.listen, config.listen
+            ));
+        }
+        if config.cores != self.running.cores {
+            not_applied.push("cores: unchanged until a restart".to_string());
+        }
+        let specs = resolve_backends(&config)?;
+        for c in &self.controls {
+            let _ = c.send(ControlMsg::Reload {
+                config: Box::new(config.clone()),
+                backends: specs.clone(),
+            });
+        }
+        let mut config = config;
+        config.listen = self.running.listen;
+        config.cores = self.running.cores.clone();
+        self.running = config;
+        Ok(not_applied)
     }
 
     /// Asks every shard for a snapshot (waits up to a second for each).
@@ -195,6 +212,32 @@ impl Stopper {
             let _ = c.send(ControlMsg::Shutdown);
         }
     }
+}
+
+/// Resolves every configured backend's address (blocking DNS: only at
+/// start and reload, never on a shard).
+fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
+    config
+        .backends
+        .iter()
+        .map(|b| {
+            let addr = b
+                .resolve()
+                .map_err(|e| e.to_string())
+                .and_then(|v| v.into_iter().next().ok_or_else(|| "no address".to_string()))
+                .map_err(|reason| StartError::Resolve {
+                    backend: b.name.clone(),
+                    address: b.address.clone(),
+                    reason,
+                })?;
+            Ok(BackendSpec {
+                name: b.name.clone(),
+                addr,
+                user: b.user.clone(),
+                password: b.password.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Reads a backend's greeting to learn its version, so clients see the

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 
+use crate::backends::BackendSet;
 use crate::control::{ControlMsg, ShardSnapshot};
 use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
@@ -15,9 +16,9 @@ use crate::oneshot;
 use crate::pool::conn::BackendConn;
 use crate::pool::conn::BackendSpec;
 use crate::pool::key::PoolKey;
-use crate::pool::{Pool, PoolLimits};
 use crate::prepared::registry::Registry;
 use crate::rt::{self, Listener};
+use crate::rules::Rules;
 use crate::session;
 use crate::session::users::UserTable;
 use crate::stats::Stats;
@@ -33,12 +34,14 @@ const CONTROL_POLL: Duration = Duration::from_millis(20);
 pub struct Shard {
     /// This shard's index.
     pub id: ShardId,
-    /// The configuration snapshot in force.
-    pub config: Rc<Config>,
+    /// The configuration snapshot in force (replaced whole on reload).
+    config: RefCell<Rc<Config>>,
     /// Who may log in.
-    pub users: UserTable,
-    /// The backend pool.
-    pub pool: Rc<Pool>,
+    users: RefCell<Rc<UserTable>>,
+    /// Query routing rules.
+    rules: RefCell<Rc<Rules>>,
+    /// The backend pools, one per backend.
+    pub backends: BackendSet,
     /// Counters and histograms.
     pub stats: Rc<Stats>,
     /// Every prepared statement this shard has seen.
@@ -52,7 +55,7 @@ pub struct Shard {
     next_client: Cell<u32>,
     max_clients: u64,
     known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
-    stopping: Cell<bool>,
+    stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
 }
 
@@ -62,8 +65,8 @@ pub struct ShardSetup {
     pub id: ShardId,
     /// The config.
     pub config: Config,
-    /// The backend to pool (resolved).
-    pub backend: BackendSpec,
+    /// Every configured backend, resolved.
+    pub backends: Vec<BackendSpec>,
     /// This core's share of `client.max_connections`.
     pub max_clients: u64,
     /// The server version to announce before any backend answered.
@@ -73,29 +76,19 @@ pub struct ShardSetup {
 }
 
 impl Shard {
-    /// Builds a shard's state (on its own core).
+    /// Builds a shard's state and starts its pools (on its own core).
     pub fn new(setup: ShardSetup) -> Rc<Shard> {
-        let max = setup
-            .config_backend_max(&setup.config)
-            .unwrap_or(setup.config.pool.max_per_core as usize)
-            .max(1);
         let cfg = setup.config;
         let stats = Rc::new(Stats::default());
-        let limits = PoolLimits {
-            max,
-            min_idle: (cfg.pool.min_idle_per_core as usize).min(max),
-            connect_timeout: cfg.pool.connect_timeout.as_duration(),
-            idle_timeout: cfg.pool.idle_timeout.as_duration(),
-            max_lifetime: cfg.pool.max_lifetime.as_duration(),
-            wait_timeout: cfg.backlog.wait_timeout.as_duration(),
-            max_waiting: cfg.backlog.max_waiting_per_core as usize,
-        };
-        let pool = Pool::new(setup.backend, limits, stats.clone());
+        let backends = BackendSet::new(stats.clone());
+        let stopping = Rc::new(Cell::new(false));
+        backends.apply(&cfg, &setup.backends, &stopping);
         Rc::new(Shard {
             id: setup.id,
-            users: UserTable::from_config(&cfg.users),
-            config: Rc::new(cfg),
-            pool,
+            users: RefCell::new(Rc::new(UserTable::from_config(&cfg.users))),
+            rules: RefCell::new(Rc::new(Rules::compile(&cfg.query_rules))),
+            config: RefCell::new(Rc::new(cfg)),
+            backends,
             stats,
             statements: Registry::default(),
             clients: ClientRegistry::default(),
@@ -104,9 +97,34 @@ impl Shard {
             next_client: Cell::new(0),
             max_clients: setup.max_clients,
             known_schemas: RefCell::new(HashMap::new()),
-            stopping: Cell::new(false),
+            stopping,
             fallback_version: setup.version,
         })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Rc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Who may log in.
+    pub fn users(&self) -> Rc<UserTable> {
+        self.users.borrow().clone()
+    }
+
+    /// The query routing rules.
+    pub fn rules(&self) -> Rc<Rules> {
+        self.rules.borrow().clone()
+    }
+
+    /// Applies a reloaded configuration: users, rules, limits and backends
+    /// change live; connected clients keep their sessions.
+    pub fn reload(&self, cfg: Config, resolved: &[BackendSpec]) {
+        self.backends.apply(&cfg, resolved, &self.stopping);
+        *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users));
+        *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
+        *self.config.borrow_mut() = Rc::new(cfg);
+        tracing::info!(shard = %self.id, "configuration reloaded");
     }
 
     /// A new client id owned by this shard.
@@ -153,8 +171,8 @@ impl Shard {
         if control.user != user {
             return Err(KillRefused::NotOwner(target.0));
         }
-        if let Some(thread) = control.running_on() {
-            self.kill_backend_query(thread).await?;
+        if let Some((pool, thread)) = control.running_on() {
+            self.kill_backend_query(pool, thread).await?;
         }
         if !query_only {
             control.kill();
@@ -164,10 +182,13 @@ impl Shard {
 
     /// Runs `KILL QUERY thread` through a connection of its own, so no
     /// pooled connection (and no waiting client) is involved.
-    async fn kill_backend_query(&self, thread: u32) -> Result<(), KillRefused> {
+    async fn kill_backend_query(&self, pool: u32, thread: u32) -> Result<(), KillRefused> {
+        let Some(pool) = self.backends.by_id(pool) else {
+            return Ok(()); // its backend was removed: the query is gone with it
+        };
         let slot = crate::pool::conn::SlotGuard::take(&self.side_slots);
-        let limit = self.config.pool.connect_timeout.as_duration();
-        let (mut conn, _) = BackendConn::open(self.pool.spec(), BackendId(0), PoolKey::DEFAULT, slot, limit)
+        let limit = self.config().pool.connect_timeout.as_duration();
+        let (mut conn, _) = BackendConn::open(pool.spec(), BackendId(0), PoolKey::DEFAULT, slot, limit)
             .await
             .map_err(|e| KillRefused::Backend(e.to_string()))?;
         let mut p = bytes::BytesMut::new();
@@ -184,6 +205,24 @@ impl Shard {
         }
     }
 
+    /// Occupancy summed over every pool of this core.
+    fn pool_totals(&self) -> crate::pool::PoolCounts {
+        let mut t = crate::pool::PoolCounts {
+            total: 0,
+            idle: 0,
+            opening: 0,
+            waiting: 0,
+        };
+        for p in self.backends.all() {
+            let c = p.counts();
+            t.total += c.total;
+            t.idle += c.idle;
+            t.opening += c.opening;
+            t.waiting += c.waiting;
+        }
+        t
+    }
+
     /// A snapshot for the control channel.
     pub fn snapshot(&self) -> ShardSnapshot {
         let s = &self.stats;
@@ -198,17 +237,8 @@ impl Shard {
             backlog_timeouts: s.backlog_timeouts.get(),
             backend_opened: s.backend_opened.get(),
             backend_discarded: s.backend_discarded.get(),
-            pool: self.pool.counts(),
+            pool: self.pool_totals(),
         }
-    }
-}
-
-impl ShardSetup {
-    fn config_backend_max(&self, cfg: &Config) -> Option<usize> {
-        cfg.backends
-            .iter()
-            .find(|b| b.name == self.backend.name)
-            .map(|b| b.effective_max_per_core(&cfg.pool) as usize)
     }
 }
 
@@ -216,11 +246,13 @@ impl ShardSetup {
 pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channel::Receiver<ControlMsg>) {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     rt::spawn(control_loop(shard.clone(), control, stop_tx));
-    shard.pool.prewarm();
-    {
-        let shard = shard.clone();
-        let pool = shard.pool.clone();
-        rt::spawn(async move { pool.maintain(move || shard.stopping.get()).await });
+    if shard.id == ShardId(0) {
+        // One core watches every backend and tells all cores.
+        let watcher = shard.clone();
+        rt::spawn(async move {
+            let stop = watcher.stopping.clone();
+            crate::monitor::run(watcher, move || stop.get()).await
+        });
     }
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -267,6 +299,22 @@ async fn control_loop(
                 Ok(ControlMsg::Snapshot(reply)) => {
                     let _ = reply.send(shard.snapshot());
                 }
+                Ok(ControlMsg::Reload { config, backends }) => shard.reload(*config, &backends),
+                Ok(ControlMsg::Health {
+                    backend,
+                    health,
+                    read_only,
+                    lag,
+                }) => {
+                    for p in shard
+                        .backends
+                        .all()
+                        .iter()
+                        .filter(|p| p.backend_name() == backend)
+                    {
+                        p.set_health(health, read_only, lag);
+                    }
+                }
                 Ok(ControlMsg::Kill {
                     target,
                     query_only,
@@ -281,6 +329,7 @@ async fn control_loop(
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
             }
         }
+        shard.backends.forget_drained();
         rt::sleep(CONTROL_POLL).await;
     }
 }

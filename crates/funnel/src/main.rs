@@ -80,14 +80,12 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
     let listen = config.listen;
-    let proxy = Proxy::start(config).context("cannot start")?;
+    let mut proxy = Proxy::start(config).context("cannot start")?;
     tracing::info!(listen = %proxy.local_addr(), requested = %listen, "funnel is serving");
     let stopper = proxy.stopper();
     loop {
         match wait_signal(&signals) {
-            libc::SIGHUP => {
-                tracing::warn!("SIGHUP: live reload is not available in this build; restart to apply")
-            }
+            libc::SIGHUP => reload(&mut proxy, path),
             sig => {
                 tracing::info!(signal = sig, "stopping");
                 stopper.stop();
@@ -97,6 +95,27 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     }
     proxy.wait();
     Ok(())
+}
+
+/// SIGHUP: re-read the file and apply it live. An invalid file changes
+/// nothing; what only a restart can change is reported, not ignored.
+fn reload(proxy: &mut Proxy, path: &PathBuf) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: the configuration is invalid; keeping the running one");
+            return;
+        }
+    };
+    match proxy.reload(config) {
+        Ok(not_applied) => {
+            for what in &not_applied {
+                tracing::warn!(%what, "reload: needs a restart");
+            }
+            tracing::info!("configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+    }
 }
 
 fn init_logging(level: &str) {

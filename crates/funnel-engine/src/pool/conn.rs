@@ -98,6 +98,10 @@ pub struct BackendConn {
     pub opened_at: Instant,
     /// When it was last released.
     pub idle_since: Instant,
+    /// The pool it belongs to (shard-unique id).
+    pub pool_id: u32,
+    /// Its backend's name (for errors and logs).
+    pub backend: Rc<str>,
     /// Statements prepared on this connection.
     pub stmts: ConnStatements,
     /// Session variables set on this connection beyond a fresh one's.
@@ -211,6 +215,8 @@ impl BackendConn {
                         server_thread_id: hs.connection_id,
                         opened_at: now,
                         idle_since: now,
+                        pool_id: 0,
+                        backend: Rc::from(spec.name.as_str()),
                         stmts: ConnStatements::default(),
                         vars: SessionVars::default(),
                         stale_diagnostics: false,
@@ -282,6 +288,52 @@ impl BackendConn {
         let summary = tracker.into_summary();
         self.status = summary.status;
         Ok(summary)
+    }
+
+    /// Runs a small text query and returns its column names and text rows
+    /// (the health monitor's `@@read_only` and replica status). Connections
+    /// opened with [`PoolKey::DEFAULT`] only: no `CLIENT_DEPRECATE_EOF`.
+    pub async fn query_rows(
+        &mut self,
+        sql: &str,
+    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), BackendError> {
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        let mut raw = Vec::new();
+        let summary = self.run_capturing(&p, Expect::Results, Some(&mut raw)).await?;
+        if let Some(err) = summary.error {
+            return Err(BackendError::Refused(err));
+        }
+        let mut packets = Vec::new();
+        let mut at = 0;
+        while at + 4 <= raw.len() {
+            let len = usize::from(raw[at]) | usize::from(raw[at + 1]) << 8 | usize::from(raw[at + 2]) << 16;
+            packets.push(&raw[at + 4..at + 4 + len]);
+            at += 4 + len;
+        }
+        let Some(first) = packets.first().filter(|p| p.first() != Some(&0x00)) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let n = funnel_protocol::wire::Reader::new(first).lenenc_int("column count")? as usize;
+        let mut columns = Vec::with_capacity(n);
+        for def in packets.iter().skip(1).take(n) {
+            let def = funnel_protocol::resultset::ColumnDefinition::parse(def, self.caps)?;
+            columns.push(String::from_utf8_lossy(&def.name).into_owned());
+        }
+        let mut rows = Vec::new();
+        for row in packets.iter().skip(n + 2) {
+            if funnel_protocol::response::is_eof(row) {
+                break;
+            }
+            let values = funnel_protocol::resultset::parse_text_row(row, n)?;
+            rows.push(
+                values
+                    .into_iter()
+                    .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                    .collect(),
+            );
+        }
+        Ok((columns, rows))
     }
 
     /// Sends a command that has no response (`COM_STMT_CLOSE`).

@@ -23,7 +23,7 @@ use conn::{BackendConn, BackendSpec, SlotGuard};
 use key::PoolKey;
 
 /// Limits and timeouts of one pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct PoolLimits {
     /// Connections (open or opening) at most.
     pub max: usize,
@@ -45,13 +45,53 @@ pub struct PoolLimits {
 /// from the server (a close after `wait_timeout`, a restart) before reuse.
 const STALE_CHECK_AFTER: Duration = Duration::from_millis(500);
 
+/// First and longest wait after failed connection attempts.
+const OPEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// How often idle connections are reaped and topped up.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
 
+/// What the health monitor last said about a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Reachable (or not checked yet).
+    Up,
+    /// Failed its checks: no new leases; idle connections closed.
+    Down,
+}
+
+/// Where a pool stands in routing.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Its hostgroup.
+    pub hostgroup: String,
+    /// Relative share of traffic within the hostgroup (>= 1).
+    pub weight: u32,
+    /// Reads skip it while replication lags more than this.
+    pub max_lag: Option<Duration>,
+}
+
 /// One backend's connections on one core.
 pub struct Pool {
+    /// Shard-unique id (connections name their pool by it).
+    pub id: u32,
+    placement: RefCell<Placement>,
+    health: Cell<Health>,
+    /// Replication lag from the monitor; `None`: not a replica or unknown.
+    lag: Cell<Option<Duration>>,
+    /// The server reports `read_only=ON`: no writes.
+    read_only: Cell<bool>,
+    /// Being removed: no new leases, connections closed when released.
+    draining: Cell<bool>,
+    /// Smooth weighted round-robin state (ties between equally busy pools).
+    wrr_current: Cell<i64>,
+    /// After failed opens, no new opening before this instant.
+    open_not_before: Cell<Option<Instant>>,
+    open_backoff: Cell<Duration>,
     spec: BackendSpec,
-    limits: PoolLimits,
+    backend: Rc<str>,
+    limits: Cell<PoolLimits>,
     idle: RefCell<Vec<BackendConn>>,
     /// Open plus opening connections (each holds a [`SlotGuard`]).
     slots: Rc<Cell<usize>>,
@@ -78,10 +118,26 @@ pub struct PoolCounts {
 
 impl Pool {
     /// An empty pool.
-    pub fn new(spec: BackendSpec, limits: PoolLimits, stats: Rc<Stats>) -> Rc<Self> {
+    pub fn new(
+        id: u32,
+        spec: BackendSpec,
+        placement: Placement,
+        limits: PoolLimits,
+        stats: Rc<Stats>,
+    ) -> Rc<Self> {
         Rc::new(Pool {
+            id,
+            placement: RefCell::new(placement),
+            health: Cell::new(Health::Up),
+            lag: Cell::new(None),
+            read_only: Cell::new(false),
+            draining: Cell::new(false),
+            wrr_current: Cell::new(0),
+            open_not_before: Cell::new(None),
+            open_backoff: Cell::new(Duration::ZERO),
+            backend: Rc::from(spec.name.as_str()),
             spec,
-            limits,
+            limits: Cell::new(limits),
             idle: RefCell::new(Vec::new()),
             slots: Rc::new(Cell::new(0)),
             opening: Cell::new(0),
@@ -96,6 +152,90 @@ impl Pool {
     /// Where and as whom this pool connects.
     pub fn spec(&self) -> &BackendSpec {
         &self.spec
+    }
+
+    /// Where it stands in routing.
+    pub fn placement(&self) -> std::cell::Ref<'_, Placement> {
+        self.placement.borrow()
+    }
+
+    /// Current health.
+    pub fn health(&self) -> Health {
+        self.health.get()
+    }
+
+    /// Replication lag last measured.
+    pub fn lag(&self) -> Option<Duration> {
+        self.lag.get()
+    }
+
+    /// True when the server said `read_only=ON`.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.get()
+    }
+
+    /// True while being removed.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// True while failed opens hold new connections back.
+    pub fn backing_off(&self) -> bool {
+        self.open_not_before.get().is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Commands on its connections now plus commands waiting for one.
+    pub fn outstanding(&self) -> usize {
+        let c = self.counts();
+        c.total - c.idle + c.waiting
+    }
+
+    /// Smooth weighted round-robin state, for the router.
+    pub fn wrr_current(&self) -> &Cell<i64> {
+        &self.wrr_current
+    }
+
+    /// Applies the monitor's verdict. Going down closes idle connections and
+    /// tells waiting commands at once instead of letting them time out.
+    pub fn set_health(&self, health: Health, read_only: bool, lag: Option<Duration>) {
+        self.read_only.set(read_only);
+        self.lag.set(lag);
+        if self.health.replace(health) != health && health == Health::Down {
+            tracing::warn!(backend = %self.spec.name, "backend marked down");
+            self.idle.borrow_mut().clear();
+            self.fail_waiters("marked down by the health monitor");
+        } else if health == Health::Up {
+            self.open_not_before.set(None);
+        }
+    }
+
+    /// Starts removing this backend: no new leases; connections close as
+    /// they come back; waiting commands are told at once.
+    pub fn drain(&self) {
+        self.draining.set(true);
+        self.idle.borrow_mut().clear();
+        self.fail_waiters("being removed");
+    }
+
+    /// Updates routing placement and limits after a reload.
+    pub fn reconfigure(&self, placement: Placement, max: usize, min_idle: usize) {
+        *self.placement.borrow_mut() = placement;
+        let mut limits = self.limits.get();
+        limits.max = max;
+        limits.min_idle = min_idle.min(max);
+        self.limits.set(limits);
+    }
+
+    fn fail_waiters(&self, why: &str) {
+        while let Some(k) = self.backlog.first_key() {
+            self.backlog.fail_first(
+                k,
+                EngineError::BackendUnavailable {
+                    backend: self.spec.name.clone(),
+                    reason: why.to_string(),
+                },
+            );
+        }
     }
 
     /// The backend's name.
@@ -125,7 +265,7 @@ impl Pool {
         if let Some(conn) = self.take_idle(key) {
             return Ok((conn, true));
         }
-        if self.slots.get() < self.limits.max {
+        if self.slots.get() < self.limits.get().max {
             return self.open(key).await.map(|c| (c, false));
         }
         if let Some(victim) = self.take_oldest_idle() {
@@ -133,16 +273,16 @@ impl Pool {
             drop(victim);
             return self.open(key).await.map(|c| (c, false));
         }
-        if self.backlog.len() >= self.limits.max_waiting {
+        if self.backlog.len() >= self.limits.get().max_waiting {
             self.stats.backlog_full.set(self.stats.backlog_full.get() + 1);
             return Err(EngineError::BacklogFull {
-                max_waiting: self.limits.max_waiting,
+                max_waiting: self.limits.get().max_waiting,
             });
         }
         self.stats.backlog_waits.set(self.stats.backlog_waits.get() + 1);
         let started = Instant::now();
         let mut rx = self.backlog.enqueue(key);
-        let handoff = match rt::timeout(self.limits.wait_timeout, &mut rx).await {
+        let handoff = match rt::timeout(self.limits.get().wait_timeout, &mut rx).await {
             Some(h) => h,
             // A connection may have been handed over just as the deadline hit.
             None => rx.try_take().unwrap_or_else(|| {
@@ -151,7 +291,7 @@ impl Pool {
                     .set(self.stats.backlog_timeouts.get() + 1);
                 Err(EngineError::BacklogTimeout {
                     waited: started.elapsed(),
-                    max: self.limits.max,
+                    max: self.limits.get().max,
                     waiting: self.backlog.len().saturating_sub(1),
                 })
             }),
@@ -166,8 +306,12 @@ impl Pool {
     /// Returns a connection after a client's command: to the first waiter,
     /// to the idle list, or closed when it cannot be reused.
     pub fn release(self: &Rc<Self>, mut conn: BackendConn) {
-        let expired =
-            !self.limits.max_lifetime.is_zero() && conn.opened_at.elapsed() >= self.limits.max_lifetime;
+        if self.draining.get() || self.health.get() == Health::Down {
+            drop(conn);
+            return;
+        }
+        let expired = !self.limits.get().max_lifetime.is_zero()
+            && conn.opened_at.elapsed() >= self.limits.get().max_lifetime;
         if !conn.is_reusable() || expired {
             self.discard(conn);
             return;
@@ -201,7 +345,7 @@ impl Pool {
 
     /// Opens `min_idle` connections in the background.
     pub fn prewarm(self: &Rc<Self>) {
-        for _ in self.slots.get()..self.limits.min_idle.min(self.limits.max) {
+        for _ in self.slots.get()..self.limits.get().min_idle.min(self.limits.get().max) {
             let pool = self.clone();
             let slot = SlotGuard::take(&self.slots);
             rt::spawn(async move {
@@ -219,7 +363,8 @@ impl Pool {
         while !stop() {
             rt::sleep(MAINTAIN_EVERY).await;
             self.reap_idle();
-            if self.slots.get() < self.limits.min_idle {
+            let usable = !self.draining.get() && self.health.get() == Health::Up && !self.backing_off();
+            if usable && self.slots.get() < self.limits.get().min_idle {
                 self.prewarm_key(self.last_key.get());
             }
         }
@@ -227,9 +372,9 @@ impl Pool {
 
     fn reap_idle(&self) {
         let mut idle = self.idle.borrow_mut();
-        let min = self.limits.min_idle;
-        let lifetime = self.limits.max_lifetime;
-        let idle_timeout = self.limits.idle_timeout;
+        let min = self.limits.get().min_idle;
+        let lifetime = self.limits.get().max_lifetime;
+        let idle_timeout = self.limits.get().idle_timeout;
         let mut keep = Vec::with_capacity(idle.len());
         // Oldest first, so the ones beyond min_idle that go are the coldest.
         let mut all: Vec<BackendConn> = idle.drain(..).collect();
@@ -300,14 +445,29 @@ impl Pool {
         key: PoolKey,
         slot: SlotGuard,
     ) -> Result<BackendConn, EngineError> {
+        if let Some(t) = self.open_not_before.get().filter(|t| Instant::now() < *t) {
+            // Recent opens failed: fail fast instead of a thundering herd.
+            return Err(EngineError::BackendUnavailable {
+                backend: self.spec.name.clone(),
+                reason: format!(
+                    "connections failed recently; next attempt in {} ms",
+                    t.saturating_duration_since(Instant::now()).as_millis()
+                ),
+            });
+        }
         let id = BackendId(self.next_id.get());
         self.next_id.set(id.0 + 1);
         self.opening.set(self.opening.get() + 1);
         let started = Instant::now();
-        let result = conn::BackendConn::open(&self.spec, id, key, slot, self.limits.connect_timeout).await;
+        let result =
+            conn::BackendConn::open(&self.spec, id, key, slot, self.limits.get().connect_timeout).await;
         self.opening.set(self.opening.get() - 1);
         match result {
-            Ok((conn, version)) => {
+            Ok((mut conn, version)) => {
+                conn.pool_id = self.id;
+                conn.backend = self.backend.clone();
+                self.open_backoff.set(Duration::ZERO);
+                self.open_not_before.set(None);
                 self.stats.backend_opened.set(self.stats.backend_opened.get() + 1);
                 self.stats
                     .connect_us
@@ -322,6 +482,12 @@ impl Pool {
                 self.stats
                     .backend_open_failures
                     .set(self.stats.backend_open_failures.get() + 1);
+                // Back off exponentially (100 ms .. 5 s, with jitter) so a
+                // restarting backend does not meet every core at once.
+                let next = (self.open_backoff.get() * 2).clamp(OPEN_BACKOFF_MIN, OPEN_BACKOFF_MAX);
+                self.open_backoff.set(next);
+                let jitter = Duration::from_millis(rand::random::<u64>() % (next.as_millis() as u64 / 4 + 1));
+                self.open_not_before.set(Some(Instant::now() + next + jitter));
                 tracing::warn!(backend = %self.spec.name, error = %e, "cannot open backend connection");
                 Err(EngineError::BackendUnavailable {
                     backend: self.spec.name.clone(),
@@ -332,7 +498,7 @@ impl Pool {
     }
 
     fn spawn_open_for_backlog(self: &Rc<Self>, key: PoolKey) {
-        if self.slots.get() >= self.limits.max {
+        if self.slots.get() >= self.limits.get().max {
             return;
         }
         let pool = self.clone();

@@ -68,6 +68,8 @@ pub struct Forward {
     pub unpin: Option<PinReason>,
     /// `COM_SET_OPTION`: on success, multi-statements are on or off.
     pub multi_statements: Option<bool>,
+    /// A statement that only reads (read/write split may send it to replicas).
+    pub read_only: bool,
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
@@ -88,6 +90,7 @@ impl Forward {
             diagnostics: false,
             unpin: None,
             multi_statements: None,
+            read_only: false,
             needs_pinned: false,
             resets: false,
             name,
@@ -119,6 +122,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.set_vars = effect.set_vars;
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;
+            f.read_only = effect.read_only && effect.pin.is_none();
             Plan::Forward(f)
         }
         Command::InitDb(db) => {

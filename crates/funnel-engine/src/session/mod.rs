@@ -35,6 +35,7 @@ use crate::pool::conn::BackendConn;
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
 use crate::relay::{relay_response, ClientSide, RelayEnd};
+use crate::router::Access;
 use crate::rt::{self, Stream};
 use crate::shard::Shard;
 use crate::stats::Stats;
@@ -42,6 +43,7 @@ use command::{plan, Forward, Plan};
 use handshake::{login, LoginError};
 use pinning::{PinReason, PinSet};
 use rewrite::{mentions_previous_statement, substitute, LastResults};
+use users::UserEntry;
 use variables::SessionVars;
 
 /// How long a connection stays with a client after a statement that left
@@ -51,6 +53,14 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 /// Initial read buffer of a client; small, because most clients are idle
 /// most of the time and each one costs its buffer.
 const CLIENT_BUF: usize = 2048;
+
+/// Where a command goes.
+struct Route {
+    hostgroup: Rc<str>,
+    access: Access,
+    /// Tried when no backend of `hostgroup` can take it.
+    fallback: Option<Rc<str>>,
+}
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -74,10 +84,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
         .unwrap_or_else(|_| "unknown".into());
     let mut buf = IoBuf::with_capacity(CLIENT_BUF);
     let version = shard.server_version();
-    let handshake_limit = shard.config.client.handshake_timeout.as_duration();
+    let handshake_limit = shard.config().client.handshake_timeout.as_duration();
     let outcome = rt::timeout(
         handshake_limit,
-        login(&mut stream, &mut buf, &shard.users, id, &version, &peer),
+        login(&mut stream, &mut buf, &shard.users(), id, &version, &peer),
     )
     .await;
     let session = match outcome {
@@ -100,6 +110,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             shard.clients.insert(id, control.clone());
             let mut s = Session {
                 control,
+                user: l.user.clone(),
+                last_backend: Rc::from(""),
                 scramble: l.scramble.clone(),
                 peer: peer.clone(),
                 id,
@@ -163,6 +175,10 @@ struct Session {
     out: BytesMut,
     /// How other code reaches this session (KILL).
     control: Rc<ClientControl>,
+    /// The account (hostgroups, limits).
+    user: Rc<UserEntry>,
+    /// The backend of the connection last leased (for error messages).
+    last_backend: Rc<str>,
     /// This connection's scramble (for `COM_CHANGE_USER`).
     scramble: Vec<u8>,
     /// The client's address, for error messages.
@@ -198,22 +214,28 @@ impl Session {
     async fn finish_login(&mut self, seq: u8) -> Result<(), End> {
         if let Some(schema) = self.schema.clone() {
             if !self.shard.schema_recently_seen(&schema) {
-                let mut conn = match self.shard.pool.checkout(self.key).await {
+                let hostgroup = self.user.default_hostgroup.clone();
+                let mut conn = match self
+                    .shard
+                    .backends
+                    .checkout(&hostgroup, self.key, Access::Write)
+                    .await
+                {
                     Ok((c, _)) => c,
                     Err(e) => return self.refuse(seq, e).await,
                 };
                 match sync::select_schema(&mut conn, &schema).await {
                     Ok(None) => {
                         self.shard.remember_schema(&schema);
-                        self.shard.pool.release(conn);
+                        self.shard.backends.release(conn);
                     }
                     Ok(Some(err)) => {
-                        self.shard.pool.release(conn);
+                        self.shard.backends.release(conn);
                         let _ = send_err(&mut self.stream, seq, &err).await;
                         return Err(End::Refused);
                     }
                     Err(e) => {
-                        self.shard.pool.discard(conn);
+                        self.shard.backends.discard(conn);
                         return self.refuse(seq, e).await;
                     }
                 }
@@ -300,7 +322,7 @@ impl Session {
         if arrived.is_none() {
             self.linger = false;
             if let Some(conn) = self.pinned.take() {
-                self.shard.pool.release(conn);
+                self.shard.backends.release(conn);
             }
         }
         // On data or EOF, the command loop reads (or notices) it next.
@@ -309,8 +331,8 @@ impl Session {
     /// Waits until a whole command (all its physical packets) is buffered;
     /// returns its first header and its total size on the wire.
     async fn read_command(&mut self) -> Result<(PacketHeader, usize), End> {
-        let max = self.shard.config.client.max_packet_size.as_u64() as usize;
-        let idle_limit = self.shard.config.client.idle_timeout.non_zero();
+        let max = self.shard.config().client.max_packet_size.as_u64() as usize;
+        let idle_limit = self.shard.config().client.idle_timeout.non_zero();
         loop {
             match command_extent(self.buf.bytes(), max) {
                 Extent::Whole(h, total) => return Ok((h, total)),
@@ -356,9 +378,9 @@ impl Session {
             funnel_protocol::command::write_query(&mut p, b"DO 0");
             if let Err(e) = conn.run(&p, Expect::Results).await {
                 self.buf.consume(total);
-                self.shard.pool.discard(conn);
+                self.shard.backends.discard(conn);
                 return self
-                    .reply_error(1, backend_lost(&self.shard, e.to_string()))
+                    .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await;
             }
             conn.stale_diagnostics = false;
@@ -372,9 +394,9 @@ impl Session {
         self.buf.consume(total);
         if let Err(e) = sent {
             // Whether the server got the command is unknown: never resend it.
-            self.shard.pool.discard(conn);
+            self.shard.backends.discard(conn);
             return self
-                .reply_error(1, backend_lost(&self.shard, e.to_string()))
+                .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                 .await;
         }
         self.relay_and_settle(conn, &f).await
@@ -399,12 +421,75 @@ impl Session {
         Some(out)
     }
 
+    /// Where a command goes: the first matching query rule, else the read
+    /// hostgroup for a read-only statement of a user with read/write split
+    /// (falling back to the default hostgroup when configured), else the
+    /// user's default hostgroup.
+    fn route(&self, total: usize, f: &Forward) -> Route {
+        let access = if f.read_only { Access::Read } else { Access::Write };
+        let user = &self.user;
+        let default = Route {
+            hostgroup: user.default_hostgroup.clone(),
+            access,
+            fallback: None,
+        };
+        let sql = (f.name == "COM_QUERY")
+            .then(|| self.buf.bytes().get(5..total.min(MAX_CHUNK)))
+            .flatten();
+        if let Some(sql) = sql {
+            let rules = self.shard.rules();
+            if !rules.is_empty() {
+                if let Some(hg) = rules.route(sql, &user.name, self.schema.as_deref()) {
+                    return Route {
+                        hostgroup: Rc::from(hg),
+                        access,
+                        fallback: None,
+                    };
+                }
+            }
+        }
+        match &user.read_hostgroup {
+            Some(read) if f.read_only => Route {
+                hostgroup: read.clone(),
+                access: Access::Read,
+                fallback: user.read_fallback.then(|| user.default_hostgroup.clone()),
+            },
+            _ => default,
+        }
+    }
+
+    /// Leases a connection from the backend the command routes to.
+    async fn checkout_routed(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
+        let route = self.route(total, f);
+        match self
+            .shard
+            .backends
+            .checkout(&route.hostgroup, self.key, route.access)
+            .await
+        {
+            Ok((c, _)) => Ok(c),
+            Err(EngineError::NoBackend { .. }) if route.fallback.is_some() => {
+                let fallback = route.fallback.expect("checked");
+                let (c, _) = self
+                    .shard
+                    .backends
+                    .checkout(&fallback, self.key, route.access)
+                    .await?;
+                Ok(c)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The connection for a command: the pinned one, or one from the pool.
     /// `None` when the client was already told why there is none (the
     /// command's `total` bytes are then consumed).
     async fn lease(&mut self, total: usize, f: &Forward) -> Result<Option<BackendConn>, End> {
         match self.pinned.take() {
-            Some(c) => Ok(Some(c)),
+            Some(c) => {
+                self.last_backend = c.backend.clone();
+                Ok(Some(c))
+            }
             None if f.needs_pinned => {
                 // A statement id without the connection that prepared it.
                 self.buf.consume(total);
@@ -415,8 +500,11 @@ impl Session {
                 );
                 self.send_backend_err(1, &err).await.map(|_| None)
             }
-            None => match self.shard.pool.checkout(self.key).await {
-                Ok((c, _)) => Ok(Some(c)),
+            None => match self.checkout_routed(total, f).await {
+                Ok(c) => {
+                    self.last_backend = c.backend.clone();
+                    Ok(Some(c))
+                }
                 Err(e) => {
                     self.buf.consume(total);
                     self.reply_error(1, e).await.map(|_| None)
@@ -433,12 +521,13 @@ impl Session {
             self.keep_or_release(conn, f, true);
             return Ok(());
         };
-        self.control.set_running_on(Some(conn.server_thread_id));
-        let query_timeout = self.shard.config.pool.query_timeout.non_zero();
+        self.control
+            .set_running_on(Some((conn.pool_id, conn.server_thread_id)));
+        let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let client = ClientSide {
             stream: &mut self.stream,
             buf: &mut self.buf,
-            max_packet: self.shard.config.client.max_packet_size.as_u64() as usize,
+            max_packet: self.shard.config().client.max_packet_size.as_u64() as usize,
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
@@ -491,9 +580,9 @@ impl Session {
             }
             RelayEnd::ClientGone { drained } => {
                 if drained {
-                    self.shard.pool.release(conn);
+                    self.shard.backends.release(conn);
                 } else {
-                    self.shard.pool.discard(conn);
+                    self.shard.backends.discard(conn);
                 }
                 Err(End::Closed)
             }
@@ -503,9 +592,9 @@ impl Session {
                 next_seq,
             } => {
                 tracing::warn!(client = %self.id, backend = %conn.id, %reason, "backend failed mid-response");
-                self.shard.pool.discard(conn);
+                self.shard.backends.discard(conn);
                 // An ERR is valid wherever a row or result could come next.
-                let err = backend_lost(&self.shard, reason);
+                let err = backend_lost(&self.last_backend, reason);
                 self.reply_error(next_seq, err).await?;
                 // The session's server-side state died with the connection.
                 self.pins.clear();
@@ -563,7 +652,7 @@ impl Session {
             self.pinned = Some(conn);
         } else {
             self.pin_reason = None;
-            self.shard.pool.release(conn);
+            self.shard.backends.release(conn);
         }
     }
 
@@ -585,7 +674,7 @@ impl Session {
         }
         if let Some(conn) = self.pinned.take() {
             if conn.is_reusable() {
-                self.shard.pool.release(conn);
+                self.shard.backends.release(conn);
             } else {
                 self.pinned = Some(conn);
             }
@@ -602,7 +691,7 @@ impl Session {
         if self.sticky() || !conn.is_reusable() {
             self.pinned = Some(conn);
         } else {
-            self.shard.pool.release(conn);
+            self.shard.backends.release(conn);
         }
     }
 
@@ -639,9 +728,9 @@ impl Session {
     fn end(&mut self) {
         if let Some(conn) = self.pinned.take() {
             if self.sticky() {
-                self.shard.pool.discard(conn);
+                self.shard.backends.discard(conn);
             } else {
-                self.shard.pool.release(conn);
+                self.shard.backends.release(conn);
             }
         }
     }
@@ -683,9 +772,9 @@ fn command_extent(bytes: &[u8], max: usize) -> Extent {
     }
 }
 
-fn backend_lost(shard: &Shard, reason: String) -> EngineError {
+fn backend_lost(backend: &str, reason: String) -> EngineError {
     EngineError::BackendLost {
-        backend: shard.pool.backend_name().to_string(),
+        backend: backend.to_string(),
         reason,
     }
 }

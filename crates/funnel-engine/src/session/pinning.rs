@@ -83,6 +83,9 @@ pub struct SqlEffect {
     pub set_vars: Option<Vec<Assignment>>,
     /// State this statement ends, once the server says OK.
     pub unpin: Option<PinReason>,
+    /// The statement only reads: a single `SELECT` without `FOR UPDATE`,
+    /// `LOCK IN SHARE MODE` / `FOR SHARE` or `INTO`.
+    pub read_only: bool,
     /// A diagnostics statement (`SHOW WARNINGS`, `@@warning_count`, ...):
     /// it reports on the previous statement and leaves diagnostics alone.
     pub diagnostics: bool,
@@ -186,7 +189,16 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
             return pin(PinReason::TemporaryTable);
         }
     }
-    SqlEffect::default()
+    // Nothing pinned it: a single plain SELECT only reads.
+    SqlEffect {
+        read_only: first == b"SELECT"
+            && tokens.statements == 1
+            && !tokens.has(b"UPDATE")
+            && !tokens.has(b"SHARE")
+            && !tokens.has(b"INTO")
+            && !tokens.executable_comment,
+        ..SqlEffect::default()
+    }
 }
 
 /// Session variables that steer replication: they pin instead of being
@@ -429,6 +441,28 @@ mod tests {
             reason("SET SESSION sql_log_bin = ON, gtid_domain_id = DEFAULT"),
             None
         );
+    }
+
+    #[test]
+    fn pinning_read_only_selects() {
+        for sql in [
+            "SELECT c FROM t WHERE id = 1",
+            "select 1",
+            "SELECT a FROM t JOIN u USING (id)",
+        ] {
+            assert!(classify(sql.as_bytes()).read_only, "{sql}");
+        }
+        for sql in [
+            "SELECT c FROM t FOR UPDATE",
+            "SELECT c FROM t LOCK IN SHARE MODE",
+            "SELECT c FROM t FOR SHARE",
+            "SELECT c INTO OUTFILE '/tmp/x' FROM t",
+            "SELECT 1; SELECT 2",
+            "INSERT INTO t VALUES (1)",
+            "SELECT GET_LOCK('a', 1)",
+        ] {
+            assert!(!classify(sql.as_bytes()).read_only, "{sql}");
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Session {
         let outcome = handshake::change_user(
             &mut self.stream,
             &mut self.buf,
-            &self.shard.users,
+            &self.shard.users(),
             &request,
             &self.scramble,
             &self.peer,
@@ -79,7 +79,7 @@ impl Session {
         };
         // Nothing of the old session may survive on a backend connection.
         if let Some(conn) = self.pinned.take() {
-            self.shard.pool.discard(conn);
+            self.shard.backends.discard(conn);
         }
         self.forget_state();
         if let Some(cs) = request.charset {

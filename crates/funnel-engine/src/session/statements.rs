@@ -94,7 +94,7 @@ impl Session {
                     let conn = match close_evicted(conn, evicted).await {
                         Ok(c) => c,
                         Err(conn) => {
-                            self.shard.pool.discard(conn);
+                            self.shard.backends.discard(conn);
                             return self.reply_prepared(meta).await;
                         }
                     };
@@ -106,14 +106,17 @@ impl Session {
                     self.send_backend_err(1, &err).await
                 }
                 (None, None) => {
-                    self.shard.pool.discard(conn);
-                    self.reply_error(1, backend_lost(&self.shard, "prepare without a result".into()))
-                        .await
+                    self.shard.backends.discard(conn);
+                    self.reply_error(
+                        1,
+                        backend_lost(&self.last_backend, "prepare without a result".into()),
+                    )
+                    .await
                 }
             },
             Err(e) => {
-                self.shard.pool.discard(conn);
-                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                self.shard.backends.discard(conn);
+                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
             }
         }
@@ -326,10 +329,10 @@ impl Session {
                     match close_evicted(conn, evicted).await {
                         Ok(c) => Ok(Some(c)),
                         Err(c) => {
-                            self.shard.pool.discard(c);
+                            self.shard.backends.discard(c);
                             self.reply_error(
                                 1,
-                                backend_lost(&self.shard, "closing a statement failed".into()),
+                                backend_lost(&self.last_backend, "closing a statement failed".into()),
                             )
                             .await
                             .map(|_| None)
@@ -342,15 +345,18 @@ impl Session {
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
                 (None, None) => {
-                    self.shard.pool.discard(conn);
-                    self.reply_error(1, backend_lost(&self.shard, "prepare without a result".into()))
-                        .await
-                        .map(|_| None)
+                    self.shard.backends.discard(conn);
+                    self.reply_error(
+                        1,
+                        backend_lost(&self.last_backend, "prepare without a result".into()),
+                    )
+                    .await
+                    .map(|_| None)
                 }
             },
             Err(e) => {
-                self.shard.pool.discard(conn);
-                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                self.shard.backends.discard(conn);
+                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
                     .map(|_| None)
             }
@@ -368,9 +374,9 @@ impl Session {
         self.out.clear();
         write_packet(&mut self.out, 0, payload);
         if let Err(e) = conn.stream.write_all(&self.out).await {
-            self.shard.pool.discard(conn);
+            self.shard.backends.discard(conn);
             return self
-                .reply_error(1, backend_lost(&self.shard, e.to_string()))
+                .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                 .await;
         }
         self.relay_and_settle(conn, f).await

@@ -13,7 +13,10 @@ use funnel_protocol::tracker::Expect;
 use super::variables::{self, SessionVars};
 use super::{backend_lost, End, Session};
 use crate::error::EngineError;
+use std::rc::Rc;
+
 use crate::pool::conn::BackendConn;
+use crate::router::Access;
 use crate::stats::Stats;
 
 impl Session {
@@ -59,8 +62,8 @@ impl Session {
             }
             Ok(_) | Err(_) => {
                 self.buf.consume(total);
-                self.shard.pool.discard(conn);
-                let e = backend_lost(&self.shard, "COM_SET_OPTION failed".into());
+                self.shard.backends.discard(conn);
+                let e = backend_lost(&self.last_backend, "COM_SET_OPTION failed".into());
                 self.reply_error(1, e).await.map(|_| None)
             }
         }
@@ -93,8 +96,19 @@ impl Session {
             Err(variables::CannotRestoreCharset) => {
                 // The connection's charset cannot be restored by name: use a
                 // fresh connection instead, which needs no reset.
-                self.shard.pool.discard(conn);
-                match self.shard.pool.checkout(self.key).await {
+                let hostgroup = self
+                    .shard
+                    .backends
+                    .by_id(conn.pool_id)
+                    .map(|p| Rc::<str>::from(p.placement().hostgroup.as_str()))
+                    .unwrap_or_else(|| self.user.default_hostgroup.clone());
+                self.shard.backends.discard(conn);
+                match self
+                    .shard
+                    .backends
+                    .checkout(&hostgroup, self.key, Access::Write)
+                    .await
+                {
                     Ok((c, _)) => return Box::pin(self.sync_vars_to(c, target, total)).await,
                     Err(e) => {
                         self.buf.consume(total);
@@ -114,14 +128,14 @@ impl Session {
                 }
                 Some(err) => {
                     self.buf.consume(total);
-                    self.shard.pool.discard(conn);
+                    self.shard.backends.discard(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
             },
             Err(e) => {
                 self.buf.consume(total);
-                self.shard.pool.discard(conn);
-                self.reply_error(1, backend_lost(&self.shard, e.to_string()))
+                self.shard.backends.discard(conn);
+                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
                     .map(|_| None)
             }
@@ -150,7 +164,7 @@ impl Session {
             }
             Err(e) => {
                 self.buf.consume(total);
-                self.shard.pool.discard(conn);
+                self.shard.backends.discard(conn);
                 self.reply_error(1, e).await.map(|_| None)
             }
         }

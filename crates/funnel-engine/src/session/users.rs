@@ -15,6 +15,12 @@ pub struct UserEntry {
     pub hash: NativePasswordHash,
     /// Schema used when the client names none.
     pub default_schema: Option<Vec<u8>>,
+    /// Where this user's commands go.
+    pub default_hostgroup: Rc<str>,
+    /// Where its read-only statements go (read/write split), if anywhere else.
+    pub read_hostgroup: Option<Rc<str>>,
+    /// Reads fall back to the default hostgroup when the read one has no backend.
+    pub read_fallback: bool,
 }
 
 /// Accounts by name.
@@ -36,6 +42,9 @@ impl UserTable {
                     name: u.name.clone(),
                     hash,
                     default_schema: u.default_schema.as_ref().map(|s| s.as_bytes().to_vec()),
+                    default_hostgroup: Rc::from(u.effective_default_hostgroup()),
+                    read_hostgroup: u.read_hostgroup.as_deref().map(Rc::from),
+                    read_fallback: u.read_fallback,
                 };
                 (u.name.as_bytes().to_vec(), Rc::new(entry))
             })

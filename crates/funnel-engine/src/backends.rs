@@ -1,0 +1,157 @@
+//! One core's set of backend pools, one per configured backend: routing a
+//! checkout to a pool of the right hostgroup, returning connections to the
+//! pool they came from, and applying a (re)loaded configuration by adding
+//! new backends, reconfiguring kept ones and draining removed ones.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use funnel_config::Config;
+
+use crate::error::EngineError;
+use crate::pool::conn::{BackendConn, BackendSpec};
+use crate::pool::key::PoolKey;
+use crate::pool::{Placement, Pool, PoolLimits};
+use crate::router::{self, Access};
+use crate::rt;
+use crate::stats::Stats;
+
+/// The pools of one core.
+pub struct BackendSet {
+    pools: RefCell<Vec<Rc<Pool>>>,
+    next_id: Cell<u32>,
+    stats: Rc<Stats>,
+}
+
+impl BackendSet {
+    /// An empty set.
+    pub fn new(stats: Rc<Stats>) -> Self {
+        BackendSet {
+            pools: RefCell::new(Vec::new()),
+            next_id: Cell::new(1),
+            stats,
+        }
+    }
+
+    /// Every pool, draining ones included.
+    pub fn all(&self) -> Vec<Rc<Pool>> {
+        self.pools.borrow().clone()
+    }
+
+    /// The pool with this id.
+    pub fn by_id(&self, id: u32) -> Option<Rc<Pool>> {
+        self.pools.borrow().iter().find(|p| p.id == id).cloned()
+    }
+
+    /// The (not draining) pool of the backend with this name.
+    pub fn by_name(&self, name: &str) -> Option<Rc<Pool>> {
+        self.pools
+            .borrow()
+            .iter()
+            .find(|p| p.backend_name() == name && !p.is_draining())
+            .cloned()
+    }
+
+    /// Leases a connection from the best backend of `hostgroup`.
+    pub async fn checkout(
+        &self,
+        hostgroup: &str,
+        key: PoolKey,
+        access: Access,
+    ) -> Result<(BackendConn, bool), EngineError> {
+        let pool = self
+            .pick(hostgroup, access)
+            .ok_or_else(|| EngineError::NoBackend {
+                hostgroup: hostgroup.to_string(),
+            })?;
+        pool.checkout(key).await
+    }
+
+    /// The backend a command in `hostgroup` would use now.
+    pub fn pick(&self, hostgroup: &str, access: Access) -> Option<Rc<Pool>> {
+        router::pick(&self.pools.borrow(), hostgroup, access)
+    }
+
+    /// Returns a connection to its pool (or closes it if the pool is gone).
+    pub fn release(&self, conn: BackendConn) {
+        match self.by_id(conn.pool_id) {
+            Some(p) => p.release(conn),
+            None => drop(conn),
+        }
+    }
+
+    /// Closes a connection that cannot be reused.
+    pub fn discard(&self, conn: BackendConn) {
+        match self.by_id(conn.pool_id) {
+            Some(p) => p.discard(conn),
+            None => drop(conn),
+        }
+    }
+
+    /// Brings the set in line with `cfg`; `resolved` holds each backend's
+    /// resolved address, by name. `stopping` ends every pool's upkeep.
+    pub fn apply(&self, cfg: &Config, resolved: &[BackendSpec], stopping: &Rc<Cell<bool>>) {
+        for pool in self.all() {
+            if !pool.is_draining() && !cfg.backends.iter().any(|b| b.name == pool.backend_name()) {
+                tracing::info!(backend = %pool.backend_name(), "draining removed backend");
+                pool.drain();
+            }
+        }
+        for b in &cfg.backends {
+            let max = b.effective_max_per_core(&cfg.pool) as usize;
+            let min_idle = (cfg.pool.min_idle_per_core as usize).min(max);
+            let placement = Placement {
+                hostgroup: b.hostgroup.clone(),
+                weight: b.weight.max(1),
+                max_lag: b.max_replication_lag.map(|d| d.as_duration()),
+            };
+            let Some(spec) = resolved.iter().find(|s| s.name == b.name) else {
+                continue;
+            };
+            match self.by_name(&b.name) {
+                Some(pool) if pool.spec().addr == spec.addr && pool.spec().user == spec.user => {
+                    pool.reconfigure(placement, max, min_idle);
+                }
+                existing => {
+                    if let Some(old) = existing {
+                        // Address or credentials changed: a new pool replaces it.
+                        old.drain();
+                    }
+                    let limits = PoolLimits {
+                        max,
+                        min_idle,
+                        connect_timeout: cfg.pool.connect_timeout.as_duration(),
+                        idle_timeout: cfg.pool.idle_timeout.as_duration(),
+                        max_lifetime: cfg.pool.max_lifetime.as_duration(),
+                        wait_timeout: cfg.backlog.wait_timeout.as_duration(),
+                        max_waiting: cfg.backlog.max_waiting_per_core as usize,
+                    };
+                    let id = self.next_id.get();
+                    self.next_id.set(id + 1);
+                    let pool = Pool::new(id, spec.clone(), placement, limits, self.stats.clone());
+                    self.start_upkeep(&pool, stopping);
+                    self.pools.borrow_mut().push(pool);
+                }
+            }
+        }
+    }
+
+    /// Forgets draining pools whose last connection has closed.
+    pub fn forget_drained(&self) {
+        self.pools
+            .borrow_mut()
+            .retain(|p| !(p.is_draining() && p.counts().total == 0));
+    }
+
+    fn start_upkeep(&self, pool: &Rc<Pool>, stopping: &Rc<Cell<bool>>) {
+        pool.prewarm();
+        let stopping = stopping.clone();
+        let watched = pool.clone();
+        rt::spawn(async move {
+            let stop_pool = watched.clone();
+            watched
+                .maintain(move || stopping.get() || stop_pool.is_draining())
+                .await
+        });
+    }
+}

@@ -1,0 +1,127 @@
+//! The health monitor. One core (shard 0) checks every backend each
+//! `monitor.interval`: it connects and logs in, asks for `@@read_only`, and
+//! reads the replication lag (`SHOW SLAVE STATUS`, Seconds_Behind_Master).
+//! Each verdict goes to every core over its control channel, so there is
+//! one check per backend per interval however many cores run, and no core
+//! reads another's state.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::control::ControlMsg;
+use crate::ids::BackendId;
+use crate::pool::conn::{BackendConn, BackendError, SlotGuard};
+use crate::pool::key::PoolKey;
+use crate::pool::Health;
+use crate::rt;
+use crate::shard::Shard;
+
+/// What one check found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Check {
+    read_only: bool,
+    lag: Option<Duration>,
+}
+
+/// Lag reported when replication is configured but not running: treated
+/// as far behind, so a lag limit skips the replica.
+const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Runs until the shard stops.
+pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    let slots = Rc::new(Cell::new(0));
+    while !stopping() {
+        let cfg = shard.config();
+        rt::sleep(cfg.monitor.interval.as_duration()).await;
+        for pool in shard.backends.all().into_iter().filter(|p| !p.is_draining()) {
+            let name = pool.backend_name().to_string();
+            let timeout = cfg.monitor.timeout.as_duration();
+            let result = rt::timeout(timeout, check(pool.spec(), &slots, timeout)).await;
+            let (health, seen) = match result {
+                Some(Ok(c)) => {
+                    failures.remove(&name);
+                    (Health::Up, Some(c))
+                }
+                other => {
+                    let n = failures.entry(name.clone()).or_default();
+                    *n += 1;
+                    let why = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => format!("no answer within monitor.timeout ({} ms)", timeout.as_millis()),
+                    };
+                    tracing::debug!(backend = %name, failures = *n, error = %why, "health check failed");
+                    let down = *n >= cfg.monitor.failures_before_down;
+                    (if down { Health::Down } else { pool.health() }, None)
+                }
+            };
+            let msg = |_: ()| ControlMsg::Health {
+                backend: name.clone(),
+                health,
+                read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
+                lag: seen.map_or(pool.lag(), |c| c.lag),
+            };
+            for peer in &shard.peers {
+                let _ = peer.send(msg(()));
+            }
+        }
+    }
+}
+
+async fn check(
+    spec: &crate::pool::conn::BackendSpec,
+    slots: &Rc<Cell<usize>>,
+    timeout: Duration,
+) -> Result<Check, BackendError> {
+    let (mut conn, _) = BackendConn::open(
+        spec,
+        BackendId(0),
+        PoolKey::DEFAULT,
+        SlotGuard::take(slots),
+        timeout,
+    )
+    .await?;
+    let (_, rows) = conn.query_rows("SELECT @@read_only").await?;
+    let read_only = rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("ON"));
+    // Without the privilege (REPLICATION CLIENT / SLAVE MONITOR) the lag is
+    // unknown, which is not a failure of the backend.
+    let lag = match conn.query_rows("SHOW SLAVE STATUS").await {
+        Ok((cols, rows)) => replica_lag(&cols, &rows),
+        Err(BackendError::Refused(_)) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Check { read_only, lag })
+}
+
+/// Seconds_Behind_Master of the first replication channel; `None` on a
+/// primary (no rows).
+fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>]) -> Option<Duration> {
+    let i = cols.iter().position(|c| c == "Seconds_Behind_Master")?;
+    let row = rows.first()?;
+    Some(
+        match row.get(i).cloned().flatten().and_then(|v| v.parse::<u64>().ok()) {
+            Some(secs) => Duration::from_secs(secs),
+            None => BROKEN_REPLICATION_LAG,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_replica_lag_from_slave_status() {
+        let cols = vec!["Slave_IO_State".to_string(), "Seconds_Behind_Master".to_string()];
+        assert_eq!(replica_lag(&cols, &[]), None, "a primary has no rows");
+        let row = vec![Some("Waiting".into()), Some("7".into())];
+        assert_eq!(replica_lag(&cols, &[row]), Some(Duration::from_secs(7)));
+        let broken = vec![Some("".into()), None];
+        assert_eq!(replica_lag(&cols, &[broken]), Some(BROKEN_REPLICATION_LAG));
+    }
+}

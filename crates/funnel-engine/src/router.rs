@@ -1,0 +1,125 @@
+//! Choosing a backend within a hostgroup: skip backends that are down,
+//! draining, over their replication-lag limit, or (for writes) read-only;
+//! prefer ones not backing off after failed connects; then take the one
+//! with the fewest outstanding commands, and break ties by smooth weighted
+//! round-robin so weights hold even when the pool is idle.
+
+use std::rc::Rc;
+
+use crate::pool::{Health, Pool};
+
+/// Whether a command may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A read-only statement (replicas are fine).
+    Read,
+    /// Anything else.
+    Write,
+}
+
+/// The backend a command in `hostgroup` should use, if any can take it.
+pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access) -> Option<Rc<Pool>> {
+    let usable: Vec<&Rc<Pool>> = pools.iter().filter(|p| usable(p, hostgroup, access)).collect();
+    let settled: Vec<&Rc<Pool>> = usable.iter().copied().filter(|p| !p.backing_off()).collect();
+    let candidates = if settled.is_empty() { usable } else { settled };
+    let least = candidates.iter().map(|p| p.outstanding()).min()?;
+    let tied: Vec<&Rc<Pool>> = candidates
+        .into_iter()
+        .filter(|p| p.outstanding() == least)
+        .collect();
+    smooth_weighted(&tied).cloned()
+}
+
+fn usable(p: &Pool, hostgroup: &str, access: Access) -> bool {
+    let placement = p.placement();
+    placement.hostgroup == hostgroup
+        && p.health() == Health::Up
+        && !p.is_draining()
+        && !(access == Access::Write && p.is_read_only())
+        && !matches!((placement.max_lag, p.lag()), (Some(max), Some(lag)) if lag > max)
+}
+
+/// nginx's smooth weighted round-robin: each candidate gains its weight,
+/// the richest is chosen and pays the total. Over any window the picks
+/// follow the weights, interleaved rather than in runs.
+fn smooth_weighted<'a>(candidates: &[&'a Rc<Pool>]) -> Option<&'a Rc<Pool>> {
+    let total: i64 = candidates
+        .iter()
+        .map(|p| i64::from(p.placement().weight.max(1)))
+        .sum();
+    let mut best: Option<&'a Rc<Pool>> = None;
+    for p in candidates {
+        let cur = p.wrr_current();
+        cur.set(cur.get() + i64::from(p.placement().weight.max(1)));
+        if best.is_none_or(|b| cur.get() > b.wrr_current().get()) {
+            best = Some(p);
+        }
+    }
+    let chosen = best?;
+    chosen.wrr_current().set(chosen.wrr_current().get() - total);
+    Some(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::conn::BackendSpec;
+    use crate::pool::{Placement, PoolLimits};
+    use crate::stats::Stats;
+    use std::time::Duration;
+
+    fn pool(id: u32, hostgroup: &str, weight: u32) -> Rc<Pool> {
+        let spec = BackendSpec {
+            name: format!("b{id}"),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            user: "u".into(),
+            password: String::new(),
+        };
+        let placement = Placement {
+            hostgroup: hostgroup.into(),
+            weight,
+            max_lag: Some(Duration::from_secs(10)),
+        };
+        let limits = PoolLimits {
+            max: 4,
+            min_idle: 0,
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::ZERO,
+            wait_timeout: Duration::from_secs(1),
+            max_waiting: 10,
+        };
+        Pool::new(id, spec, placement, limits, Rc::new(Stats::default()))
+    }
+
+    #[test]
+    fn router_weights_hold_when_idle() {
+        let pools = vec![pool(1, "r", 1), pool(2, "r", 3), pool(3, "w", 1)];
+        let mut counts = [0; 4];
+        for _ in 0..4000 {
+            counts[pick(&pools, "r", Access::Read).unwrap().id as usize] += 1;
+        }
+        assert_eq!((counts[1], counts[2], counts[3]), (1000, 3000, 0));
+    }
+
+    #[test]
+    fn router_skips_down_draining_lagging_and_read_only_for_writes() {
+        let pools = vec![pool(1, "r", 1), pool(2, "r", 1)];
+        pools[0].set_health(Health::Down, false, None);
+        assert!((0..10).all(|_| pick(&pools, "r", Access::Read).unwrap().id == 2));
+        pools[0].set_health(Health::Up, false, None);
+        pools[1].set_health(Health::Up, false, Some(Duration::from_secs(30)));
+        assert!(
+            (0..10).all(|_| pick(&pools, "r", Access::Read).unwrap().id == 1),
+            "over its lag limit"
+        );
+        pools[1].set_health(Health::Up, true, None);
+        pools[0].drain();
+        assert!(
+            pick(&pools, "r", Access::Write).is_none(),
+            "one draining, one read-only"
+        );
+        assert_eq!(pick(&pools, "r", Access::Read).unwrap().id, 2);
+        assert!(pick(&pools, "nope", Access::Read).is_none());
+    }
+}
