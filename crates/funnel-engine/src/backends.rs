@@ -52,19 +52,40 @@ impl BackendSet {
             .cloned()
     }
 
-    /// Leases a connection from the best backend of `hostgroup`.
+    /// Leases a connection from the best backend of `hostgroup`. When a
+    /// backend cannot supply one (its connects fail, it went down or is
+    /// being removed while the command waited) the next best is tried:
+    /// nothing was sent yet, so this never runs a statement twice.
     pub async fn checkout(
         &self,
         hostgroup: &str,
         key: PoolKey,
         access: Access,
     ) -> Result<(BackendConn, bool), EngineError> {
-        let pool = self
-            .pick(hostgroup, access)
-            .ok_or_else(|| EngineError::NoBackend {
-                hostgroup: hostgroup.to_string(),
-            })?;
-        pool.checkout(key).await
+        let mut tried: Vec<u32> = Vec::new();
+        let mut last_err = None;
+        loop {
+            let pools: Vec<Rc<Pool>> = self
+                .pools
+                .borrow()
+                .iter()
+                .filter(|p| !tried.contains(&p.id))
+                .cloned()
+                .collect();
+            let Some(pool) = router::pick(&pools, hostgroup, access) else {
+                return Err(last_err.unwrap_or_else(|| EngineError::NoBackend {
+                    hostgroup: hostgroup.to_string(),
+                }));
+            };
+            match pool.checkout(key).await {
+                Ok(c) => return Ok(c),
+                Err(e @ EngineError::BackendUnavailable { .. }) => {
+                    tried.push(pool.id);
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The backend a command in `hostgroup` would use now.

@@ -1,0 +1,274 @@
+//! A replication-farm shape: one writer and two readers (told apart by
+//! `read_only` and `@@port`), with read/write split, weights, query rules,
+//! a reader killed and restarted under load, backends that close idle
+//! connections, and backends added and removed while clients run.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+struct Farm {
+    writer: MariaDb,
+    r1: MariaDb,
+    r2: MariaDb,
+}
+
+fn server(read_only: bool, extra: &[&str]) -> MariaDb {
+    let mut b = MariaDb::builder();
+    if read_only {
+        b = b.server_arg("--read-only");
+    }
+    for a in extra {
+        b = b.server_arg(*a);
+    }
+    let db = b.start().unwrap_or_else(|e| panic!("{e}"));
+    db.create_user("fb", "bpw");
+    db.create_database("farm");
+    db.exec("CREATE TABLE farm.t (id INT PRIMARY KEY, v INT)");
+    db
+}
+
+fn farm(writer_args: &[&str]) -> Farm {
+    Farm {
+        writer: server(false, writer_args),
+        r1: server(true, &[]),
+        r2: server(true, &[]),
+    }
+}
+
+/// YAML for a Funnel in front of `backends` (name, server, hostgroup, weight).
+fn config(backends: &[(&str, &MariaDb, &str, u32)], extra: &str) -> Config {
+    let mut yaml = String::from(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    \
+         default_hostgroup: writer\n    read_hostgroup: readers\nbackends:\n",
+    );
+    for (name, db, hg, w) in backends {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: {hg}\n    weight: {w}\n",
+            db.addr()
+        ));
+    }
+    yaml.push_str(
+        "pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n\
+         monitor:\n  interval: 200ms\n  timeout: 500ms\n  failures_before_down: 1\n",
+    );
+    yaml.push_str(extra);
+    Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+fn full(f: &Farm, extra: &str) -> Config {
+    config(
+        &[
+            ("w", &f.writer, "writer", 1),
+            ("r1", &f.r1, "readers", 1),
+            ("r2", &f.r2, "readers", 3),
+        ],
+        extra,
+    )
+}
+
+fn client(p: &Proxy) -> Conn {
+    client_at(p.local_addr().port())
+}
+
+fn client_at(port: u16) -> Conn {
+    Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some("app"))
+            .pass(Some("apppw"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(20))),
+    )
+    .unwrap()
+}
+
+fn port(c: &mut Conn, sql: &str) -> u16 {
+    c.query_first::<u16, _>(sql).unwrap().unwrap()
+}
+
+#[test]
+fn backends_read_write_split_and_query_rules_route_by_port() {
+    let f = farm(&[]);
+    let rules = "query_rules:\n  - match_prefix: \"SELECT /* w */\"\n    hostgroup: writer\n";
+    let proxy = funnel_testkit::funnel::start(full(&f, rules));
+    let mut c = client(&proxy);
+    let readers = [f.r1.port(), f.r2.port()];
+    for _ in 0..20 {
+        assert!(
+            readers.contains(&port(&mut c, "SELECT @@port")),
+            "plain reads go to readers"
+        );
+    }
+    assert_eq!(
+        port(&mut c, "SELECT /* w */ @@port"),
+        f.writer.port(),
+        "a query rule picks the writer"
+    );
+    c.query_drop("INSERT INTO t VALUES (1, 1)").unwrap();
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(1),
+        "writes reach the writer"
+    );
+    assert_eq!(f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    c.query_drop("BEGIN").unwrap();
+    assert_eq!(
+        port(&mut c, "SELECT @@port"),
+        f.writer.port(),
+        "reads in a transaction stay on the writer"
+    );
+    c.query_drop("COMMIT").unwrap();
+    let locking = c
+        .query_first::<u16, _>("SELECT @@port FROM t WHERE id = 1 FOR UPDATE")
+        .unwrap();
+    assert_eq!(locking, Some(f.writer.port()), "locking reads go to the writer");
+}
+
+#[test]
+fn backends_weights_hold_within_ten_percent() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    for _ in 0..10_000 {
+        *counts.entry(port(&mut c, "SELECT @@port")).or_default() += 1;
+    }
+    let (a, b) = (counts[&f.r1.port()] as f64, counts[&f.r2.port()] as f64);
+    // Weights 1 : 3 -> 2500 : 7500.
+    assert!(
+        (a - 2500.0).abs() <= 250.0 && (b - 7500.0).abs() <= 750.0,
+        "{counts:?}"
+    );
+}
+
+/// Reads from several threads until `stop`; returns (errors, ports seen in
+/// the last `tail` of the run).
+fn readers_under_load(
+    funnel_port: u16,
+    threads: usize,
+    run: Duration,
+    tail: Duration,
+    mid: impl FnOnce(),
+) -> (usize, HashMap<u16, usize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let late: Arc<Mutex<HashMap<u16, usize>>> = Arc::default();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, errors, late) = (stop.clone(), errors.clone(), late.clone());
+            let mut c = client_at(funnel_port);
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match c.query_first::<u16, _>("SELECT @@port") {
+                        Ok(Some(p)) if started.elapsed() > run - tail => {
+                            *late.lock().unwrap().entry(p).or_default() += 1
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("client error: {e}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    mid();
+    while started.elapsed() < run {
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let late = late.lock().unwrap().clone();
+    (errors.load(Ordering::Relaxed), late)
+}
+
+#[test]
+fn backends_reader_killed_under_load_then_rejoins() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let threads = 4;
+    let port = proxy.local_addr().port();
+    let (errors, late) = readers_under_load(
+        port,
+        threads,
+        Duration::from_secs(6),
+        Duration::from_secs(1),
+        || {
+            thread::sleep(Duration::from_millis(1000));
+            f.r2.kill();
+            thread::sleep(Duration::from_millis(1500));
+            f.r2.start_again();
+        },
+    );
+    // Only commands running on r2 at the moment it died may fail.
+    assert!(errors <= threads, "{errors} errors");
+    assert!(
+        late.get(&f.r2.port()).copied().unwrap_or(0) > 0,
+        "r2 rejoined: {late:?}"
+    );
+    assert!(late.get(&f.r1.port()).copied().unwrap_or(0) > 0, "{late:?}");
+}
+
+#[test]
+fn backends_idle_connections_closed_by_the_server_cause_no_errors() {
+    let f = farm(&["--wait-timeout=2"]);
+    for r in [&f.r1, &f.r2] {
+        r.exec("SET GLOBAL wait_timeout = 2");
+    }
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    for round in 0..3 {
+        c.query_drop("INSERT INTO t VALUES (10 + 1, 0) ON DUPLICATE KEY UPDATE v = v + 1")
+            .unwrap();
+        let _ = port(&mut c, "SELECT @@port");
+        assert_eq!(
+            c.query_first::<i64, _>("SELECT 1").unwrap(),
+            Some(1),
+            "round {round}"
+        );
+        thread::sleep(Duration::from_millis(2600));
+    }
+}
+
+#[test]
+fn backends_added_and_removed_under_load_without_errors() {
+    let f = farm(&[]);
+    let only_r1 = config(&[("w", &f.writer, "writer", 1), ("r1", &f.r1, "readers", 1)], "");
+    let with_r2 = config(
+        &[
+            ("w", &f.writer, "writer", 1),
+            ("r1", &f.r1, "readers", 1),
+            ("r2", &f.r2, "readers", 1),
+        ],
+        "",
+    );
+    let only_r2 = config(&[("w", &f.writer, "writer", 1), ("r2", &f.r2, "readers", 1)], "");
+    let mut proxy = funnel_testkit::funnel::start(only_r1);
+    let port = proxy.local_addr().port();
+    let (errors, late) = readers_under_load(port, 4, Duration::from_secs(5), Duration::from_secs(1), || {
+        thread::sleep(Duration::from_millis(1000));
+        assert!(proxy.reload(with_r2).unwrap().is_empty());
+        thread::sleep(Duration::from_millis(1500));
+        assert!(proxy.reload(only_r2).unwrap().is_empty());
+    });
+    assert_eq!(errors, 0);
+    assert!(
+        late.contains_key(&f.r2.port()) && !late.contains_key(&f.r1.port()),
+        "{late:?}"
+    );
+}
