@@ -20,6 +20,8 @@ pub enum ControlMsg {
         config: Box<funnel_config::Config>,
         /// Its backends, resolved.
         backends: Vec<BackendSpec>,
+        /// Per-user connection counters (running counts kept).
+        user_counters: crate::session::users::UserCounters,
     },
     /// The health monitor's latest verdict on one backend.
     Health {

@@ -15,6 +15,7 @@ use crate::ids::ShardId;
 use crate::listener;
 use crate::pool::conn::BackendSpec;
 use crate::rt;
+use crate::session::users::UserCounters;
 use crate::shard::{self, Shard, ShardSetup};
 
 /// Why Funnel could not start.
@@ -56,6 +57,8 @@ pub struct Proxy {
     addr: SocketAddr,
     /// The configuration the shards run with (what a reload compares against).
     running: Config,
+    /// Per-user connection counters shared by the shards.
+    user_counters: UserCounters,
     controls: Vec<crossbeam_channel::Sender<ControlMsg>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -87,6 +90,7 @@ impl Proxy {
         let mut proxy = Proxy {
             addr: local,
             running: config.clone(),
+            user_counters: UserCounters::for_users(&config.users, None),
             controls: Vec::new(),
             threads: Vec::new(),
         };
@@ -101,6 +105,7 @@ impl Proxy {
                 max_clients,
                 version: version.clone(),
                 peers: senders.clone(),
+                user_counters: proxy.user_counters.clone(),
             };
             let name = format!("funnel-shard-{i}");
             let handle = rt::spawn_executor(&name, Some(cpu), move || async move {
@@ -145,10 +150,12 @@ impl Proxy {
             not_applied.push("cores: unchanged until a restart".to_string());
         }
         let specs = resolve_backends(&config)?;
+        self.user_counters = UserCounters::for_users(&config.users, Some(&self.user_counters));
         for c in &self.controls {
             let _ = c.send(ControlMsg::Reload {
                 config: Box::new(config.clone()),
                 backends: specs.clone(),
+                user_counters: self.user_counters.clone(),
             });
         }
         let mut config = config;

@@ -20,7 +20,7 @@ use crate::prepared::registry::Registry;
 use crate::rt::{self, Listener};
 use crate::rules::Rules;
 use crate::session;
-use crate::session::users::UserTable;
+use crate::session::users::{UserCounters, UserTable};
 use crate::stats::Stats;
 
 /// How long a schema that a backend accepted is trusted for new logins
@@ -73,6 +73,8 @@ pub struct ShardSetup {
     pub version: Vec<u8>,
     /// Every shard's control channel (this one's included).
     pub peers: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    /// Per-user connection counters, shared by every core.
+    pub user_counters: UserCounters,
 }
 
 impl Shard {
@@ -85,7 +87,7 @@ impl Shard {
         backends.apply(&cfg, &setup.backends, &stopping);
         Rc::new(Shard {
             id: setup.id,
-            users: RefCell::new(Rc::new(UserTable::from_config(&cfg.users))),
+            users: RefCell::new(Rc::new(UserTable::from_config(&cfg.users, &setup.user_counters))),
             rules: RefCell::new(Rc::new(Rules::compile(&cfg.query_rules))),
             config: RefCell::new(Rc::new(cfg)),
             backends,
@@ -119,9 +121,9 @@ impl Shard {
 
     /// Applies a reloaded configuration: users, rules, limits and backends
     /// change live; connected clients keep their sessions.
-    pub fn reload(&self, cfg: Config, resolved: &[BackendSpec]) {
+    pub fn reload(&self, cfg: Config, resolved: &[BackendSpec], counters: &UserCounters) {
         self.backends.apply(&cfg, resolved, &self.stopping);
-        *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users));
+        *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users, counters));
         *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
         *self.config.borrow_mut() = Rc::new(cfg);
         tracing::info!(shard = %self.id, "configuration reloaded");
@@ -299,7 +301,11 @@ async fn control_loop(
                 Ok(ControlMsg::Snapshot(reply)) => {
                     let _ = reply.send(shard.snapshot());
                 }
-                Ok(ControlMsg::Reload { config, backends }) => shard.reload(*config, &backends),
+                Ok(ControlMsg::Reload {
+                    config,
+                    backends,
+                    user_counters,
+                }) => shard.reload(*config, &backends, &user_counters),
                 Ok(ControlMsg::Health {
                     backend,
                     health,

@@ -854,3 +854,42 @@ fn engine_cursor_pins_until_its_last_row() {
     // Exhausted: the cursor is gone and so is the pin.
     assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
 }
+
+#[test]
+fn engine_per_user_client_connection_limit() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("userlimit");
+    db.create_user("userlimit_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 2\n\
+         users:\n  - name: capped\n    password: pw\n    default_schema: {schema}\n    max_connections: 3\n\
+         \x20 - name: free\n    password: pw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: userlimit_b\n    password: bpw\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let opts = |user: &str| {
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some(user))
+            .pass(Some("pw"))
+            .prefer_socket(false)
+    };
+    // The limit holds across both cores.
+    let held: Vec<Conn> = (0..3).map(|_| Conn::new(opts("capped")).unwrap()).collect();
+    let (code, msg) = server_error(Conn::new(opts("capped")).map(|_| ()).unwrap_err());
+    assert_eq!(code, 1203, "{msg}");
+    assert!(msg.contains("max_user_connections"), "{msg}");
+    let _others: Vec<Conn> = (0..5).map(|_| Conn::new(opts("free")).unwrap()).collect();
+    drop(held);
+    // Slots come back when clients leave.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Conn::new(opts("capped")) {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("slot never came back: {e}"),
+        }
+    }
+}

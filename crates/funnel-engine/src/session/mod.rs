@@ -106,9 +106,24 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             None
         }
         Some(Ok(l)) => {
+            let Some(slot) = l.user.admit() else {
+                Stats::bump(&stats.clients_refused);
+                let err = ErrPacket::new(
+                    1203,
+                    "42000",
+                    format!(
+                        "User {} already has more than 'max_user_connections' active connections",
+                        l.user.name
+                    ),
+                );
+                let _ = send_err(&mut stream, l.next_seq, &err).await;
+                stats.clients_active.set(stats.clients_active.get() - 1);
+                return;
+            };
             let control = ClientControl::new(l.user.name.clone());
             shard.clients.insert(id, control.clone());
             let mut s = Session {
+                _slot: slot,
                 control,
                 user: l.user.clone(),
                 last_backend: Rc::from(""),
@@ -173,6 +188,8 @@ struct Session {
     pins: PinSet,
     /// Scratch space for packets Funnel writes itself.
     out: BytesMut,
+    /// This client's place in its user's `max_connections`.
+    _slot: users::ConnectionSlot,
     /// How other code reaches this session (KILL).
     control: Rc<ClientControl>,
     /// The account (hostgroups, limits).

@@ -1,7 +1,7 @@
 //! Starting over without reconnecting: `COM_RESET_CONNECTION` and
 //! `COM_CHANGE_USER` (which authenticates again against Funnel's users).
 
-use funnel_protocol::response::OkPacket;
+use funnel_protocol::response::{ErrPacket, OkPacket};
 use funnel_protocol::tracker::Expect;
 use funnel_protocol::StatusFlags;
 
@@ -92,6 +92,21 @@ impl Session {
         } else {
             Some(request.database.to_vec())
         };
+        // The connection now counts against the new user's limit.
+        let Some(slot) = user.admit() else {
+            let err = ErrPacket::new(
+                1203,
+                "42000",
+                format!(
+                    "User {} already has more than 'max_user_connections' active connections",
+                    user.name
+                ),
+            );
+            let _ = self.send_backend_err(seq, &err).await;
+            return Err(End::Refused);
+        };
+        self._slot = slot;
+        self.user = user.clone();
         let control = ClientControl::new(user.name.clone());
         self.shard.clients.insert(self.id, control.clone());
         self.control = control;

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use funnel_config::{Credential, User};
 use funnel_protocol::auth::NativePasswordHash;
@@ -21,6 +23,62 @@ pub struct UserEntry {
     pub read_hostgroup: Option<Rc<str>>,
     /// Reads fall back to the default hostgroup when the read one has no backend.
     pub read_fallback: bool,
+    /// Client connections allowed across all cores (0: no limit).
+    pub max_connections: u32,
+    /// This user's client connections across all cores.
+    pub connected: Arc<AtomicU32>,
+}
+
+impl UserEntry {
+    /// Counts a new client connection; `None` when the user is at its
+    /// `max_connections`. The slot is given back when the guard drops.
+    pub fn admit(self: &Rc<Self>) -> Option<ConnectionSlot> {
+        let before = self.connected.fetch_add(1, Ordering::AcqRel);
+        if self.max_connections > 0 && before >= self.max_connections {
+            self.connected.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot(self.connected.clone()))
+    }
+}
+
+/// One counted client connection of a user.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<AtomicU32>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Per-user connection counters shared by every core. The only state cores
+/// share besides control messages: touched once per login and logout,
+/// never per query.
+#[derive(Debug, Clone, Default)]
+pub struct UserCounters(Arc<HashMap<String, Arc<AtomicU32>>>);
+
+impl UserCounters {
+    /// Counters for `users`, keeping the running counts of users already known.
+    pub fn for_users(users: &[User], previous: Option<&UserCounters>) -> Self {
+        let map = users
+            .iter()
+            .map(|u| {
+                let c = previous
+                    .and_then(|p| p.0.get(&u.name).cloned())
+                    .unwrap_or_else(|| Arc::new(AtomicU32::new(0)));
+                (u.name.clone(), c)
+            })
+            .collect();
+        UserCounters(Arc::new(map))
+    }
+
+    fn get(&self, name: &str) -> Arc<AtomicU32> {
+        self.0
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(AtomicU32::new(0)))
+    }
 }
 
 /// Accounts by name.
@@ -29,7 +87,7 @@ pub struct UserTable(HashMap<Vec<u8>, Rc<UserEntry>>);
 
 impl UserTable {
     /// Builds the table from the config (which validated every credential).
-    pub fn from_config(users: &[User]) -> Self {
+    pub fn from_config(users: &[User], counters: &UserCounters) -> Self {
         let map = users
             .iter()
             .map(|u| {
@@ -45,6 +103,8 @@ impl UserTable {
                     default_hostgroup: Rc::from(u.effective_default_hostgroup()),
                     read_hostgroup: u.read_hostgroup.as_deref().map(Rc::from),
                     read_fallback: u.read_fallback,
+                    max_connections: u.max_connections,
+                    connected: counters.get(&u.name),
                 };
                 (u.name.as_bytes().to_vec(), Rc::new(entry))
             })
