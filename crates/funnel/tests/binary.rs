@@ -1,0 +1,103 @@
+//! The `funnel` binary itself: `check`, serving, SIGHUP reload, SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_testkit::MariaDb;
+use mysql::{Conn, OptsBuilder};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn login(port: u16, user: &str) -> mysql::Result<Conn> {
+    Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some(user))
+            .pass(Some("pw"))
+            .prefer_socket(false),
+    )
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn binary_serves_reloads_on_sighup_and_stops_on_sigterm() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("binary");
+    db.create_user("binary_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let port = free_port();
+    let yaml = |users: &str| {
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: 1\nusers:\n{users}\
+             backends:\n  - name: primary\n    address: {}\n    user: binary_b\n    password: bpw\n\
+             log:\n  level: warn\n",
+            db.addr()
+        )
+    };
+    let one = format!("  - name: first\n    password: pw\n    default_schema: {schema}\n");
+    std::fs::write(&path, yaml(&one)).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("funnel to serve", || login(port, "first").is_ok());
+    assert!(login(port, "second").is_err(), "not a user yet");
+
+    let two = format!("{one}  - name: second\n    password: pw\n    default_schema: {schema}\n");
+    std::fs::write(&path, yaml(&two)).unwrap();
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    wait_for("the reload to add a user", || login(port, "second").is_ok());
+
+    // An invalid file changes nothing.
+    std::fs::write(&path, "listen: nonsense").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        login(port, "second").is_ok(),
+        "still serving the last good configuration"
+    );
+
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "funnel did not stop on SIGTERM");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
