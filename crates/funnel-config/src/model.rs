@@ -55,6 +55,19 @@ pub struct Config {
     /// Backend health checks.
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Per-schema caps on backend connections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_limits: Vec<SchemaLimit>,
+}
+
+/// A cap on the backend connections used for one schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaLimit {
+    /// The schema (the client's current one when it runs a command).
+    pub schema: String,
+    /// Backend connections its clients may hold at once on each core, >= 1.
+    pub max_backend_connections_per_core: u32,
 }
 
 /// A routing rule: statements that match go to `hostgroup`.
@@ -88,6 +101,13 @@ pub struct MonitorConfig {
     pub timeout: HumanDuration,
     /// Consecutive failed checks before a backend is marked down.
     pub failures_before_down: u32,
+    /// Account the checks log in with (default: each backend's own user),
+    /// so health checks never count against the pools' connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Its password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 impl Default for MonitorConfig {
@@ -96,6 +116,8 @@ impl Default for MonitorConfig {
             interval: HumanDuration::from_secs(1),
             timeout: HumanDuration::from_secs(1),
             failures_before_down: 2,
+            user: None,
+            password: None,
         }
     }
 }
@@ -129,6 +151,9 @@ pub struct User {
     /// default hostgroup instead of failing.
     #[serde(default = "default_true")]
     pub read_fallback: bool,
+    /// Backend connections this user's clients may hold at once on each core; 0 = no limit.
+    #[serde(default)]
+    pub max_backend_connections_per_core: u32,
 }
 
 fn default_true() -> bool {

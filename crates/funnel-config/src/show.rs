@@ -28,6 +28,7 @@ impl Config {
             hide(&mut admin.password);
             hide(&mut admin.password_hash);
         }
+        hide(&mut copy.monitor.password);
         copy
     }
 

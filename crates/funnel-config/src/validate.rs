@@ -37,6 +37,16 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     check_listeners(config, &mut out);
     check_query_rules(&config.query_rules, &hostgroups, &mut out);
     check_monitor(config, &mut out);
+    for (i, l) in config.schema_limits.iter().enumerate() {
+        check_not_empty(format!("schema_limits[{i}].schema"), &l.schema, &mut out);
+        if l.max_backend_connections_per_core == 0 {
+            push(
+                &mut out,
+                format!("schema_limits[{i}].max_backend_connections_per_core"),
+                "must be at least 1",
+            );
+        }
+    }
     out
 }
 
@@ -79,6 +89,9 @@ fn check_monitor(config: &Config, out: &mut Vec<Problem>) {
     }
     if m.failures_before_down == 0 {
         push(out, "monitor.failures_before_down", "must be at least 1");
+    }
+    if m.user.is_some() != m.password.is_some() {
+        push(out, "monitor", "give both user and password, or neither");
     }
 }
 

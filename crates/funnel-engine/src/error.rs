@@ -57,6 +57,16 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// A per-user or per-schema cap on backend connections stayed full.
+    #[error("{what} holds its {limit} backend connections")]
+    CapReached {
+        /// Which cap (names its config key).
+        what: String,
+        /// The cap.
+        limit: usize,
+        /// How long the command waited.
+        waited: Duration,
+    },
     /// No backend of the hostgroup can take the command.
     #[error("no backend available in hostgroup {hostgroup}")]
     NoBackend {
@@ -108,7 +118,9 @@ impl EngineError {
             | Malformed(_)
             | BadHandshake(_) => Fault::Client,
             BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } => Fault::Backend,
-            BacklogTimeout { .. } | BacklogFull { .. } | TooManyConnections => Fault::Funnel,
+            BacklogTimeout { .. } | BacklogFull { .. } | TooManyConnections | CapReached { .. } => {
+                Fault::Funnel
+            }
         }
     }
 
@@ -151,6 +163,15 @@ impl EngineError {
                 9003,
                 "HY000",
                 format!("Funnel: cannot open a connection to backend '{backend}': {reason}"),
+            ),
+            CapReached { what, limit, waited } => ErrPacket::new(
+                9005,
+                "HY000",
+                format!(
+                    "Funnel: {what} already holds its {limit} backend connections on this core; \
+                     none came free within {} ms",
+                    waited.as_millis()
+                ),
             ),
             NoBackend { hostgroup } => ErrPacket::new(
                 9004,

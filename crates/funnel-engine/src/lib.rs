@@ -10,6 +10,7 @@
 
 pub mod backends;
 pub mod backlog;
+pub mod caps;
 pub mod control;
 pub mod error;
 pub mod ids;

@@ -39,7 +39,12 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
         for pool in shard.backends.all().into_iter().filter(|p| !p.is_draining()) {
             let name = pool.backend_name().to_string();
             let timeout = cfg.monitor.timeout.as_duration();
-            let result = rt::timeout(timeout, check(pool.spec(), &slots, timeout)).await;
+            let mut spec = pool.spec().clone();
+            if let (Some(user), Some(password)) = (&cfg.monitor.user, &cfg.monitor.password) {
+                spec.user = user.clone();
+                spec.password = password.clone();
+            }
+            let result = rt::timeout(timeout, check(&spec, &slots, timeout)).await;
             let (health, seen) = match result {
                 Some(Ok(c)) => {
                     failures.remove(&name);

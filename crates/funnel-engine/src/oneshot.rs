@@ -19,6 +19,14 @@ struct Slot<T> {
 /// The sending half.
 pub struct Sender<T>(Rc<RefCell<Slot<T>>>);
 
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
 /// The receiving half; a future that resolves once a value was sent.
 pub struct Receiver<T>(Rc<RefCell<Slot<T>>>);
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use funnel_config::Config;
 
 use crate::backends::BackendSet;
+use crate::caps::Caps;
 use crate::control::{ControlMsg, ShardSnapshot};
 use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
@@ -42,6 +43,8 @@ pub struct Shard {
     rules: RefCell<Rc<Rules>>,
     /// The backend pools, one per backend.
     pub backends: BackendSet,
+    /// Per-user and per-schema caps on backend connections.
+    pub caps: Rc<Caps>,
     /// Counters and histograms.
     pub stats: Rc<Stats>,
     /// Every prepared statement this shard has seen.
@@ -91,6 +94,7 @@ impl Shard {
             rules: RefCell::new(Rc::new(Rules::compile(&cfg.query_rules))),
             config: RefCell::new(Rc::new(cfg)),
             backends,
+            caps: Rc::new(Caps::default()),
             stats,
             statements: Registry::default(),
             clients: ClientRegistry::default(),
@@ -117,6 +121,16 @@ impl Shard {
     /// The query routing rules.
     pub fn rules(&self) -> Rc<Rules> {
         self.rules.borrow().clone()
+    }
+
+    /// The cap on backend connections used in `schema`, if any.
+    pub fn schema_limit(&self, schema: &[u8]) -> Option<usize> {
+        self.config
+            .borrow()
+            .schema_limits
+            .iter()
+            .find(|l| l.schema.as_bytes() == schema)
+            .map(|l| l.max_backend_connections_per_core as usize)
     }
 
     /// Applies a reloaded configuration: users, rules, limits and backends

@@ -304,10 +304,13 @@ fn engine_client_killed_mid_result_leaves_the_pool_clean() {
 
 #[test]
 fn engine_backend_connections_never_exceed_cores_times_max_per_core() {
+    // Health checks log in as their own user, so only pool connections count.
+    MariaDb::shared().create_user("limit_monitor", "mpw");
     let e = env(
         "limit",
         2,
-        "pool:\n  max_per_core: 2\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 20s\n",
+        "pool:\n  max_per_core: 2\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 20s\n\
+         monitor:\n  user: limit_monitor\n  password: mpw\n",
     );
     let opts = e.opts("app", "apppw");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -892,4 +895,63 @@ fn engine_per_user_client_connection_limit() {
             Err(e) => panic!("slot never came back: {e}"),
         }
     }
+}
+
+#[test]
+fn engine_per_user_and_per_schema_backend_caps() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("caps");
+    let other = db.fresh_database("caps_other");
+    db.create_user("caps_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: capped\n    password: pw\n    default_schema: {other}\n    max_backend_connections_per_core: 1\n\
+         \x20 - name: free\n    password: pw\n    default_schema: {other}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: caps_b\n    password: bpw\n\
+         pool:\n  max_per_core: 6\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 500ms\n\
+         schema_limits:\n  - schema: {schema}\n    max_backend_connections_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let opts = |user: &str| {
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some(user))
+            .pass(Some("pw"))
+            .prefer_socket(false)
+    };
+    // The user cap: its second client waits for the first's connection.
+    let mut a = Conn::new(opts("capped")).unwrap();
+    let mut b = Conn::new(opts("capped")).unwrap();
+    let mut f = Conn::new(opts("free")).unwrap();
+    a.query_drop("BEGIN").unwrap();
+    let (code, msg) = server_error(b.query_drop("SELECT 1").unwrap_err());
+    assert_eq!(code, 9005, "{msg}");
+    assert!(msg.contains("users[].max_backend_connections_per_core"), "{msg}");
+    assert_eq!(
+        f.query_first::<i64, _>("SELECT 1").unwrap(),
+        Some(1),
+        "other users are not limited"
+    );
+    a.query_drop("COMMIT").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT 2").unwrap(),
+        Some(2),
+        "the slot came back"
+    );
+    // The schema cap applies whoever the user is.
+    f.query_drop(format!("USE {schema}")).unwrap();
+    f.query_drop("BEGIN").unwrap();
+    let mut g = Conn::new(opts("free")).unwrap();
+    g.query_drop(format!("USE {other}")).unwrap();
+    assert_eq!(g.query_first::<i64, _>("SELECT 3").unwrap(), Some(3));
+    // USE runs under the schema the client is in; the cap counts from the
+    // next command on.
+    g.query_drop(format!("USE {schema}")).unwrap();
+    let (code, msg) = server_error(g.query_drop("SELECT 4").unwrap_err());
+    assert_eq!(code, 9005, "{msg}");
+    assert!(msg.contains("schema_limits"), "{msg}");
+    f.query_drop("COMMIT").unwrap();
+    assert_eq!(g.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
 }

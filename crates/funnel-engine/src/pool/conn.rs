@@ -102,6 +102,8 @@ pub struct BackendConn {
     pub pool_id: u32,
     /// Its backend's name (for errors and logs).
     pub backend: Rc<str>,
+    /// The per-user/per-schema cap slot of the client holding it (freed on release).
+    pub cap_slot: Option<crate::caps::CapSlot>,
     /// Statements prepared on this connection.
     pub stmts: ConnStatements,
     /// Session variables set on this connection beyond a fresh one's.
@@ -217,6 +219,7 @@ impl BackendConn {
                         idle_since: now,
                         pool_id: 0,
                         backend: Rc::from(spec.name.as_str()),
+                        cap_slot: None,
                         stmts: ConnStatements::default(),
                         vars: SessionVars::default(),
                         stale_diagnostics: false,

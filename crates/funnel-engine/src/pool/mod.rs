@@ -306,6 +306,8 @@ impl Pool {
     /// Returns a connection after a client's command: to the first waiter,
     /// to the idle list, or closed when it cannot be reused.
     pub fn release(self: &Rc<Self>, mut conn: BackendConn) {
+        // The client's cap slot ends here, whoever gets the connection next.
+        conn.cap_slot = None;
         if self.draining.get() || self.health.get() == Health::Down {
             drop(conn);
             return;

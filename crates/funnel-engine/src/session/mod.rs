@@ -27,6 +27,7 @@ use funnel_protocol::response::{ErrPacket, OkPacket};
 use funnel_protocol::tracker::Expect;
 use funnel_protocol::{Capabilities, StatusFlags};
 
+use crate::caps::{CapKey, CapSlot};
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
@@ -475,8 +476,37 @@ impl Session {
         }
     }
 
-    /// Leases a connection from the backend the command routes to.
+    /// Leases a connection from the backend the command routes to, after
+    /// a slot under the user's and the schema's caps, if any.
     async fn checkout_routed(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
+        let slot = self.cap_slot().await?;
+        let mut conn = self.checkout_route(total, f).await?;
+        conn.cap_slot = slot;
+        Ok(conn)
+    }
+
+    /// A slot under this client's caps, or `None` when none applies.
+    async fn cap_slot(&self) -> Result<Option<CapSlot>, EngineError> {
+        let mut limits = Vec::new();
+        if self.user.max_backend_per_core > 0 {
+            limits.push((
+                CapKey::User(Rc::from(self.user.name.as_str())),
+                self.user.max_backend_per_core,
+            ));
+        }
+        if let Some(schema) = &self.schema {
+            if let Some(limit) = self.shard.schema_limit(schema) {
+                limits.push((CapKey::Schema(schema.clone()), limit));
+            }
+        }
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let wait = self.shard.config().backlog.wait_timeout.as_duration();
+        self.shard.caps.acquire(&limits, wait).await.map(Some)
+    }
+
+    async fn checkout_route(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
         let route = self.route(total, f);
         match self
             .shard

@@ -25,6 +25,8 @@ pub struct UserEntry {
     pub read_fallback: bool,
     /// Client connections allowed across all cores (0: no limit).
     pub max_connections: u32,
+    /// Backend connections its clients may hold per core (0: no limit).
+    pub max_backend_per_core: usize,
     /// This user's client connections across all cores.
     pub connected: Arc<AtomicU32>,
 }
@@ -104,6 +106,7 @@ impl UserTable {
                     read_hostgroup: u.read_hostgroup.as_deref().map(Rc::from),
                     read_fallback: u.read_fallback,
                     max_connections: u.max_connections,
+                    max_backend_per_core: u.max_backend_connections_per_core as usize,
                     connected: counters.get(&u.name),
                 };
                 (u.name.as_bytes().to_vec(), Rc::new(entry))
