@@ -272,3 +272,92 @@ fn backends_added_and_removed_under_load_without_errors() {
         "{late:?}"
     );
 }
+
+/// A server with sysbench's tables (and its user), for read-only load.
+fn sysbench_server() -> MariaDb {
+    let db = MariaDb::start();
+    db.exec("CREATE USER sbtest@'%' IDENTIFIED BY 'sbtest'; GRANT ALL ON *.* TO sbtest@'%'");
+    db.create_database("sbtest");
+    let out = std::process::Command::new("sysbench")
+        .args([
+            "oltp_read_only",
+            "--mysql-host=127.0.0.1",
+            "--mysql-user=sbtest",
+            "--mysql-password=sbtest",
+        ])
+        .arg(format!("--mysql-port={}", db.port()))
+        .args(["--mysql-db=sbtest", "--tables=2", "--table-size=1000", "prepare"])
+        .output()
+        .expect("sysbench is missing: apt-get install -y sysbench (scripts/test installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    db
+}
+
+#[test]
+fn backends_added_and_removed_under_sysbench_load() {
+    let (a, b, c) = (sysbench_server(), sysbench_server(), sysbench_server());
+    let cfg = |list: &[(&str, &MariaDb)]| {
+        let mut yaml = String::from(
+            "listen: 127.0.0.1:0\ncores: 1\nusers:\n  - name: sbtest\n    password: sbtest\n    default_schema: sbtest\n\
+             backends:\n",
+        );
+        for (name, db) in list {
+            yaml.push_str(&format!(
+                "  - name: {name}\n    address: {}\n    user: sbtest\n    password: sbtest\n",
+                db.addr()
+            ));
+        }
+        yaml.push_str("pool:\n  max_per_core: 4\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 20s\n");
+        Config::from_yaml_str(&yaml).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(cfg(&[("a", &a), ("b", &b)]));
+    let port = proxy.local_addr().port();
+    let load = thread::spawn(move || {
+        std::process::Command::new("sysbench")
+            .args([
+                "oltp_read_only",
+                "--mysql-host=127.0.0.1",
+                "--mysql-user=sbtest",
+                "--mysql-password=sbtest",
+            ])
+            .arg(format!("--mysql-port={port}"))
+            .args([
+                "--mysql-db=sbtest",
+                "--tables=2",
+                "--table-size=1000",
+                "--threads=16",
+                "--time=6",
+            ])
+            .args(["--db-ps-mode=disable", "--mysql-ignore-errors=none", "run"])
+            .output()
+            .unwrap()
+    });
+    thread::sleep(Duration::from_secs(2));
+    assert!(proxy
+        .reload(cfg(&[("a", &a), ("b", &b), ("c", &c)]))
+        .unwrap()
+        .is_empty());
+    thread::sleep(Duration::from_secs(2));
+    assert!(proxy.reload(cfg(&[("b", &b), ("c", &c)])).unwrap().is_empty());
+    let out = load.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sysbench failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| text.lines().find(|l| l.contains(key)).unwrap_or("").to_string();
+    assert!(
+        line("ignored errors:").contains(" 0 "),
+        "{}",
+        line("ignored errors:")
+    );
+    assert!(line("reconnects:").contains(" 0 "), "{}", line("reconnects:"));
+    // The added backend took traffic.
+    let served: i64 = c
+        .query_first(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'COM_SELECT'",
+        )
+        .unwrap();
+    assert!(served > 100, "the added backend served {served} selects");
+}
