@@ -2,6 +2,9 @@
 //! polls its receiver between other work; the sender side lives with the
 //! [`crate::Proxy`] handle (and later the admin interface).
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use crate::ids::{ClientId, ShardId};
 use crate::kill::KillRefused;
 use crate::pool::conn::BackendSpec;
@@ -34,6 +37,13 @@ pub enum ControlMsg {
         /// Replication lag, when it is a replica.
         lag: Option<std::time::Duration>,
     },
+    /// Stop (or resume) handing out backend connections: commands wait in
+    /// the backlog meanwhile (for a failover).
+    Pause(bool),
+    /// Drain one backend now: no new leases, connections close as released.
+    Drain(String),
+    /// Stop accepting new clients; connected ones carry on.
+    StopAccepting,
     /// Kill one of this shard's clients (or only its running query).
     Kill {
         /// The client.
@@ -56,20 +66,94 @@ pub struct ShardSnapshot {
     pub clients_active: u64,
     /// Client connections accepted so far.
     pub clients_accepted: u64,
+    /// Client connections refused (limits, failed logins).
+    pub clients_refused: u64,
     /// Commands received.
     pub commands: u64,
     /// Commands forwarded to a backend.
     pub forwarded: u64,
     /// Errors Funnel generated.
     pub funnel_errors: u64,
+    /// Funnel's own errors by MySQL error code.
+    pub errors_by_code: BTreeMap<u16, u64>,
     /// Commands that waited in the backlog.
     pub backlog_waits: u64,
     /// Commands that gave up waiting.
     pub backlog_timeouts: u64,
+    /// Commands refused because the backlog was full.
+    pub backlog_full: u64,
     /// Backend connections opened so far.
     pub backend_opened: u64,
+    /// Backend connection attempts that failed.
+    pub backend_open_failures: u64,
     /// Backend connections closed as unusable.
     pub backend_discarded: u64,
-    /// The pool's occupancy.
+    /// `SET`s run to bring connections in line with sessions.
+    pub state_syncs: u64,
+    /// Statements prepared on a connection at their first execute there.
+    pub reprepares: u64,
+    /// Bytes from clients.
+    pub bytes_from_clients: u64,
+    /// Bytes to clients.
+    pub bytes_to_clients: u64,
+    /// Clients pinned so far, by reason (counted when a reason is first taken).
+    pub pins_total: BTreeMap<&'static str, u64>,
+    /// Occupancy summed over every pool.
     pub pool: PoolCounts,
+    /// Each pool.
+    pub pools: Vec<PoolSnapshot>,
+    /// Each connected client.
+    pub clients: Vec<ClientSnapshot>,
+    /// Command time, microseconds.
+    pub query_us: hdrhistogram::Histogram<u64>,
+    /// Backlog wait, microseconds.
+    pub backlog_wait_us: hdrhistogram::Histogram<u64>,
+    /// Backend connect time, microseconds.
+    pub connect_us: hdrhistogram::Histogram<u64>,
+    /// Whether handing out backend connections is paused.
+    pub paused: bool,
+}
+
+/// One pool (one backend on one core).
+#[derive(Debug, Clone)]
+pub struct PoolSnapshot {
+    /// Backend name.
+    pub backend: String,
+    /// Its address.
+    pub address: String,
+    /// Hostgroup.
+    pub hostgroup: String,
+    /// Routing weight.
+    pub weight: u32,
+    /// `up`, `down` or `draining`.
+    pub status: &'static str,
+    /// The server said `read_only=ON`.
+    pub read_only: bool,
+    /// Replication lag, when known.
+    pub lag: Option<Duration>,
+    /// Connection counts.
+    pub counts: PoolCounts,
+    /// Connections held by pinned clients.
+    pub pinned: usize,
+    /// The pool's limit.
+    pub max: usize,
+}
+
+/// One connected client.
+#[derive(Debug, Clone)]
+pub struct ClientSnapshot {
+    /// Its connection id.
+    pub id: ClientId,
+    /// User.
+    pub user: String,
+    /// Address.
+    pub peer: String,
+    /// Current schema.
+    pub schema: Option<String>,
+    /// `idle`, `waiting` (for a backend connection) or `running`.
+    pub state: &'static str,
+    /// Why it holds a backend connection between commands, if it does.
+    pub pinned: Option<&'static str>,
+    /// Time in the current state.
+    pub for_how_long: Duration,
 }

@@ -67,6 +67,13 @@ pub enum EngineError {
         /// How long the command waited.
         waited: Duration,
     },
+    /// Handing out backend connections was paused (admin `PAUSE`) for longer
+    /// than the command may wait.
+    #[error("paused")]
+    Paused {
+        /// How long the command waited.
+        waited: Duration,
+    },
     /// No backend of the hostgroup can take the command.
     #[error("no backend available in hostgroup {hostgroup}")]
     NoBackend {
@@ -118,9 +125,11 @@ impl EngineError {
             | Malformed(_)
             | BadHandshake(_) => Fault::Client,
             BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } => Fault::Backend,
-            BacklogTimeout { .. } | BacklogFull { .. } | TooManyConnections | CapReached { .. } => {
-                Fault::Funnel
-            }
+            BacklogTimeout { .. }
+            | BacklogFull { .. }
+            | TooManyConnections
+            | CapReached { .. }
+            | Paused { .. } => Fault::Funnel,
         }
     }
 
@@ -170,6 +179,14 @@ impl EngineError {
                 format!(
                     "Funnel: {what} already holds its {limit} backend connections on this core; \
                      none came free within {} ms",
+                    waited.as_millis()
+                ),
+            ),
+            Paused { waited } => ErrPacket::new(
+                9006,
+                "HY000",
+                format!(
+                    "Funnel: backend connections are paused by an operator (PAUSE); waited {} ms",
                     waited.as_millis()
                 ),
             ),

@@ -11,13 +11,43 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use crate::ids::ClientId;
+use std::time::Instant;
 
-/// What other code may do to one live session.
+use crate::ids::ClientId;
+use crate::session::pinning::PinReason;
+
+/// What a session is doing, for `SHOW CLIENTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Between commands.
+    Idle,
+    /// Waiting for a backend connection.
+    Waiting,
+    /// A command is running on a backend.
+    Running,
+}
+
+impl ClientState {
+    /// Its name in admin output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Waiting => "waiting",
+            ClientState::Running => "running",
+        }
+    }
+}
+
+/// What other code may do to one live session, and what it shows of itself.
 #[derive(Debug)]
 pub struct ClientControl {
     /// The user the client logged in as (only the same user may kill it).
     pub user: String,
+    /// The client's address.
+    pub peer: String,
+    state: Cell<(ClientState, Instant)>,
+    schema: RefCell<Option<Vec<u8>>>,
+    pinned: Cell<Option<(PinReason, u32)>>,
     /// The pool and backend thread running the client's command right now.
     running_on: Cell<Option<(u32, u32)>>,
     killed: Cell<bool>,
@@ -25,10 +55,14 @@ pub struct ClientControl {
 }
 
 impl ClientControl {
-    /// A control for a session of `user`.
-    pub fn new(user: String) -> Rc<Self> {
+    /// A control for a session of `user` from `peer`.
+    pub fn new(user: String, peer: String) -> Rc<Self> {
         Rc::new(ClientControl {
             user,
+            peer,
+            state: Cell::new((ClientState::Idle, Instant::now())),
+            schema: RefCell::new(None),
+            pinned: Cell::new(None),
             running_on: Cell::new(None),
             killed: Cell::new(false),
             waker: RefCell::new(None),
@@ -43,6 +77,43 @@ impl ClientControl {
     /// The pool and backend thread running the client's command.
     pub fn running_on(&self) -> Option<(u32, u32)> {
         self.running_on.get()
+    }
+
+    /// Records what the session is doing now.
+    pub fn set_state(&self, state: ClientState) {
+        if self.state.get().0 != state {
+            self.state.set((state, Instant::now()));
+        }
+    }
+
+    /// What the session is doing and since when.
+    pub fn state(&self) -> (ClientState, Instant) {
+        self.state.get()
+    }
+
+    /// Records the session's schema (copied only when it changed).
+    pub fn set_schema(&self, schema: Option<&[u8]>) {
+        if self.schema.borrow().as_deref() != schema {
+            *self.schema.borrow_mut() = schema.map(<[u8]>::to_vec);
+        }
+    }
+
+    /// The session's schema.
+    pub fn schema(&self) -> Option<String> {
+        self.schema
+            .borrow()
+            .as_deref()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+    }
+
+    /// Records why the session holds a backend connection (and which pool's).
+    pub fn set_pinned(&self, pinned: Option<(PinReason, u32)>) {
+        self.pinned.set(pinned);
+    }
+
+    /// Why the session holds a backend connection, and from which pool.
+    pub fn pinned(&self) -> Option<(PinReason, u32)> {
+        self.pinned.get()
     }
 
     /// Asks the session to end.
@@ -92,6 +163,11 @@ impl ClientRegistry {
     /// Removes a session.
     pub fn remove(&self, id: ClientId) {
         self.0.borrow_mut().remove(&id);
+    }
+
+    /// Every live session.
+    pub fn all(&self) -> Vec<(ClientId, Rc<ClientControl>)> {
+        self.0.borrow().iter().map(|(id, c)| (*id, c.clone())).collect()
     }
 
     /// Looks a session up.
@@ -189,7 +265,7 @@ mod tests {
 
     #[test]
     fn kill_control_wakes_and_records() {
-        let c = ClientControl::new("u".into());
+        let c = ClientControl::new("u".into(), "127.0.0.1".into());
         c.set_running_on(Some((1, 42)));
         assert_eq!(c.running_on(), Some((1, 42)));
         assert!(!c.is_killed());

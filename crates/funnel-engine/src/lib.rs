@@ -31,6 +31,6 @@ pub mod session;
 pub mod shard;
 pub mod stats;
 
-pub use control::ShardSnapshot;
+pub use control::{ClientSnapshot, PoolSnapshot, ShardSnapshot};
 pub use error::EngineError;
-pub use proxy::{Proxy, StartError, Stopper};
+pub use proxy::{Proxy, ProxyHandle, StartError, Stopper};

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -55,12 +56,25 @@ pub enum StartError {
 /// A running Funnel.
 pub struct Proxy {
     addr: SocketAddr,
+    handle: ProxyHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The control plane of a running Funnel, cloneable across threads (signal
+/// handling, the admin interface). It only ever sends control messages;
+/// its lock guards the running configuration during a reload and is never
+/// touched by a shard.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    controls: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    running: Arc<Mutex<Running>>,
+}
+
+struct Running {
     /// The configuration the shards run with (what a reload compares against).
-    running: Config,
+    config: Config,
     /// Per-user connection counters shared by the shards.
     user_counters: UserCounters,
-    controls: Vec<crossbeam_channel::Sender<ControlMsg>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 /// Announced when no backend could be asked for its version at start.
@@ -87,13 +101,9 @@ impl Proxy {
         })?;
         let shards = cpus.len() as u64;
         let max_clients = (u64::from(config.client.max_connections)).div_ceil(shards);
-        let mut proxy = Proxy {
-            addr: local,
-            running: config.clone(),
-            user_counters: UserCounters::for_users(&config.users, None),
-            controls: Vec::new(),
-            threads: Vec::new(),
-        };
+        let user_counters = UserCounters::for_users(&config.users, None);
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..cpus.len()).map(|_| crossbeam_channel::unbounded()).unzip();
         for (i, ((cpu, l), rx)) in cpus.into_iter().zip(listeners).zip(receivers).enumerate() {
@@ -105,7 +115,7 @@ impl Proxy {
                 max_clients,
                 version: version.clone(),
                 peers: senders.clone(),
-                user_counters: proxy.user_counters.clone(),
+                user_counters: user_counters.clone(),
             };
             let name = format!("funnel-shard-{i}");
             let handle = rt::spawn_executor(&name, Some(cpu), move || async move {
@@ -123,10 +133,20 @@ impl Proxy {
                 shard: i as u16,
                 source,
             })?;
-            proxy.controls.push(tx);
-            proxy.threads.push(handle);
+            controls.push(tx);
+            threads.push(handle);
         }
-        Ok(proxy)
+        Ok(Proxy {
+            addr: local,
+            handle: ProxyHandle {
+                controls,
+                running: Arc::new(Mutex::new(Running {
+                    config,
+                    user_counters,
+                })),
+            },
+            threads,
+        })
     }
 
     /// The address clients connect to (the real port when configured with 0).
@@ -134,47 +154,14 @@ impl Proxy {
         self.addr
     }
 
-    /// Applies a new, validated configuration to every shard: users, query
-    /// rules, pool sizes, limits and backends change live (removed backends
-    /// drain). Returns what could not change without a restart (listen
-    /// address, cores), which keeps its running value.
+    /// Applies a new, validated configuration (see [`ProxyHandle::reload`]).
     pub fn reload(&mut self, config: Config) -> Result<Vec<String>, StartError> {
-        let mut not_applied = Vec::new();
-        if config.listen != self.running.listen {
-            not_applied.push(format!(
-                "listen: still {} (a restart applies {})",
-                self.running.listen, config.listen
-            ));
-        }
-        if config.cores != self.running.cores {
-            not_applied.push("cores: unchanged until a restart".to_string());
-        }
-        let specs = resolve_backends(&config)?;
-        self.user_counters = UserCounters::for_users(&config.users, Some(&self.user_counters));
-        for c in &self.controls {
-            let _ = c.send(ControlMsg::Reload {
-                config: Box::new(config.clone()),
-                backends: specs.clone(),
-                user_counters: self.user_counters.clone(),
-            });
-        }
-        let mut config = config;
-        config.listen = self.running.listen;
-        config.cores = self.running.cores.clone();
-        self.running = config;
-        Ok(not_applied)
+        self.handle.reload(config)
     }
 
-    /// Asks every shard for a snapshot (waits up to a second for each).
+    /// Asks every shard for a snapshot.
     pub fn snapshots(&self) -> Vec<ShardSnapshot> {
-        self.controls
-            .iter()
-            .filter_map(|c| {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                c.send(ControlMsg::Snapshot(tx)).ok()?;
-                rx.recv_timeout(Duration::from_secs(1)).ok()
-            })
-            .collect()
+        self.handle.snapshots()
     }
 
     /// Stops every shard and waits for their threads.
@@ -189,13 +176,18 @@ impl Proxy {
         }
     }
 
+    /// The control-plane handle (for the admin interface and signals).
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
     /// A handle that can stop this proxy from another thread (signals).
     pub fn stopper(&self) -> Stopper {
-        Stopper(self.controls.clone())
+        Stopper(self.handle.controls.clone())
     }
 
     fn stop(&mut self) {
-        Stopper(self.controls.clone()).stop();
+        self.handle.shutdown();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -205,6 +197,87 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl ProxyHandle {
+    /// Applies a new, validated configuration to every shard: users, query
+    /// rules, pool sizes, limits and backends change live (removed backends
+    /// drain). Returns what could not change without a restart (listen
+    /// address, cores), which keeps its running value.
+    pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut not_applied = Vec::new();
+        if config.listen != running.config.listen {
+            not_applied.push(format!(
+                "listen: still {} (a restart applies {})",
+                running.config.listen, config.listen
+            ));
+        }
+        if config.cores != running.config.cores {
+            not_applied.push("cores: unchanged until a restart".to_string());
+        }
+        let specs = resolve_backends(&config)?;
+        running.user_counters = UserCounters::for_users(&config.users, Some(&running.user_counters));
+        for c in &self.controls {
+            let _ = c.send(ControlMsg::Reload {
+                config: Box::new(config.clone()),
+                backends: specs.clone(),
+                user_counters: running.user_counters.clone(),
+            });
+        }
+        let mut config = config;
+        config.listen = running.config.listen;
+        config.cores = running.config.cores.clone();
+        running.config = config;
+        Ok(not_applied)
+    }
+
+    /// The configuration the shards run with.
+    pub fn config(&self) -> Config {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .clone()
+    }
+
+    /// Asks every shard for a snapshot (waits up to a second for each).
+    pub fn snapshots(&self) -> Vec<ShardSnapshot> {
+        self.controls
+            .iter()
+            .filter_map(|c| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                c.send(ControlMsg::Snapshot(tx)).ok()?;
+                rx.recv_timeout(Duration::from_secs(1)).ok()
+            })
+            .collect()
+    }
+
+    /// Stops (or resumes) handing out backend connections on every core.
+    pub fn pause(&self, on: bool) {
+        self.broadcast(|| ControlMsg::Pause(on));
+    }
+
+    /// Drains one backend on every core.
+    pub fn drain(&self, backend: &str) {
+        self.broadcast(|| ControlMsg::Drain(backend.to_string()));
+    }
+
+    /// Stops accepting new clients on every core.
+    pub fn stop_accepting(&self) {
+        self.broadcast(|| ControlMsg::StopAccepting);
+    }
+
+    /// Stops every core.
+    pub fn shutdown(&self) {
+        self.broadcast(|| ControlMsg::Shutdown);
+    }
+
+    fn broadcast(&self, msg: impl Fn() -> ControlMsg) {
+        for c in &self.controls {
+            let _ = c.send(msg());
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct ClientSide<'a> {
     pub buf: &'a mut IoBuf,
     /// Largest packet the client may send.
     pub max_packet: usize,
+    /// Counts the bytes forwarded to the client.
+    pub sent: &'a std::cell::Cell<u64>,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -68,6 +70,7 @@ pub async fn relay_response(
         stream: client_stream,
         buf: client_buf,
         max_packet,
+        sent,
     } = client;
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
     let mut client_alive = true;
@@ -122,6 +125,7 @@ pub async fn relay_response(
                 drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
             } else {
                 sent_any = true;
+                sent.set(sent.get() + forward as u64);
             }
         }
         conn.buf.consume(forward);

@@ -10,7 +10,7 @@ use funnel_config::Config;
 
 use crate::backends::BackendSet;
 use crate::caps::Caps;
-use crate::control::{ControlMsg, ShardSnapshot};
+use crate::control::{ClientSnapshot, ControlMsg, PoolSnapshot, ShardSnapshot};
 use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
 use crate::oneshot;
@@ -60,6 +60,9 @@ pub struct Shard {
     known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
     stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
+    /// `PAUSE`: no backend connections are handed out until `RESUME`.
+    paused: Cell<bool>,
+    resume: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 /// What a shard needs to start.
@@ -105,7 +108,32 @@ impl Shard {
             known_schemas: RefCell::new(HashMap::new()),
             stopping,
             fallback_version: setup.version,
+            paused: Cell::new(false),
+            resume: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Waits while handing out backend connections is paused, up to `limit`.
+    pub async fn wait_unpaused(&self, limit: Duration) -> Result<(), crate::error::EngineError> {
+        if !self.paused.get() {
+            return Ok(());
+        }
+        let (tx, mut rx) = oneshot::channel();
+        self.resume.borrow_mut().push(tx);
+        match rt::timeout(limit, &mut rx).await {
+            Some(()) => Ok(()),
+            None => Err(crate::error::EngineError::Paused { waited: limit }),
+        }
+    }
+
+    /// Pauses or resumes handing out backend connections.
+    pub fn set_paused(&self, on: bool) {
+        self.paused.set(on);
+        if !on {
+            for tx in self.resume.borrow_mut().drain(..) {
+                let _ = tx.send(());
+            }
+        }
     }
 
     /// The configuration in force.
@@ -239,21 +267,84 @@ impl Shard {
         t
     }
 
-    /// A snapshot for the control channel.
+    /// A snapshot for the control channel (and the admin interface).
     pub fn snapshot(&self) -> ShardSnapshot {
         let s = &self.stats;
+        let all_clients = self.clients.all();
+        let clients: Vec<ClientSnapshot> = all_clients
+            .iter()
+            .map(|(id, c)| {
+                let (state, since) = c.state();
+                ClientSnapshot {
+                    id: *id,
+                    user: c.user.clone(),
+                    peer: c.peer.clone(),
+                    schema: c.schema(),
+                    state: state.as_str(),
+                    pinned: c.pinned().map(|(r, _)| r.as_str()),
+                    for_how_long: since.elapsed(),
+                }
+            })
+            .collect();
+        let pinned_in = |pool: u32| {
+            all_clients
+                .iter()
+                .filter(|(_, c)| c.pinned().is_some_and(|(_, p)| p == pool))
+                .count()
+        };
+        let pools = self
+            .backends
+            .all()
+            .iter()
+            .map(|p| {
+                let placement = p.placement();
+                PoolSnapshot {
+                    backend: p.backend_name().to_string(),
+                    address: p.spec().addr.to_string(),
+                    hostgroup: placement.hostgroup.clone(),
+                    weight: placement.weight,
+                    status: if p.is_draining() {
+                        "draining"
+                    } else if p.health() == crate::pool::Health::Down {
+                        "down"
+                    } else {
+                        "up"
+                    },
+                    read_only: p.is_read_only(),
+                    lag: p.lag(),
+                    counts: p.counts(),
+                    pinned: pinned_in(p.id),
+                    max: p.max(),
+                }
+            })
+            .collect();
         ShardSnapshot {
             shard: self.id,
             clients_active: s.clients_active.get(),
             clients_accepted: s.clients_accepted.get(),
+            clients_refused: s.clients_refused.get(),
             commands: s.commands.get(),
             forwarded: s.forwarded.get(),
             funnel_errors: s.funnel_errors.get(),
+            errors_by_code: s.errors_by_code.borrow().clone(),
             backlog_waits: s.backlog_waits.get(),
             backlog_timeouts: s.backlog_timeouts.get(),
+            backlog_full: s.backlog_full.get(),
             backend_opened: s.backend_opened.get(),
+            backend_open_failures: s.backend_open_failures.get(),
             backend_discarded: s.backend_discarded.get(),
+            state_syncs: s.state_syncs.get(),
+            reprepares: s.reprepares.get(),
+            bytes_from_clients: s.bytes_from_clients.get(),
+            bytes_to_clients: s.bytes_to_clients.get(),
+            pins_total: s.pins.borrow().clone(),
             pool: self.pool_totals(),
+            pools,
+            clients,
+            query_us: s.query_us.borrow().histogram().clone(),
+            backlog_wait_us: s.backlog_wait_us.borrow().histogram().clone(),
+            connect_us: s.connect_us.borrow().histogram().clone(),
+            paused: self.paused.get(),
         }
     }
 }
@@ -261,7 +352,8 @@ impl Shard {
 /// Runs a shard until it is told to stop.
 pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channel::Receiver<ControlMsg>) {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    rt::spawn(control_loop(shard.clone(), control, stop_tx));
+    let (quiet_tx, mut quiet_rx) = oneshot::channel::<()>();
+    rt::spawn(control_loop(shard.clone(), control, stop_tx, quiet_tx));
     if shard.id == ShardId(0) {
         // One core watches every backend and tells all cores.
         let watcher = shard.clone();
@@ -271,10 +363,19 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channe
         });
     }
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            (&mut stop_rx).await;
-            None
-        })
+        let accepted = futures_lite::future::or(
+            async { Some(listener.accept().await) },
+            futures_lite::future::or(
+                async {
+                    (&mut stop_rx).await;
+                    None
+                },
+                async {
+                    (&mut quiet_rx).await;
+                    None
+                },
+            ),
+        )
         .await;
         let Some(accepted) = accepted else { break };
         match accepted {
@@ -293,6 +394,13 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channe
             }
         }
     }
+    drop(listener);
+    if !shard.stopping.get() {
+        // Told to stop accepting only: keep serving connected clients until
+        // the shutdown itself.
+        tracing::info!(shard = %shard.id, "no longer accepting new clients");
+        (&mut stop_rx).await;
+    }
     tracing::info!(shard = %shard.id, "shard stopped");
 }
 
@@ -300,8 +408,10 @@ async fn control_loop(
     shard: Rc<Shard>,
     control: crossbeam_channel::Receiver<ControlMsg>,
     stop: oneshot::Sender<()>,
+    quiet: oneshot::Sender<()>,
 ) {
     let mut stop = Some(stop);
+    let mut quiet = Some(quiet);
     loop {
         loop {
             match control.try_recv() {
@@ -320,6 +430,17 @@ async fn control_loop(
                     backends,
                     user_counters,
                 }) => shard.reload(*config, &backends, &user_counters),
+                Ok(ControlMsg::Pause(on)) => shard.set_paused(on),
+                Ok(ControlMsg::Drain(name)) => {
+                    if let Some(p) = shard.backends.by_name(&name) {
+                        p.drain();
+                    }
+                }
+                Ok(ControlMsg::StopAccepting) => {
+                    if let Some(q) = quiet.take() {
+                        let _ = q.send(());
+                    }
+                }
                 Ok(ControlMsg::Health {
                     backend,
                     health,

@@ -59,6 +59,8 @@ pub struct Stats {
     pub reprepares: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
     pub state_syncs: Cell<u64>,
+    /// Funnel's own errors by MySQL error code.
+    pub errors_by_code: RefCell<std::collections::BTreeMap<u16, u64>>,
     /// Clients pinned, by reason (a client counts once, when first pinned).
     pub pins: RefCell<std::collections::BTreeMap<&'static str, u64>>,
     /// Bytes from clients.
@@ -77,6 +79,12 @@ impl Stats {
     /// Adds one to a counter.
     pub fn bump(c: &Cell<u64>) {
         c.set(c.get() + 1);
+    }
+
+    /// Counts one of Funnel's own errors.
+    pub fn count_error(&self, code: u16) {
+        Stats::bump(&self.funnel_errors);
+        *self.errors_by_code.borrow_mut().entry(code).or_default() += 1;
     }
 
     /// Counts a client pinned for `reason`.

@@ -159,6 +159,11 @@ impl Pool {
         self.placement.borrow()
     }
 
+    /// The pool's connection limit.
+    pub fn max(&self) -> usize {
+        self.limits.get().max
+    }
+
     /// Current health.
     pub fn health(&self) -> Health {
         self.health.get()

@@ -31,7 +31,7 @@ use crate::caps::{CapKey, CapSlot};
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
-use crate::kill::ClientControl;
+use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::BackendConn;
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
@@ -121,7 +121,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 stats.clients_active.set(stats.clients_active.get() - 1);
                 return;
             };
-            let control = ClientControl::new(l.user.name.clone());
+            let control = ClientControl::new(l.user.name.clone(), peer.clone());
+            control.set_schema(l.schema.as_deref());
             shard.clients.insert(id, control.clone());
             let mut s = Session {
                 _slot: slot,
@@ -267,8 +268,9 @@ impl Session {
     }
 
     async fn refuse(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
-        Stats::bump(&self.shard.stats.funnel_errors);
-        let _ = send_err(&mut self.stream, seq, &e.to_err_packet()).await;
+        let err = e.to_err_packet();
+        self.shard.stats.count_error(err.code);
+        let _ = send_err(&mut self.stream, seq, &err).await;
         Err(End::Refused)
     }
 
@@ -325,12 +327,24 @@ impl Session {
             if self.control.is_killed() {
                 return End::Closed;
             }
+            self.publish_state();
             self.shard
                 .stats
                 .query_us
                 .borrow_mut()
                 .record(started.elapsed().as_micros() as u64);
         }
+    }
+
+    /// Keeps what `SHOW CLIENTS` shows current (cheap: copies only changes).
+    fn publish_state(&self) {
+        self.control.set_state(ClientState::Idle);
+        self.control.set_schema(self.schema.as_deref());
+        let pinned = match (&self.pinned, self.pin_reason) {
+            (Some(c), Some(r)) => Some((r, c.pool_id)),
+            _ => None,
+        };
+        self.control.set_pinned(pinned);
     }
 
     /// Holds a lingering connection until the client's next bytes arrive or
@@ -479,6 +493,10 @@ impl Session {
     /// Leases a connection from the backend the command routes to, after
     /// a slot under the user's and the schema's caps, if any.
     async fn checkout_routed(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
+        self.control.set_state(ClientState::Waiting);
+        self.shard
+            .wait_unpaused(self.shard.config().backlog.wait_timeout.as_duration())
+            .await?;
         let slot = self.cap_slot().await?;
         let mut conn = self.checkout_route(total, f).await?;
         conn.cap_slot = slot;
@@ -570,8 +588,11 @@ impl Session {
         };
         self.control
             .set_running_on(Some((conn.pool_id, conn.server_thread_id)));
+        self.control.set_state(ClientState::Running);
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
+        let stats = self.shard.stats.clone();
         let client = ClientSide {
+            sent: &stats.bytes_to_clients,
             stream: &mut self.stream,
             buf: &mut self.buf,
             max_packet: self.shard.config().client.max_packet_size.as_u64() as usize,
@@ -758,9 +779,10 @@ impl Session {
     }
 
     async fn reply_error(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
-        Stats::bump(&self.shard.stats.funnel_errors);
         tracing::debug!(client = %self.id, error = %e, "command refused");
-        self.send_backend_err(seq, &e.to_err_packet()).await
+        let err = e.to_err_packet();
+        self.shard.stats.count_error(err.code);
+        self.send_backend_err(seq, &err).await
     }
 
     async fn send_backend_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {

@@ -107,7 +107,7 @@ impl Session {
         };
         self._slot = slot;
         self.user = user.clone();
-        let control = ClientControl::new(user.name.clone());
+        let control = ClientControl::new(user.name.clone(), self.peer.clone());
         self.shard.clients.insert(self.id, control.clone());
         self.control = control;
         self.finish_login(seq).await
