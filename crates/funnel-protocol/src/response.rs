@@ -82,8 +82,16 @@ impl OkPacket {
             if ok.status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) && !r.is_empty() {
                 ok.session_state = Some(r.lenenc_str("session state")?.to_vec());
             }
-        } else {
-            ok.info = r.rest().to_vec();
+        } else if !r.is_empty() {
+            // Servers write the message length-encoded (net_store_data) even
+            // without CLIENT_SESSION_TRACK, and clients read it so; take the
+            // bare rest only when it is not a well-formed length-encoded string.
+            let rest = r.rest();
+            let mut lenenc = Reader::new(rest);
+            ok.info = match lenenc.lenenc_str("info") {
+                Ok(s) if lenenc.is_empty() => s.to_vec(),
+                _ => rest.to_vec(),
+            };
         }
         Ok(ok)
     }
@@ -108,8 +116,8 @@ impl OkPacket {
             if let Some(state) = &self.session_state {
                 put_lenenc_str(buf, state);
             }
-        } else {
-            buf.put_slice(&self.info);
+        } else if !self.info.is_empty() {
+            put_lenenc_str(buf, &self.info);
         }
     }
 
@@ -264,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn protocol_ok_without_session_track_has_info_rest() {
+    fn protocol_ok_without_session_track_has_lenenc_info() {
         let mut b = BytesMut::new();
         let ok = OkPacket {
             affected_rows: 3,
@@ -272,7 +280,17 @@ mod tests {
             ..Default::default()
         };
         ok.write(&mut b, Capabilities::CLIENT_PROTOCOL_41);
+        assert_eq!(b[7], 15, "the message is length-encoded, as servers write it");
         assert_eq!(OkPacket::parse(&b, Capabilities::CLIENT_PROTOCOL_41).unwrap(), ok);
+        // A bare message (as the protocol docs draw it) still parses.
+        let mut bare = b[..7].to_vec();
+        bare.extend_from_slice(b"Rows matched: 3");
+        assert_eq!(
+            OkPacket::parse(&bare, Capabilities::CLIENT_PROTOCOL_41)
+                .unwrap()
+                .info,
+            b"Rows matched: 3"
+        );
     }
 
     #[test]

@@ -80,26 +80,40 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
     let listen = config.listen;
-    let mut proxy = Proxy::start(config).context("cannot start")?;
-    tracing::info!(listen = %proxy.local_addr(), requested = %listen, "funnel is serving");
-    let stopper = proxy.stopper();
-    loop {
-        match wait_signal(&signals) {
-            libc::SIGHUP => reload(&mut proxy, path),
-            sig => {
-                tracing::info!(signal = sig, "stopping");
-                stopper.stop();
-                break;
-            }
-        }
+    let proxy = Proxy::start(config.clone()).context("cannot start")?;
+    let listeners = funnel_admin::start(&config, proxy.handle(), Some(path.clone()))
+        .context("cannot start the admin or metrics listener")?;
+    if let Some(a) = &listeners.admin {
+        tracing::info!(admin = %a.local_addr(), "admin interface listening");
     }
+    if let Some(m) = &listeners.metrics {
+        tracing::info!(metrics = %m.local_addr(), "metrics endpoint listening");
+    }
+    tracing::info!(listen = %proxy.local_addr(), requested = %listen, "funnel is serving");
+    // Signals go to their own thread; this one waits for the cores, which
+    // stop on SIGTERM/SIGINT or on the admin interface's SHUTDOWN.
+    let handle = proxy.handle();
+    let config_path = path.clone();
+    std::thread::Builder::new()
+        .name("funnel-signals".into())
+        .spawn(move || loop {
+            match wait_signal(&signals) {
+                libc::SIGHUP => reload(&handle, &config_path),
+                sig => {
+                    tracing::info!(signal = sig, "stopping");
+                    handle.shutdown();
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
     proxy.wait();
     Ok(())
 }
 
 /// SIGHUP: re-read the file and apply it live. An invalid file changes
 /// nothing; what only a restart can change is reported, not ignored.
-fn reload(proxy: &mut Proxy, path: &PathBuf) {
+fn reload(proxy: &funnel_engine::ProxyHandle, path: &PathBuf) {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {

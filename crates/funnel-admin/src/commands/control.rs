@@ -1,0 +1,64 @@
+//! `RELOAD`, `PAUSE` / `RESUME` and `SHUTDOWN [GRACEFUL]`.
+
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_protocol::response::ErrPacket;
+
+use super::{invalid, SHUTTING_DOWN};
+use crate::resultset::Reply;
+use crate::server::AdminContext;
+
+/// How long `SHUTDOWN GRACEFUL` waits for clients to leave.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Re-reads the configuration file and applies it live.
+pub fn reload(ctx: &AdminContext) -> Reply {
+    let Some(path) = &ctx.config_path else {
+        return Reply::Err(ErrPacket::new(
+            1105,
+            "HY000",
+            "Funnel: RELOAD needs a configuration file (this Funnel was started without one)",
+        ));
+    };
+    match Config::load(path) {
+        Ok(cfg) => apply(ctx, cfg),
+        Err(e) => invalid(e),
+    }
+}
+
+/// Applies a validated configuration and says what needs a restart.
+pub(super) fn apply(ctx: &AdminContext, cfg: Config) -> Reply {
+    match ctx.handle.reload(cfg) {
+        Ok(not_applied) if not_applied.is_empty() => Reply::Ok("reloaded".into()),
+        Ok(not_applied) => Reply::Ok(format!("reloaded; needs a restart: {}", not_applied.join("; "))),
+        Err(e) => invalid(e),
+    }
+}
+
+/// Stops or resumes handing out backend connections.
+pub fn pause(ctx: &AdminContext, on: bool) -> Reply {
+    ctx.handle.pause(on);
+    Reply::Ok(if on { "paused" } else { "resumed" }.into())
+}
+
+/// Stops Funnel; gracefully: stop accepting, wait for clients to leave (up
+/// to 30 s), then stop.
+pub fn shutdown(ctx: &AdminContext, graceful: bool) -> Reply {
+    if graceful {
+        ctx.handle.stop_accepting();
+        let handle = ctx.handle.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + GRACE;
+            while Instant::now() < deadline
+                && handle.snapshots().iter().map(|s| s.clients_active).sum::<u64>() > 0
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            handle.shutdown();
+        });
+        return Reply::Ok(format!("{SHUTTING_DOWN} once clients leave (at most 30 s)"));
+    }
+    ctx.handle.shutdown();
+    Reply::Ok(SHUTTING_DOWN.into())
+}

@@ -1,0 +1,68 @@
+//! Admin commands: parsed here, each family answered by its own module.
+
+mod backends;
+mod control;
+mod driver_probes;
+mod set;
+mod show_clients;
+mod show_config;
+mod show_multiplexing;
+mod show_pools;
+mod show_servers;
+mod show_stats;
+
+use funnel_protocol::response::ErrPacket;
+
+use crate::resultset::Reply;
+use crate::server::AdminContext;
+
+/// Prefix of the OK message that ends the admin connection (SHUTDOWN).
+pub const SHUTTING_DOWN: &str = "shutting down";
+
+/// Every command, for the error that answers an unknown one.
+pub const HELP: &str =
+    "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
+SHOW VERSION | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] | \
+REMOVE BACKEND name | DRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
+SHUTDOWN | SHUTDOWN GRACEFUL";
+
+/// Runs one admin statement.
+pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
+    let text = sql.trim().trim_end_matches(';').trim();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let u: Vec<&str> = upper.iter().map(String::as_str).collect();
+    match u.as_slice() {
+        ["SHOW", "POOLS"] => show_pools::run(ctx),
+        ["SHOW", "SERVERS"] => show_servers::run(ctx),
+        ["SHOW", "CLIENTS"] => show_clients::run(ctx),
+        ["SHOW", "STATS"] => show_stats::run(ctx),
+        ["SHOW", "MULTIPLEXING"] => show_multiplexing::run(ctx),
+        ["SHOW", "CONFIG"] => show_config::config(ctx),
+        ["SHOW", "VERSION"] => show_config::version(),
+        ["RELOAD"] => control::reload(ctx),
+        ["PAUSE"] => control::pause(ctx, true),
+        ["RESUME"] => control::pause(ctx, false),
+        ["SHUTDOWN"] => control::shutdown(ctx, false),
+        ["SHUTDOWN", "GRACEFUL"] => control::shutdown(ctx, true),
+        ["ADD", "BACKEND", ..] => backends::add(ctx, &words[2..]),
+        ["REMOVE", "BACKEND", _] => backends::remove(ctx, words[2]),
+        ["DRAIN", "BACKEND", _] => backends::drain(ctx, words[2]),
+        ["SET", ..] => set::run(ctx, &text[3..]),
+        ["SELECT", ..] => driver_probes::select(text),
+        _ => unknown(text),
+    }
+}
+
+fn unknown(text: &str) -> Reply {
+    Reply::Err(ErrPacket::new(
+        1064,
+        "42000",
+        format!("Unknown admin command '{text}'. Commands: {HELP}"),
+    ))
+}
+
+/// A config change the validator refused.
+fn invalid(e: impl std::fmt::Display) -> Reply {
+    Reply::Err(ErrPacket::new(1210, "HY000", format!("Funnel: refused: {e}")))
+}

@@ -1,0 +1,45 @@
+//! `SHOW SERVERS`: each backend's place and health (as core 0 sees it:
+//! every core applies the same monitor verdicts).
+
+use crate::resultset::{Reply, Table};
+use crate::server::AdminContext;
+
+/// Answers `SHOW SERVERS`.
+pub fn run(ctx: &AdminContext) -> Reply {
+    let mut t = Table::new(&[
+        "backend",
+        "address",
+        "hostgroup",
+        "status",
+        "weight",
+        "read_only",
+        "lag_s",
+        "connections",
+        "open_failures",
+    ]);
+    let shards = ctx.handle.snapshots();
+    let failures: u64 = shards.iter().map(|s| s.backend_open_failures).sum();
+    let Some(first) = shards.first() else {
+        return Reply::Table(t);
+    };
+    for p in &first.pools {
+        let conns: usize = shards
+            .iter()
+            .flat_map(|s| s.pools.iter())
+            .filter(|q| q.backend == p.backend && q.status == p.status)
+            .map(|q| q.counts.total)
+            .sum();
+        t.rows.push(vec![
+            Some(p.backend.clone()),
+            Some(p.address.clone()),
+            Some(p.hostgroup.clone()),
+            Some(p.status.to_string()),
+            Some(p.weight.to_string()),
+            Some(if p.read_only { "1" } else { "0" }.to_string()),
+            p.lag.map(|l| l.as_secs().to_string()),
+            Some(conns.to_string()),
+            Some(failures.to_string()),
+        ]);
+    }
+    Reply::Table(t)
+}

@@ -1,0 +1,90 @@
+//! A minimal HTTP listener for `GET /metrics` (Prometheus) and
+//! `GET /healthz` (200 only when every core answers and a backend is up).
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use funnel_engine::ProxyHandle;
+
+use crate::metrics;
+
+/// A running metrics listener.
+pub struct MetricsServer {
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Listens on `listen`; `cores` is how many cores must answer for health.
+    pub fn start(listen: SocketAddr, handle: ProxyHandle, cores: usize) -> io::Result<MetricsServer> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        thread::Builder::new()
+            .name("funnel-metrics".into())
+            .spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    let handle = handle.clone();
+                    let _ = thread::Builder::new()
+                        .name("funnel-metrics-conn".into())
+                        .spawn(move || {
+                            let _ = serve(conn, &handle, cores);
+                        });
+                }
+            })?;
+        Ok(MetricsServer { addr })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Skip the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let (status, ctype, body) = match path {
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            metrics::render(&handle.snapshots()),
+        ),
+        "/healthz" => {
+            let shards = handle.snapshots();
+            let backend_up = shards
+                .iter()
+                .flat_map(|s| s.pools.iter())
+                .any(|p| p.status == "up");
+            if shards.len() == cores && backend_up {
+                ("200 OK", "text/plain", "ok\n".to_string())
+            } else {
+                let why = format!(
+                    "{}/{cores} cores answered; backend up: {backend_up}\n",
+                    shards.len()
+                );
+                ("503 Service Unavailable", "text/plain", why)
+            }
+        }
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_string(),
+        ),
+    };
+    let mut out = conn;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    out.flush()
+}

@@ -1,0 +1,210 @@
+//! The Prometheus text exposition format, built from the cores' snapshots,
+//! with names by Prometheus conventions.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use funnel_engine::ShardSnapshot;
+use hdrhistogram::Histogram;
+
+use crate::merge::totals;
+
+/// Histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Renders every metric.
+pub fn render(shards: &[ShardSnapshot]) -> String {
+    let mut out = String::new();
+    let t = totals(shards);
+    let mut counter = |name: &str, help: &str, values: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, v) in values {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per_core = |f: &dyn Fn(&ShardSnapshot) -> u64| -> Vec<(String, u64)> {
+        shards
+            .iter()
+            .map(|s| (format!("{{core=\"{}\"}}", s.shard.0), f(s)))
+            .collect()
+    };
+    counter(
+        "funnel_queries_total",
+        "Commands received from clients.",
+        per_core(&|s| s.commands),
+    );
+    counter(
+        "funnel_forwarded_total",
+        "Commands forwarded to a backend.",
+        per_core(&|s| s.forwarded),
+    );
+    counter(
+        "funnel_bytes_total",
+        "Bytes from and to clients.",
+        vec![
+            ("{direction=\"in\"}".into(), t.bytes_in),
+            ("{direction=\"out\"}".into(), t.bytes_out),
+        ],
+    );
+    let mut codes = BTreeMap::<u16, u64>::new();
+    for s in shards {
+        for (c, n) in &s.errors_by_code {
+            *codes.entry(*c).or_default() += n;
+        }
+    }
+    counter(
+        "funnel_errors_total",
+        "Errors Funnel generated itself, by MySQL error code.",
+        codes
+            .into_iter()
+            .map(|(c, n)| (format!("{{code=\"{c}\"}}"), n))
+            .collect(),
+    );
+    counter(
+        "funnel_client_connections_accepted_total",
+        "Client connections accepted.",
+        vec![(String::new(), t.clients_accepted)],
+    );
+    counter(
+        "funnel_client_connections_refused_total",
+        "Client connections refused.",
+        vec![(String::new(), t.clients_refused)],
+    );
+    counter(
+        "funnel_backend_connections_opened_total",
+        "Backend connections opened.",
+        vec![(String::new(), t.backend_opened)],
+    );
+    counter(
+        "funnel_backend_connections_closed_total",
+        "Backend connections closed as unusable.",
+        vec![(String::new(), t.backend_discarded)],
+    );
+    counter(
+        "funnel_backend_connect_failures_total",
+        "Failed backend connection attempts.",
+        vec![(String::new(), t.backend_open_failures)],
+    );
+    counter(
+        "funnel_backlog_timeouts_total",
+        "Commands that gave up waiting for a backend connection.",
+        vec![(String::new(), t.backlog_timeouts)],
+    );
+    counter(
+        "funnel_backlog_full_total",
+        "Commands refused because the backlog was full.",
+        vec![(String::new(), t.backlog_full)],
+    );
+    counter(
+        "funnel_state_syncs_total",
+        "SET statements run to bring a connection in line with a session.",
+        vec![(String::new(), t.state_syncs)],
+    );
+
+    let mut gauge_lines = String::new();
+    let mut gauge = |name: &str, help: &str, values: Vec<(String, f64)>| {
+        let _ = writeln!(gauge_lines, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in values {
+            let _ = writeln!(gauge_lines, "{name}{labels} {v}");
+        }
+    };
+    let mut by_state = BTreeMap::<&str, u64>::new();
+    let mut pinned = BTreeMap::<&str, u64>::new();
+    for s in shards {
+        for c in &s.clients {
+            *by_state.entry(c.state).or_default() += 1;
+            if let Some(r) = c.pinned {
+                *pinned.entry(r).or_default() += 1;
+            }
+        }
+    }
+    gauge(
+        "funnel_clients",
+        "Connected clients by state.",
+        by_state
+            .into_iter()
+            .map(|(s, n)| (format!("{{state=\"{s}\"}}"), n as f64))
+            .collect(),
+    );
+    gauge(
+        "funnel_pinned_clients",
+        "Clients holding a backend connection between commands, by reason.",
+        pinned
+            .into_iter()
+            .map(|(r, n)| (format!("{{reason=\"{r}\"}}"), n as f64))
+            .collect(),
+    );
+    gauge(
+        "funnel_backlog_waiting",
+        "Commands waiting for a backend connection.",
+        vec![(String::new(), t.waiting as f64)],
+    );
+    let mut conns = BTreeMap::<(String, String, &str), usize>::new();
+    let mut up = BTreeMap::<(String, String), f64>::new();
+    for s in shards {
+        for p in &s.pools {
+            let key = |state| (p.backend.clone(), p.hostgroup.clone(), state);
+            *conns.entry(key("idle")).or_default() += p.counts.idle;
+            *conns.entry(key("leased")).or_default() += p.counts.total - p.counts.idle - p.counts.opening;
+            *conns.entry(key("opening")).or_default() += p.counts.opening;
+            up.insert(
+                (p.backend.clone(), p.hostgroup.clone()),
+                if p.status == "up" { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    gauge(
+        "funnel_backend_connections",
+        "Backend connections by backend, hostgroup and state.",
+        conns
+            .into_iter()
+            .map(|((b, h, s), n)| {
+                (
+                    format!("{{backend=\"{b}\",hostgroup=\"{h}\",state=\"{s}\"}}"),
+                    n as f64,
+                )
+            })
+            .collect(),
+    );
+    gauge(
+        "funnel_backend_up",
+        "1 when the health monitor considers the backend up.",
+        up.into_iter()
+            .map(|((b, h), v)| (format!("{{backend=\"{b}\",hostgroup=\"{h}\"}}"), v))
+            .collect(),
+    );
+    out.push_str(&gauge_lines);
+    histogram(
+        &mut out,
+        "funnel_query_duration_seconds",
+        "Time from a command's arrival to the end of its response.",
+        &t.query_us,
+    );
+    histogram(
+        &mut out,
+        "funnel_backlog_wait_seconds",
+        "Time commands waited for a backend connection.",
+        &t.backlog_wait_us,
+    );
+    histogram(
+        &mut out,
+        "funnel_backend_connect_seconds",
+        "Time to open and log in a backend connection.",
+        &t.connect_us,
+    );
+    out
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for le in BUCKETS {
+        let us = (le * 1e6) as u64;
+        let count = h.count_between(0, us);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
+    let _ = writeln!(out, "{name}_sum {}", h.mean() * h.len() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.len());
+}

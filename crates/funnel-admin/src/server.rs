@@ -1,0 +1,232 @@
+//! The admin listener: MySQL protocol over blocking sockets, one thread per
+//! admin connection (admin traffic is light and must never run on a core).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use funnel_engine::ProxyHandle;
+use funnel_protocol::auth::{AuthSwitchRequest, NativePasswordHash, MYSQL_NATIVE_PASSWORD};
+use funnel_protocol::command::Command;
+use funnel_protocol::framing::{write_packet, PacketDecoder};
+use funnel_protocol::handshake::{ClientHello, HandshakeResponse41, HandshakeV10};
+use funnel_protocol::response::ErrPacket;
+use funnel_protocol::{Capabilities, StatusFlags};
+use rand::Rng;
+
+use crate::commands;
+use crate::resultset::{write_reply, Reply};
+
+/// What admin commands work with.
+pub struct AdminContext {
+    /// The running Funnel's control plane.
+    pub handle: ProxyHandle,
+    /// The configuration file, for `RELOAD` (none when started from a struct).
+    pub config_path: Option<PathBuf>,
+    /// When Funnel started (for rates).
+    pub started: Instant,
+}
+
+/// A running admin listener.
+pub struct AdminServer {
+    addr: SocketAddr,
+}
+
+/// Capabilities the admin listener offers: the plain 4.1 dialect.
+const ADMIN_CAPS: Capabilities = Capabilities(
+    Capabilities::CLIENT_MYSQL.0
+        | Capabilities::CLIENT_LONG_FLAG.0
+        | Capabilities::CLIENT_CONNECT_WITH_DB.0
+        | Capabilities::CLIENT_PROTOCOL_41.0
+        | Capabilities::CLIENT_TRANSACTIONS.0
+        | Capabilities::CLIENT_SECURE_CONNECTION.0
+        | Capabilities::CLIENT_MULTI_RESULTS.0
+        | Capabilities::CLIENT_PLUGIN_AUTH.0
+        | Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.0
+        | Capabilities::CLIENT_CONNECT_ATTRS.0,
+);
+
+/// How long an admin connection may sit silent.
+const IDLE_LIMIT: Duration = Duration::from_secs(3600);
+
+impl AdminServer {
+    /// Listens on `listen` for the admin user `user` with `secret`.
+    pub fn start(
+        listen: SocketAddr,
+        user: String,
+        secret: NativePasswordHash,
+        ctx: AdminContext,
+    ) -> io::Result<AdminServer> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new((user, secret, ctx));
+        thread::Builder::new()
+            .name("funnel-admin".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    let shared = shared.clone();
+                    let _ = thread::Builder::new()
+                        .name("funnel-admin-conn".into())
+                        .spawn(move || {
+                            let (user, secret, ctx) = &*shared;
+                            if let Err(e) = serve(conn, user, secret, ctx) {
+                                tracing::debug!(error = %e, "admin connection ended");
+                            }
+                        });
+                }
+            })?;
+        Ok(AdminServer { addr })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+struct Wire {
+    stream: TcpStream,
+    decoder: PacketDecoder,
+    inbox: BytesMut,
+}
+
+impl Wire {
+    fn read(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        loop {
+            match self.decoder.decode(&mut self.inbox) {
+                Ok(Some(p)) => return Ok((p.last_seq, p.payload.to_vec())),
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed"));
+            }
+            self.inbox.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = BytesMut::new();
+        write_packet(&mut out, seq, payload);
+        self.stream.write_all(&out)
+    }
+}
+
+fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &AdminContext) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_LIMIT))?;
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let mut w = Wire {
+        stream,
+        decoder: PacketDecoder::new(1 << 20),
+        inbox: BytesMut::new(),
+    };
+    let caps = login(&mut w, user, secret, &peer)?;
+    loop {
+        let (_, payload) = w.read()?;
+        let reply = match Command::parse(&payload, caps) {
+            Ok(Command::Quit) => return Ok(()),
+            Ok(Command::Ping) | Ok(Command::InitDb(_)) => Reply::Ok(String::new()),
+            Ok(Command::Query(sql)) => commands::run(&String::from_utf8_lossy(sql), ctx),
+            Ok(other) => Reply::Err(ErrPacket::new(
+                1047,
+                "08S01",
+                format!("the admin interface answers queries only, not {other:?}"),
+            )),
+            Err(e) => Reply::Err(ErrPacket::new(1047, "08S01", format!("unknown command: {e}"))),
+        };
+        let mut out = BytesMut::new();
+        write_reply(&mut out, &reply, caps);
+        w.stream.write_all(&out)?;
+        if let Reply::Ok(msg) = &reply {
+            if msg.starts_with(commands::SHUTTING_DOWN) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Greeting, credentials, OK; returns the negotiated capabilities.
+fn login(w: &mut Wire, user: &str, secret: &NativePasswordHash, peer: &str) -> io::Result<Capabilities> {
+    let mut rng = rand::thread_rng();
+    let scramble: Vec<u8> = (0..20).map(|_| rng.gen_range(b'!'..=b'~')).collect();
+    let mut p = BytesMut::new();
+    HandshakeV10 {
+        server_version: format!("5.5.5-funnel-admin-{}", env!("CARGO_PKG_VERSION")).into_bytes(),
+        connection_id: 1,
+        auth_plugin_data: scramble.clone(),
+        capabilities: ADMIN_CAPS,
+        charset: 45,
+        status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        auth_plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
+    }
+    .write(&mut p);
+    w.send(0, &p)?;
+    let (seq, payload) = w.read()?;
+    let ClientHello::Response(resp) = HandshakeResponse41::parse(&payload)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+    else {
+        let err = ErrPacket::new(
+            1043,
+            "08S01",
+            "Bad handshake: TLS is not offered on the admin port",
+        );
+        let mut out = BytesMut::new();
+        err.write(&mut out);
+        w.send(seq.wrapping_add(1), &out)?;
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS requested"));
+    };
+    let caps = resp.capabilities.intersect(ADMIN_CAPS);
+    let mut next = seq.wrapping_add(1);
+    let mut answer = resp.auth_response.clone();
+    if resp
+        .auth_plugin_name
+        .as_deref()
+        .is_some_and(|p| p != MYSQL_NATIVE_PASSWORD.as_bytes())
+    {
+        let mut p = BytesMut::new();
+        AuthSwitchRequest {
+            plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
+            plugin_data: scramble.clone(),
+        }
+        .write(&mut p);
+        w.send(next, &p)?;
+        let (s, a) = w.read()?;
+        answer = a;
+        next = s.wrapping_add(1);
+    }
+    let name = String::from_utf8_lossy(&resp.username).into_owned();
+    if name != user || !secret.verify(&scramble, &answer) {
+        tracing::warn!(user = %name, %peer, "admin login refused");
+        let err = ErrPacket::new(
+            1045,
+            "28000",
+            format!(
+                "Access denied for user '{name}'@'{peer}' (using password: {})",
+                if answer.is_empty() { "NO" } else { "YES" }
+            ),
+        );
+        let mut out = BytesMut::new();
+        err.write(&mut out);
+        w.send(next, &out)?;
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "admin login refused",
+        ));
+    }
+    let mut out = BytesMut::new();
+    funnel_protocol::response::OkPacket {
+        status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        ..Default::default()
+    }
+    .write(&mut out, caps);
+    w.send(next, &out)?;
+    Ok(caps)
+}
