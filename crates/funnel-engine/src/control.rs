@@ -112,6 +112,10 @@ pub struct ShardSnapshot {
     pub connect_us: hdrhistogram::Histogram<u64>,
     /// Whether handing out backend connections is paused.
     pub paused: bool,
+    /// Statement digests by key.
+    pub digests: Vec<(u64, crate::digest::DigestStats)>,
+    /// Clients pinned so far, by the digest of the statement that pinned them.
+    pub pins_by_digest: std::collections::HashMap<u64, u64>,
 }
 
 /// One pool (one backend on one core).

@@ -11,6 +11,7 @@ use funnel_config::Config;
 use crate::backends::BackendSet;
 use crate::caps::Caps;
 use crate::control::{ClientSnapshot, ControlMsg, PoolSnapshot, ShardSnapshot};
+use crate::digest::Digests;
 use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
 use crate::oneshot;
@@ -49,6 +50,10 @@ pub struct Shard {
     pub stats: Rc<Stats>,
     /// Every prepared statement this shard has seen.
     pub statements: Registry,
+    /// Statement digests (SHOW DIGESTS).
+    pub digests: Digests,
+    /// Per-connection log events, rate-limited.
+    pub log_rate: crate::lograte::LogRate,
     /// Live sessions, for KILL.
     pub clients: ClientRegistry,
     /// Every shard's control channel, by shard index (KILL routing).
@@ -100,6 +105,8 @@ impl Shard {
             caps: Rc::new(Caps::default()),
             stats,
             statements: Registry::default(),
+            digests: Digests::default(),
+            log_rate: Default::default(),
             clients: ClientRegistry::default(),
             peers: setup.peers,
             side_slots: Rc::new(Cell::new(0)),
@@ -345,6 +352,8 @@ impl Shard {
             backlog_wait_us: s.backlog_wait_us.borrow().histogram().clone(),
             connect_us: s.connect_us.borrow().histogram().clone(),
             paused: self.paused.get(),
+            digests: self.digests.snapshot(),
+            pins_by_digest: s.pins_by_digest.borrow().clone(),
         }
     }
 }
@@ -389,7 +398,9 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channe
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, never give up.
-                tracing::warn!(shard = %shard.id, error = %e, "accept failed");
+                if shard.log_rate.allow() {
+                    tracing::warn!(shard = %shard.id, error = %e, "accept failed");
+                }
                 rt::sleep(Duration::from_millis(50)).await;
             }
         }

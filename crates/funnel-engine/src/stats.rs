@@ -63,6 +63,8 @@ pub struct Stats {
     pub errors_by_code: RefCell<std::collections::BTreeMap<u16, u64>>,
     /// Clients pinned, by reason (a client counts once, when first pinned).
     pub pins: RefCell<std::collections::BTreeMap<&'static str, u64>>,
+    /// Clients pinned, by the digest of the statement that pinned them.
+    pub pins_by_digest: RefCell<std::collections::HashMap<u64, u64>>,
     /// Bytes from clients.
     pub bytes_from_clients: Cell<u64>,
     /// Bytes to clients.

@@ -288,3 +288,42 @@ fn admin_add_drain_remove_backend_and_shutdown() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn admin_digests_group_statements_by_shape() {
+    let e = env("admdigest", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .unwrap();
+    for i in 0..50 {
+        c.query_drop(format!("INSERT INTO t VALUES ({i}, {})", i * 2))
+            .unwrap();
+    }
+    for i in 0..30 {
+        c.query_drop(format!("SELECT v FROM t WHERE id = {i}")).unwrap();
+    }
+    let _ = c.query_drop("SELECT nope FROM t WHERE id = 1");
+    c.query_drop("SET @pinned = 1").unwrap();
+    let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
+    let find = |shape: &str| {
+        rows.iter()
+            .find(|r| r.get::<String, _>("statement").unwrap() == shape)
+            .unwrap_or_else(|| panic!("no digest {shape}: {rows:?}"))
+    };
+    let ins = find("INSERT INTO t VALUES (?, ?)");
+    assert_eq!(ins.get::<String, _>("count").unwrap(), "50");
+    let sel = find("SELECT v FROM t WHERE id = ?");
+    assert_eq!(sel.get::<String, _>("count").unwrap(), "30");
+    assert_eq!(sel.get::<String, _>("rows").unwrap(), "30");
+    let bad = find("SELECT nope FROM t WHERE id = ?");
+    assert_eq!(bad.get::<String, _>("errors").unwrap(), "1");
+    let pin = find("SET @pinned = ?");
+    assert_eq!(pin.get::<String, _>("pinned_clients").unwrap(), "1");
+    let mux: Vec<(String, String, String)> = admin.query("SHOW MULTIPLEXING").unwrap();
+    assert!(
+        mux.iter()
+            .any(|(w, k, _)| w == "pinned_since_start_by_digest" && k == "SET @pinned = ?"),
+        "{mux:?}"
+    );
+}

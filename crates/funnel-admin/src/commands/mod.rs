@@ -6,6 +6,7 @@ mod driver_probes;
 mod set;
 mod show_clients;
 mod show_config;
+mod show_digests;
 mod show_multiplexing;
 mod show_pools;
 mod show_servers;
@@ -22,7 +23,7 @@ pub const SHUTTING_DOWN: &str = "shutting down";
 /// Every command, for the error that answers an unknown one.
 pub const HELP: &str =
     "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
-SHOW VERSION | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] | \
+SHOW VERSION | SHOW DIGESTS | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] | \
 REMOVE BACKEND name | DRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
 SHUTDOWN | SHUTDOWN GRACEFUL";
 
@@ -37,6 +38,7 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["SHOW", "SERVERS"] => show_servers::run(ctx),
         ["SHOW", "CLIENTS"] => show_clients::run(ctx),
         ["SHOW", "STATS"] => show_stats::run(ctx),
+        ["SHOW", "DIGESTS"] => show_digests::run(ctx),
         ["SHOW", "MULTIPLEXING"] => show_multiplexing::run(ctx),
         ["SHOW", "CONFIG"] => show_config::config(ctx),
         ["SHOW", "VERSION"] => show_config::version(),

@@ -62,5 +62,25 @@ pub fn run(ctx: &AdminContext) -> Reply {
             n.to_string(),
         ]);
     }
+    // The statements that pinned clients, most first (their shapes).
+    let mut by_digest: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+    for s in &shards {
+        for (key, n) in &s.pins_by_digest {
+            let text = s
+                .digests
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, d)| d.text.clone());
+            let e = by_digest
+                .entry(*key)
+                .or_insert_with(|| (text.unwrap_or_default(), 0));
+            e.1 += n;
+        }
+    }
+    let mut by_digest: Vec<_> = by_digest.into_values().collect();
+    by_digest.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    for (text, n) in by_digest.into_iter().take(20) {
+        table.row(vec!["pinned_since_start_by_digest".into(), text, n.to_string()]);
+    }
     Reply::Table(table)
 }

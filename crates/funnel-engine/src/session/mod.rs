@@ -13,6 +13,7 @@ pub mod pinning;
 mod reset;
 pub mod rewrite;
 mod sql_lex;
+pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
 mod sync;
 pub mod users;
@@ -102,7 +103,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
         }
         Some(Err(LoginError::Refuse(err, seq))) => {
             Stats::bump(&stats.clients_refused);
-            tracing::info!(client = %id, %peer, error = %err, "login refused");
+            if shard.log_rate.allow() {
+                tracing::info!(client = %id, %peer, error = %err, "login refused");
+            }
             let _ = send_err(&mut stream, seq, &err.to_err_packet()).await;
             None
         }
@@ -150,6 +153,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 last: LastResults::default(),
                 calc_found_rows: false,
                 linger: false,
+                digest: None,
+                cmd_started: Instant::now(),
                 scratch: Vec::new(),
                 long_data: false,
             };
@@ -220,6 +225,10 @@ struct Session {
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
+    /// The running statement's digest key (and its shape, when new).
+    digest: Option<(u64, Option<String>)>,
+    /// When the running command arrived.
+    cmd_started: Instant,
     /// Reused space for a statement command's payload.
     scratch: Vec<u8>,
     /// Long data was sent for a statement: its connection holds it until
@@ -287,6 +296,8 @@ impl Session {
                 Err(end) => return end,
             };
             let started = Instant::now();
+            self.cmd_started = started;
+            self.digest = None;
             Stats::bump(&self.shard.stats.commands);
             self.shard
                 .stats
@@ -418,6 +429,9 @@ impl Session {
             conn.stale_diagnostics = false;
         }
         Stats::bump(&self.shard.stats.forwarded);
+        if f.name == "COM_QUERY" {
+            self.note_digest(total);
+        }
         let rewritten = self.rewrite_query(total);
         let sent = match &rewritten {
             Some(bytes) => conn.stream.write_all(bytes).await,
@@ -432,6 +446,17 @@ impl Session {
                 .await;
         }
         self.relay_and_settle(conn, &f).await
+    }
+
+    /// Remembers the digest of the query in the buffer (its shape is built
+    /// only the first time this core sees it).
+    fn note_digest(&mut self, total: usize) {
+        let Some(sql) = self.buf.bytes().get(5..total.min(MAX_CHUNK)) else {
+            return;
+        };
+        let key = crate::digest::key(sql);
+        let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(sql));
+        self.digest = Some((key, text));
     }
 
     /// A `COM_QUERY` (one packet) whose reads of the previous statement's
@@ -644,6 +669,14 @@ impl Session {
                     self.linger = conn.stale_diagnostics;
                 }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
+                // After keep_or_release, so a pin is counted against this digest.
+                if let Some((key, text)) = self.digest.take() {
+                    let took = self.cmd_started.elapsed();
+                    let error = summary.error.is_some();
+                    self.shard
+                        .digests
+                        .record(key, || text.unwrap_or_default(), took, summary.rows, error);
+                }
                 Ok(())
             }
             RelayEnd::ClientGone { drained } => {
@@ -659,7 +692,9 @@ impl Session {
                 sent_any: _,
                 next_seq,
             } => {
-                tracing::warn!(client = %self.id, backend = %conn.id, %reason, "backend failed mid-response");
+                if self.shard.log_rate.allow() {
+                    tracing::warn!(client = %self.id, backend = %conn.id, %reason, "backend failed mid-response");
+                }
                 self.shard.backends.discard(conn);
                 // An ERR is valid wherever a row or result could come next.
                 let err = backend_lost(&self.last_backend, reason);
@@ -728,6 +763,12 @@ impl Session {
         if self.pins.insert(reason) {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
             self.shard.stats.count_pin(reason);
+            if let Some((key, _)) = &self.digest {
+                let mut by = self.shard.stats.pins_by_digest.borrow_mut();
+                if by.len() < crate::digest::MAX_DIGESTS || by.contains_key(key) {
+                    *by.entry(*key).or_default() += 1;
+                }
+            }
         }
         self.pin_reason = Some(reason);
     }

@@ -175,6 +175,9 @@ impl Session {
             }
         }
         self.long_data = false;
+        let key = crate::digest::key(&meta.sql);
+        let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
+        self.digest = Some((key, text));
         self.send_rewritten(conn, &rewritten, &f).await?;
         if self
             .last_status
