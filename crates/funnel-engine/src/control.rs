@@ -135,6 +135,8 @@ pub struct PoolSnapshot {
     pub read_only: bool,
     /// Replication lag, when known.
     pub lag: Option<Duration>,
+    /// Time since the health monitor last reported, if it has.
+    pub last_check: Option<Duration>,
     /// Connection counts.
     pub counts: PoolCounts,
     /// Connections held by pinned clients.

@@ -319,6 +319,7 @@ impl Shard {
                     },
                     read_only: p.is_read_only(),
                     lag: p.lag(),
+                    last_check: p.last_check().map(|t| t.elapsed()),
                     counts: p.counts(),
                     pinned: pinned_in(p.id),
                     max: p.max(),

@@ -327,3 +327,68 @@ fn admin_digests_group_statements_by_shape() {
         "{mux:?}"
     );
 }
+
+#[test]
+fn admin_reload_from_the_file_and_graceful_shutdown() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("admreload");
+    db.create_user("admreload_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let yaml = |max: u32| {
+        format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: admreload_b\n    password: bpw\n\
+             pool:\n  max_per_core: {max}\n  min_idle_per_core: 1\n\
+             admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
+             monitor:\n  interval: 100ms\n",
+            db.addr()
+        )
+    };
+    std::fs::write(&path, yaml(3)).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), Some(path.clone())).unwrap();
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(opts(admin_port, "admin", "secret")).unwrap();
+    std::fs::write(&path, yaml(5)).unwrap();
+    admin.query_drop("RELOAD").unwrap();
+    let pools: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
+    assert_eq!(pools[0].get::<String, _>("max").unwrap(), "5");
+    thread::sleep(Duration::from_millis(300));
+    let servers: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+    let ago: Option<String> = servers[0].get("last_check_s_ago").unwrap();
+    assert!(ago.is_some(), "the monitor reported");
+    std::fs::write(&path, "listen: [broken").unwrap();
+    let err = admin.query_drop("RELOAD").unwrap_err();
+    assert!(
+        matches!(err, mysql::Error::MySqlError(ref m) if m.message.contains("line")),
+        "{err:?}"
+    );
+
+    // Graceful: new clients are refused at once, a connected one finishes.
+    let port = proxy.local_addr().port();
+    let mut c = Conn::new(opts(port, "app", "apppw")).unwrap();
+    admin.query_drop("SHUTDOWN GRACEFUL").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let quick = opts(port, "app", "apppw").tcp_connect_timeout(Some(Duration::from_secs(1)));
+    assert!(
+        Conn::new(quick).is_err(),
+        "no new clients during a graceful shutdown"
+    );
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT 7").unwrap(),
+        Some(7),
+        "connected clients carry on"
+    );
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.snapshots().len() == 1 {
+        assert!(
+            Instant::now() < deadline,
+            "did not stop once the last client left"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

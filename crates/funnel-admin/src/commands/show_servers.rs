@@ -14,6 +14,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "weight",
         "read_only",
         "lag_s",
+        "last_check_s_ago",
         "connections",
         "open_failures",
     ]);
@@ -37,6 +38,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
             Some(p.weight.to_string()),
             Some(if p.read_only { "1" } else { "0" }.to_string()),
             p.lag.map(|l| l.as_secs().to_string()),
+            p.last_check.map(|d| format!("{:.1}", d.as_secs_f64())),
             Some(conns.to_string()),
             Some(failures.to_string()),
         ]);

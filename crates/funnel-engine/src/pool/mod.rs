@@ -84,6 +84,8 @@ pub struct Pool {
     read_only: Cell<bool>,
     /// Being removed: no new leases, connections closed when released.
     draining: Cell<bool>,
+    /// When the health monitor last reported on this backend.
+    last_check: Cell<Option<Instant>>,
     /// Smooth weighted round-robin state (ties between equally busy pools).
     wrr_current: Cell<i64>,
     /// After failed opens, no new opening before this instant.
@@ -132,6 +134,7 @@ impl Pool {
             lag: Cell::new(None),
             read_only: Cell::new(false),
             draining: Cell::new(false),
+            last_check: Cell::new(None),
             wrr_current: Cell::new(0),
             open_not_before: Cell::new(None),
             open_backoff: Cell::new(Duration::ZERO),
@@ -174,6 +177,11 @@ impl Pool {
         self.lag.get()
     }
 
+    /// When the health monitor last reported on this backend.
+    pub fn last_check(&self) -> Option<Instant> {
+        self.last_check.get()
+    }
+
     /// True when the server said `read_only=ON`.
     pub fn is_read_only(&self) -> bool {
         self.read_only.get()
@@ -203,6 +211,7 @@ impl Pool {
     /// Applies the monitor's verdict. Going down closes idle connections and
     /// tells waiting commands at once instead of letting them time out.
     pub fn set_health(&self, health: Health, read_only: bool, lag: Option<Duration>) {
+        self.last_check.set(Some(Instant::now()));
         self.read_only.set(read_only);
         self.lag.set(lag);
         if self.health.replace(health) != health && health == Health::Down {
