@@ -44,6 +44,9 @@ pub enum ControlMsg {
     Drain(String),
     /// Stop accepting new clients; connected ones carry on.
     StopAccepting,
+    /// Graceful stop: stop accepting, close idle clients at once, and every
+    /// other client once its command (or transaction) is done.
+    GracefulStop,
     /// Kill one of this shard's clients (or only its running query).
     Kill {
         /// The client.

@@ -269,6 +269,22 @@ impl ProxyHandle {
         self.broadcast(|| ControlMsg::StopAccepting);
     }
 
+    /// Stops gracefully: no new clients; idle clients are closed at once;
+    /// running commands and open transactions may finish until `deadline`;
+    /// then every core stops. Blocks until then.
+    pub fn graceful_shutdown(&self, deadline: Duration) {
+        self.broadcast(|| ControlMsg::GracefulStop);
+        let until = std::time::Instant::now() + deadline;
+        while std::time::Instant::now() < until {
+            let left: u64 = self.snapshots().iter().map(|s| s.clients_active).sum();
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.shutdown();
+    }
+
     /// Stops every core.
     pub fn shutdown(&self) {
         self.broadcast(|| ControlMsg::Shutdown);

@@ -65,6 +65,9 @@ pub struct Shard {
     known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
     stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
+    /// Graceful stop in progress: sessions end as soon as they hold no
+    /// backend connection between commands.
+    draining: Cell<bool>,
     /// `PAUSE`: no backend connections are handed out until `RESUME`.
     paused: Cell<bool>,
     resume: RefCell<Vec<oneshot::Sender<()>>>,
@@ -115,6 +118,7 @@ impl Shard {
             known_schemas: RefCell::new(HashMap::new()),
             stopping,
             fallback_version: setup.version,
+            draining: Cell::new(false),
             paused: Cell::new(false),
             resume: RefCell::new(Vec::new()),
         })
@@ -130,6 +134,23 @@ impl Shard {
         match rt::timeout(limit, &mut rx).await {
             Some(()) => Ok(()),
             None => Err(crate::error::EngineError::Paused { waited: limit }),
+        }
+    }
+
+    /// True during a graceful stop.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Starts a graceful stop on this core: idle clients without a pinned
+    /// connection are closed now, the others when their work is done.
+    fn begin_graceful_stop(&self) {
+        self.draining.set(true);
+        for (_, c) in self.clients.all() {
+            let (state, _) = c.state();
+            if state == crate::kill::ClientState::Idle && c.pinned().is_none() {
+                c.kill();
+            }
         }
     }
 
@@ -452,6 +473,12 @@ async fn control_loop(
                     if let Some(q) = quiet.take() {
                         let _ = q.send(());
                     }
+                }
+                Ok(ControlMsg::GracefulStop) => {
+                    if let Some(q) = quiet.take() {
+                        let _ = q.send(());
+                    }
+                    shard.begin_graceful_stop();
                 }
                 Ok(ControlMsg::Health {
                     backend,

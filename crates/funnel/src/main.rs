@@ -96,13 +96,27 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     let config_path = path.clone();
     std::thread::Builder::new()
         .name("funnel-signals".into())
-        .spawn(move || loop {
-            match wait_signal(&signals) {
-                libc::SIGHUP => reload(&handle, &config_path),
-                sig => {
-                    tracing::info!(signal = sig, "stopping");
-                    handle.shutdown();
-                    break;
+        .spawn(move || {
+            let mut stopping = false;
+            loop {
+                match wait_signal(&signals) {
+                    libc::SIGHUP => reload(&handle, &config_path),
+                    sig if !stopping => {
+                        // First SIGTERM/SIGINT: drain gracefully in the background.
+                        stopping = true;
+                        tracing::info!(
+                            signal = sig,
+                            grace_s = GRACE.as_secs(),
+                            "stopping gracefully; signal again to stop now"
+                        );
+                        let h = handle.clone();
+                        std::thread::spawn(move || h.graceful_shutdown(GRACE));
+                    }
+                    sig => {
+                        tracing::warn!(signal = sig, "stopping now");
+                        handle.shutdown();
+                        break;
+                    }
                 }
             }
         })
@@ -110,6 +124,9 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     proxy.wait();
     Ok(())
 }
+
+/// How long a graceful stop lets running commands and transactions finish.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// SIGHUP: re-read the file and apply it live. An invalid file changes
 /// nothing; what only a restart can change is reported, not ignored.

@@ -367,9 +367,12 @@ fn admin_reload_from_the_file_and_graceful_shutdown() {
         "{err:?}"
     );
 
-    // Graceful: new clients are refused at once, a connected one finishes.
+    // Graceful: new clients are refused at once, idle ones are closed, one
+    // inside a transaction finishes it.
     let port = proxy.local_addr().port();
-    let mut c = Conn::new(opts(port, "app", "apppw")).unwrap();
+    let mut idle = Conn::new(opts(port, "app", "apppw").read_timeout(Some(Duration::from_secs(3)))).unwrap();
+    let mut busy = Conn::new(opts(port, "app", "apppw")).unwrap();
+    busy.query_drop("BEGIN").unwrap();
     admin.query_drop("SHUTDOWN GRACEFUL").unwrap();
     thread::sleep(Duration::from_millis(200));
     let quick = opts(port, "app", "apppw").tcp_connect_timeout(Some(Duration::from_secs(1)));
@@ -377,12 +380,14 @@ fn admin_reload_from_the_file_and_graceful_shutdown() {
         Conn::new(quick).is_err(),
         "no new clients during a graceful shutdown"
     );
+    assert!(idle.query_drop("SELECT 1").is_err(), "idle clients are closed");
     assert_eq!(
-        c.query_first::<i64, _>("SELECT 7").unwrap(),
+        busy.query_first::<i64, _>("SELECT 7").unwrap(),
         Some(7),
-        "connected clients carry on"
+        "the transaction carries on"
     );
-    drop(c);
+    busy.query_drop("COMMIT").unwrap();
+    drop(busy);
     let deadline = Instant::now() + Duration::from_secs(5);
     while proxy.snapshots().len() == 1 {
         assert!(

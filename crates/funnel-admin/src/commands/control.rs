@@ -1,6 +1,6 @@
 //! `RELOAD`, `PAUSE` / `RESUME` and `SHUTDOWN [GRACEFUL]`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use funnel_config::Config;
 use funnel_protocol::response::ErrPacket;
@@ -42,21 +42,12 @@ pub fn pause(ctx: &AdminContext, on: bool) -> Reply {
     Reply::Ok(if on { "paused" } else { "resumed" }.into())
 }
 
-/// Stops Funnel; gracefully: stop accepting, wait for clients to leave (up
-/// to 30 s), then stop.
+/// Stops Funnel; gracefully: no new clients, idle ones closed, running
+/// commands and transactions may finish (up to 30 s), then stop.
 pub fn shutdown(ctx: &AdminContext, graceful: bool) -> Reply {
     if graceful {
-        ctx.handle.stop_accepting();
         let handle = ctx.handle.clone();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + GRACE;
-            while Instant::now() < deadline
-                && handle.snapshots().iter().map(|s| s.clients_active).sum::<u64>() > 0
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            handle.shutdown();
-        });
+        std::thread::spawn(move || handle.graceful_shutdown(GRACE));
         return Reply::Ok(format!("{SHUTTING_DOWN} once clients leave (at most 30 s)"));
     }
     ctx.handle.shutdown();

@@ -338,6 +338,10 @@ impl Session {
             if self.control.is_killed() {
                 return End::Closed;
             }
+            if self.shard.is_draining() && self.pinned.is_none() {
+                // Graceful stop: the command is done and nothing is pinned.
+                return End::Closed;
+            }
             self.publish_state();
             self.shard
                 .stats
