@@ -32,6 +32,9 @@ pub enum Plan {
     ChangeUser,
     /// `COM_RESET_CONNECTION`.
     ResetConnection,
+    /// Drop the command without a word: it has no response, so an ERR
+    /// would desynchronise the client (a malformed `COM_STMT_CLOSE`).
+    Ignore,
 }
 
 /// Prepared-statement commands, handled by Funnel's statement registry.
@@ -106,6 +109,8 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Err(funnel_protocol::ProtocolError::UnknownCommand(b)) => {
             return Plan::Reply(EngineError::UnknownCommand(b))
         }
+        // Commands without a response get none, even when malformed.
+        Err(_) if matches!(payload.first(), Some(0x18) | Some(0x19)) => return Plan::Ignore,
         Err(e) => return Plan::Reply(EngineError::Malformed(e)),
     };
     match cmd {
@@ -184,6 +189,10 @@ mod tests {
             Plan::Reply(EngineError::UnknownCommand(0x42))
         ));
         assert!(matches!(plan(&[], CAPS), Plan::Reply(EngineError::Malformed(_))));
+        assert!(
+            matches!(plan(&[0x19, 1], CAPS), Plan::Ignore),
+            "no response, even to garbage"
+        );
         assert!(matches!(
             plan(&[0x12], CAPS),
             Plan::Reply(EngineError::Unsupported("COM_BINLOG_DUMP"))

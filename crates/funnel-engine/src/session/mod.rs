@@ -20,7 +20,7 @@ pub mod users;
 pub mod variables;
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use funnel_protocol::framing::{write_small_packet, PacketHeader, MAX_CHUNK};
@@ -64,6 +64,16 @@ struct Route {
     fallback: Option<Rc<str>>,
 }
 
+/// What woke a session waiting for its client.
+enum Woke {
+    /// Bytes arrived (`true`) or the socket failed or closed (`false`).
+    Data(bool),
+    /// `client.idle_timeout` passed.
+    Idle,
+    /// KILL or a graceful stop.
+    Killed,
+}
+
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
@@ -95,6 +105,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let session = match outcome {
         None => {
             tracing::debug!(client = %id, %peer, "handshake timed out");
+            let err = ErrPacket::new(
+                1159,
+                "08S01",
+                "Got timeout reading communication packets (client.handshake_timeout)",
+            );
+            let _ = rt::timeout(Duration::from_millis(100), send_err(&mut stream, 2, &err)).await;
             None
         }
         Some(Err(LoginError::Io(e))) => {
@@ -331,6 +347,10 @@ impl Session {
                 }
                 Plan::ChangeUser => self.change_user(total).await,
                 Plan::ResetConnection => self.reset_connection(total).await,
+                Plan::Ignore => {
+                    self.buf.consume(total);
+                    Ok(())
+                }
             };
             if let Err(end) = result {
                 return end;
@@ -395,17 +415,32 @@ impl Session {
             let pinned = self.pinned.is_some();
             let fill = async {
                 match idle_limit {
-                    Some(l) if !pinned => rt::timeout(l, self.buf.fill(&mut self.stream)).await,
-                    _ => Some(self.buf.fill(&mut self.stream).await),
+                    Some(l) if !pinned => match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
+                        Some(r) => Woke::Data(r.is_ok()),
+                        None => Woke::Idle,
+                    },
+                    _ => Woke::Data(self.buf.fill(&mut self.stream).await.is_ok()),
                 }
             };
-            let read = futures_lite::future::or(fill, async {
+            let woke = futures_lite::future::or(fill, async {
                 killed.await;
-                None
+                Woke::Killed
             })
             .await;
-            if !matches!(read, Some(Ok(_))) {
-                return Err(End::Closed);
+            match woke {
+                Woke::Data(true) => {}
+                Woke::Idle => {
+                    // As MySQL 8 does: say why before closing.
+                    let err = ErrPacket::new(
+                        4031,
+                        "HY000",
+                        "The client was disconnected by the server because of inactivity \
+                         (client.idle_timeout)",
+                    );
+                    let _ = send_err(&mut self.stream, 0, &err).await;
+                    return Err(End::Closed);
+                }
+                Woke::Data(false) | Woke::Killed => return Err(End::Closed),
             }
         }
     }

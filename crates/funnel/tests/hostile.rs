@@ -1,0 +1,185 @@
+//! Bad clients: garbage, wrong sequence ids, malformed and unknown
+//! commands, half packets, slowloris and idle clients. Each gets a clear
+//! ERR where the protocol allows and is closed (or carries on where the
+//! error is recoverable); a good client running alongside never notices.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_protocol::response::ErrPacket;
+use funnel_testkit::mini_client::{MiniClient, MiniError};
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+fn start(extra: &str) -> (Proxy, String) {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("hostile");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n{extra}",
+        db.addr()
+    );
+    (
+        funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap()),
+        schema,
+    )
+}
+
+/// Reads packets until an ERR arrives (returning it) or the peer closes.
+fn next_err(s: &mut TcpStream) -> Option<ErrPacket> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while buf.len() >= 4 {
+            let len = usize::from(buf[0]) | usize::from(buf[1]) << 8 | usize::from(buf[2]) << 16;
+            if buf.len() < 4 + len {
+                break;
+            }
+            let payload: Vec<u8> = buf[4..4 + len].to_vec();
+            buf.drain(..4 + len);
+            if payload.first() == Some(&0xff) {
+                return ErrPacket::parse(&payload).ok();
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A good client querying in the background; returns its error count at the end.
+fn good_client(port: u16) -> (Arc<AtomicBool>, thread::JoinHandle<usize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let handle = thread::spawn(move || {
+        let mut c = Conn::new(
+            OptsBuilder::new()
+                .ip_or_hostname(Some("127.0.0.1"))
+                .tcp_port(port)
+                .user(Some("app"))
+                .pass(Some("apppw"))
+                .prefer_socket(false),
+        )
+        .unwrap();
+        let errors = AtomicUsize::new(0);
+        let mut i = 0i64;
+        while !s.load(Ordering::Relaxed) {
+            match c.query_first::<i64, _>(format!("SELECT {i}")) {
+                Ok(Some(v)) if v == i => {}
+                _ => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            i += 1;
+        }
+        errors.load(Ordering::Relaxed)
+    });
+    (stop, handle)
+}
+
+#[test]
+fn hostile_clients_get_clear_errors_and_never_disturb_others() {
+    let (proxy, schema) = start("client:\n  handshake_timeout: 500ms\n");
+    let addr = proxy.local_addr();
+    let (stop, good) = good_client(addr.port());
+
+    // Garbage before the handshake (an HTTP request).
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let err = next_err(&mut s).expect("an ERR for garbage");
+    assert_eq!(err.code, 1043, "{err}");
+    assert!(closed(&mut s));
+
+    // A command with a wrong sequence id.
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.write_raw(&[9, 0, 0, 5, 0x03, b'S', b'E', b'L', b'E', b'C', b'T', b' ', b'1'])
+        .unwrap();
+    let (_, p) = c.read_packet().unwrap();
+    assert_eq!(ErrPacket::parse(&p).unwrap().code, 1156);
+
+    // Unknown and malformed commands: an ERR, and the session goes on.
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.send_command(&[0x42]).unwrap();
+    let (_, p) = c.read_packet().unwrap();
+    assert_eq!(ErrPacket::parse(&p).unwrap().code, 1047);
+    c.send_command(&[0x19, 1]).unwrap(); // COM_STMT_CLOSE with a truncated id
+    c.send_command(&[0x17, 1, 0]).unwrap(); // COM_STMT_EXECUTE, truncated
+    let (_, p) = c.read_packet().unwrap();
+    assert_eq!(p[0], 0xff, "a malformed command gets an ERR");
+    assert_eq!(
+        c.query("SELECT 5").unwrap().rows(),
+        &[vec![Some("5".to_string())]]
+    );
+
+    // Half a packet, then gone.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&[200, 0, 0, 1, 1, 2, 3]).unwrap();
+    drop(s);
+
+    // Slowloris: connects and says nothing.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let err = next_err(&mut s).expect("an ERR after the handshake timeout");
+    assert_eq!(err.code, 1159, "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    assert!(closed(&mut s));
+
+    // A login with a garbage auth response length.
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut greeting = [0u8; 512];
+    let _ = s.read(&mut greeting).unwrap();
+    let mut login = vec![0u8; 4];
+    login.extend_from_slice(&(0x0000_8200u32 | 1).to_le_bytes()); // PROTOCOL_41 | SECURE_CONNECTION | LONG_PASSWORD
+    login.extend_from_slice(&[0, 0, 0, 1, 45]);
+    login.extend_from_slice(&[0; 23]);
+    login.extend_from_slice(b"app\0");
+    login.push(250); // claims 250 bytes of auth response, sends 2
+    login.extend_from_slice(&[1, 2]);
+    let len = (login.len() - 4) as u32;
+    login[..3].copy_from_slice(&len.to_le_bytes()[..3]);
+    login[3] = 1;
+    s.write_all(&login).unwrap();
+    let err = next_err(&mut s).expect("an ERR for a malformed login");
+    assert_eq!(err.code, 1043, "{err}");
+
+    thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(good.join().unwrap(), 0, "the good client never noticed");
+}
+
+#[test]
+fn hostile_idle_clients_are_told_before_they_are_closed() {
+    let (proxy, schema) = start("client:\n  idle_timeout: 300ms\n");
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    assert!(c.query("SELECT 1").is_ok());
+    thread::sleep(Duration::from_millis(600));
+    match c.read_packet() {
+        Ok((_, p)) => assert_eq!(ErrPacket::parse(&p).unwrap().code, 4031),
+        Err(MiniError::Io(e)) => panic!("closed without a word: {e}"),
+        Err(e) => panic!("{e:?}"),
+    }
+}
