@@ -35,6 +35,11 @@ pub enum RelayEnd {
         /// Whether the rest of the response was read and discarded.
         drained: bool,
     },
+    /// `pool.query_timeout` passed before the response ended.
+    TimedOut {
+        /// The sequence id the client expects next (for an ERR packet).
+        next_seq: u8,
+    },
     /// The backend failed or broke the protocol mid-response.
     BackendFailed {
         /// What happened.
@@ -177,6 +182,9 @@ pub async fn relay_response(
         if let Err(e) = read {
             if !client_alive {
                 return RelayEnd::ClientGone { drained: false };
+            }
+            if e.kind() == io::ErrorKind::TimedOut && drain_deadline.is_none() {
+                return RelayEnd::TimedOut { next_seq };
             }
             return RelayEnd::BackendFailed {
                 reason: e.to_string(),

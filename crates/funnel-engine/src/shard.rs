@@ -252,9 +252,9 @@ impl Shard {
         Ok(())
     }
 
-    /// Runs `KILL QUERY thread` through a connection of its own, so no
-    /// pooled connection (and no waiting client) is involved.
-    async fn kill_backend_query(&self, pool: u32, thread: u32) -> Result<(), KillRefused> {
+    /// Runs `KILL QUERY thread` on a backend through a connection of its
+    /// own, so no pooled connection (and no waiting client) is involved.
+    pub async fn kill_backend_query(&self, pool: u32, thread: u32) -> Result<(), KillRefused> {
         let Some(pool) = self.backends.by_id(pool) else {
             return Ok(()); // its backend was removed: the query is gone with it
         };

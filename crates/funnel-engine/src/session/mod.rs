@@ -726,6 +726,31 @@ impl Session {
                 }
                 Err(End::Closed)
             }
+            RelayEnd::TimedOut { next_seq } => {
+                // Stop the statement on the server too, then drop the
+                // connection (its response state is unknown).
+                let (pool, thread) = (conn.pool_id, conn.server_thread_id);
+                self.shard.backends.discard(conn);
+                let shard = self.shard.clone();
+                rt::spawn(async move {
+                    let _ = shard.kill_backend_query(pool, thread).await;
+                });
+                let limit = self.shard.config().pool.query_timeout.as_duration();
+                let err = ErrPacket::new(
+                    1969,
+                    "70100",
+                    format!(
+                        "Query execution was interrupted (pool.query_timeout of {} ms exceeded)",
+                        limit.as_millis()
+                    ),
+                );
+                self.shard.stats.count_error(err.code);
+                self.send_backend_err(next_seq, &err).await?;
+                self.pins.clear();
+                self.pin_reason = None;
+                self.long_data = false;
+                Ok(())
+            }
             RelayEnd::BackendFailed {
                 reason,
                 sent_any: _,

@@ -1,0 +1,148 @@
+//! Faults: slow queries past `pool.query_timeout`, a backend stopped
+//! (SIGSTOP) mid-response, and a backend killed mid-query. The affected
+//! client gets a clear error, others carry on, the pool recovers by itself.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+fn start(db: &MariaDb, query_timeout: &str) -> Proxy {
+    db.create_user("fault_b", "bpw");
+    db.create_database("faults");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: faults\n\
+         backends:\n  - name: primary\n    address: {}\n    user: fault_b\n    password: bpw\n\
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n  connect_timeout: 1s\n  query_timeout: {query_timeout}\n\
+         monitor:\n  interval: 200ms\n  timeout: 300ms\n",
+        db.addr()
+    );
+    funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap())
+}
+
+fn client(p: &Proxy) -> Conn {
+    Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(p.local_addr().port())
+            .user(Some("app"))
+            .pass(Some("apppw"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(20))),
+    )
+    .unwrap()
+}
+
+fn code(e: mysql::Error) -> u16 {
+    match e {
+        mysql::Error::MySqlError(e) => e.code,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// Retries `f` until it succeeds (the pool recovering), within `limit`.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> mysql::Result<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("did not recover: {e}"),
+        }
+    }
+}
+
+#[test]
+fn faults_query_timeout_errors_and_kills_the_statement() {
+    let db = MariaDb::start();
+    let proxy = start(&db, "500ms");
+    let mut c = client(&proxy);
+    let started = Instant::now();
+    let err = c
+        .query_drop("SELECT COUNT(*) FROM seq_1_to_3 WHERE SLEEP(2) = 0")
+        .unwrap_err();
+    assert_eq!(code(err), 1969);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Funnel killed it on the server too.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let running: i64 = db
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'fault_b' AND INFO LIKE 'SELECT COUNT%'",
+            )
+            .unwrap();
+        if running == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out statement still runs on the server"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+}
+
+#[test]
+fn faults_backend_stopped_mid_response_then_resumed() {
+    let db = MariaDb::start();
+    let proxy = start(&db, "700ms");
+    let mut a = client(&proxy);
+    let mut b = client(&proxy);
+    assert_eq!(a.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    db.pause();
+    let started = Instant::now();
+    let err = a.query_drop("SELECT 2").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let c = code(err);
+    assert!(c == 1969 || c == 9003 || c == 2013, "got {c}");
+    db.resume();
+    assert_eq!(
+        eventually(Duration::from_secs(10), || b.query_first::<i64, _>("SELECT 3")),
+        Some(3)
+    );
+    assert_eq!(
+        eventually(Duration::from_secs(10), || a.query_first::<i64, _>("SELECT 4")),
+        Some(4)
+    );
+}
+
+#[test]
+fn faults_backend_killed_mid_query_then_restarted() {
+    let db = MariaDb::start();
+    let proxy = start(&db, "0s");
+    let mut a = client(&proxy);
+    let mut b = client(&proxy);
+    assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    let victim = thread::spawn(move || {
+        let started = Instant::now();
+        let r = a.query_drop("SELECT COUNT(*) FROM seq_1_to_3 WHERE SLEEP(3) = 0");
+        (started.elapsed(), r.map_err(code))
+    });
+    thread::sleep(Duration::from_millis(400));
+    db.kill();
+    let (took, result) = victim.join().unwrap();
+    assert_eq!(result, Err(2013), "lost connection to backend during query");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // While it is down, commands fail clearly instead of hanging.
+    let err = b.query_drop("SELECT 2").unwrap_err();
+    let c = code(err);
+    assert!(c == 9003 || c == 9004 || c == 2013, "got {c}");
+    db.start_again();
+    assert_eq!(
+        eventually(Duration::from_secs(15), || b.query_first::<i64, _>("SELECT 5")),
+        Some(5)
+    );
+}
