@@ -22,7 +22,7 @@ pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{ConfigError, Problem};
 pub use model::{
     AdminConfig, Backend, BacklogConfig, ClientConfig, Config, LogConfig, LogLevel, MetricsConfig,
-    MonitorConfig, PoolConfig, QueryRule, SchemaLimit, User, DEFAULT_HOSTGROUP,
+    MonitorConfig, PoolConfig, QueryRule, SchemaLimit, TlsFiles, User, DEFAULT_HOSTGROUP,
 };
 pub use show::REDACTED;
 pub use size::{ByteSize, ParseByteSizeError};

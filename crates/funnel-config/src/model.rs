@@ -154,6 +154,9 @@ pub struct User {
     /// Backend connections this user's clients may hold at once on each core; 0 = no limit.
     #[serde(default)]
     pub max_backend_connections_per_core: u32,
+    /// Refuse this user's logins that do not use TLS.
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 fn default_true() -> bool {
@@ -288,6 +291,16 @@ impl Default for BacklogConfig {
     }
 }
 
+/// A certificate chain and its private key, PEM files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
 /// Client connection limits and timeouts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -300,6 +313,9 @@ pub struct ClientConfig {
     pub idle_timeout: HumanDuration,
     /// Largest client packet accepted, like MySQL's max_allowed_packet; 1KiB to 1GiB.
     pub max_packet_size: ByteSize,
+    /// TLS for client connections (clients that ask for it get it); `None`: no TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ClientConfig {
@@ -309,6 +325,7 @@ impl Default for ClientConfig {
             handshake_timeout: HumanDuration::from_secs(5),
             idle_timeout: HumanDuration::ZERO,
             max_packet_size: ByteSize::mib(64),
+            tls: None,
         }
     }
 }

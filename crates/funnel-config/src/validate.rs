@@ -37,6 +37,24 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     check_listeners(config, &mut out);
     check_query_rules(&config.query_rules, &hostgroups, &mut out);
     check_monitor(config, &mut out);
+    if let Some(tls) = &config.client.tls {
+        // Whether the files are readable is checked when Funnel starts: a
+        // config may be checked on another machine.
+        for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if path.as_os_str().is_empty() {
+                push(&mut out, format!("client.tls.{key}"), "must name a PEM file");
+            }
+        }
+    }
+    for (i, u) in config.users.iter().enumerate() {
+        if u.require_tls && config.client.tls.is_none() {
+            push(
+                &mut out,
+                format!("users[{i}].require_tls"),
+                "needs client.tls (a certificate and key)",
+            );
+        }
+    }
     for (i, l) in config.schema_limits.iter().enumerate() {
         check_not_empty(format!("schema_limits[{i}].schema"), &l.schema, &mut out);
         if l.max_backend_connections_per_core == 0 {

@@ -88,6 +88,9 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// A user that requires TLS logged in without it.
+    #[error("insecure transport")]
+    InsecureTransport,
     /// The core already serves its share of `client.max_connections`.
     #[error("too many connections")]
     TooManyConnections,
@@ -123,7 +126,8 @@ impl EngineError {
             | UnknownCommand(_)
             | Unsupported(_)
             | Malformed(_)
-            | BadHandshake(_) => Fault::Client,
+            | BadHandshake(_)
+            | InsecureTransport => Fault::Client,
             BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } => Fault::Backend,
             BacklogTimeout { .. }
             | BacklogFull { .. }
@@ -204,6 +208,11 @@ impl EngineError {
                 format!("Lost connection to backend '{backend}' during query: {reason}"),
             ),
             TooManyConnections => ErrPacket::new(1040, "08004", "Too many connections"),
+            InsecureTransport => ErrPacket::new(
+                3159,
+                "HY000",
+                "Connections using insecure transport are prohibited for this user (users[].require_tls)",
+            ),
             PacketTooLarge { .. } => ErrPacket::new(
                 1153,
                 "08S01",

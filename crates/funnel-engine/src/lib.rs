@@ -32,6 +32,7 @@ pub mod rules;
 pub mod session;
 pub mod shard;
 pub mod stats;
+pub mod tls;
 
 pub use control::{ClientSnapshot, PoolSnapshot, ShardSnapshot};
 pub use error::EngineError;

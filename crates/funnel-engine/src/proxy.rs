@@ -43,6 +43,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("client.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// An executor thread could not start.
     #[error("cannot start shard {shard}: {source}")]
     Spawn {
@@ -85,6 +88,12 @@ impl Proxy {
     pub fn start(config: Config) -> Result<Proxy, StartError> {
         let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let cpus = config.cores.cpu_ids(available).map_err(StartError::Cores)?;
+        let tls = config
+            .client
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let specs = resolve_backends(&config)?;
         let version = specs
             .iter()
@@ -116,6 +125,7 @@ impl Proxy {
                 version: version.clone(),
                 peers: senders.clone(),
                 user_counters: user_counters.clone(),
+                tls: tls.clone(),
             };
             let name = format!("funnel-shard-{i}");
             let handle = rt::spawn_executor(&name, Some(cpu), move || async move {

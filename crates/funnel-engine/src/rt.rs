@@ -11,8 +11,19 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-/// A TCP connection owned by the current core.
-pub struct Stream(glommio::net::TcpStream);
+/// A TCP connection owned by the current core, optionally wrapped in TLS
+/// (client connections that asked for it).
+pub struct Stream {
+    tcp: glommio::net::TcpStream,
+    tls: Option<Box<Tls>>,
+}
+
+/// A TLS session over the stream: rustls keeps the state, this side moves
+/// the bytes.
+struct Tls {
+    conn: rustls::ServerConnection,
+    raw: Vec<u8>,
+}
 
 /// A listening socket owned by the current core.
 pub struct Listener(glommio::net::TcpListener);
@@ -86,7 +97,7 @@ impl Listener {
     /// Accepts the next client connection.
     pub async fn accept(&self) -> io::Result<Stream> {
         let s = self.0.accept().await.map_err(io::Error::from)?;
-        Ok(Stream(s))
+        Ok(Stream { tcp: s, tls: None })
     }
 }
 
@@ -96,27 +107,72 @@ impl Stream {
         let s = glommio::net::TcpStream::connect_timeout(addr, limit.max(Duration::from_millis(1)))
             .await
             .map_err(io::Error::from)?;
-        Ok(Stream(s))
+        Ok(Stream { tcp: s, tls: None })
     }
 
     /// Disables Nagle's algorithm: every response goes out at once.
     pub fn set_nodelay(&self) -> io::Result<()> {
-        self.0.set_nodelay(true).map_err(io::Error::from)
+        self.tcp.set_nodelay(true).map_err(io::Error::from)
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.peer_addr().map_err(io::Error::from)
+        self.tcp.peer_addr().map_err(io::Error::from)
     }
 
     /// Reads what is available into `buf`; 0 means the peer closed.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).await
+        let Some(tls) = self.tls.as_mut() else {
+            return self.tcp.read(buf).await;
+        };
+        loop {
+            match std::io::Read::read(&mut tls.conn.reader(), buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if !pump_in(&mut self.tcp, tls).await? {
+                return Ok(0);
+            }
+        }
     }
 
     /// Writes all of `buf` (short writes are continued, never ignored).
     pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf).await
+        match self.tls.as_mut() {
+            None => self.tcp.write_all(buf).await,
+            Some(tls) => {
+                std::io::Write::write_all(&mut tls.conn.writer(), buf)?;
+                flush_out(&mut self.tcp, tls).await
+            }
+        }
+    }
+
+    /// True once TLS is on.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Switches to TLS as the server (after a client's SSLRequest): runs
+    /// the handshake; afterwards every read and write is encrypted.
+    pub async fn start_tls(&mut self, config: std::sync::Arc<rustls::ServerConfig>) -> io::Result<()> {
+        let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut tls = Box::new(Tls {
+            conn,
+            raw: vec![0; 16 * 1024],
+        });
+        while tls.conn.is_handshaking() {
+            flush_out(&mut self.tcp, &mut tls).await?;
+            if tls.conn.wants_read() && !pump_in(&mut self.tcp, &mut tls).await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client left during the TLS handshake",
+                ));
+            }
+        }
+        flush_out(&mut self.tcp, &mut tls).await?;
+        self.tls = Some(tls);
+        Ok(())
     }
 
     /// True when the peer sent bytes or closed while nobody was reading:
@@ -129,7 +185,7 @@ impl Stream {
         // valid byte; MSG_PEEK leaves the data in the socket.
         let n = unsafe {
             libc::recv(
-                self.0.as_raw_fd(),
+                self.tcp.as_raw_fd(),
                 (&mut byte as *mut u8).cast(),
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -147,6 +203,32 @@ impl Stream {
 
     /// Closes the write side; errors are irrelevant at that point.
     pub async fn close(&mut self) {
-        let _ = self.0.close().await;
+        let _ = self.tcp.close().await;
     }
+}
+
+/// Reads TLS records from the socket into the session; `false` at EOF.
+async fn pump_in(tcp: &mut glommio::net::TcpStream, tls: &mut Tls) -> io::Result<bool> {
+    let n = tcp.read(&mut tls.raw).await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let mut fed = &tls.raw[..n];
+    while !fed.is_empty() {
+        tls.conn.read_tls(&mut fed)?;
+        tls.conn.process_new_packets().map_err(io::Error::other)?;
+    }
+    // Handshake replies and alerts go out at once.
+    flush_out(tcp, tls).await?;
+    Ok(true)
+}
+
+/// Writes every pending TLS record to the socket.
+async fn flush_out(tcp: &mut glommio::net::TcpStream, tls: &mut Tls) -> io::Result<()> {
+    while tls.conn.wants_write() {
+        let mut out = Vec::new();
+        tls.conn.write_tls(&mut out)?;
+        tcp.write_all(&out).await?;
+    }
+    Ok(())
 }

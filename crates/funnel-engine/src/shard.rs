@@ -54,6 +54,8 @@ pub struct Shard {
     pub digests: Digests,
     /// Per-connection log events, rate-limited.
     pub log_rate: crate::lograte::LogRate,
+    /// TLS for clients that ask for it (`client.tls`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Live sessions, for KILL.
     pub clients: ClientRegistry,
     /// Every shard's control channel, by shard index (KILL routing).
@@ -89,6 +91,8 @@ pub struct ShardSetup {
     pub peers: Vec<crossbeam_channel::Sender<ControlMsg>>,
     /// Per-user connection counters, shared by every core.
     pub user_counters: UserCounters,
+    /// TLS for clients, built once at start.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Shard {
@@ -110,6 +114,7 @@ impl Shard {
             statements: Registry::default(),
             digests: Digests::default(),
             log_rate: Default::default(),
+            tls: setup.tls,
             clients: ClientRegistry::default(),
             peers: setup.peers,
             side_slots: Rc::new(Cell::new(0)),

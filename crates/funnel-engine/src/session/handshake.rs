@@ -4,6 +4,7 @@
 
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use funnel_protocol::auth::{AuthSwitchRequest, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN};
@@ -61,6 +62,8 @@ pub struct Login {
     pub next_seq: u8,
     /// The scramble of this connection (`COM_CHANGE_USER` answers it again).
     pub scramble: Vec<u8>,
+    /// The connection switched to TLS.
+    pub secure: bool,
 }
 
 /// Why a login did not complete.
@@ -86,6 +89,7 @@ pub fn new_scramble() -> Vec<u8> {
 }
 
 /// Runs the connection phase up to (not including) the final OK.
+#[allow(clippy::too_many_arguments)]
 pub async fn login(
     client: &mut Stream,
     buf: &mut IoBuf,
@@ -93,13 +97,18 @@ pub async fn login(
     id: ClientId,
     server_version: &[u8],
     peer_host: &str,
+    tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Login, LoginError> {
     let scramble = new_scramble();
     let greeting = HandshakeV10 {
         server_version: server_version.to_vec(),
         connection_id: id.0,
         auth_plugin_data: scramble.clone(),
-        capabilities: FUNNEL_CAPS,
+        capabilities: if tls.is_some() {
+            FUNNEL_CAPS | Capabilities::CLIENT_SSL
+        } else {
+            FUNNEL_CAPS
+        },
         charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
         status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         auth_plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
@@ -108,7 +117,18 @@ pub async fn login(
     greeting.write(&mut payload);
     send(client, 0, &payload).await?;
 
-    let (seq, packet) = read_packet(client, buf).await?;
+    let (mut seq, mut packet) = read_packet(client, buf).await?;
+    if let (Ok(ClientHello::SslRequest { .. }), Some(config)) = (HandshakeResponse41::parse(&packet), tls) {
+        if !buf.is_empty() {
+            // Bytes after the SSLRequest would be plaintext spliced into TLS.
+            return Err(LoginError::Refuse(
+                EngineError::BadHandshake("data after the SSL request".into()),
+                seq.wrapping_add(1),
+            ));
+        }
+        client.start_tls(config.clone()).await?;
+        (seq, packet) = read_packet(client, buf).await?;
+    }
     let resp = match HandshakeResponse41::parse(&packet) {
         Ok(ClientHello::Response(r)) => r,
         Ok(ClientHello::SslRequest { .. }) => {
@@ -152,6 +172,9 @@ pub async fn login(
     if !user.hash.verify(&scramble, &auth_response) {
         return Err(denied());
     }
+    if user.require_tls && !client.is_tls() {
+        return Err(LoginError::Refuse(EngineError::InsecureTransport, next));
+    }
     let schema = resp.database.clone().or_else(|| user.default_schema.clone());
     Ok(Login {
         user: user.clone(),
@@ -160,6 +183,7 @@ pub async fn login(
         schema,
         next_seq: next,
         scramble,
+        secure: client.is_tls(),
     })
 }
 

@@ -99,7 +99,15 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let handshake_limit = shard.config().client.handshake_timeout.as_duration();
     let outcome = rt::timeout(
         handshake_limit,
-        login(&mut stream, &mut buf, &shard.users(), id, &version, &peer),
+        login(
+            &mut stream,
+            &mut buf,
+            &shard.users(),
+            id,
+            &version,
+            &peer,
+            shard.tls.as_ref(),
+        ),
     )
     .await;
     let session = match outcome {

@@ -27,6 +27,8 @@ pub struct UserEntry {
     pub max_connections: u32,
     /// Backend connections its clients may hold per core (0: no limit).
     pub max_backend_per_core: usize,
+    /// Refuse logins without TLS.
+    pub require_tls: bool,
     /// This user's client connections across all cores.
     pub connected: Arc<AtomicU32>,
 }
@@ -107,6 +109,7 @@ impl UserTable {
                     read_fallback: u.read_fallback,
                     max_connections: u.max_connections,
                     max_backend_per_core: u.max_backend_connections_per_core as usize,
+                    require_tls: u.require_tls,
                     connected: counters.get(&u.name),
                 };
                 (u.name.as_bytes().to_vec(), Rc::new(entry))
