@@ -96,3 +96,85 @@ fn tls_logins_with_the_mariadb_client() {
     let (ok, text) = mariadb_cli(port, "either", true, "status");
     assert!(ok && text.contains("Cipher in use"), "{text}");
 }
+
+/// Reads one packet (header + payload) from a blocking socket.
+fn read_packet(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).unwrap();
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (head[3], payload)
+}
+
+/// Logs in the way a MySQL 8 client does: `caching_sha2_password` first.
+fn caching_sha2_login(port: u16, password: &[u8]) -> Vec<Vec<u8>> {
+    use funnel_protocol::auth::{caching_sha2_scramble, CACHING_SHA2_PASSWORD};
+    use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
+    use funnel_protocol::Capabilities;
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let (_, greeting) = read_packet(&mut s);
+    let greeting = HandshakeV10::parse(&greeting).unwrap();
+    let resp = HandshakeResponse41 {
+        capabilities: Capabilities(
+            Capabilities::CLIENT_PROTOCOL_41.0
+                | Capabilities::CLIENT_SECURE_CONNECTION.0
+                | Capabilities::CLIENT_PLUGIN_AUTH.0
+                | Capabilities::CLIENT_MYSQL.0,
+        ),
+        max_packet_size: 1 << 24,
+        charset: 45,
+        username: b"app".to_vec(),
+        auth_response: caching_sha2_scramble(password, &greeting.auth_plugin_data),
+        database: None,
+        auth_plugin_name: Some(CACHING_SHA2_PASSWORD.as_bytes().to_vec()),
+        attributes: Vec::new(),
+    };
+    let mut out = bytes::BytesMut::new();
+    resp.write(&mut out);
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 1, &out);
+    s.write_all(&framed).unwrap();
+    // Collect packets until OK or ERR ends the login.
+    let mut got = Vec::new();
+    loop {
+        let (_, p) = read_packet(&mut s);
+        let last = matches!(p.first(), Some(0x00) | Some(0xff));
+        got.push(p);
+        if last {
+            return got;
+        }
+    }
+}
+
+#[test]
+fn mysql8_clients_log_in_with_caching_sha2_fast_path() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("sha2");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let port = proxy.local_addr().port();
+
+    // Right password: "fast auth success" (0x01 0x03), then OK.
+    let good = caching_sha2_login(port, b"pw");
+    assert_eq!(good.len(), 2, "{good:?}");
+    assert_eq!(good[0], vec![0x01, 0x03]);
+    assert_eq!(good[1][0], 0x00);
+
+    // Wrong password: access denied, no fast-auth marker.
+    let bad = caching_sha2_login(port, b"nope");
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    let err = funnel_protocol::response::ErrPacket::parse(&bad[0]).unwrap();
+    assert_eq!(err.code, 1045);
+}

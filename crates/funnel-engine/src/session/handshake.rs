@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use funnel_protocol::auth::{AuthSwitchRequest, MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN};
+use funnel_protocol::auth::{
+    caching_sha2, AuthSwitchRequest, NativePasswordHash, AUTH_MORE_DATA, CACHING_SHA2_PASSWORD,
+    MYSQL_NATIVE_PASSWORD, SCRAMBLE_LEN,
+};
 use funnel_protocol::handshake::{ClientHello, HandshakeResponse41, HandshakeV10};
 use funnel_protocol::{Capabilities, StatusFlags};
 use rand::Rng;
@@ -147,37 +150,65 @@ pub async fn login(
     let caps = resp.capabilities.intersect(FUNNEL_CAPS);
     let mut next = seq.wrapping_add(1);
     let mut auth_response = resp.auth_response.clone();
-    let native = resp
-        .auth_plugin_name
-        .as_deref()
-        .is_none_or(|p| p == MYSQL_NATIVE_PASSWORD.as_bytes());
-    if !native && caps.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
-        // Ask for mysql_native_password with the same scramble.
-        (auth_response, next) = switch_to_native(client, buf, next, &scramble).await?;
-    }
+    let user = users.get(&resp.username).cloned();
+    let plugin = resp.auth_plugin_name.clone().unwrap_or_default();
+    let verified = match &user {
+        // MySQL 8 clients start with caching_sha2_password: Funnel knows
+        // SHA256(SHA256(pw)) for clear-text users, so the fast path works.
+        Some(u) if plugin == CACHING_SHA2_PASSWORD.as_bytes() && u.sha2.is_some() => {
+            let empty = u.hash == NativePasswordHash::Empty;
+            let ok = u
+                .sha2
+                .as_ref()
+                .is_some_and(|h| h.verify_scramble(&scramble, &auth_response, empty));
+            if ok {
+                send(client, next, &[AUTH_MORE_DATA, caching_sha2::FAST_AUTH_SUCCESS]).await?;
+                next = next.wrapping_add(1);
+            }
+            ok
+        }
+        // Users stored as a hash only: full authentication, which sends the
+        // clear password, and only over TLS.
+        Some(u) if plugin == CACHING_SHA2_PASSWORD.as_bytes() && client.is_tls() => {
+            send(
+                client,
+                next,
+                &[AUTH_MORE_DATA, caching_sha2::PERFORM_FULL_AUTHENTICATION],
+            )
+            .await?;
+            let (s, clear) = read_packet(client, buf).await?;
+            next = s.wrapping_add(1);
+            let clear = clear.strip_suffix(&[0]).unwrap_or(&clear);
+            auth_response = clear.to_vec();
+            NativePasswordHash::from_password(clear) == u.hash
+        }
+        _ => {
+            let native = plugin.is_empty() || plugin == MYSQL_NATIVE_PASSWORD.as_bytes();
+            if !native && caps.contains(Capabilities::CLIENT_PLUGIN_AUTH) {
+                // Ask for mysql_native_password with the same scramble.
+                (auth_response, next) = switch_to_native(client, buf, next, &scramble).await?;
+            }
+            user.as_ref()
+                .is_some_and(|u| u.hash.verify(&scramble, &auth_response))
+        }
+    };
     let user_name = String::from_utf8_lossy(&resp.username).into_owned();
-    let denied = || {
-        LoginError::Refuse(
+    let (Some(user), true) = (user, verified) else {
+        return Err(LoginError::Refuse(
             EngineError::AccessDenied {
-                user: user_name.clone(),
+                user: user_name,
                 host: peer_host.to_string(),
                 using_password: !auth_response.is_empty(),
             },
             next,
-        )
+        ));
     };
-    let Some(user) = users.get(&resp.username) else {
-        return Err(denied());
-    };
-    if !user.hash.verify(&scramble, &auth_response) {
-        return Err(denied());
-    }
     if user.require_tls && !client.is_tls() {
         return Err(LoginError::Refuse(EngineError::InsecureTransport, next));
     }
     let schema = resp.database.clone().or_else(|| user.default_schema.clone());
     Ok(Login {
-        user: user.clone(),
+        user,
         caps,
         charset: resp.charset,
         schema,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use funnel_config::{Credential, User};
-use funnel_protocol::auth::NativePasswordHash;
+use funnel_protocol::auth::{NativePasswordHash, Sha2PasswordHash};
 
 /// One login account.
 #[derive(Debug)]
@@ -15,6 +15,8 @@ pub struct UserEntry {
     pub name: String,
     /// `mysql_native_password` verifier (never the clear password).
     pub hash: NativePasswordHash,
+    /// `caching_sha2_password` verifier, known for clear-text passwords only.
+    pub sha2: Option<Sha2PasswordHash>,
     /// Schema used when the client names none.
     pub default_schema: Option<Vec<u8>>,
     /// Where this user's commands go.
@@ -95,14 +97,18 @@ impl UserTable {
         let map = users
             .iter()
             .map(|u| {
-                let hash = match u.credential() {
-                    Some(Credential::ClearText(pw)) => NativePasswordHash::from_password(pw.as_bytes()),
-                    Some(Credential::NativeHash(h)) => NativePasswordHash::Hash(h),
-                    None => NativePasswordHash::Empty,
+                let (hash, sha2) = match u.credential() {
+                    Some(Credential::ClearText(pw)) => (
+                        NativePasswordHash::from_password(pw.as_bytes()),
+                        Some(Sha2PasswordHash::from_password(pw.as_bytes())),
+                    ),
+                    Some(Credential::NativeHash(h)) => (NativePasswordHash::Hash(h), None),
+                    None => (NativePasswordHash::Empty, None),
                 };
                 let entry = UserEntry {
                     name: u.name.clone(),
                     hash,
+                    sha2,
                     default_schema: u.default_schema.as_ref().map(|s| s.as_bytes().to_vec()),
                     default_hostgroup: Rc::from(u.effective_default_hostgroup()),
                     read_hostgroup: u.read_hostgroup.as_deref().map(Rc::from),

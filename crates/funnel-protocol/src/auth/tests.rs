@@ -100,3 +100,15 @@ fn protocol_auth_rsa_password_roundtrip() {
     assert_eq!(opened, xor_password_with_scramble(b"s3cret", &scramble));
     assert!(rsa_encrypt_password(b"-----BEGIN PUBLIC KEY-----\nnope", b"x", &scramble, &mut rng).is_err());
 }
+
+#[test]
+fn protocol_auth_caching_sha2_server_side_verifies_the_client_scramble() {
+    let scramble: Vec<u8> = (1..=20).collect();
+    let stored = Sha2PasswordHash::from_password(b"s3cret");
+    let answer = caching_sha2_scramble(b"s3cret", &scramble);
+    assert!(stored.verify_scramble(&scramble, &answer, false));
+    assert!(!Sha2PasswordHash::from_password(b"other").verify_scramble(&scramble, &answer, false));
+    assert!(!stored.verify_scramble(&scramble, &answer[..31], false));
+    assert!(stored.verify_scramble(&scramble, &[], true));
+    assert_eq!(format!("{stored:?}"), "Sha2PasswordHash(<redacted>)");
+}
