@@ -21,8 +21,9 @@ pub use credential::Credential;
 pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{ConfigError, Problem};
 pub use model::{
-    AdminConfig, Backend, BacklogConfig, ClientConfig, Config, LogConfig, LogLevel, MetricsConfig,
-    MonitorConfig, PoolConfig, QueryRule, SchemaLimit, TlsFiles, User, DEFAULT_HOSTGROUP,
+    AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, ClientConfig, Config, LogConfig,
+    LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryRule, SchemaLimit, TlsFiles, User,
+    DEFAULT_HOSTGROUP,
 };
 pub use show::REDACTED;
 pub use size::{ByteSize, ParseByteSizeError};

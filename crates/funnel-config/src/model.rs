@@ -211,6 +211,37 @@ pub struct Backend {
     /// Overrides `pool.max_per_core` for this backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_core: Option<u32>,
+    /// TLS toward this backend; `None`: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS toward one backend, named after MySQL's `--ssl-mode` values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTls {
+    /// How much of the server's certificate is checked.
+    #[serde(default)]
+    pub mode: BackendTlsMode,
+    /// CA certificates (PEM) the server's chain must lead to; needed by `verify_ca` and `verify_identity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the certificate must carry under `verify_identity`; default: the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// How a backend's certificate is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendTlsMode {
+    /// Encrypt, trust any certificate (protects against passive listeners only).
+    #[default]
+    Required,
+    /// The chain must lead to `ca`; the name is not checked.
+    VerifyCa,
+    /// The chain must lead to `ca` and name the server.
+    VerifyIdentity,
 }
 
 fn default_hostgroup() -> String {

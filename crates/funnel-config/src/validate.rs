@@ -12,7 +12,8 @@ use crate::cores::Cores;
 use crate::credential::parse_native_hash;
 use crate::error::Problem;
 use crate::model::{
-    AdminConfig, Backend, BacklogConfig, ClientConfig, Config, PoolConfig, QueryRule, User, DEFAULT_HOSTGROUP,
+    AdminConfig, Backend, BackendTlsMode, BacklogConfig, ClientConfig, Config, PoolConfig, QueryRule, User,
+    DEFAULT_HOSTGROUP,
 };
 use crate::size::ByteSize;
 
@@ -43,6 +44,17 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
         for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
             if path.as_os_str().is_empty() {
                 push(&mut out, format!("client.tls.{key}"), "must name a PEM file");
+            }
+        }
+    }
+    for (i, b) in config.backends.iter().enumerate() {
+        if let Some(tls) = &b.tls {
+            if tls.mode != BackendTlsMode::Required && tls.ca.is_none() {
+                push(
+                    &mut out,
+                    format!("backends[{i}].tls.ca"),
+                    "verify_ca and verify_identity need a CA file",
+                );
             }
         }
     }

@@ -46,6 +46,14 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error("client.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A backend's TLS settings could not be loaded.
+    #[error("backend {backend}: TLS: {reason}")]
+    BackendTls {
+        /// The backend's name.
+        backend: String,
+        /// What was wrong (a missing CA file, a bad server name).
+        reason: String,
+    },
     /// An executor thread could not start.
     #[error("cannot start shard {shard}: {source}")]
     Spawn {
@@ -336,11 +344,22 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
                     address: b.address.clone(),
                     reason,
                 })?;
+            let host = b.host_port().map_or("", |(h, _)| h);
+            let tls = b
+                .tls
+                .as_ref()
+                .map(|t| crate::tls::backend_config(t, host))
+                .transpose()
+                .map_err(|e| StartError::BackendTls {
+                    backend: b.name.clone(),
+                    reason: e.to_string(),
+                })?;
             Ok(BackendSpec {
                 name: b.name.clone(),
                 addr,
                 user: b.user.clone(),
                 password: b.password.clone(),
+                tls,
             })
         })
         .collect()

@@ -74,6 +74,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             user: "u".into(),
             password: String::new(),
+            tls: None,
         };
         let placement = Placement {
             hostgroup: hostgroup.into(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 /// A TCP connection owned by the current core, optionally wrapped in TLS
-/// (client connections that asked for it).
+/// (client connections that asked for it, backends configured for it).
 pub struct Stream {
     tcp: glommio::net::TcpStream,
     tls: Option<Box<Tls>>,
@@ -21,7 +21,7 @@ pub struct Stream {
 /// A TLS session over the stream: rustls keeps the state, this side moves
 /// the bytes.
 struct Tls {
-    conn: rustls::ServerConnection,
+    conn: rustls::Connection,
     raw: Vec<u8>,
 }
 
@@ -157,6 +157,22 @@ impl Stream {
     /// the handshake; afterwards every read and write is encrypted.
     pub async fn start_tls(&mut self, config: std::sync::Arc<rustls::ServerConfig>) -> io::Result<()> {
         let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        self.handshake(rustls::Connection::Server(conn)).await
+    }
+
+    /// Switches to TLS as the client (after sending a backend an
+    /// SSLRequest); the config decides how the certificate is checked.
+    pub async fn start_tls_client(
+        &mut self,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        let conn = rustls::ClientConnection::new(config, server_name).map_err(io::Error::other)?;
+        self.handshake(rustls::Connection::Client(conn)).await
+    }
+
+    /// Runs a TLS handshake to its end; then the session wraps the stream.
+    async fn handshake(&mut self, conn: rustls::Connection) -> io::Result<()> {
         let mut tls = Box::new(Tls {
             conn,
             raw: vec![0; 16 * 1024],
@@ -166,7 +182,7 @@ impl Stream {
             if tls.conn.wants_read() && !pump_in(&mut self.tcp, &mut tls).await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "client left during the TLS handshake",
+                    "peer left during the TLS handshake",
                 ));
             }
         }

@@ -23,6 +23,7 @@ pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
         weight: 1,
         max_replication_lag: None,
         max_per_core: None,
+        tls: None,
     };
     let mut it = rest.iter();
     while let Some(key) = it.next() {

@@ -30,7 +30,7 @@ use crate::rt::{self, Stream};
 use crate::session::variables::SessionVars;
 
 /// Where and as whom to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BackendSpec {
     /// The backend's name from the config.
     pub name: String,
@@ -40,6 +40,20 @@ pub struct BackendSpec {
     pub user: String,
     /// Its password (never logged).
     pub password: String,
+    /// TLS toward it, when configured.
+    pub tls: Option<crate::tls::BackendTlsSpec>,
+}
+
+impl std::fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log line.
+        f.debug_struct("BackendSpec")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a backend connection could not be opened or used.
@@ -126,6 +140,10 @@ impl std::fmt::Debug for BackendConn {
     }
 }
 
+/// The fixed part of a login (capabilities, packet size, charset, filler):
+/// all an SSLRequest carries.
+const SSL_REQUEST_LEN: usize = 32;
+
 /// Largest packet accepted from a backend during login and Funnel's own
 /// commands (their answers are small; a client's rows never come this way).
 const SMALL_PACKET_LIMIT: usize = 1 << 20;
@@ -163,9 +181,17 @@ impl BackendConn {
             Ok(err) => BackendError::Refused(err),
             Err(_) => BackendError::Protocol(e),
         })?;
-        let caps = key
+        let mut caps = key
             .backend_caps()
             .intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+        if spec.tls.is_some() {
+            if !hs.capabilities.contains(Capabilities::CLIENT_SSL) {
+                return Err(BackendError::Auth(
+                    "tls is configured but the server does not offer TLS".into(),
+                ));
+            }
+            caps.set(Capabilities::CLIENT_SSL, true);
+        }
         let plugin = String::from_utf8_lossy(&hs.auth_plugin_name).into_owned();
         let password = spec.password.as_bytes();
         let auth_response = match plugin.as_str() {
@@ -197,7 +223,19 @@ impl BackendConn {
         login.write(&mut payload);
         // The scramble in force: an auth switch replaces it.
         let mut scramble = hs.auth_plugin_data.clone();
-        write_packet(&mut out, seq.wrapping_add(1), &payload);
+        let mut seq = seq.wrapping_add(1);
+        if let Some(tls) = &spec.tls {
+            // An SSLRequest is the login's fixed part alone; the login
+            // itself follows inside TLS.
+            write_packet(&mut out, seq, &payload[..SSL_REQUEST_LEN]);
+            stream.write_all(&out).await?;
+            out.clear();
+            stream
+                .start_tls_client(tls.config.clone(), tls.server_name.clone())
+                .await?;
+            seq = seq.wrapping_add(1);
+        }
+        write_packet(&mut out, seq, &payload);
         stream.write_all(&out).await?;
         loop {
             let (seq, p) = read_packet(&mut stream, &mut buf).await?;
@@ -244,7 +282,7 @@ impl BackendConn {
                     };
                     send_packet(&mut stream, next, &answer).await?;
                 }
-                Some(0x01) => match caching_sha2_next(&p, password, false)? {
+                Some(0x01) => match caching_sha2_next(&p, password, stream.is_tls())? {
                     CachingSha2Step::AwaitOk => {}
                     // Full authentication without TLS: ask for the server's
                     // RSA key, then send the password encrypted with it.

@@ -1,0 +1,201 @@
+//! TLS toward backends: a MariaDB whose Funnel account requires TLS
+//! (`REQUIRE SSL`), with a certificate from a throwaway CA.
+//! `required` encrypts without checking, `verify_ca` checks the chain,
+//! `verify_identity` the chain and the name; a wrong CA or name keeps
+//! Funnel from logging in, and the client hears about it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use funnel_config::Config;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is missing: apt-get install -y openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `name` in `dir` (`{name}.pem`, `{name}.key`).
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// A server certificate for 127.0.0.1 and localhost, signed by `ca`.
+fn make_server_cert(dir: &Path, ca: &str) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// Runs one query through a Funnel whose backend has `tls_yaml`; the
+/// backend's `Ssl_cipher` on success.
+fn through_funnel(db: &MariaDb, backend_user: &str, tls_yaml: &str) -> Result<String, String> {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend_user}\n    password: bpw\n{tls_yaml}\
+         pool:\n  min_idle_per_core: 0\n  connect_timeout: 2s\n\
+         backlog:\n  wait_timeout: 3s\n",
+        db.addr()
+    );
+    let config = Config::from_yaml_str(&yaml).map_err(|e| e.to_string())?;
+    let proxy = funnel_engine::Proxy::start(config).map_err(|e| e.to_string())?;
+    let opts = OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(proxy.local_addr().port())
+        .user(Some("app"))
+        .pass(Some("pw"))
+        .prefer_socket(false)
+        .read_timeout(Some(Duration::from_secs(20)));
+    let mut c = Conn::new(opts).map_err(|e| e.to_string())?;
+    let cipher: Option<(String, String)> = c
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .map_err(|e| e.to_string())?;
+    Ok(cipher.map(|(_, v)| v).unwrap_or_default())
+}
+
+#[test]
+fn backends_over_tls_with_each_verification_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "ca");
+    make_ca(d, "other-ca");
+    make_server_cert(d, "ca");
+    let db = MariaDb::builder()
+        .server_arg(format!("--ssl-ca={}", d.join("ca.pem").display()))
+        .server_arg(format!("--ssl-cert={}", d.join("server.pem").display()))
+        .server_arg(format!("--ssl-key={}", d.join("server.key").display()))
+        .start()
+        .expect("a MariaDB with TLS");
+    db.create_user("tlsb", "bpw");
+    db.root().query_drop("ALTER USER tlsb REQUIRE SSL").unwrap();
+    let ca = d.join("ca.pem").display().to_string();
+    let other = d.join("other-ca.pem").display().to_string();
+
+    // The account refuses plaintext, so a plain backend never logs in.
+    let plain = through_funnel(&db, "tlsb", "");
+    assert!(
+        plain.is_err_and(|e| e.contains("1045")),
+        "plaintext login should fail"
+    );
+
+    let ok = |tls: String| {
+        let cipher = through_funnel(&db, "tlsb", &tls).unwrap_or_else(|e| panic!("{tls}: {e}"));
+        assert!(!cipher.is_empty(), "{tls}: backend session not encrypted");
+    };
+    ok("    tls:\n      mode: required\n".into());
+    ok(format!("    tls:\n      mode: verify_ca\n      ca: {ca}\n"));
+    // verify_ca forgives a name the certificate does not carry.
+    ok(format!(
+        "    tls:\n      mode: verify_ca\n      ca: {ca}\n      server_name: db.elsewhere\n"
+    ));
+    // verify_identity: 127.0.0.1 is in the certificate's names, so is localhost.
+    ok(format!("    tls:\n      mode: verify_identity\n      ca: {ca}\n"));
+    ok(format!(
+        "    tls:\n      mode: verify_identity\n      ca: {ca}\n      server_name: localhost\n"
+    ));
+
+    // Refused: a name the certificate lacks, or a chain from another CA.
+    let bad_name = through_funnel(
+        &db,
+        "tlsb",
+        &format!("    tls:\n      mode: verify_identity\n      ca: {ca}\n      server_name: db.elsewhere\n"),
+    );
+    let bad_name = bad_name.expect_err("wrong name accepted");
+    assert!(
+        bad_name.contains("9003") && bad_name.contains("not valid for name"),
+        "{bad_name}"
+    );
+    let bad_ca = through_funnel(
+        &db,
+        "tlsb",
+        &format!("    tls:\n      mode: verify_ca\n      ca: {other}\n"),
+    );
+    let bad_ca = bad_ca.expect_err("wrong CA accepted");
+    assert!(
+        bad_ca.contains("9003") && bad_ca.contains("certificate"),
+        "{bad_ca}"
+    );
+
+    // A missing CA file stops the start with the backend's name in the message.
+    let missing = through_funnel(
+        &db,
+        "tlsb",
+        "    tls:\n      mode: verify_ca\n      ca: /nonexistent/ca.pem\n",
+    )
+    .unwrap_err();
+    assert!(
+        missing.contains("primary") && missing.contains("ca.pem"),
+        "{missing}"
+    );
+}
