@@ -79,6 +79,7 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     // Block the signals before any thread starts, so only the main thread
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
+    raise_open_files_limit(config.client.max_connections);
     let listen = config.listen;
     let proxy = Proxy::start(config.clone()).context("cannot start")?;
     let listeners = funnel_admin::start(&config, proxy.handle(), Some(path.clone()))
@@ -180,4 +181,36 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
         libc::sigwait(set, &mut sig);
     }
     sig
+}
+
+/// Raises the soft open-files limit to the hard one: every client and
+/// backend connection is a descriptor, and the usual soft limit of 1024
+/// would refuse clients long before `client.max_connections`.
+fn raise_open_files_limit(max_clients: u32) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return;
+            }
+        }
+    }
+    let wanted = u64::from(max_clients) + 256;
+    if (lim.rlim_cur as u64) < wanted {
+        tracing::warn!(
+            open_files = lim.rlim_cur as u64,
+            client_max_connections = max_clients,
+            "the open-files limit is below client.max_connections; raise it (LimitNOFILE=, ulimit -n)"
+        );
+    } else {
+        tracing::info!(open_files = lim.rlim_cur as u64, "open-files limit");
+    }
 }
