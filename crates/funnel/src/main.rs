@@ -203,14 +203,15 @@ fn raise_open_files_limit(max_clients: u32) {
             }
         }
     }
+    let open_files: u64 = lim.rlim_cur;
     let wanted = u64::from(max_clients) + 256;
-    if (lim.rlim_cur as u64) < wanted {
+    if open_files < wanted {
         tracing::warn!(
-            open_files = lim.rlim_cur as u64,
+            open_files,
             client_max_connections = max_clients,
             "the open-files limit is below client.max_connections; raise it (LimitNOFILE=, ulimit -n)"
         );
     } else {
-        tracing::info!(open_files = lim.rlim_cur as u64, "open-files limit");
+        tracing::info!(open_files, "open-files limit");
     }
 }
