@@ -99,7 +99,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let handshake_limit = shard.config().client.handshake_timeout.as_duration();
     let outcome = rt::timeout(
         handshake_limit,
-        login(
+        Box::pin(login(
             &mut stream,
             &mut buf,
             &shard.users(),
@@ -107,7 +107,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             &version,
             &peer,
             shard.tls.as_ref(),
-        ),
+        )),
     )
     .await;
     let session = match outcome {
@@ -182,7 +182,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 scratch: Vec::new(),
                 long_data: false,
             };
-            match s.finish_login(l.next_seq).await {
+            match Box::pin(s.finish_login(l.next_seq)).await {
                 Ok(()) => Some(s),
                 Err(_) => {
                     s.end();
@@ -347,14 +347,17 @@ impl Session {
                     self.buf.consume(total);
                     self.reply_error(1, e).await
                 }
-                Plan::Forward(f) => self.forward(total, f).await,
-                Plan::Statement(cmd) => self.statement(cmd, total).await,
+                // The work futures are boxed: an idle client then holds
+                // only the small read future (a few hundred bytes), not
+                // the largest command's state (about 15 KiB) for its life.
+                Plan::Forward(f) => Box::pin(self.forward(total, f)).await,
+                Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
                 Plan::Kill(k) => {
                     self.buf.consume(total);
-                    self.kill(k).await
+                    Box::pin(self.kill(k)).await
                 }
-                Plan::ChangeUser => self.change_user(total).await,
-                Plan::ResetConnection => self.reset_connection(total).await,
+                Plan::ChangeUser => Box::pin(self.change_user(total)).await,
+                Plan::ResetConnection => Box::pin(self.reset_connection(total)).await,
                 Plan::Ignore => {
                     self.buf.consume(total);
                     Ok(())
