@@ -129,24 +129,22 @@ impl BackendSet {
             let Some(spec) = resolved.iter().find(|s| s.name == b.name) else {
                 continue;
             };
+            let limits = PoolLimits {
+                max,
+                min_idle,
+                connect_timeout: cfg.pool.connect_timeout.as_duration(),
+                idle_timeout: cfg.pool.idle_timeout.as_duration(),
+                max_lifetime: cfg.pool.max_lifetime.as_duration(),
+                wait_timeout: cfg.backlog.wait_timeout.as_duration(),
+                max_waiting: cfg.backlog.max_waiting_per_core as usize,
+            };
             match self.by_name(&b.name) {
-                Some(pool) if pool.spec().addr == spec.addr && pool.spec().user == spec.user => {
-                    pool.reconfigure(placement, max, min_idle);
-                }
+                Some(pool) if pool.spec().same_login(spec) => pool.reconfigure(placement, limits),
                 existing => {
                     if let Some(old) = existing {
-                        // Address or credentials changed: a new pool replaces it.
+                        // Address, credentials or TLS changed: a new pool replaces it.
                         old.drain();
                     }
-                    let limits = PoolLimits {
-                        max,
-                        min_idle,
-                        connect_timeout: cfg.pool.connect_timeout.as_duration(),
-                        idle_timeout: cfg.pool.idle_timeout.as_duration(),
-                        max_lifetime: cfg.pool.max_lifetime.as_duration(),
-                        wait_timeout: cfg.backlog.wait_timeout.as_duration(),
-                        max_waiting: cfg.backlog.max_waiting_per_core as usize,
-                    };
                     let id = self.next_id.get();
                     self.next_id.set(id + 1);
                     let pool = Pool::new(id, spec.clone(), placement, limits, self.stats.clone());

@@ -46,6 +46,14 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error("client.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A core's executor did not start; its own message says why.
+    #[error(
+        "core {shard} did not start (io_uring blocked or RLIMIT_MEMLOCK below 512 KiB are the usual causes; see the message above)"
+    )]
+    ShardFailed {
+        /// The shard that failed.
+        shard: u16,
+    },
     /// A backend's TLS settings could not be loaded.
     #[error("backend {backend}: TLS: {reason}")]
     BackendTls {
@@ -123,6 +131,9 @@ impl Proxy {
         let mut threads = Vec::new();
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..cpus.len()).map(|_| crossbeam_channel::unbounded()).unzip();
+        // Each shard says when it runs; one whose executor cannot start
+        // (io_uring blocked, RLIMIT_MEMLOCK too low) drops its sender.
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<u16>();
         for (i, ((cpu, l), rx)) in cpus.into_iter().zip(listeners).zip(receivers).enumerate() {
             let tx = senders[i].clone();
             let setup = ShardSetup {
@@ -136,6 +147,7 @@ impl Proxy {
                 tls: tls.clone(),
             };
             let name = format!("funnel-shard-{i}");
+            let ready = ready_tx.clone();
             let handle = rt::spawn_executor(&name, Some(cpu), move || async move {
                 let listener = match rt::Listener::from_std(l) {
                     Ok(l) => l,
@@ -145,6 +157,7 @@ impl Proxy {
                     }
                 };
                 let shard = Shard::new(setup);
+                let _ = ready.send(i as u16);
                 shard::run(shard, listener, rx).await;
             })
             .map_err(|source| StartError::Spawn {
@@ -154,7 +167,8 @@ impl Proxy {
             controls.push(tx);
             threads.push(handle);
         }
-        Ok(Proxy {
+        drop(ready_tx);
+        let proxy = Proxy {
             addr: local,
             handle: ProxyHandle {
                 controls,
@@ -164,7 +178,19 @@ impl Proxy {
                 })),
             },
             threads,
-        })
+        };
+        let mut started = vec![false; proxy.threads.len()];
+        while started.iter().any(|s| !s) {
+            match ready_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(i) => started[usize::from(i)] = true,
+                Err(_) => {
+                    let shard = started.iter().position(|s| !s).unwrap_or(0) as u16;
+                    proxy.shutdown();
+                    return Err(StartError::ShardFailed { shard });
+                }
+            }
+        }
+        Ok(proxy)
     }
 
     /// The address clients connect to (the real port when configured with 0).

@@ -62,6 +62,8 @@ pub struct BackendTlsSpec {
     pub config: Arc<rustls::ClientConfig>,
     /// SNI and, under `verify_identity`, the name the certificate must carry.
     pub server_name: ServerName<'static>,
+    /// The configured settings it was built from (a reload compares them).
+    pub settings: BackendTls,
 }
 
 /// Builds the TLS client side for a backend at `host` (the host part of
@@ -114,6 +116,7 @@ pub fn backend_config(tls: &BackendTls, host: &str) -> Result<BackendTlsSpec, Tl
     Ok(BackendTlsSpec {
         config: Arc::new(config),
         server_name,
+        settings: tls.clone(),
     })
 }
 

@@ -199,3 +199,60 @@ fn backends_over_tls_with_each_verification_mode() {
         "{missing}"
     );
 }
+
+/// Rotating a backend's password: after the reload, connections are opened
+/// with the new one (the old pool drains), even once every old connection
+/// is gone.
+#[test]
+fn backend_password_rotation_takes_effect_on_reload() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("rotate");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "old");
+    let yaml = |pw: &str| {
+        format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: {pw}\n\
+             pool:\n  min_idle_per_core: 0\n",
+            db.addr()
+        )
+    };
+    let mut proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml("old")).unwrap());
+    let opts = OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(proxy.local_addr().port())
+        .user(Some("app"))
+        .pass(Some("pw"))
+        .prefer_socket(false);
+    let mut c = Conn::new(opts.clone()).unwrap();
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+
+    let mut root = db.root();
+    root.query_drop(format!("ALTER USER '{backend}'@'%' IDENTIFIED BY 'new'"))
+        .unwrap();
+    proxy
+        .reload(Config::from_yaml_str(&yaml("new")).unwrap())
+        .unwrap();
+    // Shards apply a reload on their next control poll (every 20 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    // Every connection opened with the old password goes away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids: Vec<u64> = root
+            .query(format!(
+                "SELECT id FROM information_schema.processlist WHERE user = '{backend}'"
+            ))
+            .unwrap();
+        if ids.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "connections outlive KILL");
+        for id in ids {
+            let _ = root.query_drop(format!("KILL {id}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut fresh = Conn::new(opts).unwrap();
+    assert_eq!(fresh.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+}

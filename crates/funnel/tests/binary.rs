@@ -101,3 +101,31 @@ fn binary_serves_reloads_on_sighup_and_stops_on_sigterm() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A core that cannot start its executor (here: locked-memory limit far
+/// below what io_uring needs) stops the start with an error and a
+/// non-zero exit, so a supervisor restarts or alerts instead of a
+/// half-started proxy exiting 0.
+#[test]
+fn binary_fails_loudly_when_a_core_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n  - name: app\n    password: pw\n\
+         backends:\n  - name: primary\n    address: 127.0.0.1:1\n    user: x\n    password: y\n",
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -l 64 && exec {} --config {}",
+            env!("CARGO_BIN_EXE_funnel"),
+            path.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    assert!(stderr.contains("core 0 did not start"), "{stderr}");
+}

@@ -44,6 +44,17 @@ pub struct BackendSpec {
     pub tls: Option<crate::tls::BackendTlsSpec>,
 }
 
+impl BackendSpec {
+    /// True when connections opened for `other` would be the same as ours
+    /// (address, account, password and TLS settings), so a pool can stay.
+    pub fn same_login(&self, other: &BackendSpec) -> bool {
+        self.addr == other.addr
+            && self.user == other.user
+            && self.password == other.password
+            && self.tls.as_ref().map(|t| &t.settings) == other.tls.as_ref().map(|t| &t.settings)
+    }
+}
+
 impl std::fmt::Debug for BackendSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The password never reaches a log line.

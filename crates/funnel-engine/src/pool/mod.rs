@@ -232,11 +232,9 @@ impl Pool {
     }
 
     /// Updates routing placement and limits after a reload.
-    pub fn reconfigure(&self, placement: Placement, max: usize, min_idle: usize) {
+    pub fn reconfigure(&self, placement: Placement, mut limits: PoolLimits) {
         *self.placement.borrow_mut() = placement;
-        let mut limits = self.limits.get();
-        limits.max = max;
-        limits.min_idle = min_idle.min(max);
+        limits.min_idle = limits.min_idle.min(limits.max);
         self.limits.set(limits);
     }
 
