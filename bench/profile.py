@@ -93,6 +93,7 @@ def sysbench_qps(proc: subprocess.Popen) -> float | None:
 def perf_report(data: Path, extra: list[str], path: Path) -> str:
     cmd = ["perf", "report", "-i", str(data), "--stdio", "--percent-limit", "0.5", *extra]
     text = subprocess.run(cmd, capture_output=True, text=True).stdout
+    text = "\n".join(line.rstrip() for line in text.splitlines()) + "\n"  # perf pads every column
     path.write_text(text)
     return text
 

@@ -92,6 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Funnel binary to test (default $FUNNEL_BIN or target/release/funnel)")
     p.add_argument("--label", default="", help="free text for the report header (e.g. which build)")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--replot", metavar="JSON", default=None,
+                   help="only rewrite the .md, .csv and .png of an earlier run from its .json, and exit")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the scratch directory (server data, logs, per-point sysbench output)")
     a = p.parse_args(argv)
@@ -265,6 +267,7 @@ def markdown(meta: dict, points: list[dict]) -> str:
         f"({a['cores'] * a['pool_per_core']} backend connections); targets run back to back per point "
         "in rotating order.",
         "",
+        *([f"**Notes:** {meta['notes']}", ""] if meta.get("notes") else []),
         "Targets: **direct** = MariaDB one-thread-per-connection; **pool** = MariaDB "
         "`--thread-handling=pool-of-threads`; **funnel** = Funnel in front of the direct server.",
         "Latency: avg = sysbench latency sum / events; p95 and p99 from sysbench's latency histogram "
@@ -396,12 +399,13 @@ def plot_png(path: Path, meta: dict, points: list[dict]) -> None:
             axes[r][c].set_xlabel("sysbench threads (log)")
             axes[r][c].grid(True, which="both", alpha=0.3)
         axes[0][c].set_ylim(bottom=0)
-    axes[0][0].legend(fontsize=8, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     fig.suptitle(f"Funnel sweep {meta['started'][:10]} {meta['machine'].get('hostname')}: "
                  f"{meta['machine'].get('cpus')} CPUs shared by sysbench, MariaDB and Funnel; "
                  f"{a['time']} s/point, ps-mode={a['ps_mode']}, Funnel {a['cores']} cores x "
                  f"{a['pool_per_core']} conns (x = failed)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -426,6 +430,12 @@ def run_extras(a, out: Path, direct: MariaDB) -> dict:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    if a.replot:
+        src = Path(a.replot)
+        doc = json.loads(src.read_text())
+        write_outputs(src.parent, src.stem, doc["meta"], doc["points"], plot=True)
+        log(f"rewrote {src.with_suffix('.md')}, .csv and .png")
+        return 0
     raise_nofile()
     if a.funnel_bin:
         os.environ["FUNNEL_BIN"] = str(Path(a.funnel_bin).resolve())  # the extras inherit it

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::oneshot::{self, Receiver, Sender};
@@ -19,7 +20,14 @@ pub type Handoff = Result<BackendConn, EngineError>;
 struct Waiter {
     key: PoolKey,
     tx: Sender<Handoff>,
+    since: Instant,
 }
+
+/// How long the oldest waiter may watch connections go to younger waiters
+/// with another pool key before a released connection is traded in for its
+/// key. Without it, clients whose capabilities or charset differ from the
+/// majority's starve under steady load (found by the soak run).
+const STARVATION_LIMIT: Duration = Duration::from_millis(50);
 
 /// FIFO of commands waiting for a connection on one core.
 #[derive(Default)]
@@ -31,7 +39,11 @@ impl Backlog {
     /// Joins the queue; the receiver resolves when a connection is handed over.
     pub fn enqueue(&self, key: PoolKey) -> Receiver<Handoff> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut().push_back(Waiter { key, tx });
+        self.waiters.borrow_mut().push_back(Waiter {
+            key,
+            tx,
+            since: Instant::now(),
+        });
         rx
     }
 
@@ -48,7 +60,8 @@ impl Backlog {
     }
 
     /// Gives `conn` to the first live waiter with the same key; returns it
-    /// back when there is none.
+    /// back when there is none, or when the oldest waiter wants another key
+    /// and has waited past [`STARVATION_LIMIT`].
     // The connection travels by value on purpose: boxing it would cost an
     // allocation on every release, the hottest pool path.
     #[allow(clippy::result_large_err)]
@@ -58,6 +71,13 @@ impl Backlog {
             let waiter = {
                 let mut w = self.waiters.borrow_mut();
                 w.retain(|w| !w.tx.is_closed());
+                if w.front()
+                    .is_some_and(|f| f.key != conn.key && f.since.elapsed() >= STARVATION_LIMIT)
+                {
+                    // The oldest waiter needs another key and has waited
+                    // long enough: the caller trades this connection in.
+                    return Err(conn);
+                }
                 match w.iter().position(|w| w.key == conn.key) {
                     Some(i) => w.remove(i),
                     None => return Err(conn),

@@ -955,3 +955,52 @@ fn engine_per_user_and_per_schema_backend_caps() {
     f.query_drop("COMMIT").unwrap();
     assert_eq!(g.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
 }
+
+/// A client whose capabilities put it in another pool key is not starved
+/// by a steady stream of majority-key clients: after a short while a
+/// released connection is traded in for its key.
+#[test]
+fn engine_minority_pool_key_is_not_starved_under_load() {
+    use funnel_protocol::Capabilities;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let e = env(
+        "starve",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let mut c = e.client();
+        let stop = stop.clone();
+        load.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                c.query_drop("SELECT SLEEP(0.005)").unwrap();
+            }
+        }));
+    }
+    thread::sleep(Duration::from_millis(300));
+    // FOUND_ROWS changes what the server returns, so it is another key.
+    let mut odd = MiniClient::connect_with(
+        e.proxy.local_addr(),
+        "app",
+        "apppw",
+        None,
+        Capabilities::CLIENT_FOUND_ROWS,
+    )
+    .unwrap();
+    for _ in 0..5 {
+        let started = Instant::now();
+        odd.query("SELECT 1").unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "minority-key client waited {:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+}
