@@ -13,10 +13,17 @@ pointers). Writes for each count:
   profile-<n>-dso.txt       time by binary/library/kernel
   profile-<n>-kernel.txt    kernel symbols only (syscalls, TCP, io_uring)
 
-plus a direct-vs-Funnel single-client latency comparison (sysbench
+and, from a second run of the same length, the syscalls per query by name
+(perf stat on syscalls:sys_enter_* tracepoints) in profile-summary.json.
+
+Then (--idle-clients, default 10000) the same for an idle Funnel: CPU per
+second, syscalls per second and a profile, without clients and with that
+many logged-in clients that send nothing (profile-idle-*.txt).
+
+Also a direct-vs-Funnel single-client latency comparison (sysbench
 --threads=1, avg latency = latency sum / events) in profile-latency.md.
-Falls back to `valgrind --tool=callgrind` (--callgrind) when perf does not
-work: then sysbench runs a fixed --events count instead of a time.
+Without perf: run `valgrind --tool=callgrind` on the binary instead, with
+sysbench --events=20000 --time=0 (see bench/README.md).
 """
 
 from __future__ import annotations

@@ -94,6 +94,14 @@ static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
+        // libFuzzer's C++ main does not ignore SIGPIPE as a Rust `main` does,
+        // so a write to a closed socket (glommio's, in the proxy) would kill
+        // the process. Do what the funnel binary's runtime does.
+        // SAFETY: setting a signal disposition to SIG_IGN, before any threads
+        // of ours depend on it; no handler code runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         // Any panic in any thread (a glommio shard included) is a finding.
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
