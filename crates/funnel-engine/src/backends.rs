@@ -65,14 +65,8 @@ impl BackendSet {
         let mut tried: Vec<u32> = Vec::new();
         let mut last_err = None;
         loop {
-            let pools: Vec<Rc<Pool>> = self
-                .pools
-                .borrow()
-                .iter()
-                .filter(|p| !tried.contains(&p.id))
-                .cloned()
-                .collect();
-            let Some(pool) = router::pick(&pools, hostgroup, access) else {
+            let picked = router::pick(&self.pools.borrow(), hostgroup, access, &tried);
+            let Some(pool) = picked else {
                 return Err(last_err.unwrap_or_else(|| EngineError::NoBackend {
                     hostgroup: hostgroup.to_string(),
                 }));
@@ -90,7 +84,7 @@ impl BackendSet {
 
     /// The backend a command in `hostgroup` would use now.
     pub fn pick(&self, hostgroup: &str, access: Access) -> Option<Rc<Pool>> {
-        router::pick(&self.pools.borrow(), hostgroup, access)
+        router::pick(&self.pools.borrow(), hostgroup, access, &[])
     }
 
     /// Returns a connection to its pool (or closes it if the pool is gone).

@@ -1,10 +1,11 @@
 //! The only messages that cross cores: control, never data. Each shard
-//! polls its receiver between other work; the sender side lives with the
-//! [`crate::Proxy`] handle (and later the admin interface).
+//! wakes for them through its [`crate::control_channel`]; the sender side
+//! lives with the [`crate::Proxy`] handle and with every other shard.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::control_channel::ControlSender;
 use crate::ids::{ClientId, ShardId};
 use crate::kill::KillRefused;
 use crate::pool::conn::BackendSpec;
@@ -55,8 +56,17 @@ pub enum ControlMsg {
         query_only: bool,
         /// Who asks (only the same user may kill).
         user: String,
-        /// Where the outcome goes.
-        reply: crossbeam_channel::Sender<Result<(), KillRefused>>,
+        /// The asking shard: the outcome goes back on its channel.
+        reply_to: ControlSender,
+        /// Names the request on the asking shard.
+        ticket: u64,
+    },
+    /// The outcome of a [`ControlMsg::Kill`] this shard sent.
+    KillOutcome {
+        /// The request's ticket.
+        ticket: u64,
+        /// Done, or why not.
+        outcome: Result<(), KillRefused>,
     },
 }
 

@@ -12,6 +12,7 @@ pub mod backends;
 pub mod backlog;
 pub mod caps;
 pub mod control;
+pub mod control_channel;
 pub mod digest;
 pub mod error;
 pub mod ids;

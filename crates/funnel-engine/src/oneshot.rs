@@ -68,6 +68,12 @@ impl<T> Receiver<T> {
     pub fn try_take(&self) -> Option<T> {
         self.0.borrow_mut().value.take()
     }
+
+    /// True while the sender exists, i.e. nothing was sent yet and the
+    /// sending side has not given up.
+    pub fn sender_alive(&self) -> bool {
+        Rc::strong_count(&self.0) > 1
+    }
 }
 
 impl<T> Future for Receiver<T> {

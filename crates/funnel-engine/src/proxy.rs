@@ -12,6 +12,7 @@ use funnel_config::{Config, ConfigError};
 use funnel_protocol::handshake::HandshakeV10;
 
 use crate::control::{ControlMsg, ShardSnapshot};
+use crate::control_channel::{self, ControlSender};
 use crate::ids::ShardId;
 use crate::listener;
 use crate::pool::conn::BackendSpec;
@@ -85,7 +86,7 @@ pub struct Proxy {
 /// touched by a shard.
 #[derive(Clone)]
 pub struct ProxyHandle {
-    controls: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    controls: Vec<ControlSender>,
     running: Arc<Mutex<Running>>,
 }
 
@@ -129,8 +130,12 @@ impl Proxy {
         let user_counters = UserCounters::for_users(&config.users, None);
         let mut controls = Vec::new();
         let mut threads = Vec::new();
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..cpus.len()).map(|_| crossbeam_channel::unbounded()).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cpus.len())
+            .map(|_| control_channel::channel())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|source| StartError::Spawn { shard: 0, source })?
+            .into_iter()
+            .unzip();
         // Each shard says when it runs; one whose executor cannot start
         // (io_uring blocked, RLIMIT_MEMLOCK too low) drops its sender.
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<u16>();
@@ -156,9 +161,16 @@ impl Proxy {
                         return;
                     }
                 };
+                let inbox = match rx.into_inbox() {
+                    Ok(inbox) => inbox,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take over the control channel");
+                        return;
+                    }
+                };
                 let shard = Shard::new(setup);
                 let _ = ready.send(i as u16);
-                shard::run(shard, listener, rx).await;
+                shard::run(shard, listener, inbox).await;
             })
             .map_err(|source| StartError::Spawn {
                 shard: i as u16,
@@ -343,7 +355,7 @@ impl ProxyHandle {
 
 /// Tells every shard to stop.
 #[derive(Clone)]
-pub struct Stopper(Vec<crossbeam_channel::Sender<ControlMsg>>);
+pub struct Stopper(Vec<ControlSender>);
 
 impl Stopper {
     /// Sends the stop message to every shard.

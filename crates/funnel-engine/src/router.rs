@@ -17,17 +17,30 @@ pub enum Access {
     Write,
 }
 
-/// The backend a command in `hostgroup` should use, if any can take it.
-pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access) -> Option<Rc<Pool>> {
-    let usable: Vec<&Rc<Pool>> = pools.iter().filter(|p| usable(p, hostgroup, access)).collect();
-    let settled: Vec<&Rc<Pool>> = usable.iter().copied().filter(|p| !p.backing_off()).collect();
-    let candidates = if settled.is_empty() { usable } else { settled };
-    let least = candidates.iter().map(|p| p.outstanding()).min()?;
-    let tied: Vec<&Rc<Pool>> = candidates
-        .into_iter()
-        .filter(|p| p.outstanding() == least)
-        .collect();
-    smooth_weighted(&tied).cloned()
+/// The backend a command in `hostgroup` should use, if any can take it;
+/// pools whose id is in `skip` already failed this command.
+///
+/// Runs on every command, so it allocates nothing: one pass finds the
+/// candidates' lowest load, a second spends the round-robin credit.
+pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -> Option<Rc<Pool>> {
+    let usable = |p: &&Rc<Pool>| !skip.contains(&p.id) && usable(p, hostgroup, access);
+    // Prefer pools not backing off after failed connects, when there are any.
+    let mut any_settled = false;
+    let mut least_settled = usize::MAX;
+    let mut least_any = usize::MAX;
+    for p in pools.iter().filter(usable) {
+        let load = p.outstanding();
+        least_any = least_any.min(load);
+        if !p.backing_off() {
+            any_settled = true;
+            least_settled = least_settled.min(load);
+        }
+    }
+    let least = if any_settled { least_settled } else { least_any };
+    let tied = |p: &&Rc<Pool>| {
+        usable(p) && (!any_settled || !p.backing_off()) && p.outstanding() == least
+    };
+    smooth_weighted(pools.iter().filter(tied)).cloned()
 }
 
 fn usable(p: &Pool, hostgroup: &str, access: Access) -> bool {
@@ -42,15 +55,14 @@ fn usable(p: &Pool, hostgroup: &str, access: Access) -> bool {
 /// nginx's smooth weighted round-robin: each candidate gains its weight,
 /// the richest is chosen and pays the total. Over any window the picks
 /// follow the weights, interleaved rather than in runs.
-fn smooth_weighted<'a>(candidates: &[&'a Rc<Pool>]) -> Option<&'a Rc<Pool>> {
-    let total: i64 = candidates
-        .iter()
-        .map(|p| i64::from(p.placement().weight.max(1)))
-        .sum();
+fn smooth_weighted<'a>(candidates: impl Iterator<Item = &'a Rc<Pool>>) -> Option<&'a Rc<Pool>> {
+    let mut total = 0i64;
     let mut best: Option<&'a Rc<Pool>> = None;
     for p in candidates {
+        let weight = i64::from(p.placement().weight.max(1));
+        total += weight;
         let cur = p.wrr_current();
-        cur.set(cur.get() + i64::from(p.placement().weight.max(1)));
+        cur.set(cur.get() + weight);
         if best.is_none_or(|b| cur.get() > b.wrr_current().get()) {
             best = Some(p);
         }
@@ -98,7 +110,7 @@ mod tests {
         let pools = vec![pool(1, "r", 1), pool(2, "r", 3), pool(3, "w", 1)];
         let mut counts = [0; 4];
         for _ in 0..4000 {
-            counts[pick(&pools, "r", Access::Read).unwrap().id as usize] += 1;
+            counts[pick(&pools, "r", Access::Read, &[]).unwrap().id as usize] += 1;
         }
         assert_eq!((counts[1], counts[2], counts[3]), (1000, 3000, 0));
     }
@@ -107,20 +119,20 @@ mod tests {
     fn router_skips_down_draining_lagging_and_read_only_for_writes() {
         let pools = vec![pool(1, "r", 1), pool(2, "r", 1)];
         pools[0].set_health(Health::Down, false, None);
-        assert!((0..10).all(|_| pick(&pools, "r", Access::Read).unwrap().id == 2));
+        assert!((0..10).all(|_| pick(&pools, "r", Access::Read, &[]).unwrap().id == 2));
         pools[0].set_health(Health::Up, false, None);
         pools[1].set_health(Health::Up, false, Some(Duration::from_secs(30)));
         assert!(
-            (0..10).all(|_| pick(&pools, "r", Access::Read).unwrap().id == 1),
+            (0..10).all(|_| pick(&pools, "r", Access::Read, &[]).unwrap().id == 1),
             "over its lag limit"
         );
         pools[1].set_health(Health::Up, true, None);
         pools[0].drain();
         assert!(
-            pick(&pools, "r", Access::Write).is_none(),
+            pick(&pools, "r", Access::Write, &[]).is_none(),
             "one draining, one read-only"
         );
-        assert_eq!(pick(&pools, "r", Access::Read).unwrap().id, 2);
-        assert!(pick(&pools, "nope", Access::Read).is_none());
+        assert_eq!(pick(&pools, "r", Access::Read, &[]).unwrap().id, 2);
+        assert!(pick(&pools, "nope", Access::Read, &[]).is_none());
     }
 }

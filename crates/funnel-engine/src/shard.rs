@@ -11,6 +11,7 @@ use funnel_config::Config;
 use crate::backends::BackendSet;
 use crate::caps::Caps;
 use crate::control::{ClientSnapshot, ControlMsg, PoolSnapshot, ShardSnapshot};
+use crate::control_channel::{ControlInbox, ControlSender, Received};
 use crate::digest::Digests;
 use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
@@ -29,8 +30,9 @@ use crate::stats::Stats;
 /// on this core without asking again.
 const SCHEMA_TRUST: Duration = Duration::from_secs(60);
 
-/// How often a shard looks at its control channel.
-const CONTROL_POLL: Duration = Duration::from_millis(20);
+/// How often a shard retires drained pools whose connections all came back
+/// when no control message wakes it sooner.
+const FORGET_DRAINED_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything one core owns.
 pub struct Shard {
@@ -59,7 +61,7 @@ pub struct Shard {
     /// Live sessions, for KILL.
     pub clients: ClientRegistry,
     /// Every shard's control channel, by shard index (KILL routing).
-    pub peers: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    pub peers: Vec<ControlSender>,
     /// Backend connections opened for KILL, outside the pool's limit.
     side_slots: Rc<Cell<usize>>,
     next_client: Cell<u32>,
@@ -73,6 +75,9 @@ pub struct Shard {
     /// `PAUSE`: no backend connections are handed out until `RESUME`.
     paused: Cell<bool>,
     resume: RefCell<Vec<oneshot::Sender<()>>>,
+    /// KILLs sent to other shards, waiting for their outcome.
+    kill_replies: RefCell<HashMap<u64, oneshot::Sender<Result<(), KillRefused>>>>,
+    next_kill_ticket: Cell<u64>,
 }
 
 /// What a shard needs to start.
@@ -88,7 +93,7 @@ pub struct ShardSetup {
     /// The server version to announce before any backend answered.
     pub version: Vec<u8>,
     /// Every shard's control channel (this one's included).
-    pub peers: Vec<crossbeam_channel::Sender<ControlMsg>>,
+    pub peers: Vec<ControlSender>,
     /// Per-user connection counters, shared by every core.
     pub user_counters: UserCounters,
     /// TLS for clients, built once at start.
@@ -126,7 +131,25 @@ impl Shard {
             draining: Cell::new(false),
             paused: Cell::new(false),
             resume: RefCell::new(Vec::new()),
+            kill_replies: RefCell::new(HashMap::new()),
+            next_kill_ticket: Cell::new(0),
         })
+    }
+
+    /// Registers a KILL about to be sent to another shard: the ticket goes
+    /// with it, and the receiver resolves when that shard's answer arrives
+    /// on this shard's control channel.
+    pub fn await_kill_outcome(&self) -> (u64, oneshot::Receiver<Result<(), KillRefused>>) {
+        let ticket = self.next_kill_ticket.get();
+        self.next_kill_ticket.set(ticket + 1);
+        let (tx, rx) = oneshot::channel();
+        self.kill_replies.borrow_mut().insert(ticket, tx);
+        (ticket, rx)
+    }
+
+    /// Forgets a KILL whose answer will no longer be awaited.
+    pub fn forget_kill_outcome(&self, ticket: u64) {
+        self.kill_replies.borrow_mut().remove(&ticket);
     }
 
     /// Waits while handing out backend connections is paused, up to `limit`.
@@ -386,7 +409,7 @@ impl Shard {
 }
 
 /// Runs a shard until it is told to stop.
-pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channel::Receiver<ControlMsg>) {
+pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (quiet_tx, mut quiet_rx) = oneshot::channel::<()>();
     rt::spawn(control_loop(shard.clone(), control, stop_tx, quiet_tx));
@@ -444,7 +467,7 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: crossbeam_channe
 
 async fn control_loop(
     shard: Rc<Shard>,
-    control: crossbeam_channel::Receiver<ControlMsg>,
+    mut control: ControlInbox,
     stop: oneshot::Sender<()>,
     quiet: oneshot::Sender<()>,
 ) {
@@ -453,39 +476,39 @@ async fn control_loop(
     loop {
         loop {
             match control.try_recv() {
-                Ok(ControlMsg::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                Received::Msg(ControlMsg::Shutdown) | Received::Closed => {
                     shard.stopping.set(true);
                     if let Some(s) = stop.take() {
                         let _ = s.send(());
                     }
                     return;
                 }
-                Ok(ControlMsg::Snapshot(reply)) => {
+                Received::Msg(ControlMsg::Snapshot(reply)) => {
                     let _ = reply.send(shard.snapshot());
                 }
-                Ok(ControlMsg::Reload {
+                Received::Msg(ControlMsg::Reload {
                     config,
                     backends,
                     user_counters,
                 }) => shard.reload(*config, &backends, &user_counters),
-                Ok(ControlMsg::Pause(on)) => shard.set_paused(on),
-                Ok(ControlMsg::Drain(name)) => {
+                Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
+                Received::Msg(ControlMsg::Drain(name)) => {
                     if let Some(p) = shard.backends.by_name(&name) {
                         p.drain();
                     }
                 }
-                Ok(ControlMsg::StopAccepting) => {
+                Received::Msg(ControlMsg::StopAccepting) => {
                     if let Some(q) = quiet.take() {
                         let _ = q.send(());
                     }
                 }
-                Ok(ControlMsg::GracefulStop) => {
+                Received::Msg(ControlMsg::GracefulStop) => {
                     if let Some(q) = quiet.take() {
                         let _ = q.send(());
                     }
                     shard.begin_graceful_stop();
                 }
-                Ok(ControlMsg::Health {
+                Received::Msg(ControlMsg::Health {
                     backend,
                     health,
                     read_only,
@@ -500,22 +523,30 @@ async fn control_loop(
                         p.set_health(health, read_only, lag);
                     }
                 }
-                Ok(ControlMsg::Kill {
+                Received::Msg(ControlMsg::Kill {
                     target,
                     query_only,
                     user,
-                    reply,
+                    reply_to,
+                    ticket,
                 }) => {
                     let shard = shard.clone();
                     rt::spawn(async move {
-                        let _ = reply.send(shard.kill_local(target, query_only, &user).await);
+                        let outcome = shard.kill_local(target, query_only, &user).await;
+                        let _ = reply_to.send(ControlMsg::KillOutcome { ticket, outcome });
                     });
                 }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Received::Msg(ControlMsg::KillOutcome { ticket, outcome }) => {
+                    if let Some(tx) = shard.kill_replies.borrow_mut().remove(&ticket) {
+                        let _ = tx.send(outcome);
+                    }
+                }
+                Received::Empty => break,
             }
         }
         shard.backends.forget_drained();
-        rt::sleep(CONTROL_POLL).await;
+        // Woken by the next message; the timeout only retires drained pools.
+        rt::timeout(FORGET_DRAINED_EVERY, control.wait()).await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! core when it owns the target, otherwise sent to the owning core over its
 //! control channel (see [`crate::kill`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use funnel_protocol::response::{ErrPacket, OkPacket};
 
@@ -14,8 +14,6 @@ use crate::rt;
 
 /// How long a KILL waits for another core's answer.
 const KILL_REPLY_LIMIT: Duration = Duration::from_secs(10);
-/// How often it looks for that answer.
-const KILL_REPLY_POLL: Duration = Duration::from_millis(2);
 
 impl Session {
     /// `KILL [QUERY] id`: on this shard directly, on another over its
@@ -60,30 +58,26 @@ impl Session {
         let Some(peer) = self.shard.peers.get(usize::from(target.shard().0)) else {
             return Err(KillRefused::UnknownThread(target.0));
         };
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let Some(reply_to) = self.shard.peers.get(usize::from(self.shard.id.0)).cloned() else {
+            return Err(KillRefused::Backend("this core has no control channel".into()));
+        };
+        let (ticket, outcome) = self.shard.await_kill_outcome();
         let msg = ControlMsg::Kill {
             target,
             query_only,
             user,
-            reply: tx,
+            reply_to,
+            ticket,
         };
         if peer.send(msg).is_err() {
+            self.shard.forget_kill_outcome(ticket);
             return Err(KillRefused::UnknownThread(target.0));
         }
-        // The other core answers within its control poll plus the kill itself.
-        let deadline = Instant::now() + KILL_REPLY_LIMIT;
-        loop {
-            match rx.try_recv() {
-                Ok(r) => return r,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    return Err(KillRefused::Backend("the owning core did not answer".into()))
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() > deadline => {
-                    return Err(KillRefused::Backend(
-                        "the owning core did not answer in time".into(),
-                    ))
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => rt::sleep(KILL_REPLY_POLL).await,
+        match rt::timeout(KILL_REPLY_LIMIT, outcome).await {
+            Some(r) => r,
+            None => {
+                self.shard.forget_kill_outcome(ticket);
+                Err(KillRefused::Backend("the owning core did not answer in time".into()))
             }
         }
     }
