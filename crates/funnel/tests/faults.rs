@@ -146,3 +146,94 @@ fn faults_backend_killed_mid_query_then_restarted() {
         Some(5)
     );
 }
+
+/// A TCP relay in front of `backend` that forwards bytes both ways, except
+/// that it accepts and at once closes the next `refuse` connections (an open
+/// that fails after connecting) whenever the test sets that count.
+fn flaky_relay(
+    backend: std::net::SocketAddr,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::copy;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refuse.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            if count
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                drop(client);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(backend) else { continue };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c, mut s) = (client, server);
+            thread::spawn(move || {
+                let _ = copy(&mut c, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Both);
+            });
+            thread::spawn(move || {
+                let _ = copy(&mut s, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, refuse)
+}
+
+#[test]
+fn faults_commands_wait_out_a_failed_open_instead_of_failing() {
+    let db = MariaDb::start();
+    db.create_user("fault_b", "bpw");
+    let (relay, refuse) = flaky_relay(db.addr());
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {relay}\n    user: fault_b\n    password: bpw\n\
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n  connect_timeout: 1s\n\
+         monitor:\n  interval: 60s\n"
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    // Clients that send nothing on connect: the pool stays empty until the
+    // first command.
+    let quiet_client = || {
+        Conn::new(
+            OptsBuilder::new()
+                .ip_or_hostname(Some("127.0.0.1"))
+                .tcp_port(proxy.local_addr().port())
+                .user(Some("app"))
+                .pass(Some("apppw"))
+                .prefer_socket(false)
+                .max_allowed_packet(Some(16 << 20))
+                .read_timeout(Some(Duration::from_secs(20))),
+        )
+        .unwrap()
+    };
+    let mut first = quiet_client();
+    // Let the monitor's first check through, then refuse three opens: the
+    // first command's and the first two retries (back-off 100, 200 ms).
+    thread::sleep(Duration::from_millis(300));
+    refuse.store(3, std::sync::atomic::Ordering::SeqCst);
+    let err = first.query_drop("SELECT 1").unwrap_err();
+    assert_eq!(code(err), 9003);
+    // Commands arriving during the back-off wait for the retries instead
+    // of failing at once with "connections failed recently".
+    let started = Instant::now();
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = quiet_client();
+            thread::spawn(move || c.query_first::<u32, _>("SELECT 1"))
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap().unwrap(), Some(1));
+    }
+    assert_eq!(refuse.load(std::sync::atomic::Ordering::SeqCst), 0, "every refusal was used");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(first.query_first::<u32, _>("SELECT 2").unwrap(), Some(2));
+}

@@ -91,6 +91,12 @@ pub struct Pool {
     /// After failed opens, no new opening before this instant.
     open_not_before: Cell<Option<Instant>>,
     open_backoff: Cell<Duration>,
+    /// Why the last open failed, for commands that waited it out in vain.
+    last_open_error: RefCell<Option<String>>,
+    /// A task waits for the back-off to end to open for the backlog.
+    retry_scheduled: Cell<bool>,
+    /// Opens started for backlog waiters and not finished.
+    opening_for_backlog: Cell<usize>,
     spec: BackendSpec,
     backend: Rc<str>,
     limits: Cell<PoolLimits>,
@@ -138,6 +144,9 @@ impl Pool {
             wrr_current: Cell::new(0),
             open_not_before: Cell::new(None),
             open_backoff: Cell::new(Duration::ZERO),
+            last_open_error: RefCell::new(None),
+            retry_scheduled: Cell::new(false),
+            opening_for_backlog: Cell::new(0),
             backend: Rc::from(spec.name.as_str()),
             spec,
             limits: Cell::new(limits),
@@ -277,10 +286,14 @@ impl Pool {
         if let Some(conn) = self.take_idle(key) {
             return Ok((conn, true));
         }
-        if self.slots.get() < self.limits.get().max {
+        if self.backing_off() {
+            // Recent opens failed: wait in the backlog; one retry opens when
+            // the back-off ends (no thundering herd, and no error for a
+            // command that a connection a moment later would have served).
+            self.schedule_retry();
+        } else if self.slots.get() < self.limits.get().max {
             return self.open(key).await.map(|c| (c, false));
-        }
-        if let Some(victim) = self.take_oldest_idle() {
+        } else if let Some(victim) = self.take_oldest_idle() {
             // Full, but an idle connection of another key exists: replace it.
             drop(victim);
             return self.open(key).await.map(|c| (c, false));
@@ -301,6 +314,13 @@ impl Pool {
                 self.stats
                     .backlog_timeouts
                     .set(self.stats.backlog_timeouts.get() + 1);
+                if let Some(reason) = self.open_failing() {
+                    // It waited for opens that kept failing: say why.
+                    return Err(EngineError::BackendUnavailable {
+                        backend: self.spec.name.clone(),
+                        reason,
+                    });
+                }
                 Err(EngineError::BacklogTimeout {
                     waited: started.elapsed(),
                     max: self.limits.get().max,
@@ -482,6 +502,7 @@ impl Pool {
                 conn.backend = self.backend.clone();
                 self.open_backoff.set(Duration::ZERO);
                 self.open_not_before.set(None);
+                *self.last_open_error.borrow_mut() = None;
                 self.stats.backend_opened.set(self.stats.backend_opened.get() + 1);
                 self.stats
                     .connect_us
@@ -503,6 +524,7 @@ impl Pool {
                 let jitter = Duration::from_millis(rand::random::<u64>() % (next.as_millis() as u64 / 4 + 1));
                 self.open_not_before.set(Some(Instant::now() + next + jitter));
                 tracing::warn!(backend = %self.spec.name, error = %e, "cannot open backend connection");
+                *self.last_open_error.borrow_mut() = Some(e.to_string());
                 Err(EngineError::BackendUnavailable {
                     backend: self.spec.name.clone(),
                     reason: e.to_string(),
@@ -517,11 +539,61 @@ impl Pool {
         }
         let pool = self.clone();
         let slot = SlotGuard::take(&self.slots);
+        self.opening_for_backlog.set(self.opening_for_backlog.get() + 1);
         rt::spawn(async move {
-            match pool.open_with_slot(key, slot).await {
-                Ok(c) => pool.release(c),
-                Err(e) => pool.backlog.fail_first(key, e),
+            let result = pool.open_with_slot(key, slot).await;
+            pool.opening_for_backlog.set(pool.opening_for_backlog.get() - 1);
+            match result {
+                Ok(c) => {
+                    pool.release(c);
+                    pool.open_for_waiters();
+                }
+                // Waiters wait out the back-off (or their deadline) instead
+                // of failing on the first refused open.
+                Err(_) => pool.schedule_retry(),
             }
         });
+    }
+
+    /// Opens connections for the commands still waiting, one each, while
+    /// the pool has room (after a back-off, the pool may be empty with the
+    /// whole backlog waiting).
+    fn open_for_waiters(self: &Rc<Self>) {
+        while !self.backing_off()
+            && self.backlog.len() > self.opening_for_backlog.get()
+            && self.slots.get() < self.limits.get().max
+        {
+            let Some(key) = self.backlog.first_key() else { break };
+            self.spawn_open_for_backlog(key);
+        }
+    }
+
+    /// Once the current back-off ends, opens for the commands waiting then.
+    fn schedule_retry(self: &Rc<Self>) {
+        if self.retry_scheduled.replace(true) {
+            return;
+        }
+        let pool = self.clone();
+        rt::spawn(async move {
+            if let Some(t) = pool.open_not_before.get() {
+                rt::sleep(t.saturating_duration_since(Instant::now())).await;
+            }
+            pool.retry_scheduled.set(false);
+            if pool.draining.get() || pool.health.get() == Health::Down {
+                return;
+            }
+            // One open first: if it works, the rest follow.
+            if pool.opening_for_backlog.get() == 0 {
+                if let Some(key) = pool.backlog.first_key() {
+                    pool.spawn_open_for_backlog(key);
+                }
+            }
+        });
+    }
+
+    /// Why opens fail, while they do.
+    fn open_failing(&self) -> Option<String> {
+        let reason = self.last_open_error.borrow().clone()?;
+        Some(format!("{reason} (retried for backlog.wait_timeout)"))
     }
 }
