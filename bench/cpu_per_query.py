@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-perf", action="store_true", help="CPU time only")
     p.add_argument("--out", default=None)
     p.add_argument("--name", default="cpu_per_query")
+    p.add_argument("--baseline-binary", default=None,
+                   help="another Funnel build (e.g. an older commit's) measured at every point too, "
+                        "interleaved with this one against the same MariaDB, for a side-by-side comparison")
     a = p.parse_args(argv)
     raise_nofile()
     out = Path(a.out) if a.out else default_results_dir()
@@ -108,10 +111,22 @@ def main(argv=None) -> int:
             cleanup.push(db.stop)
             db.prepare_sysbench(a.tables, a.table_size)
             port = db.port
-        funnel = Funnel.start(work, Funnel.private_binary(work), port, a.cores, a.pool_per_core)
-        cleanup.push(funnel.stop)
-        run_sysbench(funnel.port, "oltp_point_select", 8, 5, a.tables, a.table_size, ps_mode=a.ps_mode)
-        for n in [int(x) for x in a.clients.split()]:
+        funnels = [("current", Funnel.start(work, Funnel.private_binary(work), port, a.cores, a.pool_per_core))]
+        cleanup.push(funnels[0][1].stop)
+        if a.baseline_binary:
+            base_bin = work / "funnel-baseline-bin"
+            shutil.copy2(a.baseline_binary, base_bin)
+            funnels.append(("baseline", Funnel.start(work, base_bin, port, a.cores, a.pool_per_core,
+                                                     name="funnel-baseline")))
+            cleanup.push(funnels[1][1].stop)
+        for _, funnel in funnels:
+            run_sysbench(funnel.port, "oltp_point_select", 8, 5, a.tables, a.table_size, ps_mode=a.ps_mode)
+        points = []
+        for i, n in enumerate(int(x) for x in a.clients.split()):
+            # Alternate which build goes first, so drift in the machine's load hits both alike.
+            order = funnels if i % 2 == 0 else funnels[::-1]
+            points += [(n, label, f) for label, f in order]
+        for n, label, funnel in points:
             time.sleep(2)
             perf_out = work / f"perf-{n}.txt"
             c0 = CpuMark.take(funnel.pid)
@@ -122,7 +137,7 @@ def main(argv=None) -> int:
             c1 = CpuMark.take(funnel.pid)
             d = c1.since(c0)
             q = r.queries or 0
-            row = {"clients": n, "ok": r.ok, "reason": r.reason, "qps": r.qps, "queries": q,
+            row = {"clients": n, "binary": label, "ok": r.ok, "reason": r.reason, "qps": r.qps, "queries": q,
                    "errors": r.errors, "lat_avg_ms": r.lat_avg_ms, "lat_p95_ms": r.lat_p95_ms,
                    "funnel_cpu_s": round(d["cpu_ns"] / 1e9, 3), "funnel_cpu_ticks_s": d["cpu_s"],
                    "wall_s": d["wall_s"],
@@ -139,7 +154,7 @@ def main(argv=None) -> int:
                     if counts.get(key) is not None:
                         row[label] = round(counts[key] / q, 3)
             rows.append(row)
-            log(f"{n} clients: {row['qps']} qps, Funnel {row['us_per_query']} us CPU/query "
+            log(f"{n} clients ({label}): {row['qps']} qps, Funnel {row['us_per_query']} us CPU/query "
                 f"({row['funnel_cpu_util']} CPUs)")
     res = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(a), "machine": machine_info(),
            "hardware_counters": hw_ok, "hardware_note": hw_note, "perf_events": events,
@@ -166,8 +181,8 @@ def markdown(res: dict) -> str:
     if res["perf_note"]:
         lines += [f"perf: {res['perf_note']}.", ""]
     hw = res["hardware_counters"]
-    head = "| clients | qps | avg ms | p95 ms | errors | Funnel CPUs busy | **us CPU/query** | us/query (ticks) |"
-    sep = "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    head = "| clients | build | qps | avg ms | p95 ms | errors | Funnel CPUs busy | **us CPU/query** | us/query (ticks) |"
+    sep = "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     if hw:
         head += " instr/query | cycles/query |"
         sep += "---:|---:|"
@@ -179,7 +194,7 @@ def markdown(res: dict) -> str:
         if not r["ok"] and r["qps"] is None:
             lines.append(f"| {r['clients']} | FAILED: {r['reason']} |")
             continue
-        line = (f"| {r['clients']} | {f(r['qps'], '.0f')} | {f(r['lat_avg_ms'], '.3f')} | {f(r['lat_p95_ms'])} | "
+        line = (f"| {r['clients']} | {r.get('binary', 'current')} | {f(r['qps'], '.0f')} | {f(r['lat_avg_ms'], '.3f')} | {f(r['lat_p95_ms'])} | "
                 f"{r['errors']} | {f(r['funnel_cpu_util'])} | **{f(r['us_per_query'], '.1f')}** | "
                 f"{f(r['us_per_query_ticks'], '.1f')} |")
         if hw:
@@ -187,7 +202,9 @@ def markdown(res: dict) -> str:
         line += (f" {f(r.get('syscalls_per_query'))} | {f(r.get('io_uring_enter_per_query'))} | "
                  f"{f(r.get('ctx_switches_per_query'))} |")
         lines.append(line)
-    ok = [r for r in res["rows"] if r.get("us_per_query") is not None]
+    if a.get("baseline_binary"):
+        lines += ["", f"`baseline` is `{a['baseline_binary']}`, measured in the same run, interleaved."]
+    ok = [r for r in res["rows"] if r.get("us_per_query") is not None and r.get("binary", "current") == "current"]
     base = [r["us_per_query"] for r in ok if 8 <= r["clients"] <= 64]
     lines += ["", "Targets: <= 8 us/query at 8-64 clients; at 4096 clients <= 1.5x that.", ""]
     if base:

@@ -176,7 +176,6 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         let starts = tokens
             .statement_starts
             .iter()
-            .skip(1)
             .map(|&i| rest.get(i.wrapping_sub(1)));
         for w in starts.flatten() {
             match w.as_slice() {
@@ -288,11 +287,38 @@ fn parse_use(sql: &[u8]) -> Option<Vec<u8>> {
     (!name.is_empty()).then(|| name.into_bytes())
 }
 
+/// Longest word kept whole. Every keyword compared against is shorter, so a
+/// longer word (cut to this length) can never equal one.
+const WORD_MAX: usize = 24;
+
+/// One upper-cased word, inline: classifying runs on every query, and a
+/// heap allocation per word was most of its cost.
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    len: u8,
+    bytes: [u8; WORD_MAX],
+}
+
+impl Word {
+    fn new(src: &[u8]) -> Word {
+        let len = src.len().min(WORD_MAX);
+        let mut bytes = [0; WORD_MAX];
+        for (d, s) in bytes.iter_mut().zip(&src[..len]) {
+            *d = s.to_ascii_uppercase();
+        }
+        Word { len: len as u8, bytes }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// Upper-cased words outside strings, quoted identifiers and comments.
 #[derive(Debug, Default)]
 struct Tokens {
-    words: Vec<Vec<u8>>,
-    /// Index into `words` where each statement starts.
+    words: Vec<Word>,
+    /// Index into `words` where each statement after the first starts.
     statement_starts: Vec<usize>,
     statements: usize,
     user_variable: bool,
@@ -301,12 +327,12 @@ struct Tokens {
 
 impl Tokens {
     fn has(&self, w: &[u8]) -> bool {
-        self.words.iter().any(|x| x == w)
+        self.words.iter().any(|x| x.as_slice() == w)
     }
 
     fn scan(sql: &[u8]) -> Tokens {
         let mut t = Tokens {
-            statement_starts: vec![0],
+            words: Vec::with_capacity(16),
             statements: 1,
             ..Default::default()
         };
@@ -355,7 +381,7 @@ impl Tokens {
                     while i < n && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
                         i += 1;
                     }
-                    t.words.push(sql[start..i].to_ascii_uppercase());
+                    t.words.push(Word::new(&sql[start..i]));
                     saw_content = true;
                 }
                 _ => i += 1,

@@ -27,6 +27,10 @@ impl Session {
         conn: BackendConn,
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
+        if self.in_sync(&conn) {
+            // The common case, checked by reference: no clones, no awaits.
+            return Ok(Some(conn));
+        }
         let schema = self.schema.clone();
         let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
             return Ok(None);
@@ -35,6 +39,16 @@ impl Session {
             return Ok(None);
         };
         self.sync_vars(conn, total).await
+    }
+
+    /// True when the connection already has the session's schema,
+    /// multi-statement option and variables.
+    fn in_sync(&self, conn: &BackendConn) -> bool {
+        self.schema
+            .as_deref()
+            .is_none_or(|s| conn.schema.as_deref() == Some(s))
+            && conn.multi_statements == self.multi_statements
+            && conn.vars == self.vars
     }
 
     /// Applies the session's multi-statement option with `COM_SET_OPTION`
