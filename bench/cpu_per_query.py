@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-binary", default=None,
                    help="another Funnel build (e.g. an older commit's) measured at every point too, "
                         "interleaved with this one against the same MariaDB, for a side-by-side comparison")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat the whole sweep this many times; the report adds medians per point and build")
     a = p.parse_args(argv)
     raise_nofile()
     out = Path(a.out) if a.out else default_results_dir()
@@ -122,10 +125,13 @@ def main(argv=None) -> int:
         for _, funnel in funnels:
             run_sysbench(funnel.port, "oltp_point_select", 8, 5, a.tables, a.table_size, ps_mode=a.ps_mode)
         points = []
-        for i, n in enumerate(int(x) for x in a.clients.split()):
-            # Alternate which build goes first, so drift in the machine's load hits both alike.
-            order = funnels if i % 2 == 0 else funnels[::-1]
-            points += [(n, label, f) for label, f in order]
+        i = 0
+        for _ in range(a.rounds):
+            for n in (int(x) for x in a.clients.split()):
+                # Alternate which build goes first, so drift in the machine's load hits both alike.
+                order = funnels if i % 2 == 0 else funnels[::-1]
+                points += [(n, label, f) for label, f in order]
+                i += 1
         for n, label, funnel in points:
             time.sleep(2)
             perf_out = work / f"perf-{n}.txt"
@@ -147,12 +153,12 @@ def main(argv=None) -> int:
             if q and counts:
                 # perf's window starts a little before and ends a little after sysbench's.
                 row["perf_raw"] = counts
-                for key, label in (("instructions", "instructions_per_query"), ("cycles", "cycles_per_query"),
+                for key, field in (("instructions", "instructions_per_query"), ("cycles", "cycles_per_query"),
                                    ("context-switches", "ctx_switches_per_query"),
                                    ("raw_syscalls:sys_enter", "syscalls_per_query"),
                                    ("syscalls:sys_enter_io_uring_enter", "io_uring_enter_per_query")):
                     if counts.get(key) is not None:
-                        row[label] = round(counts[key] / q, 3)
+                        row[field] = round(counts[key] / q, 3)
             rows.append(row)
             log(f"{n} clients ({label}): {row['qps']} qps, Funnel {row['us_per_query']} us CPU/query "
                 f"({row['funnel_cpu_util']} CPUs)")
@@ -204,7 +210,21 @@ def markdown(res: dict) -> str:
         lines.append(line)
     if a.get("baseline_binary"):
         lines += ["", f"`baseline` is `{a['baseline_binary']}`, measured in the same run, interleaved."]
+    if a.get("rounds", 1) > 1:
+        lines += ["", f"Medians over {a['rounds']} rounds:", "",
+                  "| clients | build | qps | us CPU/query | io_uring_enter/query |", "|---:|---|---:|---:|---:|"]
+        keys = sorted({(r["clients"], r.get("binary", "current")) for r in res["rows"]})
+        for n, b in keys:
+            rs = [r for r in res["rows"] if r["clients"] == n and r.get("binary", "current") == b]
+            med = lambda k: statistics.median([r[k] for r in rs if r.get(k) is not None] or [float("nan")])  # noqa: E731
+            lines.append(f"| {n} | {b} | {med('qps'):.0f} | **{med('us_per_query'):.1f}** | "
+                         f"{med('io_uring_enter_per_query'):.2f} |")
     ok = [r for r in res["rows"] if r.get("us_per_query") is not None and r.get("binary", "current") == "current"]
+    if a.get("rounds", 1) > 1:
+        # Judge the targets on the medians, one line per client count.
+        ok = [{"clients": n, "us_per_query": statistics.median(
+                  [r["us_per_query"] for r in ok if r["clients"] == n])}
+              for n in sorted({r["clients"] for r in ok})]
     base = [r["us_per_query"] for r in ok if 8 <= r["clients"] <= 64]
     lines += ["", "Targets: <= 8 us/query at 8-64 clients; at 4096 clients <= 1.5x that.", ""]
     if base:

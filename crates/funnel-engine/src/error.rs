@@ -202,9 +202,12 @@ impl EngineError {
                      (all down, draining, read-only or lagging)"
                 ),
             ),
+            // Not 2013: codes 2001-2061 are the client library's own, and
+            // libmariadb turns an ERR that carries one into 2027 (malformed
+            // packet). 08S01 lets connectors see a communication failure.
             BackendLost { backend, reason } => ErrPacket::new(
-                2013,
-                "HY000",
+                9007,
+                "08S01",
                 format!("Lost connection to backend '{backend}' during query: {reason}"),
             ),
             TooManyConnections => ErrPacket::new(1040, "08004", "Too many connections"),
@@ -262,5 +265,20 @@ mod tests {
         assert!(p.message_text().contains("backlog.wait_timeout (1500 ms)"));
         let p = EngineError::BacklogFull { max_waiting: 10 }.to_err_packet();
         assert!(p.message_text().contains("backlog.max_waiting_per_core (10)"));
+    }
+
+    #[test]
+    fn error_backend_lost_uses_no_client_library_code() {
+        let p = EngineError::BackendLost {
+            backend: "primary".into(),
+            reason: "peer closed the connection".into(),
+        }
+        .to_err_packet();
+        // libmariadb reports an ERR carrying a CR_* code as malformed (2027).
+        assert!(!(2000..3000).contains(&p.code), "{}", p.code);
+        assert_eq!((p.code, &p.sql_state), (9007, b"08S01"));
+        assert!(p
+            .message_text()
+            .starts_with("Lost connection to backend 'primary'"));
     }
 }

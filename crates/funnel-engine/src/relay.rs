@@ -39,6 +39,9 @@ pub enum RelayEnd {
     TimedOut {
         /// The sequence id the client expects next (for an ERR packet).
         next_seq: u8,
+        /// Whether an ERR packet can still end the response (see
+        /// [`RelayEnd::BackendFailed`]).
+        err_fits: bool,
     },
     /// The backend failed or broke the protocol mid-response.
     BackendFailed {
@@ -48,6 +51,15 @@ pub enum RelayEnd {
         sent_any: bool,
         /// The sequence id the client expects next (for an ERR packet).
         next_seq: u8,
+        /// Whether an ERR packet can still end the response. The client's
+        /// parser takes an ERR wherever a new packet may start, but not in
+        /// the middle of one: after part of a large row, after a 16 MiB
+        /// chunk whose payload goes on in the next packet, or during a
+        /// LOCAL INFILE transfer (the client may still be sending the
+        /// file). Then the ERR would be read as packet data, and the client
+        /// waits for bytes that never come or reports a malformed packet;
+        /// only closing the connection tells it the truth.
+        err_fits: bool,
     },
 }
 
@@ -81,6 +93,12 @@ pub async fn relay_response(
     let mut client_alive = true;
     let mut sent_any = false;
     let mut next_seq = 1u8;
+    // The last packet header walked had a 16 MiB payload that goes on in the next packet.
+    let mut chain_open = false;
+    // The bytes written to the client so far end a whole payload.
+    let mut at_boundary = true;
+    // The sequence id after the last packet written to the client.
+    let mut written_seq = 1u8;
     let mut drain_deadline: Option<std::time::Instant> = None;
     loop {
         // Walk the buffered packets; stop at the first incomplete one.
@@ -112,14 +130,18 @@ pub async fn relay_response(
                 break;
             };
             next_seq = h.seq.wrapping_add(1);
+            chain_open = h.continues();
             match fed {
                 Ok(e) => event = e,
                 Err(e) => {
+                    // Nothing of this walk was written: the client stands where
+                    // the last write left it, and expects the sequence id after it.
                     return RelayEnd::BackendFailed {
                         reason: format!("protocol violation: {e}"),
                         sent_any,
-                        next_seq,
-                    }
+                        next_seq: written_seq,
+                        err_fits: at_boundary,
+                    };
                 }
             }
         }
@@ -130,6 +152,8 @@ pub async fn relay_response(
                 drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
             } else {
                 sent_any = true;
+                at_boundary = pass_through == 0 && !chain_open;
+                written_seq = next_seq;
                 sent.set(sent.get() + forward as u64);
             }
         }
@@ -155,6 +179,7 @@ pub async fn relay_response(
                         reason: format!("LOCAL INFILE transfer failed: {e}"),
                         sent_any,
                         next_seq,
+                        err_fits: false,
                     };
                 }
                 continue;
@@ -184,12 +209,16 @@ pub async fn relay_response(
                 return RelayEnd::ClientGone { drained: false };
             }
             if e.kind() == io::ErrorKind::TimedOut && drain_deadline.is_none() {
-                return RelayEnd::TimedOut { next_seq };
+                return RelayEnd::TimedOut {
+                    next_seq,
+                    err_fits: at_boundary,
+                };
             }
             return RelayEnd::BackendFailed {
                 reason: e.to_string(),
                 sent_any,
                 next_seq,
+                err_fits: at_boundary,
             };
         }
         rt::yield_if_needed().await;

@@ -37,9 +37,7 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
         }
     }
     let least = if any_settled { least_settled } else { least_any };
-    let tied = |p: &&Rc<Pool>| {
-        usable(p) && (!any_settled || !p.backing_off()) && p.outstanding() == least
-    };
+    let tied = |p: &&Rc<Pool>| usable(p) && (!any_settled || !p.backing_off()) && p.outstanding() == least;
     smooth_weighted(pools.iter().filter(tied)).cloned()
 }
 

@@ -107,7 +107,7 @@ fn faults_backend_stopped_mid_response_then_resumed() {
     let err = a.query_drop("SELECT 2").unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(3));
     let c = code(err);
-    assert!(c == 1969 || c == 9003 || c == 2013, "got {c}");
+    assert!(c == 1969 || c == 9003 || c == 9007, "got {c}");
     db.resume();
     assert_eq!(
         eventually(Duration::from_secs(10), || b.query_first::<i64, _>("SELECT 3")),
@@ -134,16 +134,51 @@ fn faults_backend_killed_mid_query_then_restarted() {
     thread::sleep(Duration::from_millis(400));
     db.kill();
     let (took, result) = victim.join().unwrap();
-    assert_eq!(result, Err(2013), "lost connection to backend during query");
+    assert_eq!(result, Err(9007), "lost connection to backend during query");
     assert!(took < Duration::from_secs(2), "{took:?}");
     // While it is down, commands fail clearly instead of hanging.
     let err = b.query_drop("SELECT 2").unwrap_err();
     let c = code(err);
-    assert!(c == 9003 || c == 9004 || c == 2013, "got {c}");
+    assert!(c == 9003 || c == 9004 || c == 9007, "got {c}");
     db.start_again();
     assert_eq!(
         eventually(Duration::from_secs(15), || b.query_first::<i64, _>("SELECT 5")),
         Some(5)
+    );
+}
+
+#[test]
+fn faults_backend_lost_inside_a_transaction_ends_the_session() {
+    let db = MariaDb::start();
+    let proxy = start(&db, "0s");
+    db.exec("CREATE TABLE faults.tx (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let mut a = client(&proxy);
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("INSERT INTO tx VALUES (1)").unwrap();
+    let victim = thread::spawn(move || {
+        let r = a.query_drop("SELECT SLEEP(3)");
+        // Carrying on would run in autocommit on a fresh connection, with
+        // the first half of the transaction gone: the session must be over.
+        let after = a.query_drop("INSERT INTO tx VALUES (2)");
+        (r.map_err(code), after)
+    });
+    thread::sleep(Duration::from_millis(400));
+    db.kill();
+    let (lost, after) = victim.join().unwrap();
+    assert_eq!(lost, Err(9007));
+    match after {
+        Err(mysql::Error::MySqlError(e)) => panic!("the session went on: {e}"),
+        Err(_) => {}
+        Ok(()) => panic!("the session went on after its transaction was lost"),
+    }
+    db.start_again();
+    let mut c = eventually(Duration::from_secs(15), || {
+        let mut c = client(&proxy);
+        c.query_drop("SELECT 1").map(|_| c)
+    });
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM tx").unwrap(),
+        Some(0)
     );
 }
 
@@ -152,7 +187,10 @@ fn faults_backend_killed_mid_query_then_restarted() {
 /// that fails after connecting) whenever the test sets that count.
 fn flaky_relay(
     backend: std::net::SocketAddr,
-) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::copy;
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::Ordering;
@@ -170,7 +208,9 @@ fn flaky_relay(
                 drop(client);
                 continue;
             }
-            let Ok(server) = TcpStream::connect(backend) else { continue };
+            let Ok(server) = TcpStream::connect(backend) else {
+                continue;
+            };
             let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut c, mut s) = (client, server);
             thread::spawn(move || {
@@ -233,7 +273,15 @@ fn faults_commands_wait_out_a_failed_open_instead_of_failing() {
     for w in workers {
         assert_eq!(w.join().unwrap().unwrap(), Some(1));
     }
-    assert_eq!(refuse.load(std::sync::atomic::Ordering::SeqCst), 0, "every refusal was used");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(
+        refuse.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "every refusal was used"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(first.query_first::<u32, _>("SELECT 2").unwrap(), Some(2));
 }

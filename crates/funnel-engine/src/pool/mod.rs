@@ -563,7 +563,9 @@ impl Pool {
             && self.backlog.len() > self.opening_for_backlog.get()
             && self.slots.get() < self.limits.get().max
         {
-            let Some(key) = self.backlog.first_key() else { break };
+            let Some(key) = self.backlog.first_key() else {
+                break;
+            };
             self.spawn_open_for_backlog(key);
         }
     }

@@ -77,7 +77,9 @@ impl Session {
             Some(r) => r,
             None => {
                 self.shard.forget_kill_outcome(ticket);
-                Err(KillRefused::Backend("the owning core did not answer in time".into()))
+                Err(KillRefused::Backend(
+                    "the owning core did not answer in time".into(),
+                ))
             }
         }
     }

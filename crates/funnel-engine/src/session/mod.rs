@@ -81,6 +81,10 @@ enum End {
     Closed,
     /// Funnel closed the session after telling the client why.
     Refused,
+    /// Funnel closed the session without a word: its backend failed in the
+    /// middle of a packet (or of a LOCAL INFILE transfer), where no ERR can
+    /// reach the client's parser.
+    MidPacket,
 }
 
 /// Serves one accepted client until it leaves.
@@ -181,6 +185,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 cmd_started: Instant::now(),
                 scratch: Vec::new(),
                 long_data: false,
+                state_lost: false,
             };
             match Box::pin(s.finish_login(l.next_seq)).await {
                 Ok(()) => Some(s),
@@ -258,6 +263,9 @@ struct Session {
     /// Long data was sent for a statement: its connection holds it until
     /// the execute (or a reset).
     long_data: bool,
+    /// A backend connection holding this session's state failed: the
+    /// session ends once the client has its error.
+    state_lost: bool,
 }
 
 impl Session {
@@ -287,7 +295,7 @@ impl Session {
                         return Err(End::Refused);
                     }
                     Err(e) => {
-                        self.shard.backends.discard(conn);
+                        self.discard_backend(conn);
                         return self.refuse(seq, e).await;
                     }
                 }
@@ -365,6 +373,10 @@ impl Session {
             };
             if let Err(end) = result {
                 return end;
+            }
+            if self.state_lost {
+                // The client was told why; its session state is gone.
+                return End::Closed;
             }
             if self.control.is_killed() {
                 return End::Closed;
@@ -471,7 +483,7 @@ impl Session {
             funnel_protocol::command::write_query(&mut p, b"DO 0");
             if let Err(e) = conn.run(&p, Expect::Results).await {
                 self.buf.consume(total);
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 return self
                     .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await;
@@ -490,7 +502,7 @@ impl Session {
         self.buf.consume(total);
         if let Err(e) = sent {
             // Whether the server got the command is unknown: never resend it.
-            self.shard.backends.discard(conn);
+            self.discard_backend(conn);
             return self
                 .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                 .await;
@@ -733,19 +745,23 @@ impl Session {
                 if drained {
                     self.shard.backends.release(conn);
                 } else {
-                    self.shard.backends.discard(conn);
+                    self.discard_backend(conn);
                 }
                 Err(End::Closed)
             }
-            RelayEnd::TimedOut { next_seq } => {
+            RelayEnd::TimedOut { next_seq, err_fits } => {
                 // Stop the statement on the server too, then drop the
                 // connection (its response state is unknown).
                 let (pool, thread) = (conn.pool_id, conn.server_thread_id);
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 let shard = self.shard.clone();
                 rt::spawn(async move {
                     let _ = shard.kill_backend_query(pool, thread).await;
                 });
+                if !err_fits {
+                    // Mid-packet: an ERR would be read as row data (see RelayEnd).
+                    return Err(End::MidPacket);
+                }
                 let limit = self.shard.config().pool.query_timeout.as_duration();
                 let err = ErrPacket::new(
                     1969,
@@ -766,11 +782,19 @@ impl Session {
                 reason,
                 sent_any: _,
                 next_seq,
+                err_fits,
             } => {
                 if self.shard.log_rate.allow() {
-                    tracing::warn!(client = %self.id, backend = %conn.id, %reason, "backend failed mid-response");
+                    tracing::warn!(client = %self.id, backend = %conn.id, %reason, err_fits, "backend failed mid-response");
                 }
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
+                if !err_fits {
+                    // Part of a packet reached the client (or it is sending a
+                    // LOCAL INFILE file): an ERR would be read as packet data.
+                    // Closing makes its library report a lost connection
+                    // (2013), as a direct connection to the dead server would.
+                    return Err(End::MidPacket);
+                }
                 // An ERR is valid wherever a row or result could come next.
                 let err = backend_lost(&self.last_backend, reason);
                 self.reply_error(next_seq, err).await?;
@@ -801,6 +825,19 @@ impl Session {
             self.last.found_rows = summary.rows;
         }
         self.calc_found_rows = f.pin == Some(PinReason::PreviousStatementInfo);
+    }
+
+    /// Closes a backend connection that failed or is in an unknown state.
+    /// When the session had state on it (a transaction, temporary tables,
+    /// locks, variables that pin), that state is gone: the session ends
+    /// after the current reply, as a direct connection to a failed server
+    /// would, so the client cannot carry on half a transaction in
+    /// autocommit on another connection.
+    fn discard_backend(&mut self, conn: BackendConn) {
+        if self.pin_reason.is_some() {
+            self.state_lost = true;
+        }
+        self.shard.backends.discard(conn);
     }
 
     /// After a command: keep the connection (transaction, sticky state) or
@@ -913,7 +950,7 @@ impl Session {
     fn end(&mut self) {
         if let Some(conn) = self.pinned.take() {
             if self.sticky() {
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
             } else {
                 self.shard.backends.release(conn);
             }

@@ -306,7 +306,10 @@ impl Word {
         for (d, s) in bytes.iter_mut().zip(&src[..len]) {
             *d = s.to_ascii_uppercase();
         }
-        Word { len: len as u8, bytes }
+        Word {
+            len: len as u8,
+            bytes,
+        }
     }
 
     fn as_slice(&self) -> &[u8] {

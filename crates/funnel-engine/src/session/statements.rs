@@ -94,7 +94,7 @@ impl Session {
                     let conn = match close_evicted(conn, evicted).await {
                         Ok(c) => c,
                         Err(conn) => {
-                            self.shard.backends.discard(conn);
+                            self.discard_backend(conn);
                             return self.reply_prepared(meta).await;
                         }
                     };
@@ -106,7 +106,7 @@ impl Session {
                     self.send_backend_err(1, &err).await
                 }
                 (None, None) => {
-                    self.shard.backends.discard(conn);
+                    self.discard_backend(conn);
                     self.reply_error(
                         1,
                         backend_lost(&self.last_backend, "prepare without a result".into()),
@@ -115,7 +115,7 @@ impl Session {
                 }
             },
             Err(e) => {
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
             }
@@ -348,7 +348,7 @@ impl Session {
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
                 (None, None) => {
-                    self.shard.backends.discard(conn);
+                    self.discard_backend(conn);
                     self.reply_error(
                         1,
                         backend_lost(&self.last_backend, "prepare without a result".into()),
@@ -358,7 +358,7 @@ impl Session {
                 }
             },
             Err(e) => {
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
                     .map(|_| None)
@@ -377,7 +377,7 @@ impl Session {
         self.out.clear();
         write_packet(&mut self.out, 0, payload);
         if let Err(e) = conn.stream.write_all(&self.out).await {
-            self.shard.backends.discard(conn);
+            self.discard_backend(conn);
             return self
                 .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                 .await;

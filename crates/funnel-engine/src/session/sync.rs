@@ -76,7 +76,7 @@ impl Session {
             }
             Ok(_) | Err(_) => {
                 self.buf.consume(total);
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 let e = backend_lost(&self.last_backend, "COM_SET_OPTION failed".into());
                 self.reply_error(1, e).await.map(|_| None)
             }
@@ -116,7 +116,7 @@ impl Session {
                     .by_id(conn.pool_id)
                     .map(|p| Rc::<str>::from(p.placement().hostgroup.as_str()))
                     .unwrap_or_else(|| self.user.default_hostgroup.clone());
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 match self
                     .shard
                     .backends
@@ -142,13 +142,13 @@ impl Session {
                 }
                 Some(err) => {
                     self.buf.consume(total);
-                    self.shard.backends.discard(conn);
+                    self.discard_backend(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
             },
             Err(e) => {
                 self.buf.consume(total);
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
                     .map(|_| None)
@@ -178,7 +178,7 @@ impl Session {
             }
             Err(e) => {
                 self.buf.consume(total);
-                self.shard.backends.discard(conn);
+                self.discard_backend(conn);
                 self.reply_error(1, e).await.map(|_| None)
             }
         }
