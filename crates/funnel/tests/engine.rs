@@ -1004,3 +1004,51 @@ fn engine_minority_pool_key_is_not_starved_under_load() {
         t.join().unwrap();
     }
 }
+
+/// `COM_STMT_SEND_LONG_DATA` has no response. When Funnel cannot deliver it
+/// (here: no backend connection frees up in time), it must not answer: an
+/// ERR would be read as the reply to the client's next command and shift
+/// every reply after it by one (found by the client_session fuzzer). As a
+/// server does, the next execute of that statement reports the error.
+#[test]
+fn engine_failed_long_data_is_reported_by_the_next_execute_not_at_once() {
+    use funnel_protocol::tracker::Expect;
+    let e = env(
+        "longdata",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 300ms\n",
+    );
+    let port = e.proxy.local_addr();
+    let mut a = MiniClient::connect(port, "app", "apppw", None).unwrap();
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT ?");
+    let reply = a.roundtrip(&prepare, Expect::Prepare).unwrap();
+    assert_eq!(reply[0][0], 0, "prepare OK: {:?}", reply[0]);
+    let stmt = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+    // Another client holds the only backend connection in a transaction.
+    let mut b = e.client();
+    b.query_drop("BEGIN").unwrap();
+    b.query_drop("SELECT 1").unwrap();
+    let mut long_data = vec![0x18];
+    long_data.extend_from_slice(&stmt.to_le_bytes());
+    long_data.extend_from_slice(&0u16.to_le_bytes());
+    long_data.extend_from_slice(b"some bytes");
+    a.send_command(&long_data).unwrap();
+    thread::sleep(Duration::from_millis(600));
+    // Nothing arrived for the long data: the next reply is the ping's.
+    let ping = a.roundtrip(&[0x0e], Expect::Status).unwrap();
+    assert_eq!(ping[0][0], 0, "COM_PING got {:?}", ping[0]);
+    b.query_drop("COMMIT").unwrap();
+    // The execute reports the lost long data instead of running without it.
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&stmt.to_le_bytes());
+    execute.push(0);
+    execute.extend_from_slice(&1u32.to_le_bytes());
+    execute.extend_from_slice(&[0x00, 0x01, 0xfc, 0x00]);
+    let r = a.roundtrip(&execute, Expect::Results).unwrap();
+    assert_eq!(r[0][0], 0xff, "execute after a failed long data: {:?}", r[0]);
+    // Reported once: the client can send its data again and execute.
+    a.send_command(&long_data).unwrap();
+    let r = a.roundtrip(&execute, Expect::Results).unwrap();
+    assert_ne!(r[0][0], 0xff, "execute with its long data: {:?}", r[0]);
+}

@@ -16,6 +16,9 @@ pub struct ClientStatement {
     pub meta: Rc<StatementMeta>,
     /// Parameter types from the client's last execute that sent them.
     pub param_types: Option<Vec<u8>>,
+    /// Why sending long data for it failed: as a server does, the next
+    /// execute reports it (`COM_STMT_SEND_LONG_DATA` has no response).
+    pub long_data_err: Option<funnel_protocol::response::ErrPacket>,
 }
 
 /// Statement ids a client holds.
@@ -45,6 +48,7 @@ impl ClientStatements {
             ClientStatement {
                 meta,
                 param_types: None,
+                long_data_err: None,
             },
         );
         self.last = Some(id);

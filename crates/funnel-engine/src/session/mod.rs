@@ -186,6 +186,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 scratch: Vec::new(),
                 long_data: false,
                 state_lost: false,
+                no_reply: false,
+                deferred_err: None,
             };
             match Box::pin(s.finish_login(l.next_seq)).await {
                 Ok(()) => Some(s),
@@ -266,6 +268,12 @@ struct Session {
     /// A backend connection holding this session's state failed: the
     /// session ends once the client has its error.
     state_lost: bool,
+    /// The running command takes no response (`COM_STMT_SEND_LONG_DATA`):
+    /// errors are kept in `deferred_err` instead of being sent, since an
+    /// unexpected ERR would be read as the reply to the client's next command.
+    no_reply: bool,
+    /// The first error of a command that takes no response.
+    deferred_err: Option<ErrPacket>,
 }
 
 impl Session {
@@ -939,6 +947,10 @@ impl Session {
     }
 
     async fn send_backend_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {
+        if self.no_reply {
+            self.deferred_err.get_or_insert_with(|| err.clone());
+            return Ok(());
+        }
         send_err(&mut self.stream, seq, err)
             .await
             .map_err(|_| End::Closed)

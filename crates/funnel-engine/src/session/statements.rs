@@ -142,6 +142,10 @@ impl Session {
         let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
             return Ok(());
         };
+        if let Some(err) = self.stmts.get_mut(id).and_then(|s| s.long_data_err.take()) {
+            // Long data for it failed earlier: the server would say so now.
+            return self.send_backend_err(1, &err).await;
+        }
         let head = match parse_execute(payload, meta.params) {
             Ok(h) => h,
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
@@ -201,6 +205,20 @@ impl Session {
         let Some(id) = statement_id(payload).ok().and_then(|id| self.stmts.resolve(id)) else {
             return Ok(());
         };
+        self.no_reply = true;
+        let result = self.send_long_data(id, payload).await;
+        self.no_reply = false;
+        if let Some(err) = self.deferred_err.take() {
+            if let Some(stmt) = self.stmts.get_mut(id) {
+                stmt.long_data_err.get_or_insert(err);
+            }
+        }
+        result
+    }
+
+    /// Forwards one `COM_STMT_SEND_LONG_DATA` to a connection that has the
+    /// statement prepared (errors go to `deferred_err`).
+    async fn send_long_data(&mut self, id: u32, payload: &[u8]) -> Result<(), End> {
         let meta = self.stmts.get(id).expect("resolved").meta.clone();
         let f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
         let Some(conn) = self.lease(0, &f).await? else {
@@ -222,6 +240,9 @@ impl Session {
             return Ok(());
         };
         self.long_data = false;
+        if let Some(stmt) = self.stmts.get_mut(id) {
+            stmt.long_data_err = None;
+        }
         let on_pinned = self
             .pinned
             .as_mut()
