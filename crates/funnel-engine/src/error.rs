@@ -88,6 +88,11 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// The session's transaction died with its backend connection (the
+    /// client had ERR 9007 for it); statements are refused until the client
+    /// ends the transaction.
+    #[error("the transaction was lost with its backend connection")]
+    TransactionLost,
     /// A user that requires TLS logged in without it.
     #[error("insecure transport")]
     InsecureTransport,
@@ -128,7 +133,9 @@ impl EngineError {
             | Malformed(_)
             | BadHandshake(_)
             | InsecureTransport => Fault::Client,
-            BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } => Fault::Backend,
+            BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } | TransactionLost => {
+                Fault::Backend
+            }
             BacklogTimeout { .. }
             | BacklogFull { .. }
             | TooManyConnections
@@ -209,6 +216,13 @@ impl EngineError {
                 9007,
                 "08S01",
                 format!("Lost connection to backend '{backend}' during query: {reason}"),
+            ),
+            TransactionLost => ErrPacket::new(
+                9008,
+                "25000",
+                "Funnel: this session's transaction was lost when its backend connection failed, and the \
+                 server rolled it back; send ROLLBACK before new statements (COMMIT, BEGIN and \
+                 START TRANSACTION are refused once, then the session goes on)",
             ),
             TooManyConnections => ErrPacket::new(1040, "08004", "Too many connections"),
             InsecureTransport => ErrPacket::new(

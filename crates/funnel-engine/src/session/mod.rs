@@ -9,6 +9,8 @@
 pub mod command;
 pub mod handshake;
 mod kill_command;
+mod lost_transaction;
+use lost_transaction::Verdict;
 pub mod pinning;
 mod reset;
 pub mod rewrite;
@@ -186,6 +188,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 scratch: Vec::new(),
                 long_data: false,
                 state_lost: false,
+                tx_lost: false,
                 no_reply: false,
                 deferred_err: None,
             };
@@ -268,6 +271,10 @@ struct Session {
     /// A backend connection holding this session's state failed: the
     /// session ends once the client has its error.
     state_lost: bool,
+    /// A backend connection holding only this session's transaction
+    /// failed: statements are refused until the client ends it
+    /// (`lost_transaction.rs`).
+    tx_lost: bool,
     /// The running command takes no response (`COM_STMT_SEND_LONG_DATA`):
     /// errors are kept in `deferred_err` instead of being sent, since an
     /// unexpected ERR would be read as the reply to the client's next command.
@@ -349,34 +356,47 @@ impl Session {
                 return End::Refused;
             }
             let payload = &self.buf.bytes()[4..head.total_len()];
-            let result = match plan(payload, self.caps) {
-                Plan::Quit => return End::Closed,
-                Plan::ReplyOk => {
+            let verdict = self.tx_lost.then(|| lost_transaction::verdict(payload));
+            let result = match verdict {
+                Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
                     self.buf.consume(total);
-                    let ok = OkPacket {
-                        status: self.client_status(),
-                        ..Default::default()
-                    };
-                    self.write_ok(1, &ok).await
+                    self.answer_lost_transaction(v).await
                 }
-                Plan::Reply(e) => {
-                    self.buf.consume(total);
-                    self.reply_error(1, e).await
-                }
-                // The work futures are boxed: an idle client then holds
-                // only the small read future (a few hundred bytes), not
-                // the largest command's state (about 15 KiB) for its life.
-                Plan::Forward(f) => Box::pin(self.forward(total, f)).await,
-                Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
-                Plan::Kill(k) => {
-                    self.buf.consume(total);
-                    Box::pin(self.kill(k)).await
-                }
-                Plan::ChangeUser => Box::pin(self.change_user(total)).await,
-                Plan::ResetConnection => Box::pin(self.reset_connection(total)).await,
-                Plan::Ignore => {
-                    self.buf.consume(total);
-                    Ok(())
+                run => {
+                    if run == Some(Verdict::Run { ends: true }) {
+                        self.tx_lost = false;
+                    }
+                    let payload = &self.buf.bytes()[4..head.total_len()];
+                    match plan(payload, self.caps) {
+                        Plan::Quit => return End::Closed,
+                        Plan::ReplyOk => {
+                            self.buf.consume(total);
+                            let ok = OkPacket {
+                                status: self.client_status(),
+                                ..Default::default()
+                            };
+                            self.write_ok(1, &ok).await
+                        }
+                        Plan::Reply(e) => {
+                            self.buf.consume(total);
+                            self.reply_error(1, e).await
+                        }
+                        // The work futures are boxed: an idle client then holds
+                        // only the small read future (a few hundred bytes), not
+                        // the largest command's state (about 15 KiB) for its life.
+                        Plan::Forward(f) => Box::pin(self.forward(total, f)).await,
+                        Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
+                        Plan::Kill(k) => {
+                            self.buf.consume(total);
+                            Box::pin(self.kill(k)).await
+                        }
+                        Plan::ChangeUser => Box::pin(self.change_user(total)).await,
+                        Plan::ResetConnection => Box::pin(self.reset_connection(total)).await,
+                        Plan::Ignore => {
+                            self.buf.consume(total);
+                            Ok(())
+                        }
+                    }
                 }
             };
             if let Err(end) = result {
@@ -842,8 +862,13 @@ impl Session {
     /// would, so the client cannot carry on half a transaction in
     /// autocommit on another connection.
     fn discard_backend(&mut self, conn: BackendConn) {
-        if self.pin_reason.is_some() {
+        if self.sticky() {
             self.state_lost = true;
+        } else if matches!(
+            self.pin_reason,
+            Some(PinReason::Transaction | PinReason::AutocommitOff)
+        ) {
+            self.tx_lost = true;
         }
         self.shard.backends.discard(conn);
     }
@@ -928,6 +953,10 @@ impl Session {
     fn client_status(&self) -> StatusFlags {
         match &self.pinned {
             Some(c) => StatusFlags(c.status.0 & !StatusFlags::SERVER_MORE_RESULTS_EXISTS.0),
+            // The client still sees the transaction it lost until it ends it.
+            None if self.tx_lost => {
+                StatusFlags(StatusFlags::SERVER_STATUS_AUTOCOMMIT.0 | StatusFlags::SERVER_STATUS_IN_TRANS.0)
+            }
             None => StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         }
     }

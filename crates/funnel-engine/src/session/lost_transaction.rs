@@ -1,0 +1,106 @@
+//! A session whose transaction died with its backend connection.
+//!
+//! The failing statement got ERR 9007. Running the client's next statements
+//! on a fresh connection would commit the second half of its transaction
+//! one statement at a time, so until the client ends the transaction every
+//! statement is refused with ERR 9008; ROLLBACK is answered with OK (the
+//! server already rolled back). Closing the client instead would be as safe,
+//! but clients would have to reconnect after every backend restart, and
+//! sysbench 1.0.20 with libmariadb crashes when it does.
+
+use funnel_protocol::response::OkPacket;
+
+use super::{End, Session};
+use crate::error::EngineError;
+
+/// What a command gets while the session's transaction is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// `ROLLBACK`: OK, and the session goes on.
+    RollbackOk,
+    /// Refused with ERR 9008; `ends` says the command ended the transaction
+    /// (`COMMIT`, `BEGIN`, `START TRANSACTION`, which implicitly commit),
+    /// so the session goes on afterwards.
+    Refuse {
+        /// The session is out of the lost transaction afterwards.
+        ends: bool,
+    },
+    /// Runs as usual; `ends` as above (`COM_RESET_CONNECTION`,
+    /// `COM_CHANGE_USER`).
+    Run {
+        /// The session is out of the lost transaction afterwards.
+        ends: bool,
+    },
+}
+
+/// How to treat `payload` (one command, without its header) while the
+/// transaction is lost.
+pub(super) fn verdict(payload: &[u8]) -> Verdict {
+    match payload.first() {
+        Some(0x03) => statement_verdict(&payload[1..]),
+        // COM_STMT_EXECUTE and COM_STMT_FETCH touch data.
+        Some(0x17) | Some(0x1c) => Verdict::Refuse { ends: false },
+        // COM_CHANGE_USER, COM_RESET_CONNECTION: a fresh session.
+        Some(0x11) | Some(0x1f) => Verdict::Run { ends: true },
+        // Ping, quit, prepare, close, schema, options...: no data touched.
+        _ => Verdict::Run { ends: false },
+    }
+}
+
+fn statement_verdict(sql: &[u8]) -> Verdict {
+    let mut words = sql
+        .split(|c| c.is_ascii_whitespace() || *c == b';')
+        .filter(|w| !w.is_empty());
+    let first = words.next().unwrap_or_default();
+    let second = words.next().unwrap_or_default();
+    let is = |w: &[u8], k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+    if is(first, "ROLLBACK") && !is(second, "TO") {
+        Verdict::RollbackOk
+    } else if is(first, "COMMIT") || is(first, "BEGIN") || (is(first, "START") && is(second, "TRANSACTION")) {
+        Verdict::Refuse { ends: true }
+    } else {
+        Verdict::Refuse { ends: false }
+    }
+}
+
+impl Session {
+    /// Answers a command the lost transaction refuses (or a ROLLBACK).
+    pub(super) async fn answer_lost_transaction(&mut self, v: Verdict) -> Result<(), End> {
+        if v == Verdict::RollbackOk {
+            self.tx_lost = false;
+            let ok = OkPacket {
+                status: self.client_status(),
+                ..Default::default()
+            };
+            return self.write_ok(1, &ok).await;
+        }
+        self.tx_lost = v != Verdict::Refuse { ends: true };
+        self.reply_error(1, EngineError::TransactionLost).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(sql: &str) -> Verdict {
+        let mut p = vec![0x03];
+        p.extend_from_slice(sql.as_bytes());
+        verdict(&p)
+    }
+
+    #[test]
+    fn lost_transaction_verdicts() {
+        assert_eq!(q("rollback"), Verdict::RollbackOk);
+        assert_eq!(q("  ROLLBACK WORK"), Verdict::RollbackOk);
+        assert_eq!(q("ROLLBACK TO SAVEPOINT s1"), Verdict::Refuse { ends: false });
+        assert_eq!(q("COMMIT"), Verdict::Refuse { ends: true });
+        assert_eq!(q("begin"), Verdict::Refuse { ends: true });
+        assert_eq!(q("START TRANSACTION READ ONLY"), Verdict::Refuse { ends: true });
+        assert_eq!(q("INSERT INTO t VALUES (1)"), Verdict::Refuse { ends: false });
+        assert_eq!(q("SELECT 1"), Verdict::Refuse { ends: false });
+        assert_eq!(verdict(&[0x17, 1, 0, 0, 0]), Verdict::Refuse { ends: false });
+        assert_eq!(verdict(&[0x1f]), Verdict::Run { ends: true });
+        assert_eq!(verdict(&[0x0e]), Verdict::Run { ends: false });
+    }
+}
