@@ -1025,6 +1025,9 @@ struct Session {
     password: &'static str,
     /// The last complete reply was an ERR (closing after it is allowed).
     last_err: bool,
+    /// The commands sent so far in this session, for the panic messages
+    /// (a finding often needs the whole sequence to be understood).
+    trail: Vec<String>,
 }
 
 enum Outcome {
@@ -1036,6 +1039,12 @@ enum Outcome {
 impl Session {
     /// Sends one command and reads its whole answer, checking it.
     fn exchange(&mut self, payload: &[u8], expect: Option<Expect>, what: &str) -> Outcome {
+        let mut shown: String = what.chars().take(120).collect();
+        if payload.len() > 1 && !what.starts_with("COM_QUERY") {
+            shown.push_str(&format!(" {}", hex(&payload[..payload.len().min(24)])));
+        }
+        self.trail.push(shown);
+        let what = &format!("{what} [session so far: {}]", self.trail.join(" | "));
         self.c.deadline = Instant::now() + Duration::from_secs(8);
         if let Err(e) = self.c.send(0, payload) {
             if self.last_err {
@@ -1045,6 +1054,16 @@ impl Session {
             panic!("{what}: write failed ({e}) though the previous reply was not an ERR");
         }
         let Some(expect) = expect else {
+            // The command takes no reply. A COM_PING right after must get the
+            // ping's own OK: anything the proxy wrongly sent for the command
+            // would arrive first (and shift every later reply by one).
+            if let Outcome::Replied { first, .. } = self.exchange(&[0x0e], Some(Expect::Status), "COM_PING") {
+                assert!(
+                    first.first() == Some(&0x00),
+                    "{what}: the proxy replied to a command that takes no reply: {}",
+                    hex(&first)
+                );
+            }
             return Outcome::Replied { err: false, first: Vec::new() };
         };
         let mut t = ResponseTracker::new(expect, self.c.caps, StatusFlags(2));
@@ -1216,7 +1235,7 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
     } else {
         Vec::new()
     };
-    let mut sess = Session { c, stmts: Vec::new(), user, password, last_err: false };
+    let mut sess = Session { c, stmts: Vec::new(), user, password, last_err: false, trail: Vec::new() };
     if let Err(e) = sess.c.login(user, password, db, extra, attrs) {
         if user == USER2 && e.contains("1040") {
             return; // fz2 has max_connections: 4

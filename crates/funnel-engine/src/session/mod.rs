@@ -191,6 +191,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 tx_lost: false,
                 no_reply: false,
                 deferred_err: None,
+                ending_err: None,
             };
             match Box::pin(s.finish_login(l.next_seq)).await {
                 Ok(()) => Some(s),
@@ -281,6 +282,9 @@ struct Session {
     no_reply: bool,
     /// The first error of a command that takes no response.
     deferred_err: Option<ErrPacket>,
+    /// The session's state died during a command that takes no response:
+    /// the client's next command gets this ERR, then the session ends.
+    ending_err: Option<ErrPacket>,
 }
 
 impl Session {
@@ -354,6 +358,11 @@ impl Session {
                 let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
                 let _ = send_err(&mut self.stream, head.seq.wrapping_add(1), &err).await;
                 return End::Refused;
+            }
+            if let Some(err) = self.ending_err.take() {
+                self.buf.consume(total);
+                let _ = self.send_backend_err(1, &err).await;
+                return End::Closed;
             }
             let payload = &self.buf.bytes()[4..head.total_len()];
             let verdict = self.tx_lost.then(|| lost_transaction::verdict(payload));

@@ -208,7 +208,17 @@ impl Session {
         self.no_reply = true;
         let result = self.send_long_data(id, payload).await;
         self.no_reply = false;
-        if let Some(err) = self.deferred_err.take() {
+        let err = self.deferred_err.take();
+        if self.state_lost {
+            // The connection holding the session's state failed, and no
+            // reply is allowed now: the next command learns why, then the
+            // session ends (closing now would end it without a word).
+            self.state_lost = false;
+            self.ending_err = Some(err.unwrap_or_else(|| {
+                backend_lost(&self.last_backend, "failed during COM_STMT_SEND_LONG_DATA".into())
+                    .to_err_packet()
+            }));
+        } else if let Some(err) = err {
             if let Some(stmt) = self.stmts.get_mut(id) {
                 stmt.long_data_err.get_or_insert(err);
             }
