@@ -93,6 +93,9 @@ pub enum EngineError {
     /// ends the transaction.
     #[error("the transaction was lost with its backend connection")]
     TransactionLost,
+    /// The client asked for a character set servers refuse for clients.
+    #[error("character set {0} refused for clients")]
+    ClientCharset(&'static str),
     /// A user that requires TLS logged in without it.
     #[error("insecure transport")]
     InsecureTransport,
@@ -132,6 +135,7 @@ impl EngineError {
             | Unsupported(_)
             | Malformed(_)
             | BadHandshake(_)
+            | ClientCharset(_)
             | InsecureTransport => Fault::Client,
             BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } | TransactionLost => {
                 Fault::Backend
@@ -216,6 +220,12 @@ impl EngineError {
                 9007,
                 "08S01",
                 format!("Lost connection to backend '{backend}' during query: {reason}"),
+            ),
+            // What MariaDB itself answers such a login with.
+            ClientCharset(name) => ErrPacket::new(
+                1231,
+                "42000",
+                format!("Variable 'character_set_client' can't be set to the value of '{name}'"),
             ),
             TransactionLost => ErrPacket::new(
                 9008,

@@ -27,6 +27,21 @@ pub fn charset_name(collation_id: u16) -> Option<&'static str> {
     })
 }
 
+/// The character set of `collation_id` when servers refuse it as a client
+/// character set (MariaDB 10.11 answers such a login with ERR 1231: these
+/// encodings cannot carry SQL text), else `None`. Ids the server does not
+/// know are accepted there (it falls back to its default) and here.
+pub fn refused_client_charset(collation_id: u16) -> Option<&'static str> {
+    Some(match collation_id {
+        17 => "filename",
+        35 | 90 | 128..=151 | 159 => "ucs2",
+        54 | 55 | 101..=124 => "utf16",
+        56 | 62 => "utf16le",
+        60 | 61 | 160..=183 => "utf32",
+        _ => return None,
+    })
+}
+
 /// The collation name of a collation id Funnel knows, for `SET NAMES ... COLLATE`.
 pub fn collation_name(collation_id: u16) -> Option<&'static str> {
     Some(match collation_id {

@@ -95,6 +95,18 @@ impl MiniClient {
         db: Option<&str>,
         extra: Capabilities,
     ) -> Result<Self, MiniError> {
+        Self::connect_with_charset(addr, user, password, db, extra, 45)
+    }
+
+    /// [`MiniClient::connect_with`], asking for the handshake collation `charset`.
+    pub fn connect_with_charset(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        extra: Capabilities,
+        charset: u8,
+    ) -> Result<Self, MiniError> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         stream.set_nodelay(true)?;
@@ -117,7 +129,7 @@ impl MiniClient {
         let login = HandshakeResponse41 {
             capabilities: c.caps,
             max_packet_size: 1 << 24,
-            charset: 45,
+            charset,
             username: user.as_bytes().to_vec(),
             auth_response: native_password_scramble(password.as_bytes(), &hs.auth_plugin_data),
             database: db.map(|d| d.as_bytes().to_vec()),

@@ -183,3 +183,42 @@ fn hostile_idle_clients_are_told_before_they_are_closed() {
         Err(e) => panic!("{e:?}"),
     }
 }
+
+/// A client asking for a character set servers refuse for clients (utf16,
+/// ucs2, utf32, ...) is refused at login with MariaDB's own ERR 1231, not
+/// later by the backend: Funnel used to open a backend connection with it,
+/// whose refused logins put the whole pool into its connect back-off and
+/// held back other clients' connections (found by the client_session
+/// fuzzer). New clients meanwhile get connections at once.
+#[test]
+fn hostile_refused_client_charsets_get_1231_and_hold_back_nobody() {
+    use funnel_protocol::Capabilities;
+    let (proxy, _) = start("pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n");
+    let addr = proxy.local_addr();
+    for (id, name) in [(54u8, "utf16"), (35, "ucs2"), (60, "utf32"), (56, "utf16le")] {
+        match MiniClient::connect_with_charset(addr, "app", "apppw", None, Capabilities::EMPTY, id) {
+            Err(MiniError::Server(e)) => {
+                assert_eq!(e.code, 1231, "{id}: {}", e.message_text());
+                assert!(e.message_text().contains(name), "{}", e.message_text());
+            }
+            Ok(_) => panic!("collation {id} ({name}) was accepted"),
+            Err(e) => panic!("collation {id}: {e:?}"),
+        }
+        // A fresh client right after needs a new backend connection (each
+        // a different charset, so a new pool key) and gets it at once.
+        let started = Instant::now();
+        let mut ok = MiniClient::connect_with_charset(addr, "app", "apppw", None, Capabilities::EMPTY, 8)
+            .unwrap_or_else(|e| panic!("latin1 client after {name}: {e:?}"));
+        assert_eq!(ok.query("SELECT 1").unwrap().rows()[0][0].as_deref(), Some("1"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Unknown collation ids are accepted, as the server accepts them (it
+    // falls back to its default character set).
+    let mut c =
+        MiniClient::connect_with_charset(addr, "app", "apppw", None, Capabilities::EMPTY, 250).unwrap();
+    assert_eq!(c.query("SELECT 2").unwrap().rows()[0][0].as_deref(), Some("2"));
+}

@@ -206,6 +206,11 @@ pub async fn login(
     if user.require_tls && !client.is_tls() {
         return Err(LoginError::Refuse(EngineError::InsecureTransport, next));
     }
+    if let Some(name) = funnel_protocol::charset::refused_client_charset(u16::from(resp.charset)) {
+        // Refused here, as the server would: a backend login with it fails,
+        // and its failures would hold back other clients' connection opens.
+        return Err(LoginError::Refuse(EngineError::ClientCharset(name), next));
+    }
     let schema = resp.database.clone().or_else(|| user.default_schema.clone());
     Ok(Login {
         user,

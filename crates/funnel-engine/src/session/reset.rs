@@ -77,6 +77,13 @@ impl Session {
                 return Err(End::Refused);
             }
         };
+        if let Some(name) = request
+            .charset
+            .and_then(funnel_protocol::charset::refused_client_charset)
+        {
+            let _ = self.reply_error(seq, EngineError::ClientCharset(name)).await;
+            return Err(End::Refused);
+        }
         // Nothing of the old session may survive on a backend connection.
         if let Some(conn) = self.pinned.take() {
             self.shard.backends.discard(conn);
