@@ -1052,3 +1052,35 @@ fn engine_failed_long_data_is_reported_by_the_next_execute_not_at_once() {
     let r = a.roundtrip(&execute, Expect::Results).unwrap();
     assert_ne!(r[0][0], 0xff, "execute with its long data: {:?}", r[0]);
 }
+
+/// A prepared statement re-prepared on a connection that holds the
+/// session's transaction and pinned variables: only the variables that
+/// change parsing are switched for the prepare. Switching all of them back
+/// to their prepare-time values ran `SET sql_log_bin = DEFAULT` inside the
+/// transaction, which the server refuses (1694), and the failure threw the
+/// session's connection away (found by the client_session fuzzer).
+#[test]
+fn engine_reprepare_inside_a_pinned_transaction_leaves_its_state_alone() {
+    let e = env("reprep", 1, "pool:\n  max_per_core: 2\n  min_idle_per_core: 0\n");
+    e.db.exec(&format!(
+        "CREATE TABLE {}.t (id INT PRIMARY KEY) ENGINE=InnoDB",
+        e.schema
+    ));
+    let mut a = e.client();
+    let stmt = a.prep("SELECT ? + 1").unwrap();
+    // Another client's transaction holds the connection the statement was prepared on.
+    let mut b = e.client();
+    b.query_drop("BEGIN").unwrap();
+    b.query_drop("SELECT 1").unwrap();
+    a.query_drop("SET sql_log_bin = 0").unwrap();
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("INSERT INTO t VALUES (1)").unwrap();
+    let v: Option<i64> = a.exec_first(&stmt, (41,)).unwrap();
+    assert_eq!(v, Some(42));
+    a.query_drop("INSERT INTO t VALUES (2)").unwrap();
+    a.query_drop("COMMIT").unwrap();
+    assert_eq!(a.query_first::<i64, _>("SELECT @@sql_log_bin").unwrap(), Some(0));
+    b.query_drop("COMMIT").unwrap();
+    let n: Option<i64> = e.db.query_first(&format!("SELECT COUNT(*) FROM {}.t", e.schema));
+    assert_eq!(n, Some(2));
+}

@@ -348,7 +348,8 @@ impl Session {
         let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
             return Ok(None);
         };
-        let Some(c) = self.sync_vars_to(c, &meta.vars, 0).await? else {
+        let target = c.vars.with_parse_vars_of(&meta.vars);
+        let Some(c) = self.sync_vars_to(c, &target, 0).await? else {
             return Ok(None);
         };
         conn = c;

@@ -141,8 +141,12 @@ impl Session {
                     Ok(Some(conn))
                 }
                 Some(err) => {
+                    // The server refused the SET as a whole (e.g. a
+                    // replication variable inside a transaction): nothing
+                    // changed on the connection, which keeps whatever the
+                    // session holds there (a transaction, pinned state).
                     self.buf.consume(total);
-                    self.discard_backend(conn);
+                    self.give_back(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
             },

@@ -15,6 +15,10 @@ const NAMES: &str = "names";
 /// Pseudo-variable holding `SET CHARACTER SET ...`.
 const CHARSET: &str = "character set";
 /// Variables `SET NAMES` and `SET CHARACTER SET` overwrite.
+/// Besides the charset group, the variables that change how a statement
+/// parses.
+const PARSE_VARS: [&str; 2] = ["sql_mode", "old_mode"];
+
 const CHARSET_VARS: [&str; 4] = [
     "character_set_client",
     "character_set_connection",
@@ -67,6 +71,27 @@ impl SessionVars {
                 }
             }
         }
+    }
+
+    /// These variables with the ones that change how the server parses a
+    /// statement (`sql_mode`, the charset group) taken from `prepared`:
+    /// what a statement is re-prepared under on another connection. Only
+    /// those: re-applying the rest (say `sql_log_bin` or the isolation
+    /// level) could fail inside the session's transaction, and parsing
+    /// does not depend on them.
+    pub fn with_parse_vars_of(&self, prepared: &SessionVars) -> SessionVars {
+        let mut out = self.clone();
+        for v in PARSE_VARS
+            .iter()
+            .chain(CHARSET_VARS.iter())
+            .chain([&NAMES, &CHARSET])
+        {
+            match prepared.0.get(*v) {
+                Some(value) => out.0.insert(v.to_string(), value.clone()),
+                None => out.0.remove(*v),
+            };
+        }
+        out
     }
 
     /// True when any of `names` is set (to something other than its default).
@@ -567,6 +592,16 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn variables_reprepare_takes_only_parse_variables() {
+        let conn = vars(&["SET sql_log_bin = 0, sql_mode = 'ANSI'", "SET NAMES latin1"]);
+        let prepared = vars(&["SET sql_mode = ''"]);
+        let target = conn.with_parse_vars_of(&prepared);
+        assert_eq!(target, vars(&["SET sql_log_bin = 0, sql_mode = ''"]));
+        // Nothing to change when the parse variables already match.
+        assert_eq!(target.with_parse_vars_of(&prepared), target);
     }
 
     #[test]
