@@ -93,14 +93,33 @@ pub struct SqlEffect {
 
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
-    let tokens = Tokens::scan(sql);
+    // Every query is classified: the word list is reused (one per core
+    // thread) instead of allocated per query.
+    let tokens = Tokens::scan(sql, WORDS.take());
+    let effect = classify_tokens(sql, &tokens);
+    let mut words = tokens.words;
+    if words.capacity() <= MAX_KEPT_WORDS {
+        words.clear();
+        WORDS.set(words);
+    }
+    effect
+}
+
+thread_local! {
+    static WORDS: std::cell::Cell<Vec<Word>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A word list grown past this by a huge statement is not kept.
+const MAX_KEPT_WORDS: usize = 4096;
+
+fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     if tokens.executable_comment {
         return pin(PinReason::Unknown);
     }
     let mut words = tokens.words.iter().map(|w| w.as_slice());
     let first = words.next().unwrap_or(b"");
     let second = words.next().unwrap_or(b"");
-    if tokens.statements == 1 && is_diagnostics(first, second, &tokens) {
+    if tokens.statements == 1 && is_diagnostics(first, second, tokens) {
         return SqlEffect {
             diagnostics: true,
             ..SqlEffect::default()
@@ -333,9 +352,11 @@ impl Tokens {
         self.words.iter().any(|x| x.as_slice() == w)
     }
 
-    fn scan(sql: &[u8]) -> Tokens {
+    /// Scans `sql` into `words` (cleared first; passed in to reuse it).
+    fn scan(sql: &[u8], mut words: Vec<Word>) -> Tokens {
+        words.clear();
         let mut t = Tokens {
-            words: Vec::with_capacity(16),
+            words,
             statements: 1,
             ..Default::default()
         };
