@@ -25,17 +25,18 @@ fn start(db: &MariaDb, query_timeout: &str) -> Proxy {
     funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap())
 }
 
+fn opts(p: &Proxy) -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(p.local_addr().port())
+        .user(Some("app"))
+        .pass(Some("apppw"))
+        .prefer_socket(false)
+        .read_timeout(Some(Duration::from_secs(20)))
+}
+
 fn client(p: &Proxy) -> Conn {
-    Conn::new(
-        OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(p.local_addr().port())
-            .user(Some("app"))
-            .pass(Some("apppw"))
-            .prefer_socket(false)
-            .read_timeout(Some(Duration::from_secs(20))),
-    )
-    .unwrap()
+    Conn::new(opts(p)).unwrap()
 }
 
 fn code(e: mysql::Error) -> u16 {
@@ -273,19 +274,7 @@ fn faults_commands_wait_out_a_failed_open_instead_of_failing() {
     let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
     // Clients that send nothing on connect: the pool stays empty until the
     // first command.
-    let quiet_client = || {
-        Conn::new(
-            OptsBuilder::new()
-                .ip_or_hostname(Some("127.0.0.1"))
-                .tcp_port(proxy.local_addr().port())
-                .user(Some("app"))
-                .pass(Some("apppw"))
-                .prefer_socket(false)
-                .max_allowed_packet(Some(16 << 20))
-                .read_timeout(Some(Duration::from_secs(20))),
-        )
-        .unwrap()
-    };
+    let quiet_client = || Conn::new(opts(&proxy).max_allowed_packet(Some(16 << 20))).unwrap();
     let mut first = quiet_client();
     // Let the monitor's first check through, then refuse three opens: the
     // first command's and the first two retries (back-off 100, 200 ms).
