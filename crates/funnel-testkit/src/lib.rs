@@ -39,6 +39,7 @@ mod sql;
 mod template;
 mod workdir;
 
+pub mod certs;
 pub mod funnel;
 pub mod mini_client;
 

@@ -32,26 +32,7 @@ fn mariadb_cli(port: u16, user: &str, ssl: bool, sql: &str) -> (bool, String) {
 #[test]
 fn tls_logins_with_the_mariadb_client() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is missing");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
 
     let db = MariaDb::shared();
     let schema = db.fresh_database("tls");
