@@ -33,19 +33,19 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     counter(
         "funnel_queries_total",
         "Commands received from clients.",
-        per_core(&|s| s.commands),
+        per_core(&|s| s.counters.commands),
     );
     counter(
         "funnel_forwarded_total",
         "Commands forwarded to a backend.",
-        per_core(&|s| s.forwarded),
+        per_core(&|s| s.counters.forwarded),
     );
     counter(
         "funnel_bytes_total",
         "Bytes from and to clients.",
         vec![
-            ("{direction=\"in\"}".into(), t.bytes_in),
-            ("{direction=\"out\"}".into(), t.bytes_out),
+            ("{direction=\"in\"}".into(), t.counters.bytes_from_clients),
+            ("{direction=\"out\"}".into(), t.counters.bytes_to_clients),
         ],
     );
     let mut codes = BTreeMap::<u16, u64>::new();
@@ -65,42 +65,42 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     counter(
         "funnel_client_connections_accepted_total",
         "Client connections accepted.",
-        vec![(String::new(), t.clients_accepted)],
+        vec![(String::new(), t.counters.clients_accepted)],
     );
     counter(
         "funnel_client_connections_refused_total",
         "Client connections refused.",
-        vec![(String::new(), t.clients_refused)],
+        vec![(String::new(), t.counters.clients_refused)],
     );
     counter(
         "funnel_backend_connections_opened_total",
         "Backend connections opened.",
-        vec![(String::new(), t.backend_opened)],
+        vec![(String::new(), t.counters.backend_opened)],
     );
     counter(
         "funnel_backend_connections_closed_total",
         "Backend connections closed as unusable.",
-        vec![(String::new(), t.backend_discarded)],
+        vec![(String::new(), t.counters.backend_discarded)],
     );
     counter(
         "funnel_backend_connect_failures_total",
         "Failed backend connection attempts.",
-        vec![(String::new(), t.backend_open_failures)],
+        vec![(String::new(), t.counters.backend_open_failures)],
     );
     counter(
         "funnel_backlog_timeouts_total",
         "Commands that gave up waiting for a backend connection.",
-        vec![(String::new(), t.backlog_timeouts)],
+        vec![(String::new(), t.counters.backlog_timeouts)],
     );
     counter(
         "funnel_backlog_full_total",
         "Commands refused because the backlog was full.",
-        vec![(String::new(), t.backlog_full)],
+        vec![(String::new(), t.counters.backlog_full)],
     );
     counter(
         "funnel_state_syncs_total",
         "SET statements run to bring a connection in line with a session.",
-        vec![(String::new(), t.state_syncs)],
+        vec![(String::new(), t.counters.state_syncs)],
     );
 
     let mut gauge_lines = String::new();

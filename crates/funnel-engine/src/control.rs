@@ -77,38 +77,10 @@ pub struct ShardSnapshot {
     pub shard: ShardId,
     /// Client connections open now.
     pub clients_active: u64,
-    /// Client connections accepted so far.
-    pub clients_accepted: u64,
-    /// Client connections refused (limits, failed logins).
-    pub clients_refused: u64,
-    /// Commands received.
-    pub commands: u64,
-    /// Commands forwarded to a backend.
-    pub forwarded: u64,
-    /// Errors Funnel generated.
-    pub funnel_errors: u64,
+    /// Counters since start.
+    pub counters: Counters,
     /// Funnel's own errors by MySQL error code.
     pub errors_by_code: BTreeMap<u16, u64>,
-    /// Commands that waited in the backlog.
-    pub backlog_waits: u64,
-    /// Commands that gave up waiting.
-    pub backlog_timeouts: u64,
-    /// Commands refused because the backlog was full.
-    pub backlog_full: u64,
-    /// Backend connections opened so far.
-    pub backend_opened: u64,
-    /// Backend connection attempts that failed.
-    pub backend_open_failures: u64,
-    /// Backend connections closed as unusable.
-    pub backend_discarded: u64,
-    /// `SET`s run to bring connections in line with sessions.
-    pub state_syncs: u64,
-    /// Statements prepared on a connection at their first execute there.
-    pub reprepares: u64,
-    /// Bytes from clients.
-    pub bytes_from_clients: u64,
-    /// Bytes to clients.
-    pub bytes_to_clients: u64,
     /// Clients pinned so far, by reason (counted when a reason is first taken).
     pub pins_total: BTreeMap<&'static str, u64>,
     /// Occupancy summed over every pool.
@@ -175,4 +147,61 @@ pub struct ClientSnapshot {
     pub pinned: Option<&'static str>,
     /// Time in the current state.
     pub for_how_long: Duration,
+}
+
+/// A shard's counters since start; the admin interface sums them over the
+/// cores with [`Counters::add`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Client connections accepted so far.
+    pub clients_accepted: u64,
+    /// Client connections refused (limits, failed logins).
+    pub clients_refused: u64,
+    /// Commands received.
+    pub commands: u64,
+    /// Commands forwarded to a backend.
+    pub forwarded: u64,
+    /// Errors Funnel generated.
+    pub funnel_errors: u64,
+    /// Commands that waited in the backlog.
+    pub backlog_waits: u64,
+    /// Commands that gave up waiting.
+    pub backlog_timeouts: u64,
+    /// Commands refused because the backlog was full.
+    pub backlog_full: u64,
+    /// Backend connections opened so far.
+    pub backend_opened: u64,
+    /// Backend connection attempts that failed.
+    pub backend_open_failures: u64,
+    /// Backend connections closed as unusable.
+    pub backend_discarded: u64,
+    /// `SET`s run to bring connections in line with sessions.
+    pub state_syncs: u64,
+    /// Statements prepared on a connection at their first execute there.
+    pub reprepares: u64,
+    /// Bytes from clients.
+    pub bytes_from_clients: u64,
+    /// Bytes to clients.
+    pub bytes_to_clients: u64,
+}
+
+impl Counters {
+    /// Adds another core's counters to these.
+    pub fn add(&mut self, o: &Counters) {
+        self.clients_accepted += o.clients_accepted;
+        self.clients_refused += o.clients_refused;
+        self.commands += o.commands;
+        self.forwarded += o.forwarded;
+        self.funnel_errors += o.funnel_errors;
+        self.backlog_waits += o.backlog_waits;
+        self.backlog_timeouts += o.backlog_timeouts;
+        self.backlog_full += o.backlog_full;
+        self.backend_opened += o.backend_opened;
+        self.backend_open_failures += o.backend_open_failures;
+        self.backend_discarded += o.backend_discarded;
+        self.state_syncs += o.state_syncs;
+        self.reprepares += o.reprepares;
+        self.bytes_from_clients += o.bytes_from_clients;
+        self.bytes_to_clients += o.bytes_to_clients;
+    }
 }

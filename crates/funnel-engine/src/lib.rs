@@ -35,6 +35,6 @@ pub mod shard;
 pub mod stats;
 pub mod tls;
 
-pub use control::{ClientSnapshot, PoolSnapshot, ShardSnapshot};
+pub use control::{ClientSnapshot, Counters, PoolSnapshot, ShardSnapshot};
 pub use error::EngineError;
 pub use proxy::{Proxy, ProxyHandle, StartError, Stopper};

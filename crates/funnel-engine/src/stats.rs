@@ -78,6 +78,27 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The counters as plain numbers, for a snapshot.
+    pub fn counters(&self) -> crate::control::Counters {
+        crate::control::Counters {
+            clients_accepted: self.clients_accepted.get(),
+            clients_refused: self.clients_refused.get(),
+            commands: self.commands.get(),
+            forwarded: self.forwarded.get(),
+            funnel_errors: self.funnel_errors.get(),
+            backlog_waits: self.backlog_waits.get(),
+            backlog_timeouts: self.backlog_timeouts.get(),
+            backlog_full: self.backlog_full.get(),
+            backend_opened: self.backend_opened.get(),
+            backend_open_failures: self.backend_open_failures.get(),
+            backend_discarded: self.backend_discarded.get(),
+            state_syncs: self.state_syncs.get(),
+            reprepares: self.reprepares.get(),
+            bytes_from_clients: self.bytes_from_clients.get(),
+            bytes_to_clients: self.bytes_to_clients.get(),
+        }
+    }
+
     /// Adds one to a counter.
     pub fn bump(c: &Cell<u64>) {
         c.set(c.get() + 1);

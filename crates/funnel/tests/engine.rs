@@ -183,7 +183,7 @@ fn engine_open_transaction_keeps_its_connection_and_others_wait() {
         .expect("c2 runs once c1 commits");
     assert_eq!(seen, 1, "c2 sees the committed row");
     waiter.join().unwrap();
-    assert!(e.proxy.snapshots()[0].backlog_waits >= 1);
+    assert!(e.proxy.snapshots()[0].counters.backlog_waits >= 1);
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn engine_backlog_timeout_is_a_clear_error_and_the_client_stays_connected() {
         Some(5),
         "c2 is still connected"
     );
-    assert!(e.proxy.snapshots()[0].backlog_timeouts >= 1);
+    assert!(e.proxy.snapshots()[0].counters.backlog_timeouts >= 1);
 }
 
 #[test]

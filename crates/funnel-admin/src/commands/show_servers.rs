@@ -19,7 +19,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "open_failures",
     ]);
     let shards = ctx.handle.snapshots();
-    let failures: u64 = shards.iter().map(|s| s.backend_open_failures).sum();
+    let failures: u64 = shards.iter().map(|s| s.counters.backend_open_failures).sum();
     let Some(first) = shards.first() else {
         return Reply::Table(t);
     };

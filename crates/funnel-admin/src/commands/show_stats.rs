@@ -15,29 +15,29 @@ pub fn run(ctx: &AdminContext) -> Reply {
     let mut table = Table::new(&["scope", "name", "value"]);
     let mut add = |scope: &str, name: &str, value: String| table.row(vec![scope.into(), name.into(), value]);
     for (name, v) in [
-        ("queries", t.commands),
-        ("forwarded", t.forwarded),
-        ("bytes_in", t.bytes_in),
-        ("bytes_out", t.bytes_out),
-        ("funnel_errors", t.funnel_errors),
+        ("queries", t.counters.commands),
+        ("forwarded", t.counters.forwarded),
+        ("bytes_in", t.counters.bytes_from_clients),
+        ("bytes_out", t.counters.bytes_to_clients),
+        ("funnel_errors", t.counters.funnel_errors),
         ("clients_active", t.clients_active),
-        ("clients_accepted", t.clients_accepted),
-        ("clients_refused", t.clients_refused),
-        ("backend_connections_opened", t.backend_opened),
-        ("backend_connections_closed", t.backend_discarded),
-        ("backend_connect_failures", t.backend_open_failures),
-        ("backlog_waits", t.backlog_waits),
-        ("backlog_timeouts", t.backlog_timeouts),
-        ("backlog_full", t.backlog_full),
-        ("state_syncs", t.state_syncs),
-        ("reprepares", t.reprepares),
+        ("clients_accepted", t.counters.clients_accepted),
+        ("clients_refused", t.counters.clients_refused),
+        ("backend_connections_opened", t.counters.backend_opened),
+        ("backend_connections_closed", t.counters.backend_discarded),
+        ("backend_connect_failures", t.counters.backend_open_failures),
+        ("backlog_waits", t.counters.backlog_waits),
+        ("backlog_timeouts", t.counters.backlog_timeouts),
+        ("backlog_full", t.counters.backlog_full),
+        ("state_syncs", t.counters.state_syncs),
+        ("reprepares", t.counters.reprepares),
     ] {
         add("all", name, v.to_string());
     }
     add(
         "all",
         "queries_per_second",
-        format!("{:.1}", t.commands as f64 / secs),
+        format!("{:.1}", t.counters.commands as f64 / secs),
     );
     let mut codes = std::collections::BTreeMap::<u16, u64>::new();
     for s in &shards {
@@ -51,7 +51,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
     percentiles(&mut add, "all", &t.query_us, &t.backlog_wait_us, &t.connect_us);
     for s in &shards {
         let scope = format!("core{}", s.shard.0);
-        add(&scope, "queries", s.commands.to_string());
+        add(&scope, "queries", s.counters.commands.to_string());
         percentiles(&mut add, &scope, &s.query_us, &s.backlog_wait_us, &s.connect_us);
     }
     Reply::Table(table)
