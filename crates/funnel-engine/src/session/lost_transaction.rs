@@ -48,7 +48,7 @@ pub(super) fn verdict(payload: &[u8]) -> Verdict {
 }
 
 fn statement_verdict(sql: &[u8]) -> Verdict {
-    let mut words = sql
+    let mut words = super::sql_lex::skip_leading_comments(sql)
         .split(|c| c.is_ascii_whitespace() || *c == b';')
         .filter(|w| !w.is_empty());
     let first = words.next().unwrap_or_default();
@@ -93,6 +93,7 @@ mod tests {
     fn lost_transaction_verdicts() {
         assert_eq!(q("rollback"), Verdict::RollbackOk);
         assert_eq!(q("  ROLLBACK WORK"), Verdict::RollbackOk);
+        assert_eq!(q("/* app */ ROLLBACK"), Verdict::RollbackOk);
         assert_eq!(q("ROLLBACK TO SAVEPOINT s1"), Verdict::Refuse { ends: false });
         assert_eq!(q("COMMIT"), Verdict::Refuse { ends: true });
         assert_eq!(q("begin"), Verdict::Refuse { ends: true });

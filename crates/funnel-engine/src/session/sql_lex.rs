@@ -31,6 +31,28 @@ pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
         .map_or(sql.len(), |p| from + p + end.len())
 }
 
+/// `sql` from its first token on: leading whitespace and comments
+/// (`/* */`, `-- `, `#`) skipped. Executable comments (`/*! */`, `/*M! */`)
+/// are skipped too: callers that care treat such text as unknown.
+pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
+    let mut i = 0;
+    loop {
+        while sql.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            i += 1;
+        }
+        let rest = &sql[i.min(sql.len())..];
+        if rest.starts_with(b"/*") {
+            i = skip_until(sql, i + 2, b"*/");
+        } else if rest.starts_with(b"#")
+            || (rest.starts_with(b"--") && rest.get(2).is_none_or(|c| c.is_ascii_whitespace()))
+        {
+            i = skip_until(sql, i, b"\n");
+        } else {
+            return rest;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +60,11 @@ mod tests {
     #[test]
     fn sql_lex_quotes_and_comments() {
         assert_eq!(skip_quoted(b"'a''b' x", 0, b'\''), 6);
+        assert_eq!(
+            skip_leading_comments(b" /* a */ -- b\n# c\n ROLLBACK"),
+            b"ROLLBACK"
+        );
+        assert_eq!(skip_leading_comments(b"/* open"), b"");
         assert_eq!(skip_quoted(br"'a\'b' x", 0, b'\''), 6);
         assert_eq!(skip_quoted(br"`a\`x", 0, b'`'), 4, "no escapes in backticks");
         assert_eq!(skip_quoted(b"'open", 0, b'\''), 5);
