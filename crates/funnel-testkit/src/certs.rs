@@ -19,22 +19,12 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA named `name` in `dir` (`{name}.pem`, `{name}.key`).
 pub fn make_ca(dir: &Path, name: &str) {
-    openssl(
+    self_signed_as(
         dir,
+        name,
+        &format!("{name}.key"),
+        &format!("{name}.pem"),
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-subj",
-            &format!("/CN={name}"),
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
@@ -90,23 +80,18 @@ pub fn make_server_cert(dir: &Path, ca: &str) {
 
 /// A self-signed certificate for `cn` in `dir`: `(cert.pem, key.pem)` paths.
 pub fn self_signed(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-        ],
-    );
+    self_signed_as(dir, cn, "key.pem", "cert.pem", &[]);
     (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// A self-signed certificate for `cn`, valid two days, into `key` and
+/// `cert` in `dir`, with `extra` arguments for `openssl req`.
+fn self_signed_as(dir: &Path, cn: &str, key: &str, cert: &str, extra: &[&str]) {
+    let subject = format!("/CN={cn}");
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject, "-keyout", key,
+        "-out", cert,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
 }
