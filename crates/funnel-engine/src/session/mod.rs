@@ -375,37 +375,7 @@ impl Session {
                     if run == Some(Verdict::Run { ends: true }) {
                         self.tx_lost = false;
                     }
-                    let payload = &self.buf.bytes()[4..head.total_len()];
-                    match plan(payload, self.caps) {
-                        Plan::Quit => return End::Closed,
-                        Plan::ReplyOk => {
-                            self.buf.consume(total);
-                            let ok = OkPacket {
-                                status: self.client_status(),
-                                ..Default::default()
-                            };
-                            self.write_ok(1, &ok).await
-                        }
-                        Plan::Reply(e) => {
-                            self.buf.consume(total);
-                            self.reply_error(1, e).await
-                        }
-                        // The work futures are boxed: an idle client then holds
-                        // only the small read future (a few hundred bytes), not
-                        // the largest command's state (about 15 KiB) for its life.
-                        Plan::Forward(f) => Box::pin(self.forward(total, f)).await,
-                        Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
-                        Plan::Kill(k) => {
-                            self.buf.consume(total);
-                            Box::pin(self.kill(k)).await
-                        }
-                        Plan::ChangeUser => Box::pin(self.change_user(total)).await,
-                        Plan::ResetConnection => Box::pin(self.reset_connection(total)).await,
-                        Plan::Ignore => {
-                            self.buf.consume(total);
-                            Ok(())
-                        }
-                    }
+                    self.dispatch(head, total).await
                 }
             };
             if let Err(end) = result {
@@ -428,6 +398,41 @@ impl Session {
                 .query_us
                 .borrow_mut()
                 .record(started.elapsed().as_micros() as u64);
+        }
+    }
+
+    /// Runs one buffered command as `command::plan` says.
+    async fn dispatch(&mut self, head: PacketHeader, total: usize) -> Result<(), End> {
+        let payload = &self.buf.bytes()[4..head.total_len()];
+        match plan(payload, self.caps) {
+            Plan::Quit => Err(End::Closed),
+            Plan::ReplyOk => {
+                self.buf.consume(total);
+                let ok = OkPacket {
+                    status: self.client_status(),
+                    ..Default::default()
+                };
+                self.write_ok(1, &ok).await
+            }
+            Plan::Reply(e) => {
+                self.buf.consume(total);
+                self.reply_error(1, e).await
+            }
+            // The work futures are boxed: an idle client then holds only the
+            // small read future (a few hundred bytes), not the largest
+            // command's state (about 15 KiB) for its life.
+            Plan::Forward(f) => Box::pin(self.forward(total, f)).await,
+            Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
+            Plan::Kill(k) => {
+                self.buf.consume(total);
+                Box::pin(self.kill(k)).await
+            }
+            Plan::ChangeUser => Box::pin(self.change_user(total)).await,
+            Plan::ResetConnection => Box::pin(self.reset_connection(total)).await,
+            Plan::Ignore => {
+                self.buf.consume(total);
+                Ok(())
+            }
         }
     }
 
