@@ -66,8 +66,6 @@ pub struct Backlog<C = BackendConn> {
     queues: RefCell<Vec<KeyQueue<C>>>,
     /// Waiters still waiting (their [`Ticket`] is alive and unanswered).
     live: Rc<Cell<usize>>,
-    /// Entries in the queues, dead ones included.
-    queued: Cell<usize>,
     next_seq: Cell<u64>,
 }
 
@@ -83,7 +81,6 @@ impl<C> Default for Backlog<C> {
         Backlog {
             queues: RefCell::new(Vec::new()),
             live: Rc::default(),
-            queued: Cell::new(0),
             next_seq: Cell::new(0),
         }
     }
@@ -111,7 +108,6 @@ impl<C: Keyed> Backlog<C> {
             }
         }
         self.live.set(self.live.get() + 1);
-        self.queued.set(self.queued.get() + 1);
         self.sweep_if_littered();
         Ticket {
             rx,
@@ -141,7 +137,7 @@ impl<C: Keyed> Backlog<C> {
         }
         let waiter = {
             let mut queues = self.queues.borrow_mut();
-            if let Some(oldest) = oldest_front(&mut queues, &self.queued) {
+            if let Some(oldest) = oldest_front(&mut queues) {
                 let (key, since) = (queues[oldest].key, queues[oldest].waiters[0].since);
                 if key != conn.key() && since.elapsed() >= STARVATION_LIMIT {
                     // The caller trades this connection in for that key.
@@ -151,13 +147,12 @@ impl<C: Keyed> Backlog<C> {
             let Some(q) = queues.iter_mut().find(|q| q.key == conn.key()) else {
                 return Err(conn);
             };
-            prune_front(&mut q.waiters, &self.queued);
+            prune_front(&mut q.waiters);
             match q.waiters.pop_front() {
                 Some(w) => w,
                 None => return Err(conn),
             }
         };
-        self.queued.set(self.queued.get() - 1);
         self.live.set(self.live.get() - 1);
         // The front was live and nothing ran since: the send cannot fail.
         waiter.tx.send(Ok(conn)).map_err(|back| match back {
@@ -172,7 +167,7 @@ impl<C: Keyed> Backlog<C> {
             return None;
         }
         let mut queues = self.queues.borrow_mut();
-        oldest_front(&mut queues, &self.queued).map(|i| queues[i].key)
+        oldest_front(&mut queues).map(|i| queues[i].key)
     }
 
     /// Tells the oldest live waiter with `key` why no connection will come.
@@ -182,11 +177,10 @@ impl<C: Keyed> Backlog<C> {
             let Some(q) = queues.iter_mut().find(|q| q.key == key) else {
                 return;
             };
-            prune_front(&mut q.waiters, &self.queued);
+            prune_front(&mut q.waiters);
             q.waiters.pop_front()
         };
         if let Some(w) = waiter {
-            self.queued.set(self.queued.get() - 1);
             self.live.set(self.live.get() - 1);
             let _ = w.tx.send(Err(err));
         }
@@ -195,31 +189,35 @@ impl<C: Keyed> Backlog<C> {
     /// Removes dead entries everywhere once they outnumber the live ones
     /// well (waiters that gave up behind a live one are not at a front).
     fn sweep_if_littered(&self) {
-        if self.queued.get() <= 2 * self.live.get() + SWEEP_SLACK {
+        let mut queues = self.queues.borrow_mut();
+        if queued(&queues) <= 2 * self.live.get() + SWEEP_SLACK {
             return;
         }
-        let mut queues = self.queues.borrow_mut();
         for q in queues.iter_mut() {
             q.waiters.retain(|w| !w.tx.is_closed());
         }
         queues.retain(|q| !q.waiters.is_empty());
-        self.queued.set(queues.iter().map(|q| q.waiters.len()).sum());
     }
 }
 
+/// Entries in the queues, waiters that gave up included (a handful of keys,
+/// so counting is cheap).
+fn queued<C>(queues: &[KeyQueue<C>]) -> usize {
+    queues.iter().map(|q| q.waiters.len()).sum()
+}
+
 /// Drops the waiters at the front of `waiters` that gave up.
-fn prune_front<C>(waiters: &mut VecDeque<Waiter<C>>, queued: &Cell<usize>) {
+fn prune_front<C>(waiters: &mut VecDeque<Waiter<C>>) {
     while waiters.front().is_some_and(|w| w.tx.is_closed()) {
         waiters.pop_front();
-        queued.set(queued.get() - 1);
     }
 }
 
 /// The index of the queue whose live front waiter arrived first.
-fn oldest_front<C>(queues: &mut [KeyQueue<C>], queued: &Cell<usize>) -> Option<usize> {
+fn oldest_front<C>(queues: &mut [KeyQueue<C>]) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     for (i, q) in queues.iter_mut().enumerate() {
-        prune_front(&mut q.waiters, queued);
+        prune_front(&mut q.waiters);
         if let Some(w) = q.waiters.front() {
             if best.is_none_or(|(_, seq)| w.seq < seq) {
                 best = Some((i, w.seq));
@@ -307,7 +305,7 @@ mod tests {
         assert_eq!(b.len(), 1);
         b.hand_over(Conn(key(1), 7)).unwrap();
         assert_eq!(got(&t2), Some(7));
-        assert_eq!((b.len(), b.queued.get()), (0, 0));
+        assert_eq!((b.len(), queued(&b.queues.borrow())), (0, 0));
     }
 
     #[test]
@@ -347,7 +345,8 @@ mod tests {
             drop(b.enqueue(key(1)));
         }
         assert_eq!(b.len(), 1);
-        assert!(b.queued.get() <= 2 + SWEEP_SLACK, "queued {}", b.queued.get());
+        let q = queued(&b.queues.borrow());
+        assert!(q <= 2 + SWEEP_SLACK, "queued {q}");
         b.hand_over(Conn(key(1), 3)).unwrap();
         assert_eq!(got(&first), Some(3));
     }
