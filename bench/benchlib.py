@@ -466,7 +466,10 @@ class Funnel:
     def start(cls, workdir: Path, binary: Path, backend_port: int, cores: int, pool_per_core: int,
               min_idle_per_core: int | None = None, wait_timeout: str = "30s", level: str = "warn",
               name: str = "funnel", metrics_port: int | None = None, backend_user: str = SB_USER,
-              backend_password: str = SB_PASSWORD) -> "Funnel":
+              backend_password: str = SB_PASSWORD, wrapper: list[str] | None = None,
+              start_timeout: float = 30.0) -> "Funnel":
+        """Starts Funnel and waits until it answers a query. `wrapper` is a command
+        prefix (e.g. valgrind and its options); the process is then the wrapper's."""
         port = free_port()
         d = workdir / name
         d.mkdir(parents=True, exist_ok=True)
@@ -496,10 +499,10 @@ client:
   level: {level}
 """)
         logf = open(d / "funnel.log", "w")
-        proc = subprocess.Popen([str(binary), "--config", str(d / "funnel.yaml")], stdout=logf,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([*(wrapper or []), str(binary), "--config", str(d / "funnel.yaml")],
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_timeout
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"Funnel exited ({proc.returncode}):\n{(d / 'funnel.log').read_text()[-3000:]}")

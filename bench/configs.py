@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Which Funnel shape suits this host: Funnel configurations side by side with direct MariaDB.
+
+Answers "how many cores, how big a pool" for the machine it runs on. One throwaway MariaDB
+(one-thread-per-connection) with sysbench tables; one Funnel per configuration, all started up
+front in front of it; then for each round and thread count, sysbench oltp_point_select runs
+against direct MariaDB and every Funnel back to back, in an order that rotates from point to
+point so the box's noise hits every target alike. Reports per target: tps, p95, Funnel CPU per
+query, and medians over the rounds with the ratio to direct.
+
+A configuration is `label:key=value,...` with keys
+  cores=N    Funnel cores (shards)
+  pool=N     pool.max_per_core (min_idle_per_core is the same: a warm pool)
+  bin=PATH   another Funnel binary (default: target/release/funnel, or $FUNNEL_BIN)
+  env=K=V    an environment variable for that Funnel process (repeatable: env=A=1,env=B=2)
+
+Example:
+  python3 bench/configs.py --threads "8 64 1024 4096" --rounds 2 \\
+      --config c1p8:cores=1,pool=8 --config c2p16:cores=2,pool=16
+
+Writes <name>.json and <name>.md to --out (default bench/results/<date>-<host>/).
+Servers and Funnels are stopped by PID at the end, on errors and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402
+    Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, log, machine_info, raise_nofile,
+    run_sysbench, unique_stem, workdir,
+)
+
+WORKLOAD = "oltp_point_select"
+
+
+@dataclass
+class Shape:
+    """One Funnel configuration under test."""
+
+    label: str
+    cores: int = 2
+    pool: int = 16
+    binary: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> "Shape":
+        label, _, rest = spec.partition(":")
+        if not label or label == "direct":
+            raise ValueError(f"{spec!r}: a configuration needs a label other than 'direct'")
+        s = cls(label)
+        for item in filter(None, rest.split(",")):
+            key, _, value = item.partition("=")
+            if key == "cores":
+                s.cores = int(value)
+            elif key == "pool":
+                s.pool = int(value)
+            elif key == "bin":
+                s.binary = value
+            elif key == "env":
+                k, _, v = value.partition("=")
+                s.env[k] = v
+            else:
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env)")
+        return s
+
+    def describe(self) -> str:
+        extra = "".join(f", {k}={v}" for k, v in self.env.items())
+        build = f", binary {self.binary}" if self.binary else ""
+        return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
+
+
+def start_funnel(work: Path, shape: Shape, backend_port: int) -> Funnel:
+    """Starts one Funnel for `shape`; its environment is set only for its own spawn."""
+    d = work / shape.label
+    d.mkdir(parents=True, exist_ok=True)
+    src = Path(shape.binary) if shape.binary else None
+    if src is not None:
+        binary = d / "funnel-bin"
+        shutil.copy2(src, binary)
+    else:
+        binary = Funnel.private_binary(d)
+    saved = {k: os.environ.get(k) for k in shape.env}
+    os.environ.update(shape.env)
+    try:
+        return Funnel.start(work, binary, backend_port, shape.cores, shape.pool, name=f"funnel-{shape.label}")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=[], help="label:key=value,... (repeatable)")
+    p.add_argument("--threads", default="8 64 1024 4096")
+    p.add_argument("--time", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--tables", type=int, default=4)
+    p.add_argument("--table-size", type=int, default=100000)
+    p.add_argument("--ps-mode", choices=["disable", "auto"], default="disable")
+    p.add_argument("--no-direct", action="store_true", help="compare the Funnel shapes only")
+    p.add_argument("--out", default=None)
+    p.add_argument("--name", default="configs")
+    a = p.parse_args(argv)
+    shapes = [Shape.parse(s) for s in a.config] or [Shape("c2p16")]
+    if len({s.label for s in shapes}) != len(shapes):
+        p.error("configuration labels must differ")
+    raise_nofile()
+    out = Path(a.out) if a.out else default_results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    work = workdir("funnel-configs-")
+    threads = [int(x) for x in a.threads.split()]
+    rows: list[dict] = []
+    res = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(a), "machine": machine_info(),
+           "shapes": [{"label": s.label, "describe": s.describe()} for s in shapes], "rows": rows}
+    with Cleanup() as cleanup:
+        cleanup.push(lambda: shutil.rmtree(work, ignore_errors=True))
+        db = MariaDB.start(work / "db", "configs", max_connections=5000)
+        cleanup.push(db.stop)
+        db.prepare_sysbench(a.tables, a.table_size)
+        funnels: dict[str, Funnel] = {}
+        for s in shapes:
+            funnels[s.label] = start_funnel(work, s, db.port)
+            cleanup.push(funnels[s.label].stop)
+        targets = ([] if a.no_direct else ["direct"]) + [s.label for s in shapes]
+        for label in targets:  # warm caches and pools alike
+            port = db.port if label == "direct" else funnels[label].port
+            run_sysbench(port, WORKLOAD, 8, 3, a.tables, a.table_size, ps_mode=a.ps_mode)
+        i = 0
+        for rnd in range(a.rounds):
+            for n in threads:
+                order = targets[i % len(targets):] + targets[:i % len(targets)]
+                i += 1
+                for label in order:
+                    time.sleep(2)
+                    f = funnels.get(label)
+                    port = db.port if f is None else f.port
+                    c0 = CpuMark.take(f.pid) if f else None
+                    r = run_sysbench(port, WORKLOAD, n, a.time, a.tables, a.table_size, ps_mode=a.ps_mode)
+                    row = {"round": rnd, "threads": n, "target": label, "ok": r.ok, "reason": r.reason,
+                           "tps": r.tps, "errors": r.errors, "lat_avg_ms": r.lat_avg_ms,
+                           "lat_p95_ms": r.lat_p95_ms, "us_per_query": None}
+                    if f and r.queries:
+                        d = CpuMark.take(f.pid).since(c0)
+                        row["us_per_query"] = round(d["cpu_ns"] / 1e3 / r.queries, 2)
+                    rows.append(row)
+                    log(f"round {rnd} {n} threads {label}: {row['tps']} tps, p95 {row['lat_p95_ms']} ms, "
+                        f"Funnel {row['us_per_query']} us/query")
+                    name = a.name
+                    (out / f"{name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{a.name}.partial.json").unlink(missing_ok=True)
+    name = unique_stem(out, a.name, (".json", ".md"))
+    (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    md = markdown(res)
+    (out / f"{name}.md").write_text(md)
+    print(md)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def median(rows: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def markdown(res: dict) -> str:
+    a = res["args"]
+    m = res["machine"]
+    lines = [f"# Funnel configurations side by side ({res['started'][:10]}, {m.get('hostname')})", "",
+             f"`bench/configs.py`: sysbench {WORKLOAD} --db-ps-mode={a['ps_mode']}, {a['time']} s per point, "
+             f"{a['rounds']} rounds, {a['tables']} tables x {a['table_size']} rows; {m.get('cpus')} CPUs shared "
+             "by sysbench, MariaDB and Funnel. Targets run back to back per point in rotating order. "
+             "Figures are medians over the rounds; CPU = on-CPU time of all Funnel threads / queries.", "",
+             "Configurations:", ""]
+    lines += [f"- **{s['label']}**: {s['describe']}" for s in res["shapes"]]
+    lines += ["", "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | Funnel us/query | errors |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    f = lambda v, s=".0f": "—" if v is None else format(v, s)  # noqa: E731
+    rows = res["rows"]
+    for n in sorted({r["threads"] for r in rows}):
+        at = [r for r in rows if r["threads"] == n]
+        direct = [r for r in at if r["target"] == "direct"]
+        d_tps, d_p95 = median(direct, "tps"), median(direct, "lat_p95_ms")
+        for label in ["direct"] + [s["label"] for s in res["shapes"]]:
+            rs = [r for r in at if r["target"] == label]
+            if not rs:
+                continue
+            tps, p95 = median(rs, "tps"), median(rs, "lat_p95_ms")
+            ratio = f"**{tps / d_tps:.2f}x**" if tps and d_tps and label != "direct" else ""
+            p_ratio = f"{p95 / d_p95:.2f}x" if p95 and d_p95 and label != "direct" else ""
+            errors = sum(r["errors"] or 0 for r in rs)
+            lines.append(f"| {n} | {label} | {f(tps)} | {ratio} | {f(p95, '.2f')} | {p_ratio} | "
+                         f"{f(median(rs, 'us_per_query'), '.1f')} | {errors} |")
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        lines += ["", "Failed runs:", ""] + [f"- round {r['round']}, {r['threads']} threads, {r['target']}: "
+                                             f"{r['reason']}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
