@@ -292,11 +292,11 @@ impl Pool {
             // command that a connection a moment later would have served).
             self.schedule_retry();
         } else if self.slots.get() < self.limits.get().max {
-            return self.open(key).await.map(|c| (c, false));
+            return self.open_boxed(key).await.map(|c| (c, false));
         } else if let Some(victim) = self.take_oldest_idle() {
             // Full, but an idle connection of another key exists: replace it.
             drop(victim);
-            return self.open(key).await.map(|c| (c, false));
+            return self.open_boxed(key).await.map(|c| (c, false));
         }
         if self.backlog.len() >= self.limits.get().max_waiting {
             self.stats.backlog_full.set(self.stats.backlog_full.get() + 1);
@@ -467,6 +467,13 @@ impl Pool {
             .min_by_key(|(_, c)| c.idle_since)
             .map(|(i, _)| i)?;
         Some(idle.remove(i))
+    }
+
+    /// [`Pool::open`] on the heap. Opening (connect, TLS, login) is an ~11 KiB
+    /// future and rare once the pool is warm; inline, it made every command's
+    /// future that size, and boxing that future copied all of it per command.
+    async fn open_boxed(self: &Rc<Self>, key: PoolKey) -> Result<BackendConn, EngineError> {
+        Box::pin(self.open(key)).await
     }
 
     async fn open(self: &Rc<Self>, key: PoolKey) -> Result<BackendConn, EngineError> {
