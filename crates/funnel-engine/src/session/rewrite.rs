@@ -25,9 +25,19 @@ const FUNCTIONS: [&str; 4] = ["LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS", "CONN
 /// True when `sql` calls one of the functions with no arguments (cheap
 /// pre-check on the hot path: no allocation when absent).
 pub fn mentions_previous_statement(sql: &[u8]) -> bool {
-    FUNCTIONS
-        .iter()
-        .any(|f| sql.windows(f.len()).any(|w| w.eq_ignore_ascii_case(f.as_bytes())))
+    // Every name has an underscore: compare names only around underscores,
+    // one pass over the text instead of one per name and offset.
+    sql.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'_')
+        .any(|(at, _)| {
+            FUNCTIONS.iter().any(|f| {
+                let before = f.find('_').unwrap_or(0);
+                at.checked_sub(before)
+                    .and_then(|start| sql.get(start..start + f.len()))
+                    .is_some_and(|w| w.eq_ignore_ascii_case(f.as_bytes()))
+            })
+        })
 }
 
 /// `sql` with the calls replaced, or `None` when there was none.
@@ -181,6 +191,33 @@ mod tests {
         assert_eq!(sub("/* LAST_INSERT_ID() */ SELECT 1"), None);
         assert!(!mentions_previous_statement(b"SELECT 1"));
         assert!(mentions_previous_statement(b"select row_count()"));
+        for sql in [
+            &b"LAST_INSERT_ID"[..],
+            b"x=last_insert_id()",
+            b"select a_b, Found_Rows()",
+            b"connection_id",
+            b"SELECT _ROW_COUNT",
+        ] {
+            assert!(
+                mentions_previous_statement(sql),
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+        for sql in [
+            &b"_"[..],
+            b"LAST_INSERT",
+            b"ROW_COUN",
+            b"_ID",
+            b"select found_row",
+            b"a_b_c",
+        ] {
+            assert!(
+                !mentions_previous_statement(sql),
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
         let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, 1, false);
         assert_eq!(no_found, None);
     }
