@@ -13,6 +13,7 @@ A configuration is `label:key=value,...` with keys
   pool=N     pool.max_per_core (min_idle_per_core is the same: a warm pool)
   bin=PATH   another Funnel binary (default: target/release/funnel, or $FUNNEL_BIN)
   env=K=V    an environment variable for that Funnel process (repeatable: env=A=1,env=B=2)
+  nice=N     run that Funnel under `nice -n N` (negative needs root)
 
 Example:
   python3 bench/configs.py --threads "8 64 1024 4096" --rounds 2 \\
@@ -52,6 +53,7 @@ class Shape:
     pool: int = 16
     binary: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    nice: int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -67,15 +69,19 @@ class Shape:
                 s.pool = int(value)
             elif key == "bin":
                 s.binary = value
+            elif key == "nice":
+                s.nice = int(value)
             elif key == "env":
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env, nice)")
         return s
 
     def describe(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in self.env.items())
+        if self.nice is not None:
+            extra += f", nice {self.nice}"
         build = f", binary {self.binary}" if self.binary else ""
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
 
@@ -93,7 +99,9 @@ def start_funnel(work: Path, shape: Shape, backend_port: int) -> Funnel:
     saved = {k: os.environ.get(k) for k in shape.env}
     os.environ.update(shape.env)
     try:
-        return Funnel.start(work, binary, backend_port, shape.cores, shape.pool, name=f"funnel-{shape.label}")
+        wrapper = ["nice", "-n", str(shape.nice)] if shape.nice is not None else None
+        return Funnel.start(work, binary, backend_port, shape.cores, shape.pool, name=f"funnel-{shape.label}",
+                            wrapper=wrapper)
     finally:
         for k, v in saved.items():
             if v is None:
