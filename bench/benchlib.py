@@ -219,6 +219,11 @@ class MiniConn:
     holding thousands of idle authenticated clients; not a general driver.
     """
 
+    #: Capability flags asked for on top of the base set. Funnel pools backend
+    #: connections by the result-shaping flags, so a subclass can log in with
+    #: another client library's flags (see soak.py's AuditConn).
+    extra_flags = 0
+
     def __init__(self, host: str, port: int, user: str, password: str, db: str | None = None,
                  timeout: float = 10.0):
         self.sock = socket.create_connection((host, port), timeout)
@@ -288,7 +293,7 @@ class MiniConn:
         if caps & CLIENT_PLUGIN_AUTH and i < len(p):
             plugin = p[i:].split(b"\0", 1)[0] or plugin
         flags = (CLIENT_LONG_PASSWORD | CLIENT_LONG_FLAG | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS
-                 | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_RESULTS | CLIENT_PLUGIN_AUTH)
+                 | CLIENT_SECURE_CONNECTION | CLIENT_MULTI_RESULTS | CLIENT_PLUGIN_AUTH | self.extra_flags)
         if db:
             flags |= CLIENT_CONNECT_WITH_DB
         flags &= caps | CLIENT_CONNECT_WITH_DB

@@ -95,7 +95,7 @@ def top_functions(dump: Path, n: int = 25) -> list[tuple[str, int]]:
     """The `n` functions with the most inclusive instructions in `dump`."""
     if not shutil.which("callgrind_annotate"):
         return []
-    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", f"--threshold=100", str(dump)],
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
                          capture_output=True, text=True).stdout
     rows = []
     for line in out.splitlines():

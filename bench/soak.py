@@ -42,8 +42,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -155,48 +155,6 @@ class AuditConn(MiniConn):
     """
 
     extra_flags = LIBMARIADB_KEY_FLAGS
-
-    def _login(self, user: bytes, password: bytes, db: bytes | None) -> None:
-        import struct
-
-        from benchlib import (CLIENT_CONNECT_WITH_DB, CLIENT_LONG_FLAG, CLIENT_LONG_PASSWORD, CLIENT_PLUGIN_AUTH,
-                              CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_TRANSACTIONS, native_password)
-        p = self.read_packet()
-        if p[0] == 0xFF:
-            self._raise_err(p)
-        i = p.index(b"\0", 1) + 1 + 4
-        part1 = p[i : i + 8]
-        i += 9
-        caps = struct.unpack_from("<H", p, i)[0]
-        i += 2 + 1 + 2
-        caps |= struct.unpack_from("<H", p, i)[0] << 16
-        i += 2
-        auth_len = p[i]
-        i += 1 + 10
-        n = max(13, auth_len - 8)
-        scramble = part1 + p[i : i + n].rstrip(b"\0")[:12]
-        flags = (CLIENT_LONG_PASSWORD | CLIENT_LONG_FLAG | CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS
-                 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | self.extra_flags)
-        if db:
-            flags |= CLIENT_CONNECT_WITH_DB
-        flags &= caps | CLIENT_CONNECT_WITH_DB
-        token = native_password(password, scramble)
-        resp = struct.pack("<IIB23x", flags, 1 << 24, 45) + user + b"\0" + bytes([len(token)]) + token
-        if db:
-            resp += db + b"\0"
-        resp += b"mysql_native_password\0"
-        self.write_packet(resp)
-        while True:
-            p = self.read_packet()
-            if p[0] == 0x00:
-                return
-            if p[0] == 0xFF:
-                self._raise_err(p)
-            if p[0] == 0xFE:
-                name, _, data = p[1:].partition(b"\0")
-                self.write_packet(native_password(password, data.rstrip(b"\0")[:20]))
-                continue
-            raise MySQLError(f"unexpected packet during login: {p[:16]!r}")
 
 
 class AuditWriter(threading.Thread):
@@ -525,7 +483,6 @@ def main() -> int:
     log(f"workdir {wd}")
     with Cleanup() as cleanup:
         if not a.keep_workdir:
-            import shutil
             cleanup.push(lambda: shutil.rmtree(wd, ignore_errors=True))
         db = MariaDB.start(wd / "db", "soak", max_connections=a.max_connections, buffer_pool=a.buffer_pool)
         backend = Backend(db)
@@ -713,7 +670,6 @@ def main() -> int:
         if problems:
             log("PROBLEMS: " + "; ".join(problems))
             if not a.keep_workdir:
-                import shutil
                 keep = out / f"{a.name}.evidence"
                 keep.mkdir(exist_ok=True)
                 for f in ["funnel/funnel.log", "sysbench.out", "db/error.log"]:
