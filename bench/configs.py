@@ -167,8 +167,7 @@ def main(argv=None) -> int:
                     rows.append(row)
                     log(f"round {rnd} {n} threads {label}: {row['tps']} tps, p95 {row['lat_p95_ms']} ms, "
                         f"Funnel {row['us_per_query']} us/query")
-                    name = a.name
-                    (out / f"{name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
+                    (out / f"{a.name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / f"{a.name}.partial.json").unlink(missing_ok=True)
     name = unique_stem(out, a.name, (".json", ".md"))
     (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
