@@ -5,8 +5,10 @@ Answers "how many cores, how big a pool" for the machine it runs on. One throwaw
 (one-thread-per-connection) with sysbench tables; one Funnel per configuration, all started up
 front in front of it; then for each round and thread count, sysbench oltp_point_select runs
 against direct MariaDB and every Funnel back to back, in an order that rotates from point to
-point so the box's noise hits every target alike. Reports per target: tps, p95, Funnel CPU per
-query, and medians over the rounds with the ratio to direct.
+point so the box's noise hits every target alike. Reports per target: tps, p95, CPU per query of
+Funnel, of mariadbd and of sysbench (and their sum, the whole box's cost of a query), and medians
+over the rounds with the ratio to direct. mariadbd's and sysbench's figures show what a hop
+through Funnel costs the other two processes, not only Funnel itself.
 
 A configuration is `label:key=value,...` with keys
   cores=N    Funnel cores (shards)
@@ -157,16 +159,28 @@ def main(argv=None) -> int:
                     f = funnels.get(label)
                     port = db.port if f is None else f.port
                     c0 = CpuMark.take(f.pid) if f else None
+                    m0 = CpuMark.take(db.pid)
                     r = run_sysbench(port, WORKLOAD, n, a.time, a.tables, a.table_size, ps_mode=a.ps_mode)
                     row = {"round": rnd, "threads": n, "target": label, "ok": r.ok, "reason": r.reason,
                            "tps": r.tps, "errors": r.errors, "lat_avg_ms": r.lat_avg_ms,
-                           "lat_p95_ms": r.lat_p95_ms, "us_per_query": None}
-                    if f and r.queries:
-                        d = CpuMark.take(f.pid).since(c0)
-                        row["us_per_query"] = round(d["cpu_ns"] / 1e3 / r.queries, 2)
+                           "lat_p95_ms": r.lat_p95_ms, "us_per_query": None, "mariadbd_us_per_query": None,
+                           "sysbench_us_per_query": None}
+                    if r.queries:
+                        # The whole run's CPU over its queries: logins and the
+                        # ramp-up are in it too, alike for every target.
+                        # Ticks, not schedstat: mariadbd's connection threads
+                        # exit with their clients and take their schedstat along.
+                        m = CpuMark.take(db.pid).since(m0)
+                        row["mariadbd_us_per_query"] = round(m["cpu_s"] * 1e6 / r.queries, 2)
+                        if r.sysbench_cpu_s is not None:
+                            row["sysbench_us_per_query"] = round(r.sysbench_cpu_s * 1e6 / r.queries, 2)
+                        if f:
+                            d = CpuMark.take(f.pid).since(c0)
+                            row["us_per_query"] = round(d["cpu_ns"] / 1e3 / r.queries, 2)
                     rows.append(row)
                     log(f"round {rnd} {n} threads {label}: {row['tps']} tps, p95 {row['lat_p95_ms']} ms, "
-                        f"Funnel {row['us_per_query']} us/query")
+                        f"us/query Funnel {row['us_per_query']}, mariadbd {row['mariadbd_us_per_query']}, "
+                        f"sysbench {row['sysbench_us_per_query']}")
                     (out / f"{a.name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / f"{a.name}.partial.json").unlink(missing_ok=True)
     name = unique_stem(out, a.name, (".json", ".md"))
@@ -189,11 +203,14 @@ def markdown(res: dict) -> str:
              f"`bench/configs.py`: sysbench {WORKLOAD} --db-ps-mode={a['ps_mode']}, {a['time']} s per point, "
              f"{a['rounds']} rounds, {a['tables']} tables x {a['table_size']} rows; {m.get('cpus')} CPUs shared "
              "by sysbench, MariaDB and Funnel. Targets run back to back per point in rotating order. "
-             "Figures are medians over the rounds; CPU = on-CPU time of all Funnel threads / queries.", "",
+             "Figures are medians over the rounds; CPU per query = a process's on-CPU time over the run "
+             "(Funnel from schedstat, mariadbd from /proc/PID/stat ticks, sysbench from its rusage) / queries completed; box = "
+             "the sum of the three.", "",
              "Configurations:", ""]
     lines += [f"- **{s['label']}**: {s['describe']}" for s in res["shapes"]]
-    lines += ["", "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | Funnel us/query | errors |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | Funnel us/q | mariadbd us/q "
+              "| sysbench us/q | box us/q | errors |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     f = lambda v, s=".0f": "—" if v is None else format(v, s)  # noqa: E731
     rows = res["rows"]
     for n in sorted({r["threads"] for r in rows}):
@@ -208,8 +225,10 @@ def markdown(res: dict) -> str:
             ratio = f"**{tps / d_tps:.2f}x**" if tps and d_tps and label != "direct" else ""
             p_ratio = f"{p95 / d_p95:.2f}x" if p95 and d_p95 and label != "direct" else ""
             errors = sum(r["errors"] or 0 for r in rs)
+            cpu = [median(rs, k) for k in ("us_per_query", "mariadbd_us_per_query", "sysbench_us_per_query")]
+            box = sum(c for c in cpu if c is not None) if cpu[1] is not None and cpu[2] is not None else None
             lines.append(f"| {n} | {label} | {f(tps)} | {ratio} | {f(p95, '.2f')} | {p_ratio} | "
-                         f"{f(median(rs, 'us_per_query'), '.1f')} | {errors} |")
+                         + " | ".join(f(c, '.1f') for c in cpu) + f" | {f(box, '.1f')} | {errors} |")
     failed = [r for r in rows if not r["ok"]]
     if failed:
         lines += ["", "Failed runs:", ""] + [f"- round {r['round']}, {r['threads']} threads, {r['target']}: "
