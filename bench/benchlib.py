@@ -389,6 +389,11 @@ class MariaDB:
         port, pid = (int(x) for x in last[0].split())
         return cls(dir, port, pid, label)
 
+    @property
+    def socket(self) -> Path:
+        """The server's Unix socket (bench/lib.sh puts it in the server's directory)."""
+        return self.dir / "mysqld.sock"
+
     def root(self, timeout: float = 10.0) -> MiniConn:
         return MiniConn("127.0.0.1", self.port, "root", "", timeout=timeout)
 
@@ -472,9 +477,11 @@ class Funnel:
               min_idle_per_core: int | None = None, wait_timeout: str = "30s", level: str = "warn",
               name: str = "funnel", metrics_port: int | None = None, backend_user: str = SB_USER,
               backend_password: str = SB_PASSWORD, wrapper: list[str] | None = None,
-              start_timeout: float = 30.0) -> "Funnel":
+              start_timeout: float = 30.0, backend_socket: Path | None = None) -> "Funnel":
         """Starts Funnel and waits until it answers a query. `wrapper` is a command
-        prefix (e.g. valgrind and its options); the process is then the wrapper's."""
+        prefix (e.g. valgrind and its options); the process is then the wrapper's.
+        With `backend_socket`, Funnel reaches the backend through that Unix socket
+        instead of 127.0.0.1:`backend_port`."""
         port = free_port()
         d = workdir / name
         d.mkdir(parents=True, exist_ok=True)
@@ -489,7 +496,7 @@ users:
     default_schema: {SB_DB}
 backends:
   - name: primary
-    address: 127.0.0.1:{backend_port}
+    address: {backend_socket or f"127.0.0.1:{backend_port}"}
     user: {backend_user}
     password: {backend_password}
 pool:

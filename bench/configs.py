@@ -16,6 +16,7 @@ A configuration is `label:key=value,...` with keys
   bin=PATH   another Funnel binary (default: target/release/funnel, or $FUNNEL_BIN)
   env=K=V    an environment variable for that Funnel process (repeatable: env=A=1,env=B=2)
   nice=N     run that Funnel under `nice -n N` (negative needs root)
+  backend=unix  reach MariaDB through its Unix socket (default: tcp, 127.0.0.1)
 
 Example:
   python3 bench/configs.py --threads "8 64 1024 4096" --rounds 2 \\
@@ -56,6 +57,7 @@ class Shape:
     binary: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     nice: int | None = None
+    unix_backend: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -73,11 +75,13 @@ class Shape:
                 s.binary = value
             elif key == "nice":
                 s.nice = int(value)
+            elif key == "backend" and value in ("unix", "tcp"):
+                s.unix_backend = value == "unix"
             elif key == "env":
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env, nice)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env, nice, backend=unix|tcp)")
         return s
 
     def describe(self) -> str:
@@ -85,10 +89,12 @@ class Shape:
         if self.nice is not None:
             extra += f", nice {self.nice}"
         build = f", binary {self.binary}" if self.binary else ""
+        if self.unix_backend:
+            extra += ", backend over its Unix socket"
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
 
 
-def start_funnel(work: Path, shape: Shape, backend_port: int) -> Funnel:
+def start_funnel(work: Path, shape: Shape, db: MariaDB) -> Funnel:
     """Starts one Funnel for `shape`; its environment is set only for its own spawn."""
     d = work / shape.label
     d.mkdir(parents=True, exist_ok=True)
@@ -102,8 +108,8 @@ def start_funnel(work: Path, shape: Shape, backend_port: int) -> Funnel:
     os.environ.update(shape.env)
     try:
         wrapper = ["nice", "-n", str(shape.nice)] if shape.nice is not None else None
-        return Funnel.start(work, binary, backend_port, shape.cores, shape.pool, name=f"funnel-{shape.label}",
-                            wrapper=wrapper)
+        return Funnel.start(work, binary, db.port, shape.cores, shape.pool, name=f"funnel-{shape.label}",
+                            wrapper=wrapper, backend_socket=db.socket if shape.unix_backend else None)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
         db.prepare_sysbench(a.tables, a.table_size)
         funnels: dict[str, Funnel] = {}
         for s in shapes:
-            funnels[s.label] = start_funnel(work, s, db.port)
+            funnels[s.label] = start_funnel(work, s, db)
             cleanup.push(funnels[s.label].stop)
         targets = ([] if a.no_direct else ["direct"]) + [s.label for s in shapes]
         for label in targets:  # warm caches and pools alike

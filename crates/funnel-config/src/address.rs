@@ -1,10 +1,32 @@
 //! Backend addresses written as `host:port`, where the host may be a name, an IPv4 address or a
-//! bracketed IPv6 address (`[::1]:3306`).
+//! bracketed IPv6 address (`[::1]:3306`), or as the absolute path of a Unix socket
+//! (`/run/mysqld/mysqld.sock`) for a server on the same host.
 //!
 //! Backends keep the address as text rather than a `SocketAddr` because a name like
 //! `db-primary.internal` must be resolved when connecting, not once when the file is read.
 
 use std::net::Ipv6Addr;
+use std::path::Path;
+
+/// The longest Unix socket path the kernel takes (`sun_path` holds 108 bytes with the NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// The socket path when `address` names a Unix socket (an absolute path), else `None`.
+pub(crate) fn unix_socket_path(address: &str) -> Option<&Path> {
+    address.starts_with('/').then(|| Path::new(address))
+}
+
+/// Why a Unix socket path cannot be connected to, if it cannot.
+pub(crate) fn check_unix_socket_path(path: &Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len > MAX_UNIX_PATH {
+        return Err(format!(
+            "{}: a Unix socket path has at most {MAX_UNIX_PATH} bytes, this one {len}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
 
 /// Splits `host:port` into its parts, or says why it is not one.
 ///
@@ -68,5 +90,18 @@ mod tests {
             assert!(split_host_port(bad).is_err(), "{bad} should be rejected");
         }
         assert_eq!(split_host_port("foo"), Err("\"foo\" is not host:port".to_owned()));
+    }
+
+    #[test]
+    fn config_address_unix_socket_paths() {
+        assert_eq!(
+            unix_socket_path("/run/mysqld/mysqld.sock"),
+            Some(Path::new("/run/mysqld/mysqld.sock"))
+        );
+        assert_eq!(unix_socket_path("127.0.0.1:3306"), None);
+        assert_eq!(unix_socket_path("mysqld.sock"), None);
+        assert!(check_unix_socket_path(Path::new("/run/mysqld/mysqld.sock")).is_ok());
+        let long = format!("/{}", "a".repeat(MAX_UNIX_PATH));
+        assert!(check_unix_socket_path(Path::new(&long)).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::split_host_port;
+use crate::address::{split_host_port, unix_socket_path};
 use crate::cores::Cores;
 use crate::credential::{credential, Credential};
 use crate::duration::HumanDuration;
@@ -193,7 +193,8 @@ impl User {
 pub struct Backend {
     /// A unique name, used in logs, metrics and admin commands.
     pub name: String,
-    /// `host:port`; the host may be a DNS name, resolved when connecting.
+    /// `host:port`, where the host may be a DNS name, resolved when connecting; or the absolute
+    /// path of the server's Unix socket when it runs on this host.
     pub address: String,
     /// The account Funnel logs in to the backend with.
     pub user: String,
@@ -253,7 +254,13 @@ fn default_weight() -> u32 {
 }
 
 impl Backend {
-    /// The address split into host and port; `None` only for a backend that fails validation.
+    /// The socket path when the address names a Unix socket.
+    pub fn unix_socket(&self) -> Option<&std::path::Path> {
+        unix_socket_path(&self.address)
+    }
+
+    /// The address split into host and port; `None` for a Unix socket and for a backend that
+    /// fails validation.
     pub fn host_port(&self) -> Option<(&str, u16)> {
         split_host_port(&self.address).ok()
     }

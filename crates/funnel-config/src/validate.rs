@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
-use crate::address::split_host_port;
+use crate::address::{check_unix_socket_path, split_host_port, unix_socket_path};
 use crate::cores::Cores;
 use crate::credential::parse_native_hash;
 use crate::error::Problem;
@@ -254,8 +254,24 @@ fn check_backends(backends: &[Backend], pool: &PoolConfig, out: &mut Vec<Problem
         let path = format!("backends[{i}]");
         check_not_empty(format!("{path}.name"), &backend.name, out);
         check_unique(&mut first, "backends", i, &backend.name, out);
-        if let Err(message) = split_host_port(&backend.address) {
-            push(out, format!("{path}.address"), message);
+        match unix_socket_path(&backend.address) {
+            Some(socket) => {
+                if let Err(message) = check_unix_socket_path(socket) {
+                    push(out, format!("{path}.address"), message);
+                }
+                if backend.tls.is_some() {
+                    push(
+                        out,
+                        format!("{path}.tls"),
+                        "not used over a Unix socket (the connection never leaves this host); remove it or use host:port",
+                    );
+                }
+            }
+            None => {
+                if let Err(message) = split_host_port(&backend.address) {
+                    push(out, format!("{path}.address"), message);
+                }
+            }
         }
         check_not_empty(format!("{path}.user"), &backend.user, out);
         check_not_empty(format!("{path}.hostgroup"), &backend.hostgroup, out);

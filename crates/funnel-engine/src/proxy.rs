@@ -3,7 +3,7 @@
 //! 0, by tests (as mini-redis's `start_server`).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::control::{ControlMsg, ShardSnapshot};
 use crate::control_channel::{self, ControlSender};
 use crate::ids::ShardId;
 use crate::listener;
+use crate::pool::addr::BackendAddr;
 use crate::pool::conn::BackendSpec;
 use crate::rt;
 use crate::session::users::UserCounters;
@@ -114,7 +115,7 @@ impl Proxy {
         let specs = resolve_backends(&config)?;
         let version = specs
             .iter()
-            .find_map(|s| probe_version(s.addr))
+            .find_map(|s| probe_version(&s.addr))
             .unwrap_or_else(|| FALLBACK_VERSION.as_bytes().to_vec());
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
@@ -373,15 +374,19 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
         .backends
         .iter()
         .map(|b| {
-            let addr = b
-                .resolve()
-                .map_err(|e| e.to_string())
-                .and_then(|v| v.into_iter().next().ok_or_else(|| "no address".to_string()))
-                .map_err(|reason| StartError::Resolve {
-                    backend: b.name.clone(),
-                    address: b.address.clone(),
-                    reason,
-                })?;
+            let addr = match b.unix_socket() {
+                Some(path) => BackendAddr::Unix(path.to_path_buf()),
+                None => b
+                    .resolve()
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| v.into_iter().next().ok_or_else(|| "no address".to_string()))
+                    .map_err(|reason| StartError::Resolve {
+                        backend: b.name.clone(),
+                        address: b.address.clone(),
+                        reason,
+                    })?
+                    .into(),
+            };
             let host = b.host_port().map_or("", |(h, _)| h);
             let tls = b
                 .tls
@@ -405,9 +410,8 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
 
 /// Reads a backend's greeting to learn its version, so clients see the
 /// version of the server they really talk to (drivers switch features on it).
-fn probe_version(addr: SocketAddr) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+fn probe_version(addr: &BackendAddr) -> Option<Vec<u8>> {
+    let mut s = addr.connect_blocking(Duration::from_secs(2)).ok()?;
     let mut header = [0u8; 4];
     s.read_exact(&mut header).ok()?;
     let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;

@@ -81,7 +81,7 @@ mod tests {
     fn pool(id: u32, hostgroup: &str, weight: u32) -> Rc<Pool> {
         let spec = BackendSpec {
             name: format!("b{id}"),
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addr: "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into(),
             user: "u".into(),
             password: String::new(),
             tls: None,

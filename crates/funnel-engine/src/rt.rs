@@ -6,16 +6,49 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::path::Path;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-/// A TCP connection owned by the current core, optionally wrapped in TLS
-/// (client connections that asked for it, backends configured for it).
+/// A connection owned by the current core (TCP, or a Unix socket to a
+/// co-located backend), optionally wrapped in TLS (client connections that
+/// asked for it, backends configured for it).
 pub struct Stream {
-    tcp: glommio::net::TcpStream,
+    sock: Sock,
     tls: Option<Box<Tls>>,
+}
+
+/// The socket under a [`Stream`].
+enum Sock {
+    Tcp(glommio::net::TcpStream),
+    /// glommio's Unix stream does not expose its fd, so it is kept here
+    /// (owned by the stream, valid as long as it is).
+    Unix(glommio::net::UnixStream, RawFd),
+}
+
+impl Sock {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf).await,
+            Sock::Unix(s, _) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.write_all(buf).await,
+            Sock::Unix(s, _) => s.write_all(buf).await,
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Unix(_, fd) => *fd,
+        }
+    }
 }
 
 /// A TLS session over the stream: rustls keeps the state, this side moves
@@ -133,7 +166,10 @@ impl Listener {
     /// Accepts the next client connection.
     pub async fn accept(&self) -> io::Result<Stream> {
         let s = self.0.accept().await.map_err(io::Error::from)?;
-        Ok(Stream { tcp: s, tls: None })
+        Ok(Stream {
+            sock: Sock::Tcp(s),
+            tls: None,
+        })
     }
 }
 
@@ -143,23 +179,64 @@ impl Stream {
         let s = glommio::net::TcpStream::connect_timeout(addr, limit.max(Duration::from_millis(1)))
             .await
             .map_err(io::Error::from)?;
-        Ok(Stream { tcp: s, tls: None })
+        Ok(Stream {
+            sock: Sock::Tcp(s),
+            tls: None,
+        })
     }
 
-    /// Disables Nagle's algorithm: every response goes out at once.
+    /// Connects to the Unix socket at `path`. The caller bounds the wait:
+    /// a Unix connect only waits while the server's accept queue is full.
+    pub async fn connect_unix(path: &Path) -> io::Result<Stream> {
+        let addr = socket2::SockAddr::unix(path)?;
+        let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+        // socket2 opens it close-on-exec.
+        sock.set_nonblocking(true)?;
+        loop {
+            match sock.connect(&addr) {
+                Ok(()) => break,
+                // The accept queue is full: glommio has no Unix connect that
+                // hands back the fd, so retry shortly instead of blocking the core.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => sleep(Duration::from_millis(1)).await,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let fd = sock.into_raw_fd();
+        // SAFETY: the fd comes from a live, connected socket whose ownership
+        // `into_raw_fd` gives up; the stream closes it exactly once, and the
+        // copy of its number is only used while the stream lives.
+        let s = unsafe { glommio::net::UnixStream::from_raw_fd(fd) };
+        Ok(Stream {
+            sock: Sock::Unix(s, fd),
+            tls: None,
+        })
+    }
+
+    /// Disables Nagle's algorithm: every response goes out at once. Unix
+    /// sockets have no such delay.
     pub fn set_nodelay(&self) -> io::Result<()> {
-        self.tcp.set_nodelay(true).map_err(io::Error::from)
+        match &self.sock {
+            Sock::Tcp(s) => s.set_nodelay(true).map_err(io::Error::from),
+            Sock::Unix(..) => Ok(()),
+        }
     }
 
-    /// The peer's address.
+    /// The peer's address (TCP peers only).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.peer_addr().map_err(io::Error::from)
+        match &self.sock {
+            Sock::Tcp(s) => s.peer_addr().map_err(io::Error::from),
+            Sock::Unix(..) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a Unix socket peer has no IP address",
+            )),
+        }
     }
 
     /// Reads what is available into `buf`; 0 means the peer closed.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_mut() else {
-            return self.tcp.read(buf).await;
+            return self.sock.read(buf).await;
         };
         loop {
             match std::io::Read::read(&mut tls.conn.reader(), buf) {
@@ -167,7 +244,7 @@ impl Stream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            if !pump_in(&mut self.tcp, tls).await? {
+            if !pump_in(&mut self.sock, tls).await? {
                 return Ok(0);
             }
         }
@@ -176,10 +253,10 @@ impl Stream {
     /// Writes all of `buf` (short writes are continued, never ignored).
     pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self.tls.as_mut() {
-            None => self.tcp.write_all(buf).await,
+            None => self.sock.write_all(buf).await,
             Some(tls) => {
                 std::io::Write::write_all(&mut tls.conn.writer(), buf)?;
-                flush_out(&mut self.tcp, tls).await
+                flush_out(&mut self.sock, tls).await
             }
         }
     }
@@ -214,15 +291,15 @@ impl Stream {
             raw: vec![0; 16 * 1024],
         });
         while tls.conn.is_handshaking() {
-            flush_out(&mut self.tcp, &mut tls).await?;
-            if tls.conn.wants_read() && !pump_in(&mut self.tcp, &mut tls).await? {
+            flush_out(&mut self.sock, &mut tls).await?;
+            if tls.conn.wants_read() && !pump_in(&mut self.sock, &mut tls).await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer left during the TLS handshake",
                 ));
             }
         }
-        flush_out(&mut self.tcp, &mut tls).await?;
+        flush_out(&mut self.sock, &mut tls).await?;
         self.tls = Some(tls);
         Ok(())
     }
@@ -231,13 +308,12 @@ impl Stream {
     /// a pooled backend connection that did so is stale. One non-blocking
     /// `recv(MSG_PEEK)`, no waiting.
     pub fn has_pending_input(&self) -> bool {
-        use std::os::fd::AsRawFd;
         let mut byte = 0u8;
         // SAFETY: the fd is owned by this live stream; the buffer is one
         // valid byte; MSG_PEEK leaves the data in the socket.
         let n = unsafe {
             libc::recv(
-                self.tcp.as_raw_fd(),
+                self.sock.raw_fd(),
                 (&mut byte as *mut u8).cast(),
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -255,13 +331,16 @@ impl Stream {
 
     /// Closes the write side; errors are irrelevant at that point.
     pub async fn close(&mut self) {
-        let _ = self.tcp.close().await;
+        let _ = match &mut self.sock {
+            Sock::Tcp(s) => s.close().await,
+            Sock::Unix(s, _) => s.close().await,
+        };
     }
 }
 
 /// Reads TLS records from the socket into the session; `false` at EOF.
-async fn pump_in(tcp: &mut glommio::net::TcpStream, tls: &mut Tls) -> io::Result<bool> {
-    let n = tcp.read(&mut tls.raw).await?;
+async fn pump_in(sock: &mut Sock, tls: &mut Tls) -> io::Result<bool> {
+    let n = sock.read(&mut tls.raw).await?;
     if n == 0 {
         return Ok(false);
     }
@@ -271,16 +350,16 @@ async fn pump_in(tcp: &mut glommio::net::TcpStream, tls: &mut Tls) -> io::Result
         tls.conn.process_new_packets().map_err(io::Error::other)?;
     }
     // Handshake replies and alerts go out at once.
-    flush_out(tcp, tls).await?;
+    flush_out(sock, tls).await?;
     Ok(true)
 }
 
 /// Writes every pending TLS record to the socket.
-async fn flush_out(tcp: &mut glommio::net::TcpStream, tls: &mut Tls) -> io::Result<()> {
+async fn flush_out(sock: &mut Sock, tls: &mut Tls) -> io::Result<()> {
     while tls.conn.wants_write() {
         let mut out = Vec::new();
         tls.conn.write_tls(&mut out)?;
-        tcp.write_all(&out).await?;
+        sock.write_all(&out).await?;
     }
     Ok(())
 }

@@ -14,8 +14,9 @@ const INNODB_LOG_FILE_SIZE: &str = "--innodb-log-file-size=8M";
 pub(crate) struct ServerPaths {
     /// The data directory, a copy of the template.
     pub(crate) datadir: PathBuf,
-    /// The unix socket; unused by the testkit (it connects over TCP) but mariadbd must put it
-    /// somewhere other than the system default, where a real server may be listening.
+    /// The unix socket. The testkit itself connects over TCP, but tests of Unix-socket backends
+    /// use it, and mariadbd must put it somewhere other than the system default, where a real
+    /// server may be listening.
     pub(crate) socket: PathBuf,
     /// The pid file; likewise kept away from the system default.
     pub(crate) pid_file: PathBuf,

@@ -60,6 +60,11 @@ impl MariaDb {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port()))
     }
 
+    /// The server's Unix socket, in its scratch directory.
+    pub fn socket_path(&self) -> &std::path::Path {
+        &self.launcher.paths.socket
+    }
+
     /// The process id of the most recently started mariadbd, which may have been stopped since.
     pub fn pid(&self) -> u32 {
         self.last_pid.load(Ordering::Relaxed)

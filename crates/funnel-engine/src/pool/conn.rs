@@ -6,7 +6,6 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use crate::ids::BackendId;
 use crate::iobuf::IoBuf;
 use crate::packet_io::{read_whole_packet, send_packet, ReadError};
+use crate::pool::addr::BackendAddr;
 use crate::pool::key::PoolKey;
 use crate::prepared::conn_cache::ConnStatements;
 use crate::rt::{self, Stream};
@@ -35,7 +35,7 @@ pub struct BackendSpec {
     /// The backend's name from the config.
     pub name: String,
     /// Resolved address.
-    pub addr: SocketAddr,
+    pub addr: BackendAddr,
     /// User Funnel logs in as.
     pub user: String,
     /// Its password (never logged).
@@ -184,7 +184,7 @@ impl BackendConn {
         slot: SlotGuard,
         limit: Duration,
     ) -> Result<(BackendConn, Vec<u8>), BackendError> {
-        let mut stream = Stream::connect(spec.addr, limit).await?;
+        let mut stream = spec.addr.connect(limit).await?;
         stream.set_nodelay()?;
         let mut buf = IoBuf::default();
         let (seq, greeting) = read_packet(&mut stream, &mut buf).await?;

@@ -7,6 +7,7 @@
 //! concurrently, one opening per waiting command), then replaces an idle
 //! connection of another key, and only then waits in the backlog.
 
+pub mod addr;
 pub mod conn;
 pub mod key;
 
