@@ -1,8 +1,11 @@
 //! How many cores Funnel runs on, and which CPUs the shards are pinned to.
 //!
 //! Funnel runs one shard per core (thread-per-core), so the setting is either a count, meaning
-//! CPUs `0..n`, or an explicit list of CPU ids for hosts where some CPUs are reserved for the
-//! database or for interrupt handling.
+//! the first `n` CPUs this process may run on, or an explicit list of CPU ids for hosts where some
+//! CPUs are reserved for the database or for interrupt handling.
+//!
+//! "May run on" is the process's CPU affinity: a container's cpuset or a `taskset` decides which
+//! CPUs those are, and pinning a shard outside them would fail or undo the operator's choice.
 
 use std::fmt;
 
@@ -15,7 +18,7 @@ use crate::error::{ConfigError, Problem};
 /// The `cores` setting: a count (`2`) or a list of CPU ids to pin to (`[0, 2]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cores {
-    /// Run `n` shards on CPUs `0..n`.
+    /// Run `n` shards on the first `n` CPUs the process may use.
     Count(usize),
     /// Run one shard on each listed CPU, in this order.
     List(Vec<usize>),
@@ -36,36 +39,58 @@ impl Cores {
         }
     }
 
-    /// The CPU ids to pin shards to, one per shard, checked against the `available` CPUs
-    /// (ids `0..available`) of this machine.
+    /// The CPU ids to pin shards to, one per shard, chosen from `allowed`: the CPUs this
+    /// process may run on (its affinity), in ascending order.
     ///
     /// This check cannot happen at load time: a config may be checked on one machine and run
-    /// on another.
-    pub fn cpu_ids(&self, available: usize) -> Result<Vec<usize>, ConfigError> {
-        let ids: Vec<usize> = match self {
-            Cores::Count(n) => (0..*n).collect(),
-            Cores::List(ids) => ids.clone(),
-        };
-        let missing: Vec<String> = ids
-            .iter()
-            .filter(|&&id| id >= available)
-            .map(usize::to_string)
-            .collect();
-        if missing.is_empty() {
-            return Ok(ids);
-        }
+    /// on another, or in another container.
+    pub fn cpu_ids(&self, allowed: &[usize]) -> Result<Vec<usize>, ConfigError> {
         let message = match self {
-            Cores::Count(n) => format!("asks for {n} cores but this machine has {available} CPUs"),
-            Cores::List(_) => format!(
-                "CPU {} does not exist; this machine has {available} CPUs (0..={})",
-                missing.join(", "),
-                available.saturating_sub(1)
+            Cores::Count(n) if *n <= allowed.len() => return Ok(allowed[..*n].to_vec()),
+            Cores::Count(n) => format!(
+                "asks for {n} cores but this process may use only {} CPUs ({})",
+                allowed.len(),
+                cpu_list(allowed)
             ),
+            Cores::List(ids) => {
+                let missing: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !allowed.contains(id))
+                    .map(usize::to_string)
+                    .collect();
+                if missing.is_empty() {
+                    return Ok(ids.clone());
+                }
+                format!(
+                    "CPU {} is not among the CPUs this process may use ({})",
+                    missing.join(", "),
+                    cpu_list(allowed)
+                )
+            }
         };
         Err(ConfigError::Invalid {
             problems: vec![Problem::new("cores", message)],
         })
     }
+}
+
+/// `0-3,8,10-11`: CPU ids the way `taskset` and cpusets write them.
+fn cpu_list(ids: &[usize]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        while i + 1 < ids.len() && ids[i + 1] == ids[i] + 1 {
+            i += 1;
+        }
+        out.push(if ids[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", ids[i])
+        });
+        i += 1;
+    }
+    out.join(",")
 }
 
 impl fmt::Display for Cores {
@@ -134,28 +159,45 @@ impl<'de> Visitor<'de> for CoresVisitor {
 mod tests {
     use super::*;
 
+    const EIGHT: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7];
+
     #[test]
-    fn config_cores_count_pins_to_first_cpus() {
-        assert_eq!(Cores::Count(3).cpu_ids(8).unwrap(), vec![0, 1, 2]);
+    fn config_cores_count_pins_to_first_allowed_cpus() {
+        assert_eq!(Cores::Count(3).cpu_ids(EIGHT).unwrap(), vec![0, 1, 2]);
         assert_eq!(Cores::Count(3).shard_count(), 3);
-        assert_eq!(Cores::default().cpu_ids(1).unwrap(), vec![0]);
+        assert_eq!(Cores::default().cpu_ids(&[0]).unwrap(), vec![0]);
+        // In a cpuset (a container, `taskset`): the first CPUs of the set.
+        assert_eq!(Cores::Count(2).cpu_ids(&[4, 5, 9]).unwrap(), vec![4, 5]);
     }
 
     #[test]
     fn config_cores_list_keeps_given_ids() {
         let cores = Cores::List(vec![2, 5]);
-        assert_eq!(cores.cpu_ids(8).unwrap(), vec![2, 5]);
+        assert_eq!(cores.cpu_ids(EIGHT).unwrap(), vec![2, 5]);
         assert_eq!(cores.shard_count(), 2);
     }
 
     #[test]
-    fn config_cores_rejects_missing_cpus() {
-        let err = Cores::List(vec![0, 9]).cpu_ids(4).unwrap_err();
+    fn config_cores_rejects_cpus_outside_the_allowed_set() {
+        let err = Cores::List(vec![0, 9]).cpu_ids(&[0, 1, 2, 3]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid configuration (1 problem):\n  cores: CPU 9 does not exist; this machine has 4 CPUs (0..=3)"
+            "invalid configuration (1 problem):\n  cores: CPU 9 is not among the CPUs this process may use (0-3)"
         );
-        assert!(Cores::Count(5).cpu_ids(4).is_err());
+        let err = Cores::List(vec![3])
+            .cpu_ids(&[0, 1, 2, 8, 9, 10, 12])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("CPU 3 is not among the CPUs this process may use (0-2,8-10,12)"),
+            "{err}"
+        );
+        let err = Cores::Count(2).cpu_ids(&[7]).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("asks for 2 cores but this process may use only 1 CPUs (7)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! the [`backlog`] when all are busy), forwards the command, and [`relay`]
 //! streams the response back while the protocol tracker finds its end.
 
+pub mod affinity;
 pub mod backends;
 pub mod backlog;
 pub mod caps;

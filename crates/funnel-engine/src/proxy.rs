@@ -24,7 +24,7 @@ use crate::shard::{self, Shard, ShardSetup};
 /// Why Funnel could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The config asks for CPUs this machine does not have.
+    /// The config asks for CPUs this process may not use (see [`crate::affinity`]).
     #[error("{0}")]
     Cores(ConfigError),
     /// The listen address could not be bound.
@@ -104,8 +104,8 @@ const FALLBACK_VERSION: &str = "5.5.5-10.11.0-MariaDB-funnel";
 impl Proxy {
     /// Binds the listeners and starts every shard.
     pub fn start(config: Config) -> Result<Proxy, StartError> {
-        let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let cpus = config.cores.cpu_ids(available).map_err(StartError::Cores)?;
+        let allowed = crate::affinity::allowed_cpus();
+        let cpus = config.cores.cpu_ids(&allowed).map_err(StartError::Cores)?;
         let tls = config
             .client
             .tls

@@ -129,3 +129,84 @@ fn binary_fails_loudly_when_a_core_cannot_start() {
     assert!(!out.status.success(), "should fail: {stderr}");
     assert!(stderr.contains("core 0 did not start"), "{stderr}");
 }
+
+/// The highest CPU in this test process's affinity mask.
+fn last_allowed_cpu() -> usize {
+    *funnel_engine::affinity::allowed_cpus().last().unwrap()
+}
+
+/// Started under `taskset` (as a container's cpuset would), `cores: 1`
+/// pins its shard inside the mask, not to CPU 0; a listed CPU outside the
+/// mask stops the start with a message that names the usable CPUs.
+#[test]
+fn binary_pins_shards_inside_its_cpu_affinity() {
+    let cpu = last_allowed_cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let port = free_port();
+    let yaml = |cores: &str| {
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: {cores}\nusers:\n  - name: app\n    password: pw\n\
+             backends:\n  - name: primary\n    address: 127.0.0.1:1\n    user: x\n    password: y\n\
+             pool:\n  min_idle_per_core: 0\n"
+        )
+    };
+    std::fs::write(&path, yaml("1")).unwrap();
+    let mut child = Command::new("taskset")
+        .args(["-c", &cpu.to_string()])
+        .arg(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taskset (util-linux) runs");
+    // The shard's thread is the one glommio pinned: its mask is one CPU.
+    let shard_masks = || -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", child.id())) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+            .filter(|s| {
+                s.lines()
+                    .any(|l| l.strip_prefix("Name:").map(str::trim) == Some("funnel-shard-0"))
+            })
+            .filter_map(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .collect()
+    };
+    wait_for("the shard's thread", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && !shard_masks().is_empty()
+    });
+    let masks = shard_masks();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // (glommio names its helper thread after the executor too.)
+    assert!(
+        masks.iter().all(|m| *m == cpu.to_string()),
+        "shard pinned inside the mask {cpu}: {masks:?}"
+    );
+
+    // A CPU outside the mask is refused at start, naming the usable ones.
+    let outside = if cpu == 0 { 1 } else { 0 };
+    std::fs::write(&path, yaml(&format!("[{outside}]"))).unwrap();
+    let out = Command::new("taskset")
+        .args(["-c", &cpu.to_string()])
+        .arg(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "CPU {outside} is not among the CPUs this process may use ({cpu})"
+        )),
+        "{stderr}"
+    );
+}
