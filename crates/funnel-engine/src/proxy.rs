@@ -260,21 +260,14 @@ impl Drop for Proxy {
 impl ProxyHandle {
     /// Applies a new, validated configuration to every shard: users, query
     /// rules, pool sizes, limits and backends change live (removed backends
-    /// drain). Returns what could not change without a restart (listen
-    /// address, cores), which keeps its running value.
+    /// drain). Returns the keys that change only with a restart (listen,
+    /// cores, admin, metrics, log, client.max_connections, client.tls): they
+    /// keep their running values, so the running config shows what runs.
     pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let mut not_applied = Vec::new();
-        if config.listen != running.config.listen {
-            not_applied.push(format!(
-                "listen: still {} (a restart applies {})",
-                running.config.listen, config.listen
-            ));
-        }
-        if config.cores != running.config.cores {
-            not_applied.push("cores: unchanged until a restart".to_string());
-        }
         let specs = resolve_backends(&config)?;
+        let mut config = config;
+        let not_applied = keep_restart_only_keys(&running.config, &mut config);
         running.user_counters = UserCounters::for_users(&config.users, Some(&running.user_counters));
         for c in &self.controls {
             let _ = c.send(ControlMsg::Reload {
@@ -283,9 +276,6 @@ impl ProxyHandle {
                 user_counters: running.user_counters.clone(),
             });
         }
-        let mut config = config;
-        config.listen = running.config.listen;
-        config.cores = running.config.cores.clone();
         running.config = config;
         Ok(not_applied)
     }
@@ -367,6 +357,47 @@ impl Stopper {
     }
 }
 
+/// Puts the running value back into `next` for every key that only a
+/// restart changes, and says which of them the new file changed.
+fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
+    let mut kept = Vec::new();
+    if next.listen != running.listen {
+        kept.push(format!(
+            "listen: still {} (a restart applies {})",
+            running.listen, next.listen
+        ));
+        next.listen = running.listen;
+    }
+    let mut keep = |key: &str, changed: bool| {
+        if changed {
+            kept.push(format!("{key}: unchanged until a restart"));
+        }
+        changed
+    };
+    if keep("cores", next.cores != running.cores) {
+        next.cores = running.cores.clone();
+    }
+    if keep("admin", next.admin != running.admin) {
+        next.admin = running.admin.clone();
+    }
+    if keep("metrics", next.metrics != running.metrics) {
+        next.metrics = running.metrics.clone();
+    }
+    if keep("log", next.log != running.log) {
+        next.log = running.log.clone();
+    }
+    if keep(
+        "client.max_connections",
+        next.client.max_connections != running.client.max_connections,
+    ) {
+        next.client.max_connections = running.client.max_connections;
+    }
+    if keep("client.tls", next.client.tls != running.client.tls) {
+        next.client.tls = running.client.tls.clone();
+    }
+    kept
+}
+
 /// Resolves every configured backend's address (blocking DNS: only at
 /// start and reload, never on a shard).
 fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
@@ -425,4 +456,65 @@ fn probe_version(addr: &BackendAddr) -> Option<Vec<u8>> {
     let mut v = hs.server_version;
     v.extend_from_slice(b"-funnel");
     Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str, listen: &str) -> Config {
+        let yaml = format!(
+            "listen: {listen}\nusers:\n  - name: app\n    password: pw\n\
+             backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: u\n    password: p\n{extra}"
+        );
+        Config::from_yaml_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn reload_keeps_and_reports_every_restart_only_key() {
+        let running = config("", "127.0.0.1:6033");
+        let mut next = config(
+            "cores: 2\n\
+             admin:\n  listen: 127.0.0.1:7032\n  user: a\n  password: b\n\
+             metrics:\n  listen: 127.0.0.1:7633\n\
+             log:\n  level: debug\n\
+             client:\n  max_connections: 10\n  handshake_timeout: 3s\n\
+             \x20 tls:\n    cert: /nonexistent/c.pem\n    key: /nonexistent/k.pem\n\
+             pool:\n  max_per_core: 5\n",
+            "127.0.0.1:7033",
+        );
+        let kept = keep_restart_only_keys(&running, &mut next);
+        let keys: Vec<&str> = kept.iter().map(|k| k.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listen",
+                "cores",
+                "admin",
+                "metrics",
+                "log",
+                "client.max_connections",
+                "client.tls"
+            ],
+            "{kept:?}"
+        );
+        // What runs is what the running config shows.
+        assert_eq!(next.listen, running.listen);
+        assert_eq!(next.cores, running.cores);
+        assert_eq!(next.admin, running.admin);
+        assert_eq!(next.metrics, running.metrics);
+        assert_eq!(next.log, running.log);
+        assert_eq!(next.client.max_connections, running.client.max_connections);
+        assert_eq!(next.client.tls, running.client.tls);
+        // Live keys take their new values.
+        assert_eq!(
+            next.client.handshake_timeout.as_duration(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(next.pool.max_per_core, 5);
+
+        // An unchanged file reports nothing.
+        let mut same = running.clone();
+        assert!(keep_restart_only_keys(&running, &mut same).is_empty());
+    }
 }
