@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -579,6 +580,16 @@ def unique_stem(out: Path, base: str, exts=(".json", ".csv", ".md", ".png")) -> 
     if any((out / f"{base}{ext}").exists() for ext in exts):
         return f"{base}-{dt.datetime.now().strftime('%H%M%S')}"
     return base
+
+
+def write_report(out: Path, base: str, res: dict, md: str) -> str:
+    """Writes `res` as <stem>.json and `md` as <stem>.md to `out` (a new stem when
+    `base` is taken), prints the markdown, and returns the stem."""
+    name = unique_stem(out, base, (".json", ".md"))
+    (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{name}.md").write_text(md)
+    print(md)
+    return name
 
 
 def default_results_dir() -> Path:

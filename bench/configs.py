@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, log, machine_info, raise_nofile,
-    run_sysbench, unique_stem, workdir,
+    run_sysbench, write_report, workdir,
 )
 
 WORKLOAD = "oltp_point_select"
@@ -189,11 +189,7 @@ def main(argv=None) -> int:
                         f"sysbench {row['sysbench_us_per_query']}")
                     (out / f"{a.name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / f"{a.name}.partial.json").unlink(missing_ok=True)
-    name = unique_stem(out, a.name, (".json", ".md"))
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res)
-    (out / f"{name}.md").write_text(md)
-    print(md)
+    write_report(out, a.name, res, markdown(res))
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -21,7 +21,6 @@ cpu_per_query.json/.md to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, log, machine_info, perf_counters_work,
-    raise_nofile, run_sysbench, unique_stem, workdir,
+    raise_nofile, run_sysbench, write_report, workdir,
 )
 
 SOFT_EVENTS = ["task-clock", "context-switches", "raw_syscalls:sys_enter", "syscalls:sys_enter_io_uring_enter"]
@@ -165,11 +164,7 @@ def main(argv=None) -> int:
     res = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(a), "machine": machine_info(),
            "hardware_counters": hw_ok, "hardware_note": hw_note, "perf_events": events,
            "perf_note": ev_note, "rows": rows}
-    name = unique_stem(out, a.name, (".json", ".md"))
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res)
-    (out / f"{name}.md").write_text(md)
-    print(md)
+    write_report(out, a.name, res, markdown(res))
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -21,7 +21,6 @@ Standalone it starts its own throwaway MariaDB; sweep.py passes
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     SB_DB, SB_PASSWORD, SB_USER, Cleanup, CpuMark, Funnel, MariaDB, MiniConn, default_results_dir, log,
-    machine_info, proc_rss_bytes, proc_status_kib, raise_nofile, unique_stem, workdir,
+    machine_info, proc_rss_bytes, proc_status_kib, raise_nofile, write_report, workdir,
 )
 
 
@@ -228,11 +227,7 @@ def main(argv=None) -> int:
         cleanup.push(funnel.stop)
         r = measure(a, funnel, server_port)
         r.update(started=time.strftime("%Y-%m-%dT%H:%M:%S"), machine=machine_info(), args=vars(a))
-    name = unique_stem(out, a.name, (".json", ".md"))
-    (out / f"{name}.json").write_text(json.dumps(r, indent=1) + "\n")
-    md = markdown(r)
-    (out / f"{name}.md").write_text(md)
-    print(md)
+    write_report(out, a.name, r, markdown(r))
     return 0 if r["clients_open"] == a.clients and r["check_failed"] == 0 else 1
 
 

@@ -28,7 +28,6 @@ long run) to --out. Servers are stopped by PID at the end, on errors and on Ctrl
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     SB_DB, SB_PASSWORD, SB_USER, Cleanup, Funnel, MariaDB, MiniConn, MySQLError, default_results_dir,
-    log, machine_info, raise_nofile, run_sysbench, unique_stem, workdir,
+    log, machine_info, raise_nofile, run_sysbench, write_report, workdir,
 )
 
 
@@ -170,11 +169,7 @@ def main(argv=None) -> int:
             funnel.stop()
     res = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(a), "machine": machine_info(),
            "rows": rows, "top_functions_per_query": tops}
-    name = unique_stem(out, a.name, (".json", ".md"))
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res)
-    (out / f"{name}.md").write_text(md)
-    print(md)
+    write_report(out, a.name, res, markdown(res))
     return 0
 
 

@@ -25,7 +25,6 @@ Writes <name>.json and <name>.md to --out (default bench/results/<date>-<host>/)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import default_results_dir, log, machine_info, unique_stem  # noqa: E402
+from benchlib import default_results_dir, log, machine_info, write_report  # noqa: E402
 
 REQUEST = b"q" * 64
 REPLY = b"r" * 200
@@ -136,11 +135,7 @@ def main(argv=None) -> int:
            "samples_us": samples, "median_us": {k: statistics.median(v) for k, v in samples.items()}}
     out = Path(a.out) if a.out else default_results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    name = unique_stem(out, a.name, (".json", ".md"))
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res)
-    (out / f"{name}.md").write_text(md)
-    print(md)
+    write_report(out, a.name, res, markdown(res))
     return 0
 
 
