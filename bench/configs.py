@@ -17,6 +17,9 @@ A configuration is `label:key=value,...` with keys
   env=K=V    an environment variable for that Funnel process (repeatable: env=A=1,env=B=2)
   nice=N     run that Funnel under `nice -n N` (negative needs root)
   backend=unix  reach MariaDB through its Unix socket (default: tcp, 127.0.0.1)
+  relay=socat   not Funnel: a forking socat relay (one process per client, no
+                pooling), the least any extra hop can cost; its CPU includes its
+                finished children
 
 Example:
   python3 bench/configs.py --threads "8 64 1024 4096" --rounds 2 \\
@@ -29,10 +32,14 @@ Servers and Funnels are stopped by PID at the end, on errors and on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, log, machine_info, raise_nofile,
+    Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, free_port, log, machine_info, proc_cpu_ns, raise_nofile,
     run_sysbench, write_report, workdir,
 )
 
@@ -58,6 +65,7 @@ class Shape:
     env: dict[str, str] = field(default_factory=dict)
     nice: int | None = None
     unix_backend: bool = False
+    relay: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -75,16 +83,20 @@ class Shape:
                 s.binary = value
             elif key == "nice":
                 s.nice = int(value)
+            elif key == "relay" and value == "socat":
+                s.relay = value
             elif key == "backend" and value in ("unix", "tcp"):
                 s.unix_backend = value == "unix"
             elif key == "env":
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env, nice, backend=unix|tcp)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env, nice, backend=unix|tcp, relay=socat)")
         return s
 
     def describe(self) -> str:
+        if self.relay:
+            return "socat relay, forking: one process per client, each with its own MariaDB connection"
         extra = "".join(f", {k}={v}" for k, v in self.env.items())
         if self.nice is not None:
             extra += f", nice {self.nice}"
@@ -92,6 +104,52 @@ class Shape:
         if self.unix_backend:
             extra += ", backend over its Unix socket"
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
+
+
+class SocatRelay:
+    """`socat TCP-LISTEN:...,fork`: a plain relay with one process per client."""
+
+    def __init__(self, work: Path, label: str, db: MariaDB) -> None:
+        self.port = free_port()
+        log_path = work / f"{label}.log"
+        with open(log_path, "w") as logf:
+            self.proc = subprocess.Popen(
+                ["socat", f"TCP-LISTEN:{self.port},bind=127.0.0.1,fork,reuseaddr,backlog=4096,nodelay",
+                 f"TCP:127.0.0.1:{db.port},nodelay"],
+                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"socat did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.05)
+        log(f"socat relay pid {self.pid} on port {self.port}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_s(self) -> float:
+        """utime + stime of the relay and of its children that have ended (each client's process)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            log(f"stopping socat (process group {self.pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+
+
+def proxy_cpu_s(proxy) -> float:
+    """A proxy's CPU seconds so far: Funnel's threads (schedstat), or socat's processes."""
+    return proxy.cpu_s() if isinstance(proxy, SocatRelay) else proc_cpu_ns(proxy.pid) / 1e9
 
 
 def start_funnel(work: Path, shape: Shape, db: MariaDB) -> Funnel:
@@ -147,9 +205,9 @@ def main(argv=None) -> int:
         db = MariaDB.start(work / "db", "configs", max_connections=5000)
         cleanup.push(db.stop)
         db.prepare_sysbench(a.tables, a.table_size)
-        funnels: dict[str, Funnel] = {}
+        funnels: dict[str, Funnel | SocatRelay] = {}
         for s in shapes:
-            funnels[s.label] = start_funnel(work, s, db)
+            funnels[s.label] = SocatRelay(work, s.label, db) if s.relay else start_funnel(work, s, db)
             cleanup.push(funnels[s.label].stop)
         targets = ([] if a.no_direct else ["direct"]) + [s.label for s in shapes]
         for label in targets:  # warm caches and pools alike
@@ -164,7 +222,7 @@ def main(argv=None) -> int:
                     time.sleep(2)
                     f = funnels.get(label)
                     port = db.port if f is None else f.port
-                    c0 = CpuMark.take(f.pid) if f else None
+                    c0 = proxy_cpu_s(f) if f else None
                     m0 = CpuMark.take(db.pid)
                     r = run_sysbench(port, WORKLOAD, n, a.time, a.tables, a.table_size, ps_mode=a.ps_mode)
                     row = {"round": rnd, "threads": n, "target": label, "ok": r.ok, "reason": r.reason,
@@ -181,11 +239,12 @@ def main(argv=None) -> int:
                         if r.sysbench_cpu_s is not None:
                             row["sysbench_us_per_query"] = round(r.sysbench_cpu_s * 1e6 / r.queries, 2)
                         if f:
-                            d = CpuMark.take(f.pid).since(c0)
-                            row["us_per_query"] = round(d["cpu_ns"] / 1e3 / r.queries, 2)
+                            if isinstance(f, SocatRelay):
+                                time.sleep(0.5)  # its children end and are reaped
+                            row["us_per_query"] = round((proxy_cpu_s(f) - c0) * 1e6 / r.queries, 2)
                     rows.append(row)
                     log(f"round {rnd} {n} threads {label}: {row['tps']} tps, p95 {row['lat_p95_ms']} ms, "
-                        f"us/query Funnel {row['us_per_query']}, mariadbd {row['mariadbd_us_per_query']}, "
+                        f"us/query proxy {row['us_per_query']}, mariadbd {row['mariadbd_us_per_query']}, "
                         f"sysbench {row['sysbench_us_per_query']}")
                     (out / f"{a.name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / f"{a.name}.partial.json").unlink(missing_ok=True)
@@ -206,11 +265,11 @@ def markdown(res: dict) -> str:
              f"{a['rounds']} rounds, {a['tables']} tables x {a['table_size']} rows; {m.get('cpus')} CPUs shared "
              "by sysbench, MariaDB and Funnel. Targets run back to back per point in rotating order. "
              "Figures are medians over the rounds; CPU per query = a process's on-CPU time over the run "
-             "(Funnel from schedstat, mariadbd from /proc/PID/stat ticks, sysbench from its rusage) / queries completed; box = "
+             "(Funnel from schedstat, socat and mariadbd from /proc/PID/stat ticks, socat's with its ended children, sysbench from its rusage) / queries completed; box = "
              "the sum of the three.", "",
              "Configurations:", ""]
     lines += [f"- **{s['label']}**: {s['describe']}" for s in res["shapes"]]
-    lines += ["", "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | Funnel us/q | mariadbd us/q "
+    lines += ["", "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | proxy us/q | mariadbd us/q "
               "| sysbench us/q | box us/q | errors |",
               "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     f = lambda v, s=".0f": "—" if v is None else format(v, s)  # noqa: E731
