@@ -582,6 +582,15 @@ def unique_stem(out: Path, base: str, exts=(".json", ".csv", ".md", ".png")) -> 
     return base
 
 
+def run_script(main) -> None:
+    """Runs a script's `main()` and exits with its status; Ctrl-C exits 130 (the
+    script's `Cleanup` has stopped its servers by then)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def write_report(out: Path, base: str, res: dict, md: str) -> str:
     """Writes `res` as <stem>.json and `md` as <stem>.md to `out` (a new stem when
     `base` is taken), prints the markdown, and returns the stem."""

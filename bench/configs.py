@@ -48,7 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, free_port, log, machine_info, proc_cpu_ns, raise_nofile,
-    run_sysbench, write_report, workdir,
+    run_sysbench, write_report, workdir, run_script,
 )
 
 WORKLOAD = "oltp_point_select"
@@ -298,7 +298,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)

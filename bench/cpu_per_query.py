@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, log, machine_info, perf_counters_work,
-    raise_nofile, run_sysbench, write_report, workdir,
+    raise_nofile, run_sysbench, write_report, workdir, run_script,
 )
 
 SOFT_EVENTS = ["task-clock", "context-switches", "raw_syscalls:sys_enter", "syscalls:sys_enter_io_uring_enter"]
@@ -236,7 +236,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     SB_DB, SB_PASSWORD, SB_USER, Cleanup, CpuMark, Funnel, MariaDB, MiniConn, default_results_dir, log,
-    machine_info, proc_rss_bytes, proc_status_kib, raise_nofile, write_report, workdir,
+    machine_info, proc_rss_bytes, proc_status_kib, raise_nofile, write_report, workdir, run_script,
 )
 
 
@@ -232,7 +232,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)

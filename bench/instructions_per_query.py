@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     SB_DB, SB_PASSWORD, SB_USER, Cleanup, Funnel, MariaDB, MiniConn, MySQLError, default_results_dir,
-    log, machine_info, raise_nofile, run_sysbench, write_report, workdir,
+    log, machine_info, raise_nofile, run_sysbench, write_report, workdir, run_script,
 )
 
 
@@ -195,7 +195,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)

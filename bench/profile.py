@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, log, machine_info, raise_nofile, run_sysbench,
-    workdir,
+    workdir, run_script,
 )
 
 
@@ -250,7 +250,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)

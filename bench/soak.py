@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     SB_DB, SB_PASSWORD, SB_USER, Cleanup, Funnel, MariaDB, MiniConn, MySQLError, default_results_dir,
     free_port, log, machine_info, parse_sysbench, pid_alive, proc_cpu_seconds, proc_status_kib,
-    raise_nofile, sysbench_conn_args, workdir,
+    raise_nofile, sysbench_conn_args, workdir, run_script,
 )
 
 AUDIT_TABLE = f"{SB_DB}.soak_audit"
@@ -814,7 +814,4 @@ def render_md(r: dict, a, warmup: float, quiet_end: float) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import default_results_dir, log, machine_info, write_report  # noqa: E402
+from benchlib import default_results_dir, log, machine_info, write_report, run_script  # noqa: E402
 
 REQUEST = b"q" * 64
 REPLY = b"r" * 200
@@ -158,7 +158,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_script(main)
