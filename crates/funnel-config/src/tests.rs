@@ -224,7 +224,7 @@ client:
             "users[1]: give exactly one of password or password_hash",
             "users[1].default_hostgroup: no backend is in hostgroup \"writer\" (hostgroups: \"default\")",
             "backends[1].name: \"primary\" is already used by backends[0]",
-            "backends[1].address: \"foo\" is not host:port",
+            "backends[1].address: \"foo\" is not host:port (a Unix socket is written as an absolute path)",
             "backends[1].user: must not be empty",
             "backends[1].weight: must be at least 1",
             "backends[1].max_per_core: 1 is less than pool.min_idle_per_core (20)",

@@ -268,7 +268,11 @@ fn check_backends(backends: &[Backend], pool: &PoolConfig, out: &mut Vec<Problem
                 }
             }
             None => {
-                if let Err(message) = split_host_port(&backend.address) {
+                if let Err(mut message) = split_host_port(&backend.address) {
+                    if !backend.address.contains(':') {
+                        // `mysqld.sock`, `run/mysqld.sock`: probably a socket path.
+                        message.push_str(" (a Unix socket is written as an absolute path)");
+                    }
                     push(out, format!("{path}.address"), message);
                 }
             }
