@@ -48,8 +48,11 @@ impl Cores {
         let message = match self {
             Cores::Count(n) if *n <= allowed.len() => return Ok(allowed[..*n].to_vec()),
             Cores::Count(n) => format!(
-                "asks for {n} cores but this process may use only {} CPUs ({})",
-                allowed.len(),
+                "asks for {n} cores but this process may use only {} ({})",
+                match allowed.len() {
+                    1 => "1 CPU".to_string(),
+                    m => format!("{m} CPUs"),
+                },
                 cpu_list(allowed)
             ),
             Cores::List(ids) => {
@@ -195,7 +198,7 @@ mod tests {
         let err = Cores::Count(2).cpu_ids(&[7]).unwrap_err();
         assert!(
             err.to_string()
-                .ends_with("asks for 2 cores but this process may use only 1 CPUs (7)"),
+                .ends_with("asks for 2 cores but this process may use only 1 CPU (7)"),
             "{err}"
         );
     }
