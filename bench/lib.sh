@@ -8,13 +8,18 @@ FUNNEL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Installs MariaDB, its client and sysbench when any is missing.
+# Installs MariaDB, its client, sysbench and openssl when any is missing,
+# and each extra tool named in the arguments (ensure_packages strace).
 ensure_packages() {
-  local missing=()
+  local missing=() extra
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
   command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
   command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # Extra tools a caller needs, named the same as their Debian package.
+  for extra in "$@"; do
+    command -v "$extra" >/dev/null 2>&1 || missing+=("$extra")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     local sudo=""

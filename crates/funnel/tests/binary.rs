@@ -210,3 +210,61 @@ fn binary_pins_shards_inside_its_cpu_affinity() {
         "{stderr}"
     );
 }
+
+/// Each shard's main and latency rings are set up with
+/// `IORING_SETUP_COOP_TASKRUN` (the patch in vendor/glommio), so a peer's
+/// `send` that completes one of Funnel's polls does not interrupt Funnel's
+/// CPU. Dropping the patch, or a glommio upgrade that loses it, fails here.
+#[test]
+fn binary_sets_up_its_rings_with_coop_taskrun() {
+    let cores = funnel_engine::affinity::allowed_cpus().len().min(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let trace = dir.path().join("strace.out");
+    let port = free_port();
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: {cores}\nusers:\n  - name: app\n    password: pw\n\
+             backends:\n  - name: primary\n    address: 127.0.0.1:1\n    user: x\n    password: y\n\
+             pool:\n  min_idle_per_core: 0\n"
+        ),
+    )
+    .unwrap();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=io_uring_setup", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace runs (scripts/test installs it)");
+    wait_for("Funnel listening under strace", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // Stop Funnel itself (strace's child) so strace writes everything out.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
+    let funnel: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill(2) on the PID of the process this test started.
+    assert_eq!(unsafe { libc::kill(funnel, libc::SIGTERM) }, 0);
+    assert!(strace.wait().unwrap().success());
+    let out = std::fs::read_to_string(&trace).unwrap();
+    let setups: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("io_uring_setup(") && l.contains("= "))
+        .collect();
+    let coop = setups
+        .iter()
+        .filter(|l| l.contains("flags=IORING_SETUP_COOP_TASKRUN"))
+        .count();
+    assert_eq!(coop, 2 * cores, "main and latency ring per shard: {out}");
+    // Each of those succeeded on its first try (no fallback without it).
+    assert!(
+        !setups
+            .iter()
+            .any(|l| l.contains("COOP_TASKRUN") && l.contains("= -1")),
+        "{out}"
+    );
+}

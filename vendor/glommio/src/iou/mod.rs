@@ -92,6 +92,10 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// Do not interrupt the ring's task with an IPI when a completion
+        /// arrives from another CPU; it is picked up at the task's next
+        /// kernel entry. Linux 5.19+. (Added for Funnel, see PATCHES.md.)
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

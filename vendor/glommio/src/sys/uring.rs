@@ -895,6 +895,25 @@ struct SleepableRing {
     in_kernel: usize,
 }
 
+/// Creates a sleepable ring with `IORING_SETUP_COOP_TASKRUN` where the
+/// kernel has it (5.19+), and without it where the kernel refuses the flag.
+///
+/// Without the flag, every completion that another CPU raises (a peer's
+/// `send` that completes this ring's poll) interrupts this ring's CPU with
+/// an IPI while its thread runs, paid by the sender. With it, a sleeping
+/// thread is still woken at once; a running one picks the completion up at
+/// its next kernel entry: a submission, a park, or any interrupt on its
+/// CPU, including the hrtimer of its own preemption timeout. (Added for
+/// Funnel, see PATCHES.md.)
+fn new_sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
+    iou::IoUring::new_with_flags(
+        entries,
+        iou::SetupFlags::COOP_TASKRUN,
+        iou::SetupFeatures::empty(),
+    )
+    .or_else(|_| iou::IoUring::new(entries))
+}
+
 impl SleepableRing {
     fn new(
         size: usize,
@@ -904,7 +923,7 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: new_sleepable_ring(size as _)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
