@@ -120,6 +120,10 @@ where
     let name = name.to_string();
     // glommio's own join handle wraps a std thread; build the executor
     // inside our thread so the caller gets a plain JoinHandle.
+    // No `spin_before_park`: the rings use COOP_TASKRUN
+    // (vendor/glommio/PATCHES.md), so a spinning executor, which only reads
+    // its completion queue, would not see other CPUs' completions until it
+    // entered the kernel anyway.
     std::thread::Builder::new().name(name.clone()).spawn(move || {
         let ex = glommio::LocalExecutorBuilder::new(placement)
             .name(&name)
@@ -362,4 +366,34 @@ async fn flush_out(sock: &mut Sock, tls: &mut Tls) -> io::Result<()> {
         sock.write_all(&out).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    /// The preemption signal reaches a task that never enters the kernel.
+    /// With COOP_TASKRUN (vendor/glommio/PATCHES.md) the preempt timer's
+    /// completion is posted only when the thread next enters the kernel (an
+    /// interrupt on its CPU counts); if it never were, a long relay would
+    /// keep every other client on its core waiting.
+    #[test]
+    fn preemption_reaches_a_task_that_makes_no_syscalls() {
+        let handle = super::spawn_executor("preempt-test", None, || async {
+            let start = Instant::now();
+            let mut n = 0u64;
+            // Instant::now is the vDSO: no syscall in this loop.
+            while !glommio::executor().need_preempt() {
+                n = std::hint::black_box(n + 1);
+                if start.elapsed() > Duration::from_secs(5) {
+                    return None;
+                }
+            }
+            Some(start.elapsed())
+        })
+        .unwrap();
+        let waited = handle.join().unwrap();
+        // glommio's default preempt timer is 100 ms; 5 s means it never came.
+        assert!(waited.is_some(), "need_preempt() never became true");
+    }
 }
