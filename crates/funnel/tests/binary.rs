@@ -231,8 +231,10 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
         ),
     )
     .unwrap();
+    // -ff: one file per thread, so two shards' calls never interleave
+    // into "<unfinished ...>" halves.
     let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=io_uring_setup", "-o"])
+        .args(["-ff", "-qq", "-e", "trace=io_uring_setup", "-o"])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_funnel"))
         .arg("--config")
@@ -250,7 +252,13 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
     // SAFETY: kill(2) on the PID of the process this test started.
     assert_eq!(unsafe { libc::kill(funnel, libc::SIGTERM) }, 0);
     assert!(strace.wait().unwrap().success());
-    let out = std::fs::read_to_string(&trace).unwrap();
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("strace.out.") {
+            out += &std::fs::read_to_string(path).unwrap();
+        }
+    }
     let setups: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("io_uring_setup(") && l.contains("= "))
