@@ -130,6 +130,30 @@ fn binary_fails_loudly_when_a_core_cannot_start() {
     assert!(stderr.contains("core 0 did not start"), "{stderr}");
 }
 
+/// A config that starts serving without a reachable backend: its only
+/// backend is 127.0.0.1:1 and the pool opens nothing up front.
+fn unreachable_backend_config(port: u16, cores: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:{port}\ncores: {cores}\nusers:\n  - name: app\n    password: pw\n\
+         backends:\n  - name: primary\n    address: 127.0.0.1:1\n    user: x\n    password: y\n\
+         pool:\n  min_idle_per_core: 0\n"
+    )
+}
+
+/// Starts the binary with `config` under `wrapper`, a command prefix such
+/// as `taskset -c 1`; the returned child is the wrapper.
+fn spawn_under(wrapper: &[&str], config: &std::path::Path) -> std::process::Child {
+    Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", wrapper[0]))
+}
+
 /// The highest CPU in this test process's affinity mask.
 fn last_allowed_cpu() -> usize {
     *funnel_engine::affinity::allowed_cpus().last().unwrap()
@@ -144,23 +168,9 @@ fn binary_pins_shards_inside_its_cpu_affinity() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("funnel.yaml");
     let port = free_port();
-    let yaml = |cores: &str| {
-        format!(
-            "listen: 127.0.0.1:{port}\ncores: {cores}\nusers:\n  - name: app\n    password: pw\n\
-             backends:\n  - name: primary\n    address: 127.0.0.1:1\n    user: x\n    password: y\n\
-             pool:\n  min_idle_per_core: 0\n"
-        )
-    };
+    let yaml = |cores: &str| unreachable_backend_config(port, cores);
     std::fs::write(&path, yaml("1")).unwrap();
-    let mut child = Command::new("taskset")
-        .args(["-c", &cpu.to_string()])
-        .arg(env!("CARGO_BIN_EXE_funnel"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset (util-linux) runs");
+    let mut child = spawn_under(&["taskset", "-c", &cpu.to_string()], &path);
     // The shard's thread is the one glommio pinned: its mask is one CPU.
     let shard_masks = || -> Vec<String> {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", child.id())) else {
@@ -222,27 +232,22 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
     let path = dir.path().join("funnel.yaml");
     let trace = dir.path().join("strace.out");
     let port = free_port();
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ncores: {cores}\nusers:\n  - name: app\n    password: pw\n\
-             backends:\n  - name: primary\n    address: 127.0.0.1:1\n    user: x\n    password: y\n\
-             pool:\n  min_idle_per_core: 0\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, unreachable_backend_config(port, &cores.to_string())).unwrap();
     // -ff: one file per thread, so two shards' calls never interleave
-    // into "<unfinished ...>" halves.
-    let mut strace = Command::new("strace")
-        .args(["-ff", "-qq", "-e", "trace=io_uring_setup", "-o"])
-        .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_funnel"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("strace runs (scripts/test installs it)");
+    // into "<unfinished ...>" halves. (scripts/test installs strace.)
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let mut strace = spawn_under(
+        &[
+            "strace",
+            "-ff",
+            "-qq",
+            "-e",
+            "trace=io_uring_setup",
+            "-o",
+            &trace_arg,
+        ],
+        &path,
+    );
     wait_for("Funnel listening under strace", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
