@@ -31,6 +31,7 @@ pub mod relay;
 pub mod router;
 pub mod rt;
 pub mod rules;
+pub mod schema_trust;
 pub mod session;
 pub mod shard;
 pub mod stats;

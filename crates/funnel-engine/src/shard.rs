@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use funnel_config::Config;
 
@@ -22,13 +22,10 @@ use crate::pool::key::PoolKey;
 use crate::prepared::registry::Registry;
 use crate::rt::{self, Listener};
 use crate::rules::Rules;
+use crate::schema_trust::SchemaTrust;
 use crate::session;
 use crate::session::users::{UserCounters, UserTable};
 use crate::stats::Stats;
-
-/// How long a schema that a backend accepted is trusted for new logins
-/// on this core without asking again.
-const SCHEMA_TRUST: Duration = Duration::from_secs(60);
 
 /// How often a shard retires drained pools whose connections all came back
 /// when no control message wakes it sooner.
@@ -66,7 +63,8 @@ pub struct Shard {
     side_slots: Rc<Cell<usize>>,
     next_client: Cell<u32>,
     max_clients: u64,
-    known_schemas: RefCell<HashMap<Vec<u8>, Instant>>,
+    /// Schemas a backend accepted recently, and the checks under way.
+    pub schemas: Rc<SchemaTrust>,
     stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
     /// Graceful stop in progress: sessions end as soon as they hold no
@@ -125,7 +123,7 @@ impl Shard {
             side_slots: Rc::new(Cell::new(0)),
             next_client: Cell::new(0),
             max_clients: setup.max_clients,
-            known_schemas: RefCell::new(HashMap::new()),
+            schemas: Rc::new(SchemaTrust::default()),
             stopping,
             fallback_version: setup.version,
             draining: Cell::new(false),
@@ -237,23 +235,6 @@ impl Shard {
     /// The version string announced to clients.
     pub fn server_version(&self) -> Vec<u8> {
         self.fallback_version.clone()
-    }
-
-    /// True when a backend accepted `schema` recently.
-    pub fn schema_recently_seen(&self, schema: &[u8]) -> bool {
-        self.known_schemas
-            .borrow()
-            .get(schema)
-            .is_some_and(|t| t.elapsed() < SCHEMA_TRUST)
-    }
-
-    /// Records that a backend accepted `schema`.
-    pub fn remember_schema(&self, schema: &[u8]) {
-        let mut known = self.known_schemas.borrow_mut();
-        if known.len() > 10_000 {
-            known.retain(|_, t| t.elapsed() < SCHEMA_TRUST);
-        }
-        known.insert(schema.to_vec(), Instant::now());
     }
 
     /// Kills one of this shard's clients, or only its running query, on

@@ -1084,3 +1084,66 @@ fn engine_reprepare_inside_a_pinned_transaction_leaves_its_state_alone() {
     let n: Option<i64> = e.db.query_first(&format!("SELECT COUNT(*) FROM {}.t", e.schema));
     assert_eq!(n, Some(2));
 }
+
+/// A login storm to a schema this core has not checked recently (after a
+/// restart, a failover) costs the backend one `COM_INIT_DB`, not one per
+/// login: the logins that arrive during the check wait for its answer, and
+/// an unknown schema refuses every one of them with the server's 1049.
+#[test]
+fn engine_concurrent_logins_share_one_schema_check() {
+    // Its own server: the test freezes it.
+    let db = MariaDb::start();
+    let schema = db.fresh_database("storm");
+    db.create_user("storm_b", "bpw");
+    let cfg = funnel_testkit::funnel::config(
+        &db,
+        ("app", "apppw"),
+        ("storm_b", "bpw"),
+        Some(&schema),
+        "pool:\n  max_per_core: 8\n  min_idle_per_core: 8\n",
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let addr = proxy.local_addr();
+    let schema_changes = || -> u64 {
+        let row: (String, u64) = db
+            .root()
+            .query_first("SHOW GLOBAL STATUS LIKE 'Com_change_db'")
+            .unwrap()
+            .unwrap();
+        row.1
+    };
+    // Logins in flight while the server is frozen, so they all arrive
+    // during the first one's check.
+    let storm = |schema: &str, n: usize| {
+        db.pause();
+        let logins: Vec<_> = (0..n)
+            .map(|_| {
+                let schema = schema.to_string();
+                thread::spawn(move || MiniClient::connect(addr, "app", "apppw", Some(&schema)))
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(500));
+        db.resume();
+        logins.into_iter().map(|l| l.join().unwrap()).collect::<Vec<_>>()
+    };
+
+    let before = schema_changes();
+    let clients = storm(&schema, 20);
+    let after = schema_changes();
+    assert_eq!(after - before, 1, "one COM_INIT_DB for 20 logins");
+    for c in clients {
+        let mut c = c.expect("login accepted");
+        assert_eq!(c.query("SELECT 1").unwrap().rows()[0][0].as_deref(), Some("1"));
+    }
+
+    let missing = format!("{schema}_missing");
+    for refused in storm(&missing, 10) {
+        match refused {
+            Err(funnel_testkit::mini_client::MiniError::Server(err)) => {
+                assert_eq!(err.code, 1049, "{err:?}")
+            }
+            Ok(_) => panic!("a login to a missing schema was accepted"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}

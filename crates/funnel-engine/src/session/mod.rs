@@ -41,6 +41,7 @@ use crate::prepared::client::ClientStatements;
 use crate::relay::{relay_response, ClientSide, RelayEnd};
 use crate::router::Access;
 use crate::rt::{self, Stream};
+use crate::schema_trust::{Next, SchemaVerdict};
 use crate::shard::Shard;
 use crate::stats::Stats;
 use command::{plan, Forward, Plan};
@@ -289,35 +290,30 @@ struct Session {
 
 impl Session {
     /// Validates the requested schema (through a backend, once per schema
-    /// and minute on this core) and sends the final OK of the login.
+    /// and minute on this core, however many logins ask at once) and sends
+    /// the final OK of the login.
     async fn finish_login(&mut self, seq: u8) -> Result<(), End> {
         if let Some(schema) = self.schema.clone() {
-            if !self.shard.schema_recently_seen(&schema) {
-                let hostgroup = self.user.default_hostgroup.clone();
-                let mut conn = match self
-                    .shard
-                    .backends
-                    .checkout(&hostgroup, self.key, Access::Write)
-                    .await
-                {
-                    Ok((c, _)) => c,
-                    Err(e) => return self.refuse(seq, e).await,
-                };
-                match sync::select_schema(&mut conn, &schema).await {
-                    Ok(None) => {
-                        self.shard.remember_schema(&schema);
-                        self.shard.backends.release(conn);
-                    }
-                    Ok(Some(err)) => {
-                        self.shard.backends.release(conn);
-                        let _ = send_err(&mut self.stream, seq, &err).await;
-                        return Err(End::Refused);
-                    }
-                    Err(e) => {
-                        self.discard_backend(conn);
-                        return self.refuse(seq, e).await;
+            let verdict = loop {
+                match self.shard.schemas.next(&schema) {
+                    Next::Trusted => break SchemaVerdict::Accepted,
+                    Next::Wait(answer) => match answer.await {
+                        SchemaVerdict::Abandoned => continue,
+                        verdict => break verdict,
+                    },
+                    Next::Check(run) => {
+                        let verdict = self.check_schema(&schema).await;
+                        run.finish(&verdict);
+                        break verdict;
                     }
                 }
+            };
+            if let SchemaVerdict::Refused { err, engine } = verdict {
+                if engine {
+                    self.shard.stats.count_error(err.code);
+                }
+                let _ = send_err(&mut self.stream, seq, &err).await;
+                return Err(End::Refused);
             }
         }
         let ok = OkPacket {
@@ -327,11 +323,41 @@ impl Session {
         self.write_ok(seq, &ok).await
     }
 
-    async fn refuse(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
-        let err = e.to_err_packet();
-        self.shard.stats.count_error(err.code);
-        let _ = send_err(&mut self.stream, seq, &err).await;
-        Err(End::Refused)
+    /// Asks a backend of the user's default hostgroup whether `schema` exists
+    /// and may be used (`COM_INIT_DB`).
+    async fn check_schema(&mut self, schema: &[u8]) -> SchemaVerdict {
+        let hostgroup = self.user.default_hostgroup.clone();
+        let mut conn = match self
+            .shard
+            .backends
+            .checkout(&hostgroup, self.key, Access::Write)
+            .await
+        {
+            Ok((c, _)) => c,
+            Err(e) => {
+                return SchemaVerdict::Refused {
+                    err: e.to_err_packet(),
+                    engine: true,
+                }
+            }
+        };
+        match sync::select_schema(&mut conn, schema).await {
+            Ok(None) => {
+                self.shard.backends.release(conn);
+                SchemaVerdict::Accepted
+            }
+            Ok(Some(err)) => {
+                self.shard.backends.release(conn);
+                SchemaVerdict::Refused { err, engine: false }
+            }
+            Err(e) => {
+                self.discard_backend(conn);
+                SchemaVerdict::Refused {
+                    err: e.to_err_packet(),
+                    engine: true,
+                }
+            }
+        }
     }
 
     async fn command_loop(&mut self) -> End {
