@@ -397,3 +397,54 @@ fn admin_reload_from_the_file_and_graceful_shutdown() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `PAUSE` answers only once the command running when it came has
+/// finished, as PgBouncer's does, so a failover can start right after it;
+/// new commands then wait until `RESUME`.
+#[test]
+fn admin_pause_answers_once_running_commands_finish() {
+    let e = env(
+        "admpause",
+        "pool:\n  max_per_core: 2\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 10s\n",
+    );
+    let mut admin = e.admin();
+    let mut late = e.client();
+    let mut slow = e.client();
+    let sent = Instant::now();
+    let sleeper = thread::spawn(move || slow.query_drop("SELECT SLEEP(1)").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let clients: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        if clients
+            .iter()
+            .any(|r| r.get::<String, _>("state").as_deref() == Some("running"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the SLEEP never showed as running");
+        thread::sleep(Duration::from_millis(10));
+    }
+    admin.query_drop("PAUSE").unwrap();
+    let answered = sent.elapsed();
+    let info = admin.info_str().into_owned();
+    assert!(
+        answered >= Duration::from_millis(950),
+        "PAUSE answered {answered:?} after a SLEEP(1) began, before it ended"
+    );
+    assert!(info.contains("no command running"), "{info}");
+    sleeper.join().unwrap();
+
+    // Paused: a new command waits for RESUME.
+    let waiter = thread::spawn(move || {
+        let started = Instant::now();
+        assert_eq!(late.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+        started.elapsed()
+    });
+    thread::sleep(Duration::from_millis(400));
+    admin.query_drop("RESUME").unwrap();
+    let waited = waiter.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "ran during the pause: {waited:?}"
+    );
+}

@@ -1,6 +1,6 @@
 //! `RELOAD`, `PAUSE` / `RESUME` and `SHUTDOWN [GRACEFUL]`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_protocol::response::ErrPacket;
@@ -11,6 +11,9 @@ use crate::server::AdminContext;
 
 /// How long `SHUTDOWN GRACEFUL` waits for clients to leave.
 const GRACE: Duration = Duration::from_secs(30);
+
+/// How long `PAUSE` waits for running commands to finish before it answers.
+const PAUSE_SETTLE: Duration = Duration::from_secs(30);
 
 /// Re-reads the configuration file and applies it live.
 pub fn reload(ctx: &AdminContext) -> Reply {
@@ -36,10 +39,37 @@ pub(super) fn apply(ctx: &AdminContext, cfg: Config) -> Reply {
     }
 }
 
-/// Stops or resumes handing out backend connections.
+/// Stops or resumes handing out backend connections. `PAUSE` answers, as
+/// PgBouncer's does, once every core has stopped and no command is running
+/// (or after [`PAUSE_SETTLE`], saying how many still are), so a failover
+/// script can switch the primary as soon as it returns.
 pub fn pause(ctx: &AdminContext, on: bool) -> Reply {
     ctx.handle.pause(on);
-    Reply::Ok(if on { "paused" } else { "resumed" }.into())
+    if !on {
+        return Reply::Ok("resumed".into());
+    }
+    let started = Instant::now();
+    loop {
+        // A snapshot travels behind the pause on each core's channel, so
+        // it already shows that core paused.
+        let running = ctx
+            .handle
+            .snapshots()
+            .iter()
+            .flat_map(|s| &s.clients)
+            .filter(|c| c.state == "running")
+            .count();
+        if running == 0 {
+            return Reply::Ok("paused; no command running".into());
+        }
+        if started.elapsed() >= PAUSE_SETTLE {
+            return Reply::Ok(format!(
+                "paused; {running} commands still running after {} s (pinned sessions keep their connections: see SHOW CLIENTS)",
+                PAUSE_SETTLE.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Stops Funnel; gracefully: no new clients, idle ones closed, running
