@@ -227,7 +227,8 @@ def main(argv=None) -> int:
                     r = run_sysbench(port, WORKLOAD, n, a.time, a.tables, a.table_size, ps_mode=a.ps_mode)
                     row = {"round": rnd, "threads": n, "target": label, "ok": r.ok, "reason": r.reason,
                            "tps": r.tps, "errors": r.errors, "lat_avg_ms": r.lat_avg_ms,
-                           "lat_p95_ms": r.lat_p95_ms, "us_per_query": None, "mariadbd_us_per_query": None,
+                           "lat_p95_ms": r.lat_p95_ms, "lat_p99_ms": r.lat_p99_ms, "lat_max_ms": r.lat_max_ms,
+                           "us_per_query": None, "mariadbd_us_per_query": None,
                            "sysbench_us_per_query": None}
                     if r.queries:
                         # The whole run's CPU over its queries: logins and the
@@ -269,9 +270,10 @@ def markdown(res: dict) -> str:
              "the sum of the three.", "",
              "Configurations:", ""]
     lines += [f"- **{s['label']}**: {s['describe']}" for s in res["shapes"]]
-    lines += ["", "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | proxy us/q | mariadbd us/q "
-              "| sysbench us/q | box us/q | errors |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "p99 is the median over the rounds; max is the largest single event in any round.", "",
+              "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | p99 ms | max ms | proxy us/q "
+              "| mariadbd us/q | sysbench us/q | box us/q | errors |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     f = lambda v, s=".0f": "—" if v is None else format(v, s)  # noqa: E731
     rows = res["rows"]
     for n in sorted({r["threads"] for r in rows}):
@@ -286,9 +288,12 @@ def markdown(res: dict) -> str:
             ratio = f"**{tps / d_tps:.2f}x**" if tps and d_tps and label != "direct" else ""
             p_ratio = f"{p95 / d_p95:.2f}x" if p95 and d_p95 and label != "direct" else ""
             errors = sum(r["errors"] or 0 for r in rs)
+            p99 = median(rs, "lat_p99_ms")
+            worst = max((r["lat_max_ms"] for r in rs if r.get("lat_max_ms") is not None), default=None)
             cpu = [median(rs, k) for k in ("us_per_query", "mariadbd_us_per_query", "sysbench_us_per_query")]
             box = sum(c for c in cpu if c is not None) if cpu[1] is not None and cpu[2] is not None else None
             lines.append(f"| {n} | {label} | {f(tps)} | {ratio} | {f(p95, '.2f')} | {p_ratio} | "
+                         f"{f(p99, '.2f')} | {f(worst, '.1f')} | "
                          + " | ".join(f(c, '.1f') for c in cpu) + f" | {f(box, '.1f')} | {errors} |")
     failed = [r for r in rows if not r["ok"]]
     if failed:
