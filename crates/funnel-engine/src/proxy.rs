@@ -321,15 +321,23 @@ impl ProxyHandle {
     /// then every core stops. Blocks until then.
     pub fn graceful_shutdown(&self, deadline: Duration) {
         self.broadcast(|| ControlMsg::GracefulStop);
-        let until = std::time::Instant::now() + deadline;
-        while std::time::Instant::now() < until {
-            let left: u64 = self.snapshots().iter().map(|s| s.clients_active).sum();
-            if left == 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for_zero(deadline, |shards| shards.iter().map(|s| s.clients_active).sum());
         self.shutdown();
+    }
+
+    /// Polls the cores' snapshots until `count` of them is zero or
+    /// `deadline` passes, and returns the last count (0 once it settled).
+    /// A snapshot travels behind every earlier control message on its
+    /// core's channel, so it already reflects them.
+    pub fn wait_for_zero(&self, deadline: Duration, count: impl Fn(&[ShardSnapshot]) -> u64) -> u64 {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            let left = count(&self.snapshots());
+            if left == 0 || std::time::Instant::now() >= until {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops every core.

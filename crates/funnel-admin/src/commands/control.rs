@@ -1,6 +1,6 @@
 //! `RELOAD`, `PAUSE` / `RESUME` and `SHUTDOWN [GRACEFUL]`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use funnel_config::Config;
 use funnel_protocol::response::ErrPacket;
@@ -48,28 +48,20 @@ pub fn pause(ctx: &AdminContext, on: bool) -> Reply {
     if !on {
         return Reply::Ok("resumed".into());
     }
-    let started = Instant::now();
-    loop {
-        // A snapshot travels behind the pause on each core's channel, so
-        // it already shows that core paused.
-        let running = ctx
-            .handle
-            .snapshots()
+    let running = ctx.handle.wait_for_zero(PAUSE_SETTLE, |shards| {
+        let running = shards
             .iter()
             .flat_map(|s| &s.clients)
-            .filter(|c| c.state == "running")
-            .count();
-        if running == 0 {
-            return Reply::Ok("paused; no command running".into());
-        }
-        if started.elapsed() >= PAUSE_SETTLE {
-            return Reply::Ok(format!(
-                "paused; {running} commands still running after {} s (pinned sessions keep their connections: see SHOW CLIENTS)",
-                PAUSE_SETTLE.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+            .filter(|c| c.state == "running");
+        running.count() as u64
+    });
+    if running == 0 {
+        return Reply::Ok("paused; no command running".into());
     }
+    Reply::Ok(format!(
+        "paused; {running} commands still running after {} s (pinned sessions keep their connections: see SHOW CLIENTS)",
+        PAUSE_SETTLE.as_secs()
+    ))
 }
 
 /// Stops Funnel; gracefully: no new clients, idle ones closed, running
