@@ -97,12 +97,14 @@ def stop_pid(pid: int, grace: float = 20.0) -> None:
 # ---------------------------------------------------------------- /proc
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all threads), in seconds."""
+def proc_cpu_seconds(pid: int, ended_children: bool = False) -> float:
+    """utime + stime of the whole process (all threads), in seconds; with
+    `ended_children`, plus that of its children that have ended and been
+    reaped (cutime + cstime)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
+    return sum(int(x) for x in fields[11:15 if ended_children else 13]) / CLK_TCK
 
 
 def proc_cpu_ns(pid: int) -> int:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, free_port, log, machine_info, proc_cpu_ns, raise_nofile,
+    Cleanup, CpuMark, Funnel, MariaDB, default_results_dir, free_port, log, machine_info, proc_cpu_ns, proc_cpu_seconds, raise_nofile,
     run_sysbench, write_report, workdir, run_script,
 )
 
@@ -133,10 +133,8 @@ class SocatRelay:
         return self.proc.pid
 
     def cpu_s(self) -> float:
-        """utime + stime of the relay and of its children that have ended (each client's process)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        """CPU of the relay and of its children that have ended (each client's process)."""
+        return proc_cpu_seconds(self.pid, ended_children=True)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
