@@ -71,6 +71,20 @@ pub struct UnixListener {
     listener: net::UnixListener,
 }
 
+impl FromRawFd for UnixListener {
+    /// Convert an already bound and listening RawFd into a UnixListener
+    /// (Funnel patch: lets every executor accept on one shared socket).
+    unsafe fn from_raw_fd(fd: RawFd) -> Self {
+        let sk = Socket::from_raw_fd(fd);
+        let listener = sk.into();
+
+        UnixListener {
+            reactor: Rc::downgrade(&crate::executor().reactor()),
+            listener,
+        }
+    }
+}
+
 impl UnixListener {
     /// Creates a Unix listener bound to the specified address.
     ///
@@ -276,6 +290,13 @@ pin_project! {
     /// [`AsyncWrite`]: https://docs.rs/futures-io/0.3.8/futures_io/trait.AsyncWrite.html
     pub struct UnixStream<B: RxBuf = NonBuffered> {
         stream: GlommioStream<net::UnixStream, B>
+    }
+}
+
+impl<B: RxBuf> AsRawFd for UnixStream<B> {
+    /// The socket's fd (Funnel patch: `TcpStream` has this, `UnixStream` lacked it).
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.stream().as_raw_fd()
     }
 }
 
