@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,10 @@ pub const DEFAULT_HOSTGROUP: &str = "default";
 pub struct Config {
     /// Where clients connect (every core listens here with SO_REUSEPORT).
     pub listen: SocketAddr,
+    /// A Unix socket clients on this host may connect to as well (every core
+    /// accepts on it); `None` means TCP only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_socket: Option<PathBuf>,
     /// How many cores to run on, or which CPUs; default one core.
     #[serde(default)]
     pub cores: Cores,

@@ -104,6 +104,10 @@ fn config_example_file_loads_with_its_values() {
     assert_eq!(cfg.client.max_packet_size, ByteSize::mib(64));
     let admin = cfg.admin.as_ref().unwrap();
     assert_eq!(admin.listen, addr("127.0.0.1:6032"));
+    assert_eq!(
+        cfg.listen_socket.as_deref(),
+        Some(std::path::Path::new("/run/funnel/funnel.sock"))
+    );
     assert_eq!(admin.credential(), Some(Credential::ClearText("admin")));
     assert_eq!(cfg.metrics.as_ref().unwrap().listen, addr("127.0.0.1:9633"));
     assert_eq!(cfg.log.level, LogLevel::Info);
@@ -343,6 +347,30 @@ fn config_admin_and_listener_rules() {
         + "admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: x\nmetrics: {}\n";
     let cfg = Config::from_yaml_str(&zeros).unwrap();
     assert_eq!(cfg.metrics.unwrap().listen, addr("127.0.0.1:9633"));
+}
+
+#[test]
+fn config_listen_socket_rules() {
+    let long = format!("/{}", "s".repeat(120));
+    for (socket, message) in [
+        ("funnel.sock", "listen_socket: funnel.sock: must be an absolute path (e.g. /run/funnel/funnel.sock)"),
+        (long.as_str(), "a Unix socket path has at most 107 bytes, this one 121"),
+        (
+            "/run/mysqld/mysqld.sock",
+            "listen_socket: /run/mysqld/mysqld.sock is also the address of backends[0] (primary): Funnel needs a socket of its own",
+        ),
+    ] {
+        let yaml = MINIMAL.replace("127.0.0.1:3306", "/run/mysqld/mysqld.sock") + &format!("listen_socket: {socket}\n");
+        let found = problems(&yaml);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains(message), "{found:?}");
+    }
+    let ok = Config::from_yaml_str(&format!("{MINIMAL}listen_socket: /tmp/funnel.sock\n")).unwrap();
+    assert_eq!(
+        ok.listen_socket.as_deref(),
+        Some(std::path::Path::new("/tmp/funnel.sock"))
+    );
+    assert_eq!(Config::from_yaml_str(MINIMAL).unwrap().listen_socket, None);
 }
 
 #[test]

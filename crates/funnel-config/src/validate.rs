@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 
 use crate::address::{check_unix_socket_path, split_host_port, unix_socket_path};
 use crate::cores::Cores;
@@ -361,9 +362,43 @@ fn check_admin(admin: &AdminConfig, out: &mut Vec<Problem>) {
     );
 }
 
+/// The client Unix socket must be a path the kernel takes, and not a
+/// backend's own socket: Funnel would find the server listening there and
+/// refuse to start, and an operator may not see why.
+fn check_listen_socket(socket: &Path, backends: &[Backend], out: &mut Vec<Problem>) {
+    if !socket.is_absolute() {
+        push(
+            out,
+            "listen_socket",
+            format!(
+                "{}: must be an absolute path (e.g. /run/funnel/funnel.sock)",
+                socket.display()
+            ),
+        );
+    } else if let Err(message) = check_unix_socket_path(socket) {
+        push(out, "listen_socket", message);
+    }
+    for (i, b) in backends.iter().enumerate() {
+        if unix_socket_path(&b.address) == Some(socket) {
+            push(
+                out,
+                "listen_socket",
+                format!(
+                    "{} is also the address of backends[{i}] ({}): Funnel needs a socket of its own",
+                    socket.display(),
+                    b.name
+                ),
+            );
+        }
+    }
+}
+
 /// Two listeners on one address would fail at bind time with a less helpful message. Port 0
 /// (any free port, as tests use) never clashes.
 fn check_listeners(config: &Config, out: &mut Vec<Problem>) {
+    if let Some(socket) = &config.listen_socket {
+        check_listen_socket(socket, &config.backends, out);
+    }
     let clash = |a: SocketAddr, b: SocketAddr| a.port() != 0 && a == b;
     let admin = config.admin.as_ref().map(|a| a.listen);
     if let Some(addr) = admin.filter(|&a| clash(a, config.listen)) {

@@ -7,6 +7,9 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -37,6 +40,93 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// A client Unix socket this process created. Dropping it (after the
+/// listeners closed) removes the socket file, unless another process has
+/// replaced it since and listens there.
+#[derive(Debug)]
+pub struct UnixSocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl UnixSocketFile {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        // A new instance may already have bound the path (it found this
+        // one's socket stale once the shards closed it). The inode number
+        // alone cannot tell: a file system reuses a freed one at once.
+        let Ok(m) = std::fs::symlink_metadata(&self.path) else {
+            return;
+        };
+        let ours = m.dev() == self.dev && m.ino() == self.ino;
+        if ours && UnixStream::connect(&self.path).is_err() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds the client Unix socket at `path` and returns one listening
+/// handle per core (all the same socket: the kernel gives each connection
+/// to one core's accept) with the file's guard.
+///
+/// A socket file left by a process that died is replaced, as MariaDB does;
+/// a socket something still listens on, or a file that is not a socket, is
+/// an error and is left alone. The socket is world-connectable (mode 0777),
+/// like MariaDB's: Funnel's logins decide who gets in, and the directory's
+/// permissions can narrow who reaches it.
+pub fn bind_unix(path: &Path, count: usize) -> io::Result<(Vec<UnixListener>, UnixSocketFile)> {
+    remove_stale_socket(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    let meta = std::fs::symlink_metadata(path)?;
+    let file = UnixSocketFile {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    // From here on an error drops `file`, which removes the socket.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    let first: UnixListener = socket.into();
+    let mut out = Vec::with_capacity(count.max(1));
+    for _ in 1..count.max(1) {
+        out.push(first.try_clone()?);
+    }
+    out.insert(0, first);
+    Ok((out, file))
+}
+
+/// Removes `path` if it is a socket nobody listens on any more.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket; Funnel does not remove it",
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this socket (another Funnel or a server?)",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +137,58 @@ mod tests {
         let port = ls[0].local_addr().unwrap().port();
         assert_ne!(port, 0);
         assert!(ls.iter().all(|l| l.local_addr().unwrap().port() == port));
+    }
+
+    #[test]
+    fn listener_unix_socket_replaces_a_stale_file_and_cleans_up() {
+        let dir = tempfile_dir();
+        let path = dir.join("funnel.sock");
+        // A socket file whose process is gone: bound, then closed.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let (ls, file) = bind_unix(&path, 2).unwrap();
+        assert_eq!(ls.len(), 2);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o777);
+        UnixStream::connect(&path).unwrap();
+        // While it listens, a second bind is refused and removes nothing.
+        let busy = bind_unix(&path, 1).unwrap_err();
+        assert_eq!(busy.kind(), io::ErrorKind::AddrInUse, "{busy}");
+        assert!(path.exists());
+        drop(ls);
+        drop(file);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn listener_unix_socket_leaves_other_files_alone() {
+        let dir = tempfile_dir();
+        let path = dir.join("not-a-socket");
+        std::fs::write(&path, b"data").unwrap();
+        let err = bind_unix(&path, 1).unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+        // A guard whose file was replaced by another process's does not remove it.
+        let sock = dir.join("s.sock");
+        let (ls, file) = bind_unix(&sock, 1).unwrap();
+        drop(ls);
+        std::fs::remove_file(&sock).unwrap();
+        let other = UnixListener::bind(&sock).unwrap();
+        drop(file);
+        assert!(sock.exists());
+        drop(other);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "funnel-listener-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

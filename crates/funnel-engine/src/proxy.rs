@@ -35,6 +35,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The client Unix socket could not be created.
+    #[error("cannot listen on {}: {source}", path.display())]
+    BindUnix {
+        /// The socket's path (`listen_socket`).
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A backend's address did not resolve.
     #[error("backend {backend}: cannot resolve {address}: {reason}")]
     Resolve {
@@ -79,6 +87,8 @@ pub struct Proxy {
     addr: SocketAddr,
     handle: ProxyHandle,
     threads: Vec<JoinHandle<()>>,
+    /// The client Unix socket's file, removed once the shards have stopped.
+    socket_file: Option<listener::UnixSocketFile>,
 }
 
 /// The control plane of a running Funnel, cloneable across threads (signal
@@ -126,6 +136,18 @@ impl Proxy {
             addr: config.listen,
             source,
         })?;
+        let (mut unix_listeners, socket_file) = match &config.listen_socket {
+            Some(path) => {
+                let (ls, file) =
+                    listener::bind_unix(path, cpus.len()).map_err(|source| StartError::BindUnix {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (ls.into_iter().map(Some).collect(), Some(file))
+            }
+            None => (Vec::new(), None),
+        };
+        unix_listeners.resize_with(cpus.len(), || None);
         let shards = cpus.len() as u64;
         let max_clients = (u64::from(config.client.max_connections)).div_ceil(shards);
         let user_counters = UserCounters::for_users(&config.users, None);
@@ -140,7 +162,8 @@ impl Proxy {
         // Each shard says when it runs; one whose executor cannot start
         // (io_uring blocked, RLIMIT_MEMLOCK too low) drops its sender.
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<u16>();
-        for (i, ((cpu, l), rx)) in cpus.into_iter().zip(listeners).zip(receivers).enumerate() {
+        let shard_inputs = cpus.into_iter().zip(listeners).zip(unix_listeners).zip(receivers);
+        for (i, (((cpu, l), unix), rx)) in shard_inputs.enumerate() {
             let tx = senders[i].clone();
             let setup = ShardSetup {
                 id: ShardId(i as u16),
@@ -155,7 +178,7 @@ impl Proxy {
             let name = format!("funnel-shard-{i}");
             let ready = ready_tx.clone();
             let handle = rt::spawn_executor(&name, Some(cpu), move || async move {
-                let listener = match rt::Listener::from_std(l) {
+                let listener = match rt::Listener::from_std(l, unix) {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot take over listener");
@@ -191,6 +214,7 @@ impl Proxy {
                 })),
             },
             threads,
+            socket_file,
         };
         let mut started = vec![false; proxy.threads.len()];
         while started.iter().any(|s| !s) {
@@ -248,6 +272,7 @@ impl Proxy {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.socket_file = None;
     }
 }
 
@@ -261,7 +286,7 @@ impl ProxyHandle {
     /// Applies a new, validated configuration to every shard: users, query
     /// rules, pool sizes, limits and backends change live (removed backends
     /// drain). Returns the keys that change only with a restart (listen,
-    /// cores, admin, metrics, log, client.max_connections, client.tls): they
+    /// listen_socket, cores, admin, metrics, log, client.max_connections, client.tls): they
     /// keep their running values, so the running config shows what runs.
     pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -382,6 +407,9 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
         }
         changed
     };
+    if keep("listen_socket", next.listen_socket != running.listen_socket) {
+        next.listen_socket = running.listen_socket.clone();
+    }
     if keep("cores", next.cores != running.cores) {
         next.cores = running.cores.clone();
     }
@@ -483,6 +511,7 @@ mod tests {
         let running = config("", "127.0.0.1:6033");
         let mut next = config(
             "cores: 2\n\
+             listen_socket: /run/funnel/other.sock\n\
              admin:\n  listen: 127.0.0.1:7032\n  user: a\n  password: b\n\
              metrics:\n  listen: 127.0.0.1:7633\n\
              log:\n  level: debug\n\
@@ -497,6 +526,7 @@ mod tests {
             keys,
             [
                 "listen",
+                "listen_socket",
                 "cores",
                 "admin",
                 "metrics",
@@ -508,6 +538,7 @@ mod tests {
         );
         // What runs is what the running config shows.
         assert_eq!(next.listen, running.listen);
+        assert_eq!(next.listen_socket, running.listen_socket);
         assert_eq!(next.cores, running.cores);
         assert_eq!(next.admin, running.admin);
         assert_eq!(next.metrics, running.metrics);

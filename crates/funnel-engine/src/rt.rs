@@ -3,11 +3,15 @@
 //! Everything else in the engine uses these few functions and types, so the
 //! runtime stays replaceable (glommio's last release is from 2024).
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::path::Path;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -23,30 +27,28 @@ pub struct Stream {
 /// The socket under a [`Stream`].
 enum Sock {
     Tcp(glommio::net::TcpStream),
-    /// glommio's Unix stream does not expose its fd, so it is kept here
-    /// (owned by the stream, valid as long as it is).
-    Unix(glommio::net::UnixStream, RawFd),
+    Unix(glommio::net::UnixStream),
 }
 
 impl Sock {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Sock::Tcp(s) => s.read(buf).await,
-            Sock::Unix(s, _) => s.read(buf).await,
+            Sock::Unix(s) => s.read(buf).await,
         }
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Sock::Tcp(s) => s.write_all(buf).await,
-            Sock::Unix(s, _) => s.write_all(buf).await,
+            Sock::Unix(s) => s.write_all(buf).await,
         }
     }
 
     fn raw_fd(&self) -> RawFd {
         match self {
             Sock::Tcp(s) => s.as_raw_fd(),
-            Sock::Unix(_, fd) => *fd,
+            Sock::Unix(s) => s.as_raw_fd(),
         }
     }
 }
@@ -58,8 +60,21 @@ struct Tls {
     raw: Vec<u8>,
 }
 
-/// A listening socket owned by the current core.
-pub struct Listener(glommio::net::TcpListener);
+/// The listening sockets of the current core: its own TCP socket (one of
+/// the `SO_REUSEPORT` group) and, when configured, its handle on the client
+/// Unix socket that every core accepts on.
+pub struct Listener {
+    tcp: Rc<glommio::net::TcpListener>,
+    unix: Option<Rc<glommio::net::UnixListener>>,
+    /// The accept under way on each socket. The one that loses a race is
+    /// kept for the next call instead of being cancelled and armed again.
+    pending: RefCell<[Option<Accepting>; 2]>,
+    /// Which socket to look at first, alternating so neither starves.
+    unix_first: Cell<bool>,
+}
+
+/// An accept in flight.
+type Accepting = Pin<Box<dyn Future<Output = io::Result<Stream>>>>;
 
 /// The reading end of a socket pair that other threads write a byte to
 /// when they want the current core to wake up.
@@ -156,24 +171,80 @@ pub async fn yield_if_needed() {
 }
 
 impl Listener {
-    /// Takes over a bound, listening std socket (made by the binary with
-    /// socket2, so binding errors are reported rather than panicking).
-    pub fn from_std(l: std::net::TcpListener) -> io::Result<Self> {
-        l.set_nonblocking(true)?;
+    /// Takes over bound, listening std sockets (made with socket2, so
+    /// binding errors are reported rather than panicking): this core's TCP
+    /// socket and its handle on the client Unix socket, if any.
+    pub fn from_std(
+        tcp: std::net::TcpListener,
+        unix: Option<std::os::unix::net::UnixListener>,
+    ) -> io::Result<Self> {
+        tcp.set_nonblocking(true)?;
         // SAFETY: the fd comes from a live, listening TcpListener whose
         // ownership `into_raw_fd` gives up, so it is closed exactly once.
-        Ok(Listener(unsafe {
-            glommio::net::TcpListener::from_raw_fd(l.into_raw_fd())
-        }))
+        let tcp = Rc::new(unsafe { glommio::net::TcpListener::from_raw_fd(tcp.into_raw_fd()) });
+        let unix = match unix {
+            Some(u) => {
+                u.set_nonblocking(true)?;
+                // SAFETY: as above, for this core's own (dup'd) descriptor
+                // of the listening Unix socket.
+                Some(Rc::new(unsafe {
+                    glommio::net::UnixListener::from_raw_fd(u.into_raw_fd())
+                }))
+            }
+            None => None,
+        };
+        Ok(Listener {
+            tcp,
+            unix,
+            pending: RefCell::new([None, None]),
+            unix_first: Cell::new(false),
+        })
     }
 
-    /// Accepts the next client connection.
+    /// Accepts the next client connection, from either socket.
     pub async fn accept(&self) -> io::Result<Stream> {
-        let s = self.0.accept().await.map_err(io::Error::from)?;
-        Ok(Stream {
-            sock: Sock::Tcp(s),
-            tls: None,
+        std::future::poll_fn(|cx| {
+            let unix_first = self.unix_first.get();
+            self.unix_first.set(!unix_first);
+            let order = if unix_first { [1, 0] } else { [0, 1] };
+            let mut pending = self.pending.borrow_mut();
+            for i in order {
+                let slot = &mut pending[i];
+                if slot.is_none() {
+                    *slot = self.start_accept(i);
+                }
+                if let Some(fut) = slot.as_mut() {
+                    if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                        *slot = None;
+                        return Poll::Ready(r);
+                    }
+                }
+            }
+            Poll::Pending
         })
+        .await
+    }
+
+    /// An accept on socket `i` (0: TCP, 1: Unix), if this core has it.
+    fn start_accept(&self, i: usize) -> Option<Accepting> {
+        if i == 0 {
+            let l = self.tcp.clone();
+            return Some(Box::pin(async move {
+                let s = l.accept().await.map_err(io::Error::from)?;
+                Ok(Stream {
+                    sock: Sock::Tcp(s),
+                    tls: None,
+                })
+            }));
+        }
+        let l = self.unix.clone()?;
+        Some(Box::pin(async move {
+            let s = l.accept().await.map_err(io::Error::from)?;
+            Ok(Stream {
+                sock: Sock::Unix(s),
+                tls: None,
+            })
+        }))
     }
 }
 
@@ -206,13 +277,11 @@ impl Stream {
                 Err(e) => return Err(e),
             }
         }
-        let fd = sock.into_raw_fd();
         // SAFETY: the fd comes from a live, connected socket whose ownership
-        // `into_raw_fd` gives up; the stream closes it exactly once, and the
-        // copy of its number is only used while the stream lives.
-        let s = unsafe { glommio::net::UnixStream::from_raw_fd(fd) };
+        // `into_raw_fd` gives up; the stream closes it exactly once.
+        let s = unsafe { glommio::net::UnixStream::from_raw_fd(sock.into_raw_fd()) };
         Ok(Stream {
-            sock: Sock::Unix(s, fd),
+            sock: Sock::Unix(s),
             tls: None,
         })
     }
@@ -234,6 +303,18 @@ impl Stream {
                 io::ErrorKind::Unsupported,
                 "a Unix socket peer has no IP address",
             )),
+        }
+    }
+
+    /// The peer's host as MariaDB would name it in messages and process
+    /// lists: its IP address, or `localhost` over a Unix socket.
+    pub fn peer_host(&self) -> String {
+        match &self.sock {
+            Sock::Tcp(s) => s
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            Sock::Unix(..) => "localhost".into(),
         }
     }
 
@@ -337,7 +418,7 @@ impl Stream {
     pub async fn close(&mut self) {
         let _ = match &mut self.sock {
             Sock::Tcp(s) => s.close().await,
-            Sock::Unix(s, _) => s.close().await,
+            Sock::Unix(s) => s.close().await,
         };
     }
 }

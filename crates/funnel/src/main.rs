@@ -57,8 +57,13 @@ fn main() -> ExitCode {
 fn check(path: &PathBuf) -> ExitCode {
     match Config::load(path) {
         Ok(cfg) => {
+            let socket = cfg
+                .listen_socket
+                .as_ref()
+                .map(|s| format!(" and {}", s.display()))
+                .unwrap_or_default();
             println!(
-                "{}: OK ({} user(s), {} backend(s), listening on {})",
+                "{}: OK ({} user(s), {} backend(s), listening on {}{socket})",
                 path.display(),
                 cfg.users.len(),
                 cfg.backends.len(),
@@ -89,6 +94,9 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     }
     if let Some(m) = &listeners.metrics {
         tracing::info!(metrics = %m.local_addr(), "metrics endpoint listening");
+    }
+    if let Some(s) = &config.listen_socket {
+        tracing::info!(socket = %s.display(), "client socket listening");
     }
     tracing::info!(listen = %proxy.local_addr(), requested = %listen, "funnel is serving");
     // Signals go to their own thread; this one waits for the cores, which

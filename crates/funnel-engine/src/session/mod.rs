@@ -97,10 +97,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     Stats::bump(&stats.clients_accepted);
     stats.clients_active.set(stats.clients_active.get() + 1);
     let _ = stream.set_nodelay();
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let peer = stream.peer_host();
     let mut buf = IoBuf::with_capacity(CLIENT_BUF);
     let version = shard.server_version();
     let handshake_limit = shard.config().client.handshake_timeout.as_duration();
