@@ -1147,3 +1147,71 @@ fn engine_concurrent_logins_share_one_schema_check() {
         }
     }
 }
+
+#[test]
+fn engine_state_made_by_binary_prepared_statements_pins_the_client() {
+    // One backend connection: a client holding it makes the other wait
+    // (9001 after the 1 s backlog timeout) instead of sharing its state.
+    let e = env(
+        "psstate",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 1s\n",
+    );
+    let mut a = e.client();
+    let mut b = e.client();
+
+    // A user variable set through COM_STMT_EXECUTE.
+    a.exec_drop("SET @ps_x = ?", (5,)).unwrap();
+    assert_eq!(
+        server_error(b.query_drop("SELECT @ps_x").unwrap_err()).0,
+        9001,
+        "B must not get A's connection and its @ps_x"
+    );
+    assert_eq!(a.exec_first::<i64, _, _>("SELECT @ps_x", ()).unwrap(), Some(5));
+    drop(a);
+
+    // A named lock taken through COM_STMT_EXECUTE: on a shared connection
+    // B's GET_LOCK would succeed too (the lock is re-entrant per session).
+    let mut a = e.client();
+    assert_eq!(
+        a.exec_first::<i64, _, _>("SELECT GET_LOCK(?, 0)", ("ps_lk",))
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        server_error(b.query_drop("SELECT GET_LOCK('ps_lk', 0)").unwrap_err()).0,
+        9001
+    );
+    // Released through a prepared RELEASE_ALL_LOCKS(), the connection is free again.
+    a.exec_drop("SELECT RELEASE_ALL_LOCKS()", ()).unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT GET_LOCK('ps_lk', 0)").unwrap(),
+        Some(1)
+    );
+    b.query_drop("SELECT RELEASE_LOCK('ps_lk')").unwrap();
+    drop(b);
+    drop(a);
+
+    // A temporary table and a session variable set with a parameter.
+    let mut a = e.client();
+    let mut b = e.client();
+    a.exec_drop("CREATE TEMPORARY TABLE ps_tmp (v INT)", ()).unwrap();
+    assert_eq!(server_error(b.query_drop("SELECT 1").unwrap_err()).0, 9001);
+    drop(a);
+    let mut a = e.client();
+    a.exec_drop("SET SESSION sql_mode = ?", ("ANSI_QUOTES",)).unwrap();
+    assert_eq!(server_error(b.query_drop("SELECT 1").unwrap_err()).0, 9001);
+    assert_eq!(
+        a.exec_first::<String, _, _>("SELECT @@sql_mode", ())
+            .unwrap()
+            .as_deref(),
+        Some("ANSI_QUOTES")
+    );
+    drop(a);
+    // Once A has left, B gets a clean connection.
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT @@sql_mode = @@GLOBAL.sql_mode")
+            .unwrap(),
+        Some(1)
+    );
+}

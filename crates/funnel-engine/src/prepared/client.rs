@@ -113,6 +113,7 @@ mod tests {
             params: 0,
             columns: 1,
             response: vec![],
+            effect: Default::default(),
         })
     }
 

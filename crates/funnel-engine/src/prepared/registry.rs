@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::session::pinning::ExecuteEffect;
 use crate::session::variables::SessionVars;
 
 /// One distinct statement.
@@ -29,6 +30,8 @@ pub struct StatementMeta {
     /// The whole prepare response as the server sent it (packets with
     /// headers), to replay with the client's statement id patched in.
     pub response: Vec<u8>,
+    /// What executing it does to the session, read from its text once.
+    pub effect: ExecuteEffect,
 }
 
 /// Offset of the statement id in a prepare response (header, then the 0x00 status byte).
@@ -87,6 +90,7 @@ impl Registry {
         self.next_id.set(id);
         let meta = Rc::new(StatementMeta {
             id,
+            effect: ExecuteEffect::of(&sql),
             sql: sql.clone(),
             schema: schema.clone(),
             vars: vars.clone(),

@@ -91,6 +91,33 @@ pub struct SqlEffect {
     pub diagnostics: bool,
 }
 
+/// What executing a binary-protocol prepared statement does to the session.
+///
+/// The same as its text would do as a query, with one difference: a `SET`
+/// cannot be tracked and replayed, because its values are parameters, so it
+/// pins instead. Read once per distinct statement (the shard's registry
+/// keeps it), not per execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecuteEffect {
+    /// The session keeps its backend connection after an execute.
+    pub pin: Option<PinReason>,
+    /// A successful execute ends this pin reason (`UNLOCK TABLES`,
+    /// `RELEASE_ALL_LOCKS()`).
+    pub unpin: Option<PinReason>,
+}
+
+impl ExecuteEffect {
+    /// The effect of executing the prepared statement `sql`.
+    pub fn of(sql: &[u8]) -> ExecuteEffect {
+        let e = classify(sql);
+        let pin = e
+            .pin
+            .or_else(|| e.set_vars.is_some().then_some(PinReason::SessionVariable))
+            .or_else(|| e.use_schema.is_some().then_some(PinReason::Unknown));
+        ExecuteEffect { pin, unpin: e.unpin }
+    }
+}
+
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
     // Every query is classified: the word list is reused (one per core
@@ -552,6 +579,27 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+
+    #[test]
+    fn pinning_prepared_statements_pin_on_the_state_they_make() {
+        let pin = |sql: &str| ExecuteEffect::of(sql.as_bytes()).pin;
+        // Tracked as a query, but an execute's values are parameters: it pins.
+        assert_eq!(pin("SET time_zone = ?"), Some(PinReason::SessionVariable));
+        assert_eq!(pin("SET SESSION sql_mode = ?"), Some(PinReason::SessionVariable));
+        assert_eq!(pin("SET @x = ?"), Some(PinReason::UserVariable));
+        assert_eq!(pin("SELECT GET_LOCK(?, 0)"), Some(PinReason::NamedLock));
+        assert_eq!(
+            pin("CREATE TEMPORARY TABLE t (v INT)"),
+            Some(PinReason::TemporaryTable)
+        );
+        assert_eq!(pin("CALL p(?)"), Some(PinReason::StoredProcedure));
+        assert_eq!(pin("SELECT c FROM sbtest1 WHERE id = ?"), None);
+        assert_eq!(pin("INSERT INTO t VALUES (?)"), None);
+        assert_eq!(
+            ExecuteEffect::of(b"SELECT RELEASE_ALL_LOCKS()").unpin,
+            Some(PinReason::NamedLock)
+        );
     }
 }
 

@@ -153,7 +153,11 @@ impl Session {
         if let (Some(types), Some(stmt)) = (&head.types, self.stmts.get_mut(id)) {
             stmt.param_types = Some(payload[types.clone()].to_vec());
         }
-        let f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
+        let mut f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
+        // State it makes (a user variable, a named lock, a temporary table)
+        // stays on the connection that ran it, as for the same text in COM_QUERY.
+        f.pin = meta.effect.pin;
+        f.unpin = meta.effect.unpin;
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
