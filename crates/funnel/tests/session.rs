@@ -178,6 +178,20 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "sequence values belong to the session that drew them",
+        pool: 3,
+        setup: &["CREATE SEQUENCE s", "CREATE TABLE q (id INT, v INT)"],
+        steps: &[
+            (0, "SELECT NEXTVAL(s)"),
+            (1, "SELECT NEXT VALUE FOR s"),
+            (2, "INSERT INTO q VALUES (NEXTVAL(s), 3)"),
+            (0, "SELECT LASTVAL(s)"),
+            (1, "SELECT PREVIOUS VALUE FOR s"),
+            (2, "SELECT LASTVAL(s), v FROM q"),
+            (0, "PS:SELECT LASTVAL(s)"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

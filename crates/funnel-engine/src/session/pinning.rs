@@ -211,6 +211,9 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     if tokens.has(b"GET_LOCK") || tokens.has(b"RELEASE_LOCK") || tokens.has(b"IS_USED_LOCK") {
         return pin(PinReason::NamedLock);
     }
+    if uses_sequence_value(tokens) {
+        return pin(PinReason::PreviousStatementInfo);
+    }
     // Plain reads of LAST_INSERT_ID() and friends are rewritten to literals
     // (session::rewrite); what remains is connection state.
     if tokens.has(b"SQL_CALC_FOUND_ROWS") || setter_call(sql, b"LAST_INSERT_ID") {
@@ -276,6 +279,22 @@ fn is_diagnostics(first: &[u8], second: &[u8], tokens: &Tokens) -> bool {
         }
         _ => false,
     }
+}
+
+/// `NEXTVAL()`, `LASTVAL()`, `SETVAL()`, `NEXT VALUE FOR`, `PREVIOUS VALUE
+/// FOR`: the last value a session drew from a sequence lives on the server
+/// connection that drew it, and `LASTVAL()` answers from there. Funnel sees
+/// no value to carry over (an `INSERT ... NEXTVAL(s)` returns none), so the
+/// session keeps that connection.
+fn uses_sequence_value(tokens: &Tokens) -> bool {
+    tokens.has(b"NEXTVAL")
+        || tokens.has(b"LASTVAL")
+        || tokens.has(b"SETVAL")
+        || tokens.words.windows(3).any(|w| {
+            matches!(w[0].as_slice(), b"NEXT" | b"PREVIOUS")
+                && w[1].as_slice() == b"VALUE"
+                && w[2].as_slice() == b"FOR"
+        })
 }
 
 /// True when `name(` is called with arguments somewhere (`LAST_INSERT_ID(expr)` sets the value).
@@ -579,6 +598,23 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+
+    #[test]
+    fn pinning_sequence_values_keep_the_connection() {
+        for sql in [
+            "SELECT NEXTVAL(s)",
+            "INSERT INTO t VALUES (nextval(s), 1)",
+            "SELECT NEXT VALUE FOR s",
+            "SELECT previous value for s",
+            "SELECT LASTVAL(s)",
+            "SELECT SETVAL(s, 100)",
+        ] {
+            assert_eq!(reason(sql), Some(PinReason::PreviousStatementInfo), "{sql}");
+        }
+        // Words in strings, or the words apart, are not sequence functions.
+        assert_eq!(reason("SELECT 'NEXTVAL(s)'"), None);
+        assert_eq!(reason("SELECT next, value FROM t"), None);
     }
 
     #[test]
