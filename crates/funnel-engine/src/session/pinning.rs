@@ -24,7 +24,8 @@ pub enum PinReason {
     UserVariable,
     /// `CREATE TEMPORARY TABLE`.
     TemporaryTable,
-    /// `LOCK TABLES` or `FLUSH TABLES WITH READ LOCK` (until `UNLOCK TABLES`).
+    /// `LOCK TABLES`, `FLUSH TABLES WITH READ LOCK` or `... FOR EXPORT` (until
+    /// `UNLOCK TABLES`), `BACKUP STAGE` / `BACKUP LOCK` (for the session).
     TableLock,
     /// `GET_LOCK()` and friends (until `RELEASE_ALL_LOCKS()`).
     NamedLock,
@@ -104,6 +105,10 @@ pub struct ExecuteEffect {
     /// A successful execute ends this pin reason (`UNLOCK TABLES`,
     /// `RELEASE_ALL_LOCKS()`).
     pub unpin: Option<PinReason>,
+    /// It reads the last insert id and nothing else about the previous
+    /// statement: the connection that runs it is first given the session's
+    /// own id (the others pin the session at prepare).
+    pub sets_last_insert_id: bool,
 }
 
 impl ExecuteEffect {
@@ -114,7 +119,12 @@ impl ExecuteEffect {
             .pin
             .or_else(|| e.set_vars.is_some().then_some(PinReason::SessionVariable))
             .or_else(|| e.use_schema.is_some().then_some(PinReason::Unknown));
-        ExecuteEffect { pin, unpin: e.unpin }
+        ExecuteEffect {
+            pin,
+            unpin: e.unpin,
+            sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
+                && super::rewrite::reads_only_last_insert_id(sql),
+        }
     }
 }
 
@@ -195,7 +205,10 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         b"HANDLER" => return pin(PinReason::Handler),
         b"CALL" => return pin(PinReason::StoredProcedure),
         b"CREATE" if second == b"TEMPORARY" => return pin(PinReason::TemporaryTable),
-        b"FLUSH" if tokens.has(b"LOCK") => return pin(PinReason::TableLock),
+        // `FOR EXPORT` read-locks its tables until UNLOCK TABLES too.
+        b"FLUSH" if tokens.has(b"LOCK") || tokens.has(b"EXPORT") => return pin(PinReason::TableLock),
+        // Backup stages and backup locks belong to the server connection.
+        b"BACKUP" => return pin(PinReason::TableLock),
         _ => {}
     }
     if tokens.user_variable {
@@ -636,6 +649,10 @@ mod tests {
             ExecuteEffect::of(b"SELECT RELEASE_ALL_LOCKS()").unpin,
             Some(PinReason::NamedLock)
         );
+        // The last insert id is given to the connection, not pinned for.
+        let id = ExecuteEffect::of(b"SELECT LAST_INSERT_ID()");
+        assert_eq!((id.pin, id.sets_last_insert_id), (None, true));
+        assert!(!ExecuteEffect::of(b"SELECT ROW_COUNT()").sets_last_insert_id);
     }
 }
 

@@ -1,8 +1,10 @@
 //! Answers about the previous statement, made independent of the backend
 //! connection: `LAST_INSERT_ID()`, `ROW_COUNT()`, `FOUND_ROWS()` and
-//! `CONNECTION_ID()` in a text query are replaced by the values of the
-//! client's own last results (as Vitess does), so the query may run on any
-//! connection. Calls inside strings, quoted names and comments are left alone.
+//! `CONNECTION_ID()` in a text query, and the system variables that read the
+//! same id (`@@identity`, `@@last_insert_id`), are replaced by the values of
+//! the client's own last results (as Vitess does), so the query may run on
+//! any connection. Calls inside strings, quoted names and comments are left
+//! alone.
 
 use std::fmt::Write as _;
 
@@ -22,9 +24,54 @@ pub struct LastResults {
 /// Functions replaced, upper-case.
 const FUNCTIONS: [&str; 4] = ["LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS", "CONNECTION_ID"];
 
-/// True when `sql` calls one of the functions with no arguments (cheap
-/// pre-check on the hot path: no allocation when absent).
+/// System variables that read `LAST_INSERT_ID()`, upper-case.
+const ID_VARIABLES: [&[u8]; 2] = [b"IDENTITY", b"LAST_INSERT_ID"];
+
+/// True when `sql` may call one of the functions with no arguments or read
+/// one of the variables (cheap pre-check on the hot path: no allocation
+/// when absent).
 pub fn mentions_previous_statement(sql: &[u8]) -> bool {
+    mentions_function(sql) || mentions_id_variable(sql)
+}
+
+/// `@@` followed, after an optional scope, by an id variable's name.
+fn mentions_id_variable(sql: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(p) = sql[from..].iter().position(|&b| b == b'@') {
+        let at = from + p;
+        if sql.get(at + 1) == Some(&b'@') {
+            let (name, _) = system_variable_name(sql, at + 2);
+            if ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v)) {
+                return true;
+            }
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// The name of the system variable whose text starts at `at` (after `@@`),
+/// without a `session.` or `local.` scope, and where it ends.
+fn system_variable_name(sql: &[u8], at: usize) -> (&[u8], usize) {
+    let word_end = |from: usize| {
+        let mut j = from;
+        while j < sql.len() && (sql[j].is_ascii_alphanumeric() || sql[j] == b'_' || sql[j] == b'$') {
+            j += 1;
+        }
+        j
+    };
+    let end = word_end(at);
+    let first = &sql[at..end];
+    if sql.get(end) == Some(&b'.')
+        && (first.eq_ignore_ascii_case(b"session") || first.eq_ignore_ascii_case(b"local"))
+    {
+        let name_end = word_end(end + 1);
+        return (&sql[end + 1..name_end], name_end);
+    }
+    (first, end)
+}
+
+fn mentions_function(sql: &[u8]) -> bool {
     // Every name has an underscore: compare names only around underscores,
     // one pass over the text instead of one per name and offset.
     sql.iter()
@@ -40,25 +87,54 @@ pub fn mentions_previous_statement(sql: &[u8]) -> bool {
         })
 }
 
-/// `sql` with the calls replaced, or `None` when there was none.
-pub fn substitute(sql: &[u8], last: &LastResults, connection_id: u32, found_rows: bool) -> Option<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
+/// What a statement reads about the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mention {
+    /// `LAST_INSERT_ID()`, `@@identity`, `@@last_insert_id`.
+    LastInsertId,
+    /// `ROW_COUNT()`.
+    RowCount,
+    /// `FOUND_ROWS()`.
+    FoundRows,
+    /// `CONNECTION_ID()`.
+    ConnectionId,
+}
+
+/// Calls `f(mention, start, end)` for each read in `sql`, in order, outside
+/// strings, quoted names and comments.
+fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
     let mut i = 0;
-    let mut copied = 0;
-    let mut changed = false;
     while i < sql.len() {
         match sql[i] {
             q @ (b'\'' | b'"' | b'`') => i = skip_quoted(sql, i, q),
             b'#' => i = skip_until(sql, i, b"\n"),
             b'-' if sql.get(i + 1) == Some(&b'-') => i = skip_until(sql, i, b"\n"),
             b'/' if sql.get(i + 1) == Some(&b'*') => i = skip_until(sql, i + 2, b"*/"),
+            b'@' if sql.get(i + 1) == Some(&b'@') => {
+                let start = i;
+                let (name, end) = system_variable_name(sql, i + 2);
+                i = end.max(i + 2);
+                if ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v)) {
+                    f(Mention::LastInsertId, start, end);
+                }
+            }
+            b'@' => {
+                // A user variable's name is not a function call.
+                i += 1;
+                while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
+                    i += 1;
+                }
+            }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
                 while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
                     i += 1;
                 }
                 let word = &sql[start..i];
-                let Some(f) = FUNCTIONS.iter().find(|f| word.eq_ignore_ascii_case(f.as_bytes())) else {
+                let Some(at) = FUNCTIONS
+                    .iter()
+                    .position(|f| word.eq_ignore_ascii_case(f.as_bytes()))
+                else {
                     continue;
                 };
                 let Some(end) = empty_call(sql, i) else { continue };
@@ -66,28 +142,57 @@ pub fn substitute(sql: &[u8], last: &LastResults, connection_id: u32, found_rows
                 if start > 0 && sql[start - 1] == b'.' {
                     continue;
                 }
-                let value = match *f {
-                    "LAST_INSERT_ID" => last.last_insert_id.to_string(),
-                    "ROW_COUNT" => last.row_count.to_string(),
-                    "FOUND_ROWS" if found_rows => last.found_rows.to_string(),
-                    "CONNECTION_ID" => connection_id.to_string(),
-                    _ => continue,
-                };
-                out.extend_from_slice(&sql[copied..start]);
-                let _ = write!(Lit(&mut out), "{value}");
-                if is_select_item(sql, start, end) {
-                    // Keep the column name the client sees: the call as typed.
-                    out.extend_from_slice(b" AS `");
-                    out.extend_from_slice(&sql[start..end]);
-                    out.push(b'`');
-                }
-                copied = end;
+                let mention = [
+                    Mention::LastInsertId,
+                    Mention::RowCount,
+                    Mention::FoundRows,
+                    Mention::ConnectionId,
+                ][at];
+                f(mention, start, end);
                 i = end;
-                changed = true;
             }
             _ => i += 1,
         }
     }
+}
+
+/// True when every read in `sql` is of the last insert id, which a backend
+/// connection can be given before a prepared statement runs (the others,
+/// and any mention this scan cannot place, pin instead).
+pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
+    let mut only = true;
+    let mut any = false;
+    each_mention(sql, |m, _, _| {
+        any = true;
+        only &= m == Mention::LastInsertId;
+    });
+    any && only
+}
+
+/// `sql` with the calls replaced, or `None` when there was none.
+pub fn substitute(sql: &[u8], last: &LastResults, connection_id: u32, found_rows: bool) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
+    let mut copied = 0;
+    let mut changed = false;
+    each_mention(sql, |mention, start, end| {
+        let value = match mention {
+            Mention::LastInsertId => last.last_insert_id.to_string(),
+            Mention::RowCount => last.row_count.to_string(),
+            Mention::FoundRows if found_rows => last.found_rows.to_string(),
+            Mention::ConnectionId => connection_id.to_string(),
+            Mention::FoundRows => return,
+        };
+        out.extend_from_slice(&sql[copied..start]);
+        let _ = write!(Lit(&mut out), "{value}");
+        if is_select_item(sql, start, end) {
+            // Keep the column name the client sees: the text as typed.
+            out.extend_from_slice(b" AS `");
+            out.extend_from_slice(&sql[start..end]);
+            out.push(b'`');
+        }
+        copied = end;
+        changed = true;
+    });
     if !changed {
         return None;
     }
@@ -189,6 +294,27 @@ mod tests {
             "the setter form is not a read"
         );
         assert_eq!(sub("/* LAST_INSERT_ID() */ SELECT 1"), None);
+        assert_eq!(
+            sub("SELECT @@identity, @@LAST_INSERT_ID, @@session.last_insert_id").as_deref(),
+            Some("SELECT 42 AS `@@identity`, 42 AS `@@LAST_INSERT_ID`, 42 AS `@@session.last_insert_id`")
+        );
+        assert_eq!(
+            sub("INSERT INTO c VALUES (@@identity + 1)").as_deref(),
+            Some("INSERT INTO c VALUES (42 + 1)")
+        );
+        assert_eq!(sub("SELECT @@global.identity, @@insert_id, '@@identity'"), None);
+        assert!(mentions_previous_statement(b"SELECT @@Identity"));
+        assert!(mentions_previous_statement(b"SELECT @@local.last_insert_id"));
+        assert!(!mentions_previous_statement(b"SELECT @@time_zone, @x"));
+        assert!(reads_only_last_insert_id(b"SELECT LAST_INSERT_ID(), @@identity"));
+        assert!(reads_only_last_insert_id(
+            b"INSERT INTO c (p) VALUES (last_insert_id())"
+        ));
+        assert!(!reads_only_last_insert_id(
+            b"SELECT LAST_INSERT_ID(), ROW_COUNT()"
+        ));
+        assert!(!reads_only_last_insert_id(b"SELECT CONNECTION_ID()"));
+        assert!(!reads_only_last_insert_id(b"SELECT 1"));
         assert!(!mentions_previous_statement(b"SELECT 1"));
         assert!(mentions_previous_statement(b"select row_count()"));
         for (sql, mentions) in [

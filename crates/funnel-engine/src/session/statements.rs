@@ -50,9 +50,12 @@ impl Session {
     }
 
     async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
-        if super::rewrite::mentions_previous_statement(&sql) {
+        if super::rewrite::mentions_previous_statement(&sql)
+            && !super::rewrite::reads_only_last_insert_id(&sql)
+        {
             // Executes can't be rewritten per call: keep one connection, so
-            // the server's own answer is this client's.
+            // the server's own answer is this client's. (The last insert id
+            // alone is given to the connection before each execute instead.)
             self.pin(super::pinning::PinReason::PreviousStatementInfo);
         }
         let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
@@ -166,8 +169,16 @@ impl Session {
         let Some(conn) = self.prepared_on(conn, &meta).await? else {
             return Ok(());
         };
-        let Some(mut conn) = self.sync_vars(conn, 0).await? else {
+        let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
+        };
+        let mut conn = if meta.effect.sets_last_insert_id {
+            match self.sync_last_insert_id(conn).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            }
+        } else {
+            conn
         };
         let backend = *conn.stmts.get(meta.id).expect("prepared_on prepared it");
         let inject = if backend.types_bound || head.types.is_some() {

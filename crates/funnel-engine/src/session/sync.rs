@@ -160,6 +160,36 @@ impl Session {
         }
     }
 
+    /// Gives the connection the session's own last insert id, so that a
+    /// prepared statement reading `LAST_INSERT_ID()` or `@@identity` there
+    /// answers for this client: an execute cannot be rewritten per call,
+    /// but `LAST_INSERT_ID(n)` sets what the next reads return. `None` when
+    /// the client was told of a failure.
+    pub(super) async fn sync_last_insert_id(
+        &mut self,
+        mut conn: BackendConn,
+    ) -> Result<Option<BackendConn>, End> {
+        let sql = format!("DO LAST_INSERT_ID({})", self.last.last_insert_id);
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        Stats::bump(&self.shard.stats.state_syncs);
+        match conn.run(&p, Expect::Results).await {
+            Ok(summary) => match summary.error {
+                None => Ok(Some(conn)),
+                Some(err) => {
+                    self.give_back(conn);
+                    self.send_backend_err(1, &err).await.map(|_| None)
+                }
+            },
+            Err(e) => {
+                self.discard_backend(conn);
+                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
+                    .await
+                    .map(|_| None)
+            }
+        }
+    }
+
     /// Brings the connection's schema in line with `schema`. `None` when
     /// the client was told of a failure (the command's `total` bytes are
     /// then consumed and the connection dealt with).
