@@ -166,6 +166,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "temporary tables made with OR REPLACE, by a later statement, or by a prepared statement",
+        pool: 3,
+        setup: &[],
+        steps: &[
+            (0, "CREATE OR REPLACE TEMPORARY TABLE tmp2 (x INT)"),
+            (0, "INSERT INTO tmp2 VALUES (1)"),
+            (1, "SELECT COUNT(*) FROM tmp2"),
+            (2, "SELECT COUNT(*) FROM tmp2"),
+            (0, "SELECT COUNT(*) FROM tmp2"),
+            (1, "PS:CREATE OR REPLACE TEMPORARY TABLE tmp3 (x INT)"),
+            (2, "SELECT COUNT(*) FROM tmp3"),
+            (1, "SELECT COUNT(*) FROM tmp3"),
+        ],
+    },
+    Case {
         name: "named locks",
         pool: 2,
         setup: &[],

@@ -204,7 +204,10 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         }
         b"HANDLER" => return pin(PinReason::Handler),
         b"CALL" => return pin(PinReason::StoredProcedure),
-        b"CREATE" if second == b"TEMPORARY" => return pin(PinReason::TemporaryTable),
+        // `CREATE [OR REPLACE] TEMPORARY TABLE|SEQUENCE`.
+        b"CREATE" if tokens.words.iter().take(4).any(|w| w.as_slice() == b"TEMPORARY") => {
+            return pin(PinReason::TemporaryTable)
+        }
         // `FOR EXPORT` read-locks its tables until UNLOCK TABLES too.
         b"FLUSH" if tokens.has(b"LOCK") || tokens.has(b"EXPORT") => return pin(PinReason::TableLock),
         // Backup stages and backup locks belong to the server connection.
@@ -642,6 +645,11 @@ mod tests {
             pin("CREATE TEMPORARY TABLE t (v INT)"),
             Some(PinReason::TemporaryTable)
         );
+        assert_eq!(
+            pin("create or replace temporary table t (v INT)"),
+            Some(PinReason::TemporaryTable)
+        );
+        assert_eq!(pin("CREATE TABLE temporary_things (v INT)"), None);
         assert_eq!(pin("CALL p(?)"), Some(PinReason::StoredProcedure));
         assert_eq!(pin("SELECT c FROM sbtest1 WHERE id = ?"), None);
         assert_eq!(pin("INSERT INTO t VALUES (?)"), None);
