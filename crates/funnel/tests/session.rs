@@ -244,6 +244,26 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "what prepared statements did, read back as text",
+        pool: 2,
+        setup: &["CREATE TABLE pr (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "PS:INSERT INTO pr (v) VALUES (1), (2), (3)"),
+            (1, "PS:INSERT INTO pr (v) VALUES (4)"),
+            (0, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            (1, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            (0, "PS:UPDATE pr SET v = v + 1 WHERE id <= 2"),
+            (1, "PS:SELECT v FROM pr WHERE id > 1"),
+            (0, "SELECT ROW_COUNT()"),
+            (1, "SELECT FOUND_ROWS()"),
+            (
+                2,
+                "SET STATEMENT max_statement_time = 10 FOR SELECT COUNT(*) FROM pr",
+            ),
+            (2, "SELECT @@max_statement_time"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],
