@@ -1215,3 +1215,28 @@ fn engine_state_made_by_binary_prepared_statements_pins_the_client() {
         Some(1)
     );
 }
+
+#[test]
+fn engine_set_statement_for_one_statement_does_not_pin() {
+    let e = env(
+        "setstmt",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 1s\n",
+    );
+    let mut a = e.client();
+    let mut b = e.client();
+    let v: Option<i64> = a
+        .query_first("SET STATEMENT max_statement_time = 10 FOR SELECT 41 + 1")
+        .unwrap();
+    assert_eq!(v, Some(42));
+    // The variable lasted for that statement only: A keeps no connection.
+    assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    assert_eq!(
+        a.query_first::<f64, _>("SELECT @@max_statement_time").unwrap(),
+        Some(0.0)
+    );
+    // Its statement's own state still pins: B waits for the one connection.
+    a.query_drop("SET STATEMENT max_statement_time = 10 FOR CREATE TEMPORARY TABLE st (v INT)")
+        .unwrap();
+    assert_eq!(server_error(b.query_drop("SELECT 2").unwrap_err()).0, 9001);
+}

@@ -172,6 +172,14 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                 None => pin(PinReason::Unknown),
             }
         }
+        b"SET" if tokens.statements == 1 && second == b"STATEMENT" => {
+            // `SET STATEMENT var = value, ... FOR stmt`: the variables last
+            // for that one statement, so only the statement itself counts.
+            return match set_statement_inner(sql) {
+                Some(inner) if !starts_with_word(inner, b"SET") => classify(inner),
+                _ => pin(PinReason::SessionVariable),
+            };
+        }
         b"SET" if tokens.statements == 1 => {
             return match parse_set(sql) {
                 Some(SetEffect::Session(a)) => SqlEffect {
@@ -295,6 +303,49 @@ fn is_diagnostics(first: &[u8], second: &[u8], tokens: &Tokens) -> bool {
         }
         _ => false,
     }
+}
+
+/// The statement after the first top-level `FOR` of a `SET STATEMENT`
+/// (outside strings, comments and parentheses), or `None` without one.
+fn set_statement_inner(sql: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    let mut depth = 0usize;
+    while i < sql.len() {
+        match sql[i] {
+            q @ (b'\'' | b'"' | b'`') => i = skip_quoted(sql, i, q),
+            b'#' => i = skip_until(sql, i, b"\n"),
+            b'-' if sql.get(i + 1) == Some(&b'-') => i = skip_until(sql, i, b"\n"),
+            b'/' if sql.get(i + 1) == Some(&b'*') => i = skip_until(sql, i + 2, b"*/"),
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
+                    i += 1;
+                }
+                if depth == 0 && sql[start..i].eq_ignore_ascii_case(b"FOR") {
+                    return Some(&sql[i..]);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// True when `sql`'s first token is `word` (case-insensitive).
+fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
+    let s = super::sql_lex::skip_leading_comments(sql);
+    s.len() >= word.len()
+        && s[..word.len()].eq_ignore_ascii_case(word)
+        && s.get(word.len())
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
 }
 
 /// `NEXTVAL()`, `LASTVAL()`, `SETVAL()`, `NEXT VALUE FOR`, `PREVIOUS VALUE
@@ -614,6 +665,25 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+
+    #[test]
+    fn pinning_set_statement_counts_only_its_statement() {
+        assert_eq!(reason("SET STATEMENT max_statement_time = 10 FOR SELECT 1"), None);
+        assert!(classify(b"set statement max_statement_time=1 for select c from t").read_only);
+        assert_eq!(
+            reason("SET STATEMENT sql_mode = 'FOR' FOR SELECT @x"),
+            Some(PinReason::UserVariable)
+        );
+        assert_eq!(
+            reason("SET STATEMENT a = (SELECT 1 FOR UPDATE), b = 2 FOR CREATE TEMPORARY TABLE t (v INT)"),
+            Some(PinReason::TemporaryTable)
+        );
+        assert_eq!(
+            reason("SET STATEMENT a = 1 FOR SET @@time_zone = '+01:00'"),
+            Some(PinReason::SessionVariable)
+        );
+        assert_eq!(reason("SET STATEMENT a = 1"), Some(PinReason::SessionVariable));
     }
 
     #[test]
