@@ -1240,3 +1240,54 @@ fn engine_set_statement_for_one_statement_does_not_pin() {
         .unwrap();
     assert_eq!(server_error(b.query_drop("SELECT 2").unwrap_err()).0, 9001);
 }
+
+#[test]
+fn engine_release_lock_unpins_once_no_named_lock_is_held() {
+    // One backend connection: while A is pinned, B times out (9001).
+    let e = env(
+        "relock",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 1s\n",
+    );
+    let mut a = e.client();
+    let mut b = e.client();
+    let pinned = |b: &mut Conn| b.query_drop("SELECT 1").map_err(|e| server_error(e).0);
+    let one = |c: &mut Conn, sql: &str| c.query_first::<Option<i64>, _>(sql).unwrap().flatten();
+
+    assert_eq!(one(&mut a, "SELECT GET_LOCK('rl_a', 0)"), Some(1));
+    assert_eq!(pinned(&mut b), Err(9001));
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_a')"), Some(1));
+    assert_eq!(pinned(&mut b), Ok(()), "released: A's connection is free");
+
+    // Taken twice, a lock needs two releases.
+    assert_eq!(one(&mut a, "SELECT GET_LOCK('rl_b', 0)"), Some(1));
+    assert_eq!(one(&mut a, "DO GET_LOCK('rl_b', 0)"), None);
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_b')"), Some(1));
+    assert_eq!(pinned(&mut b), Err(9001), "still held once");
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_b')"), Some(1));
+    assert_eq!(pinned(&mut b), Ok(()));
+
+    // Releasing a lock A never held leaves the one it holds.
+    assert_eq!(one(&mut a, "SELECT GET_LOCK('rl_c', 0)"), Some(1));
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_never')"), None);
+    assert_eq!(pinned(&mut b), Err(9001));
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_c')"), Some(1));
+    assert_eq!(pinned(&mut b), Ok(()));
+
+    // A name Funnel cannot read keeps the pin until RELEASE_ALL_LOCKS().
+    assert_eq!(one(&mut a, "SELECT GET_LOCK(CONCAT('rl_', 'd'), 0)"), Some(1));
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_d')"), Some(1));
+    assert_eq!(pinned(&mut b), Err(9001));
+    one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
+    assert_eq!(pinned(&mut b), Ok(()));
+
+    // The lock really is free for others once A's pin ended.
+    assert_eq!(one(&mut a, "SELECT GET_LOCK('rl_e', 0)"), Some(1));
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_e')"), Some(1));
+    assert_eq!(one(&mut b, "SELECT GET_LOCK('rl_e', 0)"), Some(1));
+    assert_eq!(
+        one(&mut b, "SELECT IS_USED_LOCK('rl_e') = CONNECTION_ID()"),
+        Some(1)
+    );
+    assert_eq!(one(&mut b, "SELECT RELEASE_LOCK('rl_e')"), Some(1));
+}

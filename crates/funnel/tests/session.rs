@@ -264,6 +264,31 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "named locks released one by one, and who holds them",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (
+                0,
+                "SELECT GET_LOCK('sess_own_lk', 0), GET_LOCK('sess_own_lk2', 0)",
+            ),
+            (0, "SELECT IS_USED_LOCK('sess_own_lk') = CONNECTION_ID()"),
+            (1, "SELECT IS_USED_LOCK('sess_own_lk') = CONNECTION_ID()"),
+            (1, "SELECT GET_LOCK('sess_own_lk', 0)"),
+            (0, "SELECT RELEASE_LOCK('sess_own_lk')"),
+            (1, "SELECT GET_LOCK('sess_own_lk', 0)"),
+            (
+                0,
+                "SELECT IS_FREE_LOCK('sess_own_lk2'), RELEASE_LOCK('sess_own_lk2')",
+            ),
+            (
+                2,
+                "SELECT GET_LOCK('sess_own_lk2', 0), RELEASE_LOCK('sess_own_lk2')",
+            ),
+            (1, "SELECT RELEASE_LOCK('sess_own_lk')"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

@@ -343,8 +343,9 @@ impl BackendConn {
     }
 
     /// Runs a small text query and returns its column names and text rows
-    /// (the health monitor's `@@read_only` and replica status). Connections
-    /// opened with [`PoolKey::DEFAULT`] only: no `CLIENT_DEPRECATE_EOF`.
+    /// (the health monitor's `@@read_only` and replica status, a session's
+    /// check of the named locks it holds), with or without
+    /// `CLIENT_DEPRECATE_EOF`.
     pub async fn query_rows(
         &mut self,
         sql: &str,
@@ -372,9 +373,12 @@ impl BackendConn {
             let def = funnel_protocol::resultset::ColumnDefinition::parse(def, self.caps)?;
             columns.push(String::from_utf8_lossy(&def.name).into_owned());
         }
+        let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
+        // Without CLIENT_DEPRECATE_EOF an EOF follows the column definitions.
+        let first_row = n + 1 + usize::from(!deprecate_eof);
         let mut rows = Vec::new();
-        for row in packets.iter().skip(n + 2) {
-            if funnel_protocol::response::is_eof(row) {
+        for row in packets.iter().skip(first_row) {
+            if funnel_protocol::response::is_result_terminator(row, deprecate_eof) {
                 break;
             }
             let values = funnel_protocol::resultset::parse_text_row(row, n)?;

@@ -10,6 +10,7 @@ use funnel_protocol::Capabilities;
 
 use crate::error::EngineError;
 use crate::kill::{parse_kill, KillRequest};
+use crate::session::named_locks::LockNames;
 use crate::session::pinning::{classify, PinReason};
 use crate::session::variables::Assignment;
 
@@ -78,6 +79,8 @@ pub struct Forward {
     pub needs_pinned: bool,
     /// `COM_RESET_CONNECTION`: on success the session's state is clean again.
     pub resets: bool,
+    /// The named locks a query takes, releases or asks about.
+    pub lock_names: LockNames,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -96,6 +99,7 @@ impl Forward {
             read_only: false,
             needs_pinned: false,
             resets: false,
+            lock_names: LockNames::None,
             name,
         }
     }
@@ -127,6 +131,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.set_vars = effect.set_vars;
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;
+            f.lock_names = effect.lock_names;
             f.read_only = effect.read_only && effect.pin.is_none();
             Plan::Forward(f)
         }

@@ -10,6 +10,7 @@ pub mod command;
 pub mod handshake;
 mod kill_command;
 mod lost_transaction;
+pub mod named_locks;
 use lost_transaction::Verdict;
 pub mod pinning;
 mod reset;
@@ -46,6 +47,7 @@ use crate::shard::Shard;
 use crate::stats::Stats;
 use command::{plan, Forward, Plan};
 use handshake::{login, LoginError};
+use named_locks::LockNames;
 use pinning::{PinReason, PinSet};
 use rewrite::{mentions_previous_statement, substitute, LastResults};
 use users::UserEntry;
@@ -172,6 +174,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 pinned: None,
                 pin_reason: None,
                 pins: PinSet::default(),
+                locks: named_locks::HeldLocks::default(),
                 out: BytesMut::new(),
                 stmts: ClientStatements::default(),
                 vars: SessionVars::default(),
@@ -226,6 +229,8 @@ struct Session {
     /// Lasting state that only that connection has: it is kept while any
     /// reason is left (until `COM_RESET_CONNECTION` at the latest).
     pins: PinSet,
+    /// Named locks the session may hold on its pinned connection.
+    locks: named_locks::HeldLocks,
     /// Scratch space for packets Funnel writes itself.
     out: BytesMut,
     /// This client's place in its user's `max_connections`.
@@ -597,7 +602,11 @@ impl Session {
         if !mentions_previous_statement(sql) {
             return None;
         }
-        let new_sql = substitute(sql, &self.last, self.id.0, !self.calc_found_rows)?;
+        // `IS_USED_LOCK(x) = CONNECTION_ID()` asks "do I hold x?": the
+        // server answers with its own thread ids, so CONNECTION_ID() there
+        // must be the server's too (the statement pins the session anyway).
+        let own_id = (!named_locks::asks_lock_owner(sql)).then_some(self.id.0);
+        let new_sql = substitute(sql, &self.last, own_id, !self.calc_found_rows)?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
         funnel_protocol::command::write_query(&mut payload, &new_sql);
         let mut out = BytesMut::with_capacity(payload.len() + 4);
@@ -766,6 +775,9 @@ impl Session {
                     if let Some(r) = f.unpin {
                         self.pins.remove(r);
                         self.pin_reason = self.pins.first();
+                        if r == PinReason::NamedLock {
+                            self.locks.clear();
+                        }
                     }
                     if let Some(vars) = &f.set_vars {
                         self.vars.apply(vars);
@@ -782,7 +794,7 @@ impl Session {
                         self.stmts.clear();
                         conn.vars.clear();
                         self.vars.clear();
-                        self.pins.clear();
+                        self.clear_pins();
                         self.pin_reason = None;
                     }
                 }
@@ -795,7 +807,11 @@ impl Session {
                     conn.stale_diagnostics = summary.warnings > 0 || !ok;
                     self.linger = conn.stale_diagnostics;
                 }
+                self.locks.note(&f.lock_names);
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
+                if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
+                    self.check_named_locks().await;
+                }
                 // After keep_or_release, so a pin is counted against this digest.
                 if let Some((key, text)) = self.digest.take() {
                     let took = self.cmd_started.elapsed();
@@ -838,7 +854,7 @@ impl Session {
                 );
                 self.shard.stats.count_error(err.code);
                 self.send_backend_err(next_seq, &err).await?;
-                self.pins.clear();
+                self.clear_pins();
                 self.pin_reason = None;
                 self.long_data = false;
                 Ok(())
@@ -864,7 +880,7 @@ impl Session {
                 let err = backend_lost(&self.last_backend, reason);
                 self.reply_error(next_seq, err).await?;
                 // The session's server-side state died with the connection.
-                self.pins.clear();
+                self.clear_pins();
                 self.pin_reason = None;
                 self.long_data = false;
                 Ok(())
@@ -970,6 +986,40 @@ impl Session {
                 self.pinned = Some(conn);
             }
         }
+    }
+
+    /// After a `RELEASE_LOCK()`: asks the server which of the session's
+    /// named locks its connection still holds, and releases the connection
+    /// when none is left and nothing else holds it. Only then: a check on a
+    /// connection kept for other reasons would gain nothing and would
+    /// overwrite what `ROW_COUNT()` and the warnings report there.
+    async fn check_named_locks(&mut self) {
+        let alone = self.pins.is_only(PinReason::NamedLock)
+            && self.pinned.as_ref().is_some_and(|c| {
+                !c.status.in_transaction() && c.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+            });
+        let Some(sql) = self.locks.check_query().filter(|_| alone) else {
+            return;
+        };
+        let Some(mut conn) = self.pinned.take() else {
+            return;
+        };
+        let checked = conn.query_rows(&sql).await;
+        conn.stale_diagnostics = false;
+        self.pinned = Some(conn);
+        // On an error the connection stays: its next command finds out.
+        if let Ok((_, rows)) = checked {
+            if rows.first().is_some_and(|row| self.locks.keep_held(row)) {
+                self.unpin(PinReason::NamedLock);
+            }
+        }
+    }
+
+    /// Every pin reason is gone with the state behind it (a reset, or the
+    /// connection that held it died).
+    fn clear_pins(&mut self) {
+        self.pins.clear();
+        self.locks.clear();
     }
 
     /// True while lasting state keeps the connection with this session.

@@ -8,6 +8,7 @@
 //! backend connection for the rest of the session. Plain `SET`s of session
 //! variables are tracked and replayed instead ([`super::variables`]).
 
+use super::named_locks::{lock_names, LockNames};
 use super::sql_lex::{skip_quoted, skip_until};
 use super::variables::{is_on, parse_set, Assignment, SetEffect};
 
@@ -90,6 +91,8 @@ pub struct SqlEffect {
     /// A diagnostics statement (`SHOW WARNINGS`, `@@warning_count`, ...):
     /// it reports on the previous statement and leaves diagnostics alone.
     pub diagnostics: bool,
+    /// The named locks it takes, releases or asks about.
+    pub lock_names: LockNames,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -233,7 +236,10 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         };
     }
     if tokens.has(b"GET_LOCK") || tokens.has(b"RELEASE_LOCK") || tokens.has(b"IS_USED_LOCK") {
-        return pin(PinReason::NamedLock);
+        return SqlEffect {
+            lock_names: lock_names(sql),
+            ..pin(PinReason::NamedLock)
+        };
     }
     if uses_sequence_value(tokens) {
         return pin(PinReason::PreviousStatementInfo);
@@ -748,6 +754,11 @@ impl PinSet {
     /// Removes a reason that ended.
     pub fn remove(&mut self, r: PinReason) {
         self.0.remove(&r);
+    }
+
+    /// True when `r` is the one reason left.
+    pub fn is_only(&self, r: PinReason) -> bool {
+        self.0.len() == 1 && self.0.contains(&r)
     }
 
     /// True when nothing holds the connection.

@@ -39,7 +39,7 @@ impl Session {
         self.stmts.clear();
         self.vars.clear();
         self.last = LastResults::default();
-        self.pins.clear();
+        self.clear_pins();
         self.pin_reason = None;
         self.long_data = false;
         self.linger = false;

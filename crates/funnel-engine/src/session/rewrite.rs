@@ -170,7 +170,13 @@ pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
 }
 
 /// `sql` with the calls replaced, or `None` when there was none.
-pub fn substitute(sql: &[u8], last: &LastResults, connection_id: u32, found_rows: bool) -> Option<Vec<u8>> {
+/// `CONNECTION_ID()` is left alone when `connection_id` is `None`.
+pub fn substitute(
+    sql: &[u8],
+    last: &LastResults,
+    connection_id: Option<u32>,
+    found_rows: bool,
+) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
     let mut changed = false;
@@ -179,7 +185,10 @@ pub fn substitute(sql: &[u8], last: &LastResults, connection_id: u32, found_rows
             Mention::LastInsertId => last.last_insert_id.to_string(),
             Mention::RowCount => last.row_count.to_string(),
             Mention::FoundRows if found_rows => last.found_rows.to_string(),
-            Mention::ConnectionId => connection_id.to_string(),
+            Mention::ConnectionId => match connection_id {
+                Some(id) => id.to_string(),
+                None => return,
+            },
             Mention::FoundRows => return,
         };
         out.extend_from_slice(&sql[copied..start]);
@@ -260,7 +269,7 @@ mod tests {
     };
 
     fn sub(sql: &str) -> Option<String> {
-        substitute(sql.as_bytes(), &LAST, 99, true).map(|v| String::from_utf8(v).unwrap())
+        substitute(sql.as_bytes(), &LAST, Some(99), true).map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -294,6 +303,10 @@ mod tests {
             "the setter form is not a read"
         );
         assert_eq!(sub("/* LAST_INSERT_ID() */ SELECT 1"), None);
+        assert_eq!(
+            substitute(b"SELECT CONNECTION_ID(), ROW_COUNT()", &LAST, None, true).as_deref(),
+            Some(&b"SELECT CONNECTION_ID(), 3 AS `ROW_COUNT()`"[..])
+        );
         assert_eq!(
             sub("SELECT @@identity, @@LAST_INSERT_ID, @@session.last_insert_id").as_deref(),
             Some("SELECT 42 AS `@@identity`, 42 AS `@@LAST_INSERT_ID`, 42 AS `@@session.last_insert_id`")
@@ -337,7 +350,7 @@ mod tests {
                 String::from_utf8_lossy(sql)
             );
         }
-        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, 1, false);
+        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, Some(1), false);
         assert_eq!(no_found, None);
     }
 }
