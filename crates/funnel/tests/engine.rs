@@ -1291,3 +1291,33 @@ fn engine_release_lock_unpins_once_no_named_lock_is_held() {
     );
     assert_eq!(one(&mut b, "SELECT RELEASE_LOCK('rl_e')"), Some(1));
 }
+
+#[test]
+fn engine_kill_forms_funnel_cannot_map_never_reach_the_server() {
+    let e = env("killform", 1, "pool:\n  max_per_core: 2\n");
+    let mut a = e.client();
+    let mut b = e.client();
+    // A holds a backend connection (an open transaction); find its server thread.
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("SELECT 1").unwrap();
+    let victim: i64 =
+        e.db.query_first(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
+            e.backend_user()
+        ))
+        .unwrap();
+    for sql in [
+        format!("KILL /* by id */ {victim}"),
+        format!("KILL ({victim})"),
+        "KILL QUERY CONNECTION_ID()".to_string(),
+        "KILL USER app".to_string(),
+    ] {
+        let (code, message) = server_error(b.query_drop(&sql).unwrap_err());
+        assert_eq!(code, 1235, "{sql}: {message}");
+        assert!(message.contains("KILL"), "{message}");
+    }
+    // A's transaction and connection are untouched, and B goes on.
+    assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    a.query_drop("COMMIT").unwrap();
+    assert_eq!(b.query_first::<i64, _>("SELECT 3").unwrap(), Some(3));
+}

@@ -105,6 +105,15 @@ impl Forward {
     }
 }
 
+/// True when the statement's first word is `KILL`.
+fn starts_with_kill(sql: &[u8]) -> bool {
+    let s = crate::session::sql_lex_skip_leading_comments(sql);
+    s.len() >= 4
+        && s[..4].eq_ignore_ascii_case(b"KILL")
+        && s.get(4)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$'))
+}
+
 /// Plans a command from its payload (the first physical packet's payload
 /// for commands over 16 MiB; only the head of such a command is looked at).
 pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
@@ -123,6 +132,14 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::Query(sql) => {
             if let Some(k) = parse_kill(sql) {
                 return Plan::Kill(k);
+            }
+            if starts_with_kill(sql) {
+                // Any other form would reach the server as the backend
+                // account, which every client shares, and name the server's
+                // thread ids: another client's connection, or Funnel's own.
+                return Plan::Reply(EngineError::Unsupported(
+                    "this form of KILL (use KILL [HARD|SOFT] [CONNECTION|QUERY] <id> with the id from CONNECTION_ID())",
+                ));
             }
             let effect = classify(sql);
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));
@@ -202,6 +219,29 @@ mod tests {
             plan(&[0x12], CAPS),
             Plan::Reply(EngineError::Unsupported("COM_BINLOG_DUMP"))
         ));
+    }
+
+    #[test]
+    fn session_plan_refuses_kill_forms_it_cannot_map() {
+        assert!(matches!(plan(b"\x03KILL QUERY 5", CAPS), Plan::Kill(_)));
+        for sql in [
+            &b"\x03KILL (5)"[..],
+            b"\x03kill /* c */ 5",
+            b"\x03KILL QUERY ID 7",
+            b"\x03KILL USER app",
+            b"\x03 /* x */ KILL QUERY CONNECTION_ID()",
+        ] {
+            assert!(
+                matches!(plan(sql, CAPS), Plan::Reply(EngineError::Unsupported(_))),
+                "{:?}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+        assert!(matches!(
+            plan(b"\x03SELECT killed FROM t", CAPS),
+            Plan::Forward(_)
+        ));
+        assert!(matches!(plan(b"\x03KILLS", CAPS), Plan::Forward(_)));
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub mod pinning;
 mod reset;
 pub mod rewrite;
 mod sql_lex;
-pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
+pub(crate) use sql_lex::{
+    skip_leading_comments as sql_lex_skip_leading_comments, skip_quoted as sql_lex_skip_quoted,
+    skip_until as sql_lex_skip_until,
+};
 mod statements;
 mod sync;
 pub mod users;
