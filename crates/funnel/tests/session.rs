@@ -289,6 +289,30 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "definitions keep LAST_INSERT_ID() as written",
+        pool: 2,
+        setup: &["CREATE TABLE sd (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO sd (v) VALUES (1)"),
+            (
+                0,
+                "CREATE VIEW vsd AS SELECT LAST_INSERT_ID() AS x, ROW_COUNT() AS y",
+            ),
+            (
+                0,
+                "SELECT VIEW_DEFINITION LIKE '%last_insert_id()%' FROM information_schema.VIEWS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'vsd'",
+            ),
+            (
+                0,
+                "CREATE TABLE dsd (id INT, c BIGINT DEFAULT (LAST_INSERT_ID()))",
+            ),
+            (0, "CREATE PROCEDURE psd() SELECT LAST_INSERT_ID() + 0 AS x"),
+            (0, "INSERT INTO sd (v) VALUES (2)"),
+            (0, "CALL psd()"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

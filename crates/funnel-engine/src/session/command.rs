@@ -105,15 +105,6 @@ impl Forward {
     }
 }
 
-/// True when the statement's first word is `KILL`.
-fn starts_with_kill(sql: &[u8]) -> bool {
-    let s = crate::session::sql_lex_skip_leading_comments(sql);
-    s.len() >= 4
-        && s[..4].eq_ignore_ascii_case(b"KILL")
-        && s.get(4)
-            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$'))
-}
-
 /// Plans a command from its payload (the first physical packet's payload
 /// for commands over 16 MiB; only the head of such a command is looked at).
 pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
@@ -133,7 +124,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             if let Some(k) = parse_kill(sql) {
                 return Plan::Kill(k);
             }
-            if starts_with_kill(sql) {
+            if crate::session::sql_lex_first_word_is(sql, b"KILL") {
                 // Any other form would reach the server as the backend
                 // account, which every client shares, and name the server's
                 // thread ids: another client's connection, or Funnel's own.

@@ -17,7 +17,7 @@ mod reset;
 pub mod rewrite;
 mod sql_lex;
 pub(crate) use sql_lex::{
-    skip_leading_comments as sql_lex_skip_leading_comments, skip_quoted as sql_lex_skip_quoted,
+    first_word_is as sql_lex_first_word_is, skip_quoted as sql_lex_skip_quoted,
     skip_until as sql_lex_skip_until,
 };
 mod statements;
@@ -602,7 +602,12 @@ impl Session {
         let sql = bytes
             .get(5..)
             .filter(|_| bytes.get(4) == Some(&0x03) && total < MAX_CHUNK)?;
-        if !mentions_previous_statement(sql) {
+        // Definitions keep their text: a view, routine, trigger or column
+        // default that reads LAST_INSERT_ID() must read it when it runs.
+        if !mentions_previous_statement(sql)
+            || sql_lex::first_word_is(sql, b"CREATE")
+            || sql_lex::first_word_is(sql, b"ALTER")
+        {
             return None;
         }
         // `IS_USED_LOCK(x) = CONNECTION_ID()` asks "do I hold x?": the

@@ -9,7 +9,7 @@
 //! variables are tracked and replayed instead ([`super::variables`]).
 
 use super::named_locks::{lock_names, LockNames};
-use super::sql_lex::{skip_quoted, skip_until};
+use super::sql_lex::{first_word_is, skip_quoted, skip_until};
 use super::variables::{is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
@@ -179,7 +179,7 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             // `SET STATEMENT var = value, ... FOR stmt`: the variables last
             // for that one statement, so only the statement itself counts.
             return match set_statement_inner(sql) {
-                Some(inner) if !starts_with_word(inner, b"SET") => classify(inner),
+                Some(inner) if !first_word_is(inner, b"SET") => classify(inner),
                 _ => pin(PinReason::SessionVariable),
             };
         }
@@ -343,15 +343,6 @@ fn set_statement_inner(sql: &[u8]) -> Option<&[u8]> {
         }
     }
     None
-}
-
-/// True when `sql`'s first token is `word` (case-insensitive).
-fn starts_with_word(sql: &[u8], word: &[u8]) -> bool {
-    let s = super::sql_lex::skip_leading_comments(sql);
-    s.len() >= word.len()
-        && s[..word.len()].eq_ignore_ascii_case(word)
-        && s.get(word.len())
-            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
 }
 
 /// `NEXTVAL()`, `LASTVAL()`, `SETVAL()`, `NEXT VALUE FOR`, `PREVIOUS VALUE

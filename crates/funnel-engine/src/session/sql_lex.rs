@@ -53,6 +53,16 @@ pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
     }
 }
 
+/// True when the first token of `sql` (after comments) is `word`,
+/// case-insensitive.
+pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
+    let s = skip_leading_comments(sql);
+    s.len() >= word.len()
+        && s[..word.len()].eq_ignore_ascii_case(word)
+        && s.get(word.len())
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
