@@ -313,6 +313,22 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "NO_BACKSLASH_ESCAPES: a backslash ends no string",
+        pool: 2,
+        setup: &["CREATE TABLE sl (a VARCHAR(20), b VARCHAR(60))"],
+        steps: &[
+            (0, "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'"),
+            (
+                0,
+                "INSERT INTO sl (a, b) VALUES ('C:\\', 'ROW_COUNT() and LAST_INSERT_ID()')",
+            ),
+            (0, "SELECT a, b FROM sl"),
+            (0, "SELECT 'a\\', @nbx := 5, '\\'"),
+            (1, "SELECT @nbx"),
+            (0, "SELECT @nbx"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

@@ -86,6 +86,17 @@ pub struct Forward {
 }
 
 impl Forward {
+    /// Funnel cannot read this query's text reliably: nothing it learned
+    /// from it counts, and the session keeps its connection (fail safe).
+    pub fn set_unreadable(&mut self) {
+        self.pin = Some(PinReason::Unknown);
+        self.new_schema = None;
+        self.set_vars = None;
+        self.unpin = None;
+        self.read_only = false;
+        self.lock_names = LockNames::Opaque;
+    }
+
     /// A forward with no side effects on the session.
     pub fn new(name: &'static str, expect: Option<Expect>) -> Self {
         Forward {

@@ -452,7 +452,12 @@ impl Session {
             // The work futures are boxed: an idle client then holds only the
             // small read future (a few hundred bytes), not the largest
             // command's state (about 15 KiB) for its life.
-            Plan::Forward(f) => Box::pin(self.forward(total, f)).await,
+            Plan::Forward(mut f) => {
+                if self.literal_backslashes(payload) {
+                    f.set_unreadable();
+                }
+                Box::pin(self.forward(total, f)).await
+            }
             Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
             Plan::Kill(k) => {
                 self.buf.consume(total);
@@ -465,6 +470,18 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// True for a query with a backslash while the session's `sql_mode` has
+    /// NO_BACKSLASH_ESCAPES (the server says so in every status): there a
+    /// backslash ends no string, and Funnel's scans, which read it as an
+    /// escape, could misplace where strings end.
+    fn literal_backslashes(&self, payload: &[u8]) -> bool {
+        payload.first() == Some(&0x03)
+            && self
+                .last_status
+                .contains(StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+            && payload.contains(&b'\\')
     }
 
     /// Keeps what `SHOW CLIENTS` shows current (cheap: copies only changes).
@@ -605,6 +622,7 @@ impl Session {
         // Definitions keep their text: a view, routine, trigger or column
         // default that reads LAST_INSERT_ID() must read it when it runs.
         if !mentions_previous_statement(sql)
+            || self.literal_backslashes(&bytes[4..])
             || sql_lex::first_word_is(sql, b"CREATE")
             || sql_lex::first_word_is(sql, b"ALTER")
         {
