@@ -329,6 +329,19 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "variables without a DEFAULT stay with their client",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "SET rand_seed1 = 1, rand_seed2 = 2"),
+            (1, "SELECT 1"),
+            (2, "SELECT 2"),
+            (1, "SELECT 3"),
+            (2, "SELECT 4"),
+            (0, "SELECT RAND() = RAND()"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

@@ -185,6 +185,12 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         }
         b"SET" if tokens.statements == 1 => {
             return match parse_set(sql) {
+                Some(SetEffect::Session(a))
+                    if a.iter()
+                        .any(|a| UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())) =>
+                {
+                    pin(PinReason::SessionVariable)
+                }
                 Some(SetEffect::Session(a)) => SqlEffect {
                     // Setting one away from its default pins; restoring does not.
                     pin: a
@@ -278,6 +284,19 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         ..SqlEffect::default()
     }
 }
+
+/// Session variables a `SET` cannot carry to another connection: they have
+/// no `DEFAULT` to restore them with (`rand_seed*`, and `last_insert_id` /
+/// `identity`, which are also what `LAST_INSERT_ID()` answers), or they
+/// change what the server does with the connection (`completion_type =
+/// RELEASE` closes it at `COMMIT`). Setting one pins.
+const UNREPLAYABLE_VARIABLES: [&str; 5] = [
+    "rand_seed1",
+    "rand_seed2",
+    "last_insert_id",
+    "identity",
+    "completion_type",
+];
 
 /// Session variables that steer replication: they pin instead of being
 /// replayed, so a failed reset can never leave another client's writes out
@@ -662,6 +681,24 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+
+    #[test]
+    fn pinning_variables_without_a_default_pin() {
+        for sql in [
+            "SET rand_seed1 = 1, rand_seed2 = 2",
+            "SET last_insert_id = 9",
+            "SET @@session.identity = 11",
+            "SET completion_type = 'RELEASE'",
+            "SET time_zone = '+01:00', completion_type = 0",
+        ] {
+            let e = classify(sql.as_bytes());
+            assert_eq!(
+                (e.pin, e.set_vars.is_some()),
+                (Some(PinReason::SessionVariable), false),
+                "{sql}"
+            );
+        }
     }
 
     #[test]
