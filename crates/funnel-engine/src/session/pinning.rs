@@ -26,8 +26,11 @@ pub enum PinReason {
     /// `CREATE TEMPORARY TABLE`.
     TemporaryTable,
     /// `LOCK TABLES`, `FLUSH TABLES WITH READ LOCK` or `... FOR EXPORT` (until
-    /// `UNLOCK TABLES`), `BACKUP STAGE` / `BACKUP LOCK` (for the session).
+    /// `UNLOCK TABLES`).
     TableLock,
+    /// `BACKUP STAGE` / `BACKUP LOCK` (for the session: `UNLOCK TABLES`
+    /// does not end them).
+    BackupLock,
     /// `GET_LOCK()` and friends (until `RELEASE_ALL_LOCKS()`).
     NamedLock,
     /// SQL `PREPARE` / `EXECUTE` / `DEALLOCATE`.
@@ -61,6 +64,7 @@ impl PinReason {
             UserVariable => "user_variable",
             TemporaryTable => "temporary_table",
             TableLock => "table_lock",
+            BackupLock => "backup_lock",
             NamedLock => "named_lock",
             SqlPrepare => "sql_prepare",
             PreparedStatement => "prepared_statement",
@@ -162,6 +166,8 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     if tokens.statements == 1 && is_diagnostics(first, second, tokens) {
         return SqlEffect {
             diagnostics: true,
+            // `GET DIAGNOSTICS @n = NUMBER` also writes a user variable.
+            pin: tokens.user_variable.then_some(PinReason::UserVariable),
             ..SqlEffect::default()
         };
     }
@@ -228,7 +234,11 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         // `FOR EXPORT` read-locks its tables until UNLOCK TABLES too.
         b"FLUSH" if tokens.has(b"LOCK") || tokens.has(b"EXPORT") => return pin(PinReason::TableLock),
         // Backup stages and backup locks belong to the server connection.
-        b"BACKUP" => return pin(PinReason::TableLock),
+        b"BACKUP" => return pin(PinReason::BackupLock),
+        // A compound statement (`BEGIN NOT ATOMIC ... END`, `IF`, loops)
+        // may do anything inside; only its first word is seen here.
+        b"BEGIN" if second == b"NOT" => return pin(PinReason::Unknown),
+        b"IF" | b"CASE" | b"WHILE" | b"LOOP" | b"REPEAT" | b"FOR" => return pin(PinReason::Unknown),
         _ => {}
     }
     if tokens.user_variable {
@@ -266,6 +276,9 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             match w.as_slice() {
                 b"SET" | b"PREPARE" | b"EXECUTE" | b"LOCK" | b"HANDLER" | b"CALL" | b"USE"
                 | b"DEALLOCATE" => return pin(PinReason::SessionVariable),
+                b"FLUSH" => return pin(PinReason::TableLock),
+                b"BACKUP" => return pin(PinReason::BackupLock),
+                b"IF" | b"CASE" | b"WHILE" | b"LOOP" | b"REPEAT" | b"FOR" => return pin(PinReason::Unknown),
                 _ => {}
             }
         }
@@ -681,6 +694,30 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+    }
+
+    #[test]
+    fn pinning_compound_statements_backups_and_later_statements() {
+        for (sql, r) in [
+            (
+                "BEGIN NOT ATOMIC SET time_zone = '+03:00'; END",
+                PinReason::Unknown,
+            ),
+            ("IF 1 THEN SET @x = 1; END IF", PinReason::Unknown),
+            (
+                "FOR i IN 1..3 DO INSERT INTO t VALUES (i); END FOR",
+                PinReason::Unknown,
+            ),
+            ("BACKUP STAGE START", PinReason::BackupLock),
+            ("DO 0; FLUSH TABLES t FOR EXPORT", PinReason::TableLock),
+            ("DO 0; BACKUP LOCK t", PinReason::BackupLock),
+            ("GET DIAGNOSTICS @n = NUMBER", PinReason::UserVariable),
+        ] {
+            assert_eq!(reason(sql), Some(r), "{sql}");
+        }
+        assert_eq!(reason("BEGIN"), None, "a transaction: the status flags tell");
+        assert!(classify(b"GET DIAGNOSTICS @n = NUMBER").diagnostics);
+        assert_eq!(classify(b"UNLOCK TABLES").unpin, Some(PinReason::TableLock));
     }
 
     #[test]
