@@ -361,6 +361,20 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "charset DEFAULT is the server's, not the handshake's",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "SET NAMES DEFAULT"),
+            (1, "SELECT @@character_set_client, @@collation_connection"),
+            (2, "SELECT @@character_set_client, @@collation_connection"),
+            (0, "SELECT @@character_set_client = @@GLOBAL.character_set_client"),
+            (0, "SET character_set_results = DEFAULT"),
+            (1, "SELECT @@character_set_results"),
+            (2, "SELECT @@character_set_results"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

@@ -10,7 +10,7 @@
 
 use super::named_locks::{lock_names, LockNames};
 use super::sql_lex::{first_word_is, skip_quoted, skip_until};
-use super::variables::{is_on, parse_set, Assignment, SetEffect};
+use super::variables::{is_charset_group, is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,8 +192,10 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         b"SET" if tokens.statements == 1 => {
             return match parse_set(sql) {
                 Some(SetEffect::Session(a))
-                    if a.iter()
-                        .any(|a| UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())) =>
+                    if a.iter().any(|a| {
+                        UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())
+                            || (a.value.is_none() && is_charset_group(&a.name))
+                    }) =>
                 {
                     pin(PinReason::SessionVariable)
                 }
@@ -728,6 +730,10 @@ mod tests {
             "SET @@session.identity = 11",
             "SET completion_type = 'RELEASE'",
             "SET time_zone = '+01:00', completion_type = 0",
+            // DEFAULT is the server's global charset, which Funnel does not know.
+            "SET NAMES DEFAULT",
+            "SET CHARACTER SET DEFAULT",
+            "SET character_set_results = DEFAULT",
         ] {
             let e = classify(sql.as_bytes());
             assert_eq!(

@@ -187,14 +187,18 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
     }
     let mut out = Vec::new();
     let mut global = false;
+    // A scope keyword holds for the assignments after it, up to the next
+    // one: `SET GLOBAL a = 1, b = 2` sets both globally.
+    let mut carried = Scope::Default;
     loop {
         let scope = if t.keyword("GLOBAL") {
             Scope::Global
         } else if t.keyword("SESSION") || t.keyword("LOCAL") {
             Scope::Session
         } else {
-            Scope::Default
+            carried
         };
+        carried = scope;
         if scope == Scope::Global {
             global = true;
             // Parse it to stay in step, then drop it: it is not session state.
@@ -246,6 +250,13 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
         return Some(SetEffect::Global);
     }
     (!out.is_empty()).then_some(SetEffect::Session(out))
+}
+
+/// True for the variables of the character set group (`SET NAMES`, `SET
+/// CHARACTER SET`, `character_set_*`, `collation_*`): their `DEFAULT` is the
+/// server's global value, not the connection's handshake charset.
+pub fn is_charset_group(name: &str) -> bool {
+    name == NAMES || name == CHARSET || name.starts_with("character_set_") || name.starts_with("collation_")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,6 +570,18 @@ mod tests {
         assert_eq!(
             parse_set(b"SET GLOBAL max_connections = 500"),
             Some(SetEffect::Global)
+        );
+        // A scope keyword holds until the next one.
+        assert_eq!(
+            parse_set(b"SET GLOBAL max_error_count = 64, div_precision_increment = 8"),
+            Some(SetEffect::Global)
+        );
+        assert_eq!(
+            session("SET GLOBAL max_error_count = 64, SESSION div_precision_increment = 8, wait_timeout = 9"),
+            vec![
+                ("div_precision_increment".into(), s("8")),
+                ("wait_timeout".into(), s("9"))
+            ]
         );
     }
 
