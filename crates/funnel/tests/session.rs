@@ -375,6 +375,23 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "the client's own LAST_INSERT_ID(expr) and SET last_insert_id",
+        pool: 3,
+        setup: &["CREATE TABLE li (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO li (v) VALUES (1)"),
+            (0, "SELECT LAST_INSERT_ID(5)"),
+            (1, "INSERT INTO li (v) VALUES (2)"),
+            (0, "SELECT LAST_INSERT_ID(), @@identity"),
+            (0, "PS:SELECT LAST_INSERT_ID()"),
+            (0, "DO LAST_INSERT_ID(7)"),
+            (0, "SELECT LAST_INSERT_ID()"),
+            (2, "SET last_insert_id = 9"),
+            (2, "SELECT LAST_INSERT_ID(), @@last_insert_id"),
+            (1, "SELECT LAST_INSERT_ID()"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

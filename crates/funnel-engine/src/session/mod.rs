@@ -632,7 +632,8 @@ impl Session {
         // server answers with its own thread ids, so CONNECTION_ID() there
         // must be the server's too (the statement pins the session anyway).
         let own_id = (!named_locks::asks_lock_owner(sql)).then_some(self.id.0);
-        let new_sql = substitute(sql, &self.last, own_id, !self.calc_found_rows)?;
+        let on_server = self.pins.contains(PinReason::PreviousStatementInfo);
+        let new_sql = substitute(sql, &self.last, own_id, !self.calc_found_rows, on_server)?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
         funnel_protocol::command::write_query(&mut payload, &new_sql);
         let mut out = BytesMut::with_capacity(payload.len() + 4);

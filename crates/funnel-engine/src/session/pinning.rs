@@ -197,7 +197,15 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                             || (a.value.is_none() && is_charset_group(&a.name))
                     }) =>
                 {
-                    pin(PinReason::SessionVariable)
+                    // LAST_INSERT_ID() answers with these: the server must.
+                    let id = a
+                        .iter()
+                        .any(|a| matches!(a.name.as_str(), "last_insert_id" | "identity"));
+                    pin(if id {
+                        PinReason::PreviousStatementInfo
+                    } else {
+                        PinReason::SessionVariable
+                    })
                 }
                 Some(SetEffect::Session(a)) => SqlEffect {
                     // Setting one away from its default pins; restoring does not.
@@ -726,8 +734,6 @@ mod tests {
     fn pinning_variables_without_a_default_pin() {
         for sql in [
             "SET rand_seed1 = 1, rand_seed2 = 2",
-            "SET last_insert_id = 9",
-            "SET @@session.identity = 11",
             "SET completion_type = 'RELEASE'",
             "SET time_zone = '+01:00', completion_type = 0",
             // DEFAULT is the server's global charset, which Funnel does not know.
@@ -739,6 +745,14 @@ mod tests {
             assert_eq!(
                 (e.pin, e.set_vars.is_some()),
                 (Some(PinReason::SessionVariable), false),
+                "{sql}"
+            );
+        }
+        for sql in ["SET last_insert_id = 9", "SET @@session.identity = 11"] {
+            let e = classify(sql.as_bytes());
+            assert_eq!(
+                (e.pin, e.set_vars.is_some()),
+                (Some(PinReason::PreviousStatementInfo), false),
                 "{sql}"
             );
         }
@@ -825,6 +839,11 @@ impl PinSet {
     /// Removes a reason that ended.
     pub fn remove(&mut self, r: PinReason) {
         self.0.remove(&r);
+    }
+
+    /// True when `r` is among the reasons.
+    pub fn contains(&self, r: PinReason) -> bool {
+        self.0.contains(&r)
     }
 
     /// True when `r` is the one reason left.

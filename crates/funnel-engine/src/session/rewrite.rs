@@ -170,17 +170,24 @@ pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
 }
 
 /// `sql` with the calls replaced, or `None` when there was none.
-/// `CONNECTION_ID()` is left alone when `connection_id` is `None`.
+/// `CONNECTION_ID()` is left alone when `connection_id` is `None`, and
+/// `FOUND_ROWS()` when `found_rows` is false. With `on_server`, the
+/// session's own connection has run every statement the answers are about
+/// (it is pinned for them): only `CONNECTION_ID()` is replaced.
 pub fn substitute(
     sql: &[u8],
     last: &LastResults,
     connection_id: Option<u32>,
     found_rows: bool,
+    on_server: bool,
 ) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
     let mut changed = false;
     each_mention(sql, |mention, start, end| {
+        if on_server && mention != Mention::ConnectionId {
+            return;
+        }
         let value = match mention {
             Mention::LastInsertId => last.last_insert_id.to_string(),
             Mention::RowCount => last.row_count.to_string(),
@@ -269,7 +276,7 @@ mod tests {
     };
 
     fn sub(sql: &str) -> Option<String> {
-        substitute(sql.as_bytes(), &LAST, Some(99), true).map(|v| String::from_utf8(v).unwrap())
+        substitute(sql.as_bytes(), &LAST, Some(99), true, false).map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -304,7 +311,7 @@ mod tests {
         );
         assert_eq!(sub("/* LAST_INSERT_ID() */ SELECT 1"), None);
         assert_eq!(
-            substitute(b"SELECT CONNECTION_ID(), ROW_COUNT()", &LAST, None, true).as_deref(),
+            substitute(b"SELECT CONNECTION_ID(), ROW_COUNT()", &LAST, None, true, false).as_deref(),
             Some(&b"SELECT CONNECTION_ID(), 3 AS `ROW_COUNT()`"[..])
         );
         assert_eq!(
@@ -350,7 +357,19 @@ mod tests {
                 String::from_utf8_lossy(sql)
             );
         }
-        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, Some(1), false);
+        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, Some(1), false, false);
+        assert_eq!(
+            substitute(
+                b"SELECT LAST_INSERT_ID(), CONNECTION_ID()",
+                &LAST,
+                Some(1),
+                true,
+                true
+            )
+            .as_deref(),
+            Some(&b"SELECT LAST_INSERT_ID(), 1 AS `CONNECTION_ID()`"[..]),
+            "pinned for them, the server answers"
+        );
         assert_eq!(no_found, None);
     }
 }

@@ -172,7 +172,10 @@ impl Session {
         let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
-        let mut conn = if meta.effect.sets_last_insert_id {
+        let pinned_for_it = self
+            .pins
+            .contains(super::pinning::PinReason::PreviousStatementInfo);
+        let mut conn = if meta.effect.sets_last_insert_id && !pinned_for_it {
             match self.sync_last_insert_id(conn).await? {
                 Some(c) => c,
                 None => return Ok(()),
