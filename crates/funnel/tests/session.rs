@@ -153,6 +153,23 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "another client's warnings are cleared before diagnostics",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (1, "SELECT 1 / 0"),
+            (1, "SLEEP:300"),
+            (0, "SHOW WARNINGS"),
+            (1, "SELECT CAST('x' AS SIGNED)"),
+            (1, "SLEEP:300"),
+            (2, "SELECT @@warning_count AS w"),
+            (1, "SELECT 1 / 0"),
+            (1, "SLEEP:300"),
+            (0, "SELECT @@session.warning_count"),
+            (2, "SHOW COUNT(*) WARNINGS"),
+        ],
+    },
+    Case {
         name: "temporary tables",
         pool: 2,
         setup: &[],
@@ -417,6 +434,11 @@ const CASES: &[Case] = &[
 /// Runs one step; `PS:` runs the rest as a binary-protocol prepared
 /// statement (prepared once per connection by the driver's cache).
 fn outcome(c: &mut Conn, sql: &str) -> Outcome {
+    if let Some(ms) = sql.strip_prefix("SLEEP:") {
+        // A pause in the script (past Funnel's 200 ms linger, say).
+        std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
+        return Ok(Vec::new());
+    }
     if let Some(ps) = sql.strip_prefix("PS:") {
         return match c.exec_iter(ps, ()) {
             Ok(mut result) => collect(&mut result, sql),

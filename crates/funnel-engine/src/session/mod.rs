@@ -95,6 +95,10 @@ enum End {
     MidPacket,
 }
 
+/// The cheapest statement that resets the server's diagnostics area: one
+/// that opens a table (every account may read information_schema).
+const CLEAR_DIAGNOSTICS: &[u8] = b"DO (SELECT 1 FROM information_schema.ENGINES LIMIT 0)";
+
 /// Serves one accepted client until it leaves.
 pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let id = shard.next_client_id();
@@ -569,8 +573,9 @@ impl Session {
         if f.diagnostics && from_pool && conn.stale_diagnostics {
             // This client's last statement left no warnings (or it would have
             // kept its connection); clear another client's before reporting.
-            let mut p = BytesMut::with_capacity(8);
-            funnel_protocol::command::write_query(&mut p, b"DO 0");
+            // Only a statement that opens a table clears them (`DO 0` does not).
+            let mut p = BytesMut::with_capacity(64);
+            funnel_protocol::command::write_query(&mut p, CLEAR_DIAGNOSTICS);
             if let Err(e) = conn.run(&p, Expect::Results).await {
                 self.buf.consume(total);
                 self.discard_backend(conn);

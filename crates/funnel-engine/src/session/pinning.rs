@@ -342,12 +342,29 @@ fn is_diagnostics(first: &[u8], second: &[u8], tokens: &Tokens) -> bool {
     match first {
         b"SHOW" => matches!(second, b"WARNINGS" | b"ERRORS" | b"COUNT"),
         b"GET" => second == b"DIAGNOSTICS" || tokens.has(b"DIAGNOSTICS"),
+        // `SELECT @@[session.]warning_count [AS name], ...`
         b"SELECT" => {
-            tokens.words.len() <= 3
-                && tokens.words[1..]
-                    .iter()
-                    .all(|w| matches!(w.as_slice(), b"WARNING_COUNT" | b"ERROR_COUNT" | b"AS"))
-                && tokens.words.len() >= 2
+            let mut counts = 0;
+            let mut alias_next = false;
+            let only = tokens.words[1..].iter().all(|w| {
+                let w = w.as_slice();
+                if std::mem::take(&mut alias_next) {
+                    return true;
+                }
+                match w {
+                    b"WARNING_COUNT" | b"ERROR_COUNT" => {
+                        counts += 1;
+                        true
+                    }
+                    b"AS" => {
+                        alias_next = true;
+                        true
+                    }
+                    b"SESSION" | b"LOCAL" => true,
+                    _ => false,
+                }
+            });
+            only && counts > 0 && !tokens.user_variable
         }
         _ => false,
     }
@@ -684,10 +701,17 @@ mod tests {
             "show errors limit 1",
             "SHOW COUNT(*) WARNINGS",
             "SELECT @@warning_count",
+            "SELECT @@warning_count AS w, @@error_count",
+            "SELECT @@session.warning_count",
         ] {
             assert!(classify(sql.as_bytes()).diagnostics, "{sql}");
         }
-        for sql in ["SELECT 1", "SHOW TABLES", "SELECT @@warning_count, c FROM t"] {
+        for sql in [
+            "SELECT 1",
+            "SHOW TABLES",
+            "SELECT @@warning_count, c FROM t",
+            "SELECT @@warning_count INTO @w",
+        ] {
             assert!(!classify(sql.as_bytes()).diagnostics, "{sql}");
         }
     }
