@@ -233,6 +233,7 @@ const CASES: &[Case] = &[
             (0, "SELECT @@identity, @@last_insert_id, @@session.last_insert_id"),
             (1, "SELECT @@identity + 0"),
             (0, "PS:SELECT @@identity"),
+            (0, "SELECT 1--1, LAST_INSERT_ID()"),
             (1, "PS:SELECT LAST_INSERT_ID()"),
             (2, "INSERT INTO ai (v) VALUES (4)"),
             (2, "PS:SELECT LAST_INSERT_ID(), @@identity"),

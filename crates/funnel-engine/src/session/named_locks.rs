@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::sql_lex::{skip_quoted, skip_until};
+use super::sql_lex::{skip_string_or_comment, word_end};
 
 /// The functions that take a lock name as their first argument.
 const LOCK_FUNCTIONS: [&[u8]; 4] = [b"GET_LOCK", b"RELEASE_LOCK", b"IS_USED_LOCK", b"IS_FREE_LOCK"];
@@ -38,11 +38,11 @@ pub fn lock_names(sql: &[u8]) -> LockNames {
     let mut releases = false;
     let mut i = 0;
     while i < sql.len() {
+        if let Some(next) = skip_string_or_comment(sql, i) {
+            i = next;
+            continue;
+        }
         match sql[i] {
-            q @ (b'\'' | b'"' | b'`') => i = skip_quoted(sql, i, q),
-            b'#' => i = skip_until(sql, i, b"\n"),
-            b'-' if sql.get(i + 1) == Some(&b'-') => i = skip_until(sql, i, b"\n"),
-            b'/' if sql.get(i + 1) == Some(&b'*') => i = skip_until(sql, i + 2, b"*/"),
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
                 i = word_end(sql, i);
@@ -79,13 +79,6 @@ pub fn lock_names(sql: &[u8]) -> LockNames {
 /// thread id.
 pub fn asks_lock_owner(sql: &[u8]) -> bool {
     sql.windows(12).any(|w| w.eq_ignore_ascii_case(b"IS_USED_LOCK"))
-}
-
-fn word_end(sql: &[u8], mut i: usize) -> usize {
-    while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
-        i += 1;
-    }
-    i
 }
 
 /// The index of the first non-space at or after `i`.

@@ -9,7 +9,7 @@
 //! variables are tracked and replayed instead ([`super::variables`]).
 
 use super::named_locks::{lock_names, LockNames};
-use super::sql_lex::{first_word_is, skip_quoted, skip_until};
+use super::sql_lex::{first_word_is, skip_quoted, skip_string_or_comment, skip_until, word_end};
 use super::variables::{is_charset_group, is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
@@ -376,11 +376,11 @@ fn set_statement_inner(sql: &[u8]) -> Option<&[u8]> {
     let mut i = 0;
     let mut depth = 0usize;
     while i < sql.len() {
+        if let Some(next) = skip_string_or_comment(sql, i) {
+            i = next;
+            continue;
+        }
         match sql[i] {
-            q @ (b'\'' | b'"' | b'`') => i = skip_quoted(sql, i, q),
-            b'#' => i = skip_until(sql, i, b"\n"),
-            b'-' if sql.get(i + 1) == Some(&b'-') => i = skip_until(sql, i, b"\n"),
-            b'/' if sql.get(i + 1) == Some(&b'*') => i = skip_until(sql, i + 2, b"*/"),
             b'(' => {
                 depth += 1;
                 i += 1;
@@ -391,9 +391,7 @@ fn set_statement_inner(sql: &[u8]) -> Option<&[u8]> {
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
-                while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
-                    i += 1;
-                }
+                i = word_end(sql, i);
                 if depth == 0 && sql[start..i].eq_ignore_ascii_case(b"FOR") {
                     return Some(&sql[i..]);
                 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::sql_lex::{skip_quoted, skip_until};
+use super::sql_lex::{skip_string_or_comment, word_end};
 
 /// What the client's own previous statements left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,19 +53,12 @@ fn mentions_id_variable(sql: &[u8]) -> bool {
 /// The name of the system variable whose text starts at `at` (after `@@`),
 /// without a `session.` or `local.` scope, and where it ends.
 fn system_variable_name(sql: &[u8], at: usize) -> (&[u8], usize) {
-    let word_end = |from: usize| {
-        let mut j = from;
-        while j < sql.len() && (sql[j].is_ascii_alphanumeric() || sql[j] == b'_' || sql[j] == b'$') {
-            j += 1;
-        }
-        j
-    };
-    let end = word_end(at);
+    let end = word_end(sql, at);
     let first = &sql[at..end];
     if sql.get(end) == Some(&b'.')
         && (first.eq_ignore_ascii_case(b"session") || first.eq_ignore_ascii_case(b"local"))
     {
-        let name_end = word_end(end + 1);
+        let name_end = word_end(sql, end + 1);
         return (&sql[end + 1..name_end], name_end);
     }
     (first, end)
@@ -105,11 +98,11 @@ pub enum Mention {
 fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
     let mut i = 0;
     while i < sql.len() {
+        if let Some(next) = skip_string_or_comment(sql, i) {
+            i = next;
+            continue;
+        }
         match sql[i] {
-            q @ (b'\'' | b'"' | b'`') => i = skip_quoted(sql, i, q),
-            b'#' => i = skip_until(sql, i, b"\n"),
-            b'-' if sql.get(i + 1) == Some(&b'-') => i = skip_until(sql, i, b"\n"),
-            b'/' if sql.get(i + 1) == Some(&b'*') => i = skip_until(sql, i + 2, b"*/"),
             b'@' if sql.get(i + 1) == Some(&b'@') => {
                 let start = i;
                 let (name, end) = system_variable_name(sql, i + 2);
@@ -118,18 +111,11 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
                     f(Mention::LastInsertId, start, end);
                 }
             }
-            b'@' => {
-                // A user variable's name is not a function call.
-                i += 1;
-                while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
-                    i += 1;
-                }
-            }
+            // A user variable's name is not a function call.
+            b'@' => i = word_end(sql, i + 1),
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
-                while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
-                    i += 1;
-                }
+                i = word_end(sql, i);
                 let word = &sql[start..i];
                 let Some(at) = FUNCTIONS
                     .iter()
@@ -310,6 +296,12 @@ mod tests {
             "the setter form is not a read"
         );
         assert_eq!(sub("/* LAST_INSERT_ID() */ SELECT 1"), None);
+        assert_eq!(sub("SELECT 1 -- LAST_INSERT_ID()"), None);
+        assert_eq!(
+            sub("SELECT 1--1, LAST_INSERT_ID()").as_deref(),
+            Some("SELECT 1--1, 42 AS `LAST_INSERT_ID()`"),
+            "--1 is arithmetic, not a comment"
+        );
         assert_eq!(
             substitute(b"SELECT CONNECTION_ID(), ROW_COUNT()", &LAST, None, true, false).as_deref(),
             Some(&b"SELECT CONNECTION_ID(), 3 AS `ROW_COUNT()`"[..])

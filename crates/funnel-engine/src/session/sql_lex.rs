@@ -53,6 +53,30 @@ pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
     }
 }
 
+/// Where the string, quoted name or comment that starts at `i` ends, or
+/// `None` when none starts there. `-- ` opens a comment only before a space
+/// or the end, as in MariaDB (`1--1` is arithmetic). Executable comments
+/// (`/*! */`) are skipped like others: callers that care look for them.
+pub fn skip_string_or_comment(sql: &[u8], i: usize) -> Option<usize> {
+    match sql[i] {
+        q @ (b'\'' | b'"' | b'`') => Some(skip_quoted(sql, i, q)),
+        b'#' => Some(skip_until(sql, i, b"\n")),
+        b'-' if sql.get(i + 1) == Some(&b'-') && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) => {
+            Some(skip_until(sql, i, b"\n"))
+        }
+        b'/' if sql.get(i + 1) == Some(&b'*') => Some(skip_until(sql, i + 2, b"*/")),
+        _ => None,
+    }
+}
+
+/// The end of the word (letters, digits, `_`, `$`) that starts at `i`.
+pub fn word_end(sql: &[u8], mut i: usize) -> usize {
+    while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
+        i += 1;
+    }
+    i
+}
+
 /// True when the first token of `sql` (after comments) is `word`,
 /// case-insensitive.
 pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
