@@ -64,6 +64,8 @@ pub struct Forward {
     pub pin: Option<PinReason>,
     /// On success, the session's schema becomes this.
     pub new_schema: Option<Vec<u8>>,
+    /// On success, a session whose schema this is has none any more.
+    pub drops_schema: Option<Vec<u8>>,
     /// On success, these session variables are recorded.
     pub set_vars: Option<Vec<Assignment>>,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
@@ -91,6 +93,7 @@ impl Forward {
     pub fn set_unreadable(&mut self) {
         self.pin = Some(PinReason::Unknown);
         self.new_schema = None;
+        self.drops_schema = None;
         self.set_vars = None;
         self.unpin = None;
         self.read_only = false;
@@ -103,6 +106,7 @@ impl Forward {
             expect,
             pin: None,
             new_schema: None,
+            drops_schema: None,
             set_vars: None,
             diagnostics: false,
             unpin: None,
@@ -147,6 +151,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));
             f.pin = effect.pin;
             f.new_schema = effect.use_schema;
+            f.drops_schema = effect.drops_schema;
             f.set_vars = effect.set_vars;
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;

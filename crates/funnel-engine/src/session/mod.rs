@@ -800,6 +800,17 @@ impl Session {
                         conn.schema = Some(schema.clone());
                         self.schema = Some(schema);
                     }
+                    if let Some(dropped) = &f.drops_schema {
+                        // The server leaves no schema selected after dropping
+                        // the current one; a later COM_INIT_DB would fail.
+                        if conn.schema.as_ref() == Some(dropped) {
+                            conn.schema = None;
+                        }
+                        if self.schema.as_ref() == Some(dropped) {
+                            self.schema = None;
+                            self.control.set_schema(None);
+                        }
+                    }
                     if let Some(on) = f.multi_statements {
                         self.multi_statements = on;
                         conn.multi_statements = on;

@@ -85,6 +85,9 @@ pub struct SqlEffect {
     pub pin: Option<PinReason>,
     /// `USE db`: the schema to record once the server says OK.
     pub use_schema: Option<Vec<u8>>,
+    /// `DROP DATABASE db`: once the server says OK, a session whose
+    /// schema this was has none (the server sets it to NULL).
+    pub drops_schema: Option<Vec<u8>>,
     /// Session variables to record once the server says OK.
     pub set_vars: Option<Vec<Assignment>>,
     /// State this statement ends, once the server says OK.
@@ -236,6 +239,12 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             }
         }
         b"HANDLER" => return pin(PinReason::Handler),
+        b"DROP" if tokens.statements == 1 && matches!(second, b"DATABASE" | b"SCHEMA") => {
+            return SqlEffect {
+                drops_schema: parse_drop_database(sql),
+                ..SqlEffect::default()
+            };
+        }
         b"CALL" => return pin(PinReason::StoredProcedure),
         // `CREATE [OR REPLACE] TEMPORARY TABLE|SEQUENCE`.
         b"CREATE" if tokens.words.iter().take(4).any(|w| w.as_slice() == b"TEMPORARY") => {
@@ -461,6 +470,38 @@ fn parse_use(sql: &[u8]) -> Option<Vec<u8>> {
     if !text[..3].eq_ignore_ascii_case("use") || !rest.starts_with(|c: char| c.is_whitespace() || c == '`') {
         return None;
     }
+    schema_name(rest)
+}
+
+/// The schema named by `DROP {DATABASE|SCHEMA} [IF EXISTS] db`.
+fn parse_drop_database(sql: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(sql).ok()?.trim();
+    let mut rest = text;
+    for word in ["DROP", ""] {
+        let (w, r) = rest.trim_start().split_once(char::is_whitespace)?;
+        if !word.is_empty() && !w.eq_ignore_ascii_case(word) {
+            return None;
+        }
+        if word.is_empty() && !(w.eq_ignore_ascii_case("DATABASE") || w.eq_ignore_ascii_case("SCHEMA")) {
+            return None;
+        }
+        rest = r;
+    }
+    let trimmed = rest.trim_start();
+    if let Some((w1, r)) = trimmed.split_once(char::is_whitespace) {
+        if w1.eq_ignore_ascii_case("IF") {
+            let (w2, r2) = r.trim_start().split_once(char::is_whitespace)?;
+            if !w2.eq_ignore_ascii_case("EXISTS") {
+                return None;
+            }
+            return schema_name(r2);
+        }
+    }
+    schema_name(trimmed)
+}
+
+/// One schema name, bare or in backticks, with an optional trailing `;`.
+fn schema_name(rest: &str) -> Option<Vec<u8>> {
     let rest = rest.trim().trim_end_matches(';').trim();
     let name = if let Some(inner) = rest.strip_prefix('`') {
         inner.strip_suffix('`')?.replace("``", "`")
@@ -712,6 +753,18 @@ mod tests {
         ] {
             assert!(!classify(sql.as_bytes()).diagnostics, "{sql}");
         }
+    }
+
+    #[test]
+    fn pinning_drop_database_names_the_schema() {
+        let dropped = |sql: &str| classify(sql.as_bytes()).drops_schema;
+        assert_eq!(dropped("DROP DATABASE app").as_deref(), Some(&b"app"[..]));
+        assert_eq!(
+            dropped("drop schema if exists `my db`;").as_deref(),
+            Some(&b"my db"[..])
+        );
+        assert_eq!(dropped("DROP TABLE app"), None);
+        assert_eq!(dropped("DROP DATABASE"), None);
     }
 
     #[test]
