@@ -1281,6 +1281,27 @@ fn engine_release_lock_unpins_once_no_named_lock_is_held() {
     one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
     assert_eq!(pinned(&mut b), Ok(()));
 
+    // A lock taken by a prepared statement has a parameter for a name:
+    // releasing another lock by name does not end A's pin.
+    assert_eq!(
+        a.exec_first::<i64, _, _>("SELECT GET_LOCK(?, 0)", ("rl_ps",))
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_other')"), None);
+    assert_eq!(pinned(&mut b), Err(9001));
+    // Nor does a release after a call the scan cannot place.
+    one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
+    assert_eq!(pinned(&mut b), Ok(()));
+    assert_eq!(
+        one(&mut a, "SELECT GET_LOCK('rl_f', 0) + GET_LOCK/**/('rl_g', 0)"),
+        Some(2)
+    );
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_f')"), Some(1));
+    assert_eq!(pinned(&mut b), Err(9001));
+    one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
+    assert_eq!(pinned(&mut b), Ok(()));
+
     // The lock really is free for others once A's pin ended.
     assert_eq!(one(&mut a, "SELECT GET_LOCK('rl_e', 0)"), Some(1));
     assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_e')"), Some(1));

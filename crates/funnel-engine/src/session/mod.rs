@@ -1037,7 +1037,10 @@ impl Session {
     /// connection kept for other reasons would gain nothing and would
     /// overwrite what `ROW_COUNT()` and the warnings report there.
     async fn check_named_locks(&mut self) {
-        let alone = self.pins.is_only(PinReason::NamedLock)
+        // While the connection lingers for the client's SHOW WARNINGS, the
+        // check would replace what it reports (and release it to others).
+        let alone = !self.linger
+            && self.pins.is_only(PinReason::NamedLock)
             && self.pinned.as_ref().is_some_and(|c| {
                 !c.status.in_transaction() && c.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
             });
@@ -1047,14 +1050,18 @@ impl Session {
         let Some(mut conn) = self.pinned.take() else {
             return;
         };
-        let checked = conn.query_rows(&sql).await;
-        conn.stale_diagnostics = false;
-        self.pinned = Some(conn);
-        // On an error the connection stays: its next command finds out.
-        if let Ok((_, rows)) = checked {
-            if rows.first().is_some_and(|row| self.locks.keep_held(row)) {
-                self.unpin(PinReason::NamedLock);
+        match conn.query_rows(&sql).await {
+            Ok((_, rows)) => {
+                self.pinned = Some(conn);
+                if rows.first().is_some_and(|row| self.locks.keep_held(row)) {
+                    self.unpin(PinReason::NamedLock);
+                }
             }
+            // Refused (privileges, say): the pin stays, nothing is lost.
+            Err(crate::pool::conn::BackendError::Refused(_)) => self.pinned = Some(conn),
+            // The connection, and the locks with it, are gone: the session
+            // ends after its next reply, as for any lost pinned state.
+            Err(_) => self.discard_backend(conn),
         }
     }
 

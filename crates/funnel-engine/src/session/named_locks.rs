@@ -51,7 +51,9 @@ pub fn lock_names(sql: &[u8]) -> LockNames {
                     continue;
                 }
                 let Some(open) = after_spaces(sql, i).filter(|&j| sql[j] == b'(') else {
-                    continue; // a column or alias of that name, not a call
+                    // A column of that name, or a call with a comment before
+                    // its parenthesis: not worth telling apart.
+                    return LockNames::Opaque;
                 };
                 if start > 0 && sql[start - 1] == b'.' {
                     return LockNames::Opaque; // a stored function of that name
@@ -89,18 +91,25 @@ fn after_spaces(sql: &[u8], mut i: usize) -> Option<usize> {
     (i < sql.len()).then_some(i)
 }
 
-/// A first argument that is a single-quoted string without escapes,
-/// followed by `,` or `)`: the name and where it ends.
+/// A first argument that is a single-quoted ASCII string without escapes,
+/// followed by `,` or `)`: the name and where it ends. (Other bytes would
+/// need the connection's charset to name the same lock in the check.)
 fn literal_argument(sql: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let q = after_spaces(sql, at).filter(|&j| sql[j] == b'\'')?;
-    let len = sql[q + 1..].iter().position(|&c| c == b'\'' || c == b'\\')?;
+    let len = sql[q + 1..]
+        .iter()
+        .position(|&c| c == b'\'' || c == b'\\' || !c.is_ascii())?;
     let close = q + 1 + len;
     if sql[close] != b'\'' || sql.get(close + 1) == Some(&b'\'') {
-        return None; // an escape or a doubled quote: not worth decoding
+        return None; // an escape, a doubled quote or a non-ASCII byte
     }
     let next = after_spaces(sql, close + 1)?;
     matches!(sql[next], b',' | b')').then_some((&sql[q + 1..close], next))
 }
+
+/// Names kept before the session stops telling them apart: each is one
+/// column of the check query.
+const MAX_NAMES: usize = 64;
 
 /// The named locks a session may hold on its pinned connection.
 #[derive(Debug, Default)]
@@ -118,6 +127,9 @@ impl HeldLocks {
             LockNames::None => {}
             LockNames::Literal { names, .. } => self.names.extend(names.iter().cloned()),
             LockNames::Opaque => self.opaque = true,
+        }
+        if self.names.len() > MAX_NAMES {
+            self.opaque = true;
         }
     }
 
@@ -192,13 +204,13 @@ mod tests {
             "SELECT GET_LOCK('a''b', 0)",
             "SELECT GET_LOCK('a' 'b', 0)",
             "SELECT app.GET_LOCK('a', 0)",
+            "SELECT GET_LOCK('a', 0), GET_LOCK/**/('b', 0)",
+            "SELECT GET_LOCK('caf\u{e9}', 0)",
+            "SELECT get_lock FROM t",
         ] {
             assert_eq!(lock_names(opaque.as_bytes()), LockNames::Opaque, "{opaque}");
         }
-        assert_eq!(
-            lock_names(b"SELECT 'GET_LOCK(x)', get_lock FROM t"),
-            LockNames::None
-        );
+        assert_eq!(lock_names(b"SELECT 'GET_LOCK(x)' FROM t"), LockNames::None);
         assert!(asks_lock_owner(b"SELECT is_used_lock('a') = CONNECTION_ID()"));
         assert!(!asks_lock_owner(b"SELECT CONNECTION_ID()"));
     }

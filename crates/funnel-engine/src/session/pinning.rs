@@ -271,8 +271,14 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         };
     }
     if tokens.has(b"GET_LOCK") || tokens.has(b"RELEASE_LOCK") || tokens.has(b"IS_USED_LOCK") {
+        // A lock function the scan could not place (a backquoted name, say)
+        // counts as one whose name is unknown.
+        let names = match lock_names(sql) {
+            LockNames::None => LockNames::Opaque,
+            names => names,
+        };
         return SqlEffect {
-            lock_names: lock_names(sql),
+            lock_names: names,
             ..pin(PinReason::NamedLock)
         };
     }

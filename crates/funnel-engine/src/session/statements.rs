@@ -161,6 +161,10 @@ impl Session {
         // stays on the connection that ran it, as for the same text in COM_QUERY.
         f.pin = meta.effect.pin;
         f.unpin = meta.effect.unpin;
+        if f.pin == Some(super::pinning::PinReason::NamedLock) {
+            // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
+            f.lock_names = super::named_locks::LockNames::Opaque;
+        }
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };

@@ -199,11 +199,7 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
             carried
         };
         carried = scope;
-        if scope == Scope::Global {
-            global = true;
-            // Parse it to stay in step, then drop it: it is not session state.
-            parse_assignment(&mut t)?;
-        } else if t.keyword("NAMES") {
+        if t.keyword("NAMES") {
             let cs = t.word_or_string()?;
             let value = if cs.eq_ignore_ascii_case("DEFAULT") {
                 None
@@ -230,8 +226,10 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
             }
             out.extend(parse_transaction(&mut t)?);
         } else {
-            let (name, value, is_global) = parse_assignment(&mut t)?;
-            if is_global {
+            // Its own `@@global.` / `@@session.` prefix wins over the keyword.
+            let (name, value, prefix) = parse_assignment(&mut t)?;
+            if prefix.unwrap_or(scope) == Scope::Global {
+                // Not session state: parsed to stay in step, then dropped.
                 global = true;
             } else {
                 out.push(Assignment { name, value });
@@ -327,19 +325,21 @@ fn parse_transaction(t: &mut Lexer<'_>) -> Option<Vec<Assignment>> {
 }
 
 /// `[@@][session.|local.|global.]name {=|:=} value`: (name, value, is_global).
-fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, bool)> {
+/// `[@@[scope.]]name = literal`: the name, the value (`None` for
+/// `DEFAULT`) and the scope its own `@@global.` / `@@session.` prefix gives.
+fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, Option<Scope>)> {
     let sysvar = t.punct2("@@");
     if !sysvar && t.peek_char() == Some('@') {
         return None; // a user variable
     }
     let mut name = t.ident()?;
-    let mut global = false;
+    let mut prefix = None;
     if t.punct('.') {
-        match name.as_str() {
-            "session" | "local" => {}
-            "global" => global = true,
+        prefix = match name.as_str() {
+            "session" | "local" => Some(Scope::Session),
+            "global" => Some(Scope::Global),
             _ => return None,
-        }
+        };
         name = t.ident()?;
     }
     if !(t.punct2(":=") || t.punct('=')) {
@@ -347,7 +347,7 @@ fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, bool)>
     }
     let value = t.literal()?;
     let value = (!value.eq_ignore_ascii_case("DEFAULT")).then_some(value);
-    Some((name, value, global))
+    Some((name, value, prefix))
 }
 
 /// A tiny lexer for `SET` statements: skips whitespace and comments.
@@ -580,6 +580,17 @@ mod tests {
             session("SET GLOBAL max_error_count = 64, SESSION div_precision_increment = 8, wait_timeout = 9"),
             vec![
                 ("div_precision_increment".into(), s("8")),
+                ("wait_timeout".into(), s("9"))
+            ]
+        );
+        assert_eq!(
+            session("SET GLOBAL max_error_count = 64, @@session.sql_mode = 'ANSI_QUOTES', @@local.x = 1"),
+            vec![("sql_mode".into(), s("'ANSI_QUOTES'")), ("x".into(), s("1"))]
+        );
+        assert_eq!(
+            session("SET time_zone = '+01:00', @@global.max_error_count = 64, wait_timeout = 9"),
+            vec![
+                ("time_zone".into(), s("'+01:00'")),
                 ("wait_timeout".into(), s("9"))
             ]
         );
