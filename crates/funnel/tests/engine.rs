@@ -1332,6 +1332,9 @@ fn engine_kill_forms_funnel_cannot_map_never_reach_the_server() {
         format!("KILL ({victim})"),
         "KILL QUERY CONNECTION_ID()".to_string(),
         "KILL USER app".to_string(),
+        format!("/*!KILL {victim}*/"),
+        format!("DO 0; KILL {victim}"),
+        format!("SET STATEMENT max_statement_time = 0 FOR KILL {victim}"),
     ] {
         let (code, message) = server_error(b.query_drop(&sql).unwrap_err());
         assert_eq!(code, 1235, "{sql}: {message}");

@@ -308,7 +308,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "definitions keep LAST_INSERT_ID() as written",
-        pool: 2,
+        pool: 3,
         setup: &["CREATE TABLE sd (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
         steps: &[
             (0, "INSERT INTO sd (v) VALUES (1)"),
@@ -328,6 +328,22 @@ const CASES: &[Case] = &[
             (0, "CREATE PROCEDURE psd() SELECT LAST_INSERT_ID() + 0 AS x"),
             (0, "INSERT INTO sd (v) VALUES (2)"),
             (0, "CALL psd()"),
+            // A CREATE that reads the value now, not later.
+            (1, "INSERT INTO sd (v) VALUES (3), (4)"),
+            (2, "INSERT INTO sd (v) VALUES (9)"),
+            (1, "CREATE TABLE ctas AS SELECT LAST_INSERT_ID() AS x"),
+            (2, "INSERT INTO sd (v) VALUES (9)"),
+            (1, "CREATE TABLE ctas2 AS SELECT LAST_INSERT_ID() AS x"),
+            (1, "SELECT x FROM ctas UNION ALL SELECT x FROM ctas2"),
+            // A compound statement is sent as written.
+            (
+                2,
+                "BEGIN NOT ATOMIC INSERT INTO sd (v) VALUES (5); \
+                 INSERT INTO sd (v) VALUES (LAST_INSERT_ID()); END",
+            ),
+            (2, "SELECT v FROM sd ORDER BY id DESC LIMIT 1"),
+            (1, "SET @@identity = 77"),
+            (1, "SELECT LAST_INSERT_ID()"),
         ],
     },
     Case {

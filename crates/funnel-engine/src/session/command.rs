@@ -139,7 +139,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             if let Some(k) = parse_kill(sql) {
                 return Plan::Kill(k);
             }
-            if crate::session::sql_lex_first_word_is(sql, b"KILL") {
+            if crate::session::pinning::runs_kill(sql) {
                 // Any other form would reach the server as the backend
                 // account, which every client shares, and name the server's
                 // thread ids: another client's connection, or Funnel's own.
@@ -237,6 +237,9 @@ mod tests {
             b"\x03KILL QUERY ID 7",
             b"\x03KILL USER app",
             b"\x03 /* x */ KILL QUERY CONNECTION_ID()",
+            b"\x03/*!KILL 5*/",
+            b"\x03DO 0; KILL 5",
+            b"\x03SET STATEMENT max_statement_time=0 FOR KILL 5",
         ] {
             assert!(
                 matches!(plan(sql, CAPS), Plan::Reply(EngineError::Unsupported(_))),

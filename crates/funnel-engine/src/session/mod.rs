@@ -16,10 +16,7 @@ pub mod pinning;
 mod reset;
 pub mod rewrite;
 mod sql_lex;
-pub(crate) use sql_lex::{
-    first_word_is as sql_lex_first_word_is, skip_quoted as sql_lex_skip_quoted,
-    skip_until as sql_lex_skip_until,
-};
+pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
 mod sync;
 pub mod users;
@@ -93,6 +90,12 @@ enum End {
     /// middle of a packet (or of a LOCAL INFILE transfer), where no ERR can
     /// reach the client's parser.
     MidPacket,
+}
+
+/// `CREATE` and `ALTER` keep their text: a view, routine, trigger or
+/// column default that reads `LAST_INSERT_ID()` must read it when it runs.
+fn is_definition(sql: &[u8]) -> bool {
+    sql_lex::first_word_is(sql, b"CREATE") || sql_lex::first_word_is(sql, b"ALTER")
 }
 
 /// The cheapest statement that resets the server's diagnostics area: one
@@ -476,6 +479,22 @@ impl Session {
         }
     }
 
+    /// A `CREATE` / `ALTER` that reads the last insert id and is not pinned
+    /// for previous-statement info (then the connection already has it).
+    fn definition_reads_last_insert_id(&self, total: usize, f: &Forward) -> bool {
+        if f.name != "COM_QUERY" || f.pin == Some(PinReason::Unknown) {
+            return false;
+        }
+        let bytes = &self.buf.bytes()[..total];
+        let Some(sql) = bytes.get(5..).filter(|_| total < MAX_CHUNK) else {
+            return false;
+        };
+        is_definition(sql)
+            && mentions_previous_statement(sql)
+            && rewrite::mentions_last_insert_id(sql)
+            && !self.pins.contains(PinReason::PreviousStatementInfo)
+    }
+
     /// True for a query with a backslash while the session's `sql_mode` has
     /// NO_BACKSLASH_ESCAPES (the server says so in every status): there a
     /// backslash ends no string, and Funnel's scans, which read it as an
@@ -570,6 +589,15 @@ impl Session {
         let Some(mut conn) = self.sync_session(conn, total).await? else {
             return Ok(());
         };
+        if self.definition_reads_last_insert_id(total, &f) {
+            // Not rewritten (see `rewrite_query`): `CREATE TABLE ... SELECT
+            // LAST_INSERT_ID()` runs now, on this connection, so give it
+            // the client's own id first.
+            conn = match self.sync_last_insert_id(conn, total).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            };
+        }
         if f.diagnostics && from_pool && conn.stale_diagnostics {
             // This client's last statement left no warnings (or it would have
             // kept its connection); clear another client's before reporting.
@@ -589,7 +617,13 @@ impl Session {
         if f.name == "COM_QUERY" {
             self.note_digest(total);
         }
-        let rewritten = self.rewrite_query(total);
+        // Text Funnel could not read (a compound statement, an executable
+        // comment, backslashes under NO_BACKSLASH_ESCAPES) is sent as is.
+        let rewritten = if f.pin == Some(PinReason::Unknown) {
+            None
+        } else {
+            self.rewrite_query(total)
+        };
         let sent = match &rewritten {
             Some(bytes) => conn.stream.write_all(bytes).await,
             None => conn.stream.write_all(&self.buf.bytes()[..total]).await,
@@ -626,11 +660,7 @@ impl Session {
             .filter(|_| bytes.get(4) == Some(&0x03) && total < MAX_CHUNK)?;
         // Definitions keep their text: a view, routine, trigger or column
         // default that reads LAST_INSERT_ID() must read it when it runs.
-        if !mentions_previous_statement(sql)
-            || self.literal_backslashes(&bytes[4..])
-            || sql_lex::first_word_is(sql, b"CREATE")
-            || sql_lex::first_word_is(sql, b"ALTER")
-        {
+        if !mentions_previous_statement(sql) || is_definition(sql) {
             return None;
         }
         // `IS_USED_LOCK(x) = CONNECTION_ID()` asks "do I hold x?": the

@@ -417,6 +417,27 @@ fn set_statement_inner(sql: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// True when `sql` may run a `KILL` that is not its plain first statement:
+/// a later statement of a multi-statement query, inside an executable
+/// comment, or after `SET STATEMENT ... FOR`. (Dynamic SQL, `PREPARE s FROM
+/// @v`, cannot be read from the text at all.)
+pub fn runs_kill(sql: &[u8]) -> bool {
+    if find_ci(sql, 0, b"KILL").is_none() {
+        return false;
+    }
+    let tokens = Tokens::scan(sql, Vec::new());
+    let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
+    if word(0) == Some(b"KILL") || tokens.executable_comment {
+        return true;
+    }
+    if tokens.statement_starts.iter().any(|&i| word(i) == Some(b"KILL")) {
+        return true;
+    }
+    word(0) == Some(b"SET")
+        && word(1) == Some(b"STATEMENT")
+        && set_statement_inner(sql).is_some_and(|inner| first_word_is(inner, b"KILL") || runs_kill(inner))
+}
+
 /// `NEXTVAL()`, `LASTVAL()`, `SETVAL()`, `NEXT VALUE FOR`, `PREVIOUS VALUE
 /// FOR`: the last value a session drew from a sequence lives on the server
 /// connection that drew it, and `LASTVAL()` answers from there. Funnel sees

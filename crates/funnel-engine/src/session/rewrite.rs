@@ -96,6 +96,12 @@ pub enum Mention {
 /// Calls `f(mention, start, end)` for each read in `sql`, in order, outside
 /// strings, quoted names and comments.
 fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
+    // In `SET @@identity = 5` the variable is assigned, not read.
+    let in_set = super::sql_lex::first_word_is(sql, b"SET");
+    let assigned = |end: usize| {
+        let rest = sql[end..].trim_ascii_start();
+        in_set && (rest.starts_with(b":=") || (rest.starts_with(b"=") && !rest.starts_with(b"==")))
+    };
     let mut i = 0;
     while i < sql.len() {
         if let Some(next) = skip_string_or_comment(sql, i) {
@@ -107,7 +113,7 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
                 let start = i;
                 let (name, end) = system_variable_name(sql, i + 2);
                 i = end.max(i + 2);
-                if ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v)) {
+                if ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v)) && !assigned(end) {
                     f(Mention::LastInsertId, start, end);
                 }
             }
@@ -142,10 +148,24 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
     }
 }
 
+/// True when `sql` reads the last insert id somewhere.
+pub fn mentions_last_insert_id(sql: &[u8]) -> bool {
+    let mut any = false;
+    each_mention(sql, |m, _, _| any |= m == Mention::LastInsertId);
+    any
+}
+
 /// True when every read in `sql` is of the last insert id, which a backend
 /// connection can be given before a prepared statement runs (the others,
 /// and any mention this scan cannot place, pin instead).
 pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
+    // A name the scan cannot place as a call (`ROW_COUNT/**/()`) counts too.
+    let names_another = ["ROW_COUNT", "FOUND_ROWS", "CONNECTION_ID"]
+        .iter()
+        .any(|f| sql.windows(f.len()).any(|w| w.eq_ignore_ascii_case(f.as_bytes())));
+    if names_another {
+        return false;
+    }
     let mut only = true;
     let mut any = false;
     each_mention(sql, |m, _, _| {
@@ -315,6 +335,12 @@ mod tests {
             Some("INSERT INTO c VALUES (42 + 1)")
         );
         assert_eq!(sub("SELECT @@global.identity, @@insert_id, '@@identity'"), None);
+        assert_eq!(sub("SET @@identity = 5"), None, "assigned, not read");
+        assert_eq!(sub("SET @x = @@identity").as_deref(), Some("SET @x = 42"));
+        assert_eq!(
+            sub("SELECT 1 WHERE @@identity = 42").as_deref(),
+            Some("SELECT 1 WHERE 42 = 42")
+        );
         assert!(mentions_previous_statement(b"SELECT @@Identity"));
         assert!(mentions_previous_statement(b"SELECT @@local.last_insert_id"));
         assert!(!mentions_previous_statement(b"SELECT @@time_zone, @x"));

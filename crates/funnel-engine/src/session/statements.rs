@@ -180,7 +180,7 @@ impl Session {
             .pins
             .contains(super::pinning::PinReason::PreviousStatementInfo);
         let mut conn = if meta.effect.sets_last_insert_id && !pinned_for_it {
-            match self.sync_last_insert_id(conn).await? {
+            match self.sync_last_insert_id(conn, 0).await? {
                 Some(c) => c,
                 None => return Ok(()),
             }

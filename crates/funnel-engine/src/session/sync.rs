@@ -164,10 +164,12 @@ impl Session {
     /// prepared statement reading `LAST_INSERT_ID()` or `@@identity` there
     /// answers for this client: an execute cannot be rewritten per call,
     /// but `LAST_INSERT_ID(n)` sets what the next reads return. `None` when
-    /// the client was told of a failure.
+    /// the client was told of a failure (the command's `total` bytes are
+    /// then consumed).
     pub(super) async fn sync_last_insert_id(
         &mut self,
         mut conn: BackendConn,
+        total: usize,
     ) -> Result<Option<BackendConn>, End> {
         let sql = format!("DO LAST_INSERT_ID({})", self.last.last_insert_id);
         let mut p = BytesMut::with_capacity(sql.len() + 1);
@@ -177,11 +179,13 @@ impl Session {
             Ok(summary) => match summary.error {
                 None => Ok(Some(conn)),
                 Some(err) => {
+                    self.buf.consume(total);
                     self.give_back(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
             },
             Err(e) => {
+                self.buf.consume(total);
                 self.discard_backend(conn);
                 self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
                     .await
