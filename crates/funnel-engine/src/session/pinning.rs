@@ -598,6 +598,8 @@ impl Tokens {
         let mut i = 0;
         let n = sql.len();
         let mut saw_content = false;
+        // Where the trailing run of blanks and `;` starts.
+        let mut blank_tail: Option<usize> = None;
         while i < n {
             let c = sql[i];
             match c {
@@ -629,7 +631,14 @@ impl Tokens {
                 }
                 b';' => {
                     i += 1;
-                    let rest_blank = sql[i..].iter().all(|c| c.is_ascii_whitespace() || *c == b';');
+                    // Found once, not rescanned per `;`: a hostile run of
+                    // them must cost linear time.
+                    let blank_tail = *blank_tail.get_or_insert_with(|| {
+                        sql.iter()
+                            .rposition(|c| !(c.is_ascii_whitespace() || *c == b';'))
+                            .map_or(0, |p| p + 1)
+                    });
+                    let rest_blank = i >= blank_tail;
                     if !rest_blank && saw_content {
                         t.statements += 1;
                         t.statement_starts.push(t.words.len());
@@ -780,6 +789,22 @@ mod tests {
         ] {
             assert!(!classify(sql.as_bytes()).diagnostics, "{sql}");
         }
+    }
+
+    #[test]
+    fn pinning_a_long_run_of_semicolons_costs_linear_time() {
+        // 4 MiB of `;` took minutes when each `;` rescanned the rest.
+        let mut sql = b"SELECT 1".to_vec();
+        sql.resize(4 << 20, b';');
+        let started = std::time::Instant::now();
+        let e = classify(&sql);
+        assert_eq!(e.pin, None);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(reason("SELECT 1; SET @x = 1;;  ;"), Some(PinReason::UserVariable));
     }
 
     #[test]
