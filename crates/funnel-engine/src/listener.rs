@@ -40,14 +40,16 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// A client Unix socket this process created. Dropping it (after the
-/// listeners closed) removes the socket file, unless another process has
-/// replaced it since and listens there.
+/// A client Unix socket this process created. It keeps a descriptor of the
+/// listening socket, so the file stays live (and no other instance takes it
+/// for stale) until this is dropped; dropping it removes the file, as Funnel
+/// stops accepting.
 #[derive(Debug)]
 pub struct UnixSocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    _listening: UnixListener,
 }
 
 impl UnixSocketFile {
@@ -59,14 +61,14 @@ impl UnixSocketFile {
 
 impl Drop for UnixSocketFile {
     fn drop(&mut self) {
-        // A new instance may already have bound the path (it found this
-        // one's socket stale once the shards closed it). The inode number
-        // alone cannot tell: a file system reuses a freed one at once.
+        // While this socket listened, no instance took the path for stale;
+        // so a socket file with the same inode is still this one. (A check
+        // by connecting would race with the kernel, which may keep a closed
+        // listener alive for a moment while a ring's accept is cancelled.)
         let Ok(m) = std::fs::symlink_metadata(&self.path) else {
             return;
         };
-        let ours = m.dev() == self.dev && m.ino() == self.ino;
-        if ours && UnixStream::connect(&self.path).is_err() {
+        if m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -90,6 +92,8 @@ pub fn bind_unix(path: &Path, count: usize) -> io::Result<(Vec<UnixListener>, Un
         path: path.to_path_buf(),
         dev: meta.dev(),
         ino: meta.ino(),
+        // The same open socket: it listens once `socket` does.
+        _listening: socket.try_clone()?.into(),
     };
     // From here on an error drops `file`, which removes the socket.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
@@ -155,7 +159,10 @@ mod tests {
         let busy = bind_unix(&path, 1).unwrap_err();
         assert_eq!(busy.kind(), io::ErrorKind::AddrInUse, "{busy}");
         assert!(path.exists());
+        // The guard keeps it live after the cores' listeners close, so no
+        // other instance takes it for stale while this one stops.
         drop(ls);
+        assert_eq!(bind_unix(&path, 1).unwrap_err().kind(), io::ErrorKind::AddrInUse);
         drop(file);
         assert!(!path.exists());
         let _ = std::fs::remove_dir(&dir);
@@ -169,15 +176,15 @@ mod tests {
         let err = bind_unix(&path, 1).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
-        // A guard whose file was replaced by another process's does not remove it.
+        // A guard removes only a socket file: one replaced by a regular
+        // file (whatever inode number it got) stays.
         let sock = dir.join("s.sock");
         let (ls, file) = bind_unix(&sock, 1).unwrap();
         drop(ls);
         std::fs::remove_file(&sock).unwrap();
-        let other = UnixListener::bind(&sock).unwrap();
+        std::fs::write(&sock, b"someone else's").unwrap();
         drop(file);
-        assert!(sock.exists());
-        drop(other);
+        assert_eq!(std::fs::read(&sock).unwrap(), b"someone else's");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -87,8 +87,6 @@ pub struct Proxy {
     addr: SocketAddr,
     handle: ProxyHandle,
     threads: Vec<JoinHandle<()>>,
-    /// The client Unix socket's file, removed once the shards have stopped.
-    socket_file: Option<listener::UnixSocketFile>,
 }
 
 /// The control plane of a running Funnel, cloneable across threads (signal
@@ -99,6 +97,9 @@ pub struct Proxy {
 pub struct ProxyHandle {
     controls: Vec<ControlSender>,
     running: Arc<Mutex<Running>>,
+    /// The client Unix socket's file: removed (and its last extra
+    /// descriptor closed) as Funnel stops accepting.
+    socket_file: Arc<Mutex<Option<listener::UnixSocketFile>>>,
 }
 
 struct Running {
@@ -212,9 +213,9 @@ impl Proxy {
                     config,
                     user_counters,
                 })),
+                socket_file: Arc::new(Mutex::new(socket_file)),
             },
             threads,
-            socket_file,
         };
         let mut started = vec![false; proxy.threads.len()];
         while started.iter().any(|s| !s) {
@@ -272,7 +273,6 @@ impl Proxy {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.socket_file = None;
     }
 }
 
@@ -338,13 +338,21 @@ impl ProxyHandle {
 
     /// Stops accepting new clients on every core.
     pub fn stop_accepting(&self) {
+        self.remove_socket_file();
         self.broadcast(|| ControlMsg::StopAccepting);
+    }
+
+    /// Removes the client Unix socket's file first, so new local clients
+    /// are refused at once rather than queued on a socket nobody accepts.
+    fn remove_socket_file(&self) {
+        drop(self.socket_file.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 
     /// Stops gracefully: no new clients; idle clients are closed at once;
     /// running commands and open transactions may finish until `deadline`;
     /// then every core stops. Blocks until then.
     pub fn graceful_shutdown(&self, deadline: Duration) {
+        self.remove_socket_file();
         self.broadcast(|| ControlMsg::GracefulStop);
         self.wait_for_zero(deadline, |shards| shards.iter().map(|s| s.clients_active).sum());
         self.shutdown();
@@ -367,6 +375,7 @@ impl ProxyHandle {
 
     /// Stops every core.
     pub fn shutdown(&self) {
+        self.remove_socket_file();
         self.broadcast(|| ControlMsg::Shutdown);
     }
 

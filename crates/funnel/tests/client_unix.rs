@@ -132,9 +132,15 @@ fn client_unix_socket_serves_drivers_and_the_cli_on_every_core() {
     let mut tcp = Conn::new(tcp_opts).unwrap();
     assert_eq!(tcp.query_first::<i64, _>("SELECT 7").unwrap(), Some(7));
 
+    // Once Funnel stops accepting (a graceful stop's first step), the file
+    // is gone at once: new local clients are refused, connected ones go on.
+    proxy.handle().stop_accepting();
+    assert!(!socket.exists(), "the socket file outlived accepting");
+    assert!(socket_client(&socket, "pw").is_err());
+    assert_eq!(c.query_first::<i64, _>("SELECT 8").unwrap(), Some(8));
     drop((c, tcp));
     proxy.shutdown();
-    assert!(!socket.exists(), "the socket file outlived Funnel");
+    assert!(!socket.exists());
 }
 
 #[test]
