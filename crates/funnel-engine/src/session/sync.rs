@@ -98,7 +98,7 @@ impl Session {
     /// session's own, or those a statement was prepared under).
     pub(super) async fn sync_vars_to(
         &mut self,
-        mut conn: BackendConn,
+        conn: BackendConn,
         target: &SessionVars,
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
@@ -131,33 +131,14 @@ impl Session {
                 }
             }
         };
-        Stats::bump(&self.shard.stats.state_syncs);
-        let mut p = BytesMut::with_capacity(sql.len() + 1);
-        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
-        match conn.run(&p, Expect::Results).await {
-            Ok(summary) => match summary.error {
-                None => {
-                    conn.vars = target.clone();
-                    Ok(Some(conn))
-                }
-                Some(err) => {
-                    // The server refused the SET as a whole (e.g. a
-                    // replication variable inside a transaction): nothing
-                    // changed on the connection, which keeps whatever the
-                    // session holds there (a transaction, pinned state).
-                    self.buf.consume(total);
-                    self.give_back(conn);
-                    self.send_backend_err(1, &err).await.map(|_| None)
-                }
-            },
-            Err(e) => {
-                self.buf.consume(total);
-                self.discard_backend(conn);
-                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await
-                    .map(|_| None)
-            }
-        }
+        // A refusal (e.g. a replication variable inside a transaction)
+        // changed nothing on the connection, which keeps whatever the
+        // session holds there (a transaction, pinned state).
+        let Some(mut conn) = self.run_sync(conn, sql.as_bytes(), total).await? else {
+            return Ok(None);
+        };
+        conn.vars = target.clone();
+        Ok(Some(conn))
     }
 
     /// Gives the connection the session's own last insert id, so that a
@@ -168,13 +149,26 @@ impl Session {
     /// then consumed).
     pub(super) async fn sync_last_insert_id(
         &mut self,
-        mut conn: BackendConn,
+        conn: BackendConn,
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
         let sql = format!("DO LAST_INSERT_ID({})", self.last.last_insert_id);
-        let mut p = BytesMut::with_capacity(sql.len() + 1);
-        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        self.run_sync(conn, sql.as_bytes(), total).await
+    }
+
+    /// Runs one statement of Funnel's own on the connection before the
+    /// client's command. `None` when the client was told of a failure (the
+    /// command's `total` bytes are then consumed): a refused statement
+    /// leaves the connection with the session, a lost one is discarded.
+    async fn run_sync(
+        &mut self,
+        mut conn: BackendConn,
+        sql: &[u8],
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
         Stats::bump(&self.shard.stats.state_syncs);
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql);
         match conn.run(&p, Expect::Results).await {
             Ok(summary) => match summary.error {
                 None => Ok(Some(conn)),
