@@ -52,13 +52,6 @@ pub struct UnixSocketFile {
     _listening: UnixListener,
 }
 
-impl UnixSocketFile {
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl Drop for UnixSocketFile {
     fn drop(&mut self) {
         // While this socket listened, no instance took the path for stale;

@@ -295,17 +295,6 @@ impl Stream {
         }
     }
 
-    /// The peer's address (TCP peers only).
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match &self.sock {
-            Sock::Tcp(s) => s.peer_addr().map_err(io::Error::from),
-            Sock::Unix(..) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a Unix socket peer has no IP address",
-            )),
-        }
-    }
-
     /// The peer's host as MariaDB would name it in messages and process
     /// lists: its IP address, or `localhost` over a Unix socket.
     pub fn peer_host(&self) -> String {
