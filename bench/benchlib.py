@@ -107,14 +107,21 @@ def proc_cpu_seconds(pid: int, ended_children: bool = False) -> float:
     return sum(int(x) for x in fields[11:15 if ended_children else 13]) / CLK_TCK
 
 
+def thread_schedstats(pid: int) -> dict[str, tuple[int, int, int]]:
+    """Per live thread of `pid`: (ns on the CPU, ns runnable on a run queue,
+    timeslices), from schedstat. Raises FileNotFoundError when the process is gone."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                on_cpu, waiting, slices = (int(x) for x in f.read().split()[:3])
+            out[tid] = (on_cpu, waiting, slices)
+    return out
+
+
 def proc_cpu_ns(pid: int) -> int:
     """On-CPU time of all threads in nanoseconds (schedstat; finer than ticks)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-    return total
+    return sum(on_cpu for on_cpu, _, _ in thread_schedstats(pid).values())
 
 
 def proc_status_kib(pid: int, key: str) -> int:

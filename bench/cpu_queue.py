@@ -39,26 +39,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (Cleanup, Funnel, MariaDB, default_results_dir, log, machine_info,  # noqa: E402
-                      raise_nofile, run_script, run_sysbench, workdir, write_report)
+                      raise_nofile, run_script, run_sysbench, thread_schedstats, workdir, write_report)
 
 WORKLOAD = "oltp_point_select"
 
 
-def thread_schedstats(pid: int) -> dict[str, tuple[int, int, int]]:
-    """Per thread of `pid`: (ns on the CPU, ns runnable on a run queue, timeslices)."""
-    out: dict[str, tuple[int, int, int]] = {}
+def schedstats_if_alive(pid: int) -> dict[str, tuple[int, int, int]]:
+    """`thread_schedstats`, or nothing once the process has gone."""
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
+        return thread_schedstats(pid)
     except FileNotFoundError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                on_cpu, waiting, slices = (int(x) for x in f.read().split())
-            out[tid] = (on_cpu, waiting, slices)
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            pass  # the thread ended between listdir and open
-    return out
+        return {}
 
 
 def window(before: dict, after: dict, seconds: float) -> dict:
@@ -96,10 +87,10 @@ def sample_during(pids: dict[str, int], start: float, stop: float, into: dict) -
     sb = newest_sysbench(t0 + start)
     time.sleep(max(0.0, start - (time.monotonic() - t0)))
     procs = dict(pids, **({"sysbench": sb} if sb else {}))
-    before = {k: thread_schedstats(p) for k, p in procs.items()}
+    before = {k: schedstats_if_alive(p) for k, p in procs.items()}
     w0 = time.monotonic()
     time.sleep(max(0.0, stop - (time.monotonic() - t0)))
-    after = {k: thread_schedstats(p) for k, p in procs.items()}
+    after = {k: schedstats_if_alive(p) for k, p in procs.items()}
     seconds = time.monotonic() - w0
     into["window_s"] = round(seconds, 2)
     for k in procs:
