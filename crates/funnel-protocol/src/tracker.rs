@@ -84,11 +84,17 @@ pub struct ResponseSummary {
     pub error: Option<ErrPacket>,
     /// Rows sent, over all result sets.
     pub rows: u64,
+    /// Rows of the last result set (what `FOUND_ROWS()` then answers).
+    pub last_result_rows: u64,
     /// Result sets sent (a plain OK counts as none).
     pub result_sets: u32,
+    /// True when the last result was a result set rather than an OK (then
+    /// `ROW_COUNT()` answers -1).
+    pub ended_with_result_set: bool,
     /// From the last OK: affected rows.
     pub affected_rows: u64,
-    /// From the last OK: `LAST_INSERT_ID()`.
+    /// The last non-zero insert id of any OK: `LAST_INSERT_ID()` keeps it
+    /// through the later statements of a multi-statement query.
     pub last_insert_id: u64,
     /// Warnings from the last OK or terminator.
     pub warnings: u16,
@@ -239,6 +245,7 @@ impl ResponseTracker {
                     return Ok(self.end_result(status));
                 }
                 self.summary.rows += 1;
+                self.summary.last_result_rows += 1;
                 Ok(Event::More)
             }
             State::InfileAnswer => self.on_ok(payload),
@@ -394,6 +401,8 @@ impl ResponseTracker {
                         return Err(ProtocolError::malformed("result set", "bad column count packet"));
                     }
                     self.summary.result_sets += 1;
+                    self.summary.last_result_rows = 0;
+                    self.summary.ended_with_result_set = true;
                     self.state = if metadata_follows {
                         State::Columns { left: columns }
                     } else {
@@ -410,13 +419,16 @@ impl ResponseTracker {
             return self.finish_err(payload);
         }
         let status = self.note_ok(payload)?;
+        self.summary.ended_with_result_set = false;
         Ok(self.end_result(status))
     }
 
     fn note_ok(&mut self, payload: &[u8]) -> Result<StatusFlags> {
         let ok = OkPacket::parse(payload, self.caps)?;
         self.summary.affected_rows = ok.affected_rows;
-        self.summary.last_insert_id = ok.last_insert_id;
+        if ok.last_insert_id != 0 {
+            self.summary.last_insert_id = ok.last_insert_id;
+        }
         self.summary.warnings = ok.warnings;
         if let Some(state) = ok.session_state {
             self.summary.session_state.push(state);

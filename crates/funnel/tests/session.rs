@@ -307,6 +307,34 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "multi-statement queries answer about their own statements",
+        pool: 1,
+        setup: &["CREATE TABLE ms (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO ms (v) VALUES (1)"),
+            (1, "INSERT INTO ms (v) VALUES (2), (3)"),
+            // A later statement reads the earlier statement's id and count.
+            (
+                0,
+                "INSERT INTO ms (v) VALUES (4); SELECT v, LAST_INSERT_ID(), ROW_COUNT() \
+                 FROM ms WHERE id = LAST_INSERT_ID()",
+            ),
+            (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+            // No earlier statement inserted: the client's own id.
+            (1, "SELECT 1; SELECT LAST_INSERT_ID(), @@identity, ROW_COUNT()"),
+            // After the query: the last statement's count, the last rows.
+            (1, "SELECT v FROM ms ORDER BY id; UPDATE ms SET v = v WHERE id = 1; UPDATE ms SET v = 7 WHERE id < 3"),
+            (1, "SELECT ROW_COUNT(), FOUND_ROWS(), LAST_INSERT_ID()"),
+            (0, "SELECT v FROM ms WHERE id < 3; SELECT v FROM ms; SELECT FOUND_ROWS()"),
+            (0, "SELECT FOUND_ROWS(), ROW_COUNT()"),
+            (1, "SELECT id FROM ms LIMIT 2; DO 1; SELECT FOUND_ROWS()"),
+            (0, "UPDATE ms SET v = 8 WHERE id = 4; SELECT FOUND_ROWS(), ROW_COUNT()"),
+            (0, "INSERT INTO ms (v) VALUES (5); SELECT 1; SELECT LAST_INSERT_ID()"),
+            (1, "SELECT LAST_INSERT_ID()"),
+            (0, "SELECT LAST_INSERT_ID()"),
+        ],
+    },
+    Case {
         name: "definitions keep LAST_INSERT_ID() as written",
         pool: 3,
         setup: &["CREATE TABLE sd (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],

@@ -479,20 +479,28 @@ impl Session {
         }
     }
 
-    /// A `CREATE` / `ALTER` that reads the last insert id and is not pinned
-    /// for previous-statement info (then the connection already has it).
-    fn definition_reads_last_insert_id(&self, total: usize, f: &Forward) -> bool {
-        if f.name != "COM_QUERY" || f.pin == Some(PinReason::Unknown) {
+    /// True when the query reads the last insert id on the server, so the
+    /// connection must first be given the client's own: a `CREATE` /
+    /// `ALTER` or text Funnel could not read (both sent as written), or a
+    /// later statement of a multi-statement query (left to the server, see
+    /// `rewrite::substitute`). Not when the session is pinned for
+    /// previous-statement info: then the connection has it already.
+    fn reads_last_insert_id_on_server(&self, total: usize, f: &Forward) -> bool {
+        if f.name != "COM_QUERY" || self.pins.contains(PinReason::PreviousStatementInfo) {
             return false;
         }
         let bytes = &self.buf.bytes()[..total];
         let Some(sql) = bytes.get(5..).filter(|_| total < MAX_CHUNK) else {
             return false;
         };
-        is_definition(sql)
-            && mentions_previous_statement(sql)
-            && rewrite::mentions_last_insert_id(sql)
-            && !self.pins.contains(PinReason::PreviousStatementInfo)
+        if !mentions_previous_statement(sql) {
+            return false;
+        }
+        if f.pin == Some(PinReason::Unknown) || is_definition(sql) {
+            rewrite::mentions_last_insert_id(sql)
+        } else {
+            rewrite::later_statement_reads_last_insert_id(sql)
+        }
     }
 
     /// True for a query with a backslash while the session's `sql_mode` has
@@ -589,10 +597,7 @@ impl Session {
         let Some(mut conn) = self.sync_session(conn, total).await? else {
             return Ok(());
         };
-        if self.definition_reads_last_insert_id(total, &f) {
-            // Not rewritten (see `rewrite_query`): `CREATE TABLE ... SELECT
-            // LAST_INSERT_ID()` runs now, on this connection, so give it
-            // the client's own id first.
+        if self.reads_last_insert_id_on_server(total, &f) {
             conn = match self.sync_last_insert_id(conn, total).await? {
                 Some(c) => c,
                 None => return Ok(()),
@@ -970,13 +975,14 @@ impl Session {
         if summary.last_insert_id != 0 {
             self.last.last_insert_id = summary.last_insert_id;
         }
-        if summary.error.is_some() || summary.result_sets > 0 {
+        // A multi-statement query answers for its last statement.
+        if summary.error.is_some() || summary.ended_with_result_set {
             self.last.row_count = -1;
         } else {
             self.last.row_count = summary.affected_rows as i64;
         }
         if summary.result_sets > 0 {
-            self.last.found_rows = summary.rows;
+            self.last.found_rows = summary.last_result_rows;
         }
         self.calc_found_rows = f.pin == Some(PinReason::PreviousStatementInfo);
     }

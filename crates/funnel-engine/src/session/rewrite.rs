@@ -93,15 +93,35 @@ pub enum Mention {
     ConnectionId,
 }
 
-/// Calls `f(mention, start, end)` for each read in `sql`, in order, outside
-/// strings, quoted names and comments.
-fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
+/// Where in a multi-statement query a read stands.
+#[derive(Debug, Clone, Copy, Default)]
+struct Place {
+    /// After the first statement.
+    later: bool,
+    /// After a statement that returns rows (and so sets `FOUND_ROWS()`).
+    after_rows: bool,
+}
+
+/// True when the statement `stmt` returns rows, by its first word.
+fn returns_rows(stmt: &[u8]) -> bool {
+    let s = super::sql_lex::skip_leading_comments(stmt);
+    s.starts_with(b"(")
+        || [&b"SELECT"[..], b"WITH", b"VALUES", b"TABLE", b"SHOW"]
+            .iter()
+            .any(|w| super::sql_lex::first_word_is(s, w))
+}
+
+/// Calls `f(mention, start, end, place)` for each read in `sql`, in order,
+/// outside strings, quoted names and comments.
+fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
     // In `SET @@identity = 5` the variable is assigned, not read.
     let in_set = super::sql_lex::first_word_is(sql, b"SET");
     let assigned = |end: usize| {
         let rest = sql[end..].trim_ascii_start();
         in_set && (rest.starts_with(b":=") || (rest.starts_with(b"=") && !rest.starts_with(b"==")))
     };
+    let mut place = Place::default();
+    let mut statement_start = 0;
     let mut i = 0;
     while i < sql.len() {
         if let Some(next) = skip_string_or_comment(sql, i) {
@@ -109,12 +129,18 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
             continue;
         }
         match sql[i] {
+            b';' => {
+                place.after_rows |= returns_rows(&sql[statement_start..i]);
+                place.later = true;
+                i += 1;
+                statement_start = i;
+            }
             b'@' if sql.get(i + 1) == Some(&b'@') => {
                 let start = i;
                 let (name, end) = system_variable_name(sql, i + 2);
                 i = end.max(i + 2);
                 if ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v)) && !assigned(end) {
-                    f(Mention::LastInsertId, start, end);
+                    f(Mention::LastInsertId, start, end, place);
                 }
             }
             // A user variable's name is not a function call.
@@ -140,7 +166,7 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
                     Mention::FoundRows,
                     Mention::ConnectionId,
                 ][at];
-                f(mention, start, end);
+                f(mention, start, end, place);
                 i = end;
             }
             _ => i += 1,
@@ -151,7 +177,17 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize)) {
 /// True when `sql` reads the last insert id somewhere.
 pub fn mentions_last_insert_id(sql: &[u8]) -> bool {
     let mut any = false;
-    each_mention(sql, |m, _, _| any |= m == Mention::LastInsertId);
+    each_mention(sql, |m, _, _, _| any |= m == Mention::LastInsertId);
+    any
+}
+
+/// True when a statement after the first of a multi-statement query reads
+/// the last insert id. Such reads are left to the server, which answers
+/// for the query's own earlier inserts; the connection must be given the
+/// client's id first, for when none of them inserted.
+pub fn later_statement_reads_last_insert_id(sql: &[u8]) -> bool {
+    let mut any = false;
+    each_mention(sql, |m, _, _, at| any |= at.later && m == Mention::LastInsertId);
     any
 }
 
@@ -168,7 +204,7 @@ pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
     }
     let mut only = true;
     let mut any = false;
-    each_mention(sql, |m, _, _| {
+    each_mention(sql, |m, _, _, _| {
         any = true;
         only &= m == Mention::LastInsertId;
     });
@@ -179,7 +215,12 @@ pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
 /// `CONNECTION_ID()` is left alone when `connection_id` is `None`, and
 /// `FOUND_ROWS()` when `found_rows` is false. With `on_server`, the
 /// session's own connection has run every statement the answers are about
-/// (it is pinned for them): only `CONNECTION_ID()` is replaced.
+/// (it is pinned for them): only `CONNECTION_ID()` is replaced. After the
+/// first statement of a multi-statement query the server answers too, about
+/// the query's own earlier statements on the same connection: the last
+/// insert id (which the caller gives the connection first, for when none
+/// of them inserted) and `ROW_COUNT()` always, `FOUND_ROWS()` once a
+/// statement returned rows.
 pub fn substitute(
     sql: &[u8],
     last: &LastResults,
@@ -190,8 +231,13 @@ pub fn substitute(
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
     let mut changed = false;
-    each_mention(sql, |mention, start, end| {
-        if on_server && mention != Mention::ConnectionId {
+    each_mention(sql, |mention, start, end, at| {
+        let server_answers = match mention {
+            Mention::ConnectionId => false,
+            Mention::LastInsertId | Mention::RowCount => on_server || at.later,
+            Mention::FoundRows => on_server || at.after_rows,
+        };
+        if server_answers {
             return;
         }
         let value = match mention {
@@ -389,5 +435,35 @@ mod tests {
             "pinned for them, the server answers"
         );
         assert_eq!(no_found, None);
+    }
+
+    /// After the first statement of a multi-statement query, reads are
+    /// about the query's own statements: the server answers them.
+    #[test]
+    fn rewrite_leaves_later_statements_to_the_server() {
+        assert_eq!(
+            sub("INSERT INTO t VALUES (); SELECT LAST_INSERT_ID(), ROW_COUNT(), CONNECTION_ID()").as_deref(),
+            Some("INSERT INTO t VALUES (); SELECT LAST_INSERT_ID(), ROW_COUNT(), 99 AS `CONNECTION_ID()`")
+        );
+        assert_eq!(
+            sub("SELECT ROW_COUNT(); SELECT ROW_COUNT()").as_deref(),
+            Some("SELECT 3 AS `ROW_COUNT()`; SELECT ROW_COUNT()")
+        );
+        assert_eq!(
+            sub("UPDATE t SET a = 1; SELECT FOUND_ROWS()").as_deref(),
+            Some("UPDATE t SET a = 1; SELECT 7 AS `FOUND_ROWS()`"),
+            "no statement of the query returned rows yet"
+        );
+        assert_eq!(
+            sub("UPDATE t SET a = ';'; /* ; */ (SELECT 1); SELECT FOUND_ROWS()"),
+            None
+        );
+        assert!(later_statement_reads_last_insert_id(b"DO 1; SELECT @@identity"));
+        assert!(!later_statement_reads_last_insert_id(
+            b"SELECT LAST_INSERT_ID(); SELECT ROW_COUNT()"
+        ));
+        assert!(!later_statement_reads_last_insert_id(
+            b"SELECT 'a;b', LAST_INSERT_ID() -- ;"
+        ));
     }
 }

@@ -110,6 +110,49 @@ fn protocol_tracker_multi_results_and_error() {
     assert_eq!((s.result_sets, s.rows), (1, 1));
 }
 
+/// What the statements of a multi-statement query leave for the next one:
+/// the last generated id of any of them, the last result set's rows, and
+/// whether the last result was rows or an OK.
+#[test]
+fn protocol_tracker_multi_results_summarise_the_last_statement() {
+    let more = StatusFlags::SERVER_MORE_RESULTS_EXISTS.0 | 2;
+    let insert = |status: u16, id: u64| {
+        let mut b = BytesMut::new();
+        OkPacket {
+            affected_rows: 1,
+            last_insert_id: id,
+            status: StatusFlags(status),
+            ..Default::default()
+        }
+        .write(&mut b, CAPS);
+        b.to_vec()
+    };
+    let select = |rows: usize, status: u16| {
+        let mut p = vec![vec![1], column_def(), eof(more)];
+        p.extend((0..rows).map(|_| vec![1, b'x']));
+        p.push(eof(status));
+        p
+    };
+    // INSERT (id 7); SELECT 2 rows; SELECT 3 rows
+    let mut t = ResponseTracker::new(Expect::Results, CAPS, StatusFlags(2));
+    let mut pkts = vec![insert(more, 7)];
+    pkts.extend(select(2, more));
+    pkts.extend(select(3, 2));
+    assert_eq!(run(&mut t, &pkts).last(), Some(&Event::Done));
+    let s = t.summary();
+    assert_eq!((s.rows, s.last_result_rows, s.result_sets), (5, 3, 2));
+    assert!(s.ended_with_result_set);
+    assert_eq!(s.last_insert_id, 7, "a later SELECT does not forget the id");
+    // SELECT 2 rows; INSERT (id 9)
+    let mut t = ResponseTracker::new(Expect::Results, CAPS, StatusFlags(2));
+    let mut pkts = select(2, more);
+    pkts.push(insert(2, 9));
+    assert_eq!(run(&mut t, &pkts).last(), Some(&Event::Done));
+    let s = t.summary();
+    assert_eq!((s.last_result_rows, s.affected_rows, s.last_insert_id), (2, 1, 9));
+    assert!(!s.ended_with_result_set, "the last result is an OK");
+}
+
 #[test]
 fn protocol_tracker_deprecate_eof_result_set() {
     let mut t = ResponseTracker::new(Expect::Results, CAPS_DEPRECATE_EOF, StatusFlags(2));
