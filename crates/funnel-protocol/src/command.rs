@@ -321,6 +321,12 @@ pub fn write_stmt_close(buf: &mut BytesMut, stmt_id: u32) {
     buf.put_u32_le(stmt_id);
 }
 
+/// Appends a `COM_STMT_RESET` payload.
+pub fn write_stmt_reset(buf: &mut BytesMut, stmt_id: u32) {
+    buf.put_u8(CommandCode::StmtReset as u8);
+    buf.put_u32_le(stmt_id);
+}
+
 /// Appends a `COM_PROCESS_KILL` payload.
 pub fn write_process_kill(buf: &mut BytesMut, id: u32) {
     buf.put_u8(CommandCode::ProcessKill as u8);

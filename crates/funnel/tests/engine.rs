@@ -302,6 +302,106 @@ fn engine_client_killed_mid_result_leaves_the_pool_clean() {
     }
 }
 
+/// A client that leaves mid-result while its session holds state on the
+/// connection, or while the statement itself makes state, must not hand
+/// that connection to the next client: it is closed instead.
+#[test]
+fn engine_client_gone_mid_result_hands_no_state_to_the_next_client() {
+    let e = env(
+        "midstate",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+    );
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, pad LONGTEXT)")
+        .unwrap();
+    c.query_drop("INSERT INTO big SELECT seq, REPEAT('x', 100000) FROM seq_1_to_300")
+        .unwrap();
+    let leave_mid_result = |setup: &[&str], sql: &str| {
+        let mut raw = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
+        for s in setup {
+            raw.query(s).unwrap();
+        }
+        raw.send_query(sql).unwrap();
+        assert!(!raw.read_raw(1024).unwrap().is_empty());
+        drop(raw); // about 30 MB unread: more than the sockets buffer
+    };
+    // The next client logs in with the same flags, so the pool would hand
+    // it the very connection the other left.
+    let mut next = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
+    // The session holds a temporary table.
+    leave_mid_result(
+        &[
+            "CREATE TEMPORARY TABLE leak_t (x INT)",
+            "INSERT INTO leak_t VALUES (42)",
+        ],
+        "SELECT * FROM big",
+    );
+    match next.query("SELECT x FROM leak_t") {
+        Err(funnel_testkit::mini_client::MiniError::Server(err)) => assert_eq!(err.code, 1146),
+        other => panic!("another client's temporary table: {other:?}"),
+    }
+    // The statement it left assigns a user variable.
+    leave_mid_result(&[], "SELECT *, @mid := 'leaked' FROM big");
+    assert_eq!(next.query("SELECT @mid").unwrap().rows(), &[vec![None]]);
+    // A plain read leaves the connection fit to keep.
+    leave_mid_result(&[], "SELECT * FROM big");
+    assert_eq!(
+        next.query("SELECT 42").unwrap().rows(),
+        &[vec![Some("42".to_string())]]
+    );
+}
+
+/// Long data sent for a statement lives with the server's statement, which
+/// the connection's next clients share: a client that quits or closes the
+/// statement before executing it must not leave the data to them.
+#[test]
+fn engine_long_data_left_unexecuted_reaches_no_other_client() {
+    use funnel_protocol::tracker::Expect;
+    let e = env(
+        "leftlong",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 2s\n",
+    );
+    let text = "SELECT CONCAT('v=', ?)";
+    let mut b = e.client();
+    let check = |b: &mut Conn| {
+        let got: Option<String> = b.exec_first(text, ("b",)).unwrap();
+        assert_eq!(got.as_deref(), Some("v=b"));
+    };
+    check(&mut b);
+    let leave_long_data = |close_first: bool| {
+        let mut a = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", None).unwrap();
+        let mut prepare = vec![0x16];
+        prepare.extend_from_slice(text.as_bytes());
+        let reply = a.roundtrip(&prepare, Expect::Prepare).unwrap();
+        assert_eq!(reply[0][0], 0, "prepare OK: {:?}", reply[0]);
+        let stmt = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+        let mut long_data = vec![0x18];
+        long_data.extend_from_slice(&stmt.to_le_bytes());
+        long_data.extend_from_slice(&0u16.to_le_bytes());
+        long_data.extend_from_slice(b"SECRET-OF-A");
+        a.send_command(&long_data).unwrap();
+        if close_first {
+            let mut close = vec![0x19];
+            close.extend_from_slice(&stmt.to_le_bytes());
+            a.send_command(&close).unwrap();
+            // Still connected, and no longer holding the only connection.
+            let ping = a.roundtrip(&[0x0e], Expect::Status).unwrap();
+            assert_eq!(ping[0][0], 0, "COM_PING got {:?}", ping[0]);
+            Some(a)
+        } else {
+            a.send_command(&[0x01]).unwrap();
+            None
+        }
+    };
+    let _still_connected = leave_long_data(true);
+    check(&mut b);
+    leave_long_data(false);
+    thread::sleep(Duration::from_millis(200));
+    check(&mut b);
+}
+
 #[test]
 fn engine_backend_connections_never_exceed_cores_times_max_per_core() {
     // Health checks log in as their own user, so only pool connections count.

@@ -100,6 +100,19 @@ impl Forward {
         self.lock_names = LockNames::Opaque;
     }
 
+    /// True when the command leaves no session state behind, on the
+    /// server or in Funnel.
+    pub fn changes_nothing(&self) -> bool {
+        self.pin.is_none()
+            && self.new_schema.is_none()
+            && self.drops_schema.is_none()
+            && self.set_vars.is_none()
+            && self.unpin.is_none()
+            && self.multi_statements.is_none()
+            && !self.resets
+            && self.lock_names == LockNames::None
+    }
+
     /// A forward with no side effects on the session.
     pub fn new(name: &'static str, expect: Option<Expect>) -> Self {
         Forward {

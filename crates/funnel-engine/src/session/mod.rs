@@ -197,7 +197,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 digest: None,
                 cmd_started: Instant::now(),
                 scratch: Vec::new(),
-                long_data: false,
+                long_data: Vec::new(),
                 state_lost: false,
                 tx_lost: false,
                 no_reply: false,
@@ -279,9 +279,9 @@ struct Session {
     cmd_started: Instant,
     /// Reused space for a statement command's payload.
     scratch: Vec<u8>,
-    /// Long data was sent for a statement: its connection holds it until
-    /// the execute (or a reset).
-    long_data: bool,
+    /// The client statements that were sent long data: the held connection
+    /// keeps it, per statement, until the execute or a reset.
+    long_data: Vec<u32>,
     /// A backend connection holding this session's state failed: the
     /// session ends once the client has its error.
     state_lost: bool,
@@ -901,8 +901,12 @@ impl Session {
                 Ok(())
             }
             RelayEnd::ClientGone { drained } => {
-                if drained {
-                    self.shard.backends.release(conn);
+                // What the command itself changed was never recorded, so
+                // only a command that changes nothing leaves a connection
+                // fit for another client.
+                if drained && f.changes_nothing() {
+                    self.pinned = Some(conn);
+                    self.end();
                 } else {
                     self.discard_backend(conn);
                 }
@@ -934,7 +938,7 @@ impl Session {
                 self.send_backend_err(next_seq, &err).await?;
                 self.clear_pins();
                 self.pin_reason = None;
-                self.long_data = false;
+                self.long_data.clear();
                 Ok(())
             }
             RelayEnd::BackendFailed {
@@ -960,7 +964,7 @@ impl Session {
                 // The session's server-side state died with the connection.
                 self.clear_pins();
                 self.pin_reason = None;
-                self.long_data = false;
+                self.long_data.clear();
                 Ok(())
             }
         }
@@ -1018,7 +1022,7 @@ impl Session {
         } else {
             None
         };
-        let tx_reason = tx_reason.or(self.long_data.then_some(PinReason::PreparedStatement));
+        let tx_reason = tx_reason.or((!self.long_data.is_empty()).then_some(PinReason::PreparedStatement));
         if tx_reason.is_none() && !self.sticky() && self.linger && conn.is_reusable() {
             // Kept for the client's next command only (see `linger`).
             self.pin_reason = None;
@@ -1055,11 +1059,18 @@ impl Session {
     fn unpin(&mut self, reason: PinReason) {
         self.pins.remove(reason);
         self.pin_reason = self.pins.first();
-        if self.sticky() || self.long_data {
+        self.release_if_free();
+    }
+
+    /// Releases the held connection when nothing (no pin reason, no long
+    /// data, no transaction) holds it any more.
+    fn release_if_free(&mut self) {
+        if self.sticky() || !self.long_data.is_empty() {
             return;
         }
         if let Some(conn) = self.pinned.take() {
             if conn.is_reusable() {
+                self.pin_reason = None;
                 self.shard.backends.release(conn);
             } else {
                 self.pinned = Some(conn);
@@ -1163,7 +1174,7 @@ impl Session {
     /// inherits them.
     fn end(&mut self) {
         if let Some(conn) = self.pinned.take() {
-            if self.sticky() {
+            if self.sticky() || !self.long_data.is_empty() {
                 self.discard_backend(conn);
             } else {
                 self.shard.backends.release(conn);

@@ -41,7 +41,7 @@ impl Session {
         self.last = LastResults::default();
         self.clear_pins();
         self.pin_reason = None;
-        self.long_data = false;
+        self.long_data.clear();
         self.linger = false;
         self.calc_found_rows = false;
     }

@@ -36,6 +36,9 @@ impl Session {
             StatementCommand::LongData => self.stmt_long_data(&payload).await,
             StatementCommand::Close => {
                 if let Some(id) = statement_id(&payload).ok().and_then(|id| self.stmts.resolve(id)) {
+                    if self.long_data.contains(&id) {
+                        self.drop_long_data(id).await;
+                    }
                     self.stmts.remove(id);
                     self.cursor_closed(id);
                 }
@@ -200,7 +203,7 @@ impl Session {
                 b.types_bound = true;
             }
         }
-        self.long_data = false;
+        self.long_data.retain(|&s| s != id);
         let key = crate::digest::key(&meta.sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
         self.digest = Some((key, text));
@@ -248,6 +251,33 @@ impl Session {
         result
     }
 
+    /// Drops the long data statement `id` left on the held connection, as
+    /// the client closes the statement without executing it: the server
+    /// keeps the data with its statement, which the connection's next
+    /// clients share.
+    async fn drop_long_data(&mut self, id: u32) {
+        self.long_data.retain(|&s| s != id);
+        let Some(meta_id) = self.stmts.get(id).map(|s| s.meta.id) else {
+            return;
+        };
+        let Some(mut conn) = self.pinned.take() else {
+            return;
+        };
+        let Some(backend_id) = conn.stmts.get(meta_id).map(|s| s.id) else {
+            self.pinned = Some(conn);
+            return;
+        };
+        let mut p = BytesMut::with_capacity(5);
+        funnel_protocol::command::write_stmt_reset(&mut p, backend_id);
+        match conn.run(&p, Expect::Status).await {
+            Ok(summary) if summary.error.is_none() => {
+                self.pinned = Some(conn);
+                self.release_if_free();
+            }
+            _ => self.discard_backend(conn),
+        }
+    }
+
     /// Forwards one `COM_STMT_SEND_LONG_DATA` to a connection that has the
     /// statement prepared (errors go to `deferred_err`).
     async fn send_long_data(&mut self, id: u32, payload: &[u8]) -> Result<(), End> {
@@ -263,7 +293,9 @@ impl Session {
         let mut rewritten = BytesMut::with_capacity(payload.len());
         rewrite_id(payload, backend_id, &mut rewritten);
         // The data lives on this connection until the execute.
-        self.long_data = true;
+        if !self.long_data.contains(&id) {
+            self.long_data.push(id);
+        }
         self.send_rewritten(conn, &rewritten, &f).await
     }
 
@@ -271,7 +303,7 @@ impl Session {
         let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_reset").await? else {
             return Ok(());
         };
-        self.long_data = false;
+        self.long_data.retain(|&s| s != id);
         if let Some(stmt) = self.stmts.get_mut(id) {
             stmt.long_data_err = None;
         }
