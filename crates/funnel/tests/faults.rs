@@ -159,6 +159,9 @@ fn faults_backend_lost_inside_a_transaction_refuses_until_rollback() {
     let mut a = client(&proxy);
     a.query_drop("BEGIN").unwrap();
     a.query_drop("INSERT INTO tx VALUES (1)").unwrap();
+    let mut b = client(&proxy);
+    b.query_drop("BEGIN").unwrap();
+    b.query_drop("INSERT INTO tx VALUES (10)").unwrap();
     let victim = thread::spawn(move || {
         let lost = a.query_drop("SELECT SLEEP(3)").map_err(code);
         // The rest of the transaction: refused, not run in autocommit.
@@ -166,12 +169,19 @@ fn faults_backend_lost_inside_a_transaction_refuses_until_rollback() {
         let status = a.query_drop("SELECT 1").map_err(code);
         (a, lost, rest, status)
     });
+    let other = thread::spawn(move || {
+        let lost = b.query_drop("SELECT SLEEP(3)").map_err(code);
+        // One OK for the ROLLBACK would have hidden that the INSERT never ran.
+        let both = b.query_drop("ROLLBACK; INSERT INTO tx VALUES (11)").map_err(code);
+        (lost, both)
+    });
     thread::sleep(Duration::from_millis(400));
     db.kill();
     let (mut a, lost, rest, status) = victim.join().unwrap();
     assert_eq!(lost, Err(9007));
     assert_eq!(rest, Err(9008));
     assert_eq!(status, Err(9008), "refused until the transaction ends");
+    assert_eq!(other.join().unwrap(), (Err(9007), Err(9008)));
     a.query_drop("ROLLBACK").unwrap();
     db.start_again();
     eventually(Duration::from_secs(15), || {

@@ -48,18 +48,60 @@ pub(super) fn verdict(payload: &[u8]) -> Verdict {
 }
 
 fn statement_verdict(sql: &[u8]) -> Verdict {
-    let mut words = super::sql_lex::skip_leading_comments(sql)
-        .split(|c| c.is_ascii_whitespace() || *c == b';')
+    let sql = super::sql_lex::skip_leading_comments(sql);
+    // A `;` inside a comment of the first statement splits it too early:
+    // that only makes the query look like more statements (refused).
+    let (first_statement, rest) = match sql.iter().position(|&c| c == b';') {
+        Some(at) => (&sql[..at], &sql[at + 1..]),
+        None => (sql, &[][..]),
+    };
+    let mut words = first_statement
+        .split(|c| c.is_ascii_whitespace())
         .filter(|w| !w.is_empty());
     let first = words.next().unwrap_or_default();
     let second = words.next().unwrap_or_default();
     let is = |w: &[u8], k: &str| w.eq_ignore_ascii_case(k.as_bytes());
-    if is(first, "ROLLBACK") && !is(second, "TO") {
-        Verdict::RollbackOk
-    } else if is(first, "COMMIT") || is(first, "BEGIN") || (is(first, "START") && is(second, "TRANSACTION")) {
-        Verdict::Refuse { ends: true }
+    let ends = is(first, "ROLLBACK") && !is(second, "TO")
+        || is(first, "COMMIT")
+        || is(first, "BEGIN")
+        || (is(first, "START") && is(second, "TRANSACTION"));
+    if !ends {
+        return Verdict::Refuse { ends: false };
+    }
+    if !only_separators(rest) {
+        // `ROLLBACK; INSERT ...`: one OK would answer for both, and the
+        // INSERT would not run. Refuse all of it; the transaction is over.
+        return Verdict::Refuse { ends: true };
+    }
+    if !is(first, "ROLLBACK") {
+        return Verdict::Refuse { ends: true };
+    }
+    let words: Vec<&[u8]> = first_statement
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let chains = words
+        .iter()
+        .position(|w| is(w, "CHAIN"))
+        .is_some_and(|at| at == 0 || !is(words[at - 1], "NO"));
+    if chains {
+        // `ROLLBACK AND CHAIN` opens the next transaction: run it, so the
+        // session holds that transaction on a connection of its own.
+        Verdict::Run { ends: true }
     } else {
-        Verdict::Refuse { ends: false }
+        Verdict::RollbackOk
+    }
+}
+
+/// True when `sql` holds nothing but spaces, comments and `;`.
+fn only_separators(mut sql: &[u8]) -> bool {
+    loop {
+        sql = super::sql_lex::skip_leading_comments(sql);
+        match sql.split_first() {
+            None => return true,
+            Some((b';', rest)) => sql = rest,
+            Some(_) => return false,
+        }
     }
 }
 
@@ -103,5 +145,15 @@ mod tests {
         assert_eq!(verdict(&[0x17, 1, 0, 0, 0]), Verdict::Refuse { ends: false });
         assert_eq!(verdict(&[0x1f]), Verdict::Run { ends: true });
         assert_eq!(verdict(&[0x0e]), Verdict::Run { ends: false });
+        assert_eq!(q("ROLLBACK; "), Verdict::RollbackOk);
+        assert_eq!(q("ROLLBACK;; -- done\n"), Verdict::RollbackOk);
+        assert_eq!(
+            q("ROLLBACK; INSERT INTO t VALUES (1)"),
+            Verdict::Refuse { ends: true }
+        );
+        assert_eq!(q("COMMIT;SELECT 1"), Verdict::Refuse { ends: true });
+        assert_eq!(q("ROLLBACK /* ; */"), Verdict::Refuse { ends: true });
+        assert_eq!(q("ROLLBACK AND CHAIN"), Verdict::Run { ends: true });
+        assert_eq!(q("rollback work and no chain"), Verdict::RollbackOk);
     }
 }
