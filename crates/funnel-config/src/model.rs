@@ -354,6 +354,14 @@ pub struct ClientConfig {
     pub handshake_timeout: HumanDuration,
     /// Close clients idle longer than this; 0 means never.
     pub idle_timeout: HumanDuration,
+    /// While a backend connection serves the client's command: how long a
+    /// write of the response may wait for the client to read (MariaDB's
+    /// `net_write_timeout`); 0 means forever.
+    pub net_write_timeout: HumanDuration,
+    /// While a backend connection serves the client's command: how long
+    /// Funnel waits for the client's LOCAL INFILE data (MariaDB's
+    /// `net_read_timeout`); 0 means forever.
+    pub net_read_timeout: HumanDuration,
     /// Largest client packet accepted, like MySQL's max_allowed_packet; 1KiB to 1GiB.
     pub max_packet_size: ByteSize,
     /// TLS for client connections (clients that ask for it get it); `None`: no TLS.
@@ -367,6 +375,8 @@ impl Default for ClientConfig {
             max_connections: 20_000,
             handshake_timeout: HumanDuration::from_secs(5),
             idle_timeout: HumanDuration::ZERO,
+            net_write_timeout: HumanDuration::from_secs(60),
+            net_read_timeout: HumanDuration::from_secs(30),
             max_packet_size: ByteSize::mib(64),
             tls: None,
         }

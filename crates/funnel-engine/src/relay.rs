@@ -73,6 +73,12 @@ pub struct ClientSide<'a> {
     pub max_packet: usize,
     /// Counts the bytes forwarded to the client.
     pub sent: &'a std::cell::Cell<u64>,
+    /// How long one write may wait for the client to read
+    /// (`client.net_write_timeout`); then the client counts as gone.
+    pub write_timeout: Option<Duration>,
+    /// How long a LOCAL INFILE read may wait for the client
+    /// (`client.net_read_timeout`).
+    pub read_timeout: Option<Duration>,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -88,6 +94,8 @@ pub async fn relay_response(
         buf: client_buf,
         max_packet,
         sent,
+        write_timeout,
+        read_timeout,
     } = client;
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
     let mut client_alive = true;
@@ -146,7 +154,8 @@ pub async fn relay_response(
             }
         }
         if forward > 0 && client_alive {
-            if let Err(e) = client_stream.write_all(&conn.buf.bytes()[..forward]).await {
+            let write = client_stream.write_all(&conn.buf.bytes()[..forward]);
+            if let Err(e) = within(write_timeout, write, "client.net_write_timeout reached").await {
                 tracing::debug!(error = %e, "client gone mid-response; draining backend");
                 client_alive = false;
                 drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
@@ -174,7 +183,14 @@ pub async fn relay_response(
                 if !client_alive {
                     return RelayEnd::ClientGone { drained: false };
                 }
-                if let Err(e) = relay_infile(client_stream, client_buf, &mut conn.stream, max_packet).await {
+                let infile = relay_infile(
+                    client_stream,
+                    client_buf,
+                    &mut conn.stream,
+                    max_packet,
+                    read_timeout,
+                );
+                if let Err(e) = infile.await {
                     return RelayEnd::BackendFailed {
                         reason: format!("LOCAL INFILE transfer failed: {e}"),
                         sent_any,
@@ -232,10 +248,12 @@ async fn relay_infile(
     buf: &mut IoBuf,
     backend: &mut Stream,
     max_packet: usize,
+    read_timeout: Option<Duration>,
 ) -> io::Result<()> {
+    const LATE: &str = "client.net_read_timeout reached";
     loop {
         let Some(h) = buf.peek_header() else {
-            buf.fill(client).await?;
+            within(read_timeout, buf.fill(client), LATE).await?;
             continue;
         };
         if h.len > max_packet {
@@ -246,7 +264,7 @@ async fn relay_infile(
         }
         if buf.len() < h.total_len() {
             buf.reserve_total(h.total_len());
-            buf.fill(client).await?;
+            within(read_timeout, buf.fill(client), LATE).await?;
             continue;
         }
         backend.write_all(&buf.bytes()[..h.total_len()]).await?;
@@ -254,5 +272,25 @@ async fn relay_infile(
         if h.len == 0 {
             return Ok(());
         }
+    }
+}
+
+/// Runs a client I/O future, failing with `TimedOut` (saying `what`) once
+/// `limit` passes. It is polled once first, so a write the socket takes at
+/// once, the usual case, arms no timer.
+async fn within<T>(
+    limit: Option<Duration>,
+    op: impl std::future::Future<Output = io::Result<T>>,
+    what: &str,
+) -> io::Result<T> {
+    let mut op = std::pin::pin!(op);
+    if let Some(done) = futures_lite::future::poll_once(&mut op).await {
+        return done;
+    }
+    match limit {
+        None => op.await,
+        Some(limit) => rt::timeout(limit, op)
+            .await
+            .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, what))),
     }
 }

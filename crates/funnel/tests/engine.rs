@@ -352,6 +352,81 @@ fn engine_client_gone_mid_result_hands_no_state_to_the_next_client() {
     );
 }
 
+/// A client that stops reading its result, or stops sending its LOCAL
+/// INFILE data, is closed after `client.net_write_timeout` /
+/// `net_read_timeout`, so it cannot hold the only backend connection.
+#[test]
+fn engine_client_that_stalls_mid_command_is_closed_and_frees_its_connection() {
+    use funnel_protocol::flags::Capabilities;
+    let e = env(
+        "stall",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\n\
+         client:\n  net_write_timeout: 1s\n  net_read_timeout: 1s\n",
+    );
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, pad LONGTEXT)")
+        .unwrap();
+    c.query_drop("INSERT INTO big SELECT seq, REPEAT('x', 100000) FROM seq_1_to_300")
+        .unwrap();
+    c.query_drop("CREATE TABLE lt (a INT)").unwrap();
+    // Read to the end: the stalled client was closed, not left waiting.
+    let closed = |raw: &mut MiniClient| loop {
+        match raw.read_raw(1 << 20) {
+            Ok(got) if got.is_empty() => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the stalled client is still open: {e}")
+            }
+            Err(_) => return,
+        }
+    };
+    let addr = e.proxy.local_addr();
+    // Stops reading a 30 MB result.
+    let mut reader = MiniClient::connect(addr, "app", "apppw", Some(&e.schema)).unwrap();
+    reader.send_query("SELECT * FROM big").unwrap();
+    assert!(!reader.read_raw(1024).unwrap().is_empty());
+    let started = Instant::now();
+    assert_eq!(c.query_first::<i64, _>("SELECT 42").unwrap(), Some(42));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    closed(&mut reader);
+    // Stops sending its file.
+    let mut sender = MiniClient::connect_with(
+        addr,
+        "app",
+        "apppw",
+        Some(&e.schema),
+        Capabilities::CLIENT_LOCAL_FILES,
+    )
+    .unwrap();
+    sender
+        .send_query("LOAD DATA LOCAL INFILE 'stalled.csv' INTO TABLE lt")
+        .unwrap();
+    let (_, request) = sender.read_packet().unwrap();
+    assert_eq!(request[0], 0xfb, "LOCAL INFILE request: {request:?}");
+    let started = Instant::now();
+    assert_eq!(c.query_first::<i64, _>("SELECT 43").unwrap(), Some(43));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    closed(&mut sender);
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM lt").unwrap(),
+        Some(0)
+    );
+}
+
 /// Long data sent for a statement lives with the server's statement, which
 /// the connection's next clients share: a client that quits or closes the
 /// statement before executing it must not leave the data to them.

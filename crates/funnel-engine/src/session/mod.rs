@@ -824,6 +824,8 @@ impl Session {
             stream: &mut self.stream,
             buf: &mut self.buf,
             max_packet: self.shard.config().client.max_packet_size.as_u64() as usize,
+            write_timeout: self.shard.config().client.net_write_timeout.non_zero(),
+            read_timeout: self.shard.config().client.net_read_timeout.non_zero(),
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
