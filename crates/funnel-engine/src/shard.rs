@@ -274,9 +274,11 @@ impl Shard {
             .map_err(|e| KillRefused::Backend(e.to_string()))?;
         let mut p = bytes::BytesMut::new();
         funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {thread}").as_bytes());
-        let summary = conn
-            .run(&p, funnel_protocol::tracker::Expect::Results)
+        // A backend that stops answering must not hold the KILL (and the
+        // client that sent it) for ever: the same bound as the login.
+        let summary = rt::timeout(limit, conn.run(&p, funnel_protocol::tracker::Expect::Results))
             .await
+            .ok_or_else(|| KillRefused::Backend(format!("no answer to KILL QUERY within {limit:?}")))?
             .map_err(|e| KillRefused::Backend(e.to_string()))?;
         match summary.error {
             // 1094: the query (and its thread) already finished: nothing to kill.
