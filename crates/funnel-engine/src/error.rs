@@ -122,6 +122,13 @@ pub enum EngineError {
     /// A handshake that was not a valid login.
     #[error("bad handshake: {0}")]
     BadHandshake(String),
+    /// `KILL QUERY` stopped the command while it waited for a backend
+    /// connection.
+    #[error("query interrupted")]
+    Interrupted,
+    /// `KILL` ended the session while its command waited.
+    #[error("connection killed")]
+    ConnectionKilled,
 }
 
 impl EngineError {
@@ -136,7 +143,9 @@ impl EngineError {
             | Malformed(_)
             | BadHandshake(_)
             | ClientCharset(_)
-            | InsecureTransport => Fault::Client,
+            | InsecureTransport
+            | Interrupted
+            | ConnectionKilled => Fault::Client,
             BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } | TransactionLost => {
                 Fault::Backend
             }
@@ -253,6 +262,9 @@ impl EngineError {
             ),
             Malformed(e) => ErrPacket::new(1835, "HY000", format!("Malformed communication packet: {e}")),
             BadHandshake(why) => ErrPacket::new(1043, "08S01", format!("Bad handshake: {why}")),
+            // What MariaDB answers a statement stopped by KILL QUERY / KILL.
+            Interrupted => ErrPacket::new(1317, "70100", "Query execution was interrupted"),
+            ConnectionKilled => ErrPacket::new(1927, "70100", "Connection was killed"),
         }
     }
 }

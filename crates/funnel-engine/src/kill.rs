@@ -51,6 +51,9 @@ pub struct ClientControl {
     /// The pool and backend thread running the client's command right now.
     running_on: Cell<Option<(u32, u32)>>,
     killed: Cell<bool>,
+    /// `KILL QUERY` reached the session while its command waited for a
+    /// backend connection.
+    wait_interrupted: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
@@ -65,6 +68,7 @@ impl ClientControl {
             pinned: Cell::new(None),
             running_on: Cell::new(None),
             killed: Cell::new(false),
+            wait_interrupted: Cell::new(false),
             waker: RefCell::new(None),
         })
     }
@@ -129,6 +133,29 @@ impl ClientControl {
         self.killed.get()
     }
 
+    /// Stops the wait of a command that has no backend connection yet
+    /// (`KILL QUERY` of a queued command); no effect on a session in
+    /// another state.
+    pub fn interrupt_wait(&self) {
+        if self.state.get().0 != ClientState::Waiting {
+            return;
+        }
+        self.wait_interrupted.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Clears (and returns) a wait interruption.
+    pub fn take_wait_interrupted(&self) -> bool {
+        self.wait_interrupted.replace(false)
+    }
+
+    /// Resolves when the session is killed or its wait interrupted.
+    pub fn wait_stopped(self: &Rc<Self>) -> WaitStopped {
+        WaitStopped(self.clone())
+    }
+
     /// Resolves when the session is killed.
     pub fn killed(self: &Rc<Self>) -> Killed {
         Killed(self.clone())
@@ -143,6 +170,21 @@ impl Future for Killed {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.0.killed.get() {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Future returned by [`ClientControl::wait_stopped`].
+pub struct WaitStopped(Rc<ClientControl>);
+
+impl Future for WaitStopped {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.killed.get() || self.0.wait_interrupted.get() {
             return Poll::Ready(());
         }
         *self.0.waker.borrow_mut() = Some(cx.waker().clone());

@@ -254,6 +254,9 @@ impl Shard {
         }
         if let Some((pool, thread)) = control.running_on() {
             self.kill_backend_query(pool, thread).await?;
+        } else {
+            // Not on a backend yet: a command waiting for one never runs.
+            control.interrupt_wait();
         }
         if !query_only {
             control.kill();

@@ -713,6 +713,64 @@ fn sleep_in_thread(mut victim: Conn) -> thread::JoinHandle<(Duration, Result<(),
     })
 }
 
+/// A command still waiting for a backend connection is stopped by `KILL
+/// QUERY` (1317, the session goes on) or `KILL` (the session ends), and
+/// never runs.
+#[test]
+fn engine_kill_stops_a_command_waiting_in_the_backlog() {
+    let e = env(
+        "killwait",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 30s\n",
+    );
+    let mut holder = e.client();
+    holder.query_drop("CREATE TABLE kw (a INT)").unwrap();
+    let mut killer = e.client();
+    let waiter = |mut c: Conn, a: i64| {
+        thread::spawn(move || {
+            let started = Instant::now();
+            let r = c
+                .query_drop(format!("INSERT INTO kw VALUES ({a})"))
+                .map_err(|e| match e {
+                    mysql::Error::MySqlError(e) => e.code,
+                    _ => 0,
+                });
+            (started.elapsed(), r, c)
+        })
+    };
+    let queued = e.client();
+    let queued_id = queued.connection_id();
+    let doomed = e.client();
+    let doomed_id = doomed.connection_id();
+    // The only backend connection is held by a transaction.
+    holder.query_drop("BEGIN").unwrap();
+    holder.query_drop("SELECT 1").unwrap();
+    let first = waiter(queued, 1);
+    thread::sleep(Duration::from_millis(300));
+    // Funnel answers the KILL itself: the killer needs no backend connection.
+    killer.query_drop(format!("KILL QUERY {queued_id}")).unwrap();
+    let (took, result, mut queued) = first.join().unwrap();
+    assert_eq!(result, Err(1317), "after {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let second = waiter(doomed, 2);
+    thread::sleep(Duration::from_millis(300));
+    killer.query_drop(format!("KILL {doomed_id}")).unwrap();
+    let (took, result, mut doomed) = second.join().unwrap();
+    assert_eq!(result, Err(1927), "after {took:?}");
+    assert!(doomed.query_drop("SELECT 1").is_err(), "the killed session ends");
+    holder.query_drop("COMMIT").unwrap();
+    // The interrupted client goes on; neither INSERT ever ran.
+    assert_eq!(
+        queued.query_first::<i64, _>("SELECT COUNT(*) FROM kw").unwrap(),
+        Some(0)
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        holder.query_first::<i64, _>("SELECT COUNT(*) FROM kw").unwrap(),
+        Some(0)
+    );
+}
+
 #[test]
 fn engine_kill_query_reaches_the_right_core_and_query() {
     let e = env("kill", 2, "pool:\n  max_per_core: 4\n");

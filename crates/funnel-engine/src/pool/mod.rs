@@ -53,6 +53,23 @@ const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often idle connections are reaped and topped up.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
 
+/// A backlog ticket that gives back a connection handed to it but never
+/// taken, because the wait was abandoned (`KILL QUERY`, a cancelled
+/// command): dropped with the ticket it would be closed, and the waiters
+/// behind would wait for a slot nobody fills.
+struct Claim<'a> {
+    pool: &'a Rc<Pool>,
+    ticket: crate::backlog::Ticket,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Some(Ok(conn)) = self.ticket.try_take() {
+            self.pool.release(conn);
+        }
+    }
+}
+
 /// What the health monitor last said about a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -307,11 +324,14 @@ impl Pool {
         }
         self.stats.backlog_waits.set(self.stats.backlog_waits.get() + 1);
         let started = Instant::now();
-        let mut rx = self.backlog.enqueue(key);
-        let handoff = match rt::timeout(self.limits.get().wait_timeout, &mut rx).await {
+        let mut claim = Claim {
+            pool: self,
+            ticket: self.backlog.enqueue(key),
+        };
+        let handoff = match rt::timeout(self.limits.get().wait_timeout, &mut claim.ticket).await {
             Some(h) => h,
             // A connection may have been handed over just as the deadline hit.
-            None => rx.try_take().unwrap_or_else(|| {
+            None => claim.ticket.try_take().unwrap_or_else(|| {
                 self.stats
                     .backlog_timeouts
                     .set(self.stats.backlog_timeouts.get() + 1);

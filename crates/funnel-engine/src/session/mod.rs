@@ -720,15 +720,32 @@ impl Session {
 
     /// Leases a connection from the backend the command routes to, after
     /// a slot under the user's and the schema's caps, if any.
+    /// A `KILL` of this client, or a `KILL QUERY` of its command, stops
+    /// the wait (and the command never runs).
     async fn checkout_routed(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
+        self.control.take_wait_interrupted();
         self.control.set_state(ClientState::Waiting);
-        self.shard
-            .wait_unpaused(self.shard.config().backlog.wait_timeout.as_duration())
-            .await?;
-        let slot = self.cap_slot().await?;
-        let mut conn = self.checkout_route(total, f).await?;
-        conn.cap_slot = slot;
-        Ok(conn)
+        let stopped = self.control.wait_stopped();
+        let checkout = async {
+            self.shard
+                .wait_unpaused(self.shard.config().backlog.wait_timeout.as_duration())
+                .await?;
+            let slot = self.cap_slot().await?;
+            let mut conn = self.checkout_route(total, f).await?;
+            conn.cap_slot = slot;
+            Ok(Some(conn))
+        };
+        let got = futures_lite::future::or(checkout, async {
+            stopped.await;
+            Ok(None)
+        })
+        .await;
+        let interrupted = self.control.take_wait_interrupted();
+        match got? {
+            Some(conn) => Ok(conn),
+            None if interrupted && !self.control.is_killed() => Err(EngineError::Interrupted),
+            None => Err(EngineError::ConnectionKilled),
+        }
     }
 
     /// A slot under this client's caps, or `None` when none applies.
