@@ -259,10 +259,13 @@ impl Pool {
     }
 
     /// Updates routing placement and limits after a reload.
-    pub fn reconfigure(&self, placement: Placement, mut limits: PoolLimits) {
+    pub fn reconfigure(self: &Rc<Self>, placement: Placement, mut limits: PoolLimits) {
         *self.placement.borrow_mut() = placement;
         limits.min_idle = limits.min_idle.min(limits.max);
         self.limits.set(limits);
+        // A larger pool serves the commands already waiting first, in
+        // their order, not only the ones that arrive from now on.
+        self.open_for_waiters();
     }
 
     fn fail_waiters(&self, why: &str) {

@@ -234,7 +234,7 @@ pub(super) async fn select_schema(
             Some(err) => Ok(Some(err)),
         },
         Err(e) => Err(EngineError::BackendLost {
-            backend: String::new(),
+            backend: conn.backend.to_string(),
             reason: e.to_string(),
         }),
     }
