@@ -522,6 +522,31 @@ fn engine_backend_connections_never_exceed_cores_times_max_per_core() {
     assert!(peak <= 4, "server saw {peak} backend connections for 2 cores x 2");
 }
 
+/// A client whose schema another client dropped can still leave it with
+/// `USE` or `COM_INIT_DB`: selecting the gone schema first refused them.
+#[test]
+fn engine_client_leaves_a_schema_another_client_dropped() {
+    let e = env("dropped", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n");
+    let gone = format!("{}_gone", e.schema);
+    let mut a = e.client();
+    let mut b = e.client();
+    for leave in ["USE", "COM_INIT_DB"] {
+        a.query_drop(format!("CREATE DATABASE {gone}")).unwrap();
+        a.query_drop(format!("USE {gone}")).unwrap();
+        b.query_drop(format!("DROP DATABASE {gone}")).unwrap();
+        if leave == "USE" {
+            a.query_drop(format!("USE {}", e.schema)).unwrap();
+        } else {
+            a.select_db(&e.schema).unwrap();
+        }
+        assert_eq!(
+            a.query_first::<String, _>("SELECT DATABASE()").unwrap(),
+            Some(e.schema.clone()),
+            "after {leave}"
+        );
+    }
+}
+
 #[test]
 fn engine_ping_use_and_schema_follow_the_client() {
     let e = env("schema", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");

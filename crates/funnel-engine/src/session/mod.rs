@@ -594,7 +594,7 @@ impl Session {
         let Some(conn) = self.lease(total, &f).await? else {
             return Ok(());
         };
-        let Some(mut conn) = self.sync_session(conn, total).await? else {
+        let Some(mut conn) = self.sync_session(conn, total, f.new_schema.is_some()).await? else {
             return Ok(());
         };
         if self.reads_last_insert_id_on_server(total, &f) {

@@ -73,7 +73,7 @@ impl Session {
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
-        let Some(mut conn) = self.sync_session(conn, 0).await? else {
+        let Some(mut conn) = self.sync_session(conn, 0, false).await? else {
             return Ok(());
         };
         let mut raw = Vec::new();

@@ -22,16 +22,21 @@ use crate::stats::Stats;
 impl Session {
     /// Brings the connection's schema and session variables in line with
     /// the session's. `None` when the client was told of a failure.
+    /// `sets_schema`: the command selects a schema itself (`USE`,
+    /// `COM_INIT_DB`), so the session's current one is not selected first;
+    /// it may be gone, dropped by another client, and the command is how
+    /// the client leaves it.
     pub(super) async fn sync_session(
         &mut self,
         conn: BackendConn,
         total: usize,
+        sets_schema: bool,
     ) -> Result<Option<BackendConn>, End> {
         if self.in_sync(&conn) {
             // The common case, checked by reference: no clones, no awaits.
             return Ok(Some(conn));
         }
-        let schema = self.schema.clone();
+        let schema = self.schema.clone().filter(|_| !sets_schema);
         let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
             return Ok(None);
         };
