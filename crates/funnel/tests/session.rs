@@ -307,6 +307,55 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "flag lists and second names",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            // The server merges optimizer_switch flags into the current ones.
+            (0, "SET SESSION optimizer_switch = 'index_merge=off'"),
+            (0, "SET SESSION optimizer_switch = 'mrr=on'"),
+            (1, "SELECT 1"),
+            (0, "SELECT @@optimizer_switch LIKE '%index_merge=off%mrr=on%'"),
+            (1, "SET SESSION optimizer_switch = 'derived_merge=off'"),
+            (0, "SELECT @@optimizer_switch"),
+            (1, "SELECT @@optimizer_switch"),
+            (2, "SELECT @@optimizer_switch = @@GLOBAL.optimizer_switch"),
+            // One variable under two names: the last assignment wins.
+            (0, "SET SESSION tmp_table_size = 1048576"),
+            (0, "SET SESSION tmp_memory_table_size = 2097152"),
+            (1, "SET SESSION log_slow_query_time = 3"),
+            (1, "SET SESSION long_query_time = 5"),
+            (2, "SELECT @@tmp_table_size = @@GLOBAL.tmp_table_size"),
+            (0, "SELECT @@tmp_table_size, @@tmp_memory_table_size"),
+            (1, "SELECT @@long_query_time, @@log_slow_query_time"),
+        ],
+    },
+    Case {
+        name: "profiles and sql_auto_is_null",
+        // Clients 1 and 2 end up pinned, each to a connection of its own.
+        pool: 3,
+        setup: &[
+            "CREATE TABLE an (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "CREATE TABLE an2 (id INT AUTO_INCREMENT PRIMARY KEY, v INT) AUTO_INCREMENT = 100",
+        ],
+        steps: &[
+            // Profiles are the connection's: no other client reads them.
+            (1, "SET profiling = 1"),
+            (1, "SELECT 'secret' AS c1q"),
+            (2, "SELECT 2"),
+            (0, "SHOW PROFILES"),
+            (0, "SELECT COUNT(*) FROM information_schema.PROFILING"),
+            (1, "SELECT COUNT(*) > 0 FROM information_schema.PROFILING"),
+            // WHERE id IS NULL reads this client's own last insert id.
+            (2, "SET SESSION sql_auto_is_null = 1"),
+            (2, "INSERT INTO an (v) VALUES (7)"),
+            (0, "INSERT INTO an2 (v) VALUES (8)"),
+            (2, "SELECT id, v FROM an WHERE id IS NULL"),
+            (0, "SET SESSION sql_auto_is_null = 0"),
+            (0, "SELECT id, v FROM an2 WHERE id IS NULL"),
+        ],
+    },
+    Case {
         name: "multi-statement queries answer about their own statements",
         pool: 1,
         setup: &["CREATE TABLE ms (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],

@@ -198,12 +198,16 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                     if a.iter().any(|a| {
                         UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())
                             || (a.value.is_none() && is_charset_group(&a.name))
+                            || (PIN_WHEN_ON.contains(&a.name.as_str())
+                                && a.value.as_deref().is_some_and(is_on))
                     }) =>
                 {
-                    // LAST_INSERT_ID() answers with these: the server must.
-                    let id = a
-                        .iter()
-                        .any(|a| matches!(a.name.as_str(), "last_insert_id" | "identity"));
+                    // LAST_INSERT_ID() answers with these (`WHERE id IS
+                    // NULL` too, under sql_auto_is_null): the server must.
+                    let id = a.iter().any(|a| {
+                        matches!(a.name.as_str(), "last_insert_id" | "identity")
+                            || (a.name == "sql_auto_is_null" && a.value.as_deref().is_some_and(is_on))
+                    });
                     pin(if id {
                         PinReason::PreviousStatementInfo
                     } else {
@@ -335,6 +339,13 @@ const UNREPLAYABLE_VARIABLES: [&str; 5] = [
     "identity",
     "completion_type",
 ];
+
+/// Session variables that pin once switched on: `profiling` keeps a
+/// history of the connection's statements, which every later client of the
+/// connection would read (`SHOW PROFILES`), and `sql_auto_is_null` makes
+/// `WHERE id IS NULL` read the connection's last insert id. Switching them
+/// off, as frameworks do at connect, is replayed.
+const PIN_WHEN_ON: [&str; 2] = ["profiling", "sql_auto_is_null"];
 
 /// Session variables that steer replication: they pin instead of being
 /// replayed, so a failed reset can never leave another client's writes out
@@ -867,6 +878,8 @@ mod tests {
             "SET NAMES DEFAULT",
             "SET CHARACTER SET DEFAULT",
             "SET character_set_results = DEFAULT",
+            "SET profiling = 1",
+            "SET SESSION profiling = ON",
         ] {
             let e = classify(sql.as_bytes());
             assert_eq!(
@@ -875,7 +888,19 @@ mod tests {
                 "{sql}"
             );
         }
-        for sql in ["SET last_insert_id = 9", "SET @@session.identity = 11"] {
+        for sql in [
+            "SET profiling = 0",
+            "SET SQL_AUTO_IS_NULL = 0",
+            "SET sql_auto_is_null = OFF",
+        ] {
+            let e = classify(sql.as_bytes());
+            assert_eq!((e.pin, e.set_vars.is_some()), (None, true), "{sql}");
+        }
+        for sql in [
+            "SET last_insert_id = 9",
+            "SET @@session.identity = 11",
+            "SET sql_auto_is_null = 1",
+        ] {
             let e = classify(sql.as_bytes());
             assert_eq!(
                 (e.pin, e.set_vars.is_some()),

@@ -19,6 +19,23 @@ const CHARSET: &str = "character set";
 /// parses.
 const PARSE_VARS: [&str; 2] = ["sql_mode", "old_mode"];
 
+/// Second names of one variable, with the name Funnel tracks it under: set
+/// under both names, the last assignment must win, whatever the order in
+/// which the differences are replayed.
+const ALIASES: [(&str, &str); 7] = [
+    ("tmp_memory_table_size", "tmp_table_size"),
+    ("log_slow_query_time", "long_query_time"),
+    ("log_slow_min_examined_row_limit", "min_examined_row_limit"),
+    ("sql_max_join_size", "max_join_size"),
+    ("transaction_isolation", "tx_isolation"),
+    ("transaction_read_only", "tx_read_only"),
+    ("log_slow_query", "slow_query_log"),
+];
+
+/// Variables whose value is a list of flags that the server merges into
+/// the current ones: `SET optimizer_switch = 'mrr=on'` changes one flag.
+const FLAG_VARS: [&str; 2] = ["optimizer_switch", "optimizer_trace"];
+
 const CHARSET_VARS: [&str; 4] = [
     "character_set_client",
     "character_set_connection",
@@ -62,6 +79,10 @@ impl SessionVars {
                 // sql_log_bin back on is its default (MariaDB has no global value for it).
                 Some(v) if a.name == "sql_log_bin" && is_on(v) => {
                     self.0.remove(&a.name);
+                }
+                Some(v) if FLAG_VARS.contains(&a.name.as_str()) => {
+                    let merged = merge_flags(self.0.get(&a.name).map(String::as_str), v);
+                    self.0.insert(a.name.clone(), merged.unwrap_or_else(|| v.clone()));
                 }
                 Some(v) => {
                     self.0.insert(a.name.clone(), v.clone());
@@ -165,6 +186,50 @@ impl SessionVars {
         }
         Ok(Some(format!("SET {}", parts.join(", "))))
     }
+}
+
+/// The value that gives a connection the flags a session has set so far:
+/// the server merges each assignment into the flags already set, so the
+/// session's value is the merge, written after `default` to stand on its
+/// own on any connection. `None` when a value is not a plain quoted list.
+fn merge_flags(old: Option<&str>, new: &str) -> Option<String> {
+    fn items(v: &str) -> Option<Vec<String>> {
+        let inner = v
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .or_else(|| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')))?;
+        if inner.contains(['\'', '"', '\\']) {
+            return None;
+        }
+        Some(
+            inner
+                .split(',')
+                .map(|f| f.trim().to_ascii_lowercase())
+                .filter(|f| !f.is_empty())
+                .collect(),
+        )
+    }
+    let mut flags = match old {
+        Some(old) => items(old)?,
+        None => Vec::new(),
+    };
+    for flag in items(new)? {
+        if flag == "default" {
+            flags.clear();
+            continue;
+        }
+        let name = flag.split('=').next().unwrap_or_default().trim().to_string();
+        flags.retain(|f| f.split('=').next().unwrap_or_default().trim() != name);
+        flags.push(flag);
+    }
+    flags.retain(|f| f != "default");
+    let mut out = String::from("'default");
+    for f in &flags {
+        out.push(',');
+        out.push_str(f);
+    }
+    out.push('\'');
+    Some(out)
 }
 
 /// True for the literal spellings of "on".
@@ -341,6 +406,9 @@ fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, Option
             _ => return None,
         };
         name = t.ident()?;
+    }
+    if let Some((_, tracked)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
+        name = tracked.to_string();
     }
     if !(t.punct2(":=") || t.punct('=')) {
         return None;
@@ -636,6 +704,48 @@ mod tests {
         assert_eq!(target, vars(&["SET sql_log_bin = 0, sql_mode = ''"]));
         // Nothing to change when the parse variables already match.
         assert_eq!(target.with_parse_vars_of(&prepared), target);
+    }
+
+    #[test]
+    fn variables_aliases_are_tracked_under_one_name() {
+        assert_eq!(
+            session("SET SESSION tmp_memory_table_size = 2097152, @@log_slow_query_time = 5"),
+            vec![
+                ("tmp_table_size".into(), s("2097152")),
+                ("long_query_time".into(), s("5"))
+            ]
+        );
+        let v = vars(&["SET tmp_table_size = 1", "SET tmp_memory_table_size = 2"]);
+        assert_eq!(v.0.get("tmp_table_size").map(String::as_str), Some("2"));
+        assert_eq!(v.0.len(), 1);
+    }
+
+    #[test]
+    fn variables_flag_lists_merge_like_the_server() {
+        let v = vars(&[
+            "SET optimizer_switch = 'index_merge=off'",
+            "SET SESSION optimizer_switch = 'mrr=on,Index_Merge=on'",
+            "SET optimizer_switch = \"mrr=off\"",
+        ]);
+        assert_eq!(
+            v.0.get("optimizer_switch").map(String::as_str),
+            Some("'default,index_merge=on,mrr=off'")
+        );
+        let v = vars(&[
+            "SET optimizer_switch = 'mrr=on'",
+            "SET optimizer_switch = 'default,derived_merge=off'",
+        ]);
+        assert_eq!(
+            v.0.get("optimizer_switch").map(String::as_str),
+            Some("'default,derived_merge=off'")
+        );
+        let v = vars(&[
+            "SET optimizer_switch = 'mrr=on'",
+            "SET optimizer_switch = DEFAULT",
+        ]);
+        assert!(v.is_empty());
+        assert_eq!(merge_flags(None, "'a=on'").as_deref(), Some("'default,a=on'"));
+        assert_eq!(merge_flags(None, "'a=\\'on'"), None, "not a plain list");
     }
 
     #[test]
