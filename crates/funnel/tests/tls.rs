@@ -74,6 +74,25 @@ fn tls_logins_with_the_mariadb_client() {
 
     let (ok, text) = mariadb_cli(port, "either", false, "SELECT 7");
     assert!(ok && text.trim() == "7", "{text}");
+    // COM_CHANGE_USER to a TLS-only user over plain TCP is refused too.
+    {
+        use mysql::prelude::Queryable;
+        let opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some("either"))
+            .pass(Some("pw"))
+            .prefer_socket(false);
+        let mut c = mysql::Conn::new(opts).unwrap();
+        assert_eq!(c.query_first::<i64, _>("SELECT 8").unwrap(), Some(8));
+        let change = mysql::ChangeUserOpts::default()
+            .with_user(Some("secure".into()))
+            .with_pass(Some("pw".into()));
+        match c.change_user(change) {
+            Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 3159, "{e}"),
+            other => panic!("change to a TLS-only user in plaintext: {other:?}"),
+        }
+    }
     let (ok, text) = mariadb_cli(port, "either", true, "status");
     assert!(ok && text.contains("Cipher in use"), "{text}");
 }

@@ -77,6 +77,12 @@ impl Session {
                 return Err(End::Refused);
             }
         };
+        // The same rule as at login: a user that requires TLS gets none of
+        // its results over plain TCP, whoever logged in first.
+        if user.require_tls && !self.stream.is_tls() {
+            let _ = self.reply_error(seq, EngineError::InsecureTransport).await;
+            return Err(End::Refused);
+        }
         if let Some(name) = request
             .charset
             .and_then(funnel_protocol::charset::refused_client_charset)
