@@ -156,11 +156,12 @@ impl Sha2PasswordHash {
         Sha2PasswordHash(Sha256::digest(Sha256::digest(password)).into())
     }
 
-    /// Checks a client's fast-path answer to `scramble` (an empty password
-    /// answers with nothing).
+    /// Checks a client's fast-path answer to `scramble`. An empty password
+    /// answers with nothing, or with one zero byte (libmysqlclient and
+    /// Connector/J), as MySQL accepts.
     pub fn verify_scramble(&self, scramble: &[u8], response: &[u8], empty_password: bool) -> bool {
         if empty_password {
-            return response.is_empty();
+            return response.is_empty() || response == [0];
         }
         if response.len() != 32 {
             return false;

@@ -108,9 +108,11 @@ fn read_packet(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
     (head[3], payload)
 }
 
-/// Logs in the way a MySQL 8 client does: `caching_sha2_password` first.
-fn caching_sha2_login(port: u16, password: &[u8]) -> Vec<Vec<u8>> {
-    use funnel_protocol::auth::{caching_sha2_scramble, CACHING_SHA2_PASSWORD};
+/// Logs in the way a MySQL 8 client does: `caching_sha2_password` first,
+/// answering with `answer` (the scramble of `password` when `None`), and
+/// answering an auth switch to `mysql_native_password` with `password`.
+fn caching_sha2_login(port: u16, user: &[u8], password: &[u8], answer: Option<Vec<u8>>) -> Vec<Vec<u8>> {
+    use funnel_protocol::auth::{caching_sha2_scramble, native_password_scramble, CACHING_SHA2_PASSWORD};
     use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
     use funnel_protocol::Capabilities;
     use std::io::Write;
@@ -128,8 +130,8 @@ fn caching_sha2_login(port: u16, password: &[u8]) -> Vec<Vec<u8>> {
         ),
         max_packet_size: 1 << 24,
         charset: 45,
-        username: b"app".to_vec(),
-        auth_response: caching_sha2_scramble(password, &greeting.auth_plugin_data),
+        username: user.to_vec(),
+        auth_response: answer.unwrap_or_else(|| caching_sha2_scramble(password, &greeting.auth_plugin_data)),
         database: None,
         auth_plugin_name: Some(CACHING_SHA2_PASSWORD.as_bytes().to_vec()),
         attributes: Vec::new(),
@@ -142,8 +144,20 @@ fn caching_sha2_login(port: u16, password: &[u8]) -> Vec<Vec<u8>> {
     // Collect packets until OK or ERR ends the login.
     let mut got = Vec::new();
     loop {
-        let (_, p) = read_packet(&mut s);
+        let (seq, p) = read_packet(&mut s);
         let last = matches!(p.first(), Some(0x00) | Some(0xff));
+        if p.first() == Some(&0xfe) {
+            // Auth switch: plugin name, NUL, scramble (NUL-terminated).
+            let data = &p[p.iter().position(|&b| b == 0).unwrap() + 1..];
+            let data = data.strip_suffix(&[0]).unwrap_or(data);
+            let mut framed = bytes::BytesMut::new();
+            funnel_protocol::framing::write_packet(
+                &mut framed,
+                seq.wrapping_add(1),
+                &native_password_scramble(password, data),
+            );
+            s.write_all(&framed).unwrap();
+        }
         got.push(p);
         if last {
             return got;
@@ -160,6 +174,7 @@ fn mysql8_clients_log_in_with_caching_sha2_fast_path() {
     let yaml = format!(
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+         \x20 - name: nopw\n    password: \"\"\n    default_schema: {schema}\n\
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n",
         db.addr()
     );
@@ -167,14 +182,30 @@ fn mysql8_clients_log_in_with_caching_sha2_fast_path() {
     let port = proxy.local_addr().port();
 
     // Right password: "fast auth success" (0x01 0x03), then OK.
-    let good = caching_sha2_login(port, b"pw");
+    let good = caching_sha2_login(port, b"app", b"pw", None);
     assert_eq!(good.len(), 2, "{good:?}");
     assert_eq!(good[0], vec![0x01, 0x03]);
     assert_eq!(good[1][0], 0x00);
 
-    // Wrong password: access denied, no fast-auth marker.
-    let bad = caching_sha2_login(port, b"nope");
-    assert_eq!(bad.len(), 1, "{bad:?}");
-    let err = funnel_protocol::response::ErrPacket::parse(&bad[0]).unwrap();
-    assert_eq!(err.code, 1045);
+    // Wrong password: no fast-auth marker; the same steps as for a user
+    // that does not exist (a switch to mysql_native_password, then access
+    // denied), so the replies do not tell which user names are known.
+    let bad = caching_sha2_login(port, b"app", b"nope", None);
+    let unknown = caching_sha2_login(port, b"nobody", b"nope", None);
+    for got in [&bad, &unknown] {
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0][0], 0xfe, "auth switch: {got:?}");
+        let err = funnel_protocol::response::ErrPacket::parse(&got[1]).unwrap();
+        assert_eq!(err.code, 1045);
+    }
+    // After the switch, the right password still logs in.
+    let switched = caching_sha2_login(port, b"app", b"pw", Some(vec![7; 32]));
+    assert_eq!(switched.last().unwrap()[0], 0x00, "{switched:?}");
+
+    // An empty password answered with one zero byte, as libmysqlclient does.
+    for answer in [vec![], vec![0]] {
+        let got = caching_sha2_login(port, b"nopw", b"", Some(answer.clone()));
+        assert_eq!(got[0], vec![0x01, 0x03], "{answer:?}: {got:?}");
+        assert_eq!(got[1][0], 0x00);
+    }
 }

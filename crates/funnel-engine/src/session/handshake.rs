@@ -152,24 +152,26 @@ pub async fn login(
     let mut auth_response = resp.auth_response.clone();
     let user = users.get(&resp.username).cloned();
     let plugin = resp.auth_plugin_name.clone().unwrap_or_default();
-    let verified = match &user {
-        // MySQL 8 clients start with caching_sha2_password: Funnel knows
-        // SHA256(SHA256(pw)) for clear-text users, so the fast path works.
-        Some(u) if plugin == CACHING_SHA2_PASSWORD.as_bytes() && u.sha2.is_some() => {
+    let sha2 = plugin == CACHING_SHA2_PASSWORD.as_bytes();
+    // MySQL 8 clients start with caching_sha2_password: Funnel knows
+    // SHA256(SHA256(pw)) for clear-text users, so the fast path works.
+    let fast_ok = sha2
+        && user.as_ref().is_some_and(|u| {
             let empty = u.hash == NativePasswordHash::Empty;
-            let ok = u
-                .sha2
+            u.sha2
                 .as_ref()
-                .is_some_and(|h| h.verify_scramble(&scramble, &auth_response, empty));
-            if ok {
-                send(client, next, &[AUTH_MORE_DATA, caching_sha2::FAST_AUTH_SUCCESS]).await?;
-                next = next.wrapping_add(1);
-            }
-            ok
+                .is_some_and(|h| h.verify_scramble(&scramble, &auth_response, empty))
+        });
+    // Every other case takes the same steps whether the user exists or not,
+    // so the replies do not tell which user names are known.
+    let verified = match &user {
+        _ if fast_ok => {
+            send(client, next, &[AUTH_MORE_DATA, caching_sha2::FAST_AUTH_SUCCESS]).await?;
+            next = next.wrapping_add(1);
+            true
         }
-        // Users stored as a hash only: full authentication, which sends the
-        // clear password, and only over TLS.
-        Some(u) if plugin == CACHING_SHA2_PASSWORD.as_bytes() && client.is_tls() => {
+        // Full authentication sends the clear password, so only over TLS.
+        _ if sha2 && client.is_tls() => {
             send(
                 client,
                 next,
@@ -180,7 +182,8 @@ pub async fn login(
             next = s.wrapping_add(1);
             let clear = clear.strip_suffix(&[0]).unwrap_or(&clear);
             auth_response = clear.to_vec();
-            NativePasswordHash::from_password(clear) == u.hash
+            user.as_ref()
+                .is_some_and(|u| NativePasswordHash::from_password(clear) == u.hash)
         }
         _ => {
             let native = plugin.is_empty() || plugin == MYSQL_NATIVE_PASSWORD.as_bytes();
@@ -198,7 +201,7 @@ pub async fn login(
             EngineError::AccessDenied {
                 user: user_name,
                 host: peer_host.to_string(),
-                using_password: !auth_response.is_empty(),
+                using_password: !(auth_response.is_empty() || auth_response == [0]),
             },
             next,
         ));

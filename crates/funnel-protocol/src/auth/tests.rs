@@ -110,5 +110,10 @@ fn protocol_auth_caching_sha2_server_side_verifies_the_client_scramble() {
     assert!(!Sha2PasswordHash::from_password(b"other").verify_scramble(&scramble, &answer, false));
     assert!(!stored.verify_scramble(&scramble, &answer[..31], false));
     assert!(stored.verify_scramble(&scramble, &[], true));
+    assert!(
+        stored.verify_scramble(&scramble, &[0], true),
+        "libmysqlclient's empty answer"
+    );
+    assert!(!stored.verify_scramble(&scramble, &[0, 0], true));
     assert_eq!(format!("{stored:?}"), "Sha2PasswordHash(<redacted>)");
 }
