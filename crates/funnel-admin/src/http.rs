@@ -1,14 +1,19 @@
 //! A minimal HTTP listener for `GET /metrics` (Prometheus) and
 //! `GET /healthz` (200 only when every core answers and a backend is up).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
 use funnel_engine::ProxyHandle;
 
+use crate::conn_slots::{ConnSlots, ACCEPT_BACKOFF};
 use crate::metrics;
+
+/// The most of a request read: its line and headers (a scrape sends a few
+/// hundred bytes).
+const MAX_REQUEST: u64 = 8 * 1024;
 
 /// A running metrics listener.
 pub struct MetricsServer {
@@ -23,11 +28,20 @@ impl MetricsServer {
         thread::Builder::new()
             .name("funnel-metrics".into())
             .spawn(move || {
-                for conn in listener.incoming().flatten() {
+                let slots = ConnSlots::default();
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else {
+                        thread::sleep(ACCEPT_BACKOFF);
+                        continue;
+                    };
+                    let Some(slot) = slots.take() else {
+                        continue; // dropped: closed at once
+                    };
                     let handle = handle.clone();
                     let _ = thread::Builder::new()
                         .name("funnel-metrics-conn".into())
                         .spawn(move || {
+                            let _slot = slot;
                             let _ = serve(conn, &handle, cores);
                         });
                 }
@@ -43,7 +57,8 @@ impl MetricsServer {
 
 fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
+    // Bounded: a peer that never sends a line end cannot grow the buffer.
+    let mut reader = BufReader::new(conn.try_clone()?.take(MAX_REQUEST));
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // Skip the headers.

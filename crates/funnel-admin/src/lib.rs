@@ -5,6 +5,7 @@
 //! statistics never slow the data path.
 
 pub mod commands;
+pub mod conn_slots;
 pub mod http;
 pub mod merge;
 pub mod metrics;

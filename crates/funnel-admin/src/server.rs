@@ -19,6 +19,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use rand::Rng;
 
 use crate::commands;
+use crate::conn_slots::{ConnSlots, ACCEPT_BACKOFF};
 use crate::resultset::{write_reply, Reply};
 
 /// What admin commands work with.
@@ -53,6 +54,9 @@ const ADMIN_CAPS: Capabilities = Capabilities(
 /// How long an admin connection may sit silent.
 const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
+/// How long a connection has for each step of its login.
+const LOGIN_LIMIT: Duration = Duration::from_secs(10);
+
 impl AdminServer {
     /// Listens on `listen` for the admin user `user` with `secret`.
     pub fn start(
@@ -67,12 +71,26 @@ impl AdminServer {
         thread::Builder::new()
             .name("funnel-admin".into())
             .spawn(move || {
+                let slots = ConnSlots::default();
                 for conn in listener.incoming() {
-                    let Ok(conn) = conn else { continue };
+                    let Ok(mut conn) = conn else {
+                        thread::sleep(ACCEPT_BACKOFF);
+                        continue;
+                    };
+                    let Some(slot) = slots.take() else {
+                        // As a server at max_connections answers instead of a greeting.
+                        let mut out = BytesMut::new();
+                        ErrPacket::new(1040, "08004", "Too many connections").write(&mut out);
+                        let mut framed = BytesMut::new();
+                        write_packet(&mut framed, 0, &out);
+                        let _ = conn.write_all(&framed);
+                        continue;
+                    };
                     let shared = shared.clone();
                     let _ = thread::Builder::new()
                         .name("funnel-admin-conn".into())
                         .spawn(move || {
+                            let _slot = slot;
                             let (user, secret, ctx) = &*shared;
                             if let Err(e) = serve(conn, user, secret, ctx) {
                                 tracing::debug!(error = %e, "admin connection ended");
@@ -120,7 +138,7 @@ impl Wire {
 }
 
 fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &AdminContext) -> io::Result<()> {
-    stream.set_read_timeout(Some(IDLE_LIMIT))?;
+    stream.set_read_timeout(Some(LOGIN_LIMIT))?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let mut w = Wire {
@@ -129,6 +147,7 @@ fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &Admin
         inbox: BytesMut::new(),
     };
     let caps = login(&mut w, user, secret, &peer)?;
+    w.stream.set_read_timeout(Some(IDLE_LIMIT))?;
     loop {
         let (_, payload) = w.read()?;
         let reply = match Command::parse(&payload, caps) {

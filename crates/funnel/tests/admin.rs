@@ -191,6 +191,76 @@ fn admin_metrics_endpoint_is_scraped() {
     assert!(status.contains("200"), "{status} {body}");
 }
 
+/// Hostile peers on the operator ports: a request line without an end is
+/// cut off after 8 KiB instead of filling memory, and connections over the
+/// cap are closed (the admin port says 1040) while the served ones go on.
+#[test]
+fn admin_and_metrics_ports_bound_what_a_peer_can_hold() {
+    let e = env("admhostile", "");
+    let addr = e.listeners.metrics.as_ref().unwrap().local_addr();
+    let mut endless = std::net::TcpStream::connect(addr).unwrap();
+    endless.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    // The server stops reading at its bound: writes fail or the socket
+    // buffers fill, and the server answers and closes.
+    for _ in 0..64 {
+        if endless.write_all(&chunk).is_err() {
+            break;
+        }
+        if endless.set_nonblocking(true).is_ok() {
+            let mut probe = [0u8; 1];
+            let answered = matches!(endless.peek(&mut probe), Ok(n) if n > 0);
+            endless.set_nonblocking(false).unwrap();
+            if answered {
+                break;
+            }
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = endless.read_to_end(&mut answer);
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"),
+        "an endless request line is answered: {:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(80)])
+    );
+    assert_eq!(e.http("/healthz").0, "HTTP/1.1 200 OK");
+
+    let admin_addr = e.listeners.admin.as_ref().unwrap().local_addr();
+    let cap = funnel_admin::conn_slots::MAX_CONNECTIONS;
+    let mut held: Vec<_> = (0..cap)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(admin_addr).unwrap();
+            let mut greeting = [0u8; 4];
+            s.read_exact(&mut greeting).unwrap(); // served: a greeting comes
+            s
+        })
+        .collect();
+    let mut over = std::net::TcpStream::connect(admin_addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let _ = over.read_to_end(&mut reply);
+    assert!(
+        reply.len() > 7 && reply[4] == 0xff && u16::from_le_bytes([reply[5], reply[6]]) == 1040,
+        "over the cap: {reply:?}"
+    );
+    held.clear();
+    // Freed places are served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Conn::new(opts(admin_addr.port(), "admin", "secret")) {
+            Ok(mut admin) => {
+                assert!(admin.query_drop("SHOW POOLS").is_ok());
+                break;
+            }
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("admin port not served again: {err}"),
+        }
+    }
+}
+
 #[test]
 fn admin_set_pool_size_under_load_with_zero_errors_and_pause_resume() {
     let e = env("admset", "pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n");
