@@ -361,11 +361,14 @@ impl ProxyHandle {
     /// Polls the cores' snapshots until `count` of them is zero or
     /// `deadline` passes, and returns the last count (0 once it settled).
     /// A snapshot travels behind every earlier control message on its
-    /// core's channel, so it already reflects them.
+    /// core's channel, so it already reflects them. A core that did not
+    /// answer in time counts as one, not as none: busy is not idle.
     pub fn wait_for_zero(&self, deadline: Duration, count: impl Fn(&[ShardSnapshot]) -> u64) -> u64 {
         let until = std::time::Instant::now() + deadline;
         loop {
-            let left = count(&self.snapshots());
+            let shards = self.snapshots();
+            let silent = self.controls.len().saturating_sub(shards.len()) as u64;
+            let left = count(&shards) + silent;
             if left == 0 || std::time::Instant::now() >= until {
                 return left;
             }

@@ -67,6 +67,46 @@ impl Env {
     }
 }
 
+/// Reads one packet's sequence id and payload from a blocking socket.
+fn read_packet(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).unwrap();
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (head[3], payload)
+}
+
+/// Answers `greeting` with a mysql_native_password login; the reply's payload.
+fn native_login(s: &mut std::net::TcpStream, greeting: &[u8], user: &str, pw: &str) -> Vec<u8> {
+    use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
+    use funnel_protocol::Capabilities;
+    let greeting = HandshakeV10::parse(greeting).unwrap();
+    let resp = HandshakeResponse41 {
+        capabilities: Capabilities(
+            Capabilities::CLIENT_PROTOCOL_41.0
+                | Capabilities::CLIENT_SECURE_CONNECTION.0
+                | Capabilities::CLIENT_PLUGIN_AUTH.0,
+        ),
+        max_packet_size: 1 << 24,
+        charset: 45,
+        username: user.as_bytes().to_vec(),
+        auth_response: funnel_protocol::auth::native_password_scramble(
+            pw.as_bytes(),
+            &greeting.auth_plugin_data,
+        ),
+        database: None,
+        auth_plugin_name: Some(b"mysql_native_password".to_vec()),
+        attributes: Vec::new(),
+    };
+    let mut out = bytes::BytesMut::new();
+    resp.write(&mut out);
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 1, &out);
+    s.write_all(&framed).unwrap();
+    read_packet(s).1
+}
+
 /// A SHOW STATS value.
 fn stat(admin: &mut Conn, scope: &str, name: &str) -> String {
     let rows: Vec<(String, String, String)> = admin.query("SHOW STATS").unwrap();
@@ -443,8 +483,21 @@ fn admin_reload_from_the_file_and_graceful_shutdown() {
     let mut idle = Conn::new(opts(port, "app", "apppw").read_timeout(Some(Duration::from_secs(3)))).unwrap();
     let mut busy = Conn::new(opts(port, "app", "apppw")).unwrap();
     busy.query_drop("BEGIN").unwrap();
+    // One client is still logging in when the stop begins.
+    let mut late = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (_, greeting) = read_packet(&mut late);
     admin.query_drop("SHUTDOWN GRACEFUL").unwrap();
     thread::sleep(Duration::from_millis(200));
+    let logged_in = native_login(&mut late, &greeting, "app", "apppw");
+    assert_eq!(logged_in[0], 0x00, "the late login completes: {logged_in:?}");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = late.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a client that logged in during the stop is closed when idle, not kept to the deadline"
+    );
     let quick = opts(port, "app", "apppw").tcp_connect_timeout(Some(Duration::from_secs(1)));
     assert!(
         Conn::new(quick).is_err(),

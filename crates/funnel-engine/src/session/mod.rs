@@ -380,6 +380,11 @@ impl Session {
             if self.pinned.is_none() {
                 self.buf.shrink_if_idle();
             }
+            if self.shard.is_draining() && self.pinned.is_none() {
+                // Graceful stop, and this client logged in after it began
+                // (so it was not among the idle ones closed then).
+                return End::Closed;
+            }
             let (head, total) = match self.read_command().await {
                 Ok(x) => x,
                 Err(end) => return end,
