@@ -120,6 +120,42 @@ fn faults_backend_stopped_mid_response_then_resumed() {
     );
 }
 
+/// A login naming a schema waits for the backend's COM_INIT_DB: a frozen
+/// backend gets it an error within `pool.connect_timeout`, not a hang.
+#[test]
+fn faults_login_with_a_schema_is_bounded_when_the_backend_is_frozen() {
+    let db = MariaDb::start();
+    db.create_user("fault_b", "bpw");
+    db.create_database("faults");
+    // The health monitor would mark the frozen backend down (then logins
+    // fail fast): here it looks too rarely to notice.
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: fault_b\n    password: bpw\n\
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n  connect_timeout: 1s\n\
+         monitor:\n  interval: 60s\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    // A client without a schema leaves an idle connection of its kind,
+    // which the next login's check then uses (idle for less than the half
+    // second after which a connection is checked before reuse).
+    let mut warm = client(&proxy);
+    assert_eq!(warm.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    db.pause();
+    let started = Instant::now();
+    let login = Conn::new(opts(&proxy).db_name(Some("faults")));
+    let took = started.elapsed();
+    db.resume();
+    assert!(login.is_err(), "a frozen backend cannot vouch for the schema");
+    assert!(took < Duration::from_secs(8), "the login waited {took:?}");
+    let mut c = eventually(Duration::from_secs(15), || {
+        Conn::new(opts(&proxy).db_name(Some("faults")))
+    });
+    assert_eq!(c.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
+}
+
 #[test]
 fn faults_backend_killed_mid_query_then_restarted() {
     let db = MariaDb::start();

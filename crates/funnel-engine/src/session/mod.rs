@@ -353,7 +353,21 @@ impl Session {
                 }
             }
         };
-        match sync::select_schema(&mut conn, schema).await {
+        // The login waits for this answer: a backend that stopped answering
+        // must not hold it (and every login naming the schema) for ever.
+        let limit = self.shard.config().pool.connect_timeout.as_duration();
+        let Some(checked) = rt::timeout(limit, sync::select_schema(&mut conn, schema)).await else {
+            let err = EngineError::BackendLost {
+                backend: conn.backend.to_string(),
+                reason: format!("no answer to COM_INIT_DB within pool.connect_timeout ({limit:?})"),
+            };
+            self.discard_backend(conn);
+            return SchemaVerdict::Refused {
+                err: err.to_err_packet(),
+                engine: true,
+            };
+        };
+        match checked {
             Ok(None) => {
                 self.shard.backends.release(conn);
                 SchemaVerdict::Accepted
