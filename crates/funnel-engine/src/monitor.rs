@@ -50,6 +50,15 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
                     failures.remove(&name);
                     (Health::Up, Some(c))
                 }
+                Some(Err(e)) if is_local_shortage(&e) => {
+                    // Funnel itself is out of descriptors or memory: that
+                    // says nothing about the backend, and marking it down
+                    // would fail every connected client too.
+                    if shard.log_rate.allow() {
+                        tracing::warn!(backend = %name, error = %e, "health check could not run");
+                    }
+                    continue;
+                }
                 other => {
                     let n = failures.entry(name.clone()).or_default();
                     *n += 1;
@@ -103,6 +112,18 @@ async fn check(
     Ok(Check { read_only, lag })
 }
 
+/// True when a check failed for want of local resources (descriptors,
+/// buffers, memory), before it reached the backend.
+fn is_local_shortage(e: &BackendError) -> bool {
+    match e {
+        BackendError::Io(io) => matches!(
+            io.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        ),
+        _ => false,
+    }
+}
+
 /// Seconds_Behind_Master of the first replication channel; `None` on a
 /// primary (no rows).
 fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>]) -> Option<Duration> {
@@ -119,6 +140,14 @@ fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>]) -> Option<Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_local_shortage_is_not_a_backend_failure() {
+        let emfile = BackendError::Io(std::io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(is_local_shortage(&emfile));
+        let refused = BackendError::Io(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(!is_local_shortage(&refused));
+    }
 
     #[test]
     fn monitor_replica_lag_from_slave_status() {

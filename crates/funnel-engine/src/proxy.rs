@@ -150,7 +150,7 @@ impl Proxy {
         };
         unix_listeners.resize_with(cpus.len(), || None);
         let shards = cpus.len() as u64;
-        let max_clients = (u64::from(config.client.max_connections)).div_ceil(shards);
+        let max_clients = client_share(&config, shards, open_files_limit());
         let user_counters = UserCounters::for_users(&config.users, None);
         let mut controls = Vec::new();
         let mut threads = Vec::new();
@@ -506,6 +506,50 @@ fn probe_version(addr: &BackendAddr) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// Each core's share of `client.max_connections`, lowered when the
+/// open-files limit cannot hold it beside everything else Funnel opens:
+/// then clients over it get ERR 1040 at once, instead of accepts failing
+/// for want of descriptors, which would also fail backend opens, `KILL`s
+/// and health checks.
+fn client_share(config: &Config, shards: u64, open_files: Option<u64>) -> u64 {
+    let wanted = u64::from(config.client.max_connections).div_ceil(shards);
+    let Some(limit) = open_files else {
+        return wanted;
+    };
+    let backend_conns: u64 = config
+        .backends
+        .iter()
+        .map(|b| u64::from(b.effective_max_per_core(&config.pool)))
+        .sum();
+    // Per core: its pools, a health check and a KILL per backend, and the
+    // executor's own rings and events; then the process's own (listeners,
+    // admin and metrics connections, logs).
+    let per_core = backend_conns + 2 * config.backends.len() as u64 + 16;
+    let room = limit.saturating_sub(shards * per_core + 256) / shards;
+    if room >= wanted {
+        return wanted;
+    }
+    tracing::warn!(
+        open_files = limit,
+        client_max_connections = config.client.max_connections,
+        clients_per_core = room.max(1),
+        "the open-files limit cannot hold client.max_connections beside the backend connections; \
+         fewer clients are accepted (raise LimitNOFILE= / ulimit -n)"
+    );
+    room.max(1)
+}
+
+/// The soft open-files limit, if known.
+fn open_files_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +560,16 @@ mod tests {
              backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: u\n    password: p\n{extra}"
         );
         Config::from_yaml_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn client_share_leaves_descriptors_for_the_backends() {
+        // One backend of 16 per core, 2 cores: 2 x (16 + 2 + 16) + 256 kept.
+        let cfg = config("client:\n  max_connections: 20000\n", "127.0.0.1:6033");
+        assert_eq!(client_share(&cfg, 2, None), 10_000);
+        assert_eq!(client_share(&cfg, 2, Some(1_000_000)), 10_000);
+        assert_eq!(client_share(&cfg, 2, Some(20_000)), (20_000 - 2 * 34 - 256) / 2);
+        assert_eq!(client_share(&cfg, 2, Some(100)), 1, "never none");
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     // Block the signals before any thread starts, so only the main thread
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
-    raise_open_files_limit(config.client.max_connections);
+    raise_open_files_limit();
     let listen = config.listen;
     let proxy = Proxy::start(config.clone()).context("cannot start")?;
     let listeners = funnel_admin::start(&config, proxy.handle(), Some(path.clone()))
@@ -194,7 +194,7 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 /// Raises the soft open-files limit to the hard one: every client and
 /// backend connection is a descriptor, and the usual soft limit of 1024
 /// would refuse clients long before `client.max_connections`.
-fn raise_open_files_limit(max_clients: u32) {
+fn raise_open_files_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -211,15 +211,7 @@ fn raise_open_files_limit(max_clients: u32) {
             }
         }
     }
-    let open_files: u64 = lim.rlim_cur;
-    let wanted = u64::from(max_clients) + 256;
-    if open_files < wanted {
-        tracing::warn!(
-            open_files,
-            client_max_connections = max_clients,
-            "the open-files limit is below client.max_connections; raise it (LimitNOFILE=, ulimit -n)"
-        );
-    } else {
-        tracing::info!(open_files, "open-files limit");
-    }
+    // The engine lowers each core's client share itself, and says so,
+    // when this cannot hold client.max_connections beside its backends.
+    tracing::info!(open_files = lim.rlim_cur, "open-files limit");
 }

@@ -281,3 +281,85 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
         "{out}"
     );
 }
+
+/// Under a low open-files limit, clients beyond what it can hold beside the
+/// backend connections get ERR 1040 at once; accepts never fail for want of
+/// descriptors (which left clients unanswered and made health checks fail,
+/// marking the backend down for everyone).
+#[test]
+fn binary_refuses_clients_before_running_out_of_descriptors() {
+    use std::io::{Read, Write};
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("fdlimit");
+    db.create_user("fdlimit_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let (port, metrics) = (free_port(), free_port());
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: 1\n\
+             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: fdlimit_b\n    password: bpw\n\
+             pool:\n  max_per_core: 4\n\
+             monitor:\n  interval: 100ms\n\
+             metrics:\n  listen: 127.0.0.1:{metrics}\n\
+             log:\n  level: error\n",
+            db.addr()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_under(&["prlimit", "--nofile=400:400"], &path);
+    wait_for("funnel to serve", || login(port, "app").is_ok());
+    let healthz = || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(s, "GET /healthz HTTP/1.1\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let mut kept = Vec::new();
+    let (mut greeted, mut refused, mut silent) = (0, 0, 0);
+    for _ in 0..450 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut head = [0u8; 5];
+        match s.read_exact(&mut head) {
+            Ok(()) if head[4] == 0x0a => {
+                greeted += 1;
+                kept.push(s);
+            }
+            Ok(()) if head[4] == 0xff => {
+                let mut code = [0u8; 2];
+                s.read_exact(&mut code).unwrap();
+                assert_eq!(u16::from_le_bytes(code), 1040);
+                refused += 1;
+            }
+            _ => silent += 1,
+        }
+        if silent > 3 {
+            break;
+        }
+    }
+    thread::sleep(Duration::from_millis(500));
+    let health = healthz();
+    eprintln!("{greeted} greeted, {refused} refused, {silent} silent");
+    drop(kept);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        silent, 0,
+        "clients left unanswered ({greeted} greeted, {refused} refused)"
+    );
+    assert!(
+        greeted > 50 && refused > 0,
+        "{greeted} greeted, {refused} refused"
+    );
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "the backend stays up: {health}"
+    );
+}
