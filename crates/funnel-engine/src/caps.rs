@@ -12,7 +12,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::error::EngineError;
-use crate::oneshot::{self, Sender};
+use crate::oneshot::{self, Receiver, Sender};
 use crate::rt;
 
 /// What a cap counts.
@@ -69,14 +69,19 @@ impl Caps {
                     keys: limits.iter().map(|(k, _)| k.clone()).collect(),
                 });
             };
-            let (tx, mut rx) = oneshot::channel();
+            let (tx, rx) = oneshot::channel();
             self.waiters
                 .borrow_mut()
                 .entry(key.clone())
                 .or_default()
                 .push_back(tx);
+            let mut wake = Wake {
+                caps: self,
+                key: key.clone(),
+                rx,
+            };
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if rt::timeout(left, &mut rx).await.is_none() && rx.try_take().is_none() {
+            if rt::timeout(left, &mut wake.rx).await.is_none() && wake.rx.try_take().is_none() {
                 return Err(EngineError::CapReached {
                     what: match key {
                         CapKey::User(u) => format!("user '{u}' (users[].max_backend_connections_per_core)"),
@@ -102,18 +107,39 @@ impl Caps {
             if let Some(n) = self.held.borrow_mut().get_mut(k) {
                 *n = n.saturating_sub(1);
             }
-            // Wake the first waiter still waiting on this key.
-            let mut waiters = self.waiters.borrow_mut();
-            if let Some(q) = waiters.get_mut(k) {
-                while let Some(tx) = q.pop_front() {
-                    if tx.send(()).is_ok() {
-                        break;
-                    }
-                }
-                if q.is_empty() {
-                    waiters.remove(k);
+            self.wake_next(k);
+        }
+    }
+
+    /// Wakes the first waiter still waiting on `key`.
+    fn wake_next(&self, key: &CapKey) {
+        let mut waiters = self.waiters.borrow_mut();
+        if let Some(q) = waiters.get_mut(key) {
+            while let Some(tx) = q.pop_front() {
+                if tx.send(()).is_ok() {
+                    break;
                 }
             }
+            if q.is_empty() {
+                waiters.remove(key);
+            }
+        }
+    }
+}
+
+/// A waiter's place in line. A waiter woken but gone before it ran (its
+/// command was killed, its client left) passes the wake-up on, or the
+/// others would sleep until their deadline beside a free slot.
+struct Wake<'a> {
+    caps: &'a Caps,
+    key: CapKey,
+    rx: Receiver<()>,
+}
+
+impl Drop for Wake<'_> {
+    fn drop(&mut self) {
+        if self.rx.try_take().is_some() {
+            self.caps.wake_next(&self.key);
         }
     }
 }
@@ -131,5 +157,28 @@ mod tests {
         assert_eq!(caps.held(&user), 1);
         drop(slot);
         assert_eq!(caps.held(&user), 0);
+    }
+
+    /// A waiter dropped after its wake-up came passes it to the next one.
+    #[test]
+    fn caps_wake_up_passes_on_when_the_woken_waiter_is_gone() {
+        let run = rt::spawn_executor("caps-test", None, || async {
+            use std::future::Future;
+            let caps = Rc::new(Caps::default());
+            let user = CapKey::User(Rc::from("app"));
+            let limits = [(user.clone(), 1)];
+            let held = caps.acquire(&limits, Duration::ZERO).await.unwrap();
+            let noop = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(noop);
+            let wait = Duration::from_secs(60);
+            let mut first = Box::pin(caps.acquire(&limits, wait));
+            let mut second = Box::pin(caps.acquire(&limits, wait));
+            assert!(first.as_mut().poll(&mut cx).is_pending());
+            assert!(second.as_mut().poll(&mut cx).is_pending());
+            drop(held); // wakes the first waiter...
+            drop(first); // ...which is gone before it runs
+            second.as_mut().poll(&mut cx).is_ready()
+        });
+        assert!(run.unwrap().join().unwrap(), "the second waiter got the slot");
     }
 }
