@@ -290,6 +290,23 @@ impl ProxyHandle {
     /// keep their running values, so the running config shows what runs.
     pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply(&mut running, config)
+    }
+
+    /// Edits the running configuration and applies the result in one step:
+    /// two edits at once (two admin sessions, an admin change and a SIGHUP)
+    /// cannot lose each other's change. `edit` gets the running
+    /// configuration and returns the next one, or why it refuses.
+    pub fn update<E>(
+        &self,
+        edit: impl FnOnce(Config) -> Result<Config, E>,
+    ) -> Result<Result<Vec<String>, StartError>, E> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let next = edit(running.config.clone())?;
+        Ok(self.apply(&mut running, next))
+    }
+
+    fn apply(&self, running: &mut Running, config: Config) -> Result<Vec<String>, StartError> {
         let specs = resolve_backends(&config)?;
         let mut config = config;
         let not_applied = keep_restart_only_keys(&running.config, &mut config);

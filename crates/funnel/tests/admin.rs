@@ -231,6 +231,40 @@ fn admin_metrics_endpoint_is_scraped() {
     assert!(status.contains("200"), "{status} {body}");
 }
 
+/// Two admin sessions changing the configuration at once: each change is
+/// applied to the other's result, none is lost.
+#[test]
+fn admin_concurrent_changes_are_all_kept() {
+    let e = env("admrace", "pool:\n  min_idle_per_core: 0\n");
+    let adders: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|tag| {
+            let mut admin = e.admin();
+            thread::spawn(move || {
+                for i in 0..25 {
+                    admin
+                        .query_drop(format!("ADD BACKEND {tag}{i} 127.0.0.1:1 u p hostgroup spare"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for a in adders {
+        a.join().unwrap();
+    }
+    let mut admin = e.admin();
+    let config: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    let added = config
+        .iter()
+        .filter_map(|l| l.trim_start().strip_prefix("- name: "))
+        .filter(|n| {
+            let (tag, i) = n.split_at(1);
+            (tag == "a" || tag == "b") && i.parse::<u32>().is_ok()
+        })
+        .count();
+    assert_eq!(added, 50, "every ADD BACKEND is kept:\n{}", config.join("\n"));
+}
+
 /// Hostile peers on the operator ports: a request line without an end is
 /// cut off after 8 KiB instead of filling memory, and connections over the
 /// cap are closed (the admin port says 1040) while the served ones go on.

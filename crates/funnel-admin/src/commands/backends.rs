@@ -3,7 +3,7 @@
 
 use funnel_config::Backend;
 
-use super::control::apply;
+use super::control::apply_edit;
 use super::invalid;
 use crate::resultset::Reply;
 use crate::server::AdminContext;
@@ -13,7 +13,6 @@ pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
     let [name, address, user, password, rest @ ..] = args else {
         return invalid("usage: ADD BACKEND name address user password [hostgroup h] [weight n]");
     };
-    let mut cfg = ctx.handle.config();
     let mut backend = Backend {
         name: name.to_string(),
         address: address.to_string(),
@@ -39,25 +38,24 @@ pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
             other => return invalid(format!("unknown option {other}")),
         }
     }
-    cfg.backends.push(backend);
-    if let Err(e) = cfg.validate() {
-        return invalid(e);
-    }
-    apply(ctx, cfg)
+    apply_edit(ctx, |mut cfg| {
+        cfg.backends.push(backend);
+        cfg.validate().map_err(invalid)?;
+        Ok(cfg)
+    })
 }
 
 /// `REMOVE BACKEND name`: drains it, then forgets it.
 pub fn remove(ctx: &AdminContext, name: &str) -> Reply {
-    let mut cfg = ctx.handle.config();
-    let before = cfg.backends.len();
-    cfg.backends.retain(|b| b.name != name);
-    if cfg.backends.len() == before {
-        return invalid(format!("no backend named {name}"));
-    }
-    if let Err(e) = cfg.validate() {
-        return invalid(e);
-    }
-    apply(ctx, cfg)
+    apply_edit(ctx, |mut cfg| {
+        let before = cfg.backends.len();
+        cfg.backends.retain(|b| b.name != name);
+        if cfg.backends.len() == before {
+            return Err(invalid(format!("no backend named {name}")));
+        }
+        cfg.validate().map_err(invalid)?;
+        Ok(cfg)
+    })
 }
 
 /// `DRAIN BACKEND name`: no new leases on it; connections close as they

@@ -32,7 +32,21 @@ pub fn reload(ctx: &AdminContext) -> Reply {
 
 /// Applies a validated configuration and says what needs a restart.
 pub(super) fn apply(ctx: &AdminContext, cfg: Config) -> Reply {
-    match ctx.handle.reload(cfg) {
+    applied(ctx.handle.reload(cfg))
+}
+
+/// Edits the running configuration and applies it in one step (see
+/// `ProxyHandle::update`); `edit` returns the validated next configuration
+/// or the reply that refuses the change.
+pub(super) fn apply_edit(ctx: &AdminContext, edit: impl FnOnce(Config) -> Result<Config, Reply>) -> Reply {
+    match ctx.handle.update(edit) {
+        Ok(result) => applied(result),
+        Err(refused) => refused,
+    }
+}
+
+fn applied(result: Result<Vec<String>, funnel_engine::StartError>) -> Reply {
+    match result {
         Ok(not_applied) if not_applied.is_empty() => Reply::Ok("reloaded".into()),
         Ok(not_applied) => Reply::Ok(format!("reloaded; needs a restart: {}", not_applied.join("; "))),
         Err(e) => invalid(e),

@@ -3,7 +3,7 @@
 
 use serde_yaml::Value;
 
-use super::control::apply;
+use super::control::apply_edit;
 use super::invalid;
 use crate::resultset::Reply;
 use crate::server::AdminContext;
@@ -24,27 +24,21 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
     if !SETTABLE.contains(&section) {
         return invalid(format!("{section}: only {} can be SET", SETTABLE.join(", ")));
     }
-    let cfg = ctx.handle.config();
-    let mut doc = match serde_yaml::to_value(&cfg) {
-        Ok(v) => v,
-        Err(e) => return invalid(e),
-    };
-    let Some(map) = doc.get_mut(section).and_then(Value::as_mapping_mut) else {
-        return invalid(format!("{section}: no such section"));
-    };
-    if !map.contains_key(field) {
-        return invalid(format!("{key}: no such setting"));
-    }
-    let parsed: Value = serde_yaml::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-    map.insert(Value::String(field.to_string()), parsed);
-    // `to_value` is the plain serialization (only SHOW CONFIG redacts),
-    // so credentials survive this round trip.
-    let new: funnel_config::Config = match serde_yaml::from_value(doc) {
-        Ok(c) => c,
-        Err(e) => return invalid(format!("{key}: {e}")),
-    };
-    if let Err(e) = new.validate() {
-        return invalid(e);
-    }
-    apply(ctx, new)
+    apply_edit(ctx, |cfg| {
+        let mut doc = serde_yaml::to_value(&cfg).map_err(invalid)?;
+        let Some(map) = doc.get_mut(section).and_then(Value::as_mapping_mut) else {
+            return Err(invalid(format!("{section}: no such section")));
+        };
+        if !map.contains_key(field) {
+            return Err(invalid(format!("{key}: no such setting")));
+        }
+        let parsed: Value = serde_yaml::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        map.insert(Value::String(field.to_string()), parsed);
+        // `to_value` is the plain serialization (only SHOW CONFIG redacts),
+        // so credentials survive this round trip.
+        let new: funnel_config::Config =
+            serde_yaml::from_value(doc).map_err(|e| invalid(format!("{key}: {e}")))?;
+        new.validate().map_err(invalid)?;
+        Ok(new)
+    })
 }
