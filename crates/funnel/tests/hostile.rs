@@ -222,3 +222,69 @@ fn hostile_refused_client_charsets_get_1231_and_hold_back_nobody() {
         MiniClient::connect_with_charset(addr, "app", "apppw", None, Capabilities::EMPTY, 250).unwrap();
     assert_eq!(c.query("SELECT 2").unwrap().rows()[0][0].as_deref(), Some("2"));
 }
+
+/// A backend that lacks a capability Funnel promised its clients (a server
+/// older than MariaDB 10.2 has no DEPRECATE_EOF) would answer in a shape
+/// the client cannot parse: the connection is refused with a clear 9003.
+#[test]
+fn hostile_backend_without_the_clients_capabilities_is_refused() {
+    use funnel_protocol::handshake::HandshakeV10;
+    use funnel_protocol::{Capabilities, StatusFlags};
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = old.local_addr().unwrap();
+    thread::spawn(move || {
+        for conn in old.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut greeting = bytes::BytesMut::new();
+            HandshakeV10 {
+                server_version: b"5.5.5-10.1.48-MariaDB".to_vec(),
+                connection_id: 7,
+                auth_plugin_data: vec![b'x'; 20],
+                capabilities: Capabilities(
+                    Capabilities::CLIENT_MYSQL.0
+                        | Capabilities::CLIENT_PROTOCOL_41.0
+                        | Capabilities::CLIENT_SECURE_CONNECTION.0
+                        | Capabilities::CLIENT_PLUGIN_AUTH.0
+                        | Capabilities::CLIENT_TRANSACTIONS.0
+                        | Capabilities::CLIENT_MULTI_RESULTS.0,
+                ),
+                charset: 45,
+                status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+                auth_plugin_name: b"mysql_native_password".to_vec(),
+            }
+            .write(&mut greeting);
+            let mut framed = bytes::BytesMut::new();
+            funnel_protocol::framing::write_packet(&mut framed, 0, &greeting);
+            let _ = conn.write_all(&framed);
+            let mut sink = [0u8; 1024];
+            let _ = conn.read(&mut sink);
+        }
+    });
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: old\n    address: {addr}\n    user: u\n    password: p\n\
+         pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 1s\n"
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = MiniClient::connect_with(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        None,
+        Capabilities::CLIENT_DEPRECATE_EOF | Capabilities::CLIENT_SESSION_TRACK,
+    )
+    .unwrap();
+    let started = Instant::now();
+    match c.query("SELECT 1") {
+        Err(MiniError::Server(err)) => {
+            assert_eq!(err.code, 9003, "{err:?}");
+            assert!(
+                String::from_utf8_lossy(&err.message).contains("lacks capabilities"),
+                "{err:?}"
+            );
+        }
+        other => panic!("expected 9003, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

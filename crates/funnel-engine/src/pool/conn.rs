@@ -195,6 +195,15 @@ impl BackendConn {
         let mut caps = key
             .backend_caps()
             .intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+        // The client was promised these: a server without one would send
+        // what the client cannot parse (EOF packets where it expects OK).
+        let missing = Capabilities(key.caps.0 & !caps.0);
+        if missing.0 != 0 {
+            return Err(BackendError::Auth(format!(
+                "the server lacks capabilities its clients use ({missing:?}): \
+                 MariaDB 10.2 / MySQL 5.7 or later is needed"
+            )));
+        }
         if spec.tls.is_some() {
             if !hs.capabilities.contains(Capabilities::CLIENT_SSL) {
                 return Err(BackendError::Auth(
