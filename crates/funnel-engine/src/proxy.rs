@@ -195,6 +195,10 @@ impl Proxy {
                 };
                 let shard = Shard::new(setup);
                 let _ = ready.send(i as u16);
+                // Dropped now, not when the shard ends: once every running
+                // shard has dropped its sender, a shard that never started
+                // is noticed at once rather than after the 30 s wait.
+                drop(ready);
                 shard::run(shard, listener, inbox).await;
             })
             .map_err(|source| StartError::Spawn {
