@@ -381,6 +381,10 @@ const CASES: &[Case] = &[
             (0, "INSERT INTO ms (v) VALUES (5); SELECT 1; SELECT LAST_INSERT_ID()"),
             (1, "SELECT LAST_INSERT_ID()"),
             (0, "SELECT LAST_INSERT_ID()"),
+            // A reset forgets the session but not what FOUND_ROWS() says.
+            (1, "SELECT id FROM ms LIMIT 3"),
+            (1, "RESET"),
+            (1, "SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
         ],
     },
     Case {
@@ -551,6 +555,14 @@ fn outcome(c: &mut Conn, sql: &str) -> Outcome {
         // A pause in the script (past Funnel's 200 ms linger, say).
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
         return Ok(Vec::new());
+    }
+    if sql == "RESET" {
+        // COM_RESET_CONNECTION.
+        return match c.reset() {
+            Ok(()) => Ok(Vec::new()),
+            Err(mysql::Error::MySqlError(e)) => Err(e.code),
+            Err(e) => panic!("{sql}: {e}"),
+        };
     }
     if let Some(ps) = sql.strip_prefix("PS:") {
         return match c.exec_iter(ps, ()) {

@@ -24,7 +24,10 @@ impl Session {
             return self.forward(total, f).await;
         }
         self.buf.consume(total);
+        // MariaDB's reset keeps what FOUND_ROWS() answers.
+        let found_rows = self.last.found_rows;
         self.forget_state();
+        self.last.found_rows = found_rows;
         let ok = OkPacket {
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             ..Default::default()
