@@ -68,7 +68,7 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
     if !ends {
         return Verdict::Refuse { ends: false };
     }
-    if !only_separators(rest) {
+    if !super::sql_lex::only_separators(rest) {
         // `ROLLBACK; INSERT ...`: one OK would answer for both, and the
         // INSERT would not run. Refuse all of it; the transaction is over.
         return Verdict::Refuse { ends: true };
@@ -90,18 +90,6 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
         Verdict::Run { ends: true }
     } else {
         Verdict::RollbackOk
-    }
-}
-
-/// True when `sql` holds nothing but spaces, comments and `;`.
-fn only_separators(mut sql: &[u8]) -> bool {
-    loop {
-        sql = super::sql_lex::skip_leading_comments(sql);
-        match sql.split_first() {
-            None => return true,
-            Some((b';', rest)) => sql = rest,
-            Some(_) => return false,
-        }
     }
 }
 

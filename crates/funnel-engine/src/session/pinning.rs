@@ -9,7 +9,7 @@
 //! variables are tracked and replayed instead ([`super::variables`]).
 
 use super::named_locks::{lock_names, LockNames};
-use super::sql_lex::{first_word_is, skip_quoted, skip_string_or_comment, skip_until, word_end};
+use super::sql_lex::{self, first_word_is, skip_quoted, skip_string_or_comment, skip_until, word_end};
 use super::variables::{is_charset_group, is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
@@ -501,14 +501,23 @@ fn pin(reason: PinReason) -> SqlEffect {
     }
 }
 
-/// The schema named by `USE db` (backticks and a trailing `;` allowed).
+/// The schema named by `USE db` (backticks, comments and a trailing `;`
+/// allowed; a name with other characters than letters, digits, `_` and `$`
+/// must be in backticks, and an executable comment makes it unreadable).
 fn parse_use(sql: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(sql).ok()?.trim();
-    let rest = text.get(3..)?;
-    if !text[..3].eq_ignore_ascii_case("use") || !rest.starts_with(|c: char| c.is_whitespace() || c == '`') {
+    let text = sql_lex::skip_leading_comments(sql);
+    if !first_word_is(text, b"USE") || sql.windows(3).any(|w| w == b"/*!" || w == b"/*M") {
         return None;
     }
-    schema_name(rest)
+    let after = sql_lex::skip_leading_comments(&text[3..]);
+    let end = match after.first() {
+        Some(b'`') => skip_quoted(after, 0, b'`'),
+        _ => word_end(after, 0),
+    };
+    if end == 0 || !sql_lex::only_separators(&after[end..]) {
+        return None;
+    }
+    schema_name(std::str::from_utf8(&after[..end]).ok()?)
 }
 
 /// The schema named by `DROP {DATABASE|SCHEMA} [IF EXISTS] db`.
@@ -842,6 +851,21 @@ mod tests {
         );
         assert_eq!(classify(b"USE sbtest").pin, None);
         assert_eq!(reason("USE a b"), Some(PinReason::Unknown));
+        for (sql, db) in [
+            ("USE db -- why\n", "db"),
+            ("/* app */ USE `a``b` /* c */ ;", "a`b"),
+            ("USE\n\tdb_1$;;", "db_1$"),
+            ("use`db`", "db"),
+        ] {
+            assert_eq!(
+                classify(sql.as_bytes()).use_schema.as_deref(),
+                Some(db.as_bytes()),
+                "{sql}"
+            );
+        }
+        for sql in ["USE db /*! , x */", "USE dé", "USE", "USE db-x", "USEdb"] {
+            assert!(classify(sql.as_bytes()).use_schema.is_none(), "{sql}");
+        }
     }
 
     #[test]

@@ -77,6 +77,18 @@ pub fn word_end(sql: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// True when `sql` holds nothing but spaces, comments and `;`.
+pub fn only_separators(mut sql: &[u8]) -> bool {
+    loop {
+        sql = skip_leading_comments(sql);
+        match sql.split_first() {
+            None => return true,
+            Some((b';', rest)) => sql = rest,
+            Some(_) => return false,
+        }
+    }
+}
+
 /// True when the first token of `sql` (after comments) is `word`,
 /// case-insensitive.
 pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
