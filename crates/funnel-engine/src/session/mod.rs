@@ -943,6 +943,9 @@ impl Session {
                 // only a command that changes nothing leaves a connection
                 // fit for another client.
                 if drained && f.changes_nothing() {
+                    // Its warnings were never read: the next client's
+                    // SHOW WARNINGS must not see them.
+                    conn.stale_diagnostics = true;
                     self.pinned = Some(conn);
                     self.end();
                 } else {
