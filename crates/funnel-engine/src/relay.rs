@@ -190,13 +190,23 @@ pub async fn relay_response(
                     max_packet,
                     read_timeout,
                 );
-                if let Err(e) = infile.await {
-                    return RelayEnd::BackendFailed {
-                        reason: format!("LOCAL INFILE transfer failed: {e}"),
-                        sent_any,
-                        next_seq,
-                        err_fits: false,
-                    };
+                match infile.await {
+                    Ok(()) => {}
+                    // The client stalled, left or sent too much: its fault,
+                    // not the backend's, though the server, mid-file, must
+                    // lose the connection so the statement stops.
+                    Err(InfileError::Client(e)) => {
+                        tracing::debug!(error = %e, "client failed during LOCAL INFILE");
+                        return RelayEnd::ClientGone { drained: false };
+                    }
+                    Err(InfileError::Backend(e)) => {
+                        return RelayEnd::BackendFailed {
+                            reason: format!("LOCAL INFILE transfer failed: {e}"),
+                            sent_any,
+                            next_seq,
+                            err_fits: false,
+                        };
+                    }
                 }
                 continue;
             }
@@ -241,6 +251,12 @@ pub async fn relay_response(
     }
 }
 
+/// Which side of a LOCAL INFILE transfer failed.
+enum InfileError {
+    Client(io::Error),
+    Backend(io::Error),
+}
+
 /// Forwards the client's LOCAL INFILE packets to the backend until the
 /// empty packet that ends the file.
 async fn relay_infile(
@@ -249,25 +265,32 @@ async fn relay_infile(
     backend: &mut Stream,
     max_packet: usize,
     read_timeout: Option<Duration>,
-) -> io::Result<()> {
+) -> Result<(), InfileError> {
     const LATE: &str = "client.net_read_timeout reached";
     loop {
         let Some(h) = buf.peek_header() else {
-            within(read_timeout, buf.fill(client), LATE).await?;
+            within(read_timeout, buf.fill(client), LATE)
+                .await
+                .map_err(InfileError::Client)?;
             continue;
         };
         if h.len > max_packet {
-            return Err(io::Error::new(
+            return Err(InfileError::Client(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "LOCAL INFILE packet too large",
-            ));
+            )));
         }
         if buf.len() < h.total_len() {
             buf.reserve_total(h.total_len());
-            within(read_timeout, buf.fill(client), LATE).await?;
+            within(read_timeout, buf.fill(client), LATE)
+                .await
+                .map_err(InfileError::Client)?;
             continue;
         }
-        backend.write_all(&buf.bytes()[..h.total_len()]).await?;
+        backend
+            .write_all(&buf.bytes()[..h.total_len()])
+            .await
+            .map_err(InfileError::Backend)?;
         buf.consume(h.total_len());
         if h.len == 0 {
             return Ok(());

@@ -252,15 +252,20 @@ impl Shard {
         if control.user != user {
             return Err(KillRefused::NotOwner(target.0));
         }
-        if let Some((pool, thread)) = control.running_on() {
-            self.kill_backend_query(pool, thread).await?;
-        } else {
-            // Not on a backend yet: a command waiting for one never runs.
-            control.interrupt_wait();
+        let stopped = match control.running_on() {
+            Some((pool, thread)) => self.kill_backend_query(pool, thread).await,
+            None => {
+                // Not on a backend yet: a command waiting for one never runs.
+                control.interrupt_wait();
+                Ok(())
+            }
+        };
+        if query_only {
+            return stopped;
         }
-        if !query_only {
-            control.kill();
-        }
+        // The session ends whatever the backend said (if the statement could
+        // not be stopped there, once it finishes).
+        control.kill();
         Ok(())
     }
 

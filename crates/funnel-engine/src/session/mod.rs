@@ -534,6 +534,30 @@ impl Session {
             && payload.contains(&b'\\')
     }
 
+    /// The last look for a `KILL` before the command goes out: one that came
+    /// while the connection was being brought in line (the session still
+    /// counted as waiting, with no backend thread to kill) stops the
+    /// command here, unsent. `None` when the client was told so.
+    async fn stopped_before_send(
+        &mut self,
+        conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let interrupted = self.control.take_wait_interrupted();
+        let killed = self.control.is_killed();
+        if !interrupted && !killed {
+            return Ok(Some(conn));
+        }
+        self.buf.consume(total);
+        self.give_back(conn);
+        let err = if killed {
+            EngineError::ConnectionKilled
+        } else {
+            EngineError::Interrupted
+        };
+        self.reply_error(1, err).await.map(|_| None)
+    }
+
     /// Keeps what `SHOW CLIENTS` shows current (cheap: copies only changes).
     fn publish_state(&self) {
         self.control.set_state(ClientState::Idle);
@@ -637,6 +661,9 @@ impl Session {
             }
             conn.stale_diagnostics = false;
         }
+        let Some(mut conn) = self.stopped_before_send(conn, total).await? else {
+            return Ok(());
+        };
         Stats::bump(&self.shard.stats.forwarded);
         if f.name == "COM_QUERY" {
             self.note_digest(total);
