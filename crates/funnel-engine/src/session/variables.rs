@@ -21,14 +21,15 @@ const PARSE_VARS: [&str; 2] = ["sql_mode", "old_mode"];
 
 /// Second names of one variable, with the name Funnel tracks it under: set
 /// under both names, the last assignment must win, whatever the order in
-/// which the differences are replayed.
-const ALIASES: [(&str, &str); 7] = [
+/// which the differences are replayed. The tracked name is the one every
+/// server version has. (`transaction_isolation` / `tx_isolation` are not
+/// here: MySQL 8 has only the first and MariaDB before 11.1 only the
+/// second, so each is replayed as the client wrote it.)
+const ALIASES: [(&str, &str); 5] = [
     ("tmp_memory_table_size", "tmp_table_size"),
     ("log_slow_query_time", "long_query_time"),
     ("log_slow_min_examined_row_limit", "min_examined_row_limit"),
     ("sql_max_join_size", "max_join_size"),
-    ("transaction_isolation", "tx_isolation"),
-    ("transaction_read_only", "tx_read_only"),
     ("log_slow_query", "slow_query_log"),
 ];
 
@@ -170,6 +171,10 @@ impl SessionVars {
                 continue;
             }
             if current.0.get(name) != Some(val) {
+                if FLAG_VARS.contains(&name.as_str()) && !val.starts_with("'default") {
+                    // The flags apply on top of the global value.
+                    parts.push(format!("SESSION {name} = DEFAULT"));
+                }
                 parts.push(format!("SESSION {name} = {val}"));
             }
         }
@@ -188,10 +193,12 @@ impl SessionVars {
     }
 }
 
-/// The value that gives a connection the flags a session has set so far:
-/// the server merges each assignment into the flags already set, so the
-/// session's value is the merge, written after `default` to stand on its
-/// own on any connection. `None` when a value is not a plain quoted list.
+/// The flags a session has set so far: the server merges each assignment
+/// into the flags already set, so the session's value is the merge. Once
+/// the session named `default` in a list (the compiled-in defaults), the
+/// value starts with it and stands on its own; otherwise the flags apply
+/// on top of the server's global value, and the replay sets `DEFAULT`
+/// (the global value) first. `None` when a value is not a plain quoted list.
 fn merge_flags(old: Option<&str>, new: &str) -> Option<String> {
     fn items(v: &str) -> Option<Vec<String>> {
         let inner = v
@@ -213,9 +220,11 @@ fn merge_flags(old: Option<&str>, new: &str) -> Option<String> {
         Some(old) => items(old)?,
         None => Vec::new(),
     };
+    let mut from_default = flags.first().is_some_and(|f| f == "default");
     for flag in items(new)? {
         if flag == "default" {
             flags.clear();
+            from_default = true;
             continue;
         }
         let name = flag.split('=').next().unwrap_or_default().trim().to_string();
@@ -223,13 +232,10 @@ fn merge_flags(old: Option<&str>, new: &str) -> Option<String> {
         flags.push(flag);
     }
     flags.retain(|f| f != "default");
-    let mut out = String::from("'default");
-    for f in &flags {
-        out.push(',');
-        out.push_str(f);
+    if from_default {
+        flags.insert(0, "default".to_string());
     }
-    out.push('\'');
-    Some(out)
+    Some(format!("'{}'", flags.join(",")))
 }
 
 /// True for the literal spellings of "on".
@@ -729,8 +735,16 @@ mod tests {
         ]);
         assert_eq!(
             v.0.get("optimizer_switch").map(String::as_str),
-            Some("'default,index_merge=on,mrr=off'")
+            Some("'index_merge=on,mrr=off'")
         );
+        // On top of the global value: DEFAULT first.
+        assert_eq!(
+            v.diff_sql(&SessionVars::default(), None).unwrap().as_deref(),
+            Some(
+                "SET SESSION optimizer_switch = DEFAULT, SESSION optimizer_switch = 'index_merge=on,mrr=off'"
+            )
+        );
+        // From the compiled-in defaults: the list stands alone.
         let v = vars(&[
             "SET optimizer_switch = 'mrr=on'",
             "SET optimizer_switch = 'default,derived_merge=off'",
@@ -739,12 +753,20 @@ mod tests {
             v.0.get("optimizer_switch").map(String::as_str),
             Some("'default,derived_merge=off'")
         );
+        assert_eq!(
+            v.diff_sql(&SessionVars::default(), None).unwrap().as_deref(),
+            Some("SET SESSION optimizer_switch = 'default,derived_merge=off'")
+        );
         let v = vars(&[
             "SET optimizer_switch = 'mrr=on'",
             "SET optimizer_switch = DEFAULT",
         ]);
         assert!(v.is_empty());
-        assert_eq!(merge_flags(None, "'a=on'").as_deref(), Some("'default,a=on'"));
+        assert_eq!(merge_flags(None, "'a=on'").as_deref(), Some("'a=on'"));
+        assert_eq!(
+            merge_flags(Some("'default,a=on'"), "'b=on'").as_deref(),
+            Some("'default,a=on,b=on'")
+        );
         assert_eq!(merge_flags(None, "'a=\\'on'"), None, "not a plain list");
     }
 
