@@ -1,11 +1,15 @@
 //! What keeps the admin and metrics listeners, one thread per connection,
-//! from being exhausted: a cap on connections served at once, and a pause
-//! after a failed accept (out of file descriptors, a failed accept returns
-//! at once, and a loop retrying it would take a whole CPU from the cores).
+//! from being exhausted: a cap on connections served at once, a deadline
+//! for a whole exchange (a peer dripping a byte now and then cannot hold a
+//! place for hours), and a pause after a failed accept (out of file
+//! descriptors, a failed accept returns at once, and a loop retrying it
+//! would take a whole CPU from the cores).
 
+use std::io::{self, Read};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Connections a listener serves at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -36,6 +40,40 @@ impl ConnSlots {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads from a socket until one deadline, however the reads are split.
+#[derive(Debug)]
+pub struct Deadline {
+    stream: TcpStream,
+    until: Instant,
+}
+
+impl Deadline {
+    /// Reads from `stream` for at most `limit` from now.
+    pub fn new(stream: TcpStream, limit: Duration) -> Deadline {
+        Deadline {
+            stream,
+            until: Instant::now() + limit,
+        }
+    }
+
+    /// Sets the socket's read timeout to what is left; `TimedOut` once
+    /// nothing is.
+    pub fn arm(stream: &TcpStream, until: Instant) -> io::Result<()> {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        stream.set_read_timeout(Some(left))
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Deadline::arm(&self.stream, self.until)?;
+        self.stream.read(buf)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use funnel_engine::ProxyHandle;
 
-use crate::conn_slots::{ConnSlots, ACCEPT_BACKOFF};
+use crate::conn_slots::{ConnSlots, Deadline, ACCEPT_BACKOFF};
 use crate::metrics;
 
 /// The most of a request read: its line and headers (a scrape sends a few
@@ -56,9 +56,11 @@ impl MetricsServer {
 }
 
 fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    // Bounded: a peer that never sends a line end cannot grow the buffer.
-    let mut reader = BufReader::new(conn.try_clone()?.take(MAX_REQUEST));
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
+    // Bounded in size and in time: a peer that never sends a line end
+    // cannot grow the buffer, nor hold the thread by sending slowly.
+    let request = Deadline::new(conn.try_clone()?, Duration::from_secs(10));
+    let mut reader = BufReader::new(request.take(MAX_REQUEST));
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // Skip the headers.

@@ -19,7 +19,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use rand::Rng;
 
 use crate::commands;
-use crate::conn_slots::{ConnSlots, ACCEPT_BACKOFF};
+use crate::conn_slots::{ConnSlots, Deadline, ACCEPT_BACKOFF};
 use crate::resultset::{write_reply, Reply};
 
 /// What admin commands work with.
@@ -54,7 +54,7 @@ const ADMIN_CAPS: Capabilities = Capabilities(
 /// How long an admin connection may sit silent.
 const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
-/// How long a connection has for each step of its login.
+/// How long a connection has for its whole login.
 const LOGIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl AdminServer {
@@ -111,6 +111,8 @@ struct Wire {
     stream: TcpStream,
     decoder: PacketDecoder,
     inbox: BytesMut,
+    /// Until the login ends: when it must have ended.
+    login_until: Option<Instant>,
 }
 
 impl Wire {
@@ -120,6 +122,9 @@ impl Wire {
                 Ok(Some(p)) => return Ok((p.last_seq, p.payload.to_vec())),
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+            if let Some(until) = self.login_until {
+                Deadline::arm(&self.stream, until)?;
             }
             let mut chunk = [0u8; 8192];
             let n = self.stream.read(&mut chunk)?;
@@ -138,15 +143,17 @@ impl Wire {
 }
 
 fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &AdminContext) -> io::Result<()> {
-    stream.set_read_timeout(Some(LOGIN_LIMIT))?;
+    stream.set_write_timeout(Some(LOGIN_LIMIT))?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let mut w = Wire {
         stream,
         decoder: PacketDecoder::new(1 << 20),
         inbox: BytesMut::new(),
+        login_until: Some(Instant::now() + LOGIN_LIMIT),
     };
     let caps = login(&mut w, user, secret, &peer)?;
+    w.login_until = None;
     w.stream.set_read_timeout(Some(IDLE_LIMIT))?;
     loop {
         let (_, payload) = w.read()?;

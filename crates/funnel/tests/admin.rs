@@ -298,6 +298,25 @@ fn admin_and_metrics_ports_bound_what_a_peer_can_hold() {
         String::from_utf8_lossy(&answer[..answer.len().min(80)])
     );
     assert_eq!(e.http("/healthz").0, "HTTP/1.1 200 OK");
+    // A request dripped a byte at a time is cut off at its deadline (10 s).
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    let started = Instant::now();
+    write!(slow, "GET /metrics").unwrap();
+    while slow.write_all(b"x").is_ok() && started.elapsed() < Duration::from_secs(20) {
+        let mut probe = [0u8; 1];
+        slow.set_nonblocking(true).unwrap();
+        let done = !matches!(slow.peek(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        slow.set_nonblocking(false).unwrap();
+        if done {
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a slow request holds its place for {:?}",
+        started.elapsed()
+    );
 
     let admin_addr = e.listeners.admin.as_ref().unwrap().local_addr();
     let cap = funnel_admin::conn_slots::MAX_CONNECTIONS;
