@@ -102,13 +102,26 @@ struct Place {
     after_rows: bool,
 }
 
-/// True when the statement `stmt` returns rows, by its first word.
+/// True when the statement `stmt` may return rows, by its first word.
 fn returns_rows(stmt: &[u8]) -> bool {
+    const WORDS: [&[u8]; 14] = [
+        b"SELECT",
+        b"WITH",
+        b"VALUES",
+        b"TABLE",
+        b"SHOW",
+        b"CALL",
+        b"EXPLAIN",
+        b"DESCRIBE",
+        b"DESC",
+        b"HELP",
+        b"CHECK",
+        b"ANALYZE",
+        b"OPTIMIZE",
+        b"REPAIR",
+    ];
     let s = super::sql_lex::skip_leading_comments(stmt);
-    s.starts_with(b"(")
-        || [&b"SELECT"[..], b"WITH", b"VALUES", b"TABLE", b"SHOW"]
-            .iter()
-            .any(|w| super::sql_lex::first_word_is(s, w))
+    s.starts_with(b"(") || WORDS.iter().any(|w| super::sql_lex::first_word_is(s, w))
 }
 
 /// Calls `f(mention, start, end, place)` for each read in `sql`, in order,
@@ -458,6 +471,8 @@ mod tests {
             sub("UPDATE t SET a = ';'; /* ; */ (SELECT 1); SELECT FOUND_ROWS()"),
             None
         );
+        assert_eq!(sub("CALL p(); SELECT FOUND_ROWS()"), None);
+        assert_eq!(sub("EXPLAIN SELECT 1; SELECT FOUND_ROWS()"), None);
         assert!(later_statement_reads_last_insert_id(b"DO 1; SELECT @@identity"));
         assert!(!later_statement_reads_last_insert_id(
             b"SELECT LAST_INSERT_ID(); SELECT ROW_COUNT()"

@@ -263,6 +263,16 @@ impl Session {
         let Some(meta_id) = self.stmts.get(id).map(|s| s.meta.id) else {
             return;
         };
+        // The client prepared the same text twice: both ids share one
+        // server statement, and a reset would drop the other's data too.
+        // The data stays (and the connection with it) until that one runs.
+        let shared = self
+            .long_data
+            .iter()
+            .any(|&other| self.stmts.get(other).is_some_and(|s| s.meta.id == meta_id));
+        if shared {
+            return;
+        }
         let Some(mut conn) = self.pinned.take() else {
             return;
         };
