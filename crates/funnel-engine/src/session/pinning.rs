@@ -296,7 +296,8 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     }
     if tokens.statements > 1 {
         // A later statement of a multi-statement may do any of the above.
-        let rest = &tokens.words[1..];
+        // (A query may start with no word at all: `'x'; SELECT 1`.)
+        let rest = tokens.words.get(1..).unwrap_or_default();
         let starts = tokens
             .statement_starts
             .iter()
@@ -837,6 +838,21 @@ mod tests {
         );
         assert_eq!(dropped("DROP TABLE app"), None);
         assert_eq!(dropped("DROP DATABASE"), None);
+    }
+
+    /// Found by the client_session fuzzer: a multi-statement query whose
+    /// first statement has no word panicked the shard.
+    #[test]
+    fn pinning_multi_statement_without_a_first_word() {
+        for sql in [
+            "'x'; SELECT 1",
+            "1; SET @a = 1",
+            "@@x; DO 1",
+            "(); LOCK TABLES t READ",
+        ] {
+            let _ = classify(sql.as_bytes());
+        }
+        assert_eq!(reason("'x'; SET @a = 1"), Some(PinReason::SessionVariable));
     }
 
     #[test]
