@@ -30,6 +30,7 @@ FAMILIES = {
     "funnel_errors_total": "counter",
     "funnel_client_connections_accepted_total": "counter",
     "funnel_client_connections_refused_total": "counter",
+    "funnel_session_panics_total": "counter",
     "funnel_backend_connections_opened_total": "counter",
     "funnel_backend_connections_closed_total": "counter",
     "funnel_backend_connect_failures_total": "counter",

@@ -73,6 +73,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         vec![(String::new(), t.counters.clients_refused)],
     );
     counter(
+        "funnel_session_panics_total",
+        "Client sessions ended by a panic (a bug in Funnel; each is logged).",
+        vec![(String::new(), t.counters.session_panics)],
+    );
+    counter(
         "funnel_backend_connections_opened_total",
         "Backend connections opened.",
         vec![(String::new(), t.counters.backend_opened)],

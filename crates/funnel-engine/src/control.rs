@@ -157,6 +157,8 @@ pub struct Counters {
     pub clients_accepted: u64,
     /// Client connections refused (limits, failed logins).
     pub clients_refused: u64,
+    /// Client sessions ended by a panic (a bug in Funnel).
+    pub session_panics: u64,
     /// Commands received.
     pub commands: u64,
     /// Commands forwarded to a backend.
@@ -190,6 +192,7 @@ impl Counters {
     pub fn add(&mut self, o: &Counters) {
         self.clients_accepted += o.clients_accepted;
         self.clients_refused += o.clients_refused;
+        self.session_panics += o.session_panics;
         self.commands += o.commands;
         self.forwarded += o.forwarded;
         self.funnel_errors += o.funnel_errors;

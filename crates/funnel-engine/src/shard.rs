@@ -420,7 +420,7 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
                     Stats::bump(&shard.stats.clients_refused);
                     rt::spawn(refuse_too_many(stream));
                 } else {
-                    rt::spawn(session::serve(shard.clone(), stream));
+                    rt::spawn(session::serve_isolated(shard.clone(), stream));
                 }
             }
             Err(e) => {

@@ -37,6 +37,8 @@ pub struct Stats {
     pub clients_refused: Cell<u64>,
     /// Client connections open now.
     pub clients_active: Cell<u64>,
+    /// Client sessions ended by a panic (a bug in Funnel).
+    pub session_panics: Cell<u64>,
     /// Commands from clients (all kinds).
     pub commands: Cell<u64>,
     /// Commands forwarded to a backend.
@@ -83,6 +85,7 @@ impl Stats {
         crate::control::Counters {
             clients_accepted: self.clients_accepted.get(),
             clients_refused: self.clients_refused.get(),
+            session_panics: self.session_panics.get(),
             commands: self.commands.get(),
             forwarded: self.forwarded.get(),
             funnel_errors: self.funnel_errors.get(),

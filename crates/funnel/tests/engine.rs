@@ -785,6 +785,38 @@ fn engine_reload_with_a_larger_pool_serves_the_waiting_commands() {
     holder.query_drop("COMMIT").unwrap();
 }
 
+/// A bug that panics in one client's session ends that session alone: the
+/// other clients of the core go on, the panicking client's backend
+/// connection and counts are given back, and the panic is counted.
+#[test]
+fn engine_a_panicking_session_ends_alone() {
+    let e = env(
+        "panic",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 5s\n",
+    );
+    let mut bystander = e.client();
+    assert_eq!(bystander.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    let mut doomed = e.client();
+    // It holds the only backend connection when it panics.
+    doomed.query_drop("BEGIN").unwrap();
+    doomed.query_drop("SELECT 1").unwrap();
+    let text = std::str::from_utf8(funnel_engine::session::FAULT_PANIC_QUERY).unwrap();
+    assert!(
+        doomed.query_drop(text).is_err(),
+        "the panicking session is closed"
+    );
+    assert_eq!(bystander.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    let mut newcomer = e.client();
+    assert_eq!(newcomer.query_first::<i64, _>("SELECT 3").unwrap(), Some(3));
+    let shards = e.proxy.snapshots();
+    assert_eq!(shards[0].counters.session_panics, 1);
+    assert_eq!(
+        shards[0].clients_active, 2,
+        "the panicked client no longer counts"
+    );
+}
+
 /// A command still waiting for a backend connection is stopped by `KILL
 /// QUERY` (1317, the session goes on) or `KILL` (the session ends), and
 /// never runs.

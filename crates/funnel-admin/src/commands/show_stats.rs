@@ -23,6 +23,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("clients_active", t.clients_active),
         ("clients_accepted", t.counters.clients_accepted),
         ("clients_refused", t.counters.clients_refused),
+        ("session_panics", t.counters.session_panics),
         ("backend_connections_opened", t.counters.backend_opened),
         ("backend_connections_closed", t.counters.backend_discarded),
         ("backend_connect_failures", t.counters.backend_open_failures),

@@ -149,6 +149,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::Quit => Plan::Quit,
         Command::Ping => Plan::ReplyOk,
         Command::Query(sql) => {
+            #[cfg(feature = "fault-injection")]
+            if sql == crate::session::FAULT_PANIC_QUERY {
+                panic!("fault injection: a session panics");
+            }
             if let Some(k) = parse_kill(sql) {
                 return Plan::Kill(k);
             }

@@ -102,12 +102,55 @@ fn is_definition(sql: &[u8]) -> bool {
 /// that opens a table (every account may read information_schema).
 const CLEAR_DIAGNOSTICS: &[u8] = b"DO (SELECT 1 FROM information_schema.ENGINES LIMIT 0)";
 
+/// The query text that panics its session in builds with the
+/// `fault-injection` feature (tests only).
+#[cfg(feature = "fault-injection")]
+pub const FAULT_PANIC_QUERY: &[u8] = b"/* funnel fault injection: panic */";
+
+/// Serves one accepted client until it leaves. A bug that panics ends this
+/// client's session alone (its connections close, its counts are given
+/// back), not the core and every other client on it.
+pub async fn serve_isolated(shard: Rc<Shard>, stream: Stream) {
+    use futures_lite::FutureExt;
+    let panicked = std::panic::AssertUnwindSafe(serve(shard.clone(), stream))
+        .catch_unwind()
+        .await;
+    if let Err(cause) = panicked {
+        let what = cause
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| cause.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Stats::bump(&shard.stats.session_panics);
+        tracing::error!(shard = %shard.id, panic = %what, "a client session panicked; it was closed");
+    }
+}
+
+/// Gives back what a session counts against its core, however the session
+/// ends (a panic included).
+struct Admitted {
+    shard: Rc<Shard>,
+    id: ClientId,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.shard.clients.remove(self.id);
+        let active = &self.shard.stats.clients_active;
+        active.set(active.get().saturating_sub(1));
+    }
+}
+
 /// Serves one accepted client until it leaves.
 pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let id = shard.next_client_id();
     let stats = shard.stats.clone();
     Stats::bump(&stats.clients_accepted);
     stats.clients_active.set(stats.clients_active.get() + 1);
+    let _admitted = Admitted {
+        shard: shard.clone(),
+        id,
+    };
     let _ = stream.set_nodelay();
     let peer = stream.peer_host();
     let mut buf = IoBuf::with_capacity(CLIENT_BUF);
@@ -218,8 +261,6 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
         tracing::debug!(client = %id, ?end, "session ended");
         s.end();
     }
-    shard.clients.remove(id);
-    stats.clients_active.set(stats.clients_active.get() - 1);
 }
 
 /// A logged-in client.
