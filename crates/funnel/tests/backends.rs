@@ -133,6 +133,26 @@ fn backends_read_write_split_and_query_rules_route_by_port() {
         .query_first::<u16, _>("SELECT @@port FROM t WHERE id = 1 FOR UPDATE")
         .unwrap();
     assert_eq!(locking, Some(f.writer.port()), "locking reads go to the writer");
+    // A read that leaves warnings keeps its (reader) connection for the
+    // client's SHOW WARNINGS only: the write right after it is routed.
+    for round in 0..5 {
+        c.query_drop("SELECT 1/0").unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES ({}, 0)", 10 + round))
+            .unwrap();
+        c.query_drop("SELECT CAST('abc' AS INT)").unwrap();
+        assert_eq!(
+            port(&mut c, "SELECT @@port FROM t WHERE id = 1 FOR UPDATE"),
+            f.writer.port(),
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(6)
+    );
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
 }
 
 #[test]

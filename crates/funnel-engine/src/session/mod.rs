@@ -882,6 +882,15 @@ impl Session {
     /// `None` when the client was already told why there is none (the
     /// command's `total` bytes are then consumed).
     async fn lease(&mut self, total: usize, f: &Forward) -> Result<Option<BackendConn>, End> {
+        if self.linger && !f.diagnostics && self.pin_reason.is_none() && !self.sticky() {
+            // Kept only so the client could read its warnings: any other
+            // command is routed afresh. (The kept connection may be a
+            // replica that served a read, and this command a write.)
+            self.linger = false;
+            if let Some(conn) = self.pinned.take() {
+                self.shard.backends.release(conn);
+            }
+        }
         match self.pinned.take() {
             Some(c) => {
                 self.last_backend = c.backend.clone();
