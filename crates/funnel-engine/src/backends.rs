@@ -55,12 +55,16 @@ impl BackendSet {
     /// Leases a connection from the best backend of `hostgroup`. When a
     /// backend cannot supply one (its connects fail, it went down or is
     /// being removed while the command waited) the next best is tried:
-    /// nothing was sent yet, so this never runs a statement twice.
+    /// nothing was sent yet, so this never runs a statement twice. With
+    /// `skip_failing` (the command has somewhere else to go), a backend
+    /// whose connects are failing right now is passed over at once rather
+    /// than waited for.
     pub async fn checkout(
         &self,
         hostgroup: &str,
         key: PoolKey,
         access: Access,
+        skip_failing: bool,
     ) -> Result<(BackendConn, bool), EngineError> {
         let mut tried: Vec<u32> = Vec::new();
         let mut last_err = None;
@@ -71,6 +75,14 @@ impl BackendSet {
                     hostgroup: hostgroup.to_string(),
                 }));
             };
+            if skip_failing && pool.backing_off() {
+                tried.push(pool.id);
+                last_err = Some(EngineError::BackendUnavailable {
+                    backend: pool.backend_name().to_string(),
+                    reason: "its connections are failing (backing off)".into(),
+                });
+                continue;
+            }
             match pool.checkout(key).await {
                 Ok(c) => return Ok(c),
                 Err(e @ EngineError::BackendUnavailable { .. }) => {

@@ -244,6 +244,45 @@ fn backends_reader_killed_under_load_then_rejoins() {
     assert!(late.get(&f.r1.port()).copied().unwrap_or(0) > 0, "{late:?}");
 }
 
+/// With `read_fallback`, reads go to the default hostgroup as soon as no
+/// reader can give a connection, not only once the health monitor has
+/// marked them down.
+#[test]
+fn backends_reads_fall_back_when_the_readers_refuse_connections() {
+    let f = farm(&[]);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    \
+         default_hostgroup: writer\n    read_hostgroup: readers\nbackends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n\
+         monitor:\n  interval: 5s\n  failures_before_down: 3\n",
+        f.writer.addr(),
+        f.r1.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = client(&proxy);
+    assert_eq!(port(&mut c, "SELECT @@port"), f.r1.port());
+    f.r1.kill();
+    // The first read may meet the reader's pooled connection dead (9007:
+    // it may have run, so it is not retried); every later one falls back.
+    let mut ports = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..20 {
+        match c.query_first::<u16, _>("SELECT @@port") {
+            Ok(p) => ports.push(p.unwrap()),
+            Err(mysql::Error::MySqlError(e)) => errors.push(e.code),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        errors.len() <= 1 && errors.iter().all(|&e| e == 9007),
+        "{errors:?}"
+    );
+    assert!(ports.iter().all(|&p| p == f.writer.port()), "{ports:?}");
+}
+
 #[test]
 fn backends_idle_connections_closed_by_the_server_cause_no_errors() {
     let f = farm(&["--wait-timeout=2"]);

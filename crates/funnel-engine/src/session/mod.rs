@@ -383,7 +383,7 @@ impl Session {
         let mut conn = match self
             .shard
             .backends
-            .checkout(&hostgroup, self.key, Access::Write)
+            .checkout(&hostgroup, self.key, Access::Write, false)
             .await
         {
             Ok((c, _)) => c,
@@ -861,16 +861,21 @@ impl Session {
         match self
             .shard
             .backends
-            .checkout(&route.hostgroup, self.key, route.access)
+            .checkout(&route.hostgroup, self.key, route.access, route.fallback.is_some())
             .await
         {
             Ok((c, _)) => Ok(c),
-            Err(EngineError::NoBackend { .. }) if route.fallback.is_some() => {
+            // No reader, or none could give a connection (refused,
+            // marked down while the command waited): nothing was sent, so
+            // the default hostgroup may serve the read.
+            Err(EngineError::NoBackend { .. } | EngineError::BackendUnavailable { .. })
+                if route.fallback.is_some() =>
+            {
                 let fallback = route.fallback.expect("checked");
                 let (c, _) = self
                     .shard
                     .backends
-                    .checkout(&fallback, self.key, route.access)
+                    .checkout(&fallback, self.key, route.access, false)
                     .await?;
                 Ok(c)
             }
