@@ -33,9 +33,14 @@ const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
     let mut failures: HashMap<String, u32> = HashMap::new();
     let slots = Rc::new(Cell::new(0));
+    let mut first = true;
     while !stopping() {
         let cfg = shard.config();
-        rt::sleep(cfg.monitor.interval.as_duration()).await;
+        // The first round runs at once: until a backend is checked, the
+        // router cannot tell a writer from a read-only replica.
+        if !std::mem::take(&mut first) {
+            rt::sleep(cfg.monitor.interval.as_duration()).await;
+        }
         for pool in shard.backends.all().into_iter().filter(|p| !p.is_draining()) {
             let name = pool.backend_name().to_string();
             let timeout = cfg.monitor.timeout.as_duration();

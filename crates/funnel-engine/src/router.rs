@@ -23,7 +23,15 @@ pub enum Access {
 /// Runs on every command, so it allocates nothing: one pass finds the
 /// candidates' lowest load, a second spends the round-robin credit.
 pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -> Option<Rc<Pool>> {
-    let usable = |p: &&Rc<Pool>| !skip.contains(&p.id) && usable(p, hostgroup, access);
+    // A backend not yet checked by the health monitor (just started or just
+    // added) might be a read-only replica or a lagging one: when the
+    // hostgroup has checked backends, only those are used.
+    let any_checked = pools
+        .iter()
+        .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.last_check().is_some());
+    let usable = |p: &&Rc<Pool>| {
+        !skip.contains(&p.id) && usable(p, hostgroup, access) && (!any_checked || p.last_check().is_some())
+    };
     // Prefer pools not backing off after failed connects, when there are any.
     let mut any_settled = false;
     let mut least_settled = usize::MAX;
@@ -132,5 +140,35 @@ mod tests {
         );
         assert_eq!(pick(&pools, "r", Access::Read, &[]).unwrap().id, 2);
         assert!(pick(&pools, "nope", Access::Read, &[]).is_none());
+    }
+
+    /// A backend the monitor has not checked yet (it may be a read-only
+    /// replica) gets nothing while a checked one can serve; alone, it does.
+    #[test]
+    fn router_prefers_backends_the_monitor_has_checked() {
+        let pools = vec![pool(1, "db", 1), pool(2, "db", 1), pool(3, "db", 1)];
+        let picked = |access| {
+            let mut ids: Vec<u32> = (0..12)
+                .map(|_| pick(&pools, "db", access, &[]).unwrap().id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        assert_eq!(
+            picked(Access::Write),
+            vec![1, 2, 3],
+            "nothing checked yet: all of them"
+        );
+        pools[0].set_health(Health::Up, false, None);
+        assert_eq!(picked(Access::Write), vec![1]);
+        assert_eq!(picked(Access::Read), vec![1]);
+        pools[1].set_health(Health::Up, true, None);
+        assert_eq!(
+            picked(Access::Write),
+            vec![1],
+            "the checked replica takes no writes"
+        );
+        assert_eq!(picked(Access::Read), vec![1, 2]);
     }
 }

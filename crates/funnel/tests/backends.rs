@@ -283,6 +283,45 @@ fn backends_reads_fall_back_when_the_readers_refuse_connections() {
     assert!(ports.iter().all(|&p| p == f.writer.port()), "{ports:?}");
 }
 
+/// Writer and replicas in one hostgroup: a replica added by a reload
+/// takes no writes before the health monitor has looked at it.
+#[test]
+fn backends_an_added_replica_takes_no_writes_before_its_first_check() {
+    let f = farm(&[]);
+    let yaml = |with_r2: bool| {
+        let mut y = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n\
+             backends:\n\
+             \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+             \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+            f.writer.addr(),
+            f.r1.addr()
+        );
+        if with_r2 {
+            y.push_str(&format!(
+                "\x20 - name: r2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+                f.r2.addr()
+            ));
+        }
+        y.push_str("pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 30s\n");
+        Config::from_yaml_str(&y).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml(false));
+    // The first check runs at once: after it, r1 is known read-only.
+    thread::sleep(Duration::from_millis(500));
+    let mut c = client(&proxy);
+    assert!(proxy.reload(yaml(true)).unwrap().is_empty());
+    for id in 0..12 {
+        c.query_drop(format!("INSERT INTO t VALUES ({id}, 0)")).unwrap();
+    }
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(12)
+    );
+    assert_eq!(f.r2.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+}
+
 #[test]
 fn backends_idle_connections_closed_by_the_server_cause_no_errors() {
     let f = farm(&["--wait-timeout=2"]);
