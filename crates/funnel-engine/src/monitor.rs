@@ -107,13 +107,21 @@ async fn check(
         .first()
         .and_then(|r| r.first().cloned().flatten())
         .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("ON"));
-    // Without the privilege (REPLICATION CLIENT / SLAVE MONITOR) the lag is
-    // unknown, which is not a failure of the backend.
-    let lag = match conn.query_rows("SHOW SLAVE STATUS").await {
-        Ok((cols, rows)) => replica_lag(&cols, &rows),
-        Err(BackendError::Refused(_)) => None,
-        Err(e) => return Err(e),
-    };
+    // MariaDB lists named (multi-source) connections only in SHOW ALL
+    // SLAVES STATUS; MySQL lists every channel in SHOW SLAVE STATUS and
+    // knows no ALL. Without the privilege (REPLICATION CLIENT / SLAVE
+    // MONITOR) the lag is unknown, which is not a failure of the backend.
+    let mut lag = None;
+    for sql in ["SHOW ALL SLAVES STATUS", "SHOW SLAVE STATUS"] {
+        match conn.query_rows(sql).await {
+            Ok((cols, rows)) => {
+                lag = replica_lag(&cols, &rows);
+                break;
+            }
+            Err(BackendError::Refused(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(Check { read_only, lag })
 }
 
@@ -129,17 +137,19 @@ fn is_local_shortage(e: &BackendError) -> bool {
     }
 }
 
-/// Seconds_Behind_Master of the first replication channel; `None` on a
-/// primary (no rows).
+/// The worst Seconds_Behind_Master over every replication connection (a
+/// stopped or broken one counts as lagging for ever); `None` on a primary
+/// (no rows).
 fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>]) -> Option<Duration> {
     let i = cols.iter().position(|c| c == "Seconds_Behind_Master")?;
-    let row = rows.first()?;
-    Some(
-        match row.get(i).cloned().flatten().and_then(|v| v.parse::<u64>().ok()) {
-            Some(secs) => Duration::from_secs(secs),
-            None => BROKEN_REPLICATION_LAG,
-        },
-    )
+    rows.iter()
+        .map(
+            |row| match row.get(i).cloned().flatten().and_then(|v| v.parse::<u64>().ok()) {
+                Some(secs) => Duration::from_secs(secs),
+                None => BROKEN_REPLICATION_LAG,
+            },
+        )
+        .max()
 }
 
 #[cfg(test)]
@@ -161,6 +171,17 @@ mod tests {
         let row = vec![Some("Waiting".into()), Some("7".into())];
         assert_eq!(replica_lag(&cols, &[row]), Some(Duration::from_secs(7)));
         let broken = vec![Some("".into()), None];
-        assert_eq!(replica_lag(&cols, &[broken]), Some(BROKEN_REPLICATION_LAG));
+        assert_eq!(
+            replica_lag(&cols, std::slice::from_ref(&broken)),
+            Some(BROKEN_REPLICATION_LAG)
+        );
+        // Several connections (multi-source): the worst counts.
+        let fresh = vec![Some("Waiting".into()), Some("0".into())];
+        let behind = vec![Some("Waiting".into()), Some("12".into())];
+        assert_eq!(
+            replica_lag(&cols, &[fresh.clone(), behind]),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(replica_lag(&cols, &[fresh, broken]), Some(BROKEN_REPLICATION_LAG));
     }
 }

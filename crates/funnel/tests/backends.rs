@@ -322,6 +322,47 @@ fn backends_an_added_replica_takes_no_writes_before_its_first_check() {
     assert_eq!(f.r2.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
 }
 
+/// `max_replication_lag` watches named (multi-source) replication
+/// connections too: MariaDB lists those only in SHOW ALL SLAVES STATUS.
+#[test]
+fn backends_lag_of_a_named_replication_connection_counts() {
+    let writer = server(false, &["--log-bin=binlog", "--server-id=1"]);
+    writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
+    writer.exec("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");
+    // The replica has its own copy of the setup: replicate only from here.
+    writer.exec("RESET MASTER");
+    let replica = server(true, &["--server-id=2"]);
+    replica.exec(&format!(
+        "CHANGE MASTER 'm1' TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+         MASTER_USER='repl', MASTER_PASSWORD='rpw'",
+        writer.port()
+    ));
+    replica.exec("START SLAVE 'm1'");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    \
+         default_hostgroup: writer\n    read_hostgroup: readers\nbackends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n    \
+         max_replication_lag: 5s\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        writer.addr(),
+        replica.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = client(&proxy);
+    let reads_go_to = |c: &mut Conn, want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while port(c, "SELECT @@port") != want {
+            assert!(Instant::now() < deadline, "reads never went to port {want}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
+    reads_go_to(&mut c, replica.port());
+    replica.exec("STOP SLAVE 'm1'");
+    reads_go_to(&mut c, writer.port());
+}
+
 #[test]
 fn backends_idle_connections_closed_by_the_server_cause_no_errors() {
     let f = farm(&["--wait-timeout=2"]);
