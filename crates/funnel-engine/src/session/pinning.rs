@@ -318,11 +318,14 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     }
     // Nothing pinned it: a single plain SELECT only reads.
     SqlEffect {
+        // Named locks are the primary's: `IS_FREE_LOCK()` on a replica
+        // answers about nobody's locks.
         read_only: first == b"SELECT"
             && tokens.statements == 1
             && !tokens.has(b"UPDATE")
             && !tokens.has(b"SHARE")
             && !tokens.has(b"INTO")
+            && !tokens.has(b"IS_FREE_LOCK")
             && !tokens.executable_comment,
         ..SqlEffect::default()
     }
@@ -775,6 +778,7 @@ mod tests {
             "SELECT 1; SELECT 2",
             "INSERT INTO t VALUES (1)",
             "SELECT GET_LOCK('a', 1)",
+            "SELECT IS_FREE_LOCK('a')",
         ] {
             assert!(!classify(sql.as_bytes()).read_only, "{sql}");
         }
