@@ -146,6 +146,11 @@ impl ClientControl {
         }
     }
 
+    /// True when a wait interruption is pending.
+    pub fn wait_interrupted(&self) -> bool {
+        self.wait_interrupted.get()
+    }
+
     /// Clears (and returns) a wait interruption.
     pub fn take_wait_interrupted(&self) -> bool {
         self.wait_interrupted.replace(false)

@@ -578,25 +578,24 @@ impl Session {
     /// The last look for a `KILL` before the command goes out: one that came
     /// while the connection was being brought in line (the session still
     /// counted as waiting, with no backend thread to kill) stops the
-    /// command here, unsent. `None` when the client was told so.
-    async fn stopped_before_send(
-        &mut self,
-        conn: BackendConn,
-        total: usize,
-    ) -> Result<Option<BackendConn>, End> {
-        let interrupted = self.control.take_wait_interrupted();
-        let killed = self.control.is_killed();
-        if !interrupted && !killed {
-            return Ok(Some(conn));
-        }
+    /// command there, unsent (see `refuse_stopped`). A plain check, so the
+    /// connection is not moved through a future on every command.
+    fn stop_requested(&self) -> bool {
+        self.control.wait_interrupted() || self.control.is_killed()
+    }
+
+    /// Gives the connection back and tells the client its command was
+    /// stopped by a `KILL` before it was sent.
+    async fn refuse_stopped(&mut self, conn: BackendConn, total: usize) -> Result<(), End> {
+        self.control.take_wait_interrupted();
         self.buf.consume(total);
         self.give_back(conn);
-        let err = if killed {
+        let err = if self.control.is_killed() {
             EngineError::ConnectionKilled
         } else {
             EngineError::Interrupted
         };
-        self.reply_error(1, err).await.map(|_| None)
+        self.reply_error(1, err).await
     }
 
     /// Keeps what `SHOW CLIENTS` shows current (cheap: copies only changes).
@@ -702,9 +701,9 @@ impl Session {
             }
             conn.stale_diagnostics = false;
         }
-        let Some(mut conn) = self.stopped_before_send(conn, total).await? else {
-            return Ok(());
-        };
+        if self.stop_requested() {
+            return self.refuse_stopped(conn, total).await;
+        }
         Stats::bump(&self.shard.stats.forwarded);
         if f.name == "COM_QUERY" {
             self.note_digest(total);

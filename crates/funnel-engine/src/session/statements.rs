@@ -182,7 +182,7 @@ impl Session {
         let pinned_for_it = self
             .pins
             .contains(super::pinning::PinReason::PreviousStatementInfo);
-        let conn = if meta.effect.sets_last_insert_id && !pinned_for_it {
+        let mut conn = if meta.effect.sets_last_insert_id && !pinned_for_it {
             match self.sync_last_insert_id(conn, 0).await? {
                 Some(c) => c,
                 None => return Ok(()),
@@ -190,9 +190,9 @@ impl Session {
         } else {
             conn
         };
-        let Some(mut conn) = self.stopped_before_send(conn, 0).await? else {
-            return Ok(());
-        };
+        if self.stop_requested() {
+            return self.refuse_stopped(conn, 0).await;
+        }
         let backend = *conn.stmts.get(meta.id).expect("prepared_on prepared it");
         let inject = if backend.types_bound || head.types.is_some() {
             None
