@@ -553,10 +553,16 @@ impl Session {
         let Some(sql) = bytes.get(5..).filter(|_| total < MAX_CHUNK) else {
             return false;
         };
+        // Cheap tests first: this runs for every query, and most are a
+        // single statement of neither kind.
+        let as_written = f.pin == Some(PinReason::Unknown) || is_definition(sql);
+        if !as_written && !sql.contains(&b';') {
+            return false;
+        }
         if !mentions_previous_statement(sql) {
             return false;
         }
-        if f.pin == Some(PinReason::Unknown) || is_definition(sql) {
+        if as_written {
             rewrite::mentions_last_insert_id(sql)
         } else {
             rewrite::later_statement_reads_last_insert_id(sql)
