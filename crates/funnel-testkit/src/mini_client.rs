@@ -15,6 +15,17 @@ use funnel_protocol::response::{is_err, is_result_terminator, ErrPacket, OkPacke
 use funnel_protocol::resultset::{parse_text_row, ColumnDefinition};
 use funnel_protocol::Capabilities;
 
+/// Reads one packet (sequence id and payload) from a blocking socket, for
+/// tests that speak the protocol by hand (a login split in two, say).
+pub fn read_raw_packet(s: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload)?;
+    Ok((head[3], payload))
+}
+
 /// What a query returned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryResult {

@@ -67,16 +67,6 @@ impl Env {
     }
 }
 
-/// Reads one packet's sequence id and payload from a blocking socket.
-fn read_packet(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).unwrap();
-    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    (head[3], payload)
-}
-
 /// Answers `greeting` with a mysql_native_password login; the reply's payload.
 fn native_login(s: &mut std::net::TcpStream, greeting: &[u8], user: &str, pw: &str) -> Vec<u8> {
     use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
@@ -104,7 +94,7 @@ fn native_login(s: &mut std::net::TcpStream, greeting: &[u8], user: &str, pw: &s
     let mut framed = bytes::BytesMut::new();
     funnel_protocol::framing::write_packet(&mut framed, 1, &out);
     s.write_all(&framed).unwrap();
-    read_packet(s).1
+    funnel_testkit::mini_client::read_raw_packet(s).unwrap().1
 }
 
 /// A SHOW STATS value.
@@ -539,7 +529,7 @@ fn admin_reload_from_the_file_and_graceful_shutdown() {
     // One client is still logging in when the stop begins.
     let mut late = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (_, greeting) = read_packet(&mut late);
+    let (_, greeting) = funnel_testkit::mini_client::read_raw_packet(&mut late).unwrap();
     admin.query_drop("SHUTDOWN GRACEFUL").unwrap();
     thread::sleep(Duration::from_millis(200));
     let logged_in = native_login(&mut late, &greeting, "app", "apppw");

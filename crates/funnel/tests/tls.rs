@@ -97,17 +97,6 @@ fn tls_logins_with_the_mariadb_client() {
     assert!(ok && text.contains("Cipher in use"), "{text}");
 }
 
-/// Reads one packet (header + payload) from a blocking socket.
-fn read_packet(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
-    use std::io::Read;
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).unwrap();
-    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    (head[3], payload)
-}
-
 /// Logs in the way a MySQL 8 client does: `caching_sha2_password` first,
 /// answering with `answer` (the scramble of `password` when `None`), and
 /// answering an auth switch to `mysql_native_password` with `password`.
@@ -119,7 +108,7 @@ fn caching_sha2_login(port: u16, user: &[u8], password: &[u8], answer: Option<Ve
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let (_, greeting) = read_packet(&mut s);
+    let (_, greeting) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
     let greeting = HandshakeV10::parse(&greeting).unwrap();
     let resp = HandshakeResponse41 {
         capabilities: Capabilities(
@@ -144,7 +133,7 @@ fn caching_sha2_login(port: u16, user: &[u8], password: &[u8], answer: Option<Ve
     // Collect packets until OK or ERR ends the login.
     let mut got = Vec::new();
     loop {
-        let (seq, p) = read_packet(&mut s);
+        let (seq, p) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
         let last = matches!(p.first(), Some(0x00) | Some(0xff));
         if p.first() == Some(&0xfe) {
             // Auth switch: plugin name, NUL, scramble (NUL-terminated).
