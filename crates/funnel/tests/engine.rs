@@ -1222,6 +1222,20 @@ fn engine_per_user_client_connection_limit() {
     assert_eq!(code, 1203, "{msg}");
     assert!(msg.contains("max_user_connections"), "{msg}");
     let _others: Vec<Conn> = (0..5).map(|_| Conn::new(opts("free")).unwrap()).collect();
+    // Refused logins do not count as connected clients, nor come off them.
+    for _ in 0..3 {
+        assert!(Conn::new(opts("capped")).is_err());
+    }
+    let active = |p: &Proxy| p.snapshots().iter().map(|s| s.clients_active).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while active(&proxy) != 8 {
+        assert!(
+            Instant::now() < deadline,
+            "clients_active {} for 8 connected",
+            active(&proxy)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     drop(held);
     // Slots come back when clients leave.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -204,7 +204,6 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                     ),
                 );
                 let _ = send_err(&mut stream, l.next_seq, &err).await;
-                stats.clients_active.set(stats.clients_active.get() - 1);
                 return;
             };
             let control = ClientControl::new(l.user.name.clone(), peer.clone());
