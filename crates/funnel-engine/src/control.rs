@@ -37,6 +37,9 @@ pub enum ControlMsg {
         read_only: bool,
         /// Replication lag, when it is a replica.
         lag: Option<std::time::Duration>,
+        /// The check reached the server (`read_only` and `lag` are its
+        /// answers, not the values kept from before).
+        seen: bool,
     },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).

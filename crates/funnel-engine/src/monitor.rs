@@ -81,6 +81,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
                 health,
                 read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
                 lag: seen.map_or(pool.lag(), |c| c.lag),
+                seen: seen.is_some(),
             };
             for peer in &shard.peers {
                 let _ = peer.send(msg(()));

@@ -28,10 +28,9 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
     // hostgroup has checked backends, only those are used.
     let any_checked = pools
         .iter()
-        .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.last_check().is_some());
-    let usable = |p: &&Rc<Pool>| {
-        !skip.contains(&p.id) && usable(p, hostgroup, access) && (!any_checked || p.last_check().is_some())
-    };
+        .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.seen());
+    let usable =
+        |p: &&Rc<Pool>| !skip.contains(&p.id) && usable(p, hostgroup, access) && (!any_checked || p.seen());
     // Prefer pools not backing off after failed connects, when there are any.
     let mut any_settled = false;
     let mut least_settled = usize::MAX;
@@ -161,9 +160,16 @@ mod tests {
             "nothing checked yet: all of them"
         );
         pools[0].set_health(Health::Up, false, None);
+        assert_eq!(
+            picked(Access::Write),
+            vec![1, 2, 3],
+            "a failed check sees nothing"
+        );
+        pools[0].mark_seen();
         assert_eq!(picked(Access::Write), vec![1]);
         assert_eq!(picked(Access::Read), vec![1]);
         pools[1].set_health(Health::Up, true, None);
+        pools[1].mark_seen();
         assert_eq!(
             picked(Access::Write),
             vec![1],

@@ -490,6 +490,7 @@ async fn control_loop(
                     health,
                     read_only,
                     lag,
+                    seen,
                 }) => {
                     for p in shard
                         .backends
@@ -498,6 +499,9 @@ async fn control_loop(
                         .filter(|p| p.backend_name() == backend)
                     {
                         p.set_health(health, read_only, lag);
+                        if seen {
+                            p.mark_seen();
+                        }
                     }
                 }
                 Received::Msg(ControlMsg::Kill {

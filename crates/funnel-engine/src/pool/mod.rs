@@ -100,6 +100,9 @@ pub struct Pool {
     lag: Cell<Option<Duration>>,
     /// The server reports `read_only=ON`: no writes.
     read_only: Cell<bool>,
+    /// A health check has reached the server: `read_only` and the lag are
+    /// its answers, not defaults.
+    seen: Cell<bool>,
     /// Being removed: no new leases, connections closed when released.
     draining: Cell<bool>,
     /// When the health monitor last reported on this backend.
@@ -157,6 +160,7 @@ impl Pool {
             health: Cell::new(Health::Up),
             lag: Cell::new(None),
             read_only: Cell::new(false),
+            seen: Cell::new(false),
             draining: Cell::new(false),
             last_check: Cell::new(None),
             wrr_current: Cell::new(0),
@@ -207,6 +211,17 @@ impl Pool {
     /// When the health monitor last reported on this backend.
     pub fn last_check(&self) -> Option<Instant> {
         self.last_check.get()
+    }
+
+    /// Records that a health check reached the server.
+    pub fn mark_seen(&self) {
+        self.seen.set(true);
+    }
+
+    /// True once a health check has reached the server: until then the
+    /// router cannot tell a writer from a read-only replica.
+    pub fn seen(&self) -> bool {
+        self.seen.get()
     }
 
     /// True when the server said `read_only=ON`.
