@@ -75,7 +75,9 @@ impl BackendSet {
                     hostgroup: hostgroup.to_string(),
                 }));
             };
-            if skip_failing && pool.backing_off() {
+            // One that still has an idle connection serves: a failed open
+            // says little about the connections already open.
+            if skip_failing && pool.backing_off() && !pool.has_idle(key) {
                 tried.push(pool.id);
                 last_err = Some(EngineError::BackendUnavailable {
                     backend: pool.backend_name().to_string(),

@@ -480,6 +480,11 @@ impl Pool {
         });
     }
 
+    /// True when an idle connection of `key` is there to take.
+    pub fn has_idle(&self, key: PoolKey) -> bool {
+        self.idle.borrow().iter().any(|c| c.key == key)
+    }
+
     fn take_idle(&self, key: PoolKey) -> Option<BackendConn> {
         loop {
             let conn = {
