@@ -136,6 +136,17 @@ fn backends_read_write_split_and_query_rules_route_by_port() {
     // A read that leaves warnings keeps its (reader) connection for the
     // client's SHOW WARNINGS only: the write right after it is routed.
     for round in 0..5 {
+        // A read right after keeps it, and sees the client's own warnings
+        // (a different count each round, so another connection's cannot pass).
+        let warnings = round + 1;
+        c.query_drop(format!("SELECT {}", vec!["1/0"; warnings].join(", ")))
+            .unwrap();
+        assert_eq!(
+            c.query_first::<(usize, u32), _>("SELECT @@warning_count, 7")
+                .unwrap(),
+            Some((warnings, 7)),
+            "round {round}"
+        );
         c.query_drop("SELECT 1/0").unwrap();
         c.query_drop(format!("INSERT INTO t VALUES ({}, 0)", 10 + round))
             .unwrap();

@@ -772,6 +772,16 @@ impl Session {
         Some(out)
     }
 
+    /// True when the command would be routed to `conn`'s backend: its
+    /// hostgroup, and not a read-only server for a write.
+    fn routes_to(&self, conn: &BackendConn, total: usize, f: &Forward) -> bool {
+        let route = self.route(total, f);
+        self.shard.backends.by_id(conn.pool_id).is_some_and(|pool| {
+            *pool.placement().hostgroup == *route.hostgroup
+                && !(route.access == Access::Write && pool.is_read_only())
+        })
+    }
+
     /// Where a command goes: the first matching query rule, else the read
     /// hostgroup for a read-only statement of a user with read/write split
     /// (falling back to the default hostgroup when configured), else the
@@ -892,12 +902,17 @@ impl Session {
     /// command's `total` bytes are then consumed).
     async fn lease(&mut self, total: usize, f: &Forward) -> Result<Option<BackendConn>, End> {
         if self.linger && !f.diagnostics && self.pin_reason.is_none() && !self.sticky() {
-            // Kept only so the client could read its warnings: any other
-            // command is routed afresh. (The kept connection may be a
+            // Kept only so the client could read its warnings (also in
+            // statements Funnel does not class as diagnostics, such as
+            // `SELECT @@warning_count, NOW()`): it serves the command only
+            // where the command would be routed anyway. (It may be a
             // replica that served a read, and this command a write.)
-            self.linger = false;
-            if let Some(conn) = self.pinned.take() {
-                self.shard.backends.release(conn);
+            let fits = self.pinned.as_ref().is_some_and(|c| self.routes_to(c, total, f));
+            if !fits {
+                self.linger = false;
+                if let Some(conn) = self.pinned.take() {
+                    self.shard.backends.release(conn);
+                }
             }
         }
         match self.pinned.take() {
