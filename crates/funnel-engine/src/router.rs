@@ -54,7 +54,10 @@ fn usable(p: &Pool, hostgroup: &str, access: Access) -> bool {
         && p.health() == Health::Up
         && !p.is_draining()
         && !(access == Access::Write && p.is_read_only())
-        && !matches!((placement.max_lag, p.lag()), (Some(max), Some(lag)) if lag > max)
+        // Lag matters to reads: a server that takes writes (a promoted
+        // primary with a leftover replication connection) still takes them.
+        && !(access == Access::Read
+            && matches!((placement.max_lag, p.lag()), (Some(max), Some(lag)) if lag > max))
 }
 
 /// nginx's smooth weighted round-robin: each candidate gains its weight,
@@ -130,6 +133,10 @@ mod tests {
         assert!(
             (0..10).all(|_| pick(&pools, "r", Access::Read, &[]).unwrap().id == 1),
             "over its lag limit"
+        );
+        assert!(
+            (0..10).any(|_| pick(&pools, "r", Access::Write, &[]).unwrap().id == 2),
+            "lag keeps reads away, not writes"
         );
         pools[1].set_health(Health::Up, true, None);
         pools[0].drain();
