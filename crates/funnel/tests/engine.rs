@@ -801,6 +801,8 @@ fn engine_a_panicking_session_ends_alone() {
     // It holds the only backend connection when it panics.
     doomed.query_drop("BEGIN").unwrap();
     doomed.query_drop("SELECT 1").unwrap();
+    // Read only when the text arrives, so setting it here is enough.
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
     let text = std::str::from_utf8(funnel_engine::session::FAULT_PANIC_QUERY).unwrap();
     assert!(
         doomed.query_drop(text).is_err(),

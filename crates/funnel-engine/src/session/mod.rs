@@ -103,7 +103,9 @@ fn is_definition(sql: &[u8]) -> bool {
 const CLEAR_DIAGNOSTICS: &[u8] = b"DO (SELECT 1 FROM information_schema.ENGINES LIMIT 0)";
 
 /// The query text that panics its session in builds with the
-/// `fault-injection` feature (tests only).
+/// `fault-injection` feature (tests only), when the environment has
+/// `FUNNEL_FAULT_INJECTION` set: a binary built for tests and run elsewhere
+/// does not panic on it.
 #[cfg(feature = "fault-injection")]
 pub const FAULT_PANIC_QUERY: &[u8] = b"/* funnel fault injection: panic */";
 
