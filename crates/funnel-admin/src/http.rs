@@ -56,7 +56,6 @@ impl MetricsServer {
 }
 
 fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> {
-    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
     // Bounded in size and in time: a peer that never sends a line end
     // cannot grow the buffer, nor hold the thread by sending slowly.
     let request = Deadline::new(conn.try_clone()?, Duration::from_secs(10));
@@ -97,11 +96,31 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> 
             "try /metrics or /healthz\n".to_string(),
         ),
     };
-    let mut out = conn;
-    write!(
-        out,
+    let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
-    out.flush()
+    );
+    write_within(&conn, response.as_bytes(), Duration::from_secs(10))
+}
+
+/// Writes all of `bytes` within `limit` in all, however slowly the peer
+/// reads (a timeout per write would let it hold the connection longer).
+fn write_within(mut conn: &TcpStream, mut bytes: &[u8], limit: Duration) -> io::Result<()> {
+    let until = std::time::Instant::now() + limit;
+    while !bytes.is_empty() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response deadline passed",
+            ));
+        }
+        conn.set_write_timeout(Some(left))?;
+        let n = conn.write(bytes)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
