@@ -65,9 +65,12 @@ impl Drop for ConnectionSlot {
 pub struct UserCounters(Arc<HashMap<String, Arc<AtomicU32>>>);
 
 impl UserCounters {
-    /// Counters for `users`, keeping the running counts of users already known.
+    /// Counters for `users`, keeping the running counts of users already
+    /// known. A removed user's counter is kept while its sessions still
+    /// count on it: re-added by a later reload, the user must not start
+    /// again from zero beside them.
     pub fn for_users(users: &[User], previous: Option<&UserCounters>) -> Self {
-        let map = users
+        let mut map: HashMap<String, Arc<AtomicU32>> = users
             .iter()
             .map(|u| {
                 let c = previous
@@ -76,6 +79,11 @@ impl UserCounters {
                 (u.name.clone(), c)
             })
             .collect();
+        for (name, c) in previous.iter().flat_map(|p| p.0.iter()) {
+            if c.load(Ordering::Acquire) > 0 {
+                map.entry(name.clone()).or_insert_with(|| c.clone());
+            }
+        }
         UserCounters(Arc::new(map))
     }
 
@@ -127,5 +135,37 @@ impl UserTable {
     /// Looks a user up by the name a client sent.
     pub fn get(&self, name: &[u8]) -> Option<&Rc<UserEntry>> {
         self.0.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(names: &[&str]) -> Vec<User> {
+        let yaml: String = names
+            .iter()
+            .map(|n| format!("  - name: {n}\n    password: pw\n"))
+            .collect();
+        let cfg = funnel_config::Config::from_yaml_str(&format!(
+            "listen: 127.0.0.1:0\nusers:\n{yaml}\
+             backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: u\n    password: p\n"
+        ))
+        .unwrap();
+        cfg.users
+    }
+
+    /// A user removed while connected and added back keeps its count.
+    #[test]
+    fn users_counters_survive_a_removal_while_sessions_count_on_them() {
+        let first = UserCounters::for_users(&users(&["a", "b"]), None);
+        first.get("a").fetch_add(2, Ordering::AcqRel);
+        let without_a = UserCounters::for_users(&users(&["b"]), Some(&first));
+        let back = UserCounters::for_users(&users(&["a", "b"]), Some(&without_a));
+        assert_eq!(back.get("a").load(Ordering::Acquire), 2);
+        // Once nobody counts on it, it is forgotten.
+        first.get("a").fetch_sub(2, Ordering::AcqRel);
+        let gone = UserCounters::for_users(&users(&["b"]), Some(&back));
+        assert!(!gone.0.contains_key("a"));
     }
 }
