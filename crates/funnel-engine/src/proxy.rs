@@ -100,6 +100,8 @@ pub struct ProxyHandle {
     /// The client Unix socket's file: removed (and its last extra
     /// descriptor closed) as Funnel stops accepting.
     socket_file: Arc<Mutex<Option<listener::UnixSocketFile>>>,
+    /// A graceful stop has begun (from a signal or the admin interface).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Running {
@@ -218,6 +220,7 @@ impl Proxy {
                     user_counters,
                 })),
                 socket_file: Arc::new(Mutex::new(socket_file)),
+                stopping: Arc::default(),
             },
             threads,
         };
@@ -373,10 +376,18 @@ impl ProxyHandle {
     /// running commands and open transactions may finish until `deadline`;
     /// then every core stops. Blocks until then.
     pub fn graceful_shutdown(&self, deadline: Duration) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
         self.remove_socket_file();
         self.broadcast(|| ControlMsg::GracefulStop);
         self.wait_for_zero(deadline, |shards| shards.iter().map(|s| s.clients_active).sum());
         self.shutdown();
+    }
+
+    /// Records that a stop was asked for; true for the first such request,
+    /// whoever made it (a signal, the admin's `SHUTDOWN GRACEFUL`): a later
+    /// one means "now".
+    pub fn begin_stop(&self) -> bool {
+        !self.stopping.swap(true, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// Polls the cores' snapshots until `count` of them is zero or

@@ -106,13 +106,12 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("funnel-signals".into())
         .spawn(move || {
-            let mut stopping = false;
             loop {
                 match wait_signal(&signals) {
                     libc::SIGHUP => reload(&handle, &config_path),
-                    sig if !stopping => {
-                        // First SIGTERM/SIGINT: drain gracefully in the background.
-                        stopping = true;
+                    // The first request to stop (this signal, or the admin's
+                    // SHUTDOWN GRACEFUL before it) drains gracefully.
+                    sig if handle.begin_stop() => {
                         tracing::info!(
                             signal = sig,
                             grace_s = GRACE.as_secs(),

@@ -363,3 +363,64 @@ fn binary_refuses_clients_before_running_out_of_descriptors() {
         "the backend stays up: {health}"
     );
 }
+
+/// After the admin's SHUTDOWN GRACEFUL, a SIGTERM means "stop now", as a
+/// second signal does: it does not start another 30 s graceful stop.
+#[test]
+fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
+    use mysql::prelude::Queryable;
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("sigafter");
+    db.create_user("sigafter_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let (port, admin_port) = (free_port(), free_port());
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: 1\n\
+             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: sigafter_b\n    password: bpw\n\
+             admin:\n  listen: 127.0.0.1:{admin_port}\n  user: admin\n  password: secret\n\
+             log:\n  level: warn\n",
+            db.addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("funnel to serve", || login(port, "app").is_ok());
+    // A transaction keeps the graceful stop waiting.
+    let mut busy = login(port, "app").unwrap();
+    busy.query_drop("BEGIN").unwrap();
+    let mut admin = Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(admin_port)
+            .user(Some("admin"))
+            .pass(Some("secret"))
+            .prefer_socket(false),
+    )
+    .unwrap();
+    admin.query_drop("SHUTDOWN GRACEFUL").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the open transaction holds the stop"
+    );
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still draining after the SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

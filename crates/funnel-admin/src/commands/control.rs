@@ -82,6 +82,8 @@ pub fn pause(ctx: &AdminContext, on: bool) -> Reply {
 /// commands and transactions may finish (up to 30 s), then stop.
 pub fn shutdown(ctx: &AdminContext, graceful: bool) -> Reply {
     if graceful {
+        // Recorded now, so a signal that follows means "stop now".
+        ctx.handle.begin_stop();
         let handle = ctx.handle.clone();
         std::thread::spawn(move || handle.graceful_shutdown(GRACE));
         return Reply::Ok(format!("{SHUTTING_DOWN} once clients leave (at most 30 s)"));
