@@ -179,6 +179,13 @@ fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &Admin
     }
 }
 
+/// The log budget of refused admin logins, shared by the connection threads.
+fn refusals_log() -> &'static std::sync::Mutex<funnel_engine::lograte::LogRate> {
+    static LOG: std::sync::OnceLock<std::sync::Mutex<funnel_engine::lograte::LogRate>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(Default::default)
+}
+
 /// Greeting, credentials, OK; returns the negotiated capabilities.
 fn login(w: &mut Wire, user: &str, secret: &NativePasswordHash, peer: &str) -> io::Result<Capabilities> {
     let mut rng = rand::thread_rng();
@@ -230,7 +237,10 @@ fn login(w: &mut Wire, user: &str, secret: &NativePasswordHash, peer: &str) -> i
     }
     let name = String::from_utf8_lossy(&resp.username).into_owned();
     if name != user || !secret.verify(&scramble, &answer) {
-        tracing::warn!(user = %name, %peer, "admin login refused");
+        // Rate-limited: a password-guessing peer must not flood the log.
+        if refusals_log().lock().is_ok_and(|r| r.allow()) {
+            tracing::warn!(user = %name, %peer, "admin login refused");
+        }
         let err = ErrPacket::new(
             1045,
             "28000",
