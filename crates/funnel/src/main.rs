@@ -108,7 +108,13 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
         .spawn(move || {
             loop {
                 match wait_signal(&signals) {
-                    libc::SIGHUP => reload(&handle, &config_path),
+                    libc::SIGHUP => {
+                        // On a thread of its own: a reload resolves every
+                        // backend's name, and a slow resolver must not hold
+                        // back a SIGTERM that follows.
+                        let (h, path) = (handle.clone(), config_path.clone());
+                        std::thread::spawn(move || reload(&h, &path));
+                    }
                     // The first request to stop (this signal, or the admin's
                     // SHUTDOWN GRACEFUL before it) drains gracefully.
                     sig if handle.begin_stop() => {
