@@ -282,6 +282,30 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
     );
 }
 
+/// A config file for one core in front of the shared server, user `app`
+/// (password `pw`) in a fresh schema, and `extra` YAML sections; returns
+/// the directory holding the file (keep it alive), the file and the port.
+fn one_core_config(prefix: &str, extra: &str) -> (tempfile::TempDir, std::path::PathBuf, u16) {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{prefix}_b");
+    db.create_user(&backend, "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let port = free_port();
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: 1\n\
+             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n{extra}",
+            db.addr()
+        ),
+    )
+    .unwrap();
+    (dir, path, port)
+}
+
 /// Under a low open-files limit, clients beyond what it can hold beside the
 /// backend connections get ERR 1040 at once; accepts never fail for want of
 /// descriptors (which left clients unanswered and made health checks fail,
@@ -289,26 +313,16 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
 #[test]
 fn binary_refuses_clients_before_running_out_of_descriptors() {
     use std::io::{Read, Write};
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("fdlimit");
-    db.create_user("fdlimit_b", "bpw");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("funnel.yaml");
-    let (port, metrics) = (free_port(), free_port());
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ncores: 1\n\
-             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
-             backends:\n  - name: primary\n    address: {}\n    user: fdlimit_b\n    password: bpw\n\
-             pool:\n  max_per_core: 4\n\
+    let metrics = free_port();
+    let (_dir, path, port) = one_core_config(
+        "fdlimit",
+        &format!(
+            "pool:\n  max_per_core: 4\n\
              monitor:\n  interval: 100ms\n\
              metrics:\n  listen: 127.0.0.1:{metrics}\n\
-             log:\n  level: error\n",
-            db.addr()
+             log:\n  level: error\n"
         ),
-    )
-    .unwrap();
+    );
     let mut child = spawn_under(&["prlimit", "--nofile=400:400"], &path);
     wait_for("funnel to serve", || login(port, "app").is_ok());
     let healthz = || {
@@ -369,24 +383,14 @@ fn binary_refuses_clients_before_running_out_of_descriptors() {
 #[test]
 fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
     use mysql::prelude::Queryable;
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("sigafter");
-    db.create_user("sigafter_b", "bpw");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("funnel.yaml");
-    let (port, admin_port) = (free_port(), free_port());
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ncores: 1\n\
-             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
-             backends:\n  - name: primary\n    address: {}\n    user: sigafter_b\n    password: bpw\n\
-             admin:\n  listen: 127.0.0.1:{admin_port}\n  user: admin\n  password: secret\n\
-             log:\n  level: warn\n",
-            db.addr()
+    let admin_port = free_port();
+    let (_dir, path, port) = one_core_config(
+        "sigafter",
+        &format!(
+            "admin:\n  listen: 127.0.0.1:{admin_port}\n  user: admin\n  password: secret\n\
+             log:\n  level: warn\n"
         ),
-    )
-    .unwrap();
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_funnel"))
         .arg("--config")
         .arg(&path)
