@@ -998,6 +998,51 @@ fn engine_sql_log_bin_pins_the_client() {
     );
 }
 
+/// `SET TRANSACTION` (no scope) is for the session's next transaction:
+/// the client keeps its connection until that transaction has ended, then
+/// shares again, and the characteristics reach nobody else.
+#[test]
+fn engine_set_transaction_holds_its_connection_for_the_next_transaction_only() {
+    let e = env(
+        "nexttx",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 500ms\n",
+    );
+    let mut a = e.client();
+    let mut b = e.client();
+    a.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    a.query_drop("SET TRANSACTION READ ONLY").unwrap();
+    let (code, msg) = server_error(b.query_drop("INSERT INTO t VALUES (1)").unwrap_err());
+    assert_eq!(code, 9001, "B waits for the connection A holds: {msg}");
+    // A statement that reads no table leaves the characteristics waiting,
+    // as on a direct connection.
+    a.query_drop("SELECT 1").unwrap();
+    a.query_drop("BEGIN").unwrap();
+    let (code, msg) = server_error(a.query_drop("INSERT INTO t VALUES (2)").unwrap_err());
+    assert_eq!(code, 1792, "A's transaction is read-only: {msg}");
+    a.query_drop("ROLLBACK").unwrap();
+    // That transaction used them up: both clients write, on the one
+    // connection, and it is back in the pool.
+    b.query_drop("INSERT INTO t VALUES (3)").unwrap();
+    a.query_drop("INSERT INTO t VALUES (4)").unwrap();
+    let snap = &e.proxy.snapshots()[0];
+    assert_eq!(
+        snap.pool.idle, snap.pool.total,
+        "nothing holds the connection: {snap:?}"
+    );
+    // Reset, or gone, with characteristics pending: nobody inherits them.
+    a.query_drop("SET TRANSACTION READ ONLY").unwrap();
+    a.reset().unwrap();
+    b.query_drop("INSERT INTO t VALUES (5)").unwrap();
+    a.query_drop("SET TRANSACTION READ ONLY").unwrap();
+    drop(a);
+    b.query_drop("INSERT INTO t VALUES (6)").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(4)
+    );
+}
+
 #[test]
 fn engine_pinned_client_that_leaves_leaks_nothing() {
     let e = env("leaver", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");

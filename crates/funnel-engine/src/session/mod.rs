@@ -228,6 +228,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 pinned: None,
                 pin_reason: None,
                 pins: PinSet::default(),
+                next_tx_begun: false,
                 locks: named_locks::HeldLocks::default(),
                 out: BytesMut::new(),
                 stmts: ClientStatements::default(),
@@ -281,6 +282,9 @@ struct Session {
     /// Lasting state that only that connection has: it is kept while any
     /// reason is left (until `COM_RESET_CONNECTION` at the latest).
     pins: PinSet,
+    /// A transaction began on the pinned connection since the last `SET
+    /// TRANSACTION` (whose pin ends with that transaction).
+    next_tx_begun: bool,
     /// Named locks the session may hold on its pinned connection.
     locks: named_locks::HeldLocks,
     /// Scratch space for packets Funnel writes itself.
@@ -1159,6 +1163,7 @@ impl Session {
         if let Some(reason) = f.pin.filter(|_| succeeded) {
             self.pin(reason);
         }
+        self.note_next_transaction(&conn);
         let tx_reason = if conn.status.in_transaction() {
             Some(PinReason::Transaction)
         } else if !conn.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
@@ -1184,7 +1189,30 @@ impl Session {
         }
     }
 
+    /// Ends a `SET TRANSACTION` pin once the transaction it was for has
+    /// ended on the connection: MariaDB drops such characteristics when a
+    /// transaction commits or rolls back (an autocommit statement may use
+    /// them up earlier, unseen; keeping the pin longer is only slower).
+    /// A `BEGIN ... COMMIT` inside one multi-statement query is not seen
+    /// either, and keeps the pin.
+    fn note_next_transaction(&mut self, conn: &BackendConn) {
+        if !self.pins.contains(PinReason::NextTransaction) {
+            return;
+        }
+        if conn.status.in_transaction() {
+            self.next_tx_begun = true;
+        } else if self.next_tx_begun {
+            self.next_tx_begun = false;
+            self.pins.remove(PinReason::NextTransaction);
+            self.pin_reason = self.pins.first();
+        }
+    }
+
     fn pin(&mut self, reason: PinReason) {
+        if reason == PinReason::NextTransaction {
+            // A new `SET TRANSACTION` waits for a transaction of its own.
+            self.next_tx_begun = false;
+        }
         if self.pins.insert(reason) {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
             self.shard.stats.count_pin(reason);

@@ -49,6 +49,10 @@ pub enum PinReason {
     /// A replication variable (`sql_log_bin`, `gtid_*`, ...): replaying it
     /// elsewhere could leak binlog-off writes to other clients.
     ReplicationVariable,
+    /// `SET TRANSACTION ...` without a scope: the characteristics wait on
+    /// the connection for its next transaction (until one has begun and
+    /// ended there).
+    NextTransaction,
     /// Something Funnel could not classify.
     Unknown,
 }
@@ -73,6 +77,7 @@ impl PinReason {
             StoredProcedure => "stored_procedure",
             Cursor => "cursor",
             ReplicationVariable => "replication_variable",
+            NextTransaction => "next_transaction",
             Unknown => "unknown",
         }
     }
@@ -229,6 +234,7 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                     ..SqlEffect::default()
                 },
                 Some(SetEffect::Global) => SqlEffect::default(),
+                Some(SetEffect::NextTransaction) => pin(PinReason::NextTransaction),
                 None if tokens.user_variable => pin(PinReason::UserVariable),
                 None => pin(PinReason::SessionVariable),
             };
@@ -714,7 +720,16 @@ mod tests {
         let cases = [
             ("SET @x = 5", PinReason::UserVariable),
             ("SET time_zone = CONCAT('+0', '5:00')", PinReason::SessionVariable),
-            ("SET TRANSACTION READ ONLY", PinReason::SessionVariable),
+            ("SET TRANSACTION READ ONLY", PinReason::NextTransaction),
+            (
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE;",
+                PinReason::NextTransaction,
+            ),
+            (
+                "SET TRANSACTION READ ONLY, wait_timeout = 5",
+                PinReason::SessionVariable,
+            ),
+            ("SET GLOBAL TRANSACTION READ ONLY", PinReason::SessionVariable),
             ("SET sql_log_bin = 0", PinReason::ReplicationVariable),
             ("SET sql_log_bin = OFF", PinReason::ReplicationVariable),
             ("SET SESSION gtid_domain_id = 2", PinReason::ReplicationVariable),

@@ -60,6 +60,9 @@ pub enum SetEffect {
     Session(Vec<Assignment>),
     /// Only global variables: no session state changes.
     Global,
+    /// `SET TRANSACTION ...` without a scope: characteristics for the
+    /// session's next transaction only, which no replay can carry.
+    NextTransaction,
 }
 
 /// Variables set in a session (or on a backend connection) beyond the
@@ -291,7 +294,13 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
         } else if t.keyword("CHARSET") {
             out.push(charset_assignment(&mut t)?);
         } else if t.keyword("TRANSACTION") {
-            // Without SESSION it applies to the next transaction only.
+            if scope == Scope::Default && out.is_empty() && !global {
+                // Without a scope it applies to the next transaction only;
+                // alone in its statement, that is all it does.
+                parse_transaction(&mut t)?;
+                t.punct(';');
+                return t.at_end().then_some(SetEffect::NextTransaction);
+            }
             if scope != Scope::Session {
                 return None;
             }
