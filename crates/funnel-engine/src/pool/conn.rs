@@ -29,6 +29,9 @@ use crate::prepared::conn_cache::ConnStatements;
 use crate::rt::{self, Stream};
 use crate::session::variables::SessionVars;
 
+/// A text result's rows, `None` for SQL NULL.
+pub type TextRows = Vec<Vec<Option<String>>>;
+
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub struct BackendSpec {
@@ -355,10 +358,14 @@ impl BackendConn {
     /// (the health monitor's `@@read_only` and replica status, a session's
     /// check of the named locks it holds), with or without
     /// `CLIENT_DEPRECATE_EOF`.
-    pub async fn query_rows(
-        &mut self,
-        sql: &str,
-    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), BackendError> {
+    pub async fn query_rows(&mut self, sql: &str) -> Result<(Vec<String>, TextRows), BackendError> {
+        let (columns, rows) = self.query_columns(sql).await?;
+        Ok((columns.into_iter().map(|c| c.0).collect(), rows))
+    }
+
+    /// As [`Self::query_rows`], with each column's type byte beside its
+    /// name (a value read back must be replayed as a number or a string).
+    pub async fn query_columns(&mut self, sql: &str) -> Result<(Vec<(String, u8)>, TextRows), BackendError> {
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
         let mut raw = Vec::new();
@@ -380,7 +387,7 @@ impl BackendConn {
         let mut columns = Vec::with_capacity(n);
         for def in packets.iter().skip(1).take(n) {
             let def = funnel_protocol::resultset::ColumnDefinition::parse(def, self.caps)?;
-            columns.push(String::from_utf8_lossy(&def.name).into_owned());
+            columns.push((String::from_utf8_lossy(&def.name).into_owned(), def.column_type));
         }
         let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
         // Without CLIENT_DEPRECATE_EOF an EOF follows the column definitions.

@@ -68,6 +68,9 @@ pub struct Forward {
     pub drops_schema: Option<Vec<u8>>,
     /// On success, these session variables are recorded.
     pub set_vars: Option<Vec<Assignment>>,
+    /// On success, these session variables are read back from the server
+    /// and recorded (values only the server could compute).
+    pub read_back: Option<Vec<String>>,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
     /// On success, this pin reason ends.
@@ -95,6 +98,7 @@ impl Forward {
         self.new_schema = None;
         self.drops_schema = None;
         self.set_vars = None;
+        self.read_back = None;
         self.unpin = None;
         self.read_only = false;
         self.lock_names = LockNames::Opaque;
@@ -107,6 +111,7 @@ impl Forward {
             && self.new_schema.is_none()
             && self.drops_schema.is_none()
             && self.set_vars.is_none()
+            && self.read_back.is_none()
             && self.unpin.is_none()
             && self.multi_statements.is_none()
             && !self.resets
@@ -121,6 +126,7 @@ impl Forward {
             new_schema: None,
             drops_schema: None,
             set_vars: None,
+            read_back: None,
             diagnostics: false,
             unpin: None,
             multi_statements: None,
@@ -172,6 +178,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.new_schema = effect.use_schema;
             f.drops_schema = effect.drops_schema;
             f.set_vars = effect.set_vars;
+            f.read_back = effect.read_back;
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;

@@ -1031,6 +1031,14 @@ impl Session {
                     self.linger = conn.stale_diagnostics;
                 }
                 self.locks.note(&f.lock_names);
+                if let Some(names) = f.read_back.as_deref().filter(|_| ok) {
+                    if !self.read_back_vars(&mut conn, names, summary.warnings).await {
+                        // The values were set on a connection that is gone.
+                        self.pin(PinReason::SessionVariable);
+                        self.discard_backend(conn);
+                        return Ok(());
+                    }
+                }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
                 if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
                     self.check_named_locks().await;
@@ -1187,6 +1195,53 @@ impl Session {
             self.pin_reason = None;
             self.shard.backends.release(conn);
         }
+    }
+
+    /// After a `SET` of values only the server could compute (`SET sql_mode
+    /// = REPLACE(@@sql_mode, ...)`): reads them back and records them as
+    /// literals, so the session stays shareable. Where that would not be
+    /// faithful, the session is pinned instead, as for any `SET` Funnel
+    /// cannot replay: the `SET` left warnings the client may still read
+    /// (the read would replace them), the session already keeps its
+    /// connection (it may be answering `ROW_COUNT()` from the server), or
+    /// a value has no sure literal form. False when the connection failed.
+    async fn read_back_vars(&mut self, conn: &mut BackendConn, names: &[String], warnings: u16) -> bool {
+        if warnings > 0 || self.sticky() {
+            self.pin(PinReason::SessionVariable);
+            return true;
+        }
+        let select: Vec<String> = names.iter().map(|n| format!("@@session.{n}")).collect();
+        let (columns, rows) = match conn.query_columns(&format!("SELECT {}", select.join(", "))).await {
+            Ok(result) => result,
+            Err(crate::pool::conn::BackendError::Refused(_)) => {
+                self.pin(PinReason::SessionVariable);
+                return true;
+            }
+            Err(_) => return false,
+        };
+        let assignments: Option<Vec<variables::Assignment>> = rows
+            .first()
+            .filter(|row| row.len() == names.len() && columns.len() == names.len())
+            .and_then(|row| {
+                names
+                    .iter()
+                    .zip(columns.iter().zip(row))
+                    .map(|(name, ((_, ty), value))| {
+                        Some(variables::Assignment {
+                            name: name.clone(),
+                            value: Some(variables::literal_from_server(value.as_deref()?, *ty)?),
+                        })
+                    })
+                    .collect()
+            });
+        match assignments {
+            Some(a) => {
+                self.vars.apply(&a);
+                conn.vars.apply(&a);
+            }
+            None => self.pin(PinReason::SessionVariable),
+        }
+        true
     }
 
     /// Ends a `SET TRANSACTION` pin once the transaction it was for has

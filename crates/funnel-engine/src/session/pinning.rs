@@ -10,7 +10,7 @@
 
 use super::named_locks::{lock_names, LockNames};
 use super::sql_lex::{self, first_word_is, skip_quoted, skip_string_or_comment, skip_until, word_end};
-use super::variables::{is_charset_group, is_on, parse_set, Assignment, SetEffect};
+use super::variables::{is_charset_group, is_on, parse_set, parse_set_computed, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +95,9 @@ pub struct SqlEffect {
     pub drops_schema: Option<Vec<u8>>,
     /// Session variables to record once the server says OK.
     pub set_vars: Option<Vec<Assignment>>,
+    /// Session variables the statement sets to values only the server can
+    /// compute: read back and recorded once the server says OK.
+    pub read_back: Option<Vec<String>>,
     /// State this statement ends, once the server says OK.
     pub unpin: Option<PinReason>,
     /// The statement only reads: a single `SELECT` without `FOR UPDATE`,
@@ -132,7 +135,7 @@ impl ExecuteEffect {
         let e = classify(sql);
         let pin = e
             .pin
-            .or_else(|| e.set_vars.is_some().then_some(PinReason::SessionVariable))
+            .or_else(|| (e.set_vars.is_some() || e.read_back.is_some()).then_some(PinReason::SessionVariable))
             .or_else(|| e.use_schema.is_some().then_some(PinReason::Unknown));
         ExecuteEffect {
             pin,
@@ -236,7 +239,15 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                 Some(SetEffect::Global) => SqlEffect::default(),
                 Some(SetEffect::NextTransaction) => pin(PinReason::NextTransaction),
                 None if tokens.user_variable => pin(PinReason::UserVariable),
-                None => pin(PinReason::SessionVariable),
+                None => {
+                    match parse_set_computed(sql).filter(|names| names.iter().all(|n| can_read_back(n))) {
+                        Some(names) => SqlEffect {
+                            read_back: Some(names),
+                            ..SqlEffect::default()
+                        },
+                        None => pin(PinReason::SessionVariable),
+                    }
+                }
             };
         }
         b"SET" => return pin(PinReason::SessionVariable),
@@ -349,6 +360,18 @@ const UNREPLAYABLE_VARIABLES: [&str; 5] = [
     "identity",
     "completion_type",
 ];
+
+/// True when a computed value of `name` can be read back and replayed as a
+/// literal: not for the variables that pin whatever their value, nor for
+/// those replayed with rules of their own (the character set group, merged
+/// flag lists, `autocommit`, which the status flags follow).
+fn can_read_back(name: &str) -> bool {
+    !(UNREPLAYABLE_VARIABLES.contains(&name)
+        || PIN_WHEN_ON.contains(&name)
+        || REPLICATION_VARIABLES.contains(&name)
+        || is_charset_group(name)
+        || matches!(name, "optimizer_switch" | "optimizer_trace" | "autocommit"))
+}
 
 /// Session variables that pin once switched on: `profiling` keeps a
 /// history of the connection's statements, which every later client of the
@@ -716,11 +739,33 @@ mod tests {
     }
 
     #[test]
+    fn pinning_computed_set_is_read_back_not_pinned() {
+        let e = classify(b"SET sql_mode=(SELECT REPLACE(@@sql_mode,'ONLY_FULL_GROUP_BY',''))");
+        assert_eq!((e.pin, e.read_back), (None, Some(vec!["sql_mode".to_string()])));
+        // As a binary prepared statement it pins, as every SET there does.
+        let x = ExecuteEffect::of(b"SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')");
+        assert_eq!(x.pin, Some(PinReason::SessionVariable));
+    }
+
+    #[test]
     fn pinning_stateful_statements_pin() {
         let cases = [
             ("SET @x = 5", PinReason::UserVariable),
-            ("SET time_zone = CONCAT('+0', '5:00')", PinReason::SessionVariable),
+            (
+                "SET time_zone = (SELECT tz FROM zones LIMIT 1)",
+                PinReason::SessionVariable,
+            ),
             ("SET TRANSACTION READ ONLY", PinReason::NextTransaction),
+            (
+                "SET sql_mode = CONCAT(@@sql_mode, ',X'), sql_log_bin = IF(1, 0, 1)",
+                PinReason::SessionVariable,
+            ),
+            (
+                "SET character_set_results = CONCAT('utf8', 'mb4')",
+                PinReason::SessionVariable,
+            ),
+            ("SET autocommit = IF(1, 0, 1)", PinReason::SessionVariable),
+            ("SET sql_mode = (SELECT m FROM t)", PinReason::SessionVariable),
             (
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE;",
                 PinReason::NextTransaction,

@@ -330,6 +330,158 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
     (!out.is_empty()).then_some(SetEffect::Session(out))
 }
 
+/// Built-in functions a computed `SET` value may call: none reads a table,
+/// changes state or differs between two runs on the same session.
+const PURE_FUNCTIONS: [&str; 24] = [
+    "concat",
+    "concat_ws",
+    "replace",
+    "if",
+    "ifnull",
+    "coalesce",
+    "nullif",
+    "lower",
+    "upper",
+    "lcase",
+    "ucase",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "substring",
+    "substr",
+    "substring_index",
+    "left",
+    "right",
+    "lpad",
+    "rpad",
+    "insert",
+    "least",
+    "greatest",
+];
+
+/// `SET [SESSION] var = value, ...` where a value is an expression over
+/// literals, system variables and [`PURE_FUNCTIONS`], such as
+/// `SET sql_mode = (SELECT REPLACE(@@sql_mode, 'ONLY_FULL_GROUP_BY', ''))`:
+/// the session variables it assigns. Funnel cannot compute such a value,
+/// but once the server has run the statement it can read the values back
+/// and replay them as literals. `None` for anything else (a global or user
+/// variable, a column, a stored function, a subquery with `FROM`).
+pub fn parse_set_computed(sql: &[u8]) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(sql).ok()?;
+    let mut t = Lexer::new(text);
+    if !t.keyword("SET") {
+        return None;
+    }
+    let mut names = Vec::new();
+    loop {
+        if t.peek_keyword("GLOBAL") {
+            return None;
+        }
+        let _ = t.keyword("SESSION") || t.keyword("LOCAL");
+        let sysvar = t.punct2("@@");
+        if !sysvar && t.peek_char() == Some('@') {
+            return None;
+        }
+        let mut name = t.ident()?;
+        if t.punct('.') {
+            if !matches!(name.as_str(), "session" | "local") {
+                return None;
+            }
+            name = t.ident()?;
+        }
+        if let Some((_, tracked)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
+            name = tracked.to_string();
+        }
+        if !(t.punct2(":=") || t.punct('=')) {
+            return None;
+        }
+        skip_computed_value(&mut t)?;
+        names.push(name);
+        if t.punct(',') {
+            continue;
+        }
+        t.punct(';');
+        return t.at_end().then_some(names);
+    }
+}
+
+/// Moves past one computed value, up to a `,` or `;` outside parentheses
+/// or the end; `None` at anything outside the allowed forms.
+fn skip_computed_value(t: &mut Lexer<'_>) -> Option<()> {
+    let mut depth = 0usize;
+    let mut tokens = 0usize;
+    loop {
+        let rest = t.rest();
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        if depth == 0 && (c == ',' || c == ';') {
+            break;
+        }
+        tokens += 1;
+        if c == '(' {
+            depth += 1;
+            t.pos += 1;
+        } else if c == ')' {
+            depth = depth.checked_sub(1)?;
+            t.pos += 1;
+        } else if c == ',' || "+-*/%<>=!|&^~".contains(c) {
+            t.pos += 1;
+        } else if c == '\'' || c == '"' {
+            t.quoted()?;
+        } else if c.is_ascii_digit() || c == '.' {
+            t.pos += rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+                .unwrap_or(rest.len());
+        } else if t.punct2("@@") {
+            // A system variable, any scope: reading one changes nothing.
+            let first = t.ident()?;
+            if t.punct('.') {
+                if !matches!(first.as_str(), "session" | "local" | "global") {
+                    return None;
+                }
+                t.ident()?;
+            }
+        } else {
+            let word = t.ident()?;
+            let called = t.peek_char() == Some('(');
+            let allowed = if called {
+                PURE_FUNCTIONS.contains(&word.as_str())
+            } else {
+                matches!(word.as_str(), "select" | "null" | "true" | "false")
+            };
+            if !allowed {
+                return None;
+            }
+        }
+    }
+    (depth == 0 && tokens > 0).then_some(())
+}
+
+/// A value the server reported for a variable, as a literal a `SET` can
+/// replay: bare for numeric column types (a quoted number is refused for
+/// an integer variable, error 1232), quoted otherwise. `None` when no
+/// faithful literal is sure: a backslash (its escaping depends on
+/// `NO_BACKSLASH_ESCAPES`), text that was not valid UTF-8, or a "number"
+/// that is not one.
+pub fn literal_from_server(value: &str, column_type: u8) -> Option<String> {
+    // DECIMAL, TINY, SHORT, LONG, FLOAT, DOUBLE, LONGLONG, INT24, YEAR, NEWDECIMAL.
+    const NUMERIC: [u8; 10] = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x08, 0x09, 0x0d, 0xf6];
+    if NUMERIC.contains(&column_type) {
+        let digits = value.strip_prefix('-').unwrap_or(value);
+        let number = !digits.is_empty()
+            && digits.starts_with(|c: char| c.is_ascii_digit())
+            && digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+        return number.then(|| value.to_string());
+    }
+    if value.contains(['\\', '\u{fffd}']) || value.chars().any(char::is_control) {
+        return None;
+    }
+    Some(format!("'{}'", value.replace('\'', "''")))
+}
+
 /// True for the variables of the character set group (`SET NAMES`, `SET
 /// CHARACTER SET`, `character_set_*`, `collation_*`): their `DEFAULT` is the
 /// server's global value, not the connection's handshake charset.
@@ -805,5 +957,61 @@ mod tests {
         // A later NAMES overrides the individual one.
         let later = vars(&["SET character_set_results = latin1", "SET NAMES utf8mb4"]);
         assert_eq!(later, vars(&["SET NAMES utf8mb4"]));
+    }
+
+    #[test]
+    fn variables_computed_values_name_what_to_read_back() {
+        let names = |sql: &str| parse_set_computed(sql.as_bytes());
+        assert_eq!(
+            names("SET sql_mode=(SELECT REPLACE(@@sql_mode,'ONLY_FULL_GROUP_BY',''))"),
+            Some(vec!["sql_mode".to_string()])
+        );
+        assert_eq!(
+            names("SET SESSION sql_mode = CONCAT(@@session.sql_mode, ',STRICT_ALL_TABLES'), @@local.wait_timeout = 60 * 2;"),
+            Some(vec!["sql_mode".to_string(), "wait_timeout".to_string()])
+        );
+        assert_eq!(
+            names("SET tx_isolation = IF(@@global.read_only, 'READ-COMMITTED', 'REPEATABLE-READ')"),
+            Some(vec!["tx_isolation".to_string()])
+        );
+        for sql in [
+            "SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',X')",
+            "SET sql_mode = CONCAT(@@sql_mode, ','), GLOBAL wait_timeout = 1 + 1",
+            "SET time_zone = @tz",
+            "SET @x = CONCAT('a', 'b')",
+            "SET sql_mode = (SELECT mode FROM settings LIMIT 1)",
+            "SET sql_mode = my_function()",
+            "SET sql_mode = UUID()",
+            "SET sql_mode = CONCAT(@@sql_mode",
+            "SET sql_mode = )(",
+            "SET sql_mode = ",
+            "SET sql_mode = ?",
+            "SET sql_mode = `col`",
+            "SET NAMES utf8mb4",
+            "SET TRANSACTION READ ONLY",
+            "SET sql_mode = CONCAT('a', 'b'); SELECT 1",
+        ] {
+            assert_eq!(names(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn variables_values_read_back_become_literals() {
+        assert_eq!(literal_from_server("28800", 0x08).as_deref(), Some("28800"));
+        assert_eq!(
+            literal_from_server("-1.500000", 0xf6).as_deref(),
+            Some("-1.500000")
+        );
+        assert_eq!(literal_from_server("1; DROP", 0x08), None);
+        assert_eq!(literal_from_server("", 0x08), None);
+        assert_eq!(
+            literal_from_server("STRICT_TRANS_TABLES,ANSI_QUOTES", 0xfd).as_deref(),
+            Some("'STRICT_TRANS_TABLES,ANSI_QUOTES'")
+        );
+        assert_eq!(literal_from_server("", 0xfd).as_deref(), Some("''"));
+        assert_eq!(literal_from_server("it's", 0xfd).as_deref(), Some("'it''s'"));
+        assert_eq!(literal_from_server("a\\b", 0xfd), None);
+        assert_eq!(literal_from_server("a\u{fffd}b", 0xfd), None);
+        assert_eq!(literal_from_server("a\nb", 0xfd), None);
     }
 }
