@@ -364,13 +364,13 @@ const UNREPLAYABLE_VARIABLES: [&str; 5] = [
 /// True when a computed value of `name` can be read back and replayed as a
 /// literal: not for the variables that pin whatever their value, nor for
 /// those replayed with rules of their own (the character set group, merged
-/// flag lists, `autocommit`, which the status flags follow).
+/// flag lists).
 fn can_read_back(name: &str) -> bool {
     !(UNREPLAYABLE_VARIABLES.contains(&name)
         || PIN_WHEN_ON.contains(&name)
         || REPLICATION_VARIABLES.contains(&name)
         || is_charset_group(name)
-        || matches!(name, "optimizer_switch" | "optimizer_trace" | "autocommit"))
+        || matches!(name, "optimizer_switch" | "optimizer_trace"))
 }
 
 /// Session variables that pin once switched on: `profiling` keeps a
@@ -742,6 +742,10 @@ mod tests {
     fn pinning_computed_set_is_read_back_not_pinned() {
         let e = classify(b"SET sql_mode=(SELECT REPLACE(@@sql_mode,'ONLY_FULL_GROUP_BY',''))");
         assert_eq!((e.pin, e.read_back), (None, Some(vec!["sql_mode".to_string()])));
+        // MariaDB Connector/J's shape: autocommit is tracked as a literal would be.
+        let e = classify(b"set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')");
+        assert_eq!(e.pin, None);
+        assert_eq!(e.read_back.map(|n| n.len()), Some(2));
         // As a binary prepared statement it pins, as every SET there does.
         let x = ExecuteEffect::of(b"SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')");
         assert_eq!(x.pin, Some(PinReason::SessionVariable));
@@ -764,7 +768,6 @@ mod tests {
                 "SET character_set_results = CONCAT('utf8', 'mb4')",
                 PinReason::SessionVariable,
             ),
-            ("SET autocommit = IF(1, 0, 1)", PinReason::SessionVariable),
             ("SET sql_mode = (SELECT m FROM t)", PinReason::SessionVariable),
             (
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE;",
