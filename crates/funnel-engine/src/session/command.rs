@@ -71,6 +71,9 @@ pub struct Forward {
     /// On success, these session variables are read back from the server
     /// and recorded (values only the server could compute).
     pub read_back: Option<Vec<String>>,
+    /// `SELECT SQL_CALC_FOUND_ROWS`: on success, the count for
+    /// `FOUND_ROWS()` is read back from the server.
+    pub reads_found_rows: bool,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
     /// On success, this pin reason ends.
@@ -99,6 +102,7 @@ impl Forward {
         self.drops_schema = None;
         self.set_vars = None;
         self.read_back = None;
+        self.reads_found_rows = false;
         self.unpin = None;
         self.read_only = false;
         self.lock_names = LockNames::Opaque;
@@ -127,6 +131,7 @@ impl Forward {
             drops_schema: None,
             set_vars: None,
             read_back: None,
+            reads_found_rows: false,
             diagnostics: false,
             unpin: None,
             multi_statements: None,
@@ -179,6 +184,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.drops_schema = effect.drops_schema;
             f.set_vars = effect.set_vars;
             f.read_back = effect.read_back;
+            f.reads_found_rows = effect.reads_found_rows;
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;

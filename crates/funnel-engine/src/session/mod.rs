@@ -1031,10 +1031,10 @@ impl Session {
                     self.linger = conn.stale_diagnostics;
                 }
                 self.locks.note(&f.lock_names);
-                if let Some(names) = f.read_back.as_deref().filter(|_| ok) {
-                    if !self.read_back_vars(&mut conn, names, summary.warnings).await {
-                        // The values were set on a connection that is gone.
-                        self.pin(PinReason::SessionVariable);
+                if ok {
+                    if let Err(lost) = self.read_back(&mut conn, f, summary.warnings).await {
+                        // What was to be read lives on a connection that is gone.
+                        self.pin(lost);
                         self.discard_backend(conn);
                         return Ok(());
                     }
@@ -1195,6 +1195,55 @@ impl Session {
             self.pin_reason = None;
             self.shard.backends.release(conn);
         }
+    }
+
+    /// Reads back what a command left that only the server knows (see
+    /// [`Self::read_back_vars`], [`Self::read_back_found_rows`]). `Err`
+    /// with the pin the state needed when the connection failed.
+    async fn read_back(
+        &mut self,
+        conn: &mut BackendConn,
+        f: &Forward,
+        warnings: u16,
+    ) -> Result<(), PinReason> {
+        if let Some(names) = &f.read_back {
+            if !self.read_back_vars(conn, names, warnings).await {
+                return Err(PinReason::SessionVariable);
+            }
+        }
+        if f.reads_found_rows && !self.read_back_found_rows(conn, warnings).await {
+            return Err(PinReason::PreviousStatementInfo);
+        }
+        Ok(())
+    }
+
+    /// After `SELECT SQL_CALC_FOUND_ROWS ...`: asks the server for the
+    /// count and records it as the session's `FOUND_ROWS()`, so the session
+    /// need not keep the connection for it. Pinned instead (the server
+    /// answers `FOUND_ROWS()` from then on) where the read would not be
+    /// faithful: warnings the client may still read, or a session already
+    /// pinned (it may be answering previous-statement reads from the
+    /// server). False when the connection failed.
+    async fn read_back_found_rows(&mut self, conn: &mut BackendConn, warnings: u16) -> bool {
+        let count = if warnings > 0 || self.sticky() {
+            None
+        } else {
+            match conn.query_rows("SELECT FOUND_ROWS()").await {
+                Ok((_, rows)) => rows
+                    .first()
+                    .and_then(|row| row.first()?.as_deref()?.parse::<u64>().ok()),
+                Err(crate::pool::conn::BackendError::Refused(_)) => None,
+                Err(_) => return false,
+            }
+        };
+        match count {
+            Some(n) => self.last.found_rows = n,
+            None => {
+                self.pin(PinReason::PreviousStatementInfo);
+                self.calc_found_rows = true;
+            }
+        }
+        true
     }
 
     /// After a `SET` of values only the server could compute (`SET sql_mode

@@ -98,6 +98,9 @@ pub struct SqlEffect {
     /// Session variables the statement sets to values only the server can
     /// compute: read back and recorded once the server says OK.
     pub read_back: Option<Vec<String>>,
+    /// `SELECT SQL_CALC_FOUND_ROWS ...`: the count it leaves for
+    /// `FOUND_ROWS()` is read back once the server says OK.
+    pub reads_found_rows: bool,
     /// State this statement ends, once the server says OK.
     pub unpin: Option<PinReason>,
     /// The statement only reads: a single `SELECT` without `FOR UPDATE`,
@@ -136,6 +139,7 @@ impl ExecuteEffect {
         let pin = e
             .pin
             .or_else(|| (e.set_vars.is_some() || e.read_back.is_some()).then_some(PinReason::SessionVariable))
+            .or_else(|| e.reads_found_rows.then_some(PinReason::PreviousStatementInfo))
             .or_else(|| e.use_schema.is_some().then_some(PinReason::Unknown));
         ExecuteEffect {
             pin,
@@ -168,6 +172,24 @@ thread_local! {
 const MAX_KEPT_WORDS: usize = 4096;
 
 fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
+    let effect = classify_statement(sql, tokens);
+    if !tokens.has(b"SQL_CALC_FOUND_ROWS") {
+        return effect;
+    }
+    // The count it leaves for FOUND_ROWS() is read back at once where that
+    // is all it leaves (one plain SELECT), so the session stays shareable;
+    // otherwise the server answers FOUND_ROWS() from then on.
+    if tokens.statements == 1 && effect.read_only && effect.pin.is_none() {
+        SqlEffect {
+            reads_found_rows: true,
+            ..effect
+        }
+    } else {
+        pin(PinReason::PreviousStatementInfo)
+    }
+}
+
+fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     if tokens.executable_comment {
         return pin(PinReason::Unknown);
     }
@@ -308,7 +330,7 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     }
     // Plain reads of LAST_INSERT_ID() and friends are rewritten to literals
     // (session::rewrite); what remains is connection state.
-    if tokens.has(b"SQL_CALC_FOUND_ROWS") || setter_call(sql, b"LAST_INSERT_ID") {
+    if setter_call(sql, b"LAST_INSERT_ID") {
         return pin(PinReason::PreviousStatementInfo);
     }
     if tokens.statements > 1 {
@@ -739,6 +761,15 @@ mod tests {
     }
 
     #[test]
+    fn pinning_calc_found_rows_is_read_back_not_pinned() {
+        let e = classify(b"SELECT SQL_CALC_FOUND_ROWS id FROM posts ORDER BY id LIMIT 10");
+        assert_eq!((e.pin, e.reads_found_rows, e.read_only), (None, true, true));
+        let x = ExecuteEffect::of(b"SELECT SQL_CALC_FOUND_ROWS id FROM posts LIMIT ?");
+        assert_eq!(x.pin, Some(PinReason::PreviousStatementInfo));
+        assert!(!classify(b"SELECT id FROM posts").reads_found_rows);
+    }
+
+    #[test]
     fn pinning_computed_set_is_read_back_not_pinned() {
         let e = classify(b"SET sql_mode=(SELECT REPLACE(@@sql_mode,'ONLY_FULL_GROUP_BY',''))");
         assert_eq!((e.pin, e.read_back), (None, Some(vec!["sql_mode".to_string()])));
@@ -790,7 +821,15 @@ mod tests {
             ("PREPARE s FROM 'SELECT 1'", PinReason::SqlPrepare),
             ("HANDLER t OPEN", PinReason::Handler),
             (
-                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1 FOR UPDATE",
+                PinReason::PreviousStatementInfo,
+            ),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1; SELECT 2",
+                PinReason::PreviousStatementInfo,
+            ),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS @n := id FROM t LIMIT 1",
                 PinReason::PreviousStatementInfo,
             ),
             ("SELECT LAST_INSERT_ID(5)", PinReason::PreviousStatementInfo),
