@@ -566,6 +566,14 @@ const CASES: &[Case] = &[
             (0, "SET sql_select_limit = GREATEST(1, 2)"),
             (0, "SELECT v FROM cs ORDER BY v"),
             (1, "SELECT v FROM cs ORDER BY v"),
+            (
+                0,
+                "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci, @@SESSION.sql_mode = \
+                 CONCAT(CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'), ',NO_AUTO_VALUE_ON_ZERO'), \
+                 @@SESSION.sql_auto_is_null = 0, @@SESSION.wait_timeout = 2147483",
+            ),
+            (1, "SELECT @@collation_connection, @@sql_mode = @@GLOBAL.sql_mode, @@wait_timeout = @@GLOBAL.wait_timeout"),
+            (0, "SELECT @@collation_connection, @@sql_mode, @@sql_auto_is_null, @@wait_timeout"),
             (1, "set autocommit=1, sql_mode = concat(@@sql_mode,',NO_ZERO_DATE')"),
             (1, "SELECT @@autocommit, @@sql_mode"),
             (2, "SELECT @@autocommit, @@sql_mode = @@GLOBAL.sql_mode"),

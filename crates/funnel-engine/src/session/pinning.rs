@@ -10,7 +10,7 @@
 
 use super::named_locks::{lock_names, LockNames};
 use super::sql_lex::{self, first_word_is, skip_quoted, skip_string_or_comment, skip_until, word_end};
-use super::variables::{is_charset_group, is_on, parse_set, parse_set_computed, Assignment, SetEffect};
+use super::variables::{is_charset_group, is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -224,52 +224,16 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         }
         b"SET" if tokens.statements == 1 => {
             return match parse_set(sql) {
-                Some(SetEffect::Session(a))
-                    if a.iter().any(|a| {
-                        UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())
-                            || (a.value.is_none() && is_charset_group(&a.name))
-                            || (PIN_WHEN_ON.contains(&a.name.as_str())
-                                && a.value.as_deref().is_some_and(is_on))
-                    }) =>
-                {
-                    // LAST_INSERT_ID() answers with these (`WHERE id IS
-                    // NULL` too, under sql_auto_is_null): the server must.
-                    let id = a.iter().any(|a| {
-                        matches!(a.name.as_str(), "last_insert_id" | "identity")
-                            || (a.name == "sql_auto_is_null" && a.value.as_deref().is_some_and(is_on))
-                    });
-                    pin(if id {
-                        PinReason::PreviousStatementInfo
-                    } else {
-                        PinReason::SessionVariable
-                    })
-                }
-                Some(SetEffect::Session(a)) => SqlEffect {
-                    // Setting one away from its default pins; restoring does not.
-                    pin: a
-                        .iter()
-                        .any(|a| {
-                            REPLICATION_VARIABLES.contains(&a.name.as_str())
-                                && a.value
-                                    .as_deref()
-                                    .is_some_and(|v| !(a.name == "sql_log_bin" && is_on(v)))
-                        })
-                        .then_some(PinReason::ReplicationVariable),
-                    set_vars: Some(a),
-                    ..SqlEffect::default()
-                },
+                Some(SetEffect::Session(a)) => session_set(a, None),
+                Some(SetEffect::Computed {
+                    assignments,
+                    read_back,
+                }) if read_back.iter().all(|n| can_read_back(n)) => session_set(assignments, Some(read_back)),
+                Some(SetEffect::Computed { .. }) => pin(PinReason::SessionVariable),
                 Some(SetEffect::Global) => SqlEffect::default(),
                 Some(SetEffect::NextTransaction) => pin(PinReason::NextTransaction),
                 None if tokens.user_variable => pin(PinReason::UserVariable),
-                None => {
-                    match parse_set_computed(sql).filter(|names| names.iter().all(|n| can_read_back(n))) {
-                        Some(names) => SqlEffect {
-                            read_back: Some(names),
-                            ..SqlEffect::default()
-                        },
-                        None => pin(PinReason::SessionVariable),
-                    }
-                }
+                None => pin(PinReason::SessionVariable),
             };
         }
         b"SET" => return pin(PinReason::SessionVariable),
@@ -382,6 +346,44 @@ const UNREPLAYABLE_VARIABLES: [&str; 5] = [
     "identity",
     "completion_type",
 ];
+
+/// A session `SET`: its literal assignments are replayed, the values in
+/// `read_back` read back after it ran; some variables pin instead.
+fn session_set(a: Vec<Assignment>, read_back: Option<Vec<String>>) -> SqlEffect {
+    let unreplayable = a.iter().any(|a| {
+        UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())
+            || (a.value.is_none() && is_charset_group(&a.name))
+            || (PIN_WHEN_ON.contains(&a.name.as_str()) && a.value.as_deref().is_some_and(is_on))
+    });
+    if unreplayable {
+        // LAST_INSERT_ID() answers with these (`WHERE id IS NULL` too,
+        // under sql_auto_is_null): the server must.
+        let id = a.iter().any(|a| {
+            matches!(a.name.as_str(), "last_insert_id" | "identity")
+                || (a.name == "sql_auto_is_null" && a.value.as_deref().is_some_and(is_on))
+        });
+        return pin(if id {
+            PinReason::PreviousStatementInfo
+        } else {
+            PinReason::SessionVariable
+        });
+    }
+    SqlEffect {
+        // Setting one away from its default pins; restoring does not.
+        pin: a
+            .iter()
+            .any(|a| {
+                REPLICATION_VARIABLES.contains(&a.name.as_str())
+                    && a.value
+                        .as_deref()
+                        .is_some_and(|v| !(a.name == "sql_log_bin" && is_on(v)))
+            })
+            .then_some(PinReason::ReplicationVariable),
+        set_vars: (!a.is_empty()).then_some(a),
+        read_back,
+        ..SqlEffect::default()
+    }
+}
 
 /// True when a computed value of `name` can be read back and replayed as a
 /// literal: not for the variables that pin whatever their value, nor for
@@ -776,7 +778,17 @@ mod tests {
         // MariaDB Connector/J's shape: autocommit is tracked as a literal would be.
         let e = classify(b"set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')");
         assert_eq!(e.pin, None);
-        assert_eq!(e.read_back.map(|n| n.len()), Some(2));
+        assert_eq!(e.read_back, Some(vec!["sql_mode".to_string()]));
+        assert_eq!(e.set_vars.map(|a| a.len()), Some(1));
+        // Rails' connect: NAMES and literals beside a computed sql_mode.
+        let e = classify(
+            b"SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci, @@SESSION.sql_mode = CONCAT(CONCAT(@@sql_mode, \
+              ',STRICT_ALL_TABLES'), ',NO_AUTO_VALUE_ON_ZERO'), @@SESSION.sql_auto_is_null = 0, \
+              @@SESSION.wait_timeout = 2147483",
+        );
+        assert_eq!(e.pin, None);
+        assert_eq!(e.read_back, Some(vec!["sql_mode".to_string()]));
+        assert_eq!(e.set_vars.map(|a| a.len()), Some(3));
         // As a binary prepared statement it pins, as every SET there does.
         let x = ExecuteEffect::of(b"SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')");
         assert_eq!(x.pin, Some(PinReason::SessionVariable));

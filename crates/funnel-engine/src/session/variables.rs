@@ -63,6 +63,17 @@ pub enum SetEffect {
     /// `SET TRANSACTION ...` without a scope: characteristics for the
     /// session's next transaction only, which no replay can carry.
     NextTransaction,
+    /// Session assignments of which some values are expressions over
+    /// literals, system variables and [`PURE_FUNCTIONS`] (`SET sql_mode =
+    /// CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')`): Funnel cannot compute
+    /// them, but once the server has run the statement it can read them
+    /// back and replay them as literals.
+    Computed {
+        /// The assignments with literal values, replayable as they are.
+        assignments: Vec<Assignment>,
+        /// The session variables whose values must be read back.
+        read_back: Vec<String>,
+    },
 }
 
 /// Variables set in a session (or on a backend connection) beyond the
@@ -260,6 +271,7 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
         return None;
     }
     let mut out = Vec::new();
+    let mut computed = Vec::new();
     let mut global = false;
     // A scope keyword holds for the assignments after it, up to the next
     // one: `SET GLOBAL a = 1, b = 2` sets both globally.
@@ -312,7 +324,10 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
                 // Not session state: parsed to stay in step, then dropped.
                 global = true;
             } else {
-                out.push(Assignment { name, value });
+                match value {
+                    Value::Literal(value) => out.push(Assignment { name, value }),
+                    Value::Computed => computed.push(name),
+                }
             }
         }
         if t.punct(',') {
@@ -323,6 +338,12 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
             return None;
         }
         break;
+    }
+    if !computed.is_empty() {
+        return Some(SetEffect::Computed {
+            assignments: out,
+            read_back: computed,
+        });
     }
     if out.is_empty() && global {
         return Some(SetEffect::Global);
@@ -358,52 +379,6 @@ const PURE_FUNCTIONS: [&str; 24] = [
     "least",
     "greatest",
 ];
-
-/// `SET [SESSION] var = value, ...` where a value is an expression over
-/// literals, system variables and [`PURE_FUNCTIONS`], such as
-/// `SET sql_mode = (SELECT REPLACE(@@sql_mode, 'ONLY_FULL_GROUP_BY', ''))`:
-/// the session variables it assigns. Funnel cannot compute such a value,
-/// but once the server has run the statement it can read the values back
-/// and replay them as literals. `None` for anything else (a global or user
-/// variable, a column, a stored function, a subquery with `FROM`).
-pub fn parse_set_computed(sql: &[u8]) -> Option<Vec<String>> {
-    let text = std::str::from_utf8(sql).ok()?;
-    let mut t = Lexer::new(text);
-    if !t.keyword("SET") {
-        return None;
-    }
-    let mut names = Vec::new();
-    loop {
-        if t.peek_keyword("GLOBAL") {
-            return None;
-        }
-        let _ = t.keyword("SESSION") || t.keyword("LOCAL");
-        let sysvar = t.punct2("@@");
-        if !sysvar && t.peek_char() == Some('@') {
-            return None;
-        }
-        let mut name = t.ident()?;
-        if t.punct('.') {
-            if !matches!(name.as_str(), "session" | "local") {
-                return None;
-            }
-            name = t.ident()?;
-        }
-        if let Some((_, tracked)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
-            name = tracked.to_string();
-        }
-        if !(t.punct2(":=") || t.punct('=')) {
-            return None;
-        }
-        skip_computed_value(&mut t)?;
-        names.push(name);
-        if t.punct(',') {
-            continue;
-        }
-        t.punct(';');
-        return t.at_end().then_some(names);
-    }
-}
 
 /// Moves past one computed value, up to a `,` or `;` outside parentheses
 /// or the end; `None` at anything outside the allowed forms.
@@ -556,10 +531,17 @@ fn parse_transaction(t: &mut Lexer<'_>) -> Option<Vec<Assignment>> {
     }
 }
 
-/// `[@@][session.|local.|global.]name {=|:=} value`: (name, value, is_global).
-/// `[@@[scope.]]name = literal`: the name, the value (`None` for
-/// `DEFAULT`) and the scope its own `@@global.` / `@@session.` prefix gives.
-fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, Option<Scope>)> {
+/// The value of one assignment.
+enum Value {
+    /// A literal (`None` for `DEFAULT`).
+    Literal(Option<String>),
+    /// An expression the server must compute.
+    Computed,
+}
+
+/// `[@@[scope.]]name = value`: the name, the value and the scope its own
+/// `@@global.` / `@@session.` prefix gives.
+fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Value, Option<Scope>)> {
     let sysvar = t.punct2("@@");
     if !sysvar && t.peek_char() == Some('@') {
         return None; // a user variable
@@ -580,9 +562,16 @@ fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Option<String>, Option
     if !(t.punct2(":=") || t.punct('=')) {
         return None;
     }
-    let value = t.literal()?;
-    let value = (!value.eq_ignore_ascii_case("DEFAULT")).then_some(value);
-    Some((name, value, prefix))
+    let start = t.pos;
+    if let Some(value) = t.literal() {
+        if t.at_end() || t.peek_char().is_some_and(|c| c == ',' || c == ';') {
+            let value = (!value.eq_ignore_ascii_case("DEFAULT")).then_some(value);
+            return Some((name, Value::Literal(value), prefix));
+        }
+    }
+    t.pos = start;
+    skip_computed_value(t)?;
+    Some((name, Value::Computed, prefix))
 }
 
 /// A tiny lexer for `SET` statements: skips whitespace and comments.
@@ -961,7 +950,10 @@ mod tests {
 
     #[test]
     fn variables_computed_values_name_what_to_read_back() {
-        let names = |sql: &str| parse_set_computed(sql.as_bytes());
+        let names = |sql: &str| match parse_set(sql.as_bytes()) {
+            Some(SetEffect::Computed { read_back, .. }) => Some(read_back),
+            _ => None,
+        };
         assert_eq!(
             names("SET sql_mode=(SELECT REPLACE(@@sql_mode,'ONLY_FULL_GROUP_BY',''))"),
             Some(vec!["sql_mode".to_string()])
@@ -974,9 +966,13 @@ mod tests {
             names("SET tx_isolation = IF(@@global.read_only, 'READ-COMMITTED', 'REPEATABLE-READ')"),
             Some(vec!["tx_isolation".to_string()])
         );
+        // A global one is not session state: dropped, as a literal one is.
+        assert_eq!(
+            names("SET sql_mode = CONCAT(@@sql_mode, ','), GLOBAL wait_timeout = 1 + 1"),
+            Some(vec!["sql_mode".to_string()])
+        );
         for sql in [
             "SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',X')",
-            "SET sql_mode = CONCAT(@@sql_mode, ','), GLOBAL wait_timeout = 1 + 1",
             "SET time_zone = @tz",
             "SET @x = CONCAT('a', 'b')",
             "SET sql_mode = (SELECT mode FROM settings LIMIT 1)",
