@@ -219,6 +219,53 @@ fn engine_autocommit_off_pins_until_commit_and_rollback_undoes() {
     );
 }
 
+/// With autocommit off (DB-API drivers' default), a client holds a
+/// connection only while a transaction is open, as ProxySQL does: between
+/// transactions others share it, and it gets autocommit off back first.
+#[test]
+fn engine_autocommit_off_shares_the_connection_between_transactions() {
+    let e = env(
+        "acshare",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 500ms\n",
+    );
+    let mut a = e.client();
+    let mut b = e.client();
+    a.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    a.query_drop("SET autocommit=0").unwrap();
+    // No transaction yet: B runs, in autocommit, on the one connection.
+    b.query_drop("INSERT INTO t VALUES (1)").unwrap();
+    assert_eq!(b.query_first::<i64, _>("SELECT @@autocommit").unwrap(), Some(1));
+    assert_eq!(a.query_first::<i64, _>("SELECT @@autocommit").unwrap(), Some(0));
+    // A's insert opens a transaction: now A holds the connection.
+    a.query_drop("INSERT INTO t VALUES (2)").unwrap();
+    let (code, msg) = server_error(b.query_drop("SELECT 1").unwrap_err());
+    assert_eq!(code, 9001, "B waits for A's transaction: {msg}");
+    a.query_drop("COMMIT").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(2)
+    );
+    // A's next statement runs with autocommit off again: ROLLBACK undoes it.
+    a.query_drop("INSERT INTO t VALUES (3)").unwrap();
+    a.query_drop("ROLLBACK").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(2)
+    );
+    a.query_drop("SET autocommit=1").unwrap();
+    a.query_drop("INSERT INTO t VALUES (4)").unwrap();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(3)
+    );
+    let snap = &e.proxy.snapshots()[0];
+    assert_eq!(
+        snap.pool.idle, snap.pool.total,
+        "nothing holds the connection: {snap:?}"
+    );
+}
+
 #[test]
 fn engine_backlog_timeout_is_a_clear_error_and_the_client_stays_connected() {
     let e = env(

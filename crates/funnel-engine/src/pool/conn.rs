@@ -415,11 +415,17 @@ impl BackendConn {
     }
 
     /// True when the connection can serve another client: nothing unread,
-    /// no transaction open, autocommit on.
+    /// no transaction open, and autocommit on or off by a `SET` Funnel
+    /// tracked (the next session's sync sets it to that session's value;
+    /// without a transaction open, autocommit off leaves nothing behind).
     pub fn is_reusable(&self) -> bool {
-        self.buf.is_empty()
-            && !self.status.in_transaction()
-            && self.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+        self.buf.is_empty() && !self.status.in_transaction() && !self.autocommit_off_untracked()
+    }
+
+    /// True when the server says autocommit is off and no tracked `SET`
+    /// says so: Funnel could not put it back for another session.
+    pub fn autocommit_off_untracked(&self) -> bool {
+        !self.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) && !self.vars.sets_autocommit_off()
     }
 
     /// True when the server has sent something (or closed) while the

@@ -1174,7 +1174,7 @@ impl Session {
         self.note_next_transaction(&conn);
         let tx_reason = if conn.status.in_transaction() {
             Some(PinReason::Transaction)
-        } else if !conn.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
+        } else if conn.autocommit_off_untracked() {
             Some(PinReason::AutocommitOff)
         } else {
             None
@@ -1411,13 +1411,18 @@ impl Session {
 
     /// Status flags to report in Funnel's own OK packets.
     fn client_status(&self) -> StatusFlags {
+        // A session that turned autocommit off holds no connection between
+        // its transactions, and still has autocommit off.
+        let autocommit = if self.vars.sets_autocommit_off() {
+            0
+        } else {
+            StatusFlags::SERVER_STATUS_AUTOCOMMIT.0
+        };
         match &self.pinned {
             Some(c) => StatusFlags(c.status.0 & !StatusFlags::SERVER_MORE_RESULTS_EXISTS.0),
             // The client still sees the transaction it lost until it ends it.
-            None if self.tx_lost => {
-                StatusFlags(StatusFlags::SERVER_STATUS_AUTOCOMMIT.0 | StatusFlags::SERVER_STATUS_IN_TRANS.0)
-            }
-            None => StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            None if self.tx_lost => StatusFlags(autocommit | StatusFlags::SERVER_STATUS_IN_TRANS.0),
+            None => StatusFlags(autocommit),
         }
     }
 

@@ -130,6 +130,12 @@ impl SessionVars {
         out
     }
 
+    /// True when a tracked `SET autocommit` turned it off: a sync puts
+    /// it back for whichever session uses the connection next.
+    pub fn sets_autocommit_off(&self) -> bool {
+        self.0.get("autocommit").is_some_and(|v| !is_on(v))
+    }
+
     /// True when any of `names` is set (to something other than its default).
     pub fn any_set(&self, names: &[&str]) -> bool {
         names.iter().any(|n| self.0.contains_key(*n))
