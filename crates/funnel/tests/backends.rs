@@ -129,6 +129,23 @@ fn backends_read_write_split_and_query_rules_route_by_port() {
         "reads in a transaction stay on the writer"
     );
     c.query_drop("COMMIT").unwrap();
+    // With autocommit off any read of a table opens a transaction, which
+    // the statements after it follow: so all of them go to the writer.
+    c.query_drop("SET autocommit = 0").unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            port(&mut c, "SELECT @@port FROM t WHERE id = 1"),
+            f.writer.port(),
+            "reads with autocommit off go to the writer"
+        );
+        c.query_drop("UPDATE t SET v = v + 1 WHERE id = 1").unwrap();
+        c.query_drop("COMMIT").unwrap();
+    }
+    c.query_drop("SET autocommit = 1").unwrap();
+    assert!(
+        readers.contains(&port(&mut c, "SELECT @@port")),
+        "reads go to readers again"
+    );
     let locking = c
         .query_first::<u16, _>("SELECT @@port FROM t WHERE id = 1 FOR UPDATE")
         .unwrap();

@@ -788,13 +788,24 @@ impl Session {
         })
     }
 
-    /// Where a command goes: the first matching query rule, else the read
+    /// Where a command goes: with autocommit off, the user's default
+    /// hostgroup; else the first matching query rule, else the read
     /// hostgroup for a read-only statement of a user with read/write split
     /// (falling back to the default hostgroup when configured), else the
     /// user's default hostgroup.
     fn route(&self, total: usize, f: &Forward) -> Route {
-        let access = if f.read_only { Access::Read } else { Access::Write };
         let user = &self.user;
+        if self.vars.sets_autocommit_off() {
+            // Any statement that reads a table opens a transaction, and the
+            // session's next statements follow it there: so every one goes
+            // where transactions go, as a write.
+            return Route {
+                hostgroup: user.default_hostgroup.clone(),
+                access: Access::Write,
+                fallback: None,
+            };
+        }
+        let access = if f.read_only { Access::Read } else { Access::Write };
         let default = Route {
             hostgroup: user.default_hostgroup.clone(),
             access,
