@@ -582,6 +582,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "SETs in one multi-statement query are tracked",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "SET time_zone = '+01:00'; SET SESSION sql_mode = 'ANSI_QUOTES', wait_timeout = 99"),
+            (1, "SELECT @@time_zone, @@sql_mode = @@GLOBAL.sql_mode, @@wait_timeout = @@GLOBAL.wait_timeout"),
+            (0, "SELECT @@time_zone, @@sql_mode, @@wait_timeout"),
+            (2, "SET time_zone = '+02:00'; SET sql_mode = 'NO_SUCH_MODE'"),
+            (2, "SELECT @@time_zone, @@sql_mode = @@GLOBAL.sql_mode"),
+            (1, "SELECT @@time_zone"),
+            (0, "SELECT @@time_zone, @@wait_timeout"),
+            (2, "SELECT @@time_zone"),
+        ],
+    },
+    Case {
         name: "SET TRANSACTION holds for the next transaction only",
         pool: 2,
         setup: &["CREATE TABLE nt (v INT)"],

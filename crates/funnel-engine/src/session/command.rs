@@ -74,6 +74,8 @@ pub struct Forward {
     /// `SELECT SQL_CALC_FOUND_ROWS`: on success, the count for
     /// `FOUND_ROWS()` is read back from the server.
     pub reads_found_rows: bool,
+    /// On an error, the session keeps its connection for this reason.
+    pub pin_on_error: Option<PinReason>,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
     /// On success, this pin reason ends.
@@ -132,6 +134,7 @@ impl Forward {
             set_vars: None,
             read_back: None,
             reads_found_rows: false,
+            pin_on_error: None,
             diagnostics: false,
             unpin: None,
             multi_statements: None,
@@ -185,6 +188,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.set_vars = effect.set_vars;
             f.read_back = effect.read_back;
             f.reads_found_rows = effect.reads_found_rows;
+            f.pin_on_error = effect.pin_on_error;
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;

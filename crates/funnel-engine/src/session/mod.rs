@@ -1042,6 +1042,9 @@ impl Session {
                     self.linger = conn.stale_diagnostics;
                 }
                 self.locks.note(&f.lock_names);
+                if let Some(reason) = f.pin_on_error.filter(|_| !ok) {
+                    self.pin(reason);
+                }
                 if ok {
                     if let Err(lost) = self.read_back(&mut conn, f, summary.warnings).await {
                         // What was to be read lives on a connection that is gone.

@@ -101,6 +101,9 @@ pub struct SqlEffect {
     /// `SELECT SQL_CALC_FOUND_ROWS ...`: the count it leaves for
     /// `FOUND_ROWS()` is read back once the server says OK.
     pub reads_found_rows: bool,
+    /// The session keeps its connection if the server answers with an
+    /// error (some of the statements may have run).
+    pub pin_on_error: Option<PinReason>,
     /// State this statement ends, once the server says OK.
     pub unpin: Option<PinReason>,
     /// The statement only reads: a single `SELECT` without `FOR UPDATE`,
@@ -222,20 +225,23 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                 _ => pin(PinReason::SessionVariable),
             };
         }
-        b"SET" if tokens.statements == 1 => {
-            return match parse_set(sql) {
-                Some(SetEffect::Session(a)) => session_set(a, None),
-                Some(SetEffect::Computed {
-                    assignments,
-                    read_back,
-                }) if read_back.iter().all(|n| can_read_back(n)) => session_set(assignments, Some(read_back)),
-                Some(SetEffect::Computed { .. }) => pin(PinReason::SessionVariable),
-                Some(SetEffect::Global) => SqlEffect::default(),
-                Some(SetEffect::NextTransaction) => pin(PinReason::NextTransaction),
-                None if tokens.user_variable => pin(PinReason::UserVariable),
-                None => pin(PinReason::SessionVariable),
+        b"SET"
+            if tokens.statements > 1
+                && tokens
+                    .statement_starts
+                    .iter()
+                    .all(|&i| tokens.words.get(i).is_some_and(|w| w.as_slice() == b"SET")) =>
+        {
+            // `SET a = 1; SET b = 2`: tracked like one SET, but where the
+            // server stops at an error the ones before it did apply, and
+            // Funnel does not know which: the session pins then.
+            let effect = classify_statement_set(sql, tokens);
+            return SqlEffect {
+                pin_on_error: Some(PinReason::SessionVariable),
+                ..effect
             };
         }
+        b"SET" if tokens.statements == 1 => return classify_statement_set(sql, tokens),
         b"SET" => return pin(PinReason::SessionVariable),
         b"PREPARE" | b"EXECUTE" | b"DEALLOCATE" => return pin(PinReason::SqlPrepare),
         b"LOCK" => return pin(PinReason::TableLock),
@@ -346,6 +352,23 @@ const UNREPLAYABLE_VARIABLES: [&str; 5] = [
     "identity",
     "completion_type",
 ];
+
+/// A `SET` (or several, each its own statement): tracked, read back,
+/// or pinned.
+fn classify_statement_set(sql: &[u8], tokens: &Tokens) -> SqlEffect {
+    match parse_set(sql) {
+        Some(SetEffect::Session(a)) => session_set(a, None),
+        Some(SetEffect::Computed {
+            assignments,
+            read_back,
+        }) if read_back.iter().all(|n| can_read_back(n)) => session_set(assignments, Some(read_back)),
+        Some(SetEffect::Computed { .. }) => pin(PinReason::SessionVariable),
+        Some(SetEffect::Global) => SqlEffect::default(),
+        Some(SetEffect::NextTransaction) => pin(PinReason::NextTransaction),
+        None if tokens.user_variable => pin(PinReason::UserVariable),
+        None => pin(PinReason::SessionVariable),
+    }
+}
 
 /// A session `SET`: its literal assignments are replayed, the values in
 /// `read_back` read back after it ran; some variables pin instead.
@@ -763,6 +786,23 @@ mod tests {
     }
 
     #[test]
+    fn pinning_multi_statement_sets_are_tracked_and_pin_on_error() {
+        let e = classify(b"SET NAMES utf8mb4; SET SESSION time_zone = '+00:00', wait_timeout = 60;");
+        assert_eq!(e.pin, None);
+        assert_eq!(e.set_vars.map(|a| a.len()), Some(3));
+        assert_eq!(e.pin_on_error, Some(PinReason::SessionVariable));
+        assert_eq!(classify(b"SET time_zone = '+00:00'").pin_on_error, None);
+        for (sql, reason) in [
+            ("SET a = 1; SELECT 1", PinReason::SessionVariable),
+            ("SET a = 1; SET @x = 2", PinReason::UserVariable),
+            ("SET a = 1; SET TRANSACTION READ ONLY", PinReason::SessionVariable),
+            ("SET a = 1; 'x'; SET b = 2", PinReason::SessionVariable),
+        ] {
+            assert_eq!(classify(sql.as_bytes()).pin, Some(reason), "{sql}");
+        }
+    }
+
+    #[test]
     fn pinning_calc_found_rows_is_read_back_not_pinned() {
         let e = classify(b"SELECT SQL_CALC_FOUND_ROWS id FROM posts ORDER BY id LIMIT 10");
         assert_eq!((e.pin, e.reads_found_rows, e.read_only), (None, true, true));
@@ -970,7 +1010,10 @@ mod tests {
         ] {
             let _ = classify(sql.as_bytes());
         }
-        assert_eq!(reason("'x'; SET @a = 1"), Some(PinReason::SessionVariable));
+        // Its first word is the second statement's SET: read as SETs only,
+        // which the text is not, so it pins (for the user variable).
+        assert_eq!(reason("'x'; SET @a = 1"), Some(PinReason::UserVariable));
+        assert_eq!(reason("'x'; SET a = 1"), Some(PinReason::SessionVariable));
     }
 
     #[test]

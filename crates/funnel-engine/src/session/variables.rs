@@ -269,7 +269,8 @@ pub fn is_on(v: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CannotRestoreCharset;
 
-/// Parses a `SET` statement; `None` when Funnel cannot replay it.
+/// Parses a `SET` statement, or several in a multi-statement query;
+/// `None` when Funnel cannot replay them.
 pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
     let text = std::str::from_utf8(sql).ok()?;
     let mut t = Lexer::new(text);
@@ -340,10 +341,15 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
             continue;
         }
         t.punct(';');
-        if !t.at_end() {
+        if t.at_end() {
+            break;
+        }
+        // A multi-statement query of SETs only: the next one starts with
+        // no scope carried over.
+        if !t.keyword("SET") {
             return None;
         }
-        break;
+        carried = Scope::Default;
     }
     if !computed.is_empty() {
         return Some(SetEffect::Computed {
