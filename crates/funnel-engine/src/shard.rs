@@ -418,7 +418,9 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
             Ok(stream) => {
                 if shard.stats.clients_active.get() >= shard.max_clients {
                     Stats::bump(&shard.stats.clients_refused);
-                    rt::spawn(refuse_too_many(stream));
+                    let err = crate::error::EngineError::TooManyConnections.to_err_packet();
+                    shard.stats.count_error(err.code);
+                    rt::spawn(refuse_too_many(stream, err));
                 } else {
                     rt::spawn(session::serve_isolated(shard.clone(), stream));
                 }
@@ -532,9 +534,8 @@ async fn control_loop(
 }
 
 /// MySQL answers a connection over the limit with ERR 1040 in place of the greeting.
-async fn refuse_too_many(mut stream: rt::Stream) {
+async fn refuse_too_many(mut stream: rt::Stream, err: funnel_protocol::response::ErrPacket) {
     let mut out = bytes::BytesMut::new();
-    let err = crate::error::EngineError::TooManyConnections.to_err_packet();
     funnel_protocol::framing::write_small_packet(&mut out, 0, |p| err.write(p));
     let _ = rt::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }

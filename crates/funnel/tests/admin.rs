@@ -221,6 +221,72 @@ fn admin_metrics_endpoint_is_scraped() {
     assert!(status.contains("200"), "{status} {body}");
 }
 
+/// The value of `name` in a scrape (a sample line `name value`), 0 if absent.
+fn sample(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// Errors Funnel sends before or around a session (refused logins, limits,
+/// timeouts) are its own errors too: operations.md lists them under
+/// `errors_<code>` and `funnel_errors_total{code}`, and alerts rely on it.
+#[test]
+fn admin_counts_refused_logins_and_timeouts_by_error_code() {
+    let e = env(
+        "admerrcodes",
+        "client:\n  handshake_timeout: 1s\n  idle_timeout: 1s\n",
+    );
+    let port = e.proxy.local_addr().port();
+    let err = Conn::new(opts(port, "app", "wrong")).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(err, mysql::Error::MySqlError(ref m) if m.code == 1045),
+        "{err:?}"
+    );
+    // Says nothing after the greeting: ERR 1159 after handshake_timeout.
+    let mut silent = std::net::TcpStream::connect(e.proxy.local_addr()).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _greeting = funnel_testkit::mini_client::read_raw_packet(&mut silent).unwrap();
+    let (_, err) = funnel_testkit::mini_client::read_raw_packet(&mut silent).unwrap();
+    assert_eq!(u16::from_le_bytes([err[1], err[2]]), 1159);
+    // Logged in, then idle past client.idle_timeout: ERR 4031.
+    let mut idle = e.client();
+    thread::sleep(Duration::from_millis(1500));
+    assert!(idle.query_drop("SELECT 1").is_err());
+    e.assert_errors(&[("1045", 1), ("1159", 1), ("4031", 1)], 1);
+
+    // Two cores share client.max_connections = 2: of three clients at
+    // least one lands on a core that already has its one.
+    let e = env("admerr1040", "client:\n  max_connections: 2\n");
+    let port = e.proxy.local_addr().port();
+    let mut held = Vec::new();
+    let mut too_many = 0;
+    for _ in 0..3 {
+        match Conn::new(opts(port, "app", "apppw")) {
+            Ok(c) => held.push(c),
+            Err(mysql::Error::MySqlError(m)) if m.code == 1040 => too_many += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(too_many >= 1);
+    e.assert_errors(&[("1040", too_many)], too_many);
+}
+
+impl Env {
+    /// SHOW STATS and /metrics both count `errors` (code, how many) and
+    /// `refused` refused clients.
+    fn assert_errors(&self, errors: &[(&str, u64)], refused: u64) {
+        let mut admin = self.admin();
+        let (_, body) = self.http("/metrics");
+        for &(code, n) in errors {
+            assert_eq!(stat(&mut admin, "all", &format!("errors_{code}")), n.to_string());
+            let metric = format!("funnel_errors_total{{code=\"{code}\"}}");
+            assert_eq!(sample(&body, &metric), n, "{metric}:\n{body}");
+        }
+        assert_eq!(sample(&body, "funnel_client_connections_refused_total"), refused);
+    }
+}
+
 /// Two admin sessions changing the configuration at once: each change is
 /// applied to the other's result, none is lost.
 #[test]

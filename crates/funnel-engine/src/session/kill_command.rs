@@ -41,11 +41,11 @@ impl Session {
             }
             Err(KillRefused::UnknownThread(id)) => {
                 let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {id}"));
-                self.send_backend_err(1, &err).await
+                self.send_own_err(1, &err).await
             }
             Err(KillRefused::NotOwner(id)) => {
                 let err = ErrPacket::new(1095, "HY000", format!("You are not owner of thread {id}"));
-                self.send_backend_err(1, &err).await
+                self.send_own_err(1, &err).await
             }
             Err(KillRefused::Backend(reason)) => {
                 self.reply_error(1, backend_lost(&self.last_backend, reason))

@@ -179,6 +179,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 "08S01",
                 "Got timeout reading communication packets (client.handshake_timeout)",
             );
+            stats.count_error(err.code);
             let _ = rt::timeout(Duration::from_millis(100), send_err(&mut stream, 2, &err)).await;
             None
         }
@@ -191,7 +192,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             if shard.log_rate.allow() {
                 tracing::info!(client = %id, %peer, error = %err, "login refused");
             }
-            let _ = send_err(&mut stream, seq, &err.to_err_packet()).await;
+            let err = err.to_err_packet();
+            stats.count_error(err.code);
+            let _ = send_err(&mut stream, seq, &err).await;
             None
         }
         Some(Ok(l)) => {
@@ -205,6 +208,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                         l.user.name
                     ),
                 );
+                stats.count_error(err.code);
                 let _ = send_err(&mut stream, l.next_seq, &err).await;
                 return;
             };
@@ -459,6 +463,7 @@ impl Session {
                 .set(self.shard.stats.bytes_from_clients.get() + total as u64);
             if head.seq != 0 {
                 let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
+                self.shard.stats.count_error(err.code);
                 let _ = send_err(&mut self.stream, head.seq.wrapping_add(1), &err).await;
                 return End::Refused;
             }
@@ -675,6 +680,7 @@ impl Session {
                         "The client was disconnected by the server because of inactivity \
                          (client.idle_timeout)",
                     );
+                    self.shard.stats.count_error(err.code);
                     let _ = send_err(&mut self.stream, 0, &err).await;
                     return Err(End::Closed);
                 }
@@ -945,7 +951,7 @@ impl Session {
                     "HY000",
                     format!("Unknown prepared statement handler given to {}", f.name),
                 );
-                self.send_backend_err(1, &err).await.map(|_| None)
+                self.send_own_err(1, &err).await.map(|_| None)
             }
             None => match self.checkout_routed(total, f).await {
                 Ok(c) => {
@@ -1104,8 +1110,7 @@ impl Session {
                         limit.as_millis()
                     ),
                 );
-                self.shard.stats.count_error(err.code);
-                self.send_backend_err(next_seq, &err).await?;
+                self.send_own_err(next_seq, &err).await?;
                 self.clear_pins();
                 self.pin_reason = None;
                 self.long_data.clear();
@@ -1450,8 +1455,14 @@ impl Session {
     async fn reply_error(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
         tracing::debug!(client = %self.id, error = %e, "command refused");
         let err = e.to_err_packet();
+        self.send_own_err(seq, &err).await
+    }
+
+    /// Sends an ERR that Funnel itself made (not a backend's), counted by
+    /// its code for `SHOW STATS` and `funnel_errors_total`.
+    async fn send_own_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {
         self.shard.stats.count_error(err.code);
-        self.send_backend_err(seq, &err).await
+        self.send_backend_err(seq, err).await
     }
 
     async fn send_backend_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {

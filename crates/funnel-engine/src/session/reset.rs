@@ -118,7 +118,7 @@ impl Session {
                     user.name
                 ),
             );
-            let _ = self.send_backend_err(seq, &err).await;
+            let _ = self.send_own_err(seq, &err).await;
             return Err(End::Refused);
         };
         self._slot = slot;

@@ -136,7 +136,7 @@ impl Session {
                 "42000",
                 "Can't create more than max_prepared_stmt_count statements (current value: 16382)",
             );
-            return self.send_backend_err(1, &err).await;
+            return self.send_own_err(1, &err).await;
         };
         self.out.clear();
         self.out.extend_from_slice(&meta.response);
@@ -358,7 +358,7 @@ impl Session {
             .map(|s| s.id);
         let Some(backend_id) = on_pinned else {
             let err = ErrPacket::new(1421, "HY000", "The statement has no open cursor");
-            return self.send_backend_err(1, &err).await;
+            return self.send_own_err(1, &err).await;
         };
         let conn = self.pinned.take().expect("checked");
         let mut rewritten = BytesMut::with_capacity(payload.len());
@@ -394,7 +394,7 @@ impl Session {
                     "HY000",
                     format!("Unknown prepared statement handler ({raw}) given to {command}"),
                 );
-                self.send_backend_err(1, &err).await.map(|_| None)
+                self.send_own_err(1, &err).await.map(|_| None)
             }
         }
     }
