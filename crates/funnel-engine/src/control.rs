@@ -84,6 +84,8 @@ pub struct ShardSnapshot {
     pub counters: Counters,
     /// Funnel's own errors by MySQL error code.
     pub errors_by_code: BTreeMap<u16, u64>,
+    /// Failed attempts to open a backend connection, by backend name.
+    pub open_failures_by_backend: BTreeMap<String, u64>,
     /// Clients pinned so far, by reason (counted when a reason is first taken).
     pub pins_total: BTreeMap<&'static str, u64>,
     /// Occupancy summed over every pool.

@@ -371,6 +371,7 @@ impl Shard {
             clients_active: s.clients_active.get(),
             counters: s.counters(),
             errors_by_code: s.errors_by_code.borrow().clone(),
+            open_failures_by_backend: s.open_failures_by_backend.borrow().clone(),
             pins_total: s.pins.borrow().clone(),
             pool: self.pool_totals(),
             pools,

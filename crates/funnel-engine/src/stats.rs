@@ -55,6 +55,9 @@ pub struct Stats {
     pub backend_opened: Cell<u64>,
     /// Backend connection attempts that failed.
     pub backend_open_failures: Cell<u64>,
+    /// The same, by backend name: kept across a pool's replacement, so
+    /// `SHOW SERVERS` says which backend is failing.
+    pub open_failures_by_backend: RefCell<std::collections::BTreeMap<String, u64>>,
     /// Backend connections closed because they could not be reused.
     pub backend_discarded: Cell<u64>,
     /// Statements prepared on a backend connection at their first execute there.
@@ -111,6 +114,18 @@ impl Stats {
     pub fn count_error(&self, code: u16) {
         Stats::bump(&self.funnel_errors);
         *self.errors_by_code.borrow_mut().entry(code).or_default() += 1;
+    }
+
+    /// Counts a failed attempt to open a connection to `backend`.
+    pub fn count_open_failure(&self, backend: &str) {
+        Stats::bump(&self.backend_open_failures);
+        let mut by = self.open_failures_by_backend.borrow_mut();
+        match by.get_mut(backend) {
+            Some(n) => *n += 1,
+            None => {
+                by.insert(backend.to_string(), 1);
+            }
+        }
     }
 
     /// Counts a client pinned for `reason`.

@@ -287,6 +287,42 @@ impl Env {
     }
 }
 
+/// `open_failures` in SHOW SERVERS belongs to its row's backend: a
+/// backend that refuses connections must not make a healthy one look
+/// flaky.
+#[test]
+fn admin_servers_count_failed_connects_per_backend() {
+    let e = env("admfailures", "");
+    let mut admin = e.admin();
+    // Nothing listens on a port taken and let go again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    admin
+        .query_drop(format!("ADD BACKEND dead {closed} nobody x hostgroup spare"))
+        .unwrap();
+    let failures = |admin: &mut Conn| -> Vec<(String, u64)> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+        rows.iter()
+            .map(|r| {
+                let n: String = r.get("open_failures").unwrap();
+                (r.get("backend").unwrap(), n.parse().unwrap())
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = failures(&mut admin);
+        if rows.iter().any(|(b, n)| b == "dead" && *n > 0) || Instant::now() > deadline {
+            break rows;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(rows.iter().any(|(b, n)| b == "dead" && *n > 0), "{rows:?}");
+    assert!(rows.contains(&("primary".to_string(), 0)), "{rows:?}");
+}
+
 /// Two admin sessions changing the configuration at once: each change is
 /// applied to the other's result, none is lost.
 #[test]

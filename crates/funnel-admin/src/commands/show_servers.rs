@@ -19,7 +19,6 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "open_failures",
     ]);
     let shards = ctx.handle.snapshots();
-    let failures: u64 = shards.iter().map(|s| s.counters.backend_open_failures).sum();
     let Some(first) = shards.first() else {
         return Reply::Table(t);
     };
@@ -29,6 +28,10 @@ pub fn run(ctx: &AdminContext) -> Reply {
             .flat_map(|s| s.pools.iter())
             .filter(|q| q.backend == p.backend && q.status == p.status)
             .map(|q| q.counts.total)
+            .sum();
+        let failures: u64 = shards
+            .iter()
+            .filter_map(|s| s.open_failures_by_backend.get(&p.backend))
             .sum();
         t.rows.push(vec![
             Some(p.backend.clone()),

@@ -565,9 +565,7 @@ impl Pool {
                 Ok(conn)
             }
             Err(e) => {
-                self.stats
-                    .backend_open_failures
-                    .set(self.stats.backend_open_failures.get() + 1);
+                self.stats.count_open_failure(&self.backend);
                 // Back off exponentially (100 ms .. 5 s, with jitter) so a
                 // restarting backend does not meet every core at once.
                 let next = (self.open_backoff.get() * 2).clamp(OPEN_BACKOFF_MIN, OPEN_BACKOFF_MAX);
