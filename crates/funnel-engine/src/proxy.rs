@@ -434,6 +434,12 @@ impl Stopper {
     }
 }
 
+/// The keys that only a restart changes whose value differs between
+/// `running` and `next`, each with what happens to it (as a reload says).
+pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
+    keep_restart_only_keys(running, &mut next.clone())
+}
+
 /// Puts the running value back into `next` for every key that only a
 /// restart changes, and says which of them the new file changed.
 fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {

@@ -491,6 +491,33 @@ fn admin_set_pool_size_under_load_with_zero_errors_and_pause_resume() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// `SET` of a key that only a restart applies would change nothing ever
+/// (a restart reads the file): it is refused, and the running value stays.
+#[test]
+fn admin_set_refuses_a_restart_only_key() {
+    let e = env("admsetrestart", "");
+    let mut admin = e.admin();
+    let err = admin.query_drop("SET client.max_connections = 5").unwrap_err();
+    let mysql::Error::MySqlError(m) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(m.code, 1210);
+    assert!(
+        m.message.contains("client.max_connections") && m.message.contains("restart"),
+        "{}",
+        m.message
+    );
+    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    assert!(
+        cfg.iter().any(|l| l.trim() == "max_connections: 20000"),
+        "{cfg:?}"
+    );
+    // A live key in the same section still changes.
+    admin.query_drop("SET client.idle_timeout = 30s").unwrap();
+    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    assert!(cfg.iter().any(|l| l.trim() == "idle_timeout: 30s"), "{cfg:?}");
+}
+
 #[test]
 fn admin_add_drain_remove_backend_and_shutdown() {
     let e = env("admbackend", "");

@@ -39,6 +39,14 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
         let new: funnel_config::Config =
             serde_yaml::from_value(doc).map_err(|e| invalid(format!("{key}: {e}")))?;
         new.validate().map_err(invalid)?;
+        // A reload keeps such a key until a restart, which reads the file:
+        // a value given here would never run, so say so instead of "OK".
+        if !funnel_engine::proxy::restart_only_changes(&cfg, &new).is_empty() {
+            return Err(invalid(format!(
+                "{key} changes only at a restart, which reads it from the configuration file: \
+                 change it there, then restart"
+            )));
+        }
         Ok(new)
     })
 }
