@@ -3,6 +3,7 @@
 //! `funnel --config FILE` runs it; `funnel check --config FILE` validates a
 //! configuration and says what is wrong with it.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -166,9 +167,15 @@ fn reload(proxy: &funnel_engine::ProxyHandle, path: &PathBuf) {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Standard error, as documented (fmt's default is standard output).
+    // Colours only for a person at a terminal: journald stores a line with
+    // escape codes as a blob (`journalctl` shows "[170B blob data]"), and
+    // they clutter `kubectl logs` and log shippers.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -428,3 +428,52 @@ fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What an operator reads in the journal: on standard error (as
+/// documented), plain lines (no colour escape codes, which journald stores
+/// as blobs), the documented start line, a
+/// reload naming the restart-only key it did not apply, and the graceful
+/// stop.
+#[test]
+fn binary_logs_plain_lines_naming_what_a_reload_did_not_apply() {
+    let (dir, path, port) = one_core_config("plainlog", "log:\n  level: info\n");
+    let log_path = dir.path().join("funnel.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    wait_for("funnel to serve", || log().contains("funnel is serving"));
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, yaml.replace("level: info", "level: debug")).unwrap();
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    wait_for("the reload", || log().contains("configuration reloaded"));
+    assert!(login(port, "app").is_ok());
+    // SAFETY: as above.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let text = log();
+    assert!(!text.contains('\x1b'), "escape codes in the log:\n{text:?}");
+    let restart = text
+        .lines()
+        .find(|l| l.contains("needs a restart"))
+        .unwrap_or_else(|| panic!("no restart line:\n{text}"));
+    assert!(restart.contains("log"), "{restart}");
+    assert!(text.contains("stopping gracefully"), "{text}");
+}
+
+/// A child process that a failed assertion does not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
