@@ -47,12 +47,30 @@ fn main() -> ExitCode {
             match run(&path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("funnel: {e:#}");
+                    eprintln!("funnel: {}", causes(&e));
                     ExitCode::FAILURE
                 }
             }
         }
     }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause its
+/// wrapper's message already quotes (most of ours do), so no reason is
+/// printed twice.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn check(path: &PathBuf) -> ExitCode {

@@ -477,3 +477,26 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A start that fails says why once: the messages quote their causes, and
+/// the printed chain must not repeat them.
+#[test]
+fn binary_start_errors_give_their_reason_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("not-a-socket");
+    std::fs::write(&taken, "").unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let config = unreachable_backend_config(free_port(), "1");
+    std::fs::write(&path, format!("{config}listen_socket: {}\n", taken.display())).unwrap();
+    let missing = dir.path().join("missing.yaml");
+    for (config, reason) in [(&path, "is not a socket"), (&missing, "No such file")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_funnel"))
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+    }
+}
