@@ -67,7 +67,9 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> 
     while reader.read_line(&mut line)? > 2 {
         line.clear();
     }
-    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let target = request.split_whitespace().nth(1).unwrap_or("/");
+    // Prometheus appends a scrape job's `params` as a query string.
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let (status, ctype, body) = match path {
         "/metrics" => (
             "200 OK",

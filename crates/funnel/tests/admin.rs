@@ -219,6 +219,12 @@ fn admin_metrics_endpoint_is_scraped() {
     assert!(total >= 10);
     let (status, body) = e.http("/healthz");
     assert!(status.contains("200"), "{status} {body}");
+    // A scrape job's `params` arrive as a query string.
+    let (status, body) = e.http("/metrics?format=prometheus");
+    assert!(
+        status.contains("200") && body.contains("funnel_queries_total"),
+        "{status}"
+    );
 }
 
 /// The value of `name` in a scrape (a sample line `name value`), 0 if absent.
