@@ -154,10 +154,14 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             *conns.entry(key("idle")).or_default() += p.counts.idle;
             *conns.entry(key("leased")).or_default() += p.counts.total - p.counts.idle - p.counts.opening;
             *conns.entry(key("opening")).or_default() += p.counts.opening;
-            up.insert(
-                (p.backend.clone(), p.hostgroup.clone()),
-                if p.status == "up" { 1.0 } else { 0.0 },
-            );
+            // The monitor's verdict, not the routing status: a drained
+            // backend is not down, and an alert on 0 must not fire for a
+            // planned drain. Every core gets the same verdict; the first
+            // to hear of a failure is enough to report it.
+            let v = up.entry((p.backend.clone(), p.hostgroup.clone())).or_insert(1.0);
+            if !p.healthy {
+                *v = 0.0;
+            }
         }
     }
     gauge(

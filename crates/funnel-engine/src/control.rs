@@ -121,6 +121,8 @@ pub struct PoolSnapshot {
     pub weight: u32,
     /// `up`, `down` or `draining`.
     pub status: &'static str,
+    /// The health monitor's verdict, whether or not the pool drains.
+    pub healthy: bool,
     /// The server said `read_only=ON`.
     pub read_only: bool,
     /// Replication lag, when known.

@@ -357,6 +357,7 @@ impl Shard {
                     } else {
                         "up"
                     },
+                    healthy: p.health() != crate::pool::Health::Down,
                     read_only: p.is_read_only(),
                     lag: p.lag(),
                     last_check: p.last_check().map(|t| t.elapsed()),

@@ -329,6 +329,52 @@ fn admin_servers_count_failed_connects_per_backend() {
     assert!(rows.contains(&("primary".to_string(), 0)), "{rows:?}");
 }
 
+/// `funnel_backend_up` is the health monitor's verdict: a backend drained
+/// for maintenance is not down (alerts on 0 must not fire for it), and a
+/// backend that refuses connections is.
+#[test]
+fn admin_backend_up_metric_follows_health_not_draining() {
+    let e = env(
+        "admupmetric",
+        "monitor:\n  interval: 100ms\n  failures_before_down: 1\n",
+    );
+    let mut admin = e.admin();
+    // A pinned client keeps the drained pool (and its series) alive.
+    let mut pinned = e.client();
+    pinned.query_drop("SET @keep = 1").unwrap();
+    admin.query_drop("DRAIN BACKEND primary").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    admin
+        .query_drop(format!("ADD BACKEND dead {closed} nobody x hostgroup spare"))
+        .unwrap();
+    // ADD re-applies the configuration, which undrains: drain again.
+    admin.query_drop("DRAIN BACKEND primary").unwrap();
+    let up = |name: &str| format!("funnel_backend_up{{backend=\"{name}\",hostgroup=");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (_, body) = e.http("/metrics");
+        if body.contains(&format!("{}\"spare\"}} 0", up("dead"))) || Instant::now() > deadline {
+            break body;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let pools: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
+    let statuses: Vec<String> = pools
+        .iter()
+        .filter(|r| r.get::<String, _>("backend").unwrap() == "primary")
+        .map(|r| r.get("status").unwrap())
+        .collect();
+    assert!(statuses.contains(&"draining".to_string()), "{statuses:?}");
+    assert!(
+        body.contains(&format!("{}\"default\"}} 1", up("primary"))),
+        "{body}"
+    );
+    assert!(body.contains(&format!("{}\"spare\"}} 0", up("dead"))), "{body}");
+}
+
 /// Two admin sessions changing the configuration at once: each change is
 /// applied to the other's result, none is lost.
 #[test]
