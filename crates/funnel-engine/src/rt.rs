@@ -140,12 +140,23 @@ where
     // its completion queue, would not see other CPUs' completions until it
     // entered the kernel anyway.
     std::thread::Builder::new().name(name.clone()).spawn(move || {
-        let ex = glommio::LocalExecutorBuilder::new(placement)
+        let made = glommio::LocalExecutorBuilder::new(placement)
             .name(&name)
             .io_memory(IO_MEMORY)
             .ring_depth(RING_DEPTH)
-            .make()
-            .unwrap_or_else(|e| panic!("cannot start executor {name}: {e}"));
+            .make();
+        let ex = match made {
+            Ok(ex) => ex,
+            Err(e) => {
+                // The host's limits, not a bug: an error line the operator
+                // can act on (operations.md lists it), not a panic message
+                // and backtrace note. The thread still ends unwinding, so
+                // its join handle reports the failure.
+                let why = format!("cannot start executor {name}: {e}");
+                tracing::error!("{why}");
+                std::panic::resume_unwind(Box::new(why));
+            }
+        };
         ex.run(make_future())
     })
 }

@@ -128,6 +128,12 @@ fn binary_fails_loudly_when_a_core_cannot_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "should fail: {stderr}");
     assert!(stderr.contains("core 0 did not start"), "{stderr}");
+    // The cause as the error line operations.md lists, not as a panic.
+    assert!(
+        stderr.contains("cannot start executor funnel-shard-0: IO error occurred: MemLockLimit"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// A config that starts serving without a reachable backend: its only
