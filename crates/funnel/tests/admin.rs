@@ -329,6 +329,54 @@ fn admin_servers_count_failed_connects_per_backend() {
     assert!(rows.contains(&("primary".to_string(), 0)), "{rows:?}");
 }
 
+/// SHOW SERVERS lists what every core holds: a drained backend whose last
+/// connection is on core 1 (core 0 forgot its empty pool) still has a row
+/// with that connection.
+#[test]
+fn admin_servers_show_connections_held_on_any_core() {
+    let e = env("admsrvcores", "");
+    let mut admin = e.admin();
+    let core_of_only_client = |admin: &mut Conn| -> String {
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        assert_eq!(rows.len(), 1);
+        rows[0].get("core").unwrap()
+    };
+    let mut pinned = None;
+    for _ in 0..100 {
+        let mut c = e.client();
+        c.query_drop("SET @keep = 1").unwrap();
+        if core_of_only_client(&mut admin) == "1" {
+            pinned = Some(c);
+            break;
+        }
+        drop(c);
+        wait_until("the client to leave", || {
+            admin.query::<mysql::Row, _>("SHOW CLIENTS").unwrap().is_empty()
+        });
+    }
+    let _pinned = pinned.expect("a client on core 1");
+    admin.query_drop("DRAIN BACKEND primary").unwrap();
+    wait_until("core 0 to forget its drained pool", || {
+        let rows: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
+        !rows.iter().any(|r| r.get::<String, _>("core").unwrap() == "0")
+    });
+    let rows: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.get::<String, _>("backend").unwrap() == "primary")
+        .expect("a row for primary");
+    assert_eq!(row.get::<String, _>("status").unwrap(), "draining");
+    assert_eq!(row.get::<String, _>("connections").unwrap(), "1");
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `funnel_backend_up` is the health monitor's verdict: a backend drained
 /// for maintenance is not down (alerts on 0 must not fire for it), and a
 /// backend that refuses connections is.

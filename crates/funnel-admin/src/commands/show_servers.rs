@@ -1,6 +1,8 @@
 //! `SHOW SERVERS`: each backend's place and health (as core 0 sees it:
 //! every core applies the same monitor verdicts).
 
+use funnel_engine::PoolSnapshot;
+
 use crate::resultset::{Reply, Table};
 use crate::server::AdminContext;
 
@@ -19,10 +21,19 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "open_failures",
     ]);
     let shards = ctx.handle.snapshots();
-    let Some(first) = shards.first() else {
-        return Reply::Table(t);
-    };
-    for p in &first.pools {
+    // One row per backend and status over every core: a core may have
+    // forgotten a drained pool that another still holds connections of.
+    // Core 0 comes first, so its health fields are the ones shown.
+    let mut rows: Vec<&PoolSnapshot> = Vec::new();
+    for p in shards.iter().flat_map(|s| &s.pools) {
+        if !rows
+            .iter()
+            .any(|q| q.backend == p.backend && q.status == p.status)
+        {
+            rows.push(p);
+        }
+    }
+    for p in rows {
         let conns: usize = shards
             .iter()
             .flat_map(|s| s.pools.iter())
