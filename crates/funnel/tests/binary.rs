@@ -390,18 +390,19 @@ fn binary_refuses_clients_before_running_out_of_descriptors() {
 fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
     use mysql::prelude::Queryable;
     let admin_port = free_port();
-    let (_dir, path, port) = one_core_config(
+    let (dir, path, port) = one_core_config(
         "sigafter",
         &format!(
             "admin:\n  listen: 127.0.0.1:{admin_port}\n  user: admin\n  password: secret\n\
-             log:\n  level: warn\n"
+             log:\n  level: info\n"
         ),
     );
+    let log_path = dir.path().join("funnel.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_funnel"))
         .arg("--config")
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     wait_for("funnel to serve", || login(port, "app").is_ok());
@@ -433,6 +434,10 @@ fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+    // The journal says who stopped it.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("admin SHUTDOWN GRACEFUL"), "{log}");
+    assert!(log.contains("stopping now"), "{log}");
 }
 
 /// What an operator reads in the journal: on standard error (as

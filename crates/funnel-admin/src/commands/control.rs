@@ -81,13 +81,19 @@ pub fn pause(ctx: &AdminContext, on: bool) -> Reply {
 /// Stops Funnel; gracefully: no new clients, idle ones closed, running
 /// commands and transactions may finish (up to 30 s), then stop.
 pub fn shutdown(ctx: &AdminContext, graceful: bool) -> Reply {
+    // The journal must say why Funnel stopped, as it does for a signal.
     if graceful {
+        tracing::info!(
+            grace_s = GRACE.as_secs(),
+            "stopping gracefully (admin SHUTDOWN GRACEFUL); signal to stop now"
+        );
         // Recorded now, so a signal that follows means "stop now".
         ctx.handle.begin_stop();
         let handle = ctx.handle.clone();
         std::thread::spawn(move || handle.graceful_shutdown(GRACE));
         return Reply::Ok(format!("{SHUTTING_DOWN} once clients leave (at most 30 s)"));
     }
+    tracing::warn!("stopping now (admin SHUTDOWN)");
     ctx.handle.shutdown();
     Reply::Ok(SHUTTING_DOWN.into())
 }
