@@ -76,6 +76,11 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> 
             "text/plain; version=0.0.4",
             metrics::render(&handle.snapshots()),
         ),
+        // A graceful stop refuses new clients while it drains (up to
+        // 30 s): a load balancer must stop sending them at once.
+        "/healthz" if handle.is_stopping() => {
+            ("503 Service Unavailable", "text/plain", "stopping\n".to_string())
+        }
         "/healthz" => {
             let shards = handle.snapshots();
             let backend_up = shards

@@ -383,6 +383,11 @@ impl ProxyHandle {
         self.shutdown();
     }
 
+    /// A stop has begun: new clients are refused from now on.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Records that a stop was asked for; true for the first such request,
     /// whoever made it (a signal, the admin's `SHUTDOWN GRACEFUL`): a later
     /// one means "now".

@@ -377,6 +377,24 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Once a graceful stop begins, new clients are refused while running work
+/// finishes: /healthz says so, so that load balancers stop sending clients.
+#[test]
+fn admin_healthz_fails_while_stopping_gracefully() {
+    let e = env("admhealthstop", "");
+    let mut busy = e.client();
+    busy.query_drop("BEGIN").unwrap();
+    let (status, _) = e.http("/healthz");
+    assert!(status.contains("200"), "{status}");
+    e.admin().query_drop("SHUTDOWN GRACEFUL").unwrap();
+    let (status, body) = e.http("/healthz");
+    assert!(
+        status.contains("503") && body.contains("stopping"),
+        "{status} {body}"
+    );
+    busy.query_drop("COMMIT").unwrap();
+}
+
 /// `funnel_backend_up` is the health monitor's verdict: a backend drained
 /// for maintenance is not down (alerts on 0 must not fire for it), and a
 /// backend that refuses connections is.
