@@ -84,7 +84,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     );
     counter(
         "funnel_backend_connections_closed_total",
-        "Backend connections closed as unusable.",
+        "Backend connections Funnel closed: unusable, stale, idle too long or too old.",
         vec![(String::new(), t.counters.backend_discarded)],
     );
     counter(

@@ -182,7 +182,7 @@ pub struct Counters {
     pub backend_opened: u64,
     /// Backend connection attempts that failed.
     pub backend_open_failures: u64,
-    /// Backend connections closed as unusable.
+    /// Backend connections Funnel closed (unusable, stale, idle too long, too old).
     pub backend_discarded: u64,
     /// `SET`s run to bring connections in line with sessions.
     pub state_syncs: u64,
