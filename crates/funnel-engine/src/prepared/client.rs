@@ -74,6 +74,13 @@ impl ClientStatements {
         self.map.get_mut(&id)
     }
 
+    /// A prepare failed: as on the server, [`LAST_PREPARED`] names no
+    /// statement until the next one succeeds (else a pipelined execute of
+    /// it would run the statement prepared before).
+    pub fn forget_last(&mut self) {
+        self.last = None;
+    }
+
     /// Forgets a statement (`COM_STMT_CLOSE`).
     pub fn remove(&mut self, id: u32) {
         self.map.remove(&id);
@@ -125,6 +132,9 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(c.resolve(LAST_PREPARED), Some(b));
         assert_eq!(c.resolve(a), Some(a));
+        c.forget_last();
+        assert_eq!(c.resolve(LAST_PREPARED), None);
+        assert_eq!(c.resolve(b), Some(b));
         c.remove(b);
         assert_eq!(c.resolve(b), None);
         assert_eq!(c.resolve(LAST_PREPARED), None);

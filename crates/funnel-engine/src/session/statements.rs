@@ -53,6 +53,8 @@ impl Session {
     }
 
     async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
+        // Only a prepare that succeeds names the next "last prepared" one.
+        self.stmts.forget_last();
         if super::rewrite::mentions_previous_statement(&sql)
             && !super::rewrite::reads_only_last_insert_id(&sql)
         {

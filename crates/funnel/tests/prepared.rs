@@ -1,0 +1,203 @@
+//! Binary prepared statements through Funnel, spoken byte by byte: each
+//! script runs once directly against MariaDB and once through Funnel,
+//! where its clients share one backend connection, and every reply must
+//! be the same both ways (statement ids aside, which are Funnel's own).
+
+use std::net::SocketAddr;
+
+use funnel_protocol::tracker::Expect;
+use funnel_testkit::mini_client::{MiniClient, MiniError};
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+
+/// One binary parameter: its type and its encoded value (`None`: NULL).
+#[derive(Clone)]
+struct Param {
+    ty: u8,
+    value: Option<Vec<u8>>,
+}
+
+/// A raw client of either side.
+struct Raw(MiniClient);
+
+/// What a command answered, comparable across both sides: an error code,
+/// or every packet with statement ids blanked.
+type Reply = Result<Vec<Vec<u8>>, u16>;
+
+impl Raw {
+    fn connect(addr: SocketAddr, user: &str, pw: &str, db: &str) -> Raw {
+        Raw(MiniClient::connect(addr, user, pw, Some(db)).unwrap_or_else(|e| panic!("login: {e:?}")))
+    }
+
+    fn call(&mut self, payload: &[u8], expect: Expect) -> Reply {
+        match self.0.roundtrip(payload, expect) {
+            Ok(packets) if packets.first().is_some_and(|p| p.first() == Some(&0xff)) => {
+                Err(u16::from_le_bytes([packets[0][1], packets[0][2]]))
+            }
+            Ok(packets) => Ok(packets),
+            Err(MiniError::Server(e)) => Err(e.code),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    /// Prepares `sql`: the statement id, or the error code.
+    fn prepare(&mut self, sql: &str) -> Result<u32, u16> {
+        let mut p = vec![0x16];
+        p.extend_from_slice(sql.as_bytes());
+        let packets = self.call(&p, Expect::Prepare)?;
+        Ok(u32::from_le_bytes(packets[0][1..5].try_into().unwrap()))
+    }
+
+    /// Executes statement `id` with `flags` (cursor type); `types` says
+    /// whether the parameter types are sent (new-params-bound flag).
+    fn execute(&mut self, id: u32, flags: u8, params: &[Param], types: bool) -> Reply {
+        self.call(&execute_payload(id, flags, params, types), Expect::Results)
+    }
+
+    fn query(&mut self, sql: &str) -> Reply {
+        let mut p = vec![0x03];
+        p.extend_from_slice(sql.as_bytes());
+        self.call(&p, Expect::Results)
+    }
+}
+
+fn execute_payload(id: u32, flags: u8, params: &[Param], types: bool) -> Vec<u8> {
+    let mut p = vec![0x17];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.push(flags);
+    p.extend_from_slice(&1u32.to_le_bytes());
+    if !params.is_empty() {
+        let mut nulls = vec![0u8; params.len().div_ceil(8)];
+        for (i, prm) in params.iter().enumerate() {
+            if prm.value.is_none() {
+                nulls[i / 8] |= 1 << (i % 8);
+            }
+        }
+        p.extend_from_slice(&nulls);
+        p.push(u8::from(types));
+        if types {
+            for prm in params {
+                p.extend_from_slice(&[prm.ty, 0]);
+            }
+        }
+        for prm in params {
+            if let Some(v) = &prm.value {
+                p.extend_from_slice(v);
+            }
+        }
+    }
+    p
+}
+
+/// One side of a differential run: `n` clients logged in to `addr`.
+fn clients(addr: SocketAddr, user: &str, pw: &str, db: &str, n: usize) -> Vec<Raw> {
+    (0..n).map(|_| Raw::connect(addr, user, pw, db)).collect()
+}
+
+/// The direct and backend accounts, created once per test binary.
+fn users(db: &MariaDb) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        db.create_user("ps_direct", "dpw");
+        db.create_user("ps_backend", "bpw");
+    });
+}
+
+/// Funnel with one backend connection (`pool` of them) in front of the shared server.
+fn funnel(db: &MariaDb, schema: &str, pool: usize) -> funnel_engine::Proxy {
+    users(db);
+    let cfg = funnel_testkit::funnel::config(
+        db,
+        ("app", "apppw"),
+        ("ps_backend", "bpw"),
+        Some(schema),
+        &format!("pool:\n  max_per_core: {pool}\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 3s\n"),
+    );
+    funnel_testkit::funnel::start(cfg)
+}
+
+/// Runs `script` on both sides and returns (direct, funnel) replies.
+fn differential(
+    name: &str,
+    setup: &[&str],
+    n: usize,
+    pool: usize,
+    script: impl Fn(&mut [Raw]) -> Vec<Reply>,
+) -> (Vec<Reply>, Vec<Reply>) {
+    let db = MariaDb::shared();
+    users(db);
+    let direct_schema = db.fresh_database(&format!("{name}_d"));
+    let funnel_schema = db.fresh_database(&format!("{name}_f"));
+    let mut root = db.root();
+    for schema in [&direct_schema, &funnel_schema] {
+        root.query_drop(format!("USE {schema}")).unwrap();
+        for sql in setup {
+            root.query_drop(sql).unwrap();
+        }
+    }
+    let mut direct = clients(db.addr(), "ps_direct", "dpw", &direct_schema, n);
+    let d = script(&mut direct);
+    let proxy = funnel(db, &funnel_schema, pool);
+    let mut through = clients(proxy.local_addr(), "app", "apppw", &funnel_schema, n);
+    let f = script(&mut through);
+    (mask(d, &direct_schema), mask(f, &funnel_schema))
+}
+
+/// Replaces the (length-prefixed) schema name in column definitions, the
+/// only place where the two sides' replies differ by design.
+fn mask(replies: Vec<Reply>, schema: &str) -> Vec<Reply> {
+    let mut needle = vec![schema.len() as u8];
+    needle.extend_from_slice(schema.as_bytes());
+    replies
+        .into_iter()
+        .map(|r| {
+            r.map(|packets| {
+                packets
+                    .into_iter()
+                    .map(|p| match p.windows(needle.len()).position(|w| w == needle) {
+                        Some(at) => [&p[..at], b"\x04<db>", &p[at + needle.len()..]].concat(),
+                        None => p,
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+/// Asserts both sides answered every step alike.
+#[track_caller]
+fn assert_same(d: &[Reply], f: &[Reply]) {
+    let diffs: Vec<String> = d
+        .iter()
+        .zip(f)
+        .enumerate()
+        .filter(|(_, (d, f))| d != f)
+        .map(|(i, (d, f))| format!("step {i}:\n  direct {d:?}\n  funnel {f:?}"))
+        .collect();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// The id MariaDB reads as "the statement this connection prepared last".
+const LAST_PREPARED: u32 = u32::MAX;
+
+#[test]
+fn prepared_last_prepared_id_after_a_failed_prepare_is_unknown() {
+    // A failed prepare leaves no "last statement": an execute of id -1
+    // (as Connector/C's execute_direct pipelines it) must fail, not run
+    // the statement prepared before.
+    let setup = &[
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t VALUES (1, 10)",
+    ];
+    let (d, f) = differential("ps_last", setup, 1, 1, |c| {
+        let a = c[0].prepare("UPDATE t SET v = v + 1").unwrap();
+        vec![
+            c[0].prepare("SELEC bogus").map(|_| Vec::new()),
+            c[0].execute(LAST_PREPARED, 0, &[], false),
+            c[0].execute(a, 0, &[], false),
+            c[0].query("SELECT v FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[1], Err(1243), "MariaDB refuses it");
+}
