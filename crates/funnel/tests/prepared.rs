@@ -10,11 +10,33 @@ use funnel_testkit::mini_client::{MiniClient, MiniError};
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 
+/// `MYSQL_TYPE_LONGLONG`.
+const LONGLONG: u8 = 8;
+/// `MYSQL_TYPE_VAR_STRING`.
+const VAR_STRING: u8 = 253;
+
 /// One binary parameter: its type and its encoded value (`None`: NULL).
 #[derive(Clone)]
 struct Param {
     ty: u8,
     value: Option<Vec<u8>>,
+}
+
+fn int(v: i64) -> Param {
+    Param {
+        ty: LONGLONG,
+        value: Some(v.to_le_bytes().to_vec()),
+    }
+}
+
+fn text(s: &str) -> Param {
+    assert!(s.len() < 251);
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    Param {
+        ty: VAR_STRING,
+        value: Some(v),
+    }
 }
 
 /// A raw client of either side.
@@ -200,4 +222,63 @@ fn prepared_last_prepared_id_after_a_failed_prepare_is_unknown() {
     });
     assert_same(&d, &f);
     assert_eq!(d[1], Err(1243), "MariaDB refuses it");
+}
+
+fn null() -> Param {
+    Param {
+        ty: LONGLONG,
+        value: None,
+    }
+}
+
+#[test]
+fn prepared_execute_without_types_reads_the_clients_own_types() {
+    // Two clients share one backend statement: each execute that omits
+    // the types (new-params-bound flag 0, as libmariadb sends after the
+    // first execute) must be read with the types that client bound last,
+    // not with those another client's execute left on the server.
+    let nine = "SELECT CONCAT_WS(',', ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let (d, f) = differential("ps_types", &[], 2, 1, |c| {
+        let a = c[0].prepare("SELECT ?").unwrap();
+        let b = c[1].prepare("SELECT ?").unwrap();
+        let a9 = c[0].prepare(nine).unwrap();
+        let b9 = c[1].prepare(nine).unwrap();
+        let mut ints: Vec<Param> = (0..9).map(int).collect();
+        ints[8] = null();
+        let texts: Vec<Param> = (0..9).map(|i| text(&format!("s{i}"))).collect();
+        let mut out = vec![
+            c[0].execute(a, 0, &[int(5)], true),
+            c[1].execute(b, 0, &[text("hello")], true),
+            c[0].execute(a, 0, &[int(7)], false),
+            c[1].execute(b, 0, &[text("again")], false),
+            c[0].execute(a, 0, &[null()], false),
+            c[0].execute(a9, 0, &ints, true),
+            c[1].execute(b9, 0, &texts, true),
+        ];
+        ints[0] = null();
+        ints[8] = int(8);
+        out.push(c[0].execute(a9, 0, &ints, false));
+        out.push(c[1].execute(b9, 0, &texts, false));
+        out
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_execute_without_types_never_sent_is_refused_as_by_mariadb() {
+    // The second client never sent types for its statement: MariaDB
+    // refuses the execute (1210) or reads NULLs; another client's types,
+    // bound on the shared backend statement, must not be used instead.
+    let (d, f) = differential("ps_notypes", &[], 2, 1, |c| {
+        let a = c[0].prepare("SELECT ?").unwrap();
+        let b = c[1].prepare("SELECT ?").unwrap();
+        vec![
+            c[0].execute(a, 0, &[text("mine")], true),
+            c[1].execute(b, 0, &[int(3)], false),
+            c[1].execute(b, 0, &[null()], false),
+            c[0].execute(a, 0, &[text("still mine")], false),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[1], Err(1210));
 }

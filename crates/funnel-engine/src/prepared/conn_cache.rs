@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 
 /// A statement prepared on one backend connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendStatement {
     /// The server's statement id on that connection.
     pub id: u32,
-    /// Parameter types were sent with an execute, so the server remembers them.
-    pub types_bound: bool,
+    /// The parameter types the server last received for it (with any
+    /// client's execute): it reads an execute without types by these, so
+    /// a client whose own types differ must send its own.
+    pub bound_types: Option<Vec<u8>>,
     last_used: u64,
 }
 
@@ -39,7 +41,7 @@ impl ConnStatements {
             key,
             BackendStatement {
                 id,
-                types_bound: false,
+                bound_types: None,
                 last_used: self.tick,
             },
         );
@@ -52,6 +54,12 @@ impl ConnStatements {
             .filter(|(k, _)| **k != key)
             .min_by_key(|(_, s)| s.last_used)?;
         self.map.remove(&victim).map(|s| s.id)
+    }
+
+    /// Forgets a statement and returns its server id, which the caller
+    /// must close with `COM_STMT_CLOSE`.
+    pub fn remove(&mut self, key: u64) -> Option<u32> {
+        self.map.remove(&key).map(|s| s.id)
     }
 
     /// How many statements are prepared.
@@ -84,6 +92,8 @@ mod tests {
         assert!(c.get(2).is_none());
         assert_eq!(c.get(1).unwrap().id, 101);
         assert_eq!(c.len(), 2);
+        assert_eq!(c.remove(1), Some(101));
+        assert_eq!(c.remove(1), None);
         c.clear();
         assert!(c.is_empty());
     }

@@ -12,7 +12,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
 use crate::pool::conn::BackendConn;
-use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id};
+use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead};
 use crate::prepared::registry::{StatementMeta, RESPONSE_STMT_ID_AT};
 use crate::stats::Stats;
 use std::rc::Rc;
@@ -178,6 +178,9 @@ impl Session {
         let Some(conn) = self.prepared_on(conn, &meta).await? else {
             return Ok(());
         };
+        let Some(conn) = self.unbound_for(conn, id, &meta, &head).await? else {
+            return Ok(());
+        };
         let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
@@ -195,19 +198,26 @@ impl Session {
         if self.stop_requested() {
             return self.refuse_stopped(conn, 0).await;
         }
-        let backend = *conn.stmts.get(meta.id).expect("prepared_on prepared it");
-        let inject = if backend.types_bound || head.types.is_some() {
-            None
-        } else {
-            self.stmts.get(id).and_then(|s| s.param_types.clone())
+        let client_types = self.stmts.get(id).and_then(|s| s.param_types.as_ref());
+        let backend = conn.stmts.get(meta.id).expect("prepared_on prepared it");
+        // The server reads an execute without types by the types it last
+        // received for the statement, maybe from another client's execute
+        // or from this client's on another connection.
+        let inject = match (&head.types, client_types) {
+            (None, Some(t)) if backend.bound_types.as_ref() != Some(t) => Some(t.clone()),
+            _ => None,
         };
-        let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
-        rewrite_execute(payload, &head, backend.id, inject.as_deref(), &mut rewritten);
-        if head.types.is_some() || inject.is_some() {
-            if let Some(b) = conn.stmts.get(meta.id) {
-                b.types_bound = true;
-            }
+        if let Some(t) = head
+            .types
+            .as_ref()
+            .map(|r| &payload[r.clone()])
+            .or(inject.as_deref())
+        {
+            backend.bound_types = Some(t.to_vec());
         }
+        let backend_id = backend.id;
+        let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
+        rewrite_execute(payload, &head, backend_id, inject.as_deref(), &mut rewritten);
         self.long_data.retain(|&s| s != id);
         let key = crate::digest::key(&meta.sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
@@ -220,6 +230,40 @@ impl Session {
             self.open_cursors.insert(id);
         }
         Ok(())
+    }
+
+    /// An execute without parameter types, of a statement the client never
+    /// sent types for: the server answers by the statement having none (ERR
+    /// 1210, or NULLs), so one bound by another client's execute is
+    /// prepared anew. `None` when the client was told of a failure.
+    async fn unbound_for(
+        &mut self,
+        mut conn: BackendConn,
+        id: u32,
+        meta: &StatementMeta,
+        head: &ExecuteHead,
+    ) -> Result<Option<BackendConn>, End> {
+        let client_has_types = self.stmts.get(id).is_some_and(|s| s.param_types.is_some());
+        let foreign_types = conn.stmts.get(meta.id).is_some_and(|b| b.bound_types.is_some());
+        // Long data lives with the statement: a new one would lose it.
+        if head.types.is_some() || client_has_types || !foreign_types || self.long_data.contains(&id) {
+            return Ok(Some(conn));
+        }
+        let old = conn.stmts.remove(meta.id);
+        let conn = match close_evicted(conn, old).await {
+            Ok(c) => c,
+            Err(c) => {
+                self.discard_backend(c);
+                return self
+                    .reply_error(
+                        1,
+                        backend_lost(&self.last_backend, "closing a statement failed".into()),
+                    )
+                    .await
+                    .map(|_| None);
+            }
+        };
+        self.prepared_on(conn, meta).await
     }
 
     /// The cursor of statement `id` is gone: when it was the last one, the
