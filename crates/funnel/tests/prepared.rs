@@ -76,6 +76,13 @@ impl Raw {
         self.call(&execute_payload(id, flags, params, types), Expect::Results)
     }
 
+    fn fetch(&mut self, id: u32, rows: u32) -> Reply {
+        let mut p = vec![0x1c];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(&rows.to_le_bytes());
+        self.call(&p, Expect::Fetch)
+    }
+
     fn query(&mut self, sql: &str) -> Reply {
         let mut p = vec![0x03];
         p.extend_from_slice(sql.as_bytes());
@@ -281,4 +288,31 @@ fn prepared_execute_without_types_never_sent_is_refused_as_by_mariadb() {
     });
     assert_same(&d, &f);
     assert_eq!(d[1], Err(1210));
+}
+
+/// Five rows to read through cursors.
+const ROWS: &[&str] = &[
+    "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+    "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30), (4, 40), (5, 50)",
+];
+
+/// `CURSOR_TYPE_READ_ONLY`.
+const CURSOR: u8 = 1;
+
+#[test]
+fn prepared_execute_without_a_cursor_ends_the_cursor_pin() {
+    // Executing the statement again closes its open cursor on the server:
+    // the client no longer needs its connection, and the next client (one
+    // backend connection in all) must not wait for it in vain.
+    let (d, f) = differential("ps_recur", ROWS, 2, 1, |c| {
+        let a = c[0].prepare("SELECT v FROM t ORDER BY id").unwrap();
+        vec![
+            c[0].execute(a, CURSOR, &[], false),
+            c[0].fetch(a, 2),
+            c[0].execute(a, 0, &[], false),
+            c[1].query("SELECT 1"),
+            c[0].fetch(a, 1),
+        ]
+    });
+    assert_same(&d, &f);
 }

@@ -239,6 +239,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 vars: SessionVars::default(),
                 multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                 last_status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+                last_succeeded: true,
                 open_cursors: Default::default(),
                 last: LastResults::default(),
                 calc_found_rows: false,
@@ -313,6 +314,8 @@ struct Session {
     multi_statements: bool,
     /// Status flags of the last complete response.
     last_status: StatusFlags,
+    /// The last relayed response was complete and no error.
+    last_succeeded: bool,
     /// Client statement ids with an open cursor (they pin the connection).
     open_cursors: std::collections::BTreeSet<u32>,
     /// What the client's own last statements returned.
@@ -969,6 +972,7 @@ impl Session {
     /// Streams the response to a command already sent on `conn`, then
     /// keeps or releases the connection.
     async fn relay_and_settle(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
+        self.last_succeeded = false;
         let Some(expect) = f.expect else {
             // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response.
             self.keep_or_release(conn, f, true);
@@ -1039,6 +1043,7 @@ impl Session {
                     }
                 }
                 self.last_status = summary.status;
+                self.last_succeeded = ok;
                 if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     self.pin(PinReason::Cursor);
                 }

@@ -223,11 +223,17 @@ impl Session {
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
         self.digest = Some((key, text));
         self.send_rewritten(conn, &rewritten, &f).await?;
-        if self
+        if !self.last_succeeded {
+            // The server may have refused it before closing the statement's
+            // cursor (bad parameters): any pin for one stays.
+        } else if self
             .last_status
             .contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS)
         {
             self.open_cursors.insert(id);
+        } else {
+            // An execute closes the statement's cursor before it runs.
+            self.cursor_closed(id);
         }
         Ok(())
     }
