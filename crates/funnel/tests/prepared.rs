@@ -83,6 +83,15 @@ impl Raw {
         self.call(&p, Expect::Fetch)
     }
 
+    /// `COM_STMT_SEND_LONG_DATA` (no reply).
+    fn long_data(&mut self, id: u32, param: u16, data: &[u8]) {
+        let mut p = vec![0x18];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(&param.to_le_bytes());
+        p.extend_from_slice(data);
+        self.0.send_command(&p).unwrap();
+    }
+
     fn query(&mut self, sql: &str) -> Reply {
         let mut p = vec![0x03];
         p.extend_from_slice(sql.as_bytes());
@@ -313,6 +322,41 @@ fn prepared_execute_without_a_cursor_ends_the_cursor_pin() {
             c[1].query("SELECT 1"),
             c[0].fetch(a, 1),
         ]
+    });
+    assert_same(&d, &f);
+}
+
+/// A parameter whose value came with `COM_STMT_SEND_LONG_DATA`.
+fn long() -> Param {
+    Param {
+        ty: VAR_STRING,
+        value: Some(Vec::new()),
+    }
+}
+
+#[test]
+fn prepared_same_text_twice_keeps_two_cursors_and_two_long_data() {
+    // One client prepares the same text twice: MariaDB gives it two
+    // statements, each with its own cursor and its own long data.
+    let (d, f) = differential("ps_twice", ROWS, 1, 1, |c| {
+        let sql = "SELECT v FROM t ORDER BY id";
+        let a = c[0].prepare(sql).unwrap();
+        let b = c[0].prepare(sql).unwrap();
+        let x = c[0].prepare("SELECT CONCAT('<', ?, '>')").unwrap();
+        let y = c[0].prepare("SELECT CONCAT('<', ?, '>')").unwrap();
+        let mut out = vec![
+            c[0].execute(a, CURSOR, &[], false),
+            c[0].fetch(a, 2),
+            c[0].execute(b, CURSOR, &[], false),
+            c[0].fetch(a, 2),
+            c[0].fetch(b, 1),
+            c[0].fetch(a, 5),
+        ];
+        c[0].long_data(x, 0, b"xx");
+        c[0].long_data(y, 0, b"yy");
+        out.push(c[0].execute(x, 0, &[long()], true));
+        out.push(c[0].execute(y, 0, &[long()], true));
+        out
     });
     assert_same(&d, &f);
 }

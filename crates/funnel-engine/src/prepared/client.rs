@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::registry::StatementMeta;
 
 /// The id MariaDB clients may use to mean "the statement prepared last".
@@ -14,6 +15,8 @@ pub const LAST_PREPARED: u32 = u32::MAX;
 pub struct ClientStatement {
     /// The shard's statement.
     pub meta: Rc<StatementMeta>,
+    /// Which server statement backs it on a connection (see [`StmtKey`]).
+    pub key: StmtKey,
     /// Parameter types from the client's last execute that sent them.
     pub param_types: Option<Vec<u8>>,
     /// Why sending long data for it failed: as a server does, the next
@@ -27,6 +30,8 @@ pub struct ClientStatements {
     map: HashMap<u32, ClientStatement>,
     next: u32,
     last: Option<u32>,
+    /// The copies of each registry statement the client holds.
+    copies: HashMap<u64, Vec<u32>>,
 }
 
 /// Statements one client may hold (as the server's own per-session limit would).
@@ -43,16 +48,31 @@ impl ClientStatements {
             self.next = self.next.wrapping_add(1).max(1);
         }
         let id = self.next;
+        let key = StmtKey {
+            meta: meta.id,
+            copy: self.next_copy(meta.id),
+        };
+        self.copies.entry(meta.id).or_default().push(key.copy);
         self.map.insert(
             id,
             ClientStatement {
                 meta,
+                key,
                 param_types: None,
                 long_data_err: None,
             },
         );
         self.last = Some(id);
         Some(id)
+    }
+
+    /// The copy number a new id for registry statement `meta` gets: the
+    /// lowest one none of the client's ids for it uses.
+    pub fn next_copy(&self, meta: u64) -> u32 {
+        let used = self.copies.get(&meta).map_or(&[][..], Vec::as_slice);
+        (0..)
+            .find(|n| !used.contains(n))
+            .expect("fewer copies than u32::MAX")
     }
 
     /// Resolves an id (including [`LAST_PREPARED`]).
@@ -83,7 +103,14 @@ impl ClientStatements {
 
     /// Forgets a statement (`COM_STMT_CLOSE`).
     pub fn remove(&mut self, id: u32) {
-        self.map.remove(&id);
+        if let Some(s) = self.map.remove(&id) {
+            if let Some(used) = self.copies.get_mut(&s.key.meta) {
+                used.retain(|&c| c != s.key.copy);
+                if used.is_empty() {
+                    self.copies.remove(&s.key.meta);
+                }
+            }
+        }
         if self.last == Some(id) {
             self.last = None;
         }
@@ -92,6 +119,7 @@ impl ClientStatements {
     /// Forgets all (`COM_RESET_CONNECTION`, `COM_CHANGE_USER`).
     pub fn clear(&mut self) {
         self.map.clear();
+        self.copies.clear();
         self.last = None;
     }
 
@@ -130,6 +158,9 @@ mod tests {
         let a = c.add(meta()).unwrap();
         let b = c.add(meta()).unwrap();
         assert_ne!(a, b);
+        // One text prepared twice: two server statements.
+        assert_eq!(c.get(a).unwrap().key.copy, 0);
+        assert_eq!(c.get(b).unwrap().key.copy, 1);
         assert_eq!(c.resolve(LAST_PREPARED), Some(b));
         assert_eq!(c.resolve(a), Some(a));
         c.forget_last();
@@ -138,6 +169,10 @@ mod tests {
         c.remove(b);
         assert_eq!(c.resolve(b), None);
         assert_eq!(c.resolve(LAST_PREPARED), None);
+        c.remove(a);
+        assert_eq!(c.next_copy(1), 0, "copies are reused");
+        let d = c.add(meta()).unwrap();
+        assert_eq!(c.get(d).unwrap().key.copy, 0);
         c.clear();
         assert!(c.is_empty());
     }

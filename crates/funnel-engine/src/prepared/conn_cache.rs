@@ -3,6 +3,18 @@
 
 use std::collections::HashMap;
 
+/// Which server statement: a registry statement, and which copy of it.
+/// A client that prepares the same text twice holds two statements on the
+/// server, each with its own cursor, long data and parameter types; a
+/// copy number keeps them apart (0 for the first, the usual case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StmtKey {
+    /// The registry statement's id.
+    pub meta: u64,
+    /// Which of the client's ids for that text.
+    pub copy: u32,
+}
+
 /// A statement prepared on one backend connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendStatement {
@@ -15,16 +27,16 @@ pub struct BackendStatement {
     last_used: u64,
 }
 
-/// Prepared statements of one connection, keyed by registry id.
+/// Prepared statements of one connection, keyed by registry id and copy.
 #[derive(Debug, Default)]
 pub struct ConnStatements {
-    map: HashMap<u64, BackendStatement>,
+    map: HashMap<StmtKey, BackendStatement>,
     tick: u64,
 }
 
 impl ConnStatements {
     /// The statement, marked as just used.
-    pub fn get(&mut self, key: u64) -> Option<&mut BackendStatement> {
+    pub fn get(&mut self, key: StmtKey) -> Option<&mut BackendStatement> {
         self.tick += 1;
         let tick = self.tick;
         let s = self.map.get_mut(&key)?;
@@ -35,7 +47,7 @@ impl ConnStatements {
     /// Records a newly prepared statement; when that makes more than `cap`,
     /// returns the server id of the least recently used one, which the
     /// caller must close with `COM_STMT_CLOSE`.
-    pub fn insert(&mut self, key: u64, id: u32, cap: usize) -> Option<u32> {
+    pub fn insert(&mut self, key: StmtKey, id: u32, cap: usize) -> Option<u32> {
         self.tick += 1;
         self.map.insert(
             key,
@@ -58,7 +70,7 @@ impl ConnStatements {
 
     /// Forgets a statement and returns its server id, which the caller
     /// must close with `COM_STMT_CLOSE`.
-    pub fn remove(&mut self, key: u64) -> Option<u32> {
+    pub fn remove(&mut self, key: StmtKey) -> Option<u32> {
         self.map.remove(&key).map(|s| s.id)
     }
 
@@ -82,18 +94,23 @@ impl ConnStatements {
 mod tests {
     use super::*;
 
+    fn k(meta: u64) -> StmtKey {
+        StmtKey { meta, copy: 0 }
+    }
+
     #[test]
     fn prepared_conn_cache_evicts_least_recently_used() {
         let mut c = ConnStatements::default();
-        assert_eq!(c.insert(1, 101, 2), None);
-        assert_eq!(c.insert(2, 102, 2), None);
-        c.get(1); // 2 is now the coldest
-        assert_eq!(c.insert(3, 103, 2), Some(102));
-        assert!(c.get(2).is_none());
-        assert_eq!(c.get(1).unwrap().id, 101);
+        assert_eq!(c.insert(k(1), 101, 2), None);
+        assert_eq!(c.insert(k(2), 102, 2), None);
+        c.get(k(1)); // 2 is now the coldest
+        assert_eq!(c.insert(k(3), 103, 2), Some(102));
+        assert!(c.get(k(2)).is_none());
+        assert_eq!(c.get(k(1)).unwrap().id, 101);
+        assert!(c.get(StmtKey { meta: 1, copy: 1 }).is_none(), "another copy");
         assert_eq!(c.len(), 2);
-        assert_eq!(c.remove(1), Some(101));
-        assert_eq!(c.remove(1), None);
+        assert_eq!(c.remove(k(1)), Some(101));
+        assert_eq!(c.remove(k(1)), None);
         c.clear();
         assert!(c.is_empty());
     }

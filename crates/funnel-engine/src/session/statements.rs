@@ -12,6 +12,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
 use crate::pool::conn::BackendConn;
+use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead};
 use crate::prepared::registry::{StatementMeta, RESPONSE_STMT_ID_AT};
 use crate::stats::Stats;
@@ -98,7 +99,11 @@ impl Session {
                         p.columns,
                         raw,
                     );
-                    let evicted = conn.stmts.insert(meta.id, p.stmt_id, PER_CONNECTION);
+                    let key = StmtKey {
+                        meta: meta.id,
+                        copy: self.stmts.next_copy(meta.id),
+                    };
+                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION);
                     let conn = match close_evicted(conn, evicted).await {
                         Ok(c) => c,
                         Err(conn) => {
@@ -147,7 +152,7 @@ impl Session {
     }
 
     async fn stmt_execute(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
+        let Some((id, meta, key)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
             return Ok(());
         };
         if let Some(err) = self.stmts.get_mut(id).and_then(|s| s.long_data_err.take()) {
@@ -175,10 +180,10 @@ impl Session {
         };
         // A re-prepare runs under the statement's own variables; the
         // execute under the session's current ones.
-        let Some(conn) = self.prepared_on(conn, &meta).await? else {
+        let Some(conn) = self.prepared_on(conn, &meta, key).await? else {
             return Ok(());
         };
-        let Some(conn) = self.unbound_for(conn, id, &meta, &head).await? else {
+        let Some(conn) = self.unbound_for(conn, id, &meta, key, &head).await? else {
             return Ok(());
         };
         let Some(conn) = self.sync_vars(conn, 0).await? else {
@@ -199,7 +204,7 @@ impl Session {
             return self.refuse_stopped(conn, 0).await;
         }
         let client_types = self.stmts.get(id).and_then(|s| s.param_types.as_ref());
-        let backend = conn.stmts.get(meta.id).expect("prepared_on prepared it");
+        let backend = conn.stmts.get(key).expect("prepared_on prepared it");
         // The server reads an execute without types by the types it last
         // received for the statement, maybe from another client's execute
         // or from this client's on another connection.
@@ -247,15 +252,16 @@ impl Session {
         mut conn: BackendConn,
         id: u32,
         meta: &StatementMeta,
+        key: StmtKey,
         head: &ExecuteHead,
     ) -> Result<Option<BackendConn>, End> {
         let client_has_types = self.stmts.get(id).is_some_and(|s| s.param_types.is_some());
-        let foreign_types = conn.stmts.get(meta.id).is_some_and(|b| b.bound_types.is_some());
+        let foreign_types = conn.stmts.get(key).is_some_and(|b| b.bound_types.is_some());
         // Long data lives with the statement: a new one would lose it.
         if head.types.is_some() || client_has_types || !foreign_types || self.long_data.contains(&id) {
             return Ok(Some(conn));
         }
-        let old = conn.stmts.remove(meta.id);
+        let old = conn.stmts.remove(key);
         let conn = match close_evicted(conn, old).await {
             Ok(c) => c,
             Err(c) => {
@@ -269,7 +275,7 @@ impl Session {
                     .map(|_| None);
             }
         };
-        self.prepared_on(conn, meta).await
+        self.prepared_on(conn, meta, key).await
     }
 
     /// The cursor of statement `id` is gone: when it was the last one, the
@@ -309,26 +315,17 @@ impl Session {
     /// Drops the long data statement `id` left on the held connection, as
     /// the client closes the statement without executing it: the server
     /// keeps the data with its statement, which the connection's next
-    /// clients share.
+    /// clients share. (Each of the client's ids has a server statement of
+    /// its own, so no other id's data goes with it.)
     async fn drop_long_data(&mut self, id: u32) {
         self.long_data.retain(|&s| s != id);
-        let Some(meta_id) = self.stmts.get(id).map(|s| s.meta.id) else {
+        let Some(key) = self.stmts.get(id).map(|s| s.key) else {
             return;
         };
-        // The client prepared the same text twice: both ids share one
-        // server statement, and a reset would drop the other's data too.
-        // The data stays (and the connection with it) until that one runs.
-        let shared = self
-            .long_data
-            .iter()
-            .any(|&other| self.stmts.get(other).is_some_and(|s| s.meta.id == meta_id));
-        if shared {
-            return;
-        }
         let Some(mut conn) = self.pinned.take() else {
             return;
         };
-        let Some(backend_id) = conn.stmts.get(meta_id).map(|s| s.id) else {
+        let Some(backend_id) = conn.stmts.get(key).map(|s| s.id) else {
             self.pinned = Some(conn);
             return;
         };
@@ -346,15 +343,16 @@ impl Session {
     /// Forwards one `COM_STMT_SEND_LONG_DATA` to a connection that has the
     /// statement prepared (errors go to `deferred_err`).
     async fn send_long_data(&mut self, id: u32, payload: &[u8]) -> Result<(), End> {
-        let meta = self.stmts.get(id).expect("resolved").meta.clone();
+        let stmt = self.stmts.get(id).expect("resolved");
+        let (meta, key) = (stmt.meta.clone(), stmt.key);
         let f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
-        let Some(mut conn) = self.prepared_on(conn, &meta).await? else {
+        let Some(mut conn) = self.prepared_on(conn, &meta, key).await? else {
             return Ok(());
         };
-        let backend_id = conn.stmts.get(meta.id).expect("prepared").id;
+        let backend_id = conn.stmts.get(key).expect("prepared").id;
         let mut rewritten = BytesMut::with_capacity(payload.len());
         rewrite_id(payload, backend_id, &mut rewritten);
         // The data lives on this connection until the execute.
@@ -365,18 +363,14 @@ impl Session {
     }
 
     async fn stmt_reset(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_reset").await? else {
+        let Some((id, _, key)) = self.client_statement(payload, "mysqld_stmt_reset").await? else {
             return Ok(());
         };
         self.long_data.retain(|&s| s != id);
         if let Some(stmt) = self.stmts.get_mut(id) {
             stmt.long_data_err = None;
         }
-        let on_pinned = self
-            .pinned
-            .as_mut()
-            .and_then(|c| c.stmts.get(meta.id))
-            .map(|s| s.id);
+        let on_pinned = self.pinned.as_mut().and_then(|c| c.stmts.get(key)).map(|s| s.id);
         match on_pinned {
             Some(backend_id) => {
                 let conn = self.pinned.take().expect("checked");
@@ -400,14 +394,10 @@ impl Session {
     }
 
     async fn stmt_fetch(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Some((id, meta)) = self.client_statement(payload, "mysqld_stmt_fetch").await? else {
+        let Some((id, _, key)) = self.client_statement(payload, "mysqld_stmt_fetch").await? else {
             return Ok(());
         };
-        let on_pinned = self
-            .pinned
-            .as_mut()
-            .and_then(|c| c.stmts.get(meta.id))
-            .map(|s| s.id);
+        let on_pinned = self.pinned.as_mut().and_then(|c| c.stmts.get(key)).map(|s| s.id);
         let Some(backend_id) = on_pinned else {
             let err = ErrPacket::new(1421, "HY000", "The statement has no open cursor");
             return self.send_own_err(1, &err).await;
@@ -432,12 +422,12 @@ impl Session {
         &mut self,
         payload: &[u8],
         command: &str,
-    ) -> Result<Option<(u32, Rc<StatementMeta>)>, End> {
+    ) -> Result<Option<(u32, Rc<StatementMeta>, StmtKey)>, End> {
         let raw = statement_id(payload).unwrap_or(0);
         match self
             .stmts
             .resolve(raw)
-            .and_then(|id| self.stmts.get(id).map(|s| (id, s.meta.clone())))
+            .and_then(|id| self.stmts.get(id).map(|s| (id, s.meta.clone(), s.key)))
         {
             Some(found) => Ok(Some(found)),
             None => {
@@ -451,16 +441,17 @@ impl Session {
         }
     }
 
-    /// Makes sure `meta` is prepared on `conn` (in its own schema),
-    /// preparing it there now if not. `None` when the client was told of a
-    /// failure.
+    /// Makes sure `meta` is prepared on `conn` as `key` (in its own
+    /// schema), preparing it there now if not. `None` when the client was
+    /// told of a failure.
     async fn prepared_on(
         &mut self,
         conn: BackendConn,
         meta: &StatementMeta,
+        key: StmtKey,
     ) -> Result<Option<BackendConn>, End> {
         let mut conn = conn;
-        if conn.stmts.get(meta.id).is_some() {
+        if conn.stmts.get(key).is_some() {
             return Ok(Some(conn));
         }
         // Parse it as it was first parsed: same schema, same sql_mode and charset.
@@ -479,7 +470,7 @@ impl Session {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     Stats::bump(&self.shard.stats.reprepares);
-                    let evicted = conn.stmts.insert(meta.id, p.stmt_id, PER_CONNECTION);
+                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION);
                     match close_evicted(conn, evicted).await {
                         Ok(c) => Ok(Some(c)),
                         Err(c) => {
