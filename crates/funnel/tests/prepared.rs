@@ -360,3 +360,18 @@ fn prepared_same_text_twice_keeps_two_cursors_and_two_long_data() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_failed_prepare_pins_nothing() {
+    // A statement reading FOUND_ROWS() keeps its client on one connection,
+    // but one that fails to prepare is no statement: the only backend
+    // connection must stay free for the next client.
+    let (d, f) = differential("ps_failpin", ROWS, 2, 1, |c| {
+        vec![
+            c[0].prepare("SELECT FOUND_ROWS( FROM t").map(|_| Vec::new()),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT 2"),
+        ]
+    });
+    assert_same(&d, &f);
+}

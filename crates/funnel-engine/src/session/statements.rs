@@ -54,16 +54,32 @@ impl Session {
     }
 
     async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
+        use super::pinning::PinReason::PreviousStatementInfo;
         // Only a prepare that succeeds names the next "last prepared" one.
         self.stmts.forget_last();
-        if super::rewrite::mentions_previous_statement(&sql)
-            && !super::rewrite::reads_only_last_insert_id(&sql)
-        {
+        let pins = super::rewrite::mentions_previous_statement(&sql)
+            && !super::rewrite::reads_only_last_insert_id(&sql);
+        let newly_pinned = pins && !self.pins.contains(PreviousStatementInfo);
+        if pins {
             // Executes can't be rewritten per call: keep one connection, so
             // the server's own answer is this client's. (The last insert id
             // alone is given to the connection before each execute instead.)
-            self.pin(super::pinning::PinReason::PreviousStatementInfo);
+            self.pin(PreviousStatementInfo);
         }
+        let result = self.prepare_new(sql).await;
+        let failed = self
+            .stmts
+            .resolve(crate::prepared::client::LAST_PREPARED)
+            .is_none();
+        if result.is_ok() && newly_pinned && failed {
+            // No statement came of it to read the connection's values.
+            self.unpin(PreviousStatementInfo);
+        }
+        result
+    }
+
+    /// Prepares `sql` for the client, from the registry or on a backend.
+    async fn prepare_new(&mut self, sql: Bytes) -> Result<(), End> {
         let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
         if let Some(meta) = self
             .shard
