@@ -132,13 +132,15 @@ fn clients(addr: SocketAddr, user: &str, pw: &str, db: &str, n: usize) -> Vec<Ra
     (0..n).map(|_| Raw::connect(addr, user, pw, db)).collect()
 }
 
-/// The direct and backend accounts, created once per test binary.
+/// The direct and backend accounts, created once per server.
 fn users(db: &MariaDb) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
+    static DONE: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap();
+    if !done.contains(&db.port()) {
         db.create_user("ps_direct", "dpw");
         db.create_user("ps_backend", "bpw");
-    });
+        done.push(db.port());
+    }
 }
 
 /// Funnel with one backend connection (`pool` of them) in front of the shared server.
@@ -373,5 +375,58 @@ fn prepared_failed_prepare_pins_nothing() {
             c[0].query("SELECT 2"),
         ]
     });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_statements_spread_over_connections_stay_under_the_server_limit() {
+    // Two clients hold 12 statements in all, under the server's limit of
+    // 15, but a statement runs on whichever connection is free and each
+    // connection prepares what it runs: Funnel's connections would hold 18
+    // and the server refuses the 16th (1461). Statements no client needs
+    // on that connection make room.
+    let db = MariaDb::builder()
+        .server_arg("--max-prepared-stmt-count=15")
+        .start()
+        .unwrap();
+    users(&db);
+    let schema = db.fresh_database("ps_max");
+    let run = |c: &mut [Raw]| {
+        // Both begin, so each has a connection of its own (two in all);
+        // the pool then hands out the connection released last.
+        let mut out = vec![c[0].query("BEGIN"), c[1].query("BEGIN")];
+        let a: Vec<u32> = (0..6)
+            .map(|i| c[0].prepare(&format!("SELECT {i}")).unwrap())
+            .collect();
+        let b: Vec<u32> = (0..6)
+            .map(|i| c[1].prepare(&format!("SELECT {i} + 100")).unwrap())
+            .collect();
+        out.extend(a.iter().map(|&id| c[0].execute(id, 0, &[], false)));
+        out.push(c[0].query("COMMIT"));
+        out.extend(b.iter().map(|&id| c[1].execute(id, 0, &[], false)));
+        out.push(c[1].query("COMMIT"));
+        // The first client's statements now run on the second's connection.
+        out.extend(a.iter().map(|&id| c[0].execute(id, 0, &[], false)));
+        out.extend(b.iter().map(|&id| c[1].execute(id, 0, &[], false)));
+        out
+    };
+    let mut direct = clients(db.addr(), "ps_direct", "dpw", &schema, 2);
+    let d = run(&mut direct);
+    drop(direct);
+    // The server frees a closed session's statements as it notices the close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db
+        .query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+        .is_some_and(|(_, n)| n > 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "direct statements never freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let proxy = funnel(&db, &schema, 2);
+    let mut through = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    let f = run(&mut through);
     assert_same(&d, &f);
 }

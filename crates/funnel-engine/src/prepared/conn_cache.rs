@@ -74,6 +74,20 @@ impl ConnStatements {
         self.map.remove(&key).map(|s| s.id)
     }
 
+    /// Forgets every statement but those in `keep` and returns their
+    /// server ids, which the caller must close with `COM_STMT_CLOSE`.
+    pub fn drain_except(&mut self, keep: &[StmtKey]) -> Vec<u32> {
+        let mut ids = Vec::new();
+        self.map.retain(|k, s| {
+            let kept = keep.contains(k);
+            if !kept {
+                ids.push(s.id);
+            }
+            kept
+        });
+        ids
+    }
+
     /// How many statements are prepared.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -109,8 +123,10 @@ mod tests {
         assert_eq!(c.get(k(1)).unwrap().id, 101);
         assert!(c.get(StmtKey { meta: 1, copy: 1 }).is_none(), "another copy");
         assert_eq!(c.len(), 2);
-        assert_eq!(c.remove(k(1)), Some(101));
-        assert_eq!(c.remove(k(1)), None);
+        assert_eq!(c.drain_except(&[k(3)]), vec![101]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.remove(k(3)), Some(103));
+        assert_eq!(c.remove(k(3)), None);
         c.clear();
         assert!(c.is_empty());
     }

@@ -6,12 +6,12 @@
 use bytes::{Bytes, BytesMut};
 use funnel_protocol::framing::{write_packet, HEADER_LEN, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
-use funnel_protocol::tracker::Expect;
+use funnel_protocol::tracker::{Expect, ResponseSummary};
 use funnel_protocol::{Capabilities, StatusFlags};
 
 use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
-use crate::pool::conn::BackendConn;
+use crate::pool::conn::{BackendConn, BackendError};
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead};
 use crate::prepared::registry::{StatementMeta, RESPONSE_STMT_ID_AT};
@@ -22,6 +22,9 @@ use std::rc::Rc;
 /// used is closed beyond this, so 16 connections stay far below MariaDB's
 /// default `max_prepared_stmt_count` (16382).
 pub const PER_CONNECTION: usize = 256;
+
+/// `ER_MAX_PREPARED_STMT_COUNT_REACHED`.
+const MAX_PREPARED_STMT_COUNT_REACHED: u16 = 1461;
 
 impl Session {
     /// Handles one statement command whose `total` bytes are buffered.
@@ -92,17 +95,15 @@ impl Session {
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
-        let Some(mut conn) = self.sync_session(conn, 0, false).await? else {
+        let Some(conn) = self.sync_session(conn, 0, false).await? else {
             return Ok(());
         };
         let mut raw = Vec::new();
         let mut payload = BytesMut::with_capacity(sql.len() + 1);
         payload.extend_from_slice(&[0x16]);
         payload.extend_from_slice(&sql);
-        match conn
-            .run_capturing(&payload, Expect::Prepare, Some(&mut raw))
-            .await
-        {
+        let (mut conn, result) = self.run_prepare(conn, &payload, &mut raw).await;
+        match result {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     raw[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&[0; 4]);
@@ -462,11 +463,10 @@ impl Session {
     /// told of a failure.
     async fn prepared_on(
         &mut self,
-        conn: BackendConn,
+        mut conn: BackendConn,
         meta: &StatementMeta,
         key: StmtKey,
     ) -> Result<Option<BackendConn>, End> {
-        let mut conn = conn;
         if conn.stmts.get(key).is_some() {
             return Ok(Some(conn));
         }
@@ -478,11 +478,11 @@ impl Session {
         let Some(c) = self.sync_vars_to(c, &target, 0).await? else {
             return Ok(None);
         };
-        conn = c;
         let mut payload = BytesMut::with_capacity(meta.sql.len() + 1);
         payload.extend_from_slice(&[0x16]);
         payload.extend_from_slice(&meta.sql);
-        match conn.run(&payload, Expect::Prepare).await {
+        let (mut conn, result) = self.run_prepare(c, &payload, &mut Vec::new()).await;
+        match result {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     Stats::bump(&self.shard.stats.reprepares);
@@ -522,6 +522,45 @@ impl Session {
                     .map(|_| None)
             }
         }
+    }
+
+    /// Runs the prepare `payload` on `conn`, capturing its response in
+    /// `raw`. When the server holds `max_prepared_stmt_count` statements
+    /// (ERR 1461; every connection's cache counts, so it can be reached
+    /// by clients that together hold fewer), the connection's statements
+    /// no one needs now are closed and the prepare runs once more.
+    async fn run_prepare(
+        &mut self,
+        mut conn: BackendConn,
+        payload: &[u8],
+        raw: &mut Vec<u8>,
+    ) -> (BackendConn, Result<ResponseSummary, BackendError>) {
+        let result = conn.run_capturing(payload, Expect::Prepare, Some(raw)).await;
+        let full = matches!(&result, Ok(s) if s.error.as_ref().is_some_and(|e| e.code == MAX_PREPARED_STMT_COUNT_REACHED));
+        if !full {
+            return (conn, result);
+        }
+        // A cursor or long data lives with its statement on the client's own connection.
+        let keep: Vec<StmtKey> = self
+            .open_cursors
+            .iter()
+            .chain(&self.long_data)
+            .filter_map(|&id| self.stmts.get(id).map(|s| s.key))
+            .collect();
+        let closing = conn.stmts.drain_except(&keep);
+        if closing.is_empty() {
+            return (conn, result);
+        }
+        for id in closing {
+            let mut p = BytesMut::with_capacity(5);
+            funnel_protocol::command::write_stmt_close(&mut p, id);
+            if let Err(e) = conn.send_without_response(&p).await {
+                return (conn, Err(e));
+            }
+        }
+        raw.clear();
+        let result = conn.run_capturing(payload, Expect::Prepare, Some(raw)).await;
+        (conn, result)
     }
 
     /// Frames and sends a rewritten command, then relays its response.
