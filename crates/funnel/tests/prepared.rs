@@ -430,3 +430,33 @@ fn prepared_statements_spread_over_connections_stay_under_the_server_limit() {
     let f = run(&mut through);
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
+    // The prepare response describes result columns in the client's
+    // character set (a latin1 client's 'abc' is 3 bytes long, a utf8mb4
+    // client's 12): a repeated prepare answered from Funnel's registry
+    // must not replay another charset's description.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_cs");
+    let run = |addr: SocketAddr, user: &str, pw: &str| {
+        [8, 45, 8]
+            .into_iter()
+            .map(|charset| {
+                let caps = funnel_protocol::Capabilities::EMPTY;
+                let c = MiniClient::connect_with_charset(addr, user, pw, Some(&schema), caps, charset);
+                let mut c = Raw(c.unwrap());
+                let mut reply = c.call(b"\x16SELECT 'abc' AS c, ? AS d", Expect::Prepare);
+                if let Ok(packets) = &mut reply {
+                    packets[0][1..5].fill(0); // the statement id
+                }
+                reply
+            })
+            .collect::<Vec<_>>()
+    };
+    let d = run(db.addr(), "ps_direct", "dpw");
+    let proxy = funnel(db, &schema, 2);
+    let f = run(proxy.local_addr(), "app", "apppw");
+    assert_same(&d, &f);
+}

@@ -37,9 +37,20 @@ pub struct StatementMeta {
 /// Offset of the statement id in a prepare response (header, then the 0x00 status byte).
 pub const RESPONSE_STMT_ID_AT: usize = 5;
 
+/// What of a client's handshake shapes the prepare response it gets: EOF
+/// packets or not, and the handshake collation (the result columns'
+/// character set and byte lengths follow it unless `SET NAMES` changed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResponseShape {
+    /// `CLIENT_DEPRECATE_EOF`.
+    pub deprecate_eof: bool,
+    /// The handshake collation id.
+    pub charset: u8,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    deprecate_eof: bool,
+    shape: ResponseShape,
     schema: Option<Vec<u8>>,
     vars: SessionVars,
     sql: Bytes,
@@ -57,16 +68,16 @@ const SOFT_CAP: usize = 20_000;
 
 impl Registry {
     /// A statement prepared before with the same text, schema, variables
-    /// and EOF style.
+    /// and response shape.
     pub fn lookup(
         &self,
-        deprecate_eof: bool,
+        shape: ResponseShape,
         schema: &Option<Vec<u8>>,
         vars: &SessionVars,
         sql: &[u8],
     ) -> Option<Rc<StatementMeta>> {
         let key = Key {
-            deprecate_eof,
+            shape,
             schema: schema.clone(),
             vars: vars.clone(),
             sql: Bytes::copy_from_slice(sql),
@@ -78,7 +89,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
-        deprecate_eof: bool,
+        shape: ResponseShape,
         schema: Option<Vec<u8>>,
         vars: SessionVars,
         sql: Bytes,
@@ -106,7 +117,7 @@ impl Registry {
         }
         map.insert(
             Key {
-                deprecate_eof,
+                shape,
                 schema,
                 vars,
                 sql,
@@ -133,25 +144,37 @@ mod tests {
     use crate::session::variables::Assignment;
 
     #[test]
-    fn prepared_registry_keys_by_text_schema_variables_and_eof_style() {
+    fn prepared_registry_keys_by_text_schema_variables_and_shape() {
         let r = Registry::default();
+        let shape = |deprecate_eof| ResponseShape {
+            deprecate_eof,
+            charset: 45,
+        };
         let s = Some(b"db".to_vec());
         let v = SessionVars::default();
         let sql = Bytes::from_static(b"SELECT ?");
-        let m = r.insert(false, s.clone(), v.clone(), sql.clone(), 1, 1, vec![1, 2]);
-        assert_eq!(r.lookup(false, &s, &v, &sql).unwrap().id, m.id);
-        assert!(r.lookup(true, &s, &v, &sql).is_none());
-        assert!(r.lookup(false, &None, &v, &sql).is_none());
+        let m = r.insert(shape(false), s.clone(), v.clone(), sql.clone(), 1, 1, vec![1, 2]);
+        assert_eq!(r.lookup(shape(false), &s, &v, &sql).unwrap().id, m.id);
+        assert!(r.lookup(shape(true), &s, &v, &sql).is_none());
+        let latin1 = ResponseShape {
+            deprecate_eof: false,
+            charset: 8,
+        };
+        assert!(
+            r.lookup(latin1, &s, &v, &sql).is_none(),
+            "another handshake charset"
+        );
+        assert!(r.lookup(shape(false), &None, &v, &sql).is_none());
         let mut ansi = SessionVars::default();
         ansi.apply(&[Assignment {
             name: "sql_mode".into(),
             value: Some("'ANSI_QUOTES'".into()),
         }]);
         assert!(
-            r.lookup(false, &s, &ansi, &sql).is_none(),
+            r.lookup(shape(false), &s, &ansi, &sql).is_none(),
             "prepared under another sql_mode"
         );
-        let m2 = r.insert(true, s.clone(), v, sql, 1, 1, vec![]);
+        let m2 = r.insert(shape(true), s.clone(), v, sql, 1, 1, vec![]);
         assert_ne!(m.id, m2.id);
         assert_eq!(r.len(), 2);
     }

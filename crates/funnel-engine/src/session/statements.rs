@@ -14,7 +14,7 @@ use super::{backend_lost, End, Session};
 use crate::pool::conn::{BackendConn, BackendError};
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead};
-use crate::prepared::registry::{StatementMeta, RESPONSE_STMT_ID_AT};
+use crate::prepared::registry::{ResponseShape, StatementMeta, RESPONSE_STMT_ID_AT};
 use crate::stats::Stats;
 use std::rc::Rc;
 
@@ -83,11 +83,14 @@ impl Session {
 
     /// Prepares `sql` for the client, from the registry or on a backend.
     async fn prepare_new(&mut self, sql: Bytes) -> Result<(), End> {
-        let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
+        let shape = ResponseShape {
+            deprecate_eof: self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF),
+            charset: self.key.charset,
+        };
         if let Some(meta) = self
             .shard
             .statements
-            .lookup(deprecate_eof, &self.schema, &self.vars, &sql)
+            .lookup(shape, &self.schema, &self.vars, &sql)
         {
             return self.reply_prepared(meta).await;
         }
@@ -108,7 +111,7 @@ impl Session {
                 (None, Some(p)) => {
                     raw[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&[0; 4]);
                     let meta = self.shard.statements.insert(
-                        deprecate_eof,
+                        shape,
                         self.schema.clone(),
                         self.vars.clone(),
                         sql,
