@@ -460,3 +460,35 @@ fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
     let f = run(proxy.local_addr(), "app", "apppw");
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_reset_connection_forgets_long_data() {
+    // COM_RESET_CONNECTION on a connection held for long data goes to the
+    // server, which drops the data with its statement: the client must
+    // not keep its connection for it afterwards.
+    let (d, f) = differential("ps_reset_ld", ROWS, 2, 1, |c| {
+        let x = c[0].prepare("SELECT CONCAT('<', ?, '>')").unwrap();
+        c[0].long_data(x, 0, b"xx");
+        vec![c[0].call(&[0x1f], Expect::Status), c[1].query("SELECT 1")]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_reset_connection_forgets_cursors() {
+    // The same for an open cursor: once the client's next cursor is done,
+    // its connection is free for the next client.
+    let (d, f) = differential("ps_reset_cur", ROWS, 2, 1, |c| {
+        let a = c[0].prepare("SELECT v FROM t ORDER BY id").unwrap();
+        let mut out = vec![
+            c[0].execute(a, CURSOR, &[], false),
+            c[0].call(&[0x1f], Expect::Status),
+        ];
+        let b = c[0].prepare("SELECT v FROM t WHERE id < 3 ORDER BY id").unwrap();
+        out.push(c[0].execute(b, CURSOR, &[], false));
+        out.push(c[0].fetch(b, 5));
+        out.push(c[1].query("SELECT 2"));
+        out
+    });
+    assert_same(&d, &f);
+}

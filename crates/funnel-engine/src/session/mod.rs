@@ -1033,13 +1033,14 @@ impl Session {
                         }
                     }
                     if f.resets {
-                        // The server closed the session's statements and state.
+                        // The server closed the session's statements (with
+                        // their cursors and long data) and state.
                         conn.stmts.clear();
-                        self.stmts.clear();
                         conn.vars.clear();
-                        self.vars.clear();
-                        self.clear_pins();
-                        self.pin_reason = None;
+                        // As MariaDB's reset, it keeps what FOUND_ROWS() answers.
+                        let found_rows = self.last.found_rows;
+                        self.forget_state();
+                        self.last.found_rows = found_rows;
                     }
                 }
                 self.last_status = summary.status;
