@@ -492,3 +492,24 @@ fn prepared_reset_connection_forgets_cursors() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_many_statements_keep_an_open_cursor_and_long_data() {
+    // Each backend connection keeps its 256 most recently used statements:
+    // a client that prepares and runs 300 others while its cursor is open
+    // and its long data waits must still read both afterwards.
+    let (d, f) = differential("ps_lru", ROWS, 1, 1, |c| {
+        let a = c[0].prepare("SELECT v FROM t ORDER BY id").unwrap();
+        let x = c[0].prepare("SELECT CONCAT('<', ?, '>')").unwrap();
+        let mut out = vec![c[0].execute(a, CURSOR, &[], false), c[0].fetch(a, 1)];
+        c[0].long_data(x, 0, b"xx");
+        for i in 0..300 {
+            let s = c[0].prepare(&format!("SELECT {i}")).unwrap();
+            out.push(c[0].execute(s, 0, &[], false));
+        }
+        out.push(c[0].fetch(a, 1));
+        out.push(c[0].execute(x, 0, &[long()], true));
+        out
+    });
+    assert_same(&d, &f);
+}

@@ -45,9 +45,10 @@ impl ConnStatements {
     }
 
     /// Records a newly prepared statement; when that makes more than `cap`,
-    /// returns the server id of the least recently used one, which the
-    /// caller must close with `COM_STMT_CLOSE`.
-    pub fn insert(&mut self, key: StmtKey, id: u32, cap: usize) -> Option<u32> {
+    /// returns the server id of the least recently used one not in `keep`
+    /// (statements holding a cursor or long data), which the caller must
+    /// close with `COM_STMT_CLOSE`.
+    pub fn insert(&mut self, key: StmtKey, id: u32, cap: usize, keep: &[StmtKey]) -> Option<u32> {
         self.tick += 1;
         self.map.insert(
             key,
@@ -63,7 +64,7 @@ impl ConnStatements {
         let (&victim, _) = self
             .map
             .iter()
-            .filter(|(k, _)| **k != key)
+            .filter(|(k, _)| **k != key && !keep.contains(k))
             .min_by_key(|(_, s)| s.last_used)?;
         self.map.remove(&victim).map(|s| s.id)
     }
@@ -115,18 +116,26 @@ mod tests {
     #[test]
     fn prepared_conn_cache_evicts_least_recently_used() {
         let mut c = ConnStatements::default();
-        assert_eq!(c.insert(k(1), 101, 2), None);
-        assert_eq!(c.insert(k(2), 102, 2), None);
+        assert_eq!(c.insert(k(1), 101, 2, &[]), None);
+        assert_eq!(c.insert(k(2), 102, 2, &[]), None);
         c.get(k(1)); // 2 is now the coldest
-        assert_eq!(c.insert(k(3), 103, 2), Some(102));
+        assert_eq!(c.insert(k(3), 103, 2, &[]), Some(102));
         assert!(c.get(k(2)).is_none());
         assert_eq!(c.get(k(1)).unwrap().id, 101);
         assert!(c.get(StmtKey { meta: 1, copy: 1 }).is_none(), "another copy");
         assert_eq!(c.len(), 2);
-        assert_eq!(c.drain_except(&[k(3)]), vec![101]);
+        // A statement in use is never the victim.
+        assert_eq!(c.insert(k(4), 104, 2, &[k(1)]), Some(103));
+        assert_eq!(
+            c.insert(k(5), 105, 2, &[k(1), k(4)]),
+            None,
+            "over the cap, all kept"
+        );
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.drain_except(&[k(4), k(5)]), vec![101]);
+        assert_eq!(c.remove(k(5)), Some(105));
+        assert_eq!(c.remove(k(5)), None);
         assert_eq!(c.len(), 1);
-        assert_eq!(c.remove(k(3)), Some(103));
-        assert_eq!(c.remove(k(3)), None);
         c.clear();
         assert!(c.is_empty());
     }

@@ -123,7 +123,8 @@ impl Session {
                         meta: meta.id,
                         copy: self.stmts.next_copy(meta.id),
                     };
-                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION);
+                    let keep = self.keys_in_use();
+                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION, &keep);
                     let conn = match close_evicted(conn, evicted).await {
                         Ok(c) => c,
                         Err(conn) => {
@@ -489,7 +490,8 @@ impl Session {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     Stats::bump(&self.shard.stats.reprepares);
-                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION);
+                    let keep = self.keys_in_use();
+                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION, &keep);
                     match close_evicted(conn, evicted).await {
                         Ok(c) => Ok(Some(c)),
                         Err(c) => {
@@ -543,14 +545,7 @@ impl Session {
         if !full {
             return (conn, result);
         }
-        // A cursor or long data lives with its statement on the client's own connection.
-        let keep: Vec<StmtKey> = self
-            .open_cursors
-            .iter()
-            .chain(&self.long_data)
-            .filter_map(|&id| self.stmts.get(id).map(|s| s.key))
-            .collect();
-        let closing = conn.stmts.drain_except(&keep);
+        let closing = conn.stmts.drain_except(&self.keys_in_use());
         if closing.is_empty() {
             return (conn, result);
         }
@@ -564,6 +559,16 @@ impl Session {
         raw.clear();
         let result = conn.run_capturing(payload, Expect::Prepare, Some(raw)).await;
         (conn, result)
+    }
+
+    /// The client's statements that hold a cursor or long data on its
+    /// connection: closing them there would lose those.
+    fn keys_in_use(&self) -> Vec<StmtKey> {
+        self.open_cursors
+            .iter()
+            .chain(&self.long_data)
+            .filter_map(|&id| self.stmts.get(id).map(|s| s.key))
+            .collect()
     }
 
     /// Frames and sends a rewritten command, then relays its response.
