@@ -513,3 +513,22 @@ fn prepared_many_statements_keep_an_open_cursor_and_long_data() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_malformed_execute_gets_mariadbs_error_codes() {
+    // Truncated executes of a one-parameter statement: before the end of
+    // the fixed part (1835), where the new-params-bound flag belongs
+    // (1210, wrong arguments), inside the types (1835). The session goes on.
+    let (d, f) = differential("ps_malformed", &[], 1, 1, |c| {
+        let one = c[0].prepare("SELECT ?").unwrap();
+        let head = [&[0x17][..], &one.to_le_bytes(), &[0, 1, 0, 0, 0]].concat();
+        vec![
+            c[0].call(&head[..8], Expect::Results),
+            c[0].call(&[&head[..], &[0]].concat(), Expect::Results),
+            c[0].call(&head, Expect::Results),
+            c[0].call(&[&head[..], &[0, 1, 8]].concat(), Expect::Results),
+            c[0].query("SELECT 1"),
+        ]
+    });
+    assert_same(&d, &f);
+}

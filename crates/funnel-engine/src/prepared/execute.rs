@@ -74,6 +74,13 @@ pub fn parse_execute(payload: &[u8], params: u16) -> Result<ExecuteHead> {
     })
 }
 
+/// True when an execute of a statement with `params` parameters ends
+/// where its new-params-bound flag should be. MariaDB reads that as wrong
+/// arguments (ERR 1210), not as a malformed packet.
+pub fn bound_flag_missing(payload: &[u8], params: u16) -> bool {
+    params > 0 && payload.len() >= HEAD && payload.len() <= HEAD + usize::from(params).div_ceil(8)
+}
+
 /// Writes `payload` with the statement id replaced by `backend_id`, and
 /// with `inject_types` added when given (and the client sent none).
 pub fn rewrite_execute(
@@ -132,6 +139,14 @@ mod tests {
         let h = parse_execute(&exec(false), 2).unwrap();
         assert_eq!(h.types, None);
         assert!(parse_execute(&exec(true)[..13], 2).is_err());
+        assert!(bound_flag_missing(&exec(true)[..11], 2));
+        assert!(bound_flag_missing(&exec(true)[..10], 2));
+        assert!(
+            !bound_flag_missing(&exec(true)[..9], 2),
+            "the fixed part is missing"
+        );
+        assert!(!bound_flag_missing(&exec(true)[..12], 2));
+        assert!(!bound_flag_missing(&exec(true)[..10], 0));
         assert!(parse_execute(&[0x17, 1], 0).is_err());
         assert_eq!(
             parse_execute(&[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0], 0)

@@ -13,7 +13,9 @@ use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
 use crate::pool::conn::{BackendConn, BackendError};
 use crate::prepared::conn_cache::StmtKey;
-use crate::prepared::execute::{parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead};
+use crate::prepared::execute::{
+    bound_flag_missing, parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead,
+};
 use crate::prepared::registry::{ResponseShape, StatementMeta, RESPONSE_STMT_ID_AT};
 use crate::stats::Stats;
 use std::rc::Rc;
@@ -182,6 +184,10 @@ impl Session {
         }
         let head = match parse_execute(payload, meta.params) {
             Ok(h) => h,
+            Err(_) if bound_flag_missing(payload, meta.params) => {
+                let err = ErrPacket::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
+                return self.send_backend_err(1, &err).await;
+            }
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
         };
         if let (Some(types), Some(stmt)) = (&head.types, self.stmts.get_mut(id)) {
