@@ -92,6 +92,12 @@ impl Raw {
         self.0.send_command(&p).unwrap();
     }
 
+    fn stmt_command(&mut self, code: u8, id: u32) {
+        let mut p = vec![code];
+        p.extend_from_slice(&id.to_le_bytes());
+        self.0.send_command(&p).unwrap();
+    }
+
     fn query(&mut self, sql: &str) -> Reply {
         let mut p = vec![0x03];
         p.extend_from_slice(sql.as_bytes());
@@ -529,6 +535,26 @@ fn prepared_malformed_execute_gets_mariadbs_error_codes() {
             c[0].call(&[&head[..], &[0, 1, 8]].concat(), Expect::Results),
             c[0].query("SELECT 1"),
         ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_fetch_reads_no_cursor_of_a_closed_statement() {
+    // A statement closed with its cursor open, then the same text prepared
+    // again in the same transaction: the new statement has no cursor, and
+    // its fetch must not read the closed one's rows.
+    let (d, f) = differential("ps_closed_cur", ROWS, 1, 1, |c| {
+        let sql = "SELECT v FROM t ORDER BY id";
+        let mut out = vec![c[0].query("BEGIN")];
+        let a = c[0].prepare(sql).unwrap();
+        out.push(c[0].execute(a, CURSOR, &[], false));
+        out.push(c[0].fetch(a, 1));
+        c[0].stmt_command(0x19, a);
+        let b = c[0].prepare(sql).unwrap();
+        out.push(c[0].fetch(b, 1));
+        out.push(c[0].query("COMMIT"));
+        out
     });
     assert_same(&d, &f);
 }

@@ -424,9 +424,16 @@ impl Session {
         let Some((id, _, key)) = self.client_statement(payload, "mysqld_stmt_fetch").await? else {
             return Ok(());
         };
-        let on_pinned = self.pinned.as_mut().and_then(|c| c.stmts.get(key)).map(|s| s.id);
+        // Only a cursor this id opened: the server statement may hold one
+        // left by a statement the client closed (its ids share it in turn).
+        let on_pinned = self
+            .pinned
+            .as_mut()
+            .filter(|_| self.open_cursors.contains(&id))
+            .and_then(|c| c.stmts.get(key))
+            .map(|s| s.id);
         let Some(backend_id) = on_pinned else {
-            let err = ErrPacket::new(1421, "HY000", "The statement has no open cursor");
+            let err = ErrPacket::new(1421, "HY000", format!("The statement ({id}) has no open cursor"));
             return self.send_own_err(1, &err).await;
         };
         let conn = self.pinned.take().expect("checked");
