@@ -558,3 +558,26 @@ fn prepared_fetch_reads_no_cursor_of_a_closed_statement() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_new_params_bound_flag_other_than_0_or_1_is_malformed() {
+    // MariaDB refuses an execute whose new-params-bound flag is neither 0
+    // nor 1 (1835): Funnel must not take it for one without types and
+    // splice the client's remembered types in front of the sent ones.
+    let (d, f) = differential("ps_flag2", &[], 2, 1, |c| {
+        let a = c[0].prepare("SELECT ?").unwrap();
+        let b = c[1].prepare("SELECT ?").unwrap();
+        let mut out = vec![
+            c[0].execute(a, 0, &[text("x")], true),
+            c[1].execute(b, 0, &[int(5)], true),
+        ];
+        for flag in [2, 3, 255] {
+            let mut p = execute_payload(a, 0, &[text("y")], true);
+            p[11] = flag; // after the one-byte NULL bitmap
+            out.push(c[0].call(&p, Expect::Results));
+        }
+        out.push(c[0].execute(a, 0, &[text("z")], false));
+        out
+    });
+    assert_same(&d, &f);
+}

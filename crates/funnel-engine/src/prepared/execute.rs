@@ -55,6 +55,13 @@ pub fn parse_execute(payload: &[u8], params: u16) -> Result<ExecuteHead> {
         "COM_STMT_EXECUTE",
         "missing new-params-bound flag",
     ))?;
+    if flag > 1 {
+        // MariaDB refuses it as a malformed packet too.
+        return Err(ProtocolError::malformed(
+            "COM_STMT_EXECUTE",
+            "new-params-bound flag other than 0 or 1",
+        ));
+    }
     let types = if flag == 1 {
         let r = flag_at + 1..flag_at + 1 + 2 * usize::from(params);
         if payload.len() < r.end {
@@ -138,6 +145,9 @@ mod tests {
         assert_eq!(h.types, Some(12..16));
         let h = parse_execute(&exec(false), 2).unwrap();
         assert_eq!(h.types, None);
+        let mut odd = exec(true);
+        odd[11] = 2;
+        assert!(parse_execute(&odd, 2).is_err());
         assert!(parse_execute(&exec(true)[..13], 2).is_err());
         assert!(bound_flag_missing(&exec(true)[..11], 2));
         assert!(bound_flag_missing(&exec(true)[..10], 2));
