@@ -581,3 +581,252 @@ fn prepared_new_params_bound_flag_other_than_0_or_1_is_malformed() {
     });
     assert_same(&d, &f);
 }
+
+// ---------------------------------------------------------------------------
+// libmariadb (Connector/C), loaded with dlopen: after its first execute it
+// sends the parameter types again only when the application binds anew.
+
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr, CString};
+
+/// `MYSQL_BIND` of libmariadb 3 (`mysql.h`).
+#[repr(C)]
+struct MysqlBind {
+    length: *mut c_ulong,
+    is_null: *mut c_char,
+    buffer: *mut c_void,
+    error: *mut c_char,
+    u: *mut c_void,
+    store_param_func: *mut c_void,
+    fetch_result: *mut c_void,
+    skip_result: *mut c_void,
+    buffer_length: c_ulong,
+    offset: c_ulong,
+    length_value: c_ulong,
+    flags: c_uint,
+    pack_length: c_uint,
+    buffer_type: c_uint,
+    error_value: c_char,
+    is_unsigned: c_char,
+    long_data_used: c_char,
+    is_null_value: c_char,
+    extension: *mut c_void,
+}
+
+/// The libmariadb functions these tests call.
+struct Connector {
+    init: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    connect: unsafe extern "C" fn(
+        *mut c_void,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+        c_uint,
+        *const c_char,
+        c_ulong,
+    ) -> *mut c_void,
+    error: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    close: unsafe extern "C" fn(*mut c_void),
+    stmt_init: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    stmt_prepare: unsafe extern "C" fn(*mut c_void, *const c_char, c_ulong) -> c_int,
+    stmt_bind_param: unsafe extern "C" fn(*mut c_void, *mut MysqlBind) -> c_char,
+    stmt_execute: unsafe extern "C" fn(*mut c_void) -> c_int,
+    stmt_errno: unsafe extern "C" fn(*mut c_void) -> c_uint,
+    stmt_error: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    stmt_close: unsafe extern "C" fn(*mut c_void) -> c_char,
+}
+
+/// Looks `name` up in the library `h` as a function pointer of type `F`.
+///
+/// # Safety
+/// `F` must be the function's true signature.
+unsafe fn sym<F>(h: *mut c_void, name: &str) -> F {
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+    let c = CString::new(name).unwrap();
+    // SAFETY: `h` is a handle from dlopen and `c` a NUL-terminated name.
+    let p = unsafe { libc::dlsym(h, c.as_ptr()) };
+    assert!(!p.is_null(), "libmariadb has no {name}");
+    // SAFETY: the caller names the function's signature; sizes match.
+    unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) }
+}
+
+fn connector() -> &'static Connector {
+    static LIB: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();
+    LIB.get_or_init(|| {
+        let name = CString::new("libmariadb.so.3").unwrap();
+        // SAFETY: dlopen with a NUL-terminated name; a null result is checked.
+        let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
+        assert!(
+            !h.is_null(),
+            "libmariadb.so.3 is missing: apt-get install -y libmariadb3"
+        );
+        // SAFETY: each signature is the one libmariadb 3 declares.
+        let lib = unsafe {
+            Connector {
+                init: sym(h, "mysql_init"),
+                connect: sym(h, "mysql_real_connect"),
+                error: sym(h, "mysql_error"),
+                close: sym(h, "mysql_close"),
+                stmt_init: sym(h, "mysql_stmt_init"),
+                stmt_prepare: sym(h, "mysql_stmt_prepare"),
+                stmt_bind_param: sym(h, "mysql_stmt_bind_param"),
+                stmt_execute: sym(h, "mysql_stmt_execute"),
+                stmt_errno: sym(h, "mysql_stmt_errno"),
+                stmt_error: sym(h, "mysql_stmt_error"),
+                stmt_close: sym(h, "mysql_stmt_close"),
+            }
+        };
+        // mysql_init's one-time library set-up is not thread-safe: do it here, once.
+        // SAFETY: init with null allocates a handle that close frees.
+        unsafe { (lib.close)((lib.init)(std::ptr::null_mut())) };
+        lib
+    })
+}
+
+/// One value a libmariadb statement binds.
+enum Value {
+    Int(i64),
+    Text(&'static str),
+}
+
+/// A libmariadb connection holding one prepared statement of one parameter.
+struct CStatement {
+    mysql: *mut c_void,
+    stmt: *mut c_void,
+    int: i64,
+    text: [u8; 64],
+    len: c_ulong,
+    bind: MysqlBind,
+}
+
+impl CStatement {
+    fn open(port: u16, user: &str, pw: &str, db: &str, sql: &str) -> Box<CStatement> {
+        let lib = connector();
+        let c = |s: &str| CString::new(s).unwrap();
+        let (host, user, pw, db, sql) = (c("127.0.0.1"), c(user), c(pw), c(db), c(sql));
+        // SAFETY: libmariadb's documented call sequence, with checked results
+        // and NUL-terminated strings that outlive the calls.
+        unsafe {
+            let mysql = (lib.init)(std::ptr::null_mut());
+            let ok = (lib.connect)(
+                mysql,
+                host.as_ptr(),
+                user.as_ptr(),
+                pw.as_ptr(),
+                db.as_ptr(),
+                c_uint::from(port),
+                std::ptr::null(),
+                0,
+            );
+            assert!(!ok.is_null(), "connect: {:?}", CStr::from_ptr((lib.error)(mysql)));
+            let stmt = (lib.stmt_init)(mysql);
+            let rc = (lib.stmt_prepare)(stmt, sql.as_ptr(), sql.as_bytes().len() as c_ulong);
+            assert_eq!(rc, 0, "prepare: {:?}", CStr::from_ptr((lib.stmt_error)(stmt)));
+            Box::new(CStatement {
+                mysql,
+                stmt,
+                int: 0,
+                text: [0; 64],
+                len: 0,
+                // SAFETY: MYSQL_BIND is plain data; all zero is its documented initial state.
+                bind: std::mem::zeroed(),
+            })
+        }
+    }
+
+    /// Binds a value of a new type (libmariadb then sends the types).
+    fn bind(&mut self, v: Value) {
+        // SAFETY: as above; the buffers live in the box with the bind.
+        unsafe {
+            self.bind = std::mem::zeroed();
+            self.set(v);
+            let rc = (connector().stmt_bind_param)(self.stmt, &mut self.bind);
+            assert_eq!(rc, 0, "bind");
+        }
+    }
+
+    /// Changes the bound value in place, as applications do between
+    /// executes (libmariadb then sends no types). libmariadb keeps its own
+    /// copy of the bind: the buffers stay where they are.
+    fn set(&mut self, v: Value) {
+        match v {
+            Value::Int(i) => {
+                self.int = i;
+                self.bind.buffer_type = 8; // MYSQL_TYPE_LONGLONG
+                self.bind.buffer = (&mut self.int as *mut i64).cast();
+            }
+            Value::Text(s) => {
+                self.text[..s.len()].copy_from_slice(s.as_bytes());
+                self.len = s.len() as c_ulong;
+                self.bind.buffer_type = 253; // MYSQL_TYPE_VAR_STRING
+                self.bind.buffer = self.text.as_mut_ptr().cast();
+                self.bind.buffer_length = self.len;
+                self.bind.length = &mut self.len;
+            }
+        }
+    }
+
+    /// Executes; the error code and message on failure.
+    fn execute(&mut self) -> Result<(), String> {
+        let lib = connector();
+        // SAFETY: a prepared statement with its parameters bound.
+        unsafe {
+            if (lib.stmt_execute)(self.stmt) == 0 {
+                return Ok(());
+            }
+            let msg = CStr::from_ptr((lib.stmt_error)(self.stmt)).to_string_lossy();
+            Err(format!("{} {msg}", (lib.stmt_errno)(self.stmt)))
+        }
+    }
+}
+
+impl Drop for CStatement {
+    fn drop(&mut self) {
+        // SAFETY: handles from this struct's own calls, freed once.
+        unsafe {
+            (connector().stmt_close)(self.stmt);
+            (connector().close)(self.mysql);
+        }
+    }
+}
+
+#[test]
+fn prepared_libmariadb_rebinding_clients_share_a_connection() {
+    // Two Connector/C clients run one INSERT over one backend connection;
+    // each changes its bound value between executes without binding anew,
+    // so only its first execute carries the parameter types.
+    let db = MariaDb::shared();
+    users(db);
+    let run = |port: u16, user: &str, pw: &str, schema: &str| {
+        let sql = "INSERT INTO t (v) VALUES (?)";
+        let mut a = CStatement::open(port, user, pw, schema, sql);
+        let mut b = CStatement::open(port, user, pw, schema, sql);
+        let mut out = Vec::new();
+        a.bind(Value::Int(7));
+        out.push(a.execute());
+        b.bind(Value::Text("hello"));
+        out.push(b.execute());
+        a.set(Value::Int(8));
+        out.push(a.execute());
+        b.set(Value::Text("again"));
+        out.push(b.execute());
+        let rows: Option<String> =
+            db.query_first(&format!("SELECT GROUP_CONCAT(v ORDER BY id) FROM {schema}.t"));
+        (out, rows)
+    };
+    let mut results = Vec::new();
+    for through_funnel in [false, true] {
+        let schema = db.fresh_database("ps_capi");
+        db.exec(&format!(
+            "CREATE TABLE {schema}.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40))"
+        ));
+        if through_funnel {
+            let proxy = funnel(db, &schema, 1);
+            results.push(run(proxy.local_addr().port(), "app", "apppw", &schema));
+        } else {
+            results.push(run(db.port(), "ps_direct", "dpw", &schema));
+        }
+    }
+    assert_eq!(results[0], (vec![Ok(()); 4], Some("7,hello,8,again".to_string())));
+    assert_eq!(results[1], results[0], "through Funnel");
+}
