@@ -186,7 +186,7 @@ impl Session {
             Ok(h) => h,
             Err(_) if bound_flag_missing(payload, meta.params) => {
                 let err = ErrPacket::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
-                return self.send_backend_err(1, &err).await;
+                return self.send_own_err(1, &err).await;
             }
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
         };
