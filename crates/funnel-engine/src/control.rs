@@ -40,6 +40,8 @@ pub enum ControlMsg {
         /// The check reached the server (`read_only` and `lag` are its
         /// answers, not the values kept from before).
         seen: bool,
+        /// The server's `max_prepared_stmt_count`, when the check read it.
+        max_prepared: Option<u64>,
     },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).

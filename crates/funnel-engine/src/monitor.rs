@@ -23,6 +23,9 @@ use crate::shard::Shard;
 struct Check {
     read_only: bool,
     lag: Option<Duration>,
+    /// `@@global.max_prepared_stmt_count`: the server's limit for all its
+    /// sessions together.
+    max_prepared: Option<u64>,
 }
 
 /// Lag reported when replication is configured but not running: treated
@@ -82,6 +85,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
                 read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
                 lag: seen.map_or(pool.lag(), |c| c.lag),
                 seen: seen.is_some(),
+                max_prepared: seen.and_then(|c| c.max_prepared),
             };
             for peer in &shard.peers {
                 let _ = peer.send(msg(()));
@@ -103,11 +107,16 @@ async fn check(
         timeout,
     )
     .await?;
-    let (_, rows) = conn.query_rows("SELECT @@read_only").await?;
-    let read_only = rows
-        .first()
+    let (_, rows) = conn
+        .query_rows("SELECT @@read_only, @@global.max_prepared_stmt_count")
+        .await?;
+    let row = rows.first();
+    let read_only = row
         .and_then(|r| r.first().cloned().flatten())
         .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("ON"));
+    let max_prepared = row
+        .and_then(|r| r.get(1).cloned().flatten())
+        .and_then(|v| v.parse().ok());
     // MariaDB lists named (multi-source) connections only in SHOW ALL
     // SLAVES STATUS; MySQL lists every channel in SHOW SLAVE STATUS and
     // knows no ALL. Without the privilege (REPLICATION CLIENT / SLAVE
@@ -123,7 +132,11 @@ async fn check(
             Err(e) => return Err(e),
         }
     }
-    Ok(Check { read_only, lag })
+    Ok(Check {
+        read_only,
+        lag,
+        max_prepared,
+    })
 }
 
 /// True when a check failed for want of local resources (descriptors,

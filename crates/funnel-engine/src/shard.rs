@@ -495,6 +495,7 @@ async fn control_loop(
                     read_only,
                     lag,
                     seen,
+                    max_prepared,
                 }) => {
                     for p in shard
                         .backends
@@ -505,6 +506,9 @@ async fn control_loop(
                         p.set_health(health, read_only, lag);
                         if seen {
                             p.mark_seen();
+                        }
+                        if let Some(limit) = max_prepared {
+                            p.set_server_statement_limit(limit, shard.peers.len());
                         }
                     }
                 }

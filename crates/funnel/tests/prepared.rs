@@ -438,6 +438,65 @@ fn prepared_statements_spread_over_connections_stay_under_the_server_limit() {
 }
 
 #[test]
+fn prepared_statements_cached_on_idle_connections_leave_room_on_the_server() {
+    // Two clients' 16 statements end up cached on two connections each
+    // way round (32 > the server's 24) while a third connection needs
+    // room for one more: the retry on 1461 frees only the connection that
+    // prepares. Each connection keeps its share of the server's limit
+    // instead: 24 / 2 / 4 connections = 3.
+    let db = MariaDb::builder()
+        .server_arg("--max-prepared-stmt-count=24")
+        .start()
+        .unwrap();
+    users(&db);
+    let schema = db.fresh_database("ps_share");
+    let checks = |db: &MariaDb| {
+        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Com_show_slave_status'")
+            .map_or(0, |(_, n)| n)
+    };
+    let before = checks(&db);
+    let proxy = funnel(&db, &schema, 4);
+    // The monitor's first round (it reads the limit) runs at start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while checks(&db) == before {
+        assert!(std::time::Instant::now() < deadline, "no health check");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 3);
+    let texts = |who: usize| (0..8).map(move |i| format!("SELECT {i} + {}", who * 100));
+    let ids: Vec<Vec<u32>> = (0..2)
+        .map(|who| texts(who).map(|t| c[who].prepare(&t).unwrap()).collect())
+        .collect();
+    for round in 0..2 {
+        // Both hold a connection; the second round swaps them (the pool
+        // hands out the connection released last).
+        let order = if round == 0 { [0, 1] } else { [1, 0] };
+        for who in order {
+            c[who].query("BEGIN").unwrap();
+        }
+        for who in 0..2 {
+            for &id in &ids[who] {
+                c[who]
+                    .execute(id, 0, &[], false)
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+        }
+        for client in c.iter_mut().take(2) {
+            client.query("COMMIT").unwrap();
+        }
+    }
+    for client in c.iter_mut().take(2) {
+        client.query("BEGIN").unwrap();
+    }
+    // A third connection: its prepare must find room on the server.
+    let id = c[2]
+        .prepare("SELECT 'third'")
+        .expect("room for the third client's statement");
+    c[2].execute(id, 0, &[], false).unwrap();
+}
+
+#[test]
 fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
     // The prepare response describes result columns in the client's
     // character set (a latin1 client's 'abc' is 3 bytes long, a utf8mb4

@@ -46,6 +46,10 @@ pub struct PoolLimits {
 /// from the server (a close after `wait_timeout`, a restart) before reuse.
 const STALE_CHECK_AFTER: Duration = Duration::from_millis(500);
 
+/// The fewest statements a connection keeps however low the server's
+/// limit: below this, re-preparing would cost more than it saves.
+const MIN_STATEMENTS_PER_CONNECTION: usize = 4;
+
 /// First and longest wait after failed connection attempts.
 const OPEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -103,6 +107,9 @@ pub struct Pool {
     /// A health check has reached the server: `read_only` and the lag are
     /// its answers, not defaults.
     seen: Cell<bool>,
+    /// Prepared statements each connection may keep (see
+    /// [`Pool::set_server_statement_limit`]).
+    statement_cap: Cell<usize>,
     /// Being removed: no new leases, connections closed when released.
     draining: Cell<bool>,
     /// When the health monitor last reported on this backend.
@@ -161,6 +168,7 @@ impl Pool {
             lag: Cell::new(None),
             read_only: Cell::new(false),
             seen: Cell::new(false),
+            statement_cap: Cell::new(crate::prepared::conn_cache::PER_CONNECTION),
             draining: Cell::new(false),
             last_check: Cell::new(None),
             wrr_current: Cell::new(0),
@@ -248,6 +256,26 @@ impl Pool {
     /// Smooth weighted round-robin state, for the router.
     pub fn wrr_current(&self) -> &Cell<i64> {
         &self.wrr_current
+    }
+
+    /// Sizes each connection's statement cache from the server's
+    /// `max_prepared_stmt_count`, which counts every session's statements
+    /// together: Funnel's connections to it (`shards` cores of up to
+    /// `max_per_core` each) keep at most half of it, leaving the rest to
+    /// the server's other clients. A statement beyond the cache is closed
+    /// and prepared again when next run: slower, never refused.
+    pub fn set_server_statement_limit(&self, limit: u64, shards: usize) {
+        let connections = (shards.max(1) * self.limits.get().max.max(1)) as u64;
+        let share = (limit / 2 / connections) as usize;
+        self.statement_cap.set(share.clamp(
+            MIN_STATEMENTS_PER_CONNECTION,
+            crate::prepared::conn_cache::PER_CONNECTION,
+        ));
+    }
+
+    /// How many prepared statements each connection may keep.
+    pub fn statement_cap(&self) -> usize {
+        self.statement_cap.get()
     }
 
     /// Applies the monitor's verdict. Going down closes idle connections and

@@ -3,6 +3,12 @@
 
 use std::collections::HashMap;
 
+/// Statements one backend connection keeps prepared at most; the least
+/// recently used is closed beyond it, or beyond the pool's share of the
+/// server's `max_prepared_stmt_count` when that is lower
+/// ([`crate::pool::Pool::statement_cap`]).
+pub const PER_CONNECTION: usize = 256;
+
 /// Which server statement: a registry statement, and which copy of it.
 /// A client that prepares the same text twice holds two statements on the
 /// server, each with its own cursor, long data and parameter types; a

@@ -20,15 +20,19 @@ use crate::prepared::registry::{ResponseShape, StatementMeta, RESPONSE_STMT_ID_A
 use crate::stats::Stats;
 use std::rc::Rc;
 
-/// Statements one backend connection keeps prepared; the least recently
-/// used is closed beyond this, so 16 connections stay far below MariaDB's
-/// default `max_prepared_stmt_count` (16382).
-pub const PER_CONNECTION: usize = 256;
-
 /// `ER_MAX_PREPARED_STMT_COUNT_REACHED`.
 const MAX_PREPARED_STMT_COUNT_REACHED: u16 = 1461;
 
 impl Session {
+    /// How many statements `conn` may keep prepared (its pool's share of
+    /// the server's limit).
+    fn statement_cap(&self, conn: &BackendConn) -> usize {
+        self.shard
+            .backends
+            .by_id(conn.pool_id)
+            .map_or(crate::prepared::conn_cache::PER_CONNECTION, |p| p.statement_cap())
+    }
+
     /// Handles one statement command whose `total` bytes are buffered.
     pub(super) async fn statement(&mut self, cmd: StatementCommand, total: usize) -> Result<(), End> {
         // The payload leaves the read buffer (into a reused scratch vector)
@@ -126,7 +130,9 @@ impl Session {
                         copy: self.stmts.next_copy(meta.id),
                     };
                     let keep = self.keys_in_use();
-                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION, &keep);
+                    let evicted = conn
+                        .stmts
+                        .insert(key, p.stmt_id, self.statement_cap(&conn), &keep);
                     let conn = match close_evicted(conn, evicted).await {
                         Ok(c) => c,
                         Err(conn) => {
@@ -504,7 +510,9 @@ impl Session {
                 (None, Some(p)) => {
                     Stats::bump(&self.shard.stats.reprepares);
                     let keep = self.keys_in_use();
-                    let evicted = conn.stmts.insert(key, p.stmt_id, PER_CONNECTION, &keep);
+                    let evicted = conn
+                        .stmts
+                        .insert(key, p.stmt_id, self.statement_cap(&conn), &keep);
                     match close_evicted(conn, evicted).await {
                         Ok(c) => Ok(Some(c)),
                         Err(c) => {
