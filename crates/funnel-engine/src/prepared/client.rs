@@ -1,7 +1,9 @@
 //! A client's prepared statements: Funnel's ids, mapped to the shard's
 //! statements, with the parameter types the client bound.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
 
 use crate::prepared::conn_cache::StmtKey;
@@ -31,18 +33,41 @@ pub struct ClientStatements {
     next: u32,
     last: Option<u32>,
     /// The copies of each registry statement the client holds.
-    copies: HashMap<u64, Vec<u32>>,
+    copies: HashMap<u64, Copies>,
+    /// How many statements all the shard's clients hold together.
+    held: Rc<Cell<usize>>,
 }
 
 /// Statements one client may hold (as the server's own per-session limit would).
 pub const MAX_PER_CLIENT: usize = 16_382;
 
+/// Statements all clients of one core may hold together, as the server's
+/// `max_prepared_stmt_count` (default 16382) counts every session's: each
+/// held statement keeps its registry entry (text, prepare response,
+/// variables) in Funnel's memory, so without it N clients could make a
+/// core keep N x 16382.
+pub const MAX_PER_SHARD: usize = 16_382;
+
 impl ClientStatements {
-    /// Registers a new statement; `None` when the client holds too many.
+    /// A client's statements, counted in `held` with every other client's
+    /// of the shard.
+    pub fn new(held: Rc<Cell<usize>>) -> Self {
+        ClientStatements {
+            map: HashMap::new(),
+            next: 0,
+            last: None,
+            copies: HashMap::new(),
+            held,
+        }
+    }
+
+    /// Registers a new statement; `None` when the client, or the clients of
+    /// the shard together, hold too many.
     pub fn add(&mut self, meta: Rc<StatementMeta>) -> Option<u32> {
-        if self.map.len() >= MAX_PER_CLIENT {
+        if self.map.len() >= MAX_PER_CLIENT || self.held.get() >= MAX_PER_SHARD {
             return None;
         }
+        self.held.set(self.held.get() + 1);
         self.next = self.next.wrapping_add(1).max(1);
         while self.map.contains_key(&self.next) || self.next == LAST_PREPARED {
             self.next = self.next.wrapping_add(1).max(1);
@@ -50,9 +75,8 @@ impl ClientStatements {
         let id = self.next;
         let key = StmtKey {
             meta: meta.id,
-            copy: self.next_copy(meta.id),
+            copy: self.copies.entry(meta.id).or_default().take(),
         };
-        self.copies.entry(meta.id).or_default().push(key.copy);
         self.map.insert(
             id,
             ClientStatement {
@@ -69,10 +93,7 @@ impl ClientStatements {
     /// The copy number a new id for registry statement `meta` gets: the
     /// lowest one none of the client's ids for it uses.
     pub fn next_copy(&self, meta: u64) -> u32 {
-        let used = self.copies.get(&meta).map_or(&[][..], Vec::as_slice);
-        (0..)
-            .find(|n| !used.contains(n))
-            .expect("fewer copies than u32::MAX")
+        self.copies.get(&meta).map_or(0, Copies::peek)
     }
 
     /// Resolves an id (including [`LAST_PREPARED`]).
@@ -104,9 +125,9 @@ impl ClientStatements {
     /// Forgets a statement (`COM_STMT_CLOSE`).
     pub fn remove(&mut self, id: u32) {
         if let Some(s) = self.map.remove(&id) {
-            if let Some(used) = self.copies.get_mut(&s.key.meta) {
-                used.retain(|&c| c != s.key.copy);
-                if used.is_empty() {
+            self.held.set(self.held.get() - 1);
+            if let Some(copies) = self.copies.get_mut(&s.key.meta) {
+                if copies.give_back(s.key.copy) {
                     self.copies.remove(&s.key.meta);
                 }
             }
@@ -118,6 +139,7 @@ impl ClientStatements {
 
     /// Forgets all (`COM_RESET_CONNECTION`, `COM_CHANGE_USER`).
     pub fn clear(&mut self) {
+        self.held.set(self.held.get() - self.map.len());
         self.map.clear();
         self.copies.clear();
         self.last = None;
@@ -131,6 +153,50 @@ impl ClientStatements {
     /// True when none.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+/// The copy numbers a client's ids for one registry statement use. Taking
+/// and giving one back cost O(log n), so a client preparing one text
+/// thousands of times cannot make each prepare scan the others (that was
+/// cubic in the count: minutes of a core's time).
+#[derive(Debug, Default)]
+struct Copies {
+    live: usize,
+    /// Every number below this was handed out once.
+    next: u32,
+    /// Numbers given back, lowest first.
+    freed: BinaryHeap<Reverse<u32>>,
+}
+
+impl Copies {
+    /// The lowest number not in use.
+    fn peek(&self) -> u32 {
+        self.freed.peek().map_or(self.next, |r| r.0)
+    }
+
+    fn take(&mut self) -> u32 {
+        self.live += 1;
+        match self.freed.pop() {
+            Some(Reverse(c)) => c,
+            None => {
+                self.next += 1;
+                self.next - 1
+            }
+        }
+    }
+
+    /// True when no number is in use any more.
+    fn give_back(&mut self, copy: u32) -> bool {
+        self.live -= 1;
+        self.freed.push(Reverse(copy));
+        self.live == 0
+    }
+}
+
+impl Drop for ClientStatements {
+    fn drop(&mut self) {
+        self.held.set(self.held.get() - self.map.len());
     }
 }
 
@@ -175,5 +241,25 @@ mod tests {
         assert_eq!(c.get(d).unwrap().key.copy, 0);
         c.clear();
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn prepared_clients_of_a_shard_hold_a_bounded_number_together() {
+        let held = Rc::new(Cell::new(0));
+        let mut a = ClientStatements::new(held.clone());
+        let mut b = ClientStatements::new(held.clone());
+        for _ in 0..MAX_PER_SHARD - 1 {
+            a.add(meta()).unwrap();
+        }
+        let last = b.add(meta()).unwrap();
+        assert_eq!(held.get(), MAX_PER_SHARD);
+        assert!(b.add(meta()).is_none(), "the shard's clients hold the limit");
+        b.remove(last);
+        let again = b.add(meta()).unwrap();
+        b.clear();
+        assert_eq!(held.get(), MAX_PER_SHARD - 1);
+        assert!(b.get(again).is_none());
+        drop(a);
+        assert_eq!(held.get(), 0, "a client that leaves gives its count back");
     }
 }

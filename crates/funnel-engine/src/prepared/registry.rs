@@ -61,6 +61,9 @@ struct Key {
 pub struct Registry {
     by_key: RefCell<HashMap<Key, Rc<StatementMeta>>>,
     next_id: Cell<u64>,
+    /// Statements the shard's clients hold together (see
+    /// [`crate::prepared::client::MAX_PER_SHARD`]).
+    held: Rc<Cell<usize>>,
 }
 
 /// Statements kept before unused ones are forgotten.
@@ -125,6 +128,12 @@ impl Registry {
             meta.clone(),
         );
         meta
+    }
+
+    /// The count of statements the shard's clients hold, for a new
+    /// client's [`crate::prepared::client::ClientStatements`].
+    pub fn held(&self) -> Rc<Cell<usize>> {
+        self.held.clone()
     }
 
     /// How many statements are known.

@@ -235,7 +235,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 next_tx_begun: false,
                 locks: named_locks::HeldLocks::default(),
                 out: BytesMut::new(),
-                stmts: ClientStatements::default(),
+                stmts: ClientStatements::new(shard.statements.held()),
                 vars: SessionVars::default(),
                 multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                 last_status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
