@@ -148,6 +148,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     );
     let mut conns = BTreeMap::<(String, String, &str), usize>::new();
     let mut up = BTreeMap::<(String, String), f64>::new();
+    let mut drained = BTreeMap::<(String, String), f64>::new();
     for s in shards {
         for p in &s.pools {
             let key = |state| (p.backend.clone(), p.hostgroup.clone(), state);
@@ -161,6 +162,16 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             let v = up.entry((p.backend.clone(), p.hostgroup.clone())).or_insert(1.0);
             if !p.healthy {
                 *v = 0.0;
+            }
+            // Left-over pools of a removed or undrained backend say
+            // nothing about whether it is drained now.
+            if !p.retired {
+                let d = drained
+                    .entry((p.backend.clone(), p.hostgroup.clone()))
+                    .or_insert(0.0);
+                if p.drained {
+                    *d = 1.0;
+                }
             }
         }
     }
@@ -181,6 +192,14 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "funnel_backend_up",
         "1 when the health monitor considers the backend up.",
         up.into_iter()
+            .map(|((b, h), v)| (format!("{{backend=\"{b}\",hostgroup=\"{h}\"}}"), v))
+            .collect(),
+    );
+    gauge(
+        "funnel_backend_drained",
+        "1 while an operator has drained the backend (DRAIN BACKEND, backends[].drained).",
+        drained
+            .into_iter()
             .map(|((b, h), v)| (format!("{{backend=\"{b}\",hostgroup=\"{h}\"}}"), v))
             .collect(),
     );

@@ -220,6 +220,10 @@ pub struct Backend {
     /// TLS toward this backend; `None`: plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<BackendTls>,
+    /// Taken out of service by an operator (maintenance, a replica being rebuilt): it stays
+    /// configured and visible, but no command is routed to it.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// TLS toward one backend, named after MySQL's `--ssl-mode` values.

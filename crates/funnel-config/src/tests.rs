@@ -58,6 +58,7 @@ fn config_minimal_gets_defaults() {
     assert_eq!(backend.hostgroup, "default");
     assert_eq!(backend.weight, 1);
     assert_eq!(backend.max_replication_lag, None);
+    assert!(!backend.drained, "a backend serves unless drained");
     assert_eq!(backend.effective_max_per_core(&cfg.pool), 16);
     assert_eq!(backend.host_port(), Some(("127.0.0.1", 3306)));
     assert_eq!(cfg.pool.min_idle_per_core, 2);
@@ -164,6 +165,27 @@ fn config_bad_values_are_parse_errors_with_location() {
 
     let (_, _, message) = parse_error("listen: 127.0.0.1:6033\nusers: []\n");
     assert!(message.contains("missing field `backends`"), "{message}");
+}
+
+#[test]
+fn config_backend_drained_is_a_bool() {
+    // MINIMAL ends inside its one backend.
+    let drained = format!("{MINIMAL}    drained: true\n");
+    let cfg = Config::from_yaml_str(&drained).unwrap();
+    assert!(cfg.backends[0].drained);
+    assert!(
+        cfg.to_yaml_string().contains("drained: true"),
+        "SHOW CONFIG shows it"
+    );
+    for bad in ["maybe", "1", "\"yes\""] {
+        let yaml = format!("{MINIMAL}    drained: {bad}\n");
+        let (line, _, message) = parse_error(&yaml);
+        assert_eq!(line, Some(10), "{bad}: {message}");
+        assert!(
+            message.starts_with("backends[0].drained: invalid type"),
+            "{bad}: {message}"
+        );
+    }
 }
 
 #[test]

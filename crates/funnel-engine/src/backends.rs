@@ -1,7 +1,8 @@
 //! One core's set of backend pools, one per configured backend: routing a
 //! checkout to a pool of the right hostgroup, returning connections to the
 //! pool they came from, and applying a (re)loaded configuration by adding
-//! new backends, reconfiguring kept ones and draining removed ones.
+//! new backends, reconfiguring kept ones, draining the ones an operator
+//! drained and retiring removed ones.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,7 +12,7 @@ use funnel_config::Config;
 use crate::error::EngineError;
 use crate::pool::conn::{BackendConn, BackendSpec};
 use crate::pool::key::PoolKey;
-use crate::pool::{Placement, Pool, PoolLimits};
+use crate::pool::{Placement, Pool, PoolLimits, Service};
 use crate::router::{self, Access};
 use crate::rt;
 use crate::stats::Stats;
@@ -33,7 +34,7 @@ impl BackendSet {
         }
     }
 
-    /// Every pool, draining ones included.
+    /// Every pool, drained and retired ones included.
     pub fn all(&self) -> Vec<Rc<Pool>> {
         self.pools.borrow().clone()
     }
@@ -43,12 +44,13 @@ impl BackendSet {
         self.pools.borrow().iter().find(|p| p.id == id).cloned()
     }
 
-    /// The (not draining) pool of the backend with this name.
+    /// The current (not retired) pool of the backend with this name,
+    /// serving or drained.
     pub fn by_name(&self, name: &str) -> Option<Rc<Pool>> {
         self.pools
             .borrow()
             .iter()
-            .find(|p| p.backend_name() == name && !p.is_draining())
+            .find(|p| p.backend_name() == name && p.service() != Service::Retired)
             .cloned()
     }
 
@@ -73,6 +75,7 @@ impl BackendSet {
             let Some(pool) = picked else {
                 return Err(last_err.unwrap_or_else(|| EngineError::NoBackend {
                     hostgroup: hostgroup.to_string(),
+                    all_drained: self.all_drained(hostgroup),
                 }));
             };
             // One that still has an idle connection serves: a failed open
@@ -94,6 +97,17 @@ impl BackendSet {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// True when `hostgroup` has backends and an operator drained every
+    /// one: the error then says so, rather than list what else it may be.
+    fn all_drained(&self, hostgroup: &str) -> bool {
+        let pools = self.pools.borrow();
+        let mut members = pools
+            .iter()
+            .filter(|p| p.service() != Service::Retired && p.placement().hostgroup == hostgroup)
+            .peekable();
+        members.peek().is_some() && members.all(|p| p.service() == Service::Drained)
     }
 
     /// The backend a command in `hostgroup` would use now.
@@ -119,11 +133,19 @@ impl BackendSet {
 
     /// Brings the set in line with `cfg`; `resolved` holds each backend's
     /// resolved address, by name. `stopping` ends every pool's upkeep.
+    ///
+    /// A backend's `drained` flag comes from `cfg` like its other keys, so
+    /// every way of applying a configuration (reload, admin edits) keeps
+    /// or lifts a drain as the configuration says. An undrained backend
+    /// gets a fresh pool (with no health verdict kept from before the
+    /// maintenance); the drained one is retired.
     pub fn apply(&self, cfg: &Config, resolved: &[BackendSpec], stopping: &Rc<Cell<bool>>) {
         for pool in self.all() {
-            if !pool.is_draining() && !cfg.backends.iter().any(|b| b.name == pool.backend_name()) {
+            if pool.service() != Service::Retired
+                && !cfg.backends.iter().any(|b| b.name == pool.backend_name())
+            {
                 tracing::info!(backend = %pool.backend_name(), "draining removed backend");
-                pool.drain();
+                pool.retire();
             }
         }
         for b in &cfg.backends {
@@ -147,27 +169,42 @@ impl BackendSet {
                 max_waiting: cfg.backlog.max_waiting_per_core as usize,
             };
             match self.by_name(&b.name) {
-                Some(pool) if pool.spec().same_login(spec) => pool.reconfigure(placement, limits),
+                Some(pool)
+                    if pool.spec().same_login(spec)
+                        && (b.drained || pool.service() == Service::InService) =>
+                {
+                    pool.reconfigure(placement, limits);
+                    if b.drained && pool.service() == Service::InService {
+                        tracing::info!(backend = %b.name, "backend drained");
+                        pool.drain();
+                    }
+                }
                 existing => {
                     if let Some(old) = existing {
-                        // Address, credentials or TLS changed: a new pool replaces it.
-                        old.drain();
+                        // Address, credentials or TLS changed, or the
+                        // backend is back from a drain: a new pool replaces it.
+                        old.retire();
                     }
                     let id = self.next_id.get();
                     self.next_id.set(id + 1);
                     let pool = Pool::new(id, spec.clone(), placement, limits, self.stats.clone());
-                    self.start_upkeep(&pool, stopping);
+                    if b.drained {
+                        pool.drain();
+                    } else {
+                        self.start_upkeep(&pool, stopping);
+                    }
                     self.pools.borrow_mut().push(pool);
                 }
             }
         }
     }
 
-    /// Forgets draining pools whose last connection has closed.
-    pub fn forget_drained(&self) {
+    /// Forgets retired pools whose last connection has closed. Drained
+    /// pools stay while their backend is configured, so it stays visible.
+    pub fn forget_retired(&self) {
         self.pools
             .borrow_mut()
-            .retain(|p| !(p.is_draining() && p.counts().total == 0));
+            .retain(|p| !(p.service() == Service::Retired && p.counts().total == 0));
     }
 
     fn start_upkeep(&self, pool: &Rc<Pool>, stopping: &Rc<Cell<bool>>) {

@@ -46,8 +46,6 @@ pub enum ControlMsg {
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).
     Pause(bool),
-    /// Drain one backend now: no new leases, connections close as released.
-    Drain(String),
     /// Stop accepting new clients; connected ones carry on.
     StopAccepting,
     /// Graceful stop: stop accepting, close idle clients at once, and every
@@ -121,8 +119,14 @@ pub struct PoolSnapshot {
     pub hostgroup: String,
     /// Routing weight.
     pub weight: u32,
-    /// `up`, `down` or `draining`.
+    /// `up`, `down`, `drained` (by an operator, no connection left) or
+    /// `draining` (drained or removed, connections still open).
     pub status: &'static str,
+    /// Left over from a removed, undrained or replaced backend: forgotten
+    /// once its last connection closes.
+    pub retired: bool,
+    /// Drained by an operator (`backends[].drained`).
+    pub drained: bool,
     /// The health monitor's verdict, whether or not the pool drains.
     pub healthy: bool,
     /// The server said `read_only=ON`.

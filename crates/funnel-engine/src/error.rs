@@ -79,6 +79,8 @@ pub enum EngineError {
     NoBackend {
         /// The hostgroup.
         hostgroup: String,
+        /// It has backends, and an operator drained every one.
+        all_drained: bool,
     },
     /// The backend connection failed while running the client's command.
     #[error("lost connection to backend {backend} during query: {reason}")]
@@ -214,12 +216,23 @@ impl EngineError {
                     waited.as_millis()
                 ),
             ),
-            NoBackend { hostgroup } => ErrPacket::new(
+            NoBackend {
+                hostgroup,
+                all_drained: true,
+            } => ErrPacket::new(
+                9004,
+                "HY000",
+                format!(
+                    "Funnel: no backend available in hostgroup '{hostgroup}': \
+                     every backend in it is drained (UNDRAIN BACKEND puts one back)"
+                ),
+            ),
+            NoBackend { hostgroup, .. } => ErrPacket::new(
                 9004,
                 "HY000",
                 format!(
                     "Funnel: no backend available in hostgroup '{hostgroup}' \
-                     (all down, draining, read-only or lagging)"
+                     (all down, drained or being removed, read-only or lagging)"
                 ),
             ),
             // Not 2013: codes 2001-2061 are the client library's own, and

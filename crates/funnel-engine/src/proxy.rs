@@ -355,11 +355,6 @@ impl ProxyHandle {
         self.broadcast(|| ControlMsg::Pause(on));
     }
 
-    /// Drains one backend on every core.
-    pub fn drain(&self, backend: &str) {
-        self.broadcast(|| ControlMsg::Drain(backend.to_string()));
-    }
-
     /// Stops accepting new clients on every core.
     pub fn stop_accepting(&self) {
         self.remove_socket_file();

@@ -19,6 +19,7 @@ use crate::oneshot;
 use crate::pool::conn::BackendConn;
 use crate::pool::conn::BackendSpec;
 use crate::pool::key::PoolKey;
+use crate::pool::{Health, Service};
 use crate::prepared::registry::Registry;
 use crate::rt::{self, Listener};
 use crate::rules::Rules;
@@ -27,9 +28,9 @@ use crate::session;
 use crate::session::users::{UserCounters, UserTable};
 use crate::stats::Stats;
 
-/// How often a shard retires drained pools whose connections all came back
+/// How often a shard forgets retired pools whose connections all came back
 /// when no control message wakes it sooner.
-const FORGET_DRAINED_EVERY: Duration = Duration::from_secs(1);
+const FORGET_RETIRED_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything one core owns.
 pub struct Shard {
@@ -219,6 +220,9 @@ impl Shard {
     /// change live; connected clients keep their sessions.
     pub fn reload(&self, cfg: Config, resolved: &[BackendSpec], counters: &UserCounters) {
         self.backends.apply(&cfg, resolved, &self.stopping);
+        // Retired pools with no connection go now, not a tick later: a
+        // snapshot right after the change lists no empty left-overs.
+        self.backends.forget_retired();
         *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users, counters));
         *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
         *self.config.borrow_mut() = Rc::new(cfg);
@@ -345,23 +349,26 @@ impl Shard {
             .iter()
             .map(|p| {
                 let placement = p.placement();
+                let counts = p.counts();
                 PoolSnapshot {
                     backend: p.backend_name().to_string(),
                     address: p.spec().addr.to_string(),
                     hostgroup: placement.hostgroup.clone(),
                     weight: placement.weight,
-                    status: if p.is_draining() {
-                        "draining"
-                    } else if p.health() == crate::pool::Health::Down {
-                        "down"
-                    } else {
-                        "up"
+                    status: match p.service() {
+                        Service::Retired => "draining",
+                        Service::Drained if counts.total > 0 => "draining",
+                        Service::Drained => "drained",
+                        Service::InService if p.health() == Health::Down => "down",
+                        Service::InService => "up",
                     },
-                    healthy: p.health() != crate::pool::Health::Down,
+                    retired: p.service() == Service::Retired,
+                    drained: p.service() == Service::Drained,
+                    healthy: p.health() != Health::Down,
                     read_only: p.is_read_only(),
                     lag: p.lag(),
                     last_check: p.last_check().map(|t| t.elapsed()),
-                    counts: p.counts(),
+                    counts,
                     pinned: pinned_in(p.id),
                     max: p.max(),
                 }
@@ -473,11 +480,6 @@ async fn control_loop(
                     user_counters,
                 }) => shard.reload(*config, &backends, &user_counters),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
-                Received::Msg(ControlMsg::Drain(name)) => {
-                    if let Some(p) = shard.backends.by_name(&name) {
-                        p.drain();
-                    }
-                }
                 Received::Msg(ControlMsg::StopAccepting) => {
                     if let Some(q) = quiet.take() {
                         let _ = q.send(());
@@ -533,9 +535,9 @@ async fn control_loop(
                 Received::Empty => break,
             }
         }
-        shard.backends.forget_drained();
-        // Woken by the next message; the timeout only retires drained pools.
-        rt::timeout(FORGET_DRAINED_EVERY, control.wait()).await;
+        shard.backends.forget_retired();
+        // Woken by the next message; the timeout only forgets retired pools.
+        rt::timeout(FORGET_RETIRED_EVERY, control.wait()).await;
     }
 }
 

@@ -16,6 +16,8 @@ use mysql::{Conn, OptsBuilder};
 struct Env {
     proxy: Proxy,
     listeners: funnel_admin::Listeners,
+    /// The account backend `primary` logs in with.
+    backend_user: String,
 }
 
 fn env(prefix: &str, extra: &str) -> Env {
@@ -34,7 +36,11 @@ fn env(prefix: &str, extra: &str) -> Env {
     let cfg = Config::from_yaml_str(&yaml).unwrap();
     let proxy = funnel_testkit::funnel::start(cfg.clone());
     let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
-    Env { proxy, listeners }
+    Env {
+        proxy,
+        listeners,
+        backend_user: backend,
+    }
 }
 
 fn opts(port: u16, user: &str, pw: &str) -> OptsBuilder {
@@ -330,8 +336,8 @@ fn admin_servers_count_failed_connects_per_backend() {
 }
 
 /// SHOW SERVERS lists what every core holds: a drained backend whose last
-/// connection is on core 1 (core 0 forgot its empty pool) still has a row
-/// with that connection.
+/// connection is on core 1 (core 0's pool is empty) is still `draining`
+/// with that connection, and `drained` once it closes.
 #[test]
 fn admin_servers_show_connections_held_on_any_core() {
     let e = env("admsrvcores", "");
@@ -354,19 +360,153 @@ fn admin_servers_show_connections_held_on_any_core() {
             admin.query::<mysql::Row, _>("SHOW CLIENTS").unwrap().is_empty()
         });
     }
-    let _pinned = pinned.expect("a client on core 1");
+    let pinned = pinned.expect("a client on core 1");
     admin.query_drop("DRAIN BACKEND primary").unwrap();
-    wait_until("core 0 to forget its drained pool", || {
+    wait_until("core 0 to close its idle connections", || {
         let rows: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
-        !rows.iter().any(|r| r.get::<String, _>("core").unwrap() == "0")
+        rows.iter().any(|r| {
+            r.get::<String, _>("core").unwrap() == "0" && r.get::<String, _>("status").unwrap() == "drained"
+        })
     });
+    assert_eq!(
+        server(&mut admin, "primary"),
+        Some(("draining".into(), 1)),
+        "the connection core 1 still holds"
+    );
+    drop(pinned);
+    wait_until("the last connection to close", || {
+        server(&mut admin, "primary") == Some(("drained".into(), 0))
+    });
+}
+
+/// A backend's SHOW SERVERS status and open connections; `None` without a row.
+fn server(admin: &mut Conn, backend: &str) -> Option<(String, u64)> {
     let rows: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
-    let row = rows
+    let rows: Vec<_> = rows
         .iter()
-        .find(|r| r.get::<String, _>("backend").unwrap() == "primary")
-        .expect("a row for primary");
-    assert_eq!(row.get::<String, _>("status").unwrap(), "draining");
-    assert_eq!(row.get::<String, _>("connections").unwrap(), "1");
+        .filter(|r| r.get::<String, _>("backend").unwrap() == backend)
+        .collect();
+    assert!(rows.len() <= 1, "one row per backend: {rows:?}");
+    rows.first().map(|r| {
+        let conns: String = r.get("connections").unwrap();
+        (r.get("status").unwrap(), conns.parse().unwrap())
+    })
+}
+
+/// The backend account that served a query: each backend of these tests
+/// logs in with an account of its own.
+fn served_by(c: &mut Conn) -> String {
+    c.query_first("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)")
+        .unwrap()
+        .unwrap()
+}
+
+/// Adds backend `second` (same server, its own account) and returns that account.
+fn add_second(admin: &mut Conn, account: &str) -> String {
+    MariaDb::shared().create_user(account, "cpw");
+    let addr = MariaDb::shared().addr();
+    admin
+        .query_drop(format!("ADD BACKEND second {addr} {account} cpw"))
+        .unwrap();
+    account.to_string()
+}
+
+/// A drain is part of the running configuration: an admin change made
+/// after it (which re-applies that configuration) keeps the backend
+/// drained, rather than giving it a fresh pool and traffic.
+#[test]
+fn admin_drain_outlives_later_admin_changes() {
+    let e = env("admdrainkeep", "monitor:\n  interval: 100ms\n");
+    let mut admin = e.admin();
+    let second = add_second(&mut admin, "admdrainkeep_c");
+    admin.query_drop("DRAIN BACKEND primary").unwrap();
+    admin.query_drop("SET pool.max_per_core = 8").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    admin
+        .query_drop(format!("ADD BACKEND spare {closed} nobody x hostgroup spare"))
+        .unwrap();
+    admin.query_drop("REMOVE BACKEND spare").unwrap();
+    wait_until("primary to be drained", || {
+        server(&mut admin, "primary") == Some(("drained".into(), 0))
+    });
+    // Long enough for the monitor to check a backend put back by mistake.
+    thread::sleep(Duration::from_millis(300));
+    let mut c = e.client();
+    for _ in 0..40 {
+        assert_eq!(served_by(&mut c), second, "only the other backend serves");
+    }
+    assert_eq!(server(&mut admin, "primary"), Some(("drained".into(), 0)));
+    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    let flags: Vec<&str> = cfg
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("drained:"))
+        .collect();
+    assert_eq!(flags, ["drained: true", "drained: false"], "{cfg:?}");
+}
+
+/// A drained backend stays listed (SHOW SERVERS, SHOW POOLS, metrics)
+/// with no connection; a hostgroup drained whole answers ERR 9004 saying
+/// so; UNDRAIN gives it a fresh pool and traffic again.
+#[test]
+fn admin_drained_backend_stays_visible_and_undrain_brings_it_back() {
+    let e = env("admundrain", "monitor:\n  interval: 100ms\n");
+    let mut admin = e.admin();
+    let second = add_second(&mut admin, "admundrain_c");
+    admin.query_drop("DRAIN BACKEND primary").unwrap();
+    wait_until("primary to be drained", || {
+        server(&mut admin, "primary") == Some(("drained".into(), 0))
+    });
+    let pools: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
+    let statuses: Vec<String> = pools
+        .iter()
+        .filter(|r| r.get::<String, _>("backend").unwrap() == "primary")
+        .map(|r| r.get("status").unwrap())
+        .collect();
+    assert_eq!(statuses, ["drained", "drained"], "one row per core");
+    let (_, metrics) = e.http("/metrics");
+    for series in [
+        "funnel_backend_drained{backend=\"primary\",hostgroup=\"default\"} 1",
+        "funnel_backend_drained{backend=\"second\",hostgroup=\"default\"} 0",
+        "funnel_backend_connections{backend=\"primary\",hostgroup=\"default\",state=\"idle\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+    let mut c = e.client();
+    for _ in 0..20 {
+        assert_eq!(served_by(&mut c), second);
+    }
+
+    admin.query_drop("DRAIN BACKEND second").unwrap();
+    let err = c.query_drop("SELECT 1").unwrap_err();
+    assert!(
+        matches!(&err, mysql::Error::MySqlError(m)
+            if m.code == 9004 && m.message.contains("every backend in it is drained")),
+        "{err:?}"
+    );
+
+    admin.query_drop("UNDRAIN BACKEND primary").unwrap();
+    assert_eq!(server(&mut admin, "primary").unwrap().0, "up");
+    assert_eq!(served_by(&mut c), e.backend_user, "the only backend left serves");
+    admin.query_drop("UNDRAIN BACKEND second").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until("both backends to serve", || {
+        seen.insert(served_by(&mut c));
+        seen.len() == 2
+    });
+    let (_, metrics) = e.http("/metrics");
+    assert!(
+        metrics.contains("funnel_backend_drained{backend=\"primary\",hostgroup=\"default\"} 0"),
+        "{metrics}"
+    );
+    let err = admin.query_drop("UNDRAIN BACKEND nope").unwrap_err();
+    assert!(
+        matches!(&err, mysql::Error::MySqlError(m) if m.code == 1210 && m.message.contains("no backend named nope")),
+        "{err:?}"
+    );
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -416,8 +556,6 @@ fn admin_backend_up_metric_follows_health_not_draining() {
     admin
         .query_drop(format!("ADD BACKEND dead {closed} nobody x hostgroup spare"))
         .unwrap();
-    // ADD re-applies the configuration, which undrains: drain again.
-    admin.query_drop("DRAIN BACKEND primary").unwrap();
     let up = |name: &str| format!("funnel_backend_up{{backend=\"{name}\",hostgroup=");
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
@@ -809,6 +947,58 @@ fn admin_reload_from_the_file_and_graceful_shutdown() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A reload from the file takes the file's `drained`: a backend drained
+/// through the admin interface comes back when the file does not drain
+/// it, and stays drained (through later admin changes too) when it does.
+#[test]
+fn admin_reload_takes_drained_from_the_file() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("admreloaddrain");
+    db.create_user("admreloaddrain_b", "bpw");
+    db.create_user("admreloaddrain_c", "cpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let yaml = |drained: &str| {
+        format!(
+            "listen: 127.0.0.1:0\ncores: 2\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {addr}\n    user: admreloaddrain_b\n    password: bpw\n{drained}\
+             \x20 - name: second\n    address: {addr}\n    user: admreloaddrain_c\n    password: cpw\n\
+             admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
+             monitor:\n  interval: 100ms\n",
+            addr = db.addr()
+        )
+    };
+    std::fs::write(&path, yaml("")).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), Some(path.clone())).unwrap();
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(opts(admin_port, "admin", "secret")).unwrap();
+    let mut c = Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
+    let only_second = |c: &mut Conn| (0..20).all(|_| served_by(c) == "admreloaddrain_c");
+
+    admin.query_drop("DRAIN BACKEND primary").unwrap();
+    assert_eq!(server(&mut admin, "primary").unwrap().0, "drained");
+    admin.query_drop("RELOAD").unwrap();
+    assert_eq!(
+        server(&mut admin, "primary").unwrap().0,
+        "up",
+        "the file does not drain it"
+    );
+    wait_until("primary to serve again", || {
+        served_by(&mut c) == "admreloaddrain_b"
+    });
+
+    std::fs::write(&path, yaml("    drained: true\n")).unwrap();
+    admin.query_drop("RELOAD").unwrap();
+    admin.query_drop("SET backlog.wait_timeout = 5s").unwrap();
+    wait_until("primary to be drained", || {
+        server(&mut admin, "primary") == Some(("drained".into(), 0))
+    });
+    assert!(only_second(&mut c), "drained by the file, through a later SET");
 }
 
 /// `PAUSE` answers only once the command running when it came has

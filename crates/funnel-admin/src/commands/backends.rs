@@ -1,5 +1,6 @@
-//! `ADD BACKEND`, `REMOVE BACKEND`, `DRAIN BACKEND`: changes to the running
-//! configuration, validated like a file and applied like a reload.
+//! `ADD BACKEND`, `REMOVE BACKEND`, `DRAIN BACKEND`, `UNDRAIN BACKEND`:
+//! changes to the running configuration, validated like a file and applied
+//! like a reload.
 
 use funnel_config::Backend;
 
@@ -23,6 +24,7 @@ pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
         max_replication_lag: None,
         max_per_core: None,
         tls: None,
+        drained: false,
     };
     let mut it = rest.iter();
     while let Some(key) = it.next() {
@@ -58,12 +60,33 @@ pub fn remove(ctx: &AdminContext, name: &str) -> Reply {
     })
 }
 
-/// `DRAIN BACKEND name`: no new leases on it; connections close as they
-/// come back (it stays configured until removed).
+/// `DRAIN BACKEND name`: sets its `drained` key in the running
+/// configuration, so no new leases go to it and its connections close as
+/// they come back. Being configuration, the drain outlives later admin
+/// changes; a reload takes the file's value.
 pub fn drain(ctx: &AdminContext, name: &str) -> Reply {
-    if !ctx.handle.config().backends.iter().any(|b| b.name == name) {
-        return invalid(format!("no backend named {name}"));
+    set_drained(ctx, name, true)
+}
+
+/// `UNDRAIN BACKEND name`: clears its `drained` key; it gets a fresh pool
+/// and takes traffic again.
+pub fn undrain(ctx: &AdminContext, name: &str) -> Reply {
+    set_drained(ctx, name, false)
+}
+
+fn set_drained(ctx: &AdminContext, name: &str, drained: bool) -> Reply {
+    let reply = apply_edit(ctx, |mut cfg| {
+        let Some(backend) = cfg.backends.iter_mut().find(|b| b.name == name) else {
+            return Err(invalid(format!("no backend named {name}")));
+        };
+        backend.drained = drained;
+        cfg.validate().map_err(invalid)?;
+        Ok(cfg)
+    });
+    match reply {
+        // Only `drained` changed, which needs no restart: say what it did.
+        Reply::Ok(_) if drained => Reply::Ok(format!("draining {name}")),
+        Reply::Ok(_) => Reply::Ok(format!("undrained {name}")),
+        refused => refused,
     }
-    ctx.handle.drain(name);
-    Reply::Ok(format!("draining {name}"))
 }

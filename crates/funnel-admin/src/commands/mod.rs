@@ -24,7 +24,7 @@ pub const SHUTTING_DOWN: &str = "shutting down";
 pub const HELP: &str =
     "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
 SHOW VERSION | SHOW DIGESTS | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] | \
-REMOVE BACKEND name | DRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
+REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
 SHUTDOWN | SHUTDOWN GRACEFUL";
 
 /// Runs one admin statement.
@@ -50,6 +50,7 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["ADD", "BACKEND", ..] => backends::add(ctx, &words[2..]),
         ["REMOVE", "BACKEND", _] => backends::remove(ctx, words[2]),
         ["DRAIN", "BACKEND", _] => backends::drain(ctx, words[2]),
+        ["UNDRAIN", "BACKEND", _] => backends::undrain(ctx, words[2]),
         ["SET", ..] => set::run(ctx, &text[3..]),
         ["SELECT", ..] => driver_probes::select(text),
         _ => unknown(text),

@@ -21,25 +21,27 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "open_failures",
     ]);
     let shards = ctx.handle.snapshots();
-    // One row per backend and status over every core: a core may have
-    // forgotten a drained pool that another still holds connections of.
-    // Core 0 comes first, so its health fields are the ones shown.
+    // One row per backend for its current pools, and one for the retired
+    // pools (removed, undrained or replaced) that still hold connections
+    // on some core. Core 0 comes first, so its health fields are the ones
+    // shown.
+    let same = |p: &PoolSnapshot, q: &PoolSnapshot| q.backend == p.backend && q.retired == p.retired;
     let mut rows: Vec<&PoolSnapshot> = Vec::new();
     for p in shards.iter().flat_map(|s| &s.pools) {
-        if !rows
-            .iter()
-            .any(|q| q.backend == p.backend && q.status == p.status)
-        {
+        if !rows.iter().any(|q| same(p, q)) {
             rows.push(p);
         }
     }
     for p in rows {
-        let conns: usize = shards
-            .iter()
-            .flat_map(|s| s.pools.iter())
-            .filter(|q| q.backend == p.backend && q.status == p.status)
-            .map(|q| q.counts.total)
-            .sum();
+        let group = || shards.iter().flat_map(|s| s.pools.iter()).filter(|q| same(p, q));
+        let conns: usize = group().map(|q| q.counts.total).sum();
+        // A drained backend is `drained` only once no core holds a
+        // connection to it: until then it is still draining.
+        let status = if group().any(|q| q.status == "draining") {
+            "draining"
+        } else {
+            p.status
+        };
         let failures: u64 = shards
             .iter()
             .filter_map(|s| s.open_failures_by_backend.get(&p.backend))
@@ -48,7 +50,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
             Some(p.backend.clone()),
             Some(p.address.clone()),
             Some(p.hostgroup.clone()),
-            Some(p.status.to_string()),
+            Some(status.to_string()),
             Some(p.weight.to_string()),
             Some(if p.read_only { "1" } else { "0" }.to_string()),
             p.lag.map(|l| l.as_secs().to_string()),

@@ -83,6 +83,19 @@ pub enum Health {
     Down,
 }
 
+/// Whether a pool takes new commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// It serves.
+    InService,
+    /// Drained by an operator (`backends[].drained`, `DRAIN BACKEND`): no
+    /// new leases, but kept (and shown) while its backend is configured.
+    Drained,
+    /// Its backend left the configuration, was undrained or got a new
+    /// address or login: no new leases, and forgotten once empty.
+    Retired,
+}
+
 /// Where a pool stands in routing.
 #[derive(Debug, Clone)]
 pub struct Placement {
@@ -110,8 +123,8 @@ pub struct Pool {
     /// Prepared statements each connection may keep (see
     /// [`Pool::set_server_statement_limit`]).
     statement_cap: Cell<usize>,
-    /// Being removed: no new leases, connections closed when released.
-    draining: Cell<bool>,
+    /// Drained or retired: no new leases, connections closed when released.
+    service: Cell<Service>,
     /// When the health monitor last reported on this backend.
     last_check: Cell<Option<Instant>>,
     /// Smooth weighted round-robin state (ties between equally busy pools).
@@ -169,7 +182,7 @@ impl Pool {
             read_only: Cell::new(false),
             seen: Cell::new(false),
             statement_cap: Cell::new(crate::prepared::conn_cache::PER_CONNECTION),
-            draining: Cell::new(false),
+            service: Cell::new(Service::InService),
             last_check: Cell::new(None),
             wrr_current: Cell::new(0),
             open_not_before: Cell::new(None),
@@ -237,9 +250,14 @@ impl Pool {
         self.read_only.get()
     }
 
-    /// True while being removed.
+    /// True while it takes no new leases (drained or retired).
     pub fn is_draining(&self) -> bool {
-        self.draining.get()
+        self.service.get() != Service::InService
+    }
+
+    /// Serving, drained by an operator, or retired.
+    pub fn service(&self) -> Service {
+        self.service.get()
     }
 
     /// True while failed opens hold new connections back.
@@ -293,12 +311,29 @@ impl Pool {
         }
     }
 
-    /// Starts removing this backend: no new leases; connections close as
-    /// they come back; waiting commands are told at once.
+    /// Takes this pool out of service for an operator: no new leases;
+    /// connections close as they come back; waiting commands are told at
+    /// once (and go to another backend of the hostgroup). A retired pool
+    /// stays retired.
     pub fn drain(&self) {
-        self.draining.set(true);
+        if self.service.get() == Service::InService {
+            self.service.set(Service::Drained);
+            self.close_for_good("drained by an operator");
+        }
+    }
+
+    /// Retires this pool (its backend was removed, undrained or got a new
+    /// address or login): as [`Pool::drain`], and its set forgets it once
+    /// its last connection has closed.
+    pub fn retire(&self) {
+        if self.service.replace(Service::Retired) == Service::InService {
+            self.close_for_good("being removed");
+        }
+    }
+
+    fn close_for_good(&self, why: &str) {
         self.idle.borrow_mut().clear();
-        self.fail_waiters("being removed");
+        self.fail_waiters(why);
     }
 
     /// Updates routing placement and limits after a reload.
@@ -407,7 +442,7 @@ impl Pool {
     pub fn release(self: &Rc<Self>, mut conn: BackendConn) {
         // The client's cap slot ends here, whoever gets the connection next.
         conn.cap_slot = None;
-        if self.draining.get() || self.health.get() == Health::Down {
+        if self.is_draining() || self.health.get() == Health::Down {
             drop(conn);
             return;
         }
@@ -464,7 +499,7 @@ impl Pool {
         while !stop() {
             rt::sleep(MAINTAIN_EVERY).await;
             self.reap_idle();
-            let usable = !self.draining.get() && self.health.get() == Health::Up && !self.backing_off();
+            let usable = !self.is_draining() && self.health.get() == Health::Up && !self.backing_off();
             if usable && self.slots.get() < self.limits.get().min_idle {
                 self.prewarm_key(self.last_key.get());
             }
@@ -658,7 +693,7 @@ impl Pool {
                 rt::sleep(t.saturating_duration_since(Instant::now())).await;
             }
             pool.retry_scheduled.set(false);
-            if pool.draining.get() || pool.health.get() == Health::Down {
+            if pool.is_draining() || pool.health.get() == Health::Down {
                 return;
             }
             // One open first: if it works, the rest follow.
