@@ -42,6 +42,7 @@ FAMILIES = {
     "funnel_backlog_waiting": "gauge",
     "funnel_backend_connections": "gauge",
     "funnel_backend_up": "gauge",
+    "funnel_backend_drained": "gauge",
     "funnel_query_duration_seconds": "histogram",
     "funnel_backlog_wait_seconds": "histogram",
     "funnel_backend_connect_seconds": "histogram",
@@ -358,7 +359,7 @@ def dashboard(path, scrape, rules_out):
             exprs.append((title, expr))
     wanted = ("funnel_queries_total", "funnel_query_duration_seconds_bucket", "funnel_backend_connections",
               "funnel_backlog_waiting", "funnel_backlog_timeouts_total", "funnel_errors_total",
-              "funnel_backend_up", "funnel_pinned_clients")
+              "funnel_backend_up", "funnel_backend_drained", "funnel_pinned_clients")
     used = " ".join(e for _, e in exprs)
     for name in wanted:
         if not re.search(rf"\b{name}\b", used):
