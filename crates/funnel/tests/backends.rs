@@ -311,6 +311,83 @@ fn backends_reads_fall_back_when_the_readers_refuse_connections() {
     assert!(ports.iter().all(|&p| p == f.writer.port()), "{ports:?}");
 }
 
+/// Sets backend `name`'s `drained` key in the running configuration, as
+/// admin `DRAIN` / `UNDRAIN BACKEND` do.
+fn set_drained(proxy: &Proxy, name: &str, drained: bool) {
+    proxy
+        .handle()
+        .update(|mut cfg| {
+            cfg.backends.iter_mut().find(|b| b.name == name).unwrap().drained = drained;
+            Ok::<_, ()>(cfg)
+        })
+        .unwrap()
+        .unwrap();
+}
+
+/// Drained readers take no reads: the other reader serves them, then,
+/// with every reader drained, the default hostgroup (`read_fallback`) or,
+/// without a fallback, ERR 9004 saying why. The monitor does not check a
+/// drained backend, so stopping its server does not mark it down.
+#[test]
+fn backends_drained_readers_take_no_reads_and_fall_back() {
+    let f = farm(&[]);
+    let mut cfg = full(&f, "");
+    let mut strict = cfg.users[0].clone();
+    strict.name = "strict".into();
+    strict.read_fallback = false;
+    cfg.users.push(strict);
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let mut c = client(&proxy);
+    let mut s = Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some("strict"))
+            .pass(Some("apppw"))
+            .prefer_socket(false),
+    )
+    .unwrap();
+    let reads = |c: &mut Conn| -> Vec<u16> { (0..20).map(|_| port(c, "SELECT @@port")).collect() };
+
+    set_drained(&proxy, "r2", true);
+    assert!(reads(&mut c).iter().all(|&p| p == f.r1.port()), "r1 alone serves");
+    set_drained(&proxy, "r1", true);
+    assert!(
+        reads(&mut c).iter().all(|&p| p == f.writer.port()),
+        "every reader drained: reads fall back to the writer"
+    );
+    let err = s.query_drop("SELECT @@port").unwrap_err();
+    assert!(
+        matches!(&err, mysql::Error::MySqlError(m)
+            if m.code == 9004 && m.message.contains("'readers'") && m.message.contains("drained")),
+        "{err:?}"
+    );
+
+    // Maintenance: the drained replica's server stops; no one marks it down.
+    f.r1.kill();
+    thread::sleep(Duration::from_millis(1000));
+    let healthy = |name: &str| {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .find(|p| p.backend == name && !p.retired)
+            .map(|p| (p.status, p.healthy))
+    };
+    assert_eq!(healthy("r1"), Some(("drained", true)));
+
+    set_drained(&proxy, "r2", false);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&f.r2.port()) {
+        assert!(Instant::now() < deadline, "r2 never served again: {seen:?}");
+        seen.push(port(&mut s, "SELECT @@port"));
+    }
+    assert!(
+        reads(&mut s).iter().all(|&p| p == f.r2.port()),
+        "undrained, r2 serves the strict user's reads"
+    );
+}
+
 /// Writer and replicas in one hostgroup: no replica takes writes before
 /// the health monitor has looked at it, at start or when a reload adds it.
 #[test]
