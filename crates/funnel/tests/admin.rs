@@ -981,7 +981,10 @@ fn admin_reload_takes_drained_from_the_file() {
     let only_second = |c: &mut Conn| (0..20).all(|_| served_by(c) == "admreloaddrain_c");
 
     admin.query_drop("DRAIN BACKEND primary").unwrap();
-    assert_eq!(server(&mut admin, "primary").unwrap().0, "drained");
+    // An opening started before the drain may still be on its way.
+    wait_until("primary to be drained", || {
+        server(&mut admin, "primary") == Some(("drained".into(), 0))
+    });
     admin.query_drop("RELOAD").unwrap();
     assert_eq!(
         server(&mut admin, "primary").unwrap().0,
