@@ -758,7 +758,12 @@ fn session_state_cases_match_direct_mariadb() {
     db.create_user("sess_direct", "dpw");
     db.create_user("sess_backend", "bpw");
     let mut failures = Vec::new();
-    for case in CASES {
+    // SESSION_CASE=<part of a name> runs only the matching cases.
+    let only = std::env::var("SESSION_CASE").ok();
+    for case in CASES
+        .iter()
+        .filter(|c| only.as_deref().is_none_or(|o| c.name.contains(o)))
+    {
         let direct_schema = db.fresh_database("sess_d");
         let direct = run(
             case,
