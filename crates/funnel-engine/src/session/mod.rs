@@ -634,9 +634,9 @@ impl Session {
         let arrived = rt::timeout(LINGER, self.buf.fill(&mut self.stream)).await;
         if arrived.is_none() {
             self.linger = false;
-            if let Some(conn) = self.pinned.take() {
-                self.shard.backends.release(conn);
-            }
+            // Only a connection kept for the warnings alone goes: one that
+            // holds a transaction or pinned state stays with the session.
+            self.release_if_free();
         }
         // On data or EOF, the command loop reads (or notices) it next.
     }
