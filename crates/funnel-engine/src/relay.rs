@@ -170,7 +170,7 @@ pub async fn relay_response(
         match event {
             Event::Done => {
                 let summary = tracker.into_summary();
-                conn.status = summary.status;
+                conn.note_reply_status(summary.status, summary.error.is_some());
                 return if client_alive {
                     RelayEnd::Complete(summary)
                 } else {

@@ -649,6 +649,30 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "autocommit off: a failed first statement still opens a transaction",
+        pool: 2,
+        setup: &[
+            "CREATE TABLE af (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO af VALUES (1, 1), (2, 2)",
+        ],
+        steps: &[
+            (0, "SET autocommit = 0"),
+            // Fails after reading the table: the transaction (and its
+            // snapshot) stays open, though the ERR carries no status flags.
+            (0, "SELECT v FROM af WHERE id = (SELECT id FROM af)"),
+            (0, "SLEEP:300"),
+            (1, "INSERT INTO af VALUES (3, 3)"),
+            (0, "SELECT @@in_transaction"),
+            (0, "SELECT COUNT(*) FROM af"),
+            (0, "INSERT INTO af VALUES (1, 9)"),
+            (0, "SLEEP:300"),
+            (1, "SELECT COUNT(*) FROM af"),
+            (0, "SELECT @@in_transaction"),
+            (0, "ROLLBACK"),
+            (0, "SELECT COUNT(*) FROM af"),
+        ],
+    },
+    Case {
         name: "a pinned connection outlives a warning's linger",
         pool: 2,
         setup: &["CREATE TABLE lw (v INT)"],

@@ -141,6 +141,11 @@ pub struct BackendConn {
     /// The last ordinary statement here left warnings or an error in the
     /// server's diagnostics area (another client must not see them).
     pub stale_diagnostics: bool,
+    /// A client's statement failed here with autocommit off: its ERR
+    /// carried no status flags, and a statement that failed after touching
+    /// a table leaves the transaction it began open. Until a reply says
+    /// otherwise, the connection may hold one.
+    pub tx_unknown: bool,
     _slot: SlotGuard,
 }
 
@@ -284,6 +289,7 @@ impl BackendConn {
                         stmts: ConnStatements::default(),
                         vars: SessionVars::default(),
                         stale_diagnostics: false,
+                        tx_unknown: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -419,7 +425,21 @@ impl BackendConn {
     /// tracked (the next session's sync sets it to that session's value;
     /// without a transaction open, autocommit off leaves nothing behind).
     pub fn is_reusable(&self) -> bool {
-        self.buf.is_empty() && !self.status.in_transaction() && !self.autocommit_off_untracked()
+        self.buf.is_empty() && !self.may_be_in_transaction() && !self.autocommit_off_untracked()
+    }
+
+    /// True when a transaction is open here, or may be (see `tx_unknown`).
+    pub fn may_be_in_transaction(&self) -> bool {
+        self.status.in_transaction() || self.tx_unknown
+    }
+
+    /// Records the status flags a client's command left. An ERR carries
+    /// none (the tracker keeps the last ones seen), so after a failure with
+    /// autocommit off whether a transaction began is unknown.
+    pub fn note_reply_status(&mut self, status: StatusFlags, failed: bool) {
+        self.tx_unknown =
+            failed && (self.tx_unknown || !status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT));
+        self.status = status;
     }
 
     /// True when the server says autocommit is off and no tracked `SET`

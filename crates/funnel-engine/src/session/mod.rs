@@ -1197,7 +1197,7 @@ impl Session {
             self.pin(reason);
         }
         self.note_next_transaction(&conn);
-        let tx_reason = if conn.status.in_transaction() {
+        let tx_reason = if conn.may_be_in_transaction() {
             Some(PinReason::Transaction)
         } else if conn.autocommit_off_untracked() {
             Some(PinReason::AutocommitOff)
