@@ -692,6 +692,27 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "autocommit off: a savepoint before the first statement of a transaction",
+        pool: 2,
+        setup: &["CREATE TABLE sp (v INT)"],
+        steps: &[
+            (0, "SET autocommit = 0"),
+            // No transaction yet (in_transaction 0), but the savepoint lives
+            // on the connection until the transaction ends.
+            (0, "SAVEPOINT sp1"),
+            (1, "SELECT 1"),
+            (0, "INSERT INTO sp VALUES (1)"),
+            (0, "ROLLBACK TO SAVEPOINT sp1"),
+            (0, "SELECT COUNT(*) FROM sp"),
+            (0, "COMMIT"),
+            (0, "SAVEPOINT sp2"),
+            (2, "SET autocommit = 0"),
+            (2, "RELEASE SAVEPOINT sp2"),
+            (0, "RELEASE SAVEPOINT sp2"),
+            (0, "SELECT COUNT(*) FROM sp"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

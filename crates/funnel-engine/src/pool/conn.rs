@@ -146,6 +146,11 @@ pub struct BackendConn {
     /// a table leaves the transaction it began open. Until a reply says
     /// otherwise, the connection may hold one.
     pub tx_unknown: bool,
+    /// A `SAVEPOINT` succeeded here with autocommit off before any
+    /// transaction began: the server keeps it (no status flag says so)
+    /// for the transaction the next statement opens. Cleared once a
+    /// transaction is seen (it ends with it) or autocommit is on.
+    pub savepoint_outside_tx: bool,
     _slot: SlotGuard,
 }
 
@@ -290,6 +295,7 @@ impl BackendConn {
                         vars: SessionVars::default(),
                         stale_diagnostics: false,
                         tx_unknown: false,
+                        savepoint_outside_tx: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -430,7 +436,7 @@ impl BackendConn {
 
     /// True when a transaction is open here, or may be (see `tx_unknown`).
     pub fn may_be_in_transaction(&self) -> bool {
-        self.status.in_transaction() || self.tx_unknown
+        self.status.in_transaction() || self.tx_unknown || self.savepoint_outside_tx
     }
 
     /// Records the status flags a client's command left. An ERR carries
@@ -439,6 +445,9 @@ impl BackendConn {
     pub fn note_reply_status(&mut self, status: StatusFlags, failed: bool) {
         self.tx_unknown =
             failed && (self.tx_unknown || !status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT));
+        if status.in_transaction() || status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
+            self.savepoint_outside_tx = false;
+        }
         self.status = status;
     }
 

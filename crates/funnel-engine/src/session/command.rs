@@ -91,6 +91,9 @@ pub struct Forward {
     pub resets: bool,
     /// The named locks a query takes, releases or asks about.
     pub lock_names: LockNames,
+    /// It names a savepoint: with autocommit off one made before the
+    /// transaction began keeps the connection (see `BackendConn`).
+    pub savepoint: bool,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -121,6 +124,7 @@ impl Forward {
             && self.unpin.is_none()
             && self.multi_statements.is_none()
             && !self.resets
+            && !self.savepoint
             && self.lock_names == LockNames::None
     }
 
@@ -142,6 +146,7 @@ impl Forward {
             needs_pinned: false,
             resets: false,
             lock_names: LockNames::None,
+            savepoint: false,
             name,
         }
     }
@@ -192,6 +197,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.diagnostics = effect.diagnostics;
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
+            f.savepoint = effect.savepoint;
             f.read_only = effect.read_only && effect.pin.is_none();
             Plan::Forward(f)
         }

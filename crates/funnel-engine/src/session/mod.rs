@@ -1054,6 +1054,13 @@ impl Session {
                     self.linger = conn.stale_diagnostics;
                 }
                 self.locks.note(&f.lock_names);
+                if ok
+                    && f.savepoint
+                    && !conn.status.in_transaction()
+                    && !conn.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+                {
+                    conn.savepoint_outside_tx = true;
+                }
                 if let Some(reason) = f.pin_on_error.filter(|_| !ok) {
                     self.pin(reason);
                 }

@@ -114,6 +114,8 @@ pub struct SqlEffect {
     pub diagnostics: bool,
     /// The named locks it takes, releases or asks about.
     pub lock_names: LockNames,
+    /// It names a savepoint (`SAVEPOINT`, `ROLLBACK TO SAVEPOINT`).
+    pub savepoint: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -133,6 +135,8 @@ pub struct ExecuteEffect {
     /// statement: the connection that runs it is first given the session's
     /// own id (the others pin the session at prepare).
     pub sets_last_insert_id: bool,
+    /// It names a savepoint (see [`SqlEffect::savepoint`]).
+    pub savepoint: bool,
 }
 
 impl ExecuteEffect {
@@ -147,6 +151,7 @@ impl ExecuteEffect {
         ExecuteEffect {
             pin,
             unpin: e.unpin,
+            savepoint: e.savepoint,
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
         }
@@ -158,7 +163,8 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     // Every query is classified: the word list is reused (one per core
     // thread) instead of allocated per query.
     let tokens = Tokens::scan(sql, WORDS.take());
-    let effect = classify_tokens(sql, &tokens);
+    let mut effect = classify_tokens(sql, &tokens);
+    effect.savepoint = tokens.has(b"SAVEPOINT");
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();

@@ -204,6 +204,7 @@ impl Session {
         // stays on the connection that ran it, as for the same text in COM_QUERY.
         f.pin = meta.effect.pin;
         f.unpin = meta.effect.unpin;
+        f.savepoint = meta.effect.savepoint;
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
