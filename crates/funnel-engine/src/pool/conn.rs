@@ -138,8 +138,10 @@ pub struct BackendConn {
     pub vars: SessionVars,
     /// Multi-statements are on (from the handshake, then `COM_SET_OPTION`).
     pub multi_statements: bool,
-    /// The last ordinary statement here left warnings or an error in the
-    /// server's diagnostics area (another client must not see them).
+    /// A statement here left warnings or an error in the server's
+    /// diagnostics area, and nothing has cleared it since (a statement
+    /// without warnings that opens no table leaves them there): another
+    /// client must not see them.
     pub stale_diagnostics: bool,
     /// A client's statement failed here with autocommit off: its ERR
     /// carried no status flags, and a statement that failed after touching

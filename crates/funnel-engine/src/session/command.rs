@@ -94,6 +94,8 @@ pub struct Forward {
     /// It names a savepoint: with autocommit off one made before the
     /// transaction began keeps the connection (see `BackendConn`).
     pub savepoint: bool,
+    /// Surely opens no table (see [`super::pinning::SqlEffect::opens_no_table`]).
+    pub opens_no_table: bool,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -147,6 +149,7 @@ impl Forward {
             resets: false,
             lock_names: LockNames::None,
             savepoint: false,
+            opens_no_table: false,
             name,
         }
     }
@@ -198,6 +201,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;
+            f.opens_no_table = effect.opens_no_table;
             f.read_only = effect.read_only && effect.pin.is_none();
             Plan::Forward(f)
         }

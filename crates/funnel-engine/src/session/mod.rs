@@ -1050,8 +1050,13 @@ impl Session {
                 }
                 self.note_results(&summary, f);
                 if !f.diagnostics {
-                    conn.stale_diagnostics = summary.warnings > 0 || !ok;
-                    self.linger = conn.stale_diagnostics;
+                    // A clean reply does not mean the area is clean: only a
+                    // statement that opens a table clears it, so older
+                    // warnings (another client's) may still be there, and
+                    // the client's own still answer its SHOW WARNINGS.
+                    let left = summary.warnings > 0 || !ok;
+                    self.linger = left || (self.linger && f.opens_no_table);
+                    conn.stale_diagnostics |= left;
                 }
                 self.locks.note(&f.lock_names);
                 if ok

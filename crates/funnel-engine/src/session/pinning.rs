@@ -116,6 +116,10 @@ pub struct SqlEffect {
     pub lock_names: LockNames,
     /// It names a savepoint (`SAVEPOINT`, `ROLLBACK TO SAVEPOINT`).
     pub savepoint: bool,
+    /// Surely opens no table (`SET`, `DO`, `SELECT` without `FROM`): the
+    /// server leaves the diagnostics area of the statement before as it
+    /// was (only a statement that opens a table clears it).
+    pub opens_no_table: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -165,6 +169,12 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     let tokens = Tokens::scan(sql, WORDS.take());
     let mut effect = classify_tokens(sql, &tokens);
     effect.savepoint = tokens.has(b"SAVEPOINT");
+    effect.opens_no_table = tokens.statements == 1
+        && !tokens.has(b"FROM")
+        && tokens
+            .words
+            .first()
+            .is_some_and(|w| matches!(w.as_slice(), b"SET" | b"DO" | b"SELECT"));
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
@@ -809,6 +819,27 @@ mod tests {
     }
 
     #[test]
+    fn pinning_statements_that_surely_open_no_table() {
+        for sql in [
+            "SET time_zone = '+00:00'",
+            "DO 1",
+            "SELECT 1, @@warning_count",
+            "select 'FROM'",
+        ] {
+            assert!(classify(sql.as_bytes()).opens_no_table, "{sql}");
+        }
+        for sql in [
+            "SELECT v FROM t",
+            "SET @x = (SELECT v FROM t)",
+            "INSERT INTO t VALUES (1)",
+            "SELECT 1; SELECT 2",
+            "SHOW TABLES",
+        ] {
+            assert!(!classify(sql.as_bytes()).opens_no_table, "{sql}");
+        }
+    }
+
+    #[test]
     fn pinning_calc_found_rows_is_read_back_not_pinned() {
         let e = classify(b"SELECT SQL_CALC_FOUND_ROWS id FROM posts ORDER BY id LIMIT 10");
         assert_eq!((e.pin, e.reads_found_rows, e.read_only), (None, true, true));
@@ -909,7 +940,13 @@ mod tests {
         let e = classify(b"set time_zone = '+05:00', NAMES utf8mb4");
         assert_eq!(e.pin, None);
         assert_eq!(e.set_vars.map(|v| v.len()), Some(2));
-        assert_eq!(classify(b"SET GLOBAL max_connections = 10"), SqlEffect::default());
+        assert_eq!(
+            classify(b"SET GLOBAL max_connections = 10"),
+            SqlEffect {
+                opens_no_table: true,
+                ..SqlEffect::default()
+            }
+        );
     }
 
     #[test]
