@@ -1790,3 +1790,22 @@ fn engine_kill_forms_funnel_cannot_map_never_reach_the_server() {
     a.query_drop("COMMIT").unwrap();
     assert_eq!(b.query_first::<i64, _>("SELECT 3").unwrap(), Some(3));
 }
+
+#[test]
+fn engine_set_password_is_not_replayed_as_a_variable() {
+    let e = env(
+        "setpw",
+        1,
+        "pool:\n  max_per_core: 2\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 2s\n",
+    );
+    let hash = e.db.query_first::<String>("SELECT PASSWORD('bpw')").unwrap();
+    let mut a = e.client();
+    let mut b = e.client();
+    // The backend account's own password, set to what it already is. No
+    // variable `password` exists for a later SET to replay.
+    a.query_drop(format!("SET PASSWORD = '{hash}'")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+        assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    }
+}

@@ -568,6 +568,11 @@ fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Value, Option<Scope>)>
         };
         name = t.ident()?;
     }
+    if !sysvar && prefix.is_none() && name == "password" {
+        // `SET PASSWORD = '*hash'` changes the account's password: no
+        // variable of that name exists to replay on another connection.
+        return None;
+    }
     if let Some((_, tracked)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
         name = tracked.to_string();
     }
@@ -842,6 +847,8 @@ mod tests {
             "SET STATEMENT max_statement_time=1 FOR SELECT 1",
             "SET ROLE r",
             "SET PASSWORD = PASSWORD('x')",
+            "SET PASSWORD = '*94BDCEBE19083CE2A1F959FD02F964C7AF4CFC29'",
+            "SET time_zone = '+00:00', PASSWORD = ''",
             "SET a = 1 + 1",
             "SET a = 'unterminated",
             "SET wait_timeout = 10 garbage",
