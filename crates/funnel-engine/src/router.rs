@@ -13,6 +13,10 @@ use crate::pool::{Health, Pool};
 pub enum Access {
     /// A read-only statement (replicas are fine).
     Read,
+    /// A statement that changes no data but belongs where writes go (a
+    /// `SET`, `USE`, a read that may open a transaction): a writable
+    /// server when the hostgroup has one, else a read-only one.
+    PreferWrite,
     /// Anything else.
     Write,
 }
@@ -23,6 +27,10 @@ pub enum Access {
 /// Runs on every command, so it allocates nothing: one pass finds the
 /// candidates' lowest load, a second spends the round-robin credit.
 pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -> Option<Rc<Pool>> {
+    if access == Access::PreferWrite {
+        return pick(pools, hostgroup, Access::Write, skip)
+            .or_else(|| pick(pools, hostgroup, Access::Read, skip));
+    }
     // A backend not yet checked by the health monitor (just started or just
     // added) might be a read-only replica or a lagging one: when the
     // hostgroup has checked backends, only those are used.
@@ -145,7 +153,21 @@ mod tests {
             "one draining, one read-only"
         );
         assert_eq!(pick(&pools, "r", Access::Read, &[]).unwrap().id, 2);
+        assert_eq!(
+            pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id,
+            2,
+            "no writable one: a read-only one takes a session statement"
+        );
         assert!(pick(&pools, "nope", Access::Read, &[]).is_none());
+    }
+
+    #[test]
+    fn router_prefer_write_takes_a_writable_backend_first() {
+        let pools = vec![pool(1, "r", 1), pool(2, "r", 1)];
+        pools[1].set_health(Health::Up, true, None);
+        assert!((0..10).all(|_| pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id == 1));
+        pools[0].set_health(Health::Down, false, None);
+        assert_eq!(pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id, 2);
     }
 
     /// A backend the monitor has not checked yet (it may be a read-only

@@ -84,6 +84,10 @@ pub struct Forward {
     pub multi_statements: Option<bool>,
     /// A statement that only reads (read/write split may send it to replicas).
     pub read_only: bool,
+    /// A statement that changes session state Funnel tracks and no data
+    /// (`SET`, `USE`): it may run on a read-only server of the default
+    /// hostgroup when no writable one is there.
+    pub session_only: bool,
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
@@ -112,6 +116,7 @@ impl Forward {
         self.reads_found_rows = false;
         self.unpin = None;
         self.read_only = false;
+        self.session_only = false;
         self.lock_names = LockNames::Opaque;
     }
 
@@ -145,6 +150,7 @@ impl Forward {
             unpin: None,
             multi_statements: None,
             read_only: false,
+            session_only: false,
             needs_pinned: false,
             resets: false,
             lock_names: LockNames::None,
@@ -203,11 +209,14 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.savepoint = effect.savepoint;
             f.opens_no_table = effect.opens_no_table;
             f.read_only = effect.read_only && effect.pin.is_none();
+            f.session_only =
+                f.pin.is_none() && (f.set_vars.is_some() || f.read_back.is_some() || f.new_schema.is_some());
             Plan::Forward(f)
         }
         Command::InitDb(db) => {
             let mut f = Forward::new("COM_INIT_DB", Some(Expect::Status));
             f.new_schema = Some(db.to_vec());
+            f.session_only = true;
             Plan::Forward(f)
         }
         Command::FieldList { .. } => Plan::Forward(Forward::new("COM_FIELD_LIST", Some(Expect::FieldList))),

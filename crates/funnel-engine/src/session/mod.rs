@@ -395,7 +395,7 @@ impl Session {
         let mut conn = match self
             .shard
             .backends
-            .checkout(&hostgroup, self.key, Access::Write, false)
+            .checkout(&hostgroup, self.key, Access::PreferWrite, false)
             .await
         {
             Ok((c, _)) => c,
@@ -793,7 +793,7 @@ impl Session {
         let route = self.route(total, f);
         self.shard.backends.by_id(conn.pool_id).is_some_and(|pool| {
             *pool.placement().hostgroup == *route.hostgroup
-                && !(route.access == Access::Write && pool.is_read_only())
+                && !(matches!(route.access, Access::Write | Access::PreferWrite) && pool.is_read_only())
         })
     }
 
@@ -810,11 +810,21 @@ impl Session {
             // where transactions go, as a write.
             return Route {
                 hostgroup: user.default_hostgroup.clone(),
-                access: Access::Write,
+                access: if f.read_only || f.session_only {
+                    Access::PreferWrite
+                } else {
+                    Access::Write
+                },
                 fallback: None,
             };
         }
-        let access = if f.read_only { Access::Read } else { Access::Write };
+        let access = if f.read_only {
+            Access::Read
+        } else if f.session_only {
+            Access::PreferWrite
+        } else {
+            Access::Write
+        };
         let default = Route {
             hostgroup: user.default_hostgroup.clone(),
             access,

@@ -125,7 +125,7 @@ impl Session {
                 match self
                     .shard
                     .backends
-                    .checkout(&hostgroup, self.key, Access::Write, false)
+                    .checkout(&hostgroup, self.key, Access::PreferWrite, false)
                     .await
                 {
                     Ok((c, _)) => return Box::pin(self.sync_vars_to(c, target, total)).await,
