@@ -1791,21 +1791,62 @@ fn engine_kill_forms_funnel_cannot_map_never_reach_the_server() {
     assert_eq!(b.query_first::<i64, _>("SELECT 3").unwrap(), Some(3));
 }
 
+/// `SET PASSWORD`, `ALTER USER` and `KILL`, directly or through `PREPARE`
+/// / `EXECUTE IMMEDIATE` / a binary prepared statement, would act on the
+/// backend account every client shares: refused, and nothing reaches it.
 #[test]
-fn engine_set_password_is_not_replayed_as_a_variable() {
+fn engine_statements_on_the_shared_backend_account_are_refused() {
     let e = env(
         "setpw",
         1,
         "pool:\n  max_per_core: 2\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 2s\n",
     );
-    let hash = e.db.query_first::<String>("SELECT PASSWORD('bpw')").unwrap();
+    let hash = e.db.query_first::<String>("SELECT PASSWORD('other')").unwrap();
     let mut a = e.client();
     let mut b = e.client();
-    // The backend account's own password, set to what it already is. No
-    // variable `password` exists for a later SET to replay.
-    a.query_drop(format!("SET PASSWORD = '{hash}'")).unwrap();
-    for _ in 0..3 {
-        assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
-        assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("SELECT 1").unwrap();
+    let victim: i64 =
+        e.db.query_first(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
+            e.backend_user()
+        ))
+        .unwrap();
+    for sql in [
+        format!("SET PASSWORD = '{hash}'"),
+        "SET PASSWORD = PASSWORD('other')".to_string(),
+        "SET PASSWORD FOR CURRENT_USER() = PASSWORD('other')".to_string(),
+        "ALTER USER CURRENT_USER() IDENTIFIED BY 'other'".to_string(),
+        "DO 1; ALTER USER CURRENT_USER() ACCOUNT LOCK".to_string(),
+        format!("PREPARE s FROM 'KILL {victim}'"),
+        "PREPARE s FROM 'SET PASSWORD = PASSWORD(''other'')'".to_string(),
+        format!("EXECUTE IMMEDIATE 'KILL QUERY {victim}'"),
+        "EXECUTE IMMEDIATE \"ALTER USER CURRENT_USER() IDENTIFIED BY 'other'\"".to_string(),
+    ] {
+        let (code, message) = server_error(b.query_drop(&sql).unwrap_err());
+        assert_eq!(code, 1235, "{sql}: {message}");
     }
+    for sql in [
+        "KILL ?",
+        "SET PASSWORD = PASSWORD(?)",
+        "ALTER USER CURRENT_USER() IDENTIFIED BY 'x'",
+    ] {
+        let err = b.prep(sql).unwrap_err();
+        assert_eq!(server_error(err).0, 1235, "prepared {sql}");
+    }
+    // A's transaction and connection are untouched; the account still logs
+    // in with its password (a new connection); a password column is fine.
+    assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    a.query_drop("COMMIT").unwrap();
+    b.query_drop("CREATE TABLE accounts (id INT, password VARCHAR(64))")
+        .unwrap();
+    b.query_drop("PREPARE s FROM 'SELECT password FROM accounts WHERE id = ?'")
+        .unwrap();
+    let stmt = b.prep("SELECT password, USER() FROM accounts").unwrap();
+    b.exec_drop(&stmt, ()).unwrap();
+    let fresh = e.db.query_first::<i64>(&format!(
+        "SELECT COUNT(*) FROM mysql.user WHERE User = '{}' AND authentication_string = PASSWORD('bpw')",
+        e.backend_user()
+    ));
+    assert_eq!(fresh, Some(1), "the backend account's password is unchanged");
 }

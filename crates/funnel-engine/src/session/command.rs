@@ -186,13 +186,8 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             if let Some(k) = parse_kill(sql) {
                 return Plan::Kill(k);
             }
-            if crate::session::pinning::runs_kill(sql) {
-                // Any other form would reach the server as the backend
-                // account, which every client shares, and name the server's
-                // thread ids: another client's connection, or Funnel's own.
-                return Plan::Reply(EngineError::Unsupported(
-                    "this form of KILL (use KILL [HARD|SOFT] [CONNECTION|QUERY] <id> with the id from CONNECTION_ID())",
-                ));
+            if let Some(what) = crate::session::pinning::refusal(sql) {
+                return Plan::Reply(EngineError::Unsupported(what));
             }
             let effect = classify(sql);
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));

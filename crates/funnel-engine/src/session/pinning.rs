@@ -9,7 +9,9 @@
 //! variables are tracked and replayed instead ([`super::variables`]).
 
 use super::named_locks::{lock_names, LockNames};
-use super::sql_lex::{self, first_word_is, skip_quoted, skip_string_or_comment, skip_until, word_end};
+use super::sql_lex::{
+    self, first_word_is, skip_leading_comments, skip_quoted, skip_string_or_comment, skip_until, word_end,
+};
 use super::variables::{is_charset_group, is_on, parse_set, Assignment, SetEffect};
 
 /// Why a client keeps its backend connection.
@@ -545,6 +547,157 @@ pub fn runs_kill(sql: &[u8]) -> bool {
         && set_statement_inner(sql).is_some_and(|inner| first_word_is(inner, b"KILL") || runs_kill(inner))
 }
 
+/// Why Funnel refuses to forward `sql`, if it does. Every backend
+/// connection logs in as the one backend account all clients share, so
+/// some statements would act on that account rather than on the client's
+/// own session: a `KILL` other than the plain form Funnel maps to its own
+/// ids (it would name the server's thread ids: another client's
+/// connection, or Funnel's own), and `SET PASSWORD` / `ALTER USER` (one
+/// client could change the shared account's password and lock every
+/// client out; clients' passwords are Funnel's users). Also looked for in
+/// the literal text of `PREPARE ... FROM '...'` and `EXECUTE IMMEDIATE
+/// '...'`; text built at run time (`FROM @v`) cannot be read.
+pub fn refusal(sql: &[u8]) -> Option<&'static str> {
+    refusal_within(sql, 0)
+}
+
+/// What [`refusal`] answers for a `KILL` it cannot map.
+pub const KILL_REFUSED: &str =
+    "this form of KILL (use KILL [HARD|SOFT] [CONNECTION|QUERY] <id> with the id from CONNECTION_ID())";
+
+/// What [`refusal`] answers for a change to the shared backend account.
+pub const ACCOUNT_REFUSED: &str =
+    "changing the shared backend account (SET PASSWORD, ALTER USER) through Funnel; client passwords are Funnel's users";
+
+fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
+    if runs_kill(sql) {
+        return Some(KILL_REFUSED);
+    }
+    let mentions = |w: &[u8]| find_ci(sql, 0, w).is_some();
+    let account = mentions(b"PASSWORD") || (mentions(b"ALTER") && mentions(b"USER"));
+    let dynamic = mentions(b"PREPARE") || mentions(b"IMMEDIATE");
+    if !account && !dynamic {
+        return None;
+    }
+    let tokens = Tokens::scan(sql, Vec::new());
+    let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
+    let starts = || std::iter::once(0).chain(tokens.statement_starts.iter().copied());
+    let changes_account = |i: usize| {
+        matches!(
+            (word(i), word(i + 1)),
+            (Some(b"SET"), Some(b"PASSWORD")) | (Some(b"ALTER"), Some(b"USER"))
+        )
+    };
+    if starts().any(changes_account) || (tokens.executable_comment && mentions(b"PASSWORD")) {
+        return Some(ACCOUNT_REFUSED);
+    }
+    if word(0) == Some(b"SET") && word(1) == Some(b"STATEMENT") {
+        if let Some(r) = set_statement_inner(sql).and_then(|inner| refusal_within(inner, depth)) {
+            return Some(r);
+        }
+    }
+    if !dynamic || depth >= 2 {
+        return None;
+    }
+    let runs_text = |i: usize| {
+        matches!(
+            (word(i), word(i + 1)),
+            (Some(b"PREPARE"), _) | (Some(b"EXECUTE"), Some(b"IMMEDIATE"))
+        )
+    };
+    if !starts().any(runs_text) {
+        return None;
+    }
+    // The text a PREPARE or EXECUTE IMMEDIATE runs: where it is the first
+    // statement, its literal; later in a multi-statement query, every
+    // literal of the query (wider than needed, and rare).
+    match dynamic_sql_literal(sql) {
+        Some(text) => refusal_within(&text, depth + 1),
+        None => string_literals(sql).find_map(|text| refusal_within(&text, depth + 1)),
+    }
+}
+
+/// The literal of `PREPARE name FROM '...'` or `EXECUTE IMMEDIATE '...'`
+/// when that is the first statement of `sql`.
+fn dynamic_sql_literal(sql: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = skip_leading_comments(sql);
+    let next_word = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        *rest = skip_leading_comments(rest);
+        let end = word_end(rest, 0);
+        let w = rest[..end].to_ascii_uppercase();
+        *rest = &rest[end..];
+        (end > 0).then_some(w)
+    };
+    match next_word(&mut rest)?.as_slice() {
+        b"PREPARE" => {
+            rest = skip_leading_comments(rest);
+            // The statement's name: a word or a quoted name.
+            let end = match rest.first() {
+                Some(b'`') => skip_quoted(rest, 0, b'`'),
+                _ => word_end(rest, 0),
+            };
+            rest = &rest[end..];
+            if next_word(&mut rest)? != b"FROM" {
+                return None;
+            }
+        }
+        b"EXECUTE" => {
+            if next_word(&mut rest)? != b"IMMEDIATE" {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    rest = skip_leading_comments(rest);
+    let q = *rest.first().filter(|q| matches!(q, b'\'' | b'"'))?;
+    Some(unquote(&rest[..skip_quoted(rest, 0, q)], q))
+}
+
+/// Every quoted string of `sql`, unquoted.
+fn string_literals(sql: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < sql.len() {
+            let start = i;
+            match skip_string_or_comment(sql, i) {
+                Some(end) => {
+                    i = end.max(i + 1);
+                    if matches!(sql[start], b'\'' | b'"') {
+                        return Some(unquote(&sql[start..end], sql[start]));
+                    }
+                }
+                None => i += 1,
+            }
+        }
+        None
+    })
+}
+
+/// The text of a quoted string (quotes removed, doubled quotes and
+/// backslash escapes undone: enough to read the statement it holds).
+fn unquote(lit: &[u8], q: u8) -> Vec<u8> {
+    let inner = lit.get(1..lit.len().saturating_sub(1)).unwrap_or_default();
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        match inner[i] {
+            b'\\' if i + 1 < inner.len() => {
+                out.push(inner[i + 1]);
+                i += 2;
+            }
+            c if c == q && inner.get(i + 1) == Some(&q) => {
+                out.push(q);
+                i += 2;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// `NEXTVAL()`, `LASTVAL()`, `SETVAL()`, `NEXT VALUE FOR`, `PREVIOUS VALUE
 /// FOR`: the last value a session drew from a sequence lives on the server
 /// connection that drew it, and `LASTVAL()` answers from there. Funnel sees
@@ -798,6 +951,38 @@ mod tests {
             "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()",
         ] {
             assert_eq!(reason(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pinning_refuses_what_acts_on_the_shared_backend_account() {
+        for sql in [
+            "SET PASSWORD = PASSWORD('x')",
+            "set password for current_user() = 'x'",
+            "ALTER USER CURRENT_USER() IDENTIFIED BY 'x'",
+            "SELECT 1; ALTER USER u ACCOUNT LOCK",
+            "/*!SET PASSWORD = 'x' */",
+            "KILL ?",
+            "DO 1; KILL 5",
+            "PREPARE s FROM 'KILL 5'",
+            "PREPARE `s` FROM \"KILL QUERY 5\"",
+            "PREPARE s FROM 'SET PASSWORD = PASSWORD(''x'')'",
+            "EXECUTE IMMEDIATE 'ALTER USER CURRENT_USER() IDENTIFIED BY \\'x\\''",
+            "SELECT 1; PREPARE s FROM 'KILL 5'",
+            "SET STATEMENT max_statement_time = 1 FOR ALTER USER CURRENT_USER() ACCOUNT LOCK",
+        ] {
+            assert!(refusal(sql.as_bytes()).is_some(), "{sql}");
+        }
+        for sql in [
+            "SELECT password FROM users WHERE user = 'x'",
+            "UPDATE users SET password = 'x' WHERE id = 1",
+            "PREPARE s FROM 'SELECT password FROM users WHERE id = ?'",
+            "EXECUTE s USING 'kill'",
+            "EXECUTE IMMEDIATE 'SELECT ''KILL 5'''",
+            "SELECT 'KILL 5', 'SET PASSWORD'",
+            "ALTER TABLE users ADD COLUMN password TEXT",
+        ] {
+            assert_eq!(refusal(sql.as_bytes()), None, "{sql}");
         }
     }
 

@@ -66,6 +66,13 @@ impl Session {
         use super::pinning::PinReason::PreviousStatementInfo;
         // Only a prepare that succeeds names the next "last prepared" one.
         self.stmts.forget_last();
+        if let Some(what) = super::pinning::refusal(&sql) {
+            // Executed, it would act on the backend account every client
+            // shares, as the same text in a query would.
+            return self
+                .reply_error(1, crate::error::EngineError::Unsupported(what))
+                .await;
+        }
         let pins = super::rewrite::mentions_previous_statement(&sql)
             && !super::rewrite::reads_only_last_insert_id(&sql);
         let newly_pinned = pins && !self.pins.contains(PreviousStatementInfo);
