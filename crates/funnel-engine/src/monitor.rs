@@ -44,7 +44,16 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
         if !std::mem::take(&mut first) {
             rt::sleep(cfg.monitor.interval.as_duration()).await;
         }
-        for pool in shard.backends.all().into_iter().filter(|p| !p.is_draining()) {
+        let checked: Vec<_> = shard
+            .backends
+            .all()
+            .into_iter()
+            .filter(|p| !p.is_draining())
+            .collect();
+        // Failures count in a row: a backend left unchecked for a round
+        // (drained, removed) starts again from none.
+        failures.retain(|name, _| checked.iter().any(|p| p.backend_name() == name));
+        for pool in checked {
             let name = pool.backend_name().to_string();
             let timeout = cfg.monitor.timeout.as_duration();
             let mut spec = pool.spec().clone();
