@@ -570,12 +570,14 @@ pub const ACCOUNT_REFUSED: &str =
     "changing the shared backend account (SET PASSWORD, ALTER USER) through Funnel; client passwords are Funnel's users";
 
 fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
-    if runs_kill(sql) {
+    // Runs on every query: one pass over the text finds whether any of the
+    // words involved appears at all (almost never), before any tokenizing.
+    let m = Mentions::of(sql);
+    if m.kill && runs_kill(sql) {
         return Some(KILL_REFUSED);
     }
-    let mentions = |w: &[u8]| find_ci(sql, 0, w).is_some();
-    let account = mentions(b"PASSWORD") || (mentions(b"ALTER") && mentions(b"USER"));
-    let dynamic = mentions(b"PREPARE") || mentions(b"IMMEDIATE");
+    let account = m.password || (m.alter && m.user);
+    let dynamic = m.prepare || m.immediate;
     if !account && !dynamic {
         return None;
     }
@@ -588,7 +590,7 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
             (Some(b"SET"), Some(b"PASSWORD")) | (Some(b"ALTER"), Some(b"USER"))
         )
     };
-    if starts().any(changes_account) || (tokens.executable_comment && mentions(b"PASSWORD")) {
+    if starts().any(changes_account) || (tokens.executable_comment && m.password) {
         return Some(ACCOUNT_REFUSED);
     }
     if word(0) == Some(b"SET") && word(1) == Some(b"STATEMENT") {
@@ -614,6 +616,39 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     match dynamic_sql_literal(sql) {
         Some(text) => refusal_within(&text, depth + 1),
         None => string_literals(sql).find_map(|text| refusal_within(&text, depth + 1)),
+    }
+}
+
+/// Which of the words [`refusal`] looks for appear in a text, anywhere
+/// (strings and comments included), case-insensitive.
+#[derive(Default)]
+struct Mentions {
+    kill: bool,
+    password: bool,
+    alter: bool,
+    user: bool,
+    prepare: bool,
+    immediate: bool,
+}
+
+impl Mentions {
+    fn of(sql: &[u8]) -> Mentions {
+        let mut m = Mentions::default();
+        let at = |i: usize, w: &[u8]| sql.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w));
+        for (i, c) in sql.iter().enumerate() {
+            match c | 0x20 {
+                b'k' => m.kill |= at(i, b"KILL"),
+                b'p' => {
+                    m.password |= at(i, b"PASSWORD");
+                    m.prepare |= at(i, b"PREPARE");
+                }
+                b'a' => m.alter |= at(i, b"ALTER"),
+                b'u' => m.user |= at(i, b"USER"),
+                b'i' => m.immediate |= at(i, b"IMMEDIATE"),
+                _ => {}
+            }
+        }
+        m
     }
 }
 
