@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use crate::pool::{Health, Pool};
+use crate::pool::{Health, Pool, Service};
 
 /// Whether a command may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub enum Access {
     Read,
     /// A statement that changes no data but belongs where writes go (a
     /// `SET`, `USE`, a read that may open a transaction): a writable
-    /// server when the hostgroup has one, else a read-only one.
+    /// server when the hostgroup has one (up or not), else a read-only one.
     PreferWrite,
     /// Anything else.
     Write,
@@ -28,8 +28,17 @@ pub enum Access {
 /// candidates' lowest load, a second spends the round-robin credit.
 pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -> Option<Rc<Pool>> {
     if access == Access::PreferWrite {
-        return pick(pools, hostgroup, Access::Write, skip)
-            .or_else(|| pick(pools, hostgroup, Access::Read, skip));
+        // A read-only server serves only a hostgroup with no writable one
+        // at all: one merely down or drained is waited for like a write's.
+        // Else a read with autocommit off would open its transaction on a
+        // replica (a failed multi-statement SET would pin there) and the
+        // session's next writes follow it there, past `read_only` for an
+        // account that may write anyway.
+        let has_writable = pools.iter().any(|p| {
+            p.placement().hostgroup == hostgroup && p.service() != Service::Retired && !p.is_read_only()
+        });
+        let access = if has_writable { Access::Write } else { Access::Read };
+        return pick(pools, hostgroup, access, skip);
     }
     // A backend not yet checked by the health monitor (just started or just
     // added) might be a read-only replica or a lagging one: when the
@@ -153,10 +162,9 @@ mod tests {
             "one draining, one read-only"
         );
         assert_eq!(pick(&pools, "r", Access::Read, &[]).unwrap().id, 2);
-        assert_eq!(
-            pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id,
-            2,
-            "no writable one: a read-only one takes a session statement"
+        assert!(
+            pick(&pools, "r", Access::PreferWrite, &[]).is_none(),
+            "the writable one is drained: a session statement waits for it"
         );
         assert!(pick(&pools, "nope", Access::Read, &[]).is_none());
     }
@@ -167,6 +175,16 @@ mod tests {
         pools[1].set_health(Health::Up, true, None);
         assert!((0..10).all(|_| pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id == 1));
         pools[0].set_health(Health::Down, false, None);
+        assert!(
+            pick(&pools, "r", Access::PreferWrite, &[]).is_none(),
+            "a writable one down is not replaced by a read-only one"
+        );
+        pools[0].set_health(Health::Up, true, None);
+        assert!(
+            (0..10).all(|_| pick(&pools, "r", Access::PreferWrite, &[]).is_some()),
+            "no writable one: a read-only one takes a session statement"
+        );
+        pools[0].set_health(Health::Down, true, None);
         assert_eq!(pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id, 2);
     }
 

@@ -667,3 +667,35 @@ fn backends_added_and_removed_under_sysbench_load() {
         .unwrap();
     assert!(served > 100, "the added backend served {served} selects");
 }
+
+/// Writer and replica in one hostgroup, the writer drained: a session with
+/// autocommit off reads where transactions go, so the transaction its read
+/// opens, and the writes that follow it, never land on the read-only
+/// replica (the shared backend account may write past `read_only`).
+#[test]
+fn backends_autocommit_off_reads_open_no_transaction_on_a_replica() {
+    let f = farm(&[]);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n\
+         backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        f.writer.addr(),
+        f.r1.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    let mut c = client(&proxy);
+    c.query_drop("SET autocommit = 0").unwrap();
+    set_drained(&proxy, "w", true);
+    let read = c.query_first::<i64, _>("SELECT COUNT(*) FROM t");
+    let write = c.query_drop("INSERT INTO t VALUES (1, 1)");
+    let commit = c.query_drop("COMMIT");
+    assert_eq!(
+        f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(0),
+        "a write reached the read-only replica: read {read:?}, write {write:?}, commit {commit:?}"
+    );
+}
