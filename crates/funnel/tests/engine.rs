@@ -1850,3 +1850,49 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
     ));
     assert_eq!(fresh, Some(1), "the backend account's password is unchanged");
 }
+
+/// `KILL` and `ALTER USER` hidden where only the server reads them (a
+/// compound statement's body, an executable comment's content, the text
+/// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash) are
+/// refused like the plain forms; a query that only mentions those words
+/// next to an executable comment (mysqldump's `SQL_NO_CACHE`) runs.
+#[test]
+fn engine_hidden_kill_and_account_changes_are_refused() {
+    let e = env("hiddenkill", 1, "pool:\n  max_per_core: 2\n");
+    let mut a = e.client();
+    let mut b = e.client();
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("SELECT 1").unwrap();
+    let victim: i64 =
+        e.db.query_first(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
+            e.backend_user()
+        ))
+        .unwrap();
+    let mut passed = Vec::new();
+    for sql in [
+        format!("BEGIN NOT ATOMIC KILL QUERY {victim}; END"),
+        format!("IF 1 THEN KILL QUERY {victim}; END IF"),
+        "/*!ALTER USER CURRENT_USER() WITH MAX_QUERIES_PER_HOUR 0 */".to_string(),
+        "BEGIN NOT ATOMIC ALTER USER CURRENT_USER() WITH MAX_QUERIES_PER_HOUR 0; END".to_string(),
+    ] {
+        match b.query_drop(&sql) {
+            Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
+            Ok(()) => passed.push(sql),
+        }
+    }
+    b.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'").unwrap();
+    let sql = format!("SELECT 'x\\'; KILL QUERY {victim}; SELECT '");
+    match b.query_drop(&sql) {
+        Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
+        Ok(()) => passed.push(sql),
+    }
+    assert!(passed.is_empty(), "reached the server: {passed:?}");
+    assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    a.query_drop("COMMIT").unwrap();
+    b.query_drop("CREATE TABLE skills (id INT, skill VARCHAR(8), password_hash VARCHAR(64))")
+        .unwrap();
+    b.query_drop("SELECT /*!40001 SQL_NO_CACHE */ skill, password_hash FROM skills")
+        .unwrap();
+    b.query_drop("SET @password = 'x'").unwrap();
+}

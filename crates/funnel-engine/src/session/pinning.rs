@@ -536,10 +536,7 @@ pub fn runs_kill(sql: &[u8]) -> bool {
     }
     let tokens = Tokens::scan(sql, Vec::new());
     let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
-    if word(0) == Some(b"KILL") || tokens.executable_comment {
-        return true;
-    }
-    if tokens.statement_starts.iter().any(|&i| word(i) == Some(b"KILL")) {
+    if may_start_statement(&tokens).any(|i| word(i) == Some(b"KILL")) {
         return true;
     }
     word(0) == Some(b"SET")
@@ -558,7 +555,36 @@ pub fn runs_kill(sql: &[u8]) -> bool {
 /// the literal text of `PREPARE ... FROM '...'` and `EXECUTE IMMEDIATE
 /// '...'`; text built at run time (`FROM @v`) cannot be read.
 pub fn refusal(sql: &[u8]) -> Option<&'static str> {
-    refusal_within(sql, 0)
+    refusal_within(sql, 0).or_else(|| {
+        // Under `NO_BACKSLASH_ESCAPES` a backslash is a plain character, so
+        // `'x\'` ends there and what follows is SQL: read it that way too.
+        sql.contains(&b'\\')
+            .then(|| without_backslashes(sql))
+            .and_then(|plain| refusal_within(&plain, 0))
+    })
+}
+
+/// `sql` as the server reads it under `NO_BACKSLASH_ESCAPES`, for the
+/// lexer that honours backslash escapes: each backslash made a space.
+pub fn without_backslashes(sql: &[u8]) -> Vec<u8> {
+    sql.iter().map(|&c| if c == b'\\' { b' ' } else { c }).collect()
+}
+
+/// Where a statement may start: the query's start, after each `;`, and
+/// after the words that open a statement inside a compound statement
+/// (`BEGIN NOT ATOMIC ...`, `IF ... THEN ...`, loops), whose bodies the
+/// server runs as they stand.
+fn may_start_statement(tokens: &Tokens) -> impl Iterator<Item = usize> + '_ {
+    let compound = tokens.words.iter().enumerate().filter_map(|(i, w)| {
+        matches!(
+            w.as_slice(),
+            b"BEGIN" | b"ATOMIC" | b"THEN" | b"ELSE" | b"DO" | b"LOOP" | b"REPEAT"
+        )
+        .then_some(i + 1)
+    });
+    std::iter::once(0)
+        .chain(tokens.statement_starts.iter().copied())
+        .chain(compound)
 }
 
 /// What [`refusal`] answers for a `KILL` it cannot map.
@@ -583,14 +609,14 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     }
     let tokens = Tokens::scan(sql, Vec::new());
     let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
-    let starts = || std::iter::once(0).chain(tokens.statement_starts.iter().copied());
+    let starts = || may_start_statement(&tokens);
     let changes_account = |i: usize| {
         matches!(
             (word(i), word(i + 1)),
             (Some(b"SET"), Some(b"PASSWORD")) | (Some(b"ALTER"), Some(b"USER"))
         )
     };
-    if starts().any(changes_account) || (tokens.executable_comment && m.password) {
+    if starts().any(changes_account) {
         return Some(ACCOUNT_REFUSED);
     }
     if word(0) == Some(b"SET") && word(1) == Some(b"STATEMENT") {
@@ -918,18 +944,35 @@ impl Tokens {
                     i = skip_until(sql, i, b"\n")
                 }
                 b'/' if sql.get(i + 1) == Some(&b'*') => {
-                    if matches!(sql.get(i + 2), Some(b'!') | Some(b'M')) {
-                        t.executable_comment = true;
+                    let marker = match sql.get(i + 2) {
+                        Some(b'!') => Some(3),
+                        Some(b'M') if sql.get(i + 3) == Some(&b'!') => Some(4),
+                        _ => None,
+                    };
+                    match marker {
+                        // The server runs an executable comment's text: its
+                        // words are read like the rest (its closing `*/` is
+                        // punctuation), so nothing can hide in one.
+                        Some(len) => {
+                            t.executable_comment = true;
+                            i += len;
+                        }
+                        None => i = skip_until(sql, i + 2, b"*/"),
                     }
-                    i = skip_until(sql, i + 2, b"*/");
                 }
                 b'@' => {
                     // `@@var` reads a system variable; `@x` is a user variable.
                     if sql.get(i + 1) == Some(&b'@') {
                         i += 2;
                     } else {
+                        // The name is kept with its `@`: `SET @password`
+                        // is no `SET PASSWORD`, `@get_lock` no lock call.
                         t.user_variable = true;
-                        i += 1;
+                        let end = word_end(sql, i + 1);
+                        if end > i + 1 {
+                            t.words.push(Word::new(&sql[i..end]));
+                        }
+                        i = end.max(i + 1);
                     }
                     saw_content = true;
                 }
