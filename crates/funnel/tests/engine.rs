@@ -62,6 +62,19 @@ impl Env {
         format!("{}_b", self.schema)
     }
 
+    /// Makes `a` hold a backend connection (an open transaction) and
+    /// returns that connection's server thread id.
+    fn held_backend_thread(&self, a: &mut Conn) -> i64 {
+        a.query_drop("BEGIN").unwrap();
+        a.query_drop("SELECT 1").unwrap();
+        self.db
+            .query_first(&format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
+                self.backend_user()
+            ))
+            .unwrap()
+    }
+
     /// Backend connections the server sees for this test's backend user.
     fn backend_threads(&self) -> i64 {
         self.db
@@ -1769,15 +1782,7 @@ fn engine_kill_forms_funnel_cannot_map_never_reach_the_server() {
     let e = env("killform", 1, "pool:\n  max_per_core: 2\n");
     let mut a = e.client();
     let mut b = e.client();
-    // A holds a backend connection (an open transaction); find its server thread.
-    a.query_drop("BEGIN").unwrap();
-    a.query_drop("SELECT 1").unwrap();
-    let victim: i64 =
-        e.db.query_first(&format!(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
-            e.backend_user()
-        ))
-        .unwrap();
+    let victim = e.held_backend_thread(&mut a);
     for sql in [
         format!("KILL /* by id */ {victim}"),
         format!("KILL ({victim})"),
@@ -1810,14 +1815,7 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
     let hash = e.db.query_first::<String>("SELECT PASSWORD('other')").unwrap();
     let mut a = e.client();
     let mut b = e.client();
-    a.query_drop("BEGIN").unwrap();
-    a.query_drop("SELECT 1").unwrap();
-    let victim: i64 =
-        e.db.query_first(&format!(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
-            e.backend_user()
-        ))
-        .unwrap();
+    let victim = e.held_backend_thread(&mut a);
     for sql in [
         format!("SET PASSWORD = '{hash}'"),
         "SET PASSWORD = PASSWORD('other')".to_string(),
@@ -1867,14 +1865,7 @@ fn engine_hidden_kill_and_account_changes_are_refused() {
     let e = env("hiddenkill", 1, "pool:\n  max_per_core: 2\n");
     let mut a = e.client();
     let mut b = e.client();
-    a.query_drop("BEGIN").unwrap();
-    a.query_drop("SELECT 1").unwrap();
-    let victim: i64 =
-        e.db.query_first(&format!(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}' ORDER BY ID LIMIT 1",
-            e.backend_user()
-        ))
-        .unwrap();
+    let victim = e.held_backend_thread(&mut a);
     let mut passed = Vec::new();
     for sql in [
         format!("BEGIN NOT ATOMIC KILL QUERY {victim}; END"),
