@@ -820,11 +820,7 @@ fn admin_add_drain_remove_backend_and_shutdown() {
             .read_timeout(Some(Duration::from_secs(1)));
         Conn::new(o).is_ok()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while probe() {
-        assert!(Instant::now() < deadline, "still serving after SHUTDOWN");
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("SHUTDOWN to stop serving", || !probe());
 }
 
 #[test]
