@@ -41,6 +41,7 @@ mod workdir;
 
 pub mod certs;
 pub mod funnel;
+pub mod libmariadb;
 pub mod mini_client;
 
 pub use builder::MariaDbBuilder;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_testkit::libmariadb::sym;
 use funnel_testkit::MariaDb;
 
 /// How long any one client run may take before it counts as a hang.
@@ -311,28 +312,10 @@ const MYSQL_OPT_READ_TIMEOUT: c_int = 11;
 /// `mysql_stmt_fetch`'s end of rows.
 const MYSQL_NO_DATA: c_int = 100;
 
-/// Looks `name` up in the library `h` as a function pointer of type `F`.
-///
-/// # Safety
-/// `F` must be the function's true signature.
-unsafe fn sym<F>(h: *mut c_void, name: &str) -> F {
-    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
-    let c = CString::new(name).unwrap();
-    let p = unsafe { libc::dlsym(h, c.as_ptr()) };
-    assert!(!p.is_null(), "libmariadb has no {name}");
-    // SAFETY: the caller names the function's signature; sizes match.
-    unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) }
-}
-
 fn libmariadb() -> &'static LibMariaDb {
     static LIB: OnceLock<LibMariaDb> = OnceLock::new();
     LIB.get_or_init(|| unsafe {
-        let name = CString::new("libmariadb.so.3").unwrap();
-        let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW);
-        assert!(
-            !h.is_null(),
-            "libmariadb.so.3 is missing: apt-get install -y libmariadb3"
-        );
+        let h = funnel_testkit::libmariadb::open();
         let lib = LibMariaDb {
             init: sym(h, "mysql_init"),
             options: sym(h, "mysql_options"),

@@ -645,6 +645,7 @@ fn prepared_new_params_bound_flag_other_than_0_or_1_is_malformed() {
 // libmariadb (Connector/C), loaded with dlopen: after its first execute it
 // sends the parameter types again only when the application binds anew.
 
+use funnel_testkit::libmariadb::sym;
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr, CString};
 
 /// `MYSQL_BIND` of libmariadb 3 (`mysql.h`).
@@ -695,30 +696,10 @@ struct Connector {
     stmt_close: unsafe extern "C" fn(*mut c_void) -> c_char,
 }
 
-/// Looks `name` up in the library `h` as a function pointer of type `F`.
-///
-/// # Safety
-/// `F` must be the function's true signature.
-unsafe fn sym<F>(h: *mut c_void, name: &str) -> F {
-    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
-    let c = CString::new(name).unwrap();
-    // SAFETY: `h` is a handle from dlopen and `c` a NUL-terminated name.
-    let p = unsafe { libc::dlsym(h, c.as_ptr()) };
-    assert!(!p.is_null(), "libmariadb has no {name}");
-    // SAFETY: the caller names the function's signature; sizes match.
-    unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) }
-}
-
 fn connector() -> &'static Connector {
     static LIB: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();
     LIB.get_or_init(|| {
-        let name = CString::new("libmariadb.so.3").unwrap();
-        // SAFETY: dlopen with a NUL-terminated name; a null result is checked.
-        let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
-        assert!(
-            !h.is_null(),
-            "libmariadb.so.3 is missing: apt-get install -y libmariadb3"
-        );
+        let h = funnel_testkit::libmariadb::open();
         // SAFETY: each signature is the one libmariadb 3 declares.
         let lib = unsafe {
             Connector {
