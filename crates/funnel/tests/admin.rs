@@ -307,10 +307,7 @@ fn admin_servers_count_failed_connects_per_backend() {
     let e = env("admfailures", "");
     let mut admin = e.admin();
     // Nothing listens on a port taken and let go again.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_port();
     admin
         .query_drop(format!("ADD BACKEND dead {closed} nobody x hostgroup spare"))
         .unwrap();
@@ -421,10 +418,7 @@ fn admin_drain_outlives_later_admin_changes() {
     let second = add_second(&mut admin, "admdrainkeep_c");
     admin.query_drop("DRAIN BACKEND primary").unwrap();
     admin.query_drop("SET pool.max_per_core = 8").unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_port();
     admin
         .query_drop(format!("ADD BACKEND spare {closed} nobody x hostgroup spare"))
         .unwrap();
@@ -509,6 +503,14 @@ fn admin_drained_backend_stays_visible_and_undrain_brings_it_back() {
     );
 }
 
+/// An address nobody listens on (the listener is closed at once).
+fn closed_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -549,10 +551,7 @@ fn admin_backend_up_metric_follows_health_not_draining() {
     let mut pinned = e.client();
     pinned.query_drop("SET @keep = 1").unwrap();
     admin.query_drop("DRAIN BACKEND primary").unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_port();
     admin
         .query_drop(format!("ADD BACKEND dead {closed} nobody x hostgroup spare"))
         .unwrap();

@@ -398,13 +398,7 @@ fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
         ),
     );
     let log_path = dir.path().join("funnel.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_funnel"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_logging_to(&path, &log_path);
     wait_for("funnel to serve", || login(port, "app").is_ok());
     // A transaction keeps the graceful stop waiting.
     let mut busy = login(port, "app").unwrap();
@@ -449,13 +443,7 @@ fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
 fn binary_logs_plain_lines_naming_what_a_reload_did_not_apply() {
     let (dir, path, port) = one_core_config("plainlog", "log:\n  level: info\n");
     let log_path = dir.path().join("funnel.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_funnel"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let child = spawn_logging_to(&path, &log_path);
     let mut child = KillOnDrop(child);
     let log = || std::fs::read_to_string(&log_path).unwrap();
     wait_for("funnel to serve", || log().contains("funnel is serving"));
@@ -510,4 +498,15 @@ fn binary_start_errors_give_their_reason_once() {
         assert!(!out.status.success(), "{stderr}");
         assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
     }
+}
+
+/// Starts the binary with `config`, its standard error (the log) to `log`.
+fn spawn_logging_to(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
 }
