@@ -497,6 +497,77 @@ fn prepared_statements_cached_on_idle_connections_leave_room_on_the_server() {
 }
 
 #[test]
+fn prepared_statements_cached_before_the_server_limit_shrank_leave_room() {
+    limit_shrinks_under_a_connections_cache(false);
+}
+
+#[test]
+fn prepared_statements_cached_by_a_busy_connection_when_the_limit_shrank_leave_room() {
+    limit_shrinks_under_a_connections_cache(true);
+}
+
+/// A connection caches 40 statements under the server's limit of 1000;
+/// the limit then drops to 20 (SET GLOBAL) while it is idle or, with
+/// `busy`, in a client's transaction. Each connection's share shrinks to
+/// the minimum, but a cache only gives up one statement per new one it
+/// takes: that connection would keep all 40 on the server, and another
+/// connection's prepare would be refused (1461) with nothing of its own
+/// to free.
+fn limit_shrinks_under_a_connections_cache(busy: bool) {
+    let db = MariaDb::builder()
+        .server_arg("--max-prepared-stmt-count=1000")
+        .start()
+        .unwrap();
+    users(&db);
+    let schema = db.fresh_database(if busy { "ps_shrink_busy" } else { "ps_shrink" });
+    let checks = |db: &MariaDb| {
+        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Com_show_slave_status'")
+            .map_or(0, |(_, n)| n)
+    };
+    let wait_checks = |db: &MariaDb, n: u64| {
+        let before = checks(db);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while checks(db) < before + n {
+            assert!(std::time::Instant::now() < deadline, "no health check");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let cfg = funnel_testkit::funnel::config(
+        &db,
+        ("app", "apppw"),
+        ("ps_backend", "bpw"),
+        Some(&schema),
+        "pool:\n  max_per_core: 2\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 3s\nmonitor:\n  interval: 50ms\n",
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    wait_checks(&db, 1);
+    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    c[0].query("BEGIN").unwrap();
+    for i in 0..40 {
+        let id = c[0].prepare(&format!("SELECT {i} + 1000")).unwrap();
+        c[0].execute(id, 0, &[], false).unwrap();
+    }
+    if !busy {
+        c[0].query("COMMIT").unwrap();
+    }
+    db.root()
+        .query_drop("SET GLOBAL max_prepared_stmt_count = 20")
+        .unwrap();
+    wait_checks(&db, 2);
+    if busy {
+        c[0].query("COMMIT").unwrap();
+    }
+    // Both hold a connection; the second one prepares.
+    c[0].query("BEGIN").unwrap();
+    c[1].query("BEGIN").unwrap();
+    let id = c[1]
+        .prepare("SELECT 'after the limit shrank'")
+        .expect("room on the server for a new statement");
+    c[1].execute(id, 0, &[], false).unwrap();
+}
+
+#[test]
 fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
     // The prepare response describes result columns in the client's
     // character set (a latin1 client's 'abc' is 3 bytes long, a utf8mb4

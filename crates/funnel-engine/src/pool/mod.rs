@@ -285,10 +285,17 @@ impl Pool {
     pub fn set_server_statement_limit(&self, limit: u64, shards: usize) {
         let connections = (shards.max(1) * self.limits.get().max.max(1)) as u64;
         let share = (limit / 2 / connections) as usize;
-        self.statement_cap.set(share.clamp(
+        let cap = share.clamp(
             MIN_STATEMENTS_PER_CONNECTION,
             crate::prepared::conn_cache::PER_CONNECTION,
-        ));
+        );
+        if self.statement_cap.replace(cap) > cap {
+            // A cache gives up one statement per new one it takes, so one
+            // filled under a higher limit would stay over its share for
+            // good, and the server refuse other connections' prepares.
+            // Closing the connection frees its statements on the server.
+            self.idle.borrow_mut().retain(|c| c.stmts.len() <= cap);
+        }
     }
 
     /// How many prepared statements each connection may keep.
@@ -448,7 +455,8 @@ impl Pool {
         }
         let expired = !self.limits.get().max_lifetime.is_zero()
             && conn.opened_at.elapsed() >= self.limits.get().max_lifetime;
-        if !conn.is_reusable() || expired {
+        let over_share = conn.stmts.len() > self.statement_cap.get();
+        if !conn.is_reusable() || expired || over_share {
             self.discard(conn);
             return;
         }
