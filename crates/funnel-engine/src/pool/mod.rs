@@ -294,7 +294,13 @@ impl Pool {
             // filled under a higher limit would stay over its share for
             // good, and the server refuse other connections' prepares.
             // Closing the connection frees its statements on the server.
-            self.idle.borrow_mut().retain(|c| c.stmts.len() <= cap);
+            let mut idle = self.idle.borrow_mut();
+            let before = idle.len();
+            idle.retain(|c| c.stmts.len() <= cap);
+            let closed = (before - idle.len()) as u64;
+            self.stats
+                .backend_discarded
+                .set(self.stats.backend_discarded.get() + closed);
         }
     }
 
