@@ -26,8 +26,9 @@ pub struct ClientStatement {
     pub long_data_err: Option<funnel_protocol::response::ErrPacket>,
 }
 
-/// Statement ids a client holds.
-#[derive(Debug, Default)]
+/// Statement ids a client holds. No `Default`: every instance must count
+/// in its shard's shared `held` counter ([`ClientStatements::new`]).
+#[derive(Debug)]
 pub struct ClientStatements {
     map: HashMap<u32, ClientStatement>,
     next: u32,
@@ -220,7 +221,7 @@ mod tests {
 
     #[test]
     fn prepared_client_ids_and_last_prepared() {
-        let mut c = ClientStatements::default();
+        let mut c = ClientStatements::new(Rc::default());
         let a = c.add(meta()).unwrap();
         let b = c.add(meta()).unwrap();
         assert_ne!(a, b);
