@@ -404,11 +404,11 @@ impl Pool {
             // command that a connection a moment later would have served).
             self.schedule_retry();
         } else if self.slots.get() < self.limits.get().max {
-            return self.open_boxed(key).await.map(|c| (c, false));
+            return self.opened(self.open_boxed(key).await);
         } else if let Some(victim) = self.take_oldest_idle() {
             // Full, but an idle connection of another key exists: replace it.
             drop(victim);
-            return self.open_boxed(key).await.map(|c| (c, false));
+            return self.opened(self.open_boxed(key).await);
         }
         if self.backlog.len() >= self.limits.get().max_waiting {
             self.stats.backlog_full.set(self.stats.backlog_full.get() + 1);
@@ -448,6 +448,21 @@ impl Pool {
             .borrow_mut()
             .record(started.elapsed().as_micros() as u64);
         handoff.map(|c| (c, true))
+    }
+
+    /// A connection this checkout opened, unless the backend was drained
+    /// (or removed) while it opened: then nothing was sent on it, and the
+    /// command goes to another backend instead.
+    fn opened(&self, result: Result<BackendConn, EngineError>) -> Result<(BackendConn, bool), EngineError> {
+        let conn = result?;
+        if self.is_draining() {
+            drop(conn);
+            return Err(EngineError::BackendUnavailable {
+                backend: self.spec.name.clone(),
+                reason: "drained while a connection to it opened".into(),
+            });
+        }
+        Ok((conn, false))
     }
 
     /// Returns a connection after a client's command: to the first waiter,
