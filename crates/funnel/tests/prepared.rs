@@ -437,6 +437,24 @@ fn prepared_statements_spread_over_connections_stay_under_the_server_limit() {
     assert_same(&d, &f);
 }
 
+/// How many health checks Funnel's monitor has run against `db` (each
+/// reads the replication status once).
+fn health_checks(db: &MariaDb) -> u64 {
+    db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Com_show_slave_status'")
+        .map_or(0, |(_, n)| n)
+}
+
+/// Waits until `db` has seen `count` health checks, and a little longer
+/// for the verdict to reach the cores.
+fn wait_for_health_checks(db: &MariaDb, count: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while health_checks(db) < count {
+        assert!(std::time::Instant::now() < deadline, "no health check");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+}
+
 #[test]
 fn prepared_statements_cached_on_idle_connections_leave_room_on_the_server() {
     // Two clients' 16 statements end up cached on two connections each
@@ -450,19 +468,10 @@ fn prepared_statements_cached_on_idle_connections_leave_room_on_the_server() {
         .unwrap();
     users(&db);
     let schema = db.fresh_database("ps_share");
-    let checks = |db: &MariaDb| {
-        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Com_show_slave_status'")
-            .map_or(0, |(_, n)| n)
-    };
-    let before = checks(&db);
+    let before = health_checks(&db);
     let proxy = funnel(&db, &schema, 4);
     // The monitor's first round (it reads the limit) runs at start.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while checks(&db) == before {
-        assert!(std::time::Instant::now() < deadline, "no health check");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_for_health_checks(&db, before + 1);
     let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 3);
     let texts = |who: usize| (0..8).map(move |i| format!("SELECT {i} + {}", who * 100));
     let ids: Vec<Vec<u32>> = (0..2)
@@ -520,19 +529,7 @@ fn limit_shrinks_under_a_connections_cache(busy: bool) {
         .unwrap();
     users(&db);
     let schema = db.fresh_database(if busy { "ps_shrink_busy" } else { "ps_shrink" });
-    let checks = |db: &MariaDb| {
-        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Com_show_slave_status'")
-            .map_or(0, |(_, n)| n)
-    };
-    let wait_checks = |db: &MariaDb, n: u64| {
-        let before = checks(db);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while checks(db) < before + n {
-            assert!(std::time::Instant::now() < deadline, "no health check");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let wait_checks = |db: &MariaDb, n: u64| wait_for_health_checks(db, health_checks(db) + n);
     let cfg = funnel_testkit::funnel::config(
         &db,
         ("app", "apppw"),
