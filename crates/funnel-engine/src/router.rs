@@ -17,6 +17,11 @@ pub enum Access {
     /// `SET`, `USE`, a read that may open a transaction): a writable
     /// server when the hostgroup has one (up or not), else a read-only one.
     PreferWrite,
+    /// A statement whose whole effect Funnel tracks (a `SET` of literals,
+    /// `USE`): it opens no transaction and leaves nothing that could keep
+    /// the session on that server, so where it runs matters only for its
+    /// validity. A writable server when one can take it, else any.
+    Session,
     /// Anything else.
     Write,
 }
@@ -39,6 +44,10 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
         });
         let access = if has_writable { Access::Write } else { Access::Read };
         return pick(pools, hostgroup, access, skip);
+    }
+    if access == Access::Session {
+        return pick(pools, hostgroup, Access::Write, skip)
+            .or_else(|| pick(pools, hostgroup, Access::Read, skip));
     }
     // A backend not yet checked by the health monitor (just started or just
     // added) might be a read-only replica or a lagging one: when the
@@ -186,6 +195,24 @@ mod tests {
         );
         pools[0].set_health(Health::Down, true, None);
         assert_eq!(pick(&pools, "r", Access::PreferWrite, &[]).unwrap().id, 2);
+    }
+
+    #[test]
+    fn router_session_statement_takes_a_replica_while_the_writer_is_away() {
+        let pools = vec![pool(1, "db", 1), pool(2, "db", 1)];
+        pools[1].set_health(Health::Up, true, None);
+        assert!((0..10).all(|_| pick(&pools, "db", Access::Session, &[]).unwrap().id == 1));
+        pools[0].set_health(Health::Down, false, None);
+        assert_eq!(
+            pick(&pools, "db", Access::Session, &[]).map(|p| p.id),
+            Some(2),
+            "the writer is down: a tracked SET runs on the replica"
+        );
+        pools[0].set_health(Health::Up, false, None);
+        pools[0].drain();
+        assert_eq!(pick(&pools, "db", Access::Session, &[]).map(|p| p.id), Some(2));
+        pools[1].drain();
+        assert!(pick(&pools, "db", Access::Session, &[]).is_none());
     }
 
     /// A backend the monitor has not checked yet (it may be a read-only

@@ -699,3 +699,62 @@ fn backends_autocommit_off_reads_open_no_transaction_on_a_replica() {
         "a write reached the read-only replica: read {read:?}, write {write:?}, commit {commit:?}"
     );
 }
+
+/// The writer goes away (a failover): clients whose driver sends a `SET`
+/// at connect, names a schema or sends `USE` keep reading from the
+/// replicas, as with a proxy that only records SETs; writes still wait for
+/// a writer (ERR 9003/9004), and the tracked SET holds no connection on the
+/// replica (the session's next write goes to the writer once it is back).
+#[test]
+fn backends_session_statements_run_on_a_replica_while_the_writer_is_down() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut early = client(&proxy);
+    f.writer.stop();
+    wait_until("the writer marked down", || {
+        early.query_drop("INSERT INTO t VALUES (0, 0)").is_err()
+    });
+    // A login naming a schema (`default_schema: farm`), then a connect-time SET.
+    let mut c = client(&proxy);
+    c.query_drop("SET NAMES utf8mb4").unwrap();
+    c.query_drop("SET time_zone = '+05:00'").unwrap();
+    c.query_drop("USE farm").unwrap();
+    assert_eq!(
+        c.query_first::<String, _>("SELECT @@time_zone")
+            .unwrap()
+            .as_deref(),
+        Some("+05:00")
+    );
+    let readers = [f.r1.port(), f.r2.port()];
+    assert!(readers.contains(&port(&mut c, "SELECT @@port")));
+    let write = c.query_drop("INSERT INTO t VALUES (1, 1)").unwrap_err();
+    let write = write.to_string();
+    assert!(write.contains("9004") || write.contains("9003"), "{write}");
+    f.writer.start_again();
+    wait_until("the writer back", || {
+        c.query_drop("INSERT INTO t VALUES (1, 1)").is_ok()
+    });
+    assert_eq!(
+        f.writer
+            .query_first::<i64>("SELECT COUNT(*) FROM farm.t WHERE id = 1"),
+        Some(1)
+    );
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+    assert_eq!(
+        c.query_first::<String, _>("SELECT @@time_zone")
+            .unwrap()
+            .as_deref(),
+        Some("+05:00"),
+        "the SET made on a replica follows the session"
+    );
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -135,6 +135,14 @@ impl Forward {
             && self.lock_names == LockNames::None
     }
 
+    /// All the command may leave behind is state Funnel tracks, whether
+    /// it succeeds or fails (one `SET` of literals, `USE`): nothing can
+    /// hold the session on the server that ran it, so any server of the
+    /// session's cluster can check it.
+    pub fn leaves_only_tracked_state(&self) -> bool {
+        self.session_only && self.pin.is_none() && self.read_back.is_none() && self.pin_on_error.is_none()
+    }
+
     /// A forward with no side effects on the session.
     pub fn new(name: &'static str, expect: Option<Expect>) -> Self {
         Forward {

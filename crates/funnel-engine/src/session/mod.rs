@@ -391,14 +391,15 @@ impl Session {
     /// Asks a backend of the user's default hostgroup whether `schema` exists
     /// and may be used (`COM_INIT_DB`).
     async fn check_schema(&mut self, schema: &[u8]) -> SchemaVerdict {
-        let hostgroup = self.user.default_hostgroup.clone();
-        let mut conn = match self
-            .shard
-            .backends
-            .checkout(&hostgroup, self.key, Access::PreferWrite, false)
-            .await
-        {
-            Ok((c, _)) => c,
+        // Like a `USE`, it changes no data: a replica may answer it while
+        // the writer is away (see `route`).
+        let route = Route {
+            hostgroup: self.user.default_hostgroup.clone(),
+            access: Access::Session,
+            fallback: self.user.read_hostgroup.clone(),
+        };
+        let mut conn = match self.checkout_on(&route).await {
+            Ok(c) => c,
             Err(e) => {
                 return SchemaVerdict::Refused {
                     err: e.to_err_packet(),
@@ -820,6 +821,8 @@ impl Session {
         }
         let access = if f.read_only {
             Access::Read
+        } else if f.leaves_only_tracked_state() {
+            Access::Session
         } else if f.session_only {
             Access::PreferWrite
         } else {
@@ -828,7 +831,12 @@ impl Session {
         let default = Route {
             hostgroup: user.default_hostgroup.clone(),
             access,
-            fallback: None,
+            // With the writer away (a failover), a `SET NAMES` at connect
+            // or a `USE` may still be checked on a replica, so the
+            // session's reads go on.
+            fallback: (access == Access::Session)
+                .then(|| user.read_hostgroup.clone())
+                .flatten(),
         };
         let sql = (f.name == "COM_QUERY")
             .then(|| self.buf.bytes().get(5..total.min(MAX_CHUNK)))
@@ -908,6 +916,11 @@ impl Session {
 
     async fn checkout_route(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
         let route = self.route(total, f);
+        self.checkout_on(&route).await
+    }
+
+    /// A connection from `route`'s hostgroup, else from its fallback.
+    async fn checkout_on(&self, route: &Route) -> Result<BackendConn, EngineError> {
         match self
             .shard
             .backends
@@ -921,11 +934,11 @@ impl Session {
             Err(EngineError::NoBackend { .. } | EngineError::BackendUnavailable { .. })
                 if route.fallback.is_some() =>
             {
-                let fallback = route.fallback.expect("checked");
+                let fallback = route.fallback.as_ref().expect("checked");
                 let (c, _) = self
                     .shard
                     .backends
-                    .checkout(&fallback, self.key, route.access, false)
+                    .checkout(fallback, self.key, route.access, false)
                     .await?;
                 Ok(c)
             }
