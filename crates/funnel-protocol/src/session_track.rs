@@ -64,6 +64,9 @@ pub fn parse(data: &[u8]) -> Result<Vec<SessionChange<'_>>> {
                 value: b.lenenc_str("variable value")?,
             },
             SESSION_TRACK_SCHEMA => SessionChange::Schema(b.lenenc_str("schema")?),
+            // MariaDB sends the flag bare (`02 01 '1'`), MySQL as a
+            // length-encoded string inside the entry (`02 02 01 '1'`).
+            SESSION_TRACK_STATE_CHANGE if blob.len() == 1 => SessionChange::StateChange(blob == b"1"),
             SESSION_TRACK_STATE_CHANGE => SessionChange::StateChange(b.lenenc_str("state change")? == b"1"),
             SESSION_TRACK_GTIDS => SessionChange::Gtids(blob),
             SESSION_TRACK_TRANSACTION_CHARACTERISTICS => {
@@ -87,6 +90,27 @@ mod tests {
         // The login OK from login_and_queries.txt tracks schema `capdb`.
         let data = [0x01, 0x06, 0x05, b'c', b'a', b'p', b'd', b'b'];
         assert_eq!(parse(&data).unwrap(), vec![SessionChange::Schema(b"capdb")]);
+    }
+
+    /// Bytes of MariaDB 10.11's OK after a `SET SESSION time_zone` with
+    /// `session_track_state_change` on: the flag has no inner length.
+    #[test]
+    fn protocol_session_track_golden_mariadb_state_change() {
+        let mut data = vec![0x00, 0x11, 0x09];
+        data.extend_from_slice(b"time_zone");
+        data.push(0x06);
+        data.extend_from_slice(b"+01:00");
+        data.extend_from_slice(&[0x02, 0x01, b'1']);
+        assert_eq!(
+            parse(&data).unwrap(),
+            vec![
+                SessionChange::SystemVariable {
+                    name: b"time_zone",
+                    value: b"+01:00"
+                },
+                SessionChange::StateChange(true),
+            ]
+        );
     }
 
     #[test]
