@@ -90,6 +90,13 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// A backend did not finish answering a client's command (or a
+    /// prepare Funnel ran for it) within `pool.query_timeout`.
+    #[error("no answer within pool.query_timeout ({limit:?})")]
+    QueryTimeout {
+        /// The configured limit.
+        limit: Duration,
+    },
     /// The session's transaction died with its backend connection (the
     /// client had ERR 9007 for it); statements are refused until the client
     /// ends the transaction.
@@ -148,9 +155,11 @@ impl EngineError {
             | InsecureTransport
             | Interrupted
             | ConnectionKilled => Fault::Client,
-            BackendUnavailable { .. } | BackendLost { .. } | NoBackend { .. } | TransactionLost => {
-                Fault::Backend
-            }
+            BackendUnavailable { .. }
+            | BackendLost { .. }
+            | NoBackend { .. }
+            | TransactionLost
+            | QueryTimeout { .. } => Fault::Backend,
             BacklogTimeout { .. }
             | BacklogFull { .. }
             | TooManyConnections
@@ -243,6 +252,14 @@ impl EngineError {
                 "08S01",
                 format!("Lost connection to backend '{backend}' during query: {reason}"),
             ),
+            QueryTimeout { limit } => ErrPacket::new(
+                1969,
+                "70100",
+                format!(
+                    "Query execution was interrupted (pool.query_timeout of {} ms exceeded)",
+                    limit.as_millis()
+                ),
+            ),
             // What MariaDB itself answers such a login with.
             ClientCharset(name) => ErrPacket::new(
                 1231,
@@ -314,6 +331,16 @@ mod tests {
         assert!(p.message_text().contains("backlog.wait_timeout (1500 ms)"));
         let p = EngineError::BacklogFull { max_waiting: 10 }.to_err_packet();
         assert!(p.message_text().contains("backlog.max_waiting_per_core (10)"));
+    }
+
+    #[test]
+    fn error_query_timeout_is_mariadbs_interrupted_statement() {
+        let p = EngineError::QueryTimeout {
+            limit: Duration::from_millis(1500),
+        }
+        .to_err_packet();
+        assert_eq!((p.code, &p.sql_state), (1969, b"70100"));
+        assert!(p.message_text().contains("pool.query_timeout of 1500 ms"));
     }
 
     #[test]

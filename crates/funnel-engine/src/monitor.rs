@@ -116,6 +116,12 @@ async fn check(
         timeout,
     )
     .await?;
+    // The check as a whole has `monitor.timeout` (the caller's); this only
+    // names it, should a statement's own deadline pass first.
+    conn.own_deadline.set(crate::pool::conn::Deadline {
+        limit: timeout,
+        key: "monitor.timeout",
+    });
     let (_, rows) = conn
         .query_rows("SELECT @@read_only, @@global.max_prepared_stmt_count")
         .await?;

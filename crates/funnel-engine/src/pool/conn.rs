@@ -1,6 +1,11 @@
 //! One pre-authenticated backend connection: opening it, and running small
 //! commands on it to completion (state changes before a client's command).
 //!
+//! Each of those commands has a deadline (see [`Deadline`]): a backend that
+//! stops answering one must not hold its client, or its pool slot, for
+//! ever. A connection whose command ran out of time is never reused: the
+//! server may still answer it later.
+//!
 //! Dropping a connection only closes its socket and frees its pool slot;
 //! there is no async work in `Drop`.
 
@@ -85,6 +90,36 @@ pub enum BackendError {
     /// An auth method Funnel cannot complete on this transport.
     #[error("unsupported authentication: {0}")]
     Auth(String),
+    /// The backend did not answer one of Funnel's commands within its
+    /// deadline (the server may still be running it).
+    #[error("no answer within {} ({} ms)", .0.key, .0.limit.as_millis())]
+    Unanswered(Deadline),
+}
+
+/// How long one of Funnel's own commands on a backend connection may take,
+/// and the config key that says so (for the client's error message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// The time allowed.
+    pub limit: Duration,
+    /// The config key it comes from.
+    pub key: &'static str,
+}
+
+impl Deadline {
+    /// The config key of the deadline for the statements that restore a
+    /// session on a connection: they are part of making it usable.
+    pub const CONNECT_KEY: &'static str = "pool.connect_timeout";
+    /// The config key of the deadline for a client's command.
+    pub const QUERY_KEY: &'static str = "pool.query_timeout";
+
+    /// `limit` from `pool.connect_timeout`.
+    pub fn connect(limit: Duration) -> Self {
+        Deadline {
+            limit,
+            key: Self::CONNECT_KEY,
+        }
+    }
 }
 
 /// Keeps a pool slot taken while a connection (or its opening) exists.
@@ -153,6 +188,12 @@ pub struct BackendConn {
     /// for the transaction the next statement opens. Cleared once a
     /// transaction is seen (it ends with it) or autocommit is on.
     pub savepoint_outside_tx: bool,
+    /// The deadline of Funnel's own commands here, shared with the pool so
+    /// that a reload reaches connections already open.
+    pub own_deadline: Rc<Cell<Deadline>>,
+    /// One of Funnel's commands here ran out of time: the server may still
+    /// answer it, so nothing here can be trusted any more.
+    pub unanswered: bool,
     _slot: SlotGuard,
 }
 
@@ -298,6 +339,8 @@ impl BackendConn {
                         stale_diagnostics: false,
                         tx_unknown: false,
                         savepoint_outside_tx: false,
+                        own_deadline: Rc::new(Cell::new(Deadline::connect(limit))),
+                        unanswered: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -345,6 +388,38 @@ impl BackendConn {
     /// (headers included) to `raw` when given. Only for small responses,
     /// such as a prepare's metadata.
     pub async fn run_capturing(
+        &mut self,
+        payload: &[u8],
+        expect: Expect,
+        raw: Option<&mut Vec<u8>>,
+    ) -> Result<ResponseSummary, BackendError> {
+        let deadline = Some(self.own_deadline.get());
+        self.run_capturing_within(deadline, payload, expect, raw).await
+    }
+
+    /// [`BackendConn::run_capturing`] under `deadline` instead of the
+    /// connection's own one (`None`: none, as for a client's command when
+    /// `pool.query_timeout` is off).
+    pub async fn run_capturing_within(
+        &mut self,
+        deadline: Option<Deadline>,
+        payload: &[u8],
+        expect: Expect,
+        raw: Option<&mut Vec<u8>>,
+    ) -> Result<ResponseSummary, BackendError> {
+        let Some(deadline) = deadline else {
+            return self.exchange(payload, expect, raw).await;
+        };
+        match rt::timeout(deadline.limit, self.exchange(payload, expect, raw)).await {
+            Some(result) => result,
+            None => {
+                self.unanswered = true;
+                Err(BackendError::Unanswered(deadline))
+            }
+        }
+    }
+
+    async fn exchange(
         &mut self,
         payload: &[u8],
         expect: Expect,
@@ -423,17 +498,28 @@ impl BackendConn {
     }
 
     /// Sends a command that has no response (`COM_STMT_CLOSE`).
+    /// A server that stopped reading fills the socket's buffers: the write
+    /// has the connection's deadline too.
     pub async fn send_without_response(&mut self, payload: &[u8]) -> Result<(), BackendError> {
-        send_packet(&mut self.stream, 0, payload).await?;
-        Ok(())
+        let deadline = self.own_deadline.get();
+        match rt::timeout(deadline.limit, send_packet(&mut self.stream, 0, payload)).await {
+            Some(sent) => Ok(sent?),
+            None => {
+                self.unanswered = true;
+                Err(BackendError::Unanswered(deadline))
+            }
+        }
     }
 
-    /// True when the connection can serve another client: nothing unread,
-    /// no transaction open, and autocommit on or off by a `SET` Funnel
+    /// True when the connection can serve another client: nothing unread
+    /// (nor late: see `unanswered`), no transaction open, and autocommit on or off by a `SET` Funnel
     /// tracked (the next session's sync sets it to that session's value;
     /// without a transaction open, autocommit off leaves nothing behind).
     pub fn is_reusable(&self) -> bool {
-        self.buf.is_empty() && !self.may_be_in_transaction() && !self.autocommit_off_untracked()
+        self.buf.is_empty()
+            && !self.unanswered
+            && !self.may_be_in_transaction()
+            && !self.autocommit_off_untracked()
     }
 
     /// True when a transaction is open here, or may be (see `tx_unknown`).

@@ -141,6 +141,9 @@ pub struct Pool {
     spec: BackendSpec,
     backend: Rc<str>,
     limits: Cell<PoolLimits>,
+    /// `limits.connect_timeout` as the deadline of Funnel's own commands,
+    /// shared with every connection of the pool (so a reload reaches them).
+    own_deadline: Rc<Cell<conn::Deadline>>,
     idle: RefCell<Vec<BackendConn>>,
     /// Open plus opening connections (each holds a [`SlotGuard`]).
     slots: Rc<Cell<usize>>,
@@ -192,6 +195,7 @@ impl Pool {
             opening_for_backlog: Cell::new(0),
             backend: Rc::from(spec.name.as_str()),
             spec,
+            own_deadline: Rc::new(Cell::new(conn::Deadline::connect(limits.connect_timeout))),
             limits: Cell::new(limits),
             idle: RefCell::new(Vec::new()),
             slots: Rc::new(Cell::new(0)),
@@ -354,6 +358,8 @@ impl Pool {
         *self.placement.borrow_mut() = placement;
         limits.min_idle = limits.min_idle.min(limits.max);
         self.limits.set(limits);
+        self.own_deadline
+            .set(conn::Deadline::connect(limits.connect_timeout));
         // A larger pool serves the commands already waiting first, in
         // their order, not only the ones that arrive from now on.
         self.open_for_waiters();
@@ -643,6 +649,7 @@ impl Pool {
             Ok((mut conn, version)) => {
                 conn.pool_id = self.id;
                 conn.backend = self.backend.clone();
+                conn.own_deadline = self.own_deadline.clone();
                 self.open_backoff.set(Duration::ZERO);
                 self.open_not_before.set(None);
                 *self.last_open_error.borrow_mut() = None;

@@ -36,7 +36,7 @@ use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
 use crate::kill::{ClientControl, ClientState};
-use crate::pool::conn::BackendConn;
+use crate::pool::conn::{BackendConn, BackendError, Deadline};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
 use crate::relay::{relay_response, ClientSide, RelayEnd};
@@ -1093,10 +1093,10 @@ impl Session {
                     self.pin(reason);
                 }
                 if ok {
-                    if let Err(lost) = self.read_back(&mut conn, f, summary.warnings).await {
+                    if let Err((lost, e)) = self.read_back(&mut conn, f, summary.warnings).await {
                         // What was to be read lives on a connection that is gone.
                         self.pin(lost);
-                        self.discard_backend(conn);
+                        self.lose_after_reply(conn, &e);
                         return Ok(());
                     }
                 }
@@ -1143,14 +1143,7 @@ impl Session {
                     return Err(End::MidPacket);
                 }
                 let limit = self.shard.config().pool.query_timeout.as_duration();
-                let err = ErrPacket::new(
-                    1969,
-                    "70100",
-                    format!(
-                        "Query execution was interrupted (pool.query_timeout of {} ms exceeded)",
-                        limit.as_millis()
-                    ),
-                );
+                let err = EngineError::QueryTimeout { limit }.to_err_packet();
                 self.send_own_err(next_seq, &err).await?;
                 self.clear_pins();
                 self.pin_reason = None;
@@ -1222,7 +1215,41 @@ impl Session {
         ) {
             self.tx_lost = true;
         }
+        if conn.unanswered {
+            // One of Funnel's statements there ran out of time: a server
+            // that is alive but slow (a lock) would go on running it.
+            let (pool, thread) = (conn.pool_id, conn.server_thread_id);
+            let shard = self.shard.clone();
+            rt::spawn(async move {
+                let _ = shard.kill_backend_query(pool, thread).await;
+            });
+        }
         self.shard.backends.discard(conn);
+    }
+
+    /// The connection failed after the client had its reply, taking state
+    /// that reply made with it (a variable read back, a named lock): the
+    /// client's next command gets the ERR, then the session ends (closing
+    /// now would end it without a word).
+    fn lose_after_reply(&mut self, conn: BackendConn, e: &BackendError) {
+        self.discard_backend(conn);
+        if std::mem::take(&mut self.state_lost) {
+            let err = backend_lost(&self.last_backend, e.to_string()).to_err_packet();
+            self.shard.stats.count_error(err.code);
+            self.ending_err = Some(err);
+        }
+    }
+
+    /// What the client is told when its backend failed during a statement
+    /// Funnel ran for it: ERR 1969 when that statement had
+    /// `pool.query_timeout` (a prepare), else a lost backend (9007).
+    fn backend_failure(&self, e: BackendError) -> EngineError {
+        match e {
+            BackendError::Unanswered(d) if d.key == Deadline::QUERY_KEY => {
+                EngineError::QueryTimeout { limit: d.limit }
+            }
+            e => backend_lost(&self.last_backend, e.to_string()),
+        }
     }
 
     /// After a command: keep the connection (transaction, sticky state) or
@@ -1265,14 +1292,16 @@ impl Session {
         conn: &mut BackendConn,
         f: &Forward,
         warnings: u16,
-    ) -> Result<(), PinReason> {
+    ) -> Result<(), (PinReason, BackendError)> {
         if let Some(names) = &f.read_back {
-            if !self.read_back_vars(conn, names, warnings).await {
-                return Err(PinReason::SessionVariable);
-            }
+            self.read_back_vars(conn, names, warnings)
+                .await
+                .map_err(|e| (PinReason::SessionVariable, e))?;
         }
-        if f.reads_found_rows && !self.read_back_found_rows(conn, warnings).await {
-            return Err(PinReason::PreviousStatementInfo);
+        if f.reads_found_rows {
+            self.read_back_found_rows(conn, warnings)
+                .await
+                .map_err(|e| (PinReason::PreviousStatementInfo, e))?;
         }
         Ok(())
     }
@@ -1283,8 +1312,12 @@ impl Session {
     /// answers `FOUND_ROWS()` from then on) where the read would not be
     /// faithful: warnings the client may still read, or a session already
     /// pinned (it may be answering previous-statement reads from the
-    /// server). False when the connection failed.
-    async fn read_back_found_rows(&mut self, conn: &mut BackendConn, warnings: u16) -> bool {
+    /// server). `Err` when the connection failed.
+    async fn read_back_found_rows(
+        &mut self,
+        conn: &mut BackendConn,
+        warnings: u16,
+    ) -> Result<(), BackendError> {
         let count = if warnings > 0 || self.sticky() {
             None
         } else {
@@ -1292,8 +1325,8 @@ impl Session {
                 Ok((_, rows)) => rows
                     .first()
                     .and_then(|row| row.first()?.as_deref()?.parse::<u64>().ok()),
-                Err(crate::pool::conn::BackendError::Refused(_)) => None,
-                Err(_) => return false,
+                Err(BackendError::Refused(_)) => None,
+                Err(e) => return Err(e),
             }
         };
         match count {
@@ -1303,7 +1336,7 @@ impl Session {
                 self.calc_found_rows = true;
             }
         }
-        true
+        Ok(())
     }
 
     /// After a `SET` of values only the server could compute (`SET sql_mode
@@ -1313,20 +1346,25 @@ impl Session {
     /// cannot replay: the `SET` left warnings the client may still read
     /// (the read would replace them), the session already keeps its
     /// connection (it may be answering `ROW_COUNT()` from the server), or
-    /// a value has no sure literal form. False when the connection failed.
-    async fn read_back_vars(&mut self, conn: &mut BackendConn, names: &[String], warnings: u16) -> bool {
+    /// a value has no sure literal form. `Err` when the connection failed.
+    async fn read_back_vars(
+        &mut self,
+        conn: &mut BackendConn,
+        names: &[String],
+        warnings: u16,
+    ) -> Result<(), BackendError> {
         if warnings > 0 || self.sticky() {
             self.pin(PinReason::SessionVariable);
-            return true;
+            return Ok(());
         }
         let select: Vec<String> = names.iter().map(|n| format!("@@session.{n}")).collect();
         let (columns, rows) = match conn.query_columns(&format!("SELECT {}", select.join(", "))).await {
             Ok(result) => result,
-            Err(crate::pool::conn::BackendError::Refused(_)) => {
+            Err(BackendError::Refused(_)) => {
                 self.pin(PinReason::SessionVariable);
-                return true;
+                return Ok(());
             }
-            Err(_) => return false,
+            Err(e) => return Err(e),
         };
         let assignments: Option<Vec<variables::Assignment>> = rows
             .first()
@@ -1350,7 +1388,7 @@ impl Session {
             }
             None => self.pin(PinReason::SessionVariable),
         }
-        true
+        Ok(())
     }
 
     /// Ends a `SET TRANSACTION` pin once the transaction it was for has
@@ -1441,10 +1479,10 @@ impl Session {
                 }
             }
             // Refused (privileges, say): the pin stays, nothing is lost.
-            Err(crate::pool::conn::BackendError::Refused(_)) => self.pinned = Some(conn),
-            // The connection, and the locks with it, are gone: the session
-            // ends after its next reply, as for any lost pinned state.
-            Err(_) => self.discard_backend(conn),
+            Err(BackendError::Refused(_)) => self.pinned = Some(conn),
+            // The connection, and the locks with it, are gone: the client's
+            // next command learns why, then the session ends.
+            Err(e) => self.lose_after_reply(conn, &e),
         }
     }
 

@@ -11,7 +11,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 
 use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
-use crate::pool::conn::{BackendConn, BackendError};
+use crate::pool::conn::{BackendConn, BackendError, Deadline};
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{
     bound_flag_missing, parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead,
@@ -165,8 +165,8 @@ impl Session {
             },
             Err(e) => {
                 self.discard_backend(conn);
-                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await
+                let err = self.backend_failure(e);
+                self.reply_error(1, err).await
             }
         }
     }
@@ -524,7 +524,9 @@ impl Session {
                     match close_evicted(conn, evicted).await {
                         Ok(c) => Ok(Some(c)),
                         Err(c) => {
-                            self.shard.backends.discard(c);
+                            // As any lost connection: a transaction or
+                            // pinned state on it is gone with it.
+                            self.discard_backend(c);
                             self.reply_error(
                                 1,
                                 backend_lost(&self.last_backend, "closing a statement failed".into()),
@@ -551,9 +553,8 @@ impl Session {
             },
             Err(e) => {
                 self.discard_backend(conn);
-                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await
-                    .map(|_| None)
+                let err = self.backend_failure(e);
+                self.reply_error(1, err).await.map(|_| None)
             }
         }
     }
@@ -563,13 +564,29 @@ impl Session {
     /// (ERR 1461; every connection's cache counts, so it can be reached
     /// by clients that together hold fewer), the connection's statements
     /// no one needs now are closed and the prepare runs once more.
+    ///
+    /// A prepare is part of the client's command (its own, or the execute
+    /// it comes before): `pool.query_timeout` bounds it, when set. Unlike
+    /// the statements that restore a session, it may wait for a lock.
     async fn run_prepare(
         &mut self,
         mut conn: BackendConn,
         payload: &[u8],
         raw: &mut Vec<u8>,
     ) -> (BackendConn, Result<ResponseSummary, BackendError>) {
-        let result = conn.run_capturing(payload, Expect::Prepare, Some(raw)).await;
+        let deadline = self
+            .shard
+            .config()
+            .pool
+            .query_timeout
+            .non_zero()
+            .map(|limit| Deadline {
+                limit,
+                key: Deadline::QUERY_KEY,
+            });
+        let result = conn
+            .run_capturing_within(deadline, payload, Expect::Prepare, Some(raw))
+            .await;
         let full = matches!(&result, Ok(s) if s.error.as_ref().is_some_and(|e| e.code == MAX_PREPARED_STMT_COUNT_REACHED));
         if !full {
             return (conn, result);
@@ -586,7 +603,9 @@ impl Session {
             }
         }
         raw.clear();
-        let result = conn.run_capturing(payload, Expect::Prepare, Some(raw)).await;
+        let result = conn
+            .run_capturing_within(deadline, payload, Expect::Prepare, Some(raw))
+            .await;
         (conn, result)
     }
 
