@@ -4,7 +4,8 @@
 //! answering: a frozen server (SIGSTOP) or a connection that swallows
 //! everything from a given statement on. Each must give its client an ERR
 //! within its deadline (`pool.connect_timeout`, or `pool.query_timeout` for
-//! prepares), never a hang, and leave the pool's one slot usable.
+//! prepares and for writing a client's command), never a hang, and leave
+//! the pool's one slot usable.
 //!
 //! Clients read with a deadline of [`HANG`]: a statement without its own
 //! deadline shows up as a read timeout, not as a test that never ends.
@@ -456,5 +457,23 @@ fn own_statements_named_lock_check_is_bounded() {
     let err = promptly(|| code(a.query_drop("SELECT 1")));
     assert_eq!(err, 9007);
     assert!(!armed.load(Ordering::SeqCst), "the check was swallowed");
+    pool_serves(&proxy);
+}
+
+/// A client's command that the frozen server's socket cannot take whole
+/// (larger than the kernel buffers): writing it is part of the command, so
+/// `pool.query_timeout` bounds it as it bounds the reply (ERR 1969).
+#[test]
+fn own_statements_large_command_to_a_frozen_backend_is_bounded_by_the_query_timeout() {
+    let db = server();
+    let proxy = start(db.addr(), "1s");
+    let mut a = client(&proxy);
+    a.query_drop("SELECT 1").unwrap();
+    let big = format!("SELECT LENGTH('{}')", "x".repeat(15 << 20));
+    db.pause();
+    let err = promptly(|| code(a.query_drop(&big)));
+    db.resume();
+    assert_eq!(err, 1969);
+    assert_eq!(eventually(|| a.query_first::<i64, _>("SELECT 1")), Some(1));
     pool_serves(&proxy);
 }

@@ -497,6 +497,35 @@ impl BackendConn {
         Ok((columns, rows))
     }
 
+    /// Writes a client's command (framed). Writing is part of the command:
+    /// `deadline` (its `pool.query_timeout`, if any) bounds it as it bounds
+    /// the reply, since a server that stopped reading takes only what the
+    /// kernel's buffers hold. Polled once first, so a write the socket
+    /// takes at once (nearly every command) arms no timer.
+    pub async fn send_command(
+        &mut self,
+        bytes: &[u8],
+        deadline: Option<Deadline>,
+    ) -> Result<(), BackendError> {
+        let Some(deadline) = deadline else {
+            return Ok(self.stream.write_all(bytes).await?);
+        };
+        let sent = {
+            let mut write = std::pin::pin!(self.stream.write_all(bytes));
+            match futures_lite::future::poll_once(&mut write).await {
+                Some(done) => Some(done),
+                None => rt::timeout(deadline.limit, write).await,
+            }
+        };
+        match sent {
+            Some(sent) => Ok(sent?),
+            None => {
+                self.unanswered = true;
+                Err(BackendError::Unanswered(deadline))
+            }
+        }
+    }
+
     /// Sends a command that has no response (`COM_STMT_CLOSE`).
     /// A server that stopped reading fills the socket's buffers: the write
     /// has the connection's deadline too.

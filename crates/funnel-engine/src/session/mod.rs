@@ -736,19 +736,28 @@ impl Session {
         } else {
             self.rewrite_query(total)
         };
+        let deadline = self.query_deadline();
         let sent = match &rewritten {
-            Some(bytes) => conn.stream.write_all(bytes).await,
-            None => conn.stream.write_all(&self.buf.bytes()[..total]).await,
+            Some(bytes) => conn.send_command(bytes, deadline).await,
+            None => conn.send_command(&self.buf.bytes()[..total], deadline).await,
         };
         self.buf.consume(total);
         if let Err(e) = sent {
             // Whether the server got the command is unknown: never resend it.
             self.discard_backend(conn);
-            return self
-                .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                .await;
+            let err = self.backend_failure(e);
+            return self.reply_error(1, err).await;
         }
         self.relay_and_settle(conn, &f).await
+    }
+
+    /// The deadline of a client's command (`pool.query_timeout`), if any.
+    fn query_deadline(&self) -> Option<Deadline> {
+        let limit = self.shard.config().pool.query_timeout.non_zero()?;
+        Some(Deadline {
+            limit,
+            key: Deadline::QUERY_KEY,
+        })
     }
 
     /// Remembers the digest of the query in the buffer (its shape is built

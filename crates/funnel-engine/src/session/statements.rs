@@ -11,7 +11,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 
 use super::command::{Forward, StatementCommand};
 use super::{backend_lost, End, Session};
-use crate::pool::conn::{BackendConn, BackendError, Deadline};
+use crate::pool::conn::{BackendConn, BackendError};
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{
     bound_flag_missing, parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead,
@@ -574,16 +574,7 @@ impl Session {
         payload: &[u8],
         raw: &mut Vec<u8>,
     ) -> (BackendConn, Result<ResponseSummary, BackendError>) {
-        let deadline = self
-            .shard
-            .config()
-            .pool
-            .query_timeout
-            .non_zero()
-            .map(|limit| Deadline {
-                limit,
-                key: Deadline::QUERY_KEY,
-            });
+        let deadline = self.query_deadline();
         let result = conn
             .run_capturing_within(deadline, payload, Expect::Prepare, Some(raw))
             .await;
@@ -629,11 +620,11 @@ impl Session {
         Stats::bump(&self.shard.stats.forwarded);
         self.out.clear();
         write_packet(&mut self.out, 0, payload);
-        if let Err(e) = conn.stream.write_all(&self.out).await {
+        let deadline = self.query_deadline();
+        if let Err(e) = conn.send_command(&self.out, deadline).await {
             self.discard_backend(conn);
-            return self
-                .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                .await;
+            let err = self.backend_failure(e);
+            return self.reply_error(1, err).await;
         }
         self.relay_and_settle(conn, f).await
     }
