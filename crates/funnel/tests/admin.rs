@@ -171,7 +171,7 @@ fn admin_pools_clients_servers_and_multiplexing() {
     let mut plain = e.client();
     let mut pinned = e.client();
     plain.query_drop("SELECT 1").unwrap();
-    pinned.query_drop("SET @v = 1").unwrap();
+    pinned.query_drop("SELECT 1 INTO @v").unwrap();
     let pools: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
     assert_eq!(pools.len(), 2, "one row per core for the one backend");
     let pinned_total: usize = pools
@@ -347,7 +347,7 @@ fn admin_servers_show_connections_held_on_any_core() {
     let mut pinned = None;
     for _ in 0..100 {
         let mut c = e.client();
-        c.query_drop("SET @keep = 1").unwrap();
+        c.query_drop("SELECT 1 INTO @keep").unwrap();
         if core_of_only_client(&mut admin) == "1" {
             pinned = Some(c);
             break;
@@ -549,7 +549,7 @@ fn admin_backend_up_metric_follows_health_not_draining() {
     let mut admin = e.admin();
     // A pinned client keeps the drained pool (and its series) alive.
     let mut pinned = e.client();
-    pinned.query_drop("SET @keep = 1").unwrap();
+    pinned.query_drop("SELECT 1 INTO @keep").unwrap();
     admin.query_drop("DRAIN BACKEND primary").unwrap();
     let closed = closed_port();
     admin
@@ -837,7 +837,7 @@ fn admin_digests_group_statements_by_shape() {
         c.query_drop(format!("SELECT v FROM t WHERE id = {i}")).unwrap();
     }
     let _ = c.query_drop("SELECT nope FROM t WHERE id = 1");
-    c.query_drop("SET @pinned = 1").unwrap();
+    c.query_drop("SELECT 1 INTO @pinned").unwrap();
     let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
     let find = |shape: &str| {
         rows.iter()
@@ -851,12 +851,12 @@ fn admin_digests_group_statements_by_shape() {
     assert_eq!(sel.get::<String, _>("rows").unwrap(), "30");
     let bad = find("SELECT nope FROM t WHERE id = ?");
     assert_eq!(bad.get::<String, _>("errors").unwrap(), "1");
-    let pin = find("SET @pinned = ?");
+    let pin = find("SELECT ? INTO @pinned");
     assert_eq!(pin.get::<String, _>("pinned_clients").unwrap(), "1");
     let mux: Vec<(String, String, String)> = admin.query("SHOW MULTIPLEXING").unwrap();
     assert!(
         mux.iter()
-            .any(|(w, k, _)| w == "pinned_since_start_by_digest" && k == "SET @pinned = ?"),
+            .any(|(w, k, _)| w == "pinned_since_start_by_digest" && k == "SELECT ? INTO @pinned"),
         "{mux:?}"
     );
 }

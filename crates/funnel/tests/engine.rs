@@ -1011,7 +1011,7 @@ fn engine_change_user_and_reset_connection_start_clean() {
     let e = env("changeuser", 1, "pool:\n  max_per_core: 2\n");
     let mut c = e.client();
     c.query_drop("SET time_zone = '+03:00'").unwrap();
-    c.query_drop("SET @v = 1").unwrap(); // pins
+    c.query_drop("SET @v = 1").unwrap();
     let stmt = c.prep("SELECT ?").unwrap();
     // COM_RESET_CONNECTION: variables, user variables, statements gone.
     c.reset().unwrap();

@@ -171,6 +171,8 @@ pub struct BackendConn {
     pub stmts: ConnStatements,
     /// Session variables set on this connection beyond a fresh one's.
     pub vars: SessionVars,
+    /// User variables this connection carries (another client's, maybe).
+    pub user_vars: crate::session::user_vars::UserVars,
     /// Multi-statements are on (from the handshake, then `COM_SET_OPTION`).
     pub multi_statements: bool,
     /// A statement here left warnings or an error in the server's
@@ -336,6 +338,7 @@ impl BackendConn {
                         cap_slot: None,
                         stmts: ConnStatements::default(),
                         vars: SessionVars::default(),
+                        user_vars: Default::default(),
                         stale_diagnostics: false,
                         tx_unknown: false,
                         savepoint_outside_tx: false,
@@ -455,6 +458,20 @@ impl BackendConn {
     /// As [`Self::query_rows`], with each column's type byte beside its
     /// name (a value read back must be replayed as a number or a string).
     pub async fn query_columns(&mut self, sql: &str) -> Result<(Vec<(String, u8)>, TextRows), BackendError> {
+        let (defs, rows) = self.query_definitions(sql).await?;
+        let columns = defs
+            .into_iter()
+            .map(|d| (String::from_utf8_lossy(&d.name).into_owned(), d.column_type))
+            .collect();
+        Ok((columns, rows))
+    }
+
+    /// As [`Self::query_rows`], with each column's whole definition (its
+    /// flags say whether an integer is unsigned).
+    pub async fn query_definitions(
+        &mut self,
+        sql: &str,
+    ) -> Result<(Vec<funnel_protocol::resultset::ColumnDefinition>, TextRows), BackendError> {
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
         let mut raw = Vec::new();
@@ -475,8 +492,9 @@ impl BackendConn {
         let n = funnel_protocol::wire::Reader::new(first).lenenc_int("column count")? as usize;
         let mut columns = Vec::with_capacity(n);
         for def in packets.iter().skip(1).take(n) {
-            let def = funnel_protocol::resultset::ColumnDefinition::parse(def, self.caps)?;
-            columns.push((String::from_utf8_lossy(&def.name).into_owned(), def.column_type));
+            columns.push(funnel_protocol::resultset::ColumnDefinition::parse(
+                def, self.caps,
+            )?);
         }
         let deprecate_eof = self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF);
         // Without CLIENT_DEPRECATE_EOF an EOF follows the column definitions.

@@ -71,6 +71,11 @@ pub struct Forward {
     /// On success, these session variables are read back from the server
     /// and recorded (values only the server could compute).
     pub read_back: Option<Vec<String>>,
+    /// On success, these user variables (name, literal) are recorded.
+    pub set_user_vars: Option<Vec<(String, String)>>,
+    /// On success, these user variables are read back from the server and
+    /// recorded.
+    pub read_back_user_vars: Option<Vec<String>>,
     /// `SELECT SQL_CALC_FOUND_ROWS`: on success, the count for
     /// `FOUND_ROWS()` is read back from the server.
     pub reads_found_rows: bool,
@@ -113,6 +118,8 @@ impl Forward {
         self.drops_schema = None;
         self.set_vars = None;
         self.read_back = None;
+        self.set_user_vars = None;
+        self.read_back_user_vars = None;
         self.reads_found_rows = false;
         self.unpin = None;
         self.read_only = false;
@@ -128,6 +135,8 @@ impl Forward {
             && self.drops_schema.is_none()
             && self.set_vars.is_none()
             && self.read_back.is_none()
+            && self.set_user_vars.is_none()
+            && self.read_back_user_vars.is_none()
             && self.unpin.is_none()
             && self.multi_statements.is_none()
             && !self.resets
@@ -152,6 +161,8 @@ impl Forward {
             drops_schema: None,
             set_vars: None,
             read_back: None,
+            set_user_vars: None,
+            read_back_user_vars: None,
             reads_found_rows: false,
             pin_on_error: None,
             diagnostics: false,
@@ -204,6 +215,8 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.drops_schema = effect.drops_schema;
             f.set_vars = effect.set_vars;
             f.read_back = effect.read_back;
+            f.set_user_vars = effect.set_user_vars;
+            f.read_back_user_vars = effect.read_back_user_vars;
             f.reads_found_rows = effect.reads_found_rows;
             f.pin_on_error = effect.pin_on_error;
             f.diagnostics = effect.diagnostics;
@@ -212,8 +225,12 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.savepoint = effect.savepoint;
             f.opens_no_table = effect.opens_no_table;
             f.read_only = effect.read_only && effect.pin.is_none();
-            f.session_only =
-                f.pin.is_none() && (f.set_vars.is_some() || f.read_back.is_some() || f.new_schema.is_some());
+            f.session_only = f.pin.is_none()
+                && (f.set_vars.is_some()
+                    || f.read_back.is_some()
+                    || f.set_user_vars.is_some()
+                    || f.read_back_user_vars.is_some()
+                    || f.new_schema.is_some());
             Plan::Forward(f)
         }
         Command::InitDb(db) => {
@@ -319,7 +336,16 @@ mod tests {
             (f.expect, f.pin, f.needs_pinned),
             (Some(Expect::Results), None, false)
         );
-        assert_eq!(forward(b"\x03SET @a=1").pin, Some(PinReason::UserVariable));
+        let f = forward(b"\x03SET @a=1");
+        assert_eq!(
+            (f.pin, f.set_user_vars.clone()),
+            (None, Some(vec![("a".into(), "1".into())]))
+        );
+        assert!(f.session_only && !f.changes_nothing());
+        assert_eq!(
+            forward(b"\x03SELECT 1 INTO @a").pin,
+            Some(PinReason::UserVariable)
+        );
         assert_eq!(forward(b"\x03USE db2").new_schema.as_deref(), Some(&b"db2"[..]));
         assert_eq!(forward(b"\x02db3").new_schema.as_deref(), Some(&b"db3"[..]));
     }

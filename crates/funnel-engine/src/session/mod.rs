@@ -19,6 +19,7 @@ mod sql_lex;
 pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
 mod sync;
+pub mod user_vars;
 pub mod users;
 pub mod variables;
 
@@ -237,6 +238,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 out: BytesMut::new(),
                 stmts: ClientStatements::new(shard.statements.held()),
                 vars: SessionVars::default(),
+                user_vars: user_vars::UserVars::default(),
                 multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                 last_status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
                 last_succeeded: true,
@@ -310,6 +312,8 @@ struct Session {
     stmts: ClientStatements,
     /// Session variables the client set.
     vars: SessionVars,
+    /// User variables the client set (when it is not pinned for them).
+    user_vars: user_vars::UserVars,
     /// Multi-statements on (from the handshake, then `COM_SET_OPTION`).
     multi_statements: bool,
     /// Status flags of the last complete response.
@@ -1064,11 +1068,15 @@ impl Session {
                             self.pin_reason = self.pins.first();
                         }
                     }
+                    if let Some(values) = &f.set_user_vars {
+                        self.record_user_vars(&mut conn, values);
+                    }
                     if f.resets {
                         // The server closed the session's statements (with
                         // their cursors and long data) and state.
                         conn.stmts.clear();
                         conn.vars.clear();
+                        conn.user_vars.clear();
                         // As MariaDB's reset, it keeps what FOUND_ROWS() answers.
                         let found_rows = self.last.found_rows;
                         self.forget_state();
@@ -1306,6 +1314,11 @@ impl Session {
             self.read_back_vars(conn, names, warnings)
                 .await
                 .map_err(|e| (PinReason::SessionVariable, e))?;
+        }
+        if let Some(names) = &f.read_back_user_vars {
+            self.read_back_user_vars(conn, names, warnings)
+                .await
+                .map_err(|e| (PinReason::UserVariable, e))?;
         }
         if f.reads_found_rows {
             self.read_back_found_rows(conn, warnings)

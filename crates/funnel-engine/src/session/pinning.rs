@@ -100,6 +100,12 @@ pub struct SqlEffect {
     /// Session variables the statement sets to values only the server can
     /// compute: read back and recorded once the server says OK.
     pub read_back: Option<Vec<String>>,
+    /// User variables set to literals (name, literal): recorded once the
+    /// server says OK ([`super::user_vars`]).
+    pub set_user_vars: Option<Vec<(String, String)>>,
+    /// User variables set to values the server computes: read back and
+    /// recorded once the server says OK.
+    pub read_back_user_vars: Option<Vec<String>>,
     /// `SELECT SQL_CALC_FOUND_ROWS ...`: the count it leaves for
     /// `FOUND_ROWS()` is read back once the server says OK.
     pub reads_found_rows: bool,
@@ -152,6 +158,10 @@ impl ExecuteEffect {
         let pin = e
             .pin
             .or_else(|| (e.set_vars.is_some() || e.read_back.is_some()).then_some(PinReason::SessionVariable))
+            .or_else(|| {
+                (e.set_user_vars.is_some() || e.read_back_user_vars.is_some())
+                    .then_some(PinReason::UserVariable)
+            })
             .or_else(|| e.reads_found_rows.then_some(PinReason::PreviousStatementInfo))
             .or_else(|| e.use_schema.is_some().then_some(PinReason::Unknown));
         ExecuteEffect {
@@ -291,7 +301,9 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         b"IF" | b"CASE" | b"WHILE" | b"LOOP" | b"REPEAT" | b"FOR" => return pin(PinReason::Unknown),
         _ => {}
     }
-    if tokens.user_variable {
+    // Reading a user variable needs nothing: the connection is given the
+    // client's before the command. Writing one other than by a `SET` pins.
+    if tokens.user_var_write {
         return pin(PinReason::UserVariable);
     }
     if tokens.statements == 1 && tokens.has(b"RELEASE_ALL_LOCKS") && !tokens.has(b"GET_LOCK") {
@@ -375,16 +387,52 @@ const UNREPLAYABLE_VARIABLES: [&str; 5] = [
 /// or pinned.
 fn classify_statement_set(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     match parse_set(sql) {
-        Some(SetEffect::Session(a)) => session_set(a, None),
+        Some(SetEffect::Session(a)) => {
+            let (a, user) = split_user_vars(a);
+            with_user_vars(session_set(a, None), user, Vec::new())
+        }
         Some(SetEffect::Computed {
             assignments,
             read_back,
-        }) if read_back.iter().all(|n| can_read_back(n)) => session_set(assignments, Some(read_back)),
-        Some(SetEffect::Computed { .. }) => pin(PinReason::SessionVariable),
+        }) => {
+            let (a, user) = split_user_vars(assignments);
+            let (user_read_back, read_back): (Vec<String>, Vec<String>) =
+                read_back.into_iter().partition(|n| n.starts_with('@'));
+            if !read_back.iter().all(|n| can_read_back(n)) {
+                return pin(PinReason::SessionVariable);
+            }
+            let read_back = (!read_back.is_empty()).then_some(read_back);
+            with_user_vars(session_set(a, read_back), user, user_read_back)
+        }
         Some(SetEffect::Global) => SqlEffect::default(),
         Some(SetEffect::NextTransaction) => pin(PinReason::NextTransaction),
         None if tokens.user_variable => pin(PinReason::UserVariable),
         None => pin(PinReason::SessionVariable),
+    }
+}
+
+/// The user variable assignments (`@x`, see [`super::user_vars`]) apart
+/// from the session variable ones, as (name without `@`, literal).
+fn split_user_vars(a: Vec<Assignment>) -> (Vec<Assignment>, Vec<(String, String)>) {
+    let (user, session): (Vec<Assignment>, Vec<Assignment>) =
+        a.into_iter().partition(|a| a.name.starts_with('@'));
+    let user = user
+        .into_iter()
+        .map(|a| (a.name[1..].to_string(), a.value.unwrap_or_else(|| "NULL".into())))
+        .collect();
+    (session, user)
+}
+
+/// `effect` with the user variables its `SET` assigns: recorded (or read
+/// back) even when the `SET` pins for another reason that may end later
+/// (a replication variable back to its default), so the connection it
+/// leaves never carries a value Funnel does not know.
+fn with_user_vars(effect: SqlEffect, set: Vec<(String, String)>, read_back: Vec<String>) -> SqlEffect {
+    SqlEffect {
+        set_user_vars: (!set.is_empty()).then_some(set),
+        read_back_user_vars: (!read_back.is_empty())
+            .then(|| read_back.into_iter().map(|n| n[1..].to_string()).collect()),
+        ..effect
     }
 }
 
@@ -909,8 +957,19 @@ struct Tokens {
     statement_starts: Vec<usize>,
     statements: usize,
     user_variable: bool,
+    /// A user variable may be written other than by a plain `SET`: `:=`,
+    /// `INTO @x`, or a mention in a statement that is not a plain `SELECT`,
+    /// `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, `DO`, `WITH` or `VALUES`
+    /// (`GET DIAGNOSTICS @n`, `LOAD DATA ... (@c)`, `CALL p(@out)`).
+    user_var_write: bool,
     executable_comment: bool,
 }
+
+/// Statements in which a user variable can only be read (unless after
+/// `INTO`, or assigned with `:=`).
+const READS_USER_VARS: [&[u8]; 8] = [
+    b"SELECT", b"INSERT", b"REPLACE", b"UPDATE", b"DELETE", b"DO", b"WITH", b"VALUES",
+];
 
 impl Tokens {
     fn has(&self, w: &[u8]) -> bool {
@@ -928,6 +987,12 @@ impl Tokens {
         let mut i = 0;
         let n = sql.len();
         let mut saw_content = false;
+        // The current statement's first word, and whether a user variable
+        // there would come after an `INTO` that assigns (not the one of
+        // `INSERT INTO`).
+        let mut stmt_start = 0;
+        let mut insert_into_seen = false;
+        let mut into_seen = false;
         // Where the trailing run of blanks and `;` starts.
         let mut blank_tail: Option<usize> = None;
         while i < n {
@@ -968,6 +1033,11 @@ impl Tokens {
                         // The name is kept with its `@`: `SET @password`
                         // is no `SET PASSWORD`, `@get_lock` no lock call.
                         t.user_variable = true;
+                        let reads_only = t
+                            .words
+                            .get(stmt_start)
+                            .is_some_and(|w| READS_USER_VARS.contains(&w.as_slice()));
+                        t.user_var_write |= !reads_only || into_seen;
                         let end = word_end(sql, i + 1);
                         if end > i + 1 {
                             t.words.push(Word::new(&sql[i..end]));
@@ -989,6 +1059,9 @@ impl Tokens {
                     if !rest_blank && saw_content {
                         t.statements += 1;
                         t.statement_starts.push(t.words.len());
+                        stmt_start = t.words.len();
+                        insert_into_seen = false;
+                        into_seen = false;
                     }
                 }
                 c if c.is_ascii_alphabetic() || c == b'_' => {
@@ -996,8 +1069,25 @@ impl Tokens {
                     while i < n && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
                         i += 1;
                     }
-                    t.words.push(Word::new(&sql[start..i]));
+                    let word = Word::new(&sql[start..i]);
+                    if word.as_slice() == b"INTO" {
+                        let insert = t
+                            .words
+                            .get(stmt_start)
+                            .is_some_and(|w| matches!(w.as_slice(), b"INSERT" | b"REPLACE"));
+                        if insert && !insert_into_seen {
+                            insert_into_seen = true;
+                        } else {
+                            into_seen = true;
+                        }
+                    }
+                    t.words.push(word);
                     saw_content = true;
+                }
+                b':' if sql.get(i + 1) == Some(&b'=') => {
+                    // `@x := value` assigns wherever it stands.
+                    t.user_var_write = true;
+                    i += 2;
                 }
                 _ => i += 1,
             }
@@ -1073,7 +1163,7 @@ mod tests {
         assert_eq!(classify(b"SET time_zone = '+00:00'").pin_on_error, None);
         for (sql, reason) in [
             ("SET a = 1; SELECT 1", PinReason::SessionVariable),
-            ("SET a = 1; SET @x = 2", PinReason::UserVariable),
+            ("SET a = 1; SELECT @x := 2", PinReason::SessionVariable),
             ("SET a = 1; SET TRANSACTION READ ONLY", PinReason::SessionVariable),
             ("SET a = 1; 'x'; SET b = 2", PinReason::SessionVariable),
         ] {
@@ -1137,7 +1227,9 @@ mod tests {
     #[test]
     fn pinning_stateful_statements_pin() {
         let cases = [
-            ("SET @x = 5", PinReason::UserVariable),
+            ("SET @x = (SELECT c FROM t)", PinReason::UserVariable),
+            ("SET @x = ?", PinReason::UserVariable),
+            ("SET SESSION @x = 1", PinReason::UserVariable),
             (
                 "SET time_zone = (SELECT tz FROM zones LIMIT 1)",
                 PinReason::SessionVariable,
@@ -1164,8 +1256,25 @@ mod tests {
             ("SET sql_log_bin = 0", PinReason::ReplicationVariable),
             ("SET sql_log_bin = OFF", PinReason::ReplicationVariable),
             ("SET SESSION gtid_domain_id = 2", PinReason::ReplicationVariable),
-            ("SELECT @x", PinReason::UserVariable),
             ("SELECT c INTO @v FROM t", PinReason::UserVariable),
+            ("SELECT c FROM t INTO @v", PinReason::UserVariable),
+            ("SELECT @a INTO @b", PinReason::UserVariable),
+            ("SELECT @n := @n + 1 FROM t", PinReason::UserVariable),
+            (
+                "UPDATE t SET c = (@old := c) WHERE id = 1",
+                PinReason::UserVariable,
+            ),
+            ("INSERT INTO t SELECT 1 INTO @x", PinReason::UserVariable),
+            ("SELECT 1; SELECT 2 INTO @x", PinReason::UserVariable),
+            ("SELECT 1; GET DIAGNOSTICS @n = NUMBER", PinReason::UserVariable),
+            (
+                "LOAD DATA INFILE 'f' INTO TABLE t (a, @b) SET c = @b",
+                PinReason::UserVariable,
+            ),
+            ("CALL p(@out)", PinReason::StoredProcedure),
+            ("EXECUTE s USING @x", PinReason::SqlPrepare),
+            ("EXPLAIN SELECT @x", PinReason::UserVariable),
+            ("SELECT @`x` := 1", PinReason::UserVariable),
             ("CREATE TEMPORARY TABLE t (x int)", PinReason::TemporaryTable),
             ("LOCK TABLES t WRITE", PinReason::TableLock),
             ("FLUSH TABLES WITH READ LOCK", PinReason::TableLock),
@@ -1196,6 +1305,45 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(reason(sql), Some(want), "{sql}");
         }
+    }
+
+    #[test]
+    fn pinning_user_variables_read_or_set_plainly_do_not_pin() {
+        for sql in [
+            "SELECT @x",
+            "SELECT @x, @`y`, @'z' FROM t WHERE id = @id",
+            "INSERT INTO t VALUES (@x)",
+            "REPLACE INTO t (a) SELECT @x",
+            "UPDATE t SET c = @x WHERE id = @id",
+            "DELETE FROM t WHERE id = @id",
+            "DO @x",
+            "WITH c AS (SELECT @x AS v) SELECT v FROM c",
+            "SELECT @x = 5",
+            "SELECT @x; SELECT @y",
+            "SET STATEMENT max_statement_time = 1 FOR SELECT @x",
+        ] {
+            assert_eq!(reason(sql), None, "{sql}");
+        }
+        assert!(classify(b"SELECT @x").read_only);
+        let e = classify(b"SET @x = 5, @S = 'a', time_zone = '+00:00'");
+        assert_eq!(e.pin, None);
+        assert_eq!(e.set_user_vars, Some(vec![("x".to_string(), "5".to_string())]));
+        assert_eq!(e.read_back_user_vars, Some(vec!["s".to_string()]));
+        assert_eq!(e.set_vars.map(|v| v.len()), Some(1));
+        assert_eq!(e.read_back, None);
+        let e = classify(b"SET @a = 1; SET NAMES utf8mb4");
+        assert_eq!(e.set_user_vars.map(|v| v.len()), Some(1));
+        assert_eq!(e.pin_on_error, Some(PinReason::SessionVariable));
+        // A pin that may end later keeps the user variables recorded.
+        let e = classify(b"SET sql_log_bin = 0, @x = 1");
+        assert_eq!(e.pin, Some(PinReason::ReplicationVariable));
+        assert!(e.set_user_vars.is_some());
+        // In a binary prepared statement every SET pins.
+        assert_eq!(
+            ExecuteEffect::of(b"SET @x = 5").pin,
+            Some(PinReason::UserVariable)
+        );
+        assert_eq!(ExecuteEffect::of(b"SELECT @x").pin, None);
     }
 
     #[test]
@@ -1422,7 +1570,7 @@ mod tests {
         assert_eq!(reason("SET STATEMENT max_statement_time = 10 FOR SELECT 1"), None);
         assert!(classify(b"set statement max_statement_time=1 for select c from t").read_only);
         assert_eq!(
-            reason("SET STATEMENT sql_mode = 'FOR' FOR SELECT @x"),
+            reason("SET STATEMENT sql_mode = 'FOR' FOR SELECT @x := 1"),
             Some(PinReason::UserVariable)
         );
         assert_eq!(

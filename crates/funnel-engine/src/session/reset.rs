@@ -41,6 +41,7 @@ impl Session {
         self.open_cursors.clear();
         self.stmts.clear();
         self.vars.clear();
+        self.user_vars.clear();
         self.last = LastResults::default();
         self.clear_pins();
         self.pin_reason = None;

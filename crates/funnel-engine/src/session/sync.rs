@@ -54,6 +54,7 @@ impl Session {
             .is_none_or(|s| conn.schema.as_deref() == Some(s))
             && conn.multi_statements == self.multi_statements
             && conn.vars == self.vars
+            && conn.user_vars == self.user_vars
     }
 
     /// Applies the session's multi-statement option with `COM_SET_OPTION`
@@ -100,7 +101,8 @@ impl Session {
     }
 
     /// Brings the connection's variables to `target` in one `SET` (the
-    /// session's own, or those a statement was prepared under).
+    /// session's own, or those a statement was prepared under), and its
+    /// user variables to the session's (the same `SET`).
     pub(super) async fn sync_vars_to(
         &mut self,
         conn: BackendConn,
@@ -109,10 +111,13 @@ impl Session {
     ) -> Result<Option<BackendConn>, End> {
         let handshake = charset::charset_name(u16::from(conn.key.charset))
             .zip(charset::collation_name(u16::from(conn.key.charset)));
-        let sql = match target.diff_sql(&conn.vars, handshake) {
-            Ok(None) => return Ok(Some(conn)),
-            Ok(Some(sql)) => sql,
-            Err(variables::CannotRestoreCharset) => {
+        let user = self.user_vars.diff(&conn.user_vars);
+        let sql = match (target.diff_sql(&conn.vars, handshake), user) {
+            (Ok(None), None) => return Ok(Some(conn)),
+            (Ok(None), Some(user)) => format!("SET {user}"),
+            (Ok(Some(sql)), None) => sql,
+            (Ok(Some(sql)), Some(user)) => format!("{sql}, {user}"),
+            (Err(variables::CannotRestoreCharset), _) => {
                 // The connection's charset cannot be restored by name: use a
                 // fresh connection instead, which needs no reset.
                 let hostgroup = self
@@ -143,6 +148,7 @@ impl Session {
             return Ok(None);
         };
         conn.vars = target.clone();
+        conn.user_vars = self.user_vars.clone();
         Ok(Some(conn))
     }
 

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use super::user_vars;
+
 /// Pseudo-variable holding `SET NAMES ...`.
 const NAMES: &str = "names";
 /// Pseudo-variable holding `SET CHARACTER SET ...`.
@@ -284,11 +286,13 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
     // one: `SET GLOBAL a = 1, b = 2` sets both globally.
     let mut carried = Scope::Default;
     loop {
+        let mut scoped = true;
         let scope = if t.keyword("GLOBAL") {
             Scope::Global
         } else if t.keyword("SESSION") || t.keyword("LOCAL") {
             Scope::Session
         } else {
+            scoped = false;
             carried
         };
         carried = scope;
@@ -324,6 +328,16 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
                 return None;
             }
             out.extend(parse_transaction(&mut t)?);
+        } else if t.peek_char() == Some('@') && !t.rest().starts_with("@@") {
+            // A user variable has no scope: a keyword before it is an error.
+            if scoped {
+                return None;
+            }
+            let (name, value) = parse_user_assignment(&mut t)?;
+            match value {
+                Value::Literal(value) => out.push(Assignment { name, value }),
+                Value::Computed => computed.push(name),
+            }
         } else {
             // Its own `@@global.` / `@@session.` prefix wins over the keyword.
             let (name, value, prefix) = parse_assignment(&mut t)?;
@@ -420,6 +434,10 @@ fn skip_computed_value(t: &mut Lexer<'_>) -> Option<()> {
             t.pos += rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
                 .unwrap_or(rest.len());
+        } else if c == '@' && !rest.starts_with("@@") {
+            // Reading a user variable: the connection has the client's
+            // (synced before the command). `@x := ...` stops at the `:`.
+            t.user_var()?;
         } else if t.punct2("@@") {
             // A system variable, any scope: reading one changes nothing.
             let first = t.ident()?;
@@ -591,6 +609,27 @@ fn parse_assignment(t: &mut Lexer<'_>) -> Option<(String, Value, Option<Scope>)>
     Some((name, Value::Computed, prefix))
 }
 
+/// `@name = value` (also `:=`, and the name quoted with `` ` ``, `'` or
+/// `"`): the assignment's name is `@` and the name in lower case, its
+/// value a literal kept as written when its type does not depend on the
+/// connection (numbers, `NULL`), else computed (read back once run). See
+/// [`super::user_vars`]. `None` for a name or value Funnel does not track.
+fn parse_user_assignment(t: &mut Lexer<'_>) -> Option<(String, Value)> {
+    let name = t.user_var()?;
+    if !(t.punct2(":=") || t.punct('=')) {
+        return None;
+    }
+    let start = t.pos;
+    skip_computed_value(t)?;
+    let end = t.pos;
+    let text = t.s[start..end].trim();
+    let value = match user_vars::tracked_literal(text) {
+        Some(literal) => Value::Literal(Some(literal)),
+        None => Value::Computed,
+    };
+    Some((format!("@{name}"), value))
+}
+
 /// A tiny lexer for `SET` statements: skips whitespace and comments.
 struct Lexer<'a> {
     s: &'a str,
@@ -688,6 +727,35 @@ impl<'a> Lexer<'a> {
         }
         self.pos += n;
         Some(rest[..n].to_ascii_lowercase())
+    }
+
+    /// `@name`, `` @`name` ``, `@'name'` or `@"name"`: the name as
+    /// [`user_vars::normalize_name`] keeps it (`None` when it does not).
+    fn user_var(&mut self) -> Option<String> {
+        let rest = self.rest();
+        let after = rest.strip_prefix('@')?;
+        let (raw, len) = match after.chars().next()? {
+            q @ ('`' | '\'' | '"') => {
+                let inner = &after[1..];
+                let end = inner.find(q)?;
+                if inner[end + 1..].starts_with(q) {
+                    return None; // a doubled quote inside the name
+                }
+                (&inner[..end], end + 2)
+            }
+            _ => {
+                let n = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '.')))
+                    .unwrap_or(after.len());
+                if after[n..].starts_with(|c: char| !c.is_ascii()) {
+                    return None; // the name goes on in characters Funnel does not fold
+                }
+                (&after[..n], n)
+            }
+        };
+        let name = user_vars::normalize_name(raw)?;
+        self.pos += 1 + len;
+        Some(name)
     }
 
     /// A charset or collation name: a word or a quoted string.
@@ -840,7 +908,6 @@ mod tests {
     #[test]
     fn variables_refuse_what_cannot_be_replayed() {
         for sql in [
-            "SET @x = 5",
             "SET time_zone = @tz",
             "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
             "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
@@ -990,10 +1057,11 @@ mod tests {
             names("SET sql_mode = CONCAT(@@sql_mode, ','), GLOBAL wait_timeout = 1 + 1"),
             Some(vec!["sql_mode".to_string()])
         );
+        // Reading a user variable: the connection has the client's.
+        assert_eq!(names("SET time_zone = @tz"), Some(vec!["time_zone".to_string()]));
         for sql in [
             "SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',X')",
-            "SET time_zone = @tz",
-            "SET @x = CONCAT('a', 'b')",
+            "SET time_zone = @tz := '+00:00'",
             "SET sql_mode = (SELECT mode FROM settings LIMIT 1)",
             "SET sql_mode = my_function()",
             "SET sql_mode = UUID()",
@@ -1007,6 +1075,66 @@ mod tests {
             "SET sql_mode = CONCAT('a', 'b'); SELECT 1",
         ] {
             assert_eq!(names(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn variables_user_variables_literal_or_read_back() {
+        let parsed = |sql: &str| match parse_set(sql.as_bytes()) {
+            Some(SetEffect::Session(a)) => Some((
+                a.into_iter().map(|a| (a.name, a.value)).collect::<Vec<_>>(),
+                vec![],
+            )),
+            Some(SetEffect::Computed {
+                assignments,
+                read_back,
+            }) => Some((
+                assignments.into_iter().map(|a| (a.name, a.value)).collect(),
+                read_back,
+            )),
+            _ => None,
+        };
+        let lit = |n: &str, v: &str| (n.to_string(), Some(v.to_string()));
+        assert_eq!(parsed("SET @x = 5"), Some((vec![lit("@x", "5")], vec![])));
+        assert_eq!(
+            parsed("set @X := -1.50, @`a b`=null, @'Q' = 1e3, @\"w\" = TRUE;"),
+            Some((
+                vec![
+                    lit("@x", "-1.50"),
+                    lit("@a b", "NULL"),
+                    lit("@q", "1e3"),
+                    lit("@w", "TRUE")
+                ],
+                vec![]
+            ))
+        );
+        assert_eq!(
+            parsed("SET NAMES latin1, @s = 'abc', time_zone = '+01:00', @n = 18446744073709551615, @c = CONCAT(@s, @@sql_mode)"),
+            Some((
+                vec![lit("names", "latin1"), lit("time_zone", "'+01:00'"), lit("@n", "18446744073709551615")],
+                vec!["@s".to_string(), "@c".to_string()]
+            ))
+        );
+        assert_eq!(
+            parsed("SET @a.b = 0x41"),
+            Some((vec![], vec!["@a.b".to_string()]))
+        );
+        for sql in [
+            "SET @x = (SELECT c FROM t)",
+            "SET @x = @y := 1",
+            "SET @x = ?",
+            "SET @x = DEFAULT",
+            "SET @x = UUID()",
+            "SET @x = RAND()",
+            "SET SESSION @x = 1",
+            "SET @'a''b' = 1",
+            "SET @é = 1",
+            "SET @'é' = 1",
+            "SET @'a ' = 1",
+            "SET @ = 1",
+            "SET @x = 1 garbage",
+        ] {
+            assert_eq!(parsed(sql), None, "{sql}");
         }
     }
 

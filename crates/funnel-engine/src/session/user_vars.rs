@@ -1,0 +1,552 @@
+//! User variables (`@x`) a client set, tracked so that its next command can
+//! run on any backend connection instead of pinning the client: before a
+//! command the connection gets one `SET` that gives it exactly the client's
+//! user variables, and NULL for those it carries from other clients.
+//!
+//! A value is kept as the expression that recreates it exactly, type
+//! included, on any connection whatever its character set:
+//! - a numeric literal (`5`, `-1.50`, `1e3`, `18446744073709551615`),
+//!   `NULL`, `TRUE` or `FALSE`, as the client wrote it: its type never
+//!   depends on the connection;
+//! - anything else the server computed (a string literal included, whose
+//!   collation is the connection's at that moment): read back after the
+//!   `SET` on the same connection ([`read_back_sql`], [`replay_from_server`])
+//!   and kept as a typed literal (`CAST(5 AS UNSIGNED)`, `1.50`,
+//!   `_utf8mb4 X'61' COLLATE utf8mb4_general_ci`).
+//!
+//! What cannot be reproduced exactly (a double the server computed, a NULL
+//! with a type, a string in a character set whose bytes Funnel cannot
+//! check) pins the client instead, as do names outside plain ASCII (the
+//! server folds their case with its own collation) and the caps below.
+
+use std::collections::BTreeMap;
+
+use super::pinning::PinReason;
+use crate::pool::conn::BackendConn;
+
+/// At most this many user variables per client; one more pins it.
+pub const MAX_VARS: usize = 64;
+/// At most this many bytes per value (a literal's text, a string's bytes).
+pub const MAX_VALUE_BYTES: usize = 1024;
+/// At most this many bytes per name.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// User variables by lower-case name, each with the expression that
+/// recreates its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserVars(BTreeMap<String, String>);
+
+impl UserVars {
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Forgets them all (`COM_RESET_CONNECTION`, `COM_CHANGE_USER`).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The expression recreating `name`'s value, if tracked.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// True when recording `values` keeps within [`MAX_VARS`].
+    pub fn fits(&self, values: &[(String, String)]) -> bool {
+        let mut new: Vec<&str> = values
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !self.0.contains_key(*n))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        self.0.len() + new.len() <= MAX_VARS
+    }
+
+    /// Records values the server accepted (the last of one name wins).
+    pub fn apply(&mut self, values: &[(String, String)]) {
+        for (name, value) in values {
+            self.0.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// The assignments (`@`x` = 5, @`y` = NULL`) that give a connection
+    /// carrying `current` exactly these variables; `None` when it has them.
+    pub fn diff(&self, current: &UserVars) -> Option<String> {
+        if self == current {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for (name, value) in &self.0 {
+            if current.0.get(name) != Some(value) {
+                parts.push(format!("@`{name}` = {value}"));
+            }
+        }
+        for name in current.0.keys() {
+            if !self.0.contains_key(name) {
+                // Another client's: this client must read NULL, as it
+                // would on a connection of its own.
+                parts.push(format!("@`{name}` = NULL"));
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// A user variable's name as Funnel tracks it (lower case), or `None` when
+/// it is not tracked: empty, longer than [`MAX_NAME_BYTES`], or with other
+/// characters than printable ASCII (the server compares names with its own
+/// case-insensitive collation, which Funnel does not reproduce beyond
+/// ASCII), quotes, backslashes or a space at either end (trailing spaces
+/// may not count in that comparison).
+pub fn normalize_name(raw: &str) -> Option<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= MAX_NAME_BYTES
+        && raw
+            .bytes()
+            .all(|c| (0x20..0x7f).contains(&c) && !b"'\"`\\".contains(&c))
+        && !raw.starts_with(' ')
+        && !raw.ends_with(' ');
+    ok.then(|| raw.to_ascii_lowercase())
+}
+
+/// `text` (an assignment's whole value) when it is a literal whose type
+/// does not depend on the connection, to be replayed as written: a number
+/// with an optional sign, `NULL`, `TRUE`, `FALSE`. `None` for anything
+/// else (strings included), which the server must compute.
+pub fn tracked_literal(text: &str) -> Option<String> {
+    if text.len() > MAX_VALUE_BYTES {
+        return None;
+    }
+    for word in ["NULL", "TRUE", "FALSE"] {
+        if text.eq_ignore_ascii_case(word) {
+            return Some(word.to_string());
+        }
+    }
+    is_number(text).then(|| text.to_string())
+}
+
+/// `[+-]digits[.digits][e[+-]digits]` (or `.digits`): a numeric literal.
+fn is_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// The select list that reads back `name`'s value: the value itself (for
+/// its type in the column metadata), its collation, its character set and
+/// its bytes in hex. None of them can raise a warning.
+pub fn read_back_sql(name: &str) -> String {
+    format!("@`{name}`, COLLATION(@`{name}`), CHARSET(@`{name}`), HEX(CAST(@`{name}` AS BINARY))")
+}
+
+/// Columns [`read_back_sql`] selects per variable.
+pub const READ_BACK_COLUMNS: usize = 4;
+
+/// What the server reported for one variable (see [`read_back_sql`]).
+pub struct ServerValue<'a> {
+    /// The type byte of the value's column.
+    pub column_type: u8,
+    /// The column's flags (`UNSIGNED`).
+    pub flags: u16,
+    /// The value as text.
+    pub value: Option<&'a str>,
+    /// `COLLATION(@x)`.
+    pub collation: Option<&'a str>,
+    /// `CHARSET(@x)`.
+    pub charset: Option<&'a str>,
+    /// `HEX(CAST(@x AS BINARY))`.
+    pub hex: Option<&'a str>,
+}
+
+/// The expression that recreates a value the server reported, exactly and
+/// whatever the connection's character set; `None` when Funnel cannot be
+/// sure to (the caller pins).
+pub fn replay_from_server(v: &ServerValue<'_>) -> Option<String> {
+    const DOUBLE: u8 = 0x05;
+    const LONGLONG: u8 = 0x08;
+    const NEWDECIMAL: u8 = 0xf6;
+    const STRING_TYPES: [u8; 7] = [0x0f, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe];
+    const LONG_BLOB: u8 = 0xfb;
+    const UNSIGNED: u16 = 0x20;
+    let Some(value) = v.value else {
+        // `SET @x = NULL` leaves a binary string NULL; a NULL of another
+        // type (`CAST(NULL AS SIGNED)`) has no literal form here.
+        return (v.column_type == LONG_BLOB && v.collation == Some("binary")).then(|| "NULL".to_string());
+    };
+    match v.column_type {
+        LONGLONG if v.flags & UNSIGNED != 0 => {
+            value.parse::<u64>().ok()?;
+            Some(format!("CAST({value} AS UNSIGNED)"))
+        }
+        LONGLONG => {
+            value.parse::<i64>().ok()?;
+            Some(value.to_string())
+        }
+        NEWDECIMAL => {
+            let digits = value.strip_prefix('-').unwrap_or(value);
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let ok = !int.is_empty()
+                && int.bytes().all(|c| c.is_ascii_digit())
+                && frac.bytes().all(|c| c.is_ascii_digit());
+            // A literal with a point is a DECIMAL of that scale; without
+            // one it could read as an integer.
+            ok.then(|| {
+                if digits.contains('.') {
+                    value.to_string()
+                } else {
+                    format!("{value}.")
+                }
+            })
+        }
+        // The text of a computed double is not proven to read back as
+        // the same double.
+        DOUBLE => None,
+        t if STRING_TYPES.contains(&t) => {
+            let (cs, coll, hex) = (v.charset?, v.collation?, v.hex?);
+            let name = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+            if !(name(cs) && name(coll) && hex.len() % 2 == 0 && hex.len() <= 2 * MAX_VALUE_BYTES) {
+                return None;
+            }
+            let bytes = decode_hex(hex)?;
+            if !valid_in(cs, &bytes)? {
+                return None;
+            }
+            Some(if cs == "binary" {
+                format!("_binary X'{hex}'")
+            } else {
+                format!("_{cs} X'{hex}' COLLATE {coll}")
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether `bytes` are a valid string of character set `cs`: `None` for a
+/// character set Funnel does not check (the caller pins; a replay of
+/// invalid bytes could be refused, or change them).
+fn valid_in(cs: &str, bytes: &[u8]) -> Option<bool> {
+    match cs {
+        "binary" | "latin1" => Some(true),
+        "ascii" => Some(bytes.is_ascii()),
+        "utf8mb4" => Some(std::str::from_utf8(bytes).is_ok()),
+        "utf8mb3" | "utf8" => {
+            Some(std::str::from_utf8(bytes).is_ok_and(|s| s.chars().all(|c| c.len_utf8() < 4)))
+        }
+        _ => None,
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The text a tracked value stands for when it is a string: `PREPARE s
+/// FROM @v` runs it. `None` when it is no string Funnel can decode.
+pub fn string_value(replay: &str) -> Option<Vec<u8>> {
+    let rest = replay.strip_prefix('_')?;
+    let (_, rest) = rest.split_once(" X'")?;
+    let (hex, _) = rest.split_once('\'')?;
+    decode_hex(hex)
+}
+
+impl super::Session {
+    /// After a `SET @x = literal` the server accepted: records the values
+    /// for the session and for the connection that ran it. A session that
+    /// already keeps its connection (it may carry values Funnel does not
+    /// know), or would go over [`MAX_VARS`], pins instead.
+    pub(super) fn record_user_vars(&mut self, conn: &mut BackendConn, values: &[(String, String)]) {
+        if self.sticky() || !self.user_vars.fits(values) {
+            self.pin(PinReason::UserVariable);
+            return;
+        }
+        self.user_vars.apply(values);
+        conn.user_vars.apply(values);
+    }
+
+    /// After a `SET @x = expression`: reads the values back on the same
+    /// connection and records them as typed literals. Pins instead where
+    /// that would not be faithful: the `SET` left warnings (the read would
+    /// replace them), the session already keeps its connection, a value
+    /// has no exact literal form, or the caps. `Err` when the connection
+    /// failed.
+    pub(super) async fn read_back_user_vars(
+        &mut self,
+        conn: &mut BackendConn,
+        names: &[String],
+        warnings: u16,
+    ) -> Result<(), crate::pool::conn::BackendError> {
+        if warnings > 0 || self.sticky() {
+            self.pin(PinReason::UserVariable);
+            return Ok(());
+        }
+        let list: Vec<String> = names.iter().map(|n| read_back_sql(n)).collect();
+        let (columns, rows) = match conn
+            .query_definitions(&format!("SELECT {}", list.join(", ")))
+            .await
+        {
+            Ok(result) => result,
+            Err(crate::pool::conn::BackendError::Refused(_)) => {
+                self.pin(PinReason::UserVariable);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let width = names.len() * READ_BACK_COLUMNS;
+        let values: Option<Vec<(String, String)>> = rows
+            .first()
+            .filter(|row| row.len() == width && columns.len() == width)
+            .and_then(|row| {
+                names
+                    .iter()
+                    .zip(
+                        row.chunks(READ_BACK_COLUMNS)
+                            .zip(columns.chunks(READ_BACK_COLUMNS)),
+                    )
+                    .map(|(name, (cells, defs))| {
+                        let v = ServerValue {
+                            column_type: defs[0].column_type,
+                            flags: defs[0].flags,
+                            value: cells[0].as_deref(),
+                            collation: cells[1].as_deref(),
+                            charset: cells[2].as_deref(),
+                            hex: cells[3].as_deref(),
+                        };
+                        Some((name.clone(), replay_from_server(&v)?))
+                    })
+                    .collect()
+            });
+        match values {
+            Some(v) if self.user_vars.fits(&v) => {
+                self.user_vars.apply(&v);
+                conn.user_vars.apply(&v);
+            }
+            _ => self.pin(PinReason::UserVariable),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> UserVars {
+        let mut v = UserVars::default();
+        v.apply(
+            &pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        v
+    }
+
+    #[test]
+    fn user_vars_diff_sets_the_clients_and_nulls_the_others() {
+        let none = UserVars::default();
+        assert_eq!(none.diff(&none), None);
+        let mine = vars(&[("x", "5"), ("s", "_binary X'41'")]);
+        assert_eq!(mine.diff(&mine.clone()), None);
+        assert_eq!(
+            mine.diff(&none).as_deref(),
+            Some("@`s` = _binary X'41', @`x` = 5")
+        );
+        let theirs = vars(&[("x", "7"), ("y", "1")]);
+        assert_eq!(
+            mine.diff(&theirs).as_deref(),
+            Some("@`s` = _binary X'41', @`x` = 5, @`y` = NULL")
+        );
+        assert_eq!(none.diff(&theirs).as_deref(), Some("@`x` = NULL, @`y` = NULL"));
+    }
+
+    #[test]
+    fn user_vars_caps() {
+        let mut v = UserVars::default();
+        let many: Vec<(String, String)> = (0..MAX_VARS).map(|i| (format!("v{i}"), "1".into())).collect();
+        assert!(v.fits(&many));
+        v.apply(&many);
+        assert!(v.fits(&[("v0".into(), "2".into())]), "an existing name");
+        assert!(!v.fits(&[("new".into(), "2".into())]));
+        assert_eq!(
+            tracked_literal(&"1".repeat(MAX_VALUE_BYTES)).map(|s| s.len()),
+            Some(MAX_VALUE_BYTES)
+        );
+        assert_eq!(tracked_literal(&"1".repeat(MAX_VALUE_BYTES + 1)), None);
+        assert_eq!(normalize_name(&"a".repeat(MAX_NAME_BYTES + 1)), None);
+    }
+
+    #[test]
+    fn user_vars_names() {
+        assert_eq!(normalize_name("MyVar").as_deref(), Some("myvar"));
+        assert_eq!(normalize_name("a b.c$_1").as_deref(), Some("a b.c$_1"));
+        for bad in ["", "a ", " a", "é", "a`b", "a'b", "a\\b", "a\nb"] {
+            assert_eq!(normalize_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_vars_literals_kept_as_written() {
+        for lit in [
+            "5",
+            "-5",
+            "+5",
+            "1.50",
+            ".5",
+            "5.",
+            "1e3",
+            "-1.5E-3",
+            "18446744073709551615",
+        ] {
+            assert_eq!(tracked_literal(lit).as_deref(), Some(lit), "{lit}");
+        }
+        assert_eq!(tracked_literal("null").as_deref(), Some("NULL"));
+        assert_eq!(tracked_literal("True").as_deref(), Some("TRUE"));
+        for not in [
+            "'a'", "0x41", "1e", "--5", "- 5", "5 + 1", ".", "e5", "1.2.3", "DEFAULT", "@y",
+        ] {
+            assert_eq!(tracked_literal(not), None, "{not}");
+        }
+    }
+
+    fn server<'a>(
+        t: u8,
+        flags: u16,
+        value: Option<&'a str>,
+        coll: &'a str,
+        cs: &'a str,
+        hex: &'a str,
+    ) -> ServerValue<'a> {
+        ServerValue {
+            column_type: t,
+            flags,
+            value,
+            collation: Some(coll),
+            charset: Some(cs),
+            hex: Some(hex),
+        }
+    }
+
+    #[test]
+    fn user_vars_server_values_become_typed_literals() {
+        let r = |v: ServerValue<'_>| replay_from_server(&v);
+        assert_eq!(
+            r(server(0x08, 0, Some("-7"), "binary", "binary", "")).as_deref(),
+            Some("-7")
+        );
+        assert_eq!(
+            r(server(
+                0x08,
+                0x20,
+                Some("18446744073709551615"),
+                "binary",
+                "binary",
+                ""
+            ))
+            .as_deref(),
+            Some("CAST(18446744073709551615 AS UNSIGNED)")
+        );
+        assert_eq!(r(server(0x08, 0, Some("x"), "binary", "binary", "")), None);
+        assert_eq!(
+            r(server(0xf6, 0, Some("-1.50"), "binary", "binary", "")).as_deref(),
+            Some("-1.50")
+        );
+        assert_eq!(
+            r(server(
+                0xf6,
+                0,
+                Some("12345678901234567890"),
+                "binary",
+                "binary",
+                ""
+            ))
+            .as_deref(),
+            Some("12345678901234567890.")
+        );
+        assert_eq!(
+            r(server(0x05, 0, Some("0.5"), "binary", "binary", "")),
+            None,
+            "doubles pin"
+        );
+        assert_eq!(
+            r(server(0xfb, 0, None, "binary", "binary", "")).as_deref(),
+            Some("NULL")
+        );
+        assert_eq!(
+            r(server(0x08, 0, None, "binary", "binary", "")),
+            None,
+            "a typed NULL pins"
+        );
+        assert_eq!(
+            r(server(
+                0xfb,
+                0,
+                Some("é"),
+                "utf8mb4_general_ci",
+                "utf8mb4",
+                "C3A9"
+            ))
+            .as_deref(),
+            Some("_utf8mb4 X'C3A9' COLLATE utf8mb4_general_ci")
+        );
+        assert_eq!(
+            r(server(0xfb, 0, Some("A"), "binary", "binary", "41")).as_deref(),
+            Some("_binary X'41'")
+        );
+        assert_eq!(
+            r(server(0xfb, 0, Some("?"), "utf8mb4_bin", "utf8mb4", "FF")),
+            None,
+            "invalid UTF-8"
+        );
+        assert_eq!(
+            r(server(0xfb, 0, Some("?"), "utf8mb3_bin", "utf8mb3", "F09F9880")),
+            None,
+            "4 bytes in utf8mb3"
+        );
+        assert_eq!(
+            r(server(0xfb, 0, Some("?"), "sjis_bin", "sjis", "41")),
+            None,
+            "unchecked charset"
+        );
+        assert_eq!(r(server(0xfb, 0, Some("?"), "x' OR 1", "utf8mb4", "41")), None);
+        let long = "41".repeat(MAX_VALUE_BYTES + 1);
+        assert_eq!(
+            r(server(0xfb, 0, Some("?"), "binary", "binary", &long)),
+            None,
+            "over the cap"
+        );
+        assert_eq!(
+            string_value("_utf8mb4 X'4B494C4C' COLLATE utf8mb4_bin").as_deref(),
+            Some(&b"KILL"[..])
+        );
+        assert_eq!(string_value("5"), None);
+    }
+}
