@@ -4,8 +4,9 @@
 //!
 //! Only plain assignments are understood: `SET [SESSION|LOCAL] a = literal,
 //! @@b = literal`, `SET NAMES cs [COLLATE c]`, `SET CHARACTER SET cs` and
-//! `SET SESSION TRANSACTION ...`. Anything else (expressions, user
-//! variables, `SET TRANSACTION` for the next transaction only, `SET
+//! `SET SESSION TRANSACTION ...`, pure computed values (read back) and user
+//! variables (`@x`, see [`super::user_vars`]). Anything else (other
+//! expressions, `SET TRANSACTION` for the next transaction only, `SET
 //! STATEMENT`, `SET ROLE`, ...) is not parsed: the caller pins the session.
 
 use std::collections::BTreeMap;
