@@ -149,7 +149,11 @@ impl Forward {
     /// hold the session on the server that ran it, so any server of the
     /// session's cluster can check it.
     pub fn leaves_only_tracked_state(&self) -> bool {
-        self.session_only && self.pin.is_none() && self.read_back.is_none() && self.pin_on_error.is_none()
+        self.session_only
+            && self.pin.is_none()
+            && self.read_back.is_none()
+            && self.read_back_user_vars.is_none()
+            && self.pin_on_error.is_none()
     }
 
     /// A forward with no side effects on the session.
