@@ -758,3 +758,33 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A session at the cap of user variables Funnel tracks: one more
+/// `SET @x = literal` cannot be recorded, so it pins where it runs. With
+/// the writer drained, that `SET` must not run on a replica: the pin would
+/// hold the session there, and its writes would follow it past
+/// `read_only` (the backend account may write anyway), even once the
+/// writer is back.
+#[test]
+fn backends_user_variable_set_over_the_cap_waits_for_the_writer() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    let cap = funnel_engine::session::user_vars::MAX_VARS;
+    let all: Vec<String> = (0..cap).map(|i| format!("@v{i} = {i}")).collect();
+    c.query_drop(format!("SET {}", all.join(", "))).unwrap();
+    set_drained(&proxy, "w", true);
+    let set = c.query_drop("SET @over = 1");
+    let write = c.query_drop("INSERT INTO t VALUES (1, 1)");
+    set_drained(&proxy, "w", false);
+    let later = c.query_drop("INSERT INTO t VALUES (2, 2)");
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(
+            r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+            Some(0),
+            "a write reached a replica: set {set:?}, write {write:?}, later {later:?}"
+        );
+    }
+    let set = set.unwrap_err().to_string();
+    assert!(set.contains("9004"), "{set}");
+}

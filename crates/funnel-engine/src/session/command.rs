@@ -147,7 +147,8 @@ impl Forward {
     /// All the command may leave behind is state Funnel tracks, whether
     /// it succeeds or fails (one `SET` of literals, `USE`): nothing can
     /// hold the session on the server that ran it, so any server of the
-    /// session's cluster can check it.
+    /// session's cluster can check it. (The session also checks that the
+    /// user variables it sets fit its cap: past it, they pin.)
     pub fn leaves_only_tracked_state(&self) -> bool {
         self.session_only
             && self.pin.is_none()

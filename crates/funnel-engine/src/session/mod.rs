@@ -834,7 +834,7 @@ impl Session {
         }
         let access = if f.read_only {
             Access::Read
-        } else if f.leaves_only_tracked_state() {
+        } else if self.leaves_only_tracked_state(f) {
             Access::Session
         } else if f.session_only {
             Access::PreferWrite
@@ -874,6 +874,18 @@ impl Session {
             },
             _ => default,
         }
+    }
+
+    /// `f` leaves only state Funnel tracks here, so it may run on any
+    /// server (see [`Forward::leaves_only_tracked_state`]), and so do the
+    /// user variables it sets: past the session's cap they cannot be
+    /// recorded and pin instead, where the `SET` ran (a replica would then
+    /// take the session's writes).
+    fn leaves_only_tracked_state(&self, f: &Forward) -> bool {
+        f.leaves_only_tracked_state()
+            && f.set_user_vars
+                .as_ref()
+                .is_none_or(|values| self.user_vars.fits(values))
     }
 
     /// Leases a connection from the backend the command routes to, after
