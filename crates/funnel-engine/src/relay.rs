@@ -189,6 +189,7 @@ pub async fn relay_response(
                     &mut conn.stream,
                     max_packet,
                     read_timeout,
+                    query_timeout,
                 );
                 match infile.await {
                     Ok(()) => {}
@@ -198,6 +199,14 @@ pub async fn relay_response(
                     Err(InfileError::Client(e)) => {
                         tracing::debug!(error = %e, "client failed during LOCAL INFILE");
                         return RelayEnd::ClientGone { drained: false };
+                    }
+                    // The file is part of the command: a server that stopped
+                    // reading it gets `pool.query_timeout`, as for its reply.
+                    Err(InfileError::Backend(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                        return RelayEnd::TimedOut {
+                            next_seq,
+                            err_fits: false,
+                        };
                     }
                     Err(InfileError::Backend(e)) => {
                         return RelayEnd::BackendFailed {
@@ -258,15 +267,19 @@ enum InfileError {
 }
 
 /// Forwards the client's LOCAL INFILE packets to the backend until the
-/// empty packet that ends the file.
+/// empty packet that ends the file. Each write to the backend has
+/// `write_limit` (`pool.query_timeout`): a frozen server takes only what
+/// the kernel's buffers hold, and the client would wait for ever.
 async fn relay_infile(
     client: &mut Stream,
     buf: &mut IoBuf,
     backend: &mut Stream,
     max_packet: usize,
     read_timeout: Option<Duration>,
+    write_limit: Option<Duration>,
 ) -> Result<(), InfileError> {
     const LATE: &str = "client.net_read_timeout reached";
+    const UNREAD: &str = "pool.query_timeout reached";
     loop {
         let Some(h) = buf.peek_header() else {
             within(read_timeout, buf.fill(client), LATE)
@@ -287,10 +300,13 @@ async fn relay_infile(
                 .map_err(InfileError::Client)?;
             continue;
         }
-        backend
-            .write_all(&buf.bytes()[..h.total_len()])
-            .await
-            .map_err(InfileError::Backend)?;
+        within(
+            write_limit,
+            backend.write_all(&buf.bytes()[..h.total_len()]),
+            UNREAD,
+        )
+        .await
+        .map_err(InfileError::Backend)?;
         buf.consume(h.total_len());
         if h.len == 0 {
             return Ok(());

@@ -477,3 +477,56 @@ fn own_statements_large_command_to_a_frozen_backend_is_bounded_by_the_query_time
     assert_eq!(eventually(|| a.query_first::<i64, _>("SELECT 1")), Some(1));
     pool_serves(&proxy);
 }
+
+/// A LOCAL INFILE file is part of the client's command: a server that
+/// stops reading it (frozen mid-transfer) takes only what the kernel's
+/// buffers hold, and `pool.query_timeout` bounds the writes as it bounds
+/// the reply. No ERR fits mid-file, so the client's connection closes; the
+/// statement is stopped and the pool's slot serves again.
+#[test]
+fn own_statements_local_infile_to_a_frozen_backend_is_bounded_by_the_query_timeout() {
+    let db = server();
+    db.exec("SET GLOBAL local_infile = 1");
+    db.exec("CREATE TABLE own.li (v VARCHAR(100))");
+    let proxy = start(db.addr(), "1s");
+    // The server asked for the file; the handler waits until it is frozen.
+    let asked = Arc::new(AtomicBool::new(false));
+    let frozen = Arc::new(AtomicBool::new(false));
+    let (asked_h, frozen_h) = (asked.clone(), frozen.clone());
+    let handler = mysql::LocalInfileHandler::new(move |_name, writer| {
+        asked_h.store(true, Ordering::SeqCst);
+        while !frozen_h.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let line = [b'x'; 99];
+        for _ in 0..(64 << 20) / 100 {
+            writer.write_all(&line)?;
+            writer.write_all(b"\n")?;
+        }
+        Ok(())
+    });
+    let mut a = Conn::new(
+        opts(&proxy)
+            .db_name(Some("own"))
+            .write_timeout(Some(HANG))
+            .local_infile_handler(Some(handler)),
+    )
+    .unwrap();
+    let loading = thread::spawn(move || {
+        let started = Instant::now();
+        let r = a.query_drop("LOAD DATA LOCAL INFILE 'big.txt' INTO TABLE li");
+        (r, started.elapsed())
+    });
+    while !asked.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    db.pause();
+    frozen.store(true, Ordering::SeqCst);
+    let (r, took) = loading.join().unwrap();
+    db.resume();
+    assert!(r.is_err(), "the load cannot have succeeded: {r:?}");
+    assert!(took < PROMPT, "the client waited {took:?}");
+    pool_serves(&proxy);
+    let rows: Option<i64> = db.query_first("SELECT COUNT(*) FROM own.li");
+    assert_eq!(rows, Some(0), "the load was stopped");
+}
