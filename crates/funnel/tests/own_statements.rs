@@ -359,6 +359,18 @@ fn own_statements_long_data_reset_is_bounded() {
 /// set: from then on that connection goes silent (nothing more reaches the
 /// server), as a network black hole, and the flag is cleared.
 fn black_hole(backend: SocketAddr, trigger: &'static [u8]) -> (SocketAddr, Arc<AtomicBool>) {
+    black_hole_then(backend, backend, trigger)
+}
+
+/// [`black_hole`], where connections made once a connection went silent
+/// reach `after` instead: an address (a virtual IP) that moved to another
+/// server while the old one stopped answering.
+fn black_hole_then(
+    backend: SocketAddr,
+    after: SocketAddr,
+    trigger: &'static [u8],
+) -> (SocketAddr, Arc<AtomicBool>) {
+    let moved = Arc::new(AtomicBool::new(false));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let armed = Arc::new(AtomicBool::new(false));
@@ -366,7 +378,12 @@ fn black_hole(backend: SocketAddr, trigger: &'static [u8]) -> (SocketAddr, Arc<A
     thread::spawn(move || {
         for funnel in listener.incoming() {
             let Ok(mut funnel) = funnel else { continue };
-            let Ok(mut server) = TcpStream::connect(backend) else {
+            let to = if moved.load(Ordering::SeqCst) {
+                after
+            } else {
+                backend
+            };
+            let Ok(mut server) = TcpStream::connect(to) else {
                 continue;
             };
             let (mut funnel_w, mut server_r) = (funnel.try_clone().unwrap(), server.try_clone().unwrap());
@@ -375,6 +392,7 @@ fn black_hole(backend: SocketAddr, trigger: &'static [u8]) -> (SocketAddr, Arc<A
                 let _ = funnel_w.shutdown(std::net::Shutdown::Both);
             });
             let armed = arming.clone();
+            let moving = moved.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 65536];
                 let mut silent = false;
@@ -388,6 +406,7 @@ fn black_hole(backend: SocketAddr, trigger: &'static [u8]) -> (SocketAddr, Arc<A
                         && armed.swap(false, Ordering::SeqCst)
                     {
                         silent = true;
+                        moving.store(true, Ordering::SeqCst);
                     }
                     if !silent && server.write_all(&buf[..n]).is_err() {
                         break;
@@ -529,4 +548,46 @@ fn own_statements_local_infile_to_a_frozen_backend_is_bounded_by_the_query_timeo
     pool_serves(&proxy);
     let rows: Option<i64> = db.query_first("SELECT COUNT(*) FROM own.li");
     assert_eq!(rows, Some(0), "the load was stopped");
+}
+
+/// Funnel's own statement gets no answer because the backend's address
+/// moved to another server (a virtual IP after a failover): a `KILL QUERY`
+/// of the old connection's thread id would reach the new server, where
+/// that id is someone else's connection. The statement (a read-back, like
+/// every statement bounded by `pool.connect_timeout`) changes no data and
+/// holds no lock, so nothing is killed for it.
+#[test]
+fn own_statements_unanswered_read_back_kills_no_thread_on_the_server_behind_a_moved_address() {
+    let (old, new) = (server(), server());
+    // The old server's thread ids run ahead, as a long-running server's do.
+    for _ in 0..10 {
+        drop(old.connect_as("own_b", "bpw").unwrap());
+    }
+    let (relay, armed) = black_hole_then(old.addr(), new.addr(), b"SELECT @@session.");
+    let proxy = start(relay, "0s");
+    let mut a = client(&proxy);
+    a.query_drop("SELECT 1").unwrap();
+    let thread: u64 = old
+        .query_first("SELECT MAX(ID) FROM information_schema.PROCESSLIST WHERE USER = 'own_b'")
+        .unwrap();
+    // On the new server, the same id is another client's connection.
+    let mut victim = loop {
+        let mut c = new.connect_as("own_b", "bpw").unwrap();
+        let id: u64 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+        assert!(id <= thread, "the new server's ids went past {thread}");
+        if id == thread {
+            break c;
+        }
+    };
+    let sleeping = thread::spawn(move || victim.query_first::<i64, _>("SELECT SLEEP(3)"));
+    thread::sleep(Duration::from_millis(200));
+    armed.store(true, Ordering::SeqCst);
+    a.query_drop("SET sql_mode = REPLACE(@@sql_mode, 'STRICT_TRANS_TABLES', '')")
+        .unwrap();
+    assert_eq!(promptly(|| code(a.query_drop("SELECT 1"))), 9007);
+    let slept = sleeping.join().unwrap();
+    assert!(
+        matches!(slept, Ok(Some(0))),
+        "the other client's statement was killed: {slept:?}"
+    );
 }

@@ -196,6 +196,13 @@ pub struct BackendConn {
     /// One of Funnel's commands here ran out of time: the server may still
     /// answer it, so nothing here can be trusted any more.
     pub unanswered: bool,
+    /// The command that ran out of time may still be running on the
+    /// server, waiting for a lock (a prepare, under `pool.query_timeout`):
+    /// it is killed there when the connection is discarded. Funnel's other
+    /// statements change no data and take no lock, so they end by
+    /// themselves; a `KILL` by thread id could reach another server's
+    /// connection, should the backend's address have moved (a failover).
+    pub kill_on_discard: bool,
     _slot: SlotGuard,
 }
 
@@ -344,6 +351,7 @@ impl BackendConn {
                         savepoint_outside_tx: false,
                         own_deadline: Rc::new(Cell::new(Deadline::connect(limit))),
                         unanswered: false,
+                        kill_on_discard: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -417,6 +425,7 @@ impl BackendConn {
             Some(result) => result,
             None => {
                 self.unanswered = true;
+                self.kill_on_discard = deadline.key == Deadline::QUERY_KEY;
                 Err(BackendError::Unanswered(deadline))
             }
         }

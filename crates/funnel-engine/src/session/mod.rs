@@ -1244,9 +1244,9 @@ impl Session {
         ) {
             self.tx_lost = true;
         }
-        if conn.unanswered {
-            // One of Funnel's statements there ran out of time: a server
-            // that is alive but slow (a lock) would go on running it.
+        if conn.kill_on_discard {
+            // A prepare there ran out of time: a server that is alive but
+            // slow (a metadata lock) would go on running it.
             let (pool, thread) = (conn.pool_id, conn.server_thread_id);
             let shard = self.shard.clone();
             rt::spawn(async move {
