@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_protocol::tracker::Expect;
+use funnel_testkit::mini_client::MiniClient;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
@@ -727,6 +729,10 @@ fn backends_session_statements_run_on_a_replica_while_the_writer_is_down() {
     );
     let readers = [f.r1.port(), f.r2.port()];
     assert!(readers.contains(&port(&mut c, "SELECT @@port")));
+    // A driver turning multi-statements on (`COM_SET_OPTION`) at connect.
+    let mut mini = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let on = mini.roundtrip(&[0x1b, 0x00, 0x00], Expect::Status).unwrap();
+    assert_eq!(on.last().and_then(|p| p.first()), Some(&0xfe), "{on:?}");
     let write = c.query_drop("INSERT INTO t VALUES (1, 1)").unwrap_err();
     let write = write.to_string();
     assert!(write.contains("9004") || write.contains("9003"), "{write}");

@@ -254,6 +254,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
                 MYSQL_OPTION_MULTI_STATEMENTS_OFF => Some(false),
                 _ => None,
             };
+            f.session_only = f.multi_statements.is_some();
             Plan::Forward(f)
         }
         Command::ResetConnection => Plan::ResetConnection,
