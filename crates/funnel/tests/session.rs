@@ -164,6 +164,28 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // The server keeps a variable's type when it is set to NULL: a bare
+        // NULL replayed (or given to clear another client's value) would
+        // show the type of whatever value the connection held.
+        name: "user variables set to NULL keep their own type, never another client's",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SET @y = 5, @x = 5, @f = 1e3, @s = 'abc'"),
+            (1, "SELECT COALESCE(@y, 1), COALESCE(@f, 1), COALESCE(@s, 1), @y + 0"),
+            (1, "PS:SELECT COALESCE(@y, 1), COALESCE(@f, 1), COALESCE(@s, 1), @y + 0"),
+            (0, "SET @x = NULL, @f = NULL, @s = NULL"),
+            (1, "SET @x = 'str', @f = 'str', @s = 2"),
+            (0, "SELECT COALESCE(@x, 1), COALESCE(@f, 1), COALESCE(@s, 1), COLLATION(@s), @x, @s"),
+            (0, "PS:SELECT COALESCE(@x, 1), COALESCE(@f, 1), COALESCE(@s, 1)"),
+            (2, "SET @z = NULL, @u = 18446744073709551615 - 1"),
+            (2, "SET @u = NULL"),
+            (1, "SET @z = 1, @u = 'x'"),
+            (2, "PS:SELECT COALESCE(@z, 1), COALESCE(@u, 1), COALESCE(@x, 1)"),
+            (1, "PS:SELECT COALESCE(@z, 1), COALESCE(@u, 1)"),
+        ],
+    },
+    Case {
         name: "another client's user variables are never visible",
         pool: 1,
         setup: &[],

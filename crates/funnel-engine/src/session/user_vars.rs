@@ -6,13 +6,18 @@
 //! A value is kept as the expression that recreates it exactly, type
 //! included, on any connection whatever its character set:
 //! - a numeric literal (`5`, `-1.50`, `1e3`, `18446744073709551615`),
-//!   `NULL`, `TRUE` or `FALSE`, as the client wrote it: its type never
-//!   depends on the connection;
+//!   `TRUE` or `FALSE`, as the client wrote it: its type never depends on
+//!   the connection;
 //! - anything else the server computed (a string literal included, whose
-//!   collation is the connection's at that moment): read back after the
-//!   `SET` on the same connection ([`read_back_sql`], [`replay_from_server`])
-//!   and kept as a typed literal (`CAST(5 AS UNSIGNED)`, `1.50`,
-//!   `_utf8mb4 X'61' COLLATE utf8mb4_general_ci`).
+//!   collation is the connection's at that moment, and `NULL`, which keeps
+//!   the type the variable had): read back after the `SET` on the same
+//!   connection ([`read_back_sql`], [`replay_from_server`]) and kept as a
+//!   typed literal (`CAST(5 AS UNSIGNED)`, `1.50`,
+//!   `_utf8mb4 X'61' COLLATE utf8mb4_general_ci`, `CAST(NULL AS SIGNED)`).
+//!
+//! A bare `NULL` is never replayed: the server keeps the type a variable
+//! already had when it is set to `NULL`, so on a connection that carried
+//! another client's value of that name it would show that client's type.
 //!
 //! What cannot be reproduced exactly (a double the server computed, a NULL
 //! with a type, a string in a character set whose bytes Funnel cannot
@@ -30,6 +35,11 @@ pub const MAX_VARS: usize = 64;
 pub const MAX_VALUE_BYTES: usize = 1024;
 /// At most this many bytes per name.
 pub const MAX_NAME_BYTES: usize = 64;
+
+/// What a variable the client never set is given: a binary string NULL,
+/// the type of a variable never set (a bare `NULL` would keep the type of
+/// the value another client left in it).
+pub const NULL_BINARY: &str = "CAST(NULL AS BINARY)";
 
 /// User variables by lower-case name, each with the expression that
 /// recreates its value.
@@ -87,7 +97,7 @@ impl UserVars {
             if !self.0.contains_key(name) {
                 // Another client's: this client must read NULL, as it
                 // would on a connection of its own.
-                parts.push(format!("@`{name}` = NULL"));
+                parts.push(format!("@`{name}` = {NULL_BINARY}"));
             }
         }
         (!parts.is_empty()).then(|| parts.join(", "))
@@ -113,13 +123,14 @@ pub fn normalize_name(raw: &str) -> Option<String> {
 
 /// `text` (an assignment's whole value) when it is a literal whose type
 /// does not depend on the connection, to be replayed as written: a number
-/// with an optional sign, `NULL`, `TRUE`, `FALSE`. `None` for anything
-/// else (strings included), which the server must compute.
+/// with an optional sign, `TRUE`, `FALSE`. `None` for anything else
+/// (strings included, and `NULL`, whose type is the variable's before),
+/// which the server must compute.
 pub fn tracked_literal(text: &str) -> Option<String> {
     if text.len() > MAX_VALUE_BYTES {
         return None;
     }
-    for word in ["NULL", "TRUE", "FALSE"] {
+    for word in ["TRUE", "FALSE"] {
         if text.eq_ignore_ascii_case(word) {
             return Some(word.to_string());
         }
@@ -192,12 +203,29 @@ pub fn replay_from_server(v: &ServerValue<'_>) -> Option<String> {
     const LONGLONG: u8 = 0x08;
     const NEWDECIMAL: u8 = 0xf6;
     const STRING_TYPES: [u8; 7] = [0x0f, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe];
-    const LONG_BLOB: u8 = 0xfb;
     const UNSIGNED: u16 = 0x20;
+    let name = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     let Some(value) = v.value else {
-        // `SET @x = NULL` leaves a binary string NULL; a NULL of another
-        // type (`CAST(NULL AS SIGNED)`) has no literal form here.
-        return (v.column_type == LONG_BLOB && v.collation == Some("binary")).then(|| "NULL".to_string());
+        // A NULL keeps a type (the variable's before `SET @x = NULL`): a
+        // cast gives it that type on any connection.
+        return match v.column_type {
+            LONGLONG if v.flags & UNSIGNED != 0 => Some("CAST(NULL AS UNSIGNED)".to_string()),
+            LONGLONG => Some("CAST(NULL AS SIGNED)".to_string()),
+            DOUBLE => Some("CAST(NULL AS DOUBLE)".to_string()),
+            t if STRING_TYPES.contains(&t) => {
+                let (cs, coll) = (v.charset?, v.collation?);
+                if !(name(cs) && name(coll)) {
+                    return None;
+                }
+                Some(if cs == "binary" {
+                    NULL_BINARY.to_string()
+                } else {
+                    format!("CAST(NULL AS CHAR CHARACTER SET {cs}) COLLATE {coll}")
+                })
+            }
+            // A DECIMAL's NULL: its precision is not read back.
+            _ => None,
+        };
     };
     match v.column_type {
         LONGLONG if v.flags & UNSIGNED != 0 => {
@@ -229,7 +257,6 @@ pub fn replay_from_server(v: &ServerValue<'_>) -> Option<String> {
         DOUBLE => None,
         t if STRING_TYPES.contains(&t) => {
             let (cs, coll, hex) = (v.charset?, v.collation?, v.hex?);
-            let name = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
             if !(name(cs) && name(coll) && hex.len() % 2 == 0 && hex.len() <= 2 * MAX_VALUE_BYTES) {
                 return None;
             }
@@ -383,9 +410,12 @@ mod tests {
         let theirs = vars(&[("x", "7"), ("y", "1")]);
         assert_eq!(
             mine.diff(&theirs).as_deref(),
-            Some("@`s` = _binary X'41', @`x` = 5, @`y` = NULL")
+            Some("@`s` = _binary X'41', @`x` = 5, @`y` = CAST(NULL AS BINARY)")
         );
-        assert_eq!(none.diff(&theirs).as_deref(), Some("@`x` = NULL, @`y` = NULL"));
+        assert_eq!(
+            none.diff(&theirs).as_deref(),
+            Some("@`x` = CAST(NULL AS BINARY), @`y` = CAST(NULL AS BINARY)")
+        );
     }
 
     #[test]
@@ -428,10 +458,9 @@ mod tests {
         ] {
             assert_eq!(tracked_literal(lit).as_deref(), Some(lit), "{lit}");
         }
-        assert_eq!(tracked_literal("null").as_deref(), Some("NULL"));
         assert_eq!(tracked_literal("True").as_deref(), Some("TRUE"));
         for not in [
-            "'a'", "0x41", "1e", "--5", "- 5", "5 + 1", ".", "e5", "1.2.3", "DEFAULT", "@y",
+            "NULL", "null", "'a'", "0x41", "1e", "--5", "- 5", "5 + 1", ".", "e5", "1.2.3", "DEFAULT", "@y",
         ] {
             assert_eq!(tracked_literal(not), None, "{not}");
         }
@@ -496,15 +525,26 @@ mod tests {
             None,
             "doubles pin"
         );
-        assert_eq!(
-            r(server(0xfb, 0, None, "binary", "binary", "")).as_deref(),
-            Some("NULL")
-        );
-        assert_eq!(
-            r(server(0x08, 0, None, "binary", "binary", "")),
-            None,
-            "a typed NULL pins"
-        );
+        // A NULL keeps its type: the variable's before `SET @x = NULL`.
+        for (t, flags, coll, cs, want) in [
+            (0xfb, 0, "binary", "binary", Some("CAST(NULL AS BINARY)")),
+            (0x08, 0, "binary", "binary", Some("CAST(NULL AS SIGNED)")),
+            (0x08, 0x20, "binary", "binary", Some("CAST(NULL AS UNSIGNED)")),
+            (0x05, 0, "binary", "binary", Some("CAST(NULL AS DOUBLE)")),
+            (
+                0xfb,
+                0,
+                "latin1_bin",
+                "latin1",
+                Some("CAST(NULL AS CHAR CHARACTER SET latin1) COLLATE latin1_bin"),
+            ),
+            (0xf6, 0, "binary", "binary", None),
+            (0xfb, 0, "x' OR 1", "latin1", None),
+        ] {
+            let mut v = server(t, flags, None, coll, cs, "");
+            v.hex = None;
+            assert_eq!(r(v).as_deref(), want, "{t:#x} {coll}");
+        }
         assert_eq!(
             r(server(
                 0xfb,
