@@ -1857,7 +1857,8 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
 
 /// `KILL` and `ALTER USER` hidden where only the server reads them (a
 /// compound statement's body, an executable comment's content, the text
-/// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash) are
+/// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash, a line
+/// after a `--` comment that starts with a control character) are
 /// refused like the plain forms; a query that only mentions those words
 /// next to an executable comment (mysqldump's `SQL_NO_CACHE`) runs.
 #[test]
@@ -1872,6 +1873,10 @@ fn engine_hidden_kill_and_account_changes_are_refused() {
         format!("IF 1 THEN KILL QUERY {victim}; END IF"),
         "/*!ALTER USER CURRENT_USER() WITH MAX_QUERIES_PER_HOUR 0 */".to_string(),
         "BEGIN NOT ATOMIC ALTER USER CURRENT_USER() WITH MAX_QUERIES_PER_HOUR 0; END".to_string(),
+        // `--` before any control character opens a comment to the server:
+        // the quote after it is no string.
+        format!("SELECT 1 --\x01 '\n; KILL QUERY {victim}; SELECT '"),
+        format!("SELECT 1 --\x0b '\n; KILL QUERY {victim}; SELECT '"),
     ] {
         match b.query_drop(&sql) {
             Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),

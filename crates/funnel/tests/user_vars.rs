@@ -155,6 +155,8 @@ fn user_vars_untracked_writes_still_pin() {
     let forms = [
         ("SELECT 7 INTO @v", "SELECT @v", "7"),
         ("SELECT @v := 7", "SELECT @v", "7"),
+        // The quote is in a `--` comment (a control character after `--`).
+        ("SELECT 7 --\x01 '\n INTO @v -- '", "SELECT @v", "7"),
         // Warnings (division by zero): the read-back would replace them.
         ("SET @v = 1/0", "SELECT @v IS NULL", "1"),
         // A double the server computed.

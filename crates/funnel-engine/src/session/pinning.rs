@@ -221,7 +221,7 @@ fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
 }
 
 fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
-    if tokens.executable_comment {
+    if tokens.executable_comment || tokens.ambiguous_comment {
         return pin(PinReason::Unknown);
     }
     let mut words = tokens.words.iter().map(|w| w.as_slice());
@@ -584,7 +584,8 @@ pub fn runs_kill(sql: &[u8]) -> bool {
     }
     let tokens = Tokens::scan(sql, Vec::new());
     let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
-    if may_start_statement(&tokens).any(|i| word(i) == Some(b"KILL")) {
+    // Where a comment may end is unsure, so may the statements be.
+    if tokens.ambiguous_comment || may_start_statement(&tokens).any(|i| word(i) == Some(b"KILL")) {
         return true;
     }
     word(0) == Some(b"SET")
@@ -643,6 +644,11 @@ pub const KILL_REFUSED: &str =
 pub const ACCOUNT_REFUSED: &str =
     "changing the shared backend account (SET PASSWORD, ALTER USER) through Funnel; client passwords are Funnel's users";
 
+/// What [`refusal`] answers for dynamic SQL whose text cannot be read
+/// for sure ([`sql_lex::ambiguous_comment_at`]).
+pub const AMBIGUOUS_REFUSED: &str =
+    "PREPARE or EXECUTE IMMEDIATE beside `--` followed by a non-ASCII byte (write `-- ` with a space)";
+
 fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     // Runs on every query: one pass over the text finds whether any of the
     // words involved appears at all (almost never), before any tokenizing.
@@ -656,6 +662,15 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
         return None;
     }
     let tokens = Tokens::scan(sql, Vec::new());
+    if tokens.ambiguous_comment {
+        // Which text is a comment depends on the character set: what it
+        // would run cannot be read.
+        return Some(if account {
+            ACCOUNT_REFUSED
+        } else {
+            AMBIGUOUS_REFUSED
+        });
+    }
     let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
     let starts = || may_start_statement(&tokens);
     let changes_account = |i: usize| {
@@ -963,6 +978,10 @@ struct Tokens {
     /// (`GET DIAGNOSTICS @n`, `LOAD DATA ... (@c)`, `CALL p(@out)`).
     user_var_write: bool,
     executable_comment: bool,
+    /// A `--` followed by a byte above ASCII: a comment or not depending on
+    /// the connection's character set ([`sql_lex::ambiguous_comment_at`]),
+    /// so the words seen here may not be the server's.
+    ambiguous_comment: bool,
 }
 
 /// Statements in which a user variable can only be read (unless after
@@ -1003,10 +1022,10 @@ impl Tokens {
                     saw_content = true;
                 }
                 b'#' => i = skip_until(sql, i, b"\n"),
-                b'-' if sql.get(i + 1) == Some(&b'-')
-                    && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
-                {
-                    i = skip_until(sql, i, b"\n")
+                b'-' if sql_lex::line_comment_at(sql, i) => i = skip_until(sql, i, b"\n"),
+                b'-' if sql_lex::ambiguous_comment_at(sql, i) => {
+                    t.ambiguous_comment = true;
+                    i += 2;
                 }
                 b'/' if sql.get(i + 1) == Some(&b'*') => {
                     let marker = match sql.get(i + 2) {
@@ -1138,8 +1157,21 @@ mod tests {
             "EXECUTE IMMEDIATE 'ALTER USER CURRENT_USER() IDENTIFIED BY \\'x\\''",
             "SELECT 1; PREPARE s FROM 'KILL 5'",
             "SET STATEMENT max_statement_time = 1 FOR ALTER USER CURRENT_USER() ACCOUNT LOCK",
+            // MariaDB ends a `--` comment at the line's end after any
+            // control character: the quote is in the comment.
+            "SELECT 1 --\x01 '\n; KILL 5 -- '",
+            "SELECT 1 --\x0b '\n; ALTER USER CURRENT_USER() ACCOUNT LOCK -- '",
+            "SELECT 1 --\x7f '\n; PREPARE s FROM 'KILL 5' -- '",
         ] {
             assert!(refusal(sql.as_bytes()).is_some(), "{sql}");
+        }
+        // After `--`, `\xA0` is a space in latin1: a comment or not.
+        for sql in [
+            &b"SELECT 1 --\xa0 '\n; KILL 5 -- '"[..],
+            b"SELECT 1 --\xa0 '\n; SET PASSWORD = 'x' -- '",
+            b"SELECT 1 --\xa0 '\n; PREPARE s FROM 'K\\ILL 5' -- '",
+        ] {
+            assert!(refusal(sql).is_some(), "{sql:?}");
         }
         for sql in [
             "SELECT password FROM users WHERE user = 'x'",
@@ -1257,6 +1289,12 @@ mod tests {
             ("SET sql_log_bin = OFF", PinReason::ReplicationVariable),
             ("SET SESSION gtid_domain_id = 2", PinReason::ReplicationVariable),
             ("SELECT c INTO @v FROM t", PinReason::UserVariable),
+            // The quote is in a comment (MariaDB's `--` takes any control
+            // character after it): the INTO is no string.
+            ("SELECT 1 --\x01 '\n INTO @v -- '", PinReason::UserVariable),
+            ("SELECT 1 --\x0b '\n, GET_LOCK('l', 1) -- '", PinReason::NamedLock),
+            // A comment or not depending on the character set.
+            ("SELECT 1 --\u{a0} '\n INTO @v -- '", PinReason::Unknown),
             ("SELECT c FROM t INTO @v", PinReason::UserVariable),
             ("SELECT @a INTO @b", PinReason::UserVariable),
             ("SELECT @n := @n + 1 FROM t", PinReason::UserVariable),
@@ -1338,6 +1376,12 @@ mod tests {
         let e = classify(b"SET sql_log_bin = 0, @x = 1");
         assert_eq!(e.pin, Some(PinReason::ReplicationVariable));
         assert!(e.set_user_vars.is_some());
+        // `--` before a tab is a comment to the server: @w is set too.
+        let e = classify(b"SET @v = 1 --\t'\n, @w := 2 -- '");
+        assert_eq!(
+            (e.pin, e.set_user_vars, e.read_back_user_vars),
+            (None, None, Some(vec!["v".into(), "w".into()]))
+        );
         // In a binary prepared statement every SET pins.
         assert_eq!(
             ExecuteEffect::of(b"SET @x = 5").pin,

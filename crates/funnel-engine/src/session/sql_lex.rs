@@ -43,9 +43,7 @@ pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
         let rest = &sql[i.min(sql.len())..];
         if rest.starts_with(b"/*") {
             i = skip_until(sql, i + 2, b"*/");
-        } else if rest.starts_with(b"#")
-            || (rest.starts_with(b"--") && rest.get(2).is_none_or(|c| c.is_ascii_whitespace()))
-        {
+        } else if rest.starts_with(b"#") || line_comment_at(rest, 0) {
             i = skip_until(sql, i, b"\n");
         } else {
             return rest;
@@ -53,17 +51,32 @@ pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
     }
 }
 
+/// True when a `--` comment starts at `i`. MariaDB opens one where `--`
+/// is followed by a space, any control character (a tab, a vertical tab,
+/// `\x01`, DEL) or the end; `1--1` is arithmetic. Reading `--\x01` as
+/// anything else would let text the server skips hide text it runs (a
+/// quote there opens a "string" that swallows a `; KILL 5`). After `--`,
+/// a byte above ASCII may be a space in the connection's character set
+/// (`\xA0` in latin1): see [`ambiguous_comment_at`].
+pub fn line_comment_at(sql: &[u8], i: usize) -> bool {
+    sql.get(i..i + 2) == Some(b"--") && sql.get(i + 2).is_none_or(|&c| c <= b' ' || c == 0x7f)
+}
+
+/// True when `--` at `i` is followed by a byte above ASCII: a comment or
+/// not depending on the connection's character set, which Funnel does not
+/// read here. Callers treat such text as unknown.
+pub fn ambiguous_comment_at(sql: &[u8], i: usize) -> bool {
+    sql.get(i..i + 2) == Some(b"--") && sql.get(i + 2).is_some_and(|&c| c >= 0x80)
+}
+
 /// Where the string, quoted name or comment that starts at `i` ends, or
-/// `None` when none starts there. `-- ` opens a comment only before a space
-/// or the end, as in MariaDB (`1--1` is arithmetic). Executable comments
+/// `None` when none starts there (`--` as [`line_comment_at`] says). Executable comments
 /// (`/*! */`) are skipped like others: callers that care look for them.
 pub fn skip_string_or_comment(sql: &[u8], i: usize) -> Option<usize> {
     match sql[i] {
         q @ (b'\'' | b'"' | b'`') => Some(skip_quoted(sql, i, q)),
         b'#' => Some(skip_until(sql, i, b"\n")),
-        b'-' if sql.get(i + 1) == Some(&b'-') && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) => {
-            Some(skip_until(sql, i, b"\n"))
-        }
+        b'-' if line_comment_at(sql, i) => Some(skip_until(sql, i, b"\n")),
         b'/' if sql.get(i + 1) == Some(&b'*') => Some(skip_until(sql, i + 2, b"*/")),
         _ => None,
     }
@@ -116,5 +129,18 @@ mod tests {
         assert_eq!(skip_quoted(b"'open", 0, b'\''), 5);
         assert_eq!(skip_until(b"/* c */ x", 2, b"*/"), 7);
         assert_eq!(skip_until(b"# c", 0, b"\n"), 3);
+        assert!(line_comment_at(b"--\n", 0));
+        for c in [b' ', b'\t', 0x0b, 0x01, 0x1f, 0x7f] {
+            let sql = [b'-', b'-', c, b'\'', b'\n', b'x'];
+            assert!(line_comment_at(&sql, 0), "{c:#x}");
+            assert_eq!(skip_string_or_comment(&sql, 0), Some(5), "{c:#x}");
+            assert_eq!(skip_leading_comments(&sql), b"x", "{c:#x}");
+        }
+        assert!(line_comment_at(b"--", 0));
+        for sql in [&b"1--1"[..], b"--a", b"--\xa0", b"-"] {
+            assert!(!line_comment_at(sql, 0) && !line_comment_at(sql, 1), "{sql:?}");
+        }
+        assert!(ambiguous_comment_at(b"--\xa0", 0));
+        assert!(!ambiguous_comment_at(b"-- \xa0", 0));
     }
 }

@@ -645,14 +645,15 @@ impl<'a> Lexer<'a> {
     fn skip_space(&mut self) {
         loop {
             let rest = &self.s[self.pos..];
-            let trimmed = rest.trim_start();
+            // The server's blanks only: a non-ASCII space is part of a word to it.
+            let trimmed = rest.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
             self.pos += rest.len() - trimmed.len();
             if trimmed.starts_with("/*") && !trimmed.starts_with("/*!") && !trimmed.starts_with("/*M!") {
                 match trimmed.find("*/") {
                     Some(e) => self.pos += e + 2,
                     None => self.pos = self.s.len(),
                 }
-            } else if trimmed.starts_with("-- ") || trimmed.starts_with('#') {
+            } else if super::sql_lex::line_comment_at(trimmed.as_bytes(), 0) || trimmed.starts_with('#') {
                 match trimmed.find('\n') {
                     Some(e) => self.pos += e + 1,
                     None => self.pos = self.s.len(),
