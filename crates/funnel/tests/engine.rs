@@ -1857,8 +1857,9 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
 
 /// `KILL` and `ALTER USER` hidden where only the server reads them (a
 /// compound statement's body, an executable comment's content, the text
-/// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash, a line
-/// after a `--` comment that starts with a control character) are
+/// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash or a
+/// name that `ANSI_QUOTES` does, a line after a `--` comment that starts
+/// with a control character) are
 /// refused like the plain forms; a query that only mentions those words
 /// next to an executable comment (mysqldump's `SQL_NO_CACHE`) runs.
 #[test]
@@ -1885,6 +1886,14 @@ fn engine_hidden_kill_and_account_changes_are_refused() {
     }
     b.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'").unwrap();
     let sql = format!("SELECT 'x\\'; KILL QUERY {victim}; SELECT '");
+    match b.query_drop(&sql) {
+        Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
+        Ok(()) => passed.push(sql),
+    }
+    // Under ANSI_QUOTES `"c\"` is a name ending at its second quote, while
+    // `'a\'b'` still escapes: the KILL is a statement of its own.
+    b.query_drop("SET sql_mode = 'ANSI_QUOTES'").unwrap();
+    let sql = format!(r#"SELECT 'a\'b' AS "c\"; KILL QUERY {victim}; -- "'"#);
     match b.query_drop(&sql) {
         Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
         Ok(()) => passed.push(sql),

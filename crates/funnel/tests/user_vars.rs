@@ -199,3 +199,25 @@ fn user_vars_untracked_writes_still_pin() {
         Some(64)
     );
 }
+
+/// Under `ANSI_QUOTES` `"x\"` is a name that ends at its second quote: the
+/// `:=` after it writes a user variable, so the client pins and no other
+/// client of its connection reads the value.
+#[test]
+fn user_vars_write_after_an_ansi_quoted_name_pins() {
+    let e = env("uv_ansi", 2);
+    let mut a = e.client();
+    let mut b = e.client();
+    a.query_drop("SET sql_mode = 'ANSI_QUOTES'").unwrap();
+    let row: (String, i64) = a
+        .query_first(r#"SELECT 'x' AS "x\", @v := 7 -- ""#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row, ("x".to_string(), 7));
+    assert_eq!(
+        e.pins().into_iter().flatten().collect::<Vec<_>>(),
+        vec!["user_variable".to_string()]
+    );
+    assert_eq!(b.query_first::<Option<i64>, _>("SELECT @v").unwrap(), Some(None));
+    assert_eq!(a.query_first::<i64, _>("SELECT @v").unwrap(), Some(7));
+}

@@ -176,6 +176,30 @@ impl ExecuteEffect {
 
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
+    let effect = classify_as_read(sql);
+    if effect.pin.is_some() || !sql.contains(&b'\\') || !sql.contains(&b'"') {
+        return effect;
+    }
+    // Under `ANSI_QUOTES` (not known here) `"x\"` is a name ending at its
+    // second quote: what follows may be a write to a user variable
+    // (`SELECT 1 AS "x\", @v := 1 -- "`) or anything else that pins.
+    // (Under `NO_BACKSLASH_ESCAPES` such text is unreadable: see
+    // `Session::literal_backslashes`.)
+    let ansi = classify_as_read(&sql_lex::ansi_quotes_form(sql));
+    let user_vars = |e: &SqlEffect| {
+        let set = e.set_user_vars.iter().flatten().map(|(n, _)| n);
+        set.chain(e.read_back_user_vars.iter().flatten())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let pin = ansi
+        .pin
+        .or_else(|| (user_vars(&ansi) != user_vars(&effect)).then_some(PinReason::UserVariable));
+    SqlEffect { pin, ..effect }
+}
+
+/// Classifies `sql` read with backslash escapes in both kinds of string.
+fn classify_as_read(sql: &[u8]) -> SqlEffect {
     // Every query is classified: the word list is reused (one per core
     // thread) instead of allocated per query.
     let tokens = Tokens::scan(sql, WORDS.take());
@@ -610,6 +634,13 @@ pub fn refusal(sql: &[u8]) -> Option<&'static str> {
         sql.contains(&b'\\')
             .then(|| without_backslashes(sql))
             .and_then(|plain| refusal_within(&plain, 0))
+            // Under `ANSI_QUOTES` `"x\"` is a name that ends there, while a
+            // backslash still escapes in `'...'`: read it that way too.
+            .or_else(|| {
+                (sql.contains(&b'\\') && sql.contains(&b'"'))
+                    .then(|| sql_lex::ansi_quotes_form(sql))
+                    .and_then(|ansi| refusal_within(&ansi, 0))
+            })
     })
 }
 
@@ -1165,6 +1196,10 @@ mod tests {
         ] {
             assert!(refusal(sql.as_bytes()).is_some(), "{sql}");
         }
+        // Under ANSI_QUOTES "c\" is a name ending at its second quote.
+        assert!(refusal(br#"SELECT 'a\'b' AS "c\"; KILL 5; -- "'"#).is_some());
+        assert!(refusal(br#"SELECT 'a\'b' AS "c\"; SET PASSWORD = 'x' -- "'"#).is_some());
+        assert_eq!(refusal(br#"SELECT '{"a":"b\"c"}', "d\"e""#), None);
         // After `--`, `\xA0` is a space in latin1: a comment or not.
         for sql in [
             &b"SELECT 1 --\xa0 '\n; KILL 5 -- '"[..],
@@ -1376,6 +1411,19 @@ mod tests {
         let e = classify(b"SET sql_log_bin = 0, @x = 1");
         assert_eq!(e.pin, Some(PinReason::ReplicationVariable));
         assert!(e.set_user_vars.is_some());
+        // Under ANSI_QUOTES "x\" is a name ending at its second quote.
+        assert_eq!(
+            reason(r#"SELECT 1 AS "x\", @r := 9 -- ""#),
+            Some(PinReason::UserVariable)
+        );
+        assert_eq!(
+            reason(r#"SELECT 'a\'b' AS "x\", 1 INTO @r -- "'"#),
+            Some(PinReason::UserVariable)
+        );
+        assert_eq!(
+            reason(r#"SELECT '{"a":"b\"c"}', @x FROM t WHERE "\\" = @y"#),
+            None
+        );
         // `--` before a tab is a comment to the server: @w is set too.
         let e = classify(b"SET @v = 1 --\t'\n, @w := 2 -- '");
         assert_eq!(

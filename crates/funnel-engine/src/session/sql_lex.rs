@@ -23,6 +23,40 @@ pub fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
     sql.len()
 }
 
+/// `sql` as the server reads it under `ANSI_QUOTES` (and backslash
+/// escapes), for the lexers that take `"` for a string: `"..."` is then a
+/// name, in which a backslash escapes nothing, so `"x\"` ends at its second
+/// quote and what follows is SQL. Each backslash inside such a name is made
+/// a space, which gives the usual lexers the same ends.
+pub fn ansi_quotes_form(sql: &[u8]) -> Vec<u8> {
+    let mut out = sql.to_vec();
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            b'"' => {
+                // Doubled quotes aside, the next quote ends the name.
+                let mut j = i + 1;
+                while j < sql.len() {
+                    if sql[j] == b'"' {
+                        if sql.get(j + 1) != Some(&b'"') {
+                            break;
+                        }
+                        j += 1;
+                    } else if sql[j] == b'\\' {
+                        out[j] = b' ';
+                    }
+                    j += 1;
+                }
+                i = j + 1;
+            }
+            // An executable comment's text is SQL: read on inside it.
+            b'/' if sql.get(i + 1) == Some(&b'*') && matches!(sql.get(i + 2), Some(b'!' | b'M')) => i += 2,
+            _ => i = skip_string_or_comment(sql, i).unwrap_or(i + 1),
+        }
+    }
+    out
+}
+
 /// The index just past the first `end` at or after `from` (the end of a
 /// comment), or the end of `sql`.
 pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
@@ -140,6 +174,10 @@ mod tests {
         for sql in [&b"1--1"[..], b"--a", b"--\xa0", b"-"] {
             assert!(!line_comment_at(sql, 0) && !line_comment_at(sql, 1), "{sql:?}");
         }
+        assert_eq!(
+            ansi_quotes_form(br#"SELECT 'a\'b' AS "c\", "d""\" /*!"\"*/ `\"` x"#),
+            br#"SELECT 'a\'b' AS "c ", "d"" " /*!" "*/ `\"` x"#
+        );
         assert!(ambiguous_comment_at(b"--\xa0", 0));
         assert!(!ambiguous_comment_at(b"-- \xa0", 0));
     }
