@@ -1855,6 +1855,33 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
     assert_eq!(fresh, Some(1), "the backend account's password is unchanged");
 }
 
+/// Dynamic SQL held in a user variable Funnel tracks (`SET @v = 'KILL
+/// ..'; PREPARE s FROM @v`) is checked like a literal: refused, and the
+/// victim's connection lives; other text in a variable runs.
+#[test]
+fn engine_dynamic_sql_in_a_tracked_user_variable_is_refused() {
+    let e = env("dynvar", 1, "pool:\n  max_per_core: 2\n");
+    let mut a = e.client();
+    let mut b = e.client();
+    let victim = e.held_backend_thread(&mut a);
+    b.query_drop(format!("SET @k = CONCAT('KILL ', {victim}), @q = 'SELECT 7'"))
+        .unwrap();
+    b.query_drop("SET @p = 'SET PASSWORD = PASSWORD(''other'')'")
+        .unwrap();
+    for sql in [
+        "PREPARE s FROM @k",
+        "EXECUTE IMMEDIATE @K",
+        "EXECUTE IMMEDIATE @`p`",
+    ] {
+        let (code, message) = server_error(b.query_drop(sql).unwrap_err());
+        assert_eq!(code, 1235, "{sql}: {message}");
+    }
+    assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    a.query_drop("COMMIT").unwrap();
+    b.query_drop("PREPARE s FROM @q").unwrap();
+    assert_eq!(b.query_first::<i64, _>("EXECUTE s").unwrap(), Some(7));
+}
+
 /// `KILL` and `ALTER USER` hidden where only the server reads them (a
 /// compound statement's body, an executable comment's content, the text
 /// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash or a

@@ -541,6 +541,12 @@ impl Session {
                 if self.literal_backslashes(payload) {
                     f.set_unreadable();
                 }
+                if payload.first() == Some(&0x03) && !self.user_vars.is_empty() {
+                    if let Some(what) = user_vars::dynamic_sql_refusal(&payload[1..], &self.user_vars) {
+                        self.buf.consume(total);
+                        return self.reply_error(1, EngineError::Unsupported(what)).await;
+                    }
+                }
                 Box::pin(self.forward(total, f)).await
             }
             Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,

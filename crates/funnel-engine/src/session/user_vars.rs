@@ -305,6 +305,58 @@ pub fn string_value(replay: &str) -> Option<Vec<u8>> {
     decode_hex(hex)
 }
 
+/// Why Funnel refuses `sql` when it runs dynamic SQL (`PREPARE s FROM @v`,
+/// `EXECUTE IMMEDIATE @v`) held in one of the client's tracked user
+/// variables: the text of each such variable the query names is checked
+/// like a literal would be ([`super::pinning::refusal`]), so `SET @v =
+/// 'KILL 5'; PREPARE s FROM @v` is refused as `PREPARE s FROM 'KILL 5'`
+/// is. A value Funnel does not know (the client is pinned for it) or an
+/// expression built at run time cannot be read.
+pub fn dynamic_sql_refusal(sql: &[u8], vars: &UserVars) -> Option<&'static str> {
+    let mentions = |w: &[u8]| sql.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+    if vars.is_empty() || !(mentions(b"PREPARE") || mentions(b"IMMEDIATE")) {
+        return None;
+    }
+    let mut i = 0;
+    while i < sql.len() {
+        if sql[i] != b'@' {
+            i += 1;
+            continue;
+        }
+        if sql.get(i + 1) == Some(&b'@') {
+            i += 2;
+            continue;
+        }
+        let rest = &sql[i + 1..];
+        let (raw, len) = match rest.first() {
+            Some(&q @ (b'`' | b'\'' | b'"')) => {
+                let end = rest[1..]
+                    .iter()
+                    .position(|&c| c == q)
+                    .map_or(rest.len() - 1, |p| p + 1);
+                (&rest[1..end], end + 1)
+            }
+            _ => {
+                let n = rest
+                    .iter()
+                    .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$' | b'.')))
+                    .unwrap_or(rest.len());
+                (&rest[..n], n)
+            }
+        };
+        let value = std::str::from_utf8(raw)
+            .ok()
+            .and_then(normalize_name)
+            .and_then(|name| vars.get(&name))
+            .and_then(string_value);
+        if let Some(r) = value.and_then(|text| super::pinning::refusal(&text)) {
+            return Some(r);
+        }
+        i += 1 + len.max(1);
+    }
+    None
+}
+
 impl super::Session {
     /// After a `SET @x = literal` the server accepted: records the values
     /// for the session and for the connection that ran it. A session that
@@ -588,5 +640,42 @@ mod tests {
             Some(&b"KILL"[..])
         );
         assert_eq!(string_value("5"), None);
+    }
+
+    #[test]
+    fn user_vars_dynamic_sql_in_a_tracked_variable_is_checked() {
+        let hex = |s: &str| s.bytes().map(|b| format!("{b:02X}")).collect::<String>();
+        let v = vars(&[
+            ("k", &format!("_utf8mb4 X'{}' COLLATE utf8mb4_bin", hex("KILL 5"))),
+            ("a b", &format!("_binary X'{}'", hex("SET PASSWORD = 'x'"))),
+            (
+                "q",
+                &format!("_latin1 X'{}' COLLATE latin1_bin", hex("SELECT 'KILL 5'")),
+            ),
+            ("n", "5"),
+        ]);
+        for sql in [
+            "PREPARE s FROM @k",
+            "prepare s from @K",
+            "EXECUTE IMMEDIATE @`a b`",
+            "SELECT 1; PREPARE s FROM @'k'",
+            "PREPARE s FROM CONCAT(@q, ''), t FROM @k",
+        ] {
+            assert!(dynamic_sql_refusal(sql.as_bytes(), &v).is_some(), "{sql}");
+        }
+        for sql in [
+            "PREPARE s FROM @q",
+            "PREPARE s FROM @n",
+            "PREPARE s FROM @unknown",
+            "SELECT @k",
+            "PREPARE s FROM @@k",
+            "PREPARE s FROM @",
+        ] {
+            assert_eq!(dynamic_sql_refusal(sql.as_bytes(), &v), None, "{sql}");
+        }
+        assert_eq!(
+            dynamic_sql_refusal(b"PREPARE s FROM @k", &UserVars::default()),
+            None
+        );
     }
 }
