@@ -221,3 +221,26 @@ fn user_vars_write_after_an_ansi_quoted_name_pins() {
     assert_eq!(b.query_first::<Option<i64>, _>("SELECT @v").unwrap(), Some(None));
     assert_eq!(a.query_first::<i64, _>("SELECT @v").unwrap(), Some(7));
 }
+
+/// In sjis `'\x95\x5c'` is one character in quotes (its second byte is
+/// that of a backslash): the `:=` after it writes a user variable, so the
+/// client pins and no other client of its connection reads the value.
+#[test]
+fn user_vars_write_after_a_sjis_character_ending_in_a_backslash_pins() {
+    let e = env("uv_sjis", 2);
+    let mut a =
+        funnel_testkit::mini_client::MiniClient::connect(e.proxy.local_addr(), "app", "apppw", None).unwrap();
+    let mut b = e.client();
+    a.query("SET NAMES sjis").unwrap();
+    let mut q = vec![0x03];
+    q.extend_from_slice(b"SELECT '\x95\x5c' AS a, @v := 7 -- '");
+    let reply = a
+        .roundtrip(&q, funnel_protocol::tracker::Expect::Results)
+        .unwrap();
+    assert_ne!(reply[0].first(), Some(&0xff), "{reply:?}");
+    assert_eq!(
+        e.pins().into_iter().flatten().collect::<Vec<_>>(),
+        vec!["user_variable".to_string()]
+    );
+    assert_eq!(b.query_first::<Option<i64>, _>("SELECT @v").unwrap(), Some(None));
+}

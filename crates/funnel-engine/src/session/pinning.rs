@@ -177,25 +177,37 @@ impl ExecuteEffect {
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
     let effect = classify_as_read(sql);
-    if effect.pin.is_some() || !sql.contains(&b'\\') || !sql.contains(&b'"') {
+    if effect.pin.is_some() || !sql.contains(&b'\\') {
         return effect;
     }
-    // Under `ANSI_QUOTES` (not known here) `"x\"` is a name ending at its
-    // second quote: what follows may be a write to a user variable
-    // (`SELECT 1 AS "x\", @v := 1 -- "`) or anything else that pins.
-    // (Under `NO_BACKSLASH_ESCAPES` such text is unreadable: see
+    // Where a backslash escapes depends on the session, which is not known
+    // here: under `ANSI_QUOTES` `"x\"` is a name ending at its second quote,
+    // and in sjis, gbk or big5 a two-byte character may end in the byte of
+    // `\` (`'\x95\x5c'` is one character in quotes). What follows may be
+    // a write to a user variable (`SELECT 1 AS "x\", @v := 1 -- "`) or
+    // anything else that pins: the stricter reading wins. (Under
+    // `NO_BACKSLASH_ESCAPES` such text is unreadable: see
     // `Session::literal_backslashes`.)
-    let ansi = classify_as_read(&sql_lex::ansi_quotes_form(sql));
     let user_vars = |e: &SqlEffect| {
         let set = e.set_user_vars.iter().flatten().map(|(n, _)| n);
         set.chain(e.read_back_user_vars.iter().flatten())
             .cloned()
             .collect::<Vec<_>>()
     };
-    let pin = ansi
-        .pin
-        .or_else(|| (user_vars(&ansi) != user_vars(&effect)).then_some(PinReason::UserVariable));
-    SqlEffect { pin, ..effect }
+    let readings = [
+        sql.contains(&b'"').then(|| sql_lex::ansi_quotes_form(sql)),
+        sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql)),
+    ];
+    for other in readings.into_iter().flatten() {
+        let alt = classify_as_read(&other);
+        let pin = alt
+            .pin
+            .or_else(|| (user_vars(&alt) != user_vars(&effect)).then_some(PinReason::UserVariable));
+        if pin.is_some() {
+            return SqlEffect { pin, ..effect };
+        }
+    }
+    effect
 }
 
 /// Classifies `sql` read with backslash escapes in both kinds of string.
@@ -1411,6 +1423,14 @@ mod tests {
         let e = classify(b"SET sql_log_bin = 0, @x = 1");
         assert_eq!(e.pin, Some(PinReason::ReplicationVariable));
         assert!(e.set_user_vars.is_some());
+        // In sjis '\x95\x5c' is one character in quotes.
+        for sql in [
+            &b"SELECT '\x95\x5c' AS a, @r := 9 -- '"[..],
+            b"SELECT '\x95\x5c', 1 INTO @r -- '",
+        ] {
+            assert_eq!(classify(sql).pin, Some(PinReason::UserVariable), "{sql:?}");
+        }
+        assert_eq!(classify(b"SELECT 'caf\xc3\xa9', @x").pin, None);
         // Under ANSI_QUOTES "x\" is a name ending at its second quote.
         assert_eq!(
             reason(r#"SELECT 1 AS "x\", @r := 9 -- ""#),

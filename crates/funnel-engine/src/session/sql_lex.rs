@@ -57,6 +57,26 @@ pub fn ansi_quotes_form(sql: &[u8]) -> Vec<u8> {
     out
 }
 
+/// True when a backslash follows a byte above ASCII: in sjis, cp932, gbk,
+/// gb18030 or big5 that byte may start a two-byte character whose second
+/// byte is the backslash's (`\x95\x5c`), which then escapes nothing.
+pub fn multibyte_backslash(sql: &[u8]) -> bool {
+    sql.windows(2).any(|w| w[0] >= 0x81 && w[1] == b'\\')
+}
+
+/// `sql` as a character set of [`multibyte_backslash`] may read it, for
+/// the usual lexers: each backslash right after a byte above ASCII made a
+/// space (the second byte of a character, not an escape).
+pub fn multibyte_form(sql: &[u8]) -> Vec<u8> {
+    let mut out = sql.to_vec();
+    for i in 1..sql.len() {
+        if sql[i] == b'\\' && sql[i - 1] >= 0x81 {
+            out[i] = b' ';
+        }
+    }
+    out
+}
+
 /// The index just past the first `end` at or after `from` (the end of a
 /// comment), or the end of `sql`.
 pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
