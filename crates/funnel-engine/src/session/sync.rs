@@ -36,6 +36,21 @@ impl Session {
             // The common case, checked by reference: no clones, no awaits.
             return Ok(Some(conn));
         }
+        // Boxed: the work below (a `SET` of every difference, a checkout
+        // when the charset cannot be restored) is a large future, and
+        // inline it would make every command's future that large, a cost
+        // (its copy into the box `dispatch` makes) paid by commands that
+        // need no sync at all.
+        Box::pin(self.sync_session_slow(conn, total, sets_schema)).await
+    }
+
+    /// [`Self::sync_session`] once the connection is known to differ.
+    async fn sync_session_slow(
+        &mut self,
+        conn: BackendConn,
+        total: usize,
+        sets_schema: bool,
+    ) -> Result<Option<BackendConn>, End> {
         let schema = self.schema.clone().filter(|_| !sets_schema);
         let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
             return Ok(None);
