@@ -254,11 +254,14 @@ pub fn substitute(
             return;
         }
         let value = match mention {
-            Mention::LastInsertId => last.last_insert_id.to_string(),
-            Mention::RowCount => last.row_count.to_string(),
-            Mention::FoundRows if found_rows => last.found_rows.to_string(),
+            Mention::LastInsertId if sql[start] == b'@' => Typed::IdVariable(last.last_insert_id),
+            Mention::LastInsertId => Typed::Unsigned(last.last_insert_id),
+            Mention::RowCount => Typed::Signed(last.row_count),
+            Mention::FoundRows if found_rows => {
+                Typed::Signed(i64::try_from(last.found_rows).unwrap_or(i64::MAX))
+            }
             Mention::ConnectionId => match connection_id {
-                Some(id) => id.to_string(),
+                Some(id) => Typed::ConnectionId(id),
                 None => return,
             },
             Mention::FoundRows => return,
@@ -320,6 +323,36 @@ fn empty_call(sql: &[u8], at: usize) -> Option<usize> {
     (sql.get(j) == Some(&b')')).then_some(j + 1)
 }
 
+/// A value written as an expression the server types exactly as the call
+/// it replaces, so the column metadata a client sees (type, length,
+/// signedness, nullability) does not change: drivers pick the value's type
+/// from it (a bare `42` would be a 2-digit `LONG`). The server sizes an
+/// integer literal by its digits, zeros in front included, and `CAST` keeps
+/// that length.
+enum Typed {
+    /// `LAST_INSERT_ID()`: `BIGINT UNSIGNED NOT NULL`, length 21.
+    Unsigned(u64),
+    /// `@@identity`, `@@last_insert_id`: the same, but nullable.
+    IdVariable(u64),
+    /// `ROW_COUNT()`, `FOUND_ROWS()`: `BIGINT NOT NULL`, length 21.
+    Signed(i64),
+    /// `CONNECTION_ID()`: `INT UNSIGNED NOT NULL`, length 10.
+    ConnectionId(u32),
+}
+
+impl std::fmt::Display for Typed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Typed::Unsigned(v) => write!(f, "CAST({v:021} AS UNSIGNED)"),
+            Typed::IdVariable(v) => write!(f, "NULLIF(CAST({v:021} AS UNSIGNED), NULL)"),
+            // The sign counts towards the length: `-` and 20 digits.
+            Typed::Signed(v) if v < 0 => write!(f, "CAST(-{:020} AS SIGNED)", v.unsigned_abs()),
+            Typed::Signed(v) => write!(f, "CAST({v:021} AS SIGNED)"),
+            Typed::ConnectionId(v) => write!(f, "CAST({v:010} AS UNSIGNED)"),
+        }
+    }
+}
+
 /// Appends formatted text to a byte vector.
 struct Lit<'a>(&'a mut Vec<u8>);
 
@@ -348,23 +381,23 @@ mod tests {
     fn rewrite_replaces_calls_outside_strings() {
         assert_eq!(
             sub("SELECT LAST_INSERT_ID()").as_deref(),
-            Some("SELECT 42 AS `LAST_INSERT_ID()`")
+            Some("SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID()`")
         );
         assert_eq!(
             sub("select last_insert_id( ), row_count();").as_deref(),
-            Some("select 42 AS `last_insert_id( )`, 3 AS `row_count()`;")
+            Some("select CAST(000000000000000000042 AS UNSIGNED) AS `last_insert_id( )`, CAST(000000000000000000003 AS SIGNED) AS `row_count()`;")
         );
         assert_eq!(
             sub("INSERT INTO c VALUES (LAST_INSERT_ID(), 'LAST_INSERT_ID()')").as_deref(),
-            Some("INSERT INTO c VALUES (42, 'LAST_INSERT_ID()')")
+            Some("INSERT INTO c VALUES (CAST(000000000000000000042 AS UNSIGNED), 'LAST_INSERT_ID()')")
         );
         assert_eq!(
             sub("SELECT FOUND_ROWS() FROM dual").as_deref(),
-            Some("SELECT 7 AS `FOUND_ROWS()` FROM dual")
+            Some("SELECT CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()` FROM dual")
         );
         assert_eq!(
             sub("SELECT CONNECTION_ID() + 1").as_deref(),
-            Some("SELECT 99 + 1")
+            Some("SELECT CAST(0000000099 AS UNSIGNED) + 1")
         );
         assert_eq!(sub("SELECT 1"), None);
         assert_eq!(sub("SELECT `LAST_INSERT_ID()` FROM t"), None);
@@ -378,27 +411,30 @@ mod tests {
         assert_eq!(sub("SELECT 1 -- LAST_INSERT_ID()"), None);
         assert_eq!(
             sub("SELECT 1--1, LAST_INSERT_ID()").as_deref(),
-            Some("SELECT 1--1, 42 AS `LAST_INSERT_ID()`"),
+            Some("SELECT 1--1, CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID()`"),
             "--1 is arithmetic, not a comment"
         );
         assert_eq!(
             substitute(b"SELECT CONNECTION_ID(), ROW_COUNT()", &LAST, None, true, false).as_deref(),
-            Some(&b"SELECT CONNECTION_ID(), 3 AS `ROW_COUNT()`"[..])
+            Some(&b"SELECT CONNECTION_ID(), CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`"[..])
         );
         assert_eq!(
             sub("SELECT @@identity, @@LAST_INSERT_ID, @@session.last_insert_id").as_deref(),
-            Some("SELECT 42 AS `@@identity`, 42 AS `@@LAST_INSERT_ID`, 42 AS `@@session.last_insert_id`")
+            Some("SELECT NULLIF(CAST(000000000000000000042 AS UNSIGNED), NULL) AS `@@identity`, NULLIF(CAST(000000000000000000042 AS UNSIGNED), NULL) AS `@@LAST_INSERT_ID`, NULLIF(CAST(000000000000000000042 AS UNSIGNED), NULL) AS `@@session.last_insert_id`")
         );
         assert_eq!(
             sub("INSERT INTO c VALUES (@@identity + 1)").as_deref(),
-            Some("INSERT INTO c VALUES (42 + 1)")
+            Some("INSERT INTO c VALUES (NULLIF(CAST(000000000000000000042 AS UNSIGNED), NULL) + 1)")
         );
         assert_eq!(sub("SELECT @@global.identity, @@insert_id, '@@identity'"), None);
         assert_eq!(sub("SET @@identity = 5"), None, "assigned, not read");
-        assert_eq!(sub("SET @x = @@identity").as_deref(), Some("SET @x = 42"));
+        assert_eq!(
+            sub("SET @x = @@identity").as_deref(),
+            Some("SET @x = NULLIF(CAST(000000000000000000042 AS UNSIGNED), NULL)")
+        );
         assert_eq!(
             sub("SELECT 1 WHERE @@identity = 42").as_deref(),
-            Some("SELECT 1 WHERE 42 = 42")
+            Some("SELECT 1 WHERE NULLIF(CAST(000000000000000000042 AS UNSIGNED), NULL) = 42")
         );
         assert!(mentions_previous_statement(b"SELECT @@Identity"));
         assert!(mentions_previous_statement(b"SELECT @@local.last_insert_id"));
@@ -444,7 +480,7 @@ mod tests {
                 true
             )
             .as_deref(),
-            Some(&b"SELECT LAST_INSERT_ID(), 1 AS `CONNECTION_ID()`"[..]),
+            Some(&b"SELECT LAST_INSERT_ID(), CAST(0000000001 AS UNSIGNED) AS `CONNECTION_ID()`"[..]),
             "pinned for them, the server answers"
         );
         assert_eq!(no_found, None);
@@ -456,15 +492,15 @@ mod tests {
     fn rewrite_leaves_later_statements_to_the_server() {
         assert_eq!(
             sub("INSERT INTO t VALUES (); SELECT LAST_INSERT_ID(), ROW_COUNT(), CONNECTION_ID()").as_deref(),
-            Some("INSERT INTO t VALUES (); SELECT LAST_INSERT_ID(), ROW_COUNT(), 99 AS `CONNECTION_ID()`")
+            Some("INSERT INTO t VALUES (); SELECT LAST_INSERT_ID(), ROW_COUNT(), CAST(0000000099 AS UNSIGNED) AS `CONNECTION_ID()`")
         );
         assert_eq!(
             sub("SELECT ROW_COUNT(); SELECT ROW_COUNT()").as_deref(),
-            Some("SELECT 3 AS `ROW_COUNT()`; SELECT ROW_COUNT()")
+            Some("SELECT CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`; SELECT ROW_COUNT()")
         );
         assert_eq!(
             sub("UPDATE t SET a = 1; SELECT FOUND_ROWS()").as_deref(),
-            Some("UPDATE t SET a = 1; SELECT 7 AS `FOUND_ROWS()`"),
+            Some("UPDATE t SET a = 1; SELECT CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()`"),
             "no statement of the query returned rows yet"
         );
         assert_eq!(
@@ -480,5 +516,31 @@ mod tests {
         assert!(!later_statement_reads_last_insert_id(
             b"SELECT 'a;b', LAST_INSERT_ID() -- ;"
         ));
+    }
+
+    /// The replacement is typed as the server types the call (found with
+    /// the differential test: a bare literal is a short `INT`).
+    #[test]
+    fn rewrite_keeps_the_server_types() {
+        let last = LastResults {
+            last_insert_id: u64::MAX,
+            row_count: -1,
+            found_rows: 0,
+        };
+        let sub = |sql: &str| {
+            substitute(sql.as_bytes(), &last, Some(u32::MAX), true, false)
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(
+            sub("SELECT 1 - ROW_COUNT(), FOUND_ROWS()").as_deref(),
+            Some(
+                "SELECT 1 - CAST(-00000000000000000001 AS SIGNED), \
+                 CAST(000000000000000000000 AS SIGNED) AS `FOUND_ROWS()`"
+            )
+        );
+        assert_eq!(
+            sub("SELECT LAST_INSERT_ID() = CONNECTION_ID()").as_deref(),
+            Some("SELECT CAST(018446744073709551615 AS UNSIGNED) = CAST(4294967295 AS UNSIGNED)")
+        );
     }
 }
