@@ -920,6 +920,26 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs. MariaDB keeps a transaction's READ
+        // ONLY after `SET autocommit = 1` commits it, until a COMMIT: the
+        // next client of that connection could not write.
+        name: "SET autocommit = 1 ending a read-only transaction",
+        pool: 2,
+        setup: &["CREATE TABLE ro (v INT)"],
+        steps: &[
+            (0, "SET autocommit = 0"),
+            (0, "START TRANSACTION READ ONLY"),
+            (0, "SET autocommit = 1"),
+            (1, "INSERT INTO ro VALUES (1)"),
+            (0, "SELECT @@in_transaction, @@tx_read_only"),
+            (0, "INSERT INTO ro VALUES (2)"),
+            (1, "INSERT INTO ro VALUES (3)"),
+            (0, "COMMIT"),
+            (0, "INSERT INTO ro VALUES (4)"),
+            (1, "SELECT v FROM ro ORDER BY v"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

@@ -1036,6 +1036,7 @@ impl Session {
             .set_running_on(Some((conn.pool_id, conn.server_thread_id)));
         self.control.set_state(ClientState::Running);
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
+        let in_transaction_before = conn.status.in_transaction();
         let stats = self.shard.stats.clone();
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
@@ -1078,6 +1079,18 @@ impl Session {
                         }
                     }
                     if let Some(vars) = &f.set_vars {
+                        if in_transaction_before
+                            && !conn.status.in_transaction()
+                            && vars.iter().any(|a| a.name == "autocommit")
+                        {
+                            // MariaDB keeps the characteristics of a
+                            // transaction that `SET autocommit = 1` commits
+                            // (`START TRANSACTION READ ONLY`: later writes
+                            // fail with 1792) until a COMMIT or ROLLBACK,
+                            // and no variable shows it: the connection
+                            // stays with its session until then.
+                            self.pin(PinReason::NextTransaction);
+                        }
                         self.vars.apply(vars);
                         conn.vars.apply(vars);
                         if !self.vars.any_set(&pinning::REPLICATION_VARIABLES) {
