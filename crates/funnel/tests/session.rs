@@ -920,6 +920,24 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: SHOW WARNINGS is not a SELECT.
+        name: "found rows after SHOW WARNINGS",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SELECT 1 UNION SELECT 2 UNION SELECT 3"),
+            (0, "SHOW WARNINGS"),
+            (1, "SELECT 1"),
+            (0, "SELECT FOUND_ROWS()"),
+            (0, "SELECT 1 UNION SELECT 2"),
+            (0, "/* x */ show errors"),
+            (0, "SELECT FOUND_ROWS()"),
+            (0, "SELECT 1 UNION SELECT 2"),
+            (0, "SHOW COUNT(*) WARNINGS"),
+            (0, "SELECT FOUND_ROWS()"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs. MariaDB keeps a transaction's READ
         // ONLY after `SET autocommit = 1` commits it, until a COMMIT: the
         // next client of that connection could not write.

@@ -83,6 +83,9 @@ pub struct Forward {
     pub pin_on_error: Option<PinReason>,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
+    /// `SHOW WARNINGS` / `SHOW ERRORS`: the server leaves what
+    /// `FOUND_ROWS()` answers as it was (its rows are not a `SELECT`'s).
+    pub keeps_found_rows: bool,
     /// On success, this pin reason ends.
     pub unpin: Option<PinReason>,
     /// `COM_SET_OPTION`: on success, multi-statements are on or off.
@@ -171,6 +174,7 @@ impl Forward {
             reads_found_rows: false,
             pin_on_error: None,
             diagnostics: false,
+            keeps_found_rows: false,
             unpin: None,
             multi_statements: None,
             read_only: false,
@@ -225,6 +229,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.reads_found_rows = effect.reads_found_rows;
             f.pin_on_error = effect.pin_on_error;
             f.diagnostics = effect.diagnostics;
+            f.keeps_found_rows = effect.diagnostics && shows_diagnostics(sql);
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;
@@ -270,6 +275,17 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             query_only: false,
         }),
         Command::Other(code) => Plan::Reply(EngineError::Unsupported(unsupported_name(code))),
+    }
+}
+
+/// `SHOW WARNINGS` or `SHOW ERRORS` (not `SHOW COUNT(*) ...`, which the
+/// server runs as a `SELECT`).
+fn shows_diagnostics(sql: &[u8]) -> bool {
+    use crate::session::sql_lex::{first_word_is, skip_leading_comments};
+    let s = skip_leading_comments(sql);
+    first_word_is(s, b"SHOW") && {
+        let rest = &s[4..];
+        first_word_is(rest, b"WARNINGS") || first_word_is(rest, b"ERRORS")
     }
 }
 

@@ -1242,7 +1242,7 @@ impl Session {
         } else {
             self.last.row_count = summary.affected_rows as i64;
         }
-        if summary.result_sets > 0 {
+        if summary.result_sets > 0 && !f.keeps_found_rows {
             self.last.found_rows = summary.last_result_rows;
         }
         self.calc_found_rows = f.pin == Some(PinReason::PreviousStatementInfo);
