@@ -920,6 +920,30 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: these leave the diagnostics area
+        // alone on the server, so the warnings stay the client's to read.
+        name: "warnings survive transaction control and table-free executes",
+        pool: 2,
+        setup: &["CREATE TABLE wt (v INT)"],
+        steps: &[
+            (0, "SELECT CAST('1x' AS SIGNED)"),
+            (0, "ROLLBACK"),
+            (0, "SHOW WARNINGS"),
+            (0, "SELECT CAST('2x' AS SIGNED)"),
+            (0, "BEGIN"),
+            (0, "COMMIT"),
+            (0, "SAVEPOINT s"),
+            (0, "SHOW WARNINGS"),
+            (0, "SELECT CAST('3x' AS SIGNED)"),
+            (0, "PS:SELECT @@time_zone"),
+            (0, "SHOW WARNINGS"),
+            (0, "PS:SELECT nosuch FROM wt"),
+            (1, "SELECT COUNT(*) FROM wt"),
+            (0, "SELECT @@error_count, @@warning_count"),
+            (0, "SHOW ERRORS"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: SHOW WARNINGS is not a SELECT.
         name: "found rows after SHOW WARNINGS",
         pool: 1,

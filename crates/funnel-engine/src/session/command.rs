@@ -246,6 +246,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::InitDb(db) => {
             let mut f = Forward::new("COM_INIT_DB", Some(Expect::Status));
             f.new_schema = Some(db.to_vec());
+            f.opens_no_table = true;
             f.session_only = true;
             Plan::Forward(f)
         }

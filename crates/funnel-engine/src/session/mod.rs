@@ -1552,6 +1552,16 @@ impl Session {
     }
 
     /// Returns a connection that served no client command.
+    /// [`Self::give_back`], but a connection that would go back to the
+    /// pool stays for the client's next command while `linger` says so.
+    fn keep_lingering(&mut self, conn: BackendConn) {
+        if self.linger && !self.sticky() && conn.is_reusable() {
+            self.pinned = Some(conn);
+        } else {
+            self.give_back(conn);
+        }
+    }
+
     fn give_back(&mut self, conn: BackendConn) {
         if self.sticky() || !conn.is_reusable() {
             self.pinned = Some(conn);

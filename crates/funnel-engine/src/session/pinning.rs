@@ -149,6 +149,8 @@ pub struct ExecuteEffect {
     pub sets_last_insert_id: bool,
     /// It names a savepoint (see [`SqlEffect::savepoint`]).
     pub savepoint: bool,
+    /// Surely opens no table (see [`SqlEffect::opens_no_table`]).
+    pub opens_no_table: bool,
 }
 
 impl ExecuteEffect {
@@ -168,6 +170,7 @@ impl ExecuteEffect {
             pin,
             unpin: e.unpin,
             savepoint: e.savepoint,
+            opens_no_table: e.opens_no_table,
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
         }
@@ -217,18 +220,30 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     let tokens = Tokens::scan(sql, WORDS.take());
     let mut effect = classify_tokens(sql, &tokens);
     effect.savepoint = tokens.has(b"SAVEPOINT");
-    effect.opens_no_table = tokens.statements == 1
-        && !tokens.has(b"FROM")
-        && tokens
-            .words
-            .first()
-            .is_some_and(|w| matches!(w.as_slice(), b"SET" | b"DO" | b"SELECT"));
+    effect.opens_no_table =
+        tokens.statements == 1 && !tokens.has(b"FROM") && leaves_diagnostics(&tokens.words);
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
         WORDS.set(words);
     }
     effect
+}
+
+/// The statement's first words name one that opens no table: `SET`,
+/// `DO`, `SELECT` (without `FROM`, checked by the caller), and transaction
+/// control and `USE`, which leave the diagnostics area alone too.
+fn leaves_diagnostics(words: &[Word]) -> bool {
+    let first = words.first().map_or(&b""[..], |w| w.as_slice());
+    let second = words.get(1).map_or(&b""[..], |w| w.as_slice());
+    match first {
+        b"SET" | b"DO" | b"SELECT" | b"COMMIT" | b"ROLLBACK" | b"SAVEPOINT" | b"USE" => true,
+        b"START" => second == b"TRANSACTION",
+        b"RELEASE" => second == b"SAVEPOINT",
+        // Not `BEGIN NOT ATOMIC`, a compound statement.
+        b"BEGIN" => matches!(second, b"" | b"WORK"),
+        _ => false,
+    }
 }
 
 thread_local! {
@@ -1257,6 +1272,12 @@ mod tests {
             "DO 1",
             "SELECT 1, @@warning_count",
             "select 'FROM'",
+            "COMMIT",
+            "ROLLBACK TO SAVEPOINT s1",
+            "BEGIN",
+            "START TRANSACTION READ ONLY",
+            "RELEASE SAVEPOINT s1",
+            "USE db",
         ] {
             assert!(classify(sql.as_bytes()).opens_no_table, "{sql}");
         }
@@ -1266,6 +1287,8 @@ mod tests {
             "INSERT INTO t VALUES (1)",
             "SELECT 1; SELECT 2",
             "SHOW TABLES",
+            "BEGIN NOT ATOMIC INSERT INTO t VALUES (1); END",
+            "START SLAVE",
         ] {
             assert!(!classify(sql.as_bytes()).opens_no_table, "{sql}");
         }

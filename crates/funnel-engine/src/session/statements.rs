@@ -147,11 +147,18 @@ impl Session {
                             return self.reply_prepared(meta).await;
                         }
                     };
-                    self.give_back(conn);
+                    // A prepare leaves the warnings of the client's last
+                    // statement for it to read; where the connection stays
+                    // for them, the server answers for itself.
+                    self.keep_lingering(conn);
                     self.reply_prepared(meta).await
                 }
                 (Some(err), _) => {
-                    self.give_back(conn);
+                    // The error is the client's last statement's, for its
+                    // SHOW WARNINGS / @@error_count, as after a query.
+                    self.linger = true;
+                    conn.stale_diagnostics = true;
+                    self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await
                 }
                 (None, None) => {
@@ -212,6 +219,7 @@ impl Session {
         f.pin = meta.effect.pin;
         f.unpin = meta.effect.unpin;
         f.savepoint = meta.effect.savepoint;
+        f.opens_no_table = meta.effect.opens_no_table;
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
