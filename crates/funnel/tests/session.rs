@@ -920,6 +920,35 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: once pinned for previous-statement
+        // info the server answers LAST_INSERT_ID(), but the connection the
+        // pin began on never saw this client's inserts (here it has client
+        // 1's id).
+        name: "last insert id after a pin for previous-statement info",
+        pool: 2,
+        setup: &[
+            "CREATE TABLE li (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "CREATE TABLE li2 (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+        ],
+        steps: &[
+            (0, "INSERT INTO li (v) VALUES (1)"),
+            (1, "INSERT INTO li2 (v) VALUES (1)"),
+            (1, "INSERT INTO li2 (v) VALUES (2), (3)"),
+            (0, "SELECT SQL_CALC_FOUND_ROWS v FROM li LIMIT 1; DO 0"),
+            (0, "SELECT LAST_INSERT_ID(), FOUND_ROWS()"),
+            (0, "INSERT INTO li (v) VALUES (2)"),
+            (0, "SELECT LAST_INSERT_ID()"),
+            (0, "SELECT LAST_INSERT_ID(7)"),
+            (0, "SELECT LAST_INSERT_ID(), @@identity"),
+            (2, "INSERT INTO li (v) VALUES (3)"),
+            (1, "INSERT INTO li2 (v) VALUES (4), (5)"),
+            (2, "SET @u = 1"),
+            (2, "SELECT SQL_CALC_FOUND_ROWS v FROM li LIMIT 1"),
+            (2, "SELECT LAST_INSERT_ID(), FOUND_ROWS(); SELECT LAST_INSERT_ID()"),
+            (2, "SELECT LAST_INSERT_ID()"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: these leave the diagnostics area
         // alone on the server, so the warnings stay the client's to read.
         name: "warnings survive transaction control and table-free executes",

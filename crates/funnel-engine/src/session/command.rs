@@ -86,6 +86,9 @@ pub struct Forward {
     /// `SHOW WARNINGS` / `SHOW ERRORS`: the server leaves what
     /// `FOUND_ROWS()` answers as it was (its rows are not a `SELECT`'s).
     pub keeps_found_rows: bool,
+    /// It gives the connection a last insert id of its choosing
+    /// (`LAST_INSERT_ID(expr)`, `SET last_insert_id = n`).
+    pub sets_insert_id: bool,
     /// On success, this pin reason ends.
     pub unpin: Option<PinReason>,
     /// `COM_SET_OPTION`: on success, multi-statements are on or off.
@@ -175,6 +178,7 @@ impl Forward {
             pin_on_error: None,
             diagnostics: false,
             keeps_found_rows: false,
+            sets_insert_id: false,
             unpin: None,
             multi_statements: None,
             read_only: false,
@@ -230,6 +234,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.pin_on_error = effect.pin_on_error;
             f.diagnostics = effect.diagnostics;
             f.keeps_found_rows = effect.diagnostics && shows_diagnostics(sql);
+            f.sets_insert_id = crate::session::rewrite::sets_last_insert_id(sql);
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;

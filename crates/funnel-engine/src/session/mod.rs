@@ -50,7 +50,7 @@ use command::{plan, Forward, Plan};
 use handshake::{login, LoginError};
 use named_locks::LockNames;
 use pinning::{PinReason, PinSet};
-use rewrite::{mentions_previous_statement, substitute, LastResults};
+use rewrite::{mentions_previous_statement, substitute, LastResults, OnServer};
 use users::UserEntry;
 use variables::SessionVars;
 
@@ -245,6 +245,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 open_cursors: Default::default(),
                 last: LastResults::default(),
                 calc_found_rows: false,
+                insert_id_on_server: false,
                 linger: false,
                 digest: None,
                 cmd_started: Instant::now(),
@@ -327,6 +328,12 @@ struct Session {
     /// The last statement used SQL_CALC_FOUND_ROWS: FOUND_ROWS() must come
     /// from its (pinned) connection.
     calc_found_rows: bool,
+    /// Pinned for `PreviousStatementInfo`: the connection's
+    /// `LAST_INSERT_ID()` is the client's. Not when the pin began on a
+    /// connection that never saw the client's inserts (it has its own, or
+    /// another client's); Funnel answers from its own record until the
+    /// connection is given the id or makes one.
+    insert_id_on_server: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
@@ -570,7 +577,7 @@ impl Session {
     /// `rewrite::substitute`). Not when the session is pinned for
     /// previous-statement info: then the connection has it already.
     fn reads_last_insert_id_on_server(&self, total: usize, f: &Forward) -> bool {
-        if f.name != "COM_QUERY" || self.pins.contains(PinReason::PreviousStatementInfo) {
+        if f.name != "COM_QUERY" || self.insert_id_pinned() {
             return false;
         }
         let bytes = &self.buf.bytes()[..total];
@@ -716,6 +723,7 @@ impl Session {
                 Some(c) => c,
                 None => return Ok(()),
             };
+            self.insert_id_on_server = true;
         }
         if f.diagnostics && from_pool && conn.stale_diagnostics {
             // This client's last statement left no warnings (or it would have
@@ -798,7 +806,13 @@ impl Session {
         // server answers with its own thread ids, so CONNECTION_ID() there
         // must be the server's too (the statement pins the session anyway).
         let own_id = (!named_locks::asks_lock_owner(sql)).then_some(self.id.0);
-        let on_server = self.pins.contains(PinReason::PreviousStatementInfo);
+        let on_server = if self.insert_id_pinned() {
+            OnServer::All
+        } else if self.pins.contains(PinReason::PreviousStatementInfo) {
+            OnServer::AllButInsertId
+        } else {
+            OnServer::None
+        };
         let new_sql = substitute(sql, &self.last, own_id, !self.calc_found_rows, on_server)?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
         funnel_protocol::command::write_query(&mut payload, &new_sql);
@@ -1149,6 +1163,10 @@ impl Session {
                     }
                 }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
+                if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {
+                    // The connection now has an id of the client's own.
+                    self.insert_id_on_server = true;
+                }
                 if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
                     self.check_named_locks().await;
                 }
@@ -1463,10 +1481,20 @@ impl Session {
         }
     }
 
+    /// Pinned for `PreviousStatementInfo` on a connection that has the
+    /// client's last insert id (see `insert_id_on_server`).
+    fn insert_id_pinned(&self) -> bool {
+        self.insert_id_on_server && self.pins.contains(PinReason::PreviousStatementInfo)
+    }
+
     fn pin(&mut self, reason: PinReason) {
         if reason == PinReason::NextTransaction {
             // A new `SET TRANSACTION` waits for a transaction of its own.
             self.next_tx_begun = false;
+        }
+        if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
+            // The statements before ran on other connections.
+            self.insert_id_on_server = false;
         }
         if self.pins.insert(reason) {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");

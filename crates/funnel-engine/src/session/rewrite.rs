@@ -187,6 +187,50 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
     }
 }
 
+/// True when `sql` gives the connection a last insert id of its own
+/// choosing: `LAST_INSERT_ID(expr)` or an assignment to `last_insert_id` /
+/// `identity` (outside strings, quoted names and comments).
+pub fn sets_last_insert_id(sql: &[u8]) -> bool {
+    if !mentions_previous_statement(sql) && !sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"IDENTITY")) {
+        return false;
+    }
+    let in_set = super::sql_lex::first_word_is(sql, b"SET");
+    let mut i = 0;
+    while i < sql.len() {
+        if let Some(next) = skip_string_or_comment(sql, i) {
+            i = next;
+            continue;
+        }
+        if !(sql[i].is_ascii_alphabetic() || sql[i] == b'_') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i = word_end(sql, i).max(i + 1);
+        let word = &sql[start..i];
+        // A user variable's name (`@identity`), not a system variable's.
+        let user_variable = start > 0 && sql[start - 1] == b'@' && (start < 2 || sql[start - 2] != b'@');
+        if user_variable {
+            continue;
+        }
+        let after = sql[i..].trim_ascii_start();
+        if word.eq_ignore_ascii_case(b"LAST_INSERT_ID")
+            && after.starts_with(b"(")
+            && empty_call(sql, i).is_none()
+        {
+            return true;
+        }
+        let assigned = after.starts_with(b":=") || (after.starts_with(b"=") && !after.starts_with(b"=="));
+        if in_set
+            && assigned
+            && (word.eq_ignore_ascii_case(b"LAST_INSERT_ID") || word.eq_ignore_ascii_case(b"IDENTITY"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// True when `sql` reads the last insert id somewhere.
 pub fn mentions_last_insert_id(sql: &[u8]) -> bool {
     let mut any = false;
@@ -224,11 +268,25 @@ pub fn reads_only_last_insert_id(sql: &[u8]) -> bool {
     any && only
 }
 
+/// Which answers about the previous statement the session's own
+/// connection has (it is pinned for them, `PreviousStatementInfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnServer {
+    /// None: every read is replaced.
+    None,
+    /// All but the last insert id: the pin began on a connection that
+    /// never saw the client's inserts.
+    AllButInsertId,
+    /// All of them.
+    All,
+}
+
 /// `sql` with the calls replaced, or `None` when there was none.
 /// `CONNECTION_ID()` is left alone when `connection_id` is `None`, and
 /// `FOUND_ROWS()` when `found_rows` is false. With `on_server`, the
 /// session's own connection has run every statement the answers are about
-/// (it is pinned for them): only `CONNECTION_ID()` is replaced. After the
+/// (it is pinned for them): only `CONNECTION_ID()` is replaced (and the
+/// last insert id, when the connection does not have it). After the
 /// first statement of a multi-statement query the server answers too, about
 /// the query's own earlier statements on the same connection: the last
 /// insert id (which the caller gives the connection first, for when none
@@ -239,7 +297,7 @@ pub fn substitute(
     last: &LastResults,
     connection_id: Option<u32>,
     found_rows: bool,
-    on_server: bool,
+    on_server: OnServer,
 ) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
@@ -247,8 +305,9 @@ pub fn substitute(
     each_mention(sql, |mention, start, end, at| {
         let server_answers = match mention {
             Mention::ConnectionId => false,
-            Mention::LastInsertId | Mention::RowCount => on_server || at.later,
-            Mention::FoundRows => on_server || at.after_rows,
+            Mention::LastInsertId => on_server == OnServer::All || at.later,
+            Mention::RowCount => on_server != OnServer::None || at.later,
+            Mention::FoundRows => on_server != OnServer::None || at.after_rows,
         };
         if server_answers {
             return;
@@ -374,7 +433,8 @@ mod tests {
     };
 
     fn sub(sql: &str) -> Option<String> {
-        substitute(sql.as_bytes(), &LAST, Some(99), true, false).map(|v| String::from_utf8(v).unwrap())
+        substitute(sql.as_bytes(), &LAST, Some(99), true, OnServer::None)
+            .map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -415,7 +475,14 @@ mod tests {
             "--1 is arithmetic, not a comment"
         );
         assert_eq!(
-            substitute(b"SELECT CONNECTION_ID(), ROW_COUNT()", &LAST, None, true, false).as_deref(),
+            substitute(
+                b"SELECT CONNECTION_ID(), ROW_COUNT()",
+                &LAST,
+                None,
+                true,
+                OnServer::None
+            )
+            .as_deref(),
             Some(&b"SELECT CONNECTION_ID(), CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`"[..])
         );
         assert_eq!(
@@ -470,14 +537,14 @@ mod tests {
                 String::from_utf8_lossy(sql)
             );
         }
-        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, Some(1), false, false);
+        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, Some(1), false, OnServer::None);
         assert_eq!(
             substitute(
                 b"SELECT LAST_INSERT_ID(), CONNECTION_ID()",
                 &LAST,
                 Some(1),
                 true,
-                true
+                OnServer::All
             )
             .as_deref(),
             Some(&b"SELECT LAST_INSERT_ID(), CAST(0000000001 AS UNSIGNED) AS `CONNECTION_ID()`"[..]),
@@ -528,7 +595,7 @@ mod tests {
             found_rows: 0,
         };
         let sub = |sql: &str| {
-            substitute(sql.as_bytes(), &last, Some(u32::MAX), true, false)
+            substitute(sql.as_bytes(), &last, Some(u32::MAX), true, OnServer::None)
                 .map(|v| String::from_utf8(v).unwrap())
         };
         assert_eq!(
@@ -542,5 +609,36 @@ mod tests {
             sub("SELECT LAST_INSERT_ID() = CONNECTION_ID()").as_deref(),
             Some("SELECT CAST(018446744073709551615 AS UNSIGNED) = CAST(4294967295 AS UNSIGNED)")
         );
+    }
+
+    /// Pinned after the client's inserts ran elsewhere, the connection does
+    /// not know its last insert id (found by the differential test).
+    #[test]
+    fn rewrite_answers_the_insert_id_the_connection_lacks() {
+        assert_eq!(
+            substitute(
+                b"SELECT LAST_INSERT_ID(), ROW_COUNT()",
+                &LAST,
+                None,
+                true,
+                OnServer::AllButInsertId
+            )
+            .map(|v| String::from_utf8(v).unwrap())
+            .as_deref(),
+            Some("SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID()`, ROW_COUNT()")
+        );
+        for (sql, sets) in [
+            ("SELECT LAST_INSERT_ID(5)", true),
+            ("select last_insert_id ( id ) from t", true),
+            ("SET @@identity = 3", true),
+            ("SET SESSION last_insert_id := 3", true),
+            ("SELECT LAST_INSERT_ID()", false),
+            ("SET @x = @@identity", false),
+            ("SET @identity = 3", false),
+            ("SELECT 'LAST_INSERT_ID(5)'", false),
+            ("INSERT INTO t VALUES (1)", false),
+        ] {
+            assert_eq!(sets_last_insert_id(sql.as_bytes()), sets, "{sql}");
+        }
     }
 }

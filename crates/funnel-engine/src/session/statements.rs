@@ -238,12 +238,12 @@ impl Session {
         let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
-        let pinned_for_it = self
-            .pins
-            .contains(super::pinning::PinReason::PreviousStatementInfo);
-        let mut conn = if meta.effect.sets_last_insert_id && !pinned_for_it {
+        let mut conn = if meta.effect.sets_last_insert_id && !self.insert_id_pinned() {
             match self.sync_last_insert_id(conn, 0).await? {
-                Some(c) => c,
+                Some(c) => {
+                    self.insert_id_on_server = true;
+                    c
+                }
                 None => return Ok(()),
             }
         } else {
