@@ -920,6 +920,25 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: a transaction begun on a
+        // connection holding another client's error must not report it.
+        name: "diagnostics of a connection taken for a transaction",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (1, "SELEC 1"),
+            (0, "BEGIN"),
+            (0, "SHOW WARNINGS"),
+            (0, "SELECT @@warning_count, @@error_count"),
+            (0, "COMMIT"),
+            (1, "SELECT CAST('1x' AS SIGNED)"),
+            (0, "START TRANSACTION READ ONLY"),
+            (0, "SET time_zone = '+01:00'"),
+            (0, "SHOW WARNINGS"),
+            (0, "ROLLBACK"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: once pinned for previous-statement
         // info the server answers LAST_INSERT_ID(), but the connection the
         // pin began on never saw this client's inserts (here it has client

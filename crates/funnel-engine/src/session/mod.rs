@@ -246,6 +246,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 last: LastResults::default(),
                 calc_found_rows: false,
                 insert_id_on_server: false,
+                foreign_diagnostics: false,
                 linger: false,
                 digest: None,
                 cmd_started: Instant::now(),
@@ -337,6 +338,12 @@ struct Session {
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
+    /// The diagnostics area of the connection the session holds may still
+    /// hold another client's warnings: it came from the pool marked stale,
+    /// and the session's statements on it since opened no table and left
+    /// no warnings (`START TRANSACTION`, `SET`, ...). A diagnostics read
+    /// clears them first.
+    foreign_diagnostics: bool,
     /// The running statement's digest key (and its shape, when new).
     digest: Option<(u64, Option<String>)>,
     /// When the running command arrived.
@@ -711,7 +718,6 @@ impl Session {
     }
 
     async fn forward(&mut self, total: usize, f: Forward) -> Result<(), End> {
-        let from_pool = self.pinned.is_none();
         let Some(conn) = self.lease(total, &f).await? else {
             return Ok(());
         };
@@ -725,10 +731,11 @@ impl Session {
             };
             self.insert_id_on_server = true;
         }
-        if f.diagnostics && from_pool && conn.stale_diagnostics {
-            // This client's last statement left no warnings (or it would have
-            // kept its connection); clear another client's before reporting.
-            // Only a statement that opens a table clears them (`DO 0` does not).
+        if f.diagnostics && self.foreign_diagnostics {
+            // This client's statements on this connection left no warnings
+            // (or it would have kept it) and cleared nothing: clear another
+            // client's before reporting. Only a statement that opens a table
+            // clears them (`DO 0` does not).
             let mut p = BytesMut::with_capacity(64);
             funnel_protocol::command::write_query(&mut p, CLEAR_DIAGNOSTICS);
             if let Err(e) = conn.run(&p, Expect::Results).await {
@@ -739,6 +746,7 @@ impl Session {
                     .await;
             }
             conn.stale_diagnostics = false;
+            self.foreign_diagnostics = false;
         }
         if self.stop_requested() {
             return self.refuse_stopped(conn, total).await;
@@ -1027,6 +1035,7 @@ impl Session {
             None => match self.checkout_routed(total, f).await {
                 Ok(c) => {
                     self.last_backend = c.backend.clone();
+                    self.foreign_diagnostics = c.stale_diagnostics;
                     Ok(Some(c))
                 }
                 Err(e) => {
@@ -1142,6 +1151,10 @@ impl Session {
                     let left = summary.warnings > 0 || !ok;
                     self.linger = left || (self.linger && f.opens_no_table);
                     conn.stale_diagnostics |= left;
+                    if left || !f.opens_no_table {
+                        // The area is this client's now (written or cleared).
+                        self.foreign_diagnostics = false;
+                    }
                 }
                 self.locks.note(&f.lock_names);
                 if ok
