@@ -920,6 +920,24 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: a statement prepared again on
+        // another connection was prepared under that connection's last
+        // client's variables, and MariaDB refuses to prepare a write in a
+        // read-only session (1792).
+        name: "prepared again under the session's own variables",
+        pool: 2,
+        setup: &["CREATE TABLE pu (v INT)", "INSERT INTO pu VALUES (0)"],
+        steps: &[
+            (0, "PS:UPDATE pu SET v = v + 1"),
+            (2, "CREATE TEMPORARY TABLE tp (x INT)"),
+            (1, "SET SESSION TRANSACTION READ ONLY"),
+            (1, "SELECT 1"),
+            (0, "PS:UPDATE pu SET v = v + 1"),
+            (2, "SELECT COUNT(*) FROM tp"),
+            (0, "SELECT v FROM pu"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: a transaction begun on a
         // connection holding another client's error must not report it.
         name: "diagnostics of a connection taken for a transaction",

@@ -157,6 +157,7 @@ impl Session {
                     // The error is the client's last statement's, for its
                     // SHOW WARNINGS / @@error_count, as after a query.
                     self.linger = true;
+                    self.foreign_diagnostics = false;
                     conn.stale_diagnostics = true;
                     self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await
@@ -513,7 +514,10 @@ impl Session {
         let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
             return Ok(None);
         };
-        let target = c.vars.with_parse_vars_of(&meta.vars);
+        // The rest are the session's own (as for the execute): the server
+        // refuses to prepare a write while the connection is read-only,
+        // which another client's `tx_read_only` would make it.
+        let target = self.vars.with_parse_vars_of(&meta.vars);
         let Some(c) = self.sync_vars_to(c, &target, 0).await? else {
             return Ok(None);
         };
