@@ -238,7 +238,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;
-            f.opens_no_table = effect.opens_no_table;
+            // A tracked SET opens no table, in several statements too
+            // (`SET NAMES latin1; SET time_zone = ...`).
+            f.opens_no_table =
+                effect.opens_no_table || (f.pin.is_none() && (f.set_vars.is_some() || f.read_back.is_some()));
             f.read_only = effect.read_only && effect.pin.is_none();
             f.session_only = f.pin.is_none()
                 && (f.set_vars.is_some()

@@ -1262,6 +1262,11 @@ impl Session {
     /// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`.
     fn note_results(&mut self, summary: &funnel_protocol::tracker::ResponseSummary, f: &Forward) {
         if f.expect != Some(Expect::Results) {
+            if f.name == "COM_INIT_DB" && summary.error.is_none() {
+                // The server answers it as a statement (`my_ok`):
+                // ROW_COUNT() reads 0 after it, as after `USE`.
+                self.last.row_count = 0;
+            }
             return;
         }
         if summary.last_insert_id != 0 {

@@ -159,6 +159,8 @@ impl Session {
                     self.linger = true;
                     self.foreign_diagnostics = false;
                     conn.stale_diagnostics = true;
+                    // As after a failed statement, ROW_COUNT() reads -1.
+                    self.last.row_count = -1;
                     self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await
                 }
