@@ -196,7 +196,10 @@ const ERRORS: &[&str] = &[
     "SELEC 1",
     "SELECT * FROM nosuch",
     "USE nosuch_schema",
-    "SELECT 1; SELECT 2",
+    // Its first statement opens a table: the server clears the warnings
+    // before it, as Funnel assumes of every multi-statement query but SETs
+    // (docs/multiplexing.md, known limits).
+    "SELECT v FROM k WHERE id = 1; SELECT 2",
     "INSERT INTO t (v, s) VALUES (5, 'm'); SELECT LAST_INSERT_ID()",
     "SET NAMES latin1; SET time_zone = '+02:00'",
     "SET STATEMENT max_statement_time = 100 FOR SELECT @@time_zone",
@@ -626,6 +629,9 @@ fn differential_regressions_match_direct_mariadb() {
         vec![
             q("SELECT CAST('x' AS SIGNED)"),
             q("SET NAMES latin1; SET time_zone = '+02:00'"),
+            q("SHOW WARNINGS"),
+            q("SELECT CAST('y' AS SIGNED)"),
+            q("UNLOCK TABLES"),
             q("SHOW WARNINGS"),
         ],
     ];

@@ -232,7 +232,8 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
 
 /// The statement's first words name one that opens no table: `SET`,
 /// `DO`, `SELECT` (without `FROM`, checked by the caller), and transaction
-/// control and `USE`, which leave the diagnostics area alone too.
+/// control, `UNLOCK TABLES` and `USE`, which leave the diagnostics area
+/// alone too.
 fn leaves_diagnostics(words: &[Word]) -> bool {
     let first = words.first().map_or(&b""[..], |w| w.as_slice());
     let second = words.get(1).map_or(&b""[..], |w| w.as_slice());
@@ -240,6 +241,7 @@ fn leaves_diagnostics(words: &[Word]) -> bool {
         b"SET" | b"DO" | b"SELECT" | b"COMMIT" | b"ROLLBACK" | b"SAVEPOINT" | b"USE" => true,
         b"START" => second == b"TRANSACTION",
         b"RELEASE" => second == b"SAVEPOINT",
+        b"UNLOCK" => second == b"TABLES",
         // Not `BEGIN NOT ATOMIC`, a compound statement.
         b"BEGIN" => matches!(second, b"" | b"WORK"),
         _ => false,
@@ -1278,6 +1280,7 @@ mod tests {
             "START TRANSACTION READ ONLY",
             "RELEASE SAVEPOINT s1",
             "USE db",
+            "UNLOCK TABLES",
         ] {
             assert!(classify(sql.as_bytes()).opens_no_table, "{sql}");
         }
