@@ -920,6 +920,20 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: a reset keeps FOUND_ROWS(), which
+        // a pinned session left to the server after SQL_CALC_FOUND_ROWS.
+        name: "found rows through a reset of a pinned session",
+        pool: 1,
+        setup: &["CREATE TABLE fr (v INT)", "INSERT INTO fr VALUES (1), (2), (3)"],
+        steps: &[
+            (0, "CREATE TEMPORARY TABLE fq (x INT)"),
+            (0, "SELECT SQL_CALC_FOUND_ROWS v FROM fr ORDER BY v LIMIT 1"),
+            (0, "RESET"),
+            (1, "SELECT v FROM fr"),
+            (0, "SELECT FOUND_ROWS()"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: a statement prepared again on
         // another connection was prepared under that connection's last
         // client's variables, and MariaDB refuses to prepare a write in a

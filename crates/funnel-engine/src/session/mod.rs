@@ -1074,6 +1074,9 @@ impl Session {
         match end {
             RelayEnd::Complete(summary) => {
                 let ok = summary.error.is_none();
+                // After a reset the server still answers FOUND_ROWS() with
+                // the count it had; Funnel knows it only if it read it.
+                let found_rows_on_server = f.resets && self.calc_found_rows;
                 if ok {
                     if let Some(schema) = f.new_schema.clone() {
                         conn.schema = Some(schema.clone());
@@ -1172,6 +1175,10 @@ impl Session {
                         // What was to be read lives on a connection that is gone.
                         self.pin(lost);
                         self.lose_after_reply(conn, &e);
+                        return Ok(());
+                    }
+                    if found_rows_on_server && !self.read_back_found_rows(&mut conn, 0).await {
+                        self.discard_backend(conn);
                         return Ok(());
                     }
                 }
