@@ -928,6 +928,7 @@ const CASES: &[Case] = &[
         steps: &[
             (0, "CREATE TEMPORARY TABLE fq (x INT)"),
             (0, "SELECT SQL_CALC_FOUND_ROWS v FROM fr ORDER BY v LIMIT 1"),
+            (0, "DO 1"),
             (0, "RESET"),
             (1, "SELECT v FROM fr"),
             (0, "SELECT FOUND_ROWS()"),

@@ -1075,8 +1075,9 @@ impl Session {
             RelayEnd::Complete(summary) => {
                 let ok = summary.error.is_none();
                 // After a reset the server still answers FOUND_ROWS() with
-                // the count it had; Funnel knows it only if it read it.
-                let found_rows_on_server = f.resets && self.calc_found_rows;
+                // the count it had; pinned for previous-statement info,
+                // Funnel's record may not be it (SQL_CALC_FOUND_ROWS).
+                let found_rows_on_server = f.resets && self.pins.contains(PinReason::PreviousStatementInfo);
                 if ok {
                     if let Some(schema) = f.new_schema.clone() {
                         conn.schema = Some(schema.clone());
