@@ -935,6 +935,42 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Found by tests/differential.rs: an execute that fails because its
+        // statement no longer prepares on the serving connection is a
+        // failed statement (ROW_COUNT() -1, its error readable).
+        name: "an execute refused at its prepare on another connection",
+        pool: 2,
+        setup: &["CREATE TABLE pr2 (v INT)", "INSERT INTO pr2 VALUES (0)"],
+        steps: &[
+            (0, "PS:UPDATE pr2 SET v = v + 1"),
+            (2, "CREATE TEMPORARY TABLE tp2 (x INT)"),
+            (0, "SET SESSION TRANSACTION READ ONLY"),
+            (0, "PS:UPDATE pr2 SET v = v + 1"),
+            (0, "SELECT ROW_COUNT()"),
+            (0, "SHOW WARNINGS"),
+            (2, "SELECT COUNT(*) FROM tp2"),
+        ],
+    },
+    Case {
+        // Found by tests/differential.rs: a pinned session's variables that
+        // Funnel could not track (a computed SET while pinned) must survive
+        // an execute that prepares its statement on that connection.
+        name: "untracked variables survive a prepare on the pinned connection",
+        pool: 2,
+        setup: &[],
+        steps: &[
+            (0, "SET sql_mode = 'PIPES_AS_CONCAT'"),
+            (0, "PS:SELECT @@sql_mode"),
+            (0, "SET sql_mode = ''"),
+            (1, "CREATE TEMPORARY TABLE t1x (x INT)"),
+            (0, "CREATE TEMPORARY TABLE t0x (x INT)"),
+            (0, "SET sql_mode = CONCAT(@@sql_mode, 'ANSI_QUOTES')"),
+            (0, "PS:SELECT @@sql_mode"),
+            (0, "SELECT @@sql_mode, \"x\" = 'x'"),
+            (1, "SELECT COUNT(*) FROM t1x"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: a statement prepared again on
         // another connection was prepared under that connection's last
         // client's variables, and MariaDB refuses to prepare a write in a

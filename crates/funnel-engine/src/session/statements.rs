@@ -154,13 +154,7 @@ impl Session {
                     self.reply_prepared(meta).await
                 }
                 (Some(err), _) => {
-                    // The error is the client's last statement's, for its
-                    // SHOW WARNINGS / @@error_count, as after a query.
-                    self.linger = true;
-                    self.foreign_diagnostics = false;
-                    conn.stale_diagnostics = true;
-                    // As after a failed statement, ROW_COUNT() reads -1.
-                    self.last.row_count = -1;
+                    self.refused_prepare(&mut conn);
                     self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await
                 }
@@ -179,6 +173,26 @@ impl Session {
                 self.reply_error(1, err).await
             }
         }
+    }
+
+    /// After the server refused a prepare: the error is the client's last
+    /// statement's, for its SHOW WARNINGS / @@error_count, as after a
+    /// query, and ROW_COUNT() reads -1 as after any failed statement.
+    fn refused_prepare(&mut self, conn: &mut BackendConn) {
+        self.linger = true;
+        self.foreign_diagnostics = false;
+        conn.stale_diagnostics = true;
+        self.last.row_count = -1;
+    }
+
+    /// True when the session's connection may hold variables Funnel did
+    /// not track: pinned for a `SET` it could not replay, a procedure, or
+    /// something it could not classify.
+    fn vars_untracked(&self) -> bool {
+        use super::pinning::PinReason::{SessionVariable, StoredProcedure, Unknown};
+        [SessionVariable, StoredProcedure, Unknown]
+            .iter()
+            .any(|r| self.pins.contains(*r))
     }
 
     /// Sends a prepare response from the registry under a new client id.
@@ -516,12 +530,21 @@ impl Session {
         let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
             return Ok(None);
         };
-        // The rest are the session's own (as for the execute): the server
-        // refuses to prepare a write while the connection is read-only,
-        // which another client's `tx_read_only` would make it.
-        let target = self.vars.with_parse_vars_of(&meta.vars);
-        let Some(c) = self.sync_vars_to(c, &target, 0).await? else {
-            return Ok(None);
+        let c = if self.vars_untracked() {
+            // The connection holds variables Funnel does not know (a
+            // computed SET while pinned, a procedure): switching and
+            // restoring them would restore the tracked values, not the
+            // client's. It prepares under the session's current ones.
+            c
+        } else {
+            // The rest are the session's own (as for the execute): the
+            // server refuses to prepare a write while the connection is
+            // read-only, which another client's `tx_read_only` would make it.
+            let target = self.vars.with_parse_vars_of(&meta.vars);
+            match self.sync_vars_to(c, &target, 0).await? {
+                Some(c) => c,
+                None => return Ok(None),
+            }
         };
         let mut payload = BytesMut::with_capacity(meta.sql.len() + 1);
         payload.extend_from_slice(&[0x16]);
@@ -551,8 +574,11 @@ impl Session {
                     }
                 }
                 (Some(err), _) => {
-                    // The statement no longer prepares (a table changed).
-                    self.give_back(conn);
+                    // The statement no longer prepares (a table changed, the
+                    // session is read-only now): the execute fails with it,
+                    // as a failed statement.
+                    self.refused_prepare(&mut conn);
+                    self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
                 (None, None) => {
