@@ -1178,9 +1178,11 @@ impl Session {
                         self.lose_after_reply(conn, &e);
                         return Ok(());
                     }
-                    if found_rows_on_server && !self.read_back_found_rows(&mut conn, 0).await {
-                        self.discard_backend(conn);
-                        return Ok(());
+                    if found_rows_on_server {
+                        if let Err(e) = self.read_back_found_rows(&mut conn, 0).await {
+                            self.lose_after_reply(conn, &e);
+                            return Ok(());
+                        }
                     }
                 }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
