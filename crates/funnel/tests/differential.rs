@@ -346,9 +346,19 @@ fn collect<P: mysql::prelude::Protocol>(
                 } else {
                     (c.character_set().to_string(), c.column_length().to_string())
                 };
+                // A user variable the client never set, on a connection where
+                // Funnel cleared another client's variable of that name, reads
+                // as NULL of length 2^24 - 1 instead of 2^24: the server cannot
+                // drop one variable (docs/multiplexing.md, known limits).
+                let name = c.name_str();
+                let length = if name.starts_with('@') && !name.starts_with("@@") && length == "16777215" {
+                    "16777216".to_string()
+                } else {
+                    length
+                };
                 format!(
                     "{}:{:?}:cs{charset}:{:?}:{length}:{}",
-                    c.name_str(),
+                    name,
                     c.column_type(),
                     c.flags(),
                     c.decimals()
