@@ -12,7 +12,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Options for `user` with `password` over TCP to 127.0.0.1:`port`.
-pub(crate) fn opts(port: u16, user: &str, password: &str) -> OptsBuilder {
+pub fn opts(port: u16, user: &str, password: &str) -> OptsBuilder {
     OptsBuilder::new()
         .ip_or_hostname(Some("127.0.0.1"))
         .tcp_port(port)

@@ -45,5 +45,6 @@ pub mod libmariadb;
 pub mod mini_client;
 
 pub use builder::MariaDbBuilder;
+pub use connect::opts as client_opts;
 pub use error::TestkitError;
 pub use server::MariaDb;

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
-use mysql::{Conn, OptsBuilder};
+use mysql::Conn;
 
 struct Env {
     proxy: Proxy,
@@ -41,15 +42,6 @@ fn env(prefix: &str, extra: &str) -> Env {
         listeners,
         backend_user: backend,
     }
-}
-
-fn opts(port: u16, user: &str, pw: &str) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pw))
-        .prefer_socket(false)
 }
 
 impl Env {

@@ -45,12 +45,7 @@ fn env(prefix: &str, cores: usize, extra: &str) -> Env {
 
 impl Env {
     fn opts(&self, user: &str, pw: &str) -> OptsBuilder {
-        OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(self.proxy.local_addr().port())
-            .user(Some(user))
-            .pass(Some(pw))
-            .prefer_socket(false)
+        funnel_testkit::client_opts(self.proxy.local_addr().port(), user, pw)
             .read_timeout(Some(Duration::from_secs(30)))
     }
 

@@ -26,12 +26,7 @@ fn start(db: &MariaDb, query_timeout: &str) -> Proxy {
 }
 
 fn opts(p: &Proxy) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(p.local_addr().port())
-        .user(Some("app"))
-        .pass(Some("apppw"))
-        .prefer_socket(false)
+    funnel_testkit::client_opts(p.local_addr().port(), "app", "apppw")
         .read_timeout(Some(Duration::from_secs(20)))
 }
 

@@ -58,13 +58,7 @@ fn start(backend: SocketAddr, query_timeout: &str) -> Proxy {
 }
 
 fn opts(p: &Proxy) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(p.local_addr().port())
-        .user(Some("app"))
-        .pass(Some("apppw"))
-        .prefer_socket(false)
-        .read_timeout(Some(HANG))
+    funnel_testkit::client_opts(p.local_addr().port(), "app", "apppw").read_timeout(Some(HANG))
 }
 
 fn client(p: &Proxy) -> Conn {

@@ -7,9 +7,10 @@ use std::thread;
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
-use mysql::{Conn, OptsBuilder};
+use mysql::Conn;
 
 struct Env {
     proxy: Proxy,
@@ -34,15 +35,6 @@ fn env(prefix: &str, pool: usize) -> Env {
     let proxy = funnel_testkit::funnel::start(cfg.clone());
     let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
     Env { proxy, listeners }
-}
-
-fn opts(port: u16, user: &str, pw: &str) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pw))
-        .prefer_socket(false)
 }
 
 impl Env {
