@@ -191,10 +191,14 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
 /// choosing: `LAST_INSERT_ID(expr)` or an assignment to `last_insert_id` /
 /// `identity` (outside strings, quoted names and comments).
 pub fn sets_last_insert_id(sql: &[u8]) -> bool {
-    if !mentions_previous_statement(sql) && !sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"IDENTITY")) {
+    // Runs on every query: the scan for a bare `identity` (only assigned in
+    // a `SET`) is skipped for the rest.
+    let in_set = super::sql_lex::first_word_is(sql, b"SET");
+    if !mentions_previous_statement(sql)
+        && !(in_set && sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"IDENTITY")))
+    {
         return false;
     }
-    let in_set = super::sql_lex::first_word_is(sql, b"SET");
     let mut i = 0;
     while i < sql.len() {
         if let Some(next) = skip_string_or_comment(sql, i) {
