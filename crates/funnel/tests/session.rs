@@ -1037,6 +1037,33 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // A prepared statement that reads the last insert id beside
+        // CONNECTION_ID() or ROW_COUNT() pins at prepare, on a connection
+        // whose last insert id is another client's: the execute must still
+        // answer with this client's own.
+        name: "prepared last insert id beside other reads after another client's insert",
+        pool: 2,
+        setup: &[
+            "CREATE TABLE li (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "CREATE TABLE li2 (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO li2 (v) VALUES (0), (0), (0), (0)",
+        ],
+        steps: &[
+            (0, "INSERT INTO li (v) VALUES (1)"),
+            (1, "INSERT INTO li2 (v) VALUES (1)"),
+            (0, "PS:SELECT LAST_INSERT_ID(), CONNECTION_ID() > 0"),
+            (0, "SELECT LAST_INSERT_ID()"),
+            (0, "UPDATE li SET v = v + 1"),
+            // Giving the connection the id must not cost the UPDATE's count.
+            (0, "PS:SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            (1, "INSERT INTO li2 (v) VALUES (2)"),
+            (0, "PS:SELECT LAST_INSERT_ID(), CONNECTION_ID() > 0"),
+            // Pinned by a query first, on the connection client 1 used.
+            (2, "SELECT SQL_CALC_FOUND_ROWS v FROM li LIMIT 1; DO 0"),
+            (2, "PS:SELECT LAST_INSERT_ID(), CONNECTION_ID() > 0"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: these leave the diagnostics area
         // alone on the server, so the warnings stay the client's to read.
         name: "warnings survive transaction control and table-free executes",

@@ -1036,6 +1036,19 @@ impl Session {
                 Ok(c) => {
                     self.last_backend = c.backend.clone();
                     self.foreign_diagnostics = c.stale_diagnostics;
+                    if !self.pins.contains(PinReason::PreviousStatementInfo) {
+                        return Ok(Some(c));
+                    }
+                    // Pinned at a prepare that held no connection: the
+                    // server will answer LAST_INSERT_ID() from this one,
+                    // whose id is another client's. Nothing of the client's
+                    // is on it yet, so setting it changes no other answer.
+                    // Boxed: rare, and inline it would grow every command's
+                    // future.
+                    let Some(c) = Box::pin(self.sync_last_insert_id(c, total)).await? else {
+                        return Ok(None);
+                    };
+                    self.insert_id_on_server = true;
                     Ok(Some(c))
                 }
                 Err(e) => {

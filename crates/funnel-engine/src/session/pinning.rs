@@ -147,6 +147,10 @@ pub struct ExecuteEffect {
     /// statement: the connection that runs it is first given the session's
     /// own id (the others pin the session at prepare).
     pub sets_last_insert_id: bool,
+    /// It reads the last insert id, maybe beside other answers about the
+    /// previous statement (then it pinned the session at prepare, on a
+    /// connection whose id may be another client's until it is given one).
+    pub reads_last_insert_id: bool,
     /// It names a savepoint (see [`SqlEffect::savepoint`]).
     pub savepoint: bool,
     /// Surely opens no table (see [`SqlEffect::opens_no_table`]).
@@ -173,6 +177,7 @@ impl ExecuteEffect {
             opens_no_table: e.opens_no_table,
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
+            reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
         }
     }
 }

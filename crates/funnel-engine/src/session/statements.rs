@@ -255,7 +255,10 @@ impl Session {
         let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
-        let mut conn = if meta.effect.sets_last_insert_id && !self.insert_id_pinned() {
+        // Also when pinned at prepare for the statement's other reads: the
+        // pin may have begun on a connection with another client's id.
+        let reads_id = meta.effect.sets_last_insert_id || meta.effect.reads_last_insert_id;
+        let mut conn = if reads_id && !self.insert_id_pinned() {
             match self.sync_last_insert_id(conn, 0).await? {
                 Some(c) => {
                     self.insert_id_on_server = true;
