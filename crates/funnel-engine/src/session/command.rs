@@ -234,7 +234,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.pin_on_error = effect.pin_on_error;
             f.diagnostics = effect.diagnostics;
             f.keeps_found_rows = effect.diagnostics && shows_diagnostics(sql);
-            f.sets_insert_id = crate::session::rewrite::sets_last_insert_id(sql);
+            // Every statement that sets the id pins (`previous_statement_info`,
+            // or `user_variable` for `SET @x = LAST_INSERT_ID(5)`): the scan is
+            // skipped for the rest, such as every plain read.
+            f.sets_insert_id = effect.pin.is_some() && crate::session::rewrite::sets_last_insert_id(sql);
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;
