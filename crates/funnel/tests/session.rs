@@ -1061,6 +1061,26 @@ const CASES: &[Case] = &[
             // Pinned by a query first, on the connection client 1 used.
             (2, "SELECT SQL_CALC_FOUND_ROWS v FROM li LIMIT 1; DO 0"),
             (2, "PS:SELECT LAST_INSERT_ID(), CONNECTION_ID() > 0"),
+            (2, "SET @x = LAST_INSERT_ID(5)"),
+            (2, "SELECT LAST_INSERT_ID(), @x"),
+            (2, "PS:SELECT LAST_INSERT_ID(), CONNECTION_ID() > 0"),
+        ],
+    },
+    Case {
+        // `LAST_INSERT_ID(expr)` in a user variable's SET pins for the
+        // variable; the id it set is on that connection, not in Funnel's
+        // record, so the server must answer the later reads.
+        name: "user variable set to LAST_INSERT_ID(expr)",
+        pool: 2,
+        setup: &["CREATE TABLE li (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO li (v) VALUES (1)"),
+            (0, "SET @x = LAST_INSERT_ID(5)"),
+            (0, "SELECT LAST_INSERT_ID(), @x"),
+            (0, "PS:SELECT LAST_INSERT_ID()"),
+            (1, "SELECT LAST_INSERT_ID()"),
+            (0, "SET @x = 1"),
+            (0, "SELECT LAST_INSERT_ID(), @x"),
         ],
     },
     Case {

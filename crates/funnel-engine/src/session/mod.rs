@@ -1199,6 +1199,12 @@ impl Session {
                     }
                 }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
+                if ok && f.sets_insert_id && !self.pins.contains(PinReason::PreviousStatementInfo) {
+                    // Pinned for another reason (`SET @x = LAST_INSERT_ID(5)`
+                    // pins for the variable), the id it set lives on this
+                    // connection: the server answers for it from now on.
+                    self.pin(PinReason::PreviousStatementInfo);
+                }
                 if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {
                     // The connection now has an id of the client's own.
                     self.insert_id_on_server = true;
