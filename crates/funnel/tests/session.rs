@@ -1081,6 +1081,12 @@ const CASES: &[Case] = &[
             (1, "SELECT LAST_INSERT_ID()"),
             (0, "SET @x = 1"),
             (0, "SELECT LAST_INSERT_ID(), @x"),
+            // A prepared LAST_INSERT_ID(expr) sets it on the connection too.
+            (1, "INSERT INTO li (v) VALUES (2)"),
+            (1, "PS:SELECT LAST_INSERT_ID(9)"),
+            (1, "SELECT LAST_INSERT_ID()"),
+            (1, "PS:SELECT LAST_INSERT_ID()"),
+            (1, "PS:SELECT @@identity"),
         ],
     },
     Case {
