@@ -194,9 +194,9 @@ pub fn sets_last_insert_id(sql: &[u8]) -> bool {
     // Runs on every query: the scan for a bare `identity` (only assigned in
     // a `SET`) is skipped for the rest.
     let in_set = super::sql_lex::first_word_is(sql, b"SET");
-    if !mentions_previous_statement(sql)
-        && !(in_set && sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"IDENTITY")))
-    {
+    let may_set = mentions_previous_statement(sql)
+        || (in_set && sql.windows(8).any(|w| w.eq_ignore_ascii_case(b"IDENTITY")));
+    if !may_set {
         return false;
     }
     let mut i = 0;
