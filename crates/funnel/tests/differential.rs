@@ -439,13 +439,8 @@ fn run_op(conn: &mut Option<Conn>, op: &Op, names: &Names, connect: &dyn Fn() ->
 }
 
 fn opts(port: u16, user: &str, pw: &str, db: &str) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pw))
+    funnel_testkit::client_opts(port, user, pw)
         .db_name(Some(db))
-        .prefer_socket(false)
         .read_timeout(Some(std::time::Duration::from_secs(120)))
 }
 

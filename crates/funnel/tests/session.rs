@@ -1224,13 +1224,7 @@ fn collect<P: mysql::prelude::Protocol>(
 }
 
 fn opts(port: u16, user: &str, pw: &str, db: &str) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pw))
-        .db_name(Some(db))
-        .prefer_socket(false)
+    funnel_testkit::client_opts(port, user, pw).db_name(Some(db))
 }
 
 /// Runs a case's script on fresh connections; the schema name is masked in the output.
