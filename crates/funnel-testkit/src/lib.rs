@@ -43,8 +43,10 @@ pub mod certs;
 pub mod funnel;
 pub mod libmariadb;
 pub mod mini_client;
+mod retry;
 
 pub use builder::MariaDbBuilder;
 pub use connect::opts as client_opts;
 pub use error::TestkitError;
+pub use retry::eventually;
 pub use server::MariaDb;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_testkit::eventually;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
@@ -38,21 +39,6 @@ fn code(e: mysql::Error) -> u16 {
     match e {
         mysql::Error::MySqlError(e) => e.code,
         other => panic!("expected a server error, got {other:?}"),
-    }
-}
-
-/// Retries `f` until it succeeds (the pool recovering), within `limit`.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> mysql::Result<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("did not recover: {e}"),
-        }
     }
 }
 

@@ -101,18 +101,8 @@ fn promptly<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Retries `f` until it succeeds (the pool recovering), within 15 s.
-fn eventually<T>(mut f: impl FnMut() -> mysql::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("did not recover: {e}"),
-        }
-    }
+fn eventually<T>(f: impl FnMut() -> mysql::Result<T>) -> T {
+    funnel_testkit::eventually(Duration::from_secs(15), f)
 }
 
 /// After the server answers again: a fresh client is served, so the one
