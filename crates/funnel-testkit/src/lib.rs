@@ -48,5 +48,5 @@ mod retry;
 pub use builder::MariaDbBuilder;
 pub use connect::opts as client_opts;
 pub use error::TestkitError;
-pub use retry::eventually;
+pub use retry::{eventually, wait_until as wait_until_within};
 pub use server::MariaDb;

@@ -16,3 +16,13 @@ pub fn eventually<T, E: Display>(limit: Duration, mut f: impl FnMut() -> Result<
         }
     }
 }
+
+/// Polls `ready` every 50 ms until it holds, for at most `limit`; panics
+/// naming `what` after that.
+pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -503,12 +503,8 @@ fn closed_port() -> std::net::SocketAddr {
         .unwrap()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    funnel_testkit::wait_until_within(what, Duration::from_secs(10), done)
 }
 
 /// Once a graceful stop begins, new clients are refused while running work

@@ -757,12 +757,8 @@ fn backends_session_statements_run_on_a_replica_while_the_writer_is_down() {
     );
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, ready: impl FnMut() -> bool) {
+    funnel_testkit::wait_until_within(what, Duration::from_secs(30), ready)
 }
 
 /// A session at the cap of user variables Funnel tracks: one more
