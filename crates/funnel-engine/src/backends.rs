@@ -6,10 +6,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Instant;
 
 use funnel_config::Config;
 
 use crate::error::EngineError;
+use crate::oneshot;
 use crate::pool::conn::{BackendConn, BackendSpec};
 use crate::pool::key::PoolKey;
 use crate::pool::{Placement, Pool, PoolLimits, Service};
@@ -22,6 +24,11 @@ pub struct BackendSet {
     pools: RefCell<Vec<Rc<Pool>>>,
     next_id: Cell<u32>,
     stats: Rc<Stats>,
+    /// Commands waiting for a health verdict (see [`BackendSet::checkout`]).
+    verdict_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// The monitor, waiting out its interval: a pool added in service wakes
+    /// it, so a new backend's first check does not wait a whole interval.
+    monitor_nudge: RefCell<Option<oneshot::Sender<()>>>,
 }
 
 impl BackendSet {
@@ -31,7 +38,25 @@ impl BackendSet {
             pools: RefCell::new(Vec::new()),
             next_id: Cell::new(1),
             stats,
+            verdict_waiters: RefCell::new(Vec::new()),
+            monitor_nudge: RefCell::new(None),
         }
+    }
+
+    /// Wakes the commands waiting for a health verdict: the monitor just
+    /// reported on a backend.
+    pub fn verdict_arrived(&self) {
+        for waiter in self.verdict_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Resolves when a backend is added (or undrained) in service: the
+    /// monitor checks it then rather than after its interval.
+    pub fn backend_added(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.monitor_nudge.borrow_mut() = Some(tx);
+        rx
     }
 
     /// Every pool, drained and retired ones included.
@@ -70,9 +95,17 @@ impl BackendSet {
     ) -> Result<(BackendConn, bool), EngineError> {
         let mut tried: Vec<u32> = Vec::new();
         let mut last_err = None;
+        let mut verdict_deadline = None;
         loop {
             let picked = router::pick(&self.pools.borrow(), hostgroup, access, &tried);
             let Some(pool) = picked else {
+                if last_err.is_none()
+                    && self
+                        .wait_for_verdict(hostgroup, access, &mut verdict_deadline)
+                        .await
+                {
+                    continue;
+                }
                 return Err(last_err.unwrap_or_else(|| EngineError::NoBackend {
                     hostgroup: hostgroup.to_string(),
                     all_drained: self.all_drained(hostgroup),
@@ -97,6 +130,37 @@ impl BackendSet {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Waits for the monitor's next verdict when one could give this
+    /// command a backend (see [`router::awaiting_first_check`]), for at
+    /// most the backlog's wait from the first call. False when there is
+    /// nothing to wait for, or the wait is over.
+    async fn wait_for_verdict(
+        &self,
+        hostgroup: &str,
+        access: Access,
+        deadline: &mut Option<Instant>,
+    ) -> bool {
+        let wait = {
+            let pools = self.pools.borrow();
+            if !router::awaiting_first_check(&pools, hostgroup, access) {
+                return false;
+            }
+            pools
+                .iter()
+                .filter(|p| p.placement().hostgroup == hostgroup)
+                .map(|p| p.wait_timeout())
+                .max()
+                .unwrap_or_default()
+        };
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + wait);
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        let (tx, rx) = oneshot::channel();
+        self.verdict_waiters.borrow_mut().push(tx);
+        rt::timeout(left, rx).await.is_some()
     }
 
     /// True when `hostgroup` has backends and an operator drained every
@@ -192,6 +256,9 @@ impl BackendSet {
                         pool.drain();
                     } else {
                         self.start_upkeep(&pool, stopping);
+                        if let Some(nudge) = self.monitor_nudge.borrow_mut().take() {
+                            let _ = nudge.send(());
+                        }
                     }
                     self.pools.borrow_mut().push(pool);
                 }

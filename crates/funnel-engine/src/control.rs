@@ -18,6 +18,9 @@ pub enum ControlMsg {
     Shutdown,
     /// Report a snapshot of the shard's state.
     Snapshot(crossbeam_channel::Sender<ShardSnapshot>),
+    /// Answer once every message sent before this one was handled: how a
+    /// configuration change is known to be in force on every core.
+    Barrier(crossbeam_channel::Sender<()>),
     /// Apply a reloaded, validated configuration (backends resolved).
     Reload {
         /// The new configuration.

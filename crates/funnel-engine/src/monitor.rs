@@ -36,14 +36,17 @@ const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
     let mut failures: HashMap<String, u32> = HashMap::new();
     let slots = Rc::new(Cell::new(0));
-    let mut first = true;
+    let mut added = None;
     while !stopping() {
         let cfg = shard.config();
-        // The first round runs at once: until a backend is checked, the
-        // router cannot tell a writer from a read-only replica.
-        if !std::mem::take(&mut first) {
-            rt::sleep(cfg.monitor.interval.as_duration()).await;
+        // The first round runs at once, and so does the round after a
+        // backend is added (during the last round, too): until a backend
+        // is checked, the router cannot tell a writer from a read-only
+        // replica, and writes wait.
+        if let Some(added) = added.take() {
+            futures_lite::future::or(rt::sleep(cfg.monitor.interval.as_duration()), added).await;
         }
+        added = Some(shard.backends.backend_added());
         let checked: Vec<_> = shard
             .backends
             .all()

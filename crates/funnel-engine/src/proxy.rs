@@ -326,7 +326,28 @@ impl ProxyHandle {
             });
         }
         running.config = config;
+        // Whoever changed it (a reload, an admin command) is answered once
+        // the change is in force: a client's next command must not still
+        // reach a backend it has just drained.
+        self.wait_for_shards();
         Ok(not_applied)
+    }
+
+    /// Waits until every shard has handled what was sent to it before (a
+    /// shard that does not answer within a few seconds is not waited for).
+    fn wait_for_shards(&self) {
+        let replies: Vec<_> = self
+            .controls
+            .iter()
+            .filter_map(|c| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                c.send(ControlMsg::Barrier(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for rx in replies {
+            let _ = rx.recv_deadline(deadline);
+        }
     }
 
     /// The configuration the shards run with.

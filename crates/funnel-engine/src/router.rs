@@ -50,11 +50,14 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
             .or_else(|| pick(pools, hostgroup, Access::Read, skip));
     }
     // A backend not yet checked by the health monitor (just started or just
-    // added) might be a read-only replica or a lagging one: when the
-    // hostgroup has checked backends, only those are used.
-    let any_checked = pools
-        .iter()
-        .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.seen());
+    // added) might be a read-only replica or a lagging one. A write never
+    // goes to one (its checkout waits for the verdict, see
+    // [`awaiting_first_check`]); a read does only when the hostgroup has no
+    // checked backend that can serve.
+    let any_checked = access == Access::Write
+        || pools
+            .iter()
+            .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.seen());
     let usable =
         |p: &&Rc<Pool>| !skip.contains(&p.id) && usable(p, hostgroup, access) && (!any_checked || p.seen());
     // Prefer pools not backing off after failed connects, when there are any.
@@ -72,6 +75,20 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
     let least = if any_settled { least_settled } else { least_any };
     let tied = |p: &&Rc<Pool>| usable(p) && (!any_settled || !p.backing_off()) && p.outstanding() == least;
     smooth_weighted(pools.iter().filter(tied)).cloned()
+}
+
+/// True when a command of `access` that found no backend in `hostgroup`
+/// would find one once the monitor has given its first verdict: a backend
+/// there is in service and up, but not checked yet (Funnel just started, or
+/// the backend was just added or undrained).
+pub fn awaiting_first_check(pools: &[Rc<Pool>], hostgroup: &str, access: Access) -> bool {
+    access != Access::Read
+        && pools.iter().any(|p| {
+            p.placement().hostgroup == hostgroup
+                && p.service() == Service::InService
+                && p.health() == Health::Up
+                && !p.seen()
+        })
 }
 
 fn usable(p: &Pool, hostgroup: &str, access: Access) -> bool {
@@ -115,6 +132,12 @@ mod tests {
     use std::time::Duration;
 
     fn pool(id: u32, hostgroup: &str, weight: u32) -> Rc<Pool> {
+        let pool = unchecked_pool(id, hostgroup, weight);
+        pool.mark_seen();
+        pool
+    }
+
+    fn unchecked_pool(id: u32, hostgroup: &str, weight: u32) -> Rc<Pool> {
         let spec = BackendSpec {
             name: format!("b{id}"),
             addr: "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into(),
@@ -216,27 +239,29 @@ mod tests {
     }
 
     /// A backend the monitor has not checked yet (it may be a read-only
-    /// replica) gets nothing while a checked one can serve; alone, it does.
+    /// replica) takes no writes, and no reads while a checked one can
+    /// serve them.
     #[test]
     fn router_prefers_backends_the_monitor_has_checked() {
-        let pools = vec![pool(1, "db", 1), pool(2, "db", 1), pool(3, "db", 1)];
+        let pools: Vec<_> = (1..=3).map(|id| unchecked_pool(id, "db", 1)).collect();
         let picked = |access| {
             let mut ids: Vec<u32> = (0..12)
-                .map(|_| pick(&pools, "db", access, &[]).unwrap().id)
+                .filter_map(|_| pick(&pools, "db", access, &[]).map(|p| p.id))
                 .collect();
             ids.sort();
             ids.dedup();
             ids
         };
-        assert_eq!(
-            picked(Access::Write),
-            vec![1, 2, 3],
-            "nothing checked yet: all of them"
-        );
+        assert_eq!(picked(Access::Write), Vec::<u32>::new(), "nothing checked yet");
+        assert!(awaiting_first_check(&pools, "db", Access::Write));
+        assert!(awaiting_first_check(&pools, "db", Access::PreferWrite));
+        assert!(!awaiting_first_check(&pools, "db", Access::Read));
+        assert_eq!(picked(Access::Read), vec![1, 2, 3], "reads take any");
+        assert_eq!(picked(Access::Session), vec![1, 2, 3], "as do tracked SETs");
         pools[0].set_health(Health::Up, false, None);
         assert_eq!(
             picked(Access::Write),
-            vec![1, 2, 3],
+            Vec::<u32>::new(),
             "a failed check sees nothing"
         );
         pools[0].mark_seen();

@@ -474,6 +474,9 @@ async fn control_loop(
                 Received::Msg(ControlMsg::Snapshot(reply)) => {
                     let _ = reply.send(shard.snapshot());
                 }
+                Received::Msg(ControlMsg::Barrier(reply)) => {
+                    let _ = reply.send(());
+                }
                 Received::Msg(ControlMsg::Reload {
                     config,
                     backends,
@@ -513,6 +516,7 @@ async fn control_loop(
                             p.set_server_statement_limit(limit, shard.peers.len());
                         }
                     }
+                    shard.backends.verdict_arrived();
                 }
                 Received::Msg(ControlMsg::Kill {
                     target,

@@ -491,6 +491,119 @@ fn backends_an_added_replica_takes_no_writes_before_its_first_check() {
     assert_eq!(f.r2.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
 }
 
+/// A relay to `upstream` that holds each new connection for `delay`
+/// before connecting it: the server's greeting, so a health check's
+/// verdict, comes that much later.
+fn slow_relay(upstream: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            thread::spawn(move || {
+                thread::sleep(delay);
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c, mut s) = (client, server);
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut s2);
+                    let _ = s2.shutdown(Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut s, &mut c2);
+                let _ = c2.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+/// Before the monitor's first verdict nothing tells a writer from a
+/// read-only replica: writes wait for it rather than guess.
+#[test]
+fn backends_writes_before_any_verdict_wait_for_one() {
+    let f = farm(&[]);
+    let delay = Duration::from_millis(700);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
+         backends:\n\
+         \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 30s\n  timeout: 5s\n",
+        slow_relay(f.r1.addr(), delay),
+        slow_relay(f.writer.addr(), delay),
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    // A bare client: drivers' connect-time reads would give the monitor
+    // time to report first.
+    let addr = proxy.local_addr();
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut c = MiniClient::connect(addr, "app", "apppw", None).unwrap();
+                c.query(&format!("INSERT INTO farm.t VALUES ({i}, 0)")).unwrap();
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(4)
+    );
+}
+
+/// A writer added by a reload to a hostgroup that had none is checked at
+/// once, not after the monitor's interval, and the writes that arrive
+/// meanwhile wait for that verdict instead of failing.
+#[test]
+fn backends_a_writer_added_by_reload_takes_writes_at_once() {
+    let f = farm(&[]);
+    let yaml = |with_writer: bool| {
+        let mut y = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
+             backends:\n\
+             \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+            f.r1.addr()
+        );
+        if with_writer {
+            y.push_str(&format!(
+                "\x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+                f.writer.addr()
+            ));
+        }
+        y.push_str(
+            "pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\nmonitor:\n  interval: 60s\n",
+        );
+        Config::from_yaml_str(&y).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml(false));
+    let mut c = client(&proxy);
+    // The replica's verdict comes first: then nothing can take a write.
+    match c.query_drop("INSERT INTO farm.t VALUES (1, 0)") {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 9004, "{e:?}"),
+        other => panic!("a write with no writer: {other:?}"),
+    }
+    assert!(proxy.reload(yaml(true)).unwrap().is_empty());
+    let started = Instant::now();
+    c.query_drop("INSERT INTO farm.t VALUES (2, 0)").unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the write waited {:?}: the new writer was not checked at once",
+        started.elapsed()
+    );
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(1)
+    );
+    assert_eq!(f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+}
+
 /// `max_replication_lag` watches named (multi-source) replication
 /// connections too: MariaDB lists those only in SHOW ALL SLAVES STATUS.
 #[test]

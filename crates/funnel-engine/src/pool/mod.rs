@@ -249,6 +249,11 @@ impl Pool {
         self.seen.get()
     }
 
+    /// How long a command may wait for one of this pool's connections.
+    pub fn wait_timeout(&self) -> Duration {
+        self.limits.get().wait_timeout
+    }
+
     /// True when the server said `read_only=ON`.
     pub fn is_read_only(&self) -> bool {
         self.read_only.get()
