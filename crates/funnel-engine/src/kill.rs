@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::ids::ClientId;
+use crate::pool::conn::ServerThread;
 use crate::session::pinning::PinReason;
 
 /// What a session is doing, for `SHOW CLIENTS`.
@@ -48,8 +49,8 @@ pub struct ClientControl {
     state: Cell<(ClientState, Instant)>,
     schema: RefCell<Option<Vec<u8>>>,
     pinned: Cell<Option<(PinReason, u32)>>,
-    /// The pool and backend thread running the client's command right now.
-    running_on: Cell<Option<(u32, u32)>>,
+    /// The backend thread running the client's command right now.
+    running_on: Cell<Option<ServerThread>>,
     killed: Cell<bool>,
     /// `KILL QUERY` reached the session while its command waited for a
     /// backend connection.
@@ -73,13 +74,13 @@ impl ClientControl {
         })
     }
 
-    /// Records (or clears) the pool and backend thread running the client's command.
-    pub fn set_running_on(&self, at: Option<(u32, u32)>) {
+    /// Records (or clears) the backend thread running the client's command.
+    pub fn set_running_on(&self, at: Option<ServerThread>) {
         self.running_on.set(at);
     }
 
-    /// The pool and backend thread running the client's command.
-    pub fn running_on(&self) -> Option<(u32, u32)> {
+    /// The backend thread running the client's command.
+    pub fn running_on(&self) -> Option<ServerThread> {
         self.running_on.get()
     }
 
@@ -243,6 +244,21 @@ pub enum KillRefused {
     Backend(String),
 }
 
+/// True when a process-list row names Funnel's connection from
+/// `local_port`: the thread's `HOST` (`host:port`) has that port, and the
+/// same host as the checking connection's own row (`own_host`), however
+/// the server names hosts (an address, or a resolved name).
+pub fn is_funnels_thread(thread_host: &str, own_host: &str, local_port: u16) -> bool {
+    let split = |h: &str| {
+        h.rsplit_once(':')
+            .map(|(host, port)| (host.to_string(), port.parse::<u16>().ok()))
+    };
+    match (split(thread_host), split(own_host)) {
+        (Some((host, Some(port))), Some((own, _))) => port == local_port && host == own,
+        _ => false,
+    }
+}
+
 /// Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; `None` when the text is
 /// not that (including MariaDB's `KILL QUERY ID query_id` and `KILL USER`).
 pub fn parse_kill(sql: &[u8]) -> Option<KillRequest> {
@@ -311,10 +327,35 @@ mod tests {
     }
 
     #[test]
+    fn kill_names_funnels_thread_by_host_and_port() {
+        assert!(is_funnels_thread("127.0.0.1:40000", "127.0.0.1:40002", 40000));
+        assert!(is_funnels_thread("localhost:40000", "localhost:5", 40000));
+        assert!(is_funnels_thread("::1:40000", "::1:41000", 40000));
+        assert!(
+            !is_funnels_thread("127.0.0.1:40001", "127.0.0.1:40002", 40000),
+            "another port"
+        );
+        assert!(
+            !is_funnels_thread("10.0.0.9:40000", "127.0.0.1:40002", 40000),
+            "another host"
+        );
+        assert!(
+            !is_funnels_thread("localhost", "localhost", 40000),
+            "a Unix socket"
+        );
+        assert!(!is_funnels_thread("", "127.0.0.1:1", 40000));
+    }
+
+    #[test]
     fn kill_control_wakes_and_records() {
         let c = ClientControl::new("u".into(), "127.0.0.1".into());
-        c.set_running_on(Some((1, 42)));
-        assert_eq!(c.running_on(), Some((1, 42)));
+        let at = ServerThread {
+            pool: 1,
+            id: 42,
+            local_port: Some(40000),
+        };
+        c.set_running_on(Some(at));
+        assert_eq!(c.running_on(), Some(at));
         assert!(!c.is_killed());
         c.kill();
         assert!(c.is_killed());

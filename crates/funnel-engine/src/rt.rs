@@ -306,6 +306,14 @@ impl Stream {
         }
     }
 
+    /// This end's port of a TCP connection (`None` for a Unix socket).
+    pub fn local_port(&self) -> Option<u16> {
+        match &self.sock {
+            Sock::Tcp(s) => s.local_addr().ok().map(|a| a.port()),
+            Sock::Unix(..) => None,
+        }
+    }
+
     /// The peer's host as MariaDB would name it in messages and process
     /// lists: its IP address, or `localhost` over a Unix socket.
     pub fn peer_host(&self) -> String {

@@ -16,8 +16,8 @@ use crate::digest::Digests;
 use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
 use crate::oneshot;
-use crate::pool::conn::BackendConn;
 use crate::pool::conn::BackendSpec;
+use crate::pool::conn::{BackendConn, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::pool::{Health, Service};
 use crate::prepared::registry::Registry;
@@ -257,7 +257,7 @@ impl Shard {
             return Err(KillRefused::NotOwner(target.0));
         }
         let stopped = match control.running_on() {
-            Some((pool, thread)) => self.kill_backend_query(pool, thread).await,
+            Some(thread) => self.kill_backend_query(thread).await,
             None => {
                 // Not on a backend yet: a command waiting for one never runs.
                 control.interrupt_wait();
@@ -273,10 +273,16 @@ impl Shard {
         Ok(())
     }
 
-    /// Runs `KILL QUERY thread` on a backend through a connection of its
+    /// Runs `KILL QUERY` on a backend thread through a connection of its
     /// own, so no pooled connection (and no waiting client) is involved.
-    pub async fn kill_backend_query(&self, pool: u32, thread: u32) -> Result<(), KillRefused> {
-        let Some(pool) = self.backends.by_id(pool) else {
+    ///
+    /// Over TCP it first makes sure the thread is still Funnel's connection
+    /// (see [`crate::kill::is_funnels_thread`]): should the backend's
+    /// address now reach another server, the same id there is someone
+    /// else's work, which is left alone. So is a thread behind a proxy that
+    /// hides Funnel's port (HAProxy): its query runs to its end.
+    pub async fn kill_backend_query(&self, thread: ServerThread) -> Result<(), KillRefused> {
+        let Some(pool) = self.backends.by_id(thread.pool) else {
             return Ok(()); // its backend was removed: the query is gone with it
         };
         let slot = crate::pool::conn::SlotGuard::take(&self.side_slots);
@@ -284,13 +290,47 @@ impl Shard {
         let (mut conn, _) = BackendConn::open(pool.spec(), BackendId(0), PoolKey::DEFAULT, slot, limit)
             .await
             .map_err(|e| KillRefused::Backend(e.to_string()))?;
-        let mut p = bytes::BytesMut::new();
-        funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {thread}").as_bytes());
         // A backend that stops answering must not hold the KILL (and the
         // client that sent it) for ever: the same bound as the login.
+        let no_answer = || KillRefused::Backend(format!("no answer to KILL QUERY within {limit:?}"));
+        if let Some(port) = thread.local_port {
+            let sql = format!(
+                "SELECT ID, HOST FROM information_schema.PROCESSLIST WHERE ID IN ({}, CONNECTION_ID())",
+                thread.id
+            );
+            let (_, rows) = rt::timeout(limit, conn.query_rows(&sql))
+                .await
+                .ok_or_else(no_answer)?
+                .map_err(|e| KillRefused::Backend(e.to_string()))?;
+            let host_of = |id: u32| {
+                rows.iter()
+                    .find(|r| r.first().cloned().flatten().and_then(|v| v.parse::<u32>().ok()) == Some(id))
+                    .and_then(|r| r.get(1).cloned().flatten())
+            };
+            let Some(host) = host_of(thread.id) else {
+                return Ok(()); // the connection is gone, and its query with it
+            };
+            let own = host_of(conn.server_thread_id).unwrap_or_default();
+            if !crate::kill::is_funnels_thread(&host, &own, port) {
+                tracing::warn!(
+                    backend = %pool.backend_name(),
+                    thread = thread.id,
+                    host = %host,
+                    "not killing: the server's thread of that id is not Funnel's connection \
+                     (the backend's address reaches another server now, or a proxy between hides Funnel's port)"
+                );
+                return Err(KillRefused::Backend(format!(
+                    "thread {} on backend '{}' is no longer Funnel's connection; its query was not stopped",
+                    thread.id,
+                    pool.backend_name()
+                )));
+            }
+        }
+        let mut p = bytes::BytesMut::new();
+        funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {}", thread.id).as_bytes());
         let summary = rt::timeout(limit, conn.run(&p, funnel_protocol::tracker::Expect::Results))
             .await
-            .ok_or_else(|| KillRefused::Backend(format!("no answer to KILL QUERY within {limit:?}")))?
+            .ok_or_else(no_answer)?
             .map_err(|e| KillRefused::Backend(e.to_string()))?;
         match summary.error {
             // 1094: the query (and its thread) already finished: nothing to kill.

@@ -333,3 +333,89 @@ fn faults_commands_wait_out_a_failed_open_instead_of_failing() {
     );
     assert_eq!(first.query_first::<u32, _>("SELECT 2").unwrap(), Some(2));
 }
+
+/// A relay standing in for a virtual IP: each new connection goes to the
+/// server `target` names at that moment; open ones stay where they went.
+fn virtual_ip(target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>) -> std::net::SocketAddr {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = *target.lock().unwrap();
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c, mut s) = (client, server);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut s2);
+                let _ = s2.shutdown(Shutdown::Both);
+            });
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut c2);
+                let _ = c2.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+/// After a failover moved the backend's address to another server, the
+/// `KILL QUERY` that follows a query timeout must not stop whatever that
+/// server runs under the same thread id: Funnel checks the thread is its
+/// own connection first.
+#[test]
+fn faults_query_timeout_kills_nothing_once_the_address_reaches_another_server() {
+    let (a, b) = (MariaDb::start(), MariaDb::start());
+    for db in [&a, &b] {
+        db.create_user("fault_b", "bpw");
+    }
+    // Thread ids count up from each server's start: take A's past B's.
+    for _ in 0..30 {
+        drop(Conn::new(funnel_testkit::client_opts(a.port(), "fault_b", "bpw")).unwrap());
+    }
+    let target = std::sync::Arc::new(std::sync::Mutex::new(a.addr()));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: fault_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 2s\n  query_timeout: 1s\n\
+         monitor:\n  interval: 60s\n",
+        virtual_ip(target.clone())
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = client(&proxy);
+    // The statement names its own thread: the pooled connection's id on A.
+    let n: u32 = c
+        .query_first(
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE 'SELECT ID FROM information_schema.PROCESSLIST%'",
+        )
+        .unwrap()
+        .unwrap();
+    // On B, someone else's connection gets that id and runs a query.
+    let mut victim = loop {
+        let mut v = Conn::new(funnel_testkit::client_opts(b.port(), "fault_b", "bpw")).unwrap();
+        let id: u32 = v.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+        assert!(id <= n, "B's thread ids passed {n}");
+        if id == n {
+            break v;
+        }
+    };
+    let victim = thread::spawn(move || victim.query_first::<i64, _>("SELECT SLEEP(4)").unwrap().unwrap());
+    funnel_testkit::wait_until_within("the victim's query", Duration::from_secs(5), || {
+        b.query_first::<i64>(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {n} AND INFO LIKE 'SELECT SLEEP%'"
+        )) == Some(1)
+    });
+    // The failover: the address now reaches B.
+    *target.lock().unwrap() = b.addr();
+    let err = c.query_drop("SELECT SLEEP(3)").unwrap_err();
+    assert_eq!(code(err), 1969);
+    assert_eq!(
+        victim.join().unwrap(),
+        0,
+        "Funnel's KILL QUERY stopped another server's query of the same thread id"
+    );
+}

@@ -157,6 +157,10 @@ pub struct BackendConn {
     pub schema: Option<Vec<u8>>,
     /// The server's id for this connection (for `KILL QUERY`).
     pub server_thread_id: u32,
+    /// Funnel's port of this TCP connection: the server lists it in the
+    /// thread's `HOST`, which tells this connection from another server's
+    /// thread of the same id (see [`ServerThread`]).
+    pub local_port: Option<u16>,
     /// When it was opened.
     pub opened_at: Instant,
     /// When it was last released.
@@ -216,6 +220,21 @@ impl std::fmt::Debug for BackendConn {
     }
 }
 
+/// Where a client's command runs: what `KILL QUERY` needs to reach it, and
+/// to make sure the thread it names is still that connection. A thread id
+/// alone could name another server's thread once the backend's address
+/// has moved (a virtual IP after a failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerThread {
+    /// The pool the connection belongs to (shard-unique id).
+    pub pool: u32,
+    /// The server's id for the connection.
+    pub id: u32,
+    /// Funnel's port of the connection (`None` over a Unix socket, whose
+    /// path cannot lead to another server).
+    pub local_port: Option<u16>,
+}
+
 /// The fixed part of a login (capabilities, packet size, charset, filler):
 /// all an SSLRequest carries.
 const SSL_REQUEST_LEN: usize = 32;
@@ -225,6 +244,15 @@ const SSL_REQUEST_LEN: usize = 32;
 const SMALL_PACKET_LIMIT: usize = 1 << 20;
 
 impl BackendConn {
+    /// The server thread running this connection's commands.
+    pub fn server_thread(&self) -> ServerThread {
+        ServerThread {
+            pool: self.pool_id,
+            id: self.server_thread_id,
+            local_port: self.local_port,
+        }
+    }
+
     /// Connects, logs in, and returns the connection (and the server's version string).
     pub async fn open(
         spec: &BackendSpec,
@@ -251,6 +279,7 @@ impl BackendConn {
     ) -> Result<(BackendConn, Vec<u8>), BackendError> {
         let mut stream = spec.addr.connect(limit).await?;
         stream.set_nodelay()?;
+        let local_port = stream.local_port();
         let mut buf = IoBuf::default();
         let (seq, greeting) = read_packet(&mut stream, &mut buf).await?;
         let hs = HandshakeV10::parse(&greeting).map_err(|e| match ErrPacket::parse(&greeting) {
@@ -338,6 +367,7 @@ impl BackendConn {
                         status: ok.status,
                         schema: None,
                         server_thread_id: hs.connection_id,
+                        local_port,
                         opened_at: now,
                         idle_since: now,
                         pool_id: 0,

@@ -1068,8 +1068,7 @@ impl Session {
             self.keep_or_release(conn, f, true);
             return Ok(());
         };
-        self.control
-            .set_running_on(Some((conn.pool_id, conn.server_thread_id)));
+        self.control.set_running_on(Some(conn.server_thread()));
         self.control.set_state(ClientState::Running);
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let in_transaction_before = conn.status.in_transaction();
@@ -1240,11 +1239,11 @@ impl Session {
             RelayEnd::TimedOut { next_seq, err_fits } => {
                 // Stop the statement on the server too, then drop the
                 // connection (its response state is unknown).
-                let (pool, thread) = (conn.pool_id, conn.server_thread_id);
+                let thread = conn.server_thread();
                 self.discard_backend(conn);
                 let shard = self.shard.clone();
                 rt::spawn(async move {
-                    let _ = shard.kill_backend_query(pool, thread).await;
+                    let _ = shard.kill_backend_query(thread).await;
                 });
                 if !err_fits {
                     // Mid-packet: an ERR would be read as row data (see RelayEnd).
@@ -1331,10 +1330,10 @@ impl Session {
         if conn.kill_on_discard {
             // A prepare there ran out of time: a server that is alive but
             // slow (a metadata lock) would go on running it.
-            let (pool, thread) = (conn.pool_id, conn.server_thread_id);
+            let thread = conn.server_thread();
             let shard = self.shard.clone();
             rt::spawn(async move {
-                let _ = shard.kill_backend_query(pool, thread).await;
+                let _ = shard.kill_backend_query(thread).await;
             });
         }
         self.shard.backends.discard(conn);
