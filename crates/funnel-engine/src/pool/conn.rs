@@ -204,8 +204,7 @@ pub struct BackendConn {
     /// server, waiting for a lock (a prepare, under `pool.query_timeout`):
     /// it is killed there when the connection is discarded. Funnel's other
     /// statements change no data and take no lock, so they end by
-    /// themselves; a `KILL` by thread id could reach another server's
-    /// connection, should the backend's address have moved (a failover).
+    /// themselves and cost no extra connection to kill.
     pub kill_on_discard: bool,
     _slot: SlotGuard,
 }
