@@ -123,7 +123,8 @@ impl BackendSet {
             }
             match pool.checkout(key).await {
                 Ok(c) => return Ok(c),
-                Err(e @ EngineError::BackendUnavailable { .. }) => {
+                // A refused key may suit a newer server of the hostgroup.
+                Err(e @ (EngineError::BackendUnavailable { .. } | EngineError::KeyRefused { .. })) => {
                     tried.push(pool.id);
                     last_err = Some(e);
                 }

@@ -186,6 +186,23 @@ impl<C: Keyed> Backlog<C> {
         }
     }
 
+    /// Tells every live waiter with `key` why no connection will come.
+    pub fn fail_key(&self, key: PoolKey, err: impl Fn() -> EngineError) {
+        let waiters = {
+            let mut queues = self.queues.borrow_mut();
+            let Some(i) = queues.iter().position(|q| q.key == key) else {
+                return;
+            };
+            queues.swap_remove(i).waiters
+        };
+        for w in waiters {
+            if !w.tx.is_closed() {
+                self.live.set(self.live.get() - 1);
+                let _ = w.tx.send(Err(err()));
+            }
+        }
+    }
+
     /// Removes dead entries everywhere once they outnumber the live ones
     /// well (waiters that gave up behind a live one are not at a front).
     fn sweep_if_littered(&self) {
@@ -322,6 +339,22 @@ mod tests {
         assert!(a.try_take().is_some_and(|h| h.is_err()));
         assert_eq!(b.first_key(), None);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn backlog_fail_key_tells_that_keys_waiters_only() {
+        let b = Backlog::<Conn>::default();
+        let bad: Vec<_> = (0..3).map(|_| b.enqueue(key(1))).collect();
+        let good = b.enqueue(key(2));
+        drop(b.enqueue(key(1)));
+        assert_eq!(b.len(), 4);
+        b.fail_key(key(1), || EngineError::BacklogFull { max_waiting: 1 });
+        assert!(bad.iter().all(|t| t.try_take().is_some_and(|h| h.is_err())));
+        assert_eq!((b.len(), b.first_key()), (1, Some(key(2))));
+        drop(bad);
+        assert_eq!(b.len(), 1, "answered tickets do not count on drop");
+        b.hand_over(Conn(key(2), 4)).unwrap();
+        assert_eq!(got(&good), Some(4));
     }
 
     #[test]

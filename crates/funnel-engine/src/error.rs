@@ -57,6 +57,18 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// A backend cannot serve this client's connection settings (its
+    /// handshake charset, or capabilities the server lacks): other clients
+    /// are served as usual.
+    #[error("backend {backend} refuses this client's connection settings: {reason}")]
+    KeyRefused {
+        /// Backend name.
+        backend: String,
+        /// The server's own refusal, forwarded as it came.
+        server_err: Option<ErrPacket>,
+        /// What went wrong.
+        reason: String,
+    },
     /// A per-user or per-schema cap on backend connections stayed full.
     #[error("{what} holds its {limit} backend connections")]
     CapReached {
@@ -152,6 +164,7 @@ impl EngineError {
             | Malformed(_)
             | BadHandshake(_)
             | ClientCharset(_)
+            | KeyRefused { .. }
             | InsecureTransport
             | Interrupted
             | ConnectionKilled => Fault::Client,
@@ -207,6 +220,21 @@ impl EngineError {
                 9003,
                 "HY000",
                 format!("Funnel: cannot open a connection to backend '{backend}': {reason}"),
+            ),
+            KeyRefused {
+                server_err: Some(err),
+                ..
+            } => err.clone(),
+            KeyRefused {
+                backend,
+                server_err: None,
+                reason,
+            } => ErrPacket::new(
+                9003,
+                "HY000",
+                format!(
+                    "Funnel: backend '{backend}' cannot serve this client's connection settings: {reason}"
+                ),
             ),
             CapReached { what, limit, waited } => ErrPacket::new(
                 9005,
@@ -341,6 +369,30 @@ mod tests {
         .to_err_packet();
         assert_eq!((p.code, &p.sql_state), (1969, b"70100"));
         assert!(p.message_text().contains("pool.query_timeout of 1500 ms"));
+    }
+
+    #[test]
+    fn error_key_refused_forwards_the_servers_err() {
+        let server = ErrPacket::new(
+            1231,
+            "42000",
+            "Variable 'character_set_client' can't be set to the value of 'ucs2'",
+        );
+        let e = EngineError::KeyRefused {
+            backend: "primary".into(),
+            server_err: Some(server.clone()),
+            reason: "login refused".into(),
+        };
+        assert_eq!(e.to_err_packet(), server);
+        assert_eq!(e.fault(), Fault::Client);
+        let p = EngineError::KeyRefused {
+            backend: "primary".into(),
+            server_err: None,
+            reason: "the server lacks capabilities".into(),
+        }
+        .to_err_packet();
+        assert_eq!(p.code, 9003);
+        assert!(p.message_text().contains("this client's connection settings"));
     }
 
     #[test]

@@ -90,10 +90,43 @@ pub enum BackendError {
     /// An auth method Funnel cannot complete on this transport.
     #[error("unsupported authentication: {0}")]
     Auth(String),
+    /// The server lacks capabilities the connection's clients use: it
+    /// would answer in shapes they cannot parse (EOF packets where they
+    /// expect OK).
+    #[error(
+        "the server lacks capabilities its clients use ({0:?}): \
+         MariaDB 10.2 / MySQL 5.7 or later is needed"
+    )]
+    LacksCapabilities(Capabilities),
     /// The backend did not answer one of Funnel's commands within its
     /// deadline (the server may still be running it).
     #[error("no answer within {} ({} ms)", .0.key, .0.limit.as_millis())]
     Unanswered(Deadline),
+}
+
+/// Login errors a server gives for the handshake's character set: it
+/// refuses it as a client character set (1231, what MariaDB 10.11 answers
+/// for ucs2, utf16, utf16le, utf32 and filename), or does not know it
+/// (1115, 1273).
+const CHARSET_REFUSALS: [u16; 3] = [1231, 1115, 1273];
+
+impl BackendError {
+    /// True when opening failed because of the pool key alone (its charset
+    /// or capabilities), not the server or the backend account: a
+    /// connection for another key would open. Such a failure is the
+    /// client's to hear about, never a reason to back the pool off.
+    ///
+    /// The key is all that differs between two opens of a pool: a login
+    /// names no schema (the session selects it afterwards), so 1044 and
+    /// 1049 never come here; 1045, 1040, 1129, timeouts and refused
+    /// connects are the server's or the account's, whatever the key.
+    pub fn key_specific(&self) -> bool {
+        match self {
+            BackendError::Refused(err) => CHARSET_REFUSALS.contains(&err.code),
+            BackendError::LacksCapabilities(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// How long one of Funnel's own commands on a backend connection may take,
@@ -292,10 +325,7 @@ impl BackendConn {
         // what the client cannot parse (EOF packets where it expects OK).
         let missing = Capabilities(key.caps.0 & !caps.0);
         if missing.0 != 0 {
-            return Err(BackendError::Auth(format!(
-                "the server lacks capabilities its clients use ({missing:?}): \
-                 MariaDB 10.2 / MySQL 5.7 or later is needed"
-            )));
+            return Err(BackendError::LacksCapabilities(missing));
         }
         if spec.tls.is_some() {
             if !hs.capabilities.contains(Capabilities::CLIENT_SSL) {
@@ -650,4 +680,30 @@ async fn read_packet(stream: &mut Stream, buf: &mut IoBuf) -> Result<(u8, Vec<u8
                 })
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: u16) -> BackendError {
+        BackendError::Refused(ErrPacket::new(code, "HY000", "x"))
+    }
+
+    #[test]
+    fn pool_open_failures_of_the_key_alone_are_told_apart() {
+        // The handshake charset and the capabilities differ between keys.
+        for code in [1231, 1115, 1273] {
+            assert!(refused(code).key_specific(), "{code}");
+        }
+        assert!(BackendError::LacksCapabilities(Capabilities::CLIENT_DEPRECATE_EOF).key_specific());
+        // The server's or the backend account's, whatever the key.
+        for code in [1045, 1040, 1129, 1203, 1226, 1130] {
+            assert!(!refused(code).key_specific(), "{code}");
+        }
+        assert!(!BackendError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)).key_specific());
+        assert!(
+            !BackendError::Auth("tls is configured but the server does not offer TLS".into()).key_specific()
+        );
+    }
 }

@@ -54,6 +54,21 @@ const MIN_STATEMENTS_PER_CONNECTION: usize = 4;
 const OPEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How long a pool remembers that its server refused a key (a charset or
+/// capabilities are the server's until it is upgraded or reconfigured):
+/// meanwhile that key's commands fail at once instead of each costing the
+/// server a refused login, which it may count against Funnel's host
+/// (`max_connect_errors`), blocking every client.
+const REFUSED_KEY_MEMORY: Duration = Duration::from_secs(10);
+
+/// A pool key the server refused, and until when that is trusted.
+struct Refusal {
+    key: PoolKey,
+    until: Instant,
+    server_err: Option<funnel_protocol::response::ErrPacket>,
+    reason: String,
+}
+
 /// How often idle connections are reaped and topped up.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
 
@@ -134,6 +149,8 @@ pub struct Pool {
     open_backoff: Cell<Duration>,
     /// Why the last open failed, for commands that waited it out in vain.
     last_open_error: RefCell<Option<String>>,
+    /// Keys the server refused recently (a handful at most).
+    refused: RefCell<Vec<Refusal>>,
     /// A task waits for the back-off to end to open for the backlog.
     retry_scheduled: Cell<bool>,
     /// Opens started for backlog waiters and not finished.
@@ -191,6 +208,7 @@ impl Pool {
             open_not_before: Cell::new(None),
             open_backoff: Cell::new(Duration::ZERO),
             last_open_error: RefCell::new(None),
+            refused: RefCell::new(Vec::new()),
             retry_scheduled: Cell::new(false),
             opening_for_backlog: Cell::new(0),
             backend: Rc::from(spec.name.as_str()),
@@ -408,6 +426,9 @@ impl Pool {
         self.last_key.set(key);
         if let Some(conn) = self.take_idle(key) {
             return Ok((conn, true));
+        }
+        if let Some(refused) = self.refusal(key) {
+            return Err(refused);
         }
         if self.backing_off() {
             // Recent opens failed: wait in the backlog; one retry opens when
@@ -668,6 +689,7 @@ impl Pool {
                 }
                 Ok(conn)
             }
+            Err(e) if e.key_specific() => Err(self.refuse_key(key, e)),
             Err(e) => {
                 self.stats.count_open_failure(&self.backend);
                 // Back off exponentially (100 ms .. 5 s, with jitter) so a
@@ -686,8 +708,53 @@ impl Pool {
         }
     }
 
+    /// Remembers that the server refused `key` and tells the commands
+    /// waiting for it; the pool and its other keys carry on untouched.
+    fn refuse_key(&self, key: PoolKey, e: conn::BackendError) -> EngineError {
+        tracing::info!(backend = %self.spec.name, error = %e, ?key, "backend refuses a client's connection settings");
+        let server_err = match &e {
+            conn::BackendError::Refused(err) => Some(err.clone()),
+            _ => None,
+        };
+        let refusal = Refusal {
+            key,
+            until: Instant::now() + REFUSED_KEY_MEMORY,
+            server_err,
+            reason: e.to_string(),
+        };
+        self.backlog.fail_key(key, || self.refusal_error(&refusal));
+        let err = self.refusal_error(&refusal);
+        let mut refused = self.refused.borrow_mut();
+        refused.retain(|r| r.key != key && Instant::now() < r.until);
+        refused.push(refusal);
+        err
+    }
+
+    /// The error for a command of `key` while the server's refusal of it
+    /// is remembered.
+    fn refusal(&self, key: PoolKey) -> Option<EngineError> {
+        let refused = self.refused.borrow();
+        let r = refused
+            .iter()
+            .find(|r| r.key == key && Instant::now() < r.until)?;
+        Some(self.refusal_error(r))
+    }
+
+    fn refusal_error(&self, r: &Refusal) -> EngineError {
+        EngineError::KeyRefused {
+            backend: self.spec.name.clone(),
+            server_err: r.server_err.clone(),
+            reason: r.reason.clone(),
+        }
+    }
+
     fn spawn_open_for_backlog(self: &Rc<Self>, key: PoolKey) {
         if self.slots.get() >= self.limits.get().max {
+            return;
+        }
+        if self.refusal(key).is_some() {
+            self.backlog
+                .fail_key(key, || self.refusal(key).expect("checked just before"));
             return;
         }
         let pool = self.clone();
@@ -701,6 +768,8 @@ impl Pool {
                     pool.release(c);
                     pool.open_for_waiters();
                 }
+                // The key's waiters were told; the others' turn.
+                Err(EngineError::KeyRefused { .. }) => pool.open_for_waiters(),
                 // Waiters wait out the back-off (or their deadline) instead
                 // of failing on the first refused open.
                 Err(_) => pool.schedule_retry(),

@@ -984,9 +984,11 @@ impl Session {
             // No reader, or none could give a connection (refused,
             // marked down while the command waited): nothing was sent, so
             // the default hostgroup may serve the read.
-            Err(EngineError::NoBackend { .. } | EngineError::BackendUnavailable { .. })
-                if route.fallback.is_some() =>
-            {
+            Err(
+                EngineError::NoBackend { .. }
+                | EngineError::BackendUnavailable { .. }
+                | EngineError::KeyRefused { .. },
+            ) if route.fallback.is_some() => {
                 let fallback = route.fallback.as_ref().expect("checked");
                 let (c, _) = self
                     .shard

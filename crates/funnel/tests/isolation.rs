@@ -1,0 +1,148 @@
+//! One bad or misbehaving client never hurts another: what one client's
+//! pool key, statements or habits cost stays with that client.
+
+use std::io::{copy, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_protocol::handshake::HandshakeV10;
+use funnel_protocol::Capabilities;
+use funnel_testkit::mini_client::{read_raw_packet, MiniClient, MiniError};
+use funnel_testkit::MariaDb;
+
+/// A relay in front of `backend` that clears `hide` from the server's
+/// greeting and passes everything else through: the real server, seen as
+/// an older one that lacks those capabilities (MariaDB 10.1 has no
+/// `CLIENT_DEPRECATE_EOF`). Also returns how many connections it saw
+/// closed without a login (opens Funnel gave up on after the greeting).
+fn older_server(backend: SocketAddr, hide: Capabilities) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let abandoned = Arc::new(AtomicUsize::new(0));
+    let count = abandoned.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Ok(mut server) = TcpStream::connect(backend) else {
+                continue;
+            };
+            let Ok((seq, greeting)) = read_raw_packet(&mut server) else {
+                continue;
+            };
+            let mut hs = HandshakeV10::parse(&greeting).unwrap();
+            hs.capabilities = Capabilities(hs.capabilities.0 & !hide.0);
+            let mut payload = bytes::BytesMut::new();
+            hs.write(&mut payload);
+            let mut framed = bytes::BytesMut::new();
+            funnel_protocol::framing::write_packet(&mut framed, seq, &payload);
+            if client.write_all(&framed).is_err() {
+                continue;
+            }
+            let Ok((seq, login)) = read_raw_packet(&mut client) else {
+                count.fetch_add(1, Ordering::SeqCst);
+                continue;
+            };
+            framed.clear();
+            funnel_protocol::framing::write_packet(&mut framed, seq, &login);
+            if server.write_all(&framed).is_err() {
+                continue;
+            }
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = copy(&mut client, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Both);
+            });
+            thread::spawn(move || {
+                let _ = copy(&mut server, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, abandoned)
+}
+
+/// A client whose pool key one backend can never serve (it asks for
+/// `CLIENT_DEPRECATE_EOF`, which the server lacks) gets a clear ERR for
+/// each command, and the pool does not back off for it: clients with
+/// other keys keep getting new connections at once, and the refusal is
+/// remembered for a while rather than asked of the server per command. Before, each refused
+/// open put the whole pool into its connect back-off (up to 5 s), and
+/// the others waited in the backlog behind retries for the bad key.
+#[test]
+fn isolation_key_specific_open_failure_does_not_back_off_the_pool() {
+    let db = MariaDb::shared();
+    db.create_user("iso_key_b", "bpw");
+    let (relay, abandoned) = older_server(db.addr(), Capabilities::CLIENT_DEPRECATE_EOF);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {relay}\n    user: iso_key_b\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 0\n\
+         backlog:\n  wait_timeout: 4s\n\
+         monitor:\n  interval: 60s\n"
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let addr = proxy.local_addr();
+    // Funnel read the greeting once at start, for its version string.
+    let before = abandoned.load(Ordering::SeqCst);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut c =
+                MiniClient::connect_with(addr, "app", "apppw", None, Capabilities::CLIENT_DEPRECATE_EOF)
+                    .unwrap();
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match c.query("SELECT 1") {
+                    Err(MiniError::Server(e)) => errors.push(e),
+                    other => panic!("the bad key was served: {other:?}"),
+                }
+            }
+            errors
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    // Each good client has a new key (charset), so it needs a new
+    // connection: the pool holds two, and replaces an idle one of another
+    // key for it.
+    for (round, charset) in [8u8, 33, 63, 47, 83, 46].into_iter().enumerate() {
+        let started = Instant::now();
+        let mut good =
+            MiniClient::connect_with_charset(addr, "app", "apppw", None, Capabilities::EMPTY, charset)
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let got = good
+            .query("SELECT 7")
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(got.rows()[0][0].as_deref(), Some("7"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "round {round}: a good client waited {:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let errors = bad.join().unwrap();
+    assert!(errors.len() >= 10, "{} errors", errors.len());
+    // The refusal is remembered: the bad client's commands did not each
+    // cost the server a connection (which it may count against Funnel's
+    // host, max_connect_errors).
+    assert_eq!(
+        abandoned.load(Ordering::SeqCst) - before,
+        1,
+        "{} errors",
+        errors.len()
+    );
+    for e in &errors {
+        assert_eq!(e.code, 9003, "{e:?}");
+        assert!(
+            e.message_text().contains("lacks capabilities"),
+            "{}",
+            e.message_text()
+        );
+    }
+}
