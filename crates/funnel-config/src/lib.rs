@@ -23,7 +23,7 @@ pub use error::{ConfigError, Problem};
 pub use model::{
     AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, ClientConfig, Config, LogConfig,
     LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryRule, SchemaLimit, TlsFiles, User,
-    DEFAULT_HOSTGROUP,
+    DEFAULT_HOSTGROUP, DEFAULT_MAX_PREPARED_PER_CLIENT, MAX_PREPARED_PER_CORE,
 };
 pub use show::REDACTED;
 pub use size::{ByteSize, ParseByteSizeError};

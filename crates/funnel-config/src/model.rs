@@ -348,6 +348,18 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
+/// Statements all clients of one core may hold together: the server's
+/// default `max_prepared_stmt_count`, which counts every session's.
+pub const MAX_PREPARED_PER_CORE: u32 = 16_382;
+
+/// The default of `client.max_prepared_statements`: well above what
+/// statement caches keep per connection (Connector/J's
+/// `prepStmtCacheSize` is 25, tuned to 250-500; PgBouncer's
+/// `max_prepared_statements` 200), and a sixteenth of a core's
+/// [`MAX_PREPARED_PER_CORE`], so one client that never closes its
+/// statements cannot take the core's whole budget.
+pub const DEFAULT_MAX_PREPARED_PER_CLIENT: u32 = 1024;
+
 /// Client connection limits and timeouts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -368,6 +380,10 @@ pub struct ClientConfig {
     pub net_read_timeout: HumanDuration,
     /// Largest client packet accepted, like MySQL's max_allowed_packet; 1KiB to 1GiB.
     pub max_packet_size: ByteSize,
+    /// Binary-protocol prepared statements one client connection may hold
+    /// open; 1 to 16382 (the statements all clients of one core may hold
+    /// together, as the server's `max_prepared_stmt_count`).
+    pub max_prepared_statements: u32,
     /// TLS for client connections (clients that ask for it get it); `None`: no TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
@@ -382,6 +398,7 @@ impl Default for ClientConfig {
             net_write_timeout: HumanDuration::from_secs(60),
             net_read_timeout: HumanDuration::from_secs(30),
             max_packet_size: ByteSize::mib(64),
+            max_prepared_statements: DEFAULT_MAX_PREPARED_PER_CLIENT,
             tls: None,
         }
     }

@@ -74,6 +74,7 @@ fn config_minimal_gets_defaults() {
     assert_eq!(cfg.client.net_write_timeout, HumanDuration::from_secs(60));
     assert_eq!(cfg.client.net_read_timeout, HumanDuration::from_secs(30));
     assert_eq!(cfg.client.max_packet_size, ByteSize::mib(64));
+    assert_eq!(cfg.client.max_prepared_statements, 1024);
     assert_eq!(cfg.admin, None);
     assert_eq!(cfg.metrics, None);
     assert_eq!(cfg.log.level, LogLevel::Info);
@@ -145,6 +146,22 @@ fn config_unknown_key_rejected_with_line_and_column() {
     let (line, _, message) = parse_error(&top);
     assert_eq!(line, Some(10));
     assert!(message.contains("unknown field `listen_port`"), "{message}");
+}
+
+#[test]
+fn config_max_prepared_statements_stays_within_a_cores_budget() {
+    let at_most = format!("{MINIMAL}client:\n  max_prepared_statements: 16382\n");
+    assert_eq!(
+        Config::from_yaml_str(&at_most)
+            .unwrap()
+            .client
+            .max_prepared_statements,
+        16_382
+    );
+    assert_eq!(
+        problems(&format!("{MINIMAL}client:\n  max_prepared_statements: 16383\n")),
+        ["client.max_prepared_statements: must be between 1 and 16382, got 16383"]
+    );
 }
 
 #[test]
@@ -242,6 +259,7 @@ backlog:
 client:
   handshake_timeout: 0
   max_packet_size: 512B
+  max_prepared_statements: 0
 ";
     assert_eq!(
         problems(yaml),
@@ -260,13 +278,14 @@ client:
             "backlog.wait_timeout: must be more than 0s: a waiting client needs a deadline",
             "client.handshake_timeout: must be more than 0s: a client that never logs in must not hold a connection",
             "client.max_packet_size: must be between 1KiB and 1GiB, got 512B",
+            "client.max_prepared_statements: must be between 1 and 16382, got 0",
         ]
     );
     let err = Config::from_yaml_str(yaml).unwrap_err();
     assert!(err
         .to_string()
-        .starts_with("invalid configuration (14 problems):\n  cores: must be at least 1\n"));
-    assert_eq!(err.problems().len(), 14);
+        .starts_with("invalid configuration (15 problems):\n  cores: must be at least 1\n"));
+    assert_eq!(err.problems().len(), 15);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::credential::parse_native_hash;
 use crate::error::Problem;
 use crate::model::{
     AdminConfig, Backend, BackendTlsMode, BacklogConfig, ClientConfig, Config, PoolConfig, QueryRule, User,
-    DEFAULT_HOSTGROUP,
+    DEFAULT_HOSTGROUP, MAX_PREPARED_PER_CORE,
 };
 use crate::size::ByteSize;
 
@@ -348,6 +348,14 @@ fn check_client(client: &ClientConfig, out: &mut Vec<Problem>) {
             out,
             "client.max_packet_size",
             format!("must be between {MIN_PACKET} and {MAX_PACKET}, got {size}"),
+        );
+    }
+    let stmts = client.max_prepared_statements;
+    if !(1..=MAX_PREPARED_PER_CORE).contains(&stmts) {
+        push(
+            out,
+            "client.max_prepared_statements",
+            format!("must be between 1 and {MAX_PREPARED_PER_CORE}, got {stmts}"),
         );
     }
 }

@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_protocol::handshake::HandshakeV10;
+use funnel_protocol::response::ErrPacket;
+use funnel_protocol::tracker::Expect;
 use funnel_protocol::Capabilities;
 use funnel_testkit::mini_client::{read_raw_packet, MiniClient, MiniError};
 use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
 
 /// A relay in front of `backend` that clears `hide` from the server's
 /// greeting and passes everything else through: the real server, seen as
@@ -145,4 +148,88 @@ fn isolation_key_specific_open_failure_does_not_back_off_the_pool() {
             e.message_text()
         );
     }
+}
+
+/// Prepares `sql` over the binary protocol: the statement id, or the ERR.
+fn prepare(c: &mut MiniClient, sql: &str) -> Result<u32, ErrPacket> {
+    let mut p = vec![0x16];
+    p.extend_from_slice(sql.as_bytes());
+    let packets = c.roundtrip(&p, Expect::Prepare).unwrap();
+    match packets[0].first() {
+        Some(0xff) => Err(ErrPacket::parse(&packets[0]).unwrap()),
+        _ => Ok(u32::from_le_bytes(packets[0][1..5].try_into().unwrap())),
+    }
+}
+
+/// Prepares until refused (or `limit` times): how many succeeded, and the ERR.
+fn prepare_until_refused(c: &mut MiniClient, limit: usize) -> (usize, Option<ErrPacket>) {
+    for n in 0..limit {
+        if let Err(e) = prepare(c, "SELECT 1") {
+            return (n, Some(e));
+        }
+    }
+    (limit, None)
+}
+
+fn leak_yaml(db: &MariaDb, backend: &str, client: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 0\n{client}",
+        db.addr()
+    )
+}
+
+/// A client that prepares statements and never closes them (a common
+/// application bug) is refused at `client.max_prepared_statements` (1024
+/// by default) with MariaDB's ERR 1461, while another client of the same
+/// core keeps preparing and executing. Before, one client could hold all
+/// 16382 statements a core's clients may hold together, and every other
+/// client's prepare got 1461. A reload changes the cap for the next
+/// prepare, and a closed statement makes room.
+#[test]
+fn isolation_a_client_that_leaks_prepared_statements_hits_its_own_cap() {
+    let db = MariaDb::shared();
+    db.create_user("iso_leak_b", "bpw");
+    let mut proxy =
+        funnel_testkit::funnel::start(Config::from_yaml_str(&leak_yaml(db, "iso_leak_b", "")).unwrap());
+    let addr = proxy.local_addr();
+    let mut leaker = MiniClient::connect(addr, "app", "apppw", None).unwrap();
+    let (held, err) = prepare_until_refused(&mut leaker, 16_383);
+    assert_eq!(held, 1024, "the leaker held {held} statements");
+    let err = err.unwrap();
+    assert_eq!((err.code, &err.sql_state), (1461, b"42000"));
+    assert_eq!(
+        err.message_text(),
+        "Can't create more than client.max_prepared_statements statements (current value: 1024)"
+    );
+
+    // Another client of the core: a real connector, preparing and executing.
+    let mut other = mysql::Conn::new(funnel_testkit::client_opts(addr.port(), "app", "apppw")).unwrap();
+    for i in 0..50u32 {
+        let stmt = other.prep(format!("SELECT ? + {i}")).unwrap();
+        let got: Option<u32> = other.exec_first(&stmt, (1u32,)).unwrap();
+        assert_eq!(got, Some(i + 1));
+    }
+
+    // A reload raises the cap for the leaker's next prepares.
+    let raised = leak_yaml(db, "iso_leak_b", "client:\n  max_prepared_statements: 1030\n");
+    proxy.reload(Config::from_yaml_str(&raised).unwrap()).unwrap();
+    let (more, err) = funnel_testkit::eventually(Duration::from_secs(5), || {
+        match prepare_until_refused(&mut leaker, 100) {
+            (0, e) => Err(format!("the reload has not arrived: {e:?}")),
+            got => Ok(got),
+        }
+    });
+    assert_eq!(more, 6);
+    assert!(
+        err.unwrap().message_text().ends_with("(current value: 1030)"),
+        "the message names the cap in force"
+    );
+    // Closing a statement makes room for one.
+    let mut close = vec![0x19];
+    close.extend_from_slice(&1u32.to_le_bytes());
+    leaker.send_command(&close).unwrap();
+    assert_eq!(prepare_until_refused(&mut leaker, 100).0, 1);
 }

@@ -6,6 +6,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
 
+use funnel_protocol::response::ErrPacket;
+
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::registry::StatementMeta;
 
@@ -39,15 +41,38 @@ pub struct ClientStatements {
     held: Rc<Cell<usize>>,
 }
 
-/// Statements one client may hold (as the server's own per-session limit would).
-pub const MAX_PER_CLIENT: usize = 16_382;
-
 /// Statements all clients of one core may hold together, as the server's
 /// `max_prepared_stmt_count` (default 16382) counts every session's: each
 /// held statement keeps its registry entry (text, prepare response,
 /// variables) in Funnel's memory, so without it N clients could make a
-/// core keep N x 16382.
-pub const MAX_PER_SHARD: usize = 16_382;
+/// core keep N x 16382. Each client may hold only its
+/// `client.max_prepared_statements` of them, so one that never closes its
+/// statements (a common application bug) cannot take them all.
+pub const MAX_PER_SHARD: usize = funnel_config::MAX_PREPARED_PER_CORE as usize;
+
+/// Why a client may not hold another statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// It holds its `client.max_prepared_statements` (this many).
+    Client(usize),
+    /// The core's clients hold [`MAX_PER_SHARD`] together.
+    Shard,
+}
+
+impl Full {
+    /// ERR 1461 in MariaDB's words, naming the limit that was reached.
+    pub fn err_packet(self) -> ErrPacket {
+        let (limit, value) = match self {
+            Full::Client(n) => ("client.max_prepared_statements", n),
+            Full::Shard => ("max_prepared_stmt_count", MAX_PER_SHARD),
+        };
+        ErrPacket::new(
+            1461,
+            "42000",
+            format!("Can't create more than {limit} statements (current value: {value})"),
+        )
+    }
+}
 
 impl ClientStatements {
     /// A client's statements, counted in `held` with every other client's
@@ -62,12 +87,22 @@ impl ClientStatements {
         }
     }
 
-    /// Registers a new statement; `None` when the client, or the clients of
-    /// the shard together, hold too many.
-    pub fn add(&mut self, meta: Rc<StatementMeta>) -> Option<u32> {
-        if self.map.len() >= MAX_PER_CLIENT || self.held.get() >= MAX_PER_SHARD {
-            return None;
+    /// Whether the client may hold one more statement, when it may hold
+    /// `per_client` at most.
+    pub fn room(&self, per_client: usize) -> Result<(), Full> {
+        if self.map.len() >= per_client {
+            return Err(Full::Client(per_client));
         }
+        if self.held.get() >= MAX_PER_SHARD {
+            return Err(Full::Shard);
+        }
+        Ok(())
+    }
+
+    /// Registers a new statement, unless the client holds `per_client`
+    /// already or the clients of the shard together hold too many.
+    pub fn add(&mut self, meta: Rc<StatementMeta>, per_client: usize) -> Result<u32, Full> {
+        self.room(per_client)?;
         self.held.set(self.held.get() + 1);
         self.next = self.next.wrapping_add(1).max(1);
         while self.map.contains_key(&self.next) || self.next == LAST_PREPARED {
@@ -88,7 +123,7 @@ impl ClientStatements {
             },
         );
         self.last = Some(id);
-        Some(id)
+        Ok(id)
     }
 
     /// The copy number a new id for registry statement `meta` gets: the
@@ -222,8 +257,8 @@ mod tests {
     #[test]
     fn prepared_client_ids_and_last_prepared() {
         let mut c = ClientStatements::new(Rc::default());
-        let a = c.add(meta()).unwrap();
-        let b = c.add(meta()).unwrap();
+        let a = c.add(meta(), 10).unwrap();
+        let b = c.add(meta(), 10).unwrap();
         assert_ne!(a, b);
         // One text prepared twice: two server statements.
         assert_eq!(c.get(a).unwrap().key.copy, 0);
@@ -238,7 +273,7 @@ mod tests {
         assert_eq!(c.resolve(LAST_PREPARED), None);
         c.remove(a);
         assert_eq!(c.next_copy(1), 0, "copies are reused");
-        let d = c.add(meta()).unwrap();
+        let d = c.add(meta(), 10).unwrap();
         assert_eq!(c.get(d).unwrap().key.copy, 0);
         c.clear();
         assert!(c.is_empty());
@@ -250,17 +285,47 @@ mod tests {
         let mut a = ClientStatements::new(held.clone());
         let mut b = ClientStatements::new(held.clone());
         for _ in 0..MAX_PER_SHARD - 1 {
-            a.add(meta()).unwrap();
+            a.add(meta(), MAX_PER_SHARD).unwrap();
         }
-        let last = b.add(meta()).unwrap();
+        let last = b.add(meta(), MAX_PER_SHARD).unwrap();
         assert_eq!(held.get(), MAX_PER_SHARD);
-        assert!(b.add(meta()).is_none(), "the shard's clients hold the limit");
+        assert_eq!(
+            b.add(meta(), MAX_PER_SHARD),
+            Err(Full::Shard),
+            "the shard's clients hold the limit"
+        );
         b.remove(last);
-        let again = b.add(meta()).unwrap();
+        let again = b.add(meta(), MAX_PER_SHARD).unwrap();
         b.clear();
         assert_eq!(held.get(), MAX_PER_SHARD - 1);
         assert!(b.get(again).is_none());
         drop(a);
         assert_eq!(held.get(), 0, "a client that leaves gives its count back");
+    }
+
+    #[test]
+    fn prepared_one_client_holds_its_own_cap_and_no_more() {
+        let held = Rc::new(Cell::new(0));
+        let mut leaker = ClientStatements::new(held.clone());
+        let mut other = ClientStatements::new(held.clone());
+        for _ in 0..3 {
+            leaker.add(meta(), 3).unwrap();
+        }
+        assert_eq!(leaker.room(3), Err(Full::Client(3)));
+        assert_eq!(leaker.add(meta(), 3), Err(Full::Client(3)));
+        assert_eq!(held.get(), 3, "a refused add holds nothing");
+        other.add(meta(), 3).unwrap();
+        // A cap raised by a reload applies to the next prepare.
+        leaker.add(meta(), 4).unwrap();
+        let err = Full::Client(3).err_packet();
+        assert_eq!((err.code, &err.sql_state), (1461, b"42000"));
+        assert_eq!(
+            err.message_text(),
+            "Can't create more than client.max_prepared_statements statements (current value: 3)"
+        );
+        assert!(Full::Shard
+            .err_packet()
+            .message_text()
+            .contains("max_prepared_stmt_count statements (current value: 16382)"));
     }
 }

@@ -73,6 +73,11 @@ impl Session {
                 .reply_error(1, crate::error::EngineError::Unsupported(what))
                 .await;
         }
+        if let Err(full) = self.stmts.room(self.max_prepared()) {
+            // Refused before any backend work: a client that leaks
+            // statements costs the server nothing more.
+            return self.send_own_err(1, &full.err_packet()).await;
+        }
         let pins = super::rewrite::mentions_previous_statement(&sql)
             && !super::rewrite::reads_only_last_insert_id(&sql);
         let newly_pinned = pins && !self.pins.contains(PreviousStatementInfo);
@@ -195,15 +200,17 @@ impl Session {
             .any(|r| self.pins.contains(*r))
     }
 
+    /// `client.max_prepared_statements`, as the configuration now says.
+    fn max_prepared(&self) -> usize {
+        self.shard.config().client.max_prepared_statements as usize
+    }
+
     /// Sends a prepare response from the registry under a new client id.
     async fn reply_prepared(&mut self, meta: Rc<StatementMeta>) -> Result<(), End> {
-        let Some(id) = self.stmts.add(meta.clone()) else {
-            let err = ErrPacket::new(
-                1461,
-                "42000",
-                "Can't create more than max_prepared_stmt_count statements (current value: 16382)",
-            );
-            return self.send_own_err(1, &err).await;
+        let id = match self.stmts.add(meta.clone(), self.max_prepared()) {
+            Ok(id) => id,
+            // Others took the core's last room while this one prepared.
+            Err(full) => return self.send_own_err(1, &full.err_packet()).await,
         };
         self.out.clear();
         self.out.extend_from_slice(&meta.response);
