@@ -370,6 +370,10 @@ pub struct ClientConfig {
     pub handshake_timeout: HumanDuration,
     /// Close clients idle longer than this; 0 means never.
     pub idle_timeout: HumanDuration,
+    /// Close clients idle this long inside a transaction (MariaDB's
+    /// `idle_transaction_timeout`): the transaction rolls back and its
+    /// backend connection is freed; 0 means never.
+    pub idle_transaction_timeout: HumanDuration,
     /// While a backend connection serves the client's command: how long a
     /// write of the response may wait for the client to read (MariaDB's
     /// `net_write_timeout`); 0 means forever.
@@ -395,6 +399,7 @@ impl Default for ClientConfig {
             max_connections: 20_000,
             handshake_timeout: HumanDuration::from_secs(5),
             idle_timeout: HumanDuration::ZERO,
+            idle_transaction_timeout: HumanDuration::ZERO,
             net_write_timeout: HumanDuration::from_secs(60),
             net_read_timeout: HumanDuration::from_secs(30),
             max_packet_size: ByteSize::mib(64),

@@ -233,3 +233,56 @@ fn isolation_a_client_that_leaks_prepared_statements_hits_its_own_cap() {
     leaker.send_command(&close).unwrap();
     assert_eq!(prepare_until_refused(&mut leaker, 100).0, 1);
 }
+
+/// A client that opens a transaction and goes idle holds its backend
+/// connection, and the server's locks, from everyone else; without a
+/// limit, for as long as it stays connected. With
+/// `client.idle_transaction_timeout` it is told (4031) and closed, its
+/// transaction rolls back, and the connection serves the others.
+#[test]
+fn isolation_idle_in_transaction_client_is_closed_and_frees_its_connection() {
+    let db = MariaDb::shared();
+    db.create_user("iso_idle_b", "bpw");
+    let schema = db.fresh_database("iso_idle");
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY)"));
+    db.exec(&format!("GRANT ALL ON {schema}.* TO 'iso_idle_b'@'%'"));
+    let yaml = leak_yaml(
+        db,
+        "iso_idle_b",
+        "backlog:\n  wait_timeout: 5s\nclient:\n  idle_transaction_timeout: 1s\n  idle_timeout: 0s\n",
+    )
+    .replace("max_per_core: 2", "max_per_core: 1");
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let addr = proxy.local_addr();
+    let mut idle = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    idle.query("BEGIN").unwrap();
+    idle.query("INSERT INTO t VALUES (1)").unwrap();
+    // An idle client outside a transaction is left alone (idle_timeout 0s).
+    let mut quiet = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+
+    let started = Instant::now();
+    let mut other = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    // The same key: it would wait for the idle transaction's row lock.
+    other
+        .query("INSERT INTO t VALUES (1)")
+        .unwrap_or_else(|e| panic!("the idle transaction still holds its row: {e:?}"));
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the other client waited {waited:?} for the only connection"
+    );
+    match idle.read_packet() {
+        Ok((_, p)) => {
+            let err = ErrPacket::parse(&p).unwrap();
+            assert_eq!(err.code, 4031);
+            assert!(err.message_text().contains("client.idle_transaction_timeout"));
+        }
+        Err(e) => panic!("expected 4031 before the close: {e:?}"),
+    }
+    assert!(idle.query("SELECT 1").is_err(), "closed");
+    thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        quiet.query("SELECT 5").unwrap().rows()[0][0].as_deref(),
+        Some("5")
+    );
+}

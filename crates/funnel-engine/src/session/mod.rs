@@ -670,7 +670,18 @@ impl Session {
     /// returns its first header and its total size on the wire.
     async fn read_command(&mut self) -> Result<(PacketHeader, usize), End> {
         let max = self.shard.config().client.max_packet_size.as_u64() as usize;
-        let idle_limit = self.shard.config().client.idle_timeout.non_zero();
+        let config = self.shard.config();
+        let in_transaction = self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction());
+        let idle_limit = if in_transaction {
+            // A transaction left open holds its backend connection (and
+            // the server's locks) from every other client.
+            config.client.idle_transaction_timeout.non_zero()
+        } else if self.pinned.is_none() {
+            config.client.idle_timeout.non_zero()
+        } else {
+            None
+        };
+        drop(config);
         loop {
             match command_extent(self.buf.bytes(), max) {
                 Extent::Whole(h, total) => return Ok((h, total)),
@@ -683,10 +694,9 @@ impl Session {
                 Extent::Partial(want) => self.buf.reserve_total(want),
             }
             let killed = self.control.killed();
-            let pinned = self.pinned.is_some();
             let fill = async {
                 match idle_limit {
-                    Some(l) if !pinned => match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
+                    Some(l) => match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
                         Some(r) => Woke::Data(r.is_ok()),
                         None => Woke::Idle,
                     },
@@ -701,12 +711,17 @@ impl Session {
             match woke {
                 Woke::Data(true) => {}
                 Woke::Idle => {
-                    // As MySQL 8 does: say why before closing.
+                    // As MySQL 8 does: say why before closing. The session's
+                    // end closes a held connection: the server rolls back.
+                    let key = if in_transaction {
+                        "client.idle_transaction_timeout"
+                    } else {
+                        "client.idle_timeout"
+                    };
                     let err = ErrPacket::new(
                         4031,
                         "HY000",
-                        "The client was disconnected by the server because of inactivity \
-                         (client.idle_timeout)",
+                        format!("The client was disconnected by the server because of inactivity ({key})"),
                     );
                     self.shard.stats.count_error(err.code);
                     let _ = send_err(&mut self.stream, 0, &err).await;
