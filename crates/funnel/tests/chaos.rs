@@ -107,6 +107,9 @@ struct Ledger {
     t_acked: i64,
     t_unknown: i64,
     log: HashMap<i64, Outcome>,
+    /// The error code of each log insert with an unknown outcome (0: the
+    /// driver lost the connection), to report which of them took effect.
+    log_unknown_codes: HashMap<i64, u16>,
     tx: HashMap<i64, TxEnd>,
 }
 
@@ -337,6 +340,16 @@ impl Client {
         o
     }
 
+    fn note_unknown_code<T>(&mut self, seq: i64, r: &mysql::Result<T>) {
+        if classify(r) == Outcome::Unknown {
+            let code = match r {
+                Err(mysql::Error::MySqlError(e)) => e.code,
+                _ => 0,
+            };
+            self.ledger.log_unknown_codes.insert(seq, code);
+        }
+    }
+
     fn update_text(&mut self) {
         let sql = format!("UPDATE counters SET n = n + 1 WHERE id = {}", self.id);
         let r = self.conn().query_drop(sql);
@@ -352,6 +365,7 @@ impl Client {
         let r = self.conn().query_drop(sql);
         let o = self.after("insert", &r);
         self.ledger.log.insert(self.seq, o);
+        self.note_unknown_code(self.seq, &r);
     }
 
     fn prepared(&mut self) {
@@ -362,6 +376,7 @@ impl Client {
         );
         let o = self.after("ps insert", &r);
         self.ledger.log.insert(seq, o);
+        self.note_unknown_code(seq, &r);
         if self.conn.is_none() {
             return;
         }
@@ -385,6 +400,7 @@ impl Client {
         // both statements; any other error may follow the first.
         let o = self.after("multi", &r);
         self.ledger.log.insert(self.seq, o);
+        self.note_unknown_code(self.seq, &r);
         self.ledger.count_n(o);
     }
 
@@ -734,6 +750,32 @@ fn check(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
     bad
 }
 
+/// For log inserts whose outcome the client could not know, by error
+/// code: how many took effect and how many did not. Not a check (either
+/// is allowed): it shows what each error meant in practice.
+fn unknown_effects(run: &Run<'_>, ledgers: &[Ledger]) -> String {
+    let mut root = funnel_testkit::eventually(Duration::from_secs(30), || Conn::new(run.db.root_opts()));
+    let present: Vec<(usize, i64)> = root
+        .query(format!("SELECT DISTINCT client, seq FROM {}.log", run.schema))
+        .unwrap();
+    let mut by_code: BTreeMap<u16, (usize, usize)> = BTreeMap::new();
+    for (client, l) in ledgers.iter().enumerate() {
+        for (seq, code) in &l.log_unknown_codes {
+            let e = by_code.entry(*code).or_default();
+            if present.contains(&(client, *seq)) {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+    by_code
+        .iter()
+        .map(|(code, (yes, no))| format!("{code}: {yes}/{no}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 // ---------------------------------------------------------------------------
 // The run.
 
@@ -799,6 +841,10 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
     eprintln!(
         "chaos seed {seed}: log inserts {acked} acked, {unknown} unknown, {failed} refused; \
          {txs} transactions; {faults} fault events"
+    );
+    eprintln!(
+        "  unknown log inserts by code (took effect / did not): {}",
+        unknown_effects(&run, &ledgers)
     );
     if std::env::var_os("FUNNEL_CHAOS_PRINT").is_some() {
         eprintln!("trace of seed {seed}:\n{}", run.trace.dump());
