@@ -35,6 +35,8 @@ const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
     let mut failures: HashMap<String, u32> = HashMap::new();
+    // Each pool's answer count at its last check, by pool id.
+    let mut answers: HashMap<u32, u64> = HashMap::new();
     let slots = Rc::new(Cell::new(0));
     let mut added = None;
     while !stopping() {
@@ -56,6 +58,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
         // Failures count in a row: a backend left unchecked for a round
         // (drained, removed) starts again from none.
         failures.retain(|name, _| checked.iter().any(|p| p.backend_name() == name));
+        answers.retain(|id, _| checked.iter().any(|p| p.id == *id));
         for pool in checked {
             let name = pool.backend_name().to_string();
             let timeout = cfg.monitor.timeout.as_duration();
@@ -65,6 +68,15 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
                 spec.password = password.clone();
             }
             let result = rt::timeout(timeout, check(&spec, &slots, timeout)).await;
+            // This core's connections there answered commands since the
+            // last check: a check that failed (a server too busy to take a
+            // new connection within monitor.timeout, or out of
+            // max_connections) does not make it down. Marking it down would
+            // close those working connections and fail every client.
+            let now_answers = pool.answers();
+            let answering = answers
+                .insert(pool.id, now_answers)
+                .is_some_and(|before| before != now_answers);
             let (health, seen) = match result {
                 Some(Ok(c)) => {
                     failures.remove(&name);
@@ -78,6 +90,18 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
                         tracing::warn!(backend = %name, error = %e, "health check could not run");
                     }
                     continue;
+                }
+                Some(Err(e)) if answering => {
+                    if shard.log_rate.allow() {
+                        tracing::info!(backend = %name, error = %e, "health check failed, but the backend answers commands: not counted");
+                    }
+                    (pool.health(), None)
+                }
+                None if answering => {
+                    if shard.log_rate.allow() {
+                        tracing::info!(backend = %name, "health check timed out, but the backend answers commands: not counted");
+                    }
+                    (pool.health(), None)
                 }
                 other => {
                     let n = failures.entry(name.clone()).or_default();

@@ -604,6 +604,45 @@ fn backends_a_writer_added_by_reload_takes_writes_at_once() {
     assert_eq!(f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
 }
 
+/// A server out of `max_connections` refuses the health checks' new
+/// connections while the pool's open ones serve on: it is not marked down
+/// (which would close them and fail every client) while they answer.
+#[test]
+fn backends_failed_checks_do_not_down_a_backend_whose_connections_answer() {
+    let db = server(false, &["--max-connections=6"]);
+    db.exec("CREATE USER filler@'%' IDENTIFIED BY 'fpw'");
+    db.create_user("filler_super", "fpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n\
+         backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 2\n\
+         monitor:\n  interval: 100ms\n  timeout: 500ms\n  failures_before_down: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = client(&proxy);
+    c.query_drop("SELECT 1").unwrap();
+    // Every slot taken, the one kept for SUPER accounts too.
+    let mut fillers = Vec::new();
+    while let Ok(f) = db.connect_as("filler", "fpw") {
+        fillers.push(f);
+    }
+    fillers.push(db.connect_as("filler_super", "fpw").unwrap());
+    let refused = db.connect_as("fb", "bpw").map(drop).unwrap_err().to_string();
+    assert!(refused.contains("1040"), "{refused}");
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut served = 0;
+    while Instant::now() < until {
+        c.query_drop("SELECT 1")
+            .unwrap_or_else(|e| panic!("after {served} queries: {e}"));
+        served += 1;
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(fillers);
+}
+
 /// `max_replication_lag` watches named (multi-source) replication
 /// connections too: MariaDB lists those only in SHOW ALL SLAVES STATUS.
 #[test]

@@ -151,6 +151,9 @@ pub struct Pool {
     last_open_error: RefCell<Option<String>>,
     /// Keys the server refused recently (a handful at most).
     refused: RefCell<Vec<Refusal>>,
+    /// Connections given back in working order, so far: each one carried a
+    /// command the server answered (see [`Pool::answers`]).
+    answers: Cell<u64>,
     /// A task waits for the back-off to end to open for the backlog.
     retry_scheduled: Cell<bool>,
     /// Opens started for backlog waiters and not finished.
@@ -209,6 +212,7 @@ impl Pool {
             open_backoff: Cell::new(Duration::ZERO),
             last_open_error: RefCell::new(None),
             refused: RefCell::new(Vec::new()),
+            answers: Cell::new(0),
             retry_scheduled: Cell::new(false),
             opening_for_backlog: Cell::new(0),
             backend: Rc::from(spec.name.as_str()),
@@ -265,6 +269,13 @@ impl Pool {
     /// router cannot tell a writer from a read-only replica.
     pub fn seen(&self) -> bool {
         self.seen.get()
+    }
+
+    /// How many times a connection came back in working order: when it
+    /// moved since the last health check, the server is answering this
+    /// core's commands, whatever a failed check says.
+    pub fn answers(&self) -> u64 {
+        self.answers.get()
     }
 
     /// How long a command may wait for one of this pool's connections.
@@ -513,6 +524,7 @@ impl Pool {
             self.discard(conn);
             return;
         }
+        self.answers.set(self.answers.get().wrapping_add(1));
         conn.buf.shrink_if_idle();
         conn.idle_since = Instant::now();
         match self.backlog.hand_over(conn) {
