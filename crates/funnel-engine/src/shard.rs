@@ -257,7 +257,13 @@ impl Shard {
             return Err(KillRefused::NotOwner(target.0));
         }
         let stopped = match control.running_on() {
-            Some(thread) => self.kill_backend_query(thread).await,
+            // The statement may end while the kill's connection logs in,
+            // and the backend connection serve another client's: the kill
+            // goes ahead only if this client still runs on that thread.
+            Some(thread) => {
+                self.kill_backend_query(thread, || control.running_on() == Some(thread))
+                    .await
+            }
             None => {
                 // Not on a backend yet: a command waiting for one never runs.
                 control.interrupt_wait();
@@ -281,7 +287,13 @@ impl Shard {
     /// address now reach another server, the same id there is someone
     /// else's work, which is left alone. So is a thread behind a proxy that
     /// hides Funnel's port (HAProxy): its query runs to its end.
-    pub async fn kill_backend_query(&self, thread: ServerThread) -> Result<(), KillRefused> {
+    ///
+    /// `still_wanted` is asked last, just before the `KILL` is sent.
+    pub async fn kill_backend_query(
+        &self,
+        thread: ServerThread,
+        still_wanted: impl Fn() -> bool,
+    ) -> Result<(), KillRefused> {
         let Some(pool) = self.backends.by_id(thread.pool) else {
             return Ok(()); // its backend was removed: the query is gone with it
         };
@@ -325,6 +337,9 @@ impl Shard {
                     pool.backend_name()
                 )));
             }
+        }
+        if !still_wanted() {
+            return Ok(());
         }
         let mut p = bytes::BytesMut::new();
         funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {}", thread.id).as_bytes());

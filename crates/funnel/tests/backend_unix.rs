@@ -153,3 +153,64 @@ fn backend_unix_socket_config_is_checked() {
     let err = Config::from_yaml_str(&yaml).expect_err("too long a socket path is refused");
     assert!(err.to_string().contains("backends[0].address"), "{err}");
 }
+
+/// A relay in front of the server's socket that holds each new
+/// connection for `delay` before connecting it.
+fn slow_socket_relay(server: &Path, delay: Duration) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = server.to_path_buf();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(upstream) = UnixStream::connect(&server) else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (mut c, mut s) = (client, upstream);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut s, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (dir, path)
+}
+
+/// A client's `KILL QUERY` whose target finished while Funnel's kill
+/// connection logged in must not stop the statement that connection runs
+/// next, another client's.
+#[test]
+fn backend_unix_socket_kill_query_spares_the_next_client_of_the_connection() {
+    let db = server();
+    let (_dir, relay) = slow_socket_relay(db.socket_path(), Duration::from_millis(1500));
+    let mut cfg = config(&relay, "");
+    cfg.pool.max_per_core = 1;
+    cfg.pool.min_idle_per_core = 1;
+    cfg.pool.connect_timeout = "5s".parse().unwrap();
+    let proxy = funnel_engine::Proxy::start(cfg).expect("funnel starts");
+    let mut a = client(&proxy);
+    let a_id: u64 = a.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let mut b = client(&proxy);
+    let mut killer = client(&proxy);
+    let a_sleep = std::thread::spawn(move || a.query_first::<i64, _>("SELECT SLEEP(1)"));
+    std::thread::sleep(Duration::from_millis(100));
+    // B waits for the one backend connection, and gets it when A's ends.
+    let b_sleep = std::thread::spawn(move || b.query_first::<i64, _>("SELECT SLEEP(3)"));
+    std::thread::sleep(Duration::from_millis(200));
+    // The kill's own connection takes 1.5 s to log in: A is done by then.
+    killer.query_drop(format!("KILL QUERY {a_id}")).unwrap();
+    assert_eq!(a_sleep.join().unwrap().unwrap(), Some(0));
+    assert_eq!(
+        b_sleep.join().unwrap().expect("B's statement was killed"),
+        Some(0),
+        "B's statement was stopped by a KILL QUERY meant for A"
+    );
+}

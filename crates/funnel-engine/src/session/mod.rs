@@ -1260,7 +1260,7 @@ impl Session {
                 self.discard_backend(conn);
                 let shard = self.shard.clone();
                 rt::spawn(async move {
-                    let _ = shard.kill_backend_query(thread).await;
+                    let _ = shard.kill_backend_query(thread, || true).await;
                 });
                 if !err_fits {
                     // Mid-packet: an ERR would be read as row data (see RelayEnd).
@@ -1350,7 +1350,7 @@ impl Session {
             let thread = conn.server_thread();
             let shard = self.shard.clone();
             rt::spawn(async move {
-                let _ = shard.kill_backend_query(thread).await;
+                let _ = shard.kill_backend_query(thread, || true).await;
             });
         }
         self.shard.backends.discard(conn);
