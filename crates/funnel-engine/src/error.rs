@@ -283,8 +283,13 @@ impl EngineError {
             QueryTimeout { limit } => ErrPacket::new(
                 1969,
                 "70100",
+                // Unlike the server's own 1969, the statement may have
+                // taken effect: the server may have finished it before the
+                // KILL reached it, or never let the KILL in (frozen). A
+                // client that retries on 1969 must be told.
                 format!(
-                    "Query execution was interrupted (pool.query_timeout of {} ms exceeded)",
+                    "Query execution was interrupted (pool.query_timeout of {} ms exceeded); \
+                     the statement may have taken effect before it stopped",
                     limit.as_millis()
                 ),
             ),
