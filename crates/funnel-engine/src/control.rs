@@ -34,6 +34,10 @@ pub enum ControlMsg {
     Health {
         /// Backend name.
         backend: String,
+        /// Where and as whom the check connected: the verdict is about
+        /// that server, so it stands only for pools that connect the same
+        /// way (a reload may have pointed the name elsewhere meanwhile).
+        login: Box<crate::pool::conn::BackendSpec>,
         /// Up or down.
         health: Health,
         /// The server said `read_only=ON`.

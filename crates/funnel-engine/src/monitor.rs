@@ -62,7 +62,8 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
         for pool in checked {
             let name = pool.backend_name().to_string();
             let timeout = cfg.monitor.timeout.as_duration();
-            let mut spec = pool.spec().clone();
+            let login = pool.spec().clone();
+            let mut spec = login.clone();
             if let (Some(user), Some(password)) = (&cfg.monitor.user, &cfg.monitor.password) {
                 spec.user = user.clone();
                 spec.password = password.clone();
@@ -117,6 +118,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
             };
             let msg = |_: ()| ControlMsg::Health {
                 backend: name.clone(),
+                login: Box::new(login.clone()),
                 health,
                 read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
                 lag: seen.map_or(pool.lag(), |c| c.lag),

@@ -551,17 +551,20 @@ async fn control_loop(
                 }
                 Received::Msg(ControlMsg::Health {
                     backend,
+                    login,
                     health,
                     read_only,
                     lag,
                     seen,
                     max_prepared,
                 }) => {
+                    // A pool that replaced the checked one (new address,
+                    // account or TLS) waits for a check of its own.
                     for p in shard
                         .backends
                         .all()
                         .iter()
-                        .filter(|p| p.backend_name() == backend)
+                        .filter(|p| p.backend_name() == backend && p.spec().same_login(&login))
                     {
                         p.set_health(health, read_only, lag);
                         if seen {

@@ -942,3 +942,47 @@ fn backends_user_variable_set_over_the_cap_waits_for_the_writer() {
     let set = set.unwrap_err().to_string();
     assert!(set.contains("9004"), "{set}");
 }
+
+/// A reload that points a backend at another server while the monitor is
+/// checking its old address: that check's verdict describes the old
+/// server, and must not stand for the new one. Here the old address is
+/// the writer and the new one a read-only replica: a write taken on the
+/// old verdict's word would land on the replica (the backend account may
+/// write past `read_only`).
+#[test]
+fn backends_a_verdict_on_an_old_address_does_not_stand_for_the_new_one() {
+    let f = farm(&[]);
+    let yaml = |addr: std::net::SocketAddr| {
+        let y = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
+             backends:\n\
+             \x20 - name: a\n    address: {addr}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+             pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 10s\n\
+             monitor:\n  interval: 30s\n  timeout: 5s\n"
+        );
+        Config::from_yaml_str(&y).unwrap()
+    };
+    // The first check (at start) of the old address is still running when
+    // the reload lands; the new address answers slowly too, so a write has
+    // time to act on the wrong verdict before the right one comes.
+    let old = slow_relay(f.writer.addr(), Duration::from_millis(1000));
+    let new = slow_relay(f.r1.addr(), Duration::from_millis(1500));
+    let mut proxy = funnel_testkit::funnel::start(yaml(old));
+    assert!(proxy.reload(yaml(new)).unwrap().is_empty());
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let write = c.query("INSERT INTO farm.t VALUES (1, 0)");
+    assert_eq!(
+        f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(0),
+        "a write reached the replica on the old address's verdict: {write:?}"
+    );
+    match write {
+        Err(funnel_testkit::mini_client::MiniError::Server(e)) => assert_eq!(e.code, 9004, "{e:?}"),
+        other => panic!("a write with no writer: {other:?}"),
+    }
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(0)
+    );
+}
