@@ -5,16 +5,19 @@
 //! one check per backend per interval however many cores run, and no core
 //! reads another's state.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use funnel_config::Config;
+
 use crate::control::ControlMsg;
 use crate::ids::BackendId;
+use crate::oneshot;
 use crate::pool::conn::{BackendConn, BackendError, SlotGuard};
 use crate::pool::key::PoolKey;
-use crate::pool::Health;
+use crate::pool::{Health, Pool};
 use crate::rt;
 use crate::shard::Shard;
 
@@ -34,9 +37,9 @@ const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
-    let mut failures: HashMap<String, u32> = HashMap::new();
+    let failures: Rc<RefCell<HashMap<String, u32>>> = Rc::default();
     // Each pool's answer count at its last check, by pool id.
-    let mut answers: HashMap<u32, u64> = HashMap::new();
+    let answers: Rc<RefCell<HashMap<u32, u64>>> = Rc::default();
     let slots = Rc::new(Cell::new(0));
     let mut added = None;
     while !stopping() {
@@ -57,78 +60,121 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
             .collect();
         // Failures count in a row: a backend left unchecked for a round
         // (drained, removed) starts again from none.
-        failures.retain(|name, _| checked.iter().any(|p| p.backend_name() == name));
-        answers.retain(|id, _| checked.iter().any(|p| p.id == *id));
-        for pool in checked {
-            let name = pool.backend_name().to_string();
-            let timeout = cfg.monitor.timeout.as_duration();
-            let login = pool.spec().clone();
-            let mut spec = login.clone();
-            if let (Some(user), Some(password)) = (&cfg.monitor.user, &cfg.monitor.password) {
-                spec.user = user.clone();
-                spec.password = password.clone();
-            }
-            let result = rt::timeout(timeout, check(&spec, &slots, timeout)).await;
-            // This core's connections there answered commands since the
-            // last check: a check that failed (a server too busy to take a
-            // new connection within monitor.timeout, or out of
-            // max_connections) does not make it down. Marking it down would
-            // close those working connections and fail every client.
-            let now_answers = pool.answers();
-            let answering = answers
-                .insert(pool.id, now_answers)
-                .is_some_and(|before| before != now_answers);
-            let (health, seen) = match result {
-                Some(Ok(c)) => {
-                    failures.remove(&name);
-                    (Health::Up, Some(c))
-                }
-                Some(Err(e)) if is_local_shortage(&e) => {
-                    // Funnel itself is out of descriptors or memory: that
-                    // says nothing about the backend, and marking it down
-                    // would fail every connected client too.
-                    if shard.log_rate.allow() {
-                        tracing::warn!(backend = %name, error = %e, "health check could not run");
-                    }
-                    continue;
-                }
-                Some(Err(e)) if answering => {
-                    if shard.log_rate.allow() {
-                        tracing::info!(backend = %name, error = %e, "health check failed, but the backend answers commands: not counted");
-                    }
-                    (pool.health(), None)
-                }
-                None if answering => {
-                    if shard.log_rate.allow() {
-                        tracing::info!(backend = %name, "health check timed out, but the backend answers commands: not counted");
-                    }
-                    (pool.health(), None)
-                }
-                other => {
-                    let n = failures.entry(name.clone()).or_default();
-                    *n += 1;
-                    let why = match other {
-                        Some(Err(e)) => e.to_string(),
-                        _ => format!("no answer within monitor.timeout ({} ms)", timeout.as_millis()),
-                    };
-                    tracing::debug!(backend = %name, failures = *n, error = %why, "health check failed");
-                    let down = *n >= cfg.monitor.failures_before_down;
-                    (if down { Health::Down } else { pool.health() }, None)
-                }
-            };
-            let msg = |_: ()| ControlMsg::Health {
-                backend: name.clone(),
-                login: Box::new(login.clone()),
-                health,
-                read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
-                lag: seen.map_or(pool.lag(), |c| c.lag),
-                seen: seen.is_some(),
-                max_prepared: seen.and_then(|c| c.max_prepared),
-            };
-            for peer in &shard.peers {
-                let _ = peer.send(msg(()));
-            }
+        failures
+            .borrow_mut()
+            .retain(|name, _| checked.iter().any(|p| p.backend_name() == name));
+        answers
+            .borrow_mut()
+            .retain(|id, _| checked.iter().any(|p| p.id == *id));
+        // The backends are checked side by side, each verdict sent as it
+        // comes: one check that runs out its monitor.timeout (a stopped or
+        // partitioned server) must not hold back the others' verdicts, nor
+        // the writes that wait for a first one. The round ends with its
+        // slowest check.
+        let done: Vec<_> = checked
+            .into_iter()
+            .map(|pool| {
+                let (tx, rx) = oneshot::channel();
+                let (shard, cfg, slots, failures, answers) = (
+                    shard.clone(),
+                    cfg.clone(),
+                    slots.clone(),
+                    failures.clone(),
+                    answers.clone(),
+                );
+                rt::spawn(async move {
+                    check_and_report(&shard, &cfg, &pool, &slots, &failures, &answers).await;
+                    let _ = tx.send(());
+                });
+                rx
+            })
+            .collect();
+        for rx in done {
+            rx.await;
         }
+    }
+}
+
+/// Checks one backend and sends the verdict to every core.
+async fn check_and_report(
+    shard: &Shard,
+    cfg: &Config,
+    pool: &Pool,
+    slots: &Rc<Cell<usize>>,
+    failures: &RefCell<HashMap<String, u32>>,
+    answers: &RefCell<HashMap<u32, u64>>,
+) {
+    let name = pool.backend_name().to_string();
+    let timeout = cfg.monitor.timeout.as_duration();
+    let login = pool.spec().clone();
+    let mut spec = login.clone();
+    if let (Some(user), Some(password)) = (&cfg.monitor.user, &cfg.monitor.password) {
+        spec.user = user.clone();
+        spec.password = password.clone();
+    }
+    let result = rt::timeout(timeout, check(&spec, slots, timeout)).await;
+    // This core's connections there answered commands since the last
+    // check: a check that failed (a server too busy to take a new
+    // connection within monitor.timeout, or out of max_connections) does
+    // not make it down. Marking it down would close those working
+    // connections and fail every client.
+    let now_answers = pool.answers();
+    let answering = answers
+        .borrow_mut()
+        .insert(pool.id, now_answers)
+        .is_some_and(|before| before != now_answers);
+    let (health, seen) = match result {
+        Some(Ok(c)) => {
+            failures.borrow_mut().remove(&name);
+            (Health::Up, Some(c))
+        }
+        Some(Err(e)) if is_local_shortage(&e) => {
+            // Funnel itself is out of descriptors or memory: that
+            // says nothing about the backend, and marking it down
+            // would fail every connected client too.
+            if shard.log_rate.allow() {
+                tracing::warn!(backend = %name, error = %e, "health check could not run");
+            }
+            return;
+        }
+        Some(Err(e)) if answering => {
+            if shard.log_rate.allow() {
+                tracing::info!(backend = %name, error = %e, "health check failed, but the backend answers commands: not counted");
+            }
+            (pool.health(), None)
+        }
+        None if answering => {
+            if shard.log_rate.allow() {
+                tracing::info!(backend = %name, "health check timed out, but the backend answers commands: not counted");
+            }
+            (pool.health(), None)
+        }
+        other => {
+            let n = {
+                let mut failures = failures.borrow_mut();
+                let n = failures.entry(name.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let why = match other {
+                Some(Err(e)) => e.to_string(),
+                _ => format!("no answer within monitor.timeout ({} ms)", timeout.as_millis()),
+            };
+            tracing::debug!(backend = %name, failures = n, error = %why, "health check failed");
+            let down = n >= cfg.monitor.failures_before_down;
+            (if down { Health::Down } else { pool.health() }, None)
+        }
+    };
+    for peer in &shard.peers {
+        let _ = peer.send(ControlMsg::Health {
+            backend: name.clone(),
+            login: Box::new(login.clone()),
+            health,
+            read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
+            lag: seen.map_or(pool.lag(), |c| c.lag),
+            seen: seen.is_some(),
+            max_prepared: seen.and_then(|c| c.max_prepared),
+        });
     }
 }
 

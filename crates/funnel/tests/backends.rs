@@ -986,3 +986,58 @@ fn backends_a_verdict_on_an_old_address_does_not_stand_for_the_new_one() {
         Some(0)
     );
 }
+
+/// An address that accepts connections and never answers (a server
+/// stopped with SIGSTOP, a partitioned host behind a firewall that
+/// completes the handshake): each health check of it runs out its
+/// `monitor.timeout`.
+fn silent_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    addr
+}
+
+/// Writes at start wait for the writer's first verdict: backends that do
+/// not answer must not hold that verdict back by their checks' timeouts
+/// one after another (a farm with a few partitioned replicas would refuse
+/// every write after a restart).
+#[test]
+fn backends_silent_backends_do_not_hold_back_the_writers_first_verdict() {
+    let f = farm(&[]);
+    let mut yaml = String::from(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
+         backends:\n",
+    );
+    for i in 0..3 {
+        yaml.push_str(&format!(
+            "\x20 - name: silent{i}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+            silent_server()
+        ));
+    }
+    yaml.push_str(&format!(
+        "\x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 3s\n\
+         monitor:\n  interval: 30s\n  timeout: 2s\n  failures_before_down: 3\n",
+        f.writer.addr()
+    ));
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let started = Instant::now();
+    let write = c.query("INSERT INTO farm.t VALUES (1, 0)");
+    assert!(
+        write.is_ok(),
+        "the write after {:?}: {write:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(1)
+    );
+}
