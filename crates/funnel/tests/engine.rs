@@ -19,6 +19,7 @@ struct Env {
     db: &'static MariaDb,
     schema: String,
     proxy: Proxy,
+    cores: usize,
 }
 
 /// Starts Funnel in front of the shared server with users `app`/`apppw`
@@ -36,11 +37,20 @@ fn env(prefix: &str, cores: usize, extra: &str) -> Env {
         addr = db.addr()
     );
     let cfg = Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    Env {
+    let e = Env {
         db,
         schema,
         proxy: funnel_testkit::funnel::start(cfg),
-    }
+        cores,
+    };
+    // The first login checks its schema on a backend connection: one that
+    // came while the warm connections (`min_idle_per_core`) still open would
+    // wait in the backlog for them, and a test's short backlog deadline
+    // would time a backend login on a loaded machine.
+    funnel_testkit::wait_until_within("the warm backend connections", SETTLE, || {
+        e.shards().is_some_and(|s| s.iter().all(|s| s.pool.opening == 0))
+    });
+    e
 }
 
 impl Env {
@@ -79,7 +89,62 @@ impl Env {
             ))
             .unwrap_or(0)
     }
+
+    /// Every core's snapshot, or `None` while one is too busy to answer
+    /// (`Proxy::snapshots` leaves it out then).
+    fn shards(&self) -> Option<Vec<funnel_engine::ShardSnapshot>> {
+        Some(self.proxy.snapshots()).filter(|s| s.len() == self.cores)
+    }
+
+    /// Waits until Funnel has ended the sessions of the clients that left,
+    /// `open` staying: a pinned connection one held is closed by then and
+    /// its pool slot free.
+    fn wait_for_clients(&self, open: u64) {
+        funnel_testkit::wait_until_within("the sessions of the clients that left to end", SETTLE, || {
+            self.shards()
+                .is_some_and(|s| s.iter().map(|s| s.clients_active).sum::<u64>() == open)
+        });
+    }
+
+    /// Waits until `open` clients remain and the pool holds `idle` idle
+    /// connections and opens none: a connection a leaving client held was
+    /// closed and the warm one (`min_idle_per_core`) reopened, so the next
+    /// command takes it at once instead of waiting in the backlog for that
+    /// open (the backlog's deadline times only the waits a test means).
+    fn wait_for_idle(&self, open: u64, idle: usize) {
+        funnel_testkit::wait_until_within("the pool to settle", SETTLE, || {
+            self.shards().is_some_and(|s| {
+                s.iter().map(|s| s.clients_active).sum::<u64>() == open
+                    && s.iter().map(|s| s.pool.idle).sum::<usize>() == idle
+                    && s.iter().all(|s| s.pool.opening == 0)
+            })
+        });
+    }
+
+    /// Waits until `n` commands wait in the backlog (summed over the
+    /// cores): a thread's command has reached it, however slowly the
+    /// thread was scheduled.
+    fn wait_for_backlog(&self, n: usize) {
+        funnel_testkit::wait_until_within("commands in the backlog", SETTLE, || {
+            self.shards()
+                .is_some_and(|s| s.iter().map(|s| s.pool.waiting).sum::<usize>() == n)
+        });
+    }
+
+    /// Waits until the server runs a statement of this test's backend
+    /// user whose text contains `text`.
+    fn wait_for_statement(&self, text: &str) {
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND INFO LIKE '%{text}%'",
+            self.backend_user()
+        );
+        funnel_testkit::wait_until_within(text, SETTLE, || self.db.query_first::<i64>(&sql).unwrap_or(0) > 0);
+    }
 }
+
+/// How long Funnel may take, on a loaded machine, to reach a state a test
+/// waits for before it goes on (nothing under test is timed by it).
+const SETTLE: Duration = Duration::from_secs(30);
 
 fn server_error(e: mysql::Error) -> (u16, String) {
     match e {
@@ -182,19 +247,15 @@ fn engine_open_transaction_keeps_its_connection_and_others_wait() {
         tx.send(n).unwrap();
     });
     // c2 needs the only backend connection, which c1's transaction holds.
-    assert!(
-        rx.recv_timeout(Duration::from_millis(500)).is_err(),
-        "c2 ran while c1's transaction was open"
-    );
+    e.wait_for_backlog(1);
+    assert!(rx.try_recv().is_err(), "c2 ran while c1's transaction was open");
     assert_eq!(
         c1.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
         Some(1),
         "c1 sees its own row"
     );
     c1.query_drop("COMMIT").unwrap();
-    let seen = rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("c2 runs once c1 commits");
+    let seen = rx.recv_timeout(SETTLE).expect("c2 runs once c1 commits");
     assert_eq!(seen, 1, "c2 sees the committed row");
     waiter.join().unwrap();
     assert!(e.proxy.snapshots()[0].counters.backlog_waits >= 1);
@@ -322,14 +383,16 @@ fn engine_backlog_full_refuses_at_once() {
     let waiter = thread::spawn(move || {
         tx.send(c2.query_first::<i64, _>("SELECT 2").unwrap()).unwrap();
     });
-    thread::sleep(Duration::from_millis(300));
+    e.wait_for_backlog(1);
     let started = Instant::now();
     let (code, msg) = server_error(c3.query_first::<i64, _>("SELECT 3").unwrap_err());
     assert_eq!(code, 9002, "{msg}");
     assert!(msg.contains("backlog.max_waiting_per_core"), "{msg}");
-    assert!(started.elapsed() < Duration::from_secs(1), "refused at once");
+    // At once: well before the 10 s a waiting command gets, with room for
+    // a loaded machine's round trip.
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at once");
     c1.query_drop("COMMIT").unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Some(2));
+    assert_eq!(rx.recv_timeout(SETTLE).unwrap(), Some(2));
     waiter.join().unwrap();
 }
 
@@ -539,7 +602,8 @@ fn engine_long_data_left_unexecuted_reaches_no_other_client() {
     let _still_connected = leave_long_data(true);
     check(&mut b);
     leave_long_data(false);
-    thread::sleep(Duration::from_millis(200));
+    // b and the client that closed its statement stay.
+    e.wait_for_clients(2);
     check(&mut b);
 }
 
@@ -827,7 +891,7 @@ fn engine_reload_with_a_larger_pool_serves_the_waiting_commands() {
         let v = queued.query_first::<i64, _>("SELECT 7").unwrap();
         (started.elapsed(), v)
     });
-    thread::sleep(Duration::from_millis(300));
+    e.wait_for_backlog(1);
     let yaml = format!(
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
@@ -913,14 +977,15 @@ fn engine_kill_stops_a_command_waiting_in_the_backlog() {
     holder.query_drop("BEGIN").unwrap();
     holder.query_drop("SELECT 1").unwrap();
     let first = waiter(queued, 1);
-    thread::sleep(Duration::from_millis(300));
+    e.wait_for_backlog(1);
     // Funnel answers the KILL itself: the killer needs no backend connection.
     killer.query_drop(format!("KILL QUERY {queued_id}")).unwrap();
     let (took, result, mut queued) = first.join().unwrap();
     assert_eq!(result, Err(1317), "after {took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Stopped, not given up after the backlog's 30 s.
+    assert!(took < Duration::from_secs(15), "{took:?}");
     let second = waiter(doomed, 2);
-    thread::sleep(Duration::from_millis(300));
+    e.wait_for_backlog(1);
     killer.query_drop(format!("KILL {doomed_id}")).unwrap();
     let (took, result, mut doomed) = second.join().unwrap();
     assert_eq!(result, Err(1927), "after {took:?}");
@@ -961,7 +1026,8 @@ fn engine_kill_query_reaches_the_right_core_and_query() {
     let mut victim = Some(victim);
     for killer in [other.as_mut(), same.as_mut()].into_iter().flatten() {
         let sleeper = sleep_in_thread(victim.take().unwrap());
-        thread::sleep(Duration::from_millis(300));
+        // A KILL QUERY that comes before the statement starts has nothing to stop.
+        e.wait_for_statement("SLEEP(10)");
         let started = Instant::now();
         killer.query_drop(format!("KILL QUERY {victim_id}")).unwrap();
         let (took, result, v) = sleeper.join().unwrap();
@@ -975,7 +1041,8 @@ fn engine_kill_query_reaches_the_right_core_and_query() {
             "kill took {:?}",
             started.elapsed()
         );
-        assert!(took < Duration::from_secs(5));
+        // Stopped, not run for its 30 s.
+        assert!(took < Duration::from_secs(15), "{took:?}");
         // KILL QUERY leaves the victim connected; the bystander never noticed.
         victim = Some(v);
         assert_eq!(
@@ -1628,6 +1695,7 @@ fn engine_state_made_by_binary_prepared_statements_pins_the_client() {
     );
     assert_eq!(a.exec_first::<i64, _, _>("SELECT @ps_x", ()).unwrap(), Some(5));
     drop(a);
+    e.wait_for_idle(1, 1);
 
     // A named lock taken through COM_STMT_EXECUTE: on a shared connection
     // B's GET_LOCK would succeed too (the lock is re-entrant per session).
@@ -1650,6 +1718,7 @@ fn engine_state_made_by_binary_prepared_statements_pins_the_client() {
     b.query_drop("SELECT RELEASE_LOCK('ps_lk')").unwrap();
     drop(b);
     drop(a);
+    e.wait_for_idle(0, 1);
 
     // A temporary table and a session variable set with a parameter.
     let mut a = e.client();
@@ -1657,6 +1726,7 @@ fn engine_state_made_by_binary_prepared_statements_pins_the_client() {
     a.exec_drop("CREATE TEMPORARY TABLE ps_tmp (v INT)", ()).unwrap();
     assert_eq!(server_error(b.query_drop("SELECT 1").unwrap_err()).0, 9001);
     drop(a);
+    e.wait_for_idle(1, 1);
     let mut a = e.client();
     a.exec_drop("SET SESSION sql_mode = ?", ("ANSI_QUOTES",)).unwrap();
     assert_eq!(server_error(b.query_drop("SELECT 1").unwrap_err()).0, 9001);
@@ -1667,6 +1737,7 @@ fn engine_state_made_by_binary_prepared_statements_pins_the_client() {
         Some("ANSI_QUOTES")
     );
     drop(a);
+    e.wait_for_idle(1, 1);
     // Once A has left, B gets a clean connection.
     assert_eq!(
         b.query_first::<i64, _>("SELECT @@sql_mode = @@GLOBAL.sql_mode")
