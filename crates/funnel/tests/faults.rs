@@ -319,20 +319,23 @@ fn faults_commands_wait_out_a_failed_open_instead_of_failing() {
     // first command.
     let quiet_client = || Conn::new(opts(&proxy).max_allowed_packet(Some(16 << 20))).unwrap();
     let mut first = quiet_client();
-    // Let the monitor's first check through, then refuse three opens: the
-    // first command's and the first two retries (back-off 100, 200 ms).
+    // Connected before the refusal, so that their commands come within
+    // the back-off's 100 ms even on a loaded machine.
+    let mut workers: Vec<_> = (0..6).map(|_| quiet_client()).collect();
+    // Let the monitor's first check through, then refuse one open: the
+    // first command's. (Refusing more made late commands, ones that came
+    // after the back-off, open a refused connection themselves, which
+    // fails at once by design.)
     thread::sleep(Duration::from_millis(300));
-    refuse.store(3, std::sync::atomic::Ordering::SeqCst);
+    refuse.store(1, std::sync::atomic::Ordering::SeqCst);
     let err = first.query_drop("SELECT 1").unwrap_err();
     assert_eq!(code(err), 9003);
-    // Commands arriving during the back-off wait for the retries instead
-    // of failing at once with "connections failed recently".
+    // Commands arriving during the back-off wait for its retry instead of
+    // failing at once with "connections failed recently".
     let started = Instant::now();
-    let workers: Vec<_> = (0..6)
-        .map(|_| {
-            let mut c = quiet_client();
-            thread::spawn(move || c.query_first::<u32, _>("SELECT 1"))
-        })
+    let workers: Vec<_> = workers
+        .drain(..)
+        .map(|mut c| thread::spawn(move || c.query_first::<u32, _>("SELECT 1")))
         .collect();
     for w in workers {
         assert_eq!(w.join().unwrap().unwrap(), Some(1));

@@ -551,7 +551,12 @@ fn limit_shrinks_under_a_connections_cache(busy: bool) {
     db.root()
         .query_drop("SET GLOBAL max_prepared_stmt_count = 20")
         .unwrap();
-    wait_checks(&db, 2);
+    // The second check to finish from here read the new limit, and the
+    // third began only after the second's verdict was sent; the snapshot
+    // then comes after every core applied it (control messages keep
+    // their order). A fixed pause after two was too short under load.
+    wait_checks(&db, 3);
+    proxy.snapshots();
     if busy {
         c[0].query("COMMIT").unwrap();
     }
