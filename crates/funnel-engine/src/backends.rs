@@ -160,7 +160,14 @@ impl BackendSet {
             return false;
         };
         let (tx, rx) = oneshot::channel();
-        self.verdict_waiters.borrow_mut().push(tx);
+        {
+            let mut waiters = self.verdict_waiters.borrow_mut();
+            // Those that gave up stay until a verdict comes; while none
+            // comes (checks that cannot run), drop them here rather than
+            // let them pile up.
+            waiters.retain(|w| !w.is_closed());
+            waiters.push(tx);
+        }
         rt::timeout(left, rx).await.is_some()
     }
 
@@ -284,6 +291,51 @@ impl BackendSet {
             watched
                 .maintain(move || stopping.get() || stop_pool.is_draining())
                 .await
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// While no verdict comes (checks that cannot run at all), writes that
+    /// gave up waiting must not pile up as waiters.
+    #[test]
+    fn backends_writes_that_gave_up_on_a_verdict_leave_no_waiters_behind() {
+        glommio::LocalExecutor::default().run(async {
+            let set = BackendSet::new(Rc::new(Stats::default()));
+            let spec = BackendSpec {
+                name: "w".into(),
+                addr: "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into(),
+                user: "u".into(),
+                password: String::new(),
+                tls: None,
+            };
+            let placement = Placement {
+                hostgroup: "db".into(),
+                weight: 1,
+                max_lag: None,
+            };
+            let limits = PoolLimits {
+                max: 1,
+                min_idle: 0,
+                connect_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(60),
+                max_lifetime: Duration::ZERO,
+                wait_timeout: Duration::from_millis(1),
+                max_waiting: 10,
+            };
+            let stats = Rc::new(Stats::default());
+            set.pools
+                .borrow_mut()
+                .push(Pool::new(1, spec, placement, limits, stats));
+            for _ in 0..5 {
+                let mut deadline = None;
+                assert!(!set.wait_for_verdict("db", Access::Write, &mut deadline).await);
+            }
+            assert!(set.verdict_waiters.borrow().len() <= 1);
         });
     }
 }
