@@ -99,10 +99,11 @@ impl BackendSet {
         loop {
             let picked = router::pick(&self.pools.borrow(), hostgroup, access, &tried);
             let Some(pool) = picked else {
-                if last_err.is_none()
-                    && self
-                        .wait_for_verdict(hostgroup, access, &mut verdict_deadline)
-                        .await
+                // Also after a checked backend failed to give a connection:
+                // nothing was sent, and an unchecked writer may take it.
+                if self
+                    .wait_for_verdict(hostgroup, access, &mut verdict_deadline)
+                    .await
                 {
                     continue;
                 }

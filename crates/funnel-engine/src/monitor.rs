@@ -37,7 +37,9 @@ const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
-    let failures: Rc<RefCell<HashMap<String, u32>>> = Rc::default();
+    // Failed checks in a row, by pool: a backend given a new address or
+    // login gets a new pool, and starts again from none.
+    let failures: Rc<RefCell<HashMap<u32, u32>>> = Rc::default();
     // Each pool's answer count at its last check, by pool id.
     let answers: Rc<RefCell<HashMap<u32, u64>>> = Rc::default();
     let slots = Rc::new(Cell::new(0));
@@ -62,7 +64,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
         // (drained, removed) starts again from none.
         failures
             .borrow_mut()
-            .retain(|name, _| checked.iter().any(|p| p.backend_name() == name));
+            .retain(|id, _| checked.iter().any(|p| p.id == *id));
         answers
             .borrow_mut()
             .retain(|id, _| checked.iter().any(|p| p.id == *id));
@@ -101,7 +103,7 @@ async fn check_and_report(
     cfg: &Config,
     pool: &Pool,
     slots: &Rc<Cell<usize>>,
-    failures: &RefCell<HashMap<String, u32>>,
+    failures: &RefCell<HashMap<u32, u32>>,
     answers: &RefCell<HashMap<u32, u64>>,
 ) {
     let name = pool.backend_name().to_string();
@@ -125,7 +127,7 @@ async fn check_and_report(
         .is_some_and(|before| before != now_answers);
     let (health, seen) = match result {
         Some(Ok(c)) => {
-            failures.borrow_mut().remove(&name);
+            failures.borrow_mut().remove(&pool.id);
             (Health::Up, Some(c))
         }
         Some(Err(e)) if is_local_shortage(&e) => {
@@ -152,7 +154,7 @@ async fn check_and_report(
         other => {
             let n = {
                 let mut failures = failures.borrow_mut();
-                let n = failures.entry(name.clone()).or_default();
+                let n = failures.entry(pool.id).or_default();
                 *n += 1;
                 *n
             };

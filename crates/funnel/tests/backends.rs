@@ -643,6 +643,52 @@ fn backends_failed_checks_do_not_down_a_backend_whose_connections_answer() {
     drop(fillers);
 }
 
+/// A failover by reload: the old writer refuses connections and the new
+/// one, just added, awaits its first check. A write whose open on the old
+/// one failed waits for the new one's verdict instead of failing.
+#[test]
+fn backends_a_write_refused_by_the_old_writer_waits_for_the_new_ones_check() {
+    let f = farm(&[]);
+    let new_writer = server(false, &[]);
+    let yaml = |with_new: bool| {
+        let mut y = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
+             backends:\n\
+             \x20 - name: old\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+            f.writer.addr()
+        );
+        if with_new {
+            y.push_str(&format!(
+                "\x20 - name: new\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
+                slow_relay(new_writer.addr(), Duration::from_millis(700))
+            ));
+        }
+        y.push_str(
+            "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 60s\n  timeout: 5s\n  failures_before_down: 3\n",
+        );
+        Config::from_yaml_str(&y).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml(false));
+    // A bare client: the old writer's pool holds no connection (a command
+    // on one that died with its server gets 9007, not a retry).
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    funnel_testkit::wait_until_within("the old writer's first check", Duration::from_secs(10), || {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .any(|p| p.backend == "old" && p.last_check.is_some())
+    });
+    f.writer.kill();
+    assert!(proxy.reload(yaml(true)).unwrap().is_empty());
+    c.query("INSERT INTO farm.t VALUES (1, 0)")
+        .unwrap_or_else(|e| panic!("the write did not wait for the new writer's check: {e:?}"));
+    assert_eq!(
+        new_writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(1)
+    );
+}
+
 /// `max_replication_lag` watches named (multi-source) replication
 /// connections too: MariaDB lists those only in SHOW ALL SLAVES STATUS.
 #[test]
