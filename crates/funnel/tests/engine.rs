@@ -1908,6 +1908,10 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
         "PREPARE s FROM 'SET PASSWORD = PASSWORD(''other'')'".to_string(),
         format!("EXECUTE IMMEDIATE 'KILL QUERY {victim}'"),
         "EXECUTE IMMEDIATE \"ALTER USER CURRENT_USER() IDENTIFIED BY 'other'\"".to_string(),
+        // The account holds SHUTDOWN here: one client would stop the server.
+        "SHUTDOWN".to_string(),
+        "PREPARE s FROM 'SHUTDOWN'".to_string(),
+        "EXECUTE IMMEDIATE 'SHUTDOWN'".to_string(),
     ] {
         let (code, message) = server_error(b.query_drop(&sql).unwrap_err());
         assert_eq!(code, 1235, "{sql}: {message}");
@@ -1916,6 +1920,7 @@ fn engine_statements_on_the_shared_backend_account_are_refused() {
         "KILL ?",
         "SET PASSWORD = PASSWORD(?)",
         "ALTER USER CURRENT_USER() IDENTIFIED BY 'x'",
+        "SHUTDOWN",
     ] {
         let err = b.prep(sql).unwrap_err();
         assert_eq!(server_error(err).0, 1235, "prepared {sql}");

@@ -658,7 +658,8 @@ pub fn runs_kill(sql: &[u8]) -> bool {
 /// ids (it would name the server's thread ids: another client's
 /// connection, or Funnel's own), and `SET PASSWORD` / `ALTER USER` (one
 /// client could change the shared account's password and lock every
-/// client out; clients' passwords are Funnel's users). Also looked for in
+/// client out; clients' passwords are Funnel's users), and `SHUTDOWN` (one
+/// client would stop the server for every client). Also looked for in
 /// the literal text of `PREPARE ... FROM '...'` and `EXECUTE IMMEDIATE
 /// '...'`; text built at run time (`FROM @v`) cannot be read.
 pub fn refusal(sql: &[u8]) -> Option<&'static str> {
@@ -709,6 +710,10 @@ pub const KILL_REFUSED: &str =
 pub const ACCOUNT_REFUSED: &str =
     "changing the shared backend account (SET PASSWORD, ALTER USER) through Funnel; client passwords are Funnel's users";
 
+/// What [`refusal`] answers for `SHUTDOWN`.
+pub const SHUTDOWN_REFUSED: &str =
+    "SHUTDOWN of the backend server through Funnel (every client shares it; stop it on the server itself)";
+
 /// What [`refusal`] answers for dynamic SQL whose text cannot be read
 /// for sure ([`sql_lex::ambiguous_comment_at`]).
 pub const AMBIGUOUS_REFUSED: &str =
@@ -723,7 +728,7 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     }
     let account = m.password || (m.alter && m.user);
     let dynamic = m.prepare || m.immediate;
-    if !account && !dynamic {
+    if !account && !dynamic && !m.shutdown {
         return None;
     }
     let tokens = Tokens::scan(sql, Vec::new());
@@ -732,6 +737,8 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
         // would run cannot be read.
         return Some(if account {
             ACCOUNT_REFUSED
+        } else if m.shutdown {
+            SHUTDOWN_REFUSED
         } else {
             AMBIGUOUS_REFUSED
         });
@@ -746,6 +753,11 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     };
     if starts().any(changes_account) {
         return Some(ACCOUNT_REFUSED);
+    }
+    // The shared account may hold the SHUTDOWN privilege: one client would
+    // stop the server for all. (COM_SHUTDOWN is refused as a command.)
+    if starts().any(|i| word(i) == Some(b"SHUTDOWN")) {
+        return Some(SHUTDOWN_REFUSED);
     }
     if word(0) == Some(b"SET") && word(1) == Some(b"STATEMENT") {
         if let Some(r) = set_statement_inner(sql).and_then(|inner| refusal_within(inner, depth)) {
@@ -783,6 +795,7 @@ struct Mentions {
     user: bool,
     prepare: bool,
     immediate: bool,
+    shutdown: bool,
 }
 
 impl Mentions {
@@ -799,6 +812,7 @@ impl Mentions {
                 b'a' => m.alter |= at(i, b"ALTER"),
                 b'u' => m.user |= at(i, b"USER"),
                 b'i' => m.immediate |= at(i, b"IMMEDIATE"),
+                b's' => m.shutdown |= at(i, b"SHUTDOWN"),
                 _ => {}
             }
         }
@@ -1229,6 +1243,28 @@ mod tests {
             "SELECT 1 --\x7f '\n; PREPARE s FROM 'KILL 5' -- '",
         ] {
             assert!(refusal(sql.as_bytes()).is_some(), "{sql}");
+        }
+        for sql in [
+            "SHUTDOWN",
+            "shutdown wait for all slaves",
+            " /* x */ SHUTDOWN",
+            "/*!SHUTDOWN */",
+            "SELECT 1; SHUTDOWN",
+            "PREPARE s FROM 'SHUTDOWN'",
+            "EXECUTE IMMEDIATE 'SHUTDOWN'",
+            "BEGIN NOT ATOMIC SHUTDOWN; END",
+            "SET STATEMENT max_statement_time = 1 FOR SHUTDOWN",
+            "SELECT 1 --\x01 '\n; SHUTDOWN -- '",
+        ] {
+            assert_eq!(refusal(sql.as_bytes()), Some(SHUTDOWN_REFUSED), "{sql}");
+        }
+        for sql in [
+            "SELECT 'SHUTDOWN'",
+            "SELECT shutdown FROM t",
+            "SHOW GLOBAL STATUS LIKE '%shutdown%'",
+            "INSERT INTO log (event) VALUES ('shutdown')",
+        ] {
+            assert_eq!(refusal(sql.as_bytes()), None, "{sql}");
         }
         // Under ANSI_QUOTES "c\" is a name ending at its second quote.
         assert!(refusal(br#"SELECT 'a\'b' AS "c\"; KILL 5; -- "'"#).is_some());
