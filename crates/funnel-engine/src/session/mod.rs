@@ -15,6 +15,8 @@ use lost_transaction::Verdict;
 pub mod pinning;
 mod reset;
 pub mod rewrite;
+#[cfg(test)]
+mod scan_cost;
 mod sql_lex;
 pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
