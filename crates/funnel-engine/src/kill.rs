@@ -262,6 +262,13 @@ pub fn is_funnels_thread(thread_host: &str, own_host: &str, local_port: u16) -> 
 /// Parses `KILL [HARD|SOFT] [CONNECTION|QUERY] id`; `None` when the text is
 /// not that (including MariaDB's `KILL QUERY ID query_id` and `KILL USER`).
 pub fn parse_kill(sql: &[u8]) -> Option<KillRequest> {
+    // Every query comes here: one that starts with another ASCII letter is
+    // told apart without checking all its text (a bulk INSERT) for UTF-8.
+    // (`trim` below also skips a vertical tab and non-ASCII spaces.)
+    let first = sql.iter().find(|c| !(c.is_ascii_whitespace() || **c == 0x0b));
+    if first.is_some_and(|c| c.is_ascii() && !c.eq_ignore_ascii_case(&b'k')) {
+        return None;
+    }
     let text = std::str::from_utf8(sql).ok()?.trim().trim_end_matches(';').trim();
     let mut words = text.split_ascii_whitespace().peekable();
     if !words.next()?.eq_ignore_ascii_case("KILL") {
@@ -324,6 +331,13 @@ mod tests {
         );
         assert_eq!(k("KILL USER bob"), None);
         assert_eq!(k("KILLED 5"), None);
+        // Whatever `str::trim` skips before the word, the quick look at the
+        // first byte skips too (or leaves to the full parse).
+        for lead in ["\x0b", " \t\r\n", "\u{a0}", "\u{3000}", "\u{85}"] {
+            assert_eq!(k(&format!("{lead}KILL 7")).map(|r| r.id), Some(7), "{lead:?}");
+        }
+        assert_eq!(k("INSERT INTO t VALUES ('KILL 5')"), None);
+        assert_eq!(parse_kill(b"\xffKILL 5"), None);
     }
 
     #[test]

@@ -202,8 +202,12 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
             .cloned()
             .collect::<Vec<_>>()
     };
+    // A reading the same as the usual one (no backslash in a `"` name)
+    // is not classified again.
     let readings = [
-        sql.contains(&b'"').then(|| sql_lex::ansi_quotes_form(sql)),
+        sql.contains(&b'"')
+            .then(|| sql_lex::ansi_quotes_form(sql))
+            .flatten(),
         sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql)),
     ];
     for other in readings.into_iter().flatten() {
@@ -640,10 +644,14 @@ pub fn runs_kill(sql: &[u8]) -> bool {
     if find_ci(sql, 0, b"KILL").is_none() {
         return false;
     }
-    let tokens = Tokens::scan(sql, Vec::new());
+    runs_kill_in(sql, &Tokens::scan(sql, Vec::new()))
+}
+
+/// [`runs_kill`] with `sql`'s words already scanned.
+fn runs_kill_in(sql: &[u8], tokens: &Tokens) -> bool {
     let word = |i: usize| tokens.words.get(i).map(|w| w.as_slice());
     // Where a comment may end is unsure, so may the statements be.
-    if tokens.ambiguous_comment || may_start_statement(&tokens).any(|i| word(i) == Some(b"KILL")) {
+    if tokens.ambiguous_comment || may_start_statement(tokens).any(|i| word(i) == Some(b"KILL")) {
         return true;
     }
     word(0) == Some(b"SET")
@@ -663,6 +671,12 @@ pub fn runs_kill(sql: &[u8]) -> bool {
 /// the literal text of `PREPARE ... FROM '...'` and `EXECUTE IMMEDIATE
 /// '...'`; text built at run time (`FROM @v`) cannot be read.
 pub fn refusal(sql: &[u8]) -> Option<&'static str> {
+    // The other readings below only turn backslashes into spaces, which
+    // makes or unmakes none of the words looked for: without any, none of
+    // the readings is refused, and the text is not copied or read again.
+    if !Mentions::of(sql).any() {
+        return None;
+    }
     refusal_within(sql, 0).or_else(|| {
         // Under `NO_BACKSLASH_ESCAPES` a backslash is a plain character, so
         // `'x\'` ends there and what follows is SQL: read it that way too.
@@ -674,6 +688,7 @@ pub fn refusal(sql: &[u8]) -> Option<&'static str> {
             .or_else(|| {
                 (sql.contains(&b'\\') && sql.contains(&b'"'))
                     .then(|| sql_lex::ansi_quotes_form(sql))
+                    .flatten()
                     .and_then(|ansi| refusal_within(&ansi, 0))
             })
     })
@@ -723,7 +738,13 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     // Runs on every query: one pass over the text finds whether any of the
     // words involved appears at all (almost never), before any tokenizing.
     let m = Mentions::of(sql);
-    if m.kill && runs_kill(sql) {
+    if !m.any() {
+        return None;
+    }
+    // One scan serves the look for a KILL and the rest: a bulk INSERT whose
+    // strings mention "kill" and "password" is read once per reading.
+    let tokens = Tokens::scan(sql, Vec::new());
+    if m.kill && runs_kill_in(sql, &tokens) {
         return Some(KILL_REFUSED);
     }
     let account = m.password || (m.alter && m.user);
@@ -731,7 +752,6 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
     if !account && !dynamic && !m.shutdown {
         return None;
     }
-    let tokens = Tokens::scan(sql, Vec::new());
     if tokens.ambiguous_comment {
         // Which text is a comment depends on the character set: what it
         // would run cannot be read.
@@ -799,6 +819,11 @@ struct Mentions {
 }
 
 impl Mentions {
+    /// True when [`refusal_within`] has anything to look at.
+    fn any(&self) -> bool {
+        self.kill || self.password || (self.alter && self.user) || self.prepare || self.immediate
+    }
+
     fn of(sql: &[u8]) -> Mentions {
         let mut m = Mentions::default();
         let at = |i: usize, w: &[u8]| sql.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w));
@@ -1200,6 +1225,30 @@ mod tests {
 
     fn reason(sql: &str) -> Option<PinReason> {
         classify(sql.as_bytes()).pin
+    }
+
+    /// A dump's extended INSERT is read once when no other reading
+    /// differs (see `refusal` and `classify`); where one does, it is
+    /// still read that way.
+    #[test]
+    fn pinning_bulk_inserts_read_once_stay_strict() {
+        let rows = "(1,'it\\'s \\\"kill\\\" the user\\'s password','C:\\\\x',NULL),(2,'a''b','\\n',NULL)";
+        let sql = format!("INSERT INTO `t` VALUES {rows},{rows}");
+        assert_eq!(refusal(sql.as_bytes()), None);
+        assert_eq!(reason(&sql), None);
+        // Under NO_BACKSLASH_ESCAPES `'x\'` ends at the backslash.
+        let sql = format!("INSERT INTO t VALUES {rows},('x\\'); KILL 5; -- ')");
+        assert_eq!(refusal(sql.as_bytes()), Some(KILL_REFUSED));
+        let sql = format!("INSERT INTO t VALUES {rows},('x\\'); SET PASSWORD = 'y'; -- ')");
+        assert_eq!(refusal(sql.as_bytes()), Some(ACCOUNT_REFUSED));
+        // Under ANSI_QUOTES `"x\"` is a name, and `@v := 1` runs.
+        let sql = format!("INSERT INTO t SELECT {rows}, \"x\\\", @v := 1 -- \"");
+        assert_eq!(reason(&sql), Some(PinReason::UserVariable));
+        let sql = format!("INSERT INTO t VALUES {rows} /* \"x\\\"; KILL 5; -- \" */");
+        assert_eq!(refusal(sql.as_bytes()), None, "a comment in every reading");
+        // In gbk `\x95\x5c` is one character: the quote after it ends the string.
+        let sql = format!("INSERT INTO t VALUES {rows},('\u{95}\\', @v := 1) -- ')");
+        assert_eq!(reason(&sql), Some(PinReason::UserVariable));
     }
 
     #[test]

@@ -6,30 +6,39 @@
 /// (`'...'`, `"..."` or `` `...` ``), honouring doubled quotes and, outside
 /// backticks, backslash escapes. The end of `sql` when it never closes.
 pub fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
+    // Large statements are mostly literals (a dump's extended INSERT): jump
+    // from one byte that matters to the next instead of stepping.
     let mut i = start + 1;
-    while i < sql.len() {
-        match sql[i] {
-            b'\\' if quote != b'`' => i += 2,
-            c if c == quote => {
-                if sql.get(i + 1) == Some(&quote) {
-                    i += 2;
-                } else {
-                    return i + 1;
-                }
-            }
-            _ => i += 1,
+    loop {
+        let next = if quote == b'`' {
+            sql.get(i..).and_then(|rest| memchr::memchr(quote, rest))
+        } else {
+            sql.get(i..).and_then(|rest| memchr::memchr2(quote, b'\\', rest))
+        };
+        let Some(p) = next else {
+            return sql.len();
+        };
+        i += p;
+        if sql[i] == b'\\' {
+            i += 2;
+        } else if sql.get(i + 1) == Some(&quote) {
+            i += 2;
+        } else {
+            return i + 1;
         }
     }
-    sql.len()
 }
 
 /// `sql` as the server reads it under `ANSI_QUOTES` (and backslash
 /// escapes), for the lexers that take `"` for a string: `"..."` is then a
 /// name, in which a backslash escapes nothing, so `"x\"` ends at its second
 /// quote and what follows is SQL. Each backslash inside such a name is made
-/// a space, which gives the usual lexers the same ends.
-pub fn ansi_quotes_form(sql: &[u8]) -> Vec<u8> {
-    let mut out = sql.to_vec();
+/// a space, which gives the usual lexers the same ends. `None` when no
+/// such name holds a backslash: the text then reads the same either way.
+pub fn ansi_quotes_form(sql: &[u8]) -> Option<Vec<u8>> {
+    // Copied only at the first change: a dump's INSERT has `\"` in its
+    // strings, and no name, so its text is read once, not copied.
+    let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
     while i < sql.len() {
         match sql[i] {
@@ -43,7 +52,7 @@ pub fn ansi_quotes_form(sql: &[u8]) -> Vec<u8> {
                         }
                         j += 1;
                     } else if sql[j] == b'\\' {
-                        out[j] = b' ';
+                        out.get_or_insert_with(|| sql.to_vec())[j] = b' ';
                     }
                     j += 1;
                 }
@@ -61,7 +70,7 @@ pub fn ansi_quotes_form(sql: &[u8]) -> Vec<u8> {
 /// gb18030 or big5 that byte may start a two-byte character whose second
 /// byte is the backslash's (`\x95\x5c`), which then escapes nothing.
 pub fn multibyte_backslash(sql: &[u8]) -> bool {
-    sql.windows(2).any(|w| w[0] >= 0x81 && w[1] == b'\\')
+    memchr::memchr_iter(b'\\', sql).any(|i| i > 0 && sql[i - 1] >= 0x81)
 }
 
 /// `sql` as a character set of [`multibyte_backslash`] may read it, for
@@ -81,7 +90,7 @@ pub fn multibyte_form(sql: &[u8]) -> Vec<u8> {
 /// comment), or the end of `sql`.
 pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
     sql.get(from..)
-        .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
+        .and_then(|rest| memchr::memmem::find(rest, end))
         .map_or(sql.len(), |p| from + p + end.len())
 }
 
@@ -195,10 +204,95 @@ mod tests {
             assert!(!line_comment_at(sql, 0) && !line_comment_at(sql, 1), "{sql:?}");
         }
         assert_eq!(
-            ansi_quotes_form(br#"SELECT 'a\'b' AS "c\", "d""\" /*!"\"*/ `\"` x"#),
-            br#"SELECT 'a\'b' AS "c ", "d"" " /*!" "*/ `\"` x"#
+            ansi_quotes_form(br#"SELECT 'a\'b' AS "c\", "d""\" /*!"\"*/ `\"` x"#).as_deref(),
+            Some(&br#"SELECT 'a\'b' AS "c ", "d"" " /*!" "*/ `\"` x"#[..])
         );
         assert!(ambiguous_comment_at(b"--\xa0", 0));
         assert!(!ambiguous_comment_at(b"-- \xa0", 0));
+    }
+
+    /// The byte-by-byte forms the searching ones replaced.
+    mod stepwise {
+        pub fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
+            let mut i = start + 1;
+            while i < sql.len() {
+                match sql[i] {
+                    b'\\' if quote != b'`' => i += 2,
+                    c if c == quote => {
+                        if sql.get(i + 1) == Some(&quote) {
+                            i += 2;
+                        } else {
+                            return i + 1;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            sql.len()
+        }
+
+        pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
+            sql.get(from..)
+                .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
+                .map_or(sql.len(), |p| from + p + end.len())
+        }
+
+        pub fn multibyte_backslash(sql: &[u8]) -> bool {
+            sql.windows(2).any(|w| w[0] >= 0x81 && w[1] == b'\\')
+        }
+    }
+
+    /// Every text of up to 5 bytes over the bytes that matter to quoting
+    /// (quotes, a backslash, a multibyte lead byte, comment openers): the
+    /// searching lexers end every string, name and comment where the
+    /// stepwise ones did, and the ANSI_QUOTES reading is skipped only when
+    /// it is the text itself.
+    #[test]
+    fn sql_lex_searches_match_stepwise_reading() {
+        const BYTES: [u8; 9] = [b'\'', b'"', b'`', b'\\', b'a', 0x95, b'*', b'/', b'\n'];
+        let mut sql = Vec::new();
+        for len in 0..=5u32 {
+            for mut n in 0..BYTES.len().pow(len) {
+                sql.clear();
+                for _ in 0..len {
+                    sql.push(BYTES[n % BYTES.len()]);
+                    n /= BYTES.len();
+                }
+                for start in 0..sql.len() {
+                    for q in [b'\'', b'"', b'`'] {
+                        assert_eq!(
+                            skip_quoted(&sql, start, q),
+                            stepwise::skip_quoted(&sql, start, q),
+                            "{sql:?}"
+                        );
+                    }
+                    for end in [&b"*/"[..], b"\n"] {
+                        assert_eq!(
+                            skip_until(&sql, start, end),
+                            stepwise::skip_until(&sql, start, end),
+                            "{sql:?}"
+                        );
+                    }
+                }
+                assert_eq!(
+                    multibyte_backslash(&sql),
+                    stepwise::multibyte_backslash(&sql),
+                    "{sql:?}"
+                );
+                // A `"` name with a backslash is the one thing the reading changes.
+                if let Some(ansi) = ansi_quotes_form(&sql) {
+                    assert_ne!(ansi, sql);
+                    assert_eq!(ansi.len(), sql.len());
+                }
+            }
+        }
+        // A backslash last in an open string, and one escaping the quote.
+        assert_eq!(skip_quoted(b"'ab\\", 0, b'\''), 4);
+        assert_eq!(skip_quoted(b"'a\\'' x", 0, b'\''), 5);
+        assert_eq!(ansi_quotes_form(br#"INSERT INTO t VALUES ('a\"b', "c")"#), None);
+        assert_eq!(
+            ansi_quotes_form(br#"SELECT "a\", @v := 1 -- ""#).as_deref(),
+            Some(&br#"SELECT "a ", @v := 1 -- ""#[..])
+        );
     }
 }
