@@ -55,6 +55,23 @@ def generate(path: Path, mb: int, seed: int = 7) -> None:
         f.write("COMMIT;\n")
 
 
+def insert_sizes(dump: Path) -> list[int]:
+    """The size of each INSERT of a dump (MariaDB 11's mariadb-dump writes
+    one row a line, so a statement runs to the line ending in `;`)."""
+    sizes: list[int] = []
+    current = None
+    with open(dump, "rb") as f:
+        for line in f:
+            if current is None and line.startswith(b"INSERT"):
+                current = 0
+            if current is not None:
+                current += len(line)
+                if line.rstrip(b"\n").endswith(b";"):
+                    sizes.append(current)
+                    current = None
+    return sizes
+
+
 def mariadb_cli(port: int, user: str, password: str, db: str, stdin: Path) -> float:
     """Runs a SQL file through the mariadb CLI; returns the wall time."""
     t = time.monotonic()
@@ -90,7 +107,7 @@ def main() -> int:
             subprocess.run(["mariadb-dump", "-h127.0.0.1", f"-P{db.port}", "-uroot", "src", "t"],
                            stdout=f, check=True)
         size = dump.stat().st_size
-        lines = [len(l) for l in open(dump, "rb") if l.startswith(b"INSERT")]
+        lines = insert_sizes(dump)
         runs = []
         targets = [("direct", None)] + [tuple(b.split("=", 1)) for b in args.binary]
         # Twice each, interleaved: the box is shared, so one slow restore says little.

@@ -19,9 +19,8 @@ pub fn skip_quoted(sql: &[u8], start: usize, quote: u8) -> usize {
             return sql.len();
         };
         i += p;
-        if sql[i] == b'\\' {
-            i += 2;
-        } else if sql.get(i + 1) == Some(&quote) {
+        // A backslash escapes the next byte; a doubled quote is one quote.
+        if sql[i] == b'\\' || sql.get(i + 1) == Some(&quote) {
             i += 2;
         } else {
             return i + 1;
