@@ -821,7 +821,12 @@ struct Mentions {
 impl Mentions {
     /// True when [`refusal_within`] has anything to look at.
     fn any(&self) -> bool {
-        self.kill || self.password || (self.alter && self.user) || self.prepare || self.immediate
+        self.kill
+            || self.password
+            || (self.alter && self.user)
+            || self.prepare
+            || self.immediate
+            || self.shutdown
     }
 
     fn of(sql: &[u8]) -> Mentions {
