@@ -37,3 +37,17 @@ pub fn config(
 pub fn start(config: Config) -> Proxy {
     Proxy::start(config).unwrap_or_else(|e| panic!("funnel did not start: {e}"))
 }
+
+/// Sets backend `name`'s `drained` key, as admin `DRAIN` / `UNDRAIN
+/// BACKEND` do; in force on every core when it returns.
+pub fn set_drained(proxy: &Proxy, name: &str, drained: bool) {
+    proxy
+        .handle()
+        .update(|mut cfg| {
+            let backend = cfg.backends.iter_mut().find(|b| b.name == name);
+            backend.unwrap_or_else(|| panic!("no backend {name}")).drained = drained;
+            Ok::<_, ()>(cfg)
+        })
+        .unwrap()
+        .unwrap();
+}

@@ -44,9 +44,11 @@ pub mod funnel;
 pub mod libmariadb;
 pub mod mini_client;
 mod retry;
+mod rng;
 
 pub use builder::MariaDbBuilder;
 pub use connect::opts as client_opts;
 pub use error::TestkitError;
 pub use retry::{eventually, wait_until as wait_until_within};
+pub use rng::SeededRng;
 pub use server::MariaDb;

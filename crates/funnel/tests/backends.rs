@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use funnel_config::Config;
 use funnel_engine::Proxy;
 use funnel_protocol::tracker::Expect;
+use funnel_testkit::funnel::set_drained;
 use funnel_testkit::mini_client::MiniClient;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
@@ -369,19 +370,6 @@ fn backends_reads_fall_back_when_the_readers_refuse_connections() {
         "{errors:?}"
     );
     assert!(ports.iter().all(|&p| p == f.writer.port()), "{ports:?}");
-}
-
-/// Sets backend `name`'s `drained` key in the running configuration, as
-/// admin `DRAIN` / `UNDRAIN BACKEND` do.
-fn set_drained(proxy: &Proxy, name: &str, drained: bool) {
-    proxy
-        .handle()
-        .update(|mut cfg| {
-            cfg.backends.iter_mut().find(|b| b.name == name).unwrap().drained = drained;
-            Ok::<_, ()>(cfg)
-        })
-        .unwrap()
-        .unwrap();
 }
 
 /// Drained readers take no reads: the other reader serves them, then,

@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_testkit::funnel::set_drained;
 use funnel_testkit::mini_client::{MiniClient, MiniError};
 use funnel_testkit::MariaDb;
+use funnel_testkit::SeededRng as Rng;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
@@ -50,27 +52,6 @@ const BACKEND_USER: &str = "chaos_b";
 /// backend: backlog timeout and full, no connection could be opened, no
 /// backend, a cap, paused, and the refusals after a lost transaction.
 const NOT_SENT: [u16; 7] = [9001, 9002, 9003, 9004, 9005, 9006, 9008];
-
-/// splitmix64, as in the differential test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
-}
 
 /// How a statement ended, as its client saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -617,19 +598,6 @@ fn kill_backend_thread(run: &Run<'_>, rng: &mut Rng) {
     ));
 }
 
-/// Sets backend `name`'s `drained` key, as admin `DRAIN` / `UNDRAIN
-/// BACKEND` do.
-fn set_drained(proxy: &Proxy, name: &str, drained: bool) {
-    proxy
-        .handle()
-        .update(|mut cfg| {
-            cfg.backends.iter_mut().find(|b| b.name == name).unwrap().drained = drained;
-            Ok::<_, ()>(cfg)
-        })
-        .unwrap()
-        .unwrap();
-}
-
 // ---------------------------------------------------------------------------
 // The checks.
 
@@ -797,7 +765,7 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
                 id,
                 port,
                 schema: run.schema.clone(),
-                rng: Rng(seed.wrapping_mul(1_000_003).wrapping_add(id as u64 + 1)),
+                rng: Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(id as u64 + 1)),
                 seq: 0,
                 conn: None,
                 ledger: Ledger::default(),
@@ -814,7 +782,7 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
             stop.store(true, Ordering::Relaxed);
         })
     };
-    faults(&run, &mut Rng(seed));
+    faults(&run, &mut Rng::new(seed));
     stopper.join().unwrap();
     let ledgers: Vec<Ledger> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     run.trace.note("clients done");

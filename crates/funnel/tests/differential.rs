@@ -19,6 +19,7 @@ use std::time::Instant;
 use funnel_config::Config;
 use funnel_engine::Proxy;
 use funnel_testkit::MariaDb;
+use funnel_testkit::SeededRng as Rng;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
@@ -27,27 +28,6 @@ const DEFAULT_SEED: u64 = 1;
 const DEFAULT_ITERATIONS: u64 = 10;
 const DEFAULT_CLIENTS: usize = 12;
 const DEFAULT_OPS: usize = 70;
-
-/// splitmix64: small, seedable, good enough to pick statements.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// One step of a client's script. SQL may name `{a}` and `{b}` (the
 /// client's two schemas) and `{lk}` (its named lock), filled in per run.
@@ -254,7 +234,7 @@ fn op(rng: &mut Rng) -> Op {
 }
 
 fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
-    let mut rng = Rng(seed.wrapping_mul(1_000_003).wrapping_add(client as u64));
+    let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(client as u64));
     (0..len).map(|_| op(&mut rng)).collect()
 }
 
