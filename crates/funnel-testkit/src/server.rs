@@ -104,12 +104,38 @@ impl MariaDb {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
             Err(TryLockError::WouldBlock) => return,
         };
-        if let Some(process) = process {
-            if process.kill().is_err() {
-                return;
+        if let Some(mut process) = process {
+            match process.try_exit() {
+                // It died on its own while tests used it (a crash): its
+                // log, about to go with the directory, says why.
+                Ok(Some(status)) => self.keep_log_of_death(status),
+                _ => {
+                    if process.kill().is_err() {
+                        return;
+                    }
+                }
             }
         }
         let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+
+    /// Copies the error log of a server that died by itself next to the
+    /// scratch directories (the sweep leaves it), and says where.
+    fn keep_log_of_death(&self, status: std::process::ExitStatus) {
+        let Some(name) = self.dir.path().file_name() else {
+            return;
+        };
+        let kept = self
+            .dir
+            .path()
+            .with_file_name(format!("died-{}.log", name.to_string_lossy()));
+        if std::fs::copy(&self.launcher.paths.error_log, &kept).is_ok() {
+            eprintln!(
+                "funnel-testkit: the server on port {} died on its own ({status}); its error log is kept at {}",
+                self.port(),
+                kept.display()
+            );
+        }
     }
 }
 
