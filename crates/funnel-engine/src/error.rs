@@ -269,7 +269,8 @@ impl EngineError {
                 "HY000",
                 format!(
                     "Funnel: no backend available in hostgroup '{hostgroup}' \
-                     (all down, drained or being removed, read-only or lagging)"
+                     (all down, drained or being removed, read-only or lagging, or, for a write, not yet \
+                     checked by the health monitor)"
                 ),
             ),
             // Not 2013: codes 2001-2061 are the client library's own, and
