@@ -45,6 +45,7 @@ pub mod libmariadb;
 pub mod mini_client;
 mod retry;
 mod rng;
+pub mod splice;
 
 pub use builder::MariaDbBuilder;
 pub use connect::opts as client_opts;

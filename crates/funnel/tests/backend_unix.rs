@@ -167,17 +167,9 @@ fn slow_socket_relay(server: &Path, delay: Duration) -> (tempfile::TempDir, std:
             let server = server.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
-                let Ok(upstream) = UnixStream::connect(&server) else {
-                    return;
-                };
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let (mut c, mut s) = (client, upstream);
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c, &mut s2);
-                    let _ = s2.shutdown(std::net::Shutdown::Both);
-                });
-                let _ = std::io::copy(&mut s, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Both);
+                if let Ok(upstream) = UnixStream::connect(&server) {
+                    funnel_testkit::splice::splice(client, upstream);
+                }
             });
         }
     });

@@ -483,24 +483,16 @@ fn backends_an_added_replica_takes_no_writes_before_its_first_check() {
 /// before connecting it: the server's greeting, so a health check's
 /// verdict, comes that much later.
 fn slow_relay(upstream: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         for client in listener.incoming().flatten() {
             thread::spawn(move || {
                 thread::sleep(delay);
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    return;
-                };
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (mut c, mut s) = (client, server);
-                thread::spawn(move || {
-                    let _ = std::io::copy(&mut c, &mut s2);
-                    let _ = s2.shutdown(Shutdown::Both);
-                });
-                let _ = std::io::copy(&mut s, &mut c2);
-                let _ = c2.shutdown(Shutdown::Both);
+                if let Ok(server) = TcpStream::connect(upstream) {
+                    funnel_testkit::splice::splice(client, server);
+                }
             });
         }
     });

@@ -269,7 +269,6 @@ fn flaky_relay(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use std::io::copy;
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::Ordering;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -286,19 +285,9 @@ fn flaky_relay(
                 drop(client);
                 continue;
             }
-            let Ok(server) = TcpStream::connect(backend) else {
-                continue;
-            };
-            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut c, mut s) = (client, server);
-            thread::spawn(move || {
-                let _ = copy(&mut c, &mut s2);
-                let _ = s2.shutdown(std::net::Shutdown::Both);
-            });
-            thread::spawn(move || {
-                let _ = copy(&mut s, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Both);
-            });
+            if let Ok(server) = TcpStream::connect(backend) {
+                funnel_testkit::splice::splice(client, server);
+            }
         }
     });
     (addr, refuse)
@@ -358,25 +347,15 @@ fn faults_commands_wait_out_a_failed_open_instead_of_failing() {
 /// A relay standing in for a virtual IP: each new connection goes to the
 /// server `target` names at that moment; open ones stay where they went.
 fn virtual_ip(target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>) -> std::net::SocketAddr {
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let upstream = *target.lock().unwrap();
-            let Ok(server) = TcpStream::connect(upstream) else {
-                continue;
-            };
-            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut c, mut s) = (client, server);
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut c, &mut s2);
-                let _ = s2.shutdown(Shutdown::Both);
-            });
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut s, &mut c2);
-                let _ = c2.shutdown(Shutdown::Both);
-            });
+            if let Ok(server) = TcpStream::connect(upstream) {
+                funnel_testkit::splice::splice(client, server);
+            }
         }
     });
     addr

@@ -1,7 +1,7 @@
 //! One bad or misbehaving client never hurts another: what one client's
 //! pool key, statements or habits cost stays with that client.
 
-use std::io::{copy, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,15 +54,7 @@ fn older_server(backend: SocketAddr, hide: Capabilities) -> (SocketAddr, Arc<Ato
             if server.write_all(&framed).is_err() {
                 continue;
             }
-            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            thread::spawn(move || {
-                let _ = copy(&mut client, &mut s2);
-                let _ = s2.shutdown(std::net::Shutdown::Both);
-            });
-            thread::spawn(move || {
-                let _ = copy(&mut server, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Both);
-            });
+            funnel_testkit::splice::splice(client, server);
         }
     });
     (addr, abandoned)
