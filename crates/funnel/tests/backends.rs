@@ -68,6 +68,24 @@ fn config(backends: &[(&str, &MariaDb, &str, u32)], extra: &str) -> Config {
     Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
 
+/// One hostgroup `db` of `backends` (name, address; account fb), the
+/// user `app` defaulting to it (`user_extra`: more of its keys), and
+/// `extra` YAML after them (pool, monitor, ...).
+fn one_hostgroup(user_extra: &str, backends: &[(&str, std::net::SocketAddr)], extra: &str) -> Config {
+    let mut y = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n{user_extra}\
+         backends:\n"
+    );
+    for (name, addr) in backends {
+        y.push_str(&format!(
+            "  - name: {name}\n    address: {addr}\n    user: fb\n    password: bpw\n    hostgroup: db\n"
+        ));
+    }
+    y.push_str(extra);
+    Config::from_yaml_str(&y).unwrap_or_else(|e| panic!("{e}\n{y}"))
+}
+
 fn full(f: &Farm, extra: &str) -> Config {
     config(
         &[
@@ -442,23 +460,15 @@ fn backends_drained_readers_take_no_reads_and_fall_back() {
 fn backends_an_added_replica_takes_no_writes_before_its_first_check() {
     let f = farm(&[]);
     let yaml = |with_r2: bool| {
-        let mut y = format!(
-            "listen: 127.0.0.1:0\ncores: 1\n\
-             users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n\
-             backends:\n\
-             \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
-             \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-            f.writer.addr(),
-            f.r1.addr()
-        );
+        let mut backends = vec![("w", f.writer.addr()), ("r1", f.r1.addr())];
         if with_r2 {
-            y.push_str(&format!(
-                "\x20 - name: r2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-                f.r2.addr()
-            ));
+            backends.push(("r2", f.r2.addr()));
         }
-        y.push_str("pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 30s\n");
-        Config::from_yaml_str(&y).unwrap()
+        one_hostgroup(
+            "    default_schema: farm\n",
+            &backends,
+            "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 30s\n",
+        )
     };
     // Writes right after the start wait for the monitor's first verdict,
     // which runs at once: r1 is known read-only by then.
@@ -505,17 +515,15 @@ fn slow_relay(upstream: std::net::SocketAddr, delay: Duration) -> std::net::Sock
 fn backends_writes_before_any_verdict_wait_for_one() {
     let f = farm(&[]);
     let delay = Duration::from_millis(700);
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
-         backends:\n\
-         \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
-         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
-         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 30s\n  timeout: 5s\n",
-        slow_relay(f.r1.addr(), delay),
-        slow_relay(f.writer.addr(), delay),
+    let config = one_hostgroup(
+        "",
+        &[
+            ("r1", slow_relay(f.r1.addr(), delay)),
+            ("w", slow_relay(f.writer.addr(), delay)),
+        ],
+        "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 30s\n  timeout: 5s\n",
     );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = funnel_testkit::funnel::start(config);
     // A bare client: drivers' connect-time reads would give the monitor
     // time to report first.
     let addr = proxy.local_addr();
@@ -544,23 +552,15 @@ fn backends_writes_before_any_verdict_wait_for_one() {
 fn backends_a_writer_added_by_reload_takes_writes_at_once() {
     let f = farm(&[]);
     let yaml = |with_writer: bool| {
-        let mut y = format!(
-            "listen: 127.0.0.1:0\ncores: 1\n\
-             users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
-             backends:\n\
-             \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-            f.r1.addr()
-        );
+        let mut backends = vec![("r1", f.r1.addr())];
         if with_writer {
-            y.push_str(&format!(
-                "\x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-                f.writer.addr()
-            ));
+            backends.push(("w", f.writer.addr()));
         }
-        y.push_str(
+        one_hostgroup(
+            "",
+            &backends,
             "pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\nmonitor:\n  interval: 60s\n",
-        );
-        Config::from_yaml_str(&y).unwrap()
+        )
     };
     let mut proxy = funnel_testkit::funnel::start(yaml(false));
     let mut c = client(&proxy);
@@ -634,23 +634,15 @@ fn backends_a_write_refused_by_the_old_writer_waits_for_the_new_ones_check() {
     let f = farm(&[]);
     let new_writer = server(false, &[]);
     let yaml = |with_new: bool| {
-        let mut y = format!(
-            "listen: 127.0.0.1:0\ncores: 1\n\
-             users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
-             backends:\n\
-             \x20 - name: old\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-            f.writer.addr()
-        );
+        let mut backends = vec![("old", f.writer.addr())];
         if with_new {
-            y.push_str(&format!(
-                "\x20 - name: new\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-                slow_relay(new_writer.addr(), Duration::from_millis(700))
-            ));
+            backends.push(("new", slow_relay(new_writer.addr(), Duration::from_millis(700))));
         }
-        y.push_str(
+        one_hostgroup(
+            "",
+            &backends,
             "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 60s\n  timeout: 5s\n  failures_before_down: 3\n",
-        );
-        Config::from_yaml_str(&y).unwrap()
+        )
     };
     let mut proxy = funnel_testkit::funnel::start(yaml(false));
     // A bare client: the old writer's pool holds no connection (a command
@@ -982,15 +974,12 @@ fn backends_user_variable_set_over_the_cap_waits_for_the_writer() {
 fn backends_a_verdict_on_an_old_address_does_not_stand_for_the_new_one() {
     let f = farm(&[]);
     let yaml = |addr: std::net::SocketAddr| {
-        let y = format!(
-            "listen: 127.0.0.1:0\ncores: 1\n\
-             users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
-             backends:\n\
-             \x20 - name: a\n    address: {addr}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
-             pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 10s\n\
-             monitor:\n  interval: 30s\n  timeout: 5s\n"
-        );
-        Config::from_yaml_str(&y).unwrap()
+        one_hostgroup(
+            "",
+            &[("a", addr)],
+            "pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 10s\n\
+             monitor:\n  interval: 30s\n  timeout: 5s\n",
+        )
     };
     // The first check (at start) of the old address is still running when
     // the reload lands; the new address answers slowly too, so a write has
@@ -1039,24 +1028,16 @@ fn silent_server() -> std::net::SocketAddr {
 #[test]
 fn backends_silent_backends_do_not_hold_back_the_writers_first_verdict() {
     let f = farm(&[]);
-    let mut yaml = String::from(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_hostgroup: db\n\
-         backends:\n",
-    );
-    for i in 0..3 {
-        yaml.push_str(&format!(
-            "\x20 - name: silent{i}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n",
-            silent_server()
-        ));
-    }
-    yaml.push_str(&format!(
-        "\x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
-         pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 3s\n\
+    let names = ["silent0", "silent1", "silent2"];
+    let mut backends: Vec<_> = names.iter().map(|n| (*n, silent_server())).collect();
+    backends.push(("w", f.writer.addr()));
+    let config = one_hostgroup(
+        "",
+        &backends,
+        "pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 3s\n\
          monitor:\n  interval: 30s\n  timeout: 2s\n  failures_before_down: 3\n",
-        f.writer.addr()
-    ));
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    );
+    let proxy = funnel_testkit::funnel::start(config);
     let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
     let started = Instant::now();
     let write = c.query("INSERT INTO farm.t VALUES (1, 0)");
