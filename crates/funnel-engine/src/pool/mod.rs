@@ -62,6 +62,7 @@ const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REFUSED_KEY_MEMORY: Duration = Duration::from_secs(10);
 
 /// A pool key the server refused, and until when that is trusted.
+#[derive(Clone)]
 struct Refusal {
     key: PoolKey,
     until: Instant,
@@ -745,11 +746,17 @@ impl Pool {
     /// The error for a command of `key` while the server's refusal of it
     /// is remembered.
     fn refusal(&self, key: PoolKey) -> Option<EngineError> {
-        let refused = self.refused.borrow();
-        let r = refused
+        self.live_refusal(key).map(|r| self.refusal_error(&r))
+    }
+
+    /// The server's refusal of `key`, while it is remembered.
+    fn live_refusal(&self, key: PoolKey) -> Option<Refusal> {
+        let now = Instant::now();
+        self.refused
+            .borrow()
             .iter()
-            .find(|r| r.key == key && Instant::now() < r.until)?;
-        Some(self.refusal_error(r))
+            .find(|r| r.key == key && now < r.until)
+            .cloned()
     }
 
     fn refusal_error(&self, r: &Refusal) -> EngineError {
@@ -764,9 +771,10 @@ impl Pool {
         if self.slots.get() >= self.limits.get().max {
             return;
         }
-        if self.refusal(key).is_some() {
-            self.backlog
-                .fail_key(key, || self.refusal(key).expect("checked just before"));
+        if let Some(refusal) = self.live_refusal(key) {
+            // One record for every waiter: the memory could end between
+            // two looks.
+            self.backlog.fail_key(key, || self.refusal_error(&refusal));
             return;
         }
         let pool = self.clone();
