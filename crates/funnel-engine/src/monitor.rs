@@ -35,13 +35,20 @@ struct Check {
 /// as far behind, so a lag limit skips the replica.
 const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// What the monitor remembers of one pool between its checks.
+#[derive(Debug, Default)]
+struct History {
+    /// Failed checks in a row.
+    failures: u32,
+    /// [`Pool::answers`] at the last check.
+    answers: u64,
+}
+
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
-    // Failed checks in a row, by pool: a backend given a new address or
-    // login gets a new pool, and starts again from none.
-    let failures: Rc<RefCell<HashMap<u32, u32>>> = Rc::default();
-    // Each pool's answer count at its last check, by pool id.
-    let answers: Rc<RefCell<HashMap<u32, u64>>> = Rc::default();
+    // By pool id: a backend given a new address or login gets a new pool,
+    // and starts again from nothing.
+    let history: Rc<RefCell<HashMap<u32, History>>> = Rc::default();
     let slots = Rc::new(Cell::new(0));
     let mut added = None;
     while !stopping() {
@@ -62,10 +69,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
             .collect();
         // Failures count in a row: a backend left unchecked for a round
         // (drained, removed) starts again from none.
-        failures
-            .borrow_mut()
-            .retain(|id, _| checked.iter().any(|p| p.id == *id));
-        answers
+        history
             .borrow_mut()
             .retain(|id, _| checked.iter().any(|p| p.id == *id));
         // The backends are checked side by side, each verdict sent as it
@@ -77,15 +81,10 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
             .into_iter()
             .map(|pool| {
                 let (tx, rx) = oneshot::channel();
-                let (shard, cfg, slots, failures, answers) = (
-                    shard.clone(),
-                    cfg.clone(),
-                    slots.clone(),
-                    failures.clone(),
-                    answers.clone(),
-                );
+                let (shard, cfg, slots, history) =
+                    (shard.clone(), cfg.clone(), slots.clone(), history.clone());
                 rt::spawn(async move {
-                    check_and_report(&shard, &cfg, &pool, &slots, &failures, &answers).await;
+                    check_and_report(&shard, &cfg, &pool, &slots, &history).await;
                     let _ = tx.send(());
                 });
                 rx
@@ -103,8 +102,7 @@ async fn check_and_report(
     cfg: &Config,
     pool: &Pool,
     slots: &Rc<Cell<usize>>,
-    failures: &RefCell<HashMap<u32, u32>>,
-    answers: &RefCell<HashMap<u32, u64>>,
+    history: &RefCell<HashMap<u32, History>>,
 ) {
     let name = pool.backend_name().to_string();
     let timeout = cfg.monitor.timeout.as_duration();
@@ -120,14 +118,15 @@ async fn check_and_report(
     // connection within monitor.timeout, or out of max_connections) does
     // not make it down. Marking it down would close those working
     // connections and fail every client.
+    let mut history = history.borrow_mut();
+    let first = !history.contains_key(&pool.id);
+    let past = history.entry(pool.id).or_default();
     let now_answers = pool.answers();
-    let answering = answers
-        .borrow_mut()
-        .insert(pool.id, now_answers)
-        .is_some_and(|before| before != now_answers);
+    let answering = !first && past.answers != now_answers;
+    past.answers = now_answers;
     let (health, seen) = match result {
         Some(Ok(c)) => {
-            failures.borrow_mut().remove(&pool.id);
+            past.failures = 0;
             (Health::Up, Some(c))
         }
         Some(Err(e)) if is_local_shortage(&e) => {
@@ -139,34 +138,25 @@ async fn check_and_report(
             }
             return;
         }
-        Some(Err(e)) if answering => {
-            if shard.log_rate.allow() {
-                tracing::info!(backend = %name, error = %e, "health check failed, but the backend answers commands: not counted");
-            }
-            (pool.health(), None)
-        }
-        None if answering => {
-            if shard.log_rate.allow() {
-                tracing::info!(backend = %name, "health check timed out, but the backend answers commands: not counted");
-            }
-            (pool.health(), None)
-        }
-        other => {
-            let n = {
-                let mut failures = failures.borrow_mut();
-                let n = failures.entry(pool.id).or_default();
-                *n += 1;
-                *n
-            };
-            let why = match other {
+        failed => {
+            let why = match failed {
                 Some(Err(e)) => e.to_string(),
                 _ => format!("no answer within monitor.timeout ({} ms)", timeout.as_millis()),
             };
-            tracing::debug!(backend = %name, failures = n, error = %why, "health check failed");
-            let down = n >= cfg.monitor.failures_before_down;
-            (if down { Health::Down } else { pool.health() }, None)
+            if answering {
+                if shard.log_rate.allow() {
+                    tracing::info!(backend = %name, error = %why, "health check failed, but the backend answers commands: not counted");
+                }
+                (pool.health(), None)
+            } else {
+                past.failures += 1;
+                tracing::debug!(backend = %name, failures = past.failures, error = %why, "health check failed");
+                let down = past.failures >= cfg.monitor.failures_before_down;
+                (if down { Health::Down } else { pool.health() }, None)
+            }
         }
     };
+    drop(history);
     for peer in &shard.peers {
         let _ = peer.send(ControlMsg::Health {
             backend: name.clone(),
