@@ -1,11 +1,17 @@
 //! Session-state-change data carried by OK packets (`CLIENT_SESSION_TRACK`).
 //!
-//! Each entry is a type byte and a length-encoded blob. Funnel enables the
-//! trackers on its backend connections so the server itself says when a
-//! session variable, the schema or the transaction state changed, instead of
-//! Funnel guessing from SQL text.
+//! Each entry is a type byte and a length-encoded blob. Funnel asks every
+//! backend connection for this data and turns on the server's
+//! `session_track_state_change`, so the server says when a statement changed
+//! session state that Funnel cannot see in its text (a stored function or a
+//! trigger setting a variable). What the client did not ask for is taken out
+//! again before the packet reaches it ([`hide_added_tracking`]).
+
+use bytes::BytesMut;
 
 use crate::error::Result;
+use crate::flags::{Capabilities, StatusFlags};
+use crate::response::{OkPacket, EOF_HEADER, OK_HEADER};
 use crate::wire::Reader;
 
 /// One decoded session-state change.
@@ -81,6 +87,76 @@ pub fn parse(data: &[u8]) -> Result<Vec<SessionChange<'_>>> {
     Ok(out)
 }
 
+/// The entries of `data` other than `SESSION_TRACK_STATE_CHANGE`, as they were.
+pub fn without_state_change(data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut r = Reader::new(data);
+    while !r.is_empty() {
+        let start = data.len() - r.remaining();
+        let kind = r.u8("session track type")?;
+        r.lenenc_str("session track data")?;
+        if kind != SESSION_TRACK_STATE_CHANGE {
+            out.extend_from_slice(&data[start..data.len() - r.remaining()]);
+        }
+    }
+    Ok(out)
+}
+
+/// What a client sees of the session-state data of its replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackingView {
+    /// Everything the server sent (the client set `session_track_state_change`
+    /// itself, on a connection it keeps).
+    AsSent,
+    /// The client asked for `CLIENT_SESSION_TRACK`: all but the
+    /// state-change entries Funnel's own tracker added.
+    WithoutStateChange,
+    /// The client did not ask for `CLIENT_SESSION_TRACK`: no session-state
+    /// data and no `SERVER_SESSION_STATE_CHANGED` flag.
+    Nothing,
+}
+
+/// A terminator (OK or EOF payload) from a backend connection with
+/// `caps`, whose status has `SERVER_SESSION_STATE_CHANGED`, rewritten to
+/// show only what `view` lets the client see; `None` when it may pass as
+/// it is. The OK's info text and every other field stay byte for byte.
+pub fn hide_added_tracking(
+    payload: &[u8],
+    caps: Capabilities,
+    view: TrackingView,
+) -> Result<Option<Vec<u8>>> {
+    let header = payload.first().copied();
+    let is_ok = header == Some(OK_HEADER)
+        || (header == Some(EOF_HEADER) && caps.contains(Capabilities::CLIENT_DEPRECATE_EOF));
+    if view == TrackingView::AsSent || !(is_ok || header == Some(EOF_HEADER)) {
+        return Ok(None);
+    }
+    if !is_ok {
+        // An EOF has room for the flag alone.
+        if payload.len() < 5 {
+            return Ok(None);
+        }
+        let mut out = payload.to_vec();
+        out[4] &= !((StatusFlags::SERVER_SESSION_STATE_CHANGED.0 >> 8) as u8);
+        return Ok(Some(out));
+    }
+    let mut ok = OkPacket::parse(payload, caps)?;
+    ok.session_state = match (view, ok.session_state.take()) {
+        (TrackingView::WithoutStateChange, Some(data)) => {
+            Some(without_state_change(&data)?).filter(|d| !d.is_empty())
+        }
+        _ => None,
+    };
+    let client_caps = if view == TrackingView::Nothing {
+        Capabilities(caps.0 & !Capabilities::CLIENT_SESSION_TRACK.0)
+    } else {
+        caps
+    };
+    let mut out = BytesMut::with_capacity(payload.len());
+    ok.write_with_header(&mut out, client_caps, payload[0]);
+    Ok(Some(out.to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +210,103 @@ mod tests {
             ]
         );
         assert!(parse(&[0x00, 0x05, 0x09]).is_err());
+    }
+
+    const TRACKING: Capabilities =
+        Capabilities(Capabilities::CLIENT_PROTOCOL_41.0 | Capabilities::CLIENT_SESSION_TRACK.0);
+
+    /// MariaDB 10.11's OK after `SET autocommit = 0` on a connection with
+    /// `CLIENT_SESSION_TRACK` and `session_track_state_change` on.
+    const SET_AUTOCOMMIT_OK: &[u8] = &[
+        0, 0, 0, 0, 64, 0, 0, 0, 20, 0, 15, 10, b'a', b'u', b't', b'o', b'c', b'o', b'm', b'm', b'i', b't',
+        3, b'O', b'F', b'F', 2, 1, b'1',
+    ];
+
+    #[test]
+    fn protocol_session_track_hides_the_added_state_change_entry() {
+        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TrackingView::WithoutStateChange)
+            .unwrap()
+            .unwrap();
+        // The variable stays, the flag stays (there is still data), the
+        // entry and its bytes go.
+        let mut want = SET_AUTOCOMMIT_OK[..SET_AUTOCOMMIT_OK.len() - 3].to_vec();
+        want[8] = 17;
+        assert_eq!(out, want);
+        assert_eq!(
+            hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TrackingView::AsSent).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn protocol_session_track_state_change_alone_leaves_a_plain_ok() {
+        // `SET @x = 1`: the state-change entry is all there is.
+        let only = [0, 0, 0, 2, 64, 0, 0, 0, 3, 2, 1, b'1'];
+        let plain = [0, 0, 0, 2, 0, 0, 0];
+        for view in [TrackingView::WithoutStateChange, TrackingView::Nothing] {
+            assert_eq!(
+                hide_added_tracking(&only, TRACKING, view).unwrap().unwrap(),
+                plain
+            );
+        }
+        // An info text stays, length-encoded as the server writes it.
+        let mut prepared = vec![0, 0, 0, 2, 64, 0, 0, 18];
+        prepared.extend_from_slice(b"Statement prepared");
+        let mut want = prepared.clone();
+        want[4] = 0;
+        prepared.extend_from_slice(&[3, 2, 1, b'1']);
+        for view in [TrackingView::WithoutStateChange, TrackingView::Nothing] {
+            assert_eq!(
+                hide_added_tracking(&prepared, TRACKING, view).unwrap().unwrap(),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_session_track_untracking_client_sees_no_session_data() {
+        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TrackingView::Nothing)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn protocol_session_track_eof_and_ok_as_eof_lose_the_flag() {
+        // The EOF after a `SELECT f()` whose function set a variable.
+        let eof = [0xfe, 0, 0, 2, 64];
+        for view in [TrackingView::WithoutStateChange, TrackingView::Nothing] {
+            assert_eq!(
+                hide_added_tracking(&eof, TRACKING, view).unwrap().unwrap(),
+                [0xfe, 0, 0, 2, 0]
+            );
+        }
+        // With CLIENT_DEPRECATE_EOF the same header starts an OK.
+        let caps = Capabilities(TRACKING.0 | Capabilities::CLIENT_DEPRECATE_EOF.0);
+        let ok_as_eof = [0xfe, 0, 0, 2, 64, 0, 0, 0, 3, 2, 1, b'1'];
+        assert_eq!(
+            hide_added_tracking(&ok_as_eof, caps, TrackingView::WithoutStateChange)
+                .unwrap()
+                .unwrap(),
+            [0xfe, 0, 0, 2, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn protocol_session_track_keeps_other_entries_in_order() {
+        let mut data = vec![0x01, 0x06, 0x05];
+        data.extend_from_slice(b"capdb");
+        data.extend_from_slice(&[0x02, 0x01, b'1']);
+        data.extend_from_slice(&[0x05, 0x09, 0x08]);
+        data.extend_from_slice(b"T_______");
+        let kept = without_state_change(&data).unwrap();
+        assert_eq!(
+            parse(&kept).unwrap(),
+            vec![
+                SessionChange::Schema(b"capdb"),
+                SessionChange::TransactionState(b"T_______")
+            ]
+        );
+        assert!(without_state_change(&[0x02, 0x05, b'1']).is_err());
     }
 }

@@ -104,6 +104,9 @@ pub struct ResponseSummary {
     pub prepared: Option<PrepareOk>,
     /// Set when the server asked for a LOCAL INFILE during this response.
     pub local_infile: bool,
+    /// Some status of the response had `SERVER_SESSION_STATE_CHANGED`
+    /// (not only the last: each result of a multi-statement query has its own).
+    pub state_changed: bool,
 }
 
 /// What one packet meant.
@@ -154,6 +157,8 @@ pub struct ResponseTracker {
     /// The previous physical packet was a full 16 MiB chunk, so this one
     /// continues it and has no header byte of its own.
     continuation: bool,
+    /// The packet fed last carried status flags with `SERVER_SESSION_STATE_CHANGED`.
+    flagged: bool,
     summary: ResponseSummary,
 }
 
@@ -167,6 +172,7 @@ impl ResponseTracker {
             caps,
             state: State::First,
             continuation: false,
+            flagged: false,
             summary: ResponseSummary {
                 status,
                 ..Default::default()
@@ -184,6 +190,12 @@ impl ResponseTracker {
         &self.summary
     }
 
+    /// True when the packet fed last had status flags saying the session
+    /// state changed (an OK, or an EOF), so a proxy may have to rewrite it.
+    pub fn fed_state_change(&self) -> bool {
+        self.flagged
+    }
+
     /// Takes the summary out (call after [`Event::Done`]).
     pub fn into_summary(self) -> ResponseSummary {
         self.summary
@@ -197,6 +209,7 @@ impl ResponseTracker {
         if self.state == State::Done {
             return Err(ProtocolError::Unexpected("packet after the end of a response"));
         }
+        self.flagged = false;
         let continues = payload_len_on_wire == MAX_CHUNK;
         if std::mem::replace(&mut self.continuation, continues) {
             // The middle or end of a row over 16 MiB: nothing changes.
@@ -329,6 +342,7 @@ impl ResponseTracker {
         }
         let (status, warnings) = parse_terminator(payload, self.caps)?;
         self.summary.warnings = warnings;
+        self.note_status(status);
         Ok(status)
     }
 
@@ -433,7 +447,15 @@ impl ResponseTracker {
         if let Some(state) = ok.session_state {
             self.summary.session_state.push(state);
         }
+        self.note_status(ok.status);
         Ok(ok.status)
+    }
+
+    fn note_status(&mut self, status: StatusFlags) {
+        if status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
+            self.flagged = true;
+            self.summary.state_changed = true;
+        }
     }
 
     /// Ends one result (or OK); the response goes on when more results exist.
@@ -454,6 +476,7 @@ impl ResponseTracker {
         }
         let (status, _) = parse_terminator(payload, self.caps)?;
         self.summary.status = status;
+        self.note_status(status);
         Ok(status)
     }
 

@@ -358,3 +358,36 @@ fn protocol_tracker_oversized_non_row_packets_are_refused() {
     let mut t = ResponseTracker::new(Expect::FieldList, CAPS, StatusFlags(2));
     assert!(t.feed(&column_def(), MAX_CHUNK).is_err());
 }
+
+/// `SELECT 1; SELECT f(); SELECT 2` where `f()` sets a user variable: only
+/// the middle result's EOF says so, and the summary must remember it.
+#[test]
+fn protocol_tracker_remembers_a_state_change_in_any_result() {
+    const MORE: u16 = 0x0008 | 0x0002;
+    const CHANGED: u16 = 0x4000;
+    let one_result = |status: u16| vec![vec![0x01], column_def(), eof(2), vec![0x01, b'1'], eof(status)];
+    let mut t = ResponseTracker::new(Expect::Results, CAPS, StatusFlags(2));
+    let mut flagged = Vec::new();
+    for (i, status) in [MORE, MORE | CHANGED, 2].into_iter().enumerate() {
+        for p in one_result(status) {
+            t.feed(&p, p.len()).unwrap();
+            if t.fed_state_change() {
+                flagged.push(i);
+            }
+        }
+    }
+    assert!(t.is_done());
+    assert_eq!(flagged, [1], "only the flagged terminator is reported as such");
+    let summary = t.into_summary();
+    assert!(summary.state_changed);
+    assert!(!summary.status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED));
+
+    // An OK with the flag (a trigger's `SET @v`), and a plain one.
+    let mut t = ResponseTracker::new(Expect::Results, CAPS, StatusFlags(2));
+    let flagged_ok = vec![0, 1, 0, 2, 0x40, 0, 0, 0, 3, 2, 1, b'1'];
+    assert_eq!(run(&mut t, &[flagged_ok]), [Event::Done]);
+    assert!(t.fed_state_change() && t.summary().state_changed);
+    let mut t = ResponseTracker::new(Expect::Results, CAPS, StatusFlags(2));
+    run(&mut t, &[ok(2)]);
+    assert!(!t.fed_state_change() && !t.summary().state_changed);
+}
