@@ -204,6 +204,14 @@ impl BackendSet {
         }
     }
 
+    /// Closes a connection that failed (see [`Pool::discard_lost`]).
+    pub fn discard_lost(&self, conn: BackendConn) {
+        match self.by_id(conn.pool_id) {
+            Some(p) => p.discard_lost(conn),
+            None => drop(conn),
+        }
+    }
+
     /// Brings the set in line with `cfg`; `resolved` holds each backend's
     /// resolved address, by name. `stopping` ends every pool's upkeep.
     ///

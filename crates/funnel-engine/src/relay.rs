@@ -9,7 +9,8 @@
 use std::io;
 use std::time::Duration;
 
-use funnel_protocol::framing::{PacketHeader, HEADER_LEN};
+use funnel_protocol::framing::{write_packet, PacketHeader, HEADER_LEN};
+use funnel_protocol::session_track::{hide_added_tracking, TrackingView};
 use funnel_protocol::tracker::{Event, Expect, ResponseSummary, ResponseTracker};
 
 use crate::iobuf::IoBuf;
@@ -79,6 +80,8 @@ pub struct ClientSide<'a> {
     /// How long a LOCAL INFILE read may wait for the client
     /// (`client.net_read_timeout`).
     pub read_timeout: Option<Duration>,
+    /// What the client sees of the session-state data in replies.
+    pub tracking: TrackingView,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -96,6 +99,7 @@ pub async fn relay_response(
         sent,
         write_timeout,
         read_timeout,
+        tracking,
     } = client;
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
     let mut client_alive = true;
@@ -112,8 +116,11 @@ pub async fn relay_response(
         // Walk the buffered packets; stop at the first incomplete one.
         let mut forward = 0usize;
         let mut event = Event::More;
+        // A terminator that carried tracking data the client did not ask
+        // for: where it starts in the buffer, and what goes out instead.
+        let mut replaced: Option<(usize, Vec<u8>)> = None;
         let bytes = conn.buf.bytes();
-        while event == Event::More && forward < bytes.len() {
+        while event == Event::More && forward < bytes.len() && replaced.is_none() {
             if pass_through > 0 {
                 let n = pass_through.min(bytes.len() - forward);
                 forward += n;
@@ -126,7 +133,15 @@ pub async fn relay_response(
             let avail = bytes.len() - forward - HEADER_LEN;
             let payload_start = forward + HEADER_LEN;
             let fed = if avail >= h.len {
-                let r = tracker.feed(&bytes[payload_start..payload_start + h.len], h.len);
+                let payload = &bytes[payload_start..payload_start + h.len];
+                let r = tracker.feed(payload, h.len);
+                if tracker.fed_state_change() && !tracking.as_sent() {
+                    if let Ok(Some(shown)) = hide_added_tracking(payload, conn.caps, tracking) {
+                        let mut packet = bytes::BytesMut::with_capacity(HEADER_LEN + shown.len());
+                        write_packet(&mut packet, h.seq, &shown);
+                        replaced = Some((forward, packet.to_vec()));
+                    }
+                }
                 forward += h.total_len();
                 r
             } else if h.len > STREAM_PACKET_OVER && avail >= 16 {
@@ -154,7 +169,16 @@ pub async fn relay_response(
             }
         }
         if forward > 0 && client_alive {
-            let write = client_stream.write_all(&conn.buf.bytes()[..forward]);
+            let bytes = conn.buf.bytes();
+            let write = async {
+                match &replaced {
+                    None => client_stream.write_all(&bytes[..forward]).await,
+                    Some((at, packet)) => {
+                        client_stream.write_all(&bytes[..*at]).await?;
+                        client_stream.write_all(packet).await
+                    }
+                }
+            };
             if let Err(e) = within(write_timeout, write, "client.net_write_timeout reached").await {
                 tracing::debug!(error = %e, "client gone mid-response; draining backend");
                 client_alive = false;
@@ -220,6 +244,11 @@ pub async fn relay_response(
                 continue;
             }
             Event::More => {}
+        }
+        if replaced.is_some() {
+            // The walk stopped at the rewritten packet: what follows it may
+            // already be in the buffer.
+            continue;
         }
         if let Some(h) = conn.buf.peek_header() {
             if h.len <= STREAM_PACKET_OVER {

@@ -104,22 +104,31 @@ pub fn without_state_change(data: &[u8]) -> Result<Vec<u8>> {
 
 /// What a client sees of the session-state data of its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackingView {
-    /// Everything the server sent (the client set `session_track_state_change`
-    /// itself, on a connection it keeps).
-    AsSent,
-    /// The client asked for `CLIENT_SESSION_TRACK`: all but the
-    /// state-change entries Funnel's own tracker added.
-    WithoutStateChange,
-    /// The client did not ask for `CLIENT_SESSION_TRACK`: no session-state
-    /// data and no `SERVER_SESSION_STATE_CHANGED` flag.
-    Nothing,
+pub struct TrackingView {
+    /// The client asked for `CLIENT_SESSION_TRACK`: its OK packets carry
+    /// session-state data.
+    pub client_tracks: bool,
+    /// The client set `session_track_state_change` itself (on a connection
+    /// it keeps): the state-change reports are its own.
+    pub own_state_change: bool,
+}
+
+impl TrackingView {
+    /// True when replies reach the client as the server sent them.
+    pub fn as_sent(self) -> bool {
+        self.client_tracks && self.own_state_change
+    }
 }
 
 /// A terminator (OK or EOF payload) from a backend connection with
 /// `caps`, whose status has `SERVER_SESSION_STATE_CHANGED`, rewritten to
-/// show only what `view` lets the client see; `None` when it may pass as
-/// it is. The OK's info text and every other field stay byte for byte.
+/// show only what `view` lets the client see, as the server would have
+/// sent it to that client; `None` when it may pass as it is. The OK's info
+/// text and every other field stay byte for byte.
+///
+/// An EOF has room for the flag alone: it loses it unless the client set
+/// `session_track_state_change` itself. (A function that changed a
+/// variable the client tracks would have set it too; that is not told apart.)
 pub fn hide_added_tracking(
     payload: &[u8],
     caps: Capabilities,
@@ -128,12 +137,11 @@ pub fn hide_added_tracking(
     let header = payload.first().copied();
     let is_ok = header == Some(OK_HEADER)
         || (header == Some(EOF_HEADER) && caps.contains(Capabilities::CLIENT_DEPRECATE_EOF));
-    if view == TrackingView::AsSent || !(is_ok || header == Some(EOF_HEADER)) {
+    if view.as_sent() || !(is_ok || header == Some(EOF_HEADER)) {
         return Ok(None);
     }
     if !is_ok {
-        // An EOF has room for the flag alone.
-        if payload.len() < 5 {
+        if view.own_state_change || payload.len() < 5 {
             return Ok(None);
         }
         let mut out = payload.to_vec();
@@ -141,16 +149,14 @@ pub fn hide_added_tracking(
         return Ok(Some(out));
     }
     let mut ok = OkPacket::parse(payload, caps)?;
-    ok.session_state = match (view, ok.session_state.take()) {
-        (TrackingView::WithoutStateChange, Some(data)) => {
-            Some(without_state_change(&data)?).filter(|d| !d.is_empty())
-        }
+    ok.session_state = match ok.session_state.take() {
+        Some(data) if view.client_tracks => Some(without_state_change(&data)?).filter(|d| !d.is_empty()),
         _ => None,
     };
-    let client_caps = if view == TrackingView::Nothing {
-        Capabilities(caps.0 & !Capabilities::CLIENT_SESSION_TRACK.0)
-    } else {
+    let client_caps = if view.client_tracks {
         caps
+    } else {
+        Capabilities(caps.0 & !Capabilities::CLIENT_SESSION_TRACK.0)
     };
     let mut out = BytesMut::with_capacity(payload.len());
     ok.write_with_header(&mut out, client_caps, payload[0]);
@@ -212,6 +218,22 @@ mod tests {
         assert!(parse(&[0x00, 0x05, 0x09]).is_err());
     }
 
+    /// A client with `CLIENT_SESSION_TRACK`, without its own state-change tracking.
+    const TRACKS: TrackingView = TrackingView {
+        client_tracks: true,
+        own_state_change: false,
+    };
+    /// A client without `CLIENT_SESSION_TRACK`.
+    const UNTRACKED: TrackingView = TrackingView {
+        client_tracks: false,
+        own_state_change: false,
+    };
+    /// A client that set `session_track_state_change` itself.
+    const OWNS: TrackingView = TrackingView {
+        client_tracks: true,
+        own_state_change: true,
+    };
+
     const TRACKING: Capabilities =
         Capabilities(Capabilities::CLIENT_PROTOCOL_41.0 | Capabilities::CLIENT_SESSION_TRACK.0);
 
@@ -224,7 +246,7 @@ mod tests {
 
     #[test]
     fn protocol_session_track_hides_the_added_state_change_entry() {
-        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TrackingView::WithoutStateChange)
+        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TRACKS)
             .unwrap()
             .unwrap();
         // The variable stays, the flag stays (there is still data), the
@@ -233,7 +255,7 @@ mod tests {
         want[8] = 17;
         assert_eq!(out, want);
         assert_eq!(
-            hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TrackingView::AsSent).unwrap(),
+            hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, OWNS).unwrap(),
             None
         );
     }
@@ -243,7 +265,7 @@ mod tests {
         // `SET @x = 1`: the state-change entry is all there is.
         let only = [0, 0, 0, 2, 64, 0, 0, 0, 3, 2, 1, b'1'];
         let plain = [0, 0, 0, 2, 0, 0, 0];
-        for view in [TrackingView::WithoutStateChange, TrackingView::Nothing] {
+        for view in [TRACKS, UNTRACKED] {
             assert_eq!(
                 hide_added_tracking(&only, TRACKING, view).unwrap().unwrap(),
                 plain
@@ -255,7 +277,7 @@ mod tests {
         let mut want = prepared.clone();
         want[4] = 0;
         prepared.extend_from_slice(&[3, 2, 1, b'1']);
-        for view in [TrackingView::WithoutStateChange, TrackingView::Nothing] {
+        for view in [TRACKS, UNTRACKED] {
             assert_eq!(
                 hide_added_tracking(&prepared, TRACKING, view).unwrap().unwrap(),
                 want
@@ -265,17 +287,31 @@ mod tests {
 
     #[test]
     fn protocol_session_track_untracking_client_sees_no_session_data() {
-        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, TrackingView::Nothing)
+        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, UNTRACKED)
             .unwrap()
             .unwrap();
         assert_eq!(out, [0, 0, 0, 0, 0, 0, 0]);
+        // As the server does for such a client with its own tracking on:
+        // the OK loses the data, an EOF keeps the flag.
+        let owns_untracked = TrackingView {
+            client_tracks: false,
+            own_state_change: true,
+        };
+        let out = hide_added_tracking(SET_AUTOCOMMIT_OK, TRACKING, owns_untracked)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            hide_added_tracking(&[0xfe, 0, 0, 2, 64], TRACKING, owns_untracked).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn protocol_session_track_eof_and_ok_as_eof_lose_the_flag() {
         // The EOF after a `SELECT f()` whose function set a variable.
         let eof = [0xfe, 0, 0, 2, 64];
-        for view in [TrackingView::WithoutStateChange, TrackingView::Nothing] {
+        for view in [TRACKS, UNTRACKED] {
             assert_eq!(
                 hide_added_tracking(&eof, TRACKING, view).unwrap().unwrap(),
                 [0xfe, 0, 0, 2, 0]
@@ -285,9 +321,7 @@ mod tests {
         let caps = Capabilities(TRACKING.0 | Capabilities::CLIENT_DEPRECATE_EOF.0);
         let ok_as_eof = [0xfe, 0, 0, 2, 64, 0, 0, 0, 3, 2, 1, b'1'];
         assert_eq!(
-            hide_added_tracking(&ok_as_eof, caps, TrackingView::WithoutStateChange)
-                .unwrap()
-                .unwrap(),
+            hide_added_tracking(&ok_as_eof, caps, TRACKS).unwrap().unwrap(),
             [0xfe, 0, 0, 2, 0, 0, 0]
         );
     }

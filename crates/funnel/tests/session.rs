@@ -1114,6 +1114,32 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Funnel cannot see these in the statement's text; the server's
+        // state-change report pins the client instead of leaving the
+        // state on a connection the next client takes.
+        name: "state set by a trigger or a stored function stays with its client",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE log (id INT)",
+            "CREATE TRIGGER trg BEFORE INSERT ON log FOR EACH ROW SET @trig = NEW.id",
+            "CREATE FUNCTION f_mode() RETURNS INT DETERMINISTIC \
+             BEGIN SET SESSION sql_mode = 'ANSI_QUOTES'; RETURN 1; END",
+        ],
+        steps: &[
+            (1, "INSERT INTO log VALUES (5)"),
+            (2, "SELECT @trig"),
+            (1, "SELECT @trig"),
+            (2, "SELECT f_mode()"),
+            (2, "SELECT @@sql_mode"),
+            (2, "SELECT \"id\" FROM log"),
+            (1, "SELECT @@sql_mode = @@GLOBAL.sql_mode"),
+            (0, "SELECT @trig, @@sql_mode = @@GLOBAL.sql_mode"),
+            (1, "INSERT INTO log VALUES (6)"),
+            (1, "SELECT @trig"),
+            (2, "SELECT @trig"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: SHOW WARNINGS is not a SELECT.
         name: "found rows after SHOW WARNINGS",
         pool: 1,

@@ -1,13 +1,17 @@
 //! User variables through Funnel: tracked and replayed, so clients that set
 //! and read them keep sharing a small pool, while the forms Funnel cannot
-//! track still pin. (Value and type fidelity against a direct connection is
-//! in session.rs.)
+//! track still pin, and so do those it cannot see at all (a trigger or a
+//! stored function), by the server's own state-change report. (Value and
+//! type fidelity against a direct connection is in session.rs.)
 
 use std::thread;
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_protocol::tracker::Expect;
+use funnel_protocol::Capabilities;
 use funnel_testkit::client_opts as opts;
+use funnel_testkit::mini_client::MiniClient;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::Conn;
@@ -15,6 +19,8 @@ use mysql::Conn;
 struct Env {
     proxy: Proxy,
     listeners: funnel_admin::Listeners,
+    /// The clients' default schema.
+    schema: String,
 }
 
 fn env(prefix: &str, pool: usize) -> Env {
@@ -34,7 +40,22 @@ fn env(prefix: &str, pool: usize) -> Env {
     let cfg = Config::from_yaml_str(&yaml).unwrap();
     let proxy = funnel_testkit::funnel::start(cfg.clone());
     let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
-    Env { proxy, listeners }
+    Env {
+        proxy,
+        listeners,
+        schema,
+    }
+}
+
+/// A table whose trigger sets `@trig`, and a function that sets `@fx`, in `schema`.
+fn create_hidden_writers(db: &MariaDb, schema: &str) {
+    for sql in [
+        "CREATE TABLE log (id INT)",
+        "CREATE TRIGGER trg BEFORE INSERT ON log FOR EACH ROW SET @trig = NEW.id",
+        "CREATE FUNCTION f_uv() RETURNS INT DETERMINISTIC BEGIN SET @fx = 7; RETURN 1; END",
+    ] {
+        db.exec(&format!("USE `{schema}`; {sql}"));
+    }
 }
 
 impl Env {
@@ -235,4 +256,121 @@ fn user_vars_write_after_a_sjis_character_ending_in_a_backslash_pins() {
         vec!["user_variable".to_string()]
     );
     assert_eq!(b.query_first::<Option<i64>, _>("SELECT @v").unwrap(), Some(None));
+}
+
+/// A user variable set by a trigger or a stored function shows up only in
+/// the server's state-change report: the client is pinned for it
+/// (`untracked_state`) until a reset, which also turns Funnel's reports on
+/// again on that connection. The reports Funnel expects (tracked `SET`s, `SET
+/// STATEMENT`, `USE`) pin nothing.
+#[test]
+fn user_vars_set_by_a_trigger_or_function_pin_until_a_reset() {
+    // One connection: whatever runs, runs there.
+    let e = env("uv_hidden", 1);
+    create_hidden_writers(MariaDb::shared(), &e.schema);
+    let mut a = e.client();
+    for sql in [
+        "SET @x = 1".to_string(),
+        "SET time_zone = '+01:00'".into(),
+        "SET STATEMENT max_statement_time = 10 FOR SELECT 1".into(),
+        "SET autocommit = 0".into(),
+        "SET autocommit = 1".into(),
+        format!("USE `{}`", e.schema),
+        "SELECT @x".into(),
+    ] {
+        a.query_drop(&sql).unwrap();
+        assert_eq!(e.pins(), [None], "{sql}");
+    }
+    a.query_drop("INSERT INTO log VALUES (5)").unwrap();
+    assert_eq!(e.pins(), [Some("untracked_state".to_string())]);
+    assert_eq!(a.query_first::<i64, _>("SELECT @trig").unwrap(), Some(5));
+    a.reset().unwrap();
+    assert_eq!(e.pins(), [None]);
+    assert_eq!(
+        a.query_first::<Option<i64>, _>("SELECT @trig").unwrap(),
+        Some(None)
+    );
+    // The same connection, reset: its reports are on again. A prepared
+    // statement's reply carries them too.
+    a.exec_drop("SELECT f_uv()", ()).unwrap();
+    assert_eq!(e.pins(), [Some("untracked_state".to_string())]);
+    assert_eq!(a.query_first::<i64, _>("SELECT @fx").unwrap(), Some(7));
+    assert_eq!(e.pinned_since_start("untracked_state"), 2);
+}
+
+/// Every backend connection asks for session tracking and turns on the
+/// state-change report; a client sees its replies as it would from the
+/// server: without tracking data when it did not ask for
+/// `CLIENT_SESSION_TRACK`, without the state-change entries when it did,
+/// and with them once it turned the report on itself.
+#[test]
+fn user_vars_session_track_replies_match_direct_byte_for_byte() {
+    let db = MariaDb::shared();
+    let e = env("uv_track", 2);
+    // Column definitions name the schema: same-length names are masked alike.
+    let direct_schema = loop {
+        let name = db.fresh_database("uv_track");
+        if name.len() == e.schema.len() {
+            break name;
+        }
+    };
+    create_hidden_writers(db, &e.schema);
+    create_hidden_writers(db, &direct_schema);
+    let script = [
+        "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+        "INSERT INTO t (v) VALUES (1), (2)",
+        "UPDATE t SET v = v + 1",
+        "SET @x = 1",
+        "SET time_zone = '+01:00'",
+        "SET STATEMENT max_statement_time = 10 FOR SELECT v FROM t ORDER BY id",
+        "SET autocommit = 0",
+        "SELECT v FROM t ORDER BY id",
+        "COMMIT",
+        "SET autocommit = 1",
+        "SELECT f_uv()",
+        "SELECT 1; SELECT f_uv(); SELECT 2",
+        "INSERT INTO log VALUES (7)",
+        "SELECT @trig, @fx",
+        "SET session_track_state_change = ON",
+        "SET @y = 2",
+        "SELECT f_uv()",
+        "SET time_zone = '+02:00'",
+    ];
+    // Every packet of each reply, the schema's name masked.
+    let run = |c: &mut MiniClient, schema: &str| -> Vec<Vec<Vec<u8>>> {
+        script
+            .iter()
+            .map(|sql| {
+                let mut p = vec![0x03];
+                p.extend_from_slice(sql.as_bytes());
+                let reply = c.roundtrip(&p, Expect::Results).unwrap();
+                reply
+                    .into_iter()
+                    .map(|packet| {
+                        let mut packet = packet;
+                        if let Some(at) = packet.windows(schema.len()).position(|w| w == schema.as_bytes()) {
+                            packet[at..at + schema.len()].fill(b'x');
+                        }
+                        packet
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let multi = Capabilities::CLIENT_MULTI_STATEMENTS | Capabilities::CLIENT_MULTI_RESULTS;
+    for extra in [multi, multi | Capabilities::CLIENT_SESSION_TRACK] {
+        for schema in [&e.schema, &direct_schema] {
+            db.exec(&format!("DROP TABLE IF EXISTS `{schema}`.t"));
+        }
+        let mut direct =
+            MiniClient::connect_with(db.addr(), "root", "", Some(&direct_schema), extra).unwrap();
+        let mut through =
+            MiniClient::connect_with(e.proxy.local_addr(), "app", "apppw", Some(&e.schema), extra).unwrap();
+        let (want, got) = (run(&mut direct, &direct_schema), run(&mut through, &e.schema));
+        for ((sql, w), g) in script.iter().zip(&want).zip(&got) {
+            assert_eq!(w, g, "`{sql}` with {extra:?}");
+        }
+        // The server did report state changes to Funnel: `SELECT f_uv()` pinned.
+        assert!(e.pinned_since_start("untracked_state") > 0);
+    }
 }

@@ -233,6 +233,13 @@ pub struct BackendConn {
     /// One of Funnel's commands here ran out of time: the server may still
     /// answer it, so nothing here can be trusted any more.
     pub unanswered: bool,
+    /// The server reports session-state changes here
+    /// (`session_track_state_change` is on, see [`Self::enable_state_tracking`]).
+    pub tracks_state: bool,
+    /// A client's command changed session state here that Funnel could
+    /// not see in its text (the server reported it): the connection never
+    /// serves another client.
+    pub untracked_state: bool,
     /// The command that ran out of time may still be running on the
     /// server, waiting for a lock (a prepare, under `pool.query_timeout`):
     /// it is killed there when the connection is discarded. Funnel's other
@@ -411,6 +418,8 @@ impl BackendConn {
                         own_deadline: Rc::new(Cell::new(Deadline::connect(limit))),
                         unanswered: false,
                         kill_on_discard: false,
+                        tracks_state: false,
+                        untracked_state: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -446,6 +455,23 @@ impl BackendConn {
                 _ => return Err(BackendError::Auth("unexpected packet during login".into())),
             }
         }
+    }
+
+    /// Turns on the server's `session_track_state_change`, so that a
+    /// statement that changes session state reports it in its status flags
+    /// even where its text does not show it (a stored function or trigger
+    /// setting a variable). A server without the variable (or without
+    /// `CLIENT_SESSION_TRACK`) works on without the reports.
+    pub async fn enable_state_tracking(&mut self) -> Result<(), BackendError> {
+        self.tracks_state = false;
+        if !self.caps.contains(Capabilities::CLIENT_SESSION_TRACK) {
+            return Ok(());
+        }
+        let mut p = BytesMut::new();
+        funnel_protocol::command::write_query(&mut p, b"SET session_track_state_change = ON");
+        let summary = self.run(&p, Expect::Status).await?;
+        self.tracks_state = summary.error.is_none();
+        Ok(())
     }
 
     /// Sends one small command and reads its whole response, discarding

@@ -1,11 +1,13 @@
 //! What a backend connection must have in common with the client it serves.
 //!
 //! Some capability flags change what the server sends (affected-row counts
-//! with `CLIENT_FOUND_ROWS`, OK packets with `CLIENT_SESSION_TRACK`, EOF vs OK
-//! with `CLIENT_DEPRECATE_EOF`, ...) and cannot be changed after the
-//! handshake, and neither can the handshake's character set without a
-//! round trip. So the pool keeps connections by these values and hands a
-//! client only a connection opened with the same ones.
+//! with `CLIENT_FOUND_ROWS`, EOF vs OK with `CLIENT_DEPRECATE_EOF`, ...) and
+//! cannot be changed after the handshake, and neither can the handshake's
+//! character set without a round trip. So the pool keeps connections by
+//! these values and hands a client only a connection opened with the same
+//! ones. `CLIENT_SESSION_TRACK` is not among them: every backend connection
+//! has it (Funnel reads the server's state-change reports), and the relay
+//! takes out of each reply what the client did not ask for.
 
 use funnel_protocol::charset::UTF8MB4_GENERAL_CI;
 use funnel_protocol::Capabilities;
@@ -18,13 +20,13 @@ pub const RESULT_SHAPING_CAPS: Capabilities = Capabilities(
         | Capabilities::CLIENT_MULTI_STATEMENTS.0
         | Capabilities::CLIENT_MULTI_RESULTS.0
         | Capabilities::CLIENT_PS_MULTI_RESULTS.0
-        | Capabilities::CLIENT_SESSION_TRACK.0
         | Capabilities::CLIENT_DEPRECATE_EOF.0,
 );
 
 /// Flags every backend connection uses, whatever its client. `CLIENT_MYSQL`
 /// (long password) tells MariaDB not to use its extended capabilities, so
-/// Funnel speaks one dialect to every server.
+/// Funnel speaks one dialect to every server. `CLIENT_SESSION_TRACK` lets the
+/// server report session-state changes Funnel cannot see in SQL text.
 pub const BASE_BACKEND_CAPS: Capabilities = Capabilities(
     Capabilities::CLIENT_MYSQL.0
         | Capabilities::CLIENT_LONG_FLAG.0
@@ -32,7 +34,8 @@ pub const BASE_BACKEND_CAPS: Capabilities = Capabilities(
         | Capabilities::CLIENT_TRANSACTIONS.0
         | Capabilities::CLIENT_SECURE_CONNECTION.0
         | Capabilities::CLIENT_PLUGIN_AUTH.0
-        | Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.0,
+        | Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.0
+        | Capabilities::CLIENT_SESSION_TRACK.0,
 );
 
 /// The pool partition a client needs.
@@ -52,8 +55,7 @@ impl PoolKey {
             Capabilities::CLIENT_LOCAL_FILES.0
                 | Capabilities::CLIENT_MULTI_STATEMENTS.0
                 | Capabilities::CLIENT_MULTI_RESULTS.0
-                | Capabilities::CLIENT_PS_MULTI_RESULTS.0
-                | Capabilities::CLIENT_SESSION_TRACK.0,
+                | Capabilities::CLIENT_PS_MULTI_RESULTS.0,
         ),
         charset: UTF8MB4_GENERAL_CI as u8,
     };
@@ -87,5 +89,11 @@ mod tests {
         assert_ne!(a, PoolKey::for_client(Capabilities::EMPTY, 45));
         assert!(a.backend_caps().contains(Capabilities::CLIENT_PROTOCOL_41));
         assert!(a.backend_caps().contains(Capabilities::CLIENT_FOUND_ROWS));
+        // Clients that ask for session tracking and those that do not share connections.
+        assert_eq!(
+            PoolKey::for_client(Capabilities::CLIENT_SESSION_TRACK, 45),
+            PoolKey::for_client(Capabilities::EMPTY, 45)
+        );
+        assert!(b.backend_caps().contains(Capabilities::CLIENT_SESSION_TRACK));
     }
 }

@@ -147,6 +147,10 @@ pub struct Pool {
     wrr_current: Cell<i64>,
     /// After failed opens, no new opening before this instant.
     open_not_before: Cell<Option<Instant>>,
+    /// When a connection of this pool was last lost or an open failed: the
+    /// server may have closed the idle ones too (a restart), so those idle
+    /// since then are checked before reuse, however briefly idle.
+    suspect_since: Cell<Option<Instant>>,
     open_backoff: Cell<Duration>,
     /// Why the last open failed, for commands that waited it out in vain.
     last_open_error: RefCell<Option<String>>,
@@ -210,6 +214,7 @@ impl Pool {
             last_check: Cell::new(None),
             wrr_current: Cell::new(0),
             open_not_before: Cell::new(None),
+            suspect_since: Cell::new(None),
             open_backoff: Cell::new(Duration::ZERO),
             last_open_error: RefCell::new(None),
             refused: RefCell::new(Vec::new()),
@@ -521,7 +526,7 @@ impl Pool {
         let expired = !self.limits.get().max_lifetime.is_zero()
             && conn.opened_at.elapsed() >= self.limits.get().max_lifetime;
         let over_share = conn.stmts.len() > self.statement_cap.get();
-        if !conn.is_reusable() || expired || over_share {
+        if !conn.is_reusable() || conn.untracked_state || expired || over_share {
             self.discard(conn);
             return;
         }
@@ -551,6 +556,14 @@ impl Pool {
         if let Some(k) = self.backlog.first_key() {
             self.spawn_open_for_backlog(k);
         }
+    }
+
+    /// Closes a connection that failed (the server closed it, or stopped
+    /// answering): the idle ones may be gone too, so each is checked
+    /// before its next use (one non-blocking peek).
+    pub fn discard_lost(self: &Rc<Self>, conn: BackendConn) {
+        self.suspect_since.set(Some(Instant::now()));
+        self.discard(conn);
     }
 
     /// Opens `min_idle` connections in the background.
@@ -629,7 +642,9 @@ impl Pool {
                 let i = idle.iter().rposition(|c| c.key == key)?;
                 idle.remove(i)
             };
-            if conn.idle_since.elapsed() >= STALE_CHECK_AFTER && conn.server_spoke_while_idle() {
+            let check = conn.idle_since.elapsed() >= STALE_CHECK_AFTER
+                || self.suspect_since.get().is_some_and(|t| t >= conn.idle_since);
+            if check && conn.server_spoke_while_idle() {
                 // Closed by the server (wait_timeout, restart, KILL): replace it.
                 self.stats
                     .backend_discarded
@@ -682,7 +697,11 @@ impl Pool {
         self.opening.set(self.opening.get() + 1);
         let started = Instant::now();
         let result =
-            conn::BackendConn::open(&self.spec, id, key, slot, self.limits.get().connect_timeout).await;
+            match conn::BackendConn::open(&self.spec, id, key, slot, self.limits.get().connect_timeout).await
+            {
+                Ok((mut conn, version)) => conn.enable_state_tracking().await.map(|()| (conn, version)),
+                Err(e) => Err(e),
+            };
         self.opening.set(self.opening.get() - 1);
         match result {
             Ok((mut conn, version)) => {
@@ -705,6 +724,7 @@ impl Pool {
             Err(e) if e.key_specific() => Err(self.refuse_key(key, e)),
             Err(e) => {
                 self.stats.count_open_failure(&self.backend);
+                self.suspect_since.set(Some(Instant::now()));
                 // Back off exponentially (100 ms .. 5 s, with jitter) so a
                 // restarting backend does not meet every core at once.
                 let next = (self.open_backoff.get() * 2).clamp(OPEN_BACKOFF_MIN, OPEN_BACKOFF_MAX);

@@ -111,6 +111,11 @@ pub struct Forward {
     pub savepoint: bool,
     /// Surely opens no table (see [`super::pinning::SqlEffect::opens_no_table`]).
     pub opens_no_table: bool,
+    /// `SET STATEMENT ... FOR` (see [`super::pinning::SqlEffect::statement_vars`]).
+    pub statement_vars: bool,
+    /// On success, the client has set `session_track_state_change` itself
+    /// (which pins): it sees the server's state-change reports as sent.
+    pub tracks_state_itself: bool,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -148,6 +153,23 @@ impl Forward {
             && !self.resets
             && !self.savepoint
             && self.lock_names == LockNames::None
+    }
+
+    /// True when a session-state change the server reports for this
+    /// command is one Funnel knows of: state it tracks or reads back, a
+    /// pin, a reset, or the variables of a `SET STATEMENT`. Any other
+    /// (a stored function or trigger that set a variable) is untracked.
+    pub fn explains_state_change(&self) -> bool {
+        self.pin.is_some()
+            || self.pin_on_error.is_some()
+            || self.new_schema.is_some()
+            || self.drops_schema.is_some()
+            || self.set_vars.is_some()
+            || self.read_back.is_some()
+            || self.set_user_vars.is_some()
+            || self.read_back_user_vars.is_some()
+            || self.resets
+            || self.statement_vars
     }
 
     /// All the command may leave behind is state Funnel tracks, whether
@@ -188,9 +210,18 @@ impl Forward {
             lock_names: LockNames::None,
             savepoint: false,
             opens_no_table: false,
+            statement_vars: false,
+            tracks_state_itself: false,
             name,
         }
     }
+}
+
+/// True when `sql` names the variable behind Funnel's state-change reports
+/// (only looked for in statements that already pin for a variable).
+fn mentions_state_tracking(sql: &[u8]) -> bool {
+    let name = crate::session::pinning::STATE_TRACKING_VARIABLE.as_bytes();
+    sql.windows(name.len()).any(|w| w.eq_ignore_ascii_case(name))
 }
 
 /// Plans a command from its payload (the first physical packet's payload
@@ -241,6 +272,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.unpin = effect.unpin;
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;
+            f.statement_vars = effect.statement_vars;
+            f.tracks_state_itself =
+                effect.pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql);
             // A tracked SET opens no table, in several statements too
             // (`SET NAMES latin1; SET time_zone = ...`).
             f.opens_no_table =

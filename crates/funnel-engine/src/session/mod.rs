@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use funnel_protocol::framing::{write_small_packet, PacketHeader, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
+use funnel_protocol::session_track::TrackingView;
 use funnel_protocol::tracker::Expect;
 use funnel_protocol::{Capabilities, StatusFlags};
 
@@ -247,6 +248,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 open_cursors: Default::default(),
                 last: LastResults::default(),
                 calc_found_rows: false,
+                tracks_state_itself: false,
                 insert_id_on_server: false,
                 foreign_diagnostics: false,
                 linger: false,
@@ -331,6 +333,10 @@ struct Session {
     /// The last statement used SQL_CALC_FOUND_ROWS: FOUND_ROWS() must come
     /// from its (pinned) connection.
     calc_found_rows: bool,
+    /// The client set `session_track_state_change` itself (on the
+    /// connection it keeps since): its replies' state-change reports are
+    /// its own, not Funnel's.
+    tracks_state_itself: bool,
     /// Pinned for `PreviousStatementInfo`: the connection's
     /// `LAST_INSERT_ID()` is the client's. Not when the pin began on a
     /// connection that never saw the client's inserts (it has its own, or
@@ -1092,6 +1098,10 @@ impl Session {
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let in_transaction_before = conn.status.in_transaction();
         let stats = self.shard.stats.clone();
+        let mut tracking = self.tracking_view();
+        // The client's own `SET session_track_state_change = ON` is reported
+        // to it already.
+        tracking.own_state_change |= f.tracks_state_itself;
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
             stream: &mut self.stream,
@@ -1099,6 +1109,7 @@ impl Session {
             max_packet: self.shard.config().client.max_packet_size.as_u64() as usize,
             write_timeout: self.shard.config().client.net_write_timeout.non_zero(),
             read_timeout: self.shard.config().client.net_read_timeout.non_zero(),
+            tracking,
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
@@ -1166,6 +1177,13 @@ impl Session {
                         conn.stmts.clear();
                         conn.vars.clear();
                         conn.user_vars.clear();
+                        conn.untracked_state = false;
+                        // Its variables are the server's defaults again:
+                        // Funnel's state-change reports are off.
+                        if let Err(e) = conn.enable_state_tracking().await {
+                            self.lose_after_reply(conn, &e);
+                            return Ok(());
+                        }
                         // As MariaDB's reset, it keeps what FOUND_ROWS() answers.
                         let found_rows = self.last.found_rows;
                         self.forget_state();
@@ -1215,6 +1233,12 @@ impl Session {
                             return Ok(());
                         }
                     }
+                }
+                if summary.state_changed && !f.explains_state_change() {
+                    self.note_untracked_state(&mut conn);
+                }
+                if ok && f.tracks_state_itself {
+                    self.tracks_state_itself = true;
                 }
                 self.keep_or_release(conn, f, ok || expect == Expect::Results);
                 if ok && f.sets_insert_id && !self.pins.contains(PinReason::PreviousStatementInfo) {
@@ -1355,7 +1379,7 @@ impl Session {
                 let _ = shard.kill_backend_query(thread, || true).await;
             });
         }
-        self.shard.backends.discard(conn);
+        self.shard.backends.discard_lost(conn);
     }
 
     /// The connection failed after the client had its reply, taking state
@@ -1412,6 +1436,34 @@ impl Session {
         } else {
             self.pin_reason = None;
             self.shard.backends.release(conn);
+        }
+    }
+
+    /// What the client sees of the session-state data in its replies (see
+    /// [`TrackingView`]).
+    fn tracking_view(&self) -> TrackingView {
+        TrackingView {
+            client_tracks: self.caps.contains(Capabilities::CLIENT_SESSION_TRACK),
+            own_state_change: self.tracks_state_itself,
+        }
+    }
+
+    /// The server says the command changed session state that its text did
+    /// not show (a stored function or trigger that set a variable): that
+    /// state is the client's, on this connection alone. The connection
+    /// never serves another client, and the session keeps it, except on a
+    /// read-only server: there the session's writes could not follow it, so
+    /// the connection is closed once the session lets it go (and the state
+    /// is lost, as the session never asked for it in a way Funnel could see).
+    fn note_untracked_state(&mut self, conn: &mut BackendConn) {
+        conn.untracked_state = true;
+        let read_only = self
+            .shard
+            .backends
+            .by_id(conn.pool_id)
+            .is_some_and(|pool| pool.is_read_only());
+        if !read_only {
+            self.pin(PinReason::UntrackedState);
         }
     }
 

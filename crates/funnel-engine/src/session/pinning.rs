@@ -55,6 +55,9 @@ pub enum PinReason {
     /// the connection for its next transaction (until one has begun and
     /// ended there).
     NextTransaction,
+    /// The server reported a session-state change the statement's text did
+    /// not show (a stored function or trigger that sets a variable).
+    UntrackedState,
     /// Something Funnel could not classify.
     Unknown,
 }
@@ -80,6 +83,7 @@ impl PinReason {
             Cursor => "cursor",
             ReplicationVariable => "replication_variable",
             NextTransaction => "next_transaction",
+            UntrackedState => "untracked_state",
             Unknown => "unknown",
         }
     }
@@ -128,6 +132,9 @@ pub struct SqlEffect {
     /// server leaves the diagnostics area of the statement before as it
     /// was (only a statement that opens a table clears it).
     pub opens_no_table: bool,
+    /// `SET STATEMENT ... FOR`: the server reports the variables it sets
+    /// for the statement as a session-state change, though none lasts.
+    pub statement_vars: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -155,6 +162,8 @@ pub struct ExecuteEffect {
     pub savepoint: bool,
     /// Surely opens no table (see [`SqlEffect::opens_no_table`]).
     pub opens_no_table: bool,
+    /// `SET STATEMENT ... FOR` (see [`SqlEffect::statement_vars`]).
+    pub statement_vars: bool,
 }
 
 impl ExecuteEffect {
@@ -175,6 +184,7 @@ impl ExecuteEffect {
             unpin: e.unpin,
             savepoint: e.savepoint,
             opens_no_table: e.opens_no_table,
+            statement_vars: e.statement_vars,
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
             reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
@@ -311,7 +321,10 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             // `SET STATEMENT var = value, ... FOR stmt`: the variables last
             // for that one statement, so only the statement itself counts.
             return match set_statement_inner(sql) {
-                Some(inner) if !first_word_is(inner, b"SET") => classify(inner),
+                Some(inner) if !first_word_is(inner, b"SET") => SqlEffect {
+                    statement_vars: true,
+                    ..classify(inner)
+                },
                 _ => pin(PinReason::SessionVariable),
             };
         }
@@ -436,14 +449,21 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
 /// no `DEFAULT` to restore them with (`rand_seed*`, and `last_insert_id` /
 /// `identity`, which are also what `LAST_INSERT_ID()` answers), or they
 /// change what the server does with the connection (`completion_type =
-/// RELEASE` closes it at `COMMIT`). Setting one pins.
-const UNREPLAYABLE_VARIABLES: [&str; 5] = [
+/// RELEASE` closes it at `COMMIT`; `session_track_state_change` off would
+/// hide from Funnel the state changes it must see on every connection).
+/// Setting one pins.
+const UNREPLAYABLE_VARIABLES: [&str; 6] = [
     "rand_seed1",
     "rand_seed2",
     "last_insert_id",
     "identity",
     "completion_type",
+    STATE_TRACKING_VARIABLE,
 ];
+
+/// The server variable Funnel keeps on for its own use on every backend
+/// connection (see `BackendConn::enable_state_tracking`).
+pub const STATE_TRACKING_VARIABLE: &str = "session_track_state_change";
 
 /// A `SET` (or several, each its own statement): tracked, read back,
 /// or pinned.
@@ -1762,6 +1782,8 @@ mod tests {
             "SET rand_seed1 = 1, rand_seed2 = 2",
             "SET completion_type = 'RELEASE'",
             "SET time_zone = '+01:00', completion_type = 0",
+            "SET session_track_state_change = OFF",
+            "SET @@session.session_track_state_change = 1, time_zone = '+01:00'",
             // DEFAULT is the server's global charset, which Funnel does not know.
             "SET NAMES DEFAULT",
             "SET CHARACTER SET DEFAULT",
@@ -1801,6 +1823,8 @@ mod tests {
     #[test]
     fn pinning_set_statement_counts_only_its_statement() {
         assert_eq!(reason("SET STATEMENT max_statement_time = 10 FOR SELECT 1"), None);
+        assert!(classify(b"SET STATEMENT max_statement_time = 10 FOR SELECT 1").statement_vars);
+        assert!(!classify(b"SELECT 1").statement_vars);
         assert!(classify(b"set statement max_statement_time=1 for select c from t").read_only);
         assert_eq!(
             reason("SET STATEMENT sql_mode = 'FOR' FOR SELECT @x := 1"),

@@ -48,6 +48,7 @@ impl Session {
         self.long_data.clear();
         self.linger = false;
         self.calc_found_rows = false;
+        self.tracks_state_itself = false;
     }
 
     /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then

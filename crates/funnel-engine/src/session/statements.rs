@@ -244,6 +244,7 @@ impl Session {
         f.unpin = meta.effect.unpin;
         f.savepoint = meta.effect.savepoint;
         f.opens_no_table = meta.effect.opens_no_table;
+        f.statement_vars = meta.effect.statement_vars;
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
