@@ -1051,3 +1051,37 @@ fn backends_silent_backends_do_not_hold_back_the_writers_first_verdict() {
         Some(1)
     );
 }
+
+/// A read sent to a replica runs a stored function that sets a user
+/// variable: the server reports the change, but the session's writes could
+/// not follow it to a read-only server, so it is not pinned there. The
+/// connection is closed instead of going back to the pool: no other client
+/// reads the variable, and the session's write still reaches the writer.
+#[test]
+fn backends_state_reported_by_a_replica_never_reaches_another_client() {
+    let f = farm(&[]);
+    for db in [&f.writer, &f.r1, &f.r2] {
+        db.exec(
+            "CREATE FUNCTION farm.f_uv() RETURNS INT DETERMINISTIC \
+             BEGIN SET @fx = 7; RETURN @@port; END",
+        );
+    }
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let readers = [f.r1.port(), f.r2.port()];
+    let mut a = client(&proxy);
+    for _ in 0..6 {
+        assert!(readers.contains(&port(&mut a, "SELECT f_uv()")));
+    }
+    a.query_drop("INSERT INTO t VALUES (1, 1)").unwrap();
+    assert_eq!(
+        f.writer
+            .query_first::<i64>("SELECT COUNT(*) FROM farm.t WHERE id = 1"),
+        Some(1)
+    );
+    let mut b = client(&proxy);
+    for _ in 0..20 {
+        let (fx, at): (Option<i64>, u16) = b.query_first("SELECT @fx, @@port").unwrap().unwrap();
+        assert!(readers.contains(&at));
+        assert_eq!(fx, None, "another client's @fx on {at}");
+    }
+}
