@@ -2032,3 +2032,41 @@ fn engine_hidden_kill_and_account_changes_are_refused() {
         .unwrap();
     b.query_drop("SET @password = 'x'").unwrap();
 }
+
+/// The server closes every idle connection of the pool at once (a restart,
+/// an administrator's `KILL`) just after they were used, well inside the
+/// 500 ms after which checkout checks a connection anyway: the first
+/// command to meet a dead one gets 9007, and the pool then checks each
+/// connection that was idle before that loss, so the next commands run.
+#[test]
+fn engine_idle_connections_closed_at_once_cost_one_error() {
+    let e = env(
+        "eng_closed_idle",
+        1,
+        "pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n",
+    );
+    let mut clients: Vec<Conn> = (0..4).map(|_| e.client()).collect();
+    // Four connections, each used and released just now.
+    for c in &mut clients {
+        c.query_drop("BEGIN").unwrap();
+        c.query_drop("SELECT 1").unwrap();
+    }
+    for c in &mut clients {
+        c.query_drop("COMMIT").unwrap();
+    }
+    let threads = e.threads_of_backend_user();
+    assert_eq!(threads.len(), 4, "{threads:?}");
+    let mut root = e.db.root();
+    for t in threads {
+        root.query_drop(format!("KILL {t}")).unwrap();
+    }
+    let errors: Vec<u16> = (0..4)
+        .filter_map(|_| clients[0].query_drop("SELECT 1").err())
+        .map(|err| server_error(err).0)
+        .collect();
+    assert!(
+        errors.len() <= 1 && errors.iter().all(|&c| c == 9007),
+        "{errors:?}"
+    );
+    assert_eq!(clients[0].query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+}
