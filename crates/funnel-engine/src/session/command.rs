@@ -113,6 +113,8 @@ pub struct Forward {
     pub opens_no_table: bool,
     /// `SET STATEMENT ... FOR` (see [`super::pinning::SqlEffect::statement_vars`]).
     pub statement_vars: bool,
+    /// `DROP TEMPORARY` (see [`super::pinning::SqlEffect::drops_temporary`]).
+    pub drops_temporary: bool,
     /// On success, the client has set `session_track_state_change` itself
     /// (which pins): it sees the server's state-change reports as sent.
     pub tracks_state_itself: bool,
@@ -157,7 +159,8 @@ impl Forward {
 
     /// True when a session-state change the server reports for this
     /// command is one Funnel knows of: state it tracks or reads back, a
-    /// pin, a reset, or the variables of a `SET STATEMENT`. Any other
+    /// pin, a reset, the variables of a `SET STATEMENT` or of a lock wait
+    /// option (`NOWAIT`, `WAIT n`), or a `DROP TEMPORARY`. Any other
     /// (a stored function or trigger that set a variable) is untracked.
     pub fn explains_state_change(&self) -> bool {
         self.pin.is_some()
@@ -170,6 +173,7 @@ impl Forward {
             || self.read_back_user_vars.is_some()
             || self.resets
             || self.statement_vars
+            || self.drops_temporary
     }
 
     /// All the command may leave behind is state Funnel tracks, whether
@@ -211,6 +215,7 @@ impl Forward {
             savepoint: false,
             opens_no_table: false,
             statement_vars: false,
+            drops_temporary: false,
             tracks_state_itself: false,
             name,
         }
@@ -273,6 +278,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.lock_names = effect.lock_names;
             f.savepoint = effect.savepoint;
             f.statement_vars = effect.statement_vars;
+            f.drops_temporary = effect.drops_temporary;
             f.tracks_state_itself =
                 effect.pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql);
             // A tracked SET opens no table, in several statements too

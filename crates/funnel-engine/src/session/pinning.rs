@@ -132,9 +132,16 @@ pub struct SqlEffect {
     /// server leaves the diagnostics area of the statement before as it
     /// was (only a statement that opens a table clears it).
     pub opens_no_table: bool,
-    /// `SET STATEMENT ... FOR`: the server reports the variables it sets
+    /// `SET STATEMENT ... FOR`, or a lock wait option (`NOWAIT`, `WAIT n`:
+    /// `lock_wait_timeout` and `innodb_lock_wait_timeout` for the
+    /// statement alone): the server reports the variables it sets
     /// for the statement as a session-state change, though none lasts.
     pub statement_vars: bool,
+    /// `DROP TEMPORARY TABLE|SEQUENCE`: the server reports a session-state
+    /// change, even when there was nothing to drop (`IF EXISTS`). The
+    /// tables it can drop live only on a connection their client keeps
+    /// (`CREATE TEMPORARY` pins), so nothing of another client is lost.
+    pub drops_temporary: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -164,6 +171,8 @@ pub struct ExecuteEffect {
     pub opens_no_table: bool,
     /// `SET STATEMENT ... FOR` (see [`SqlEffect::statement_vars`]).
     pub statement_vars: bool,
+    /// `DROP TEMPORARY` (see [`SqlEffect::drops_temporary`]).
+    pub drops_temporary: bool,
 }
 
 impl ExecuteEffect {
@@ -185,6 +194,7 @@ impl ExecuteEffect {
             savepoint: e.savepoint,
             opens_no_table: e.opens_no_table,
             statement_vars: e.statement_vars,
+            drops_temporary: e.drops_temporary,
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
             reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
@@ -239,6 +249,10 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     let tokens = Tokens::scan(sql, WORDS.take());
     let mut effect = classify_tokens(sql, &tokens);
     effect.savepoint = tokens.has(b"SAVEPOINT");
+    effect.statement_vars |= lock_wait_option(sql, &tokens);
+    effect.drops_temporary = tokens.statements == 1
+        && tokens.words.first().is_some_and(|w| w.as_slice() == b"DROP")
+        && tokens.words.get(1).is_some_and(|w| w.as_slice() == b"TEMPORARY");
     effect.opens_no_table =
         tokens.statements == 1 && !tokens.has(b"FROM") && leaves_diagnostics(&tokens.words);
     let mut words = tokens.words;
@@ -247,6 +261,27 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         WORDS.set(words);
     }
     effect
+}
+
+/// `NOWAIT` or `WAIT n` (`SELECT ... FOR UPDATE`, `LOCK TABLES`, `ALTER
+/// TABLE`, ...): the server sets the lock wait timeouts for the statement
+/// alone. (A column named `nowait` counts too: that only keeps a report the
+/// same statement's stored code could make from pinning.)
+fn lock_wait_option(sql: &[u8], tokens: &Tokens) -> bool {
+    tokens.has(b"NOWAIT") || (tokens.has(b"WAIT") && wait_then_number(sql))
+}
+
+/// `WAIT` as a word followed by blanks and a number.
+fn wait_then_number(sql: &[u8]) -> bool {
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+    sql.windows(4).enumerate().any(|(i, w)| {
+        if !w.eq_ignore_ascii_case(b"WAIT") || (i > 0 && ident(sql[i - 1])) {
+            return false;
+        }
+        let rest = &sql[i + 4..];
+        let blanks = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        blanks > 0 && rest.get(blanks).is_some_and(u8::is_ascii_digit)
+    })
 }
 
 /// The statement's first words name one that opens no table: `SET`,
@@ -1818,6 +1853,36 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn pinning_lock_wait_options_and_temporary_drops_are_expected_reports() {
+        for sql in [
+            "SELECT c FROM t FOR UPDATE NOWAIT",
+            "select c from t lock in share mode wait 5",
+            "SELECT c FROM t FOR UPDATE WAIT\t10",
+            "ALTER TABLE t WAIT 2 ADD d INT",
+            "TRUNCATE TABLE t NOWAIT",
+        ] {
+            let e = classify(sql.as_bytes());
+            assert!(e.statement_vars, "{sql}");
+            assert_eq!(e.pin, None, "{sql}");
+        }
+        for sql in [
+            "SELECT wait FROM t",
+            "SELECT c FROM t WHERE c = 'WAIT 5x' OR await5",
+            "SELECT 1",
+        ] {
+            // (A string with `WAIT 5` in a statement that names a `wait`
+            // column would count: that only spares a report from pinning.)
+            assert!(!classify(sql.as_bytes()).statement_vars, "{sql}");
+        }
+        assert!(classify(b"DROP TEMPORARY TABLE IF EXISTS t").drops_temporary);
+        assert!(classify(b"drop temporary sequence s").drops_temporary);
+        assert!(!classify(b"DROP TABLE t").drops_temporary);
+        assert!(!classify(b"DROP TEMPORARY TABLE t; SELECT 1").drops_temporary);
+        assert!(ExecuteEffect::of(b"SELECT c FROM t FOR UPDATE NOWAIT").statement_vars);
+        assert!(ExecuteEffect::of(b"DROP TEMPORARY TABLE t").drops_temporary);
     }
 
     #[test]
