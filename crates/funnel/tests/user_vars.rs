@@ -330,11 +330,20 @@ fn user_vars_session_track_replies_match_direct_byte_for_byte() {
         "SELECT f_uv()",
         "SELECT 1; SELECT f_uv(); SELECT 2",
         "INSERT INTO log VALUES (7)",
+        // An info text beside the report, rows enough to end in a later
+        // read than the first, and a report in the middle of several results.
+        "UPDATE t SET v = v + f_uv()",
+        "INSERT INTO log VALUES (8), (9)",
+        "SELECT v FROM t ORDER BY id FOR UPDATE NOWAIT",
+        "SELECT seq, f_uv() FROM seq_1_to_3000",
+        "SELECT f_uv(); INSERT INTO log VALUES (10); SELECT seq FROM seq_1_to_700; DO f_uv()",
         "SELECT @trig, @fx",
         "SET session_track_state_change = ON",
         "SET @y = 2",
         "SELECT f_uv()",
         "SET time_zone = '+02:00'",
+        "UPDATE t SET v = v + f_uv()",
+        "SELECT seq, f_uv() FROM seq_1_to_3000",
     ];
     // Every packet of each reply, the schema's name masked.
     let run = |c: &mut MiniClient, schema: &str| -> Vec<Vec<Vec<u8>>> {
@@ -358,7 +367,8 @@ fn user_vars_session_track_replies_match_direct_byte_for_byte() {
             .collect()
     };
     let multi = Capabilities::CLIENT_MULTI_STATEMENTS | Capabilities::CLIENT_MULTI_RESULTS;
-    for extra in [multi, multi | Capabilities::CLIENT_SESSION_TRACK] {
+    let (track, eof) = (Capabilities::CLIENT_SESSION_TRACK, Capabilities::CLIENT_DEPRECATE_EOF);
+    for extra in [multi, multi | track, multi | eof, multi | track | eof] {
         for schema in [&e.schema, &direct_schema] {
             db.exec(&format!("DROP TABLE IF EXISTS `{schema}`.t"));
         }
@@ -369,6 +379,9 @@ fn user_vars_session_track_replies_match_direct_byte_for_byte() {
         let (want, got) = (run(&mut direct, &direct_schema), run(&mut through, &e.schema));
         for ((sql, w), g) in script.iter().zip(&want).zip(&got) {
             assert_eq!(w, g, "`{sql}` with {extra:?}");
+            if sql.contains("seq_1_to_3000") {
+                assert!(w.len() > 3000, "the rows came: {:?}", w.last());
+            }
         }
         // The server did report state changes to Funnel: `SELECT f_uv()` pinned.
         assert!(e.pinned_since_start("untracked_state") > 0);
