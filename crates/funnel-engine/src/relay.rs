@@ -35,6 +35,10 @@ pub enum RelayEnd {
     ClientGone {
         /// Whether the rest of the response was read and discarded.
         drained: bool,
+        /// The server reported a session-state change in the part read
+        /// (see [`ResponseSummary::state_changed`]): a stored function or
+        /// trigger may have left state the session never learns of.
+        state_changed: bool,
     },
     /// `pool.query_timeout` passed before the response ended.
     TimedOut {
@@ -200,12 +204,16 @@ pub async fn relay_response(
                 } else {
                     RelayEnd::ClientGone {
                         drained: conn.buf.is_empty(),
+                        state_changed: summary.state_changed,
                     }
                 };
             }
             Event::LocalInfile => {
                 if !client_alive {
-                    return RelayEnd::ClientGone { drained: false };
+                    return RelayEnd::ClientGone {
+                        drained: false,
+                        state_changed: tracker.summary().state_changed,
+                    };
                 }
                 let infile = relay_infile(
                     client_stream,
@@ -222,7 +230,10 @@ pub async fn relay_response(
                     // lose the connection so the statement stops.
                     Err(InfileError::Client(e)) => {
                         tracing::debug!(error = %e, "client failed during LOCAL INFILE");
-                        return RelayEnd::ClientGone { drained: false };
+                        return RelayEnd::ClientGone {
+                            drained: false,
+                            state_changed: tracker.summary().state_changed,
+                        };
                     }
                     // The file is part of the command: a server that stopped
                     // reading it gets `pool.query_timeout`, as for its reply.
@@ -258,7 +269,12 @@ pub async fn relay_response(
         let limit = match drain_deadline {
             Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
                 Some(left) => Some(left),
-                None => return RelayEnd::ClientGone { drained: false },
+                None => {
+                    return RelayEnd::ClientGone {
+                        drained: false,
+                        state_changed: tracker.summary().state_changed,
+                    }
+                }
             },
             None => query_timeout,
         };
@@ -270,7 +286,10 @@ pub async fn relay_response(
         };
         if let Err(e) = read {
             if !client_alive {
-                return RelayEnd::ClientGone { drained: false };
+                return RelayEnd::ClientGone {
+                    drained: false,
+                    state_changed: tracker.summary().state_changed,
+                };
             }
             if e.kind() == io::ErrorKind::TimedOut && drain_deadline.is_none() {
                 return RelayEnd::TimedOut {

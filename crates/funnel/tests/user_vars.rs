@@ -367,7 +367,10 @@ fn user_vars_session_track_replies_match_direct_byte_for_byte() {
             .collect()
     };
     let multi = Capabilities::CLIENT_MULTI_STATEMENTS | Capabilities::CLIENT_MULTI_RESULTS;
-    let (track, eof) = (Capabilities::CLIENT_SESSION_TRACK, Capabilities::CLIENT_DEPRECATE_EOF);
+    let (track, eof) = (
+        Capabilities::CLIENT_SESSION_TRACK,
+        Capabilities::CLIENT_DEPRECATE_EOF,
+    );
     for extra in [multi, multi | track, multi | eof, multi | track | eof] {
         for schema in [&e.schema, &direct_schema] {
             db.exec(&format!("DROP TABLE IF EXISTS `{schema}`.t"));
@@ -414,4 +417,35 @@ fn user_vars_lock_wait_options_and_temporary_drops_do_not_pin() {
     // `SET STATEMENT`), but elsewhere it still pins.
     a.query_drop("SELECT f_uv()").unwrap();
     assert_eq!(e.pins(), [Some("untracked_state".to_string())]);
+}
+
+/// A client that leaves in the middle of a reply whose statement changed
+/// state its text does not show (a function setting `time_zone`, reported
+/// only in the reply's last EOF) leaves that state on the connection: it
+/// is closed, not given to the next client.
+#[test]
+fn user_vars_client_gone_mid_reply_after_untracked_state_closes_the_connection() {
+    let e = env("uv_gone", 1);
+    MariaDb::shared().exec(&format!(
+        "USE `{}`; CREATE FUNCTION f_tz() RETURNS INT DETERMINISTIC \
+         BEGIN SET SESSION time_zone = '+05:00'; RETURN 1; END",
+        e.schema
+    ));
+    let addr = e.proxy.local_addr();
+    let mut a = MiniClient::connect(addr, "app", "apppw", Some(&e.schema)).unwrap();
+    // 20 MB: more than the sockets hold, so Funnel is still writing when
+    // the client leaves, and drains the rest.
+    a.send_query("SELECT REPEAT('x', 1000), f_tz() FROM seq_1_to_20000")
+        .unwrap();
+    thread::sleep(std::time::Duration::from_millis(100));
+    drop(a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !e.pins().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the session never ended");
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The same capabilities: the same pool partition (one connection).
+    let mut b = MiniClient::connect(addr, "app", "apppw", Some(&e.schema)).unwrap();
+    let r = b.query("SELECT @@time_zone = @@global.time_zone").unwrap();
+    assert_eq!(r.rows(), [vec![Some("1".to_string())]]);
 }

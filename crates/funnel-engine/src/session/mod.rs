@@ -1264,11 +1264,16 @@ impl Session {
                 }
                 Ok(())
             }
-            RelayEnd::ClientGone { drained } => {
+            RelayEnd::ClientGone {
+                drained,
+                state_changed,
+            } => {
                 // What the command itself changed was never recorded, so
                 // only a command that changes nothing leaves a connection
-                // fit for another client.
-                if drained && f.changes_nothing() {
+                // fit for another client; not one the server says changed
+                // state its text does not show (a stored function's `SET`).
+                let untracked = state_changed && !f.explains_state_change();
+                if drained && f.changes_nothing() && !untracked {
                     // Its warnings were never read: the next client's
                     // SHOW WARNINGS must not see them.
                     conn.stale_diagnostics = true;
