@@ -449,3 +449,29 @@ fn user_vars_client_gone_mid_reply_after_untracked_state_closes_the_connection()
     let r = b.query("SELECT @@time_zone = @@global.time_zone").unwrap();
     assert_eq!(r.rows(), [vec![Some("1".to_string())]]);
 }
+
+/// `LOAD DATA LOCAL INFILE` into a table whose trigger sets a variable: the
+/// OK after the file carries the server's report (and its info text),
+/// rewritten for the client, and the client is pinned for it.
+#[test]
+fn user_vars_load_data_local_infile_through_a_trigger_pins() {
+    let e = env("uv_infile", 1);
+    let db = MariaDb::shared();
+    db.exec("SET GLOBAL local_infile = 1");
+    create_hidden_writers(db, &e.schema);
+    let handler = mysql::LocalInfileHandler::new(|_name, writer| {
+        use std::io::Write;
+        for i in 1..=3 {
+            writeln!(writer, "{i}")?;
+        }
+        Ok(())
+    });
+    let o = opts(e.proxy.local_addr().port(), "app", "apppw");
+    let mut c = Conn::new(mysql::OptsBuilder::from_opts(o).local_infile_handler(Some(handler))).unwrap();
+    c.query_drop("LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE log")
+        .unwrap();
+    assert_eq!(c.affected_rows(), 3);
+    assert_eq!(c.info_str(), "Records: 3  Deleted: 0  Skipped: 0  Warnings: 0");
+    assert_eq!(e.pins(), [Some("untracked_state".to_string())]);
+    assert_eq!(c.query_first::<i64, _>("SELECT @trig").unwrap(), Some(3));
+}
