@@ -475,3 +475,48 @@ fn user_vars_load_data_local_infile_through_a_trigger_pins() {
     assert_eq!(e.pins(), [Some("untracked_state".to_string())]);
     assert_eq!(c.query_first::<i64, _>("SELECT @trig").unwrap(), Some(3));
 }
+
+/// A named lock pins only until it is released; a stored function that
+/// changed state in the same statement must not ride out with it to the
+/// next client (the lock's pin explains no state-change report).
+#[test]
+fn user_vars_state_changed_beside_a_named_lock_outlives_its_release() {
+    let e = env("uv_lockfn", 1);
+    MariaDb::shared().exec(&format!(
+        "USE `{}`; CREATE FUNCTION f_tz() RETURNS INT DETERMINISTIC \
+         BEGIN SET SESSION time_zone = '+05:00'; RETURN 1; END",
+        e.schema
+    ));
+    let lock = format!("{}_l", e.schema);
+    let mut a = e.client();
+    // Locks alone report nothing: their pin ends with them.
+    a.query_drop(format!("SELECT GET_LOCK('{lock}', 0)")).unwrap();
+    assert_eq!(e.pins(), [Some("named_lock".to_string())]);
+    a.query_drop(format!("SELECT RELEASE_LOCK('{lock}')")).unwrap();
+    assert_eq!(e.pins(), [None]);
+    a.query_drop(format!("SELECT GET_LOCK('{lock}', 0), IS_USED_LOCK('{lock}')"))
+        .unwrap();
+    a.query_drop("SELECT RELEASE_ALL_LOCKS()").unwrap();
+    assert_eq!(e.pins(), [None]);
+    // With a function that sets time_zone beside it, the client keeps its
+    // connection after the release.
+    a.query_drop(format!("SELECT GET_LOCK('{lock}', 0), f_tz()"))
+        .unwrap();
+    a.query_drop(format!("SELECT RELEASE_LOCK('{lock}')")).unwrap();
+    assert_ne!(e.pins(), [None]);
+    assert_eq!(e.pinned_since_start("untracked_state"), 1);
+    assert_eq!(
+        a.query_first::<String, _>("SELECT @@time_zone")
+            .unwrap()
+            .as_deref(),
+        Some("+05:00")
+    );
+    // Its connection leaves with it; the next client's is clean.
+    drop(a);
+    let mut b = e.client();
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT @@time_zone = @@global.time_zone")
+            .unwrap(),
+        Some(1)
+    );
+}

@@ -163,7 +163,10 @@ impl Forward {
     /// option (`NOWAIT`, `WAIT n`), or a `DROP TEMPORARY`. Any other
     /// (a stored function or trigger that set a variable) is untracked.
     pub fn explains_state_change(&self) -> bool {
-        self.pin.is_some()
+        // A named lock's pin ends when the lock is released, and the
+        // statement that takes it may call anything (`SELECT GET_LOCK('l',
+        // 0), f()`); the lock functions report nothing themselves.
+        self.pin.is_some_and(|r| r != PinReason::NamedLock)
             || self.pin_on_error.is_some()
             || self.new_schema.is_some()
             || self.drops_schema.is_some()
