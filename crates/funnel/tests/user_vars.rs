@@ -520,3 +520,79 @@ fn user_vars_state_changed_beside_a_named_lock_outlives_its_release() {
         Some(1)
     );
 }
+
+/// A function that sets a variable, run through a cursor
+/// (`COM_STMT_EXECUTE` with `CURSOR_TYPE_READ_ONLY`, then `COM_STMT_FETCH`):
+/// every reply is the server's, byte for byte, whatever the client asked
+/// for, and the client is pinned for the state.
+#[test]
+fn user_vars_cursor_fetch_replies_match_direct_byte_for_byte() {
+    let db = MariaDb::shared();
+    let e = env("uv_cur", 2);
+    let direct_schema = loop {
+        let name = db.fresh_database("uv_cur");
+        if name.len() == e.schema.len() {
+            break name;
+        }
+    };
+    create_hidden_writers(db, &e.schema);
+    create_hidden_writers(db, &direct_schema);
+    let run = |c: &mut MiniClient| -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut p = vec![0x16];
+        p.extend_from_slice(b"SELECT seq, f_uv() FROM seq_1_to_5");
+        let mut prep = c.roundtrip(&p, Expect::Prepare).unwrap();
+        // The statement ids are Funnel's and the server's.
+        let id = prep[0][1..5].to_vec();
+        prep[0][1..5].fill(0);
+        out.push(prep);
+        let mut x = vec![0x17];
+        x.extend_from_slice(&id);
+        x.push(1);
+        x.extend_from_slice(&1u32.to_le_bytes());
+        out.push(c.roundtrip(&x, Expect::Results).unwrap());
+        for _ in 0..4 {
+            let mut f = vec![0x1c];
+            f.extend_from_slice(&id);
+            f.extend_from_slice(&2u32.to_le_bytes());
+            let r = c.roundtrip(&f, Expect::Fetch).unwrap();
+            let last = r.last().cloned();
+            out.push(r);
+            // SERVER_STATUS_LAST_ROW_SENT: the cursor is done.
+            if last.is_some_and(|l| l.len() >= 5 && l[3] & 0x80 != 0) {
+                break;
+            }
+        }
+        let mut q = vec![0x03];
+        q.extend_from_slice(b"SELECT @fx");
+        out.push(c.roundtrip(&q, Expect::Results).unwrap());
+        out
+    };
+    let (track, eof) = (
+        Capabilities::CLIENT_SESSION_TRACK,
+        Capabilities::CLIENT_DEPRECATE_EOF,
+    );
+    for extra in [Capabilities::EMPTY, track, eof, track | eof] {
+        let mut direct =
+            MiniClient::connect_with(db.addr(), "root", "", Some(&direct_schema), extra).unwrap();
+        let mut through =
+            MiniClient::connect_with(e.proxy.local_addr(), "app", "apppw", Some(&e.schema), extra).unwrap();
+        // Column definitions name the schema: same-length names are masked alike.
+        let mask = |v: Vec<Vec<Vec<u8>>>, s: &str| -> Vec<Vec<Vec<u8>>> {
+            let hide = |mut p: Vec<u8>| {
+                if let Some(at) = p.windows(s.len()).position(|w| w == s.as_bytes()) {
+                    p[at..at + s.len()].fill(b'x');
+                }
+                p
+            };
+            v.into_iter().map(|r| r.into_iter().map(hide).collect()).collect()
+        };
+        let want = mask(run(&mut direct), &direct_schema);
+        let got = mask(run(&mut through), &e.schema);
+        assert_eq!(want.len(), got.len(), "{extra:?}");
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(w, g, "step {i} with {extra:?}");
+        }
+        assert_eq!(e.pins(), [Some("untracked_state".to_string())], "{extra:?}");
+    }
+}
