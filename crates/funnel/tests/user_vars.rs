@@ -596,3 +596,43 @@ fn user_vars_cursor_fetch_replies_match_direct_byte_for_byte() {
         assert_eq!(e.pins(), [Some("untracked_state".to_string())], "{extra:?}");
     }
 }
+
+/// A client that turns `session_track_state_change` on with a binary
+/// prepared statement sees the state-change entries of its later replies,
+/// byte for byte as on a direct connection.
+#[test]
+fn user_vars_state_change_tracking_set_by_a_prepared_statement_is_the_clients() {
+    let db = MariaDb::shared();
+    let e = env("uv_ps_track", 2);
+    let direct_schema = db.fresh_database("uv_ps_track_d");
+    let track = Capabilities::CLIENT_SESSION_TRACK;
+    let replies = |c: &mut MiniClient| -> Vec<Vec<u8>> {
+        let mut prepare = vec![0x16];
+        prepare.extend_from_slice(b"SET session_track_state_change = ON");
+        let prepared = c.roundtrip(&prepare, Expect::Prepare).unwrap();
+        let id = funnel_protocol::tracker::PrepareOk::parse(&prepared[0])
+            .unwrap()
+            .stmt_id;
+        let mut execute = vec![0x17];
+        execute.extend_from_slice(&id.to_le_bytes());
+        execute.push(0);
+        execute.extend_from_slice(&1u32.to_le_bytes());
+        let mut out = vec![c.roundtrip(&execute, Expect::Results).unwrap().pop().unwrap()];
+        for sql in ["SET @y = 2", "SELECT 1"] {
+            let mut p = vec![0x03];
+            p.extend_from_slice(sql.as_bytes());
+            out.push(c.roundtrip(&p, Expect::Results).unwrap().pop().unwrap());
+        }
+        out
+    };
+    let mut direct = MiniClient::connect_with(db.addr(), "root", "", Some(&direct_schema), track).unwrap();
+    let mut through =
+        MiniClient::connect_with(e.proxy.local_addr(), "app", "apppw", Some(&e.schema), track).unwrap();
+    let want = replies(&mut direct);
+    assert!(
+        want[1].ends_with(&[2, 1, b'1']),
+        "a state-change entry: {:?}",
+        want[1]
+    );
+    assert_eq!(replies(&mut through), want);
+}

@@ -225,13 +225,6 @@ impl Forward {
     }
 }
 
-/// True when `sql` names the variable behind Funnel's state-change reports
-/// (only looked for in statements that already pin for a variable).
-fn mentions_state_tracking(sql: &[u8]) -> bool {
-    let name = crate::session::pinning::STATE_TRACKING_VARIABLE.as_bytes();
-    sql.windows(name.len()).any(|w| w.eq_ignore_ascii_case(name))
-}
-
 /// Plans a command from its payload (the first physical packet's payload
 /// for commands over 16 MiB; only the head of such a command is looked at).
 pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
@@ -282,8 +275,8 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.savepoint = effect.savepoint;
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
-            f.tracks_state_itself =
-                effect.pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql);
+            f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)
+                && crate::session::pinning::mentions_state_tracking(sql);
             // A tracked SET opens no table, in several statements too
             // (`SET NAMES latin1; SET time_zone = ...`).
             f.opens_no_table =

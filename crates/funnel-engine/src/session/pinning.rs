@@ -173,6 +173,9 @@ pub struct ExecuteEffect {
     pub statement_vars: bool,
     /// `DROP TEMPORARY` (see [`SqlEffect::drops_temporary`]).
     pub drops_temporary: bool,
+    /// It sets `session_track_state_change` (and pins for it): the
+    /// client's replies show the server's reports as sent from then on.
+    pub tracks_state_itself: bool,
 }
 
 impl ExecuteEffect {
@@ -195,6 +198,7 @@ impl ExecuteEffect {
             opens_no_table: e.opens_no_table,
             statement_vars: e.statement_vars,
             drops_temporary: e.drops_temporary,
+            tracks_state_itself: pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql),
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
             reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
@@ -499,6 +503,13 @@ const UNREPLAYABLE_VARIABLES: [&str; 6] = [
 /// The server variable Funnel keeps on for its own use on every backend
 /// connection (see `BackendConn::enable_state_tracking`).
 pub const STATE_TRACKING_VARIABLE: &str = "session_track_state_change";
+
+/// True when `sql` names [`STATE_TRACKING_VARIABLE`] (only looked for in
+/// statements that already pin for a variable).
+pub fn mentions_state_tracking(sql: &[u8]) -> bool {
+    let name = STATE_TRACKING_VARIABLE.as_bytes();
+    sql.windows(name.len()).any(|w| w.eq_ignore_ascii_case(name))
+}
 
 /// A `SET` (or several, each its own statement): tracked, read back,
 /// or pinned.

@@ -245,6 +245,7 @@ impl Session {
         f.savepoint = meta.effect.savepoint;
         f.opens_no_table = meta.effect.opens_no_table;
         f.statement_vars = meta.effect.statement_vars;
+        f.tracks_state_itself = meta.effect.tracks_state_itself;
         f.drops_temporary = meta.effect.drops_temporary;
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
