@@ -1980,6 +1980,101 @@ fn engine_dynamic_sql_in_a_tracked_user_variable_is_refused() {
     assert_eq!(b.query_first::<i64, _>("EXECUTE s").unwrap(), Some(7));
 }
 
+/// Dynamic SQL built at run time: a variable Funnel does not track (the
+/// client is pinned for it) is read on the client's connection and checked
+/// before the statement runs; an expression is refused (naming `SET @sql =
+/// ...; PREPARE s FROM @sql`) unless its text starts with a word that fixes
+/// the statement's kind. The victim's connection lives, and the attacker
+/// goes on.
+#[test]
+fn engine_dynamic_sql_built_at_run_time_cannot_kill_another_client() {
+    let e = env("dynrun", 1, "pool:\n  max_per_core: 3\n");
+    let mut a = e.client();
+    let mut b = e.client();
+    let victim = e.held_backend_thread(&mut a);
+    let reversed: String = format!("KILL {victim}").chars().rev().collect();
+    // Untracked: `SELECT ... INTO` and `:=` pin B for these variables.
+    b.query_drop(format!("SELECT CONCAT('KILL ', {victim}) INTO @k"))
+        .unwrap();
+    b.query_drop(format!("SET @q := CONCAT('KILL QUERY ', {victim})"))
+        .unwrap();
+    b.query_drop("SELECT 'SHUTDOWN' INTO @`sd`").unwrap();
+    for sql in [
+        "PREPARE s FROM @k".to_string(),
+        "EXECUTE IMMEDIATE @k".to_string(),
+        "PREPARE s FROM @Q".to_string(),
+        "EXECUTE IMMEDIATE @`sd`".to_string(),
+        format!("EXECUTE IMMEDIATE CONCAT('KI', 'LL ', {victim})"),
+        format!("PREPARE s FROM REVERSE('{reversed}')"),
+        format!("PREPARE s FROM 'KI' 'LL {victim}'"),
+        format!("PREPARE s FROM CONCAT('KILL ', {victim})"),
+        // Set and run in one query: no read before it could see the value.
+        format!("SELECT CONCAT('KILL ', {victim}) INTO @z; EXECUTE IMMEDIATE @z"),
+        format!("SET @y = 'SELECT 1'; SET @y = CONCAT('KILL ', {victim}); PREPARE s FROM @y"),
+    ] {
+        let (code, message) = server_error(b.query_drop(&sql).unwrap_err());
+        assert_eq!(code, 1235, "{sql}: {message}");
+    }
+    let (_, message) = server_error(b.query_drop("PREPARE s FROM REVERSE('1 TCELES')").unwrap_err());
+    assert!(
+        message.contains("SET @sql = ...; PREPARE s FROM @sql"),
+        "{message}"
+    );
+    // The victim's transaction and connection are untouched.
+    assert!(e.threads_of_backend_user().contains(&(victim as u64)));
+    assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    a.query_drop("COMMIT").unwrap();
+    assert_eq!(b.query_first::<i64, _>("SELECT 3").unwrap(), Some(3));
+}
+
+/// Legitimate dynamic SQL built at run time gives what it gives on the
+/// server directly: a query built with `CONCAT('SELECT ', ...)`, a
+/// parameter through `USING`, a variable set by `SET` (tracked), by
+/// `SELECT ... INTO` (read back on the connection) or NULL (the server's
+/// own syntax error).
+#[test]
+fn engine_legitimate_dynamic_sql_runs_as_on_the_server() {
+    let e = env("dynok", 1, "pool:\n  max_per_core: 2\n");
+    let mut direct = mysql::Conn::new(
+        e.db.opts(&e.backend_user(), "bpw")
+            .db_name(Some(e.schema.clone())),
+    )
+    .unwrap();
+    let mut through = e.client();
+    let script: [&str; 14] = [
+        "PREPARE s FROM CONCAT('SELECT ', 1, ' AS a')",
+        "EXECUTE s",
+        "PREPARE s FROM CONCAT('SELECT CONCAT(''x'', ?) AS b')",
+        "EXECUTE s USING 5",
+        "EXECUTE IMMEDIATE CONCAT('SELECT ? + ', 1) USING 41",
+        "SET @q = CONCAT('SELECT ', 6 * 7, ' AS c')",
+        "PREPARE s FROM @q",
+        "EXECUTE s",
+        "SELECT 'SELECT 9 AS d' INTO @r",
+        "EXECUTE IMMEDIATE @r",
+        "PREPARE s FROM @r",
+        "EXECUTE s",
+        "EXECUTE IMMEDIATE NULL",
+        "PREPARE s FROM @never_set",
+    ];
+    for sql in script {
+        let got = |c: &mut mysql::Conn| -> Result<Vec<Vec<Option<String>>>, (u16, String)> {
+            c.query::<mysql::Row, _>(sql)
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(|r| {
+                            (0..r.len())
+                                .map(|i| r.get::<Option<String>, _>(i).flatten())
+                                .collect()
+                        })
+                        .collect()
+                })
+                .map_err(server_error)
+        };
+        assert_eq!(got(&mut through), got(&mut direct), "{sql}");
+    }
+}
+
 /// `KILL` and `ALTER USER` hidden where only the server reads them (a
 /// compound statement's body, an executable comment's content, the text
 /// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash or a

@@ -118,6 +118,10 @@ pub struct Forward {
     /// On success, the client has set `session_track_state_change` itself
     /// (which pins): it sees the server's state-change reports as sent.
     pub tracks_state_itself: bool,
+    /// User variables whose text the query runs as SQL (`PREPARE s FROM
+    /// @v`, `EXECUTE IMMEDIATE @v`): read on the connection and checked
+    /// before the query is sent (see [`super::dynamic_sql`]).
+    pub dynamic_vars: Vec<Vec<u8>>,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -220,6 +224,7 @@ impl Forward {
             statement_vars: false,
             drops_temporary: false,
             tracks_state_itself: false,
+            dynamic_vars: Vec::new(),
             name,
         }
     }
@@ -253,6 +258,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             if let Some(what) = crate::session::pinning::refusal(sql) {
                 return Plan::Reply(EngineError::Unsupported(what));
             }
+            let dynamic_vars = match crate::session::dynamic_sql::run_time_text(sql) {
+                Ok(names) => names,
+                Err(what) => return Plan::Reply(EngineError::Unsupported(what)),
+            };
             let effect = classify(sql);
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));
             f.pin = effect.pin;
@@ -275,6 +284,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.savepoint = effect.savepoint;
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
+            f.dynamic_vars = dynamic_vars;
             f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)
                 && crate::session::pinning::mentions_state_tracking(sql);
             // A tracked SET opens no table, in several statements too

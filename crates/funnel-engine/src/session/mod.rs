@@ -7,6 +7,7 @@
 //! flags or the command itself say the session must keep it (pinning).
 
 pub mod command;
+pub mod dynamic_sql;
 pub mod handshake;
 mod kill_command;
 mod lost_transaction;
@@ -753,6 +754,12 @@ impl Session {
                 None => return Ok(()),
             };
             self.insert_id_on_server = true;
+        }
+        if !f.dynamic_vars.is_empty() {
+            conn = match self.check_dynamic_vars(conn, &f.dynamic_vars, total).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            };
         }
         if f.diagnostics && self.foreign_diagnostics {
             // This client's statements on this connection left no warnings
