@@ -61,8 +61,7 @@ const SAFE_FIRST_WORDS: [&[u8]; 11] = [
 /// [`super::pinning::refusal`] reads: as written, under
 /// `NO_BACKSLASH_ESCAPES` and under `ANSI_QUOTES`.
 pub fn run_time_text(sql: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
-    let mentions = |w: &[u8]| sql.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
-    if !(mentions(b"PREPARE") || mentions(b"IMMEDIATE")) {
+    if !mentions_dynamic_sql(sql) {
         return Ok(Vec::new());
     }
     let mut names = Vec::new();
@@ -78,6 +77,17 @@ pub fn run_time_text(sql: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// True when `sql` mentions `PREPARE` or `IMMEDIATE` anywhere
+/// (case-insensitive): one pass, run on every query.
+fn mentions_dynamic_sql(sql: &[u8]) -> bool {
+    let at = |i: usize, w: &[u8]| sql.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w));
+    sql.iter().enumerate().any(|(i, c)| match c | 0x20 {
+        b'p' => at(i, b"PREPARE"),
+        b'i' => at(i, b"IMMEDIATE"),
+        _ => false,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -456,6 +466,9 @@ mod tests {
             "/*!PREPARE s FROM CONCAT('KI', 'LL 5')*/",
             "PREPARE s FROM @v; SELECT 1",
             "SELECT 1; EXECUTE IMMEDIATE CONCAT('KI', 'LL 5')",
+            "CREATE PROCEDURE p() PREPARE s FROM @v",
+            "CREATE PROCEDURE p() BEGIN SET @v = 'KILL 5'; PREPARE s FROM @v; EXECUTE s; END",
+            "CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO EXECUTE IMMEDIATE REVERSE('5 LLIK')",
         ] {
             assert_eq!(names(sql), Err(IN_BATCH_REFUSED), "{sql}");
         }
