@@ -317,10 +317,14 @@ fn starts_with_safe_word(lit: &[u8]) -> bool {
             .any(|w| text[from..end].eq_ignore_ascii_case(w))
 }
 
-/// The query that reads the texts of `names` on a connection: each as hex,
-/// as it is and converted to utf8mb4 (the server converts the text to the
-/// connection's character set before it parses it), so no result character
-/// set changes it. `None` for a name Funnel would have to escape.
+/// The query that reads the texts of `names` on a connection: each as hex
+/// (so no result character set changes it), and in a character set whose
+/// ASCII letters are not single bytes (`ucs2`, `utf16`, `utf16le`,
+/// `utf32`: the server converts the text to the connection's character set
+/// before it parses it) also converted to utf8mb4. Only there: a
+/// conversion of other bytes invalid in utf8mb4 (a binary value) would
+/// leave a warning, replacing the client's. `None` for a name Funnel would
+/// have to escape.
 pub fn read_sql(names: &[Vec<u8>]) -> Option<String> {
     let mut items = Vec::new();
     for raw in names {
@@ -331,7 +335,10 @@ pub fn read_sql(names: &[Vec<u8>]) -> Option<String> {
         {
             return None;
         }
-        items.push(format!("HEX(@`{name}`), HEX(CONVERT(@`{name}` USING utf8mb4))"));
+        items.push(format!(
+            "HEX(@`{name}`), IF(CHARSET(@`{name}`) IN ('ucs2', 'utf16', 'utf16le', 'utf32'), \
+             HEX(CONVERT(@`{name}` USING utf8mb4)), NULL)"
+        ));
     }
     Some(format!("SELECT {}", items.join(", ")))
 }
@@ -480,7 +487,10 @@ mod tests {
     fn dynamic_sql_read_back_query() {
         assert_eq!(
             read_sql(&[b"v".to_vec()]).as_deref(),
-            Some("SELECT HEX(@`v`), HEX(CONVERT(@`v` USING utf8mb4))")
+            Some(
+                "SELECT HEX(@`v`), IF(CHARSET(@`v`) IN ('ucs2', 'utf16', 'utf16le', 'utf32'), \
+                 HEX(CONVERT(@`v` USING utf8mb4)), NULL)"
+            )
         );
         assert_eq!(read_sql(&[b"a`b".to_vec()]), None);
         assert_eq!(

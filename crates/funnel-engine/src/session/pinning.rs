@@ -735,7 +735,8 @@ fn runs_kill_in(sql: &[u8], tokens: &Tokens) -> bool {
 /// client out; clients' passwords are Funnel's users), and `SHUTDOWN` (one
 /// client would stop the server for every client). Also looked for in
 /// the literal text of `PREPARE ... FROM '...'` and `EXECUTE IMMEDIATE
-/// '...'`; text built at run time (`FROM @v`) cannot be read.
+/// '...'`; text built at run time (`FROM @v`, an expression) is checked or
+/// refused by [`super::dynamic_sql`].
 pub fn refusal(sql: &[u8]) -> Option<&'static str> {
     // The other readings below only turn backslashes into spaces, which
     // makes or unmakes none of the words looked for: without any, none of
