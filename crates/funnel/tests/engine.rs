@@ -1988,7 +1988,7 @@ fn engine_dynamic_sql_in_a_tracked_user_variable_is_refused() {
 /// goes on.
 #[test]
 fn engine_dynamic_sql_built_at_run_time_cannot_kill_another_client() {
-    let e = env("dynrun", 1, "pool:\n  max_per_core: 3\n");
+    let e = env("dynrun", 1, "pool:\n  max_per_core: 3\n  min_idle_per_core: 0\n");
     let mut a = e.client();
     let mut b = e.client();
     let victim = e.held_backend_thread(&mut a);
@@ -1999,6 +1999,10 @@ fn engine_dynamic_sql_built_at_run_time_cannot_kill_another_client() {
     b.query_drop(format!("SET @q := CONCAT('KILL QUERY ', {victim})"))
         .unwrap();
     b.query_drop("SELECT 'SHUTDOWN' INTO @`sd`").unwrap();
+    // Tracked, then overwritten where Funnel cannot see the value.
+    b.query_drop("SET @t = 'SELECT 1'").unwrap();
+    b.query_drop(format!("SELECT CONCAT('KILL ', {victim}) INTO @t"))
+        .unwrap();
     // In utf16 the letters are not the bytes `KILL`: the server converts
     // the text before it parses it.
     b.query_drop(format!("SET @wide := CONVERT('KILL {victim}' USING utf16)"))
@@ -2009,13 +2013,15 @@ fn engine_dynamic_sql_built_at_run_time_cannot_kill_another_client() {
         "PREPARE s FROM @Q".to_string(),
         "EXECUTE IMMEDIATE @`sd`".to_string(),
         "PREPARE s FROM @wide".to_string(),
+        "PREPARE s FROM @t".to_string(),
+        "PREPARE /*! s */ FROM @k".to_string(),
         format!("EXECUTE IMMEDIATE CONCAT('KI', 'LL ', {victim})"),
         format!("PREPARE s FROM REVERSE('{reversed}')"),
         format!("PREPARE s FROM 'KI' 'LL {victim}'"),
         format!("PREPARE s FROM CONCAT('KILL ', {victim})"),
         // Set and run in one query: no read before it could see the value.
-        format!("SELECT CONCAT('KILL ', {victim}) INTO @z; EXECUTE IMMEDIATE @z"),
-        format!("SET @y = 'SELECT 1'; SET @y = CONCAT('KILL ', {victim}); PREPARE s FROM @y"),
+        format!("SELECT REVERSE('{reversed}') INTO @z; EXECUTE IMMEDIATE @z"),
+        format!("SET @y = 'SELECT 1'; SET @y = REVERSE('{reversed}'); PREPARE s FROM @y"),
     ] {
         let (code, message) = server_error(b.query_drop(&sql).unwrap_err());
         assert_eq!(code, 1235, "{sql}: {message}");

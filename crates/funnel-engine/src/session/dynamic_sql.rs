@@ -107,16 +107,23 @@ struct Tok {
     kind: Kind,
 }
 
-/// The query's tokens, comments left out; an executable comment's marker
-/// and its closing `*/` are punctuation, its text read like the rest.
+/// The query's tokens, comments left out. The server runs an executable
+/// comment's text (`/*!`, `/*M!`, with or without a version): it is read
+/// like the rest, its markers left out (`PREPARE /*! s */ FROM @v`).
 fn tokens(sql: &[u8]) -> Vec<Tok> {
     let mut out = Vec::new();
     let mut i = 0;
     let n = sql.len();
+    let mut executable = false;
     while i < n {
         let c = sql[i];
         let start = i;
         let kind = match c {
+            b'*' if executable && sql.get(i + 1) == Some(&b'/') => {
+                executable = false;
+                i += 2;
+                continue;
+            }
             c if c.is_ascii_whitespace() => {
                 i += 1;
                 continue;
@@ -129,20 +136,21 @@ fn tokens(sql: &[u8]) -> Vec<Tok> {
                 i = skip_until(sql, i, b"\n");
                 continue;
             }
-            b'/' if sql.get(i + 1) == Some(&b'*') => match sql.get(i + 2) {
-                Some(b'!') => {
-                    i += 3;
-                    Kind::Punct
+            b'/' if sql.get(i + 1) == Some(&b'*') => {
+                match sql.get(i + 2) {
+                    Some(b'!') => i += 3,
+                    Some(b'M') if sql.get(i + 3) == Some(&b'!') => i += 4,
+                    _ => {
+                        i = skip_until(sql, i + 2, b"*/");
+                        continue;
+                    }
                 }
-                Some(b'M') if sql.get(i + 3) == Some(&b'!') => {
-                    i += 4;
-                    Kind::Punct
+                executable = true;
+                while sql.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
                 }
-                _ => {
-                    i = skip_until(sql, i + 2, b"*/");
-                    continue;
-                }
-            },
+                continue;
+            }
             q @ (b'\'' | b'"' | b'`') => {
                 i = skip_quoted(sql, i, q);
                 Kind::Quoted(q)
@@ -422,6 +430,9 @@ mod tests {
             ("EXECUTE IMMEDIATE @'q'", "q"),
             ("SET STATEMENT max_statement_time = 1 FOR PREPARE s FROM @v", "v"),
             ("/* c */ PREPARE s /* c */ FROM -- c\n @v", "v"),
+            ("/*!PREPARE s FROM @v*/", "v"),
+            ("PREPARE /*! s */ FROM @v", "v"),
+            ("EXECUTE /*M!100000 IMMEDIATE */ @v", "v"),
         ] {
             assert_eq!(names(sql), Ok(vec![want.to_string()]), "{sql}");
         }
@@ -462,6 +473,8 @@ mod tests {
             "PREPARE s FROM @@default_master_connection",
             "PREPARE s FROM (SELECT 'KILL 5')",
             "PREPARE s FROM CONCAT(\"SELECT \", 1)",
+            "/*!PREPARE s FROM CONCAT('KI', 'LL 5')*/",
+            "PREPARE s /*!50700 FROM */ CONCAT('KI', 'LL 5')",
         ] {
             assert_eq!(names(sql), Err(EXPRESSION_REFUSED), "{sql}");
         }
@@ -469,8 +482,7 @@ mod tests {
             "SET @v = 'KILL 5'; PREPARE s FROM @v",
             "SELECT 1; EXECUTE IMMEDIATE @v",
             "BEGIN NOT ATOMIC PREPARE s FROM @v; EXECUTE s; END",
-            "/*!PREPARE s FROM @v*/",
-            "/*!PREPARE s FROM CONCAT('KI', 'LL 5')*/",
+            "SELECT 1 /*!; PREPARE s FROM @v */",
             "PREPARE s FROM @v; SELECT 1",
             "SELECT 1; EXECUTE IMMEDIATE CONCAT('KI', 'LL 5')",
             "CREATE PROCEDURE p() PREPARE s FROM @v",
