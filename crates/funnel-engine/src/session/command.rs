@@ -255,12 +255,17 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             if let Some(k) = parse_kill(sql) {
                 return Plan::Kill(k);
             }
-            if let Some(what) = crate::session::pinning::refusal(sql) {
+            let mentions = crate::session::pinning::Mentions::of(sql);
+            if let Some(what) = crate::session::pinning::refusal_given(sql, &mentions) {
                 return Plan::Reply(EngineError::Unsupported(what));
             }
-            let dynamic_vars = match crate::session::dynamic_sql::run_time_text(sql) {
-                Ok(names) => names,
-                Err(what) => return Plan::Reply(EngineError::Unsupported(what)),
+            let dynamic_vars = if mentions.dynamic_sql() {
+                match crate::session::dynamic_sql::run_time_text(sql) {
+                    Ok(names) => names,
+                    Err(what) => return Plan::Reply(EngineError::Unsupported(what)),
+                }
+            } else {
+                Vec::new()
             };
             let effect = classify(sql);
             let mut f = Forward::new("COM_QUERY", Some(Expect::Results));

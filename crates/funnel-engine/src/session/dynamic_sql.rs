@@ -61,7 +61,7 @@ const SAFE_FIRST_WORDS: [&[u8]; 11] = [
 /// [`super::pinning::refusal`] reads: as written, under
 /// `NO_BACKSLASH_ESCAPES` and under `ANSI_QUOTES`.
 pub fn run_time_text(sql: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
-    if !mentions_dynamic_sql(sql) {
+    if !super::pinning::Mentions::of(sql).dynamic_sql() {
         return Ok(Vec::new());
     }
     let mut names = Vec::new();
@@ -77,17 +77,6 @@ pub fn run_time_text(sql: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     names.sort();
     names.dedup();
     Ok(names)
-}
-
-/// True when `sql` mentions `PREPARE` or `IMMEDIATE` anywhere
-/// (case-insensitive): one pass, run on every query.
-fn mentions_dynamic_sql(sql: &[u8]) -> bool {
-    let at = |i: usize, w: &[u8]| sql.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w));
-    sql.iter().enumerate().any(|(i, c)| match c | 0x20 {
-        b'p' => at(i, b"PREPARE"),
-        b'i' => at(i, b"IMMEDIATE"),
-        _ => false,
-    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -738,10 +738,16 @@ fn runs_kill_in(sql: &[u8], tokens: &Tokens) -> bool {
 /// '...'`; text built at run time (`FROM @v`, an expression) is checked or
 /// refused by [`super::dynamic_sql`].
 pub fn refusal(sql: &[u8]) -> Option<&'static str> {
+    refusal_given(sql, &Mentions::of(sql))
+}
+
+/// [`refusal`] of `sql`, whose [`Mentions`] were already read (the same
+/// pass also tells whether [`super::dynamic_sql`] has anything to check).
+pub fn refusal_given(sql: &[u8], mentions: &Mentions) -> Option<&'static str> {
     // The other readings below only turn backslashes into spaces, which
     // makes or unmakes none of the words looked for: without any, none of
     // the readings is refused, and the text is not copied or read again.
-    if !Mentions::of(sql).any() {
+    if !mentions.any() {
         return None;
     }
     refusal_within(sql, 0).or_else(|| {
@@ -873,9 +879,10 @@ fn refusal_within(sql: &[u8], depth: u8) -> Option<&'static str> {
 }
 
 /// Which of the words [`refusal`] looks for appear in a text, anywhere
-/// (strings and comments included), case-insensitive.
+/// (strings and comments included), case-insensitive: one pass over every
+/// query, so the checks after it run only on the rare texts that need them.
 #[derive(Default)]
-struct Mentions {
+pub struct Mentions {
     kill: bool,
     password: bool,
     alter: bool,
@@ -887,7 +894,7 @@ struct Mentions {
 
 impl Mentions {
     /// True when [`refusal_within`] has anything to look at.
-    fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.kill
             || self.password
             || (self.alter && self.user)
@@ -896,7 +903,14 @@ impl Mentions {
             || self.shutdown
     }
 
-    fn of(sql: &[u8]) -> Mentions {
+    /// True when the text may run SQL built at run time (`PREPARE`,
+    /// `EXECUTE IMMEDIATE`): [`super::dynamic_sql`] has something to check.
+    pub fn dynamic_sql(&self) -> bool {
+        self.prepare || self.immediate
+    }
+
+    /// Reads `sql` once.
+    pub fn of(sql: &[u8]) -> Mentions {
         let mut m = Mentions::default();
         let at = |i: usize, w: &[u8]| sql.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w));
         for (i, c) in sql.iter().enumerate() {
