@@ -32,7 +32,7 @@ pub const EXPRESSION_REFUSED: &str = "PREPARE or EXECUTE IMMEDIATE of text built
 
 /// What Funnel answers for dynamic SQL from a variable or an expression
 /// inside a multi-statement query or a compound statement.
-pub const IN_BATCH_REFUSED: &str = "PREPARE or EXECUTE IMMEDIATE of a user variable or an expression in a multi-statement query or compound statement (send PREPARE s FROM @sql or EXECUTE IMMEDIATE @sql as a statement of its own; Funnel checks that variable's text)";
+pub const IN_BATCH_REFUSED: &str = "PREPARE or EXECUTE IMMEDIATE of a user variable or an expression in a multi-statement query or compound statement (send PREPARE s FROM @sql or EXECUTE IMMEDIATE @sql as a statement of its own, and Funnel checks that variable's text; create stored routines that build SQL at run time directly on the server)";
 
 /// What Funnel answers when it could not read a variable's text.
 pub const UNREAD_REFUSED: &str =
