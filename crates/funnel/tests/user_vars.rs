@@ -636,3 +636,63 @@ fn user_vars_state_change_tracking_set_by_a_prepared_statement_is_the_clients() 
     );
     assert_eq!(replies(&mut through), want);
 }
+
+/// The server runs an execute in the schema its statement was prepared in,
+/// switching there and back when the connection is in another (a client
+/// of another schema used it last), and reports the switch as a
+/// session-state change: Funnel selects the statement's schema first, so
+/// an execute that changes nothing pins nothing, while one whose function
+/// sets a variable still does.
+#[test]
+fn user_vars_execute_after_another_schemas_client_does_not_pin() {
+    // One connection, shared by a client of each schema.
+    let e = env("uv_psdb", 1);
+    let db = MariaDb::shared();
+    create_hidden_writers(db, &e.schema);
+    let other = db.fresh_database("uv_psdb_other");
+    let mut a = e.client();
+    let mut b = e.client();
+    b.query_drop(format!("USE `{other}`")).unwrap();
+    for sql in ["SELECT 1", "SELECT id FROM log", "SELECT DATABASE()"] {
+        a.exec_drop(sql, ()).unwrap();
+        b.query_drop("SELECT 2").unwrap();
+        a.exec_drop(sql, ()).unwrap();
+        assert_eq!(e.pins(), [None, None], "{sql}");
+    }
+    assert_eq!(
+        a.exec_first::<String, _, _>("SELECT DATABASE()", ())
+            .unwrap()
+            .as_deref(),
+        Some(e.schema.as_str())
+    );
+    assert_eq!(
+        b.query_first::<String, _>("SELECT DATABASE()")
+            .unwrap()
+            .as_deref(),
+        Some(other.as_str())
+    );
+    // A client that left the statement's schema for another gets the same
+    // answers as from the server, which runs the statement in its schema.
+    a.query_drop(format!("USE `{other}`")).unwrap();
+    assert_eq!(
+        a.exec_first::<String, _, _>("SELECT DATABASE()", ())
+            .unwrap()
+            .as_deref(),
+        Some(e.schema.as_str())
+    );
+    assert_eq!(
+        a.query_first::<String, _>("SELECT DATABASE()")
+            .unwrap()
+            .as_deref(),
+        Some(other.as_str())
+    );
+    assert_eq!(e.pins(), [None, None]);
+    assert_eq!(e.pinned_since_start("untracked_state"), 0);
+    // A function that does set a variable still pins.
+    a.query_drop(format!("USE `{}`", e.schema)).unwrap();
+    let f = a.prep("SELECT f_uv()").unwrap();
+    b.query_drop("SELECT 2").unwrap();
+    a.exec_drop(&f, ()).unwrap();
+    assert_eq!(e.pinned_since_start("untracked_state"), 1);
+    assert_eq!(a.query_first::<i64, _>("SELECT @fx").unwrap(), Some(7));
+}

@@ -262,6 +262,9 @@ impl Session {
         let Some(conn) = self.unbound_for(conn, id, &meta, key, &head).await? else {
             return Ok(());
         };
+        let Some(conn) = self.select_statement_schema(conn, &meta).await? else {
+            return Ok(());
+        };
         let Some(conn) = self.sync_vars(conn, 0).await? else {
             return Ok(());
         };
@@ -320,6 +323,34 @@ impl Session {
             self.cursor_closed(id);
         }
         Ok(())
+    }
+
+    /// Selects the schema `meta` was prepared in before its execute. The
+    /// server runs an execute there, switching to it and back when the
+    /// connection is in another schema (another client's), and reports the
+    /// switch as a session-state change, which would pin the session as
+    /// state a function left (`untracked_state`). A refusal (the schema was
+    /// dropped) leaves the switch to the server, as on a direct
+    /// connection. `None` when the client was told of a failure.
+    async fn select_statement_schema(
+        &mut self,
+        mut conn: BackendConn,
+        meta: &StatementMeta,
+    ) -> Result<Option<BackendConn>, End> {
+        let Some(schema) = meta
+            .schema
+            .as_deref()
+            .filter(|s| conn.schema.as_deref() != Some(*s))
+        else {
+            return Ok(Some(conn));
+        };
+        match super::sync::select_schema(&mut conn, schema).await {
+            Ok(_) => Ok(Some(conn)),
+            Err(e) => {
+                self.discard_backend(conn);
+                self.reply_error(1, e).await.map(|_| None)
+            }
+        }
     }
 
     /// An execute without parameter types, of a statement the client never
