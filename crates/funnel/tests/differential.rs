@@ -229,6 +229,11 @@ const STATE_WRITERS: &[&str] = &[
     "BEGIN; INSERT INTO tr (v) VALUES (5); COMMIT",
     "SELECT f_fx(6); SELECT @fx",
     "SELECT df_sp.f_sq(3)",
+    "SELECT 1; INSERT INTO tr (v) VALUES (7); SELECT @trig",
+    // A SET that calls a function pins for the SET itself.
+    "SET @y = f_fx(2)",
+    "SET time_zone = f_tz()",
+    "SET @@session.div_precision_increment = f_fx(3)",
 ];
 const PREPARED_STATE_WRITERS: &[&str] = &[
     "SELECT f_fx(8)",
@@ -236,13 +241,14 @@ const PREPARED_STATE_WRITERS: &[&str] = &[
     "INSERT INTO tr (v) VALUES (101)",
     "SELECT f_tz()",
     "SELECT f_div()",
+    "SET @y = f_fx(10)",
 ];
 /// What the writers change, read by the client itself or by one that
 /// never ran them (and must not see another client's values); plain
 /// tracked `SET`s of the same names.
 const STATE_READS: &[&str] = &[
     "SELECT @trig, @fx",
-    "SELECT @trig, @@time_zone",
+    "SELECT @trig, @@time_zone, @y",
     "SELECT @@div_precision_increment, 1/3",
     "SELECT @@sql_mode, @@time_zone, FROM_UNIXTIME(0)",
     "SET @trig = 0",
