@@ -331,12 +331,20 @@ impl Session {
     /// switch as a session-state change, which would pin the session as
     /// state a function left (`untracked_state`). A refusal (the schema was
     /// dropped) leaves the switch to the server, as on a direct
-    /// connection. `None` when the client was told of a failure.
+    /// connection. A pinned session's connection is its own, in the
+    /// session's schema unless the session left the statement's: there the
+    /// switch is left to the server too, since selecting the schema back
+    /// for the next command would be a statement of its own, which the
+    /// server's `ROW_COUNT()` and diagnostics would then answer for.
+    /// `None` when the client was told of a failure.
     async fn select_statement_schema(
         &mut self,
         mut conn: BackendConn,
         meta: &StatementMeta,
     ) -> Result<Option<BackendConn>, End> {
+        if self.sticky() {
+            return Ok(Some(conn));
+        }
         let Some(schema) = meta
             .schema
             .as_deref()
