@@ -2183,3 +2183,27 @@ fn engine_idle_connections_closed_at_once_cost_one_error() {
     );
     assert_eq!(clients[0].query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
 }
+
+/// Another client left a warning on the one backend connection. A
+/// multi-statement query none of whose statements opens a table leaves
+/// the server's diagnostics area as it was: when that query pins the
+/// session (a named lock), its `SHOW WARNINGS` must not read the other
+/// client's warning (soak seed 21016 of the differential tester).
+#[test]
+fn engine_several_statements_that_open_no_table_leave_no_foreign_warnings() {
+    let e = env(
+        "eng_foreign_warn",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let mut y = e.client();
+    y.query_drop("SELECT CAST('12abc' AS SIGNED)").unwrap();
+    assert_eq!(y.warnings(), 1);
+    drop(y);
+    let mut x = e.client();
+    x.query_drop("SELECT 0").unwrap();
+    x.query_drop("SELECT GET_LOCK('eng_foreign_warn', 0); SELECT 2")
+        .unwrap();
+    let warnings: Vec<mysql::Row> = x.query("SHOW WARNINGS").unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

@@ -115,6 +115,8 @@ pub struct Forward {
     pub statement_vars: bool,
     /// `DROP TEMPORARY` (see [`super::pinning::SqlEffect::drops_temporary`]).
     pub drops_temporary: bool,
+    /// A multi-statement query (see [`super::pinning::SqlEffect::several_statements`]).
+    pub several_statements: bool,
     /// On success, the client has set `session_track_state_change` itself
     /// (which pins): it sees the server's state-change reports as sent.
     pub tracks_state_itself: bool,
@@ -223,6 +225,7 @@ impl Forward {
             opens_no_table: false,
             statement_vars: false,
             drops_temporary: false,
+            several_statements: false,
             tracks_state_itself: false,
             dynamic_vars: Vec::new(),
             name,
@@ -289,6 +292,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.savepoint = effect.savepoint;
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
+            f.several_statements = effect.several_statements;
             f.dynamic_vars = dynamic_vars;
             f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)
                 && crate::session::pinning::mentions_state_tracking(sql);

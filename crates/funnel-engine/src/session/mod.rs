@@ -1211,8 +1211,11 @@ impl Session {
                     let left = summary.warnings > 0 || !ok;
                     self.linger = left || (self.linger && f.opens_no_table);
                     conn.stale_diagnostics |= left;
-                    if left || !f.opens_no_table {
+                    if left || !(f.opens_no_table || f.several_statements) {
                         // The area is this client's now (written or cleared).
+                        // Of several statements, maybe none opened a table
+                        // (`SELECT GET_LOCK('l', 0); SELECT 2`): another
+                        // client's warnings may still be there.
                         self.foreign_diagnostics = false;
                     }
                 }

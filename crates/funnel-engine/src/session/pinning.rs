@@ -142,6 +142,9 @@ pub struct SqlEffect {
     /// tables it can drop live only on a connection their client keeps
     /// (`CREATE TEMPORARY` pins), so nothing of another client is lost.
     pub drops_temporary: bool,
+    /// The text holds more than one statement: whether one of them opened
+    /// a table (which resets the diagnostics area) is not known.
+    pub several_statements: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -259,6 +262,7 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         && tokens.words.get(1).is_some_and(|w| w.as_slice() == b"TEMPORARY");
     effect.opens_no_table =
         tokens.statements == 1 && !tokens.has(b"FROM") && leaves_diagnostics(&tokens.words);
+    effect.several_statements = tokens.statements > 1;
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
