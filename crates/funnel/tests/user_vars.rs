@@ -47,6 +47,21 @@ fn env(prefix: &str, pool: usize) -> Env {
     }
 }
 
+/// A schema for direct connections beside `e`'s, both with
+/// [`create_hidden_writers`]. Its name has the length of `e`'s: column
+/// definitions name the schema, and same-length names are masked alike.
+fn direct_twin(db: &MariaDb, e: &Env, prefix: &str) -> String {
+    let direct_schema = loop {
+        let name = db.fresh_database(prefix);
+        if name.len() == e.schema.len() {
+            break name;
+        }
+    };
+    create_hidden_writers(db, &e.schema);
+    create_hidden_writers(db, &direct_schema);
+    direct_schema
+}
+
 /// A table whose trigger sets `@trig`, and a function that sets `@fx`, in `schema`.
 fn create_hidden_writers(db: &MariaDb, schema: &str) {
     for sql in [
@@ -307,15 +322,7 @@ fn user_vars_set_by_a_trigger_or_function_pin_until_a_reset() {
 fn user_vars_session_track_replies_match_direct_byte_for_byte() {
     let db = MariaDb::shared();
     let e = env("uv_track", 2);
-    // Column definitions name the schema: same-length names are masked alike.
-    let direct_schema = loop {
-        let name = db.fresh_database("uv_track");
-        if name.len() == e.schema.len() {
-            break name;
-        }
-    };
-    create_hidden_writers(db, &e.schema);
-    create_hidden_writers(db, &direct_schema);
+    let direct_schema = direct_twin(db, &e, "uv_track");
     let script = [
         "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
         "INSERT INTO t (v) VALUES (1), (2)",
@@ -529,14 +536,7 @@ fn user_vars_state_changed_beside_a_named_lock_outlives_its_release() {
 fn user_vars_cursor_fetch_replies_match_direct_byte_for_byte() {
     let db = MariaDb::shared();
     let e = env("uv_cur", 2);
-    let direct_schema = loop {
-        let name = db.fresh_database("uv_cur");
-        if name.len() == e.schema.len() {
-            break name;
-        }
-    };
-    create_hidden_writers(db, &e.schema);
-    create_hidden_writers(db, &direct_schema);
+    let direct_schema = direct_twin(db, &e, "uv_cur");
     let run = |c: &mut MiniClient| -> Vec<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         let mut p = vec![0x16];
