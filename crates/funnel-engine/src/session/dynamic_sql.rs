@@ -20,8 +20,7 @@
 //!   compound statement: refused (an earlier statement of the same query
 //!   may set the variable, after any read Funnel could make).
 
-use super::pinning::without_backslashes;
-use super::sql_lex::{self, line_comment_at, skip_quoted, skip_until, word_end};
+use super::sql_lex::{line_comment_at, skip_quoted, skip_until, word_end};
 use super::End;
 use crate::error::EngineError;
 use crate::pool::conn::{BackendConn, BackendError};
@@ -65,14 +64,8 @@ pub fn run_time_text(sql: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
         return Ok(Vec::new());
     }
     let mut names = Vec::new();
-    check_reading(sql, &mut names)?;
-    if sql.contains(&b'\\') {
-        check_reading(&without_backslashes(sql), &mut names)?;
-        if sql.contains(&b'"') {
-            if let Some(ansi) = sql_lex::ansi_quotes_form(sql) {
-                check_reading(&ansi, &mut names)?;
-            }
-        }
+    for reading in super::pinning::escape_readings(sql) {
+        check_reading(&reading, &mut names)?;
     }
     names.sort();
     names.dedup();

@@ -754,20 +754,23 @@ pub fn refusal_given(sql: &[u8], mentions: &Mentions) -> Option<&'static str> {
     if !mentions.any() {
         return None;
     }
-    refusal_within(sql, 0).or_else(|| {
-        // Under `NO_BACKSLASH_ESCAPES` a backslash is a plain character, so
-        // `'x\'` ends there and what follows is SQL: read it that way too.
-        sql.contains(&b'\\')
-            .then(|| without_backslashes(sql))
-            .and_then(|plain| refusal_within(&plain, 0))
-            // Under `ANSI_QUOTES` `"x\"` is a name that ends there, while a
-            // backslash still escapes in `'...'`: read it that way too.
-            .or_else(|| {
-                (sql.contains(&b'\\') && sql.contains(&b'"'))
-                    .then(|| sql_lex::ansi_quotes_form(sql))
-                    .flatten()
-                    .and_then(|ansi| refusal_within(&ansi, 0))
-            })
+    escape_readings(sql).find_map(|reading| refusal_within(&reading, 0))
+}
+
+/// The ways the server may read `sql` whatever the session's `sql_mode`,
+/// each made only when the one before it is done with: as written; under
+/// `NO_BACKSLASH_ESCAPES`, where a backslash is a plain character, so
+/// `'x\'` ends there and what follows is SQL; and under `ANSI_QUOTES`,
+/// where `"x\"` is a name that ends there while a backslash still escapes
+/// in `'...'`. Without a backslash the three are one.
+pub fn escape_readings(sql: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
+    let backslash = sql.contains(&b'\\');
+    (0..3).filter_map(move |k| match k {
+        0 => Some(Cow::Borrowed(sql)),
+        1 if backslash => Some(Cow::Owned(without_backslashes(sql))),
+        2 if backslash && sql.contains(&b'"') => sql_lex::ansi_quotes_form(sql).map(Cow::Owned),
+        _ => None,
     })
 }
 
