@@ -1178,6 +1178,32 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Client 0 pins (CONNECTION_ID() in a prepared statement) on the
+        // connection client 1's transaction did not hold, where its first
+        // statement was never prepared: the execute prepares it there, in
+        // the schema it was prepared in, which the session left. The
+        // server answers for ROW_COUNT() after the execute, so nothing may
+        // select the session's schema between the two (differential
+        // regression seed 2017, when load put the pin on another
+        // connection).
+        name: "a pinned session's statement prepared anew in a schema it left",
+        pool: 2,
+        setup: &["CREATE TABLE ps (v INT)"],
+        steps: &[
+            (0, "PS:SELECT @@time_zone"),
+            (1, "BEGIN"),
+            (1, "SELECT COUNT(*) FROM ps"),
+            (0, "PS:SELECT CONNECTION_ID() > 0"),
+            (1, "COMMIT"),
+            (0, "USE information_schema"),
+            (0, "PS:SELECT @@time_zone"),
+            (0, "SELECT ROW_COUNT(), DATABASE()"),
+            (0, "PS:SELECT @@time_zone"),
+            (0, "SELECT ROW_COUNT(), DATABASE()"),
+            (0, "SHOW WARNINGS"),
+        ],
+    },
+    Case {
         name: "transactions and autocommit",
         pool: 2,
         setup: &["CREATE TABLE x (v INT)"],

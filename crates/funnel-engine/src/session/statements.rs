@@ -361,6 +361,29 @@ impl Session {
         }
     }
 
+    /// Selects the session's schema on its pinned connection, which a
+    /// prepare in a statement's schema left. A refusal (the schema was
+    /// dropped meanwhile) leaves the connection where it is: the execute
+    /// runs in the statement's schema anyway, and the session's next
+    /// command meets the refusal as it would on any connection. `None`
+    /// when the client was told of a failure.
+    async fn back_to_session_schema(&mut self, mut conn: BackendConn) -> Result<Option<BackendConn>, End> {
+        let Some(schema) = self
+            .schema
+            .clone()
+            .filter(|s| conn.schema.as_deref() != Some(s.as_slice()))
+        else {
+            return Ok(Some(conn));
+        };
+        match super::sync::select_schema(&mut conn, &schema).await {
+            Ok(_) => Ok(Some(conn)),
+            Err(e) => {
+                self.discard_backend(conn);
+                self.reply_error(1, e).await.map(|_| None)
+            }
+        }
+    }
+
     /// An execute without parameter types, of a statement the client never
     /// sent types for: the server answers by the statement having none (ERR
     /// 1210, or NULLs), so one bound by another client's execute is
@@ -567,8 +590,12 @@ impl Session {
     }
 
     /// Makes sure `meta` is prepared on `conn` as `key` (in its own
-    /// schema), preparing it there now if not. `None` when the client was
-    /// told of a failure.
+    /// schema), preparing it there now if not. A pinned session's
+    /// connection goes back to the session's schema after the prepare, as
+    /// [`Self::select_statement_schema`] leaves it: were it left in the
+    /// statement's, the next command would select the session's first, a
+    /// statement of its own that the server's `ROW_COUNT()` would then
+    /// answer for. `None` when the client was told of a failure.
     async fn prepared_on(
         &mut self,
         mut conn: BackendConn,
@@ -611,6 +638,7 @@ impl Session {
                         .stmts
                         .insert(key, p.stmt_id, self.statement_cap(&conn), &keep);
                     match close_evicted(conn, evicted).await {
+                        Ok(c) if self.sticky() => self.back_to_session_schema(c).await,
                         Ok(c) => Ok(Some(c)),
                         Err(c) => {
                             // As any lost connection: a transaction or
