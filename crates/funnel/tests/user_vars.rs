@@ -696,3 +696,84 @@ fn user_vars_execute_after_another_schemas_client_does_not_pin() {
     assert_eq!(e.pinned_since_start("untracked_state"), 1);
     assert_eq!(a.query_first::<i64, _>("SELECT @fx").unwrap(), Some(7));
 }
+
+/// Column metadata of `sql`'s first result (type, charset, flags,
+/// decimals, length) and its first row. A user variable's length of
+/// 2^24 - 1 reads as 2^24: Funnel nulls another client's variable with
+/// `CAST(NULL AS BINARY)`, which the server gives the shorter length
+/// (docs/multiplexing.md, known limits).
+fn described(c: &mut Conn, sql: &str) -> (Vec<String>, Vec<mysql::Value>) {
+    let mut result = c.query_iter(sql).unwrap();
+    let columns = result
+        .columns()
+        .as_ref()
+        .iter()
+        .map(|c| {
+            let length = match c.column_length() {
+                16_777_215 => 16_777_216,
+                n => n,
+            };
+            format!(
+                "{}:{:?}:{}:{:?}:{}:{length}",
+                c.name_str(),
+                c.column_type(),
+                c.character_set(),
+                c.flags(),
+                c.decimals()
+            )
+        })
+        .collect();
+    let row: mysql::Row = result.next().unwrap().unwrap();
+    (columns, row.unwrap())
+}
+
+/// MariaDB creates a user variable a statement assigns (`SET @y = ?`,
+/// `@y := ...`) when it prepares the statement, NULL with the type of the
+/// value, even when the prepare fails on a later part of it. A client that
+/// only prepares such a statement leaves that variable on the pooled
+/// connection: the next client there, which never set it, reads it as on
+/// a fresh connection of its own, metadata included (differential soak
+/// seeds 10033, 11043).
+#[test]
+fn user_vars_created_by_another_clients_prepare_read_as_never_set() {
+    let db = MariaDb::shared();
+    let e = env("uv_prep_made", 1);
+    let read = "SELECT @y, @w, @v, @u, @t, CONCAT(@y, 'a') AS c";
+    let mut direct = Conn::new(opts(db.port(), "root", "").db_name(Some(e.schema.as_str()))).unwrap();
+    let want = described(&mut direct, read);
+    let mut a = e.client();
+    a.query_drop("CREATE TABLE pm (v INT)").unwrap();
+    a.prep("SET @y = ?").unwrap();
+    a.prep("SELECT v, @w := v + 1 FROM pm").unwrap();
+    a.prep("SELECT v INTO @t FROM pm").unwrap();
+    // Refused at `nosuch`, after the server made `@v`.
+    assert!(a.prep("SET @v = 'x', @u = nosuch").is_err());
+    let mut b = e.client();
+    assert_eq!(described(&mut b, read), want);
+    assert_eq!(want.1, vec![mysql::Value::NULL; 6]);
+}
+
+/// A pinned client that prepares a statement assigning a user variable
+/// reads the variable as the server made it on its own connection, as on
+/// a direct one, and is pinned for it (`user_variable`), so the release of
+/// its lock does not hand the connection back to the pool carrying it.
+#[test]
+fn user_vars_created_by_a_pinned_clients_prepare_keep_its_pin() {
+    let db = MariaDb::shared();
+    let e = env("uv_prep_pin", 2);
+    let read = "SELECT @p, CONCAT(@p, 'a') AS c";
+    let script = |c: &mut Conn| {
+        c.query_drop("DO GET_LOCK('uv_prep_pin', 0)").unwrap();
+        c.prep("SELECT @p := 'x'").unwrap();
+        let seen = described(c, read);
+        c.query_drop("DO RELEASE_LOCK('uv_prep_pin')").unwrap();
+        seen
+    };
+    let mut direct = Conn::new(opts(db.port(), "root", "").db_name(Some(e.schema.as_str()))).unwrap();
+    let want = script(&mut direct);
+    let mut a = e.client();
+    assert_eq!(script(&mut a), want);
+    // Without it the lock's release would hand the connection back.
+    assert!(e.pins()[0].is_some(), "{:?}", e.pins());
+    assert_eq!(e.pinned_since_start("user_variable"), 1);
+}

@@ -690,6 +690,41 @@ impl Session {
     /// the statements that restore a session, it may wait for a lock.
     async fn run_prepare(
         &mut self,
+        conn: BackendConn,
+        payload: &[u8],
+        raw: &mut Vec<u8>,
+    ) -> (BackendConn, Result<ResponseSummary, BackendError>) {
+        let (mut conn, result) = self.run_prepare_within_limit(conn, payload, raw).await;
+        if result.is_ok() {
+            self.vars_made_by_prepare(&mut conn, &payload[1..]);
+        }
+        (conn, result)
+    }
+
+    /// After the server answered a prepare of `sql` on `conn`, refused or
+    /// not: the user variables it may have made there
+    /// ([`super::user_vars::made_by_prepare`]) are recorded as carried by
+    /// the connection, value unknown, so the next client there that never
+    /// set them gets them as NULL, as on a connection of its own. A pinned
+    /// session's connection is its own, where it reads them as the server
+    /// made them: it stays pinned (`user_variable`), as for a `SET @x`
+    /// while pinned, and so does a session whose prepare made a name
+    /// Funnel does not track.
+    fn vars_made_by_prepare(&mut self, conn: &mut BackendConn, sql: &[u8]) {
+        match super::user_vars::made_by_prepare(sql) {
+            Some(names) if names.is_empty() => {}
+            Some(names) if !self.sticky() => {
+                for name in names {
+                    conn.user_vars.carry_unknown(name);
+                }
+            }
+            _ => self.pin(super::pinning::PinReason::UserVariable),
+        }
+    }
+
+    /// [`Self::run_prepare`], the prepare itself.
+    async fn run_prepare_within_limit(
+        &mut self,
         mut conn: BackendConn,
         payload: &[u8],
         raw: &mut Vec<u8>,

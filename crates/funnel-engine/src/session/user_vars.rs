@@ -41,6 +41,12 @@ pub const MAX_NAME_BYTES: usize = 64;
 /// the value another client left in it).
 pub const NULL_BINARY: &str = "CAST(NULL AS BINARY)";
 
+/// What a connection is recorded to hold for a variable whose value
+/// Funnel does not know (one a prepare made there, see [`made_by_prepare`]):
+/// no expression a client's variable is kept as, so the next sync gives
+/// the variable the client's value, or [`NULL_BINARY`].
+const UNKNOWN: &str = "";
+
 /// User variables by lower-case name, each with the expression that
 /// recreates its value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +87,13 @@ impl UserVars {
         }
     }
 
+    /// Records that the connection holds `name` with a value Funnel does
+    /// not know, unless it holds `name` already: a prepare leaves the
+    /// value and type of a variable that exists alone.
+    pub fn carry_unknown(&mut self, name: String) {
+        self.0.entry(name).or_insert_with(|| UNKNOWN.to_owned());
+    }
+
     /// The assignments (`@`x` = 5, @`y` = NULL`) that give a connection
     /// carrying `current` exactly these variables; `None` when it has them.
     pub fn diff(&self, current: &UserVars) -> Option<String> {
@@ -101,6 +114,125 @@ impl UserVars {
             }
         }
         (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+/// The user variables a `COM_STMT_PREPARE` of `sql` may make on the
+/// connection, by name as Funnel tracks them: MariaDB creates each
+/// variable a statement assigns (`SET @y = ?`, `@y := ...` anywhere) when
+/// it prepares it, NULL with the type of the value, also when the prepare
+/// then fails on a later part (`SET @y = 1, @z = nosuch` makes `@y`); not
+/// `SELECT ... INTO @y`, and not a variable only read. Read generously:
+/// every variable the text mentions, when it has a `SET` or a `:=`
+/// anywhere, in every reading the server may make of it
+/// ([`super::pinning::escape_readings`], a multi-byte character set's),
+/// and inside executable comments; a name too many only costs a `SET` of
+/// it to NULL. `None` when one of them is a name Funnel does not track, or
+/// there are more than [`MAX_VARS`].
+pub fn made_by_prepare(sql: &[u8]) -> Option<Vec<String>> {
+    use super::sql_lex;
+    let mut names = Vec::new();
+    let mut assigns = false;
+    let mut untracked = false;
+    let multibyte = sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql));
+    let readings = super::pinning::escape_readings(sql).chain(multibyte.map(std::borrow::Cow::Owned));
+    for reading in readings {
+        let m = mentions(&reading, &mut names);
+        assigns |= m.assigns;
+        untracked |= m.untracked;
+    }
+    if !assigns {
+        return Some(Vec::new());
+    }
+    names.sort_unstable();
+    names.dedup();
+    (!untracked && names.len() <= MAX_VARS).then_some(names)
+}
+
+/// What [`mentions`] found in one reading of a statement.
+struct Mentions {
+    /// A `SET` word or a `:=`: a mention may be an assignment.
+    assigns: bool,
+    /// A variable whose name Funnel does not track.
+    untracked: bool,
+}
+
+/// Adds the user variables `sql` mentions to `names`.
+fn mentions(sql: &[u8], names: &mut Vec<String>) -> Mentions {
+    use super::sql_lex;
+    let mut m = Mentions {
+        assigns: false,
+        untracked: false,
+    };
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            // An executable comment's text is SQL: read on inside it.
+            b'/' if sql.get(i + 1) == Some(&b'*') && matches!(sql.get(i + 2), Some(b'!' | b'M')) => i += 2,
+            // A comment or not by the connection's character set: read on.
+            b'-' if sql_lex::ambiguous_comment_at(sql, i) => i += 2,
+            // A system variable.
+            b'@' if sql.get(i + 1) == Some(&b'@') => i += 2,
+            b'@' => {
+                let (name, end) = user_var_at(sql, i + 1);
+                match name {
+                    Some(Some(n)) => names.push(n),
+                    Some(None) => m.untracked = true,
+                    // A lone `@`: no variable, a syntax error.
+                    None => {}
+                }
+                i = end;
+            }
+            b':' if sql.get(i + 1) == Some(&b'=') => {
+                m.assigns = true;
+                i += 2;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let end = sql_lex::word_end(sql, i);
+                m.assigns |= sql[i..end].eq_ignore_ascii_case(b"SET");
+                i = end;
+            }
+            _ => i = sql_lex::skip_string_or_comment(sql, i).unwrap_or(i + 1),
+        }
+    }
+    m
+}
+
+/// The user variable name that starts at `i` (just past its `@`), and
+/// where it ends: `Some(Some(name))` as Funnel tracks it, `Some(None)` for
+/// a name it does not track, `None` when no name starts there.
+fn user_var_at(sql: &[u8], i: usize) -> (Option<Option<String>>, usize) {
+    match sql.get(i) {
+        Some(&q @ (b'`' | b'\'' | b'"')) => {
+            let end = super::sql_lex::skip_quoted(sql, i, q);
+            let closed = end >= i + 2 && sql[end - 1] == q;
+            // A doubled quote or an escape inside: not a name Funnel tracks.
+            let raw = &sql[i + 1..end.max(i + 2) - 1];
+            let plain = closed && !raw.contains(&q) && !raw.contains(&b'\\');
+            let name = plain
+                .then(|| std::str::from_utf8(raw).ok().and_then(normalize_name))
+                .flatten();
+            (Some(name), end)
+        }
+        _ => {
+            let mut end = i;
+            while end < sql.len() && (sql[end].is_ascii_alphanumeric() || b"_$.".contains(&sql[end])) {
+                end += 1;
+            }
+            if sql.get(end).is_some_and(|&c| c >= 0x80) {
+                // The name goes on in characters Funnel does not fold.
+                let rest = sql[end..]
+                    .iter()
+                    .position(|&c| c < 0x80)
+                    .map_or(sql.len(), |p| end + p);
+                return (Some(None), rest);
+            }
+            if end == i {
+                return (None, i);
+            }
+            let name = std::str::from_utf8(&sql[i..end]).ok().and_then(normalize_name);
+            (Some(name), end)
+        }
     }
 }
 
@@ -493,6 +625,56 @@ mod tests {
         for bad in ["", "a ", " a", "é", "a`b", "a'b", "a\\b", "a\nb"] {
             assert_eq!(normalize_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn user_vars_made_by_a_prepare_are_set_by_the_next_sync() {
+        let mut conn = vars(&[("x", "5")]);
+        conn.carry_unknown("x".into());
+        conn.carry_unknown("y".into());
+        assert_eq!(
+            vars(&[("x", "5")]).diff(&conn).as_deref(),
+            Some("@`y` = CAST(NULL AS BINARY)")
+        );
+        assert_eq!(
+            vars(&[("y", "1")]).diff(&conn).as_deref(),
+            Some("@`y` = 1, @`x` = CAST(NULL AS BINARY)")
+        );
+    }
+
+    #[test]
+    fn user_vars_made_by_a_prepare() {
+        let made = |sql: &str| made_by_prepare(sql.as_bytes());
+        let names = |list: &[&str]| Some(list.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        for (sql, want) in [
+            ("SET @Y = ?", names(&["y"])),
+            ("set @y := ?, @@session.sql_mode = ''", names(&["y"])),
+            ("SELECT v, @w := v + 1 FROM t", names(&["w"])),
+            ("SET @v = 'x', @`u` = nosuch", names(&["u", "v"])),
+            ("SET @x = @y", names(&["x", "y"])),
+            ("SELECT @'a.b' := 1, @\"c$\" := 2", names(&["a.b", "c$"])),
+            (
+                "SET STATEMENT max_statement_time = 1 FOR SELECT @s",
+                names(&["s"]),
+            ),
+            ("/*!SELECT @e := 1 */", names(&["e"])),
+            // Only read: nothing made.
+            ("SELECT @y, @@sql_mode, '@z := 1'", names(&[])),
+            ("SELECT v INTO @y FROM t", names(&[])),
+            ("SELECT 1 -- := @y", names(&[])),
+            ("SELECT /* SET */ @y", names(&[])),
+            // Under ANSI_QUOTES `"x\"` ends at its second quote.
+            ("SELECT \"x\\\", @a := 1 -- \"", names(&["a"])),
+            // A name Funnel does not track.
+            ("SET @`a``b` = 1", None),
+            ("SET @'a\\'b' = 1", None),
+            ("SET @é = 1", None),
+            ("SET @a\u{e9} = 1", None),
+        ] {
+            assert_eq!(made(sql), want, "{sql}");
+        }
+        let many: Vec<String> = (0..=MAX_VARS).map(|i| format!("@v{i} = 1")).collect();
+        assert_eq!(made(&format!("SET {}", many.join(", "))), None);
     }
 
     #[test]
