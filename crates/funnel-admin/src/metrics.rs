@@ -88,6 +88,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         vec![(String::new(), t.counters.backend_discarded)],
     );
     counter(
+        "funnel_backend_connections_reset_total",
+        "Backend connections reset before reuse after a failed statement that may have run stored code.",
+        vec![(String::new(), t.counters.backend_resets)],
+    );
+    counter(
         "funnel_backend_connect_failures_total",
         "Failed backend connection attempts.",
         vec![(String::new(), t.counters.backend_open_failures)],

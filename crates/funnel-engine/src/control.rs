@@ -197,6 +197,9 @@ pub struct Counters {
     pub backend_open_failures: u64,
     /// Backend connections Funnel closed (unusable, stale, idle too long, too old).
     pub backend_discarded: u64,
+    /// Backend connections reset before reuse after a failed statement
+    /// that may have run stored code.
+    pub backend_resets: u64,
     /// `SET`s run to bring connections in line with sessions.
     pub state_syncs: u64,
     /// Statements prepared on a connection at their first execute there.
@@ -222,6 +225,7 @@ impl Counters {
         self.backend_opened += o.backend_opened;
         self.backend_open_failures += o.backend_open_failures;
         self.backend_discarded += o.backend_discarded;
+        self.backend_resets += o.backend_resets;
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
         self.bytes_from_clients += o.bytes_from_clients;

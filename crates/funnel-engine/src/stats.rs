@@ -60,6 +60,9 @@ pub struct Stats {
     pub open_failures_by_backend: RefCell<std::collections::BTreeMap<String, u64>>,
     /// Backend connections closed because they could not be reused.
     pub backend_discarded: Cell<u64>,
+    /// Backend connections reset before reuse (`COM_RESET_CONNECTION`)
+    /// after a failed statement that may have run stored code.
+    pub backend_resets: Cell<u64>,
     /// Statements prepared on a backend connection at their first execute there.
     pub reprepares: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
@@ -98,6 +101,7 @@ impl Stats {
             backend_opened: self.backend_opened.get(),
             backend_open_failures: self.backend_open_failures.get(),
             backend_discarded: self.backend_discarded.get(),
+            backend_resets: self.backend_resets.get(),
             state_syncs: self.state_syncs.get(),
             reprepares: self.reprepares.get(),
             bytes_from_clients: self.bytes_from_clients.get(),

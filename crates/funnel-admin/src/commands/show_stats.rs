@@ -26,6 +26,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("session_panics", t.counters.session_panics),
         ("backend_connections_opened", t.counters.backend_opened),
         ("backend_connections_closed", t.counters.backend_discarded),
+        ("backend_connections_reset", t.counters.backend_resets),
         ("backend_connect_failures", t.counters.backend_open_failures),
         ("backlog_waits", t.counters.backlog_waits),
         ("backlog_timeouts", t.counters.backlog_timeouts),

@@ -240,6 +240,14 @@ pub struct BackendConn {
     /// not see in its text (the server reported it): the connection never
     /// serves another client.
     pub untracked_state: bool,
+    /// A client's statement that may have run stored code (a trigger, a
+    /// stored function) failed here. An ERR packet carries no status flags,
+    /// and MariaDB drops the state-change report of the failed statement
+    /// (the next OK does not carry it either), so whatever that code set
+    /// before the error (`SET @pk = NEW.id` in a `BEFORE INSERT` trigger,
+    /// a function's `SET time_zone`) is on the connection unseen: it is
+    /// reset ([`Self::reset_session`]) before it serves another client.
+    pub stored_code_failed: bool,
     /// The command that ran out of time may still be running on the
     /// server, waiting for a lock (a prepare, under `pool.query_timeout`):
     /// it is killed there when the connection is discarded. Funnel's other
@@ -420,6 +428,7 @@ impl BackendConn {
                         kill_on_discard: false,
                         tracks_state: false,
                         untracked_state: false,
+                        stored_code_failed: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -472,6 +481,25 @@ impl BackendConn {
         let summary = self.run(&p, Expect::Status).await?;
         self.tracks_state = summary.error.is_none();
         Ok(())
+    }
+
+    /// `COM_RESET_CONNECTION`, then [`Self::enable_state_tracking`]: the
+    /// server's session is a fresh one's again (user and session variables,
+    /// prepared statements, temporary tables; the schema and the handshake
+    /// charset stay), and so is what Funnel records of it. An ERR from the
+    /// server is an error here too: the connection must not be reused.
+    pub async fn reset_session(&mut self) -> Result<(), BackendError> {
+        let summary = self.run(&[0x1f], Expect::Status).await?;
+        if let Some(err) = summary.error {
+            return Err(BackendError::Refused(err));
+        }
+        // The server closed every statement prepared here.
+        self.stmts.clear();
+        self.vars.clear();
+        self.user_vars.clear();
+        self.untracked_state = false;
+        self.stored_code_failed = false;
+        self.enable_state_tracking().await
     }
 
     /// Sends one small command and reads its whole response, discarding

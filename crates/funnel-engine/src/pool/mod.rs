@@ -530,6 +530,22 @@ impl Pool {
             self.discard(conn);
             return;
         }
+        if conn.stored_code_failed {
+            // Stored code may have left state here that no reply reported:
+            // reset it first, off every client's path. Until then it is in
+            // use; one that fails to reset is closed.
+            let pool = self.clone();
+            rt::spawn(async move {
+                match conn.reset_session().await {
+                    Ok(()) => {
+                        Stats::bump(&pool.stats.backend_resets);
+                        pool.release(conn)
+                    }
+                    Err(_) => pool.discard_lost(conn),
+                }
+            });
+            return;
+        }
         self.answers.set(self.answers.get().wrapping_add(1));
         conn.buf.shrink_if_idle();
         conn.idle_since = Instant::now();

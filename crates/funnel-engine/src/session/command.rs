@@ -117,6 +117,11 @@ pub struct Forward {
     pub drops_temporary: bool,
     /// A multi-statement query (see [`super::pinning::SqlEffect::several_statements`]).
     pub several_statements: bool,
+    /// A statement that may run stored code (a trigger, a stored function,
+    /// a view that calls one; see
+    /// [`super::pinning::SqlEffect::runs_no_stored_code`]): where it fails,
+    /// the connection is reset before another client gets it.
+    pub may_run_stored_code: bool,
     /// On success, the client has set `session_track_state_change` itself
     /// (which pins): it sees the server's state-change reports as sent.
     pub tracks_state_itself: bool,
@@ -144,6 +149,7 @@ impl Forward {
         self.read_only = false;
         self.session_only = false;
         self.lock_names = LockNames::Opaque;
+        self.may_run_stored_code = true;
     }
 
     /// True when the command leaves no session state behind, on the
@@ -226,6 +232,7 @@ impl Forward {
             statement_vars: false,
             drops_temporary: false,
             several_statements: false,
+            may_run_stored_code: false,
             tracks_state_itself: false,
             dynamic_vars: Vec::new(),
             name,
@@ -293,6 +300,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
+            f.may_run_stored_code = !effect.runs_no_stored_code;
             f.dynamic_vars = dynamic_vars;
             f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)
                 && crate::session::pinning::mentions_state_tracking(sql);

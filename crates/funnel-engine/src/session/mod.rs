@@ -1185,6 +1185,7 @@ impl Session {
                         conn.vars.clear();
                         conn.user_vars.clear();
                         conn.untracked_state = false;
+                        conn.stored_code_failed = false;
                         // Its variables are the server's defaults again:
                         // Funnel's state-change reports are off.
                         if let Err(e) = conn.enable_state_tracking().await {
@@ -1229,6 +1230,14 @@ impl Session {
                 }
                 if let Some(reason) = f.pin_on_error.filter(|_| !ok) {
                     self.pin(reason);
+                }
+                if !ok && f.may_run_stored_code {
+                    // No report survives an ERR: what a trigger or function
+                    // set before it is unseen. The client keeps it while it
+                    // holds the connection (its SHOW WARNINGS, a
+                    // transaction); the pool resets it before anyone else
+                    // gets it.
+                    conn.stored_code_failed = true;
                 }
                 if ok {
                     if let Err((lost, e)) = self.read_back(&mut conn, f, summary.warnings).await {
@@ -1287,6 +1296,9 @@ impl Session {
                     // Its warnings were never read: the next client's
                     // SHOW WARNINGS must not see them.
                     conn.stale_diagnostics = true;
+                    // Whether it ended in an ERR was not kept: one that
+                    // may have run stored code is reset as after an ERR.
+                    conn.stored_code_failed |= f.may_run_stored_code;
                     self.pinned = Some(conn);
                     self.end();
                 } else {

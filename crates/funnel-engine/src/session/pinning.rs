@@ -145,6 +145,13 @@ pub struct SqlEffect {
     /// The text holds more than one statement: whether one of them opened
     /// a table (which resets the diagnostics area) is not known.
     pub several_statements: bool,
+    /// Surely runs no stored code: one statement that opens no table (no
+    /// trigger, no view) and calls no function (no `(` at all), such as
+    /// `SET time_zone = 'x'`, `SELECT @x`, `COMMIT`. When any other
+    /// statement fails, stored code may have changed session state before
+    /// the error, which no ERR packet reports (see `BackendConn::
+    /// stored_code_failed`).
+    pub runs_no_stored_code: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -176,6 +183,8 @@ pub struct ExecuteEffect {
     pub statement_vars: bool,
     /// `DROP TEMPORARY` (see [`SqlEffect::drops_temporary`]).
     pub drops_temporary: bool,
+    /// Surely runs no stored code (see [`SqlEffect::runs_no_stored_code`]).
+    pub runs_no_stored_code: bool,
     /// It sets `session_track_state_change` (and pins for it): the
     /// client's replies show the server's reports as sent from then on.
     pub tracks_state_itself: bool,
@@ -201,6 +210,7 @@ impl ExecuteEffect {
             opens_no_table: e.opens_no_table,
             statement_vars: e.statement_vars,
             drops_temporary: e.drops_temporary,
+            runs_no_stored_code: e.runs_no_stored_code,
             tracks_state_itself: pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql),
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
@@ -263,6 +273,16 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     effect.opens_no_table =
         tokens.statements == 1 && !tokens.has(b"FROM") && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
+    // Checked only for what opens no table (not for a read of a table,
+    // such as every point select): a `SET STATEMENT ... FOR` may wrap any
+    // statement, a comment Funnel reads otherwise than the server may hide
+    // one, and a backslash may end a string elsewhere than this reading
+    // says (`SELECT "x\" FROM v -- "` under `ANSI_QUOTES`).
+    effect.runs_no_stored_code = effect.opens_no_table
+        && !tokens.executable_comment
+        && !tokens.ambiguous_comment
+        && tokens.words.get(1).is_none_or(|w| w.as_slice() != b"STATEMENT")
+        && !sql.iter().any(|&c| c == b'(' || c == b'\\');
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
@@ -1448,6 +1468,50 @@ mod tests {
         ] {
             assert_eq!(classify(sql.as_bytes()).pin, Some(reason), "{sql}");
         }
+    }
+
+    #[test]
+    fn pinning_statements_that_surely_run_no_stored_code() {
+        for sql in [
+            "SET time_zone = '+00:00'",
+            "SET @x = 1",
+            "DO 1",
+            "SELECT nosuch",
+            "SELECT @x, @@warning_count",
+            "COMMIT",
+            "BEGIN",
+            "USE db",
+        ] {
+            assert!(classify(sql.as_bytes()).runs_no_stored_code, "{sql}");
+        }
+        for sql in [
+            // Triggers.
+            "INSERT INTO t VALUES (1)",
+            "REPLACE INTO t VALUES (1)",
+            "UPDATE t SET v = 1",
+            "DELETE FROM t",
+            "LOAD DATA INFILE 'f' INTO TABLE t",
+            // A view may call a function.
+            "SELECT v FROM t",
+            // A function call, or what may be one.
+            "SELECT f()",
+            "DO f()",
+            "SET @x = f()",
+            "SELECT CONCAT('a', nosuch)",
+            // `SET STATEMENT` wraps any statement (no `FROM`, no `(` here).
+            "SET STATEMENT max_statement_time = 1 FOR UPDATE t SET v = 1",
+            // Several statements, or text Funnel may read otherwise.
+            "SELECT 1; SELECT 2",
+            "/*!SELECT f() */",
+            "SELECT \"x\\\" FROM v -- \"",
+            "CALL p()",
+            "SHOW TABLES",
+            "WITH c AS (SELECT 1) SELECT * FROM c",
+        ] {
+            assert!(!classify(sql.as_bytes()).runs_no_stored_code, "{sql}");
+        }
+        assert!(!ExecuteEffect::of(b"INSERT INTO t VALUES (?)").runs_no_stored_code);
+        assert!(ExecuteEffect::of(b"SELECT ?").runs_no_stored_code);
     }
 
     #[test]
