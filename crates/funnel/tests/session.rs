@@ -1140,6 +1140,55 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // An ERR carries no status flags and the server drops the pending
+        // state-change report: what a trigger or a function set before the
+        // error was left on the connection for the next client (one
+        // connection: client 1 surely gets client 0's). The pool resets it
+        // first.
+        name: "state stored code set in a failing statement stays with its client",
+        pool: 2,
+        setup: &[
+            // The row before the trigger: the insert that makes it would pin.
+            "CREATE TABLE t (id INT PRIMARY KEY)",
+            "INSERT INTO t VALUES (1)",
+            "CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET @pk = NEW.id",
+            "CREATE TABLE u (id INT PRIMARY KEY)",
+            "INSERT INTO u VALUES (1)",
+            "CREATE FUNCTION f_tz() RETURNS INT DETERMINISTIC \
+             BEGIN SET time_zone = '+03:00'; RETURN 1; END",
+            "CREATE FUNCTION f_x() RETURNS INT DETERMINISTIC BEGIN SET @x = 9; RETURN 1; END",
+            "CREATE FUNCTION f_err() RETURNS INT DETERMINISTIC \
+             BEGIN SET @y = 5; SIGNAL SQLSTATE '45000'; RETURN 1; END",
+        ],
+        steps: &[
+            // The trigger runs, then the duplicate key fails (1062).
+            (1, "INSERT INTO t (id) VALUES (1)"),
+            (2, "SELECT @pk"),
+            // A function sets a session variable, then a later row fails.
+            (1, "INSERT INTO u VALUES (f_tz()), (1)"),
+            (2, "SELECT @@time_zone = @@GLOBAL.time_zone"),
+            // ... a user variable, then the function itself fails.
+            (2, "SELECT f_err()"),
+            (1, "SELECT @y"),
+            // The same through a binary prepared execute.
+            (2, "PS:INSERT INTO u VALUES (f_x()), (1)"),
+            (1, "SELECT @x"),
+            (1, "PS:INSERT INTO t (id) VALUES (1)"),
+            (2, "PS:SELECT @pk"),
+            // Inside a transaction: the connection stays with its client
+            // until the transaction ends, then is reset.
+            (1, "BEGIN"),
+            (1, "INSERT INTO u VALUES (f_tz()), (1)"),
+            (1, "SELECT @@time_zone"),
+            (1, "COMMIT"),
+            (2, "SELECT @@time_zone = @@GLOBAL.time_zone"),
+            // The connection still works, and reports state changes again.
+            (2, "INSERT INTO t VALUES (2)"),
+            (2, "SELECT @pk"),
+            (2, "DELETE FROM t WHERE id = 2"),
+        ],
+    },
+    Case {
         // Found by tests/differential.rs: SHOW WARNINGS is not a SELECT.
         name: "found rows after SHOW WARNINGS",
         pool: 1,

@@ -313,6 +313,113 @@ fn user_vars_set_by_a_trigger_or_function_pin_until_a_reset() {
     assert_eq!(e.pinned_since_start("untracked_state"), 2);
 }
 
+/// A statement that fails after a trigger or a function ran carries no
+/// state-change report (an ERR has no status flags, and the server drops
+/// the pending report), so what that code set would stay on the connection
+/// for the next client: the pool resets the connection first (one
+/// connection: the other client surely gets it, and it is the same one,
+/// not a new one). The failing client is not pinned, and a failure that
+/// surely ran no stored code costs nothing.
+#[test]
+fn user_vars_failed_stored_code_resets_the_connection_without_pinning() {
+    let db = MariaDb::shared();
+    let e = env("uv_failed", 1);
+    for sql in [
+        // The rows first: an insert that fires the trigger and succeeds pins.
+        "CREATE TABLE k (id INT PRIMARY KEY)",
+        "INSERT INTO k VALUES (1)",
+        "CREATE TABLE tk (id INT PRIMARY KEY)",
+        "INSERT INTO tk VALUES (1)",
+        "CREATE TRIGGER trg_k BEFORE INSERT ON tk FOR EACH ROW SET @pk = NEW.id",
+        "CREATE FUNCTION f_tz() RETURNS INT DETERMINISTIC BEGIN SET time_zone = '+03:00'; RETURN 1; END",
+    ] {
+        db.exec(&format!("USE `{}`; {sql}", e.schema));
+    }
+    create_hidden_writers(db, &e.schema);
+    let stat = |name: &str| -> u64 {
+        let rows: Vec<(String, String, String)> = e.admin().query("SHOW STATS").unwrap();
+        let row = rows.into_iter().find(|(s, n, _)| s == "all" && n == name);
+        row.unwrap_or_else(|| panic!("no {name}")).2.parse().unwrap()
+    };
+    let code = |r: mysql::Result<()>| match r {
+        Err(mysql::Error::MySqlError(e)) => e.code,
+        other => panic!("expected a server error, got {other:?}"),
+    };
+    let mut a = e.client();
+    let mut b = e.client();
+    let thread: u64 = b.query_first("SELECT @@pseudo_thread_id").unwrap().unwrap();
+    let closed = stat("backend_connections_closed");
+
+    // The trigger set @pk, then the insert failed.
+    assert_eq!(code(a.query_drop("INSERT INTO tk VALUES (1)")), 1062);
+    assert_eq!(e.pins(), [None, None]);
+    assert_eq!(b.query_first::<Option<i64>, _>("SELECT @pk").unwrap(), Some(None));
+    assert_eq!(stat("backend_connections_reset"), 1);
+    // A function set a session variable, then a later row failed.
+    assert_eq!(code(a.query_drop("INSERT INTO k VALUES (f_tz()), (1)")), 1062);
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT @@time_zone = @@GLOBAL.time_zone")
+            .unwrap(),
+        Some(1)
+    );
+    // The same through a binary prepared execute (the reset closed b's
+    // earlier statements on the server: they are prepared again).
+    assert_eq!(
+        code(a.exec_drop("INSERT INTO k VALUES (f_uv()), (?)", (1,))),
+        1062
+    );
+    assert_eq!(
+        b.exec_first::<Option<i64>, _, _>("SELECT @fx", ()).unwrap(),
+        Some(None)
+    );
+    assert_eq!(stat("backend_connections_reset"), 3);
+
+    // Failures that cannot have run stored code cost nothing; those that
+    // may have (any insert: Funnel does not know which tables have
+    // triggers; a read of a table: it may be a view that calls a
+    // function) cost a reset, never an error nor a pin.
+    assert_eq!(code(a.query_drop("SELECT nosuch")), 1054);
+    assert_eq!(code(a.query_drop("SET time_zone = 'nowhere'")), 1298);
+    assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    assert_eq!(stat("backend_connections_reset"), 3);
+    assert_eq!(code(a.query_drop("SELECT nosuch FROM k")), 1054);
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT COUNT(*) FROM k").unwrap(),
+        Some(1)
+    );
+    assert_eq!(stat("backend_connections_reset"), 4);
+    assert_eq!(code(a.query_drop("INSERT INTO k VALUES (1)")), 1062);
+    assert_eq!(
+        b.query_first::<i64, _>("SELECT COUNT(*) FROM k").unwrap(),
+        Some(1)
+    );
+    assert_eq!(e.pins(), [None, None]);
+    assert_eq!(stat("backend_connections_reset"), 5);
+    // Reset, never reconnected.
+    assert_eq!(stat("backend_connections_closed"), closed);
+    assert_eq!(
+        b.query_first::<u64, _>("SELECT @@pseudo_thread_id").unwrap(),
+        Some(thread)
+    );
+
+    // Within the client's own transaction the connection stays with it
+    // (it sees what its trigger set, as on the server); once it ends, the
+    // next client gets the connection reset.
+    a.query_drop("BEGIN").unwrap();
+    assert_eq!(code(a.query_drop("INSERT INTO tk VALUES (1)")), 1062);
+    assert_eq!(a.query_first::<i64, _>("SELECT @pk").unwrap(), Some(1));
+    a.query_drop("COMMIT").unwrap();
+    assert_eq!(b.query_first::<Option<i64>, _>("SELECT @pk").unwrap(), Some(None));
+
+    // Reports are on again after the reset: a trigger that sets a variable
+    // in a statement that succeeds pins as before.
+    a.query_drop("INSERT INTO log VALUES (5)").unwrap();
+    let mut pins = e.pins();
+    pins.sort();
+    assert_eq!(pins, [None, Some("untracked_state".to_string())]);
+    assert_eq!(a.query_first::<i64, _>("SELECT @trig").unwrap(), Some(5));
+}
+
 /// Every backend connection asks for session tracking and turns on the
 /// state-change report; a client sees its replies as it would from the
 /// server: without tracking data when it did not ask for
