@@ -1740,6 +1740,7 @@ mod tests {
             classify(b"SET GLOBAL max_connections = 10"),
             SqlEffect {
                 opens_no_table: true,
+                runs_no_stored_code: true,
                 ..SqlEffect::default()
             }
         );
