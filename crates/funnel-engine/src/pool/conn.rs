@@ -240,14 +240,19 @@ pub struct BackendConn {
     /// not see in its text (the server reported it): the connection never
     /// serves another client.
     pub untracked_state: bool,
-    /// A client's statement that may have run stored code (a trigger, a
-    /// stored function) failed here. An ERR packet carries no status flags,
-    /// and MariaDB drops the state-change report of the failed statement
-    /// (the next OK does not carry it either), so whatever that code set
-    /// before the error (`SET @pk = NEW.id` in a `BEFORE INSERT` trigger,
-    /// a function's `SET time_zone`) is on the connection unseen: it is
-    /// reset ([`Self::reset_session`]) before it serves another client.
-    pub stored_code_failed: bool,
+    /// The connection holds session state no other client may see, which
+    /// a `COM_RESET_CONNECTION` undoes: it is reset
+    /// ([`Self::reset_session`]) before it serves another client. Either a
+    /// client's statement that may have run stored code (a trigger, a
+    /// stored function) failed here: an ERR packet carries no status
+    /// flags, and MariaDB drops the state-change report of the failed
+    /// statement (the next OK does not carry it either), so whatever that
+    /// code set before the error (`SET @pk = NEW.id` in a `BEFORE INSERT`
+    /// trigger, a function's `SET time_zone`) is there unseen. Or a pinned
+    /// session ended, leaving what pinned it (a temporary table, a named
+    /// lock, variables): a reset is two round trips where a new connection
+    /// costs a login.
+    pub needs_reset: bool,
     /// The command that ran out of time may still be running on the
     /// server, waiting for a lock (a prepare, under `pool.query_timeout`):
     /// it is killed there when the connection is discarded. Funnel's other
@@ -428,7 +433,7 @@ impl BackendConn {
                         kill_on_discard: false,
                         tracks_state: false,
                         untracked_state: false,
-                        stored_code_failed: false,
+                        needs_reset: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
                     };
@@ -493,13 +498,22 @@ impl BackendConn {
         if let Some(err) = summary.error {
             return Err(BackendError::Refused(err));
         }
-        // The server closed every statement prepared here.
+        self.forget_session_state();
+        self.enable_state_tracking().await
+    }
+
+    /// What Funnel records of the server's session, after the server
+    /// reset it (`COM_RESET_CONNECTION`, Funnel's or a client's): its
+    /// statements are closed (with their cursors and long data), its
+    /// variables are the server's defaults, and nothing unseen is left.
+    /// The schema stays, as on the server. Tracking is off again until
+    /// [`Self::enable_state_tracking`].
+    pub fn forget_session_state(&mut self) {
         self.stmts.clear();
         self.vars.clear();
         self.user_vars.clear();
         self.untracked_state = false;
-        self.stored_code_failed = false;
-        self.enable_state_tracking().await
+        self.needs_reset = false;
     }
 
     /// Sends one small command and reads its whole response, discarding

@@ -525,15 +525,15 @@ impl Pool {
         }
         let expired = !self.limits.get().max_lifetime.is_zero()
             && conn.opened_at.elapsed() >= self.limits.get().max_lifetime;
-        let over_share = conn.stmts.len() > self.statement_cap.get();
-        if !conn.is_reusable() || conn.untracked_state || expired || over_share {
+        if !conn.is_reusable() || expired {
             self.discard(conn);
             return;
         }
-        if conn.stored_code_failed {
-            // Stored code may have left state here that no reply reported:
-            // reset it first, off every client's path. Until then it is in
-            // use; one that fails to reset is closed.
+        if conn.needs_reset || conn.untracked_state {
+            // It holds state another client must not see (see
+            // `BackendConn::needs_reset`): reset it first, off every
+            // client's path. Until then it is in use; one that fails to
+            // reset is closed.
             let pool = self.clone();
             rt::spawn(async move {
                 match conn.reset_session().await {
@@ -544,6 +544,10 @@ impl Pool {
                     Err(_) => pool.discard_lost(conn),
                 }
             });
+            return;
+        }
+        if conn.stmts.len() > self.statement_cap.get() {
+            self.discard(conn);
             return;
         }
         self.answers.set(self.answers.get().wrapping_add(1));

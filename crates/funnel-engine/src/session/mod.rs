@@ -1179,13 +1179,7 @@ impl Session {
                         self.record_user_vars(&mut conn, values);
                     }
                     if f.resets {
-                        // The server closed the session's statements (with
-                        // their cursors and long data) and state.
-                        conn.stmts.clear();
-                        conn.vars.clear();
-                        conn.user_vars.clear();
-                        conn.untracked_state = false;
-                        conn.stored_code_failed = false;
+                        conn.forget_session_state();
                         // Its variables are the server's defaults again:
                         // Funnel's state-change reports are off.
                         if let Err(e) = conn.enable_state_tracking().await {
@@ -1237,7 +1231,7 @@ impl Session {
                     // holds the connection (its SHOW WARNINGS, a
                     // transaction); the pool resets it before anyone else
                     // gets it.
-                    conn.stored_code_failed = true;
+                    conn.needs_reset = true;
                 }
                 if ok {
                     if let Err((lost, e)) = self.read_back(&mut conn, f, summary.warnings).await {
@@ -1298,7 +1292,7 @@ impl Session {
                     conn.stale_diagnostics = true;
                     // Whether it ended in an ERR was not kept: one that
                     // may have run stored code is reset as after an ERR.
-                    conn.stored_code_failed |= f.may_run_stored_code;
+                    conn.needs_reset |= f.may_run_stored_code;
                     self.pinned = Some(conn);
                     self.end();
                 } else {
@@ -1789,17 +1783,34 @@ impl Session {
             .map_err(|_| End::Closed)
     }
 
-    /// Gives the pinned connection back: reusable ones to the pool, the
-    /// rest (open transaction, session state) are closed so no other client
-    /// inherits them.
+    /// Gives the pinned connection back: reusable ones to the pool, with a
+    /// reset first when what pinned the session is still on it; the rest
+    /// (open transaction, long data, state a reset may not undo) are closed
+    /// so no other client inherits them.
     fn end(&mut self) {
         if let Some(conn) = self.pinned.take() {
-            if self.sticky() || !self.long_data.is_empty() {
-                self.discard_backend(conn);
+            if self.may_leave(&conn) {
+                self.leave(conn);
             } else {
-                self.shard.backends.release(conn);
+                self.discard_backend(conn);
             }
         }
+    }
+
+    /// True when the session's connection may serve another client once
+    /// the session has let it go: nothing pins it, or all that pins it dies
+    /// with a reset ([`PinSet::undone_by_reset`]) and no transaction is
+    /// open. Never with long data, which lives on the server's statement.
+    fn may_leave(&self, conn: &BackendConn) -> bool {
+        self.long_data.is_empty() && (!self.sticky() || (self.pins.undone_by_reset() && conn.is_reusable()))
+    }
+
+    /// Gives a connection [`Self::may_leave`] allows back to the pool, which
+    /// resets it first when the session was pinned there (two round trips,
+    /// where closing it would cost the next client a login).
+    fn leave(&mut self, mut conn: BackendConn) {
+        conn.needs_reset |= self.sticky();
+        self.shard.backends.release(conn);
     }
 }
 

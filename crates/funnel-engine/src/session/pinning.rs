@@ -150,7 +150,7 @@ pub struct SqlEffect {
     /// `SET time_zone = 'x'`, `SELECT @x`, `COMMIT`. When any other
     /// statement fails, stored code may have changed session state before
     /// the error, which no ERR packet reports (see `BackendConn::
-    /// stored_code_failed`).
+    /// needs_reset`).
     pub runs_no_stored_code: bool,
 }
 
@@ -2086,6 +2086,35 @@ impl PinSet {
     /// Forgets every reason (reset, change user, lost connection).
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+
+    /// True when a `COM_RESET_CONNECTION` undoes all that holds the
+    /// connection (once no transaction is open: the caller checks that):
+    /// variables, temporary tables, table and named locks, statements,
+    /// cursors, handlers, a procedure's or stored code's state. Not a
+    /// backup lock or a replication variable, and not what Funnel did not
+    /// understand: those connections are closed instead.
+    pub fn undone_by_reset(&self) -> bool {
+        use PinReason::*;
+        self.0.iter().all(|r| {
+            matches!(
+                r,
+                AutocommitOff
+                    | SessionVariable
+                    | UserVariable
+                    | TemporaryTable
+                    | TableLock
+                    | NamedLock
+                    | SqlPrepare
+                    | PreparedStatement
+                    | Handler
+                    | PreviousStatementInfo
+                    | StoredProcedure
+                    | Cursor
+                    | NextTransaction
+                    | UntrackedState
+            )
+        })
     }
 
     /// One reason, for reporting.

@@ -97,7 +97,11 @@ impl Session {
         }
         // Nothing of the old session may survive on a backend connection.
         if let Some(conn) = self.pinned.take() {
-            self.shard.backends.discard(conn);
+            if self.may_leave(&conn) {
+                self.leave(conn);
+            } else {
+                self.shard.backends.discard(conn);
+            }
         }
         self.forget_state();
         if let Some(cs) = request.charset {
