@@ -545,6 +545,26 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // The CALL runs on a connection other than the insert's: client 1's
+        // transaction holds that one.
+        name: "a procedure reads its caller's LAST_INSERT_ID()",
+        pool: 2,
+        setup: &[
+            "CREATE TABLE sp (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "CREATE PROCEDURE psp() SELECT LAST_INSERT_ID() + 0 AS x",
+        ],
+        steps: &[
+            (0, "INSERT INTO sp (v) VALUES (1)"),
+            (1, "BEGIN"),
+            (1, "SELECT COUNT(*) FROM sp"),
+            (0, "CALL psp()"),
+            (0, "INSERT INTO sp (v) VALUES (2)"),
+            (0, "CALL psp()"),
+            (1, "COMMIT"),
+            (1, "CALL psp()"),
+        ],
+    },
+    Case {
         name: "NO_BACKSLASH_ESCAPES: a backslash ends no string",
         pool: 2,
         setup: &["CREATE TABLE sl (a VARCHAR(20), b VARCHAR(60))"],

@@ -251,6 +251,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 calc_found_rows: false,
                 tracks_state_itself: false,
                 insert_id_on_server: false,
+                insert_id_given_to_calls: false,
                 foreign_diagnostics: false,
                 linger: false,
                 digest: None,
@@ -344,6 +345,10 @@ struct Session {
     /// another client's); Funnel answers from its own record until the
     /// connection is given the id or makes one.
     insert_id_on_server: bool,
+    /// Pinned by a `CALL`, whose connection was given the client's last
+    /// insert id before it: the procedures it calls read the client's own
+    /// (see `forward`), and every statement since ran there.
+    insert_id_given_to_calls: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
@@ -748,12 +753,20 @@ impl Session {
         let Some(mut conn) = self.sync_session(conn, total, f.new_schema.is_some()).await? else {
             return Ok(());
         };
-        if self.reads_last_insert_id_on_server(total, &f) {
+        // A procedure may read LAST_INSERT_ID() where its CALL does not
+        // show it (`INSERT INTO orders ...; CALL add_items(...)`): the
+        // connection gets the client's id first, once for the session, as
+        // the CALL pins it there.
+        let call_reads_insert_id = f.pin == Some(PinReason::StoredProcedure)
+            && !self.insert_id_pinned()
+            && !(self.insert_id_given_to_calls && self.pins.contains(PinReason::StoredProcedure));
+        if call_reads_insert_id || self.reads_last_insert_id_on_server(total, &f) {
             conn = match self.sync_last_insert_id(conn, total).await? {
                 Some(c) => c,
                 None => return Ok(()),
             };
             self.insert_id_on_server = true;
+            self.insert_id_given_to_calls |= call_reads_insert_id;
         }
         if !f.dynamic_vars.is_empty() {
             conn = match self.check_dynamic_vars(conn, &f.dynamic_vars, total).await? {

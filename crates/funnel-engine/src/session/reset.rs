@@ -49,6 +49,7 @@ impl Session {
         self.linger = false;
         self.calc_found_rows = false;
         self.tracks_state_itself = false;
+        self.insert_id_given_to_calls = false;
     }
 
     /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
