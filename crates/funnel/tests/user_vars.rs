@@ -837,10 +837,12 @@ fn described(c: &mut Conn, sql: &str) -> (Vec<String>, Vec<mysql::Value>) {
 /// MariaDB creates a user variable a statement assigns (`SET @y = ?`,
 /// `@y := ...`) when it prepares the statement, NULL with the type of the
 /// value, even when the prepare fails on a later part of it. A client that
-/// only prepares such a statement leaves that variable on the pooled
-/// connection: the next client there, which never set it, reads it as on
-/// a fresh connection of its own, metadata included (differential soak
-/// seeds 10033, 11043).
+/// only prepares such a statement must not leave that variable for the
+/// next client on its connection, which never set it and reads it as on a
+/// fresh connection of its own, metadata included (differential soak
+/// seeds 10033, 11043). The variables are the preparing client's own
+/// (`user_vars_created_by_a_clients_own_prepare_are_its_own`): it is
+/// pinned for them, and its connection is closed when it leaves.
 #[test]
 fn user_vars_created_by_another_clients_prepare_read_as_never_set() {
     let db = MariaDb::shared();
@@ -855,6 +857,8 @@ fn user_vars_created_by_another_clients_prepare_read_as_never_set() {
     a.prep("SELECT v INTO @t FROM pm").unwrap();
     // Refused at `nosuch`, after the server made `@v`.
     assert!(a.prep("SET @v = 'x', @u = nosuch").is_err());
+    assert_eq!(e.pins(), [Some("user_variable".to_owned())]);
+    drop(a);
     let mut b = e.client();
     assert_eq!(described(&mut b, read), want);
     assert_eq!(want.1, vec![mysql::Value::NULL; 6]);
@@ -883,4 +887,41 @@ fn user_vars_created_by_a_pinned_clients_prepare_keep_its_pin() {
     // Without it the lock's release would hand the connection back.
     assert!(e.pins()[0].is_some(), "{:?}", e.pins());
     assert_eq!(e.pinned_since_start("user_variable"), 1);
+}
+
+/// The variables a client's own prepare makes (NULL with the type of the
+/// value) are its own as on a direct connection, also when it never
+/// executes the statement and when another client prepared the same text
+/// first (Funnel answers repeated prepares from its registry, without a
+/// prepare on the server): the client reads them typed, not as never set
+/// (differential soak, the variables were read as binary NULLs).
+#[test]
+fn user_vars_created_by_a_clients_own_prepare_are_its_own() {
+    let db = MariaDb::shared();
+    let e = env("uv_prep_own", 1);
+    let read = "SELECT @y, @w, CONCAT(@y, 'a') AS c, CONCAT(@w, 'a') AS d";
+    let script = |c: &mut Conn| {
+        c.prep("SET @y = 'lit'").unwrap();
+        c.prep("SELECT 1 AS v, @w := 'a' FROM DUAL").unwrap();
+        described(c, read)
+    };
+    let mut direct = Conn::new(opts(db.port(), "root", "").db_name(Some(e.schema.as_str()))).unwrap();
+    direct.query_drop("SET NAMES latin1").unwrap();
+    let want = script(&mut direct);
+    // The same text in the registry first, from a client that keeps it.
+    let mut first = e.client();
+    first.query_drop("SET @y = 1, @w = 2").unwrap();
+    first.prep("SET @y = 'lit'").unwrap();
+    first.prep("SELECT 1 AS v, @w := 'a' FROM DUAL").unwrap();
+    let mut a = e.client();
+    a.query_drop("SET NAMES latin1").unwrap();
+    assert_eq!(script(&mut a), want);
+    // The second client is pinned; the first set both itself, and its
+    // prepares leave them alone.
+    let mut pins = e.pins();
+    pins.sort();
+    assert_eq!(pins, [None, Some("user_variable".to_owned())]);
+    assert_eq!(e.pinned_since_start("user_variable"), 1);
+    // The variables a prepare makes are never set, in no client's session.
+    assert_eq!(want.1, vec![mysql::Value::NULL; 4]);
 }

@@ -63,7 +63,7 @@ impl Session {
     }
 
     async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
-        use super::pinning::PinReason::PreviousStatementInfo;
+        use super::pinning::PinReason::{PreviousStatementInfo, UserVariable};
         // Only a prepare that succeeds names the next "last prepared" one.
         self.stmts.forget_last();
         if let Some(what) = super::pinning::refusal(&sql) {
@@ -87,7 +87,18 @@ impl Session {
             // alone is given to the connection before each execute instead.)
             self.pin(PreviousStatementInfo);
         }
-        let result = self.prepare_new(sql).await;
+        // The prepare makes the variables its statement assigns in the
+        // client's own session too, NULL with the type of their value,
+        // which Funnel cannot know: a client that did not set one already
+        // is pinned (as for a SET it could not replay), and its statement
+        // is prepared on its connection even when the registry has it, so
+        // the server makes them there as on a connection of its own.
+        let makes_vars = super::user_vars::made_by_prepare(&sql)
+            .is_none_or(|names| names.iter().any(|n| self.user_vars.get(n).is_none()));
+        if makes_vars {
+            self.pin(UserVariable);
+        }
+        let result = self.prepare_new(sql, makes_vars).await;
         let failed = self
             .stmts
             .resolve(crate::prepared::client::LAST_PREPARED)
@@ -99,16 +110,20 @@ impl Session {
         result
     }
 
-    /// Prepares `sql` for the client, from the registry or on a backend.
-    async fn prepare_new(&mut self, sql: Bytes) -> Result<(), End> {
+    /// Prepares `sql` for the client, from the registry or on a backend
+    /// (always, when `on_backend`).
+    async fn prepare_new(&mut self, sql: Bytes, on_backend: bool) -> Result<(), End> {
         let shape = ResponseShape {
             deprecate_eof: self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF),
             charset: self.key.charset,
         };
-        if let Some(meta) = self
-            .shard
-            .statements
-            .lookup(shape, &self.schema, &self.vars, &sql)
+        if let Some(meta) = (!on_backend)
+            .then(|| {
+                self.shard
+                    .statements
+                    .lookup(shape, &self.schema, &self.vars, &sql)
+            })
+            .flatten()
         {
             return self.reply_prepared(meta).await;
         }
@@ -706,7 +721,10 @@ impl Session {
     /// not: the user variables it may have made there
     /// ([`super::user_vars::made_by_prepare`]) are recorded as carried by
     /// the connection, value unknown, so the next client there that never
-    /// set them gets them as NULL, as on a connection of its own. A pinned
+    /// set them gets them as NULL, as on a connection of its own (a client
+    /// that had not set them itself is pinned before its prepare,
+    /// [`Self::stmt_prepare`]; this is for the others, and for a
+    /// statement prepared again at an execute elsewhere). A pinned
     /// session's connection is its own, where it reads them as the server
     /// made them: it stays pinned (`user_variable`), as for a `SET @x`
     /// while pinned, and so does a session whose prepare made a name
