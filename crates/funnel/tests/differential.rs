@@ -41,6 +41,11 @@ enum Op {
     /// A binary-protocol prepared statement (`COM_STMT_PREPARE` once per
     /// connection, by the driver's cache, then `COM_STMT_EXECUTE`).
     Exec(String),
+    /// [`Op::Exec`] with one integer parameter for the statement's `?`.
+    ExecArg(String, i64),
+    /// `COM_STMT_PREPARE` alone, then `COM_STMT_CLOSE` (which has no
+    /// reply): answers with the statement's parameter count and columns.
+    Prepare(String),
     /// `COM_INIT_DB` of one of the client's schemas.
     InitDb(&'static str),
     /// `COM_RESET_CONNECTION`.
@@ -54,6 +59,8 @@ impl std::fmt::Display for Op {
         match self {
             Op::Query(sql) => write!(f, "{sql}"),
             Op::Exec(sql) => write!(f, "EXEC {sql}"),
+            Op::ExecArg(sql, arg) => write!(f, "EXEC {sql} <- {arg}"),
+            Op::Prepare(sql) => write!(f, "PREPARE {sql}"),
             Op::InitDb(db) => write!(f, "COM_INIT_DB {db}"),
             Op::Reset => write!(f, "COM_RESET_CONNECTION"),
             Op::Reconnect => write!(f, "(reconnect)"),
@@ -277,6 +284,24 @@ const PREPARED_STATE_READERS: &[&str] = &[
     "SELECT @trig, @fx, @@time_zone, @@div_precision_increment",
 ];
 
+/// Statements that assign user variables, prepared (and closed) without
+/// an execute or prepared and executed: MariaDB creates a variable a
+/// statement assigns when it prepares it (not `SELECT ... INTO`'s), on
+/// whatever connection Funnel prepared it on, and another client reading
+/// the name there must still see it as never set.
+const VAR_PREPARES: &[&str] = &[
+    "SET @y = ?",
+    "SET @y = 5",
+    "SET @y = 'lit'",
+    "SET @w = ?, @t = NULL",
+    "SELECT v, @w := v + 1 FROM t ORDER BY id",
+    "SELECT v INTO @t FROM t ORDER BY id LIMIT 1",
+    "SELECT v INTO @t FROM t",
+    "SELECT @y, @w, @t",
+];
+/// Reads of what [`VAR_PREPARES`] assigns, by any client.
+const VAR_READS: &[&str] = &["SELECT @y, @w, @t", "SELECT @y", "SELECT @w, @t, @y IS NULL"];
+
 /// The functions of [`STATE_WRITERS`] and [`STATE_READERS`], created in
 /// both of each client's schemas (a function of the current schema runs
 /// without a schema switch, which the server would report).
@@ -292,6 +317,78 @@ const STORED_CODE: &[&str] = &[
      RETURN CONCAT_WS('|', @trig, @fx, @@time_zone, @@div_precision_increment)",
     "CREATE FUNCTION f_sq(n INT) RETURNS INT DETERMINISTIC RETURN n * n",
 ];
+
+/// One random step, weighted towards what moves session state; now and
+/// then a short sequence of steps.
+fn ops(rng: &mut Rng) -> Vec<Op> {
+    let q = |s: &str| Op::Query(s.to_owned());
+    match rng.below(116) {
+        108..=111 => {
+            let sql = rng.pick(VAR_PREPARES).to_owned();
+            vec![match rng.below(3) {
+                0 => Op::Prepare(sql),
+                _ if sql.contains('?') => Op::ExecArg(sql, rng.below(100) as i64),
+                _ => Op::Exec(sql),
+            }]
+        }
+        112..=113 => {
+            let sql = rng.pick(VAR_READS);
+            vec![match rng.below(3) {
+                0 => Op::Exec(sql.to_owned()),
+                1 => q("SELECT @w := 7, @y"),
+                _ => q(sql),
+            }]
+        }
+        114..=115 => schema_left_sequence(rng),
+        _ => vec![op(rng)],
+    }
+}
+
+/// A pinned session executes a statement prepared in the schema it then
+/// left, and reads `ROW_COUNT()` after: the server runs the execute in the
+/// statement's schema and goes back to the session's without a statement
+/// of its own.
+fn schema_left_sequence(rng: &mut Rng) -> Vec<Op> {
+    let q = |s: &str| Op::Query(s.to_owned());
+    let (here, there) = if rng.below(2) == 0 {
+        ("{a}", "{b}")
+    } else {
+        ("{b}", "{a}")
+    };
+    let stmt = rng.pick(&[
+        "SELECT id, v FROM t ORDER BY id",
+        "SELECT @@time_zone, @@sql_mode",
+        "UPDATE t SET v = v + 1 WHERE id = 1",
+        "SELECT COUNT(*) FROM k",
+        "SET @y = 5",
+    ]);
+    let pin = match rng.below(4) {
+        0 => Op::Exec("SELECT CONNECTION_ID() > 0".to_owned()),
+        1 => q("SELECT GET_LOCK('{lk}', 0)"),
+        2 => q("CREATE TEMPORARY TABLE IF NOT EXISTS tmp (x INT)"),
+        _ => q("SET @u = 5"),
+    };
+    let mut ops = vec![q(&format!("USE {here}"))];
+    if rng.below(2) == 0 {
+        ops.push(Op::Exec(stmt.to_owned()));
+        ops.push(pin);
+    } else {
+        ops.push(pin);
+        ops.push(Op::Exec(stmt.to_owned()));
+    }
+    ops.push(if rng.below(2) == 0 {
+        q(&format!("USE {there}"))
+    } else {
+        Op::InitDb(there)
+    });
+    ops.push(Op::Exec(stmt.to_owned()));
+    ops.push(q(rng.pick(&[
+        "SELECT ROW_COUNT()",
+        "SELECT ROW_COUNT(), DATABASE()",
+        "SELECT LAST_INSERT_ID(), ROW_COUNT()",
+    ])));
+    ops
+}
 
 /// One random step, weighted towards what moves session state.
 fn op(rng: &mut Rng) -> Op {
@@ -337,7 +434,12 @@ fn op(rng: &mut Rng) -> Op {
 
 fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(client as u64));
-    (0..len).map(|_| op(&mut rng)).collect()
+    let mut script = Vec::with_capacity(len + 8);
+    while script.len() < len {
+        script.extend(ops(&mut rng));
+    }
+    script.truncate(len);
+    script
 }
 
 /// The names one client uses in one run; masked in every output.
@@ -487,6 +589,25 @@ fn run_op(conn: &mut Option<Conn>, op: &Op, names: &Names, connect: &dyn Fn() ->
         Op::Exec(sql) => {
             let sql = names.fill(sql);
             conn.exec_iter(&sql, ()).and_then(|mut r| collect(&mut r, true))
+        }
+        Op::ExecArg(sql, arg) => {
+            let sql = names.fill(sql);
+            conn.exec_iter(&sql, (*arg,))
+                .and_then(|mut r| collect(&mut r, true))
+        }
+        Op::Prepare(sql) => {
+            let sql = names.fill(sql);
+            conn.prep(&sql).and_then(|stmt| {
+                let described = SetOutcome {
+                    columns: stmt
+                        .columns()
+                        .iter()
+                        .map(|c| format!("{}:{:?}", c.name_str(), c.column_type()))
+                        .collect(),
+                    rows: vec![vec![stmt.num_params().to_string()]],
+                };
+                conn.close(stmt).map(|()| vec![described])
+            })
         }
         Op::InitDb(db) => conn.select_db(&names.fill(db)).map(|()| Vec::new()),
         Op::Reset => conn.reset().map(|()| Vec::new()),
@@ -835,6 +956,25 @@ fn differential_regressions_match_direct_mariadb() {
             q("SELECT ROW_COUNT()"),
             Op::Exec("SELECT id, v FROM t ORDER BY id".into()),
             q("SELECT ROW_COUNT(), DATABASE()"),
+        ],
+        // A prepare makes the variables its statement assigns in the
+        // client's own session, NULL with their value's type; they read
+        // as never set (binary NULLs) where the client was not pinned on
+        // the connection that made them (soak seeds 4 and 5 of the new
+        // steps). One that set them itself keeps its values.
+        vec![
+            q("SET NAMES latin1"),
+            Op::Prepare("SET @y = 'lit'".into()),
+            Op::Prepare("SELECT v, @w := v + 1 FROM t ORDER BY id".into()),
+            q("SELECT @y, @w, @t"),
+        ],
+        vec![
+            q("SET @y = 1, @w = 2"),
+            Op::Prepare("SET @y = 'lit'".into()),
+            Op::Prepare("SELECT v, @w := v + 1 FROM t ORDER BY id".into()),
+            q("SET NAMES latin1"),
+            Op::ExecArg("SET @y = ?".into(), 3),
+            q("SELECT @y, @w, @t"),
         ],
     ];
     let (db, proxy, _admin) = start();
