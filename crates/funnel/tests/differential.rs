@@ -578,7 +578,9 @@ fn run_op(conn: &mut Option<Conn>, op: &Op, names: &Names, connect: &dyn Fn() ->
     if let Op::Reconnect = op {
         // The old session ends first: a pinned one holds a backend
         // connection the new login may need.
-        drop(conn.take());
+        if conn.take().is_some() {
+            lock_released(names, connect);
+        }
     }
     let conn = conn.get_or_insert_with(connect);
     let sets = match op {
@@ -639,6 +641,27 @@ fn run_op(conn: &mut Option<Conn>, op: &Op, names: &Names, connect: &dyn Fn() ->
             ok => ok,
         },
     }
+}
+
+/// Waits until the server let go of the client's named lock, which a
+/// session that ended may have held: the server frees it some time after
+/// the disconnect, and the new session's `RELEASE_LOCK()` would read 0 or
+/// NULL by that timing, on either side.
+fn lock_released(names: &Names, connect: &dyn Fn() -> Conn) {
+    let mut probe = connect();
+    let sql = names.fill("SELECT IS_USED_LOCK('{lk}')");
+    for _ in 0..500 {
+        if probe
+            .query_first::<Option<u64>, _>(&sql)
+            .unwrap()
+            .flatten()
+            .is_none()
+        {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{}: the ended session's lock was never released", names.lock);
 }
 
 fn opts(port: u16, user: &str, pw: &str, db: &str) -> OptsBuilder {
