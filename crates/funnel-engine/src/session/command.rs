@@ -81,6 +81,8 @@ pub struct Forward {
     pub reads_found_rows: bool,
     /// On an error, the session keeps its connection for this reason.
     pub pin_on_error: Option<PinReason>,
+    /// `SELECT ... INTO`: the server answers `FOUND_ROWS()` after it.
+    pub selects_into: bool,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
     /// `SHOW WARNINGS` / `SHOW ERRORS`: the server leaves what
@@ -217,6 +219,7 @@ impl Forward {
             read_back_user_vars: None,
             reads_found_rows: false,
             pin_on_error: None,
+            selects_into: false,
             diagnostics: false,
             keeps_found_rows: false,
             sets_insert_id: false,
@@ -288,6 +291,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.read_back_user_vars = effect.read_back_user_vars;
             f.reads_found_rows = effect.reads_found_rows;
             f.pin_on_error = effect.pin_on_error;
+            f.selects_into = effect.selects_into;
             f.diagnostics = effect.diagnostics;
             f.keeps_found_rows = effect.diagnostics && shows_diagnostics(sql);
             // Every statement that sets the id pins (`previous_statement_info`,

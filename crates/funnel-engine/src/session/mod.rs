@@ -66,6 +66,9 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 /// most of the time and each one costs its buffer.
 const CLIENT_BUF: usize = 2048;
 
+/// `ER_TOO_MANY_ROWS`: a `SELECT ... INTO` selected more than one row.
+const ER_TOO_MANY_ROWS: u16 = 1172;
+
 /// Where a command goes.
 struct Route {
     hostgroup: Rc<str>,
@@ -1271,6 +1274,15 @@ impl Session {
                     // Pinned for another reason (`SET @x = LAST_INSERT_ID(5)`
                     // pins for the variable), the id it set lives on this
                     // connection: the server answers for it from now on.
+                    self.pin(PinReason::PreviousStatementInfo);
+                }
+                // `SELECT ... INTO` returns no rows but leaves the count it
+                // selected for FOUND_ROWS(), also when it fails for
+                // selecting too many (ER_TOO_MANY_ROWS, count 1; another
+                // error leaves the count before it). It pinned: the server
+                // answers from now on (soak seeds 50053, 50131).
+                let selected = ok || summary.error.as_ref().is_some_and(|e| e.code == ER_TOO_MANY_ROWS);
+                if f.selects_into && selected && self.sticky() {
                     self.pin(PinReason::PreviousStatementInfo);
                 }
                 if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {

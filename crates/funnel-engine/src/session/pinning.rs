@@ -116,6 +116,10 @@ pub struct SqlEffect {
     /// The session keeps its connection if the server answers with an
     /// error (some of the statements may have run).
     pub pin_on_error: Option<PinReason>,
+    /// A `SELECT ... INTO` (see `Tokens::select_into`): it pins (for the
+    /// variable or file), and the count of rows it selected, which Funnel
+    /// does not see, is the server's to answer `FOUND_ROWS()` with.
+    pub selects_into: bool,
     /// State this statement ends, once the server says OK.
     pub unpin: Option<PinReason>,
     /// The statement only reads: a single `SELECT` without `FOR UPDATE`,
@@ -188,6 +192,8 @@ pub struct ExecuteEffect {
     /// It sets `session_track_state_change` (and pins for it): the
     /// client's replies show the server's reports as sent from then on.
     pub tracks_state_itself: bool,
+    /// `SELECT ... INTO` (see [`SqlEffect::selects_into`]).
+    pub selects_into: bool,
 }
 
 impl ExecuteEffect {
@@ -211,6 +217,7 @@ impl ExecuteEffect {
             statement_vars: e.statement_vars,
             drops_temporary: e.drops_temporary,
             runs_no_stored_code: e.runs_no_stored_code,
+            selects_into: e.selects_into,
             tracks_state_itself: pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql),
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
@@ -338,7 +345,10 @@ thread_local! {
 const MAX_KEPT_WORDS: usize = 4096;
 
 fn classify_tokens(sql: &[u8], tokens: &Tokens) -> SqlEffect {
-    let effect = classify_statement(sql, tokens);
+    let effect = SqlEffect {
+        selects_into: tokens.select_into,
+        ..classify_statement(sql, tokens)
+    };
     if !tokens.has(b"SQL_CALC_FOUND_ROWS") {
         return effect;
     }
@@ -1194,6 +1204,11 @@ struct Tokens {
     /// `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, `DO`, `WITH` or `VALUES`
     /// (`GET DIAGNOSTICS @n`, `LOAD DATA ... (@c)`, `CALL p(@out)`).
     user_var_write: bool,
+    /// A `SELECT` (or `WITH`) statement with an `INTO` (`@x`, `OUTFILE`,
+    /// `DUMPFILE`): it returns no rows, but leaves the count of those it
+    /// selected for `FOUND_ROWS()`, also when it fails for selecting more
+    /// than one.
+    select_into: bool,
     executable_comment: bool,
     /// A `--` followed by a byte above ASCII: a comment or not depending on
     /// the connection's character set ([`sql_lex::ambiguous_comment_at`]),
@@ -1315,6 +1330,10 @@ impl Tokens {
                             insert_into_seen = true;
                         } else {
                             into_seen = true;
+                            t.select_into |= t
+                                .words
+                                .get(stmt_start)
+                                .is_some_and(|w| matches!(w.as_slice(), b"SELECT" | b"WITH"));
                         }
                     }
                     t.words.push(word);
@@ -1541,6 +1560,26 @@ mod tests {
             "START SLAVE",
         ] {
             assert!(!classify(sql.as_bytes()).opens_no_table, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pinning_select_into_leaves_found_rows_to_the_server() {
+        for sql in [
+            "SELECT v INTO @t FROM t",
+            "SELECT v FROM t LIMIT 1 INTO @t",
+            "WITH c AS (SELECT 1 AS v) SELECT v INTO @t FROM c",
+            "SELECT 1; SELECT 2 INTO @x",
+        ] {
+            assert!(classify(sql.as_bytes()).selects_into, "{sql}");
+            assert!(ExecuteEffect::of(sql.as_bytes()).selects_into, "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "SELECT 'INTO' FROM t",
+            "REPLACE INTO t SELECT @x",
+        ] {
+            assert!(!classify(sql.as_bytes()).selects_into, "{sql}");
         }
     }
 

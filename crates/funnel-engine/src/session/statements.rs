@@ -263,6 +263,7 @@ impl Session {
         f.tracks_state_itself = meta.effect.tracks_state_itself;
         f.drops_temporary = meta.effect.drops_temporary;
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
+        f.selects_into = meta.effect.selects_into;
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
