@@ -1015,6 +1015,16 @@ fn differential_regressions_match_direct_mariadb() {
             q("INSERT INTO k VALUES (9, 9)"),
             q("SELECT FOUND_ROWS(), ROW_COUNT()"),
         ],
+        // A prepare describes a user variable's column by its type at the
+        // time: the second prepare (the same text, schema and variables)
+        // must not be answered with the first one's LONGBLOB (soak seed
+        // 50178).
+        vec![
+            Op::Prepare("SELECT @y, @w, @t".into()),
+            q("SET @y = 5, @w = 'x'"),
+            Op::Prepare("SELECT @y, @w, @t".into()),
+            Op::Exec("SELECT @y, @w, @t".into()),
+        ],
     ];
     let (db, proxy, _admin) = start();
     let failures = compare(db, proxy.local_addr().port(), "reg", &scripts);

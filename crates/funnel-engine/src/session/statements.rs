@@ -111,12 +111,16 @@ impl Session {
     }
 
     /// Prepares `sql` for the client, from the registry or on a backend
-    /// (always, when `on_backend`).
+    /// (always, when `on_backend`, and for a text that mentions a user
+    /// variable: the server describes its columns by the variables' types,
+    /// which the registry's key does not hold, and the client's connection
+    /// has the client's own).
     async fn prepare_new(&mut self, sql: Bytes, on_backend: bool) -> Result<(), End> {
         let shape = ResponseShape {
             deprecate_eof: self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF),
             charset: self.key.charset,
         };
+        let on_backend = on_backend || super::user_vars::mentions_any(&sql);
         if let Some(meta) = (!on_backend)
             .then(|| {
                 self.shard

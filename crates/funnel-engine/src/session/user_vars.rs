@@ -149,6 +149,19 @@ pub fn made_by_prepare(sql: &[u8]) -> Option<Vec<String>> {
     (!untracked && names.len() <= MAX_VARS).then_some(names)
 }
 
+/// True when `sql` may mention a user variable, in any reading the server
+/// may make of it (as [`made_by_prepare`] reads it): a prepare's column
+/// metadata then depends on the variables' types on the connection
+/// (`SELECT @y` is a `BIGINT` where `@y` is 5, a `LONGBLOB` where it was
+/// never set).
+pub fn mentions_any(sql: &[u8]) -> bool {
+    use super::sql_lex;
+    let multibyte = sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql));
+    let mut readings = super::pinning::escape_readings(sql).chain(multibyte.map(std::borrow::Cow::Owned));
+    let mut names = Vec::new();
+    readings.any(|reading| mentions(&reading, &mut names).untracked || !names.is_empty())
+}
+
 /// What [`mentions`] found in one reading of a statement.
 struct Mentions {
     /// A `SET` word or a `:=`: a mention may be an assignment.
@@ -600,6 +613,22 @@ mod tests {
             none.diff(&theirs).as_deref(),
             Some("@`x` = CAST(NULL AS BINARY), @`y` = CAST(NULL AS BINARY)")
         );
+    }
+
+    #[test]
+    fn user_vars_mentioned_anywhere() {
+        for sql in [
+            "SELECT @y",
+            "SELECT `@y`, @`y`",
+            "SELECT v FROM t WHERE v = @y",
+            "SELECT 1 /*! , @y */",
+            "SELECT \"a\\\" @y \"",
+        ] {
+            assert!(mentions_any(sql.as_bytes()), "{sql}");
+        }
+        for sql in ["SELECT @@time_zone", "SELECT 'a@b'", "SELECT 1 -- @y"] {
+            assert!(!mentions_any(sql.as_bytes()), "{sql}");
+        }
     }
 
     #[test]
