@@ -1247,6 +1247,28 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // As below, but the prepare there is refused (an UPDATE in a
+        // read-only transaction): the connection stays in the statement's
+        // schema, and the next command's switch back to the session's is
+        // Funnel's statement, not the client's: ROW_COUNT() reads the
+        // refusal's -1 (differential soak seed 50237).
+        name: "a pinned session's statement refused when prepared anew in a schema it left",
+        pool: 2,
+        setup: &["CREATE TABLE ps (v INT)"],
+        steps: &[
+            (0, "PS:UPDATE ps SET v = v + 1"),
+            (1, "BEGIN"),
+            (1, "SELECT COUNT(*) FROM ps"),
+            (0, "PS:SELECT CONNECTION_ID() > 0"),
+            (1, "COMMIT"),
+            (0, "START TRANSACTION READ ONLY"),
+            (0, "USE information_schema"),
+            (0, "PS:UPDATE ps SET v = v + 1"),
+            (0, "SELECT ROW_COUNT(), DATABASE()"),
+            (0, "ROLLBACK"),
+        ],
+    },
+    Case {
         // Client 0 pins (CONNECTION_ID() in a prepared statement) on the
         // connection client 1's transaction did not hold, where its first
         // statement was never prepared: the execute prepares it there, in

@@ -255,6 +255,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 tracks_state_itself: false,
                 insert_id_on_server: false,
                 insert_id_given_to_calls: false,
+                own_row_count_next: false,
                 foreign_diagnostics: false,
                 linger: false,
                 digest: None,
@@ -352,6 +353,11 @@ struct Session {
     /// insert id before it: the procedures it calls read the client's own
     /// (see `forward`), and every statement since ran there.
     insert_id_given_to_calls: bool,
+    /// Funnel ran a statement of its own on the pinned connection after
+    /// the client's last one (a schema switch after a prepare the server
+    /// refused in a statement's schema): the client's next query is given
+    /// its own `ROW_COUNT()`, not the server's.
+    own_row_count_next: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
@@ -867,7 +873,14 @@ impl Session {
         } else {
             OnServer::None
         };
-        let new_sql = substitute(sql, &self.last, own_id, !self.calc_found_rows, on_server)?;
+        let new_sql = substitute(
+            sql,
+            &self.last,
+            own_id,
+            !self.calc_found_rows,
+            on_server,
+            self.own_row_count_next,
+        )?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
         funnel_protocol::command::write_query(&mut payload, &new_sql);
         let mut out = BytesMut::with_capacity(payload.len() + 4);
@@ -1378,6 +1391,7 @@ impl Session {
     /// Remembers what the statement returned, for the client's later
     /// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`.
     fn note_results(&mut self, summary: &funnel_protocol::tracker::ResponseSummary, f: &Forward) {
+        self.own_row_count_next = false;
         if f.expect != Some(Expect::Results) {
             if f.name == "COM_INIT_DB" && summary.error.is_none() {
                 // The server answers it as a statement (`my_ok`):

@@ -295,13 +295,17 @@ pub enum OnServer {
 /// the query's own earlier statements on the same connection: the last
 /// insert id (which the caller gives the connection first, for when none
 /// of them inserted) and `ROW_COUNT()` always, `FOUND_ROWS()` once a
-/// statement returned rows.
+/// statement returned rows. `own_row_count`: the server's `ROW_COUNT()`
+/// is not the client's though it is `on_server` (Funnel ran a statement
+/// of its own there after the client's last one): `ROW_COUNT()` is
+/// replaced.
 pub fn substitute(
     sql: &[u8],
     last: &LastResults,
     connection_id: Option<u32>,
     found_rows: bool,
     on_server: OnServer,
+    own_row_count: bool,
 ) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
@@ -310,7 +314,7 @@ pub fn substitute(
         let server_answers = match mention {
             Mention::ConnectionId => false,
             Mention::LastInsertId => on_server == OnServer::All || at.later,
-            Mention::RowCount => on_server != OnServer::None || at.later,
+            Mention::RowCount => (on_server != OnServer::None && !own_row_count) || at.later,
             Mention::FoundRows => on_server != OnServer::None || at.after_rows,
         };
         if server_answers {
@@ -437,7 +441,7 @@ mod tests {
     };
 
     fn sub(sql: &str) -> Option<String> {
-        substitute(sql.as_bytes(), &LAST, Some(99), true, OnServer::None)
+        substitute(sql.as_bytes(), &LAST, Some(99), true, OnServer::None, false)
             .map(|v| String::from_utf8(v).unwrap())
     }
 
@@ -484,7 +488,8 @@ mod tests {
                 &LAST,
                 None,
                 true,
-                OnServer::None
+                OnServer::None,
+                false
             )
             .as_deref(),
             Some(&b"SELECT CONNECTION_ID(), CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`"[..])
@@ -541,14 +546,22 @@ mod tests {
                 String::from_utf8_lossy(sql)
             );
         }
-        let no_found = substitute(b"SELECT FOUND_ROWS()", &LAST, Some(1), false, OnServer::None);
+        let no_found = substitute(
+            b"SELECT FOUND_ROWS()",
+            &LAST,
+            Some(1),
+            false,
+            OnServer::None,
+            false,
+        );
         assert_eq!(
             substitute(
                 b"SELECT LAST_INSERT_ID(), CONNECTION_ID()",
                 &LAST,
                 Some(1),
                 true,
-                OnServer::All
+                OnServer::All,
+                false
             )
             .as_deref(),
             Some(&b"SELECT LAST_INSERT_ID(), CAST(0000000001 AS UNSIGNED) AS `CONNECTION_ID()`"[..]),
@@ -599,7 +612,7 @@ mod tests {
             found_rows: 0,
         };
         let sub = |sql: &str| {
-            substitute(sql.as_bytes(), &last, Some(u32::MAX), true, OnServer::None)
+            substitute(sql.as_bytes(), &last, Some(u32::MAX), true, OnServer::None, false)
                 .map(|v| String::from_utf8(v).unwrap())
         };
         assert_eq!(
@@ -625,7 +638,8 @@ mod tests {
                 &LAST,
                 None,
                 true,
-                OnServer::AllButInsertId
+                OnServer::AllButInsertId,
+                false
             )
             .map(|v| String::from_utf8(v).unwrap())
             .as_deref(),
