@@ -1269,6 +1269,26 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // The same under variables the session changed since the prepare
+        // (the statement is prepared anew under its own, and the next
+        // command's SET back is Funnel's statement: soak seed 50443).
+        name: "a pinned session's statement refused when prepared anew under variables it changed",
+        pool: 2,
+        setup: &["CREATE TABLE ps (v INT)"],
+        steps: &[
+            (0, "PS:UPDATE ps SET v = v + 1"),
+            (1, "BEGIN"),
+            (1, "SELECT COUNT(*) FROM ps"),
+            (0, "PS:SELECT CONNECTION_ID() > 0"),
+            (1, "COMMIT"),
+            (0, "START TRANSACTION READ ONLY"),
+            (0, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"),
+            (0, "PS:UPDATE ps SET v = v + 1"),
+            (0, "SELECT ROW_COUNT()"),
+            (0, "ROLLBACK"),
+        ],
+    },
+    Case {
         // Client 0 pins (CONNECTION_ID() in a prepared statement) on the
         // connection client 1's transaction did not hold, where its first
         // statement was never prepared: the execute prepares it there, in

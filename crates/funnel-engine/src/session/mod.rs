@@ -353,10 +353,11 @@ struct Session {
     /// insert id before it: the procedures it calls read the client's own
     /// (see `forward`), and every statement since ran there.
     insert_id_given_to_calls: bool,
-    /// Funnel ran a statement of its own on the pinned connection after
-    /// the client's last one (a schema switch after a prepare the server
-    /// refused in a statement's schema): the client's next query is given
-    /// its own `ROW_COUNT()`, not the server's.
+    /// Funnel may run a statement of its own on the pinned connection
+    /// after the client's last one (a schema switch or `SET` back to the
+    /// session's after a prepare the server refused under a statement's
+    /// schema and variables): the client's next query is given its own
+    /// `ROW_COUNT()`, not the server's.
     own_row_count_next: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.

@@ -677,12 +677,12 @@ impl Session {
                 (Some(err), _) => {
                     // The statement no longer prepares (a table changed, the
                     // session is read-only now): the execute fails with it,
-                    // as a failed statement. The next command selects the
-                    // session's schema again first, a statement of
+                    // as a failed statement. The next command restores the
+                    // session's schema and variables first, statements of
                     // Funnel's: a pinned session's ROW_COUNT() is then not
-                    // the server's (soak seed 50237).
+                    // the server's (soak seeds 50237, 50443).
                     self.refused_prepare(&mut conn);
-                    self.own_row_count_next = self.sticky() && conn.schema != self.schema;
+                    self.own_row_count_next = self.sticky();
                     self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
