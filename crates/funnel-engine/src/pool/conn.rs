@@ -172,6 +172,18 @@ impl Drop for SlotGuard {
     }
 }
 
+/// The check [`BackendConn::restore_after_reset`] runs: `profiling` is set
+/// `OFF` when no role and no profiles are left, and to a value the
+/// server refuses (1231) otherwise (`CURRENT_ROLE()` reads `NONE` on
+/// MySQL, `NULL` on MariaDB).
+const RESET_CHECK: &str = "SET profiling = IF(IFNULL(CURRENT_ROLE(), 'NONE') = 'NONE' \
+     AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles')";
+
+/// [`RESET_CHECK`] turning `session_track_state_change` back on too.
+const RESET_CHECK_TRACKING: &str = "SET profiling = IF(IFNULL(CURRENT_ROLE(), 'NONE') = 'NONE' \
+     AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles'), \
+     session_track_state_change = ON";
+
 /// An open, authenticated backend connection.
 pub struct BackendConn {
     /// Id within the shard.
@@ -488,18 +500,42 @@ impl BackendConn {
         Ok(())
     }
 
-    /// `COM_RESET_CONNECTION`, then [`Self::enable_state_tracking`]: the
+    /// `COM_RESET_CONNECTION`, then [`Self::restore_after_reset`]: the
     /// server's session is a fresh one's again (user and session variables,
     /// prepared statements, temporary tables; the schema and the handshake
-    /// charset stay), and so is what Funnel records of it. An ERR from the
-    /// server is an error here too: the connection must not be reused.
-    pub async fn reset_session(&mut self) -> Result<(), BackendError> {
+    /// charset stay), and so is what Funnel records of it. Returns false
+    /// when the reset left what it does not undo (a role, profiles): the
+    /// connection must be closed. An ERR from the server is an error here
+    /// too: the connection must not be reused.
+    pub async fn reset_session(&mut self) -> Result<bool, BackendError> {
         let summary = self.run(&[0x1f], Expect::Status).await?;
         if let Some(err) = summary.error {
             return Err(BackendError::Refused(err));
         }
         self.forget_session_state();
-        self.enable_state_tracking().await
+        self.restore_after_reset().await
+    }
+
+    /// After a `COM_RESET_CONNECTION` (Funnel's or a client's): turns
+    /// state tracking back on ([`Self::enable_state_tracking`]) in the
+    /// statement that checks what MariaDB's reset does not undo (10.11): a
+    /// role (`SET ROLE`, also from `EXECUTE IMMEDIATE` or a prepare, which
+    /// Funnel cannot always read), and profiling, which goes on recording
+    /// every statement (`@@profiling` reads 0) for any later `SHOW
+    /// PROFILES`. Returns false when either is there (or the check fails):
+    /// such a connection serves no other client. When the check passes,
+    /// the same statement stops the recording a reset left on with no
+    /// history yet.
+    pub async fn restore_after_reset(&mut self) -> Result<bool, BackendError> {
+        self.tracks_state = false;
+        let track = self.caps.contains(Capabilities::CLIENT_SESSION_TRACK);
+        let sql = if track { RESET_CHECK_TRACKING } else { RESET_CHECK };
+        let mut p = BytesMut::new();
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        let summary = self.run(&p, Expect::Status).await?;
+        let clean = summary.error.is_none();
+        self.tracks_state = track && clean;
+        Ok(clean)
     }
 
     /// What Funnel records of the server's session, after the server

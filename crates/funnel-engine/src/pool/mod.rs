@@ -533,14 +533,15 @@ impl Pool {
             // It holds state another client must not see (see
             // `BackendConn::needs_reset`): reset it first, off every
             // client's path. Until then it is in use; one that fails to
-            // reset is closed.
+            // reset, or keeps what a reset does not undo, is closed.
             let pool = self.clone();
             rt::spawn(async move {
                 match conn.reset_session().await {
-                    Ok(()) => {
+                    Ok(true) => {
                         Stats::bump(&pool.stats.backend_resets);
                         pool.release(conn)
                     }
+                    Ok(false) => pool.discard(conn),
                     Err(_) => pool.discard_lost(conn),
                 }
             });

@@ -1157,6 +1157,7 @@ impl Session {
                 // the count it had; pinned for previous-statement info,
                 // Funnel's record may not be it (SQL_CALC_FOUND_ROWS).
                 let found_rows_on_server = f.resets && self.pins.contains(PinReason::PreviousStatementInfo);
+                let mut server_found_rows = None;
                 if ok {
                     if let Some(schema) = f.new_schema.clone() {
                         conn.schema = Some(schema.clone());
@@ -1210,16 +1211,36 @@ impl Session {
                     }
                     if f.resets {
                         conn.forget_session_state();
+                        if found_rows_on_server {
+                            // Read before the reset's check, whose subquery
+                            // sets what FOUND_ROWS() answers.
+                            match found_rows_of(&mut conn).await {
+                                Ok(n) => server_found_rows = n,
+                                Err(e) => {
+                                    self.lose_after_reply(conn, &e);
+                                    return Ok(());
+                                }
+                            }
+                        }
                         // Its variables are the server's defaults again:
                         // Funnel's state-change reports are off.
-                        if let Err(e) = conn.enable_state_tracking().await {
-                            self.lose_after_reply(conn, &e);
-                            return Ok(());
-                        }
+                        let clean = match conn.restore_after_reset().await {
+                            Ok(clean) => clean,
+                            Err(e) => {
+                                self.lose_after_reply(conn, &e);
+                                return Ok(());
+                            }
+                        };
                         // As MariaDB's reset, it keeps what FOUND_ROWS() answers.
                         let found_rows = self.last.found_rows;
                         self.forget_state();
                         self.last.found_rows = found_rows;
+                        if !clean {
+                            // The reset left the client's role or profiles:
+                            // the connection stays with the client (and is
+                            // closed after it).
+                            self.pin(PinReason::SessionVariable);
+                        }
                     }
                 }
                 self.last_status = summary.status;
@@ -1271,10 +1292,7 @@ impl Session {
                         return Ok(());
                     }
                     if found_rows_on_server {
-                        if let Err(e) = self.read_back_found_rows(&mut conn, 0).await {
-                            self.lose_after_reply(conn, &e);
-                            return Ok(());
-                        }
+                        self.record_found_rows(server_found_rows);
                     }
                 }
                 if summary.state_changed && !f.explains_state_change() {
@@ -1570,14 +1588,15 @@ impl Session {
         let count = if warnings > 0 || self.sticky() {
             None
         } else {
-            match conn.query_rows("SELECT FOUND_ROWS()").await {
-                Ok((_, rows)) => rows
-                    .first()
-                    .and_then(|row| row.first()?.as_deref()?.parse::<u64>().ok()),
-                Err(BackendError::Refused(_)) => None,
-                Err(e) => return Err(e),
-            }
+            found_rows_of(conn).await?
         };
+        self.record_found_rows(count);
+        Ok(())
+    }
+
+    /// Records what FOUND_ROWS() answers, or pins the session to let the
+    /// server answer when that is not known.
+    fn record_found_rows(&mut self, count: Option<u64>) {
         match count {
             Some(n) => self.last.found_rows = n,
             None => {
@@ -1585,7 +1604,6 @@ impl Session {
                 self.calc_found_rows = true;
             }
         }
-        Ok(())
     }
 
     /// After a `SET` of values only the server could compute (`SET sql_mode
@@ -1901,6 +1919,18 @@ async fn send_err(stream: &mut Stream, seq: u8, err: &ErrPacket) -> std::io::Res
     let mut out = BytesMut::new();
     write_small_packet(&mut out, seq, |p| err.write(p));
     stream.write_all(&out).await
+}
+
+/// What FOUND_ROWS() answers on `conn` (`None` when the server refuses to
+/// say). `Err` when the connection failed.
+async fn found_rows_of(conn: &mut BackendConn) -> Result<Option<u64>, BackendError> {
+    match conn.query_rows("SELECT FOUND_ROWS()").await {
+        Ok((_, rows)) => Ok(rows
+            .first()
+            .and_then(|row| row.first()?.as_deref()?.parse::<u64>().ok())),
+        Err(BackendError::Refused(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
