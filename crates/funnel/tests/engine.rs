@@ -1422,6 +1422,44 @@ fn engine_reset_hands_on_no_role_and_no_profiles() {
     }
 }
 
+/// An optimizer trace stays on its connection after the traced statement
+/// (`information_schema.OPTIMIZER_TRACE` shows its text) until a reset:
+/// a client that switches tracing on is pinned, and its connection reset
+/// when it leaves, so the next client there reads no trace of its.
+#[test]
+fn engine_optimizer_trace_stays_with_its_client() {
+    let e = env("optrace", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");
+    e.db.exec(&format!("USE `{}`; CREATE TABLE ht (x INT)", e.schema));
+    let mut b = e.client();
+    for pin in [
+        &[
+            "SET optimizer_trace = 'enabled=on'",
+            "SELECT 'first client' FROM ht",
+        ][..],
+        &["SET STATEMENT optimizer_trace = 'enabled=on' FOR SELECT 'first client' FROM ht"],
+    ] {
+        {
+            let mut a = e.client();
+            for sql in pin {
+                a.query_drop(sql).unwrap();
+            }
+            let traces: Vec<String> = a
+                .query("SELECT QUERY FROM information_schema.OPTIMIZER_TRACE")
+                .unwrap();
+            assert_eq!(traces.len(), 1, "{pin:?}: the client reads its own trace");
+        } // A leaves.
+        e.wait_for_idle(1, 1);
+        let traces: Vec<String> = b
+            .query("SELECT QUERY FROM information_schema.OPTIMIZER_TRACE")
+            .unwrap();
+        assert!(traces.is_empty(), "after {pin:?}: {traces:?}");
+        assert_eq!(
+            b.query_first::<String, _>("SELECT @@optimizer_trace").unwrap(),
+            Some("enabled=off".into())
+        );
+    }
+}
+
 #[test]
 fn engine_load_data_local_infile_streams_the_client_file() {
     let e = env("infile", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");

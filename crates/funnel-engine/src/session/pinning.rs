@@ -393,6 +393,11 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         b"SET" if tokens.statements == 1 && second == b"STATEMENT" => {
             // `SET STATEMENT var = value, ... FOR stmt`: the variables last
             // for that one statement, so only the statement itself counts.
+            // Not the recorders, whose record outlives the statement
+            // (see `enables_trace`, `PIN_WHEN_ON`).
+            if tokens.has(b"OPTIMIZER_TRACE") || tokens.has(b"PROFILING") {
+                return pin(PinReason::SessionVariable);
+            }
             return match set_statement_inner(sql) {
                 Some(inner) if !first_word_is(inner, b"SET") => SqlEffect {
                     statement_vars: true,
@@ -605,6 +610,7 @@ fn session_set(a: Vec<Assignment>, read_back: Option<Vec<String>>) -> SqlEffect 
         UNREPLAYABLE_VARIABLES.contains(&a.name.as_str())
             || (a.value.is_none() && is_charset_group(&a.name))
             || (PIN_WHEN_ON.contains(&a.name.as_str()) && a.value.as_deref().is_some_and(is_on))
+            || (a.name == "optimizer_trace" && a.value.as_deref().is_some_and(enables_trace))
     });
     if unreplayable {
         // LAST_INSERT_ID() answers with these (`WHERE id IS NULL` too,
@@ -654,6 +660,16 @@ fn can_read_back(name: &str) -> bool {
 /// `WHERE id IS NULL` read the connection's last insert id. Switching them
 /// off, as frameworks do at connect, is replayed.
 const PIN_WHEN_ON: [&str; 2] = ["profiling", "sql_auto_is_null"];
+
+/// True when an `optimizer_trace` value switches tracing on: the trace of
+/// the connection's last statement stays readable
+/// (`information_schema.OPTIMIZER_TRACE`) by every later client of the
+/// connection, until a reset deletes it. Pins, as [`PIN_WHEN_ON`].
+fn enables_trace(v: &str) -> bool {
+    v.trim_matches(|c| c == '\'' || c == '"')
+        .split(',')
+        .any(|flag| flag.trim().eq_ignore_ascii_case("enabled=on"))
+}
 
 /// Session variables that steer replication: they pin instead of being
 /// replayed, so a failed reset can never leave another client's writes out
@@ -1962,6 +1978,9 @@ mod tests {
             "SET character_set_results = DEFAULT",
             "SET profiling = 1",
             "SET SESSION profiling = ON",
+            "SET optimizer_trace = 'enabled=on'",
+            "SET SESSION optimizer_trace = \"one_line=on, ENABLED=ON\"",
+            "SET STATEMENT optimizer_trace = 'enabled=on' FOR SELECT 1",
         ] {
             let e = classify(sql.as_bytes());
             assert_eq!(
@@ -1971,6 +1990,8 @@ mod tests {
             );
         }
         for sql in [
+            "SET optimizer_trace = 'enabled=off'",
+            "SET optimizer_trace = DEFAULT",
             "SET profiling = 0",
             "SET SQL_AUTO_IS_NULL = 0",
             "SET sql_auto_is_null = OFF",
