@@ -25,6 +25,25 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "a procedure reads the pinned caller's previous statement",
+        pool: 2,
+        setup: &[
+            "CREATE TABLE rc (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO rc (v) VALUES (1), (2)",
+            "CREATE PROCEDURE p_rc() SELECT ROW_COUNT()",
+            "CREATE PROCEDURE p_fr() SELECT FOUND_ROWS()",
+        ],
+        steps: &[
+            (0, "SELECT @u := 1"),
+            (0, "INSERT INTO rc (v) VALUES (3)"),
+            (0, "UPDATE rc SET v = v + 1"),
+            (0, "CALL p_rc()"),
+            (1, "SELECT @w := 1"),
+            (1, "SELECT v FROM rc"),
+            (1, "CALL p_fr()"),
+        ],
+    },
+    Case {
         name: "prepared statements see their own client's state",
         pool: 1,
         setup: &["CREATE TABLE p (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],

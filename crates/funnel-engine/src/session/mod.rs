@@ -767,8 +767,14 @@ impl Session {
         // show it (`INSERT INTO orders ...; CALL add_items(...)`): the
         // connection gets the client's id first, once for the session, as
         // the CALL pins it there.
+        // Not where the session was pinned already and the connection has
+        // the client's id: the DO would replace what ROW_COUNT() answers
+        // for the client's previous statement, which ran there too.
+        // (That covers a session pinned for previous-statement info with
+        // the id on the server, `insert_id_pinned`.)
+        let holds_client_id = self.sticky() && self.insert_id_on_server;
         let call_reads_insert_id = f.pin == Some(PinReason::StoredProcedure)
-            && !self.insert_id_pinned()
+            && !holds_client_id
             && !(self.insert_id_given_to_calls && self.pins.contains(PinReason::StoredProcedure));
         if call_reads_insert_id || self.reads_last_insert_id_on_server(total, &f) {
             conn = match self.sync_last_insert_id(conn, total).await? {
@@ -1684,6 +1690,12 @@ impl Session {
     }
 
     fn pin(&mut self, reason: PinReason) {
+        if !self.sticky() {
+            // The client's earlier statements may have run on other
+            // connections: this one has the client's id only once the
+            // client makes one here or Funnel gives it.
+            self.insert_id_on_server = false;
+        }
         if reason == PinReason::NextTransaction {
             // A new `SET TRANSACTION` waits for a transaction of its own.
             self.next_tx_begun = false;
