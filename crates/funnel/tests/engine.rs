@@ -1420,6 +1420,29 @@ fn engine_reset_hands_on_no_role_and_no_profiles() {
             assert_ne!(now, thread, "{pin:?}: closed, not reset");
         }
     }
+    // A client's own reset keeps its role, as on a direct connection: the
+    // client stays pinned, and nobody after it has the role.
+    {
+        let mut a = e.client();
+        a.query_drop(&set_role).unwrap();
+        a.reset().unwrap();
+        assert_eq!(
+            a.query_first::<Option<String>, _>("SELECT CURRENT_ROLE()")
+                .unwrap(),
+            Some(Some(role.clone()))
+        );
+        let pinned: Vec<_> = e.snapshot().iter().flat_map(|s| s.clients.clone()).collect();
+        assert!(
+            pinned.iter().any(|c| c.pinned == Some("session_variable")),
+            "{pinned:?}"
+        );
+    }
+    e.wait_for_idle(1, 1);
+    assert_eq!(
+        b.query_first::<Option<String>, _>("SELECT CURRENT_ROLE()")
+            .unwrap(),
+        Some(None)
+    );
 }
 
 /// An optimizer trace stays on its connection after the traced statement
