@@ -172,17 +172,21 @@ impl Drop for SlotGuard {
     }
 }
 
+// The text of `RESET_CHECK`, a macro so `concat!` can extend it.
+macro_rules! reset_check {
+    () => {
+        "SET profiling = IF(IFNULL(CURRENT_ROLE(), 'NONE') = 'NONE' \
+         AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles')"
+    };
+}
 /// The check [`BackendConn::restore_after_reset`] runs: `profiling` is set
 /// `OFF` when no role and no profiles are left, and to a value the
 /// server refuses (1231) otherwise (`CURRENT_ROLE()` reads `NONE` on
 /// MySQL, `NULL` on MariaDB).
-const RESET_CHECK: &str = "SET profiling = IF(IFNULL(CURRENT_ROLE(), 'NONE') = 'NONE' \
-     AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles')";
+const RESET_CHECK: &str = reset_check!();
 
 /// [`RESET_CHECK`] turning `session_track_state_change` back on too.
-const RESET_CHECK_TRACKING: &str = "SET profiling = IF(IFNULL(CURRENT_ROLE(), 'NONE') = 'NONE' \
-     AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles'), \
-     session_track_state_change = ON";
+const RESET_CHECK_TRACKING: &str = concat!(reset_check!(), ", session_track_state_change = ON");
 
 /// An open, authenticated backend connection.
 pub struct BackendConn {
