@@ -1321,7 +1321,7 @@ impl Session {
                 // answers from now on (soak seeds 50053, 50131).
                 let selected = ok || summary.error.as_ref().is_some_and(|e| e.code == ER_TOO_MANY_ROWS);
                 if f.selects_into && selected && self.sticky() {
-                    self.pin(PinReason::PreviousStatementInfo);
+                    self.pin_beside(PinReason::PreviousStatementInfo);
                 }
                 if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {
                     // The connection now has an id of the client's own.
@@ -1715,6 +1715,18 @@ impl Session {
             }
         }
         self.pin_reason = Some(reason);
+    }
+
+    /// Adds a reason beside the one the same statement pinned for (`SELECT
+    /// ... INTO @x` pins for the variable; the server answers
+    /// `FOUND_ROWS()` from then on too): the statement pinned the client
+    /// once, so it is counted and shown once, for its first reason.
+    fn pin_beside(&mut self, reason: PinReason) {
+        if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
+            // The statements before ran on other connections.
+            self.insert_id_on_server = false;
+        }
+        self.pins.insert(reason);
     }
 
     /// Ends a pin reason and releases the connection when nothing else
