@@ -1483,6 +1483,25 @@ fn engine_optimizer_trace_stays_with_its_client() {
     }
 }
 
+/// Another client's warnings are cleared before a pinned session's `SHOW
+/// WARNINGS`, with a statement that leaves what the server answers for
+/// `FOUND_ROWS()` (a `DO` with a subquery set it to 0: soak seed 70114).
+#[test]
+fn engine_clearing_another_clients_warnings_keeps_found_rows() {
+    let e = env("clearfr", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");
+    let mut b = e.client();
+    b.query_drop("SELECT CAST('y' AS SIGNED)").unwrap();
+    drop(b);
+    e.wait_for_clients(0);
+    let mut a = e.client();
+    // Pinned for previous-statement info: the server answers FOUND_ROWS().
+    a.exec_drop("SELECT CONNECTION_ID() > 0", ()).unwrap();
+    a.query_drop("SELECT 1").unwrap();
+    let warnings: Vec<mysql::Row> = a.query("SHOW WARNINGS").unwrap();
+    assert!(warnings.is_empty(), "another client's warnings: {warnings:?}");
+    assert_eq!(a.query_first::<u64, _>("SELECT FOUND_ROWS()").unwrap(), Some(1));
+}
+
 #[test]
 fn engine_load_data_local_infile_streams_the_client_file() {
     let e = env("infile", 1, "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n");
