@@ -214,7 +214,7 @@ fn mentions(sql: &[u8], names: &mut Vec<String>) -> Mentions {
 /// The user variable name that starts at `i` (just past its `@`), and
 /// where it ends: `Some(Some(name))` as Funnel tracks it, `Some(None)` for
 /// a name it does not track, `None` when no name starts there.
-fn user_var_at(sql: &[u8], i: usize) -> (Option<Option<String>>, usize) {
+pub fn user_var_at(sql: &[u8], i: usize) -> (Option<Option<String>>, usize) {
     match sql.get(i) {
         Some(&q @ (b'`' | b'\'' | b'"')) => {
             let end = super::sql_lex::skip_quoted(sql, i, q);

@@ -732,31 +732,13 @@ impl<'a> Lexer<'a> {
     }
 
     /// `@name`, `` @`name` ``, `@'name'` or `@"name"`: the name as
-    /// [`user_vars::normalize_name`] keeps it (`None` when it does not).
+    /// [`user_vars::user_var_at`] reads it (`None` when Funnel does not
+    /// track it).
     fn user_var(&mut self) -> Option<String> {
-        let rest = self.rest();
-        let after = rest.strip_prefix('@')?;
-        let (raw, len) = match after.chars().next()? {
-            q @ ('`' | '\'' | '"') => {
-                let inner = &after[1..];
-                let end = inner.find(q)?;
-                if inner[end + 1..].starts_with(q) {
-                    return None; // a doubled quote inside the name
-                }
-                (&inner[..end], end + 2)
-            }
-            _ => {
-                let n = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '.')))
-                    .unwrap_or(after.len());
-                if after[n..].starts_with(|c: char| !c.is_ascii()) {
-                    return None; // the name goes on in characters Funnel does not fold
-                }
-                (&after[..n], n)
-            }
-        };
-        let name = user_vars::normalize_name(raw)?;
-        self.pos += 1 + len;
+        let rest = self.rest().strip_prefix('@')?;
+        let (name, end) = user_vars::user_var_at(rest.as_bytes(), 0);
+        let name = name.flatten()?;
+        self.pos += 1 + end;
         Some(name)
     }
 
