@@ -313,6 +313,33 @@ fn user_vars_set_by_a_trigger_or_function_pin_until_a_reset() {
     assert_eq!(e.pinned_since_start("untracked_state"), 2);
 }
 
+/// A client's `COM_RESET_CONNECTION` on a pinned session is answered once
+/// the server reset the connection and Funnel's reports are on again
+/// there: by the time the client has its OK, the session holds nothing
+/// (`SHOW CLIENTS`, asked at once on an open admin connection, shows it
+/// unpinned every time), and the connection is back in the pool.
+#[test]
+fn user_vars_reset_answers_once_the_connection_is_clean() {
+    let e = env("uv_reset_ok", 1);
+    create_hidden_writers(MariaDb::shared(), &e.schema);
+    let mut a = e.client();
+    let mut admin = e.admin();
+    let pins = |admin: &mut Conn| -> Vec<Option<String>> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        rows.iter().map(|r| r.get("pinned").unwrap()).collect()
+    };
+    for i in 0..40 {
+        a.query_drop(format!("INSERT INTO log VALUES ({i})")).unwrap();
+        assert_eq!(pins(&mut admin), [Some("untracked_state".to_string())], "{i}");
+        a.reset().unwrap();
+        assert_eq!(pins(&mut admin), [None], "after reset {i}");
+    }
+    assert_eq!(
+        a.query_first::<Option<i64>, _>("SELECT @trig").unwrap(),
+        Some(None)
+    );
+}
+
 /// A statement that fails after a trigger or a function ran carries no
 /// state-change report (an ERR has no status flags, and the server drops
 /// the pending report), so what that code set would stay on the connection

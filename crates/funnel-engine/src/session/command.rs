@@ -104,8 +104,6 @@ pub struct Forward {
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
-    /// `COM_RESET_CONNECTION`: on success the session's state is clean again.
-    pub resets: bool,
     /// The named locks a query takes, releases or asks about.
     pub lock_names: LockNames,
     /// It names a savepoint: with autocommit off one made before the
@@ -166,14 +164,13 @@ impl Forward {
             && self.read_back_user_vars.is_none()
             && self.unpin.is_none()
             && self.multi_statements.is_none()
-            && !self.resets
             && !self.savepoint
             && self.lock_names == LockNames::None
     }
 
     /// True when a session-state change the server reports for this
     /// command is one Funnel knows of: state it tracks or reads back, a
-    /// pin, a reset, the variables of a `SET STATEMENT` or of a lock wait
+    /// pin, the variables of a `SET STATEMENT` or of a lock wait
     /// option (`NOWAIT`, `WAIT n`), or a `DROP TEMPORARY`. Any other
     /// (a stored function or trigger that set a variable) is untracked.
     pub fn explains_state_change(&self) -> bool {
@@ -188,7 +185,6 @@ impl Forward {
             || self.read_back.is_some()
             || self.set_user_vars.is_some()
             || self.read_back_user_vars.is_some()
-            || self.resets
             || self.statement_vars
             || self.drops_temporary
     }
@@ -228,7 +224,6 @@ impl Forward {
             read_only: false,
             session_only: false,
             needs_pinned: false,
-            resets: false,
             lock_names: LockNames::None,
             savepoint: false,
             opens_no_table: false,

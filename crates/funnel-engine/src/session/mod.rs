@@ -1160,11 +1160,6 @@ impl Session {
         match end {
             RelayEnd::Complete(summary) => {
                 let ok = summary.error.is_none();
-                // After a reset the server still answers FOUND_ROWS() with
-                // the count it had; pinned for previous-statement info,
-                // Funnel's record may not be it (SQL_CALC_FOUND_ROWS).
-                let found_rows_on_server = f.resets && self.pins.contains(PinReason::PreviousStatementInfo);
-                let mut server_found_rows = None;
                 if ok {
                     if let Some(schema) = f.new_schema.clone() {
                         conn.schema = Some(schema.clone());
@@ -1216,39 +1211,6 @@ impl Session {
                     if let Some(values) = &f.set_user_vars {
                         self.record_user_vars(&mut conn, values);
                     }
-                    if f.resets {
-                        conn.forget_session_state();
-                        if found_rows_on_server {
-                            // Read before the reset's check, whose subquery
-                            // sets what FOUND_ROWS() answers.
-                            match found_rows_of(&mut conn).await {
-                                Ok(n) => server_found_rows = n,
-                                Err(e) => {
-                                    self.lose_after_reply(conn, &e);
-                                    return Ok(());
-                                }
-                            }
-                        }
-                        // Its variables are the server's defaults again:
-                        // Funnel's state-change reports are off.
-                        let clean = match conn.restore_after_reset().await {
-                            Ok(clean) => clean,
-                            Err(e) => {
-                                self.lose_after_reply(conn, &e);
-                                return Ok(());
-                            }
-                        };
-                        // As MariaDB's reset, it keeps what FOUND_ROWS() answers.
-                        let found_rows = self.last.found_rows;
-                        self.forget_state();
-                        self.last.found_rows = found_rows;
-                        if !clean {
-                            // The reset left the client's role or profiles:
-                            // the connection stays with the client (and is
-                            // closed after it).
-                            self.pin(PinReason::SessionVariable);
-                        }
-                    }
                 }
                 self.last_status = summary.status;
                 self.last_succeeded = ok;
@@ -1297,9 +1259,6 @@ impl Session {
                         self.pin(lost);
                         self.lose_after_reply(conn, &e);
                         return Ok(());
-                    }
-                    if found_rows_on_server {
-                        self.record_found_rows(server_found_rows);
                     }
                 }
                 if summary.state_changed && !f.explains_state_change() {

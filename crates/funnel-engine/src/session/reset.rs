@@ -2,37 +2,78 @@
 //! `COM_CHANGE_USER` (which authenticates again against Funnel's users).
 
 use funnel_protocol::response::{ErrPacket, OkPacket};
-use funnel_protocol::tracker::Expect;
 use funnel_protocol::StatusFlags;
 
-use super::command::Forward;
 use super::handshake::{self, LoginError};
+use super::pinning::PinReason;
 use super::rewrite::LastResults;
-use super::{End, Session};
+use super::{found_rows_of, End, Session};
 use crate::error::EngineError;
 use crate::kill::ClientControl;
+use crate::pool::conn::{BackendConn, BackendError};
 use crate::pool::key::PoolKey;
 
 impl Session {
     /// `COM_RESET_CONNECTION`: forgets the session's state. When a backend
     /// connection holds state for it, the server resets that connection
-    /// too; otherwise Funnel answers alone.
+    /// too, and Funnel turns its reports back on there, before the client
+    /// hears OK: whatever it does next (and `SHOW CLIENTS`) meets a clean
+    /// session.
     pub(super) async fn reset_connection(&mut self, total: usize) -> Result<(), End> {
-        if self.pinned.is_some() {
-            let mut f = Forward::new("COM_RESET_CONNECTION", Some(Expect::Status));
-            f.resets = true;
-            return self.forward(total, f).await;
-        }
         self.buf.consume(total);
         // MariaDB's reset keeps what FOUND_ROWS() answers.
-        let found_rows = self.last.found_rows;
+        let mut found_rows = Some(self.last.found_rows);
+        let mut kept = None;
+        if let Some(mut conn) = self.pinned.take() {
+            self.last_backend = conn.backend.clone();
+            if self.pins.contains(PinReason::PreviousStatementInfo) {
+                // The server's count, not Funnel's record of it
+                // (SQL_CALC_FOUND_ROWS): read before the reset's check,
+                // whose subquery sets it.
+                found_rows = match found_rows_of(&mut conn).await {
+                    Ok(n) => n,
+                    Err(e) => return self.reset_lost(conn, e).await,
+                };
+            }
+            match conn.reset_session().await {
+                Ok(true) => self.shard.backends.release(conn),
+                // The reset left the client's role or profiles, as it does
+                // on the server: the connection stays with the client (and
+                // is closed after it).
+                Ok(false) => kept = Some(conn),
+                Err(BackendError::Refused(err)) => {
+                    // Nothing was reset.
+                    self.pinned = Some(conn);
+                    self.shard.stats.count_error(err.code);
+                    return self.send_own_err(1, &err).await;
+                }
+                Err(e) => return self.reset_lost(conn, e).await,
+            }
+        }
         self.forget_state();
-        self.last.found_rows = found_rows;
+        match found_rows {
+            Some(n) => self.last.found_rows = n,
+            None => self.record_found_rows(None),
+        }
+        if let Some(conn) = kept {
+            self.pinned = Some(conn);
+            self.pin(PinReason::SessionVariable);
+        }
         let ok = OkPacket {
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             ..Default::default()
         };
         self.write_ok(1, &ok).await
+    }
+
+    /// The connection failed during a client's reset: its state is gone
+    /// with it, as the client asked, but the client is told the backend
+    /// failed.
+    async fn reset_lost(&mut self, conn: BackendConn, e: BackendError) -> Result<(), End> {
+        self.forget_state();
+        self.discard_backend(conn);
+        let err = self.backend_failure(e);
+        self.reply_error(1, err).await
     }
 
     /// Everything a fresh session would not have.
