@@ -70,6 +70,16 @@ impl Raw {
         Ok(u32::from_le_bytes(packets[0][1..5].try_into().unwrap()))
     }
 
+    /// Prepares `sql`: the whole reply (its metadata), statement id blanked.
+    fn prepare_reply(&mut self, sql: &str) -> Reply {
+        let mut p = vec![0x16];
+        p.extend_from_slice(sql.as_bytes());
+        self.call(&p, Expect::Prepare).map(|mut packets| {
+            packets[0][1..5].fill(0);
+            packets
+        })
+    }
+
     /// Executes statement `id` with `flags` (cursor type); `types` says
     /// whether the parameter types are sent (new-params-bound flag).
     fn execute(&mut self, id: u32, flags: u8, params: &[Param], types: bool) -> Reply {
@@ -367,6 +377,56 @@ fn prepared_same_text_twice_keeps_two_cursors_and_two_long_data() {
         out
     });
     assert_same(&d, &f);
+}
+
+/// What a prepare answers depends on the session's own state: under
+/// `LOCK TABLES` a statement naming a table not locked fails at prepare
+/// (1100), in a `READ ONLY` transaction a write fails (1792), and a
+/// temporary table hides the table of its name (the columns described are
+/// its own). Such a session's prepares run on its own connection, never
+/// answered from what other clients prepared, and what they describe is
+/// never handed to others (soak seed 70255: a prepare answered in `{a}`
+/// under `LOCK TABLES` failed at each execute after `USE {b}`, where the
+/// server, having refused the prepare, prepared it again in `{b}`).
+#[test]
+fn prepared_statements_describe_the_sessions_own_tables_and_locks() {
+    let setup = &[
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "CREATE TABLE t2 (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t VALUES (1, 10)",
+        "INSERT INTO t2 VALUES (1, 20)",
+    ];
+    let (d, f) = differential("ps_own_state", setup, 2, 2, |c| {
+        let mut r = Vec::new();
+        // Known statements: client 1 prepared them first.
+        for sql in [
+            "UPDATE t2 SET v = v + 1",
+            "SELECT * FROM t",
+            "UPDATE t SET v = v + 1",
+        ] {
+            r.push(c[1].prepare_reply(sql));
+        }
+        r.push(c[0].query("LOCK TABLES t WRITE"));
+        r.push(c[0].prepare_reply("UPDATE t2 SET v = v + 1"));
+        r.push(c[0].query("UNLOCK TABLES"));
+        r.push(c[0].query("START TRANSACTION READ ONLY"));
+        r.push(c[0].prepare_reply("UPDATE t SET v = v + 1"));
+        r.push(c[0].query("COMMIT"));
+        r.push(c[0].query("CREATE TEMPORARY TABLE t (x VARCHAR(5))"));
+        r.push(c[0].prepare_reply("SELECT * FROM t"));
+        // First prepared by the session whose temporary table hides t2.
+        r.push(c[0].query("CREATE TEMPORARY TABLE t2 (x VARCHAR(5))"));
+        r.push(c[0].prepare_reply("SELECT * FROM t2 WHERE 1"));
+        r.push(c[1].prepare_reply("SELECT * FROM t2 WHERE 1"));
+        let id = c[1].prepare("SELECT * FROM t2 WHERE 1").unwrap();
+        r.push(c[1].execute(id, 0, &[], false));
+        r
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[4], Err(1100), "refused under LOCK TABLES");
+    assert_eq!(d[7], Err(1792), "refused in a READ ONLY transaction");
+    assert_ne!(d[10], d[1], "the temporary table's columns");
+    assert_ne!(d[12], d[13], "the temporary table is client 0's alone");
 }
 
 #[test]

@@ -88,7 +88,8 @@ impl Registry {
         self.by_key.borrow().get(&key).cloned()
     }
 
-    /// Records a statement a backend prepared.
+    /// Records a statement a backend prepared, for later prepares of the
+    /// same text, schema, variables and shape.
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
@@ -100,18 +101,14 @@ impl Registry {
         columns: u16,
         response: Vec<u8>,
     ) -> Rc<StatementMeta> {
-        let id = self.next_id.get() + 1;
-        self.next_id.set(id);
-        let meta = Rc::new(StatementMeta {
-            id,
-            effect: ExecuteEffect::of(&sql),
-            sql: sql.clone(),
-            schema: schema.clone(),
-            vars: vars.clone(),
+        let meta = self.private(
+            schema.clone(),
+            vars.clone(),
+            sql.clone(),
             params,
             columns,
             response,
-        });
+        );
         let mut map = self.by_key.borrow_mut();
         if map.len() >= SOFT_CAP {
             // Forget statements no client holds; connections that still have
@@ -128,6 +125,33 @@ impl Registry {
             meta.clone(),
         );
         meta
+    }
+
+    /// A statement a backend prepared under state of one session that the
+    /// registry's key does not hold (its temporary tables, variables
+    /// Funnel could not read): it gets an id, but no later prepare is
+    /// answered from it.
+    pub fn private(
+        &self,
+        schema: Option<Vec<u8>>,
+        vars: SessionVars,
+        sql: Bytes,
+        params: u16,
+        columns: u16,
+        response: Vec<u8>,
+    ) -> Rc<StatementMeta> {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        Rc::new(StatementMeta {
+            id,
+            effect: ExecuteEffect::of(&sql),
+            sql,
+            schema,
+            vars,
+            params,
+            columns,
+            response,
+        })
     }
 
     /// The count of statements the shard's clients hold, for a new
@@ -183,8 +207,12 @@ mod tests {
             r.lookup(shape(false), &s, &ansi, &sql).is_none(),
             "prepared under another sql_mode"
         );
-        let m2 = r.insert(shape(true), s.clone(), v, sql, 1, 1, vec![]);
+        let m2 = r.insert(shape(true), s.clone(), v.clone(), sql.clone(), 1, 1, vec![]);
         assert_ne!(m.id, m2.id);
         assert_eq!(r.len(), 2);
+        let own = r.private(s.clone(), v.clone(), sql.clone(), 1, 1, vec![]);
+        assert!(own.id > m2.id, "ids stay distinct");
+        assert_eq!(r.len(), 2, "a session's own statement is not shared");
+        assert_eq!(r.lookup(shape(true), &s, &v, &sql).unwrap().id, m2.id);
     }
 }

@@ -111,16 +111,24 @@ impl Session {
     }
 
     /// Prepares `sql` for the client, from the registry or on a backend
-    /// (always, when `on_backend`, and for a text that mentions a user
+    /// (always, when `on_backend`; for a text that mentions a user
     /// variable: the server describes its columns by the variables' types,
     /// which the registry's key does not hold, and the client's connection
-    /// has the client's own).
+    /// has the client's own; and for a session with state of its own).
     async fn prepare_new(&mut self, sql: Bytes, on_backend: bool) -> Result<(), End> {
         let shape = ResponseShape {
             deprecate_eof: self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF),
             charset: self.key.charset,
         };
-        let on_backend = on_backend || super::user_vars::mentions_any(&sql);
+        // A session with state of its own (temporary tables, LOCK TABLES,
+        // a READ ONLY transaction, variables Funnel could not read) may be
+        // answered otherwise by the server: refused, or other columns.
+        let read_only_tx = self.pinned.as_ref().is_some_and(|c| {
+            c.status
+                .contains(funnel_protocol::StatusFlags::SERVER_STATUS_IN_TRANS_READONLY)
+        });
+        let own_state = self.sticky() || read_only_tx;
+        let on_backend = on_backend || own_state || super::user_vars::mentions_any(&sql);
         if let Some(meta) = (!on_backend)
             .then(|| {
                 self.shard
@@ -147,15 +155,14 @@ impl Session {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     raw[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&[0; 4]);
-                    let meta = self.shard.statements.insert(
-                        shape,
-                        self.schema.clone(),
-                        self.vars.clone(),
-                        sql,
-                        p.params,
-                        p.columns,
-                        raw,
-                    );
+                    let (schema, vars) = (self.schema.clone(), self.vars.clone());
+                    let statements = &self.shard.statements;
+                    let meta = if own_state {
+                        // Described under that state: never handed to others.
+                        statements.private(schema, vars, sql, p.params, p.columns, raw)
+                    } else {
+                        statements.insert(shape, schema, vars, sql, p.params, p.columns, raw)
+                    };
                     let key = StmtKey {
                         meta: meta.id,
                         copy: self.stmts.next_copy(meta.id),
