@@ -1350,6 +1350,71 @@ fn engine_pinned_client_that_leaves_has_its_connection_reset_not_closed() {
     assert_eq!(resets(), before);
 }
 
+/// A backend account with a default role: every connection starts in
+/// that role, and MariaDB's `COM_RESET_CONNECTION` keeps whatever role is
+/// current. The reset's check compares the role with the account's
+/// default: a pinned client that leaves with the role untouched has its
+/// connection reset and kept, one that changed it has it closed, and every
+/// next client has the default role, as on a fresh connection.
+#[test]
+fn engine_reset_keeps_connections_of_an_account_with_a_default_role() {
+    let e = env(
+        "resetdefrole",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+    );
+    let (role, other, user) = (
+        format!("{}_dr", e.schema),
+        format!("{}_or", e.schema),
+        e.backend_user(),
+    );
+    for sql in [
+        format!("CREATE ROLE `{role}`"),
+        format!("CREATE ROLE `{other}`"),
+        format!("GRANT `{role}` TO `{user}`@'%'"),
+        format!("GRANT `{other}` TO `{user}`@'%'"),
+        format!("SET DEFAULT ROLE `{role}` FOR `{user}`@'%'"),
+    ] {
+        e.db.exec(&sql);
+    }
+    let resets = || -> u64 { e.snapshot().iter().map(|s| s.counters.backend_resets).sum() };
+    let current_role =
+        |c: &mut Conn| -> Option<String> { c.query_first("SELECT CURRENT_ROLE()").unwrap().unwrap() };
+    let thread = |c: &mut Conn| -> u64 { c.query_first("SELECT @@pseudo_thread_id").unwrap().unwrap() };
+    let mut b = e.client();
+    let first = thread(&mut b);
+    assert_eq!(current_role(&mut b), Some(role.clone()), "the account's default");
+    for (pin, kept) in [("SELECT @u := 1", true), (&*format!("SET ROLE `{other}`"), false)] {
+        let before = resets();
+        let was = thread(&mut b);
+        {
+            let mut a = e.client();
+            a.query_drop(pin).unwrap();
+            let pinned: Vec<_> = e.snapshot().iter().flat_map(|s| s.clients.clone()).collect();
+            assert!(pinned.iter().any(|c| c.pinned.is_some()), "{pin}: {pinned:?}");
+        }
+        // Kept: back in the pool; closed: none is left (no warm ones).
+        e.wait_for_idle(1, usize::from(kept));
+        let mut c = e.client();
+        assert_eq!(current_role(&mut c), Some(role.clone()), "after {pin}");
+        assert_eq!(
+            c.query_first::<Option<i64>, _>("SELECT @u").unwrap(),
+            Some(None),
+            "after {pin}"
+        );
+        let now = thread(&mut c);
+        drop(c);
+        e.wait_for_idle(1, 1);
+        if kept {
+            assert_eq!(now, was, "{pin}: the same connection, reset");
+            assert!(resets() > before, "{pin}");
+        } else {
+            assert_ne!(now, was, "{pin}: closed, not reset");
+        }
+    }
+    assert_ne!(thread(&mut b), first);
+}
+
 /// What MariaDB's `COM_RESET_CONNECTION` leaves (10.11): a role, set
 /// by `SET ROLE` or by dynamic SQL Funnel cannot read, and profiling,
 /// which goes on recording every statement for `SHOW PROFILES` though
