@@ -88,6 +88,8 @@ pub struct ResponseSummary {
     pub last_result_rows: u64,
     /// Result sets sent (a plain OK counts as none).
     pub result_sets: u32,
+    /// The column count of the first result set (0 when none came).
+    pub first_result_columns: u64,
     /// True when the last result was a result set rather than an OK (then
     /// `ROW_COUNT()` answers -1).
     pub ended_with_result_set: bool,
@@ -413,6 +415,9 @@ impl ResponseTracker {
                         || r.u8("metadata follows")? != 0;
                     if columns == 0 || !r.is_empty() {
                         return Err(ProtocolError::malformed("result set", "bad column count packet"));
+                    }
+                    if self.summary.result_sets == 0 {
+                        self.summary.first_result_columns = columns;
                     }
                     self.summary.result_sets += 1;
                     self.summary.last_result_rows = 0;

@@ -429,6 +429,42 @@ fn prepared_statements_describe_the_sessions_own_tables_and_locks() {
     assert_ne!(d[12], d[13], "the temporary table is client 0's alone");
 }
 
+/// A table altered on the server (by a migration tool, not through
+/// Funnel) changes what a prepare of `SELECT *` describes. Once an execute
+/// (or a connection's own prepare) shows another column count than the
+/// statement Funnel recorded, the next client's prepare is described by
+/// the server again, as on a direct connection; a client that prepared
+/// before keeps its statement, as there (its executes carry the new
+/// columns).
+#[test]
+fn prepared_statements_are_described_again_after_a_table_changed() {
+    let setup = &[
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t VALUES (1, 10)",
+    ];
+    let (d, f) = differential("ps_altered", setup, 2, 2, |c| {
+        let mut r = Vec::new();
+        let sql = "SELECT * FROM t WHERE id = 1";
+        r.push(c[0].prepare_reply(sql));
+        let a = c[0].prepare(sql).unwrap();
+        r.push(c[0].execute(a, 0, &[], false));
+        // The schema's name differs between the sides: read it.
+        let Ok(packets) = c[0].query("SELECT DATABASE()") else {
+            panic!("no schema")
+        };
+        let row = packets.iter().rev().nth(1).unwrap();
+        let schema = std::str::from_utf8(&row[1..]).unwrap().to_owned();
+        MariaDb::shared().exec(&format!("ALTER TABLE `{schema}`.t ADD COLUMN w INT DEFAULT 7"));
+        r.push(c[0].execute(a, 0, &[], false));
+        r.push(c[1].prepare_reply(sql));
+        let b = c[1].prepare(sql).unwrap();
+        r.push(c[1].execute(b, 0, &[], false));
+        r
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[3], "the server describes three columns now");
+}
+
 #[test]
 fn prepared_failed_prepare_pins_nothing() {
     // A statement reading FOUND_ROWS() keeps its client on one connection,

@@ -251,6 +251,7 @@ mod tests {
             columns: 1,
             response: vec![],
             effect: Default::default(),
+            stale: Default::default(),
         })
     }
 

@@ -32,6 +32,21 @@ pub struct StatementMeta {
     pub response: Vec<u8>,
     /// What executing it does to the session, read from its text once.
     pub effect: ExecuteEffect,
+    /// The server now describes it otherwise (a table changed): later
+    /// prepares of its text go to a backend again.
+    pub stale: Cell<bool>,
+}
+
+impl StatementMeta {
+    /// Records what the server said of the statement since it was
+    /// described: `columns` result columns (from an execute's result set
+    /// or another connection's prepare). Another count than the recorded
+    /// one (`ALTER TABLE` under `SELECT *`) makes it stale.
+    pub fn note_columns(&self, columns: u64) {
+        if self.columns != 0 && columns != u64::from(self.columns) {
+            self.stale.set(true);
+        }
+    }
 }
 
 /// Offset of the statement id in a prepare response (header, then the 0x00 status byte).
@@ -85,7 +100,7 @@ impl Registry {
             vars: vars.clone(),
             sql: Bytes::copy_from_slice(sql),
         };
-        self.by_key.borrow().get(&key).cloned()
+        self.by_key.borrow().get(&key).filter(|m| !m.stale.get()).cloned()
     }
 
     /// Records a statement a backend prepared, for later prepares of the
@@ -151,6 +166,7 @@ impl Registry {
             params,
             columns,
             response,
+            stale: Cell::new(false),
         })
     }
 
@@ -214,5 +230,28 @@ mod tests {
         assert!(own.id > m2.id, "ids stay distinct");
         assert_eq!(r.len(), 2, "a session's own statement is not shared");
         assert_eq!(r.lookup(shape(true), &s, &v, &sql).unwrap().id, m2.id);
+    }
+
+    #[test]
+    fn prepared_registry_forgets_a_statement_the_server_describes_otherwise() {
+        let r = Registry::default();
+        let shape = ResponseShape {
+            deprecate_eof: true,
+            charset: 45,
+        };
+        let (s, v) = (Some(b"db".to_vec()), SessionVars::default());
+        let sql = Bytes::from_static(b"SELECT * FROM t");
+        let m = r.insert(shape, s.clone(), v.clone(), sql.clone(), 0, 2, vec![]);
+        m.note_columns(2);
+        assert_eq!(r.lookup(shape, &s, &v, &sql).unwrap().id, m.id, "as recorded");
+        m.note_columns(3);
+        assert!(r.lookup(shape, &s, &v, &sql).is_none(), "a column more");
+        let fresh = r.insert(shape, s.clone(), v.clone(), sql.clone(), 0, 3, vec![]);
+        assert_eq!(r.lookup(shape, &s, &v, &sql).unwrap().id, fresh.id);
+        // A statement described with no columns (a CALL) may return any.
+        let call = Bytes::from_static(b"CALL p()");
+        let c = r.insert(shape, s.clone(), v.clone(), call.clone(), 0, 0, vec![]);
+        c.note_columns(4);
+        assert_eq!(r.lookup(shape, &s, &v, &call).unwrap().id, c.id);
     }
 }

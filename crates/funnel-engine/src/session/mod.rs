@@ -251,6 +251,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 user_vars: user_vars::UserVars::default(),
                 multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                 last_status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+                last_result_columns: 0,
                 last_succeeded: true,
                 open_cursors: Default::default(),
                 last: LastResults::default(),
@@ -333,6 +334,10 @@ struct Session {
     multi_statements: bool,
     /// Status flags of the last complete response.
     last_status: StatusFlags,
+    /// The column count of the first result set of the last command
+    /// forwarded (0: none), to tell a prepared statement's recorded
+    /// description from what the server now returns.
+    last_result_columns: u64,
     /// The last relayed response was complete and no error.
     last_succeeded: bool,
     /// Client statement ids with an open cursor (they pin the connection).
@@ -1132,6 +1137,7 @@ impl Session {
     /// keeps or releases the connection.
     async fn relay_and_settle(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
         self.last_succeeded = false;
+        self.last_result_columns = 0;
         let Some(expect) = f.expect else {
             // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response.
             self.keep_or_release(conn, f, true);
@@ -1213,6 +1219,7 @@ impl Session {
                     }
                 }
                 self.last_status = summary.status;
+                self.last_result_columns = summary.first_result_columns;
                 self.last_succeeded = ok;
                 if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     self.pin(PinReason::Cursor);

@@ -338,6 +338,9 @@ impl Session {
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
         self.digest = Some((key, text));
         self.send_rewritten(conn, &rewritten, &f).await?;
+        if self.last_result_columns != 0 {
+            meta.note_columns(self.last_result_columns);
+        }
         if !self.last_succeeded {
             // The server may have refused it before closing the statement's
             // cursor (bad parameters): any pin for one stays.
@@ -661,6 +664,7 @@ impl Session {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     Stats::bump(&self.shard.stats.reprepares);
+                    meta.note_columns(u64::from(p.columns));
                     let keep = self.keys_in_use();
                     let evicted = conn
                         .stmts
