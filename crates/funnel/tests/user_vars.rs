@@ -24,7 +24,16 @@ struct Env {
 }
 
 fn env(prefix: &str, pool: usize) -> Env {
-    let db = MariaDb::shared();
+    env_with(prefix, pool, "")
+}
+
+/// [`env`] with more `pool:` settings (each a line, two spaces in).
+fn env_with(prefix: &str, pool: usize, pool_extra: &str) -> Env {
+    env_on(MariaDb::shared(), prefix, pool, pool_extra)
+}
+
+/// [`env_with`] in front of `db`.
+fn env_on(db: &MariaDb, prefix: &str, pool: usize, pool_extra: &str) -> Env {
     let schema = db.fresh_database(prefix);
     let backend = format!("{schema}_b");
     db.create_user(&backend, "bpw");
@@ -33,7 +42,7 @@ fn env(prefix: &str, pool: usize) -> Env {
          users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
          \x20 - name: other\n    password: opw\n    default_schema: {schema}\n\
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: {pool}\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 5s\n\
+         pool:\n  max_per_core: {pool}\n  min_idle_per_core: 1\n{pool_extra}backlog:\n  wait_timeout: 5s\n\
          admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
         db.addr()
     );
@@ -87,6 +96,15 @@ impl Env {
     fn pins(&self) -> Vec<Option<String>> {
         let rows: Vec<mysql::Row> = self.admin().query("SHOW CLIENTS").unwrap();
         rows.iter().map(|r| r.get("pinned").unwrap()).collect()
+    }
+
+    /// The server's ids of Funnel's backend connections on `db`.
+    fn backend_threads(&self, db: &MariaDb) -> Vec<i64> {
+        let sql = format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{}_b' ORDER BY ID",
+            self.schema
+        );
+        db.root().query(sql).unwrap()
     }
 
     /// How many clients were pinned for `reason` since the start.
@@ -337,6 +355,31 @@ fn user_vars_reset_answers_once_the_connection_is_clean() {
     assert_eq!(
         a.query_first::<Option<i64>, _>("SELECT @trig").unwrap(),
         Some(None)
+    );
+}
+
+/// A client's reset on a connection it kept after a failure with
+/// autocommit off (whether that statement began a transaction is unknown)
+/// rolls back whatever was open there: the connection goes back to the
+/// pool and serves on, not closed and replaced by a new login.
+#[test]
+fn user_vars_reset_after_a_failure_with_autocommit_off_keeps_the_connection() {
+    let e = env("uv_reset_txu", 1);
+    let db = MariaDb::shared();
+    let mut a = e.client();
+    a.query_drop("SELECT 1").unwrap();
+    let before = e.backend_threads(db);
+    assert_eq!(before.len(), 1);
+    a.query_drop("SET autocommit = 0").unwrap();
+    assert!(a.query_drop("SELECT * FROM missing_table").is_err());
+    assert_eq!(e.pins(), [Some("transaction".to_string())]);
+    a.reset().unwrap();
+    assert_eq!(e.pins(), [None]);
+    assert_eq!(a.query_first::<i64, _>("SELECT @@autocommit").unwrap(), Some(1));
+    assert_eq!(
+        e.backend_threads(db),
+        before,
+        "the same backend connection serves on"
     );
 }
 

@@ -556,6 +556,11 @@ impl BackendConn {
         self.user_vars.clear();
         self.untracked_state = false;
         self.needs_reset = false;
+        // The reset rolled back any transaction and its savepoints: one
+        // that may have been open after a failure with autocommit off
+        // (its ERR said nothing) is not any more.
+        self.tx_unknown = false;
+        self.savepoint_outside_tx = false;
     }
 
     /// Sends one small command and reads its whole response, discarding
