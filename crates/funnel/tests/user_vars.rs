@@ -358,6 +358,28 @@ fn user_vars_reset_answers_once_the_connection_is_clean() {
     );
 }
 
+/// A reset puts the session's `sql_mode` back to the server's default, so
+/// after `NO_BACKSLASH_ESCAPES` a backslash is an escape again: Funnel
+/// reads the next query with one as any other, not as text it cannot read
+/// (sent as written, which pins the session as `unknown`), whether the
+/// reset ran on the client's connection (pinned for a temporary table) or
+/// was Funnel's alone.
+#[test]
+fn user_vars_reset_ends_no_backslash_escapes() {
+    let e = env("uv_reset_nbe", 2);
+    let mut a = e.client();
+    for pinned in [true, false] {
+        if pinned {
+            a.query_drop("CREATE TEMPORARY TABLE tmp (x INT)").unwrap();
+        }
+        a.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'").unwrap();
+        a.reset().unwrap();
+        let v: Option<String> = a.query_first("SELECT 'a\\'b'").unwrap();
+        assert_eq!(v.as_deref(), Some("a'b"), "pinned: {pinned}");
+        assert_eq!(e.pins(), [None], "pinned: {pinned}");
+    }
+}
+
 /// A client's reset on a connection it kept after a failure with
 /// autocommit off (whether that statement began a transaction is unknown)
 /// rolls back whatever was open there: the connection goes back to the

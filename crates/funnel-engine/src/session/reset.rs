@@ -24,6 +24,9 @@ impl Session {
         // MariaDB's reset keeps what FOUND_ROWS() answers.
         let mut found_rows = Some(self.last.found_rows);
         let mut kept = None;
+        // What the server says of the clean session (its `sql_mode` is the
+        // default again: NO_BACKSLASH_ESCAPES may be gone).
+        let mut status = None;
         if let Some(mut conn) = self.pinned.take() {
             self.last_backend = conn.backend.clone();
             if self.pins.contains(PinReason::PreviousStatementInfo) {
@@ -36,11 +39,17 @@ impl Session {
                 };
             }
             match conn.reset_session().await {
-                Ok(true) => self.shard.backends.release(conn),
+                Ok(true) => {
+                    status = Some(conn.status);
+                    self.shard.backends.release(conn);
+                }
                 // The reset left the client's role or profiles, as it does
                 // on the server: the connection stays with the client (and
                 // is closed after it).
-                Ok(false) => kept = Some(conn),
+                Ok(false) => {
+                    status = Some(conn.status);
+                    kept = Some(conn);
+                }
                 Err(BackendError::Refused(err)) => {
                     // Nothing was reset.
                     self.pinned = Some(conn);
@@ -51,6 +60,9 @@ impl Session {
             }
         }
         self.forget_state();
+        if let Some(status) = status {
+            self.last_status = status;
+        }
         match found_rows {
             Some(n) => self.last.found_rows = n,
             None => self.record_found_rows(None),
@@ -91,6 +103,9 @@ impl Session {
         self.calc_found_rows = false;
         self.tracks_state_itself = false;
         self.insert_id_given_to_calls = false;
+        // As at login: the server's default `sql_mode` (Funnel reads a
+        // backslash as an escape again, see `literal_backslashes`).
+        self.last_status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
     }
 
     /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
