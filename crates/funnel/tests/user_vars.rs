@@ -380,6 +380,57 @@ fn user_vars_reset_ends_no_backslash_escapes() {
     }
 }
 
+/// A client's reset rolls back its transaction on the server, which takes
+/// as long as the transaction's writes: it runs under `pool.query_timeout`
+/// as the client's other commands (none by default), not under
+/// `pool.connect_timeout`, the limit of Funnel's own statements. With the
+/// server answering after 2.5 s (paused), the reset of a pinned client
+/// succeeds behind a 1 s connect timeout, as it does directly, and a 1 s
+/// query timeout stops it with ERR 1969.
+#[test]
+fn user_vars_reset_takes_the_time_of_a_client_command() {
+    let db = MariaDb::start();
+    let quiet = "monitor:\n  interval: 60s\n";
+    let patient = env_on(
+        &db,
+        "uv_reset_slow",
+        1,
+        &format!("  connect_timeout: 1s\n{quiet}"),
+    );
+    let strict = env_on(
+        &db,
+        "uv_reset_limit",
+        1,
+        &format!("  connect_timeout: 5s\n  query_timeout: 1s\n{quiet}"),
+    );
+    let reset_while_paused = |e: &Env| -> (Result<(), u16>, MiniClient) {
+        let mut c = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
+        c.query("CREATE TEMPORARY TABLE tmp (x INT)").unwrap();
+        db.pause();
+        let reply = thread::scope(|s| {
+            s.spawn(|| {
+                thread::sleep(std::time::Duration::from_millis(2500));
+                db.resume();
+            });
+            c.roundtrip(&[0x1f], Expect::Status)
+        });
+        let reply = match reply {
+            Ok(p) if p[0][0] == 0xff => Err(u16::from_le_bytes([p[0][1], p[0][2]])),
+            Ok(_) => Ok(()),
+            Err(funnel_testkit::mini_client::MiniError::Server(e)) => Err(e.code),
+            Err(e) => panic!("{e:?}"),
+        };
+        (reply, c)
+    };
+    let (reply, mut c) = reset_while_paused(&patient);
+    assert_eq!(reply, Ok(()), "the reset waits for the server");
+    let gone = c.query("SELECT * FROM tmp").map(|_| ()).unwrap_err();
+    assert!(format!("{gone:?}").contains("1146"), "{gone:?}");
+    assert_eq!(patient.pins(), [None]);
+    let (reply, _) = reset_while_paused(&strict);
+    assert_eq!(reply, Err(1969), "pool.query_timeout");
+}
+
 /// A client's reset on a connection it kept after a failure with
 /// autocommit off (whether that statement began a transaction is unknown)
 /// rolls back whatever was open there: the connection goes back to the

@@ -514,7 +514,20 @@ impl BackendConn {
     /// connection must be closed. An ERR from the server is an error here
     /// too: the connection must not be reused.
     pub async fn reset_session(&mut self) -> Result<bool, BackendError> {
-        let summary = self.run(&[0x1f], Expect::Status).await?;
+        let deadline = Some(self.own_deadline.get());
+        self.reset_session_within(deadline).await
+    }
+
+    /// [`Self::reset_session`] with the `COM_RESET_CONNECTION` itself under
+    /// `deadline` (`None`: none). A client's own reset is one of its
+    /// commands, under `pool.query_timeout` as the others: the server rolls
+    /// back the session's transaction there, which takes as long as its
+    /// writes, not as long as a login. The check after it stays under the
+    /// connection's own deadline.
+    pub async fn reset_session_within(&mut self, deadline: Option<Deadline>) -> Result<bool, BackendError> {
+        let summary = self
+            .run_capturing_within(deadline, &[0x1f], Expect::Status, None)
+            .await?;
         if let Some(err) = summary.error {
             return Err(BackendError::Refused(err));
         }

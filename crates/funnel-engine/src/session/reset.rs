@@ -38,7 +38,9 @@ impl Session {
                     Err(e) => return self.reset_lost(conn, e).await,
                 };
             }
-            match conn.reset_session().await {
+            // The server rolls back the client's transaction there: as
+            // long as that takes, under the client's own limit.
+            match conn.reset_session_within(self.query_deadline()).await {
                 Ok(true) => {
                     status = Some(conn.status);
                     self.shard.backends.release(conn);
