@@ -465,6 +465,39 @@ fn prepared_statements_are_described_again_after_a_table_changed() {
     assert_ne!(d[0], d[3], "the server describes three columns now");
 }
 
+/// Once an XA transaction's branch ended (`XA END`, then `XA PREPARE`),
+/// the server refuses every statement until `XA COMMIT` / `XA ROLLBACK`,
+/// a prepare too (1399): the session's prepares go to its connection, not
+/// answered from what another client prepared, nor is a statement prepared
+/// while the branch was active run elsewhere.
+#[test]
+fn prepared_statements_in_an_ended_xa_branch_are_refused_as_by_mariadb() {
+    let (d, f) = differential("ps_xa", ROWS, 2, 2, |c| {
+        let mut r = vec![
+            c[1].prepare_reply("SELECT * FROM t"),
+            c[1].prepare_reply("UPDATE t SET v = 2"),
+            c[0].query("XA START 'ps_xa'"),
+            c[0].query("UPDATE t SET v = 3 WHERE id = 1"),
+        ];
+        let active = c[0].prepare("SELECT v FROM t WHERE id = 1").unwrap();
+        r.push(c[0].execute(active, 0, &[], false));
+        r.push(c[0].query("XA END 'ps_xa'"));
+        r.push(c[0].prepare_reply("SELECT * FROM t"));
+        r.push(c[0].prepare_reply("UPDATE t SET v = 2"));
+        r.push(c[0].execute(active, 0, &[], false));
+        r.push(c[0].query("XA PREPARE 'ps_xa'"));
+        r.push(c[0].prepare_reply("SELECT * FROM t"));
+        r.push(c[0].query("XA ROLLBACK 'ps_xa'"));
+        r.push(c[0].prepare_reply("SELECT * FROM t"));
+        r.push(c[0].execute(active, 0, &[], false));
+        r
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[6], Err(1399), "refused once the branch ended");
+    assert_eq!(d[10], Err(1399), "refused once the branch is prepared");
+    assert_eq!(d[12], d[0], "the same statement after the rollback");
+}
+
 #[test]
 fn prepared_failed_prepare_pins_nothing() {
     // A statement reading FOUND_ROWS() keeps its client on one connection,

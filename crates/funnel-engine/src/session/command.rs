@@ -117,6 +117,11 @@ pub struct Forward {
     pub drops_temporary: bool,
     /// A multi-statement query (see [`super::pinning::SqlEffect::several_statements`]).
     pub several_statements: bool,
+    /// An `XA` statement: the session's transaction may be an XA one
+    /// whose branch ended (`XA END`, `XA PREPARE`), where the server
+    /// refuses every statement, a prepare too (1399), until `XA COMMIT` or
+    /// `XA ROLLBACK`.
+    pub xa: bool,
     /// A statement that may run stored code (a trigger, a stored function,
     /// a view that calls one; see
     /// [`super::pinning::SqlEffect::runs_no_stored_code`]): where it fails,
@@ -230,6 +235,7 @@ impl Forward {
             statement_vars: false,
             drops_temporary: false,
             several_statements: false,
+            xa: false,
             may_run_stored_code: false,
             tracks_state_itself: false,
             dynamic_vars: Vec::new(),
@@ -299,6 +305,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
+            f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.dynamic_vars = dynamic_vars;
             f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)

@@ -268,6 +268,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 long_data: Vec::new(),
                 state_lost: false,
                 tx_lost: false,
+                xa: false,
                 no_reply: false,
                 deferred_err: None,
                 ending_err: None,
@@ -392,6 +393,11 @@ struct Session {
     /// failed: statements are refused until the client ends it
     /// (`lost_transaction.rs`).
     tx_lost: bool,
+    /// An `XA` statement succeeded in the transaction the session's
+    /// connection holds: its prepares go to that connection, where the
+    /// server refuses them once the branch ended (1399), never answered
+    /// from the registry.
+    xa: bool,
     /// The running command takes no response (`COM_STMT_SEND_LONG_DATA`):
     /// errors are kept in `deferred_err` instead of being sent, since an
     /// unexpected ERR would be read as the reply to the client's next command.
@@ -1217,6 +1223,7 @@ impl Session {
                     if let Some(values) = &f.set_user_vars {
                         self.record_user_vars(&mut conn, values);
                     }
+                    self.xa |= f.xa;
                 }
                 self.last_status = summary.status;
                 self.last_result_columns = summary.first_result_columns;
@@ -1466,6 +1473,10 @@ impl Session {
             self.pin(reason);
         }
         self.note_next_transaction(&conn);
+        if !conn.may_be_in_transaction() {
+            // Whatever XA transaction there was is over.
+            self.xa = false;
+        }
         let tx_reason = if conn.may_be_in_transaction() {
             Some(PinReason::Transaction)
         } else if conn.autocommit_off_untracked() {

@@ -105,6 +105,7 @@ impl Session {
         self.calc_found_rows = false;
         self.tracks_state_itself = false;
         self.insert_id_given_to_calls = false;
+        self.xa = false;
         // As at login: the server's default `sql_mode` (Funnel reads a
         // backslash as an escape again, see `literal_backslashes`).
         self.last_status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;

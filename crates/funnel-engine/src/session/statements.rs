@@ -121,13 +121,15 @@ impl Session {
             charset: self.key.charset,
         };
         // A session with state of its own (temporary tables, LOCK TABLES,
-        // a READ ONLY transaction, variables Funnel could not read) may be
-        // answered otherwise by the server: refused, or other columns.
-        let read_only_tx = self.pinned.as_ref().is_some_and(|c| {
+        // a READ ONLY or an XA transaction, variables Funnel could not
+        // read) may be answered otherwise by the server: refused, or other
+        // columns.
+        let own_tx = self.pinned.as_ref().is_some_and(|c| {
             c.status
                 .contains(funnel_protocol::StatusFlags::SERVER_STATUS_IN_TRANS_READONLY)
+                || (self.xa && c.may_be_in_transaction())
         });
-        let own_state = self.sticky() || read_only_tx;
+        let own_state = self.sticky() || own_tx;
         let on_backend = on_backend || own_state || super::user_vars::mentions_any(&sql);
         if let Some(meta) = (!on_backend)
             .then(|| {
