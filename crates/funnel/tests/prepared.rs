@@ -498,6 +498,41 @@ fn prepared_statements_in_an_ended_xa_branch_are_refused_as_by_mariadb() {
     assert_eq!(d[12], d[0], "the same statement after the rollback");
 }
 
+/// A statement a pinned session prepared is its own (see
+/// `prepared_statements_describe_the_sessions_own_tables_and_locks`): when
+/// the client closes it, its server statement goes too, as on a direct
+/// connection, instead of staying on the connection (and in the server's
+/// count) until the connection's cache is full and evicts it.
+#[test]
+fn prepared_private_statements_closed_by_the_client_leave_the_server() {
+    let db = MariaDb::start();
+    users(&db);
+    let schema = db.fresh_database("ps_private_close");
+    let proxy = funnel(&db, &schema, 1);
+    let count = || {
+        db.query_first::<i64>(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'PREPARED_STMT_COUNT'",
+        )
+        .unwrap()
+    };
+    let mut c = Raw::connect(proxy.local_addr(), "app", "apppw", &schema);
+    c.query("CREATE TEMPORARY TABLE tmp (x INT)").unwrap();
+    let before = count();
+    for _ in 0..20 {
+        let id = c.prepare("SELECT * FROM tmp").unwrap();
+        c.execute(id, 0, &[], false).unwrap();
+        c.stmt_command(0x19, id);
+    }
+    // COM_STMT_CLOSE has no reply: a query after it is done after it.
+    c.query("SELECT 1").unwrap();
+    assert_eq!(count(), before, "statements the client closed");
+    let kept = c.prepare("SELECT * FROM tmp").unwrap();
+    c.query("SELECT 1").unwrap();
+    assert_eq!(count(), before + 1, "a statement the client holds");
+    c.execute(kept, 0, &[], false).unwrap();
+}
+
 #[test]
 fn prepared_failed_prepare_pins_nothing() {
     // A statement reading FOUND_ROWS() keeps its client on one connection,

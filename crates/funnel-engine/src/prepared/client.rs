@@ -252,6 +252,7 @@ mod tests {
             response: vec![],
             effect: Default::default(),
             stale: Default::default(),
+            private: false,
         })
     }
 

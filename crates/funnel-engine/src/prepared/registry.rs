@@ -32,6 +32,9 @@ pub struct StatementMeta {
     pub response: Vec<u8>,
     /// What executing it does to the session, read from its text once.
     pub effect: ExecuteEffect,
+    /// Prepared under one session's own state ([`Registry::private`]): no
+    /// other client's statement is backed by its server statements.
+    pub private: bool,
     /// The server now describes it otherwise (a table changed): later
     /// prepares of its text go to a backend again.
     pub stale: Cell<bool>,
@@ -116,14 +119,15 @@ impl Registry {
         columns: u16,
         response: Vec<u8>,
     ) -> Rc<StatementMeta> {
-        let meta = self.private(
+        let meta = Rc::new(self.meta(
             schema.clone(),
             vars.clone(),
             sql.clone(),
             params,
             columns,
             response,
-        );
+            false,
+        ));
         let mut map = self.by_key.borrow_mut();
         if map.len() >= SOFT_CAP {
             // Forget statements no client holds; connections that still have
@@ -155,9 +159,24 @@ impl Registry {
         columns: u16,
         response: Vec<u8>,
     ) -> Rc<StatementMeta> {
+        Rc::new(self.meta(schema, vars, sql, params, columns, response, true))
+    }
+
+    /// A statement with the next id.
+    #[allow(clippy::too_many_arguments)]
+    fn meta(
+        &self,
+        schema: Option<Vec<u8>>,
+        vars: SessionVars,
+        sql: Bytes,
+        params: u16,
+        columns: u16,
+        response: Vec<u8>,
+        private: bool,
+    ) -> StatementMeta {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
-        Rc::new(StatementMeta {
+        StatementMeta {
             id,
             effect: ExecuteEffect::of(&sql),
             sql,
@@ -167,7 +186,8 @@ impl Registry {
             columns,
             response,
             stale: Cell::new(false),
-        })
+            private,
+        }
     }
 
     /// The count of statements the shard's clients hold, for a new

@@ -49,8 +49,12 @@ impl Session {
                     if self.long_data.contains(&id) {
                         self.drop_long_data(id).await;
                     }
+                    let private = self.stmts.get(id).filter(|s| s.meta.private).map(|s| s.key);
                     self.stmts.remove(id);
                     self.cursor_closed(id);
+                    if let Some(key) = private {
+                        self.close_private(key).await;
+                    }
                 }
                 Ok(())
             }
@@ -484,6 +488,30 @@ impl Session {
             }
         }
         result
+    }
+
+    /// Closes the server statement of a private statement (see
+    /// [`crate::prepared::registry::Registry::private`]) the client closed,
+    /// on the connection it holds: no other client's statement is ever
+    /// backed by it, and kept it would only fill the connection's cache
+    /// (and the server's statement count) until evicted.
+    async fn close_private(&mut self, key: StmtKey) {
+        let Some(mut conn) = self.pinned.take() else {
+            return;
+        };
+        let server_id = conn.stmts.remove(key);
+        match close_evicted(conn, server_id).await {
+            Ok(conn) => self.pinned = Some(conn),
+            Err(conn) => {
+                self.discard_backend(conn);
+                if std::mem::take(&mut self.state_lost) {
+                    // No reply is allowed now: the next command learns
+                    // why, then the session ends.
+                    let err = backend_lost(&self.last_backend, "failed during COM_STMT_CLOSE".into());
+                    self.ending_err = Some(err.to_err_packet());
+                }
+            }
+        }
     }
 
     /// Drops the long data statement `id` left on the held connection, as
