@@ -390,7 +390,10 @@ fn user_vars_reset_ends_no_backslash_escapes() {
 #[test]
 fn user_vars_reset_takes_the_time_of_a_client_command() {
     let db = MariaDb::start();
-    let quiet = "monitor:\n  interval: 60s\n";
+    // No check while the server is paused (it would be marked down); the
+    // one at start gets all the time a loaded machine needs, and writes
+    // wait for it (9004 after a first check that timed out).
+    let quiet = "monitor:\n  interval: 60s\n  timeout: 30s\n";
     let patient = env_on(
         &db,
         "uv_reset_slow",
@@ -403,6 +406,18 @@ fn user_vars_reset_takes_the_time_of_a_client_command() {
         1,
         &format!("  connect_timeout: 5s\n  query_timeout: 1s\n{quiet}"),
     );
+    for e in [&patient, &strict] {
+        funnel_testkit::wait_until_within(
+            "the first health check",
+            std::time::Duration::from_secs(40),
+            || {
+                e.proxy.snapshots()[0]
+                    .pools
+                    .iter()
+                    .all(|p| p.last_check.is_some() && p.healthy)
+            },
+        );
+    }
     let reset_while_paused = |e: &Env| -> (Result<(), u16>, MiniClient) {
         let mut c = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
         c.query("CREATE TEMPORARY TABLE tmp (x INT)").unwrap();

@@ -55,7 +55,6 @@ impl Session {
                 Err(BackendError::Refused(err)) => {
                     // Nothing was reset.
                     self.pinned = Some(conn);
-                    self.shard.stats.count_error(err.code);
                     return self.send_own_err(1, &err).await;
                 }
                 Err(e) => return self.reset_lost(conn, e).await,
