@@ -533,6 +533,38 @@ fn prepared_private_statements_closed_by_the_client_leave_the_server() {
     c.execute(kept, 0, &[], false).unwrap();
 }
 
+/// Only state that can change what a prepare answers sends a pinned
+/// session's prepares to its connection: a session pinned for a user
+/// variable or a named lock is answered from what another client prepared
+/// (no prepare reaches the server), one with a temporary table is not.
+#[test]
+fn prepared_sessions_pinned_for_state_prepares_ignore_still_share_statements() {
+    let db = MariaDb::start();
+    users(&db);
+    let schema = db.fresh_database("ps_pin_share");
+    db.exec(&format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v INT)"));
+    let proxy = funnel(&db, &schema, 2);
+    let prepares = || {
+        db.query_first::<i64>(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+        )
+        .unwrap()
+    };
+    let sql = "SELECT * FROM t WHERE id = ?";
+    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    c[1].prepare(sql).unwrap();
+    let before = prepares();
+    for pin in ["SELECT @u := 1", "SELECT GET_LOCK('ps_pin_share', 0)"] {
+        c[0].query(pin).unwrap();
+        c[0].prepare(sql).unwrap();
+        assert_eq!(prepares(), before, "pinned by {pin}: from the registry");
+    }
+    c[0].query("CREATE TEMPORARY TABLE tmp (x INT)").unwrap();
+    c[0].prepare(sql).unwrap();
+    assert_eq!(prepares(), before + 1, "a temporary table may hide t");
+}
+
 #[test]
 fn prepared_failed_prepare_pins_nothing() {
     // A statement reading FOUND_ROWS() keeps its client on one connection,

@@ -2177,6 +2177,29 @@ impl PinSet {
         })
     }
 
+    /// True when a reason holds state that may change what the server
+    /// answers to a prepare: it refuses statements on tables a `LOCK
+    /// TABLES` or backup lock leaves out, describes a temporary table's
+    /// columns rather than those of the table it hides, and parses under
+    /// variables Funnel does not know (a `SET` it could not replay, a
+    /// procedure's or a function's). A user variable, a named lock or a
+    /// previous statement's answers change nothing there.
+    pub fn shape_prepares(&self) -> bool {
+        use PinReason::*;
+        self.0.iter().any(|r| {
+            matches!(
+                r,
+                TemporaryTable
+                    | TableLock
+                    | BackupLock
+                    | SessionVariable
+                    | StoredProcedure
+                    | UntrackedState
+                    | Unknown
+            )
+        })
+    }
+
     /// One reason, for reporting.
     pub fn first(&self) -> Option<PinReason> {
         self.0.iter().next().copied()

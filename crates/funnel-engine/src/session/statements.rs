@@ -127,13 +127,14 @@ impl Session {
         // A session with state of its own (temporary tables, LOCK TABLES,
         // a READ ONLY or an XA transaction, variables Funnel could not
         // read) may be answered otherwise by the server: refused, or other
-        // columns.
+        // columns. Other pins (a user variable, a named lock) cost no
+        // round trip here.
         let own_tx = self.pinned.as_ref().is_some_and(|c| {
             c.status
                 .contains(funnel_protocol::StatusFlags::SERVER_STATUS_IN_TRANS_READONLY)
                 || (self.xa && c.may_be_in_transaction())
         });
-        let own_state = self.sticky() || own_tx;
+        let own_state = self.pins.shape_prepares() || own_tx;
         let on_backend = on_backend || own_state || super::user_vars::mentions_any(&sql);
         if let Some(meta) = (!on_backend)
             .then(|| {
