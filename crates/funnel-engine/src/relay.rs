@@ -28,8 +28,10 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How a relay ended.
 #[derive(Debug)]
 pub enum RelayEnd {
-    /// The whole response reached the client.
-    Complete(ResponseSummary),
+    /// The whole response was read; all of it reached the client but
+    /// what [`ClientSide::hold_end`] held back, which is here for the
+    /// caller to send.
+    Complete(ResponseSummary, Vec<u8>),
     /// The client went away; `drained` says the backend's response was read
     /// to its end anyway (so the connection is in a known state).
     ClientGone {
@@ -86,6 +88,11 @@ pub struct ClientSide<'a> {
     pub read_timeout: Option<Duration>,
     /// What the client sees of the session-state data in replies.
     pub tracking: TrackingView,
+    /// Hold back the response's last batch (the packets read with its
+    /// terminator) instead of writing it: the caller has work to finish
+    /// on the connection before the client may go on (a read-back), and
+    /// sends it after that.
+    pub hold_end: bool,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -104,6 +111,7 @@ pub async fn relay_response(
         write_timeout,
         read_timeout,
         tracking,
+        hold_end,
     } = client;
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
     let mut client_alive = true;
@@ -172,6 +180,17 @@ pub async fn relay_response(
                 }
             }
         }
+        if hold_end && event == Event::Done && client_alive {
+            let bytes = conn.buf.bytes();
+            let held = match replaced {
+                None => bytes[..forward].to_vec(),
+                Some((at, packet)) => [&bytes[..at], &packet[..]].concat(),
+            };
+            conn.buf.consume(forward);
+            let summary = tracker.into_summary();
+            conn.note_reply_status(summary.status, summary.error.is_some());
+            return RelayEnd::Complete(summary, held);
+        }
         if forward > 0 && client_alive {
             let bytes = conn.buf.bytes();
             let write = async {
@@ -200,7 +219,7 @@ pub async fn relay_response(
                 let summary = tracker.into_summary();
                 conn.note_reply_status(summary.status, summary.error.is_some());
                 return if client_alive {
-                    RelayEnd::Complete(summary)
+                    RelayEnd::Complete(summary, Vec::new())
                 } else {
                     RelayEnd::ClientGone {
                         drained: conn.buf.is_empty(),
@@ -365,7 +384,7 @@ async fn relay_infile(
 /// Runs a client I/O future, failing with `TimedOut` (saying `what`) once
 /// `limit` passes. It is polled once first, so a write the socket takes at
 /// once, the usual case, arms no timer.
-async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Option<Duration>,
     op: impl std::future::Future<Output = io::Result<T>>,
     what: &str,

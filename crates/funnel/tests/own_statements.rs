@@ -465,6 +465,111 @@ fn own_statements_named_lock_check_is_bounded() {
     pool_serves(&proxy);
 }
 
+/// A relay in front of `backend` that holds every write from Funnel that
+/// contains one of `triggers` for `delay` before passing it on: a server
+/// slow to answer some of Funnel's own statements.
+fn slow_for(backend: SocketAddr, triggers: &'static [&'static [u8]], delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for funnel in listener.incoming() {
+            let Ok(mut funnel) = funnel else { continue };
+            let Ok(mut server) = TcpStream::connect(backend) else {
+                continue;
+            };
+            let (mut funnel_w, mut server_r) = (funnel.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut server_r, &mut funnel_w);
+                let _ = funnel_w.shutdown(std::net::Shutdown::Both);
+            });
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                loop {
+                    let n = match funnel.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let seen = &buf[..n];
+                    if triggers.iter().any(|t| seen.windows(t.len()).any(|w| w == *t)) {
+                        thread::sleep(delay);
+                    }
+                    if server.write_all(seen).is_err() {
+                        break;
+                    }
+                }
+                let _ = server.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+/// What Funnel asks the server after a command (the named-lock check
+/// after `RELEASE_LOCK()`, the read-back of a computed `SET`) comes before
+/// the end of the client's reply, as the work after a client's
+/// `COM_RESET_CONNECTION` does: with a server slow to answer it, the
+/// client that has its reply finds its session settled in `SHOW CLIENTS`
+/// (CI: `user_vars_state_changed_beside_a_named_lock_outlives_its_release`
+/// read `named_lock` there right after the release), and another client
+/// gets the pool's one connection at once, not after the check.
+#[test]
+fn own_statements_after_a_command_are_done_before_its_reply_ends() {
+    const SLOW: Duration = Duration::from_millis(1500);
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("own_settle");
+    let backend_user = format!("{schema}_b");
+    db.create_user(&backend_user, "bpw");
+    let relay = slow_for(db.addr(), &[b"IS_USED_LOCK(", b"SELECT @@session."], SLOW);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {relay}\n    user: {backend_user}\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n\
+         backlog:\n  wait_timeout: 1s\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n"
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(funnel_testkit::client_opts(admin_port, "admin", "secret")).unwrap();
+    let mut pins = || -> Vec<Option<String>> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        rows.iter().map(|r| r.get("pinned").unwrap()).collect()
+    };
+    let mut a = client(&proxy);
+    let mut b = client(&proxy);
+    let lock = format!("{schema}_l");
+    assert_eq!(
+        a.query_first::<i64, _>(format!("SELECT GET_LOCK('{lock}', 0)"))
+            .unwrap(),
+        Some(1)
+    );
+    assert!(pins().contains(&Some("named_lock".to_string())));
+    let started = Instant::now();
+    assert_eq!(
+        a.query_first::<i64, _>(format!("SELECT RELEASE_LOCK('{lock}')"))
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(pins(), [None, None], "A has its reply: its pin ended");
+    // B gets the one connection before its 1 s backlog deadline.
+    assert_eq!(b.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    // The relay did hold the check back.
+    assert!(started.elapsed() >= SLOW, "the check was not slowed");
+
+    // The same for a read-back: A's connection is free when A has its OK.
+    a.query_drop("SET sql_mode = REPLACE(@@sql_mode, 'STRICT_TRANS_TABLES', '')")
+        .unwrap();
+    assert_eq!(pins(), [None, None]);
+    assert_eq!(b.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    assert_eq!(
+        a.query_first::<i64, _>("SELECT LOCATE('STRICT_TRANS_TABLES', @@sql_mode)")
+            .unwrap(),
+        Some(0)
+    );
+}
+
 /// A client's command that the frozen server's socket cannot take whole
 /// (larger than the kernel buffers): writing it is part of the command, so
 /// `pool.query_timeout` bounds it as it bounds the reply (ERR 1969).

@@ -157,6 +157,20 @@ impl Forward {
         self.may_run_stored_code = true;
     }
 
+    /// True when, after the reply, Funnel asks the server on the same
+    /// connection about what the command left (a read-back, the named-lock
+    /// check after a `RELEASE_LOCK()`), and what it learns may pin or free
+    /// the session. The end of the reply waits for that: once the client
+    /// has it, the client's next command, another client's and `SHOW
+    /// CLIENTS` meet the session settled (the connection released, or the
+    /// pin there), as after `COM_RESET_CONNECTION`.
+    pub fn settles_on_server(&self) -> bool {
+        self.read_back.is_some()
+            || self.read_back_user_vars.is_some()
+            || self.reads_found_rows
+            || matches!(self.lock_names, LockNames::Literal { releases: true, .. })
+    }
+
     /// True when the command leaves no session state behind, on the
     /// server or in Funnel.
     pub fn changes_nothing(&self) -> bool {

@@ -44,7 +44,7 @@ use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError, Deadline};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
-use crate::relay::{relay_response, ClientSide, RelayEnd};
+use crate::relay::{relay_response, within, ClientSide, RelayEnd};
 use crate::router::Access;
 use crate::rt::{self, Stream};
 use crate::schema_trust::{Next, SchemaVerdict};
@@ -1166,151 +1166,27 @@ impl Session {
             write_timeout: self.shard.config().client.net_write_timeout.non_zero(),
             read_timeout: self.shard.config().client.net_read_timeout.non_zero(),
             tracking,
+            hold_end: f.settles_on_server(),
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
         match end {
-            RelayEnd::Complete(summary) => {
-                let ok = summary.error.is_none();
-                if ok {
-                    if let Some(schema) = f.new_schema.clone() {
-                        conn.schema = Some(schema.clone());
-                        self.schema = Some(schema);
+            RelayEnd::Complete(summary, held) => {
+                self.settle(conn, f, expect, summary, in_transaction_before).await;
+                if !held.is_empty() {
+                    // The end of the reply, held back while the session
+                    // settled (see `Forward::settles_on_server`).
+                    let write = self.stream.write_all(&held);
+                    let limit = self.shard.config().client.net_write_timeout.non_zero();
+                    if within(limit, write, "client.net_write_timeout reached")
+                        .await
+                        .is_err()
+                    {
+                        return Err(End::Closed);
                     }
-                    if let Some(dropped) = &f.drops_schema {
-                        // The server leaves no schema selected after dropping
-                        // the current one; a later COM_INIT_DB would fail.
-                        if conn.schema.as_ref() == Some(dropped) {
-                            conn.schema = None;
-                        }
-                        if self.schema.as_ref() == Some(dropped) {
-                            self.schema = None;
-                            self.control.set_schema(None);
-                        }
-                    }
-                    if let Some(on) = f.multi_statements {
-                        self.multi_statements = on;
-                        conn.multi_statements = on;
-                    }
-                    if let Some(r) = f.unpin {
-                        self.pins.remove(r);
-                        self.pin_reason = self.pins.first();
-                        if r == PinReason::NamedLock {
-                            self.locks.clear();
-                        }
-                    }
-                    if let Some(vars) = &f.set_vars {
-                        if in_transaction_before
-                            && !conn.status.in_transaction()
-                            && vars.iter().any(|a| a.name == "autocommit")
-                        {
-                            // MariaDB keeps the characteristics of a
-                            // transaction that `SET autocommit = 1` commits
-                            // (`START TRANSACTION READ ONLY`: later writes
-                            // fail with 1792) until a COMMIT or ROLLBACK,
-                            // and no variable shows it: the connection
-                            // stays with its session until then.
-                            self.pin(PinReason::NextTransaction);
-                        }
-                        self.vars.apply(vars);
-                        conn.vars.apply(vars);
-                        if !self.vars.any_set(&pinning::REPLICATION_VARIABLES) {
-                            // Every replication variable is back to its default.
-                            self.pins.remove(PinReason::ReplicationVariable);
-                            self.pin_reason = self.pins.first();
-                        }
-                    }
-                    if let Some(values) = &f.set_user_vars {
-                        self.record_user_vars(&mut conn, values);
-                    }
-                    self.xa |= f.xa;
-                }
-                self.last_status = summary.status;
-                self.last_result_columns = summary.first_result_columns;
-                self.last_succeeded = ok;
-                if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
-                    self.pin(PinReason::Cursor);
-                }
-                self.note_results(&summary, f);
-                if !f.diagnostics {
-                    // A clean reply does not mean the area is clean: only a
-                    // statement that opens a table clears it, so older
-                    // warnings (another client's) may still be there, and
-                    // the client's own still answer its SHOW WARNINGS.
-                    let left = summary.warnings > 0 || !ok;
-                    self.linger = left || (self.linger && f.opens_no_table);
-                    conn.stale_diagnostics |= left;
-                    if left || !(f.opens_no_table || f.several_statements) {
-                        // The area is this client's now (written or cleared).
-                        // Of several statements, maybe none opened a table
-                        // (`SELECT GET_LOCK('l', 0); SELECT 2`): another
-                        // client's warnings may still be there.
-                        self.foreign_diagnostics = false;
-                    }
-                }
-                self.locks.note(&f.lock_names);
-                if ok
-                    && f.savepoint
-                    && !conn.status.in_transaction()
-                    && !conn.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
-                {
-                    conn.savepoint_outside_tx = true;
-                }
-                if let Some(reason) = f.pin_on_error.filter(|_| !ok) {
-                    self.pin(reason);
-                }
-                if !ok && f.may_run_stored_code {
-                    // No report survives an ERR: what a trigger or function
-                    // set before it is unseen. The client keeps it while it
-                    // holds the connection (its SHOW WARNINGS, a
-                    // transaction); the pool resets it before anyone else
-                    // gets it.
-                    conn.needs_reset = true;
-                }
-                if ok {
-                    if let Err((lost, e)) = self.read_back(&mut conn, f, summary.warnings).await {
-                        // What was to be read lives on a connection that is gone.
-                        self.pin(lost);
-                        self.lose_after_reply(conn, &e);
-                        return Ok(());
-                    }
-                }
-                if summary.state_changed && !f.explains_state_change() {
-                    self.note_untracked_state(&mut conn);
-                }
-                if ok && f.tracks_state_itself {
-                    self.tracks_state_itself = true;
-                }
-                self.keep_or_release(conn, f, ok || expect == Expect::Results);
-                if ok && f.sets_insert_id && !self.pins.contains(PinReason::PreviousStatementInfo) {
-                    // Pinned for another reason (`SET @x = LAST_INSERT_ID(5)`
-                    // pins for the variable), the id it set lives on this
-                    // connection: the server answers for it from now on.
-                    self.pin(PinReason::PreviousStatementInfo);
-                }
-                // `SELECT ... INTO` returns no rows but leaves the count it
-                // selected for FOUND_ROWS(), also when it fails for
-                // selecting too many (ER_TOO_MANY_ROWS, count 1; another
-                // error leaves the count before it). It pinned: the server
-                // answers from now on (soak seeds 50053, 50131).
-                let selected = ok || summary.error.as_ref().is_some_and(|e| e.code == ER_TOO_MANY_ROWS);
-                if f.selects_into && selected && self.sticky() {
-                    self.pin_beside(PinReason::PreviousStatementInfo);
-                }
-                if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {
-                    // The connection now has an id of the client's own.
-                    self.insert_id_on_server = true;
-                }
-                if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
-                    self.check_named_locks().await;
-                }
-                // After keep_or_release, so a pin is counted against this digest.
-                if let Some((key, text)) = self.digest.take() {
-                    let took = self.cmd_started.elapsed();
-                    let error = summary.error.is_some();
-                    self.shard
-                        .digests
-                        .record(key, || text.unwrap_or_default(), took, summary.rows, error);
+                    stats
+                        .bytes_to_clients
+                        .set(stats.bytes_to_clients.get() + held.len() as u64);
                 }
                 Ok(())
             }
@@ -1384,6 +1260,160 @@ impl Session {
                 self.long_data.clear();
                 Ok(())
             }
+        }
+    }
+
+    /// Records what a command that completed did (pins, variables, results,
+    /// diagnostics), with the read-backs and checks it needs on the
+    /// connection, and keeps or releases the connection.
+    async fn settle(
+        &mut self,
+        mut conn: BackendConn,
+        f: &Forward,
+        expect: Expect,
+        summary: funnel_protocol::tracker::ResponseSummary,
+        in_transaction_before: bool,
+    ) {
+        let ok = summary.error.is_none();
+        if ok {
+            if let Some(schema) = f.new_schema.clone() {
+                conn.schema = Some(schema.clone());
+                self.schema = Some(schema);
+            }
+            if let Some(dropped) = &f.drops_schema {
+                // The server leaves no schema selected after dropping
+                // the current one; a later COM_INIT_DB would fail.
+                if conn.schema.as_ref() == Some(dropped) {
+                    conn.schema = None;
+                }
+                if self.schema.as_ref() == Some(dropped) {
+                    self.schema = None;
+                    self.control.set_schema(None);
+                }
+            }
+            if let Some(on) = f.multi_statements {
+                self.multi_statements = on;
+                conn.multi_statements = on;
+            }
+            if let Some(r) = f.unpin {
+                self.pins.remove(r);
+                self.pin_reason = self.pins.first();
+                if r == PinReason::NamedLock {
+                    self.locks.clear();
+                }
+            }
+            if let Some(vars) = &f.set_vars {
+                if in_transaction_before
+                    && !conn.status.in_transaction()
+                    && vars.iter().any(|a| a.name == "autocommit")
+                {
+                    // MariaDB keeps the characteristics of a
+                    // transaction that `SET autocommit = 1` commits
+                    // (`START TRANSACTION READ ONLY`: later writes
+                    // fail with 1792) until a COMMIT or ROLLBACK,
+                    // and no variable shows it: the connection
+                    // stays with its session until then.
+                    self.pin(PinReason::NextTransaction);
+                }
+                self.vars.apply(vars);
+                conn.vars.apply(vars);
+                if !self.vars.any_set(&pinning::REPLICATION_VARIABLES) {
+                    // Every replication variable is back to its default.
+                    self.pins.remove(PinReason::ReplicationVariable);
+                    self.pin_reason = self.pins.first();
+                }
+            }
+            if let Some(values) = &f.set_user_vars {
+                self.record_user_vars(&mut conn, values);
+            }
+            self.xa |= f.xa;
+        }
+        self.last_status = summary.status;
+        self.last_result_columns = summary.first_result_columns;
+        self.last_succeeded = ok;
+        if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
+            self.pin(PinReason::Cursor);
+        }
+        self.note_results(&summary, f);
+        if !f.diagnostics {
+            // A clean reply does not mean the area is clean: only a
+            // statement that opens a table clears it, so older
+            // warnings (another client's) may still be there, and
+            // the client's own still answer its SHOW WARNINGS.
+            let left = summary.warnings > 0 || !ok;
+            self.linger = left || (self.linger && f.opens_no_table);
+            conn.stale_diagnostics |= left;
+            if left || !(f.opens_no_table || f.several_statements) {
+                // The area is this client's now (written or cleared).
+                // Of several statements, maybe none opened a table
+                // (`SELECT GET_LOCK('l', 0); SELECT 2`): another
+                // client's warnings may still be there.
+                self.foreign_diagnostics = false;
+            }
+        }
+        self.locks.note(&f.lock_names);
+        if ok
+            && f.savepoint
+            && !conn.status.in_transaction()
+            && !conn.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+        {
+            conn.savepoint_outside_tx = true;
+        }
+        if let Some(reason) = f.pin_on_error.filter(|_| !ok) {
+            self.pin(reason);
+        }
+        if !ok && f.may_run_stored_code {
+            // No report survives an ERR: what a trigger or function
+            // set before it is unseen. The client keeps it while it
+            // holds the connection (its SHOW WARNINGS, a
+            // transaction); the pool resets it before anyone else
+            // gets it.
+            conn.needs_reset = true;
+        }
+        if ok {
+            if let Err((lost, e)) = self.read_back(&mut conn, f, summary.warnings).await {
+                // What was to be read lives on a connection that is gone.
+                self.pin(lost);
+                self.lose_after_reply(conn, &e);
+                return;
+            }
+        }
+        if summary.state_changed && !f.explains_state_change() {
+            self.note_untracked_state(&mut conn);
+        }
+        if ok && f.tracks_state_itself {
+            self.tracks_state_itself = true;
+        }
+        self.keep_or_release(conn, f, ok || expect == Expect::Results);
+        if ok && f.sets_insert_id && !self.pins.contains(PinReason::PreviousStatementInfo) {
+            // Pinned for another reason (`SET @x = LAST_INSERT_ID(5)`
+            // pins for the variable), the id it set lives on this
+            // connection: the server answers for it from now on.
+            self.pin(PinReason::PreviousStatementInfo);
+        }
+        // `SELECT ... INTO` returns no rows but leaves the count it
+        // selected for FOUND_ROWS(), also when it fails for
+        // selecting too many (ER_TOO_MANY_ROWS, count 1; another
+        // error leaves the count before it). It pinned: the server
+        // answers from now on (soak seeds 50053, 50131).
+        let selected = ok || summary.error.as_ref().is_some_and(|e| e.code == ER_TOO_MANY_ROWS);
+        if f.selects_into && selected && self.sticky() {
+            self.pin_beside(PinReason::PreviousStatementInfo);
+        }
+        if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {
+            // The connection now has an id of the client's own.
+            self.insert_id_on_server = true;
+        }
+        if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
+            self.check_named_locks().await;
+        }
+        // After keep_or_release, so a pin is counted against this digest.
+        if let Some((key, text)) = self.digest.take() {
+            let took = self.cmd_started.elapsed();
+            let error = summary.error.is_some();
+            self.shard
+                .digests
+                .record(key, || text.unwrap_or_default(), took, summary.rows, error);
         }
     }
 
