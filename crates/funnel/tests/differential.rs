@@ -50,6 +50,9 @@ enum Op {
     InitDb(&'static str),
     /// `COM_RESET_CONNECTION`.
     Reset,
+    /// `COM_CHANGE_USER` to the same user and schema: a new session on the
+    /// same client connection.
+    ChangeUser,
     /// Disconnect and log in again: a new session.
     Reconnect,
 }
@@ -63,6 +66,7 @@ impl std::fmt::Display for Op {
             Op::Prepare(sql) => write!(f, "PREPARE {sql}"),
             Op::InitDb(db) => write!(f, "COM_INIT_DB {db}"),
             Op::Reset => write!(f, "COM_RESET_CONNECTION"),
+            Op::ChangeUser => write!(f, "COM_CHANGE_USER"),
             Op::Reconnect => write!(f, "(reconnect)"),
         }
     }
@@ -613,6 +617,9 @@ fn run_op(conn: &mut Option<Conn>, op: &Op, names: &Names, connect: &dyn Fn() ->
         }
         Op::InitDb(db) => conn.select_db(&names.fill(db)).map(|()| Vec::new()),
         Op::Reset => conn.reset().map(|()| Vec::new()),
+        Op::ChangeUser => conn
+            .change_user(mysql::ChangeUserOpts::DEFAULT)
+            .map(|()| Vec::new()),
         Op::Reconnect => Ok(Vec::new()),
     };
     match sets {
@@ -1024,6 +1031,34 @@ fn differential_regressions_match_direct_mariadb() {
             q("SET @y = 5, @w = 'x'"),
             Op::Prepare("SELECT @y, @w, @t".into()),
             Op::Exec("SELECT @y, @w, @t".into()),
+        ],
+        // MariaDB's COM_CHANGE_USER, like its COM_RESET_CONNECTION, keeps
+        // what FOUND_ROWS() answers (and resets LAST_INSERT_ID() and
+        // ROW_COUNT()); the last script's count is the server's, on the
+        // connection the session was pinned to (soak seed 92002 with
+        // COM_CHANGE_USER steps).
+        vec![
+            q("SELECT s FROM w ORDER BY s, HEX(s)"),
+            Op::ChangeUser,
+            q("SELECT FOUND_ROWS()"),
+        ],
+        vec![
+            q("SELECT s FROM w ORDER BY s, HEX(s)"),
+            q("SELECT * FROM nosuch"),
+            Op::ChangeUser,
+            q("SELECT * FROM nosuch"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        ],
+        vec![
+            q("INSERT INTO t (v, s) VALUES (1, 'a')"),
+            Op::ChangeUser,
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        ],
+        vec![
+            q("SELECT LAST_INSERT_ID(42)"),
+            q("SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1"),
+            Op::ChangeUser,
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
         ],
     ];
     let (db, proxy, _admin) = start();

@@ -154,15 +154,28 @@ impl Session {
             let _ = self.reply_error(seq, EngineError::ClientCharset(name)).await;
             return Err(End::Refused);
         }
+        // MariaDB's change of user, like its reset, keeps what
+        // FOUND_ROWS() answers: the server's count where the session was
+        // pinned for it, read before the connection goes.
+        let mut found_rows = self.last.found_rows;
         // Nothing of the old session may survive on a backend connection.
-        if let Some(conn) = self.pinned.take() {
-            if self.may_leave(&conn) {
+        if let Some(mut conn) = self.pinned.take() {
+            let mut lost = false;
+            if self.pins.contains(PinReason::PreviousStatementInfo) {
+                match found_rows_of(&mut conn).await {
+                    Ok(Some(n)) => found_rows = n,
+                    Ok(None) => {}
+                    Err(_) => lost = true,
+                }
+            }
+            if !lost && self.may_leave(&conn) {
                 self.leave(conn);
             } else {
                 self.shard.backends.discard(conn);
             }
         }
         self.forget_state();
+        self.last.found_rows = found_rows;
         if let Some(cs) = request.charset {
             if let Ok(cs) = u8::try_from(cs) {
                 self.key = PoolKey::for_client(self.caps, cs);
