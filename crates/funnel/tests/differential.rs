@@ -12,7 +12,8 @@
 //! `FUNNEL_DIFF_SEED=n` runs from seed n (printed on failure),
 //! `FUNNEL_DIFF_ITERATIONS=n` runs n seeds (a soak), `FUNNEL_DIFF_CLIENTS`
 //! and `FUNNEL_DIFF_OPS` size each seed's scripts, `FUNNEL_DIFF_PRINT=1`
-//! prints every script.
+//! prints every script, `FUNNEL_DIFF_MORE=0` leaves out the steps of
+//! [`more_op`] (the scripts seeds made before they were added).
 
 use std::fmt::Write as _;
 use std::sync::Once;
@@ -436,10 +437,89 @@ fn op(rng: &mut Rng) -> Op {
     }
 }
 
+/// More tracked session variables (flag lists, aliases, variables that
+/// change what a read answers) and user variables of every value type,
+/// with reads of them, text and prepared; now and then a
+/// `COM_CHANGE_USER`.
+const MORE_VARS: &[&str] = &[
+    "SET optimizer_switch = 'mrr=on'",
+    "SET optimizer_switch = 'index_merge=off,mrr=off'",
+    "SET optimizer_switch = 'default,mrr=on'",
+    "SET optimizer_switch = DEFAULT",
+    "SET max_join_size = 1000",
+    // An alias MariaDB 10.11 does not have yet: an ERR on both sides.
+    "SET sql_max_join_size = 2000",
+    "SET max_join_size = DEFAULT",
+    "SET tmp_table_size = 1048576",
+    "SET tmp_memory_table_size = 2097152",
+    "SET group_concat_max_len = 5",
+    "SET group_concat_max_len = DEFAULT",
+    "SET sql_select_limit = 1",
+    "SET sql_select_limit = DEFAULT",
+    "SET lc_time_names = 'de_DE'",
+    "SET lc_time_names = DEFAULT",
+    "SET div_precision_increment = 8",
+    "SET old_mode = ''",
+    "SET old_mode = DEFAULT",
+    "SET sql_safe_updates = 1",
+    "SET sql_safe_updates = 0",
+    "SET max_statement_time = 5",
+    "SET @s = 'str', @d = 1.5",
+    "SET @d = 1e3, @n = NULL",
+    "SET @i = -9223372036854775808, @s = x'41'",
+    "SET @s = CONCAT('a', @@time_zone)",
+    "SET @d = 18446744073709551615",
+    "SET time_zone = '+01:00', @s = 'tz', sql_select_limit = 2",
+    "SET STATEMENT sql_select_limit = 1 FOR SELECT id FROM t ORDER BY id",
+    // Variables that pin (replication, the last insert id).
+    "SET timestamp = 1600000000",
+    "SET timestamp = DEFAULT",
+    "SET sql_auto_is_null = 1",
+    "SET sql_auto_is_null = 0",
+    "SET insert_id = 50",
+    "SELECT LAST_INSERT_ID(42)",
+];
+const MORE_READS: &[&str] = &[
+    "SELECT @@optimizer_switch",
+    "SELECT @@max_join_size, @@sql_big_selects",
+    "SELECT @@tmp_table_size, @@tmp_memory_table_size",
+    "SELECT GROUP_CONCAT(s ORDER BY s, HEX(s)) FROM w",
+    "SELECT id FROM t ORDER BY id",
+    "SELECT DATE_FORMAT('2020-01-01', '%W %M'), @@lc_time_names",
+    "SELECT 1/7, @@div_precision_increment",
+    "SELECT CHARSET(CONVERT('x' USING utf8)), @@old_mode",
+    "SELECT @@sql_safe_updates, @@max_statement_time, @@sql_select_limit",
+    "SELECT @s, @d, @n, @i",
+    "SELECT @s, @d + 1, CONCAT(@i, @s)",
+    "SELECT @@timestamp > 1600000001, @@sql_auto_is_null, @@insert_id",
+    "SELECT id FROM t WHERE id IS NULL",
+    // A backslash, which NO_BACKSLASH_ESCAPES makes a plain character.
+    "SELECT 'a\\b', LENGTH('a\\b'), @@sql_mode",
+];
+
+/// One step of [`MORE_VARS`] and [`MORE_READS`].
+fn more_op(rng: &mut Rng) -> Op {
+    match rng.below(9) {
+        0..=3 => Op::Query(rng.pick(MORE_VARS).to_owned()),
+        4..=6 => Op::Query(rng.pick(MORE_READS).to_owned()),
+        7 => Op::Exec(rng.pick(MORE_READS).to_owned()),
+        _ => Op::ChangeUser,
+    }
+}
+
+/// A client's script: the steps of [`ops`], and between them, from a
+/// stream of its own, those of [`more_op`] (unless `FUNNEL_DIFF_MORE=0`,
+/// which gives the scripts of the soaks before they were added: the
+/// [`ops`] steps are the same either way, in the same order).
 fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(client as u64));
+    let mut more = Rng::new(!seed.wrapping_mul(1_000_033).wrapping_add(client as u64));
+    let with_more = env_or("FUNNEL_DIFF_MORE", 1) != 0;
     let mut script = Vec::with_capacity(len + 8);
     while script.len() < len {
+        if with_more && more.below(10) == 0 {
+            script.push(more_op(&mut more));
+        }
         script.extend(ops(&mut rng));
     }
     script.truncate(len);
