@@ -1140,6 +1140,34 @@ fn differential_regressions_match_direct_mariadb() {
             Op::ChangeUser,
             q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
         ],
+        // A SET that fails on a later assignment has made the user
+        // variables before it, NULL strings: the client reads that, and a
+        // client that never set them still reads them as never set.
+        vec![
+            q("SET @sf = 1, time_zone = 'nosuch'"),
+            q("SELECT COUNT(*) FROM t"),
+            q("SELECT @sf"),
+            q("SET @sg = 'x'"),
+            q("SET @sg = 1, @sh = 2, time_zone = 'nosuch'"),
+            q("SELECT COUNT(*) FROM t"),
+            q("SELECT @sg, @sh"),
+        ],
+        vec![
+            q("SET @sh = 1, time_zone = 'nosuch'"),
+            q("COMMIT"),
+            q("SELECT COUNT(*) FROM t"),
+            q("SELECT @sf"),
+            q("SELECT COUNT(*) FROM k"),
+            q("SELECT @sf, @sg"),
+        ],
+        vec![
+            q("SELECT COUNT(*) FROM t"),
+            q("SELECT @sf, @sg, @sh"),
+            q("SELECT COUNT(*) FROM k"),
+            q("SELECT @sf, @sg, @sh"),
+            q("SELECT COUNT(*) FROM t"),
+            q("SELECT @sf, @sg, @sh"),
+        ],
     ];
     let (db, proxy, _admin) = start();
     let failures = compare(db, proxy.local_addr().port(), "reg", &scripts);

@@ -1327,6 +1327,8 @@ impl Session {
                 self.record_user_vars(&mut conn, values);
             }
             self.xa |= f.xa;
+        } else {
+            self.vars_made_by_failed_set(f);
         }
         self.last_status = summary.status;
         self.last_result_columns = summary.first_result_columns;

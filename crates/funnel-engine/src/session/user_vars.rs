@@ -516,6 +516,22 @@ impl super::Session {
         conn.user_vars.apply(values);
     }
 
+    /// After a `SET` that assigns user variables failed: MariaDB makes
+    /// each variable as it reads its assignment, NULL, and may fail on a
+    /// later one (`SET @a = 1, time_zone = 'nosuch'` makes `@a`), as a
+    /// prepare does ([`made_by_prepare`]). A client that had not set one
+    /// itself is pinned (`user_variable`): it reads what the server made,
+    /// as on a connection of its own, and no other client gets the
+    /// connection with it (a pinned session keeps what a prepare made
+    /// there the same way). A variable the client had keeps its value.
+    pub(super) fn vars_made_by_failed_set(&mut self, f: &super::command::Forward) {
+        let mut names = f.set_user_vars.iter().flatten().map(|(n, _)| n);
+        let mut names = names.by_ref().chain(f.read_back_user_vars.iter().flatten());
+        if names.any(|n| self.user_vars.get(n).is_none()) {
+            self.pin(PinReason::UserVariable);
+        }
+    }
+
     /// After a `SET @x = expression`: reads the values back on the same
     /// connection and records them as typed literals. Pins instead where
     /// that would not be faithful: the `SET` left warnings (the read would
