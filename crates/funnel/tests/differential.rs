@@ -1140,6 +1140,27 @@ fn differential_regressions_match_direct_mariadb() {
             Op::ChangeUser,
             q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
         ],
+        // A SET that pins for the last insert id sets no count for
+        // FOUND_ROWS(): the pinned connection's is another client's, or
+        // none, until a result set there (soak seed 80369).
+        vec![
+            Op::Exec("SELECT FROM_UNIXTIME(1600000000)".into()),
+            q("SET sql_auto_is_null = 1"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+            q("SELECT FOUND_ROWS()"),
+            q("SET sql_auto_is_null = 0"),
+            q("SELECT s FROM w ORDER BY s, HEX(s)"),
+            q("SET last_insert_id = 5"),
+            q("SELECT FOUND_ROWS()"),
+            Op::Reset,
+            q("SELECT FOUND_ROWS()"),
+        ],
+        vec![
+            q("SELECT s FROM w ORDER BY s, HEX(s)"),
+            q("SET @@identity = 7"),
+            Op::ChangeUser,
+            q("SELECT FOUND_ROWS()"),
+        ],
         // A SET that fails on a later assignment has made the user
         // variables before it, NULL strings: the client reads that, and a
         // client that never set them still reads them as never set.

@@ -260,6 +260,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 insert_id_on_server: false,
                 insert_id_given_to_calls: false,
                 own_row_count_next: false,
+                found_rows_off_server: false,
                 foreign_diagnostics: false,
                 linger: false,
                 digest: None,
@@ -368,6 +369,12 @@ struct Session {
     /// schema and variables): the client's next query is given its own
     /// `ROW_COUNT()`, not the server's.
     own_row_count_next: bool,
+    /// Pinned for `PreviousStatementInfo` by a statement that set no
+    /// count for `FOUND_ROWS()` (`SET sql_auto_is_null = 1`, `SET
+    /// last_insert_id = 5`): the connection's count is whatever its last
+    /// result set left, maybe another client's, until a result set of the
+    /// client's there. Funnel answers from its own record until then.
+    found_rows_off_server: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
@@ -896,9 +903,10 @@ impl Session {
             sql,
             &self.last,
             own_id,
-            !self.calc_found_rows,
+            !self.calc_found_rows || self.found_rows_off_server,
             on_server,
             self.own_row_count_next,
+            self.found_rows_off_server,
         )?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
         funnel_protocol::command::write_query(&mut payload, &new_sql);
@@ -1153,6 +1161,7 @@ impl Session {
         self.control.set_state(ClientState::Running);
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let in_transaction_before = conn.status.in_transaction();
+        let count_pinned_before = self.pins.contains(PinReason::PreviousStatementInfo);
         let stats = self.shard.stats.clone();
         let mut tracking = self.tracking_view();
         // The client's own `SET session_track_state_change = ON` is reported
@@ -1172,7 +1181,15 @@ impl Session {
         self.control.set_running_on(None);
         match end {
             RelayEnd::Complete(summary, held) => {
-                self.settle(conn, f, expect, summary, in_transaction_before).await;
+                self.settle(
+                    conn,
+                    f,
+                    expect,
+                    summary,
+                    in_transaction_before,
+                    count_pinned_before,
+                )
+                .await;
                 if !held.is_empty() {
                     // The end of the reply, held back while the session
                     // settled (see `Forward::settles_on_server`).
@@ -1273,6 +1290,7 @@ impl Session {
         expect: Expect,
         summary: funnel_protocol::tracker::ResponseSummary,
         in_transaction_before: bool,
+        count_pinned_before: bool,
     ) {
         let ok = summary.error.is_none();
         if ok {
@@ -1401,6 +1419,13 @@ impl Session {
         let selected = ok || summary.error.as_ref().is_some_and(|e| e.code == ER_TOO_MANY_ROWS);
         if f.selects_into && selected && self.sticky() {
             self.pin_beside(PinReason::PreviousStatementInfo);
+            self.found_rows_off_server = false;
+        }
+        if !count_pinned_before && summary.result_sets > 0 && !f.keeps_found_rows {
+            // Pinned by a statement that returned rows
+            // (`SQL_CALC_FOUND_ROWS`, `LAST_INSERT_ID(5)`): the
+            // connection's count is the client's.
+            self.found_rows_off_server = false;
         }
         if ok && (summary.last_insert_id != 0 || f.sets_insert_id) {
             // The connection now has an id of the client's own.
@@ -1442,6 +1467,7 @@ impl Session {
         }
         if summary.result_sets > 0 && !f.keeps_found_rows {
             self.last.found_rows = summary.last_result_rows;
+            self.found_rows_off_server = false;
         }
         self.calc_found_rows = f.pin == Some(PinReason::PreviousStatementInfo);
     }
@@ -1713,6 +1739,7 @@ impl Session {
         if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
             // The statements before ran on other connections.
             self.insert_id_on_server = false;
+            self.found_rows_off_server = true;
         }
         if self.pins.insert(reason) {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
@@ -1735,6 +1762,7 @@ impl Session {
         if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
             // The statements before ran on other connections.
             self.insert_id_on_server = false;
+            self.found_rows_off_server = true;
         }
         self.pins.insert(reason);
     }

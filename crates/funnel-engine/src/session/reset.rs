@@ -29,7 +29,7 @@ impl Session {
         let mut status = None;
         if let Some(mut conn) = self.pinned.take() {
             self.last_backend = conn.backend.clone();
-            if self.pins.contains(PinReason::PreviousStatementInfo) {
+            if self.pins.contains(PinReason::PreviousStatementInfo) && !self.found_rows_off_server {
                 // The server's count, not Funnel's record of it
                 // (SQL_CALC_FOUND_ROWS): read before the reset's check,
                 // whose subquery sets it.
@@ -108,6 +108,7 @@ impl Session {
         // As at login: the server's default `sql_mode` (Funnel reads a
         // backslash as an escape again, see `literal_backslashes`).
         self.last_status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        self.found_rows_off_server = false;
     }
 
     /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
@@ -161,7 +162,7 @@ impl Session {
         // Nothing of the old session may survive on a backend connection.
         if let Some(mut conn) = self.pinned.take() {
             let mut lost = false;
-            if self.pins.contains(PinReason::PreviousStatementInfo) {
+            if self.pins.contains(PinReason::PreviousStatementInfo) && !self.found_rows_off_server {
                 match found_rows_of(&mut conn).await {
                     Ok(Some(n)) => found_rows = n,
                     Ok(None) => {}

@@ -298,7 +298,8 @@ pub enum OnServer {
 /// statement returned rows. `own_row_count`: the server's `ROW_COUNT()`
 /// is not the client's though it is `on_server` (Funnel ran a statement
 /// of its own there after the client's last one): `ROW_COUNT()` is
-/// replaced.
+/// replaced. `own_found_rows`: likewise for `FOUND_ROWS()` (the pin
+/// began with a statement that set no count there).
 pub fn substitute(
     sql: &[u8],
     last: &LastResults,
@@ -306,6 +307,7 @@ pub fn substitute(
     found_rows: bool,
     on_server: OnServer,
     own_row_count: bool,
+    own_found_rows: bool,
 ) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
@@ -315,7 +317,7 @@ pub fn substitute(
             Mention::ConnectionId => false,
             Mention::LastInsertId => on_server == OnServer::All || at.later,
             Mention::RowCount => (on_server != OnServer::None && !own_row_count) || at.later,
-            Mention::FoundRows => on_server != OnServer::None || at.after_rows,
+            Mention::FoundRows => (on_server != OnServer::None && !own_found_rows) || at.after_rows,
         };
         if server_answers {
             return;
@@ -441,8 +443,16 @@ mod tests {
     };
 
     fn sub(sql: &str) -> Option<String> {
-        substitute(sql.as_bytes(), &LAST, Some(99), true, OnServer::None, false)
-            .map(|v| String::from_utf8(v).unwrap())
+        substitute(
+            sql.as_bytes(),
+            &LAST,
+            Some(99),
+            true,
+            OnServer::None,
+            false,
+            false,
+        )
+        .map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -489,6 +499,7 @@ mod tests {
                 None,
                 true,
                 OnServer::None,
+                false,
                 false
             )
             .as_deref(),
@@ -553,6 +564,7 @@ mod tests {
             false,
             OnServer::None,
             false,
+            false,
         );
         assert_eq!(
             substitute(
@@ -561,6 +573,7 @@ mod tests {
                 Some(1),
                 true,
                 OnServer::All,
+                false,
                 false
             )
             .as_deref(),
@@ -612,8 +625,16 @@ mod tests {
             found_rows: 0,
         };
         let sub = |sql: &str| {
-            substitute(sql.as_bytes(), &last, Some(u32::MAX), true, OnServer::None, false)
-                .map(|v| String::from_utf8(v).unwrap())
+            substitute(
+                sql.as_bytes(),
+                &last,
+                Some(u32::MAX),
+                true,
+                OnServer::None,
+                false,
+                false,
+            )
+            .map(|v| String::from_utf8(v).unwrap())
         };
         assert_eq!(
             sub("SELECT 1 - ROW_COUNT(), FOUND_ROWS()").as_deref(),
@@ -628,6 +649,20 @@ mod tests {
         );
     }
 
+    /// Pinned by a `SET` (`SET sql_auto_is_null = 1`), the connection's
+    /// count for `FOUND_ROWS()` is not the client's (soak seed 80369).
+    #[test]
+    fn rewrite_answers_the_found_rows_the_connection_lacks() {
+        let sql = b"SELECT FOUND_ROWS()";
+        let on = |own| substitute(sql, &LAST, None, true, OnServer::AllButInsertId, false, own);
+        assert_eq!(on(false), None, "pinned for it, the server answers");
+        assert_eq!(
+            on(true).map(|v| String::from_utf8(v).unwrap()).as_deref(),
+            Some("SELECT CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()`"),
+            "a pin that set no count there: Funnel's record"
+        );
+    }
+
     /// Pinned after the client's inserts ran elsewhere, the connection does
     /// not know its last insert id (found by the differential test).
     #[test]
@@ -639,6 +674,7 @@ mod tests {
                 None,
                 true,
                 OnServer::AllButInsertId,
+                false,
                 false
             )
             .map(|v| String::from_utf8(v).unwrap())
