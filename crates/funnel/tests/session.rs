@@ -467,6 +467,23 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // MariaDB reads a flag list against the session's value when the
+        // SET starts: `SET optimizer_switch = DEFAULT, optimizer_switch =
+        // 'mrr=on'` keeps the flags the connection had (soak seed 80448).
+        name: "flag lists replayed over another client's",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SET SESSION optimizer_switch = 'index_merge=off,mrr=off'"),
+            (1, "SET SESSION optimizer_switch = 'mrr=on'"),
+            (0, "SELECT @@optimizer_switch"),
+            (1, "SELECT @@optimizer_switch"),
+            (0, "SELECT @@optimizer_switch"),
+            (2, "SELECT @@optimizer_switch"),
+            (1, "SELECT @@optimizer_switch"),
+        ],
+    },
+    Case {
         name: "profiles and sql_auto_is_null",
         // Clients 1 and 2 end up pinned, each to a connection of its own.
         pool: 3,
@@ -1395,7 +1412,7 @@ fn collect<P: mysql::prelude::Protocol>(
         let mut rows = Vec::new();
         for row in set {
             match row {
-                Ok(row) => rows.push(row.unwrap().into_iter().map(|v| format!("{v:?}")).collect()),
+                Ok(row) => rows.push(row.unwrap().into_iter().map(shown).collect()),
                 Err(mysql::Error::MySqlError(e)) => return Err(e.code),
                 Err(e) => panic!("{sql}: {e}"),
             }
@@ -1403,6 +1420,15 @@ fn collect<P: mysql::prelude::Protocol>(
         sets.push(rows);
     }
     Ok(sets)
+}
+
+/// A value as compared: whole (`Value`'s `Debug` cuts long strings short,
+/// `"index_me.."` for any `@@optimizer_switch`).
+fn shown(v: mysql::Value) -> String {
+    match v {
+        mysql::Value::Bytes(b) => format!("Bytes({:?})", String::from_utf8_lossy(&b)),
+        other => format!("{other:?}"),
+    }
 }
 
 fn opts(port: u16, user: &str, pw: &str, db: &str) -> OptsBuilder {

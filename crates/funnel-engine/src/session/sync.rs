@@ -124,6 +124,21 @@ impl Session {
         target: &SessionVars,
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
+        let reset = target.flags_to_reset_first(&conn.vars);
+        let conn = if reset.is_empty() {
+            conn
+        } else {
+            // Another client's flags first go back to the global value (see
+            // `flags_to_reset_first`): a round trip only when two clients'
+            // flag lists meet on one connection.
+            let parts: Vec<String> = reset.iter().map(|v| format!("SESSION {v} = DEFAULT")).collect();
+            let sql = format!("SET {}", parts.join(", "));
+            let Some(mut conn) = self.run_sync(conn, sql.as_bytes(), total).await? else {
+                return Ok(None);
+            };
+            conn.vars.forget(&reset);
+            conn
+        };
         let handshake = charset::charset_name(u16::from(conn.key.charset))
             .zip(charset::collation_name(u16::from(conn.key.charset)));
         let user = self.user_vars.diff(&conn.user_vars);

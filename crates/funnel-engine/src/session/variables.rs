@@ -154,6 +154,31 @@ impl SessionVars {
         self.0.clear();
     }
 
+    /// The flag lists (`optimizer_switch`) to set back to the server's
+    /// global value in a statement of their own before `self` is replayed
+    /// on a connection with `current`: MariaDB reads a list of flags
+    /// against the session's value as the `SET` starts, so the `DEFAULT`
+    /// that [`Self::diff_sql`] puts before a list in the same statement
+    /// comes too late for it, and the connection's other flags (another
+    /// client's) would stay.
+    pub fn flags_to_reset_first(&self, current: &SessionVars) -> Vec<&'static str> {
+        FLAG_VARS
+            .iter()
+            .copied()
+            .filter(|v| {
+                let (mine, theirs) = (self.0.get(*v), current.0.get(*v));
+                theirs.is_some() && mine != theirs && mine.is_some_and(|m| !m.starts_with("'default"))
+            })
+            .collect()
+    }
+
+    /// Forgets `names`: the connection has the server's global values again.
+    pub fn forget(&mut self, names: &[&str]) {
+        for name in names {
+            self.0.remove(*name);
+        }
+    }
+
     /// The statement that turns a connection with `current` variables into
     /// one with `self`'s, or `None` when they already match. `handshake`
     /// names the connection's handshake charset and collation, which is
@@ -983,6 +1008,36 @@ mod tests {
         ]);
         assert!(v.is_empty());
         assert_eq!(merge_flags(None, "'a=on'").as_deref(), Some("'a=on'"));
+        let flags = |sql: &str| {
+            let mut v = SessionVars::default();
+            if let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) {
+                v.apply(&a);
+            }
+            v
+        };
+        let (mine, theirs) = (
+            flags("SET optimizer_switch = 'mrr=on'"),
+            flags("SET optimizer_switch = 'index_merge=off,mrr=off'"),
+        );
+        assert_eq!(mine.flags_to_reset_first(&theirs), ["optimizer_switch"]);
+        assert!(
+            mine.flags_to_reset_first(&SessionVars::default()).is_empty(),
+            "global already"
+        );
+        assert!(mine.flags_to_reset_first(&mine).is_empty());
+        assert!(
+            flags("SET optimizer_switch = 'default,mrr=on'")
+                .flags_to_reset_first(&theirs)
+                .is_empty(),
+            "a list from the compiled defaults stands alone"
+        );
+        assert!(
+            SessionVars::default().flags_to_reset_first(&theirs).is_empty(),
+            "DEFAULT alone"
+        );
+        let mut forgotten = theirs.clone();
+        forgotten.forget(&["optimizer_switch"]);
+        assert_eq!(forgotten, SessionVars::default());
         assert_eq!(
             merge_flags(Some("'default,a=on'"), "'b=on'").as_deref(),
             Some("'default,a=on,b=on'")
