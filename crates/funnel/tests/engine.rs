@@ -1425,6 +1425,48 @@ fn engine_reset_keeps_connections_of_an_account_with_a_default_role() {
     assert_ne!(thread(&mut b), first);
 }
 
+/// Role names are case sensitive in MariaDB (`r` and `R` are two roles),
+/// and the reset check compared them as the server compares strings of
+/// `utf8mb3_general_ci`, case- and accent-blind: a pinned client that
+/// switched to a role spelled like the account's default in other case
+/// left the connection to the pool in that role, and the next client got
+/// its privileges, where a new connection starts in the default role.
+#[test]
+fn engine_reset_tells_a_role_from_one_spelled_in_other_case() {
+    let e = env(
+        "resetrolecase",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+    );
+    let role = format!("{}_de", e.schema);
+    let others = [role.to_uppercase(), format!("{}_d\u{e9}", e.schema)];
+    let user = e.backend_user();
+    e.db.exec(&format!("CREATE ROLE `{role}`"));
+    e.db.exec(&format!("GRANT `{role}` TO `{user}`@'%'"));
+    for other in &others {
+        e.db.exec(&format!("CREATE ROLE `{other}`"));
+        e.db.exec(&format!("GRANT `{other}` TO `{user}`@'%'"));
+    }
+    e.db.exec(&format!("SET DEFAULT ROLE `{role}` FOR `{user}`@'%'"));
+    let current_role =
+        |c: &mut Conn| -> Option<String> { c.query_first("SELECT CURRENT_ROLE()").unwrap().unwrap() };
+    for other in others {
+        {
+            let mut a = e.client();
+            assert_eq!(current_role(&mut a), Some(role.clone()), "the account's default");
+            a.query_drop(format!("SET ROLE `{other}`")).unwrap();
+            assert_eq!(current_role(&mut a), Some(other.clone()));
+        }
+        e.wait_for_clients(0);
+        let mut c = e.client();
+        assert_eq!(
+            current_role(&mut c),
+            Some(role.clone()),
+            "after SET ROLE `{other}`"
+        );
+    }
+}
+
 /// What MariaDB's `COM_RESET_CONNECTION` leaves (10.11): a role, set
 /// by `SET ROLE` or by dynamic SQL Funnel cannot read, and profiling,
 /// which goes on recording every statement for `SHOW PROFILES` though

@@ -175,8 +175,8 @@ impl Drop for SlotGuard {
 // The text of `RESET_CHECK`, a macro so `concat!` can extend it.
 macro_rules! reset_check {
     () => {
-        "SET profiling = IF(IFNULL(CURRENT_ROLE(), 'NONE') = IFNULL((SELECT ROLE_NAME \
-         FROM information_schema.APPLICABLE_ROLES WHERE GRANTEE = CURRENT_USER() AND IS_DEFAULT = 'YES' LIMIT 1), 'NONE') \
+        "SET profiling = IF(CAST(IFNULL(CURRENT_ROLE(), 'NONE') AS BINARY) = CAST(IFNULL((SELECT ROLE_NAME \
+         FROM information_schema.APPLICABLE_ROLES WHERE GRANTEE = CURRENT_USER() AND IS_DEFAULT = 'YES' LIMIT 1), 'NONE') AS BINARY) \
          AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles')"
     };
 }
@@ -184,7 +184,9 @@ macro_rules! reset_check {
 /// `OFF` when the role is the one a new connection of the account starts
 /// in (its default role, or none) and no profiles are left, and to a
 /// value the server refuses (1231) otherwise (`CURRENT_ROLE()` reads
-/// `NONE` on MySQL, `NULL` on MariaDB).
+/// `NONE` on MySQL, `NULL` on MariaDB). The names compare as bytes: role
+/// names are case sensitive, and both strings are `utf8mb3_general_ci`,
+/// under which `r` equals `R` and `é` equals `e`.
 const RESET_CHECK: &str = reset_check!();
 
 /// [`RESET_CHECK`] turning `session_track_state_change` back on too.
