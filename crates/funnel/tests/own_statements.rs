@@ -741,3 +741,48 @@ fn own_statements_unanswered_read_back_kills_no_thread_on_the_server_behind_a_mo
         "the other client's statement was killed: {slept:?}"
     );
 }
+
+/// An execute that never reached the server (its 15 MiB write to a
+/// frozen server timed out: ERR 1969) says nothing of the statement's
+/// columns. Funnel compared the statement's recorded column count with
+/// what the client's previous command returned (`SELECT` of three
+/// columns), took the statement for stale (4bbc765), and the next
+/// client's prepare of its text went to the server again instead of
+/// being answered from the registry.
+#[test]
+fn own_statements_execute_that_never_ran_leaves_its_description_fresh() {
+    let db = server();
+    let proxy = start(db.addr(), "1s");
+    let prepares = || -> u64 {
+        db.query_first::<u64>(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+        )
+        .unwrap()
+    };
+    let sql = "SELECT LENGTH(?) AS n, 2 AS two";
+    let mut a = raw(&proxy, Capabilities::EMPTY);
+    let id = prepare(&mut a, sql);
+    a.query("SELECT seq, seq, seq FROM own.seq_1_to_1").unwrap();
+    // The statement with one 15 MiB string parameter.
+    let value = vec![b'x'; 15 << 20];
+    let mut p = vec![0x17];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.push(0);
+    p.extend_from_slice(&1u32.to_le_bytes());
+    p.extend_from_slice(&[0, 1, 0xfd, 0]);
+    p.push(0xfd);
+    p.extend_from_slice(&(value.len() as u32).to_le_bytes()[..3]);
+    p.extend_from_slice(&value);
+    db.pause();
+    let r = a.roundtrip(&p, Expect::Results);
+    db.resume();
+    let packets = r.unwrap();
+    let err = funnel_protocol::response::ErrPacket::parse(&packets[0]).unwrap();
+    assert_eq!(err.code, 1969, "the write timed out");
+    let before = prepares();
+    let mut b = raw(&proxy, Capabilities::EMPTY);
+    prepare(&mut b, sql);
+    assert_eq!(prepares(), before, "B's prepare is answered from the registry");
+    pool_serves(&proxy);
+}

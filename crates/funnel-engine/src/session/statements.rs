@@ -843,6 +843,10 @@ impl Session {
         f: &Forward,
     ) -> Result<(), End> {
         Stats::bump(&self.shard.stats.forwarded);
+        // Until a reply is relayed, no result: a command whose write
+        // failed must not show the previous command's columns (an execute
+        // compares them with its statement's, see `note_columns`).
+        self.last_result_columns = 0;
         self.out.clear();
         write_packet(&mut self.out, 0, payload);
         let deadline = self.query_deadline();
