@@ -1139,3 +1139,83 @@ fn prepared_libmariadb_rebinding_clients_share_a_connection() {
     assert_eq!(results[0], (vec![Ok(()); 4], Some("7,hello,8,again".to_string())));
     assert_eq!(results[1], results[0], "through Funnel");
 }
+
+/// A session's temporary table hides the table a shared statement was
+/// described with: its executes there return the temporary table's
+/// columns, which say nothing of what other clients' prepares are told.
+/// The statement stays fresh for them (answered from the registry, no
+/// prepare on the server): a session with a temporary table prepares on
+/// its own connection anyway.
+#[test]
+fn prepared_a_temporary_tables_columns_leave_the_shared_description_fresh() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_tmpcols");
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    root.query_drop("CREATE TABLE t (id INT, v INT)").unwrap();
+    root.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let proxy = funnel(db, &schema, 2);
+    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    let prepares = |c: &mut Raw| -> u64 {
+        let packets = c
+            .query(
+                "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+                 WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+            )
+            .unwrap();
+        // Column count, its definition, EOF, then the row.
+        std::str::from_utf8(&packets[3][1..]).unwrap().parse().unwrap()
+    };
+    let sql = "SELECT * FROM t";
+    let a = c[0].prepare(sql).unwrap();
+    c[0].query("CREATE TEMPORARY TABLE t (a INT, b INT, c INT)")
+        .unwrap();
+    c[0].query("INSERT INTO t VALUES (1, 2, 3)").unwrap();
+    let rows = c[0].execute(a, 0, &[], false).unwrap();
+    assert_eq!(rows[0], [3], "the temporary table's columns");
+    let before = prepares(&mut c[1]);
+    c[1].prepare(sql).unwrap();
+    assert_eq!(prepares(&mut c[1]), before, "answered from the registry");
+    let b = c[1].prepare(sql).unwrap();
+    let rows = c[1].execute(b, 0, &[], false).unwrap();
+    assert_eq!(rows[0], [2], "the table's columns");
+}
+
+/// [`prepared_a_temporary_tables_columns_leave_the_shared_description_fresh`]
+/// where the session's connection has not prepared the statement yet: the
+/// prepare Funnel runs there before the execute describes the temporary
+/// table, and leaves the shared description fresh too.
+#[test]
+fn prepared_a_temporary_tables_columns_at_a_reprepare_leave_the_shared_description_fresh() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_tmpre");
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    root.query_drop("CREATE TABLE t (id INT, v INT)").unwrap();
+    root.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let proxy = funnel(db, &schema, 2);
+    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 3);
+    let sql = "SELECT * FROM t";
+    // Prepared on the pool's one connection, which B then holds: A's
+    // temporary table goes to a second one.
+    let a = c[0].prepare(sql).unwrap();
+    c[1].query("BEGIN").unwrap();
+    c[1].query("SELECT 1").unwrap();
+    c[0].query("CREATE TEMPORARY TABLE t (a INT, b INT, c INT)")
+        .unwrap();
+    let rows = c[0].execute(a, 0, &[], false).unwrap();
+    assert_eq!(rows[0], [3], "the temporary table's columns");
+    c[1].query("COMMIT").unwrap();
+    let prepares = |c: &mut Raw| -> u64 {
+        let packets = c
+            .query(
+                "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+                 WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+            )
+            .unwrap();
+        std::str::from_utf8(&packets[3][1..]).unwrap().parse().unwrap()
+    };
+    let before = prepares(&mut c[2]);
+    c[2].prepare(sql).unwrap();
+    assert_eq!(prepares(&mut c[2]), before, "answered from the registry");
+}

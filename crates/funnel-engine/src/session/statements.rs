@@ -345,7 +345,10 @@ impl Session {
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
         self.digest = Some((key, text));
         self.send_rewritten(conn, &rewritten, &f).await?;
-        if self.last_result_columns != 0 {
+        // A session whose state shapes what the server describes (a
+        // temporary table hiding the statement's table) is answered with
+        // its own columns: they say nothing of other clients' prepares.
+        if self.last_result_columns != 0 && !self.pins.shape_prepares() {
             meta.note_columns(self.last_result_columns);
         }
         if !self.last_succeeded {
@@ -695,7 +698,9 @@ impl Session {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {
                     Stats::bump(&self.shard.stats.reprepares);
-                    meta.note_columns(u64::from(p.columns));
+                    if !self.pins.shape_prepares() {
+                        meta.note_columns(u64::from(p.columns));
+                    }
                     let keep = self.keys_in_use();
                     let evicted = conn
                         .stmts
