@@ -1140,6 +1140,33 @@ fn prepared_libmariadb_rebinding_clients_share_a_connection() {
     assert_eq!(results[1], results[0], "through Funnel");
 }
 
+/// Funnel (a pool of two) in front of a fresh schema whose table `t` has
+/// two columns and a row, and `n` clients of it.
+fn table_t_of_two_columns(prefix: &str, n: usize) -> (funnel_engine::Proxy, Vec<Raw>) {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    root.query_drop("CREATE TABLE t (id INT, v INT)").unwrap();
+    root.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let proxy = funnel(db, &schema, 2);
+    let c = clients(proxy.local_addr(), "app", "apppw", &schema, n);
+    (proxy, c)
+}
+
+/// How many prepares `c`'s backend connection has seen (`COM_STMT_PREPARE`
+/// of its session status).
+fn prepares(c: &mut Raw) -> u64 {
+    let packets = c
+        .query(
+            "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+             WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+        )
+        .unwrap();
+    // Column count, its definition, EOF, then the row.
+    std::str::from_utf8(&packets[3][1..]).unwrap().parse().unwrap()
+}
+
 /// A session's temporary table hides the table a shared statement was
 /// described with: its executes there return the temporary table's
 /// columns, which say nothing of what other clients' prepares are told.
@@ -1148,24 +1175,7 @@ fn prepared_libmariadb_rebinding_clients_share_a_connection() {
 /// its own connection anyway.
 #[test]
 fn prepared_a_temporary_tables_columns_leave_the_shared_description_fresh() {
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("ps_tmpcols");
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    root.query_drop("CREATE TABLE t (id INT, v INT)").unwrap();
-    root.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
-    let proxy = funnel(db, &schema, 2);
-    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
-    let prepares = |c: &mut Raw| -> u64 {
-        let packets = c
-            .query(
-                "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
-                 WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
-            )
-            .unwrap();
-        // Column count, its definition, EOF, then the row.
-        std::str::from_utf8(&packets[3][1..]).unwrap().parse().unwrap()
-    };
+    let (_proxy, mut c) = table_t_of_two_columns("ps_tmpcols", 2);
     let sql = "SELECT * FROM t";
     let a = c[0].prepare(sql).unwrap();
     c[0].query("CREATE TEMPORARY TABLE t (a INT, b INT, c INT)")
@@ -1187,14 +1197,7 @@ fn prepared_a_temporary_tables_columns_leave_the_shared_description_fresh() {
 /// table, and leaves the shared description fresh too.
 #[test]
 fn prepared_a_temporary_tables_columns_at_a_reprepare_leave_the_shared_description_fresh() {
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("ps_tmpre");
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    root.query_drop("CREATE TABLE t (id INT, v INT)").unwrap();
-    root.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
-    let proxy = funnel(db, &schema, 2);
-    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 3);
+    let (_proxy, mut c) = table_t_of_two_columns("ps_tmpre", 3);
     let sql = "SELECT * FROM t";
     // Prepared on the pool's one connection, which B then holds: A's
     // temporary table goes to a second one.
@@ -1206,15 +1209,6 @@ fn prepared_a_temporary_tables_columns_at_a_reprepare_leave_the_shared_descripti
     let rows = c[0].execute(a, 0, &[], false).unwrap();
     assert_eq!(rows[0], [3], "the temporary table's columns");
     c[1].query("COMMIT").unwrap();
-    let prepares = |c: &mut Raw| -> u64 {
-        let packets = c
-            .query(
-                "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
-                 WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
-            )
-            .unwrap();
-        std::str::from_utf8(&packets[3][1..]).unwrap().parse().unwrap()
-    };
     let before = prepares(&mut c[2]);
     c[2].prepare(sql).unwrap();
     assert_eq!(prepares(&mut c[2]), before, "answered from the registry");
