@@ -1360,6 +1360,47 @@ fn engine_pinned_client_that_leaves_has_its_connection_reset_not_closed() {
     assert_eq!(resets(), before);
 }
 
+/// Client libraries escape strings by the `NO_BACKSLASH_ESCAPES` flag of
+/// the last status they were sent (`mysql_real_escape_string` doubles a
+/// quote under it, and puts a backslash before it otherwise, which that
+/// mode reads as a plain character that ends the string). OK packets Funnel
+/// answers itself (`COM_PING`, a reset) carry the flag as the server would
+/// on the client's own connection.
+#[test]
+fn engine_own_ok_packets_carry_no_backslash_escapes() {
+    let e = env("nobsl", 1, "");
+    let status_of_ping = |c: &mut MiniClient| -> u16 {
+        let reply = c
+            .roundtrip(&[0x0e], funnel_protocol::tracker::Expect::Status)
+            .unwrap();
+        // OK: header, affected rows 0, insert id 0, then the status.
+        assert_eq!(&reply[0][..3], &[0, 0, 0], "{reply:?}");
+        u16::from_le_bytes([reply[0][3], reply[0][4]])
+    };
+    const FLAG: u16 = 0x200;
+    let direct = e.db.addr();
+    let through = e.proxy.local_addr();
+    for (addr, user, pw) in [
+        (direct, e.backend_user(), "bpw"),
+        (through, "app".to_string(), "apppw"),
+    ] {
+        let mut c = MiniClient::connect(addr, &user, pw, Some(&e.schema)).unwrap();
+        assert_eq!(status_of_ping(&mut c) & FLAG, 0, "{addr}: the server's default");
+        c.query("SET sql_mode = 'NO_BACKSLASH_ESCAPES'").unwrap();
+        c.query("SELECT 1").unwrap();
+        assert_eq!(status_of_ping(&mut c) & FLAG, FLAG, "{addr}: after the SET");
+        let reset = c
+            .roundtrip(&[0x1f], funnel_protocol::tracker::Expect::Status)
+            .unwrap();
+        assert_eq!(
+            u16::from_le_bytes([reset[0][3], reset[0][4]]) & FLAG,
+            0,
+            "{addr}: reset"
+        );
+        assert_eq!(status_of_ping(&mut c) & FLAG, 0, "{addr}: after the reset");
+    }
+}
+
 /// A backend account with a default role: every connection starts in
 /// that role, and MariaDB's `COM_RESET_CONNECTION` keeps whatever role is
 /// current. The reset's check compares the role with the account's

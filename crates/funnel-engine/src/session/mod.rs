@@ -1859,12 +1859,14 @@ impl Session {
     /// Status flags to report in Funnel's own OK packets.
     fn client_status(&self) -> StatusFlags {
         // A session that turned autocommit off holds no connection between
-        // its transactions, and still has autocommit off.
+        // its transactions, and still has autocommit off. Its sql_mode's
+        // NO_BACKSLASH_ESCAPES is as the server last said: client libraries
+        // escape strings by it.
         let autocommit = if self.vars.sets_autocommit_off() {
             0
         } else {
             StatusFlags::SERVER_STATUS_AUTOCOMMIT.0
-        };
+        } | (self.last_status.0 & StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES.0);
         match &self.pinned {
             Some(c) => StatusFlags(c.status.0 & !StatusFlags::SERVER_MORE_RESULTS_EXISTS.0),
             // The client still sees the transaction it lost until it ends it.

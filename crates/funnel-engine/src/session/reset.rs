@@ -73,7 +73,7 @@ impl Session {
             self.pin(PinReason::SessionVariable);
         }
         let ok = OkPacket {
-            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            status: self.client_status(),
             ..Default::default()
         };
         self.write_ok(1, &ok).await
