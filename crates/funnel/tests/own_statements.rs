@@ -52,9 +52,20 @@ fn start(backend: SocketAddr, query_timeout: &str) -> Proxy {
          backends:\n  - name: primary\n    address: {backend}\n    user: own_b\n    password: bpw\n\
          pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 1s\n  query_timeout: {query_timeout}\n\
          backlog:\n  wait_timeout: 10s\n\
-         monitor:\n  interval: 60s\n"
+         monitor:\n  interval: 60s\n  timeout: 20s\n"
     );
-    funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap())
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    // Writes (a prepare too) wait for the backend's first health check: one
+    // still running when a test pauses the server would fail, and with no
+    // other for 60 s the command would wait out the backlog instead of
+    // meeting the timeout under test (a loaded machine, 1 run in 4).
+    funnel_testkit::wait_until_within("the first health check", Duration::from_secs(30), || {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .all(|p| p.last_check.is_some() && p.healthy)
+    });
+    proxy
 }
 
 fn opts(p: &Proxy) -> OptsBuilder {
