@@ -1736,11 +1736,7 @@ impl Session {
             // A new `SET TRANSACTION` waits for a transaction of its own.
             self.next_tx_begun = false;
         }
-        if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
-            // The statements before ran on other connections.
-            self.insert_id_on_server = false;
-            self.found_rows_off_server = true;
-        }
+        self.note_first_count_pin(reason);
         if self.pins.insert(reason) {
             tracing::debug!(client = %self.id, reason = reason.as_str(), "client pinned to its backend connection");
             self.shard.stats.count_pin(reason);
@@ -1754,16 +1750,22 @@ impl Session {
         self.pin_reason = Some(reason);
     }
 
+    /// The first pin for `PreviousStatementInfo`: the client's statements
+    /// before it ran on other connections, so this one has neither its
+    /// insert id nor its count for `FOUND_ROWS()`.
+    fn note_first_count_pin(&mut self, reason: PinReason) {
+        if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
+            self.insert_id_on_server = false;
+            self.found_rows_off_server = true;
+        }
+    }
+
     /// Adds a reason beside the one the same statement pinned for (`SELECT
     /// ... INTO @x` pins for the variable; the server answers
     /// `FOUND_ROWS()` from then on too): the statement pinned the client
     /// once, so it is counted and shown once, for its first reason.
     fn pin_beside(&mut self, reason: PinReason) {
-        if reason == PinReason::PreviousStatementInfo && !self.pins.contains(reason) {
-            // The statements before ran on other connections.
-            self.insert_id_on_server = false;
-            self.found_rows_off_server = true;
-        }
+        self.note_first_count_pin(reason);
         self.pins.insert(reason);
     }
 
