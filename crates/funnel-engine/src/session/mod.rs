@@ -337,8 +337,9 @@ struct Session {
     /// Status flags of the last complete response.
     last_status: StatusFlags,
     /// The column count of the first result set of the last command
-    /// forwarded (0: none), to tell a prepared statement's recorded
-    /// description from what the server now returns.
+    /// relayed to its end (0: none; cleared as an execute is sent), to
+    /// tell a prepared statement's recorded description from what the
+    /// server now returns.
     last_result_columns: u64,
     /// The last relayed response was complete and no error.
     last_succeeded: bool,
@@ -1151,7 +1152,6 @@ impl Session {
     /// keeps or releases the connection.
     async fn relay_and_settle(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
         self.last_succeeded = false;
-        self.last_result_columns = 0;
         let Some(expect) = f.expect else {
             // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response.
             self.keep_or_release(conn, f, true);
