@@ -1864,7 +1864,7 @@ impl Session {
         // its transactions, and still has autocommit off. Its sql_mode's
         // NO_BACKSLASH_ESCAPES is as the server last said: client libraries
         // escape strings by it.
-        let autocommit = if self.vars.sets_autocommit_off() {
+        let unpinned = if self.vars.sets_autocommit_off() {
             0
         } else {
             StatusFlags::SERVER_STATUS_AUTOCOMMIT.0
@@ -1872,8 +1872,8 @@ impl Session {
         match &self.pinned {
             Some(c) => StatusFlags(c.status.0 & !StatusFlags::SERVER_MORE_RESULTS_EXISTS.0),
             // The client still sees the transaction it lost until it ends it.
-            None if self.tx_lost => StatusFlags(autocommit | StatusFlags::SERVER_STATUS_IN_TRANS.0),
-            None => StatusFlags(autocommit),
+            None if self.tx_lost => StatusFlags(unpinned | StatusFlags::SERVER_STATUS_IN_TRANS.0),
+            None => StatusFlags(unpinned),
         }
     }
 

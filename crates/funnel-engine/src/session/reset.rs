@@ -29,7 +29,7 @@ impl Session {
         let mut status = None;
         if let Some(mut conn) = self.pinned.take() {
             self.last_backend = conn.backend.clone();
-            if self.pins.contains(PinReason::PreviousStatementInfo) && !self.found_rows_off_server {
+            if self.server_answers_found_rows() {
                 // The server's count, not Funnel's record of it
                 // (SQL_CALC_FOUND_ROWS): read before the reset's check,
                 // whose subquery sets it.
@@ -87,6 +87,13 @@ impl Session {
         self.discard_backend(conn);
         let err = self.backend_failure(e);
         self.reply_error(1, err).await
+    }
+
+    /// True when the pinned connection's `FOUND_ROWS()` is the client's
+    /// and Funnel's record may not be (`SQL_CALC_FOUND_ROWS`): a reset or
+    /// change of user, which keeps the count, reads it there first.
+    fn server_answers_found_rows(&self) -> bool {
+        self.pins.contains(PinReason::PreviousStatementInfo) && !self.found_rows_off_server
     }
 
     /// Everything a fresh session would not have.
@@ -162,7 +169,7 @@ impl Session {
         // Nothing of the old session may survive on a backend connection.
         if let Some(mut conn) = self.pinned.take() {
             let mut lost = false;
-            if self.pins.contains(PinReason::PreviousStatementInfo) && !self.found_rows_off_server {
+            if self.server_answers_found_rows() {
                 match found_rows_of(&mut conn).await {
                     Ok(Some(n)) => found_rows = n,
                     Ok(None) => {}
