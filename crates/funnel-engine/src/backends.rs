@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use funnel_config::Config;
+use funnel_protocol::StatusFlags;
 
 use crate::error::EngineError;
 use crate::oneshot;
@@ -181,6 +182,17 @@ impl BackendSet {
             .filter(|p| p.service() != Service::Retired && p.placement().hostgroup == hostgroup)
             .peekable();
         members.peek().is_some() && members.all(|p| p.service() == Service::Drained)
+    }
+
+    /// A fresh session's status flags in `hostgroup`, from the login of a
+    /// connection to one of its backends (`None` before any opened). The
+    /// replication farm shares one `sql_mode`, so any member answers.
+    pub fn login_status(&self, hostgroup: &str) -> Option<StatusFlags> {
+        self.pools
+            .borrow()
+            .iter()
+            .filter(|p| p.placement().hostgroup == hostgroup)
+            .find_map(|p| p.login_status())
     }
 
     /// The backend a command in `hostgroup` would use now.

@@ -73,6 +73,8 @@ pub struct MiniClient {
     pub connection_id: u32,
     /// The server's version string.
     pub server_version: String,
+    /// The status flags of the login's OK packet.
+    pub login_status: u16,
 }
 
 const CLIENT_CAPS: Capabilities = Capabilities(
@@ -128,6 +130,7 @@ impl MiniClient {
             caps: CLIENT_CAPS,
             connection_id: 0,
             server_version: String::new(),
+            login_status: 0,
         };
         let (seq, greeting) = c.read_packet()?;
         if is_err(&greeting) {
@@ -153,7 +156,10 @@ impl MiniClient {
         loop {
             let (seq, reply) = c.read_packet()?;
             match reply.first() {
-                Some(0x00) => return Ok(c),
+                Some(0x00) => {
+                    c.login_status = OkPacket::parse(&reply, c.caps)?.status.0;
+                    return Ok(c);
+                }
                 Some(0xff) => return Err(MiniError::Server(ErrPacket::parse(&reply)?)),
                 Some(0xfe) => {
                     let switch = AuthSwitchRequest::parse(&reply)?;

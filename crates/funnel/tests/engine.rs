@@ -1401,6 +1401,72 @@ fn engine_own_ok_packets_carry_no_backslash_escapes() {
     }
 }
 
+/// A server whose global `sql_mode` has `NO_BACKSLASH_ESCAPES` starts
+/// every session in it. Funnel's login OK says so, as the server's does
+/// (client libraries escape strings by it from the first query on), and
+/// Funnel reads the client's first query the way the server will: there
+/// `'a\'` is a whole string, and the assignment after it is state that
+/// pins its client.
+#[test]
+fn engine_login_carries_the_servers_global_no_backslash_escapes() {
+    // Its own server: the test changes a global.
+    let db = MariaDb::start();
+    let schema = db.fresh_database("gnobsl");
+    db.create_user("gnobsl_b", "bpw");
+    db.exec("SET GLOBAL sql_mode = 'NO_BACKSLASH_ESCAPES'");
+    let cfg = funnel_testkit::funnel::config(
+        &db,
+        ("app", "apppw"),
+        ("gnobsl_b", "bpw"),
+        Some(&schema),
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    // Funnel learns the server's flags from its warm connection's login.
+    funnel_testkit::wait_until_within("the warm backend connection", SETTLE, || {
+        let shards = proxy.snapshots();
+        !shards.is_empty() && shards.iter().all(|s| s.pool.total == 1 && s.pool.opening == 0)
+    });
+    const FLAG: u16 = 0x200;
+    let direct = MiniClient::connect(db.addr(), "gnobsl_b", "bpw", Some(&schema)).unwrap();
+    assert_eq!(direct.login_status & FLAG, FLAG, "the server's own login OK");
+    let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    assert_eq!(a.login_status & FLAG, FLAG, "Funnel's login OK");
+    let first = a.query(r"SELECT 'a\', @gnobsl := 5").unwrap();
+    assert_eq!(first.rows()[0][0].as_deref(), Some(r"a\"));
+    let clients: Vec<_> = proxy.snapshots().into_iter().flat_map(|s| s.clients).collect();
+    assert!(
+        clients.iter().any(|c| c.pinned.is_some()),
+        "the assignment pins: {clients:?}"
+    );
+    assert_eq!(
+        a.query("SELECT @gnobsl").unwrap().rows()[0][0].as_deref(),
+        Some("5")
+    );
+
+    // A Funnel with no connection open yet (and a login that needs none)
+    // cannot know: it reads the first query's backslashes as the server
+    // may, and pins.
+    let cold = funnel_testkit::funnel::start(funnel_testkit::funnel::config(
+        &db,
+        ("app", "apppw"),
+        ("gnobsl_b", "bpw"),
+        None,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+    ));
+    let mut c = MiniClient::connect(cold.local_addr(), "app", "apppw", None).unwrap();
+    c.query(r"SELECT 'a\', @gnobsl := 6").unwrap();
+    let clients: Vec<_> = cold.snapshots().into_iter().flat_map(|s| s.clients).collect();
+    assert!(
+        clients.iter().any(|c| c.pinned.is_some()),
+        "unknown sql_mode: {clients:?}"
+    );
+    assert_eq!(
+        c.query("SELECT @gnobsl").unwrap().rows()[0][0].as_deref(),
+        Some("6")
+    );
+}
+
 /// A backend account with a default role: every connection starts in
 /// that role, and MariaDB's `COM_RESET_CONNECTION` keeps whatever role is
 /// current. The reset's check compares the role with the account's

@@ -21,6 +21,7 @@ use crate::ids::BackendId;
 use crate::rt;
 use crate::stats::Stats;
 use conn::{BackendConn, BackendSpec, SlotGuard};
+use funnel_protocol::StatusFlags;
 use key::PoolKey;
 
 /// Limits and timeouts of one pool.
@@ -177,6 +178,9 @@ pub struct Pool {
     next_id: Cell<u64>,
     last_key: Cell<PoolKey>,
     server_version: RefCell<Option<Vec<u8>>>,
+    /// The status of the newest connection's login: a fresh session's
+    /// flags on this server (its global `sql_mode`'s NO_BACKSLASH_ESCAPES).
+    login_status: Cell<Option<StatusFlags>>,
     stats: Rc<Stats>,
 }
 
@@ -232,6 +236,7 @@ impl Pool {
             next_id: Cell::new(1),
             last_key: Cell::new(PoolKey::DEFAULT),
             server_version: RefCell::new(None),
+            login_status: Cell::new(None),
             stats,
         })
     }
@@ -425,6 +430,13 @@ impl Pool {
     /// The server version string, once a connection was opened.
     pub fn server_version(&self) -> Option<Vec<u8>> {
         self.server_version.borrow().clone()
+    }
+
+    /// A fresh session's status flags on this server, once a connection
+    /// was opened (the newest one's: an operator may change the global
+    /// `sql_mode`).
+    pub fn login_status(&self) -> Option<StatusFlags> {
+        self.login_status.get()
     }
 
     /// Current occupancy.
@@ -726,6 +738,7 @@ impl Pool {
         self.opening.set(self.opening.get() - 1);
         match result {
             Ok((mut conn, version)) => {
+                self.login_status.set(Some(conn.status));
                 conn.pool_id = self.id;
                 conn.backend = self.backend.clone();
                 conn.own_deadline = self.own_deadline.clone();

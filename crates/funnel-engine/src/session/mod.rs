@@ -251,6 +251,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 user_vars: user_vars::UserVars::default(),
                 multi_statements: l.caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                 last_status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+                sql_mode_unknown: true,
                 last_result_columns: 0,
                 last_succeeded: true,
                 open_cursors: Default::default(),
@@ -334,8 +335,13 @@ struct Session {
     user_vars: user_vars::UserVars,
     /// Multi-statements on (from the handshake, then `COM_SET_OPTION`).
     multi_statements: bool,
-    /// Status flags of the last complete response.
+    /// Status flags of the last complete response (at first, a fresh
+    /// session's: see [`Session::start_fresh_status`]).
     last_status: StatusFlags,
+    /// No server has told this session its `sql_mode` yet (no connection
+    /// of the hostgroup had opened at login or reset): a backslash may be a
+    /// plain character (see `literal_backslashes`).
+    sql_mode_unknown: bool,
     /// The column count of the first result set of the last command
     /// relayed to its end (0: none; cleared as an execute is sent), to
     /// tell a prepared statement's recorded description from what the
@@ -445,11 +451,23 @@ impl Session {
                 return Err(End::Refused);
             }
         }
+        self.start_fresh_status();
         let ok = OkPacket {
-            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            status: self.client_status(),
             ..Default::default()
         };
         self.write_ok(seq, &ok).await
+    }
+
+    /// Takes a fresh session's status flags on the user's servers, as the
+    /// server's own login OK would carry them: client libraries escape
+    /// strings by NO_BACKSLASH_ESCAPES from the first query on, and
+    /// Funnel's scans must read backslashes as the server will.
+    pub(super) fn start_fresh_status(&mut self) {
+        let learned = self.shard.backends.login_status(&self.user.default_hostgroup);
+        let mode = learned.map_or(0, |s| s.0 & StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES.0);
+        self.last_status = StatusFlags(StatusFlags::SERVER_STATUS_AUTOCOMMIT.0 | mode);
+        self.sql_mode_unknown = learned.is_none();
     }
 
     /// Asks a backend of the user's default hostgroup whether `schema` exists
@@ -654,14 +672,16 @@ impl Session {
     }
 
     /// True for a query with a backslash while the session's `sql_mode` has
-    /// NO_BACKSLASH_ESCAPES (the server says so in every status): there a
+    /// NO_BACKSLASH_ESCAPES (the server says so in every status), or may
+    /// have it (no server has said yet): there a
     /// backslash ends no string, and Funnel's scans, which read it as an
     /// escape, could misplace where strings end.
     fn literal_backslashes(&self, payload: &[u8]) -> bool {
         payload.first() == Some(&0x03)
-            && self
-                .last_status
-                .contains(StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+            && (self.sql_mode_unknown
+                || self
+                    .last_status
+                    .contains(StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES))
             && payload.contains(&b'\\')
     }
 
@@ -1349,6 +1369,7 @@ impl Session {
             self.vars_made_by_failed_set(f);
         }
         self.last_status = summary.status;
+        self.sql_mode_unknown = false;
         self.last_result_columns = summary.first_result_columns;
         self.last_succeeded = ok;
         if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {

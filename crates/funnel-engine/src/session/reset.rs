@@ -2,7 +2,6 @@
 //! `COM_CHANGE_USER` (which authenticates again against Funnel's users).
 
 use funnel_protocol::response::{ErrPacket, OkPacket};
-use funnel_protocol::StatusFlags;
 
 use super::handshake::{self, LoginError};
 use super::pinning::PinReason;
@@ -63,6 +62,7 @@ impl Session {
         self.forget_state();
         if let Some(status) = status {
             self.last_status = status;
+            self.sql_mode_unknown = false;
         }
         match found_rows {
             Some(n) => self.last.found_rows = n,
@@ -112,9 +112,9 @@ impl Session {
         self.tracks_state_itself = false;
         self.insert_id_given_to_calls = false;
         self.xa = false;
-        // As at login: the server's default `sql_mode` (Funnel reads a
-        // backslash as an escape again, see `literal_backslashes`).
-        self.last_status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        // As at login: the server's default `sql_mode` (see
+        // `literal_backslashes`).
+        self.start_fresh_status();
         self.found_rows_off_server = false;
     }
 
