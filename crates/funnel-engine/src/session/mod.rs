@@ -54,7 +54,7 @@ use command::{plan, Forward, Plan};
 use handshake::{login, LoginError};
 use named_locks::LockNames;
 use pinning::{PinReason, PinSet};
-use rewrite::{mentions_previous_statement, substitute, LastResults, OnServer};
+use rewrite::{mentions_previous_statement, substitute, LastResults, OnServer, Substitution};
 use users::UserEntry;
 use variables::SessionVars;
 
@@ -920,15 +920,15 @@ impl Session {
         } else {
             OnServer::None
         };
-        let new_sql = substitute(
-            sql,
-            &self.last,
-            own_id,
-            !self.calc_found_rows || self.found_rows_off_server,
+        let how = Substitution {
+            last: &self.last,
+            connection_id: own_id,
+            found_rows: !self.calc_found_rows || self.found_rows_off_server,
             on_server,
-            self.own_row_count_next,
-            self.found_rows_off_server,
-        )?;
+            own_row_count: self.own_row_count_next,
+            own_found_rows: self.found_rows_off_server,
+        };
+        let new_sql = substitute(sql, &how)?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);
         funnel_protocol::command::write_query(&mut payload, &new_sql);
         let mut out = BytesMut::with_capacity(payload.len() + 4);

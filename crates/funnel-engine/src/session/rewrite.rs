@@ -285,30 +285,58 @@ pub enum OnServer {
     All,
 }
 
-/// `sql` with the calls replaced, or `None` when there was none.
-/// `CONNECTION_ID()` is left alone when `connection_id` is `None`, and
-/// `FOUND_ROWS()` when `found_rows` is false. With `on_server`, the
-/// session's own connection has run every statement the answers are about
-/// (it is pinned for them): only `CONNECTION_ID()` is replaced (and the
-/// last insert id, when the connection does not have it). After the
-/// first statement of a multi-statement query the server answers too, about
-/// the query's own earlier statements on the same connection: the last
-/// insert id (which the caller gives the connection first, for when none
-/// of them inserted) and `ROW_COUNT()` always, `FOUND_ROWS()` once a
-/// statement returned rows. `own_row_count`: the server's `ROW_COUNT()`
-/// is not the client's though it is `on_server` (Funnel ran a statement
-/// of its own there after the client's last one): `ROW_COUNT()` is
-/// replaced. `own_found_rows`: likewise for `FOUND_ROWS()` (the pin
-/// began with a statement that set no count there).
-pub fn substitute(
-    sql: &[u8],
-    last: &LastResults,
-    connection_id: Option<u32>,
-    found_rows: bool,
-    on_server: OnServer,
-    own_row_count: bool,
-    own_found_rows: bool,
-) -> Option<Vec<u8>> {
+/// What [`substitute`] replaces, and with what.
+#[derive(Debug, Clone, Copy)]
+pub struct Substitution<'a> {
+    /// The client's own answers, as Funnel recorded them.
+    pub last: &'a LastResults,
+    /// Funnel's id for `CONNECTION_ID()`; `None` leaves the call alone.
+    pub connection_id: Option<u32>,
+    /// `FOUND_ROWS()` is replaced (false: it is left alone).
+    pub found_rows: bool,
+    /// The session's own connection has run every statement the answers
+    /// are about (it is pinned for them): the server answers, and only
+    /// `CONNECTION_ID()` is replaced (and the last insert id, when the
+    /// connection does not have it).
+    pub on_server: OnServer,
+    /// The server's `ROW_COUNT()` is not the client's though it is
+    /// `on_server` (Funnel ran a statement of its own there after the
+    /// client's last one): `ROW_COUNT()` is replaced.
+    pub own_row_count: bool,
+    /// Likewise for `FOUND_ROWS()` (the pin began with a statement that
+    /// set no count there).
+    pub own_found_rows: bool,
+}
+
+impl<'a> Substitution<'a> {
+    /// Every answer from Funnel's record (a session not pinned for them).
+    pub fn from_record(last: &'a LastResults, connection_id: Option<u32>) -> Self {
+        Substitution {
+            last,
+            connection_id,
+            found_rows: true,
+            on_server: OnServer::None,
+            own_row_count: false,
+            own_found_rows: false,
+        }
+    }
+}
+
+/// `sql` with the calls replaced as `how` says, or `None` when there was
+/// none. After the first statement of a multi-statement query the server
+/// answers too, about the query's own earlier statements on the same
+/// connection: the last insert id (which the caller gives the connection
+/// first, for when none of them inserted) and `ROW_COUNT()` always,
+/// `FOUND_ROWS()` once a statement returned rows.
+pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
+    let Substitution {
+        last,
+        connection_id,
+        found_rows,
+        on_server,
+        own_row_count,
+        own_found_rows,
+    } = *how;
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
     let mut changed = false;
@@ -443,16 +471,8 @@ mod tests {
     };
 
     fn sub(sql: &str) -> Option<String> {
-        substitute(
-            sql.as_bytes(),
-            &LAST,
-            Some(99),
-            true,
-            OnServer::None,
-            false,
-            false,
-        )
-        .map(|v| String::from_utf8(v).unwrap())
+        substitute(sql.as_bytes(), &Substitution::from_record(&LAST, Some(99)))
+            .map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -495,12 +515,7 @@ mod tests {
         assert_eq!(
             substitute(
                 b"SELECT CONNECTION_ID(), ROW_COUNT()",
-                &LAST,
-                None,
-                true,
-                OnServer::None,
-                false,
-                false
+                &Substitution::from_record(&LAST, None)
             )
             .as_deref(),
             Some(&b"SELECT CONNECTION_ID(), CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`"[..])
@@ -559,22 +574,18 @@ mod tests {
         }
         let no_found = substitute(
             b"SELECT FOUND_ROWS()",
-            &LAST,
-            Some(1),
-            false,
-            OnServer::None,
-            false,
-            false,
+            &Substitution {
+                found_rows: false,
+                ..Substitution::from_record(&LAST, Some(1))
+            },
         );
         assert_eq!(
             substitute(
                 b"SELECT LAST_INSERT_ID(), CONNECTION_ID()",
-                &LAST,
-                Some(1),
-                true,
-                OnServer::All,
-                false,
-                false
+                &Substitution {
+                    on_server: OnServer::All,
+                    ..Substitution::from_record(&LAST, Some(1))
+                }
             )
             .as_deref(),
             Some(&b"SELECT LAST_INSERT_ID(), CAST(0000000001 AS UNSIGNED) AS `CONNECTION_ID()`"[..]),
@@ -625,16 +636,8 @@ mod tests {
             found_rows: 0,
         };
         let sub = |sql: &str| {
-            substitute(
-                sql.as_bytes(),
-                &last,
-                Some(u32::MAX),
-                true,
-                OnServer::None,
-                false,
-                false,
-            )
-            .map(|v| String::from_utf8(v).unwrap())
+            substitute(sql.as_bytes(), &Substitution::from_record(&last, Some(u32::MAX)))
+                .map(|v| String::from_utf8(v).unwrap())
         };
         assert_eq!(
             sub("SELECT 1 - ROW_COUNT(), FOUND_ROWS()").as_deref(),
@@ -654,7 +657,14 @@ mod tests {
     #[test]
     fn rewrite_answers_the_found_rows_the_connection_lacks() {
         let sql = b"SELECT FOUND_ROWS()";
-        let on = |own| substitute(sql, &LAST, None, true, OnServer::AllButInsertId, false, own);
+        let on = |own_found_rows| {
+            let how = Substitution {
+                on_server: OnServer::AllButInsertId,
+                own_found_rows,
+                ..Substitution::from_record(&LAST, None)
+            };
+            substitute(sql, &how)
+        };
         assert_eq!(on(false), None, "pinned for it, the server answers");
         assert_eq!(
             on(true).map(|v| String::from_utf8(v).unwrap()).as_deref(),
@@ -670,12 +680,10 @@ mod tests {
         assert_eq!(
             substitute(
                 b"SELECT LAST_INSERT_ID(), ROW_COUNT()",
-                &LAST,
-                None,
-                true,
-                OnServer::AllButInsertId,
-                false,
-                false
+                &Substitution {
+                    on_server: OnServer::AllButInsertId,
+                    ..Substitution::from_record(&LAST, None)
+                }
             )
             .map(|v| String::from_utf8(v).unwrap())
             .as_deref(),
