@@ -18,6 +18,8 @@ mod reset;
 pub mod rewrite;
 #[cfg(test)]
 mod scan_cost;
+#[cfg(test)]
+mod scan_fuzz;
 mod sql_lex;
 pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
