@@ -422,13 +422,27 @@ fn user_vars_reset_takes_the_time_of_a_client_command() {
         let mut c = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema)).unwrap();
         c.query("CREATE TEMPORARY TABLE tmp (x INT)").unwrap();
         db.pause();
-        let reply = thread::scope(|s| {
-            s.spawn(|| {
-                thread::sleep(std::time::Duration::from_millis(2500));
+        let (reply, shown) = thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                // What `SHOW CLIENTS` says of the client while its reset
+                // waits for the server: it is running a command.
+                let started = std::time::Instant::now();
+                let mut shown = Vec::new();
+                while started.elapsed() < std::time::Duration::from_millis(2000) {
+                    shown = e.proxy.snapshots()[0].clients.iter().map(|c| c.state).collect();
+                    if shown == ["running"] {
+                        break;
+                    }
+                    thread::sleep(std::time::Duration::from_millis(20));
+                }
+                thread::sleep(std::time::Duration::from_millis(2500).saturating_sub(started.elapsed()));
                 db.resume();
+                shown
             });
-            c.roundtrip(&[0x1f], Expect::Status)
+            let reply = c.roundtrip(&[0x1f], Expect::Status);
+            (reply, watcher.join().unwrap())
         });
+        assert_eq!(shown, ["running"], "SHOW CLIENTS during the reset");
         let reply = match reply {
             Ok(p) if p[0][0] == 0xff => Err(u16::from_le_bytes([p[0][1], p[0][2]])),
             Ok(_) => Ok(()),

@@ -8,7 +8,7 @@ use super::pinning::PinReason;
 use super::rewrite::LastResults;
 use super::{found_rows_of, End, Session};
 use crate::error::EngineError;
-use crate::kill::ClientControl;
+use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError};
 use crate::pool::key::PoolKey;
 
@@ -28,6 +28,10 @@ impl Session {
         let mut status = None;
         if let Some(mut conn) = self.pinned.take() {
             self.last_backend = conn.backend.clone();
+            // The server's rollback may take long: `SHOW CLIENTS` shows the
+            // client busy meanwhile (no `KILL QUERY` target though: the
+            // server cannot stop a rollback).
+            self.control.set_state(ClientState::Running);
             if self.server_answers_found_rows() {
                 // The server's count, not Funnel's record of it
                 // (SQL_CALC_FOUND_ROWS): read before the reset's check,
