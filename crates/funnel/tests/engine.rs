@@ -1432,17 +1432,17 @@ fn engine_login_carries_the_servers_global_no_backslash_escapes() {
     assert_eq!(direct.login_status & FLAG, FLAG, "the server's own login OK");
     let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
     assert_eq!(a.login_status & FLAG, FLAG, "Funnel's login OK");
-    let first = a.query(r"SELECT 'a\', @gnobsl := 5").unwrap();
-    assert_eq!(first.rows()[0][0].as_deref(), Some(r"a\"));
-    let clients: Vec<_> = proxy.snapshots().into_iter().flat_map(|s| s.clients).collect();
-    assert!(
-        clients.iter().any(|c| c.pinned.is_some()),
-        "the assignment pins: {clients:?}"
-    );
-    assert_eq!(
-        a.query("SELECT @gnobsl").unwrap().rows()[0][0].as_deref(),
-        Some("5")
-    );
+    // The first query sets a user variable after a string that ends in a
+    // backslash: the session is pinned and keeps it.
+    let sets_and_keeps = |c: &mut MiniClient, p: &Proxy, v: &str| {
+        let first = c.query(&format!(r"SELECT 'a\', @gnobsl := {v}")).unwrap();
+        assert_eq!(first.rows()[0][0].as_deref(), Some(r"a\"));
+        let clients: Vec<_> = p.snapshots().into_iter().flat_map(|s| s.clients).collect();
+        assert!(clients.iter().any(|c| c.pinned.is_some()), "{v}: {clients:?}");
+        let kept = c.query("SELECT @gnobsl").unwrap();
+        assert_eq!(kept.rows()[0][0].as_deref(), Some(v));
+    };
+    sets_and_keeps(&mut a, &proxy, "5");
 
     // A Funnel with no connection open yet (and a login that needs none)
     // cannot know: it reads the first query's backslashes as the server
@@ -1455,16 +1455,7 @@ fn engine_login_carries_the_servers_global_no_backslash_escapes() {
         "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
     ));
     let mut c = MiniClient::connect(cold.local_addr(), "app", "apppw", None).unwrap();
-    c.query(r"SELECT 'a\', @gnobsl := 6").unwrap();
-    let clients: Vec<_> = cold.snapshots().into_iter().flat_map(|s| s.clients).collect();
-    assert!(
-        clients.iter().any(|c| c.pinned.is_some()),
-        "unknown sql_mode: {clients:?}"
-    );
-    assert_eq!(
-        c.query("SELECT @gnobsl").unwrap().rows()[0][0].as_deref(),
-        Some("6")
-    );
+    sets_and_keeps(&mut c, &cold, "6");
 }
 
 /// A backend account with a default role: every connection starts in
