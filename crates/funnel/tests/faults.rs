@@ -235,6 +235,50 @@ fn faults_backend_lost_inside_a_transaction_refuses_until_rollback() {
     );
 }
 
+/// A COMMIT whose reply never came may have committed: the server froze
+/// with it in its socket, `pool.query_timeout` passed, and the server ran
+/// it once it resumed. The client is told the outcome is unknown (1969);
+/// its next statements are not refused with 9008, whose text says the
+/// server rolled the transaction back (the client would then run the
+/// whole transaction again, twice over).
+#[test]
+fn faults_commit_without_a_reply_is_not_reported_as_rolled_back() {
+    let db = MariaDb::start();
+    let proxy = start(&db, "700ms");
+    db.exec("CREATE TABLE faults.committed (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let mut a = client(&proxy);
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("INSERT INTO committed VALUES (1)").unwrap();
+    db.pause();
+    let err = a.query_drop("COMMIT").unwrap_err();
+    assert_eq!(code(err), 1969);
+    // Past Funnel's KILL QUERY attempt (pool.connect_timeout, 1 s): the
+    // frozen server never let it in.
+    thread::sleep(Duration::from_millis(1500));
+    db.resume();
+    let count = || {
+        db.query_first::<i64>("SELECT COUNT(*) FROM faults.committed WHERE id = 1")
+            .unwrap_or(0)
+    };
+    funnel_testkit::wait_until_within("the COMMIT to run on the server", Duration::from_secs(10), || {
+        count() == 1
+    });
+    // The client's next statement runs (once the backend is back up).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match a.query_drop("INSERT INTO committed VALUES (2)").map_err(code) {
+            Ok(()) => break,
+            Err(9008) => panic!("9008 says the server rolled back a transaction it committed"),
+            Err(c) if Instant::now() < deadline && [9001, 9003, 9004, 9007].contains(&c) => {
+                thread::sleep(Duration::from_millis(100))
+            }
+            Err(c) => panic!("got {c}"),
+        }
+    }
+    let ids: Option<String> = db.query_first("SELECT GROUP_CONCAT(id ORDER BY id) FROM faults.committed");
+    assert_eq!(ids.as_deref(), Some("1,2"));
+}
+
 /// Session state that cannot be refused back into shape (a temporary
 /// table, user variables, locks) died with the backend: the session ends
 /// after the ERR, as a direct connection to the dead server would.

@@ -80,17 +80,46 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
         .split(|c| c.is_ascii_whitespace())
         .filter(|w| !w.is_empty())
         .collect();
-    let chains = words
-        .iter()
-        .position(|w| is(w, "CHAIN"))
-        .is_some_and(|at| at == 0 || !is(words[at - 1], "NO"));
-    if chains {
+    if chains(&words) {
         // `ROLLBACK AND CHAIN` opens the next transaction: run it, so the
         // session holds that transaction on a connection of its own.
         Verdict::Run { ends: true }
     } else {
         Verdict::RollbackOk
     }
+}
+
+/// True when `sql` is a plain `COMMIT` or `ROLLBACK` alone in its query
+/// (not `ROLLBACK TO`, not `AND CHAIN`, which opens the next transaction):
+/// once it is sent, the transaction is over, committed or rolled back, and
+/// what the client sends next belongs to no transaction of the lost
+/// connection. Anything else reads as false (the transaction goes on).
+pub(super) fn ends_transaction(sql: &[u8]) -> bool {
+    let sql = super::sql_lex::skip_leading_comments(sql);
+    let (first_statement, rest) = match sql.iter().position(|&c| c == b';') {
+        Some(at) => (&sql[..at], &sql[at + 1..]),
+        None => (sql, &[][..]),
+    };
+    if !super::sql_lex::only_separators(rest) {
+        return false;
+    }
+    let words: Vec<&[u8]> = first_statement
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let is = |w: Option<&&[u8]>, k: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(k.as_bytes()));
+    let ends = is(words.first(), "COMMIT") || (is(words.first(), "ROLLBACK") && !is(words.get(1), "TO"));
+    ends && !chains(&words)
+}
+
+/// True when `words` (a `COMMIT` or `ROLLBACK`) say `AND CHAIN` (not `AND
+/// NO CHAIN`).
+fn chains(words: &[&[u8]]) -> bool {
+    let is = |w: &[u8], k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+    words
+        .iter()
+        .position(|w| is(w, "CHAIN"))
+        .is_some_and(|at| at == 0 || !is(words[at - 1], "NO"))
 }
 
 impl Session {
@@ -143,5 +172,22 @@ mod tests {
         assert_eq!(q("ROLLBACK /* ; */"), Verdict::Refuse { ends: true });
         assert_eq!(q("ROLLBACK AND CHAIN"), Verdict::Run { ends: true });
         assert_eq!(q("rollback work and no chain"), Verdict::RollbackOk);
+    }
+
+    #[test]
+    fn lost_transaction_commands_that_end_it() {
+        let e = |s: &str| ends_transaction(s.as_bytes());
+        assert!(e("COMMIT"));
+        assert!(e(" commit work;"));
+        assert!(e("/* app */ COMMIT AND NO CHAIN"));
+        assert!(e("ROLLBACK"));
+        assert!(e("rollback work release"));
+        assert!(!e("COMMIT AND CHAIN"), "opens the next transaction");
+        assert!(!e("ROLLBACK AND CHAIN"));
+        assert!(!e("ROLLBACK TO SAVEPOINT s1"));
+        assert!(!e("COMMIT; INSERT INTO t VALUES (1)"));
+        assert!(!e("BEGIN"));
+        assert!(!e("INSERT INTO t VALUES (1)"));
+        assert!(!e(""));
     }
 }

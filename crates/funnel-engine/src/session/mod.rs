@@ -272,6 +272,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 long_data: Vec::new(),
                 state_lost: false,
                 tx_lost: false,
+                command_ends_tx: false,
                 xa: false,
                 no_reply: false,
                 deferred_err: None,
@@ -409,6 +410,12 @@ struct Session {
     /// failed: statements are refused until the client ends it
     /// (`lost_transaction.rs`).
     tx_lost: bool,
+    /// The command being served is a plain `COMMIT` or `ROLLBACK`
+    /// ([`lost_transaction::ends_transaction`]): should its connection
+    /// fail, the transaction is over either way, committed or not, and
+    /// the session's next statements are not refused (see
+    /// [`Self::discard_backend`]).
+    command_ends_tx: bool,
     /// An `XA` statement succeeded in the transaction the session's
     /// connection holds: its prepares go to that connection, where the
     /// server refuses them once the branch ended (1399), never answered
@@ -561,6 +568,8 @@ impl Session {
                 return End::Closed;
             }
             let payload = &self.buf.bytes()[4..head.total_len()];
+            self.command_ends_tx =
+                payload.first() == Some(&0x03) && lost_transaction::ends_transaction(&payload[1..]);
             let verdict = self.tx_lost.then(|| lost_transaction::verdict(payload));
             let result = match verdict {
                 Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
@@ -1501,13 +1510,25 @@ impl Session {
     /// after the current reply, as a direct connection to a failed server
     /// would, so the client cannot carry on half a transaction in
     /// autocommit on another connection.
+    ///
+    /// Not when the command was a plain `COMMIT` or `ROLLBACK` of a
+    /// transaction with autocommit as Funnel tracks it: the transaction
+    /// is over whatever became of the command, and the server may have
+    /// committed it before the connection failed (the client was told
+    /// the outcome is unknown, 9007 or 1969). Refusing the next
+    /// statements with 9008, which says the server rolled the transaction
+    /// back, would have the client run it all again.
     fn discard_backend(&mut self, conn: BackendConn) {
+        let tx_over = self.command_ends_tx
+            && self.pin_reason == Some(PinReason::Transaction)
+            && !conn.autocommit_off_untracked();
         if self.sticky() {
             self.state_lost = true;
         } else if matches!(
             self.pin_reason,
             Some(PinReason::Transaction | PinReason::AutocommitOff)
-        ) {
+        ) && !tx_over
+        {
             self.tx_lost = true;
         }
         if conn.kill_on_discard {
