@@ -795,6 +795,85 @@ fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
     assert_same(&d, &f);
 }
 
+/// A client whose handshake charset Funnel cannot name (gbk, 28).
+fn gbk_client(proxy: &funnel_engine::Proxy, schema: &str) -> Raw {
+    let caps = funnel_protocol::Capabilities::EMPTY;
+    let c = MiniClient::connect_with_charset(proxy.local_addr(), "app", "apppw", Some(schema), caps, 28);
+    Raw(c.unwrap_or_else(|e| panic!("login: {e:?}")))
+}
+
+#[test]
+fn prepared_execute_where_the_charset_cannot_be_restored_prepares_on_the_new_connection() {
+    // The pooled connection that has the statement holds another client's
+    // `SET NAMES`, which Funnel cannot undo by name for a gbk session: it
+    // takes a fresh connection, where the statement must be prepared too.
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_cs_swap");
+    let proxy = funnel(db, &schema, 1);
+    let mut a = gbk_client(&proxy, &schema);
+    let mut b = gbk_client(&proxy, &schema);
+    let id = a.prepare("SELECT 7 AS n").unwrap();
+    let first = a.execute(id, 0, &[], false).unwrap();
+    b.call(b"\x03SET NAMES utf8mb4", Expect::Results).unwrap();
+    let again = a.execute(id, 0, &[], false).expect("the execute runs");
+    assert_eq!(first, again);
+}
+
+#[test]
+fn prepared_text_command_on_the_connection_taken_for_a_charset_keeps_its_schema() {
+    // The same change of connection for a text command: the connection
+    // taken instead gets the session's schema too, not whichever schema
+    // it was left in (none here, another client's otherwise).
+    let db = MariaDb::shared();
+    let mine = db.fresh_database("ps_cs_mine");
+    let theirs = db.fresh_database("ps_cs_theirs");
+    for schema in [&mine, &theirs] {
+        db.exec(&format!(
+            "CREATE TABLE {schema}.t (id INT PRIMARY KEY) ENGINE=InnoDB"
+        ));
+    }
+    let proxy = funnel(db, &mine, 1);
+    let mut a = gbk_client(&proxy, &mine);
+    let mut b = gbk_client(&proxy, &theirs);
+    b.call(b"\x03SET NAMES utf8mb4", Expect::Results).unwrap();
+    a.call(b"\x03INSERT INTO t VALUES (1)", Expect::Results)
+        .expect("the insert runs");
+    let count = |schema: &str| db.query_first::<i64>(&format!("SELECT COUNT(*) FROM {schema}.t"));
+    assert_eq!((count(&mine), count(&theirs)), (Some(1), Some(0)));
+}
+
+#[test]
+fn prepared_execute_in_a_transaction_stays_on_its_connection_when_the_charset_cannot_be_restored() {
+    // The statement was prepared without `SET NAMES`, the session set it
+    // since and holds a transaction on a connection that lacks the
+    // statement: the execute must run there, in the transaction, not in
+    // autocommit on another connection (with the transaction rolled back).
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_cs_tx");
+    db.exec(&format!(
+        "CREATE TABLE {schema}.t (id INT PRIMARY KEY) ENGINE=InnoDB"
+    ));
+    let proxy = funnel(db, &schema, 2);
+    let mut a = gbk_client(&proxy, &schema);
+    let mut b = gbk_client(&proxy, &schema);
+    // Qualified: on another connection it would run, whatever its schema.
+    let id = a.prepare(&format!("INSERT INTO {schema}.t VALUES (2)")).unwrap();
+    // b holds the connection that has the statement.
+    b.call(b"\x03BEGIN", Expect::Results).unwrap();
+    b.call(b"\x03SELECT 1", Expect::Results).unwrap();
+    a.call(b"\x03SET NAMES utf8mb4", Expect::Results).unwrap();
+    a.call(b"\x03BEGIN", Expect::Results).unwrap();
+    a.call(b"\x03INSERT INTO t VALUES (1)", Expect::Results).unwrap();
+    a.execute(id, 0, &[], false).unwrap();
+    let inside: Option<Option<String>> = db.query_first(&format!("SELECT GROUP_CONCAT(id) FROM {schema}.t"));
+    assert_eq!(inside, Some(None), "nothing committed before the COMMIT");
+    a.call(b"\x03COMMIT", Expect::Results)
+        .expect("the transaction commits");
+    let ids: Option<String> = db.query_first(&format!("SELECT GROUP_CONCAT(id ORDER BY id) FROM {schema}.t"));
+    assert_eq!(ids.as_deref(), Some("1,2"));
+    b.call(b"\x03COMMIT", Expect::Results).unwrap();
+}
+
 #[test]
 fn prepared_reset_connection_forgets_long_data() {
     // COM_RESET_CONNECTION on a connection held for long data goes to the

@@ -292,18 +292,37 @@ impl Session {
             return Ok(());
         };
         // A re-prepare runs under the statement's own variables; the
-        // execute under the session's current ones.
-        let Some(conn) = self.prepared_on(conn, &meta, key).await? else {
-            return Ok(());
-        };
-        let Some(conn) = self.unbound_for(conn, id, &meta, key, &head).await? else {
-            return Ok(());
-        };
-        let Some(conn) = self.select_statement_schema(conn, &meta).await? else {
-            return Ok(());
-        };
-        let Some(conn) = self.sync_vars(conn, 0).await? else {
-            return Ok(());
+        // execute under the session's current ones. Bringing those back
+        // may take another connection (a handshake charset Funnel cannot
+        // name, `sync_vars_to`): the statement is then prepared there too,
+        // once more at most.
+        let mut conn = conn;
+        let mut rounds = 0;
+        let conn = loop {
+            rounds += 1;
+            let Some(c) = self.prepared_on(conn, &meta, key).await? else {
+                return Ok(());
+            };
+            let Some(c) = self.unbound_for(c, id, &meta, key, &head).await? else {
+                return Ok(());
+            };
+            let Some(c) = self.select_statement_schema(c, &meta).await? else {
+                return Ok(());
+            };
+            let Some(mut c) = self.sync_vars(c, 0).await? else {
+                return Ok(());
+            };
+            if c.stmts.get(key).is_some() {
+                break c;
+            }
+            if rounds == 2 {
+                self.give_back(c);
+                let e = crate::error::EngineError::Unsupported(
+                    "an execute whose connection changed twice while its statement was prepared",
+                );
+                return self.reply_error(1, e).await;
+            }
+            conn = c;
         };
         // Also when pinned at prepare for the statement's other reads: the
         // pin may have begun on a connection with another client's id.
@@ -686,7 +705,7 @@ impl Session {
             // The rest are the session's own (as for the execute): the
             // server refuses to prepare a write while the connection is
             // read-only, which another client's `tx_read_only` would make it.
-            let target = self.vars.with_parse_vars_of(&meta.vars);
+            let target = self.parse_target(&c, &meta.vars);
             match self.sync_vars_to(c, &target, 0).await? {
                 Some(c) => c,
                 None => return Ok(None),

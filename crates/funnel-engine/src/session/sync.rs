@@ -76,13 +76,24 @@ impl Session {
     /// when the connection's differs.
     async fn sync_multi_statements(
         &mut self,
-        mut conn: BackendConn,
+        conn: BackendConn,
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
-        if conn.multi_statements == self.multi_statements {
+        self.sync_multi_statements_to(conn, self.multi_statements, total)
+            .await
+    }
+
+    /// [`Self::sync_multi_statements`] to `on`.
+    async fn sync_multi_statements_to(
+        &mut self,
+        mut conn: BackendConn,
+        on: bool,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        if conn.multi_statements == on {
             return Ok(Some(conn));
         }
-        let option = if self.multi_statements {
+        let option = if on {
             funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_ON
         } else {
             funnel_protocol::command::MYSQL_OPTION_MULTI_STATEMENTS_OFF
@@ -92,7 +103,7 @@ impl Session {
         p.extend_from_slice(&option.to_le_bytes());
         match conn.run(&p, Expect::Status).await {
             Ok(s) if s.error.is_none() => {
-                conn.multi_statements = self.multi_statements;
+                conn.multi_statements = on;
                 Ok(Some(conn))
             }
             Ok(_) | Err(_) => {
@@ -139,17 +150,30 @@ impl Session {
             conn.vars.forget(&reset);
             conn
         };
-        let handshake = charset::charset_name(u16::from(conn.key.charset))
-            .zip(charset::collation_name(u16::from(conn.key.charset)));
+        let handshake = handshake_names(&conn);
         let user = self.user_vars.diff(&conn.user_vars);
         let sql = match (target.diff_sql(&conn.vars, handshake), user) {
             (Ok(None), None) => return Ok(Some(conn)),
             (Ok(None), Some(user)) => format!("SET {user}"),
             (Ok(Some(sql)), None) => sql,
             (Ok(Some(sql)), Some(user)) => format!("{sql}, {user}"),
+            (Err(variables::CannotRestoreCharset), _) if self.holds_session_state(&conn) => {
+                // The connection holds the session's transaction or state:
+                // taking another would run the command outside them.
+                // (`Self::parse_target` keeps prepares from landing here.)
+                self.buf.consume(total);
+                self.give_back(conn);
+                let e = EngineError::Unsupported(
+                    "restoring a handshake character set it cannot name on a held connection",
+                );
+                return self.reply_error(1, e).await.map(|_| None);
+            }
             (Err(variables::CannotRestoreCharset), _) => {
                 // The connection's charset cannot be restored by name: use a
-                // fresh connection instead, which needs no reset.
+                // fresh connection instead, which needs no reset. It gets the
+                // schema and multi-statement option this one was given.
+                let schema = conn.schema.clone();
+                let multi_statements = conn.multi_statements;
                 let hostgroup = self
                     .shard
                     .backends
@@ -163,7 +187,15 @@ impl Session {
                     .checkout(&hostgroup, self.key, Access::PreferWrite, false)
                     .await
                 {
-                    Ok((c, _)) => return Box::pin(self.sync_vars_to(c, target, total)).await,
+                    Ok((c, _)) => {
+                        let Some(c) = self.sync_schema(c, schema.as_deref(), total).await? else {
+                            return Ok(None);
+                        };
+                        let Some(c) = self.sync_multi_statements_to(c, multi_statements, total).await? else {
+                            return Ok(None);
+                        };
+                        return Box::pin(self.sync_vars_to(c, target, total)).await;
+                    }
                     Err(e) => {
                         self.buf.consume(total);
                         return self.reply_error(1, e).await.map(|_| None);
@@ -180,6 +212,26 @@ impl Session {
         conn.vars = target.clone();
         conn.user_vars = self.user_vars.clone();
         Ok(Some(conn))
+    }
+
+    /// True when `conn` holds something of the session's that another
+    /// connection would not have: pinned state, a transaction, long data.
+    pub(super) fn holds_session_state(&self, conn: &BackendConn) -> bool {
+        self.sticky() || self.pin_reason.is_some() || !self.long_data.is_empty() || !conn.is_reusable()
+    }
+
+    /// The variables to prepare `prepared`'s statement under on `conn`: its
+    /// parse variables (`sql_mode`, charsets) over the session's. On a
+    /// connection that holds the session's state whose charsets could not
+    /// be put back to those (a handshake charset Funnel cannot name), the
+    /// session's own, as for variables Funnel does not track: a fresh
+    /// connection would be outside the session's transaction.
+    pub(super) fn parse_target(&self, conn: &BackendConn, prepared: &SessionVars) -> SessionVars {
+        let target = self.vars.with_parse_vars_of(prepared);
+        if self.holds_session_state(conn) && target.diff_sql(&conn.vars, handshake_names(conn)).is_err() {
+            return self.vars.clone();
+        }
+        target
     }
 
     /// Gives the connection the session's own last insert id, so that a
@@ -279,4 +331,11 @@ pub(super) async fn select_schema(
             reason: e.to_string(),
         }),
     }
+}
+
+/// The name and collation of `conn`'s handshake charset, when Funnel knows
+/// them (`SET NAMES` can then put its charset variables back).
+fn handshake_names(conn: &BackendConn) -> Option<(&'static str, &'static str)> {
+    charset::charset_name(u16::from(conn.key.charset))
+        .zip(charset::collation_name(u16::from(conn.key.charset)))
 }
