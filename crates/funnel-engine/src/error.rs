@@ -113,7 +113,11 @@ pub enum EngineError {
     /// client had ERR 9007 for it); statements are refused until the client
     /// ends the transaction.
     #[error("the transaction was lost with its backend connection")]
-    TransactionLost,
+    TransactionLost {
+        /// The connection failed during the transaction's `COMMIT`: it may
+        /// have committed, so the text must not say it was rolled back.
+        at_commit: bool,
+    },
     /// The client asked for a character set servers refuse for clients.
     #[error("character set {0} refused for clients")]
     ClientCharset(&'static str),
@@ -171,7 +175,7 @@ impl EngineError {
             BackendUnavailable { .. }
             | BackendLost { .. }
             | NoBackend { .. }
-            | TransactionLost
+            | TransactionLost { .. }
             | QueryTimeout { .. } => Fault::Backend,
             BacklogTimeout { .. }
             | BacklogFull { .. }
@@ -300,12 +304,22 @@ impl EngineError {
                 "42000",
                 format!("Variable 'character_set_client' can't be set to the value of '{name}'"),
             ),
-            TransactionLost => ErrPacket::new(
+            TransactionLost { at_commit: false } => ErrPacket::new(
                 9008,
                 "25000",
                 "Funnel: this session's transaction was lost when its backend connection failed, and the \
                  server rolled it back; send ROLLBACK before new statements (COMMIT, BEGIN and \
                  START TRANSACTION are refused once, then the session goes on)",
+            ),
+            // The server may have run the COMMIT before the connection
+            // failed (or after, once a frozen server resumed): saying it
+            // rolled back would have the client run the transaction twice.
+            TransactionLost { at_commit: true } => ErrPacket::new(
+                9008,
+                "25000",
+                "Funnel: this session's backend connection failed during its COMMIT, which may or may not \
+                 have committed the transaction: check before running it again; send ROLLBACK before new \
+                 statements (COMMIT, BEGIN and START TRANSACTION are refused once, then the session goes on)",
             ),
             TooManyConnections => ErrPacket::new(1040, "08004", "Too many connections"),
             InsecureTransport => ErrPacket::new(

@@ -89,27 +89,16 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
     }
 }
 
-/// True when `sql` is a plain `COMMIT` or `ROLLBACK` alone in its query
-/// (not `ROLLBACK TO`, not `AND CHAIN`, which opens the next transaction):
-/// once it is sent, the transaction is over, committed or rolled back, and
-/// what the client sends next belongs to no transaction of the lost
-/// connection. Anything else reads as false (the transaction goes on).
-pub(super) fn ends_transaction(sql: &[u8]) -> bool {
+/// True when `sql` starts with a `COMMIT` (any form, `AND CHAIN`
+/// included): a connection that fails while it runs may have committed the
+/// transaction.
+pub(super) fn commits(sql: &[u8]) -> bool {
     let sql = super::sql_lex::skip_leading_comments(sql);
-    let (first_statement, rest) = match sql.iter().position(|&c| c == b';') {
-        Some(at) => (&sql[..at], &sql[at + 1..]),
-        None => (sql, &[][..]),
-    };
-    if !super::sql_lex::only_separators(rest) {
-        return false;
-    }
-    let words: Vec<&[u8]> = first_statement
-        .split(|c| c.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let is = |w: Option<&&[u8]>, k: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(k.as_bytes()));
-    let ends = is(words.first(), "COMMIT") || (is(words.first(), "ROLLBACK") && !is(words.get(1), "TO"));
-    ends && !chains(&words)
+    let first = sql
+        .split(|c| c.is_ascii_whitespace() || *c == b';')
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    first.eq_ignore_ascii_case(b"COMMIT")
 }
 
 /// True when `words` (a `COMMIT` or `ROLLBACK`) say `AND CHAIN` (not `AND
@@ -133,8 +122,11 @@ impl Session {
             };
             return self.write_ok(1, &ok).await;
         }
+        let at_commit = self.tx_lost_at_commit;
         self.tx_lost = v != Verdict::Refuse { ends: true };
-        self.reply_error(1, EngineError::TransactionLost).await
+        self.tx_lost_at_commit &= self.tx_lost;
+        self.reply_error(1, EngineError::TransactionLost { at_commit })
+            .await
     }
 }
 
@@ -175,19 +167,16 @@ mod tests {
     }
 
     #[test]
-    fn lost_transaction_commands_that_end_it() {
-        let e = |s: &str| ends_transaction(s.as_bytes());
-        assert!(e("COMMIT"));
-        assert!(e(" commit work;"));
-        assert!(e("/* app */ COMMIT AND NO CHAIN"));
-        assert!(e("ROLLBACK"));
-        assert!(e("rollback work release"));
-        assert!(!e("COMMIT AND CHAIN"), "opens the next transaction");
-        assert!(!e("ROLLBACK AND CHAIN"));
-        assert!(!e("ROLLBACK TO SAVEPOINT s1"));
-        assert!(!e("COMMIT; INSERT INTO t VALUES (1)"));
-        assert!(!e("BEGIN"));
-        assert!(!e("INSERT INTO t VALUES (1)"));
-        assert!(!e(""));
+    fn lost_transaction_commits() {
+        let c = |s: &str| commits(s.as_bytes());
+        assert!(c("COMMIT"));
+        assert!(c(" commit work;"));
+        assert!(c("/* app */ COMMIT AND CHAIN"));
+        assert!(c("commit;"));
+        assert!(!c("ROLLBACK"));
+        assert!(!c("COMMITTED"));
+        assert!(!c("XA COMMIT 'x'"));
+        assert!(!c("INSERT INTO t VALUES ('COMMIT')"));
+        assert!(!c(""));
     }
 }

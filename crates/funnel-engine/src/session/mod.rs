@@ -272,7 +272,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 long_data: Vec::new(),
                 state_lost: false,
                 tx_lost: false,
-                command_ends_tx: false,
+                command_commits: false,
+                tx_lost_at_commit: false,
                 xa: false,
                 no_reply: false,
                 deferred_err: None,
@@ -410,12 +411,11 @@ struct Session {
     /// failed: statements are refused until the client ends it
     /// (`lost_transaction.rs`).
     tx_lost: bool,
-    /// The command being served is a plain `COMMIT` or `ROLLBACK`
-    /// ([`lost_transaction::ends_transaction`]): should its connection
-    /// fail, the transaction is over either way, committed or not, and
-    /// the session's next statements are not refused (see
-    /// [`Self::discard_backend`]).
-    command_ends_tx: bool,
+    /// The command being served is a `COMMIT` ([`lost_transaction::commits`]).
+    command_commits: bool,
+    /// `tx_lost` came from a failure during the transaction's `COMMIT`,
+    /// which may have committed: the refusals must not say it rolled back.
+    tx_lost_at_commit: bool,
     /// An `XA` statement succeeded in the transaction the session's
     /// connection holds: its prepares go to that connection, where the
     /// server refuses them once the branch ended (1399), never answered
@@ -568,8 +568,7 @@ impl Session {
                 return End::Closed;
             }
             let payload = &self.buf.bytes()[4..head.total_len()];
-            self.command_ends_tx =
-                payload.first() == Some(&0x03) && lost_transaction::ends_transaction(&payload[1..]);
+            self.command_commits = payload.first() == Some(&0x03) && lost_transaction::commits(&payload[1..]);
             let verdict = self.tx_lost.then(|| lost_transaction::verdict(payload));
             let result = match verdict {
                 Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
@@ -1511,25 +1510,20 @@ impl Session {
     /// would, so the client cannot carry on half a transaction in
     /// autocommit on another connection.
     ///
-    /// Not when the command was a plain `COMMIT` or `ROLLBACK` of a
-    /// transaction with autocommit as Funnel tracks it: the transaction
-    /// is over whatever became of the command, and the server may have
-    /// committed it before the connection failed (the client was told
-    /// the outcome is unknown, 9007 or 1969). Refusing the next
-    /// statements with 9008, which says the server rolled the transaction
-    /// back, would have the client run it all again.
+    /// A transaction lost during its `COMMIT` may have committed (the
+    /// server ran it before the connection failed, or once a frozen server
+    /// resumed): the refusals then say its outcome is unknown, not that
+    /// the server rolled it back, which would have the client run it all
+    /// again.
     fn discard_backend(&mut self, conn: BackendConn) {
-        let tx_over = self.command_ends_tx
-            && self.pin_reason == Some(PinReason::Transaction)
-            && !conn.autocommit_off_untracked();
         if self.sticky() {
             self.state_lost = true;
         } else if matches!(
             self.pin_reason,
             Some(PinReason::Transaction | PinReason::AutocommitOff)
-        ) && !tx_over
-        {
+        ) {
             self.tx_lost = true;
+            self.tx_lost_at_commit = self.command_commits;
         }
         if conn.kill_on_discard {
             // A prepare there ran out of time: a server that is alive but
