@@ -235,6 +235,40 @@ fn faults_backend_lost_inside_a_transaction_refuses_until_rollback() {
     );
 }
 
+/// A client that ends its transactions with a prepared ROLLBACK ends a
+/// lost one that way too: the execute is answered OK, not refused with
+/// 9008 for ever (every statement would be).
+#[test]
+fn faults_prepared_rollback_ends_a_lost_transaction() {
+    let db = MariaDb::start();
+    let proxy = start(&db, "0s");
+    db.exec("CREATE TABLE faults.ptx (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let mut a = client(&proxy);
+    let rollback = a.prep("ROLLBACK").unwrap();
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("INSERT INTO ptx VALUES (1)").unwrap();
+    let victim = thread::spawn(move || {
+        let lost = a.query_drop("SELECT SLEEP(3)").map_err(code);
+        (a, lost)
+    });
+    wait_for_sleeps(&db, 1);
+    db.kill();
+    let (mut a, lost) = victim.join().unwrap();
+    assert_eq!(lost, Err(9007));
+    assert_eq!(
+        a.query_drop("INSERT INTO ptx VALUES (2)").map_err(code),
+        Err(9008)
+    );
+    a.exec_drop(&rollback, ())
+        .expect("the prepared ROLLBACK ends the lost transaction");
+    db.start_again();
+    eventually(Duration::from_secs(15), || {
+        a.query_drop("INSERT INTO ptx VALUES (3)")
+    });
+    let ids: Option<String> = db.query_first("SELECT GROUP_CONCAT(id ORDER BY id) FROM faults.ptx");
+    assert_eq!(ids.as_deref(), Some("3"));
+}
+
 /// A COMMIT whose reply never came may have committed: the server froze
 /// with it in its socket, `pool.query_timeout` passed, and the server ran
 /// it once it resumed. The client is told the outcome is unknown (1969);

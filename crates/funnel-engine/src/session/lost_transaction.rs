@@ -47,6 +47,19 @@ pub(super) fn verdict(payload: &[u8]) -> Verdict {
     }
 }
 
+/// How to treat an execute of the prepared statement `sql` (`None`: an
+/// unknown statement) while the transaction is lost: as the same text in a
+/// query, except that `ROLLBACK AND CHAIN` is refused (and ends the lost
+/// transaction) rather than run, and anything else touches data.
+pub(super) fn execute_verdict(sql: Option<&[u8]>) -> Verdict {
+    match sql.map(statement_verdict) {
+        Some(Verdict::RollbackOk) => Verdict::RollbackOk,
+        Some(Verdict::Refuse { ends }) => Verdict::Refuse { ends },
+        Some(Verdict::Run { .. }) => Verdict::Refuse { ends: true },
+        None => Verdict::Refuse { ends: false },
+    }
+}
+
 fn statement_verdict(sql: &[u8]) -> Verdict {
     let sql = super::sql_lex::skip_leading_comments(sql);
     // A `;` inside a comment of the first statement splits it too early:
@@ -164,6 +177,16 @@ mod tests {
         assert_eq!(q("ROLLBACK /* ; */"), Verdict::Refuse { ends: true });
         assert_eq!(q("ROLLBACK AND CHAIN"), Verdict::Run { ends: true });
         assert_eq!(q("rollback work and no chain"), Verdict::RollbackOk);
+    }
+
+    #[test]
+    fn lost_transaction_execute_verdicts() {
+        let e = |s: &str| execute_verdict(Some(s.as_bytes()));
+        assert_eq!(e("ROLLBACK"), Verdict::RollbackOk);
+        assert_eq!(e("COMMIT"), Verdict::Refuse { ends: true });
+        assert_eq!(e("ROLLBACK AND CHAIN"), Verdict::Refuse { ends: true });
+        assert_eq!(e("INSERT INTO t VALUES (?)"), Verdict::Refuse { ends: false });
+        assert_eq!(execute_verdict(None), Verdict::Refuse { ends: false });
     }
 
     #[test]

@@ -569,7 +569,13 @@ impl Session {
             }
             let payload = &self.buf.bytes()[4..head.total_len()];
             self.command_commits = payload.first() == Some(&0x03) && lost_transaction::commits(&payload[1..]);
-            let verdict = self.tx_lost.then(|| lost_transaction::verdict(payload));
+            let verdict = self.tx_lost.then(|| match payload.first() {
+                // An execute is judged by its statement's text: a prepared
+                // ROLLBACK must end the lost transaction as a text one does,
+                // or the session would refuse everything for ever.
+                Some(0x17) => lost_transaction::execute_verdict(self.statement_text(payload)),
+                _ => lost_transaction::verdict(payload),
+            });
             let result = match verdict {
                 Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
                     self.buf.consume(total);
@@ -1501,6 +1507,14 @@ impl Session {
             self.found_rows_off_server = false;
         }
         self.calc_found_rows = f.pin == Some(PinReason::PreviousStatementInfo);
+    }
+
+    /// The text of the client's statement a statement command (`payload`,
+    /// its command byte first) names, if it names one.
+    fn statement_text(&self, payload: &[u8]) -> Option<&[u8]> {
+        let raw = crate::prepared::execute::statement_id(payload).ok()?;
+        let id = self.stmts.resolve(raw)?;
+        self.stmts.get(id).map(|s| &s.meta.sql[..])
     }
 
     /// Closes a backend connection that failed or is in an unknown state.
