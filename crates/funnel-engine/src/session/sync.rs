@@ -215,9 +215,12 @@ impl Session {
     }
 
     /// True when `conn` holds something of the session's that another
-    /// connection would not have: pinned state, a transaction, long data.
+    /// connection would not have: pinned state, long data, or (the
+    /// connection says) a transaction or autocommit off untracked. Not
+    /// `pin_reason`, which a failure before a command's reply leaves as it
+    /// was until the next command settles.
     pub(super) fn holds_session_state(&self, conn: &BackendConn) -> bool {
-        self.sticky() || self.pin_reason.is_some() || !self.long_data.is_empty() || !conn.is_reusable()
+        self.sticky() || !self.long_data.is_empty() || !conn.is_reusable()
     }
 
     /// The variables to prepare `prepared`'s statement under on `conn`: its
