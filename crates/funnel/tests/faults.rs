@@ -280,33 +280,40 @@ fn faults_commit_without_a_reply_is_not_reported_as_rolled_back() {
     let proxy = start(&db, "700ms");
     db.exec("CREATE TABLE faults.committed (id INT PRIMARY KEY) ENGINE=InnoDB");
     let mut a = client(&proxy);
-    a.query_drop("BEGIN").unwrap();
-    a.query_drop("INSERT INTO committed VALUES (1)").unwrap();
-    db.pause();
-    let err = a.query_drop("COMMIT").unwrap_err();
-    assert_eq!(code(err), 1969);
-    // Past Funnel's KILL QUERY attempt (pool.connect_timeout, 1 s): the
-    // frozen server never let it in.
-    thread::sleep(Duration::from_millis(1500));
-    db.resume();
-    let count = || {
-        db.query_first::<i64>("SELECT COUNT(*) FROM faults.committed WHERE id = 1")
-            .unwrap_or(0)
-    };
-    funnel_testkit::wait_until_within("the COMMIT to run on the server", Duration::from_secs(10), || {
-        count() == 1
-    });
-    let refused = a.query_drop("INSERT INTO committed VALUES (2)").unwrap_err();
-    let text = refused.to_string();
-    assert_eq!(code(refused), 9008);
-    assert!(!text.contains("rolled it back"), "{text}");
-    assert!(text.contains("may or may not have committed"), "{text}");
-    a.query_drop("ROLLBACK").unwrap();
-    eventually(Duration::from_secs(15), || {
-        a.query_drop("INSERT INTO committed VALUES (2)")
-    });
+    // The COMMIT alone, and at the end of a multi-statement query.
+    for (n, commit) in [
+        (1, "COMMIT".to_string()),
+        (3, "INSERT INTO committed VALUES (4); COMMIT".into()),
+    ] {
+        a.query_drop("BEGIN").unwrap();
+        a.query_drop(format!("INSERT INTO committed VALUES ({n})"))
+            .unwrap();
+        db.pause();
+        let err = a.query_drop(&commit).unwrap_err();
+        assert_eq!(code(err), 1969, "{commit}");
+        // Past Funnel's KILL QUERY attempt (pool.connect_timeout, 1 s): the
+        // frozen server never let it in.
+        thread::sleep(Duration::from_millis(1500));
+        db.resume();
+        let sql = format!("SELECT COUNT(*) FROM faults.committed WHERE id = {n}");
+        let count = || db.query_first::<i64>(&sql).unwrap_or(0);
+        funnel_testkit::wait_until_within("the COMMIT to run on the server", Duration::from_secs(10), || {
+            count() == 1
+        });
+        let refused = a.query_drop("INSERT INTO committed VALUES (2)").unwrap_err();
+        let text = refused.to_string();
+        assert_eq!(code(refused), 9008, "{commit}");
+        assert!(!text.contains("rolled it back"), "{commit}: {text}");
+        assert!(text.contains("may or may not have committed"), "{commit}: {text}");
+        a.query_drop("ROLLBACK").unwrap();
+        if n == 1 {
+            eventually(Duration::from_secs(15), || {
+                a.query_drop("INSERT INTO committed VALUES (2)")
+            });
+        }
+    }
     let ids: Option<String> = db.query_first("SELECT GROUP_CONCAT(id ORDER BY id) FROM faults.committed");
-    assert_eq!(ids.as_deref(), Some("1,2"));
+    assert_eq!(ids.as_deref(), Some("1,2,3,4"));
 }
 
 /// Session state that cannot be refused back into shape (a temporary

@@ -102,16 +102,19 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
     }
 }
 
-/// True when `sql` starts with a `COMMIT` (any form, `AND CHAIN`
-/// included): a connection that fails while it runs may have committed the
-/// transaction.
+/// True when a statement of `sql` (the first, or one after a `;`) is a
+/// `COMMIT` (any form, `AND CHAIN` included): a connection that fails
+/// while it runs may have committed the transaction. A `;` inside a string
+/// or comment may make a word look like a statement: that only makes the
+/// refusals say the outcome is unknown.
 pub(super) fn commits(sql: &[u8]) -> bool {
-    let sql = super::sql_lex::skip_leading_comments(sql);
-    let first = sql
-        .split(|c| c.is_ascii_whitespace() || *c == b';')
-        .find(|w| !w.is_empty())
-        .unwrap_or_default();
-    first.eq_ignore_ascii_case(b"COMMIT")
+    sql.split(|&c| c == b';').any(|statement| {
+        let statement = super::sql_lex::skip_leading_comments(statement);
+        statement
+            .split(|c| c.is_ascii_whitespace())
+            .find(|w| !w.is_empty())
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"COMMIT"))
+    })
 }
 
 /// True when `words` (a `COMMIT` or `ROLLBACK`) say `AND CHAIN` (not `AND
@@ -196,6 +199,8 @@ mod tests {
         assert!(c(" commit work;"));
         assert!(c("/* app */ COMMIT AND CHAIN"));
         assert!(c("commit;"));
+        assert!(c("INSERT INTO t VALUES (1); COMMIT"));
+        assert!(c("UPDATE t SET n = 1;\n  /* done */ commit work"));
         assert!(!c("ROLLBACK"));
         assert!(!c("COMMITTED"));
         assert!(!c("XA COMMIT 'x'"));
