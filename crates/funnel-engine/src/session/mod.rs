@@ -568,7 +568,13 @@ impl Session {
                 return End::Closed;
             }
             let payload = &self.buf.bytes()[4..head.total_len()];
-            self.command_commits = payload.first() == Some(&0x03) && lost_transaction::commits(&payload[1..]);
+            // Only a connection already held can carry a transaction into
+            // this command, unless the command opens one itself (several
+            // statements): a single statement on a pooled connection, the
+            // hot path, skips the scan.
+            self.command_commits = payload.first() == Some(&0x03)
+                && (self.pinned.is_some() || payload.contains(&b';'))
+                && lost_transaction::commits(&payload[1..]);
             let verdict = self.tx_lost.then(|| match payload.first() {
                 // An execute is judged by its statement's text: a prepared
                 // ROLLBACK must end the lost transaction as a text one does,

@@ -255,8 +255,9 @@ impl Session {
         let Some((id, meta, key)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
             return Ok(());
         };
-        // A prepared COMMIT may commit as the text one does.
-        self.command_commits = super::lost_transaction::commits(&meta.sql);
+        // A prepared COMMIT may commit as the text one does (only on a
+        // held connection can there be a transaction to commit).
+        self.command_commits = self.pinned.is_some() && super::lost_transaction::commits(&meta.sql);
         if let Some(err) = self.stmts.get_mut(id).and_then(|s| s.long_data_err.take()) {
             // Long data for it failed earlier: the server would say so now.
             return self.send_backend_err(1, &err).await;
