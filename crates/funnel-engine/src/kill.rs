@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::ids::ClientId;
+use crate::oneshot;
 use crate::pool::conn::ServerThread;
 use crate::session::pinning::PinReason;
 
@@ -52,10 +53,32 @@ pub struct ClientControl {
     /// The backend thread running the client's command right now.
     running_on: Cell<Option<ServerThread>>,
     killed: Cell<bool>,
+    /// `KILL QUERY`s of the client's statement on their way to the server
+    /// (see [`ClientControl::kill_in_flight`]).
+    kills_in_flight: Cell<usize>,
+    /// Sessions waiting for those to be done.
+    kills_done: RefCell<Vec<oneshot::Sender<()>>>,
     /// `KILL QUERY` reached the session while its command waited for a
     /// backend connection.
     wait_interrupted: Cell<bool>,
     waker: RefCell<Option<Waker>>,
+}
+
+/// A `KILL QUERY` of a client's running statement, sent or about to be:
+/// while it lives, the session keeps the backend connection its statement
+/// ran on (see [`ClientControl::kills_settled`]).
+pub struct KillInFlight(Rc<ClientControl>);
+
+impl Drop for KillInFlight {
+    fn drop(&mut self) {
+        let left = self.0.kills_in_flight.get() - 1;
+        self.0.kills_in_flight.set(left);
+        if left == 0 {
+            for done in self.0.kills_done.borrow_mut().drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 impl ClientControl {
@@ -69,6 +92,8 @@ impl ClientControl {
             pinned: Cell::new(None),
             running_on: Cell::new(None),
             killed: Cell::new(false),
+            kills_in_flight: Cell::new(0),
+            kills_done: RefCell::new(Vec::new()),
             wait_interrupted: Cell::new(false),
             waker: RefCell::new(None),
         })
@@ -82,6 +107,32 @@ impl ClientControl {
     /// The backend thread running the client's command.
     pub fn running_on(&self) -> Option<ServerThread> {
         self.running_on.get()
+    }
+
+    /// Marks a `KILL QUERY` of the client's running statement as on its
+    /// way to the server until the guard drops. The statement may end
+    /// before the `KILL` arrives; were its connection handed to another
+    /// client meanwhile, the `KILL` would stop that client's statement.
+    /// (A `KILL QUERY` that finds the connection idle is forgotten by the
+    /// server before its next command.)
+    pub fn kill_in_flight(self: &Rc<Self>) -> KillInFlight {
+        self.kills_in_flight.set(self.kills_in_flight.get() + 1);
+        KillInFlight(self.clone())
+    }
+
+    /// True while a `KILL QUERY` of the client's statement is on its way.
+    pub fn kill_pending(&self) -> bool {
+        self.kills_in_flight.get() > 0
+    }
+
+    /// Resolves once no `KILL QUERY` of the client's statement is on its
+    /// way: only then may its connection serve anyone else.
+    pub async fn kills_settled(&self) {
+        while self.kill_pending() {
+            let (tx, rx) = oneshot::channel();
+            self.kills_done.borrow_mut().push(tx);
+            rx.await;
+        }
     }
 
     /// Records what the session is doing now.

@@ -261,6 +261,7 @@ impl Shard {
             // and the backend connection serve another client's: the kill
             // goes ahead only if this client still runs on that thread.
             Some(thread) => {
+                let _in_flight = control.kill_in_flight();
                 self.kill_backend_query(thread, || control.running_on() == Some(thread))
                     .await
             }
@@ -339,6 +340,16 @@ impl Shard {
         }
         if !still_wanted() {
             return Ok(());
+        }
+        #[cfg(feature = "fault-injection")]
+        if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some() {
+            // Tests widen the gap between the check and the KILL's arrival.
+            if let Some(ms) = std::env::var("FUNNEL_FAULT_KILL_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                rt::sleep(std::time::Duration::from_millis(ms)).await;
+            }
         }
         let mut p = bytes::BytesMut::new();
         funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {}", thread.id).as_bytes());

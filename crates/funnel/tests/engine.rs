@@ -1024,6 +1024,49 @@ fn engine_kill_stops_a_command_waiting_in_the_backlog() {
     );
 }
 
+/// A `KILL QUERY` checks that its target still runs, then reaches the
+/// server a moment later. A statement that ends in that gap must not hand
+/// its connection on before the `KILL` has arrived: the next client's
+/// statement would be the one stopped. (The gap is widened here by fault
+/// injection; the server forgets a `KILL QUERY` that finds the connection
+/// idle.)
+#[test]
+fn engine_kill_query_that_arrives_late_stops_no_other_clients_statement() {
+    let e = env(
+        "killlate",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+    );
+    let mut a = e.client();
+    let a_id = a.connection_id();
+    let mut killer = e.client();
+    let mut next = e.client();
+    assert_eq!(next.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    let running = thread::spawn(move || a.query_first::<i64, _>("SELECT SLEEP(1)"));
+    funnel_testkit::wait_until_within("the statement running", SETTLE, || {
+        e.snapshot()
+            .iter()
+            .flat_map(|s| s.clients.iter())
+            .any(|c| c.id.0 == a_id && c.state == "running")
+    });
+    // Read when the KILL is sent, so setting them here is enough.
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_KILL_DELAY_MS", "2000");
+    let kill = thread::spawn(move || killer.query_drop(format!("KILL QUERY {a_id}")));
+    assert_eq!(
+        running.join().unwrap().unwrap(),
+        Some(0),
+        "the statement ended before the KILL"
+    );
+    // The next client's statement would run while the KILL is on its way.
+    assert_eq!(
+        next.query_first::<i64, _>("SELECT SLEEP(2)").unwrap(),
+        Some(0),
+        "another client's statement was stopped"
+    );
+    kill.join().unwrap().unwrap();
+}
+
 #[test]
 fn engine_kill_query_reaches_the_right_core_and_query() {
     let e = env("kill", 2, "pool:\n  max_per_core: 4\n");

@@ -1221,6 +1221,11 @@ impl Session {
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
+        if self.control.kill_pending() {
+            // A `KILL QUERY` of this statement may still reach the server:
+            // the connection serves no one else before it has.
+            self.control.kills_settled().await;
+        }
         match end {
             RelayEnd::Complete(summary, held) => {
                 self.settle(
