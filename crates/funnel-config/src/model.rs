@@ -8,13 +8,54 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::address::{split_host_port, unix_socket_path};
 use crate::cores::Cores;
 use crate::credential::{credential, Credential};
 use crate::duration::HumanDuration;
 use crate::size::ByteSize;
+
+/// An optional section: left out, it is `None`; written with nothing under
+/// it (`metrics:` whose only line is commented out, which YAML reads as
+/// null), it is the section with its defaults, as `pool:` is, and a
+/// section with required keys reports them missing. Plain `Option` would
+/// read that null as the section left out, silently turning off the
+/// metrics listener or a backend's TLS.
+fn section<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Section<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Section<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a section")
+        }
+
+        // Built here, inside the YAML deserializer, so that an error (a
+        // required key missing) carries the section's path and line.
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            let empty = serde::de::value::MapDeserializer::<_, E>::new(std::iter::empty::<(&str, &str)>());
+            T::deserialize(empty).map(Some)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            self.visit_none()
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    // `deserialize_any`, not `deserialize_option`: serde_yaml gives an
+    // error raised at a null the section's path and line only there.
+    deserializer.deserialize_any(Section(std::marker::PhantomData))
+}
 
 /// The hostgroup of a backend that does not name one, and of a user that does not pick one.
 pub const DEFAULT_HOSTGROUP: &str = "default";
@@ -46,10 +87,18 @@ pub struct Config {
     #[serde(default)]
     pub client: ClientConfig,
     /// The admin listener; `None` means no admin listener.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "section",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub admin: Option<AdminConfig>,
     /// The Prometheus HTTP listener; `None` means no metrics listener.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "section",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metrics: Option<MetricsConfig>,
     /// Logging.
     #[serde(default)]
@@ -218,7 +267,11 @@ pub struct Backend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_core: Option<u32>,
     /// TLS toward this backend; `None`: plaintext.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "section",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tls: Option<BackendTls>,
     /// Taken out of service by an operator (maintenance, a replica being rebuilt): it stays
     /// configured and visible, but no command is routed to it.
@@ -389,7 +442,7 @@ pub struct ClientConfig {
     /// together, as the server's `max_prepared_stmt_count`).
     pub max_prepared_statements: u32,
     /// TLS for client connections (clients that ask for it get it); `None`: no TLS.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "section", skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
 }
 

@@ -433,3 +433,33 @@ fn config_to_yaml_redacts_secrets_and_round_trips() {
     assert_eq!(back, cfg.redacted());
     assert_ne!(back, cfg);
 }
+
+/// A section written with nothing under it (`metrics:` whose only line was
+/// commented out) is the section with its defaults, as `pool:` is, never
+/// the section left out: an empty `metrics:` or backend `tls:` must not
+/// silently turn the metrics listener or TLS off, and an empty `admin:`
+/// or `client.tls:` is missing its required keys.
+#[test]
+fn config_empty_section_takes_its_defaults() {
+    let cfg = Config::from_yaml_str(&format!("{MINIMAL}metrics:\n#  listen: 0.0.0.0:9633\n")).unwrap();
+    assert_eq!(cfg.metrics.unwrap().listen, addr("127.0.0.1:9633"));
+
+    let backend_tls = format!("{MINIMAL}    tls:\n");
+    let cfg = Config::from_yaml_str(&backend_tls).unwrap();
+    let tls = cfg.backends[0]
+        .tls
+        .as_ref()
+        .expect("an empty tls: is TLS with its defaults");
+    assert_eq!(tls.mode, crate::BackendTlsMode::Required);
+
+    let (_, _, message) = parse_error(&format!("{MINIMAL}admin:\n"));
+    assert!(
+        message.contains("admin") && message.contains("missing field `user`"),
+        "{message}"
+    );
+    let (_, _, message) = parse_error(&format!("{MINIMAL}client:\n  tls:\n"));
+    assert!(
+        message.contains("client.tls") && message.contains("missing field `cert`"),
+        "{message}"
+    );
+}
