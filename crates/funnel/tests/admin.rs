@@ -761,6 +761,39 @@ fn admin_set_refuses_a_restart_only_key() {
     assert!(cfg.iter().any(|l| l.trim() == "idle_timeout: 30s"), "{cfg:?}");
 }
 
+/// `SET` names what is wrong with a key that the running configuration
+/// leaves out (an optional key not set): `client.tls` is refused as a
+/// restart-only key, as operations.md says, not as "no such setting"; an
+/// unset `monitor.user` is a real key, refused for its missing password;
+/// a misspelt key gets the section's valid keys.
+#[test]
+fn admin_set_explains_keys_the_running_config_leaves_out() {
+    let e = env("admsetunset", "");
+    let mut admin = e.admin();
+    let refusal = |admin: &mut Conn, sql: &str| {
+        let err = admin.query_drop(sql).unwrap_err();
+        let mysql::Error::MySqlError(m) = err else {
+            panic!("{sql}: {err:?}")
+        };
+        assert_eq!(m.code, 1210, "{sql}: {}", m.message);
+        m.message
+    };
+    for sql in ["SET client.tls = x", "SET client.tls.cert = /tmp/c.pem"] {
+        let m = refusal(&mut admin, sql);
+        assert!(m.contains("client.tls") && m.contains("restart"), "{sql}: {m}");
+    }
+    let m = refusal(&mut admin, "SET monitor.user = checker");
+    assert!(m.contains("give both user and password"), "{m}");
+    let m = refusal(&mut admin, "SET pool.max_per_cor = 4");
+    assert!(m.contains("max_per_cor") && m.contains("max_per_core"), "{m}");
+    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    assert!(
+        !cfg.iter()
+            .any(|l| l.contains("checker") || l.trim_start().starts_with("tls:")),
+        "{cfg:?}"
+    );
+}
+
 #[test]
 fn admin_add_drain_remove_backend_and_shutdown() {
     let e = env("admbackend", "");

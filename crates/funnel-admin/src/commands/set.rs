@@ -11,6 +11,19 @@ use crate::server::AdminContext;
 /// Sections whose keys `SET` may change.
 const SETTABLE: [&str; 4] = ["pool", "backlog", "client", "monitor"];
 
+/// Keys of those sections that only a restart applies (as
+/// `funnel_engine::proxy::restart_only_changes` keeps them). Named here
+/// because `client.tls` is usually unset, so no value given to it (nor to
+/// `client.tls.cert`) would parse into a configuration to compare.
+const RESTART_ONLY: [&str; 2] = ["client.max_connections", "client.tls"];
+
+fn restart_only(key: &str) -> Reply {
+    invalid(format!(
+        "{key} changes only at a restart, which reads it from the configuration file: \
+         change it there, then restart"
+    ))
+}
+
 /// Applies `key = value` (e.g. `pool.max_per_core = 8`, `backlog.wait_timeout = 5s`).
 pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
     let Some((key, value)) = assignment.split_once('=') else {
@@ -24,14 +37,20 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
     if !SETTABLE.contains(&section) {
         return invalid(format!("{section}: only {} can be SET", SETTABLE.join(", ")));
     }
+    if RESTART_ONLY
+        .iter()
+        .any(|k| key == *k || key.strip_prefix(k).is_some_and(|rest| rest.starts_with('.')))
+    {
+        return restart_only(key);
+    }
     apply_edit(ctx, |cfg| {
         let mut doc = serde_yaml::to_value(&cfg).map_err(invalid)?;
         let Some(map) = doc.get_mut(section).and_then(Value::as_mapping_mut) else {
             return Err(invalid(format!("{section}: no such section")));
         };
-        if !map.contains_key(field) {
-            return Err(invalid(format!("{key}: no such setting")));
-        }
+        // A key the map lacks may still be a real one left unset (an
+        // optional key such as `monitor.user`): the sections deny unknown
+        // keys, so parsing says which it is, listing the valid ones.
         let parsed: Value = serde_yaml::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
         map.insert(Value::String(field.to_string()), parsed);
         // `to_value` is the plain serialization (only SHOW CONFIG redacts),
@@ -42,10 +61,7 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
         // A reload keeps such a key until a restart, which reads the file:
         // a value given here would never run, so say so instead of "OK".
         if !funnel_engine::proxy::restart_only_changes(&cfg, &new).is_empty() {
-            return Err(invalid(format!(
-                "{key} changes only at a restart, which reads it from the configuration file: \
-                 change it there, then restart"
-            )));
+            return Err(restart_only(key));
         }
         Ok(new)
     })
