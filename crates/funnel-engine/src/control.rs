@@ -167,6 +167,9 @@ pub struct ClientSnapshot {
     pub pinned: Option<&'static str>,
     /// Time in the current state.
     pub for_how_long: Duration,
+    /// Binary prepared statements it holds open (`client.max_prepared_statements`
+    /// bounds them).
+    pub prepared_statements: usize,
 }
 
 /// A shard's counters since start; the admin interface sums them over the

@@ -50,6 +50,8 @@ pub struct ClientControl {
     state: Cell<(ClientState, Instant)>,
     schema: RefCell<Option<Vec<u8>>>,
     pinned: Cell<Option<(PinReason, u32)>>,
+    /// Binary prepared statements the client holds open.
+    prepared: Cell<usize>,
     /// The backend thread running the client's command right now.
     running_on: Cell<Option<ServerThread>>,
     killed: Cell<bool>,
@@ -90,6 +92,7 @@ impl ClientControl {
             state: Cell::new((ClientState::Idle, Instant::now())),
             schema: RefCell::new(None),
             pinned: Cell::new(None),
+            prepared: Cell::new(0),
             running_on: Cell::new(None),
             killed: Cell::new(false),
             kills_in_flight: Cell::new(0),
@@ -170,6 +173,16 @@ impl ClientControl {
     /// Why the session holds a backend connection, and from which pool.
     pub fn pinned(&self) -> Option<(PinReason, u32)> {
         self.pinned.get()
+    }
+
+    /// Records how many prepared statements the session holds open.
+    pub fn set_prepared(&self, held: usize) {
+        self.prepared.set(held);
+    }
+
+    /// How many prepared statements the session holds open.
+    pub fn prepared(&self) -> usize {
+        self.prepared.get()
     }
 
     /// Asks the session to end.

@@ -399,6 +399,7 @@ impl Shard {
                     state: state.as_str(),
                     pinned: c.pinned().map(|(r, _)| r.as_str()),
                     for_how_long: since.elapsed(),
+                    prepared_statements: c.prepared(),
                 }
             })
             .collect();

@@ -761,6 +761,34 @@ fn admin_set_refuses_a_restart_only_key() {
     assert!(cfg.iter().any(|l| l.trim() == "idle_timeout: 30s"), "{cfg:?}");
 }
 
+/// `SHOW CLIENTS` says how many prepared statements each client holds, so
+/// the client that leaks them (ERR 1461, operations.md) can be found; a
+/// close lowers the count.
+#[test]
+fn admin_show_clients_counts_prepared_statements() {
+    let e = env("admprepared", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    let id: u64 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let held = |admin: &mut Conn| -> String {
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.get::<String, _>("id").unwrap() == id.to_string())
+            .expect("the client is listed");
+        row.get("prepared_statements").unwrap()
+    };
+    assert_eq!(held(&mut admin), "0");
+    let stmts: Vec<_> = (1..=3)
+        .map(|i| c.prep(format!("SELECT {i} + ?")).unwrap())
+        .collect();
+    assert_eq!(held(&mut admin), "3");
+    c.close(stmts[0].clone()).unwrap();
+    // COM_STMT_CLOSE has no reply: the next command shows its effect.
+    c.query_drop("SELECT 1").unwrap();
+    assert_eq!(held(&mut admin), "2");
+}
+
 /// `SET` names what is wrong with a key that the running configuration
 /// leaves out (an optional key not set): `client.tls` is refused as a
 /// restart-only key, as operations.md says, not as "no such setting"; an

@@ -14,6 +14,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "state",
         "pinned",
         "state_for_s",
+        "prepared_statements",
     ]);
     for s in ctx.handle.snapshots() {
         for c in &s.clients {
@@ -26,6 +27,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
                 Some(c.state.to_string()),
                 c.pinned.map(str::to_string),
                 Some(format!("{:.1}", c.for_how_long.as_secs_f64())),
+                Some(c.prepared_statements.to_string()),
             ]);
         }
     }

@@ -739,6 +739,7 @@ impl Session {
             _ => None,
         };
         self.control.set_pinned(pinned);
+        self.control.set_prepared(self.stmts.len());
     }
 
     /// Holds a lingering connection until the client's next bytes arrive or
