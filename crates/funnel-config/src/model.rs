@@ -57,6 +57,46 @@ where
     deserializer.deserialize_any(Section(std::marker::PhantomData))
 }
 
+/// A listen address, `IP:port`. serde's own error for anything else
+/// ("invalid socket address syntax") does not say what is expected, and
+/// the usual slips are a host name (`localhost:6033`), a bare port or
+/// PgBouncer's `*`.
+fn listen_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    struct ListenAddr;
+
+    impl ListenAddr {
+        fn error<E: serde::de::Error>(written: &str) -> E {
+            E::custom(format!(
+                "{written:?} is not IP:port: give an IP address and a port, such as 0.0.0.0:6033 \
+                 (every interface), 127.0.0.1:6033 or [::]:6033; a host name is not resolved here"
+            ))
+        }
+    }
+
+    // Inside the YAML deserializer, so that the error carries the key's path and line.
+    impl serde::de::Visitor<'_> for ListenAddr {
+        type Value = SocketAddr;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("IP:port")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SocketAddr, E> {
+            v.parse().map_err(|_| Self::error(v))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SocketAddr, E> {
+            Err(Self::error(&v.to_string()))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SocketAddr, E> {
+            Err(Self::error(&v.to_string()))
+        }
+    }
+
+    deserializer.deserialize_any(ListenAddr)
+}
+
 /// The hostgroup of a backend that does not name one, and of a user that does not pick one.
 pub const DEFAULT_HOSTGROUP: &str = "default";
 
@@ -65,6 +105,7 @@ pub const DEFAULT_HOSTGROUP: &str = "default";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where clients connect (every core listens here with SO_REUSEPORT).
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// A Unix socket clients on this host may connect to as well (every core
     /// accepts on it); `None` means TCP only.
@@ -467,7 +508,7 @@ impl Default for ClientConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where the admin listener binds.
-    #[serde(default = "default_admin_listen")]
+    #[serde(default = "default_admin_listen", deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// The admin user name.
     pub user: String,
@@ -495,6 +536,7 @@ impl AdminConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where `/metrics` is served.
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
 }
 

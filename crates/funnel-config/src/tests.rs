@@ -463,3 +463,31 @@ fn config_empty_section_takes_its_defaults() {
         "{message}"
     );
 }
+
+/// A listen address that is not `IP:port` (a host name, a bare port, a
+/// PgBouncer-style `*`) says what is expected, not serde's bare "invalid
+/// socket address syntax".
+#[test]
+fn config_listen_address_error_says_what_is_expected() {
+    for (yaml, key) in [
+        (MINIMAL.replace("127.0.0.1:6033", "localhost:6033"), "listen"),
+        (MINIMAL.replace("127.0.0.1:6033", "6033"), "listen"),
+        (
+            format!("{MINIMAL}metrics:\n  listen: '*:9633'\n"),
+            "metrics.listen",
+        ),
+        (
+            format!("{MINIMAL}admin:\n  listen: localhost:6032\n  user: a\n  password: b\n"),
+            "admin.listen",
+        ),
+    ] {
+        let (line, _, message) = parse_error(&yaml);
+        assert!(line.is_some(), "{message}");
+        assert!(
+            message.starts_with(&format!("{key}: "))
+                && message.contains("IP:port")
+                && message.contains("0.0.0.0:"),
+            "{message}"
+        );
+    }
+}
