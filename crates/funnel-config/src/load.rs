@@ -58,9 +58,61 @@ fn parse_error(text: &str, err: serde_yaml::Error) -> ConfigError {
         let suffix = format!(" at line {} column {}", loc.line(), loc.column());
         message = message.replacen(&suffix, "", 1);
     }
+    let mut line = location.as_ref().map(|l| l.line());
+    let column = location.as_ref().map(|l| l.column());
+    if let (Some(at), Some(column)) = (line, column) {
+        if let Some((again, text)) = duplicate_key(text, &message, at, column) {
+            line = Some(again);
+            message = text;
+        }
+    }
     ConfigError::Parse {
-        line: location.as_ref().map(|l| l.line()),
-        column: location.as_ref().map(|l| l.column()),
+        line,
+        column,
         message,
     }
+}
+
+/// serde_yaml reports a key written twice in one mapping at the mapping's
+/// first key (line 1, column 1 for a second top-level `pool:`). Finds the
+/// two in the text, so the error points at the second one and names the
+/// first one's line. `None` when they cannot be found (a flow mapping).
+fn duplicate_key(text: &str, message: &str, line: usize, column: usize) -> Option<(usize, String)> {
+    let (path, rest) = message.split_once("duplicate field `")?;
+    let key = rest.strip_suffix('`')?;
+    let indent = column.saturating_sub(1);
+    let mut seen = Vec::new();
+    for (i, l) in text.lines().enumerate().skip(line.saturating_sub(1)) {
+        let here = i + 1;
+        // The mapping's first line may start with `- ` before its first key.
+        let body = if here == line {
+            l.get(indent..)?
+        } else {
+            let trimmed = l.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let spaces = l.len() - trimmed.len();
+            if spaces < indent {
+                break; // the mapping ended
+            }
+            if spaces > indent {
+                continue; // a nested value
+            }
+            trimmed
+        };
+        let written = body
+            .strip_prefix(key)
+            .is_some_and(|after| after.trim_start().starts_with(':'));
+        if written {
+            seen.push(here);
+            if let [first, second] = seen[..] {
+                return Some((
+                    second,
+                    format!("{path}`{key}` is written twice (first at line {first}); give each key once"),
+                ));
+            }
+        }
+    }
+    None
 }

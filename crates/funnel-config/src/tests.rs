@@ -491,3 +491,26 @@ fn config_listen_address_error_says_what_is_expected() {
         );
     }
 }
+
+/// A key written twice in one mapping (a second `pool:` section appended
+/// at the end of the file) is reported at the second one, with the line
+/// of the first, not at line 1 column 1 where the mapping starts.
+#[test]
+fn config_duplicate_key_points_at_the_second_one() {
+    let yaml =
+        format!("{MINIMAL}pool:\n  max_per_core: 4\nlog:\n  level: info\npool:\n  min_idle_per_core: 1\n");
+    let (line, column, message) = parse_error(&yaml);
+    assert_eq!((line, column), (Some(14), Some(1)), "{message}");
+    assert!(
+        message.contains("`pool`") && message.contains("line 10"),
+        "{message}"
+    );
+
+    let nested = format!("{MINIMAL}pool:\n  max_per_core: 4\n  idle_timeout: 1s\n  max_per_core: 8\n");
+    let (line, column, message) = parse_error(&nested);
+    assert_eq!((line, column), (Some(13), Some(3)), "{message}");
+    assert!(
+        message.starts_with("pool: ") && message.contains("line 11"),
+        "{message}"
+    );
+}
