@@ -761,6 +761,50 @@ fn admin_set_refuses_a_restart_only_key() {
     assert!(cfg.iter().any(|l| l.trim() == "idle_timeout: 30s"), "{cfg:?}");
 }
 
+/// Backend connections of every core, as `SHOW POOLS` counts them.
+fn pool_connections(admin: &mut Conn) -> usize {
+    let pools: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
+    pools
+        .iter()
+        .map(|r| {
+            ["idle", "leased", "opening"]
+                .iter()
+                .map(|c| r.get::<String, _>(*c).unwrap().parse::<usize>().unwrap())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+/// Runs `n` `SELECT SLEEP(0.5)` at once, so the pools open `n` connections.
+fn burst(e: &Env, n: usize) {
+    let clients: Vec<Conn> = (0..n).map(|_| e.client()).collect();
+    let running: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| thread::spawn(move || c.query_drop("SELECT SLEEP(0.5)").unwrap()))
+        .collect();
+    for r in running {
+        r.join().unwrap();
+    }
+}
+
+/// `pool.idle_timeout: 0s` means never, as configuration.md says (and
+/// PgBouncer's `server_idle_timeout = 0`): connections above
+/// `min_idle_per_core` stay open, rather than close within the second.
+#[test]
+fn admin_pool_idle_timeout_zero_keeps_idle_connections() {
+    let e = env(
+        "admidlezero",
+        "pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n  idle_timeout: 0s\n",
+    );
+    let mut admin = e.admin();
+    burst(&e, 4);
+    let opened = pool_connections(&mut admin);
+    assert!(opened >= 4, "{opened}");
+    // The pools' upkeep runs every second.
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(pool_connections(&mut admin), opened);
+}
+
 /// `SHOW CLIENTS` says how many prepared statements each client holds, so
 /// the client that leaks them (ERR 1461, operations.md) can be found; a
 /// close lowers the count.

@@ -639,7 +639,11 @@ impl Pool {
         for (i, c) in all.into_iter().enumerate() {
             let stale = c.server_spoke_while_idle();
             let old = !lifetime.is_zero() && c.opened_at.elapsed() >= lifetime;
-            let surplus = i >= min && total_idle > min && c.idle_since.elapsed() >= idle_timeout;
+            // `idle_timeout` 0 means never, as `max_lifetime` 0 does.
+            let surplus = !idle_timeout.is_zero()
+                && i >= min
+                && total_idle > min
+                && c.idle_since.elapsed() >= idle_timeout;
             if stale || old || surplus {
                 self.stats
                     .backend_discarded
