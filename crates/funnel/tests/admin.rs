@@ -805,6 +805,35 @@ fn admin_pool_idle_timeout_zero_keeps_idle_connections() {
     assert_eq!(pool_connections(&mut admin), opened);
 }
 
+/// Lowering `pool.max_per_core` (live) bounds the connections at once:
+/// idle ones above the new size close, and the pool no longer lends more
+/// than it, as PgBouncer does when `pool_size` is lowered.
+#[test]
+fn admin_pool_max_per_core_lowered_closes_the_surplus() {
+    let e = env("admshrink", "pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n");
+    let mut admin = e.admin();
+    burst(&e, 6);
+    assert!(pool_connections(&mut admin) >= 4, "the burst opened connections");
+    admin.query_drop("SET pool.max_per_core = 1").unwrap();
+    // 2 cores, 1 connection each; `idle_timeout` (60 s) reaps nothing here.
+    assert!(pool_connections(&mut admin) <= 2);
+    let busy = thread::spawn({
+        let clients: Vec<Conn> = (0..4).map(|_| e.client()).collect();
+        move || {
+            let running: Vec<_> = clients
+                .into_iter()
+                .map(|mut c| thread::spawn(move || c.query_drop("SELECT SLEEP(0.5)").unwrap()))
+                .collect();
+            for r in running {
+                r.join().unwrap();
+            }
+        }
+    });
+    thread::sleep(Duration::from_millis(250));
+    assert!(pool_connections(&mut admin) <= 2);
+    busy.join().unwrap();
+}
+
 /// `SHOW CLIENTS` says how many prepared statements each client holds, so
 /// the client that leaks them (ERR 1461, operations.md) can be found; a
 /// close lowers the count.

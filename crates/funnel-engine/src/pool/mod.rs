@@ -405,6 +405,15 @@ impl Pool {
         self.limits.set(limits);
         self.own_deadline
             .set(conn::Deadline::connect(limits.connect_timeout));
+        // A smaller pool: the idle connections above the new size close now,
+        // the busy ones as they come back (`release`).
+        while self.slots.get() > limits.max {
+            let Some(conn) = self.take_oldest_idle() else {
+                break;
+            };
+            Stats::bump(&self.stats.backend_discarded);
+            drop(conn);
+        }
         // A larger pool serves the commands already waiting first, in
         // their order, not only the ones that arrive from now on.
         self.open_for_waiters();
@@ -560,6 +569,11 @@ impl Pool {
             return;
         }
         if conn.stmts.len() > self.statement_cap.get() {
+            self.discard(conn);
+            return;
+        }
+        if self.slots.get() > self.limits.get().max {
+            // `max_per_core` was lowered: close down to the new size.
             self.discard(conn);
             return;
         }
