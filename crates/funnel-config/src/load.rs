@@ -66,11 +66,34 @@ fn parse_error(text: &str, err: serde_yaml::Error) -> ConfigError {
             message = text;
         }
     }
+    if let (Some(line), Some(column)) = (line, column) {
+        if let Some(hint) = slip_hint(text, &message, line, column) {
+            message.push_str(hint);
+        }
+    }
     ConfigError::Parse {
         line,
         column,
         message,
     }
+}
+
+/// A word on the YAML slips a new user makes most, which the parser
+/// reports in its own terms.
+fn slip_hint(text: &str, message: &str, line: usize, column: usize) -> Option<&'static str> {
+    let at = text.lines().nth(line.checked_sub(1)?)?;
+    if message.starts_with("unknown anchor") && at.contains('*') {
+        return Some(
+            " (in YAML an unquoted * starts an alias: quote a value that starts with *, \
+             such as a password_hash: \"*2AFD...\")",
+        );
+    }
+    let indent = &at[..at.len() - at.trim_start().len()];
+    let tab_at = at.chars().nth(column.checked_sub(1)?) == Some('\t');
+    if indent.contains('\t') || tab_at {
+        return Some(" (a tab: YAML indents with spaces only)");
+    }
+    None
 }
 
 /// serde_yaml reports a key written twice in one mapping at the mapping's

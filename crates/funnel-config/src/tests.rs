@@ -514,3 +514,24 @@ fn config_duplicate_key_points_at_the_second_one() {
         "{message}"
     );
 }
+
+/// The YAML slips a new user makes most, a `password_hash` not quoted
+/// (`*` starts an alias in YAML) and a tab in the indentation, are
+/// explained, not only reported in the YAML parser's words.
+#[test]
+fn config_common_yaml_slips_are_explained() {
+    let unquoted = MINIMAL.replace(
+        "    password: sbtest\nbackends",
+        "    password_hash: *2AFD99E79E4AA23DE141540F4179F64FFB3AC521\nbackends",
+    );
+    let (line, _, message) = parse_error(&unquoted);
+    assert_eq!(line, Some(4), "{message}");
+    assert!(
+        message.contains("unknown anchor") && message.contains("quote"),
+        "{message}"
+    );
+
+    let (line, _, message) = parse_error(&format!("{MINIMAL}pool:\n\tmax_per_core: 4\n"));
+    assert_eq!(line, Some(11), "{message}");
+    assert!(message.contains("tab"), "{message}");
+}
