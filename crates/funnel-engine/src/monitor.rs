@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 
@@ -44,6 +44,24 @@ struct History {
     answers: u64,
 }
 
+/// How often the wait for the next round reads `monitor.interval` again.
+const REREAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Waits `monitor.interval` from now, as the configuration says while it
+/// waits: a reload that shortens a long interval applies within a second,
+/// not after the old interval.
+async fn next_round(shard: &Shard) {
+    let since = Instant::now();
+    loop {
+        let due = since + shard.config().monitor.interval.as_duration();
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        rt::sleep((due - now).min(REREAD_INTERVAL)).await;
+    }
+}
+
 /// Runs until the shard stops.
 pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
     // By pool id: a backend given a new address or login gets a new pool,
@@ -58,7 +76,7 @@ pub async fn run(shard: Rc<Shard>, stopping: impl Fn() -> bool) {
         // is checked, the router cannot tell a writer from a read-only
         // replica, and writes wait.
         if let Some(added) = added.take() {
-            futures_lite::future::or(rt::sleep(cfg.monitor.interval.as_duration()), added).await;
+            futures_lite::future::or(next_round(&shard), added).await;
         }
         added = Some(shard.backends.backend_added());
         let checked: Vec<_> = shard

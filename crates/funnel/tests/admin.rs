@@ -834,6 +834,30 @@ fn admin_pool_max_per_core_lowered_closes_the_surplus() {
     busy.join().unwrap();
 }
 
+/// Seconds since the health monitor last checked backend `primary`.
+fn last_check_s_ago(admin: &mut Conn) -> Option<f64> {
+    let rows: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+    let ago: Option<String> = rows[0].get("last_check_s_ago").unwrap();
+    ago.map(|s| s.parse().unwrap())
+}
+
+/// `monitor.interval` is live: shortened by a reload, the next check
+/// comes within the new interval, not after the old one runs out.
+#[test]
+fn admin_monitor_interval_shortened_applies_at_once() {
+    let e = env("admmoninterval", "monitor:\n  interval: 60s\n");
+    let mut admin = e.admin();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_check_s_ago(&mut admin).is_none() {
+        assert!(Instant::now() < deadline, "no first check");
+        thread::sleep(Duration::from_millis(50));
+    }
+    admin.query_drop("SET monitor.interval = 1s").unwrap();
+    thread::sleep(Duration::from_millis(3500));
+    let ago = last_check_s_ago(&mut admin).unwrap();
+    assert!(ago < 2.5, "last check {ago} s ago");
+}
+
 /// `SHOW CLIENTS` says how many prepared statements each client holds, so
 /// the client that leaks them (ERR 1461, operations.md) can be found; a
 /// close lowers the count.
