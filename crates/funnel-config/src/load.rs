@@ -58,6 +58,7 @@ fn parse_error(text: &str, err: serde_yaml::Error) -> ConfigError {
         let suffix = format!(" at line {} column {}", loc.line(), loc.column());
         message = message.replacen(&suffix, "", 1);
     }
+    message = plain_types(&message);
     let mut line = location.as_ref().map(|l| l.line());
     let column = location.as_ref().map(|l| l.column());
     if let (Some(at), Some(column)) = (line, column) {
@@ -138,4 +139,20 @@ fn duplicate_key(text: &str, message: &str, line: usize, column: usize) -> Optio
         }
     }
     None
+}
+
+/// serde names the Rust type it expected (`expected struct LogConfig`,
+/// `expected u32`); says what that is in the file instead.
+fn plain_types(message: &str) -> String {
+    let mut out = message.to_owned();
+    if let Some(at) = out.find("expected struct ") {
+        out.truncate(at);
+        out.push_str("expected a section: the key alone on its line, then indented `key: value` lines");
+    }
+    for rust in ["expected u32", "expected u64", "expected usize", "expected u16"] {
+        if let Some(rest) = out.strip_suffix(rust) {
+            out = format!("{rest}expected a whole number, 0 or more");
+        }
+    }
+    out
 }

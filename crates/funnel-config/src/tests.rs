@@ -535,3 +535,20 @@ fn config_common_yaml_slips_are_explained() {
     assert_eq!(line, Some(11), "{message}");
     assert!(message.contains("tab"), "{message}");
 }
+
+/// A value of the wrong shape is described in the file's terms, not by
+/// the Rust type behind it (`expected struct LogConfig`, `expected u32`).
+#[test]
+fn config_wrong_shape_is_described_without_rust_type_names() {
+    let (_, _, message) = parse_error(&format!("{MINIMAL}log: debug\n"));
+    assert!(
+        message.starts_with("log: ") && message.contains("a section"),
+        "{message}"
+    );
+    assert!(!message.contains("LogConfig"), "{message}");
+    let (_, _, message) = parse_error(&format!("{MINIMAL}pool:\n  max_per_core: 1.5\n"));
+    assert!(
+        message.contains("a whole number") && !message.contains("u32"),
+        "{message}"
+    );
+}
