@@ -340,6 +340,10 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
     let mut changed = false;
+    // Select items the calls are part of (`LAST_INSERT_ID() + 1`): each
+    // gets its own text as its name once its end is copied.
+    let items = select_items(sql);
+    let mut to_name: Option<(usize, usize)> = None;
     each_mention(sql, |mention, start, end, at| {
         let server_answers = match mention {
             Mention::ConnectionId => false,
@@ -363,6 +367,10 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
             },
             Mention::FoundRows => return,
         };
+        if let Some((item_start, item_end)) = to_name.filter(|&(_, e)| e <= start) {
+            name_item(&mut out, sql, &mut copied, item_start, item_end);
+            to_name = None;
+        }
         out.extend_from_slice(&sql[copied..start]);
         let _ = write!(Lit(&mut out), "{value}");
         if is_select_item(sql, start, end) {
@@ -370,6 +378,12 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
             out.extend_from_slice(b" AS `");
             out.extend_from_slice(&sql[start..end]);
             out.push(b'`');
+        } else if to_name.is_none() {
+            to_name = items
+                .iter()
+                .find(|&&(s, e)| s <= start && end <= e)
+                .copied()
+                .filter(|&(s, e)| nameable_item(&sql[s..e]));
         }
         copied = end;
         changed = true;
@@ -377,8 +391,186 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
     if !changed {
         return None;
     }
+    if let Some((item_start, item_end)) = to_name {
+        name_item(&mut out, sql, &mut copied, item_start, item_end);
+    }
     out.extend_from_slice(&sql[copied..]);
     Some(out)
+}
+
+/// Copies `sql` up to `item_end` and names the item there by its text
+/// (`item_start..item_end`), as the server names it unaliased.
+fn name_item(out: &mut Vec<u8>, sql: &[u8], copied: &mut usize, item_start: usize, item_end: usize) {
+    out.extend_from_slice(&sql[*copied..item_end]);
+    out.extend_from_slice(b" AS `");
+    for &b in &sql[item_start..item_end] {
+        if b == b'`' {
+            out.push(b'`');
+        }
+        out.push(b);
+    }
+    out.push(b'`');
+    *copied = item_end;
+}
+
+/// Words that end a select list (at depth 0).
+const LIST_ENDS: [&[u8]; 16] = [
+    b"FROM",
+    b"INTO",
+    b"WHERE",
+    b"GROUP",
+    b"HAVING",
+    b"ORDER",
+    b"LIMIT",
+    b"UNION",
+    b"EXCEPT",
+    b"INTERSECT",
+    b"FOR",
+    b"LOCK",
+    b"WINDOW",
+    b"PROCEDURE",
+    b"OFFSET",
+    b"FETCH",
+];
+
+/// The items of the select list of each statement of `sql` that starts
+/// with `SELECT`, each as the range of its text without the spaces around
+/// it (what the server names an unaliased item by).
+fn select_items(sql: &[u8]) -> Vec<(usize, usize)> {
+    let mut items = Vec::new();
+    let mut stmt_start = 0;
+    while stmt_start < sql.len() {
+        let mut i = stmt_start;
+        let rest = super::sql_lex::skip_leading_comments(&sql[stmt_start..]);
+        let in_list = super::sql_lex::first_word_is(rest, b"SELECT");
+        if in_list {
+            i = sql.len() - rest.len() + 6;
+        }
+        let mut item_start = i;
+        let mut depth = 0usize;
+        let mut listing = in_list;
+        let push = |from: usize, to: usize, items: &mut Vec<(usize, usize)>| {
+            let text = &sql[from..to];
+            let lead = text.len() - text.trim_ascii_start().len();
+            let trail = text.len() - text.trim_ascii_end().len();
+            if from + lead < to - trail {
+                items.push((from + lead, to - trail));
+            }
+        };
+        while i < sql.len() {
+            if let Some(next) = skip_string_or_comment(sql, i) {
+                i = next;
+                continue;
+            }
+            match sql[i] {
+                b';' => break,
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b',' if listing && depth == 0 => {
+                    push(item_start, i, &mut items);
+                    item_start = i + 1;
+                }
+                c if c.is_ascii_alphabetic() || c == b'_' => {
+                    let end = word_end(sql, i);
+                    let word = &sql[i..end];
+                    if listing
+                        && depth == 0
+                        && (i == 0 || sql[i - 1] != b'.')
+                        && LIST_ENDS.iter().any(|w| word.eq_ignore_ascii_case(w))
+                    {
+                        push(item_start, i, &mut items);
+                        listing = false;
+                    }
+                    i = end;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if listing {
+            push(item_start, i, &mut items);
+        }
+        stmt_start = i + 1;
+    }
+    items
+}
+
+/// Select options that may open a select list: not part of an item's name.
+const SELECT_OPTIONS: [&[u8]; 11] = [
+    b"ALL",
+    b"DISTINCT",
+    b"DISTINCTROW",
+    b"HIGH_PRIORITY",
+    b"STRAIGHT_JOIN",
+    b"SQL_SMALL_RESULT",
+    b"SQL_BIG_RESULT",
+    b"SQL_BUFFER_RESULT",
+    b"SQL_CACHE",
+    b"SQL_NO_CACHE",
+    b"SQL_CALC_FOUND_ROWS",
+];
+
+/// True when the select item `item` surely has no alias of its own and
+/// its text is its name as it stands, so an `AS` with that text may
+/// follow it: plain ASCII without comments or an `AS` outside
+/// parentheses, not opened by a select option, and ending in `)`, a
+/// number, `NULL`, `TRUE`, `FALSE` or a name right after an operator
+/// (any other last word may be an alias: `LAST_INSERT_ID() id`).
+fn nameable_item(item: &[u8]) -> bool {
+    if item.len() > 256 || !item.is_ascii() {
+        return false;
+    }
+    let first = &item[..word_end(item, 0)];
+    if SELECT_OPTIONS.iter().any(|w| first.eq_ignore_ascii_case(w)) {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < item.len() {
+        match item[i] {
+            b'\'' | b'"' | b'`' => i = super::sql_lex::skip_quoted(item, i, item[i]),
+            b'#' | b'/' | b'-' if skip_string_or_comment(item, i).is_some() => return false,
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' => {
+                let end = word_end(item, i);
+                if depth == 0 && item[i..end].eq_ignore_ascii_case(b"AS") {
+                    return false;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    if item.ends_with(b")") {
+        return true;
+    }
+    let word_start = item
+        .iter()
+        .rposition(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.'))
+        .map_or(0, |p| p + 1);
+    let word = &item[word_start..];
+    if word.is_empty() {
+        return false;
+    }
+    if word.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        || [&b"NULL"[..], b"TRUE", b"FALSE"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+    {
+        return true;
+    }
+    item[..word_start]
+        .trim_ascii_end()
+        .last()
+        .is_some_and(|c| b"+-*/%=<>&|^".contains(c))
 }
 
 /// True when `sql[start..end]` is a whole item of a select list: after
@@ -495,7 +687,7 @@ mod tests {
         );
         assert_eq!(
             sub("SELECT CONNECTION_ID() + 1").as_deref(),
-            Some("SELECT CAST(0000000099 AS UNSIGNED) + 1")
+            Some("SELECT CAST(0000000099 AS UNSIGNED) + 1 AS `CONNECTION_ID() + 1`")
         );
         assert_eq!(sub("SELECT 1"), None);
         assert_eq!(sub("SELECT `LAST_INSERT_ID()` FROM t"), None);
@@ -642,14 +834,74 @@ mod tests {
         assert_eq!(
             sub("SELECT 1 - ROW_COUNT(), FOUND_ROWS()").as_deref(),
             Some(
-                "SELECT 1 - CAST(-00000000000000000001 AS SIGNED), \
+                "SELECT 1 - CAST(-00000000000000000001 AS SIGNED) AS `1 - ROW_COUNT()`, \
                  CAST(000000000000000000000 AS SIGNED) AS `FOUND_ROWS()`"
             )
         );
         assert_eq!(
             sub("SELECT LAST_INSERT_ID() = CONNECTION_ID()").as_deref(),
-            Some("SELECT CAST(018446744073709551615 AS UNSIGNED) = CAST(4294967295 AS UNSIGNED)")
+            Some(
+                "SELECT CAST(018446744073709551615 AS UNSIGNED) = CAST(4294967295 AS UNSIGNED) \
+                 AS `LAST_INSERT_ID() = CONNECTION_ID()`"
+            )
         );
+    }
+
+    /// A select item with a call inside it keeps the name the server
+    /// gives it unaliased, its text (soak seed 110002:
+    /// `SELECT CONNECTION_ID() = CONNECTION_ID()` was named after the
+    /// replaced text); one that may have an alias of its own, or whose
+    /// text is not surely its name, is left as it is.
+    #[test]
+    fn rewrite_keeps_the_names_of_items_around_calls() {
+        let named = [
+            (
+                "SELECT CONNECTION_ID() = CONNECTION_ID()",
+                "SELECT CAST(0000000099 AS UNSIGNED) = CAST(0000000099 AS UNSIGNED) \
+                 AS `CONNECTION_ID() = CONNECTION_ID()`",
+            ),
+            (
+                "SELECT  LAST_INSERT_ID() + 1 , IFNULL(ROW_COUNT(), 0) FROM t",
+                "SELECT  CAST(000000000000000000042 AS UNSIGNED) + 1 AS `LAST_INSERT_ID() + 1` , \
+                 IFNULL(CAST(000000000000000000003 AS SIGNED), 0) AS `IFNULL(ROW_COUNT(), 0)` FROM t",
+            ),
+            (
+                "SELECT ROW_COUNT() > t.v, FOUND_ROWS() IS NULL, `x``y` + ROW_COUNT() FROM t",
+                "SELECT CAST(000000000000000000003 AS SIGNED) > t.v AS `ROW_COUNT() > t.v`, \
+                 CAST(000000000000000000007 AS SIGNED) IS NULL AS `FOUND_ROWS() IS NULL`, \
+                 `x``y` + CAST(000000000000000000003 AS SIGNED) AS ```x````y`` + ROW_COUNT()` FROM t",
+            ),
+            (
+                "SELECT LAST_INSERT_ID(), LAST_INSERT_ID() - 1; SELECT CONNECTION_ID() + 0",
+                "SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID()`, \
+                 CAST(000000000000000000042 AS UNSIGNED) - 1 AS `LAST_INSERT_ID() - 1`; \
+                 SELECT CAST(0000000099 AS UNSIGNED) + 0 AS `CONNECTION_ID() + 0`",
+            ),
+            (
+                "SELECT (SELECT ROW_COUNT()) * 2 FROM t WHERE id = ROW_COUNT()",
+                "SELECT (SELECT CAST(000000000000000000003 AS SIGNED)) * 2 \
+                 AS `(SELECT ROW_COUNT()) * 2` FROM t WHERE id = CAST(000000000000000000003 AS SIGNED)",
+            ),
+        ];
+        for (sql, want) in named {
+            assert_eq!(sub(sql).as_deref(), Some(want), "{sql}");
+        }
+        // An alias of its own (explicit or not), a select option, a
+        // comment, text that is not ASCII, a statement that is no SELECT.
+        for sql in [
+            "SELECT LAST_INSERT_ID() + 1 AS n",
+            "SELECT LAST_INSERT_ID() + 1 n",
+            "SELECT LAST_INSERT_ID() + 1 'n'",
+            "SELECT LAST_INSERT_ID() x, ROW_COUNT() + 0 `y` FROM t",
+            "SELECT DISTINCT LAST_INSERT_ID() + 1",
+            "SELECT LAST_INSERT_ID() /* c */ + 1",
+            "SELECT LAST_INSERT_ID() + LENGTH('\u{e9}')",
+            "INSERT INTO t VALUES (LAST_INSERT_ID() + 1)",
+            "UPDATE t SET v = ROW_COUNT() + 1",
+        ] {
+            let out = sub(sql).unwrap();
+            assert!(!out.contains(" AS `"), "{sql}: {out}");
+        }
     }
 
     /// Pinned by a `SET` (`SET sql_auto_is_null = 1`), the connection's
