@@ -13,7 +13,8 @@
 //! `FUNNEL_DIFF_ITERATIONS=n` runs n seeds (a soak), `FUNNEL_DIFF_CLIENTS`
 //! and `FUNNEL_DIFF_OPS` size each seed's scripts, `FUNNEL_DIFF_PRINT=1`
 //! prints every script, `FUNNEL_DIFF_MORE=0` leaves out the steps of
-//! [`more_op`] (the scripts seeds made before they were added).
+//! [`more_op`] and [`extra_op`], `FUNNEL_DIFF_MORE=1` those of
+//! [`extra_op`] (the scripts seeds made before they were added).
 
 use std::fmt::Write as _;
 use std::sync::Once;
@@ -56,6 +57,8 @@ enum Op {
     ChangeUser,
     /// Disconnect and log in again: a new session.
     Reconnect,
+    /// `COM_PING`.
+    Ping,
 }
 
 impl std::fmt::Display for Op {
@@ -69,6 +72,7 @@ impl std::fmt::Display for Op {
             Op::Reset => write!(f, "COM_RESET_CONNECTION"),
             Op::ChangeUser => write!(f, "COM_CHANGE_USER"),
             Op::Reconnect => write!(f, "(reconnect)"),
+            Op::Ping => write!(f, "COM_PING"),
         }
     }
 }
@@ -307,7 +311,8 @@ const VAR_PREPARES: &[&str] = &[
 /// Reads of what [`VAR_PREPARES`] assigns, by any client.
 const VAR_READS: &[&str] = &["SELECT @y, @w, @t", "SELECT @y", "SELECT @w, @t, @y IS NULL"];
 
-/// The functions of [`STATE_WRITERS`] and [`STATE_READERS`], created in
+/// The functions of [`STATE_WRITERS`] and [`STATE_READERS`] (and the
+/// procedures of [`EXTRA`]), created in
 /// both of each client's schemas (a function of the current schema runs
 /// without a schema switch, which the server would report).
 const STORED_CODE: &[&str] = &[
@@ -321,6 +326,9 @@ const STORED_CODE: &[&str] = &[
     "CREATE FUNCTION f_read() RETURNS VARCHAR(200) DETERMINISTIC \
      RETURN CONCAT_WS('|', @trig, @fx, @@time_zone, @@div_precision_increment)",
     "CREATE FUNCTION f_sq(n INT) RETURNS INT DETERMINISTIC RETURN n * n",
+    "CREATE PROCEDURE p_li() SELECT LAST_INSERT_ID(), @@time_zone",
+    "CREATE PROCEDURE p_tz() BEGIN SET time_zone = '+03:00'; SELECT @@time_zone; END",
+    "CREATE PROCEDURE p_ins() BEGIN INSERT INTO t (v, s) VALUES (9, 'c'); SELECT LAST_INSERT_ID(); END",
 ];
 
 /// One random step, weighted towards what moves session state; now and
@@ -477,6 +485,12 @@ const MORE_VARS: &[&str] = &[
     "SET sql_auto_is_null = 1",
     "SET sql_auto_is_null = 0",
     "SET insert_id = 50",
+    // Under `sql_auto_is_null`, `WHERE id IS NULL` reads the row of the
+    // connection's last insert: only right after an insert in the same
+    // query, which runs on the connection the read does. An insert made
+    // before the pin ran elsewhere, and the server's flag for it cannot
+    // be set (docs/multiplexing.md, known limits; seeds 90243, 90677).
+    "INSERT INTO t (v, s) VALUES (8, 'n'); SELECT id FROM t WHERE id IS NULL",
     "SELECT LAST_INSERT_ID(42)",
 ];
 const MORE_READS: &[&str] = &[
@@ -492,7 +506,6 @@ const MORE_READS: &[&str] = &[
     "SELECT @s, @d, @n, @i",
     "SELECT @s, @d + 1, CONCAT(@i, @s)",
     "SELECT @@timestamp > 1600000001, @@sql_auto_is_null, @@insert_id",
-    "SELECT id FROM t WHERE id IS NULL",
     // A backslash, which NO_BACKSLASH_ESCAPES makes a plain character.
     "SELECT 'a\\b', LENGTH('a\\b'), @@sql_mode",
 ];
@@ -507,18 +520,85 @@ fn more_op(rng: &mut Rng) -> Op {
     }
 }
 
-/// A client's script: the steps of [`ops`], and between them, from a
-/// stream of its own, those of [`more_op`] (unless `FUNNEL_DIFF_MORE=0`,
-/// which gives the scripts of the soaks before they were added: the
-/// [`ops`] steps are the same either way, in the same order).
+/// Session features the other steps do not reach: SQL prepared
+/// statements and `EXECUTE IMMEDIATE`, procedures, sequences,
+/// `GET DIAGNOSTICS`, `HANDLER`, a temporary table that hides a table,
+/// lock wait options, `SET LOCAL` and `@@local.`, `SHOW VARIABLES`,
+/// `:=` assignments, a `NULL` result charset, `COM_PING`.
+const EXTRA: &[&str] = &[
+    "PREPARE ps FROM 'SELECT id, v FROM t ORDER BY id'",
+    "PREPARE ps FROM 'SELECT @@time_zone, ? + 1'",
+    "EXECUTE ps USING 4",
+    "EXECUTE ps",
+    "DEALLOCATE PREPARE ps",
+    "EXECUTE IMMEDIATE 'SELECT @@sql_mode, ?' USING 3",
+    "EXECUTE IMMEDIATE 'INSERT INTO t (v, s) VALUES (6, ''i'')'",
+    "CALL p_li()",
+    "CALL p_tz()",
+    "CALL p_ins()",
+    "SELECT NEXTVAL(sq)",
+    "SELECT LASTVAL(sq), PREVIOUS VALUE FOR sq",
+    "SELECT SETVAL(sq, 50)",
+    "GET DIAGNOSTICS @gn = NUMBER",
+    "GET DIAGNOSTICS CONDITION 1 @ge = MYSQL_ERRNO",
+    "SELECT @gn, @ge",
+    "HANDLER t OPEN",
+    "HANDLER t READ FIRST",
+    "HANDLER t READ NEXT",
+    "HANDLER t CLOSE",
+    "CREATE TEMPORARY TABLE k (id INT PRIMARY KEY, v INT, w INT DEFAULT 3)",
+    "DROP TEMPORARY TABLE IF EXISTS k",
+    "SELECT * FROM k ORDER BY id",
+    "SELECT id FROM t WHERE id = 1 FOR UPDATE NOWAIT",
+    "SELECT v FROM k WHERE id = 1 LOCK IN SHARE MODE WAIT 2",
+    "SET LOCAL time_zone = '+04:00'",
+    "SET @@local.sql_mode = 'ANSI_QUOTES'",
+    "SELECT @@local.time_zone, @@session.sql_mode",
+    "SHOW SESSION VARIABLES LIKE 'time_zone'",
+    "SHOW VARIABLES WHERE Variable_name IN ('sql_mode', 'autocommit', 'character_set_results')",
+    "SET @u := 6",
+    "SELECT @u := IFNULL(@u, 0) + 1",
+    "SET character_set_results = NULL",
+    "SET character_set_client = latin1",
+    "SELECT CONNECTION_ID() = CONNECTION_ID()",
+    "SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1; SELECT FOUND_ROWS()",
+    "BEGIN; UPDATE k SET v = v + 2 WHERE id = 2; COMMIT",
+];
+/// What [`EXTRA`] prepares with the binary protocol.
+const EXTRA_PREPARED: &[&str] = &[
+    "SELECT * FROM k ORDER BY id",
+    "SELECT NEXTVAL(sq)",
+    "SELECT @gn, @ge, @u",
+    "SELECT @@local.time_zone",
+];
+
+/// One step of [`EXTRA`] or [`EXTRA_PREPARED`].
+fn extra_op(rng: &mut Rng) -> Op {
+    match rng.below(12) {
+        0 => Op::Exec(rng.pick(EXTRA_PREPARED).to_owned()),
+        1 => Op::Prepare(rng.pick(EXTRA_PREPARED).to_owned()),
+        2 => Op::Ping,
+        _ => Op::Query(rng.pick(EXTRA).to_owned()),
+    }
+}
+
+/// A client's script: the steps of [`ops`], and between them, from
+/// streams of their own, those of [`more_op`] and [`extra_op`].
+/// `FUNNEL_DIFF_MORE=0` gives the scripts of the soaks before either was
+/// added, `1` those before [`extra_op`] (both: up to list changes made
+/// since); the [`ops`] steps are the same either way, in the same order.
 fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(client as u64));
     let mut more = Rng::new(!seed.wrapping_mul(1_000_033).wrapping_add(client as u64));
-    let with_more = env_or("FUNNEL_DIFF_MORE", 1) != 0;
+    let mut extra = Rng::new(!seed.wrapping_mul(1_000_037).wrapping_add(client as u64 + 7));
+    let level = env_or("FUNNEL_DIFF_MORE", 2);
     let mut script = Vec::with_capacity(len + 8);
     while script.len() < len {
-        if with_more && more.below(10) == 0 {
+        if level >= 1 && more.below(10) == 0 {
             script.push(more_op(&mut more));
+        }
+        if level >= 2 && extra.below(8) == 0 {
+            script.push(extra_op(&mut extra));
         }
         script.extend(ops(&mut rng));
     }
@@ -701,6 +781,7 @@ fn run_op(conn: &mut Option<Conn>, op: &Op, names: &Names, connect: &dyn Fn() ->
             .change_user(mysql::ChangeUserOpts::DEFAULT)
             .map(|()| Vec::new()),
         Op::Reconnect => Ok(Vec::new()),
+        Op::Ping => conn.ping().map(|()| Vec::new()),
     };
     match sets {
         Ok(sets) => Outcome::Ok {
@@ -775,7 +856,9 @@ fn setup_schemas(db: &MariaDb, names: &Names) {
              IF NEW.v >= 100 THEN SET SESSION time_zone = '-07:00'; END IF; END; \
              CREATE TABLE ts (id INT PRIMARY KEY, s VARCHAR(64)) ENGINE=InnoDB; \
              INSERT INTO ts VALUES (1, NULL); \
-             CREATE TRIGGER ts_bu BEFORE UPDATE ON ts FOR EACH ROW SET NEW.s = @@time_zone",
+             CREATE TRIGGER ts_bu BEFORE UPDATE ON ts FOR EACH ROW SET NEW.s = @@time_zone; \
+             CREATE SEQUENCE sq START WITH {} NOCACHE",
+            offset + 1,
             offset + 1
         );
         // One trigger per table: a second one backs its table's first up
