@@ -1280,6 +1280,46 @@ fn differential_regressions_match_direct_mariadb() {
                ROW_COUNT() > 0, FOUND_ROWS() = 1 FROM t LIMIT 1"),
             q("SELECT LAST_INSERT_ID() + 1 n, ROW_COUNT() - 1 AS m"),
         ],
+        // A procedure's insert makes an id its CALL's OK does not carry:
+        // the server answers LAST_INSERT_ID() from then on (soak seeds
+        // 110009, 110025).
+        vec![
+            q("INSERT INTO t (v, s) VALUES (1, 'a')"),
+            q("CALL p_ins()"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+            q("UPDATE k SET v = v + 1"),
+            q("SELECT @@identity, ROW_COUNT()"),
+            Op::Exec("SELECT LAST_INSERT_ID()".into()),
+            q("SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1"),
+            q("CALL p_ins()"),
+            q("SELECT LAST_INSERT_ID(), FOUND_ROWS()"),
+        ],
+        vec![
+            q("SET sql_auto_is_null = 1"),
+            q("CALL p_li()"),
+            q("CALL p_ins()"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        ],
+        // COM_PING is a statement to the server: ROW_COUNT() reads 0
+        // after it, pinned or not (soak seed 110022 and 13 more).
+        vec![
+            q("UPDATE k SET v = v + 1"),
+            Op::Ping,
+            q("SELECT ROW_COUNT()"),
+            q("SET sql_auto_is_null = 1"),
+            q("SELECT id FROM t ORDER BY id"),
+            Op::Ping,
+            q("SELECT ROW_COUNT()"),
+        ],
+        // GET DIAGNOSTICS leaves ROW_COUNT() as it was (soak seed 110131).
+        vec![
+            q("UPDATE k SET v = v + 1"),
+            q("GET DIAGNOSTICS @gn = NUMBER"),
+            q("SELECT ROW_COUNT()"),
+            q("SELECT CAST('x' AS SIGNED)"),
+            q("GET DIAGNOSTICS CONDITION 1 @ge = MYSQL_ERRNO"),
+            q("SELECT ROW_COUNT(), @ge"),
+        ],
     ];
     let (db, proxy, _admin) = start();
     let failures = compare(db, proxy.local_addr().port(), "reg", &scripts);

@@ -624,6 +624,11 @@ impl Session {
             Plan::Quit => Err(End::Closed),
             Plan::ReplyOk => {
                 self.buf.consume(total);
+                // The server answers `COM_PING` with `my_ok`, as a
+                // statement: ROW_COUNT() reads 0 after it. A pinned
+                // connection's count is still its last statement's.
+                self.last.row_count = 0;
+                self.own_row_count_next = self.sticky();
                 let ok = OkPacket {
                     status: self.client_status(),
                     ..Default::default()
@@ -1460,6 +1465,20 @@ impl Session {
             // connection: the server answers for it from now on.
             self.pin(PinReason::PreviousStatementInfo);
         }
+        if ok
+            && f.pin == Some(PinReason::StoredProcedure)
+            && self.pins.contains(PinReason::StoredProcedure)
+            && !self.insert_id_pinned()
+        {
+            // A procedure's inserts make ids its CALL's OK does not carry
+            // (`CALL p()` that inserts, then `SELECT LAST_INSERT_ID()`):
+            // the connection, given the client's id before the CALL (see
+            // `forward`), holds the client's from now on, and the server
+            // answers for it, as for ROW_COUNT() and, once the CALL
+            // returned rows, FOUND_ROWS() (soak seeds 110009, 110025).
+            self.pin_beside(PinReason::PreviousStatementInfo);
+            self.insert_id_on_server = true;
+        }
         // `SELECT ... INTO` returns no rows but leaves the count it
         // selected for FOUND_ROWS(), also when it fails for
         // selecting too many (ER_TOO_MANY_ROWS, count 1; another
@@ -1511,6 +1530,9 @@ impl Session {
         // A multi-statement query answers for its last statement.
         if summary.error.is_some() || summary.ended_with_result_set {
             self.last.row_count = -1;
+        } else if f.diagnostics && summary.result_sets == 0 {
+            // `GET DIAGNOSTICS` sets its OK without `my_ok`: ROW_COUNT()
+            // still reads the statement's before it (soak seed 110131).
         } else {
             self.last.row_count = summary.affected_rows as i64;
         }
