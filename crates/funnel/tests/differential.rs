@@ -1320,6 +1320,23 @@ fn differential_regressions_match_direct_mariadb() {
             q("GET DIAGNOSTICS CONDITION 1 @ge = MYSQL_ERRNO"),
             q("SELECT ROW_COUNT(), @ge"),
         ],
+        vec![
+            q("SET character_set_results = utf8mb4"),
+            q("GET DIAGNOSTICS CONDITION 1 @ge = MYSQL_ERRNO"),
+            q("SELECT ROW_COUNT()"),
+            q("SELECT ROW_COUNT()"),
+        ],
+        // A HANDLER read returns rows but leaves FOUND_ROWS() as it was
+        // (soak seed 110180).
+        vec![
+            q("SELECT id, v FROM k ORDER BY id"),
+            q("HANDLER t OPEN"),
+            q("HANDLER t READ FIRST"),
+            q("SELECT FOUND_ROWS()"),
+            q("HANDLER t READ NEXT"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+            q("HANDLER t CLOSE"),
+        ],
     ];
     let (db, proxy, _admin) = start();
     let failures = compare(db, proxy.local_addr().port(), "reg", &scripts);

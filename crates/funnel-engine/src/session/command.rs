@@ -85,7 +85,7 @@ pub struct Forward {
     pub selects_into: bool,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
     pub diagnostics: bool,
-    /// `SHOW WARNINGS` / `SHOW ERRORS`: the server leaves what
+    /// `SHOW WARNINGS` / `SHOW ERRORS`, `HANDLER`: the server leaves what
     /// `FOUND_ROWS()` answers as it was (its rows are not a `SELECT`'s).
     pub keeps_found_rows: bool,
     /// It gives the connection a last insert id of its choosing
@@ -308,7 +308,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.pin_on_error = effect.pin_on_error;
             f.selects_into = effect.selects_into;
             f.diagnostics = effect.diagnostics;
-            f.keeps_found_rows = effect.diagnostics && shows_diagnostics(sql);
+            // A `HANDLER ... READ` returns rows but is no `SELECT`: the
+            // server leaves FOUND_ROWS() as it was (soak seed 110180).
+            f.keeps_found_rows = (effect.diagnostics && shows_diagnostics(sql))
+                || crate::session::sql_lex::first_word_is(sql, b"HANDLER");
             // Every statement that sets the id pins (`previous_statement_info`,
             // or `user_variable` for `SET @x = LAST_INSERT_ID(5)`): the scan is
             // skipped for the rest, such as every plain read.

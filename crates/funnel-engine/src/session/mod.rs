@@ -1532,7 +1532,12 @@ impl Session {
             self.last.row_count = -1;
         } else if f.diagnostics && summary.result_sets == 0 {
             // `GET DIAGNOSTICS` sets its OK without `my_ok`: ROW_COUNT()
-            // still reads the statement's before it (soak seed 110131).
+            // still reads the statement's before it (soak seed 110131),
+            // or -1 when it warned (no such condition: seeds 110263,
+            // 110373).
+            if summary.warnings > 0 {
+                self.last.row_count = -1;
+            }
         } else {
             self.last.row_count = summary.affected_rows as i64;
         }
