@@ -44,15 +44,18 @@ free_port() {
 # sets MARIADB_PORT and MARIADB_PID. Root has no password over TCP.
 start_mariadb() {
   local dir=$1; shift
-  mkdir -p "$dir"
+  # Its own tmpdir: a starting mariadbd deletes every #sql* file in its
+  # tmpdir, in /tmp the temporary tables of every other server there.
+  mkdir -p "$dir/tmp"
   if [ ! -d "$dir/data/mysql" ]; then
-    mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+    mariadb-install-db --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" \
+      --auth-root-authentication-method=normal \
       --skip-test-db >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; return 1; }
   fi
   MARIADB_PORT=$(free_port)
   local user_arg=()
   [ "$(id -u)" -eq 0 ] && user_arg=(--user=root)
-  mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+  mariadbd --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
     --port="$MARIADB_PORT" --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin \
     --innodb-buffer-pool-size="${MARIADB_BUFFER_POOL:-256M}" --innodb-flush-log-at-trx-commit=2 \
     --max-connections="${MARIADB_MAX_CONNECTIONS:-151}" --log-error="$dir/error.log" \

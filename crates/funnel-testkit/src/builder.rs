@@ -66,6 +66,7 @@ impl MariaDbBuilder {
         let dir = LockedDir::create("srv-")?;
         let paths = ServerPaths::in_dir(dir.path());
         template::copy_to(&template, &paths.datadir)?;
+        std::fs::create_dir_all(&paths.tmpdir).map_err(|e| TestkitError::io("create", &paths.tmpdir, e))?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = port::pick_free_port()

@@ -22,6 +22,10 @@ pub(crate) struct ServerPaths {
     pub(crate) pid_file: PathBuf,
     /// The error log, which also receives mariadbd's stdout and stderr.
     pub(crate) error_log: PathBuf,
+    /// Its temporary files. Not the shared /tmp: a starting mariadbd deletes
+    /// every `#sql*` file in its tmpdir, which in /tmp includes the on-disk
+    /// temporary tables of the other servers running there.
+    pub(crate) tmpdir: PathBuf,
 }
 
 impl ServerPaths {
@@ -32,6 +36,7 @@ impl ServerPaths {
             socket: dir.join("mysqld.sock"),
             pid_file: dir.join("mysqld.pid"),
             error_log: dir.join("error.log"),
+            tmpdir: dir.join("tmp"),
         }
     }
 }
@@ -90,6 +95,7 @@ pub(crate) fn server_args(paths: &ServerPaths, port: u16, settings: &ServerSetti
         path_arg("socket", &paths.socket),
         path_arg("pid-file", &paths.pid_file),
         path_arg("log-error", &paths.error_log),
+        path_arg("tmpdir", &paths.tmpdir),
         "--bind-address=127.0.0.1".into(),
         format!("--port={port}").into(),
         format!("--max-connections={}", settings.max_connections).into(),

@@ -87,8 +87,17 @@ fn cache_key(version: &str, args: &[OsString]) -> u64 {
 fn build(bins: &Binaries, args: &[OsString], published: &Path) -> Result<(), TestkitError> {
     let scratch = LockedDir::create("build-")?;
     let datadir = scratch.path().join("data");
+    // Its own tmpdir, as every server's (see `ServerPaths::tmpdir`): a
+    // server starting meanwhile would delete the bootstrap's temporary
+    // tables in /tmp, and the install fail ("Unknown table
+    // 'mysql.tmp_user_sys'"). Not among `args`: they key the cache.
+    let tmpdir = scratch.path().join("tmp");
+    fs::create_dir_all(&tmpdir).map_err(|e| TestkitError::io("create", &tmpdir, e))?;
     let mut command = Command::new(&bins.install_db);
-    command.args(args).arg(format!("--datadir={}", datadir.display()));
+    command
+        .args(args)
+        .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--tmpdir={}", tmpdir.display()));
     let output = command
         .output()
         .map_err(|e| TestkitError::io("run", &bins.install_db, e))?;

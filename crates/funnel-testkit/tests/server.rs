@@ -37,6 +37,36 @@ fn testkit_two_servers_at_once() {
     assert_eq!(on_a.as_deref(), Some("only_on_a"));
 }
 
+/// A starting mariadbd deletes every `#sql*` file in its tmpdir: were
+/// that /tmp for every server, one server's start would delete the
+/// on-disk temporary tables of the others (and a template build could fail
+/// with "Unknown table 'mysql.tmp_user_sys'"). Each server has a tmpdir
+/// of its own.
+#[test]
+fn testkit_a_starting_server_leaves_the_others_temporary_files_alone() {
+    let a = MariaDb::start();
+    a.exec("CREATE DATABASE tk");
+    let mut conn = a.root();
+    conn.query_drop("CREATE TEMPORARY TABLE tk.tt (x INT) ENGINE=Aria")
+        .unwrap();
+    let tmpdir: String = conn.query_first("SELECT @@tmpdir").unwrap().unwrap();
+    let temporary_files = || -> usize {
+        std::fs::read_dir(&tmpdir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("#sql"))
+            })
+            .count()
+    };
+    assert!(temporary_files() > 0, "the table's files in {tmpdir}");
+    let _b = MariaDb::start();
+    assert!(
+        temporary_files() > 0,
+        "another server's start deleted the files in {tmpdir}"
+    );
+}
+
 #[test]
 fn testkit_three_servers_started_concurrently() {
     // Routing tests start several backends at once, from several threads.
