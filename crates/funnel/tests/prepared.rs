@@ -875,6 +875,56 @@ fn prepared_execute_in_a_transaction_stays_on_its_connection_when_the_charset_ca
 }
 
 #[test]
+fn prepared_charset_swap_after_a_lost_transaction_ended_loses_no_transaction() {
+    // The session's transaction died with its connection while Funnel
+    // prepared the client's statement there, before the execute, and the
+    // client ended it with ROLLBACK. Its next statement finds the pooled
+    // connection in another client's `SET NAMES`, which Funnel cannot undo
+    // for a gbk session, and takes another connection: that is no lost
+    // transaction, and the statements after it run.
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_cs_lost");
+    db.exec(&format!(
+        "CREATE TABLE {schema}.t (id INT PRIMARY KEY) ENGINE=InnoDB"
+    ));
+    let proxy = funnel(db, &schema, 1);
+    // The server ends Funnel's connections in the schema.
+    let kill_connections = || {
+        let mut root = db.root();
+        let rows: Vec<mysql::Row> = root.query("SHOW PROCESSLIST").unwrap();
+        for row in rows {
+            let id: u64 = row.get(0).unwrap();
+            let user: Option<String> = row.get(1).unwrap();
+            let in_schema: Option<String> = row.get(3).unwrap();
+            if user.as_deref() == Some("ps_backend") && in_schema.as_deref() == Some(schema.as_str()) {
+                let _ = root.query_drop(format!("KILL {id}"));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut a = gbk_client(&proxy, &schema);
+    let mut b = gbk_client(&proxy, &schema);
+    let id = a.prepare("SELECT 7").unwrap();
+    // The transaction's connection is not the one the statement is on.
+    kill_connections();
+    if a.call(b"\x03BEGIN", Expect::Results).is_err() {
+        a.call(b"\x03BEGIN", Expect::Results).unwrap();
+    }
+    a.call(b"\x03INSERT INTO t VALUES (1)", Expect::Results).unwrap();
+    kill_connections();
+    assert!(a.execute(id, 0, &[], false).is_err(), "the connection is gone");
+    a.call(b"\x03ROLLBACK", Expect::Results)
+        .expect("ROLLBACK ends the lost transaction");
+    b.call(b"\x03SET NAMES utf8mb4", Expect::Results).unwrap();
+    a.call(b"\x03INSERT INTO t VALUES (3)", Expect::Results)
+        .expect("the insert runs on another connection");
+    a.call(b"\x03INSERT INTO t VALUES (4)", Expect::Results)
+        .expect("no transaction was lost by the change of connection");
+    let ids: Option<String> = db.query_first(&format!("SELECT GROUP_CONCAT(id ORDER BY id) FROM {schema}.t"));
+    assert_eq!(ids.as_deref(), Some("3,4"));
+}
+
+#[test]
 fn prepared_reset_connection_forgets_long_data() {
     // COM_RESET_CONNECTION on a connection held for long data goes to the
     // server, which drops the data with its statement: the client must

@@ -1577,6 +1577,13 @@ impl Session {
         ) {
             self.tx_lost = true;
             self.tx_lost_at_commit = self.command_commits;
+            // The transaction is `tx_lost` now. Left as it was (a failure
+            // before the command's reply settles nothing), the reason
+            // would outlive the ROLLBACK that ends the lost transaction,
+            // and the next connection discarded for another cause (one
+            // whose charset cannot be put back) would lose a transaction
+            // the client no longer has.
+            self.pin_reason = None;
         }
         if conn.kill_on_discard {
             // A prepare there ran out of time: a server that is alive but
