@@ -94,6 +94,42 @@ fn faults_query_timeout_errors_and_kills_the_statement() {
     assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
 }
 
+/// A statement past `pool.query_timeout` gets its 1969 at the timeout,
+/// even while a client's `KILL QUERY` of it waits for the frozen server:
+/// the connection is closed, not handed on, so nothing need wait for the
+/// KILL (which takes up to `pool.connect_timeout` to give up).
+#[test]
+fn faults_query_timeout_is_not_held_by_a_kill_query_on_its_way() {
+    let db = MariaDb::start();
+    db.create_user("fault_b", "bpw");
+    db.create_database("faults");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: faults\n\
+         backends:\n  - name: primary\n    address: {}\n    user: fault_b\n    password: bpw\n\
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n  connect_timeout: 6s\n  query_timeout: 1500ms\n\
+         monitor:\n  interval: 60s\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut a = client(&proxy);
+    let a_id = a.connection_id();
+    let mut killer = client(&proxy);
+    let started = Instant::now();
+    let victim = thread::spawn(move || {
+        let r = a.query_drop("SELECT SLEEP(30)").map_err(code);
+        (r, started.elapsed())
+    });
+    wait_for_sleeps(&db, 1);
+    db.pause();
+    let kill = thread::spawn(move || killer.query_drop(format!("KILL QUERY {a_id}")));
+    let (result, took) = victim.join().unwrap();
+    assert_eq!(result, Err(1969));
+    assert!(took < Duration::from_secs(4), "1969 came after {took:?}");
+    db.resume();
+    let _ = kill.join().unwrap();
+}
+
 #[test]
 fn faults_backend_stopped_mid_response_then_resumed() {
     let db = MariaDb::start();

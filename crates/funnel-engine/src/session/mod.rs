@@ -1227,9 +1227,12 @@ impl Session {
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
-        if self.control.kill_pending() {
-            // A `KILL QUERY` of this statement may still reach the server:
-            // the connection serves no one else before it has.
+        // A `KILL QUERY` of this statement may still reach the server: a
+        // connection kept (or parked for the next client) serves no one
+        // else before it has. One closed below (a timeout, a failure)
+        // need not wait: the client's ERR comes at once.
+        let kept = matches!(end, RelayEnd::Complete(..) | RelayEnd::ClientGone { .. });
+        if kept && self.control.kill_pending() {
             self.control.kills_settled().await;
         }
         match end {
