@@ -191,7 +191,7 @@ impl BackendSet {
         self.pools
             .borrow()
             .iter()
-            .filter(|p| p.placement().hostgroup == hostgroup)
+            .filter(|p| p.service() != Service::Retired && p.placement().hostgroup == hostgroup)
             .find_map(|p| p.login_status())
     }
 

@@ -49,6 +49,9 @@ pub enum ControlMsg {
         seen: bool,
         /// The server's `max_prepared_stmt_count`, when the check read it.
         max_prepared: Option<u64>,
+        /// The status flags of the check's login, when it logged in: a
+        /// fresh session's there, which a client's login OK repeats.
+        login_status: Option<funnel_protocol::StatusFlags>,
     },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use funnel_config::Config;
+use funnel_protocol::StatusFlags;
 
 use crate::control::ControlMsg;
 use crate::ids::BackendId;
@@ -29,6 +30,9 @@ struct Check {
     /// `@@global.max_prepared_stmt_count`: the server's limit for all its
     /// sessions together.
     max_prepared: Option<u64>,
+    /// The status flags of the check's login: a fresh session's (its
+    /// global `sql_mode`'s NO_BACKSLASH_ESCAPES).
+    login_status: StatusFlags,
 }
 
 /// Lag reported when replication is configured but not running: treated
@@ -184,6 +188,7 @@ async fn check_and_report(
             lag: seen.map_or(pool.lag(), |c| c.lag),
             seen: seen.is_some(),
             max_prepared: seen.and_then(|c| c.max_prepared),
+            login_status: seen.map(|c| c.login_status),
         });
     }
 }
@@ -201,6 +206,7 @@ async fn check(
         timeout,
     )
     .await?;
+    let login_status = conn.status;
     // The check as a whole has `monitor.timeout` (the caller's); this only
     // names it, should a statement's own deadline pass first.
     conn.own_deadline.set(crate::pool::conn::Deadline {
@@ -236,6 +242,7 @@ async fn check(
         read_only,
         lag,
         max_prepared,
+        login_status,
     })
 }
 

@@ -568,6 +568,7 @@ async fn control_loop(
                     lag,
                     seen,
                     max_prepared,
+                    login_status,
                 }) => {
                     // A pool that replaced the checked one (new address,
                     // account or TLS) waits for a check of its own.
@@ -583,6 +584,9 @@ async fn control_loop(
                         }
                         if let Some(limit) = max_prepared {
                             p.set_server_statement_limit(limit, shard.peers.len());
+                        }
+                        if let Some(status) = login_status {
+                            p.note_login_status(status);
                         }
                     }
                     shard.backends.verdict_arrived();

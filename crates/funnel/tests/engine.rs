@@ -1487,18 +1487,38 @@ fn engine_login_carries_the_servers_global_no_backslash_escapes() {
     };
     sets_and_keeps(&mut a, &proxy, "5");
 
-    // A Funnel with no connection open yet (and a login that needs none)
-    // cannot know: it reads the first query's backslashes as the server
-    // may, and pins.
-    let cold = funnel_testkit::funnel::start(funnel_testkit::funnel::config(
-        &db,
-        ("app", "apppw"),
-        ("gnobsl_b", "bpw"),
-        None,
-        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
-    ));
+    // A Funnel with no connection open yet learns it from its health
+    // check's login.
+    let cold_config = |monitor: &str| {
+        funnel_testkit::funnel::config(
+            &db,
+            ("app", "apppw"),
+            ("gnobsl_b", "bpw"),
+            None,
+            &format!("pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nmonitor:\n{monitor}"),
+        )
+    };
+    let cold = funnel_testkit::funnel::start(cold_config("  interval: 60s\n"));
+    funnel_testkit::wait_until_within("the first health check", SETTLE, || {
+        cold.snapshots()[0]
+            .pools
+            .iter()
+            .all(|p| p.last_check.is_some() && p.healthy)
+    });
     let mut c = MiniClient::connect(cold.local_addr(), "app", "apppw", None).unwrap();
+    assert_eq!(c.login_status & FLAG, FLAG, "a cold Funnel's login OK");
     sets_and_keeps(&mut c, &cold, "6");
+
+    // One whose server has not answered yet (paused from the start) cannot
+    // know: it reads the first query's backslashes as the server may, and
+    // pins.
+    db.pause();
+    let silent = funnel_testkit::funnel::start(cold_config("  interval: 1s\n  timeout: 1s\n"));
+    let login = MiniClient::connect(silent.local_addr(), "app", "apppw", None);
+    db.resume();
+    let mut d = login.unwrap();
+    assert_eq!(d.login_status & FLAG, 0, "not known at login");
+    sets_and_keeps(&mut d, &silent, "7");
 }
 
 /// A backend account with a default role: every connection starts in

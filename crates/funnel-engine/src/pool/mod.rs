@@ -178,8 +178,9 @@ pub struct Pool {
     next_id: Cell<u64>,
     last_key: Cell<PoolKey>,
     server_version: RefCell<Option<Vec<u8>>>,
-    /// The status of the newest connection's login: a fresh session's
-    /// flags on this server (its global `sql_mode`'s NO_BACKSLASH_ESCAPES).
+    /// The status of the newest login (a connection's or a health
+    /// check's): a fresh session's flags on this server (its global
+    /// `sql_mode`'s NO_BACKSLASH_ESCAPES).
     login_status: Cell<Option<StatusFlags>>,
     stats: Rc<Stats>,
 }
@@ -442,10 +443,17 @@ impl Pool {
     }
 
     /// A fresh session's status flags on this server, once a connection
-    /// was opened (the newest one's: an operator may change the global
-    /// `sql_mode`).
+    /// was opened or a health check logged in (the newest login's: an
+    /// operator may change the global `sql_mode`).
     pub fn login_status(&self) -> Option<StatusFlags> {
         self.login_status.get()
+    }
+
+    /// Records the status flags of a login to this server that was not
+    /// one of the pool's own (a health check's): a core whose pool has not
+    /// opened a connection yet still knows what a fresh session has.
+    pub fn note_login_status(&self, status: StatusFlags) {
+        self.login_status.set(Some(status));
     }
 
     /// Current occupancy.
