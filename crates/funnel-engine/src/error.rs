@@ -317,8 +317,8 @@ impl EngineError {
             TransactionLost { at_commit: true } => ErrPacket::new(
                 9008,
                 "25000",
-                "Funnel: this session's backend connection failed during its COMMIT, which may or may not \
-                 have committed the transaction: check before running it again; send ROLLBACK before new \
+                "Funnel: this session's backend connection failed during a statement that commits (COMMIT, \
+                 or one that commits implicitly, such as DDL), which may or may not have committed the transaction: check before running it again; send ROLLBACK before new \
                  statements (COMMIT, BEGIN and START TRANSACTION are refused once, then the session goes on)",
             ),
             TooManyConnections => ErrPacket::new(1040, "08004", "Too many connections"),

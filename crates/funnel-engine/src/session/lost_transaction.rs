@@ -102,20 +102,36 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
     }
 }
 
-/// True when a statement of `sql` (the first, or one after a `;`) is a
-/// `COMMIT` (any form, `AND CHAIN` included): a connection that fails
-/// while it runs may have committed the transaction. A `;` inside a string
-/// or comment may make a word look like a statement: that only makes the
+/// True when a statement of `sql` (the first, or one after a `;`) may
+/// commit the open transaction: a `COMMIT` (any form, `AND CHAIN`
+/// included) or a statement the server runs after an implicit commit
+/// (DDL, `BEGIN`, `LOCK TABLES`, account statements, table maintenance,
+/// `SET autocommit`). A connection that fails while it runs may have
+/// committed the transaction. Reading too much here (`CREATE TEMPORARY
+/// TABLE`, which does not commit, or a `;` inside a string) only makes the
 /// refusals say the outcome is unknown.
 pub(super) fn commits(sql: &[u8]) -> bool {
     sql.split(|&c| c == b';').any(|statement| {
         let statement = super::sql_lex::skip_leading_comments(statement);
-        statement
-            .split(|c| c.is_ascii_whitespace())
+        let Some(first) = statement
+            .split(|c| c.is_ascii_whitespace() || *c == b'(' || *c == b'/')
             .find(|w| !w.is_empty())
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"COMMIT"))
+        else {
+            return false;
+        };
+        let is = |k: &str| first.eq_ignore_ascii_case(k.as_bytes());
+        IMPLICIT_COMMIT.iter().any(|k| is(k))
+            || (is("SET") && memchr::memmem::find(&statement.to_ascii_lowercase(), b"autocommit").is_some())
     })
 }
+
+/// First words of statements that commit the open transaction, explicitly
+/// or before they run (MariaDB's "statements that cause an implicit
+/// commit").
+const IMPLICIT_COMMIT: [&str; 17] = [
+    "COMMIT", "BEGIN", "START", "CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "LOCK", "UNLOCK", "GRANT",
+    "REVOKE", "ANALYZE", "OPTIMIZE", "REPAIR", "FLUSH", "RESET",
+];
 
 /// True when `words` (a `COMMIT` or `ROLLBACK`) say `AND CHAIN` (not `AND
 /// NO CHAIN`).
@@ -206,5 +222,18 @@ mod tests {
         assert!(!c("XA COMMIT 'x'"));
         assert!(!c("INSERT INTO t VALUES ('COMMIT')"));
         assert!(!c(""));
+        // Implicit commits: the server commits before it runs them.
+        assert!(c("ALTER TABLE t ADD COLUMN c INT"));
+        assert!(c("create index i on t (v)"));
+        assert!(c("BEGIN"));
+        assert!(c("START TRANSACTION"));
+        assert!(c("LOCK TABLES t WRITE"));
+        assert!(c("TRUNCATE t"));
+        assert!(c("SET autocommit = 1"));
+        assert!(c("SET @@session.AUTOCOMMIT=ON"));
+        assert!(c("INSERT INTO t VALUES (1); DROP TABLE u"));
+        assert!(!c("SET time_zone = '+00:00'"));
+        assert!(!c("UPDATE t SET v = 1"));
+        assert!(!c("SELECT * FROM t FOR UPDATE"));
     }
 }
