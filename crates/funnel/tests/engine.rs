@@ -2759,3 +2759,47 @@ fn engine_several_statements_that_open_no_table_leave_no_foreign_warnings() {
     let warnings: Vec<mysql::Row> = x.query("SHOW WARNINGS").unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+/// A `CALL` or an SQL `EXECUTE` / `PREPARE` clears the diagnostics area
+/// only when the procedure's or the prepared text's statements open a
+/// table: one of `SELECT 1` leaves another client's warnings there, and
+/// the pinned session's `@@warning_count` must not count them (soak seeds
+/// 120300, 120472 of the differential tester).
+#[test]
+fn engine_call_and_execute_of_code_that_opens_no_table_leave_no_foreign_warnings() {
+    let e = env(
+        "eng_call_warn",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let mut setup = e.client();
+    setup.query_drop("CREATE PROCEDURE p_one() SELECT 1").unwrap();
+    drop(setup);
+    let leave_warning = || {
+        let mut y = e.client();
+        y.query_drop("SELECT CAST('12abc' AS SIGNED)").unwrap();
+        assert_eq!(y.warnings(), 1);
+    };
+    for steps in [
+        &["CALL p_one()"][..],
+        &["PREPARE s FROM 'SELECT 1'"],
+        &["PREPARE s FROM 'SELECT 1'", "EXECUTE s"],
+        &["EXECUTE IMMEDIATE 'SELECT 2'"],
+    ] {
+        leave_warning();
+        let mut x = e.client();
+        for step in steps {
+            x.query_drop(*step).unwrap();
+        }
+        let count: Option<u64> = x.query_first("SELECT @@warning_count").unwrap();
+        assert_eq!(count, Some(0), "{steps:?}");
+        let warnings: Vec<mysql::Row> = x.query("SHOW WARNINGS").unwrap();
+        assert!(warnings.is_empty(), "{steps:?}: {warnings:?}");
+    }
+    // The client's own warnings before such a statement stay its to read.
+    let mut x = e.client();
+    x.query_drop("SELECT CAST('7x' AS SIGNED)").unwrap();
+    x.query_drop("CALL p_one()").unwrap();
+    let count: Option<u64> = x.query_first("SELECT @@warning_count").unwrap();
+    assert_eq!(count, Some(1));
+}

@@ -117,6 +117,9 @@ pub struct Forward {
     pub drops_temporary: bool,
     /// A multi-statement query (see [`super::pinning::SqlEffect::several_statements`]).
     pub several_statements: bool,
+    /// `CALL`, SQL `PREPARE` / `EXECUTE` (see
+    /// [`super::pinning::SqlEffect::may_keep_diagnostics`]).
+    pub may_keep_diagnostics: bool,
     /// An `XA` statement: the session's transaction may be an XA one
     /// whose branch ended (`XA END`, `XA PREPARE`), where the server
     /// refuses every statement, a prepare too (1399), until `XA COMMIT` or
@@ -249,6 +252,7 @@ impl Forward {
             statement_vars: false,
             drops_temporary: false,
             several_statements: false,
+            may_keep_diagnostics: false,
             xa: false,
             may_run_stored_code: false,
             tracks_state_itself: false,
@@ -322,6 +326,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
+            f.may_keep_diagnostics = effect.may_keep_diagnostics;
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.dynamic_vars = dynamic_vars;

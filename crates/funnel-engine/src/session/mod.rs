@@ -1418,13 +1418,14 @@ impl Session {
             // warnings (another client's) may still be there, and
             // the client's own still answer its SHOW WARNINGS.
             let left = summary.warnings > 0 || !ok;
-            self.linger = left || (self.linger && f.opens_no_table);
+            self.linger = left || (self.linger && (f.opens_no_table || f.may_keep_diagnostics));
             conn.stale_diagnostics |= left;
-            if left || !(f.opens_no_table || f.several_statements) {
+            if left || !(f.opens_no_table || f.several_statements || f.may_keep_diagnostics) {
                 // The area is this client's now (written or cleared).
                 // Of several statements, maybe none opened a table
-                // (`SELECT GET_LOCK('l', 0); SELECT 2`): another
-                // client's warnings may still be there.
+                // (`SELECT GET_LOCK('l', 0); SELECT 2`), nor a procedure's
+                // or a prepared text's (`CALL p()` of `SELECT 1`):
+                // another client's warnings may still be there.
                 self.foreign_diagnostics = false;
             }
         }

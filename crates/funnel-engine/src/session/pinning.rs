@@ -149,6 +149,12 @@ pub struct SqlEffect {
     /// The text holds more than one statement: whether one of them opened
     /// a table (which resets the diagnostics area) is not known.
     pub several_statements: bool,
+    /// `CALL`, SQL `PREPARE` / `EXECUTE` / `DEALLOCATE`: whether it clears
+    /// the diagnostics area depends on code Funnel does not see (the
+    /// server clears it only when a statement opens a table: a procedure
+    /// or prepared text that opens none, `SELECT 1`, leaves the warnings
+    /// of the statement before, another client's too; soak seed 120300).
+    pub may_keep_diagnostics: bool,
     /// Surely runs no stored code: one statement that opens no table (no
     /// trigger, no view) and calls no function (no `(` at all), such as
     /// `SET time_zone = 'x'`, `SELECT @x`, `COMMIT`. When any other
@@ -183,6 +189,8 @@ pub struct ExecuteEffect {
     pub savepoint: bool,
     /// Surely opens no table (see [`SqlEffect::opens_no_table`]).
     pub opens_no_table: bool,
+    /// A `CALL` (see [`SqlEffect::may_keep_diagnostics`]).
+    pub may_keep_diagnostics: bool,
     /// `SET STATEMENT ... FOR` (see [`SqlEffect::statement_vars`]).
     pub statement_vars: bool,
     /// `DROP TEMPORARY` (see [`SqlEffect::drops_temporary`]).
@@ -214,6 +222,7 @@ impl ExecuteEffect {
             unpin: e.unpin,
             savepoint: e.savepoint,
             opens_no_table: e.opens_no_table,
+            may_keep_diagnostics: e.may_keep_diagnostics,
             statement_vars: e.statement_vars,
             drops_temporary: e.drops_temporary,
             runs_no_stored_code: e.runs_no_stored_code,
@@ -280,6 +289,7 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     effect.opens_no_table =
         tokens.statements == 1 && !tokens.has(b"FROM") && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
+    effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
     // Checked only for what opens no table (not for a read of a table,
     // such as every point select): a `SET STATEMENT ... FOR` may wrap any
     // statement, a comment Funnel reads otherwise than the server may hide
@@ -335,6 +345,16 @@ fn leaves_diagnostics(words: &[Word]) -> bool {
         b"BEGIN" => matches!(second, b"" | b"WORK"),
         _ => false,
     }
+}
+
+/// `CALL`, `PREPARE`, `EXECUTE [IMMEDIATE]`, `DEALLOCATE PREPARE` and
+/// `DROP PREPARE`: the statement runs (or names) a statement Funnel does
+/// not see, and opens a table only if that one does.
+fn runs_unseen_statement(words: &[Word]) -> bool {
+    let first = words.first().map_or(&b""[..], |w| w.as_slice());
+    let second = words.get(1).map_or(&b""[..], |w| w.as_slice());
+    matches!(first, b"CALL" | b"PREPARE" | b"EXECUTE" | b"DEALLOCATE")
+        || (first == b"DROP" && second == b"PREPARE")
 }
 
 thread_local! {
@@ -1841,6 +1861,23 @@ mod tests {
             Some(PinReason::NamedLock)
         );
         assert_eq!(classify(b"UNLOCK TABLES").pin, None);
+    }
+
+    #[test]
+    fn pinning_statements_running_unseen_code_may_keep_diagnostics() {
+        for sql in [
+            "CALL p()",
+            "PREPARE s FROM 'SELECT 1'",
+            "EXECUTE s",
+            "EXECUTE IMMEDIATE 'SELECT 1'",
+            "DEALLOCATE PREPARE s",
+            "DROP PREPARE s",
+        ] {
+            assert!(classify(sql.as_bytes()).may_keep_diagnostics, "{sql}");
+        }
+        for sql in ["SELECT * FROM t", "DROP TABLE t", "SELECT 1", "SET @x = 1"] {
+            assert!(!classify(sql.as_bytes()).may_keep_diagnostics, "{sql}");
+        }
     }
 
     #[test]

@@ -280,6 +280,7 @@ impl Session {
         f.unpin = meta.effect.unpin;
         f.savepoint = meta.effect.savepoint;
         f.opens_no_table = meta.effect.opens_no_table;
+        f.may_keep_diagnostics = meta.effect.may_keep_diagnostics;
         f.statement_vars = meta.effect.statement_vars;
         f.tracks_state_itself = meta.effect.tracks_state_itself;
         f.drops_temporary = meta.effect.drops_temporary;
