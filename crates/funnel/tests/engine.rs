@@ -2803,3 +2803,28 @@ fn engine_call_and_execute_of_code_that_opens_no_table_leave_no_foreign_warnings
     let count: Option<u64> = x.query_first("SELECT @@warning_count").unwrap();
     assert_eq!(count, Some(1));
 }
+
+/// Clearing another client's warnings before a `GET DIAGNOSTICS` is a
+/// statement to the server, which sets its `ROW_COUNT()` to -1; the
+/// `GET DIAGNOSTICS` leaves the count as it was, so a session whose
+/// `ROW_COUNT()` the server answers (pinned for the previous statement's
+/// info) must read its own previous count after it (soak seed 130415).
+#[test]
+fn engine_clearing_another_clients_warnings_keeps_row_count() {
+    let e = env(
+        "eng_clear_rc",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let mut y = e.client();
+    y.query_drop("SELECT CAST('12abc' AS SIGNED)").unwrap();
+    assert_eq!(y.warnings(), 1);
+    drop(y);
+    let mut x = e.client();
+    // Pins for the previous statement's info; opens no table.
+    x.query_drop("SELECT LAST_INSERT_ID(5)").unwrap();
+    x.query_drop("SET time_zone = '+01:00'").unwrap();
+    x.query_drop("GET DIAGNOSTICS @n = NUMBER").unwrap();
+    let row: Option<(i64, i64)> = x.query_first("SELECT ROW_COUNT(), @n").unwrap();
+    assert_eq!(row, Some((0, 0)));
+}

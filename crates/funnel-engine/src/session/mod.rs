@@ -874,6 +874,10 @@ impl Session {
             }
             conn.stale_diagnostics = false;
             self.foreign_diagnostics = false;
+            // The clear is a statement to the server: its ROW_COUNT() is -1
+            // now, where a `GET DIAGNOSTICS` would have left the client's
+            // previous count (soak seed 130415).
+            self.own_row_count_next = self.sticky();
         }
         if self.stop_requested() {
             return self.refuse_stopped(conn, total).await;
@@ -1519,7 +1523,12 @@ impl Session {
     /// Remembers what the statement returned, for the client's later
     /// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`.
     fn note_results(&mut self, summary: &funnel_protocol::tracker::ResponseSummary, f: &Forward) {
-        self.own_row_count_next = false;
+        // `GET DIAGNOSTICS` leaves the server's ROW_COUNT() as it was: when
+        // that was not the client's (after Funnel's clear of another
+        // client's warnings, a COM_PING answered here), it still is not.
+        let keeps_row_count =
+            f.diagnostics && summary.result_sets == 0 && summary.error.is_none() && summary.warnings == 0;
+        self.own_row_count_next &= keeps_row_count;
         if f.expect != Some(Expect::Results) {
             if f.name == "COM_INIT_DB" && summary.error.is_none() {
                 // The server answers it as a statement (`my_ok`):
