@@ -2804,6 +2804,31 @@ fn engine_call_and_execute_of_code_that_opens_no_table_leave_no_foreign_warnings
     assert_eq!(count, Some(1));
 }
 
+/// A prepare whose text opens a table clears the diagnostics area on the
+/// server; Funnel answers a prepare it knows from its registry, so where
+/// the client's own warnings are on the connection it holds, the server
+/// must see the prepare (soak seed 120618).
+#[test]
+fn engine_prepare_from_the_registry_clears_the_clients_warnings_as_the_server_does() {
+    let e = env("eng_prep_warn", 1, "");
+    let mut x = e.client();
+    x.query_drop("CREATE TABLE pw (a INT)").unwrap();
+    x.query_drop("CREATE SEQUENCE pwsq").unwrap();
+    for text in ["SELECT a FROM pw", "SELECT NEXTVAL(pwsq)", "SELECT 1"] {
+        // Known to the registry.
+        let stmt = x.prep(text).unwrap();
+        x.close(stmt).unwrap();
+        x.query_drop("BEGIN").unwrap();
+        x.query_drop("SELECT CAST('12abc' AS SIGNED)").unwrap();
+        let stmt = x.prep(text).unwrap();
+        x.close(stmt).unwrap();
+        let count: Option<u64> = x.query_first("SELECT @@warning_count").unwrap();
+        let expected = u64::from(text == "SELECT 1");
+        assert_eq!(count, Some(expected), "{text}");
+        x.query_drop("COMMIT").unwrap();
+    }
+}
+
 /// Clearing another client's warnings before a `GET DIAGNOSTICS` is a
 /// statement to the server, which sets its `ROW_COUNT()` to -1; the
 /// `GET DIAGNOSTICS` leaves the count as it was, so a session whose

@@ -135,7 +135,12 @@ impl Session {
                 || (self.xa && c.may_be_in_transaction())
         });
         let own_state = self.pins.shape_prepares() || own_tx;
-        let on_backend = on_backend || own_state || super::user_vars::mentions_any(&sql);
+        // The server's prepare clears the diagnostics area when the text
+        // opens a table (`SELECT NEXTVAL(sq)`, a function's body: Funnel
+        // cannot always tell): where the client's own warnings are on the
+        // connection it holds, the server decides (soak seed 120618).
+        let own_warnings = self.linger && self.pinned.is_some();
+        let on_backend = on_backend || own_state || own_warnings || super::user_vars::mentions_any(&sql);
         if let Some(meta) = (!on_backend)
             .then(|| {
                 self.shard
