@@ -314,8 +314,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.diagnostics = effect.diagnostics;
             // A `HANDLER ... READ` returns rows but is no `SELECT`: the
             // server leaves FOUND_ROWS() as it was (soak seed 110180).
+            // Statements after it count as in any other query.
             f.keeps_found_rows = (effect.diagnostics && shows_diagnostics(sql))
-                || crate::session::sql_lex::first_word_is(sql, b"HANDLER");
+                || (crate::session::sql_lex::first_word_is(sql, b"HANDLER") && !effect.several_statements);
             // Every statement that sets the id pins (`previous_statement_info`,
             // or `user_variable` for `SET @x = LAST_INSERT_ID(5)`): the scan is
             // skipped for the rest, such as every plain read.
