@@ -202,6 +202,9 @@ pub struct ExecuteEffect {
     pub tracks_state_itself: bool,
     /// `SELECT ... INTO` (see [`SqlEffect::selects_into`]).
     pub selects_into: bool,
+    /// It may commit the open transaction (see
+    /// [`super::lost_transaction::commits`]).
+    pub commits: bool,
 }
 
 impl ExecuteEffect {
@@ -227,6 +230,7 @@ impl ExecuteEffect {
             drops_temporary: e.drops_temporary,
             runs_no_stored_code: e.runs_no_stored_code,
             selects_into: e.selects_into,
+            commits: super::lost_transaction::commits(sql),
             tracks_state_itself: pin == Some(PinReason::SessionVariable) && mentions_state_tracking(sql),
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),

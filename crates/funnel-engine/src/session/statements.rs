@@ -262,7 +262,7 @@ impl Session {
         };
         // A prepared COMMIT may commit as the text one does (only on a
         // held connection can there be a transaction to commit).
-        self.command_commits = self.pinned.is_some() && super::lost_transaction::commits(&meta.sql);
+        self.command_commits = self.pinned.is_some() && meta.effect.commits;
         if let Some(err) = self.stmts.get_mut(id).and_then(|s| s.long_data_err.take()) {
             // Long data for it failed earlier: the server would say so now.
             return self.send_backend_err(1, &err).await;
