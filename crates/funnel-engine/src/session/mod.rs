@@ -1564,8 +1564,7 @@ impl Session {
     /// The text of the client's statement a statement command (`payload`,
     /// its command byte first) names, if it names one.
     fn statement_text(&self, payload: &[u8]) -> Option<&[u8]> {
-        let raw = crate::prepared::execute::statement_id(payload).ok()?;
-        let id = self.stmts.resolve(raw)?;
+        let id = self.named_statement(payload)?;
         self.stmts.get(id).map(|s| &s.meta.sql[..])
     }
 

@@ -45,7 +45,7 @@ impl Session {
             StatementCommand::Execute => self.stmt_execute(&payload).await,
             StatementCommand::LongData => self.stmt_long_data(&payload).await,
             StatementCommand::Close => {
-                if let Some(id) = statement_id(&payload).ok().and_then(|id| self.stmts.resolve(id)) {
+                if let Some(id) = self.named_statement(&payload) {
                     if self.long_data.contains(&id) {
                         self.drop_long_data(id).await;
                     }
@@ -496,9 +496,15 @@ impl Session {
         }
     }
 
+    /// The client's statement a statement command (`payload`, its
+    /// command byte first) names, if it names one the client holds.
+    pub(super) fn named_statement(&self, payload: &[u8]) -> Option<u32> {
+        statement_id(payload).ok().and_then(|id| self.stmts.resolve(id))
+    }
+
     async fn stmt_long_data(&mut self, payload: &[u8]) -> Result<(), End> {
         // No response is allowed, so unknown ids are dropped, as servers do.
-        let Some(id) = statement_id(payload).ok().and_then(|id| self.stmts.resolve(id)) else {
+        let Some(id) = self.named_statement(payload) else {
             return Ok(());
         };
         self.no_reply = true;
