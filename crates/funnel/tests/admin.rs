@@ -777,7 +777,11 @@ fn pool_connections(admin: &mut Conn) -> usize {
 
 /// Runs `n` `SELECT SLEEP(0.5)` at once, so the pools open `n` connections.
 fn burst(e: &Env, n: usize) {
-    let clients: Vec<Conn> = (0..n).map(|_| e.client()).collect();
+    sleep_on_each((0..n).map(|_| e.client()).collect());
+}
+
+/// Runs `SELECT SLEEP(0.5)` on every client at once, and waits for them.
+fn sleep_on_each(clients: Vec<Conn>) {
     let running: Vec<_> = clients
         .into_iter()
         .map(|mut c| thread::spawn(move || c.query_drop("SELECT SLEEP(0.5)").unwrap()))
@@ -819,15 +823,7 @@ fn admin_pool_max_per_core_lowered_closes_the_surplus() {
     assert!(pool_connections(&mut admin) <= 2);
     let busy = thread::spawn({
         let clients: Vec<Conn> = (0..4).map(|_| e.client()).collect();
-        move || {
-            let running: Vec<_> = clients
-                .into_iter()
-                .map(|mut c| thread::spawn(move || c.query_drop("SELECT SLEEP(0.5)").unwrap()))
-                .collect();
-            for r in running {
-                r.join().unwrap();
-            }
-        }
+        move || sleep_on_each(clients)
     });
     thread::sleep(Duration::from_millis(250));
     assert!(pool_connections(&mut admin) <= 2);
