@@ -724,6 +724,48 @@ fn engine_ping_use_and_schema_follow_the_client() {
     );
 }
 
+/// A pinned session's `COM_PING` leaves the server's `ROW_COUNT()` at 0,
+/// as on a direct connection: a prepared `SELECT ROW_COUNT()` (which the
+/// server answers, since an execute cannot be rewritten) reads 0 after a
+/// ping, not the last insert's count. And a ping reports the pinned
+/// connection's fate: its server gone, the client learns it there.
+#[test]
+fn engine_ping_of_a_pinned_session_acts_on_its_connection() {
+    let e = env("pinping", 1, "pool:\n  max_per_core: 2\n");
+    let mut direct = mysql::Conn::new(
+        e.db.opts(&e.backend_user(), "bpw")
+            .db_name(Some(e.schema.clone())),
+    )
+    .unwrap();
+    let mut through = e.client();
+    let read = |c: &mut mysql::Conn| -> Vec<i64> {
+        c.query_drop("CREATE TEMPORARY TABLE pp (id INT)").unwrap();
+        let rc = c.prep("SELECT ROW_COUNT()").unwrap();
+        let mut seen = Vec::new();
+        for n in 1..=3 {
+            let values = (0..n).map(|i| format!("({i})")).collect::<Vec<_>>().join(", ");
+            c.query_drop(format!("INSERT INTO pp VALUES {values}")).unwrap();
+            c.ping().unwrap();
+            seen.push(c.exec_first::<i64, _, _>(&rc, ()).unwrap().unwrap());
+        }
+        seen
+    };
+    let want = read(&mut direct);
+    assert_eq!(want, vec![0, 0, 0], "the server's own answer after a ping");
+    assert_eq!(read(&mut through), want);
+    // Every backend thread of Funnel's account goes (the temporary table's
+    // with it): a pool's ping before it lends the connection out must fail,
+    // as it does directly, not be told all is well.
+    let mut root = e.db.root();
+    root.query_drop(format!("KILL USER '{}'", e.backend_user()))
+        .unwrap();
+    assert!(direct.ping().is_err(), "a direct ping of a killed connection");
+    assert!(
+        through.ping().is_err(),
+        "the ping of a session whose connection is gone"
+    );
+}
+
 #[test]
 fn engine_prepared_statements_multiplex_over_one_connection() {
     let e = env(

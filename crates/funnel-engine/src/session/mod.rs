@@ -622,13 +622,21 @@ impl Session {
         let payload = &self.buf.bytes()[4..head.total_len()];
         match plan(payload, self.caps) {
             Plan::Quit => Err(End::Closed),
+            // A pinned session's ping goes to its connection, as a direct
+            // client's would: the server's ROW_COUNT() there is 0 after it
+            // (a prepared `SELECT ROW_COUNT()` reads it), and a pool that
+            // pings before lending the client out learns that the
+            // connection holding its session is gone.
+            Plan::ReplyOk if self.sticky() => {
+                Box::pin(self.forward(total, Forward::new("COM_PING", Some(Expect::Status)))).await
+            }
             Plan::ReplyOk => {
                 self.buf.consume(total);
                 // The server answers `COM_PING` with `my_ok`, as a
-                // statement: ROW_COUNT() reads 0 after it. A pinned
-                // connection's count is still its last statement's.
+                // statement: ROW_COUNT() reads 0 after it. The connection
+                // this session takes next has another count.
                 self.last.row_count = 0;
-                self.own_row_count_next = self.sticky();
+                self.own_row_count_next = false;
                 let ok = OkPacket {
                     status: self.client_status(),
                     ..Default::default()
@@ -1530,9 +1538,9 @@ impl Session {
             f.diagnostics && summary.result_sets == 0 && summary.error.is_none() && summary.warnings == 0;
         self.own_row_count_next &= keeps_row_count;
         if f.expect != Some(Expect::Results) {
-            if f.name == "COM_INIT_DB" && summary.error.is_none() {
-                // The server answers it as a statement (`my_ok`):
-                // ROW_COUNT() reads 0 after it, as after `USE`.
+            if matches!(f.name, "COM_INIT_DB" | "COM_PING") && summary.error.is_none() {
+                // The server answers them as a statement (`my_ok`):
+                // ROW_COUNT() reads 0 after them, as after `USE`.
                 self.last.row_count = 0;
             }
             return;
