@@ -60,6 +60,9 @@ pub struct ClientControl {
     kills_in_flight: Cell<usize>,
     /// Sessions waiting for those to be done.
     kills_done: RefCell<Vec<oneshot::Sender<()>>>,
+    /// A `KILL QUERY` of the client's statement was written and got no
+    /// answer: the server may still run it, on whatever runs there then.
+    late_kill: Cell<bool>,
     /// `KILL QUERY` reached the session while its command waited for a
     /// backend connection.
     wait_interrupted: Cell<bool>,
@@ -70,6 +73,16 @@ pub struct ClientControl {
 /// while it lives, the session keeps the backend connection its statement
 /// ran on (see [`ClientControl::kills_settled`]).
 pub struct KillInFlight(Rc<ClientControl>);
+
+impl KillInFlight {
+    /// The `KILL` was written and its answer never came (a timeout, a
+    /// broken connection): it may still reach the server later. The
+    /// connection it names then serves no other client (see
+    /// [`ClientControl::take_late_kill`]).
+    pub fn may_arrive_late(&self) {
+        self.0.late_kill.set(true);
+    }
+}
 
 impl Drop for KillInFlight {
     fn drop(&mut self) {
@@ -97,6 +110,7 @@ impl ClientControl {
             killed: Cell::new(false),
             kills_in_flight: Cell::new(0),
             kills_done: RefCell::new(Vec::new()),
+            late_kill: Cell::new(false),
             wait_interrupted: Cell::new(false),
             waker: RefCell::new(None),
         })
@@ -136,6 +150,14 @@ impl ClientControl {
             self.kills_done.borrow_mut().push(tx);
             rx.await;
         }
+    }
+
+    /// True (once) when a `KILL QUERY` of the client's statement may still
+    /// reach the server ([`KillInFlight::may_arrive_late`]): the
+    /// statement's connection must not serve another client, whose
+    /// statement that `KILL` would stop.
+    pub fn take_late_kill(&self) -> bool {
+        self.late_kill.replace(false)
     }
 
     /// Records what the session is doing now.

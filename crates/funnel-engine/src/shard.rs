@@ -261,9 +261,18 @@ impl Shard {
             // and the backend connection serve another client's: the kill
             // goes ahead only if this client still runs on that thread.
             Some(thread) => {
-                let _in_flight = control.kill_in_flight();
-                self.kill_backend_query(thread, || control.running_on() == Some(thread))
-                    .await
+                let in_flight = control.kill_in_flight();
+                let sent = Cell::new(false);
+                let stopped = self
+                    .kill_backend_query(thread, || {
+                        sent.set(control.running_on() == Some(thread));
+                        sent.get()
+                    })
+                    .await;
+                if sent.get() && stopped.is_err() {
+                    in_flight.may_arrive_late();
+                }
+                stopped
             }
             None => {
                 // Not on a backend yet: a command waiting for one never runs.
@@ -353,7 +362,20 @@ impl Shard {
         }
         let mut p = bytes::BytesMut::new();
         funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {}", thread.id).as_bytes());
-        let summary = rt::timeout(limit, conn.run(&p, funnel_protocol::tracker::Expect::Results))
+        let send = async {
+            #[cfg(feature = "fault-injection")]
+            if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some() {
+                // Tests make the server take the KILL in too late to answer.
+                if let Some(ms) = std::env::var("FUNNEL_FAULT_KILL_STALL_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                {
+                    rt::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+            }
+            conn.run(&p, funnel_protocol::tracker::Expect::Results).await
+        };
+        let summary = rt::timeout(limit, send)
             .await
             .ok_or_else(no_answer)?
             .map_err(|e| KillRefused::Backend(e.to_string()))?;

@@ -1109,6 +1109,53 @@ fn engine_kill_query_that_arrives_late_stops_no_other_clients_statement() {
     kill.join().unwrap().unwrap();
 }
 
+/// A `KILL QUERY` written to the server but not answered within
+/// `pool.connect_timeout` may still run there later: the connection of the
+/// statement it names serves no other client, whose statement it would
+/// stop. (Fault injection makes the server take the KILL in too late.)
+#[test]
+fn engine_connection_of_an_unanswered_kill_query_serves_no_one_else() {
+    let e = env(
+        "killstall",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 1s\n",
+    );
+    let mut a = e.client();
+    let a_id = a.connection_id();
+    let mut killer = e.client();
+    let mut next = e.client();
+    let thread_of = |c: &mut Conn| {
+        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
+            .unwrap()
+            .unwrap()
+    };
+    let before = thread_of(&mut a);
+    assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
+    let running = thread::spawn(move || {
+        let r = a.query_first::<i64, _>("SELECT SLEEP(2)");
+        (r, a)
+    });
+    funnel_testkit::wait_until_within("the statement running", SETTLE, || {
+        e.snapshot()
+            .iter()
+            .flat_map(|s| s.clients.iter())
+            .any(|c| c.id.0 == a_id && c.state == "running")
+    });
+    // Read when the KILL is sent, so setting them here is enough.
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_KILL_STALL_MS", "5000");
+    let killed = killer.query_drop(format!("KILL QUERY {a_id}"));
+    assert!(killed.is_err(), "the KILL got no answer: {killed:?}");
+    let (result, mut a) = running.join().unwrap();
+    assert_eq!(result.unwrap(), Some(0), "the statement ran to its end");
+    let after = thread_of(&mut next);
+    assert_ne!(
+        after, before,
+        "the connection the KILL names served another client"
+    );
+    assert_eq!(thread_of(&mut a), after);
+}
+
 #[test]
 fn engine_kill_query_reaches_the_right_core_and_query() {
     let e = env("kill", 2, "pool:\n  max_per_core: 4\n");

@@ -253,6 +253,10 @@ pub struct BackendConn {
     /// One of Funnel's commands here ran out of time: the server may still
     /// answer it, so nothing here can be trusted any more.
     pub unanswered: bool,
+    /// A `KILL QUERY` of a client's statement here was written and never
+    /// answered: the server may still run it, and would stop whatever
+    /// statement runs here then. Serves no other client.
+    pub late_kill: bool,
     /// The server reports session-state changes here
     /// (`session_track_state_change` is on, see [`Self::enable_state_tracking`]).
     pub tracks_state: bool,
@@ -450,6 +454,7 @@ impl BackendConn {
                         savepoint_outside_tx: false,
                         own_deadline: Rc::new(Cell::new(Deadline::connect(limit))),
                         unanswered: false,
+                        late_kill: false,
                         kill_on_discard: false,
                         tracks_state: false,
                         untracked_state: false,
@@ -757,12 +762,13 @@ impl BackendConn {
     }
 
     /// True when the connection can serve another client: nothing unread
-    /// (nor late: see `unanswered`), no transaction open, and autocommit on or off by a `SET` Funnel
+    /// (nor late: see `unanswered`, `late_kill`), no transaction open, and autocommit on or off by a `SET` Funnel
     /// tracked (the next session's sync sets it to that session's value;
     /// without a transaction open, autocommit off leaves nothing behind).
     pub fn is_reusable(&self) -> bool {
         self.buf.is_empty()
             && !self.unanswered
+            && !self.late_kill
             && !self.may_be_in_transaction()
             && !self.autocommit_off_untracked()
     }

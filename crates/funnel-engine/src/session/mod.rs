@@ -1247,6 +1247,10 @@ impl Session {
         if kept && self.control.kill_pending() {
             self.control.kills_settled().await;
         }
+        // One that went unanswered may still arrive: the connection goes
+        // once the session lets it go (a pinned session keeps it, where
+        // that KILL can only stop this client's own next statement).
+        conn.late_kill |= self.control.take_late_kill();
         match end {
             RelayEnd::Complete(summary, held) => {
                 self.settle(
