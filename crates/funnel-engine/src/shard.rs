@@ -350,29 +350,15 @@ impl Shard {
         if !still_wanted() {
             return Ok(());
         }
+        // Tests widen the gap between the check and the KILL's arrival.
         #[cfg(feature = "fault-injection")]
-        if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some() {
-            // Tests widen the gap between the check and the KILL's arrival.
-            if let Some(ms) = std::env::var("FUNNEL_FAULT_KILL_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                rt::sleep(std::time::Duration::from_millis(ms)).await;
-            }
-        }
+        fault_pause("FUNNEL_FAULT_KILL_DELAY_MS").await;
         let mut p = bytes::BytesMut::new();
         funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {}", thread.id).as_bytes());
         let send = async {
+            // Tests make the server take the KILL in too late to answer.
             #[cfg(feature = "fault-injection")]
-            if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some() {
-                // Tests make the server take the KILL in too late to answer.
-                if let Some(ms) = std::env::var("FUNNEL_FAULT_KILL_STALL_MS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                {
-                    rt::sleep(std::time::Duration::from_millis(ms)).await;
-                }
-            }
+            fault_pause("FUNNEL_FAULT_KILL_STALL_MS").await;
             conn.run(&p, funnel_protocol::tracker::Expect::Results).await
         };
         let summary = rt::timeout(limit, send)
@@ -645,4 +631,16 @@ async fn refuse_too_many(mut stream: rt::Stream, err: funnel_protocol::response:
     let mut out = bytes::BytesMut::new();
     funnel_protocol::framing::write_small_packet(&mut out, 0, |p| err.write(p));
     let _ = rt::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
+/// Sleeps for the milliseconds the environment variable `var` names, in a
+/// test build run with `FUNNEL_FAULT_INJECTION` set; else returns at once.
+#[cfg(feature = "fault-injection")]
+async fn fault_pause(var: &str) {
+    if std::env::var_os("FUNNEL_FAULT_INJECTION").is_none() {
+        return;
+    }
+    if let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        rt::sleep(Duration::from_millis(ms)).await;
+    }
 }
