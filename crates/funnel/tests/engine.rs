@@ -147,6 +147,17 @@ impl Env {
         });
     }
 
+    /// Waits until `SHOW CLIENTS` shows Funnel's client `id` running a
+    /// statement.
+    fn wait_until_running(&self, id: u32) {
+        funnel_testkit::wait_until_within("the statement running", SETTLE, || {
+            self.snapshot()
+                .iter()
+                .flat_map(|s| s.clients.iter())
+                .any(|c| c.id.0 == id && c.state == "running")
+        });
+    }
+
     /// Waits until the server runs a statement of this test's backend
     /// user whose text contains `text`.
     fn wait_for_statement(&self, text: &str) {
@@ -1085,12 +1096,7 @@ fn engine_kill_query_that_arrives_late_stops_no_other_clients_statement() {
     let mut next = e.client();
     assert_eq!(next.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
     let running = thread::spawn(move || a.query_first::<i64, _>("SELECT SLEEP(1)"));
-    funnel_testkit::wait_until_within("the statement running", SETTLE, || {
-        e.snapshot()
-            .iter()
-            .flat_map(|s| s.clients.iter())
-            .any(|c| c.id.0 == a_id && c.state == "running")
-    });
+    e.wait_until_running(a_id);
     // Read when the KILL is sent, so setting them here is enough.
     std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
     std::env::set_var("FUNNEL_FAULT_KILL_DELAY_MS", "2000");
@@ -1135,12 +1141,7 @@ fn engine_connection_of_an_unanswered_kill_query_serves_no_one_else() {
         let r = a.query_first::<i64, _>("SELECT SLEEP(2)");
         (r, a)
     });
-    funnel_testkit::wait_until_within("the statement running", SETTLE, || {
-        e.snapshot()
-            .iter()
-            .flat_map(|s| s.clients.iter())
-            .any(|c| c.id.0 == a_id && c.state == "running")
-    });
+    e.wait_until_running(a_id);
     // Read when the KILL is sent, so setting them here is enough.
     std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
     std::env::set_var("FUNNEL_FAULT_KILL_STALL_MS", "5000");
