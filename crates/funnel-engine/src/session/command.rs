@@ -378,6 +378,12 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             id,
             query_only: false,
         }),
+        // `FLUSH` by flag bits (`mariadb-admin refresh`, `flush-threads`):
+        // the server-wide flushes the `FLUSH` statements forwarded as
+        // queries run; one OK or ERR, and no session state.
+        Command::Other(CommandCode::Refresh) => {
+            Plan::Forward(Forward::new("COM_REFRESH", Some(Expect::Status)))
+        }
         Command::Other(code) => Plan::Reply(EngineError::Unsupported(unsupported_name(code))),
     }
 }
@@ -427,6 +433,14 @@ mod tests {
             plan(&[0x12], CAPS),
             Plan::Reply(EngineError::Unsupported("COM_BINLOG_DUMP"))
         ));
+    }
+
+    #[test]
+    fn session_plan_forwards_com_refresh() {
+        // `mariadb-admin refresh`: LOG | TABLES | HOSTS | THREADS.
+        let f = forward(&[0x07, 0x2e]);
+        assert_eq!(f.name, "COM_REFRESH");
+        assert!(f.pin.is_none() && !f.session_only);
     }
 
     #[test]
