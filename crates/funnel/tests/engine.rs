@@ -1256,12 +1256,20 @@ fn engine_change_user_and_reset_connection_start_clean() {
         Some("SYSTEM".into())
     );
     assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    c.query_drop("SET time_zone = '+03:00'").unwrap();
     let bad = c.change_user(
         mysql::ChangeUserOpts::default()
             .with_user(Some("app".into()))
             .with_pass(Some("wrong".into())),
     );
     assert!(bad.is_err(), "a wrong password is refused");
+    // As on MariaDB, the connection goes on as a fresh session of the
+    // user it had (MySQL would close it).
+    assert_eq!(c.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+    assert_eq!(
+        c.query_first::<String, _>("SELECT @@time_zone").unwrap(),
+        Some("SYSTEM".into())
+    );
 }
 
 #[test]

@@ -437,28 +437,12 @@ impl Session {
     /// and minute on this core, however many logins ask at once) and sends
     /// the final OK of the login.
     async fn finish_login(&mut self, seq: u8) -> Result<(), End> {
-        if let Some(schema) = self.schema.clone() {
-            let verdict = loop {
-                match self.shard.schemas.next(&schema) {
-                    Next::Trusted => break SchemaVerdict::Accepted,
-                    Next::Wait(answer) => match answer.await {
-                        SchemaVerdict::Abandoned => continue,
-                        verdict => break verdict,
-                    },
-                    Next::Check(run) => {
-                        let verdict = self.check_schema(&schema).await;
-                        run.finish(&verdict);
-                        break verdict;
-                    }
-                }
-            };
-            if let SchemaVerdict::Refused { err, engine } = verdict {
-                if engine {
-                    self.shard.stats.count_error(err.code);
-                }
-                let _ = send_err(&mut self.stream, seq, &err).await;
-                return Err(End::Refused);
+        if let Some((err, engine)) = self.schema_refusal().await {
+            if engine {
+                self.shard.stats.count_error(err.code);
             }
+            let _ = send_err(&mut self.stream, seq, &err).await;
+            return Err(End::Refused);
         }
         self.start_fresh_status();
         let ok = OkPacket {
@@ -466,6 +450,31 @@ impl Session {
             ..Default::default()
         };
         self.write_ok(seq, &ok).await
+    }
+
+    /// Why the schema the login names (`self.schema`) is refused, with
+    /// whether the ERR is Funnel's own (not the server's); `None` when it
+    /// names none or the server accepts it.
+    async fn schema_refusal(&mut self) -> Option<(ErrPacket, bool)> {
+        let schema = self.schema.clone()?;
+        let verdict = loop {
+            match self.shard.schemas.next(&schema) {
+                Next::Trusted => break SchemaVerdict::Accepted,
+                Next::Wait(answer) => match answer.await {
+                    SchemaVerdict::Abandoned => continue,
+                    verdict => break verdict,
+                },
+                Next::Check(run) => {
+                    let verdict = self.check_schema(&schema).await;
+                    run.finish(&verdict);
+                    break verdict;
+                }
+            }
+        };
+        match verdict {
+            SchemaVerdict::Refused { err, engine } => Some((err, engine)),
+            _ => None,
+        }
     }
 
     /// Takes a fresh session's status flags on the user's servers, as the

@@ -123,8 +123,13 @@ impl Session {
     }
 
     /// `COM_CHANGE_USER`: authenticate again against Funnel's users, then
-    /// start over as a fresh session of that user. A refused change ends
-    /// the connection, as MySQL does.
+    /// start over as a fresh session of that user. MariaDB ends the old
+    /// session before it authenticates, so a refused change leaves a fresh
+    /// session too, of the old user in the old schema, on the same
+    /// connection (`sql_parse.cc`, `COM_CHANGE_USER`: it restores the old
+    /// security context and schema); MySQL closes the connection instead
+    /// (`KILL_CONNECTION` with ER_ACCESS_DENIED_CHANGE_USER_ERROR). Funnel
+    /// does what the server it fronts does (see [`Self::change_refused`]).
     pub(super) async fn change_user(&mut self, total: usize) -> Result<(), End> {
         let payload = self.buf.bytes()[4..total].to_vec();
         self.buf.consume(total);
@@ -149,28 +154,78 @@ impl Session {
             Ok(x) => x,
             Err(LoginError::Io(_)) => return Err(End::Closed),
             Err(LoginError::Refuse(e, seq)) => {
-                let _ = self.reply_error(seq, e).await;
-                return Err(End::Refused);
+                self.end_old_session().await;
+                return self.change_refused(seq, e.to_err_packet(), true).await;
             }
         };
+        self.end_old_session().await;
         // The same rule as at login: a user that requires TLS gets none of
         // its results over plain TCP, whoever logged in first.
         if user.require_tls && !self.stream.is_tls() {
-            let _ = self.reply_error(seq, EngineError::InsecureTransport).await;
-            return Err(End::Refused);
+            return self
+                .change_refused(seq, EngineError::InsecureTransport.to_err_packet(), true)
+                .await;
         }
         if let Some(name) = request
             .charset
             .and_then(funnel_protocol::charset::refused_client_charset)
         {
-            let _ = self.reply_error(seq, EngineError::ClientCharset(name)).await;
-            return Err(End::Refused);
+            return self
+                .change_refused(seq, EngineError::ClientCharset(name).to_err_packet(), true)
+                .await;
         }
-        // MariaDB's change of user, like its reset, keeps what
-        // FOUND_ROWS() answers: the server's count where the session was
-        // pinned for it, read before the connection goes.
+        // The connection now counts against the new user's limit.
+        let Some(slot) = user.admit() else {
+            let err = ErrPacket::new(
+                1203,
+                "42000",
+                format!(
+                    "User {} already has more than 'max_user_connections' active connections",
+                    user.name
+                ),
+            );
+            return self.change_refused(seq, err, true).await;
+        };
+        let schema = if request.database.is_empty() {
+            user.default_schema.clone()
+        } else {
+            Some(request.database.to_vec())
+        };
+        let old_key = self.key;
+        if let Some(cs) = request.charset {
+            if let Ok(cs) = u8::try_from(cs) {
+                self.key = PoolKey::for_client(self.caps, cs);
+            }
+        }
+        // The schema is checked as the new user (its hostgroup); a refused
+        // one leaves the old user and schema.
+        let old_user = std::mem::replace(&mut self.user, user.clone());
+        let old_schema = std::mem::replace(&mut self.schema, schema);
+        if let Some((err, engine)) = self.schema_refusal().await {
+            self.user = old_user;
+            self.schema = old_schema;
+            self.key = old_key;
+            return self.change_refused(seq, err, engine).await;
+        }
+        self._slot = slot;
+        let control = ClientControl::new(user.name.clone(), self.peer.clone());
+        self.shard.clients.insert(self.id, control.clone());
+        self.control = control;
+        self.start_fresh_status();
+        let ok = OkPacket {
+            status: self.client_status(),
+            ..Default::default()
+        };
+        self.write_ok(seq, &ok).await
+    }
+
+    /// Ends the session a `COM_CHANGE_USER` replaces, as the server does
+    /// before it authenticates: nothing of it may survive on a backend
+    /// connection. What `FOUND_ROWS()` answers is kept, as MariaDB keeps it:
+    /// the server's count where the session was pinned for it, read before
+    /// the connection goes.
+    async fn end_old_session(&mut self) {
         let mut found_rows = self.last.found_rows;
-        // Nothing of the old session may survive on a backend connection.
         if let Some(mut conn) = self.pinned.take() {
             let mut lost = false;
             if self.server_answers_found_rows() {
@@ -188,34 +243,27 @@ impl Session {
         }
         self.forget_state();
         self.last.found_rows = found_rows;
-        if let Some(cs) = request.charset {
-            if let Ok(cs) = u8::try_from(cs) {
-                self.key = PoolKey::for_client(self.caps, cs);
-            }
+    }
+
+    /// Answers a refused `COM_CHANGE_USER` with `err` (counted as Funnel's
+    /// own when `engine`). In front of MariaDB the client goes on as a
+    /// fresh session of its old user in its old schema, as on the server;
+    /// in front of anything else (MySQL) the connection ends, as there.
+    async fn change_refused(&mut self, seq: u8, err: ErrPacket, engine: bool) -> Result<(), End> {
+        if engine {
+            self.shard.stats.count_error(err.code);
         }
-        self.schema = if request.database.is_empty() {
-            user.default_schema.clone()
-        } else {
-            Some(request.database.to_vec())
-        };
-        // The connection now counts against the new user's limit.
-        let Some(slot) = user.admit() else {
-            let err = ErrPacket::new(
-                1203,
-                "42000",
-                format!(
-                    "User {} already has more than 'max_user_connections' active connections",
-                    user.name
-                ),
-            );
-            let _ = self.send_own_err(seq, &err).await;
+        let sent = super::send_err(&mut self.stream, seq, &err).await;
+        let keeps_connection = self
+            .shard
+            .server_version()
+            .windows(b"MariaDB".len())
+            .any(|w| w == b"MariaDB");
+        if !keeps_connection {
             return Err(End::Refused);
-        };
-        self._slot = slot;
-        self.user = user.clone();
-        let control = ClientControl::new(user.name.clone(), self.peer.clone());
-        self.shard.clients.insert(self.id, control.clone());
-        self.control = control;
-        self.finish_login(seq).await
+        }
+        sent.map_err(|_| End::Closed)?;
+        self.start_fresh_status();
+        Ok(())
     }
 }
