@@ -426,9 +426,10 @@ fn tools_mariadb_admin_commands_match_direct() {
     let (f, d) = sides(db, &proxy, &mut names, "adm");
 
     // Commands whose output does not depend on the connection. `refresh`
-    // and `flush-threads` send COM_REFRESH.
+    // and `flush-threads` send COM_REFRESH, `debug` COM_DEBUG.
     for cmd in [
         "ping",
+        "debug",
         "flush-tables",
         "flush-privileges",
         "flush-status",

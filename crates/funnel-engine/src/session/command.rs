@@ -384,6 +384,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::Other(CommandCode::Refresh) => {
             Plan::Forward(Forward::new("COM_REFRESH", Some(Expect::Status)))
         }
+        // `mariadb-admin debug`: the server writes its state to its error
+        // log and answers EOF (or ERR without SUPER); no session state.
+        Command::Other(CommandCode::Debug) => Plan::Forward(Forward::new("COM_DEBUG", Some(Expect::Status))),
         Command::Other(code) => Plan::Reply(EngineError::Unsupported(unsupported_name(code))),
     }
 }
@@ -436,11 +439,12 @@ mod tests {
     }
 
     #[test]
-    fn session_plan_forwards_com_refresh() {
+    fn session_plan_forwards_com_refresh_and_com_debug() {
         // `mariadb-admin refresh`: LOG | TABLES | HOSTS | THREADS.
         let f = forward(&[0x07, 0x2e]);
         assert_eq!(f.name, "COM_REFRESH");
         assert!(f.pin.is_none() && !f.session_only);
+        assert_eq!(forward(&[0x0d]).name, "COM_DEBUG");
     }
 
     #[test]
