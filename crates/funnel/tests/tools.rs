@@ -760,3 +760,71 @@ fn tools_python_mysql_connector_matches_direct() {
         assert!(through.ends_with("--- exit Some(0)"), "{through}");
     }
 }
+
+/// A Perl program on DBD::MariaDB (libmariadb): client-side and
+/// server-side prepared statements, a rolled-back transaction, quoting
+/// under the session's escaping rules, an error's code and state.
+const PERL: &str = r#"
+use strict; use warnings; use DBI;
+binmode STDOUT, ':encoding(UTF-8)';
+my ($port, $schema, $user, $password) = @ARGV;
+my $dbh = DBI->connect("DBI:MariaDB:database=$schema;host=127.0.0.1;port=$port", $user, $password, {RaiseError => 1, PrintError => 0, AutoCommit => 1});
+my @out;
+$dbh->do("CREATE TABLE pt (id INT AUTO_INCREMENT PRIMARY KEY, s VARCHAR(20) CHARACTER SET utf8mb4, d DATETIME) ENGINE=InnoDB");
+my $sth = $dbh->prepare("INSERT INTO pt (s, d) VALUES (?, ?)");
+for my $i (1..3) { $sth->execute("v$i\x{263a}", "2024-01-0$i 00:00:00"); push @out, "id " . $dbh->last_insert_id(undef, undef, undef, undef); }
+$dbh->begin_work; $dbh->do("INSERT INTO pt (s) VALUES ('rolled')"); $dbh->rollback;
+my $rows = $dbh->selectall_arrayref("SELECT id, s, d FROM pt ORDER BY id");
+push @out, join(",", map { join("|", map { defined $_ ? $_ : "NULL" } @$_) } @$rows);
+my $ps = $dbh->prepare("SELECT COUNT(*) FROM pt WHERE id > ?", {mariadb_server_prepare => 1});
+$ps->execute(1); push @out, "server-prepared count " . $ps->fetchrow_array; $ps->finish;
+$dbh->do("SET \@x = 5");
+push @out, "ping " . $dbh->ping;
+push @out, "x " . $dbh->selectrow_array("SELECT \@x");
+eval { $dbh->do("SELECT * FROM nosuch") }; push @out, "err " . $dbh->err . " " . $dbh->state;
+push @out, "quote " . $dbh->quote("a'b\\c");
+$dbh->do("SET sql_mode = 'NO_BACKSLASH_ESCAPES'");
+push @out, "quote without backslash escapes " . $dbh->quote("a'b\\c");
+$dbh->{mariadb_server_prepare} = 1;
+my $r = $dbh->selectall_arrayref("SELECT ? + 1, ?", undef, 41, "z"); push @out, "server-prepared " . join(",", @{$r->[0]});
+print join("\n", @out), "\n";
+"#;
+
+#[test]
+fn tools_perl_dbd_mariadb_matches_direct() {
+    let ok = Command::new("perl")
+        .args(["-MDBD::MariaDB", "-e", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipping: perl cannot load DBD::MariaDB (apt-get install -y libdbd-mariadb-perl)");
+        return;
+    }
+    let db = server();
+    let proxy = funnel(db);
+    let mut names = Default::default();
+    let (f, d) = sides(db, &proxy, &mut names, "perl");
+    let run_on = |side: &Side| {
+        let out = Command::new("perl")
+            .args(["-e", PERL, &side.port.to_string(), side.schema, USER, PASSWORD])
+            .output()
+            .unwrap();
+        seen(side, &out)
+    };
+    let (through, direct) = (run_on(&f), run_on(&d));
+    assert_eq!(through, direct);
+    for expect in [
+        "1|v1☺|2024-01-01 00:00:00,2|v2☺|2024-01-02 00:00:00,3|v3☺|2024-01-03 00:00:00",
+        "server-prepared count 2",
+        "x 5",
+        "err 1146 42S02",
+        "quote 'a\\'b\\\\c'",
+        "quote without backslash escapes 'a''b\\c'",
+        "server-prepared 42,z",
+        "--- exit Some(0)",
+    ] {
+        assert!(through.contains(expect), "no {expect} in\n{through}");
+    }
+}
