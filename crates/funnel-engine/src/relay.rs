@@ -93,6 +93,12 @@ pub struct ClientSide<'a> {
     /// on the connection before the client may go on (a read-back), and
     /// sends it after that.
     pub hold_end: bool,
+    /// Asked when the terminator arrives: true once the client's session
+    /// was killed (`KILL [CONNECTION]`), whose interrupted statement's end
+    /// is then held back like [`Self::hold_end`] for the caller to drop:
+    /// the server answers a killed connection nothing, and its client
+    /// reads the lost connection.
+    pub killed: &'a dyn Fn() -> bool,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -112,6 +118,7 @@ pub async fn relay_response(
         read_timeout,
         tracking,
         hold_end,
+        killed,
     } = client;
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
     let mut client_alive = true;
@@ -180,7 +187,7 @@ pub async fn relay_response(
                 }
             }
         }
-        if hold_end && event == Event::Done && client_alive {
+        if event == Event::Done && client_alive && (hold_end || killed()) {
             let bytes = conn.buf.bytes();
             let held = match replaced {
                 None => bytes[..forward].to_vec(),

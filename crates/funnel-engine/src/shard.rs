@@ -262,6 +262,11 @@ impl Shard {
             // goes ahead only if this client still runs on that thread.
             Some(thread) => {
                 let in_flight = control.kill_in_flight();
+                if !query_only {
+                    // Before the server interrupts the statement: its ERR
+                    // 1317 is not forwarded (see `ClientSide::killed`).
+                    control.kill();
+                }
                 let sent = Cell::new(false);
                 let stopped = self
                     .kill_backend_query(thread, || {

@@ -1223,6 +1223,18 @@ fn engine_kill_query_reaches_the_right_core_and_query() {
     killer.query_drop(format!("KILL CONNECTION {victim_id}")).unwrap();
     let gone = victim.as_mut().unwrap().query_drop("SELECT 1");
     assert!(gone.is_err(), "the killed connection is closed");
+    // KILL CONNECTION of a running statement: as from the server, its
+    // client reads no answer (ERR 1317), only the closed connection.
+    let mut doomed = e.client();
+    let doomed_id = doomed.connection_id();
+    let sleeper = thread::spawn(move || doomed.query_drop("SELECT SLEEP(10)"));
+    e.wait_for_statement("SLEEP(10)");
+    killer.query_drop(format!("KILL {doomed_id}")).unwrap();
+    match sleeper.join().unwrap() {
+        Err(mysql::Error::MySqlError(err)) => panic!("the killed client was answered: {err}"),
+        Err(_) => {}
+        Ok(()) => panic!("the killed statement ran to its end"),
+    }
 }
 
 #[test]

@@ -471,40 +471,47 @@ fn tools_mariadb_admin_commands_match_direct() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!exists(&made));
 
-    // kill, by the id the client reads through Funnel: its statement
-    // stops at once and its session ends.
-    let mut sleeper = Command::new("mariadb")
-        .args(f.args())
-        .args([
-            "--unbuffered",
-            "--batch",
-            "--skip-column-names",
-            "-e",
-            "SELECT CONNECTION_ID(); SELECT SLEEP(30)",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    // kill, by the id the client reads (through Funnel, Funnel's): the
+    // running statement stops at once, and its client reads a lost
+    // connection, as from the server.
+    let killed = |side: &Side| {
+        let mut sleeper = Command::new("mariadb")
+            .args(side.args())
+            .args(["--unbuffered", "--batch", "--skip-column-names", "-e"])
+            .arg("SELECT CONNECTION_ID(); SELECT SLEEP(30) AS tools_kill; SELECT 'after'")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(sleeper.stdout.as_mut().unwrap()),
+            &mut line,
+        )
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sleeper.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let id: u64 = line.trim().parse().unwrap_or_else(|_| panic!("no id: {line:?}"));
-    let started = Instant::now();
-    let out = f.run("mariadb-admin", &["kill", &id.to_string()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status = sleeper.wait().unwrap();
-    assert!(!status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the killed statement ran on"
-    );
-    let mut err = String::new();
-    std::io::Read::read_to_string(sleeper.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(err.contains("ERROR 1317"), "{err}");
+        let id: u64 = line.trim().parse().unwrap_or_else(|_| panic!("no id: {line:?}"));
+        let running = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%tools_kill%' AND INFO NOT LIKE '%PROCESSLIST%'";
+        funnel_testkit::wait_until_within("the sleep runs", Duration::from_secs(10), || {
+            db.query_first::<i64>(running) == Some(1)
+        });
+        let started = Instant::now();
+        let out = side.run("mariadb-admin", &["kill", &id.to_string()], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = sleeper.wait_with_output().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the killed statement ran on"
+        );
+        format!(
+            "{}{}{:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code()
+        )
+    };
+    let (through, direct) = (killed(&f), killed(&d));
+    assert_eq!(through, direct);
+    assert!(through.contains("ERROR 2013"), "{through}");
 
     // Deliberate refusals (docs/multiplexing.md): clear errors, nothing done.
     let out = f.run("mariadb-admin", &["shutdown"], None);

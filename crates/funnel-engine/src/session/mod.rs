@@ -1236,6 +1236,8 @@ impl Session {
         // The client's own `SET session_track_state_change = ON` is reported
         // to it already.
         tracking.own_state_change |= f.tracks_state_itself;
+        let control = self.control.clone();
+        let killed = move || control.is_killed();
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
             stream: &mut self.stream,
@@ -1245,6 +1247,7 @@ impl Session {
             read_timeout: self.shard.config().client.net_read_timeout.non_zero(),
             tracking,
             hold_end: f.settles_on_server(),
+            killed: &killed,
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
@@ -1271,7 +1274,9 @@ impl Session {
                     count_pinned_before,
                 )
                 .await;
-                if !held.is_empty() {
+                // A killed session's statement gets no answer, as from the
+                // server: its connection closes next.
+                if !held.is_empty() && !self.control.is_killed() {
                     // The end of the reply, held back while the session
                     // settled (see `Forward::settles_on_server`).
                     let write = self.stream.write_all(&held);
