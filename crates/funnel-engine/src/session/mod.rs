@@ -1236,8 +1236,8 @@ impl Session {
         // The client's own `SET session_track_state_change = ON` is reported
         // to it already.
         tracking.own_state_change |= f.tracks_state_itself;
-        let control = self.control.clone();
-        let killed = move || control.is_killed();
+        let control = &self.control;
+        let killed = || control.is_killed();
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
             stream: &mut self.stream,
