@@ -287,6 +287,36 @@ fn tools_mariadb_cli_scripts_match_direct() {
         "{out}"
     );
 
+    // `status` (`\s`): what differs is the connection's (its id, the
+    // port, Funnel's version suffix) and the server's counters.
+    let status = |side: &Side| {
+        let out = side.run(
+            "mariadb",
+            &["--default-character-set=utf8mb4", "{schema}", "-e", "status"],
+            None,
+        );
+        let volatile = [
+            "Connection id:",
+            "Server version:",
+            "TCP port:",
+            "Uptime:",
+            "Threads:",
+        ];
+        seen(side, &out)
+            .lines()
+            .filter(|l| !volatile.iter().any(|v| l.starts_with(v)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (through, direct) = (status(&f), status(&d));
+    assert_eq!(through, direct);
+    assert!(
+        through.contains("Current database:\tSCHEMA") && through.contains("Conn.  characterset:\tutf8mb4"),
+        "{through}"
+    );
+    let out = f.run("mariadb", &["-e", "status"], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-funnel"));
+
     // A schema that does not exist, at login and by `USE`.
     let out = same_both_ways(
         &f,
