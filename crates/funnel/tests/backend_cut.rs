@@ -439,11 +439,13 @@ fn env(pool: &str) -> Env {
     let backend_user = format!("{schema}_b");
     db.create_user(&backend_user, "bpw");
     let relay = CutRelay::start(db.addr());
+    // No case cuts a login: the connect timeout only needs to outlast a
+    // loaded machine (1 s failed a login once beside the whole suite).
     let yaml = format!(
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
          backends:\n  - name: primary\n    address: {addr}\n    user: {backend_user}\n    password: bpw\n\
-         pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n  connect_timeout: 1s\n{pool}",
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 1\n  connect_timeout: 5s\n{pool}",
         addr = relay.addr
     );
     let cfg = Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
