@@ -57,6 +57,14 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// Funnel itself ran out of descriptors, socket buffers or memory
+    /// opening a backend connection: nothing reached the backend, which is
+    /// not to blame.
+    #[error("out of resources: {reason}")]
+    OutOfResources {
+        /// The system's error.
+        reason: String,
+    },
     /// A backend cannot serve this client's connection settings (its
     /// handshake charset, or capabilities the server lacks): other clients
     /// are served as usual.
@@ -180,6 +188,7 @@ impl EngineError {
             BacklogTimeout { .. }
             | BacklogFull { .. }
             | TooManyConnections
+            | OutOfResources { .. }
             | CapReached { .. }
             | Paused { .. } => Fault::Funnel,
         }
@@ -224,6 +233,15 @@ impl EngineError {
                 9003,
                 "HY000",
                 format!("Funnel: cannot open a connection to backend '{backend}': {reason}"),
+            ),
+            // MySQL's own code for a server out of memory or descriptors.
+            OutOfResources { reason } => ErrPacket::new(
+                1041,
+                "HY000",
+                format!(
+                    "Funnel is out of resources and cannot open a backend connection ({reason}); \
+                     raise its open-files limit (LimitNOFILE= / ulimit -n) or lower client.max_connections"
+                ),
             ),
             KeyRefused {
                 server_err: Some(err),

@@ -151,7 +151,7 @@ async fn check_and_report(
             past.failures = 0;
             (Health::Up, Some(c))
         }
-        Some(Err(e)) if is_local_shortage(&e) => {
+        Some(Err(e)) if e.local_shortage() => {
             // Funnel itself is out of descriptors or memory: that
             // says nothing about the backend, and marking it down
             // would fail every connected client too.
@@ -246,18 +246,6 @@ async fn check(
     })
 }
 
-/// True when a check failed for want of local resources (descriptors,
-/// buffers, memory), before it reached the backend.
-fn is_local_shortage(e: &BackendError) -> bool {
-    match e {
-        BackendError::Io(io) => matches!(
-            io.raw_os_error(),
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-        ),
-        _ => false,
-    }
-}
-
 /// The worst Seconds_Behind_Master over every replication connection (a
 /// stopped or broken one counts as lagging for ever); `None` on a primary
 /// (no rows).
@@ -280,9 +268,9 @@ mod tests {
     #[test]
     fn monitor_local_shortage_is_not_a_backend_failure() {
         let emfile = BackendError::Io(std::io::Error::from_raw_os_error(libc::EMFILE));
-        assert!(is_local_shortage(&emfile));
+        assert!(emfile.local_shortage());
         let refused = BackendError::Io(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
-        assert!(!is_local_shortage(&refused));
+        assert!(!refused.local_shortage());
     }
 
     #[test]

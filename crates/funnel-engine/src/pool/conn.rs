@@ -127,6 +127,19 @@ impl BackendError {
             _ => false,
         }
     }
+
+    /// True when opening failed for want of Funnel's own resources
+    /// (descriptors, socket buffers, memory), before anything reached the
+    /// server: it says nothing about the backend.
+    pub fn local_shortage(&self) -> bool {
+        match self {
+            BackendError::Io(io) => matches!(
+                io.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// How long one of Funnel's own commands on a backend connection may take,

@@ -54,6 +54,10 @@ const MIN_STATEMENTS_PER_CONNECTION: usize = 4;
 /// First and longest wait after failed connection attempts.
 const OPEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const OPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How soon the backlog's opens are tried again after one failed for want
+/// of Funnel's own resources (descriptors): as often as the listener tries
+/// its accepts then.
+const LOCAL_SHORTAGE_RETRY: Duration = Duration::from_millis(50);
 
 /// How long a pool remembers that its server refused a key (a charset or
 /// capabilities are the server's until it is upgraded or reconfigured):
@@ -153,6 +157,9 @@ pub struct Pool {
     /// since then are checked before reuse, however briefly idle.
     suspect_since: Cell<Option<Instant>>,
     open_backoff: Cell<Duration>,
+    /// When an open that failed for want of Funnel's own resources was
+    /// last logged (at most one line a second).
+    shortage_logged: Cell<Option<Instant>>,
     /// Why the last open failed, for commands that waited it out in vain.
     last_open_error: RefCell<Option<String>>,
     /// Keys the server refused recently (a handful at most).
@@ -221,6 +228,7 @@ impl Pool {
             open_not_before: Cell::new(None),
             suspect_since: Cell::new(None),
             open_backoff: Cell::new(Duration::ZERO),
+            shortage_logged: Cell::new(None),
             last_open_error: RefCell::new(None),
             refused: RefCell::new(Vec::new()),
             answers: Cell::new(0),
@@ -782,6 +790,25 @@ impl Pool {
                 Ok(conn)
             }
             Err(e) if e.key_specific() => Err(self.refuse_key(key, e)),
+            Err(e) if e.local_shortage() => {
+                // Funnel's own shortage (descriptors, most often): the
+                // backend is not to blame, so no back-off and no open
+                // failure against it. Opens go on as soon as a descriptor
+                // frees up; the backlog's retry waits LOCAL_SHORTAGE_RETRY.
+                let now = Instant::now();
+                if self
+                    .shortage_logged
+                    .get()
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                {
+                    self.shortage_logged.set(Some(now));
+                    tracing::warn!(backend = %self.spec.name, error = %e, "out of resources opening a backend connection");
+                }
+                *self.last_open_error.borrow_mut() = Some(format!("Funnel is out of resources: {e}"));
+                Err(EngineError::OutOfResources {
+                    reason: e.to_string(),
+                })
+            }
             Err(e) => {
                 self.stats.count_open_failure(&self.backend);
                 self.suspect_since.set(Some(Instant::now()));
@@ -899,9 +926,13 @@ impl Pool {
         }
         let pool = self.clone();
         rt::spawn(async move {
-            if let Some(t) = pool.open_not_before.get() {
-                rt::sleep(t.saturating_duration_since(Instant::now())).await;
-            }
+            // Without a back-off, the open failed for want of Funnel's own
+            // resources: retry shortly, not in a loop.
+            let at = pool
+                .open_not_before
+                .get()
+                .unwrap_or_else(|| Instant::now() + LOCAL_SHORTAGE_RETRY);
+            rt::sleep(at.saturating_duration_since(Instant::now())).await;
             pool.retry_scheduled.set(false);
             if pool.is_draining() || pool.health.get() == Health::Down {
                 return;
