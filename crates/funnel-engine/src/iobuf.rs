@@ -97,6 +97,14 @@ impl IoBuf {
         }
     }
 
+    /// Makes room toward `want` unconsumed bytes a peer announced (a
+    /// packet's declared length), at most doubling what has arrived: the
+    /// buffer grows with the data, so a header alone, 4 bytes that declare
+    /// 16 MiB, costs nothing until the bytes come.
+    pub fn reserve_toward(&mut self, want: usize) {
+        self.reserve_total(want.min(self.len().max(DEFAULT_CAPACITY).saturating_mul(2)));
+    }
+
     /// Reads once from `stream` into the free tail. Returns the bytes read;
     /// an error of kind `UnexpectedEof` when the peer closed.
     pub async fn fill(&mut self, stream: &mut Stream) -> io::Result<usize> {
@@ -155,6 +163,22 @@ mod tests {
         assert_eq!(b.bytes(), &[1, 0]);
         b.consume(2);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn iobuf_reserve_toward_grows_with_the_data() {
+        let mut b = IoBuf::with_capacity(8);
+        push(&mut b, &[0xff, 0xff, 0xff, 0]);
+        b.reserve_toward(1 << 24);
+        assert_eq!(b.capacity(), 2 * DEFAULT_CAPACITY, "not the declared 16 MiB");
+        push(&mut b, &vec![1; 3 * DEFAULT_CAPACITY]);
+        b.reserve_toward(1 << 24);
+        assert_eq!(b.capacity(), 2 * b.len());
+        b.reserve_toward(b.len() + 10);
+        assert_eq!(b.capacity(), 2 * b.len(), "never shrinks");
+        let mut small = IoBuf::with_capacity(8);
+        small.reserve_toward(100);
+        assert_eq!(small.capacity(), 100, "a small packet gets all it needs at once");
     }
 
     #[test]

@@ -368,7 +368,7 @@ async fn relay_infile(
             )));
         }
         if buf.len() < h.total_len() {
-            buf.reserve_total(h.total_len());
+            buf.reserve_toward(h.total_len());
             within(read_timeout, buf.fill(client), LATE)
                 .await
                 .map_err(InfileError::Client)?;

@@ -182,3 +182,185 @@ fn limits_out_of_descriptors_backs_off_errs_clearly_and_recovers() {
     let mut c = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
     assert_eq!(server_code(c.query("SELECT 5")), Ok("5".into()));
 }
+
+/// Reads the first packet Funnel sends a new connection: the greeting
+/// (protocol 10) or an ERR.
+fn first_packet(addr: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (_, p) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
+    (s, p)
+}
+
+fn is_1040(p: &[u8]) -> bool {
+    p.first() == Some(&0xff) && p.get(1..3) == Some(&1040u16.to_le_bytes()[..])
+}
+
+/// `client.max_connections` counts clients from accept to close, whatever
+/// they are doing: logged in, mid-handshake, or mid-TLS. Over it, a new
+/// connection gets ERR 1040 at once, and a burst of connections cannot
+/// slip past it; a client that leaves (also without finishing its login
+/// or its TLS handshake) gives its place back.
+#[test]
+fn limits_max_connections_refuses_with_1040_and_gives_places_back() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("lim_maxconn");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let cfg = funnel_testkit::funnel::config(
+        db,
+        ("app", "pw"),
+        (&backend, "bpw"),
+        Some(&schema),
+        &format!(
+            "client:\n  max_connections: 3\n  handshake_timeout: 30s\n  tls:\n    cert: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let addr = proxy.local_addr();
+
+    let mut logged_in = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
+    // Greeted, says nothing.
+    let (mid_login, greeting) = first_packet(addr);
+    assert_eq!(greeting[0], 10);
+    // Asks for TLS, then sends the first bytes of a ClientHello and stops.
+    let (mut mid_tls, greeting) = first_packet(addr);
+    assert_eq!(greeting[0], 10);
+    let caps: u32 = 0x0000_0800 | 0x0000_0200 | 0x0000_8000; // SSL | PROTOCOL_41 | SECURE_CONNECTION
+    let mut ssl_request = vec![32, 0, 0, 1];
+    ssl_request.extend_from_slice(&caps.to_le_bytes());
+    ssl_request.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    ssl_request.push(45);
+    ssl_request.extend_from_slice(&[0; 23]);
+    mid_tls.write_all(&ssl_request).unwrap();
+    // (Funnel refuses bytes that come with the request itself.)
+    thread::sleep(Duration::from_millis(100));
+    mid_tls.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    {
+        use std::io::Read;
+        mid_tls
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let e = mid_tls.read(&mut [0u8; 256]).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "the TLS handshake still waits"
+        );
+    }
+
+    // Full: a burst of new connections is refused, each at once.
+    let started = Instant::now();
+    let burst: Vec<_> = (0..20)
+        .map(|_| thread::spawn(move || first_packet(addr).1))
+        .collect();
+    for h in burst {
+        let p = h.join().unwrap();
+        assert!(is_1040(&p), "{p:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        logged_in.query("SELECT 1").unwrap().rows()[0][0].as_deref(),
+        Some("1")
+    );
+
+    // The two half-logged-in clients leave: two places free up.
+    drop(mid_login);
+    drop(mid_tls);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut back = Vec::new();
+    while back.len() < 2 {
+        match MiniClient::connect(addr, "app", "pw", Some(&schema)) {
+            Ok(c) => back.push(c),
+            Err(MiniError::Server(e)) if e.code == 1040 && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("a place was not given back: {e:?}"),
+        }
+    }
+    let (_, p) = first_packet(addr);
+    assert!(is_1040(&p), "a fourth client: {p:?}");
+
+    // A burst against free places admits exactly as many as are free.
+    drop(back);
+    drop(logged_in);
+    thread::sleep(Duration::from_millis(300));
+    let burst: Vec<_> = (0..30)
+        .map(|_| thread::spawn(move || first_packet(addr)))
+        .collect();
+    let firsts: Vec<_> = burst.into_iter().map(|h| h.join().unwrap()).collect();
+    let greeted = firsts.iter().filter(|(_, p)| p[0] == 10).count();
+    let refused = firsts.iter().filter(|(_, p)| is_1040(p)).count();
+    assert_eq!((greeted, refused), (3, 27));
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A client that announces a large command packet and sends only its
+/// first bytes costs the memory of what it sent, not of what it declared:
+/// the buffer grows as the data comes. It was sized to the declared length
+/// at once, so a 4-byte header (0xffffff) cost 16 MiB, and a handful of
+/// clients could take gigabytes from everyone on the core.
+#[test]
+fn limits_a_declared_packet_length_alone_costs_no_memory() {
+    const CLIENTS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, schema) = start_binary("lim_decl", "", dir.path());
+    let pid = child.0.id();
+    let mut good = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
+    let mut clients: Vec<MiniClient> = (0..CLIENTS)
+        .map(|_| MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap())
+        .collect();
+    assert_eq!(server_code(good.query("SELECT 1")), Ok("1".into()));
+    thread::sleep(Duration::from_millis(200));
+    let before = rss_bytes(pid);
+    for c in &mut clients {
+        // A 16 MiB - 2 COM_QUERY, of which 12 bytes arrive.
+        c.write_raw(&[0xfe, 0xff, 0xff, 0, 0x03]).unwrap();
+        c.write_raw(b"SELECT '...").unwrap();
+    }
+    thread::sleep(Duration::from_secs(1));
+    let grown = rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < (CLIENTS as u64) << 20,
+        "{} KiB more for {CLIENTS} clients that sent 16 bytes each",
+        grown >> 10
+    );
+    // The core serves everyone else meanwhile.
+    assert_eq!(server_code(good.query("SELECT 2")), Ok("2".into()));
+    // A packet that does come in pieces is whole when its last byte is
+    // (the buffer grew with it).
+    let mut c = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
+    let len: usize = 2 << 20;
+    let mut packet = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, 0, 0x03];
+    packet.extend_from_slice(b"SELECT LENGTH('");
+    packet.resize(4 + len - 2, b'x');
+    packet.extend_from_slice(b"')");
+    c.write_raw(&packet[..1 << 20]).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    c.write_raw(&packet[1 << 20..]).unwrap();
+    let expected = (len - 1 - 15 - 2).to_string();
+    loop {
+        let (_, p) = c.read_packet().unwrap();
+        assert_ne!(p[0], 0xff, "{}", String::from_utf8_lossy(&p));
+        if p.len() > 1 && p[1..] == *expected.as_bytes() {
+            break;
+        }
+    }
+    drop(clients);
+}

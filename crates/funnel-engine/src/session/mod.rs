@@ -802,7 +802,7 @@ impl Session {
                         .await;
                     return Err(End::Refused);
                 }
-                Extent::Partial(want) => self.buf.reserve_total(want),
+                Extent::Partial(want) => self.buf.reserve_toward(want),
             }
             let killed = self.control.killed();
             let fill = async {
