@@ -486,6 +486,9 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
             crate::monitor::run(watcher, move || stop.get()).await
         });
     }
+    // One descriptor held in reserve for the moment accepts fail for want
+    // of descriptors (see the accept error below).
+    let mut spare = open_spare();
     loop {
         let accepted = futures_lite::future::or(
             async { Some(listener.accept().await) },
@@ -503,17 +506,34 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
         .await;
         let Some(accepted) = accepted else { break };
         match accepted {
-            Ok(stream) => {
-                if shard.stats.clients_active.get() >= shard.max_clients {
-                    Stats::bump(&shard.stats.clients_refused);
-                    let err = crate::error::EngineError::TooManyConnections.to_err_packet();
-                    shard.stats.count_error(err.code);
-                    rt::spawn(refuse_too_many(stream, err));
-                } else {
-                    rt::spawn(session::serve_isolated(shard.clone(), stream));
-                }
-            }
+            Ok(stream) => admit(&shard, stream),
             Err(e) => {
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    // Out of descriptors: the spare one makes room to take
+                    // the waiting client and tell it, instead of leaving it
+                    // in the kernel's queue without a word.
+                    if spare.is_none() {
+                        spare = open_spare();
+                    }
+                    if let Some(fd) = spare.take() {
+                        drop(fd);
+                        let next = rt::timeout(SPARE_ACCEPT_WAIT, listener.accept()).await;
+                        if let Some(Ok(stream)) = next {
+                            spare = open_spare();
+                            if spare.is_some() {
+                                // Not short after all: the failed accept
+                                // was prepared under a lower limit (io_uring
+                                // reads it then), raised since.
+                                admit(&shard, stream);
+                            } else {
+                                refuse_out_of_descriptors(&shard, stream).await;
+                                spare = open_spare();
+                            }
+                            continue;
+                        }
+                        spare = open_spare();
+                    }
+                }
                 // Out of file descriptors and the like: back off, never give up.
                 if shard.log_rate.allow() {
                     tracing::warn!(shard = %shard.id, error = %e, "accept failed");
@@ -629,6 +649,42 @@ async fn control_loop(
         // Woken by the next message; the timeout only forgets retired pools.
         rt::timeout(FORGET_RETIRED_EVERY, control.wait()).await;
     }
+}
+
+/// Serves an accepted client, or refuses it with ERR 1040 when the core
+/// already serves its share of `client.max_connections`.
+fn admit(shard: &Rc<Shard>, stream: rt::Stream) {
+    if shard.stats.clients_active.get() >= shard.max_clients {
+        Stats::bump(&shard.stats.clients_refused);
+        let err = crate::error::EngineError::TooManyConnections.to_err_packet();
+        shard.stats.count_error(err.code);
+        rt::spawn(refuse_too_many(stream, err));
+    } else {
+        rt::spawn(session::serve_isolated(shard.clone(), stream));
+    }
+}
+
+/// How long the accept loop waits for the client it made room for.
+const SPARE_ACCEPT_WAIT: Duration = Duration::from_millis(100);
+
+/// A descriptor to hold in reserve (of /dev/null, which costs nothing).
+fn open_spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// A client accepted with the spare descriptor: ERR 1040 saying why, then
+/// closed at once (inline, so the descriptor is free again for the spare).
+async fn refuse_out_of_descriptors(shard: &Shard, mut stream: rt::Stream) {
+    Stats::bump(&shard.stats.clients_refused);
+    let err = funnel_protocol::response::ErrPacket::new(
+        1040,
+        "08004",
+        "Too many connections: Funnel is out of file descriptors (raise its open-files limit)",
+    );
+    shard.stats.count_error(err.code);
+    let mut out = bytes::BytesMut::new();
+    funnel_protocol::framing::write_small_packet(&mut out, 0, |p| err.write(p));
+    let _ = rt::timeout(SPARE_ACCEPT_WAIT, stream.write_all(&out)).await;
 }
 
 /// MySQL answers a connection over the limit with ERR 1040 in place of the greeting.
