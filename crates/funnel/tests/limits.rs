@@ -480,3 +480,74 @@ fn limits_stalled_readers_of_large_results_cost_no_memory() {
     }
     assert_eq!(server_code(good.query("SELECT 8")), Ok("8".into()));
 }
+
+/// A backend frozen (SIGSTOP) in the middle of a large result: the core
+/// goes on serving the clients of another backend at their usual latency,
+/// and once the server resumes, the frozen result completes whole.
+#[test]
+fn limits_a_backend_frozen_mid_result_holds_back_only_its_own_clients() {
+    let frozen = MariaDb::start();
+    let live = MariaDb::shared();
+    let (fs, ls) = (frozen.fresh_database("lim_frz"), live.fresh_database("lim_live"));
+    let (fb, lb) = (format!("{fs}_b"), format!("{ls}_b"));
+    frozen.create_user(&fb, "bpw");
+    live.create_user(&lb, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {fs}\n    default_hostgroup: frozen\n\
+         \x20 - name: other\n    password: pw\n    default_schema: {ls}\n    default_hostgroup: live\n\
+         backends:\n  - name: f\n    address: {}\n    user: {fb}\n    password: bpw\n    hostgroup: frozen\n\
+         \x20 - name: l\n    address: {}\n    user: {lb}\n    password: bpw\n    hostgroup: live\n\
+         pool:\n  query_timeout: 30s\n",
+        frozen.addr(),
+        live.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    let addr = proxy.local_addr();
+    let mut a = MiniClient::connect(addr, "app", "pw", Some(&fs)).unwrap();
+    let mut b = MiniClient::connect(addr, "other", "pw", Some(&ls)).unwrap();
+    assert_eq!(server_code(b.query("SELECT 1")), Ok("1".into()));
+
+    // Rows of 20 KB, one every 10 ms: the result streams for 3 s.
+    a.send_query("SELECT seq, REPEAT('x', 20000), SLEEP(0.01) FROM seq_1_to_300")
+        .unwrap();
+    let (_, count) = a.read_packet().unwrap();
+    assert_eq!(count, [3]);
+    thread::sleep(Duration::from_millis(300));
+    frozen.pause();
+    let mut worst = Duration::ZERO;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let t = Instant::now();
+        assert_eq!(server_code(b.query("SELECT 2")), Ok("2".into()));
+        worst = worst.max(t.elapsed());
+        thread::sleep(Duration::from_millis(20));
+    }
+    frozen.resume();
+    assert!(
+        worst < Duration::from_millis(500),
+        "the live backend's client waited {worst:?}"
+    );
+    // The frozen result goes on where it stopped: 3 column definitions,
+    // then every row in order, then the end.
+    let mut rows = 0;
+    let mut defs = 0;
+    loop {
+        let (_, p) = a.read_packet().unwrap();
+        match p[0] {
+            0xff => panic!("{}", String::from_utf8_lossy(&p)),
+            0xfe if p.len() < 9 => {
+                if defs >= 3 && rows > 0 {
+                    break;
+                }
+            }
+            _ if defs < 3 => defs += 1,
+            _ => {
+                rows += 1;
+                assert!(p[1..].starts_with(rows.to_string().as_bytes()), "row {rows}");
+            }
+        }
+    }
+    assert_eq!(rows, 300);
+    assert_eq!(server_code(a.query("SELECT 3")), Ok("3".into()));
+}
