@@ -1,6 +1,9 @@
-//! Resource limits: the process out of file descriptors, and the like.
-//! The `funnel` binary runs as its own process here, so its open-files
-//! limit can be lowered (`prlimit`) without touching the test's own.
+//! Resource limits and slow or hostile peers: Funnel out of file
+//! descriptors, `client.max_connections` reached, packet headers that
+//! declare more than they send, readers that stop reading large results,
+//! a flood of long data, a backend frozen mid-result. Most tests run the
+//! `funnel` binary as its own process, so its open-files limit can be
+//! lowered (`prlimit`) and its memory read (VmRSS) apart from the test's.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -550,4 +553,58 @@ fn limits_a_backend_frozen_mid_result_holds_back_only_its_own_clients() {
     }
     assert_eq!(rows, 300);
     assert_eq!(server_code(a.query("SELECT 3")), Ok("3".into()));
+}
+
+/// A flood of `COM_STMT_SEND_LONG_DATA` (48 MiB in 512 KiB pieces, no
+/// reply to any) passes through to the server piece by piece: Funnel holds
+/// none of it, and the execute sees all of it.
+#[test]
+fn limits_a_long_data_flood_passes_through_without_being_held() {
+    const PIECES: usize = 96;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr, schema) = start_binary("lim_long", "", dir.path());
+    let pid = child.0.id();
+    let mut c = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT LENGTH(?)");
+    c.send_command(&prepare).unwrap();
+    let (_, ok) = c.read_packet().unwrap();
+    assert_eq!(ok[0], 0, "{}", String::from_utf8_lossy(&ok));
+    let id = u32::from_le_bytes(ok[1..5].try_into().unwrap());
+    // The parameter and column definitions, each followed by an EOF.
+    for _ in 0..4 {
+        c.read_packet().unwrap();
+    }
+    thread::sleep(Duration::from_millis(200));
+    let before = rss_bytes(pid);
+    let piece = vec![b'y'; 512 << 10];
+    let mut peak = 0;
+    for i in 0..PIECES {
+        let mut p = vec![0x18];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(&0u16.to_le_bytes());
+        p.extend_from_slice(&piece);
+        c.send_command(&p).unwrap();
+        if i % 16 == 15 {
+            peak = peak.max(rss_bytes(pid).saturating_sub(before));
+        }
+    }
+    let mut exec = vec![0x17];
+    exec.extend_from_slice(&id.to_le_bytes());
+    exec.extend_from_slice(&[0, 1, 0, 0, 0, 0, 1, 0xfc, 0]); // flags, iterations, null bitmap, new types, MEDIUM_BLOB
+    c.send_command(&exec).unwrap();
+    // Column count, definition, EOF, then the binary row: header, null
+    // bitmap, the integer (4 or 8 bytes).
+    let value = loop {
+        let (_, p) = c.read_packet().unwrap();
+        assert_ne!(p[0], 0xff, "{}", String::from_utf8_lossy(&p));
+        if p[0] == 0 && (p.len() == 6 || p.len() == 10) {
+            let mut v = [0u8; 8];
+            v[..p.len() - 2].copy_from_slice(&p[2..]);
+            break u64::from_le_bytes(v);
+        }
+    };
+    assert_eq!(value, PIECES as u64 * (512 << 10));
+    peak = peak.max(rss_bytes(pid).saturating_sub(before));
+    assert!(peak < 8 << 20, "{} KiB more for 48 MiB of long data", peak >> 10);
 }
