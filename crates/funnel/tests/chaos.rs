@@ -655,16 +655,20 @@ fn check(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
         }
     }
 
-    let rows: Vec<(usize, i64, i64)> = root
+    let rows: Vec<(usize, i64, i64, String)> = root
         .query(format!(
-            "SELECT client, seq, COUNT(*) FROM {s}.log GROUP BY client, seq"
+            "SELECT client, seq, COUNT(*), GROUP_CONCAT(id, ' ', kind ORDER BY id SEPARATOR ', ') \
+             FROM {s}.log GROUP BY client, seq"
         ))
         .unwrap();
     let mut seen: BTreeMap<(usize, i64), i64> = BTreeMap::new();
-    for (client, seq, count) in rows {
+    for (client, seq, count, which) in rows {
         seen.insert((client, seq), count);
         if count > 1 {
-            bad.push(format!("client {client} seq {seq}: {count} log rows (ran twice)"));
+            bad.push(format!(
+                "client {client} seq {seq}: {count} log rows (ran twice; ids and kinds: {which}; {:?})",
+                ledgers[client].log.get(&seq)
+            ));
         }
         match ledgers[client].log.get(&seq) {
             None => bad.push(format!("client {client} seq {seq}: a log row nobody inserted")),
