@@ -13,8 +13,9 @@
 //! `FUNNEL_DIFF_ITERATIONS=n` runs n seeds (a soak), `FUNNEL_DIFF_CLIENTS`
 //! and `FUNNEL_DIFF_OPS` size each seed's scripts, `FUNNEL_DIFF_PRINT=1`
 //! prints every script, `FUNNEL_DIFF_MORE=0` leaves out the steps of
-//! [`more_op`] and [`extra_op`], `FUNNEL_DIFF_MORE=1` those of
-//! [`extra_op`] (the scripts seeds made before they were added).
+//! [`more_op`], [`extra_op`] and [`session_ops`], `FUNNEL_DIFF_MORE=1`
+//! those of [`extra_op`] and [`session_ops`], `FUNNEL_DIFF_MORE=2` those
+//! of [`session_ops`] (the scripts seeds made before they were added).
 
 use std::fmt::Write as _;
 use std::sync::Once;
@@ -582,17 +583,239 @@ fn extra_op(rng: &mut Rng) -> Op {
     }
 }
 
+/// Statement families applications send that the other steps do not:
+/// XA transactions, savepoints of other names, transaction
+/// characteristics and their reads, `START TRANSACTION WITH CONSISTENT
+/// SNAPSHOT`, character sets beyond utf8mb4 and latin1 (multi-byte ones
+/// whose second bytes can be a backslash or a quote included), `SET
+/// STATEMENT` of variables a read shows, table locks of several kinds,
+/// locking reads, `LAST_INSERT_ID(expr)` counters, diagnostics variants,
+/// sequences, a `COM_INIT_DB` that fails, and binary prepared statements
+/// executed again after their table changed.
+const SESSION: &[&str] = &[
+    // Transaction characteristics, read back.
+    "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE",
+    "SET @@session.tx_isolation = 'SERIALIZABLE'",
+    "SET SESSION tx_read_only = 1",
+    "SET SESSION tx_read_only = DEFAULT",
+    "SET tx_isolation = DEFAULT",
+    "SELECT @@tx_isolation, @@session.tx_read_only, @@in_transaction",
+    "SELECT @@transaction_isolation",
+    "SELECT @@global.tx_isolation = @@session.tx_isolation",
+    // Transactions begun and ended in other spellings.
+    "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+    "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    "START TRANSACTION READ WRITE",
+    "BEGIN WORK",
+    "COMMIT WORK",
+    "ROLLBACK AND NO CHAIN",
+    "ROLLBACK AND CHAIN",
+    "COMMIT AND NO CHAIN",
+    // Savepoints of other names, inside and outside transactions.
+    "SAVEPOINT `sp 2`",
+    "ROLLBACK WORK TO SAVEPOINT `sp 2`",
+    "RELEASE SAVEPOINT `sp 2`",
+    "ROLLBACK TO nosuch_sp",
+    "SAVEPOINT s1",
+    "ROLLBACK TO s1",
+    // Character sets: set, then read back with strings.
+    "SET NAMES cp1251",
+    "SET NAMES sjis",
+    "SET NAMES gbk",
+    "SET NAMES big5",
+    "SET NAMES binary",
+    "SET NAMES ascii",
+    "SET NAMES utf8",
+    "SET NAMES utf8mb3 COLLATE utf8mb3_unicode_ci",
+    "SET NAMES latin1 COLLATE latin1_german2_ci",
+    "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_german2_ci'",
+    "SET NAMES koi8r",
+    "SET character_set_connection = latin2",
+    "SET collation_connection = latin1_swedish_ci",
+    "SET character_set_client = cp1251",
+    "SET NAMES DEFAULT",
+    "SELECT @@character_set_client, @@character_set_connection, @@character_set_results, @@collation_connection",
+    "SELECT 'é', HEX('é'), LENGTH('é'), CHAR_LENGTH('é'), 'ü' = 'u', 'ä' < 'b'",
+    "SELECT s, HEX(s), s = 'ss' FROM w ORDER BY HEX(s)",
+    "SELECT CHARSET('x'), COLLATION('x'), COERCIBILITY('x')",
+    "SELECT '\\\\', '\\'', 'x\\ny'",
+    // SET STATEMENT of variables a read shows, and what stays after it.
+    "SET STATEMENT time_zone = '+09:00' FOR SELECT @@time_zone, FROM_UNIXTIME(0)",
+    "SET STATEMENT sql_mode = 'ANSI_QUOTES' FOR SELECT \"id\" FROM t ORDER BY id LIMIT 1",
+    "SET STATEMENT div_precision_increment = 1 FOR SELECT 1/3",
+    "SET STATEMENT sql_select_limit = 1, max_statement_time = 50 FOR SELECT id FROM k ORDER BY id",
+    "SET STATEMENT sql_mode = '' FOR INSERT INTO t (v, s) VALUES (11, 'much too long')",
+    "SELECT @@time_zone, @@sql_mode, @@div_precision_increment, @@sql_select_limit",
+    // Table locks.
+    "LOCK TABLES t READ",
+    "LOCK TABLES t READ, k WRITE",
+    "LOCK TABLE k AS kk READ",
+    "LOCK TABLES w READ LOCAL",
+    "SELECT COUNT(*) FROM w",
+    "UNLOCK TABLES",
+    "UNLOCK TABLES",
+    // Locking reads.
+    "SELECT id, v FROM k WHERE id = 1 FOR UPDATE",
+    "SELECT id FROM t ORDER BY id FOR UPDATE SKIP LOCKED",
+    "SELECT v FROM k ORDER BY id LOCK IN SHARE MODE",
+    // LAST_INSERT_ID(expr): the counter pattern.
+    "UPDATE k SET v = LAST_INSERT_ID(v + 1) WHERE id = 1",
+    "SELECT LAST_INSERT_ID(v) FROM k WHERE id = 2",
+    "INSERT INTO t (v, s) VALUES (LAST_INSERT_ID() + 1, 'li')",
+    "SELECT LAST_INSERT_ID(), @@last_insert_id, @@identity",
+    // Diagnostics.
+    "SHOW WARNINGS LIMIT 1",
+    "SHOW ERRORS LIMIT 0, 1",
+    "SHOW COUNT(*) ERRORS",
+    "SELECT @@warning_count, @@error_count",
+    "SELECT CAST('7z' AS SIGNED), CAST('8q' AS SIGNED)",
+    // Sequences.
+    "SELECT NEXT VALUE FOR sq",
+    "SELECT PREVIOUS VALUE FOR sq",
+    "DO NEXTVAL(sq)",
+    "INSERT INTO t (v, s) VALUES (NEXTVAL(sq), 'sq')",
+    // The schema, after a USE that failed.
+    "USE nosuch_schema",
+    "SELECT DATABASE()",
+    // Named locks: recursive, and all released at once.
+    "SELECT GET_LOCK('{lk}', 0), GET_LOCK('{lk}', 0)",
+    "SELECT RELEASE_ALL_LOCKS()",
+    "SELECT IS_FREE_LOCK('{lk}')",
+];
+/// What [`SESSION`] runs as binary prepared statements, some of them
+/// again after [`SESSION_DDL`] changed their table.
+const SESSION_PREPARED: &[&str] = &[
+    "SELECT * FROM k ORDER BY id",
+    "SELECT * FROM t ORDER BY id",
+    "SELECT s, HEX(s) FROM w ORDER BY HEX(s)",
+    "SELECT @@tx_isolation, @@tx_read_only, @@in_transaction",
+    "SELECT @@character_set_client, @@collation_connection",
+    "UPDATE k SET v = LAST_INSERT_ID(v + 1) WHERE id = 2",
+    "SELECT LAST_INSERT_ID()",
+    "SELECT id FROM t WHERE id = 1 FOR UPDATE",
+];
+/// Schema changes under [`SESSION_PREPARED`]'s statements (they fail
+/// once done; they commit a transaction).
+const SESSION_DDL: &[&str] = &[
+    "ALTER TABLE k ADD COLUMN c INT DEFAULT 5",
+    "ALTER TABLE k DROP COLUMN c",
+    "ALTER TABLE t MODIFY s VARCHAR(20)",
+    "ALTER TABLE t ADD COLUMN d DATE",
+    "ALTER TABLE t DROP COLUMN d",
+];
+
+/// One XA transaction of the client's own (the xid is its lock name),
+/// from `XA START` to its end, with what the server refuses on the way.
+fn xa_sequence(rng: &mut Rng) -> Vec<Op> {
+    let q = |s: &str| Op::Query(s.to_owned());
+    let mut ops = vec![q(rng.pick(&["XA START '{lk}'", "XA BEGIN '{lk}'"]))];
+    for _ in 0..rng.below(3) {
+        ops.push(q(rng.pick(&[
+            "INSERT INTO t (v, s) VALUES (21, 'xa')",
+            "UPDATE k SET v = v + 1 WHERE id = 1",
+            "SELECT @@in_transaction, COUNT(*) FROM t",
+            "SELECT LAST_INSERT_ID()",
+            "SAVEPOINT s1",
+            "COMMIT",
+        ])));
+    }
+    ops.push(q("XA END '{lk}'"));
+    // Refused in the XA IDLE state (1399), text or prepared.
+    match rng.below(4) {
+        0 => ops.push(q("SELECT 1")),
+        1 => ops.push(Op::Exec(
+            "SELECT @@tx_isolation, @@tx_read_only, @@in_transaction".into(),
+        )),
+        _ => {}
+    }
+    let end = match rng.below(4) {
+        0 => "XA COMMIT '{lk}' ONE PHASE",
+        1 => "XA ROLLBACK '{lk}'",
+        _ => {
+            ops.push(q("XA PREPARE '{lk}'"));
+            if rng.below(2) == 0 {
+                ops.push(q("SELECT @@in_transaction"));
+            }
+            rng.pick(&["XA COMMIT '{lk}'", "XA ROLLBACK '{lk}'"])
+        }
+    };
+    ops.push(q(end));
+    ops.push(q(rng.pick(&[
+        "SELECT @@in_transaction, COUNT(*) FROM t",
+        "SELECT id, v FROM k ORDER BY id",
+        "SELECT LAST_INSERT_ID(), ROW_COUNT()",
+    ])));
+    ops
+}
+
+/// A command that ends a session's state (`COM_RESET_CONNECTION`,
+/// `COM_CHANGE_USER`) in the middle of a transaction, table locks, a
+/// savepoint or characteristics for the next transaction; then reads.
+fn interrupted_sequence(rng: &mut Rng) -> Vec<Op> {
+    let q = |s: &str| Op::Query(s.to_owned());
+    let mut ops = vec![q(rng.pick(&[
+        "BEGIN",
+        "LOCK TABLES t READ",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SET autocommit = 0",
+        "START TRANSACTION READ ONLY",
+    ]))];
+    ops.push(q(rng.pick(&[
+        "INSERT INTO t (v, s) VALUES (31, 'r')",
+        "SAVEPOINT s1",
+        "SELECT COUNT(*) FROM t",
+    ])));
+    ops.push(if rng.below(2) == 0 {
+        Op::Reset
+    } else {
+        Op::ChangeUser
+    });
+    for _ in 0..2 {
+        ops.push(q(rng.pick(&[
+            "SELECT @@in_transaction, @@autocommit, @@tx_isolation",
+            "BEGIN",
+            "SELECT @@tx_isolation",
+            "COMMIT",
+            "INSERT INTO t (v, s) VALUES (32, 'r')",
+            "ROLLBACK TO s1",
+            "SELECT id, v, s FROM t ORDER BY id",
+        ])));
+    }
+    ops
+}
+
+/// One step of the session family, or a sequence of them (returned
+/// whole; [`script`] never cuts one).
+fn session_ops(rng: &mut Rng) -> Vec<Op> {
+    match rng.below(24) {
+        0..=1 => xa_sequence(rng),
+        2 => interrupted_sequence(rng),
+        3..=4 => vec![Op::Exec(rng.pick(SESSION_PREPARED).to_owned())],
+        5 => vec![Op::Query(rng.pick(SESSION_DDL).to_owned())],
+        6 => vec![Op::InitDb(rng.pick(&["nosuch_schema", "{a}", "{b}"]))],
+        _ => vec![Op::Query(rng.pick(SESSION).to_owned())],
+    }
+}
+
 /// A client's script: the steps of [`ops`], and between them, from
-/// streams of their own, those of [`more_op`] and [`extra_op`].
-/// `FUNNEL_DIFF_MORE=0` gives the scripts of the soaks before either was
-/// added, `1` those before [`extra_op`] (both: up to list changes made
-/// since); the [`ops`] steps are the same either way, in the same order.
+/// streams of their own, those of [`more_op`], [`extra_op`] and
+/// [`session_ops`]. `FUNNEL_DIFF_MORE=0` gives the scripts of the soaks
+/// before any of them was added, `1` those before [`extra_op`], `2` those
+/// before [`session_ops`] (all: up to list changes made since); the
+/// [`ops`] steps are the same either way, in the same order. A sequence
+/// of [`session_ops`] that would be cut at the script's end is left out
+/// whole: an XA transaction cut after `XA PREPARE` would outlive the
+/// connection and hold its rows locked.
 fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(client as u64));
     let mut more = Rng::new(!seed.wrapping_mul(1_000_033).wrapping_add(client as u64));
     let mut extra = Rng::new(!seed.wrapping_mul(1_000_037).wrapping_add(client as u64 + 7));
-    let level = env_or("FUNNEL_DIFF_MORE", 2);
-    let mut script = Vec::with_capacity(len + 8);
+    let mut session = Rng::new(!seed.wrapping_mul(1_000_039).wrapping_add(client as u64 + 13));
+    let level = env_or("FUNNEL_DIFF_MORE", 3);
+    let mut script = Vec::with_capacity(len + 16);
+    let mut end = len;
     while script.len() < len {
         if level >= 1 && more.below(10) == 0 {
             script.push(more_op(&mut more));
@@ -600,9 +823,16 @@ fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
         if level >= 2 && extra.below(8) == 0 {
             script.push(extra_op(&mut extra));
         }
+        if level >= 3 && session.below(8) == 0 {
+            let start = script.len();
+            script.extend(session_ops(&mut session));
+            if start < len && script.len() > len {
+                end = start;
+            }
+        }
         script.extend(ops(&mut rng));
     }
-    script.truncate(len);
+    script.truncate(end);
     script
 }
 
