@@ -1271,12 +1271,14 @@ fn compare(db: &MariaDb, port: u16, tag: &str, scripts: &[Vec<Op>]) -> String {
         })
     };
     all_names(&|n| setup_schemas(db, n));
+    // A login that fails names the run (its seed) and the client.
+    let login = |port, user, pw, n: &Names| {
+        Conn::new(opts(port, user, pw, &n.a)).unwrap_or_else(|e| panic!("{tag}: login of {}: {e}", n.a))
+    };
     let direct = run_side(scripts, &direct_names, &|n| {
-        Conn::new(opts(db.port(), "diff_user", "dpw", &n.a)).unwrap()
+        login(db.port(), "diff_user", "dpw", n)
     });
-    let through = run_side(scripts, &funnel_names, &|n| {
-        Conn::new(opts(port, "app", "apppw", &n.a)).unwrap()
-    });
+    let through = run_side(scripts, &funnel_names, &|n| login(port, "app", "apppw", n));
     all_names(&|n| drop_schemas(db, n));
     diff(tag, scripts, &direct, &through)
 }
@@ -1566,6 +1568,23 @@ fn differential_regressions_match_direct_mariadb() {
             q("HANDLER t READ NEXT"),
             q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
             q("HANDLER t CLOSE"),
+        ],
+        // XA statements open no table: the diagnostics area of the
+        // statement before stays, before the XA transaction and inside it
+        // (soak seeds 150344, 150372 with the session steps).
+        vec![
+            q("SELECT * FROM nosuch"),
+            q("XA START '{lk}'"),
+            q("XA END '{lk}'"),
+            q("XA PREPARE '{lk}'"),
+            q("XA COMMIT '{lk}'"),
+            q("SHOW WARNINGS"),
+            q("XA START '{lk}'"),
+            q("COMMIT"),
+            q("XA END '{lk}'"),
+            q("XA COMMIT '{lk}' ONE PHASE"),
+            q("SELECT LAST_INSERT_ID()"),
+            q("SHOW WARNINGS"),
         ],
         // In a query of several statements that starts with one, the last
         // statement's rows count, as for any other query.
