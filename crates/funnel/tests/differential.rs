@@ -1572,6 +1572,17 @@ fn differential_regressions_match_direct_mariadb() {
             q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
             q("HANDLER t CLOSE"),
         ],
+        // A COM_INIT_DB that fails is a failed statement: ROW_COUNT()
+        // reads -1 after it (soak seed 150899 with the session steps).
+        vec![
+            q("UPDATE k SET v = v + 1"),
+            Op::InitDb("nosuch_schema"),
+            q("SELECT ROW_COUNT(), DATABASE()"),
+            q("EXECUTE IMMEDIATE 'SELECT 1'"),
+            q("UPDATE k SET v = v + 1"),
+            Op::InitDb("nosuch_schema"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        ],
         // XA statements open no table: the diagnostics area of the
         // statement before stays, before the XA transaction and inside it
         // (soak seeds 150344, 150372 with the session steps).

@@ -1556,10 +1556,11 @@ impl Session {
             f.diagnostics && summary.result_sets == 0 && summary.error.is_none() && summary.warnings == 0;
         self.own_row_count_next &= keeps_row_count;
         if f.expect != Some(Expect::Results) {
-            if matches!(f.name, "COM_INIT_DB" | "COM_PING") && summary.error.is_none() {
+            if matches!(f.name, "COM_INIT_DB" | "COM_PING") {
                 // The server answers them as a statement (`my_ok`):
-                // ROW_COUNT() reads 0 after them, as after `USE`.
-                self.last.row_count = 0;
+                // ROW_COUNT() reads 0 after them, as after `USE`, and -1
+                // after one that failed (soak seed 150899).
+                self.last.row_count = if summary.error.is_none() { 0 } else { -1 };
             }
             return;
         }
