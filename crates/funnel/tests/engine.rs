@@ -2966,3 +2966,54 @@ fn engine_clearing_another_clients_warnings_keeps_row_count() {
     let row: Option<(i64, i64)> = x.query_first("SELECT ROW_COUNT(), @n").unwrap();
     assert_eq!(row, Some((0, 0)));
 }
+
+/// MariaDB allows three refused `COM_CHANGE_USER` per connection: after
+/// them every one is refused (ER_UNKNOWN_COM_ERROR) without looking at the
+/// password, so a connection kept after a refusal cannot be used to guess
+/// passwords. Funnel keeps the connection as MariaDB does, so it must keep
+/// the limit too.
+#[test]
+fn engine_refused_change_user_is_limited_to_three_per_connection() {
+    let e = env("changeuserlimit", 1, "");
+    let wrong = || {
+        mysql::ChangeUserOpts::default()
+            .with_user(Some("app".into()))
+            .with_pass(Some("wrong".into()))
+    };
+    // The server's own rule, on a direct connection of the backend user.
+    let mut direct = Conn::new(e.db.opts(&e.backend_user(), "bpw")).unwrap();
+    for _ in 0..3 {
+        direct
+            .change_user(
+                mysql::ChangeUserOpts::default()
+                    .with_user(Some(e.backend_user()))
+                    .with_pass(Some("wrong".into())),
+            )
+            .unwrap_err();
+    }
+    let right = direct.change_user(
+        mysql::ChangeUserOpts::default()
+            .with_user(Some(e.backend_user()))
+            .with_pass(Some("bpw".into())),
+    );
+    assert!(
+        right.is_err(),
+        "MariaDB refuses a fourth change of user, even a right one"
+    );
+    // Through Funnel.
+    let mut c = e.client();
+    for _ in 0..3 {
+        let (code, _) = server_error(c.change_user(wrong()).unwrap_err());
+        assert_eq!(code, 1045);
+        assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    }
+    let err = c
+        .change_user(
+            mysql::ChangeUserOpts::default()
+                .with_user(Some("app".into()))
+                .with_pass(Some("apppw".into())),
+        )
+        .expect_err("a fourth change of user is refused, even with the right password");
+    let (code, _) = server_error(err);
+    assert_eq!(code, 1047, "ER_UNKNOWN_COM_ERROR, as MariaDB answers it");
+}

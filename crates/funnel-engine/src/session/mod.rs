@@ -271,6 +271,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 scratch: Vec::new(),
                 long_data: Vec::new(),
                 state_lost: false,
+                failed_change_users: 0,
                 tx_lost: false,
                 command_commits: false,
                 tx_lost_at_commit: false,
@@ -407,6 +408,9 @@ struct Session {
     /// A backend connection holding this session's state failed: the
     /// session ends once the client has its error.
     state_lost: bool,
+    /// `COM_CHANGE_USER`s refused on this connection (see
+    /// `reset.rs`, `MAX_FAILED_CHANGE_USERS`).
+    failed_change_users: u8,
     /// A backend connection holding only this session's transaction
     /// failed: statements are refused until the client ends it
     /// (`lost_transaction.rs`).

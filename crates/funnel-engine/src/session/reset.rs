@@ -12,6 +12,11 @@ use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError};
 use crate::pool::key::PoolKey;
 
+/// Refused `COM_CHANGE_USER`s a connection may have before every further
+/// one is refused unheard: MariaDB keeps the connection after a refusal,
+/// and allows three, so that it cannot serve to guess passwords.
+const MAX_FAILED_CHANGE_USERS: u8 = 3;
+
 impl Session {
     /// `COM_RESET_CONNECTION`: forgets the session's state. When a backend
     /// connection holds state for it, the server resets that connection
@@ -141,6 +146,14 @@ impl Session {
                     .await
             }
         };
+        if self.failed_change_users >= MAX_FAILED_CHANGE_USERS {
+            // MariaDB's limit on guessing passwords over a connection it
+            // keeps: refused without authenticating (`sql_parse.cc`,
+            // `failed_com_change_user`).
+            self.end_old_session().await;
+            let err = ErrPacket::new(1047, "08S01", "Unknown command");
+            return self.change_refused(1, err, true).await;
+        }
         let outcome = handshake::change_user(
             &mut self.stream,
             &mut self.buf,
@@ -250,6 +263,7 @@ impl Session {
     /// fresh session of its old user in its old schema, as on the server;
     /// in front of anything else (MySQL) the connection ends, as there.
     async fn change_refused(&mut self, seq: u8, err: ErrPacket, engine: bool) -> Result<(), End> {
+        self.failed_change_users = self.failed_change_users.saturating_add(1);
         if engine {
             self.shard.stats.count_error(err.code);
         }
