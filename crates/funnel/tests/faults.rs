@@ -536,3 +536,47 @@ fn faults_query_timeout_kills_nothing_once_the_address_reaches_another_server() 
         "Funnel's KILL QUERY stopped another server's query of the same thread id"
     );
 }
+
+/// `COM_REFRESH` (`mariadb-admin refresh`, `flush-*`) commits the open
+/// transaction before it flushes, as a `FLUSH` statement does. Left
+/// without a reply (a frozen server, `pool.query_timeout`), it may have
+/// committed: the 9008 refusals after it must not say the server rolled
+/// the transaction back.
+#[test]
+fn faults_com_refresh_without_a_reply_is_not_reported_as_rolled_back() {
+    use funnel_testkit::mini_client::{MiniClient, MiniError};
+    let db = MariaDb::start();
+    let proxy = start(&db, "700ms");
+    db.exec("CREATE TABLE faults.refreshed (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some("faults")).unwrap();
+    a.query("BEGIN").unwrap();
+    a.query("INSERT INTO refreshed VALUES (1)").unwrap();
+    db.pause();
+    // REFRESH_STATUS: a flush anyone with RELOAD may run.
+    let answer = a
+        .roundtrip(&[0x07, 0x10], funnel_protocol::tracker::Expect::Status)
+        .unwrap();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(&answer[0][..3], &[0xff, 0xb1, 0x07], "ERR 1969: {:?}", answer[0]);
+    // Past Funnel's KILL QUERY attempt (pool.connect_timeout, 1 s).
+    thread::sleep(Duration::from_millis(1500));
+    db.resume();
+    let count = || {
+        db.query_first::<i64>("SELECT COUNT(*) FROM faults.refreshed")
+            .unwrap_or(0)
+    };
+    funnel_testkit::wait_until_within(
+        "the implicit commit to run on the server",
+        Duration::from_secs(10),
+        || count() == 1,
+    );
+    match a.query("INSERT INTO refreshed VALUES (2)") {
+        Err(MiniError::Server(err)) => {
+            let text = String::from_utf8_lossy(&err.message).into_owned();
+            assert_eq!(err.code, 9008, "{text}");
+            assert!(!text.contains("rolled it back"), "{text}");
+            assert!(text.contains("may or may not have committed"), "{text}");
+        }
+        other => panic!("expected ERR 9008, got {other:?}"),
+    }
+}

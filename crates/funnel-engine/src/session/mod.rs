@@ -585,9 +585,17 @@ impl Session {
             // this command, unless the command opens one itself (several
             // statements): a single statement on a pooled connection, the
             // hot path, skips the scan.
-            self.command_commits = payload.first() == Some(&0x03)
-                && (self.pinned.is_some() || payload.contains(&b';'))
-                && lost_transaction::commits(&payload[1..]);
+            self.command_commits = match payload.first() {
+                Some(0x03) => {
+                    (self.pinned.is_some() || payload.contains(&b';'))
+                        && lost_transaction::commits(&payload[1..])
+                }
+                // COM_REFRESH commits the open transaction before it
+                // flushes, as a `FLUSH` statement does (`sql_parse.cc`,
+                // `trans_commit_implicit`).
+                Some(0x07) => self.pinned.is_some(),
+                _ => false,
+            };
             let verdict = self.tx_lost.then(|| match payload.first() {
                 // An execute is judged by its statement's text: a prepared
                 // ROLLBACK must end the lost transaction as a text one does,
