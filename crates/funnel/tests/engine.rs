@@ -3017,3 +3017,42 @@ fn engine_refused_change_user_is_limited_to_three_per_connection() {
     let (code, _) = server_error(err);
     assert_eq!(code, 1047, "ER_UNKNOWN_COM_ERROR, as MariaDB answers it");
 }
+
+/// A session pinned without a connection (a prepare the registry answered
+/// pins it for `ROW_COUNT()`) has nothing on a server to ping: its ping is
+/// answered at once, as a direct client's, not after waiting for a pool
+/// connection it would then keep (nor refused when none comes).
+#[test]
+fn engine_ping_of_a_session_pinned_without_a_connection_takes_none() {
+    let e = env(
+        "pinnoconn",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nbacklog:\n  wait_timeout: 2s\n",
+    );
+    {
+        // The registry learns the statement on the one connection.
+        let mut x = e.client();
+        x.prep("SELECT ROW_COUNT()").unwrap();
+    }
+    let idle_again = || e.snapshot()[0].pool.idle == e.snapshot()[0].pool.total;
+    funnel_testkit::wait_until_within("the connection back in the pool", SETTLE, idle_again);
+    let mut b = e.client();
+    let rc = b.prep("SELECT ROW_COUNT()").unwrap();
+    assert!(idle_again(), "the prepare held no connection: {:?}", e.snapshot());
+    let mut c = e.client();
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("SELECT 1").unwrap();
+    let started = Instant::now();
+    b.ping().expect("a ping needs no backend connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once, not after the backlog: {:?}",
+        started.elapsed()
+    );
+    c.query_drop("COMMIT").unwrap();
+    assert_eq!(
+        b.exec_first::<i64, _, _>(&rc, ()).unwrap(),
+        Some(0),
+        "ROW_COUNT() after a ping"
+    );
+}

@@ -647,8 +647,10 @@ impl Session {
             // client's would: the server's ROW_COUNT() there is 0 after it
             // (a prepared `SELECT ROW_COUNT()` reads it), and a pool that
             // pings before lending the client out learns that the
-            // connection holding its session is gone.
-            Plan::ReplyOk if self.sticky() => {
+            // connection holding its session is gone. One pinned without a
+            // connection yet (a prepare the registry answered) has nothing
+            // there to ping: Funnel answers, as for any other session.
+            Plan::ReplyOk if self.sticky() && self.pinned.is_some() => {
                 Box::pin(self.forward(total, Forward::new("COM_PING", Some(Expect::Status)))).await
             }
             Plan::ReplyOk => {
