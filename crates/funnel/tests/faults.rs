@@ -580,3 +580,40 @@ fn faults_com_refresh_without_a_reply_is_not_reported_as_rolled_back() {
         other => panic!("expected ERR 9008, got {other:?}"),
     }
 }
+
+/// In a lost transaction, `COM_REFRESH` is refused like the `FLUSH`
+/// statement it stands for (both commit implicitly on the server): it
+/// neither runs on a fresh connection nor ends the lost transaction.
+#[test]
+fn faults_com_refresh_in_a_lost_transaction_is_refused() {
+    use funnel_testkit::mini_client::{MiniClient, MiniError};
+    let db = MariaDb::start();
+    let proxy = start(&db, "0s");
+    db.exec("CREATE TABLE faults.lostrefresh (id INT PRIMARY KEY) ENGINE=InnoDB");
+    let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some("faults")).unwrap();
+    a.query("BEGIN").unwrap();
+    a.query("INSERT INTO lostrefresh VALUES (1)").unwrap();
+    let victim = thread::spawn(move || {
+        let lost = a.query("SELECT SLEEP(3)").map(|_| ());
+        (a, lost)
+    });
+    wait_for_sleeps(&db, 1);
+    db.kill();
+    let (mut a, lost) = victim.join().unwrap();
+    assert!(
+        matches!(lost, Err(MiniError::Server(ref e)) if e.code == 9007),
+        "{lost:?}"
+    );
+    db.start_again();
+    let server_code = |r: Result<Vec<Vec<u8>>, MiniError>| match r {
+        Ok(packets) if packets[0][0] == 0xff => u16::from_le_bytes([packets[0][1], packets[0][2]]),
+        other => panic!("expected ERR, got {other:?}"),
+    };
+    let refresh = a.roundtrip(&[0x07, 0x10], funnel_protocol::tracker::Expect::Status);
+    assert_eq!(server_code(refresh), 9008, "refused as FLUSH STATUS is");
+    match a.query("FLUSH STATUS") {
+        Err(MiniError::Server(e)) => assert_eq!(e.code, 9008, "still the lost transaction"),
+        other => panic!("expected ERR 9008, got {other:?}"),
+    }
+    a.query("ROLLBACK").unwrap();
+}
