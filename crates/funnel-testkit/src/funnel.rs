@@ -51,3 +51,66 @@ pub fn set_drained(proxy: &Proxy, name: &str, drained: bool) {
         .unwrap()
         .unwrap();
 }
+
+/// The `funnel` binary running as a child process (killed and reaped on
+/// drop): for tests that read its RSS or change its limits, which an
+/// in-process [`Proxy`] shares with the test.
+pub struct Spawned {
+    /// The child process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The fresh schema its user `app` (password `pw`) starts in.
+    pub schema: String,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `funnel` binary at `binary` (a test's
+/// `env!("CARGO_BIN_EXE_funnel")`) on one core, in front of the shared
+/// server: a fresh schema named after `prefix`, its own backend user, a
+/// client user `app` / `pw`, and `extra` YAML appended; the config file
+/// goes in `dir`. Returns once a client can log in.
+pub fn spawn(binary: &str, prefix: &str, extra: &str, dir: &std::path::Path) -> Spawned {
+    use std::time::{Duration, Instant};
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let path = dir.join("funnel.yaml");
+    let port = crate::port::pick_free_port().expect("a free port");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\ncores: 1\n\
+             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+             log:\n  level: warn\n{extra}",
+            db.addr()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(binary)
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    let spawned = Spawned {
+        child,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        schema,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = crate::mini_client::MiniClient::connect(spawned.addr, "app", "pw", None) {
+        assert!(Instant::now() < deadline, "funnel did not start: {e:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    spawned
+}

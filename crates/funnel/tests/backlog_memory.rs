@@ -8,12 +8,10 @@
 //! The bound is loose on purpose (it catches per-client buffers that grow
 //! or leak, not a few KiB): the real numbers are in bench/.
 
-use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use funnel_testkit::mini_client::MiniClient;
-use funnel_testkit::MariaDb;
 
 const CLIENTS: usize = 10_000;
 /// Generous per-client ceiling: a waiting client needs its socket state,
@@ -61,64 +59,22 @@ fn read_select_one(c: &mut MiniClient) -> Result<String, String> {
     value.ok_or_else(|| "no row".to_string())
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn ten_thousand_clients_with_a_full_backlog_stay_bounded() {
     raise_nofile();
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("backlogmem");
-    let backend = format!("{schema}_b");
-    db.create_user(&backend, "bpw");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("funnel.yaml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ncores: 1\n\
-             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
-             backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-             pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n\
+    let funnel = funnel_testkit::funnel::spawn(
+        env!("CARGO_BIN_EXE_funnel"),
+        "backlogmem",
+        &format!(
+            "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n\
              backlog:\n  max_waiting_per_core: {CLIENTS}\n  wait_timeout: 120s\n\
-             client:\n  max_connections: 12000\n\
-             log:\n  level: warn\n",
-            db.addr()
+             client:\n  max_connections: 12000\n"
         ),
-    )
-    .unwrap();
-    let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_funnel"))
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        dir.path(),
     );
-    let pid = child.0.id();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut holder = loop {
-        match MiniClient::connect(addr, "app", "pw", None) {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "funnel did not start: {e:?}");
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let (pid, addr) = (funnel.child.id(), funnel.addr);
+    let mut holder = MiniClient::connect(addr, "app", "pw", None).unwrap();
     holder.query("SELECT 1").unwrap();
     let before = rss_bytes(pid);
 
@@ -170,5 +126,5 @@ fn ten_thousand_clients_with_a_full_backlog_stay_bounded() {
             "{what}: {per_client} bytes per client (RSS {rss}, start {before})"
         );
     }
-    drop(child);
+    drop(funnel);
 }

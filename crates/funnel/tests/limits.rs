@@ -6,69 +6,12 @@
 //! lowered (`prlimit`) and its memory read (VmRSS) apart from the test's.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use funnel_testkit::funnel::spawn;
 use funnel_testkit::mini_client::{MiniClient, MiniError};
 use funnel_testkit::MariaDb;
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the `funnel` binary in front of the shared server with `extra`
-/// YAML; returns it, its address and the test's schema once it answers.
-fn start_binary(prefix: &str, extra: &str, dir: &Path) -> (Child, SocketAddr, String) {
-    let db = MariaDb::shared();
-    let schema = db.fresh_database(prefix);
-    let backend = format!("{schema}_b");
-    db.create_user(&backend, "bpw");
-    let path = dir.join("funnel.yaml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ncores: 1\n\
-             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
-             backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-             log:\n  level: warn\n{extra}",
-            db.addr()
-        ),
-    )
-    .unwrap();
-    let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_funnel"))
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match MiniClient::connect(addr, "app", "pw", None) {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "funnel did not start: {e:?}");
-                thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-    (child, addr, schema)
-}
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
@@ -129,12 +72,13 @@ fn server_code(
 #[test]
 fn limits_out_of_descriptors_backs_off_errs_clearly_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr, schema) = start_binary(
+    let funnel = spawn(
+        env!("CARGO_BIN_EXE_funnel"),
         "lim_fd",
         "pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n",
         dir.path(),
     );
-    let pid = child.0.id();
+    let (addr, schema, pid) = (funnel.addr, funnel.schema.clone(), funnel.child.id());
     let mut a = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
     let mut b = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
     assert_eq!(server_code(a.query("SELECT 1")), Ok("1".into()));
@@ -360,8 +304,8 @@ fn rss_bytes(pid: u32) -> u64 {
 fn limits_a_declared_packet_length_alone_costs_no_memory() {
     const CLIENTS: usize = 8;
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr, schema) = start_binary("lim_decl", "", dir.path());
-    let pid = child.0.id();
+    let funnel = spawn(env!("CARGO_BIN_EXE_funnel"), "lim_decl", "", dir.path());
+    let (addr, schema, pid) = (funnel.addr, funnel.schema.clone(), funnel.child.id());
     let mut good = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
     let mut clients: Vec<MiniClient> = (0..CLIENTS)
         .map(|_| MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap())
@@ -413,12 +357,13 @@ fn limits_a_declared_packet_length_alone_costs_no_memory() {
 #[test]
 fn limits_stalled_readers_of_large_results_cost_no_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr, schema) = start_binary(
+    let funnel = spawn(
+        env!("CARGO_BIN_EXE_funnel"),
         "lim_slow",
         "pool:\n  max_per_core: 4\nclient:\n  net_write_timeout: 2s\n",
         dir.path(),
     );
-    let pid = child.0.id();
+    let (addr, schema, pid) = (funnel.addr, funnel.schema.clone(), funnel.child.id());
     let mut good = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
     good.query("CREATE TABLE big (id INT PRIMARY KEY, pad LONGTEXT)")
         .unwrap();
@@ -562,8 +507,8 @@ fn limits_a_backend_frozen_mid_result_holds_back_only_its_own_clients() {
 fn limits_a_long_data_flood_passes_through_without_being_held() {
     const PIECES: usize = 96;
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr, schema) = start_binary("lim_long", "", dir.path());
-    let pid = child.0.id();
+    let funnel = spawn(env!("CARGO_BIN_EXE_funnel"), "lim_long", "", dir.path());
+    let (addr, schema, pid) = (funnel.addr, funnel.schema.clone(), funnel.child.id());
     let mut c = MiniClient::connect(addr, "app", "pw", Some(&schema)).unwrap();
     let mut prepare = vec![0x16];
     prepare.extend_from_slice(b"SELECT LENGTH(?)");
