@@ -21,6 +21,10 @@
 //! `FUNNEL_CHAOS_SEED=n` runs from seed n (printed on failure),
 //! `FUNNEL_CHAOS_ITERATIONS=n` runs n seeds, `FUNNEL_CHAOS_SECS=s` sets the
 //! length of each seed's run, `FUNNEL_CHAOS_PRINT=1` prints every trace.
+//! `FUNNEL_CHAOS_GENERAL_LOG=1` runs the server with its general log on
+//! and, for a log row found twice, prints the general-log entries of both
+//! copies and their threads' neighbouring entries: which server thread ran
+//! each copy, in what order, around which restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -91,6 +95,8 @@ struct Ledger {
     /// The error code of each log insert with an unknown outcome (0: the
     /// driver lost the connection), to report which of them took effect.
     log_unknown_codes: HashMap<i64, u16>,
+    /// When each log insert was sent and answered (ms into the run).
+    log_times: HashMap<i64, (u128, u128)>,
     tx: HashMap<i64, TxEnd>,
 }
 
@@ -127,8 +133,12 @@ impl Trace {
         }
     }
 
+    fn ms(&self) -> u128 {
+        self.start.elapsed().as_millis()
+    }
+
     fn note(&self, what: impl std::fmt::Display) {
-        let ms = self.start.elapsed().as_millis();
+        let ms = self.ms();
         self.lines.lock().unwrap().push(format!("{ms:>6} ms {what}"));
     }
 
@@ -174,6 +184,9 @@ fn err_text<T>(r: &mysql::Result<T>) -> String {
 
 struct Run<'a> {
     db: &'a MariaDb,
+    /// The server's general log from this seed on, when
+    /// `FUNNEL_CHAOS_GENERAL_LOG` is set.
+    general_log: Option<GeneralLog>,
     proxy: Proxy,
     schema: String,
     trace: Trace,
@@ -184,10 +197,14 @@ fn server() -> MariaDb {
     // Every acknowledged commit is on disk before the OK, so a kill -9
     // loses none (the testkit's default, 2, relies on the OS cache, which
     // also survives a process kill, but 1 is what the promise is about).
-    let db = MariaDb::builder()
-        .server_arg("--innodb-flush-log-at-trx-commit=1")
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut builder = MariaDb::builder().server_arg("--innodb-flush-log-at-trx-commit=1");
+    if general_log_wanted() {
+        // A relative name puts the file in the data directory.
+        builder = builder
+            .server_arg("--general-log=1")
+            .server_arg(format!("--general-log-file={GENERAL_LOG_FILE}"));
+    }
+    let db = builder.start().unwrap_or_else(|e| panic!("{e}"));
     db.create_user(BACKEND_USER, "bpw");
     db
 }
@@ -234,6 +251,7 @@ fn setup(db: &MariaDb, seed: u64) -> Run<'_> {
         funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")));
     Run {
         db,
+        general_log: GeneralLog::from_here(db),
         proxy,
         schema,
         trace: Trace::new(),
@@ -252,6 +270,153 @@ fn connect(port: u16) -> Option<Conn> {
             Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
             Err(_) => return None,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The general-log diagnostic.
+
+const GENERAL_LOG_FILE: &str = "chaos-general.log";
+
+fn general_log_wanted() -> bool {
+    std::env::var_os("FUNNEL_CHAOS_GENERAL_LOG").is_some_and(|v| v != "0")
+}
+
+/// The part of the server's general log one seed wrote.
+struct GeneralLog {
+    path: std::path::PathBuf,
+    /// Where this seed's part begins.
+    from: u64,
+}
+
+/// One general-log entry: the time of the last timestamp at or before
+/// it (the log writes one per second), the thread, the command and its
+/// argument. A line that is no entry (the header a start writes) is kept
+/// with thread 0 and command `-`.
+struct Entry {
+    line: usize,
+    time: String,
+    thread: u64,
+    command: String,
+    arg: String,
+}
+
+impl GeneralLog {
+    fn from_here(db: &MariaDb) -> Option<GeneralLog> {
+        if !general_log_wanted() {
+            return None;
+        }
+        let mut root = Conn::new(db.root_opts()).unwrap();
+        let dir: String = root.query_first("SELECT @@datadir").unwrap().unwrap();
+        let path = std::path::Path::new(&dir).join(GENERAL_LOG_FILE);
+        let from = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Some(GeneralLog { path, from })
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        let bytes = std::fs::read(&self.path).unwrap_or_default();
+        let from = (self.from as usize).min(bytes.len());
+        let text = String::from_utf8_lossy(&bytes[from..]).into_owned();
+        // The timestamp in force where this part begins.
+        let mut time = String::from_utf8_lossy(&bytes[..from])
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .and_then(|l| l.split_once('\t'))
+            .map(|(stamp, _)| stamp.to_owned())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (line, l) in text.lines().enumerate() {
+            let parsed = l.split_once('\t').and_then(|(stamp, rest)| {
+                let rest = rest.trim_start();
+                let (thread, rest) = rest.split_once(' ')?;
+                let thread: u64 = thread.parse().ok()?;
+                let (command, arg) = rest.split_once('\t').unwrap_or((rest, ""));
+                Some((stamp.trim(), thread, command.trim(), arg))
+            });
+            match parsed {
+                Some((stamp, thread, command, arg)) => {
+                    if !stamp.is_empty() {
+                        time = stamp.to_owned();
+                    }
+                    out.push(Entry {
+                        line,
+                        time: time.clone(),
+                        thread,
+                        command: command.to_owned(),
+                        arg: arg.to_owned(),
+                    });
+                }
+                None => out.push(Entry {
+                    line,
+                    time: time.clone(),
+                    thread: 0,
+                    command: "-".into(),
+                    arg: l.to_owned(),
+                }),
+            }
+        }
+        out
+    }
+
+    /// The entries that inserted `(client, seq)` into `log`, each with its
+    /// thread's entries around it, and the server starts between them.
+    fn copies_of(&self, client: usize, seq: i64) -> String {
+        let entries = self.entries();
+        let needle = format!("VALUES ({client}, {seq}, '");
+        let copies: Vec<usize> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.thread != 0 && e.arg.contains("INTO log") && e.arg.contains(&needle))
+            .map(|(i, _)| i)
+            .collect();
+        let show = |e: &Entry| {
+            let arg: String = e.arg.chars().take(160).collect();
+            format!(
+                "line {:>7} {} thread {:>5} {:<8} {arg}",
+                e.line, e.time, e.thread, e.command
+            )
+        };
+        let mut out = format!(
+            "    general log ({}) from byte {}: {} entries inserting client {client} seq {seq}",
+            self.path.display(),
+            self.from,
+            copies.len()
+        );
+        for &i in &copies {
+            let _ = write!(out, "\n      COPY {}", show(&entries[i]));
+            let thread = entries[i].thread;
+            let before: Vec<&Entry> = entries[..i]
+                .iter()
+                .rev()
+                .filter(|e| e.thread == thread)
+                .take(8)
+                .collect();
+            let after: Vec<&Entry> = entries[i + 1..]
+                .iter()
+                .filter(|e| e.thread == thread)
+                .take(6)
+                .collect();
+            for e in before.iter().rev() {
+                let _ = write!(out, "\n        before: {}", show(e));
+            }
+            for e in after {
+                let _ = write!(out, "\n        after:  {}", show(e));
+            }
+        }
+        if let (Some(&first), Some(&last)) = (copies.first(), copies.last()) {
+            for e in &entries[first..=last] {
+                if e.thread == 0 {
+                    let _ = write!(out, "\n      between the copies: {}", show(e));
+                }
+            }
+            let _ = write!(
+                out,
+                "\n      {} entries between first and last copy",
+                last - first
+            );
+        }
+        out
     }
 }
 
@@ -343,7 +508,9 @@ impl Client {
             "INSERT INTO log (client, seq, kind) VALUES ({}, {}, 'text')",
             self.id, self.seq
         );
+        let sent = self.trace.ms();
         let r = self.conn().query_drop(sql);
+        self.ledger.log_times.insert(self.seq, (sent, self.trace.ms()));
         let o = self.after("insert", &r);
         self.ledger.log.insert(self.seq, o);
         self.note_unknown_code(self.seq, &r);
@@ -351,10 +518,12 @@ impl Client {
 
     fn prepared(&mut self) {
         let (id, seq) = (self.id as i64, self.seq);
+        let sent = self.trace.ms();
         let r = self.conn().exec_drop(
             "INSERT INTO log (client, seq, kind) VALUES (?, ?, 'ps')",
             (id, seq),
         );
+        self.ledger.log_times.insert(seq, (sent, self.trace.ms()));
         let o = self.after("ps insert", &r);
         self.ledger.log.insert(seq, o);
         self.note_unknown_code(seq, &r);
@@ -376,7 +545,9 @@ impl Client {
             id = self.id,
             seq = self.seq
         );
+        let sent = self.trace.ms();
         let r = all_results(self.conn(), &sql);
+        self.ledger.log_times.insert(self.seq, (sent, self.trace.ms()));
         // Funnel refuses a query unsent as a whole, so a refusal covers
         // both statements; any other error may follow the first.
         let o = self.after("multi", &r);
@@ -666,9 +837,14 @@ fn check(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
         seen.insert((client, seq), count);
         if count > 1 {
             bad.push(format!(
-                "client {client} seq {seq}: {count} log rows (ran twice; ids and kinds: {which}; {:?})",
-                ledgers[client].log.get(&seq)
+                "client {client} seq {seq}: {count} log rows (ran twice; ids and kinds: {which}; {:?}; \
+                 sent and answered at {:?} ms)",
+                ledgers[client].log.get(&seq),
+                ledgers[client].log_times.get(&seq)
             ));
+            if let Some(general) = &run.general_log {
+                bad.push(general.copies_of(client, seq));
+            }
         }
         match ledgers[client].log.get(&seq) {
             None => bad.push(format!("client {client} seq {seq}: a log row nobody inserted")),
