@@ -772,11 +772,38 @@ fn kill_backend_thread(run: &Run<'_>, rng: &mut Rng) {
 // ---------------------------------------------------------------------------
 // The checks.
 
+/// A root connection to the server for the checks, waiting up to 30 s for
+/// it (it may still be recovering); a server that does not come back fails
+/// the test with its own account of why (its error log's tail), and its
+/// pid and state.
+fn root_conn(run: &Run<'_>) -> Conn {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Conn::new(run.db.root_opts()) {
+            Ok(c) => return c,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                let log = run.db.error_log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "the server did not come back for the checks: {e}; pid {}, running: {}\n\
+                     trace:\n{}\nerror log tail:\n{}",
+                    run.db.pid(),
+                    run.db.is_running(),
+                    run.trace.dump(),
+                    tail.join("\n")
+                );
+            }
+        }
+    }
+}
+
 /// Waits until no backend connection runs a statement or holds a
 /// transaction (the clients are done, so whatever still runs is a
 /// statement whose client was told it timed out, or an abandoned one).
 fn settle(run: &Run<'_>) -> Vec<String> {
-    let mut root = funnel_testkit::eventually(Duration::from_secs(30), || Conn::new(run.db.root_opts()));
+    let mut root = root_conn(run);
     let deadline = Instant::now() + Duration::from_secs(15);
     let sql = format!(
         "SELECT p.ID, p.COMMAND, p.INFO, t.trx_id IS NOT NULL FROM information_schema.PROCESSLIST p \
@@ -805,7 +832,7 @@ fn settle(run: &Run<'_>) -> Vec<String> {
 
 fn check(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
     let mut bad = Vec::new();
-    let mut root = funnel_testkit::eventually(Duration::from_secs(30), || Conn::new(run.db.root_opts()));
+    let mut root = root_conn(run);
     let s = &run.schema;
     let counters: Vec<(usize, i64, i64)> = root
         .query(format!("SELECT id, n, t FROM {s}.counters ORDER BY id"))
@@ -902,7 +929,7 @@ fn check(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
 /// code: how many took effect and how many did not. Not a check (either
 /// is allowed): it shows what each error meant in practice.
 fn unknown_effects(run: &Run<'_>, ledgers: &[Ledger]) -> String {
-    let mut root = funnel_testkit::eventually(Duration::from_secs(30), || Conn::new(run.db.root_opts()));
+    let mut root = root_conn(run);
     let present: Vec<(usize, i64)> = root
         .query(format!("SELECT DISTINCT client, seq FROM {}.log", run.schema))
         .unwrap();
