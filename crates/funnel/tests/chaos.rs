@@ -98,6 +98,11 @@ struct Ledger {
     /// When each log insert was sent and answered (ms into the run).
     log_times: HashMap<i64, (u128, u128)>,
     tx: HashMap<i64, TxEnd>,
+    /// Statements the server refused with a duplicate key (1062). No
+    /// statement names an id, so each one says the server's
+    /// AUTO_INCREMENT counter came back from a crash below an id it had
+    /// already given out: its tables were damaged, not Funnel's doing.
+    duplicate_keys: Vec<String>,
 }
 
 impl Ledger {
@@ -479,6 +484,10 @@ impl Client {
                 self.seq,
                 err_text(r)
             ));
+        }
+        if matches!(r, Err(mysql::Error::MySqlError(e)) if e.code == 1062) {
+            let note = format!("c{} seq {} {what}: {}", self.id, self.seq, err_text(r));
+            self.ledger.duplicate_keys.push(note);
         }
         if matches!(r, Err(e) if !matches!(e, mysql::Error::MySqlError(_))) {
             self.conn = None;
@@ -925,6 +934,59 @@ fn check(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
     bad
 }
 
+/// Signs that the server's own tables came back from a `kill -9`
+/// inconsistent: a duplicate-key refusal of an insert that names no id,
+/// an AUTO_INCREMENT counter at or below an id in the table, one id on
+/// two rows, or a `CHECK TABLE` complaint. No client of the server can
+/// cause any of them, so a row found twice beside them is no evidence
+/// that a statement ran twice.
+fn server_damage(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
+    let mut out: Vec<String> = ledgers
+        .iter()
+        .flat_map(|l| l.duplicate_keys.iter())
+        .map(|n| format!("a duplicate id from the server's own counter: {n}"))
+        .collect();
+    let mut root = root_conn(run);
+    let s = &run.schema;
+    for table in ["log", "txlog"] {
+        // Read before CHECK TABLE, which may reset the counter.
+        let counter: Option<u64> = root
+            .query_first(format!(
+                "SELECT AUTO_INCREMENT FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = '{table}'"
+            ))
+            .unwrap()
+            .flatten();
+        let max: Option<u64> = root
+            .query_first(format!("SELECT MAX(id) FROM {s}.{table}"))
+            .unwrap()
+            .flatten();
+        if let (Some(counter), Some(max)) = (counter, max) {
+            if counter <= max {
+                out.push(format!(
+                    "{table}: AUTO_INCREMENT counter {counter} is not above the largest id {max}"
+                ));
+            }
+        }
+        let same_id: Vec<(u64, u64)> = root
+            .query(format!(
+                "SELECT id, COUNT(*) FROM {s}.{table} GROUP BY id HAVING COUNT(*) > 1"
+            ))
+            .unwrap();
+        for (id, count) in same_id {
+            out.push(format!("{table}: id {id} on {count} rows"));
+        }
+        let checked: Vec<(String, String, String, String)> =
+            root.query(format!("CHECK TABLE {s}.{table} EXTENDED")).unwrap();
+        for (name, _, kind, text) in checked {
+            if kind != "status" || text != "OK" {
+                out.push(format!("CHECK TABLE {name}: {kind}: {text}"));
+            }
+        }
+    }
+    out
+}
+
 /// For log inserts whose outcome the client could not know, by error
 /// code: how many took effect and how many did not. Not a check (either
 /// is allowed): it shows what each error meant in practice.
@@ -996,6 +1058,7 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
 
     let mut bad = settle(&run);
     bad.extend(check(&run, &ledgers));
+    let damage = server_damage(&run, &ledgers);
     let (acked, unknown, failed) = ledgers.iter().fold((0, 0, 0), |(a, u, f), l| {
         let count = |o| l.log.values().filter(|v| **v == o).count();
         (
@@ -1024,12 +1087,22 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
     if std::env::var_os("FUNNEL_CHAOS_PRINT").is_some() {
         eprintln!("trace of seed {seed}:\n{}", run.trace.dump());
     }
-    if bad.is_empty() {
+    if bad.is_empty() && damage.is_empty() {
         return String::new();
     }
     let mut out = format!("seed {seed}:\n");
     for b in &bad {
         let _ = writeln!(out, "  {b}");
+    }
+    if !damage.is_empty() {
+        let _ = writeln!(
+            out,
+            "  the server's tables came back from a kill -9 damaged, so the checks above \
+             judge the server's recovery as much as Funnel:"
+        );
+        for d in &damage {
+            let _ = writeln!(out, "    {d}");
+        }
     }
     let _ = writeln!(out, "trace of seed {seed}:\n{}", run.trace.dump());
     out
