@@ -18,6 +18,12 @@
 //! statement that failed for sure; a transaction's rows are all there or
 //! none, all after an acknowledged `COMMIT`, none when no `COMMIT` was sent.
 //!
+//! MariaDB's crash recovery itself now and then brings tables back damaged
+//! (seen here without Funnel too: one id on two rows, AUTO_INCREMENT below
+//! ids in use, `CHECK TABLE` errors). A seed whose server shows such damage
+//! judges nothing and is replaced by the next seed, up to as many as were
+//! asked for.
+//!
 //! `FUNNEL_CHAOS_SEED=n` runs from seed n (printed on failure),
 //! `FUNNEL_CHAOS_ITERATIONS=n` runs n seeds, `FUNNEL_CHAOS_SECS=s` sets the
 //! length of each seed's run, `FUNNEL_CHAOS_PRINT=1` prints every trace.
@@ -976,12 +982,13 @@ fn server_damage(run: &Run<'_>, ledgers: &[Ledger]) -> Vec<String> {
         for (id, count) in same_id {
             out.push(format!("{table}: id {id} on {count} rows"));
         }
-        let checked: Vec<(String, String, String, String)> =
-            root.query(format!("CHECK TABLE {s}.{table} EXTENDED")).unwrap();
-        for (name, _, kind, text) in checked {
-            if kind != "status" || text != "OK" {
-                out.push(format!("CHECK TABLE {name}: {kind}: {text}"));
-            }
+    }
+    let checked: Vec<(String, String, String, String)> = root
+        .query(format!("CHECK TABLE {s}.counters, {s}.log, {s}.txlog EXTENDED"))
+        .unwrap();
+    for (name, _, kind, text) in checked {
+        if kind != "status" || text != "OK" {
+            out.push(format!("CHECK TABLE {name}: {kind}: {text}"));
         }
     }
     out
@@ -1023,9 +1030,21 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One seed: workload and faults for `secs`, then the checks. The
-/// violations, with the trace, or nothing.
-fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
+/// How one seed ended.
+enum SeedEnd {
+    /// Every check held.
+    Clean,
+    /// A check failed on tables the server recovered intact: Funnel broke
+    /// a promise. The violations, with the trace.
+    Broken(String),
+    /// The server's tables came back from a `kill -9` damaged (see
+    /// [`server_damage`]): a row found twice or missing could be the
+    /// server's doing, so the seed shows nothing either way. The report.
+    Inconclusive(String),
+}
+
+/// One seed: workload and faults for `secs`, then the checks.
+fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> SeedEnd {
     let run = setup(db, seed);
     let port = run.proxy.local_addr().port();
     let clients: Vec<_> = (0..CLIENTS)
@@ -1088,7 +1107,7 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
         eprintln!("trace of seed {seed}:\n{}", run.trace.dump());
     }
     if bad.is_empty() && damage.is_empty() {
-        return String::new();
+        return SeedEnd::Clean;
     }
     let mut out = format!("seed {seed}:\n");
     for b in &bad {
@@ -1097,15 +1116,19 @@ fn one_seed(db: &MariaDb, seed: u64, secs: u64) -> String {
     if !damage.is_empty() {
         let _ = writeln!(
             out,
-            "  the server's tables came back from a kill -9 damaged, so the checks above \
-             judge the server's recovery as much as Funnel:"
+            "  the server's tables came back from a kill -9 damaged (MariaDB's crash recovery, \
+             seen without Funnel too), so the checks above cannot judge Funnel:"
         );
         for d in &damage {
             let _ = writeln!(out, "    {d}");
         }
     }
     let _ = writeln!(out, "trace of seed {seed}:\n{}", run.trace.dump());
-    out
+    if damage.is_empty() {
+        SeedEnd::Broken(out)
+    } else {
+        SeedEnd::Inconclusive(out)
+    }
 }
 
 #[test]
@@ -1116,13 +1139,34 @@ fn chaos_no_acknowledged_write_lost_and_none_run_twice() {
     let db = server();
     let started = Instant::now();
     let mut failures = String::new();
-    for seed in seed0..seed0 + iterations {
-        failures.push_str(&one_seed(&db, seed, secs));
+    // A seed whose server came back damaged is replaced by the next one,
+    // so `iterations` seeds are judged; but only so many times, or a
+    // server that damages its tables at every crash would pass for good.
+    let mut inconclusive = Vec::new();
+    let (mut seed, mut judged) = (seed0, 0);
+    while judged < iterations {
+        match one_seed(&db, seed, secs) {
+            SeedEnd::Clean => judged += 1,
+            SeedEnd::Broken(report) => {
+                judged += 1;
+                failures.push_str(&report);
+            }
+            SeedEnd::Inconclusive(report) => {
+                eprintln!("chaos seed {seed} judged nothing:\n{report}");
+                inconclusive.push(seed);
+                assert!(
+                    inconclusive.len() as u64 <= iterations,
+                    "the server's tables came back damaged from a kill -9 in seeds {inconclusive:?}: \
+                     too often to judge Funnel (reports above)"
+                );
+            }
+        }
+        seed += 1;
     }
     eprintln!(
-        "chaos: seeds {seed0}..{} of {secs} s in {:?}",
-        seed0 + iterations,
-        started.elapsed()
+        "chaos: seeds {seed0}..{seed} of {secs} s in {:?} ({} judged nothing: the server came back damaged)",
+        started.elapsed(),
+        inconclusive.len()
     );
     assert!(
         failures.is_empty(),
