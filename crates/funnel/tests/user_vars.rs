@@ -268,6 +268,49 @@ fn user_vars_write_after_an_ansi_quoted_name_pins() {
     assert_eq!(a.query_first::<i64, _>("SELECT @v").unwrap(), Some(7));
 }
 
+/// A compound statement's body runs statements Funnel does not classify:
+/// under `sql_mode=ORACLE` every `BEGIN ... END` is a block (`BEGIN` alone
+/// starts no transaction there), in which a procedure is called without
+/// `CALL`, and a procedure's `SELECT ... INTO @x` is not in the server's
+/// state-change report. Such a block pins (also `DECLARE ... BEGIN`, and a
+/// block as a later statement), so the next client of the one connection
+/// does not read the variable.
+#[test]
+fn user_vars_set_inside_a_compound_statement_pin() {
+    let e = env("uv_block", 1);
+    MariaDb::shared().exec(&format!(
+        "USE `{}`; CREATE PROCEDURE p_into() BEGIN SELECT 5 INTO @hidden; END",
+        e.schema
+    ));
+    for (mode, block) in [
+        ("ORACLE", "BEGIN p_into; END"),
+        ("ORACLE", "DECLARE BEGIN p_into; END"),
+        ("ORACLE", "BEGIN CALL p_into(); END"),
+        ("DEFAULT", "DO 0; BEGIN NOT ATOMIC CALL p_into(); END"),
+    ] {
+        let mut a = e.client();
+        a.query_drop(format!("SET sql_mode = {mode}")).unwrap();
+        a.query_drop(block).unwrap();
+        assert_eq!(
+            a.query_first::<i64, _>("SELECT @hidden").unwrap(),
+            Some(5),
+            "{block}"
+        );
+        assert_eq!(
+            e.pins().into_iter().flatten().collect::<Vec<_>>(),
+            vec!["unknown".to_string()],
+            "{block}"
+        );
+        drop(a);
+        let mut b = e.client();
+        assert_eq!(
+            b.query_first::<Option<i64>, _>("SELECT @hidden").unwrap(),
+            Some(None),
+            "{block}"
+        );
+    }
+}
+
 /// In sjis `'\x95\x5c'` is one character in quotes (its second byte is
 /// that of a backslash): the `:=` after it writes a user variable, so the
 /// client pins and no other client of its connection reads the value.

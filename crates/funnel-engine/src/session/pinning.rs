@@ -474,10 +474,9 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         b"FLUSH" if tokens.has(b"LOCK") || tokens.has(b"EXPORT") => return pin(PinReason::TableLock),
         // Backup stages and backup locks belong to the server connection.
         b"BACKUP" => return pin(PinReason::BackupLock),
-        // A compound statement (`BEGIN NOT ATOMIC ... END`, `IF`, loops)
-        // may do anything inside; only its first word is seen here.
-        b"BEGIN" if second == b"NOT" => return pin(PinReason::Unknown),
-        b"IF" | b"CASE" | b"WHILE" | b"LOOP" | b"REPEAT" | b"FOR" => return pin(PinReason::Unknown),
+        // A compound statement may do anything inside; only its first
+        // word is seen here.
+        _ if is_compound(tokens.statement_words(0)) => return pin(PinReason::Unknown),
         _ => {}
     }
     // Reading a user variable needs nothing: the connection is given the
@@ -515,18 +514,16 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
     if tokens.statements > 1 {
         // A later statement of a multi-statement may do any of the above.
         // (A query may start with no word at all: `'x'; SELECT 1`.)
-        let rest = tokens.words.get(1..).unwrap_or_default();
-        let starts = tokens
-            .statement_starts
-            .iter()
-            .map(|&i| rest.get(i.wrapping_sub(1)));
-        for w in starts.flatten() {
-            match w.as_slice() {
-                b"SET" | b"PREPARE" | b"EXECUTE" | b"LOCK" | b"HANDLER" | b"CALL" | b"USE"
-                | b"DEALLOCATE" => return pin(PinReason::SessionVariable),
-                b"FLUSH" => return pin(PinReason::TableLock),
-                b"BACKUP" => return pin(PinReason::BackupLock),
-                b"IF" | b"CASE" | b"WHILE" | b"LOOP" | b"REPEAT" | b"FOR" => return pin(PinReason::Unknown),
+        for k in 1..tokens.statements {
+            let words = tokens.statement_words(k);
+            match words.first().map(Word::as_slice) {
+                Some(
+                    b"SET" | b"PREPARE" | b"EXECUTE" | b"LOCK" | b"HANDLER" | b"CALL" | b"USE"
+                    | b"DEALLOCATE",
+                ) => return pin(PinReason::SessionVariable),
+                Some(b"FLUSH") => return pin(PinReason::TableLock),
+                Some(b"BACKUP") => return pin(PinReason::BackupLock),
+                _ if is_compound(words) => return pin(PinReason::Unknown),
                 _ => {}
             }
         }
@@ -546,6 +543,22 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             && !tokens.has(b"IS_FREE_LOCK")
             && !tokens.executable_comment,
         ..SqlEffect::default()
+    }
+}
+
+/// True when a statement (its words) is a compound statement, whose body
+/// the server runs as it stands: `IF`, `CASE`, loops, `BEGIN` followed by
+/// more than `WORK` (`BEGIN NOT ATOMIC ... END`, and under `sql_mode=ORACLE`
+/// every `BEGIN ... END`: there `BEGIN` never starts a transaction) and
+/// `DECLARE ... BEGIN ... END` (ORACLE). Its body may call a procedure
+/// without `CALL` (`BEGIN p; END` under ORACLE), prepare a statement or
+/// set a variable in ways the server does not report, and is split by the
+/// `;`s inside it, so only its first word names a statement for sure.
+fn is_compound(words: &[Word]) -> bool {
+    match words.first().map(Word::as_slice) {
+        Some(b"BEGIN") => !(words.len() == 1 || (words.len() == 2 && words[1].as_slice() == b"WORK")),
+        Some(b"IF" | b"CASE" | b"WHILE" | b"LOOP" | b"REPEAT" | b"FOR" | b"DECLARE") => true,
+        _ => false,
     }
 }
 
@@ -1267,6 +1280,13 @@ const READS_USER_VARS: [&[u8]; 8] = [
 impl Tokens {
     fn has(&self, w: &[u8]) -> bool {
         self.words.iter().any(|x| x.as_slice() == w)
+    }
+
+    /// The words of statement `k` (0 is the first).
+    fn statement_words(&self, k: usize) -> &[Word] {
+        let start = if k == 0 { 0 } else { self.statement_starts[k - 1] };
+        let end = self.statement_starts.get(k).copied().unwrap_or(self.words.len());
+        self.words.get(start..end).unwrap_or_default()
     }
 
     /// Scans `sql` into `words` (cleared first; passed in to reuse it).
@@ -2007,7 +2027,29 @@ mod tests {
         ] {
             assert_eq!(reason(sql), Some(r), "{sql}");
         }
-        assert_eq!(reason("BEGIN"), None, "a transaction: the status flags tell");
+        // Under sql_mode=ORACLE every `BEGIN ... END` is a block, and a
+        // procedure is called without `CALL`; also as a later statement.
+        for sql in [
+            "BEGIN p; END",
+            "BEGIN\n  CALL p();\nEND;",
+            "BEGIN PREPARE s FROM 'SELECT 1'; END",
+            "DECLARE v INT; BEGIN v := 1; END",
+            "DECLARE BEGIN p; END",
+            "DO 0; BEGIN NOT ATOMIC CALL p(); END",
+            "DO 0; BEGIN p; END",
+            "DO 0; WHILE 1 = 0 LOOP p; END LOOP",
+        ] {
+            assert_eq!(reason(sql), Some(PinReason::Unknown), "{sql}");
+        }
+        for sql in [
+            "BEGIN",
+            "BEGIN WORK",
+            "begin work;",
+            "BEGIN; SELECT 1",
+            "BEGIN WORK; DO 1",
+        ] {
+            assert_eq!(reason(sql), None, "a transaction: the status flags tell: {sql}");
+        }
         assert!(classify(b"GET DIAGNOSTICS @n = NUMBER").diagnostics);
         assert_eq!(classify(b"UNLOCK TABLES").unpin, Some(PinReason::TableLock));
     }
