@@ -63,6 +63,24 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // The server calls a built-in after blanks and comments (IGNORE_SPACE
+        // or not) and by a backquoted name.
+        name: "calls spelled with comments, blanks or backquotes answer for their own client",
+        pool: 1,
+        setup: &["CREATE TABLE sp (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO sp (v) VALUES (1)"),
+            (1, "INSERT INTO sp (v) VALUES (2), (3)"),
+            (1, "INSERT INTO sp (v) VALUES (4)"),
+            (0, "SELECT LAST_INSERT_ID/**/()"),
+            (0, "SELECT `LAST_INSERT_ID`()"),
+            (0, "SELECT LAST_INSERT_ID\x0b()"),
+            (0, "SELECT last_insert_id( /* x */ ), `ROW_COUNT` (), FOUND_ROWS -- x\n()"),
+            (1, "SELECT `LAST_INSERT_ID`/**/(77)"),
+            (1, "SELECT LAST_INSERT_ID()"),
+        ],
+    },
+    Case {
         name: "time_zone and sql_mode stay with their client",
         pool: 1,
         setup: &[],

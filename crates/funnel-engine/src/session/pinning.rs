@@ -1121,19 +1121,20 @@ fn uses_sequence_value(tokens: &Tokens) -> bool {
 }
 
 /// True when `name(` is called with arguments somewhere (`LAST_INSERT_ID(expr)` sets the value).
+/// The name may be in backquotes, and blanks and comments may stand
+/// before and inside the parenthesis, as the server reads them
+/// (`` `LAST_INSERT_ID`/**/(5) ``).
 fn setter_call(sql: &[u8], name: &[u8]) -> bool {
     let mut from = 0;
     while let Some(p) = find_ci(sql, from, name) {
         let mut j = p + name.len();
-        while j < sql.len() && sql[j].is_ascii_whitespace() {
+        if p > 0 && sql[p - 1] == b'`' && sql.get(j) == Some(&b'`') {
             j += 1;
         }
-        if sql.get(j) == Some(&b'(') {
-            j += 1;
-            while j < sql.len() && sql[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            if sql.get(j).is_some_and(|c| *c != b')') {
+        let open = sql_lex::skip_blanks(sql, j);
+        if sql.get(open) == Some(&b'(') {
+            let arg = sql_lex::skip_blanks(sql, open + 1);
+            if sql.get(arg).is_some_and(|c| *c != b')') {
                 return true;
             }
         }
@@ -2152,6 +2153,20 @@ mod tests {
             Some(PinReason::SessionVariable)
         );
         assert_eq!(reason("SET STATEMENT a = 1"), Some(PinReason::SessionVariable));
+    }
+
+    #[test]
+    fn pinning_last_insert_id_set_through_comments_or_backquotes() {
+        for sql in [
+            "SELECT `LAST_INSERT_ID`(5)",
+            "SELECT LAST_INSERT_ID/**/(5)",
+            "DO LAST_INSERT_ID\x0b(5)",
+        ] {
+            assert_eq!(reason(sql), Some(PinReason::PreviousStatementInfo), "{sql:?}");
+        }
+        for sql in ["SELECT LAST_INSERT_ID(/* x */)", "SELECT `LAST_INSERT_ID` ( )"] {
+            assert_eq!(reason(sql), None, "a read, rewritten: {sql}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::sql_lex::{skip_string_or_comment, word_end};
+use super::sql_lex::{skip_blanks, skip_string_or_comment, word_end};
 
 /// What the client's own previous statements left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +93,14 @@ pub enum Mention {
     ConnectionId,
 }
 
+/// What each of [`FUNCTIONS`] reads.
+const MENTIONS: [Mention; 4] = [
+    Mention::LastInsertId,
+    Mention::RowCount,
+    Mention::FoundRows,
+    Mention::ConnectionId,
+];
+
 /// Where in a multi-statement query a read stands.
 #[derive(Debug, Clone, Copy, Default)]
 struct Place {
@@ -137,6 +145,17 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
     let mut statement_start = 0;
     let mut i = 0;
     while i < sql.len() {
+        // A qualified name (`t.found_rows`) is a column, not a call.
+        let qualified = i > 0 && sql[i - 1] == b'.';
+        if sql[i] == b'`' && !qualified {
+            if let Some((at, end)) =
+                quoted_function(sql, i).and_then(|(at, name_end)| Some((at, empty_call(sql, name_end)?)))
+            {
+                f(MENTIONS[at], i, end, place);
+                i = end;
+                continue;
+            }
+        }
         if let Some(next) = skip_string_or_comment(sql, i) {
             i = next;
             continue;
@@ -173,13 +192,7 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
                 if start > 0 && sql[start - 1] == b'.' {
                     continue;
                 }
-                let mention = [
-                    Mention::LastInsertId,
-                    Mention::RowCount,
-                    Mention::FoundRows,
-                    Mention::ConnectionId,
-                ][at];
-                f(mention, start, end, place);
+                f(MENTIONS[at], start, end, place);
                 i = end;
             }
             _ => i += 1,
@@ -201,6 +214,13 @@ pub fn sets_last_insert_id(sql: &[u8]) -> bool {
     }
     let mut i = 0;
     while i < sql.len() {
+        // `` `LAST_INSERT_ID`(5) `` sets it too.
+        if let Some((0, end)) = (sql[i] == b'`').then(|| quoted_function(sql, i)).flatten() {
+            let open = skip_blanks(sql, end);
+            if sql.get(open) == Some(&b'(') && empty_call(sql, end).is_none() {
+                return true;
+            }
+        }
         if let Some(next) = skip_string_or_comment(sql, i) {
             i = next;
             continue;
@@ -217,7 +237,7 @@ pub fn sets_last_insert_id(sql: &[u8]) -> bool {
         if user_variable {
             continue;
         }
-        let after = sql[i..].trim_ascii_start();
+        let after = &sql[skip_blanks(sql, i)..];
         if word.eq_ignore_ascii_case(b"LAST_INSERT_ID")
             && after.starts_with(b"(")
             && empty_call(sql, i).is_none()
@@ -375,9 +395,7 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
         let _ = write!(Lit(&mut out), "{value}");
         if is_select_item(sql, start, end) {
             // Keep the column name the client sees: the text as typed.
-            out.extend_from_slice(b" AS `");
-            out.extend_from_slice(&sql[start..end]);
-            out.push(b'`');
+            push_alias(&mut out, &sql[start..end]);
         } else if to_name.is_none() {
             to_name = items
                 .iter()
@@ -402,15 +420,20 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
 /// (`item_start..item_end`), as the server names it unaliased.
 fn name_item(out: &mut Vec<u8>, sql: &[u8], copied: &mut usize, item_start: usize, item_end: usize) {
     out.extend_from_slice(&sql[*copied..item_end]);
+    push_alias(out, &sql[item_start..item_end]);
+    *copied = item_end;
+}
+
+/// ` AS `, then `name` in backquotes (its own doubled: `` `LAST_INSERT_ID`() ``).
+fn push_alias(out: &mut Vec<u8>, name: &[u8]) {
     out.extend_from_slice(b" AS `");
-    for &b in &sql[item_start..item_end] {
+    for &b in name {
         if b == b'`' {
             out.push(b'`');
         }
         out.push(b);
     }
     out.push(b'`');
-    *copied = item_end;
 }
 
 /// Words that end a select list (at depth 0).
@@ -595,21 +618,27 @@ fn is_select_item(sql: &[u8], start: usize, end: usize) -> bool {
     before_ok && after_ok
 }
 
-/// `(` optional spaces `)` right after position `at` (spaces allowed before
-/// the parenthesis as MariaDB allows with IGNORE_SPACE): its end.
+/// `(` `)` right after position `at`, with blanks and comments before and
+/// inside the parenthesis (the server calls the function after any of
+/// them, IGNORE_SPACE or not: `LAST_INSERT_ID/**/()`): its end.
 fn empty_call(sql: &[u8], at: usize) -> Option<usize> {
-    let mut j = at;
-    while j < sql.len() && sql[j].is_ascii_whitespace() {
-        j += 1;
-    }
-    if sql.get(j) != Some(&b'(') {
+    let open = skip_blanks(sql, at);
+    if sql.get(open) != Some(&b'(') {
         return None;
     }
-    j += 1;
-    while j < sql.len() && sql[j].is_ascii_whitespace() {
-        j += 1;
-    }
-    (sql.get(j) == Some(&b')')).then_some(j + 1)
+    let close = skip_blanks(sql, open + 1);
+    (sql.get(close) == Some(&b')')).then_some(close + 1)
+}
+
+/// The function of [`FUNCTIONS`] a name in backquotes at `i` spells
+/// (`` `LAST_INSERT_ID`() `` calls the built-in), and where the name ends.
+fn quoted_function(sql: &[u8], i: usize) -> Option<(usize, usize)> {
+    let end = super::sql_lex::skip_quoted(sql, i, b'`');
+    let name = sql.get(i + 1..end.checked_sub(1)?)?;
+    let at = FUNCTIONS
+        .iter()
+        .position(|f| name.eq_ignore_ascii_case(f.as_bytes()))?;
+    Some((at, end))
 }
 
 /// A value written as an expression the server types exactly as the call
@@ -665,6 +694,57 @@ mod tests {
     fn sub(sql: &str) -> Option<String> {
         substitute(sql.as_bytes(), &Substitution::from_record(&LAST, Some(99)))
             .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    /// The server calls a function whose name is in backquotes, or
+    /// followed by blanks (the vertical tab too) and comments before or
+    /// inside its parenthesis, whatever the `sql_mode`: each is the
+    /// client's own value, named as the server names it.
+    #[test]
+    fn rewrite_replaces_calls_spelled_with_comments_or_backquotes() {
+        for (sql, want) in [
+            (
+                "SELECT LAST_INSERT_ID/**/()",
+                "SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID/**/()`",
+            ),
+            (
+                "SELECT LAST_INSERT_ID( /* x */ )",
+                "SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID( /* x */ )`",
+            ),
+            (
+                "SELECT LAST_INSERT_ID\x0b()",
+                "SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID\x0b()`",
+            ),
+            (
+                "SELECT LAST_INSERT_ID#x\n()",
+                "SELECT CAST(000000000000000000042 AS UNSIGNED) AS `LAST_INSERT_ID#x\n()`",
+            ),
+            (
+                "SELECT `LAST_INSERT_ID`()",
+                "SELECT CAST(000000000000000000042 AS UNSIGNED) AS ```LAST_INSERT_ID``()`",
+            ),
+            (
+                "SELECT `row_count` () + 1",
+                "SELECT CAST(000000000000000000003 AS SIGNED) + 1 AS ```row_count`` () + 1`",
+            ),
+        ] {
+            assert_eq!(sub(sql).as_deref(), Some(want), "{sql:?}");
+        }
+        for sql in [
+            "SELECT t.`found_rows`() FROM t",
+            "SELECT `LAST_INSERT_ID`(5)",
+            "SELECT `LAST_INSERT_ID`",
+        ] {
+            assert_eq!(sub(sql), None, "{sql}");
+        }
+        for sql in [
+            "SELECT `LAST_INSERT_ID`(5)",
+            "SELECT LAST_INSERT_ID/**/(5)",
+            "DO last_insert_id -- x\n(5)",
+        ] {
+            assert!(sets_last_insert_id(sql.as_bytes()), "{sql}");
+        }
+        assert!(!sets_last_insert_id(b"SELECT LAST_INSERT_ID(/* x */)"));
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn skip_until(sql: &[u8], from: usize, end: &[u8]) -> usize {
 pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
     let mut i = 0;
     loop {
-        while sql.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+        while sql.get(i).is_some_and(|&c| is_blank(c)) {
             i += 1;
         }
         let rest = &sql[i.min(sql.len())..];
@@ -111,6 +111,19 @@ pub fn skip_leading_comments(sql: &[u8]) -> &[u8] {
             return rest;
         }
     }
+}
+
+/// A byte MariaDB's lexer skips between tokens: ASCII whitespace and the
+/// vertical tab (`\x0b`), which Rust's `is_ascii_whitespace` leaves out
+/// (`LAST_INSERT_ID\x0b()` is a call).
+pub fn is_blank(c: u8) -> bool {
+    c.is_ascii_whitespace() || c == 0x0b
+}
+
+/// Where the blanks and comments from `i` on end: the server reads
+/// `LAST_INSERT_ID /* x */ ( -- y` + newline + `)` as one call.
+pub fn skip_blanks(sql: &[u8], i: usize) -> usize {
+    sql.len() - skip_leading_comments(sql.get(i..).unwrap_or_default()).len()
 }
 
 /// True when a `--` comment starts at `i`. MariaDB opens one where `--`
