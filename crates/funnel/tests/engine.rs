@@ -2761,8 +2761,8 @@ fn engine_legitimate_dynamic_sql_runs_as_on_the_server() {
 /// `KILL` and `ALTER USER` hidden where only the server reads them (a
 /// compound statement's body, an executable comment's content, the text
 /// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash or a
-/// name that `ANSI_QUOTES` does, a line after a `--` comment that starts
-/// with a control character) are
+/// name that `ANSI_QUOTES` does, a quote inside an `MSSQL` `[name]`, a
+/// line after a `--` comment that starts with a control character) are
 /// refused like the plain forms; a query that only mentions those words
 /// next to an executable comment (mysqldump's `SQL_NO_CACHE`) runs.
 #[test]
@@ -2797,6 +2797,13 @@ fn engine_hidden_kill_and_account_changes_are_refused() {
     // `'a\'b'` still escapes: the KILL is a statement of its own.
     b.query_drop("SET sql_mode = 'ANSI_QUOTES'").unwrap();
     let sql = format!(r#"SELECT 'a\'b' AS "c\"; KILL QUERY {victim}; -- "'"#);
+    match b.query_drop(&sql) {
+        Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
+        Ok(()) => passed.push(sql),
+    }
+    // Under MSSQL `[a']` is a name: the quote in it opens no string.
+    b.query_drop("SET sql_mode = 'MSSQL'").unwrap();
+    let sql = format!("SELECT 1 AS [a']; KILL QUERY {victim}; SELECT 2 AS [']");
     match b.query_drop(&sql) {
         Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
         Ok(()) => passed.push(sql),

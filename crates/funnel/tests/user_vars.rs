@@ -311,6 +311,29 @@ fn user_vars_set_inside_a_compound_statement_pin() {
     }
 }
 
+/// Under `sql_mode=MSSQL` `[a']` is a quoted name, so the quote in it
+/// opens no string: the `:=` after it writes a user variable, and the
+/// client pins.
+#[test]
+fn user_vars_write_after_an_mssql_bracketed_name_pins() {
+    let e = env("uv_mssql", 1);
+    let mut a = e.client();
+    a.query_drop("SET sql_mode = 'MSSQL'").unwrap();
+    let row: (i64, i64) = a
+        .query_first("SELECT 1 AS [a'], @v := 7 AS [']")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row, (1, 7));
+    assert_eq!(
+        e.pins().into_iter().flatten().collect::<Vec<_>>(),
+        vec!["user_variable".to_string()]
+    );
+    assert_eq!(a.query_first::<i64, _>("SELECT @v").unwrap(), Some(7));
+    drop(a);
+    let mut b = e.client();
+    assert_eq!(b.query_first::<Option<i64>, _>("SELECT @v").unwrap(), Some(None));
+}
+
 /// In sjis `'\x95\x5c'` is one character in quotes (its second byte is
 /// that of a backslash): the `:=` after it writes a user variable, so the
 /// client pins and no other client of its connection reads the value.

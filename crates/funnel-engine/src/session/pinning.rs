@@ -242,7 +242,8 @@ impl ExecuteEffect {
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
     let effect = classify_as_read(sql);
-    if effect.pin.is_some() || !sql.contains(&b'\\') {
+    let brackets = memchr::memchr(b'[', sql).is_some();
+    if effect.pin.is_some() || !(brackets || sql.contains(&b'\\')) {
         return effect;
     }
     // Where a backslash escapes depends on the session, which is not known
@@ -261,11 +262,14 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     };
     // A reading the same as the usual one (no backslash in a `"` name)
     // is not classified again.
+    // And under `sql_mode=MSSQL`, where `[...]` is a quoted name that a
+    // quote inside does not open a string in.
     let readings = [
         sql.contains(&b'"')
             .then(|| sql_lex::ansi_quotes_form(sql))
             .flatten(),
         sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql)),
+        brackets.then(|| sql_lex::brackets_form(sql)).flatten(),
     ];
     for other in readings.into_iter().flatten() {
         let alt = classify_as_read(&other);
@@ -845,16 +849,18 @@ pub fn refusal_given(sql: &[u8], mentions: &Mentions) -> Option<&'static str> {
 /// The ways the server may read `sql` whatever the session's `sql_mode`,
 /// each made only when the one before it is done with: as written; under
 /// `NO_BACKSLASH_ESCAPES`, where a backslash is a plain character, so
-/// `'x\'` ends there and what follows is SQL; and under `ANSI_QUOTES`,
+/// `'x\'` ends there and what follows is SQL; under `ANSI_QUOTES`,
 /// where `"x\"` is a name that ends there while a backslash still escapes
-/// in `'...'`. Without a backslash the three are one.
+/// in `'...'`; and under `MSSQL`, where `[x']` is a name. Without a
+/// backslash or a `[` they are one.
 pub fn escape_readings(sql: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, [u8]>> {
     use std::borrow::Cow;
     let backslash = sql.contains(&b'\\');
-    (0..3).filter_map(move |k| match k {
+    (0..4).filter_map(move |k| match k {
         0 => Some(Cow::Borrowed(sql)),
         1 if backslash => Some(Cow::Owned(without_backslashes(sql))),
         2 if backslash && sql.contains(&b'"') => sql_lex::ansi_quotes_form(sql).map(Cow::Owned),
+        3 if sql.contains(&b'[') => sql_lex::brackets_form(sql).map(Cow::Owned),
         _ => None,
     })
 }
@@ -2153,6 +2159,41 @@ mod tests {
             Some(PinReason::SessionVariable)
         );
         assert_eq!(reason("SET STATEMENT a = 1"), Some(PinReason::SessionVariable));
+    }
+
+    /// Under `sql_mode=MSSQL` `[...]` is a quoted name: a quote inside it
+    /// opens no string, so what a string would hide in the usual reading
+    /// runs.
+    #[test]
+    fn pinning_reads_bracketed_names_as_mssql_does() {
+        for (sql, r) in [
+            ("SELECT 1 AS [a'], @v := 5 AS [']", PinReason::UserVariable),
+            ("SELECT 1 AS [a'], GET_LOCK('l', 0) AS [']", PinReason::NamedLock),
+            (r#"SELECT [a\"], @v := 5, [\"']"#, PinReason::UserVariable),
+            ("SELECT 1 AS [a]]'], @v := 5 AS [']", PinReason::UserVariable),
+            (
+                "SELECT [x'] FROM t; SET time_zone = @@time_zone; SELECT [']",
+                PinReason::SessionVariable,
+            ),
+        ] {
+            assert_eq!(reason(sql), Some(r), "{sql}");
+        }
+        for sql in [
+            "SELECT [x] FROM t",
+            "SELECT '[a''', 1",
+            r#"SELECT "[", 1"#,
+            "SELECT 1 AS [a",
+        ] {
+            assert_eq!(reason(sql), None, "{sql}");
+        }
+        for sql in [
+            "SELECT 1 AS [a']; KILL QUERY 5; SELECT [']",
+            "SELECT [a'];SHUTDOWN;[']",
+            "SELECT [a'];PREPARE s FROM 'KILL 5';[']",
+        ] {
+            assert!(refusal(sql.as_bytes()).is_some(), "{sql}");
+        }
+        assert_eq!(refusal(b"SELECT [KILL 5] FROM t"), None);
     }
 
     #[test]

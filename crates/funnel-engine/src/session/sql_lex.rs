@@ -65,6 +65,47 @@ pub fn ansi_quotes_form(sql: &[u8]) -> Option<Vec<u8>> {
     out
 }
 
+/// `sql` as the server reads it under `sql_mode=MSSQL`, for the usual
+/// lexers: `[...]` is then a quoted name (to the first `]` that is not
+/// doubled), wherever a token may start, so a quote inside it opens no
+/// string (`SELECT 1 AS [a'], @v := 5 AS [']` assigns `@v`); and the mode
+/// has `ANSI_QUOTES`, so `"..."` is a name in which a backslash escapes
+/// nothing ([`ansi_quotes_form`]). Each such name is made one of the same
+/// length, in backquotes or double quotes, its bytes `_`. `None` when the
+/// text has no `[...]` name.
+pub fn brackets_form(sql: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut brackets = false;
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            q @ (b'[' | b'"') => {
+                // The name's end: its closing quote, not doubled.
+                let close = if q == b'[' { b']' } else { b'"' };
+                let mut j = i + 1;
+                while j < sql.len() && !(sql[j] == close && sql.get(j + 1) != Some(&close)) {
+                    j += if sql[j] == close { 2 } else { 1 };
+                }
+                if j >= sql.len() {
+                    // No end: the server refuses the text.
+                    break;
+                }
+                let o = out.get_or_insert_with(|| sql.to_vec());
+                o[i + 1..j].fill(b'_');
+                if q == b'[' {
+                    brackets = true;
+                    (o[i], o[j]) = (b'`', b'`');
+                }
+                i = j + 1;
+            }
+            // An executable comment's text is SQL: read on inside it.
+            b'/' if sql.get(i + 1) == Some(&b'*') && matches!(sql.get(i + 2), Some(b'!' | b'M')) => i += 2,
+            _ => i = skip_string_or_comment(sql, i).unwrap_or(i + 1),
+        }
+    }
+    out.filter(|_| brackets)
+}
+
 /// True when a backslash follows a byte above ASCII: in sjis, cp932, gbk,
 /// gb18030 or big5 that byte may start a two-byte character whose second
 /// byte is the backslash's (`\x95\x5c`), which then escapes nothing.
