@@ -1111,13 +1111,15 @@ fn unquote(lit: &[u8], q: u8) -> Vec<u8> {
 }
 
 /// `NEXTVAL()`, `LASTVAL()`, `SETVAL()`, `NEXT VALUE FOR`, `PREVIOUS VALUE
-/// FOR`: the last value a session drew from a sequence lives on the server
+/// FOR`, and under `sql_mode=ORACLE` `s.NEXTVAL` and `s.CURRVAL` (the
+/// `LASTVAL(s)` of that mode): the last value a session drew from a sequence lives on the server
 /// connection that drew it, and `LASTVAL()` answers from there. Funnel sees
 /// no value to carry over (an `INSERT ... NEXTVAL(s)` returns none), so the
 /// session keeps that connection.
 fn uses_sequence_value(tokens: &Tokens) -> bool {
     tokens.has(b"NEXTVAL")
         || tokens.has(b"LASTVAL")
+        || tokens.has(b"CURRVAL")
         || tokens.has(b"SETVAL")
         || tokens.words.windows(3).any(|w| {
             matches!(w[0].as_slice(), b"NEXT" | b"PREVIOUS")
@@ -2219,6 +2221,9 @@ mod tests {
             "SELECT previous value for s",
             "SELECT LASTVAL(s)",
             "SELECT SETVAL(s, 100)",
+            // sql_mode=ORACLE's `s.NEXTVAL` and `s.CURRVAL` (= LASTVAL(s)).
+            "SELECT s.nextval FROM DUAL",
+            "SELECT s.CURRVAL FROM DUAL",
         ] {
             assert_eq!(reason(sql), Some(PinReason::PreviousStatementInfo), "{sql}");
         }
