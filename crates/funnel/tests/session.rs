@@ -81,6 +81,27 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // sql_mode=ORACLE's ROW_COUNT(), or FOUND_ROWS() after a result set;
+        // outside that mode a syntax error, through Funnel too.
+        name: "SQL%ROWCOUNT answers for its own client",
+        pool: 1,
+        setup: &["CREATE TABLE ro (a INT)"],
+        steps: &[
+            (0, "SET sql_mode = ORACLE"),
+            (1, "SET sql_mode = ORACLE"),
+            (0, "INSERT INTO ro VALUES (1), (2)"),
+            (1, "INSERT INTO ro VALUES (1), (2), (3), (4), (5)"),
+            (0, "SELECT SQL%ROWCOUNT"),
+            (1, "SELECT a FROM ro"),
+            (0, "SELECT SQL%ROWCOUNT FROM DUAL"),
+            (1, "SELECT SQL % ROWCOUNT, ROW_COUNT()"),
+            (0, "UPDATE ro SET a = a WHERE a = 1"),
+            (1, "SELECT SQL%ROWCOUNT"),
+            (0, "SELECT SQL%ROWCOUNT"),
+            (2, "SELECT SQL%ROWCOUNT"),
+        ],
+    },
+    Case {
         name: "time_zone and sql_mode stay with their client",
         pool: 1,
         setup: &[],

@@ -31,7 +31,29 @@ const ID_VARIABLES: [&[u8]; 2] = [b"IDENTITY", b"LAST_INSERT_ID"];
 /// one of the variables (cheap pre-check on the hot path: no allocation
 /// when absent).
 pub fn mentions_previous_statement(sql: &[u8]) -> bool {
-    mentions_function(sql) || mentions_id_variable(sql)
+    mentions_function(sql) || mentions_id_variable(sql) || mentions_sql_rowcount(sql)
+}
+
+/// `SQL%ROWCOUNT` somewhere (maybe in a string or a comment).
+fn mentions_sql_rowcount(sql: &[u8]) -> bool {
+    memchr::memchr(b'%', sql).is_some()
+        && sql.windows(3).enumerate().any(|(i, w)| {
+            w.eq_ignore_ascii_case(b"SQL")
+                && (i == 0 || word_end(sql, i - 1) == i - 1)
+                && sql_rowcount(sql, i + 3).is_some()
+        })
+}
+
+/// `SQL%ROWCOUNT` (blanks and comments allowed around the `%`) when the
+/// word `SQL` ends at `at`: its end.
+fn sql_rowcount(sql: &[u8], at: usize) -> Option<usize> {
+    let percent = skip_blanks(sql, at);
+    if sql.get(percent) != Some(&b'%') {
+        return None;
+    }
+    let start = skip_blanks(sql, percent + 1);
+    let end = word_end(sql, start);
+    sql[start..end].eq_ignore_ascii_case(b"ROWCOUNT").then_some(end)
 }
 
 /// `@@` followed, after an optional scope, by an id variable's name.
@@ -91,6 +113,9 @@ pub enum Mention {
     FoundRows,
     /// `CONNECTION_ID()`.
     ConnectionId,
+    /// `SQL%ROWCOUNT` (`sql_mode=ORACLE`): `ROW_COUNT()`, or after a
+    /// statement that returned rows (`ROW_COUNT()` -1) `FOUND_ROWS()`.
+    SqlRowCount,
 }
 
 /// What each of [`FUNCTIONS`] reads.
@@ -181,6 +206,14 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
                 let start = i;
                 i = word_end(sql, i);
                 let word = &sql[start..i];
+                let qualified = start > 0 && sql[start - 1] == b'.';
+                if let Some(end) =
+                    sql_rowcount(sql, i).filter(|_| word.eq_ignore_ascii_case(b"SQL") && !qualified)
+                {
+                    f(Mention::SqlRowCount, start, end, place);
+                    i = end;
+                    continue;
+                }
                 let Some(at) = FUNCTIONS
                     .iter()
                     .position(|f| word.eq_ignore_ascii_case(f.as_bytes()))
@@ -370,6 +403,9 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
             Mention::LastInsertId => on_server == OnServer::All || at.later,
             Mention::RowCount => (on_server != OnServer::None && !own_row_count) || at.later,
             Mention::FoundRows => (on_server != OnServer::None && !own_found_rows) || at.after_rows,
+            // The record holds both counts it reads, wherever the session
+            // ran; after the query's first statement the server has them.
+            Mention::SqlRowCount => at.later,
         };
         if server_answers {
             return;
@@ -386,6 +422,11 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
                 None => return,
             },
             Mention::FoundRows => return,
+            Mention::SqlRowCount if last.row_count != -1 => Typed::SqlRowCount(last.row_count),
+            Mention::SqlRowCount if found_rows => {
+                Typed::SqlRowCount(i64::try_from(last.found_rows).unwrap_or(i64::MAX))
+            }
+            Mention::SqlRowCount => return,
         };
         if let Some((item_start, item_end)) = to_name.filter(|&(_, e)| e <= start) {
             name_item(&mut out, sql, &mut copied, item_start, item_end);
@@ -656,6 +697,11 @@ enum Typed {
     Signed(i64),
     /// `CONNECTION_ID()`: `INT UNSIGNED NOT NULL`, length 10.
     ConnectionId(u32),
+    /// `SQL%ROWCOUNT`: `BIGINT NOT NULL`, length 21. Written so that it
+    /// still names `SQL%ROWCOUNT` (never evaluated: the first value is
+    /// not NULL), which outside `sql_mode=ORACLE` is the syntax error the
+    /// client's text was; the `CAST` around it keeps the length.
+    SqlRowCount(i64),
 }
 
 impl std::fmt::Display for Typed {
@@ -667,6 +713,9 @@ impl std::fmt::Display for Typed {
             Typed::Signed(v) if v < 0 => write!(f, "CAST(-{:020} AS SIGNED)", v.unsigned_abs()),
             Typed::Signed(v) => write!(f, "CAST({v:021} AS SIGNED)"),
             Typed::ConnectionId(v) => write!(f, "CAST({v:010} AS UNSIGNED)"),
+            Typed::SqlRowCount(v) => {
+                write!(f, "CAST(IFNULL(CAST({v:021} AS SIGNED), SQL%ROWCOUNT) AS SIGNED)")
+            }
         }
     }
 }
@@ -694,6 +743,49 @@ mod tests {
     fn sub(sql: &str) -> Option<String> {
         substitute(sql.as_bytes(), &Substitution::from_record(&LAST, Some(99)))
             .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    /// `SQL%ROWCOUNT` (`sql_mode=ORACLE`) is the client's `ROW_COUNT()`, or
+    /// after a result set (`ROW_COUNT()` -1) its `FOUND_ROWS()`; the text
+    /// keeps naming it, so outside that mode it stays the syntax error.
+    #[test]
+    fn rewrite_replaces_oracle_sql_rowcount() {
+        assert_eq!(
+            sub("SELECT SQL%ROWCOUNT").as_deref(),
+            Some("SELECT CAST(IFNULL(CAST(000000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS SIGNED) AS `SQL%ROWCOUNT`")
+        );
+        let after_rows = LastResults {
+            row_count: -1,
+            ..LAST
+        };
+        let sub_after_rows = |sql: &str| {
+            substitute(sql.as_bytes(), &Substitution::from_record(&after_rows, None))
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(
+            sub_after_rows("select sql % rowcount + 1 from dual").as_deref(),
+            Some("select CAST(IFNULL(CAST(000000000000000000007 AS SIGNED), SQL%ROWCOUNT) AS SIGNED) + 1 AS `sql % rowcount + 1` from dual")
+        );
+        for sql in [
+            "SELECT 'SQL%ROWCOUNT'",
+            "SELECT t.sql % rowcount FROM t",
+            "SELECT mysql%rowcount FROM t",
+            "SELECT SQL%ROWCOUNTS",
+            "DO 1; SELECT SQL%ROWCOUNT",
+        ] {
+            assert_eq!(sub(sql), None, "{sql}");
+        }
+        assert_eq!(
+            sub("SELECT SQL/**/%\nROWCOUNT AS n").as_deref(),
+            Some("SELECT CAST(IFNULL(CAST(000000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS SIGNED) AS n")
+        );
+        assert!(mentions_previous_statement(b"SELECT sql%rowcount"));
+        assert!(!mentions_previous_statement(
+            b"SELECT * FROM t WHERE a LIKE '%' AND rowcount > 1"
+        ));
+        assert!(!reads_only_last_insert_id(
+            b"SELECT LAST_INSERT_ID(), SQL%ROWCOUNT"
+        ));
     }
 
     /// The server calls a function whose name is in backquotes, or
