@@ -2524,6 +2524,23 @@ fn engine_release_lock_unpins_once_no_named_lock_is_held() {
     one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
     assert_eq!(pinned(&mut b), Ok(()));
 
+    // The server calls a lock function by a backquoted name too (and by a
+    // `"` quoted one under ANSI_QUOTES): it pins until RELEASE_ALL_LOCKS().
+    assert_eq!(
+        one(&mut a, "SELECT GET_LOCK('rl_h', 0) + `GET_LOCK`('rl_i', 0)"),
+        Some(2)
+    );
+    assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_h')"), Some(1));
+    assert_eq!(pinned(&mut b), Err(9001));
+    one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
+    assert_eq!(pinned(&mut b), Ok(()));
+    a.query_drop("SET sql_mode = 'ANSI_QUOTES'").unwrap();
+    assert_eq!(one(&mut a, r#"SELECT "GET_LOCK"('rl_j', 0)"#), Some(1));
+    assert_eq!(pinned(&mut b), Err(9001));
+    one(&mut a, "SELECT RELEASE_ALL_LOCKS()");
+    assert_eq!(pinned(&mut b), Ok(()));
+    a.query_drop("SET sql_mode = DEFAULT").unwrap();
+
     // The lock really is free for others once A's pin ended.
     assert_eq!(one(&mut a, "SELECT GET_LOCK('rl_e', 0)"), Some(1));
     assert_eq!(one(&mut a, "SELECT RELEASE_LOCK('rl_e')"), Some(1));

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::sql_lex::{skip_string_or_comment, word_end};
+use super::sql_lex::{skip_blanks, skip_quoted, skip_string_or_comment, word_end};
 
 /// The functions that take a lock name as their first argument.
 const LOCK_FUNCTIONS: [&[u8]; 4] = [b"GET_LOCK", b"RELEASE_LOCK", b"IS_USED_LOCK", b"IS_FREE_LOCK"];
@@ -32,12 +32,27 @@ pub enum LockNames {
     Opaque,
 }
 
+/// The lock function (or `RELEASE_ALL_LOCKS`) called by the quoted name
+/// (`` ` `` or `"`) that starts at `i` and ends at `end`: the server calls a
+/// built-in by a backquoted name (`` `GET_LOCK`('l', 0) ``), and under
+/// `ANSI_QUOTES` by a double-quoted one.
+pub fn quoted_lock_call(sql: &[u8], i: usize, end: usize) -> Option<&[u8]> {
+    let name = sql.get(i + 1..end.checked_sub(1)?)?;
+    let is_lock = name.eq_ignore_ascii_case(b"RELEASE_ALL_LOCKS")
+        || LOCK_FUNCTIONS.iter().any(|f| name.eq_ignore_ascii_case(f));
+    (is_lock && sql.get(skip_blanks(sql, end)) == Some(&b'(')).then_some(name)
+}
+
 /// The lock names `sql` uses, outside strings and comments.
 pub fn lock_names(sql: &[u8]) -> LockNames {
     let mut names = Vec::new();
     let mut releases = false;
     let mut i = 0;
     while i < sql.len() {
+        if matches!(sql[i], b'`' | b'"') && quoted_lock_call(sql, i, skip_quoted(sql, i, sql[i])).is_some() {
+            // Not worth reading its name too.
+            return LockNames::Opaque;
+        }
         if let Some(next) = skip_string_or_comment(sql, i) {
             i = next;
             continue;

@@ -1321,7 +1321,15 @@ impl Tokens {
             let c = sql[i];
             match c {
                 b'\'' | b'"' | b'`' => {
-                    i = skip_quoted(sql, i, c);
+                    let end = skip_quoted(sql, i, c);
+                    // A lock function called by a quoted name is a call
+                    // all the same (`` `GET_LOCK`('l', 0) ``).
+                    if let Some(name) =
+                        super::named_locks::quoted_lock_call(sql, i, end).filter(|_| c != b'\'')
+                    {
+                        t.words.push(Word::new(name));
+                    }
+                    i = end;
                     saw_content = true;
                 }
                 b'#' => i = skip_until(sql, i, b"\n"),
@@ -2161,6 +2169,31 @@ mod tests {
             Some(PinReason::SessionVariable)
         );
         assert_eq!(reason("SET STATEMENT a = 1"), Some(PinReason::SessionVariable));
+    }
+
+    /// The server calls a lock function by a backquoted name, and under
+    /// `ANSI_QUOTES` or `MSSQL` by a `"` or `[]` quoted one: it pins, and
+    /// its name is not read (only `RELEASE_ALL_LOCKS()` ends the pin).
+    #[test]
+    fn pinning_lock_functions_called_by_quoted_names() {
+        for sql in [
+            "SELECT `GET_LOCK`('l', 0)",
+            "SELECT `get_lock` /* x */ ('l', 0)",
+            r#"SELECT "GET_LOCK"('l', 0)"#,
+            "SELECT [GET_LOCK]('l', 0)",
+            "SELECT GET_LOCK('a', 0), `GET_LOCK`('b', 0)",
+        ] {
+            let e = classify(sql.as_bytes());
+            assert_eq!(e.pin, Some(PinReason::NamedLock), "{sql}");
+            assert_eq!(e.lock_names, LockNames::Opaque, "{sql}");
+        }
+        assert_eq!(
+            classify(b"SELECT `RELEASE_ALL_LOCKS`()").unpin,
+            Some(PinReason::NamedLock)
+        );
+        for sql in ["SELECT `GET_LOCK` FROM t", "SELECT 'GET_LOCK'"] {
+            assert_eq!(reason(sql), None, "{sql}");
+        }
     }
 
     /// Under `sql_mode=MSSQL` `[...]` is a quoted name: a quote inside it

@@ -71,8 +71,8 @@ pub fn ansi_quotes_form(sql: &[u8]) -> Option<Vec<u8>> {
 /// string (`SELECT 1 AS [a'], @v := 5 AS [']` assigns `@v`); and the mode
 /// has `ANSI_QUOTES`, so `"..."` is a name in which a backslash escapes
 /// nothing ([`ansi_quotes_form`]). Each such name is made one of the same
-/// length, in backquotes or double quotes, its bytes `_`. `None` when the
-/// text has no `[...]` name.
+/// length, in backquotes or double quotes, its bytes other than letters,
+/// digits, `_` and `$` made `_`. `None` when the text has no `[...]` name.
 pub fn brackets_form(sql: &[u8]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     let mut brackets = false;
@@ -91,7 +91,13 @@ pub fn brackets_form(sql: &[u8]) -> Option<Vec<u8>> {
                     break;
                 }
                 let o = out.get_or_insert_with(|| sql.to_vec());
-                o[i + 1..j].fill(b'_');
+                // Its word bytes are kept: `[GET_LOCK](...)` calls the
+                // built-in, as `` `GET_LOCK`(...) `` does.
+                for b in &mut o[i + 1..j] {
+                    if !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$') {
+                        *b = b'_';
+                    }
+                }
                 if q == b'[' {
                     brackets = true;
                     (o[i], o[j]) = (b'`', b'`');
