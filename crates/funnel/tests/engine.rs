@@ -2778,8 +2778,9 @@ fn engine_legitimate_dynamic_sql_runs_as_on_the_server() {
 /// `KILL` and `ALTER USER` hidden where only the server reads them (a
 /// compound statement's body, an executable comment's content, the text
 /// after a string that `NO_BACKSLASH_ESCAPES` ends at a backslash or a
-/// name that `ANSI_QUOTES` does, a quote inside an `MSSQL` `[name]`, a
-/// line after a `--` comment that starts with a control character) are
+/// name that `ANSI_QUOTES` does, a quote inside an `MSSQL` `[name]`, an
+/// `ORACLE` label, a line after a `--` comment that starts with a control
+/// character) are
 /// refused like the plain forms; a query that only mentions those words
 /// next to an executable comment (mysqldump's `SQL_NO_CACHE`) runs.
 #[test]
@@ -2824,6 +2825,17 @@ fn engine_hidden_kill_and_account_changes_are_refused() {
     match b.query_drop(&sql) {
         Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
         Ok(()) => passed.push(sql),
+    }
+    // Under ORACLE a label may stand before any statement of a block.
+    b.query_drop("SET sql_mode = 'ORACLE'").unwrap();
+    for sql in [
+        format!("BEGIN <<l>> KILL QUERY {victim}; END"),
+        "BEGIN NULL; <<l>> ALTER USER CURRENT_USER() WITH MAX_QUERIES_PER_HOUR 0; END".to_string(),
+    ] {
+        match b.query_drop(&sql) {
+            Err(err) => assert_eq!(server_error(err).0, 1235, "{sql}"),
+            Ok(()) => passed.push(sql),
+        }
     }
     assert!(passed.is_empty(), "reached the server: {passed:?}");
     assert_eq!(a.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));

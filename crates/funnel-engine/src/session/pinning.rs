@@ -873,7 +873,8 @@ pub fn without_backslashes(sql: &[u8]) -> Vec<u8> {
 
 /// Where a statement may start: the query's start, after each `;`, and
 /// after the words that open a statement inside a compound statement
-/// (`BEGIN NOT ATOMIC ...`, `IF ... THEN ...`, loops), whose bodies the
+/// (`BEGIN NOT ATOMIC ...`, `IF ... THEN ...`, loops) and after a label
+/// (`BEGIN <<l>> KILL 5; END` under `sql_mode=ORACLE`), whose bodies the
 /// server runs as they stand.
 fn may_start_statement(tokens: &Tokens) -> impl Iterator<Item = usize> + '_ {
     let compound = tokens.words.iter().enumerate().filter_map(|(i, w)| {
@@ -885,6 +886,7 @@ fn may_start_statement(tokens: &Tokens) -> impl Iterator<Item = usize> + '_ {
     });
     std::iter::once(0)
         .chain(tokens.statement_starts.iter().copied())
+        .chain(tokens.label_ends.iter().copied())
         .chain(compound)
 }
 
@@ -1274,6 +1276,9 @@ struct Tokens {
     /// than one.
     select_into: bool,
     executable_comment: bool,
+    /// Index into `words` after each label `<<name>>` (`sql_mode=ORACLE`),
+    /// which any statement of a compound statement's body may follow.
+    label_ends: Vec<usize>,
     /// A `--` followed by a byte above ASCII: a comment or not depending on
     /// the connection's character set ([`sql_lex::ambiguous_comment_at`]),
     /// so the words seen here may not be the server's.
@@ -1317,6 +1322,8 @@ impl Tokens {
         let mut into_seen = false;
         // Where the trailing run of blanks and `;` starts.
         let mut blank_tail: Option<usize> = None;
+        // The word count at the last `<<`: a label is `<<` one word `>>`.
+        let mut label_open: Option<usize> = None;
         while i < n {
             let c = sql[i];
             match c {
@@ -1418,6 +1425,17 @@ impl Tokens {
                     t.words.push(word);
                     saw_content = true;
                 }
+                b'<' if sql.get(i + 1) == Some(&b'<') => {
+                    label_open = Some(t.words.len());
+                    i += 2;
+                }
+                b'>' if sql.get(i + 1) == Some(&b'>') => {
+                    if label_open.is_some_and(|n| n + 1 == t.words.len()) {
+                        t.label_ends.push(t.words.len());
+                    }
+                    label_open = None;
+                    i += 2;
+                }
                 b':' if sql.get(i + 1) == Some(&b'=') => {
                     // `@x := value` assigns wherever it stands.
                     t.user_var_write = true;
@@ -1501,9 +1519,16 @@ mod tests {
             "SELECT 1 --\x01 '\n; KILL 5 -- '",
             "SELECT 1 --\x0b '\n; ALTER USER CURRENT_USER() ACCOUNT LOCK -- '",
             "SELECT 1 --\x7f '\n; PREPARE s FROM 'KILL 5' -- '",
+            // sql_mode=ORACLE: a label may stand before any statement of a
+            // block's body.
+            "BEGIN <<l>> KILL QUERY 5; END",
+            "BEGIN NULL; <<a>> <<b>> KILL 5; END",
+            "BEGIN <<l>> ALTER USER CURRENT_USER() ACCOUNT LOCK; END",
+            "BEGIN << l /* x */ >> PREPARE s FROM 'KILL 5'; EXECUTE s; END",
         ] {
             assert!(refusal(sql.as_bytes()).is_some(), "{sql}");
         }
+        assert_eq!(refusal(b"SELECT 1 << 2, 8 >> kill FROM t"), None);
         for sql in [
             "SHUTDOWN",
             "shutdown wait for all slaves",
