@@ -81,6 +81,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // An executable comment's content runs: not rewritten (the text is
+        // unknown and pins), but the connection is given the client's id
+        // first.
+        name: "an executable comment reads its own client's insert id",
+        pool: 1,
+        setup: &["CREATE TABLE ec (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "INSERT INTO ec (v) VALUES (1)"),
+            (1, "INSERT INTO ec (v) VALUES (2), (3)"),
+            (1, "INSERT INTO ec (v) VALUES (4)"),
+            (0, "SELECT /*! LAST_INSERT_ID() */"),
+            (0, "SELECT /*M!100000 LAST_INSERT_ID() + 1 */"),
+        ],
+    },
+    Case {
         // sql_mode=ORACLE's ROW_COUNT(), or FOUND_ROWS() after a result set;
         // outside that mode a syntax error, through Funnel too.
         name: "SQL%ROWCOUNT answers for its own client",

@@ -723,7 +723,7 @@ impl Session {
             return false;
         }
         if as_written {
-            rewrite::mentions_last_insert_id(sql)
+            rewrite::may_read_last_insert_id(sql)
         } else {
             rewrite::later_statement_reads_last_insert_id(sql)
         }

@@ -295,6 +295,17 @@ pub fn mentions_last_insert_id(sql: &[u8]) -> bool {
     any
 }
 
+/// True when `sql`, sent as written (text Funnel cannot read, a
+/// definition), may read the last insert id on the server: a read
+/// [`mentions_last_insert_id`] finds, or the name anywhere in a text with
+/// an executable comment, whose content the server runs (`SELECT /*!
+/// LAST_INSERT_ID() */`, `/*M!100000 ... */`) where the scan sees a comment.
+pub fn may_read_last_insert_id(sql: &[u8]) -> bool {
+    let executable = sql.windows(3).any(|w| w == b"/*!") || sql.windows(4).any(|w| w == b"/*M!");
+    let named = |name: &[u8]| sql.windows(name.len()).any(|w| w.eq_ignore_ascii_case(name));
+    mentions_last_insert_id(sql) || (executable && (named(b"LAST_INSERT_ID") || named(b"IDENTITY")))
+}
+
 /// True when a statement after the first of a multi-statement query reads
 /// the last insert id. Such reads are left to the server, which answers
 /// for the query's own earlier inserts; the connection must be given the
@@ -743,6 +754,24 @@ mod tests {
     fn sub(sql: &str) -> Option<String> {
         substitute(sql.as_bytes(), &Substitution::from_record(&LAST, Some(99)))
             .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn rewrite_reads_of_the_insert_id_in_executable_comments_are_seen() {
+        for sql in [
+            "SELECT /*! LAST_INSERT_ID() */",
+            "SELECT /*M!100000 @@identity */",
+            "SELECT LAST_INSERT_ID()",
+        ] {
+            assert!(may_read_last_insert_id(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "SELECT /* LAST_INSERT_ID() */ 1",
+            "SELECT /*! ROW_COUNT() */",
+            "SELECT 1",
+        ] {
+            assert!(!may_read_last_insert_id(sql.as_bytes()), "{sql}");
+        }
     }
 
     /// `SQL%ROWCOUNT` (`sql_mode=ORACLE`) is the client's `ROW_COUNT()`, or
