@@ -96,6 +96,25 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // The server calls it by a `"` quoted name under ANSI_QUOTES, and by a
+        // `[]` quoted one under MSSQL; in the default mode both are syntax
+        // errors.
+        name: "LAST_INSERT_ID() by a quoted name reads its own client's id",
+        pool: 1,
+        setup: &["CREATE TABLE qi (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],
+        steps: &[
+            (0, "SET sql_mode = 'ANSI_QUOTES'"),
+            (0, "INSERT INTO qi (v) VALUES (1)"),
+            (1, "INSERT INTO qi (v) VALUES (2), (3)"),
+            (1, "INSERT INTO qi (v) VALUES (4)"),
+            (0, "SELECT \"LAST_INSERT_ID\"()"),
+            (0, "SET sql_mode = 'MSSQL'"),
+            (1, "INSERT INTO qi (v) VALUES (5)"),
+            (0, "SELECT [LAST_INSERT_ID]() + 1"),
+            (2, "SELECT \"LAST_INSERT_ID\"()"),
+        ],
+    },
+    Case {
         // sql_mode=ORACLE's ROW_COUNT(), or FOUND_ROWS() after a result set;
         // outside that mode a syntax error, through Funnel too.
         name: "SQL%ROWCOUNT answers for its own client",

@@ -701,9 +701,10 @@ impl Session {
 
     /// True when the query reads the last insert id on the server, so the
     /// connection must first be given the client's own: a `CREATE` /
-    /// `ALTER` or text Funnel could not read (both sent as written), or a
+    /// `ALTER` or text Funnel could not read (both sent as written), a
     /// later statement of a multi-statement query (left to the server, see
-    /// `rewrite::substitute`). Not when the session is pinned for
+    /// `rewrite::substitute`), or a call by a `"` or `[]` quoted name
+    /// (`rewrite::quoted_last_insert_id_call`). Not when the session is pinned for
     /// previous-statement info: then the connection has it already.
     fn reads_last_insert_id_on_server(&self, total: usize, f: &Forward) -> bool {
         if f.name != "COM_QUERY" || self.insert_id_pinned() {
@@ -717,10 +718,13 @@ impl Session {
         // single statement of neither kind.
         let as_written = f.pin == Some(PinReason::Unknown) || is_definition(sql);
         if !as_written && !sql.contains(&b';') {
-            return false;
+            return mentions_previous_statement(sql) && rewrite::quoted_last_insert_id_call(sql);
         }
         if !mentions_previous_statement(sql) {
             return false;
+        }
+        if rewrite::quoted_last_insert_id_call(sql) {
+            return true;
         }
         if as_written {
             rewrite::may_read_last_insert_id(sql)

@@ -306,6 +306,20 @@ pub fn may_read_last_insert_id(sql: &[u8]) -> bool {
     mentions_last_insert_id(sql) || (executable && (named(b"LAST_INSERT_ID") || named(b"IDENTITY")))
 }
 
+/// True when `sql` may call `LAST_INSERT_ID()` by a `"` or `[]` quoted
+/// name, as the server does under `ANSI_QUOTES` or `MSSQL`
+/// (`"LAST_INSERT_ID"()`): not rewritten (in the default mode the text is
+/// a syntax error, which a rewrite would answer), but the connection needs
+/// the client's id first. Read anywhere in the text, strings included.
+pub fn quoted_last_insert_id_call(sql: &[u8]) -> bool {
+    const NAME: &[u8] = b"LAST_INSERT_ID";
+    sql.windows(NAME.len() + 2).enumerate().any(|(i, w)| {
+        matches!((w[0], w[NAME.len() + 1]), (b'"', b'"') | (b'[', b']'))
+            && w[1..=NAME.len()].eq_ignore_ascii_case(NAME)
+            && sql.get(skip_blanks(sql, i + NAME.len() + 2)) == Some(&b'(')
+    })
+}
+
 /// True when a statement after the first of a multi-statement query reads
 /// the last insert id. Such reads are left to the server, which answers
 /// for the query's own earlier inserts; the connection must be given the
@@ -754,6 +768,25 @@ mod tests {
     fn sub(sql: &str) -> Option<String> {
         substitute(sql.as_bytes(), &Substitution::from_record(&LAST, Some(99)))
             .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn rewrite_calls_by_double_quoted_or_bracketed_names_are_seen() {
+        for sql in [
+            r#"SELECT "LAST_INSERT_ID"()"#,
+            "SELECT [last_insert_id] ( )",
+            r#"DO "LAST_INSERT_ID"/**/()"#,
+        ] {
+            assert!(quoted_last_insert_id_call(sql.as_bytes()), "{sql}");
+            assert_eq!(sub(sql), None, "{sql}");
+        }
+        for sql in [
+            r#"SELECT "LAST_INSERT_ID""#,
+            "SELECT LAST_INSERT_ID()",
+            "SELECT [LAST_INSERT_ID] FROM t",
+        ] {
+            assert!(!quoted_last_insert_id_call(sql.as_bytes()), "{sql}");
+        }
     }
 
     #[test]
