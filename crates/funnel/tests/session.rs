@@ -115,6 +115,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // `FROM DUAL`, as sql_mode=ORACLE code writes it, reads no table:
+        // a diagnostics read all the same, of the client's own statement.
+        name: "SELECT @@warning_count FROM DUAL reads its own client's count",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SELECT 1"),
+            (1, "SELECT 1/0"),
+            (1, "SLEEP:300"),
+            (0, "SELECT @@warning_count FROM DUAL"),
+            (0, "SELECT 1/0"),
+            (0, "SELECT @@warning_count AS w, @@error_count FROM dual"),
+        ],
+    },
+    Case {
         // sql_mode=ORACLE's ROW_COUNT(), or FOUND_ROWS() after a result set;
         // outside that mode a syntax error, through Funnel too.
         name: "SQL%ROWCOUNT answers for its own client",

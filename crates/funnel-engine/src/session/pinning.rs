@@ -730,16 +730,23 @@ pub const REPLICATION_VARIABLES: [&str; 9] = [
 ];
 
 /// `SHOW WARNINGS`, `SHOW ERRORS`, `SHOW COUNT(*) WARNINGS`, `GET
-/// DIAGNOSTICS` and `SELECT @@warning_count` / `@@error_count`.
+/// DIAGNOSTICS` and `SELECT @@warning_count` / `@@error_count` (also `FROM
+/// DUAL`, as `sql_mode=ORACLE` code writes it: no table is read).
 fn is_diagnostics(first: &[u8], second: &[u8], tokens: &Tokens) -> bool {
     match first {
         b"SHOW" => matches!(second, b"WARNINGS" | b"ERRORS" | b"COUNT"),
         b"GET" => second == b"DIAGNOSTICS" || tokens.has(b"DIAGNOSTICS"),
-        // `SELECT @@[session.]warning_count [AS name], ...`
+        // `SELECT @@[session.]warning_count [AS name], ... [FROM DUAL]`
         b"SELECT" => {
+            let mut items = &tokens.words[1..];
+            if let [rest @ .., from, dual] = items {
+                if from.as_slice() == b"FROM" && dual.as_slice() == b"DUAL" {
+                    items = rest;
+                }
+            }
             let mut counts = 0;
             let mut alias_next = false;
-            let only = tokens.words[1..].iter().all(|w| {
+            let only = items.iter().all(|w| {
                 let w = w.as_slice();
                 if std::mem::take(&mut alias_next) {
                     return true;
@@ -1962,6 +1969,8 @@ mod tests {
             "SELECT @@warning_count",
             "SELECT @@warning_count AS w, @@error_count",
             "SELECT @@session.warning_count",
+            "SELECT @@warning_count FROM DUAL",
+            "select @@error_count as e from dual",
         ] {
             assert!(classify(sql.as_bytes()).diagnostics, "{sql}");
         }
@@ -1970,6 +1979,8 @@ mod tests {
             "SHOW TABLES",
             "SELECT @@warning_count, c FROM t",
             "SELECT @@warning_count INTO @w",
+            "SELECT @@warning_count FROM t",
+            "SELECT @@warning_count FROM DUAL, t",
         ] {
             assert!(!classify(sql.as_bytes()).diagnostics, "{sql}");
         }
