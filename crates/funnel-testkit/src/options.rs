@@ -112,13 +112,6 @@ pub(crate) fn server_args(paths: &ServerPaths, port: u16, settings: &ServerSetti
         "--skip-name-resolve".into(),
         // Above 16 MiB so tests can send packets that the protocol must split.
         "--max-allowed-packet=64M".into(),
-        // Synchronous page writes (from InnoDB's own I/O threads) instead of io_uring. At exit
-        // the kernel waits only for a task's "tracked" io_uring requests; disk writes still in
-        // flight finish after the SIGKILLed server has been reaped, possibly over pages the
-        // restarted server has just recovered. The chaos test saw that once in about 440 runs:
-        // rows twice and an AUTO_INCREMENT counter below existing ids (ERR 1062 on inserts that
-        // name no id). Tests kill -9 and restart servers to check Funnel, not that race.
-        "--innodb-use-native-aio=0".into(),
     ]);
     args.extend(settings.extra_args.iter().cloned());
     args
