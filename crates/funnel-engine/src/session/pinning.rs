@@ -1126,15 +1126,15 @@ fn unquote(lit: &[u8], q: u8) -> Vec<u8> {
 /// no value to carry over (an `INSERT ... NEXTVAL(s)` returns none), so the
 /// session keeps that connection.
 fn uses_sequence_value(tokens: &Tokens) -> bool {
-    tokens.has(b"NEXTVAL")
-        || tokens.has(b"LASTVAL")
-        || tokens.has(b"CURRVAL")
-        || tokens.has(b"SETVAL")
-        || tokens.words.windows(3).any(|w| {
-            matches!(w[0].as_slice(), b"NEXT" | b"PREVIOUS")
-                && w[1].as_slice() == b"VALUE"
-                && w[2].as_slice() == b"FOR"
-        })
+    // One pass over the words: this runs for every statement.
+    tokens.words.iter().enumerate().any(|(i, w)| match w.as_slice() {
+        b"NEXTVAL" | b"LASTVAL" | b"CURRVAL" | b"SETVAL" => true,
+        b"NEXT" | b"PREVIOUS" => {
+            let next = |k: usize| tokens.words.get(i + k).map(Word::as_slice);
+            next(1) == Some(b"VALUE") && next(2) == Some(b"FOR")
+        }
+        _ => false,
+    })
 }
 
 /// True when `name(` is called with arguments somewhere (`LAST_INSERT_ID(expr)` sets the value).
