@@ -81,6 +81,22 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // `name ()` after INSERT INTO or CALL names a table or a procedure,
+        // also when the name is a function's.
+        name: "a table or procedure named like a function is not a call",
+        pool: 1,
+        setup: &[
+            "CREATE TABLE `row_count` (a INT DEFAULT 1)",
+            "CREATE PROCEDURE `found_rows`() SELECT 7 AS seven",
+        ],
+        steps: &[
+            (0, "INSERT INTO `row_count` () VALUES ()"),
+            (1, "INSERT INTO row_count () VALUES ()"),
+            (0, "SELECT COUNT(*), ROW_COUNT() FROM `row_count`"),
+            (1, "CALL `found_rows`()"),
+        ],
+    },
+    Case {
         // An executable comment's content runs: not rewritten (the text is
         // unknown and pins), but the connection is given the client's id
         // first.

@@ -157,6 +157,20 @@ fn returns_rows(stmt: &[u8]) -> bool {
     s.starts_with(b"(") || WORDS.iter().any(|w| super::sql_lex::first_word_is(s, w))
 }
 
+/// Words after which a name is a table's or a procedure's, never a call,
+/// also when `()` follows (`INSERT INTO row_count () VALUES ()`,
+/// `` CALL `found_rows`() ``).
+const NAMES_OBJECT: [&[u8]; 8] = [
+    b"INTO",
+    b"CALL",
+    b"INSERT",
+    b"REPLACE",
+    b"IGNORE",
+    b"LOW_PRIORITY",
+    b"DELAYED",
+    b"TABLE",
+];
+
 /// Calls `f(mention, start, end, place)` for each read in `sql`, in order,
 /// outside strings, quoted names and comments.
 fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
@@ -168,11 +182,19 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
     };
     let mut place = Place::default();
     let mut statement_start = 0;
+    // The token before was one of `NAMES_OBJECT` (blanks and comments
+    // between).
+    let mut names_object = false;
     let mut i = 0;
     while i < sql.len() {
+        if super::sql_lex::is_blank(sql[i]) {
+            i += 1;
+            continue;
+        }
+        let object = std::mem::take(&mut names_object);
         // A qualified name (`t.found_rows`) is a column, not a call.
         let qualified = i > 0 && sql[i - 1] == b'.';
-        if sql[i] == b'`' && !qualified {
+        if sql[i] == b'`' && !qualified && !object {
             if let Some((at, end)) =
                 quoted_function(sql, i).and_then(|(at, name_end)| Some((at, empty_call(sql, name_end)?)))
             {
@@ -182,6 +204,8 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
             }
         }
         if let Some(next) = skip_string_or_comment(sql, i) {
+            // A comment is a blank.
+            names_object = object && !matches!(sql[i], b'\'' | b'"' | b'`');
             i = next;
             continue;
         }
@@ -206,6 +230,10 @@ fn each_mention(sql: &[u8], mut f: impl FnMut(Mention, usize, usize, Place)) {
                 let start = i;
                 i = word_end(sql, i);
                 let word = &sql[start..i];
+                names_object = NAMES_OBJECT.iter().any(|w| word.eq_ignore_ascii_case(w));
+                if object {
+                    continue;
+                }
                 let qualified = start > 0 && sql[start - 1] == b'.';
                 if let Some(end) =
                     sql_rowcount(sql, i).filter(|_| word.eq_ignore_ascii_case(b"SQL") && !qualified)
@@ -899,6 +927,40 @@ mod tests {
             assert!(sets_last_insert_id(sql.as_bytes()), "{sql}");
         }
         assert!(!sets_last_insert_id(b"SELECT LAST_INSERT_ID(/* x */)"));
+    }
+
+    /// A table or procedure may have a function's name, and is followed by
+    /// `()` in `INSERT INTO t () VALUES ()` and `CALL p()`: not a call.
+    #[test]
+    fn rewrite_leaves_tables_and_procedures_named_like_the_functions() {
+        for sql in [
+            "INSERT INTO `row_count` () VALUES ()",
+            "INSERT INTO row_count () VALUES ()",
+            "insert `found_rows`() values ()",
+            "INSERT IGNORE /* x */ INTO `last_insert_id` () SELECT 1",
+            "REPLACE LOW_PRIORITY row_count () VALUES ()",
+            "CALL `found_rows`()",
+            "call connection_id ()",
+            "LOAD DATA INFILE 'f' INTO TABLE `row_count` ()",
+        ] {
+            assert_eq!(sub(sql), None, "{sql}");
+        }
+        assert_eq!(
+            sub("INSERT INTO t VALUES (ROW_COUNT())").as_deref(),
+            Some("INSERT INTO t VALUES (CAST(000000000000000000003 AS SIGNED))")
+        );
+        assert_eq!(
+            sub("CALL p(`ROW_COUNT`())").as_deref(),
+            Some("CALL p(CAST(000000000000000000003 AS SIGNED))")
+        );
+        assert_eq!(
+            sub("DO REPLACE(ROW_COUNT(), 3, 4)").as_deref(),
+            Some("DO REPLACE(CAST(000000000000000000003 AS SIGNED), 3, 4)")
+        );
+        assert_eq!(
+            sub("INSERT INTO t SELECT 'a', FOUND_ROWS()").as_deref(),
+            Some("INSERT INTO t SELECT 'a', CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()`")
+        );
     }
 
     #[test]
