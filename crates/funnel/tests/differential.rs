@@ -1515,6 +1515,15 @@ fn differential_regressions_match_direct_mariadb() {
                ROW_COUNT() > 0, FOUND_ROWS() = 1 FROM t LIMIT 1"),
             q("SELECT LAST_INSERT_ID() + 1 n, ROW_COUNT() - 1 AS m"),
         ],
+        // sql_mode=ORACLE's SQL%ROWCOUNT, replaced inside an expression,
+        // keeps the length the server gives the expression around it.
+        vec![
+            q("SET sql_mode = ORACLE"),
+            q("UPDATE k SET v = v + 1"),
+            q("SELECT SQL%ROWCOUNT + 1, SQL%ROWCOUNT * 2, SQL%ROWCOUNT - 1, \
+               IFNULL(SQL%ROWCOUNT, 0), GREATEST(SQL%ROWCOUNT, 1), SQL%ROWCOUNT FROM DUAL"),
+            q("SET sql_mode = DEFAULT"),
+        ],
         // A procedure's insert makes an id its CALL's OK does not carry:
         // the server answers LAST_INSERT_ID() from then on (soak seeds
         // 110009, 110025).

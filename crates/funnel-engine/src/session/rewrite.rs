@@ -753,7 +753,9 @@ enum Typed {
     /// `SQL%ROWCOUNT`: `BIGINT NOT NULL`, length 21. Written so that it
     /// still names `SQL%ROWCOUNT` (never evaluated: the first value is
     /// not NULL), which outside `sql_mode=ORACLE` is the syntax error the
-    /// client's text was; the `CAST` around it keeps the length.
+    /// client's text was; `IFNULL` takes its type from it, so an
+    /// expression around it (`SQL%ROWCOUNT + 1`, 22 long) is typed as the
+    /// server types it around `SQL%ROWCOUNT` itself.
     SqlRowCount(i64),
 }
 
@@ -767,7 +769,7 @@ impl std::fmt::Display for Typed {
             Typed::Signed(v) => write!(f, "CAST({v:021} AS SIGNED)"),
             Typed::ConnectionId(v) => write!(f, "CAST({v:010} AS UNSIGNED)"),
             Typed::SqlRowCount(v) => {
-                write!(f, "CAST(IFNULL(CAST({v:021} AS SIGNED), SQL%ROWCOUNT) AS SIGNED)")
+                write!(f, "IFNULL(CAST({v:020} AS SIGNED), SQL%ROWCOUNT)")
             }
         }
     }
@@ -842,7 +844,7 @@ mod tests {
     fn rewrite_replaces_oracle_sql_rowcount() {
         assert_eq!(
             sub("SELECT SQL%ROWCOUNT").as_deref(),
-            Some("SELECT CAST(IFNULL(CAST(000000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS SIGNED) AS `SQL%ROWCOUNT`")
+            Some("SELECT IFNULL(CAST(00000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS `SQL%ROWCOUNT`")
         );
         let after_rows = LastResults {
             row_count: -1,
@@ -854,7 +856,7 @@ mod tests {
         };
         assert_eq!(
             sub_after_rows("select sql % rowcount + 1 from dual").as_deref(),
-            Some("select CAST(IFNULL(CAST(000000000000000000007 AS SIGNED), SQL%ROWCOUNT) AS SIGNED) + 1 AS `sql % rowcount + 1` from dual")
+            Some("select IFNULL(CAST(00000000000000000007 AS SIGNED), SQL%ROWCOUNT) + 1 AS `sql % rowcount + 1` from dual")
         );
         for sql in [
             "SELECT 'SQL%ROWCOUNT'",
@@ -867,7 +869,7 @@ mod tests {
         }
         assert_eq!(
             sub("SELECT SQL/**/%\nROWCOUNT AS n").as_deref(),
-            Some("SELECT CAST(IFNULL(CAST(000000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS SIGNED) AS n")
+            Some("SELECT IFNULL(CAST(00000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS n")
         );
         assert!(mentions_previous_statement(b"SELECT sql%rowcount"));
         assert!(!mentions_previous_statement(
