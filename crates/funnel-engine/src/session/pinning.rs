@@ -1148,9 +1148,14 @@ fn setter_call(sql: &[u8], name: &[u8]) -> bool {
         if p > 0 && sql[p - 1] == b'`' && sql.get(j) == Some(&b'`') {
             j += 1;
         }
-        let open = sql_lex::skip_blanks(sql, j);
+        // A run of blanks too long to read counts as a call that sets.
+        let Some(open) = sql_lex::skip_blanks_near(sql, j) else {
+            return true;
+        };
         if sql.get(open) == Some(&b'(') {
-            let arg = sql_lex::skip_blanks(sql, open + 1);
+            let Some(arg) = sql_lex::skip_blanks_near(sql, open + 1) else {
+                return true;
+            };
             if sql.get(arg).is_some_and(|c| *c != b')') {
                 return true;
             }
@@ -2279,6 +2284,14 @@ mod tests {
         for sql in ["SELECT LAST_INSERT_ID(/* x */)", "SELECT `LAST_INSERT_ID` ( )"] {
             assert_eq!(reason(sql), None, "a read, rewritten: {sql}");
         }
+        // Whitespace is read to its end; comments only so far.
+        let spaces = " ".repeat(1000);
+        assert_eq!(reason(&format!("SELECT LAST_INSERT_ID{spaces}(){spaces}")), None);
+        assert_eq!(
+            reason(&format!("SELECT LAST_INSERT_ID /*{spaces}*/ ()")),
+            Some(PinReason::PreviousStatementInfo),
+            "assumed a setter"
+        );
     }
 
     #[test]

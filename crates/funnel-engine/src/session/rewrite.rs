@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::sql_lex::{skip_blanks, skip_string_or_comment, word_end};
+use super::sql_lex::{skip_blanks, skip_blanks_near, skip_string_or_comment, word_end};
 
 /// What the client's own previous statements left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,13 +34,24 @@ pub fn mentions_previous_statement(sql: &[u8]) -> bool {
     mentions_function(sql) || mentions_id_variable(sql) || mentions_sql_rowcount(sql)
 }
 
-/// `SQL%ROWCOUNT` somewhere (maybe in a string or a comment).
+/// `SQL%ROWCOUNT` somewhere (maybe in a string or a comment), or a `SQL`
+/// followed by more blanks and comments than are worth reading.
 fn mentions_sql_rowcount(sql: &[u8]) -> bool {
+    let rowcount_at = |at: usize| {
+        let Some(percent) = skip_blanks_near(sql, at) else {
+            return true;
+        };
+        if sql.get(percent) != Some(&b'%') {
+            return false;
+        }
+        let Some(start) = skip_blanks_near(sql, percent + 1) else {
+            return true;
+        };
+        sql[start..word_end(sql, start)].eq_ignore_ascii_case(b"ROWCOUNT")
+    };
     memchr::memchr(b'%', sql).is_some()
         && sql.windows(3).enumerate().any(|(i, w)| {
-            w.eq_ignore_ascii_case(b"SQL")
-                && (i == 0 || word_end(sql, i - 1) == i - 1)
-                && sql_rowcount(sql, i + 3).is_some()
+            w.eq_ignore_ascii_case(b"SQL") && (i == 0 || word_end(sql, i - 1) == i - 1) && rowcount_at(i + 3)
         })
 }
 
@@ -344,7 +355,7 @@ pub fn quoted_last_insert_id_call(sql: &[u8]) -> bool {
     sql.windows(NAME.len() + 2).enumerate().any(|(i, w)| {
         matches!((w[0], w[NAME.len() + 1]), (b'"', b'"') | (b'[', b']'))
             && w[1..=NAME.len()].eq_ignore_ascii_case(NAME)
-            && sql.get(skip_blanks(sql, i + NAME.len() + 2)) == Some(&b'(')
+            && skip_blanks_near(sql, i + NAME.len() + 2).is_none_or(|open| sql.get(open) == Some(&b'('))
     })
 }
 
@@ -929,6 +940,43 @@ mod tests {
             assert!(sets_last_insert_id(sql.as_bytes()), "{sql}");
         }
         assert!(!sets_last_insert_id(b"SELECT LAST_INSERT_ID(/* x */)"));
+    }
+
+    /// The plain searches for a name followed by blanks and comments find
+    /// it inside comments too, where each may start the same long comment:
+    /// reading it to its end for each took time quadratic in the text (a
+    /// quarter MiB of `SQL/*` took over half a minute).
+    #[test]
+    fn rewrite_names_before_long_comments_cost_linear_time() {
+        for (unit, head) in [
+            ("SQL/*", "%"),
+            ("SQL%/*", ""),
+            ("LAST_INSERT_ID/*", ""),
+            ("`LAST_INSERT_ID`(/*", ""),
+            ("\"LAST_INSERT_ID\"/*", ""),
+        ] {
+            let mut sql = head.as_bytes().to_vec();
+            while sql.len() < 256 << 10 {
+                sql.extend_from_slice(unit.as_bytes());
+            }
+            let started = std::time::Instant::now();
+            std::hint::black_box(mentions_previous_statement(&sql));
+            std::hint::black_box(quoted_last_insert_id_call(&sql));
+            std::hint::black_box(super::super::pinning::classify(&sql));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{unit}: {:?}",
+                started.elapsed()
+            );
+        }
+        // Past the lookahead, the worst is assumed.
+        let far = format!("SELECT SQL /*{}*/ % ROWCOUNT", " ".repeat(300));
+        assert!(mentions_previous_statement(far.as_bytes()));
+        let far = format!("SELECT \"LAST_INSERT_ID\" /*{}*/ ()", " ".repeat(300));
+        assert!(quoted_last_insert_id_call(far.as_bytes()));
+        let near = format!("SELECT SQL{} -- x\n% ROWCOUNT", " ".repeat(300));
+        assert!(mentions_previous_statement(near.as_bytes()));
+        assert!(!mentions_previous_statement(b"SELECT SQL /* x */ % 2"));
     }
 
     /// A table or procedure may have a function's name, and is followed by

@@ -173,6 +173,26 @@ pub fn skip_blanks(sql: &[u8], i: usize) -> usize {
     sql.len() - skip_leading_comments(sql.get(i..).unwrap_or_default()).len()
 }
 
+/// How far [`skip_blanks`] may look from a name that a plain search of the
+/// text found, maybe inside a comment: each may start the same long
+/// comment (`SQL/*SQL/*...`), and reading it to its end for each would
+/// cost time quadratic in the text.
+pub const BLANKS_LOOKAHEAD: usize = 256;
+
+/// [`skip_blanks`] that reads at most [`BLANKS_LOOKAHEAD`] bytes from the
+/// first comment on (the whitespace before it is the name's own): `None`
+/// when the comments may run on past them (the caller assumes the
+/// worst). A token found is read whole, a `--` comment's third byte
+/// included.
+pub fn skip_blanks_near(sql: &[u8], mut i: usize) -> Option<usize> {
+    while sql.get(i).is_some_and(|&c| is_blank(c)) {
+        i += 1;
+    }
+    let end = sql.len().min(i.saturating_add(BLANKS_LOOKAHEAD));
+    let j = skip_blanks(&sql[..end], i);
+    (end == sql.len() || j + 3 < end).then_some(j)
+}
+
 /// True when a `--` comment starts at `i`. MariaDB opens one where `--`
 /// is followed by a space, any control character (a tab, a vertical tab,
 /// `\x01`, DEL) or the end; `1--1` is arithmetic. Reading `--\x01` as
