@@ -112,6 +112,28 @@ const PIECES: &[&str] = &[
     "session_track_state_change",
     "@@session.",
     "@@global.",
+    // sql_mode=ORACLE / MSSQL / ANSI_QUOTES spellings.
+    "[",
+    "]",
+    "[a']",
+    "<<",
+    ">>",
+    "<<l>> ",
+    "%",
+    "SQL%ROWCOUNT",
+    "SQL",
+    "ROWCOUNT",
+    "DECLARE ",
+    "s.CURRVAL",
+    " FROM DUAL",
+    "`GET_LOCK`(",
+    "\"GET_LOCK\"(",
+    "`LAST_INSERT_ID`(",
+    "\"LAST_INSERT_ID\"(",
+    "[LAST_INSERT_ID](",
+    "\u{b}",
+    "INSERT INTO ",
+    "CALL ",
 ];
 
 fn input(rng: &mut StdRng) -> Vec<u8> {
@@ -147,6 +169,9 @@ fn scan_all(sql: &[u8]) {
     std::hint::black_box(rewrite::mentions_last_insert_id(sql));
     std::hint::black_box(rewrite::later_statement_reads_last_insert_id(sql));
     std::hint::black_box(rewrite::reads_only_last_insert_id(sql));
+    std::hint::black_box(rewrite::may_read_last_insert_id(sql));
+    std::hint::black_box(rewrite::quoted_last_insert_id_call(sql));
+    std::hint::black_box(sql_lex::brackets_form(sql));
     let last = LastResults {
         last_insert_id: 7,
         row_count: -1,
