@@ -1515,6 +1515,20 @@ fn differential_regressions_match_direct_mariadb() {
                ROW_COUNT() > 0, FOUND_ROWS() = 1 FROM t LIMIT 1"),
             q("SELECT LAST_INSERT_ID() + 1 n, ROW_COUNT() - 1 AS m"),
         ],
+        // ROW_COUNT() and FOUND_ROWS() replaced inside an expression keep
+        // the length the server gives the expression around the call.
+        vec![
+            q("UPDATE k SET v = v + 1"),
+            q(
+                "SELECT ROW_COUNT() + 1, ROW_COUNT() * 2, IFNULL(ROW_COUNT(), 0), \
+               GREATEST(ROW_COUNT(), 1), ROW_COUNT() / 2, -ROW_COUNT(), ROW_COUNT()",
+            ),
+            q("SELECT v FROM k"),
+            q(
+                "SELECT FOUND_ROWS() + 1, IFNULL(FOUND_ROWS(), 0), FOUND_ROWS() DIV 1, \
+               COALESCE(FOUND_ROWS()), ROW_COUNT() - 1, -ROW_COUNT(), FOUND_ROWS()",
+            ),
+        ],
         // sql_mode=ORACLE's SQL%ROWCOUNT, replaced inside an expression,
         // keeps the length the server gives the expression around it.
         vec![

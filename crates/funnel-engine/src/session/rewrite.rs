@@ -477,9 +477,9 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
         let value = match mention {
             Mention::LastInsertId if sql[start] == b'@' => Typed::IdVariable(last.last_insert_id),
             Mention::LastInsertId => Typed::Unsigned(last.last_insert_id),
-            Mention::RowCount => Typed::Signed(last.row_count),
+            Mention::RowCount => Typed::Signed(last.row_count, "ROW_COUNT()"),
             Mention::FoundRows if found_rows => {
-                Typed::Signed(i64::try_from(last.found_rows).unwrap_or(i64::MAX))
+                Typed::Signed(i64::try_from(last.found_rows).unwrap_or(i64::MAX), "FOUND_ROWS()")
             }
             Mention::ConnectionId => match connection_id {
                 Some(id) => Typed::ConnectionId(id),
@@ -757,8 +757,14 @@ enum Typed {
     Unsigned(u64),
     /// `@@identity`, `@@last_insert_id`: the same, but nullable.
     IdVariable(u64),
-    /// `ROW_COUNT()`, `FOUND_ROWS()`: `BIGINT NOT NULL`, length 21.
-    Signed(i64),
+    /// `ROW_COUNT()`, `FOUND_ROWS()` (the call, named second): `BIGINT NOT
+    /// NULL`, length 21. Written `IFNULL(CAST(n AS SIGNED), ROW_COUNT())`,
+    /// which takes its type from the call (never evaluated: the first
+    /// value is not NULL), so an expression around it is typed as around
+    /// the call (`ROW_COUNT() + 1` is 22 long, `IFNULL(FOUND_ROWS(), 0)`
+    /// 21; a zero-padded `CAST(000000000000000000003 AS SIGNED)` made them
+    /// 23 and 22).
+    Signed(i64, &'static str),
     /// `CONNECTION_ID()`: `INT UNSIGNED NOT NULL`, length 10.
     ConnectionId(u32),
     /// `SQL%ROWCOUNT`: `BIGINT NOT NULL`, length 21. Written so that it
@@ -775,9 +781,7 @@ impl std::fmt::Display for Typed {
         match *self {
             Typed::Unsigned(v) => write!(f, "CAST({v:021} AS UNSIGNED)"),
             Typed::IdVariable(v) => write!(f, "NULLIF(CAST({v:021} AS UNSIGNED), NULL)"),
-            // The sign counts towards the length: `-` and 20 digits.
-            Typed::Signed(v) if v < 0 => write!(f, "CAST(-{:020} AS SIGNED)", v.unsigned_abs()),
-            Typed::Signed(v) => write!(f, "CAST({v:021} AS SIGNED)"),
+            Typed::Signed(v, call) => write!(f, "IFNULL(CAST({v} AS SIGNED), {call})"),
             Typed::ConnectionId(v) => write!(f, "CAST({v:010} AS UNSIGNED)"),
             Typed::SqlRowCount(v) => {
                 write!(f, "IFNULL(CAST({v:020} AS SIGNED), SQL%ROWCOUNT)")
@@ -920,7 +924,7 @@ mod tests {
             ),
             (
                 "SELECT `row_count` () + 1",
-                "SELECT CAST(000000000000000000003 AS SIGNED) + 1 AS ```row_count`` () + 1`",
+                "SELECT IFNULL(CAST(3 AS SIGNED), ROW_COUNT()) + 1 AS ```row_count`` () + 1`",
             ),
         ] {
             assert_eq!(sub(sql).as_deref(), Some(want), "{sql:?}");
@@ -997,19 +1001,19 @@ mod tests {
         }
         assert_eq!(
             sub("INSERT INTO t VALUES (ROW_COUNT())").as_deref(),
-            Some("INSERT INTO t VALUES (CAST(000000000000000000003 AS SIGNED))")
+            Some("INSERT INTO t VALUES (IFNULL(CAST(3 AS SIGNED), ROW_COUNT()))")
         );
         assert_eq!(
             sub("CALL p(`ROW_COUNT`())").as_deref(),
-            Some("CALL p(CAST(000000000000000000003 AS SIGNED))")
+            Some("CALL p(IFNULL(CAST(3 AS SIGNED), ROW_COUNT()))")
         );
         assert_eq!(
             sub("DO REPLACE(ROW_COUNT(), 3, 4)").as_deref(),
-            Some("DO REPLACE(CAST(000000000000000000003 AS SIGNED), 3, 4)")
+            Some("DO REPLACE(IFNULL(CAST(3 AS SIGNED), ROW_COUNT()), 3, 4)")
         );
         assert_eq!(
             sub("INSERT INTO t SELECT 'a', FOUND_ROWS()").as_deref(),
-            Some("INSERT INTO t SELECT 'a', CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()`")
+            Some("INSERT INTO t SELECT 'a', IFNULL(CAST(7 AS SIGNED), FOUND_ROWS()) AS `FOUND_ROWS()`")
         );
     }
 
@@ -1021,7 +1025,7 @@ mod tests {
         );
         assert_eq!(
             sub("select last_insert_id( ), row_count();").as_deref(),
-            Some("select CAST(000000000000000000042 AS UNSIGNED) AS `last_insert_id( )`, CAST(000000000000000000003 AS SIGNED) AS `row_count()`;")
+            Some("select CAST(000000000000000000042 AS UNSIGNED) AS `last_insert_id( )`, IFNULL(CAST(3 AS SIGNED), ROW_COUNT()) AS `row_count()`;")
         );
         assert_eq!(
             sub("INSERT INTO c VALUES (LAST_INSERT_ID(), 'LAST_INSERT_ID()')").as_deref(),
@@ -1029,7 +1033,7 @@ mod tests {
         );
         assert_eq!(
             sub("SELECT FOUND_ROWS() FROM dual").as_deref(),
-            Some("SELECT CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()` FROM dual")
+            Some("SELECT IFNULL(CAST(7 AS SIGNED), FOUND_ROWS()) AS `FOUND_ROWS()` FROM dual")
         );
         assert_eq!(
             sub("SELECT CONNECTION_ID() + 1").as_deref(),
@@ -1056,7 +1060,7 @@ mod tests {
                 &Substitution::from_record(&LAST, None)
             )
             .as_deref(),
-            Some(&b"SELECT CONNECTION_ID(), CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`"[..])
+            Some(&b"SELECT CONNECTION_ID(), IFNULL(CAST(3 AS SIGNED), ROW_COUNT()) AS `ROW_COUNT()`"[..])
         );
         assert_eq!(
             sub("SELECT @@identity, @@LAST_INSERT_ID, @@session.last_insert_id").as_deref(),
@@ -1142,11 +1146,11 @@ mod tests {
         );
         assert_eq!(
             sub("SELECT ROW_COUNT(); SELECT ROW_COUNT()").as_deref(),
-            Some("SELECT CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`; SELECT ROW_COUNT()")
+            Some("SELECT IFNULL(CAST(3 AS SIGNED), ROW_COUNT()) AS `ROW_COUNT()`; SELECT ROW_COUNT()")
         );
         assert_eq!(
             sub("UPDATE t SET a = 1; SELECT FOUND_ROWS()").as_deref(),
-            Some("UPDATE t SET a = 1; SELECT CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()`"),
+            Some("UPDATE t SET a = 1; SELECT IFNULL(CAST(7 AS SIGNED), FOUND_ROWS()) AS `FOUND_ROWS()`"),
             "no statement of the query returned rows yet"
         );
         assert_eq!(
@@ -1180,8 +1184,8 @@ mod tests {
         assert_eq!(
             sub("SELECT 1 - ROW_COUNT(), FOUND_ROWS()").as_deref(),
             Some(
-                "SELECT 1 - CAST(-00000000000000000001 AS SIGNED) AS `1 - ROW_COUNT()`, \
-                 CAST(000000000000000000000 AS SIGNED) AS `FOUND_ROWS()`"
+                "SELECT 1 - IFNULL(CAST(-1 AS SIGNED), ROW_COUNT()) AS `1 - ROW_COUNT()`, \
+                 IFNULL(CAST(0 AS SIGNED), FOUND_ROWS()) AS `FOUND_ROWS()`"
             )
         );
         assert_eq!(
@@ -1209,13 +1213,13 @@ mod tests {
             (
                 "SELECT  LAST_INSERT_ID() + 1 , IFNULL(ROW_COUNT(), 0) FROM t",
                 "SELECT  CAST(000000000000000000042 AS UNSIGNED) + 1 AS `LAST_INSERT_ID() + 1` , \
-                 IFNULL(CAST(000000000000000000003 AS SIGNED), 0) AS `IFNULL(ROW_COUNT(), 0)` FROM t",
+                 IFNULL(IFNULL(CAST(3 AS SIGNED), ROW_COUNT()), 0) AS `IFNULL(ROW_COUNT(), 0)` FROM t",
             ),
             (
                 "SELECT ROW_COUNT() > t.v, FOUND_ROWS() IS NULL, `x``y` + ROW_COUNT() FROM t",
-                "SELECT CAST(000000000000000000003 AS SIGNED) > t.v AS `ROW_COUNT() > t.v`, \
-                 CAST(000000000000000000007 AS SIGNED) IS NULL AS `FOUND_ROWS() IS NULL`, \
-                 `x``y` + CAST(000000000000000000003 AS SIGNED) AS ```x````y`` + ROW_COUNT()` FROM t",
+                "SELECT IFNULL(CAST(3 AS SIGNED), ROW_COUNT()) > t.v AS `ROW_COUNT() > t.v`, \
+                 IFNULL(CAST(7 AS SIGNED), FOUND_ROWS()) IS NULL AS `FOUND_ROWS() IS NULL`, \
+                 `x``y` + IFNULL(CAST(3 AS SIGNED), ROW_COUNT()) AS ```x````y`` + ROW_COUNT()` FROM t",
             ),
             (
                 "SELECT LAST_INSERT_ID(), LAST_INSERT_ID() - 1; SELECT CONNECTION_ID() + 0",
@@ -1225,8 +1229,8 @@ mod tests {
             ),
             (
                 "SELECT (SELECT ROW_COUNT()) * 2 FROM t WHERE id = ROW_COUNT()",
-                "SELECT (SELECT CAST(000000000000000000003 AS SIGNED)) * 2 \
-                 AS `(SELECT ROW_COUNT()) * 2` FROM t WHERE id = CAST(000000000000000000003 AS SIGNED)",
+                "SELECT (SELECT IFNULL(CAST(3 AS SIGNED), ROW_COUNT())) * 2 \
+                 AS `(SELECT ROW_COUNT()) * 2` FROM t WHERE id = IFNULL(CAST(3 AS SIGNED), ROW_COUNT())",
             ),
         ];
         for (sql, want) in named {
@@ -1266,7 +1270,7 @@ mod tests {
         assert_eq!(on(false), None, "pinned for it, the server answers");
         assert_eq!(
             on(true).map(|v| String::from_utf8(v).unwrap()).as_deref(),
-            Some("SELECT CAST(000000000000000000007 AS SIGNED) AS `FOUND_ROWS()`"),
+            Some("SELECT IFNULL(CAST(7 AS SIGNED), FOUND_ROWS()) AS `FOUND_ROWS()`"),
             "a pin that set no count there: Funnel's record"
         );
     }
