@@ -12,10 +12,16 @@
 //! `FUNNEL_DIFF_SEED=n` runs from seed n (printed on failure),
 //! `FUNNEL_DIFF_ITERATIONS=n` runs n seeds (a soak), `FUNNEL_DIFF_CLIENTS`
 //! and `FUNNEL_DIFF_OPS` size each seed's scripts, `FUNNEL_DIFF_PRINT=1`
-//! prints every script, `FUNNEL_DIFF_MORE=0` leaves out the steps of
-//! [`more_op`], [`extra_op`] and [`session_ops`], `FUNNEL_DIFF_MORE=1`
-//! those of [`extra_op`] and [`session_ops`], `FUNNEL_DIFF_MORE=2` those
-//! of [`session_ops`] (the scripts seeds made before they were added).
+//! prints every script. `FUNNEL_DIFF_MORE=n` picks the step families
+//! (the scripts seeds made before a family was added): `0` only [`ops`],
+//! `1` adds [`more_op`] (more tracked variables, typed user variables,
+//! `COM_CHANGE_USER`), `2` [`extra_op`] (SQL prepared statements,
+//! procedures, sequences, `HANDLER`, diagnostics, `COM_PING`), `3`
+//! [`session_ops`] (XA, transaction characteristics, character sets,
+//! table locks, DDL under prepared statements), and `4`, the default,
+//! [`mode_ops`] (`sql_mode`s that change how a query is read: `ORACLE`,
+//! `MSSQL`, `ANSI_QUOTES`, `NO_BACKSLASH_ESCAPES`, ..., and statements
+//! whose reading depends on them).
 
 use std::fmt::Write as _;
 use std::sync::Once;
@@ -802,13 +808,170 @@ fn session_ops(rng: &mut Rng) -> Vec<Op> {
     }
 }
 
+/// `sql_mode`s that change how the server reads a query: quotes (`"`
+/// and, under `MSSQL`, `[ ]` name things), `||` (concatenation), spaces
+/// before a function's parenthesis, backslashes (plain characters under
+/// `NO_BACKSLASH_ESCAPES`), `BEGIN ... END` (a block under `ORACLE`).
+const PARSE_MODES: &[&str] = &[
+    "''",
+    "'ORACLE'",
+    "'MSSQL'",
+    "'ANSI'",
+    "'ANSI_QUOTES'",
+    "'IGNORE_SPACE,PIPES_AS_CONCAT'",
+    "'NO_BACKSLASH_ESCAPES'",
+    "DEFAULT",
+];
+/// Statements whose reading depends on [`PARSE_MODES`]: in one mode a
+/// string, in another a name, a syntax error or a user variable's
+/// assignment hidden in what another mode reads as a string. Not the
+/// readings docs/multiplexing.md lists as known limits: `"ROW_COUNT"()`,
+/// `[FOUND_ROWS]()` and the like (the backend connection's counts),
+/// `LAST_INSERT_ID()` after a quote inside `[a']` or a backslash inside
+/// `"a\"`, and `ROW_COUNT()` or `SQL%ROWCOUNT` inside a block.
+const MODE_STEPS: &[&str] = &[
+    // Quoting: a string or a name.
+    r#"SELECT "x" AS q, 'y'"#,
+    r#"SELECT "id", "v" FROM t ORDER BY "id" LIMIT 2"#,
+    "SELECT [id], [v] FROM t ORDER BY [id] LIMIT 2",
+    r#"SELECT 1 AS "a b", 2 AS [c d]"#,
+    "SELECT `id` FROM t ORDER BY 1 LIMIT 1",
+    // A user variable's assignment only some modes see.
+    r#"SELECT 1 AS "a\", @mv := 2 AS "\""#,
+    "SELECT 1 AS [a'], @mv := 3 AS [']",
+    r"SELECT 'a\', @mv := 4, '\'",
+    r#"SELECT "b\", @mv := 5, "\""#,
+    r"SELECT 'x\\' AS s, @mv := 6",
+    "SELECT @mv",
+    "SELECT @mv, @@sql_mode",
+    "SET @mv = 'm'",
+    // Backslashes in strings.
+    r"SELECT 'a\nb', 'c\\d', LENGTH('e\tf')",
+    r#"SELECT "it\'s", 'q''q'"#,
+    // Concatenation or OR.
+    "SELECT 'a' || 'b', 1 || 0, s || 'z' FROM t ORDER BY id LIMIT 1",
+    // Functions after spaces, comments, a backquoted name.
+    "SELECT LAST_INSERT_ID (), ROW_COUNT /* c */ (), FOUND_ROWS\t( )",
+    "SELECT `LAST_INSERT_ID`(), `ROW_COUNT`(), `FOUND_ROWS`()",
+    "SELECT LAST_INSERT_ID/**/(), FOUND_ROWS( /* c */ )",
+    r#"SELECT "LAST_INSERT_ID"()"#,
+    "SELECT [LAST_INSERT_ID]()",
+    "SELECT COUNT (*), SUM (v) FROM t",
+    "SELECT CONCAT ('a', 'b'), NOW () IS NOT NULL",
+    // Statements whose counts are read next.
+    "INSERT INTO t (v, s) VALUES (41, 'md')",
+    "UPDATE t SET v = v + 1 WHERE id <= 2",
+    "SELECT id FROM t ORDER BY id LIMIT 3",
+    "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()",
+    // ORACLE: DUAL, blocks calling procedures, sequences (SQL%ROWCOUNT:
+    // see mode_ops).
+    "SELECT @@warning_count FROM DUAL",
+    "SELECT @@warning_count, @@error_count FROM DUAL",
+    "SELECT CAST('9x' AS SIGNED) FROM DUAL",
+    "BEGIN p_li; END",
+    "BEGIN p_tz; END",
+    "BEGIN p_ins; END",
+    "BEGIN NULL; END",
+    "DECLARE n INT; BEGIN n := 1; END",
+    "BEGIN",
+    "COMMIT",
+    "SELECT sq.NEXTVAL",
+    "SELECT sq.CURRVAL",
+    "SELECT @@time_zone, @@in_transaction",
+    // Named locks called by quoted names.
+    "SELECT `GET_LOCK`('{lk}', 0)",
+    r#"SELECT "GET_LOCK"('{lk}', 0)"#,
+    "SELECT [GET_LOCK]('{lk}', 0)",
+    "SELECT GET_LOCK /* c */ ('{lk}', 0)",
+    "SELECT `RELEASE_LOCK`('{lk}')",
+    r#"SELECT "RELEASE_LOCK"('{lk}')"#,
+    "SELECT RELEASE_LOCK('{lk}')",
+    "SELECT IS_USED_LOCK('{lk}') IS NOT NULL",
+    "SELECT RELEASE_ALL_LOCKS()",
+];
+/// What [`MODE_STEPS`] runs as binary prepared statements (prepared
+/// under the session's mode, executed under any).
+const MODE_PREPARED: &[&str] = &[
+    r#"SELECT "x", 'a' || 'b'"#,
+    "SELECT [id] FROM t ORDER BY id LIMIT 1",
+    "SELECT @@sql_mode",
+    "SELECT COUNT (*) FROM t",
+];
+
+/// A switch of `sql_mode` to one of [`PARSE_MODES`], in one of the ways
+/// a client writes it.
+fn mode_switch(rng: &mut Rng) -> Op {
+    let mode = rng.pick(PARSE_MODES);
+    mode_switch_to(rng, mode)
+}
+
+fn mode_switch_to(rng: &mut Rng, mode: &str) -> Op {
+    let how = rng.pick(&[
+        "SET sql_mode = ",
+        "SET SESSION sql_mode = ",
+        "SET @@sql_mode := ",
+        "SET @@session.sql_mode = ",
+        "SET time_zone = '+02:00', sql_mode = ",
+    ]);
+    Op::Query(format!("{how}{mode}"))
+}
+
+/// One step of the parse-mode family, or a switch of mode and the steps
+/// after it (returned whole).
+fn mode_ops(rng: &mut Rng) -> Vec<Op> {
+    match rng.below(12) {
+        0..=2 => vec![mode_switch(rng)],
+        3..=4 => {
+            let mut ops = vec![mode_switch(rng)];
+            for _ in 0..1 + rng.below(3) {
+                ops.push(Op::Query(rng.pick(MODE_STEPS).to_owned()));
+            }
+            ops
+        }
+        5 => vec![Op::Query(format!(
+            "SET STATEMENT sql_mode = {} FOR {}",
+            rng.pick(PARSE_MODES),
+            rng.pick(MODE_STEPS)
+        ))],
+        6 => vec![Op::Exec(rng.pick(MODE_PREPARED).to_owned())],
+        // SQL%ROWCOUNT right after a mode of the session's own: where the
+        // server's global sql_mode decides, Funnel cannot tell ORACLE's
+        // answer from another mode's syntax error (docs/multiplexing.md,
+        // known limits).
+        7 => {
+            let mode = rng.pick(&PARSE_MODES[..PARSE_MODES.len() - 1]);
+            let mut ops = vec![mode_switch_to(rng, mode)];
+            if rng.below(2) == 0 {
+                ops.push(Op::Query(rng.pick(MODE_STEPS).to_owned()));
+            }
+            ops.push(Op::Query(
+                rng.pick(&[
+                    "SELECT SQL%ROWCOUNT",
+                    "SELECT SQL%ROWCOUNT FROM DUAL",
+                    // Not a call Funnel replaces after it: outside ORACLE
+                    // the syntax error's message quotes the text after
+                    // `%ROWCOUNT`, replaced (soak seed 300005). Not
+                    // `SQL%ROWCOUNT + 1`: 23 long through Funnel, 22
+                    // direct (seed 300013); both in docs/multiplexing.md,
+                    // known limits.
+                    "SELECT ROW_COUNT(), SQL%ROWCOUNT = 1 AS n",
+                ])
+                .to_owned(),
+            ));
+            ops
+        }
+        _ => vec![Op::Query(rng.pick(MODE_STEPS).to_owned())],
+    }
+}
+
 /// A client's script: the steps of [`ops`], and between them, from
-/// streams of their own, those of [`more_op`], [`extra_op`] and
-/// [`session_ops`]. `FUNNEL_DIFF_MORE=0` gives the scripts of the soaks
-/// before any of them was added, `1` those before [`extra_op`], `2` those
-/// before [`session_ops`] (all: up to list changes made since); the
+/// streams of their own, those of [`more_op`], [`extra_op`],
+/// [`session_ops`] and [`mode_ops`]. `FUNNEL_DIFF_MORE=0` gives the
+/// scripts of the soaks before any of them was added, `1` those before
+/// [`extra_op`], `2` those before [`session_ops`], `3` those before
+/// [`mode_ops`] (all: up to list changes made since); the
 /// [`ops`] steps are the same either way, in the same order. A sequence
-/// of [`session_ops`] that would be cut at the script's end is left out
+/// of [`session_ops`] or [`mode_ops`] that would be cut at the script's end is left out
 /// whole: an XA transaction cut after `XA PREPARE` would outlive the
 /// connection and hold its rows locked.
 fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
@@ -816,7 +979,8 @@ fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
     let mut more = Rng::new(!seed.wrapping_mul(1_000_033).wrapping_add(client as u64));
     let mut extra = Rng::new(!seed.wrapping_mul(1_000_037).wrapping_add(client as u64 + 7));
     let mut session = Rng::new(!seed.wrapping_mul(1_000_039).wrapping_add(client as u64 + 13));
-    let level = env_or("FUNNEL_DIFF_MORE", 3);
+    let mut modes = Rng::new(!seed.wrapping_mul(1_000_081).wrapping_add(client as u64 + 19));
+    let level = env_or("FUNNEL_DIFF_MORE", 4);
     let mut script = Vec::with_capacity(len + 16);
     let mut end = len;
     while script.len() < len {
@@ -831,6 +995,13 @@ fn script(seed: u64, client: usize, len: usize) -> Vec<Op> {
             script.extend(session_ops(&mut session));
             if start < len && script.len() > len {
                 end = start;
+            }
+        }
+        if level >= 4 && modes.below(8) == 0 {
+            let start = script.len();
+            script.extend(mode_ops(&mut modes));
+            if start < len && script.len() > len {
+                end = end.min(start);
             }
         }
         script.extend(ops(&mut rng));
