@@ -1794,6 +1794,20 @@ fn differential_regressions_match_direct_mariadb() {
             q("SELECT LAST_INSERT_ID()"),
             q("SHOW WARNINGS"),
         ],
+        // Outside sql_mode=ORACLE, SQL%ROWCOUNT is a syntax error whose
+        // message quotes the query from `%ROWCOUNT` on: Funnel leaves it
+        // alone where the session set a mode without ORACLE itself (soak
+        // seeds 300000, 300002, 300003 of the parse-mode steps).
+        vec![
+            q("UPDATE t SET v = v + 1 WHERE id <= 2"),
+            q("SET sql_mode = 'IGNORE_SPACE,PIPES_AS_CONCAT'"),
+            q("SELECT SQL%ROWCOUNT FROM DUAL"),
+            q("SET @@sql_mode := 'ORACLE'"),
+            q("UPDATE t SET v = v + 1 WHERE id <= 2"),
+            q("SELECT SQL%ROWCOUNT FROM DUAL"),
+            q("SET sql_mode = 'ANSI'"),
+            q("SELECT SQL%ROWCOUNT"),
+        ],
         // In a query of several statements that starts with one, the last
         // statement's rows count, as for any other query.
         vec![

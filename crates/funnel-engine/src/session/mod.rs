@@ -994,6 +994,7 @@ impl Session {
             on_server,
             own_row_count: self.own_row_count_next,
             own_found_rows: self.found_rows_off_server,
+            sql_rowcount: self.vars.may_be_oracle(),
         };
         let new_sql = substitute(sql, &how)?;
         let mut payload = BytesMut::with_capacity(new_sql.len() + 1);

@@ -423,6 +423,12 @@ pub struct Substitution<'a> {
     /// Likewise for `FOUND_ROWS()` (the pin began with a statement that
     /// set no count there).
     pub own_found_rows: bool,
+    /// The session may be in `sql_mode=ORACLE`: `SQL%ROWCOUNT` is
+    /// replaced. False where its `sql_mode` is a literal of its own
+    /// without `ORACLE`: the server's syntax error is the answer there,
+    /// and its message quotes the query's text from `%ROWCOUNT` on, which
+    /// a replaced text would change.
+    pub sql_rowcount: bool,
 }
 
 impl<'a> Substitution<'a> {
@@ -435,6 +441,7 @@ impl<'a> Substitution<'a> {
             on_server: OnServer::None,
             own_row_count: false,
             own_found_rows: false,
+            sql_rowcount: true,
         }
     }
 }
@@ -453,6 +460,7 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
         on_server,
         own_row_count,
         own_found_rows,
+        sql_rowcount,
     } = *how;
     let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 16);
     let mut copied = 0;
@@ -469,7 +477,7 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
             Mention::FoundRows => (on_server != OnServer::None && !own_found_rows) || at.after_rows,
             // The record holds both counts it reads, wherever the session
             // ran; after the query's first statement the server has them.
-            Mention::SqlRowCount => at.later,
+            Mention::SqlRowCount => at.later || !sql_rowcount,
         };
         if server_answers {
             return;
@@ -869,6 +877,19 @@ mod tests {
             substitute(sql.as_bytes(), &Substitution::from_record(&after_rows, None))
                 .map(|v| String::from_utf8(v).unwrap())
         };
+        // A session whose own sql_mode lacks ORACLE: the server's syntax
+        // error, whose message quotes the text from `%ROWCOUNT` on.
+        let not_oracle = Substitution {
+            sql_rowcount: false,
+            ..Substitution::from_record(&LAST, Some(99))
+        };
+        assert_eq!(substitute(b"SELECT SQL%ROWCOUNT FROM DUAL", &not_oracle), None);
+        assert_eq!(
+            substitute(b"SELECT SQL%ROWCOUNT, ROW_COUNT()", &not_oracle)
+                .map(|v| String::from_utf8(v).unwrap())
+                .as_deref(),
+            Some("SELECT SQL%ROWCOUNT, CAST(000000000000000000003 AS SIGNED) AS `ROW_COUNT()`")
+        );
         assert_eq!(
             sub_after_rows("select sql % rowcount + 1 from dual").as_deref(),
             Some("select IFNULL(CAST(00000000000000000007 AS SIGNED), SQL%ROWCOUNT) + 1 AS `sql % rowcount + 1` from dual")

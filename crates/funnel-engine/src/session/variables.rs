@@ -144,6 +144,23 @@ impl SessionVars {
         names.iter().any(|n| self.0.contains_key(*n))
     }
 
+    /// False when the session's `sql_mode` is a plain quoted literal of
+    /// its own without `ORACLE` (`SET sql_mode = 'ANSI'`, or one read
+    /// back); true when the server's global value decides (never set,
+    /// `DEFAULT`) or the literal could spell it some other way (a number,
+    /// a hex literal, escapes, adjacent strings).
+    pub fn may_be_oracle(&self) -> bool {
+        let Some(v) = self.0.get("sql_mode") else {
+            return true;
+        };
+        let b = v.as_bytes();
+        let plain = b.len() >= 2
+            && matches!(b[0], b'\'' | b'"')
+            && b[b.len() - 1] == b[0]
+            && !b[1..b.len() - 1].iter().any(|&c| c == b[0] || c == b'\\');
+        !plain || v.to_ascii_uppercase().contains("ORACLE")
+    }
+
     /// True when nothing was set.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -850,6 +867,38 @@ mod tests {
 
     fn s(v: &str) -> Option<String> {
         Some(v.to_string())
+    }
+
+    /// Only a plain quoted literal of the session's own without `ORACLE`
+    /// says it is not in that mode (for `SQL%ROWCOUNT`).
+    #[test]
+    fn variables_tell_a_sql_mode_surely_not_oracle() {
+        let with = |sql: &str| {
+            let mut vars = SessionVars::default();
+            let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) else {
+                panic!("{sql}");
+            };
+            vars.apply(&a);
+            vars.may_be_oracle()
+        };
+        assert!(SessionVars::default().may_be_oracle(), "the global value decides");
+        for sql in [
+            "SET sql_mode = ''",
+            "SET sql_mode = 'ANSI'",
+            "SET @@sql_mode := \"MSSQL\"",
+            "SET time_zone = '+02:00', sql_mode = 'IGNORE_SPACE,PIPES_AS_CONCAT'",
+        ] {
+            assert!(!with(sql), "{sql}");
+        }
+        for sql in [
+            "SET sql_mode = 'ORACLE'",
+            "SET SESSION sql_mode = 'ansi,oracle'",
+            "SET sql_mode = DEFAULT",
+            "SET sql_mode = 'OR\\ACLE'",
+            "SET sql_mode = 4294967296",
+        ] {
+            assert!(with(sql), "{sql}");
+        }
     }
 
     #[test]
