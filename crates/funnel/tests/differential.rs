@@ -1808,6 +1808,25 @@ fn differential_regressions_match_direct_mariadb() {
             q("SET sql_mode = 'ANSI'"),
             q("SELECT SQL%ROWCOUNT"),
         ],
+        // A compound statement may call a procedure (under ORACLE without
+        // CALL): like a CALL, it runs after the client's own last insert id
+        // is given to the connection, and the server answers for the ids
+        // the procedure made from then on (soak seed 300006).
+        vec![
+            q("SET sql_mode = 'ORACLE'"),
+            q("INSERT INTO t (v, s) VALUES (1, 'a')"),
+            q("BEGIN p_li; END"),
+            q("BEGIN p_ins; END"),
+            q("SELECT LAST_INSERT_ID(), @@identity, FOUND_ROWS()"),
+            q("SET STATEMENT sql_mode = 'ANSI_QUOTES' FOR BEGIN p_ins; END"),
+            q("SELECT @@identity, @@last_insert_id"),
+            q("SET sql_mode = DEFAULT"),
+        ],
+        vec![
+            q("INSERT INTO t (v, s) VALUES (2, 'b')"),
+            q("BEGIN NOT ATOMIC CALL p_ins(); END"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        ],
         // In a query of several statements that starts with one, the last
         // statement's rows count, as for any other query.
         vec![

@@ -120,6 +120,8 @@ pub struct Forward {
     /// `CALL`, SQL `PREPARE` / `EXECUTE` (see
     /// [`super::pinning::SqlEffect::may_keep_diagnostics`]).
     pub may_keep_diagnostics: bool,
+    /// A compound statement (see [`super::pinning::SqlEffect::compound`]).
+    pub compound: bool,
     /// An `XA` statement: the session's transaction may be an XA one
     /// whose branch ended (`XA END`, `XA PREPARE`), where the server
     /// refuses every statement, a prepare too (1399), until `XA COMMIT` or
@@ -142,6 +144,13 @@ pub struct Forward {
 }
 
 impl Forward {
+    /// A `CALL`, or a compound statement whose body may call a procedure
+    /// (`BEGIN p; END` under `sql_mode=ORACLE`).
+    pub fn runs_procedure(&self) -> bool {
+        self.pin == Some(PinReason::StoredProcedure)
+            || (self.compound && self.pin == Some(PinReason::Unknown))
+    }
+
     /// Funnel cannot read this query's text reliably: nothing it learned
     /// from it counts, and the session keeps its connection (fail safe).
     pub fn set_unreadable(&mut self) {
@@ -253,6 +262,7 @@ impl Forward {
             drops_temporary: false,
             several_statements: false,
             may_keep_diagnostics: false,
+            compound: false,
             xa: false,
             may_run_stored_code: false,
             tracks_state_itself: false,
@@ -328,6 +338,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
             f.may_keep_diagnostics = effect.may_keep_diagnostics;
+            f.compound = effect.compound;
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.dynamic_vars = dynamic_vars;

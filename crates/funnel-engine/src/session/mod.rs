@@ -875,10 +875,12 @@ impl Session {
         // and the connection has the client's id (which covers
         // `insert_id_pinned`): the DO would replace what ROW_COUNT()
         // answers for the client's previous statement, which ran there too.
+        // A compound statement may call a procedure too (`BEGIN p; END`
+        // under sql_mode=ORACLE).
         let holds_client_id = self.sticky() && self.insert_id_on_server;
-        let call_reads_insert_id = f.pin == Some(PinReason::StoredProcedure)
+        let call_reads_insert_id = f.runs_procedure()
             && !holds_client_id
-            && !(self.insert_id_given_to_calls && self.pins.contains(PinReason::StoredProcedure));
+            && !(self.insert_id_given_to_calls && self.pinned_for_procedures());
         if call_reads_insert_id || self.reads_last_insert_id_on_server(total, &f) {
             conn = match self.sync_last_insert_id(conn, total).await? {
                 Some(c) => c,
@@ -966,6 +968,11 @@ impl Session {
     /// A `COM_QUERY` (one packet) whose reads of the previous statement's
     /// results were replaced by this client's own values, framed; `None`
     /// when nothing needed replacing.
+    /// Pinned for what a `CALL` or a compound statement pins for.
+    fn pinned_for_procedures(&self) -> bool {
+        self.pins.contains(PinReason::StoredProcedure) || self.pins.contains(PinReason::Unknown)
+    }
+
     fn rewrite_query(&self, total: usize) -> Option<BytesMut> {
         let bytes = &self.buf.bytes()[..total];
         let sql = bytes
@@ -1518,13 +1525,10 @@ impl Session {
             // connection: the server answers for it from now on.
             self.pin(PinReason::PreviousStatementInfo);
         }
-        if ok
-            && f.pin == Some(PinReason::StoredProcedure)
-            && self.pins.contains(PinReason::StoredProcedure)
-            && !self.insert_id_pinned()
-        {
+        if ok && f.runs_procedure() && self.pinned_for_procedures() && !self.insert_id_pinned() {
             // A procedure's inserts make ids its CALL's OK does not carry
-            // (`CALL p()` that inserts, then `SELECT LAST_INSERT_ID()`):
+            // (`CALL p()` that inserts, then `SELECT LAST_INSERT_ID()`;
+            // `BEGIN p; END` under sql_mode=ORACLE, soak seed 300006):
             // the connection, given the client's id before the CALL (see
             // `forward`), holds the client's from now on, and the server
             // answers for it, as for ROW_COUNT() and, once the CALL

@@ -162,6 +162,10 @@ pub struct SqlEffect {
     /// the error, which no ERR packet reports (see `BackendConn::
     /// needs_reset`).
     pub runs_no_stored_code: bool,
+    /// A compound statement (see [`is_compound`]): like a `CALL`, its body
+    /// may call a procedure (`BEGIN p; END` under `sql_mode=ORACLE`) that
+    /// reads or makes a last insert id.
+    pub compound: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -453,6 +457,19 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             };
         }
         b"SET" if tokens.statements == 1 => return classify_statement_set(sql, tokens),
+        // `SET STATEMENT ... FOR BEGIN p; END` (ORACLE): a compound
+        // statement, split by its `;`s (soak seed 300006).
+        b"SET"
+            if second == b"STATEMENT"
+                && !tokens.has(b"OPTIMIZER_TRACE")
+                && !tokens.has(b"PROFILING")
+                && set_statement_inner(sql).is_some_and(|inner| classify(inner).compound) =>
+        {
+            return SqlEffect {
+                statement_vars: true,
+                ..compound()
+            };
+        }
         b"SET" => return pin(PinReason::SessionVariable),
         b"PREPARE" | b"EXECUTE" | b"DEALLOCATE" => return pin(PinReason::SqlPrepare),
         b"LOCK" => return pin(PinReason::TableLock),
@@ -480,7 +497,7 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         b"BACKUP" => return pin(PinReason::BackupLock),
         // A compound statement may do anything inside; only its first
         // word is seen here.
-        _ if is_compound(tokens.statement_words(0)) => return pin(PinReason::Unknown),
+        _ if is_compound(tokens.statement_words(0)) => return compound(),
         _ => {}
     }
     // Reading a user variable needs nothing: the connection is given the
@@ -527,7 +544,7 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
                 ) => return pin(PinReason::SessionVariable),
                 Some(b"FLUSH") => return pin(PinReason::TableLock),
                 Some(b"BACKUP") => return pin(PinReason::BackupLock),
-                _ if is_compound(words) => return pin(PinReason::Unknown),
+                _ if is_compound(words) => return compound(),
                 _ => {}
             }
         }
@@ -547,6 +564,15 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
             && !tokens.has(b"IS_FREE_LOCK")
             && !tokens.executable_comment,
         ..SqlEffect::default()
+    }
+}
+
+/// What a compound statement does: it pins (`unknown`), and may call
+/// procedures.
+fn compound() -> SqlEffect {
+    SqlEffect {
+        compound: true,
+        ..pin(PinReason::Unknown)
     }
 }
 
@@ -2089,6 +2115,7 @@ mod tests {
         // procedure is called without `CALL`; also as a later statement.
         for sql in [
             "BEGIN p; END",
+            "SET STATEMENT sql_mode = 'ANSI_QUOTES' FOR BEGIN p; END",
             "BEGIN\n  CALL p();\nEND;",
             "BEGIN PREPARE s FROM 'SELECT 1'; END",
             "DECLARE v INT; BEGIN v := 1; END",
@@ -2098,6 +2125,10 @@ mod tests {
             "DO 0; WHILE 1 = 0 LOOP p; END LOOP",
         ] {
             assert_eq!(reason(sql), Some(PinReason::Unknown), "{sql}");
+            assert!(
+                classify(sql.as_bytes()).compound,
+                "it may call a procedure: {sql}"
+            );
         }
         for sql in [
             "BEGIN",
