@@ -298,8 +298,9 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     effect.drops_temporary = tokens.statements == 1
         && tokens.words.first().is_some_and(|w| w.as_slice() == b"DROP")
         && tokens.words.get(1).is_some_and(|w| w.as_slice() == b"TEMPORARY");
-    effect.opens_no_table =
-        tokens.statements == 1 && !tokens.has(b"FROM") && leaves_diagnostics(&tokens.words);
+    effect.opens_no_table = tokens.statements == 1
+        && (!tokens.has(b"FROM") || from_dual_only(&tokens.words))
+        && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
     effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
     // Checked only for what opens no table (not for a read of a table,
@@ -754,6 +755,14 @@ pub const REPLICATION_VARIABLES: [&str; 9] = [
     "insert_id",
     "timestamp",
 ];
+
+/// The statement's only `FROM` is its end, `FROM DUAL` (`SELECT 1 FROM
+/// DUAL`, as `sql_mode=ORACLE` code writes it): it reads no table, and the
+/// server leaves the diagnostics area as it was (soak seed 300936).
+fn from_dual_only(words: &[Word]) -> bool {
+    let froms = words.iter().filter(|w| w.as_slice() == b"FROM").count();
+    matches!(words, [.., from, dual] if froms == 1 && from.as_slice() == b"FROM" && dual.as_slice() == b"DUAL")
+}
 
 /// `SHOW WARNINGS`, `SHOW ERRORS`, `SHOW COUNT(*) WARNINGS`, `GET
 /// DIAGNOSTICS` and `SELECT @@warning_count` / `@@error_count` (also `FROM
@@ -1694,11 +1703,16 @@ mod tests {
             "XA PREPARE 'x'",
             "XA COMMIT 'x' ONE PHASE",
             "XA ROLLBACK 'x'",
+            "SELECT 1 FROM DUAL",
+            "select @x, 'a' || 'b' from dual",
         ] {
             assert!(classify(sql.as_bytes()).opens_no_table, "{sql}");
         }
         for sql in [
             "SELECT v FROM t",
+            "SELECT 1 FROM t, DUAL",
+            "SELECT (SELECT v FROM t LIMIT 1) FROM DUAL",
+            "SELECT 1 FROM DUAL; SELECT 2",
             "SET @x = (SELECT v FROM t)",
             "INSERT INTO t VALUES (1)",
             "SELECT 1; SELECT 2",
