@@ -1852,6 +1852,20 @@ fn differential_regressions_match_direct_mariadb() {
             q("SELECT SQL%ROWCOUNT FROM DUAL"),
             q("SELECT @@error_count, @@warning_count"),
         ],
+        // LAST_INSERT_ID(expr) sets the id only where the server evaluates
+        // it: an UPDATE of no row leaves the client's, which the pinned
+        // connection must have been given first (soak seed 300958).
+        vec![
+            q("INSERT INTO t (v, s) VALUES (1, 'a')"),
+            q("CREATE TEMPORARY TABLE k (id INT PRIMARY KEY, v INT, w INT DEFAULT 3)"),
+            q("UPDATE k SET v = LAST_INSERT_ID(v + 1) WHERE id = 1"),
+            q("SELECT LAST_INSERT_ID(), @@identity"),
+        ],
+        vec![
+            q("INSERT INTO t (v, s) VALUES (2, 'b')"),
+            q("UPDATE k SET v = LAST_INSERT_ID(v + 1) WHERE id = 99"),
+            q("SELECT LAST_INSERT_ID()"),
+        ],
         // In a query of several statements that starts with one, the last
         // statement's rows count, as for any other query.
         vec![

@@ -881,7 +881,13 @@ impl Session {
         let call_reads_insert_id = f.runs_procedure()
             && !holds_client_id
             && !(self.insert_id_given_to_calls && self.pinned_for_procedures());
-        if call_reads_insert_id || self.reads_last_insert_id_on_server(total, &f) {
+        // `LAST_INSERT_ID(expr)` sets the connection's id only where the
+        // server evaluates it (`UPDATE k SET v = LAST_INSERT_ID(v + 1)`
+        // of no row leaves it alone), and the server answers for the id
+        // from then on: the connection must hold the client's first (soak
+        // seed 300958).
+        let setter_on_foreign_id = f.sets_insert_id && !holds_client_id;
+        if call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f) {
             conn = match self.sync_last_insert_id(conn, total).await? {
                 Some(c) => c,
                 None => return Ok(()),
