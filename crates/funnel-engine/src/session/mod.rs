@@ -971,14 +971,14 @@ impl Session {
         self.digest = Some((key, text));
     }
 
-    /// A `COM_QUERY` (one packet) whose reads of the previous statement's
-    /// results were replaced by this client's own values, framed; `None`
-    /// when nothing needed replacing.
     /// Pinned for what a `CALL` or a compound statement pins for.
     fn pinned_for_procedures(&self) -> bool {
         self.pins.contains(PinReason::StoredProcedure) || self.pins.contains(PinReason::Unknown)
     }
 
+    /// A `COM_QUERY` (one packet) whose reads of the previous statement's
+    /// results were replaced by this client's own values, framed; `None`
+    /// when nothing needed replacing.
     fn rewrite_query(&self, total: usize) -> Option<BytesMut> {
         let bytes = &self.buf.bytes()[..total];
         let sql = bytes
