@@ -494,9 +494,9 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
                 None => return,
             },
             Mention::FoundRows => return,
-            Mention::SqlRowCount if last.row_count != -1 => Typed::SqlRowCount(last.row_count),
+            Mention::SqlRowCount if last.row_count != -1 => Typed::Signed(last.row_count, "SQL%ROWCOUNT"),
             Mention::SqlRowCount if found_rows => {
-                Typed::SqlRowCount(i64::try_from(last.found_rows).unwrap_or(i64::MAX))
+                Typed::Signed(i64::try_from(last.found_rows).unwrap_or(i64::MAX), "SQL%ROWCOUNT")
             }
             Mention::SqlRowCount => return,
         };
@@ -765,23 +765,17 @@ enum Typed {
     Unsigned(u64),
     /// `@@identity`, `@@last_insert_id`: the same, but nullable.
     IdVariable(u64),
-    /// `ROW_COUNT()`, `FOUND_ROWS()` (the call, named second): `BIGINT NOT
-    /// NULL`, length 21. Written `IFNULL(CAST(n AS SIGNED), ROW_COUNT())`,
-    /// which takes its type from the call (never evaluated: the first
-    /// value is not NULL), so an expression around it is typed as around
-    /// the call (`ROW_COUNT() + 1` is 22 long, `IFNULL(FOUND_ROWS(), 0)`
-    /// 21; a zero-padded `CAST(000000000000000000003 AS SIGNED)` made them
-    /// 23 and 22).
+    /// `ROW_COUNT()`, `FOUND_ROWS()`, `SQL%ROWCOUNT` (the call, named
+    /// second): `BIGINT NOT NULL`, length 21. Written `IFNULL(CAST(n AS
+    /// SIGNED), ROW_COUNT())`, which takes its type from the call (never
+    /// evaluated: the first value is not NULL), so an expression around it
+    /// is typed as around the call (`ROW_COUNT() + 1` is 22 long,
+    /// `IFNULL(FOUND_ROWS(), 0)` 21; a zero-padded `CAST(000000000000000000003
+    /// AS SIGNED)` made them 23 and 22). `SQL%ROWCOUNT` kept in the text is
+    /// also, outside `sql_mode=ORACLE`, the syntax error the client's text was.
     Signed(i64, &'static str),
     /// `CONNECTION_ID()`: `INT UNSIGNED NOT NULL`, length 10.
     ConnectionId(u32),
-    /// `SQL%ROWCOUNT`: `BIGINT NOT NULL`, length 21. Written so that it
-    /// still names `SQL%ROWCOUNT` (never evaluated: the first value is
-    /// not NULL), which outside `sql_mode=ORACLE` is the syntax error the
-    /// client's text was; `IFNULL` takes its type from it, so an
-    /// expression around it (`SQL%ROWCOUNT + 1`, 22 long) is typed as the
-    /// server types it around `SQL%ROWCOUNT` itself.
-    SqlRowCount(i64),
 }
 
 impl std::fmt::Display for Typed {
@@ -791,9 +785,6 @@ impl std::fmt::Display for Typed {
             Typed::IdVariable(v) => write!(f, "NULLIF(CAST({v:021} AS UNSIGNED), NULL)"),
             Typed::Signed(v, call) => write!(f, "IFNULL(CAST({v} AS SIGNED), {call})"),
             Typed::ConnectionId(v) => write!(f, "CAST({v:010} AS UNSIGNED)"),
-            Typed::SqlRowCount(v) => {
-                write!(f, "IFNULL(CAST({v:020} AS SIGNED), SQL%ROWCOUNT)")
-            }
         }
     }
 }
@@ -867,7 +858,7 @@ mod tests {
     fn rewrite_replaces_oracle_sql_rowcount() {
         assert_eq!(
             sub("SELECT SQL%ROWCOUNT").as_deref(),
-            Some("SELECT IFNULL(CAST(00000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS `SQL%ROWCOUNT`")
+            Some("SELECT IFNULL(CAST(3 AS SIGNED), SQL%ROWCOUNT) AS `SQL%ROWCOUNT`")
         );
         let after_rows = LastResults {
             row_count: -1,
@@ -892,7 +883,7 @@ mod tests {
         );
         assert_eq!(
             sub_after_rows("select sql % rowcount + 1 from dual").as_deref(),
-            Some("select IFNULL(CAST(00000000000000000007 AS SIGNED), SQL%ROWCOUNT) + 1 AS `sql % rowcount + 1` from dual")
+            Some("select IFNULL(CAST(7 AS SIGNED), SQL%ROWCOUNT) + 1 AS `sql % rowcount + 1` from dual")
         );
         for sql in [
             "SELECT 'SQL%ROWCOUNT'",
@@ -905,7 +896,7 @@ mod tests {
         }
         assert_eq!(
             sub("SELECT SQL/**/%\nROWCOUNT AS n").as_deref(),
-            Some("SELECT IFNULL(CAST(00000000000000000003 AS SIGNED), SQL%ROWCOUNT) AS n")
+            Some("SELECT IFNULL(CAST(3 AS SIGNED), SQL%ROWCOUNT) AS n")
         );
         assert!(mentions_previous_statement(b"SELECT sql%rowcount"));
         assert!(!mentions_previous_statement(
