@@ -205,6 +205,37 @@ const CASES: &[Case] = &[
             (1, "SELECT @@character_set_results, @@collation_connection"),
         ],
     },
+    // MariaDB reads the `utf8` alias by the old_mode the SET starts with,
+    // and a later old_mode leaves the charset alone: the replay must keep
+    // what each client's alias meant (soak seed 301261, and the opposite
+    // order on a connection another client left with its old_mode).
+    Case {
+        name: "utf8 alias under each client's old_mode",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SET old_mode = ''"),
+            (0, "SET NAMES utf8 COLLATE utf8_unicode_ci"),
+            (1, "SELECT @@character_set_client, @@old_mode"),
+            (0, "SELECT @@character_set_client, @@collation_connection, @@old_mode"),
+            (1, "SET NAMES utf8"),
+            (0, "SELECT @@character_set_client, @@collation_connection"),
+            (1, "SELECT @@character_set_client, @@collation_connection, @@old_mode"),
+            (1, "SET old_mode = 'NO_PROGRESS_INFO'"),
+            (0, "SELECT @@character_set_results"),
+            (1, "SELECT @@character_set_results, @@old_mode"),
+            (0, "SET old_mode = DEFAULT, character_set_results = utf8"),
+            (1, "SELECT @@character_set_results"),
+            (0, "SELECT @@character_set_results, @@old_mode"),
+            (2, "SET old_mode = 2"),
+            (2, "SET collation_connection = utf8_bin"),
+            (0, "SELECT @@collation_connection"),
+            (2, "SELECT @@collation_connection, @@old_mode"),
+            // Pins (the alias follows an old_mode of the same query): last.
+            (2, "SET old_mode = ''; SET NAMES utf8"),
+            (2, "SELECT @@character_set_client, @@old_mode"),
+        ],
+    },
     Case {
         name: "transaction isolation and read-only mode",
         pool: 1,

@@ -135,13 +135,14 @@ impl Session {
         target: &SessionVars,
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
-        let reset = target.flags_to_reset_first(&conn.vars);
+        let reset = target.vars_to_reset_first(&conn.vars);
         let conn = if reset.is_empty() {
             conn
         } else {
-            // Another client's flags first go back to the global value (see
-            // `flags_to_reset_first`): a round trip only when two clients'
-            // flag lists meet on one connection.
+            // Another client's flags or `old_mode` first go back to the
+            // global value (see `vars_to_reset_first`): a round trip only
+            // when two clients' flag lists, or a `utf8` alias and another
+            // client's `old_mode`, meet on one connection.
             let parts: Vec<String> = reset.iter().map(|v| format!("SESSION {v} = DEFAULT")).collect();
             let sql = format!("SET {}", parts.join(", "));
             let Some(mut conn) = self.run_sync(conn, sql.as_bytes(), total).await? else {

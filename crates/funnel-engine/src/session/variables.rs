@@ -20,7 +20,11 @@ const CHARSET: &str = "character set";
 /// Variables `SET NAMES` and `SET CHARACTER SET` overwrite.
 /// Besides the charset group, the variables that change how a statement
 /// parses.
-const PARSE_VARS: [&str; 2] = ["sql_mode", "old_mode"];
+const PARSE_VARS: [&str; 2] = ["sql_mode", OLD_MODE];
+
+/// The variable whose `UTF8_IS_UTF8MB3` flag decides what the `utf8`
+/// alias means (MariaDB 10.6 and later; its default has the flag).
+const OLD_MODE: &str = "old_mode";
 
 /// Second names of one variable, with the name Funnel tracks it under: set
 /// under both names, the last assignment must win, whatever the order in
@@ -87,6 +91,9 @@ pub struct SessionVars(BTreeMap<String, String>);
 impl SessionVars {
     /// Records assignments the server accepted.
     pub fn apply(&mut self, assignments: &[Assignment]) {
+        // The server resolves charset names before it assigns anything:
+        // under the `old_mode` the statement started with.
+        let old_mode = self.0.get(OLD_MODE).cloned();
         for a in assignments {
             if a.name == NAMES || a.name == CHARSET {
                 for v in CHARSET_VARS.iter().chain([&NAMES, &CHARSET]) {
@@ -101,6 +108,11 @@ impl SessionVars {
                 Some(v) if FLAG_VARS.contains(&a.name.as_str()) => {
                     let merged = merge_flags(self.0.get(&a.name).map(String::as_str), v);
                     self.0.insert(a.name.clone(), merged.unwrap_or_else(|| v.clone()));
+                }
+                Some(v) if is_charset_group(&a.name) => {
+                    let resolved = resolve_utf8_alias(v, old_mode.as_deref());
+                    self.0
+                        .insert(a.name.clone(), resolved.unwrap_or_else(|| v.clone()));
                 }
                 Some(v) => {
                     self.0.insert(a.name.clone(), v.clone());
@@ -171,22 +183,38 @@ impl SessionVars {
         self.0.clear();
     }
 
-    /// The flag lists (`optimizer_switch`) to set back to the server's
-    /// global value in a statement of their own before `self` is replayed
-    /// on a connection with `current`: MariaDB reads a list of flags
-    /// against the session's value as the `SET` starts, so the `DEFAULT`
-    /// that [`Self::diff_sql`] puts before a list in the same statement
-    /// comes too late for it, and the connection's other flags (another
-    /// client's) would stay.
-    pub fn flags_to_reset_first(&self, current: &SessionVars) -> Vec<&'static str> {
-        FLAG_VARS
+    /// The variables to set back to the server's global value in a
+    /// statement of their own before `self` is replayed on a connection
+    /// with `current`. MariaDB reads some values against the session as
+    /// the `SET` starts, so a `DEFAULT` that [`Self::diff_sql`] put before
+    /// them in the same statement would come too late:
+    /// - a list of flags (`optimizer_switch`) merges into the connection's
+    ///   flags, and another client's would stay;
+    /// - the `utf8` alias in a charset setting is resolved under the
+    ///   `old_mode` the connection has: one the session set under the
+    ///   server's default `old_mode` must meet that default again, not
+    ///   another client's `old_mode`.
+    pub fn vars_to_reset_first(&self, current: &SessionVars) -> Vec<&'static str> {
+        let mut reset: Vec<&'static str> = FLAG_VARS
             .iter()
             .copied()
             .filter(|v| {
                 let (mine, theirs) = (self.0.get(*v), current.0.get(*v));
                 theirs.is_some() && mine != theirs && mine.is_some_and(|m| !m.starts_with("'default"))
             })
-            .collect()
+            .collect();
+        // A setting that still names the alias was made under the
+        // default (one made under a session's own `old_mode` is resolved,
+        // see `resolve_utf8_alias`); it is replayed only when it differs.
+        let alias_replayed = || {
+            self.0.iter().any(|(name, val)| {
+                is_charset_group(name) && has_utf8_alias(val) && current.0.get(name) != Some(val)
+            })
+        };
+        if current.0.contains_key(OLD_MODE) && alias_replayed() {
+            reset.push(OLD_MODE);
+        }
+        reset
     }
 
     /// Forgets `names`: the connection has the server's global values again.
@@ -328,6 +356,7 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
     // A scope keyword holds for the assignments after it, up to the next
     // one: `SET GLOBAL a = 1, b = 2` sets both globally.
     let mut carried = Scope::Default;
+    let mut statement_start = 0;
     loop {
         let mut scoped = true;
         let scope = if t.keyword("GLOBAL") {
@@ -397,6 +426,18 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
         if t.punct(',') {
             continue;
         }
+        // A `utf8` alias means what the `old_mode` of its statement's start
+        // makes of it: one set by an earlier statement of the query is
+        // more than `SessionVars::apply` follows.
+        let this_statement = &out[statement_start..];
+        let mode_set_before = out[..statement_start].iter().any(|a| a.name == OLD_MODE);
+        if mode_set_before
+            && this_statement
+                .iter()
+                .any(|a| is_charset_group(&a.name) && a.value.as_deref().is_some_and(has_utf8_alias))
+        {
+            return None;
+        }
         t.punct(';');
         if t.at_end() {
             break;
@@ -407,6 +448,7 @@ pub fn parse_set(sql: &[u8]) -> Option<SetEffect> {
             return None;
         }
         carried = Scope::Default;
+        statement_start = out.len();
     }
     if !computed.is_empty() {
         return Some(SetEffect::Computed {
@@ -528,6 +570,95 @@ pub fn literal_from_server(value: &str, column_type: u8) -> Option<String> {
         return None;
     }
     Some(format!("'{}'", value.replace('\'', "''")))
+}
+
+/// `value` (a charset or collation setting) with the `utf8` alias written
+/// as the charset it means under `old_mode` (the session's, as the `SET`
+/// started), or `None` when it has no alias or `old_mode` is the server's
+/// default (or of a form not read here). MariaDB resolves the alias
+/// (`utf8`, `utf8_bin`) when the `SET` runs; a later `old_mode` change
+/// leaves the charset alone. The resolved name means the same under any
+/// `old_mode` the replay meets.
+fn resolve_utf8_alias(value: &str, old_mode: Option<&str>) -> Option<String> {
+    if !has_utf8_alias(value) {
+        return None;
+    }
+    let target = if utf8_is_utf8mb3(old_mode?)? {
+        "utf8mb3"
+    } else {
+        "utf8mb4"
+    };
+    Some(replace_utf8_alias(value, target))
+}
+
+/// True when a charset or collation setting names the `utf8` alias
+/// (`utf8`, `'UTF8'`, `utf8_bin`) rather than `utf8mb3` or `utf8mb4`.
+fn has_utf8_alias(value: &str) -> bool {
+    name_runs(value).any(|(start, end)| is_utf8_alias(&value[start..end]))
+}
+
+/// `value` with each `utf8` alias (as a whole name or a collation's
+/// prefix) replaced by `charset`.
+fn replace_utf8_alias(value: &str, charset: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 3);
+    let mut copied = 0;
+    for (start, end) in name_runs(value) {
+        if is_utf8_alias(&value[start..end]) {
+            out.push_str(&value[copied..start]);
+            out.push_str(charset);
+            copied = start + "utf8".len();
+        }
+    }
+    out.push_str(&value[copied..]);
+    out
+}
+
+/// The byte ranges of the name-like runs (letters, digits, `_`) in a
+/// charset setting: `'utf8' COLLATE utf8_bin` has three.
+fn name_runs(value: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let bytes = value.as_bytes();
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !is_name(bytes[i]) {
+            i += 1;
+        }
+        if i == bytes.len() {
+            return None;
+        }
+        let start = i;
+        while i < bytes.len() && is_name(bytes[i]) {
+            i += 1;
+        }
+        Some((start, i))
+    })
+}
+
+fn is_utf8_alias(name: &str) -> bool {
+    name.len() >= 4
+        && name[..4].eq_ignore_ascii_case("utf8")
+        && (name.len() == 4 || name.as_bytes()[4] == b'_')
+}
+
+/// Whether an `old_mode` value as a session set it (a quoted or bare
+/// list of flags, or a number) has `UTF8_IS_UTF8MB3`; `None` when the
+/// value is of no form read here.
+fn utf8_is_utf8mb3(mode: &str) -> Option<bool> {
+    const FLAG: &str = "UTF8_IS_UTF8MB3";
+    /// The flag's bit in a numeric `old_mode` (MariaDB 10.6 and later).
+    const FLAG_BIT: u64 = 8;
+    let unquoted = mode.trim_matches(|c| c == '\'' || c == '"');
+    if let Ok(n) = unquoted.parse::<u64>() {
+        return Some(n & FLAG_BIT != 0);
+    }
+    if unquoted.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ',' || c == ' ')) {
+        return None;
+    }
+    Some(
+        unquoted
+            .split(',')
+            .any(|flag| flag.trim().eq_ignore_ascii_case(FLAG)),
+    )
 }
 
 /// True for the variables of the character set group (`SET NAMES`, `SET
@@ -1021,6 +1152,122 @@ mod tests {
     }
 
     #[test]
+    fn variables_utf8_alias_is_kept_as_the_charset_old_mode_made_it() {
+        let names = |v: &SessionVars, k: &str| v.0.get(k).cloned();
+        // Under the server's default old_mode: kept as written.
+        let default = vars(&["SET NAMES utf8"]);
+        assert_eq!(names(&default, "names").as_deref(), Some("utf8"));
+        // Under a session's own old_mode: what the server made of it then,
+        // whatever old_mode comes later (seed 301261).
+        let mb4 = vars(&[
+            "SET old_mode = ''",
+            "SET NAMES 'UTF8' COLLATE utf8_bin",
+            "SET old_mode = DEFAULT",
+        ]);
+        assert_eq!(
+            names(&mb4, "names").as_deref(),
+            Some("'utf8mb4' COLLATE utf8mb4_bin")
+        );
+        let mb3 = vars(&[
+            "SET old_mode = 'no_progress_info,Utf8_Is_Utf8mb3'",
+            "SET NAMES utf8",
+        ]);
+        assert_eq!(names(&mb3, "names").as_deref(), Some("utf8mb3"));
+        let numeric = vars(&[
+            "SET old_mode = 2",
+            "SET character_set_client = utf8, collation_database = utf8_unicode_ci",
+        ]);
+        assert_eq!(
+            names(&numeric, "character_set_client").as_deref(),
+            Some("utf8mb4")
+        );
+        assert_eq!(
+            names(&numeric, "collation_database").as_deref(),
+            Some("utf8mb4_unicode_ci")
+        );
+        let numeric = vars(&["SET old_mode = 10", "SET CHARACTER SET utf8"]);
+        assert_eq!(names(&numeric, "character set").as_deref(), Some("utf8mb3"));
+        // In one statement, the old_mode it started with counts (the
+        // server resolves names before it assigns); in a later statement
+        // of the same query, it is not followed: pinned.
+        let one = vars(&[
+            "SET old_mode = '', NAMES utf8",
+            "SET old_mode = DEFAULT, NAMES utf8",
+        ]);
+        assert_eq!(names(&one, "names").as_deref(), Some("utf8mb4"));
+        let one = vars(&["SET old_mode = '', NAMES utf8"]);
+        assert_eq!(names(&one, "names").as_deref(), Some("utf8"));
+        assert_eq!(parse_set(b"SET old_mode = ''; SET NAMES utf8"), None);
+        assert_eq!(
+            parse_set(b"SET old_mode = ''; SET collation_database = 'UTF8_bin'"),
+            None
+        );
+        assert!(parse_set(b"SET old_mode = ''; SET NAMES utf8mb4").is_some());
+        assert!(parse_set(b"SET NAMES utf8; SET old_mode = ''").is_some());
+        // Names that only look alike stay.
+        let other = vars(&["SET old_mode = ''", "SET NAMES utf8mb3 COLLATE utf8mb3_bin"]);
+        assert_eq!(
+            names(&other, "names").as_deref(),
+            Some("utf8mb3 COLLATE utf8mb3_bin")
+        );
+        let other = vars(&["SET old_mode = ''", "SET collation_connection = utf16_bin"]);
+        assert_eq!(
+            names(&other, "collation_connection").as_deref(),
+            Some("utf16_bin")
+        );
+
+        // An alias set under the default is read under the default again,
+        // on a connection another session left with its own old_mode: that
+        // goes back first, in a statement of its own.
+        let conn = vars(&["SET old_mode = ''"]);
+        let replay = |target: &SessionVars, conn: &SessionVars| {
+            let reset = target.vars_to_reset_first(conn);
+            let mut conn = conn.clone();
+            conn.forget(&reset);
+            (reset, target.diff_sql(&conn, None).unwrap())
+        };
+        assert_eq!(
+            replay(&default, &conn),
+            (vec![OLD_MODE], Some("SET NAMES utf8".to_string()))
+        );
+        // ... and the session's own old_mode, set after it, follows.
+        let later = vars(&["SET NAMES utf8", "SET old_mode = ''"]);
+        assert_eq!(names(&later, "names").as_deref(), Some("utf8"));
+        assert_eq!(
+            replay(&later, &conn),
+            (
+                vec![OLD_MODE],
+                Some("SET NAMES utf8, SESSION old_mode = ''".to_string())
+            )
+        );
+        assert_eq!(
+            replay(&later, &SessionVars::default()),
+            (vec![], Some("SET NAMES utf8, SESSION old_mode = ''".to_string()))
+        );
+        let db = vars(&["SET collation_database = utf8_bin"]);
+        assert_eq!(
+            replay(&db, &conn),
+            (
+                vec![OLD_MODE],
+                Some("SET SESSION collation_database = utf8_bin".to_string())
+            )
+        );
+        // Nothing to reset when the alias is not replayed, or resolved.
+        let both = vars(&["SET NAMES utf8", "SET old_mode = 'NO_PROGRESS_INFO'"]);
+        assert_eq!(
+            replay(&later, &both),
+            (vec![], Some("SET SESSION old_mode = ''".to_string()))
+        );
+        assert_eq!(
+            replay(&mb4, &conn),
+            (
+                vec![],
+                Some("SET NAMES 'utf8mb4' COLLATE utf8mb4_bin, SESSION old_mode = DEFAULT".to_string())
+            )
+        );
+    }
+
+    #[test]
     fn variables_flag_lists_merge_like_the_server() {
         let v = vars(&[
             "SET optimizer_switch = 'index_merge=off'",
@@ -1068,20 +1315,20 @@ mod tests {
             flags("SET optimizer_switch = 'mrr=on'"),
             flags("SET optimizer_switch = 'index_merge=off,mrr=off'"),
         );
-        assert_eq!(mine.flags_to_reset_first(&theirs), ["optimizer_switch"]);
+        assert_eq!(mine.vars_to_reset_first(&theirs), ["optimizer_switch"]);
         assert!(
-            mine.flags_to_reset_first(&SessionVars::default()).is_empty(),
+            mine.vars_to_reset_first(&SessionVars::default()).is_empty(),
             "global already"
         );
-        assert!(mine.flags_to_reset_first(&mine).is_empty());
+        assert!(mine.vars_to_reset_first(&mine).is_empty());
         assert!(
             flags("SET optimizer_switch = 'default,mrr=on'")
-                .flags_to_reset_first(&theirs)
+                .vars_to_reset_first(&theirs)
                 .is_empty(),
             "a list from the compiled defaults stands alone"
         );
         assert!(
-            SessionVars::default().flags_to_reset_first(&theirs).is_empty(),
+            SessionVars::default().vars_to_reset_first(&theirs).is_empty(),
             "DEFAULT alone"
         );
         let mut forgotten = theirs.clone();
