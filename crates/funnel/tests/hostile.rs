@@ -288,3 +288,44 @@ fn hostile_backend_without_the_clients_capabilities_is_refused() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A client that stops halfway through a command is closed after
+/// `client.net_read_timeout`, as MariaDB closes it, with ERR 1159 for a
+/// client that reads on: before, it was held until `client.idle_timeout`
+/// (never, by default), with what it had sent and, inside a transaction,
+/// the backend connection the next client waits for.
+#[test]
+fn hostile_clients_stalled_mid_command_are_closed_after_net_read_timeout() {
+    let (proxy, schema) = start(
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n\
+         client:\n  net_read_timeout: 400ms\n",
+    );
+    let addr = proxy.local_addr();
+    // A transaction holds the only connection; then half a COM_QUERY.
+    let mut stalled = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    assert!(stalled.query("BEGIN").is_ok());
+    assert!(stalled.query("SELECT 1").is_ok());
+    let mut half = vec![100u8, 0, 0, 0, 0x03];
+    half.extend_from_slice(b"SELECT ");
+    stalled.write_raw(&half).unwrap();
+    // The next client gets the connection once the stalled one is closed.
+    let started = Instant::now();
+    let mut next = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    assert!(next.query("SELECT 2").is_ok(), "the next client was served");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "served only after the stall ended"
+    );
+    match stalled.read_packet() {
+        Ok((_, p)) => assert_eq!(ErrPacket::parse(&p).unwrap().code, 1159),
+        Err(e) => panic!("closed without a word: {e:?}"),
+    }
+    let mut s = stalled.try_clone_stream().unwrap();
+    assert!(closed(&mut s));
+
+    // Waiting for a command's first byte is idleness, not a stall: with no
+    // idle timeout the client stays.
+    let mut idle = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    thread::sleep(Duration::from_millis(900));
+    assert!(idle.query("SELECT 3").is_ok());
+}

@@ -83,7 +83,8 @@ struct Route {
 enum Woke {
     /// Bytes arrived (`true`) or the socket failed or closed (`false`).
     Data(bool),
-    /// `client.idle_timeout` passed.
+    /// `client.idle_timeout` (or mid-command, `client.net_read_timeout`)
+    /// passed.
     Idle,
     /// KILL or a graceful stop.
     Killed,
@@ -810,6 +811,11 @@ impl Session {
         } else {
             None
         };
+        // Once a command has begun to arrive, the rest must follow within
+        // `client.net_read_timeout`, as MariaDB's own: a client stalled
+        // mid-packet would otherwise keep what it sent (up to
+        // `client.max_packet_size`) and any connection it holds.
+        let mid_command_limit = config.client.net_read_timeout.non_zero();
         drop(config);
         loop {
             match command_extent(self.buf.bytes(), max) {
@@ -822,9 +828,14 @@ impl Session {
                 }
                 Extent::Partial(want) => self.buf.reserve_toward(want),
             }
+            let mid_command = !self.buf.bytes().is_empty();
+            let limit = match (idle_limit, mid_command_limit.filter(|_| mid_command)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let killed = self.control.killed();
             let fill = async {
-                match idle_limit {
+                match limit {
                     Some(l) => match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
                         Some(r) => Woke::Data(r.is_ok()),
                         None => Woke::Idle,
@@ -839,6 +850,18 @@ impl Session {
             .await;
             match woke {
                 Woke::Data(true) => {}
+                Woke::Idle if mid_command && limit == mid_command_limit => {
+                    // MariaDB closes without a word here; a client that
+                    // reads on gets the reason.
+                    let err = ErrPacket::new(
+                        1159,
+                        "08S01",
+                        "Got timeout reading communication packets (client.net_read_timeout)",
+                    );
+                    self.shard.stats.count_error(err.code);
+                    let _ = send_err(&mut self.stream, 0, &err).await;
+                    return Err(End::Closed);
+                }
                 Woke::Idle => {
                     // As MySQL 8 does: say why before closing. The session's
                     // end closes a held connection: the server rolls back.
