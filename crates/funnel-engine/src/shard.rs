@@ -26,6 +26,7 @@ use crate::rules::Rules;
 use crate::schema_trust::SchemaTrust;
 use crate::session;
 use crate::session::users::{UserCounters, UserTable};
+use crate::session::variables::Utf8Alias;
 use crate::stats::Stats;
 
 /// How often a shard forgets retired pools whose connections all came back
@@ -68,6 +69,9 @@ pub struct Shard {
     pub schemas: Rc<SchemaTrust>,
     stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
+    /// What the backends make of the `utf8` alias (from the version the
+    /// first reachable backend greeted with at start).
+    pub utf8_alias: Utf8Alias,
     /// Graceful stop in progress: sessions end as soon as they hold no
     /// backend connection between commands.
     draining: Cell<bool>,
@@ -126,6 +130,7 @@ impl Shard {
             max_clients: setup.max_clients,
             schemas: Rc::new(SchemaTrust::default()),
             stopping,
+            utf8_alias: Utf8Alias::of_server(&setup.version),
             fallback_version: setup.version,
             draining: Cell::new(false),
             paused: Cell::new(false),

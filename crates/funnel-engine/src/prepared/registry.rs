@@ -235,10 +235,13 @@ mod tests {
         );
         assert!(r.lookup(shape(false), &None, &v, &sql).is_none());
         let mut ansi = SessionVars::default();
-        ansi.apply(&[Assignment {
-            name: "sql_mode".into(),
-            value: Some("'ANSI_QUOTES'".into()),
-        }]);
+        ansi.apply(
+            &[Assignment {
+                name: "sql_mode".into(),
+                value: Some("'ANSI_QUOTES'".into()),
+            }],
+            crate::session::variables::Utf8Alias::ByOldMode,
+        );
         assert!(
             r.lookup(shape(false), &s, &ansi, &sql).is_none(),
             "prepared under another sql_mode"

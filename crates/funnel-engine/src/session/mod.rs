@@ -1474,8 +1474,8 @@ impl Session {
                     // stays with its session until then.
                     self.pin(PinReason::NextTransaction);
                 }
-                self.vars.apply(vars);
-                conn.vars.apply(vars);
+                self.vars.apply(vars, self.shard.utf8_alias);
+                conn.vars.apply(vars, self.shard.utf8_alias);
                 if !self.vars.any_set(&pinning::REPLICATION_VARIABLES) {
                     // Every replication variable is back to its default.
                     self.pins.remove(PinReason::ReplicationVariable);
@@ -1881,8 +1881,8 @@ impl Session {
             });
         match assignments {
             Some(a) => {
-                self.vars.apply(&a);
-                conn.vars.apply(&a);
+                self.vars.apply(&a, self.shard.utf8_alias);
+                conn.vars.apply(&a, self.shard.utf8_alias);
             }
             None => self.pin(PinReason::SessionVariable),
         }

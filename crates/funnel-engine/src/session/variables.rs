@@ -83,14 +83,44 @@ pub enum SetEffect {
     },
 }
 
+/// What a server makes of the `utf8` charset alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Utf8Alias {
+    /// `utf8mb3` or `utf8mb4` by the `UTF8_IS_UTF8MB3` flag of the
+    /// session's `old_mode` (MariaDB 10.6 and later).
+    ByOldMode,
+    /// Always the same charset, whatever `old_mode` says (MariaDB before
+    /// 10.6, which has no such flag; MySQL, which has no `old_mode`).
+    Fixed,
+}
+
+impl Utf8Alias {
+    /// The rule of a server that greets with `version` (`5.5.5-10.11.19-MariaDB`).
+    pub fn of_server(version: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(version);
+        let text = text.strip_prefix("5.5.5-").unwrap_or(&text);
+        if !text.to_ascii_lowercase().contains("mariadb") {
+            return Utf8Alias::Fixed;
+        }
+        let mut parts = text
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor)) if (major, minor) < (10, 6) => Utf8Alias::Fixed,
+            _ => Utf8Alias::ByOldMode,
+        }
+    }
+}
+
 /// Variables set in a session (or on a backend connection) beyond the
 /// defaults of a fresh connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SessionVars(BTreeMap<String, String>);
 
 impl SessionVars {
-    /// Records assignments the server accepted.
-    pub fn apply(&mut self, assignments: &[Assignment]) {
+    /// Records assignments the server accepted, on a server that reads the
+    /// `utf8` alias as `alias` says.
+    pub fn apply(&mut self, assignments: &[Assignment], alias: Utf8Alias) {
         // The server resolves charset names before it assigns anything:
         // under the `old_mode` the statement started with.
         let old_mode = self.0.get(OLD_MODE).cloned();
@@ -110,7 +140,10 @@ impl SessionVars {
                     self.0.insert(a.name.clone(), merged.unwrap_or_else(|| v.clone()));
                 }
                 Some(v) if is_charset_group(&a.name) => {
-                    let resolved = resolve_utf8_alias(v, old_mode.as_deref());
+                    let resolved = match alias {
+                        Utf8Alias::ByOldMode => resolve_utf8_alias(v, old_mode.as_deref()),
+                        Utf8Alias::Fixed => None,
+                    };
                     self.0
                         .insert(a.name.clone(), resolved.unwrap_or_else(|| v.clone()));
                 }
@@ -1009,7 +1042,7 @@ mod tests {
             let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) else {
                 panic!("{sql}");
             };
-            vars.apply(&a);
+            vars.apply(&a, Utf8Alias::ByOldMode);
             vars.may_be_oracle()
         };
         assert!(SessionVars::default().may_be_oracle(), "the global value decides");
@@ -1121,7 +1154,7 @@ mod tests {
         let mut v = SessionVars::default();
         for sql in sqls {
             if let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) {
-                v.apply(&a);
+                v.apply(&a, Utf8Alias::ByOldMode);
             }
         }
         v
@@ -1149,6 +1182,30 @@ mod tests {
         let v = vars(&["SET tmp_table_size = 1", "SET tmp_memory_table_size = 2"]);
         assert_eq!(v.0.get("tmp_table_size").map(String::as_str), Some("2"));
         assert_eq!(v.0.len(), 1);
+    }
+
+    #[test]
+    fn variables_utf8_alias_follows_old_mode_only_where_the_server_says() {
+        for (version, rule) in [
+            ("5.5.5-10.11.19-MariaDB-0+deb12u1-funnel", Utf8Alias::ByOldMode),
+            ("10.6.1-MariaDB", Utf8Alias::ByOldMode),
+            ("11.4.2-MariaDB-log", Utf8Alias::ByOldMode),
+            ("5.5.5-10.5.27-MariaDB", Utf8Alias::Fixed),
+            ("10.3.39-MariaDB-0+deb10u1", Utf8Alias::Fixed),
+            ("8.0.36", Utf8Alias::Fixed),
+            ("5.7.44-log", Utf8Alias::Fixed),
+        ] {
+            assert_eq!(Utf8Alias::of_server(version.as_bytes()), rule, "{version}");
+        }
+        // Where it does not, the alias is kept as written, whatever old_mode.
+        let mut v = SessionVars::default();
+        for sql in ["SET old_mode = ''", "SET NAMES utf8"] {
+            let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) else {
+                panic!("{sql}");
+            };
+            v.apply(&a, Utf8Alias::Fixed);
+        }
+        assert_eq!(v.0.get("names").map(String::as_str), Some("utf8"));
     }
 
     #[test]
@@ -1307,7 +1364,7 @@ mod tests {
         let flags = |sql: &str| {
             let mut v = SessionVars::default();
             if let Some(SetEffect::Session(a)) = parse_set(sql.as_bytes()) {
-                v.apply(&a);
+                v.apply(&a, Utf8Alias::ByOldMode);
             }
             v
         };
