@@ -639,10 +639,9 @@ const SESSION: &[&str] = &[
     "SET NAMES latin1 COLLATE latin1_german2_ci",
     "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_german2_ci'",
     "SET NAMES koi8r",
-    // Not `SET character_set_connection`: after a `SET collation_connection`
-    // (CHARSET_SETS) the server takes the charset's default collation, and
-    // Funnel's one SET of the differences keeps the collation set before
-    // (docs/multiplexing.md, known limits; soak seed 150598).
+    // After a `SET collation_connection` (CHARSET_SETS) the server takes
+    // the charset's default collation (soak seed 150598).
+    "SET character_set_connection = latin2",
     "SET collation_connection = latin1_swedish_ci",
     "SET character_set_client = cp1251",
     "SET NAMES DEFAULT",

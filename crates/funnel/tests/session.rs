@@ -236,6 +236,35 @@ const CASES: &[Case] = &[
             (2, "SELECT @@character_set_client, @@old_mode"),
         ],
     },
+    // The server sets some variables along with others: a charset and its
+    // collation, `sql_big_selects` with `max_join_size`, the schema's
+    // charsets on USE, the connection's charset on `SET CHARACTER SET`.
+    // The replay must end where each client's own statements did.
+    Case {
+        name: "variables the server sets along with others",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (0, "SET collation_connection = latin1_german2_ci"),
+            (0, "SET character_set_connection = cp1251"),
+            (1, "SELECT @@collation_connection"),
+            (0, "SELECT @@character_set_connection, @@collation_connection"),
+            (0, "SET sql_big_selects = 1"),
+            (0, "SET max_join_size = 1000"),
+            (1, "SELECT @@sql_big_selects, @@max_join_size = @@GLOBAL.max_join_size"),
+            (0, "SELECT @@sql_big_selects, @@max_join_size"),
+            (2, "SET sql_big_selects = 0"),
+            (0, "SELECT 1"),
+            (2, "SELECT @@sql_big_selects, @@max_join_size = @@GLOBAL.max_join_size"),
+            (0, "SET collation_database = cp1251_bin"),
+            (0, "SET CHARACTER SET koi8r"),
+            (1, "SELECT @@collation_database, @@character_set_connection"),
+            (0, "SELECT @@character_set_connection, @@collation_connection, @@collation_database"),
+            (0, "USE information_schema"),
+            (1, "SELECT @@collation_database"),
+            (0, "SELECT @@collation_database, @@character_set_connection, @@collation_connection"),
+        ],
+    },
     Case {
         name: "transaction isolation and read-only mode",
         pool: 1,

@@ -1438,16 +1438,20 @@ impl Session {
             if let Some(schema) = f.new_schema.clone() {
                 conn.schema = Some(schema.clone());
                 self.schema = Some(schema);
+                conn.vars.forget(&variables::SCHEMA_CHARSET_VARS);
+                self.vars.forget(&variables::SCHEMA_CHARSET_VARS);
             }
             if let Some(dropped) = &f.drops_schema {
                 // The server leaves no schema selected after dropping
                 // the current one; a later COM_INIT_DB would fail.
                 if conn.schema.as_ref() == Some(dropped) {
                     conn.schema = None;
+                    conn.vars.forget(&variables::SCHEMA_CHARSET_VARS);
                 }
                 if self.schema.as_ref() == Some(dropped) {
                     self.schema = None;
                     self.control.set_schema(None);
+                    self.vars.forget(&variables::SCHEMA_CHARSET_VARS);
                 }
             }
             if let Some(on) = f.multi_statements {

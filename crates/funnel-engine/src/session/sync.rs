@@ -326,6 +326,8 @@ pub(super) async fn select_schema(
         Ok(summary) => match summary.error {
             None => {
                 conn.schema = Some(schema.to_vec());
+                // The server gave the connection the schema's charsets.
+                conn.vars.forget(&variables::SCHEMA_CHARSET_VARS);
                 Ok(None)
             }
             Some(err) => Ok(Some(err)),

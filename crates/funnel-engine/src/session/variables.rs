@@ -83,6 +83,29 @@ pub enum SetEffect {
     },
 }
 
+/// The variables the server sets to the new default schema's charset and
+/// collation whenever the schema changes (`USE`, `COM_INIT_DB`, dropping
+/// it): a value set before is gone then.
+pub const SCHEMA_CHARSET_VARS: [&str; 2] = ["character_set_database", "collation_database"];
+
+/// The tracked variables the server sets itself when `name` is assigned:
+/// a charset and its collation go together (`character_set_connection`
+/// sets `collation_connection` to the charset's default, and a collation
+/// sets its charset), and `max_join_size` sets `sql_big_selects` (on only
+/// at its maximum).
+fn side_effects(name: &str) -> &'static [&'static str] {
+    match name {
+        "character_set_connection" => &["collation_connection"],
+        "collation_connection" => &["character_set_connection"],
+        "character_set_database" => &["collation_database"],
+        "collation_database" => &["character_set_database"],
+        "character_set_server" => &["collation_server"],
+        "collation_server" => &["character_set_server"],
+        "max_join_size" => &["sql_big_selects"],
+        _ => &[],
+    }
+}
+
 /// What a server makes of the `utf8` charset alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Utf8Alias {
@@ -125,6 +148,12 @@ impl SessionVars {
         // under the `old_mode` the statement started with.
         let old_mode = self.0.get(OLD_MODE).cloned();
         for a in assignments {
+            // What the server changes along with the variable: the later
+            // assignment of the two wins, and the replay's order (see
+            // `diff_sql`) then gives the same result.
+            for side in side_effects(&a.name) {
+                self.0.remove(*side);
+            }
             if a.name == NAMES || a.name == CHARSET {
                 for v in CHARSET_VARS.iter().chain([&NAMES, &CHARSET]) {
                     self.0.remove(*v);
@@ -152,6 +181,16 @@ impl SessionVars {
                 }
                 None => {
                     self.0.remove(&a.name);
+                }
+            }
+            if a.name == CHARSET && a.value.is_some() {
+                // `SET CHARACTER SET` gives the connection the schema's
+                // charset: one the session set itself is kept by name, so
+                // the replay does not depend on the order it sets them in.
+                if let Some(c) = self.0.get("collation_database").cloned() {
+                    self.0.insert("collation_connection".into(), c);
+                } else if let Some(c) = self.0.get("character_set_database").cloned() {
+                    self.0.insert("character_set_connection".into(), c);
                 }
             }
         }
@@ -274,6 +313,17 @@ impl SessionVars {
         let names_or_charset_changed = charset_changed(NAMES)
             || charset_changed(CHARSET)
             || CHARSET_VARS.iter().any(|v| charset_changed(v));
+        // What the connection has beyond the session goes back first: a
+        // reset's side effects (`max_join_size = DEFAULT` turns
+        // `sql_big_selects` on) must not undo the session's own values.
+        for name in current.0.keys() {
+            if name == NAMES || name == CHARSET || CHARSET_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            if !self.0.contains_key(name) {
+                parts.push(format!("SESSION {name} = DEFAULT"));
+            }
+        }
         if names_or_charset_changed {
             // Charset variables interact: rebuild them from the handshake
             // charset, then this session's NAMES / CHARACTER SET, then its
@@ -302,14 +352,6 @@ impl SessionVars {
                     parts.push(format!("SESSION {name} = DEFAULT"));
                 }
                 parts.push(format!("SESSION {name} = {val}"));
-            }
-        }
-        for name in current.0.keys() {
-            if name == NAMES || name == CHARSET || CHARSET_VARS.contains(&name.as_str()) {
-                continue;
-            }
-            if !self.0.contains_key(name) {
-                parts.push(format!("SESSION {name} = DEFAULT"));
             }
         }
         if parts.is_empty() {
@@ -1319,7 +1361,7 @@ mod tests {
             replay(&mb4, &conn),
             (
                 vec![],
-                Some("SET NAMES 'utf8mb4' COLLATE utf8mb4_bin, SESSION old_mode = DEFAULT".to_string())
+                Some("SET SESSION old_mode = DEFAULT, NAMES 'utf8mb4' COLLATE utf8mb4_bin".to_string())
             )
         );
     }
@@ -1405,7 +1447,7 @@ mod tests {
         let conn = vars(&["SET time_zone='+05:00', wait_timeout=10"]);
         assert_eq!(
             a.diff_sql(&conn, hs).unwrap().as_deref(),
-            Some("SET SESSION sql_mode = '', SESSION wait_timeout = DEFAULT")
+            Some("SET SESSION wait_timeout = DEFAULT, SESSION sql_mode = ''")
         );
         assert_eq!(a.diff_sql(&a.clone(), hs).unwrap(), None);
         // Back to a fresh session's charset.
