@@ -829,8 +829,7 @@ const PARSE_MODES: &[&str] = &[
 /// readings docs/multiplexing.md lists as known limits: `"ROW_COUNT"()`,
 /// `[FOUND_ROWS]()` and the like (the backend connection's counts),
 /// `LAST_INSERT_ID()` after a quote inside `[a']` or a backslash inside
-/// `"a\"`, `ROW_COUNT()` or `SQL%ROWCOUNT` inside a block, and
-/// `FOUND_ROWS()` after a block that returned no rows.
+/// `"a\"`, and `ROW_COUNT()` or `SQL%ROWCOUNT` inside a block.
 const MODE_STEPS: &[&str] = &[
     // Quoting: a string or a name.
     r#"SELECT "x" AS q, 'y'"#,
@@ -847,9 +846,7 @@ const MODE_STEPS: &[&str] = &[
     r"SET @mv = 'a\'",
     r"DO @mv := 'b\\', '\'",
     r#"SELECT 'a' "b", "c" 'd'"#,
-    // With a result set of its own: a block whose `SELECT ... INTO` is
-    // all it selects leaves `FOUND_ROWS()` to a documented limit.
-    "BEGIN SELECT COUNT(*) INTO @mv FROM t; SELECT @mv; END",
+    "BEGIN SELECT COUNT(*) INTO @mv FROM t; END",
     "SELECT @mv",
     "SELECT @mv, @@sql_mode",
     "SET @mv = 'm'",
@@ -1869,6 +1866,24 @@ fn differential_regressions_match_direct_mariadb() {
             q("INSERT INTO t (v, s) VALUES (2, 'b')"),
             q("UPDATE k SET v = LAST_INSERT_ID(v + 1) WHERE id = 99"),
             q("SELECT LAST_INSERT_ID()"),
+        ],
+        // A block (here under sql_mode=ORACLE) or CALL that returns no
+        // rows but selects into a variable leaves the count it selected
+        // for FOUND_ROWS(); one that selects nothing leaves the client's
+        // (soak seed 301217).
+        vec![
+            q("SET sql_mode = 'ORACLE'"),
+            q("SELECT s FROM w ORDER BY s, HEX(s)"),
+            q("BEGIN SELECT COUNT(*) INTO @mv FROM t; END"),
+            q("SELECT FOUND_ROWS(), @mv FROM DUAL"),
+            q("SET sql_mode = DEFAULT"),
+        ],
+        vec![
+            q("SELECT s FROM w ORDER BY s, HEX(s)"),
+            q("BEGIN NOT ATOMIC SET @mv = 1; END"),
+            q("SELECT FOUND_ROWS()"),
+            q("BEGIN NOT ATOMIC SELECT v INTO @mv FROM t LIMIT 1; END"),
+            q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
         ],
         // In a query of several statements that starts with one, the last
         // statement's rows count, as for any other query.

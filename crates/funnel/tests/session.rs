@@ -44,6 +44,62 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // A procedure that returns no rows may still set the count
+        // (`SELECT ... INTO`), or leave it as it was, where another
+        // client's may be on the shared connection: Funnel gives the
+        // connection the caller's own count before the CALL, and the
+        // server answers after it (soak seed 301217).
+        name: "FOUND_ROWS() after a CALL that selects into variables or selects nothing",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE fr (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO fr (v) VALUES (1), (2), (3), (4), (5)",
+            "CREATE PROCEDURE fr_into() SELECT COUNT(*) INTO @n FROM fr",
+            "CREATE PROCEDURE fr_none() SET @x = 1",
+            "CREATE PROCEDURE fr_rows_into() BEGIN SELECT v FROM fr LIMIT 2; SELECT COUNT(*) INTO @n FROM fr; END",
+            "CREATE PROCEDURE fr_fail() BEGIN SELECT v INTO @n FROM fr LIMIT 1; SELECT * FROM nosuch; END",
+        ],
+        steps: &[
+            (0, "SELECT v FROM fr"),
+            (1, "SELECT v FROM fr LIMIT 3"),
+            (0, "CALL fr_into()"),
+            (0, "SELECT FOUND_ROWS(), @n"),
+            (1, "SELECT v FROM fr LIMIT 2"),
+            (2, "SELECT v FROM fr LIMIT 4"),
+            (1, "CALL fr_none()"),
+            (1, "SELECT FOUND_ROWS()"),
+            (0, "CALL fr_rows_into()"),
+            (0, "SELECT FOUND_ROWS(), ROW_COUNT()"),
+            (2, "SELECT v FROM fr LIMIT 3"),
+            (2, "CALL fr_fail()"),
+            (2, "SELECT FOUND_ROWS(), ROW_COUNT()"),
+        ],
+    },
+    Case {
+        // The same for a compound statement; a CALL as a binary prepared
+        // statement.
+        name: "FOUND_ROWS() after a block that selects into variables",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE fb (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO fb (v) VALUES (1), (2), (3), (4), (5)",
+            "CREATE PROCEDURE fb_into() SELECT COUNT(*) INTO @n FROM fb",
+        ],
+        steps: &[
+            (0, "SELECT v FROM fb"),
+            (1, "SELECT v FROM fb LIMIT 3"),
+            (0, "BEGIN NOT ATOMIC SELECT COUNT(*) INTO @n FROM fb; END"),
+            (0, "SELECT FOUND_ROWS(), @n"),
+            (1, "SELECT v FROM fb LIMIT 2"),
+            (2, "SELECT v FROM fb LIMIT 4"),
+            (1, "BEGIN NOT ATOMIC SET @x = 1; END"),
+            (1, "SELECT FOUND_ROWS()"),
+            (2, "SELECT v FROM fb LIMIT 3"),
+            (2, "PS:CALL fb_into()"),
+            (2, "SELECT FOUND_ROWS()"),
+        ],
+    },
+    Case {
         name: "prepared statements see their own client's state",
         pool: 1,
         setup: &["CREATE TABLE p (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],

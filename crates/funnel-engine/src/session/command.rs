@@ -122,6 +122,12 @@ pub struct Forward {
     pub may_keep_diagnostics: bool,
     /// A compound statement (see [`super::pinning::SqlEffect::compound`]).
     pub compound: bool,
+    /// Set as the command is sent: before this `CALL` or compound
+    /// statement, the connection was given the client's own count for
+    /// `FOUND_ROWS()` (see `Session::give_found_rows`), so what the server
+    /// answers after it is the client's, whether the procedure set the
+    /// count (`SELECT ... INTO`) or not.
+    pub found_rows_given: bool,
     /// An `XA` statement: the session's transaction may be an XA one
     /// whose branch ended (`XA END`, `XA PREPARE`), where the server
     /// refuses every statement, a prepare too (1399), until `XA COMMIT` or
@@ -263,6 +269,7 @@ impl Forward {
             several_statements: false,
             may_keep_diagnostics: false,
             compound: false,
+            found_rows_given: false,
             xa: false,
             may_run_stored_code: false,
             tracks_state_itself: false,

@@ -884,7 +884,7 @@ impl Session {
         }
     }
 
-    async fn forward(&mut self, total: usize, f: Forward) -> Result<(), End> {
+    async fn forward(&mut self, total: usize, mut f: Forward) -> Result<(), End> {
         let Some(conn) = self.lease(total, &f).await? else {
             return Ok(());
         };
@@ -910,6 +910,21 @@ impl Session {
         // from then on: the connection must hold the client's first (soak
         // seed 300958).
         let setter_on_foreign_id = f.sets_insert_id && !holds_client_id;
+        // A procedure may set what FOUND_ROWS() answers where its CALL
+        // returns no rows (`SELECT COUNT(*) INTO @n FROM t`, soak seed
+        // 301217), or leave it as it was, maybe another client's: the
+        // connection gets the client's own count first, so that either
+        // way the server's count after the CALL is the client's. Before
+        // the DO, whose ROW_COUNT() the procedure may read.
+        if f.runs_procedure() && self.gives_found_rows_to_call(call_reads_insert_id) {
+            conn = match self.give_found_rows(conn, total).await? {
+                Some((c, given)) => {
+                    f.found_rows_given = given;
+                    c
+                }
+                None => return Ok(()),
+            };
+        }
         if call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f) {
             conn = match self.sync_last_insert_id(conn, total).await? {
                 Some(c) => c,
@@ -992,6 +1007,62 @@ impl Session {
         let key = crate::digest::key(sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(sql));
         self.digest = Some((key, text));
+    }
+
+    /// True when a `CALL` or compound statement is to run after the
+    /// connection is given the client's count for `FOUND_ROWS()` (see
+    /// [`Self::give_found_rows`]): the server's count may not be the
+    /// client's (the session is not pinned for it, or the pin began on a
+    /// connection with another count), the count is not so large that
+    /// giving it would take long, no warnings of the client's are on the
+    /// connection (the statement that gives the count clears them), and
+    /// the statement leaves `ROW_COUNT()` as the procedure would read it:
+    /// the `DO LAST_INSERT_ID(n)` sent after it sets that anyway
+    /// (`do_follows`), or the client's is -1, as a `SELECT` leaves it.
+    fn gives_found_rows_to_call(&self, do_follows: bool) -> bool {
+        !self.server_answers_found_rows()
+            && self.last.found_rows <= MAX_GIVEN_FOUND_ROWS
+            && !self.linger
+            && (do_follows || self.last.row_count == -1)
+    }
+
+    /// Sets what `FOUND_ROWS()` answers on `conn` to the client's own
+    /// count: a `SELECT SQL_CALC_FOUND_ROWS` of as many rows, which returns
+    /// none (`LIMIT 0`), built from two copies of a recursive CTE of
+    /// ceil(sqrt(n)) rows so the recursion stays short. `Some((conn,
+    /// false))` when the server refused it (a server without `SET
+    /// STATEMENT`, a `max_statement_time` that ran out): the count is
+    /// then not the client's, and the error Funnel's, not the client's,
+    /// to read. `None` when the connection failed and the client was told
+    /// (the command's `total` bytes are then consumed).
+    async fn give_found_rows(
+        &mut self,
+        mut conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<(BackendConn, bool)>, End> {
+        Stats::bump(&self.shard.stats.state_syncs);
+        let sql = give_found_rows_sql(self.last.found_rows);
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        match conn.run(&p, Expect::Results).await {
+            Ok(summary) => {
+                let given = summary.error.is_none();
+                if !given {
+                    // Funnel's error is in the diagnostics area now: a
+                    // diagnostics read of the client's clears it first.
+                    conn.stale_diagnostics = true;
+                    self.foreign_diagnostics = true;
+                }
+                Ok(Some((conn, given)))
+            }
+            Err(e) => {
+                self.buf.consume(total);
+                self.discard_backend(conn);
+                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
+                    .await
+                    .map(|_| None)
+            }
+        }
     }
 
     /// Pinned for what a `CALL` or a compound statement pins for.
@@ -1568,6 +1639,15 @@ impl Session {
             // returned rows, FOUND_ROWS() (soak seeds 110009, 110025).
             self.pin_beside(PinReason::PreviousStatementInfo);
             self.insert_id_on_server = true;
+        }
+        if f.found_rows_given && f.runs_procedure() && self.pinned_for_procedures() {
+            // The connection had the client's count before the CALL (see
+            // `forward`): whether the procedure set another (`SELECT ...
+            // INTO`, soak seed 301217; also one that failed after it) or
+            // not, the server's count is the client's, and it answers
+            // FOUND_ROWS() from now on, as after `SELECT ... INTO`.
+            self.pin_beside(PinReason::PreviousStatementInfo);
+            self.found_rows_off_server = false;
         }
         // `SELECT ... INTO` returns no rows but leaves the count it
         // selected for FOUND_ROWS(), also when it fails for
@@ -2180,6 +2260,25 @@ async fn send_err(stream: &mut Stream, seq: u8, err: &ErrPacket) -> std::io::Res
     stream.write_all(&out).await
 }
 
+/// The largest count for `FOUND_ROWS()` Funnel gives a connection before a
+/// `CALL` (see `Session::give_found_rows`): the server counts that many
+/// rows, about 0.3 s for a million.
+const MAX_GIVEN_FOUND_ROWS: u64 = 1_000_000;
+
+/// A statement that returns no rows and leaves `n` as what `FOUND_ROWS()`
+/// answers: `m` = ceil(sqrt(n)) rows of a recursive CTE joined with
+/// themselves, of which `n` pass (`SET STATEMENT` so that the session's
+/// own `max_recursive_iterations` cannot cut the CTE short).
+fn give_found_rows_sql(n: u64) -> String {
+    let root = n.isqrt();
+    let m = if root * root < n { root + 1 } else { root.max(1) };
+    format!(
+        "SET STATEMENT max_recursive_iterations = {m} FOR \
+         WITH RECURSIVE funnel_n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM funnel_n WHERE i < {m}) \
+         SELECT SQL_CALC_FOUND_ROWS 1 FROM funnel_n a, funnel_n b WHERE (a.i - 1) * {m} + b.i <= {n} LIMIT 0"
+    )
+}
+
 /// What FOUND_ROWS() answers on `conn` (`None` when the server refuses to
 /// say). `Err` when the connection failed.
 async fn found_rows_of(conn: &mut BackendConn) -> Result<Option<u64>, BackendError> {
@@ -2203,5 +2302,34 @@ mod tests {
         let whole = [1, 0, 0, 0, 0x0e, 9, 9];
         assert!(matches!(command_extent(&whole, 100), Extent::Whole(_, 5)));
         assert_eq!(command_extent(&[200, 0, 0, 0], 100), Extent::TooLarge(0));
+    }
+
+    /// The CTE of the statement that gives a connection a count for
+    /// `FOUND_ROWS()` has ceil(sqrt(n)) rows (at least one), whose square
+    /// covers `n`, and its recursion is allowed exactly that many.
+    #[test]
+    fn session_give_found_rows_counts_n_rows() {
+        for (n, m) in [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (4, 2),
+            (5, 3),
+            (999_999, 1000),
+            (1_000_000, 1000),
+        ] {
+            let sql = give_found_rows_sql(n);
+            assert!(
+                sql.starts_with(&format!(
+                    "SET STATEMENT max_recursive_iterations = {m} FOR WITH RECURSIVE"
+                )),
+                "{sql}"
+            );
+            assert!(sql.contains(&format!("WHERE i < {m})")), "{sql}");
+            assert!(
+                sql.ends_with(&format!("WHERE (a.i - 1) * {m} + b.i <= {n} LIMIT 0")),
+                "{sql}"
+            );
+        }
     }
 }

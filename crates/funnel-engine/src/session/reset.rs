@@ -101,7 +101,7 @@ impl Session {
     /// True when the pinned connection's `FOUND_ROWS()` is the client's
     /// and Funnel's record may not be (`SQL_CALC_FOUND_ROWS`): a reset or
     /// change of user, which keeps the count, reads it there first.
-    fn server_answers_found_rows(&self) -> bool {
+    pub(super) fn server_answers_found_rows(&self) -> bool {
         self.pins.contains(PinReason::PreviousStatementInfo) && !self.found_rows_off_server
     }
 

@@ -334,6 +334,20 @@ impl Session {
         // Also when pinned at prepare for the statement's other reads: the
         // pin may have begun on a connection with another client's id.
         let reads_id = meta.effect.sets_last_insert_id || meta.effect.reads_last_insert_id;
+        // A procedure may set FOUND_ROWS()'s count or leave it (see
+        // `forward`): the connection gets the client's first.
+        let conn =
+            if f.runs_procedure() && self.gives_found_rows_to_call(reads_id && !self.insert_id_pinned()) {
+                match self.give_found_rows(conn, 0).await? {
+                    Some((c, given)) => {
+                        f.found_rows_given = given;
+                        c
+                    }
+                    None => return Ok(()),
+                }
+            } else {
+                conn
+            };
         let mut conn = if reads_id && !self.insert_id_pinned() {
             match self.sync_last_insert_id(conn, 0).await? {
                 Some(c) => {
