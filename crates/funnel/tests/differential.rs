@@ -1891,6 +1891,16 @@ fn differential_regressions_match_direct_mariadb() {
             q("BEGIN NOT ATOMIC SELECT v INTO @mv FROM t LIMIT 1; END"),
             q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
         ],
+        // A ping leaves the diagnostics area alone: a pinned session's goes
+        // to its connection, and the client's error there still answers
+        // SHOW WARNINGS after it (soak seed 400020).
+        vec![
+            q("BEGIN"),
+            q("SET TRANSACTION READ ONLY"),
+            Op::Ping,
+            q("COMMIT"),
+            q("SHOW WARNINGS"),
+        ],
         // In a query of several statements that starts with one, the last
         // statement's rows count, as for any other query.
         vec![
