@@ -100,6 +100,31 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // A CALL as a later statement of a multi-statement query gets what
+        // a first one does: the client's last insert id and count on the
+        // connection first, the server's answers after it.
+        name: "a CALL later in a multi-statement query",
+        // Client 0 ran the setup (pinned by the CREATE PROCEDUREs): the
+        // others share a second connection until the CALL pins client 2.
+        pool: 3,
+        setup: &[
+            "CREATE TABLE mc (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO mc (v) VALUES (1), (2), (3), (4), (5)",
+            "CREATE PROCEDURE mc_li() SELECT LAST_INSERT_ID() AS li",
+            "CREATE PROCEDURE mc_into() SELECT COUNT(*) INTO @n FROM mc",
+        ],
+        steps: &[
+            (2, "INSERT INTO mc (v) VALUES (6)"),
+            (1, "INSERT INTO mc (v) VALUES (7)"),
+            (2, "DO 1; CALL mc_li()"),
+            (2, "SELECT LAST_INSERT_ID()"),
+            (2, "SELECT v FROM mc LIMIT 4"),
+            (1, "SELECT v FROM mc LIMIT 3"),
+            (1, "SELECT v FROM mc LIMIT 2; CALL mc_into()"),
+            (1, "SELECT FOUND_ROWS(), @n"),
+        ],
+    },
+    Case {
         name: "prepared statements see their own client's state",
         pool: 1,
         setup: &["CREATE TABLE p (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"],

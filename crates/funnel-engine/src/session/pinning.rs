@@ -539,10 +539,13 @@ fn classify_statement(sql: &[u8], tokens: &Tokens) -> SqlEffect {
         for k in 1..tokens.statements {
             let words = tokens.statement_words(k);
             match words.first().map(Word::as_slice) {
-                Some(
-                    b"SET" | b"PREPARE" | b"EXECUTE" | b"LOCK" | b"HANDLER" | b"CALL" | b"USE"
-                    | b"DEALLOCATE",
-                ) => return pin(PinReason::SessionVariable),
+                // A procedure gets what a first `CALL` gets (the client's
+                // last insert id and count there first, see
+                // `Forward::runs_procedure`).
+                Some(b"CALL") => return pin(PinReason::StoredProcedure),
+                Some(b"SET" | b"PREPARE" | b"EXECUTE" | b"LOCK" | b"HANDLER" | b"USE" | b"DEALLOCATE") => {
+                    return pin(PinReason::SessionVariable)
+                }
                 Some(b"FLUSH") => return pin(PinReason::TableLock),
                 Some(b"BACKUP") => return pin(PinReason::BackupLock),
                 _ if is_compound(words) => return compound(),
