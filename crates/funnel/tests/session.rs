@@ -76,6 +76,26 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Pinned with its own insert id on the connection, after a SET
+        // (ROW_COUNT() 0, which the procedure may read): the count is
+        // given in a DO, which leaves ROW_COUNT() at 0 (soak seed 301217).
+        name: "FOUND_ROWS() after a CALL in a pinned session, after a SET",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE fs (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO fs (v) VALUES (1), (2), (3), (4), (5)",
+            "CREATE PROCEDURE fs_into() BEGIN SELECT ROW_COUNT() INTO @rc; SELECT COUNT(*) INTO @n FROM fs; END",
+        ],
+        steps: &[
+            (1, "CREATE TEMPORARY TABLE tmp (id INT AUTO_INCREMENT PRIMARY KEY)"),
+            (1, "INSERT INTO tmp VALUES ()"),
+            (1, "SELECT v FROM fs LIMIT 3"),
+            (1, "SET @q = 1"),
+            (1, "CALL fs_into()"),
+            (1, "SELECT FOUND_ROWS(), @rc, @n"),
+        ],
+    },
+    Case {
         // The same for a compound statement; a CALL as a binary prepared
         // statement.
         name: "FOUND_ROWS() after a block that selects into variables",

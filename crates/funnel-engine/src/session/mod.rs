@@ -1023,30 +1023,29 @@ impl Session {
     /// connection (the statement that gives the count clears them), and
     /// the statement leaves `ROW_COUNT()` as the procedure would read it:
     /// the `DO LAST_INSERT_ID(n)` sent after it sets that anyway
-    /// (`do_follows`), or the client's is -1, as a `SELECT` leaves it.
+    /// (`do_follows`), or the client's is -1, as a `SELECT` leaves it, or
+    /// 0, as a `DO` leaves it (after a `SET`, soak seed 301217).
     fn gives_found_rows_to_call(&self, do_follows: bool) -> bool {
         !self.server_answers_found_rows()
             && self.last.found_rows <= MAX_GIVEN_FOUND_ROWS
             && !self.linger
-            && (do_follows || self.last.row_count == -1)
+            && (do_follows || matches!(self.last.row_count, -1 | 0))
     }
 
     /// Sets what `FOUND_ROWS()` answers on `conn` to the client's own
-    /// count: a `SELECT SQL_CALC_FOUND_ROWS` of as many rows, which returns
-    /// none (`LIMIT 0`), built from two copies of a recursive CTE of
-    /// ceil(sqrt(n)) rows so the recursion stays short. `Some((conn,
-    /// false))` when the server refused it (a server without `SET
-    /// STATEMENT`, a `max_statement_time` that ran out): the count is
-    /// then not the client's, and the error Funnel's, not the client's,
-    /// to read. `None` when the connection failed and the client was told
-    /// (the command's `total` bytes are then consumed).
+    /// count (see [`give_found_rows_sql`]), leaving `ROW_COUNT()` at the
+    /// client's 0 where that is what it was. `Some((conn, false))` when
+    /// the server refused it (a `max_statement_time` that ran out): the
+    /// count is then not the client's, and the error Funnel's, not the
+    /// client's, to read. `None` when the connection failed and the
+    /// client was told (the command's `total` bytes are then consumed).
     async fn give_found_rows(
         &mut self,
         mut conn: BackendConn,
         total: usize,
     ) -> Result<Option<(BackendConn, bool)>, End> {
         Stats::bump(&self.shard.stats.state_syncs);
-        let sql = give_found_rows_sql(self.last.found_rows);
+        let sql = give_found_rows_sql(self.last.found_rows, self.last.row_count == 0);
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
         match conn.run(&p, Expect::Results).await {
@@ -2271,17 +2270,34 @@ async fn send_err(stream: &mut Stream, seq: u8, err: &ErrPacket) -> std::io::Res
 const MAX_GIVEN_FOUND_ROWS: u64 = 1_000_000;
 
 /// A statement that returns no rows and leaves `n` as what `FOUND_ROWS()`
-/// answers: `m` = ceil(sqrt(n)) rows of a recursive CTE joined with
-/// themselves, of which `n` pass (`SET STATEMENT` so that the session's
-/// own `max_recursive_iterations` cannot cut the CTE short).
-fn give_found_rows_sql(n: u64) -> String {
-    let root = n.isqrt();
-    let m = if root * root < n { root + 1 } else { root.max(1) };
-    format!(
-        "SET STATEMENT max_recursive_iterations = {m} FOR \
-         WITH RECURSIVE funnel_n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM funnel_n WHERE i < {m}) \
-         SELECT SQL_CALC_FOUND_ROWS 1 FROM funnel_n a, funnel_n b WHERE (a.i - 1) * {m} + b.i <= {n} LIMIT 0"
-    )
+/// answers: a `SELECT SQL_CALC_FOUND_ROWS ... LIMIT 0` over a cross join
+/// of as many ten-row tables of digits as `n` needs, of which the numbers
+/// below `n` pass (at most 10n rows are read; no recursion, which a
+/// session's `max_recursive_iterations` could cut short). With
+/// `row_count_zero`, inside a `DO`: the subquery's count stands as well,
+/// and `ROW_COUNT()` reads 0 after it, where after a `SELECT` it reads -1.
+fn give_found_rows_sql(n: u64, row_count_zero: bool) -> String {
+    const DIGITS: &str = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+         UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+         UNION ALL SELECT 8 UNION ALL SELECT 9)";
+    let mut tables = 1u32;
+    while 10u64.pow(tables) < n {
+        tables += 1;
+    }
+    let from: Vec<String> = (0..tables).map(|i| format!("{DIGITS} t{i}")).collect();
+    let number: Vec<String> = (0..tables)
+        .map(|i| format!("t{i}.d * {}", 10u64.pow(i)))
+        .collect();
+    let select = format!(
+        "SELECT SQL_CALC_FOUND_ROWS 1 FROM {} WHERE {} < {n} LIMIT 0",
+        from.join(", "),
+        number.join(" + ")
+    );
+    if row_count_zero {
+        format!("DO ({select})")
+    } else {
+        select
+    }
 }
 
 /// What FOUND_ROWS() answers on `conn` (`None` when the server refuses to
@@ -2309,32 +2325,27 @@ mod tests {
         assert_eq!(command_extent(&[200, 0, 0, 0], 100), Extent::TooLarge(0));
     }
 
-    /// The CTE of the statement that gives a connection a count for
-    /// `FOUND_ROWS()` has ceil(sqrt(n)) rows (at least one), whose square
-    /// covers `n`, and its recursion is allowed exactly that many.
+    /// The statement that gives a connection a count for `FOUND_ROWS()`
+    /// joins as many ten-row digit tables as `n` needs (at least one),
+    /// and lets the numbers below `n` pass; in a `DO` where `ROW_COUNT()`
+    /// must stay 0.
     #[test]
     fn session_give_found_rows_counts_n_rows() {
-        for (n, m) in [
+        for (n, tables) in [
             (0, 1),
             (1, 1),
-            (2, 2),
-            (4, 2),
-            (5, 3),
-            (999_999, 1000),
-            (1_000_000, 1000),
+            (10, 1),
+            (11, 2),
+            (100, 2),
+            (101, 3),
+            (1_000_000, 6),
         ] {
-            let sql = give_found_rows_sql(n);
-            assert!(
-                sql.starts_with(&format!(
-                    "SET STATEMENT max_recursive_iterations = {m} FOR WITH RECURSIVE"
-                )),
-                "{sql}"
-            );
-            assert!(sql.contains(&format!("WHERE i < {m})")), "{sql}");
-            assert!(
-                sql.ends_with(&format!("WHERE (a.i - 1) * {m} + b.i <= {n} LIMIT 0")),
-                "{sql}"
-            );
+            let sql = give_found_rows_sql(n, false);
+            assert!(sql.starts_with("SELECT SQL_CALC_FOUND_ROWS 1 FROM "), "{sql}");
+            assert_eq!(sql.matches("SELECT 9)").count(), tables, "{sql}");
+            assert!(sql.ends_with(&format!(" < {n} LIMIT 0")), "{sql}");
+            assert!(sql.contains(&format!("t{}.d * {}", tables - 1, 10u64.pow(tables as u32 - 1))));
+            assert_eq!(give_found_rows_sql(n, true), format!("DO ({sql})"));
         }
     }
 }
