@@ -351,6 +351,67 @@ fn backends_a_user_of_read_only_servers_sets_and_reads() {
     }
 }
 
+/// The reporting user of a hostgroup of read-only servers alone, through
+/// binary-protocol prepared statements (Go's `database/sql` with
+/// arguments, JDBC's `useServerPrepStmts`): its reads run there as its
+/// text reads do, and only a write is refused.
+#[test]
+fn backends_a_user_of_read_only_servers_runs_prepared_reads() {
+    let f = farm(&[]);
+    let mut yaml = String::from(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: rep\n    password: reppw\n    default_schema: farm\n    default_hostgroup: readers\n\
+         \x20 - name: app\n    password: apppw\n    default_hostgroup: writer\n\
+         backends:\n",
+    );
+    for (name, db, hg) in [
+        ("w", &f.writer, "writer"),
+        ("r1", &f.r1, "readers"),
+        ("r2", &f.r2, "readers"),
+    ] {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: {hg}\n",
+            db.addr()
+        ));
+    }
+    yaml.push_str("pool:\n  max_per_core: 4\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n");
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    let mut c = Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some("rep"))
+            .pass(Some("reppw"))
+            .db_name(Some("farm"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(20))),
+    )
+    .unwrap();
+    let readers = [f.r1.port(), f.r2.port()];
+    for i in 0..4 {
+        let at: Option<u16> = c
+            .exec_first("SELECT @@port + 0 * COUNT(*) + ? FROM t", (0,))
+            .unwrap_or_else(|e| panic!("prepared read {i}: {e}"));
+        assert!(at.is_some_and(|p| readers.contains(&p)), "{at:?}");
+    }
+    let stmt = c.prep("SELECT @@port FROM DUAL WHERE ? = 1").unwrap();
+    let at: Option<u16> = c.exec_first(&stmt, (1,)).unwrap();
+    assert!(at.is_some_and(|p| readers.contains(&p)), "{at:?}");
+    match c.exec_drop("INSERT INTO t VALUES (?, 9)", (9,)).unwrap_err() {
+        mysql::Error::MySqlError(e) => assert!(
+            e.code == 9004 || e.code == 1290,
+            "a write to read-only servers: {} {}",
+            e.code,
+            e.message
+        ),
+        other => panic!("{other:?}"),
+    }
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+}
+
 /// With `read_fallback`, reads go to the default hostgroup as soon as no
 /// reader can give a connection, not only once the health monitor has
 /// marked them down.
@@ -1083,5 +1144,32 @@ fn backends_state_reported_by_a_replica_never_reaches_another_client() {
         let (fx, at): (Option<i64>, u16) = b.query_first("SELECT @fx, @@port").unwrap().unwrap();
         assert!(readers.contains(&at));
         assert_eq!(fx, None, "another client's @fx on {at}");
+    }
+}
+
+fn port_of(c: &mut Conn) -> u16 {
+    port(c, "SELECT @@port")
+}
+
+/// A primary and a replica in one hostgroup, a user without
+/// `read_hostgroup`: text reads are split within that hostgroup (as
+/// configuration.md says), while binary-protocol prepared reads take the
+/// writable server.
+#[test]
+fn backends_one_mixed_hostgroup_splits_text_reads_not_prepared_ones() {
+    let f = farm(&[]);
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("w", f.writer.addr()), ("r1", f.r1.addr())],
+        "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    thread::sleep(Duration::from_millis(300));
+    let mut c = client(&proxy);
+    let text: std::collections::BTreeSet<u16> = (0..12).map(|_| port_of(&mut c)).collect();
+    assert_eq!(text, [f.writer.port(), f.r1.port()].into(), "text reads");
+    for _ in 0..6 {
+        let at: Option<u16> = c.exec_first("SELECT @@port + ?", (0,)).unwrap();
+        assert_eq!(at, Some(f.writer.port()), "a prepared read");
     }
 }

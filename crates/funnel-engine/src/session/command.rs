@@ -101,6 +101,11 @@ pub struct Forward {
     /// (`SET`, `USE`): it may run on a read-only server of the default
     /// hostgroup when no writable one is there.
     pub session_only: bool,
+    /// A binary-protocol prepare, or the execute of a statement that only
+    /// reads: it changes no data, so a hostgroup of read-only servers
+    /// alone serves it (where a writable one is, it goes there, as
+    /// binary-protocol statements stay in the default hostgroup).
+    pub changes_no_data: bool,
     /// The command only makes sense on the connection the session already
     /// holds (an open cursor).
     pub needs_pinned: bool,
@@ -260,6 +265,7 @@ impl Forward {
             multi_statements: None,
             read_only: false,
             session_only: false,
+            changes_no_data: false,
             needs_pinned: false,
             lock_names: LockNames::None,
             savepoint: false,

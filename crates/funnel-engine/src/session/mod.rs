@@ -1138,7 +1138,7 @@ impl Session {
             // where transactions go, as a write.
             return Route {
                 hostgroup: user.default_hostgroup.clone(),
-                access: if f.read_only || f.session_only {
+                access: if f.read_only || f.session_only || f.changes_no_data {
                     Access::PreferWrite
                 } else {
                     Access::Write
@@ -1150,7 +1150,7 @@ impl Session {
             Access::Read
         } else if self.leaves_only_tracked_state(f) {
             Access::Session
-        } else if f.session_only {
+        } else if f.session_only || f.changes_no_data {
             Access::PreferWrite
         } else {
             Access::Write

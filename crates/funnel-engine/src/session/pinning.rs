@@ -209,6 +209,8 @@ pub struct ExecuteEffect {
     /// It may commit the open transaction (see
     /// [`super::lost_transaction::commits`]).
     pub commits: bool,
+    /// It only reads (see [`SqlEffect::read_only`]) and pins nothing.
+    pub read_only: bool,
 }
 
 impl ExecuteEffect {
@@ -239,6 +241,7 @@ impl ExecuteEffect {
             sets_last_insert_id: super::rewrite::mentions_previous_statement(sql)
                 && super::rewrite::reads_only_last_insert_id(sql),
             reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
+            read_only: e.read_only && pin.is_none(),
         }
     }
 }

@@ -151,7 +151,8 @@ impl Session {
         {
             return self.reply_prepared(meta).await;
         }
-        let f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
+        let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
+        f.changes_no_data = true;
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
@@ -291,6 +292,7 @@ impl Session {
         f.drops_temporary = meta.effect.drops_temporary;
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
+        f.changes_no_data = meta.effect.read_only;
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
@@ -599,7 +601,9 @@ impl Session {
     async fn send_long_data(&mut self, id: u32, payload: &[u8]) -> Result<(), End> {
         let stmt = self.stmts.get(id).expect("resolved");
         let (meta, key) = (stmt.meta.clone(), stmt.key);
-        let f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
+        let mut f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
+        // The connection it lands on runs the execute.
+        f.changes_no_data = meta.effect.read_only;
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
