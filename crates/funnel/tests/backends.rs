@@ -1147,6 +1147,60 @@ fn backends_state_reported_by_a_replica_never_reaches_another_client() {
     }
 }
 
+/// The planned failover of operations.md, done under `PAUSE`: the old
+/// primary stops, the writer backend is pointed at the new one, then
+/// `RESUME`. A client that logs in meanwhile naming a schema (checked on
+/// a backend) waits at the pause gate like a command, rather than have its
+/// check sent to the primary that is going away and its login refused.
+#[test]
+fn backends_a_login_during_a_failover_pause_waits_for_the_resume() {
+    let old = server(false, &[]);
+    let new = server(false, &[]);
+    for db in [&old, &new] {
+        db.create_database("farm2");
+    }
+    let cfg = |primary: &MariaDb| {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: writer\nbackends:\n\
+             \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+             pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\n\
+             monitor:\n  interval: 200ms\n  timeout: 500ms\n  failures_before_down: 1\n",
+            primary.addr()
+        );
+        Config::from_yaml_str(&yaml).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(cfg(&old));
+    let port = proxy.local_addr().port();
+    let mut before = client_at(port);
+    assert_eq!(port_of(&mut before), old.port());
+    proxy.handle().pause(true);
+    thread::sleep(Duration::from_millis(100));
+    old.stop();
+    let login = thread::spawn(move || {
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .user(Some("app"))
+            .pass(Some("apppw"))
+            .db_name(Some("farm2"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(30)));
+        Conn::new(opts).and_then(|mut c| c.query_first::<u16, _>("SELECT @@port").map(|p| p.unwrap()))
+    });
+    // The monitor marks the old primary down meanwhile.
+    thread::sleep(Duration::from_millis(800));
+    assert!(proxy.reload(cfg(&new)).unwrap().is_empty());
+    proxy.handle().pause(false);
+    let served = login.join().unwrap();
+    assert_eq!(
+        served.unwrap_or_else(|e| panic!("a login during the pause: {e}")),
+        new.port()
+    );
+    assert_eq!(port_of(&mut before), new.port());
+}
+
 fn port_of(c: &mut Conn) -> u16 {
     port(c, "SELECT @@port")
 }

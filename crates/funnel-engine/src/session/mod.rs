@@ -503,7 +503,14 @@ impl Session {
             access: Access::Session,
             fallback: self.user.read_hostgroup.clone(),
         };
-        let mut conn = match self.checkout_on(&route).await {
+        // A login meets `PAUSE` as a command does: during a failover the
+        // primary it would ask may be on its way out.
+        let wait = self.shard.config().backlog.wait_timeout.as_duration();
+        let checked_out = match self.shard.wait_unpaused(wait).await {
+            Ok(()) => self.checkout_on(&route).await,
+            Err(e) => Err(e),
+        };
+        let mut conn = match checked_out {
             Ok(c) => c,
             Err(e) => {
                 return SchemaVerdict::Refused {
