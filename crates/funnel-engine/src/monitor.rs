@@ -231,7 +231,7 @@ async fn check(
     for sql in ["SHOW ALL SLAVES STATUS", "SHOW SLAVE STATUS"] {
         match conn.query_rows(sql).await {
             Ok((cols, rows)) => {
-                lag = replica_lag(&cols, &rows);
+                lag = replica_lag(&cols, &rows, !read_only);
                 break;
             }
             Err(BackendError::Refused(_)) => continue,
@@ -247,15 +247,22 @@ async fn check(
 }
 
 /// The worst Seconds_Behind_Master over every replication connection (a
-/// stopped or broken one counts as lagging for ever); `None` on a primary
-/// (no rows).
-fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>]) -> Option<Duration> {
+/// stopped or broken one counts as lagging for ever on a read-only
+/// server); `None` on a primary (no rows).
+///
+/// On a `writable` server a stopped or broken connection does not count:
+/// that is a primary promoted in a failover that kept its replication
+/// connection (`STOP SLAVE` without `RESET SLAVE ALL`, or one still
+/// retrying the old primary). Its data is the newest there is, and
+/// counting it as lagging for ever would keep every read away from it.
+fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>], writable: bool) -> Option<Duration> {
     let i = cols.iter().position(|c| c == "Seconds_Behind_Master")?;
     rows.iter()
-        .map(
+        .filter_map(
             |row| match row.get(i).cloned().flatten().and_then(|v| v.parse::<u64>().ok()) {
-                Some(secs) => Duration::from_secs(secs),
-                None => BROKEN_REPLICATION_LAG,
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None if writable => None,
+                None => Some(BROKEN_REPLICATION_LAG),
             },
         )
         .max()
@@ -276,21 +283,28 @@ mod tests {
     #[test]
     fn monitor_replica_lag_from_slave_status() {
         let cols = vec!["Slave_IO_State".to_string(), "Seconds_Behind_Master".to_string()];
-        assert_eq!(replica_lag(&cols, &[]), None, "a primary has no rows");
+        assert_eq!(replica_lag(&cols, &[], false), None, "a primary has no rows");
         let row = vec![Some("Waiting".into()), Some("7".into())];
-        assert_eq!(replica_lag(&cols, &[row]), Some(Duration::from_secs(7)));
+        assert_eq!(replica_lag(&cols, &[row], false), Some(Duration::from_secs(7)));
         let broken = vec![Some("".into()), None];
         assert_eq!(
-            replica_lag(&cols, std::slice::from_ref(&broken)),
+            replica_lag(&cols, std::slice::from_ref(&broken), false),
             Some(BROKEN_REPLICATION_LAG)
         );
         // Several connections (multi-source): the worst counts.
         let fresh = vec![Some("Waiting".into()), Some("0".into())];
         let behind = vec![Some("Waiting".into()), Some("12".into())];
         assert_eq!(
-            replica_lag(&cols, &[fresh.clone(), behind]),
+            replica_lag(&cols, &[fresh.clone(), behind], false),
             Some(Duration::from_secs(12))
         );
-        assert_eq!(replica_lag(&cols, &[fresh, broken]), Some(BROKEN_REPLICATION_LAG));
+        assert_eq!(
+            replica_lag(&cols, &[fresh.clone(), broken.clone()], false),
+            Some(BROKEN_REPLICATION_LAG)
+        );
+        // A writable server (a promoted primary): a stopped connection is
+        // no lag; a running one's lag still counts.
+        assert_eq!(replica_lag(&cols, std::slice::from_ref(&broken), true), None);
+        assert_eq!(replica_lag(&cols, &[fresh, broken], true), Some(Duration::ZERO));
     }
 }

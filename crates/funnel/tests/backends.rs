@@ -1227,3 +1227,51 @@ fn backends_one_mixed_hostgroup_splits_text_reads_not_prepared_ones() {
         assert_eq!(at, Some(f.writer.port()), "a prepared read");
     }
 }
+
+/// After a failover, the promoted primary often keeps its stopped
+/// replication connection (`STOP SLAVE` without `RESET SLAVE ALL`; its IO
+/// thread may even keep retrying the dead old primary). In a hostgroup
+/// whose members all carry `max_replication_lag` (roles move between
+/// them), that primary must still take reads: it is the source of the
+/// data, not a replica behind one. A read-only replica whose replication
+/// stopped keeps getting none.
+#[test]
+fn backends_a_promoted_primary_with_stopped_replication_takes_reads() {
+    let primary = server(false, &["--server-id=1"]);
+    let replica = server(true, &["--server-id=2"]);
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for db in [&primary, &replica] {
+        db.exec(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={gone}, \
+             MASTER_USER='repl', MASTER_PASSWORD='rpw', MASTER_CONNECT_RETRY=1"
+        ));
+    }
+    // The promoted one still tries to reach the old primary.
+    primary.exec("START SLAVE IO_THREAD");
+    let mut yaml = String::from(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n\
+         backends:\n",
+    );
+    for (name, db) in [("p", &primary), ("r", &replica)] {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n    \
+             max_replication_lag: 10s\n",
+            db.addr()
+        ));
+    }
+    yaml.push_str("pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n");
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    thread::sleep(Duration::from_millis(400));
+    let mut c = client(&proxy);
+    for i in 0..6 {
+        let at = c
+            .query_first::<u16, _>("SELECT @@port + 0 * COUNT(*) FROM t")
+            .unwrap_or_else(|e| panic!("read {i}: {e}"));
+        assert_eq!(at, Some(primary.port()), "read {i}");
+    }
+    c.query_drop("INSERT INTO t VALUES (1, 1)").unwrap();
+}
