@@ -1,8 +1,9 @@
 //! Choosing a backend within a hostgroup: skip backends that are down,
 //! draining, over their replication-lag limit, or (for writes) read-only;
-//! prefer ones not backing off after failed connects; then take the one
-//! with the fewest outstanding commands, and break ties by smooth weighted
-//! round-robin so weights hold even when the pool is idle.
+//! prefer ones not backing off after failed connects; then take the ones
+//! with the fewest outstanding commands for their weight ([`load_level`]),
+//! and choose among them by smooth weighted round-robin, so weights hold
+//! whether the pool is idle or busy.
 
 use std::rc::Rc;
 
@@ -65,7 +66,7 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
     let mut least_settled = usize::MAX;
     let mut least_any = usize::MAX;
     for p in pools.iter().filter(usable) {
-        let load = p.outstanding();
+        let load = load_level(p);
         least_any = least_any.min(load);
         if !p.backing_off() {
             any_settled = true;
@@ -73,8 +74,19 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
         }
     }
     let least = if any_settled { least_settled } else { least_any };
-    let tied = |p: &&Rc<Pool>| usable(p) && (!any_settled || !p.backing_off()) && p.outstanding() == least;
+    let tied = |p: &&Rc<Pool>| usable(p) && (!any_settled || !p.backing_off()) && load_level(p) == least;
     smooth_weighted(pools.iter().filter(tied)).cloned()
+}
+
+/// How busy a backend is for its weight: its outstanding commands in
+/// whole multiples of its weight. A weight-3 backend with up to 2 commands
+/// running is as free as an idle weight-1 one, and the round-robin between
+/// them keeps to the weights; one that fell behind (a slow server piling up
+/// commands) reaches a higher level and is passed over until it catches up.
+/// Comparing bare counts instead made every weight 1:1 under any
+/// concurrency, since the heavier backend is busy more often.
+fn load_level(p: &Pool) -> usize {
+    p.outstanding() / p.placement().weight.max(1) as usize
 }
 
 /// True when a command of `access` that found no backend in `hostgroup`
