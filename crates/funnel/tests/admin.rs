@@ -937,11 +937,29 @@ fn admin_add_drain_remove_backend_and_shutdown() {
             .trim_start_matches("user: ")
             .to_string()
     };
+    let err = admin
+        .query_drop(format!(
+            "ADD BACKEND second {} {backend_user} bpw max_replication_lag soon",
+            db.addr()
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(err, mysql::Error::MySqlError(ref m) if m.message.contains("max_replication_lag soon")),
+        "{err:?}"
+    );
+    // A replica added by hand gets the lag limit its peers have in the file.
     admin
-        .query_drop(format!("ADD BACKEND second {} {backend_user} bpw", db.addr()))
+        .query_drop(format!(
+            "ADD BACKEND second {} {backend_user} bpw weight 2 max_replication_lag 5s",
+            db.addr()
+        ))
         .unwrap();
     let servers: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
     assert_eq!(servers.len(), 2);
+    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    let second = cfg.iter().position(|l| l.contains("name: second")).unwrap();
+    let keys: Vec<&str> = cfg[second..].iter().take(8).map(|l| l.trim()).collect();
+    assert!(keys.contains(&"max_replication_lag: 5s"), "{keys:?}");
     admin.query_drop("DRAIN BACKEND primary").unwrap();
     let mut c = e.client();
     for _ in 0..20 {

@@ -9,10 +9,13 @@ use super::invalid;
 use crate::resultset::Reply;
 use crate::server::AdminContext;
 
-/// `ADD BACKEND name address user password [hostgroup h] [weight n]`.
+/// `ADD BACKEND name address user password [hostgroup h] [weight n]
+/// [max_replication_lag d]`.
 pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
     let [name, address, user, password, rest @ ..] = args else {
-        return invalid("usage: ADD BACKEND name address user password [hostgroup h] [weight n]");
+        return invalid(
+            "usage: ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d]",
+        );
     };
     let mut backend = Backend {
         name: name.to_string(),
@@ -36,6 +39,12 @@ pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
             "weight" => match value.parse() {
                 Ok(w) => backend.weight = w,
                 Err(_) => return invalid(format!("weight {value} is not a number")),
+            },
+            // A replica added to a farm whose replicas carry a lag limit
+            // needs one too.
+            "max_replication_lag" => match value.parse() {
+                Ok(d) => backend.max_replication_lag = Some(d),
+                Err(e) => return invalid(format!("max_replication_lag {value}: {e}")),
             },
             other => return invalid(format!("unknown option {other}")),
         }

@@ -23,7 +23,7 @@ pub const SHUTTING_DOWN: &str = "shutting down";
 /// Every command, for the error that answers an unknown one.
 pub const HELP: &str =
     "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
-SHOW VERSION | SHOW DIGESTS | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] | \
+SHOW VERSION | SHOW DIGESTS | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d] | \
 REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
 SHUTDOWN | SHUTDOWN GRACEFUL";
 
