@@ -61,6 +61,15 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
             .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.seen());
     let usable =
         |p: &&Rc<Pool>| !skip.contains(&p.id) && usable(p, hostgroup, access) && (!any_checked || p.seen());
+    // Weights count relative to the lightest candidate: equal weights, of
+    // whatever size, compare bare outstanding counts.
+    let lightest = pools
+        .iter()
+        .filter(usable)
+        .map(|p| p.placement().weight.max(1))
+        .min()
+        .unwrap_or(1);
+    let load_level = |p: &Pool| load_level(p, lightest);
     // Prefer pools not backing off after failed connects, when there are any.
     let mut any_settled = false;
     let mut least_settled = usize::MAX;
@@ -79,14 +88,16 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
 }
 
 /// How busy a backend is for its weight: its outstanding commands in
-/// whole multiples of its weight. A weight-3 backend with up to 2 commands
-/// running is as free as an idle weight-1 one, and the round-robin between
-/// them keeps to the weights; one that fell behind (a slow server piling up
-/// commands) reaches a higher level and is passed over until it catches up.
-/// Comparing bare counts instead made every weight 1:1 under any
-/// concurrency, since the heavier backend is busy more often.
-fn load_level(p: &Pool) -> usize {
-    p.outstanding() / p.placement().weight.max(1) as usize
+/// whole multiples of its weight relative to the `lightest` candidate's. A
+/// weight-3 backend with up to 2 commands running is as free as an idle
+/// weight-1 one, and the round-robin between them keeps to the weights; one
+/// that fell behind (a slow server piling up commands) reaches a higher
+/// level and is passed over until it catches up. Comparing bare counts
+/// instead made every weight 1:1 under any concurrency, since the heavier
+/// backend is busy more often. Between equal weights (all 1, or all 100)
+/// the level is the bare count: the least busy backend is taken.
+fn load_level(p: &Pool, lightest: u32) -> usize {
+    p.outstanding() * lightest as usize / p.placement().weight.max(1) as usize
 }
 
 /// True when a command of `access` that found no backend in `hostgroup`
@@ -182,6 +193,25 @@ mod tests {
             counts[pick(&pools, "r", Access::Read, &[]).unwrap().id as usize] += 1;
         }
         assert_eq!((counts[1], counts[2], counts[3]), (1000, 3000, 0));
+    }
+
+    /// Under load the weights still hold: a backend is as free as another
+    /// while its outstanding commands, in multiples of its share, are as
+    /// few; equal weights of any size take the least busy one.
+    #[test]
+    fn router_weights_hold_under_load_and_equal_weights_take_the_least_busy() {
+        let pools = vec![pool(1, "r", 1), pool(2, "r", 3)];
+        pools[1].fake_outstanding(2);
+        let mut counts = [0; 3];
+        for _ in 0..400 {
+            counts[pick(&pools, "r", Access::Read, &[]).unwrap().id as usize] += 1;
+        }
+        assert_eq!((counts[1], counts[2]), (100, 300), "2 running on weight 3");
+        pools[1].fake_outstanding(3);
+        assert!((0..10).all(|_| pick(&pools, "r", Access::Read, &[]).unwrap().id == 1));
+        let pools = vec![pool(1, "r", 100), pool(2, "r", 100)];
+        pools[0].fake_outstanding(1);
+        assert!((0..10).all(|_| pick(&pools, "r", Access::Read, &[]).unwrap().id == 2));
     }
 
     #[test]

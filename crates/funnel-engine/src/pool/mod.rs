@@ -329,6 +329,12 @@ impl Pool {
         c.total - c.idle + c.waiting
     }
 
+    /// Makes the pool look as busy as `n` connections leased (router tests).
+    #[cfg(test)]
+    pub fn fake_outstanding(&self, n: usize) {
+        self.slots.set(n);
+    }
+
     /// Smooth weighted round-robin state, for the router.
     pub fn wrr_current(&self) -> &Cell<i64> {
         &self.wrr_current
