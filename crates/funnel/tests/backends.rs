@@ -1298,3 +1298,43 @@ fn backends_a_promoted_primary_with_stopped_replication_takes_reads() {
     }
     c.query_drop("INSERT INTO t VALUES (1, 1)").unwrap();
 }
+
+/// Two hostgroups that are two clusters, with a schema of the same name
+/// whose tables differ (shards mid-migration, or unrelated applications):
+/// a prepare is described by the cluster it runs on, never replayed from
+/// the other's registry entry.
+#[test]
+fn backends_prepares_are_described_by_their_own_hostgroups_servers() {
+    let a = server(false, &[]);
+    let b = server(false, &[]);
+    b.exec("ALTER TABLE farm.t ADD COLUMN w VARCHAR(10), ADD COLUMN x INT");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: ua\n    password: pw\n    default_schema: farm\n    default_hostgroup: a\n\
+         \x20 - name: ub\n    password: pw\n    default_schema: farm\n    default_hostgroup: b\n\
+         backends:\n\
+         \x20 - name: a\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: a\n\
+         \x20 - name: b\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: b\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        a.addr(),
+        b.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let login = |user: &str| {
+        Conn::new(
+            OptsBuilder::new()
+                .ip_or_hostname(Some("127.0.0.1"))
+                .tcp_port(proxy.local_addr().port())
+                .user(Some(user))
+                .pass(Some("pw"))
+                .db_name(Some("farm"))
+                .prefer_socket(false),
+        )
+        .unwrap()
+    };
+    let (mut ca, mut cb) = (login("ua"), login("ub"));
+    let sql = "SELECT * FROM t WHERE id = ?";
+    assert_eq!(ca.prep(sql).unwrap().num_columns(), 2);
+    assert_eq!(cb.prep(sql).unwrap().num_columns(), 4, "b's table has 4 columns");
+    assert_eq!(ca.prep(sql).unwrap().num_columns(), 2);
+}

@@ -68,6 +68,9 @@ pub struct ResponseShape {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
+    /// The hostgroup whose server described it: two hostgroups may be two
+    /// clusters whose tables of the same names differ.
+    hostgroup: Rc<str>,
     shape: ResponseShape,
     schema: Option<Vec<u8>>,
     vars: SessionVars,
@@ -88,16 +91,18 @@ pub struct Registry {
 const SOFT_CAP: usize = 20_000;
 
 impl Registry {
-    /// A statement prepared before with the same text, schema, variables
-    /// and response shape.
+    /// A statement prepared before in the same hostgroup with the same
+    /// text, schema, variables and response shape.
     pub fn lookup(
         &self,
+        hostgroup: &str,
         shape: ResponseShape,
         schema: &Option<Vec<u8>>,
         vars: &SessionVars,
         sql: &[u8],
     ) -> Option<Rc<StatementMeta>> {
         let key = Key {
+            hostgroup: Rc::from(hostgroup),
             shape,
             schema: schema.clone(),
             vars: vars.clone(),
@@ -106,11 +111,12 @@ impl Registry {
         self.by_key.borrow().get(&key).filter(|m| !m.stale.get()).cloned()
     }
 
-    /// Records a statement a backend prepared, for later prepares of the
-    /// same text, schema, variables and shape.
+    /// Records a statement a backend of `hostgroup` prepared, for later
+    /// prepares there of the same text, schema, variables and shape.
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
+        hostgroup: Rc<str>,
         shape: ResponseShape,
         schema: Option<Vec<u8>>,
         vars: SessionVars,
@@ -136,6 +142,7 @@ impl Registry {
         }
         map.insert(
             Key {
+                hostgroup,
                 shape,
                 schema,
                 vars,
@@ -213,7 +220,7 @@ mod tests {
     use crate::session::variables::Assignment;
 
     #[test]
-    fn prepared_registry_keys_by_text_schema_variables_and_shape() {
+    fn prepared_registry_keys_by_hostgroup_text_schema_variables_and_shape() {
         let r = Registry::default();
         let shape = |deprecate_eof| ResponseShape {
             deprecate_eof,
@@ -222,18 +229,27 @@ mod tests {
         let s = Some(b"db".to_vec());
         let v = SessionVars::default();
         let sql = Bytes::from_static(b"SELECT ?");
-        let m = r.insert(shape(false), s.clone(), v.clone(), sql.clone(), 1, 1, vec![1, 2]);
-        assert_eq!(r.lookup(shape(false), &s, &v, &sql).unwrap().id, m.id);
-        assert!(r.lookup(shape(true), &s, &v, &sql).is_none());
+        let m = r.insert(
+            "hg".into(),
+            shape(false),
+            s.clone(),
+            v.clone(),
+            sql.clone(),
+            1,
+            1,
+            vec![1, 2],
+        );
+        assert_eq!(r.lookup("hg", shape(false), &s, &v, &sql).unwrap().id, m.id);
+        assert!(r.lookup("hg", shape(true), &s, &v, &sql).is_none());
         let latin1 = ResponseShape {
             deprecate_eof: false,
             charset: 8,
         };
         assert!(
-            r.lookup(latin1, &s, &v, &sql).is_none(),
+            r.lookup("hg", latin1, &s, &v, &sql).is_none(),
             "another handshake charset"
         );
-        assert!(r.lookup(shape(false), &None, &v, &sql).is_none());
+        assert!(r.lookup("hg", shape(false), &None, &v, &sql).is_none());
         let mut ansi = SessionVars::default();
         ansi.apply(
             &[Assignment {
@@ -243,16 +259,29 @@ mod tests {
             crate::session::variables::Utf8Alias::ByOldMode,
         );
         assert!(
-            r.lookup(shape(false), &s, &ansi, &sql).is_none(),
+            r.lookup("hg", shape(false), &s, &ansi, &sql).is_none(),
             "prepared under another sql_mode"
         );
-        let m2 = r.insert(shape(true), s.clone(), v.clone(), sql.clone(), 1, 1, vec![]);
+        let m2 = r.insert(
+            "hg".into(),
+            shape(true),
+            s.clone(),
+            v.clone(),
+            sql.clone(),
+            1,
+            1,
+            vec![],
+        );
         assert_ne!(m.id, m2.id);
         assert_eq!(r.len(), 2);
         let own = r.private(s.clone(), v.clone(), sql.clone(), 1, 1, vec![]);
         assert!(own.id > m2.id, "ids stay distinct");
         assert_eq!(r.len(), 2, "a session's own statement is not shared");
-        assert_eq!(r.lookup(shape(true), &s, &v, &sql).unwrap().id, m2.id);
+        assert_eq!(r.lookup("hg", shape(true), &s, &v, &sql).unwrap().id, m2.id);
+        assert!(
+            r.lookup("other", shape(true), &s, &v, &sql).is_none(),
+            "described by another hostgroup's server"
+        );
     }
 
     #[test]
@@ -264,17 +293,48 @@ mod tests {
         };
         let (s, v) = (Some(b"db".to_vec()), SessionVars::default());
         let sql = Bytes::from_static(b"SELECT * FROM t");
-        let m = r.insert(shape, s.clone(), v.clone(), sql.clone(), 0, 2, vec![]);
+        let m = r.insert(
+            "hg".into(),
+            shape,
+            s.clone(),
+            v.clone(),
+            sql.clone(),
+            0,
+            2,
+            vec![],
+        );
         m.note_columns(2);
-        assert_eq!(r.lookup(shape, &s, &v, &sql).unwrap().id, m.id, "as recorded");
+        assert_eq!(
+            r.lookup("hg", shape, &s, &v, &sql).unwrap().id,
+            m.id,
+            "as recorded"
+        );
         m.note_columns(3);
-        assert!(r.lookup(shape, &s, &v, &sql).is_none(), "a column more");
-        let fresh = r.insert(shape, s.clone(), v.clone(), sql.clone(), 0, 3, vec![]);
-        assert_eq!(r.lookup(shape, &s, &v, &sql).unwrap().id, fresh.id);
+        assert!(r.lookup("hg", shape, &s, &v, &sql).is_none(), "a column more");
+        let fresh = r.insert(
+            "hg".into(),
+            shape,
+            s.clone(),
+            v.clone(),
+            sql.clone(),
+            0,
+            3,
+            vec![],
+        );
+        assert_eq!(r.lookup("hg", shape, &s, &v, &sql).unwrap().id, fresh.id);
         // A statement described with no columns (a CALL) may return any.
         let call = Bytes::from_static(b"CALL p()");
-        let c = r.insert(shape, s.clone(), v.clone(), call.clone(), 0, 0, vec![]);
+        let c = r.insert(
+            "hg".into(),
+            shape,
+            s.clone(),
+            v.clone(),
+            call.clone(),
+            0,
+            0,
+            vec![],
+        );
         c.note_columns(4);
-        assert_eq!(r.lookup(shape, &s, &v, &call).unwrap().id, c.id);
+        assert_eq!(r.lookup("hg", shape, &s, &v, &call).unwrap().id, c.id);
     }
 }

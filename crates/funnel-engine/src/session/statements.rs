@@ -145,7 +145,7 @@ impl Session {
             .then(|| {
                 self.shard
                     .statements
-                    .lookup(shape, &self.schema, &self.vars, &sql)
+                    .lookup(&self.prepare_hostgroup(), shape, &self.schema, &self.vars, &sql)
             })
             .flatten()
         {
@@ -174,7 +174,8 @@ impl Session {
                         // Described under that state: never handed to others.
                         statements.private(schema, vars, sql, p.params, p.columns, raw)
                     } else {
-                        statements.insert(shape, schema, vars, sql, p.params, p.columns, raw)
+                        let hostgroup = self.hostgroup_of(&conn);
+                        statements.insert(hostgroup, shape, schema, vars, sql, p.params, p.columns, raw)
                     };
                     let key = StmtKey {
                         meta: meta.id,
@@ -217,6 +218,24 @@ impl Session {
                 self.reply_error(1, err).await
             }
         }
+    }
+
+    /// The hostgroup a prepare would run in now: the held connection's, else
+    /// the default one (binary-protocol statements go there).
+    fn prepare_hostgroup(&self) -> Rc<str> {
+        match &self.pinned {
+            Some(conn) => self.hostgroup_of(conn),
+            None => self.user.default_hostgroup.clone(),
+        }
+    }
+
+    /// The hostgroup of `conn`'s backend.
+    fn hostgroup_of(&self, conn: &BackendConn) -> Rc<str> {
+        self.shard
+            .backends
+            .by_id(conn.pool_id)
+            .map(|p| Rc::from(p.placement().hostgroup.as_str()))
+            .unwrap_or_else(|| self.user.default_hostgroup.clone())
     }
 
     /// After the server refused a prepare: the error is the client's last
