@@ -27,6 +27,9 @@ use crate::shard::Shard;
 struct Check {
     read_only: bool,
     lag: Option<Duration>,
+    /// The server refused to show its replication status (the account
+    /// lacks SLAVE MONITOR / REPLICATION CLIENT): the lag is unknown.
+    lag_refused: bool,
     /// `@@global.max_prepared_stmt_count`: the server's limit for all its
     /// sessions together.
     max_prepared: Option<u64>,
@@ -46,6 +49,8 @@ struct History {
     failures: u32,
     /// [`Pool::answers`] at the last check.
     answers: u64,
+    /// The refused lag read was reported (once, until it succeeds).
+    lag_refusal_told: bool,
 }
 
 /// How often the wait for the next round reads `monitor.interval` again.
@@ -149,6 +154,19 @@ async fn check_and_report(
     let (health, seen) = match result {
         Some(Ok(c)) => {
             past.failures = 0;
+            // A lag limit that cannot be read cannot keep reads off a
+            // lagging replica: say so once, rather than let it pass for
+            // a replica that keeps up.
+            let limited = pool.placement().max_lag.is_some();
+            if c.lag_refused && limited && !past.lag_refusal_told {
+                tracing::warn!(
+                    backend = %name,
+                    user = %spec.user,
+                    "cannot read the replication lag (SHOW SLAVE STATUS refused): max_replication_lag \
+                     has no effect until this account has SLAVE MONITOR or REPLICATION CLIENT"
+                );
+            }
+            past.lag_refusal_told = c.lag_refused && limited;
             (Health::Up, Some(c))
         }
         Some(Err(e)) if e.local_shortage() => {
@@ -228,10 +246,12 @@ async fn check(
     // knows no ALL. Without the privilege (REPLICATION CLIENT / SLAVE
     // MONITOR) the lag is unknown, which is not a failure of the backend.
     let mut lag = None;
+    let mut lag_refused = true;
     for sql in ["SHOW ALL SLAVES STATUS", "SHOW SLAVE STATUS"] {
         match conn.query_rows(sql).await {
             Ok((cols, rows)) => {
                 lag = replica_lag(&cols, &rows, !read_only);
+                lag_refused = false;
                 break;
             }
             Err(BackendError::Refused(_)) => continue,
@@ -241,6 +261,7 @@ async fn check(
     Ok(Check {
         read_only,
         lag,
+        lag_refused,
         max_prepared,
         login_status,
     })

@@ -1338,3 +1338,68 @@ fn backends_prepares_are_described_by_their_own_hostgroups_servers() {
     assert_eq!(cb.prep(sql).unwrap().num_columns(), 4, "b's table has 4 columns");
     assert_eq!(ca.prep(sql).unwrap().num_columns(), 2);
 }
+
+/// A lag limit the monitor cannot read (its account may not run SHOW
+/// SLAVE STATUS) cannot keep reads off a lagging replica: Funnel says so
+/// in its log, once, instead of treating the replica as keeping up in
+/// silence.
+#[test]
+fn backends_an_unreadable_lag_limit_is_reported() {
+    use std::io::{BufRead, BufReader};
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("laglog");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let watcher = format!("{schema}_m");
+    db.exec(&format!(
+        "CREATE USER '{watcher}'@'%' IDENTIFIED BY 'mpw'; GRANT SELECT ON *.* TO '{watcher}'@'%'"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+             backends:\n  - name: replica\n    address: {}\n    user: {backend}\n    password: bpw\n    \
+             max_replication_lag: 5s\n\
+             monitor:\n  interval: 200ms\n  user: {watcher}\n  password: mpw\n\
+             log:\n  level: warn\n",
+            db.addr()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_funnel"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut told = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Ok(line) = rx.recv_timeout(left) {
+            if line.contains("cannot read the replication lag") {
+                told.push(line);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(told.len(), 1, "told once over many checks: {told:?}");
+    assert!(
+        told[0].contains("replica") && told[0].contains(&watcher),
+        "{}",
+        told[0]
+    );
+}
