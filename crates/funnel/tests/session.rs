@@ -76,6 +76,27 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // A binary CALL (JDBC's CallableStatement with server-side
+        // prepares) gets what a text one gets: the client's last insert
+        // id on the connection first, the server's answers after it.
+        name: "a binary CALL reads the client's last insert id",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE bc (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "CREATE PROCEDURE bc_li() SELECT LAST_INSERT_ID() AS li",
+            "CREATE PROCEDURE bc_ins() INSERT INTO bc (v) VALUES (9)",
+        ],
+        steps: &[
+            (2, "INSERT INTO bc (v) VALUES (6)"),
+            (1, "INSERT INTO bc (v) VALUES (7)"),
+            (2, "PS:CALL bc_li()"),
+            (2, "SELECT LAST_INSERT_ID()"),
+            (2, "PS:CALL bc_ins()"),
+            (2, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            (2, "PS:CALL bc_li()"),
+        ],
+    },
+    Case {
         // Pinned with its own insert id on the connection, after a SET
         // (ROW_COUNT() 0, which the procedure may read): the count is
         // given in a DO, which leaves ROW_COUNT() at 0 (soak seed 301217).

@@ -903,19 +903,8 @@ impl Session {
         let Some(mut conn) = self.sync_session(conn, total, f.new_schema.is_some()).await? else {
             return Ok(());
         };
-        // A procedure may read LAST_INSERT_ID() where its CALL does not
-        // show it (`INSERT INTO orders ...; CALL add_items(...)`): the
-        // connection gets the client's id first, once for the session, as
-        // the CALL pins it there. Not where the session was pinned already
-        // and the connection has the client's id (which covers
-        // `insert_id_pinned`): the DO would replace what ROW_COUNT()
-        // answers for the client's previous statement, which ran there too.
-        // A compound statement may call a procedure too (`BEGIN p; END`
-        // under sql_mode=ORACLE).
         let holds_client_id = self.sticky() && self.insert_id_on_server;
-        let call_reads_insert_id = f.runs_procedure()
-            && !holds_client_id
-            && !(self.insert_id_given_to_calls && self.pinned_for_procedures());
+        let call_reads_insert_id = self.call_reads_insert_id(&f);
         // `LAST_INSERT_ID(expr)` sets the connection's id only where the
         // server evaluates it (`UPDATE k SET v = LAST_INSERT_ID(v + 1)`
         // of no row leaves it alone), and the server answers for the id
@@ -1074,6 +1063,22 @@ impl Session {
                     .map(|_| None)
             }
         }
+    }
+
+    /// True when `f` runs a procedure that may read `LAST_INSERT_ID()`
+    /// where its `CALL` does not show it (`INSERT INTO orders ...; CALL
+    /// add_items(...)`), on a connection that may not have the client's
+    /// id: it gets the client's id first (`DO LAST_INSERT_ID(n)`), once
+    /// for the session, as the `CALL` pins it there. Not where the session
+    /// was pinned already and the connection has the client's id (which
+    /// covers `insert_id_pinned`): the DO would replace what ROW_COUNT()
+    /// answers for the client's previous statement, which ran there too.
+    /// A compound statement may call a procedure too (`BEGIN p; END`
+    /// under sql_mode=ORACLE); so may a binary `CALL`.
+    fn call_reads_insert_id(&self, f: &Forward) -> bool {
+        f.runs_procedure()
+            && !(self.sticky() && self.insert_id_on_server)
+            && !(self.insert_id_given_to_calls && self.pinned_for_procedures())
     }
 
     /// Pinned for what a `CALL` or a compound statement pins for.

@@ -355,24 +355,27 @@ impl Session {
         // Also when pinned at prepare for the statement's other reads: the
         // pin may have begun on a connection with another client's id.
         let reads_id = meta.effect.sets_last_insert_id || meta.effect.reads_last_insert_id;
+        // A procedure, as for a text `CALL` (see `call_reads_insert_id`).
+        let call_reads_id = self.call_reads_insert_id(&f);
+        let gives_id = (reads_id && !self.insert_id_pinned()) || call_reads_id;
         // A procedure may set FOUND_ROWS()'s count or leave it (see
         // `forward`): the connection gets the client's first.
-        let conn =
-            if f.runs_procedure() && self.gives_found_rows_to_call(reads_id && !self.insert_id_pinned()) {
-                match self.give_found_rows(conn, 0).await? {
-                    Some((c, given)) => {
-                        f.found_rows_given = given;
-                        c
-                    }
-                    None => return Ok(()),
+        let conn = if f.runs_procedure() && self.gives_found_rows_to_call(gives_id) {
+            match self.give_found_rows(conn, 0).await? {
+                Some((c, given)) => {
+                    f.found_rows_given = given;
+                    c
                 }
-            } else {
-                conn
-            };
-        let mut conn = if reads_id && !self.insert_id_pinned() {
+                None => return Ok(()),
+            }
+        } else {
+            conn
+        };
+        let mut conn = if gives_id {
             match self.sync_last_insert_id(conn, 0).await? {
                 Some(c) => {
                     self.insert_id_on_server = true;
+                    self.insert_id_given_to_calls |= call_reads_id;
                     c
                 }
                 None => return Ok(()),
