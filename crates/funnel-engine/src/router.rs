@@ -30,8 +30,10 @@ pub enum Access {
 /// The backend a command in `hostgroup` should use, if any can take it;
 /// pools whose id is in `skip` already failed this command.
 ///
-/// Runs on every command, so it allocates nothing: one pass finds the
-/// candidates' lowest load, a second spends the round-robin credit.
+/// Runs on every command, so it allocates nothing: with one backend that
+/// can serve (the common shape), one pass finds it; with more, further
+/// passes find the candidates' lowest load and spend the round-robin
+/// credit.
 pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -> Option<Rc<Pool>> {
     if access == Access::PreferWrite {
         // A read-only server serves only a hostgroup with no writable one
@@ -49,6 +51,18 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
     if access == Access::Session {
         return pick(pools, hostgroup, Access::Write, skip)
             .or_else(|| pick(pools, hostgroup, Access::Read, skip));
+    }
+    // The common shape, one backend that can serve: nothing to weigh.
+    let mut able = pools
+        .iter()
+        .filter(|p| !skip.contains(&p.id) && usable(p, hostgroup, access));
+    let (first, second) = (able.next(), able.next());
+    match (first, second) {
+        (None, _) => return None,
+        (Some(only), None) => {
+            return (access != Access::Write || only.seen()).then(|| only.clone());
+        }
+        _ => {}
     }
     // A backend not yet checked by the health monitor (just started or just
     // added) might be a read-only replica or a lagging one. A write never
