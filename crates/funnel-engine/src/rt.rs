@@ -22,6 +22,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 pub struct Stream {
     sock: Sock,
     tls: Option<Box<Tls>>,
+    /// The compressed protocol, on client connections that asked for it
+    /// (inside TLS when both are on).
+    compress: Option<Box<crate::compress::Compressed>>,
 }
 
 /// The socket under a [`Stream`].
@@ -58,6 +61,34 @@ impl Sock {
 struct Tls {
     conn: rustls::Connection,
     raw: Vec<u8>,
+}
+
+/// Reads from the socket, through TLS when it is on.
+async fn read_raw(sock: &mut Sock, tls: &mut Option<Box<Tls>>, buf: &mut [u8]) -> io::Result<usize> {
+    let Some(tls) = tls.as_mut() else {
+        return sock.read(buf).await;
+    };
+    loop {
+        match std::io::Read::read(&mut tls.conn.reader(), buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if !pump_in(sock, tls).await? {
+            return Ok(0);
+        }
+    }
+}
+
+/// Writes all of `buf` to the socket, through TLS when it is on.
+async fn write_raw(sock: &mut Sock, tls: &mut Option<Box<Tls>>, buf: &[u8]) -> io::Result<()> {
+    match tls.as_mut() {
+        None => sock.write_all(buf).await,
+        Some(tls) => {
+            std::io::Write::write_all(&mut tls.conn.writer(), buf)?;
+            flush_out(sock, tls).await
+        }
+    }
 }
 
 /// The listening sockets of the current core: its own TCP socket (one of
@@ -245,6 +276,7 @@ impl Listener {
                 Ok(Stream {
                     sock: Sock::Tcp(s),
                     tls: None,
+                    compress: None,
                 })
             }));
         }
@@ -254,6 +286,7 @@ impl Listener {
             Ok(Stream {
                 sock: Sock::Unix(s),
                 tls: None,
+                compress: None,
             })
         }))
     }
@@ -268,6 +301,7 @@ impl Stream {
         Ok(Stream {
             sock: Sock::Tcp(s),
             tls: None,
+            compress: None,
         })
     }
 
@@ -294,6 +328,7 @@ impl Stream {
         Ok(Stream {
             sock: Sock::Unix(s),
             tls: None,
+            compress: None,
         })
     }
 
@@ -328,30 +363,40 @@ impl Stream {
 
     /// Reads what is available into `buf`; 0 means the peer closed.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(tls) = self.tls.as_mut() else {
-            return self.sock.read(buf).await;
+        let Some(c) = self.compress.as_mut() else {
+            return read_raw(&mut self.sock, &mut self.tls, buf).await;
         };
         loop {
-            match std::io::Read::read(&mut tls.conn.reader(), buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            let n = c.take_plain(buf);
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
             }
-            if !pump_in(&mut self.sock, tls).await? {
+            if c.unpack_next()? {
+                continue;
+            }
+            let n = read_raw(&mut self.sock, &mut self.tls, c.raw_room()).await?;
+            if n == 0 {
                 return Ok(0);
             }
+            c.raw_filled(n);
         }
     }
 
     /// Writes all of `buf` (short writes are continued, never ignored).
     pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self.tls.as_mut() {
-            None => self.sock.write_all(buf).await,
-            Some(tls) => {
-                std::io::Write::write_all(&mut tls.conn.writer(), buf)?;
-                flush_out(&mut self.sock, tls).await
+        match self.compress.as_mut() {
+            None => write_raw(&mut self.sock, &mut self.tls, buf).await,
+            Some(c) => {
+                let packed = c.pack(buf);
+                write_raw(&mut self.sock, &mut self.tls, packed).await
             }
         }
+    }
+
+    /// Switches to the compressed protocol (after the login OK of a client
+    /// that asked for it): every read and write from now on is packed.
+    pub fn start_compression(&mut self) {
+        self.compress = Some(Box::default());
     }
 
     /// True once TLS is on.

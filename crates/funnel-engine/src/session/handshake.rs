@@ -23,8 +23,10 @@ use crate::rt::Stream;
 use crate::session::users::{UserEntry, UserTable};
 
 /// What Funnel offers clients. `CLIENT_MYSQL` is set, so MariaDB clients
-/// speak the common dialect (no MariaDB extended capabilities); no TLS and
-/// no compression yet.
+/// speak the common dialect (no MariaDB extended capabilities). TLS is
+/// offered where configured; compression (`CLIENT_COMPRESS`, see
+/// [`crate::compress`]) always, and only the client's side of Funnel
+/// compresses.
 pub const FUNNEL_CAPS: Capabilities = Capabilities(
     Capabilities::CLIENT_MYSQL.0
         | Capabilities::CLIENT_FOUND_ROWS.0
@@ -44,7 +46,8 @@ pub const FUNNEL_CAPS: Capabilities = Capabilities(
         | Capabilities::CLIENT_CONNECT_ATTRS.0
         | Capabilities::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.0
         | Capabilities::CLIENT_SESSION_TRACK.0
-        | Capabilities::CLIENT_DEPRECATE_EOF.0,
+        | Capabilities::CLIENT_DEPRECATE_EOF.0
+        | Capabilities::CLIENT_COMPRESS.0,
 );
 
 /// Largest packet accepted before login completes.

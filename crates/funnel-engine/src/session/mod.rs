@@ -454,7 +454,12 @@ impl Session {
             status: self.client_status(),
             ..Default::default()
         };
-        self.write_ok(seq, &ok).await
+        self.write_ok(seq, &ok).await?;
+        if self.caps.contains(Capabilities::CLIENT_COMPRESS) {
+            // From the packet after the login OK on, as the server does.
+            self.stream.start_compression();
+        }
+        Ok(())
     }
 
     /// Why the schema the login names (`self.schema`) is refused, with

@@ -1,0 +1,259 @@
+//! The compressed protocol (`CLIENT_COMPRESS`, `mysql --compress`,
+//! JDBC's `useCompression=true`) between clients and Funnel: the answers
+//! are those of a direct connection, a client that asks for compression
+//! gets it on the wire, and one that does not is unaffected. Funnel's
+//! backend connections stay uncompressed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use funnel_engine::Proxy;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+const USER: &str = "zip";
+const PASSWORD: &str = "zippw";
+
+/// The shared server, with [`USER`] (for direct connections) made once.
+fn server() -> &'static MariaDb {
+    static USER_MADE: std::sync::Once = std::sync::Once::new();
+    let db = MariaDb::shared();
+    USER_MADE.call_once(|| db.create_user(USER, PASSWORD));
+    db
+}
+
+/// A Funnel with a one-connection pool in front of the shared server, and
+/// a fresh schema with a table of 500 rows of repetitive text (600 KB).
+fn setup() -> (Proxy, String) {
+    let db = server();
+    let schema = db.fresh_database("zip");
+    db.exec(&format!(
+        "CREATE TABLE {schema}.t (id INT PRIMARY KEY AUTO_INCREMENT, s TEXT)"
+    ));
+    db.exec(&format!(
+        "INSERT INTO {schema}.t (s) SELECT REPEAT('hello world ', 100) FROM {schema}.seq_1_to_500"
+    ));
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: {USER}\n    password: {PASSWORD}\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let cfg = funnel_config::Config::from_yaml_str(&yaml).unwrap();
+    (funnel_testkit::funnel::start(cfg), schema)
+}
+
+fn opts(port: u16, schema: &str, compress: bool) -> OptsBuilder {
+    let o = OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(port)
+        .user(Some(USER))
+        .pass(Some(PASSWORD))
+        .db_name(Some(schema))
+        .prefer_socket(false);
+    if compress {
+        o.compress(Some(mysql::Compression::default()))
+    } else {
+        o
+    }
+}
+
+/// A relay to `to` that counts the bytes coming back from it; returns its
+/// address and the count.
+fn counting_relay(to: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(to) else {
+                return;
+            };
+            let (mut c_in, mut c_out) = (client.try_clone().unwrap(), client);
+            let (mut s_in, mut s_out) = (server.try_clone().unwrap(), server);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(std::net::Shutdown::Both);
+            });
+            let counted = counted.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    counted.fetch_add(n, Ordering::Relaxed);
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// What a session of everyday work answers: text and binary results,
+/// several statements, an error, a 2 MB statement, session state moving
+/// between clients. (Statements past one compressed packet, 16 MB, are
+/// the `mariadb` client's test: this client crate's own compression
+/// resets the connection at that size, directly too.)
+fn session_answers(c: &mut Conn) -> Vec<String> {
+    let mut out = Vec::new();
+    let rows: Vec<(i32, String)> = c.query("SELECT id, s FROM t ORDER BY id").unwrap();
+    out.push(format!(
+        "{} rows, {} bytes",
+        rows.len(),
+        rows.iter().map(|r| r.1.len()).sum::<usize>()
+    ));
+    let v: Option<(i32, String)> = c
+        .exec_first("SELECT id, LEFT(s, 11) FROM t WHERE id = ?", (7,))
+        .unwrap();
+    out.push(format!("{v:?}"));
+    let mut sets = Vec::new();
+    {
+        let mut result = c.query_iter("SELECT 1; SELECT 'two', 2; DO 3").unwrap();
+        while let Some(set) = result.iter() {
+            sets.push(
+                set.map(|r| format!("{:?}", r.unwrap().unwrap()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+    }
+    out.push(sets.join("|"));
+    out.push(format!(
+        "{:?}",
+        c.query_drop("SELECT nosuch FROM t").map_err(|e| e.to_string())
+    ));
+    let big = "x".repeat(2 * 1024 * 1024);
+    let n: Option<u64> = c.query_first(format!("SELECT LENGTH('{big}')")).unwrap();
+    out.push(format!("{n:?}"));
+    c.query_drop("SET @v = 'mine', time_zone = '+05:00'").unwrap();
+    let v: Option<(String, String)> = c.query_first("SELECT @v, @@time_zone").unwrap();
+    out.push(format!("{v:?}"));
+    out
+}
+
+#[test]
+fn compression_clients_get_direct_answers_compressed_on_the_wire() {
+    let (proxy, schema) = setup();
+    let db = server();
+    let direct = {
+        let mut c = Conn::new(opts(db.port(), &schema, true)).unwrap();
+        session_answers(&mut c)
+    };
+    // Two clients, one compressed and one not, share the one connection.
+    let mut plain = Conn::new(opts(proxy.local_addr().port(), &schema, false)).unwrap();
+    let mut zipped = Conn::new(opts(proxy.local_addr().port(), &schema, true)).unwrap();
+    assert_eq!(session_answers(&mut zipped), direct);
+    assert_eq!(session_answers(&mut plain), direct);
+    assert_eq!(session_answers(&mut zipped), direct);
+
+    // On the wire: the 600 KB of text come compressed.
+    let read_all = |compress: bool| {
+        let (relay, count) = counting_relay(proxy.local_addr());
+        let mut c = Conn::new(opts(relay.port(), &schema, compress)).unwrap();
+        let before = count.load(Ordering::Relaxed);
+        let rows: Vec<(i32, String)> = c.query("SELECT id, s FROM t").unwrap();
+        assert_eq!(rows.len(), 500);
+        count.load(Ordering::Relaxed) - before
+    };
+    let (zipped_bytes, plain_bytes) = (read_all(true), read_all(false));
+    assert!(plain_bytes > 600_000, "{plain_bytes}");
+    assert!(zipped_bytes < 60_000, "compressed: {zipped_bytes} bytes");
+}
+
+/// The `mariadb` command-line client with `--compress`, as people run it.
+#[test]
+fn compression_mariadb_cli_with_compress_reads_what_it_reads_directly() {
+    let (proxy, schema) = setup();
+    let db = server();
+    let run = |port: u16, compress: bool| {
+        let mut cmd = Command::new("mariadb");
+        cmd.args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            &format!("-u{USER}"),
+            &format!("-p{PASSWORD}"),
+        ]);
+        if compress {
+            cmd.arg("--compress");
+        }
+        let out = cmd
+            .args([
+                &schema,
+                "-e",
+                "SELECT * FROM t ORDER BY id; SELECT @@version_comment IS NOT NULL",
+            ])
+            .output()
+            .expect("the mariadb client is installed with the server");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let direct = run(db.port(), false);
+    assert!(
+        direct.len() > 600_000,
+        "{}",
+        String::from_utf8_lossy(&direct[..direct.len().min(300)])
+    );
+    assert_eq!(run(proxy.local_addr().port(), true), direct);
+    assert_eq!(run(proxy.local_addr().port(), false), direct);
+
+    // Past one compressed packet (16 MB) both ways: a 17 MB statement in,
+    // an 18 MB row out.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("big.sql");
+    let big = "x".repeat(17 * 1024 * 1024);
+    std::fs::write(
+        &script,
+        format!(
+            "SELECT LENGTH('{big}');\n\
+             SELECT MD5(REPEAT('ab', 9000000)), LENGTH(REPEAT('ab', 9000000));\n"
+        ),
+    )
+    .unwrap();
+    let big_run = |port: u16, input: Option<&std::path::Path>, sql: Option<&str>| {
+        let mut cmd = Command::new("mariadb");
+        cmd.args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            &format!("-u{USER}"),
+            &format!("-p{PASSWORD}"),
+            "--max-allowed-packet=64M",
+            "--compress",
+            "-N",
+            &schema,
+        ]);
+        if let Some(sql) = sql {
+            cmd.args(["-e", sql]);
+        }
+        if let Some(path) = input {
+            cmd.stdin(std::fs::File::open(path).unwrap());
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let direct = big_run(db.port(), Some(&script), None);
+    assert!(
+        String::from_utf8_lossy(&direct).starts_with("17825792\n"),
+        "{}",
+        String::from_utf8_lossy(&direct)
+    );
+    assert_eq!(big_run(proxy.local_addr().port(), Some(&script), None), direct);
+    let row = big_run(
+        proxy.local_addr().port(),
+        None,
+        Some("SELECT REPEAT('ab', 9000000)"),
+    );
+    assert_eq!(row.len(), 18_000_001, "an 18 MB row through Funnel, compressed");
+}
