@@ -257,3 +257,50 @@ fn compression_mariadb_cli_with_compress_reads_what_it_reads_directly() {
     );
     assert_eq!(row.len(), 18_000_001, "an 18 MB row through Funnel, compressed");
 }
+
+/// A compressed packet that does not inflate to the length its header
+/// gives gets ERR 1158 (as the server answers garbled packets), packed as
+/// the client asked, and a close; the next client is served.
+#[test]
+fn compression_garbled_packets_get_1158_and_a_close() {
+    use funnel_protocol::response::ErrPacket;
+    use funnel_protocol::Capabilities;
+    use funnel_testkit::mini_client::MiniClient;
+    let (proxy, schema) = setup();
+    let mut c = MiniClient::connect_with(
+        proxy.local_addr(),
+        USER,
+        PASSWORD,
+        Some(&schema),
+        Capabilities::CLIENT_COMPRESS,
+    )
+    .unwrap();
+    // Header: 20 bytes of payload that should inflate to 100; they are junk.
+    let mut bad = vec![20, 0, 0, 0, 100, 0, 0];
+    bad.extend_from_slice(&[0xAB; 20]);
+    c.write_raw(&bad).unwrap();
+    let mut s = c.try_clone_stream().unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.len() > 7, "closed without a word: {reply:?}");
+    let (len, plain_len) = (
+        usize::from(reply[0]) | usize::from(reply[1]) << 8,
+        usize::from(reply[4]) | usize::from(reply[5]) << 8,
+    );
+    let payload = &reply[7..7 + len];
+    let plain = if plain_len == 0 {
+        payload.to_vec()
+    } else {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(payload)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let err = ErrPacket::parse(&plain[4..]).unwrap();
+    assert_eq!(err.code, 1158, "{err:?}");
+    let mut next = Conn::new(opts(proxy.local_addr().port(), &schema, true)).unwrap();
+    assert_eq!(next.query_first::<i32, _>("SELECT 1").unwrap(), Some(1));
+}

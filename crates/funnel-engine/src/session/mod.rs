@@ -83,11 +83,25 @@ struct Route {
 enum Woke {
     /// Bytes arrived (`true`) or the socket failed or closed (`false`).
     Data(bool),
+    /// What arrived cannot be read as the protocol says (a compressed
+    /// packet that does not inflate to its stated length).
+    Garbled(String),
     /// `client.idle_timeout` (or mid-command, `client.net_read_timeout`)
     /// passed.
     Idle,
     /// KILL or a graceful stop.
     Killed,
+}
+
+impl Woke {
+    /// What a read of the client's bytes came to.
+    fn of(r: std::io::Result<usize>) -> Self {
+        match r {
+            Ok(_) => Woke::Data(true),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Woke::Garbled(e.to_string()),
+            Err(_) => Woke::Data(false),
+        }
+    }
 }
 
 /// Why a session ended.
@@ -854,10 +868,10 @@ impl Session {
             let fill = async {
                 match limit {
                     Some(l) => match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
-                        Some(r) => Woke::Data(r.is_ok()),
+                        Some(r) => Woke::of(r),
                         None => Woke::Idle,
                     },
-                    _ => Woke::Data(self.buf.fill(&mut self.stream).await.is_ok()),
+                    _ => Woke::of(self.buf.fill(&mut self.stream).await),
                 }
             };
             let woke = futures_lite::future::or(fill, async {
@@ -891,6 +905,17 @@ impl Session {
                         4031,
                         "HY000",
                         format!("The client was disconnected by the server because of inactivity ({key})"),
+                    );
+                    self.shard.stats.count_error(err.code);
+                    let _ = send_err(&mut self.stream, 0, &err).await;
+                    return Err(End::Closed);
+                }
+                Woke::Garbled(why) => {
+                    // As the server: its reason, then the close.
+                    let err = ErrPacket::new(
+                        1158,
+                        "08S01",
+                        format!("Got an error reading communication packets ({why})"),
                     );
                     self.shard.stats.count_error(err.code);
                     let _ = send_err(&mut self.stream, 0, &err).await;
