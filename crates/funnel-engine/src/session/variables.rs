@@ -277,16 +277,41 @@ impl SessionVars {
             .collect();
         // A setting that still names the alias was made under the
         // default (one made under a session's own `old_mode` is resolved,
-        // see `resolve_utf8_alias`); it is replayed only when it differs.
+        // see `resolve_utf8_alias`); it is replayed when it differs, and
+        // the connection's charset group whenever the group is rebuilt
+        // (see `diff_sql`), equal or not.
+        let rebuilt = self.charset_rebuilt(current);
+        let replayed = |name: &str, val: &String| {
+            current.0.get(name) != Some(val) || (rebuilt && is_rebuilt_charset_var(name))
+        };
         let alias_replayed = || {
-            self.0.iter().any(|(name, val)| {
-                is_charset_group(name) && has_utf8_alias(val) && current.0.get(name) != Some(val)
-            })
+            self.0
+                .iter()
+                .any(|(name, val)| is_charset_group(name) && has_utf8_alias(val) && replayed(name, val))
         };
         if current.0.contains_key(OLD_MODE) && alias_replayed() {
             reset.push(OLD_MODE);
         }
+        // `SET CHARACTER SET` takes the connection's `collation_database`
+        // as the statement starts: another client's goes back to the
+        // schema's first. (A session's own is copied into
+        // `collation_connection` as it sets it, see `apply`, and replayed
+        // after it.)
+        if rebuilt && !self.0.contains_key(NAMES) && self.0.contains_key(CHARSET) {
+            for v in SCHEMA_CHARSET_VARS {
+                if current.0.contains_key(v) && !self.0.contains_key(v) {
+                    reset.push(v);
+                }
+            }
+        }
         reset
+    }
+
+    /// True when [`Self::diff_sql`] rebuilds the charset group (`SET
+    /// NAMES` or `CHARACTER SET`, then the group's variables) to turn a
+    /// connection with `current` into one with `self`.
+    fn charset_rebuilt(&self, current: &SessionVars) -> bool {
+        rebuilt_charset_vars().any(|v| self.0.get(v) != current.0.get(v))
     }
 
     /// Forgets `names`: the connection has the server's global values again.
@@ -309,10 +334,7 @@ impl SessionVars {
             return Ok(None);
         }
         let mut parts: Vec<String> = Vec::new();
-        let charset_changed = |v: &str| self.0.get(v) != current.0.get(v);
-        let names_or_charset_changed = charset_changed(NAMES)
-            || charset_changed(CHARSET)
-            || CHARSET_VARS.iter().any(|v| charset_changed(v));
+        let names_or_charset_changed = self.charset_rebuilt(current);
         // What the connection has beyond the session goes back first: a
         // reset's side effects (`max_join_size = DEFAULT` turns
         // `sql_big_selects` on) must not undo the session's own values.
@@ -734,6 +756,16 @@ fn utf8_is_utf8mb3(mode: &str) -> Option<bool> {
             .split(',')
             .any(|flag| flag.trim().eq_ignore_ascii_case(FLAG)),
     )
+}
+
+/// The variables [`SessionVars::diff_sql`] sets whenever it rebuilds the
+/// charset group.
+fn rebuilt_charset_vars() -> impl Iterator<Item = &'static str> {
+    [NAMES, CHARSET].into_iter().chain(CHARSET_VARS)
+}
+
+fn is_rebuilt_charset_var(name: &str) -> bool {
+    rebuilt_charset_vars().any(|v| v == name)
 }
 
 /// True for the variables of the character set group (`SET NAMES`, `SET
@@ -1351,6 +1383,22 @@ mod tests {
                 Some("SET SESSION collation_database = utf8_bin".to_string())
             )
         );
+        // Rebuilt with the charset group (another client's
+        // character_set_results differs), an alias equal to the
+        // connection's is replayed too: under the default again.
+        let results = vars(&["SET NAMES utf8, character_set_results = latin1"]);
+        let conn2 = vars(&["SET NAMES utf8", "SET old_mode = ''"]);
+        assert_eq!(results.vars_to_reset_first(&conn2), [OLD_MODE]);
+        // SET CHARACTER SET reads collation_database as its statement
+        // starts: another client's goes back to the schema's first.
+        let cs = vars(&["SET CHARACTER SET latin1"]);
+        let theirs = vars(&["SET collation_database = latin1_bin"]);
+        assert_eq!(cs.vars_to_reset_first(&theirs), ["collation_database"]);
+        assert!(vars(&["SET NAMES latin1"])
+            .vars_to_reset_first(&theirs)
+            .is_empty());
+        let own = vars(&["SET collation_database = utf8mb4_bin", "SET CHARACTER SET latin1"]);
+        assert!(own.vars_to_reset_first(&theirs).is_empty(), "its own is copied");
         // Nothing to reset when the alias is not replayed, or resolved.
         let both = vars(&["SET NAMES utf8", "SET old_mode = 'NO_PROGRESS_INFO'"]);
         assert_eq!(
