@@ -1061,9 +1061,9 @@ impl Session {
     /// Sets what `FOUND_ROWS()` answers on `conn` to the client's own
     /// count (see [`give_found_rows_sql`]), leaving `ROW_COUNT()` at the
     /// client's 0 where that is what it was. `Some((conn, false))` when
-    /// the server refused it (a `max_statement_time` that ran out): the
-    /// count is then not the client's, and the error Funnel's, not the
-    /// client's, to read. `None` when the connection failed and the
+    /// the server refused it or left a condition (a `max_statement_time`
+    /// that ran out, a small `max_join_size`): the count is then not the
+    /// client's, and the condition is cleared. `None` when the connection failed and the
     /// client was told (the command's `total` bytes are then consumed).
     async fn give_found_rows(
         &mut self,
@@ -1074,25 +1074,48 @@ impl Session {
         let sql = give_found_rows_sql(self.last.found_rows, self.last.row_count == 0);
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
-        match conn.run(&p, Expect::Results).await {
-            Ok(summary) => {
-                let given = summary.error.is_none();
-                if !given {
-                    // Funnel's error is in the diagnostics area now: a
-                    // diagnostics read of the client's clears it first.
-                    conn.stale_diagnostics = true;
-                    self.foreign_diagnostics = true;
-                }
-                Ok(Some((conn, given)))
+        let given = match conn.run(&p, Expect::Results).await {
+            // A condition means the count is not the client's: a
+            // `max_statement_time` that ran out fails it, and under a
+            // `max_join_size` it is too small for the `DO` ends with an
+            // error condition, not an error, and a count of 1.
+            Ok(summary) => summary.error.is_none() && summary.warnings == 0,
+            Err(e) => return self.give_found_rows_lost(conn, total, e).await,
+        };
+        if !given {
+            // Funnel's condition is in the diagnostics area now, where a
+            // `CALL` that opens no table would report it as its own
+            // warning: cleared at once (a statement that opens a table,
+            // which leaves ROW_COUNT() at -1; a `DO` then sets the client's
+            // 0 back).
+            let mut clear: Vec<&[u8]> = vec![CLEAR_DIAGNOSTICS];
+            if self.last.row_count == 0 {
+                clear.push(b"DO 0");
             }
-            Err(e) => {
-                self.buf.consume(total);
-                self.discard_backend(conn);
-                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await
-                    .map(|_| None)
+            for sql in clear {
+                let mut p = BytesMut::with_capacity(sql.len() + 1);
+                funnel_protocol::command::write_query(&mut p, sql);
+                if let Err(e) = conn.run(&p, Expect::Results).await {
+                    return self.give_found_rows_lost(conn, total, e).await;
+                }
             }
         }
+        Ok(Some((conn, given)))
+    }
+
+    /// The connection failed while given a count (see
+    /// [`Self::give_found_rows`]): the client is told.
+    async fn give_found_rows_lost(
+        &mut self,
+        conn: BackendConn,
+        total: usize,
+        e: BackendError,
+    ) -> Result<Option<(BackendConn, bool)>, End> {
+        self.buf.consume(total);
+        self.discard_backend(conn);
+        self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
+            .await
+            .map(|_| None)
     }
 
     /// True when `f` runs a procedure that may read `LAST_INSERT_ID()`
