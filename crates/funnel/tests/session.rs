@@ -1719,13 +1719,6 @@ fn outcome(c: &mut Conn, sql: &str) -> Outcome {
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
         return Ok(Vec::new());
     }
-    if sql == "PING" {
-        return match c.ping() {
-            Ok(()) => Ok(Vec::new()),
-            Err(mysql::Error::MySqlError(e)) => Err(e.code),
-            Err(e) => panic!("{sql}: {e}"),
-        };
-    }
     if sql == "RESET" {
         // COM_RESET_CONNECTION.
         return match c.reset() {
