@@ -59,6 +59,29 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // A session's first CALL gets the client's insert id first (`DO
+        // LAST_INSERT_ID(n)`, which leaves ROW_COUNT() at 0), and a var
+        // replay is a SET (0 too): the count given after them sets the
+        // client's -1 back, as its SELECT leaves it, for the procedure to read.
+        name: "ROW_COUNT() in a session's first CALL after a SELECT",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE frc (v INT)",
+            "INSERT INTO frc VALUES (1), (2), (3)",
+            "CREATE PROCEDURE frc_rc() SELECT ROW_COUNT(), FOUND_ROWS()",
+        ],
+        steps: &[
+            (0, "SELECT v FROM frc"),
+            (1, "SET sql_select_limit = 2"),
+            (1, "SELECT v FROM frc"),
+            (0, "CALL frc_rc()"),
+            (1, "CALL frc_rc()"),
+            (0, "SELECT ROW_COUNT(), FOUND_ROWS()"),
+            (2, "SET @a = 1"),
+            (2, "CALL frc_rc()"),
+        ],
+    },
+    Case {
         // Under a small max_join_size the statement that gives the count
         // ends with an error condition (not an error) and a count of 1:
         // not the client's, and the condition must not be read as the

@@ -941,12 +941,22 @@ impl Session {
         // from then on: the connection must hold the client's first (soak
         // seed 300958).
         let setter_on_foreign_id = f.sets_insert_id && !holds_client_id;
+        if call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f) {
+            conn = match self.sync_last_insert_id(conn, total).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            };
+            self.insert_id_on_server = true;
+            self.insert_id_given_to_calls |= call_reads_insert_id;
+        }
         // A procedure may set what FOUND_ROWS() answers where its CALL
         // returns no rows (`SELECT COUNT(*) INTO @n FROM t`, soak seed
         // 301217), or leave it as it was, maybe another client's: the
         // connection gets the client's own count first, so that either
-        // way the server's count after the CALL is the client's. Before
-        // the DO, whose ROW_COUNT() the procedure may read.
+        // way the server's count after the CALL is the client's. After
+        // the DO (and the variables' SET), which leave ROW_COUNT() at 0:
+        // the statement that gives the count leaves the client's -1 or 0
+        // for the procedure to read.
         if f.runs_procedure() && self.gives_found_rows_to_call(call_reads_insert_id) {
             conn = match self.give_found_rows(conn, total).await? {
                 Some((c, given)) => {
@@ -955,14 +965,6 @@ impl Session {
                 }
                 None => return Ok(()),
             };
-        }
-        if call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f) {
-            conn = match self.sync_last_insert_id(conn, total).await? {
-                Some(c) => c,
-                None => return Ok(()),
-            };
-            self.insert_id_on_server = true;
-            self.insert_id_given_to_calls |= call_reads_insert_id;
         }
         if !f.dynamic_vars.is_empty() {
             conn = match self.check_dynamic_vars(conn, &f.dynamic_vars, total).await? {
@@ -1048,9 +1050,9 @@ impl Session {
     /// giving it would take long, no warnings of the client's are on the
     /// connection (the statement that gives the count clears them), and
     /// the statement leaves `ROW_COUNT()` as the procedure would read it:
-    /// the `DO LAST_INSERT_ID(n)` sent after it sets that anyway
-    /// (`do_follows`), or the client's is -1, as a `SELECT` leaves it, or
-    /// 0, as a `DO` leaves it (after a `SET`, soak seed 301217).
+    /// the client's is -1, as a `SELECT` leaves it, or 0, as a `DO` leaves
+    /// it (after a `SET`, soak seed 301217), or the `DO LAST_INSERT_ID(n)`
+    /// sent before it left 0 anyway (`do_follows`).
     fn gives_found_rows_to_call(&self, do_follows: bool) -> bool {
         !self.server_answers_found_rows()
             && self.last.found_rows <= MAX_GIVEN_FOUND_ROWS
@@ -1060,7 +1062,7 @@ impl Session {
 
     /// Sets what `FOUND_ROWS()` answers on `conn` to the client's own
     /// count (see [`give_found_rows_sql`]), leaving `ROW_COUNT()` at the
-    /// client's 0 where that is what it was. `Some((conn, false))` when
+    /// client's -1, or else at 0. `Some((conn, false))` when
     /// the server refused it or left a condition (a `max_statement_time`
     /// that ran out, a small `max_join_size`): the count is then not the
     /// client's, and the condition is cleared. `None` when the connection failed and the
@@ -1071,7 +1073,9 @@ impl Session {
         total: usize,
     ) -> Result<Option<(BackendConn, bool)>, End> {
         Stats::bump(&self.shard.stats.state_syncs);
-        let sql = give_found_rows_sql(self.last.found_rows, self.last.row_count == 0);
+        // Where the client's ROW_COUNT() is above 0 (the DO before it
+        // leaves 0 anyway), inside a DO too.
+        let sql = give_found_rows_sql(self.last.found_rows, self.last.row_count != -1);
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
         let given = match conn.run(&p, Expect::Results).await {
@@ -1089,7 +1093,7 @@ impl Session {
             // which leaves ROW_COUNT() at -1; a `DO` then sets the client's
             // 0 back).
             let mut clear: Vec<&[u8]> = vec![CLEAR_DIAGNOSTICS];
-            if self.last.row_count == 0 {
+            if self.last.row_count != -1 {
                 clear.push(b"DO 0");
             }
             for sql in clear {

@@ -357,13 +357,12 @@ impl Session {
         let reads_id = meta.effect.sets_last_insert_id || meta.effect.reads_last_insert_id;
         // A procedure, as for a text `CALL` (see `call_reads_insert_id`).
         let call_reads_id = self.call_reads_insert_id(&f);
-        let gives_id = (reads_id && !self.insert_id_pinned()) || call_reads_id;
-        // A procedure may set FOUND_ROWS()'s count or leave it (see
-        // `forward`): the connection gets the client's first.
-        let conn = if f.runs_procedure() && self.gives_found_rows_to_call(gives_id) {
-            match self.give_found_rows(conn, 0).await? {
-                Some((c, given)) => {
-                    f.found_rows_given = given;
+        let do_follows = (reads_id && !self.insert_id_pinned()) || call_reads_id;
+        let conn = if do_follows {
+            match self.sync_last_insert_id(conn, 0).await? {
+                Some(c) => {
+                    self.insert_id_on_server = true;
+                    self.insert_id_given_to_calls |= call_reads_id;
                     c
                 }
                 None => return Ok(()),
@@ -371,11 +370,12 @@ impl Session {
         } else {
             conn
         };
-        let mut conn = if gives_id {
-            match self.sync_last_insert_id(conn, 0).await? {
-                Some(c) => {
-                    self.insert_id_on_server = true;
-                    self.insert_id_given_to_calls |= call_reads_id;
+        // A procedure may set FOUND_ROWS()'s count or leave it (see
+        // `forward`): the connection gets the client's first, after the DO.
+        let mut conn = if f.runs_procedure() && self.gives_found_rows_to_call(do_follows) {
+            match self.give_found_rows(conn, 0).await? {
+                Some((c, given)) => {
+                    f.found_rows_given = given;
                     c
                 }
                 None => return Ok(()),
