@@ -82,6 +82,26 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // SET CHARACTER SET gives the connection the collation of the
+        // schema it runs in: replayed before the client's own USE, it runs
+        // in the session's schema, not in the one another client left.
+        name: "SET CHARACTER SET replayed before a USE runs in the session's schema",
+        pool: 1,
+        setup: &[
+            "CREATE DATABASE IF NOT EXISTS sess_cs_u4 CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            "CREATE DATABASE IF NOT EXISTS sess_cs_l1 CHARACTER SET latin1",
+        ],
+        steps: &[
+            (0, "USE sess_cs_u4"),
+            (0, "SET CHARACTER SET latin1"),
+            (0, "SELECT @@collation_connection"),
+            (1, "USE sess_cs_l1"),
+            (1, "SELECT @@collation_connection"),
+            (0, "USE information_schema"),
+            (0, "SELECT @@collation_connection, @@character_set_connection"),
+        ],
+    },
+    Case {
         // Under a small max_join_size the statement that gives the count
         // ends with an error condition (not an error) and a count of 1:
         // not the client's, and the condition must not be read as the

@@ -51,7 +51,13 @@ impl Session {
         total: usize,
         sets_schema: bool,
     ) -> Result<Option<BackendConn>, End> {
-        let schema = self.schema.clone().filter(|_| !sets_schema);
+        // A command that selects a schema itself leaves the connection's
+        // as it is, unless the replay's `SET CHARACTER SET` takes the
+        // connection's collation from the schema: the session's first.
+        let schema = self
+            .schema
+            .clone()
+            .filter(|_| !sets_schema || self.vars.replays_character_set(&conn.vars));
         let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
             return Ok(None);
         };

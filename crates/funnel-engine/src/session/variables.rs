@@ -297,7 +297,7 @@ impl SessionVars {
         // schema's first. (A session's own is copied into
         // `collation_connection` as it sets it, see `apply`, and replayed
         // after it.)
-        if rebuilt && !self.0.contains_key(NAMES) && self.0.contains_key(CHARSET) {
+        if self.replays_character_set(current) {
             for v in SCHEMA_CHARSET_VARS {
                 if current.0.contains_key(v) && !self.0.contains_key(v) {
                     reset.push(v);
@@ -305,6 +305,13 @@ impl SessionVars {
             }
         }
         reset
+    }
+
+    /// True when [`Self::diff_sql`] replays `SET CHARACTER SET` on a
+    /// connection with `current`: the server then gives the connection the
+    /// collation of the schema selected there.
+    pub fn replays_character_set(&self, current: &SessionVars) -> bool {
+        !self.0.contains_key(NAMES) && self.0.contains_key(CHARSET) && self.charset_rebuilt(current)
     }
 
     /// True when [`Self::diff_sql`] rebuilds the charset group (`SET
