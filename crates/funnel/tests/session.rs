@@ -102,6 +102,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // ... where the session's schema is gone (another client dropped
+        // it), the client's USE of another still runs.
+        name: "SET CHARACTER SET replayed before a USE out of a dropped schema",
+        pool: 1,
+        setup: &["CREATE DATABASE IF NOT EXISTS sess_cs_gone"],
+        steps: &[
+            (0, "USE sess_cs_gone"),
+            (0, "SET CHARACTER SET latin1"),
+            (1, "SET NAMES utf8mb4"),
+            (1, "DROP DATABASE sess_cs_gone"),
+            (0, "USE information_schema"),
+            (0, "SELECT DATABASE(), @@character_set_client"),
+        ],
+    },
+    Case {
         // Under a small max_join_size the statement that gives the count
         // ends with an error condition (not an error) and a count of 1:
         // not the client's, and the condition must not be read as the

@@ -51,15 +51,32 @@ impl Session {
         total: usize,
         sets_schema: bool,
     ) -> Result<Option<BackendConn>, End> {
-        // A command that selects a schema itself leaves the connection's
-        // as it is, unless the replay's `SET CHARACTER SET` takes the
-        // connection's collation from the schema: the session's first.
-        let schema = self
-            .schema
-            .clone()
-            .filter(|_| !sets_schema || self.vars.replays_character_set(&conn.vars));
-        let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
-            return Ok(None);
+        let schema = self.schema.clone();
+        let conn = if !sets_schema {
+            let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
+                return Ok(None);
+            };
+            conn
+        } else {
+            // A command that selects a schema itself leaves the
+            // connection's as it is, unless the replay's `SET CHARACTER
+            // SET` takes the connection's collation from the schema: the
+            // session's first, where it still exists (the command is not
+            // refused for a schema it leaves).
+            let mut conn = conn;
+            match schema.filter(|s| {
+                conn.schema.as_deref() != Some(&s[..]) && self.vars.replays_character_set(&conn.vars)
+            }) {
+                Some(s) => match select_schema(&mut conn, &s).await {
+                    Ok(_) => conn,
+                    Err(e) => {
+                        self.buf.consume(total);
+                        self.discard_backend(conn);
+                        return self.reply_error(1, e).await.map(|_| None);
+                    }
+                },
+                None => conn,
+            }
         };
         let Some(conn) = self.sync_multi_statements(conn, total).await? else {
             return Ok(None);
