@@ -29,6 +29,8 @@ const MIN_COMPRESS_LENGTH: usize = 50;
 /// The most a compressed packet carries: its lengths have 3 bytes.
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 const HEADER: usize = 7;
+/// A packet's own header (length and sequence id).
+const HEADER_LEN: usize = 4;
 /// How far the raw buffer grows per read: memory follows the bytes that
 /// arrive, not the lengths a header declares.
 const READ_CHUNK: usize = 16 * 1024;
@@ -46,6 +48,9 @@ pub struct Compressed {
     taken: usize,
     /// Packed bytes for the write under way.
     out: Vec<u8>,
+    /// Funnel's bytes not yet packed: the start of a packet whose rest has
+    /// not been written yet (see [`Self::pack`]).
+    pending: Vec<u8>,
     /// The compressed sequence id of the next packet written.
     seq: u8,
     /// Where the client's packets stand in the unpacked bytes.
@@ -178,7 +183,16 @@ impl Compressed {
         self.raw_len += n;
     }
 
-    /// `plain` as compressed packets, to write as they are.
+    /// `plain` as compressed packets, to write as they are; empty when
+    /// `plain` only adds to a packet still being written.
+    ///
+    /// A compressed packet holds whole packets only (but a 16 MB one, which
+    /// takes two): the part of a packet that ends in a later write waits
+    /// for it. Clients lean on this as they do on the server's own
+    /// packing: MySQL Connector/Python reads at most one more compressed
+    /// packet to finish a packet, and waits for ever on a 200 KB row
+    /// relayed in the pieces it arrived in. So such a row is held whole
+    /// (up to 16 MB), as the server holds it.
     pub fn pack(&mut self, plain: &[u8]) -> &[u8] {
         let last = &mut self.last_packet_seq;
         self.outbound.walk(plain, false, |at, _| *last = plain[at]);
@@ -186,25 +200,73 @@ impl Compressed {
         if self.out.capacity() > KEEP_CAPACITY {
             self.out = Vec::new();
         }
-        for chunk in plain.chunks(MAX_PAYLOAD) {
-            let start = self.out.len();
-            self.out.extend_from_slice(&[0; HEADER]);
-            let mut plain_len = 0;
-            if chunk.len() >= MIN_COMPRESS_LENGTH && deflate(chunk, &mut self.out) {
-                plain_len = chunk.len();
-            } else {
-                self.out.truncate(start + HEADER);
-                self.out.extend_from_slice(chunk);
+        let mut held = std::mem::take(&mut self.pending);
+        let from_held = !held.is_empty();
+        let bytes: &[u8] = if from_held {
+            held.extend_from_slice(plain);
+            &held
+        } else {
+            plain
+        };
+        let whole = whole_packets(bytes);
+        let mut rest = &bytes[..whole];
+        while !rest.is_empty() {
+            let mut n = 0;
+            while n < rest.len() && n + HEADER_LEN + u24(&rest[n..]) <= MAX_PAYLOAD {
+                n += HEADER_LEN + u24(&rest[n..]);
             }
-            let len = self.out.len() - start - HEADER;
-            let h = &mut self.out[start..start + HEADER];
-            h[0..3].copy_from_slice(&(len as u32).to_le_bytes()[..3]);
-            h[3] = self.seq;
-            h[4..7].copy_from_slice(&(plain_len as u32).to_le_bytes()[..3]);
-            self.seq = self.seq.wrapping_add(1);
+            if n == 0 {
+                // A packet of 16 MB: its first 16 MB, then the rest.
+                let total = HEADER_LEN + u24(rest);
+                self.pack_one(&rest[..MAX_PAYLOAD]);
+                n = total;
+                self.pack_one(&rest[MAX_PAYLOAD..n]);
+            } else {
+                self.pack_one(&rest[..n]);
+            }
+            rest = &rest[n..];
+        }
+        if from_held {
+            held.drain(..whole);
+            if held.is_empty() && held.capacity() > KEEP_CAPACITY {
+                held = Vec::new();
+            }
+            self.pending = held;
+        } else {
+            self.pending.extend_from_slice(&plain[whole..]);
         }
         &self.out
     }
+
+    /// Appends `chunk` (at most [`MAX_PAYLOAD`] bytes) to `out` as one
+    /// compressed packet.
+    fn pack_one(&mut self, chunk: &[u8]) {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; HEADER]);
+        let mut plain_len = 0;
+        if chunk.len() >= MIN_COMPRESS_LENGTH && deflate(chunk, &mut self.out) {
+            plain_len = chunk.len();
+        } else {
+            self.out.truncate(start + HEADER);
+            self.out.extend_from_slice(chunk);
+        }
+        let len = self.out.len() - start - HEADER;
+        let h = &mut self.out[start..start + HEADER];
+        h[0..3].copy_from_slice(&(len as u32).to_le_bytes()[..3]);
+        h[3] = self.seq;
+        h[4..7].copy_from_slice(&(plain_len as u32).to_le_bytes()[..3]);
+        self.seq = self.seq.wrapping_add(1);
+    }
+}
+
+/// The length of the whole packets that `bytes`, which starts at a
+/// packet's header, begins with.
+fn whole_packets(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while bytes.len() - at >= HEADER_LEN && bytes.len() - at >= HEADER_LEN + u24(&bytes[at..]) {
+        at += HEADER_LEN + u24(&bytes[at..]);
+    }
+    at
 }
 
 /// Appends `chunk` deflated (zlib) to `out`; false (leaving `out` longer)
@@ -324,17 +386,17 @@ mod tests {
     #[test]
     fn compress_sequence_ids_follow_the_last_packet_read() {
         let mut peer = Compressed::default();
-        let mut wire = peer.pack(b"first").to_vec();
-        wire.extend_from_slice(peer.pack(b"second"));
-        assert_eq!((wire[3], wire[7 + 5 + 3]), (0, 1));
+        let mut wire = peer.pack(&packets(&[(5, 0)])).to_vec();
+        wire.extend_from_slice(peer.pack(&packets(&[(6, 0)])));
+        assert_eq!((wire[3], wire[7 + 9 + 3]), (0, 1));
         let mut me = Compressed::default();
         me.raw_room()[..wire.len()].copy_from_slice(&wire);
         me.raw_filled(wire.len());
         assert!(me.unpack_next().unwrap() && me.unpack_next().unwrap());
         assert!(!me.unpack_next().unwrap());
-        let reply = me.pack(b"reply").to_vec();
+        let reply = me.pack(&packets(&[(5, 1)])).to_vec();
         assert_eq!(reply[3], 2, "after the client's 0 and 1");
-        assert_eq!(me.pack(b"more")[3], 3);
+        assert_eq!(me.pack(&packets(&[(4, 2)]))[3], 3);
     }
 
     /// Packets as the uncompressed protocol frames them.
@@ -368,7 +430,10 @@ mod tests {
         };
         let mut wire = Vec::new();
         for piece in stream.chunks(step) {
-            wire.extend_from_slice(client.pack(piece));
+            // Cut anywhere, as clients may (Funnel's own packing does not).
+            client.out.clear();
+            client.pack_one(piece);
+            wire.extend_from_slice(&client.out);
         }
         let mut got = Vec::new();
         for piece in wire.chunks(1000) {
@@ -387,6 +452,59 @@ mod tests {
             }
         }
         got
+    }
+
+    /// The payloads of the compressed packets in `wire`, unpacked.
+    fn compressed_packets(wire: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let (len, plain_len) = (u24(&wire[at..]), u24(&wire[at + 4..]));
+            let payload = &wire[at + HEADER..at + HEADER + len];
+            let mut plain = Vec::new();
+            if plain_len == 0 {
+                plain.extend_from_slice(payload);
+            } else {
+                inflate(payload, plain_len, &mut plain).unwrap();
+            }
+            out.push(plain);
+            at += HEADER + len;
+        }
+        out
+    }
+
+    #[test]
+    fn compress_funnel_packs_whole_packets_only() {
+        // A reply written in pieces that cut packets and headers (a large
+        // row relayed as it arrives): each compressed packet holds whole
+        // packets, the ids run on, and nothing is lost or reordered.
+        let reply = packets(&[(10, 1), (200_000, 2), (3, 3), (70_000, 4), (0, 5)]);
+        for step in [1, 2, 1000, 65_536, 150_000] {
+            let mut me = Compressed::default();
+            let mut wire = Vec::new();
+            for piece in reply.chunks(step) {
+                wire.extend_from_slice(me.pack(piece));
+            }
+            let got = compressed_packets(&wire);
+            for (i, p) in got.iter().enumerate() {
+                assert_eq!(whole_packets(p), p.len(), "step {step}, compressed packet {i}");
+            }
+            assert_eq!(got.concat(), reply, "step {step}");
+            assert!(me.pending.is_empty());
+        }
+        // A packet of 16 MB takes two: its first 16 MB, then its rest.
+        let big = packets(&[(MAX_PAYLOAD, 1), (0, 2), (5, 3)]);
+        let mut me = Compressed::default();
+        let mut wire = Vec::new();
+        for piece in big.chunks(1 << 20) {
+            wire.extend_from_slice(me.pack(piece));
+        }
+        let got = compressed_packets(&wire);
+        assert_eq!(
+            got.iter().map(Vec::len).collect::<Vec<_>>(),
+            [MAX_PAYLOAD, 4, 4 + 9]
+        );
+        assert_eq!(got.concat(), big);
     }
 
     #[test]
@@ -415,7 +533,8 @@ mod tests {
     fn compress_refuses_payloads_that_do_not_match_their_header() {
         let text = b"abcdefgh".repeat(100);
         let mut w = Compressed::default();
-        let good = w.pack(&text).to_vec();
+        w.pack_one(&text);
+        let good = w.out.clone();
         // Declared longer, or shorter, than the payload inflates to.
         for declared in [text.len() + 1, text.len() - 1, 1 << 23] {
             let mut bad = good.clone();

@@ -388,6 +388,9 @@ impl Stream {
             None => write_raw(&mut self.sock, &mut self.tls, buf).await,
             Some(c) => {
                 let packed = c.pack(buf);
+                if packed.is_empty() {
+                    return Ok(());
+                }
                 write_raw(&mut self.sock, &mut self.tls, packed).await
             }
         }

@@ -172,6 +172,68 @@ fn compression_clients_get_direct_answers_compressed_on_the_wire() {
     assert!(zipped_bytes < 60_000, "compressed: {zipped_bytes} bytes");
 }
 
+/// MySQL Connector/Python (its own protocol code, `use_pure`) with
+/// `compress=True`: it reads at most one more compressed packet to finish
+/// a packet, so rows past the relay's pieces (200 KB, 3 MB) and several
+/// results must come packed as the server packs them.
+const PYTHON: &str = r#"
+import sys, mysql.connector
+port, schema, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+c = mysql.connector.connect(host="127.0.0.1", port=port, user=user, password=password,
+    database=schema, compress=True, use_pure=True, ssl_disabled=True, connection_timeout=10)
+cur = c.cursor()
+for sql in ["SELECT REPEAT('z', 200000), 1", "SELECT MD5(s), LENGTH(s) FROM t ORDER BY id",
+            "SELECT REPEAT(CONCAT(RAND(7), 'x'), 150000)"]:
+    cur.execute(sql)
+    print([tuple(str(v)[:40] + "/" + str(len(str(v))) for v in r) for r in cur.fetchall()][:3])
+for r in c.cmd_query_iter("SELECT 1; SELECT REPEAT('y', 70000); DO 1; SELECT 2"):
+    if "columns" in r:
+        print([len(str(v[0])) for v in c.get_rows()[0]])
+    else:
+        print("ok", r.get("affected_rows"))
+"#;
+
+#[test]
+fn compression_python_connector_reads_large_rows() {
+    let ok = Command::new("python3")
+        .args(["-c", "import mysql.connector"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping: python3 cannot import mysql.connector");
+        return;
+    }
+    let (proxy, schema) = setup();
+    let db = server();
+    let run = |port: u16| {
+        let out = Command::new("timeout")
+            .args([
+                "30",
+                "python3",
+                "-c",
+                PYTHON,
+                &port.to_string(),
+                &schema,
+                USER,
+                PASSWORD,
+            ])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}{:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code()
+        )
+    };
+    let direct = run(db.port());
+    assert!(
+        direct.ends_with("Some(0)") && direct.contains("/200000"),
+        "{direct}"
+    );
+    assert_eq!(run(proxy.local_addr().port()), direct);
+}
+
 /// The `mariadb` command-line client with `--compress`, as people run it.
 #[test]
 fn compression_mariadb_cli_with_compress_reads_what_it_reads_directly() {
