@@ -51,6 +51,8 @@ pub struct Compressed {
     /// Funnel's bytes not yet packed: the start of a packet whose rest has
     /// not been written yet (see [`Self::pack`]).
     pending: Vec<u8>,
+    /// A compressed packet's packets, renumbered (see [`Self::pack_packets`]).
+    scratch: Vec<u8>,
     /// The compressed sequence id of the next packet written.
     seq: u8,
     /// Where the client's packets stand in the unpacked bytes.
@@ -218,11 +220,11 @@ impl Compressed {
             if n == 0 {
                 // A packet of 16 MB: its first 16 MB, then the rest.
                 let total = HEADER_LEN + u24(rest);
-                self.pack_one(&rest[..MAX_PAYLOAD]);
+                self.pack_packets(&rest[..MAX_PAYLOAD]);
                 n = total;
                 self.pack_one(&rest[MAX_PAYLOAD..n]);
             } else {
-                self.pack_one(&rest[..n]);
+                self.pack_packets(&rest[..n]);
             }
             rest = &rest[n..];
         }
@@ -236,6 +238,30 @@ impl Compressed {
             self.pending.extend_from_slice(&plain[whole..]);
         }
         &self.out
+    }
+
+    /// [`Self::pack_one`] for `chunk`, which starts at a packet's header,
+    /// with its packets numbered as the server numbers them: it gives the
+    /// first packet after each flush the id of the compressed packet it
+    /// goes in (`net_flush` syncs them), and clients check for that. The
+    /// Rust `mysql` crate takes the backend's own numbering for packets out
+    /// of sync once it has synced its count at a compressed packet's end
+    /// (between the results of several statements).
+    fn pack_packets(&mut self, chunk: &[u8]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(chunk);
+        let (mut at, mut id) = (0, self.seq);
+        while at + HEADER_LEN <= scratch.len() {
+            scratch[at + 3] = id;
+            id = id.wrapping_add(1);
+            at += HEADER_LEN + u24(&scratch[at..]);
+        }
+        self.pack_one(&scratch);
+        if scratch.capacity() > KEEP_CAPACITY {
+            scratch = Vec::new();
+        }
+        self.scratch = scratch;
     }
 
     /// Appends `chunk` (at most [`MAX_PAYLOAD`] bytes) to `out` as one
@@ -473,6 +499,28 @@ mod tests {
         out
     }
 
+    /// The ids of the compressed packets in `wire`.
+    fn wire_ids(wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            out.push(wire[at + 3]);
+            at += HEADER + u24(&wire[at..]);
+        }
+        out
+    }
+
+    /// `bytes`, packets, with their ids zeroed.
+    fn without_ids(bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let mut at = 0;
+        while at + HEADER_LEN <= out.len() {
+            out[at + 3] = 0;
+            at += HEADER_LEN + u24(&out[at..]);
+        }
+        out
+    }
+
     #[test]
     fn compress_funnel_packs_whole_packets_only() {
         // A reply written in pieces that cut packets and headers (a large
@@ -488,8 +536,12 @@ mod tests {
             let got = compressed_packets(&wire);
             for (i, p) in got.iter().enumerate() {
                 assert_eq!(whole_packets(p), p.len(), "step {step}, compressed packet {i}");
+                // Numbered from the compressed packet's id, as the server does.
+                let first = wire_ids(&wire)[i];
+                let want: Vec<u8> = (0..ids(p).len() as u8).map(|k| first.wrapping_add(k)).collect();
+                assert_eq!(ids(p), want, "step {step}, compressed packet {i}");
             }
-            assert_eq!(got.concat(), reply, "step {step}");
+            assert!(without_ids(&got.concat()) == without_ids(&reply), "step {step}");
             assert!(me.pending.is_empty());
         }
         // A packet of 16 MB takes two: its first 16 MB, then its rest.
@@ -504,7 +556,11 @@ mod tests {
             got.iter().map(Vec::len).collect::<Vec<_>>(),
             [MAX_PAYLOAD, 4, 4 + 9]
         );
-        assert_eq!(got.concat(), big);
+        assert!(without_ids(&got.concat()) == without_ids(&big));
+        assert_eq!((got[0][3], ids(&got[2])), (0, vec![2, 3]));
+        // The client's next packets are numbered on from the backend's ids,
+        // not the ones sent (LOCAL INFILE data after a reply).
+        assert_eq!(me.last_packet_seq, 3);
     }
 
     #[test]

@@ -172,6 +172,38 @@ fn compression_clients_get_direct_answers_compressed_on_the_wire() {
     assert!(zipped_bytes < 60_000, "compressed: {zipped_bytes} bytes");
 }
 
+/// Several statements whose results come in separate writes: the Rust
+/// `mysql` crate syncs its packet count with the compressed count between
+/// results, as the server's `net_flush` does, and refused the backend's
+/// own numbering ("Packets out of sync").
+#[test]
+fn compression_multi_statement_results_are_numbered_as_the_server_does() {
+    let (proxy, schema) = setup();
+    let db = server();
+    let run = |port: u16| {
+        let mut c = Conn::new(opts(port, &schema, true)).unwrap();
+        let mut out = Vec::new();
+        for n in [10, 90_000, 300_000] {
+            let mut r = c
+                .query_iter(format!(
+                    "SELECT 1; SELECT LENGTH(REPEAT('m', {n})); \
+                     SELECT REPEAT('n', {n}) IS NOT NULL; DO 2; SELECT COUNT(*) FROM t"
+                ))
+                .unwrap();
+            while let Some(set) = r.iter() {
+                out.push(
+                    set.map(|row| mysql::from_row::<i64>(row.unwrap()))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        out
+    };
+    let direct = run(db.port());
+    assert_eq!((direct.len(), &direct[6]), (15, &vec![90_000]));
+    assert_eq!(run(proxy.local_addr().port()), direct);
+}
+
 /// MySQL Connector/Python (its own protocol code, `use_pure`) with
 /// `compress=True`: it reads at most one more compressed packet to finish
 /// a packet, so rows past the relay's pieces (200 KB, 3 MB) and several
