@@ -15,8 +15,10 @@
 //! that all carry id 0. Funnel forwards packets to uncompressed backend
 //! connections, which check the ids, so it numbers the client's packets
 //! as the uncompressed protocol would: 0 for the first packet of a
-//! command (one that begins a compressed packet with id 0), and one more
-//! than the last packet either side sent for every other.
+//! command (one that begins a compressed packet with id 0, and is
+//! numbered 0 itself when the compressed count was due to wrap to 0
+//! anyway), and one more than the last packet either side sent for every
+//! other.
 
 use std::io::{self, Write};
 
@@ -147,15 +149,19 @@ impl Compressed {
         } else {
             inflate(payload, plain_len, &mut self.plain)?;
         }
-        // Number the client's packets (see the module's notes).
+        // Number the client's packets (see the module's notes). A count
+        // back at 0 where it was not due to wrap starts a command; where
+        // it was (the last id was 255: a long reply, or a LOCAL INFILE
+        // file past 256 compressed packets) only a packet numbered 0 too.
         let new_command = seq == 0;
+        let wrapped = self.seq == 0;
         let ids = &mut self.ids;
         ids.clear();
         self.inbound.walk(&self.plain[from..], new_command, |at, first| {
             ids.push((at, first))
         });
         for &(at, first) in ids.iter() {
-            let id = if first {
+            let id = if first && (!wrapped || self.plain[from + at] == 0) {
                 0
             } else {
                 self.last_packet_seq.wrapping_add(1)
@@ -561,6 +567,56 @@ mod tests {
         // The client's next packets are numbered on from the backend's ids,
         // not the ones sent (LOCAL INFILE data after a reply).
         assert_eq!(me.last_packet_seq, 3);
+    }
+
+    #[test]
+    fn compress_local_infile_past_256_compressed_packets_keeps_its_numbering() {
+        // The request for the file, then the file in one packet per
+        // compressed packet, the client's own ids one ahead of the
+        // compressed ones: the compressed count wraps to 0 at a packet
+        // that is no new command.
+        let mut me = Compressed::default();
+        receive(&mut me, &packets(&[(40, 0)]), 1 << 20, 0);
+        me.pack(&packets(&[(20, 1)]));
+        let mut data = packets(&[(5, 2), (5, 3)]);
+        for k in 0..300u32 {
+            data.extend_from_slice(&packets(&[(5, (k + 4) as u8)]));
+        }
+        // First compressed packet: the first two packets; then one each.
+        let mut client = Compressed {
+            seq: me.seq,
+            ..Compressed::default()
+        };
+        let mut wire = Vec::new();
+        client.pack_one(&data[..18]);
+        wire.extend_from_slice(&client.out);
+        for piece in data[18..].chunks(9) {
+            client.out.clear();
+            client.pack_one(piece);
+            wire.extend_from_slice(&client.out);
+        }
+        let mut got = Vec::new();
+        for piece in wire.chunks(1000) {
+            me.raw_room()[..piece.len()].copy_from_slice(piece);
+            me.raw_filled(piece.len());
+            while me.unpack_next().unwrap() {
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = me.take_plain(&mut buf);
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        let want: Vec<u8> = (0..302u32).map(|k| (k + 2) as u8).collect();
+        assert_eq!(ids(&got), want);
+        // A command after a reply whose last compressed id was 255.
+        me.seq = 255;
+        me.pack(&packets(&[(20, 9)]));
+        assert_eq!(me.seq, 0);
+        assert_eq!(ids(&receive(&mut me, &packets(&[(5, 0)]), 100, 0)), [0]);
     }
 
     #[test]
