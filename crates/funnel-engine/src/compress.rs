@@ -178,6 +178,12 @@ impl Compressed {
         Ok(true)
     }
 
+    /// True when part of a compressed packet has arrived and waits for
+    /// the rest: the client is mid-packet, not idle.
+    pub fn has_partial_packet(&self) -> bool {
+        self.raw_len > 0
+    }
+
     /// Room to read more raw bytes into (see [`Self::raw_filled`]).
     pub fn raw_room(&mut self) -> &mut [u8] {
         if self.raw.len() - self.raw_len < READ_CHUNK / 4 {

@@ -105,14 +105,19 @@ impl IoBuf {
         self.reserve_total(want.min(self.len().max(DEFAULT_CAPACITY).saturating_mul(2)));
     }
 
-    /// Reads once from `stream` into the free tail. Returns the bytes read;
-    /// an error of kind `UnexpectedEof` when the peer closed.
+    /// Reads once from `stream` into the free tail. Returns the bytes read,
+    /// 0 when only part of a compressed packet arrived (the peer is
+    /// mid-packet, see [`Stream::read`]); an error of kind `UnexpectedEof`
+    /// when the peer closed.
     pub async fn fill(&mut self, stream: &mut Stream) -> io::Result<usize> {
         if self.end == self.data.len() {
             let len = self.len();
             self.reserve_total(len.max(DEFAULT_CAPACITY / 2) + DEFAULT_CAPACITY / 2);
         }
-        let n = stream.read(&mut self.data[self.end..]).await?;
+        let n = match stream.read(&mut self.data[self.end..]).await {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
+            r => r?,
+        };
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

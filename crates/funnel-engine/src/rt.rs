@@ -63,6 +63,10 @@ struct Tls {
     raw: Vec<u8>,
 }
 
+/// What [`Stream::read`] says when bytes arrived that complete no
+/// compressed packet yet.
+pub const PARTIAL_PACKET: &str = "part of a compressed packet arrived";
+
 /// Reads from the socket, through TLS when it is on.
 async fn read_raw(sock: &mut Sock, tls: &mut Option<Box<Tls>>, buf: &mut [u8]) -> io::Result<usize> {
     let Some(tls) = tls.as_mut() else {
@@ -361,11 +365,15 @@ impl Stream {
         }
     }
 
-    /// Reads what is available into `buf`; 0 means the peer closed.
+    /// Reads what is available into `buf`; 0 means the peer closed. On a
+    /// compressed stream, bytes that complete no compressed packet yet end
+    /// the read with an error of kind `Interrupted` ([`PARTIAL_PACKET`]),
+    /// so the caller sees the peer is mid-packet (its timeouts change).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(c) = self.compress.as_mut() else {
             return read_raw(&mut self.sock, &mut self.tls, buf).await;
         };
+        let mut read_some = false;
         loop {
             let n = c.take_plain(buf);
             if n > 0 || buf.is_empty() {
@@ -374,11 +382,15 @@ impl Stream {
             if c.unpack_next()? {
                 continue;
             }
+            if read_some {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, PARTIAL_PACKET));
+            }
             let n = read_raw(&mut self.sock, &mut self.tls, c.raw_room()).await?;
             if n == 0 {
                 return Ok(0);
             }
             c.raw_filled(n);
+            read_some = true;
         }
     }
 
@@ -400,6 +412,12 @@ impl Stream {
     /// that asked for it): every read and write from now on is packed.
     pub fn start_compression(&mut self) {
         self.compress = Some(Box::default());
+    }
+
+    /// True when bytes of the peer's next packet arrived that the stream
+    /// still holds (part of a compressed packet): the peer is mid-packet.
+    pub fn has_partial_input(&self) -> bool {
+        self.compress.as_ref().is_some_and(|c| c.has_partial_packet())
     }
 
     /// True once TLS is on.

@@ -30,6 +30,11 @@ fn server() -> &'static MariaDb {
 /// A Funnel with a one-connection pool in front of the shared server, and
 /// a fresh schema with a table of 500 rows of repetitive text (600 KB).
 fn setup() -> (Proxy, String) {
+    setup_with("")
+}
+
+/// [`setup`] with `extra` YAML appended.
+fn setup_with(extra: &str) -> (Proxy, String) {
     let db = server();
     let schema = db.fresh_database("zip");
     db.exec(&format!(
@@ -44,7 +49,7 @@ fn setup() -> (Proxy, String) {
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: {USER}\n    password: {PASSWORD}\n    default_schema: {schema}\n\
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n{extra}",
         db.addr()
     );
     let cfg = funnel_config::Config::from_yaml_str(&yaml).unwrap();
@@ -397,4 +402,52 @@ fn compression_garbled_packets_get_1158_and_a_close() {
     assert_eq!(err.code, 1158, "{err:?}");
     let mut next = Conn::new(opts(proxy.local_addr().port(), &schema, true)).unwrap();
     assert_eq!(next.query_first::<i32, _>("SELECT 1").unwrap(), Some(1));
+}
+
+/// A client that stops halfway through a compressed packet is mid-command,
+/// not idle: it is closed after `client.net_read_timeout` with ERR 1159
+/// (packed as it asked), as one that stops halfway through a plain packet.
+#[test]
+fn compression_a_client_stalled_mid_packet_gets_1159() {
+    use funnel_protocol::response::ErrPacket;
+    use funnel_protocol::Capabilities;
+    use funnel_testkit::mini_client::MiniClient;
+    let (proxy, schema) = setup_with("client:\n  net_read_timeout: 400ms\n");
+    let mut c = MiniClient::connect_with(
+        proxy.local_addr(),
+        USER,
+        PASSWORD,
+        Some(&schema),
+        Capabilities::CLIENT_COMPRESS,
+    )
+    .unwrap();
+    // A compressed header promising 100 bytes, then 10 of them.
+    let mut half = vec![100, 0, 0, 0, 0, 0, 0];
+    half.extend_from_slice(&[b'x'; 10]);
+    c.write_raw(&half).unwrap();
+    let started = std::time::Instant::now();
+    let mut s = c.try_clone_stream().unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "held {:?}",
+        started.elapsed()
+    );
+    assert!(reply.len() > 7, "closed without a word: {reply:?}");
+    let len = usize::from(reply[0]) | usize::from(reply[1]) << 8;
+    let plain_len = usize::from(reply[4]) | usize::from(reply[5]) << 8;
+    let payload = &reply[7..7 + len];
+    let plain = if plain_len == 0 {
+        payload.to_vec()
+    } else {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(payload)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    assert_eq!(ErrPacket::parse(&plain[4..]).unwrap().code, 1159);
 }

@@ -859,7 +859,8 @@ impl Session {
                 }
                 Extent::Partial(want) => self.buf.reserve_toward(want),
             }
-            let mid_command = !self.buf.bytes().is_empty();
+            // (Part of a compressed packet counts: the stream holds it.)
+            let mid_command = !self.buf.bytes().is_empty() || self.stream.has_partial_input();
             let limit = match (idle_limit, mid_command_limit.filter(|_| mid_command)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
