@@ -362,19 +362,17 @@ fn u24(b: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    /// Feeds `wire` to a reader in pieces of `step` bytes and returns what
-    /// it unpacks.
-    fn unpack_all(wire: &[u8], step: usize) -> io::Result<Vec<u8>> {
-        let mut c = Compressed::default();
+    /// Feeds `wire` to `me` in pieces of `step` bytes and returns what it
+    /// unpacks.
+    fn feed(me: &mut Compressed, wire: &[u8], step: usize) -> io::Result<Vec<u8>> {
         let mut got = Vec::new();
         for piece in wire.chunks(step) {
-            let room = c.raw_room();
-            room[..piece.len()].copy_from_slice(piece);
-            c.raw_filled(piece.len());
-            while c.unpack_next()? {
-                let mut buf = [0u8; 100];
+            me.raw_room()[..piece.len()].copy_from_slice(piece);
+            me.raw_filled(piece.len());
+            while me.unpack_next()? {
+                let mut buf = [0u8; 4096];
                 loop {
-                    let n = c.take_plain(&mut buf);
+                    let n = me.take_plain(&mut buf);
                     if n == 0 {
                         break;
                     }
@@ -383,6 +381,11 @@ mod tests {
             }
         }
         Ok(got)
+    }
+
+    /// [`feed`] to a fresh reader.
+    fn unpack_all(wire: &[u8], step: usize) -> io::Result<Vec<u8>> {
+        feed(&mut Compressed::default(), wire, step)
     }
 
     #[test]
@@ -473,23 +476,7 @@ mod tests {
             client.pack_one(piece);
             wire.extend_from_slice(&client.out);
         }
-        let mut got = Vec::new();
-        for piece in wire.chunks(1000) {
-            let room = me.raw_room();
-            room[..piece.len()].copy_from_slice(piece);
-            me.raw_filled(piece.len());
-            while me.unpack_next().unwrap() {
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = me.take_plain(&mut buf);
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-        got
+        feed(me, &wire, 1000).unwrap()
     }
 
     /// The payloads of the compressed packets in `wire`, unpacked.
@@ -601,21 +588,7 @@ mod tests {
             client.pack_one(piece);
             wire.extend_from_slice(&client.out);
         }
-        let mut got = Vec::new();
-        for piece in wire.chunks(1000) {
-            me.raw_room()[..piece.len()].copy_from_slice(piece);
-            me.raw_filled(piece.len());
-            while me.unpack_next().unwrap() {
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = me.take_plain(&mut buf);
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
+        let got = feed(&mut me, &wire, 1000).unwrap();
         let want: Vec<u8> = (0..302u32).map(|k| (k + 2) as u8).collect();
         assert_eq!(ids(&got), want);
         // A command after a reply whose last compressed id was 255.

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::thread;
 
 use funnel_engine::Proxy;
+use funnel_protocol::response::ErrPacket;
+use funnel_testkit::mini_client::MiniClient;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
@@ -352,9 +354,7 @@ fn mariadb(port: u16, schema: &str, args: &[&str], input: Option<&std::path::Pat
 /// the client asked, and a close; the next client is served.
 #[test]
 fn compression_garbled_packets_get_1158_and_a_close() {
-    use funnel_protocol::response::ErrPacket;
     use funnel_protocol::Capabilities;
-    use funnel_testkit::mini_client::MiniClient;
     let (proxy, schema) = setup();
     let mut c = MiniClient::connect_with(
         proxy.local_addr(),
@@ -368,27 +368,7 @@ fn compression_garbled_packets_get_1158_and_a_close() {
     let mut bad = vec![20, 0, 0, 0, 100, 0, 0];
     bad.extend_from_slice(&[0xAB; 20]);
     c.write_raw(&bad).unwrap();
-    let mut s = c.try_clone_stream().unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    assert!(reply.len() > 7, "closed without a word: {reply:?}");
-    let (len, plain_len) = (
-        usize::from(reply[0]) | usize::from(reply[1]) << 8,
-        usize::from(reply[4]) | usize::from(reply[5]) << 8,
-    );
-    let payload = &reply[7..7 + len];
-    let plain = if plain_len == 0 {
-        payload.to_vec()
-    } else {
-        let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(payload)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    };
-    let err = ErrPacket::parse(&plain[4..]).unwrap();
+    let err = last_words(&c);
     assert_eq!(err.code, 1158, "{err:?}");
     let mut next = Conn::new(opts(proxy.local_addr().port(), &schema, true)).unwrap();
     assert_eq!(next.query_first::<i32, _>("SELECT 1").unwrap(), Some(1));
@@ -399,9 +379,7 @@ fn compression_garbled_packets_get_1158_and_a_close() {
 /// (packed as it asked), as one that stops halfway through a plain packet.
 #[test]
 fn compression_a_client_stalled_mid_packet_gets_1159() {
-    use funnel_protocol::response::ErrPacket;
     use funnel_protocol::Capabilities;
-    use funnel_testkit::mini_client::MiniClient;
     let (proxy, schema) = setup_with("client:\n  net_read_timeout: 400ms\n");
     let mut c = MiniClient::connect_with(
         proxy.local_addr(),
@@ -416,16 +394,23 @@ fn compression_a_client_stalled_mid_packet_gets_1159() {
     half.extend_from_slice(&[b'x'; 10]);
     c.write_raw(&half).unwrap();
     let started = std::time::Instant::now();
-    let mut s = c.try_clone_stream().unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
+    let err = last_words(&c);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "held {:?}",
         started.elapsed()
     );
+    assert_eq!(err.code, 1159, "{err:?}");
+}
+
+/// Reads what Funnel sends a compressed client until it closes (10 s at
+/// most): one compressed packet holding one ERR, returned.
+fn last_words(c: &MiniClient) -> ErrPacket {
+    let mut s = c.try_clone_stream().unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
     assert!(reply.len() > 7, "closed without a word: {reply:?}");
     let len = usize::from(reply[0]) | usize::from(reply[1]) << 8;
     let plain_len = usize::from(reply[4]) | usize::from(reply[5]) << 8;
@@ -439,5 +424,5 @@ fn compression_a_client_stalled_mid_packet_gets_1159() {
             .unwrap();
         out
     };
-    assert_eq!(ErrPacket::parse(&plain[4..]).unwrap().code, 1159);
+    ErrPacket::parse(&plain[4..]).unwrap()
 }
