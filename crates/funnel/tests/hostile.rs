@@ -329,3 +329,37 @@ fn hostile_clients_stalled_mid_command_are_closed_after_net_read_timeout() {
     thread::sleep(Duration::from_millis(900));
     assert!(idle.query("SELECT 3").is_ok());
 }
+
+/// An error the server sends just before it closes the connection (here
+/// 1153, a statement over its `max_allowed_packet`): the client gets it,
+/// and the connection is not given to the next client, who would get 9007
+/// on it.
+#[test]
+fn hostile_a_backend_error_that_closes_the_connection_takes_it_out_of_the_pool() {
+    let db = MariaDb::builder()
+        .server_arg("--max-allowed-packet=1M")
+        .start()
+        .unwrap();
+    db.create_user("closing_b", "bpw");
+    let schema = db.fresh_database("closing");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: closing_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    let big = format!("SELECT LENGTH('{}')", "x".repeat(1_100_000));
+    // The server's 1153, or 9007 when it reset the connection while Funnel
+    // was still writing (directly: 1153 or "server has gone away").
+    match a.query(&big) {
+        Err(MiniError::Server(e)) => assert!(matches!(e.code, 1153 | 9007), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    // At once, inside the pool's stale-check window.
+    let mut b = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    let r = b.query("SELECT 1");
+    assert!(r.is_ok(), "the next client got {r:?}");
+}
