@@ -95,6 +95,34 @@ fn tls_logins_with_the_mariadb_client() {
     }
     let (ok, text) = mariadb_cli(port, "either", true, "status");
     assert!(ok && text.contains("Cipher in use"), "{text}");
+
+    // The compressed protocol inside TLS: large values both ways.
+    let out = Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-usecure",
+            "-ppw",
+            "--batch",
+            "--skip-column-names",
+            "--ssl",
+            "--compress",
+            "-e",
+        ])
+        .arg(format!(
+            "status; SELECT LENGTH('{}'); SELECT REPEAT('ab', 100000)",
+            "y".repeat(100_000)
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("Cipher in use") && text.contains("Compressed"),
+        "{text}"
+    );
+    assert!(text.contains("\n100000\n"), "a 100 KB statement in");
+    assert!(text.contains(&"ab".repeat(100000)), "a 200 KB value out");
 }
 
 /// Logs in the way a MySQL 8 client does: `caching_sha2_password` first,
