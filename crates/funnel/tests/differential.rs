@@ -1887,6 +1887,17 @@ fn differential_regressions_match_direct_mariadb() {
             q("BEGIN NOT ATOMIC SELECT v INTO @mv FROM t LIMIT 1; END"),
             q("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
         ],
+        // SQL%ROWCOUNT is ROW_COUNT(), or FOUND_ROWS() where that is -1:
+        // after a `SELECT ... INTO` (pinned for it) the server has the
+        // count, not Funnel's record of the last result set (seed 400310).
+        vec![
+            q("SET sql_mode = 'ORACLE'"),
+            q("SELECT 1 FROM DUAL UNION SELECT 2 FROM DUAL"),
+            q("SELECT 7 INTO @t FROM DUAL"),
+            q("SET @z = 1"),
+            q("SELECT nosuch FROM DUAL"),
+            q("SELECT ROW_COUNT(), SQL%ROWCOUNT FROM DUAL"),
+        ],
         // A ping leaves the diagnostics area alone: a pinned session's goes
         // to its connection, and the client's error there still answers
         // SHOW WARNINGS after it (soak seed 400020).

@@ -475,9 +475,16 @@ pub fn substitute(sql: &[u8], how: &Substitution<'_>) -> Option<Vec<u8>> {
             Mention::LastInsertId => on_server == OnServer::All || at.later,
             Mention::RowCount => (on_server != OnServer::None && !own_row_count) || at.later,
             Mention::FoundRows => (on_server != OnServer::None && !own_found_rows) || at.after_rows,
-            // The record holds both counts it reads, wherever the session
-            // ran; after the query's first statement the server has them.
-            Mention::SqlRowCount => at.later || !sql_rowcount,
+            // ROW_COUNT(), or FOUND_ROWS() where that is -1: the server
+            // answers where it answers both (the session is pinned for
+            // them, seed 400310: after a `SELECT ... INTO` the record's
+            // count of rows is another statement's); after the query's
+            // first statement it has them too.
+            Mention::SqlRowCount => {
+                at.later
+                    || !sql_rowcount
+                    || (on_server != OnServer::None && !own_row_count && !own_found_rows)
+            }
         };
         if server_answers {
             return;
