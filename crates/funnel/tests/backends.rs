@@ -316,12 +316,10 @@ fn backends_reader_killed_under_load_then_rejoins() {
     assert!(late.get(&f.r1.port()).copied().unwrap_or(0) > 0, "{late:?}");
 }
 
-/// A reporting user whose default hostgroup has only read-only servers:
-/// its session statements (`SET`, `USE`, a schema at login, autocommit
-/// off) change no data and run there; only real writes are refused.
-#[test]
-fn backends_a_user_of_read_only_servers_sets_and_reads() {
-    let f = farm(&[]);
+/// A Funnel in front of `f` whose user `rep` has the readers as its
+/// default hostgroup (`app` the writer), and `rep` logged in to `farm`
+/// once the first health checks have told the readers from the writer.
+fn reporting_user(f: &Farm) -> (Proxy, Conn) {
     let mut yaml = String::from(
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: app\n    password: apppw\n    default_hostgroup: writer\n\
@@ -342,7 +340,7 @@ fn backends_a_user_of_read_only_servers_sets_and_reads() {
     let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
     // Until the first health check, a reader might be the writer: wait.
     thread::sleep(Duration::from_millis(300));
-    let mut c = Conn::new(
+    let c = Conn::new(
         OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(proxy.local_addr().port())
@@ -353,6 +351,16 @@ fn backends_a_user_of_read_only_servers_sets_and_reads() {
             .read_timeout(Some(Duration::from_secs(20))),
     )
     .expect("a login naming a schema");
+    (proxy, c)
+}
+
+/// A reporting user whose default hostgroup has only read-only servers:
+/// its session statements (`SET`, `USE`, a schema at login, autocommit
+/// off) change no data and run there; only real writes are refused.
+#[test]
+fn backends_a_user_of_read_only_servers_sets_and_reads() {
+    let f = farm(&[]);
+    let (_proxy, mut c) = reporting_user(&f);
     let readers = [f.r1.port(), f.r2.port()];
     c.query_drop("SET time_zone = '+03:00'").unwrap();
     c.query_drop("USE farm").unwrap();
@@ -381,36 +389,7 @@ fn backends_a_user_of_read_only_servers_sets_and_reads() {
 #[test]
 fn backends_a_user_of_read_only_servers_runs_prepared_reads() {
     let f = farm(&[]);
-    let mut yaml = String::from(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: rep\n    password: reppw\n    default_schema: farm\n    default_hostgroup: readers\n\
-         \x20 - name: app\n    password: apppw\n    default_hostgroup: writer\n\
-         backends:\n",
-    );
-    for (name, db, hg) in [
-        ("w", &f.writer, "writer"),
-        ("r1", &f.r1, "readers"),
-        ("r2", &f.r2, "readers"),
-    ] {
-        yaml.push_str(&format!(
-            "  - name: {name}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: {hg}\n",
-            db.addr()
-        ));
-    }
-    yaml.push_str("pool:\n  max_per_core: 4\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n");
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
-    thread::sleep(Duration::from_millis(300));
-    let mut c = Conn::new(
-        OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(proxy.local_addr().port())
-            .user(Some("rep"))
-            .pass(Some("reppw"))
-            .db_name(Some("farm"))
-            .prefer_socket(false)
-            .read_timeout(Some(Duration::from_secs(20))),
-    )
-    .unwrap();
+    let (_proxy, mut c) = reporting_user(&f);
     let readers = [f.r1.port(), f.r2.port()];
     for i in 0..4 {
         let at: Option<u16> = c

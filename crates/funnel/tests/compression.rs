@@ -354,16 +354,8 @@ fn mariadb(port: u16, schema: &str, args: &[&str], input: Option<&std::path::Pat
 /// the client asked, and a close; the next client is served.
 #[test]
 fn compression_garbled_packets_get_1158_and_a_close() {
-    use funnel_protocol::Capabilities;
     let (proxy, schema) = setup();
-    let mut c = MiniClient::connect_with(
-        proxy.local_addr(),
-        USER,
-        PASSWORD,
-        Some(&schema),
-        Capabilities::CLIENT_COMPRESS,
-    )
-    .unwrap();
+    let mut c = compressed_client(&proxy, &schema);
     // Header: 20 bytes of payload that should inflate to 100; they are junk.
     let mut bad = vec![20, 0, 0, 0, 100, 0, 0];
     bad.extend_from_slice(&[0xAB; 20]);
@@ -379,16 +371,8 @@ fn compression_garbled_packets_get_1158_and_a_close() {
 /// (packed as it asked), as one that stops halfway through a plain packet.
 #[test]
 fn compression_a_client_stalled_mid_packet_gets_1159() {
-    use funnel_protocol::Capabilities;
     let (proxy, schema) = setup_with("client:\n  net_read_timeout: 400ms\n");
-    let mut c = MiniClient::connect_with(
-        proxy.local_addr(),
-        USER,
-        PASSWORD,
-        Some(&schema),
-        Capabilities::CLIENT_COMPRESS,
-    )
-    .unwrap();
+    let mut c = compressed_client(&proxy, &schema);
     // A compressed header promising 100 bytes, then 10 of them.
     let mut half = vec![100, 0, 0, 0, 0, 0, 0];
     half.extend_from_slice(&[b'x'; 10]);
@@ -401,6 +385,18 @@ fn compression_a_client_stalled_mid_packet_gets_1159() {
         started.elapsed()
     );
     assert_eq!(err.code, 1159, "{err:?}");
+}
+
+/// A raw client logged in to `schema` that asked for compression.
+fn compressed_client(proxy: &Proxy, schema: &str) -> MiniClient {
+    MiniClient::connect_with(
+        proxy.local_addr(),
+        USER,
+        PASSWORD,
+        Some(schema),
+        funnel_protocol::Capabilities::CLIENT_COMPRESS,
+    )
+    .unwrap()
 }
 
 /// Reads what Funnel sends a compressed client until it closes (10 s at
