@@ -61,23 +61,68 @@ impl Sock {
 struct Tls {
     conn: rustls::Connection,
     raw: Vec<u8>,
+    /// Where the peer's bytes stand in TLS record framing.
+    records: RecordFraming,
+}
+
+/// Follows the peer's TLS record framing (5-byte header, then the length
+/// it names), so that a peer stalled partway through a record can be told
+/// from one that has sent nothing: rustls keeps a partial record to itself.
+#[derive(Default)]
+struct RecordFraming {
+    header: [u8; 5],
+    header_len: usize,
+    body_left: usize,
+}
+
+impl RecordFraming {
+    /// Accounts for `bytes` read from the peer.
+    fn advance(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(bytes.len());
+                self.body_left -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (5 - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&bytes[..n]);
+            self.header_len += n;
+            bytes = &bytes[n..];
+            if self.header_len == 5 {
+                self.header_len = 0;
+                self.body_left = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
+            }
+        }
+    }
+
+    /// True while a record has begun to arrive and not ended.
+    fn mid_record(&self) -> bool {
+        self.header_len > 0 || self.body_left > 0
+    }
 }
 
 /// What [`Stream::read`] says when bytes arrived that complete no
-/// compressed packet yet.
-pub const PARTIAL_PACKET: &str = "part of a compressed packet arrived";
+/// compressed packet or TLS record yet.
+pub const PARTIAL_PACKET: &str = "part of a compressed packet or TLS record arrived";
 
 /// Reads from the socket, through TLS when it is on.
 async fn read_raw(sock: &mut Sock, tls: &mut Option<Box<Tls>>, buf: &mut [u8]) -> io::Result<usize> {
     let Some(tls) = tls.as_mut() else {
         return sock.read(buf).await;
     };
+    let mut read_some = false;
     loop {
         match std::io::Read::read(&mut tls.conn.reader(), buf) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+        // Part of a record: the caller learns the peer is mid-command.
+        if read_some && tls.records.mid_record() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, PARTIAL_PACKET));
+        }
+        read_some = true;
         if !pump_in(sock, tls).await? {
             return Ok(0);
         }
@@ -365,9 +410,9 @@ impl Stream {
         }
     }
 
-    /// Reads what is available into `buf`; 0 means the peer closed. On a
-    /// compressed stream, bytes that complete no compressed packet yet end
-    /// the read with an error of kind `Interrupted` ([`PARTIAL_PACKET`]),
+    /// Reads what is available into `buf`; 0 means the peer closed. Bytes
+    /// that complete no compressed packet or TLS record yet end the read
+    /// with an error of kind `Interrupted` ([`PARTIAL_PACKET`]),
     /// so the caller sees the peer is mid-packet (its timeouts change).
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(c) = self.compress.as_mut() else {
@@ -415,9 +460,11 @@ impl Stream {
     }
 
     /// True when bytes of the peer's next packet arrived that the stream
-    /// still holds (part of a compressed packet): the peer is mid-packet.
+    /// still holds (part of a compressed packet or of a TLS record): the
+    /// peer is mid-packet.
     pub fn has_partial_input(&self) -> bool {
         self.compress.as_ref().is_some_and(|c| c.has_partial_packet())
+            || self.tls.as_ref().is_some_and(|t| t.records.mid_record())
     }
 
     /// True once TLS is on.
@@ -427,9 +474,16 @@ impl Stream {
 
     /// Switches to TLS as the server (after a client's SSLRequest): runs
     /// the handshake; afterwards every read and write is encrypted.
-    pub async fn start_tls(&mut self, config: std::sync::Arc<rustls::ServerConfig>) -> io::Result<()> {
+    /// `early` holds bytes the client sent after its SSLRequest that were
+    /// read with it: the start of its TLS hello, which clients send
+    /// without waiting. They go to TLS, never to the MySQL protocol.
+    pub async fn start_tls(
+        &mut self,
+        config: std::sync::Arc<rustls::ServerConfig>,
+        early: &[u8],
+    ) -> io::Result<()> {
         let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-        self.handshake(rustls::Connection::Server(conn)).await
+        self.handshake(rustls::Connection::Server(conn), early).await
     }
 
     /// Switches to TLS as the client (after sending a backend an
@@ -440,15 +494,17 @@ impl Stream {
         server_name: rustls::pki_types::ServerName<'static>,
     ) -> io::Result<()> {
         let conn = rustls::ClientConnection::new(config, server_name).map_err(io::Error::other)?;
-        self.handshake(rustls::Connection::Client(conn)).await
+        self.handshake(rustls::Connection::Client(conn), &[]).await
     }
 
     /// Runs a TLS handshake to its end; then the session wraps the stream.
-    async fn handshake(&mut self, conn: rustls::Connection) -> io::Result<()> {
+    async fn handshake(&mut self, conn: rustls::Connection, early: &[u8]) -> io::Result<()> {
         let mut tls = Box::new(Tls {
             conn,
             raw: vec![0; 16 * 1024],
+            records: RecordFraming::default(),
         });
+        feed(&mut tls, early)?;
         while tls.conn.is_handshaking() {
             flush_out(&mut self.sock, &mut tls).await?;
             if tls.conn.wants_read() && !pump_in(&mut self.sock, &mut tls).await? {
@@ -503,14 +559,26 @@ async fn pump_in(sock: &mut Sock, tls: &mut Tls) -> io::Result<bool> {
     if n == 0 {
         return Ok(false);
     }
-    let mut fed = &tls.raw[..n];
-    while !fed.is_empty() {
-        tls.conn.read_tls(&mut fed)?;
-        tls.conn.process_new_packets().map_err(io::Error::other)?;
-    }
+    let Tls { conn, raw, records } = tls;
+    feed_parts(conn, records, &raw[..n])?;
     // Handshake replies and alerts go out at once.
     flush_out(sock, tls).await?;
     Ok(true)
+}
+
+/// Hands bytes read from the peer to the TLS session.
+fn feed(tls: &mut Tls, bytes: &[u8]) -> io::Result<()> {
+    feed_parts(&mut tls.conn, &mut tls.records, bytes)
+}
+
+fn feed_parts(conn: &mut rustls::Connection, records: &mut RecordFraming, bytes: &[u8]) -> io::Result<()> {
+    records.advance(bytes);
+    let mut fed = bytes;
+    while !fed.is_empty() {
+        conn.read_tls(&mut fed)?;
+        conn.process_new_packets().map_err(io::Error::other)?;
+    }
+    Ok(())
 }
 
 /// Writes every pending TLS record to the socket.
@@ -550,5 +618,33 @@ mod tests {
         let waited = handle.join().unwrap();
         // glommio's default preempt timer is 100 ms; 5 s means it never came.
         assert!(waited.is_some(), "need_preempt() never became true");
+    }
+}
+
+#[cfg(test)]
+mod record_framing_tests {
+    use super::RecordFraming;
+
+    /// Records split anywhere (inside the header, inside the body, several
+    /// in one read) are followed: mid-record exactly until each one ends.
+    #[test]
+    fn record_framing_follows_records_split_anywhere() {
+        let record = |len: u16| {
+            let mut r = vec![23, 3, 3];
+            r.extend_from_slice(&len.to_be_bytes());
+            r.extend(std::iter::repeat_n(0xab, usize::from(len)));
+            r
+        };
+        let stream: Vec<u8> = [record(10), record(0), record(300)].concat();
+        let ends = [15, 20, stream.len()];
+        for step in [1, 2, 3, 4, 7, 64, stream.len()] {
+            let mut f = RecordFraming::default();
+            let mut at = 0;
+            for chunk in stream.chunks(step) {
+                f.advance(chunk);
+                at += chunk.len();
+                assert_eq!(f.mid_record(), !ends.contains(&at), "step {step}, at {at}");
+            }
+        }
     }
 }

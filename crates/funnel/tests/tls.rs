@@ -226,3 +226,178 @@ fn mysql8_clients_log_in_with_caching_sha2_fast_path() {
         assert_eq!(got[1][0], 0x00);
     }
 }
+
+/// A TLS stream logged in by hand, so a test can send part of a record.
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Logs in over TLS with `mysql_native_password`: greeting, SSLRequest
+/// with the TLS hello right behind it, the TLS handshake, then the login
+/// inside TLS.
+fn tls_login(port: u16, user: &[u8], password: &[u8]) -> TlsClient {
+    use funnel_protocol::auth::native_password_scramble;
+    use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
+    use funnel_protocol::Capabilities;
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let (_, greeting) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
+    let greeting = HandshakeV10::parse(&greeting).unwrap();
+    let caps = Capabilities::CLIENT_PROTOCOL_41.0
+        | Capabilities::CLIENT_SECURE_CONNECTION.0
+        | Capabilities::CLIENT_PLUGIN_AUTH.0
+        | Capabilities::CLIENT_SSL.0
+        | Capabilities::CLIENT_MYSQL.0;
+    let mut ssl_request = Vec::new();
+    ssl_request.extend_from_slice(&(caps as u32).to_le_bytes());
+    ssl_request.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    ssl_request.push(45);
+    ssl_request.extend_from_slice(&[0; 23]);
+    let settings = funnel_config::BackendTls {
+        mode: funnel_config::BackendTlsMode::Required,
+        ca: None,
+        server_name: None,
+    };
+    let spec = funnel_engine::tls::backend_config(&settings, "127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(spec.config, spec.server_name).unwrap();
+    // The SSLRequest and the TLS hello in one write, as a client that does
+    // not wait between them may have them arrive.
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 1, &ssl_request);
+    let mut first = framed.to_vec();
+    conn.write_tls(&mut first).unwrap();
+    s.write_all(&first).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    let resp = HandshakeResponse41 {
+        capabilities: Capabilities(caps),
+        max_packet_size: 1 << 24,
+        charset: 45,
+        username: user.to_vec(),
+        auth_response: native_password_scramble(password, &greeting.auth_plugin_data),
+        database: None,
+        auth_plugin_name: Some(b"mysql_native_password".to_vec()),
+        attributes: Vec::new(),
+    };
+    let mut out = bytes::BytesMut::new();
+    resp.write(&mut out);
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 2, &out);
+    tls.write_all(&framed).unwrap();
+    let ok = read_tls_packet(&mut tls).unwrap();
+    assert_eq!(ok.first(), Some(&0x00), "logged in: {ok:?}");
+    tls
+}
+
+/// Reads one packet's payload through TLS.
+fn read_tls_packet(tls: &mut TlsClient) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    tls.read_exact(&mut head)?;
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut payload = vec![0; len];
+    tls.read_exact(&mut payload)?;
+    Ok(payload)
+}
+
+/// A client's TLS hello that arrives with its SSLRequest (clients send
+/// it without waiting for anything) starts the handshake. Before, Funnel
+/// refused such a login ("data after the SSL request"), so under load,
+/// when a shard read both at once, TLS logins failed at random.
+#[test]
+fn tls_a_hello_sent_with_the_ssl_request_logs_in() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("tls_hello");
+    db.create_user("tls_hello_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: true\n\
+         backends:\n  - name: primary\n    address: {}\n    user: tls_hello_b\n    password: bpw\n\
+         client:\n  tls:\n    cert: {}\n    key: {}\n",
+        db.addr(),
+        cert.display(),
+        key.display()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = tls_login(proxy.local_addr().port(), b"secure", b"pw");
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 0, b"\x03DO 1");
+    c.write_all(&framed).unwrap();
+    let ok = read_tls_packet(&mut c).unwrap();
+    assert_eq!(ok.first(), Some(&0x00), "a statement over TLS: {ok:?}");
+}
+
+/// A TLS client that stops partway through a record has begun a command:
+/// it is closed after `client.net_read_timeout` with ERR 1159, as a plain
+/// client stalled mid-packet is. Before, nothing had been decrypted, so
+/// it counted as idle and was held until `client.idle_timeout` (never, by
+/// default), inside a transaction with the only backend connection.
+#[test]
+fn tls_a_client_stalled_mid_record_is_closed_after_net_read_timeout() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("tls_stall");
+    db.create_user("tls_stall_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: true\n\
+         backends:\n  - name: primary\n    address: {}\n    user: tls_stall_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n\
+         client:\n  net_read_timeout: 400ms\n  tls:\n    cert: {}\n    key: {}\n",
+        db.addr(),
+        cert.display(),
+        key.display()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let port = proxy.local_addr().port();
+
+    // A transaction holds the only connection; then half a record.
+    let mut stalled = tls_login(port, b"secure", b"pw");
+    for sql in ["BEGIN", "SELECT 1"] {
+        let mut framed = bytes::BytesMut::new();
+        funnel_protocol::framing::write_packet(&mut framed, 0, &[b"\x03", sql.as_bytes()].concat());
+        stalled.write_all(&framed).unwrap();
+        let first = read_tls_packet(&mut stalled).unwrap();
+        if first.first() != Some(&0x00) {
+            // SELECT 1: column count, column, EOF, row, EOF.
+            for _ in 0..4 {
+                read_tls_packet(&mut stalled).unwrap();
+            }
+        }
+    }
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 0, b"\x03SELECT 2");
+    stalled.conn.writer().write_all(&framed).unwrap();
+    let mut record = Vec::new();
+    stalled.conn.write_tls(&mut record).unwrap();
+    stalled.sock.write_all(&record[..record.len() / 2]).unwrap();
+
+    // The next client gets the connection once the stalled one is closed.
+    let started = std::time::Instant::now();
+    let (ok, text) = mariadb_cli(port, "secure", true, "SELECT 3");
+    assert!(ok && text.trim() == "3", "the next client was served: {text}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "served only after the stall ended"
+    );
+    match read_tls_packet(&mut stalled) {
+        Ok(p) => {
+            assert_eq!(p.first(), Some(&0xff), "{p:?}");
+            assert_eq!(u16::from_le_bytes([p[1], p[2]]), 1159, "{p:?}");
+        }
+        Err(e) => panic!("closed without a word: {e:?}"),
+    }
+
+    // Waiting for a command's first record is idleness, not a stall.
+    let mut idle = tls_login(port, b"secure", b"pw");
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 0, b"\x03DO 1");
+    idle.write_all(&framed).unwrap();
+    let ok = read_tls_packet(&mut idle).unwrap();
+    assert_eq!(ok.first(), Some(&0x00), "the idle TLS client stayed: {ok:?}");
+}

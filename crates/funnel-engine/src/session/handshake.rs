@@ -125,14 +125,12 @@ pub async fn login(
 
     let (mut seq, mut packet) = read_packet(client, buf).await?;
     if let (Ok(ClientHello::SslRequest { .. }), Some(config)) = (HandshakeResponse41::parse(&packet), tls) {
-        if !buf.is_empty() {
-            // Bytes after the SSLRequest would be plaintext spliced into TLS.
-            return Err(LoginError::Refuse(
-                EngineError::BadHandshake("data after the SSL request".into()),
-                seq.wrapping_add(1),
-            ));
-        }
-        client.start_tls(config.clone()).await?;
+        // Bytes read with the SSLRequest are the start of the client's TLS
+        // hello (clients send it without waiting): they go to TLS, which
+        // authenticates every handshake byte, never to the MySQL protocol.
+        let early = buf.bytes().to_vec();
+        buf.clear();
+        client.start_tls(config.clone(), &early).await?;
         (seq, packet) = read_packet(client, buf).await?;
     }
     let resp = match HandshakeResponse41::parse(&packet) {
