@@ -363,3 +363,73 @@ fn hostile_a_backend_error_that_closes_the_connection_takes_it_out_of_the_pool()
     let r = b.query("SELECT 1");
     assert!(r.is_ok(), "the next client got {r:?}");
 }
+
+/// Reads one whole text-protocol answer of the client's: the OK or ERR
+/// packet, or a result set's packets up to its last EOF.
+fn next_answer(c: &mut MiniClient) -> Vec<Vec<u8>> {
+    let (_, first) = c.read_packet().unwrap();
+    if matches!(first.first(), Some(0x00) | Some(0xff)) {
+        return vec![first];
+    }
+    let mut got = vec![first];
+    let mut eofs = 0;
+    while eofs < 2 {
+        let (_, p) = c.read_packet().unwrap();
+        if p.first() == Some(&0xfe) && p.len() < 9 {
+            eofs += 1;
+        }
+        got.push(p);
+    }
+    got
+}
+
+/// Commands a client writes back to back without waiting (as drivers do
+/// after a COM_STMT_CLOSE, which has no answer, or when they pipeline) are
+/// run in order, each answered in order, with the session carried across.
+#[test]
+fn hostile_pipelined_commands_are_answered_in_order() {
+    let (proxy, schema) = start("pool:\n  max_per_core: 2\n  min_idle_per_core: 2\n");
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    assert!(c.query("CREATE TABLE pipe (id INT PRIMARY KEY)").is_ok());
+    let mut all = bytes::BytesMut::new();
+    let commands: [&[u8]; 8] = [
+        b"\x03SELECT 40 + 2",
+        b"\x03SET @a = 5",
+        b"\x19\xe7\x03\x00\x00", // COM_STMT_CLOSE of an unknown id: no answer
+        b"\x03BEGIN",
+        b"\x03INSERT INTO pipe VALUES (1)",
+        b"\x03SELECT @a, COUNT(*) FROM pipe",
+        b"\x03ROLLBACK",
+        b"\x03SELECT COUNT(*) FROM pipe",
+    ];
+    for cmd in commands {
+        funnel_protocol::framing::write_packet(&mut all, 0, cmd);
+    }
+    c.write_raw(&all).unwrap();
+    let text = |a: &[Vec<u8>]| String::from_utf8_lossy(&a.concat()).into_owned();
+    let first = next_answer(&mut c);
+    assert!(text(&first).contains("42"), "{first:?}");
+    for what in ["SET", "BEGIN", "INSERT"] {
+        let a = next_answer(&mut c);
+        assert_eq!(a[0][0], 0x00, "{what}: {a:?}");
+    }
+    let a = next_answer(&mut c);
+    assert!(
+        text(&a).contains("\x015\x011"),
+        "@a and the row inside the transaction: {a:?}"
+    );
+    assert_eq!(next_answer(&mut c)[0][0], 0x00, "ROLLBACK");
+    let a = next_answer(&mut c);
+    assert!(text(&a).contains("\x010"), "rolled back: {a:?}");
+    assert!(c.query("SELECT 1").is_ok(), "the session goes on");
+
+    // A write with COM_QUIT right behind it still runs.
+    let mut last = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut last, 0, b"\x03INSERT INTO pipe VALUES (2)");
+    funnel_protocol::framing::write_packet(&mut last, 0, b"\x01");
+    c.write_raw(&last).unwrap();
+    assert_eq!(next_answer(&mut c)[0][0], 0x00, "the INSERT before the quit");
+    let mut other = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    let rows = other.query("SELECT COUNT(*) FROM pipe").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
+}
