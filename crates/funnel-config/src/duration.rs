@@ -32,6 +32,15 @@ impl HumanDuration {
     /// The zero duration, which several settings read as "no limit".
     pub const ZERO: HumanDuration = HumanDuration(Duration::ZERO);
 
+    /// The longest duration any setting takes: ten years (87600h). Every
+    /// timeout becomes a deadline, `now + d`, on the data path, and the
+    /// clock cannot hold one near `u64::MAX` seconds ahead: such a value
+    /// panicked the core that armed the first timer with it (`SET
+    /// pool.query_timeout = 18446744073709551615` took down a core's
+    /// clients). Where no limit is meant, the settings that allow it take
+    /// `0s`.
+    pub const MAX: HumanDuration = HumanDuration::from_secs(10 * 365 * 24 * 3600);
+
     /// A duration of `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
         HumanDuration(Duration::from_secs(secs))
@@ -102,8 +111,8 @@ pub enum ParseDurationError {
         /// The suffix that was not recognised.
         unit: String,
     },
-    /// The value does not fit in a [`Duration`].
-    #[error("invalid duration {input:?}: too large")]
+    /// The value is longer than [`HumanDuration::MAX`].
+    #[error("invalid duration {input:?}: too large (at most 87600h, ten years)")]
     Overflow {
         /// The text as written.
         input: String,
@@ -152,8 +161,10 @@ impl FromStr for HumanDuration {
             .ok()
             .and_then(|n| n.checked_mul(per_unit))
             .ok_or_else(|| ParseDurationError::Overflow { input: input() })?;
-        let secs = u64::try_from(nanos / 1_000_000_000)
-            .map_err(|_| ParseDurationError::Overflow { input: input() })?;
+        if nanos > HumanDuration::MAX.0.as_nanos() {
+            return Err(ParseDurationError::Overflow { input: input() });
+        }
+        let secs = (nanos / 1_000_000_000) as u64;
         let subsec = (nanos % 1_000_000_000) as u32;
         Ok(HumanDuration(Duration::new(secs, subsec)))
     }
@@ -197,13 +208,18 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(HumanDuration::from_secs(v))
+        let d = HumanDuration::from_secs(v);
+        if d > HumanDuration::MAX {
+            return Err(E::custom(ParseDurationError::Overflow { input: v.to_string() }));
+        }
+        Ok(d)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        u64::try_from(v)
-            .map(HumanDuration::from_secs)
-            .map_err(|_| E::custom(format!("invalid duration {v}: must not be negative")))
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!("invalid duration {v}: must not be negative"))),
+        }
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
@@ -274,6 +290,18 @@ mod tests {
             parse("99999999999999999999999h"),
             Err(ParseDurationError::Overflow { .. })
         ));
+        // Longer than the clock can hold as a deadline: refused, however written.
+        assert!(matches!(
+            parse("18446744073709551615"),
+            Err(ParseDurationError::Overflow { .. })
+        ));
+        assert!(matches!(
+            parse("87601h"),
+            Err(ParseDurationError::Overflow { .. })
+        ));
+        assert_eq!(parse("87600h"), Ok(HumanDuration::MAX.0));
+        assert!(serde_yaml::from_str::<HumanDuration>("18446744073709551615").is_err());
+        assert!(serde_yaml::from_str::<HumanDuration>("315360001").is_err());
         assert!(serde_yaml::from_str::<HumanDuration>("-3").is_err());
         assert!(serde_yaml::from_str::<HumanDuration>("1.5").is_err());
     }
@@ -296,7 +324,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn config_duration_display_round_trips(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+        fn config_duration_display_round_trips(secs in 0..HumanDuration::MAX.0.as_secs(), nanos in 0u32..1_000_000_000) {
             let d = HumanDuration(Duration::new(secs, nanos));
             prop_assert_eq!(d.to_string().parse::<HumanDuration>(), Ok(d));
         }

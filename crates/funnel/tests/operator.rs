@@ -1,0 +1,205 @@
+//! What an operator sends to the admin and metrics ports, malformed or
+//! hostile: every statement and command gets an answer (an ERR with a
+//! proper code where it is wrong), the admin connection stays usable, and
+//! the clients on the data path never notice.
+
+use std::net::SocketAddr;
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
+use funnel_testkit::mini_client::MiniClient;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::Conn;
+
+struct Env {
+    proxy: Proxy,
+    listeners: funnel_admin::Listeners,
+}
+
+fn env(prefix: &str, extra: &str) -> Env {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 2\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
+         metrics:\n  listen: 127.0.0.1:0\n{extra}",
+        db.addr()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    Env { proxy, listeners }
+}
+
+impl Env {
+    fn admin_addr(&self) -> SocketAddr {
+        self.listeners.admin.as_ref().unwrap().local_addr()
+    }
+
+    fn admin(&self) -> Conn {
+        Conn::new(opts(self.admin_addr().port(), "admin", "secret")).unwrap()
+    }
+
+    fn raw_admin(&self) -> MiniClient {
+        MiniClient::connect(self.admin_addr(), "admin", "secret", None).unwrap()
+    }
+
+    fn client(&self) -> Conn {
+        Conn::new(opts(self.proxy.local_addr().port(), "app", "apppw")).unwrap()
+    }
+}
+
+/// The code of the MySQL error `r` failed with.
+fn code<T: std::fmt::Debug>(r: Result<T, mysql::Error>) -> u16 {
+    match r {
+        Err(mysql::Error::MySqlError(e)) => e.code,
+        other => panic!("expected a MySQL error, got {other:?}"),
+    }
+}
+
+/// A duration too long for the clock (`Instant::now() + d` overflows) in
+/// any timeout is refused like any invalid value; before, `SET` took it
+/// and the first timer armed with it panicked a core, dropping its clients.
+#[test]
+fn operator_set_of_a_duration_past_the_clock_is_refused() {
+    let e = env("opdur", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    for key in [
+        "pool.query_timeout",
+        "pool.connect_timeout",
+        "pool.idle_timeout",
+        "pool.max_lifetime",
+        "backlog.wait_timeout",
+        "client.idle_timeout",
+        "client.idle_transaction_timeout",
+        "client.net_read_timeout",
+        "client.net_write_timeout",
+        "client.handshake_timeout",
+        "monitor.interval",
+        "monitor.timeout",
+    ] {
+        for value in ["18446744073709551615", "5124095576030431h"] {
+            let r = admin.query_drop(format!("SET {key} = {value}"));
+            assert_eq!(code(r), 1210, "SET {key} = {value}");
+        }
+        // The running value is untouched and clients are served.
+        assert_eq!(
+            c.query_first::<i64, _>("SELECT 1").unwrap(),
+            Some(1),
+            "after {key}"
+        );
+    }
+    let mut fresh = e.client();
+    assert_eq!(fresh.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
+}
+
+/// Commands other than COM_QUERY on the admin port: each gets an answer
+/// (ERR 1047 for those the admin interface does not serve) and the
+/// connection goes on.
+#[test]
+fn operator_admin_other_commands_get_an_err_and_the_connection_goes_on() {
+    let e = env("opcom", "");
+    let mut admin = e.raw_admin();
+    let cases: [(&str, Vec<u8>); 9] = [
+        ("COM_STMT_PREPARE", [&[0x16u8][..], b"SHOW POOLS"].concat()),
+        ("COM_FIELD_LIST", [&[0x04u8][..], b"t\0"].concat()),
+        ("COM_CHANGE_USER", [&[0x11u8][..], b"app\0\0"].concat()),
+        ("COM_STMT_EXECUTE", vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0]),
+        ("COM_PROCESS_KILL", vec![0x0c, 1, 0, 0, 0]),
+        ("COM_SET_OPTION", vec![0x1b, 0, 0]),
+        ("COM_RESET_CONNECTION", vec![0x1f]),
+        ("unknown 0xee", vec![0xee]),
+        ("empty", vec![]),
+    ];
+    for (what, payload) in cases {
+        admin.send_command(&payload).unwrap();
+        let (_, reply) = admin
+            .read_packet()
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e:?}"));
+        assert_eq!(reply.first(), Some(&0xff), "{what}: {reply:?}");
+        let err = funnel_protocol::response::ErrPacket::parse(&reply).unwrap();
+        assert_eq!(err.code, 1047, "{what}: {err:?}");
+        let rows = admin.query("SHOW VERSION").unwrap();
+        assert_eq!(rows.rows().len(), 1, "{what}: the connection goes on");
+    }
+    // COM_INIT_DB and COM_PING are answered with OK.
+    for (what, payload) in [
+        ("COM_INIT_DB", [&[0x02u8][..], b"x"].concat()),
+        ("COM_PING", vec![0x0e]),
+    ] {
+        admin.send_command(&payload).unwrap();
+        let (_, reply) = admin.read_packet().unwrap();
+        assert_eq!(reply.first(), Some(&0x00), "{what}: {reply:?}");
+    }
+}
+
+/// Odd statements: wrong arity, unknown names, quoting, multi-statements,
+/// out-of-range numbers. Each is an ERR with a proper code, and nothing
+/// changes.
+#[test]
+fn operator_admin_malformed_statements_get_proper_errors() {
+    let e = env("opmalformed", "");
+    let mut admin = e.admin();
+    let cases: &[(&str, u16)] = &[
+        ("", 1064),
+        (";", 1064),
+        ("SHOW", 1064),
+        ("SHOW POOLS extra", 1064),
+        ("SHOW POOLS; SHUTDOWN", 1064),
+        ("DRAIN BACKEND", 1064),
+        ("DRAIN BACKEND a b", 1064),
+        ("DRAIN BACKEND nosuch", 1210),
+        ("UNDRAIN BACKEND nosuch", 1210),
+        ("REMOVE BACKEND nosuch", 1210),
+        ("REMOVE BACKEND primary", 1210),
+        ("ADD BACKEND", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u", 1210),
+        ("ADD BACKEND primary 127.0.0.1:1 u p", 1210),
+        ("ADD BACKEND x notanaddress u p", 1210),
+        ("ADD BACKEND x 127.0.0.1:99999 u p", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u p weight -1", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u p weight 0", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u p weight 99999999999999999999", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u p weight", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u p colour blue", 1210),
+        ("ADD BACKEND x 127.0.0.1:1 u p max_replication_lag -5s", 1210),
+        ("SET", 1210),
+        ("SET pool", 1210),
+        ("SET pool.max_per_core", 1210),
+        ("SET pool.max_per_core = -1", 1210),
+        ("SET pool.max_per_core = 99999999999999999999", 1210),
+        ("SET pool.max_per_core = 1e3", 1210),
+        ("SET pool.max_per_core = {a: 1}", 1210),
+        ("SET pool.max_per_core = [1]", 1210),
+        ("SET pool.max_per_core = *x", 1210),
+        ("SET pool.max_per_core = 8; SHUTDOWN", 1210),
+        ("SET pool.nosuch = 1", 1210),
+        ("SET pool.max_per_core.x = 1", 1210),
+        ("SET nosuch.key = 1", 1210),
+        ("SET users.name = x", 1210),
+        ("SET backlog.wait_timeout = -1s", 1210),
+        ("SET backlog.wait_timeout = 1.5s", 1210),
+        ("SET backlog.wait_timeout = 0", 1210),
+        ("SET client.max_packet_size = 1", 1210),
+        ("SET client.max_packet_size = 99999999999999999999999", 1210),
+        ("SELECT", 1064),
+        ("KILL 1", 1064),
+        ("\u{0}\u{1}\u{ff}", 1064),
+    ];
+    for (sql, want) in cases {
+        let got = code(admin.query_drop(*sql));
+        assert_eq!(got, *want, "{sql:?}");
+    }
+    // Nothing changed: one backend, in service, and clients are served.
+    let servers: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+    assert_eq!(servers.len(), 1);
+    let mut c = e.client();
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+}
