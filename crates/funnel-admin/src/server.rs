@@ -57,6 +57,27 @@ const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 /// How long a connection has for its whole login.
 const LOGIN_LIMIT: Duration = Duration::from_secs(10);
 
+/// The longest packet the admin listener reads (admin statements are
+/// short); `SELECT @@max_allowed_packet` reports it.
+pub const MAX_PACKET: usize = 1 << 20;
+
+/// How long the rest of a refused, oversized packet is read (and thrown
+/// away) after the ERR: a client still writing it would otherwise get a
+/// reset instead of the ERR.
+const DISCARD_LIMIT: Duration = Duration::from_secs(5);
+
+/// A packet over [`MAX_PACKET`] arrived.
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a packet over {MAX_PACKET} bytes")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 impl AdminServer {
     /// Listens on `listen` for the admin user `user` with `secret`.
     pub fn start(
@@ -121,6 +142,9 @@ impl Wire {
             match self.decoder.decode(&mut self.inbox) {
                 Ok(Some(p)) => return Ok((p.last_seq, p.payload.to_vec())),
                 Ok(None) => {}
+                Err(funnel_protocol::ProtocolError::PacketTooLarge { .. }) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, TooLarge))
+                }
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
             if let Some(until) = self.login_until {
@@ -148,11 +172,56 @@ fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &Admin
     let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let mut w = Wire {
         stream,
-        decoder: PacketDecoder::new(1 << 20),
+        decoder: PacketDecoder::new(MAX_PACKET),
         inbox: BytesMut::new(),
         login_until: Some(Instant::now() + LOGIN_LIMIT),
     };
-    let caps = login(&mut w, user, secret, &peer)?;
+    let served = serve_logged_in(&mut w, user, secret, ctx, &peer);
+    if let Err(e) = &served {
+        if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
+            refuse_too_large(&mut w);
+        }
+    }
+    served
+}
+
+/// Answers a packet over [`MAX_PACKET`] as a server answers one over its
+/// `max_allowed_packet` (ERR 1153, then the connection ends), reading
+/// what the client still sends of it for a while so that its write
+/// completes and it reads the ERR rather than a reset.
+fn refuse_too_large(w: &mut Wire) {
+    let mut out = BytesMut::new();
+    ErrPacket::new(
+        1153,
+        "08S01",
+        format!("Got a packet bigger than 'max_allowed_packet' bytes (the admin interface reads at most {MAX_PACKET})"),
+    )
+    .write(&mut out);
+    // A command's reply is packet 1; the packet's own sequence id is
+    // unknown past the refused header, and only commands get this far
+    // with more than a few hundred bytes.
+    if w.send(1, &out).is_err() {
+        return;
+    }
+    let _ = w.stream.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + DISCARD_LIMIT;
+    let mut sink = [0u8; 8192];
+    while Deadline::arm(&w.stream, until).is_ok() {
+        match w.stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn serve_logged_in(
+    w: &mut Wire,
+    user: &str,
+    secret: &NativePasswordHash,
+    ctx: &AdminContext,
+    peer: &str,
+) -> io::Result<()> {
+    let caps = login(w, user, secret, peer)?;
     w.login_until = None;
     w.stream.set_read_timeout(Some(IDLE_LIMIT))?;
     loop {

@@ -100,6 +100,25 @@ fn operator_set_of_a_duration_past_the_clock_is_refused() {
     assert_eq!(fresh.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
 }
 
+/// A statement over the admin port's packet limit gets ERR 1153 (as a
+/// server answers over its max_allowed_packet), not a silent close, and
+/// `SELECT @@max_allowed_packet` tells drivers that limit.
+#[test]
+fn operator_admin_packet_over_the_limit_gets_1153() {
+    let e = env("oppacket", "");
+    let mut raw = e.raw_admin();
+    let big = format!("SHOW '{}'", "x".repeat(2 << 20));
+    raw.send_query(&big).unwrap();
+    let (_, reply) = raw.read_packet().unwrap();
+    let err = funnel_protocol::response::ErrPacket::parse(&reply).unwrap();
+    assert_eq!(err.code, 1153, "{err:?}");
+    // A driver that reads the limit refuses such a statement itself.
+    let mut admin = e.admin();
+    let limit: Option<u64> = admin.query_first("SELECT @@max_allowed_packet").unwrap();
+    assert_eq!(limit, Some(funnel_admin::server::MAX_PACKET as u64));
+    assert!(admin.query_drop("SHOW POOLS").is_ok());
+}
+
 /// Commands other than COM_QUERY on the admin port: each gets an answer
 /// (ERR 1047 for those the admin interface does not serve) and the
 /// connection goes on.

@@ -24,7 +24,7 @@ pub fn select(text: &str) -> Reply {
         {
             "version_comment" => Some("Funnel admin".to_string()),
             "version" => Some(format!("5.5.5-funnel-admin-{}", env!("CARGO_PKG_VERSION"))),
-            "max_allowed_packet" => Some((64u64 << 20).to_string()),
+            "max_allowed_packet" => Some(crate::server::MAX_PACKET.to_string()),
             "wait_timeout" | "interactive_timeout" => Some("28800".to_string()),
             "autocommit" => Some("1".to_string()),
             other if other.chars().all(|c| c.is_ascii_digit()) && !other.is_empty() => {
