@@ -222,3 +222,29 @@ fn operator_admin_malformed_statements_get_proper_errors() {
     let mut c = e.client();
     assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
 }
+
+/// A backend named with quotes, as ProxySQL's admin takes strings, is the
+/// backend of that name: `ADD BACKEND 'r2' ...` then `DRAIN BACKEND r2`.
+#[test]
+fn operator_admin_quoted_names_are_the_names() {
+    let e = env("opquote", "");
+    let mut admin = e.admin();
+    let db = MariaDb::shared();
+    let backend = format!("{}_q", db.fresh_database("opquoteb"));
+    db.create_user(&backend, "bpw");
+    admin
+        .query_drop(format!(
+            "ADD BACKEND 'r2' '{}' '{backend}' 'bpw' hostgroup 'default' weight '1'",
+            db.addr()
+        ))
+        .unwrap();
+    let names: Vec<String> = admin
+        .query::<mysql::Row, _>("SHOW SERVERS")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get::<String, _>(0).unwrap())
+        .collect();
+    assert!(names.contains(&"r2".to_string()), "{names:?}");
+    admin.query_drop("DRAIN BACKEND `r2`").unwrap();
+    admin.query_drop("REMOVE BACKEND \"r2\"").unwrap();
+}

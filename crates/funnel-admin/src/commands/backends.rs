@@ -5,14 +5,15 @@
 use funnel_config::Backend;
 
 use super::control::apply_edit;
-use super::invalid;
+use super::{invalid, unquote};
 use crate::resultset::Reply;
 use crate::server::AdminContext;
 
 /// `ADD BACKEND name address user password [hostgroup h] [weight n]
 /// [max_replication_lag d]`.
 pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
-    let [name, address, user, password, rest @ ..] = args else {
+    let args: Vec<&str> = args.iter().map(|a| unquote(a)).collect();
+    let [name, address, user, password, rest @ ..] = args.as_slice() else {
         return invalid(
             "usage: ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d]",
         );
@@ -21,7 +22,7 @@ pub fn add(ctx: &AdminContext, args: &[&str]) -> Reply {
         name: name.to_string(),
         address: address.to_string(),
         user: user.to_string(),
-        password: password.trim_matches('\'').to_string(),
+        password: password.to_string(),
         hostgroup: funnel_config::DEFAULT_HOSTGROUP.to_string(),
         weight: 1,
         max_replication_lag: None,

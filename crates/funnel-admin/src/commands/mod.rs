@@ -48,13 +48,25 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["SHUTDOWN"] => control::shutdown(ctx, false),
         ["SHUTDOWN", "GRACEFUL"] => control::shutdown(ctx, true),
         ["ADD", "BACKEND", ..] => backends::add(ctx, &words[2..]),
-        ["REMOVE", "BACKEND", _] => backends::remove(ctx, words[2]),
-        ["DRAIN", "BACKEND", _] => backends::drain(ctx, words[2]),
-        ["UNDRAIN", "BACKEND", _] => backends::undrain(ctx, words[2]),
+        ["REMOVE", "BACKEND", _] => backends::remove(ctx, unquote(words[2])),
+        ["DRAIN", "BACKEND", _] => backends::drain(ctx, unquote(words[2])),
+        ["UNDRAIN", "BACKEND", _] => backends::undrain(ctx, unquote(words[2])),
         ["SET", ..] => set::run(ctx, &text[3..]),
         ["SELECT", ..] => driver_probes::select(text),
         _ => unknown(text),
     }
+}
+
+/// A word without one pair of enclosing quotes (`'r2'`, `"r2"`, `` `r2` ``):
+/// operators used to ProxySQL's admin quote names and strings, and the
+/// quotes are not part of the name.
+fn unquote(word: &str) -> &str {
+    for q in ['\'', '"', '`'] {
+        if let Some(inner) = word.strip_prefix(q).and_then(|w| w.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    word
 }
 
 fn unknown(text: &str) -> Reply {
