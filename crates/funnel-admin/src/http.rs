@@ -60,14 +60,48 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> 
     // cannot grow the buffer, nor hold the thread by sending slowly.
     let request = Deadline::new(conn.try_clone()?, Duration::from_secs(10));
     let mut reader = BufReader::new(request.take(MAX_REQUEST));
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
+    // Bytes, not a String: a line that is not UTF-8 (a TLS hello, a
+    // scanner's probe) is answered 400, not dropped without a word.
+    let mut first = Vec::new();
+    reader.read_until(b'\n', &mut first)?;
     // Skip the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line)? > 2 {
         line.clear();
     }
-    let target = request.split_whitespace().nth(1).unwrap_or("/");
+    let request = String::from_utf8_lossy(&first);
+    let mut parts = request.split_whitespace();
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+        return answer(
+            &conn,
+            false,
+            "400 Bad Request",
+            "text/plain",
+            "not an HTTP request\n",
+        );
+    };
+    if !version.starts_with("HTTP/") || parts.next().is_some() {
+        return answer(
+            &conn,
+            false,
+            "400 Bad Request",
+            "text/plain",
+            "not an HTTP request\n",
+        );
+    }
+    // Only reads: a HEAD is answered as a GET without the body (a probe
+    // that sends one must not read the body as its next response).
+    let head = method == "HEAD";
+    if method != "GET" && !head {
+        return answer(
+            &conn,
+            false,
+            "405 Method Not Allowed\r\nAllow: GET, HEAD",
+            "text/plain",
+            "only GET and HEAD\n",
+        );
+    }
     // Prometheus appends a scrape job's `params` as a query string.
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let (status, ctype, body) = match path {
@@ -103,11 +137,20 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> 
             "try /metrics or /healthz\n".to_string(),
         ),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    answer(&conn, head, status, ctype, &body)
+}
+
+/// Sends one response and nothing more (`Connection: close`); `head`
+/// leaves the body out, keeping its length.
+fn answer(conn: &TcpStream, head: bool, status: &str, ctype: &str, body: &str) -> io::Result<()> {
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    write_within(&conn, response.as_bytes(), Duration::from_secs(10))
+    if !head {
+        response.push_str(body);
+    }
+    write_within(conn, response.as_bytes(), Duration::from_secs(10))
 }
 
 /// Writes all of `bytes` within `limit` in all, however slowly the peer

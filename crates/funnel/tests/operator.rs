@@ -3,7 +3,9 @@
 //! proper code where it is wrong), the admin connection stays usable, and
 //! the clients on the data path never notice.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
@@ -52,6 +54,10 @@ impl Env {
 
     fn client(&self) -> Conn {
         Conn::new(opts(self.proxy.local_addr().port(), "app", "apppw")).unwrap()
+    }
+
+    fn metrics_addr(&self) -> SocketAddr {
+        self.listeners.metrics.as_ref().unwrap().local_addr()
     }
 }
 
@@ -247,4 +253,27 @@ fn operator_admin_quoted_names_are_the_names() {
     assert!(names.contains(&"r2".to_string()), "{names:?}");
     admin.query_drop("DRAIN BACKEND `r2`").unwrap();
     admin.query_drop("REMOVE BACKEND \"r2\"").unwrap();
+}
+
+/// Raw HTTP on the metrics port: other methods than GET and HEAD get 405,
+/// HEAD gets no body, a request that is not HTTP gets 400; each answered
+/// at once.
+#[test]
+fn operator_metrics_methods_and_garbage() {
+    let e = env("ophttp", "");
+    let ask = |raw: &[u8]| -> String {
+        let mut s = TcpStream::connect(e.metrics_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let post = ask(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let head = ask(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head:?}");
+    let bin = ask(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n");
+    assert!(bin.starts_with("HTTP/1.1 400"), "{bin:?}");
 }
