@@ -41,6 +41,9 @@ pub struct Shard {
     config: RefCell<Rc<Config>>,
     /// Who may log in.
     users: RefCell<Rc<UserTable>>,
+    /// How many times `users` was replaced: sessions compare it to follow
+    /// their user's new settings after a reload.
+    users_generation: Cell<u64>,
     /// Query routing rules.
     rules: RefCell<Rc<Rules>>,
     /// The backend pools, one per backend.
@@ -114,6 +117,7 @@ impl Shard {
         Rc::new(Shard {
             id: setup.id,
             users: RefCell::new(Rc::new(UserTable::from_config(&cfg.users, &setup.user_counters))),
+            users_generation: Cell::new(0),
             rules: RefCell::new(Rc::new(Rules::compile(&cfg.query_rules))),
             config: RefCell::new(Rc::new(cfg)),
             backends,
@@ -206,6 +210,11 @@ impl Shard {
         self.users.borrow().clone()
     }
 
+    /// Changes each time a reload replaces the user table.
+    pub fn users_generation(&self) -> u64 {
+        self.users_generation.get()
+    }
+
     /// The query routing rules.
     pub fn rules(&self) -> Rc<Rules> {
         self.rules.borrow().clone()
@@ -229,6 +238,8 @@ impl Shard {
         // snapshot right after the change lists no empty left-overs.
         self.backends.forget_retired();
         *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users, counters));
+        self.users_generation
+            .set(self.users_generation.get().wrapping_add(1));
         *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
         *self.config.borrow_mut() = Rc::new(cfg);
         tracing::info!(shard = %self.id, "configuration reloaded");

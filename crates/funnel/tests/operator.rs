@@ -277,3 +277,111 @@ fn operator_metrics_methods_and_garbage() {
     let bin = ask(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n");
     assert!(bin.starts_with("HTTP/1.1 400"), "{bin:?}");
 }
+
+/// The backend account that served a query (each backend logs in with an
+/// account of its own).
+fn served_by(c: &mut Conn) -> String {
+    c.query_first("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)")
+        .unwrap()
+        .unwrap()
+}
+
+/// A reload from the file while clients work: it removes the backend and
+/// the user in use, moves the user to another hostgroup, changes its
+/// password, shrinks the pool below what is leased and changes `listen`.
+/// As configuration.md's "Reloading" says: connected clients go on
+/// (open transactions commit on their connection, which then drains), new
+/// commands use the new backend, new logins the new users and password,
+/// and `listen` waits for a restart.
+#[test]
+fn operator_reload_under_clients_removes_what_they_use() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("opreload");
+    let (old_b, new_b) = (format!("{schema}_old"), format!("{schema}_new"));
+    db.create_user(&old_b, "bpw");
+    db.create_user(&new_b, "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    let addr = db.addr();
+    let before = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n    default_hostgroup: hg_old\n  \
+         - name: gone\n    password: gonepw\n    default_schema: {schema}\n    default_hostgroup: hg_old\n\
+         backends:\n  - name: old\n    address: {addr}\n    user: {old_b}\n    password: bpw\n    hostgroup: hg_old\n\
+         pool:\n  max_per_core: 4\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n"
+    );
+    let after = format!(
+        "listen: 127.0.0.1:1\ncores: 1\n\
+         users:\n  - name: app\n    password: newpw\n    default_schema: {schema}\n    default_hostgroup: hg_new\n\
+         backends:\n  - name: new\n    address: {addr}\n    user: {new_b}\n    password: bpw\n    hostgroup: hg_new\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n"
+    );
+    std::fs::write(&path, &before).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), Some(path.clone())).unwrap();
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(opts(admin_port, "admin", "secret")).unwrap();
+    let port = proxy.local_addr().port();
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
+    // Three clients in open transactions (three leased connections), one
+    // idle client of the user about to be removed, one idle app client.
+    let mut txs: Vec<Conn> = (0..3)
+        .map(|_| Conn::new(opts(port, "app", "apppw")).unwrap())
+        .collect();
+    for (i, c) in txs.iter_mut().enumerate() {
+        c.query_drop("BEGIN").unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES ({i}, 0)")).unwrap();
+    }
+    let mut gone = Conn::new(opts(port, "gone", "gonepw")).unwrap();
+    let mut idle = Conn::new(opts(port, "app", "apppw")).unwrap();
+    assert_eq!(served_by(&mut idle), old_b);
+
+    std::fs::write(&path, &after).unwrap();
+    let reply = admin.query_iter("RELOAD").unwrap();
+    let info = reply.info_str().into_owned();
+    drop(reply);
+    assert!(info.contains("listen"), "listen needs a restart: {info}");
+
+    // The transactions commit on their connections to the removed backend.
+    for (i, c) in txs.iter_mut().enumerate() {
+        assert_eq!(served_by(c), old_b, "tx {i} stays on its connection");
+        c.query_drop(format!("UPDATE t SET v = 1 WHERE id = {i}"))
+            .unwrap();
+        c.query_drop("COMMIT").unwrap();
+    }
+    let committed: Option<i64> = db.query_first(&format!("SELECT SUM(v) FROM {schema}.t"));
+    assert_eq!(committed, Some(3), "every acknowledged commit is there, once");
+    // A connected client of a changed user goes on, routed as the file
+    // now says (before: ERR 9004 for hg_old on every command until it
+    // reconnected).
+    assert_eq!(idle.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
+    assert_eq!(served_by(&mut idle), new_b);
+    // A removed user's session keeps what it logged in with: its hostgroup
+    // is gone, so it is told so at once, and stays connected.
+    let started = std::time::Instant::now();
+    assert_eq!(code(gone.query_first::<i64, _>("SELECT 6")), 9004);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(gone.query_first::<i64, _>("SELECT 7")), 9004);
+    // New logins: the new password only; the removed user is refused.
+    assert_eq!(
+        code(Conn::new(opts(port, "app", "apppw"))),
+        1045,
+        "the old password is refused"
+    );
+    assert_eq!(code(Conn::new(opts(port, "gone", "gonepw"))), 1045);
+    let mut fresh = Conn::new(opts(port, "app", "newpw")).unwrap();
+    assert_eq!(served_by(&mut fresh), new_b);
+    // The old backend's connections drain away; the new pool keeps to 1.
+    funnel_testkit::wait_until_within("the old backend drains", Duration::from_secs(10), || {
+        let rows: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+        rows.iter()
+            .all(|r| r.get::<String, _>("backend").unwrap() != "old")
+    });
+}

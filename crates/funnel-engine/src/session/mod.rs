@@ -247,6 +247,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 _slot: slot,
                 control,
                 user: l.user.clone(),
+                users_generation: None,
                 last_backend: Rc::from(""),
                 scramble: l.scramble.clone(),
                 peer: peer.clone(),
@@ -341,6 +342,9 @@ struct Session {
     control: Rc<ClientControl>,
     /// The account (hostgroups, limits).
     user: Rc<UserEntry>,
+    /// The shard's user-table generation `user` was last looked up in;
+    /// `None` until the first command (see `follow_user_changes`).
+    users_generation: Option<u64>,
     /// The backend of the connection last leased (for error messages).
     last_backend: Rc<str>,
     /// This connection's scramble (for `COM_CHANGE_USER`).
@@ -571,6 +575,26 @@ impl Session {
         }
     }
 
+    /// After a reload changed the users, takes this session's user's new
+    /// entry, so its next commands route as the file now says
+    /// (`default_hostgroup`, `read_hostgroup`, `read_fallback`,
+    /// `max_backend_connections_per_core`): a session whose hostgroup was
+    /// moved would otherwise get ERR 9004 for every command until it
+    /// reconnected. A removed user's sessions keep what they logged in
+    /// with. One comparison per command while nothing was reloaded.
+    fn follow_user_changes(&mut self) {
+        let now = self.shard.users_generation();
+        if self.users_generation == Some(now) {
+            return;
+        }
+        self.users_generation = Some(now);
+        if let Some(entry) = self.shard.users().get(self.user.name.as_bytes()) {
+            if !Rc::ptr_eq(entry, &self.user) {
+                self.user = entry.clone();
+            }
+        }
+    }
+
     async fn command_loop(&mut self) -> End {
         loop {
             if self.linger && self.buf.is_empty() && self.pinned.is_some() {
@@ -588,6 +612,7 @@ impl Session {
                 Ok(x) => x,
                 Err(end) => return end,
             };
+            self.follow_user_changes();
             let started = Instant::now();
             self.cmd_started = started;
             self.digest = None;

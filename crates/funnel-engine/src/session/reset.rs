@@ -221,6 +221,7 @@ impl Session {
             return self.change_refused(seq, err, engine).await;
         }
         self._slot = slot;
+        self.users_generation = None;
         let control = ClientControl::new(user.name.clone(), self.peer.clone());
         self.shard.clients.insert(self.id, control.clone());
         self.control = control;
