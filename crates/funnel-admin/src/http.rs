@@ -3,10 +3,11 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use funnel_engine::ProxyHandle;
+use funnel_engine::{ProxyHandle, ShardSnapshot};
 
 use crate::conn_slots::{ConnSlots, Deadline, ACCEPT_BACKOFF};
 use crate::metrics;
@@ -14,6 +15,89 @@ use crate::metrics;
 /// The most of a request read: its line and headers (a scrape sends a few
 /// hundred bytes).
 const MAX_REQUEST: u64 = 8 * 1024;
+
+/// The least time between two rounds of snapshots taken for requests:
+/// every round asks each core for its figures, work taken from its
+/// clients, so however many requests arrive the cores do at most ten
+/// rounds a second for them.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(100);
+
+/// One round of the cores' snapshots, shared by the requests that wait
+/// for it; the `/metrics` text is rendered once per round.
+struct Round {
+    /// When it was asked for.
+    started: Instant,
+    shards: Vec<ShardSnapshot>,
+    text: OnceLock<String>,
+}
+
+impl Round {
+    fn metrics(&self) -> &str {
+        self.text.get_or_init(|| metrics::render(&self.shards))
+    }
+}
+
+#[derive(Default)]
+struct RoundsState {
+    /// When the last round was asked for.
+    last_started: Option<Instant>,
+    /// A round is being taken.
+    in_flight: bool,
+    last: Option<Arc<Round>>,
+}
+
+/// Coalesces requests into rounds of snapshots: a request is answered
+/// from a round asked for after it arrived (never older figures than a
+/// request of its own would give), rounds start at least
+/// [`MIN_ROUND_GAP`] apart, and the requests that wait together share
+/// one. Without it, every scrape took a round: many connections (or a
+/// scraper run amok) kept the cores building snapshots, and clients'
+/// queries waited behind them.
+#[derive(Default)]
+struct Rounds {
+    state: Mutex<RoundsState>,
+    done: Condvar,
+}
+
+impl Rounds {
+    fn get(&self, handle: &ProxyHandle) -> Arc<Round> {
+        let arrived = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(last) = st.last.as_ref().filter(|r| r.started >= arrived) {
+                return last.clone();
+            }
+            if st.in_flight {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let now = Instant::now();
+            if let Some(wait) = st
+                .last_started
+                .map(|t| (t + MIN_ROUND_GAP).saturating_duration_since(now))
+                .filter(|w| !w.is_zero())
+            {
+                drop(st);
+                thread::sleep(wait);
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.in_flight = true;
+            st.last_started = Some(now);
+            drop(st);
+            let round = Arc::new(Round {
+                started: now,
+                shards: handle.snapshots(),
+                text: OnceLock::new(),
+            });
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.in_flight = false;
+            st.last = Some(round.clone());
+            self.done.notify_all();
+            return round;
+        }
+    }
+}
 
 /// A running metrics listener.
 pub struct MetricsServer {
@@ -29,6 +113,7 @@ impl MetricsServer {
             .name("funnel-metrics".into())
             .spawn(move || {
                 let slots = ConnSlots::default();
+                let rounds = Arc::new(Rounds::default());
                 for conn in listener.incoming() {
                     let Ok(conn) = conn else {
                         thread::sleep(ACCEPT_BACKOFF);
@@ -38,11 +123,12 @@ impl MetricsServer {
                         continue; // dropped: closed at once
                     };
                     let handle = handle.clone();
+                    let rounds = rounds.clone();
                     let _ = thread::Builder::new()
                         .name("funnel-metrics-conn".into())
                         .spawn(move || {
                             let _slot = slot;
-                            let _ = serve(conn, &handle, cores);
+                            let _ = serve(conn, &handle, &rounds, cores);
                         });
                 }
             })?;
@@ -55,7 +141,7 @@ impl MetricsServer {
     }
 }
 
-fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> {
+fn serve(conn: TcpStream, handle: &ProxyHandle, rounds: &Rounds, cores: usize) -> io::Result<()> {
     // Bounded in size and in time: a peer that never sends a line end
     // cannot grow the buffer, nor hold the thread by sending slowly.
     let request = Deadline::new(conn.try_clone()?, Duration::from_secs(10));
@@ -104,19 +190,19 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, cores: usize) -> io::Result<()> 
     }
     // Prometheus appends a scrape job's `params` as a query string.
     let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let round;
     let (status, ctype, body) = match path {
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics::render(&handle.snapshots()),
-        ),
+        "/metrics" => {
+            round = rounds.get(handle);
+            ("200 OK", "text/plain; version=0.0.4", round.metrics().to_string())
+        }
         // A graceful stop refuses new clients while it drains (up to
         // 30 s): a load balancer must stop sending them at once.
         "/healthz" if handle.is_stopping() => {
             ("503 Service Unavailable", "text/plain", "stopping\n".to_string())
         }
         "/healthz" => {
-            let shards = handle.snapshots();
+            let shards = &rounds.get(handle).shards;
             let backend_up = shards
                 .iter()
                 .flat_map(|s| s.pools.iter())

@@ -73,6 +73,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         vec![(String::new(), t.counters.clients_refused)],
     );
     counter(
+        "funnel_stats_snapshots_total",
+        "Statistics snapshots the cores built for the admin and metrics listeners (scrapes arriving together share one).",
+        vec![(String::new(), t.counters.snapshots)],
+    );
+    counter(
         "funnel_session_panics_total",
         "Client sessions ended by a panic (a bug in Funnel; each is logged).",
         vec![(String::new(), t.counters.session_panics)],

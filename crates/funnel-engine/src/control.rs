@@ -210,6 +210,8 @@ pub struct Counters {
     pub state_syncs: u64,
     /// Statements prepared on a connection at their first execute there.
     pub reprepares: u64,
+    /// Statistics snapshots the core built for the admin and metrics listeners.
+    pub snapshots: u64,
     /// Bytes from clients.
     pub bytes_from_clients: u64,
     /// Bytes to clients.
@@ -234,6 +236,7 @@ impl Counters {
         self.backend_resets += o.backend_resets;
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
+        self.snapshots += o.snapshots;
         self.bytes_from_clients += o.bytes_from_clients;
         self.bytes_to_clients += o.bytes_to_clients;
     }

@@ -415,6 +415,7 @@ impl Shard {
     /// A snapshot for the control channel (and the admin interface).
     pub fn snapshot(&self) -> ShardSnapshot {
         let s = &self.stats;
+        Stats::bump(&s.snapshots);
         let all_clients = self.clients.all();
         let clients: Vec<ClientSnapshot> = all_clients
             .iter()

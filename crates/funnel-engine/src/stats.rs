@@ -67,6 +67,9 @@ pub struct Stats {
     pub reprepares: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
     pub state_syncs: Cell<u64>,
+    /// Statistics snapshots this core built for the admin and metrics
+    /// listeners (each is work taken from the clients).
+    pub snapshots: Cell<u64>,
     /// Funnel's own errors by MySQL error code.
     pub errors_by_code: RefCell<std::collections::BTreeMap<u16, u64>>,
     /// Clients pinned, by reason (a client counts once, when first pinned).
@@ -103,6 +106,7 @@ impl Stats {
             backend_discarded: self.backend_discarded.get(),
             backend_resets: self.backend_resets.get(),
             state_syncs: self.state_syncs.get(),
+            snapshots: self.snapshots.get(),
             reprepares: self.reprepares.get(),
             bytes_from_clients: self.bytes_from_clients.get(),
             bytes_to_clients: self.bytes_to_clients.get(),

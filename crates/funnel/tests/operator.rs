@@ -385,3 +385,69 @@ fn operator_reload_under_clients_removes_what_they_use() {
             .all(|r| r.get::<String, _>("backend").unwrap() != "old")
     });
 }
+
+/// `funnel_stats_snapshots_total` from one scrape.
+fn snapshots_total(addr: SocketAddr) -> u64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix("funnel_stats_snapshots_total "))
+        .unwrap_or_else(|| panic!("no funnel_stats_snapshots_total in {out}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Many connections scraping at once: every one is answered, but the
+/// cores build at most one round of snapshots per 100 ms for them (before,
+/// each scrape took a round from every core: 16 scrapers made the cores'
+/// clients' queries wait hundreds of milliseconds behind snapshots).
+#[test]
+fn operator_metrics_scrapes_at_once_share_the_cores_snapshots() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let e = env("opscrape", "");
+    let addr = e.metrics_addr();
+    let mut c = e.client();
+    let before = snapshots_total(addr);
+    let started = std::time::Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let scrapers: Vec<_> = (0..16)
+        .map(|_| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).unwrap();
+                    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Clients are served meanwhile.
+    for i in 0..50 {
+        assert_eq!(c.query_first::<i64, _>(format!("SELECT {i}")).unwrap(), Some(i));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    for s in scrapers {
+        s.join().unwrap();
+    }
+    let took = started.elapsed();
+    let answered = answered.load(Ordering::Relaxed);
+    let built = snapshots_total(addr) - before;
+    // Two cores; a round per 100 ms, plus the first and last scrapes'.
+    let most = 2 * (took.as_millis() as u64 / 100 + 3);
+    assert!(answered >= 16, "every scraper was answered: {answered}");
+    assert!(
+        built <= most,
+        "{answered} scrapes in {took:?} made the cores build {built} snapshots (at most {most})"
+    );
+}
