@@ -451,3 +451,97 @@ fn operator_metrics_scrapes_at_once_share_the_cores_snapshots() {
         "{answered} scrapes in {took:?} made the cores build {built} snapshots (at most {most})"
     );
 }
+
+/// Admin changes while clients run transactions through Funnel: backends
+/// added, drained, undrained and removed, pool sizes set, PAUSE and
+/// RESUME, over and over. No client gets an error, no client is stuck,
+/// and the table holds exactly the transactions that were acknowledged,
+/// each once.
+#[test]
+fn operator_admin_changes_under_transactions_lose_and_repeat_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let e = env(
+        "opconc",
+        "pool:\n  max_per_core: 4\n  min_idle_per_core: 1\nmonitor:\n  interval: 100ms\n",
+    );
+    let db = MariaDb::shared();
+    let schema: String = e.client().query_first("SELECT DATABASE()").unwrap().unwrap();
+    db.exec(&format!(
+        "CREATE TABLE {schema}.t (worker INT, n INT, PRIMARY KEY (worker, n)) ENGINE=InnoDB"
+    ));
+    let addr = db.addr();
+    let mut admin = e.admin();
+    let (second, third) = (format!("{schema}_s"), format!("{schema}_t"));
+    db.create_user(&second, "cpw");
+    db.create_user(&third, "cpw");
+    admin
+        .query_drop(format!("ADD BACKEND second {addr} {second} cpw"))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (stop, failures) = (stop.clone(), failures.clone());
+            let mut c = e.client();
+            std::thread::spawn(move || {
+                let mut acked = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = acked;
+                    let tx = (|| -> Result<(), mysql::Error> {
+                        c.query_drop("BEGIN")?;
+                        c.query_drop(format!("INSERT INTO t VALUES ({w}, {n})"))?;
+                        c.query_drop("SELECT SLEEP(0.005)")?;
+                        c.query_drop("COMMIT")
+                    })();
+                    match tx {
+                        Ok(()) => acked += 1,
+                        Err(err) => {
+                            failures.lock().unwrap().push(format!("worker {w} tx {n}: {err}"));
+                            return acked;
+                        }
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let mut round = 0;
+    while std::time::Instant::now() < deadline {
+        for sql in [
+            "DRAIN BACKEND second".to_string(),
+            format!("ADD BACKEND third {addr} {third} cpw weight 2"),
+            "SET pool.max_per_core = 2".to_string(),
+            "PAUSE".to_string(),
+            "RESUME".to_string(),
+            "UNDRAIN BACKEND second".to_string(),
+            "DRAIN BACKEND primary".to_string(),
+            "REMOVE BACKEND third".to_string(),
+            "SET pool.max_per_core = 4".to_string(),
+            "UNDRAIN BACKEND primary".to_string(),
+        ] {
+            admin
+                .query_drop(&sql)
+                .unwrap_or_else(|err| panic!("round {round}: {sql}: {err}"));
+        }
+        round += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<i64> = workers.into_iter().map(|w| w.join().unwrap() as i64).collect();
+    let failures = failures.lock().unwrap();
+    assert!(failures.is_empty(), "after {round} rounds: {failures:?}");
+    for (w, n) in acked.iter().enumerate() {
+        let (rows, top): (i64, Option<i64>) = db
+            .query_first(&format!(
+                "SELECT COUNT(*), MAX(n) FROM {schema}.t WHERE worker = {w}"
+            ))
+            .unwrap();
+        assert_eq!(rows, *n, "worker {w}: every acknowledged commit, once");
+        assert_eq!(top, (*n > 0).then(|| n - 1), "worker {w}");
+    }
+    assert!(
+        acked.iter().all(|&n| n > 0),
+        "every worker got through: {acked:?}"
+    );
+}
