@@ -272,9 +272,17 @@ fn login(w: &mut Wire, user: &str, secret: &NativePasswordHash, peer: &str) -> i
     .write(&mut p);
     w.send(0, &p)?;
     let (seq, payload) = w.read()?;
-    let ClientHello::Response(resp) = HandshakeResponse41::parse(&payload)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
-    else {
+    let hello = match HandshakeResponse41::parse(&payload) {
+        Ok(hello) => hello,
+        Err(e) => {
+            // As a server answers a login it cannot read: say so, then close.
+            let mut out = BytesMut::new();
+            ErrPacket::new(1043, "08S01", "Bad handshake").write(&mut out);
+            let _ = w.send(seq.wrapping_add(1), &out);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+        }
+    };
+    let ClientHello::Response(resp) = hello else {
         let err = ErrPacket::new(
             1043,
             "08S01",

@@ -545,3 +545,24 @@ fn operator_admin_changes_under_transactions_lose_and_repeat_nothing() {
         "every worker got through: {acked:?}"
     );
 }
+
+/// A login packet the admin port cannot read gets ERR 1043 (Bad
+/// handshake), as a server answers one, not a silent close.
+#[test]
+fn operator_admin_garbled_login_gets_1043() {
+    let e = env("oplogin", "");
+    for garbage in [vec![0x01u8], vec![0xff; 40], b"GET / HTTP/1.1\r\n\r\n".to_vec()] {
+        let mut s = TcpStream::connect(e.admin_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (seq, _greeting) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
+        let mut framed = bytes::BytesMut::new();
+        funnel_protocol::framing::write_packet(&mut framed, seq + 1, &garbage);
+        s.write_all(&framed).unwrap();
+        let (_, reply) = funnel_testkit::mini_client::read_raw_packet(&mut s)
+            .unwrap_or_else(|err| panic!("{garbage:?}: no answer: {err}"));
+        let err = funnel_protocol::response::ErrPacket::parse(&reply).unwrap();
+        assert_eq!(err.code, 1043, "{garbage:?}: {err:?}");
+    }
+    // The admin port still serves.
+    assert!(e.admin().query_drop("SHOW POOLS").is_ok());
+}
