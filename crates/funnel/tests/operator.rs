@@ -189,6 +189,8 @@ fn operator_admin_malformed_statements_get_proper_errors() {
         ("ADD BACKEND primary 127.0.0.1:1 u p", 1210),
         ("ADD BACKEND x notanaddress u p", 1210),
         ("ADD BACKEND x 127.0.0.1:99999 u p", 1210),
+        ("ADD BACKEND x nosuchhost.invalid:3306 u p", 1210),
+        ("ADD BACKEND x /no/such/dir/mysqld.sock u p hostgroup", 1210),
         ("ADD BACKEND x 127.0.0.1:1 u p weight -1", 1210),
         ("ADD BACKEND x 127.0.0.1:1 u p weight 0", 1210),
         ("ADD BACKEND x 127.0.0.1:1 u p weight 99999999999999999999", 1210),
