@@ -224,6 +224,23 @@ fn operator_admin_malformed_statements_get_proper_errors() {
         let got = code(admin.query_drop(*sql));
         assert_eq!(got, *want, "{sql:?}");
     }
+    // YAML built to hurt the parser: deep nesting, an alias bomb.
+    let deep = format!("SET pool.max_per_core = {}", "[".repeat(200_000));
+    let bomb = format!(
+        "SET pool.max_per_core = {{a: &a [x,x,x,x,x,x,x,x,x], {}}}",
+        (b'b'..=b'z')
+            .map(|c| format!(
+                "{}: &{} [{}]",
+                c as char,
+                c as char,
+                vec![format!("*{}", (c - 1) as char); 9].join(",")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for sql in [deep, bomb] {
+        assert_eq!(code(admin.query_drop(&sql)), 1210, "{}", &sql[..60]);
+    }
     // Nothing changed: one backend, in service, and clients are served.
     let servers: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
     assert_eq!(servers.len(), 1);
