@@ -192,7 +192,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             .into_iter()
             .map(|((b, h, s), n)| {
                 (
-                    format!("{{backend=\"{b}\",hostgroup=\"{h}\",state=\"{s}\"}}"),
+                    format!(
+                        "{{backend=\"{}\",hostgroup=\"{}\",state=\"{s}\"}}",
+                        label(&b),
+                        label(&h)
+                    ),
                     n as f64,
                 )
             })
@@ -202,7 +206,12 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "funnel_backend_up",
         "1 when the health monitor considers the backend up.",
         up.into_iter()
-            .map(|((b, h), v)| (format!("{{backend=\"{b}\",hostgroup=\"{h}\"}}"), v))
+            .map(|((b, h), v)| {
+                (
+                    format!("{{backend=\"{}\",hostgroup=\"{}\"}}", label(&b), label(&h)),
+                    v,
+                )
+            })
             .collect(),
     );
     gauge(
@@ -210,7 +219,12 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "1 while an operator has drained the backend (DRAIN BACKEND, backends[].drained).",
         drained
             .into_iter()
-            .map(|((b, h), v)| (format!("{{backend=\"{b}\",hostgroup=\"{h}\"}}"), v))
+            .map(|((b, h), v)| {
+                (
+                    format!("{{backend=\"{}\",hostgroup=\"{}\"}}", label(&b), label(&h)),
+                    v,
+                )
+            })
             .collect(),
     );
     out.push_str(&gauge_lines);
@@ -232,6 +246,23 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "Time to open and log in a backend connection.",
         &t.connect_us,
     );
+    out
+}
+
+/// A label value as the exposition format writes it: backslash, double
+/// quote and line feed escaped. Backend and hostgroup names are free text
+/// (any YAML string, any word of `ADD BACKEND`), and one broken line makes
+/// Prometheus refuse the whole scrape.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
     out
 }
 

@@ -585,3 +585,39 @@ fn operator_admin_garbled_login_gets_1043() {
     // The admin port still serves.
     assert!(e.admin().query_drop("SHOW POOLS").is_ok());
 }
+
+/// Backend and hostgroup names are free text (any YAML string, any word
+/// of ADD BACKEND): in the metrics their quotes, backslashes and line
+/// ends are escaped as the exposition format requires. Before, a backend
+/// named `a"b` broke the line, and Prometheus refuses the whole scrape
+/// for one bad line.
+#[test]
+fn operator_metrics_escape_backend_names() {
+    let e = env("opescape", "");
+    let db = MariaDb::shared();
+    let acct = format!("{}_e", db.fresh_database("opescapeb"));
+    db.create_user(&acct, "cpw");
+    let mut admin = e.admin();
+    admin
+        .query_drop(format!(
+            r#"ADD BACKEND we"ird\name {} {acct} cpw hostgroup hg"x"#,
+            db.addr()
+        ))
+        .unwrap();
+    let mut s = TcpStream::connect(e.metrics_addr()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let body = out.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body.contains(r#"funnel_backend_up{backend="we\"ird\\name",hostgroup="hg\"x"} "#),
+        "{body}"
+    );
+    // Every sample line is `name{labels} value` with its quotes closed.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let unescaped = series.replace(r"\\", "").replace(r#"\""#, "");
+        assert_eq!(unescaped.matches('"').count() % 2, 0, "{line}");
+    }
+}
