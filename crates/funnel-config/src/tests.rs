@@ -552,3 +552,29 @@ fn config_wrong_shape_is_described_without_rust_type_names() {
         "{message}"
     );
 }
+
+#[test]
+fn config_monitor_interval_has_a_floor() {
+    let base = "listen: 127.0.0.1:6033\nusers:\n  - name: u\n    password: p\n\
+                backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: x\n    password: y\n";
+    // A nanosecond between rounds made the monitor log in hundreds of
+    // times a second.
+    for (interval, ok) in [
+        ("1ns", false),
+        ("0", false),
+        ("9ms", false),
+        ("10ms", true),
+        ("1s", true),
+    ] {
+        let yaml = format!("{base}monitor:\n  interval: {interval}\n");
+        if ok {
+            assert!(Config::from_yaml_str(&yaml).is_ok(), "{interval}");
+        } else {
+            let found = problems(&yaml);
+            assert!(
+                found[0].starts_with("monitor.interval: must be at least 10ms"),
+                "{found:?}"
+            );
+        }
+    }
+}

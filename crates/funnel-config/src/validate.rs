@@ -110,10 +110,19 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
     }
 }
 
+/// The shortest time between two health-check rounds.
+const MIN_MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn check_monitor(config: &Config, out: &mut Vec<Problem>) {
     let m = &config.monitor;
-    if m.interval.is_zero() {
-        push(out, "monitor.interval", "must be more than 0");
+    // Each check logs in to every backend: a few microseconds between
+    // rounds would flood the servers with connections (hundreds a second).
+    if m.interval.as_duration() < MIN_MONITOR_INTERVAL {
+        push(
+            out,
+            "monitor.interval",
+            format!("must be at least 10ms, got {}", m.interval),
+        );
     }
     if m.timeout.is_zero() {
         push(out, "monitor.timeout", "must be more than 0");

@@ -102,6 +102,8 @@ fn operator_set_of_a_duration_past_the_clock_is_refused() {
             "after {key}"
         );
     }
+    // Nor a monitor that would log in to every backend without pause.
+    assert_eq!(code(admin.query_drop("SET monitor.interval = 1ns")), 1210);
     let mut fresh = e.client();
     assert_eq!(fresh.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
 }
