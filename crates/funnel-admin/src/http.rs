@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use funnel_engine::{ProxyHandle, ShardSnapshot};
 
-use crate::conn_slots::{ConnSlots, Deadline, ACCEPT_BACKOFF};
+use crate::conn_slots::{ConnSlot, ConnSlots, Deadline, ACCEPT_BACKOFF};
 use crate::metrics;
 
 /// The most of a request read: its line and headers (a scrape sends a few
@@ -119,16 +119,19 @@ impl MetricsServer {
                         thread::sleep(ACCEPT_BACKOFF);
                         continue;
                     };
-                    let Some(slot) = slots.take() else {
-                        continue; // dropped: closed at once
+                    let Some(slot) = slots.take(&conn) else {
+                        // Every place is answering a request: say so (a
+                        // fresh socket takes these bytes without waiting).
+                        let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+                        let _ = answer(&conn, false, "503 Service Unavailable", "text/plain", "busy\n");
+                        continue;
                     };
                     let handle = handle.clone();
                     let rounds = rounds.clone();
                     let _ = thread::Builder::new()
                         .name("funnel-metrics-conn".into())
                         .spawn(move || {
-                            let _slot = slot;
-                            let _ = serve(conn, &handle, &rounds, cores);
+                            let _ = serve(conn, &slot, &handle, &rounds, cores);
                         });
                 }
             })?;
@@ -141,7 +144,13 @@ impl MetricsServer {
     }
 }
 
-fn serve(conn: TcpStream, handle: &ProxyHandle, rounds: &Rounds, cores: usize) -> io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    slot: &ConnSlot,
+    handle: &ProxyHandle,
+    rounds: &Rounds,
+    cores: usize,
+) -> io::Result<()> {
     // Bounded in size and in time: a peer that never sends a line end
     // cannot grow the buffer, nor hold the thread by sending slowly.
     let request = Deadline::new(conn.try_clone()?, Duration::from_secs(10));
@@ -155,6 +164,9 @@ fn serve(conn: TcpStream, handle: &ProxyHandle, rounds: &Rounds, cores: usize) -
     while reader.read_until(b'\n', &mut line)? > 2 {
         line.clear();
     }
+    // The request is in: this connection is no longer the one to cut off
+    // when the port is full.
+    slot.settle();
     let request = String::from_utf8_lossy(&first);
     let mut parts = request.split_whitespace();
     let (method, target, version) = (parts.next(), parts.next(), parts.next());

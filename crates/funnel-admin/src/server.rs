@@ -19,7 +19,7 @@ use funnel_protocol::{Capabilities, StatusFlags};
 use rand::Rng;
 
 use crate::commands;
-use crate::conn_slots::{ConnSlots, Deadline, ACCEPT_BACKOFF};
+use crate::conn_slots::{ConnSlot, ConnSlots, Deadline, ACCEPT_BACKOFF};
 use crate::resultset::{write_reply, Reply};
 
 /// What admin commands work with.
@@ -98,7 +98,7 @@ impl AdminServer {
                         thread::sleep(ACCEPT_BACKOFF);
                         continue;
                     };
-                    let Some(slot) = slots.take() else {
+                    let Some(slot) = slots.take(&conn) else {
                         // As a server at max_connections answers instead of a greeting.
                         let mut out = BytesMut::new();
                         ErrPacket::new(1040, "08004", "Too many connections").write(&mut out);
@@ -111,9 +111,8 @@ impl AdminServer {
                     let _ = thread::Builder::new()
                         .name("funnel-admin-conn".into())
                         .spawn(move || {
-                            let _slot = slot;
                             let (user, secret, ctx) = &*shared;
-                            if let Err(e) = serve(conn, user, secret, ctx) {
+                            if let Err(e) = serve(conn, &slot, user, secret, ctx) {
                                 tracing::debug!(error = %e, "admin connection ended");
                             }
                         });
@@ -166,7 +165,13 @@ impl Wire {
     }
 }
 
-fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &AdminContext) -> io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    slot: &ConnSlot,
+    user: &str,
+    secret: &NativePasswordHash,
+    ctx: &AdminContext,
+) -> io::Result<()> {
     stream.set_write_timeout(Some(LOGIN_LIMIT))?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
@@ -176,7 +181,7 @@ fn serve(stream: TcpStream, user: &str, secret: &NativePasswordHash, ctx: &Admin
         inbox: BytesMut::new(),
         login_until: Some(Instant::now() + LOGIN_LIMIT),
     };
-    let served = serve_logged_in(&mut w, user, secret, ctx, &peer);
+    let served = serve_logged_in(&mut w, slot, user, secret, ctx, &peer);
     if let Err(e) = &served {
         if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
             refuse_too_large(&mut w);
@@ -216,6 +221,7 @@ fn refuse_too_large(w: &mut Wire) {
 
 fn serve_logged_in(
     w: &mut Wire,
+    slot: &ConnSlot,
     user: &str,
     secret: &NativePasswordHash,
     ctx: &AdminContext,
@@ -223,6 +229,8 @@ fn serve_logged_in(
 ) -> io::Result<()> {
     let caps = login(w, user, secret, peer)?;
     w.login_until = None;
+    // Logged in: an operator's session is never cut off to make room.
+    slot.settle();
     w.stream.set_read_timeout(Some(IDLE_LIMIT))?;
     loop {
         let (_, payload) = w.read()?;

@@ -602,8 +602,10 @@ fn admin_concurrent_changes_are_all_kept() {
 
 /// Hostile peers on the operator ports: a request line without an end is
 /// cut off after 8 KiB instead of filling memory (and answered 400: it is
-/// no HTTP request), and connections over the
-/// cap are closed (the admin port says 1040) while the served ones go on.
+/// no HTTP request); a port full of connections that send nothing still
+/// lets an operator or a health probe in (before, the 33rd connection was
+/// refused while they waited out their 10 s), and over the cap of
+/// logged-in operators the admin port says 1040.
 #[test]
 fn admin_and_metrics_ports_bound_what_a_peer_can_hold() {
     let e = env("admhostile", "");
@@ -654,15 +656,30 @@ fn admin_and_metrics_ports_bound_what_a_peer_can_hold() {
         started.elapsed()
     );
 
+    // A full port of connections that never finish their first step
+    // (a login, a request) keeps no one out: the oldest makes room.
     let admin_addr = e.listeners.admin.as_ref().unwrap().local_addr();
     let cap = funnel_admin::conn_slots::MAX_CONNECTIONS;
-    let mut held: Vec<_> = (0..cap)
+    let silent: Vec<_> = (0..cap)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(admin_addr).unwrap();
             let mut greeting = [0u8; 4];
             s.read_exact(&mut greeting).unwrap(); // served: a greeting comes
             s
         })
+        .collect();
+    let mut admin = Conn::new(opts(admin_addr.port(), "admin", "secret")).expect("an operator gets in");
+    assert!(admin.query_drop("SHOW POOLS").is_ok());
+    let silent_http: Vec<_> = (0..cap)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(e.http("/healthz").0, "HTTP/1.1 200 OK", "a probe gets in");
+    drop((silent, silent_http));
+
+    // Logged-in operators are never cut off: over the cap of them, 1040.
+    let mut held: Vec<_> = (1..cap)
+        .map(|_| Conn::new(opts(admin_addr.port(), "admin", "secret")).unwrap())
         .collect();
     let mut over = std::net::TcpStream::connect(admin_addr).unwrap();
     over.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -672,7 +689,12 @@ fn admin_and_metrics_ports_bound_what_a_peer_can_hold() {
         reply.len() > 7 && reply[4] == 0xff && u16::from_le_bytes([reply[5], reply[6]]) == 1040,
         "over the cap: {reply:?}"
     );
+    for c in &mut held {
+        assert!(c.query_drop("SHOW POOLS").is_ok(), "the logged-in sessions go on");
+    }
+    assert!(admin.query_drop("SHOW POOLS").is_ok());
     held.clear();
+    drop(admin);
     // Freed places are served again.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
