@@ -491,7 +491,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             max_connections: 20_000,
-            handshake_timeout: HumanDuration::from_secs(5),
+            handshake_timeout: HumanDuration::from_secs(10),
             idle_timeout: HumanDuration::ZERO,
             idle_transaction_timeout: HumanDuration::ZERO,
             net_write_timeout: HumanDuration::from_secs(60),

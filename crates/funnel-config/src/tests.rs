@@ -69,7 +69,7 @@ fn config_minimal_gets_defaults() {
     assert_eq!(cfg.backlog.max_waiting_per_core, 10_000);
     assert_eq!(cfg.backlog.wait_timeout, HumanDuration::from_secs(10));
     assert_eq!(cfg.client.max_connections, 20_000);
-    assert_eq!(cfg.client.handshake_timeout, HumanDuration::from_secs(5));
+    assert_eq!(cfg.client.handshake_timeout, HumanDuration::from_secs(10));
     assert_eq!(cfg.client.idle_timeout, HumanDuration::ZERO);
     assert_eq!(cfg.client.idle_transaction_timeout, HumanDuration::ZERO);
     assert_eq!(cfg.client.net_write_timeout, HumanDuration::from_secs(60));

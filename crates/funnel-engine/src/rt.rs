@@ -25,6 +25,9 @@ pub struct Stream {
     /// The compressed protocol, on client connections that asked for it
     /// (inside TLS when both are on).
     compress: Option<Box<crate::compress::Compressed>>,
+    /// A TLS handshake began and has not finished: the peer reads TLS
+    /// records only, so nothing may be written in plaintext.
+    tls_handshaking: bool,
 }
 
 /// The socket under a [`Stream`].
@@ -326,6 +329,7 @@ impl Listener {
                     sock: Sock::Tcp(s),
                     tls: None,
                     compress: None,
+                    tls_handshaking: false,
                 })
             }));
         }
@@ -336,6 +340,7 @@ impl Listener {
                 sock: Sock::Unix(s),
                 tls: None,
                 compress: None,
+                tls_handshaking: false,
             })
         }))
     }
@@ -351,6 +356,7 @@ impl Stream {
             sock: Sock::Tcp(s),
             tls: None,
             compress: None,
+            tls_handshaking: false,
         })
     }
 
@@ -378,6 +384,7 @@ impl Stream {
             sock: Sock::Unix(s),
             tls: None,
             compress: None,
+            tls_handshaking: false,
         })
     }
 
@@ -472,6 +479,12 @@ impl Stream {
         self.tls.is_some()
     }
 
+    /// True when a TLS handshake began and did not finish (it timed out
+    /// or failed): the peer cannot read a plaintext packet.
+    pub fn tls_handshake_unfinished(&self) -> bool {
+        self.tls_handshaking
+    }
+
     /// Switches to TLS as the server (after a client's SSLRequest): runs
     /// the handshake; afterwards every read and write is encrypted.
     /// `early` holds bytes the client sent after its SSLRequest that were
@@ -504,6 +517,7 @@ impl Stream {
             raw: vec![0; 16 * 1024],
             records: RecordFraming::default(),
         });
+        self.tls_handshaking = true;
         feed(&mut tls, early)?;
         while tls.conn.is_handshaking() {
             flush_out(&mut self.sock, &mut tls).await?;
@@ -516,6 +530,7 @@ impl Stream {
         }
         flush_out(&mut self.sock, &mut tls).await?;
         self.tls = Some(tls);
+        self.tls_handshaking = false;
         Ok(())
     }
 

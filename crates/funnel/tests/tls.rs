@@ -401,3 +401,50 @@ fn tls_a_client_stalled_mid_record_is_closed_after_net_read_timeout() {
     let ok = read_tls_packet(&mut idle).unwrap();
     assert_eq!(ok.first(), Some(&0x00), "the idle TLS client stayed: {ok:?}");
 }
+
+/// A client whose TLS handshake is still unfinished at
+/// `client.handshake_timeout` is closed without a word: it reads TLS
+/// records only. Before, it got a plaintext ERR 1159, which OpenSSL
+/// reports as "wrong version number" (sysbench's 1024 TLS threads at once
+/// on a loaded core showed it).
+#[test]
+fn tls_a_handshake_unfinished_at_the_deadline_is_closed_without_plaintext() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("tls_slow");
+    db.create_user("tls_slow_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: tls_slow_b\n    password: bpw\n\
+         client:\n  handshake_timeout: 400ms\n  tls:\n    cert: {}\n    key: {}\n",
+        db.addr(),
+        cert.display(),
+        key.display()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut s = std::net::TcpStream::connect(proxy.local_addr()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
+    // An SSLRequest, then half a TLS record, then nothing.
+    let mut ssl_request = vec![0u8; 32];
+    let caps: u32 = (1 << 9) | (1 << 15) | (1 << 11) | (1 << 19) | 1;
+    ssl_request[..4].copy_from_slice(&caps.to_le_bytes());
+    ssl_request[4..8].copy_from_slice(&(1u32 << 24).to_le_bytes());
+    ssl_request[8] = 45;
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 1, &ssl_request);
+    s.write_all(&framed).unwrap();
+    s.write_all(&[22, 3, 1, 0, 200, 1, 0]).unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "closed at the deadline"
+    );
+    assert!(got.is_empty(), "no plaintext into the TLS handshake: {got:?}");
+}

@@ -208,7 +208,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 "Got timeout reading communication packets (client.handshake_timeout)",
             );
             stats.count_error(err.code);
-            let _ = rt::timeout(Duration::from_millis(100), send_err(&mut stream, 2, &err)).await;
+            // Mid-TLS-handshake the client reads TLS records only: a
+            // plaintext packet would reach it as a garbled record.
+            if !stream.tls_handshake_unfinished() {
+                let _ = rt::timeout(Duration::from_millis(100), send_err(&mut stream, 2, &err)).await;
+            }
             None
         }
         Some(Err(LoginError::Io(e))) => {
