@@ -103,6 +103,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         vec![(String::new(), t.counters.backend_open_failures)],
     );
     counter(
+        "funnel_health_checks_failed_total",
+        "Health checks that failed and counted toward marking a backend down.",
+        vec![(String::new(), t.counters.health_checks_failed)],
+    );
+    counter(
         "funnel_backlog_timeouts_total",
         "Commands that gave up waiting for a backend connection.",
         vec![(String::new(), t.counters.backlog_timeouts)],

@@ -201,6 +201,8 @@ pub struct Counters {
     pub backend_opened: u64,
     /// Backend connection attempts that failed.
     pub backend_open_failures: u64,
+    /// Health checks that failed and counted toward marking a backend down.
+    pub health_checks_failed: u64,
     /// Backend connections Funnel closed (unusable, stale, idle too long, too old).
     pub backend_discarded: u64,
     /// Backend connections reset before reuse after a failed statement
@@ -232,6 +234,7 @@ impl Counters {
         self.backlog_full += o.backlog_full;
         self.backend_opened += o.backend_opened;
         self.backend_open_failures += o.backend_open_failures;
+        self.health_checks_failed += o.health_checks_failed;
         self.backend_discarded += o.backend_discarded;
         self.backend_resets += o.backend_resets;
         self.state_syncs += o.state_syncs;

@@ -21,6 +21,7 @@ use crate::pool::key::PoolKey;
 use crate::pool::{Health, Pool};
 use crate::rt;
 use crate::shard::Shard;
+use crate::stats::Stats;
 
 /// What one check found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,6 +191,7 @@ async fn check_and_report(
                 (pool.health(), None)
             } else {
                 past.failures += 1;
+                Stats::bump(&shard.stats.health_checks_failed);
                 tracing::debug!(backend = %name, failures = past.failures, error = %why, "health check failed");
                 let down = past.failures >= cfg.monitor.failures_before_down;
                 (if down { Health::Down } else { pool.health() }, None)

@@ -249,6 +249,31 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) {
     glommio::spawn_local(fut).detach();
 }
 
+/// How soon a task spawned with [`spawn_urgent`] runs once it can, however
+/// many session tasks are queued: the core switches task queues at least
+/// this often while it has one.
+const URGENT_LATENCY: Duration = Duration::from_millis(10);
+
+/// Spawns a task (and, through [`spawn`], the tasks it spawns) into a task
+/// queue of its own, scheduled ahead of the sessions'. For work whose
+/// deadlines must not be eaten by a busy core, such as health checks: a
+/// thousand TLS logins at once queue a second of handshakes, and a check
+/// waiting behind them at each step would blame the backend.
+pub fn spawn_urgent<T: 'static>(fut: impl Future<Output = T> + 'static) {
+    thread_local! {
+        static URGENT: glommio::TaskQueueHandle = glommio::executor().create_task_queue(
+            glommio::Shares::Static(1000),
+            glommio::Latency::Matters(URGENT_LATENCY),
+            "urgent",
+        );
+    }
+    let queue = URGENT.with(|q| *q);
+    match glommio::spawn_local_into(fut, queue) {
+        Ok(task) => task.detach(),
+        Err(e) => panic!("the urgent task queue is gone: {e}"),
+    };
+}
+
 /// Waits for `d`.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;

@@ -496,9 +496,10 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
     let (quiet_tx, mut quiet_rx) = oneshot::channel::<()>();
     rt::spawn(control_loop(shard.clone(), control, stop_tx, quiet_tx));
     if shard.id == ShardId(0) {
-        // One core watches every backend and tells all cores.
+        // One core watches every backend and tells all cores, ahead of
+        // its sessions' tasks: a check's deadline is for the backend.
         let watcher = shard.clone();
-        rt::spawn(async move {
+        rt::spawn_urgent(async move {
             let stop = watcher.stopping.clone();
             crate::monitor::run(watcher, move || stop.get()).await
         });

@@ -55,6 +55,8 @@ pub struct Stats {
     pub backend_opened: Cell<u64>,
     /// Backend connection attempts that failed.
     pub backend_open_failures: Cell<u64>,
+    /// Health checks that failed (counted toward marking a backend down).
+    pub health_checks_failed: Cell<u64>,
     /// The same, by backend name: kept across a pool's replacement, so
     /// `SHOW SERVERS` says which backend is failing.
     pub open_failures_by_backend: RefCell<std::collections::BTreeMap<String, u64>>,
@@ -103,6 +105,7 @@ impl Stats {
             backlog_full: self.backlog_full.get(),
             backend_opened: self.backend_opened.get(),
             backend_open_failures: self.backend_open_failures.get(),
+            health_checks_failed: self.health_checks_failed.get(),
             backend_discarded: self.backend_discarded.get(),
             backend_resets: self.backend_resets.get(),
             state_syncs: self.state_syncs.get(),
