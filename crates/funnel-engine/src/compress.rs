@@ -197,6 +197,14 @@ impl Compressed {
         self.raw_len += n;
     }
 
+    /// Takes raw bytes that were read before compression began, as if they
+    /// had just been read (see [`crate::rt::Stream::start_compression`]).
+    pub fn push_raw(&mut self, bytes: &[u8]) {
+        self.raw.truncate(self.raw_len);
+        self.raw.extend_from_slice(bytes);
+        self.raw_len = self.raw.len();
+    }
+
     /// `plain` as compressed packets, to write as they are; empty when
     /// `plain` only adds to a packet still being written.
     ///

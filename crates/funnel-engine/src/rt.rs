@@ -487,8 +487,14 @@ impl Stream {
 
     /// Switches to the compressed protocol (after the login OK of a client
     /// that asked for it): every read and write from now on is packed.
-    pub fn start_compression(&mut self) {
-        self.compress = Some(Box::default());
+    /// `early` holds bytes the client sent after its login that were read
+    /// with it (a client need not wait for the OK to send its first
+    /// command): they are its first compressed packets, unpacked by the
+    /// next reads as if they had arrived after the switch.
+    pub fn start_compression(&mut self, early: &[u8]) {
+        let mut c = Box::<crate::compress::Compressed>::default();
+        c.push_raw(early);
+        self.compress = Some(c);
     }
 
     /// True when bytes of the peer's next packet arrived that the stream

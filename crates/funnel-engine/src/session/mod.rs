@@ -479,7 +479,11 @@ impl Session {
         self.write_ok(seq, &ok).await?;
         if self.caps.contains(Capabilities::CLIENT_COMPRESS) {
             // From the packet after the login OK on, as the server does.
-            self.stream.start_compression();
+            // What was read with the login (or its auth switch answer) is
+            // already the client's compressed stream, not plain packets.
+            let early = self.buf.bytes().to_vec();
+            self.buf.clear();
+            self.stream.start_compression(&early);
         }
         Ok(())
     }
