@@ -208,6 +208,11 @@ impl BackendSet {
         }
     }
 
+    /// True when commands wait in the backlog of `conn`'s pool.
+    pub fn others_wait_for(&self, conn: &BackendConn) -> bool {
+        self.by_id(conn.pool_id).is_some_and(|p| p.counts().waiting > 0)
+    }
+
     /// Closes a connection that cannot be reused.
     pub fn discard(&self, conn: BackendConn) {
         match self.by_id(conn.pool_id) {

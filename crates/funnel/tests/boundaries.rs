@@ -609,3 +609,58 @@ fn boundary_half_close_after_a_pipelined_transaction_commits_once() {
         assert_eq!(rows, Some(1), "{name}");
     }
 }
+
+/// A client whose every statement ends in an error (or warnings), sent as
+/// fast as it reads the answers, keeps the connection lingering for its
+/// `SHOW WARNINGS` only while nobody waits for it: a neighbour waiting
+/// for the pool's one connection gets its turn, as it does beside a
+/// client without errors.
+#[test]
+fn boundary_a_client_erring_in_a_loop_does_not_starve_a_neighbour() {
+    use funnel_testkit::mini_client::MiniClient;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = server();
+    let schema = db.fresh_database("edgeln");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: {USER}\n    password: {PASSWORD}\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let addr = proxy.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut erring = MiniClient::connect(addr, USER, PASSWORD, None).unwrap();
+    let s = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut n = 0;
+        while !s.load(Ordering::Relaxed) {
+            let r = erring.query("SELECT * FROM no_such_table");
+            assert!(r.is_err(), "{r:?}");
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut neighbour = MiniClient::connect(addr, USER, PASSWORD, None).unwrap();
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let one = std::time::Instant::now();
+        let r = neighbour.query("SELECT 2").unwrap();
+        assert_eq!(r.rows()[0][0].as_deref(), Some("2"));
+        slowest = slowest.max(one.elapsed());
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let errs = t.join().unwrap();
+    eprintln!("neighbour: 20 statements in {took:?}, slowest {slowest:?}; the erring client {errs}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a statement of the neighbour waited {slowest:?}"
+    );
+}

@@ -1399,8 +1399,17 @@ impl Session {
             // statements Funnel does not class as diagnostics, such as
             // `SELECT @@warning_count, NOW()`): it serves the command only
             // where the command would be routed anyway. (It may be a
-            // replica that served a read, and this command a write.)
-            let fits = self.pinned.as_ref().is_some_and(|c| self.routes_to(c, total, f));
+            // replica that served a read, and this command a write.) Nor
+            // does a command that clears the diagnostics area anyway (it
+            // opens a table) take it ahead of commands already waiting for
+            // a connection of its pool: a client whose every such
+            // statement warns or fails, in a loop, kept it from them for
+            // ever (they got ERR 9001). Statements that keep the area
+            // (`SET`, `SELECT` without a table) still keep the connection.
+            let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
+            let fits = self.pinned.as_ref().is_some_and(|c| {
+                self.routes_to(c, total, f) && !(clears_diagnostics && self.shard.backends.others_wait_for(c))
+            });
             if !fits {
                 self.linger = false;
                 if let Some(conn) = self.pinned.take() {
