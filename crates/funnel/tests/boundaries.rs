@@ -664,3 +664,26 @@ fn boundary_a_client_erring_in_a_loop_does_not_starve_a_neighbour() {
         "a statement of the neighbour waited {slowest:?}"
     );
 }
+
+/// A write sent just before the client closes its socket (no COM_QUIT, no
+/// wait for the answer) runs once, as on the server, which reads what
+/// arrived before the close.
+#[test]
+fn boundary_a_write_then_an_immediate_close_runs_once() {
+    let (proxy, schema) = start();
+    let db = MariaDb::shared();
+    for (name, addr) in targets(&proxy) {
+        let table = format!("{schema}.wc_{name}");
+        db.exec(&format!("CREATE TABLE {table} (n INT PRIMARY KEY) ENGINE=InnoDB"));
+        for n in 0..5 {
+            let (mut s, _) = logged_in(addr, &schema, Capabilities::EMPTY);
+            let insert = format!("\x03INSERT INTO {table} VALUES ({n})");
+            s.write_all(&packet(0, insert.as_bytes())).unwrap();
+            drop(s);
+        }
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        funnel_testkit::wait_until_within(&format!("{name}: five rows"), Duration::from_secs(5), || {
+            db.query_first::<i64>(&sql) == Some(5)
+        });
+    }
+}
