@@ -3092,3 +3092,32 @@ fn engine_ping_of_a_session_pinned_without_a_connection_takes_none() {
         "ROW_COUNT() after a ping"
     );
 }
+
+/// A pooled connection the server closed shortly after its last use (a
+/// `KILL CONNECTION` from outside, a restart) is noticed before a command
+/// is sent on it: the command runs on a fresh connection. Before, the
+/// check ran only on connections idle 500 ms, and the client got ERR 9007
+/// for a statement the server never saw.
+#[test]
+fn engine_a_connection_killed_while_idle_is_replaced_before_use() {
+    let e = env(
+        "killidle",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    );
+    let mut a = e.client();
+    for round in 0..3 {
+        assert_eq!(a.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+        let threads = e.threads_of_backend_user();
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        e.db.root()
+            .query_drop(format!("KILL CONNECTION {}", threads[0]))
+            .unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            a.query_first::<i64, _>("SELECT 2").unwrap(),
+            Some(2),
+            "round {round}: the statement after the kill"
+        );
+    }
+}
