@@ -51,6 +51,11 @@ impl HumanDuration {
         HumanDuration(Duration::from_millis(millis))
     }
 
+    /// A duration of `micros` microseconds.
+    pub const fn from_micros(micros: u64) -> Self {
+        HumanDuration(Duration::from_micros(micros))
+    }
+
     /// The wrapped [`Duration`].
     pub const fn as_duration(self) -> Duration {
         self.0

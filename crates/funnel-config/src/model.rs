@@ -100,6 +100,13 @@ fn listen_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
 /// The hostgroup of a backend that does not name one, and of a user that does not pick one.
 pub const DEFAULT_HOSTGROUP: &str = "default";
 
+/// `idle_poll`'s default: longer than a point select's round trip to a
+/// server on the same host, so that at low concurrency a core is awake
+/// when the answer comes (see docs/configuration.md).
+fn default_idle_poll() -> HumanDuration {
+    HumanDuration::from_micros(300)
+}
+
 /// Funnel's whole configuration: the top level of the YAML file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +121,10 @@ pub struct Config {
     /// How many cores to run on, or which CPUs; default one core.
     #[serde(default)]
     pub cores: Cores,
+    /// How long a core keeps polling for work after it runs out, before it
+    /// sleeps, while the host's CPUs are not contended; 0 turns it off.
+    #[serde(default = "default_idle_poll")]
+    pub idle_poll: HumanDuration,
     /// The client accounts Funnel accepts.
     pub users: Vec<User>,
     /// The MySQL/MariaDB servers Funnel forwards to.

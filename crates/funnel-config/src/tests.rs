@@ -578,3 +578,29 @@ fn config_monitor_interval_has_a_floor() {
         }
     }
 }
+
+#[test]
+fn config_idle_poll_defaults_and_bounds() {
+    let base = "listen: 127.0.0.1:6033\nusers:\n  - name: u\n    password: p\n\
+                backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: x\n    password: y\n";
+    let cfg = Config::from_yaml_str(base).unwrap();
+    assert_eq!(cfg.idle_poll, HumanDuration::from_micros(300));
+    for (value, ok) in [
+        ("0", true),
+        ("250us", true),
+        ("10ms", true),
+        ("11ms", false),
+        ("1s", false),
+    ] {
+        let yaml = format!("{base}idle_poll: {value}\n");
+        if ok {
+            assert!(Config::from_yaml_str(&yaml).is_ok(), "{value}");
+        } else {
+            let found = problems(&yaml);
+            assert!(
+                found[0].starts_with("idle_poll: must be at most 10ms"),
+                "{found:?}"
+            );
+        }
+    }
+}

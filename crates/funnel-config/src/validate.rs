@@ -39,6 +39,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     check_listeners(config, &mut out);
     check_query_rules(&config.query_rules, &hostgroups, &mut out);
     check_monitor(config, &mut out);
+    check_idle_poll(config, &mut out);
     if let Some(tls) = &config.client.tls {
         // Whether the files are readable is checked when Funnel starts: a
         // config may be checked on another machine.
@@ -107,6 +108,20 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
                 format!("no backend is in hostgroup \"{}\"", r.hostgroup),
             );
         }
+    }
+}
+
+/// The longest `idle_poll`: a core polling longer than this between bursts
+/// spends a CPU on nothing.
+const MAX_IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn check_idle_poll(config: &Config, out: &mut Vec<Problem>) {
+    if config.idle_poll.as_duration() > MAX_IDLE_POLL {
+        push(
+            out,
+            "idle_poll",
+            format!("must be at most 10ms, got {}", config.idle_poll),
+        );
     }
 }
 

@@ -162,7 +162,7 @@ mod tests {
     /// A waiter dropped after its wake-up came passes it to the next one.
     #[test]
     fn caps_wake_up_passes_on_when_the_woken_waiter_is_gone() {
-        let run = rt::spawn_executor("caps-test", None, || async {
+        let run = rt::spawn_executor("caps-test", None, std::time::Duration::ZERO, || async {
             use std::future::Future;
             let caps = Rc::new(Caps::default());
             let user = CapKey::User(Rc::from("app"));

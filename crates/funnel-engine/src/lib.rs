@@ -35,6 +35,7 @@ pub mod rules;
 pub mod schema_trust;
 pub mod session;
 pub mod shard;
+pub mod spin_gate;
 pub mod stats;
 pub mod tls;
 

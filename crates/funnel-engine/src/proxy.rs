@@ -119,6 +119,7 @@ impl Proxy {
     pub fn start(config: Config) -> Result<Proxy, StartError> {
         let allowed = crate::affinity::allowed_cpus();
         let cpus = config.cores.cpu_ids(&allowed).map_err(StartError::Cores)?;
+        let idle_poll = config.idle_poll.as_duration();
         let tls = config
             .client
             .tls
@@ -180,7 +181,7 @@ impl Proxy {
             };
             let name = format!("funnel-shard-{i}");
             let ready = ready_tx.clone();
-            let handle = rt::spawn_executor(&name, Some(cpu), move || async move {
+            let handle = rt::spawn_executor(&name, Some(cpu), idle_poll, move || async move {
                 let listener = match rt::Listener::from_std(l, unix) {
                     Ok(l) => l,
                     Err(e) => {
@@ -483,6 +484,9 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
     }
     if keep("cores", next.cores != running.cores) {
         next.cores = running.cores.clone();
+    }
+    if keep("idle_poll", next.idle_poll != running.idle_poll) {
+        next.idle_poll = running.idle_poll;
     }
     if keep("admin", next.admin != running.admin) {
         next.admin = running.admin.clone();

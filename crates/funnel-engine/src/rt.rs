@@ -204,6 +204,7 @@ const RING_DEPTH: usize = 4096;
 pub fn spawn_executor<G, F, T>(
     name: &str,
     cpu: Option<usize>,
+    idle_poll: Duration,
     make_future: G,
 ) -> io::Result<std::thread::JoinHandle<T>>
 where
@@ -218,16 +219,23 @@ where
     let name = name.to_string();
     // glommio's own join handle wraps a std thread; build the executor
     // inside our thread so the caller gets a plain JoinHandle.
-    // No `spin_before_park`: the rings use COOP_TASKRUN
-    // (vendor/glommio/PATCHES.md), so a spinning executor, which only reads
-    // its completion queue, would not see other CPUs' completions until it
-    // entered the kernel anyway.
+    // `idle_poll` spins before parking, only while the host's CPUs are not
+    // contended (`spin_gate`). The rings set TASKRUN_FLAG with COOP_TASKRUN
+    // (vendor/glommio/PATCHES.md), so the spin enters the kernel when other
+    // CPUs' completions wait for it. glommio spins on pinned executors only.
     std::thread::Builder::new().name(name.clone()).spawn(move || {
-        let made = glommio::LocalExecutorBuilder::new(placement)
+        let builder = glommio::LocalExecutorBuilder::new(placement)
             .name(&name)
             .io_memory(IO_MEMORY)
-            .ring_depth(RING_DEPTH)
-            .make();
+            .ring_depth(RING_DEPTH);
+        let builder = if idle_poll.is_zero() {
+            builder
+        } else {
+            builder
+                .spin_before_park(idle_poll)
+                .spin_gate(crate::spin_gate::cpus_uncontended)
+        };
+        let made = builder.make();
         let ex = match made {
             Ok(ex) => ex,
             Err(e) => {
@@ -648,7 +656,7 @@ mod tests {
     /// keep every other client on its core waiting.
     #[test]
     fn preemption_reaches_a_task_that_makes_no_syscalls() {
-        let handle = super::spawn_executor("preempt-test", None, || async {
+        let handle = super::spawn_executor("preempt-test", None, Duration::ZERO, || async {
             let start = Instant::now();
             let mut n = 0u64;
             // Instant::now is the vDSO: no syscall in this loop.

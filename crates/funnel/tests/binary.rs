@@ -279,6 +279,13 @@ fn binary_sets_up_its_rings_with_coop_taskrun() {
         .filter(|l| l.contains("flags=IORING_SETUP_COOP_TASKRUN"))
         .count();
     assert_eq!(coop, 2 * cores, "main and latency ring per shard: {out}");
+    // With the flag that tells a polling core (idle_poll) when deferred
+    // completions wait for its next kernel entry.
+    let flagged = setups
+        .iter()
+        .filter(|l| l.contains("IORING_SETUP_COOP_TASKRUN|IORING_SETUP_TASKRUN_FLAG"))
+        .count();
+    assert_eq!(flagged, 2 * cores, "TASKRUN_FLAG on both rings: {out}");
     // Each of those succeeded on its first try (no fallback without it).
     assert!(
         !setups

@@ -353,6 +353,8 @@ struct ExecutorQueues {
     preempt_timer_duration: Duration,
     default_preempt_timer_duration: Duration,
     spin_before_park: Option<Duration>,
+    /// Asked before each spin: `false` parks at once (Funnel).
+    spin_gate: Option<fn() -> bool>,
     stats: ExecutorStats,
 }
 
@@ -367,6 +369,7 @@ impl ExecutorQueues {
             preempt_timer_duration,
             default_preempt_timer_duration: preempt_timer_duration,
             spin_before_park,
+            spin_gate: None,
             stats: ExecutorStats::new(),
         }
     }
@@ -456,6 +459,8 @@ pub struct LocalExecutorBuilder {
     placement: Placement,
     /// Spin for duration before parking a reactor
     spin_before_park: Option<Duration>,
+    /// Asked before each spin (Funnel)
+    spin_gate: Option<fn() -> bool>,
     /// A name for the thread-to-be (if any), for identification in panic
     /// messages
     name: String,
@@ -492,6 +497,7 @@ impl LocalExecutorBuilder {
         LocalExecutorBuilder {
             placement: placement.clone(),
             spin_before_park: None,
+            spin_gate: None,
             name: String::from(DEFAULT_EXECUTOR_NAME),
             io_memory: DEFAULT_IO_MEMORY,
             ring_depth: DEFAULT_RING_SUBMISSION_DEPTH,
@@ -506,6 +512,16 @@ impl LocalExecutorBuilder {
     #[must_use = "The builder must be built to be useful"]
     pub fn spin_before_park(mut self, spin: Duration) -> LocalExecutorBuilder {
         self.spin_before_park = Some(spin);
+        self
+    }
+
+    /// Asks `gate` each time the executor runs out of work: it spins (see
+    /// [`spin_before_park`](Self::spin_before_park)) only when `gate`
+    /// returns true, and parks at once otherwise. Applies to
+    /// [`make`](Self::make). (Added for Funnel, see PATCHES.md.)
+    #[must_use = "The builder must be built to be useful"]
+    pub fn spin_gate(mut self, gate: fn() -> bool) -> LocalExecutorBuilder {
+        self.spin_gate = Some(gate);
         self
     }
 
@@ -626,6 +642,7 @@ impl LocalExecutorBuilder {
                 detect_stalls: self.detect_stalls,
             },
         )?;
+        le.queues.borrow_mut().spin_gate = self.spin_gate;
         le.init();
         Ok(le)
     }
@@ -1494,6 +1511,12 @@ impl LocalExecutor {
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
                     } else {
+                        // Funnel: a gate may forbid spinning this time.
+                        let gate = this.queues.borrow().spin_gate;
+                        let spin_before_park = match gate {
+                            Some(allows) if !spin_before_park.is_zero() && !allows() => Duration::ZERO,
+                            _ => spin_before_park,
+                        };
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
                                 this.parker

@@ -96,6 +96,11 @@ bitflags::bitflags! {
         /// arrives from another CPU; it is picked up at the task's next
         /// kernel entry. Linux 5.19+. (Added for Funnel, see PATCHES.md.)
         const COOP_TASKRUN = 1 << 8;
+        /// With COOP_TASKRUN: the kernel sets `IORING_SQ_TASKRUN` in the
+        /// ring's flags while deferred completions wait, so a task that
+        /// polls its rings without entering the kernel (spinning) knows
+        /// when to. Linux 5.19+. (Added for Funnel, see PATCHES.md.)
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

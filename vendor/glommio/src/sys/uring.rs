@@ -733,7 +733,13 @@ pub(crate) trait UringCommon {
         self.consume_completion_queue(woke);
     }
 
+    /// Runs completions the kernel deferred to this thread's next kernel
+    /// entry (COOP_TASKRUN), when the ring says there are some (Funnel: a
+    /// spinning executor never enters the kernel otherwise).
+    fn run_deferred_completions(&mut self) {}
+
     fn poll(&mut self, woke: &mut usize) -> io::Result<()> {
+        self.run_deferred_completions();
         self.consume_cancellation_queue()
             .or_else(Reactor::busy_ok)
             .or_else(Reactor::again_ok)
@@ -908,9 +914,16 @@ struct SleepableRing {
 fn new_sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
     iou::IoUring::new_with_flags(
         entries,
-        iou::SetupFlags::COOP_TASKRUN,
+        iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
         iou::SetupFeatures::empty(),
     )
+    .or_else(|_| {
+        iou::IoUring::new_with_flags(
+            entries,
+            iou::SetupFlags::COOP_TASKRUN,
+            iou::SetupFeatures::empty(),
+        )
+    })
     .or_else(|_| iou::IoUring::new(entries))
 }
 
@@ -1127,6 +1140,27 @@ impl SleepableRing {
 }
 
 impl UringCommon for SleepableRing {
+    fn run_deferred_completions(&mut self) {
+        const IORING_SQ_TASKRUN: libc::c_uint = 1 << 2;
+        let raw = self.ring.raw();
+        // SAFETY: kflags points into the ring's shared memory, mapped for
+        // the ring's lifetime; the kernel updates it concurrently.
+        let flags = unsafe { std::ptr::read_volatile(raw.sq.kflags) };
+        if flags & IORING_SQ_TASKRUN != 0 {
+            // SAFETY: a plain GETEVENTS enter with nothing to submit and no
+            // wait: it only runs this thread's pending task work.
+            unsafe {
+                uring_sys::syscalls::io_uring_enter(
+                    raw.ring_fd,
+                    0,
+                    0,
+                    uring_sys::IORING_ENTER_GETEVENTS,
+                    std::ptr::null(),
+                );
+            }
+        }
+    }
+
     fn name(&self) -> &'static str {
         self.name
     }
