@@ -487,11 +487,13 @@ class Funnel:
               min_idle_per_core: int | None = None, wait_timeout: str = "30s", level: str = "warn",
               name: str = "funnel", metrics_port: int | None = None, backend_user: str = SB_USER,
               backend_password: str = SB_PASSWORD, wrapper: list[str] | None = None,
-              start_timeout: float = 30.0, backend_socket: Path | None = None) -> "Funnel":
+              start_timeout: float = 30.0, backend_socket: Path | None = None,
+              extra_yaml: str = "") -> "Funnel":
         """Starts Funnel and waits until it answers a query. `wrapper` is a command
         prefix (e.g. valgrind and its options); the process is then the wrapper's.
         With `backend_socket`, Funnel reaches the backend through that Unix socket
-        instead of 127.0.0.1:`backend_port`."""
+        instead of 127.0.0.1:`backend_port`. `extra_yaml` is appended at the top
+        level (e.g. `idle_poll: 0`)."""
         port = free_port()
         d = workdir / name
         d.mkdir(parents=True, exist_ok=True)
@@ -519,7 +521,7 @@ client:
   max_connections: 20000
 {metrics}log:
   level: {level}
-""")
+{extra_yaml}""")
         logf = open(d / "funnel.log", "w")
         proc = subprocess.Popen([*(wrapper or []), str(binary), "--config", str(d / "funnel.yaml")],
                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)

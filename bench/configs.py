@@ -13,6 +13,7 @@ through Funnel costs the other two processes, not only Funnel itself.
 A configuration is `label:key=value,...` with keys
   cores=N    Funnel cores (shards)
   pool=N     pool.max_per_core (min_idle_per_core is the same: a warm pool)
+  idle_poll=D  the idle_poll key (e.g. 0 to turn polling off; builds before 19af14e lack it)
   bin=PATH   another Funnel binary (default: target/release/funnel, or $FUNNEL_BIN)
   env=K=V    an environment variable for that Funnel process (repeatable: env=A=1,env=B=2)
   nice=N     run that Funnel under `nice -n N` (negative needs root)
@@ -66,6 +67,7 @@ class Shape:
     nice: int | None = None
     unix_backend: bool = False
     relay: str | None = None
+    idle_poll: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -87,11 +89,13 @@ class Shape:
                 s.relay = value
             elif key == "backend" and value in ("unix", "tcp"):
                 s.unix_backend = value == "unix"
+            elif key == "idle_poll":
+                s.idle_poll = value
             elif key == "env":
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, bin, env, nice, backend=unix|tcp, relay=socat)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, bin, env, nice, backend=unix|tcp, relay=socat)")
         return s
 
     def describe(self) -> str:
@@ -103,6 +107,8 @@ class Shape:
         build = f", binary {self.binary}" if self.binary else ""
         if self.unix_backend:
             extra += ", backend over its Unix socket"
+        if self.idle_poll is not None:
+            extra += f", idle_poll {self.idle_poll}"
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
 
 
@@ -165,7 +171,8 @@ def start_funnel(work: Path, shape: Shape, db: MariaDB) -> Funnel:
     try:
         wrapper = ["nice", "-n", str(shape.nice)] if shape.nice is not None else None
         return Funnel.start(work, binary, db.port, shape.cores, shape.pool, name=f"funnel-{shape.label}",
-                            wrapper=wrapper, backend_socket=db.socket if shape.unix_backend else None)
+                            wrapper=wrapper, backend_socket=db.socket if shape.unix_backend else None,
+                            extra_yaml=f"idle_poll: {shape.idle_poll}\n" if shape.idle_poll is not None else "")
     finally:
         for k, v in saved.items():
             if v is None:
