@@ -227,6 +227,54 @@ fn mysql8_clients_log_in_with_caching_sha2_fast_path() {
     }
 }
 
+/// Funnel with client TLS (`cert`, `key`) in front of the shared server:
+/// user `secure` (password `pw`, TLS required) in a fresh schema named
+/// after `prefix`; `client` adds lines under `client:`, `extra` top-level
+/// sections.
+fn tls_funnel(
+    prefix: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client: &str,
+    extra: &str,
+) -> funnel_engine::Proxy {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{prefix}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: true\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         {extra}client:\n{client}  tls:\n    cert: {}\n    key: {}\n",
+        db.addr(),
+        cert.display(),
+        key.display()
+    );
+    funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap())
+}
+
+/// An SSLRequest with `caps`, framed as the client's packet 1.
+fn ssl_request(caps: u32) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(32);
+    payload.extend_from_slice(&caps.to_le_bytes());
+    payload.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    payload.push(45);
+    payload.extend_from_slice(&[0; 23]);
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 1, &payload);
+    framed.to_vec()
+}
+
+/// Sends `sql` over TLS and returns the first packet of its answer.
+fn tls_query(c: &mut TlsClient, sql: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut framed = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut framed, 0, &[b"\x03", sql.as_bytes()].concat());
+    c.write_all(&framed).unwrap();
+    read_tls_packet(c).unwrap()
+}
+
 /// A TLS stream logged in by hand, so a test can send part of a record.
 type TlsClient = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
@@ -248,11 +296,6 @@ fn tls_login(port: u16, user: &[u8], password: &[u8]) -> TlsClient {
         | Capabilities::CLIENT_PLUGIN_AUTH.0
         | Capabilities::CLIENT_SSL.0
         | Capabilities::CLIENT_MYSQL.0;
-    let mut ssl_request = Vec::new();
-    ssl_request.extend_from_slice(&(caps as u32).to_le_bytes());
-    ssl_request.extend_from_slice(&(1u32 << 24).to_le_bytes());
-    ssl_request.push(45);
-    ssl_request.extend_from_slice(&[0; 23]);
     let settings = funnel_config::BackendTls {
         mode: funnel_config::BackendTlsMode::Required,
         ca: None,
@@ -262,9 +305,7 @@ fn tls_login(port: u16, user: &[u8], password: &[u8]) -> TlsClient {
     let mut conn = rustls::ClientConnection::new(spec.config, spec.server_name).unwrap();
     // The SSLRequest and the TLS hello in one write, as a client that does
     // not wait between them may have them arrive.
-    let mut framed = bytes::BytesMut::new();
-    funnel_protocol::framing::write_packet(&mut framed, 1, &ssl_request);
-    let mut first = framed.to_vec();
+    let mut first = ssl_request(caps as u32);
     conn.write_tls(&mut first).unwrap();
     s.write_all(&first).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, s);
@@ -305,27 +346,11 @@ fn read_tls_packet(tls: &mut TlsClient) -> std::io::Result<Vec<u8>> {
 /// when a shard read both at once, TLS logins failed at random.
 #[test]
 fn tls_a_hello_sent_with_the_ssl_request_logs_in() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("tls_hello");
-    db.create_user("tls_hello_b", "bpw");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: true\n\
-         backends:\n  - name: primary\n    address: {}\n    user: tls_hello_b\n    password: bpw\n\
-         client:\n  tls:\n    cert: {}\n    key: {}\n",
-        db.addr(),
-        cert.display(),
-        key.display()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = tls_funnel("tls_hello", &cert, &key, "", "");
     let mut c = tls_login(proxy.local_addr().port(), b"secure", b"pw");
-    let mut framed = bytes::BytesMut::new();
-    funnel_protocol::framing::write_packet(&mut framed, 0, b"\x03DO 1");
-    c.write_all(&framed).unwrap();
-    let ok = read_tls_packet(&mut c).unwrap();
+    let ok = tls_query(&mut c, "DO 1");
     assert_eq!(ok.first(), Some(&0x00), "a statement over TLS: {ok:?}");
 }
 
@@ -339,29 +364,19 @@ fn tls_a_client_stalled_mid_record_is_closed_after_net_read_timeout() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("tls_stall");
-    db.create_user("tls_stall_b", "bpw");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: true\n\
-         backends:\n  - name: primary\n    address: {}\n    user: tls_stall_b\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n\
-         client:\n  net_read_timeout: 400ms\n  tls:\n    cert: {}\n    key: {}\n",
-        db.addr(),
-        cert.display(),
-        key.display()
+    let proxy = tls_funnel(
+        "tls_stall",
+        &cert,
+        &key,
+        "  net_read_timeout: 400ms\n",
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
     );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
     let port = proxy.local_addr().port();
 
     // A transaction holds the only connection; then half a record.
     let mut stalled = tls_login(port, b"secure", b"pw");
     for sql in ["BEGIN", "SELECT 1"] {
-        let mut framed = bytes::BytesMut::new();
-        funnel_protocol::framing::write_packet(&mut framed, 0, &[b"\x03", sql.as_bytes()].concat());
-        stalled.write_all(&framed).unwrap();
-        let first = read_tls_packet(&mut stalled).unwrap();
+        let first = tls_query(&mut stalled, sql);
         if first.first() != Some(&0x00) {
             // SELECT 1: column count, column, EOF, row, EOF.
             for _ in 0..4 {
@@ -395,10 +410,7 @@ fn tls_a_client_stalled_mid_record_is_closed_after_net_read_timeout() {
     // Waiting for a command's first record is idleness, not a stall.
     let mut idle = tls_login(port, b"secure", b"pw");
     std::thread::sleep(std::time::Duration::from_millis(900));
-    let mut framed = bytes::BytesMut::new();
-    funnel_protocol::framing::write_packet(&mut framed, 0, b"\x03DO 1");
-    idle.write_all(&framed).unwrap();
-    let ok = read_tls_packet(&mut idle).unwrap();
+    let ok = tls_query(&mut idle, "DO 1");
     assert_eq!(ok.first(), Some(&0x00), "the idle TLS client stayed: {ok:?}");
 }
 
@@ -412,32 +424,16 @@ fn tls_a_handshake_unfinished_at_the_deadline_is_closed_without_plaintext() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("tls_slow");
-    db.create_user("tls_slow_b", "bpw");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: tls_slow_b\n    password: bpw\n\
-         client:\n  handshake_timeout: 400ms\n  tls:\n    cert: {}\n    key: {}\n",
-        db.addr(),
-        cert.display(),
-        key.display()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = tls_funnel("tls_slow", &cert, &key, "  handshake_timeout: 400ms\n", "");
     let mut s = std::net::TcpStream::connect(proxy.local_addr()).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
     // An SSLRequest, then half a TLS record, then nothing.
-    let mut ssl_request = vec![0u8; 32];
-    let caps: u32 = (1 << 9) | (1 << 15) | (1 << 11) | (1 << 19) | 1;
-    ssl_request[..4].copy_from_slice(&caps.to_le_bytes());
-    ssl_request[4..8].copy_from_slice(&(1u32 << 24).to_le_bytes());
-    ssl_request[8] = 45;
-    let mut framed = bytes::BytesMut::new();
-    funnel_protocol::framing::write_packet(&mut framed, 1, &ssl_request);
-    s.write_all(&framed).unwrap();
+    let caps = funnel_protocol::Capabilities::CLIENT_PROTOCOL_41.0
+        | funnel_protocol::Capabilities::CLIENT_SSL.0
+        | funnel_protocol::Capabilities::CLIENT_MYSQL.0;
+    s.write_all(&ssl_request(caps as u32)).unwrap();
     s.write_all(&[22, 3, 1, 0, 200, 1, 0]).unwrap();
     let started = std::time::Instant::now();
     let mut got = Vec::new();
@@ -465,7 +461,6 @@ fn health_checks_failed(proxy: &funnel_engine::Proxy) -> u64 {
 /// backend was marked down (sysbench's 1024 TLS threads then got 9004).
 #[test]
 fn tls_a_storm_of_logins_leaves_health_checks_on_time() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     funnel_testkit::certs::openssl(
         dir.path(),
@@ -485,20 +480,13 @@ fn tls_a_storm_of_logins_leaves_health_checks_on_time() {
             "cert.pem",
         ],
     );
-    let db = MariaDb::shared();
-    let schema = db.fresh_database("tls_storm");
-    db.create_user("tls_storm_b", "bpw");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: tls_storm_b\n    password: bpw\n\
-         monitor:\n  interval: 50ms\n  timeout: 1s\n  failures_before_down: 1\n\
-         client:\n  handshake_timeout: 60s\n  tls:\n    cert: {}\n    key: {}\n",
-        db.addr(),
-        dir.path().join("cert.pem").display(),
-        dir.path().join("key.pem").display()
+    let proxy = tls_funnel(
+        "tls_storm",
+        &dir.path().join("cert.pem"),
+        &dir.path().join("key.pem"),
+        "  handshake_timeout: 60s\n",
+        "monitor:\n  interval: 50ms\n  timeout: 1s\n  failures_before_down: 1\n",
     );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
     let port = proxy.local_addr().port();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let before = health_checks_failed(&proxy);
@@ -506,10 +494,7 @@ fn tls_a_storm_of_logins_leaves_health_checks_on_time() {
         .map(|_| {
             std::thread::spawn(move || {
                 let mut c = tls_login(port, b"secure", b"pw");
-                let mut framed = bytes::BytesMut::new();
-                funnel_protocol::framing::write_packet(&mut framed, 0, b"\x03DO 1");
-                c.write_all(&framed).unwrap();
-                read_tls_packet(&mut c).unwrap()
+                tls_query(&mut c, "DO 1")
             })
         })
         .collect();
