@@ -169,25 +169,19 @@ fn serve(
     slot.settle();
     let request = String::from_utf8_lossy(&first);
     let mut parts = request.split_whitespace();
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
-        return answer(
-            &conn,
-            false,
-            "400 Bad Request",
-            "text/plain",
-            "not an HTTP request\n",
-        );
+    // Exactly a method, a target and an HTTP version.
+    let (method, target) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(target), Some(version), None) if version.starts_with("HTTP/") => (method, target),
+        _ => {
+            return answer(
+                &conn,
+                false,
+                "400 Bad Request",
+                "text/plain",
+                "not an HTTP request\n",
+            )
+        }
     };
-    if !version.starts_with("HTTP/") || parts.next().is_some() {
-        return answer(
-            &conn,
-            false,
-            "400 Bad Request",
-            "text/plain",
-            "not an HTTP request\n",
-        );
-    }
     // Only reads: a HEAD is answered as a GET without the body (a probe
     // that sends one must not read the body as its next response).
     let head = method == "HEAD";

@@ -553,10 +553,13 @@ fn config_wrong_shape_is_described_without_rust_type_names() {
     );
 }
 
+/// The smallest valid file: one user, one backend.
+const ONE_USER_ONE_BACKEND: &str = "listen: 127.0.0.1:6033\nusers:\n  - name: u\n    password: p\n\
+                                    backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: x\n    password: y\n";
+
 #[test]
 fn config_monitor_interval_has_a_floor() {
-    let base = "listen: 127.0.0.1:6033\nusers:\n  - name: u\n    password: p\n\
-                backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: x\n    password: y\n";
+    let base = ONE_USER_ONE_BACKEND;
     // A nanosecond between rounds made the monitor log in hundreds of
     // times a second.
     for (interval, ok) in [
@@ -581,8 +584,7 @@ fn config_monitor_interval_has_a_floor() {
 
 #[test]
 fn config_idle_poll_defaults_and_bounds() {
-    let base = "listen: 127.0.0.1:6033\nusers:\n  - name: u\n    password: p\n\
-                backends:\n  - name: b\n    address: 127.0.0.1:3306\n    user: x\n    password: y\n";
+    let base = ONE_USER_ONE_BACKEND;
     let cfg = Config::from_yaml_str(base).unwrap();
     assert_eq!(cfg.idle_poll, HumanDuration::from_micros(300));
     for (value, ok) in [

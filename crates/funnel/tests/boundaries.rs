@@ -164,6 +164,24 @@ fn unpack(mut bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The capability a client asks for compression with, or none.
+fn compress_caps(compress: bool) -> Capabilities {
+    if compress {
+        Capabilities::CLIENT_COMPRESS
+    } else {
+        Capabilities::EMPTY
+    }
+}
+
+/// `bytes` unpacked when the connection is compressed.
+fn unpack_if(compress: bool, bytes: Vec<u8>) -> Vec<u8> {
+    if compress {
+        unpack(&bytes)
+    } else {
+        bytes
+    }
+}
+
 /// What a client that got `reply` saw, in short: "OK", "ERR <code>", or
 /// the text of a one-column row, per answer.
 fn summary(reply: &[Vec<u8>]) -> Vec<String> {
@@ -232,11 +250,7 @@ fn boundary_auth_switch_answer_and_first_command_in_one_write() {
     let (proxy, schema) = start();
     for compress in [false, true] {
         for (name, addr) in targets(&proxy) {
-            let extra = if compress {
-                Capabilities::CLIENT_COMPRESS
-            } else {
-                Capabilities::EMPTY
-            };
+            let extra = compress_caps(compress);
             let (mut s, bytes, _) = greet(addr, &schema, extra, "client_ed25519");
             s.write_all(&bytes).unwrap();
             let (seq, switch) = read_raw_packet(&mut s).unwrap();
@@ -254,7 +268,7 @@ fn boundary_auth_switch_answer_and_first_command_in_one_write() {
             let (_, ok) = read_raw_packet(&mut s).unwrap();
             assert_eq!(ok[0], 0, "{name} compress={compress}: login {ok:?}");
             let rest = drain(&mut s);
-            let rest = if compress { unpack(&rest) } else { rest };
+            let rest = unpack_if(compress, rest);
             let got = summary(&payloads(&rest));
             assert_eq!(got, ["42", "EOF"], "{name} compress={compress}");
         }
@@ -268,11 +282,7 @@ fn boundary_a_command_one_byte_at_a_time() {
     let (proxy, schema) = start();
     for compress in [false, true] {
         for (name, addr) in targets(&proxy) {
-            let extra = if compress {
-                Capabilities::CLIENT_COMPRESS
-            } else {
-                Capabilities::EMPTY
-            };
+            let extra = compress_caps(compress);
             let (mut s, bytes, _) = greet(addr, &schema, extra, "mysql_native_password");
             s.write_all(&bytes).unwrap();
             let (_, ok) = read_raw_packet(&mut s).unwrap();
@@ -286,7 +296,7 @@ fn boundary_a_command_one_byte_at_a_time() {
                 std::thread::sleep(Duration::from_millis(3));
             }
             let rest = drain(&mut s);
-            let rest = if compress { unpack(&rest) } else { rest };
+            let rest = unpack_if(compress, rest);
             let got = summary(&payloads(&rest));
             assert_eq!(got, ["42", "EOF"], "{name} compress={compress}");
         }
