@@ -77,7 +77,8 @@ pub struct MiniClient {
     pub login_status: u16,
 }
 
-const CLIENT_CAPS: Capabilities = Capabilities(
+/// The capabilities MiniClient logs in with (what the server offers of them).
+pub const CLIENT_CAPS: Capabilities = Capabilities(
     Capabilities::CLIENT_MYSQL.0
         | Capabilities::CLIENT_LONG_FLAG.0
         | Capabilities::CLIENT_PROTOCOL_41.0

@@ -15,7 +15,7 @@ use funnel_protocol::auth::native_password_scramble;
 use funnel_protocol::framing::write_packet;
 use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
 use funnel_protocol::Capabilities;
-use funnel_testkit::mini_client::read_raw_packet;
+use funnel_testkit::mini_client::{read_raw_packet, CLIENT_CAPS};
 use funnel_testkit::MariaDb;
 
 const USER: &str = "edge";
@@ -24,15 +24,31 @@ const PASSWORD: &str = "edgepw";
 /// A Funnel in front of the shared server with client user [`USER`] (who
 /// exists on the server too, for direct connections), and a fresh schema.
 fn start() -> (Proxy, String) {
+    start_with("edge", "", "pool:\n  max_per_core: 2\n")
+}
+
+/// A Funnel with one backend connection, [`USER`] logging in to a fresh
+/// schema named after `prefix` by default.
+fn one_connection(prefix: &str) -> (Proxy, String) {
+    start_with(
+        prefix,
+        "    default_schema: {schema}\n",
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+    )
+}
+
+/// [`start`]'s Funnel with lines for [`USER`] (`{schema}` stands for the
+/// fresh schema) and a `pool` section.
+fn start_with(prefix: &str, user_lines: &str, pool: &str) -> (Proxy, String) {
     let db = server();
-    let schema = db.fresh_database("edge");
+    let schema = db.fresh_database(prefix);
     let backend = format!("{schema}_b");
     db.create_user(&backend, "bpw");
+    let user_lines = user_lines.replace("{schema}", &schema);
     let yaml = format!(
         "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: {USER}\n    password: {PASSWORD}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: 2\n",
+         users:\n  - name: {USER}\n    password: {PASSWORD}\n{user_lines}\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n{pool}",
         db.addr()
     );
     (
@@ -57,15 +73,6 @@ fn targets(proxy: &Proxy) -> [(&'static str, SocketAddr); 2] {
     ]
 }
 
-const CAPS: u64 = Capabilities::CLIENT_MYSQL.0
-    | Capabilities::CLIENT_LONG_FLAG.0
-    | Capabilities::CLIENT_PROTOCOL_41.0
-    | Capabilities::CLIENT_TRANSACTIONS.0
-    | Capabilities::CLIENT_SECURE_CONNECTION.0
-    | Capabilities::CLIENT_MULTI_RESULTS.0
-    | Capabilities::CLIENT_PLUGIN_AUTH.0
-    | Capabilities::CLIENT_CONNECT_WITH_DB.0;
-
 /// Connects and reads the greeting; returns the socket, the login packet
 /// (sequence id 1) answering it with `plugin` (a `mysql_native_password`
 /// answer, or junk for another plugin, which makes the server ask for a
@@ -78,7 +85,7 @@ fn greet(addr: SocketAddr, schema: &str, extra: Capabilities, plugin: &str) -> (
     let hs = HandshakeV10::parse(&greeting).unwrap();
     let native = plugin == "mysql_native_password";
     let login = HandshakeResponse41 {
-        capabilities: Capabilities(CAPS | extra.0).intersect(hs.capabilities | Capabilities::CLIENT_MYSQL),
+        capabilities: (CLIENT_CAPS | extra).intersect(hs.capabilities | Capabilities::CLIENT_MYSQL),
         max_packet_size: 1 << 24,
         charset: 45,
         username: USER.as_bytes().to_vec(),
@@ -502,18 +509,7 @@ fn boundary_kill_query_racing_statement_ends_never_hits_a_neighbour() {
     use funnel_testkit::mini_client::{MiniClient, MiniError};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let db = server();
-    let schema = db.fresh_database("edgekq");
-    let backend = format!("{schema}_b");
-    db.create_user(&backend, "bpw");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: {USER}\n    password: {PASSWORD}\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let (proxy, _schema) = one_connection("edgekq");
     let addr = proxy.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let mut target = MiniClient::connect(addr, USER, PASSWORD, None).unwrap();
@@ -630,18 +626,7 @@ fn boundary_a_client_erring_in_a_loop_does_not_starve_a_neighbour() {
     use funnel_testkit::mini_client::MiniClient;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let db = server();
-    let schema = db.fresh_database("edgeln");
-    let backend = format!("{schema}_b");
-    db.create_user(&backend, "bpw");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: {USER}\n    password: {PASSWORD}\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let (proxy, _schema) = one_connection("edgeln");
     let addr = proxy.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let mut erring = MiniClient::connect(addr, USER, PASSWORD, None).unwrap();
