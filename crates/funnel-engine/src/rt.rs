@@ -282,6 +282,30 @@ pub fn spawn_urgent<T: 'static>(fut: impl Future<Output = T> + 'static) {
     };
 }
 
+/// How long login work runs before the core looks at the sessions' tasks
+/// again, while both have work.
+const LOGIN_LATENCY: Duration = Duration::from_millis(2);
+
+/// Runs `work` in a task queue of its own with the sessions' share of the
+/// core, and returns its result. For CPU-heavy steps of a login (a TLS
+/// handshake's signature): in the sessions' queue, a thousand logins at
+/// once put a second of signing ahead of every query already waiting;
+/// here a query waits for at most about [`LOGIN_LATENCY`] of them.
+pub async fn login_work<T: 'static>(work: impl FnOnce() -> T + 'static) -> T {
+    thread_local! {
+        static LOGINS: glommio::TaskQueueHandle = glommio::executor().create_task_queue(
+            glommio::Shares::Static(1000),
+            glommio::Latency::Matters(LOGIN_LATENCY),
+            "logins",
+        );
+    }
+    let queue = LOGINS.with(|q| *q);
+    match glommio::spawn_local_into(async move { work() }, queue) {
+        Ok(task) => task.await,
+        Err(e) => panic!("the login task queue is gone: {e}"),
+    }
+}
+
 /// Waits for `d`.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
@@ -535,7 +559,8 @@ impl Stream {
         early: &[u8],
     ) -> io::Result<()> {
         let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-        self.handshake(rustls::Connection::Server(conn), early).await
+        self.handshake(rustls::Connection::Server(conn), early, Signing::LoginWork)
+            .await
     }
 
     /// Switches to TLS as the client (after sending a backend an
@@ -546,25 +571,36 @@ impl Stream {
         server_name: rustls::pki_types::ServerName<'static>,
     ) -> io::Result<()> {
         let conn = rustls::ClientConnection::new(config, server_name).map_err(io::Error::other)?;
-        self.handshake(rustls::Connection::Client(conn), &[]).await
+        self.handshake(rustls::Connection::Client(conn), &[], Signing::InPlace)
+            .await
     }
 
     /// Runs a TLS handshake to its end; then the session wraps the stream.
-    async fn handshake(&mut self, conn: rustls::Connection, early: &[u8]) -> io::Result<()> {
+    async fn handshake(
+        &mut self,
+        conn: rustls::Connection,
+        early: &[u8],
+        signing: Signing,
+    ) -> io::Result<()> {
         let mut tls = Box::new(Tls {
             conn,
-            raw: vec![0; 16 * 1024],
+            raw: vec![0; early.len().max(16 * 1024)],
             records: RecordFraming::default(),
         });
         self.tls_handshaking = true;
-        feed(&mut tls, early)?;
+        tls.raw[..early.len()].copy_from_slice(early);
+        tls = feed_handshake(tls, early.len(), signing).await?;
         while tls.conn.is_handshaking() {
             flush_out(&mut self.sock, &mut tls).await?;
-            if tls.conn.wants_read() && !pump_in(&mut self.sock, &mut tls).await? {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer left during the TLS handshake",
-                ));
+            if tls.conn.wants_read() {
+                let n = self.sock.read(&mut tls.raw).await?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer left during the TLS handshake",
+                    ));
+                }
+                tls = feed_handshake(tls, n, signing).await?;
             }
         }
         flush_out(&mut self.sock, &mut tls).await?;
@@ -620,11 +656,6 @@ async fn pump_in(sock: &mut Sock, tls: &mut Tls) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Hands bytes read from the peer to the TLS session.
-fn feed(tls: &mut Tls, bytes: &[u8]) -> io::Result<()> {
-    feed_parts(&mut tls.conn, &mut tls.records, bytes)
-}
-
 fn feed_parts(conn: &mut rustls::Connection, records: &mut RecordFraming, bytes: &[u8]) -> io::Result<()> {
     records.advance(bytes);
     let mut fed = bytes;
@@ -633,6 +664,30 @@ fn feed_parts(conn: &mut rustls::Connection, records: &mut RecordFraming, bytes:
         conn.process_new_packets().map_err(io::Error::other)?;
     }
     Ok(())
+}
+
+/// Where a handshake's CPU-heavy steps run.
+#[derive(Clone, Copy)]
+enum Signing {
+    /// In a task queue behind the sessions' ([`login_work`]): a client's
+    /// handshake signs with Funnel's key, a millisecond or more per login,
+    /// and a storm of logins must not stall the sessions already served.
+    LoginWork,
+    /// Where the caller runs: a backend connection being opened has
+    /// commands waiting for it, and its side of the handshake only verifies.
+    InPlace,
+}
+
+/// Hands `tls.raw[..n]`, read from the peer during the handshake, to TLS.
+async fn feed_handshake(mut tls: Box<Tls>, n: usize, signing: Signing) -> io::Result<Box<Tls>> {
+    let work = move || {
+        let Tls { conn, raw, records } = &mut *tls;
+        feed_parts(conn, records, &raw[..n]).map(|()| tls)
+    };
+    match signing {
+        Signing::LoginWork => login_work(work).await,
+        Signing::InPlace => work(),
+    }
 }
 
 /// Writes every pending TLS record to the socket.

@@ -275,20 +275,26 @@ fn tls_query(c: &mut TlsClient, sql: &str) -> Vec<u8> {
     read_tls_packet(c).unwrap()
 }
 
+/// How long a test client waits for each answer.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a client of a login storm waits: a few hundred RSA-4096
+/// signatures queue seconds of work on a loaded test machine.
+const STORM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A TLS stream logged in by hand, so a test can send part of a record.
 type TlsClient = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
 /// Logs in over TLS with `mysql_native_password`: greeting, SSLRequest
 /// with the TLS hello right behind it, the TLS handshake, then the login
-/// inside TLS.
-fn tls_login(port: u16, user: &[u8], password: &[u8]) -> TlsClient {
+/// inside TLS. Each read waits up to `wait`.
+fn tls_login(port: u16, user: &[u8], password: &[u8], wait: std::time::Duration) -> TlsClient {
     use funnel_protocol::auth::native_password_scramble;
     use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
     use funnel_protocol::Capabilities;
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
     let (_, greeting) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
     let greeting = HandshakeV10::parse(&greeting).unwrap();
     let caps = Capabilities::CLIENT_PROTOCOL_41.0
@@ -349,7 +355,7 @@ fn tls_a_hello_sent_with_the_ssl_request_logs_in() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
     let proxy = tls_funnel("tls_hello", &cert, &key, "", "");
-    let mut c = tls_login(proxy.local_addr().port(), b"secure", b"pw");
+    let mut c = tls_login(proxy.local_addr().port(), b"secure", b"pw", WAIT);
     let ok = tls_query(&mut c, "DO 1");
     assert_eq!(ok.first(), Some(&0x00), "a statement over TLS: {ok:?}");
 }
@@ -374,7 +380,7 @@ fn tls_a_client_stalled_mid_record_is_closed_after_net_read_timeout() {
     let port = proxy.local_addr().port();
 
     // A transaction holds the only connection; then half a record.
-    let mut stalled = tls_login(port, b"secure", b"pw");
+    let mut stalled = tls_login(port, b"secure", b"pw", WAIT);
     for sql in ["BEGIN", "SELECT 1"] {
         let first = tls_query(&mut stalled, sql);
         if first.first() != Some(&0x00) {
@@ -408,7 +414,7 @@ fn tls_a_client_stalled_mid_record_is_closed_after_net_read_timeout() {
     }
 
     // Waiting for a command's first record is idleness, not a stall.
-    let mut idle = tls_login(port, b"secure", b"pw");
+    let mut idle = tls_login(port, b"secure", b"pw", WAIT);
     std::thread::sleep(std::time::Duration::from_millis(900));
     let ok = tls_query(&mut idle, "DO 1");
     assert_eq!(ok.first(), Some(&0x00), "the idle TLS client stayed: {ok:?}");
@@ -455,12 +461,17 @@ fn health_checks_failed(proxy: &funnel_engine::Proxy) -> u64 {
 }
 
 /// A storm of TLS logins (each handshake signs with the server's key on
-/// the core) does not make the health monitor miss its deadlines: its
-/// checks run ahead of the sessions' tasks. Before, a check waited behind
-/// every queued handshake at each of its steps, timed out, and the
-/// backend was marked down (sysbench's 1024 TLS threads then got 9004).
+/// the core) neither makes the health monitor miss its deadlines nor
+/// stalls the sessions already on the core.
+/// - The monitor's checks run ahead of the sessions' tasks. Before, a check
+///   waited behind every queued handshake at each of its steps, timed out,
+///   and the backend was marked down (sysbench's 1024 TLS threads then got
+///   9004).
+/// - Handshakes run in a task queue of their own, so a logged-in client's
+///   query waits for at most a slice of them. Before, it waited for every
+///   handshake queued ahead of it: 2.2 s of a 2.5 s storm.
 #[test]
-fn tls_a_storm_of_logins_leaves_health_checks_on_time() {
+fn tls_a_storm_of_logins_leaves_health_checks_and_sessions_on_time() {
     let dir = tempfile::tempdir().unwrap();
     funnel_testkit::certs::openssl(
         dir.path(),
@@ -488,17 +499,31 @@ fn tls_a_storm_of_logins_leaves_health_checks_on_time() {
         "monitor:\n  interval: 50ms\n  timeout: 1s\n  failures_before_down: 1\n",
     );
     let port = proxy.local_addr().port();
+    let mut settled = tls_login(port, b"secure", b"pw", STORM_WAIT);
+    assert_eq!(tls_query(&mut settled, "DO 1").first(), Some(&0x00));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let before = health_checks_failed(&proxy);
-    let clients: Vec<_> = (0..250)
+
+    let started = std::time::Instant::now();
+    let storm: Vec<_> = (0..250)
         .map(|_| {
             std::thread::spawn(move || {
-                let mut c = tls_login(port, b"secure", b"pw");
+                let mut c = tls_login(port, b"secure", b"pw", STORM_WAIT);
                 tls_query(&mut c, "DO 1")
             })
         })
         .collect();
-    for c in clients {
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut slowest = std::time::Duration::ZERO;
+    while !storm.iter().all(|c| c.is_finished()) {
+        let sent = std::time::Instant::now();
+        assert_eq!(tls_query(&mut settled, "DO 1").first(), Some(&0x00));
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let storm_took = started.elapsed();
+    eprintln!("login storm {storm_took:?}; slowest query meanwhile {slowest:?}");
+    for c in storm {
         let ok = c.join().unwrap();
         assert_eq!(ok.first(), Some(&0x00), "{ok:?}");
     }
@@ -506,5 +531,13 @@ fn tls_a_storm_of_logins_leaves_health_checks_on_time() {
         health_checks_failed(&proxy) - before,
         0,
         "health checks failed during the login storm"
+    );
+    assert!(
+        storm_took > std::time::Duration::from_millis(500),
+        "the storm was too short to show anything: {storm_took:?}"
+    );
+    assert!(
+        slowest * 5 < storm_took,
+        "a logged-in session waited {slowest:?} during a {storm_took:?} login storm"
     );
 }
