@@ -3027,6 +3027,7 @@ fn engine_refused_change_user_is_limited_to_three_per_connection() {
             )
             .unwrap_err();
     }
+    let started = Instant::now();
     let right = direct.change_user(
         mysql::ChangeUserOpts::default()
             .with_user(Some(e.backend_user()))
@@ -3036,6 +3037,9 @@ fn engine_refused_change_user_is_limited_to_three_per_connection() {
         right.is_err(),
         "MariaDB refuses a fourth change of user, even a right one"
     );
+    // Refused unheard, and still after the refusal's second.
+    let direct_took = started.elapsed();
+    assert!(direct_took >= Duration::from_millis(800), "{direct_took:?}");
     // Through Funnel.
     let mut c = e.client();
     for _ in 0..3 {
@@ -3043,6 +3047,7 @@ fn engine_refused_change_user_is_limited_to_three_per_connection() {
         assert_eq!(code, 1045);
         assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
     }
+    let started = Instant::now();
     let err = c
         .change_user(
             mysql::ChangeUserOpts::default()
@@ -3050,8 +3055,78 @@ fn engine_refused_change_user_is_limited_to_three_per_connection() {
                 .with_pass(Some("apppw".into())),
         )
         .expect_err("a fourth change of user is refused, even with the right password");
+    let took = started.elapsed();
     let (code, _) = server_error(err);
     assert_eq!(code, 1047, "ER_UNKNOWN_COM_ERROR, as MariaDB answers it");
+    assert!(
+        took >= Duration::from_millis(800),
+        "answered after {took:?}, MariaDB after {direct_took:?}"
+    );
+}
+
+/// MariaDB answers a refused `COM_CHANGE_USER` only after about a second
+/// (`sql_parse.cc` sleeps before the ERR), so a connection kept after a
+/// refusal guesses passwords slowly. Funnel waits as long, on a timer: the
+/// other clients of its core are served meanwhile, and the refused
+/// client's pinned connection is not held through the wait.
+#[test]
+fn engine_refused_change_user_is_answered_after_a_second_as_on_mariadb() {
+    let e = env(
+        "changeuserdelay",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 500ms\n",
+    );
+    let timed = |c: &mut Conn, user: String, pw: &str| {
+        let started = Instant::now();
+        let r = c.change_user(
+            mysql::ChangeUserOpts::default()
+                .with_user(Some(user))
+                .with_pass(Some(pw.into())),
+        );
+        (started.elapsed(), r.map_err(server_error))
+    };
+    // The server's own timing, on a direct connection of the backend user.
+    let mut direct = Conn::new(e.db.opts(&e.backend_user(), "bpw")).unwrap();
+    let (took, r) = timed(&mut direct, e.backend_user(), "wrong");
+    assert_eq!(r.unwrap_err().0, 1045);
+    assert!(
+        took >= Duration::from_millis(800),
+        "MariaDB answered after {took:?}"
+    );
+    // Through Funnel, from a client holding the core's only backend
+    // connection (an open transaction) until its change of user.
+    let mut other = e.client();
+    let mut c = e.client();
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("SELECT 1").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let neighbour = thread::spawn(move || {
+        let mut slowest = Duration::ZERO;
+        let mut served = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = Instant::now();
+            assert_eq!(other.query_first::<i64, _>("SELECT 7").unwrap(), Some(7));
+            slowest = slowest.max(started.elapsed());
+            served += 1;
+            thread::sleep(Duration::from_millis(20));
+        }
+        (served, slowest)
+    });
+    let (took, r) = timed(&mut c, "app".into(), "wrong");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(r.unwrap_err().0, 1045);
+    assert!(
+        took >= Duration::from_millis(800),
+        "Funnel answered after {took:?}"
+    );
+    let (served, slowest) = neighbour.join().unwrap();
+    assert!(
+        served >= 5 && slowest < Duration::from_millis(400),
+        "the neighbour was held up: {served} queries, the slowest {slowest:?}"
+    );
+    // The refused client goes on as before.
+    assert_eq!(c.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
 }
 
 /// A session pinned without a connection (a prepare the registry answered

@@ -17,6 +17,12 @@ use crate::pool::key::PoolKey;
 /// and allows three, so that it cannot serve to guess passwords.
 const MAX_FAILED_CHANGE_USERS: u8 = 3;
 
+/// How long MariaDB waits before it answers a refused `COM_CHANGE_USER`
+/// (every refusal, those refused unheard after the third included:
+/// `sql_parse.cc` calls `my_sleep(1000000)`; 10.11 measured at 1.0 s), so
+/// guessing passwords over a connection it keeps is slow.
+const REFUSED_CHANGE_USER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Session {
     /// `COM_RESET_CONNECTION`: forgets the session's state. When a backend
     /// connection holds state for it, the server resets that connection
@@ -261,23 +267,48 @@ impl Session {
 
     /// Answers a refused `COM_CHANGE_USER` with `err` (counted as Funnel's
     /// own when `engine`). In front of MariaDB the client goes on as a
-    /// fresh session of its old user in its old schema, as on the server;
-    /// in front of anything else (MySQL) the connection ends, as there.
+    /// fresh session of its old user in its old schema, as on the server,
+    /// and hears its ERR after [`REFUSED_CHANGE_USER_DELAY`], as there: on
+    /// a timer, with no backend connection held (the old session ended
+    /// before), so the core's other clients are served meanwhile. In front
+    /// of anything else (MySQL) the connection ends at once, as there.
     async fn change_refused(&mut self, seq: u8, err: ErrPacket, engine: bool) -> Result<(), End> {
         self.failed_change_users = self.failed_change_users.saturating_add(1);
         if engine {
             self.shard.stats.count_error(err.code);
         }
-        let sent = super::send_err(&mut self.stream, seq, &err).await;
         let keeps_connection = self
             .shard
             .server_version()
             .windows(b"MariaDB".len())
             .any(|w| w == b"MariaDB");
         if !keeps_connection {
+            let _ = super::send_err(&mut self.stream, seq, &err).await;
             return Err(End::Refused);
         }
-        sent.map_err(|_| End::Closed)?;
+        debug_assert!(
+            self.pinned.is_none(),
+            "a refused change of user holds no connection"
+        );
+        // A `KILL` of the session ends the wait (and the session).
+        let killed = self.control.killed();
+        let waited = futures_lite::future::or(
+            async {
+                crate::rt::sleep(REFUSED_CHANGE_USER_DELAY).await;
+                true
+            },
+            async {
+                killed.await;
+                false
+            },
+        )
+        .await;
+        if !waited {
+            return Err(End::Closed);
+        }
+        super::send_err(&mut self.stream, seq, &err)
+            .await
+            .map_err(|_| End::Closed)?;
         self.start_fresh_status();
         Ok(())
     }
