@@ -13,6 +13,8 @@ use std::task::{Context, Poll, Waker};
 
 use std::time::Instant;
 
+use funnel_protocol::response::ErrPacket;
+
 use crate::ids::ClientId;
 use crate::oneshot;
 use crate::pool::conn::ServerThread;
@@ -76,7 +78,9 @@ pub struct KillInFlight(Rc<ClientControl>);
 
 impl KillInFlight {
     /// The `KILL` was written and its answer never came (a timeout, a
-    /// broken connection): it may still reach the server later. The
+    /// broken connection): it may still reach the server later. (An
+    /// answer, OK or ERR, settles it: the server ran the `KILL` before it
+    /// answered.) The
     /// connection it names then serves no other client (see
     /// [`ClientControl::take_late_kill`]).
     pub fn may_arrive_late(&self) {
@@ -326,8 +330,12 @@ pub enum KillRefused {
     UnknownThread(u32),
     /// 1095: it belongs to another user.
     NotOwner(u32),
-    /// The backend could not be reached to stop the query.
+    /// The backend could not be reached to stop the query, or did not
+    /// answer the `KILL` in time.
     Backend(String),
+    /// The server answered the `KILL QUERY` with this ERR: it did not take
+    /// effect, and will not later.
+    Server(ErrPacket),
 }
 
 /// True when a process-list row names Funnel's connection from

@@ -290,7 +290,9 @@ impl Shard {
                         sent.get()
                     })
                     .await;
-                if sent.get() && stopped.is_err() {
+                // Only a KILL with no answer may still arrive: one the
+                // server refused (an ERR) is as settled as one it ran.
+                if sent.get() && matches!(stopped, Err(KillRefused::Backend(_))) {
                     in_flight.may_arrive_late();
                 }
                 stopped
@@ -374,8 +376,18 @@ impl Shard {
         // Tests widen the gap between the check and the KILL's arrival.
         #[cfg(feature = "fault-injection")]
         fault_pause("FUNNEL_FAULT_KILL_DELAY_MS").await;
+        #[allow(unused_mut)]
+        let mut kill = format!("KILL QUERY {}", thread.id);
+        // Tests make the server refuse the KILL (ER_NO_SUCH_QUERY: no
+        // query has that id).
+        #[cfg(feature = "fault-injection")]
+        if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some()
+            && std::env::var_os("FUNNEL_FAULT_KILL_REFUSED").is_some()
+        {
+            kill = format!("KILL QUERY ID {}", i64::MAX);
+        }
         let mut p = bytes::BytesMut::new();
-        funnel_protocol::command::write_query(&mut p, format!("KILL QUERY {}", thread.id).as_bytes());
+        funnel_protocol::command::write_query(&mut p, kill.as_bytes());
         let send = async {
             // Tests make the server take the KILL in too late to answer.
             #[cfg(feature = "fault-injection")]
@@ -390,7 +402,7 @@ impl Shard {
             // 1094: the query (and its thread) already finished: nothing to kill.
             None => Ok(()),
             Some(e) if e.code == 1094 => Ok(()),
-            Some(e) => Err(KillRefused::Backend(e.message_text())),
+            Some(e) => Err(KillRefused::Server(e)),
         }
     }
 

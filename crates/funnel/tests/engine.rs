@@ -1160,6 +1160,51 @@ fn engine_connection_of_an_unanswered_kill_query_serves_no_one_else() {
     assert_eq!(thread_of(&mut a), after);
 }
 
+/// A `KILL QUERY` the server answers with an ERR did not take effect and
+/// never will: the statement's connection goes on serving everyone (only
+/// an unanswered one closes it: see
+/// `engine_connection_of_an_unanswered_kill_query_serves_no_one_else`),
+/// and the killer gets the server's ERR, not a lost backend. (Fault
+/// injection sends a `KILL QUERY ID` of no query, which the server refuses
+/// with ER_NO_SUCH_QUERY.)
+#[test]
+fn engine_connection_of_a_refused_kill_query_keeps_serving() {
+    let e = env(
+        "killrefused",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 2s\n",
+    );
+    let mut a = e.client();
+    let a_id = a.connection_id();
+    let mut killer = e.client();
+    let mut next = e.client();
+    let thread_of = |c: &mut Conn| {
+        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
+            .unwrap()
+            .unwrap()
+    };
+    let before = thread_of(&mut a);
+    assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
+    let running = thread::spawn(move || {
+        let r = a.query_first::<i64, _>("SELECT SLEEP(1)");
+        (r, a)
+    });
+    e.wait_until_running(a_id);
+    // Read when the KILL is sent, so setting them here is enough.
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_KILL_REFUSED", "1");
+    let (code, message) = server_error(killer.query_drop(format!("KILL QUERY {a_id}")).unwrap_err());
+    assert_eq!(code, 1957, "the server's own refusal: {message}");
+    let (result, mut a) = running.join().unwrap();
+    assert_eq!(result.unwrap(), Some(0), "the statement ran to its end");
+    assert_eq!(
+        thread_of(&mut next),
+        before,
+        "a connection whose KILL was refused was closed"
+    );
+    assert_eq!(thread_of(&mut a), before);
+}
+
 #[test]
 fn engine_kill_query_reaches_the_right_core_and_query() {
     let e = env("kill", 2, "pool:\n  max_per_core: 4\n");

@@ -47,6 +47,8 @@ impl Session {
                 let err = ErrPacket::new(1095, "HY000", format!("You are not owner of thread {id}"));
                 self.send_own_err(1, &err).await
             }
+            // The server's own answer to the KILL: forwarded, as data.
+            Err(KillRefused::Server(err)) => self.send_backend_err(1, &err).await,
             Err(KillRefused::Backend(reason)) => {
                 self.reply_error(1, backend_lost(&self.last_backend, reason))
                     .await
