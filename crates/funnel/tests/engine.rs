@@ -3241,3 +3241,80 @@ fn engine_a_connection_killed_while_idle_is_replaced_before_use() {
         );
     }
 }
+
+/// A client that kills its own connection or query hears what the server
+/// says to it: `KILL QUERY <own id>` interrupts the `KILL` itself (ERR 1317,
+/// the connection goes on), `KILL <own id>` gets ERR 1927 before the
+/// connection closes; as a `COM_PROCESS_KILL` too. Run the same way
+/// directly and through Funnel.
+#[test]
+fn engine_kill_of_ones_own_connection_answers_as_the_server() {
+    use funnel_testkit::mini_client::{MiniClient, MiniError, QueryResult};
+    let e = env("killself", 1, "pool:\n  max_per_core: 2\n");
+    let backend_user = e.backend_user();
+    let sides = [
+        (e.db.addr(), backend_user.as_str(), "bpw", Some(e.schema.as_str())),
+        (e.proxy.local_addr(), "app", "apppw", None),
+    ];
+    let outcome = |r: Result<QueryResult, MiniError>| match r {
+        Ok(QueryResult::Ok(_)) => "OK".to_string(),
+        Ok(QueryResult::Rows { rows, .. }) => format!("{rows:?}"),
+        Err(MiniError::Server(err)) => format!(
+            "ERR {} {} {}",
+            err.code,
+            String::from_utf8_lossy(&err.sql_state),
+            err.message_text()
+        ),
+        Err(MiniError::Io(_)) => "closed".to_string(),
+        Err(other) => format!("{other:?}"),
+    };
+    let mut seen = Vec::new();
+    for (addr, user, pw, db) in sides {
+        let login = || {
+            let mut c = MiniClient::connect(addr, user, pw, db).unwrap();
+            let id = match c.query("SELECT CONNECTION_ID()").unwrap() {
+                QueryResult::Rows { rows, .. } => rows[0][0].clone().unwrap(),
+                other => panic!("{other:?}"),
+            };
+            (c, id)
+        };
+        let process_kill = |c: &mut MiniClient, id: &str| {
+            let mut payload = vec![0x0c];
+            payload.extend(id.parse::<u32>().unwrap().to_le_bytes());
+            c.send_command(&payload).unwrap();
+            match c.read_packet() {
+                Ok((_, p)) if p.first() == Some(&0xff) => format!(
+                    "ERR {} {}",
+                    u16::from_le_bytes([p[1], p[2]]),
+                    String::from_utf8_lossy(&p[4..9])
+                ),
+                Ok((_, p)) => format!("packet {:?}", p.first()),
+                Err(_) => "closed".to_string(),
+            }
+        };
+        let mut side = Vec::new();
+        let (mut c, id) = login();
+        side.push(outcome(c.query(&format!("KILL QUERY {id}"))));
+        side.push(outcome(c.query("SELECT 1")));
+        let (mut c, id) = login();
+        side.push(outcome(c.query(&format!("KILL {id}"))));
+        side.push(outcome(c.query("SELECT 1")));
+        let (mut c, id) = login();
+        side.push(process_kill(&mut c, &id));
+        side.push(outcome(c.query("SELECT 1")));
+        seen.push(side);
+    }
+    assert_eq!(
+        seen[0],
+        [
+            "ERR 1317 70100 Query execution was interrupted",
+            "[[Some(\"1\")]]",
+            "ERR 1927 70100 Connection was killed",
+            "closed",
+            "ERR 1927 70100",
+            "closed",
+        ],
+        "the server's own answers"
+    );
+    assert_eq!(seen[1], seen[0], "through Funnel, as directly");
+}

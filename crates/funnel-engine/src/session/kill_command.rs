@@ -8,6 +8,7 @@ use funnel_protocol::response::{ErrPacket, OkPacket};
 
 use super::{backend_lost, End, Session};
 use crate::control::ControlMsg;
+use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::kill::{KillRefused, KillRequest};
 use crate::rt;
@@ -22,10 +23,8 @@ impl Session {
         let target = ClientId(k.id);
         let user = self.control.user.clone();
         let outcome = if target.shard() == self.shard.id {
-            if target == self.id && !k.query_only {
-                // Killing oneself: MySQL ends the connection at once.
-                self.control.kill();
-                return Err(End::Closed);
+            if target == self.id {
+                return self.kill_self(k.query_only).await;
             }
             self.shard.kill_local(target, k.query_only, &user).await
         } else {
@@ -54,6 +53,21 @@ impl Session {
                     .await
             }
         }
+    }
+
+    /// `KILL [QUERY]` of the client's own id: the statement killed is the
+    /// `KILL` itself. The server answers `KILL QUERY` with ER_QUERY_INTERRUPTED
+    /// (1317) and goes on; `KILL CONNECTION` with ER_CONNECTION_KILLED
+    /// (1927), then closes the connection (`sql_kill`: the killer finds
+    /// itself killed and sends the kill message instead of OK; MariaDB
+    /// 10.11 measured).
+    async fn kill_self(&mut self, query_only: bool) -> Result<(), End> {
+        if query_only {
+            return self.reply_error(1, EngineError::Interrupted).await;
+        }
+        self.control.kill();
+        let _ = self.reply_error(1, EngineError::ConnectionKilled).await;
+        Err(End::Closed)
     }
 
     async fn kill_remote(&self, target: ClientId, query_only: bool, user: String) -> Result<(), KillRefused> {
