@@ -3318,3 +3318,110 @@ fn engine_kill_of_ones_own_connection_answers_as_the_server() {
     );
     assert_eq!(seen[1], seen[0], "through Funnel, as directly");
 }
+
+/// A `KILL` that comes while a client changes user (here while the
+/// server, or Funnel, waits for its answer to an auth switch) ends that
+/// client: the server closes the connection it is authenticating on, and
+/// Funnel's change of user must not start a new session the `KILL` never
+/// reached.
+#[test]
+fn engine_kill_during_a_change_of_user_ends_the_client() {
+    use funnel_protocol::auth::{native_password_scramble, AuthSwitchRequest};
+    use funnel_testkit::mini_client::{MiniClient, QueryResult};
+    let e = env("killchange", 1, "pool:\n  max_per_core: 2\n");
+    let backend_user = e.backend_user();
+    let sides = [
+        ("direct", e.db.addr(), backend_user.as_str(), "bpw"),
+        ("funnel", e.proxy.local_addr(), "app", "apppw"),
+    ];
+    for (name, addr, user, pw) in sides {
+        let mut c = MiniClient::connect(addr, user, pw, Some(e.schema.as_str())).unwrap();
+        let id = match c.query("SELECT CONNECTION_ID()").unwrap() {
+            QueryResult::Rows { rows, .. } => rows[0][0].clone().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        // COM_CHANGE_USER answered with another plugin: the server and
+        // Funnel ask for a switch to mysql_native_password and wait.
+        let mut p = vec![0x11];
+        p.extend_from_slice(user.as_bytes());
+        p.push(0);
+        p.push(32);
+        p.extend_from_slice(&[7; 32]);
+        p.extend_from_slice(e.schema.as_bytes());
+        p.push(0);
+        p.extend_from_slice(&45u16.to_le_bytes());
+        p.extend_from_slice(b"client_ed25519\0");
+        c.send_command(&p).unwrap();
+        let (seq, switch) = c.read_packet().unwrap();
+        assert_eq!(switch[0], 0xfe, "{name}: {switch:?}");
+        let switch = AuthSwitchRequest::parse(&switch).unwrap();
+        let mut killer = Conn::new(if name == "direct" {
+            e.db.opts(user, pw)
+        } else {
+            e.opts(user, pw)
+        })
+        .unwrap();
+        killer.query_drop(format!("KILL {id}")).unwrap();
+        // Closed at once, without waiting for the client's answer.
+        let started = Instant::now();
+        let closed = c.read_packet();
+        assert!(
+            closed.is_err() && started.elapsed() < Duration::from_secs(10),
+            "{name}: {closed:?} after {:?}",
+            started.elapsed()
+        );
+        // The right answer and a query, too late: not served.
+        let answer = native_password_scramble(pw.as_bytes(), &switch.plugin_data);
+        let mut bytes = bytes::BytesMut::new();
+        funnel_protocol::framing::write_packet(&mut bytes, seq.wrapping_add(1), &answer);
+        funnel_protocol::framing::write_packet(&mut bytes, 0, b"\x03SELECT 42");
+        let _ = c.write_raw(&bytes);
+        assert!(c.read_packet().is_err(), "{name}: the killed client went on");
+        if name == "funnel" {
+            funnel_testkit::wait_until_within("the killed client gone", SETTLE, || {
+                e.snapshot()[0].clients.iter().all(|s| s.id.0.to_string() != id)
+            });
+        }
+    }
+}
+
+/// The same while the new schema's check waits for a backend connection:
+/// the `KILL` reaches the session being replaced, and no session of the
+/// new user outlives it.
+#[test]
+fn engine_kill_while_a_change_of_user_checks_its_schema_ends_the_client() {
+    let e = env(
+        "killchangeschema",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 10s\n",
+    );
+    let other_schema = e.db.fresh_database("killchangeother");
+    let mut holder = e.client();
+    let mut c = e.client();
+    let id = c.connection_id();
+    let mut killer = e.client();
+    // The core's one connection is held: the check of a schema no one
+    // used yet waits in the backlog.
+    holder.query_drop("BEGIN").unwrap();
+    holder.query_drop("SELECT 1").unwrap();
+    let change = thread::spawn(move || {
+        let r = c.change_user(
+            mysql::ChangeUserOpts::default()
+                .with_user(Some("app".into()))
+                .with_pass(Some("apppw".into()))
+                .with_db_name(Some(other_schema)),
+        );
+        (
+            r.map_err(|e| e.to_string()),
+            c.query_first::<i64, _>("SELECT 42").map_err(|e| e.to_string()),
+        )
+    });
+    e.wait_for_backlog(1);
+    killer.query_drop(format!("KILL {id}")).unwrap();
+    holder.query_drop("COMMIT").unwrap();
+    let (changed, after) = change.join().unwrap();
+    assert!(
+        after.is_err(),
+        "the killed client went on (change of user: {changed:?}, then {after:?})"
+    );
+}

@@ -160,15 +160,27 @@ impl Session {
             let err = ErrPacket::new(1047, "08S01", "Unknown command");
             return self.change_refused(1, err, true).await;
         }
-        let outcome = handshake::change_user(
+        // A `KILL` during the exchange (an auth switch waits for the
+        // client) ends the client, as the server closes a connection it
+        // is authenticating on.
+        let killed = self.control.killed();
+        let users = self.shard.users();
+        let authenticate = handshake::change_user(
             &mut self.stream,
             &mut self.buf,
-            &self.shard.users(),
+            &users,
             &request,
             &self.scramble,
             &self.peer,
-        )
+        );
+        let outcome = futures_lite::future::or(async { Some(authenticate.await) }, async {
+            killed.await;
+            None
+        })
         .await;
+        let Some(outcome) = outcome else {
+            return Err(End::Closed);
+        };
         let (user, seq) = match outcome {
             Ok(x) => x,
             Err(LoginError::Io(_)) => return Err(End::Closed),
@@ -225,6 +237,12 @@ impl Session {
             self.schema = old_schema;
             self.key = old_key;
             return self.change_refused(seq, err, engine).await;
+        }
+        // A `KILL` that came meanwhile (the schema's check waits for a
+        // backend) reached the old session's control: the new one must not
+        // leave it behind.
+        if self.control.is_killed() {
+            return Err(End::Closed);
         }
         self._slot = slot;
         self.users_generation = None;
