@@ -317,8 +317,10 @@ impl ClientRegistry {
 /// A parsed `KILL` statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KillRequest {
-    /// The Funnel connection id.
-    pub id: u32,
+    /// The Funnel connection id, as written (a Funnel id is 32-bit: a
+    /// larger one names no client, as a thread id the server does not
+    /// have).
+    pub id: u64,
     /// `KILL QUERY`: only the running statement.
     pub query_only: bool,
 }
@@ -383,7 +385,7 @@ pub fn parse_kill(sql: &[u8]) -> Option<KillRequest> {
             words.next();
         }
     }
-    let id = words.next()?.parse::<u32>().ok()?;
+    let id = words.next()?.parse::<u64>().ok()?;
     if words.next().is_some() {
         return None;
     }
@@ -423,6 +425,12 @@ mod tests {
             None,
             "MariaDB's query-id form is not a connection id"
         );
+        assert_eq!(
+            k("KILL 4294967296").map(|r| r.id),
+            Some(4_294_967_296),
+            "beyond a Funnel id: no client has it (ERR 1094), not another form"
+        );
+        assert_eq!(k("KILL 18446744073709551616"), None);
         assert_eq!(k("KILL USER bob"), None);
         assert_eq!(k("KILLED 5"), None);
         // Whatever `str::trim` skips before the word, the quick look at the

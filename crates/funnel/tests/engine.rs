@@ -3425,3 +3425,23 @@ fn engine_kill_while_a_change_of_user_checks_its_schema_ends_the_client() {
         "the killed client went on (change of user: {changed:?}, then {after:?})"
     );
 }
+
+/// An id above any Funnel id (they are 32-bit) names no client: the
+/// server's answer for a thread id it does not have, ERR 1094 with the
+/// id as written, not a refusal of the statement's form.
+#[test]
+fn engine_kill_of_an_id_beyond_32_bits_is_an_unknown_thread() {
+    let e = env("killbig", 1, "");
+    let mut direct = Conn::new(e.db.opts(&e.backend_user(), "bpw")).unwrap();
+    let mut c = e.client();
+    for sql in [
+        "KILL 4294967296",
+        "KILL QUERY 5000000000",
+        "KILL CONNECTION 18446744073709551615",
+    ] {
+        let want = server_error(direct.query_drop(sql).unwrap_err());
+        assert_eq!(want.0, 1094, "{sql}: {want:?}");
+        assert_eq!(server_error(c.query_drop(sql).unwrap_err()), want, "{sql}");
+    }
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+}

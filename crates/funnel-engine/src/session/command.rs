@@ -399,7 +399,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         Command::StmtSendLongData { .. } => Plan::Statement(StatementCommand::LongData),
         Command::ChangeUser(_) => Plan::ChangeUser,
         Command::ProcessKill(id) => Plan::Kill(KillRequest {
-            id,
+            id: u64::from(id),
             query_only: false,
         }),
         // `FLUSH` by flag bits (`mariadb-admin refresh`, `flush-threads`):

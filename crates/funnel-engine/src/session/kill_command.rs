@@ -20,7 +20,11 @@ impl Session {
     /// `KILL [QUERY] id`: on this shard directly, on another over its
     /// control channel.
     pub(super) async fn kill(&mut self, k: KillRequest) -> Result<(), End> {
-        let target = ClientId(k.id);
+        let Ok(id) = u32::try_from(k.id) else {
+            let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {}", k.id));
+            return self.send_own_err(1, &err).await;
+        };
+        let target = ClientId(id);
         let user = self.control.user.clone();
         let outcome = if target.shard() == self.shard.id {
             if target == self.id {
