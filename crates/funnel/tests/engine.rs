@@ -3445,3 +3445,63 @@ fn engine_kill_of_an_id_beyond_32_bits_is_an_unknown_thread() {
     }
     assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
 }
+
+/// What `ROW_COUNT()` answers after a `KILL` or a refused change of user,
+/// as on the server: 0 after a `KILL` that succeeded, -1 after one that
+/// failed (an unknown id, the client's own query) and after a refused
+/// `COM_CHANGE_USER`, not the count of the statement before them.
+#[test]
+fn engine_row_count_after_kill_and_refused_change_user_is_the_servers() {
+    let e = env("killrowcount", 1, "pool:\n  max_per_core: 4\n");
+    let backend_user = e.backend_user();
+    e.db.exec(&format!("CREATE TABLE {}.t (v INT)", e.schema));
+    let sides = [
+        (
+            e.db.opts(&backend_user, "bpw").db_name(Some(e.schema.clone())),
+            backend_user.clone(),
+            "bpw",
+        ),
+        (e.opts("app", "apppw"), "app".to_string(), "apppw"),
+    ];
+    let mut seen = Vec::new();
+    for (opts, user, _) in sides {
+        let mut c = Conn::new(opts.clone()).unwrap();
+        let other = Conn::new(opts).unwrap();
+        let me = c.connection_id();
+        let mut side = Vec::new();
+        for kill in [
+            format!("KILL QUERY {}", other.connection_id()),
+            "KILL 123456".to_string(),
+            format!("KILL QUERY {me}"),
+            "CHANGE USER".to_string(),
+        ] {
+            c.query_drop("INSERT INTO t VALUES (1), (2)").unwrap();
+            let failed = if kill == "CHANGE USER" {
+                c.change_user(
+                    mysql::ChangeUserOpts::default()
+                        .with_user(Some(user.clone()))
+                        .with_pass(Some("wrong".into())),
+                )
+                .is_err()
+            } else {
+                c.query_drop(&kill).is_err()
+            };
+            let count = c.query_first::<i64, _>("SELECT ROW_COUNT()").unwrap().unwrap();
+            side.push((
+                kill.split(' ').take(2).collect::<Vec<_>>().join(" "),
+                failed,
+                count,
+            ));
+        }
+        seen.push(side);
+    }
+    let want = [
+        ("KILL QUERY", false, 0),
+        ("KILL 123456", true, -1),
+        ("KILL QUERY", true, -1),
+        ("CHANGE USER", true, -1),
+    ]
+    .map(|(k, f, n)| (k.to_string(), f, n));
+    assert_eq!(seen[0], want, "directly");
+    assert_eq!(seen[1], want, "through Funnel");
+}

@@ -21,6 +21,7 @@ impl Session {
     /// control channel.
     pub(super) async fn kill(&mut self, k: KillRequest) -> Result<(), End> {
         let Ok(id) = u32::try_from(k.id) else {
+            self.last.row_count = -1;
             let err = ErrPacket::new(1094, "HY000", format!("Unknown thread id: {}", k.id));
             return self.send_own_err(1, &err).await;
         };
@@ -34,6 +35,9 @@ impl Session {
         } else {
             self.kill_remote(target, k.query_only, user).await
         };
+        // As on the server, `ROW_COUNT()` reads 0 after a `KILL` that
+        // succeeded and -1 after one that failed.
+        self.last.row_count = if outcome.is_ok() { 0 } else { -1 };
         match outcome {
             Ok(()) => {
                 let ok = OkPacket {
@@ -67,6 +71,7 @@ impl Session {
     /// 10.11 measured).
     async fn kill_self(&mut self, query_only: bool) -> Result<(), End> {
         if query_only {
+            self.last.row_count = -1;
             return self.reply_error(1, EngineError::Interrupted).await;
         }
         self.control.kill();

@@ -328,6 +328,8 @@ impl Session {
             .await
             .map_err(|_| End::Closed)?;
         self.start_fresh_status();
+        // The failed command's `ROW_COUNT()`, as the server's.
+        self.last.row_count = -1;
         Ok(())
     }
 }
