@@ -3505,3 +3505,42 @@ fn engine_row_count_after_kill_and_refused_change_user_is_the_servers() {
     assert_eq!(seen[0], want, "directly");
     assert_eq!(seen[1], want, "through Funnel");
 }
+
+/// A malformed `COM_CHANGE_USER` (a user name without its terminator) is
+/// a refused change on MariaDB: ERR 1047 after the refusal's second, and
+/// the client goes on as a fresh session of its old user. Directly and
+/// through Funnel.
+#[test]
+fn engine_malformed_change_user_is_a_refused_change() {
+    use funnel_testkit::mini_client::{MiniClient, QueryResult};
+    let e = env("changeusermalformed", 1, "pool:\n  max_per_core: 2\n");
+    let backend_user = e.backend_user();
+    let sides = [
+        ("direct", e.db.addr(), backend_user.as_str(), "bpw"),
+        ("funnel", e.proxy.local_addr(), "app", "apppw"),
+    ];
+    for (name, addr, user, pw) in sides {
+        let mut c = MiniClient::connect(addr, user, pw, None).unwrap();
+        c.query("SET @x = 1").unwrap();
+        let started = Instant::now();
+        c.send_command(b"\x11nouser").unwrap();
+        let (seq, err) = c.read_packet().unwrap();
+        let took = started.elapsed();
+        assert_eq!(
+            (seq, &err[..3]),
+            (1, &[0xff, 0x17, 0x04][..]),
+            "{name}: ERR 1047, {err:?}"
+        );
+        assert_eq!(&err[3..9], b"#08S01", "{name}");
+        assert!(
+            took >= Duration::from_millis(800),
+            "{name}: answered after {took:?}"
+        );
+        match c.query("SELECT @x, 5").unwrap() {
+            QueryResult::Rows { rows, .. } => {
+                assert_eq!(rows, [[None, Some("5".to_string())]], "{name}: a fresh session")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}

@@ -295,6 +295,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
         }
         // Commands without a response get none, even when malformed.
         Err(_) if matches!(payload.first(), Some(0x18) | Some(0x19)) => return Plan::Ignore,
+        // A change of user MariaDB cannot parse is a refused one
+        // (`Session::change_user` answers it).
+        Err(_) if payload.first() == Some(&0x11) => return Plan::ChangeUser,
         Err(e) => return Plan::Reply(EngineError::Malformed(e)),
     };
     match cmd {

@@ -146,10 +146,13 @@ impl Session {
         self.buf.consume(total);
         let request = match funnel_protocol::command::Command::parse(&payload, self.caps) {
             Ok(funnel_protocol::command::Command::ChangeUser(r)) => r,
+            // MariaDB refuses a change it cannot parse as any other
+            // (`parse_com_change_user_packet`: ER_UNKNOWN_COM_ERROR): the
+            // old session ends, the refusal counts and waits its second.
             _ => {
-                return self
-                    .reply_error(1, EngineError::BadHandshake("malformed COM_CHANGE_USER".into()))
-                    .await
+                self.end_old_session().await;
+                let err = ErrPacket::new(1047, "08S01", "Unknown command");
+                return self.change_refused(1, err, true).await;
             }
         };
         if self.failed_change_users >= MAX_FAILED_CHANGE_USERS {
