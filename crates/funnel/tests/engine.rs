@@ -3544,3 +3544,61 @@ fn engine_malformed_change_user_is_a_refused_change() {
         }
     }
 }
+
+/// A `KILL` of a client whose refused `COM_CHANGE_USER` waits out its
+/// second closes the connection at once, without the ERR: on the server
+/// the `KILL` shuts the socket under the sleeping thread. Directly and
+/// through Funnel.
+#[test]
+fn engine_kill_during_a_refused_change_users_wait_closes_at_once() {
+    use funnel_testkit::mini_client::{MiniClient, QueryResult};
+    let e = env("killchangewait", 1, "pool:\n  max_per_core: 2\n");
+    let backend_user = e.backend_user();
+    let sides = [
+        (
+            "direct",
+            e.db.addr(),
+            backend_user.as_str(),
+            "bpw",
+            e.db.opts(&backend_user, "bpw"),
+        ),
+        (
+            "funnel",
+            e.proxy.local_addr(),
+            "app",
+            "apppw",
+            e.opts("app", "apppw"),
+        ),
+    ];
+    for (name, addr, user, pw, killer) in sides {
+        let mut c = MiniClient::connect(addr, user, pw, None).unwrap();
+        let id = match c.query("SELECT CONNECTION_ID()").unwrap() {
+            QueryResult::Rows { rows, .. } => rows[0][0].clone().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let mut killer = Conn::new(killer).unwrap();
+        // A wrong answer (the server asks for an auth switch first).
+        let mut p = vec![0x11];
+        p.extend_from_slice(user.as_bytes());
+        p.extend_from_slice(&[0, 20]);
+        p.extend_from_slice(&[7; 20]);
+        p.push(0);
+        p.extend_from_slice(&45u16.to_le_bytes());
+        p.extend_from_slice(b"mysql_native_password\0");
+        c.send_command(&p).unwrap();
+        if name == "direct" {
+            let (seq, switch) = c.read_packet().unwrap();
+            assert_eq!(switch[0], 0xfe, "{switch:?}");
+            let mut answer = bytes::BytesMut::new();
+            funnel_protocol::framing::write_packet(&mut answer, seq.wrapping_add(1), &[9; 20]);
+            c.write_raw(&answer).unwrap();
+        }
+        let started = Instant::now();
+        thread::sleep(Duration::from_millis(300));
+        killer.query_drop(format!("KILL {id}")).unwrap();
+        let end = c.read_packet();
+        let took = started.elapsed();
+        assert!(end.is_err(), "{name}: {end:?}");
+        assert!(took < Duration::from_millis(800), "{name}: closed after {took:?}");
+    }
+}
