@@ -15,7 +15,7 @@ use crate::error::EngineError;
 use crate::oneshot;
 use crate::pool::conn::{BackendConn, BackendSpec};
 use crate::pool::key::PoolKey;
-use crate::pool::{Placement, Pool, PoolLimits, Service};
+use crate::pool::{Health, Placement, Pool, PoolLimits, Service};
 use crate::router::{self, Access};
 use crate::rt;
 use crate::stats::Stats;
@@ -126,6 +126,16 @@ impl BackendSet {
             match pool.checkout(key).await {
                 Ok(c) => return Ok(c),
                 // A refused key may suit a newer server of the hostgroup.
+                // Drained, removed or marked down while the command waited:
+                // the router would not pick it now, so when nothing else
+                // serves, the command is told what a command arriving now
+                // is told (ERR 9004, naming a drain), not that a connection
+                // to it could not be opened (9003).
+                Err(EngineError::BackendUnavailable { .. })
+                    if pool.is_draining() || pool.health() == Health::Down =>
+                {
+                    tried.push(pool.id);
+                }
                 Err(e @ (EngineError::BackendUnavailable { .. } | EngineError::KeyRefused { .. })) => {
                     tried.push(pool.id);
                     last_err = Some(e);

@@ -110,6 +110,14 @@ fn served_by(c: &mut Conn) -> String {
         .unwrap()
 }
 
+/// The code and message of the MySQL error `r` failed with.
+fn error<T: std::fmt::Debug>(r: Result<T, mysql::Error>) -> (u16, String) {
+    match r {
+        Err(mysql::Error::MySqlError(e)) => (e.code, e.message),
+        other => panic!("expected a MySQL error, got {other:?}"),
+    }
+}
+
 const ROWS: u64 = 20_000;
 
 /// A client that starts a 20 MB result set, reads its first row, then
@@ -253,4 +261,49 @@ fn operator_race_remove_backend_under_leases() {
 #[test]
 fn operator_race_drain_backend_under_leases() {
     leases_survive(Action::AddThenDrain);
+}
+
+/// A hostgroup whose only backend is drained while a command waits for
+/// it: the command gets ERR 9004 saying so at once, as a command sent a
+/// moment later does, not after the backlog's 30 s (nor, as before, 9003
+/// "cannot open a connection to backend"); the pool's leases end normally.
+#[test]
+fn operator_race_drain_of_the_only_backend_fails_waiters_promptly() {
+    let e = env("oraceonly");
+    let mut admin = e.admin();
+    let mut holders: Vec<Conn> = (0..2).map(|_| e.client()).collect();
+    let mut waiter = e.client();
+    for (i, c) in holders.iter_mut().enumerate() {
+        c.query_drop("BEGIN").unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES ({i})")).unwrap();
+    }
+    let waiting = thread::spawn(move || {
+        let at = Instant::now();
+        let r = waiter.query_drop("INSERT INTO t VALUES (9)");
+        (r, at.elapsed(), waiter)
+    });
+    funnel_testkit::wait_until_within("the write waits", Duration::from_secs(10), || {
+        e.pools(&mut admin).iter().any(|p| p.4 == 1)
+    });
+    admin.query_drop("DRAIN BACKEND main").unwrap();
+    let (r, took, mut waiter) = waiting.join().unwrap();
+    let (code, message) = error(r);
+    assert_eq!(code, 9004, "{message}");
+    assert!(message.contains("every backend in it is drained"), "{message}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // What a command sent now gets.
+    assert_eq!(
+        error(waiter.query_drop("INSERT INTO t VALUES (9)")),
+        (code, message)
+    );
+    for c in &mut holders {
+        c.query_drop("COMMIT").unwrap();
+    }
+    assert_eq!(e.rows_in_t(), 2);
+    drop(holders);
+    funnel_testkit::wait_until_within("the pool drains", Duration::from_secs(10), || {
+        e.pools(&mut admin)
+            .iter()
+            .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0 && p.1 == "drained")
+    });
 }
