@@ -307,3 +307,112 @@ fn operator_race_drain_of_the_only_backend_fails_waiters_promptly() {
             .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0 && p.1 == "drained")
     });
 }
+
+/// How a killed client's statement ended.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum Outcome {
+    /// It got its OK: the kill came after it.
+    Ok,
+    /// An ERR with this code.
+    Err(u16),
+    /// The connection closed with no answer.
+    Closed,
+}
+
+fn outcome(r: Result<(), mysql::Error>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(mysql::Error::MySqlError(e)) => Outcome::Err(e.code),
+        Err(_) => Outcome::Closed,
+    }
+}
+
+/// `KILL CONNECTION` of a client racing the start of its statement, at
+/// offsets from before it is sent to while it runs, on a core with one
+/// backend connection. Every other round the client holds a transaction
+/// and a named lock there (pinned); in the others it has only a user
+/// variable, which each statement's connection is given first, and runs
+/// in autocommit. Whatever the timing: the killed client gets its OK, ERR
+/// 1927 or a closed connection (never the server's 1317 for the
+/// interrupted statement), and its session ends; its transaction never
+/// commits, and an autocommit statement ran whole or not at all; and the
+/// connection hands nothing of it to the next client (no open
+/// transaction, no lock, no variable).
+#[test]
+fn operator_race_kill_connection_at_the_start_of_a_command_leaves_nothing() {
+    let e = env("oracekill");
+    let db = MariaDb::shared();
+    let mut admin = e.admin();
+    admin.query_drop("SET pool.max_per_core = 1").unwrap();
+    let mut killer = e.client();
+    let mut next = e.client();
+    let lock = format!("{}_lock", e.schema);
+    let mut seen = std::collections::HashMap::new();
+    for round in 0..60u64 {
+        let pinned = round % 2 == 0;
+        let mut victim = e.client();
+        let id = victim.connection_id();
+        victim.query_drop("SET @secret = 'victim'").unwrap();
+        if pinned {
+            victim
+                .query_first::<i64, _>(format!("SELECT GET_LOCK('{lock}', 0)"))
+                .unwrap();
+            victim.query_drop("BEGIN").unwrap();
+            victim
+                .query_drop(format!("INSERT INTO t VALUES ({})", 1000 + round))
+                .unwrap();
+        }
+        let base = 100_000 + round * 1000;
+        let (ready_tx, ready) = mpsc::channel();
+        let statement = thread::spawn(move || {
+            ready_tx.send(()).unwrap();
+            // 100 rows, about 10 ms.
+            let r = victim.query_drop(format!(
+                "INSERT INTO t SELECT {base} + seq FROM seq_1_to_100 WHERE SLEEP(0.0001) = 0"
+            ));
+            let got = outcome(r);
+            let after = victim.query_drop("DO 1").is_ok();
+            (got, after)
+        });
+        ready.recv().unwrap();
+        thread::sleep(Duration::from_micros((round / 2 % 10) * 1500));
+        let killed = killer.query_drop(format!("KILL CONNECTION {id}"));
+        let (got, alive_after) = statement.join().unwrap();
+        killed.unwrap_or_else(|err| panic!("round {round}: {err}; the statement: {got:?}"));
+        assert!(
+            matches!(got, Outcome::Ok | Outcome::Err(1927) | Outcome::Closed),
+            "round {round}: {got:?}"
+        );
+        assert!(!alive_after, "round {round}: the killed session went on");
+        *seen.entry((pinned, got)).or_insert(0) += 1;
+        // The next client of that connection inherits nothing.
+        funnel_testkit::wait_until_within("the lock is released", Duration::from_secs(10), || {
+            db.query_first::<Option<i64>>(&format!("SELECT IS_USED_LOCK('{lock}')"))
+                .flatten()
+                .is_none()
+        });
+        let (in_tx, secret): (i64, Option<String>) = next
+            .query_first("SELECT @@in_transaction, @secret")
+            .unwrap()
+            .unwrap();
+        assert_eq!((in_tx, secret), (0, None), "round {round}");
+        next.query_drop("DO 1").unwrap();
+        let rows = db
+            .query_first::<i64>(&format!(
+                "SELECT COUNT(*) FROM {}.t WHERE id BETWEEN {base} AND {base} + 1000",
+                e.schema
+            ))
+            .unwrap_or_default();
+        if pinned {
+            assert_eq!(e.rows_in_t(), 0, "round {round}: the transaction never commits");
+        } else {
+            assert!(rows == 0 || rows == 100, "round {round}: {rows} rows");
+            assert!(got != Outcome::Ok || rows == 100, "round {round}: {got:?}, {rows} rows");
+            db.exec(&format!("DELETE FROM {}.t", e.schema));
+        }
+    }
+    eprintln!("outcomes (pinned, outcome): {seen:?}");
+    funnel_testkit::wait_until_within("the pool settles", Duration::from_secs(10), || {
+        e.pools(&mut admin).iter().all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
+    });
+}
