@@ -7,6 +7,7 @@
 //! large row: rows over [`STREAM_PACKET_OVER`] pass through in pieces).
 
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use funnel_protocol::framing::{write_packet, PacketHeader, HEADER_LEN};
@@ -14,6 +15,7 @@ use funnel_protocol::session_track::{hide_added_tracking, TrackingView};
 use funnel_protocol::tracker::{Event, Expect, ResponseSummary, ResponseTracker};
 
 use crate::iobuf::IoBuf;
+use crate::kill::ClientControl;
 use crate::pool::conn::BackendConn;
 use crate::rt::{self, Stream};
 
@@ -93,12 +95,15 @@ pub struct ClientSide<'a> {
     /// on the connection before the client may go on (a read-back), and
     /// sends it after that.
     pub hold_end: bool,
-    /// Asked when the terminator arrives: true once the client's session
-    /// was killed (`KILL [CONNECTION]`), whose interrupted statement's end
-    /// is then held back like [`Self::hold_end`] for the caller to drop:
-    /// the server answers a killed connection nothing, and its client
-    /// reads the lost connection.
-    pub killed: &'a dyn Fn() -> bool,
+    /// The client's session. Once it is killed (`KILL [CONNECTION]`), the
+    /// interrupted statement's end is held back like [`Self::hold_end`]
+    /// for the caller to drop: the server answers a killed connection
+    /// nothing, and its client reads the lost connection. A write to a
+    /// client that is not reading ends at the kill, as the server shuts a
+    /// killed connection's socket: the client is then gone, and its
+    /// backend connection is drained or closed rather than held until
+    /// `client.net_write_timeout`.
+    pub control: &'a Rc<ClientControl>,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -118,8 +123,9 @@ pub async fn relay_response(
         read_timeout,
         tracking,
         hold_end,
-        killed,
+        control,
     } = client;
+    let killed = || control.is_killed();
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
     let mut client_alive = true;
     let mut sent_any = false;
@@ -209,7 +215,7 @@ pub async fn relay_response(
                     }
                 }
             };
-            if let Err(e) = within(write_timeout, write, "client.net_write_timeout reached").await {
+            if let Err(e) = within_unless_killed(write_timeout, write, control).await {
                 tracing::debug!(error = %e, "client gone mid-response; draining backend");
                 client_alive = false;
                 drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
@@ -386,6 +392,29 @@ async fn relay_infile(
             return Ok(());
         }
     }
+}
+
+/// [`within`] `client.net_write_timeout` for a write to the client, which
+/// also ends (with an error) when the client's session is killed while the
+/// write waits for the client to read.
+async fn within_unless_killed(
+    limit: Option<Duration>,
+    op: impl std::future::Future<Output = io::Result<()>>,
+    control: &Rc<ClientControl>,
+) -> io::Result<()> {
+    let mut op = std::pin::pin!(op);
+    if let Some(done) = futures_lite::future::poll_once(&mut op).await {
+        return done;
+    }
+    let killed = control.killed();
+    futures_lite::future::or(within(limit, op, "client.net_write_timeout reached"), async {
+        killed.await;
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the session was killed",
+        ))
+    })
+    .await
 }
 
 /// Runs a client I/O future, failing with `TimedOut` (saying `what`) once

@@ -121,12 +121,13 @@ fn error<T: std::fmt::Debug>(r: Result<T, mysql::Error>) -> (u16, String) {
 const ROWS: u64 = 20_000;
 
 /// A client that starts a 20 MB result set, reads its first row, then
-/// waits for `go` before reading the rest; answers (rows, sum of seq).
+/// waits for `go` before reading the rest; answers (rows, sum of seq), or
+/// the error that ended the stream.
 fn streamer(
     mut c: Conn,
     started: mpsc::Sender<()>,
     go: mpsc::Receiver<()>,
-) -> thread::JoinHandle<(u64, u64)> {
+) -> thread::JoinHandle<Result<(u64, u64), mysql::Error>> {
     thread::spawn(move || {
         let mut result = c
             .query_iter(format!("SELECT seq, REPEAT('x', 1000) FROM seq_1_to_{ROWS}"))
@@ -134,17 +135,17 @@ fn streamer(
         let mut rows = 0u64;
         let mut sum = 0u64;
         for row in result.by_ref() {
-            let row = row.unwrap();
+            let row = row?;
             let seq: u64 = row.get(0).unwrap();
             rows += 1;
             sum += seq;
             if rows == 1 {
                 started.send(()).unwrap();
-                go.recv().unwrap();
+                let _ = go.recv();
             }
         }
         drop(result);
-        (rows, sum)
+        Ok((rows, sum))
     })
 }
 
@@ -226,7 +227,7 @@ fn leases_survive(action: Action) {
     tx.query_drop("COMMIT").unwrap();
     // The stream arrives whole.
     go.send(()).unwrap();
-    let (rows, sum) = stream.join().unwrap();
+    let (rows, sum) = stream.join().unwrap().unwrap();
     assert_eq!((rows, sum), (ROWS, ROWS * (ROWS + 1) / 2), "{action:?}");
     assert_eq!(e.rows_in_t(), 3, "{action:?}: each write once");
     drop((tx, waiter, prepared));
@@ -407,12 +408,57 @@ fn operator_race_kill_connection_at_the_start_of_a_command_leaves_nothing() {
             assert_eq!(e.rows_in_t(), 0, "round {round}: the transaction never commits");
         } else {
             assert!(rows == 0 || rows == 100, "round {round}: {rows} rows");
-            assert!(got != Outcome::Ok || rows == 100, "round {round}: {got:?}, {rows} rows");
+            assert!(
+                got != Outcome::Ok || rows == 100,
+                "round {round}: {got:?}, {rows} rows"
+            );
             db.exec(&format!("DELETE FROM {}.t", e.schema));
         }
     }
     eprintln!("outcomes (pinned, outcome): {seen:?}");
     funnel_testkit::wait_until_within("the pool settles", Duration::from_secs(10), || {
-        e.pools(&mut admin).iter().all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
+        e.pools(&mut admin)
+            .iter()
+            .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
+    });
+}
+
+/// `KILL CONNECTION` of a client that stopped reading its result set
+/// mid-stream: MariaDB closes a killed connection's socket at once, so
+/// its backend connection must not stay leased until
+/// `client.net_write_timeout` (60 s) runs out while the client never
+/// reads: on a one-connection core, every other client waited that long.
+#[test]
+fn operator_race_kill_connection_of_a_stalled_reader_frees_its_connection() {
+    let e = env("oracestall");
+    let mut admin = e.admin();
+    admin.query_drop("SET pool.max_per_core = 1").unwrap();
+    let mut killer = e.client();
+    let mut next = e.client();
+    let reader = e.client();
+    let id = reader.connection_id();
+    let (started_tx, started) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let stream = streamer(reader, started_tx, go_rx);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Stalled: the stream still holds the only connection.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(e.pools(&mut admin).iter().map(|p| p.2).sum::<u64>(), 1);
+    killer.query_drop(format!("KILL CONNECTION {id}")).unwrap();
+    let at = Instant::now();
+    assert_eq!(next.query_first::<i64, _>("SELECT 7").unwrap(), Some(7));
+    let took = at.elapsed();
+    go.send(()).unwrap();
+    assert!(took < Duration::from_secs(5), "the next client waited {took:?}");
+    // As from the server: the stream ends in a lost connection, no ERR.
+    match stream.join().unwrap() {
+        Err(mysql::Error::MySqlError(err)) => panic!("the killed client was answered: {err}"),
+        Err(_) => {}
+        Ok(got) => panic!("the killed client's stream went on to its end: {got:?}"),
+    }
+    funnel_testkit::wait_until_within("the pool settles", Duration::from_secs(10), || {
+        e.pools(&mut admin)
+            .iter()
+            .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
     });
 }

@@ -1478,8 +1478,6 @@ impl Session {
         // The client's own `SET session_track_state_change = ON` is reported
         // to it already.
         tracking.own_state_change |= f.tracks_state_itself;
-        let control = &self.control;
-        let killed = || control.is_killed();
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
             stream: &mut self.stream,
@@ -1489,7 +1487,7 @@ impl Session {
             read_timeout: self.shard.config().client.net_read_timeout.non_zero(),
             tracking,
             hold_end: f.settles_on_server(),
-            killed: &killed,
+            control: &self.control,
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
