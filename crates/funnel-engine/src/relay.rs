@@ -215,7 +215,9 @@ pub async fn relay_response(
                     }
                 }
             };
-            if let Err(e) = within_unless_killed(write_timeout, write, control).await {
+            if let Err(e) =
+                within_unless_killed(write_timeout, write, "client.net_write_timeout reached", control).await
+            {
                 tracing::debug!(error = %e, "client gone mid-response; draining backend");
                 client_alive = false;
                 drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
@@ -248,6 +250,7 @@ pub async fn relay_response(
                     };
                 }
                 let infile = relay_infile(
+                    control,
                     client_stream,
                     client_buf,
                     &mut conn.stream,
@@ -349,8 +352,10 @@ enum InfileError {
 /// Forwards the client's LOCAL INFILE packets to the backend until the
 /// empty packet that ends the file. Each write to the backend has
 /// `write_limit` (`pool.query_timeout`): a frozen server takes only what
-/// the kernel's buffers hold, and the client would wait for ever.
+/// the kernel's buffers hold, and the client would wait for ever. A wait
+/// for the client's data ends when its session is killed.
 async fn relay_infile(
+    control: &Rc<ClientControl>,
     client: &mut Stream,
     buf: &mut IoBuf,
     backend: &mut Stream,
@@ -362,7 +367,7 @@ async fn relay_infile(
     const UNREAD: &str = "pool.query_timeout reached";
     loop {
         let Some(h) = buf.peek_header() else {
-            within(read_timeout, buf.fill(client), LATE)
+            within_unless_killed(read_timeout, buf.fill(client), LATE, control)
                 .await
                 .map_err(InfileError::Client)?;
             continue;
@@ -375,7 +380,7 @@ async fn relay_infile(
         }
         if buf.len() < h.total_len() {
             buf.reserve_toward(h.total_len());
-            within(read_timeout, buf.fill(client), LATE)
+            within_unless_killed(read_timeout, buf.fill(client), LATE, control)
                 .await
                 .map_err(InfileError::Client)?;
             continue;
@@ -394,20 +399,21 @@ async fn relay_infile(
     }
 }
 
-/// [`within`] `client.net_write_timeout` for a write to the client, which
-/// also ends (with an error) when the client's session is killed while the
-/// write waits for the client to read.
-async fn within_unless_killed(
+/// [`within`] for a read from or a write to the client, which also ends
+/// (with an error) when the client's session is killed while it waits
+/// for the client.
+async fn within_unless_killed<T>(
     limit: Option<Duration>,
-    op: impl std::future::Future<Output = io::Result<()>>,
+    op: impl std::future::Future<Output = io::Result<T>>,
+    what: &str,
     control: &Rc<ClientControl>,
-) -> io::Result<()> {
+) -> io::Result<T> {
     let mut op = std::pin::pin!(op);
     if let Some(done) = futures_lite::future::poll_once(&mut op).await {
         return done;
     }
     let killed = control.killed();
-    futures_lite::future::or(within(limit, op, "client.net_write_timeout reached"), async {
+    futures_lite::future::or(within(limit, op, what), async {
         killed.await;
         Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,

@@ -462,3 +462,61 @@ fn operator_race_kill_connection_of_a_stalled_reader_frees_its_connection() {
             .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
     });
 }
+
+/// `KILL CONNECTION` of a client that stopped sending its LOCAL INFILE
+/// data midway: as for a stalled reader, the server would shut the
+/// killed connection's socket at once, and the statement loads nothing;
+/// Funnel waited for `client.net_read_timeout` (30 s) holding the
+/// backend connection, and the next client on a one-connection core with
+/// it.
+#[test]
+fn operator_race_kill_connection_of_a_stalled_local_infile_frees_its_connection() {
+    use funnel_protocol::flags::Capabilities;
+    use funnel_testkit::mini_client::MiniClient;
+    let e = env("oraceinfile");
+    let db = MariaDb::shared();
+    db.exec("SET GLOBAL local_infile = 1");
+    let mut admin = e.admin();
+    admin.query_drop("SET pool.max_per_core = 1").unwrap();
+    let mut killer = e.client();
+    let mut next = e.client();
+    let mut loader = MiniClient::connect_with(
+        e.proxy.local_addr(),
+        "app",
+        "apppw",
+        None,
+        Capabilities::CLIENT_LOCAL_FILES,
+    )
+    .unwrap();
+    let id: u64 = loader.query("SELECT CONNECTION_ID()").unwrap().rows()[0][0]
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
+    loader
+        .send_query(&format!(
+            "LOAD DATA LOCAL INFILE 'f.csv' INTO TABLE {}.t",
+            e.schema
+        ))
+        .unwrap();
+    let (seq, request) = loader.read_packet().unwrap();
+    assert_eq!(request[0], 0xfb, "{request:?}");
+    // Half the file, then nothing.
+    let mut data = bytes::BytesMut::new();
+    funnel_protocol::framing::write_packet(&mut data, seq.wrapping_add(1), b"1\n2\n3\n");
+    loader.write_raw(&data).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    killer.query_drop(format!("KILL CONNECTION {id}")).unwrap();
+    let at = Instant::now();
+    assert_eq!(next.query_first::<i64, _>("SELECT 7").unwrap(), Some(7));
+    let took = at.elapsed();
+    assert!(took < Duration::from_secs(5), "the next client waited {took:?}");
+    // The killed client reads the close; the file loaded nothing.
+    assert!(loader.read_packet().is_err(), "the killed client was answered");
+    assert_eq!(e.rows_in_t(), 0);
+    funnel_testkit::wait_until_within("the pool settles", Duration::from_secs(10), || {
+        e.pools(&mut admin)
+            .iter()
+            .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
+    });
+}
