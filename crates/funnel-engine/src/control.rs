@@ -129,8 +129,10 @@ pub struct PoolSnapshot {
     pub hostgroup: String,
     /// Routing weight.
     pub weight: u32,
-    /// `up`, `down`, `drained` (by an operator, no connection left) or
-    /// `draining` (drained or removed, connections still open).
+    /// `up`, `down`, `drained` (by an operator, no connection left),
+    /// `draining` (drained, connections still open) or `retiring` (left
+    /// over from a removed, undrained or replaced backend, connections
+    /// still open).
     pub status: &'static str,
     /// Left over from a removed, undrained or replaced backend: forgotten
     /// once its last connection closes.

@@ -464,7 +464,11 @@ impl Shard {
                     hostgroup: placement.hostgroup.clone(),
                     weight: placement.weight,
                     status: match p.service() {
-                        Service::Retired => "draining",
+                        // Not `draining`: the backend's name may be in
+                        // service again (re-added, given a new login or
+                        // undrained), and the old pool's row must not
+                        // read as a drain of the new one.
+                        Service::Retired => "retiring",
                         Service::Drained if counts.total > 0 => "draining",
                         Service::Drained => "drained",
                         Service::InService if p.health() == Health::Down => "down",

@@ -520,3 +520,61 @@ fn operator_race_kill_connection_of_a_stalled_local_infile_frees_its_connection(
             .all(|p| p.2 == 0 && p.3 == 0 && p.4 == 0)
     });
 }
+
+/// `SHOW SERVERS` (backend, status, connections) rows named `name`.
+fn servers(admin: &mut Conn, name: &str) -> Vec<(String, String)> {
+    let rows: Vec<mysql::Row> = admin.query("SHOW SERVERS").unwrap();
+    let mut out: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r.get::<String, _>("backend").unwrap() == name)
+        .map(|r| (r.get("status").unwrap(), r.get("connections").unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `REMOVE BACKEND main` while a transaction holds one of its connections,
+/// then `ADD BACKEND main` again (another login): `SHOW SERVERS` lists
+/// the new backend and the old pool's left-over connection under the same
+/// name. The old row must not read as an operator's drain of the new
+/// backend (`draining`, as `DRAIN BACKEND` shows): it says `retiring`, and
+/// goes with its last connection. `SHOW POOLS` says the same.
+#[test]
+fn operator_race_servers_tell_a_removed_pool_from_a_drain_of_its_successor() {
+    let e = env("oraceservers");
+    let mut admin = e.admin();
+    let addr = MariaDb::shared().addr();
+    let new = e.accounts[1].clone();
+    let mut tx = e.client();
+    tx.query_drop("BEGIN").unwrap();
+    tx.query_drop("INSERT INTO t VALUES (1)").unwrap();
+    admin
+        .query_drop(format!("ADD BACKEND other {addr} {new} bpw"))
+        .unwrap();
+    admin.query_drop("REMOVE BACKEND main").unwrap();
+    assert_eq!(servers(&mut admin, "main"), [("retiring".into(), "1".into())]);
+    admin
+        .query_drop(format!("ADD BACKEND main {addr} {new} bpw"))
+        .unwrap();
+    let rows = servers(&mut admin, "main");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "retiring", "{rows:?}");
+    assert_eq!(rows[0].1, "1", "{rows:?}");
+    assert_eq!(rows[1].0, "up", "{rows:?}");
+    let pools: Vec<String> = e
+        .pools(&mut admin)
+        .into_iter()
+        .filter(|p| p.0 == "main")
+        .map(|p| p.1)
+        .collect();
+    assert!(pools.contains(&"retiring".to_string()), "{pools:?}");
+    tx.query_drop("COMMIT").unwrap();
+    assert_eq!(e.rows_in_t(), 1);
+    funnel_testkit::wait_until_within("the old pool goes", Duration::from_secs(10), || {
+        servers(&mut admin, "main")
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>()
+            == ["up"]
+    });
+}

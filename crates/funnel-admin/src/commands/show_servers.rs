@@ -23,8 +23,9 @@ pub fn run(ctx: &AdminContext) -> Reply {
     let shards = ctx.handle.snapshots();
     // One row per backend for its current pools, and one for the retired
     // pools (removed, undrained or replaced) that still hold connections
-    // on some core. Core 0 comes first, so its health fields are the ones
-    // shown.
+    // on some core, as `retiring`: the name may be in service again, and
+    // that row must not read as a drain of it. Core 0 comes first, so its
+    // health fields are the ones shown.
     let same = |p: &PoolSnapshot, q: &PoolSnapshot| q.backend == p.backend && q.retired == p.retired;
     let mut rows: Vec<&PoolSnapshot> = Vec::new();
     for p in shards.iter().flat_map(|s| &s.pools) {
