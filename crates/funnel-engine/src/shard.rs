@@ -330,11 +330,30 @@ impl Shard {
         let Some(pool) = self.backends.by_id(thread.pool) else {
             return Ok(()); // its backend was removed: the query is gone with it
         };
-        let slot = crate::pool::conn::SlotGuard::take(&self.side_slots);
         let limit = self.config().pool.connect_timeout.as_duration();
-        let (mut conn, _) = BackendConn::open(pool.spec(), BackendId(0), PoolKey::DEFAULT, slot, limit)
-            .await
-            .map_err(|e| KillRefused::Backend(e.to_string()))?;
+        let open = |spec: BackendSpec| {
+            let slot = crate::pool::conn::SlotGuard::take(&self.side_slots);
+            async move { BackendConn::open(&spec, BackendId(0), PoolKey::DEFAULT, slot, limit).await }
+        };
+        let (mut conn, _) = match open(pool.spec().clone()).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                // The backend's password may have been rotated since the
+                // statement's connection opened (on the server, then in
+                // Funnel, whose reload replaced that pool): the current
+                // pool of the name, the same account at the same address,
+                // logs in with the new one.
+                let successor = self.backends.by_name(pool.backend_name()).filter(|p| {
+                    p.id != pool.id && p.spec().addr == pool.spec().addr && p.spec().user == pool.spec().user
+                });
+                let Some(successor) = successor else {
+                    return Err(KillRefused::Backend(e.to_string()));
+                };
+                open(successor.spec().clone())
+                    .await
+                    .map_err(|e| KillRefused::Backend(e.to_string()))?
+            }
+        };
         // A backend that stops answering must not hold the KILL (and the
         // client that sent it) for ever: the same bound as the login.
         let no_answer = || KillRefused::Backend(format!("no answer to KILL QUERY within {limit:?}"));

@@ -31,10 +31,15 @@ struct Env {
 /// The configuration file's text: backend `main` logging in as `account`,
 /// one core, a pool of two connections and a long backlog wait.
 fn yaml(schema: &str, account: &str) -> String {
+    yaml_with(schema, account, "bpw")
+}
+
+/// [`yaml`] with the backend's `password`.
+fn yaml_with(schema: &str, account: &str, password: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: main\n    address: {}\n    user: {account}\n    password: bpw\n\
+         backends:\n  - name: main\n    address: {}\n    user: {account}\n    password: {password}\n\
          pool:\n  max_per_core: 2\n  min_idle_per_core: 0\n\
          backlog:\n  wait_timeout: 30s\n\
          monitor:\n  interval: 100ms\n\
@@ -577,4 +582,44 @@ fn operator_race_servers_tell_a_removed_pool_from_a_drain_of_its_successor() {
             .collect::<Vec<_>>()
             == ["up"]
     });
+}
+
+/// The backend's password rotated (on the server, then by a reload) while
+/// a statement runs on a connection opened with the old one: `KILL QUERY`
+/// of it must still stop it, as on the server, where the account is the
+/// same. Before, the kill logged in with the old pool's password, was
+/// refused (1045) and the statement ran on.
+#[test]
+fn operator_race_kill_query_after_a_password_rotation_stops_the_statement() {
+    let e = env("oracerotate");
+    let db = MariaDb::shared();
+    let account = e.accounts[0].clone();
+    let mut admin = e.admin();
+    let mut killer = e.client();
+    let mut victim = e.client();
+    let id = victim.connection_id();
+    let sleeper = thread::spawn(move || {
+        let at = Instant::now();
+        let r = victim.query_first::<i64, _>("SELECT SLEEP(30)");
+        (r, at.elapsed())
+    });
+    funnel_testkit::wait_until_within("the sleep runs", Duration::from_secs(10), || {
+        db.query_first::<i64>(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(30)'",
+        ) == Some(1)
+    });
+    db.exec(&format!("ALTER USER '{account}'@'%' IDENTIFIED BY 'rotated'"));
+    std::fs::write(&e.path, yaml_with(&e.schema, &account, "rotated")).unwrap();
+    admin.query_drop("RELOAD").unwrap();
+    killer
+        .query_drop(format!("KILL QUERY {id}"))
+        .unwrap_or_else(|err| panic!("KILL QUERY: {err}"));
+    let (r, took) = sleeper.join().unwrap();
+    // Stopped: ERR 1317, or SLEEP() returning 1 when the KILL lands
+    // between its checks.
+    match r {
+        Ok(v) => assert_eq!(v, Some(1)),
+        Err(err) => assert_eq!(error::<()>(Err(err)).0, 1317),
+    }
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
