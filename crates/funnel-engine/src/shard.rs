@@ -357,14 +357,15 @@ impl Shard {
         // A backend that stops answering must not hold the KILL (and the
         // client that sent it) for ever: the same bound as the login.
         let no_answer = || KillRefused::Backend(format!("no answer to KILL QUERY within {limit:?}"));
+        // `SHOW PROCESSLIST`, not information_schema: MariaDB 10.11.19
+        // crashed (SIGSEGV freeing that query's temporary table) under
+        // connection churn while such a query polled.
+        let processlist = "SHOW PROCESSLIST";
+        let (_, mut rows) = rt::timeout(limit, conn.query_rows(processlist))
+            .await
+            .ok_or_else(no_answer)?
+            .map_err(|e| KillRefused::Backend(e.to_string()))?;
         if let Some(port) = thread.local_port {
-            // `SHOW PROCESSLIST`, not information_schema: MariaDB 10.11.19
-            // crashed (SIGSEGV freeing that query's temporary table) under
-            // connection churn while such a query polled.
-            let (_, rows) = rt::timeout(limit, conn.query_rows("SHOW PROCESSLIST"))
-                .await
-                .ok_or_else(no_answer)?
-                .map_err(|e| KillRefused::Backend(e.to_string()))?;
             let host_of = |id: u32| {
                 rows.iter()
                     .find(|r| r.first().cloned().flatten().and_then(|v| v.parse::<u32>().ok()) == Some(id))
@@ -387,6 +388,30 @@ impl Shard {
                     thread.id,
                     pool.backend_name()
                 )));
+            }
+        }
+        // MariaDB forgets a `KILL QUERY` that reaches a thread before it
+        // has begun the statement (each command starts by clearing it): a
+        // KILL sent just after the statement was written, before the
+        // server read it, was lost and the statement ran to its end. So
+        // it waits, briefly, for the server to show the thread at work.
+        let started = std::time::Instant::now();
+        loop {
+            let command = rows
+                .iter()
+                .find(|r| r.first().cloned().flatten().and_then(|v| v.parse::<u32>().ok()) == Some(thread.id))
+                .map(|r| r.get(4).cloned().flatten().unwrap_or_default());
+            match command {
+                None => return Ok(()), // the connection is gone, and its query with it
+                Some(c) if c == "Sleep" && started.elapsed() < KILL_DISPATCH_WAIT && still_wanted() => {
+                    rt::sleep(Duration::from_millis(2)).await;
+                    rows = rt::timeout(limit, conn.query_rows(processlist))
+                        .await
+                        .ok_or_else(no_answer)?
+                        .map_err(|e| KillRefused::Backend(e.to_string()))?
+                        .1;
+                }
+                Some(_) => break,
             }
         }
         if !still_wanted() {
@@ -747,10 +772,14 @@ async fn refuse_too_many(mut stream: rt::Stream, err: funnel_protocol::response:
     let _ = rt::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
+/// How long a `KILL QUERY` waits for the server to begin the statement it
+/// stops (see [`Shard::kill_backend_query`]).
+const KILL_DISPATCH_WAIT: Duration = Duration::from_millis(500);
+
 /// Sleeps for the milliseconds the environment variable `var` names, in a
 /// test build run with `FUNNEL_FAULT_INJECTION` set; else returns at once.
 #[cfg(feature = "fault-injection")]
-async fn fault_pause(var: &str) {
+pub(crate) async fn fault_pause(var: &str) {
     if std::env::var_os("FUNNEL_FAULT_INJECTION").is_none() {
         return;
     }

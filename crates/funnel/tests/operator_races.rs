@@ -623,3 +623,55 @@ fn operator_race_kill_query_after_a_password_rotation_stops_the_statement() {
     }
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// A `KILL` (`QUERY` or `CONNECTION`) that reaches a client's session
+/// after its last look for one and before its statement is on a backend
+/// thread (widened here by fault injection to a second before the send):
+/// nobody named the statement to the server, so it ran to its end while
+/// the killer had its OK, as no KILL on the server lets it. It must stop
+/// at once: `KILL QUERY` with 1317 (or SLEEP() returning 1), `KILL
+/// CONNECTION` with the closed connection; also for a client pinned to
+/// its connection (a user variable only the server has).
+#[test]
+fn operator_race_kill_just_before_the_send_still_stops_the_statement() {
+    let e = env("oracesend");
+    let db = MariaDb::shared();
+    let mut killer = e.client();
+    for (pinned, connection) in [(false, false), (false, true), (true, false), (true, true)] {
+        let mut victim = e.client();
+        let id = victim.connection_id();
+        if pinned {
+            victim.query_drop("SELECT 1 INTO @keep").unwrap();
+        }
+        let marker = format!("SELECT SLEEP(8) /* {}{pinned}{connection} */", e.schema);
+        std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+        std::env::set_var("FUNNEL_FAULT_SEND_DELAY_MS", "1000");
+        let sql = marker.clone();
+        let sleeper = thread::spawn(move || {
+            let at = Instant::now();
+            let r = victim.query_first::<i64, _>(sql);
+            (r, at.elapsed())
+        });
+        thread::sleep(Duration::from_millis(300));
+        let how = if connection { "CONNECTION" } else { "QUERY" };
+        killer.query_drop(format!("KILL {how} {id}")).unwrap();
+        std::env::remove_var("FUNNEL_FAULT_SEND_DELAY_MS");
+        let (r, took) = sleeper.join().unwrap();
+        assert!(
+            took < Duration::from_secs(5),
+            "KILL {how}, pinned {pinned}: the statement ran {took:?}"
+        );
+        match (connection, r) {
+            (false, Ok(v)) => assert_eq!(v, Some(1), "KILL QUERY"),
+            (false, Err(err)) => assert_eq!(error::<()>(Err(err)).0, 1317, "KILL QUERY"),
+            (true, Err(mysql::Error::MySqlError(err))) => panic!("the killed client was answered: {err}"),
+            (true, Err(_)) => {}
+            (true, Ok(v)) => panic!("the killed client's statement ran to its end: {v:?}"),
+        }
+        funnel_testkit::wait_until_within("the server's statement ends", Duration::from_secs(3), || {
+            db.query_first::<i64>(&format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = '{marker}'"
+            )) == Some(0)
+        });
+    }
+}

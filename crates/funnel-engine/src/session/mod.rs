@@ -43,7 +43,7 @@ use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
 use crate::kill::{ClientControl, ClientState};
-use crate::pool::conn::{BackendConn, BackendError, Deadline};
+use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
 use crate::relay::{relay_response, within, ClientSide, RelayEnd};
@@ -821,6 +821,29 @@ impl Session {
         self.control.wait_interrupted() || self.control.is_killed()
     }
 
+    /// Stops the statement just sent on `thread`: a `KILL` (`QUERY` or
+    /// `CONNECTION`) reached the session after its last look for one
+    /// (`stop_requested`) and before the statement had a backend thread to
+    /// name, so nobody sent it to the server, where it would run to its end
+    /// while the killer had its OK. As `Shard::kill_local` does, the
+    /// connection serves nobody else before the server has the `KILL`.
+    fn kill_own_statement(&self, thread: ServerThread) {
+        let in_flight = self.control.kill_in_flight();
+        let (shard, control) = (self.shard.clone(), self.control.clone());
+        rt::spawn(async move {
+            let sent = std::cell::Cell::new(false);
+            let stopped = shard
+                .kill_backend_query(thread, || {
+                    sent.set(control.running_on() == Some(thread));
+                    sent.get()
+                })
+                .await;
+            if sent.get() && stopped.is_err() {
+                in_flight.may_arrive_late();
+            }
+        });
+    }
+
     /// Gives the connection back and tells the client its command was
     /// stopped by a `KILL` before it was sent.
     async fn refuse_stopped(&mut self, conn: BackendConn, total: usize) -> Result<(), End> {
@@ -838,6 +861,9 @@ impl Session {
     /// Keeps what `SHOW CLIENTS` shows current (cheap: copies only changes).
     fn publish_state(&self) {
         self.control.set_state(ClientState::Idle);
+        // A `KILL QUERY` noted for a command that ended without reaching
+        // its backend's thread (its answer was Funnel's) is done with.
+        self.control.take_wait_interrupted();
         self.control.set_schema(self.schema.as_deref());
         let pinned = match (&self.pinned, self.pin_reason) {
             (Some(c), Some(r)) => Some((r, c.pool_id)),
@@ -1030,6 +1056,9 @@ impl Session {
         if self.stop_requested() {
             return self.refuse_stopped(conn, total).await;
         }
+        // Tests widen the gap between the last look for a KILL and the send.
+        #[cfg(feature = "fault-injection")]
+        crate::shard::fault_pause("FUNNEL_FAULT_SEND_DELAY_MS").await;
         Stats::bump(&self.shard.stats.forwarded);
         if f.name == "COM_QUERY" {
             self.note_digest(total);
@@ -1419,6 +1448,13 @@ impl Session {
         }
         match self.pinned.take() {
             Some(c) => {
+                // Until the command is on the connection's backend thread,
+                // a `KILL QUERY` has no thread to name: it is noted as for
+                // a command waiting for a connection, and stops this one
+                // before or just after it is sent (`stop_requested`,
+                // `kill_own_statement`).
+                self.control.take_wait_interrupted();
+                self.control.set_state(ClientState::Waiting);
                 self.last_backend = c.backend.clone();
                 Ok(Some(c))
             }
@@ -1470,6 +1506,9 @@ impl Session {
         };
         self.control.set_running_on(Some(conn.server_thread()));
         self.control.set_state(ClientState::Running);
+        if self.control.is_killed() || self.control.take_wait_interrupted() {
+            self.kill_own_statement(conn.server_thread());
+        }
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let in_transaction_before = conn.status.in_transaction();
         let count_pinned_before = self.pins.contains(PinReason::PreviousStatementInfo);
