@@ -49,6 +49,11 @@ fn yaml_with(schema: &str, account: &str, password: &str) -> String {
 }
 
 fn env(prefix: &str) -> Env {
+    env_on(prefix, 1)
+}
+
+/// [`env`] on `cores` cores.
+fn env_on(prefix: &str, cores: usize) -> Env {
     let db = MariaDb::shared();
     let schema = db.fresh_database(prefix);
     let accounts = [format!("{schema}_a"), format!("{schema}_b")];
@@ -60,7 +65,8 @@ fn env(prefix: &str) -> Env {
     ));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("funnel.yaml");
-    std::fs::write(&path, yaml(&schema, &accounts[0])).unwrap();
+    let text = yaml(&schema, &accounts[0]).replace("cores: 1\n", &format!("cores: {cores}\n"));
+    std::fs::write(&path, text).unwrap();
     let cfg = Config::load(&path).unwrap();
     let proxy = funnel_testkit::funnel::start(cfg.clone());
     let listeners = funnel_admin::start(&cfg, proxy.handle(), Some(path.clone())).unwrap();
@@ -346,7 +352,18 @@ fn outcome(r: Result<(), mysql::Error>) -> Outcome {
 /// transaction, no lock, no variable).
 #[test]
 fn operator_race_kill_connection_at_the_start_of_a_command_leaves_nothing() {
-    let e = env("oracekill");
+    kill_at_the_start(1);
+}
+
+/// The same with the killer and its target on either of two cores (a
+/// KILL for another core's client travels there as a message).
+#[test]
+fn operator_race_kill_connection_across_cores_at_the_start_of_a_command_leaves_nothing() {
+    kill_at_the_start(2);
+}
+
+fn kill_at_the_start(cores: usize) {
+    let e = env_on(&format!("oracekill{cores}"), cores);
     let db = MariaDb::shared();
     let mut admin = e.admin();
     admin.query_drop("SET pool.max_per_core = 1").unwrap();
