@@ -25,7 +25,9 @@ use crate::session::pinning::PinReason;
 pub enum ClientState {
     /// Between commands.
     Idle,
-    /// Waiting for a backend connection.
+    /// A command has arrived and is not on a backend thread yet: waiting
+    /// for a connection, or bringing its connection in line (a pinned
+    /// session's too).
     Waiting,
     /// A command is running on a backend.
     Running,
@@ -224,9 +226,9 @@ impl ClientControl {
         self.killed.get()
     }
 
-    /// Stops the wait of a command that has no backend connection yet
-    /// (`KILL QUERY` of a queued command); no effect on a session in
-    /// another state.
+    /// Stops a command that is not on a backend thread yet (`KILL QUERY`
+    /// of a queued command, or of one about to be sent); no effect on a
+    /// session in another state.
     pub fn interrupt_wait(&self) {
         if self.state.get().0 != ClientState::Waiting {
             return;
