@@ -393,15 +393,16 @@ fn kill_at_the_start(cores: usize) {
             let r = victim.query_drop(format!(
                 "INSERT INTO t SELECT {base} + seq FROM seq_1_to_100 WHERE SLEEP(0.0001) = 0"
             ));
-            let got = outcome(r);
-            let after = victim.query_drop("DO 1").is_ok();
-            (got, after)
+            // The client stays connected until the KILL is answered.
+            (outcome(r), victim)
         });
         ready.recv().unwrap();
         thread::sleep(Duration::from_micros((round / 2 % 10) * 1500));
         let killed = killer.query_drop(format!("KILL CONNECTION {id}"));
-        let (got, alive_after) = statement.join().unwrap();
+        let (got, mut victim) = statement.join().unwrap();
         killed.unwrap_or_else(|err| panic!("round {round}: {err}; the statement: {got:?}"));
+        let alive_after = victim.query_drop("DO 1").is_ok();
+        drop(victim);
         assert!(
             matches!(got, Outcome::Ok | Outcome::Err(1927) | Outcome::Closed),
             "round {round}: {got:?}"
