@@ -1118,6 +1118,49 @@ fn engine_kill_query_that_arrives_late_stops_no_other_clients_statement() {
     kill.join().unwrap().unwrap();
 }
 
+/// The backend thread a client's statements run on.
+fn thread_of(c: &mut Conn) -> u64 {
+    c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
+        .unwrap()
+        .unwrap()
+}
+
+/// A client running `SELECT SLEEP(secs)` on a core whose one backend
+/// connection also serves `killer` and `next`; `fault` is the
+/// fault-injection switch the `KILL QUERY` then meets.
+struct KillScene {
+    running: thread::JoinHandle<(mysql::Result<Option<i64>>, Conn)>,
+    a_id: u32,
+    killer: Conn,
+    next: Conn,
+    /// The connection's backend thread before the `KILL`.
+    before: u64,
+}
+
+fn kill_scene(e: &Env, secs: u32, fault: (&str, &str)) -> KillScene {
+    let mut a = e.client();
+    let a_id = a.connection_id();
+    let killer = e.client();
+    let mut next = e.client();
+    let before = thread_of(&mut a);
+    assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
+    let running = thread::spawn(move || {
+        let r = a.query_first::<i64, _>(format!("SELECT SLEEP({secs})"));
+        (r, a)
+    });
+    e.wait_until_running(a_id);
+    // Read when the KILL is sent, so setting them here is enough.
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var(fault.0, fault.1);
+    KillScene {
+        running,
+        a_id,
+        killer,
+        next,
+        before,
+    }
+}
+
 /// A `KILL QUERY` written to the server but not answered within
 /// `pool.connect_timeout` may still run there later: the connection of the
 /// statement it names serves no other client, whose statement it would
@@ -1129,32 +1172,14 @@ fn engine_connection_of_an_unanswered_kill_query_serves_no_one_else() {
         1,
         "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 1s\n",
     );
-    let mut a = e.client();
-    let a_id = a.connection_id();
-    let mut killer = e.client();
-    let mut next = e.client();
-    let thread_of = |c: &mut Conn| {
-        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
-            .unwrap()
-            .unwrap()
-    };
-    let before = thread_of(&mut a);
-    assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
-    let running = thread::spawn(move || {
-        let r = a.query_first::<i64, _>("SELECT SLEEP(2)");
-        (r, a)
-    });
-    e.wait_until_running(a_id);
-    // Read when the KILL is sent, so setting them here is enough.
-    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
-    std::env::set_var("FUNNEL_FAULT_KILL_STALL_MS", "5000");
-    let killed = killer.query_drop(format!("KILL QUERY {a_id}"));
+    let mut k = kill_scene(&e, 2, ("FUNNEL_FAULT_KILL_STALL_MS", "5000"));
+    let killed = k.killer.query_drop(format!("KILL QUERY {}", k.a_id));
     assert!(killed.is_err(), "the KILL got no answer: {killed:?}");
-    let (result, mut a) = running.join().unwrap();
+    let (result, mut a) = k.running.join().unwrap();
     assert_eq!(result.unwrap(), Some(0), "the statement ran to its end");
-    let after = thread_of(&mut next);
+    let after = thread_of(&mut k.next);
     assert_ne!(
-        after, before,
+        after, k.before,
         "the connection the KILL names served another client"
     );
     assert_eq!(thread_of(&mut a), after);
@@ -1174,35 +1199,17 @@ fn engine_connection_of_a_refused_kill_query_keeps_serving() {
         1,
         "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 2s\n",
     );
-    let mut a = e.client();
-    let a_id = a.connection_id();
-    let mut killer = e.client();
-    let mut next = e.client();
-    let thread_of = |c: &mut Conn| {
-        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
-            .unwrap()
-            .unwrap()
-    };
-    let before = thread_of(&mut a);
-    assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
-    let running = thread::spawn(move || {
-        let r = a.query_first::<i64, _>("SELECT SLEEP(1)");
-        (r, a)
-    });
-    e.wait_until_running(a_id);
-    // Read when the KILL is sent, so setting them here is enough.
-    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
-    std::env::set_var("FUNNEL_FAULT_KILL_REFUSED", "1");
-    let (code, message) = server_error(killer.query_drop(format!("KILL QUERY {a_id}")).unwrap_err());
+    let mut k = kill_scene(&e, 1, ("FUNNEL_FAULT_KILL_REFUSED", "1"));
+    let (code, message) = server_error(k.killer.query_drop(format!("KILL QUERY {}", k.a_id)).unwrap_err());
     assert_eq!(code, 1957, "the server's own refusal: {message}");
-    let (result, mut a) = running.join().unwrap();
+    let (result, mut a) = k.running.join().unwrap();
     assert_eq!(result.unwrap(), Some(0), "the statement ran to its end");
     assert_eq!(
-        thread_of(&mut next),
-        before,
+        thread_of(&mut k.next),
+        k.before,
         "a connection whose KILL was refused was closed"
     );
-    assert_eq!(thread_of(&mut a), before);
+    assert_eq!(thread_of(&mut a), k.before);
 }
 
 #[test]
