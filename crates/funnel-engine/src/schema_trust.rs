@@ -20,6 +20,21 @@ use crate::oneshot;
 /// on this core without asking again.
 const SCHEMA_TRUST: Duration = Duration::from_secs(60);
 
+/// How long a schema stays trusted: [`SCHEMA_TRUST`], or in a test build
+/// run with `FUNNEL_FAULT_INJECTION`, `FUNNEL_FAULT_SCHEMA_TRUST_MS`.
+fn trust_for() -> Duration {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some() {
+        if let Some(ms) = std::env::var("FUNNEL_FAULT_SCHEMA_TRUST_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            return Duration::from_millis(ms);
+        }
+    }
+    SCHEMA_TRUST
+}
+
 /// Above this many remembered schemas, expired ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
 
@@ -63,7 +78,7 @@ impl SchemaTrust {
             .trusted
             .borrow()
             .get(schema)
-            .is_some_and(|t| t.elapsed() < SCHEMA_TRUST)
+            .is_some_and(|t| t.elapsed() < trust_for())
         {
             return Next::Trusted;
         }
@@ -81,11 +96,17 @@ impl SchemaTrust {
         })
     }
 
+    /// True when a backend accepted `schema` for a login on this core
+    /// before, however long ago (until it is pruned).
+    pub fn accepted_before(&self, schema: &[u8]) -> bool {
+        self.trusted.borrow().contains_key(schema)
+    }
+
     fn finish(&self, schema: &[u8], verdict: &SchemaVerdict) {
         if matches!(verdict, SchemaVerdict::Accepted) {
             let mut trusted = self.trusted.borrow_mut();
             if trusted.len() > PRUNE_ABOVE {
-                trusted.retain(|_, t| t.elapsed() < SCHEMA_TRUST);
+                trusted.retain(|_, t| t.elapsed() < trust_for());
             }
             trusted.insert(schema.to_vec(), Instant::now());
         }

@@ -3609,3 +3609,43 @@ fn engine_kill_during_a_refused_change_users_wait_closes_at_once() {
         assert!(took < Duration::from_millis(800), "{name}: closed after {took:?}");
     }
 }
+
+/// A login whose schema this core accepted before, and whose trust has run
+/// out, does not wait for a backend connection to check it again when all
+/// are held: it goes on within a second, and can `KILL` the session that
+/// holds them. Before, it queued behind every waiting command and was
+/// refused with ERR 9001 at `backlog.wait_timeout`. (Fault injection
+/// shortens the schema's trust from a minute.)
+#[test]
+fn engine_a_login_is_not_held_by_a_pool_whose_connections_are_all_pinned() {
+    let e = env(
+        "recheck",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 5s\n",
+    );
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_SCHEMA_TRUST_MS", "100");
+    let mut holder = e.client();
+    let holder_id = holder.connection_id();
+    holder.query_drop("BEGIN").unwrap();
+    holder.query_drop("SELECT 1").unwrap();
+    thread::sleep(Duration::from_millis(300));
+
+    // A client that sends nothing at login (the `mysql` crate asks for
+    // `@@max_allowed_packet` first, which needs the connection too).
+    let started = Instant::now();
+    let operator = MiniClient::connect(e.proxy.local_addr(), "app", "apppw", Some(&e.schema));
+    let took = started.elapsed();
+    let mut operator = operator.unwrap_or_else(|err| panic!("login refused after {took:?}: {err:?}"));
+    assert!(
+        took < Duration::from_secs(3),
+        "the login waited {took:?} for the pinned connection"
+    );
+    operator.query(&format!("KILL {holder_id}")).unwrap();
+    let answer = operator.query("SELECT 7").unwrap();
+    assert_eq!(
+        answer.rows(),
+        &[vec![Some("7".to_string())]],
+        "the killed session's connection serves the operator"
+    );
+}

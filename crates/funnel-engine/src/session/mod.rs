@@ -62,6 +62,16 @@ use variables::SessionVars;
 
 /// How long a connection stays with a client after a statement that left
 /// warnings or an error, waiting for its `SHOW WARNINGS`.
+/// How long a login waits for a backend connection to recheck a schema
+/// this core accepted before (its trust ran out). When every connection is
+/// busy or pinned for longer, the schema stays trusted and the login goes
+/// on: the login itself needs no connection, and an operator must be able
+/// to log in to `KILL` whatever holds them all. Before, such a login
+/// queued behind every waiting command and got ERR 9001 at
+/// `backlog.wait_timeout`. A schema dropped meanwhile fails the client's
+/// first statement instead of its login.
+const RECHECK_PATIENCE: Duration = Duration::from_secs(1);
+
 const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Initial read buffer of a client; small, because most clients are idle
@@ -501,7 +511,12 @@ impl Session {
                     verdict => break verdict,
                 },
                 Next::Check(run) => {
-                    let verdict = self.check_schema(&schema).await;
+                    let patience = self
+                        .shard
+                        .schemas
+                        .accepted_before(&schema)
+                        .then_some(RECHECK_PATIENCE);
+                    let verdict = self.check_schema(&schema, patience).await;
                     run.finish(&verdict);
                     break verdict;
                 }
@@ -525,8 +540,10 @@ impl Session {
     }
 
     /// Asks a backend of the user's default hostgroup whether `schema` exists
-    /// and may be used (`COM_INIT_DB`).
-    async fn check_schema(&mut self, schema: &[u8]) -> SchemaVerdict {
+    /// and may be used (`COM_INIT_DB`). With `patience`, a schema accepted
+    /// before: when no connection comes free within it, the schema stays
+    /// trusted (see [`RECHECK_PATIENCE`]).
+    async fn check_schema(&mut self, schema: &[u8], patience: Option<Duration>) -> SchemaVerdict {
         // Like a `USE`, it changes no data: a replica may answer it while
         // the writer is away (see `route`).
         let route = Route {
@@ -538,7 +555,13 @@ impl Session {
         // primary it would ask may be on its way out.
         let wait = self.shard.config().backlog.wait_timeout.as_duration();
         let checked_out = match self.shard.wait_unpaused(wait).await {
-            Ok(()) => self.checkout_on(&route).await,
+            Ok(()) => match patience {
+                Some(p) => match rt::timeout(p, self.checkout_on(&route)).await {
+                    Some(checked_out) => checked_out,
+                    None => return SchemaVerdict::Accepted,
+                },
+                None => self.checkout_on(&route).await,
+            },
             Err(e) => Err(e),
         };
         let mut conn = match checked_out {
