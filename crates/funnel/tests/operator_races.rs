@@ -693,3 +693,41 @@ fn operator_race_kill_just_before_the_send_still_stops_the_statement() {
         });
     }
 }
+
+/// A `KILL QUERY` that reaches a command waiting for a connection in the
+/// same turn as the connection itself (widened here by fault injection to
+/// a second between the connection's arrival and the session's look at
+/// what ended its wait): the command must still stop (1317, unsent), not
+/// run to its end while the killer had its OK.
+#[test]
+fn operator_race_kill_query_with_the_connection_still_stops_the_command() {
+    let e = env("oracecheckout");
+    let db = MariaDb::shared();
+    let mut killer = e.client();
+    let mut victim = e.client();
+    let id = victim.connection_id();
+    let marker = format!("SELECT SLEEP(8) /* {} */", e.schema);
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_CHECKOUT_DELAY_MS", "1000");
+    let sql = marker.clone();
+    let sleeper = thread::spawn(move || {
+        let at = Instant::now();
+        let r = victim.query_first::<i64, _>(sql);
+        (r, at.elapsed(), victim)
+    });
+    thread::sleep(Duration::from_millis(300));
+    killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    std::env::remove_var("FUNNEL_FAULT_CHECKOUT_DELAY_MS");
+    let (r, took, mut victim) = sleeper.join().unwrap();
+    assert!(took < Duration::from_secs(5), "the statement ran {took:?}: {r:?}");
+    assert_eq!(error(r).0, 1317, "stopped before it was sent");
+    assert_eq!(
+        db.query_first::<i64>(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = '{marker}'"
+        )),
+        Some(0),
+        "the statement never reached the server"
+    );
+    // The session goes on, and its next command is not stopped.
+    assert_eq!(victim.query_first::<i64, _>("SELECT 7").unwrap(), Some(7));
+}

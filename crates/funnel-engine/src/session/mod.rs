@@ -1379,10 +1379,19 @@ impl Session {
             Ok(None)
         })
         .await;
-        let interrupted = self.control.take_wait_interrupted();
+        // Tests widen the gap between the connection's arrival and the
+        // look at what stopped the wait (a `KILL` in the same turn).
+        #[cfg(feature = "fault-injection")]
+        crate::shard::fault_pause("FUNNEL_FAULT_CHECKOUT_DELAY_MS").await;
         match got? {
+            // A `KILL QUERY` that came in the same turn as the connection
+            // is left noted: the command stops unsent at the last look
+            // (`stop_requested`). Cleared here, it was lost: the command
+            // ran to its end while the killer had its OK.
             Some(conn) => Ok(conn),
-            None if interrupted && !self.control.is_killed() => Err(EngineError::Interrupted),
+            None if self.control.take_wait_interrupted() && !self.control.is_killed() => {
+                Err(EngineError::Interrupted)
+            }
             None => Err(EngineError::ConnectionKilled),
         }
     }
