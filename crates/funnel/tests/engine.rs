@@ -1212,6 +1212,52 @@ fn engine_connection_of_a_refused_kill_query_keeps_serving() {
     assert_eq!(thread_of(&mut a), k.before);
 }
 
+/// The same for the `KILL QUERY` a session sends itself when a `KILL`
+/// reached it just before its statement went out (widened here by fault
+/// injection): a refusal from the server is an answer, and the
+/// connection goes on serving.
+#[test]
+fn engine_connection_of_a_refused_kill_at_the_send_keeps_serving() {
+    let e = env(
+        "killrefusedsend",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 2s\n",
+    );
+    let mut a = e.client();
+    let a_id = a.connection_id();
+    let mut killer = e.client();
+    let mut next = e.client();
+    let thread_of = |c: &mut Conn| {
+        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
+            .unwrap()
+            .unwrap()
+    };
+    let before = thread_of(&mut a);
+    assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_KILL_REFUSED", "1");
+    std::env::set_var("FUNNEL_FAULT_SEND_DELAY_MS", "700");
+    let running = thread::spawn(move || {
+        let r = a.query_first::<i64, _>("SELECT SLEEP(1)");
+        (r, a)
+    });
+    thread::sleep(Duration::from_millis(200));
+    killer.query_drop(format!("KILL QUERY {a_id}")).unwrap();
+    std::env::remove_var("FUNNEL_FAULT_SEND_DELAY_MS");
+    let (result, mut a) = running.join().unwrap();
+    assert_eq!(
+        result.unwrap(),
+        Some(0),
+        "the server refused the KILL: the statement ran to its end"
+    );
+    assert_eq!(
+        thread_of(&mut next),
+        before,
+        "a connection whose KILL was refused was closed"
+    );
+    assert_eq!(thread_of(&mut a), before);
+}
+
 #[test]
 fn engine_kill_query_reaches_the_right_core_and_query() {
     let e = env("kill", 2, "pool:\n  max_per_core: 4\n");

@@ -42,7 +42,7 @@ use crate::caps::{CapKey, CapSlot};
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
-use crate::kill::{ClientControl, ClientState};
+use crate::kill::{ClientControl, ClientState, KillRefused};
 use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
@@ -861,7 +861,9 @@ impl Session {
                     sent.get()
                 })
                 .await;
-            if sent.get() && stopped.is_err() {
+            // As in `Shard::kill_local`: only a KILL with no answer may
+            // still arrive; one the server refused is settled.
+            if sent.get() && matches!(stopped, Err(KillRefused::Backend(_))) {
                 in_flight.may_arrive_late();
             }
         });
