@@ -3479,6 +3479,48 @@ fn engine_kill_while_a_change_of_user_checks_its_schema_ends_the_client() {
     );
 }
 
+/// The same, and the `KILL` ends the client at once, as the server closes
+/// a connection it is authenticating on: not once the check has had its
+/// connection (here never: the one connection stays in a transaction
+/// until the client is gone).
+#[test]
+fn engine_kill_while_a_change_of_user_checks_its_schema_ends_the_client_at_once() {
+    let e = env(
+        "killchangeschemanow",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\n",
+    );
+    let other_schema = e.db.fresh_database("killchangenow");
+    let mut holder = e.client();
+    let mut c = e.client();
+    let id = c.connection_id();
+    let mut killer = e.client();
+    holder.query_drop("BEGIN").unwrap();
+    holder.query_drop("SELECT 1").unwrap();
+    let change = thread::spawn(move || {
+        let r = c.change_user(
+            mysql::ChangeUserOpts::default()
+                .with_user(Some("app".into()))
+                .with_pass(Some("apppw".into()))
+                .with_db_name(Some(other_schema)),
+        );
+        (Instant::now(), r.map_err(|e| e.to_string()))
+    });
+    e.wait_for_backlog(1);
+    killer.query_drop(format!("KILL {id}")).unwrap();
+    let killed_at = Instant::now();
+    let (ended_at, changed) = change.join().unwrap();
+    assert!(changed.is_err(), "the killed client's change of user succeeded");
+    let took = ended_at.duration_since(killed_at);
+    assert!(
+        took < Duration::from_secs(3),
+        "the killed client waited {took:?} for the schema check's connection"
+    );
+    e.wait_for_backlog(0);
+    holder.query_drop("COMMIT").unwrap();
+    assert_eq!(holder.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
+}
+
 /// An id above any Funnel id (they are 32-bit) names no client: the
 /// server's answer for a thread id it does not have, ERR 1094 with the
 /// id as written, not a refusal of the statement's form.

@@ -62,6 +62,15 @@ use variables::SessionVars;
 
 /// How long a connection stays with a client after a statement that left
 /// warnings or an error, waiting for its `SHOW WARNINGS`.
+/// How a schema check's wait for a backend connection ended.
+enum CheckConn {
+    Got(Box<BackendConn>),
+    /// The session was killed meanwhile.
+    Killed,
+    /// A recheck waited [`RECHECK_PATIENCE`]: the schema stays trusted.
+    OutOfPatience,
+}
+
 /// How long a login waits for a backend connection to recheck a schema
 /// this core accepted before (its trust ran out). When every connection is
 /// busy or pinned for longer, the schema stays trusted and the login goes
@@ -481,6 +490,10 @@ impl Session {
             let _ = send_err(&mut self.stream, seq, &err).await;
             return Err(End::Refused);
         }
+        // A `KILL` during the check (which it ended) closes the login.
+        if self.control.is_killed() {
+            return Err(End::Closed);
+        }
         self.start_fresh_status();
         let ok = OkPacket {
             status: self.client_status(),
@@ -506,10 +519,20 @@ impl Session {
         let verdict = loop {
             match self.shard.schemas.next(&schema) {
                 Next::Trusted => break SchemaVerdict::Accepted,
-                Next::Wait(answer) => match answer.await {
-                    SchemaVerdict::Abandoned => continue,
-                    verdict => break verdict,
-                },
+                Next::Wait(answer) => {
+                    // A `KILL` (during a change of user) ends the wait:
+                    // the caller looks for it next.
+                    let killed = self.control.killed();
+                    let answer = futures_lite::future::or(async { Some(answer.await) }, async {
+                        killed.await;
+                        None
+                    });
+                    match answer.await {
+                        Some(SchemaVerdict::Abandoned) => continue,
+                        Some(verdict) => break verdict,
+                        None => break SchemaVerdict::Abandoned,
+                    }
+                }
                 Next::Check(run) => {
                     let patience = self
                         .shard
@@ -554,18 +577,31 @@ impl Session {
         // A login meets `PAUSE` as a command does: during a failover the
         // primary it would ask may be on its way out.
         let wait = self.shard.config().backlog.wait_timeout.as_duration();
-        let checked_out = match self.shard.wait_unpaused(wait).await {
-            Ok(()) => match patience {
-                Some(p) => match rt::timeout(p, self.checkout_on(&route)).await {
-                    Some(checked_out) => checked_out,
-                    None => return SchemaVerdict::Accepted,
+        let checkout = async {
+            self.shard.wait_unpaused(wait).await?;
+            let checkout = self.checkout_on(&route);
+            Ok(match patience {
+                Some(p) => match rt::timeout(p, checkout).await {
+                    Some(conn) => CheckConn::Got(Box::new(conn?)),
+                    None => CheckConn::OutOfPatience,
                 },
-                None => self.checkout_on(&route).await,
-            },
-            Err(e) => Err(e),
+                None => CheckConn::Got(Box::new(checkout.await?)),
+            })
         };
+        // A `KILL` (during a change of user) ends the wait for a
+        // connection, as the server closes a connection it is
+        // authenticating on: the check is left to whoever waits for it
+        // (`Abandoned`), and the caller looks for the `KILL` next.
+        let killed = self.control.killed();
+        let checked_out = futures_lite::future::or(checkout, async {
+            killed.await;
+            Ok::<_, EngineError>(CheckConn::Killed)
+        })
+        .await;
         let mut conn = match checked_out {
-            Ok(c) => c,
+            Ok(CheckConn::Got(c)) => *c,
+            Ok(CheckConn::Killed) => return SchemaVerdict::Abandoned,
+            Ok(CheckConn::OutOfPatience) => return SchemaVerdict::Accepted,
             Err(e) => {
                 return SchemaVerdict::Refused {
                     err: e.to_err_packet(),
