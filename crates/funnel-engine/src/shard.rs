@@ -283,19 +283,7 @@ impl Shard {
                     // 1317 is not forwarded (see `ClientSide::killed`).
                     control.kill();
                 }
-                let sent = Cell::new(false);
-                let stopped = self
-                    .kill_backend_query(thread, || {
-                        sent.set(control.running_on() == Some(thread));
-                        sent.get()
-                    })
-                    .await;
-                // Only a KILL with no answer may still arrive: one the
-                // server refused (an ERR) is as settled as one it ran.
-                if sent.get() && matches!(stopped, Err(KillRefused::Backend(_))) {
-                    in_flight.may_arrive_late();
-                }
-                stopped
+                self.kill_running(&control, thread, in_flight).await
             }
             None => {
                 // Not on a backend yet: a command waiting for one never runs.
@@ -310,6 +298,32 @@ impl Shard {
         // not be stopped there, once it finishes).
         control.kill();
         Ok(())
+    }
+
+    /// Stops the statement `control`'s client runs on `thread`, if it
+    /// still runs there when the `KILL QUERY` goes out. `in_flight`, taken
+    /// by the caller when it decided to kill, keeps the connection from
+    /// serving anybody else until the server has answered; one whose
+    /// `KILL` was written and got no answer may still receive it, so it
+    /// serves nobody else at all (`late_kill`). One the server refused (an
+    /// ERR) is as settled as one it ran.
+    pub(crate) async fn kill_running(
+        &self,
+        control: &Rc<crate::kill::ClientControl>,
+        thread: ServerThread,
+        in_flight: crate::kill::KillInFlight,
+    ) -> Result<(), KillRefused> {
+        let sent = Cell::new(false);
+        let stopped = self
+            .kill_backend_query(thread, || {
+                sent.set(control.running_on() == Some(thread));
+                sent.get()
+            })
+            .await;
+        if sent.get() && matches!(stopped, Err(KillRefused::Backend(_))) {
+            in_flight.may_arrive_late();
+        }
+        stopped
     }
 
     /// Runs `KILL QUERY` on a backend thread through a connection of its

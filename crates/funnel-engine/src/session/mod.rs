@@ -42,7 +42,7 @@ use crate::caps::{CapKey, CapSlot};
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
-use crate::kill::{ClientControl, ClientState, KillRefused};
+use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
@@ -884,24 +884,15 @@ impl Session {
     /// `CONNECTION`) reached the session after its last look for one
     /// (`stop_requested`) and before the statement had a backend thread to
     /// name, so nobody sent it to the server, where it would run to its end
-    /// while the killer had its OK. As `Shard::kill_local` does, the
-    /// connection serves nobody else before the server has the `KILL`.
+    /// while the killer had its OK. As for any `KILL` (`Shard::kill_running`),
+    /// the connection serves nobody else before the server has the `KILL`.
     fn kill_own_statement(&self, thread: ServerThread) {
-        let in_flight = self.control.kill_in_flight();
         let (shard, control) = (self.shard.clone(), self.control.clone());
+        // Noted before the task runs: the session may release the
+        // connection first.
+        let in_flight = control.kill_in_flight();
         rt::spawn(async move {
-            let sent = std::cell::Cell::new(false);
-            let stopped = shard
-                .kill_backend_query(thread, || {
-                    sent.set(control.running_on() == Some(thread));
-                    sent.get()
-                })
-                .await;
-            // As in `Shard::kill_local`: only a KILL with no answer may
-            // still arrive; one the server refused is settled.
-            if sent.get() && matches!(stopped, Err(KillRefused::Backend(_))) {
-                in_flight.may_arrive_late();
-            }
+            let _ = shard.kill_running(&control, thread, in_flight).await;
         });
     }
 
