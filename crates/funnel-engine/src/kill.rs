@@ -258,6 +258,17 @@ impl ClientControl {
     pub fn killed(self: &Rc<Self>) -> Killed {
         Killed(self.clone())
     }
+
+    /// Runs `fut` to its end, or `None` as soon as the session is killed
+    /// (a wait a `KILL` must cut short, as the server's does).
+    pub async fn unless_killed<T>(self: &Rc<Self>, fut: impl Future<Output = T>) -> Option<T> {
+        let killed = self.killed();
+        futures_lite::future::or(async { Some(fut.await) }, async {
+            killed.await;
+            None
+        })
+        .await
+    }
 }
 
 /// Future returned by [`ClientControl::killed`].

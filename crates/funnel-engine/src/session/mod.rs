@@ -62,15 +62,6 @@ use variables::SessionVars;
 
 /// How long a connection stays with a client after a statement that left
 /// warnings or an error, waiting for its `SHOW WARNINGS`.
-/// How a schema check's wait for a backend connection ended.
-enum CheckConn {
-    Got(Box<BackendConn>),
-    /// The session was killed meanwhile.
-    Killed,
-    /// A recheck waited [`RECHECK_PATIENCE`]: the schema stays trusted.
-    OutOfPatience,
-}
-
 /// How long a login waits for a backend connection to recheck a schema
 /// this core accepted before (its trust ran out). When every connection is
 /// busy or pinned for longer, the schema stays trusted and the login goes
@@ -522,12 +513,7 @@ impl Session {
                 Next::Wait(answer) => {
                     // A `KILL` (during a change of user) ends the wait:
                     // the caller looks for it next.
-                    let killed = self.control.killed();
-                    let answer = futures_lite::future::or(async { Some(answer.await) }, async {
-                        killed.await;
-                        None
-                    });
-                    match answer.await {
+                    match self.control.unless_killed(answer).await {
                         Some(SchemaVerdict::Abandoned) => continue,
                         Some(verdict) => break verdict,
                         None => break SchemaVerdict::Abandoned,
@@ -580,28 +566,23 @@ impl Session {
         let checkout = async {
             self.shard.wait_unpaused(wait).await?;
             let checkout = self.checkout_on(&route);
-            Ok(match patience {
-                Some(p) => match rt::timeout(p, checkout).await {
-                    Some(conn) => CheckConn::Got(Box::new(conn?)),
-                    None => CheckConn::OutOfPatience,
-                },
-                None => CheckConn::Got(Box::new(checkout.await?)),
-            })
+            // `None`: a recheck waited [`RECHECK_PATIENCE`] in vain.
+            match patience {
+                Some(p) => rt::timeout(p, checkout).await.transpose(),
+                None => checkout.await.map(Some),
+            }
         };
         // A `KILL` (during a change of user) ends the wait for a
         // connection, as the server closes a connection it is
         // authenticating on: the check is left to whoever waits for it
         // (`Abandoned`), and the caller looks for the `KILL` next.
-        let killed = self.control.killed();
-        let checked_out = futures_lite::future::or(checkout, async {
-            killed.await;
-            Ok::<_, EngineError>(CheckConn::Killed)
-        })
-        .await;
+        let Some(checked_out) = self.control.unless_killed(checkout).await else {
+            return SchemaVerdict::Abandoned;
+        };
         let mut conn = match checked_out {
-            Ok(CheckConn::Got(c)) => *c,
-            Ok(CheckConn::Killed) => return SchemaVerdict::Abandoned,
-            Ok(CheckConn::OutOfPatience) => return SchemaVerdict::Accepted,
+            Ok(Some(c)) => c,
+            // The schema stays trusted.
+            Ok(None) => return SchemaVerdict::Accepted,
             Err(e) => {
                 return SchemaVerdict::Refused {
                     err: e.to_err_packet(),

@@ -166,7 +166,6 @@ impl Session {
         // A `KILL` during the exchange (an auth switch waits for the
         // client) ends the client, as the server closes a connection it
         // is authenticating on.
-        let killed = self.control.killed();
         let users = self.shard.users();
         let authenticate = handshake::change_user(
             &mut self.stream,
@@ -176,12 +175,7 @@ impl Session {
             &self.scramble,
             &self.peer,
         );
-        let outcome = futures_lite::future::or(async { Some(authenticate.await) }, async {
-            killed.await;
-            None
-        })
-        .await;
-        let Some(outcome) = outcome else {
+        let Some(outcome) = self.control.unless_killed(authenticate).await else {
             return Err(End::Closed);
         };
         let (user, seq) = match outcome {
@@ -312,19 +306,12 @@ impl Session {
             "a refused change of user holds no connection"
         );
         // A `KILL` of the session ends the wait (and the session).
-        let killed = self.control.killed();
-        let waited = futures_lite::future::or(
-            async {
-                crate::rt::sleep(REFUSED_CHANGE_USER_DELAY).await;
-                true
-            },
-            async {
-                killed.await;
-                false
-            },
-        )
-        .await;
-        if !waited {
+        if self
+            .control
+            .unless_killed(crate::rt::sleep(REFUSED_CHANGE_USER_DELAY))
+            .await
+            .is_none()
+        {
             return Err(End::Closed);
         }
         super::send_err(&mut self.stream, seq, &err)
