@@ -41,6 +41,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         per_core(&|s| s.counters.forwarded),
     );
     counter(
+        "funnel_sets_answered_locally_total",
+        "SETs answered from a backend's earlier reply, without a backend connection.",
+        per_core(&|s| s.counters.sets_answered_locally),
+    );
+    counter(
         "funnel_bytes_total",
         "Bytes from and to clients.",
         vec![

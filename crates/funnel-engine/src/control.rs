@@ -193,6 +193,8 @@ pub struct Counters {
     pub forwarded: u64,
     /// Errors Funnel generated.
     pub funnel_errors: u64,
+    /// `SET`s answered from a backend's earlier reply (`learned_sets.rs`).
+    pub sets_answered_locally: u64,
     /// Commands that waited in the backlog.
     pub backlog_waits: u64,
     /// Commands that gave up waiting.
@@ -230,6 +232,7 @@ impl Counters {
         self.session_panics += o.session_panics;
         self.commands += o.commands;
         self.forwarded += o.forwarded;
+        self.sets_answered_locally += o.sets_answered_locally;
         self.funnel_errors += o.funnel_errors;
         self.backlog_waits += o.backlog_waits;
         self.backlog_timeouts += o.backlog_timeouts;

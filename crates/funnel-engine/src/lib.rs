@@ -20,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod iobuf;
 pub mod kill;
+pub mod learned_sets;
 pub mod listener;
 pub mod lograte;
 pub mod monitor;

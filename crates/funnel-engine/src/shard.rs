@@ -70,6 +70,9 @@ pub struct Shard {
     max_clients: u64,
     /// Schemas a backend accepted recently, and the checks under way.
     pub schemas: Rc<SchemaTrust>,
+    /// Replies backends gave to `SET`s, for sessions to answer the same
+    /// `SET` without a backend connection.
+    pub learned_sets: crate::learned_sets::LearnedSets,
     stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
     /// What the backends make of the `utf8` alias (from the version the
@@ -133,6 +136,7 @@ impl Shard {
             next_client: Cell::new(0),
             max_clients: setup.max_clients,
             schemas: Rc::new(SchemaTrust::default()),
+            learned_sets: Default::default(),
             stopping,
             utf8_alias: Utf8Alias::of_server(&setup.version),
             fallback_version: setup.version,
@@ -242,6 +246,8 @@ impl Shard {
             .set(self.users_generation.get().wrapping_add(1));
         *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
         *self.config.borrow_mut() = Rc::new(cfg);
+        // The servers behind a hostgroup may have changed.
+        self.learned_sets.clear();
         tracing::info!(shard = %self.id, "configuration reloaded");
     }
 

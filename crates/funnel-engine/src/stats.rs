@@ -43,6 +43,9 @@ pub struct Stats {
     pub commands: Cell<u64>,
     /// Commands forwarded to a backend.
     pub forwarded: Cell<u64>,
+    /// `SET`s answered from a backend's earlier reply, without a backend
+    /// connection (see `learned_sets.rs`).
+    pub sets_answered_locally: Cell<u64>,
     /// Errors Funnel generated itself.
     pub funnel_errors: Cell<u64>,
     /// Commands that had to wait in the backlog.
@@ -99,6 +102,7 @@ impl Stats {
             session_panics: self.session_panics.get(),
             commands: self.commands.get(),
             forwarded: self.forwarded.get(),
+            sets_answered_locally: self.sets_answered_locally.get(),
             funnel_errors: self.funnel_errors.get(),
             backlog_waits: self.backlog_waits.get(),
             backlog_timeouts: self.backlog_timeouts.get(),

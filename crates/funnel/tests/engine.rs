@@ -3703,3 +3703,87 @@ fn engine_a_login_is_not_held_by_a_pool_whose_connections_are_all_pinned() {
         "the killed session's connection serves the operator"
     );
 }
+
+/// The `SET`s client libraries send as they connect (pymysql: `SET NAMES
+/// utf8mb4`, then `SET AUTOCOMMIT = 0`) are answered without a backend
+/// connection once a backend has accepted the same text on this core: a
+/// client connecting while every connection is held gets its OKs at once,
+/// byte for byte what the backend sent (session-tracking data included),
+/// and its next connection gets the variables. Before, each waited in the
+/// backlog and got ERR 9001 at `backlog.wait_timeout`. A `SET` the server
+/// refused is never answered here.
+#[test]
+fn engine_connect_time_sets_are_answered_while_every_connection_is_held() {
+    use funnel_protocol::tracker::Expect;
+    let e = env(
+        "localset",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 5s\n",
+    );
+    let addr = e.proxy.local_addr();
+    let tracking = funnel_protocol::Capabilities::CLIENT_SESSION_TRACK;
+    let connect = || MiniClient::connect_with(addr, "app", "apppw", Some(&e.schema), tracking).unwrap();
+    let query = |sql: &str| {
+        let mut p = bytes::BytesMut::new();
+        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        p.to_vec()
+    };
+    let answered_locally = || -> u64 {
+        e.snapshot()
+            .iter()
+            .map(|s| s.counters.sets_answered_locally)
+            .sum()
+    };
+    let connect_sets = ["SET NAMES utf8mb4", "SET AUTOCOMMIT = 0"];
+
+    // The first client's SETs run on the backend.
+    let mut first = connect();
+    let mut learned = Vec::new();
+    for sql in connect_sets {
+        let reply = first.roundtrip(&query(sql), Expect::Results).unwrap();
+        assert_eq!(reply.len(), 1, "{sql}: {reply:?}");
+        assert_eq!(reply[0][0], 0x00, "{sql}: {reply:?}");
+        learned.push(reply);
+    }
+    let refused = first
+        .roundtrip(&query("SET NAMES nosuch"), Expect::Results)
+        .unwrap();
+    assert_eq!(&refused[0][1..3], &1115u16.to_le_bytes(), "{refused:?}");
+    assert_eq!(answered_locally(), 0);
+    drop(first);
+    e.wait_for_clients(0);
+
+    let mut holder = e.client();
+    holder.query_drop("BEGIN").unwrap();
+    holder.query_drop("SELECT 1").unwrap();
+
+    let mut late = connect();
+    for (sql, before) in connect_sets.iter().zip(&learned) {
+        let started = Instant::now();
+        let reply = late.roundtrip(&query(sql), Expect::Results).unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{sql} waited {took:?}: {reply:?}");
+        assert_eq!(&reply, before, "{sql}: the backend's own reply");
+    }
+    assert_eq!(answered_locally(), 2);
+    // A refusal was not learned: it waits for the backend like any statement.
+    late.send_command(&query("SET NAMES nosuch")).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    holder.query_drop("COMMIT").unwrap();
+    let (_, refused) = late.read_packet().unwrap();
+    assert_eq!(&refused[1..3], &1115u16.to_le_bytes(), "{refused:?}");
+    assert_eq!(answered_locally(), 2);
+
+    let vars = late
+        .query("SELECT @@character_set_client, @@collation_connection, @@autocommit")
+        .unwrap();
+    assert_eq!(
+        vars.rows(),
+        &[vec![
+            Some("utf8mb4".to_string()),
+            Some("utf8mb4_general_ci".to_string()),
+            Some("0".to_string())
+        ]],
+        "the connection got the variables the SETs recorded"
+    );
+}

@@ -244,6 +244,35 @@ impl Forward {
             && self.pin_on_error.is_none()
     }
 
+    /// One `SET` of literal session variables and nothing more: all it
+    /// does is recorded in the session's variables, so a backend's clean OK
+    /// to the same text may answer it again (see [`crate::learned_sets`]).
+    pub fn is_plain_set(&self) -> bool {
+        self.name == "COM_QUERY"
+            && self.set_vars.is_some()
+            && self.leaves_only_tracked_state()
+            && self.new_schema.is_none()
+            && self.drops_schema.is_none()
+            && self.set_user_vars.is_none()
+            && !self.reads_found_rows
+            && !self.selects_into
+            && !self.diagnostics
+            && !self.sets_insert_id
+            && self.unpin.is_none()
+            && self.multi_statements.is_none()
+            && self.lock_names == LockNames::None
+            && !self.savepoint
+            && !self.statement_vars
+            && !self.drops_temporary
+            && !self.several_statements
+            && !self.may_keep_diagnostics
+            && !self.compound
+            && !self.xa
+            && !self.may_run_stored_code
+            && !self.tracks_state_itself
+            && self.dynamic_vars.is_empty()
+    }
+
     /// A forward with no side effects on the session.
     pub fn new(name: &'static str, expect: Option<Expect>) -> Self {
         Forward {
@@ -463,6 +492,39 @@ mod tests {
             plan(&[0x12], CAPS),
             Plan::Reply(EngineError::Unsupported("COM_BINLOG_DUMP"))
         ));
+    }
+
+    #[test]
+    fn session_plan_plain_sets() {
+        let plain = |sql: &str| forward(format!("\x03{sql}").as_bytes()).is_plain_set();
+        for sql in [
+            "SET NAMES utf8mb4",
+            "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci",
+            "SET AUTOCOMMIT = 0",
+            "set character_set_results = NULL",
+            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES', time_zone = '+00:00'",
+        ] {
+            assert!(plain(sql), "{sql}");
+        }
+        for sql in [
+            "SET NAMES utf8mb4; SELECT 1",
+            "SET NAMES latin1; SET time_zone = '+01:00'",
+            "SET @a = 1",
+            "SET NAMES utf8mb4, @a = 1",
+            "SET time_zone = @@global.time_zone",
+            "SET GLOBAL max_connections = 10",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET last_insert_id = 5",
+            "SET session_track_state_change = ON",
+            "SET sql_log_bin = 0",
+            "SET STATEMENT max_statement_time = 1 FOR SELECT 1",
+            "USE test",
+            "SELECT 1",
+            "/*!40101 SET NAMES utf8 */",
+        ] {
+            assert!(!plain(sql), "{sql}");
+        }
+        assert!(!forward(&[0x02, b't']).is_plain_set(), "COM_INIT_DB");
     }
 
     #[test]

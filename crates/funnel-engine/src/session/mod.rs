@@ -10,6 +10,7 @@ pub mod command;
 pub mod dynamic_sql;
 pub mod handshake;
 mod kill_command;
+mod local_set;
 mod lost_transaction;
 pub mod named_locks;
 use lost_transaction::Verdict;
@@ -309,6 +310,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 no_reply: false,
                 deferred_err: None,
                 ending_err: None,
+                learn_set: None,
             };
             match Box::pin(s.finish_login(l.next_seq)).await {
                 Ok(()) => Some(s),
@@ -467,6 +469,9 @@ struct Session {
     /// The session's state died during a command that takes no response:
     /// the client's next command gets this ERR, then the session ends.
     ending_err: Option<ErrPacket>,
+    /// The running command is a plain `SET` whose clean OK is to be
+    /// learned under this key (see `local_set.rs`).
+    learn_set: Option<crate::learned_sets::SetKey>,
 }
 
 impl Session {
@@ -664,6 +669,7 @@ impl Session {
             let started = Instant::now();
             self.cmd_started = started;
             self.digest = None;
+            self.learn_set = None;
             Stats::bump(&self.shard.stats.commands);
             self.shard
                 .stats
@@ -787,6 +793,12 @@ impl Session {
                         self.buf.consume(total);
                         return self.reply_error(1, EngineError::Unsupported(what)).await;
                     }
+                }
+                if let Some(key) = self.local_set_key(total, &f) {
+                    if let Some(reply) = self.shard.learned_sets.reply(&key) {
+                        return self.answer_set_locally(total, &f, reply).await;
+                    }
+                    self.learn_set = Some(key);
                 }
                 Box::pin(self.forward(total, f)).await
             }
@@ -1554,6 +1566,7 @@ impl Session {
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let in_transaction_before = conn.status.in_transaction();
         let count_pinned_before = self.pins.contains(PinReason::PreviousStatementInfo);
+        let learn_set = self.learn_set.take();
         let stats = self.shard.stats.clone();
         let mut tracking = self.tracking_view();
         // The client's own `SET session_track_state_change = ON` is reported
@@ -1567,7 +1580,8 @@ impl Session {
             write_timeout: self.shard.config().client.net_write_timeout.non_zero(),
             read_timeout: self.shard.config().client.net_read_timeout.non_zero(),
             tracking,
-            hold_end: f.settles_on_server(),
+            // A `SET` to learn: its OK comes back for the record.
+            hold_end: f.settles_on_server() || learn_set.is_some(),
             control: &self.control,
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
@@ -1595,6 +1609,9 @@ impl Session {
                     count_pinned_before,
                 )
                 .await;
+                if let Some(key) = learn_set.filter(|_| self.last_succeeded) {
+                    self.shard.learned_sets.learn(key, &held, self.caps);
+                }
                 // A killed session's statement gets no answer, as from the
                 // server: its connection closes next.
                 if !held.is_empty() && !self.control.is_killed() {
@@ -1767,23 +1784,8 @@ impl Session {
             self.pin(PinReason::Cursor);
         }
         self.note_results(&summary, f);
-        if !f.diagnostics {
-            // A clean reply does not mean the area is clean: only a
-            // statement that opens a table clears it, so older
-            // warnings (another client's) may still be there, and
-            // the client's own still answer its SHOW WARNINGS.
-            let left = summary.warnings > 0 || !ok;
-            self.linger = left || (self.linger && (f.opens_no_table || f.may_keep_diagnostics));
-            conn.stale_diagnostics |= left;
-            if left || !(f.opens_no_table || f.several_statements || f.may_keep_diagnostics) {
-                // The area is this client's now (written or cleared).
-                // Of several statements, maybe none opened a table
-                // (`SELECT GET_LOCK('l', 0); SELECT 2`), nor a procedure's
-                // or a prepared text's (`CALL p()` of `SELECT 1`):
-                // another client's warnings may still be there.
-                self.foreign_diagnostics = false;
-            }
-        }
+        let left = self.note_diagnostics(f, summary.warnings, ok);
+        conn.stale_diagnostics |= left;
         self.locks.note(&f.lock_names);
         if ok
             && f.savepoint
@@ -1875,6 +1877,29 @@ impl Session {
                 .digests
                 .record(key, || text.unwrap_or_default(), took, summary.rows, error);
         }
+    }
+
+    /// Notes what a statement that completed did to the diagnostics area;
+    /// returns true when it left something there (warnings, an error).
+    fn note_diagnostics(&mut self, f: &Forward, warnings: u16, ok: bool) -> bool {
+        if f.diagnostics {
+            return false;
+        }
+        // A clean reply does not mean the area is clean: only a
+        // statement that opens a table clears it, so older
+        // warnings (another client's) may still be there, and
+        // the client's own still answer its SHOW WARNINGS.
+        let left = warnings > 0 || !ok;
+        self.linger = left || (self.linger && (f.opens_no_table || f.may_keep_diagnostics));
+        if left || !(f.opens_no_table || f.several_statements || f.may_keep_diagnostics) {
+            // The area is this client's now (written or cleared).
+            // Of several statements, maybe none opened a table
+            // (`SELECT GET_LOCK('l', 0); SELECT 2`), nor a procedure's
+            // or a prepared text's (`CALL p()` of `SELECT 1`):
+            // another client's warnings may still be there.
+            self.foreign_diagnostics = false;
+        }
+        left
     }
 
     /// Remembers what the statement returned, for the client's later

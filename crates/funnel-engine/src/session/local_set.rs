@@ -1,0 +1,74 @@
+//! Answering a plain `SET` (see `Forward::is_plain_set`) from the reply a
+//! backend gave to the same `SET` before (`crate::learned_sets`), without
+//! taking a backend connection. The session records the variables as for
+//! a forwarded `SET`, and its next connection gets them in the sync.
+
+use funnel_protocol::tracker::ResponseSummary;
+
+use super::command::Forward;
+use super::{End, Session};
+use crate::learned_sets::{LearnedReply, SetKey, MAX_TEXT};
+use crate::stats::Stats;
+
+impl Session {
+    /// The key under which this `SET` is learned or answered, when the
+    /// session may do either: it holds no connection (none pinned, none
+    /// lingering for `SHOW WARNINGS`), and knows its status as the server
+    /// would report it.
+    pub(super) fn local_set_key(&self, total: usize, f: &Forward) -> Option<SetKey> {
+        if !f.is_plain_set()
+            || self.pinned.is_some()
+            || self.sticky()
+            || self.tx_lost
+            || self.sql_mode_unknown
+            || !self.long_data.is_empty()
+        {
+            return None;
+        }
+        let text = self.buf.bytes().get(5..total).filter(|t| t.len() <= MAX_TEXT)?;
+        let route = self.route(total, f);
+        Some(SetKey::new(
+            route.hostgroup,
+            self.caps,
+            self.key,
+            self.client_status(),
+            &self.vars,
+            text,
+        ))
+    }
+
+    /// Answers the buffered `SET` with `reply`, and records what it set
+    /// as [`Session::settle`] does for the same OK from a backend.
+    pub(super) async fn answer_set_locally(
+        &mut self,
+        total: usize,
+        f: &Forward,
+        reply: LearnedReply,
+    ) -> Result<(), End> {
+        self.note_digest(total);
+        self.buf.consume(total);
+        Stats::bump(&self.shard.stats.sets_answered_locally);
+        if let Some(vars) = &f.set_vars {
+            self.vars.apply(vars, self.shard.utf8_alias);
+        }
+        let summary = ResponseSummary {
+            status: reply.status,
+            ..Default::default()
+        };
+        self.last_status = reply.status;
+        self.last_result_columns = 0;
+        self.last_succeeded = true;
+        self.note_results(&summary, f);
+        self.note_diagnostics(f, 0, true);
+        if let Some((key, text)) = self.digest.take() {
+            let took = self.cmd_started.elapsed();
+            self.shard
+                .digests
+                .record(key, || text.unwrap_or_default(), took, 0, false);
+        }
+        self.stream
+            .write_all(&reply.packet)
+            .await
+            .map_err(|_| End::Closed)
+    }
+}
