@@ -74,6 +74,16 @@ pub enum ControlMsg {
         /// Names the request on the asking shard.
         ticket: u64,
     },
+    /// Kill one of this shard's clients (or only its running query) for
+    /// an operator (the admin interface): any user's.
+    OperatorKill {
+        /// The client.
+        target: ClientId,
+        /// Only the running statement.
+        query_only: bool,
+        /// Where the outcome goes.
+        reply: crossbeam_channel::Sender<Result<(), KillRefused>>,
+    },
     /// The outcome of a [`ControlMsg::Kill`] this shard sent.
     KillOutcome {
         /// The request's ticket.

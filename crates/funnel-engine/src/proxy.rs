@@ -13,7 +13,8 @@ use funnel_protocol::handshake::HandshakeV10;
 
 use crate::control::{ControlMsg, ShardSnapshot};
 use crate::control_channel::{self, ControlSender};
-use crate::ids::ShardId;
+use crate::ids::{ClientId, ShardId};
+use crate::kill::KillRefused;
 use crate::listener;
 use crate::pool::addr::BackendAddr;
 use crate::pool::conn::BackendSpec;
@@ -370,6 +371,30 @@ impl ProxyHandle {
                 rx.recv_timeout(Duration::from_secs(1)).ok()
             })
             .collect()
+    }
+
+    /// Kills client `id` (or only its running statement) for an operator,
+    /// whoever its user: on the core that owns it, as a client's `KILL`
+    /// would. Waits up to `limit` for that core's answer.
+    pub fn kill(&self, id: u32, query_only: bool, limit: Duration) -> Result<(), KillRefused> {
+        let target = ClientId(id);
+        let Some(control) = self.controls.get(usize::from(target.shard().0)) else {
+            return Err(KillRefused::UnknownThread(id));
+        };
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let msg = ControlMsg::OperatorKill {
+            target,
+            query_only,
+            reply,
+        };
+        if control.send(msg).is_err() {
+            return Err(KillRefused::UnknownThread(id));
+        }
+        outcome.recv_timeout(limit).unwrap_or_else(|_| {
+            Err(KillRefused::Backend(
+                "the owning core did not answer in time".into(),
+            ))
+        })
     }
 
     /// Stops (or resumes) handing out backend connections on every core.

@@ -264,18 +264,19 @@ impl Shard {
     }
 
     /// Kills one of this shard's clients, or only its running query, on
-    /// behalf of `user`.
+    /// behalf of `user` (only that user's clients), or of an operator
+    /// (`None`: anyone's).
     pub async fn kill_local(
         &self,
         target: ClientId,
         query_only: bool,
-        user: &str,
+        user: Option<&str>,
     ) -> Result<(), KillRefused> {
         let control = self
             .clients
             .get(target)
             .ok_or(KillRefused::UnknownThread(target.0))?;
-        if control.user != user {
+        if user.is_some_and(|u| control.user != u) {
             return Err(KillRefused::NotOwner(target.0));
         }
         let stopped = match control.running_on() {
@@ -731,8 +732,18 @@ async fn control_loop(
                 }) => {
                     let shard = shard.clone();
                     rt::spawn(async move {
-                        let outcome = shard.kill_local(target, query_only, &user).await;
+                        let outcome = shard.kill_local(target, query_only, Some(&user)).await;
                         let _ = reply_to.send(ControlMsg::KillOutcome { ticket, outcome });
+                    });
+                }
+                Received::Msg(ControlMsg::OperatorKill {
+                    target,
+                    query_only,
+                    reply,
+                }) => {
+                    let shard = shard.clone();
+                    rt::spawn(async move {
+                        let _ = reply.send(shard.kill_local(target, query_only, None).await);
                     });
                 }
                 Received::Msg(ControlMsg::KillOutcome { ticket, outcome }) => {

@@ -1236,3 +1236,72 @@ fn admin_pause_answers_once_running_commands_finish() {
         "ran during the pause: {waited:?}"
     );
 }
+
+/// An operator's `KILL` on the admin port reaches any user's client on any
+/// core: `KILL QUERY id` stops the statement it runs (the client goes on),
+/// `KILL id` ends the client. An id no client has gets ERR 1094, and a
+/// malformed `KILL` the usage.
+#[test]
+fn admin_kill_stops_a_statement_or_ends_a_client_on_any_core() {
+    let e = env("admkill", "");
+    let mut admin = e.admin();
+    let mut clients: Vec<(Conn, u32)> = (0..4)
+        .map(|_| {
+            let mut c = e.client();
+            let id: u32 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+            (c, id)
+        })
+        .collect();
+    let cores: std::collections::BTreeSet<u32> = clients.iter().map(|(_, id)| id >> 24).collect();
+    assert_eq!(cores.len(), 2, "the clients landed on both cores: {cores:?}");
+
+    for (c, id) in clients.iter_mut() {
+        let id = *id;
+        let mut sleeper = e.client();
+        let sleeper_id: u32 = sleeper.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+        let started = Instant::now();
+        let sleeping = thread::spawn(move || {
+            let r: Result<Option<u64>, _> = sleeper.query_first("SELECT SLEEP(30)");
+            (r.map_err(|e| e.to_string()), sleeper)
+        });
+        // The statement must be running on the server before the KILL.
+        wait_until("the SLEEP to run", || {
+            let clients: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+            clients.iter().any(|r| {
+                r.get::<String, _>("id").unwrap() == sleeper_id.to_string()
+                    && r.get::<String, _>("state").unwrap() == "running"
+            })
+        });
+        admin.query_drop(format!("KILL QUERY {sleeper_id}")).unwrap();
+        let (slept, mut sleeper) = sleeping.join().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "KILL QUERY stopped the SLEEP: {slept:?} after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            sleeper.query_first::<u64, _>("SELECT 5").unwrap(),
+            Some(5),
+            "the client goes on"
+        );
+
+        admin.query_drop(format!("KILL {id}")).unwrap();
+        assert!(c.query_drop("SELECT 1").is_err(), "client {id} was ended");
+    }
+
+    let unknown = admin.query_drop("KILL 123456").unwrap_err().to_string();
+    assert!(unknown.contains("1094"), "{unknown}");
+    for bad in [
+        "KILL",
+        "KILL CONNECTION",
+        "KILL QUERY x",
+        "KILL USER app",
+        "KILL -1",
+    ] {
+        let err = admin.query_drop(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("1064") && err.contains("Usage: KILL"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 mod backends;
 mod control;
 mod driver_probes;
+mod kill;
 mod set;
 mod show_clients;
 mod show_config;
@@ -25,7 +26,7 @@ pub const HELP: &str =
     "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
 SHOW VERSION | SHOW DIGESTS | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d] | \
 REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
-SHUTDOWN | SHUTDOWN GRACEFUL";
+KILL [CONNECTION | QUERY] id | SHUTDOWN | SHUTDOWN GRACEFUL";
 
 /// Runs one admin statement.
 pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
@@ -52,6 +53,7 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["DRAIN", "BACKEND", _] => backends::drain(ctx, unquote(words[2])),
         ["UNDRAIN", "BACKEND", _] => backends::undrain(ctx, unquote(words[2])),
         ["SET", ..] => set::run(ctx, &text[3..]),
+        ["KILL", ..] => kill::run(ctx, &words[1..]),
         ["SELECT", ..] => driver_probes::select(text),
         _ => unknown(text),
     }

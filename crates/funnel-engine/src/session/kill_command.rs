@@ -31,7 +31,7 @@ impl Session {
             if target == self.id {
                 return self.kill_self(k.query_only).await;
             }
-            self.shard.kill_local(target, k.query_only, &user).await
+            self.shard.kill_local(target, k.query_only, Some(&user)).await
         } else {
             self.kill_remote(target, k.query_only, user).await
         };
