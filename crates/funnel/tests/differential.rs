@@ -1366,9 +1366,10 @@ fn differential_sessions_match_direct_mariadb() {
         failures.push_str(&compare(db, port, &format!("seed {seed}"), &scripts));
     }
     let untracked = pinned_since_start(&admin, "untracked_state");
+    let local_sets = stat_total(&admin, "sets_answered_locally");
     eprintln!(
         "differential: seeds {seed0}..{}, {clients} clients, {steps} steps each way in {:?}, \
-         {untracked} sessions pinned for stored code's state",
+         {untracked} sessions pinned for stored code's state, {local_sets} SETs answered locally",
         seed0 + iterations,
         started.elapsed()
     );
@@ -1513,6 +1514,16 @@ fn pinned_since_start(admin: &funnel_admin::Listeners, reason: &str) -> u64 {
     let rows: Vec<(String, String, String)> = conn.query("SHOW MULTIPLEXING").unwrap();
     rows.iter()
         .find(|(what, key, _)| what == "pinned_since_start_by_reason" && key == reason)
+        .map_or(0, |(_, _, v)| v.parse().unwrap())
+}
+
+/// A total of Funnel's `SHOW STATS` since it started.
+fn stat_total(admin: &funnel_admin::Listeners, name: &str) -> u64 {
+    let port = admin.admin.as_ref().unwrap().local_addr().port();
+    let mut conn = Conn::new(funnel_testkit::client_opts(port, "admin", "secret")).unwrap();
+    let rows: Vec<(String, String, String)> = conn.query("SHOW STATS").unwrap();
+    rows.iter()
+        .find(|(scope, key, _)| scope == "all" && key == name)
         .map_or(0, |(_, _, v)| v.parse().unwrap())
 }
 
