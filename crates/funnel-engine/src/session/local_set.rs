@@ -4,8 +4,10 @@
 //! a forwarded `SET`, and its next connection gets them in the sync.
 
 use funnel_protocol::tracker::ResponseSummary;
+use funnel_protocol::Capabilities;
 
 use super::command::Forward;
+use super::variables;
 use super::{End, Session};
 use crate::learned_sets::{LearnedReply, SetKey, MAX_TEXT};
 use crate::stats::Stats;
@@ -14,7 +16,9 @@ impl Session {
     /// The key under which this `SET` is learned or answered, when the
     /// session may do either: it holds no connection (none pinned, none
     /// lingering for `SHOW WARNINGS`), and knows its status as the server
-    /// would report it.
+    /// would report it. Not for a client that tracks session state when a
+    /// value comes from outside the session (`DEFAULT`, `SET CHARACTER
+    /// SET`): the OK shows it.
     pub(super) fn local_set_key(&self, total: usize, f: &Forward) -> Option<SetKey> {
         if !f.is_plain_set()
             || self.pinned.is_some()
@@ -22,6 +26,13 @@ impl Session {
             || self.tx_lost
             || self.sql_mode_unknown
             || !self.long_data.is_empty()
+        {
+            return None;
+        }
+        // The OK's session-tracking data shows the values the `SET` gave:
+        // one taken from outside the session may be another now.
+        if self.caps.contains(Capabilities::CLIENT_SESSION_TRACK)
+            && f.set_vars.iter().flatten().any(variables::takes_outside_value)
         {
             return None;
         }

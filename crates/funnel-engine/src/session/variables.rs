@@ -775,6 +775,14 @@ fn is_rebuilt_charset_var(name: &str) -> bool {
     rebuilt_charset_vars().any(|v| v == name)
 }
 
+/// True when what `a` gives the variable comes from outside the session:
+/// `DEFAULT` (the server's global value of the moment) or `SET CHARACTER
+/// SET` (its `character_set_connection` is the schema's, which `ALTER
+/// DATABASE` may change).
+pub fn takes_outside_value(a: &Assignment) -> bool {
+    a.value.is_none() || a.name == CHARSET
+}
+
 /// True for the variables of the character set group (`SET NAMES`, `SET
 /// CHARACTER SET`, `character_set_*`, `collation_*`): their `DEFAULT` is the
 /// server's global value, not the connection's handshake charset.
