@@ -320,12 +320,12 @@ impl Shard {
         thread: ServerThread,
         in_flight: crate::kill::KillInFlight,
     ) -> Result<(), KillRefused> {
+        // Set only once the `KILL` itself is written: a poll of the
+        // process list that fails after a "still wanted" check sent
+        // nothing that could arrive late.
         let sent = Cell::new(false);
         let stopped = self
-            .kill_backend_query(thread, || {
-                sent.set(control.running_on() == Some(thread));
-                sent.get()
-            })
+            .kill_backend_query(thread, || control.running_on() == Some(thread), &sent)
             .await;
         if sent.get() && matches!(stopped, Err(KillRefused::Backend(_))) {
             in_flight.may_arrive_late();
@@ -342,11 +342,14 @@ impl Shard {
     /// else's work, which is left alone. So is a thread behind a proxy that
     /// hides Funnel's port (HAProxy): its query runs to its end.
     ///
-    /// `still_wanted` is asked last, just before the `KILL` is sent.
+    /// `still_wanted` is asked last, just before the `KILL` is sent;
+    /// `written` is set when the `KILL` is written to the server (only then
+    /// may it arrive after an error or a timeout here).
     pub async fn kill_backend_query(
         &self,
         thread: ServerThread,
         still_wanted: impl Fn() -> bool,
+        written: &Cell<bool>,
     ) -> Result<(), KillRefused> {
         let Some(pool) = self.backends.by_id(thread.pool) else {
             return Ok(()); // its backend was removed: the query is gone with it
@@ -426,6 +429,13 @@ impl Shard {
                 None => return Ok(()), // the connection is gone, and its query with it
                 Some(c) if c == "Sleep" && started.elapsed() < KILL_DISPATCH_WAIT && still_wanted() => {
                     rt::sleep(Duration::from_millis(2)).await;
+                    // Tests make this poll fail.
+                    #[cfg(feature = "fault-injection")]
+                    if std::env::var_os("FUNNEL_FAULT_INJECTION").is_some()
+                        && std::env::var_os("FUNNEL_FAULT_PROCESSLIST_FAIL").is_some()
+                    {
+                        return Err(KillRefused::Backend("injected: SHOW PROCESSLIST failed".into()));
+                    }
                     rows = rt::timeout(limit, conn.query_rows(processlist))
                         .await
                         .ok_or_else(no_answer)?
@@ -454,6 +464,8 @@ impl Shard {
         let mut p = bytes::BytesMut::new();
         funnel_protocol::command::write_query(&mut p, kill.as_bytes());
         let send = async {
+            // From here on the `KILL` may reach the server.
+            written.set(true);
             // Tests make the server take the KILL in too late to answer.
             #[cfg(feature = "fault-injection")]
             fault_pause("FUNNEL_FAULT_KILL_STALL_MS").await;

@@ -1661,7 +1661,9 @@ impl Session {
                 self.discard_backend(conn);
                 let shard = self.shard.clone();
                 rt::spawn(async move {
-                    let _ = shard.kill_backend_query(thread, || true).await;
+                    let _ = shard
+                        .kill_backend_query(thread, || true, &std::cell::Cell::new(false))
+                        .await;
                 });
                 if !err_fits {
                     // Mid-packet: an ERR would be read as row data (see RelayEnd).
@@ -1986,7 +1988,9 @@ impl Session {
             let thread = conn.server_thread();
             let shard = self.shard.clone();
             rt::spawn(async move {
-                let _ = shard.kill_backend_query(thread, || true).await;
+                let _ = shard
+                    .kill_backend_query(thread, || true, &std::cell::Cell::new(false))
+                    .await;
             });
         }
         self.shard.backends.discard_lost(conn);
