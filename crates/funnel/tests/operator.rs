@@ -219,7 +219,10 @@ fn operator_admin_malformed_statements_get_proper_errors() {
         ("SET client.max_packet_size = 1", 1210),
         ("SET client.max_packet_size = 99999999999999999999999", 1210),
         ("SELECT", 1064),
-        ("KILL 1", 1064),
+        // The admin port's KILL: no client has id 1; a KILL it cannot read.
+        ("KILL 1", 1094),
+        ("KILL x", 1064),
+        ("KILL QUERY", 1064),
         ("\u{0}\u{1}\u{ff}", 1064),
     ];
     for (sql, want) in cases {
