@@ -185,6 +185,9 @@ pub struct ClientSnapshot {
     /// Binary prepared statements it holds open (`client.max_prepared_statements`
     /// bounds them).
     pub prepared_statements: usize,
+    /// The shape of the statement it waits for a connection for or runs
+    /// (literals as `?`); `None` while idle.
+    pub statement: Option<String>,
 }
 
 /// A shard's counters since start; the admin interface sums them over the

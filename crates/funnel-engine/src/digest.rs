@@ -75,6 +75,11 @@ impl Digests {
         entry.errors += u64::from(error);
     }
 
+    /// The shape recorded under `key`.
+    pub fn text_of(&self, key: u64) -> Option<String> {
+        self.0.borrow().get(&key).map(|d| d.text.clone())
+    }
+
     /// A copy of every digest with its key.
     pub fn snapshot(&self) -> Vec<(u64, DigestStats)> {
         self.0.borrow().iter().map(|(k, v)| (*k, v.clone())).collect()

@@ -56,6 +56,10 @@ pub struct ClientControl {
     pinned: Cell<Option<(PinReason, u32)>>,
     /// Binary prepared statements the client holds open.
     prepared: Cell<usize>,
+    /// The digest key of the statement the client's command runs.
+    statement: Cell<Option<u64>>,
+    /// Its shape, when the core's digest table did not have it yet.
+    new_statement: RefCell<Option<String>>,
     /// The backend thread running the client's command right now.
     running_on: Cell<Option<ServerThread>>,
     killed: Cell<bool>,
@@ -112,6 +116,8 @@ impl ClientControl {
             schema: RefCell::new(None),
             pinned: Cell::new(None),
             prepared: Cell::new(0),
+            statement: Cell::new(None),
+            new_statement: RefCell::new(None),
             running_on: Cell::new(None),
             killed: Cell::new(false),
             kills_in_flight: Cell::new(0),
@@ -176,6 +182,24 @@ impl ClientControl {
     /// What the session is doing and since when.
     pub fn state(&self) -> (ClientState, Instant) {
         self.state.get()
+    }
+
+    /// Records the statement the client's command runs, by its digest key,
+    /// with its shape when the digest table has none yet (for `SHOW
+    /// CLIENTS`); `None` as a command that runs no statement begins.
+    pub fn set_statement(&self, key: Option<u64>, new_shape: Option<&str>) {
+        self.statement.set(key);
+        if new_shape.is_some() || self.new_statement.borrow().is_some() {
+            *self.new_statement.borrow_mut() = new_shape.map(str::to_string);
+        }
+    }
+
+    /// The shape of the statement the client's command runs, if any.
+    pub fn statement(&self, digests: &crate::digest::Digests) -> Option<String> {
+        let key = self.statement.get()?;
+        digests
+            .text_of(key)
+            .or_else(|| self.new_statement.borrow().clone())
     }
 
     /// Records the session's schema (copied only when it changed).

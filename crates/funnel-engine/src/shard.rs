@@ -519,6 +519,9 @@ impl Shard {
                     pinned: c.pinned().map(|(r, _)| r.as_str()),
                     for_how_long: since.elapsed(),
                     prepared_statements: c.prepared(),
+                    statement: (state != crate::kill::ClientState::Idle)
+                        .then(|| c.statement(&self.digests))
+                        .flatten(),
                 }
             })
             .collect();

@@ -15,6 +15,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "pinned",
         "state_for_s",
         "prepared_statements",
+        "statement",
     ]);
     for s in ctx.handle.snapshots() {
         for c in &s.clients {
@@ -28,6 +29,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
                 c.pinned.map(str::to_string),
                 Some(format!("{:.1}", c.for_how_long.as_secs_f64())),
                 Some(c.prepared_statements.to_string()),
+                c.statement.clone(),
             ]);
         }
     }

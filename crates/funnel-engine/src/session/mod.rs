@@ -669,6 +669,7 @@ impl Session {
             let started = Instant::now();
             self.cmd_started = started;
             self.digest = None;
+            self.control.set_statement(None, None);
             self.learn_set = None;
             Stats::bump(&self.shard.stats.commands);
             self.shard
@@ -1032,6 +1033,11 @@ impl Session {
     }
 
     async fn forward(&mut self, total: usize, mut f: Forward) -> Result<(), End> {
+        // Before the wait for a connection: `SHOW CLIENTS` shows what a
+        // waiting client waits to run.
+        if f.name == "COM_QUERY" {
+            self.note_digest(total);
+        }
         let Some(conn) = self.lease(total, &f).await? else {
             return Ok(());
         };
@@ -1105,9 +1111,6 @@ impl Session {
         #[cfg(feature = "fault-injection")]
         crate::shard::fault_pause("FUNNEL_FAULT_SEND_DELAY_MS").await;
         Stats::bump(&self.shard.stats.forwarded);
-        if f.name == "COM_QUERY" {
-            self.note_digest(total);
-        }
         // Text Funnel could not read (a compound statement, an executable
         // comment, backslashes under NO_BACKSLASH_ESCAPES) is sent as is.
         let rewritten = if f.pin == Some(PinReason::Unknown) {
@@ -1147,6 +1150,7 @@ impl Session {
         };
         let key = crate::digest::key(sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(sql));
+        self.control.set_statement(Some(key), text.as_deref());
         self.digest = Some((key, text));
     }
 

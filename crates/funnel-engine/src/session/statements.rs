@@ -409,6 +409,7 @@ impl Session {
         self.long_data.retain(|&s| s != id);
         let key = crate::digest::key(&meta.sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
+        self.control.set_statement(Some(key), text.as_deref());
         self.digest = Some((key, text));
         self.send_rewritten(conn, &rewritten, &f).await?;
         // A session whose state shapes what the server describes (a
