@@ -138,8 +138,9 @@ fn replies(c: &mut MiniClient, sqls: &[&str]) -> Vec<(String, Vec<Vec<u8>>)> {
 }
 
 /// The replies to a binary prepare of `sql` (the statement id zeroed: the
-/// server numbers them per connection) and to its execute, then closes it.
-fn prepare_and_execute(c: &mut MiniClient, sql: &str) -> Vec<Vec<u8>> {
+/// server numbers them per connection) and to its execute with `param`
+/// (a string) for each of its parameters, then closes it.
+fn prepare_and_execute(c: &mut MiniClient, sql: &str, param: &[u8]) -> Vec<Vec<u8>> {
     let mut p = bytes::BytesMut::new();
     p.extend_from_slice(&[0x16]);
     p.extend_from_slice(sql.as_bytes());
@@ -147,10 +148,22 @@ fn prepare_and_execute(c: &mut MiniClient, sql: &str) -> Vec<Vec<u8>> {
     assert_eq!(out[0][0], 0x00, "{sql}: {out:?}");
     let id: [u8; 4] = out[0][1..5].try_into().unwrap();
     out[0][1..5].fill(0);
+    let params = u16::from_le_bytes([out[0][7], out[0][8]]) as usize;
     let mut x = vec![0x17];
     x.extend_from_slice(&id);
     x.push(0);
     x.extend_from_slice(&1u32.to_le_bytes());
+    if params > 0 {
+        x.extend(std::iter::repeat_n(0u8, params.div_ceil(8)));
+        x.push(1);
+        for _ in 0..params {
+            x.extend_from_slice(&[0xfd, 0x00]);
+        }
+        for _ in 0..params {
+            x.push(param.len() as u8);
+            x.extend_from_slice(param);
+        }
+    }
     out.extend(c.roundtrip(&x, Expect::Results).unwrap());
     let mut close = vec![0x19];
     close.extend_from_slice(&id);
@@ -162,6 +175,11 @@ fn prepare_and_execute(c: &mut MiniClient, sql: &str) -> Vec<Vec<u8>> {
 /// character set variables: what `SET NAMES` changes.
 const CHARSET_PROBE: &str = "SELECT 'abc' AS s, 'a' = 'A' AS eq, CHARSET('x') AS cs, \
      COLLATION('x') AS co, @@character_set_client, @@character_set_results, @@collation_connection";
+
+/// String parameters are read in `character_set_client` and compared
+/// under `collation_connection`.
+const PARAM_PROBE: &str = "SELECT HEX(CONVERT(? USING utf8mb4)) AS h, ? = 'A' AS eq, ? = '\u{e9}' AS e, \
+     CHARSET(?) AS cs, COLLATION(?) AS co";
 
 /// Binary prepared statements after a locally answered `SET NAMES`: the
 /// result columns' character sets in the metadata, and comparisons under
@@ -178,17 +196,23 @@ fn local_sets_prepared_statements_follow_set_names() {
         "SET collation_connection = latin1_german1_ci",
     ] {
         reply(&mut e.funnel(&e.schema, none), set);
-        let before = e.answered_locally();
-        let mut f = e.funnel(&e.schema, none);
-        let mut d = e.direct(&e.schema, none);
-        let mut got = vec![reply(&mut f, set)];
-        assert_eq!(e.answered_locally(), before + 1, "{set} answered by Funnel");
-        let mut want = vec![reply(&mut d, set)];
-        got.push(prepare_and_execute(&mut f, CHARSET_PROBE));
-        want.push(prepare_and_execute(&mut d, CHARSET_PROBE));
-        got.push(reply(&mut f, CHARSET_PROBE));
-        want.push(reply(&mut d, CHARSET_PROBE));
-        assert_eq!(got, want, "{set}: as on a direct connection");
+        // The second client's prepares are described from Funnel's
+        // registry of the first's.
+        for round in 0..2 {
+            let before = e.answered_locally();
+            let mut f = e.funnel(&e.schema, none);
+            let mut d = e.direct(&e.schema, none);
+            let mut got = vec![reply(&mut f, set)];
+            assert_eq!(e.answered_locally(), before + 1, "{set} answered by Funnel");
+            let mut want = vec![reply(&mut d, set)];
+            for (c, out) in [(&mut f, &mut got), (&mut d, &mut want)] {
+                out.push(prepare_and_execute(c, CHARSET_PROBE, b""));
+                out.push(prepare_and_execute(c, PARAM_PROBE, "\u{e9}".as_bytes()));
+                out.push(prepare_and_execute(c, PARAM_PROBE, b"\xe9"));
+                out.push(reply(c, CHARSET_PROBE));
+            }
+            assert_eq!(got, want, "{set}, client {round}: as on a direct connection");
+        }
     }
 }
 
