@@ -82,6 +82,11 @@ impl SetKey {
             text: text.into(),
         }
     }
+
+    /// The hostgroup whose backends' replies it is kept for.
+    pub fn hostgroup(&self) -> &str {
+        &self.hostgroup
+    }
 }
 
 /// A reply a backend gave, as the client was sent it.

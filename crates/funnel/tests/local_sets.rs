@@ -40,7 +40,20 @@ fn env(prefix: &str, extra: &str) -> Env {
     funnel_testkit::wait_until_within("the warm backend connections", SETTLE, || {
         e.proxy.snapshots().iter().all(|s| s.pool.opening == 0)
     });
+    wait_for_monitor(&e.proxy);
     e
+}
+
+/// Waits until the health monitor has reported on every backend: until
+/// then Funnel does not know the servers' `sql_mode` at login, and a
+/// session that has run nothing learns no `SET` (`sql_mode_unknown`).
+fn wait_for_monitor(proxy: &Proxy) {
+    funnel_testkit::wait_until_within("the monitor's first checks", SETTLE, || {
+        proxy
+            .snapshots()
+            .iter()
+            .all(|s| s.pools.iter().all(|p| p.last_check.is_some()))
+    });
 }
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -767,4 +780,67 @@ fn local_sets_in_order() {
             "{seq:?}: as on a direct connection"
         );
     }
+}
+
+/// A `SET` the user's default hostgroup could not take (no connection
+/// there) is checked on its read hostgroup (`route.fallback`): that reply
+/// is the read hostgroup's verdict, and must not answer the same `SET`
+/// for the default hostgroup once it serves again. Here its backend user
+/// may not set `sql_log_off` (no SUPER), the read hostgroup's may.
+#[test]
+fn local_sets_not_learned_from_the_fallback_hostgroup() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("lsfallback");
+    let (writer, reader) = (format!("{schema}_w"), format!("{schema}_r"));
+    db.create_user(&reader, "bpw");
+    db.exec(&format!(
+        "CREATE USER '{writer}'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('bpw')"
+    ));
+    db.exec(&format!("GRANT ALL ON `{schema}`.* TO '{writer}'@'%'"));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n    \
+         default_hostgroup: writer\n    read_hostgroup: readers\n\
+         backends:\n\
+         \x20 - name: w\n    address: {addr}\n    user: {writer}\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r\n    address: {addr}\n    user: {reader}\n    password: bpw\n    hostgroup: readers\n\
+         pool:\n  min_idle_per_core: 0\n",
+        addr = db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    wait_for_monitor(&proxy);
+    let answered_locally = || -> u64 {
+        proxy
+            .snapshots()
+            .iter()
+            .map(|s| s.counters.sets_answered_locally)
+            .sum()
+    };
+    let funnel = || MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    let set = "SET sql_log_off = 1";
+    let mut direct = MiniClient::connect(db.addr(), &writer, "bpw", Some(&schema)).unwrap();
+    let want = reply(&mut direct, set);
+    assert_eq!(want[0][0], 0xff, "the writer's user may not: {want:?}");
+
+    db.exec(&format!("ALTER USER '{writer}'@'%' ACCOUNT LOCK"));
+    let mut first = funnel();
+    let fallback = reply(&mut first, set);
+    drop(first);
+    db.exec(&format!("ALTER USER '{writer}'@'%' ACCOUNT UNLOCK"));
+    assert_eq!(fallback[0][0], 0x00, "the reader's verdict: {fallback:?}");
+    // Funnel remembers the writer's refusal for a while (10 s): a write,
+    // which has no fallback, tells when it serves again.
+    let mut probe = funnel();
+    funnel_testkit::wait_until_within("the writer serving again", SETTLE, || {
+        reply(&mut probe, "CREATE TABLE IF NOT EXISTS t (id INT)")[0][0] == 0x00
+    });
+
+    let before = answered_locally();
+    let got = reply(&mut funnel(), set);
+    let local = answered_locally() - before;
+    assert_eq!(
+        got, want,
+        "the writer's verdict, as directly (answered locally: {local})"
+    );
+    assert_eq!(local, 0);
 }

@@ -1570,7 +1570,15 @@ impl Session {
         let query_timeout = self.shard.config().pool.query_timeout.non_zero();
         let in_transaction_before = conn.status.in_transaction();
         let count_pinned_before = self.pins.contains(PinReason::PreviousStatementInfo);
-        let learn_set = self.learn_set.take();
+        // Learned only from a backend of the hostgroup it is kept for: a
+        // `SET` whose hostgroup gave no connection ran on the fallback
+        // (read) hostgroup, whose verdict is not the other's.
+        let learn_set = self.learn_set.take().filter(|key| {
+            self.shard
+                .backends
+                .by_id(conn.pool_id)
+                .is_some_and(|pool| *pool.placement().hostgroup == *key.hostgroup())
+        });
         let stats = self.shard.stats.clone();
         let mut tracking = self.tracking_view();
         // The client's own `SET session_track_state_change = ON` is reported
