@@ -844,3 +844,43 @@ fn local_sets_not_learned_from_the_fallback_hostgroup() {
     );
     assert_eq!(local, 0);
 }
+
+/// A client that sends its next commands without waiting for the `SET`'s
+/// OK (pipelining, as connection pools' init scripts may): the answers
+/// come in order, as directly.
+#[test]
+fn local_sets_pipelined_commands() {
+    let e = env("lspipe", "");
+    let none = Capabilities::EMPTY;
+    let sqls = [
+        "SET NAMES latin1",
+        "SET autocommit = 0",
+        SESSION_PROBE,
+        "SET autocommit = 1",
+        CHARSET_PROBE,
+    ];
+    let run = |c: &mut MiniClient| {
+        let mut bytes = Vec::new();
+        for sql in sqls {
+            let mut p = bytes::BytesMut::new();
+            funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+            let mut packet = bytes::BytesMut::new();
+            funnel_protocol::framing::write_packet(&mut packet, 0, &p);
+            bytes.extend_from_slice(&packet);
+        }
+        c.write_raw(&bytes).unwrap();
+        // Replies: an OK, an OK, 6 columns (count, 6 defs, EOF, row, EOF),
+        // an OK, 7 columns.
+        let n = 1 + 1 + (1 + 6 + 1 + 1 + 1) + 1 + (1 + 7 + 1 + 1 + 1);
+        (0..n).map(|_| c.read_packet().unwrap()).collect::<Vec<_>>()
+    };
+    run(&mut e.funnel(&e.schema, none));
+    let before = e.answered_locally();
+    let got = run(&mut e.funnel(&e.schema, none));
+    assert_eq!(e.answered_locally(), before + 3, "every SET answered by Funnel");
+    assert_eq!(
+        got,
+        run(&mut e.direct(&e.schema, none)),
+        "as on a direct connection"
+    );
+}
