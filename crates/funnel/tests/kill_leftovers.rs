@@ -5,12 +5,19 @@
 use std::thread;
 use std::time::Duration;
 
+use funnel_protocol::tracker::Expect;
+use funnel_testkit::mini_client::MiniClient;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 
 /// Funnel in front of the shared server with one backend connection;
 /// returns it with its schema and backend account.
 fn funnel(prefix: &str) -> (funnel_engine::Proxy, String, String) {
+    funnel_with(prefix, "")
+}
+
+/// [`funnel`], with `extra` YAML appended to its configuration.
+fn funnel_with(prefix: &str, extra: &str) -> (funnel_engine::Proxy, String, String) {
     let db = MariaDb::shared();
     let schema = db.fresh_database(prefix);
     let account = format!("{schema}_b");
@@ -20,7 +27,7 @@ fn funnel(prefix: &str) -> (funnel_engine::Proxy, String, String) {
         ("app", "apppw"),
         (&account, "bpw"),
         Some(&schema),
-        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 30s\n",
+        &format!("pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 30s\n{extra}"),
     );
     (funnel_testkit::funnel::start(cfg), schema, account)
 }
@@ -81,4 +88,137 @@ fn kill_failed_poll_leaves_the_connection_serving() {
         before,
         "the connection no KILL was written to is kept"
     );
+}
+
+/// `CURSOR_TYPE_READ_ONLY`.
+const CURSOR: u8 = 1;
+
+/// Prepares `sql` on `c`: the statement id.
+fn prepare(c: &mut MiniClient, sql: &str) -> u32 {
+    let mut p = vec![0x16];
+    p.extend_from_slice(sql.as_bytes());
+    let packets = c.roundtrip(&p, Expect::Prepare).expect("prepare");
+    assert_eq!(packets[0][0], 0, "prepare: {:?}", packets[0]);
+    u32::from_le_bytes(packets[0][1..5].try_into().unwrap())
+}
+
+/// Executes statement `id` (no parameters) with a read-only cursor.
+fn open_cursor(c: &mut MiniClient, id: u32) {
+    let mut p = vec![0x17];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.push(CURSOR);
+    p.extend_from_slice(&1u32.to_le_bytes());
+    let packets = c.roundtrip(&p, Expect::Results).expect("execute");
+    let eof = packets.last().unwrap();
+    assert_eq!(eof[0], 0xfe, "a cursor's metadata ends in an EOF: {packets:?}");
+    assert!(
+        u16::from_le_bytes([eof[3], eof[4]]) & 0x40 != 0,
+        "SERVER_STATUS_CURSOR_EXISTS"
+    );
+}
+
+/// Sends `COM_STMT_FETCH` of `rows` rows of statement `id`, reading nothing.
+fn send_fetch(c: &mut MiniClient, id: u32, rows: u32) {
+    let mut p = vec![0x1c];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&rows.to_le_bytes());
+    c.send_command(&p).unwrap();
+}
+
+/// How a fetch ended: its rows, and the EOF's status flags or the ERR's code.
+fn read_fetch(c: &mut MiniClient) -> (usize, Result<u16, u16>) {
+    let mut rows = 0;
+    loop {
+        let (_, p) = c.read_packet().expect("the fetch's reply");
+        match p.first() {
+            Some(0xfe) if p.len() < 9 => return (rows, Ok(u16::from_le_bytes([p[3], p[4]]))),
+            Some(0xff) => return (rows, Err(u16::from_le_bytes([p[1], p[2]]))),
+            _ => rows += 1,
+        }
+    }
+}
+
+/// What a client saw of a 6000-row fetch that a `KILL QUERY` (`kill`,
+/// given the client's connection id) hit while it was being sent: the
+/// fetch's rows and end (EOF status bits for the cursor, or ERR code),
+/// the next fetch's, and whether the connection still answers.
+type FetchSeen = ((usize, Result<u16, u16>), (usize, Result<u16, u16>), bool);
+
+fn fetch_killed(c: &mut MiniClient, kill: impl FnOnce(u32)) -> FetchSeen {
+    // SERVER_STATUS_CURSOR_EXISTS | SERVER_STATUS_LAST_ROW_SENT.
+    let cursor_bits = |(n, end): (usize, Result<u16, u16>)| (n, end.map(|s| s & 0xc0));
+    let id = prepare(c, "SELECT REPEAT('x', 1000) FROM seq_1_to_6000");
+    open_cursor(c, id);
+    // About 6 MB: the server is still writing when the KILL comes.
+    send_fetch(c, id, 6000);
+    thread::sleep(Duration::from_millis(500));
+    kill(c.connection_id);
+    let first = cursor_bits(read_fetch(c));
+    send_fetch(c, id, 1);
+    let next = cursor_bits(read_fetch(c));
+    let alive = c.query("DO 1").is_ok();
+    (first, next, alive)
+}
+
+/// A `KILL QUERY` during a `COM_STMT_FETCH`: MariaDB 10.11 does not stop
+/// the fetch of a (materialized) cursor, which sends all its rows, and
+/// the cursor stays open. Through Funnel the same, also when the `KILL`
+/// comes from a client of Funnel.
+#[test]
+fn kill_query_during_fetch_is_as_direct() {
+    let db = MariaDb::shared();
+    let (proxy, schema, account) = funnel("kleftfetch");
+    let mut direct = MiniClient::connect(db.addr(), &account, "bpw", Some(&schema)).unwrap();
+    let direct_seen = fetch_killed(&mut direct, |id| {
+        db.root().query_drop(format!("KILL QUERY {id}")).unwrap();
+    });
+    assert_eq!(
+        direct_seen,
+        ((6000, Ok(0x40)), (0, Ok(0x80)), true),
+        "what MariaDB does"
+    );
+    let mut victim = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let funnel_seen = fetch_killed(&mut victim, |id| {
+        let mut killer = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+        killer.query(&format!("KILL QUERY {id}")).unwrap();
+    });
+    assert_eq!(funnel_seen, direct_seen);
+}
+
+/// A graceful stop closes idle clients that hold nothing, at once; one
+/// reading a cursor holds its connection: it fetches every row, then,
+/// its cursor done, it is closed (and the stop ends without waiting for
+/// its deadline).
+#[test]
+fn graceful_stop_lets_a_cursor_be_read_to_its_end() {
+    let (proxy, _schema, _account) = funnel("kleftdrain");
+    let mut reader = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let mut idle = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    idle.query("DO 1").unwrap();
+    let id = prepare(&mut reader, "SELECT seq FROM seq_1_to_10");
+    open_cursor(&mut reader, id);
+    send_fetch(&mut reader, id, 3);
+    assert_eq!(read_fetch(&mut reader), (3, Ok(0x42)));
+    thread::scope(|s| {
+        let started = std::time::Instant::now();
+        let handle = proxy.handle();
+        let stop = s.spawn(move || handle.graceful_shutdown(Duration::from_secs(30)));
+        // The stop has begun once the idle client is closed.
+        assert!(idle.read_packet().is_err(), "an idle client is closed");
+        send_fetch(&mut reader, id, 3);
+        assert_eq!(read_fetch(&mut reader), (3, Ok(0x42)), "the cursor reads on");
+        send_fetch(&mut reader, id, 10);
+        assert_eq!(
+            read_fetch(&mut reader),
+            (4, Ok(0x82)),
+            "the rest of the rows, and the cursor's end"
+        );
+        assert!(reader.read_packet().is_err(), "then the reader is closed");
+        stop.join().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the stop waited only for the reader: {:?}",
+            started.elapsed()
+        );
+    });
 }
