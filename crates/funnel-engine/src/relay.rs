@@ -402,7 +402,7 @@ async fn relay_infile(
 /// [`within`] for a read from or a write to the client, which also ends
 /// (with an error) when the client's session is killed while it waits
 /// for the client.
-async fn within_unless_killed<T>(
+pub(crate) async fn within_unless_killed<T>(
     limit: Option<Duration>,
     op: impl std::future::Future<Output = io::Result<T>>,
     what: &str,

@@ -222,3 +222,119 @@ fn graceful_stop_lets_a_cursor_be_read_to_its_end() {
         );
     });
 }
+
+/// A client in a transaction (holding a row lock) that sends command after
+/// command without reading the answers, until whoever answers it is stuck
+/// writing to it; then `kill` (given its connection id) kills it. What
+/// another connection then gets when it locks the row (`lock`): the lock
+/// must be free, as the killed client's transaction is gone.
+fn stuck_then_killed(
+    victim: &mut MiniClient,
+    command: &[u8],
+    fill: Duration,
+    kill: impl FnOnce(u32),
+    lock: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    victim.query("BEGIN").unwrap();
+    victim.query("SELECT id FROM t WHERE id = 1 FOR UPDATE").unwrap();
+    let mut one = vec![command.len() as u8, 0, 0, 0];
+    one.extend_from_slice(command);
+    let flood: Vec<u8> = one.repeat(5_000_000 / one.len());
+    let mut out = victim.try_clone_stream().unwrap();
+    out.set_write_timeout(Some(fill + Duration::from_secs(1)))
+        .unwrap();
+    let writer = thread::spawn(move || {
+        use std::io::Write;
+        let _ = out.write_all(&flood);
+    });
+    // Long enough for the answers to fill both sides' buffers.
+    thread::sleep(fill);
+    kill(victim.connection_id);
+    let got = lock();
+    writer.join().unwrap();
+    got
+}
+
+/// `COM_STMT_FETCH` of a statement nobody prepared: answered with an ERR
+/// of some 70 bytes, by the server or by Funnel, 13 bytes asked.
+fn fetch_of_nothing() -> Vec<u8> {
+    let mut p = vec![0x1c];
+    p.extend_from_slice(&77u32.to_le_bytes());
+    p.extend_from_slice(&1u32.to_le_bytes());
+    p
+}
+
+/// Tries `SELECT ... FOR UPDATE` of the victim's row, waiting 3 s at most.
+fn lock_row(schema: &str) -> Result<(), String> {
+    let mut root = MariaDb::shared().root();
+    root.query_drop("SET innodb_lock_wait_timeout = 3").unwrap();
+    root.query_drop(format!("SELECT id FROM `{schema}`.t WHERE id = 1 FOR UPDATE"))
+        .map_err(|e| e.to_string())
+}
+
+/// A killed client that does not read: the server shuts its socket at the
+/// kill, and its transaction (and row lock) ends at once, even when the
+/// server was stuck writing it an answer. Funnel, stuck writing an answer
+/// of its own (an ERR it made) to such a client, ended the session only
+/// when the client closed: its connection, and the row lock, were held
+/// till then (for ever: that write had no time limit).
+#[test]
+fn kill_connection_of_a_client_that_does_not_read_funnels_answers() {
+    let db = MariaDb::shared();
+    let (proxy, schema, account) = funnel_with("kleftstuck", "client:\n  net_write_timeout: 30s\n");
+    db.exec(&format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"));
+    db.exec(&format!("INSERT INTO `{schema}`.t VALUES (1)"));
+    let mut direct = MiniClient::connect(db.addr(), &account, "bpw", Some(&schema)).unwrap();
+    let direct_got = stuck_then_killed(
+        &mut direct,
+        &fetch_of_nothing(),
+        Duration::from_secs(2),
+        |id| db.root().query_drop(format!("KILL CONNECTION {id}")).unwrap(),
+        || lock_row(&schema),
+    );
+    assert_eq!(direct_got, Ok(()), "what MariaDB does");
+    drop(direct);
+    let mut victim = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let funnel_got = stuck_then_killed(
+        &mut victim,
+        &fetch_of_nothing(),
+        Duration::from_secs(2),
+        |id| {
+            let mut killer = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+            killer.query(&format!("KILL CONNECTION {id}")).unwrap();
+        },
+        || lock_row(&schema),
+    );
+    assert_eq!(funnel_got, Ok(()), "through Funnel");
+}
+
+/// Without a `KILL`: the server gives up writing to a client that reads
+/// nothing after `net_write_timeout`, and ends its connection (and its
+/// transaction). Funnel's own answers had no time limit at all.
+#[test]
+fn client_that_does_not_read_funnels_answers_is_cut_off_at_net_write_timeout() {
+    let db = MariaDb::shared();
+    let (proxy, schema, account) = funnel_with("kleftwto", "client:\n  net_write_timeout: 1s\n");
+    db.exec(&format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"));
+    db.exec(&format!("INSERT INTO `{schema}`.t VALUES (1)"));
+    let mut direct = MiniClient::connect(db.addr(), &account, "bpw", Some(&schema)).unwrap();
+    direct.query("SET net_write_timeout = 1").unwrap();
+    let direct_got = stuck_then_killed(
+        &mut direct,
+        &fetch_of_nothing(),
+        Duration::from_secs(2),
+        |_| {},
+        || lock_row(&schema),
+    );
+    assert_eq!(direct_got, Ok(()), "what MariaDB does");
+    drop(direct);
+    let mut victim = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    let funnel_got = stuck_then_killed(
+        &mut victim,
+        &fetch_of_nothing(),
+        Duration::from_secs(2),
+        |_| {},
+        || lock_row(&schema),
+    );
+    assert_eq!(funnel_got, Ok(()), "through Funnel");
+}

@@ -77,8 +77,7 @@ impl Session {
                 .digests
                 .record(key, || text.unwrap_or_default(), took, 0, false);
         }
-        self.stream
-            .write_all(&reply.packet)
+        super::write_own(&mut self.stream, &reply.packet, &self.shard, &self.control)
             .await
             .map_err(|_| End::Closed)
     }

@@ -47,7 +47,7 @@ use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
-use crate::relay::{relay_response, within, ClientSide, RelayEnd};
+use crate::relay::{relay_response, within_unless_killed, ClientSide, RelayEnd};
 use crate::router::Access;
 use crate::rt::{self, Stream};
 use crate::schema_trust::{Next, SchemaVerdict};
@@ -483,7 +483,7 @@ impl Session {
             if engine {
                 self.shard.stats.count_error(err.code);
             }
-            let _ = send_err(&mut self.stream, seq, &err).await;
+            let _ = self.write_err(seq, &err).await;
             return Err(End::Refused);
         }
         // A `KILL` during the check (which it ended) closes the login.
@@ -679,7 +679,7 @@ impl Session {
             if head.seq != 0 {
                 let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
                 self.shard.stats.count_error(err.code);
-                let _ = send_err(&mut self.stream, head.seq.wrapping_add(1), &err).await;
+                let _ = self.write_err(head.seq.wrapping_add(1), &err).await;
                 return End::Refused;
             }
             if let Some(err) = self.ending_err.take() {
@@ -996,7 +996,7 @@ impl Session {
                         "Got timeout reading communication packets (client.net_read_timeout)",
                     );
                     self.shard.stats.count_error(err.code);
-                    let _ = send_err(&mut self.stream, 0, &err).await;
+                    let _ = self.write_err(0, &err).await;
                     return Err(End::Closed);
                 }
                 Woke::Idle => {
@@ -1013,7 +1013,7 @@ impl Session {
                         format!("The client was disconnected by the server because of inactivity ({key})"),
                     );
                     self.shard.stats.count_error(err.code);
-                    let _ = send_err(&mut self.stream, 0, &err).await;
+                    let _ = self.write_err(0, &err).await;
                     return Err(End::Closed);
                 }
                 Woke::Garbled(why) => {
@@ -1024,7 +1024,7 @@ impl Session {
                         format!("Got an error reading communication packets ({why})"),
                     );
                     self.shard.stats.count_error(err.code);
-                    let _ = send_err(&mut self.stream, 0, &err).await;
+                    let _ = self.write_err(0, &err).await;
                     return Err(End::Closed);
                 }
                 Woke::Data(false) | Woke::Killed => return Err(End::Closed),
@@ -1631,7 +1631,7 @@ impl Session {
                     // settled (see `Forward::settles_on_server`).
                     let write = self.stream.write_all(&held);
                     let limit = self.shard.config().client.net_write_timeout.non_zero();
-                    if within(limit, write, "client.net_write_timeout reached")
+                    if crate::relay::within(limit, write, "client.net_write_timeout reached")
                         .await
                         .is_err()
                     {
@@ -2390,7 +2390,16 @@ impl Session {
         self.out.clear();
         let caps = self.caps;
         write_small_packet(&mut self.out, seq, |p| ok.write(p, caps));
-        self.stream.write_all(&self.out).await.map_err(|_| End::Closed)
+        write_own(&mut self.stream, &self.out, &self.shard, &self.control)
+            .await
+            .map_err(|_| End::Closed)
+    }
+
+    /// Writes an ERR to the client (see [`write_own`]).
+    async fn write_err(&mut self, seq: u8, err: &ErrPacket) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        write_small_packet(&mut out, seq, |p| err.write(p));
+        write_own(&mut self.stream, &out, &self.shard, &self.control).await
     }
 
     async fn reply_error(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
@@ -2411,9 +2420,7 @@ impl Session {
             self.deferred_err.get_or_insert_with(|| err.clone());
             return Ok(());
         }
-        send_err(&mut self.stream, seq, err)
-            .await
-            .map_err(|_| End::Closed)
+        self.write_err(seq, err).await.map_err(|_| End::Closed)
     }
 
     /// Gives the pinned connection back: reusable ones to the pool, with a
@@ -2488,6 +2495,29 @@ fn backend_lost(backend: &str, reason: String) -> EngineError {
         backend: backend.to_string(),
         reason,
     }
+}
+
+/// Writes bytes Funnel made itself (not a relayed reply) to a logged-in
+/// client: within `client.net_write_timeout`, as a relayed reply, and cut
+/// short by a `KILL` of the session, as the server shuts a killed
+/// connection's socket. A client that reads nothing held its session, and
+/// the backend connection it may hold (an open transaction, its locks),
+/// until it closed: such a write had no time limit, and a `KILL` did not
+/// end it.
+async fn write_own(
+    stream: &mut Stream,
+    bytes: &[u8],
+    shard: &Shard,
+    control: &Rc<ClientControl>,
+) -> std::io::Result<()> {
+    let limit = shard.config().client.net_write_timeout.non_zero();
+    within_unless_killed(
+        limit,
+        stream.write_all(bytes),
+        "client.net_write_timeout reached",
+        control,
+    )
+    .await
 }
 
 async fn send_err(stream: &mut Stream, seq: u8, err: &ErrPacket) -> std::io::Result<()> {

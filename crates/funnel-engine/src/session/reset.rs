@@ -298,7 +298,7 @@ impl Session {
             .windows(b"MariaDB".len())
             .any(|w| w == b"MariaDB");
         if !keeps_connection {
-            let _ = super::send_err(&mut self.stream, seq, &err).await;
+            let _ = self.write_err(seq, &err).await;
             return Err(End::Refused);
         }
         debug_assert!(
@@ -314,9 +314,7 @@ impl Session {
         {
             return Err(End::Closed);
         }
-        super::send_err(&mut self.stream, seq, &err)
-            .await
-            .map_err(|_| End::Closed)?;
+        self.write_err(seq, &err).await.map_err(|_| End::Closed)?;
         self.start_fresh_status();
         // The failed command's `ROW_COUNT()`, as the server's.
         self.last.row_count = -1;

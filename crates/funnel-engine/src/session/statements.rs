@@ -273,7 +273,9 @@ impl Session {
         self.out.clear();
         self.out.extend_from_slice(&meta.response);
         self.out[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&id.to_le_bytes());
-        self.stream.write_all(&self.out).await.map_err(|_| End::Closed)
+        super::write_own(&mut self.stream, &self.out, &self.shard, &self.control)
+            .await
+            .map_err(|_| End::Closed)
     }
 
     async fn stmt_execute(&mut self, payload: &[u8]) -> Result<(), End> {
