@@ -692,6 +692,11 @@ impl Session {
             let err = ErrPacket::new(1421, "HY000", format!("The statement ({id}) has no open cursor"));
             return self.send_own_err(1, &err).await;
         };
+        // Not through `lease`: until `relay_and_settle` names the backend
+        // thread, a `KILL QUERY` finds the session idle and does nothing.
+        // Nothing is lost by that: MariaDB 10.11 does not stop a fetch of
+        // a (materialized) cursor at a `KILL QUERY` either (measured: all
+        // rows, the cursor still open; `kill_leftovers.rs`).
         let conn = self.pinned.take().expect("checked");
         let mut rewritten = BytesMut::with_capacity(payload.len());
         rewrite_id(payload, backend_id, &mut rewritten);
