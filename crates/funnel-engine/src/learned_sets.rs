@@ -189,14 +189,24 @@ mod tests {
     use bytes::BytesMut;
     use funnel_protocol::framing::write_packet;
 
-    fn key(text: &str) -> SetKey {
+    /// The key of `text` in `hostgroup` for a session with `status` and `vars`.
+    fn key_in(hostgroup: &str, status: StatusFlags, vars: &SessionVars, text: &str) -> SetKey {
         SetKey::new(
-            Rc::from("main"),
+            Rc::from(hostgroup),
             Capabilities::CLIENT_PROTOCOL_41,
             PoolKey::DEFAULT,
+            status,
+            vars,
+            text.as_bytes(),
+        )
+    }
+
+    fn key(text: &str) -> SetKey {
+        key_in(
+            "main",
             StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             &SessionVars::default(),
-            text.as_bytes(),
+            text,
         )
     }
 
@@ -259,31 +269,20 @@ mod tests {
                 .expect("a session SET"),
             crate::session::variables::Utf8Alias::ByOldMode,
         );
-        let other_vars = SetKey::new(
-            Rc::from("main"),
-            caps,
-            PoolKey::DEFAULT,
+        let other_vars = key_in(
+            "main",
             StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             &vars,
-            b"SET NAMES utf8",
+            "SET NAMES utf8",
         );
         assert!(sets.reply(&other_vars).is_none());
-        let no_autocommit = SetKey::new(
-            Rc::from("main"),
-            caps,
-            PoolKey::DEFAULT,
-            StatusFlags(0),
-            &SessionVars::default(),
-            b"SET NAMES utf8",
-        );
+        let no_autocommit = key_in("main", StatusFlags(0), &SessionVars::default(), "SET NAMES utf8");
         assert!(sets.reply(&no_autocommit).is_none());
-        let other_group = SetKey::new(
-            Rc::from("replicas"),
-            caps,
-            PoolKey::DEFAULT,
+        let other_group = key_in(
+            "replicas",
             StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             &SessionVars::default(),
-            b"SET NAMES utf8",
+            "SET NAMES utf8",
         );
         assert!(sets.reply(&other_group).is_none());
         sets.clear();
