@@ -2397,9 +2397,9 @@ impl Session {
 
     /// Writes an ERR to the client (see [`write_own`]).
     async fn write_err(&mut self, seq: u8, err: &ErrPacket) -> std::io::Result<()> {
-        let mut out = BytesMut::new();
-        write_small_packet(&mut out, seq, |p| err.write(p));
-        write_own(&mut self.stream, &out, &self.shard, &self.control).await
+        self.out.clear();
+        write_small_packet(&mut self.out, seq, |p| err.write(p));
+        write_own(&mut self.stream, &self.out, &self.shard, &self.control).await
     }
 
     async fn reply_error(&mut self, seq: u8, e: EngineError) -> Result<(), End> {
