@@ -21,6 +21,13 @@ A configuration is `label:key=value,...` with keys
   relay=socat   not Funnel: a forking socat relay (one process per client, no
                 pooling), the least any extra hop can cost; its CPU includes its
                 finished children
+  server=pool   in front of a second MariaDB run with thread_handling=pool-of-threads
+                (started for it, with the same tables), instead of the
+                one-thread-per-connection one
+
+--pool-server also starts that second MariaDB and drives it directly as the target
+`direct-pool`, so a run can compare a pooler in front of either server with both servers
+driven directly.
 
 Example:
   python3 bench/configs.py --threads "8 64 1024 4096" --rounds 2 \\
@@ -68,6 +75,7 @@ class Shape:
     unix_backend: bool = False
     relay: str | None = None
     idle_poll: str | None = None
+    pool_server: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -87,6 +95,8 @@ class Shape:
                 s.nice = int(value)
             elif key == "relay" and value == "socat":
                 s.relay = value
+            elif key == "server" and value in ("pool", "direct"):
+                s.pool_server = value == "pool"
             elif key == "backend" and value in ("unix", "tcp"):
                 s.unix_backend = value == "unix"
             elif key == "idle_poll":
@@ -95,7 +105,7 @@ class Shape:
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, bin, env, nice, backend=unix|tcp, relay=socat)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, bin, env, nice, backend=unix|tcp, relay=socat, server=pool)")
         return s
 
     def describe(self) -> str:
@@ -109,6 +119,8 @@ class Shape:
             extra += ", backend over its Unix socket"
         if self.idle_poll is not None:
             extra += f", idle_poll {self.idle_poll}"
+        if self.pool_server:
+            extra += ", in front of the pool-of-threads MariaDB"
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
 
 
@@ -191,6 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--table-size", type=int, default=100000)
     p.add_argument("--ps-mode", choices=["disable", "auto"], default="disable")
     p.add_argument("--no-direct", action="store_true", help="compare the Funnel shapes only")
+    p.add_argument("--pool-server", action="store_true",
+                   help="also run a pool-of-threads MariaDB, driven directly as target direct-pool")
     p.add_argument("--out", default=None)
     p.add_argument("--name", default="configs")
     a = p.parse_args(argv)
@@ -210,13 +224,26 @@ def main(argv=None) -> int:
         db = MariaDB.start(work / "db", "configs", max_connections=5000)
         cleanup.push(db.stop)
         db.prepare_sysbench(a.tables, a.table_size)
+        pool_db = None
+        if a.pool_server or any(s.pool_server for s in shapes):
+            pool_db = MariaDB.start(work / "pool-db", "configs-pool", max_connections=5000,
+                                    extra=["--thread-handling=pool-of-threads"])
+            cleanup.push(pool_db.stop)
+            pool_db.prepare_sysbench(a.tables, a.table_size)
+        # Which server each target reaches, and so whose CPU counts as mariadbd's.
+        server_of: dict[str, MariaDB] = {"direct": db}
+        if a.pool_server:
+            server_of["direct-pool"] = pool_db
         funnels: dict[str, Funnel | SocatRelay] = {}
         for s in shapes:
-            funnels[s.label] = SocatRelay(work, s.label, db) if s.relay else start_funnel(work, s, db)
+            server_of[s.label] = pool_db if s.pool_server else db
+            srv = server_of[s.label]
+            funnels[s.label] = SocatRelay(work, s.label, srv) if s.relay else start_funnel(work, s, srv)
             cleanup.push(funnels[s.label].stop)
-        targets = ([] if a.no_direct else ["direct"]) + [s.label for s in shapes]
+        targets = ([] if a.no_direct else ["direct"] + (["direct-pool"] if a.pool_server else [])) \
+            + [s.label for s in shapes]
         for label in targets:  # warm caches and pools alike
-            port = db.port if label == "direct" else funnels[label].port
+            port = server_of[label].port if label not in funnels else funnels[label].port
             run_sysbench(port, WORKLOAD, 8, 3, a.tables, a.table_size, ps_mode=a.ps_mode)
         i = 0
         for rnd in range(a.rounds):
@@ -226,9 +253,10 @@ def main(argv=None) -> int:
                 for label in order:
                     time.sleep(2)
                     f = funnels.get(label)
-                    port = db.port if f is None else f.port
+                    srv = server_of[label]
+                    port = srv.port if f is None else f.port
                     c0 = proxy_cpu_s(f) if f else None
-                    m0 = CpuMark.take(db.pid)
+                    m0 = CpuMark.take(srv.pid)
                     r = run_sysbench(port, WORKLOAD, n, a.time, a.tables, a.table_size, ps_mode=a.ps_mode)
                     row = {"round": rnd, "threads": n, "target": label, "ok": r.ok, "reason": r.reason,
                            "tps": r.tps, "errors": r.errors, "lat_avg_ms": r.lat_avg_ms,
@@ -240,7 +268,7 @@ def main(argv=None) -> int:
                         # ramp-up are in it too, alike for every target.
                         # Ticks, not schedstat: mariadbd's connection threads
                         # exit with their clients and take their schedstat along.
-                        m = CpuMark.take(db.pid).since(m0)
+                        m = CpuMark.take(srv.pid).since(m0)
                         row["mariadbd_us_per_query"] = round(m["cpu_s"] * 1e6 / r.queries, 2)
                         if r.sysbench_cpu_s is not None:
                             row["sysbench_us_per_query"] = round(r.sysbench_cpu_s * 1e6 / r.queries, 2)
@@ -275,6 +303,9 @@ def markdown(res: dict) -> str:
              "the sum of the three.", "",
              "Configurations:", ""]
     lines += [f"- **{s['label']}**: {s['describe']}" for s in res["shapes"]]
+    if a.get("pool_server"):
+        lines += ["- **direct-pool**: a second MariaDB with thread_handling=pool-of-threads, driven directly "
+                  "(\"vs direct\" is against the one-thread-per-connection server)"]
     lines += ["", "p99 is the median over the rounds; max is the largest single event in any round.", "",
               "| threads | target | tps | **vs direct** | p95 ms | p95 vs direct | p99 ms | max ms | proxy us/q "
               "| mariadbd us/q | sysbench us/q | box us/q | errors |",
@@ -285,7 +316,7 @@ def markdown(res: dict) -> str:
         at = [r for r in rows if r["threads"] == n]
         direct = [r for r in at if r["target"] == "direct"]
         d_tps, d_p95 = median(direct, "tps"), median(direct, "lat_p95_ms")
-        for label in ["direct"] + [s["label"] for s in res["shapes"]]:
+        for label in ["direct", "direct-pool"] + [s["label"] for s in res["shapes"]]:
             rs = [r for r in at if r["target"] == label]
             if not rs:
                 continue

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end sysbench sweep: MariaDB direct vs pool-of-threads vs Funnel.
+"""End-to-end sysbench sweep: MariaDB direct vs pool-of-threads vs Funnel in front of each.
 
 One run on one machine:
   * starts two throwaway MariaDB servers (bench/mariadb.sh -> bench/lib.sh):
@@ -9,9 +9,11 @@ One run on one machine:
     can connect; everything else at MariaDB's defaults;
   * prepares the same sysbench tables on both;
   * starts Funnel (a private copy of target/release/funnel) in front of the
-    direct server, with its own backend account `funnel` so its backend
-    connections are counted apart from direct sysbench clients;
-  * for each workload and thread count, runs sysbench against the three
+    direct server (target `funnel`) and another in front of the
+    pool-of-threads server (target `fpool`), each with its own backend
+    account `funnel` so its backend connections are counted apart from
+    direct sysbench clients;
+  * for each workload and thread count, runs sysbench against the
     targets back to back, rotating the order from point to point so noise
     (the other tenants of the box) hits all targets alike;
   * records per point: tps, qps, latency avg/p95/p99, errors, reconnects,
@@ -46,12 +48,15 @@ from benchlib import (  # noqa: E402
     machine_info, pid_alive, proc_status_kib, raise_nofile, run_sysbench, unique_stem, workdir,
 )
 
-TARGETS = ("direct", "pool", "funnel")
+TARGETS = ("direct", "pool", "funnel", "fpool")
 LABELS = {
     "direct": "MariaDB direct (one-thread-per-connection)",
     "pool": "MariaDB pool-of-threads",
     "funnel": "Funnel -> MariaDB (one-thread-per-connection)",
+    "fpool": "Funnel -> MariaDB (pool-of-threads)",
 }
+# Each Funnel target and the server it fronts.
+FUNNEL_SERVER = {"funnel": "direct", "fpool": "pool"}
 FUNNEL_BACKEND_USER = "funnel"
 
 CSV_FIELDS = [
@@ -77,7 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Funnel pool.min_idle_per_core (default: = pool-per-core, a warm pool)")
     p.add_argument("--ps-mode", choices=["disable", "auto"], default="disable",
                    help="sysbench --db-ps-mode (default disable: plain COM_QUERY)")
-    p.add_argument("--targets", default="direct pool funnel", help="subset of: direct pool funnel")
+    p.add_argument("--targets", default="direct pool funnel fpool",
+                   help="subset of: direct pool funnel fpool (fpool = Funnel in front of the pool server)")
     p.add_argument("--max-connections", type=int, default=5000, help="MariaDB max_connections")
     p.add_argument("--buffer-pool", default=None, help="innodb_buffer_pool_size (default: RAM/16, 256M..2G)")
     p.add_argument("--pause", type=float, default=2.0, help="seconds of rest between points")
@@ -107,7 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.workloads = a.workloads.split()
     a.targets = [t for t in TARGETS if t in a.targets.split()]
     if not a.targets:
-        p.error("--targets names none of: direct pool funnel")
+        p.error("--targets names none of: direct pool funnel fpool")
     if a.buffer_pool is None:
         mem_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
         a.buffer_pool = f"{max(256, min(2048, mem_mib // 16))}M"
@@ -152,18 +158,19 @@ def conn_count(server: MariaDB, user: str):
 
 
 def run_point(a, work: Path, workload: str, threads: int, target: str, order: int, servers: dict,
-              funnel: Funnel | None) -> dict:
-    server = servers["pool"] if target == "pool" else servers["direct"]
-    port = funnel.port if target == "funnel" else server.port
-    user = FUNNEL_BACKEND_USER if target == "funnel" else "sbtest"
-    if target != "funnel":
+              funnels: dict[str, Funnel]) -> dict:
+    server = servers[FUNNEL_SERVER.get(target, target)]
+    funnel = funnels.get(target)
+    port = funnel.port if funnel else server.port
+    user = FUNNEL_BACKEND_USER if funnel else "sbtest"
+    if not funnel:
         wait_settled(server, "sbtest")
     time.sleep(a.pause)
     row: dict = {"workload": workload, "threads": threads, "target": target, "order": order,
                  "started_at": dt.datetime.now().isoformat(timespec="seconds")}
     db0 = CpuMark.take(server.pid)
-    f0 = CpuMark.take(funnel.pid) if target == "funnel" else None
-    rss = RssSampler(funnel.pid) if target == "funnel" else None
+    f0 = CpuMark.take(funnel.pid) if funnel else None
+    rss = RssSampler(funnel.pid) if funnel else None
     sampler = PeakSampler(conn_count(server, user), every=2.0, first_after=min(5.0, a.time / 3))
     logp = work / "sysbench" / f"{workload}-{threads}-{target}.log"
     logp.parent.mkdir(exist_ok=True)
@@ -194,7 +201,7 @@ def run_point(a, work: Path, workload: str, threads: int, target: str, order: in
         row["server_conns_after"] = None if server_died else int(conn_count(server, user)())
     except Exception:
         row["server_conns_after"] = None
-    if target == "funnel":
+    if funnel:
         f1 = CpuMark.take(funnel.pid)
         d = f1.since(f0)
         row["funnel_cpu_s"] = round(d["cpu_ns"] / 1e9, 3)
@@ -269,38 +276,49 @@ def markdown(meta: dict, points: list[dict]) -> str:
         "",
         *([f"**Notes:** {meta['notes']}", ""] if meta.get("notes") else []),
         "Targets: **direct** = MariaDB one-thread-per-connection; **pool** = MariaDB "
-        "`--thread-handling=pool-of-threads`; **funnel** = Funnel in front of the direct server.",
+        "`--thread-handling=pool-of-threads`; **funnel** (F) = Funnel in front of the direct server"
+        + ("; **fpool** (FP) = Funnel in front of the pool-of-threads server." if "fpool" in a["targets"] else "."),
         "Latency: avg = sysbench latency sum / events; p95 and p99 from sysbench's latency histogram "
         "(--histogram=on, the same bucket rule as its `95th percentile` line). `*` = run reported an error, "
         "FAILED = no result (reason below). conns = peak client connections the server saw during the run "
-        "(for funnel: Funnel's backend connections). F CPU = Funnel CPU time per query (us).",
+        "(for Funnel: its backend connections). F CPU = Funnel CPU time per query (us).",
         "",
     ]
     failures = []
+    # Funnel targets of this run (older runs' JSON has `funnel` only).
+    fts = [t for t in FUNNEL_SERVER if t in a["targets"]]
+    short = {"funnel": "F", "fpool": "FP"}
     for wl in a["workloads"]:
-        lines += [f"## {wl}", "",
-                  "| threads | direct tps | pool tps | funnel tps | **F/direct** | **F/pool** | direct p95 ms | "
-                  "pool p95 ms | funnel p95 ms | **p95 F/direct** | **p95 F/pool** | funnel p99 ms | "
-                  "errors d/p/f | conns d/p/f | F CPU us/q | F RSS MiB |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+        head = (["threads", "direct tps", "pool tps"] + [f"{t} tps" for t in fts]
+                + [f"**{short[t]}/{b}**" for t in fts for b in ("direct", "pool")]
+                + ["direct p95 ms", "pool p95 ms"] + [f"{t} p95 ms" for t in fts]
+                + [f"**p95 {short[t]}/{b}**" for t in fts for b in ("direct", "pool")]
+                + [f"{t} p99 ms" for t in fts]
+                + ["errors " + "/".join(["d", "p"] + [short[t].lower() for t in fts]),
+                   "conns " + "/".join(["d", "p"] + [short[t].lower() for t in fts])]
+                + [f"{short[t]} CPU us/q" for t in fts] + [f"{short[t]} RSS MiB" for t in fts])
+        lines += [f"## {wl}", "", "| " + " | ".join(head) + " |",
+                  "|" + "|".join("---" if h.startswith(("errors", "conns")) else "---:" for h in head) + "|"]
         for t in a["threads"]:
-            d, pl, f = (ix.get((wl, t, k)) for k in TARGETS)
+            d, pl = ix.get((wl, t, "direct")), ix.get((wl, t, "pool"))
+            fs = [ix.get((wl, t, k)) for k in fts]
             g = lambda p, k: (p or {}).get(k) if (p or {}).get("ok") else None  # noqa: E731
-            r1, r2 = ratio(g(f, "tps"), g(d, "tps")), ratio(g(f, "tps"), g(pl, "tps"))
-            q1, q2 = ratio(g(f, "lat_p95_ms"), g(d, "lat_p95_ms")), ratio(g(f, "lat_p95_ms"), g(pl, "lat_p95_ms"))
+            every = [d, pl, *fs]
             errs = "/".join("—" if p is None else str(p.get("errors") if p.get("errors") is not None else "?")
-                            for p in (d, pl, f))
+                            for p in every)
             conns = "/".join("—" if p is None or p.get("server_conns_peak") is None
-                             else str(p["server_conns_peak"]) for p in (d, pl, f))
-            rss = (f or {}).get("funnel_rss_peak_kib")
-            lines.append(
-                f"| {t} | {tps_cell(d)} | {tps_cell(pl)} | {tps_cell(f)} | {fmt(r1, '.2f')}x | {fmt(r2, '.2f')}x | "
-                f"{fmt(g(d, 'lat_p95_ms'), '.2f')} | {fmt(g(pl, 'lat_p95_ms'), '.2f')} | "
-                f"{fmt(g(f, 'lat_p95_ms'), '.2f')} | {fmt(q1, '.2f')}x | {fmt(q2, '.2f')}x | "
-                f"{fmt(g(f, 'lat_p99_ms'), '.2f')} | {errs} | {conns} | "
-                f"{fmt((f or {}).get('funnel_cpu_us_per_query'), '.1f')} | "
-                f"{fmt(rss / 1024 if rss else None, '.1f')} |")
-            for p in (d, pl, f):
+                             else str(p["server_conns_peak"]) for p in every)
+            cells = [str(t), tps_cell(d), tps_cell(pl)] + [tps_cell(f) for f in fs]
+            cells += [fmt(ratio(g(f, "tps"), g(b, "tps")), ".2f") + "x" for f in fs for b in (d, pl)]
+            cells += [fmt(g(p, "lat_p95_ms"), ".2f") for p in every]
+            cells += [fmt(ratio(g(f, "lat_p95_ms"), g(b, "lat_p95_ms")), ".2f") + "x" for f in fs for b in (d, pl)]
+            cells += [fmt(g(f, "lat_p99_ms"), ".2f") for f in fs] + [errs, conns]
+            cells += [fmt((f or {}).get("funnel_cpu_us_per_query"), ".1f") for f in fs]
+            for f in fs:
+                rss = (f or {}).get("funnel_rss_peak_kib")
+                cells.append(fmt(rss / 1024 if rss else None, ".1f"))
+            lines.append("| " + " | ".join(cells) + " |")
+            for p in every:
                 if p is not None and not p.get("ok"):
                     failures.append(f"- {wl} {t} threads, {p['target']}: {p.get('reason')}")
         lines.append("")
@@ -315,44 +333,46 @@ def targets_check(a: dict, ix: dict) -> list[str]:
     if wl not in a["workloads"]:
         return []
     out = ["## Issue targets (oltp_point_select)", "",
-           "| threads | target | measured | met |", "|---:|---|---|---|"]
+           "| threads | Funnel | target | measured | met |", "|---:|---|---|---|---|"]
 
     def ok(p):
         return p is not None and p.get("ok")
 
-    for t in a["threads"]:
-        d, pl, f = (ix.get((wl, t, k)) for k in TARGETS)
-        if not ok(f):
-            out.append(f"| {t} | funnel run | {(f or {}).get('reason', 'not run')} | no |")
-            continue
-        if t <= 64 and ok(d):
-            r = f["tps"] / d["tps"]
-            out.append(f"| {t} | tps >= 0.8x direct | {r:.2f}x | {'yes' if r >= 0.8 else 'NO'} |")
-        if t >= 1024:
-            if ok(d):
+    for ft in [t for t in FUNNEL_SERVER if t in a["targets"]]:
+        for t in a["threads"]:
+            d, pl, f = (ix.get((wl, t, k)) for k in ("direct", "pool", ft))
+            row = f"| {t} | {ft} |"
+            if not ok(f):
+                out.append(f"{row} run | {(f or {}).get('reason', 'not run')} | no |")
+                continue
+            if t <= 64 and ok(d):
                 r = f["tps"] / d["tps"]
-                out.append(f"| {t} | tps >= 1.3x direct | {r:.2f}x | {'yes' if r >= 1.3 else 'NO'} |")
-                q = f["lat_p95_ms"] / d["lat_p95_ms"]
-                out.append(f"| {t} | p95 <= direct | {f['lat_p95_ms']:.2f} vs {d['lat_p95_ms']:.2f} ms "
-                           f"({q:.2f}x) | {'yes' if q <= 1.0 else 'NO'} |")
-            if ok(pl):
-                r = f["tps"] / pl["tps"]
-                out.append(f"| {t} | tps >= pool-of-threads | {r:.2f}x | {'yes' if r >= 1.0 else 'NO'} |")
-        if t >= 4096:
-            e = (f.get("errors") or 0) + (f.get("reconnects") or 0)
-            out.append(f"| {t} | zero errors through {a['cores'] * a['pool_per_core']} backend conns | "
-                       f"{f.get('errors')} errors, {f.get('reconnects')} reconnects, backend conns peak "
-                       f"{f.get('funnel_backend_conns_peak')} | {'yes' if e == 0 else 'NO'} |")
-        c = f.get("funnel_cpu_us_per_query")
-        if c is not None and (8 <= t <= 64):
-            out.append(f"| {t} | Funnel CPU <= 8 us/query | {c:.1f} us | {'yes' if c <= 8 else 'NO'} |")
-        if c is not None and t >= 4096:
-            base = [ix[(wl, x, 'funnel')].get('funnel_cpu_us_per_query') for x in a["threads"]
-                    if 8 <= x <= 64 and ok(ix.get((wl, x, 'funnel')))]
-            if base:
-                lim = 1.5 * min(base)
-                out.append(f"| {t} | Funnel CPU <= 1.5x the 8-64 figure ({lim:.1f} us) | {c:.1f} us | "
-                           f"{'yes' if c <= lim else 'NO'} |")
+                out.append(f"{row} tps >= 0.8x direct | {r:.2f}x | {'yes' if r >= 0.8 else 'NO'} |")
+            if t >= 1024:
+                if ok(d):
+                    r = f["tps"] / d["tps"]
+                    out.append(f"{row} tps >= 1.3x direct | {r:.2f}x | {'yes' if r >= 1.3 else 'NO'} |")
+                    q = f["lat_p95_ms"] / d["lat_p95_ms"]
+                    out.append(f"{row} p95 <= direct | {f['lat_p95_ms']:.2f} vs {d['lat_p95_ms']:.2f} ms "
+                               f"({q:.2f}x) | {'yes' if q <= 1.0 else 'NO'} |")
+                if ok(pl):
+                    r = f["tps"] / pl["tps"]
+                    out.append(f"{row} tps >= pool-of-threads | {r:.2f}x | {'yes' if r >= 1.0 else 'NO'} |")
+            if t >= 4096:
+                e = (f.get("errors") or 0) + (f.get("reconnects") or 0)
+                out.append(f"{row} zero errors through {a['cores'] * a['pool_per_core']} backend conns | "
+                           f"{f.get('errors')} errors, {f.get('reconnects')} reconnects, backend conns peak "
+                           f"{f.get('funnel_backend_conns_peak')} | {'yes' if e == 0 else 'NO'} |")
+            c = f.get("funnel_cpu_us_per_query")
+            if c is not None and (8 <= t <= 64):
+                out.append(f"{row} Funnel CPU <= 8 us/query | {c:.1f} us | {'yes' if c <= 8 else 'NO'} |")
+            if c is not None and t >= 4096:
+                base = [ix[(wl, x, ft)].get('funnel_cpu_us_per_query') for x in a["threads"]
+                        if 8 <= x <= 64 and ok(ix.get((wl, x, ft)))]
+                if base:
+                    lim = 1.5 * min(base)
+                    out.append(f"{row} Funnel CPU <= 1.5x the 8-64 figure ({lim:.1f} us) | {c:.1f} us | "
+                               f"{'yes' if c <= lim else 'NO'} |")
     out.append("")
     out.append("CPU per query here is Funnel's on-CPU time (all threads, /proc schedstat) over the whole run / "
                "queries, measured while sysbench and MariaDB compete for the same CPUs; cpu_per_query.md has the "
@@ -371,7 +391,8 @@ def plot_png(path: Path, meta: dict, points: list[dict]) -> None:
     wls = a["workloads"]
     fig, axes = plt.subplots(2, len(wls), figsize=(5.2 * len(wls), 8), squeeze=False)
     ix = index(points)
-    styles = {"direct": ("tab:blue", "o"), "pool": ("tab:green", "s"), "funnel": ("tab:red", "^")}
+    styles = {"direct": ("tab:blue", "o"), "pool": ("tab:green", "s"), "funnel": ("tab:red", "^"),
+              "fpool": ("tab:purple", "D")}
     for c, wl in enumerate(wls):
         for target in a["targets"]:
             xs, tps, p95 = [], [], []
@@ -456,7 +477,7 @@ def main(argv=None) -> int:
         servers = {}
         servers["direct"] = MariaDB.start(work / "direct", "direct", a.max_connections, a.buffer_pool)
         cleanup.push(servers["direct"].stop)
-        if "pool" in a.targets:
+        if "pool" in a.targets or "fpool" in a.targets:
             servers["pool"] = MariaDB.start(work / "pool", "pool-of-threads", a.max_connections, a.buffer_pool,
                                             ["--thread-handling=pool-of-threads"])
             cleanup.push(servers["pool"].stop)
@@ -466,18 +487,22 @@ def main(argv=None) -> int:
                                "max_connections": a.max_connections, "buffer_pool": a.buffer_pool,
                                "thread_pool_size": s.sql("SELECT @@thread_pool_size")[0][0]}
                            for k, s in servers.items()}
-        funnel = None
-        if "funnel" in a.targets:
-            d = servers["direct"]
-            d.sql(f"CREATE USER IF NOT EXISTS {FUNNEL_BACKEND_USER}@'%' IDENTIFIED BY 'sbtest'",
-                  f"GRANT ALL ON *.* TO {FUNNEL_BACKEND_USER}@'%'")
-            funnel = Funnel.start(work, binary, d.port, a.cores, a.pool_per_core, a.min_idle_per_core,
-                                  backend_user=FUNNEL_BACKEND_USER)
-            cleanup.push(funnel.stop)
-            meta["funnel_config"] = (funnel.dir / "funnel.yaml").read_text()
+        funnels: dict[str, Funnel] = {}
+
+        def start_funnel(ft: str, name: str) -> None:
+            funnels[ft] = Funnel.start(work, binary, servers[FUNNEL_SERVER[ft]].port, a.cores, a.pool_per_core,
+                                       a.min_idle_per_core, backend_user=FUNNEL_BACKEND_USER, name=name)
+            cleanup.push(funnels[ft].stop)
+
+        for ft in [t for t in FUNNEL_SERVER if t in a.targets]:
+            srv = servers[FUNNEL_SERVER[ft]]
+            srv.sql(f"CREATE USER IF NOT EXISTS {FUNNEL_BACKEND_USER}@'%' IDENTIFIED BY 'sbtest'",
+                    f"GRANT ALL ON *.* TO {FUNNEL_BACKEND_USER}@'%'")
+            start_funnel(ft, ft)
+            meta["funnel_config"] = (funnels[ft].dir / "funnel.yaml").read_text()
         # Warm-up: a few seconds through each target (connection caches, JIT of sysbench's Lua).
         for tgt in a.targets:
-            port = funnel.port if tgt == "funnel" else servers[tgt].port
+            port = funnels[tgt].port if tgt in funnels else servers[tgt].port
             run_sysbench(port, a.workloads[0], 8, 5, a.tables, a.table_size, ps_mode=a.ps_mode)
         k = crashes = 0
         for wl in a.workloads:
@@ -485,8 +510,8 @@ def main(argv=None) -> int:
                 order = a.targets[k % len(a.targets):] + a.targets[:k % len(a.targets)]
                 k += 1
                 for i, tgt in enumerate(order):
-                    row = run_point(a, work, wl, t, tgt, i, servers, funnel)
-                    restart_funnel = False
+                    row = run_point(a, work, wl, t, tgt, i, servers, funnels)
+                    restart = set()
                     for key, srv in list(servers.items()):
                         if pid_alive(srv.pid):
                             continue
@@ -499,30 +524,29 @@ def main(argv=None) -> int:
                         extra = ["--thread-handling=pool-of-threads"] if key == "pool" else []
                         servers[key] = MariaDB.start(srv.dir, srv.label, a.max_connections, a.buffer_pool, extra)
                         cleanup.push(servers[key].stop)
-                        restart_funnel |= key == "direct" and funnel is not None
-                    if restart_funnel:
-                        funnel.stop()
-                    if funnel and funnel.proc.poll() is not None:
-                        log(f"Funnel exited (rc {funnel.proc.returncode}); starting a new one")
-                        if not restart_funnel:
+                        restart |= {ft for ft in funnels if FUNNEL_SERVER[ft] == key}
+                    for ft in restart:
+                        funnels[ft].stop()
+                    for ft, funnel in list(funnels.items()):
+                        if funnel.proc.poll() is None:
+                            continue
+                        log(f"Funnel '{ft}' exited (rc {funnel.proc.returncode}); starting a new one")
+                        if ft not in restart:
                             row["funnel_log_tail"] = (funnel.dir / "funnel.log").read_text()[-4000:]
-                        funnel = Funnel.start(work, binary, servers["direct"].port, a.cores, a.pool_per_core,
-                                              a.min_idle_per_core, backend_user=FUNNEL_BACKEND_USER,
-                                              name=f"funnel-{len(points)}")
-                        cleanup.push(funnel.stop)
+                        start_funnel(ft, f"{ft}-{len(points)}")
                     points.append(row)
                     done = len(points)
                     eta = (time.monotonic() - t_start) / done * (npoints - done)
                     log(f"[{done}/{npoints}] {wl} {t:>5} {tgt:<6} "
                         + (f"tps {row['tps']:.0f} p95 {row['lat_p95_ms']} ms errors {row['errors']}"
                            if row["ok"] else f"FAILED: {row['reason']}")
-                        + (f" Fcpu {row.get('funnel_cpu_us_per_query')} us/q" if tgt == "funnel" else "")
+                        + (f" Fcpu {row.get('funnel_cpu_us_per_query')} us/q" if tgt in funnels else "")
                         + f"  (eta {eta / 60:.0f} min)")
                     write_outputs(out, name, meta, points, plot=False)
         meta["finished"] = dt.datetime.now().isoformat(timespec="seconds")
         meta["duration_min"] = round((time.monotonic() - t_start) / 60, 1)
-        if funnel:
-            meta["funnel_vmhwm_kib"] = proc_status_kib(funnel.pid, "VmHWM")
+        for ft, funnel in funnels.items():
+            meta["funnel_vmhwm_kib" if ft == "funnel" else f"{ft}_vmhwm_kib"] = proc_status_kib(funnel.pid, "VmHWM")
             funnel.stop()
         write_outputs(out, name, meta, points, plot=not a.no_plot)
         if a.extras:
