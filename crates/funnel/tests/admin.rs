@@ -1330,19 +1330,23 @@ fn admin_show_clients_shows_the_running_statement() {
     let mut sleeper = e.client();
     let sleeper_id: u32 = sleeper.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
     // One on the sleeper's core, to wait for its one connection.
-    let (mut waiter, waiter_id) = loop {
+    let on_sleepers_core = || loop {
         let mut c = e.client();
         let id: u32 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
         if id >> 24 == sleeper_id >> 24 {
             break (c, id);
         }
     };
+    let (mut waiter, waiter_id) = on_sleepers_core();
+    // And one that executes a statement it prepared before.
+    let (mut executor, executor_id) = on_sleepers_core();
+    let doubled = executor.prep("SELECT ? * 2").unwrap();
     assert_eq!(
         statement_of(&mut admin, sleeper_id),
         Some(("idle".to_string(), None))
     );
     let sleeping = thread::spawn(move || {
-        sleeper.query_drop("SELECT SLEEP(2), 'secret literal'").unwrap();
+        sleeper.query_drop("SELECT SLEEP(3), 'secret literal'").unwrap();
         sleeper
     });
     wait_until("the SLEEP to run", || {
@@ -1352,18 +1356,27 @@ fn admin_show_clients_shows_the_running_statement() {
         let _: Option<u64> = waiter.query_first("SELECT 42 + 1").unwrap();
         waiter
     });
-    wait_until("the second client to wait for the connection", || {
-        statement_of(&mut admin, waiter_id).is_some_and(|(state, _)| state == "waiting")
+    let executing = thread::spawn(move || {
+        let _: Option<u64> = executor.exec_first(&doubled, (21,)).unwrap();
+        executor
+    });
+    wait_until("the other two to wait for the connection", || {
+        [waiter_id, executor_id]
+            .iter()
+            .all(|id| statement_of(&mut admin, *id).is_some_and(|(state, _)| state == "waiting"))
     });
     let (_, running) = statement_of(&mut admin, sleeper_id).unwrap();
     assert_eq!(running.as_deref(), Some("SELECT SLEEP(?), ?"), "no literal shown");
     let (_, waiting_for) = statement_of(&mut admin, waiter_id).unwrap();
     assert_eq!(waiting_for.as_deref(), Some("SELECT ? + ?"));
+    let (_, executing_while_waiting) = statement_of(&mut admin, executor_id).unwrap();
+    assert_eq!(executing_while_waiting.as_deref(), Some("SELECT ? * ?"));
     // Kept open: idle now, they show no statement.
     let _sleeper = sleeping.join().unwrap();
     let _waiter = waiting.join().unwrap();
-    wait_until("both to be idle", || {
-        let now: Vec<_> = [sleeper_id, waiter_id]
+    let _executor = executing.join().unwrap();
+    wait_until("all three to be idle", || {
+        let now: Vec<_> = [sleeper_id, waiter_id, executor_id]
             .iter()
             .map(|id| statement_of(&mut admin, *id))
             .collect();

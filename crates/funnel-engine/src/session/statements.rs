@@ -318,6 +318,12 @@ impl Session {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
         }
+        // Before the wait for a connection, as for a text query: `SHOW
+        // CLIENTS` names what a waiting client waits to run.
+        let digest = crate::digest::key(&meta.sql);
+        let text = (!self.shard.digests.knows(digest)).then(|| crate::digest::text(&meta.sql));
+        self.control.set_statement(Some(digest), text.as_deref());
+        self.digest = Some((digest, text));
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
@@ -409,10 +415,6 @@ impl Session {
         let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
         rewrite_execute(payload, &head, backend_id, inject.as_deref(), &mut rewritten);
         self.long_data.retain(|&s| s != id);
-        let key = crate::digest::key(&meta.sql);
-        let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(&meta.sql));
-        self.control.set_statement(Some(key), text.as_deref());
-        self.digest = Some((key, text));
         self.send_rewritten(conn, &rewritten, &f).await?;
         // A session whose state shapes what the server describes (a
         // temporary table hiding the statement's table) is answered with
