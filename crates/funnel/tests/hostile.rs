@@ -433,3 +433,97 @@ fn hostile_pipelined_commands_are_answered_in_order() {
     let rows = other.query("SELECT COUNT(*) FROM pipe").unwrap();
     assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
 }
+
+/// One step of [`own_error_scene`], as text: a result's rows, an OK's
+/// affected rows, or an ERR's code.
+fn step(c: &mut MiniClient, sql: &str) -> String {
+    match c.query(sql) {
+        Ok(funnel_testkit::mini_client::QueryResult::Ok(ok)) => format!("{sql}: ok {}", ok.affected_rows),
+        Ok(funnel_testkit::mini_client::QueryResult::Rows { rows, .. }) => format!("{sql}: {rows:?}"),
+        Err(MiniError::Server(e)) => format!("{sql}: ERR {}", e.code),
+        Err(e) => panic!("{sql}: {e:?}"),
+    }
+}
+
+/// Commands the server fails without running a statement, which Funnel
+/// answers itself, then what the client reads of that failure, on `c`.
+fn own_error_scene(c: &mut MiniClient, in_transaction: bool) -> Vec<String> {
+    let commands: [(&str, &[u8]); 4] = [
+        (
+            "execute of an unknown id",
+            b"\x17\x06\x12\x0f\x00\x00\x01\x00\x00\x00",
+        ),
+        ("reset of an unknown id", b"\x1a\x06\x12\x0f\x00"),
+        ("fetch of an unknown id", b"\x1c\x06\x12\x0f\x00\x0a\x00\x00\x00"),
+        ("unknown command", b"\x99"),
+    ];
+    let mut out = Vec::new();
+    if in_transaction {
+        out.push(step(c, "BEGIN"));
+    }
+    for (what, payload) in commands {
+        let fail = |c: &mut MiniClient, out: &mut Vec<String>| {
+            c.send_command(payload).unwrap();
+            let (_, p) = c.read_packet().unwrap();
+            assert_eq!(p[0], 0xff, "{what}: {p:?}");
+            out.push(format!("{what}: ERR {}", u16::from_le_bytes([p[1], p[2]])));
+        };
+        // ROW_COUNT() reads -1 after it, not the INSERT's 2.
+        out.push(step(c, "INSERT INTO own_err VALUES (1), (2)"));
+        fail(c, &mut out);
+        out.push(step(c, "SELECT ROW_COUNT()"));
+        // Its error replaces the warning of the statement before, and
+        // stays until a statement that opens a table.
+        out.push(step(c, "SELECT CAST('x' AS INT)"));
+        fail(c, &mut out);
+        for sql in [
+            "SELECT @@warning_count, @@error_count",
+            "SHOW WARNINGS",
+            "SET @after = 1",
+            "SHOW WARNINGS",
+            "SELECT COUNT(*) > 0 FROM own_err",
+            "SHOW WARNINGS",
+        ] {
+            out.push(step(c, sql));
+        }
+    }
+    if in_transaction {
+        out.push(step(c, "ROLLBACK"));
+    }
+    out
+}
+
+/// After an ERR Funnel made itself (a command naming a statement id the
+/// client never prepared, a command byte it does not know), the client's
+/// `ROW_COUNT()`, `@@warning_count`, `@@error_count` and `SHOW WARNINGS`
+/// read that error, as on a direct connection, where the server failed the
+/// command: with two backend connections, in a transaction and out of one.
+/// Before, they read the previous statement's (ROW_COUNT() 2, no warnings).
+#[test]
+fn hostile_funnels_own_errors_leave_the_diagnostics_of_a_direct_connection() {
+    let (proxy, schema) = start("pool:\n  max_per_core: 2\n  min_idle_per_core: 2\n");
+    let db = MariaDb::shared();
+    let mut setup = MiniClient::connect(db.addr(), "root", "", Some(&schema)).unwrap();
+    assert!(setup.query("CREATE TABLE own_err (id INT)").is_ok());
+    for in_transaction in [false, true] {
+        let mut direct =
+            MiniClient::connect(db.addr(), &format!("{schema}_b"), "bpw", Some(&schema)).unwrap();
+        let mut through = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+        let want = own_error_scene(&mut direct, in_transaction);
+        assert!(
+            want.contains(&"SELECT ROW_COUNT(): [[Some(\"-1\")]]".to_string())
+                && want.contains(
+                    &"SELECT @@warning_count, @@error_count: [[Some(\"1\"), Some(\"1\")]]".to_string()
+                )
+                && want
+                    .iter()
+                    .any(|s| s.starts_with("SHOW WARNINGS: [[Some(\"Error\"), Some(\"1047\")")),
+            "direct: {want:#?}"
+        );
+        assert_eq!(
+            own_error_scene(&mut through, in_transaction),
+            want,
+            "in a transaction: {in_transaction}"
+        );
+    }
+}

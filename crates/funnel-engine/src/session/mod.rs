@@ -13,6 +13,7 @@ mod kill_command;
 mod local_set;
 mod lost_transaction;
 pub mod named_locks;
+mod own_err;
 use lost_transaction::Verdict;
 pub mod pinning;
 mod reset;
@@ -296,6 +297,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 own_row_count_next: false,
                 found_rows_off_server: false,
                 foreign_diagnostics: false,
+                own_err: None,
                 linger: false,
                 digest: None,
                 cmd_started: Instant::now(),
@@ -431,6 +433,9 @@ struct Session {
     /// no warnings (`START TRANSACTION`, `SET`, ...). A diagnostics read
     /// clears them first.
     foreign_diagnostics: bool,
+    /// The ERR Funnel answered the client's last statement with itself,
+    /// which its next diagnostics read is to report (see `own_err.rs`).
+    own_err: Option<ErrPacket>,
     /// The running statement's digest key (and its shape, when new).
     digest: Option<(u64, Option<String>)>,
     /// When the running command arrived.
@@ -1083,7 +1088,13 @@ impl Session {
                 None => return Ok(()),
             };
         }
-        if f.diagnostics && self.foreign_diagnostics {
+        if f.diagnostics && self.own_err.is_some() {
+            if let Err(e) = self.give_own_err(&mut conn).await {
+                self.buf.consume(total);
+                self.discard_backend(conn);
+                return self.reply_error(1, backend_lost(&self.last_backend, e)).await;
+            }
+        } else if f.diagnostics && self.foreign_diagnostics {
             // This client's statements on this connection left no warnings
             // (or it would have kept it) and cleared nothing: clear another
             // client's before reporting. Only a statement that opens a table
@@ -1912,6 +1923,7 @@ impl Session {
             // or a prepared text's (`CALL p()` of `SELECT 1`):
             // another client's warnings may still be there.
             self.foreign_diagnostics = false;
+            self.own_err = None;
         }
         left
     }
@@ -2412,6 +2424,9 @@ impl Session {
     /// its code for `SHOW STATS` and `funnel_errors_total`.
     async fn send_own_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {
         self.shard.stats.count_error(err.code);
+        if !self.no_reply {
+            self.note_own_err(err);
+        }
         self.send_backend_err(seq, err).await
     }
 

@@ -123,6 +123,7 @@ impl Session {
         self.pin_reason = None;
         self.long_data.clear();
         self.linger = false;
+        self.own_err = None;
         self.calc_found_rows = false;
         self.tracks_state_itself = false;
         self.insert_id_given_to_calls = false;

@@ -244,6 +244,7 @@ impl Session {
     fn refused_prepare(&mut self, conn: &mut BackendConn) {
         self.linger = true;
         self.foreign_diagnostics = false;
+        self.own_err = None;
         conn.stale_diagnostics = true;
         self.last.row_count = -1;
     }
