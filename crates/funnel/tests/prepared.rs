@@ -1342,3 +1342,53 @@ fn prepared_a_temporary_tables_columns_at_a_reprepare_leave_the_shared_descripti
     c[2].prepare(sql).unwrap();
     assert_eq!(prepares(&mut c[2]), before, "answered from the registry");
 }
+
+/// A prepare the server refuses inside a transaction (a write's, in a
+/// `READ ONLY` one: 1792) leaves the transaction the session's: its next
+/// statement runs in it, also while another client waits for the one
+/// connection, as on a direct connection, where the `INSERT` fails with
+/// 1792 too and the `ROLLBACK` leaves nothing. Before, a text that
+/// mentions `LAST_INSERT_ID()` pinned the session for the prepare, and the
+/// unpin after the refusal forgot the transaction: the connection counted
+/// as kept only for `SHOW WARNINGS`, went to the waiting client, and the
+/// `INSERT` ran outside the transaction (soak seed 402246).
+#[test]
+fn prepared_refused_in_a_read_only_transaction_keeps_the_transaction() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_rotx");
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    root.query_drop("CREATE TABLE k (id INT PRIMARY KEY, v INT)")
+        .unwrap();
+    root.query_drop("INSERT INTO k VALUES (2, 5)").unwrap();
+    root.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .unwrap();
+    let proxy = funnel(db, &schema, 1);
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(proxy.local_addr().port())
+        .user(Some("app"))
+        .pass(Some("apppw"))
+        .db_name(Some(schema.clone()));
+    let mut a = mysql::Conn::new(opts.clone()).unwrap();
+    let mut b = mysql::Conn::new(opts).unwrap();
+    a.query_drop("START TRANSACTION READ ONLY").unwrap();
+    let refused = a
+        .prep("UPDATE k SET v = LAST_INSERT_ID(v + 1) WHERE id = 2")
+        .unwrap_err();
+    assert!(refused.to_string().contains("1792"), "{refused}");
+    let waiter = std::thread::spawn(move || b.query_first::<i64, _>("SELECT COUNT(*) FROM k").unwrap());
+    // The other client waits for the connection the transaction holds;
+    // the INSERT comes within the 200 ms the refused prepare's error
+    // keeps it for the client's SHOW WARNINGS.
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    let insert = a.query_drop("INSERT INTO t (v) VALUES (41)");
+    assert!(
+        insert.as_ref().is_err_and(|e| e.to_string().contains("1792")),
+        "the INSERT ran outside the READ ONLY transaction: {insert:?}"
+    );
+    a.query_drop("ROLLBACK").unwrap();
+    assert_eq!(waiter.join().unwrap(), Some(1));
+    let rows: Option<i64> = a.query_first("SELECT COUNT(*) FROM t").unwrap();
+    assert_eq!(rows, Some(0));
+}

@@ -2056,14 +2056,7 @@ impl Session {
             // Whatever XA transaction there was is over.
             self.xa = false;
         }
-        let tx_reason = if conn.may_be_in_transaction() {
-            Some(PinReason::Transaction)
-        } else if conn.autocommit_off_untracked() {
-            Some(PinReason::AutocommitOff)
-        } else {
-            None
-        };
-        let tx_reason = tx_reason.or((!self.long_data.is_empty()).then_some(PinReason::PreparedStatement));
+        let tx_reason = self.hold_reason(&conn);
         if tx_reason.is_none() && !self.sticky() && self.linger && conn.is_reusable() {
             // Kept for the client's next command only (see `linger`).
             self.pin_reason = None;
@@ -2078,6 +2071,21 @@ impl Session {
         } else {
             self.pin_reason = None;
             self.shard.backends.release(conn);
+        }
+    }
+
+    /// Why the session must hold `conn` when no pin does: a transaction
+    /// may be open on it, autocommit is off there where Funnel did not see
+    /// it turned off, or a statement's long data waits there.
+    fn hold_reason(&self, conn: &BackendConn) -> Option<PinReason> {
+        if conn.may_be_in_transaction() {
+            Some(PinReason::Transaction)
+        } else if conn.autocommit_off_untracked() {
+            Some(PinReason::AutocommitOff)
+        } else if !self.long_data.is_empty() {
+            Some(PinReason::PreparedStatement)
+        } else {
+            None
         }
     }
 
@@ -2296,6 +2304,12 @@ impl Session {
         self.pins.remove(reason);
         self.pin_reason = self.pins.first();
         self.release_if_free();
+        // Still held for its transaction: so it says, or the connection
+        // would count as lingering only, free to go to other clients, and
+        // its loss would not be reported as the transaction's.
+        if self.pin_reason.is_none() {
+            self.pin_reason = self.pinned.as_ref().and_then(|c| self.hold_reason(c));
+        }
     }
 
     /// Releases the held connection when nothing (no pin reason, no long
@@ -2373,6 +2387,9 @@ impl Session {
 
     fn give_back(&mut self, conn: BackendConn) {
         if self.sticky() || !conn.is_reusable() {
+            if !self.sticky() {
+                self.pin_reason = self.hold_reason(&conn);
+            }
             self.pinned = Some(conn);
         } else {
             self.shard.backends.release(conn);
