@@ -585,7 +585,8 @@ impl BackendConn {
     /// [`Self::enable_state_tracking`].
     pub fn forget_session_state(&mut self) {
         self.stmts.clear();
-        self.vars.clear();
+        self.vars
+            .reset_by_server(self.key.caps.contains(Capabilities::CLIENT_IGNORE_SPACE));
         self.user_vars.clear();
         self.untracked_state = false;
         self.needs_reset = false;

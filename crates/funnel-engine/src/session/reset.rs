@@ -2,6 +2,7 @@
 //! `COM_CHANGE_USER` (which authenticates again against Funnel's users).
 
 use funnel_protocol::response::{ErrPacket, OkPacket};
+use funnel_protocol::Capabilities;
 
 use super::handshake::{self, LoginError};
 use super::pinning::PinReason;
@@ -75,6 +76,10 @@ impl Session {
             }
         }
         self.forget_state();
+        // The server's reset leaves the global `sql_mode`, without the
+        // `IGNORE_SPACE` a login asked for (MariaDB 10.11).
+        self.vars
+            .reset_by_server(self.caps.contains(Capabilities::CLIENT_IGNORE_SPACE));
         if let Some(status) = status {
             self.last_status = status;
             self.sql_mode_unknown = false;

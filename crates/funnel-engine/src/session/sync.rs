@@ -9,6 +9,7 @@ use funnel_protocol::charset;
 use funnel_protocol::command::write_init_db;
 use funnel_protocol::response::ErrPacket;
 use funnel_protocol::tracker::Expect;
+use funnel_protocol::Capabilities;
 
 use super::variables::{self, SessionVars};
 use super::{backend_lost, End, Session};
@@ -176,7 +177,8 @@ impl Session {
         };
         let handshake = handshake_names(&conn);
         let user = self.user_vars.diff(&conn.user_vars);
-        let sql = match (target.diff_sql(&conn.vars, handshake), user) {
+        let ignore_space = conn.key.caps.contains(Capabilities::CLIENT_IGNORE_SPACE);
+        let sql = match (target.diff_sql_on(&conn.vars, handshake, ignore_space), user) {
             (Ok(None), None) => return Ok(Some(conn)),
             (Ok(None), Some(user)) => format!("SET {user}"),
             (Ok(Some(sql)), None) => sql,

@@ -20,7 +20,14 @@ const CHARSET: &str = "character set";
 /// Variables `SET NAMES` and `SET CHARACTER SET` overwrite.
 /// Besides the charset group, the variables that change how a statement
 /// parses.
-const PARSE_VARS: [&str; 2] = ["sql_mode", OLD_MODE];
+const SQL_MODE: &str = "sql_mode";
+
+const PARSE_VARS: [&str; 2] = [SQL_MODE, OLD_MODE];
+
+/// What puts back the `sql_mode` of a login with `CLIENT_IGNORE_SPACE`:
+/// the global value with `IGNORE_SPACE` added, as the server adds it.
+const LOGIN_SQL_MODE_IGNORE_SPACE: &str =
+    "SESSION sql_mode = CONCAT_WS(',', NULLIF(@@global.sql_mode, ''), 'IGNORE_SPACE')";
 
 /// The variable whose `UTF8_IS_UTF8MB3` flag decides what the `utf8`
 /// alias means (MariaDB 10.6 and later; its default has the flag).
@@ -179,6 +186,12 @@ impl SessionVars {
                 Some(v) => {
                     self.0.insert(a.name.clone(), v.clone());
                 }
+                // `DEFAULT` is the global value, not always the login's:
+                // a login with `CLIENT_IGNORE_SPACE` has `IGNORE_SPACE` too
+                // (see `diff_sql_on`), so it stays in the record.
+                None if a.name == SQL_MODE => {
+                    self.0.insert(a.name.clone(), "DEFAULT".into());
+                }
                 None => {
                     self.0.remove(&a.name);
                 }
@@ -253,6 +266,17 @@ impl SessionVars {
     /// Forgets everything (after `COM_RESET_CONNECTION`).
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+
+    /// What the server leaves after `COM_RESET_CONNECTION` on a session
+    /// that logged in with `CLIENT_IGNORE_SPACE` when `ignore_space`: the
+    /// global values, `sql_mode` included, which then lacks the
+    /// `IGNORE_SPACE` the login added.
+    pub fn reset_by_server(&mut self, ignore_space: bool) {
+        self.0.clear();
+        if ignore_space {
+            self.0.insert(SQL_MODE.into(), "DEFAULT".into());
+        }
     }
 
     /// The variables to set back to the server's global value in a
@@ -337,6 +361,20 @@ impl SessionVars {
         current: &SessionVars,
         handshake: Option<(&str, &str)>,
     ) -> Result<Option<String>, CannotRestoreCharset> {
+        self.diff_sql_on(current, handshake, false)
+    }
+
+    /// [`Self::diff_sql`] for a connection that logged in with
+    /// `CLIENT_IGNORE_SPACE` when `ignore_space`: the server then adds
+    /// `IGNORE_SPACE` to the global `sql_mode` at login (Connector/J asks
+    /// for it), so a `sql_mode` another session set goes back to that, not
+    /// to `DEFAULT`, the global value alone.
+    pub fn diff_sql_on(
+        &self,
+        current: &SessionVars,
+        handshake: Option<(&str, &str)>,
+        ignore_space: bool,
+    ) -> Result<Option<String>, CannotRestoreCharset> {
         if self == current {
             return Ok(None);
         }
@@ -350,7 +388,11 @@ impl SessionVars {
                 continue;
             }
             if !self.0.contains_key(name) {
-                parts.push(format!("SESSION {name} = DEFAULT"));
+                if ignore_space && name == SQL_MODE {
+                    parts.push(LOGIN_SQL_MODE_IGNORE_SPACE.to_string());
+                } else {
+                    parts.push(format!("SESSION {name} = DEFAULT"));
+                }
             }
         }
         if names_or_charset_changed {
