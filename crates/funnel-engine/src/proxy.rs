@@ -128,10 +128,15 @@ impl Proxy {
             .map(crate::tls::server_config)
             .transpose()?;
         let specs = resolve_backends(&config)?;
-        let version = specs
+        let (version, charset) = specs
             .iter()
-            .find_map(|s| probe_version(&s.addr))
-            .unwrap_or_else(|| FALLBACK_VERSION.as_bytes().to_vec());
+            .find_map(|s| probe_greeting(&s.addr))
+            .unwrap_or_else(|| {
+                (
+                    FALLBACK_VERSION.as_bytes().to_vec(),
+                    funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
+                )
+            });
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
                 addr: config.listen,
@@ -176,6 +181,7 @@ impl Proxy {
                 backends: specs.clone(),
                 max_clients,
                 version: version.clone(),
+                charset,
                 peers: senders.clone(),
                 user_counters: user_counters.clone(),
                 tls: tls.clone(),
@@ -576,8 +582,11 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
 }
 
 /// Reads a backend's greeting to learn its version, so clients see the
-/// version of the server they really talk to (drivers switch features on it).
-fn probe_version(addr: &BackendAddr) -> Option<Vec<u8>> {
+/// version of the server they really talk to (drivers switch features on
+/// it), and its default collation, which drivers take for their own
+/// (Connector/J logs in with a `utf8mb4` one the server greets with, else
+/// `utf8mb4_unicode_ci`).
+fn probe_greeting(addr: &BackendAddr) -> Option<(Vec<u8>, u8)> {
     let mut s = addr.connect_blocking(Duration::from_secs(2)).ok()?;
     let mut header = [0u8; 4];
     s.read_exact(&mut header).ok()?;
@@ -591,7 +600,7 @@ fn probe_version(addr: &BackendAddr) -> Option<Vec<u8>> {
     let hs = HandshakeV10::parse(&payload).ok()?;
     let mut v = hs.server_version;
     v.extend_from_slice(b"-funnel");
-    Some(v)
+    Some((v, hs.charset))
 }
 
 /// Each core's share of `client.max_connections`, lowered when the

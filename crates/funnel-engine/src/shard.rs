@@ -75,6 +75,8 @@ pub struct Shard {
     pub learned_sets: crate::learned_sets::LearnedSets,
     stopping: Rc<Cell<bool>>,
     fallback_version: Vec<u8>,
+    /// The collation id announced to clients (a backend's, see `ShardSetup`).
+    greeting_charset: u8,
     /// What the backends make of the `utf8` alias (from the version the
     /// first reachable backend greeted with at start).
     pub utf8_alias: Utf8Alias,
@@ -101,6 +103,8 @@ pub struct ShardSetup {
     pub max_clients: u64,
     /// The server version to announce before any backend answered.
     pub version: Vec<u8>,
+    /// The collation id a backend's greeting announced.
+    pub charset: u8,
     /// Every shard's control channel (this one's included).
     pub peers: Vec<ControlSender>,
     /// Per-user connection counters, shared by every core.
@@ -140,6 +144,7 @@ impl Shard {
             stopping,
             utf8_alias: Utf8Alias::of_server(&setup.version),
             fallback_version: setup.version,
+            greeting_charset: setup.charset,
             draining: Cell::new(false),
             paused: Cell::new(false),
             resume: RefCell::new(Vec::new()),
@@ -261,6 +266,11 @@ impl Shard {
     /// The version string announced to clients.
     pub fn server_version(&self) -> Vec<u8> {
         self.fallback_version.clone()
+    }
+
+    /// The collation id announced to clients: a backend's default.
+    pub fn greeting_charset(&self) -> u8 {
+        self.greeting_charset
     }
 
     /// Kills one of this shard's clients, or only its running query, on

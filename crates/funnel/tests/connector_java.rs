@@ -22,8 +22,13 @@ fn schemas(prefix: &str) -> [String; 3] {
     [0, 1, 2].map(|_| db.fresh_database(prefix))
 }
 
-/// A Funnel on one core with `max` backend connections in front of the
+/// A Funnel on one core with two backend connections in front of the
 /// shared server, its client [`USER`] in `schema`.
+fn funnel(schema: &str) -> Proxy {
+    funnel_with(schema, 2)
+}
+
+/// [`funnel`] with `max` backend connections.
 fn funnel_with(schema: &str, max: u32) -> Proxy {
     let db = server();
     let backend = format!("{schema}_b");
@@ -106,4 +111,24 @@ fn connector_java_ignore_space_login_keeps_its_sql_mode_on_a_shared_connection()
     assert_eq!(run(proxy.local_addr(), &s[0]), direct);
     let resets: u64 = proxy.snapshots().iter().map(|s| s.counters.backend_resets).sum();
     assert!(resets >= 2, "{resets}");
+}
+
+/// Connector/J logs in with the collation the server greets with when
+/// it is a `utf8mb4` one, else with `utf8mb4_unicode_ci`: Funnel greeted
+/// with `utf8mb4_general_ci` whatever the server's, so the connector's
+/// sessions compared strings otherwise through Funnel ('ß' = 'ss' is true
+/// under `utf8mb4_unicode_ci`). Funnel greets with a backend's collation.
+#[test]
+fn connector_java_greeting_carries_the_servers_collation() {
+    use funnel_protocol::handshake::HandshakeV10;
+    let db = server();
+    let s = schemas("cjgreet");
+    let proxy = funnel(&s[0]);
+    let greeting = |addr| {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        let (_, p) = funnel_testkit::mini_client::read_raw_packet(&mut c).unwrap();
+        HandshakeV10::parse(&p).unwrap().charset
+    };
+    let direct = greeting(db.addr());
+    assert_eq!(greeting(proxy.local_addr()), direct);
 }

@@ -102,6 +102,7 @@ pub async fn login(
     users: &UserTable,
     id: ClientId,
     server_version: &[u8],
+    charset: u8,
     peer_host: &str,
     tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Login, LoginError> {
@@ -115,7 +116,7 @@ pub async fn login(
         } else {
             FUNNEL_CAPS
         },
-        charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
+        charset,
         status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         auth_plugin_name: MYSQL_NATIVE_PASSWORD.as_bytes().to_vec(),
     };

@@ -206,6 +206,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             &shard.users(),
             id,
             &version,
+            shard.greeting_charset(),
             &peer,
             shard.tls.as_ref(),
         )),
