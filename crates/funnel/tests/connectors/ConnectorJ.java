@@ -1,0 +1,568 @@
+// MariaDB Connector/J scenarios for crates/funnel/tests/connector_java.rs: run against MariaDB
+// directly and through Funnel; each check prints one deterministic line, and the two outputs
+// must be equal. Arguments: port user password schema0 schema1 schema2 [scenario...].
+import java.sql.*;
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.concurrent.atomic.*;
+import org.mariadb.jdbc.MariaDbPoolDataSource;
+
+public class ConnectorJ {
+    static int port;
+    static String user, password;
+    static String[] schemas = new String[3];
+    /** TLS options for every connection (CONNECTOR_TLS; none for a server without TLS). */
+    static final String TLS = Optional.ofNullable(System.getenv("CONNECTOR_TLS")).orElse("");
+
+    static String url(String schema, String opts) {
+        return "jdbc:mariadb://127.0.0.1:" + port + "/" + schema + "?user=" + user + "&password=" + password
+            + "&connectTimeout=10000&socketTimeout=30000" + (opts.isEmpty() ? "" : "&" + opts)
+            + (TLS.isEmpty() ? "" : "&" + TLS);
+    }
+
+    static Connection connect(String schema, String opts) throws SQLException {
+        return DriverManager.getConnection(url(schema, opts));
+    }
+
+    /** Schema names printed as S0..S2 so that direct and Funnel runs (own schemas) compare. */
+    static void p(String line) {
+        for (int i = 0; i < 3; i++) line = line.replace(schemas[i], "S" + i);
+        System.out.println(line.replaceAll("conn=\\d+", "conn=N"));
+    }
+
+    static String name(String s) {
+        if (s == null) return "null";
+        for (int i = 0; i < 3; i++) if (s.equals(schemas[i])) return "S" + i;
+        return s;
+    }
+
+    static String err(SQLException e) {
+        return "ERR " + e.getErrorCode() + " " + e.getSQLState() + " "
+            + e.getMessage().replaceAll("\\s+", " ").replaceAll("\\(conn=\\d+\\) ", "").replaceAll("conn=\\d+", "conn=N");
+    }
+
+    static String one(Connection c, String sql) {
+        try (Statement s = c.createStatement(); ResultSet r = s.executeQuery(sql)) {
+            StringBuilder b = new StringBuilder();
+            int n = r.getMetaData().getColumnCount();
+            while (r.next()) {
+                if (b.length() > 0) b.append(";");
+                for (int i = 1; i <= n; i++) {
+                    if (i > 1) b.append(",");
+                    b.append(r.getString(i));
+                }
+            }
+            return b.toString();
+        } catch (SQLException e) {
+            return err(e);
+        }
+    }
+
+    static String upd(Connection c, String sql) {
+        try (Statement s = c.createStatement()) {
+            return "n=" + s.executeUpdate(sql) + warnings(s.getWarnings());
+        } catch (SQLException e) {
+            return err(e);
+        }
+    }
+
+    static String warnings(SQLWarning w) {
+        StringBuilder b = new StringBuilder();
+        for (; w != null; w = w.getNextWarning()) b.append(" W").append(w.getErrorCode()).append(":").append(w.getMessage());
+        return b.toString();
+    }
+
+    static String rows(ResultSet r) throws SQLException {
+        StringBuilder b = new StringBuilder();
+        ResultSetMetaData m = r.getMetaData();
+        int n = m.getColumnCount();
+        while (r.next()) {
+            if (b.length() > 0) b.append(";");
+            for (int i = 1; i <= n; i++) {
+                if (i > 1) b.append(",");
+                b.append(r.getString(i));
+            }
+        }
+        return b.toString();
+    }
+
+    /** Runs `n` clients as threads; their lines are printed in client order after all end. */
+    interface Client { void run(int i, List<String> out, CyclicBarrier step) throws Exception; }
+
+    static void clients(String scenario, int n, Client body) throws Exception {
+        List<List<String>> outs = new ArrayList<>();
+        CyclicBarrier step = new CyclicBarrier(n);
+        List<Thread> ts = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            List<String> out = Collections.synchronizedList(new ArrayList<>());
+            outs.add(out);
+            final int id = i;
+            Thread t = new Thread(() -> {
+                try {
+                    body.run(id, out, step);
+                } catch (Throwable e) {
+                    out.add("EXCEPTION " + e);
+                    step.reset();
+                }
+            });
+            ts.add(t);
+            t.start();
+        }
+        for (Thread t : ts) t.join(60000);
+        for (int i = 0; i < n; i++)
+            for (String l : outs.get(i)) p(scenario + " c" + i + " " + l);
+    }
+
+    static void await(CyclicBarrier b) throws Exception { b.await(20, TimeUnit.SECONDS); }
+
+    static final int[] LEVELS = {Connection.TRANSACTION_READ_UNCOMMITTED, Connection.TRANSACTION_READ_COMMITTED,
+        Connection.TRANSACTION_REPEATABLE_READ, Connection.TRANSACTION_SERIALIZABLE};
+
+    // ---- scenarios ----
+
+    static void setup() throws Exception {
+        try (Connection c = connect(schemas[0], "")) {
+            for (int i = 0; i < 3; i++) {
+                upd(c, "CREATE TABLE " + schemas[i] + ".t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), n INT)");
+            }
+            upd(c, "CREATE TABLE k (id BIGINT AUTO_INCREMENT PRIMARY KEY, who INT, v VARCHAR(40))");
+            upd(c, "CREATE TABLE z (d DATETIME, ts TIMESTAMP NULL, dt DATE, tm TIME)");
+            upd(c, "INSERT INTO z VALUES ('2024-03-10 12:34:56', '2024-03-10 12:34:56', '2024-03-10', '12:34:56')");
+        }
+    }
+
+    static void connectInfo() throws Exception {
+        try (Connection c = connect(schemas[0], "")) {
+            DatabaseMetaData m = c.getMetaData();
+            p("connect product " + m.getDatabaseProductName() + " major " + m.getDatabaseMajorVersion());
+            p("connect autocommit " + c.getAutoCommit() + " catalog " + name(c.getCatalog())
+                + " isolation " + c.getTransactionIsolation() + " readonly " + c.isReadOnly() + " valid " + c.isValid(5));
+            p("connect vars " + one(c, "SELECT @@autocommit, @@tx_isolation, @@tx_read_only, @@sql_mode, @@character_set_client, @@character_set_results, @@collation_connection, @@time_zone, DATABASE() = '" + schemas[0] + "'"));
+            p("connect max_allowed_packet " + one(c, "SELECT @@max_allowed_packet = @@global.max_allowed_packet, @@wait_timeout"));
+        }
+    }
+
+    /** Each client sets its own session state through the connector's API, then all check. */
+    static void sessionState() throws Exception {
+        clients("state", 5, (i, out, step) -> {
+            try (Connection c = connect(schemas[0], "assureReadOnly=true")) {
+                await(step);
+                c.setCatalog(schemas[i % 3]);
+                c.setTransactionIsolation(LEVELS[i % 4]);
+                c.setReadOnly(i % 2 == 0);
+                c.setAutoCommit(i % 3 != 0);
+                try (Statement s = c.createStatement()) {
+                    s.execute("SET @me = " + i + ", time_zone = '+0" + i + ":00', sql_mode = '" + (i % 2 == 0 ? "ANSI_QUOTES" : "NO_ZERO_DATE") + "'");
+                }
+                await(step);
+                for (int round = 0; round < 3; round++) {
+                    out.add("r" + round + " db " + name(one(c, "SELECT DATABASE()")) + " catalog " + name(c.getCatalog())
+                        + " " + one(c, "SELECT @me, @@time_zone, @@sql_mode, @@tx_isolation, @@tx_read_only, @@autocommit")
+                        + " api " + c.getTransactionIsolation() + "," + c.isReadOnly() + "," + c.getAutoCommit()
+                        + " valid " + c.isValid(5));
+                    await(step);
+                }
+                // A write: refused in a read-only session, else it goes into the client's own schema.
+                out.add("insert " + upd(c, "INSERT INTO t (v, n) VALUES ('c" + i + "', " + i + ")"));
+                if (!c.getAutoCommit()) {
+                    out.add("rows before rollback " + one(c, "SELECT COUNT(*) FROM t WHERE n = " + i));
+                    c.rollback();
+                    out.add("rows after rollback " + one(c, "SELECT COUNT(*) FROM t WHERE n = " + i));
+                    out.add("insert again " + upd(c, "INSERT INTO t (v, n) VALUES ('c" + i + "', " + i + ")"));
+                    c.commit();
+                }
+                await(step);
+                out.add("committed " + one(c, "SELECT COUNT(*) FROM t WHERE n = " + i));
+                c.setReadOnly(false);
+                c.setAutoCommit(true);
+                out.add("after reset api " + one(c, "SELECT @@tx_read_only, @@autocommit"));
+            }
+        });
+    }
+
+    /** Transactions: commit and rollback with other clients working in between. */
+    static void transactions() throws Exception {
+        clients("tx", 3, (i, out, step) -> {
+            try (Connection c = connect(schemas[1], "")) {
+                for (int round = 0; round < 4; round++) {
+                    c.setAutoCommit(false);
+                    String tag = "tx" + i + "_" + round;
+                    out.add("ins " + upd(c, "INSERT INTO t (v, n) VALUES ('" + tag + "', " + (100 + i) + ")"));
+                    out.add("in-tx sees " + one(c, "SELECT COUNT(*) FROM t WHERE v = '" + tag + "'") + " flag " + one(c, "SELECT @@in_transaction"));
+                    if (round % 2 == 0) c.rollback(); else c.commit();
+                    c.setAutoCommit(true);
+                    out.add("after " + (round % 2 == 0 ? "rollback" : "commit") + " " + one(c, "SELECT COUNT(*) FROM t WHERE v = '" + tag + "'") + " flag " + one(c, "SELECT @@in_transaction"));
+                }
+                // A savepoint.
+                c.setAutoCommit(false);
+                upd(c, "INSERT INTO t (v, n) VALUES ('sp" + i + "a', 0)");
+                Savepoint sp = c.setSavepoint("p" + i);
+                upd(c, "INSERT INTO t (v, n) VALUES ('sp" + i + "b', 0)");
+                c.rollback(sp);
+                c.commit();
+                c.setAutoCommit(true);
+                out.add("savepoint " + one(c, "SELECT GROUP_CONCAT(v ORDER BY v) FROM t WHERE v LIKE 'sp" + i + "%'"));
+            }
+        });
+    }
+
+    /** Prepared statements, server-side or client-side, many distinct texts, several clients. */
+    static void prepared(String tag, String opts) throws Exception {
+        clients("prep-" + tag, 4, (i, out, step) -> {
+            try (Connection c = connect(schemas[0], opts)) {
+                List<PreparedStatement> ps = new ArrayList<>();
+                for (int k = 0; k < 30; k++) {
+                    ps.add(c.prepareStatement("SELECT ? + " + k + " AS s" + k + ", CONCAT(?, '-" + k + "') AS c, ? IS NULL"));
+                }
+                await(step);
+                StringBuilder b = new StringBuilder();
+                for (int round = 0; round < 3; round++) {
+                    for (int k = 0; k < ps.size(); k++) {
+                        PreparedStatement p = ps.get(k);
+                        p.setInt(1, i * 1000 + round);
+                        p.setString(2, "c" + i);
+                        if (k % 2 == 0) p.setNull(3, Types.INTEGER); else p.setLong(3, k);
+                        try (ResultSet r = p.executeQuery()) {
+                            ResultSetMetaData m = r.getMetaData();
+                            if (round == 0 && k < 2) out.add("meta " + m.getColumnLabel(1) + ":" + m.getColumnTypeName(1) + " " + m.getColumnLabel(2) + ":" + m.getColumnTypeName(2) + ":" + m.getColumnDisplaySize(2) + " " + m.getColumnTypeName(3));
+                            b.append(rows(r)).append("|");
+                        }
+                    }
+                    out.add("round " + round + " " + b.toString().hashCode() + " " + b.substring(0, 40));
+                    b.setLength(0);
+                    await(step);
+                }
+                // Inserts with generated keys in the client's own rows.
+                try (PreparedStatement p = c.prepareStatement("INSERT INTO k (who, v) VALUES (?, ?)", Statement.RETURN_GENERATED_KEYS)) {
+                    long first = -1;
+                    for (int k = 0; k < 3; k++) {
+                        p.setInt(1, i);
+                        p.setString(2, tag + k);
+                        int n = p.executeUpdate();
+                        try (ResultSet r = p.getGeneratedKeys()) {
+                            r.next();
+                            long id = r.getLong(1);
+                            if (first < 0) first = id;
+                            long check = Long.parseLong(one(c, "SELECT id FROM k WHERE who = " + i + " AND v = '" + tag + k + "'"));
+                            out.add("genkey n=" + n + " matches " + (id == check) + " last_insert_id " + (Long.parseLong(one(c, "SELECT LAST_INSERT_ID()")) == id));
+                        }
+                    }
+                }
+                // Errors at prepare and at execute.
+                try (PreparedStatement p = c.prepareStatement("SELECT nosuch FROM k WHERE id = ?")) {
+                    p.setInt(1, 1);
+                    p.executeQuery();
+                    out.add("bad prepare ran");
+                } catch (SQLException e) {
+                    out.add("bad prepare " + err(e));
+                }
+                try (PreparedStatement p = c.prepareStatement("INSERT INTO k (id, who, v) VALUES (?, ?, ?)")) {
+                    p.setInt(1, 1);
+                    p.setInt(2, i);
+                    p.setString(3, "dup");
+                    try { p.executeUpdate(); } catch (SQLException e) { /* the first client may win */ }
+                    p.executeUpdate();
+                    out.add("dup ran");
+                } catch (SQLException e) {
+                    out.add("dup " + err(e));
+                }
+            }
+        });
+    }
+
+    /** executeBatch with the connector's batch options. */
+    static void batches() throws Exception {
+        String[][] variants = {
+            {"plain", "useBulkStmts=false"},
+            {"rewrite", "rewriteBatchedStatements=true&useBulkStmts=false"},
+            {"bulk", "useBulkStmts=true"},
+            {"bulk-server", "useBulkStmts=true&useServerPrepStmts=true"},
+            {"server", "useServerPrepStmts=true&useBulkStmts=false"},
+        };
+        for (String[] v : variants) {
+            clients("batch-" + v[0], 2, (i, out, step) -> {
+                try (Connection c = connect(schemas[0], v[1])) {
+                    String tbl = "b_" + v[0].replace('-', '_') + "_" + i;
+                    upd(c, "CREATE TABLE " + tbl + " (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20) UNIQUE, n INT)");
+                    await(step);
+                    try (PreparedStatement p = c.prepareStatement("INSERT INTO " + tbl + " (v, n) VALUES (?, ?)", Statement.RETURN_GENERATED_KEYS)) {
+                        for (int k = 0; k < 20; k++) {
+                            p.setString(1, "v" + k);
+                            p.setInt(2, k);
+                            p.addBatch();
+                        }
+                        int[] counts = p.executeBatch();
+                        out.add("counts " + Arrays.toString(counts));
+                        try (ResultSet r = p.getGeneratedKeys()) {
+                            out.add("keys " + rows(r));
+                        }
+                    }
+                    await(step);
+                    try (PreparedStatement p = c.prepareStatement("UPDATE " + tbl + " SET n = n + ? WHERE n < ?")) {
+                        for (int k = 0; k < 3; k++) {
+                            p.setInt(1, 100);
+                            p.setInt(2, 5 * (k + 1));
+                            p.addBatch();
+                        }
+                        out.add("update counts " + Arrays.toString(p.executeBatch()));
+                    }
+                    // A batch with a duplicate in the middle.
+                    try (PreparedStatement p = c.prepareStatement("INSERT INTO " + tbl + " (v, n) VALUES (?, ?)")) {
+                        for (String s : new String[] {"x1", "v3", "x2"}) {
+                            p.setString(1, s);
+                            p.setInt(2, 0);
+                            p.addBatch();
+                        }
+                        p.executeBatch();
+                        out.add("dup batch ran");
+                    } catch (BatchUpdateException e) {
+                        out.add("dup batch " + err(e) + " counts " + Arrays.toString(e.getUpdateCounts()));
+                    }
+                    out.add("rows " + one(c, "SELECT COUNT(*), SUM(n), GROUP_CONCAT(v ORDER BY id) FROM " + tbl));
+                    // A statement batch.
+                    try (Statement s = c.createStatement()) {
+                        s.addBatch("INSERT INTO " + tbl + " (v, n) VALUES ('s1', 1)");
+                        s.addBatch("UPDATE " + tbl + " SET n = 0 WHERE v LIKE 's%'");
+                        s.addBatch("DELETE FROM " + tbl + " WHERE v = 'x1'");
+                        out.add("stmt batch " + Arrays.toString(s.executeBatch()));
+                    }
+                }
+            });
+        }
+    }
+
+    static void timeouts() throws Exception {
+        clients("timeout", 2, (i, out, step) -> {
+            try (Connection c = connect(schemas[0], "")) {
+                if (i == 0) {
+                    try (Statement s = c.createStatement()) {
+                        s.setQueryTimeout(1);
+                        long t0 = System.nanoTime();
+                        try (ResultSet r = s.executeQuery("SELECT SLEEP(4)")) {
+                            out.add("query timeout result " + rows(r));
+                        } catch (SQLException e) {
+                            out.add("query timeout " + err(e));
+                        }
+                        out.add("query timeout took<3s " + ((System.nanoTime() - t0) < 3_000_000_000L));
+                        out.add("after timeout " + one(c, "SELECT 1, @@max_statement_time"));
+                    }
+                    try (PreparedStatement p = c.prepareStatement("SELECT SLEEP(?)")) {
+                        p.setQueryTimeout(1);
+                        p.setInt(1, 4);
+                        try (ResultSet r = p.executeQuery()) {
+                            out.add("prepared timeout result " + rows(r));
+                        } catch (SQLException e) {
+                            out.add("prepared timeout " + err(e));
+                        }
+                    }
+                } else {
+                    // Cancel from another thread: the connector sends KILL QUERY on a new connection.
+                    try (Statement s = c.createStatement()) {
+                        Thread killer = new Thread(() -> {
+                            try {
+                                Thread.sleep(700);
+                                s.cancel();
+                            } catch (Exception e) {
+                                out.add("cancel failed " + e);
+                            }
+                        });
+                        long t0 = System.nanoTime();
+                        killer.start();
+                        try (ResultSet r = s.executeQuery("SELECT SLEEP(5)")) {
+                            out.add("cancel result " + rows(r));
+                        } catch (SQLException e) {
+                            out.add("cancel " + err(e));
+                        }
+                        killer.join();
+                        out.add("cancel took<4s " + ((System.nanoTime() - t0) < 4_000_000_000L));
+                        out.add("after cancel " + one(c, "SELECT 2"));
+                    }
+                }
+                await(step);
+            }
+        });
+    }
+
+    /** A streamed result read slowly while other clients query. */
+    static void streaming() throws Exception {
+        clients("stream", 3, (i, out, step) -> {
+            try (Connection c = connect(schemas[0], "")) {
+                if (i == 0) {
+                    try (Statement s = c.createStatement()) {
+                        s.setFetchSize(50);
+                        try (ResultSet r = s.executeQuery("SELECT seq, REPEAT('r', 100) FROM seq_1_to_20000")) {
+                            long sum = 0, n = 0;
+                            while (r.next()) {
+                                sum += r.getLong(1);
+                                n++;
+                                if (n == 100) await(step);
+                                if (n == 5000) await(step);
+                            }
+                            out.add("streamed " + n + " sum " + sum);
+                        }
+                    }
+                    out.add("after stream " + one(c, "SELECT 3"));
+                } else {
+                    await(step);
+                    StringBuilder b = new StringBuilder();
+                    for (int k = 0; k < 20; k++) b.append(one(c, "SELECT " + k + " + " + i)).append(",");
+                    out.add("meanwhile " + b);
+                    await(step);
+                }
+            }
+        });
+    }
+
+    static void multiQueries() throws Exception {
+        try (Connection c = connect(schemas[0], "allowMultiQueries=true")) {
+            try (Statement s = c.createStatement()) {
+                boolean isRs = s.execute("SELECT 1 AS a; UPDATE z SET dt = dt; SELECT 'x' AS b, 2; DO 1; SELECT 3");
+                StringBuilder b = new StringBuilder();
+                try {
+                    while (true) {
+                        if (isRs) {
+                            try (ResultSet r = s.getResultSet()) { b.append("rs[").append(rows(r)).append("] "); }
+                        } else {
+                            int n = s.getUpdateCount();
+                            if (n == -1) break;
+                            b.append("upd[").append(n).append("] ");
+                        }
+                        isRs = s.getMoreResults();
+                    }
+                } catch (SQLException e) {
+                    b.append(err(e));
+                }
+                p("multi " + b);
+            }
+            p("multi error " + one(c, "SELECT 5; SELECT nosuch; SELECT 6"));
+            p("multi after " + one(c, "SELECT 5; SELECT 6"));
+        }
+    }
+
+    static void compression() throws Exception {
+        try (Connection c = connect(schemas[0], "useCompression=true")) {
+            p("compress " + one(c, "SELECT LENGTH(REPEAT('abc', 100000)), MD5(REPEAT('abc', 100000))"));
+            try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT REPEAT('q', 70000) FROM seq_1_to_30")) {
+                long n = 0;
+                while (r.next()) n += r.getString(1).length();
+                p("compress rows " + n);
+            }
+            try (PreparedStatement p = c.prepareStatement("SELECT ? , LENGTH(?)")) {
+                p.setInt(1, 9);
+                p.setString(2, "y".repeat(300000));
+                try (ResultSet r = p.executeQuery()) { p("compress prepared " + rows(r)); }
+            }
+        }
+    }
+
+    static void warningsAndTimezones() throws Exception {
+        try (Connection c = connect(schemas[0], "")) {
+            try (Statement s = c.createStatement()) {
+                try (ResultSet r = s.executeQuery("SELECT 1/0, CAST('12abc' AS INT)")) {
+                    p("warn select " + rows(r) + warnings(s.getWarnings()));
+                }
+                s.clearWarnings();
+                s.executeUpdate("SET sql_mode = ''");
+                int n = s.executeUpdate("INSERT INTO t (v, n) VALUES (REPEAT('w', 30), 'nan')");
+                p("warn insert n=" + n + warnings(s.getWarnings()));
+                p("warn show " + one(c, "SHOW WARNINGS"));
+                p("warn count " + one(c, "SELECT @@warning_count"));
+            }
+        }
+        for (String tz : new String[] {"", "serverTimezone=UTC", "serverTimezone=Asia/Tokyo&useLegacyDatetimeCode=false", "sessionVariables=time_zone='-04:00'"}) {
+            try (Connection c = connect(schemas[0], tz); Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT d, ts, dt, tm, @@time_zone FROM z")) {
+                r.next();
+                p("tz [" + tz + "] " + r.getTimestamp(1).getTime() + " " + r.getTimestamp(2).getTime() + " " + r.getString(2) + " " + r.getDate(3) + " " + r.getTime(4) + " " + r.getString(5));
+                try (PreparedStatement p = c.prepareStatement("SELECT ?, CAST(? AS DATETIME)")) {
+                    java.sql.Timestamp ts = new java.sql.Timestamp(1700000000000L);
+                    p.setTimestamp(1, ts);
+                    p.setTimestamp(2, ts);
+                    try (ResultSet q = p.executeQuery()) {
+                        q.next();
+                        p("tz param [" + tz + "] " + q.getString(1) + " " + q.getTimestamp(2).getTime());
+                    }
+                }
+            }
+        }
+    }
+
+    /** Everyday work, run with TLS options in CONNECTOR_TLS. */
+    static void tls() throws Exception {
+        clients("tls", 2, (i, out, step) -> {
+            try (Connection c = connect(schemas[0], "useCompression=" + (i == 1))) {
+                out.add("valid " + c.isValid(5) + " " + name(one(c, "SELECT DATABASE()")));
+                try (PreparedStatement p = c.prepareStatement("SELECT ?, LENGTH(REPEAT('t', ?))")) {
+                    p.setInt(1, i);
+                    p.setInt(2, 1_000_000);
+                    try (ResultSet r = p.executeQuery()) { out.add("prepared " + rows(r)); }
+                }
+                try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT REPEAT('u', 50000) FROM seq_1_to_40")) {
+                    long n = 0;
+                    while (r.next()) n += r.getString(1).length();
+                    out.add("rows " + n);
+                }
+                await(step);
+                c.setAutoCommit(false);
+                out.add("insert " + upd(c, "INSERT INTO t (v, n) VALUES ('tls', " + i + ")"));
+                c.rollback();
+                out.add("after rollback " + one(c, "SELECT COUNT(*) FROM t WHERE v = 'tls'"));
+            }
+        });
+    }
+
+    /** The connector's own pool, with more pooled connections than Funnel has backend ones. */
+    static void pool() throws Exception {
+        try (MariaDbPoolDataSource ds = new MariaDbPoolDataSource(url(schemas[0], "maxPoolSize=6&minPoolSize=6&useResetConnection=true&poolValidMinDelay=0"))) {
+            clients("pool", 6, (i, out, step) -> {
+                for (int round = 0; round < 4; round++) {
+                    try (Connection c = ds.getConnection()) {
+                        String seen = one(c, "SELECT @mine IS NULL, DATABASE() = '" + schemas[0] + "', @@time_zone, @@autocommit, @@tx_isolation, @@sql_mode, @@collation_connection");
+                        out.add("r" + round + " fresh " + seen + " api " + c.getAutoCommit() + "," + c.getTransactionIsolation() + "," + name(c.getCatalog()));
+                        try (Statement s = c.createStatement()) {
+                            s.execute("SET @mine = " + i + ", time_zone = '+0" + i + ":00'");
+                        }
+                        c.setCatalog(schemas[1 + i % 2]);
+                        c.setTransactionIsolation(LEVELS[i % 4]);
+                        c.setAutoCommit(i % 2 == 0);
+                        await(step);
+                        out.add("r" + round + " own " + one(c, "SELECT @mine, @@time_zone, @@autocommit, @@tx_isolation") + " db " + name(one(c, "SELECT DATABASE()")));
+                        if (!c.getAutoCommit()) c.rollback();
+                    }
+                    await(step);
+                }
+            });
+        }
+    }
+
+    public static void main(String[] a) throws Exception {
+        port = Integer.parseInt(a[0]);
+        user = a[1];
+        password = a[2];
+        for (int i = 0; i < 3; i++) schemas[i] = a[3 + i];
+        Set<String> only = new HashSet<>(Arrays.asList(a).subList(6, a.length));
+        setup();
+        Map<String, Callable<Void>> all = new LinkedHashMap<>();
+        all.put("connect", () -> { connectInfo(); return null; });
+        all.put("state", () -> { sessionState(); return null; });
+        all.put("tx", () -> { transactions(); return null; });
+        all.put("prep-server", () -> { prepared("server", "useServerPrepStmts=true"); return null; });
+        all.put("prep-client", () -> { prepared("client", "useServerPrepStmts=false"); return null; });
+        all.put("batch", () -> { batches(); return null; });
+        all.put("timeout", () -> { timeouts(); return null; });
+        all.put("stream", () -> { streaming(); return null; });
+        all.put("multi", () -> { multiQueries(); return null; });
+        all.put("compress", () -> { compression(); return null; });
+        all.put("warn", () -> { warningsAndTimezones(); return null; });
+        all.put("pool", () -> { pool(); return null; });
+        all.put("tls", () -> { tls(); return null; });
+        for (Map.Entry<String, Callable<Void>> e : all.entrySet()) {
+            if (!only.isEmpty() && !only.contains(e.getKey())) continue;
+            try {
+                e.getValue().call();
+            } catch (Exception ex) {
+                p(e.getKey() + " EXCEPTION " + ex);
+            }
+        }
+        p("done");
+    }
+}
