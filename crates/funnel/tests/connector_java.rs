@@ -21,7 +21,14 @@
 //! `MariaDbPoolDataSource` with six pooled connections on Funnel's two
 //! (`useResetConnection=true`: `COM_RESET_CONNECTION` on return, then a
 //! `COM_PING` on borrow); and `useSSL=true&trustServerCertificate=true` to
-//! a Funnel with client TLS, with and without compression.
+//! a Funnel with client TLS, with and without compression; `setMaxRows`,
+//! callable statements with `OUT` / `INOUT` parameters (text and binary),
+//! `{? = call f(?)}`, `LOAD DATA LOCAL INFILE` from an input stream, and
+//! more distinct server-side statements than `prepStmtCacheSize` holds
+//! (the connector closes those it evicts). A `CALL` pins its session
+//! (multiplexing.md): the script has one caller at a time, since two
+//! pinned callers would hold both backend connections and the third
+//! client would wait out `backlog.wait_timeout`.
 //!
 //! Found and fixed: every connector session but the first on a backend
 //! connection lost the `IGNORE_SPACE` its login (`CLIENT_IGNORE_SPACE`)
@@ -202,6 +209,12 @@ fn connector_java_all_scenarios_match_direct() {
         "multi rs[1] upd[1] rs[x,2] upd[0] rs[3]",
         "compress rows 2100000",
         "pool c5 r3 own 5,+05:00,0,READ-COMMITTED db S2",
+        "more-text c2 maxrows 1;2;3;4",
+        "more-text c0 call rs[20] out 40 c0!",
+        "more-server c0 call rs[20] out 40 c0!",
+        "more-server c1 function 101",
+        "more-text c1 load 100",
+        "more-server c2 evicted sum 14520",
     ] {
         assert!(out.contains(want), "{want}\n{out}");
     }

@@ -486,6 +486,75 @@ public class ConnectorJ {
         }
     }
 
+    /** setMaxRows, callable statements with OUT parameters, LOCAL INFILE, prepare cache eviction. */
+    static void more(String tag, String opts) throws Exception {
+        try (Connection c = connect(schemas[0], "")) {
+            upd(c, "CREATE PROCEDURE IF NOT EXISTS p2(IN a INT, OUT b INT, INOUT c VARCHAR(20)) BEGIN SET b = a * 2; SET c = CONCAT(c, '!'); SELECT a AS rs_a; END");
+            upd(c, "CREATE FUNCTION IF NOT EXISTS f2(a INT) RETURNS INT DETERMINISTIC RETURN a + 100");
+            upd(c, "CREATE TABLE IF NOT EXISTS li (who INT, v VARCHAR(20), n INT)");
+        }
+        clients("more-" + tag, 3, (i, out, step) -> {
+            try (Connection c = connect(schemas[0], opts)) {
+                try (Statement s = c.createStatement()) {
+                    s.setMaxRows(2 + i);
+                    await(step);
+                    try (ResultSet r = s.executeQuery("SELECT seq FROM seq_1_to_10")) { out.add("maxrows " + rows(r)); }
+                    s.setMaxRows(0);
+                    try (ResultSet r = s.executeQuery("SELECT COUNT(*) FROM (SELECT seq FROM seq_1_to_10) x")) { out.add("maxrows off " + rows(r)); }
+                    out.add("select_limit " + one(c, "SELECT @@sql_select_limit"));
+                }
+                await(step);
+                try (PreparedStatement p = c.prepareStatement("SELECT seq FROM seq_1_to_10 WHERE seq > ?")) {
+                    p.setMaxRows(3);
+                    p.setInt(1, i);
+                    try (ResultSet r = p.executeQuery()) { out.add("prepared maxrows " + rows(r)); }
+                }
+                // A CALL pins its session to its connection in Funnel (it may leave any
+                // state): one caller at a time, or two would hold both connections.
+                if (i == 0) try (CallableStatement cs = c.prepareCall("{call p2(?, ?, ?)}")) {
+                    cs.setInt(1, 20 + i);
+                    cs.registerOutParameter(2, Types.INTEGER);
+                    cs.setString(3, "c" + i);
+                    cs.registerOutParameter(3, Types.VARCHAR);
+                    boolean rs = cs.execute();
+                    StringBuilder b = new StringBuilder();
+                    while (true) {
+                        if (rs) { try (ResultSet r = cs.getResultSet()) { b.append("rs[").append(rows(r)).append("]"); } }
+                        else if (cs.getUpdateCount() == -1) break;
+                        rs = cs.getMoreResults();
+                    }
+                    out.add("call " + b + " out " + cs.getInt(2) + " " + cs.getString(3));
+                }
+                try (CallableStatement cs = c.prepareCall("{? = call f2(?)}")) {
+                    cs.registerOutParameter(1, Types.INTEGER);
+                    cs.setInt(2, i);
+                    cs.execute();
+                    out.add("function " + cs.getInt(1));
+                }
+                await(step);
+                try (Statement s = c.createStatement()) {
+                    String data = "";
+                    for (int k = 0; k < 100; k++) data += i + "\tv" + k + "\t" + k + "\n";
+                    ((org.mariadb.jdbc.MariaDbStatement) s.unwrap(org.mariadb.jdbc.MariaDbStatement.class))
+                        .setLocalInfileInputStream(new java.io.ByteArrayInputStream(data.getBytes()));
+                    out.add("load " + s.executeUpdate("LOAD DATA LOCAL INFILE 'x.tsv' INTO TABLE li") + warnings(s.getWarnings()));
+                    out.add("loaded " + one(c, "SELECT COUNT(*), SUM(n) FROM li WHERE who = " + i));
+                } catch (SQLException e) {
+                    out.add("load " + err(e));
+                }
+                // More distinct prepared statements than the connector's cache holds.
+                long sum = 0;
+                for (int k = 0; k < 120; k++) {
+                    try (PreparedStatement p = c.prepareStatement("SELECT ? * " + k + " + " + i)) {
+                        p.setInt(1, 2);
+                        try (ResultSet r = p.executeQuery()) { r.next(); sum += r.getLong(1); }
+                    }
+                }
+                out.add("evicted sum " + sum);
+            }
+        });
+    }
+
     /** Everyday work, run with TLS options in CONNECTOR_TLS. */
     static void tls() throws Exception {
         clients("tls", 2, (i, out, step) -> {
@@ -555,6 +624,11 @@ public class ConnectorJ {
         all.put("warn", () -> { warningsAndTimezones(); return null; });
         all.put("pool", () -> { pool(); return null; });
         all.put("tls", () -> { tls(); return null; });
+        all.put("more", () -> {
+            more("text", "allowLocalInfile=true");
+            more("server", "allowLocalInfile=true&useServerPrepStmts=true&prepStmtCacheSize=25");
+            return null;
+        });
         for (Map.Entry<String, Callable<Void>> e : all.entrySet()) {
             if (!only.isEmpty() && !only.contains(e.getKey())) continue;
             try {
