@@ -25,7 +25,10 @@
 //! callable statements with `OUT` / `INOUT` parameters (text and binary),
 //! `{? = call f(?)}`, `LOAD DATA LOCAL INFILE` from an input stream, and
 //! more distinct server-side statements than `prepStmtCacheSize` holds
-//! (the connector closes those it evicts). A `CALL` pins its session
+//! (the connector closes those it evicts); `DatabaseMetaData` and a
+//! server-side prepare's columns after another client's `ALTER TABLE`
+//! (Funnel's registry of prepares must not answer with the old ones;
+//! the connector's own cache does, directly too). A `CALL` pins its session
 //! (multiplexing.md): the script has one caller at a time, since two
 //! pinned callers would hold both backend connections and the third
 //! client would wait out `backlog.wait_timeout`.
@@ -194,6 +197,9 @@ fn connector_java_all_scenarios_match_direct() {
         return;
     }
     let out = same_both_ways("cj", &[]);
+    if std::env::var_os("CONNECTOR_SHOW").is_some() {
+        eprintln!("{out}");
+    }
     for want in [
         "connect autocommit true catalog S0 isolation 4 readonly false valid true",
         "state c1 r2 db S1 catalog S1 1,+01:00,NO_ZERO_DATE,READ-COMMITTED,0,1 api 2,false,true valid true",
@@ -215,6 +221,8 @@ fn connector_java_all_scenarios_match_direct() {
         "more-server c1 function 101",
         "more-text c1 load 100",
         "more-server c2 evicted sum 14520",
+        "meta pk S0,null,md,id,1,PRIMARY",
+        "meta after alter id:10 s:40 d:12 j:0 extra:11 | 5",
     ] {
         assert!(out.contains(want), "{want}\n{out}");
     }

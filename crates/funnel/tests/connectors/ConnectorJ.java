@@ -555,6 +555,51 @@ public class ConnectorJ {
         });
     }
 
+    /** Metadata: DatabaseMetaData, and a server-side prepare's columns after ALTER TABLE. */
+    static void metadata() throws Exception {
+        try (Connection a = connect(schemas[0], "useServerPrepStmts=true");
+             Connection b = connect(schemas[0], "useServerPrepStmts=true")) {
+            upd(a, "CREATE TABLE md (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, s VARCHAR(30) NOT NULL DEFAULT 'x', d DECIMAL(10,3), j JSON)");
+            upd(a, "INSERT INTO md (s, d, j) VALUES ('a', 1.5, '{\"k\": 1}')");
+            DatabaseMetaData m = a.getMetaData();
+            try (ResultSet r = m.getColumns(schemas[0], null, "md", null)) {
+                StringBuilder sb = new StringBuilder();
+                while (r.next()) sb.append(r.getString("COLUMN_NAME")).append(":").append(r.getString("TYPE_NAME")).append(":").append(r.getInt("COLUMN_SIZE")).append(":").append(r.getString("IS_NULLABLE")).append(":").append(r.getString("IS_AUTOINCREMENT")).append(" ");
+                p("meta columns " + sb);
+            }
+            try (ResultSet r = m.getPrimaryKeys(schemas[0], null, "md")) { p("meta pk " + rows(r)); }
+            try (ResultSet r = m.getTables(schemas[0], null, "m%", new String[] {"TABLE"})) {
+                StringBuilder sb = new StringBuilder();
+                while (r.next()) sb.append(r.getString("TABLE_NAME")).append(" ");
+                p("meta tables " + sb);
+            }
+            String sql = "SELECT * FROM md WHERE id = ?";
+            for (Connection c : new Connection[] {a, b}) {
+                try (PreparedStatement ps = c.prepareStatement(sql)) {
+                    ResultSetMetaData md = ps.getMetaData();
+                    StringBuilder sb = new StringBuilder();
+                    for (int k = 1; k <= md.getColumnCount(); k++) sb.append(md.getColumnName(k)).append(":").append(md.getColumnTypeName(k)).append(":").append(md.isSigned(k)).append(":").append(md.isNullable(k)).append(":").append(md.isAutoIncrement(k)).append(" ");
+                    ps.setInt(1, 1);
+                    try (ResultSet r = ps.executeQuery()) { p("meta prepared " + sb + "| " + rows(r)); }
+                }
+            }
+            upd(a, "ALTER TABLE md ADD COLUMN extra INT DEFAULT 7, MODIFY s VARCHAR(40)");
+            // b and a answer from the connector's own cache of prepares; a fresh connection asks.
+            for (Connection c : new Connection[] {b, a, connect(schemas[0], "useServerPrepStmts=true")}) {
+                try (PreparedStatement ps = c.prepareStatement(sql)) {
+                    ResultSetMetaData md = ps.getMetaData();
+                    StringBuilder sb = new StringBuilder();
+                    for (int k = 1; k <= md.getColumnCount(); k++) sb.append(md.getColumnName(k)).append(":").append(md.getColumnDisplaySize(k)).append(" ");
+                    ps.setInt(1, 1);
+                    try (ResultSet r = ps.executeQuery()) {
+                        ResultSetMetaData rmd = r.getMetaData();
+                        p("meta after alter " + sb + "| " + rmd.getColumnCount() + " | " + rows(r));
+                    }
+                }
+            }
+        }
+    }
+
     /** Everyday work, run with TLS options in CONNECTOR_TLS. */
     static void tls() throws Exception {
         clients("tls", 2, (i, out, step) -> {
@@ -624,6 +669,7 @@ public class ConnectorJ {
         all.put("warn", () -> { warningsAndTimezones(); return null; });
         all.put("pool", () -> { pool(); return null; });
         all.put("tls", () -> { tls(); return null; });
+        all.put("metadata", () -> { metadata(); return null; });
         all.put("more", () -> {
             more("text", "allowLocalInfile=true");
             more("server", "allowLocalInfile=true&useServerPrepStmts=true&prepStmtCacheSize=25");
