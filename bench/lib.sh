@@ -30,6 +30,23 @@ ensure_packages() {
   export PATH="$PATH:/usr/sbin"
 }
 
+# ensure_node_connectors DIR name@version...: node and npm (Debian's
+# nodejs and npm) and the named npm packages in DIR/node_modules, each at
+# its version; installs only what is missing.
+ensure_node_connectors() {
+  local dir=$1; shift
+  command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
+  local spec missing=()
+  for spec in "$@"; do
+    grep -qs "\"version\": \"${spec##*@}\"" "$dir/node_modules/${spec%@*}/package.json" || missing+=("$spec")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "npm install ${missing[*]}"
+    mkdir -p "$dir"
+    npm install --silent --no-audit --no-fund --prefix "$dir" "$@" >/dev/null
+  fi
+}
+
 # Raises the soft open-files limit to the hard one (thousands of clients).
 raise_nofile() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

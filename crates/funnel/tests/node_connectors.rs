@@ -1,0 +1,366 @@
+//! Node.js connectors through Funnel answer as MariaDB does directly:
+//! `mariadb` 3.5.4 (MariaDB Connector/Node.js) and `mysql2` 3.24.6, run by
+//! `connectors/node.js` against the server and then through a Funnel with
+//! two backend connections on one core, whose output must be the same
+//! line for line.
+//!
+//! What the script checks (one line per check: values, ERR codes, SQL
+//! states and messages, affected rows, insert ids, warning counts, column
+//! metadata), with several clients at once where sharing matters:
+//!
+//! - `mariadb`: plain queries and errors; pipelining (on by default: eight
+//!   commands, an error among them, then 200, written before any result
+//!   is read; `execute` pipelines its prepare with the execute by the
+//!   "last prepared" statement id); `batch()` with `bulk: false`
+//!   (pipelined `COM_STMT_EXECUTE`s, 2500 rows, an error in the middle);
+//!   `queryStream` of 30000 rows read slowly while three other clients
+//!   query; `prepare`/`execute` and the prepare cache (three statements
+//!   through a cache of two); buffers past 16 KB sent by
+//!   `COM_STMT_SEND_LONG_DATA` while another client queries;
+//!   `reset()` (`COM_RESET_CONNECTION`: variables, autocommit, time zone,
+//!   temporary tables and prepared statements gone); `changeUser` to a
+//!   second user and a refused one; `timeout` (`SET STATEMENT
+//!   max_statement_time=... FOR`) and `queryTimeout`; `LOAD DATA LOCAL
+//!   INFILE` (1000 rows, a missing file, a client without
+//!   `permitLocalInfile`, 60000 rows while another client queries);
+//!   `multipleStatements`; transactions and `autocommit = 0`; `initSql`,
+//!   `sessionVariables`, the server's version, the schema and character
+//!   set the connector learns from session tracking after `USE` and
+//!   `SET NAMES`; four login character sets at once; six pipelining
+//!   clients each with its own variables, `sql_mode`, isolation level and
+//!   transaction; `destroy()` during a query (the connector `KILL`s it
+//!   through a new connection, by the id Funnel gave it); a pool of 8
+//!   with `resetAfterUse` (24 tasks, each setting and checking its own
+//!   state); text parameters escaped by the `NO_BACKSLASH_ESCAPES` status
+//!   flag (a client whose `sql_mode` has it and one without, one switching
+//!   back); `compress: true` (3 MB of rows, a 100 KB parameter, a 5 MB
+//!   value); `prepareCacheLength: 0` (prepare, execute and close pipelined
+//!   for 20 executes at once, a failing prepare among them).
+//! - `mysql2`: `query` and `execute`, field metadata, named placeholders,
+//!   the prepared-statement LRU (`maxPreparedStatements: 3`, six
+//!   statements three times: the evicted are closed and prepared again),
+//!   `multipleStatements`, `query().stream()` while another client
+//!   queries, `changeUser` there and back with a cached statement,
+//!   `ping`, transactions, the `timezone` option, a client-side query
+//!   `timeout` (the connection is dropped mid-query; others are served at
+//!   once), four login character sets, `compress: true` (rows, several
+//!   results, a 100 KB parameter), `LOAD DATA LOCAL INFILE` through
+//!   `infileStreamFactory`, `prepare`/`unprepare`, a pool of 10 each with
+//!   its own variables and isolation checked five times, interleaved.
+//!
+//! Found: everything matches but one thing, which Funnel does not offer:
+//! MariaDB's bulk protocol (`MARIADB_CLIENT_STMT_BULK_OPERATIONS`,
+//! `COM_STMT_BULK_EXECUTE`). The connector's `batch()` then sends one
+//! execute per row, as against MySQL, and by default returns one result
+//! per row instead of one aggregated result
+//! ([`node_mariadb_batch_falls_back_to_one_result_per_row`],
+//! docs/multiplexing.md, Known limits). Only the normalised parts differ
+//! otherwise: the schema's name, `CURRENT_USER()` (Funnel's backend
+//! account, not printed), statement ids in a message.
+//!
+//! Worth knowing (documented, docs/multiplexing.md): the `mariadb`
+//! connector escapes text parameters for `NO_BACKSLASH_ESCAPES` when the
+//! server's status says so, and a query with a backslash in such a session
+//! pins its client (`unknown`) for its life. Two such clients hold both
+//! backend connections here, and a third client then waits until
+//! `backlog.wait_timeout` (ERR 9001): `mariadb_escapes` keeps to one.
+//!
+//! The packages are installed (pinned) into `<target>/node-connectors`
+//! by `scripts/test`, or by this test when `npm` is there; the test skips
+//! only when `node` is missing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use funnel_engine::Proxy;
+use funnel_testkit::MariaDb;
+
+const USER: &str = "nodeapp";
+const PASSWORD: &str = "nodepw";
+const USER2: &str = "nodeapp2";
+const PASSWORD2: &str = "nodepw2";
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/connectors/node.js");
+const PACKAGES: [&str; 2] = ["mysql2@3.24.6", "mariadb@3.5.4"];
+
+fn server() -> &'static MariaDb {
+    static USERS_MADE: std::sync::Once = std::sync::Once::new();
+    let db = MariaDb::shared();
+    USERS_MADE.call_once(|| {
+        db.create_user(USER, PASSWORD);
+        db.create_user(USER2, PASSWORD2);
+    });
+    db
+}
+
+/// A Funnel with two backend connections on one core for both users.
+fn funnel() -> Proxy {
+    let db = server();
+    let backend = format!("{}_b", db.fresh_database("nodeb"));
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: {USER}\n    password: {PASSWORD}\n  - name: {USER2}\n    password: {PASSWORD2}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap())
+}
+
+/// The `node_modules` with the pinned packages, installed when missing;
+/// `None` when there is no `node`.
+fn node_modules() -> Option<PathBuf> {
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: no node (scripts/test installs nodejs and npm)");
+        return None;
+    }
+    let prefix = std::env::var_os("FUNNEL_NODE_CONNECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("node-connectors")
+        });
+    let modules = prefix.join("node_modules");
+    let installed = |name: &str, version: &str| {
+        std::fs::read_to_string(modules.join(name).join("package.json"))
+            .is_ok_and(|p| p.contains(&format!("\"version\": \"{version}\"")))
+    };
+    let all = || {
+        PACKAGES.iter().all(|p| {
+            let (name, version) = p.split_once('@').unwrap();
+            installed(name, version)
+        })
+    };
+    if !all() {
+        std::fs::create_dir_all(&prefix).unwrap();
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .args(PACKAGES)
+            .output()
+            .expect("npm is missing: scripts/test installs it");
+        assert!(
+            out.status.success() && all(),
+            "npm install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Some(modules)
+}
+
+/// The script's output for `scenarios` (all when empty) against `port`.
+fn run(modules: &PathBuf, port: u16, schema: &str, scenarios: &[&str]) -> Vec<String> {
+    let out = Command::new("timeout")
+        .args(["60", "node", SCRIPT])
+        .args([&port.to_string(), USER, PASSWORD, schema, USER2, PASSWORD2])
+        .args(scenarios)
+        .env("NODE_PATH", modules)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node exited {:?}: {stdout}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
+/// Runs `scenarios` directly and through a fresh Funnel, each in a fresh
+/// schema; asserts the lines are the same and returns them.
+fn compare(modules: &PathBuf, scenarios: &[&str]) -> Vec<String> {
+    let db = server();
+    let proxy = funnel();
+    let direct = run(modules, db.port(), &db.fresh_database("node"), scenarios);
+    let through = run(
+        modules,
+        proxy.local_addr().port(),
+        &db.fresh_database("node"),
+        scenarios,
+    );
+    for (i, (d, f)) in direct.iter().zip(&through).enumerate() {
+        if d != f {
+            // Long lines: show where they part.
+            let at = d.bytes().zip(f.bytes()).take_while(|(a, b)| a == b).count();
+            let from = d[..at].char_indices().rev().nth(120).map_or(0, |(j, _)| j);
+            let to = |s: &str| s.char_indices().nth(300).map_or(s.len(), |(j, _)| j);
+            let (d, f) = (&d[from..], &f[from..]);
+            panic!(
+                "line {} differs at byte {at}:\n  direct: {}\n  funnel: {}",
+                i + 1,
+                &d[..to(d)],
+                &f[..to(f)]
+            );
+        }
+    }
+    assert_eq!(through.len(), direct.len(), "{through:#?}");
+    assert!(!direct.iter().any(|l| l.starts_with("FAILED")), "{direct:#?}");
+    direct
+}
+
+fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {lines:#?}"))
+}
+
+#[test]
+fn node_mariadb_connector_answers_as_direct() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let lines = compare(
+        &modules,
+        &[
+            "mariadb_basics",
+            "mariadb_pipelining",
+            "mariadb_batch",
+            "mariadb_stream",
+            "mariadb_prepare",
+            "mariadb_reset",
+            "mariadb_change_user",
+            "mariadb_timeout",
+            "mariadb_infile",
+            "mariadb_multi",
+            "mariadb_transactions",
+            "mariadb_pool",
+            "mariadb_server_info",
+            "mariadb_charsets",
+            "mariadb_concurrent",
+            "mariadb_long_data",
+            "mariadb_destroy",
+            "mariadb_big_infile",
+            "mariadb_escapes",
+            "mariadb_compress",
+            "mariadb_no_prepare_cache",
+        ],
+    );
+    assert_eq!(
+        line(&lines, "insert "),
+        r#"insert {"affected":2,"insertId":"1n","warnings":0}"#
+    );
+    assert!(line(&lines, "pipelined ").contains(r#"[{"p":"pipe","tz":"+03:00"}],{"error":{"errno":1054"#));
+    assert_eq!(line(&lines, "pipelined-200"), "pipelined-200 19900");
+    assert_eq!(
+        line(&lines, "batch-count"),
+        r#"batch-count [{"c":"2504n","s":"3123756"}]"#
+    );
+    assert_eq!(
+        line(&lines, "stream "),
+        "stream 30000 450015000 3000000 [true,true,true]"
+    );
+    assert_eq!(
+        line(&lines, "after-reset"),
+        r#"after-reset [{"r":null,"ac":"1n","tz":"SYSTEM"}]"#
+    );
+    assert!(line(&lines, "stmt-after-reset").contains(r#""errno":1243"#));
+    assert!(line(&lines, "timeout ").contains(r#""errno":1969"#));
+    assert_eq!(
+        line(&lines, "infile-rows"),
+        r#"infile-rows [{"c":"1000n","m":"name999"}]"#
+    );
+    assert!(line(&lines, "infile-denied").contains(r#""errno":4166"#));
+    assert!(line(&lines, "charset-tracked").starts_with(r#"charset-tracked "latin1" [{"s":"hé","h":"E9""#));
+    assert_eq!(
+        line(&lines, "destroyed"),
+        r#"destroyed "ER_CMD_NOT_EXECUTED_DESTROYED""#
+    );
+    assert_eq!(line(&lines, "others "), r#"others [{"v":1}] true"#);
+    assert_eq!(
+        line(&lines, "pool 23 "),
+        r#"pool 23 null {"echo":23,"who":"23n"} {"who":"23n","tz":"+03:00","m":"ANSI_QUOTES"}"#
+    );
+    assert!(line(&lines, "long-rows").contains(r#""lb":300000"#));
+    assert!(line(&lines, "escape 1 ").starts_with(r#"escape 1 [{"v":"a'b\\c\"d\\'0","l":9,"nbe":1}"#));
+    assert_eq!(line(&lines, "compress-big"), "compress-big 5000000");
+    assert!(line(&lines, "no-cache ").ends_with(r#""36n","38n"]"#));
+    assert_eq!(
+        line(&lines, "big-infile "),
+        r#"big-infile {"affected":60000,"insertId":"0n","warnings":0} 20"#
+    );
+}
+
+#[test]
+fn node_mysql2_answers_as_direct() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let lines = compare(
+        &modules,
+        &[
+            "mysql2_basics",
+            "mysql2_named",
+            "mysql2_lru",
+            "mysql2_multi",
+            "mysql2_stream",
+            "mysql2_change_user",
+            "mysql2_transactions",
+            "mysql2_timezone",
+            "mysql2_timeout",
+            "mysql2_charsets",
+            "mysql2_compress",
+            "mysql2_infile",
+            "mysql2_prepare",
+            "mysql2_pool",
+        ],
+    );
+    assert_eq!(line(&lines, "execute "), r#"execute [{"v":42,"s":"x"}]"#);
+    assert_eq!(
+        line(&lines, "named-execute"),
+        r#"named-execute [{"a":5,"b":null,"c":15}]"#
+    );
+    assert!(line(&lines, "lru ").ends_with(r#"{"k5":25}]"#));
+    assert_eq!(line(&lines, "stream "), "stream 20000 200010000 60000");
+    assert_eq!(line(&lines, "whoami "), r#"whoami [{"d":1,"v":null}]"#);
+    assert_eq!(line(&lines, "tz "), r#"tz "2024-01-01T22:04:05.000Z" "+05:00""#);
+    assert_eq!(line(&lines, "others "), r#"others [{"v":2}] true"#);
+    assert_eq!(line(&lines, "compress-multi"), "compress-multi 3 70000");
+    assert_eq!(
+        line(&lines, "infile-rows"),
+        r#"infile-rows [{"c":500,"s":"5500"}]"#
+    );
+    assert!(line(&lines, "pool-conn 9 ")
+        .contains(r#"{"who":9,"tz":"+09:00","m":"ANSI_QUOTES","iso":"READ-COMMITTED","k":4}"#));
+    assert_eq!(
+        line(&lines, "pool-many"),
+        format!(
+            "pool-many [{}]",
+            (0..30).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        )
+    );
+}
+
+/// Funnel does not offer MariaDB's bulk protocol: the connector's
+/// `batch()` sends one `COM_STMT_EXECUTE` per row, as against MySQL, and
+/// returns one result per row, where directly it gets one aggregated OK.
+/// The rows written are the same (`mariadb_batch` above compares the
+/// fallback with a direct `bulk: false`).
+#[test]
+fn node_mariadb_batch_falls_back_to_one_result_per_row() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let db = server();
+    let proxy = funnel();
+    let scenario = ["mariadb_batch_default"];
+    let direct = run(&modules, db.port(), &db.fresh_database("node"), &scenario);
+    let through = run(
+        &modules,
+        proxy.local_addr().port(),
+        &db.fresh_database("node"),
+        &scenario,
+    );
+    assert_eq!(
+        line(&direct, "batch-default"),
+        r#"batch-default "aggregate" {"affected":3,"insertId":"1n","warnings":0}"#
+    );
+    assert_eq!(
+        line(&through, "batch-default"),
+        r#"batch-default "per-row" [{"affected":1,"insertId":"1n","warnings":0},{"affected":1,"insertId":"2n","warnings":0},{"affected":1,"insertId":"3n","warnings":0}]"#
+    );
+}
