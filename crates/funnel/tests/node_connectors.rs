@@ -35,7 +35,10 @@
 //!   flag (a client whose `sql_mode` has it and one without, one switching
 //!   back); `compress: true` (3 MB of rows, a 100 KB parameter, a 5 MB
 //!   value); `prepareCacheLength: 0` (prepare, execute and close pipelined
-//!   for 20 executes at once, a failing prepare among them).
+//!   for 20 executes at once, a failing prepare among them); `reset()`,
+//!   `LOAD DATA LOCAL INFILE`, `BEGIN`/`ROLLBACK` and executes pipelined
+//!   with queries; a prepared statement run after `USE` and a `sql_mode`
+//!   change, on whichever connection, keeps its prepare's schema and mode.
 //! - `mysql2`: `query` and `execute`, field metadata, named placeholders,
 //!   the prepared-statement LRU (`maxPreparedStatements: 3`, six
 //!   statements three times: the evicted are closed and prepared again),
@@ -46,7 +49,9 @@
 //!   once), four login character sets, `compress: true` (rows, several
 //!   results, a 100 KB parameter), `LOAD DATA LOCAL INFILE` through
 //!   `infileStreamFactory`, `prepare`/`unprepare`, a pool of 10 each with
-//!   its own variables and isolation checked five times, interleaved.
+//!   its own variables, isolation and schema (the same statement text,
+//!   prepared and not, reads a different table in each) checked five
+//!   times, interleaved.
 //!
 //! Found: everything matches but one thing, which Funnel does not offer:
 //! MariaDB's bulk protocol (`MARIADB_CLIENT_STMT_BULK_OPERATIONS`,
@@ -238,6 +243,8 @@ fn node_mariadb_connector_answers_as_direct() {
             "mariadb_escapes",
             "mariadb_compress",
             "mariadb_no_prepare_cache",
+            "mariadb_pipelined_session",
+            "mariadb_prepare_schema",
         ],
     );
     assert_eq!(
@@ -279,6 +286,11 @@ fn node_mariadb_connector_answers_as_direct() {
     assert!(line(&lines, "escape 1 ").starts_with(r#"escape 1 [{"v":"a'b\\c\"d\\'0","l":9,"nbe":1}"#));
     assert_eq!(line(&lines, "compress-big"), "compress-big 5000000");
     assert!(line(&lines, "no-cache ").ends_with(r#""36n","38n"]"#));
+    assert_eq!(
+        line(&lines, "prepare-schema"),
+        r#"prepare-schema ["main","main","main","main","main","main","p2:other","p3:other","p3:other","p3:other"]"#
+    );
+    assert!(line(&lines, "pipelined-session").contains(r#"[{"x":null,"tz":"SYSTEM"}]"#));
     assert_eq!(
         line(&lines, "big-infile "),
         r#"big-infile {"affected":60000,"insertId":"0n","warnings":0} 20"#
@@ -325,7 +337,7 @@ fn node_mysql2_answers_as_direct() {
         r#"infile-rows [{"c":500,"s":"5500"}]"#
     );
     assert!(line(&lines, "pool-conn 9 ")
-        .contains(r#"{"who":9,"tz":"+09:00","m":"ANSI_QUOTES","iso":"READ-COMMITTED","k":4}"#));
+        .contains(r#"{"who":9,"tz":"+09:00","m":"ANSI_QUOTES","iso":"READ-COMMITTED","k":4,"where":"other","whereText":"other"}"#));
     assert_eq!(
         line(&lines, "pool-many"),
         format!(

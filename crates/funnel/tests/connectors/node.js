@@ -421,6 +421,66 @@ const scenarios = {
     await c.end();
   },
 
+  async mariadb_pipelined_session() {
+    // Session commands written behind and ahead of queries, before any reply is read.
+    // (A pipelined changeUser never settles in this connector, directly too; nor does
+    // a query after leaving a queryStream's loop early.)
+    const c = await mariadb.createConnection({ ...base });
+    const r1 = await Promise.allSettled([
+      c.query("SET @x = 1, time_zone = '+04:00'"),
+      c.reset(),
+      c.query('SELECT @x AS x, @@time_zone AS tz'),
+      c.query("SET @y = 'after'"),
+      c.query('SELECT @y AS y'),
+    ]);
+    out('pipelined-session', r1.map((x) => (x.status === 'fulfilled' ? rows(x.value) ?? null : { error: err(x.reason) })));
+    await c.end().catch(() => {});
+    const d = await mariadb.createConnection({ ...base, permitLocalInfile: true });
+    const file = path.join(os.tmpdir(), `funnel-node-pipe-${schema}.csv`);
+    fs.writeFileSync(file, '1,a\n2,b\n');
+    await d.query('CREATE TABLE IF NOT EXISTS m_pipe_infile (id INT PRIMARY KEY, v VARCHAR(5))');
+    const p = await d.prepare('SELECT ? AS v');
+    const r2 = await Promise.allSettled([
+      d.query(`LOAD DATA LOCAL INFILE '${file}' INTO TABLE m_pipe_infile FIELDS TERMINATED BY ','`),
+      d.query('SELECT COUNT(*) AS c FROM m_pipe_infile'),
+      p.execute([1]),
+      d.query('BEGIN'),
+      d.query("INSERT INTO m_pipe_infile VALUES (3, 'c')"),
+      d.query('ROLLBACK'),
+      p.execute([2]),
+      d.query('SELECT COUNT(*) AS c FROM m_pipe_infile'),
+    ]);
+    p.close();
+    out('pipelined-infile', r2.map((x) => (x.status === 'fulfilled' ? rows(x.value) : { error: err(x.reason) })));
+    fs.unlinkSync(file);
+    await d.end();
+  },
+
+  async mariadb_prepare_schema() {
+    // A prepared statement keeps the schema and sql_mode of its prepare, wherever it runs next.
+    const c = await mariadb.createConnection({ ...base });
+    const others = await Promise.all([0, 1, 2].map(() => mariadb.createConnection({ ...base })));
+    const z = schema + '_z';
+    await c.query(`CREATE DATABASE IF NOT EXISTS ${z}`);
+    await c.query(`CREATE TABLE ${schema}.w (v VARCHAR(10))`);
+    await c.query(`CREATE TABLE ${z}.w (v VARCHAR(10))`);
+    await c.query(`INSERT INTO ${schema}.w VALUES ('main')`);
+    await c.query(`INSERT INTO ${z}.w VALUES ('other')`);
+    const p = await c.prepare('SELECT v FROM w');
+    const res = [(await p.execute())[0].v];
+    await c.query(`USE ${z}`);
+    const busy = () => others.map((o) => o.query('SELECT SLEEP(0.02)'));
+    for (let k = 0; k < 5; k++) await Promise.all([p.execute().then((r) => res.push(r[0].v)), ...busy()]);
+    const p2 = await c.prepare('SELECT v FROM w');
+    res.push('p2:' + (await p2.execute())[0].v);
+    await c.query("SET sql_mode = 'ANSI_QUOTES'");
+    const p3 = await c.prepare('SELECT "v" FROM w');
+    await c.query("SET sql_mode = ''");
+    for (let k = 0; k < 3; k++) await Promise.all([p3.execute().then((r) => res.push('p3:' + r[0].v)), ...busy()]);
+    out('prepare-schema', res);
+    for (const o of [c, ...others]) await o.end();
+  },
+
   // --- mysql2 ---
   async mysql2_basics() {
     const c = await mysql2.createConnection({ ...base });
@@ -591,6 +651,14 @@ const scenarios = {
     const pool = mysql2.createPool({ ...base, connectionLimit: 10 });
     // Each pool connection gets its own state once, then is checked under interleaving.
     const conns = await Promise.all(Array.from({ length: 10 }, () => pool.getConnection()));
+    // The same statement text names a different table in each of two schemas.
+    const other = schema + '_y';
+    await conns[0].query(`CREATE DATABASE IF NOT EXISTS ${other}`);
+    await conns[0].query(`CREATE TABLE IF NOT EXISTS ${schema}.y_where (v VARCHAR(10))`);
+    await conns[0].query(`CREATE TABLE IF NOT EXISTS ${other}.y_where (v VARCHAR(10))`);
+    await conns[0].query(`INSERT INTO ${schema}.y_where VALUES ('main')`);
+    await conns[0].query(`INSERT INTO ${other}.y_where VALUES ('other')`);
+    await Promise.all(conns.map((c, i) => c.query(`USE ${i % 3 ? schema : other}`)));
     await Promise.all(
       conns.map((c, i) =>
         c.query(`SET @who = ${i}, time_zone = '+0${i % 10}:00', sql_mode = '${i % 2 ? 'ANSI_QUOTES' : 'NO_ZERO_DATE'}', SESSION tx_isolation = '${i % 2 ? 'READ-COMMITTED' : 'REPEATABLE-READ'}'`)
@@ -601,7 +669,9 @@ const scenarios = {
         const got = [];
         for (let k = 0; k < 5; k++) {
           const [r] = await c.execute('SELECT @who AS who, @@time_zone AS tz, @@sql_mode AS m, @@tx_isolation AS iso, ? AS k', [k]);
-          got.push(r[0]);
+          const [w] = await c.execute('SELECT v FROM y_where');
+          const [q] = await c.query('SELECT v FROM y_where');
+          got.push({ ...r[0], where: w[0].v, whereText: q[0].v });
           await sleep(i % 3);
         }
         return got;
@@ -614,6 +684,12 @@ const scenarios = {
     await pool.end();
   },
 };
+
+// A promise the connector never settles would end the process silently.
+process.on('beforeExit', () => {
+  out('STALLED');
+  process.stdout.write(lines.join('\n') + '\n', () => process.exit(3));
+});
 
 (async () => {
   for (const [name, fn] of Object.entries(scenarios)) {
