@@ -647,6 +647,42 @@ const scenarios = {
     await c.end();
   },
 
+  async mysql2_interleaved_info() {
+    // What the server keeps per session from the last statement, under interleaving.
+    const cs = await Promise.all([0, 1, 2].map(() => mysql2.createConnection({ ...base })));
+    await cs[0].query('CREATE TABLE IF NOT EXISTS y_ids (id INT AUTO_INCREMENT PRIMARY KEY, n TINYINT)');
+    const got = await Promise.all(
+      cs.map(async (c, i) => {
+        const r = [];
+        for (let k = 0; k < 3; k++) {
+          const [ins] = await c.execute('INSERT IGNORE INTO y_ids (n) VALUES (?), (?)', [i * 100 + k, 1000 + i]);
+          await sleep(3 * i);
+          r.push([
+            ins.insertId > 0,
+            (await c.execute('SELECT LAST_INSERT_ID() = ? AS li', [ins.insertId]))[0][0].li,
+            (await c.query('SELECT LAST_INSERT_ID() = ? AS li, ROW_COUNT() AS rc', [ins.insertId]))[0][0],
+            (await c.query('SHOW WARNINGS'))[0].map((w) => [w.Code, w.Level]),
+            (await c.query('SELECT @@warning_count AS w'))[0][0].w,
+          ]);
+          await c.query('SELECT SQL_CALC_FOUND_ROWS * FROM y_ids LIMIT 1');
+          await sleep(2 * i);
+          // (As a prepared statement FOUND_ROWS() pins its client: docs/multiplexing.md.)
+          r.push((await c.query('SELECT FOUND_ROWS() > 1 AS f'))[0][0].f);
+        }
+        r.push((await c.query('SELECT CONNECTION_ID() = ? AS me', [c.threadId]))[0][0].me);
+        return r;
+      })
+    );
+    got.forEach((g, i) => out('info', i, g));
+    // KILL QUERY by the id the connector was given.
+    const start = Date.now();
+    const running = cs[1].query('SELECT SLEEP(3) AS s').then((r) => r[0], (e) => ({ error: err(e) }));
+    await sleep(300);
+    await cs[2].query(`KILL QUERY ${cs[1].threadId}`);
+    out('killed', await running, Date.now() - start < 2500, (await cs[1].query('SELECT 1 AS alive'))[0]);
+    for (const c of cs) await c.end();
+  },
+
   async mysql2_pool() {
     const pool = mysql2.createPool({ ...base, connectionLimit: 10 });
     // Each pool connection gets its own state once, then is checked under interleaving.
