@@ -73,10 +73,16 @@
 //! pins its client (`unknown`) for its life. Two such clients hold both
 //! backend connections here, and a third client then waits until
 //! `backlog.wait_timeout` (ERR 9001): `mariadb_escapes` keeps to one.
+//! So does a prepared `SELECT FOUND_ROWS()` (mysql2's `execute`): the
+//! script reads it with `query`. Left out as the connectors' own
+//! behaviour, the same directly: a `changeUser` pipelined among queries
+//! (`mariadb`: its promise never settles), a query after leaving a
+//! `queryStream` loop early (never answered), and mysql2's "packets out of
+//! order" warnings on larger compressed results.
 //!
 //! The packages are installed (pinned) into `<target>/node-connectors`
-//! by `scripts/test`, or by this test when `npm` is there; the test skips
-//! only when `node` is missing.
+//! (or `$FUNNEL_NODE_CONNECTORS`) by `scripts/test`, or by this test when
+//! `npm` is there; the test skips only when `node` is missing.
 
 use std::path::PathBuf;
 use std::process::Command;
