@@ -67,14 +67,17 @@
 //! otherwise: the schema's name, `CURRENT_USER()` (Funnel's backend
 //! account, not printed), statement ids in a message.
 //!
-//! Worth knowing (documented, docs/multiplexing.md): the `mariadb`
-//! connector escapes text parameters for `NO_BACKSLASH_ESCAPES` when the
-//! server's status says so, and a query with a backslash in such a session
-//! pins its client (`unknown`) for its life. Two such clients hold both
-//! backend connections here, and a third client then waits until
-//! `backlog.wait_timeout` (ERR 9001): `mariadb_escapes` keeps to one.
-//! So does a prepared `SELECT FOUND_ROWS()` (mysql2's `execute`): the
-//! script reads it with `query`. Left out as the connectors' own
+//! Fixed: the `mariadb` connector escapes text parameters for
+//! `NO_BACKSLASH_ESCAPES` when the server's status says so
+//! (`'a''b\c'`), and every query with a backslash in such a session
+//! pinned its client (`unknown`) for its life: in `mariadb_escapes` two
+//! such clients held both backend connections and the third waited out
+//! `backlog.wait_timeout` (ERR 9001). Such a query is now shared when it
+//! is one plain statement read either way (`session/mod.rs`,
+//! `read_with_literal_backslashes`).
+//!
+//! Pins by design, so left out: a prepared `SELECT FOUND_ROWS()` (mysql2's
+//! `execute`; the script reads it with `query`). Left out as the connectors' own
 //! behaviour, the same directly: a `changeUser` pipelined among queries
 //! (`mariadb`: its promise never settles), a query after leaving a
 //! `queryStream` loop early (never answered), and mysql2's "packets out of

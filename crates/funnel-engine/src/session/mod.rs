@@ -793,7 +793,10 @@ impl Session {
             // command's state (about 15 KiB) for its life.
             Plan::Forward(mut f) => {
                 if self.literal_backslashes(payload) {
-                    f.set_unreadable();
+                    match read_with_literal_backslashes(payload, &f, self.caps) {
+                        Some(g) => f = g,
+                        None => f.set_unreadable(),
+                    }
                 }
                 if payload.first() == Some(&0x03) && !self.user_vars.is_empty() {
                     if let Some(what) = user_vars::dynamic_sql_refusal(&payload[1..], &self.user_vars) {
@@ -2607,9 +2610,85 @@ async fn found_rows_of(conn: &mut BackendConn) -> Result<Option<u64>, BackendErr
     }
 }
 
+/// The plan of a query with a backslash in a session whose `sql_mode` has
+/// (or may have) `NO_BACKSLASH_ESCAPES`, where the backslash is a plain
+/// character: `Some` when the text is a single statement that leaves the
+/// session as it was, read either way (each backslash made a space, the
+/// server's reading under that mode with strings ending where it ends
+/// them; and with backslash escapes): a plain read or write such as the
+/// MariaDB connector's `SELECT 'a''b\c'` of an escaped parameter. Any
+/// doubt (state Funnel would learn from the text or rewrite in it, a pin,
+/// several statements) gives `None`: the query pins, unread.
+fn read_with_literal_backslashes(payload: &[u8], f: &Forward, caps: Capabilities) -> Option<Forward> {
+    let sql = payload.get(1..)?;
+    let mut literal = Vec::with_capacity(payload.len());
+    literal.push(payload[0]);
+    literal.extend_from_slice(&pinning::without_backslashes(sql));
+    let Plan::Forward(g) = plan(&literal, caps) else {
+        return None;
+    };
+    let leaves_session = |x: &Forward| {
+        x.pin.is_none()
+            && x.pin_on_error.is_none()
+            && x.new_schema.is_none()
+            && x.drops_schema.is_none()
+            && x.set_vars.is_none()
+            && x.read_back.is_none()
+            && x.set_user_vars.is_none()
+            && x.read_back_user_vars.is_none()
+            && !x.reads_found_rows
+            && !x.selects_into
+            && !x.diagnostics
+            && !x.sets_insert_id
+            && x.unpin.is_none()
+            && x.multi_statements.is_none()
+            && matches!(x.lock_names, LockNames::None)
+            && !x.savepoint
+            && !x.statement_vars
+            && !x.drops_temporary
+            && !x.several_statements
+            && !x.compound
+            && !x.xa
+            && x.dynamic_vars.is_empty()
+            && !x.tracks_state_itself
+    };
+    let reads_previous = mentions_previous_statement(sql) || mentions_previous_statement(&literal[1..]);
+    (leaves_session(f) && leaves_session(&g) && !reads_previous).then_some(g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under NO_BACKSLASH_ESCAPES a backslash is plain: a query that leaves
+    /// the session as it was, read either way, is planned as the server
+    /// reads it; anything else stays unread (it pins).
+    #[test]
+    fn literal_backslashes_plain_queries_are_read_the_rest_pins() {
+        let caps = Capabilities::CLIENT_PROTOCOL_41 | Capabilities::CLIENT_MULTI_STATEMENTS;
+        let read = |sql: &str| {
+            let payload = [&[0x03u8][..], sql.as_bytes()].concat();
+            let Plan::Forward(f) = plan(&payload, caps) else {
+                return None;
+            };
+            read_with_literal_backslashes(&payload, &f, caps).map(|g| g.read_only)
+        };
+        // The mariadb connector's escaped parameters.
+        assert_eq!(read(r#"SELECT 'a''b\c"d\''0' AS v"#), Some(true));
+        assert_eq!(read(r"INSERT INTO t VALUES ('x\', 'y')"), Some(false));
+        // A second statement in one reading, a KILL in the other.
+        assert_eq!(read(r"SELECT 'x\'; KILL 5; -- '"), None);
+        assert_eq!(read(r"SELECT 'x\'; SET @a = 1; SELECT '"), None);
+        // State Funnel would learn from the text, or rewrite in it.
+        assert_eq!(read(r"SET @v = 'a\b'"), None);
+        assert_eq!(read(r"SET sql_mode = 'NO_BACKSLASH_ESCAPES', @x = 'a\'"), None);
+        assert_eq!(read(r"SELECT 'a\' INTO @v"), None);
+        assert_eq!(read(r"SELECT LAST_INSERT_ID(), 'a\'"), None);
+        assert_eq!(read(r"SELECT GET_LOCK('a\b', 1)"), None);
+        assert_eq!(read(r"USE `a\b`"), None);
+        assert_eq!(read(r"CREATE TEMPORARY TABLE t (v TEXT DEFAULT 'a\')"), None);
+        assert_eq!(read(r"SELECT 'a\' FROM t; SELECT 2"), None);
+    }
 
     #[test]
     fn session_command_extent() {
