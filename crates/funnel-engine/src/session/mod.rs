@@ -2653,7 +2653,21 @@ fn read_with_literal_backslashes(payload: &[u8], f: &Forward, caps: Capabilities
             && !x.tracks_state_itself
     };
     let reads_previous = mentions_previous_statement(sql) || mentions_previous_statement(&literal[1..]);
-    (leaves_session(f) && leaves_session(&g) && !reads_previous).then_some(g)
+    if !leaves_session(f) || !leaves_session(&g) || reads_previous {
+        return None;
+    }
+    // Where the mode is not known yet either reading may be the server's:
+    // the careful answer of the two for each question.
+    let mut g = g;
+    g.read_only &= f.read_only;
+    g.session_only &= f.session_only;
+    g.changes_no_data &= f.changes_no_data;
+    g.opens_no_table &= f.opens_no_table;
+    g.needs_pinned |= f.needs_pinned;
+    g.may_keep_diagnostics |= f.may_keep_diagnostics;
+    g.keeps_found_rows |= f.keeps_found_rows;
+    g.may_run_stored_code |= f.may_run_stored_code;
+    Some(g)
 }
 
 #[cfg(test)]
@@ -2675,6 +2689,9 @@ mod tests {
         };
         // The mariadb connector's escaped parameters.
         assert_eq!(read(r#"SELECT 'a''b\c"d\''0' AS v"#), Some(true));
+        // A locking read in one reading only is no plain read.
+        assert_eq!(read(r"SELECT 'a\' FOR UPDATE -- '"), Some(false));
+        assert_eq!(read(r"SELECT 'a\', ' FOR UPDATE'"), Some(false));
         assert_eq!(read(r"INSERT INTO t VALUES ('x\', 'y')"), Some(false));
         // A second statement in one reading, a KILL in the other.
         assert_eq!(read(r"SELECT 'x\'; KILL 5; -- '"), None);
