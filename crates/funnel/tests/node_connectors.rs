@@ -154,19 +154,16 @@ fn node_modules() -> Option<PathBuf> {
     };
     if !all() {
         std::fs::create_dir_all(&prefix).unwrap();
-        // The tests run as processes of their own, at once: one installs,
-        // the others wait for it and find the packages there.
-        let lock = std::fs::File::create(prefix.join(".install.lock")).unwrap();
-        lock.lock().unwrap();
-        if all() {
-            return Some(modules);
-        }
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        // The tests run as processes of their own, at once: they install
+        // one after another (`flock`), the later ones into a complete
+        // directory, which npm leaves as it is.
+        let out = Command::new("flock")
+            .arg(prefix.join(".install.lock"))
+            .args(["npm", "install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&prefix)
             .args(PACKAGES)
             .output()
-            .expect("npm is missing: scripts/test installs it");
+            .expect("flock or npm is missing: scripts/test installs npm");
         assert!(
             out.status.success() && all(),
             "npm install: {}",
