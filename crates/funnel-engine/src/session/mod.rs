@@ -2628,22 +2628,12 @@ fn read_with_literal_backslashes(payload: &[u8], f: &Forward, caps: Capabilities
         return None;
     };
     let leaves_session = |x: &Forward| {
-        x.pin.is_none()
+        x.changes_nothing()
             && x.pin_on_error.is_none()
-            && x.new_schema.is_none()
-            && x.drops_schema.is_none()
-            && x.set_vars.is_none()
-            && x.read_back.is_none()
-            && x.set_user_vars.is_none()
-            && x.read_back_user_vars.is_none()
             && !x.reads_found_rows
             && !x.selects_into
             && !x.diagnostics
             && !x.sets_insert_id
-            && x.unpin.is_none()
-            && x.multi_statements.is_none()
-            && matches!(x.lock_names, LockNames::None)
-            && !x.savepoint
             && !x.statement_vars
             && !x.drops_temporary
             && !x.several_statements
