@@ -43,16 +43,7 @@ public class ConnectorJ {
 
     static String one(Connection c, String sql) {
         try (Statement s = c.createStatement(); ResultSet r = s.executeQuery(sql)) {
-            StringBuilder b = new StringBuilder();
-            int n = r.getMetaData().getColumnCount();
-            while (r.next()) {
-                if (b.length() > 0) b.append(";");
-                for (int i = 1; i <= n; i++) {
-                    if (i > 1) b.append(",");
-                    b.append(r.getString(i));
-                }
-            }
-            return b.toString();
+            return rows(r);
         } catch (SQLException e) {
             return err(e);
         }
