@@ -1093,32 +1093,12 @@ impl Session {
                 None => return Ok(()),
             };
         }
-        if f.diagnostics && self.own_err.is_some() {
-            if let Err(e) = self.give_own_err(&mut conn).await {
+        if f.diagnostics && (self.own_err.is_some() || self.foreign_diagnostics) {
+            if let Err(e) = self.give_diagnostics(&mut conn).await {
                 self.buf.consume(total);
                 self.discard_backend(conn);
                 return self.reply_error(1, backend_lost(&self.last_backend, e)).await;
             }
-        } else if f.diagnostics && self.foreign_diagnostics {
-            // This client's statements on this connection left no warnings
-            // (or it would have kept it) and cleared nothing: clear another
-            // client's before reporting. Only a statement that opens a table
-            // clears them (`DO 0` does not).
-            let mut p = BytesMut::with_capacity(64);
-            funnel_protocol::command::write_query(&mut p, CLEAR_DIAGNOSTICS);
-            if let Err(e) = conn.run(&p, Expect::Results).await {
-                self.buf.consume(total);
-                self.discard_backend(conn);
-                return self
-                    .reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await;
-            }
-            conn.stale_diagnostics = false;
-            self.foreign_diagnostics = false;
-            // The clear is a statement to the server: its ROW_COUNT() is -1
-            // now, where a `GET DIAGNOSTICS` would have left the client's
-            // previous count (soak seed 130415).
-            self.own_row_count_next = self.sticky();
         }
         if self.stop_requested() {
             return self.refuse_stopped(conn, total).await;

@@ -8,7 +8,7 @@
 
 use funnel_protocol::response::ErrPacket;
 
-use super::Session;
+use super::{Session, CLEAR_DIAGNOSTICS};
 use crate::pool::conn::BackendConn;
 
 /// The statement that puts `err` into a connection's diagnostics area as
@@ -50,23 +50,29 @@ impl Session {
         self.own_row_count_next = self.sticky();
     }
 
-    /// Before a diagnostics read on `conn`: puts the client's own ERR
-    /// there, if its last statement was one. Fails only when the
-    /// connection broke.
-    pub(super) async fn give_own_err(&mut self, conn: &mut BackendConn) -> Result<(), String> {
-        let Some(err) = &self.own_err else {
-            return Ok(());
+    /// Before a diagnostics read on `conn`, whose area is not the
+    /// client's: puts the client's own ERR there, if its last statement
+    /// was one, else clears another client's stale warnings. Fails only
+    /// when the connection broke.
+    pub(super) async fn give_diagnostics(&mut self, conn: &mut BackendConn) -> Result<(), String> {
+        // Only a statement that opens a table clears the area (`DO 0` does
+        // not); a `SIGNAL` replaces it.
+        let sql = match &self.own_err {
+            Some(err) => signal_sql(err),
+            None => CLEAR_DIAGNOSTICS.to_vec(),
         };
-        let sql = signal_sql(err);
         let mut p = bytes::BytesMut::with_capacity(sql.len() + 5);
         funnel_protocol::command::write_query(&mut p, &sql);
-        // The server answers with the ERR it was asked for.
+        // A `SIGNAL` is answered with the ERR it was asked for.
         conn.run(&p, funnel_protocol::tracker::Expect::Results)
             .await
             .map_err(|e| e.to_string())?;
-        // The client's error is there now, foreign to any other client.
-        conn.stale_diagnostics = true;
+        // The client's error there is foreign to any other client.
+        conn.stale_diagnostics = self.own_err.is_some();
         self.foreign_diagnostics = false;
+        // Either is a statement to the server: its ROW_COUNT() is -1 now,
+        // where a `GET DIAGNOSTICS` would have left the client's previous
+        // count (soak seed 130415).
         self.own_row_count_next = self.sticky();
         Ok(())
     }
