@@ -46,6 +46,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         per_core(&|s| s.counters.sets_answered_locally),
     );
     counter(
+        "funnel_calls_unpinned_total",
+        "CALLs of stateless_procedures after which the client's backend connection was given back.",
+        per_core(&|s| s.counters.calls_unpinned),
+    );
+    counter(
         "funnel_bytes_total",
         "Bytes from and to clients.",
         vec![

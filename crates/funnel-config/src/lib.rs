@@ -12,6 +12,7 @@ mod duration;
 mod error;
 mod load;
 mod model;
+mod procedures;
 mod show;
 mod size;
 mod validate;
@@ -25,6 +26,7 @@ pub use model::{
     LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryRule, SchemaLimit, TlsFiles, User,
     DEFAULT_HOSTGROUP, DEFAULT_MAX_PREPARED_PER_CLIENT, MAX_PREPARED_PER_CORE,
 };
+pub use procedures::procedure_matches;
 pub use show::REDACTED;
 pub use size::{ByteSize, ParseByteSizeError};
 

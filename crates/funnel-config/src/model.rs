@@ -164,6 +164,11 @@ pub struct Config {
     /// Per-schema caps on backend connections.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema_limits: Vec<SchemaLimit>,
+    /// Procedures (`schema.name`, `*` for any schema or any name) the
+    /// operator vouches leave nothing on a connection that the server does
+    /// not report: a `CALL` of one does not keep its client's connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stateless_procedures: Vec<String>,
 }
 
 /// A cap on the backend connections used for one schema.

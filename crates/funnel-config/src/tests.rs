@@ -290,6 +290,27 @@ client:
 }
 
 #[test]
+fn config_stateless_procedures_name_schema_and_procedure() {
+    let yaml = format!(
+        "{MINIMAL}stateless_procedures:\n  - shop.add_item\n  - reports.*\n  - add_item\n  - shop.add_*\n"
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "stateless_procedures[2]: write schema.procedure (`*` for any schema or any procedure)",
+            "stateless_procedures[3]: `*` stands for a whole part only (`shop.*`, not `shop.add_*`)",
+        ]
+    );
+    let ok = format!("{MINIMAL}stateless_procedures: [shop.add_item, \"*.*\"]\n");
+    let config = Config::from_yaml_str(&ok).unwrap();
+    assert_eq!(config.stateless_procedures, ["shop.add_item", "*.*"]);
+    assert!(Config::from_yaml_str(MINIMAL)
+        .unwrap()
+        .stateless_procedures
+        .is_empty());
+}
+
+#[test]
 fn config_requires_users_and_backends() {
     let yaml = "listen: 127.0.0.1:6033\nusers: []\nbackends: []\n";
     assert_eq!(

@@ -79,6 +79,11 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
             );
         }
     }
+    for (i, entry) in config.stateless_procedures.iter().enumerate() {
+        if let Some(why) = crate::procedures::entry_problem(entry) {
+            push(&mut out, format!("stateless_procedures[{i}]"), why);
+        }
+    }
     out
 }
 

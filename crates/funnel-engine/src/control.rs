@@ -208,6 +208,8 @@ pub struct Counters {
     pub funnel_errors: u64,
     /// `SET`s answered from a backend's earlier reply (`learned_sets.rs`).
     pub sets_answered_locally: u64,
+    /// `CALL`s of declared stateless procedures that gave the connection back.
+    pub calls_unpinned: u64,
     /// Commands that waited in the backlog.
     pub backlog_waits: u64,
     /// Commands that gave up waiting.
@@ -246,6 +248,7 @@ impl Counters {
         self.commands += o.commands;
         self.forwarded += o.forwarded;
         self.sets_answered_locally += o.sets_answered_locally;
+        self.calls_unpinned += o.calls_unpinned;
         self.funnel_errors += o.funnel_errors;
         self.backlog_waits += o.backlog_waits;
         self.backlog_timeouts += o.backlog_timeouts;

@@ -46,6 +46,9 @@ pub struct Stats {
     /// `SET`s answered from a backend's earlier reply, without a backend
     /// connection (see `learned_sets.rs`).
     pub sets_answered_locally: Cell<u64>,
+    /// `CALL`s of declared stateless procedures after which the session
+    /// gave its connection back (see `session/stateless_call.rs`).
+    pub calls_unpinned: Cell<u64>,
     /// Errors Funnel generated itself.
     pub funnel_errors: Cell<u64>,
     /// Commands that had to wait in the backlog.
@@ -103,6 +106,7 @@ impl Stats {
             commands: self.commands.get(),
             forwarded: self.forwarded.get(),
             sets_answered_locally: self.sets_answered_locally.get(),
+            calls_unpinned: self.calls_unpinned.get(),
             funnel_errors: self.funnel_errors.get(),
             backlog_waits: self.backlog_waits.get(),
             backlog_timeouts: self.backlog_timeouts.get(),

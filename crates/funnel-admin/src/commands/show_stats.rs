@@ -18,6 +18,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("queries", t.counters.commands),
         ("forwarded", t.counters.forwarded),
         ("sets_answered_locally", t.counters.sets_answered_locally),
+        ("calls_unpinned", t.counters.calls_unpinned),
         ("bytes_in", t.counters.bytes_from_clients),
         ("bytes_out", t.counters.bytes_to_clients),
         ("funnel_errors", t.counters.funnel_errors),

@@ -133,6 +133,10 @@ pub struct Forward {
     /// answers after it is the client's, whether the procedure set the
     /// count (`SELECT ... INTO`) or not.
     pub found_rows_given: bool,
+    /// A plain `CALL` of a procedure in `stateless_procedures`: after it
+    /// the session may give its connection back (see
+    /// `session/stateless_call.rs`).
+    pub stateless_call: bool,
     /// An `XA` statement: the session's transaction may be an XA one
     /// whose branch ended (`XA END`, `XA PREPARE`), where the server
     /// refuses every statement, a prepare too (1399), until `XA COMMIT` or
@@ -192,6 +196,7 @@ impl Forward {
             || self.read_back_user_vars.is_some()
             || self.reads_found_rows
             || matches!(self.lock_names, LockNames::Literal { releases: true, .. })
+            || self.stateless_call
     }
 
     /// True when the command leaves no session state behind, on the
@@ -305,6 +310,7 @@ impl Forward {
             may_keep_diagnostics: false,
             compound: false,
             found_rows_given: false,
+            stateless_call: false,
             xa: false,
             may_run_stored_code: false,
             tracks_state_itself: false,

@@ -24,6 +24,7 @@ mod scan_cost;
 #[cfg(test)]
 mod scan_fuzz;
 mod sql_lex;
+mod stateless_call;
 pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
 mod sync;
@@ -298,6 +299,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 insert_id_given_to_calls: false,
                 own_row_count_next: false,
                 found_rows_off_server: false,
+                stateless_pins: false,
                 foreign_diagnostics: false,
                 own_err: None,
                 linger: false,
@@ -426,6 +428,11 @@ struct Session {
     /// result set left, maybe another client's, until a result set of the
     /// client's there. Funnel answers from its own record until then.
     found_rows_off_server: bool,
+    /// Every pin reason was left by `CALL`s of stateless procedures (one
+    /// that warned keeps the pin while the client may read its warnings):
+    /// the next such `CALL` may end them (see `stateless_call.rs`). Any
+    /// other pin clears it.
+    stateless_pins: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
@@ -935,6 +942,9 @@ impl Session {
         let arrived = rt::timeout(LINGER, self.buf.fill(&mut self.stream)).await;
         if arrived.is_none() {
             self.linger = false;
+            if self.stateless_pins {
+                self.end_stateless_pins().await;
+            }
             // Only a connection kept for the warnings alone goes: one that
             // holds a transaction or pinned state stays with the session.
             self.release_if_free();
@@ -1047,6 +1057,10 @@ impl Session {
         // waiting client waits to run.
         if f.name == "COM_QUERY" {
             self.note_digest(total);
+            if f.pin == Some(PinReason::StoredProcedure) && !f.several_statements {
+                let sql = self.buf.bytes().get(5..total).unwrap_or_default();
+                f.stateless_call = self.calls_stateless(sql, self.schema.as_deref());
+            }
         }
         let Some(conn) = self.lease(total, &f).await? else {
             return Ok(());
@@ -1726,6 +1740,8 @@ impl Session {
         in_transaction_before: bool,
         count_pinned_before: bool,
     ) {
+        // Taken before this command's own pins (which clear the flag).
+        let free_before_call = self.pins.is_empty() || self.stateless_pins;
         let ok = summary.error.is_none();
         if ok {
             if let Some(schema) = f.new_schema.clone() {
@@ -1878,6 +1894,12 @@ impl Session {
         }
         if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
             self.check_named_locks().await;
+        }
+        if f.stateless_call {
+            self.note_stateless_call(&summary, free_before_call);
+        }
+        if self.stateless_pins {
+            self.end_stateless_pins().await;
         }
         // After keep_or_release, so a pin is counted against this digest.
         if let Some((key, text)) = self.digest.take() {
@@ -2240,6 +2262,7 @@ impl Session {
     }
 
     fn pin(&mut self, reason: PinReason) {
+        self.stateless_pins = false;
         if !self.sticky() {
             // The client's earlier statements may have run on other
             // connections: this one has the client's id only once the
@@ -2279,6 +2302,7 @@ impl Session {
     /// `FOUND_ROWS()` from then on too): the statement pinned the client
     /// once, so it is counted and shown once, for its first reason.
     fn pin_beside(&mut self, reason: PinReason) {
+        self.stateless_pins = false;
         self.note_first_count_pin(reason);
         self.pins.insert(reason);
     }
@@ -2350,6 +2374,7 @@ impl Session {
     /// Every pin reason is gone with the state behind it (a reset, or the
     /// connection that held it died).
     fn clear_pins(&mut self) {
+        self.stateless_pins = false;
         self.pins.clear();
         self.locks.clear();
     }

@@ -2449,6 +2449,11 @@ impl PinSet {
         self.0.len() == 1 && self.0.contains(&r)
     }
 
+    /// True when every reason is one of `reasons` (also when there is none).
+    pub fn is_only_among(&self, reasons: &[PinReason]) -> bool {
+        self.0.iter().all(|r| reasons.contains(r))
+    }
+
     /// True when nothing holds the connection.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

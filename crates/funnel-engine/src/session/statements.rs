@@ -315,6 +315,8 @@ impl Session {
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
+        f.stateless_call = f.pin == Some(super::pinning::PinReason::StoredProcedure)
+            && self.calls_stateless(&meta.sql, meta.schema.as_deref());
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
             f.lock_names = super::named_locks::LockNames::Opaque;
