@@ -147,11 +147,20 @@ fn stateless_procedures_three_callers_share_one_connection() {
         (2, "SELECT LAST_INSERT_ID(), FOUND_ROWS()"),
         (0, "CALL add_item('9');"),
         (1, "SELECT COUNT(*) FROM items"),
+        // With autocommit off (a tracked SET), the CALL's transaction holds
+        // the connection until its COMMIT, and no longer.
+        (0, "SET autocommit = 0"),
+        (0, "CALL add_item(10)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        (0, "COMMIT"),
+        (1, "CALL add_item(11)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), @@autocommit"),
+        (2, "SELECT COUNT(*) FROM items"),
     ];
     let (direct, through, unpinned) = both_ways(steps, 1);
     assert_same(steps, &direct, &through);
-    // Every CALL (9 of them) gave the connection back.
-    assert_eq!(unpinned, 9);
+    // Every CALL (11 of them) gave the connection back.
+    assert_eq!(unpinned, 11);
 }
 
 /// What a procedure leaves is kept as a direct connection keeps it: its

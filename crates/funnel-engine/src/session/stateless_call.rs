@@ -11,7 +11,6 @@
 //! the connection goes.
 
 use funnel_protocol::tracker::ResponseSummary;
-use funnel_protocol::StatusFlags;
 
 use super::pinning::PinReason;
 use super::sql_lex::is_blank;
@@ -176,19 +175,16 @@ impl Session {
     /// read (the read would replace what `GET DIAGNOSTICS` reports): then
     /// after its next statement, or once the linger ends.
     pub(super) async fn end_stateless_pins(&mut self) {
+        // No transaction, no autocommit off but the session's own (a
+        // tracked `SET autocommit = 0`), no long data.
         let free = self.stateless_pins
             && !self.linger
-            && self.long_data.is_empty()
             && self.open_cursors.is_empty()
             && self
                 .pins
                 .is_only_among(&[PinReason::StoredProcedure, PinReason::PreviousStatementInfo])
             && self.pinned.as_ref().is_some_and(|c| {
-                c.is_reusable()
-                    && !c.may_be_in_transaction()
-                    && !c.untracked_state
-                    && !c.needs_reset
-                    && c.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+                c.is_reusable() && !c.untracked_state && !c.needs_reset && self.hold_reason(c).is_none()
             });
         if !free {
             return;
