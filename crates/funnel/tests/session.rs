@@ -25,6 +25,27 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // A first CALL gets the client's insert id and count in one DO;
+        // where the count's half fails (max_join_size), the id is given
+        // again on its own.
+        name: "a CALL's count refused under max_join_size, its insert id given all the same",
+        pool: 3,
+        setup: &[
+            "CREATE TABLE mj (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO mj (v) SELECT seq FROM seq_1_to_30",
+            "CREATE PROCEDURE mj_read() SELECT LAST_INSERT_ID(), ROW_COUNT()",
+        ],
+        steps: &[
+            (1, "INSERT INTO mj (v) VALUES (100)"),
+            (0, "INSERT INTO mj (v) VALUES (0)"),
+            (0, "SELECT v FROM mj"),
+            (0, "SET max_join_size = 5"),
+            (0, "CALL mj_read()"),
+            (0, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            (0, "SHOW WARNINGS"),
+        ],
+    },
+    Case {
         // Rebuilt because another client's character_set_results differs,
         // the charset group replays the session's `SET NAMES utf8` too,
         // equal to the connection's or not: MariaDB reads the alias by

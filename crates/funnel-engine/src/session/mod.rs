@@ -1076,14 +1076,8 @@ impl Session {
         // from then on: the connection must hold the client's first (soak
         // seed 300958).
         let setter_on_foreign_id = f.sets_insert_id && !holds_client_id;
-        if call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f) {
-            conn = match self.sync_last_insert_id(conn, total).await? {
-                Some(c) => c,
-                None => return Ok(()),
-            };
-            self.insert_id_on_server = true;
-            self.insert_id_given_to_calls |= call_reads_insert_id;
-        }
+        let gives_id =
+            call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f);
         // A procedure may set what FOUND_ROWS() answers where its CALL
         // returns no rows (`SELECT COUNT(*) INTO @n FROM t`, soak seed
         // 301217), or leave it as it was, maybe another client's: the
@@ -1092,14 +1086,27 @@ impl Session {
         // the DO (and the variables' SET), which leave ROW_COUNT() at 0:
         // the statement that gives the count leaves the client's -1 or 0
         // for the procedure to read.
-        if f.runs_procedure() && self.gives_found_rows_to_call(call_reads_insert_id) {
-            conn = match self.give_found_rows(conn, total).await? {
+        let gives_count = f.runs_procedure() && self.gives_found_rows_to_call(call_reads_insert_id);
+        // Both in one `DO` where the count's statement is one.
+        let together = gives_id && gives_count && self.last.row_count != -1;
+        if gives_id && !together {
+            conn = match self.sync_last_insert_id(conn, total).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            };
+        }
+        if gives_count {
+            conn = match self.give_found_rows(conn, total, together).await? {
                 Some((c, given)) => {
                     f.found_rows_given = given;
                     c
                 }
                 None => return Ok(()),
             };
+        }
+        if gives_id {
+            self.insert_id_on_server = true;
+            self.insert_id_given_to_calls |= call_reads_insert_id;
         }
         if !f.dynamic_vars.is_empty() {
             conn = match self.check_dynamic_vars(conn, &f.dynamic_vars, total).await? {
@@ -1184,20 +1191,29 @@ impl Session {
 
     /// Sets what `FOUND_ROWS()` answers on `conn` to the client's own
     /// count (see [`give_found_rows_sql`]), leaving `ROW_COUNT()` at the
-    /// client's -1, or else at 0. `Some((conn, false))` when
+    /// client's -1, or else at 0. `with_insert_id` (only where the
+    /// client's `ROW_COUNT()` is not -1): the same `DO` gives the
+    /// connection the client's last insert id too, a round trip less than
+    /// [`Self::sync_last_insert_id`] first. `Some((conn, false))` when
     /// the server refused it or left a condition (a `max_statement_time`
     /// that ran out, a small `max_join_size`): the count is then not the
-    /// client's, and the condition is cleared. `None` when the connection failed and the
-    /// client was told (the command's `total` bytes are then consumed).
+    /// client's, and the condition is cleared (and the id given on its
+    /// own). `None` when the connection failed or the id was refused, and
+    /// the client was told (the command's `total` bytes are then consumed).
     async fn give_found_rows(
         &mut self,
         mut conn: BackendConn,
         total: usize,
+        with_insert_id: bool,
     ) -> Result<Option<(BackendConn, bool)>, End> {
         Stats::bump(&self.shard.stats.state_syncs);
         // Where the client's ROW_COUNT() is above 0 (the DO before it
         // leaves 0 anyway), inside a DO too.
-        let sql = give_found_rows_sql(self.last.found_rows, self.last.row_count != -1);
+        let mut sql = give_found_rows_sql(self.last.found_rows, self.last.row_count != -1);
+        if with_insert_id {
+            debug_assert!(sql.starts_with("DO ("));
+            sql.insert_str(3, &format!("LAST_INSERT_ID({}), ", self.last.last_insert_id));
+        }
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
         let given = match conn.run(&p, Expect::Results).await {
@@ -1215,7 +1231,7 @@ impl Session {
             // which leaves ROW_COUNT() at -1; a `DO` then sets the client's
             // 0 back).
             let mut clear: Vec<&[u8]> = vec![CLEAR_DIAGNOSTICS];
-            if self.last.row_count != -1 {
+            if self.last.row_count != -1 && !with_insert_id {
                 clear.push(b"DO 0");
             }
             for sql in clear {
@@ -1224,6 +1240,11 @@ impl Session {
                 if let Err(e) = conn.run(&p, Expect::Results).await {
                     return self.give_found_rows_lost(conn, total, e).await;
                 }
+            }
+            if with_insert_id {
+                // Whether the failed DO gave the id is not known: given
+                // again, on its own (which leaves ROW_COUNT() at 0 too).
+                return Ok(self.sync_last_insert_id(conn, total).await?.map(|c| (c, false)));
             }
         }
         Ok(Some((conn, given)))
