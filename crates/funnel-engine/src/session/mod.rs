@@ -1660,9 +1660,8 @@ impl Session {
                 if !held.is_empty() && !self.control.is_killed() {
                     // The end of the reply, held back while the session
                     // settled (see `Forward::settles_on_server`).
-                    let write = self.stream.write_all(&held);
-                    let limit = self.shard.config().client.net_write_timeout.non_zero();
-                    if crate::relay::within(limit, write, "client.net_write_timeout reached")
+                    // As the rest of the reply: a KILL cuts it short.
+                    if write_own(&mut self.stream, &held, &self.shard, &self.control)
                         .await
                         .is_err()
                     {
