@@ -343,6 +343,16 @@ impl Shard {
         stopped
     }
 
+    /// Stops, in the background, the query of a connection Funnel closes
+    /// without waiting for its reply (a timeout): the server would go on
+    /// running it. Whether the `KILL` gets there matters to no one waiting.
+    pub fn kill_abandoned_query(self: &Rc<Self>, thread: ServerThread) {
+        let shard = self.clone();
+        rt::spawn(async move {
+            let _ = shard.kill_backend_query(thread, || true, &Cell::new(false)).await;
+        });
+    }
+
     /// Runs `KILL QUERY` on a backend thread through a connection of its
     /// own, so no pooled connection (and no waiting client) is involved.
     ///

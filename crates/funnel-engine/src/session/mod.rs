@@ -1701,12 +1701,7 @@ impl Session {
                 // connection (its response state is unknown).
                 let thread = conn.server_thread();
                 self.discard_backend(conn);
-                let shard = self.shard.clone();
-                rt::spawn(async move {
-                    let _ = shard
-                        .kill_backend_query(thread, || true, &std::cell::Cell::new(false))
-                        .await;
-                });
+                self.shard.kill_abandoned_query(thread);
                 if !err_fits {
                     // Mid-packet: an ERR would be read as row data (see RelayEnd).
                     return Err(End::MidPacket);
@@ -2036,13 +2031,7 @@ impl Session {
         if conn.kill_on_discard {
             // A prepare there ran out of time: a server that is alive but
             // slow (a metadata lock) would go on running it.
-            let thread = conn.server_thread();
-            let shard = self.shard.clone();
-            rt::spawn(async move {
-                let _ = shard
-                    .kill_backend_query(thread, || true, &std::cell::Cell::new(false))
-                    .await;
-            });
+            self.shard.kill_abandoned_query(conn.server_thread());
         }
         self.shard.backends.discard_lost(conn);
     }
