@@ -28,6 +28,10 @@ const SETUP: &[&str] = &[
     "CREATE PROCEDURE opens_tx() BEGIN START TRANSACTION; INSERT INTO items (v) VALUES (100); END",
     "CREATE PROCEDURE out_param(OUT n INT) SELECT COUNT(*) INTO n FROM items",
     "CREATE PROCEDURE undeclared() SELECT 1",
+    "CREATE PROCEDURE check_qty(q INT) BEGIN IF q < 0 THEN SIGNAL SQLSTATE '45000' \
+     SET MESSAGE_TEXT = 'negative'; END IF; INSERT INTO items (v) VALUES (q); END",
+    "CREATE PROCEDURE tx_then_fail() BEGIN START TRANSACTION; INSERT INTO items (v) VALUES (50); \
+     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'late'; END",
 ];
 
 const STATELESS: &[&str] = &[
@@ -39,6 +43,8 @@ const STATELESS: &[&str] = &[
     "sets_limit",
     "opens_tx",
     "out_param",
+    "check_qty",
+    "tx_then_fail",
 ];
 
 fn outcome(c: &mut Conn, sql: &str) -> Outcome {
@@ -156,11 +162,20 @@ fn stateless_procedures_three_callers_share_one_connection() {
         (1, "CALL add_item(11)"),
         (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), @@autocommit"),
         (2, "SELECT COUNT(*) FROM items"),
+        (0, "SET autocommit = 1"),
+        // A CALL that failed gives the connection back too (reset first).
+        (0, "CALL check_qty(-1)"),
+        (0, "SHOW WARNINGS"),
+        (0, "SELECT COUNT(*) FROM items"),
+        (1, "CALL check_qty(5)"),
+        (0, "CALL check_qty(6)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        (1, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
     ];
     let (direct, through, unpinned) = both_ways(steps, 1);
     assert_same(steps, &direct, &through);
-    // Every CALL (11 of them) gave the connection back.
-    assert_eq!(unpinned, 11);
+    // Every CALL (14 of them) gave the connection back.
+    assert_eq!(unpinned, 14);
 }
 
 /// What a procedure leaves is kept as a direct connection keeps it: its
@@ -198,13 +213,24 @@ fn stateless_procedures_keep_what_a_call_leaves() {
         (0, "CALL warns()"),
         (0, "GET DIAGNOSTICS @n = NUMBER, @r = ROW_COUNT"),
         (0, "SELECT @n, @r"),
+        // A transaction a failed CALL left open stays with its client.
+        (1, "CALL tx_then_fail()"),
+        (1, "SLEEP:400"),
+        (2, "SELECT COUNT(*) FROM items"),
+        (1, "SELECT COUNT(*) FROM items"),
+        (1, "SELECT @@in_transaction"),
+        (1, "ROLLBACK"),
+        (1, "SELECT COUNT(*) FROM items"),
+        (1, "CALL add_item(7)"),
     ];
     let (direct, through, unpinned) = both_ways(steps, 3);
     assert_same(steps, &direct, &through);
-    // add_two, add_item twice, list_items, opens_tx once its transaction
-    // ended, and warns() twice: once at the next statement, a read of a
-    // table (which clears the warnings), and once as the linger ended. Not
-    // sets_limit, out_param(@c), undeclared, or a CALL of a client pinned
-    // for a user variable.
-    assert_eq!(unpinned, 7);
+    // add_two, add_item three times, list_items, opens_tx once its
+    // transaction ended, and warns() twice: once at the next statement, a
+    // read of a table (which clears the warnings), and once as the linger
+    // ended. Not sets_limit, out_param(@c), undeclared, a CALL of a client
+    // pinned for a user variable, or tx_then_fail: the read at the linger's
+    // end found the transaction it left open, so that transaction alone,
+    // not a pin, held the connection until the ROLLBACK.
+    assert_eq!(unpinned, 8);
 }

@@ -156,13 +156,15 @@ impl Session {
 
     /// After a `CALL` of a declared stateless procedure: notes whether only
     /// such `CALL`s hold the session now. `free_before`: nothing held it
-    /// before this `CALL` but earlier stateless ones. A `CALL` that failed
-    /// (the server reports nothing after an ERR) or changed state keeps the
-    /// pin as any `CALL` does.
+    /// before this `CALL` but earlier stateless ones. One that changed
+    /// state keeps the pin as any `CALL` does. One that failed does not:
+    /// the server reports nothing after an ERR, so the connection is reset
+    /// before another client gets it (`needs_reset`, as after any stored
+    /// code that failed), and a transaction the procedure left open shows
+    /// in the read-back's status.
     pub(super) fn note_stateless_call(&mut self, summary: &ResponseSummary, free_before: bool) {
         self.stateless_pins = free_before
-            && summary.error.is_none()
-            && !summary.state_changed
+            && (summary.error.is_some() || !summary.state_changed)
             && self
                 .pins
                 .is_only_among(&[PinReason::StoredProcedure, PinReason::PreviousStatementInfo]);
@@ -183,9 +185,10 @@ impl Session {
             && self
                 .pins
                 .is_only_among(&[PinReason::StoredProcedure, PinReason::PreviousStatementInfo])
-            && self.pinned.as_ref().is_some_and(|c| {
-                c.is_reusable() && !c.untracked_state && !c.needs_reset && self.hold_reason(c).is_none()
-            });
+            && self
+                .pinned
+                .as_ref()
+                .is_some_and(|c| c.is_reusable() && !c.untracked_state && self.hold_reason(c).is_none());
         if !free {
             return;
         }
@@ -227,8 +230,12 @@ impl Session {
         self.own_row_count_next = false;
         self.stateless_pins = false;
         self.pins.remove(PinReason::PreviousStatementInfo);
+        // Kept still where the read's status shows a transaction a failed
+        // `CALL` left open (its ERR had no status): `unpin` asks.
         self.unpin(PinReason::StoredProcedure);
-        Stats::bump(&self.shard.stats.calls_unpinned);
+        if self.pinned.is_none() {
+            Stats::bump(&self.shard.stats.calls_unpinned);
+        }
     }
 }
 
