@@ -31,7 +31,16 @@
 //! the connector's own cache does, directly too). A `CALL` pins its session
 //! (multiplexing.md): the script has one caller at a time, since two
 //! pinned callers would hold both backend connections and the third
-//! client would wait out `backlog.wait_timeout`.
+//! client would wait out `backlog.wait_timeout`. The `callable` scenario
+//! runs four callers on two connections with `stateless_procedures`
+//! (run only when named; see
+//! [`connector_java_callable_statements_share_connections_with_stateless_procedures`]).
+//! Connector/J 2.7.6's `prepareCall("{call p(?, ?)}")` is a
+//! `COM_STMT_PREPARE` of `call p(?, ?)` and a `COM_STMT_EXECUTE` (`OUT`
+//! values come back in the binary protocol's out-parameter result, no
+//! user variable, no metadata query), closed after each use without
+//! `useServerPrepStmts`, cached with it; `getWarnings` sends `show
+//! warnings` (measured with the server's general log).
 //!
 //! Found and fixed: every connector session but the first on a backend
 //! connection lost the `IGNORE_SPACE` its login (`CLIENT_IGNORE_SPACE`)
@@ -75,6 +84,11 @@ fn funnel(schema: &str) -> Proxy {
 
 /// [`funnel`] with `max` backend connections.
 fn funnel_with(schema: &str, max: u32) -> Proxy {
+    funnel_yaml(schema, max, "")
+}
+
+/// [`funnel_with`] with `extra`, more top-level YAML.
+fn funnel_yaml(schema: &str, max: u32, extra: &str) -> Proxy {
     let db = server();
     let backend = format!("{schema}_b");
     db.create_user(&backend, "bpw");
@@ -82,7 +96,7 @@ fn funnel_with(schema: &str, max: u32) -> Proxy {
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: {USER}\n    password: {PASSWORD}\n    default_schema: {schema}\n\
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: {max}\n  min_idle_per_core: {max}\n",
+         pool:\n  max_per_core: {max}\n  min_idle_per_core: {max}\n{extra}",
         db.addr()
     );
     let cfg = funnel_config::Config::from_yaml_str(&yaml).unwrap();
@@ -358,4 +372,67 @@ fn connector_java_tls_answers_as_a_plain_direct_connection() {
     // The user must use TLS: without it the login is refused.
     let plain = run(port, &s, &["tls"]);
     assert!(!plain.contains("tls c0 valid true"), "{plain}");
+}
+
+/// Four Connector/J clients use callable statements over Funnel's two
+/// backend connections, with `stateless_procedures` listing the
+/// scenario's procedures: each `CALL` (the connector prepares `call
+/// p(?, ?)` and executes it, `OUT` values coming back in the binary
+/// protocol's out-parameter result, with or without
+/// `useServerPrepStmts`) gives its connection back, so no client waits
+/// for one (without the list the third caller got ERR 9001), and every
+/// client reads what it reads directly: `OUT` and `INOUT` values, result
+/// sets, `LAST_INSERT_ID()` / `ROW_COUNT()` / `FOUND_ROWS()` after an
+/// insert, warnings (`getWarnings`, which sends `SHOW WARNINGS`). The
+/// client whose listed procedure sets a user variable keeps its
+/// connection (MariaDB reports the change) and sees its variable.
+#[test]
+fn connector_java_callable_statements_share_connections_with_stateless_procedures() {
+    if !java_ready() {
+        return;
+    }
+    let db = server();
+    let direct = run(db.port(), &schemas("cjcall"), &["callable"]);
+    assert!(direct.ends_with("done\nSome(0)"), "{direct}");
+    assert!(
+        direct.contains("callable-server c3 r7 add 614 inout c3+7 rows 1,10;2,20;3,30 insert n=1 read own-id,1,3 warn W1292:Truncated incorrect INTEGER value: 'x3' var 1003"),
+        "{direct}"
+    );
+    assert!(
+        !direct.contains("ERR") && !direct.contains("EXCEPTION"),
+        "{direct}"
+    );
+    let s = schemas("cjcall");
+    let listed: String = [
+        "cp_add",
+        "cp_inout",
+        "cp_rows",
+        "cp_insert",
+        "cp_warn",
+        "cp_setvar",
+    ]
+    .iter()
+    .map(|p| format!("  - {}.{p}\n", s[0]))
+    .collect();
+    let proxy = funnel_yaml(
+        &s[0],
+        2,
+        &format!("backlog:\n  wait_timeout: 3s\nstateless_procedures:\n{listed}"),
+    );
+    let through = run(proxy.local_addr().port(), &s, &["callable"]);
+    assert_eq!(through, direct);
+    // Clients 0 to 2 give their connection back at least once a round,
+    // in both modes (often once a CALL: a CALL after one that warned
+    // waits for the warnings' linger to end).
+    let unpinned: u64 = proxy.snapshots().iter().map(|s| s.counters.calls_unpinned).sum();
+    assert!(unpinned >= 2 * 8 * 3, "{unpinned}");
+    // Without the list, the third caller waits out backlog.wait_timeout.
+    let s = schemas("cjcall");
+    let proxy = funnel_yaml(&s[0], 2, "backlog:\n  wait_timeout: 1s\n");
+    let pinned = run(proxy.local_addr().port(), &s, &["callable"]);
+    assert!(
+        pinned
+            .contains("SQLTransientConnectionException: (conn=N) Funnel: no backend connection became free"),
+        "{pinned}"
+    );
 }
