@@ -57,6 +57,12 @@
 //!   after `SQL_CALC_FOUND_ROWS` and `CONNECTION_ID()` against the
 //!   connector's `threadId`; `KILL QUERY` by that id from another client.
 //!
+//! - both, with `stateless_procedures`: four clients of each calling
+//!   procedures on two backend connections (`CALL p(?)` by `query`, which
+//!   the connector sends as text with the values filled in, and by
+//!   `execute`, a binary prepare and execute), see
+//!   [`node_callable_statements_share_connections_with_stateless_procedures`].
+//!
 //! Found: everything matches but one thing, which Funnel does not offer:
 //! MariaDB's bulk protocol (`MARIADB_CLIENT_STMT_BULK_OPERATIONS`,
 //! `COM_STMT_BULK_EXECUTE`). The connector's `batch()` then sends one
@@ -112,6 +118,11 @@ fn server() -> &'static MariaDb {
 
 /// A Funnel with two backend connections on one core for both users.
 fn funnel() -> Proxy {
+    funnel_with("")
+}
+
+/// [`funnel`] with `extra`, more top-level YAML.
+fn funnel_with(extra: &str) -> Proxy {
     let db = server();
     let backend = format!("{}_b", db.fresh_database("nodeb"));
     db.create_user(&backend, "bpw");
@@ -119,7 +130,7 @@ fn funnel() -> Proxy {
         "listen: 127.0.0.1:0\ncores: 1\n\
          users:\n  - name: {USER}\n    password: {PASSWORD}\n  - name: {USER2}\n    password: {PASSWORD2}\n\
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
-         pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n",
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n{extra}",
         db.addr()
     );
     funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap())
@@ -396,4 +407,51 @@ fn node_mariadb_batch_falls_back_to_one_result_per_row() {
         line(&through, "batch-default"),
         r#"batch-default "per-row" [{"affected":1,"insertId":"1n","warnings":0},{"affected":1,"insertId":"2n","warnings":0},{"affected":1,"insertId":"3n","warnings":0}]"#
     );
+}
+
+/// Four clients of each connector call procedures over Funnel's two
+/// backend connections with `stateless_procedures` listing them: `CALL
+/// p(?)` by `query` (the connector fills in the text) and by `execute`
+/// (binary protocol), a result set, an insert read back with
+/// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`, a warning read
+/// with `SHOW WARNINGS`. Each `CALL` gives its connection back, so nobody
+/// waits (without the list the third caller got ERR 9001), and every
+/// client reads what it reads directly; the client whose listed procedure
+/// sets a user variable keeps its connection and its variable.
+#[test]
+fn node_callable_statements_share_connections_with_stateless_procedures() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let db = server();
+    let direct = run(&modules, db.port(), &db.fresh_database("node"), &["callable"]);
+    let schema = db.fresh_database("node");
+    let proxy = funnel_with(&format!(
+        "backlog:\n  wait_timeout: 3s\nstateless_procedures:\n  - {schema}.np_rows\n  - {schema}.np_insert\n  - {schema}.np_warn\n  - {schema}.np_setvar\n"
+    ));
+    let through = run(&modules, proxy.local_addr().port(), &schema, &["callable"]);
+    assert_eq!(through, direct);
+    assert!(
+        !direct.iter().any(|l| l.contains("FAILED") || l.contains("errno")),
+        "{direct:#?}"
+    );
+    // Client 3 of each connector reads its variable after np_setvar.
+    for kind in ["mariadb", "mysql2"] {
+        for round in 2..6 {
+            let prefix = format!("callable \"{kind}\" 3 [{round},");
+            // mysql2 reads a number, mariadb a BigInt.
+            let last = line(&direct, &prefix).rsplit(',').next().unwrap();
+            assert!(["1003]", "\"1003n\"]"].contains(&last), "{direct:#?}");
+        }
+    }
+    // Clients 0 to 2 of each connector give their connection back at
+    // least once a round (the read of np_items after an insert ends the
+    // linger of the warnings before it).
+    let unpinned: u64 = proxy.snapshots().iter().map(|s| s.counters.calls_unpinned).sum();
+    assert!(unpinned >= 2 * 6 * 3, "{unpinned}");
+    // Without the list, callers wait out backlog.wait_timeout.
+    let schema = db.fresh_database("node");
+    let proxy = funnel_with("backlog:\n  wait_timeout: 1s\n");
+    let pinned = run(&modules, proxy.local_addr().port(), &schema, &["callable"]);
+    assert!(pinned.iter().any(|l| l.contains("\"errno\":9001")), "{pinned:#?}");
 }

@@ -724,6 +724,53 @@ const scenarios = {
     out('pool-many', many.map((m) => m[0][0].n));
     await pool.end();
   },
+
+  // Callable use of both connectors for a Funnel with `stateless_procedures`
+  // listing np_* (node_connectors.rs): four clients of each interleave
+  // `CALL p(?)` by query (the connector fills the text) and by execute
+  // (binary protocol); client 3 of each then calls np_setvar, which sets a
+  // user variable, and must still read it.
+  async callable() {
+    const setup = await mariadb.createConnection({ ...base });
+    await setup.query('CREATE TABLE IF NOT EXISTS np_items (id INT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(20), v INT)');
+    await setup.query('CREATE PROCEDURE IF NOT EXISTS np_rows(a INT) SELECT seq, seq * a AS x FROM seq_1_to_3');
+    await setup.query('CREATE PROCEDURE IF NOT EXISTS np_insert(w VARCHAR(20), a INT) INSERT INTO np_items (who, v) VALUES (w, a)');
+    await setup.query('CREATE PROCEDURE IF NOT EXISTS np_warn(x VARCHAR(10)) DO CAST(x AS INT)');
+    await setup.query('CREATE PROCEDURE IF NOT EXISTS np_setvar(a INT) SET @np_mine = a');
+    await setup.end();
+    const kinds = [
+      ['mariadb', () => mariadb.createConnection({ ...base }), (r) => r],
+      ['mysql2', () => mysql2.createConnection({ ...base }), (r) => r[0]],
+    ];
+    for (const [kind, connect, result] of kinds) {
+      const cs = await Promise.all([0, 1, 2, 3].map(() => connect()));
+      const got = await Promise.all(
+        cs.map(async (c, i) => {
+          const r = [];
+          for (let round = 0; round < 6; round++) {
+            const line = [round];
+            for (const how of ['query', 'execute']) {
+              const call = (sql, args) => c[how](sql, args).then(result);
+              line.push(rows(await call('CALL np_rows(?)', [i + round])));
+              const who = `${kind}${i}${how}${round}`;
+              const ins = ok(await call('CALL np_insert(?, ?)', [who, round]));
+              const [read] = result(await c.query('SELECT LAST_INSERT_ID() AS li, ROW_COUNT() AS rc, FOUND_ROWS() AS fr'));
+              const [own] = result(await c.query('SELECT id FROM np_items WHERE who = ?', [who]));
+              line.push(ins.affected, ins.warnings, Number(read.li) === Number(own.id), read.rc, read.fr);
+              const warn = ok(await call('CALL np_warn(?)', ['x' + i]));
+              line.push(warn.warnings, result(await c.query('SHOW WARNINGS')).map((w) => [w.Code, w.Message]));
+            }
+            if (i === 3 && round === 2) await c.query('CALL np_setvar(?)', [1000 + i]);
+            line.push(result(await c.query('SELECT @np_mine AS v'))[0].v);
+            r.push(line);
+          }
+          return r;
+        })
+      );
+      got.forEach((g, i) => g.forEach((l) => out('callable', kind, i, l)));
+      for (const c of cs) await c.end();
+    }
+  },
 };
 
 // A promise the connector never settles would end the process silently.
