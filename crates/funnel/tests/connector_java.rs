@@ -40,7 +40,11 @@
 //! values come back in the binary protocol's out-parameter result, no
 //! user variable, no metadata query), closed after each use without
 //! `useServerPrepStmts`, cached with it; `getWarnings` sends `show
-//! warnings` (measured with the server's general log).
+//! warnings` (measured with the server's general log). `call p(?, ?)`
+//! without braces, `{call schema.p(?, ?)}` and `{call p(7, ?)}` are the
+//! same prepared `call` (the text as written); parameters set by name
+//! first read `information_schema.PARAMETERS`; `{? = call f(?)}` is a
+//! text `SELECT f(3)`.
 //!
 //! Found and fixed: every connector session but the first on a backend
 //! connection lost the `IGNORE_SPACE` its login (`CLIENT_IGNORE_SPACE`)
@@ -395,7 +399,7 @@ fn connector_java_callable_statements_share_connections_with_stateless_procedure
     let direct = run(db.port(), &schemas("cjcall"), &["callable"]);
     assert!(direct.ends_with("done\nSome(0)"), "{direct}");
     assert!(
-        direct.contains("callable-server c3 r7 add 614 inout c3+7 rows 1,10;2,20;3,30 insert n=1 read own-id,1,3 warn W1292:Truncated incorrect INTEGER value: 'x3' var 1003"),
+        direct.contains("callable-server c3 r7 add 614 named 14 inout c3+7 rows 1,10;2,20;3,30 insert n=1 read own-id,1,3 warn W1292:Truncated incorrect INTEGER value: 'x3' var 1003"),
         "{direct}"
     );
     assert!(

@@ -574,6 +574,24 @@ public class ConnectorJ {
                     add.setInt(1, i * 100 + round);
                     add.execute();
                     b.append(" add ").append(add.getInt(2));
+                    // The other ways to write the call: all a prepared `call ...` the
+                    // stateless list covers; by name, the connector first reads
+                    // information_schema.PARAMETERS.
+                    String[] forms = {"{call " + schemas[0] + ".cp_add(?, ?)}", "call cp_add(?, ?)", "{call cp_add(7, ?)}", "{call cp_add(?, ?)}"};
+                    try (CallableStatement cs = c.prepareCall(forms[round % 4])) {
+                        if (round % 4 == 3) {
+                            cs.setInt("a", round);
+                            cs.registerOutParameter("b", Types.INTEGER);
+                            cs.execute();
+                            b.append(" named ").append(cs.getInt("b"));
+                        } else {
+                            int k = 1;
+                            if (round % 4 != 2) cs.setInt(k++, round);
+                            cs.registerOutParameter(k, Types.INTEGER);
+                            cs.execute();
+                            b.append(" form ").append(cs.getInt(k));
+                        }
+                    }
                     try (CallableStatement cs = c.prepareCall("{call cp_inout(?, ?)}")) {
                         cs.setString(1, "c" + i);
                         cs.registerOutParameter(1, Types.VARCHAR);
