@@ -573,7 +573,7 @@ public class ConnectorJ {
                     // The same callable statement, executed again each round.
                     add.setInt(1, i * 100 + round);
                     add.execute();
-                    b.append(" add ").append(add.getInt(2));
+                    b.append(" add ").append(add.getInt(2)).append(" counts ").append(one(c, "SELECT ROW_COUNT(), FOUND_ROWS()"));
                     // The other ways to write the call: all a prepared `call ...` the
                     // stateless list covers; by name, the connector first reads
                     // information_schema.PARAMETERS.
@@ -621,6 +621,8 @@ public class ConnectorJ {
                         cs.execute();
                         b.append(" warn").append(warnings(cs.getWarnings()));
                     }
+                    // The insert's id is still the client's after the CALLs that made none.
+                    b.append(" id kept ").append(one(c, "SELECT LAST_INSERT_ID() = (SELECT id FROM ck WHERE v = '" + v + "')"));
                     if (i == 3 && round == 4) {
                         try (CallableStatement cs = c.prepareCall("{call cp_setvar(?)}")) {
                             cs.setInt(1, 1000 + i);
