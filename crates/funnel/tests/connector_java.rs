@@ -399,7 +399,7 @@ fn connector_java_callable_statements_share_connections_with_stateless_procedure
     let direct = run(db.port(), &schemas("cjcall"), &["callable"]);
     assert!(direct.ends_with("done\nSome(0)"), "{direct}");
     assert!(
-        direct.contains("callable-server c3 r7 add 614 counts 0,1 named 14 inout c3+7 rows 1,10;2,20;3,30 insert n=1 read own-id,1,3 warn W1292:Truncated incorrect INTEGER value: 'x3' id kept 1 var 1003"),
+        direct.contains("callable-server c3 r7 add 614 counts 0,1 named 14 inout c3+7 rows 1,10;2,20;3,30 insert n=1 read own-id,1,3 warn W1292:Truncated incorrect INTEGER value: 'x3' count 16 id kept 1 var 1003"),
         "{direct}"
     );
     assert!(
@@ -414,6 +414,7 @@ fn connector_java_callable_statements_share_connections_with_stateless_procedure
         "cp_insert",
         "cp_warn",
         "cp_setvar",
+        "cp_count",
     ]
     .iter()
     .map(|p| format!("  - {}.{p}\n", s[0]))

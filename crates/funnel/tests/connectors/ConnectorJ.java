@@ -562,6 +562,7 @@ public class ConnectorJ {
             upd(c, "CREATE PROCEDURE IF NOT EXISTS cp_insert(IN w INT, IN x VARCHAR(40)) INSERT INTO ck (who, v) VALUES (w, x)");
             upd(c, "CREATE PROCEDURE IF NOT EXISTS cp_warn(IN x VARCHAR(10)) DO CAST(x AS INT)");
             upd(c, "CREATE PROCEDURE IF NOT EXISTS cp_setvar(IN x INT) SET @cp_mine = x");
+            upd(c, "CREATE PROCEDURE IF NOT EXISTS cp_count(IN w INT, OUT n INT) SELECT COUNT(*) INTO n FROM ck WHERE who = w");
         }
         clients("callable-" + tag, 4, (i, out, step) -> {
             try (Connection c = connect(schemas[0], opts);
@@ -620,6 +621,13 @@ public class ConnectorJ {
                         cs.setString(1, "x" + i);
                         cs.execute();
                         b.append(" warn").append(warnings(cs.getWarnings()));
+                    }
+                    // An OUT parameter set by SELECT ... INTO (a local, not a user variable).
+                    try (CallableStatement cs = c.prepareCall("{call cp_count(?, ?)}")) {
+                        cs.setInt(1, i);
+                        cs.registerOutParameter(2, Types.INTEGER);
+                        cs.execute();
+                        b.append(" count ").append(cs.getInt(2));
                     }
                     // The insert's id is still the client's after the CALLs that made none.
                     b.append(" id kept ").append(one(c, "SELECT LAST_INSERT_ID() = (SELECT id FROM ck WHERE v = '" + v + "')"));
