@@ -389,7 +389,9 @@ fn connector_java_tls_answers_as_a_plain_direct_connection() {
 /// sets, `LAST_INSERT_ID()` / `ROW_COUNT()` / `FOUND_ROWS()` after an
 /// insert, warnings (`getWarnings`, which sends `SHOW WARNINGS`). The
 /// client whose listed procedure sets a user variable keeps its
-/// connection (MariaDB reports the change) and sees its variable.
+/// connection (MariaDB reports the change) and sees its variable; a
+/// `CALL` in a client's transaction (`setAutoCommit(false)`) holds the
+/// connection until its `commit()`, then gives it back.
 #[test]
 fn connector_java_callable_statements_share_connections_with_stateless_procedures() {
     if !java_ready() {
@@ -402,6 +404,7 @@ fn connector_java_callable_statements_share_connections_with_stateless_procedure
         direct.contains("callable-server c3 r7 add 614 counts 0,1 named 14 inout c3+7 rows 1,10;2,20;3,30 insert n=1 read own-id,1,3 warn W1292:Truncated incorrect INTEGER value: 'x3' count 16 id kept 1 var 1003"),
         "{direct}"
     );
+    assert_eq!(direct.matches(" in tx 1,1 ").count(), 6, "{direct}");
     assert!(
         !direct.contains("ERR") && !direct.contains("EXCEPTION"),
         "{direct}"

@@ -631,6 +631,20 @@ public class ConnectorJ {
                     }
                     // The insert's id is still the client's after the CALLs that made none.
                     b.append(" id kept ").append(one(c, "SELECT LAST_INSERT_ID() = (SELECT id FROM ck WHERE v = '" + v + "')"));
+                    if (i == 1 && round >= 5) {
+                        // A CALL in the client's transaction: the connection is the
+                        // session's until the commit, and no longer (client 3 holds
+                        // the other one from round 4 on).
+                        c.setAutoCommit(false);
+                        try (CallableStatement cs = c.prepareCall("{call cp_insert(?, ?)}")) {
+                            cs.setInt(1, i);
+                            cs.setString(2, v + "tx");
+                            cs.execute();
+                        }
+                        b.append(" in tx ").append(one(c, "SELECT @@in_transaction, ROW_COUNT()"));
+                        c.commit();
+                        c.setAutoCommit(true);
+                    }
                     if (i == 3 && round == 4) {
                         try (CallableStatement cs = c.prepareCall("{call cp_setvar(?)}")) {
                             cs.setInt(1, 1000 + i);
