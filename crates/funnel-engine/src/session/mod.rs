@@ -1930,6 +1930,17 @@ impl Session {
     /// returns true when it left something there (warnings, an error).
     fn note_diagnostics(&mut self, f: &Forward, warnings: u16, ok: bool) -> bool {
         if f.diagnostics {
+            // A `GET DIAGNOSTICS` of a condition the area does not hold
+            // adds its own (1758), the client's to read as any warning:
+            // the connection lingers for it. Before, it went back to the
+            // pool, and a `CALL` of a procedure that opens no table, which
+            // a direct connection runs with the warning kept, ran on
+            // another connection or after a count given for
+            // `FOUND_ROWS()` cleared it (soak seeds 4 and 7, level 5).
+            if warnings > 0 {
+                self.linger = true;
+                return true;
+            }
             return false;
         }
         // A clean reply does not mean the area is clean: only a
