@@ -234,3 +234,27 @@ fn stateless_procedures_keep_what_a_call_leaves() {
     // not a pin, held the connection until the ROLLBACK.
     assert_eq!(unpinned, 8);
 }
+
+/// A `CALL` the connection could not be given the client's count for
+/// `FOUND_ROWS()` before (its warnings of a failed statement were still
+/// there) leaves the connection's count another client's: once the
+/// connection goes back, the client's `FOUND_ROWS()` is still its own last
+/// result set's, as for any such `CALL` (before, the read-back took the
+/// other client's count; soak seed 500275).
+#[test]
+fn stateless_procedures_keep_the_clients_count_where_none_was_given() {
+    let steps: &[(usize, &str)] = &[
+        (0, "INSERT INTO items (v) VALUES (1), (2), (3)"),
+        (0, "SELECT v FROM items"),
+        (1, "SELECT 1"),
+        (0, "SELECT nosuch"),
+        (0, "CALL warns()"),
+        (0, "SLEEP:400"),
+        (0, "SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+        (0, "CALL add_item(4)"),
+        (0, "SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 2);
+}

@@ -221,7 +221,14 @@ impl Session {
         };
         self.last.last_insert_id = last_insert_id;
         self.last.row_count = row_count;
-        self.last.found_rows = found_rows;
+        if !self.found_rows_off_server {
+            // Else the connection was not given the client's count before
+            // the `CALL` (its warnings were still there) and the `CALL`
+            // returned no rows: the count there may be another client's,
+            // and the client's is its last result set's, as Funnel
+            // answers after any such `CALL` (soak seed 500275).
+            self.last.found_rows = found_rows;
+        }
         // Funnel answers for all three from its record again.
         self.insert_id_on_server = false;
         self.insert_id_given_to_calls = false;
