@@ -226,12 +226,12 @@ fn stateless_procedures_keep_what_a_call_leaves() {
     let (direct, through, unpinned) = both_ways(steps, 3);
     assert_same(steps, &direct, &through);
     // add_two, add_item three times, list_items, opens_tx once its
-    // transaction ended, and warns() twice: once at the next statement, a
-    // read of a table (which clears the warnings), and once as the linger
-    // ended. Not sets_limit, out_param(@c), undeclared, a CALL of a client
-    // pinned for a user variable, or tx_then_fail: the read at the linger's
-    // end found the transaction it left open, so that transaction alone,
-    // not a pin, held the connection until the ROLLBACK.
+    // transaction ended, and warns() twice (each at once: its connection
+    // then lingers for the warnings as after any statement that warns).
+    // Not sets_limit, out_param(@c), undeclared, a CALL of a client pinned
+    // for a user variable, or tx_then_fail: the read after it found the
+    // transaction it left open, so that transaction alone, not a pin, held
+    // the connection until the ROLLBACK.
     assert_eq!(unpinned, 8);
 }
 

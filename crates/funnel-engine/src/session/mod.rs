@@ -428,10 +428,10 @@ struct Session {
     /// result set left, maybe another client's, until a result set of the
     /// client's there. Funnel answers from its own record until then.
     found_rows_off_server: bool,
-    /// Every pin reason was left by `CALL`s of stateless procedures (one
-    /// that warned keeps the pin while the client may read its warnings):
-    /// the next such `CALL` may end them (see `stateless_call.rs`). Any
-    /// other pin clears it.
+    /// Every pin reason was left by `CALL`s of stateless procedures, kept
+    /// while something else holds the connection too (a transaction): the
+    /// end of that ends them (see `stateless_call.rs`). Any other pin
+    /// clears it.
     stateless_pins: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
@@ -942,9 +942,6 @@ impl Session {
         let arrived = rt::timeout(LINGER, self.buf.fill(&mut self.stream)).await;
         if arrived.is_none() {
             self.linger = false;
-            if self.stateless_pins {
-                self.end_stateless_pins().await;
-            }
             // Only a connection kept for the warnings alone goes: one that
             // holds a transaction or pinned state stays with the session.
             self.release_if_free();

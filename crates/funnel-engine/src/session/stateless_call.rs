@@ -173,14 +173,16 @@ impl Session {
     /// Ends the pins only stateless `CALL`s left (see `stateless_pins`)
     /// once the connection holds nothing else of the session's: reads back
     /// what the client may ask about its last statements and gives the
-    /// connection back. Not while the client's warnings wait there to be
-    /// read (the read would replace what `GET DIAGNOSTICS` reports): then
-    /// after its next statement, or once the linger ends.
+    /// connection back, or keeps it lingering as after any statement while
+    /// the client's warnings or error wait there to be read (the read, a
+    /// `SELECT` of no table, leaves them: `SHOW WARNINGS`, `@@warning_count`
+    /// and `GET DIAGNOSTICS CONDITION` read the same after it; only the
+    /// statement's `ROW_COUNT` item then reads the read's -1, see Known
+    /// limits).
     pub(super) async fn end_stateless_pins(&mut self) {
         // No transaction, no autocommit off but the session's own (a
         // tracked `SET autocommit = 0`), no long data.
         let free = self.stateless_pins
-            && !self.linger
             && self.open_cursors.is_empty()
             && self
                 .pins
@@ -237,10 +239,14 @@ impl Session {
         self.own_row_count_next = false;
         self.stateless_pins = false;
         self.pins.remove(PinReason::PreviousStatementInfo);
-        // Kept still where the read's status shows a transaction a failed
-        // `CALL` left open (its ERR had no status): `unpin` asks.
-        self.unpin(PinReason::StoredProcedure);
-        if self.pinned.is_none() {
+        self.pins.remove(PinReason::StoredProcedure);
+        self.pin_reason = None;
+        if let Some(conn) = self.pinned.take() {
+            // Kept still where the read's status shows a transaction a
+            // failed `CALL` left open (its ERR had no status).
+            self.keep_lingering(conn);
+        }
+        if self.pin_reason.is_none() {
             Stats::bump(&self.shard.stats.calls_unpinned);
         }
     }
