@@ -30,6 +30,7 @@ const SETUP: &[&str] = &[
     "CREATE PROCEDURE undeclared() SELECT 1",
     "CREATE PROCEDURE check_qty(q INT) BEGIN IF q < 0 THEN SIGNAL SQLSTATE '45000' \
      SET MESSAGE_TEXT = 'negative'; END IF; INSERT INTO items (v) VALUES (q); END",
+    "CREATE PROCEDURE dup_item() INSERT INTO items (id, v) VALUES (1, 0)",
     "CREATE PROCEDURE tx_then_fail() BEGIN START TRANSACTION; INSERT INTO items (v) VALUES (50); \
      SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'late'; END",
 ];
@@ -44,6 +45,7 @@ const STATELESS: &[&str] = &[
     "opens_tx",
     "out_param",
     "check_qty",
+    "dup_item",
     "tx_then_fail",
 ];
 
@@ -257,4 +259,27 @@ fn stateless_procedures_keep_the_clients_count_where_none_was_given() {
     let (direct, through, unpinned) = both_ways(steps, 1);
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 2);
+}
+
+/// The same for a `CALL` that failed: with the client's warnings on its
+/// connection, its count is not given first, and the connection's count
+/// after the failure is another client's (before, the read-back took it:
+/// soak seed 500580).
+#[test]
+fn stateless_procedures_keep_the_clients_count_after_a_failed_call() {
+    let steps: &[(usize, &str)] = &[
+        (0, "INSERT INTO items (v) VALUES (1), (2)"),
+        (0, "SELECT v FROM items"),
+        (1, "BEGIN"),
+        (1, "SELECT v FROM items LIMIT 1"),
+        (0, "DROP TEMPORARY TABLE IF EXISTS nosuch"),
+        (0, "CALL dup_item()"),
+        (0, "SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+        (1, "COMMIT"),
+        (2, "SELECT v FROM items LIMIT 1"),
+        (0, "SELECT FOUND_ROWS()"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 2);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 1);
 }

@@ -1908,7 +1908,7 @@ impl Session {
             self.check_named_locks().await;
         }
         if f.stateless_call {
-            self.note_stateless_call(&summary, free_before_call);
+            self.note_stateless_call(f, &summary, free_before_call);
         }
         if self.stateless_pins {
             self.end_stateless_pins().await;

@@ -12,6 +12,7 @@
 
 use funnel_protocol::tracker::ResponseSummary;
 
+use super::command::Forward;
 use super::pinning::PinReason;
 use super::sql_lex::is_blank;
 use super::Session;
@@ -162,7 +163,17 @@ impl Session {
     /// before another client gets it (`needs_reset`, as after any stored
     /// code that failed), and a transaction the procedure left open shows
     /// in the read-back's status.
-    pub(super) fn note_stateless_call(&mut self, summary: &ResponseSummary, free_before: bool) {
+    pub(super) fn note_stateless_call(&mut self, f: &Forward, summary: &ResponseSummary, free_before: bool) {
+        let count_was_clients = f.found_rows_given || self.server_answers_found_rows();
+        if summary.error.is_some() && !count_was_clients && summary.result_sets == 0 {
+            // Not given the client's count before it (its warnings were
+            // there) and no rows: the connection's count may be another
+            // client's, which the read after it must not take. A `CALL`
+            // that succeeded notes so as it pins for the count (soak seed
+            // 500580). Not where the server answers for the count already
+            // (pinned for it): that count is the client's.
+            self.found_rows_off_server = true;
+        }
         self.stateless_pins = free_before
             && (summary.error.is_some() || !summary.state_changed)
             && self
