@@ -54,7 +54,16 @@ fn outcome(c: &mut Conn, sql: &str) -> Outcome {
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
         return Ok(Vec::new());
     }
-    let rows = if let Some(ps) = sql.strip_prefix("PS:") {
+    if sql == "RESET" {
+        return c.reset().map(|_| Vec::new()).map_err(|e| match e {
+            mysql::Error::MySqlError(e) => e.code,
+            e => panic!("{sql}: {e}"),
+        });
+    }
+    let rows = if let Some(ps) = sql.strip_prefix("PSNULL:") {
+        c.exec_iter(ps, (mysql::Value::NULL,))
+            .and_then(|mut r| collect(&mut r))
+    } else if let Some(ps) = sql.strip_prefix("PS:") {
         c.exec_iter(ps, ()).and_then(|mut r| collect(&mut r))
     } else {
         c.query_iter(sql).and_then(|mut r| collect(&mut r))
@@ -282,4 +291,24 @@ fn stateless_procedures_keep_the_clients_count_after_a_failed_call() {
     let (direct, through, unpinned) = both_ways(steps, 2);
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 1);
+}
+
+/// Under the client's `sql_select_limit = 0` the `CALL` reads the same
+/// and still gives its connection back: the read after it has its own
+/// `LIMIT` (before, it returned no row, the pin stayed and the server
+/// answered ROW_COUNT() -1 and FOUND_ROWS() 0, the read's own, where
+/// direct says 2 and 1; the other client got ERR 9001).
+#[test]
+fn stateless_procedures_read_back_under_sql_select_limit_zero() {
+    let steps: &[(usize, &str)] = &[
+        (0, "SET sql_select_limit = 0"),
+        (0, "CALL add_two(1)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS() LIMIT 1"),
+        (1, "CALL add_item(5)"),
+        (0, "SELECT v FROM items LIMIT 5"),
+        (0, "SET sql_select_limit = DEFAULT"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 2);
 }

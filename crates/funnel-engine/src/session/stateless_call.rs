@@ -20,8 +20,11 @@ use crate::pool::conn::BackendError;
 use crate::stats::Stats;
 
 /// What the session reads back after a stateless `CALL`: the values the
-/// client's next statement would read on the connection.
-const READ_BACK: &str = "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()";
+/// client's next statement would read on the connection. Its own `LIMIT`:
+/// under the client's `sql_select_limit = 0` it returned no row, and the
+/// pin stayed with the server answering `ROW_COUNT()` and `FOUND_ROWS()`
+/// for this read instead of the `CALL`.
+const READ_BACK: &str = "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS() LIMIT 1";
 
 /// The procedure a `CALL` statement names: its schema, if written, and its
 /// name.
