@@ -312,3 +312,26 @@ fn stateless_procedures_read_back_under_sql_select_limit_zero() {
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 2);
 }
+
+/// `SET autocommit = 1` that commits the transaction of a `CALL` made with
+/// autocommit off pins for the next transaction (its characteristics stay,
+/// see `settle`); the `CALL`'s pins end with that one. Before, that pin
+/// kept the `CALL`'s for the session's life: the other client got ERR 9001.
+#[test]
+fn stateless_procedures_end_after_autocommit_back_on() {
+    let steps: &[(usize, &str)] = &[
+        (0, "SET autocommit = 0"),
+        (0, "CALL add_item(1)"),
+        (0, "SET autocommit = 1"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        (0, "BEGIN"),
+        (0, "INSERT INTO items (v) VALUES (2)"),
+        (0, "COMMIT"),
+        (1, "CALL add_item(3)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        (1, "SELECT COUNT(*) FROM items"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 2);
+}

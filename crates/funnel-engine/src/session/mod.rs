@@ -431,7 +431,7 @@ struct Session {
     /// Every pin reason was left by `CALL`s of stateless procedures, kept
     /// while something else holds the connection too (a transaction): the
     /// end of that ends them (see `stateless_call.rs`). Any other pin
-    /// clears it.
+    /// clears it, but one for the next transaction, which ends by itself.
     stateless_pins: bool,
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
@@ -2279,7 +2279,13 @@ impl Session {
     }
 
     fn pin(&mut self, reason: PinReason) {
-        self.stateless_pins = false;
+        // A pin for the next transaction ends by itself, as a transaction
+        // does: the stateless `CALL`s' pins end with it (`SET autocommit =
+        // 1` that commits a `CALL`'s transaction pinned the session for
+        // life).
+        if reason != PinReason::NextTransaction {
+            self.stateless_pins = false;
+        }
         if !self.sticky() {
             // The client's earlier statements may have run on other
             // connections: this one has the client's id only once the
