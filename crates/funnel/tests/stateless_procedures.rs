@@ -335,3 +335,64 @@ fn stateless_procedures_end_after_autocommit_back_on() {
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 2);
 }
+
+/// A `CALL` inside an XA transaction gives the connection back once the
+/// transaction ends, as in a plain one; a failed `CALL` under the
+/// session's `SET autocommit = 0` (where the ERR leaves it unknown whether
+/// a transaction began) keeps it until the `COMMIT`.
+#[test]
+fn stateless_procedures_in_xa_and_failed_with_autocommit_off() {
+    let steps: &[(usize, &str)] = &[
+        (1, "XA START 'x'"),
+        (1, "CALL add_item(1)"),
+        (1, "XA END 'x'"),
+        (1, "SHOW WARNINGS"),
+        (1, "XA PREPARE 'x'"),
+        (1, "XA COMMIT 'x'"),
+        (1, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        (2, "CALL add_item(2)"),
+        (0, "SET autocommit = 0"),
+        (0, "CALL check_qty(-1)"),
+        (0, "SHOW WARNINGS"),
+        (0, "CALL add_item(3)"),
+        (0, "COMMIT"),
+        (1, "CALL add_item(4)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+        (0, "SET autocommit = 1"),
+        (1, "SELECT COUNT(*) FROM items"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 5);
+}
+
+/// A prepared `CALL` runs in the schema it was prepared in (executed
+/// after `USE information_schema`, it is still the listed procedure), with
+/// an `OUT` parameter too, and `COM_RESET_CONNECTION` after one leaves the
+/// client's counts as a direct connection's.
+#[test]
+fn stateless_procedures_prepared_across_schemas_and_resets() {
+    let steps: &[(usize, &str)] = &[
+        (0, "PSNULL:CALL add_item(?)"),
+        (0, "USE information_schema"),
+        (0, "PSNULL:CALL add_item(?)"),
+        (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        (1, "CALL add_item(3)"),
+        (0, "PSNULL:CALL add_item(?)"),
+        (0, "RESET"),
+        (
+            0,
+            "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), DATABASE()",
+        ),
+        (1, "PSNULL:CALL out_param(?)"),
+        (1, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        (2, "CALL add_two(9)"),
+        (1, "PSNULL:CALL out_param(?)"),
+        (2, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        (1, "SELECT COUNT(*) FROM items"),
+        (2, "CALL add_item(1)"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 8);
+}
