@@ -396,3 +396,55 @@ fn stateless_procedures_prepared_across_schemas_and_resets() {
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 8);
 }
+
+/// A `SELECT SQL_CALC_FOUND_ROWS` in the transaction of a `CALL` (its
+/// count is left to the server in a pinned session) leaves the `CALL`'s
+/// claim to give the connection back at the transaction's end, and the
+/// read then takes the count too, also after a `CALL` the count could not
+/// be given before (warnings of a failed statement on the connection).
+/// Before, it pinned the session for life: the other clients got ERR 9001.
+#[test]
+fn stateless_procedures_end_after_calc_found_rows_in_their_transaction() {
+    let steps: &[(usize, &str)] = &[
+        (0, "INSERT INTO items (v) VALUES (1), (2), (3)"),
+        (0, "SET autocommit = 0"),
+        (0, "CALL add_item(4)"),
+        (0, "SELECT SQL_CALC_FOUND_ROWS v FROM items ORDER BY id LIMIT 1"),
+        (0, "COMMIT"),
+        (1, "CALL add_item(5)"),
+        (0, "SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+        (0, "SELECT COUNT(*) FROM items"),
+        (0, "COMMIT"),
+        (2, "CALL add_item(6)"),
+        (0, "BEGIN"),
+        (0, "SELECT nosuch"),
+        (0, "CALL warns()"),
+        (0, "SELECT SQL_CALC_FOUND_ROWS v FROM items ORDER BY id LIMIT 2"),
+        (0, "COMMIT"),
+        (0, "SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+        (0, "COMMIT"),
+        (1, "CALL add_item(7)"),
+        (0, "SET autocommit = 1"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 5);
+}
+
+/// What the read after a `CALL` does not cover keeps the pin it made: a
+/// sequence's last value taken in the `CALL`'s transaction
+/// (`PREVIOUS VALUE FOR`) stays with its client after the `COMMIT`.
+#[test]
+fn stateless_procedures_keep_a_sequence_value_taken_in_their_transaction() {
+    let steps: &[(usize, &str)] = &[
+        (0, "CREATE SEQUENCE sq"),
+        (0, "BEGIN"),
+        (0, "CALL add_item(1)"),
+        (0, "SELECT NEXTVAL(sq)"),
+        (0, "COMMIT"),
+        (0, "SELECT PREVIOUS VALUE FOR sq, LAST_INSERT_ID()"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 3);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 0);
+}

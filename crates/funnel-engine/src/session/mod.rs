@@ -2195,7 +2195,13 @@ impl Session {
         match count {
             Some(n) => self.last.found_rows = n,
             None => {
+                // Pinned by stateless `CALL`s in a transaction, the session
+                // still gives the connection back at its end: the read then
+                // takes this count too (a `SELECT SQL_CALC_FOUND_ROWS` in a
+                // `CALL`'s transaction pinned it for life).
+                let stateless = self.stateless_pins;
                 self.pin(PinReason::PreviousStatementInfo);
+                self.stateless_pins = stateless;
                 self.calc_found_rows = true;
             }
         }
