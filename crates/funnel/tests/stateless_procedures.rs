@@ -31,6 +31,7 @@ const SETUP: &[&str] = &[
     "CREATE PROCEDURE check_qty(q INT) BEGIN IF q < 0 THEN SIGNAL SQLSTATE '45000' \
      SET MESSAGE_TEXT = 'negative'; END IF; INSERT INTO items (v) VALUES (q); END",
     "CREATE PROCEDURE dup_item() INSERT INTO items (id, v) VALUES (1, 0)",
+    "CREATE PROCEDURE slow() BEGIN INSERT INTO items (v) VALUES (0); DO SLEEP(2); END",
     "CREATE PROCEDURE tx_then_fail() BEGIN START TRANSACTION; INSERT INTO items (v) VALUES (50); \
      SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'late'; END",
 ];
@@ -47,6 +48,7 @@ const STATELESS: &[&str] = &[
     "check_qty",
     "dup_item",
     "tx_then_fail",
+    "slow",
 ];
 
 fn outcome(c: &mut Conn, sql: &str) -> Outcome {
@@ -89,14 +91,29 @@ fn collect<P: mysql::prelude::Protocol>(
 }
 
 /// Runs `steps` ((client, SQL)) on three fresh connections made by `make`.
-fn run(steps: &[(usize, &str)], make: impl Fn() -> Conn) -> Vec<Outcome> {
+fn run(steps: &[(usize, &str)], make: impl Fn() -> Conn + Sync) -> Vec<Outcome> {
     let mut clients: Vec<Conn> = (0..3).map(|_| make()).collect();
     for sql in SETUP {
         clients[0].query_drop(sql).unwrap();
     }
     steps
         .iter()
-        .map(|(i, sql)| outcome(&mut clients[*i], sql))
+        .map(|(i, sql)| {
+            // `KILLQ:ms:SQL`: another connection kills the client's query
+            // `ms` after `SQL` was sent.
+            let Some((ms, sql)) = sql.strip_prefix("KILLQ:").and_then(|r| r.split_once(':')) else {
+                return outcome(&mut clients[*i], sql);
+            };
+            let id = clients[*i].connection_id();
+            let ms: u64 = ms.parse().unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    make().query_drop(format!("KILL QUERY {id}")).unwrap();
+                });
+                outcome(&mut clients[*i], sql)
+            })
+        })
         .collect()
 }
 
@@ -447,4 +464,25 @@ fn stateless_procedures_keep_a_sequence_value_taken_in_their_transaction() {
     let (direct, through, unpinned) = both_ways(steps, 3);
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 0);
+}
+
+/// A `KILL QUERY` of a `CALL` (from another client, here while the
+/// procedure sleeps: the `CALL` ends with the interruption as a condition)
+/// leaves what a direct connection leaves, and the `CALL` still gives its
+/// connection back. Two backend connections: the killer's login needs one.
+#[test]
+fn stateless_procedures_killed_call() {
+    let steps: &[(usize, &str)] = &[
+        (0, "CALL add_item(1)"),
+        (1, "KILLQ:500:CALL slow()"),
+        (1, "SHOW WARNINGS"),
+        (1, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+        (2, "CALL add_item(2)"),
+        (0, "CALL add_item(3)"),
+        (1, "SELECT COUNT(*) FROM items"),
+        (1, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 2);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 4);
 }
