@@ -56,6 +56,15 @@ fn outcome(c: &mut Conn, sql: &str) -> Outcome {
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
         return Ok(Vec::new());
     }
+    if sql == "CHANGE_USER" {
+        return c
+            .change_user(mysql::ChangeUserOpts::DEFAULT)
+            .map(|_| Vec::new())
+            .map_err(|e| match e {
+                mysql::Error::MySqlError(e) => e.code,
+                e => panic!("{sql}: {e}"),
+            });
+    }
     if sql == "RESET" {
         return c.reset().map(|_| Vec::new()).map_err(|e| match e {
             mysql::Error::MySqlError(e) => e.code,
@@ -483,6 +492,35 @@ fn stateless_procedures_killed_call() {
         (1, "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
     ];
     let (direct, through, unpinned) = both_ways(steps, 2);
+    assert_same(steps, &direct, &through);
+    assert_eq!(unpinned, 4);
+}
+
+/// `COM_CHANGE_USER` right after a `CALL` that warned (its connection
+/// lingering) or inside a `CALL`'s transaction, and `COM_RESET_CONNECTION`
+/// after one, leave what a direct connection's do, and the next `CALL`s
+/// still give their connection back.
+#[test]
+fn stateless_procedures_change_user_and_reset_after_a_call() {
+    let steps: &[(usize, &str)] = &[
+        (0, "CALL warns()"),
+        (0, "CHANGE_USER"),
+        (0, "SHOW WARNINGS"),
+        (
+            0,
+            "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), DATABASE() IS NOT NULL",
+        ),
+        (1, "BEGIN"),
+        (1, "CALL add_item(1)"),
+        (1, "CHANGE_USER"),
+        (1, "SELECT @@in_transaction, LAST_INSERT_ID(), ROW_COUNT()"),
+        (2, "CALL add_item(2)"),
+        (1, "CALL add_item(3)"),
+        (1, "RESET"),
+        (2, "CALL add_item(4)"),
+        (1, "SELECT COUNT(*) FROM items"),
+    ];
+    let (direct, through, unpinned) = both_ways(steps, 1);
     assert_same(steps, &direct, &through);
     assert_eq!(unpinned, 4);
 }
