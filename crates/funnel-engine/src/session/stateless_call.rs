@@ -78,7 +78,7 @@ fn is_word_byte(c: u8) -> bool {
 }
 
 /// The name that starts at `i` (a plain ASCII word, or backquoted, `` ``
-/// `` being one backquote) and where it ends.
+/// `` being one backquote, ASCII only) and where it ends.
 fn identifier(sql: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
     if sql.get(i) == Some(&b'`') {
         let mut name = Vec::new();
@@ -90,6 +90,10 @@ fn identifier(sql: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
                     j += 2;
                 }
                 b'`' => break,
+                // In gbk, sjis or big5 a backquote may be the second byte
+                // of a character: such a name may end elsewhere for the
+                // server.
+                c if c >= 0x80 => return None,
                 c => {
                     name.push(c);
                     j += 1;
@@ -323,6 +327,8 @@ mod tests {
             "CALL p('never closed)",
             "CALL p(1",
             "CALL a.b.c()",
+            "CALL `\u{e9}`.p()",
+            "CALL `a\u{8140}`.`b`()",
             "SELECT 1",
             "",
         ] {
