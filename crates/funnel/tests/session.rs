@@ -25,6 +25,29 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // Funnel's reads of what a statement left (a count, computed
+        // values) have a LIMIT of their own: under the session's
+        // sql_select_limit = 0 they returned no row, and each pinned the
+        // session for life (the other client got ERR 9001).
+        name: "read-backs under sql_select_limit = 0",
+        pool: 1,
+        setup: &["CREATE TABLE sl0 (v INT)", "INSERT INTO sl0 VALUES (1), (2), (3)"],
+        steps: &[
+            (0, "SET sql_select_limit = 0"),
+            (0, "SELECT SQL_CALC_FOUND_ROWS v FROM sl0 LIMIT 2"),
+            (1, "SELECT COUNT(*) FROM sl0"),
+            (0, "SELECT FOUND_ROWS()"),
+            (0, "SET @a = 2 * 3"),
+            (1, "SELECT 1"),
+            (0, "SELECT @a"),
+            (0, "SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"),
+            (1, "SELECT 2"),
+            (0, "SELECT @@sql_mode"),
+            (0, "SET sql_select_limit = DEFAULT, sql_mode = DEFAULT"),
+            (1, "SELECT 3"),
+        ],
+    },
+    Case {
         // A first CALL gets the client's insert id and count in one DO;
         // where the count's half fails (max_join_size), the id is given
         // again on its own.

@@ -330,7 +330,8 @@ pub fn read_sql(names: &[Vec<u8>]) -> Option<String> {
              HEX(CONVERT(@`{name}` USING utf8mb4)), NULL)"
         ));
     }
-    Some(format!("SELECT {}", items.join(", ")))
+    // Its own LIMIT: the session's `sql_select_limit` applies to it.
+    Some(format!("SELECT {} LIMIT 1", items.join(", ")))
 }
 
 /// The texts a read by [`read_sql`] returned (NULL values left out).
@@ -483,7 +484,7 @@ mod tests {
             read_sql(&[b"v".to_vec()]).as_deref(),
             Some(
                 "SELECT HEX(@`v`), IF(CHARSET(@`v`) IN ('ucs2', 'utf16', 'utf16le', 'utf32'), \
-                 HEX(CONVERT(@`v` USING utf8mb4)), NULL)"
+                 HEX(CONVERT(@`v` USING utf8mb4)), NULL) LIMIT 1"
             )
         );
         assert_eq!(read_sql(&[b"a`b".to_vec()]), None);

@@ -2226,7 +2226,10 @@ impl Session {
             return Ok(());
         }
         let select: Vec<String> = names.iter().map(|n| format!("@@session.{n}")).collect();
-        let (columns, rows) = match conn.query_columns(&format!("SELECT {}", select.join(", "))).await {
+        let (columns, rows) = match conn
+            .query_columns(&format!("SELECT {} LIMIT 1", select.join(", ")))
+            .await
+        {
             Ok(result) => result,
             Err(BackendError::Refused(_)) => {
                 self.pin(PinReason::SessionVariable);
@@ -2636,7 +2639,8 @@ fn give_found_rows_sql(n: u64, row_count_zero: bool) -> String {
 /// What FOUND_ROWS() answers on `conn` (`None` when the server refuses to
 /// say). `Err` when the connection failed.
 async fn found_rows_of(conn: &mut BackendConn) -> Result<Option<u64>, BackendError> {
-    match conn.query_rows("SELECT FOUND_ROWS()").await {
+    // Its own LIMIT: the session's `sql_select_limit` applies to it.
+    match conn.query_rows("SELECT FOUND_ROWS() LIMIT 1").await {
         Ok((_, rows)) => Ok(rows
             .first()
             .and_then(|row| row.first()?.as_deref()?.parse::<u64>().ok())),

@@ -171,7 +171,8 @@ impl HeldLocks {
                 )
             })
             .collect();
-        Some(format!("SELECT {}", columns.join(", ")))
+        // Its own LIMIT: the session's `sql_select_limit` applies to it.
+        Some(format!("SELECT {} LIMIT 1", columns.join(", ")))
     }
 
     /// Forgets the names the check's `row` says are no longer held; true
@@ -236,12 +237,14 @@ mod tests {
         held.note(&literal(&["b", "a"], false));
         assert_eq!(
             held.check_query().as_deref(),
-            Some("SELECT IS_USED_LOCK('a') <=> CONNECTION_ID(), IS_USED_LOCK('b') <=> CONNECTION_ID()")
+            Some(
+                "SELECT IS_USED_LOCK('a') <=> CONNECTION_ID(), IS_USED_LOCK('b') <=> CONNECTION_ID() LIMIT 1"
+            )
         );
         assert!(!held.keep_held(&[Some("0".into()), Some("1".into())]));
         assert_eq!(
             held.check_query().as_deref(),
-            Some("SELECT IS_USED_LOCK('b') <=> CONNECTION_ID()")
+            Some("SELECT IS_USED_LOCK('b') <=> CONNECTION_ID() LIMIT 1")
         );
         // A row of the wrong shape changes nothing.
         assert!(!held.keep_held(&[]));

@@ -550,7 +550,8 @@ impl super::Session {
         }
         let list: Vec<String> = names.iter().map(|n| read_back_sql(n)).collect();
         let (columns, rows) = match conn
-            .query_definitions(&format!("SELECT {}", list.join(", ")))
+            // Its own LIMIT: the session's `sql_select_limit` applies to it.
+            .query_definitions(&format!("SELECT {} LIMIT 1", list.join(", ")))
             .await
         {
             Ok(result) => result,
