@@ -1075,36 +1075,20 @@ impl Session {
         let setter_on_foreign_id = f.sets_insert_id && !holds_client_id;
         let gives_id =
             call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f);
-        // A procedure may set what FOUND_ROWS() answers where its CALL
-        // returns no rows (`SELECT COUNT(*) INTO @n FROM t`, soak seed
-        // 301217), or leave it as it was, maybe another client's: the
-        // connection gets the client's own count first, so that either
-        // way the server's count after the CALL is the client's. After
-        // the DO (and the variables' SET), which leave ROW_COUNT() at 0:
-        // the statement that gives the count leaves the client's -1 or 0
-        // for the procedure to read.
-        let gives_count = f.runs_procedure() && self.gives_found_rows_to_call(call_reads_insert_id);
-        // Both in one `DO` where the count's statement is one.
-        let together = gives_id && gives_count && self.last.row_count != -1;
-        if gives_id && !together {
-            conn = match self.sync_last_insert_id(conn, total).await? {
-                Some(c) => c,
-                None => return Ok(()),
-            };
-        }
-        if gives_count {
-            conn = match self.give_found_rows(conn, total, together).await? {
-                Some((c, given)) => {
-                    f.found_rows_given = given;
-                    c
-                }
-                None => return Ok(()),
-            };
-        }
-        if gives_id {
-            self.insert_id_on_server = true;
-            self.insert_id_given_to_calls |= call_reads_insert_id;
-        }
+        conn = match self
+            .give_previous_results(
+                conn,
+                total,
+                &mut f,
+                gives_id,
+                call_reads_insert_id,
+                call_reads_insert_id,
+            )
+            .await?
+        {
+            Some(c) => c,
+            None => return Ok(()),
+        };
         if !f.dynamic_vars.is_empty() {
             conn = match self.check_dynamic_vars(conn, &f.dynamic_vars, total).await? {
                 Some(c) => c,
@@ -1184,6 +1168,55 @@ impl Session {
             && self.last.found_rows <= MAX_GIVEN_FOUND_ROWS
             && !self.linger
             && (do_follows || matches!(self.last.row_count, -1 | 0))
+    }
+
+    /// Gives `conn` what the client's command may read of its previous
+    /// statements where the server answers: its last insert id
+    /// (`gives_id`), and before a procedure its count for `FOUND_ROWS()`.
+    /// A procedure may set that count where its `CALL` returns no rows
+    /// (`SELECT COUNT(*) INTO @n FROM t`, soak seed 301217), or leave it
+    /// as it was, maybe another client's: the connection gets the
+    /// client's own first, so that either way the server's count after
+    /// the `CALL` is the client's (`f.found_rows_given`). After the DO
+    /// (and the variables' SET), which leave ROW_COUNT() at 0: the
+    /// statement that gives the count leaves the client's -1 or 0 for the
+    /// procedure to read; both go in one `DO` where the count's statement
+    /// is one. `call_reads_id`: the id is given for a procedure (see
+    /// [`Self::call_reads_insert_id`]); `do_follows`, as
+    /// [`Self::gives_found_rows_to_call`] takes it. `None` when the client
+    /// was told of a failure (the command's `total` bytes are then
+    /// consumed).
+    async fn give_previous_results(
+        &mut self,
+        mut conn: BackendConn,
+        total: usize,
+        f: &mut Forward,
+        gives_id: bool,
+        call_reads_id: bool,
+        do_follows: bool,
+    ) -> Result<Option<BackendConn>, End> {
+        let gives_count = f.runs_procedure() && self.gives_found_rows_to_call(do_follows);
+        let together = gives_id && gives_count && self.last.row_count != -1;
+        if gives_id && !together {
+            conn = match self.sync_last_insert_id(conn, total).await? {
+                Some(c) => c,
+                None => return Ok(None),
+            };
+        }
+        if gives_count {
+            conn = match self.give_found_rows(conn, total, together).await? {
+                Some((c, given)) => {
+                    f.found_rows_given = given;
+                    c
+                }
+                None => return Ok(None),
+            };
+        }
+        if gives_id {
+            self.insert_id_on_server = true;
+            self.insert_id_given_to_calls |= call_reads_id;
+        }
+        Ok(Some(conn))
     }
 
     /// Sets what `FOUND_ROWS()` answers on `conn` to the client's own

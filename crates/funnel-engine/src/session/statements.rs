@@ -369,34 +369,13 @@ impl Session {
         // A procedure, as for a text `CALL` (see `call_reads_insert_id`).
         let call_reads_id = self.call_reads_insert_id(&f);
         let do_follows = (reads_id && !self.insert_id_pinned()) || call_reads_id;
-        // A procedure may set FOUND_ROWS()'s count or leave it (see
-        // `forward`): the connection gets the client's first, after the
-        // DO, or in the same one.
-        let gives_count = f.runs_procedure() && self.gives_found_rows_to_call(do_follows);
-        let together = do_follows && gives_count && self.last.row_count != -1;
-        let conn = if do_follows && !together {
-            match self.sync_last_insert_id(conn, 0).await? {
-                Some(c) => c,
-                None => return Ok(()),
-            }
-        } else {
-            conn
+        // A procedure's count for FOUND_ROWS() too (see `forward`).
+        let Some(mut conn) = self
+            .give_previous_results(conn, 0, &mut f, do_follows, call_reads_id, do_follows)
+            .await?
+        else {
+            return Ok(());
         };
-        let mut conn = if gives_count {
-            match self.give_found_rows(conn, 0, together).await? {
-                Some((c, given)) => {
-                    f.found_rows_given = given;
-                    c
-                }
-                None => return Ok(()),
-            }
-        } else {
-            conn
-        };
-        if do_follows {
-            self.insert_id_on_server = true;
-            self.insert_id_given_to_calls |= call_reads_id;
-        }
         if self.stop_requested() {
             return self.refuse_stopped(conn, 0).await;
         }
