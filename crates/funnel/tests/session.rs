@@ -25,6 +25,34 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // A statement prepared under MSSQL, executed in a session a CALL
+        // pinned (its variables are not tracked there) after a SET of
+        // another sql_mode, on a connection that lacks it: it is
+        // prepared there under its own modes, which the server saves and
+        // puts back (soak seed 500569: 1064 before).
+        name: "a statement prepared under MSSQL executed on a connection pinned by a CALL",
+        pool: 2,
+        setup: &[
+            "CREATE TABLE msq (v INT)",
+            "INSERT INTO msq VALUES (1)",
+            "CREATE PROCEDURE msq_p() SELECT 1",
+        ],
+        steps: &[
+            (0, "SET sql_mode = 'MSSQL'"),
+            (0, "PS:SELECT [v] FROM msq"),
+            (0, "SET sql_mode = ''"),
+            (1, "BEGIN"),
+            (1, "SELECT COUNT(*) FROM msq"),
+            (0, "CALL msq_p()"),
+            (0, "PS:SELECT [v] FROM msq"),
+            (0, "SELECT @@sql_mode, @@old_mode, @funnel_sql_mode, ROW_COUNT()"),
+            (0, "INSERT INTO msq VALUES (2)"),
+            (0, "PS:SELECT [v] FROM msq"),
+            (0, "SELECT ROW_COUNT()"),
+            (1, "COMMIT"),
+        ],
+    },
+    Case {
         // Funnel's reads of what a statement left (a count, computed
         // values) have a LIMIT of their own: under the session's
         // sql_select_limit = 0 they returned no row, and each pinned the

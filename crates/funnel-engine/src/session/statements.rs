@@ -23,6 +23,15 @@ use std::rc::Rc;
 /// `ER_MAX_PREPARED_STMT_COUNT_REACHED`.
 const MAX_PREPARED_STMT_COUNT_REACHED: u16 = 1461;
 
+/// Saves the connection's parse modes on the server, before a prepare
+/// under a statement's own (see `prepared_on`).
+const SAVE_PARSE_MODES: &str = "@funnel_sql_mode = @@sql_mode, @funnel_old_mode = @@old_mode";
+
+/// Puts the saved parse modes back and forgets them: a `NULL` user
+/// variable reads as one never set.
+const RESTORE_PARSE_MODES: &str = "SET sql_mode = @funnel_sql_mode, old_mode = @funnel_old_mode, \
+     @funnel_sql_mode = NULL, @funnel_old_mode = NULL";
+
 impl Session {
     /// How many statements `conn` may keep prepared (its pool's share of
     /// the server's limit).
@@ -743,19 +752,33 @@ impl Session {
         let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
             return Ok(None);
         };
-        let c = if self.vars_untracked() {
+        let (c, modes_saved) = if self.vars_untracked() {
             // The connection holds variables Funnel does not know (a
             // computed SET while pinned, a procedure): switching and
             // restoring them would restore the tracked values, not the
-            // client's. It prepares under the session's current ones.
-            c
+            // client's. It prepares under the session's current ones,
+            // but for the parse modes, which the server saves and puts
+            // back itself (`[id]` prepared under MSSQL, executed after
+            // `SET sql_mode = ''` in a session a CALL pinned: 1064,
+            // where a direct connection runs its prepare; soak seed
+            // 500569).
+            match self.vars.parse_modes_of(&meta.vars) {
+                None => (c, false),
+                Some(modes) => {
+                    let sql = format!("SET {SAVE_PARSE_MODES}, {modes}");
+                    match self.run_sync(c, sql.as_bytes(), 0).await? {
+                        Some(c) => (c, true),
+                        None => return Ok(None),
+                    }
+                }
+            }
         } else {
             // The rest are the session's own (as for the execute): the
             // server refuses to prepare a write while the connection is
             // read-only, which another client's `tx_read_only` would make it.
             let target = self.parse_target(&c, &meta.vars);
             match self.sync_vars_to(c, &target, 0).await? {
-                Some(c) => c,
+                Some(c) => (c, false),
                 None => return Ok(None),
             }
         };
@@ -763,6 +786,24 @@ impl Session {
         payload.extend_from_slice(&[0x16]);
         payload.extend_from_slice(&meta.sql);
         let (mut conn, result) = self.run_prepare(c, &payload, &mut Vec::new()).await;
+        if modes_saved {
+            // Funnel's statements there: the server's ROW_COUNT() is not
+            // the client's now.
+            self.own_row_count_next = true;
+            let mut p = BytesMut::with_capacity(RESTORE_PARSE_MODES.len() + 1);
+            funnel_protocol::command::write_query(&mut p, RESTORE_PARSE_MODES.as_bytes());
+            let restored = conn.run(&p, Expect::Results).await;
+            if !restored.as_ref().is_ok_and(|s| s.error.is_none()) {
+                // The connection keeps the statement's modes, or is gone:
+                // as any lost connection.
+                self.discard_backend(conn);
+                let reason = "restoring sql_mode after a prepare failed".to_string();
+                return self
+                    .reply_error(1, backend_lost(&self.last_backend, reason))
+                    .await
+                    .map(|_| None);
+            }
+        }
         match result {
             Ok(summary) => match (summary.error, summary.prepared) {
                 (None, Some(p)) => {

@@ -282,7 +282,7 @@ impl Session {
     /// client's command. `None` when the client was told of a failure (the
     /// command's `total` bytes are then consumed): a refused statement
     /// leaves the connection with the session, a lost one is discarded.
-    async fn run_sync(
+    pub(super) async fn run_sync(
         &mut self,
         mut conn: BackendConn,
         sql: &[u8],
