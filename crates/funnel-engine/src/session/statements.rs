@@ -762,15 +762,12 @@ impl Session {
             // `SET sql_mode = ''` in a session a CALL pinned: 1064,
             // where a direct connection runs its prepare; soak seed
             // 500569).
-            match self.vars.parse_modes_of(&meta.vars) {
-                None => (c, false),
-                Some(modes) => {
-                    let sql = format!("SET {SAVE_PARSE_MODES}, {modes}");
-                    match self.run_sync(c, sql.as_bytes(), 0).await? {
-                        Some(c) => (c, true),
-                        None => return Ok(None),
-                    }
-                }
+            // The connection's may be untracked too (a computed `SET
+            // sql_mode` while pinned): always switched.
+            let sql = format!("SET {SAVE_PARSE_MODES}, {}", meta.vars.parse_modes());
+            match self.run_sync(c, sql.as_bytes(), 0).await? {
+                Some(c) => (c, true),
+                None => return Ok(None),
             }
         } else {
             // The rest are the session's own (as for the execute): the

@@ -209,16 +209,14 @@ impl SessionVars {
         }
     }
 
-    /// The assignments that give a connection with these variables the
-    /// parse modes (`sql_mode`, `old_mode`) of `prepared`, the global
-    /// value where it set none; `None` when they are the same.
-    pub fn parse_modes_of(&self, prepared: &SessionVars) -> Option<String> {
-        let changes: Vec<String> = PARSE_VARS
+    /// The assignments that give a connection these variables' parse modes
+    /// (`sql_mode`, `old_mode`), the global value where they set none.
+    pub fn parse_modes(&self) -> String {
+        PARSE_VARS
             .iter()
-            .filter(|v| self.0.get(**v) != prepared.0.get(**v))
-            .map(|v| format!("{v} = {}", prepared.0.get(*v).map_or("DEFAULT", String::as_str)))
-            .collect();
-        (!changes.is_empty()).then(|| changes.join(", "))
+            .map(|v| format!("{v} = {}", self.0.get(*v).map_or("DEFAULT", String::as_str)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// These variables with the ones that change how the server parses a
