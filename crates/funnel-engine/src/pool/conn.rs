@@ -597,6 +597,13 @@ impl BackendConn {
         self.savepoint_outside_tx = false;
     }
 
+    /// [`BackendConn::run`] of one text query (`COM_QUERY`) of Funnel's own.
+    pub async fn run_query(&mut self, sql: &[u8]) -> Result<ResponseSummary, BackendError> {
+        let mut p = BytesMut::with_capacity(sql.len() + 1);
+        funnel_protocol::command::write_query(&mut p, sql);
+        self.run(&p, Expect::Results).await
+    }
+
     /// Sends one small command and reads its whole response, discarding
     /// rows. Used for Funnel's own statements (schema and state changes).
     pub async fn run(&mut self, payload: &[u8], expect: Expect) -> Result<ResponseSummary, BackendError> {

@@ -1244,9 +1244,7 @@ impl Session {
             debug_assert!(sql.starts_with("DO ("));
             sql.insert_str(3, &format!("LAST_INSERT_ID({}), ", self.last.last_insert_id));
         }
-        let mut p = BytesMut::with_capacity(sql.len() + 1);
-        funnel_protocol::command::write_query(&mut p, sql.as_bytes());
-        let given = match conn.run(&p, Expect::Results).await {
+        let given = match conn.run_query(sql.as_bytes()).await {
             // A condition means the count is not the client's: a
             // `max_statement_time` that ran out fails it, and under a
             // `max_join_size` it is too small for the `DO` ends with an
@@ -1265,9 +1263,7 @@ impl Session {
                 clear.push(b"DO 0");
             }
             for sql in clear {
-                let mut p = BytesMut::with_capacity(sql.len() + 1);
-                funnel_protocol::command::write_query(&mut p, sql);
-                if let Err(e) = conn.run(&p, Expect::Results).await {
+                if let Err(e) = conn.run_query(sql).await {
                     return self.give_found_rows_lost(conn, total, e).await;
                 }
             }

@@ -61,12 +61,8 @@ impl Session {
             Some(err) => signal_sql(err),
             None => CLEAR_DIAGNOSTICS.to_vec(),
         };
-        let mut p = bytes::BytesMut::with_capacity(sql.len() + 5);
-        funnel_protocol::command::write_query(&mut p, &sql);
         // A `SIGNAL` is answered with the ERR it was asked for.
-        conn.run(&p, funnel_protocol::tracker::Expect::Results)
-            .await
-            .map_err(|e| e.to_string())?;
+        conn.run_query(&sql).await.map_err(|e| e.to_string())?;
         // The client's error there is foreign to any other client.
         conn.stale_diagnostics = self.own_err.is_some();
         self.foreign_diagnostics = false;

@@ -758,12 +758,11 @@ impl Session {
             // restoring them would restore the tracked values, not the
             // client's. It prepares under the session's current ones,
             // but for the parse modes, which the server saves and puts
-            // back itself (`[id]` prepared under MSSQL, executed after
-            // `SET sql_mode = ''` in a session a CALL pinned: 1064,
-            // where a direct connection runs its prepare; soak seed
-            // 500569).
-            // The connection's may be untracked too (a computed `SET
-            // sql_mode` while pinned): always switched.
+            // back itself, always, as the connection's may be untracked
+            // too (`[id]` prepared under MSSQL, executed after `SET
+            // sql_mode = ''` in a session a CALL pinned: 1064, where a
+            // direct connection runs its prepare; soak seeds 500569, and
+            // 500684 after a computed `SET sql_mode` while pinned).
             let sql = format!("SET {SAVE_PARSE_MODES}, {}", meta.vars.parse_modes());
             match self.run_sync(c, sql.as_bytes(), 0).await? {
                 Some(c) => (c, true),
@@ -787,9 +786,7 @@ impl Session {
             // Funnel's statements there: the server's ROW_COUNT() is not
             // the client's now.
             self.own_row_count_next = true;
-            let mut p = BytesMut::with_capacity(RESTORE_PARSE_MODES.len() + 1);
-            funnel_protocol::command::write_query(&mut p, RESTORE_PARSE_MODES.as_bytes());
-            let restored = conn.run(&p, Expect::Results).await;
+            let restored = conn.run_query(RESTORE_PARSE_MODES.as_bytes()).await;
             if !restored.as_ref().is_ok_and(|s| s.error.is_none()) {
                 // The connection keeps the statement's modes, or is gone:
                 // as any lost connection.

@@ -289,9 +289,7 @@ impl Session {
         total: usize,
     ) -> Result<Option<BackendConn>, End> {
         Stats::bump(&self.shard.stats.state_syncs);
-        let mut p = BytesMut::with_capacity(sql.len() + 1);
-        funnel_protocol::command::write_query(&mut p, sql);
-        match conn.run(&p, Expect::Results).await {
+        match conn.run_query(sql).await {
             Ok(summary) => match summary.error {
                 None => Ok(Some(conn)),
                 Some(err) => {
