@@ -149,6 +149,12 @@ pub enum EngineError {
     /// A command Funnel does not proxy.
     #[error("{0} is not supported through Funnel")]
     Unsupported(&'static str),
+    /// A command the server would refuse on this connection as not part of
+    /// the prepared-statement protocol it negotiated: a bulk execute from a
+    /// client that did not ask for bulk operations, or bound for a server
+    /// that does not offer them.
+    #[error("command not supported in the prepared statement protocol")]
+    NotInPreparedProtocol,
     /// A client packet that could not be decoded.
     #[error("malformed packet: {0}")]
     Malformed(funnel_protocol::ProtocolError),
@@ -173,6 +179,7 @@ impl EngineError {
             | PacketTooLarge { .. }
             | UnknownCommand(_)
             | Unsupported(_)
+            | NotInPreparedProtocol
             | Malformed(_)
             | BadHandshake(_)
             | ClientCharset(_)
@@ -355,6 +362,11 @@ impl EngineError {
                 1235,
                 "42000",
                 format!("This version of Funnel doesn't yet support '{what}'"),
+            ),
+            NotInPreparedProtocol => ErrPacket::new(
+                1295,
+                "HY000",
+                "This command is not supported in the prepared statement protocol yet",
             ),
             Malformed(e) => ErrPacket::new(1835, "HY000", format!("Malformed communication packet: {e}")),
             BadHandshake(why) => ErrPacket::new(1043, "08S01", format!("Bad handshake: {why}")),

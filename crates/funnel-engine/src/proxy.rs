@@ -128,14 +128,13 @@ impl Proxy {
             .map(crate::tls::server_config)
             .transpose()?;
         let specs = resolve_backends(&config)?;
-        let (version, charset) = specs
+        let greeting = specs
             .iter()
             .find_map(|s| probe_greeting(&s.addr))
-            .unwrap_or_else(|| {
-                (
-                    FALLBACK_VERSION.as_bytes().to_vec(),
-                    funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
-                )
+            .unwrap_or_else(|| Greeting {
+                version: FALLBACK_VERSION.as_bytes().to_vec(),
+                charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
+                bulk: true,
             });
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
@@ -180,8 +179,9 @@ impl Proxy {
                 config: config.clone(),
                 backends: specs.clone(),
                 max_clients,
-                version: version.clone(),
-                charset,
+                version: greeting.version.clone(),
+                charset: greeting.charset,
+                bulk: greeting.bulk,
                 peers: senders.clone(),
                 user_counters: user_counters.clone(),
                 tls: tls.clone(),
@@ -581,12 +581,22 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
         .collect()
 }
 
+/// What Funnel's greeting takes from a backend's.
+struct Greeting {
+    /// The server's version, with `-funnel` appended.
+    version: Vec<u8>,
+    /// Its default collation.
+    charset: u8,
+    /// It offers MariaDB's bulk operations.
+    bulk: bool,
+}
+
 /// Reads a backend's greeting to learn its version, so clients see the
 /// version of the server they really talk to (drivers switch features on
-/// it), and its default collation, which drivers take for their own
+/// it), its default collation, which drivers take for their own
 /// (Connector/J logs in with a `utf8mb4` one the server greets with, else
-/// `utf8mb4_unicode_ci`).
-fn probe_greeting(addr: &BackendAddr) -> Option<(Vec<u8>, u8)> {
+/// `utf8mb4_unicode_ci`), and whether it offers bulk operations.
+fn probe_greeting(addr: &BackendAddr) -> Option<Greeting> {
     let mut s = addr.connect_blocking(Duration::from_secs(2)).ok()?;
     let mut header = [0u8; 4];
     s.read_exact(&mut header).ok()?;
@@ -598,9 +608,15 @@ fn probe_greeting(addr: &BackendAddr) -> Option<(Vec<u8>, u8)> {
     s.read_exact(&mut payload).ok()?;
     let _ = s.write_all(&[]);
     let hs = HandshakeV10::parse(&payload).ok()?;
-    let mut v = hs.server_version;
-    v.extend_from_slice(b"-funnel");
-    Some((v, hs.charset))
+    let mut version = hs.server_version;
+    version.extend_from_slice(b"-funnel");
+    Some(Greeting {
+        version,
+        charset: hs.charset,
+        bulk: hs
+            .capabilities
+            .contains(funnel_protocol::Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS),
+    })
 }
 
 /// Each core's share of `client.max_connections`, lowered when the

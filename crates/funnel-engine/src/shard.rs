@@ -77,6 +77,8 @@ pub struct Shard {
     fallback_version: Vec<u8>,
     /// The collation id announced to clients (a backend's, see `ShardSetup`).
     greeting_charset: u8,
+    /// Clients are offered bulk operations (see [`Shard::offers_bulk`]).
+    offers_bulk: bool,
     /// What the backends make of the `utf8` alias (from the version the
     /// first reachable backend greeted with at start).
     pub utf8_alias: Utf8Alias,
@@ -105,6 +107,8 @@ pub struct ShardSetup {
     pub version: Vec<u8>,
     /// The collation id a backend's greeting announced.
     pub charset: u8,
+    /// That greeting offered MariaDB's bulk operations.
+    pub bulk: bool,
     /// Every shard's control channel (this one's included).
     pub peers: Vec<ControlSender>,
     /// Per-user connection counters, shared by every core.
@@ -145,6 +149,7 @@ impl Shard {
             utf8_alias: Utf8Alias::of_server(&setup.version),
             fallback_version: setup.version,
             greeting_charset: setup.charset,
+            offers_bulk: setup.bulk,
             draining: Cell::new(false),
             paused: Cell::new(false),
             resume: RefCell::new(Vec::new()),
@@ -271,6 +276,14 @@ impl Shard {
     /// The collation id announced to clients: a backend's default.
     pub fn greeting_charset(&self) -> u8 {
         self.greeting_charset
+    }
+
+    /// Whether clients are offered MariaDB's bulk operations: the backend
+    /// greeting read at start offered them (or none answered, and the
+    /// fallback greeting is MariaDB's). A backend connection without them
+    /// answers a bulk execute as such a server would (ERR 1295).
+    pub fn offers_bulk(&self) -> bool {
+        self.offers_bulk
     }
 
     /// Kills one of this shard's clients, or only its running query, on

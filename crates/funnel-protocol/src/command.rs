@@ -199,6 +199,16 @@ pub enum Command<'a> {
         /// Everything after the statement id and flags (iteration count, parameters).
         rest: &'a [u8],
     },
+    /// MariaDB's bulk execute: one prepared statement run for many rows of
+    /// parameters. The rows stay raw, as for an execute.
+    StmtBulkExecute {
+        /// Statement id.
+        stmt_id: u32,
+        /// Bulk flags (`SEND_TYPES_TO_SERVER`, `SEND_UNIT_RESULTS`).
+        flags: u16,
+        /// Everything after the flags (types when sent, then the rows).
+        rest: &'a [u8],
+    },
     /// Send a chunk of a long parameter.
     StmtSendLongData {
         /// Statement id.
@@ -257,6 +267,11 @@ impl<'a> Command<'a> {
                 stmt_id: r.u32("statement id")?,
                 param_id: r.u16("parameter id")?,
                 data: r.rest(),
+            },
+            CommandCode::StmtBulkExecute => Command::StmtBulkExecute {
+                stmt_id: r.u32("statement id")?,
+                flags: r.u16("bulk flags")?,
+                rest: r.rest(),
             },
             CommandCode::StmtClose => Command::StmtClose(r.u32("statement id")?),
             CommandCode::StmtReset => Command::StmtReset(r.u32("statement id")?),
@@ -385,6 +400,15 @@ mod tests {
                 rest: &[1, 0, 0, 0]
             }
         );
+        assert_eq!(
+            Command::parse(&[0xfa, 3, 0, 0, 0, 128, 0, 8, 0, 0, 1], CAPS).unwrap(),
+            Command::StmtBulkExecute {
+                stmt_id: 3,
+                flags: 128,
+                rest: &[8, 0, 0, 1]
+            }
+        );
+        assert!(Command::parse(&[0xfa, 3, 0, 0, 0, 128], CAPS).is_err());
         assert_eq!(
             Command::parse(&[0x1c, 2, 0, 0, 0, 10, 0, 0, 0], CAPS).unwrap(),
             Command::StmtFetch {

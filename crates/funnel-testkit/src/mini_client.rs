@@ -141,6 +141,10 @@ impl MiniClient {
         c.connection_id = hs.connection_id;
         c.server_version = String::from_utf8_lossy(&hs.server_version).into_owned();
         c.caps = (CLIENT_CAPS | extra).intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+        // MariaDB's extended capabilities travel only with CLIENT_MYSQL clear.
+        if c.caps.upper() != 0 {
+            c.caps.set(Capabilities::CLIENT_MYSQL, false);
+        }
         let login = HandshakeResponse41 {
             capabilities: c.caps,
             max_packet_size: 1 << 24,
@@ -174,6 +178,11 @@ impl MiniClient {
                 }
             }
         }
+    }
+
+    /// The capabilities both sides agreed on at login.
+    pub fn caps(&self) -> Capabilities {
+        self.caps
     }
 
     /// Runs a text query and reads its whole (single) result.

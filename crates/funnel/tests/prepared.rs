@@ -6,9 +6,13 @@
 use std::net::SocketAddr;
 
 use funnel_protocol::tracker::Expect;
+use funnel_protocol::Capabilities;
 use funnel_testkit::mini_client::{MiniClient, MiniError};
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
+
+#[path = "prepared/bulk.rs"]
+mod bulk;
 
 /// `MYSQL_TYPE_LONGLONG`.
 const LONGLONG: u8 = 8;
@@ -48,7 +52,13 @@ type Reply = Result<Vec<Vec<u8>>, u16>;
 
 impl Raw {
     fn connect(addr: SocketAddr, user: &str, pw: &str, db: &str) -> Raw {
-        Raw(MiniClient::connect(addr, user, pw, Some(db)).unwrap_or_else(|e| panic!("login: {e:?}")))
+        Raw::connect_with(addr, user, pw, db, Capabilities::EMPTY)
+    }
+
+    /// Logs in asking for `extra` capabilities too (what the server offers of them).
+    fn connect_with(addr: SocketAddr, user: &str, pw: &str, db: &str, extra: Capabilities) -> Raw {
+        Raw(MiniClient::connect_with(addr, user, pw, Some(db), extra)
+            .unwrap_or_else(|e| panic!("login: {e:?}")))
     }
 
     fn call(&mut self, payload: &[u8], expect: Expect) -> Reply {
@@ -144,8 +154,10 @@ fn execute_payload(id: u32, flags: u8, params: &[Param], types: bool) -> Vec<u8>
 }
 
 /// One side of a differential run: `n` clients logged in to `addr`.
-fn clients(addr: SocketAddr, user: &str, pw: &str, db: &str, n: usize) -> Vec<Raw> {
-    (0..n).map(|_| Raw::connect(addr, user, pw, db)).collect()
+fn clients(addr: SocketAddr, user: &str, pw: &str, db: &str, n: usize, extra: Capabilities) -> Vec<Raw> {
+    (0..n)
+        .map(|_| Raw::connect_with(addr, user, pw, db, extra))
+        .collect()
 }
 
 /// The direct and backend accounts, created once per server.
@@ -180,6 +192,18 @@ fn differential(
     pool: usize,
     script: impl Fn(&mut [Raw]) -> Vec<Reply>,
 ) -> (Vec<Reply>, Vec<Reply>) {
+    differential_with(name, setup, n, pool, Capabilities::EMPTY, script)
+}
+
+/// [`differential`] with clients that ask for `extra` capabilities.
+fn differential_with(
+    name: &str,
+    setup: &[&str],
+    n: usize,
+    pool: usize,
+    extra: Capabilities,
+    script: impl Fn(&mut [Raw]) -> Vec<Reply>,
+) -> (Vec<Reply>, Vec<Reply>) {
     let db = MariaDb::shared();
     users(db);
     let direct_schema = db.fresh_database(&format!("{name}_d"));
@@ -191,10 +215,10 @@ fn differential(
             root.query_drop(sql).unwrap();
         }
     }
-    let mut direct = clients(db.addr(), "ps_direct", "dpw", &direct_schema, n);
+    let mut direct = clients(db.addr(), "ps_direct", "dpw", &direct_schema, n, extra);
     let d = script(&mut direct);
     let proxy = funnel(db, &funnel_schema, pool);
-    let mut through = clients(proxy.local_addr(), "app", "apppw", &funnel_schema, n);
+    let mut through = clients(proxy.local_addr(), "app", "apppw", &funnel_schema, n, extra);
     let f = script(&mut through);
     (mask(d, &direct_schema), mask(f, &funnel_schema))
 }
@@ -552,7 +576,14 @@ fn prepared_sessions_pinned_for_state_prepares_ignore_still_share_statements() {
         .unwrap()
     };
     let sql = "SELECT * FROM t WHERE id = ?";
-    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    let mut c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        2,
+        Capabilities::EMPTY,
+    );
     c[1].prepare(sql).unwrap();
     let before = prepares();
     for pin in ["SELECT @u := 1", "SELECT GET_LOCK('ps_pin_share', 0)"] {
@@ -612,7 +643,7 @@ fn prepared_statements_spread_over_connections_stay_under_the_server_limit() {
         out.extend(b.iter().map(|&id| c[1].execute(id, 0, &[], false)));
         out
     };
-    let mut direct = clients(db.addr(), "ps_direct", "dpw", &schema, 2);
+    let mut direct = clients(db.addr(), "ps_direct", "dpw", &schema, 2, Capabilities::EMPTY);
     let d = run(&mut direct);
     drop(direct);
     // The server frees a closed session's statements as it notices the close.
@@ -628,7 +659,14 @@ fn prepared_statements_spread_over_connections_stay_under_the_server_limit() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let proxy = funnel(&db, &schema, 2);
-    let mut through = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    let mut through = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        2,
+        Capabilities::EMPTY,
+    );
     let f = run(&mut through);
     assert_same(&d, &f);
 }
@@ -668,7 +706,14 @@ fn prepared_statements_cached_on_idle_connections_leave_room_on_the_server() {
     let proxy = funnel(&db, &schema, 4);
     // The monitor's first round (it reads the limit) runs at start.
     wait_for_health_checks(&db, before + 1);
-    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 3);
+    let mut c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        3,
+        Capabilities::EMPTY,
+    );
     let texts = |who: usize| (0..8).map(move |i| format!("SELECT {i} + {}", who * 100));
     let ids: Vec<Vec<u32>> = (0..2)
         .map(|who| texts(who).map(|t| c[who].prepare(&t).unwrap()).collect())
@@ -735,7 +780,14 @@ fn limit_shrinks_under_a_connections_cache(busy: bool) {
     );
     let proxy = funnel_testkit::funnel::start(cfg);
     wait_checks(&db, 1);
-    let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2);
+    let mut c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        2,
+        Capabilities::EMPTY,
+    );
     c[0].query("BEGIN").unwrap();
     for i in 0..40 {
         let id = c[0].prepare(&format!("SELECT {i} + 1000")).unwrap();
@@ -1279,7 +1331,14 @@ fn table_t_of_two_columns(prefix: &str, n: usize) -> (funnel_engine::Proxy, Vec<
     root.query_drop("CREATE TABLE t (id INT, v INT)").unwrap();
     root.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
     let proxy = funnel(db, &schema, 2);
-    let c = clients(proxy.local_addr(), "app", "apppw", &schema, n);
+    let c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        n,
+        Capabilities::EMPTY,
+    );
     (proxy, c)
 }
 

@@ -384,6 +384,15 @@ impl BackendConn {
         if missing.0 != 0 {
             return Err(BackendError::LacksCapabilities(missing));
         }
+        if hs
+            .capabilities
+            .contains(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS)
+        {
+            // The one MariaDB extension Funnel takes (for clients that
+            // negotiated it); it changes no reply of other commands.
+            caps.set(Capabilities::CLIENT_MYSQL, false);
+            caps.set(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS, true);
+        }
         if spec.tls.is_some() {
             if !hs.capabilities.contains(Capabilities::CLIENT_SSL) {
                 return Err(BackendError::Auth(

@@ -1,6 +1,7 @@
-//! Reading and rewriting `COM_STMT_EXECUTE` payloads: the statement id is
-//! swapped for the backend's, and parameter types are added when the client
-//! sent them only with an earlier execute (on another connection).
+//! Reading and rewriting `COM_STMT_EXECUTE` and `COM_STMT_BULK_EXECUTE`
+//! payloads: the statement id is swapped for the backend's, and parameter
+//! types are added when the client sent them only with an earlier execute
+//! (on another connection).
 //!
 //! Layout: command byte, statement id (4), flags (1), iteration count (4);
 //! then, with parameters: NULL bitmap ((n + 7) / 8), new-params-bound flag
@@ -111,6 +112,115 @@ pub fn rewrite_execute(
     }
 }
 
+/// `SEND_TYPES_TO_SERVER`: a bulk execute that carries its parameter types.
+pub const BULK_SEND_TYPES: u16 = 128;
+
+/// Command byte, statement id, bulk flags.
+const BULK_HEAD: usize = 1 + 4 + 2;
+
+/// The parts of a `COM_STMT_BULK_EXECUTE` payload Funnel needs. Layout:
+/// command byte, statement id (4), flags (2), then with
+/// [`BULK_SEND_TYPES`] the types (2 * n), then rows of an indicator byte
+/// per parameter, each followed by its value where it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkHead {
+    /// The client's statement id.
+    pub stmt_id: u32,
+    /// The bulk flags.
+    pub flags: u16,
+    /// Where the parameter types are, when the client sent them whole.
+    pub types: Option<Range<usize>>,
+}
+
+impl BulkHead {
+    /// The client said it sends types (whole or not: the server judges a
+    /// truncated list, and Funnel adds none).
+    pub fn sends_types(&self) -> bool {
+        self.flags & BULK_SEND_TYPES != 0
+    }
+}
+
+/// Parses a bulk execute payload for a statement with `params` parameters.
+/// Only the fixed part must be there: the server judges the rest, as on a
+/// direct connection.
+pub fn parse_bulk(payload: &[u8], params: u16) -> Result<BulkHead> {
+    let stmt_id = statement_id(payload)?;
+    if payload.len() < BULK_HEAD {
+        return Err(ProtocolError::malformed(
+            "COM_STMT_BULK_EXECUTE",
+            "shorter than its fixed part",
+        ));
+    }
+    let flags = u16::from_le_bytes([payload[5], payload[6]]);
+    let end = BULK_HEAD + 2 * usize::from(params);
+    let types =
+        (flags & BULK_SEND_TYPES != 0 && params > 0 && payload.len() >= end).then_some(BULK_HEAD..end);
+    Ok(BulkHead {
+        stmt_id,
+        flags,
+        types,
+    })
+}
+
+/// Writes a bulk execute with the statement id replaced by `backend_id`,
+/// and with `inject_types` added (and the flag that says so) when given
+/// and the client sent none.
+pub fn rewrite_bulk(
+    payload: &[u8],
+    head: &BulkHead,
+    backend_id: u32,
+    inject_types: Option<&[u8]>,
+    out: &mut BytesMut,
+) {
+    out.reserve(payload.len() + inject_types.map_or(0, <[u8]>::len));
+    out.put_u8(payload[0]);
+    out.put_u32_le(backend_id);
+    match inject_types.filter(|_| !head.sends_types()) {
+        Some(types) => {
+            out.put_u16_le(head.flags | BULK_SEND_TYPES);
+            out.put_slice(types);
+            out.put_slice(&payload[BULK_HEAD..]);
+        }
+        None => out.put_slice(&payload[5..]),
+    }
+}
+
+/// An execute of either kind, as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecuteCommand {
+    /// `COM_STMT_EXECUTE`.
+    Single(ExecuteHead),
+    /// `COM_STMT_BULK_EXECUTE`.
+    Bulk(BulkHead),
+}
+
+impl ExecuteCommand {
+    /// Where the parameter types are, when the client sent them.
+    pub fn types(&self) -> Option<&Range<usize>> {
+        match self {
+            ExecuteCommand::Single(h) => h.types.as_ref(),
+            ExecuteCommand::Bulk(h) => h.types.as_ref(),
+        }
+    }
+
+    /// The client sent types with it, so Funnel adds none.
+    pub fn sends_types(&self) -> bool {
+        match self {
+            ExecuteCommand::Single(h) => h.types.is_some(),
+            ExecuteCommand::Bulk(h) => h.sends_types(),
+        }
+    }
+
+    /// Writes it for the backend's statement `backend_id`, with
+    /// `inject_types` added where the client sent none.
+    pub fn rewrite(&self, payload: &[u8], backend_id: u32, inject_types: Option<&[u8]>, out: &mut BytesMut) {
+        match self {
+            ExecuteCommand::Single(h) => rewrite_execute(payload, h, backend_id, inject_types, out),
+            ExecuteCommand::Bulk(h) => rewrite_bulk(payload, h, backend_id, inject_types, out),
+        }
+    }
+}
+
 /// Writes a statement command (close, reset, fetch, long data) with its id
 /// replaced.
 pub fn rewrite_id(payload: &[u8], backend_id: u32, out: &mut BytesMut) {
@@ -181,6 +291,35 @@ mod tests {
         let mut out = BytesMut::new();
         rewrite_execute(&with, &head, 99, Some(&[1, 2, 3, 4]), &mut out);
         assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn prepared_bulk_parse_and_inject_types() {
+        // Statement 7, two parameters, two rows (the second: NULL, DEFAULT).
+        let rows = [0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 2, b'h', b'i', 1, 2];
+        let mut with = vec![0xfa, 7, 0, 0, 0, 128, 0, 8, 0, 253, 0];
+        with.extend_from_slice(&rows);
+        let mut without = vec![0xfa, 7, 0, 0, 0, 0, 0];
+        without.extend_from_slice(&rows);
+        let h = parse_bulk(&with, 2).unwrap();
+        assert_eq!((h.stmt_id, h.flags, h.types.clone()), (7, 128, Some(7..11)));
+        let h = parse_bulk(&without, 2).unwrap();
+        assert_eq!((h.sends_types(), h.types.clone()), (false, None));
+        let mut out = BytesMut::new();
+        rewrite_bulk(&without, &h, 99, Some(&with[7..11]), &mut out);
+        let mut expected = with.clone();
+        expected[1..5].copy_from_slice(&99u32.to_le_bytes());
+        assert_eq!(&out[..], &expected[..]);
+        // Types sent: only the id changes, also when they are cut short.
+        for payload in [&with[..], &with[..9]] {
+            let h = parse_bulk(payload, 2).unwrap();
+            assert!(h.sends_types());
+            let mut out = BytesMut::new();
+            rewrite_bulk(payload, &h, 99, Some(&[1, 2, 3, 4]), &mut out);
+            assert_eq!(&out[..], &expected[..payload.len()]);
+        }
+        assert!(parse_bulk(&with[..6], 2).is_err());
+        assert!(parse_bulk(&with[..3], 2).is_err());
     }
 
     #[test]

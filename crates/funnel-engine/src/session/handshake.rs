@@ -50,6 +50,18 @@ pub const FUNNEL_CAPS: Capabilities = Capabilities(
         | Capabilities::CLIENT_COMPRESS.0,
 );
 
+/// What Funnel offers clients where its backends offer MariaDB's bulk
+/// operations (`COM_STMT_BULK_EXECUTE`): [`FUNNEL_CAPS`] with that one
+/// extended capability, which travels only with `CLIENT_MYSQL` clear.
+pub fn offered_caps(bulk: bool) -> Capabilities {
+    let mut caps = FUNNEL_CAPS;
+    if bulk {
+        caps.set(Capabilities::CLIENT_MYSQL, false);
+        caps.set(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS, true);
+    }
+    caps
+}
+
 /// Largest packet accepted before login completes.
 const HANDSHAKE_PACKET_LIMIT: usize = 64 * 1024;
 
@@ -103,18 +115,20 @@ pub async fn login(
     id: ClientId,
     server_version: &[u8],
     charset: u8,
+    bulk: bool,
     peer_host: &str,
     tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Login, LoginError> {
+    let offered = offered_caps(bulk);
     let scramble = new_scramble();
     let greeting = HandshakeV10 {
         server_version: server_version.to_vec(),
         connection_id: id.0,
         auth_plugin_data: scramble.clone(),
         capabilities: if tls.is_some() {
-            FUNNEL_CAPS | Capabilities::CLIENT_SSL
+            offered | Capabilities::CLIENT_SSL
         } else {
-            FUNNEL_CAPS
+            offered
         },
         charset,
         status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
@@ -149,7 +163,7 @@ pub async fn login(
             ))
         }
     };
-    let caps = resp.capabilities.intersect(FUNNEL_CAPS);
+    let caps = resp.capabilities.intersect(offered);
     let mut next = seq.wrapping_add(1);
     let mut auth_response = resp.auth_response.clone();
     let user = users.get(&resp.username).cloned();

@@ -14,7 +14,7 @@ use super::{backend_lost, End, Session};
 use crate::pool::conn::{BackendConn, BackendError};
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{
-    bound_flag_missing, parse_execute, rewrite_execute, rewrite_id, statement_id, ExecuteHead,
+    bound_flag_missing, parse_bulk, parse_execute, rewrite_id, statement_id, ExecuteCommand,
 };
 use crate::prepared::registry::{ResponseShape, StatementMeta, RESPONSE_STMT_ID_AT};
 use crate::stats::Stats;
@@ -51,7 +51,8 @@ impl Session {
         self.buf.consume(total);
         let result = match cmd {
             StatementCommand::Prepare => self.stmt_prepare(Bytes::copy_from_slice(&payload[1..])).await,
-            StatementCommand::Execute => self.stmt_execute(&payload).await,
+            StatementCommand::Execute => self.stmt_execute(&payload, false).await,
+            StatementCommand::BulkExecute => self.stmt_execute(&payload, true).await,
             StatementCommand::LongData => self.stmt_long_data(&payload).await,
             StatementCommand::Close => {
                 if let Some(id) = self.named_statement(&payload) {
@@ -288,8 +289,16 @@ impl Session {
             .map_err(|_| End::Closed)
     }
 
-    async fn stmt_execute(&mut self, payload: &[u8]) -> Result<(), End> {
-        let Some((id, meta, key)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
+    /// A `COM_STMT_EXECUTE`, or with `bulk` a `COM_STMT_BULK_EXECUTE`
+    /// (one statement run for many rows of parameters; never a cursor).
+    async fn stmt_execute(&mut self, payload: &[u8], bulk: bool) -> Result<(), End> {
+        let (command, name) = if bulk {
+            // The server names the execute in its 1243 for a bulk too.
+            ("mysqld_stmt_execute", "COM_STMT_BULK_EXECUTE")
+        } else {
+            ("mysqld_stmt_execute", "COM_STMT_EXECUTE")
+        };
+        let Some((id, meta, key)) = self.client_statement(payload, command).await? else {
             return Ok(());
         };
         // A prepared COMMIT may commit as the text one does (only on a
@@ -299,18 +308,25 @@ impl Session {
             // Long data for it failed earlier: the server would say so now.
             return self.send_backend_err(1, &err).await;
         }
-        let head = match parse_execute(payload, meta.params) {
+        let parsed = if bulk {
+            parse_bulk(payload, meta.params).map(ExecuteCommand::Bulk)
+        } else {
+            parse_execute(payload, meta.params).map(ExecuteCommand::Single)
+        };
+        let head = match parsed {
             Ok(h) => h,
-            Err(_) if bound_flag_missing(payload, meta.params) => {
+            Err(_) if !bulk && bound_flag_missing(payload, meta.params) => {
                 let err = ErrPacket::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
                 return self.send_own_err(1, &err).await;
             }
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
         };
-        if let (Some(types), Some(stmt)) = (&head.types, self.stmts.get_mut(id)) {
+        // A bulk's types are the statement's for later executes too, and
+        // an execute's for a later bulk, as on the server.
+        if let (Some(types), Some(stmt)) = (head.types(), self.stmts.get_mut(id)) {
             stmt.param_types = Some(payload[types.clone()].to_vec());
         }
-        let mut f = Forward::new("COM_STMT_EXECUTE", Some(Expect::Results));
+        let mut f = Forward::new(name, Some(Expect::Results));
         // State it makes (a user variable, a named lock, a temporary table)
         // stays on the connection that ran it, as for the same text in COM_QUERY.
         f.pin = meta.effect.pin;
@@ -324,7 +340,9 @@ impl Session {
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
-        f.stateless_call = f.pin == Some(super::pinning::PinReason::StoredProcedure)
+        // The server refuses a bulk `CALL` (1295): no procedure runs.
+        f.stateless_call = !bulk
+            && f.pin == Some(super::pinning::PinReason::StoredProcedure)
             && self.calls_stateless(&meta.sql, meta.schema.as_deref());
         if f.pin == Some(super::pinning::PinReason::NamedLock) {
             // Its lock names are parameters: only RELEASE_ALL_LOCKS() ends it.
@@ -339,6 +357,18 @@ impl Session {
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
+        if bulk
+            && !conn
+                .caps
+                .contains(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS)
+        {
+            // A server without bulk operations (MySQL, MariaDB before
+            // 10.2) in the client's hostgroup: what it would answer.
+            self.give_back(conn);
+            return self
+                .reply_error(1, crate::error::EngineError::NotInPreparedProtocol)
+                .await;
+        }
         // A re-prepare runs under the statement's own variables; the
         // execute under the session's current ones. Bringing those back
         // may take another connection (a handshake charset Funnel cannot
@@ -393,22 +423,19 @@ impl Session {
         // The server reads an execute without types by the types it last
         // received for the statement, maybe from another client's execute
         // or from this client's on another connection.
-        let inject = match (&head.types, client_types) {
-            (None, Some(t)) if backend.bound_types.as_ref() != Some(t) => Some(t.clone()),
+        let inject = match (head.sends_types(), client_types) {
+            (false, Some(t)) if backend.bound_types.as_ref() != Some(t) => Some(t.clone()),
             _ => None,
         };
-        if let Some(t) = head
-            .types
-            .as_ref()
-            .map(|r| &payload[r.clone()])
-            .or(inject.as_deref())
-        {
+        if let Some(t) = head.types().map(|r| &payload[r.clone()]).or(inject.as_deref()) {
             backend.bound_types = Some(t.to_vec());
         }
         let backend_id = backend.id;
         let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
-        rewrite_execute(payload, &head, backend_id, inject.as_deref(), &mut rewritten);
-        self.long_data.retain(|&s| s != id);
+        head.rewrite(payload, backend_id, inject.as_deref(), &mut rewritten);
+        if !bulk {
+            self.long_data.retain(|&s| s != id);
+        }
         self.send_rewritten(conn, &rewritten, &f).await?;
         // A session whose state shapes what the server describes (a
         // temporary table hiding the statement's table) is answered with
@@ -416,7 +443,10 @@ impl Session {
         if self.last_result_columns != 0 && !self.pins.shape_prepares() {
             meta.note_columns(self.last_result_columns);
         }
-        if !self.last_succeeded {
+        if bulk {
+            // No cursor, opened or closed: the server refuses a bulk
+            // `SELECT`.
+        } else if !self.last_succeeded {
             // The server may have refused it before closing the statement's
             // cursor (bad parameters): any pin for one stays.
         } else if self
@@ -500,12 +530,12 @@ impl Session {
         id: u32,
         meta: &StatementMeta,
         key: StmtKey,
-        head: &ExecuteHead,
+        head: &ExecuteCommand,
     ) -> Result<Option<BackendConn>, End> {
         let client_has_types = self.stmts.get(id).is_some_and(|s| s.param_types.is_some());
         let foreign_types = conn.stmts.get(key).is_some_and(|b| b.bound_types.is_some());
         // Long data lives with the statement: a new one would lose it.
-        if head.types.is_some() || client_has_types || !foreign_types || self.long_data.contains(&id) {
+        if head.sends_types() || client_has_types || !foreign_types || self.long_data.contains(&id) {
             return Ok(Some(conn));
         }
         let old = conn.stmts.remove(key);

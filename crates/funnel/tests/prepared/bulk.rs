@@ -1,0 +1,181 @@
+//! MariaDB's bulk execute (`COM_STMT_BULK_EXECUTE`) through Funnel, byte
+//! by byte against a direct connection, as the other prepared tests.
+
+use super::*;
+
+/// One value of a bulk row: its indicator, and the value when it has one.
+#[derive(Clone)]
+enum Cell {
+    Value(Param),
+    Null,
+    Default,
+    Ignore,
+}
+
+/// `SEND_TYPES_TO_SERVER`.
+const SEND_TYPES: u16 = 128;
+
+/// A bulk execute of statement `id`, `rows` of values, with the types of
+/// the first row's values when `flags` has [`SEND_TYPES`].
+fn bulk_payload(id: u32, flags: u16, rows: &[Vec<Cell>]) -> Vec<u8> {
+    let mut p = vec![0xfa];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&flags.to_le_bytes());
+    if flags & SEND_TYPES != 0 {
+        for cell in &rows[0] {
+            let ty = match cell {
+                Cell::Value(v) => v.ty,
+                _ => LONGLONG,
+            };
+            p.extend_from_slice(&[ty, 0]);
+        }
+    }
+    for row in rows {
+        for cell in row {
+            match cell {
+                Cell::Value(v) => {
+                    p.push(0);
+                    p.extend_from_slice(v.value.as_ref().expect("a value"));
+                }
+                Cell::Null => p.push(1),
+                Cell::Default => p.push(2),
+                Cell::Ignore => p.push(3),
+            }
+        }
+    }
+    p
+}
+
+impl Raw {
+    fn bulk(&mut self, id: u32, flags: u16, rows: &[Vec<Cell>]) -> Reply {
+        self.call(&bulk_payload(id, flags, rows), Expect::Results)
+    }
+}
+
+fn v(n: i64) -> Cell {
+    Cell::Value(int(n))
+}
+
+fn s(t: &str) -> Cell {
+    Cell::Value(text(t))
+}
+
+const BULK: Capabilities = Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS;
+
+const TABLE: &str = "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, \
+     s VARCHAR(20) DEFAULT 'dflt')";
+
+/// Reads an OK packet's affected rows and insert id (both one byte here).
+fn ok_counts(r: &Reply) -> (u8, u8) {
+    let p = &r.as_ref().expect("an OK")[0];
+    assert_eq!(p[0], 0, "an OK: {p:?}");
+    (p[1], p[2])
+}
+
+#[test]
+fn prepared_bulk_execute_matches_direct() {
+    // Every shape of reply a bulk execute has: rows with each indicator,
+    // types sent or remembered, RETURNING's result set, and each refusal.
+    let (d, f) = differential_with("ps_bulk", &[TABLE], 1, 1, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let sel = c[0].prepare("SELECT * FROM t WHERE v = ?").unwrap();
+        let ret = c[0]
+            .prepare("INSERT INTO t (v, s) VALUES (?, ?) RETURNING id, v, s")
+            .unwrap();
+        let rows = [
+            vec![v(1), s("a")],
+            vec![v(2), Cell::Null],
+            vec![Cell::Default, Cell::Default],
+            vec![v(4), Cell::Ignore],
+        ];
+        vec![
+            // Never given types: the server cannot read the row.
+            c[0].bulk(ins, 0, &[vec![v(1), s("a")]]),
+            c[0].bulk(ins, SEND_TYPES, &rows),
+            c[0].query("SELECT ROW_COUNT(), LAST_INSERT_ID()"),
+            // The types of the bulk before.
+            c[0].bulk(ins, 0, &[vec![v(5), s("e")]]),
+            c[0].bulk(sel, SEND_TYPES, &[vec![v(1)]]),
+            c[0].bulk(ret, SEND_TYPES, &[vec![v(7), s("g")], vec![v(8), s("h")]]),
+            c[0].bulk(999, SEND_TYPES, &[vec![v(7)]]),
+            c[0].call(&[0xfa, 1, 0, 0], Expect::Results),
+            c[0].call(&[0xfa, ins as u8, 0, 0, 0, 0x80], Expect::Results),
+            c[0].call(&[0xfa, ins as u8, 0, 0, 0, 0x80, 0, 8, 0, 8, 0], Expect::Results),
+            c[0].call(&[0xfa, ins as u8, 0, 0, 0, 0x40, 0], Expect::Results),
+            // A duplicate in the third row: one statement, no row applied.
+            c[0].bulk(
+                ins,
+                SEND_TYPES,
+                &[vec![v(20), s("x")], vec![v(21), s("y")], vec![v(1), s("z")]],
+            ),
+            c[0].query("SELECT ROW_COUNT()"),
+            c[0].query("SHOW WARNINGS"),
+            c[0].query("SELECT * FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[0], Err(1210));
+    assert_eq!(ok_counts(&d[1]), (4, 1), "four rows, the first one's id");
+    assert_eq!(ok_counts(&d[3]).0, 1);
+    assert_eq!(d[4], Err(1295), "no bulk SELECT");
+    assert!(
+        d[5].as_ref().is_ok_and(|p| p.len() == 8),
+        "RETURNING's two rows: {:?}",
+        d[5]
+    );
+    assert_eq!((&d[6], &d[7], &d[10]), (&Err(1243), &Err(1835), &Err(1295)));
+    assert_eq!(d[11], Err(1062));
+}
+
+#[test]
+fn prepared_bulk_without_the_capability_is_refused() {
+    // Funnel's backend connections have bulk operations: a client that
+    // did not ask for them must still get the server's refusal.
+    let (d, f) = differential_with("ps_bulk_nocap", &[TABLE], 1, 1, Capabilities::EMPTY, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(1), s("a")]]),
+            c[0].bulk(999, SEND_TYPES, &[vec![v(1), s("a")]]),
+            c[0].query("SELECT COUNT(*) FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!((&d[0], &d[1]), (&Err(1295), &Err(1295)));
+}
+
+#[test]
+fn prepared_bulk_clients_share_one_connection() {
+    // Three clients on one backend connection: each one's types, insert
+    // id and counts stay its own, as on connections of their own.
+    let (d, f) = differential_with("ps_bulk_share", &[TABLE], 3, 1, BULK, |c| {
+        let a = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let b = c[1].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let e = c[2].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            // a's execute gives the statement types; b never sent any.
+            c[0].execute(a, 0, &[int(1), text("x")], true),
+            c[1].bulk(b, 0, &[vec![v(2), s("b")]]),
+            c[0].bulk(a, 0, &[vec![v(3), s("c")], vec![v(4), s("d")]]),
+            c[1].bulk(
+                b,
+                SEND_TYPES,
+                &[vec![v(5), s("e")], vec![v(6), s("f")], vec![v(7), s("g")]],
+            ),
+            c[2].query("INSERT INTO t (v) VALUES (8)"),
+            c[0].query("SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            c[1].query("SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            // The types b's bulk sent, for its plain execute.
+            c[1].execute(b, 0, &[int(9), text("i")], false),
+            c[2].execute(e, 0, &[int(10), text("j")], true),
+            c[1].bulk(b, 0, &[vec![v(11), s("k")]]),
+            c[2].bulk(e, 0, &[vec![v(12), s("l")]]),
+            c[0].query("BEGIN"),
+            c[0].bulk(a, 0, &[vec![v(13), s("m")]]),
+            c[0].query("ROLLBACK"),
+            c[2].query("SELECT * FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[1], Err(1210), "b had given no types");
+    assert_eq!(ok_counts(&d[3]).0, 3);
+}
