@@ -179,3 +179,86 @@ fn prepared_bulk_clients_share_one_connection() {
     assert_eq!(d[1], Err(1210), "b had given no types");
     assert_eq!(ok_counts(&d[3]).0, 3);
 }
+
+/// A relay to `server` that passes the first `kept` connections'
+/// greetings as they are (the first is Funnel's look at the backend when
+/// it starts) and takes bulk operations out of every later one, as a
+/// server without them (MySQL, an older MariaDB put in after a failover)
+/// would greet.
+fn bulk_dropped_after(server: SocketAddr, kept: usize) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut backend) = std::net::TcpStream::connect(server) else {
+                return;
+            };
+            let mut header = [0u8; 4];
+            if backend.read_exact(&mut header).is_err() {
+                continue;
+            }
+            let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+            let mut greeting = vec![0u8; len];
+            if backend.read_exact(&mut greeting).is_err() {
+                continue;
+            }
+            if n >= kept {
+                // CLIENT_MYSQL, the lowest capability bit, after the
+                // version, the thread id, the first scramble part and a filler.
+                let nul = greeting[1..].iter().position(|&b| b == 0).unwrap();
+                greeting[1 + nul + 1 + 4 + 8 + 1] |= 1;
+            }
+            if client
+                .write_all(&header)
+                .and_then(|()| client.write_all(&greeting))
+                .is_ok()
+            {
+                funnel_testkit::splice::splice(client, backend);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn prepared_bulk_to_a_server_without_bulk_operations_is_refused() {
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_bulk_old");
+    db.root()
+        .query_drop(format!("CREATE TABLE {schema}.t (v INT)"))
+        .unwrap();
+    let funnel = |kept| {
+        let relay = bulk_dropped_after(db.addr(), kept);
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: old\n    address: {relay}\n    user: ps_backend\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n"
+        );
+        funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap())
+    };
+    // The backend greets without them from the start: not offered.
+    let proxy = funnel(0);
+    let mut c = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK);
+    assert!(!c.0.caps().contains(BULK));
+    let ins = c.prepare("INSERT INTO t VALUES (?)").unwrap();
+    assert_eq!(c.bulk(ins, SEND_TYPES, &[vec![v(1)]]), Err(1295));
+    drop((c, proxy));
+    let proxy = funnel(1);
+    let mut c = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK);
+    assert!(
+        c.0.caps().contains(BULK),
+        "offered: the greeting read at start had it"
+    );
+    let ins = c.prepare("INSERT INTO t VALUES (?)").unwrap();
+    // The connection lacks it, so the server would refuse it: ERR 1295,
+    // and nothing written.
+    assert_eq!(c.bulk(ins, SEND_TYPES, &[vec![v(1)], vec![v(2)]]), Err(1295));
+    assert!(c.execute(ins, 0, &[int(3)], true).is_ok());
+    let reply = c.query("SELECT v FROM t").unwrap();
+    assert_eq!(reply.len(), 5, "one row: {reply:?}");
+    assert_eq!(reply[3], b"\x013");
+}
