@@ -111,6 +111,7 @@ impl BackendSet {
                 return Err(last_err.unwrap_or_else(|| EngineError::NoBackend {
                     hostgroup: hostgroup.to_string(),
                     all_drained: self.all_drained(hostgroup),
+                    why: self.why_none(hostgroup, access),
                 }));
             };
             // One that still has an idle connection serves: a failed open
@@ -181,6 +182,53 @@ impl BackendSet {
             waiters.push(tx);
         }
         rt::timeout(left, rx).await.is_some()
+    }
+
+    /// Why no backend of `hostgroup` took a command of `access`, one
+    /// clause per backend, in the router's order of reasons: what the
+    /// client's ERR 9004 says, so that it names what to fix.
+    fn why_none(&self, hostgroup: &str, access: Access) -> String {
+        let pools = self.pools.borrow();
+        let members: Vec<&Rc<Pool>> = pools
+            .iter()
+            .filter(|p| p.service() != Service::Retired && p.placement().hostgroup == hostgroup)
+            .collect();
+        if members.is_empty() {
+            return "it has no backends".into();
+        }
+        let write = access != Access::Read;
+        let clauses: Vec<String> = members
+            .iter()
+            .map(|p| {
+                let name = p.backend_name();
+                let lag = match (p.placement().max_lag, p.lag()) {
+                    (Some(max), Some(lag)) if lag > max => Some((lag, max)),
+                    _ => None,
+                };
+                if p.service() == Service::Drained {
+                    format!("{name} is drained")
+                } else if p.health() == Health::Down {
+                    match p.last_open_error() {
+                        Some(e) => format!("{name} is down (its last connect: {e})"),
+                        None => format!("{name} is down (failed its health checks)"),
+                    }
+                } else if write && p.is_read_only() {
+                    format!("{name} is read-only")
+                } else if !write && lag.is_some() {
+                    let (lag, max) = lag.expect("checked");
+                    format!(
+                        "{name} lags {} s behind, over its max_replication_lag of {} s",
+                        lag.as_secs(),
+                        max.as_secs()
+                    )
+                } else if write && !p.seen() {
+                    format!("{name} is not yet checked by the health monitor (a writer is not known)")
+                } else {
+                    format!("{name} could not give a connection")
+                }
+            })
+            .collect();
+        clauses.join("; ")
     }
 
     /// True when `hostgroup` has backends and an operator drained every
@@ -335,6 +383,66 @@ impl BackendSet {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A pool named `name` in hostgroup `db` with a 10 s lag limit.
+    fn member(id: u32, name: &str) -> Rc<Pool> {
+        let spec = BackendSpec {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into(),
+            user: "u".into(),
+            password: String::new(),
+            tls: None,
+        };
+        let placement = Placement {
+            hostgroup: "db".into(),
+            weight: 1,
+            max_lag: Some(Duration::from_secs(10)),
+        };
+        let limits = PoolLimits {
+            max: 1,
+            min_idle: 0,
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::ZERO,
+            wait_timeout: Duration::from_millis(1),
+            max_waiting: 10,
+        };
+        Pool::new(id, spec, placement, limits, Rc::new(Stats::default()))
+    }
+
+    /// ERR 9004 says of each backend why it could not serve.
+    #[test]
+    fn backends_no_backend_error_names_each_backends_reason() {
+        let set = BackendSet::new(Rc::new(Stats::default()));
+        assert_eq!(set.why_none("db", Access::Write), "it has no backends");
+        let down = member(1, "a");
+        down.set_health(Health::Down, false, None);
+        let replica = member(2, "b");
+        replica.mark_seen();
+        replica.set_health(Health::Up, true, Some(Duration::from_secs(30)));
+        let fresh = member(3, "c");
+        set.pools.borrow_mut().extend([down, replica, fresh]);
+        assert_eq!(
+            set.why_none("db", Access::Write),
+            "a is down (failed its health checks); b is read-only; \
+             c is not yet checked by the health monitor (a writer is not known)"
+        );
+        assert_eq!(
+            set.why_none("db", Access::Read),
+            "a is down (failed its health checks); \
+             b lags 30 s behind, over its max_replication_lag of 10 s; c could not give a connection"
+        );
+        let err = EngineError::NoBackend {
+            hostgroup: "db".into(),
+            all_drained: false,
+            why: set.why_none("db", Access::Read),
+        }
+        .to_err_packet();
+        assert_eq!(err.code, 9004);
+        assert!(err
+            .message_text()
+            .starts_with("Funnel: no backend available in hostgroup 'db': a is down"));
+    }
 
     /// While no verdict comes (checks that cannot run at all), writes that
     /// gave up waiting must not pile up as waiters.

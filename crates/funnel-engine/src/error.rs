@@ -101,6 +101,9 @@ pub enum EngineError {
         hostgroup: String,
         /// It has backends, and an operator drained every one.
         all_drained: bool,
+        /// Why each of its backends could not take the command (`local is
+        /// down`), so the client's error says what to fix.
+        why: String,
     },
     /// The backend connection failed while running the client's command.
     #[error("lost connection to backend {backend} during query: {reason}")]
@@ -285,6 +288,7 @@ impl EngineError {
             NoBackend {
                 hostgroup,
                 all_drained: true,
+                ..
             } => ErrPacket::new(
                 9004,
                 "HY000",
@@ -293,14 +297,10 @@ impl EngineError {
                      every backend in it is drained (UNDRAIN BACKEND puts one back)"
                 ),
             ),
-            NoBackend { hostgroup, .. } => ErrPacket::new(
+            NoBackend { hostgroup, why, .. } => ErrPacket::new(
                 9004,
                 "HY000",
-                format!(
-                    "Funnel: no backend available in hostgroup '{hostgroup}' \
-                     (all down, drained or being removed, read-only or lagging, or, for a write, not yet \
-                     checked by the health monitor)"
-                ),
+                format!("Funnel: no backend available in hostgroup '{hostgroup}': {why}"),
             ),
             // Not 2013: codes 2001-2061 are the client library's own, and
             // libmariadb turns an ERR that carries one into 2027 (malformed

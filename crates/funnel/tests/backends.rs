@@ -377,7 +377,10 @@ fn backends_a_user_of_read_only_servers_sets_and_reads() {
     c.query_drop("SET autocommit = 1").unwrap();
     let err = c.query_drop("INSERT INTO t VALUES (9, 9)").unwrap_err();
     match err {
-        mysql::Error::MySqlError(e) => assert_eq!(e.code, 9004, "{}", e.message),
+        mysql::Error::MySqlError(e) => {
+            assert_eq!(e.code, 9004, "{}", e.message);
+            assert!(e.message.contains("is read-only"), "says why: {}", e.message);
+        }
         other => panic!("{other:?}"),
     }
 }

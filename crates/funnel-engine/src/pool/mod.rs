@@ -957,6 +957,11 @@ impl Pool {
         });
     }
 
+    /// The error of the last open that failed, until one succeeds.
+    pub fn last_open_error(&self) -> Option<String> {
+        self.last_open_error.borrow().clone()
+    }
+
     /// Why opens fail, while they do.
     fn open_failing(&self) -> Option<String> {
         let reason = self.last_open_error.borrow().clone()?;
