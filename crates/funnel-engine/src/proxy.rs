@@ -134,7 +134,7 @@ impl Proxy {
             .unwrap_or_else(|| Greeting {
                 version: FALLBACK_VERSION.as_bytes().to_vec(),
                 charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
-                bulk: true,
+                extended: crate::session::handshake::EXTENDED_CAPS,
             });
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
@@ -181,7 +181,7 @@ impl Proxy {
                 max_clients,
                 version: greeting.version.clone(),
                 charset: greeting.charset,
-                bulk: greeting.bulk,
+                extended: greeting.extended,
                 peers: senders.clone(),
                 user_counters: user_counters.clone(),
                 tls: tls.clone(),
@@ -587,15 +587,15 @@ struct Greeting {
     version: Vec<u8>,
     /// Its default collation.
     charset: u8,
-    /// It offers MariaDB's bulk operations.
-    bulk: bool,
+    /// The MariaDB extended capabilities it offers.
+    extended: funnel_protocol::Capabilities,
 }
 
 /// Reads a backend's greeting to learn its version, so clients see the
 /// version of the server they really talk to (drivers switch features on
 /// it), its default collation, which drivers take for their own
 /// (Connector/J logs in with a `utf8mb4` one the server greets with, else
-/// `utf8mb4_unicode_ci`), and whether it offers bulk operations.
+/// `utf8mb4_unicode_ci`), and the MariaDB extensions it offers.
 fn probe_greeting(addr: &BackendAddr) -> Option<Greeting> {
     let mut s = addr.connect_blocking(Duration::from_secs(2)).ok()?;
     let mut header = [0u8; 4];
@@ -613,9 +613,9 @@ fn probe_greeting(addr: &BackendAddr) -> Option<Greeting> {
     Some(Greeting {
         version,
         charset: hs.charset,
-        bulk: hs
+        extended: hs
             .capabilities
-            .contains(funnel_protocol::Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS),
+            .intersect(crate::session::handshake::EXTENDED_CAPS),
     })
 }
 

@@ -28,6 +28,7 @@ use crate::session;
 use crate::session::users::{UserCounters, UserTable};
 use crate::session::variables::Utf8Alias;
 use crate::stats::Stats;
+use funnel_protocol::Capabilities;
 
 /// How often a shard forgets retired pools whose connections all came back
 /// when no control message wakes it sooner.
@@ -77,8 +78,8 @@ pub struct Shard {
     fallback_version: Vec<u8>,
     /// The collation id announced to clients (a backend's, see `ShardSetup`).
     greeting_charset: u8,
-    /// Clients are offered bulk operations (see [`Shard::offers_bulk`]).
-    offers_bulk: bool,
+    /// Offered to clients (see [`Shard::extended_caps`]).
+    extended_caps: Capabilities,
     /// What the backends make of the `utf8` alias (from the version the
     /// first reachable backend greeted with at start).
     pub utf8_alias: Utf8Alias,
@@ -107,8 +108,8 @@ pub struct ShardSetup {
     pub version: Vec<u8>,
     /// The collation id a backend's greeting announced.
     pub charset: u8,
-    /// That greeting offered MariaDB's bulk operations.
-    pub bulk: bool,
+    /// The MariaDB extended capabilities that greeting offered.
+    pub extended: Capabilities,
     /// Every shard's control channel (this one's included).
     pub peers: Vec<ControlSender>,
     /// Per-user connection counters, shared by every core.
@@ -149,7 +150,7 @@ impl Shard {
             utf8_alias: Utf8Alias::of_server(&setup.version),
             fallback_version: setup.version,
             greeting_charset: setup.charset,
-            offers_bulk: setup.bulk,
+            extended_caps: setup.extended,
             draining: Cell::new(false),
             paused: Cell::new(false),
             resume: RefCell::new(Vec::new()),
@@ -278,12 +279,15 @@ impl Shard {
         self.greeting_charset
     }
 
-    /// Whether clients are offered MariaDB's bulk operations: the backend
-    /// greeting read at start offered them (or none answered, and the
-    /// fallback greeting is MariaDB's). A backend connection without them
-    /// answers a bulk execute as such a server would (ERR 1295).
-    pub fn offers_bulk(&self) -> bool {
-        self.offers_bulk
+    /// The MariaDB extended capabilities clients are offered (of those
+    /// Funnel carries, `session::handshake::EXTENDED_CAPS`): the ones the
+    /// backend greeting read at start offered (all of them when none
+    /// answered, as the fallback greeting is MariaDB's). A backend
+    /// connection without bulk operations answers a bulk execute as such a
+    /// server would (ERR 1295); one without extended metadata is not
+    /// opened for a client that asked for it (`LacksCapabilities`).
+    pub fn extended_caps(&self) -> Capabilities {
+        self.extended_caps
     }
 
     /// Kills one of this shard's clients, or only its running query, on

@@ -13,6 +13,8 @@ use mysql::prelude::Queryable;
 
 #[path = "prepared/bulk.rs"]
 mod bulk;
+#[path = "prepared/extended_metadata.rs"]
+mod extended_metadata;
 
 /// `MYSQL_TYPE_LONGLONG`.
 const LONGLONG: u8 = 8;

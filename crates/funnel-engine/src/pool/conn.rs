@@ -388,10 +388,13 @@ impl BackendConn {
             .capabilities
             .contains(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS)
         {
-            // The one MariaDB extension Funnel takes (for clients that
-            // negotiated it); it changes no reply of other commands.
-            caps.set(Capabilities::CLIENT_MYSQL, false);
+            // For clients that negotiated it; it changes no reply of other
+            // commands, so every connection takes it.
             caps.set(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS, true);
+        }
+        if caps.upper() != 0 {
+            // MariaDB's extensions travel only with it clear.
+            caps.set(Capabilities::CLIENT_MYSQL, false);
         }
         if spec.tls.is_some() {
             if !hs.capabilities.contains(Capabilities::CLIENT_SSL) {

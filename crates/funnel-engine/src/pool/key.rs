@@ -20,7 +20,8 @@ pub const RESULT_SHAPING_CAPS: Capabilities = Capabilities(
         | Capabilities::CLIENT_MULTI_STATEMENTS.0
         | Capabilities::CLIENT_MULTI_RESULTS.0
         | Capabilities::CLIENT_PS_MULTI_RESULTS.0
-        | Capabilities::CLIENT_DEPRECATE_EOF.0,
+        | Capabilities::CLIENT_DEPRECATE_EOF.0
+        | Capabilities::MARIADB_CLIENT_EXTENDED_METADATA.0,
 );
 
 /// Flags every backend connection uses, whatever its client. `CLIENT_MYSQL`
@@ -72,7 +73,12 @@ impl PoolKey {
 
     /// The capabilities to request from the backend for this key.
     pub fn backend_caps(self) -> Capabilities {
-        BASE_BACKEND_CAPS | self.caps
+        let mut caps = BASE_BACKEND_CAPS | self.caps;
+        if caps.upper() != 0 {
+            // MariaDB's extensions travel only with it clear.
+            caps.set(Capabilities::CLIENT_MYSQL, false);
+        }
+        caps
     }
 }
 

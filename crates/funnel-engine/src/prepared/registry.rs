@@ -62,6 +62,9 @@ pub const RESPONSE_STMT_ID_AT: usize = 5;
 pub struct ResponseShape {
     /// `CLIENT_DEPRECATE_EOF`.
     pub deprecate_eof: bool,
+    /// `MARIADB_CLIENT_EXTENDED_METADATA`: each column's description has
+    /// one field more.
+    pub extended_metadata: bool,
     /// The handshake collation id.
     pub charset: u8,
 }
@@ -224,6 +227,7 @@ mod tests {
         let r = Registry::default();
         let shape = |deprecate_eof| ResponseShape {
             deprecate_eof,
+            extended_metadata: false,
             charset: 45,
         };
         let s = Some(b"db".to_vec());
@@ -243,6 +247,7 @@ mod tests {
         assert!(r.lookup("hg", shape(true), &s, &v, &sql).is_none());
         let latin1 = ResponseShape {
             deprecate_eof: false,
+            extended_metadata: false,
             charset: 8,
         };
         assert!(
@@ -289,6 +294,7 @@ mod tests {
         let r = Registry::default();
         let shape = ResponseShape {
             deprecate_eof: true,
+            extended_metadata: false,
             charset: 45,
         };
         let (s, v) = (Some(b"db".to_vec()), SessionVars::default());

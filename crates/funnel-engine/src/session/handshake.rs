@@ -50,14 +50,24 @@ pub const FUNNEL_CAPS: Capabilities = Capabilities(
         | Capabilities::CLIENT_COMPRESS.0,
 );
 
-/// What Funnel offers clients where its backends offer MariaDB's bulk
-/// operations (`COM_STMT_BULK_EXECUTE`): [`FUNNEL_CAPS`] with that one
-/// extended capability, which travels only with `CLIENT_MYSQL` clear.
-pub fn offered_caps(bulk: bool) -> Capabilities {
-    let mut caps = FUNNEL_CAPS;
-    if bulk {
+/// The MariaDB extended capabilities Funnel can carry: bulk operations
+/// (`COM_STMT_BULK_EXECUTE`) and extended column metadata (the type a
+/// column was declared with, `json`, `uuid`, ..., which connectors read
+/// to return a JSON column as an object). The other extensions change
+/// the protocol in ways Funnel does not follow (progress reports inside
+/// replies, metadata left out of executes the server thinks the client
+/// has cached).
+pub const EXTENDED_CAPS: Capabilities = Capabilities(
+    Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS.0 | Capabilities::MARIADB_CLIENT_EXTENDED_METADATA.0,
+);
+
+/// What Funnel offers clients: [`FUNNEL_CAPS`], plus those of
+/// [`EXTENDED_CAPS`] in `extended` (what its backend offers), which travel
+/// only with `CLIENT_MYSQL` clear.
+pub fn offered_caps(extended: Capabilities) -> Capabilities {
+    let mut caps = FUNNEL_CAPS | extended.intersect(EXTENDED_CAPS);
+    if caps.upper() != 0 {
         caps.set(Capabilities::CLIENT_MYSQL, false);
-        caps.set(Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS, true);
     }
     caps
 }
@@ -115,11 +125,11 @@ pub async fn login(
     id: ClientId,
     server_version: &[u8],
     charset: u8,
-    bulk: bool,
+    extended: Capabilities,
     peer_host: &str,
     tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Login, LoginError> {
-    let offered = offered_caps(bulk);
+    let offered = offered_caps(extended);
     let scramble = new_scramble();
     let greeting = HandshakeV10 {
         server_version: server_version.to_vec(),

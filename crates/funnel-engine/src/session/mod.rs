@@ -209,7 +209,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             id,
             &version,
             shard.greeting_charset(),
-            shard.offers_bulk(),
+            shard.extended_caps(),
             &peer,
             shard.tls.as_ref(),
         )),

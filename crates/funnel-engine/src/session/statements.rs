@@ -132,6 +132,7 @@ impl Session {
     async fn prepare_new(&mut self, sql: Bytes, on_backend: bool) -> Result<(), End> {
         let shape = ResponseShape {
             deprecate_eof: self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF),
+            extended_metadata: self.caps.contains(Capabilities::MARIADB_CLIENT_EXTENDED_METADATA),
             charset: self.key.charset,
         };
         // A session with state of its own (temporary tables, LOCK TABLES,
