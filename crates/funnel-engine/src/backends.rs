@@ -30,6 +30,8 @@ pub struct BackendSet {
     /// The monitor, waiting out its interval: a pool added in service wakes
     /// it, so a new backend's first check does not wait a whole interval.
     monitor_nudge: RefCell<Option<oneshot::Sender<()>>>,
+    /// See [`BackendSet::expect_key`].
+    expected_key: Cell<PoolKey>,
 }
 
 impl BackendSet {
@@ -41,7 +43,14 @@ impl BackendSet {
             stats,
             verdict_waiters: RefCell::new(Vec::new()),
             monitor_nudge: RefCell::new(None),
+            expected_key: Cell::new(PoolKey::DEFAULT),
         }
+    }
+
+    /// The key a new pool opens its idle connections for (see
+    /// [`PoolKey::common`]).
+    pub fn expect_key(&self, key: PoolKey) {
+        self.expected_key.set(key);
     }
 
     /// Wakes the commands waiting for a health verdict: the monitor just
@@ -344,6 +353,7 @@ impl BackendSet {
                     let id = self.next_id.get();
                     self.next_id.set(id + 1);
                     let pool = Pool::new(id, spec.clone(), placement, limits, self.stats.clone());
+                    pool.expect_key(self.expected_key.get());
                     if b.drained {
                         pool.drain();
                     } else {

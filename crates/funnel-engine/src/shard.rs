@@ -124,6 +124,7 @@ impl Shard {
         let cfg = setup.config;
         let stats = Rc::new(Stats::default());
         let backends = BackendSet::new(stats.clone());
+        backends.expect_key(crate::pool::key::PoolKey::common(setup.extended));
         let stopping = Rc::new(Cell::new(false));
         backends.apply(&cfg, &setup.backends, &stopping);
         Rc::new(Shard {

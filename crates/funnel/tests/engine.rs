@@ -3787,3 +3787,33 @@ fn engine_connect_time_sets_are_answered_while_every_connection_is_held() {
         "the connection got the variables the SETs recorded"
     );
 }
+
+#[test]
+fn engine_warm_connections_serve_libmariadb_clients() {
+    // libmariadb clients (sysbench, the `mysql` CLI, here with sysbench's
+    // utf8mb4) ask for MariaDB's extended metadata, which shapes replies:
+    // the warm connection must have been opened for it, or the client's
+    // first command replaces it with a new one.
+    let e = env(
+        "warmkey",
+        1,
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 1\nmonitor:\n  interval: 60s\n",
+    );
+    let opened = |e: &Env| e.snapshot()[0].counters.backend_opened;
+    assert_eq!(opened(&e), 1, "the warm connection");
+    let out = std::process::Command::new("mysql")
+        .args([
+            "-h127.0.0.1",
+            "-uapp",
+            "-papppw",
+            "--default-character-set=utf8mb4",
+            "-N",
+            "-e",
+            "SELECT 40 + 2",
+        ])
+        .arg(format!("-P{}", e.proxy.local_addr().port()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{out:?}");
+    assert_eq!(opened(&e), 1, "served by the warm connection");
+}

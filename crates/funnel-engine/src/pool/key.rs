@@ -63,6 +63,15 @@ impl PoolKey {
         charset: UTF8MB4_GENERAL_CI as u8,
     };
 
+    /// [`PoolKey::DEFAULT`] with those of MariaDB's `extended` capabilities
+    /// that shape replies: what libmariadb clients (the `mysql` CLI,
+    /// sysbench, mysqlclient) ask for where Funnel offers them.
+    pub fn common(extended: Capabilities) -> Self {
+        let mut key = PoolKey::DEFAULT;
+        key.caps = key.caps | extended.intersect(RESULT_SHAPING_CAPS);
+        key
+    }
+
     /// The key for a client with these negotiated capabilities and charset.
     pub fn for_client(caps: Capabilities, charset: u8) -> Self {
         PoolKey {

@@ -640,13 +640,20 @@ impl Pool {
         self.discard(conn);
     }
 
-    /// Opens `min_idle` connections in the background.
+    /// The key to open idle connections for until a client's command
+    /// shows the one its clients use.
+    pub fn expect_key(&self, key: PoolKey) {
+        self.last_key.set(key);
+    }
+
+    /// Opens `min_idle` connections in the background, for the key clients
+    /// last used (or are expected to use).
     pub fn prewarm(self: &Rc<Self>) {
         for _ in self.slots.get()..self.limits.get().min_idle.min(self.limits.get().max) {
             let pool = self.clone();
             let slot = SlotGuard::take(&self.slots);
             rt::spawn(async move {
-                if let Ok(c) = pool.open_with_slot(PoolKey::DEFAULT, slot).await {
+                if let Ok(c) = pool.open_with_slot(pool.last_key.get(), slot).await {
                     pool.release(c);
                 }
             });
