@@ -460,31 +460,7 @@ mod tests {
     fn backends_writes_that_gave_up_on_a_verdict_leave_no_waiters_behind() {
         glommio::LocalExecutor::default().run(async {
             let set = BackendSet::new(Rc::new(Stats::default()));
-            let spec = BackendSpec {
-                name: "w".into(),
-                addr: "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into(),
-                user: "u".into(),
-                password: String::new(),
-                tls: None,
-            };
-            let placement = Placement {
-                hostgroup: "db".into(),
-                weight: 1,
-                max_lag: None,
-            };
-            let limits = PoolLimits {
-                max: 1,
-                min_idle: 0,
-                connect_timeout: Duration::from_secs(1),
-                idle_timeout: Duration::from_secs(60),
-                max_lifetime: Duration::ZERO,
-                wait_timeout: Duration::from_millis(1),
-                max_waiting: 10,
-            };
-            let stats = Rc::new(Stats::default());
-            set.pools
-                .borrow_mut()
-                .push(Pool::new(1, spec, placement, limits, stats));
+            set.pools.borrow_mut().push(member(1, "w"));
             for _ in 0..5 {
                 let mut deadline = None;
                 assert!(!set.wait_for_verdict("db", Access::Write, &mut deadline).await);
