@@ -322,6 +322,110 @@ public class ConnectorJ {
         }
     }
 
+    /**
+     * useBulkStmts batches (COM_STMT_BULK_EXECUTE when the server offers bulk operations) by four
+     * clients in step, two with server-side prepares, on Funnel's two backend connections: one
+     * statement text for all four, each binding its own types (a NULL among them), and each
+     * client's own table for what must be its own (LAST_INSERT_ID(), ROW_COUNT()).
+     */
+    static void bulk() throws Exception {
+        try (Connection c = connect(schemas[0], "")) {
+            upd(c, "CREATE TABLE bk (id INT AUTO_INCREMENT PRIMARY KEY, who INT, v VARCHAR(20), n BIGINT, d DATETIME, UNIQUE (who, v))");
+        }
+        clients("bulk", 4, (i, out, step) -> {
+            String opts = "useBulkStmts=true" + (i % 2 == 1 ? "&useServerPrepStmts=true" : "");
+            try (Connection c = connect(schemas[0], opts)) {
+                String own = "bk_" + i;
+                upd(c, "CREATE TABLE " + own + " (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20) UNIQUE, n INT)");
+                String ins = "INSERT INTO " + own + " (v, n) VALUES (?, ?)";
+                String ids = "SELECT LAST_INSERT_ID(), ROW_COUNT()";
+                for (int round = 0; round < 3; round++) {
+                    await(step);
+                    try (PreparedStatement p = c.prepareStatement("INSERT INTO bk (who, v, n, d) VALUES (?, ?, ?, ?)")) {
+                        for (int k = 0; k < 4; k++) {
+                            p.setInt(1, i);
+                            p.setString(2, "r" + round + "k" + k);
+                            switch (i) {
+                                case 0: p.setInt(3, k); break;
+                                case 1: p.setString(3, Integer.toString(k)); break;
+                                case 2: p.setLong(3, k * 1000000000000L); break;
+                                default:
+                                    if (k == 1) p.setNull(3, Types.BIGINT);
+                                    else p.setBigDecimal(3, new java.math.BigDecimal(k));
+                            }
+                            p.setTimestamp(4, Timestamp.valueOf("2024-01-0" + (k + 1) + " 10:00:0" + i));
+                            p.addBatch();
+                        }
+                        out.add("r" + round + " shared " + Arrays.toString(p.executeBatch()) + " "
+                            + one(c, "SELECT LAST_INSERT_ID() = (SELECT MIN(id) FROM bk WHERE who = " + i
+                                + " AND v LIKE 'r" + round + "%'), ROW_COUNT()"));
+                    }
+                    try (PreparedStatement p = c.prepareStatement(ins)) {
+                        for (int k = 0; k < 3; k++) {
+                            p.setString(1, "o" + round + k);
+                            p.setInt(2, round * 10 + k);
+                            p.addBatch();
+                        }
+                        out.add("r" + round + " own " + Arrays.toString(p.executeBatch()) + " " + one(c, ids));
+                    }
+                    await(step);
+                    // A duplicate in the middle: one statement, which applies no row.
+                    try (PreparedStatement p = c.prepareStatement(ins)) {
+                        for (String v : new String[] {"d" + round, "o" + round + "1", "e" + round}) {
+                            p.setString(1, v);
+                            p.setInt(2, 1);
+                            p.addBatch();
+                        }
+                        p.executeBatch();
+                        out.add("r" + round + " dup ran");
+                    } catch (BatchUpdateException e) {
+                        // Not LAST_INSERT_ID(): after a failed insert the server's is the
+                        // first id the rolled-back rows took, Funnel's the client's last OK's.
+                        out.add("r" + round + " dup " + err(e) + " counts " + Arrays.toString(e.getUpdateCounts()) + " " + one(c, "SELECT ROW_COUNT()"));
+                    }
+                    try (PreparedStatement p = c.prepareStatement("UPDATE " + own + " SET n = n + ? WHERE v = ?")) {
+                        for (int k = 0; k < 3; k++) {
+                            p.setInt(1, 100);
+                            p.setString(2, "o" + round + k);
+                            p.addBatch();
+                        }
+                        p.setInt(1, 1);
+                        p.setString(2, "none");
+                        p.addBatch();
+                        // Not ROW_COUNT(): after a bulk UPDATE the server's is the last row's
+                        // count, Funnel's the OK's sum over all rows.
+                        out.add("r" + round + " update " + Arrays.toString(p.executeBatch()) + " " + one(c, "SELECT n FROM " + own + " WHERE v LIKE 'o" + round + "%' ORDER BY id"));
+                    }
+                }
+                // In a transaction: a failing bulk undoes its own rows only.
+                await(step);
+                c.setAutoCommit(false);
+                try (PreparedStatement p = c.prepareStatement(ins)) {
+                    for (String v : new String[] {"t1", "t2"}) {
+                        p.setString(1, v);
+                        p.setInt(2, 5);
+                        p.addBatch();
+                    }
+                    out.add("tx ok " + Arrays.toString(p.executeBatch()));
+                    for (String v : new String[] {"t3", "t1", "t4"}) {
+                        p.setString(1, v);
+                        p.setInt(2, 6);
+                        p.addBatch();
+                    }
+                    p.executeBatch();
+                    out.add("tx dup ran");
+                } catch (BatchUpdateException e) {
+                    out.add("tx dup " + err(e) + " counts " + Arrays.toString(e.getUpdateCounts()));
+                }
+                c.commit();
+                c.setAutoCommit(true);
+                await(step);
+                out.add("rows shared " + one(c, "SELECT COUNT(*), SUM(n), COUNT(n), MIN(d), MAX(d), GROUP_CONCAT(v ORDER BY id) FROM bk WHERE who = " + i));
+                out.add("rows own " + one(c, "SELECT COUNT(*), SUM(n), GROUP_CONCAT(v, ':', n ORDER BY id) FROM " + own));
+            }
+        });
+    }
+
     static void timeouts() throws Exception {
         clients("timeout", 2, (i, out, step) -> {
             try (Connection c = connect(schemas[0], "")) {
@@ -752,7 +856,7 @@ public class ConnectorJ {
     }
 
     /** Scenarios that run only when named (they need a Funnel configured for them). */
-    static final Set<String> NAMED_ONLY = Set.of("callable");
+    static final Set<String> NAMED_ONLY = Set.of("callable", "bulk");
 
     public static void main(String[] a) throws Exception {
         port = Integer.parseInt(a[0]);
@@ -768,6 +872,7 @@ public class ConnectorJ {
         all.put("prep-server", () -> { prepared("server", "useServerPrepStmts=true"); return null; });
         all.put("prep-client", () -> { prepared("client", "useServerPrepStmts=false"); return null; });
         all.put("batch", () -> { batches(); return null; });
+        all.put("bulk", () -> { bulk(); return null; });
         all.put("timeout", () -> { timeouts(); return null; });
         all.put("stream", () -> { streaming(); return null; });
         all.put("multi", () -> { multiQueries(); return null; });
