@@ -63,15 +63,13 @@
 //!   `execute`, a binary prepare and execute), see
 //!   [`node_callable_statements_share_connections_with_stateless_procedures`].
 //!
-//! Found: everything matches but one thing, which Funnel does not offer:
-//! MariaDB's bulk protocol (`MARIADB_CLIENT_STMT_BULK_OPERATIONS`,
-//! `COM_STMT_BULK_EXECUTE`). The connector's `batch()` then sends one
-//! execute per row, as against MySQL, and by default returns one result
-//! per row instead of one aggregated result
-//! ([`node_mariadb_batch_falls_back_to_one_result_per_row`],
-//! docs/multiplexing.md, Known limits). Only the normalised parts differ
-//! otherwise: the schema's name, `CURRENT_USER()` (Funnel's backend
-//! account, not printed), statement ids in a message.
+//! Found: everything matches. The `mariadb` connector's default `batch()`
+//! sends MariaDB's bulk execute (`COM_STMT_BULK_EXECUTE`, capability
+//! `MARIADB_CLIENT_STMT_BULK_OPERATIONS`), which Funnel offers where its
+//! backend does, and gets one aggregated result as directly
+//! ([`node_mariadb_batch_sends_bulk_executes_that_answer_as_direct`]).
+//! Only the normalised parts differ: the schema's name, `CURRENT_USER()`
+//! (Funnel's backend account, not printed), statement ids in a message.
 //!
 //! Fixed: the `mariadb` connector escapes text parameters for
 //! `NO_BACKSLASH_ESCAPES` when the server's status says so
@@ -379,34 +377,65 @@ fn node_mysql2_answers_as_direct() {
     );
 }
 
-/// Funnel does not offer MariaDB's bulk protocol: the connector's
-/// `batch()` sends one `COM_STMT_EXECUTE` per row, as against MySQL, and
-/// returns one result per row, where directly it gets one aggregated OK.
-/// The rows written are the same (`mariadb_batch` above compares the
-/// fallback with a direct `bulk: false`).
+/// The `mariadb` connector's default `batch()`, MariaDB's bulk execute
+/// (`COM_STMT_BULK_EXECUTE`, which Funnel offers where its backend does),
+/// by four clients at once on Funnel's two backend connections, answers
+/// as directly: one aggregated OK (all rows' count, the first insert id),
+/// `LAST_INSERT_ID()` and `ROW_COUNT()` after it, a batch with a
+/// duplicate row failing as one statement that applies no row (also in a
+/// transaction, where the bulk before it stays), bulk `UPDATE`s and
+/// `DELETE`s with a row that matches nothing, and one `INSERT` text
+/// shared by all four, each binding its own types (an integer, a string,
+/// a `BigInt`, `null`s). The server runs as many bulk executes through
+/// Funnel as directly: MariaDB 10.11's general log shows a bulk execute
+/// as an `Execute` of the statement's text with its `?` (an `INSERT`
+/// once, an `UPDATE` or `DELETE` once a row), where an execute's shows
+/// the values.
 #[test]
-fn node_mariadb_batch_falls_back_to_one_result_per_row() {
+fn node_mariadb_batch_sends_bulk_executes_that_answer_as_direct() {
+    use mysql::prelude::Queryable;
     let Some(modules) = node_modules() else {
         return;
     };
     let db = server();
-    let proxy = funnel();
+    let mut root = db.root();
+    root.query_drop("SET GLOBAL log_output = 'TABLE'").unwrap();
+    root.query_drop("SET GLOBAL general_log = 1").unwrap();
+    let direct_schema = db.fresh_database("nodebulk");
+    let through_schema = db.fresh_database("nodebulk");
     let scenario = ["mariadb_batch_default"];
-    let direct = run(&modules, db.port(), &db.fresh_database("node"), &scenario);
-    let through = run(
-        &modules,
-        proxy.local_addr().port(),
-        &db.fresh_database("node"),
-        &scenario,
-    );
-    assert_eq!(
-        line(&direct, "batch-default"),
-        r#"batch-default "aggregate" {"affected":3,"insertId":"1n","warnings":0}"#
-    );
-    assert_eq!(
-        line(&through, "batch-default"),
-        r#"batch-default "per-row" [{"affected":1,"insertId":"1n","warnings":0},{"affected":1,"insertId":"2n","warnings":0},{"affected":1,"insertId":"3n","warnings":0}]"#
-    );
+    let direct = run(&modules, db.port(), &direct_schema, &scenario);
+    let proxy = funnel();
+    let through = run(&modules, proxy.local_addr().port(), &through_schema, &scenario);
+    root.query_drop("SET GLOBAL general_log = 0").unwrap();
+    assert_eq!(through, direct);
+    let lines = direct.iter().filter(|l| l.starts_with("batch-default ")).count();
+    assert_eq!(lines, 4 * (3 * 5 + 4), "{direct:#?}");
+    for want in [
+        r#"batch-default 0 shared "aggregate" 25"#,
+        r#"batch-default 3 own {"affected":10,"insertId":"19n","warnings":0} [{"li":"19n","rc":"10n"}]"#,
+        r#"batch-default 1 dup {"error":{"errno":1062,"code":"ER_DUP_ENTRY","sqlState":"23000","msg":"Duplicate entry 'o2_3' for key 'v'"}}"#,
+        r#"batch-default 2 update {"affected":2,"insertId":"0n","warnings":0}"#,
+        r#"batch-default 0 tx-dup {"error":{"errno":1062,"#,
+        r#"batch-default 2 rows [{"c":"29n","s":"8822","v":"o0_0,"#,
+        r#"batch-default 3 shared-rows [{"c":"75n","nn":"39n","s":"468"}]"#,
+    ] {
+        assert!(direct.iter().any(|l| l.starts_with(want)), "{want}\n{direct:#?}");
+    }
+    // The rows of bulk executes the server ran, by the schema they ran in.
+    let mut bulk_rows = |schema: &str| -> u64 {
+        root.query_first(format!(
+            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Execute' \
+             AND argument LIKE '%?%' AND thread_id IN (SELECT thread_id FROM mysql.general_log \
+             WHERE (command_type = 'Connect' AND argument LIKE '% on {schema} %') \
+             OR (command_type = 'Init DB' AND argument = '{schema}'))"
+        ))
+        .unwrap()
+        .unwrap()
+    };
+    let d = bulk_rows(&direct_schema);
+    assert!(d > 50, "{d} bulk rows directly");
+    assert_eq!(bulk_rows(&through_schema), d, "bulk rows through Funnel");
 }
 
 /// Four clients of each connector call procedures over Funnel's two

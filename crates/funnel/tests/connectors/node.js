@@ -86,8 +86,9 @@ const scenarios = {
   },
 
   async mariadb_batch() {
-    // Without bulk, as through Funnel (which does not offer MariaDB's
-    // COM_STMT_BULK_EXECUTE): pipelined COM_STMT_EXECUTEs, one result each.
+    // Without bulk (the connector's fallback where the server does not
+    // offer MariaDB's COM_STMT_BULK_EXECUTE): pipelined COM_STMT_EXECUTEs,
+    // one result each.
     const c = await mariadb.createConnection({ ...base, bulk: false });
     await c.query('CREATE TABLE IF NOT EXISTS m_batch (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(10), n INT)');
     const vals = Array.from({ length: 2500 }, (_, i) => ['v' + i, i]);
@@ -369,12 +370,41 @@ const scenarios = {
   },
 
   async mariadb_batch_default() {
-    // The connector's default: bulk when the server offers it.
-    const c = await mariadb.createConnection({ ...base });
-    await c.query('CREATE TABLE IF NOT EXISTS m_batch_default (id INT AUTO_INCREMENT PRIMARY KEY, v INT)');
-    const r = await c.batch('INSERT INTO m_batch_default (v) VALUES (?)', [[1], [2], [3]]);
-    out('batch-default', Array.isArray(r) ? 'per-row' : 'aggregate', ok(r));
-    await c.end();
+    // The connector's default: COM_STMT_BULK_EXECUTE where the server offers
+    // bulk operations (one aggregated OK: all rows' count, the first id). Four
+    // clients at once on Funnel's two connections, the same INSERT text for
+    // all, each binding its own types; their own tables for their ids.
+    const cs = await Promise.all([0, 1, 2, 3].map(() => mariadb.createConnection({ ...base })));
+    await cs[0].query('CREATE TABLE IF NOT EXISTS m_bulk (id INT AUTO_INCREMENT PRIMARY KEY, who INT, v VARCHAR(20), n BIGINT, UNIQUE (who, v))');
+    await Promise.all(cs.map((c, i) => c.query(`CREATE TABLE IF NOT EXISTS m_bulk_${i} (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20) UNIQUE, n INT DEFAULT 7)`)));
+    const value = (i, k) => [k, String(k), BigInt(k) * 1000000000000n, k % 2 ? null : k][i];
+    const res = await Promise.all(cs.map(async (c, i) => {
+      const r = [];
+      for (let round = 0; round < 3; round++) {
+        const shared = await c.batch('INSERT INTO m_bulk (who, v, n) VALUES (?, ?, ?)',
+          Array.from({ length: 25 }, (_, k) => [i, `r${round}k${k}`, value(i, k)]));
+        r.push(['shared', Array.isArray(shared) ? 'per-row' : 'aggregate', ok(shared).affected]);
+        const own = await c.batch(`INSERT INTO m_bulk_${i} (v, n) VALUES (?, ?)`,
+          Array.from({ length: 10 }, (_, k) => [`o${round}_${k}`, round * 100 + k]));
+        r.push(['own', ok(own), await c.query('SELECT LAST_INSERT_ID() AS li, ROW_COUNT() AS rc')]);
+        // A duplicate in the middle: one statement, which applies no row.
+        r.push(['dup', await attempt(() => c.batch(`INSERT INTO m_bulk_${i} (v, n) VALUES (?, ?)`,
+          [[`d${round}`, 1], [`o${round}_3`, 1], [`e${round}`, 1]]))]);
+        r.push(['update', ok(await c.batch(`UPDATE m_bulk_${i} SET n = n + ? WHERE v = ?`,
+          [[1000, `o${round}_1`], [1000, `o${round}_2`], [1, 'none']]))]);
+        r.push(['delete', ok(await c.batch(`DELETE FROM m_bulk_${i} WHERE v = ?`, [[`o${round}_9`], ['none']]))]);
+      }
+      // In a transaction: the failing bulk undoes its own rows only.
+      await c.beginTransaction();
+      r.push(['tx', ok(await c.batch(`INSERT INTO m_bulk_${i} (v) VALUES (?)`, [['t1'], ['t2']]))]);
+      r.push(['tx-dup', await attempt(() => c.batch(`INSERT INTO m_bulk_${i} (v) VALUES (?)`, [['t3'], ['t1']]))]);
+      await c.commit();
+      r.push(['rows', await c.query(`SELECT COUNT(*) AS c, SUM(n) AS s, GROUP_CONCAT(v ORDER BY id) AS v FROM m_bulk_${i}`)]);
+      r.push(['shared-rows', await c.query(`SELECT COUNT(*) AS c, COUNT(n) AS nn, SUM(n) AS s FROM m_bulk WHERE who = ${i}`)]);
+      return r;
+    }));
+    res.forEach((r, i) => r.forEach((x) => out(`batch-default ${i} ${x[0]}`, ...x.slice(1))));
+    await Promise.all(cs.map((c) => c.end()));
   },
 
   async mariadb_escapes() {
