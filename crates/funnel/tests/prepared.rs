@@ -1146,6 +1146,9 @@ struct Connector {
     stmt_errno: unsafe extern "C" fn(*mut c_void) -> c_uint,
     stmt_error: unsafe extern "C" fn(*mut c_void) -> *const c_char,
     stmt_close: unsafe extern "C" fn(*mut c_void) -> c_char,
+    stmt_attr_set: unsafe extern "C" fn(*mut c_void, c_int, *const c_void) -> c_char,
+    stmt_affected_rows: unsafe extern "C" fn(*mut c_void) -> u64,
+    stmt_insert_id: unsafe extern "C" fn(*mut c_void) -> u64,
 }
 
 fn connector() -> &'static Connector {
@@ -1166,6 +1169,9 @@ fn connector() -> &'static Connector {
                 stmt_errno: sym(h, "mysql_stmt_errno"),
                 stmt_error: sym(h, "mysql_stmt_error"),
                 stmt_close: sym(h, "mysql_stmt_close"),
+                stmt_attr_set: sym(h, "mysql_stmt_attr_set"),
+                stmt_affected_rows: sym(h, "mysql_stmt_affected_rows"),
+                stmt_insert_id: sym(h, "mysql_stmt_insert_id"),
             }
         };
         // mysql_init's one-time library set-up is not thread-safe: do it here, once.
@@ -1268,6 +1274,109 @@ impl CStatement {
             }
             let msg = CStr::from_ptr((lib.stmt_error)(self.stmt)).to_string_lossy();
             Err(format!("{} {msg}", (lib.stmt_errno)(self.stmt)))
+        }
+    }
+}
+
+/// `STMT_ATTR_ARRAY_SIZE` and `STMT_ATTR_ROW_SIZE` (`mariadb_stmt.h`).
+const STMT_ATTR_ARRAY_SIZE: c_int = 201;
+const STMT_ATTR_ROW_SIZE: c_int = 202;
+/// `STMT_INDICATOR_NONE`, `_NULL`, `_DEFAULT`, `_IGNORE` (`mariadb_stmt.h`).
+const IND_NONE: c_char = 0;
+const IND_NULL: c_char = 1;
+const IND_DEFAULT: c_char = 2;
+const IND_IGNORE: c_char = 3;
+/// `MYSQL_TYPE_LONG`.
+const C_LONG: c_uint = 3;
+
+/// One row of a row-wise array bind of `(v, s)`, as an application lays
+/// it out (`STMT_ATTR_ROW_SIZE` is its size).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CRow {
+    v: i32,
+    v_ind: c_char,
+    s: [u8; 20],
+    s_len: c_ulong,
+    s_ind: c_char,
+}
+
+/// A row of `(v, s)` for an array bind: each value with its indicator.
+type ArrayRow = ((i32, c_char), (&'static str, c_char));
+
+impl CStatement {
+    /// Executes the two-parameter statement once for all `rows`, bound
+    /// as arrays (libmariadb sends one `COM_STMT_BULK_EXECUTE` where the
+    /// server offers bulk operations): column-wise, one array a
+    /// parameter, or `row_wise`, an array of [`CRow`]. The affected rows
+    /// and insert id, or the error.
+    fn execute_array(&mut self, rows: &[ArrayRow], row_wise: bool) -> Result<(u64, u64), String> {
+        let lib = connector();
+        let n = rows.len() as c_uint;
+        // Column-wise: values, lengths, indicators, and the strings' pointers.
+        let mut vs: Vec<i32> = rows.iter().map(|r| r.0 .0).collect();
+        let mut v_inds: Vec<c_char> = rows.iter().map(|r| r.0 .1).collect();
+        let cstrs: Vec<CString> = rows.iter().map(|r| CString::new(r.1 .0).unwrap()).collect();
+        let mut ptrs: Vec<*const c_char> = cstrs.iter().map(|c| c.as_ptr()).collect();
+        let mut lens: Vec<c_ulong> = rows.iter().map(|r| r.1 .0.len() as c_ulong).collect();
+        let mut s_inds: Vec<c_char> = rows.iter().map(|r| r.1 .1).collect();
+        // Row-wise.
+        let mut crows: Vec<CRow> = rows
+            .iter()
+            .map(|((v, v_ind), (s, s_ind))| {
+                let mut r = CRow {
+                    v: *v,
+                    v_ind: *v_ind,
+                    s: [0; 20],
+                    s_len: s.len() as c_ulong,
+                    s_ind: *s_ind,
+                };
+                r.s[..s.len()].copy_from_slice(s.as_bytes());
+                r
+            })
+            .collect();
+        // SAFETY: libmariadb's documented array binding; every buffer
+        // outlives the execute, and the binds are copied at bind time.
+        unsafe {
+            let mut bind: [MysqlBind; 2] = std::mem::zeroed();
+            bind[0].buffer_type = C_LONG;
+            bind[1].buffer_type = 253; // MYSQL_TYPE_VAR_STRING
+            let row_size: c_ulong = if row_wise {
+                let r = &mut crows[0];
+                bind[0].buffer = (&mut r.v as *mut i32).cast();
+                bind[0].u = (&mut r.v_ind as *mut c_char).cast();
+                bind[1].buffer = r.s.as_mut_ptr().cast();
+                bind[1].buffer_length = 20;
+                bind[1].length = &mut r.s_len;
+                bind[1].u = (&mut r.s_ind as *mut c_char).cast();
+                std::mem::size_of::<CRow>() as c_ulong
+            } else {
+                bind[0].buffer = vs.as_mut_ptr().cast();
+                bind[0].u = v_inds.as_mut_ptr().cast();
+                bind[1].buffer = ptrs.as_mut_ptr().cast();
+                bind[1].length = lens.as_mut_ptr();
+                bind[1].u = s_inds.as_mut_ptr().cast();
+                0
+            };
+            let attr = |a: c_int, v: *const c_void| {
+                assert_eq!((lib.stmt_attr_set)(self.stmt, a, v), 0, "attr {a}");
+            };
+            attr(STMT_ATTR_ARRAY_SIZE, (&n as *const c_uint).cast());
+            attr(STMT_ATTR_ROW_SIZE, (&row_size as *const c_ulong).cast());
+            assert_eq!((lib.stmt_bind_param)(self.stmt, bind.as_mut_ptr()), 0, "bind");
+            let outcome = if (lib.stmt_execute)(self.stmt) == 0 {
+                Ok((
+                    (lib.stmt_affected_rows)(self.stmt),
+                    (lib.stmt_insert_id)(self.stmt),
+                ))
+            } else {
+                let msg = CStr::from_ptr((lib.stmt_error)(self.stmt)).to_string_lossy();
+                Err(format!("{} {msg}", (lib.stmt_errno)(self.stmt)))
+            };
+            // Back to single executes.
+            let zero: c_uint = 0;
+            attr(STMT_ATTR_ARRAY_SIZE, (&zero as *const c_uint).cast());
+            outcome
         }
     }
 }
@@ -1452,4 +1561,104 @@ fn prepared_refused_in_a_read_only_transaction_keeps_the_transaction() {
     assert_eq!(waiter.join().unwrap(), Some(1));
     let rows: Option<i64> = a.query_first("SELECT COUNT(*) FROM t").unwrap();
     assert_eq!(rows, Some(0));
+}
+
+#[test]
+fn prepared_libmariadb_array_binds_are_bulk_executes_as_direct() {
+    // Connector/C's array binding (STMT_ATTR_ARRAY_SIZE, column-wise and
+    // row-wise, with indicators), which it sends as COM_STMT_BULK_EXECUTE
+    // where the server offers bulk operations: two clients on Funnel's one
+    // backend connection, interleaved, get the affected rows, insert ids,
+    // errors and table contents of two direct connections, and the server
+    // runs as many bulk executes through Funnel as directly (its general
+    // log shows one as an `Execute` of the text with its `?`).
+    let db = MariaDb::shared();
+    users(db);
+    let run = |port: u16, user: &str, pw: &str, schema: &str| {
+        let sql = "INSERT INTO t (v, s) VALUES (?, ?)";
+        let mut a = CStatement::open(port, user, pw, schema, sql);
+        let mut b = CStatement::open(port, user, pw, schema, sql);
+        let rows: [ArrayRow; 4] = [
+            ((1, IND_NONE), ("one", IND_NONE)),
+            ((2, IND_NONE), ("", IND_NULL)),
+            ((0, IND_NULL), ("", IND_DEFAULT)),
+            ((4, IND_NONE), ("four", IND_NONE)),
+        ];
+        let more: [ArrayRow; 3] = [
+            ((0, IND_DEFAULT), ("five", IND_NONE)),
+            ((6, IND_NONE), ("", IND_IGNORE)),
+            ((7, IND_NONE), ("seven", IND_NONE)),
+        ];
+        // A duplicate of `1` in the second row: one statement, no row applied.
+        let dup: [ArrayRow; 3] = [
+            ((8, IND_NONE), ("x", IND_NONE)),
+            ((1, IND_NONE), ("y", IND_NONE)),
+            ((9, IND_NONE), ("z", IND_NONE)),
+        ];
+        let after: [ArrayRow; 2] = [
+            ((10, IND_NONE), ("ten", IND_NONE)),
+            ((11, IND_NONE), ("", IND_NULL)),
+        ];
+        let out = vec![
+            a.execute_array(&rows, false),
+            b.execute_array(&more, true),
+            a.execute_array(&dup, true),
+            b.execute_array(&dup[..1], false),
+            a.execute_array(&after, false),
+            b.execute_array(&dup, false),
+        ];
+        let table: Option<String> = db.query_first(&format!(
+            "SELECT GROUP_CONCAT(CONCAT_WS(':', id, IFNULL(v, 'N'), IFNULL(s, 'N')) ORDER BY id) FROM {schema}.t"
+        ));
+        (out, table)
+    };
+    let mut root = db.root();
+    root.query_drop("SET GLOBAL log_output = 'TABLE'").unwrap();
+    root.query_drop("SET GLOBAL general_log = 1").unwrap();
+    let mut results = Vec::new();
+    let mut schemas = Vec::new();
+    for through_funnel in [false, true] {
+        let schema = db.fresh_database("ps_capi_bulk");
+        db.exec(&format!(
+            "CREATE TABLE {schema}.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, \
+             s VARCHAR(20) DEFAULT 'dflt')"
+        ));
+        if through_funnel {
+            let proxy = funnel(db, &schema, 1);
+            results.push(run(proxy.local_addr().port(), "app", "apppw", &schema));
+        } else {
+            results.push(run(db.port(), "ps_direct", "dpw", &schema));
+        }
+        schemas.push(schema);
+    }
+    root.query_drop("SET GLOBAL general_log = 0").unwrap();
+    // Insert ids past the rows a bulk applied are taken (InnoDB reserves
+    // a bulk's ids in steps), also by one that failed.
+    let dup = |v| Err(format!("1062 Duplicate entry '{v}' for key 'v'"));
+    assert_eq!(
+        results[0],
+        (
+            vec![Ok((4, 1)), Ok((3, 8)), dup(1), Ok((1, 14)), Ok((2, 15)), dup(8)],
+            Some(
+                "1:1:one,2:2:N,3:N:dflt,4:4:four,8:N:five,9:6:dflt,10:7:seven,14:8:x,15:10:ten,16:11:N"
+                    .to_string()
+            )
+        ),
+        "directly"
+    );
+    assert_eq!(results[1], results[0], "through Funnel");
+    // The bulk executes each side's connections ran.
+    let mut bulks = |schema: &str| -> u64 {
+        root.query_first(format!(
+            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Execute' \
+             AND argument LIKE '%?%' AND thread_id IN (SELECT thread_id FROM mysql.general_log \
+             WHERE (command_type = 'Connect' AND argument LIKE '% on {schema} %') \
+             OR (command_type = 'Init DB' AND argument = '{schema}'))"
+        ))
+        .unwrap()
+        .unwrap()
+    };
+    let direct = bulks(&schemas[0]);
+    assert!(direct >= 4, "{direct} bulk executes directly");
+    assert_eq!(bulks(&schemas[1]), direct, "bulk executes through Funnel");
 }
