@@ -1662,3 +1662,64 @@ fn prepared_libmariadb_array_binds_are_bulk_executes_as_direct() {
     assert!(direct >= 4, "{direct} bulk executes directly");
     assert_eq!(bulks(&schemas[1]), direct, "bulk executes through Funnel");
 }
+
+/// A bulk execute of `id` sending `rows`' types (`SEND_TYPES_TO_SERVER`).
+fn bulk_with_types(id: u32, rows: &[Vec<Param>]) -> Vec<u8> {
+    let mut p = vec![0xfa];
+    p.extend_from_slice(&id.to_le_bytes());
+    p.extend_from_slice(&128u16.to_le_bytes());
+    for c in &rows[0] {
+        p.extend_from_slice(&[c.ty, 0]);
+    }
+    for row in rows {
+        for c in row {
+            p.push(0);
+            p.extend_from_slice(c.value.as_ref().expect("a value"));
+        }
+    }
+    p
+}
+
+/// Reproduces two differences found with the connectors (reported, not
+/// fixed): after a bulk `UPDATE` or `DELETE` the server's `ROW_COUNT()`
+/// is its last row's count (0 here), where Funnel answers the OK's sum
+/// over all rows (5, then 1); and after an insert that failed once rows
+/// took ids (a bulk's or a multi-row text `INSERT`'s third row a
+/// duplicate), the server's `LAST_INSERT_ID()` is the first id the
+/// rolled-back rows took, where Funnel answers its last OK's. A bulk
+/// `INSERT`, `REPLACE` or `ON DUPLICATE KEY UPDATE` is one statement on
+/// the server: its `ROW_COUNT()` is the OK's, as Funnel answers.
+#[test]
+#[ignore = "Funnel differs from MariaDB here: reported to the main engineer"]
+fn prepared_bulk_row_count_and_insert_id_after_a_failure_as_direct() {
+    let q = "SELECT LAST_INSERT_ID(), ROW_COUNT()";
+    let (d, f) = differential_with(
+        "ps_bulk_counts",
+        &["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, n INT DEFAULT 0)"],
+        1,
+        1,
+        Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+        |c| {
+            let ins = c[0].prepare("INSERT INTO t (v) VALUES (?)").unwrap();
+            let upd = c[0].prepare("UPDATE t SET n = n + 1 WHERE v >= ?").unwrap();
+            let del = c[0].prepare("DELETE FROM t WHERE v = ?").unwrap();
+            let bulk = |c: &mut [Raw], id, rows: &[i64]| {
+                let rows: Vec<Vec<Param>> = rows.iter().map(|&v| vec![int(v)]).collect();
+                c[0].call(&bulk_with_types(id, &rows), Expect::Results)
+            };
+            vec![
+                bulk(c, ins, &[1, 2, 3]),
+                c[0].query(q),
+                bulk(c, upd, &[1, 2, 9]),
+                c[0].query(q),
+                bulk(c, del, &[1, 99]),
+                c[0].query(q),
+                bulk(c, ins, &[4, 2, 5]),
+                c[0].query(q),
+                c[0].query("INSERT INTO t (v) VALUES (40), (3), (41)"),
+                c[0].query(q),
+            ]
+        },
+    );
+    assert_same(&d, &f);
+}
