@@ -386,7 +386,9 @@ fn node_mysql2_answers_as_direct() {
 /// transaction, where the bulk before it stays), bulk `UPDATE`s and
 /// `DELETE`s with a row that matches nothing, and one `INSERT` text
 /// shared by all four, each binding its own types (an integer, a string,
-/// a `BigInt`, `null`s). The server runs as many bulk executes through
+/// a `BigInt`, `null`s); and a batch of 18 MB, which the connector sends
+/// as two bulks, the first past 16 MB (several protocol packets), while
+/// another client queries. The server runs as many bulk executes through
 /// Funnel as directly: MariaDB 10.11's general log shows a bulk execute
 /// as an `Execute` of the statement's text with its `?` (an `INSERT`
 /// once, an `UPDATE` or `DELETE` once a row), where an execute's shows
@@ -403,12 +405,17 @@ fn node_mariadb_batch_sends_bulk_executes_that_answer_as_direct() {
     root.query_drop("SET GLOBAL general_log = 1").unwrap();
     let direct_schema = db.fresh_database("nodebulk");
     let through_schema = db.fresh_database("nodebulk");
-    let scenario = ["mariadb_batch_default"];
+    let scenario = ["mariadb_batch_default", "mariadb_batch_big"];
     let direct = run(&modules, db.port(), &direct_schema, &scenario);
     let proxy = funnel();
     let through = run(&modules, proxy.local_addr().port(), &through_schema, &scenario);
     root.query_drop("SET GLOBAL general_log = 0").unwrap();
     assert_eq!(through, direct);
+    // Split by the connector at max_allowed_packet: a bulk of 16 MB and more.
+    assert!(
+        line(&direct, "batch-big").ends_with(r#"20 [{"c":"120000n","s":"7199940000","l":"18608890"}]"#),
+        "{direct:#?}"
+    );
     let lines = direct.iter().filter(|l| l.starts_with("batch-default ")).count();
     assert_eq!(lines, 4 * (3 * 5 + 4), "{direct:#?}");
     for want in [

@@ -407,6 +407,21 @@ const scenarios = {
     await Promise.all(cs.map((c) => c.end()));
   },
 
+  async mariadb_batch_big() {
+    // A bulk past 16 MB: the connector splits it at max_allowed_packet, and
+    // the pieces span several protocol packets. Another client queries meanwhile.
+    const [c, o] = await Promise.all([0, 1].map(() => mariadb.createConnection({ ...base })));
+    await c.query('CREATE TABLE IF NOT EXISTS m_bulk_big (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(200), n INT)');
+    const pad = 'x'.repeat(150);
+    const vals = Array.from({ length: 120000 }, (_, i) => [pad + i, i]);
+    const [r, q] = await Promise.all([
+      c.batch('INSERT INTO m_bulk_big (v, n) VALUES (?, ?)', vals),
+      Promise.all(Array.from({ length: 20 }, (_, i) => o.query('SELECT ? AS i', [i]))),
+    ]);
+    out('batch-big', ok(r), q.length, await c.query('SELECT COUNT(*) AS c, SUM(n) AS s, SUM(LENGTH(v)) AS l FROM m_bulk_big'));
+    await Promise.all([c.end(), o.end()]);
+  },
+
   async mariadb_escapes() {
     // The connector escapes text parameters by the NO_BACKSLASH_ESCAPES status flag of the
     // last reply. Three clients, two of them in that mode, share two connections: such a
