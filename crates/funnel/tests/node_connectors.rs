@@ -383,7 +383,8 @@ fn node_mysql2_answers_as_direct() {
 /// as directly: one aggregated OK (all rows' count, the first insert id),
 /// `LAST_INSERT_ID()` and `ROW_COUNT()` after it, a batch with a
 /// duplicate row failing as one statement that applies no row (also in a
-/// transaction, where the bulk before it stays), bulk `UPDATE`s and
+/// transaction, where the bulk before it stays), a bulk `INSERT ...
+/// RETURNING` (one result set of every row's), bulk `UPDATE`s and
 /// `DELETE`s with a row that matches nothing, and one `INSERT` text
 /// shared by all four, each binding its own types (an integer, a string,
 /// a `BigInt`, `null`s); and a batch of 18 MB, which the connector sends
@@ -417,14 +418,15 @@ fn node_mariadb_batch_sends_bulk_executes_that_answer_as_direct() {
         "{direct:#?}"
     );
     let lines = direct.iter().filter(|l| l.starts_with("batch-default ")).count();
-    assert_eq!(lines, 4 * (3 * 5 + 4), "{direct:#?}");
+    assert_eq!(lines, 4 * (3 * 5 + 5), "{direct:#?}");
     for want in [
         r#"batch-default 0 shared "aggregate" 25"#,
         r#"batch-default 3 own {"affected":10,"insertId":"19n","warnings":0} [{"li":"19n","rc":"10n"}]"#,
         r#"batch-default 1 dup {"error":{"errno":1062,"code":"ER_DUP_ENTRY","sqlState":"23000","msg":"Duplicate entry 'o2_3' for key 'v'"}}"#,
         r#"batch-default 2 update {"affected":2,"insertId":"0n","warnings":0}"#,
         r#"batch-default 0 tx-dup {"error":{"errno":1062,"#,
-        r#"batch-default 2 rows [{"c":"29n","s":"8822","v":"o0_0,"#,
+        r#"batch-default 2 rows [{"c":"31n","s":"8836","v":"o0_0,"#,
+        r#"batch-default 1 returning [{"id":61,"v":"q1","n":7},{"id":62,"v":"q2","n":7}]"#,
         r#"batch-default 3 shared-rows [{"c":"75n","nn":"39n","s":"468"}]"#,
     ] {
         assert!(direct.iter().any(|l| l.starts_with(want)), "{want}\n{direct:#?}");

@@ -399,6 +399,8 @@ const scenarios = {
       r.push(['tx', ok(await c.batch(`INSERT INTO m_bulk_${i} (v) VALUES (?)`, [['t1'], ['t2']]))]);
       r.push(['tx-dup', await attempt(() => c.batch(`INSERT INTO m_bulk_${i} (v) VALUES (?)`, [['t3'], ['t1']]))]);
       await c.commit();
+      // RETURNING: a result set of every row's.
+      r.push(['returning', await attempt(() => c.batch(`INSERT INTO m_bulk_${i} (v) VALUES (?) RETURNING id, v, n`, [['q1'], ['q2']]))]);
       r.push(['rows', await c.query(`SELECT COUNT(*) AS c, SUM(n) AS s, GROUP_CONCAT(v ORDER BY id) AS v FROM m_bulk_${i}`)]);
       r.push(['shared-rows', await c.query(`SELECT COUNT(*) AS c, COUNT(n) AS nn, SUM(n) AS s FROM m_bulk WHERE who = ${i}`)]);
       return r;
