@@ -472,7 +472,7 @@ fn connector_java_bulk_batches_share_connections_as_bulk_executes() {
         "bulk c3 r1 shared [1, 1, 1, 1] 0,1",
         "bulk c2 r2 own [-2, -2, -2] 13,3",
         "bulk c1 r2 dup ERR 1062 23000 Duplicate entry 'o21' for key 'v' counts [-3, -3, -3] -1",
-        "bulk c3 r0 update [-2, -2, -2, -2] 100;101;102",
+        "bulk c3 r0 update [-2, -2, -2, -2] 0 100;101;102",
         "bulk c0 tx dup ERR 1062 23000 Duplicate entry 't1' for key 'v' counts [-3, -3, -3]",
         "bulk c3 rows shared 12,15,9,",
         "bulk c1 rows own 11,1009,o00:100,o01:101,o02:102,o10:110,o11:111,o12:112,o20:120,o21:121,o22:122,t1:5,t2:5",

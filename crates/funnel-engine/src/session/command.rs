@@ -81,6 +81,10 @@ pub struct Forward {
     /// `SELECT SQL_CALC_FOUND_ROWS`: on success, the count for
     /// `FOUND_ROWS()` is read back from the server.
     pub reads_found_rows: bool,
+    /// A bulk `UPDATE` or `DELETE`: on success, `ROW_COUNT()` is read back
+    /// from the server, which answers its last row's count, not the OK's
+    /// sum of all rows.
+    pub reads_row_count: bool,
     /// On an error, the session keeps its connection for this reason.
     pub pin_on_error: Option<PinReason>,
     /// `SELECT ... INTO`: the server answers `FOUND_ROWS()` after it.
@@ -292,6 +296,7 @@ impl Forward {
             set_user_vars: None,
             read_back_user_vars: None,
             reads_found_rows: false,
+            reads_row_count: false,
             pin_on_error: None,
             selects_into: false,
             diagnostics: false,

@@ -2195,6 +2195,23 @@ impl Session {
                 .await
                 .map_err(|e| (PinReason::PreviousStatementInfo, e))?;
         }
+        if f.reads_row_count {
+            // A SELECT of no table: the statement's warnings stay.
+            match conn.query_rows("SELECT ROW_COUNT() LIMIT 1").await {
+                Ok((_, rows)) => {
+                    if let Some(n) = rows
+                        .first()
+                        .and_then(|r| r.first()?.as_deref()?.parse::<i64>().ok())
+                    {
+                        self.last.row_count = n;
+                    }
+                    // The server's own is the read's now.
+                    self.own_row_count_next = true;
+                }
+                Err(BackendError::Refused(_)) => self.own_row_count_next = true,
+                Err(e) => return Err((PinReason::PreviousStatementInfo, e)),
+            }
+        }
         Ok(())
     }
 

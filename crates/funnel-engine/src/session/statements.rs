@@ -341,6 +341,10 @@ impl Session {
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
+        // On the server a bulk `INSERT` (`REPLACE`, `... ON DUPLICATE KEY
+        // UPDATE`) is one statement, whose `ROW_COUNT()` is its OK's; after
+        // any other the server answers the last row's count.
+        f.reads_row_count = bulk && !inserts_rows(&meta.sql);
         // The server refuses a bulk `CALL` (1295): no procedure runs.
         f.stateless_call = !bulk
             && f.pin == Some(super::pinning::PinReason::StoredProcedure)
@@ -1024,4 +1028,11 @@ fn copy_logical_payload(bytes: &[u8], out: &mut Vec<u8>) {
             break;
         }
     }
+}
+
+/// True for an `INSERT` or `REPLACE` (after any leading comments).
+fn inserts_rows(sql: &[u8]) -> bool {
+    use super::sql_lex::{first_word_is, skip_leading_comments};
+    let s = skip_leading_comments(sql);
+    first_word_is(s, b"INSERT") || first_word_is(s, b"REPLACE")
 }

@@ -392,9 +392,9 @@ public class ConnectorJ {
                         p.setInt(1, 1);
                         p.setString(2, "none");
                         p.addBatch();
-                        // Not ROW_COUNT(): after a bulk UPDATE the server's is the last row's
-                        // count, Funnel's the OK's sum over all rows.
-                        out.add("r" + round + " update " + Arrays.toString(p.executeBatch()) + " " + one(c, "SELECT n FROM " + own + " WHERE v LIKE 'o" + round + "%' ORDER BY id"));
+                        // ROW_COUNT(): after a bulk UPDATE the server's is the last row's
+                        // count (0), not the OK's sum over all rows.
+                        out.add("r" + round + " update " + Arrays.toString(p.executeBatch()) + " " + one(c, "SELECT ROW_COUNT()") + " " + one(c, "SELECT n FROM " + own + " WHERE v LIKE 'o" + round + "%' ORDER BY id"));
                     }
                 }
                 // In a transaction: a failing bulk undoes its own rows only.

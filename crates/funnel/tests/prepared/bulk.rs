@@ -262,3 +262,36 @@ fn prepared_bulk_to_a_server_without_bulk_operations_is_refused() {
     assert_eq!(reply.len(), 5, "one row: {reply:?}");
     assert_eq!(reply[3], b"\x013");
 }
+
+#[test]
+fn prepared_bulk_row_count_after_an_update_or_delete_is_the_last_rows() {
+    // On the server a bulk UPDATE or DELETE runs once per row, and
+    // ROW_COUNT() answers the last row's count (0 here), where the OK
+    // says the sum (5, then 1); a bulk INSERT is one statement, whose
+    // count is its OK's. Found with the connectors.
+    let q = "SELECT LAST_INSERT_ID(), ROW_COUNT()";
+    let setup = &["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, n INT DEFAULT 0)"];
+    let (d, f) = differential_with("ps_bulk_counts", setup, 2, 1, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v) VALUES (?)").unwrap();
+        let upd = c[0].prepare("UPDATE t SET n = n + 1 WHERE v >= ?").unwrap();
+        let del = c[0].prepare("/* comment */ DELETE FROM t WHERE v = ?").unwrap();
+        let rows = |vs: &[i64]| vs.iter().map(|&n| vec![v(n)]).collect::<Vec<_>>();
+        vec![
+            c[0].bulk(ins, SEND_TYPES, &rows(&[1, 2, 3])),
+            c[0].query(q),
+            c[0].bulk(upd, SEND_TYPES, &rows(&[1, 2, 9])),
+            // Another client on the connection between.
+            c[1].query("SELECT COUNT(*) FROM t"),
+            c[0].query(q),
+            c[0].bulk(del, SEND_TYPES, &rows(&[1, 99])),
+            c[0].query("SHOW WARNINGS"),
+            c[0].query(q),
+            c[0].bulk(upd, SEND_TYPES, &rows(&[9, 2])),
+            c[0].query("SELECT ROW_COUNT()"),
+            c[0].bulk(ins, SEND_TYPES, &rows(&[4, 2, 5])),
+            c[0].query("SELECT ROW_COUNT()"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(ok_counts(&d[2]).0, 5, "the OK's sum");
+}
