@@ -271,7 +271,14 @@ fn node_mariadb_connector_answers_as_direct() {
             "mariadb_no_prepare_cache",
             "mariadb_pipelined_session",
             "mariadb_prepare_schema",
+            "mariadb_json_types",
         ],
+    );
+    // An object, as the extended metadata's `json` has it (a string
+    // through Funnel before it offered that capability).
+    assert_eq!(
+        line(&lines, "json-query"),
+        r#"json-query [{"doc":{"a":[1,2],"b":null},"u":"123e4567-e89b-12d3-a456-426614174000","p":{"type":"Point","coordinates":[1,2]}}]"#
     );
     assert_eq!(
         line(&lines, "insert "),

@@ -102,6 +102,30 @@ const scenarios = {
     await c.end();
   },
 
+  async mariadb_json_types() {
+    // The connector reads a column's declared type (json, uuid, a
+    // geometry's) from MariaDB's extended metadata: a JSON column comes
+    // back as an object, by query and by execute, also from a pool of
+    // clients sharing Funnel's connections with a client without it.
+    const c = await mariadb.createConnection({ ...base });
+    await c.query('CREATE TABLE IF NOT EXISTS m_json (id INT PRIMARY KEY, doc JSON, u UUID, p POINT)');
+    await c.query("REPLACE INTO m_json VALUES (1, '{\"a\": [1, 2], \"b\": null}', '123e4567-e89b-12d3-a456-426614174000', POINT(1, 2))");
+    out('json-query', await c.query('SELECT doc, u, p FROM m_json'));
+    out('json-execute', await c.execute('SELECT doc, u, p FROM m_json WHERE id = ?', [1]));
+    out('json-meta', (await c.query('SELECT doc, u, p FROM m_json')).meta.map((m) => [m.name(), m.type, m.dataTypeFormat ?? null]));
+    out('json-expr', await c.query("SELECT JSON_OBJECT('k', id) AS j, JSON_ARRAY(1, 'x') AS a FROM m_json"));
+    const plain = await mysql2.createConnection({ host: '127.0.0.1', port: Number(port), user, password, database: schema });
+    const others = await Promise.all([0, 1, 2].map(() => mariadb.createConnection({ ...base })));
+    const got = await Promise.all([
+      ...others.map((o, i) => o.execute('SELECT doc, ? AS i FROM m_json', [i])),
+      plain.execute('SELECT doc FROM m_json WHERE id = ?', [1]).then(([r]) => r),
+    ]);
+    out('json-shared', got);
+    await plain.end();
+    for (const o of others) await o.end();
+    await c.end();
+  },
+
   async mariadb_stream() {
     const c = await mariadb.createConnection({ ...base });
     const others = await Promise.all([0, 1, 2].map(() => mariadb.createConnection({ ...base })));
