@@ -293,13 +293,13 @@ impl Session {
     /// A `COM_STMT_EXECUTE`, or with `bulk` a `COM_STMT_BULK_EXECUTE`
     /// (one statement run for many rows of parameters; never a cursor).
     async fn stmt_execute(&mut self, payload: &[u8], bulk: bool) -> Result<(), End> {
-        let (command, name) = if bulk {
-            // The server names the execute in its 1243 for a bulk too.
-            ("mysqld_stmt_execute", "COM_STMT_BULK_EXECUTE")
+        let name = if bulk {
+            "COM_STMT_BULK_EXECUTE"
         } else {
-            ("mysqld_stmt_execute", "COM_STMT_EXECUTE")
+            "COM_STMT_EXECUTE"
         };
-        let Some((id, meta, key)) = self.client_statement(payload, command).await? else {
+        // The server names the execute in its 1243 for a bulk too.
+        let Some((id, meta, key)) = self.client_statement(payload, "mysqld_stmt_execute").await? else {
             return Ok(());
         };
         // A prepared COMMIT may commit as the text one does (only on a
