@@ -13,6 +13,8 @@ use mysql::prelude::Queryable;
 
 #[path = "prepared/bulk.rs"]
 mod bulk;
+#[path = "prepared/bulk_edges.rs"]
+mod bulk_edges;
 #[path = "prepared/extended_metadata.rs"]
 mod extended_metadata;
 

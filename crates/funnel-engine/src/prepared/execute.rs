@@ -211,6 +211,16 @@ impl ExecuteCommand {
         }
     }
 
+    /// The server forgets the statement's long data when it gets it: an
+    /// execute, or a bulk with flags it takes (it refuses others before
+    /// it finds the statement).
+    pub fn forgets_long_data(&self) -> bool {
+        match self {
+            ExecuteCommand::Single(_) => true,
+            ExecuteCommand::Bulk(h) => h.flags & !BULK_SEND_TYPES == 0,
+        }
+    }
+
     /// Writes it for the backend's statement `backend_id`, with
     /// `inject_types` added where the client sent none.
     pub fn rewrite(&self, payload: &[u8], backend_id: u32, inject_types: Option<&[u8]>, out: &mut BytesMut) {

@@ -5,7 +5,7 @@ use super::*;
 
 /// One value of a bulk row: its indicator, and the value when it has one.
 #[derive(Clone)]
-enum Cell {
+pub(super) enum Cell {
     Value(Param),
     Null,
     Default,
@@ -13,11 +13,11 @@ enum Cell {
 }
 
 /// `SEND_TYPES_TO_SERVER`.
-const SEND_TYPES: u16 = 128;
+pub(super) const SEND_TYPES: u16 = 128;
 
 /// A bulk execute of statement `id`, `rows` of values, with the types of
 /// the first row's values when `flags` has [`SEND_TYPES`].
-fn bulk_payload(id: u32, flags: u16, rows: &[Vec<Cell>]) -> Vec<u8> {
+pub(super) fn bulk_payload(id: u32, flags: u16, rows: &[Vec<Cell>]) -> Vec<u8> {
     let mut p = vec![0xfa];
     p.extend_from_slice(&id.to_le_bytes());
     p.extend_from_slice(&flags.to_le_bytes());
@@ -47,26 +47,26 @@ fn bulk_payload(id: u32, flags: u16, rows: &[Vec<Cell>]) -> Vec<u8> {
 }
 
 impl Raw {
-    fn bulk(&mut self, id: u32, flags: u16, rows: &[Vec<Cell>]) -> Reply {
+    pub(super) fn bulk(&mut self, id: u32, flags: u16, rows: &[Vec<Cell>]) -> Reply {
         self.call(&bulk_payload(id, flags, rows), Expect::Results)
     }
 }
 
-fn v(n: i64) -> Cell {
+pub(super) fn v(n: i64) -> Cell {
     Cell::Value(int(n))
 }
 
-fn s(t: &str) -> Cell {
+pub(super) fn s(t: &str) -> Cell {
     Cell::Value(text(t))
 }
 
-const BULK: Capabilities = Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS;
+pub(super) const BULK: Capabilities = Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS;
 
-const TABLE: &str = "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, \
+pub(super) const TABLE: &str = "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, \
      s VARCHAR(20) DEFAULT 'dflt')";
 
 /// Reads an OK packet's affected rows and insert id (both one byte here).
-fn ok_counts(r: &Reply) -> (u8, u8) {
+pub(super) fn ok_counts(r: &Reply) -> (u8, u8) {
     let p = &r.as_ref().expect("an OK")[0];
     assert_eq!(p[0], 0, "an OK: {p:?}");
     (p[1], p[2])

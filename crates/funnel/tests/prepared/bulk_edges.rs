@@ -1,0 +1,297 @@
+//! Edges of MariaDB's bulk execute (`COM_STMT_BULK_EXECUTE`) and of the
+//! extended column metadata through Funnel, against a direct connection:
+//! long data, the last-prepared id, pinning statements, transactions, big
+//! commands and results, and clients with and without the extensions
+//! sharing one backend connection.
+
+use super::bulk::*;
+use super::*;
+
+/// A `COM_STMT_RESET` or `COM_STMT_CLOSE`-like command with one reply.
+fn reset(c: &mut Raw, id: u32) -> Reply {
+    let mut p = vec![0x1a];
+    p.extend_from_slice(&id.to_le_bytes());
+    c.call(&p, Expect::Status)
+}
+
+#[test]
+fn prepared_bulk_after_long_data_matches_direct() {
+    // The server refuses a bulk of a statement with long data (1210) and
+    // forgets that long data: the next execute reads its value from the
+    // execute, and other clients may share the connection again (failed
+    // with Funnel keeping the session on it for that long data: ERR 9001
+    // for the other client, its pool of one taken).
+    let (d, f) = differential_with("ps_bulk_ld", &[TABLE], 2, 1, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        c[0].long_data(ins, 1, b"long");
+        let mut out = vec![c[0].bulk(ins, SEND_TYPES, &[vec![v(1), s("a")], vec![v(2), s("b")]])];
+        out.push(c[1].query("INSERT INTO t (v) VALUES (100)"));
+        out.push(c[0].execute(ins, 0, &[int(3), text("c")], true));
+        c[0].long_data(ins, 1, b"again");
+        out.push(c[0].bulk(ins, 0, &[vec![v(4), s("d")]]));
+        out.push(reset(&mut c[0], ins));
+        out.push(c[0].execute(ins, 0, &[int(5), text("e")], true));
+        // Flags the server refuses before it finds the statement: the long
+        // data stays, for the execute.
+        c[0].long_data(ins, 1, b"kept");
+        out.push(c[0].bulk(ins, SEND_TYPES | 64, &[vec![v(6), s("f")]]));
+        out.push(c[0].execute(ins, 0, &[int(7), text("g")], true));
+        out.push(c[1].query("SELECT LAST_INSERT_ID()"));
+        out.push(c[0].query("SELECT id, v, s FROM t ORDER BY id"));
+        out
+    });
+    assert_same(&d, &f);
+    // A bulk takes no long data: refused, the long data gone.
+    assert_eq!((&d[0], &d[3], &d[6]), (&Err(1210), &Err(1210), &Err(1295)));
+    let rows = d[9].as_ref().unwrap();
+    assert_eq!(rows[rows.len() - 2], b"\x014\x017\x04kept", "{rows:?}");
+}
+
+#[test]
+fn prepared_bulk_of_the_last_prepared_statement_matches_direct() {
+    // Statement id -1: the statement this connection prepared last, for a
+    // bulk as for an execute; none after a failed prepare.
+    let (d, f) = differential_with("ps_bulk_last", &[TABLE], 1, 1, BULK, |c| {
+        let _ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].bulk(
+                LAST_PREPARED,
+                SEND_TYPES,
+                &[vec![v(1), s("a")], vec![v(2), s("b")]],
+            ),
+            c[0].prepare("SELECT v FROM t WHERE v = ?").map(|_| Vec::new()),
+            c[0].bulk(LAST_PREPARED, SEND_TYPES, &[vec![v(1)]]),
+            c[0].prepare("SELEC bogus").map(|_| Vec::new()),
+            c[0].bulk(LAST_PREPARED, SEND_TYPES, &[vec![v(3), s("c")]]),
+            c[0].query("SELECT id, v, s FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert!(d[0].is_ok(), "{:?}", d[0]);
+}
+
+#[test]
+fn prepared_bulk_of_refused_pinning_statements_matches_direct() {
+    // The server runs no bulk of a SET, a DO or a CALL (1295): nothing
+    // of them stays on the connection, which other clients share at once.
+    let setup = &[TABLE, "CREATE PROCEDURE p(x INT) SET @w = x"];
+    let (d, f) = differential_with("ps_bulk_pin", setup, 2, 2, BULK, |c| {
+        let set = c[0].prepare("SET @v = ?").unwrap();
+        let mut out = vec![c[1].query("SELECT 1")];
+        out.push(c[0].bulk(set, SEND_TYPES, &[vec![v(5)]]));
+        out.push(c[1].query("SELECT @v"));
+        let lock = c[0].prepare("DO GET_LOCK(?, 0)").unwrap();
+        out.push(c[1].query("SELECT 2"));
+        out.push(c[0].bulk(lock, SEND_TYPES, &[vec![s("lk")]]));
+        out.push(c[1].query("SELECT IS_USED_LOCK('lk') IS NULL"));
+        let call = c[0].prepare("CALL p(?)").unwrap();
+        out.push(c[1].query("SELECT 3"));
+        out.push(c[0].bulk(call, SEND_TYPES, &[vec![v(6)]]));
+        out.push(c[1].query("SELECT @w"));
+        out.push(c[0].query("SELECT @v, @w, IS_FREE_LOCK('lk')"));
+        out
+    });
+    assert_same(&d, &f);
+    assert_eq!((&d[1], &d[4], &d[7]), (&Err(1295), &Err(1295), &Err(1295)));
+}
+
+#[test]
+fn prepared_bulk_of_last_insert_id_matches_direct() {
+    // LAST_INSERT_ID(expr) in a bulk sets the connection's insert id: the
+    // client that ran it sees its own, the other one its own.
+    let (d, f) = differential_with("ps_bulk_lid", &[TABLE], 2, 2, BULK, |c| {
+        let lid = c[0]
+            .prepare("INSERT INTO t (v) VALUES (LAST_INSERT_ID(?))")
+            .unwrap();
+        let upd = c[0].prepare("UPDATE t SET s = ? WHERE v = ?").unwrap();
+        vec![
+            c[1].query("INSERT INTO t (v) VALUES (1)"),
+            c[0].bulk(lid, SEND_TYPES, &[vec![v(40)], vec![v(41)]]),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("SELECT LAST_INSERT_ID()"),
+            c[0].bulk(
+                upd,
+                SEND_TYPES,
+                &[vec![s("x"), v(40)], vec![s("y"), v(41)], vec![s("z"), v(9)]],
+            ),
+            c[0].query("SELECT ROW_COUNT()"),
+            c[1].query("SELECT ROW_COUNT(), LAST_INSERT_ID()"),
+            c[1].query("SELECT id, v, s FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_bulk_in_transactions_matches_direct() {
+    let (d, f) = differential_with("ps_bulk_tx", &[TABLE], 1, 1, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].query("BEGIN"),
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(1), s("a")], vec![v(2), s("b")]]),
+            c[0].query("SELECT COUNT(*) FROM t"),
+            c[0].query("ROLLBACK"),
+            c[0].query("XA START 'x1'"),
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(3), s("c")]]),
+            c[0].query("XA END 'x1'"),
+            // The server refuses it in XA's IDLE state.
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(4), s("d")]]),
+            c[0].query("XA PREPARE 'x1'"),
+            c[0].query("XA COMMIT 'x1'"),
+            c[0].query("SET autocommit = 0"),
+            c[0].bulk(ins, 0, &[vec![v(5), s("e")]]),
+            c[0].query("ROLLBACK"),
+            c[0].query("SET autocommit = 1"),
+            c[0].query("SELECT id, v, s FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_bulk_returning_many_rows_matches_direct() {
+    // RETURNING's one result set for every row: larger than any buffer.
+    let (d, f) = differential_with("ps_bulk_ret", &[TABLE], 1, 1, BULK, |c| {
+        let ret = c[0]
+            .prepare("INSERT INTO t (v, s) VALUES (?, ?) RETURNING id, v, s")
+            .unwrap();
+        let rows: Vec<Vec<Cell>> = (0..20_000).map(|n| vec![v(n), s("some text")]).collect();
+        vec![
+            c[0].bulk(ret, SEND_TYPES, &rows),
+            c[0].query("SELECT COUNT(*), SUM(v) FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[0].as_ref().map(Vec::len), Ok(20_000 + 6));
+}
+
+#[test]
+fn prepared_bulk_over_16_mib_matches_direct() {
+    // A bulk larger than one protocol packet (several, the last short).
+    let setup = &["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, s VARCHAR(250))"];
+    let (d, f) = differential_with("ps_bulk_big", setup, 1, 1, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let long = "x".repeat(240);
+        let rows: Vec<Vec<Cell>> = (0..70_000).map(|n| vec![v(n), s(&long)]).collect();
+        assert!(bulk_payload(ins, SEND_TYPES, &rows).len() > 1 << 24);
+        vec![
+            c[0].bulk(ins, SEND_TYPES, &rows),
+            c[0].query("SELECT COUNT(*), SUM(LENGTH(s)) FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert!(d[0].is_ok(), "{:?}", d[0]);
+}
+
+#[test]
+fn prepared_bulk_killed_mid_way_matches_direct() {
+    // KILL QUERY of a bulk whose rows each sleep (a trigger): the bulk
+    // ends with 1317, no row stays, and the session goes on.
+    let setup = &[
+        TABLE,
+        "CREATE TRIGGER slow BEFORE INSERT ON t FOR EACH ROW SET NEW.s = CONCAT(SLEEP(0.3), 'z')",
+    ];
+    let (d, f) = differential_with("ps_bulk_kill", setup, 2, 2, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let id = c[0].0.connection_id;
+        let (a, b) = c.split_at_mut(1);
+        let rows: Vec<Vec<Cell>> = (0..20).map(|n| vec![v(n), s("r")]).collect();
+        let (bulk, kill) = std::thread::scope(|sc| {
+            let killer = sc.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(1000));
+                b[0].query(&format!("KILL QUERY {id}"))
+            });
+            let bulk = a[0].bulk(ins, SEND_TYPES, &rows);
+            (bulk, killer.join().unwrap())
+        });
+        vec![
+            bulk,
+            kill,
+            a[0].query("SELECT COUNT(*) FROM t"),
+            a[0].bulk(ins, SEND_TYPES, &[vec![v(100), s("a")]]),
+            a[0].query("SELECT v, s FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[0], Err(1317));
+}
+
+const EXT: Capabilities = Capabilities::MARIADB_CLIENT_EXTENDED_METADATA;
+
+/// Whether a reply's column descriptions carry the `json` format.
+fn says_json(reply: &Reply) -> bool {
+    reply
+        .as_ref()
+        .is_ok_and(|packets| packets.iter().any(|p| p.windows(4).any(|w| w == b"json")))
+}
+
+#[test]
+fn prepared_extended_metadata_clients_share_one_connection_under_load() {
+    // Clients with and without extended metadata (and with bulk
+    // operations, or not) taking turns on a pool of one backend
+    // connection: each reply is described the way its client asked, at
+    // every turn, also across COM_RESET_CONNECTION.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_ext_load");
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    root.query_drop("CREATE TABLE t (id INT PRIMARY KEY, doc JSON, n INT)")
+        .unwrap();
+    root.query_drop("INSERT INTO t VALUES (1, '{\"a\": 1}', 7)")
+        .unwrap();
+    let proxy = funnel(db, &schema, 1);
+    let addr = proxy.local_addr();
+    let kinds = [EXT | BULK, Capabilities::EMPTY, EXT, BULK];
+    std::thread::scope(|sc| {
+        for (k, caps) in kinds.into_iter().enumerate() {
+            let schema = &schema;
+            sc.spawn(move || {
+                let mut c = Raw::connect_with(addr, "app", "apppw", schema, caps);
+                let ext = caps.contains(EXT);
+                assert_eq!(c.0.caps().contains(EXT), ext);
+                let mut sel = c.prepare("SELECT doc, n FROM t WHERE id = ?").unwrap();
+                for i in 0..60 {
+                    let r = c.query("SELECT doc FROM t");
+                    assert_eq!(says_json(&r), ext, "client {k} turn {i}: {r:?}");
+                    let r = c.execute(sel, 0, &[int(1)], true);
+                    assert_eq!(says_json(&r), ext, "client {k} turn {i}: {r:?}");
+                    let r = c.prepare_reply("SELECT doc FROM t WHERE n = ?");
+                    assert_eq!(says_json(&r), ext, "client {k} turn {i}: {r:?}");
+                    if i % 10 == 9 {
+                        assert!(c.call(&[0x1f], Expect::Status).is_ok(), "client {k}");
+                        // The reset closed its statements.
+                        sel = c.prepare("SELECT doc, n FROM t WHERE id = ?").unwrap();
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn prepared_bulk_on_another_connection_matches_direct() {
+    // The other client's transaction holds the connection a statement was
+    // prepared on: a bulk (or an execute after a bulk) runs on the other
+    // one, prepared there anew, with the types the client sent last.
+    let (d, f) = differential_with("ps_bulk_move", &[TABLE], 2, 2, BULK, |c| {
+        let a = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let mut out = vec![c[0].execute(a, 0, &[int(1), text("a")], true)];
+        out.push(c[1].query("BEGIN"));
+        out.push(c[1].query("INSERT INTO t (v) VALUES (2)"));
+        out.push(c[0].bulk(a, 0, &[vec![v(3), s("c")], vec![v(4), Cell::Null]]));
+        out.push(c[1].query("COMMIT"));
+        out.push(c[1].query("BEGIN"));
+        out.push(c[1].query("INSERT INTO t (v) VALUES (5)"));
+        out.push(c[0].bulk(a, SEND_TYPES, &[vec![s("6"), s("f")]]));
+        out.push(c[1].query("COMMIT"));
+        out.push(c[1].query("BEGIN"));
+        out.push(c[1].query("SELECT COUNT(*) FROM t"));
+        // Types of the bulk: a string for v.
+        out.push(c[0].execute(a, 0, &[text("7"), text("g")], false));
+        out.push(c[1].query("COMMIT"));
+        out.push(c[0].query("SELECT id, v, s FROM t ORDER BY id"));
+        out
+    });
+    assert_same(&d, &f);
+}
