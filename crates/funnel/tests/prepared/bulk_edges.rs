@@ -71,28 +71,30 @@ fn prepared_bulk_of_the_last_prepared_statement_matches_direct() {
 }
 
 #[test]
-fn prepared_bulk_of_refused_pinning_statements_matches_direct() {
-    // The server runs no bulk of a SET, a DO or a CALL (1295): nothing
-    // of them stays on the connection, which other clients share at once.
+fn prepared_bulk_of_refused_statements_matches_direct() {
+    // The server runs no bulk of a SET, a DO, a CALL, a statement without
+    // parameters (1295): nothing of them stays
+    // for the client or the others.
     let setup = &[TABLE, "CREATE PROCEDURE p(x INT) SET @w = x"];
-    let (d, f) = differential_with("ps_bulk_pin", setup, 2, 2, BULK, |c| {
+    let (d, f) = differential_with("ps_bulk_refused", setup, 2, 2, BULK, |c| {
         let set = c[0].prepare("SET @v = ?").unwrap();
-        let mut out = vec![c[1].query("SELECT 1")];
-        out.push(c[0].bulk(set, SEND_TYPES, &[vec![v(5)]]));
-        out.push(c[1].query("SELECT @v"));
         let lock = c[0].prepare("DO GET_LOCK(?, 0)").unwrap();
-        out.push(c[1].query("SELECT 2"));
-        out.push(c[0].bulk(lock, SEND_TYPES, &[vec![s("lk")]]));
-        out.push(c[1].query("SELECT IS_USED_LOCK('lk') IS NULL"));
         let call = c[0].prepare("CALL p(?)").unwrap();
-        out.push(c[1].query("SELECT 3"));
-        out.push(c[0].bulk(call, SEND_TYPES, &[vec![v(6)]]));
-        out.push(c[1].query("SELECT @w"));
-        out.push(c[0].query("SELECT @v, @w, IS_FREE_LOCK('lk')"));
-        out
+        let none = c[0].prepare("INSERT INTO t (v) VALUES (1)").unwrap();
+        let del = c[0].prepare("DELETE FROM t WHERE v = ? RETURNING id").unwrap();
+        vec![
+            c[0].bulk(set, SEND_TYPES, &[vec![v(5)]]),
+            c[0].bulk(lock, SEND_TYPES, &[vec![s("lk")]]),
+            c[0].bulk(call, SEND_TYPES, &[vec![v(6)]]),
+            c[0].bulk(none, SEND_TYPES, &[vec![]]),
+            c[0].bulk(del, SEND_TYPES, &[vec![v(1)]]),
+            c[1].query("SELECT @v, @w, IS_USED_LOCK('lk') IS NULL"),
+            c[0].query("SELECT @v, @w, IS_FREE_LOCK('lk'), (SELECT COUNT(*) FROM t)"),
+        ]
     });
     assert_same(&d, &f);
-    assert_eq!((&d[1], &d[4], &d[7]), (&Err(1295), &Err(1295), &Err(1295)));
+    // A DELETE ... RETURNING runs.
+    assert!(d[..4].iter().all(|r| r == &Err(1295)), "{:?}", &d[..4]);
 }
 
 #[test]
@@ -294,4 +296,39 @@ fn prepared_bulk_on_another_connection_matches_direct() {
         out
     });
     assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_bulk_after_failed_long_data_matches_direct() {
+    // Long data for a parameter the statement does not have: the server
+    // remembers the failure for the next execute, a bulk's too.
+    let (d, f) = differential_with("ps_bulk_ldfail", &[TABLE], 1, 1, BULK, |c| {
+        let a = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        c[0].long_data(a, 5, b"nowhere");
+        let mut out = vec![
+            c[0].bulk(a, SEND_TYPES, &[vec![v(1), s("a")]]),
+            c[0].execute(a, 0, &[int(2), text("b")], true),
+            c[0].bulk(a, SEND_TYPES, &[vec![v(3), s("c")]]),
+        ];
+        c[0].long_data(a, 5, b"nowhere");
+        out.push(reset(&mut c[0], a));
+        out.push(c[0].bulk(a, SEND_TYPES, &[vec![v(4), s("d")]]));
+        out.push(c[0].query("SELECT v, s FROM t ORDER BY id"));
+        out
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_extended_metadata_field_list_matches_direct() {
+    // COM_FIELD_LIST's descriptions carry the extended field too.
+    let setup = &["CREATE TABLE t (id INT PRIMARY KEY, doc JSON, p POINT)"];
+    let (d, f) = differential_with("ps_ext_fields", setup, 1, 1, EXT, |c| {
+        vec![
+            c[0].call(b"\x04t\0", Expect::FieldList),
+            c[0].call(b"\x04t\0d%", Expect::FieldList),
+        ]
+    });
+    assert_same(&d, &f);
+    assert!(says_json(&d[0]), "{:?}", d[0]);
 }
