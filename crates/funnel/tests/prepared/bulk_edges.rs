@@ -332,3 +332,100 @@ fn prepared_extended_metadata_field_list_matches_direct() {
     assert_same(&d, &f);
     assert!(says_json(&d[0]), "{:?}", d[0]);
 }
+
+/// A PyMySQL program (a client that sets `CLIENT_MYSQL` and knows no
+/// MariaDB extension): JSON, UUID and geometry columns described and
+/// read, `executemany`, an error.
+const PYMYSQL: &str = r#"
+import sys, pymysql
+port, schema, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+c = pymysql.connect(host="127.0.0.1", port=port, user=user, password=password, database=schema, autocommit=True)
+cur = c.cursor()
+out = []
+cur.execute("CREATE TABLE j (id INT PRIMARY KEY, doc JSON, u UUID, p POINT)")
+cur.executemany("INSERT INTO j VALUES (%s, %s, %s, POINT(%s, %s))", [(1, '{"a": [1, 2]}', '123e4567-e89b-12d3-a456-426614174000', 1, 2), (2, None, None, 3, 4)])
+out.append(cur.rowcount)
+cur.execute("SELECT id, doc, u, ST_AsText(p), JSON_OBJECT('k', id) FROM j ORDER BY id")
+out.append([d[:2] for d in cur.description])
+out.append(cur.fetchall())
+try:
+    cur.execute("SELECT * FROM nosuch")
+except pymysql.MySQLError as e:
+    out.append(e.args[0])
+print(repr(out))
+"#;
+
+#[test]
+fn pymysql_without_mariadb_extensions_matches_direct() {
+    let importable = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import pymysql"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        eprintln!("skipping: /usr/bin/python3 cannot import pymysql");
+        return;
+    }
+    let db = MariaDb::shared();
+    users(db);
+    let direct = db.fresh_database("ps_pymysql_d");
+    let through = db.fresh_database("ps_pymysql_f");
+    let proxy = funnel(db, &through, 1);
+    let run = |port: u16, schema: &str, user: &str, pw: &str| {
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", PYMYSQL, &port.to_string(), schema, user, pw])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let d = run(db.port(), &direct, "ps_direct", "dpw");
+    let f = run(proxy.local_addr().port(), &through, "app", "apppw");
+    assert_eq!(f, d);
+    assert!(d.contains("'{\"a\": [1, 2]}'"), "{d}");
+}
+
+#[test]
+fn prepared_extended_metadata_of_answers_funnel_rewrites_matches_direct() {
+    // What Funnel answers for each client of a shared connection (its own
+    // insert id, row count, found rows, warnings, variables) is described
+    // as the server describes it to a client with extended metadata.
+    let setup = &[TABLE, "INSERT INTO t (v) VALUES (1), (2), (3)"];
+    let (d, f) = differential_with("ps_ext_rewrites", setup, 2, 1, EXT | BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(10), s("a")], vec![v(11), s("b")]]),
+            c[1].query("INSERT INTO t (v) VALUES (12)"),
+            c[0].query("SELECT LAST_INSERT_ID(), ROW_COUNT(), @@insert_id, @@last_insert_id"),
+            c[1].query("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1"),
+            c[1].query("SELECT FOUND_ROWS(), LAST_INSERT_ID()"),
+            c[0].query("SELECT CAST('x' AS INT)"),
+            c[0].query("SHOW WARNINGS"),
+            c[0].query("SHOW COUNT(*) WARNINGS"),
+            c[0].query("SELECT @@warning_count, @@error_count"),
+            c[1].query("SELECT 1"),
+            c[1].query("SELECT JSON_OBJECT('b', 2), CAST('{}' AS JSON)"),
+            c[0].query("SELECT * FROM t WHERE v > 10 ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_bulk_refusal_diagnostics_match_direct() {
+    // The 1295 Funnel answers for a client without bulk operations is
+    // the client's last condition, as the server's would be.
+    let (d, f) = differential_with("ps_bulk_diag", &[TABLE], 1, 1, Capabilities::EMPTY, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].query("INSERT INTO t (v) VALUES (1), (2)"),
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(3), s("c")]]),
+            c[0].query("SHOW WARNINGS"),
+            c[0].query("SELECT @@warning_count, @@error_count"),
+            c[0].query("SELECT ROW_COUNT()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
