@@ -128,7 +128,9 @@ pub struct BulkHead {
     pub stmt_id: u32,
     /// The bulk flags.
     pub flags: u16,
-    /// Where the parameter types are, when the client sent them whole.
+    /// Where the parameter types are, when the client sent them whole
+    /// and the server reads them: not with a flag it refuses, as it
+    /// refuses those before it reads anything.
     pub types: Option<Range<usize>>,
 }
 
@@ -153,8 +155,7 @@ pub fn parse_bulk(payload: &[u8], params: u16) -> Result<BulkHead> {
     }
     let flags = u16::from_le_bytes([payload[5], payload[6]]);
     let end = BULK_HEAD + 2 * usize::from(params);
-    let types =
-        (flags & BULK_SEND_TYPES != 0 && params > 0 && payload.len() >= end).then_some(BULK_HEAD..end);
+    let types = (flags == BULK_SEND_TYPES && params > 0 && payload.len() >= end).then_some(BULK_HEAD..end);
     Ok(BulkHead {
         stmt_id,
         flags,
@@ -328,6 +329,11 @@ mod tests {
             rewrite_bulk(payload, &h, 99, Some(&[1, 2, 3, 4]), &mut out);
             assert_eq!(&out[..], &expected[..payload.len()]);
         }
+        // A flag the server refuses: it keeps no types of it.
+        let mut unit = with.clone();
+        unit[5] |= 64;
+        let h = parse_bulk(&unit, 2).unwrap();
+        assert_eq!((h.sends_types(), h.types), (true, None));
         assert!(parse_bulk(&with[..6], 2).is_err());
         assert!(parse_bulk(&with[..3], 2).is_err());
     }

@@ -429,3 +429,43 @@ fn prepared_bulk_refusal_diagnostics_match_direct() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_bulk_types_of_a_refused_flag_are_not_kept() {
+    // A bulk with a flag the server refuses before it reads anything
+    // (SEND_UNIT_RESULTS, never offered) sets no types: the client's next
+    // execute without types is read with those of its execute before,
+    // also once Funnel runs it on a new connection (another client with
+    // other capabilities took the pool's only one in between): failed with
+    // 1210, Funnel adding the refused bulk's types there.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_bulk_flagtypes");
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    root.query_drop(TABLE).unwrap();
+    let script = |a: &mut Raw, other: &mut Raw| -> Vec<Reply> {
+        let ins = a.prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let out = vec![
+            a.execute(ins, 0, &[int(1), text("a")], true),
+            a.bulk(ins, SEND_TYPES | 64, &[vec![s("x"), v(2)]]),
+            other.query("SELECT 1"),
+            a.execute(ins, 0, &[int(4), text("d")], false),
+            a.query("SELECT v, s FROM t ORDER BY id"),
+        ];
+        a.query("TRUNCATE t").unwrap();
+        out
+    };
+    let connect = |addr, user, pw, extra| Raw::connect_with(addr, user, pw, &schema, extra);
+    let d = script(
+        &mut connect(db.addr(), "ps_direct", "dpw", BULK),
+        &mut connect(db.addr(), "ps_direct", "dpw", BULK | EXT),
+    );
+    let proxy = funnel(db, &schema, 1);
+    let f = script(
+        &mut connect(proxy.local_addr(), "app", "apppw", BULK),
+        &mut connect(proxy.local_addr(), "app", "apppw", BULK | EXT),
+    );
+    assert_same(&d, &f);
+    assert_eq!(d[1], Err(1295));
+}
