@@ -323,9 +323,10 @@ impl Session {
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
         };
         // A bulk's types are the statement's for later executes too, and
-        // an execute's for a later bulk, as on the server.
-        if let (Some(types), Some(stmt)) = (head.types(), self.stmts.get_mut(id)) {
-            stmt.param_types = Some(payload[types.clone()].to_vec());
+        // an execute's for a later bulk, as on the server. A bulk's are
+        // noted once a connection that takes bulks runs it (below).
+        if !bulk {
+            self.note_param_types(id, payload, &head);
         }
         let mut f = Forward::new(name, Some(Expect::Results));
         // State it makes (a user variable, a named lock, a temporary table)
@@ -369,10 +370,15 @@ impl Session {
         {
             // A server without bulk operations (MySQL, MariaDB before
             // 10.2) in the client's hostgroup: what it would answer.
+            // Such a server refuses it before reading its types: the
+            // client's next execute is read with those it had.
             self.give_back(conn);
             return self
                 .reply_error(1, crate::error::EngineError::NotInPreparedProtocol)
                 .await;
+        }
+        if bulk {
+            self.note_param_types(id, payload, &head);
         }
         // A re-prepare runs under the statement's own variables; the
         // execute under the session's current ones. Bringing those back
@@ -744,6 +750,14 @@ impl Session {
             self.cursor_closed(id);
         }
         Ok(())
+    }
+
+    /// Remembers the parameter types `head` carries as client statement
+    /// `id`'s, for its later executes that send none.
+    fn note_param_types(&mut self, id: u32, payload: &[u8], head: &ExecuteCommand) {
+        if let (Some(types), Some(stmt)) = (head.types(), self.stmts.get_mut(id)) {
+            stmt.param_types = Some(payload[types.clone()].to_vec());
+        }
     }
 
     /// The client's statement named in `payload`, or an ERR 1243 sent.

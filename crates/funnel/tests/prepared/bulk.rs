@@ -185,7 +185,7 @@ fn prepared_bulk_clients_share_one_connection() {
 /// it starts) and takes bulk operations out of every later one, as a
 /// server without them (MySQL, an older MariaDB put in after a failover)
 /// would greet.
-fn bulk_dropped_after(server: SocketAddr, kept: usize) -> SocketAddr {
+pub(super) fn bulk_dropped_after(server: SocketAddr, kept: usize) -> SocketAddr {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

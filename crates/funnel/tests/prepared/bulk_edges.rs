@@ -469,3 +469,33 @@ fn prepared_bulk_types_of_a_refused_flag_are_not_kept() {
     assert_same(&d, &f);
     assert_eq!(d[1], Err(1295));
 }
+
+#[test]
+fn prepared_bulk_refused_for_a_connection_without_it_sets_no_types() {
+    // Funnel offered bulk operations, its connection lacks them (a server
+    // swapped after its look at start): the refused bulk's types must not
+    // serve the client's next execute without types, which a server
+    // without bulk operations reads with the types of the execute before.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_bulk_old_types");
+    db.root()
+        .query_drop(format!("CREATE TABLE {schema}.t (v INT)"))
+        .unwrap();
+    let relay = bulk_dropped_after(db.addr(), 1);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: old\n    address: {relay}\n    user: ps_backend\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n"
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    let mut c = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK);
+    assert!(c.0.caps().contains(BULK));
+    let ins = c.prepare("INSERT INTO t VALUES (?)").unwrap();
+    assert!(c.execute(ins, 0, &[int(1)], true).is_ok());
+    assert_eq!(c.bulk(ins, SEND_TYPES, &[vec![s("2")]]), Err(1295));
+    assert!(c.execute(ins, 0, &[int(3)], false).is_ok());
+    let reply = c.query("SELECT GROUP_CONCAT(v ORDER BY v) FROM t").unwrap();
+    assert_eq!(reply[3], b"\x031,3", "{reply:?}");
+}
