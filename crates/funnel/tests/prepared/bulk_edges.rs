@@ -499,3 +499,52 @@ fn prepared_bulk_refused_for_a_connection_without_it_sets_no_types() {
     let reply = c.query("SELECT GROUP_CONCAT(v ORDER BY v) FROM t").unwrap();
     assert_eq!(reply[3], b"\x031,3", "{reply:?}");
 }
+
+#[test]
+fn prepared_extended_metadata_cursor_and_returning_match_direct() {
+    // Descriptions with the extended field in a cursor's execute, its
+    // fetches, and a bulk's RETURNING result set.
+    let setup = &[
+        "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, doc JSON, u UUID)",
+        "INSERT INTO t (doc, u) VALUES ('[1]', UUID()), ('[2]', NULL), ('{}', NULL)",
+    ];
+    let (d, f) = differential_with("ps_ext_cursor", setup, 2, 2, EXT | BULK, |c| {
+        let sel = c[0]
+            .prepare("SELECT id, doc, u IS NULL FROM t WHERE id > ?")
+            .unwrap();
+        let ret = c[1]
+            .prepare("INSERT INTO t (doc) VALUES (?) RETURNING id, doc, u")
+            .unwrap();
+        vec![
+            c[0].execute(sel, 1, &[int(0)], true),
+            c[0].fetch(sel, 2),
+            c[1].bulk(ret, SEND_TYPES, &[vec![s("[7]")], vec![Cell::Null]]),
+            c[0].fetch(sel, 5),
+            c[0].execute(sel, 0, &[int(3)], false),
+        ]
+    });
+    assert_same(&d, &f);
+    assert!(says_json(&d[0]) && says_json(&d[2]), "{:?}", d[2]);
+}
+
+#[test]
+fn prepared_bulk_into_a_temporary_table_matches_direct() {
+    // A temporary table that hides the statement's table takes the
+    // bulk's rows, as the server reopens the table at each execute.
+    let (d, f) = differential_with("ps_bulk_temp", &[TABLE], 2, 2, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let other = c[1].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].bulk(ins, SEND_TYPES, &[vec![v(1), s("a")]]),
+            c[0].query("CREATE TEMPORARY TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, s TEXT)"),
+            c[0].bulk(ins, 0, &[vec![v(2), s("b")], vec![v(3), Cell::Default]]),
+            c[1].bulk(other, SEND_TYPES, &[vec![v(4), s("d")]]),
+            c[0].query("SELECT v, s FROM t ORDER BY id"),
+            c[1].query("SELECT v, s FROM t ORDER BY id"),
+            c[0].query("DROP TEMPORARY TABLE t"),
+            c[0].bulk(ins, 0, &[vec![v(5), s("e")]]),
+            c[1].query("SELECT v, s FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+}
