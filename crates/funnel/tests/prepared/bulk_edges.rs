@@ -548,3 +548,59 @@ fn prepared_bulk_into_a_temporary_table_matches_direct() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+#[ignore = "Funnel answers ROW_COUNT() after an UPDATE or DELETE bulk with the OK's affected rows \
+            (the sum of every row's), the server with the last row's; not fixed: see the report"]
+fn prepared_bulk_row_count_after_update_and_delete_matches_direct() {
+    // Two clients share the connection, so Funnel answers each one's
+    // ROW_COUNT() from what it recorded. Directly: 0 after the UPDATE
+    // bulk (its last row matched nothing) and 1 after the DELETE bulk
+    // (its last row deleted one); through Funnel 2 and 2.
+    let setup = &[TABLE, "INSERT INTO t (v) VALUES (1), (2), (3)"];
+    let (d, f) = differential_with("ps_bulk_rowcount", setup, 2, 1, BULK, |c| {
+        let upd = c[1].prepare("UPDATE t SET s = ? WHERE v = ?").unwrap();
+        let del = c[0].prepare("DELETE FROM t WHERE v = ?").unwrap();
+        vec![
+            c[1].bulk(
+                upd,
+                SEND_TYPES,
+                &[vec![s("x"), v(1)], vec![s("x"), v(2)], vec![s("y"), v(9)]],
+            ),
+            c[0].query("SELECT 1"),
+            c[1].query("SELECT ROW_COUNT()"),
+            c[0].bulk(del, SEND_TYPES, &[vec![v(1)], vec![v(7)], vec![v(3)]]),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT ROW_COUNT()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+#[ignore = "after INSERT ... RETURNING (text, execute or bulk) Funnel answers LAST_INSERT_ID() \
+            and FOUND_ROWS() with values of its own (0, the rows returned), the server with \
+            the first inserted id and 1: the result set's EOF carries no insert id; not fixed"]
+fn prepared_returning_then_last_insert_id_matches_direct() {
+    let (d, f) = differential_with("ps_ret_counts", &[TABLE], 2, 1, BULK, |c| {
+        let ret = c[0]
+            .prepare("INSERT INTO t (v, s) VALUES (?, ?) RETURNING id")
+            .unwrap();
+        vec![
+            c[0].query("INSERT INTO t (v, s) VALUES (1, 'a'), (2, 'b') RETURNING id"),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+            c[0].execute(ret, 0, &[int(3), text("c")], true),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+            c[0].bulk(
+                ret,
+                SEND_TYPES,
+                &[vec![v(4), s("d")], vec![v(5), s("e")], vec![v(6), s("f")]],
+            ),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT FOUND_ROWS(), ROW_COUNT(), LAST_INSERT_ID()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
