@@ -604,3 +604,80 @@ fn prepared_returning_then_last_insert_id_matches_direct() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_bulk_insert_row_counts_match_direct() {
+    // An INSERT bulk's ROW_COUNT() is the OK's count of every row, also
+    // with IGNORE (a duplicate last) and ON DUPLICATE KEY UPDATE.
+    let setup = &[TABLE, "INSERT INTO t (v) VALUES (1)"];
+    let (d, f) = differential_with("ps_bulk_inscount", setup, 2, 1, BULK, |c| {
+        let ign = c[0].prepare("INSERT IGNORE INTO t (v) VALUES (?)").unwrap();
+        let odku = c[0]
+            .prepare("INSERT INTO t (v) VALUES (?) ON DUPLICATE KEY UPDATE s = 'u'")
+            .unwrap();
+        vec![
+            c[0].bulk(ign, SEND_TYPES, &[vec![v(5)], vec![v(6)], vec![v(1)]]),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT ROW_COUNT(), LAST_INSERT_ID()"),
+            c[0].bulk(odku, SEND_TYPES, &[vec![v(1)], vec![v(7)], vec![v(5)]]),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT ROW_COUNT(), LAST_INSERT_ID()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn mariadb_cli_column_type_info_matches_direct() {
+    // The mariadb client (libmariadb, which takes extended metadata and
+    // bulk operations where offered) describes a JSON column alike.
+    if std::process::Command::new("mariadb")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: no mariadb client");
+        return;
+    }
+    let db = MariaDb::shared();
+    users(db);
+    let direct = db.fresh_database("ps_cli_d");
+    let through = db.fresh_database("ps_cli_f");
+    let mut root = db.root();
+    for schema in [&direct, &through] {
+        root.query_drop(format!("CREATE TABLE {schema}.t (doc JSON, u UUID, p POINT)"))
+            .unwrap();
+        root.query_drop(format!(
+            "INSERT INTO {schema}.t VALUES ('[1]', '123e4567-e89b-12d3-a456-426614174000', POINT(1, 2))"
+        ))
+        .unwrap();
+    }
+    let proxy = funnel(db, &through, 1);
+    let run = |port: u16, schema: &str, user: &str, pw: &str| {
+        let out = std::process::Command::new("mariadb")
+            .args([
+                "--protocol=TCP",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                &format!("-u{user}"),
+                &format!("-p{pw}"),
+                "--column-type-info",
+                "--table",
+                schema,
+                "-e",
+                "SELECT doc, u, ST_AsText(p) FROM t",
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.replace(schema, "<db>")
+    };
+    let d = run(db.port(), &direct, "ps_direct", "dpw");
+    let f = run(proxy.local_addr().port(), &through, "app", "apppw");
+    assert_eq!(f, d);
+    assert!(d.contains("(format=json)") && d.contains("(type=uuid)"), "{d}");
+}
