@@ -681,3 +681,43 @@ fn mariadb_cli_column_type_info_matches_direct() {
     assert_eq!(f, d);
     assert!(d.contains("(format=json)") && d.contains("(type=uuid)"), "{d}");
 }
+
+#[test]
+fn prepared_bulk_of_a_statement_with_an_open_cursor_matches_direct() {
+    // The server refuses a bulk SELECT before it would close the
+    // statement's cursor: fetches go on after it.
+    let setup = &[TABLE, "INSERT INTO t (v) VALUES (1), (2), (3), (4)"];
+    let (d, f) = differential_with("ps_bulk_cursor", setup, 1, 1, BULK, |c| {
+        let sel = c[0].prepare("SELECT v FROM t WHERE v > ? ORDER BY v").unwrap();
+        vec![
+            c[0].execute(sel, 1, &[int(0)], true),
+            c[0].fetch(sel, 1),
+            c[0].bulk(sel, SEND_TYPES, &[vec![v(2)]]),
+            c[0].fetch(sel, 2),
+            c[0].bulk(sel, 0, &[vec![v(2)]]),
+            c[0].fetch(sel, 5),
+            c[0].fetch(sel, 5),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[2], Err(1295));
+}
+
+#[test]
+fn prepared_bulk_after_close_matches_direct() {
+    let (d, f) = differential_with("ps_bulk_close", &[TABLE], 1, 1, BULK, |c| {
+        let ins = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let mut out = vec![c[0].bulk(ins, SEND_TYPES, &[vec![v(1), s("a")]])];
+        c[0].stmt_command(0x19, ins);
+        out.push(c[0].bulk(ins, SEND_TYPES, &[vec![v(2), s("b")]]));
+        out.push(c[0].bulk(LAST_PREPARED, SEND_TYPES, &[vec![v(3), s("c")]]));
+        let again = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        // A new statement: the closed one's types are gone.
+        out.push(c[0].bulk(again, 0, &[vec![v(4), s("d")]]));
+        out.push(c[0].bulk(LAST_PREPARED, SEND_TYPES, &[vec![v(5), s("e")]]));
+        out.push(c[0].query("SELECT v, s FROM t ORDER BY id"));
+        out
+    });
+    assert_same(&d, &f);
+    assert_eq!((&d[1], &d[3]), (&Err(1243), &Err(1210)));
+}
