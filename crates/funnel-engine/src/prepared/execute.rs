@@ -212,10 +212,11 @@ impl ExecuteCommand {
         }
     }
 
-    /// The server forgets the statement's long data when it gets it: an
-    /// execute, or a bulk with flags it takes (it refuses others before
-    /// it finds the statement).
-    pub fn forgets_long_data(&self) -> bool {
+    /// The server gets as far as the statement: an execute, or a bulk
+    /// with flags it takes (it refuses others before it finds the
+    /// statement, so it neither reads their types nor forgets the
+    /// statement's long data).
+    pub fn reaches_statement(&self) -> bool {
         match self {
             ExecuteCommand::Single(_) => true,
             ExecuteCommand::Bulk(h) => h.flags & !BULK_SEND_TYPES == 0,

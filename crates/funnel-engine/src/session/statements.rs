@@ -434,8 +434,12 @@ impl Session {
         // The server reads an execute without types by the types it last
         // received for the statement, maybe from another client's execute
         // or from this client's on another connection.
+        // None for a bulk the server refuses for its flags: it would not
+        // read them, and the connection's types stay what they were.
         let inject = match (head.sends_types(), client_types) {
-            (false, Some(t)) if backend.bound_types.as_ref() != Some(t) => Some(t.clone()),
+            (false, Some(t)) if backend.bound_types.as_ref() != Some(t) && head.reaches_statement() => {
+                Some(t.clone())
+            }
             _ => None,
         };
         if let Some(t) = head.types().map(|r| &payload[r.clone()]).or(inject.as_deref()) {
@@ -447,7 +451,7 @@ impl Session {
         // The server forgets the statement's long data after an execute,
         // and after a bulk too (whose rows never read it), also one it
         // refuses, but for flags it refuses before looking at the statement.
-        if head.forgets_long_data() {
+        if head.reaches_statement() {
             self.long_data.retain(|&s| s != id);
         }
         self.send_rewritten(conn, &rewritten, &f).await?;

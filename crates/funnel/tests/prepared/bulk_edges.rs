@@ -721,3 +721,44 @@ fn prepared_bulk_after_close_matches_direct() {
     assert_same(&d, &f);
     assert_eq!((&d[1], &d[3]), (&Err(1243), &Err(1210)));
 }
+
+#[test]
+fn prepared_bulk_reading_last_insert_id_matches_direct() {
+    // A bulk whose statement reads LAST_INSERT_ID() reads the client's,
+    // not the one another client left on the shared connection.
+    let (d, f) = differential_with("ps_bulk_readlid", &[TABLE], 2, 1, BULK, |c| {
+        let rd = c[0]
+            .prepare("INSERT INTO t (v, s) VALUES (LAST_INSERT_ID() * 100 + ?, ?)")
+            .unwrap();
+        vec![
+            c[0].query("INSERT INTO t (v) VALUES (1)"),
+            c[1].query("INSERT INTO t (v) VALUES (2)"),
+            c[0].bulk(rd, SEND_TYPES, &[vec![v(1), s("a")], vec![v(2), s("b")]]),
+            c[1].query("INSERT INTO t (v) VALUES (3)"),
+            c[0].bulk(rd, 0, &[vec![v(3), s("c")]]),
+            c[1].query("SELECT id, v, s FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_bulk_refused_flag_without_types_sets_none_on_the_connection() {
+    // A bulk with only a flag the server refuses (no types sent): Funnel
+    // must not count the types it would add as the connection's, since
+    // the server never reads them; the client's next execute without
+    // types then still gets its own added, not the other client's read.
+    let (d, f) = differential_with("ps_bulk_flag_inject", &[TABLE], 2, 1, BULK, |c| {
+        let a = c[0].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        let b = c[1].prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+        vec![
+            c[0].execute(a, 0, &[int(1), text("a")], true),
+            c[1].execute(b, 0, &[text("2"), int(2)], true),
+            c[0].bulk(a, 64, &[vec![v(3), s("c")]]),
+            c[0].execute(a, 0, &[int(4), text("d")], false),
+            c[1].query("SELECT v, s FROM t ORDER BY id"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[2], Err(1295));
+}
