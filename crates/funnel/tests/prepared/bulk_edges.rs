@@ -805,3 +805,131 @@ fn prepared_bulk_on_a_new_connection_after_key_changes_matches_direct() {
     assert_same(&d, &f);
     assert!(d.iter().all(Result::is_ok), "{d:?}");
 }
+
+/// A client of the compressed protocol, over a [`MiniClient`] that
+/// negotiated `CLIENT_COMPRESS` (which speaks only the plain one).
+struct Zipped {
+    stream: std::net::TcpStream,
+    plain: Vec<u8>,
+    caps: Capabilities,
+}
+
+impl Zipped {
+    fn connect(addr: SocketAddr, user: &str, pw: &str, db: &str) -> (Zipped, MiniClient) {
+        let c =
+            MiniClient::connect_with(addr, user, pw, Some(db), BULK | Capabilities::CLIENT_COMPRESS).unwrap();
+        assert!(c.caps().contains(Capabilities::CLIENT_COMPRESS) && c.caps().contains(BULK));
+        let z = Zipped {
+            stream: c.try_clone_stream().unwrap(),
+            plain: Vec::new(),
+            caps: c.caps(),
+        };
+        (z, c)
+    }
+
+    /// Sends `payload` as one command, compressed in one frame.
+    fn send(&mut self, payload: &[u8]) {
+        use std::io::Write;
+        assert!(payload.len() < 0xff_ffff);
+        let mut plain = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        plain.push(0);
+        plain.extend_from_slice(payload);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&plain).unwrap();
+        let packed = z.finish().unwrap();
+        let mut frame = (packed.len() as u32).to_le_bytes()[..3].to_vec();
+        frame.push(0);
+        frame.extend_from_slice(&(plain.len() as u32).to_le_bytes()[..3]);
+        frame.extend_from_slice(&packed);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// The next plain packet's payload, reading frames as needed.
+    fn packet(&mut self) -> Vec<u8> {
+        use std::io::Read;
+        loop {
+            if self.plain.len() >= 4 {
+                let len = usize::from(self.plain[0])
+                    | usize::from(self.plain[1]) << 8
+                    | usize::from(self.plain[2]) << 16;
+                if self.plain.len() >= 4 + len {
+                    let p = self.plain[4..4 + len].to_vec();
+                    self.plain.drain(..4 + len);
+                    return p;
+                }
+            }
+            let mut head = [0u8; 7];
+            self.stream.read_exact(&mut head).unwrap();
+            let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+            let raw_len = usize::from(head[4]) | usize::from(head[5]) << 8 | usize::from(head[6]) << 16;
+            let mut body = vec![0u8; len];
+            self.stream.read_exact(&mut body).unwrap();
+            if raw_len == 0 {
+                self.plain.extend_from_slice(&body);
+            } else {
+                flate2::read::ZlibDecoder::new(&body[..])
+                    .read_to_end(&mut self.plain)
+                    .unwrap();
+            }
+        }
+    }
+
+    fn call(&mut self, payload: &[u8], expect: Expect) -> Reply {
+        use funnel_protocol::tracker::{Event, ResponseTracker};
+        self.send(payload);
+        let mut tracker = ResponseTracker::new(expect, self.caps, funnel_protocol::StatusFlags(2));
+        let mut out = Vec::new();
+        loop {
+            let p = self.packet();
+            let event = tracker.feed(&p, p.len()).unwrap();
+            out.push(p);
+            if event == Event::Done {
+                break;
+            }
+        }
+        if out[0].first() == Some(&0xff) {
+            return Err(u16::from_le_bytes([out[0][1], out[0][2]]));
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn prepared_bulk_over_the_compressed_protocol_matches_direct() {
+    // A 2 MiB bulk (frames of compressed data) and a RETURNING result of
+    // many rows, compressed both ways.
+    let db = MariaDb::shared();
+    users(db);
+    let table = "t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, s VARCHAR(250))";
+    let script = |addr: SocketAddr, user: &str, pw: &str, schema: &str| -> Vec<Reply> {
+        db.root()
+            .query_drop(format!("CREATE TABLE {schema}.{table}"))
+            .unwrap();
+        let (mut z, _keep) = Zipped::connect(addr, user, pw, schema);
+        let mut prep = vec![0x16];
+        prep.extend_from_slice(b"INSERT INTO t (v, s) VALUES (?, ?) RETURNING id, v");
+        let id = u32::from_le_bytes(
+            z.call(&prep, Expect::Prepare).unwrap()[0][1..5]
+                .try_into()
+                .unwrap(),
+        );
+        let long = "y".repeat(240);
+        let big: Vec<Vec<Cell>> = (0..8000).map(|n| vec![v(n), s(&long)]).collect();
+        let many: Vec<Vec<Cell>> = (0..3000).map(|n| vec![v(n), s("r")]).collect();
+        let mut count = vec![0x03];
+        count.extend_from_slice(b"SELECT COUNT(*), SUM(LENGTH(s)) FROM t");
+        let out = vec![
+            z.call(&bulk_payload(id, SEND_TYPES, &big), Expect::Results),
+            z.call(&bulk_payload(id, 0, &many), Expect::Results),
+            z.call(&count, Expect::Results),
+        ];
+        mask(out, schema)
+    };
+    let direct = db.fresh_database("ps_bulk_zip_d");
+    let through = db.fresh_database("ps_bulk_zip_f");
+    let d = script(db.addr(), "ps_direct", "dpw", &direct);
+    let proxy = funnel(db, &through, 1);
+    let f = script(proxy.local_addr(), "app", "apppw", &through);
+    assert_same(&d, &f);
+    assert_eq!(d[1].as_ref().map(Vec::len), Ok(3000 + 5));
+}
