@@ -933,3 +933,40 @@ fn prepared_bulk_over_the_compressed_protocol_matches_direct() {
     assert_same(&d, &f);
     assert_eq!(d[1].as_ref().map(Vec::len), Ok(3000 + 5));
 }
+
+#[test]
+fn prepared_bulk_around_client_max_packet_size() {
+    // A bulk just under client.max_packet_size runs; one over it gets
+    // ERR 1153 (and the connection is closed, as the server does with
+    // max_allowed_packet), never a hang.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_bulk_maxpkt");
+    db.root()
+        .query_drop(format!("CREATE TABLE {schema}.t (v INT, s VARCHAR(250))"))
+        .unwrap();
+    let cfg = funnel_testkit::funnel::config(
+        db,
+        ("app", "apppw"),
+        ("ps_backend", "bpw"),
+        Some(&schema),
+        "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nclient:\n  max_packet_size: 1MiB\n",
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let long = "z".repeat(240);
+    let rows = |n: i64| -> Vec<Vec<Cell>> { (0..n).map(|i| vec![v(i), s(&long)]).collect() };
+    let mut c = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK);
+    let ins = c.prepare("INSERT INTO t VALUES (?, ?)").unwrap();
+    let under = bulk_payload(ins, SEND_TYPES, &rows(4000));
+    assert!(under.len() < 1 << 20, "{}", under.len());
+    assert!(c.call(&under, Expect::Results).is_ok());
+    let over = bulk_payload(ins, SEND_TYPES, &rows(4300));
+    assert!(over.len() > 1 << 20, "{}", over.len());
+    c.0.send_command(&over).unwrap();
+    let (_, reply) = c.0.read_packet().unwrap();
+    let err = funnel_protocol::response::ErrPacket::parse(&reply).unwrap();
+    assert_eq!(err.code, 1153, "{err:?}");
+    let mut fresh = Raw::connect(proxy.local_addr(), "app", "apppw", &schema);
+    let count = fresh.query("SELECT COUNT(*) FROM t").unwrap();
+    assert_eq!(count[3], b"\x044000");
+}
