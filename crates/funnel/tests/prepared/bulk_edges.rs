@@ -625,6 +625,8 @@ fn prepared_bulk_insert_row_counts_match_direct() {
         ]
     });
     assert_same(&d, &f);
+    assert!(d[0].is_ok(), "{:?}", d[0]);
+    assert_eq!(d[3], Err(1295));
 }
 
 #[test]
@@ -969,4 +971,29 @@ fn prepared_bulk_around_client_max_packet_size() {
     let mut fresh = Raw::connect(proxy.local_addr(), "app", "apppw", &schema);
     let count = fresh.query("SELECT COUNT(*) FROM t").unwrap();
     assert_eq!(count[3], b"\x044000");
+}
+
+#[test]
+fn prepared_bulk_replace_and_insert_select_row_counts_match_direct() {
+    // A REPLACE bulk (a row replaced counts two): the client's
+    // ROW_COUNT() and LAST_INSERT_ID() as directly; the server refuses an
+    // INSERT ... SELECT bulk, which leaves them.
+    let setup = &[TABLE, "INSERT INTO t (v) VALUES (1)"];
+    let (d, f) = differential_with("ps_bulk_morecounts", setup, 2, 1, BULK, |c| {
+        let rep = c[0].prepare("REPLACE INTO t (v, s) VALUES (?, 'r')").unwrap();
+        let insel = c[0]
+            .prepare("INSERT INTO t (v) SELECT ? + seq FROM seq_1_to_2")
+            .unwrap();
+        vec![
+            c[0].bulk(rep, SEND_TYPES, &[vec![v(1)], vec![v(9)]]),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT ROW_COUNT(), LAST_INSERT_ID()"),
+            c[0].bulk(insel, SEND_TYPES, &[vec![v(100)], vec![v(200)], vec![v(300)]]),
+            c[1].query("SELECT 1"),
+            c[0].query("SELECT ROW_COUNT(), LAST_INSERT_ID()"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert!(d[0].is_ok(), "{:?}", d[0]);
+    assert_eq!(d[3], Err(1295));
 }
