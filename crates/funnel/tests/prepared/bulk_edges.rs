@@ -997,3 +997,29 @@ fn prepared_bulk_replace_and_insert_select_row_counts_match_direct() {
     assert!(d[0].is_ok(), "{:?}", d[0]);
     assert_eq!(d[3], Err(1295));
 }
+
+#[test]
+fn prepared_extended_metadata_with_deprecate_eof_matches_direct() {
+    // Extended metadata with CLIENT_DEPRECATE_EOF (as Connector/J and
+    // Node.js negotiate both): prepares, one replayed from Funnel's
+    // registry, executes, a bulk's RETURNING, text results.
+    let setup = &["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, doc JSON, u UUID)"];
+    let caps = EXT | BULK | Capabilities::CLIENT_DEPRECATE_EOF;
+    let (d, f) = differential_with("ps_ext_deof", setup, 2, 1, caps, |c| {
+        let sql = "INSERT INTO t (doc) VALUES (?) RETURNING id, doc, u";
+        let a = c[0].prepare_reply(sql);
+        let b = c[1].prepare_reply(sql);
+        let id = c[1].prepare(sql).unwrap();
+        let sel = c[0].prepare("SELECT doc, u FROM t WHERE id > ?").unwrap();
+        vec![
+            a,
+            b,
+            c[1].bulk(id, SEND_TYPES, &[vec![s("[1]")], vec![s("{}")]]),
+            c[1].execute(id, 0, &[text("[2]")], true),
+            c[0].execute(sel, 0, &[int(0)], true),
+            c[0].query("SELECT doc, u FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert!(says_json(&d[5]), "{:?}", d[5]);
+}
