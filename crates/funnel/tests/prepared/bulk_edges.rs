@@ -625,8 +625,7 @@ fn prepared_bulk_insert_row_counts_match_direct() {
         ]
     });
     assert_same(&d, &f);
-    assert!(d[0].is_ok(), "{:?}", d[0]);
-    assert_eq!(d[3], Err(1295));
+    assert!(d[0].is_ok() && d[3].is_ok(), "{:?} {:?}", d[0], d[3]);
 }
 
 #[test]
