@@ -550,13 +550,11 @@ fn prepared_bulk_into_a_temporary_table_matches_direct() {
 }
 
 #[test]
-#[ignore = "Funnel answers ROW_COUNT() after an UPDATE or DELETE bulk with the OK's affected rows \
-            (the sum of every row's), the server with the last row's; not fixed: see the report"]
 fn prepared_bulk_row_count_after_update_and_delete_matches_direct() {
     // Two clients share the connection, so Funnel answers each one's
-    // ROW_COUNT() from what it recorded. Directly: 0 after the UPDATE
-    // bulk (its last row matched nothing) and 1 after the DELETE bulk
-    // (its last row deleted one); through Funnel 2 and 2.
+    // ROW_COUNT() from what it recorded: 0 after the UPDATE bulk (its
+    // last row matched nothing) and 1 after the DELETE bulk (its last row
+    // deleted one), as directly, where the OK says 2 for each.
     let setup = &[TABLE, "INSERT INTO t (v) VALUES (1), (2), (3)"];
     let (d, f) = differential_with("ps_bulk_rowcount", setup, 2, 1, BULK, |c| {
         let upd = c[1].prepare("UPDATE t SET s = ? WHERE v = ?").unwrap();
