@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use funnel_config::Config;
-use funnel_protocol::StatusFlags;
+use funnel_protocol::{Capabilities, StatusFlags};
 
 use crate::error::EngineError;
 use crate::oneshot;
@@ -238,6 +238,12 @@ impl BackendSet {
             })
             .collect();
         clauses.join("; ")
+    }
+
+    /// The MariaDB extended capabilities of the first backend that has
+    /// opened a connection (in configuration order), if any has.
+    pub fn server_extended(&self) -> Option<Capabilities> {
+        self.pools.borrow().iter().find_map(|p| p.server_extended())
     }
 
     /// True when `hostgroup` has backends and an operator drained every

@@ -134,7 +134,8 @@ impl Proxy {
             .unwrap_or_else(|| Greeting {
                 version: FALLBACK_VERSION.as_bytes().to_vec(),
                 charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
-                extended: crate::session::handshake::EXTENDED_CAPS,
+                // Learned from the first connection opened (`Shard::extended_caps`).
+                extended: None,
             });
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
@@ -588,7 +589,7 @@ struct Greeting {
     /// Its default collation.
     charset: u8,
     /// The MariaDB extended capabilities it offers.
-    extended: funnel_protocol::Capabilities,
+    extended: Option<funnel_protocol::Capabilities>,
 }
 
 /// Reads a backend's greeting to learn its version, so clients see the
@@ -613,9 +614,10 @@ fn probe_greeting(addr: &BackendAddr) -> Option<Greeting> {
     Some(Greeting {
         version,
         charset: hs.charset,
-        extended: hs
-            .capabilities
-            .intersect(crate::session::handshake::EXTENDED_CAPS),
+        extended: Some(
+            hs.capabilities
+                .intersect(crate::session::handshake::EXTENDED_CAPS),
+        ),
     })
 }
 

@@ -78,8 +78,8 @@ pub struct Shard {
     fallback_version: Vec<u8>,
     /// The collation id announced to clients (a backend's, see `ShardSetup`).
     greeting_charset: u8,
-    /// Offered to clients (see [`Shard::extended_caps`]).
-    extended_caps: Capabilities,
+    /// See [`Shard::extended_caps`].
+    extended_at_start: Option<Capabilities>,
     /// What the backends make of the `utf8` alias (from the version the
     /// first reachable backend greeted with at start).
     pub utf8_alias: Utf8Alias,
@@ -108,8 +108,9 @@ pub struct ShardSetup {
     pub version: Vec<u8>,
     /// The collation id a backend's greeting announced.
     pub charset: u8,
-    /// The MariaDB extended capabilities that greeting offered.
-    pub extended: Capabilities,
+    /// The MariaDB extended capabilities that greeting offered (`None`:
+    /// no backend answered at start).
+    pub extended: Option<Capabilities>,
     /// Every shard's control channel (this one's included).
     pub peers: Vec<ControlSender>,
     /// Per-user connection counters, shared by every core.
@@ -124,7 +125,9 @@ impl Shard {
         let cfg = setup.config;
         let stats = Rc::new(Stats::default());
         let backends = BackendSet::new(stats.clone());
-        backends.expect_key(crate::pool::key::PoolKey::common(setup.extended));
+        backends.expect_key(crate::pool::key::PoolKey::common(
+            setup.extended.unwrap_or(Capabilities::EMPTY),
+        ));
         let stopping = Rc::new(Cell::new(false));
         backends.apply(&cfg, &setup.backends, &stopping);
         Rc::new(Shard {
@@ -151,7 +154,7 @@ impl Shard {
             utf8_alias: Utf8Alias::of_server(&setup.version),
             fallback_version: setup.version,
             greeting_charset: setup.charset,
-            extended_caps: setup.extended,
+            extended_at_start: setup.extended,
             draining: Cell::new(false),
             paused: Cell::new(false),
             resume: RefCell::new(Vec::new()),
@@ -282,13 +285,17 @@ impl Shard {
 
     /// The MariaDB extended capabilities clients are offered (of those
     /// Funnel carries, `session::handshake::EXTENDED_CAPS`): the ones the
-    /// backend greeting read at start offered (all of them when none
-    /// answered, as the fallback greeting is MariaDB's). A backend
+    /// backend greeting read at start offered, or where none answered
+    /// then, the first backend this core has opened a connection to since
+    /// (none before: a client promised extended metadata could not be
+    /// served by a server without it, such as MySQL). A backend
     /// connection without bulk operations answers a bulk execute as such a
     /// server would (ERR 1295); one without extended metadata is not
     /// opened for a client that asked for it (`LacksCapabilities`).
     pub fn extended_caps(&self) -> Capabilities {
-        self.extended_caps
+        self.extended_at_start
+            .or_else(|| self.backends.server_extended())
+            .unwrap_or(Capabilities::EMPTY)
     }
 
     /// Kills one of this shard's clients, or only its running query, on

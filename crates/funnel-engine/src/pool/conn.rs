@@ -217,6 +217,8 @@ pub struct BackendConn {
     pub key: PoolKey,
     /// Negotiated capabilities.
     pub caps: Capabilities,
+    /// The MariaDB extended capabilities the server's greeting offered.
+    pub server_extended: Capabilities,
     /// Status flags after the last response.
     pub status: StatusFlags,
     /// The schema selected on the server (`None`: none selected yet).
@@ -462,6 +464,7 @@ impl BackendConn {
                         buf,
                         key,
                         caps,
+                        server_extended: Capabilities(u64::from(hs.capabilities.upper()) << 32),
                         status: ok.status,
                         schema: None,
                         server_thread_id: hs.connection_id,

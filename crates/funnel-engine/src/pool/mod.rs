@@ -21,7 +21,7 @@ use crate::ids::BackendId;
 use crate::rt;
 use crate::stats::Stats;
 use conn::{BackendConn, BackendSpec, SlotGuard};
-use funnel_protocol::StatusFlags;
+use funnel_protocol::{Capabilities, StatusFlags};
 use key::PoolKey;
 
 /// Limits and timeouts of one pool.
@@ -190,6 +190,8 @@ pub struct Pool {
     next_id: Cell<u64>,
     last_key: Cell<PoolKey>,
     server_version: RefCell<Option<Vec<u8>>>,
+    /// The MariaDB extensions its server offered, once a connection opened.
+    server_extended: Cell<Option<Capabilities>>,
     /// The status of the newest login (a connection's or a health
     /// check's): a fresh session's flags on this server (its global
     /// `sql_mode`'s NO_BACKSLASH_ESCAPES).
@@ -250,6 +252,7 @@ impl Pool {
             next_id: Cell::new(1),
             last_key: Cell::new(PoolKey::DEFAULT),
             server_version: RefCell::new(None),
+            server_extended: Cell::new(None),
             login_status: Cell::new(None),
             stats,
         })
@@ -459,6 +462,12 @@ impl Pool {
     /// The server version string, once a connection was opened.
     pub fn server_version(&self) -> Option<Vec<u8>> {
         self.server_version.borrow().clone()
+    }
+
+    /// The MariaDB extended capabilities its server offered at the last
+    /// open (`None` before any).
+    pub fn server_extended(&self) -> Option<Capabilities> {
+        self.server_extended.get()
     }
 
     /// A fresh session's status flags on this server, once a connection
@@ -805,6 +814,7 @@ impl Pool {
                 if self.server_version.borrow().is_none() {
                     *self.server_version.borrow_mut() = Some(version);
                 }
+                self.server_extended.set(Some(conn.server_extended));
                 Ok(conn)
             }
             Err(e) if e.key_specific() => Err(self.refuse_key(key, e)),

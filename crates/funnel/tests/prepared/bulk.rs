@@ -186,9 +186,15 @@ fn prepared_bulk_clients_share_one_connection() {
 /// server without them (MySQL, an older MariaDB put in after a failover)
 /// would greet.
 pub(super) fn bulk_dropped_after(server: SocketAddr, kept: usize) -> SocketAddr {
-    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    relay_dropping_bulk(listener, server, kept);
+    addr
+}
+
+/// [`bulk_dropped_after`] on `listener`.
+fn relay_dropping_bulk(listener: std::net::TcpListener, server: SocketAddr, kept: usize) {
+    use std::io::{Read, Write};
     std::thread::spawn(move || {
         for (n, client) in listener.incoming().enumerate() {
             let Ok(mut client) = client else { return };
@@ -219,7 +225,6 @@ pub(super) fn bulk_dropped_after(server: SocketAddr, kept: usize) -> SocketAddr 
             }
         }
     });
-    addr
 }
 
 #[test]
@@ -294,4 +299,43 @@ fn prepared_bulk_row_count_after_an_update_or_delete_is_the_last_rows() {
     });
     assert_same(&d, &f);
     assert_eq!(ok_counts(&d[2]).0, 5, "the OK's sum");
+}
+
+#[test]
+fn prepared_extensions_are_offered_as_the_first_backend_met_has_them() {
+    // Funnel starts while its backend does not answer: it cannot read the
+    // backend's greeting then, and offers no MariaDB extension until a
+    // connection to it opened. Before, it offered them all: a client
+    // that took extended metadata then had no connection to be served
+    // on where the server lacked it (as MySQL does), ERR 9003.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_late_backend");
+    for kept in [0, usize::MAX] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = listener.local_addr().unwrap();
+        drop(listener);
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+             backends:\n  - name: late\n    address: {relay}\n    user: ps_backend\n    password: bpw\n\
+             pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n  connect_timeout: 1s\n\
+             backlog:\n  wait_timeout: 20s\n"
+        );
+        let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+        // Now the backend answers: without the extensions (kept 0), or with them.
+        relay_dropping_bulk(std::net::TcpListener::bind(relay).unwrap(), db.addr(), kept);
+        let ext = BULK | Capabilities::MARIADB_CLIENT_EXTENDED_METADATA;
+        let mut first = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, ext);
+        assert_eq!(first.0.caps().upper(), 0, "nothing known yet (kept {kept})");
+        assert!(first.query("SELECT 1").is_ok());
+        let mut later = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, ext);
+        let offered = later.0.caps().intersect(ext);
+        if kept == 0 {
+            assert_eq!(offered.0, 0, "a server without them");
+        } else {
+            assert_eq!(offered, ext, "learned from the first connection");
+        }
+        assert!(later.query("SELECT 2").is_ok());
+    }
 }
