@@ -128,15 +128,12 @@ impl Proxy {
             .map(crate::tls::server_config)
             .transpose()?;
         let specs = resolve_backends(&config)?;
-        let greeting = specs
-            .iter()
-            .find_map(|s| probe_greeting(&s.addr))
-            .unwrap_or_else(|| Greeting {
-                version: FALLBACK_VERSION.as_bytes().to_vec(),
-                charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
-                // Learned from the first connection opened (`Shard::extended_caps`).
-                extended: None,
-            });
+        let greeting = probe_greetings(&specs).unwrap_or_else(|| Greeting {
+            version: FALLBACK_VERSION.as_bytes().to_vec(),
+            charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
+            // Learned from the first connection opened (`Shard::extended_caps`).
+            extended: None,
+        });
         let listeners =
             listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
                 addr: config.listen,
@@ -580,6 +577,27 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
             })
         })
         .collect()
+}
+
+/// Reads every backend's greeting at once. The version and collation are
+/// the first answering backend's (in configuration order); the MariaDB
+/// extensions are those every answering backend offers, since any of them
+/// may serve a client that took one (a MySQL server beside MariaDB ones
+/// lacks extended metadata). `None` when no backend answered.
+fn probe_greetings(specs: &[BackendSpec]) -> Option<Greeting> {
+    let answers: Vec<Option<Greeting>> = std::thread::scope(|s| {
+        let probes: Vec<_> = specs
+            .iter()
+            .map(|b| s.spawn(|| probe_greeting(&b.addr)))
+            .collect();
+        probes.into_iter().map(|p| p.join().ok().flatten()).collect()
+    });
+    let mut answered = answers.into_iter().flatten();
+    let mut first = answered.next()?;
+    for other in answered {
+        first.extended = first.extended.zip(other.extended).map(|(a, b)| a.intersect(b));
+    }
+    Some(first)
 }
 
 /// What Funnel's greeting takes from a backend's.

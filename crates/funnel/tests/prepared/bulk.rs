@@ -339,3 +339,37 @@ fn prepared_extensions_are_offered_as_the_first_backend_met_has_them() {
         assert!(later.query("SELECT 2").is_ok());
     }
 }
+
+#[test]
+fn prepared_extensions_are_offered_only_where_every_backend_has_them() {
+    // A MariaDB and a server without the extensions (as MySQL) in one
+    // hostgroup: either may serve a client, so neither extension is
+    // offered. Before, the first backend's greeting decided, and a client
+    // that took extended metadata got ERR 9003 on the other.
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_mixed_backends");
+    let plain = bulk_dropped_after(db.addr(), 0);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: maria\n    address: {}\n    user: ps_backend\n    password: bpw\n\
+         \x20 - name: plain\n    address: {plain}\n    user: ps_backend\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    let ext = BULK | Capabilities::MARIADB_CLIENT_EXTENDED_METADATA;
+    let mut clients: Vec<Raw> = (0..4)
+        .map(|_| Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, ext))
+        .collect();
+    for c in &mut clients {
+        assert_eq!(c.0.caps().upper(), 0, "offered by one backend only");
+    }
+    // Both backends serve them (the router spreads the load).
+    for round in 0..10 {
+        for c in &mut clients {
+            assert!(c.query(&format!("SELECT {round}")).is_ok());
+        }
+    }
+}
