@@ -527,3 +527,27 @@ fn hostile_funnels_own_errors_leave_the_diagnostics_of_a_direct_connection() {
         );
     }
 }
+
+#[test]
+fn hostile_packet_over_max_packet_size_gets_its_err_after_sending_it_whole() {
+    // A client sends its whole oversized packet before it reads (as most
+    // do): Funnel refuses it at its header, and must let the client take
+    // the ERR. Closing at once with the rest unread reset the connection,
+    // and the client's write failed (EPIPE / ECONNRESET) before any ERR.
+    let (proxy, schema) = start("client:\n  max_packet_size: 1MiB\n");
+    for _ in 0..3 {
+        let mut raw = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+        let mut payload = vec![0x03];
+        payload.extend_from_slice(&vec![b'x'; 6 * 1024 * 1024]);
+        let mut framed = bytes::BytesMut::new();
+        funnel_protocol::framing::write_packet(&mut framed, 0, &payload);
+        raw.write_raw(&framed).expect("the whole packet is taken");
+        match raw.read_packet() {
+            Ok((_, reply)) => assert_eq!(ErrPacket::parse(&reply).unwrap().code, 1153),
+            Err(e) => panic!("no ERR: {e:?}"),
+        }
+    }
+    // Other clients go on.
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    assert!(c.query("SELECT 1").is_ok());
+}

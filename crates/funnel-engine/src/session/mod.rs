@@ -978,6 +978,7 @@ impl Session {
                     let _ = self
                         .reply_error(seq.wrapping_add(1), EngineError::PacketTooLarge { len: 0, max })
                         .await;
+                    self.drain_before_close().await;
                     return Err(End::Refused);
                 }
                 Extent::Partial(want) => self.buf.reserve_toward(want),
@@ -1988,6 +1989,23 @@ impl Session {
         left
     }
 
+    /// After the ERR for a packet too large to take: a socket closed with
+    /// unread input is reset, and a client still writing the packet meets
+    /// the reset instead of the ERR. So the write side is closed after the
+    /// ERR, and what the client goes on sending is read and dropped, until
+    /// it closes or [`OVERSIZED_DRAIN`] passes.
+    async fn drain_before_close(&mut self) {
+        self.stream.close().await;
+        let until = Instant::now() + OVERSIZED_DRAIN;
+        let mut sink = vec![0u8; 64 * 1024];
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match rt::timeout(left, self.stream.read(&mut sink)).await {
+                Some(Ok(n)) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+
     /// Remembers what the statement returned, for the client's later
     /// `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`.
     fn note_results(&mut self, summary: &funnel_protocol::tracker::ResponseSummary, f: &Forward) {
@@ -2617,6 +2635,10 @@ fn backend_lost(backend: &str, reason: String) -> EngineError {
         reason,
     }
 }
+
+/// How long a client refused for a packet too large may go on sending it
+/// before Funnel closes the connection (see `Session::drain_before_close`).
+const OVERSIZED_DRAIN: Duration = Duration::from_secs(1);
 
 /// Writes bytes Funnel made itself (not a relayed reply) to a logged-in
 /// client: within `client.net_write_timeout`, as a relayed reply, and cut
