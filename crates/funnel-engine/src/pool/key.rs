@@ -26,9 +26,10 @@ pub const RESULT_SHAPING_CAPS: Capabilities = Capabilities(
 
 /// Flags every backend connection uses, whatever its client. `CLIENT_MYSQL`
 /// (long password) tells MariaDB not to use its extended capabilities, so
-/// Funnel speaks one dialect to every server; the connection clears it to
-/// take MariaDB's bulk operations where the server offers them (see
-/// `BackendConn::open`). `CLIENT_SESSION_TRACK` lets the server report
+/// Funnel speaks one dialect to every server; a connection clears it when
+/// it takes a MariaDB extension: extended metadata for a key that has it
+/// ([`PoolKey::backend_caps`]), bulk operations wherever the server offers
+/// them (`BackendConn::open`). `CLIENT_SESSION_TRACK` lets the server report
 /// session-state changes Funnel cannot see in SQL text.
 pub const BASE_BACKEND_CAPS: Capabilities = Capabilities(
     Capabilities::CLIENT_MYSQL.0

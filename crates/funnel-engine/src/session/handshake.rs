@@ -22,11 +22,11 @@ use crate::packet_io::{read_whole_packet, send_packet, ReadError};
 use crate::rt::Stream;
 use crate::session::users::{UserEntry, UserTable};
 
-/// What Funnel offers clients. `CLIENT_MYSQL` is set, so MariaDB clients
-/// speak the common dialect (no MariaDB extended capabilities). TLS is
-/// offered where configured; compression (`CLIENT_COMPRESS`, see
-/// [`crate::compress`]) always, and only the client's side of Funnel
-/// compresses.
+/// What Funnel offers every client. `CLIENT_MYSQL` is set, so MariaDB
+/// clients speak the common dialect, unless [`offered_caps`] adds MariaDB
+/// extensions (which clears it). TLS is offered where configured;
+/// compression (`CLIENT_COMPRESS`, see [`crate::compress`]) always, and
+/// only the client's side of Funnel compresses.
 pub const FUNNEL_CAPS: Capabilities = Capabilities(
     Capabilities::CLIENT_MYSQL.0
         | Capabilities::CLIENT_FOUND_ROWS.0
