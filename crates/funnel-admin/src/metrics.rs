@@ -51,6 +51,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         per_core(&|s| s.counters.calls_unpinned),
     );
     counter(
+        "funnel_bulk_executes_total",
+        "MariaDB bulk executes (COM_STMT_BULK_EXECUTE, a batch of rows for one statement) forwarded.",
+        per_core(&|s| s.counters.bulk_executes),
+    );
+    counter(
         "funnel_bytes_total",
         "Bytes from and to clients.",
         vec![

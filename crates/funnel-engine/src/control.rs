@@ -210,6 +210,8 @@ pub struct Counters {
     pub sets_answered_locally: u64,
     /// `CALL`s of declared stateless procedures that gave the connection back.
     pub calls_unpinned: u64,
+    /// MariaDB bulk executes forwarded.
+    pub bulk_executes: u64,
     /// Commands that waited in the backlog.
     pub backlog_waits: u64,
     /// Commands that gave up waiting.
@@ -249,6 +251,7 @@ impl Counters {
         self.forwarded += o.forwarded;
         self.sets_answered_locally += o.sets_answered_locally;
         self.calls_unpinned += o.calls_unpinned;
+        self.bulk_executes += o.bulk_executes;
         self.funnel_errors += o.funnel_errors;
         self.backlog_waits += o.backlog_waits;
         self.backlog_timeouts += o.backlog_timeouts;

@@ -49,6 +49,8 @@ pub struct Stats {
     /// `CALL`s of declared stateless procedures after which the session
     /// gave its connection back (see `session/stateless_call.rs`).
     pub calls_unpinned: Cell<u64>,
+    /// MariaDB bulk executes (`COM_STMT_BULK_EXECUTE`) forwarded.
+    pub bulk_executes: Cell<u64>,
     /// Errors Funnel generated itself.
     pub funnel_errors: Cell<u64>,
     /// Commands that had to wait in the backlog.
@@ -107,6 +109,7 @@ impl Stats {
             forwarded: self.forwarded.get(),
             sets_answered_locally: self.sets_answered_locally.get(),
             calls_unpinned: self.calls_unpinned.get(),
+            bulk_executes: self.bulk_executes.get(),
             funnel_errors: self.funnel_errors.get(),
             backlog_waits: self.backlog_waits.get(),
             backlog_timeouts: self.backlog_timeouts.get(),

@@ -452,6 +452,13 @@ fn node_mariadb_batch_sends_bulk_executes_that_answer_as_direct() {
     let d = bulk_rows(&direct_schema);
     assert!(d > 50, "{d} bulk rows directly");
     assert_eq!(bulk_rows(&through_schema), d, "bulk rows through Funnel");
+    // Funnel counts them (SHOW STATS bulk_executes): each logs one line
+    // or more (an UPDATE bulk one per row).
+    let counted: u64 = proxy.snapshots().iter().map(|s| s.counters.bulk_executes).sum();
+    assert!(
+        counted > 20 && counted <= d,
+        "{counted} bulk executes counted, {d} logged"
+    );
 }
 
 /// Four clients of each connector call procedures over Funnel's two

@@ -19,6 +19,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("forwarded", t.counters.forwarded),
         ("sets_answered_locally", t.counters.sets_answered_locally),
         ("calls_unpinned", t.counters.calls_unpinned),
+        ("bulk_executes", t.counters.bulk_executes),
         ("bytes_in", t.counters.bytes_from_clients),
         ("bytes_out", t.counters.bytes_to_clients),
         ("funnel_errors", t.counters.funnel_errors),

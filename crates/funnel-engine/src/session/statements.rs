@@ -448,6 +448,9 @@ impl Session {
         let backend_id = backend.id;
         let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
         head.rewrite(payload, backend_id, inject.as_deref(), &mut rewritten);
+        if bulk {
+            Stats::bump(&self.shard.stats.bulk_executes);
+        }
         // The server forgets the statement's long data after an execute,
         // and after a bulk too (whose rows never read it), also one it
         // refuses, but for flags it refuses before looking at the statement.
