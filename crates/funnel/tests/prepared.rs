@@ -227,6 +227,37 @@ fn differential_with(
     (mask(d, &direct_schema), mask(f, &funnel_schema))
 }
 
+/// Runs `script` with two clients that ask for capabilities `caps.0` and
+/// `caps.1`, directly and then through Funnel with one backend connection,
+/// in one fresh schema made by `setup` (the script leaves its tables as it
+/// found them): (direct, funnel) replies.
+fn differential_pair(
+    name: &str,
+    setup: &[&str],
+    caps: (Capabilities, Capabilities),
+    script: impl Fn(&mut Raw, &mut Raw) -> Vec<Reply>,
+) -> (Vec<Reply>, Vec<Reply>) {
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database(name);
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    for sql in setup {
+        root.query_drop(sql).unwrap();
+    }
+    let connect = |addr, user, pw, extra| Raw::connect_with(addr, user, pw, &schema, extra);
+    let d = script(
+        &mut connect(db.addr(), "ps_direct", "dpw", caps.0),
+        &mut connect(db.addr(), "ps_direct", "dpw", caps.1),
+    );
+    let proxy = funnel(db, &schema, 1);
+    let f = script(
+        &mut connect(proxy.local_addr(), "app", "apppw", caps.0),
+        &mut connect(proxy.local_addr(), "app", "apppw", caps.1),
+    );
+    (d, f)
+}
+
 /// Replaces the (length-prefixed) schema name in column definitions, the
 /// only place where the two sides' replies differ by design.
 fn mask(replies: Vec<Reply>, schema: &str) -> Vec<Reply> {

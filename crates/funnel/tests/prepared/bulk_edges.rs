@@ -438,33 +438,22 @@ fn prepared_bulk_types_of_a_refused_flag_are_not_kept() {
     // also once Funnel runs it on a new connection (another client with
     // other capabilities took the pool's only one in between): failed with
     // 1210, Funnel adding the refused bulk's types there.
-    let db = MariaDb::shared();
-    users(db);
-    let schema = db.fresh_database("ps_bulk_flagtypes");
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    root.query_drop(TABLE).unwrap();
-    let script = |a: &mut Raw, other: &mut Raw| -> Vec<Reply> {
-        let ins = a.prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
-        let out = vec![
-            a.execute(ins, 0, &[int(1), text("a")], true),
-            a.bulk(ins, SEND_TYPES | 64, &[vec![s("x"), v(2)]]),
-            other.query("SELECT 1"),
-            a.execute(ins, 0, &[int(4), text("d")], false),
-            a.query("SELECT v, s FROM t ORDER BY id"),
-        ];
-        a.query("TRUNCATE t").unwrap();
-        out
-    };
-    let connect = |addr, user, pw, extra| Raw::connect_with(addr, user, pw, &schema, extra);
-    let d = script(
-        &mut connect(db.addr(), "ps_direct", "dpw", BULK),
-        &mut connect(db.addr(), "ps_direct", "dpw", BULK | EXT),
-    );
-    let proxy = funnel(db, &schema, 1);
-    let f = script(
-        &mut connect(proxy.local_addr(), "app", "apppw", BULK),
-        &mut connect(proxy.local_addr(), "app", "apppw", BULK | EXT),
+    let (d, f) = differential_pair(
+        "ps_bulk_flagtypes",
+        &[TABLE],
+        (BULK, BULK | EXT),
+        |a: &mut Raw, other: &mut Raw| {
+            let ins = a.prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+            let out = vec![
+                a.execute(ins, 0, &[int(1), text("a")], true),
+                a.bulk(ins, SEND_TYPES | 64, &[vec![s("x"), v(2)]]),
+                other.query("SELECT 1"),
+                a.execute(ins, 0, &[int(4), text("d")], false),
+                a.query("SELECT v, s FROM t ORDER BY id"),
+            ];
+            a.query("TRUNCATE t").unwrap();
+            out
+        },
     );
     assert_same(&d, &f);
     assert_eq!(d[1], Err(1295));
@@ -768,38 +757,27 @@ fn prepared_bulk_on_a_new_connection_after_key_changes_matches_direct() {
     // pool key of its own): each of the other client's bulks and executes
     // runs on a connection opened anew, its statement prepared there,
     // with the types it sent last (by an execute or by a bulk) added.
-    let db = MariaDb::shared();
-    users(db);
-    let schema = db.fresh_database("ps_bulk_rekey");
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    root.query_drop(TABLE).unwrap();
-    let script = |a: &mut Raw, other: &mut Raw| -> Vec<Reply> {
-        let ins = a.prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
-        let out = vec![
-            a.execute(ins, 0, &[int(1), text("a")], true),
-            other.query("SELECT 1"),
-            a.bulk(ins, 0, &[vec![v(3), s("c")], vec![v(4), Cell::Null]]),
-            other.query("SELECT 2"),
-            a.bulk(ins, SEND_TYPES, &[vec![s("6"), s("f")]]),
-            other.query("SELECT 3"),
-            a.execute(ins, 0, &[text("7"), text("g")], false),
-            other.query("SELECT 4"),
-            a.bulk(ins, 0, &[vec![s("8"), s("h")]]),
-            a.query("SELECT v, s FROM t ORDER BY id"),
-        ];
-        a.query("TRUNCATE t").unwrap();
-        out
-    };
-    let connect = |addr, user, pw, extra| Raw::connect_with(addr, user, pw, &schema, extra);
-    let d = script(
-        &mut connect(db.addr(), "ps_direct", "dpw", BULK),
-        &mut connect(db.addr(), "ps_direct", "dpw", BULK | EXT),
-    );
-    let proxy = funnel(db, &schema, 1);
-    let f = script(
-        &mut connect(proxy.local_addr(), "app", "apppw", BULK),
-        &mut connect(proxy.local_addr(), "app", "apppw", BULK | EXT),
+    let (d, f) = differential_pair(
+        "ps_bulk_rekey",
+        &[TABLE],
+        (BULK, BULK | EXT),
+        |a: &mut Raw, other: &mut Raw| {
+            let ins = a.prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+            let out = vec![
+                a.execute(ins, 0, &[int(1), text("a")], true),
+                other.query("SELECT 1"),
+                a.bulk(ins, 0, &[vec![v(3), s("c")], vec![v(4), Cell::Null]]),
+                other.query("SELECT 2"),
+                a.bulk(ins, SEND_TYPES, &[vec![s("6"), s("f")]]),
+                other.query("SELECT 3"),
+                a.execute(ins, 0, &[text("7"), text("g")], false),
+                other.query("SELECT 4"),
+                a.bulk(ins, 0, &[vec![s("8"), s("h")]]),
+                a.query("SELECT v, s FROM t ORDER BY id"),
+            ];
+            a.query("TRUNCATE t").unwrap();
+            out
+        },
     );
     assert_same(&d, &f);
     assert!(d.iter().all(Result::is_ok), "{d:?}");

@@ -50,39 +50,26 @@ fn prepared_extended_metadata_matches_direct() {
 
 #[test]
 fn prepared_extended_metadata_and_plain_clients_keep_their_own_descriptions() {
-    let db = MariaDb::shared();
-    users(db);
-    let schema = db.fresh_database("ps_extmix");
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    for sql in SETUP {
-        root.query_drop(sql).unwrap();
-    }
-    let sql = "SELECT doc, u FROM t WHERE id = ?";
     // Both kinds of client, each prepared after the other kind did.
-    let script = |ext: &mut Raw, plain: &mut Raw| -> Vec<Reply> {
-        let e = ext.prepare_reply(sql);
-        let p = plain.prepare_reply(sql);
-        let id = plain.prepare("SELECT doc FROM t WHERE n = ?").unwrap();
-        let e2 = ext.prepare_reply("SELECT doc FROM t WHERE n = ?");
-        vec![
-            e,
-            p,
-            e2,
-            plain.execute(id, 0, &[int(7)], true),
-            plain.query("SELECT doc FROM t"),
-            ext.query("SELECT doc FROM t"),
-        ]
-    };
-    let connect = |addr, user, pw, extra| Raw::connect_with(addr, user, pw, &schema, extra);
-    let d = script(
-        &mut connect(db.addr(), "ps_direct", "dpw", EXT),
-        &mut connect(db.addr(), "ps_direct", "dpw", Capabilities::EMPTY),
-    );
-    let proxy = funnel(db, &schema, 1);
-    let f = script(
-        &mut connect(proxy.local_addr(), "app", "apppw", EXT),
-        &mut connect(proxy.local_addr(), "app", "apppw", Capabilities::EMPTY),
+    let sql = "SELECT doc, u FROM t WHERE id = ?";
+    let (d, f) = differential_pair(
+        "ps_extmix",
+        SETUP,
+        (EXT, Capabilities::EMPTY),
+        |ext: &mut Raw, plain: &mut Raw| {
+            let e = ext.prepare_reply(sql);
+            let p = plain.prepare_reply(sql);
+            let id = plain.prepare("SELECT doc FROM t WHERE n = ?").unwrap();
+            let e2 = ext.prepare_reply("SELECT doc FROM t WHERE n = ?");
+            vec![
+                e,
+                p,
+                e2,
+                plain.execute(id, 0, &[int(7)], true),
+                plain.query("SELECT doc FROM t"),
+                ext.query("SELECT doc FROM t"),
+            ]
+        },
     );
     assert_same(&d, &f);
     assert!(has_json_format(&d[0]) && has_json_format(&d[2]) && has_json_format(&d[5]));
