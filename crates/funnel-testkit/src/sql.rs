@@ -27,6 +27,21 @@ impl MariaDb {
         Conn::new(self.opts(user, password))
     }
 
+    /// How many `Execute` lines of bulk executes the general log holds for
+    /// connections that logged in to `schema` or selected it: a bulk shows
+    /// its statement's text with the `?` still in it (one line per row for
+    /// an `UPDATE` or `DELETE`), an execute its values. Needs
+    /// `log_output = 'TABLE'` and `general_log = 1` while they run.
+    pub fn bulk_executes_logged(&self, schema: &str) -> u64 {
+        self.query_first(&format!(
+            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Execute' \
+             AND argument LIKE '%?%' AND thread_id IN (SELECT thread_id FROM mysql.general_log \
+             WHERE (command_type = 'Connect' AND argument LIKE '% on {schema} %') \
+             OR (command_type = 'Init DB' AND argument = '{schema}'))"
+        ))
+        .unwrap_or(0)
+    }
+
     /// A fresh root connection over TCP; panics if the server refuses it.
     #[track_caller]
     pub fn root(&self) -> Conn {

@@ -439,19 +439,13 @@ fn node_mariadb_batch_sends_bulk_executes_that_answer_as_direct() {
         assert!(direct.iter().any(|l| l.starts_with(want)), "{want}\n{direct:#?}");
     }
     // The rows of bulk executes the server ran, by the schema they ran in.
-    let mut bulk_rows = |schema: &str| -> u64 {
-        root.query_first(format!(
-            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Execute' \
-             AND argument LIKE '%?%' AND thread_id IN (SELECT thread_id FROM mysql.general_log \
-             WHERE (command_type = 'Connect' AND argument LIKE '% on {schema} %') \
-             OR (command_type = 'Init DB' AND argument = '{schema}'))"
-        ))
-        .unwrap()
-        .unwrap()
-    };
-    let d = bulk_rows(&direct_schema);
+    let d = db.bulk_executes_logged(&direct_schema);
     assert!(d > 50, "{d} bulk rows directly");
-    assert_eq!(bulk_rows(&through_schema), d, "bulk rows through Funnel");
+    assert_eq!(
+        db.bulk_executes_logged(&through_schema),
+        d,
+        "bulk rows through Funnel"
+    );
     // Funnel counts them (SHOW STATS bulk_executes): each logs one line
     // or more (an UPDATE bulk one per row).
     let counted: u64 = proxy.snapshots().iter().map(|s| s.counters.bulk_executes).sum();

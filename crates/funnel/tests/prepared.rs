@@ -1681,17 +1681,11 @@ fn prepared_libmariadb_array_binds_are_bulk_executes_as_direct() {
     );
     assert_eq!(results[1], results[0], "through Funnel");
     // The bulk executes each side's connections ran.
-    let mut bulks = |schema: &str| -> u64 {
-        root.query_first(format!(
-            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Execute' \
-             AND argument LIKE '%?%' AND thread_id IN (SELECT thread_id FROM mysql.general_log \
-             WHERE (command_type = 'Connect' AND argument LIKE '% on {schema} %') \
-             OR (command_type = 'Init DB' AND argument = '{schema}'))"
-        ))
-        .unwrap()
-        .unwrap()
-    };
-    let direct = bulks(&schemas[0]);
+    let direct = db.bulk_executes_logged(&schemas[0]);
     assert!(direct >= 4, "{direct} bulk executes directly");
-    assert_eq!(bulks(&schemas[1]), direct, "bulk executes through Funnel");
+    assert_eq!(
+        db.bulk_executes_logged(&schemas[1]),
+        direct,
+        "bulk executes through Funnel"
+    );
 }
