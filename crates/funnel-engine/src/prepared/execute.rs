@@ -35,15 +35,19 @@ pub fn statement_id(payload: &[u8]) -> Result<u32> {
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// The statement id of a `command` whose fixed part is `len` bytes, once
+/// the payload holds all of it.
+fn fixed_part(payload: &[u8], len: usize, command: &'static str) -> Result<u32> {
+    let stmt_id = statement_id(payload)?;
+    if payload.len() < len {
+        return Err(ProtocolError::malformed(command, "shorter than its fixed part"));
+    }
+    Ok(stmt_id)
+}
+
 /// Parses an execute payload for a statement with `params` parameters.
 pub fn parse_execute(payload: &[u8], params: u16) -> Result<ExecuteHead> {
-    let stmt_id = statement_id(payload)?;
-    if payload.len() < HEAD {
-        return Err(ProtocolError::malformed(
-            "COM_STMT_EXECUTE",
-            "shorter than its fixed part",
-        ));
-    }
+    let stmt_id = fixed_part(payload, HEAD, "COM_STMT_EXECUTE")?;
     if params == 0 {
         return Ok(ExecuteHead {
             stmt_id,
@@ -146,13 +150,7 @@ impl BulkHead {
 /// Only the fixed part must be there: the server judges the rest, as on a
 /// direct connection.
 pub fn parse_bulk(payload: &[u8], params: u16) -> Result<BulkHead> {
-    let stmt_id = statement_id(payload)?;
-    if payload.len() < BULK_HEAD {
-        return Err(ProtocolError::malformed(
-            "COM_STMT_BULK_EXECUTE",
-            "shorter than its fixed part",
-        ));
-    }
+    let stmt_id = fixed_part(payload, BULK_HEAD, "COM_STMT_BULK_EXECUTE")?;
     let flags = u16::from_le_bytes([payload[5], payload[6]]);
     let end = BULK_HEAD + 2 * usize::from(params);
     let types = (flags == BULK_SEND_TYPES && params > 0 && payload.len() >= end).then_some(BULK_HEAD..end);
