@@ -1424,6 +1424,25 @@ impl Drop for CStatement {
     }
 }
 
+/// Runs `run(port, user, password, schema)` directly and then through
+/// Funnel with one backend connection, each in a fresh schema whose table
+/// `t` has `columns`: each side's schema and result, direct first.
+fn both_ways<T>(prefix: &str, columns: &str, run: impl Fn(u16, &str, &str, &str) -> T) -> [(String, T); 2] {
+    let db = MariaDb::shared();
+    let side = |through_funnel: bool| {
+        let schema = db.fresh_database(prefix);
+        db.exec(&format!("CREATE TABLE {schema}.t {columns}"));
+        let result = if through_funnel {
+            let proxy = funnel(db, &schema, 1);
+            run(proxy.local_addr().port(), "app", "apppw", &schema)
+        } else {
+            run(db.port(), "ps_direct", "dpw", &schema)
+        };
+        (schema, result)
+    };
+    [side(false), side(true)]
+}
+
 #[test]
 fn prepared_libmariadb_rebinding_clients_share_a_connection() {
     // Two Connector/C clients run one INSERT over one backend connection;
@@ -1448,19 +1467,12 @@ fn prepared_libmariadb_rebinding_clients_share_a_connection() {
             db.query_first(&format!("SELECT GROUP_CONCAT(v ORDER BY id) FROM {schema}.t"));
         (out, rows)
     };
-    let mut results = Vec::new();
-    for through_funnel in [false, true] {
-        let schema = db.fresh_database("ps_capi");
-        db.exec(&format!(
-            "CREATE TABLE {schema}.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40))"
-        ));
-        if through_funnel {
-            let proxy = funnel(db, &schema, 1);
-            results.push(run(proxy.local_addr().port(), "app", "apppw", &schema));
-        } else {
-            results.push(run(db.port(), "ps_direct", "dpw", &schema));
-        }
-    }
+    let results = both_ways(
+        "ps_capi",
+        "(id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40))",
+        run,
+    )
+    .map(|(_, result)| result);
     assert_eq!(results[0], (vec![Ok(()); 4], Some("7,hello,8,again".to_string())));
     assert_eq!(results[1], results[0], "through Funnel");
 }
@@ -1648,22 +1660,12 @@ fn prepared_libmariadb_array_binds_are_bulk_executes_as_direct() {
     let mut root = db.root();
     root.query_drop("SET GLOBAL log_output = 'TABLE'").unwrap();
     root.query_drop("SET GLOBAL general_log = 1").unwrap();
-    let mut results = Vec::new();
-    let mut schemas = Vec::new();
-    for through_funnel in [false, true] {
-        let schema = db.fresh_database("ps_capi_bulk");
-        db.exec(&format!(
-            "CREATE TABLE {schema}.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, \
-             s VARCHAR(20) DEFAULT 'dflt')"
-        ));
-        if through_funnel {
-            let proxy = funnel(db, &schema, 1);
-            results.push(run(proxy.local_addr().port(), "app", "apppw", &schema));
-        } else {
-            results.push(run(db.port(), "ps_direct", "dpw", &schema));
-        }
-        schemas.push(schema);
-    }
+    let [(direct_schema, direct), (funnel_schema, through)] = both_ways(
+        "ps_capi_bulk",
+        "(id INT AUTO_INCREMENT PRIMARY KEY, v INT UNIQUE, s VARCHAR(20) DEFAULT 'dflt')",
+        run,
+    );
+    let (results, schemas) = ([direct, through], [direct_schema, funnel_schema]);
     root.query_drop("SET GLOBAL general_log = 0").unwrap();
     // Insert ids past the rows a bulk applied are taken (InnoDB reserves
     // a bulk's ids in steps), also by one that failed.
