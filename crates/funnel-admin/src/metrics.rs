@@ -113,6 +113,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         vec![(String::new(), t.counters.backend_resets)],
     );
     counter(
+        "funnel_backend_charset_switches_total",
+        "Backend connections given another client charset with SET NAMES instead of a new connection.",
+        vec![(String::new(), t.counters.charset_switches)],
+    );
+    counter(
         "funnel_backend_connect_failures_total",
         "Failed backend connection attempts.",
         vec![(String::new(), t.counters.backend_open_failures)],

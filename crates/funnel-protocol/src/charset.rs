@@ -60,6 +60,12 @@ pub fn collation_name(collation_id: u16) -> Option<&'static str> {
     })
 }
 
+/// The charset and collation names of `collation_id` for `SET NAMES cs
+/// COLLATE coll`, when Funnel knows both.
+pub fn names(collation_id: u16) -> Option<(&'static str, &'static str)> {
+    charset_name(collation_id).zip(collation_name(collation_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +75,8 @@ mod tests {
         assert_eq!(charset_name(UTF8MB4_GENERAL_CI), Some("utf8mb4"));
         assert_eq!(collation_name(UTF8MB4_UNICODE_CI), Some("utf8mb4_unicode_ci"));
         assert_eq!(charset_name(9999), None);
+        assert_eq!(names(8), Some(("latin1", "latin1_swedish_ci")));
+        // Known as a charset, not as a collation: no `SET NAMES` for it.
+        assert_eq!(names(5), None);
     }
 }

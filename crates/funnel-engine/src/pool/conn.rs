@@ -19,6 +19,7 @@ use funnel_protocol::auth::{
     caching_sha2_next, caching_sha2_scramble, native_password_scramble, rsa_encrypt_password,
     AuthSwitchRequest, CachingSha2Step, CACHING_SHA2_PASSWORD, MYSQL_NATIVE_PASSWORD,
 };
+use funnel_protocol::charset;
 use funnel_protocol::framing::write_packet;
 use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
 use funnel_protocol::response::{ErrPacket, OkPacket};
@@ -213,8 +214,12 @@ pub struct BackendConn {
     pub stream: Stream,
     /// Bytes read and not yet processed.
     pub buf: IoBuf,
-    /// The partition it belongs to.
+    /// The partition it belongs to. Its charset may differ from the one
+    /// the connection logged in with: see [`Self::switch_charset`].
     pub key: PoolKey,
+    /// The charset it logged in with, which `COM_RESET_CONNECTION` gives
+    /// back to the server's session.
+    pub login_charset: u8,
     /// Negotiated capabilities.
     pub caps: Capabilities,
     /// The MariaDB extended capabilities the server's greeting offered.
@@ -463,6 +468,7 @@ impl BackendConn {
                         stream,
                         buf,
                         key,
+                        login_charset: key.charset,
                         caps,
                         server_extended: Capabilities(u64::from(hs.capabilities.upper()) << 32),
                         status: ok.status,
@@ -580,16 +586,44 @@ impl BackendConn {
     /// such a connection serves no other client. When the check passes,
     /// the same statement stops the recording a reset left on with no
     /// history yet.
+    /// A connection whose charset was switched gets it back in the same
+    /// statement: the reset gave the server's session the login's.
     pub async fn restore_after_reset(&mut self) -> Result<bool, BackendError> {
         self.tracks_state = false;
         let track = self.caps.contains(Capabilities::CLIENT_SESSION_TRACK);
         let sql = if track { RESET_CHECK_TRACKING } else { RESET_CHECK };
         let mut p = BytesMut::new();
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
+        if self.key.charset != self.login_charset {
+            // Switched only to charsets Funnel can name.
+            if let Some((cs, coll)) = charset::names(u16::from(self.key.charset)) {
+                p.extend_from_slice(format!(", NAMES '{cs}' COLLATE '{coll}'").as_bytes());
+            }
+        }
         let summary = self.run(&p, Expect::Status).await?;
         let clean = summary.error.is_none();
         self.tracks_state = track && clean;
         Ok(clean)
+    }
+
+    /// Gives the connection another handshake charset with `SET NAMES`,
+    /// which sets what a login with it sets (the charset group): the pool
+    /// can then serve a client of that charset without closing it and
+    /// opening another. False when the server refused (the connection is
+    /// as it was); only for charsets [`charset::names`] knows.
+    pub async fn switch_charset(&mut self, charset: u8) -> Result<bool, BackendError> {
+        let Some((cs, coll)) = charset::names(u16::from(charset)) else {
+            return Ok(false);
+        };
+        let summary = self
+            .run_query(format!("SET NAMES '{cs}' COLLATE '{coll}'").as_bytes())
+            .await?;
+        if summary.error.is_some() {
+            return Ok(false);
+        }
+        self.key.charset = charset;
+        self.vars.forget_charset_group();
+        Ok(true)
     }
 
     /// What Funnel records of the server's session, after the server

@@ -81,6 +81,16 @@ impl PoolKey {
         }
     }
 
+    /// True when a connection of this key can serve `other` after a `SET
+    /// NAMES` ([`crate::pool::conn::BackendConn::switch_charset`]): the
+    /// capability flags are the same, and Funnel can name `other`'s
+    /// charset. Capability flags cannot change after the handshake.
+    pub fn switches_to(self, other: PoolKey) -> bool {
+        self.caps == other.caps
+            && self.charset != other.charset
+            && funnel_protocol::charset::names(u16::from(other.charset)).is_some()
+    }
+
     /// The capabilities to request from the backend for this key.
     pub fn backend_caps(self) -> Capabilities {
         let mut caps = BASE_BACKEND_CAPS | self.caps;
@@ -113,5 +123,17 @@ mod tests {
             PoolKey::for_client(Capabilities::EMPTY, 45)
         );
         assert!(b.backend_caps().contains(Capabilities::CLIENT_SESSION_TRACK));
+    }
+
+    #[test]
+    fn pool_key_switches_charset_but_not_capabilities() {
+        let latin1 = PoolKey::for_client(Capabilities::CLIENT_FOUND_ROWS, 8);
+        let utf8mb4 = PoolKey::for_client(Capabilities::CLIENT_FOUND_ROWS, 45);
+        assert!(latin1.switches_to(utf8mb4));
+        assert!(utf8mb4.switches_to(latin1));
+        assert!(!latin1.switches_to(latin1));
+        // Other flags, or a collation Funnel cannot name in `SET NAMES`.
+        assert!(!latin1.switches_to(PoolKey::for_client(Capabilities::EMPTY, 45)));
+        assert!(!latin1.switches_to(PoolKey::for_client(Capabilities::CLIENT_FOUND_ROWS, 5)));
     }
 }

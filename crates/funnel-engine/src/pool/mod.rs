@@ -511,6 +511,13 @@ impl Pool {
             self.schedule_retry();
         } else if self.slots.get() < self.limits.get().max {
             return self.opened(self.open_boxed(key).await);
+        } else if let Some(conn) = self.take_idle_where(|k| k.switches_to(key)) {
+            // Full, but an idle connection differs only in its charset:
+            // one `SET NAMES` instead of a close and a login.
+            if let Some(conn) = Box::pin(self.switch_charset(conn, key)).await {
+                return Ok((conn, true));
+            }
+            return self.opened(self.open_boxed(key).await);
         } else if let Some(victim) = self.take_oldest_idle() {
             // Full, but an idle connection of another key exists: replace it.
             drop(victim);
@@ -619,6 +626,8 @@ impl Pool {
         match self.backlog.hand_over(conn) {
             Ok(()) => {}
             Err(conn) => match self.backlog.first_key() {
+                // Someone waits, but for another charset: switch to it.
+                Some(k) if conn.key.switches_to(k) => self.spawn_switch_for_backlog(conn, k),
                 // Someone waits, but for another key: trade this one in.
                 Some(k) => {
                     drop(conn);
@@ -730,10 +739,16 @@ impl Pool {
     }
 
     fn take_idle(&self, key: PoolKey) -> Option<BackendConn> {
+        self.take_idle_where(|k| k == key)
+    }
+
+    /// The most recently released idle connection whose key passes
+    /// `wanted`, checked first when it may have been closed meanwhile.
+    fn take_idle_where(&self, wanted: impl Fn(PoolKey) -> bool) -> Option<BackendConn> {
         loop {
             let conn = {
                 let mut idle = self.idle.borrow_mut();
-                let i = idle.iter().rposition(|c| c.key == key)?;
+                let i = idle.iter().rposition(|c| wanted(c.key))?;
                 idle.remove(i)
             };
             let check = conn.idle_since.elapsed() >= STALE_CHECK_AFTER
@@ -900,6 +915,46 @@ impl Pool {
             server_err: r.server_err.clone(),
             reason: r.reason.clone(),
         }
+    }
+
+    /// [`BackendConn::switch_charset`] to `key`'s charset. `None` when the
+    /// server refused or the connection failed: it is closed then.
+    async fn switch_charset(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) -> Option<BackendConn> {
+        match conn.switch_charset(key.charset).await {
+            Ok(true) => {
+                Stats::bump(&self.stats.charset_switches);
+                Some(conn)
+            }
+            Ok(false) => {
+                self.stats
+                    .backend_discarded
+                    .set(self.stats.backend_discarded.get() + 1);
+                None
+            }
+            Err(_) => {
+                self.suspect_since.set(Some(Instant::now()));
+                self.stats
+                    .backend_discarded
+                    .set(self.stats.backend_discarded.get() + 1);
+                None
+            }
+        }
+    }
+
+    /// Switches a released connection to the charset of `key`, whose
+    /// oldest waiter is next, and hands it over; when that fails, opens
+    /// one for the waiter instead (as a trade would).
+    fn spawn_switch_for_backlog(self: &Rc<Self>, conn: BackendConn, key: PoolKey) {
+        let pool = self.clone();
+        self.opening_for_backlog.set(self.opening_for_backlog.get() + 1);
+        rt::spawn(async move {
+            let switched = pool.switch_charset(conn, key).await;
+            pool.opening_for_backlog.set(pool.opening_for_backlog.get() - 1);
+            match switched {
+                Some(conn) => pool.release(conn),
+                None => pool.spawn_open_for_backlog(key),
+            }
+        });
     }
 
     fn spawn_open_for_backlog(self: &Rc<Self>, key: PoolKey) {

@@ -365,6 +365,5 @@ pub(super) async fn select_schema(
 /// The name and collation of `conn`'s handshake charset, when Funnel knows
 /// them (`SET NAMES` can then put its charset variables back).
 fn handshake_names(conn: &BackendConn) -> Option<(&'static str, &'static str)> {
-    charset::charset_name(u16::from(conn.key.charset))
-        .zip(charset::collation_name(u16::from(conn.key.charset)))
+    charset::names(u16::from(conn.key.charset))
 }

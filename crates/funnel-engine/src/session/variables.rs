@@ -362,6 +362,16 @@ impl SessionVars {
         }
     }
 
+    /// Forgets what a `SET NAMES` overwrites (the charset group, and the
+    /// `SET NAMES` or `SET CHARACTER SET` that built it): after a `SET
+    /// NAMES` of its handshake charset, a connection is as a fresh one of
+    /// that charset. The schema's charset variables stay.
+    pub fn forget_charset_group(&mut self) {
+        for name in rebuilt_charset_vars() {
+            self.0.remove(name);
+        }
+    }
+
     /// The statement that turns a connection with `current` variables into
     /// one with `self`'s, or `None` when they already match. `handshake`
     /// names the connection's handshake charset and collation, which is
@@ -1299,6 +1309,25 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn variables_forget_charset_group_keeps_the_rest() {
+        let mut conn = vars(&[
+            "SET NAMES latin1, character_set_results = utf8mb4, sql_mode = 'ANSI'",
+            "SET collation_database = latin1_bin",
+        ]);
+        conn.forget_charset_group();
+        assert_eq!(
+            conn,
+            vars(&["SET sql_mode = 'ANSI'", "SET collation_database = latin1_bin"])
+        );
+        let mut conn = vars(&[
+            "SET CHARACTER SET latin1",
+            "SET collation_connection = latin1_bin",
+        ]);
+        conn.forget_charset_group();
+        assert_eq!(conn, SessionVars::default());
     }
 
     #[test]

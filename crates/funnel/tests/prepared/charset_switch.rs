@@ -1,0 +1,129 @@
+//! Clients of different handshake charsets on one backend connection:
+//! the pool gives a connection another client's charset with `SET NAMES`
+//! instead of closing it and logging in again, and each client still gets
+//! the answers of a direct connection of its own charset, in text and
+//! prepared statements, after a reset too.
+
+use super::*;
+
+/// utf8mb4_general_ci, latin1_swedish_ci, utf8mb4_unicode_ci.
+const CHARSETS: [u8; 3] = [45, 8, 224];
+
+const VARS: &str = "SELECT @@character_set_client, @@character_set_connection, \
+                    @@character_set_results, @@collation_connection";
+
+/// Non-ASCII text (sent as UTF-8 bytes whatever the client's charset, so
+/// each charset reads them its own way) and what the charset makes of it.
+const TEXT: &str = "SELECT 'é' AS e, HEX('é'), CHARSET('é'), COLLATION('é'), 'é' = 'e'";
+
+const SETUP: &[&str] = &[
+    "CREATE TABLE t (id INT)",
+    "CREATE FUNCTION fails() RETURNS INT BEGIN SIGNAL SQLSTATE '45000'; RETURN 1; END",
+];
+
+/// `n` clients of the charsets in turn, logged in to `addr`.
+fn charset_clients(addr: SocketAddr, user: &str, pw: &str, schema: &str) -> Vec<Raw> {
+    CHARSETS
+        .iter()
+        .map(|&charset| {
+            let c =
+                MiniClient::connect_with_charset(addr, user, pw, Some(schema), Capabilities::EMPTY, charset);
+            Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+        })
+        .collect()
+}
+
+fn script(c: &mut [Raw]) -> Vec<Reply> {
+    let mut out = Vec::new();
+    for i in [0, 1, 2, 1, 0, 2] {
+        out.push(c[i].query(VARS));
+        out.push(c[i].query(TEXT));
+    }
+    // Prepared under each charset, executed after the others took the
+    // connection to theirs.
+    let sql = "SELECT 'é' AS e, ? AS p, CHARSET(?) AS cs";
+    out.push(c[1].prepare_reply(sql));
+    out.push(c[0].prepare_reply(sql));
+    let ids: Vec<u32> = (0..3).map(|i| c[i].prepare(sql).unwrap()).collect();
+    for i in [1, 0, 2, 1] {
+        out.push(c[i].execute(ids[i], 0, &[text("é"), text("x")], true));
+    }
+    // A client's own SET NAMES beside the others' handshake charsets.
+    out.push(c[0].query("SET NAMES latin1"));
+    for i in [2, 0, 1, 0] {
+        out.push(c[i].query(VARS));
+    }
+    // A failed function call: Funnel resets the connection before another
+    // client gets it, and the server's reset gives back the charset the
+    // connection logged in with.
+    for i in [1, 2, 1] {
+        out.push(c[i].query("SELECT fails()"));
+        // Opens a table: the client no longer keeps the connection for
+        // its diagnostics, and its next command may find it reset.
+        out.push(c[i].query("SELECT COUNT(*) FROM t"));
+        out.push(c[i].query(VARS));
+        out.push(c[(i + 1) % 3].query(VARS));
+    }
+    // A client's own reset.
+    out.push(c[2].call(&[0x1f], Expect::Status));
+    out.push(c[2].query(VARS));
+    out.push(c[1].query(TEXT));
+    out.push(c[2].query(TEXT));
+    out
+}
+
+#[test]
+fn prepared_clients_of_three_charsets_share_one_connection_by_set_names() {
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_cs_switch");
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    for sql in SETUP {
+        root.query_drop(sql).unwrap();
+    }
+    let d = script(&mut charset_clients(db.addr(), "ps_direct", "dpw", &schema));
+
+    let proxy = funnel(db, &schema, 1);
+    let counters = || {
+        let all = proxy.snapshots();
+        let c = &all[0].counters;
+        (c.backend_opened, c.charset_switches, c.backend_resets)
+    };
+    let mut c = charset_clients(proxy.local_addr(), "app", "apppw", &schema);
+    // The warm connection has libmariadb's flags: the first client's
+    // command replaces it with one of its own.
+    c[0].query("SELECT 1").unwrap();
+    let (opened, _, _) = counters();
+    let f = script(&mut c);
+    assert_same(&d, &f);
+    let (opened_after, switches, resets) = counters();
+    assert_eq!(
+        opened_after, opened,
+        "every client was served on the one connection"
+    );
+    assert!(switches >= 20, "{switches} charset switches");
+    assert!(resets >= 3, "{resets} resets");
+}
+
+#[test]
+fn prepared_a_connection_released_to_a_waiter_of_another_charset_switches_to_it() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("ps_cs_wait");
+    let proxy = funnel(db, &schema, 1);
+    let mut c = charset_clients(proxy.local_addr(), "app", "apppw", &schema);
+    c[0].query("BEGIN").unwrap();
+    c[0].query("SELECT 1").unwrap();
+    let opened = proxy.snapshots()[0].counters.backend_opened;
+    // The latin1 client waits for the connection the transaction holds.
+    let mut waiter = c.remove(1);
+    let waiting = std::thread::spawn(move || waiter.query(VARS));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c[0].query("COMMIT").unwrap();
+    let got = waiting.join().unwrap().expect("the waiter is served");
+    let shown = format!("{:?}", String::from_utf8_lossy(&got.concat()));
+    assert!(shown.contains("latin1_swedish_ci"), "{shown}");
+    let snap = &proxy.snapshots()[0].counters;
+    assert_eq!(snap.backend_opened, opened, "no new connection for the waiter");
+    assert_eq!(snap.charset_switches, 1);
+}
