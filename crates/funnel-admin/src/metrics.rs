@@ -113,9 +113,9 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         vec![(String::new(), t.counters.backend_resets)],
     );
     counter(
-        "funnel_backend_charset_switches_total",
-        "Backend connections given another client charset with SET NAMES instead of a new connection.",
-        vec![(String::new(), t.counters.charset_switches)],
+        "funnel_backend_connections_switched_total",
+        "Backend connections given another client's charset or multi-statement flag instead of a new connection.",
+        vec![(String::new(), t.counters.connections_switched)],
     );
     counter(
         "funnel_backend_connect_failures_total",

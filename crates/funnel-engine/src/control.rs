@@ -229,8 +229,8 @@ pub struct Counters {
     /// Backend connections reset before reuse after a failed statement
     /// that may have run stored code.
     pub backend_resets: u64,
-    /// Backend connections switched to another client charset (`SET NAMES`).
-    pub charset_switches: u64,
+    /// Backend connections given another client's pool key instead of a new one.
+    pub connections_switched: u64,
     /// `SET`s run to bring connections in line with sessions.
     pub state_syncs: u64,
     /// Statements prepared on a connection at their first execute there.
@@ -263,7 +263,7 @@ impl Counters {
         self.health_checks_failed += o.health_checks_failed;
         self.backend_discarded += o.backend_discarded;
         self.backend_resets += o.backend_resets;
-        self.charset_switches += o.charset_switches;
+        self.connections_switched += o.connections_switched;
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
         self.snapshots += o.snapshots;

@@ -73,9 +73,10 @@ pub struct Stats {
     /// Backend connections reset before reuse (`COM_RESET_CONNECTION`)
     /// after a failed statement that may have run stored code.
     pub backend_resets: Cell<u64>,
-    /// Idle or released backend connections given another client charset
-    /// with `SET NAMES` instead of being closed for a new one.
-    pub charset_switches: Cell<u64>,
+    /// Idle or released backend connections given another client's pool
+    /// key (charset, multi-statement flag) instead of being closed for a
+    /// new one.
+    pub connections_switched: Cell<u64>,
     /// Statements prepared on a backend connection at their first execute there.
     pub reprepares: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
@@ -122,7 +123,7 @@ impl Stats {
             health_checks_failed: self.health_checks_failed.get(),
             backend_discarded: self.backend_discarded.get(),
             backend_resets: self.backend_resets.get(),
-            charset_switches: self.charset_switches.get(),
+            connections_switched: self.connections_switched.get(),
             state_syncs: self.state_syncs.get(),
             snapshots: self.snapshots.get(),
             reprepares: self.reprepares.get(),

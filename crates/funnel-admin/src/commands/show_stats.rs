@@ -30,7 +30,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("backend_connections_opened", t.counters.backend_opened),
         ("backend_connections_closed", t.counters.backend_discarded),
         ("backend_connections_reset", t.counters.backend_resets),
-        ("backend_charset_switches", t.counters.charset_switches),
+        ("backend_connections_switched", t.counters.connections_switched),
         ("backend_connect_failures", t.counters.backend_open_failures),
         ("health_checks_failed", t.counters.health_checks_failed),
         ("backlog_waits", t.counters.backlog_waits),

@@ -214,8 +214,9 @@ pub struct BackendConn {
     pub stream: Stream,
     /// Bytes read and not yet processed.
     pub buf: IoBuf,
-    /// The partition it belongs to. Its charset may differ from the one
-    /// the connection logged in with: see [`Self::switch_charset`].
+    /// The partition it belongs to. Its charset and multi-statement flag
+    /// may differ from those the connection logged in with: see
+    /// [`Self::switch_key`].
     pub key: PoolKey,
     /// The charset it logged in with, which `COM_RESET_CONNECTION` gives
     /// back to the server's session.
@@ -606,23 +607,28 @@ impl BackendConn {
         Ok(clean)
     }
 
-    /// Gives the connection another handshake charset with `SET NAMES`,
-    /// which sets what a login with it sets (the charset group): the pool
-    /// can then serve a client of that charset without closing it and
-    /// opening another. False when the server refused (the connection is
-    /// as it was); only for charsets [`charset::names`] knows.
-    pub async fn switch_charset(&mut self, charset: u8) -> Result<bool, BackendError> {
-        let Some((cs, coll)) = charset::names(u16::from(charset)) else {
-            return Ok(false);
-        };
-        let summary = self
-            .run_query(format!("SET NAMES '{cs}' COLLATE '{coll}'").as_bytes())
-            .await?;
-        if summary.error.is_some() {
-            return Ok(false);
+    /// Moves the connection to pool key `key` (one that
+    /// [`PoolKey::switches_to`] allows), so the pool can serve a client of
+    /// that key without closing it and opening another. A charset is given
+    /// with `SET NAMES`, which sets what a login with it sets (the charset
+    /// group). The multi-statement flag needs nothing here: the session's
+    /// sync gives the connection its client's option (`COM_SET_OPTION`),
+    /// as after a client's own. False when the server refused the `SET
+    /// NAMES` (the connection is as it was).
+    pub async fn switch_key(&mut self, key: PoolKey) -> Result<bool, BackendError> {
+        if key.charset != self.key.charset {
+            let Some((cs, coll)) = charset::names(u16::from(key.charset)) else {
+                return Ok(false);
+            };
+            let summary = self
+                .run_query(format!("SET NAMES '{cs}' COLLATE '{coll}'").as_bytes())
+                .await?;
+            if summary.error.is_some() {
+                return Ok(false);
+            }
+            self.vars.forget_charset_group();
         }
-        self.key.charset = charset;
-        self.vars.forget_charset_group();
+        self.key = key;
         Ok(true)
     }
 

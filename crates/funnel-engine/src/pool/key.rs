@@ -81,14 +81,23 @@ impl PoolKey {
         }
     }
 
-    /// True when a connection of this key can serve `other` after a `SET
-    /// NAMES` ([`crate::pool::conn::BackendConn::switch_charset`]): the
-    /// capability flags are the same, and Funnel can name `other`'s
-    /// charset. Capability flags cannot change after the handshake.
+    /// True when a connection of this key can be given `other`
+    /// ([`crate::pool::conn::BackendConn::switch_key`]): the keys differ
+    /// only in what can change after the handshake. That is the charset,
+    /// with a `SET NAMES` where Funnel can name `other`'s, and the
+    /// multi-statement option, which `COM_SET_OPTION` sets and the
+    /// session's sync already brings in line with the client's (so
+    /// nothing is sent for it here). Other flags cannot change.
     pub fn switches_to(self, other: PoolKey) -> bool {
-        self.caps == other.caps
-            && self.charset != other.charset
-            && funnel_protocol::charset::names(u16::from(other.charset)).is_some()
+        let fixed = |k: PoolKey| {
+            let mut caps = k.caps;
+            caps.set(Capabilities::CLIENT_MULTI_STATEMENTS, false);
+            caps
+        };
+        self != other
+            && fixed(self) == fixed(other)
+            && (self.charset == other.charset
+                || funnel_protocol::charset::names(u16::from(other.charset)).is_some())
     }
 
     /// The capabilities to request from the backend for this key.
@@ -135,5 +144,11 @@ mod tests {
         // Other flags, or a collation Funnel cannot name in `SET NAMES`.
         assert!(!latin1.switches_to(PoolKey::for_client(Capabilities::EMPTY, 45)));
         assert!(!latin1.switches_to(PoolKey::for_client(Capabilities::CLIENT_FOUND_ROWS, 5)));
+        // The multi-statement option, with or without another charset.
+        let multi = Capabilities::CLIENT_FOUND_ROWS | Capabilities::CLIENT_MULTI_STATEMENTS;
+        assert!(latin1.switches_to(PoolKey::for_client(multi, 8)));
+        assert!(latin1.switches_to(PoolKey::for_client(multi, 45)));
+        assert!(PoolKey::for_client(multi, 8).switches_to(latin1));
+        assert!(!latin1.switches_to(PoolKey::for_client(Capabilities::CLIENT_MULTI_STATEMENTS, 8)));
     }
 }

@@ -512,9 +512,10 @@ impl Pool {
         } else if self.slots.get() < self.limits.get().max {
             return self.opened(self.open_boxed(key).await);
         } else if let Some(conn) = self.take_idle_where(|k| k.switches_to(key)) {
-            // Full, but an idle connection differs only in its charset:
-            // one `SET NAMES` instead of a close and a login.
-            if let Some(conn) = Box::pin(self.switch_charset(conn, key)).await {
+            // Full, but an idle connection differs only in what can change
+            // after a login: at most one `SET NAMES` instead of a close and
+            // a login.
+            if let Some(conn) = Box::pin(self.switch_key(conn, key)).await {
                 return Ok((conn, true));
             }
             return self.opened(self.open_boxed(key).await);
@@ -626,7 +627,7 @@ impl Pool {
         match self.backlog.hand_over(conn) {
             Ok(()) => {}
             Err(conn) => match self.backlog.first_key() {
-                // Someone waits, but for another charset: switch to it.
+                // Someone waits, for a key this one can take: switch to it.
                 Some(k) if conn.key.switches_to(k) => self.spawn_switch_for_backlog(conn, k),
                 // Someone waits, but for another key: trade this one in.
                 Some(k) => {
@@ -917,38 +918,40 @@ impl Pool {
         }
     }
 
-    /// [`BackendConn::switch_charset`] to `key`'s charset. `None` when the
-    /// server refused or the connection failed: it is closed then.
-    async fn switch_charset(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) -> Option<BackendConn> {
-        match conn.switch_charset(key.charset).await {
+    /// [`BackendConn::switch_key`] to `key`. `None` when the server
+    /// refused or the connection failed: it is closed then.
+    async fn switch_key(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) -> Option<BackendConn> {
+        match conn.switch_key(key).await {
             Ok(true) => {
-                Stats::bump(&self.stats.charset_switches);
+                Stats::bump(&self.stats.connections_switched);
                 Some(conn)
             }
             Ok(false) => {
-                self.stats
-                    .backend_discarded
-                    .set(self.stats.backend_discarded.get() + 1);
+                Stats::bump(&self.stats.backend_discarded);
                 None
             }
             Err(_) => {
                 self.suspect_since.set(Some(Instant::now()));
-                self.stats
-                    .backend_discarded
-                    .set(self.stats.backend_discarded.get() + 1);
+                Stats::bump(&self.stats.backend_discarded);
                 None
             }
         }
     }
 
-    /// Switches a released connection to the charset of `key`, whose
-    /// oldest waiter is next, and hands it over; when that fails, opens
-    /// one for the waiter instead (as a trade would).
-    fn spawn_switch_for_backlog(self: &Rc<Self>, conn: BackendConn, key: PoolKey) {
+    /// Switches a released connection to `key`, whose oldest waiter is
+    /// next, and hands it over; when that fails, opens one for the waiter
+    /// instead (as a trade would). Only a charset costs a round trip.
+    fn spawn_switch_for_backlog(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) {
+        if conn.key.charset == key.charset {
+            Stats::bump(&self.stats.connections_switched);
+            conn.key = key;
+            self.release(conn);
+            return;
+        }
         let pool = self.clone();
         self.opening_for_backlog.set(self.opening_for_backlog.get() + 1);
         rt::spawn(async move {
-            let switched = pool.switch_charset(conn, key).await;
+            let switched = pool.switch_key(conn, key).await;
             pool.opening_for_backlog.set(pool.opening_for_backlog.get() - 1);
             match switched {
                 Some(conn) => pool.release(conn),

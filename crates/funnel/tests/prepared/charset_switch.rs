@@ -1,13 +1,20 @@
-//! Clients of different handshake charsets on one backend connection:
-//! the pool gives a connection another client's charset with `SET NAMES`
-//! instead of closing it and logging in again, and each client still gets
-//! the answers of a direct connection of its own charset, in text and
-//! prepared statements, after a reset too.
+//! Clients of different handshake charsets and multi-statement flags on
+//! one backend connection: the pool gives a connection another client's
+//! charset with `SET NAMES` (and its multi-statement option as the
+//! session's sync does) instead of closing it and logging in again, and
+//! each client still gets the answers of a direct connection of its own,
+//! in text and prepared statements, after a reset too.
 
 use super::*;
 
-/// utf8mb4_general_ci, latin1_swedish_ci, utf8mb4_unicode_ci.
-const CHARSETS: [u8; 3] = [45, 8, 224];
+/// utf8mb4_general_ci, latin1_swedish_ci, utf8mb4_unicode_ci, and
+/// utf8mb4_general_ci with multi-statements.
+const CLIENTS: [(u8, Capabilities); 4] = [
+    (45, Capabilities::EMPTY),
+    (8, Capabilities::EMPTY),
+    (224, Capabilities::EMPTY),
+    (45, Capabilities::CLIENT_MULTI_STATEMENTS),
+];
 
 const VARS: &str = "SELECT @@character_set_client, @@character_set_connection, \
                     @@character_set_results, @@collation_connection";
@@ -21,13 +28,12 @@ const SETUP: &[&str] = &[
     "CREATE FUNCTION fails() RETURNS INT BEGIN SIGNAL SQLSTATE '45000'; RETURN 1; END",
 ];
 
-/// `n` clients of the charsets in turn, logged in to `addr`.
+/// One client of each of [`CLIENTS`], logged in to `addr`.
 fn charset_clients(addr: SocketAddr, user: &str, pw: &str, schema: &str) -> Vec<Raw> {
-    CHARSETS
+    CLIENTS
         .iter()
-        .map(|&charset| {
-            let c =
-                MiniClient::connect_with_charset(addr, user, pw, Some(schema), Capabilities::EMPTY, charset);
+        .map(|&(charset, extra)| {
+            let c = MiniClient::connect_with_charset(addr, user, pw, Some(schema), extra, charset);
             Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
         })
         .collect()
@@ -35,9 +41,14 @@ fn charset_clients(addr: SocketAddr, user: &str, pw: &str, schema: &str) -> Vec<
 
 fn script(c: &mut [Raw]) -> Vec<Reply> {
     let mut out = Vec::new();
-    for i in [0, 1, 2, 1, 0, 2] {
+    for i in [0, 1, 2, 3, 1, 0, 3, 2] {
         out.push(c[i].query(VARS));
         out.push(c[i].query(TEXT));
+    }
+    // Two statements in one query: the multi-statement client's run, the
+    // others' are a syntax error, as on their own connections.
+    for i in [3, 0, 3, 1] {
+        out.push(c[i].call(b"\x03SELECT 1; SELECT 2", Expect::Results));
     }
     // Prepared under each charset, executed after the others took the
     // connection to theirs.
@@ -73,7 +84,7 @@ fn script(c: &mut [Raw]) -> Vec<Reply> {
 }
 
 #[test]
-fn prepared_clients_of_three_charsets_share_one_connection_by_set_names() {
+fn prepared_clients_of_other_charsets_and_multi_statement_flags_share_one_connection() {
     let db = MariaDb::shared();
     users(db);
     let schema = db.fresh_database("ps_cs_switch");
@@ -88,7 +99,7 @@ fn prepared_clients_of_three_charsets_share_one_connection_by_set_names() {
     let counters = || {
         let all = proxy.snapshots();
         let c = &all[0].counters;
-        (c.backend_opened, c.charset_switches, c.backend_resets)
+        (c.backend_opened, c.connections_switched, c.backend_resets)
     };
     let mut c = charset_clients(proxy.local_addr(), "app", "apppw", &schema);
     // The warm connection has libmariadb's flags: the first client's
@@ -102,7 +113,7 @@ fn prepared_clients_of_three_charsets_share_one_connection_by_set_names() {
         opened_after, opened,
         "every client was served on the one connection"
     );
-    assert!(switches >= 20, "{switches} charset switches");
+    assert!(switches >= 20, "{switches} switches");
     assert!(resets >= 3, "{resets} resets");
 }
 
@@ -125,5 +136,5 @@ fn prepared_a_connection_released_to_a_waiter_of_another_charset_switches_to_it(
     assert!(shown.contains("latin1_swedish_ci"), "{shown}");
     let snap = &proxy.snapshots()[0].counters;
     assert_eq!(snap.backend_opened, opened, "no new connection for the waiter");
-    assert_eq!(snap.charset_switches, 1);
+    assert_eq!(snap.connections_switched, 1);
 }
