@@ -62,6 +62,8 @@ def run_clients(port: int, clients: int, seconds: float, second: tuple[str, int]
     lock = threading.Lock()
     done = [0]
     errors: dict[str, int] = {}
+    # Per half of the clients: every query's latency, ms.
+    lat: list[list[float]] = [[], []]
     conns = []
     for i in range(clients):
         charset, flags = ("utf8mb4", 0) if i % 2 == 0 else second
@@ -71,11 +73,14 @@ def run_clients(port: int, clients: int, seconds: float, second: tuple[str, int]
 
     def worker(c, seed: int) -> None:
         n = 0
+        mine: list[float] = []
         with c.cursor() as cur:
             while not stop.is_set():
                 try:
+                    t0 = time.monotonic()
                     cur.execute("SELECT c FROM sbtest1 WHERE id = %s", ((seed + n * 7919) % ROWS + 1,))
                     cur.fetchall()
+                    mine.append((time.monotonic() - t0) * 1000)
                     n += 1
                 except pymysql.MySQLError as e:
                     key = str(e.args[0]) if e.args else type(e).__name__
@@ -83,6 +88,7 @@ def run_clients(port: int, clients: int, seconds: float, second: tuple[str, int]
                         errors[key] = errors.get(key, 0) + 1
         with lock:
             done[0] += n
+            lat[seed % 2].extend(mine)
 
     ts = [threading.Thread(target=worker, args=(c, i)) for i, c in enumerate(conns)]
     started = time.monotonic()
@@ -95,7 +101,12 @@ def run_clients(port: int, clients: int, seconds: float, second: tuple[str, int]
     took = time.monotonic() - started
     for c in conns:
         c.close()
-    return {"queries": done[0], "qps": done[0] / took, "errors": errors}
+    def pct(xs: list[float], p: float) -> float | None:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else None
+
+    return {"queries": done[0], "qps": done[0] / took, "errors": errors,
+            "p50_ms": [pct(x, 0.5) for x in lat], "p99_ms": [pct(x, 0.99) for x in lat]}
 
 
 def stats(admin_port: int) -> dict[str, int]:
@@ -157,8 +168,8 @@ def main() -> int:
           f"Funnel: 1 core, pool {a.pool}. Each client runs point selects on a {ROWS}-row table; in the mixed "
           "runs half of the clients log in with latin1, CLIENT_MULTI_STATEMENTS or CLIENT_FOUND_ROWS. "
           "Medians; connections opened and switched are per run (`-`: the binary does not count them).", "",
-          "| binary | mix | qps | vs one key | backend connections opened | switched | Funnel CPU µs / query | errors |",
-          "|---|---|---:|---:|---:|---:|---:|---|"]
+          "| binary | mix | qps | vs one key | p50 ms utf8mb4 / other half | p99 ms utf8mb4 / other half | backend connections opened | switched | Funnel CPU µs / query | errors |",
+          "|---|---|---:|---:|---|---|---:|---:|---:|---|"]
     for label, *_ in targets:
         base = statistics.median(r[f"{label} / one key"]["qps"] for r in res["rounds"])
         for mix in MIXES:
@@ -173,8 +184,10 @@ def main() -> int:
                     errs[k] = errs.get(k, 0) + v
             switches = f"{statistics.median(sw):.0f}" if sw else "-"
             shown = ", ".join(f"{k}: {v}" for k, v in sorted(errs.items())) or "0"
-            md.append(f"| {label} | {mix} | {qps:.0f} | {qps / base:.2f}x | {opened:.0f} | {switches} | "
-                      f"{cpu:.1f} | {shown} |")
+            p50 = " / ".join(f"{statistics.median(x['p50_ms'][h] for x in xs):.2f}" for h in (0, 1))
+            p99 = " / ".join(f"{statistics.median(x['p99_ms'][h] for x in xs):.1f}" for h in (0, 1))
+            md.append(f"| {label} | {mix} | {qps:.0f} | {qps / base:.2f}x | {p50} | {p99} | {opened:.0f} | "
+                      f"{switches} | {cpu:.1f} | {shown} |")
     write_report(out, a.name, res, "\n".join(md) + "\n")
     return 0
 
