@@ -33,6 +33,7 @@ FAMILIES = {
     "funnel_session_panics_total": "counter",
     "funnel_backend_connections_opened_total": "counter",
     "funnel_backend_connections_closed_total": "counter",
+    "funnel_backend_connections_switched_total": "counter",
     "funnel_backend_connect_failures_total": "counter",
     "funnel_backlog_timeouts_total": "counter",
     "funnel_backlog_full_total": "counter",
