@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     p.add_argument("--short-events", type=int, default=2000)
     p.add_argument("--long-events", type=int, default=8000)
     p.add_argument("--pool-per-core", type=int, default=8)
+    p.add_argument("--ps-mode", default="disable", choices=["disable", "auto"],
+                   help="sysbench --db-ps-mode: text queries, or binary prepared statements")
     p.add_argument("--tables", type=int, default=4)
     p.add_argument("--table-size", type=int, default=10000)
     p.add_argument("--baseline-binary", default=None, help="another Funnel build, counted the same way")
@@ -145,13 +147,13 @@ def main(argv=None) -> int:
             cleanup.push(funnel.stop)
             cg = Callgrind(funnel, prefix)
             run_sysbench(funnel.port, "oltp_point_select", 8, 0, a.tables, a.table_size,
-                         extra=["--events=500"], hard_limit=300)
+                         ps_mode=a.ps_mode, extra=["--events=500"], hard_limit=300)
             for n in clients:
                 got = {}
                 for events in (a.short_events, a.long_events):
                     cg.zero()
                     r = run_sysbench(funnel.port, "oltp_point_select", n, 0, a.tables, a.table_size,
-                                     extra=[f"--events={events}"], hard_limit=900)
+                                     ps_mode=a.ps_mode, extra=[f"--events={events}"], hard_limit=900)
                     ir, dump = cg.dump()
                     if not r.ok or not r.queries:
                         raise RuntimeError(f"sysbench failed at {n} clients: {r.reason}")
@@ -178,7 +180,7 @@ def markdown(res: dict) -> str:
     lines = [f"# Funnel user-space instructions per forwarded point_select ({res['started'][:10]}, "
              f"{res['machine'].get('hostname')})", "",
              f"`bench/instructions_per_query.py`: Funnel (`cores: 1`, pool {a['pool_per_core']}) under "
-             f"callgrind; sysbench oltp_point_select --db-ps-mode=disable with {a['short_events']} and "
+             f"callgrind; sysbench oltp_point_select --db-ps-mode={a.get('ps_mode', 'disable')} with {a['short_events']} and "
              f"{a['long_events']} events; instructions per query = difference of the two runs' Ir / "
              "difference of their queries. User space only (Funnel, glommio, std, libc); the kernel's "
              "share is not counted.", "",

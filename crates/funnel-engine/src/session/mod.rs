@@ -821,7 +821,8 @@ impl Session {
                 }
                 Box::pin(self.forward(total, f)).await
             }
-            Plan::Statement(cmd) => Box::pin(self.statement(cmd, total)).await,
+            // Boxes each statement command's future itself.
+            Plan::Statement(cmd) => self.statement(cmd, total).await,
             Plan::Kill(k) => {
                 self.buf.consume(total);
                 Box::pin(self.kill(k)).await
@@ -1092,20 +1093,20 @@ impl Session {
             None => return Ok(()),
         };
         if !f.dynamic_vars.is_empty() {
-            conn = match self.check_dynamic_vars(conn, &f.dynamic_vars, total).await? {
+            conn = match Box::pin(self.check_dynamic_vars(conn, &f.dynamic_vars, total)).await? {
                 Some(c) => c,
                 None => return Ok(()),
             };
         }
         if f.diagnostics && (self.own_err.is_some() || self.foreign_diagnostics) {
-            if let Err(e) = self.give_diagnostics(&mut conn).await {
+            if let Err(e) = Box::pin(self.give_diagnostics(&mut conn)).await {
                 self.buf.consume(total);
                 self.discard_backend(conn);
                 return self.reply_error(1, backend_lost(&self.last_backend, e)).await;
             }
         }
         if self.stop_requested() {
-            return self.refuse_stopped(conn, total).await;
+            return Box::pin(self.refuse_stopped(conn, total)).await;
         }
         // Tests widen the gap between the last look for a KILL and the send.
         #[cfg(feature = "fault-injection")]
@@ -1200,13 +1201,13 @@ impl Session {
         let gives_count = f.runs_procedure() && self.gives_found_rows_to_call(do_follows);
         let together = gives_id && gives_count && self.last.row_count != -1;
         if gives_id && !together {
-            conn = match self.sync_last_insert_id(conn, total).await? {
+            conn = match Box::pin(self.sync_last_insert_id(conn, total)).await? {
                 Some(c) => c,
                 None => return Ok(None),
             };
         }
         if gives_count {
-            conn = match self.give_found_rows(conn, total, together).await? {
+            conn = match Box::pin(self.give_found_rows(conn, total, together)).await? {
                 Some((c, given)) => {
                     f.found_rows_given = given;
                     c
@@ -1936,13 +1937,13 @@ impl Session {
             self.insert_id_on_server = true;
         }
         if matches!(f.lock_names, LockNames::Literal { releases: true, .. }) {
-            self.check_named_locks().await;
+            Box::pin(self.check_named_locks()).await;
         }
         if f.stateless_call {
             self.note_stateless_call(f, &summary, free_before_call);
         }
         if self.stateless_pins {
-            self.end_stateless_pins().await;
+            Box::pin(self.end_stateless_pins()).await;
         }
         // After keep_or_release, so a pin is counted against this digest.
         if let Some((key, text)) = self.digest.take() {
@@ -2199,23 +2200,23 @@ impl Session {
         warnings: u16,
     ) -> Result<(), (PinReason, BackendError)> {
         if let Some(names) = &f.read_back {
-            self.read_back_vars(conn, names, warnings)
+            Box::pin(self.read_back_vars(conn, names, warnings))
                 .await
                 .map_err(|e| (PinReason::SessionVariable, e))?;
         }
         if let Some(names) = &f.read_back_user_vars {
-            self.read_back_user_vars(conn, names, warnings)
+            Box::pin(self.read_back_user_vars(conn, names, warnings))
                 .await
                 .map_err(|e| (PinReason::UserVariable, e))?;
         }
         if f.reads_found_rows {
-            self.read_back_found_rows(conn, warnings)
+            Box::pin(self.read_back_found_rows(conn, warnings))
                 .await
                 .map_err(|e| (PinReason::PreviousStatementInfo, e))?;
         }
         if f.reads_row_count {
             // A SELECT of no table: the statement's warnings stay.
-            match conn.query_rows("SELECT ROW_COUNT() LIMIT 1").await {
+            match Box::pin(conn.query_rows("SELECT ROW_COUNT() LIMIT 1")).await {
                 Ok((_, rows)) => {
                     if let Some(n) = rows
                         .first()

@@ -49,27 +49,32 @@ impl Session {
         let mut payload = std::mem::take(&mut self.scratch);
         copy_logical_payload(&self.buf.bytes()[..total], &mut payload);
         self.buf.consume(total);
+        // Each command's future is boxed on its own (see `dispatch`): boxed
+        // as one, every execute would copy the largest of them (a prepare's)
+        // into its box.
         let result = match cmd {
-            StatementCommand::Prepare => self.stmt_prepare(Bytes::copy_from_slice(&payload[1..])).await,
-            StatementCommand::Execute => self.stmt_execute(&payload, false).await,
-            StatementCommand::BulkExecute => self.stmt_execute(&payload, true).await,
-            StatementCommand::LongData => self.stmt_long_data(&payload).await,
+            StatementCommand::Prepare => {
+                Box::pin(self.stmt_prepare(Bytes::copy_from_slice(&payload[1..]))).await
+            }
+            StatementCommand::Execute => Box::pin(self.stmt_execute(&payload, false)).await,
+            StatementCommand::BulkExecute => Box::pin(self.stmt_execute(&payload, true)).await,
+            StatementCommand::LongData => Box::pin(self.stmt_long_data(&payload)).await,
             StatementCommand::Close => {
                 if let Some(id) = self.named_statement(&payload) {
                     if self.long_data.contains(&id) {
-                        self.drop_long_data(id).await;
+                        Box::pin(self.drop_long_data(id)).await;
                     }
                     let private = self.stmts.get(id).filter(|s| s.meta.private).map(|s| s.key);
                     self.stmts.remove(id);
                     self.cursor_closed(id);
                     if let Some(key) = private {
-                        self.close_private(key).await;
+                        Box::pin(self.close_private(key)).await;
                     }
                 }
                 Ok(())
             }
-            StatementCommand::Reset => self.stmt_reset(&payload).await,
-            StatementCommand::Fetch => self.stmt_fetch(&payload).await,
+            StatementCommand::Reset => Box::pin(self.stmt_reset(&payload)).await,
+            StatementCommand::Fetch => Box::pin(self.stmt_fetch(&payload)).await,
         };
         payload.clear();
         self.scratch = payload;
@@ -398,7 +403,15 @@ impl Session {
             let Some(c) = self.select_statement_schema(c, &meta).await? else {
                 return Ok(());
             };
-            let Some(mut c) = self.sync_vars(c, 0).await? else {
+            // Checked here: the sync's future is large, and boxed only
+            // where it has work (see `dispatch`).
+            let in_sync = c.vars == self.vars && c.user_vars == self.user_vars;
+            let c = if in_sync {
+                Some(c)
+            } else {
+                Box::pin(self.sync_vars(c, 0)).await?
+            };
+            let Some(mut c) = c else {
                 return Ok(());
             };
             if c.stmts.get(key).is_some() {
@@ -427,7 +440,7 @@ impl Session {
             return Ok(());
         };
         if self.stop_requested() {
-            return self.refuse_stopped(conn, 0).await;
+            return Box::pin(self.refuse_stopped(conn, 0)).await;
         }
         let client_types = self.stmts.get(id).and_then(|s| s.param_types.as_ref());
         let backend = conn.stmts.get(key).expect("prepared_on prepared it");
@@ -509,7 +522,7 @@ impl Session {
         else {
             return Ok(Some(conn));
         };
-        match super::sync::select_schema(&mut conn, schema).await {
+        match Box::pin(super::sync::select_schema(&mut conn, schema)).await {
             Ok(_) => Ok(Some(conn)),
             Err(e) => {
                 self.discard_backend(conn);
@@ -559,6 +572,16 @@ impl Session {
         if head.sends_types() || client_has_types || !foreign_types || self.long_data.contains(&id) {
             return Ok(Some(conn));
         }
+        Box::pin(self.rebind_for(conn, meta, key)).await
+    }
+
+    /// [`Self::unbound_for`] once the statement must be prepared anew.
+    async fn rebind_for(
+        &mut self,
+        mut conn: BackendConn,
+        meta: &StatementMeta,
+        key: StmtKey,
+    ) -> Result<Option<BackendConn>, End> {
         let old = conn.stmts.remove(key);
         let conn = match close_evicted(conn, old).await {
             Ok(c) => c,
@@ -807,6 +830,18 @@ impl Session {
         if conn.stmts.get(key).is_some() {
             return Ok(Some(conn));
         }
+        // Boxed: preparing is a large future, and rare once the
+        // connections have the statement (see `dispatch`).
+        Box::pin(self.prepare_there(conn, meta, key)).await
+    }
+
+    /// [`Self::prepared_on`] for a connection that lacks the statement.
+    async fn prepare_there(
+        &mut self,
+        conn: BackendConn,
+        meta: &StatementMeta,
+        key: StmtKey,
+    ) -> Result<Option<BackendConn>, End> {
         // Parse it as it was first parsed: same schema, same sql_mode and charset.
         let Some(c) = self.sync_schema(conn, meta.schema.as_deref(), 0).await? else {
             return Ok(None);
