@@ -1101,8 +1101,7 @@ fn engine_kill_query_that_arrives_late_stops_no_other_clients_statement() {
     let running = thread::spawn(move || a.query_first::<i64, _>("SELECT SLEEP(1)"));
     e.wait_until_running(a_id);
     // Read when the KILL is sent, so setting them here is enough.
-    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
-    std::env::set_var("FUNNEL_FAULT_KILL_DELAY_MS", "2000");
+    let _faults = Faults::set(&[("FUNNEL_FAULT_KILL_DELAY_MS", "2000")]);
     let kill = thread::spawn(move || killer.query_drop(format!("KILL QUERY {a_id}")));
     assert_eq!(
         running.join().unwrap().unwrap(),
@@ -1128,7 +1127,33 @@ fn thread_of(c: &mut Conn) -> u64 {
 /// A client running `SELECT SLEEP(secs)` on a core whose one backend
 /// connection also serves `killer` and `next`; `fault` is the
 /// fault-injection switch the `KILL QUERY` then meets.
+/// Fault-injection variables of one test, removed when it ends (also when
+/// it fails): under plain `cargo test` the tests of this binary share the
+/// process's environment, and a delay left set would reach the next
+/// test's `KILL`. (`FUNNEL_FAULT_INJECTION` itself stays: alone it
+/// injects nothing, and another test running may need it.)
+struct Faults(Vec<&'static str>);
+
+impl Faults {
+    fn set(vars: &[(&'static str, &str)]) -> Faults {
+        std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        Faults(vars.iter().map(|(k, _)| *k).collect())
+    }
+}
+
+impl Drop for Faults {
+    fn drop(&mut self) {
+        for k in &self.0 {
+            std::env::remove_var(k);
+        }
+    }
+}
+
 struct KillScene {
+    _faults: Faults,
     running: thread::JoinHandle<(mysql::Result<Option<i64>>, Conn)>,
     a_id: u32,
     killer: Conn,
@@ -1137,7 +1162,7 @@ struct KillScene {
     before: u64,
 }
 
-fn kill_scene(e: &Env, secs: u32, fault: (&str, &str)) -> KillScene {
+fn kill_scene(e: &Env, secs: u32, fault: (&'static str, &str)) -> KillScene {
     let mut a = e.client();
     let a_id = a.connection_id();
     let killer = e.client();
@@ -1150,9 +1175,9 @@ fn kill_scene(e: &Env, secs: u32, fault: (&str, &str)) -> KillScene {
     });
     e.wait_until_running(a_id);
     // Read when the KILL is sent, so setting them here is enough.
-    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
-    std::env::set_var(fault.0, fault.1);
+    let faults = Faults::set(&[fault]);
     KillScene {
+        _faults: faults,
         running,
         a_id,
         killer,
@@ -1234,8 +1259,7 @@ fn engine_connection_of_a_refused_kill_at_the_send_keeps_serving() {
     };
     let before = thread_of(&mut a);
     assert_eq!(thread_of(&mut next), before, "one connection serves everyone");
-    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
-    std::env::set_var("FUNNEL_FAULT_KILL_REFUSED", "1");
+    let _faults = Faults::set(&[("FUNNEL_FAULT_KILL_REFUSED", "1")]);
     std::env::set_var("FUNNEL_FAULT_SEND_DELAY_MS", "700");
     let running = thread::spawn(move || {
         let r = a.query_first::<i64, _>("SELECT SLEEP(1)");
@@ -3677,8 +3701,7 @@ fn engine_a_login_is_not_held_by_a_pool_whose_connections_are_all_pinned() {
         1,
         "pool:\n  max_per_core: 1\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 5s\n",
     );
-    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
-    std::env::set_var("FUNNEL_FAULT_SCHEMA_TRUST_MS", "100");
+    let _faults = Faults::set(&[("FUNNEL_FAULT_SCHEMA_TRUST_MS", "100")]);
     let mut holder = e.client();
     let holder_id = holder.connection_id();
     holder.query_drop("BEGIN").unwrap();
