@@ -588,23 +588,46 @@ impl BackendConn {
     /// the same statement stops the recording a reset left on with no
     /// history yet.
     /// A connection whose charset was switched gets it back in the same
-    /// statement: the reset gave the server's session the login's.
+    /// statement (the reset gave the server's session the login's), or in
+    /// one of its own when the check failed and set nothing.
     pub async fn restore_after_reset(&mut self) -> Result<bool, BackendError> {
         self.tracks_state = false;
         let track = self.caps.contains(Capabilities::CLIENT_SESSION_TRACK);
         let sql = if track { RESET_CHECK_TRACKING } else { RESET_CHECK };
         let mut p = BytesMut::new();
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
-        if self.key.charset != self.login_charset {
-            // Switched only to charsets Funnel can name.
-            if let Some((cs, coll)) = charset::names(u16::from(self.key.charset)) {
-                p.extend_from_slice(format!(", NAMES '{cs}' COLLATE '{coll}'").as_bytes());
-            }
+        let names = self.switched_names();
+        if let Some(names) = &names {
+            p.extend_from_slice(format!(", {names}").as_bytes());
         }
         let summary = self.run(&p, Expect::Status).await?;
         let clean = summary.error.is_none();
+        if let Some(names) = names.filter(|_| !clean) {
+            // The server checks every assignment of a `SET` before it makes
+            // any: the refused check set no charset either, and the
+            // connection (which stays with its client, see the callers)
+            // would answer in the login's instead of its key's.
+            let summary = self.run_query(format!("SET {names}").as_bytes()).await?;
+            if let Some(err) = summary.error {
+                return Err(BackendError::Io(io::Error::other(format!(
+                    "SET {names} after a reset refused: {}",
+                    String::from_utf8_lossy(&err.message)
+                ))));
+            }
+        }
         self.tracks_state = track && clean;
         Ok(clean)
+    }
+
+    /// `NAMES ...` of the key's charset when the connection was switched
+    /// from the one it logged in with (only ever to charsets Funnel can
+    /// name): what gives a reset session its key's charset back.
+    fn switched_names(&self) -> Option<String> {
+        if self.key.charset == self.login_charset {
+            return None;
+        }
+        let (cs, coll) = charset::names(u16::from(self.key.charset))?;
+        Some(format!("NAMES '{cs}' COLLATE '{coll}'"))
     }
 
     /// Moves the connection to pool key `key` (one that

@@ -138,3 +138,49 @@ fn prepared_a_connection_released_to_a_waiter_of_another_charset_switches_to_it(
     assert_eq!(snap.backend_opened, opened, "no new connection for the waiter");
     assert_eq!(snap.connections_switched, 1);
 }
+
+/// Two clients of `charsets`, directly and through Funnel with one backend
+/// connection, running `script` in one fresh schema: (direct, funnel)
+/// replies, and Funnel's counters of connections opened and switched.
+fn charset_pair(
+    name: &str,
+    charsets: (u8, u8),
+    script: impl Fn(&mut Raw, &mut Raw) -> Vec<Reply>,
+) -> (Vec<Reply>, Vec<Reply>, u64) {
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database(name);
+    let connect = |addr, user: &str, pw: &str, charset| {
+        let c = MiniClient::connect_with_charset(addr, user, pw, Some(&schema), Capabilities::EMPTY, charset);
+        Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+    };
+    let d = script(
+        &mut connect(db.addr(), "ps_direct", "dpw", charsets.0),
+        &mut connect(db.addr(), "ps_direct", "dpw", charsets.1),
+    );
+    let proxy = funnel(db, &schema, 1);
+    let f = script(
+        &mut connect(proxy.local_addr(), "app", "apppw", charsets.0),
+        &mut connect(proxy.local_addr(), "app", "apppw", charsets.1),
+    );
+    let switched = proxy.snapshots()[0].counters.connections_switched;
+    (mask(d, &schema), mask(f, &schema), switched)
+}
+
+#[test]
+fn prepared_a_reset_that_leaves_profiles_keeps_the_switched_charset() {
+    let (d, f, switched) = charset_pair("ps_cs_profiles", (45, 8), |a, b| {
+        let mut out = vec![a.query(VARS)];
+        // The latin1 client takes the utf8mb4 connection, keeps it for
+        // its profiles, and resets: the server's reset leaves the
+        // profiles, so the connection stays with it, in its charset.
+        out.push(b.query("SET profiling = 1"));
+        out.push(b.query("SELECT 1"));
+        out.push(b.call(&[0x1f], Expect::Status));
+        out.push(b.query(VARS));
+        out.push(b.query(TEXT));
+        out
+    });
+    assert!(switched >= 1, "{switched} switches");
+    assert_same(&d, &f);
+}
