@@ -516,7 +516,7 @@ impl Pool {
             // after a login: at most one `SET NAMES` instead of a close and
             // a login.
             if let Some(conn) = Box::pin(self.switch_key(conn, key)).await {
-                return Ok((conn, true));
+                return self.usable_after(conn, "switched to a client's settings", true);
             }
             return self.opened(self.open_boxed(key).await);
         } else if let Some(victim) = self.take_oldest_idle() {
@@ -568,15 +568,27 @@ impl Pool {
     /// (or removed) while it opened: then nothing was sent on it, and the
     /// command goes to another backend instead.
     fn opened(&self, result: Result<BackendConn, EngineError>) -> Result<(BackendConn, bool), EngineError> {
-        let conn = result?;
+        self.usable_after(result?, "opened", false)
+    }
+
+    /// `conn` for the checkout that waited while it was `what` (opened,
+    /// switched), unless the backend was drained (or removed) meanwhile:
+    /// then the client's command was not sent on it, and goes to another
+    /// backend instead. `reused` as [`Pool::checkout`] returns it.
+    fn usable_after(
+        &self,
+        conn: BackendConn,
+        what: &str,
+        reused: bool,
+    ) -> Result<(BackendConn, bool), EngineError> {
         if self.is_draining() {
             drop(conn);
             return Err(EngineError::BackendUnavailable {
                 backend: self.spec.name.clone(),
-                reason: "drained while a connection to it opened".into(),
+                reason: format!("drained while a connection to it was {what}"),
             });
         }
-        Ok((conn, false))
+        Ok((conn, reused))
     }
 
     /// Returns a connection after a client's command: to the first waiter,

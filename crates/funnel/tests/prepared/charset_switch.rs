@@ -139,37 +139,51 @@ fn prepared_a_connection_released_to_a_waiter_of_another_charset_switches_to_it(
     assert_eq!(snap.connections_switched, 1);
 }
 
-/// Two clients of `charsets`, directly and through Funnel with one backend
-/// connection, running `script` in one fresh schema: (direct, funnel)
-/// replies, and Funnel's counters of connections opened and switched.
-fn charset_pair(
+/// Clients of `charsets`, directly and through Funnel with one backend
+/// connection, running `script` in one fresh schema made by `setup`:
+/// (direct, funnel) replies, and how many times Funnel switched its
+/// connection.
+fn charset_group(
     name: &str,
-    charsets: (u8, u8),
-    script: impl Fn(&mut Raw, &mut Raw) -> Vec<Reply>,
+    charsets: &[u8],
+    setup: &[&str],
+    script: impl Fn(&mut [Raw]) -> Vec<Reply>,
 ) -> (Vec<Reply>, Vec<Reply>, u64) {
     let db = MariaDb::shared();
     users(db);
     let schema = db.fresh_database(name);
-    let connect = |addr, user: &str, pw: &str, charset| {
-        let c = MiniClient::connect_with_charset(addr, user, pw, Some(&schema), Capabilities::EMPTY, charset);
-        Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    for sql in setup {
+        root.query_drop(sql.replace("<db>", &schema)).unwrap();
+    }
+    let connect = |addr, user: &str, pw: &str| -> Vec<Raw> {
+        charsets
+            .iter()
+            .map(|&charset| {
+                let c = MiniClient::connect_with_charset(
+                    addr,
+                    user,
+                    pw,
+                    Some(&schema),
+                    Capabilities::EMPTY,
+                    charset,
+                );
+                Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+            })
+            .collect()
     };
-    let d = script(
-        &mut connect(db.addr(), "ps_direct", "dpw", charsets.0),
-        &mut connect(db.addr(), "ps_direct", "dpw", charsets.1),
-    );
+    let d = script(&mut connect(db.addr(), "ps_direct", "dpw"));
     let proxy = funnel(db, &schema, 1);
-    let f = script(
-        &mut connect(proxy.local_addr(), "app", "apppw", charsets.0),
-        &mut connect(proxy.local_addr(), "app", "apppw", charsets.1),
-    );
+    let f = script(&mut connect(proxy.local_addr(), "app", "apppw"));
     let switched = proxy.snapshots()[0].counters.connections_switched;
     (mask(d, &schema), mask(f, &schema), switched)
 }
 
 #[test]
 fn prepared_a_reset_that_leaves_profiles_keeps_the_switched_charset() {
-    let (d, f, switched) = charset_pair("ps_cs_profiles", (45, 8), |a, b| {
+    let (d, f, switched) = charset_group("ps_cs_profiles", &[45, 8], &[], |c| {
+        let [a, b] = c else { unreachable!() };
         let mut out = vec![a.query(VARS)];
         // The latin1 client takes the utf8mb4 connection, keeps it for
         // its profiles, and resets: the server's reset leaves the
@@ -183,4 +197,39 @@ fn prepared_a_reset_that_leaves_profiles_keeps_the_switched_charset() {
     });
     assert!(switched >= 1, "{switched} switches");
     assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_a_connection_switched_while_its_backend_is_drained_runs_no_command_there() {
+    // A server of its own: the test freezes it.
+    let db = MariaDb::start();
+    users(&db);
+    let schema = db.fresh_database("ps_cs_drain");
+    let proxy = funnel(&db, &schema, 1);
+    let connect = |charset| {
+        let c = MiniClient::connect_with_charset(
+            proxy.local_addr(),
+            "app",
+            "apppw",
+            Some(&schema),
+            Capabilities::EMPTY,
+            charset,
+        );
+        Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+    };
+    let (mut utf8mb4, mut latin1) = (connect(45), connect(8));
+    // The one connection, idle in utf8mb4.
+    utf8mb4.query("SELECT 1").unwrap();
+    // The latin1 client's command switches it, and the server is slow to
+    // answer the SET NAMES: meanwhile an operator drains the backend.
+    db.pause();
+    let waiting = std::thread::spawn(move || latin1.query(VARS));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    funnel_testkit::funnel::set_drained(&proxy, "primary", true);
+    db.resume();
+    // Told as a command that arrives now is (nothing else serves), not
+    // run on the drained backend as one opened meanwhile would not be.
+    assert_eq!(waiting.join().unwrap().map(|_| ()), Err(9004));
+    let counts = proxy.snapshots()[0].pools[0].counts;
+    assert_eq!(counts.total, 0, "{counts:?}: the switched connection closed");
 }
