@@ -550,8 +550,9 @@ impl BackendConn {
 
     /// `COM_RESET_CONNECTION`, then [`Self::restore_after_reset`]: the
     /// server's session is a fresh one's again (user and session variables,
-    /// prepared statements, temporary tables; the schema and the handshake
-    /// charset stay), and so is what Funnel records of it. Returns false
+    /// prepared statements, temporary tables; the schema stays, and the
+    /// charset of the connection's key is set again where the server gave
+    /// back the login's), and so is what Funnel records of it. Returns false
     /// when the reset left what it does not undo (a role, profiles): the
     /// connection must be closed. An ERR from the server is an error here
     /// too: the connection must not be reused.
