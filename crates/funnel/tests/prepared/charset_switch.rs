@@ -233,3 +233,50 @@ fn prepared_a_connection_switched_while_its_backend_is_drained_runs_no_command_t
     let counts = proxy.snapshots()[0].pools[0].counts;
     assert_eq!(counts.total, 0, "{counts:?}: the switched connection closed");
 }
+
+#[test]
+fn prepared_clients_own_charset_settings_in_a_latin1_schema_survive_switches() {
+    // The charset variables, the schema's, and `old_mode` (which decides
+    // what `utf8` names).
+    let all = "SELECT @@character_set_client, @@character_set_connection, @@character_set_results, \
+               @@collation_connection, @@character_set_database, @@collation_database, @@old_mode";
+    let (d, f, switched) = charset_group(
+        "ps_cs_vars",
+        &[45, 8, 224],
+        &["ALTER DATABASE <db> CHARACTER SET latin1 COLLATE latin1_bin"],
+        |c| {
+            let steps: &[(usize, &str)] = &[
+                (0, all),
+                (1, "SET CHARACTER SET utf8mb4"),
+                (1, all),
+                (0, all),
+                (1, TEXT),
+                (2, "SET character_set_results = NULL"),
+                (2, TEXT),
+                (0, TEXT),
+                (2, all),
+                (1, all),
+                (2, "SET collation_connection = utf8mb4_bin"),
+                (0, all),
+                (2, all),
+                (2, TEXT),
+                (1, "SET @v = 'é'"),
+                (2, "SET @w = 1"),
+                (1, "SELECT @v, CHARSET(@v), HEX(@v), COLLATION(@v)"),
+                (0, "SET old_mode = ''"),
+                (0, "SET NAMES utf8"),
+                (1, all),
+                (0, all),
+                (2, "SET old_mode = ''"),
+                (1, all),
+                (2, "SET NAMES latin1 COLLATE latin1_bin"),
+                (0, all),
+                (2, all),
+                (1, all),
+            ];
+            steps.iter().map(|&(i, sql)| c[i].query(sql)).collect()
+        },
+    );
+    assert!(switched >= 10, "{switched} switches");
+    assert_same(&d, &f);
+}
