@@ -951,8 +951,8 @@ impl Pool {
     }
 
     /// Switches a released connection to `key`, whose oldest waiter is
-    /// next, and hands it over; when that fails, opens one for the waiter
-    /// instead (as a trade would). Only a charset costs a round trip.
+    /// next, and hands it over; when that fails, opens one for whoever
+    /// waits then (as after a discard). Only a charset costs a round trip.
     fn spawn_switch_for_backlog(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) {
         if conn.key.charset == key.charset {
             Stats::bump(&self.stats.connections_switched);
@@ -967,7 +967,15 @@ impl Pool {
             pool.opening_for_backlog.set(pool.opening_for_backlog.get() - 1);
             match switched {
                 Some(conn) => pool.release(conn),
-                None => pool.spawn_open_for_backlog(key),
+                // Closed: a new connection for whoever waits now (the
+                // waiter may have left meanwhile), as after any discard,
+                // unless the backend is being drained or is down.
+                None if pool.is_draining() || pool.health.get() == Health::Down => {}
+                None => {
+                    if let Some(k) = pool.backlog.first_key() {
+                        pool.spawn_open_for_backlog(k);
+                    }
+                }
             }
         });
     }
