@@ -15,6 +15,8 @@ use mysql::prelude::Queryable;
 mod bulk;
 #[path = "prepared/bulk_edges.rs"]
 mod bulk_edges;
+#[path = "prepared/charset_soak.rs"]
+mod charset_soak;
 #[path = "prepared/charset_switch.rs"]
 mod charset_switch;
 #[path = "prepared/extended_metadata.rs"]

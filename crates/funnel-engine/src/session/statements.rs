@@ -290,6 +290,16 @@ impl Session {
         self.out.clear();
         self.out.extend_from_slice(&meta.response);
         self.out[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&id.to_le_bytes());
+        // The recorded response carries the status of the session that
+        // prepared the text first (in a transaction or not); the server
+        // tells each client its own, without the flags it clears at each
+        // command's start (an index not used by the statement before).
+        let lasting = StatusFlags::SERVER_STATUS_IN_TRANS.0
+            | StatusFlags::SERVER_STATUS_AUTOCOMMIT.0
+            | StatusFlags::SERVER_STATUS_IN_TRANS_READONLY.0
+            | StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES.0;
+        let status = StatusFlags(self.client_status().0 & lasting);
+        set_eof_status(&mut self.out, status);
         super::write_own(&mut self.stream, &self.out, &self.shard, &self.control)
             .await
             .map_err(|_| End::Closed)
@@ -1089,9 +1099,59 @@ fn copy_logical_payload(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Sets the status flags of every EOF packet in `packets` (whole packets,
+/// headers included: a prepare response, whose EOFs end its parameter and
+/// column descriptions) to `status`.
+fn set_eof_status(packets: &mut [u8], status: StatusFlags) {
+    let mut at = 0;
+    while at + HEADER_LEN <= packets.len() {
+        let len =
+            usize::from(packets[at]) | usize::from(packets[at + 1]) << 8 | usize::from(packets[at + 2]) << 16;
+        let payload = at + HEADER_LEN;
+        // A description starts with its catalog ("def"), never 0xfe.
+        if len == 5 && packets.get(payload) == Some(&0xfe) {
+            packets[payload + 3..payload + 5].copy_from_slice(&status.0.to_le_bytes());
+        }
+        at = payload + len;
+    }
+}
+
 /// True for an `INSERT` or `REPLACE` (after any leading comments).
 fn inserts_rows(sql: &[u8]) -> bool {
     use super::sql_lex::{first_word_is, skip_leading_comments};
     let s = skip_leading_comments(sql);
     first_word_is(s, b"INSERT") || first_word_is(s, b"REPLACE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_eof_status_of_a_prepare_response_is_set() {
+        // OK (id, 1 column, 1 parameter), a parameter description, EOF, a
+        // column description, EOF: what MariaDB sends without DEPRECATE_EOF.
+        let mut response = Vec::new();
+        let mut packet = |payload: &[u8]| write_packet_vec(&mut response, payload);
+        packet(&[0x00, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
+        packet(b"\x03def\x00\x00\x00\x01?\x00\x0c\x3f\x00\x00\x00\x00\x00\x06\x80\x00\x00\x00\x00");
+        packet(&[0xfe, 0, 0, 3, 0]);
+        packet(b"\x03def\x00\x00\x00\x01c\x00\x0c\x2d\x00\x04\x00\x00\x00\xfd\x01\x00\x27\x00\x00");
+        packet(&[0xfe, 1, 0, 3, 0]);
+        let before = response.clone();
+        set_eof_status(&mut response, StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+        let eofs: Vec<usize> = (0..response.len())
+            .filter(|&i| response[i] != before[i])
+            .collect();
+        assert_eq!(eofs.len(), 2, "one status byte in each EOF: {eofs:?}");
+        assert!(response.windows(5).any(|w| w == [0xfe, 0, 0, 2, 0]));
+        // The warning count stays.
+        assert!(response.windows(5).any(|w| w == [0xfe, 1, 0, 2, 0]));
+    }
+
+    fn write_packet_vec(out: &mut Vec<u8>, payload: &[u8]) {
+        let mut b = BytesMut::new();
+        write_packet(&mut b, 1, payload);
+        out.extend_from_slice(&b);
+    }
 }
