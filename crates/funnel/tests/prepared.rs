@@ -65,8 +65,15 @@ impl Raw {
 
     /// Logs in asking for `extra` capabilities too (what the server offers of them).
     fn connect_with(addr: SocketAddr, user: &str, pw: &str, db: &str, extra: Capabilities) -> Raw {
-        Raw(MiniClient::connect_with(addr, user, pw, Some(db), extra)
-            .unwrap_or_else(|e| panic!("login: {e:?}")))
+        Raw::connect_as(addr, user, pw, db, extra, 45)
+    }
+
+    /// [`Raw::connect_with`] with the handshake collation `charset`.
+    fn connect_as(addr: SocketAddr, user: &str, pw: &str, db: &str, extra: Capabilities, charset: u8) -> Raw {
+        Raw(
+            MiniClient::connect_with_charset(addr, user, pw, Some(db), extra, charset)
+                .unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")),
+        )
     }
 
     fn call(&mut self, payload: &[u8], expect: Expect) -> Reply {
@@ -869,9 +876,7 @@ fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
         [8, 45, 8]
             .into_iter()
             .map(|charset| {
-                let caps = funnel_protocol::Capabilities::EMPTY;
-                let c = MiniClient::connect_with_charset(addr, user, pw, Some(&schema), caps, charset);
-                let mut c = Raw(c.unwrap());
+                let mut c = Raw::connect_as(addr, user, pw, &schema, Capabilities::EMPTY, charset);
                 let mut reply = c.call(b"\x16SELECT 'abc' AS c, ? AS d", Expect::Prepare);
                 if let Ok(packets) = &mut reply {
                     packets[0][1..5].fill(0); // the statement id
@@ -888,9 +893,14 @@ fn prepared_prepare_metadata_follows_the_clients_handshake_charset() {
 
 /// A client whose handshake charset Funnel cannot name (gbk, 28).
 fn gbk_client(proxy: &funnel_engine::Proxy, schema: &str) -> Raw {
-    let caps = funnel_protocol::Capabilities::EMPTY;
-    let c = MiniClient::connect_with_charset(proxy.local_addr(), "app", "apppw", Some(schema), caps, 28);
-    Raw(c.unwrap_or_else(|e| panic!("login: {e:?}")))
+    Raw::connect_as(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        schema,
+        Capabilities::EMPTY,
+        28,
+    )
 }
 
 #[test]

@@ -114,8 +114,7 @@ fn run(script: &Script, addr: SocketAddr, user: &str, pw: &str, schema: &str) ->
             } else {
                 Capabilities::EMPTY
             };
-            let c = MiniClient::connect_with_charset(addr, user, pw, Some(schema), extra, charset);
-            Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+            Raw::connect_as(addr, user, pw, schema, extra, charset)
         })
         .collect();
     // Each client's last prepared statement, by this side's id.

@@ -32,10 +32,7 @@ const SETUP: &[&str] = &[
 fn charset_clients(addr: SocketAddr, user: &str, pw: &str, schema: &str) -> Vec<Raw> {
     CLIENTS
         .iter()
-        .map(|&(charset, extra)| {
-            let c = MiniClient::connect_with_charset(addr, user, pw, Some(schema), extra, charset);
-            Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
-        })
+        .map(|&(charset, extra)| Raw::connect_as(addr, user, pw, schema, extra, charset))
         .collect()
 }
 
@@ -160,17 +157,7 @@ fn charset_group(
     let connect = |addr, user: &str, pw: &str| -> Vec<Raw> {
         charsets
             .iter()
-            .map(|&charset| {
-                let c = MiniClient::connect_with_charset(
-                    addr,
-                    user,
-                    pw,
-                    Some(&schema),
-                    Capabilities::EMPTY,
-                    charset,
-                );
-                Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
-            })
+            .map(|&charset| Raw::connect_as(addr, user, pw, &schema, Capabilities::EMPTY, charset))
             .collect()
     };
     let d = script(&mut connect(db.addr(), "ps_direct", "dpw"));
@@ -207,15 +194,14 @@ fn prepared_a_connection_switched_while_its_backend_is_drained_runs_no_command_t
     let schema = db.fresh_database("ps_cs_drain");
     let proxy = funnel(&db, &schema, 1);
     let connect = |charset| {
-        let c = MiniClient::connect_with_charset(
+        Raw::connect_as(
             proxy.local_addr(),
             "app",
             "apppw",
-            Some(&schema),
+            &schema,
             Capabilities::EMPTY,
             charset,
-        );
-        Raw(c.unwrap_or_else(|e| panic!("login with charset {charset}: {e:?}")))
+        )
     };
     let (mut utf8mb4, mut latin1) = (connect(45), connect(8));
     // The one connection, idle in utf8mb4.
