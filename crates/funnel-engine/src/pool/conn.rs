@@ -206,6 +206,14 @@ const RESET_CHECK: &str = reset_check!();
 /// [`RESET_CHECK`] turning `session_track_state_change` back on too.
 const RESET_CHECK_TRACKING: &str = concat!(reset_check!(), ", session_track_state_change = ON");
 
+/// `NAMES 'cs' COLLATE 'coll'` of handshake collation `charset`: what sets
+/// the charset group as a login with it does. `None` for a collation
+/// Funnel cannot name.
+fn names_clause(charset: u8) -> Option<String> {
+    let (cs, coll) = charset::names(u16::from(charset))?;
+    Some(format!("NAMES '{cs}' COLLATE '{coll}'"))
+}
+
 /// An open, authenticated backend connection.
 pub struct BackendConn {
     /// Id within the shard.
@@ -588,6 +596,7 @@ impl BackendConn {
     /// such a connection serves no other client. When the check passes,
     /// the same statement stops the recording a reset left on with no
     /// history yet.
+    ///
     /// A connection whose charset was switched gets it back in the same
     /// statement (the reset gave the server's session the login's), or in
     /// one of its own when the check failed and set nothing.
@@ -627,8 +636,7 @@ impl BackendConn {
         if self.key.charset == self.login_charset {
             return None;
         }
-        let (cs, coll) = charset::names(u16::from(self.key.charset))?;
-        Some(format!("NAMES '{cs}' COLLATE '{coll}'"))
+        names_clause(self.key.charset)
     }
 
     /// Moves the connection to pool key `key` (one that
@@ -641,12 +649,10 @@ impl BackendConn {
     /// NAMES` (the connection is as it was).
     pub async fn switch_key(&mut self, key: PoolKey) -> Result<bool, BackendError> {
         if key.charset != self.key.charset {
-            let Some((cs, coll)) = charset::names(u16::from(key.charset)) else {
+            let Some(names) = names_clause(key.charset) else {
                 return Ok(false);
             };
-            let summary = self
-                .run_query(format!("SET NAMES '{cs}' COLLATE '{coll}'").as_bytes())
-                .await?;
+            let summary = self.run_query(format!("SET {names}").as_bytes()).await?;
             if summary.error.is_some() {
                 return Ok(false);
             }

@@ -4,7 +4,7 @@
 //! statement ids (and, when needed, parameter types) on the way through.
 
 use bytes::{Bytes, BytesMut};
-use funnel_protocol::framing::{write_packet, HEADER_LEN, MAX_CHUNK};
+use funnel_protocol::framing::{write_packet, PacketHeader, HEADER_LEN, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
 use funnel_protocol::tracker::{Expect, ResponseSummary};
 use funnel_protocol::{Capabilities, StatusFlags};
@@ -1104,15 +1104,16 @@ fn copy_logical_payload(bytes: &[u8], out: &mut Vec<u8>) {
 /// column descriptions) to `status`.
 fn set_eof_status(packets: &mut [u8], status: StatusFlags) {
     let mut at = 0;
-    while at + HEADER_LEN <= packets.len() {
-        let len =
-            usize::from(packets[at]) | usize::from(packets[at + 1]) << 8 | usize::from(packets[at + 2]) << 16;
+    while let Some(head) = PacketHeader::peek(&packets[at..]) {
         let payload = at + HEADER_LEN;
         // A description starts with its catalog ("def"), never 0xfe.
-        if len == 5 && packets.get(payload) == Some(&0xfe) {
+        if head.len == 5 && packets.get(payload) == Some(&0xfe) {
             packets[payload + 3..payload + 5].copy_from_slice(&status.0.to_le_bytes());
         }
-        at = payload + len;
+        at += head.total_len();
+        if at > packets.len() {
+            break;
+        }
     }
 }
 
