@@ -199,6 +199,18 @@ fn funnel(db: &MariaDb, schema: &str, pool: usize) -> funnel_engine::Proxy {
     funnel_testkit::funnel::start(cfg)
 }
 
+/// A fresh schema named after `name`, made by `setup` (run there as root;
+/// `<db>` in a statement names the schema).
+fn schema_with(db: &MariaDb, name: &str, setup: &[&str]) -> String {
+    let schema = db.fresh_database(name);
+    let mut root = db.root();
+    root.query_drop(format!("USE {schema}")).unwrap();
+    for sql in setup {
+        root.query_drop(sql.replace("<db>", &schema)).unwrap();
+    }
+    schema
+}
+
 /// Runs `script` on both sides and returns (direct, funnel) replies.
 fn differential(
     name: &str,
@@ -221,15 +233,8 @@ fn differential_with(
 ) -> (Vec<Reply>, Vec<Reply>) {
     let db = MariaDb::shared();
     users(db);
-    let direct_schema = db.fresh_database(&format!("{name}_d"));
-    let funnel_schema = db.fresh_database(&format!("{name}_f"));
-    let mut root = db.root();
-    for schema in [&direct_schema, &funnel_schema] {
-        root.query_drop(format!("USE {schema}")).unwrap();
-        for sql in setup {
-            root.query_drop(sql).unwrap();
-        }
-    }
+    let direct_schema = schema_with(db, &format!("{name}_d"), setup);
+    let funnel_schema = schema_with(db, &format!("{name}_f"), setup);
     let mut direct = clients(db.addr(), "ps_direct", "dpw", &direct_schema, n, extra);
     let d = script(&mut direct);
     let proxy = funnel(db, &funnel_schema, pool);
@@ -250,12 +255,7 @@ fn differential_pair(
 ) -> (Vec<Reply>, Vec<Reply>) {
     let db = MariaDb::shared();
     users(db);
-    let schema = db.fresh_database(name);
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    for sql in setup {
-        root.query_drop(sql).unwrap();
-    }
+    let schema = schema_with(db, name, setup);
     let connect = |addr, user, pw, extra| Raw::connect_with(addr, user, pw, &schema, extra);
     let d = script(
         &mut connect(db.addr(), "ps_direct", "dpw", caps.0),

@@ -168,12 +168,7 @@ fn prepared_charset_and_multi_statement_switches_match_direct_for_seeded_scripts
     let mut switched = 0;
     for seed in first..first + seeds {
         let script = draw(seed, steps);
-        let schema = db.fresh_database("ps_cs_soak");
-        let mut root = db.root();
-        root.query_drop(format!("USE {schema}")).unwrap();
-        for sql in SETUP {
-            root.query_drop(sql).unwrap();
-        }
+        let schema = schema_with(db, "ps_cs_soak", SETUP);
         let d = mask(run(&script, db.addr(), "ps_direct", "dpw", &schema), &schema);
         let proxy = funnel(db, &schema, script.pool);
         let f = mask(run(&script, proxy.local_addr(), "app", "apppw", &schema), &schema);

@@ -84,12 +84,7 @@ fn script(c: &mut [Raw]) -> Vec<Reply> {
 fn prepared_clients_of_other_charsets_and_multi_statement_flags_share_one_connection() {
     let db = MariaDb::shared();
     users(db);
-    let schema = db.fresh_database("ps_cs_switch");
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    for sql in SETUP {
-        root.query_drop(sql).unwrap();
-    }
+    let schema = schema_with(db, "ps_cs_switch", SETUP);
     let d = script(&mut charset_clients(db.addr(), "ps_direct", "dpw", &schema));
 
     let proxy = funnel(db, &schema, 1);
@@ -148,12 +143,7 @@ fn charset_group(
 ) -> (Vec<Reply>, Vec<Reply>, u64) {
     let db = MariaDb::shared();
     users(db);
-    let schema = db.fresh_database(name);
-    let mut root = db.root();
-    root.query_drop(format!("USE {schema}")).unwrap();
-    for sql in setup {
-        root.query_drop(sql.replace("<db>", &schema)).unwrap();
-    }
+    let schema = schema_with(db, name, setup);
     let connect = |addr, user: &str, pw: &str| -> Vec<Raw> {
         charsets
             .iter()
