@@ -8,10 +8,11 @@ with utf8mb4_unicode_ci; some clients ask for CLIENT_FOUND_ROWS. When the pool i
 next waiter's settings differ from those of the connection just released, the connection has to
 change: a charset with one `SET NAMES`, capability flags only by closing it and logging in anew.
 
-This script runs `--clients` pymysql clients doing point selects for `--time` seconds, in four
+This script runs `--clients` pymysql clients doing point selects for `--time` seconds, in five
 mixes, through each Funnel binary given (`--bin label:PATH`), side by side in rotating order:
 - `one key`: every client utf8mb4;
 - `two charsets`: half utf8mb4, half latin1;
+- `one in eight latin1`: a small group of another charset beside a large one;
 - `multi-statements`: half with CLIENT_MULTI_STATEMENTS (as libmariadb asks);
 - `found rows`: half with CLIENT_FOUND_ROWS (as Connector/J asks).
 It reports queries per second, backend connections opened and switched, and Funnel's CPU per
@@ -47,26 +48,30 @@ except ImportError:  # pragma: no cover
 
 ROWS = 10000
 
-#: mix name -> settings of the second half of the clients (the first half: utf8mb4, no extra flags)
+#: mix name -> (charset, extra flags, every how many clients one has them); the others: utf8mb4,
+#: no extra flags
 MIXES = {
-    "one key": ("utf8mb4", 0),
-    "two charsets": ("latin1", 0),
-    "multi-statements": ("utf8mb4", CLIENT.MULTI_STATEMENTS),
-    "found rows": ("utf8mb4", CLIENT.FOUND_ROWS),
+    "one key": ("utf8mb4", 0, 2),
+    "two charsets": ("latin1", 0, 2),
+    "one in eight latin1": ("latin1", 0, 8),
+    "multi-statements": ("utf8mb4", CLIENT.MULTI_STATEMENTS, 2),
+    "found rows": ("utf8mb4", CLIENT.FOUND_ROWS, 2),
 }
 
 
-def run_clients(port: int, clients: int, seconds: float, second: tuple[str, int]) -> dict:
-    """`clients` connections running point selects for `seconds`; half of them with `second`."""
+def run_clients(port: int, clients: int, seconds: float, other: tuple[str, int, int]) -> dict:
+    """`clients` connections running point selects for `seconds`; one in `other[2]` of them with
+    `other`'s charset and flags."""
     stop = threading.Event()
     lock = threading.Lock()
     done = [0]
     errors: dict[str, int] = {}
-    # Per half of the clients: every query's latency, ms.
+    # Per kind of client (the usual ones, the others): every query's latency, ms.
     lat: list[list[float]] = [[], []]
+    every = other[2]
     conns = []
     for i in range(clients):
-        charset, flags = ("utf8mb4", 0) if i % 2 == 0 else second
+        charset, flags = other[:2] if i % every == every - 1 else ("utf8mb4", 0)
         conns.append(pymysql.connect(host="127.0.0.1", port=port, user=SB_USER, password=SB_PASSWORD,
                                      database=SB_DB, charset=charset, client_flag=flags,
                                      autocommit=True, read_timeout=60))
@@ -88,7 +93,7 @@ def run_clients(port: int, clients: int, seconds: float, second: tuple[str, int]
                         errors[key] = errors.get(key, 0) + 1
         with lock:
             done[0] += n
-            lat[seed % 2].extend(mine)
+            lat[int(seed % every == every - 1)].extend(mine)
 
     ts = [threading.Thread(target=worker, args=(c, i)) for i, c in enumerate(conns)]
     started = time.monotonic()
@@ -166,9 +171,10 @@ def main() -> int:
             res["rounds"].append(row)
     md = [f"# Clients of mixed settings on a full pool ({a.clients} pymysql clients, {a.time:g} s x {a.rounds} rounds)", "",
           f"Funnel: 1 core, pool {a.pool}. Each client runs point selects on a {ROWS}-row table; in the mixed "
-          "runs half of the clients log in with latin1, CLIENT_MULTI_STATEMENTS or CLIENT_FOUND_ROWS. "
+          "runs half of the clients (or one in eight) log in with latin1, CLIENT_MULTI_STATEMENTS or "
+          "CLIENT_FOUND_ROWS. "
           "Medians; connections opened and switched are per run (`-`: the binary does not count them).", "",
-          "| binary | mix | qps | vs one key | p50 ms utf8mb4 / other half | p99 ms utf8mb4 / other half | backend connections opened | switched | Funnel CPU µs / query | errors |",
+          "| binary | mix | qps | vs one key | p50 ms usual / other clients | p99 ms usual / other clients | backend connections opened | switched | Funnel CPU µs / query | errors |",
           "|---|---|---:|---:|---|---|---:|---:|---:|---|"]
     for label, *_ in targets:
         base = statistics.median(r[f"{label} / one key"]["qps"] for r in res["rounds"])
