@@ -636,6 +636,13 @@ impl Pool {
         self.answers.set(self.answers.get().wrapping_add(1));
         conn.buf.shrink_if_idle();
         conn.idle_since = Instant::now();
+        self.hand_on(conn);
+    }
+
+    /// Gives a connection fit for reuse to the first waiter of its key, or
+    /// switches or trades it for the oldest waiter of another key, or
+    /// keeps it idle.
+    fn hand_on(self: &Rc<Self>, conn: BackendConn) {
         match self.backlog.hand_over(conn) {
             Ok(()) => {}
             Err(conn) => match self.backlog.first_key() {
@@ -955,9 +962,10 @@ impl Pool {
     /// waits then (as after a discard). Only a charset costs a round trip.
     fn spawn_switch_for_backlog(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) {
         if conn.key.charset == key.charset {
+            // Nothing to send: it is as fit as release found it.
             Stats::bump(&self.stats.connections_switched);
             conn.key = key;
-            self.release(conn);
+            self.hand_on(conn);
             return;
         }
         let pool = self.clone();
