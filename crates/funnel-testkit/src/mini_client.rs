@@ -227,7 +227,7 @@ impl MiniClient {
 
     /// Sends any command payload (first byte: the command) as a new exchange.
     pub fn send_command(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.send(0, payload)
+        self.send(0, payload).map(drop)
     }
 
     /// Sends a command and reads its whole response, whatever its shape,
@@ -238,11 +238,20 @@ impl MiniClient {
         expect: funnel_protocol::tracker::Expect,
     ) -> Result<Vec<Vec<u8>>, MiniError> {
         use funnel_protocol::tracker::{Event, ResponseTracker};
-        self.send(0, payload)?;
+        // Clients check that sequence ids follow on (libmariadb: "packets
+        // out of order"); so does this one. A packet of 16 MiB or more is
+        // read whole and counts by its last piece.
+        let mut want = self.send(0, payload)?;
         let mut tracker = ResponseTracker::new(expect, self.caps, funnel_protocol::StatusFlags(2));
         let mut out = Vec::new();
         loop {
-            let (_, p) = self.read_packet()?;
+            let (first, last, p) = self.read_packet_seqs()?;
+            if first != want {
+                return Err(MiniError::Protocol(funnel_protocol::ProtocolError::Unexpected(
+                    "packets out of order",
+                )));
+            }
+            want = last.wrapping_add(1);
             let event = tracker.feed(&p, p.len())?;
             out.push(p);
             if event == Event::Done {
@@ -255,7 +264,7 @@ impl MiniClient {
     pub fn send_query(&mut self, sql: &str) -> io::Result<()> {
         let mut p = BytesMut::new();
         write_query(&mut p, sql.as_bytes());
-        self.send(0, &p)
+        self.send(0, &p).map(drop)
     }
 
     /// Reads up to `n` raw bytes of whatever the server sends next.
@@ -278,9 +287,15 @@ impl MiniClient {
 
     /// Reads the next logical packet: sequence id and payload.
     pub fn read_packet(&mut self) -> Result<(u8, Vec<u8>), MiniError> {
+        self.read_packet_seqs().map(|(_, last, payload)| (last, payload))
+    }
+
+    /// Reads the next logical packet: the sequence ids of its first and
+    /// last pieces, and its payload.
+    fn read_packet_seqs(&mut self) -> Result<(u8, u8, Vec<u8>), MiniError> {
         loop {
             if let Some(p) = self.decoder.decode(&mut self.inbox)? {
-                return Ok((p.last_seq, p.payload.to_vec()));
+                return Ok((p.seq, p.last_seq, p.payload.to_vec()));
             }
             let mut chunk = [0u8; 16384];
             let n = self.stream.read(&mut chunk)?;
@@ -294,10 +309,13 @@ impl MiniClient {
         }
     }
 
-    fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<()> {
+    /// Writes `payload` from sequence id `seq`; returns the id the reply
+    /// starts with (more than `seq + 1` for a payload of 16 MiB or more).
+    fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<u8> {
         let mut out = BytesMut::new();
-        write_packet(&mut out, seq, payload);
-        self.stream.write_all(&out)
+        let next = write_packet(&mut out, seq, payload);
+        self.stream.write_all(&out)?;
+        Ok(next)
     }
 }
 
