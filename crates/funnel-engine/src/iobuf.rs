@@ -14,6 +14,11 @@ use crate::rt::Stream;
 /// Initial size of a connection's read buffer.
 pub const DEFAULT_CAPACITY: usize = 16 * 1024;
 
+/// Bytes kept free in front of the data when the buffer empties, so that a
+/// packet at the front can grow by a byte or two in place
+/// ([`IoBuf::replace_front`]) instead of moving everything after it.
+const HEADROOM: usize = 8;
+
 /// Bytes read from a socket and not consumed yet.
 pub struct IoBuf {
     data: Vec<u8>,
@@ -32,16 +37,43 @@ impl IoBuf {
     /// A buffer of `cap` bytes.
     pub fn with_capacity(cap: usize) -> Self {
         IoBuf {
-            data: vec![0; cap],
-            start: 0,
-            end: 0,
-            initial: cap,
+            data: vec![0; cap + HEADROOM],
+            start: HEADROOM,
+            end: HEADROOM,
+            initial: cap + HEADROOM,
         }
     }
 
     /// The unconsumed bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// The unconsumed bytes, to change in place (a sequence id).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
+    /// Puts `new` in place of the first `old_len` unconsumed bytes. It
+    /// moves only `new`'s bytes where the headroom (or `old_len`) has room
+    /// for them, which is the case for a packet that grows by a byte at the
+    /// front of a buffer.
+    pub fn replace_front(&mut self, old_len: usize, new: &[u8]) {
+        debug_assert!(old_len <= self.len());
+        if new.len() <= old_len + self.start {
+            let at = self.start + old_len - new.len();
+            self.data[at..at + new.len()].copy_from_slice(new);
+            self.start = at;
+        } else {
+            let grow = new.len() - old_len;
+            if self.data.len() - self.end < grow {
+                self.data.resize(self.end + grow, 0);
+            }
+            self.data
+                .copy_within(self.start + old_len..self.end, self.start + new.len());
+            self.data[self.start..self.start + new.len()].copy_from_slice(new);
+            self.end += grow;
+        }
     }
 
     /// How many unconsumed bytes there are.
@@ -59,15 +91,15 @@ impl IoBuf {
         debug_assert!(n <= self.len());
         self.start += n;
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.start = HEADROOM;
+            self.end = HEADROOM;
         }
     }
 
     /// Forgets everything buffered.
     pub fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
+        self.start = HEADROOM;
+        self.end = HEADROOM;
     }
 
     /// The header of the first buffered packet, if four bytes are there.
@@ -85,15 +117,15 @@ impl IoBuf {
     /// Makes room for at least `want` unconsumed bytes in total, moving the
     /// live bytes to the front or growing the buffer as needed.
     pub fn reserve_total(&mut self, want: usize) {
-        if self.start > 0
+        if self.start > HEADROOM
             && (self.data.len() - self.end < want.saturating_sub(self.len()) || self.end == self.data.len())
         {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+            self.data.copy_within(self.start..self.end, HEADROOM);
+            self.end -= self.start - HEADROOM;
+            self.start = HEADROOM;
         }
-        if self.data.len() < want {
-            self.data.resize(want, 0);
+        if self.data.len() - self.start < want {
+            self.data.resize(self.start + want, 0);
         }
     }
 
@@ -134,14 +166,14 @@ impl IoBuf {
     pub fn shrink_if_idle(&mut self) {
         if self.is_empty() && self.data.len() > 4 * self.initial {
             self.data = vec![0; self.initial];
-            self.start = 0;
-            self.end = 0;
+            self.start = HEADROOM;
+            self.end = HEADROOM;
         }
     }
 
     /// The buffer's current size in bytes (for memory accounting).
     pub fn capacity(&self) -> usize {
-        self.data.len()
+        self.data.len() - HEADROOM
     }
 }
 
@@ -199,5 +231,26 @@ mod tests {
         b.consume(1);
         b.shrink_if_idle();
         assert_eq!(b.capacity(), 8, "back to its initial size once idle");
+    }
+
+    #[test]
+    fn iobuf_replace_front_grows_into_the_headroom_and_shrinks_in_place() {
+        let mut b = IoBuf::with_capacity(8);
+        push(&mut b, &[1, 0, 0, 1, 3, 9, 9]);
+        // The packet of one byte at the front becomes one of two.
+        b.replace_front(5, &[2, 0, 0, 1, 3, 1]);
+        assert_eq!(b.bytes(), &[2, 0, 0, 1, 3, 1, 9, 9]);
+        // Shrinks: the bytes after it stay where they are.
+        b.replace_front(6, &[7]);
+        assert_eq!(b.bytes(), &[7, 9, 9]);
+        // With no headroom left the rest moves.
+        let mut full = IoBuf {
+            data: vec![1, 2, 3, 4],
+            start: 0,
+            end: 4,
+            initial: 4,
+        };
+        full.replace_front(1, &[5, 6]);
+        assert_eq!(full.bytes(), &[5, 6, 2, 3, 4]);
     }
 }

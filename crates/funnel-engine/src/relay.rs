@@ -14,6 +14,7 @@ use funnel_protocol::framing::{write_packet, PacketHeader, HEADER_LEN};
 use funnel_protocol::session_track::{hide_added_tracking, TrackingView};
 use funnel_protocol::tracker::{Event, Expect, ResponseSummary, ResponseTracker};
 
+use crate::column_cache::{ColumnCache, Front};
 use crate::iobuf::IoBuf;
 use crate::kill::ClientControl;
 use crate::pool::conn::BackendConn;
@@ -104,6 +105,10 @@ pub struct ClientSide<'a> {
     /// backend connection is drained or closed rather than held until
     /// `client.net_write_timeout`.
     pub control: &'a Rc<ClientControl>,
+    /// The client asked for MariaDB's metadata cache: its column counts
+    /// get the byte that says whether definitions follow, and an
+    /// execute's definitions the client has are left out.
+    pub columns: Option<ColumnCache<'a>>,
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -124,6 +129,7 @@ pub async fn relay_response(
         tracking,
         hold_end,
         control,
+        mut columns,
     } = client;
     let killed = || control.is_killed();
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
@@ -144,20 +150,63 @@ pub async fn relay_response(
         // A terminator that carried tracking data the client did not ask
         // for: where it starts in the buffer, and what goes out instead.
         let mut replaced: Option<(usize, Vec<u8>)> = None;
-        let bytes = conn.buf.bytes();
-        while event == Event::More && forward < bytes.len() && replaced.is_none() {
+        // A column count for a client with the metadata cache, rewritten
+        // in place where it starts the buffer (see `column_cache`); one
+        // later in the buffer ends the walk before it.
+        let mut await_bytes = false;
+        let mut at_count = false;
+        if let Some(cache) = columns
+            .as_mut()
+            .filter(|_| pass_through == 0 && tracker.expects_result_start())
+        {
+            match cache.rewrite_front(&mut conn.buf, &mut tracker) {
+                Ok(Front::NotCount) => {}
+                Ok(Front::Incomplete) => await_bytes = true,
+                Ok(Front::Rewritten { len, seq, event: e }) => {
+                    forward = len;
+                    event = e;
+                    next_seq = seq.wrapping_add(1);
+                    chain_open = false;
+                }
+                Err(e) => {
+                    return RelayEnd::BackendFailed {
+                        reason: format!("protocol violation: {e}"),
+                        sent_any,
+                        next_seq: written_seq,
+                        err_fits: at_boundary,
+                    };
+                }
+            }
+        }
+        let seq_shift = columns.as_ref().map_or(0, ColumnCache::seq_shift);
+        let bytes = conn.buf.bytes_mut();
+        while event == Event::More && forward < bytes.len() && replaced.is_none() && !await_bytes {
             if pass_through > 0 {
                 let n = pass_through.min(bytes.len() - forward);
                 forward += n;
                 pass_through -= n;
                 continue;
             }
-            let Some(h) = PacketHeader::peek(&bytes[forward..]) else {
+            if columns.is_some() && forward > 0 && tracker.expects_result_start() {
+                at_count = true;
+                break;
+            }
+            let Some(mut h) = PacketHeader::peek(&bytes[forward..]) else {
                 break;
             };
             let avail = bytes.len() - forward - HEADER_LEN;
             let payload_start = forward + HEADER_LEN;
-            let fed = if avail >= h.len {
+            let whole = avail >= h.len;
+            if !(whole || h.len > STREAM_PACKET_OVER && avail >= 16) {
+                break;
+            }
+            if seq_shift != 0 {
+                // Definitions the client has were left out before it (once
+                // per packet: this one goes out in this walk).
+                h.seq = h.seq.wrapping_sub(seq_shift);
+                bytes[forward + 3] = h.seq;
+            }
+            let fed = if whole {
                 let payload = &bytes[payload_start..payload_start + h.len];
                 let r = tracker.feed(payload, h.len);
                 if tracker.fed_state_change() && !tracking.as_sent() {
@@ -169,13 +218,11 @@ pub async fn relay_response(
                 }
                 forward += h.total_len();
                 r
-            } else if h.len > STREAM_PACKET_OVER && avail >= 16 {
+            } else {
                 let r = tracker.feed(&bytes[payload_start..payload_start + avail], h.len);
                 forward += HEADER_LEN + avail;
                 pass_through = h.len - avail;
                 r
-            } else {
-                break;
             };
             next_seq = h.seq.wrapping_add(1);
             chain_open = h.continues();
@@ -291,9 +338,9 @@ pub async fn relay_response(
             }
             Event::More => {}
         }
-        if replaced.is_some() {
-            // The walk stopped at the rewritten packet: what follows it may
-            // already be in the buffer.
+        if replaced.is_some() || at_count {
+            // The walk stopped at the rewritten packet, or before a result
+            // to rewrite: what follows may already be in the buffer.
             continue;
         }
         if let Some(h) = conn.buf.peek_header() {

@@ -198,6 +198,14 @@ impl ResponseTracker {
         self.flagged
     }
 
+    /// True when the next packet starts a result of `COM_QUERY` or an
+    /// execute: an OK, an ERR, a LOCAL INFILE request, or a result set's
+    /// column count. A proxy that changes column counts for its client
+    /// (MariaDB's metadata cache) finds them here.
+    pub fn expects_result_start(&self) -> bool {
+        self.state == State::First && self.expect == Expect::Results && !self.continuation
+    }
+
     /// Takes the summary out (call after [`Event::Done`]).
     pub fn into_summary(self) -> ResponseSummary {
         self.summary

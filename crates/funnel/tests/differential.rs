@@ -1350,11 +1350,11 @@ fn mysql_err(e: mysql::Error, what: &dyn std::fmt::Display) -> Outcome {
 }
 
 /// `binary`: the result of an execute. Its columns' charset and length
-/// are left out: a direct connection negotiates MariaDB's metadata cache
+/// are left out: the driver negotiates MariaDB's metadata cache
 /// (`MARIADB_CLIENT_CACHE_METADATA`), and the server then skips the
 /// metadata of later executes even after `character_set_results` changed,
-/// so the driver shows the prepare-time charset; Funnel does not offer the
-/// cache and always sends what the server sent (docs/multiplexing.md).
+/// so the driver shows the prepare-time charset; Funnel compares the
+/// definitions themselves and sends the changed ones (docs/multiplexing.md).
 fn collect<P: mysql::prelude::Protocol>(
     result: &mut mysql::QueryResult<'_, '_, '_, P>,
     binary: bool,

@@ -21,6 +21,8 @@ mod charset_soak;
 mod charset_switch;
 #[path = "prepared/extended_metadata.rs"]
 mod extended_metadata;
+#[path = "prepared/metadata_cache.rs"]
+mod metadata_cache;
 
 /// `MYSQL_TYPE_LONGLONG`.
 const LONGLONG: u8 = 8;

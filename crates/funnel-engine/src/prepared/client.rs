@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use funnel_protocol::response::ErrPacket;
 
+use crate::column_cache::KnownColumns;
 use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::registry::StatementMeta;
 
@@ -26,6 +27,9 @@ pub struct ClientStatement {
     /// Why sending long data for it failed: as a server does, the next
     /// execute reports it (`COM_STMT_SEND_LONG_DATA` has no response).
     pub long_data_err: Option<funnel_protocol::response::ErrPacket>,
+    /// The result columns the client has for it (for a client with
+    /// MariaDB's metadata cache).
+    pub known_columns: KnownColumns,
 }
 
 /// Statement ids a client holds. No `Default`: every instance must count
@@ -120,6 +124,7 @@ impl ClientStatements {
                 key,
                 param_types: None,
                 long_data_err: None,
+                known_columns: KnownColumns::FromPrepare,
             },
         );
         self.last = Some(id);

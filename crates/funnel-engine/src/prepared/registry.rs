@@ -41,6 +41,29 @@ pub struct StatementMeta {
 }
 
 impl StatementMeta {
+    /// The column definition packets of the prepare response (headers
+    /// included), empty when the statement describes no columns.
+    pub fn column_definitions(&self) -> &[u8] {
+        use funnel_protocol::framing::PacketHeader;
+        let r = &self.response[..];
+        let next =
+            |at: usize| PacketHeader::peek(&r[at..]).map_or(r.len(), |h| (at + h.total_len()).min(r.len()));
+        // The prepare OK, then the parameters' definitions and their EOF
+        // (none with `CLIENT_DEPRECATE_EOF`: a definition starts with "def").
+        let mut at = next(0);
+        for _ in 0..self.params {
+            at = next(at);
+        }
+        if self.params > 0 && r.get(at + funnel_protocol::framing::HEADER_LEN) == Some(&0xfe) {
+            at = next(at);
+        }
+        let start = at;
+        for _ in 0..self.columns {
+            at = next(at);
+        }
+        &r[start.min(r.len())..at]
+    }
+
     /// Records what the server said of the statement since it was
     /// described: `columns` result columns (from an execute's result set
     /// or another connection's prepare). Another count than the recorded

@@ -143,6 +143,10 @@ pub struct Forward {
     /// the session may give its connection back (see
     /// `session/stateless_call.rs`).
     pub stateless_call: bool,
+    /// An execute (or bulk) of this client statement: its result columns
+    /// are the statement's, which a client with MariaDB's metadata cache
+    /// may have already (see [`crate::column_cache`]).
+    pub describes: Option<u32>,
     /// An `XA` statement: the session's transaction may be an XA one
     /// whose branch ended (`XA END`, `XA PREPARE`), where the server
     /// refuses every statement, a prepare too (1399), until `XA COMMIT` or
@@ -318,6 +322,7 @@ impl Forward {
             compound: false,
             found_rows_given: false,
             stateless_call: false,
+            describes: None,
             xa: false,
             may_run_stored_code: false,
             tracks_state_itself: false,

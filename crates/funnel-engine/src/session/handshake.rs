@@ -51,14 +51,16 @@ pub const FUNNEL_CAPS: Capabilities = Capabilities(
 );
 
 /// The MariaDB extended capabilities Funnel can carry: bulk operations
-/// (`COM_STMT_BULK_EXECUTE`) and extended column metadata (the type a
+/// (`COM_STMT_BULK_EXECUTE`), extended column metadata (the type a
 /// column was declared with, `json`, `uuid`, ..., which connectors read
-/// to return a JSON column as an object). The other extensions change
-/// the protocol in ways Funnel does not follow (progress reports inside
-/// replies, metadata left out of executes the server thinks the client
-/// has cached).
+/// to return a JSON column as an object), and the metadata cache (an
+/// execute leaves out the column definitions the client has; Funnel
+/// keeps track of them per client, see [`crate::column_cache`]).
+/// Progress reports are not carried: they come inside replies.
 pub const EXTENDED_CAPS: Capabilities = Capabilities(
-    Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS.0 | Capabilities::MARIADB_CLIENT_EXTENDED_METADATA.0,
+    Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS.0
+        | Capabilities::MARIADB_CLIENT_EXTENDED_METADATA.0
+        | Capabilities::MARIADB_CLIENT_CACHE_METADATA.0,
 );
 
 /// What Funnel offers clients: [`FUNNEL_CAPS`], plus those of

@@ -1644,8 +1644,21 @@ impl Session {
         // The client's own `SET session_track_state_change = ON` is reported
         // to it already.
         tracking.own_state_change |= f.tracks_state_itself;
+        // A client with MariaDB's metadata cache (never a backend
+        // connection's: see `column_cache`).
+        let columns = self
+            .caps
+            .contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA)
+            .then(|| {
+                let statement = f
+                    .describes
+                    .and_then(|id| self.stmts.get_mut(id))
+                    .map(|s| (&mut s.known_columns, &*s.meta));
+                crate::column_cache::ColumnCache::new(statement)
+            });
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
+            columns,
             stream: &mut self.stream,
             buf: &mut self.buf,
             max_packet: self.shard.config().client.max_packet_size.as_u64() as usize,

@@ -357,6 +357,11 @@ impl Session {
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
+        // A `CALL` returns its procedure's result sets, whose definitions
+        // the server sends every time.
+        if f.pin != Some(super::pinning::PinReason::StoredProcedure) {
+            f.describes = Some(id);
+        }
         // On the server a bulk `INSERT` (`REPLACE`, `... ON DUPLICATE KEY
         // UPDATE`) is one statement, whose `ROW_COUNT()` is its OK's; after
         // any other the server answers the last row's count.

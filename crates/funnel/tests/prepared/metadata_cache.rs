@@ -1,0 +1,181 @@
+//! MariaDB's metadata cache (`MARIADB_CLIENT_CACHE_METADATA`) through
+//! Funnel: every column count carries the byte that says whether column
+//! definitions follow, and an execute leaves out the definitions the
+//! client has for its statement, exactly where a direct connection does.
+//! Backend connections never ask for the cache themselves: what each
+//! client has is its own (one changes its charset, one opens cursors, a
+//! table changes under both), also where a client without the cache
+//! shares the connection. Replies are compared byte for byte, and every
+//! packet's sequence id is checked.
+
+use super::bulk::{s, v, BULK, SEND_TYPES};
+use super::*;
+
+const CACHE: Capabilities = Capabilities::MARIADB_CLIENT_CACHE_METADATA;
+
+const SETUP: &[&str] = &[
+    "CREATE TABLE t (id INT PRIMARY KEY, c VARCHAR(20), n INT)",
+    "INSERT INTO t VALUES (1, 'one', 10), (2, 'two', 20)",
+    "CREATE PROCEDURE p2() BEGIN SELECT 1 AS a; SELECT 'x' AS b, 2 AS c; END",
+];
+
+/// The column count of a reply's first packet and the byte after it.
+fn count_and_flag(reply: &Reply) -> Option<(u8, u8)> {
+    let first = reply.as_ref().ok()?.first()?;
+    (first.len() == 2).then(|| (first[0], first[1]))
+}
+
+fn script(c: &mut [Raw]) -> Vec<Reply> {
+    let sel = "SELECT * FROM t WHERE id = ?";
+    let a = c[0].prepare(sel).unwrap();
+    // From the shard's registry through Funnel.
+    let b = c[1].prepare(sel).unwrap();
+    let q = c[0].prepare("SELECT ? AS q").unwrap();
+    let call = c[1].prepare("CALL p2()").unwrap();
+    let mut out = vec![
+        c[0].execute(a, 0, &[int(1)], true),
+        c[1].execute(b, 0, &[int(2)], true),
+        c[0].execute(a, 0, &[int(2)], false),
+        c[0].query("SELECT c FROM t"),
+        c[1].query("CALL p2()"),
+        // Another charset: other definitions, once.
+        c[1].query("SET NAMES latin1"),
+        c[1].execute(b, 0, &[int(1)], false),
+        c[1].execute(b, 0, &[int(1)], false),
+        c[0].execute(a, 0, &[int(1)], false),
+        // A cursor's definitions differ (a temporary table's flags).
+        c[0].execute(a, 1, &[int(1)], false),
+        c[0].fetch(a, 5),
+        c[0].execute(a, 1, &[int(2)], false),
+        c[0].execute(a, 0, &[int(2)], false),
+        // A parameter's type shapes the column.
+        c[0].execute(q, 0, &[int(5)], true),
+        c[0].execute(q, 0, &[text("abc")], true),
+        c[0].execute(q, 0, &[text("abc")], true),
+        // A procedure's result sets come with definitions every time.
+        c[1].execute(call, 0, &[], false),
+        c[1].execute(call, 0, &[], false),
+        // A failed execute leaves what the client has as it was.
+        c[0].execute(a, 0, &[text("x'")], true),
+        c[0].execute(a, 0, &[int(1)], true),
+    ];
+    // The table changes under both clients' statements.
+    out.push(c[1].query("ALTER TABLE t ADD COLUMN z INT"));
+    out.push(c[0].execute(a, 0, &[int(1)], false));
+    out.push(c[1].execute(b, 0, &[int(1)], false));
+    out.push(c[0].execute(a, 0, &[int(1)], false));
+    out.push(c[1].execute(b, 0, &[int(2)], false));
+    out.push(c[1].query("ALTER TABLE t DROP COLUMN z"));
+    out
+}
+
+#[test]
+fn prepared_metadata_cache_matches_direct() {
+    let (d, f) = differential_with("ps_mcache", SETUP, 2, 2, CACHE, script);
+    assert_same(&d, &f);
+    // The script reaches both kinds of execute, and text results.
+    assert_eq!(count_and_flag(&d[0]), Some((3, 0)), "{:?}", d[0]);
+    assert_eq!(count_and_flag(&d[3]), Some((1, 1)));
+    assert_eq!(count_and_flag(&d[6]), Some((3, 1)), "latin1: {:?}", d[6]);
+    assert_eq!(count_and_flag(&d[7]), Some((3, 0)));
+}
+
+#[test]
+fn prepared_metadata_cache_with_deprecate_eof_matches_direct() {
+    let caps = CACHE | Capabilities::CLIENT_DEPRECATE_EOF;
+    let (d, f) = differential_with("ps_mcache_eof", SETUP, 2, 2, caps, script);
+    assert_same(&d, &f);
+    assert_eq!(count_and_flag(&d[0]), Some((3, 0)));
+}
+
+#[test]
+fn prepared_metadata_cache_bulk_returning_matches_direct() {
+    let (d, f) = differential_with("ps_mcache_bulk", SETUP, 2, 1, CACHE | BULK, |c| {
+        let ret = c[0]
+            .prepare("INSERT INTO t (id, c) VALUES (?, ?) RETURNING id, c")
+            .unwrap();
+        vec![
+            c[0].bulk(ret, SEND_TYPES, &[vec![v(7), s("s")]]),
+            c[1].query("SELECT 1"),
+            c[0].bulk(ret, SEND_TYPES, &[vec![v(8), s("s")], vec![v(9), s("s")]]),
+            c[0].execute(ret, 0, &[int(10), text("x")], true),
+            c[0].execute(ret, 0, &[int(10), text("x")], true),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_metadata_cache_and_plain_clients_share_a_connection() {
+    let sql = "SELECT c, n FROM t WHERE id = ?";
+    let (d, f) = differential_pair(
+        "ps_mcache_mix",
+        SETUP,
+        (CACHE, Capabilities::EMPTY),
+        |cached, plain| {
+            let a = cached.prepare(sql).unwrap();
+            let b = plain.prepare(sql).unwrap();
+            vec![
+                plain.execute(b, 0, &[int(1)], true),
+                cached.execute(a, 0, &[int(1)], true),
+                plain.query("SELECT c FROM t"),
+                cached.query("SELECT c FROM t"),
+                plain.execute(b, 0, &[int(2)], true),
+                cached.execute(a, 0, &[int(2)], true),
+            ]
+        },
+    );
+    assert_same(&d, &f);
+    assert_eq!(count_and_flag(&d[1]), Some((2, 0)));
+    assert_eq!(
+        d[0].as_ref().unwrap()[0],
+        vec![2],
+        "no flag byte without the cache"
+    );
+}
+
+#[test]
+fn prepared_metadata_cache_sends_the_definitions_of_a_new_results_charset() {
+    // The server leaves the definitions out after `SET
+    // character_set_results` (its cache is checked when the statement is
+    // prepared again, which a new client charset does): the client keeps
+    // the old charset's. Funnel compares the definitions themselves.
+    let (d, f) = differential_with("ps_mcache_cs", SETUP, 1, 1, CACHE, |c| {
+        let id = c[0].prepare("SELECT c FROM t WHERE id = ?").unwrap();
+        vec![
+            c[0].execute(id, 0, &[int(1)], true),
+            c[0].query("SET character_set_results = latin1"),
+            c[0].execute(id, 0, &[int(1)], false),
+            c[0].execute(id, 0, &[int(1)], false),
+        ]
+    });
+    assert_same(&d[..2], &f[..2]);
+    assert_eq!(count_and_flag(&d[2]), Some((1, 0)), "{:?}", d[2]);
+    assert_eq!(count_and_flag(&f[2]), Some((1, 1)), "{:?}", f[2]);
+    let def = &f[2].as_ref().unwrap()[1];
+    // The charset id sits after the fixed-length fields' length byte 0x0c.
+    let at = def.iter().rposition(|&b| b == 0x0c).unwrap();
+    assert_eq!(def[at + 1], 8, "latin1 in the new definition: {def:?}");
+    assert_eq!(d[3], f[3], "then left out again");
+}
+
+#[test]
+fn prepared_metadata_cache_renumbers_rows_that_span_reads() {
+    // Rows larger than the read buffer arrive over several reads after
+    // the left-out definitions: each packet's id moves down once.
+    let (d, f) = differential_with("ps_mcache_big", SETUP, 1, 1, CACHE, |c| {
+        let mid = c[0]
+            .prepare("SELECT REPEAT(c, 10000) AS big, id FROM t WHERE id > ?")
+            .unwrap();
+        let huge = c[0].prepare("SELECT REPEAT('y', ?) AS huge").unwrap();
+        vec![
+            c[0].execute(mid, 0, &[int(0)], true),
+            c[0].execute(mid, 0, &[int(0)], true),
+            c[0].execute(huge, 0, &[int(300_000)], true),
+            c[0].execute(huge, 0, &[int(300_000)], true),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(count_and_flag(&d[1]), Some((2, 0)));
+    assert_eq!(count_and_flag(&d[3]), Some((1, 0)));
+}
