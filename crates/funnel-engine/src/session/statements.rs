@@ -474,8 +474,7 @@ impl Session {
             backend.bound_types = Some(t.to_vec());
         }
         let backend_id = backend.id;
-        let mut rewritten = BytesMut::with_capacity(payload.len() + 16);
-        head.rewrite(payload, backend_id, inject.as_deref(), &mut rewritten);
+        self.frame_out(|out| head.rewrite(payload, backend_id, inject.as_deref(), out));
         if bulk {
             Stats::bump(&self.shard.stats.bulk_executes);
         }
@@ -485,7 +484,7 @@ impl Session {
         if head.reaches_statement() {
             self.long_data.retain(|&s| s != id);
         }
-        self.send_rewritten(conn, &rewritten, &f).await?;
+        self.send_out(conn, &f).await?;
         // A session whose state shapes what the server describes (a
         // temporary table hiding the statement's table) is answered with
         // its own columns: they say nothing of other clients' prepares.
@@ -721,13 +720,12 @@ impl Session {
             return Ok(());
         };
         let backend_id = conn.stmts.get(key).expect("prepared").id;
-        let mut rewritten = BytesMut::with_capacity(payload.len());
-        rewrite_id(payload, backend_id, &mut rewritten);
+        self.frame_out(|out| rewrite_id(payload, backend_id, out));
         // The data lives on this connection until the execute.
         if !self.long_data.contains(&id) {
             self.long_data.push(id);
         }
-        self.send_rewritten(conn, &rewritten, &f).await
+        self.send_out(conn, &f).await
     }
 
     async fn stmt_reset(&mut self, payload: &[u8]) -> Result<(), End> {
@@ -742,10 +740,9 @@ impl Session {
         match on_pinned {
             Some(backend_id) => {
                 let conn = self.pinned.take().expect("checked");
-                let mut rewritten = BytesMut::with_capacity(payload.len());
-                rewrite_id(payload, backend_id, &mut rewritten);
+                self.frame_out(|out| rewrite_id(payload, backend_id, out));
                 let f = Forward::new("COM_STMT_RESET", Some(Expect::Status));
-                self.send_rewritten(conn, &rewritten, &f).await?;
+                self.send_out(conn, &f).await?;
                 // A reset closes the statement's cursor.
                 self.cursor_closed(id);
                 Ok(())
@@ -783,10 +780,9 @@ impl Session {
         // a (materialized) cursor at a `KILL QUERY` either (measured: all
         // rows, the cursor still open; `kill_leftovers.rs`).
         let conn = self.pinned.take().expect("checked");
-        let mut rewritten = BytesMut::with_capacity(payload.len());
-        rewrite_id(payload, backend_id, &mut rewritten);
+        self.frame_out(|out| rewrite_id(payload, backend_id, out));
         let f = Forward::new("COM_STMT_FETCH", Some(Expect::Fetch));
-        self.send_rewritten(conn, &rewritten, &f).await?;
+        self.send_out(conn, &f).await?;
         if self
             .last_status
             .contains(StatusFlags::SERVER_STATUS_LAST_ROW_SENT)
@@ -1053,20 +1049,31 @@ impl Session {
             .collect()
     }
 
-    /// Frames and sends a rewritten command, then relays its response.
-    async fn send_rewritten(
-        &mut self,
-        mut conn: BackendConn,
-        payload: &[u8],
-        f: &Forward,
-    ) -> Result<(), End> {
+    /// Puts a statement command for the backend in `self.out` as a packet
+    /// (sequence id 0): `build` appends its payload after room for the
+    /// header. Built in place, so an execute allocates nothing of its
+    /// own; one of 16 MiB or more is split into packets afterwards.
+    fn frame_out(&mut self, build: impl FnOnce(&mut BytesMut)) {
+        self.out.clear();
+        self.out.resize(HEADER_LEN, 0);
+        build(&mut self.out);
+        let len = self.out.len() - HEADER_LEN;
+        if len < MAX_CHUNK {
+            self.out[..3].copy_from_slice(&(len as u32).to_le_bytes()[..3]);
+        } else {
+            let payload = self.out.split_off(HEADER_LEN);
+            self.out.clear();
+            write_packet(&mut self.out, 0, &payload);
+        }
+    }
+
+    /// Sends the command [`Self::frame_out`] built, then relays its reply.
+    async fn send_out(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
         Stats::bump(&self.shard.stats.forwarded);
         // Until a reply is relayed, no result: a command whose write
         // failed must not show the previous command's columns (an execute
         // compares them with its statement's, see `note_columns`).
         self.last_result_columns = 0;
-        self.out.clear();
-        write_packet(&mut self.out, 0, payload);
         let deadline = self.query_deadline();
         if let Err(e) = conn.send_command(&self.out, deadline).await {
             self.discard_backend(conn);
