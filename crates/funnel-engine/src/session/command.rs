@@ -85,6 +85,10 @@ pub struct Forward {
     /// from the server, which answers its last row's count, not the OK's
     /// sum of all rows.
     pub reads_row_count: bool,
+    /// An `INSERT` or `REPLACE`: one that returns rows (`RETURNING`) has
+    /// its `LAST_INSERT_ID()` and `FOUND_ROWS()` read back, since no OK
+    /// carries them.
+    pub inserts_rows: bool,
     /// On an error, the session keeps its connection for this reason.
     pub pin_on_error: Option<PinReason>,
     /// `SELECT ... INTO`: the server answers `FOUND_ROWS()` after it.
@@ -301,6 +305,7 @@ impl Forward {
             read_back_user_vars: None,
             reads_found_rows: false,
             reads_row_count: false,
+            inserts_rows: false,
             pin_on_error: None,
             selects_into: false,
             diagnostics: false,
@@ -388,8 +393,11 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             // A `HANDLER ... READ` returns rows but is no `SELECT`: the
             // server leaves FOUND_ROWS() as it was (soak seed 110180).
             // Statements after it count as in any other query.
+            // Nor does `INSERT ... RETURNING`, whose rows are the inserted ones.
+            let inserts_rows = crate::session::sql_lex::inserts_rows(sql);
             f.keeps_found_rows = (effect.diagnostics && shows_diagnostics(sql))
-                || (crate::session::sql_lex::first_word_is(sql, b"HANDLER") && !effect.several_statements);
+                || ((crate::session::sql_lex::first_word_is(sql, b"HANDLER") || inserts_rows)
+                    && !effect.several_statements);
             // Every statement that sets the id pins (`previous_statement_info`,
             // or `user_variable` for `SET @x = LAST_INSERT_ID(5)`): the scan is
             // skipped for the rest, such as every plain read.
@@ -400,6 +408,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
+            f.inserts_rows = inserts_rows;
             f.may_keep_diagnostics = effect.may_keep_diagnostics;
             f.compound = effect.compound;
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");

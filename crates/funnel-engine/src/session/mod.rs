@@ -1895,6 +1895,14 @@ impl Session {
                 self.lose_after_reply(conn, &e);
                 return;
             }
+            let returned_rows = f.inserts_rows && summary.result_sets > 0 && !f.several_statements;
+            if returned_rows && !self.pins.contains(PinReason::PreviousStatementInfo) {
+                if let Err(e) = Box::pin(self.read_back_returning(&mut conn)).await {
+                    self.pin(PinReason::PreviousStatementInfo);
+                    self.lose_after_reply(conn, &e);
+                    return;
+                }
+            }
         }
         if summary.state_changed && !f.explains_state_change() {
             self.note_untracked_state(&mut conn);
@@ -2243,6 +2251,29 @@ impl Session {
                 Err(BackendError::Refused(_)) => self.own_row_count_next = true,
                 Err(e) => return Err((PinReason::PreviousStatementInfo, e)),
             }
+        }
+        Ok(())
+    }
+
+    /// After `INSERT ... RETURNING` (text, execute or bulk), which answers
+    /// with rows and so with no OK to carry an insert id: asks the server
+    /// for the first id it inserted (`LAST_INSERT_ID()`) and records it as
+    /// the client's. (Such a statement leaves `FOUND_ROWS()` as it was:
+    /// `Forward::keeps_found_rows`.) The read is a `SELECT` of no table,
+    /// which leaves the statement's warnings and `ROW_COUNT()` (-1) as
+    /// they were. `Err` when the connection failed.
+    async fn read_back_returning(&mut self, conn: &mut BackendConn) -> Result<(), BackendError> {
+        let id = match conn.query_rows("SELECT LAST_INSERT_ID() LIMIT 1").await {
+            Ok((_, rows)) => rows
+                .first()
+                .and_then(|r| r.first()?.as_deref()?.parse::<u64>().ok()),
+            Err(BackendError::Refused(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(id) = id {
+            self.last.last_insert_id = id;
+            // The connection holds the client's id now.
+            self.insert_id_on_server = true;
         }
         Ok(())
     }

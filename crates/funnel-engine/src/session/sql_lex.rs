@@ -244,6 +244,11 @@ pub fn only_separators(mut sql: &[u8]) -> bool {
     }
 }
 
+/// True when `sql` is an `INSERT` or a `REPLACE` (its first token).
+pub fn inserts_rows(sql: &[u8]) -> bool {
+    first_word_is(sql, b"INSERT") || first_word_is(sql, b"REPLACE")
+}
+
 /// True when the first token of `sql` (after comments) is `word`,
 /// case-insensitive.
 pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {

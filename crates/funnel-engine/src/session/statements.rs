@@ -365,7 +365,10 @@ impl Session {
         // On the server a bulk `INSERT` (`REPLACE`, `... ON DUPLICATE KEY
         // UPDATE`) is one statement, whose `ROW_COUNT()` is its OK's; after
         // any other the server answers the last row's count.
-        f.reads_row_count = bulk && !inserts_rows(&meta.sql);
+        f.inserts_rows = super::sql_lex::inserts_rows(&meta.sql);
+        // `INSERT ... RETURNING` leaves FOUND_ROWS() as it was.
+        f.keeps_found_rows = f.inserts_rows;
+        f.reads_row_count = bulk && !f.inserts_rows;
         // The server refuses a bulk `CALL` (1295): no procedure runs.
         f.stateless_call = !bulk
             && f.pin == Some(super::pinning::PinReason::StoredProcedure)
@@ -1127,13 +1130,6 @@ fn set_eof_status(packets: &mut [u8], status: StatusFlags) {
             break;
         }
     }
-}
-
-/// True for an `INSERT` or `REPLACE` (after any leading comments).
-fn inserts_rows(sql: &[u8]) -> bool {
-    use super::sql_lex::{first_word_is, skip_leading_comments};
-    let s = skip_leading_comments(sql);
-    first_word_is(s, b"INSERT") || first_word_is(s, b"REPLACE")
 }
 
 #[cfg(test)]
