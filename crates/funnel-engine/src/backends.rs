@@ -240,10 +240,16 @@ impl BackendSet {
         clauses.join("; ")
     }
 
-    /// The MariaDB extended capabilities of the first backend that has
-    /// opened a connection (in configuration order), if any has.
+    /// The MariaDB extensions every backend met so far offers (each
+    /// pool's server, from its last connection or health check; a pool
+    /// retired by a reload no longer counts). `None` before any was met.
     pub fn server_extended(&self) -> Option<Capabilities> {
-        self.pools.borrow().iter().find_map(|p| p.server_extended())
+        self.pools
+            .borrow()
+            .iter()
+            .filter(|p| p.service() != Service::Retired)
+            .filter_map(|p| p.server_extended())
+            .reduce(Capabilities::intersect)
     }
 
     /// True when `hostgroup` has backends and an operator drained every

@@ -52,6 +52,10 @@ pub enum ControlMsg {
         /// The status flags of the check's login, when it logged in: a
         /// fresh session's there, which a client's login OK repeats.
         login_status: Option<funnel_protocol::StatusFlags>,
+        /// The MariaDB extensions the server's greeting offered, when the
+        /// check connected: one a reload added that lacks some stops
+        /// their offer to clients that log in later.
+        server_extended: Option<funnel_protocol::Capabilities>,
     },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).

@@ -37,6 +37,8 @@ struct Check {
     /// The status flags of the check's login: a fresh session's (its
     /// global `sql_mode`'s NO_BACKSLASH_ESCAPES).
     login_status: StatusFlags,
+    /// The MariaDB extensions the server's greeting offered.
+    server_extended: funnel_protocol::Capabilities,
 }
 
 /// Lag reported when replication is configured but not running: treated
@@ -209,6 +211,7 @@ async fn check_and_report(
             seen: seen.is_some(),
             max_prepared: seen.and_then(|c| c.max_prepared),
             login_status: seen.map(|c| c.login_status),
+            server_extended: seen.map(|c| c.server_extended),
         });
     }
 }
@@ -227,6 +230,7 @@ async fn check(
     )
     .await?;
     let login_status = conn.status;
+    let server_extended = conn.server_extended;
     // The check as a whole has `monitor.timeout` (the caller's); this only
     // names it, should a statement's own deadline pass first.
     conn.own_deadline.set(crate::pool::conn::Deadline {
@@ -266,6 +270,7 @@ async fn check(
         lag_refused,
         max_prepared,
         login_status,
+        server_extended,
     })
 }
 

@@ -285,17 +285,21 @@ impl Shard {
 
     /// The MariaDB extended capabilities clients are offered (of those
     /// Funnel carries, `session::handshake::EXTENDED_CAPS`): the ones the
-    /// backend greeting read at start offered, or where none answered
-    /// then, the first backend this core has opened a connection to since
-    /// (none before: a client promised extended metadata could not be
-    /// served by a server without it, such as MySQL). A backend
-    /// connection without bulk operations answers a bulk execute as such a
-    /// server would (ERR 1295); one without extended metadata is not
-    /// opened for a client that asked for it (`LacksCapabilities`).
+    /// backend greetings read at start offered, less those a backend this
+    /// core has met since lacks (a connection opened, or a health check:
+    /// a backend a reload added, another server behind an address after
+    /// a failover). Where none answered at start, those every backend met
+    /// since offers (none before: a client promised extended metadata
+    /// could not be served by a server without it, such as MySQL). A
+    /// backend connection without bulk operations answers a bulk execute
+    /// as such a server would (ERR 1295); one without extended metadata is
+    /// not opened for a client that asked for it (`LacksCapabilities`).
     pub fn extended_caps(&self) -> Capabilities {
-        self.extended_at_start
-            .or_else(|| self.backends.server_extended())
-            .unwrap_or(Capabilities::EMPTY)
+        let met = self.backends.server_extended();
+        match (self.extended_at_start, met) {
+            (Some(start), Some(met)) => start.intersect(met),
+            (start, met) => start.or(met).unwrap_or(Capabilities::EMPTY),
+        }
     }
 
     /// Kills one of this shard's clients, or only its running query, on
@@ -761,6 +765,7 @@ async fn control_loop(
                     seen,
                     max_prepared,
                     login_status,
+                    server_extended,
                 }) => {
                     // A pool that replaced the checked one (new address,
                     // account or TLS) waits for a check of its own.
@@ -779,6 +784,9 @@ async fn control_loop(
                         }
                         if let Some(status) = login_status {
                             p.note_login_status(status);
+                        }
+                        if let Some(ext) = server_extended {
+                            p.note_server_extended(ext);
                         }
                     }
                     shard.backends.verdict_arrived();

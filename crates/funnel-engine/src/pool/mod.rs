@@ -465,9 +465,14 @@ impl Pool {
     }
 
     /// The MariaDB extended capabilities its server offered at the last
-    /// open (`None` before any).
+    /// open or health check (`None` before any).
     pub fn server_extended(&self) -> Option<Capabilities> {
         self.server_extended.get()
+    }
+
+    /// Records what the server's greeting offered at a health check.
+    pub fn note_server_extended(&self, ext: Capabilities) {
+        self.server_extended.set(Some(ext));
     }
 
     /// A fresh session's status flags on this server, once a connection

@@ -373,3 +373,60 @@ fn prepared_extensions_are_offered_only_where_every_backend_has_them() {
         }
     }
 }
+
+#[test]
+fn prepared_bulk_is_no_longer_offered_once_a_backend_added_by_reload_lacks_it() {
+    let db = MariaDb::shared();
+    users(db);
+    let schema = db.fresh_database("ps_bulk_reload");
+    let relay = bulk_dropped_after(db.addr(), 0);
+    let yaml = |with_old: bool| {
+        let old = if with_old {
+            format!("  - name: old\n    address: {relay}\n    user: ps_backend\n    password: bpw\n")
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+             backends:\n  - name: new\n    address: {}\n    user: ps_backend\n    password: bpw\n{old}\
+             pool:\n  max_per_core: 2\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n",
+            db.addr()
+        );
+        funnel_config::Config::from_yaml_str(&text).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml(false));
+    let offered = |proxy: &funnel_engine::Proxy| {
+        Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK)
+            .0
+            .caps()
+            .contains(BULK)
+    };
+    let early = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK);
+    assert!(early.0.caps().contains(BULK), "the backend read at start has it");
+    // A server without bulk operations joins the hostgroup: once a health
+    // check has met it, clients that log in are not offered them.
+    assert!(proxy.reload(yaml(true)).unwrap().is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while offered(&proxy) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still offered after the checks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        early.0.caps().contains(BULK),
+        "a client logged in keeps what it took"
+    );
+    // Retired again: offered again.
+    assert!(proxy.reload(yaml(false)).unwrap().is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !offered(&proxy) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not offered after the reload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
