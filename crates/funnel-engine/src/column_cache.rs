@@ -59,8 +59,12 @@ pub enum Front {
     /// The packet there starts no result set (an OK, ERR, LOCAL INFILE
     /// request): the relay goes on as usual.
     NotCount,
-    /// The count packet is not whole yet: read more first.
-    Incomplete,
+    /// The count packet, or an execute's definitions after it, are not
+    /// all buffered yet: read more first, with room for `want` bytes.
+    Incomplete {
+        /// Unconsumed bytes the buffer needs room for.
+        want: usize,
+    },
     /// The count packet was rewritten (and the definitions after it left
     /// out where the client has them) and fed to the tracker: the first
     /// `len` bytes are ready to go to the client, with sequence id `seq`.
@@ -98,10 +102,10 @@ impl<'a> ColumnCache<'a> {
     ) -> Result<Front, ProtocolError> {
         let bytes = buf.bytes();
         let Some(h) = PacketHeader::peek(bytes) else {
-            return Ok(Front::Incomplete);
+            return Ok(Front::Incomplete { want: HEADER_LEN });
         };
         if bytes.len() < h.total_len() {
-            return Ok(Front::Incomplete);
+            return Ok(Front::Incomplete { want: h.total_len() });
         }
         let count_len = h.total_len();
         let payload = &bytes[HEADER_LEN..count_len];
@@ -111,18 +115,32 @@ impl<'a> ColumnCache<'a> {
         ) {
             return Ok(Front::NotCount);
         }
+        let first = !self.seen_result;
+        // An execute's definitions are compared once all of them are
+        // buffered: the server leaves them out however many reads they
+        // take (up to `MAX_DEFINITIONS`).
+        let defs_len = match self.statement {
+            Some(_) if first => {
+                let columns = Reader::new(payload).lenenc_int("column count").unwrap_or(0);
+                match whole_packets(&bytes[count_len..], columns) {
+                    Ok(n) => Some(n),
+                    Err(want) if columns <= MAX_COLUMNS && count_len + want <= MAX_DEFINITIONS => {
+                        return Ok(Front::Incomplete {
+                            want: count_len + want,
+                        });
+                    }
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
         // The tracker refuses a count packet with anything after the count.
         let mut event = tracker.feed(payload, h.len)?;
         let columns = Reader::new(payload).lenenc_int("column count")?;
         if h.len > 9 {
             return Err(ProtocolError::malformed("result set", "bad column count packet"));
         }
-        let first = !std::mem::replace(&mut self.seen_result, true);
-        // The definitions after the count, when all of them are buffered.
-        let defs_len = match self.statement {
-            Some(_) if first => whole_packets(&bytes[count_len..], columns),
-            _ => None,
-        };
+        self.seen_result = true;
         let mut skip = false;
         if let (Some((known, meta)), true) = (self.statement.as_mut(), first) {
             let prepared = meta.column_definitions();
@@ -177,18 +195,31 @@ impl<'a> ColumnCache<'a> {
     }
 }
 
+/// Most columns a result set has on MariaDB: a count above it waits for
+/// no definitions.
+const MAX_COLUMNS: u64 = 4096;
+
+/// Most bytes a count and its definitions may take in the read buffer
+/// while the relay waits for all of them: past it (4096 columns of long
+/// names), the definitions go to the client as they come, and the next
+/// execute sends them again.
+const MAX_DEFINITIONS: usize = 1 << 20;
+
 /// The length of the first `n` packets of `bytes` when all of them are
-/// there.
-fn whole_packets(bytes: &[u8], n: u64) -> Option<usize> {
+/// there; else `Err` with how many bytes they need at least (up to the
+/// end of the first one not whole).
+fn whole_packets(bytes: &[u8], n: u64) -> Result<usize, usize> {
     let mut at = 0;
     for _ in 0..n {
-        let h = PacketHeader::peek(&bytes[at..])?;
+        let Some(h) = PacketHeader::peek(&bytes[at..]) else {
+            return Err(at + HEADER_LEN);
+        };
         if bytes.len() - at < h.total_len() {
-            return None;
+            return Err(at + h.total_len());
         }
         at += h.total_len();
     }
-    Some(at)
+    Ok(at)
 }
 
 /// Whether two runs of packets carry the same payloads (sequence ids aside).
@@ -279,7 +310,7 @@ mod tests {
         let mut part = buffer(&[1, 0, 0]);
         assert_eq!(
             cache.rewrite_front(&mut part, &mut tracker).unwrap(),
-            Front::Incomplete
+            Front::Incomplete { want: 4 }
         );
     }
 }

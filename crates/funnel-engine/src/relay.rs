@@ -161,7 +161,10 @@ pub async fn relay_response(
         {
             match cache.rewrite_front(&mut conn.buf, &mut tracker) {
                 Ok(Front::NotCount) => {}
-                Ok(Front::Incomplete) => await_bytes = true,
+                Ok(Front::Incomplete { want }) => {
+                    conn.buf.reserve_total(want);
+                    await_bytes = true;
+                }
                 Ok(Front::Rewritten { len, seq, event: e }) => {
                     forward = len;
                     event = e;

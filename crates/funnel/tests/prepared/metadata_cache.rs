@@ -179,3 +179,37 @@ fn prepared_metadata_cache_renumbers_rows_that_span_reads() {
     assert_eq!(count_and_flag(&d[1]), Some((2, 0)));
     assert_eq!(count_and_flag(&d[3]), Some((1, 0)));
 }
+
+#[test]
+fn prepared_metadata_cache_leaves_out_definitions_longer_than_a_read() {
+    // 200 columns of long names: their definitions (some 30 KiB) reach
+    // Funnel over several reads. The server leaves them out all the same.
+    let cols: Vec<String> = (0..200).map(|i| format!("{}_{i:03}", "c".repeat(56))).collect();
+    let create = format!(
+        "CREATE TABLE w ({}, PRIMARY KEY ({}))",
+        cols.iter()
+            .map(|c| format!("{c} INT"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        cols[0]
+    );
+    let insert = format!("INSERT INTO w ({}) VALUES (1)", cols[0]);
+    let setup = [create.as_str(), insert.as_str()];
+    let (d, f) = differential_with("ps_mcache_wide", &setup, 1, 1, CACHE, |c| {
+        let id = c[0].prepare("SELECT * FROM w WHERE ? > 0").unwrap();
+        vec![
+            c[0].execute(id, 0, &[int(1)], true),
+            c[0].execute(id, 0, &[int(1)], true),
+            c[0].execute(id, 1, &[int(1)], true),
+            c[0].fetch(id, 5),
+            c[0].execute(id, 0, &[int(1)], true),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(
+        count_and_flag(&d[1]),
+        Some((200, 0)),
+        "{:?}",
+        d[1].as_ref().map(|p| &p[0])
+    );
+}
