@@ -89,6 +89,11 @@ pub struct Forward {
     /// its `LAST_INSERT_ID()` and `FOUND_ROWS()` read back, since no OK
     /// carries them.
     pub inserts_rows: bool,
+    /// An `INSERT` or `REPLACE` alone in its query that may return rows
+    /// (`RETURNING`): its `LAST_INSERT_ID()` is read back after it, so the
+    /// connection must hold the client's id before it, for a statement
+    /// that inserts no id to leave (see `Session::read_back_returning`).
+    pub returning: bool,
     /// On an error, the session keeps its connection for this reason.
     pub pin_on_error: Option<PinReason>,
     /// `SELECT ... INTO`: the server answers `FOUND_ROWS()` after it.
@@ -306,6 +311,7 @@ impl Forward {
             reads_found_rows: false,
             reads_row_count: false,
             inserts_rows: false,
+            returning: false,
             pin_on_error: None,
             selects_into: false,
             diagnostics: false,
@@ -409,6 +415,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
             f.inserts_rows = inserts_rows;
+            f.returning = inserts_rows
+                && !effect.several_statements
+                && crate::session::sql_lex::mentions_returning(sql);
             f.may_keep_diagnostics = effect.may_keep_diagnostics;
             f.compound = effect.compound;
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");

@@ -1068,7 +1068,7 @@ impl Session {
         let Some(mut conn) = self.sync_session(conn, total, f.new_schema.is_some()).await? else {
             return Ok(());
         };
-        let holds_client_id = self.sticky() && self.insert_id_on_server;
+        let holds_client_id = self.holds_client_insert_id();
         let call_reads_insert_id = self.call_reads_insert_id(&f);
         // `LAST_INSERT_ID(expr)` sets the connection's id only where the
         // server evaluates it (`UPDATE k SET v = LAST_INSERT_ID(v + 1)`
@@ -1076,8 +1076,14 @@ impl Session {
         // from then on: the connection must hold the client's first (soak
         // seed 300958).
         let setter_on_foreign_id = f.sets_insert_id && !holds_client_id;
-        let gives_id =
-            call_reads_insert_id || setter_on_foreign_id || self.reads_last_insert_id_on_server(total, &f);
+        // An `INSERT ... RETURNING` that inserts no id (explicit ids, no
+        // row) leaves the connection's: the read-back after it must find
+        // the client's.
+        let returning_on_foreign_id = f.returning && !holds_client_id;
+        let gives_id = call_reads_insert_id
+            || setter_on_foreign_id
+            || returning_on_foreign_id
+            || self.reads_last_insert_id_on_server(total, &f);
         conn = match self
             .give_previous_results(
                 conn,
@@ -2389,6 +2395,12 @@ impl Session {
             self.pins.remove(PinReason::NextTransaction);
             self.pin_reason = self.pins.first();
         }
+    }
+
+    /// The session keeps its connection, which holds the client's last
+    /// insert id (see `insert_id_on_server`).
+    fn holds_client_insert_id(&self) -> bool {
+        self.sticky() && self.insert_id_on_server
     }
 
     /// Pinned for `PreviousStatementInfo` on a connection that has the

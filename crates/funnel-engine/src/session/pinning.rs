@@ -211,6 +211,9 @@ pub struct ExecuteEffect {
     pub commits: bool,
     /// It only reads (see [`SqlEffect::read_only`]) and pins nothing.
     pub read_only: bool,
+    /// An `INSERT` or `REPLACE` that may return rows (`RETURNING`; its
+    /// prepare describes no columns): see `Forward::returning`.
+    pub returning: bool,
 }
 
 impl ExecuteEffect {
@@ -242,6 +245,7 @@ impl ExecuteEffect {
                 && super::rewrite::reads_only_last_insert_id(sql),
             reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
             read_only: e.read_only && pin.is_none(),
+            returning: super::sql_lex::inserts_rows(sql) && super::sql_lex::mentions_returning(sql),
         }
     }
 }

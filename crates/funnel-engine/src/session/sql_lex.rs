@@ -249,6 +249,18 @@ pub fn inserts_rows(sql: &[u8]) -> bool {
     first_word_is(sql, b"INSERT") || first_word_is(sql, b"REPLACE")
 }
 
+/// True when the word `RETURNING` appears in `sql`, case-insensitive,
+/// anywhere (in a string too: a false positive costs a round trip only).
+pub fn mentions_returning(sql: &[u8]) -> bool {
+    const WORD: &[u8] = b"RETURNING";
+    let ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$';
+    sql.windows(WORD.len()).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(WORD)
+            && (i == 0 || !ident(&sql[i - 1]))
+            && sql.get(i + WORD.len()).is_none_or(|c| !ident(c))
+    })
+}
+
 /// True when the first token of `sql` (after comments) is `word`,
 /// case-insensitive.
 pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
@@ -262,6 +274,14 @@ pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_lex_mentions_returning_as_a_word() {
+        assert!(mentions_returning(b"INSERT INTO t VALUES (1) returning id"));
+        assert!(mentions_returning(b"INSERT INTO t VALUES (1)\nRETURNING*"));
+        assert!(!mentions_returning(b"INSERT INTO returning_log VALUES (1)"));
+        assert!(!mentions_returning(b"INSERT INTO t (x_returning) VALUES (1)"));
+    }
 
     #[test]
     fn sql_lex_quotes_and_comments() {

@@ -366,6 +366,7 @@ impl Session {
         // UPDATE`) is one statement, whose `ROW_COUNT()` is its OK's; after
         // any other the server answers the last row's count.
         f.inserts_rows = super::sql_lex::inserts_rows(&meta.sql);
+        f.returning = meta.effect.returning;
         // `INSERT ... RETURNING` leaves FOUND_ROWS() as it was.
         f.keeps_found_rows = f.inserts_rows;
         f.reads_row_count = bulk && !f.inserts_rows;
@@ -449,7 +450,9 @@ impl Session {
         let reads_id = meta.effect.sets_last_insert_id || meta.effect.reads_last_insert_id;
         // A procedure, as for a text `CALL` (see `call_reads_insert_id`).
         let call_reads_id = self.call_reads_insert_id(&f);
-        let do_follows = (reads_id && !self.insert_id_pinned()) || call_reads_id;
+        let do_follows = (reads_id && !self.insert_id_pinned())
+            || call_reads_id
+            || (f.returning && !self.holds_client_insert_id());
         // A procedure's count for FOUND_ROWS() too (see `forward`).
         let Some(mut conn) = self
             .give_previous_results(conn, 0, &mut f, do_follows, call_reads_id, do_follows)

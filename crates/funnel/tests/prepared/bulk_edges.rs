@@ -1004,3 +1004,72 @@ fn prepared_extended_metadata_with_deprecate_eof_matches_direct() {
     assert_same(&d, &f);
     assert!(says_json(&d[5]), "{:?}", d[5]);
 }
+
+#[test]
+fn prepared_returning_without_an_id_keeps_the_clients_last_insert_id() {
+    // A RETURNING that inserts no auto-increment id (a table without one,
+    // an explicit id, no row) leaves the server's LAST_INSERT_ID() as it
+    // was: the client's own, not the one another client left on the
+    // shared connection (failed with Funnel reading back the other's).
+    let setup = &[
+        TABLE,
+        "CREATE TABLE n (x INT)",
+        "CREATE TABLE a2 (id INT AUTO_INCREMENT PRIMARY KEY, x INT) AUTO_INCREMENT = 100",
+    ];
+    let (d, f) = differential_with("ps_ret_other", setup, 2, 1, BULK, |c| {
+        let ret = c[0].prepare("INSERT INTO n (x) VALUES (?) RETURNING x").unwrap();
+        vec![
+            c[0].query("INSERT INTO t (v) VALUES (1)"),
+            c[1].query("INSERT INTO a2 (x) VALUES (1)"),
+            c[0].query("INSERT INTO n (x) VALUES (5) RETURNING x"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("INSERT INTO a2 (x) VALUES (2)"),
+            c[0].execute(ret, 0, &[int(6)], true),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("INSERT INTO a2 (x) VALUES (3)"),
+            c[0].query("INSERT INTO t (id, v) VALUES (50, 7) RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("INSERT INTO a2 (x) VALUES (4)"),
+            c[0].query("INSERT INTO t (v) SELECT 8 FROM DUAL WHERE 0 RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("INSERT INTO a2 (x) VALUES (5)"),
+            c[0].bulk(ret, SEND_TYPES, &[vec![v(7)], vec![v(8)]]),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("SELECT LAST_INSERT_ID()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_returning_warnings_transactions_and_delete_match_direct() {
+    // What the read-back after RETURNING leaves: the statement's warnings,
+    // ROW_COUNT(), a transaction's id after ROLLBACK; DELETE ... RETURNING
+    // is not read back.
+    let setup = &[TABLE, "INSERT INTO t (v) VALUES (1)"];
+    let (d, f) = differential_with("ps_ret_warn", setup, 2, 1, BULK, |c| {
+        vec![
+            c[0].query("INSERT IGNORE INTO t (v) VALUES (1), (2) RETURNING id, v"),
+            c[0].query("SHOW WARNINGS"),
+            c[0].query("SELECT @@warning_count, ROW_COUNT(), LAST_INSERT_ID()"),
+            c[1].query("SELECT 1"),
+            c[0].query("BEGIN"),
+            c[0].query("INSERT INTO t (v) VALUES (3) RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            c[0].query("INSERT INTO t (v) VALUES (CAST('4x' AS INT)) RETURNING id"),
+            c[0].query("SHOW WARNINGS"),
+            c[0].query("ROLLBACK"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[0].query("DELETE FROM t WHERE v = 2 RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS()"),
+            c[0].query("INSERT INTO t (v) VALUES (1) RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID(), ROW_COUNT()"),
+            c[0].query("SET @x = 1"),
+            c[0].query("INSERT INTO t (v) VALUES (9) RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID(), @x"),
+            c[0].query("/* c */ REPLACE INTO t (v) VALUES (9) RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
