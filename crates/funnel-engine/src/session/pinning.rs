@@ -214,6 +214,10 @@ pub struct ExecuteEffect {
     /// An `INSERT` or `REPLACE` that may return rows (`RETURNING`; its
     /// prepare describes no columns): see `Forward::returning`.
     pub returning: bool,
+    /// It may be a `CALL`, one Funnel reads or one in text it cannot read
+    /// (an executable comment): its result sets are the procedure's,
+    /// whose column definitions the server sends at every execute.
+    pub may_call: bool,
 }
 
 impl ExecuteEffect {
@@ -246,6 +250,8 @@ impl ExecuteEffect {
             reads_last_insert_id: super::rewrite::mentions_last_insert_id(sql),
             read_only: e.read_only && pin.is_none(),
             returning: super::sql_lex::inserts_rows(sql) && super::sql_lex::mentions_returning(sql),
+            may_call: pin == Some(PinReason::StoredProcedure)
+                || (pin == Some(PinReason::Unknown) && super::sql_lex::mentions_word(sql, b"CALL")),
         }
     }
 }

@@ -249,16 +249,21 @@ pub fn inserts_rows(sql: &[u8]) -> bool {
     first_word_is(sql, b"INSERT") || first_word_is(sql, b"REPLACE")
 }
 
-/// True when the word `RETURNING` appears in `sql`, case-insensitive,
-/// anywhere (in a string too: a false positive costs a round trip only).
-pub fn mentions_returning(sql: &[u8]) -> bool {
-    const WORD: &[u8] = b"RETURNING";
+/// True when `word` (upper case) appears in `sql` as a word,
+/// case-insensitive, anywhere: in a string or a comment too, for checks
+/// where a false positive only costs some work.
+pub fn mentions_word(sql: &[u8], word: &[u8]) -> bool {
     let ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$';
-    sql.windows(WORD.len()).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(WORD)
+    sql.windows(word.len()).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(word)
             && (i == 0 || !ident(&sql[i - 1]))
-            && sql.get(i + WORD.len()).is_none_or(|c| !ident(c))
+            && sql.get(i + word.len()).is_none_or(|c| !ident(c))
     })
+}
+
+/// True when the word `RETURNING` appears in `sql` (see [`mentions_word`]).
+pub fn mentions_returning(sql: &[u8]) -> bool {
+    mentions_word(sql, b"RETURNING")
 }
 
 /// True when the first token of `sql` (after comments) is `word`,
@@ -281,6 +286,8 @@ mod tests {
         assert!(mentions_returning(b"INSERT INTO t VALUES (1)\nRETURNING*"));
         assert!(!mentions_returning(b"INSERT INTO returning_log VALUES (1)"));
         assert!(!mentions_returning(b"INSERT INTO t (x_returning) VALUES (1)"));
+        assert!(mentions_word(b"/*!CALL p() */", b"CALL"));
+        assert!(!mentions_word(b"SELECT recall FROM t", b"CALL"));
     }
 
     #[test]

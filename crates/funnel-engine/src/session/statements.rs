@@ -358,8 +358,8 @@ impl Session {
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
         // A `CALL` returns its procedure's result sets, whose definitions
-        // the server sends every time.
-        if f.pin != Some(super::pinning::PinReason::StoredProcedure) {
+        // the server sends every time (also one in an executable comment).
+        if !meta.effect.may_call {
             f.describes = Some(id);
         }
         // On the server a bulk `INSERT` (`REPLACE`, `... ON DUPLICATE KEY

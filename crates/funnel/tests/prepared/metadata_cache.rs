@@ -213,3 +213,56 @@ fn prepared_metadata_cache_leaves_out_definitions_longer_than_a_read() {
         d[1].as_ref().map(|p| &p[0])
     );
 }
+
+#[test]
+fn prepared_metadata_cache_multi_statements_match_direct() {
+    // Several result sets (an ERR among them, a procedure's) in one text
+    // query, each count with its byte, then executes and a cursor.
+    let caps = CACHE | Capabilities::CLIENT_MULTI_STATEMENTS;
+    let (d, f) = differential_with("ps_mcache_multi", SETUP, 2, 2, caps, |c| {
+        let id = c[0].prepare("SELECT c, n FROM t WHERE id = ?").unwrap();
+        vec![
+            c[0].query("SELECT 1; SELECT 'a' AS x, 2; DO 1; SELECT c FROM t; INSERT INTO t VALUES (5, 'f', 1) RETURNING id"),
+            c[0].execute(id, 0, &[int(1)], true),
+            c[1].query("CALL p2(); SELECT 3"),
+            c[0].query("SELECT 1; SELECT nope; SELECT 2"),
+            c[0].execute(id, 0, &[int(1)], true),
+            c[0].execute(id, 1, &[int(1)], true),
+            c[0].query("SELECT 1"),
+            c[0].fetch(id, 1),
+            c[0].fetch(id, 1),
+            c[0].execute(id, 0, &[int(2)], true),
+        ]
+    });
+    assert_same(&d, &f);
+}
+
+#[test]
+fn prepared_metadata_cache_call_in_an_executable_comment_keeps_its_definitions() {
+    // The server sends a procedure's definitions at every execute, also
+    // for a CALL Funnel cannot read (an executable comment): Funnel left
+    // the first result set's out at the second execute, and the client,
+    // whose statement describes no columns, had none to read its rows by.
+    // A SELECT in one still leaves them out.
+    let (d, f) = differential_with("ps_mcache_hcall", SETUP, 1, 1, CACHE, |c| {
+        let a = c[0].prepare("/*!CALL p2() */").unwrap();
+        let b = c[0]
+            .prepare("SET STATEMENT max_statement_time = 100 FOR CALL p2()")
+            .unwrap();
+        let e = c[0].prepare("/*M!100000 CALL p2() */").unwrap();
+        let s = c[0].prepare("/*!SELECT c FROM t WHERE id = ? */").unwrap();
+        vec![
+            c[0].execute(s, 0, &[int(1)], true),
+            c[0].execute(s, 0, &[int(1)], true),
+            c[0].execute(a, 0, &[], false),
+            c[0].execute(a, 0, &[], false),
+            c[0].execute(b, 0, &[], false),
+            c[0].execute(b, 0, &[], false),
+            c[0].execute(e, 0, &[], false),
+            c[0].execute(e, 0, &[], false),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(count_and_flag(&d[1]), Some((1, 0)));
+    assert_eq!(count_and_flag(&d[3]), Some((1, 1)));
+}
