@@ -262,3 +262,34 @@ fn prepared_metadata_cache_call_in_an_executable_comment_keeps_its_definitions()
     assert_eq!(count_and_flag(&d[1]), Some((1, 0)));
     assert_eq!(count_and_flag(&d[3]), Some((1, 1)));
 }
+
+#[test]
+fn prepared_metadata_cache_client_gone_mid_reply_leaves_the_connection_right() {
+    // A client leaves while its execute's rows (definitions left out,
+    // sequence ids moved) are relayed: the next clients on the connection
+    // get their own replies as from the server.
+    let (d, f) = differential_with("ps_mcache_gone", SETUP, 3, 1, CACHE, |c| {
+        let big = c[0]
+            .prepare("SELECT REPEAT(c, 100000) AS big, id FROM t WHERE id > ?")
+            .unwrap();
+        let other = c[1]
+            .prepare("SELECT REPEAT(c, 100000) AS big, id FROM t WHERE id > ?")
+            .unwrap();
+        let mut out = vec![c[0].execute(big, 0, &[int(0)], true)];
+        c[0].0
+            .send_command(&execute_payload(big, 0, &[int(0)], true))
+            .unwrap();
+        let _ = c[0].0.read_raw(100);
+        c[0].0
+            .try_clone_stream()
+            .unwrap()
+            .shutdown(std::net::Shutdown::Both)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        out.push(c[1].execute(other, 0, &[int(0)], true));
+        out.push(c[1].execute(other, 0, &[int(1)], true));
+        out.push(c[2].query("SELECT c FROM t"));
+        out
+    });
+    assert_same(&d, &f);
+}
