@@ -293,3 +293,60 @@ fn prepared_metadata_cache_client_gone_mid_reply_leaves_the_connection_right() {
     });
     assert_same(&d, &f);
 }
+
+/// A text query whose LOCAL INFILE request is answered with `file`: every
+/// packet of the reply with its sequence id.
+fn query_with_file(c: &mut Raw, sql: &str, file: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    use funnel_protocol::tracker::{Event, ResponseTracker};
+    c.0.send_query(sql).unwrap();
+    let mut tracker = ResponseTracker::new(Expect::Results, c.0.caps(), funnel_protocol::StatusFlags(2));
+    let mut out = Vec::new();
+    loop {
+        let (seq, p) = c.0.read_packet().unwrap();
+        let event = tracker.feed(&p, p.len()).unwrap();
+        out.push((seq, p));
+        match event {
+            Event::Done => return out,
+            Event::LocalInfile => {
+                let mut raw = bytes::BytesMut::new();
+                let next = funnel_protocol::framing::write_packet(&mut raw, seq.wrapping_add(1), file);
+                funnel_protocol::framing::write_packet(&mut raw, next, b"");
+                c.0.write_raw(&raw).unwrap();
+            }
+            Event::More => {}
+        }
+    }
+}
+
+#[test]
+fn prepared_metadata_cache_local_infile_among_results_matches_direct() {
+    // A LOCAL INFILE between result sets of one text query for a client
+    // with the cache: each count gets its byte, the file goes through,
+    // and every sequence id is the server's.
+    let caps = CACHE | Capabilities::CLIENT_MULTI_STATEMENTS | Capabilities::CLIENT_LOCAL_FILES;
+    let setup = [SETUP[0], SETUP[1], SETUP[2], "CREATE TABLE lt (a INT)"];
+    let (d, f) = differential_with("ps_mcache_infile", &setup, 1, 1, caps, |c| {
+        let got = query_with_file(
+            &mut c[0],
+            "SELECT 1 AS a; LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE lt; SELECT c FROM t; SELECT COUNT(*) FROM lt",
+            b"1\n2\n",
+        );
+        vec![
+            Ok(got
+                .into_iter()
+                .map(|(s, mut p)| {
+                    p.insert(0, s);
+                    p
+                })
+                .collect()),
+            c[0].query("SELECT 2"),
+        ]
+    });
+    assert_same(&d, &f);
+    let packets = d[0].as_ref().unwrap();
+    assert!(packets.iter().any(|p| p[1] == 0xfb), "{packets:?}");
+    assert!(
+        packets.iter().any(|p| p[1..] == [1, 1]),
+        "a count with its byte: {packets:?}"
+    );
+}
