@@ -350,3 +350,52 @@ fn prepared_metadata_cache_local_infile_among_results_matches_direct() {
         "a count with its byte: {packets:?}"
     );
 }
+
+#[test]
+fn prepared_metadata_cache_held_replies_and_resets_match_direct() {
+    // Replies whose end Funnel holds while it reads back what they left
+    // (a user variable, FOUND_ROWS()), then a statement reset, a
+    // connection reset and the same text prepared again.
+    let (d, f) = differential_with("ps_mcache_hold", SETUP, 2, 2, CACHE, |c| {
+        let uv = c[0]
+            .prepare("SELECT @x := c AS x, n FROM t WHERE id = ?")
+            .unwrap();
+        let fr = c[1]
+            .prepare("SELECT SQL_CALC_FOUND_ROWS c FROM t WHERE id > ? LIMIT 1")
+            .unwrap();
+        let big = c[1]
+            .prepare("SELECT SQL_CALC_FOUND_ROWS REPEAT(c, 100000) AS b FROM t WHERE id > ?")
+            .unwrap();
+        let mut out = vec![
+            c[0].execute(uv, 0, &[int(1)], true),
+            c[0].execute(uv, 0, &[int(2)], true),
+            c[0].query("SELECT @x"),
+            c[0].execute(uv, 1, &[int(1)], true),
+            c[0].fetch(uv, 1),
+            c[0].query("SET NAMES latin1"),
+            c[0].execute(uv, 0, &[int(2)], true),
+            c[0].execute(uv, 0, &[int(2)], true),
+            c[1].execute(fr, 0, &[int(0)], true),
+            c[1].execute(fr, 0, &[int(0)], true),
+            c[1].query("SELECT FOUND_ROWS()"),
+            c[1].execute(big, 0, &[int(0)], true),
+            c[1].execute(big, 0, &[int(0)], true),
+            c[1].query("SELECT FOUND_ROWS()"),
+            c[0].call(&[0x1a, uv as u8, (uv >> 8) as u8, 0, 0], Expect::Status),
+            c[0].execute(uv, 0, &[int(2)], true),
+            c[0].call(&[0x1f], Expect::Status),
+        ];
+        let again = c[0]
+            .prepare("SELECT @x := c AS x, n FROM t WHERE id = ?")
+            .unwrap();
+        out.extend([
+            c[0].execute(again, 0, &[int(2)], true),
+            c[0].execute(again, 0, &[int(2)], true),
+            c[0].query("SELECT @x"),
+        ]);
+        out
+    });
+    // The statement prepared after the reset answers (both ways).
+    assert!(d[d.len() - 2].is_ok(), "{:?}", d[d.len() - 2]);
+    assert_same(&d, &f);
+}
