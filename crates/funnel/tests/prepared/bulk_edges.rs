@@ -1073,3 +1073,34 @@ fn prepared_returning_warnings_transactions_and_delete_match_direct() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_returning_on_pinned_sessions_matches_direct() {
+    // RETURNING on a session pinned for its insert id (where the server
+    // answers LAST_INSERT_ID() itself), one pinned for a user variable,
+    // and one in a transaction.
+    let setup = &[TABLE, "CREATE TABLE n (x INT)"];
+    let (d, f) = differential_with("ps_ret_pinned", setup, 2, 2, BULK, |c| {
+        let ret = c[0].prepare("INSERT INTO t (v) VALUES (?) RETURNING id").unwrap();
+        vec![
+            c[0].query("SELECT LAST_INSERT_ID(5)"),
+            c[0].query("INSERT INTO n (x) VALUES (5) RETURNING x"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[0].query("INSERT INTO t (v) VALUES (1) RETURNING id"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[0].execute(ret, 0, &[int(2)], true),
+            c[1].query("INSERT INTO t (v) VALUES (3)"),
+            c[0].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("SET @a = 1"),
+            c[1].query("INSERT INTO t (v) VALUES (4) RETURNING id"),
+            c[1].query("SELECT LAST_INSERT_ID()"),
+            c[1].query("INSERT INTO n (x) VALUES (4) RETURNING x"),
+            c[1].query("SELECT LAST_INSERT_ID(), @a"),
+            c[1].query("BEGIN"),
+            c[1].query("INSERT INTO n (x) VALUES (4) RETURNING x"),
+            c[1].query("COMMIT"),
+            c[1].query("SELECT LAST_INSERT_ID()"),
+        ]
+    });
+    assert_same(&d, &f);
+}
