@@ -399,3 +399,29 @@ fn prepared_metadata_cache_held_replies_and_resets_match_direct() {
     assert!(d[d.len() - 2].is_ok(), "{:?}", d[d.len() - 2]);
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_metadata_cache_rows_at_the_16_mib_boundary_match_direct() {
+    // Rows of exactly 16 MiB - 1 (an empty packet after), one byte less
+    // and more, after left-out definitions: every piece's sequence id moves.
+    // Binary row: header, null bitmap, 0xfd and 3 length bytes, the
+    // string, a 4-byte INT: the string's length + 10.
+    let (d, f) = differential_with("ps_mcache_16m", SETUP, 1, 1, CACHE, |c| {
+        let huge = c[0].prepare("SELECT REPEAT('y', ?) AS huge, 1 AS one").unwrap();
+        let mut out = vec![];
+        for n in [16_777_205, 16_777_205, 16_777_204, 16_777_206] {
+            out.push(c[0].execute(huge, 0, &[int(n)], true));
+        }
+        out.push(c[0].query("SELECT REPEAT('y', 16777211) AS h"));
+        out.push(c[0].query("SELECT 1"));
+        out
+    });
+    fn lens(r: &[Reply]) -> Vec<Result<Vec<usize>, u16>> {
+        r.iter()
+            .map(|x| x.clone().map(|p| p.iter().map(|q| q.len()).collect()))
+            .collect()
+    }
+    assert_eq!(lens(&d), lens(&f));
+    assert!(d == f);
+    assert_eq!(d[1].as_ref().unwrap()[2].len(), 0xff_ffff);
+}
