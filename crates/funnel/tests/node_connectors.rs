@@ -331,6 +331,19 @@ fn node_mariadb_connector_answers_as_direct() {
 }
 
 #[test]
+fn node_mariadb_metadata_cache_answers_as_direct() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let lines = compare(&modules, &["mariadb_metadata_cache"]);
+    assert_eq!(
+        line(&lines, "mcache-call \"/*!CALL nmc_p() */\" 1"),
+        r#"mcache-call "/*!CALL nmc_p() */" 1 [[{"a":1}],[{"b":"x","n":2}],{"affectedRows":0,"insertId":"0n","warningStatus":0}]"#
+    );
+    assert_eq!(line(&lines, "mcache-wide 2"), "mcache-wide 2 300 1 299");
+}
+
+#[test]
 fn node_mysql2_answers_as_direct() {
     let Some(modules) = node_modules() else {
         return;

@@ -175,6 +175,28 @@ const scenarios = {
     await c.end();
   },
 
+  // MariaDB's metadata cache, which this connector asks for: a procedure's
+  // result sets (a CALL in an executable comment too) carry their column
+  // definitions at every execute, and definitions over several reads
+  // (300 columns of long names) are left out where the server does.
+  async mariadb_metadata_cache() {
+    const c = await mariadb.createConnection({ ...base });
+    await c.query("CREATE PROCEDURE nmc_p() BEGIN SELECT 1 AS a; SELECT 'x' AS b, 2 AS n; END");
+    for (const sql of ['CALL nmc_p()', '/*!CALL nmc_p() */']) {
+      for (let round = 0; round < 2; round++) {
+        out('mcache-call', sql, round, await attempt(() => c.execute(sql)));
+      }
+    }
+    const cols = Array.from({ length: 300 }, (_, i) => `${'c'.repeat(56)}_${String(i).padStart(3, '0')}`);
+    await c.query(`CREATE TABLE nmc_w (${cols.map((x) => `${x} INT`).join(', ')})`);
+    await c.query(`INSERT INTO nmc_w (${cols[0]}, ${cols[299]}) VALUES (1, 299)`);
+    for (let round = 0; round < 3; round++) {
+      const r = await c.execute('SELECT * FROM nmc_w WHERE ? > 0', [1]);
+      out('mcache-wide', round, Object.keys(r[0]).length, r[0][cols[0]], r[0][cols[299]]);
+    }
+    await c.end();
+  },
+
   async mariadb_reset() {
     const c = await mariadb.createConnection({ ...base });
     await c.query("SET @r = 'set', autocommit = 0, time_zone = '+02:00'");
