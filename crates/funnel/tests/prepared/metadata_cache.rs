@@ -425,3 +425,81 @@ fn prepared_metadata_cache_rows_at_the_16_mib_boundary_match_direct() {
     assert!(d == f);
     assert_eq!(d[1].as_ref().unwrap()[2].len(), 0xff_ffff);
 }
+
+/// Executes `stmt` with libmariadb and reads every result set: (column
+/// count, first column's name as libmariadb describes it, rows) of each,
+/// or libmariadb's error.
+fn libmariadb_results(stmt: *mut c_void) -> Result<Vec<(u32, String, usize)>, String> {
+    let h = funnel_testkit::libmariadb::open();
+    // SAFETY: each signature is the one libmariadb 3 declares; `stmt` is a
+    // prepared statement of a live connection.
+    unsafe {
+        let execute: unsafe extern "C" fn(*mut c_void) -> c_int = sym(h, "mysql_stmt_execute");
+        let field_count: unsafe extern "C" fn(*mut c_void) -> c_uint = sym(h, "mysql_stmt_field_count");
+        let fetch: unsafe extern "C" fn(*mut c_void) -> c_int = sym(h, "mysql_stmt_fetch");
+        let next: unsafe extern "C" fn(*mut c_void) -> c_int = sym(h, "mysql_stmt_next_result");
+        let error: unsafe extern "C" fn(*mut c_void) -> *const c_char = sym(h, "mysql_stmt_error");
+        let metadata: unsafe extern "C" fn(*mut c_void) -> *mut c_void = sym(h, "mysql_stmt_result_metadata");
+        let field: unsafe extern "C" fn(*mut c_void, c_uint) -> *const *const c_char =
+            sym(h, "mysql_fetch_field_direct");
+        let free: unsafe extern "C" fn(*mut c_void) = sym(h, "mysql_free_result");
+        let err = || CStr::from_ptr(error(stmt)).to_string_lossy().into_owned();
+        // MYSQL_FIELD starts with its name.
+        let first_name = || {
+            let res = metadata(stmt);
+            if res.is_null() {
+                return String::new();
+            }
+            let name = CStr::from_ptr(*field(res, 0)).to_string_lossy().into_owned();
+            free(res);
+            name
+        };
+        if execute(stmt) != 0 {
+            return Err(err());
+        }
+        let mut out = Vec::new();
+        loop {
+            let n = field_count(stmt);
+            let name = if n > 0 { first_name() } else { String::new() };
+            let mut rows = 0;
+            if n > 0 {
+                // 100: MYSQL_NO_DATA; 101: MYSQL_DATA_TRUNCATED (nothing bound).
+                loop {
+                    match fetch(stmt) {
+                        0 | 101 => rows += 1,
+                        100 => break,
+                        _ => return Err(err()),
+                    }
+                }
+            }
+            out.push((n, name, rows));
+            match next(stmt) {
+                0 => {}
+                -1 => return Ok(out),
+                _ => return Err(err()),
+            }
+        }
+    }
+}
+
+#[test]
+fn prepared_metadata_cache_libmariadb_reads_a_call_in_an_executable_comment() {
+    // Connector/C, which asks for the metadata cache, executing a CALL
+    // Funnel cannot read: every execute reads the procedure's result sets.
+    users(MariaDb::shared());
+    let run = |port: u16, user: &str, pw: &str, schema: &str| {
+        MariaDb::shared().exec(&format!(
+            "CREATE PROCEDURE {schema}.p() BEGIN SELECT 1 AS a; SELECT 'x' AS b, 2 AS n; END"
+        ));
+        let st = CStatement::open(port, user, pw, schema, "/*!CALL p() */");
+        (0..3).map(|_| libmariadb_results(st.stmt)).collect::<Vec<_>>()
+    };
+    let results = both_ways("ps_capi_call", "(id INT)", run).map(|(_, r)| r);
+    let want = vec![
+        (1, "a".to_string(), 1),
+        (2, "b".to_string(), 1),
+        (0, String::new(), 0),
+    ];
+    assert_eq!(results[0][2], Ok(want), "{:?}", results[0]);
+    assert_eq!(results[1], results[0], "through Funnel");
+}
