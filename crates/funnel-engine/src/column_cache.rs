@@ -115,31 +115,28 @@ impl<'a> ColumnCache<'a> {
         ) {
             return Ok(Front::NotCount);
         }
+        let columns = Reader::new(payload).lenenc_int("column count")?;
+        if h.len > 9 {
+            return Err(ProtocolError::malformed("result set", "bad column count packet"));
+        }
         let first = !self.seen_result;
         // An execute's definitions are compared once all of them are
         // buffered: the server leaves them out however many reads they
         // take (up to `MAX_DEFINITIONS`).
         let defs_len = match self.statement {
-            Some(_) if first => {
-                let columns = Reader::new(payload).lenenc_int("column count").unwrap_or(0);
-                match whole_packets(&bytes[count_len..], columns) {
-                    Ok(n) => Some(n),
-                    Err(want) if columns <= MAX_COLUMNS && count_len + want <= MAX_DEFINITIONS => {
-                        return Ok(Front::Incomplete {
-                            want: count_len + want,
-                        });
-                    }
-                    Err(_) => None,
+            Some(_) if first => match whole_packets(&bytes[count_len..], columns) {
+                Ok(n) => Some(n),
+                Err(want) if columns <= MAX_COLUMNS && count_len + want <= MAX_DEFINITIONS => {
+                    return Ok(Front::Incomplete {
+                        want: count_len + want,
+                    });
                 }
-            }
+                Err(_) => None,
+            },
             _ => None,
         };
         // The tracker refuses a count packet with anything after the count.
         let mut event = tracker.feed(payload, h.len)?;
-        let columns = Reader::new(payload).lenenc_int("column count")?;
-        if h.len > 9 {
-            return Err(ProtocolError::malformed("result set", "bad column count packet"));
-        }
         self.seen_result = true;
         let mut skip = false;
         if let (Some((known, meta)), true) = (self.statement.as_mut(), first) {

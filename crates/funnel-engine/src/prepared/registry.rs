@@ -54,7 +54,10 @@ impl StatementMeta {
         for _ in 0..self.params {
             at = next(at);
         }
-        if self.params > 0 && r.get(at + funnel_protocol::framing::HEADER_LEN) == Some(&0xfe) {
+        if self.params > 0
+            && r.get(at + funnel_protocol::framing::HEADER_LEN)
+                == Some(&funnel_protocol::response::EOF_HEADER)
+        {
             at = next(at);
         }
         let start = at;

@@ -85,10 +85,6 @@ pub struct Forward {
     /// from the server, which answers its last row's count, not the OK's
     /// sum of all rows.
     pub reads_row_count: bool,
-    /// An `INSERT` or `REPLACE`: one that returns rows (`RETURNING`) has
-    /// its `LAST_INSERT_ID()` and `FOUND_ROWS()` read back, since no OK
-    /// carries them.
-    pub inserts_rows: bool,
     /// An `INSERT` or `REPLACE` alone in its query that may return rows
     /// (`RETURNING`): its `LAST_INSERT_ID()` is read back after it, so the
     /// connection must hold the client's id before it, for a statement
@@ -310,7 +306,6 @@ impl Forward {
             read_back_user_vars: None,
             reads_found_rows: false,
             reads_row_count: false,
-            inserts_rows: false,
             returning: false,
             pin_on_error: None,
             selects_into: false,
@@ -414,7 +409,6 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.statement_vars = effect.statement_vars;
             f.drops_temporary = effect.drops_temporary;
             f.several_statements = effect.several_statements;
-            f.inserts_rows = inserts_rows;
             f.returning = inserts_rows
                 && !effect.several_statements
                 && crate::session::sql_lex::mentions_returning(sql);

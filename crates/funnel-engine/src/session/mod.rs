@@ -1901,7 +1901,8 @@ impl Session {
                 self.lose_after_reply(conn, &e);
                 return;
             }
-            let returned_rows = f.inserts_rows && summary.result_sets > 0 && !f.several_statements;
+            // An insert that answered with rows said RETURNING.
+            let returned_rows = f.returning && summary.result_sets > 0;
             if returned_rows && !self.pins.contains(PinReason::PreviousStatementInfo) {
                 if let Err(e) = Box::pin(self.read_back_returning(&mut conn)).await {
                     self.pin(PinReason::PreviousStatementInfo);

@@ -365,11 +365,11 @@ impl Session {
         // On the server a bulk `INSERT` (`REPLACE`, `... ON DUPLICATE KEY
         // UPDATE`) is one statement, whose `ROW_COUNT()` is its OK's; after
         // any other the server answers the last row's count.
-        f.inserts_rows = super::sql_lex::inserts_rows(&meta.sql);
+        let inserts_rows = super::sql_lex::inserts_rows(&meta.sql);
         f.returning = meta.effect.returning;
         // `INSERT ... RETURNING` leaves FOUND_ROWS() as it was.
-        f.keeps_found_rows = f.inserts_rows;
-        f.reads_row_count = bulk && !f.inserts_rows;
+        f.keeps_found_rows = inserts_rows;
+        f.reads_row_count = bulk && !inserts_rows;
         // The server refuses a bulk `CALL` (1295): no procedure runs.
         f.stateless_call = !bulk
             && f.pin == Some(super::pinning::PinReason::StoredProcedure)
