@@ -42,19 +42,27 @@ struct Cut {
     /// Then the server seems to hang (nothing more is forwarded, the
     /// connection stays open) instead of dying.
     stall: bool,
+    /// Instead: the `P` packets and a malformed one after them (an ERR
+    /// header alone) go in one write, as from a broken server, once per
+    /// test process.
+    garbage: bool,
 }
 
-/// Parses `P:E*/` (or `P:E:stall*/`) after a marker.
+/// Parses `P:E*/` (or `P:E:stall*/`, `P:E:garbage*/`) after a marker.
 fn parse_cut(text: &[u8], marker: &str) -> Option<Cut> {
     let text = String::from_utf8_lossy(text);
     let at = text.find(marker)? + marker.len();
     let rest = &text[at..];
     let end = rest.find("*/")?;
     let mut parts = rest[..end].split(':');
+    let packets = parts.next()?.parse().ok()?;
+    let extra = parts.next()?.parse().ok()?;
+    let mode = parts.next();
     Some(Cut {
-        packets: parts.next()?.parse().ok()?,
-        extra: parts.next()?.parse().ok()?,
-        stall: parts.next() == Some("stall"),
+        packets,
+        extra,
+        stall: mode == Some("stall"),
+        garbage: mode == Some("garbage"),
     })
 }
 
@@ -146,6 +154,10 @@ fn relay_one(client: TcpStream, upstream: SocketAddr) {
         if cut.is_none() {
             cut = armed.lock().unwrap().take();
         }
+        static GARBAGE_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if cut.is_some_and(|c| c.garbage && GARBAGE_SENT.load(std::sync::atomic::Ordering::SeqCst)) {
+            cut = None;
+        }
         let Some(c) = cut.as_mut() else {
             if to.write_all(&buf).is_err() {
                 break;
@@ -153,6 +165,27 @@ fn relay_one(client: TcpStream, upstream: SocketAddr) {
             buf.clear();
             continue;
         };
+        if c.garbage {
+            // Once the packets to send are here: all of them and the
+            // malformed one in one write (one read for Funnel).
+            let (mut at, mut found, mut next_seq) = (0, 0, 1u8);
+            while found < c.packets {
+                let Some(h) = buf.get(at..at + 4) else { break };
+                next_seq = h[3].wrapping_add(1);
+                at += 4 + (h[0] as usize | (h[1] as usize) << 8 | (h[2] as usize) << 16);
+                found += 1;
+            }
+            if found < c.packets || at > buf.len() {
+                continue;
+            }
+            let mut out = buf[..at].to_vec();
+            out.extend_from_slice(&[1, 0, 0, next_seq, 0xff]);
+            GARBAGE_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = to.write_all(&out);
+            let _ = to.flush();
+            thread::sleep(Duration::from_millis(50));
+            break;
+        }
         while c.packets > 0 && buf.len() >= 4 {
             let len = buf[0] as usize | (buf[1] as usize) << 8 | (buf[2] as usize) << 16;
             if buf.len() < 4 + len {
@@ -649,4 +682,39 @@ fn backend_cut_query_timeout_inside_a_large_row_closes_the_client() {
     let funnel = cli(e.funnel_port(), "app", "apppw", sql, false);
     assert_eq!(funnel.code(), Some(1969), "{funnel:?}");
     e.assert_serves_next_client("a query timeout");
+}
+
+#[test]
+fn backend_cut_metadata_cache_sends_again_definitions_a_failed_execute_never_delivered() {
+    // The server's new definitions (the table changed since the prepare)
+    // arrive with a malformed packet in one read: the client gets ERR 9007
+    // and none of them. Its next execute must carry them, not leave them
+    // out as if the client had them.
+    use funnel_protocol::tracker::Expect;
+    use funnel_protocol::Capabilities;
+    use funnel_testkit::mini_client::MiniClient;
+    let e = env("");
+    let cache = Capabilities::MARIADB_CLIENT_CACHE_METADATA;
+    let mut c =
+        MiniClient::connect_with(e.proxy.local_addr(), "app", "apppw", Some(&e.schema), cache).unwrap();
+    assert!(c.caps().contains(cache));
+    for sql in [
+        "CREATE TABLE t (id INT PRIMARY KEY, c VARCHAR(10))",
+        "INSERT INTO t VALUES (1, 'one')",
+    ] {
+        c.query(sql).unwrap();
+    }
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT c FROM t WHERE id = 1 /*cutexec:2:0:garbage*/");
+    let reply = c.roundtrip(&prepare, Expect::Prepare).unwrap();
+    let id = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+    c.query("ALTER TABLE t MODIFY c VARCHAR(20)").unwrap();
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&id.to_le_bytes());
+    execute.extend_from_slice(&[0, 1, 0, 0, 0]);
+    let broken = c.roundtrip(&execute, Expect::Results).unwrap();
+    assert_eq!(&broken[0][..3], &[0xff, 0x2f, 0x23], "ERR 9007: {broken:?}");
+    let reply = c.roundtrip(&execute, Expect::Results).unwrap();
+    assert_eq!(reply[0], [1, 1], "the definitions follow: {reply:?}");
+    assert!(reply[1].windows(1).any(|w| w == [b'c']), "{reply:?}");
 }

@@ -1677,6 +1677,14 @@ impl Session {
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
+        if !matches!(end, RelayEnd::Complete(..)) {
+            // Definitions the relay took for sent may have stayed in its
+            // buffer (a broken reply after them): the next execute sends
+            // them again.
+            if let Some(s) = f.describes.and_then(|id| self.stmts.get_mut(id)) {
+                s.known_columns = crate::column_cache::KnownColumns::Unknown;
+            }
+        }
         // A `KILL QUERY` of this statement may still reach the server: a
         // connection kept (or parked for the next client) serves no one
         // else before it has. One closed below (a timeout, a failure)
