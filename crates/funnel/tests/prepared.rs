@@ -19,6 +19,8 @@ mod bulk_edges;
 mod charset_soak;
 #[path = "prepared/charset_switch.rs"]
 mod charset_switch;
+#[path = "prepared/described_again.rs"]
+mod described_again;
 #[path = "prepared/extended_metadata.rs"]
 mod extended_metadata;
 #[path = "prepared/metadata_cache.rs"]

@@ -247,18 +247,17 @@ mod tests {
     use bytes::Bytes;
 
     fn meta() -> Rc<StatementMeta> {
-        Rc::new(StatementMeta {
-            id: 1,
-            sql: Bytes::from_static(b"SELECT 1"),
-            schema: None,
-            vars: Default::default(),
-            params: 0,
-            columns: 1,
-            response: vec![],
-            effect: Default::default(),
-            stale: Default::default(),
-            private: false,
-        })
+        let r = crate::prepared::registry::Registry::default();
+        let m = r.private(
+            None,
+            Default::default(),
+            Bytes::from_static(b"SELECT 1"),
+            0,
+            1,
+            vec![],
+        );
+        assert_eq!(m.id, 1);
+        m
     }
 
     #[test]

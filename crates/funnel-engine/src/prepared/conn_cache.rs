@@ -53,9 +53,16 @@ impl ConnStatements {
     /// Records a newly prepared statement; when that makes more than `cap`,
     /// returns the server id of the least recently used one not in `keep`
     /// (statements holding a cursor or long data), which the caller must
-    /// close with `COM_STMT_CLOSE`.
+    /// close with `COM_STMT_CLOSE`. When the connection has `key` already
+    /// (a text described again by a server that said the same, see
+    /// [`crate::prepared::registry::Known::Check`]), that one stays, with
+    /// any cursor or parameter types of it, and `id` is returned to close.
     pub fn insert(&mut self, key: StmtKey, id: u32, cap: usize, keep: &[StmtKey]) -> Option<u32> {
         self.tick += 1;
+        if let Some(held) = self.map.get_mut(&key) {
+            held.last_used = self.tick;
+            return Some(id);
+        }
         self.map.insert(
             key,
             BackendStatement {
@@ -144,5 +151,16 @@ mod tests {
         assert_eq!(c.len(), 1);
         c.clear();
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn prepared_conn_cache_keeps_the_statement_it_has_for_a_key_prepared_again() {
+        let mut c = ConnStatements::default();
+        assert_eq!(c.insert(k(1), 101, 4, &[]), None);
+        c.get(k(1)).unwrap().bound_types = Some(vec![8, 0]);
+        assert_eq!(c.insert(k(1), 201, 4, &[]), Some(201), "the new one to close");
+        let held = c.get(k(1)).unwrap();
+        assert_eq!((held.id, held.bound_types.as_deref()), (101, Some(&[8, 0][..])));
+        assert_eq!(c.len(), 1);
     }
 }

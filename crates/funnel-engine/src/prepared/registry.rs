@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -38,6 +39,17 @@ pub struct StatementMeta {
     /// The server now describes it otherwise (a table changed): later
     /// prepares of its text go to a backend again.
     pub stale: Cell<bool>,
+    /// When a server last described it so, and the shard's table changes
+    /// then ([`Registry::lookup`]).
+    checked: Cell<Checked>,
+}
+
+/// When a description was last had from the server.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    /// [`Registry::tables_changed`]'s count then.
+    epoch: u64,
+    at: Instant,
 }
 
 impl StatementMeta {
@@ -67,6 +79,29 @@ impl StatementMeta {
         &r[start.min(r.len())..at]
     }
 
+    /// True when a prepare response from the server (statement id
+    /// blanked or not) describes the statement as recorded: the same
+    /// counts and the same definitions, byte for byte. The OK's warning
+    /// count and the EOF packets' status are the session's, not the
+    /// statement's.
+    pub fn described_as(&self, response: &[u8]) -> bool {
+        let packets = payloads;
+        let eof = |p: &[u8]| p.first() == Some(&funnel_protocol::response::EOF_HEADER) && p.len() < 9;
+        let (mut ours, mut theirs) = (packets(&self.response), packets(response));
+        // The OK: status, id, columns, parameters; then a filler and warnings.
+        match (ours.next(), theirs.next()) {
+            (Some(a), Some(b)) if a.len() >= 9 && b.len() >= 9 && a[5..9] == b[5..9] => {}
+            _ => return false,
+        }
+        loop {
+            match (ours.next(), theirs.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a == b || (eof(a) && eof(b)) => {}
+                _ => return false,
+            }
+        }
+    }
+
     /// Records what the server said of the statement since it was
     /// described: `columns` result columns (from an execute's result set
     /// or another connection's prepare). Another count than the recorded
@@ -76,6 +111,19 @@ impl StatementMeta {
             self.stale.set(true);
         }
     }
+}
+
+/// The payloads of the packets in `r` (a last one cut short as it is).
+fn payloads(r: &[u8]) -> impl Iterator<Item = &[u8]> {
+    use funnel_protocol::framing::{PacketHeader, HEADER_LEN};
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let h = PacketHeader::peek(&r[at..])?;
+        let end = (at + h.total_len()).min(r.len());
+        let payload = &r[(at + HEADER_LEN).min(end)..end];
+        at = end;
+        Some(payload)
+    })
 }
 
 /// Offset of the statement id in a prepare response (header, then the 0x00 status byte).
@@ -111,6 +159,10 @@ struct Key {
 pub struct Registry {
     by_key: RefCell<HashMap<Key, Rc<StatementMeta>>>,
     next_id: Cell<u64>,
+    /// Statements run through the shard that may have changed what a
+    /// prepare describes (`ALTER TABLE`, ...): every description recorded
+    /// before the last one is had from the server again.
+    tables_changed: Cell<u64>,
     /// Statements the shard's clients hold together (see
     /// [`crate::prepared::client::MAX_PER_SHARD`]).
     held: Rc<Cell<usize>>,
@@ -118,6 +170,28 @@ pub struct Registry {
 
 /// Statements kept before unused ones are forgotten.
 const SOFT_CAP: usize = 20_000;
+
+/// How long a recorded description answers prepares of its text before the
+/// next one is described by a server again. Tables change behind Funnel's
+/// back too (a migration tool on a connection of its own, another Funnel),
+/// and only the server knows: a change that keeps the column count
+/// (`VARCHAR(20)` to `VARCHAR(40)`) shows nowhere else. One prepare per
+/// text and second is the price.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// What the registry knows of a text a client prepares.
+#[derive(Debug)]
+pub enum Known {
+    /// Described by a server within [`FRESH_FOR`], and since the shard's
+    /// last statement that may have changed a table: the client gets it.
+    Fresh(Rc<StatementMeta>),
+    /// Described before that: the caller has a server describe it again,
+    /// and keeps this one when the server says the same
+    /// ([`StatementMeta::described_as`]). Meanwhile it counts as fresh, so
+    /// that the clients preparing the text at the same time do not all go
+    /// to the server.
+    Check(Rc<StatementMeta>),
+}
 
 impl Registry {
     /// A statement prepared before in the same hostgroup with the same
@@ -129,7 +203,7 @@ impl Registry {
         schema: &Option<Vec<u8>>,
         vars: &SessionVars,
         sql: &[u8],
-    ) -> Option<Rc<StatementMeta>> {
+    ) -> Option<Known> {
         let key = Key {
             hostgroup: Rc::from(hostgroup),
             shape,
@@ -137,7 +211,34 @@ impl Registry {
             vars: vars.clone(),
             sql: Bytes::copy_from_slice(sql),
         };
-        self.by_key.borrow().get(&key).filter(|m| !m.stale.get()).cloned()
+        let meta = self
+            .by_key
+            .borrow()
+            .get(&key)
+            .filter(|m| !m.stale.get())
+            .cloned()?;
+        let checked = meta.checked.get();
+        let now = Instant::now();
+        if checked.epoch == self.tables_changed.get() && now.duration_since(checked.at) < FRESH_FOR {
+            return Some(Known::Fresh(meta));
+        }
+        meta.checked.set(self.checked_now(now));
+        Some(Known::Check(meta))
+    }
+
+    /// Notes that a statement that may change what prepares describe ran
+    /// through the shard: every recorded description is had from a server
+    /// again before it answers another prepare, so a client that altered a
+    /// table and prepares next is told what the server would tell it.
+    pub fn tables_changed(&self) {
+        self.tables_changed.set(self.tables_changed.get() + 1);
+    }
+
+    fn checked_now(&self, at: Instant) -> Checked {
+        Checked {
+            epoch: self.tables_changed.get(),
+            at,
+        }
     }
 
     /// Records a statement a backend of `hostgroup` prepared, for later
@@ -222,6 +323,7 @@ impl Registry {
             columns,
             response,
             stale: Cell::new(false),
+            checked: Cell::new(self.checked_now(Instant::now())),
             private,
         }
     }
@@ -248,6 +350,30 @@ mod tests {
     use super::*;
     use crate::session::variables::Assignment;
 
+    impl Known {
+        /// The statement, fresh or to check.
+        fn meta(&self) -> &Rc<StatementMeta> {
+            match self {
+                Known::Fresh(m) | Known::Check(m) => m,
+            }
+        }
+    }
+
+    impl Registry {
+        /// The id of the statement a lookup finds, fresh or not.
+        fn id_of(
+            &self,
+            hostgroup: &str,
+            shape: ResponseShape,
+            schema: &Option<Vec<u8>>,
+            vars: &SessionVars,
+            sql: &[u8],
+        ) -> Option<u64> {
+            self.lookup(hostgroup, shape, schema, vars, sql)
+                .map(|k| k.meta().id)
+        }
+    }
+
     #[test]
     fn prepared_registry_keys_by_hostgroup_text_schema_variables_and_shape() {
         let r = Registry::default();
@@ -269,7 +395,7 @@ mod tests {
             1,
             vec![1, 2],
         );
-        assert_eq!(r.lookup("hg", shape(false), &s, &v, &sql).unwrap().id, m.id);
+        assert_eq!(r.id_of("hg", shape(false), &s, &v, &sql).unwrap(), m.id);
         assert!(r.lookup("hg", shape(true), &s, &v, &sql).is_none());
         let latin1 = ResponseShape {
             deprecate_eof: false,
@@ -308,7 +434,7 @@ mod tests {
         let own = r.private(s.clone(), v.clone(), sql.clone(), 1, 1, vec![]);
         assert!(own.id > m2.id, "ids stay distinct");
         assert_eq!(r.len(), 2, "a session's own statement is not shared");
-        assert_eq!(r.lookup("hg", shape(true), &s, &v, &sql).unwrap().id, m2.id);
+        assert_eq!(r.id_of("hg", shape(true), &s, &v, &sql).unwrap(), m2.id);
         assert!(
             r.lookup("other", shape(true), &s, &v, &sql).is_none(),
             "described by another hostgroup's server"
@@ -336,11 +462,7 @@ mod tests {
             vec![],
         );
         m.note_columns(2);
-        assert_eq!(
-            r.lookup("hg", shape, &s, &v, &sql).unwrap().id,
-            m.id,
-            "as recorded"
-        );
+        assert_eq!(r.id_of("hg", shape, &s, &v, &sql).unwrap(), m.id, "as recorded");
         m.note_columns(3);
         assert!(r.lookup("hg", shape, &s, &v, &sql).is_none(), "a column more");
         let fresh = r.insert(
@@ -353,7 +475,7 @@ mod tests {
             3,
             vec![],
         );
-        assert_eq!(r.lookup("hg", shape, &s, &v, &sql).unwrap().id, fresh.id);
+        assert_eq!(r.id_of("hg", shape, &s, &v, &sql).unwrap(), fresh.id);
         // A statement described with no columns (a CALL) may return any.
         let call = Bytes::from_static(b"CALL p()");
         let c = r.insert(
@@ -367,6 +489,85 @@ mod tests {
             vec![],
         );
         c.note_columns(4);
-        assert_eq!(r.lookup("hg", shape, &s, &v, &call).unwrap().id, c.id);
+        assert_eq!(r.id_of("hg", shape, &s, &v, &call).unwrap(), c.id);
+    }
+
+    /// A prepare response of one parameter and `columns`, with `warnings`
+    /// in the OK and `status` in the EOFs.
+    fn response(columns: &[&[u8]], warnings: u8, status: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut seq = 0u8;
+        let mut packet = |p: &[u8]| {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes()[..3]);
+            out.push(seq);
+            out.extend_from_slice(p);
+            seq += 1;
+        };
+        packet(&[0, 9, 0, 0, 0, columns.len() as u8, 0, 1, 0, 0, warnings, 0]);
+        packet(b"\x03def\x00\x00\x00\x01?\x00");
+        packet(&[0xfe, 0, 0, status, 0]);
+        for c in columns {
+            packet(c);
+        }
+        packet(&[0xfe, 0, 0, status, 0]);
+        out
+    }
+
+    #[test]
+    fn prepared_registry_compares_descriptions_but_not_the_sessions_status() {
+        let r = Registry::default();
+        let v20: &[u8] = b"\x03def\x02db\x01t\x01t\x01v\x01v\x0c\x2d\x00\x50\x00\x00\x00\xfd";
+        let v40: &[u8] = b"\x03def\x02db\x01t\x01t\x01v\x01v\x0c\x2d\x00\xa0\x00\x00\x00\xfd";
+        let sql = Bytes::from_static(b"SELECT v FROM t WHERE id = ?");
+        let m = r.private(None, SessionVars::default(), sql, 1, 1, response(&[v20], 0, 2));
+        assert!(m.described_as(&response(&[v20], 0, 2)));
+        assert!(
+            m.described_as(&response(&[v20], 3, 3)),
+            "warnings and status are the session's"
+        );
+        assert!(!m.described_as(&response(&[v40], 0, 2)), "a longer column");
+        assert!(!m.described_as(&response(&[v20, v20], 0, 2)), "a column more");
+        assert!(!m.described_as(&[]));
+        assert!(!m.described_as(&response(&[v20], 0, 2)[..20]), "cut short");
+    }
+
+    #[test]
+    fn prepared_registry_has_descriptions_checked_after_a_table_change_and_a_second() {
+        let r = Registry::default();
+        let shape = ResponseShape {
+            deprecate_eof: false,
+            extended_metadata: false,
+            charset: 45,
+        };
+        let (s, v) = (Some(b"db".to_vec()), SessionVars::default());
+        let sql = Bytes::from_static(b"SELECT v FROM t");
+        let m = r.insert(
+            "hg".into(),
+            shape,
+            s.clone(),
+            v.clone(),
+            sql.clone(),
+            0,
+            1,
+            vec![],
+        );
+        let look = || r.lookup("hg", shape, &s, &v, &sql).unwrap();
+        assert!(matches!(look(), Known::Fresh(f) if f.id == m.id));
+        r.tables_changed();
+        assert!(
+            matches!(look(), Known::Check(c) if c.id == m.id),
+            "a table changed"
+        );
+        assert!(
+            matches!(look(), Known::Fresh(_)),
+            "the others meanwhile use it as it is"
+        );
+        let before = Instant::now().checked_sub(FRESH_FOR).unwrap();
+        m.checked.set(Checked {
+            epoch: r.tables_changed.get(),
+            at: before,
+        });
+        assert!(matches!(look(), Known::Check(_)), "described a second ago");
+        assert!(matches!(look(), Known::Fresh(_)));
     }
 }

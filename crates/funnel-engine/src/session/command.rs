@@ -169,6 +169,10 @@ pub struct Forward {
     /// @v`, `EXECUTE IMMEDIATE @v`): read on the connection and checked
     /// before the query is sent (see [`super::dynamic_sql`]).
     pub dynamic_vars: Vec<Vec<u8>>,
+    /// It may change what the server describes for prepares (see
+    /// [`super::sql_lex::may_change_descriptions`]): once it ran, the
+    /// shard's recorded descriptions are had from the server again.
+    pub changes_descriptions: bool,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -333,6 +337,7 @@ impl Forward {
             may_run_stored_code: false,
             tracks_state_itself: false,
             dynamic_vars: Vec::new(),
+            changes_descriptions: false,
             name,
         }
     }
@@ -417,6 +422,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.dynamic_vars = dynamic_vars;
+            f.changes_descriptions = crate::session::sql_lex::may_change_descriptions(
+                sql,
+                effect.several_statements || effect.compound || mentions.dynamic_sql(),
+            );
             f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)
                 && crate::session::pinning::mentions_state_tracking(sql);
             // A tracked SET opens no table, in several statements too

@@ -1677,6 +1677,10 @@ impl Session {
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
+        if f.changes_descriptions {
+            // Whether it ran or not (an ERR after a change, a cut reply).
+            self.shard.statements.tables_changed();
+        }
         if !matches!(end, RelayEnd::Complete(..)) {
             // Definitions the relay took for sent may have stayed in its
             // buffer (a broken reply after them): the next execute sends

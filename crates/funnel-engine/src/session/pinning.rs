@@ -218,6 +218,9 @@ pub struct ExecuteEffect {
     /// (an executable comment): its result sets are the procedure's,
     /// whose column definitions the server sends at every execute.
     pub may_call: bool,
+    /// It may change what prepares describe (see
+    /// [`sql_lex::may_change_descriptions`]).
+    pub changes_descriptions: bool,
 }
 
 impl ExecuteEffect {
@@ -252,6 +255,10 @@ impl ExecuteEffect {
             returning: super::sql_lex::inserts_rows(sql) && super::sql_lex::mentions_returning(sql),
             may_call: pin == Some(PinReason::StoredProcedure)
                 || (pin == Some(PinReason::Unknown) && super::sql_lex::mentions_word(sql, b"CALL")),
+            changes_descriptions: sql_lex::may_change_descriptions(
+                sql,
+                e.several_statements || e.compound || Mentions::of(sql).dynamic_sql(),
+            ),
         }
     }
 }

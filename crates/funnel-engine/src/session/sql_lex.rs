@@ -266,6 +266,30 @@ pub fn mentions_returning(sql: &[u8]) -> bool {
     mentions_word(sql, b"RETURNING")
 }
 
+/// True when `sql` may change what the server describes for another
+/// text's prepare: it creates, alters, drops or renames something (a
+/// table, a view, a function whose type a column takes), but for a
+/// temporary table, which only its own session sees. Read from its first
+/// word; `wider` (several statements, a compound statement, SQL run from a
+/// string) looks for those words anywhere. Reading too much only has the
+/// server describe a few prepares again.
+pub fn may_change_descriptions(sql: &[u8], wider: bool) -> bool {
+    const WORDS: [&[u8]; 4] = [b"CREATE", b"ALTER", b"DROP", b"RENAME"];
+    let s = skip_leading_comments(sql);
+    let first = &s[..word_end(s, 0)];
+    let defines = WORDS.iter().any(|w| first.eq_ignore_ascii_case(w));
+    if defines && !wider {
+        // `CREATE [OR REPLACE] TEMPORARY TABLE`, `DROP TEMPORARY TABLE`.
+        let mut rest = s;
+        let temporary = (0..4).any(|_| {
+            rest = skip_leading_comments(&rest[word_end(rest, 0)..]);
+            rest[..word_end(rest, 0)].eq_ignore_ascii_case(b"TEMPORARY")
+        });
+        return !temporary;
+    }
+    defines || (wider && WORDS.iter().any(|w| mentions_word(sql, w)))
+}
+
 /// True when the first token of `sql` (after comments) is `word`,
 /// case-insensitive.
 pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
@@ -279,6 +303,26 @@ pub fn first_word_is(sql: &[u8], word: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_lex_statements_that_may_change_descriptions() {
+        let yes = |sql: &str, wider| may_change_descriptions(sql.as_bytes(), wider);
+        assert!(yes("ALTER TABLE t MODIFY v VARCHAR(40)", false));
+        assert!(yes("/* app */ create or replace view v AS SELECT 1", false));
+        assert!(yes("DROP TABLE t", false));
+        assert!(yes("RENAME TABLE a TO b", false));
+        assert!(yes("CREATE FUNCTION f() RETURNS INT RETURN 1", false));
+        assert!(!yes("SELECT created, alter_at FROM t", false));
+        assert!(!yes("INSERT INTO t VALUES ('ALTER TABLE')", false));
+        assert!(!yes("CREATE TEMPORARY TABLE t (a INT)", false));
+        assert!(!yes("create or replace temporary table t (a INT)", false));
+        assert!(!yes("DROP /* x */ TEMPORARY TABLE IF EXISTS t", false));
+        assert!(!yes("", false));
+        assert!(yes("SELECT 1; ALTER TABLE t ADD c INT", true));
+        assert!(yes("EXECUTE IMMEDIATE 'drop view v'", true));
+        assert!(!yes("SELECT created FROM t; SELECT 2", true));
+        assert!(yes("DROP TEMPORARY TABLE t; DROP TABLE u", true));
+    }
 
     #[test]
     fn sql_lex_mentions_returning_as_a_word() {

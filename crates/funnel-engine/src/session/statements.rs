@@ -16,7 +16,7 @@ use crate::prepared::conn_cache::StmtKey;
 use crate::prepared::execute::{
     bound_flag_missing, parse_bulk, parse_execute, rewrite_id, statement_id, ExecuteCommand,
 };
-use crate::prepared::registry::{ResponseShape, StatementMeta, RESPONSE_STMT_ID_AT};
+use crate::prepared::registry::{Known, ResponseShape, StatementMeta, RESPONSE_STMT_ID_AT};
 use crate::stats::Stats;
 use std::rc::Rc;
 
@@ -157,16 +157,19 @@ impl Session {
         // connection it holds, the server decides (soak seed 120618).
         let own_warnings = self.linger && self.pinned.is_some();
         let on_backend = on_backend || own_state || own_warnings || super::user_vars::mentions_any(&sql);
-        if let Some(meta) = (!on_backend)
+        let known = (!on_backend)
             .then(|| {
                 self.shard
                     .statements
                     .lookup(&self.prepare_hostgroup(), shape, &self.schema, &self.vars, &sql)
             })
-            .flatten()
-        {
-            return self.reply_prepared(meta).await;
-        }
+            .flatten();
+        // A description to have from the server again: kept when it says the same.
+        let recheck = match known {
+            Some(Known::Fresh(meta)) => return self.reply_prepared(meta).await,
+            Some(Known::Check(meta)) => Some(meta),
+            None => None,
+        };
         let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
         f.changes_no_data = true;
         let Some(conn) = self.lease(0, &f).await? else {
@@ -186,7 +189,11 @@ impl Session {
                     raw[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&[0; 4]);
                     let (schema, vars) = (self.schema.clone(), self.vars.clone());
                     let statements = &self.shard.statements;
-                    let meta = if own_state {
+                    let same = recheck.filter(|m| m.described_as(&raw));
+                    let meta = if let Some(meta) = same {
+                        // Connections that prepared it keep serving it.
+                        meta
+                    } else if own_state {
                         // Described under that state: never handed to others.
                         statements.private(schema, vars, sql, p.params, p.columns, raw)
                     } else {
@@ -215,6 +222,12 @@ impl Session {
                     self.reply_prepared(meta).await
                 }
                 (Some(err), _) => {
+                    if let Some(meta) = recheck {
+                        // The text no longer prepares (a column dropped):
+                        // the next client's prepare is the server's to
+                        // answer too.
+                        meta.stale.set(true);
+                    }
                     self.refused_prepare(&mut conn);
                     self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await
@@ -357,6 +370,7 @@ impl Session {
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
+        f.changes_descriptions = meta.effect.changes_descriptions;
         // A `CALL` returns its procedure's result sets, whose definitions
         // the server sends every time (also one in an executable comment).
         if !meta.effect.may_call {

@@ -1,0 +1,123 @@
+//! What a prepare describes after a table changed in a way that keeps its
+//! column count (`VARCHAR(20)` to `VARCHAR(40)`, a view redefined), which
+//! no execute's column count shows. A change run through Funnel is seen
+//! by the next prepare on its core; one behind Funnel's back (a migration
+//! tool's own connection) within a second, as each description the
+//! shard recorded is had from the server again. Replies are compared with
+//! direct MariaDB byte for byte.
+
+use super::*;
+
+const SETUP: &[&str] = &[
+    "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))",
+    "INSERT INTO t VALUES (1, 'one')",
+    "CREATE VIEW w AS SELECT v FROM t",
+];
+
+const SELECT_V: &str = "SELECT v FROM t WHERE id = ?";
+
+/// The schema a client is in (the two sides' differ).
+fn schema_of(c: &mut Raw) -> String {
+    let Ok(packets) = c.query("SELECT DATABASE()") else {
+        panic!("no schema")
+    };
+    let row = packets.iter().rev().nth(1).unwrap();
+    std::str::from_utf8(&row[1..]).unwrap().to_owned()
+}
+
+/// Longer than a recorded description answers prepares.
+const PAST_FRESH: std::time::Duration = std::time::Duration::from_millis(1_300);
+
+#[test]
+fn prepared_a_change_through_funnel_is_described_at_the_next_prepare() {
+    let (d, f) = differential("ps_redescribe", SETUP, 2, 2, |c| {
+        let mut r = vec![
+            c[0].prepare_reply(SELECT_V),
+            c[1].prepare_reply("SELECT * FROM w"),
+            c[1].query("ALTER TABLE t MODIFY v VARCHAR(40)"),
+            // The client that altered the table, and another on its core.
+            c[1].prepare_reply(SELECT_V),
+            c[0].prepare_reply(SELECT_V),
+            c[0].prepare_reply("SELECT * FROM w"),
+        ];
+        // A change run as a prepared statement.
+        let alter = c[0].prepare("ALTER TABLE t MODIFY v VARCHAR(60)").unwrap();
+        r.push(c[0].execute(alter, 0, &[], false));
+        r.push(c[1].prepare_reply(SELECT_V));
+        let id = c[1].prepare(SELECT_V).unwrap();
+        r.push(c[1].execute(id, 0, &[int(1)], true));
+        // A view redefined with as many columns.
+        r.push(c[1].query("CREATE OR REPLACE VIEW w AS SELECT id FROM t"));
+        r.push(c[0].prepare_reply("SELECT * FROM w"));
+        r
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[3], "the server describes a longer column");
+    assert_ne!(d[3], d[7]);
+    assert_ne!(d[5], d[10], "another column of the view");
+}
+
+#[test]
+fn prepared_a_change_behind_funnels_back_is_described_a_second_later() {
+    let (d, f) = differential("ps_redescribe_behind", SETUP, 2, 2, |c| {
+        let mut r = vec![c[0].prepare_reply(SELECT_V)];
+        let id = c[0].prepare(SELECT_V).unwrap();
+        let schema = schema_of(&mut c[0]);
+        MariaDb::shared().exec(&format!("ALTER TABLE `{schema}`.t MODIFY v VARCHAR(40)"));
+        std::thread::sleep(PAST_FRESH);
+        r.push(c[1].prepare_reply(SELECT_V));
+        r.push(c[0].prepare_reply(SELECT_V));
+        r.push(c[0].execute(id, 0, &[int(1)], true));
+        // A column dropped: the text no longer prepares, for the client
+        // that has it checked and for the next one.
+        MariaDb::shared().exec(&format!("ALTER TABLE `{schema}`.t DROP COLUMN v"));
+        std::thread::sleep(PAST_FRESH);
+        r.push(c[1].prepare_reply(SELECT_V));
+        r.push(c[0].prepare_reply(SELECT_V));
+        r.push(c[0].execute(id, 0, &[int(1)], true));
+        r
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[1], "the server describes a longer column");
+    assert_eq!(d[4], Err(1054), "no column v");
+    assert_eq!(d[5], Err(1054));
+}
+
+#[test]
+fn prepared_a_description_the_server_confirms_keeps_one_statement_per_connection() {
+    // Every second a text's next prepare is described by the server
+    // again; where it says the same, the connection that has the
+    // statement prepared already keeps it, and the new server statement
+    // is closed. Without that, each check would leave one more statement
+    // on the connection, up to the server's limit.
+    let db = MariaDb::builder().start().unwrap();
+    users(&db);
+    let schema = schema_with(&db, "ps_confirmed", SETUP);
+    let proxy = funnel(&db, &schema, 1);
+    let mut c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        2,
+        Capabilities::EMPTY,
+    );
+    let count = || {
+        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+            .map(|(_, n)| n)
+    };
+    let first = c[0].prepare(SELECT_V).unwrap();
+    let one = c[0].execute(first, 0, &[int(1)], true);
+    assert!(one.is_ok(), "{one:?}");
+    assert_eq!(count(), Some(1));
+    for round in 0..3 {
+        std::thread::sleep(PAST_FRESH);
+        // The other client's first statement of the text (a client's
+        // second one is a second server statement, as directly).
+        let again = c[1].prepare(SELECT_V).unwrap();
+        // On the one connection, after the close of the server's new statement.
+        assert_eq!(c[1].execute(again, 0, &[int(1)], true), one);
+        assert_eq!(count(), Some(1), "round {round}");
+        c[1].stmt_command(0x19, again);
+    }
+}
