@@ -1385,3 +1385,32 @@ fn backends_an_unreadable_lag_limit_is_reported() {
         told[0]
     );
 }
+
+/// A prepare of a text that reads the previous statement's results
+/// (`ROW_COUNT()`) pins its session: its executes cannot be rewritten, so
+/// the session keeps one connection. Answered from the registry, the
+/// prepare holds none yet, and the session keeps the one its next
+/// statement gets: that must be a writer's, though the statement is a
+/// read, or the session's writes would follow it to a replica.
+#[test]
+fn backends_a_session_pinned_before_it_holds_a_connection_takes_a_writer() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut a = client(&proxy);
+    a.prep("SELECT ROW_COUNT()").unwrap();
+    let mut b = client(&proxy);
+    b.prep("SELECT ROW_COUNT()").unwrap();
+    assert_eq!(
+        port_of(&mut b),
+        f.writer.port(),
+        "the read that takes the session's connection"
+    );
+    b.query_drop("INSERT INTO t VALUES (1, 1)").unwrap();
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(1)
+    );
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+}

@@ -1372,17 +1372,21 @@ impl Session {
         })
     }
 
-    /// Where a command goes: with autocommit off, the user's default
-    /// hostgroup; else the first matching query rule, else the read
-    /// hostgroup for a read-only statement of a user with read/write split
-    /// (falling back to the default hostgroup when configured), else the
-    /// user's default hostgroup.
+    /// Where a command goes: with autocommit off, or for a session pinned
+    /// before it holds a connection, the user's default hostgroup; else
+    /// the first matching query rule, else the read hostgroup for a
+    /// read-only statement of a user with read/write split (falling back
+    /// to the default hostgroup when configured), else the user's default
+    /// hostgroup.
     fn route(&self, total: usize, f: &Forward) -> Route {
         let user = &self.user;
-        if self.vars.sets_autocommit_off() {
+        if self.vars.sets_autocommit_off() || self.sticky() {
             // Any statement that reads a table opens a transaction, and the
             // session's next statements follow it there: so every one goes
-            // where transactions go, as a write.
+            // where transactions go, as a write. So do those of a session
+            // pinned by a prepare answered from the registry (it reads the
+            // previous statement's results), which keeps the connection
+            // its next statement gets, a read's too.
             return Route {
                 hostgroup: user.default_hostgroup.clone(),
                 access: if f.read_only || f.session_only || f.changes_no_data {
