@@ -1211,11 +1211,10 @@ fn port_of(c: &mut Conn) -> u16 {
 }
 
 /// A primary and a replica in one hostgroup, a user without
-/// `read_hostgroup`: text reads are split within that hostgroup (as
-/// configuration.md says), while binary-protocol prepared reads take the
-/// writable server.
+/// `read_hostgroup`: reads are split within that hostgroup (as
+/// configuration.md says), binary-protocol prepared ones as text ones.
 #[test]
-fn backends_one_mixed_hostgroup_splits_text_reads_not_prepared_ones() {
+fn backends_one_mixed_hostgroup_splits_text_and_prepared_reads() {
     let f = farm(&[]);
     let cfg = one_hostgroup(
         "    default_schema: farm\n",
@@ -1227,10 +1226,16 @@ fn backends_one_mixed_hostgroup_splits_text_reads_not_prepared_ones() {
     let mut c = client(&proxy);
     let text: std::collections::BTreeSet<u16> = (0..12).map(|_| port_of(&mut c)).collect();
     assert_eq!(text, [f.writer.port(), f.r1.port()].into(), "text reads");
-    for _ in 0..6 {
-        let at: Option<u16> = c.exec_first("SELECT @@port + ?", (0,)).unwrap();
-        assert_eq!(at, Some(f.writer.port()), "a prepared read");
-    }
+    let prepared: std::collections::BTreeSet<u16> = (0..12)
+        .map(|_| c.exec_first("SELECT @@port + ?", (0,)).unwrap().unwrap())
+        .collect();
+    assert_eq!(prepared, [f.writer.port(), f.r1.port()].into(), "prepared reads");
+    c.exec_drop("INSERT INTO t VALUES (?, ?)", (1, 1)).unwrap();
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(1)
+    );
+    assert_eq!(f.r1.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
 }
 
 /// After a failover, the promoted primary often keeps its stopped
@@ -1413,4 +1418,136 @@ fn backends_a_session_pinned_before_it_holds_a_connection_takes_a_writer() {
     for r in [&f.r1, &f.r2] {
         assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
     }
+}
+
+/// Binary-protocol prepared statements (Go's `database/sql` with
+/// arguments, JDBC's `useServerPrepStmts`) are routed as their text would
+/// be as a query: reads to the readers, writes and reads in a transaction
+/// or with autocommit off to the writer, and a query rule's match to its
+/// hostgroup.
+#[test]
+fn backends_prepared_statements_split_and_follow_query_rules() {
+    let f = farm(&[]);
+    let rules = "query_rules:\n  - match_prefix: \"SELECT /* w */\"\n    hostgroup: writer\n";
+    let proxy = funnel_testkit::funnel::start(full(&f, rules));
+    let mut c = client(&proxy);
+    let readers = [f.r1.port(), f.r2.port()];
+    let read = |c: &mut Conn, sql: &str| -> u16 {
+        c.exec_first(sql, (0,))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no row: {sql}"))
+    };
+    for _ in 0..8 {
+        assert!(
+            readers.contains(&read(&mut c, "SELECT @@port + ?")),
+            "a prepared read"
+        );
+    }
+    assert_eq!(
+        read(&mut c, "SELECT /* w */ @@port + ?"),
+        f.writer.port(),
+        "a query rule"
+    );
+    c.exec_drop("INSERT INTO t VALUES (?, ?)", (1, 1)).unwrap();
+    assert_eq!(
+        read(&mut c, "SELECT @@port + ? FROM t WHERE id = 1 FOR UPDATE"),
+        f.writer.port(),
+        "a locking read"
+    );
+    c.query_drop("BEGIN").unwrap();
+    assert_eq!(
+        read(&mut c, "SELECT @@port + ?"),
+        f.writer.port(),
+        "in a transaction"
+    );
+    c.exec_drop("INSERT INTO t VALUES (?, ?)", (2, 1)).unwrap();
+    c.query_drop("COMMIT").unwrap();
+    c.query_drop("SET autocommit = 0").unwrap();
+    assert_eq!(
+        read(&mut c, "SELECT @@port + ?"),
+        f.writer.port(),
+        "autocommit off"
+    );
+    c.query_drop("COMMIT").unwrap();
+    c.query_drop("SET autocommit = 1").unwrap();
+    assert!(readers.contains(&read(&mut c, "SELECT @@port + ?")));
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(2)
+    );
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+}
+
+/// A prepared read that opens a cursor keeps its session on the
+/// connection that holds the cursor until it is done: it runs on the
+/// writer, where the session's write right after it (the cursor still
+/// open) belongs.
+#[test]
+fn backends_a_prepared_read_with_a_cursor_stays_on_the_writer() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some("farm")).unwrap();
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT id FROM t WHERE id > ?");
+    let reply = c.roundtrip(&prepare, Expect::Prepare).unwrap();
+    let id = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+    for (round, flags) in [(0, 1u8), (1, 0)] {
+        let mut execute = vec![0x17];
+        execute.extend_from_slice(&id.to_le_bytes());
+        execute.push(flags);
+        execute.extend_from_slice(&1u32.to_le_bytes());
+        execute.extend_from_slice(&[0, 1, 8, 0]);
+        execute.extend_from_slice(&0i64.to_le_bytes());
+        let rows = c.roundtrip(&execute, Expect::Results).unwrap();
+        assert!(rows[0][0] != 0xff, "{rows:?}");
+        c.query(&format!("INSERT INTO t VALUES ({round}, 0)")).unwrap();
+    }
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(2)
+    );
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+}
+
+/// A query rule that sends a text to another cluster (a hostgroup whose
+/// servers hold tables the default one does not) applies to its prepare
+/// too: it is described there, and its executes run there.
+#[test]
+fn backends_a_query_rule_sends_a_prepare_and_its_executes_to_its_hostgroup() {
+    let main = server(false, &[]);
+    let other = server(false, &[]);
+    other.exec("CREATE TABLE farm.archive (id INT PRIMARY KEY, note VARCHAR(10))");
+    other.exec("INSERT INTO farm.archive VALUES (1, 'old')");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: main\n\
+         backends:\n\
+         \x20 - name: main\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: main\n\
+         \x20 - name: other\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: archive\n\
+         query_rules:\n  - match_regex: \"(?i)\\\\barchive\\\\b\"\n    hostgroup: archive\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        main.addr(),
+        other.addr()
+    );
+    let proxy =
+        funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")));
+    let mut c = client(&proxy);
+    for _ in 0..3 {
+        let note: Option<String> = c
+            .exec_first("SELECT note FROM archive WHERE id = ?", (1,))
+            .unwrap();
+        assert_eq!(note.as_deref(), Some("old"));
+    }
+    c.exec_drop("INSERT INTO archive VALUES (?, ?)", (2, "new"))
+        .unwrap();
+    assert_eq!(
+        other.query_first::<i64>("SELECT COUNT(*) FROM farm.archive"),
+        Some(2)
+    );
+    let stmt = c.prep("SELECT id, @@port FROM t WHERE id = ?").unwrap();
+    assert_eq!(stmt.num_columns(), 2, "the rest goes to the default hostgroup");
 }

@@ -173,6 +173,11 @@ pub struct Forward {
     /// [`super::sql_lex::may_change_descriptions`]): once it ran, the
     /// shard's recorded descriptions are had from the server again.
     pub changes_descriptions: bool,
+    /// The hostgroup of the query rule that matches a prepared
+    /// statement's text, for its prepare, executes and long data (a
+    /// `COM_QUERY`'s text is matched where it is routed, in the client's
+    /// buffer).
+    pub rule_hostgroup: Option<std::rc::Rc<str>>,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -338,6 +343,7 @@ impl Forward {
             tracks_state_itself: false,
             dynamic_vars: Vec::new(),
             changes_descriptions: false,
+            rule_hostgroup: None,
             name,
         }
     }

@@ -1416,6 +1416,13 @@ impl Session {
                 .then(|| user.read_hostgroup.clone())
                 .flatten(),
         };
+        if let Some(hostgroup) = &f.rule_hostgroup {
+            return Route {
+                hostgroup: hostgroup.clone(),
+                access,
+                fallback: None,
+            };
+        }
         let sql = (f.name == "COM_QUERY")
             .then(|| self.buf.bytes().get(5..total.min(MAX_CHUNK)))
             .flatten();

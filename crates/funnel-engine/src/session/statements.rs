@@ -157,11 +157,18 @@ impl Session {
         // connection it holds, the server decides (soak seed 120618).
         let own_warnings = self.linger && self.pinned.is_some();
         let on_backend = on_backend || own_state || own_warnings || super::user_vars::mentions_any(&sql);
+        let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
+        f.changes_no_data = true;
+        f.rule_hostgroup = self.rule_hostgroup(&sql);
         let known = (!on_backend)
             .then(|| {
-                self.shard
-                    .statements
-                    .lookup(&self.prepare_hostgroup(), shape, &self.schema, &self.vars, &sql)
+                self.shard.statements.lookup(
+                    &self.prepare_hostgroup(&f),
+                    shape,
+                    &self.schema,
+                    &self.vars,
+                    &sql,
+                )
             })
             .flatten();
         // A description to have from the server again: kept when it says the same.
@@ -170,8 +177,6 @@ impl Session {
             Some(Known::Check(meta)) => Some(meta),
             None => None,
         };
-        let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
-        f.changes_no_data = true;
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
@@ -249,13 +254,25 @@ impl Session {
         }
     }
 
-    /// The hostgroup a prepare would run in now: the held connection's, else
-    /// the default one (binary-protocol statements go there).
-    fn prepare_hostgroup(&self) -> Rc<str> {
+    /// The hostgroup prepare `f` would run in now: the held connection's,
+    /// else where it routes (a query rule's, else the default one).
+    fn prepare_hostgroup(&self, f: &Forward) -> Rc<str> {
         match &self.pinned {
             Some(conn) => self.hostgroup_of(conn),
-            None => self.user.default_hostgroup.clone(),
+            None => self.route(0, f).hostgroup,
         }
+    }
+
+    /// The hostgroup of the first query rule that matches a prepared
+    /// statement's text `sql` now (user, current schema), if any.
+    fn rule_hostgroup(&self, sql: &[u8]) -> Option<Rc<str>> {
+        let rules = self.shard.rules();
+        if rules.is_empty() {
+            return None;
+        }
+        rules
+            .route(sql, &self.user.name, self.schema.as_deref())
+            .map(Rc::from)
     }
 
     /// The hostgroup of `conn`'s backend.
@@ -371,6 +388,12 @@ impl Session {
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
         f.changes_descriptions = meta.effect.changes_descriptions;
+        // A read goes where its text would go as a query (a replica with
+        // read/write split), but not one that opens a cursor: the cursor
+        // keeps the session on the connection that holds it, and the
+        // session's writes would follow it there.
+        f.read_only = meta.effect.read_only && !bulk && payload.get(5) == Some(&CURSOR_TYPE_NO_CURSOR);
+        f.rule_hostgroup = self.rule_hostgroup(&meta.sql);
         // A `CALL` returns its procedure's result sets, whose definitions
         // the server sends every time (also one in an executable comment).
         if !meta.effect.may_call {
@@ -731,8 +754,10 @@ impl Session {
         let stmt = self.stmts.get(id).expect("resolved");
         let (meta, key) = (stmt.meta.clone(), stmt.key);
         let mut f = Forward::new("COM_STMT_SEND_LONG_DATA", None);
-        // The connection it lands on runs the execute.
+        // The connection it lands on runs the execute (so it is not split
+        // off to a replica for a read: it may be a write).
         f.changes_no_data = meta.effect.read_only;
+        f.rule_hostgroup = self.rule_hostgroup(&meta.sql);
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
@@ -1103,6 +1128,9 @@ impl Session {
         self.relay_and_settle(conn, f).await
     }
 }
+
+/// An execute's flags byte without a cursor (`CURSOR_TYPE_NO_CURSOR`).
+const CURSOR_TYPE_NO_CURSOR: u8 = 0;
 
 /// Closes a statement evicted from a connection's cache (no response).
 /// Gives the connection back in `Err` when the write failed.
