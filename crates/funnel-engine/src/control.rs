@@ -239,6 +239,8 @@ pub struct Counters {
     pub state_syncs: u64,
     /// Statements prepared on a connection at their first execute there.
     pub reprepares: u64,
+    /// Prepares of a known text described by a server again.
+    pub prepares_rechecked: u64,
     /// Statistics snapshots the core built for the admin and metrics listeners.
     pub snapshots: u64,
     /// Bytes from clients.
@@ -270,6 +272,7 @@ impl Counters {
         self.connections_switched += o.connections_switched;
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
+        self.prepares_rechecked += o.prepares_rechecked;
         self.snapshots += o.snapshots;
         self.bytes_from_clients += o.bytes_from_clients;
         self.bytes_to_clients += o.bytes_to_clients;

@@ -79,6 +79,9 @@ pub struct Stats {
     pub connections_switched: Cell<u64>,
     /// Statements prepared on a backend connection at their first execute there.
     pub reprepares: Cell<u64>,
+    /// Prepares of a text the registry knew, described by a server again
+    /// (its description was a second old, or a table may have changed).
+    pub prepares_rechecked: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
     pub state_syncs: Cell<u64>,
     /// Statistics snapshots this core built for the admin and metrics
@@ -127,6 +130,7 @@ impl Stats {
             state_syncs: self.state_syncs.get(),
             snapshots: self.snapshots.get(),
             reprepares: self.reprepares.get(),
+            prepares_rechecked: self.prepares_rechecked.get(),
             bytes_from_clients: self.bytes_from_clients.get(),
             bytes_to_clients: self.bytes_to_clients.get(),
         }

@@ -759,7 +759,10 @@ fn own_statements_unanswered_read_back_kills_no_thread_on_the_server_behind_a_mo
 /// what the client's previous command returned (`SELECT` of three
 /// columns), took the statement for stale (4bbc765), and the next
 /// client's prepare of its text went to the server again instead of
-/// being answered from the registry.
+/// being answered from the registry. (Since the registry has a server
+/// describe a text again after a second, which the timeout takes, that
+/// prepare goes to the server either way: but as a check of the entry
+/// the registry still holds, not as a text it no longer knows.)
 #[test]
 fn own_statements_execute_that_never_ran_leaves_its_description_fresh() {
     let db = server();
@@ -791,9 +794,20 @@ fn own_statements_execute_that_never_ran_leaves_its_description_fresh() {
     let packets = r.unwrap();
     let err = funnel_protocol::response::ErrPacket::parse(&packets[0]).unwrap();
     assert_eq!(err.code, 1969, "the write timed out");
-    let before = prepares();
+    let rechecked = || -> u64 {
+        proxy
+            .snapshots()
+            .iter()
+            .map(|s| s.counters.prepares_rechecked)
+            .sum()
+    };
+    let (before, checks) = (prepares(), rechecked());
     let mut b = raw(&proxy, Capabilities::EMPTY);
     prepare(&mut b, sql);
-    assert_eq!(prepares(), before, "B's prepare is answered from the registry");
+    let from_registry = prepares() == before;
+    assert!(
+        from_registry || rechecked() == checks + 1,
+        "B's prepare is answered from the registry, or checks the entry it has"
+    );
     pool_serves(&proxy);
 }

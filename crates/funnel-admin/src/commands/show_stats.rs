@@ -38,6 +38,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("backlog_full", t.counters.backlog_full),
         ("state_syncs", t.counters.state_syncs),
         ("reprepares", t.counters.reprepares),
+        ("prepares_rechecked", t.counters.prepares_rechecked),
     ] {
         add("all", name, v.to_string());
     }

@@ -174,7 +174,10 @@ impl Session {
         // A description to have from the server again: kept when it says the same.
         let recheck = match known {
             Some(Known::Fresh(meta)) => return self.reply_prepared(meta).await,
-            Some(Known::Check(meta)) => Some(meta),
+            Some(Known::Check(meta)) => {
+                Stats::bump(&self.shard.stats.prepares_rechecked);
+                Some(meta)
+            }
             None => None,
         };
         let Some(conn) = self.lease(0, &f).await? else {

@@ -120,4 +120,10 @@ fn prepared_a_description_the_server_confirms_keeps_one_statement_per_connection
         assert_eq!(count(), Some(1), "round {round}");
         c[1].stmt_command(0x19, again);
     }
+    let rechecked: u64 = proxy
+        .snapshots()
+        .iter()
+        .map(|s| s.counters.prepares_rechecked)
+        .sum();
+    assert_eq!(rechecked, 3, "SHOW STATS prepares_rechecked");
 }
