@@ -241,6 +241,8 @@ pub struct Counters {
     pub reprepares: u64,
     /// Prepares of a known text described by a server again.
     pub prepares_rechecked: u64,
+    /// Prepares answered from the registry.
+    pub prepares_from_registry: u64,
     /// Statistics snapshots the core built for the admin and metrics listeners.
     pub snapshots: u64,
     /// Bytes from clients.
@@ -273,6 +275,7 @@ impl Counters {
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
         self.prepares_rechecked += o.prepares_rechecked;
+        self.prepares_from_registry += o.prepares_from_registry;
         self.snapshots += o.snapshots;
         self.bytes_from_clients += o.bytes_from_clients;
         self.bytes_to_clients += o.bytes_to_clients;

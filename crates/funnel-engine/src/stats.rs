@@ -82,6 +82,8 @@ pub struct Stats {
     /// Prepares of a text the registry knew, described by a server again
     /// (its description was a second old, or a table may have changed).
     pub prepares_rechecked: Cell<u64>,
+    /// Prepares answered from the registry, with no backend round trip.
+    pub prepares_from_registry: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
     pub state_syncs: Cell<u64>,
     /// Statistics snapshots this core built for the admin and metrics
@@ -131,6 +133,7 @@ impl Stats {
             snapshots: self.snapshots.get(),
             reprepares: self.reprepares.get(),
             prepares_rechecked: self.prepares_rechecked.get(),
+            prepares_from_registry: self.prepares_from_registry.get(),
             bytes_from_clients: self.bytes_from_clients.get(),
             bytes_to_clients: self.bytes_to_clients.get(),
         }

@@ -39,6 +39,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("state_syncs", t.counters.state_syncs),
         ("reprepares", t.counters.reprepares),
         ("prepares_rechecked", t.counters.prepares_rechecked),
+        ("prepares_from_registry", t.counters.prepares_from_registry),
     ] {
         add("all", name, v.to_string());
     }

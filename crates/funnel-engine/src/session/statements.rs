@@ -173,7 +173,10 @@ impl Session {
             .flatten();
         // A description to have from the server again: kept when it says the same.
         let recheck = match known {
-            Some(Known::Fresh(meta)) => return self.reply_prepared(meta).await,
+            Some(Known::Fresh(meta)) => {
+                Stats::bump(&self.shard.stats.prepares_from_registry);
+                return self.reply_prepared(meta).await;
+            }
             Some(Known::Check(meta)) => {
                 Stats::bump(&self.shard.stats.prepares_rechecked);
                 Some(meta)
