@@ -279,12 +279,19 @@ pub fn may_change_descriptions(sql: &[u8], wider: bool) -> bool {
     let first = &s[..word_end(s, 0)];
     let defines = WORDS.iter().any(|w| first.eq_ignore_ascii_case(w));
     if defines && !wider {
-        // `CREATE [OR REPLACE] TEMPORARY TABLE`, `DROP TEMPORARY TABLE`.
-        let mut rest = s;
-        let temporary = (0..4).any(|_| {
-            rest = skip_leading_comments(&rest[word_end(rest, 0)..]);
-            rest[..word_end(rest, 0)].eq_ignore_ascii_case(b"TEMPORARY")
-        });
+        // `CREATE [OR REPLACE] TEMPORARY TABLE`, `DROP TEMPORARY TABLE`:
+        // only there does the word say so (elsewhere it may name a column,
+        // `ALTER TABLE t MODIFY temporary ...`).
+        fn next(r: &[u8]) -> &[u8] {
+            skip_leading_comments(&r[word_end(r, 0)..])
+        }
+        let word = |r: &[u8]| r[..word_end(r, 0)].to_ascii_uppercase();
+        let mut rest = next(s);
+        let creates = first.eq_ignore_ascii_case(b"CREATE");
+        if creates && word(rest) == b"OR" {
+            rest = next(next(rest));
+        }
+        let temporary = (creates || first.eq_ignore_ascii_case(b"DROP")) && word(rest) == b"TEMPORARY";
         return !temporary;
     }
     defines || (wider && WORDS.iter().any(|w| mentions_word(sql, w)))
@@ -317,6 +324,11 @@ mod tests {
         assert!(!yes("CREATE TEMPORARY TABLE t (a INT)", false));
         assert!(!yes("create or replace temporary table t (a INT)", false));
         assert!(!yes("DROP /* x */ TEMPORARY TABLE IF EXISTS t", false));
+        assert!(!yes("CREATE OR /* x */ REPLACE TEMPORARY TABLE t (a INT)", false));
+        assert!(yes("ALTER TABLE t MODIFY temporary VARCHAR(40)", false));
+        assert!(yes("CREATE TABLE t (id INT, temporary INT)", false));
+        assert!(yes("CREATE OR REPLACE VIEW temporary AS SELECT 1", false));
+        assert!(yes("DROP TABLE IF EXISTS temporary", false));
         assert!(!yes("", false));
         assert!(yes("SELECT 1; ALTER TABLE t ADD c INT", true));
         assert!(yes("EXECUTE IMMEDIATE 'drop view v'", true));

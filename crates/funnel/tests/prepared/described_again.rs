@@ -127,3 +127,20 @@ fn prepared_a_description_the_server_confirms_keeps_one_statement_per_connection
         .sum();
     assert_eq!(rechecked, 3, "SHOW STATS prepares_rechecked");
 }
+
+#[test]
+fn prepared_an_alter_of_a_column_named_temporary_is_a_change() {
+    // `TEMPORARY` names a temporary table only right after `CREATE [OR
+    // REPLACE]` or `DROP`; an ALTER whose fourth word is a column of
+    // that name changes the table everyone sees.
+    let setup = &["CREATE TABLE t (id INT PRIMARY KEY, temporary VARCHAR(20))"];
+    let (d, f) = differential("ps_redescribe_temporary", setup, 2, 2, |c| {
+        vec![
+            c[0].prepare_reply("SELECT temporary FROM t"),
+            c[1].query("ALTER TABLE t MODIFY temporary VARCHAR(40)"),
+            c[1].prepare_reply("SELECT temporary FROM t"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[2], "the server describes a longer column");
+}
