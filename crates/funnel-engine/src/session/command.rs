@@ -178,6 +178,13 @@ pub struct Forward {
     /// `COM_QUERY`'s text is matched where it is routed, in the client's
     /// buffer).
     pub rule_hostgroup: Option<std::rc::Rc<str>>,
+    /// A text `PREPARE` whose statement may change descriptions (its text
+    /// says so, or comes from a variable): the session's later text
+    /// `EXECUTE`s count as such changes ([`Forward::executes_sql_prepared`]).
+    pub prepares_changes: bool,
+    /// A text `EXECUTE name`: it runs what a text `PREPARE` made, which
+    /// may be an `ALTER` its own text does not show.
+    pub executes_sql_prepared: bool,
     /// The command's name, for logs and statistics.
     pub name: &'static str,
 }
@@ -344,6 +351,8 @@ impl Forward {
             dynamic_vars: Vec::new(),
             changes_descriptions: false,
             rule_hostgroup: None,
+            prepares_changes: false,
+            executes_sql_prepared: false,
             name,
         }
     }
@@ -427,11 +436,17 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.compound = effect.compound;
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
-            f.dynamic_vars = dynamic_vars;
             f.changes_descriptions = crate::session::sql_lex::may_change_descriptions(
                 sql,
                 effect.several_statements || effect.compound || mentions.dynamic_sql(),
             );
+            f.prepares_changes =
+                mentions.dynamic_sql() && (f.changes_descriptions || !dynamic_vars.is_empty());
+            // `EXECUTE IMMEDIATE @v`: SQL Funnel does not see, run now.
+            f.changes_descriptions |= f.prepares_changes;
+            f.executes_sql_prepared = crate::session::sql_lex::first_word_is(sql, b"EXECUTE")
+                && !crate::session::sql_lex::mentions_word(sql, b"IMMEDIATE");
+            f.dynamic_vars = dynamic_vars;
             f.tracks_state_itself = effect.pin == Some(PinReason::SessionVariable)
                 && crate::session::pinning::mentions_state_tracking(sql);
             // A tracked SET opens no table, in several statements too

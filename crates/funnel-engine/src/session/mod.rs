@@ -314,6 +314,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 command_commits: false,
                 tx_lost_at_commit: false,
                 xa: false,
+                sql_prepared_changes: false,
                 no_reply: false,
                 deferred_err: None,
                 ending_err: None,
@@ -475,6 +476,10 @@ struct Session {
     /// server refuses them once the branch ended (1399), never answered
     /// from the registry.
     xa: bool,
+    /// A text `PREPARE` of the session may have made a statement that
+    /// changes what prepares describe (see [`Forward::prepares_changes`]):
+    /// its text `EXECUTE`s are had as such changes.
+    sql_prepared_changes: bool,
     /// The running command takes no response (`COM_STMT_SEND_LONG_DATA`):
     /// errors are kept in `deferred_err` instead of being sent, since an
     /// unexpected ERR would be read as the reply to the client's next command.
@@ -1688,7 +1693,8 @@ impl Session {
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
-        if f.changes_descriptions {
+        self.sql_prepared_changes |= f.prepares_changes;
+        if f.changes_descriptions || (f.executes_sql_prepared && self.sql_prepared_changes) {
             // Whether it ran or not (an ERR after a change, a cut reply).
             self.shard.statements.tables_changed();
         }

@@ -144,3 +144,22 @@ fn prepared_an_alter_of_a_column_named_temporary_is_a_change() {
     assert_same(&d, &f);
     assert_ne!(d[0], d[2], "the server describes a longer column");
 }
+
+#[test]
+fn prepared_an_sql_prepared_alter_executed_is_a_change() {
+    // `PREPARE s FROM 'ALTER ...'` changes nothing; its `EXECUTE s` does,
+    // and the next prepare must be described by the server again, also
+    // when a prepare in between had the description checked.
+    let (d, f) = differential("ps_redescribe_sql_prepare", SETUP, 2, 2, |c| {
+        vec![
+            c[0].prepare_reply(SELECT_V),
+            c[1].query("PREPARE s FROM 'ALTER TABLE t MODIFY v VARCHAR(40)'"),
+            c[0].prepare_reply(SELECT_V),
+            c[1].query("EXECUTE s"),
+            c[1].prepare_reply(SELECT_V),
+            c[0].prepare_reply(SELECT_V),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[4], "the server describes a longer column");
+}
