@@ -44,9 +44,10 @@ pub struct StatementMeta {
     checked: Cell<Checked>,
 }
 
-/// When a description was last had from the server.
+/// When a server was asked for a description ([`Registry::asking`]):
+/// one it gives holds from then on.
 #[derive(Debug, Clone, Copy)]
-struct Checked {
+pub struct Checked {
     /// [`Registry::tables_changed`]'s count then.
     epoch: u64,
     at: Instant,
@@ -99,6 +100,17 @@ impl StatementMeta {
                 (Some(a), Some(b)) if a == b || (eof(a) && eof(b)) => {}
                 _ => return false,
             }
+        }
+    }
+
+    /// Notes that a server asked at `when` ([`Registry::asking`]) described
+    /// the statement as recorded: it answers prepares again until a
+    /// second after that, or the shard's next table change. A check asked
+    /// for earlier (one that ran at the same time) does not set it back.
+    pub fn confirmed(&self, when: Checked) {
+        let had = self.checked.get();
+        if (when.epoch, when.at) > (had.epoch, had.at) {
+            self.checked.set(when);
         }
     }
 
@@ -187,9 +199,11 @@ pub enum Known {
     Fresh(Rc<StatementMeta>),
     /// Described before that: the caller has a server describe it again,
     /// and keeps this one when the server says the same
-    /// ([`StatementMeta::described_as`]). Meanwhile it counts as fresh, so
-    /// that the clients preparing the text at the same time do not all go
-    /// to the server.
+    /// ([`StatementMeta::described_as`], [`StatementMeta::confirmed`]).
+    /// When only time passed, it counts as fresh meanwhile, so that the
+    /// clients preparing the text at the same time do not all go to the
+    /// server; after a table change it does not, as it may describe the
+    /// table as it was.
     Check(Rc<StatementMeta>),
 }
 
@@ -219,11 +233,26 @@ impl Registry {
             .cloned()?;
         let checked = meta.checked.get();
         let now = Instant::now();
-        if checked.epoch == self.tables_changed.get() && now.duration_since(checked.at) < FRESH_FOR {
+        if checked.epoch != self.tables_changed.get() {
+            // A table changed since it was described: every prepare has
+            // the server describe it until one is told the same, also
+            // those that come while another's check is under way (the
+            // client that altered the table may be one of them).
+            return Some(Known::Check(meta));
+        }
+        if now.duration_since(checked.at) < FRESH_FOR {
             return Some(Known::Fresh(meta));
         }
+        // Only time passed: one check a second is enough, and the
+        // description answers the others meanwhile.
         meta.checked.set(self.checked_now(now));
         Some(Known::Check(meta))
+    }
+
+    /// The moment a server is asked to describe a text, for
+    /// [`StatementMeta::confirmed`] when it says the same.
+    pub fn asking(&self) -> Checked {
+        self.checked_now(Instant::now())
     }
 
     /// Notes that a statement that may change what prepares describe ran
@@ -553,14 +582,22 @@ mod tests {
         );
         let look = || r.lookup("hg", shape, &s, &v, &sql).unwrap();
         assert!(matches!(look(), Known::Fresh(f) if f.id == m.id));
+        let asked = r.asking();
         r.tables_changed();
         assert!(
             matches!(look(), Known::Check(c) if c.id == m.id),
             "a table changed"
         );
+        let asked_after = r.asking();
+        assert!(
+            matches!(look(), Known::Check(_)),
+            "after a change, the others are described by the server too"
+        );
+        m.confirmed(asked_after);
+        m.confirmed(asked);
         assert!(
             matches!(look(), Known::Fresh(_)),
-            "the others meanwhile use it as it is"
+            "confirmed since the change; an older check does not undo it"
         );
         let before = Instant::now().checked_sub(FRESH_FOR).unwrap();
         m.checked.set(Checked {
@@ -568,6 +605,9 @@ mod tests {
             at: before,
         });
         assert!(matches!(look(), Known::Check(_)), "described a second ago");
-        assert!(matches!(look(), Known::Fresh(_)));
+        assert!(
+            matches!(look(), Known::Fresh(_)),
+            "the others meanwhile use it as it is"
+        );
     }
 }

@@ -183,6 +183,9 @@ impl Session {
             }
             None => None,
         };
+        // Before the server describes it: a table change after this may
+        // not be in what it says.
+        let asked = self.shard.statements.asking();
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
@@ -203,6 +206,7 @@ impl Session {
                     let same = recheck.filter(|m| m.described_as(&raw));
                     let meta = if let Some(meta) = same {
                         // Connections that prepared it keep serving it.
+                        meta.confirmed(asked);
                         meta
                     } else if own_state {
                         // Described under that state: never handed to others.

@@ -128,6 +128,63 @@ fn prepared_a_description_the_server_confirms_keeps_one_statement_per_connection
     assert_eq!(rechecked, 3, "SHOW STATS prepares_rechecked");
 }
 
+impl Raw {
+    /// Sends a prepare of `sql` without reading its reply ([`Raw::read_prepare`]).
+    fn send_prepare(&mut self, sql: &str) {
+        let mut p = vec![0x16];
+        p.extend_from_slice(sql.as_bytes());
+        self.0.send_command(&p).unwrap();
+    }
+
+    /// Reads the reply of a prepare sent before, as [`Raw::prepare_reply`] gives it.
+    fn read_prepare(&mut self) -> Reply {
+        let mut next = || self.0.read_packet().unwrap().1;
+        let mut ok = next();
+        if ok[0] == 0xff {
+            return Err(u16::from_le_bytes([ok[1], ok[2]]));
+        }
+        ok[1..5].fill(0);
+        let columns = u16::from_le_bytes([ok[5], ok[6]]);
+        let params = u16::from_le_bytes([ok[7], ok[8]]);
+        let mut packets = vec![ok];
+        for n in [params, columns] {
+            if n > 0 {
+                // The definitions, then an EOF (no CLIENT_DEPRECATE_EOF here).
+                packets.extend((0..=n).map(|_| next()));
+            }
+        }
+        Ok(packets)
+    }
+}
+
+#[test]
+fn prepared_a_change_through_funnel_is_described_while_another_check_is_under_way() {
+    // After an ALTER through Funnel, the first prepare of a text has the
+    // server describe it again; one that comes while that check waits
+    // (here for the one backend connection, which a transaction holds)
+    // must not be answered with the description the ALTER outdated.
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(300));
+    let (d, f) = differential("ps_redescribe_busy", SETUP, 3, 1, |c| {
+        let mut r = vec![
+            c[0].prepare_reply(SELECT_V),
+            c[1].query("ALTER TABLE t MODIFY v VARCHAR(40)"),
+            c[2].query("BEGIN"),
+            c[2].query("SELECT id FROM t"),
+        ];
+        c[0].send_prepare(SELECT_V);
+        pause();
+        // The client that altered the table.
+        c[1].send_prepare(SELECT_V);
+        pause();
+        r.push(c[2].query("COMMIT"));
+        r.push(c[0].read_prepare());
+        r.push(c[1].read_prepare());
+        r
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[6], "the server describes a longer column");
+}
+
 #[test]
 fn prepared_an_alter_of_a_column_named_temporary_is_a_change() {
     // `TEMPORARY` names a temporary table only right after `CREATE [OR
