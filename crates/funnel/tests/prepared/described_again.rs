@@ -220,3 +220,46 @@ fn prepared_an_sql_prepared_alter_executed_is_a_change() {
     assert_same(&d, &f);
     assert_ne!(d[0], d[4], "the server describes a longer column");
 }
+
+#[test]
+fn prepared_descriptions_the_server_repeats_are_kept_in_every_response_shape() {
+    // A check that finds the description the server gave before keeps
+    // the registry's statement, whatever the client asked for (no EOFs,
+    // extended metadata) and whatever status the first client's EOFs
+    // carried (a transaction): no text is prepared anew every second.
+    let db = MariaDb::builder().start().unwrap();
+    users(&db);
+    let schema = schema_with(&db, "ps_kept", SETUP);
+    let proxy = funnel(&db, &schema, 1);
+    let count = || {
+        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+            .map(|(_, n)| n)
+    };
+    let texts = [
+        "SELECT ?",
+        "SELECT NOW(), NOW(6), CURRENT_USER(), DATABASE()",
+        SELECT_V,
+        "SELECT * FROM w",
+        "SELECT id, ? + 1 FROM t WHERE v LIKE ?",
+        "INSERT INTO t VALUES (?, ?)",
+    ];
+    let eof = Capabilities::CLIENT_DEPRECATE_EOF;
+    let ext = Capabilities::MARIADB_CLIENT_EXTENDED_METADATA;
+    for caps in [Capabilities::EMPTY, eof, ext, eof | ext] {
+        let mut c = clients(proxy.local_addr(), "app", "apppw", &schema, 2, caps);
+        assert!(c[0].query("BEGIN").is_ok());
+        for t in texts {
+            c[0].prepare(t).unwrap();
+        }
+        assert!(c[0].query("COMMIT").is_ok());
+        let total = count();
+        std::thread::sleep(PAST_FRESH);
+        for t in texts {
+            let id = c[1].prepare(t).unwrap_or_else(|e| panic!("{caps:?} {t}: {e}"));
+            c[1].stmt_command(0x19, id);
+        }
+        // After the closes, on the one backend connection.
+        assert!(c[1].query("SELECT 1").is_ok());
+        assert_eq!(count(), total, "{caps:?}: a text prepared anew");
+    }
+}
