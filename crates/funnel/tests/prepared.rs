@@ -414,6 +414,35 @@ const ROWS: &[&str] = &[
 const CURSOR: u8 = 1;
 
 #[test]
+fn prepared_row_count_after_a_fetch_reads_minus_one_as_directly() {
+    // A fetch sends rows, as a SELECT does: the server's ROW_COUNT() reads
+    // -1 after it, whether it ended the cursor or not; Funnel answered
+    // the count of the statement before it (the insert's 1).
+    let rows = &[
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))",
+        "INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+    ];
+    let (d, f) = differential("ps_fetch_rc", rows, 1, 1, |c| {
+        let cur = c[0].prepare("SELECT v FROM t ORDER BY id").unwrap();
+        let ins = c[0].prepare("INSERT INTO t VALUES (?, ?)").unwrap();
+        vec![
+            c[0].execute(cur, CURSOR, &[], false),
+            c[0].execute(ins, 0, &[int(4), text("x")], true),
+            c[0].fetch(cur, 1),
+            c[0].query("SELECT ROW_COUNT()"),
+            c[0].execute(ins, 0, &[int(5), text("x")], true),
+            c[0].fetch(cur, 5),
+            c[0].query("SELECT ROW_COUNT()"),
+            c[0].execute(ins, 0, &[int(6), text("x")], true),
+            c[0].fetch(cur, 5),
+            c[0].query("SELECT ROW_COUNT()"),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_eq!(d[3], d[6], "-1 after a fetch that ended the cursor too");
+}
+
+#[test]
 fn prepared_execute_without_a_cursor_ends_the_cursor_pin() {
     // Executing the statement again closes its open cursor on the server:
     // the client no longer needs its connection, and the next client (one

@@ -2079,6 +2079,10 @@ impl Session {
                 // ROW_COUNT() reads 0 after them, as after `USE`, and -1
                 // after one that failed (soak seed 150899).
                 self.last.row_count = if summary.error.is_none() { 0 } else { -1 };
+            } else if f.name == "COM_STMT_FETCH" {
+                // Rows sent, as after a SELECT: ROW_COUNT() reads -1
+                // after a fetch, whether it ended the cursor or not.
+                self.last.row_count = -1;
             }
             return;
         }
