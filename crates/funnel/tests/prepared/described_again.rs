@@ -263,3 +263,55 @@ fn prepared_descriptions_the_server_repeats_are_kept_in_every_response_shape() {
         assert_eq!(count(), total, "{caps:?}: a text prepared anew");
     }
 }
+
+#[test]
+fn prepared_a_check_on_a_pinned_connection_keeps_its_cursor_long_data_and_transaction() {
+    // A second on, a client's prepare of a text it holds already is
+    // described by its own connection (a transaction, an open cursor,
+    // long data pending pin it there); the check must leave all of that
+    // as the client left it, as a second prepare on a direct connection
+    // does.
+    let rows = &[
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))",
+        "INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+    ];
+    let select = "SELECT v FROM t ORDER BY id";
+    let insert = "INSERT INTO t VALUES (?, ?)";
+    let (d, f) = differential("ps_redescribe_pinned", rows, 2, 1, |c| {
+        // The texts known to the registry, from another client.
+        let mut r = vec![c[1].prepare_reply(select), c[1].prepare_reply(insert)];
+        let cur = c[0].prepare(select).unwrap();
+        let ins = c[0].prepare(insert).unwrap();
+        r.push(c[0].query("BEGIN"));
+        r.push(c[0].query("UPDATE t SET v = 'uno' WHERE id = 1"));
+        r.push(c[0].execute(cur, CURSOR, &[], false));
+        r.push(c[0].fetch(cur, 1));
+        c[0].long_data(ins, 1, b"long ");
+        std::thread::sleep(PAST_FRESH);
+        // Checked on the connection the client holds.
+        r.push(c[0].prepare_reply(select));
+        r.push(c[0].prepare_reply(insert));
+        r.push(c[0].fetch(cur, 1));
+        c[0].long_data(ins, 1, b"data");
+        r.push(c[0].execute(ins, 0, &[int(4), text("ignored")], true));
+        r.push(c[0].fetch(cur, 5));
+        r.push(c[0].query("SELECT ROW_COUNT(), @@in_transaction"));
+        r.push(c[0].query("ROLLBACK"));
+        r.push(c[0].query("SELECT * FROM t ORDER BY id"));
+        // A client's two ids for one text, the first closed and prepared
+        // again past a second: the copy comes back on the connection.
+        let one = c[1].prepare(select).unwrap();
+        let two = c[1].prepare(select).unwrap();
+        r.push(c[1].execute(one, CURSOR, &[], false));
+        r.push(c[1].execute(two, 0, &[], false));
+        r.push(c[1].fetch(one, 1));
+        c[1].stmt_command(0x19, one);
+        std::thread::sleep(PAST_FRESH);
+        let again = c[1].prepare(select).unwrap();
+        r.push(c[1].fetch(again, 1));
+        r.push(c[1].execute(again, 0, &[], false));
+        r.push(c[1].execute(two, 0, &[], false));
+        r
+    });
+    assert_same(&d, &f);
+}
