@@ -237,7 +237,7 @@ impl Session {
                     self.reply_prepared(meta).await
                 }
                 (Some(err), _) => {
-                    if let Some(meta) = recheck {
+                    if let Some(meta) = recheck.filter(|_| !says_nothing_of_the_text(err.code)) {
                         // The text no longer prepares (a column dropped):
                         // the next client's prepare is the server's to
                         // answer too.
@@ -1144,6 +1144,16 @@ const CURSOR_TYPE_NO_CURSOR: u8 = 0;
 
 /// Closes a statement evicted from a connection's cache (no response).
 /// Gives the connection back in `Err` when the write failed.
+/// True for a prepare's ERR that comes of the server's state at the time,
+/// not of the text: no room for a statement (1461), a lock wait that
+/// timed out (1205), a statement interrupted (1317) or out of time
+/// (1969). A check refused so leaves the description as it was: taken
+/// for stale, the text would get a second statement beside the first on
+/// every connection, on a server that had no room for one.
+fn says_nothing_of_the_text(code: u16) -> bool {
+    matches!(code, MAX_PREPARED_STMT_COUNT_REACHED | 1205 | 1317 | 1969)
+}
+
 async fn close_evicted(mut conn: BackendConn, evicted: Option<u32>) -> Result<BackendConn, BackendConn> {
     if let Some(id) = evicted {
         let mut p = BytesMut::with_capacity(5);

@@ -315,3 +315,45 @@ fn prepared_a_check_on_a_pinned_connection_keeps_its_cursor_long_data_and_transa
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_a_check_the_server_refuses_for_want_of_room_leaves_the_statement_shared() {
+    // The server holds its max_prepared_stmt_count when a text's check
+    // comes (1461): that says nothing of the text, whose statement must
+    // stay the registry's. Taken for stale, the next prepare would give
+    // the text a second statement, which every connection then prepares
+    // beside the first for the clients that hold it: more statements on a
+    // server that has no room.
+    let db = MariaDb::builder().start().unwrap();
+    users(&db);
+    let schema = schema_with(&db, "ps_check_full", SETUP);
+    let proxy = funnel(&db, &schema, 1);
+    let mut c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        3,
+        Capabilities::EMPTY,
+    );
+    let count = || {
+        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+            .map(|(_, n)| n)
+    };
+    let first = c[0].prepare(SELECT_V).unwrap();
+    let one = c[0].execute(first, 0, &[int(1)], true);
+    assert!(one.is_ok(), "{one:?}");
+    // Another session's statement, and no room for one more.
+    let mut root = db.root();
+    let held: mysql::Statement = root.prep("SELECT 1").unwrap();
+    assert_eq!(count(), Some(2));
+    db.exec("SET GLOBAL max_prepared_stmt_count = 1");
+    std::thread::sleep(PAST_FRESH);
+    assert_eq!(c[1].prepare(SELECT_V), Err(1461), "as the server refuses");
+    db.exec("SET GLOBAL max_prepared_stmt_count = DEFAULT");
+    let again = c[2].prepare(SELECT_V).unwrap();
+    assert_eq!(c[0].execute(first, 0, &[int(1)], true), one);
+    assert_eq!(c[2].execute(again, 0, &[int(1)], true), one);
+    assert_eq!(count(), Some(2), "one statement of the text on the connection");
+    drop(held);
+}
