@@ -438,7 +438,10 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.changes_descriptions = crate::session::sql_lex::may_change_descriptions(
                 sql,
-                effect.several_statements || effect.compound || mentions.dynamic_sql(),
+                effect.several_statements
+                    || effect.compound
+                    || mentions.dynamic_sql()
+                    || effect.statement_vars,
             );
             f.prepares_changes =
                 mentions.dynamic_sql() && (f.changes_descriptions || !dynamic_vars.is_empty());

@@ -257,7 +257,7 @@ impl ExecuteEffect {
                 || (pin == Some(PinReason::Unknown) && super::sql_lex::mentions_word(sql, b"CALL")),
             changes_descriptions: sql_lex::may_change_descriptions(
                 sql,
-                e.several_statements || e.compound || Mentions::of(sql).dynamic_sql(),
+                e.several_statements || e.compound || Mentions::of(sql).dynamic_sql() || e.statement_vars,
             ),
         }
     }

@@ -271,7 +271,7 @@ pub fn mentions_returning(sql: &[u8]) -> bool {
 /// table, a view, a function whose type a column takes), but for a
 /// temporary table, which only its own session sees. Read from its first
 /// word; `wider` (several statements, a compound statement, SQL run from a
-/// string) looks for those words anywhere. Reading too much only has the
+/// string, `SET STATEMENT ... FOR` one) looks for those words anywhere. Reading too much only has the
 /// server describe a few prepares again.
 pub fn may_change_descriptions(sql: &[u8], wider: bool) -> bool {
     const WORDS: [&[u8]; 4] = [b"CREATE", b"ALTER", b"DROP", b"RENAME"];
@@ -332,6 +332,14 @@ mod tests {
         assert!(!yes("", false));
         assert!(yes("SELECT 1; ALTER TABLE t ADD c INT", true));
         assert!(yes("EXECUTE IMMEDIATE 'drop view v'", true));
+        assert!(yes(
+            "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE t ADD c INT",
+            true
+        ));
+        assert!(!yes(
+            "SET STATEMENT max_statement_time = 1 FOR SELECT created FROM t",
+            true
+        ));
         assert!(!yes("SELECT created FROM t; SELECT 2", true));
         assert!(yes("DROP TEMPORARY TABLE t; DROP TABLE u", true));
     }

@@ -357,3 +357,27 @@ fn prepared_a_check_the_server_refuses_for_want_of_room_leaves_the_statement_sha
     assert_eq!(count(), Some(2), "one statement of the text on the connection");
     drop(held);
 }
+
+#[test]
+fn prepared_an_alter_under_set_statement_is_a_change() {
+    // Migration tools bound a DDL's lock wait with `SET STATEMENT ... FOR
+    // ALTER TABLE`: its first word is SET, but it alters the table, as a
+    // query and as a prepared statement.
+    let alter = "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE t MODIFY v VARCHAR(40)";
+    let (d, f) = differential("ps_redescribe_set_statement", SETUP, 2, 2, |c| {
+        let mut r = vec![
+            c[0].prepare_reply(SELECT_V),
+            c[1].query(alter),
+            c[1].prepare_reply(SELECT_V),
+        ];
+        let again = c[0]
+            .prepare("SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE t MODIFY v VARCHAR(60)")
+            .unwrap();
+        r.push(c[0].execute(again, 0, &[], false));
+        r.push(c[0].prepare_reply(SELECT_V));
+        r
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[2], "the server describes a longer column");
+    assert_ne!(d[2], d[4]);
+}
