@@ -381,3 +381,33 @@ fn prepared_an_alter_under_set_statement_is_a_change() {
     assert_ne!(d[0], d[2], "the server describes a longer column");
     assert_ne!(d[2], d[4]);
 }
+
+#[test]
+fn prepared_clients_with_the_metadata_cache_holding_the_old_description_read_the_new_columns() {
+    // A client holds the statement as first described; after an ALTER a
+    // check gives the text a new description, which its later prepares
+    // get. The old statement's executes must still send the columns as
+    // the server now defines them, once, as directly, to a client with
+    // MariaDB's metadata cache.
+    let cache = Capabilities::MARIADB_CLIENT_CACHE_METADATA;
+    let (d, f) = differential_with("ps_redescribe_cache", SETUP, 2, 1, cache, |c| {
+        let old = c[0].prepare(SELECT_V).unwrap();
+        let mut r = vec![
+            c[0].execute(old, 0, &[int(1)], true),
+            c[1].query("ALTER TABLE t MODIFY v VARCHAR(40)"),
+            c[0].execute(old, 0, &[int(1)], false),
+            c[0].execute(old, 0, &[int(1)], false),
+            c[1].prepare_reply(SELECT_V),
+        ];
+        let new = c[1].prepare(SELECT_V).unwrap();
+        r.push(c[1].execute(new, 0, &[int(1)], true));
+        r.push(c[0].execute(old, 0, &[int(1)], false));
+        r.push(c[1].execute(new, 0, &[int(1)], false));
+        r.push(c[1].query("ALTER TABLE t MODIFY v VARCHAR(50)"));
+        r.push(c[1].execute(new, 0, &[int(1)], false));
+        r.push(c[0].execute(old, 0, &[int(1)], false));
+        r.push(c[0].prepare_reply(SELECT_V));
+        r
+    });
+    assert_same(&d, &f);
+}
