@@ -271,7 +271,10 @@ impl Registry {
     }
 
     /// Records a statement a backend of `hostgroup` prepared, for later
-    /// prepares there of the same text, schema, variables and shape.
+    /// prepares there of the same text, schema, variables and shape. Its
+    /// description dates from `asked` ([`Registry::asking`], before the
+    /// server was asked): a table change while the server answered may
+    /// not be in it, and has the next prepare check it.
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &self,
@@ -283,6 +286,7 @@ impl Registry {
         params: u16,
         columns: u16,
         response: Vec<u8>,
+        asked: Checked,
     ) -> Rc<StatementMeta> {
         let meta = Rc::new(self.meta(
             schema.clone(),
@@ -293,6 +297,7 @@ impl Registry {
             response,
             false,
         ));
+        meta.checked.set(asked);
         let mut map = self.by_key.borrow_mut();
         if map.len() >= SOFT_CAP {
             // Forget statements no client holds; connections that still have
@@ -423,6 +428,7 @@ mod tests {
             1,
             1,
             vec![1, 2],
+            r.asking(),
         );
         assert_eq!(r.id_of("hg", shape(false), &s, &v, &sql).unwrap(), m.id);
         assert!(r.lookup("hg", shape(true), &s, &v, &sql).is_none());
@@ -457,6 +463,7 @@ mod tests {
             1,
             1,
             vec![],
+            r.asking(),
         );
         assert_ne!(m.id, m2.id);
         assert_eq!(r.len(), 2);
@@ -489,6 +496,7 @@ mod tests {
             0,
             2,
             vec![],
+            r.asking(),
         );
         m.note_columns(2);
         assert_eq!(r.id_of("hg", shape, &s, &v, &sql).unwrap(), m.id, "as recorded");
@@ -503,6 +511,7 @@ mod tests {
             0,
             3,
             vec![],
+            r.asking(),
         );
         assert_eq!(r.id_of("hg", shape, &s, &v, &sql).unwrap(), fresh.id);
         // A statement described with no columns (a CALL) may return any.
@@ -516,6 +525,7 @@ mod tests {
             0,
             0,
             vec![],
+            r.asking(),
         );
         c.note_columns(4);
         assert_eq!(r.id_of("hg", shape, &s, &v, &call).unwrap(), c.id);
@@ -579,9 +589,33 @@ mod tests {
             0,
             1,
             vec![],
+            r.asking(),
         );
         let look = || r.lookup("hg", shape, &s, &v, &sql).unwrap();
         assert!(matches!(look(), Known::Fresh(f) if f.id == m.id));
+        // Described by a server asked before a table changed, and
+        // recorded after: it may not show the change.
+        let asked = r.asking();
+        r.tables_changed();
+        let late = r.insert(
+            "hg".into(),
+            shape,
+            s.clone(),
+            v.clone(),
+            Bytes::from_static(b"SELECT w FROM t"),
+            0,
+            1,
+            vec![],
+            asked,
+        );
+        let look_late = || {
+            r.lookup("hg", shape, &s, &v, &late.sql)
+                .map(|k| matches!(k, Known::Check(_)))
+        };
+        assert_eq!(look_late(), Some(true), "a change while the server answered");
+        assert_eq!(look_late(), Some(true), "until one is confirmed");
+        assert!(matches!(look(), Known::Check(_)), "the change");
+        m.confirmed(r.asking());
         let asked = r.asking();
         r.tables_changed();
         assert!(

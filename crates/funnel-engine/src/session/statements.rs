@@ -213,7 +213,9 @@ impl Session {
                         statements.private(schema, vars, sql, p.params, p.columns, raw)
                     } else {
                         let hostgroup = self.hostgroup_of(&conn);
-                        statements.insert(hostgroup, shape, schema, vars, sql, p.params, p.columns, raw)
+                        statements.insert(
+                            hostgroup, shape, schema, vars, sql, p.params, p.columns, raw, asked,
+                        )
                     };
                     let key = StmtKey {
                         meta: meta.id,
