@@ -411,3 +411,25 @@ fn prepared_clients_with_the_metadata_cache_holding_the_old_description_read_the
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_a_change_within_several_statements_or_execute_immediate_is_described_next() {
+    // The DDL word is not the first: several statements in one query,
+    // SQL run from a string, a compound statement.
+    let multi = Capabilities::CLIENT_MULTI_STATEMENTS;
+    let (d, f) = differential_with("ps_redescribe_multi", SETUP, 2, 2, multi, |c| {
+        vec![
+            c[0].prepare_reply(SELECT_V),
+            c[1].query("SELECT 1; ALTER TABLE t MODIFY v VARCHAR(40)"),
+            c[1].prepare_reply(SELECT_V),
+            c[1].query("EXECUTE IMMEDIATE 'ALTER TABLE t MODIFY v VARCHAR(50)'"),
+            c[0].prepare_reply(SELECT_V),
+            c[1].query("BEGIN NOT ATOMIC ALTER TABLE t MODIFY v VARCHAR(60); END"),
+            c[1].prepare_reply(SELECT_V),
+        ]
+    });
+    assert_same(&d, &f);
+    assert_ne!(d[0], d[2]);
+    assert_ne!(d[2], d[4]);
+    assert_ne!(d[4], d[6]);
+}
