@@ -179,7 +179,8 @@ pub struct Forward {
     /// buffer).
     pub rule_hostgroup: Option<std::rc::Rc<str>>,
     /// A text `PREPARE` whose statement may change descriptions (its text
-    /// says so, or comes from a variable): the session's later text
+    /// says so; one from a variable is read before it is sent, see
+    /// `Session::dynamic_text_changes`): the session's later text
     /// `EXECUTE`s count as such changes ([`Forward::executes_sql_prepared`]).
     pub prepares_changes: bool,
     /// A text `EXECUTE name`: it runs what a text `PREPARE` made, which
@@ -443,10 +444,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
                     || mentions.dynamic_sql()
                     || effect.statement_vars,
             );
-            f.prepares_changes =
-                mentions.dynamic_sql() && (f.changes_descriptions || !dynamic_vars.is_empty());
-            // `EXECUTE IMMEDIATE @v`: SQL Funnel does not see, run now.
-            f.changes_descriptions |= f.prepares_changes;
+            // The texts of variables it runs (`PREPARE s FROM @v`) are
+            // read before it is sent, and looked at then.
+            f.prepares_changes = mentions.dynamic_sql() && f.changes_descriptions;
             f.executes_sql_prepared = crate::session::sql_lex::first_word_is(sql, b"EXECUTE")
                 && !crate::session::sql_lex::mentions_word(sql, b"IMMEDIATE");
             f.dynamic_vars = dynamic_vars;

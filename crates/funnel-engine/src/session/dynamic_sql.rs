@@ -377,6 +377,13 @@ impl super::Session {
                 }
             },
         };
+        // An ALTER run from a string: the shard's descriptions are had
+        // from the server again once it ran (see `Registry::tables_changed`).
+        let changes = texts.as_ref().is_ok_and(|texts| {
+            texts
+                .iter()
+                .any(|text| super::sql_lex::may_change_descriptions(text, true))
+        });
         let refused = texts.and_then(|texts| {
             texts
                 .iter()
@@ -384,7 +391,10 @@ impl super::Session {
                 .map_or(Ok(()), Err)
         });
         match refused {
-            Ok(()) => Ok(Some(conn)),
+            Ok(()) => {
+                self.dynamic_text_changes = changes;
+                Ok(Some(conn))
+            }
             Err(what) => {
                 self.buf.consume(total);
                 self.give_back(conn);

@@ -315,6 +315,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 tx_lost_at_commit: false,
                 xa: false,
                 sql_prepared_changes: false,
+                dynamic_text_changes: false,
                 no_reply: false,
                 deferred_err: None,
                 ending_err: None,
@@ -480,6 +481,10 @@ struct Session {
     /// changes what prepares describe (see [`Forward::prepares_changes`]):
     /// its text `EXECUTE`s are had as such changes.
     sql_prepared_changes: bool,
+    /// The text of a variable the running query runs as SQL (`PREPARE s
+    /// FROM @v`, `EXECUTE IMMEDIATE @v`, read by
+    /// [`Self::check_dynamic_vars`]) may change what prepares describe.
+    dynamic_text_changes: bool,
     /// The running command takes no response (`COM_STMT_SEND_LONG_DATA`):
     /// errors are kept in `deferred_err` instead of being sent, since an
     /// unexpected ERR would be read as the reply to the client's next command.
@@ -1693,8 +1698,9 @@ impl Session {
         };
         let end = relay_response(&mut conn, client, expect, query_timeout).await;
         self.control.set_running_on(None);
-        self.sql_prepared_changes |= f.prepares_changes;
-        if f.changes_descriptions || (f.executes_sql_prepared && self.sql_prepared_changes) {
+        let dynamic = std::mem::take(&mut self.dynamic_text_changes);
+        self.sql_prepared_changes |= f.prepares_changes || dynamic;
+        if f.changes_descriptions || dynamic || (f.executes_sql_prepared && self.sql_prepared_changes) {
             // Whether it ran or not (an ERR after a change, a cut reply).
             self.shard.statements.tables_changed();
         }

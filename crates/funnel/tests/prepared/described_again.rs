@@ -433,3 +433,51 @@ fn prepared_a_change_within_several_statements_or_execute_immediate_is_described
     assert_ne!(d[2], d[4]);
     assert_ne!(d[4], d[6]);
 }
+
+#[test]
+fn prepared_sql_from_a_variable_counts_as_a_change_only_when_it_is_one() {
+    // `PREPARE s FROM @v` and `EXECUTE IMMEDIATE @v` run a text Funnel
+    // reads from the connection before it sends them: an ALTER there has
+    // the next prepare on the core described by the server (also at the
+    // `EXECUTE s` that runs it later), a SELECT does not, however often it
+    // is executed.
+    let db = MariaDb::builder().start().unwrap();
+    users(&db);
+    let schema = schema_with(&db, "ps_dynamic_change", SETUP);
+    let proxy = funnel(&db, &schema, 2);
+    let mut c = clients(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        &schema,
+        2,
+        Capabilities::EMPTY,
+    );
+    let prepares = || {
+        db.query_first::<(String, u64)>("SHOW GLOBAL STATUS LIKE 'Com_stmt_prepare'")
+            .map(|(_, n)| n)
+            .unwrap()
+    };
+    let described = |c: &mut Raw| {
+        let r = c.prepare_reply(SELECT_V).unwrap();
+        r[3][r[3].len() - 10]
+    };
+    assert_eq!(described(&mut c[0]), 80, "VARCHAR(20) in utf8mb4");
+    let ok = |r: Reply| assert!(r.is_ok(), "{r:?}");
+    ok(c[1].query("SET @sel = 'SELECT v FROM t', @alter = 'ALTER TABLE t MODIFY v VARCHAR(40)'"));
+    ok(c[1].query("PREPARE sel FROM @sel"));
+    let before = prepares();
+    for _ in 0..3 {
+        ok(c[1].query("EXECUTE sel"));
+        described(&mut c[0]);
+    }
+    assert_eq!(prepares(), before, "a SELECT changes no description");
+    ok(c[1].query("PREPARE alter_v FROM @alter"));
+    // A prepare between the PREPARE and the EXECUTE.
+    assert_eq!(described(&mut c[0]), 80);
+    ok(c[1].query("EXECUTE alter_v"));
+    assert_eq!(described(&mut c[0]), 160, "after the EXECUTE of the ALTER");
+    ok(c[1].query("SET @alter = 'ALTER TABLE t MODIFY v VARCHAR(50)'"));
+    ok(c[1].query("EXECUTE IMMEDIATE @alter"));
+    assert_eq!(described(&mut c[0]), 200, "after EXECUTE IMMEDIATE of one");
+}
