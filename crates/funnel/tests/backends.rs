@@ -1551,3 +1551,173 @@ fn backends_a_query_rule_sends_a_prepare_and_its_executes_to_its_hostgroup() {
     let stmt = c.prep("SELECT id, @@port FROM t WHERE id = ?").unwrap();
     assert_eq!(stmt.num_columns(), 2, "the rest goes to the default hostgroup");
 }
+
+/// Asserts every row of `farm.t` is on the writer (`rows` of them) and
+/// none on a replica (the backend account may write there).
+fn all_on_the_writer(f: &Farm, rows: i64) {
+    assert_eq!(
+        f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+        Some(rows)
+    );
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+}
+
+/// A prepared read split to a replica leaves the session nothing that
+/// keeps it there: after a read that warns (the connection lingers for
+/// SHOW WARNINGS), one of the last insert id, of `FOUND_ROWS()`, of a
+/// user variable, `SELECT ... INTO`, a named lock, a read-only
+/// transaction, the session's next writes, text and prepared, go to the
+/// writer.
+#[test]
+fn backends_a_prepared_read_leaves_the_sessions_writes_to_the_writer() {
+    let f = farm(&[]);
+    f.writer
+        .exec("CREATE TABLE farm.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)");
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    let mut rows = 0i64;
+    let mut write = |c: &mut Conn, step: &str, prepared: bool| {
+        rows += 1;
+        let r = if prepared {
+            c.exec_drop("INSERT INTO t VALUES (?, 0)", (rows,))
+        } else {
+            c.query_drop(format!("INSERT INTO t VALUES ({rows}, 0)"))
+        };
+        r.unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert_eq!(
+            f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+            Some(rows),
+            "{step}"
+        );
+    };
+    let readers = [f.r1.port(), f.r2.port()];
+    for prepared in [false, true] {
+        let row: (Option<u16>, Option<i64>) = c.exec_first("SELECT @@port, 1 / ?", (0,)).unwrap().unwrap();
+        assert!(readers.contains(&row.0.unwrap()), "{row:?}");
+        assert_eq!(row.1, None);
+        let warnings: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].1, 1365);
+        let row: (Option<u16>, Option<i64>) = c.exec_first("SELECT @@port, 1 / ?", (0,)).unwrap().unwrap();
+        assert_eq!(row.1, None);
+        write(&mut c, "after a read that warned", prepared);
+    }
+    c.query_drop("INSERT INTO ai (v) VALUES (1), (2)").unwrap();
+    c.query_drop("INSERT INTO ai (v) VALUES (3)").unwrap();
+    let (id, at): (u64, u16) = c
+        .exec_first("SELECT LAST_INSERT_ID() + ?, @@port", (0,))
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, 3, "the client's last insert id");
+    assert!(readers.contains(&at), "{at}");
+    write(&mut c, "after LAST_INSERT_ID()", false);
+    c.exec_drop("INSERT INTO ai (v) VALUES (?)", (4,)).unwrap();
+    let id: u64 = c
+        .exec_first("SELECT LAST_INSERT_ID() + ?", (0,))
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, 4, "the client's last insert id, from an execute");
+    write(&mut c, "after LAST_INSERT_ID() of an execute", true);
+    let n: Vec<u32> = c
+        .exec("SELECT SQL_CALC_FOUND_ROWS id FROM ai WHERE id > ? LIMIT 1", (0,))
+        .unwrap();
+    assert_eq!(n.len(), 1);
+    let found: u64 = c.exec_first("SELECT FOUND_ROWS() + ?", (0,)).unwrap().unwrap();
+    assert_eq!(found, 4);
+    write(&mut c, "after FOUND_ROWS()", true);
+    c.query_drop("SET @v = 7").unwrap();
+    let v: i64 = c.exec_first("SELECT @v + ?", (0,)).unwrap().unwrap();
+    assert_eq!(v, 7);
+    write(&mut c, "after a user variable's read", true);
+    c.exec_drop("SELECT ? INTO @w", (8,)).unwrap();
+    let w: i64 = c.query_first("SELECT @w").unwrap().unwrap();
+    assert_eq!(w, 8);
+    write(&mut c, "after SELECT ... INTO", true);
+    let got: i64 = c
+        .exec_first("SELECT GET_LOCK(?, 0)", ("route_l",))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, 1);
+    write(&mut c, "holding a named lock", true);
+    c.exec_drop("SELECT RELEASE_LOCK(?)", ("route_l",)).unwrap();
+    c.query_drop("START TRANSACTION READ ONLY").unwrap();
+    let at: u16 = c.exec_first("SELECT @@port + ?", (0,)).unwrap().unwrap();
+    assert_eq!(at, f.writer.port(), "in a read-only transaction");
+    c.query_drop("COMMIT").unwrap();
+    write(&mut c, "after a read-only transaction", true);
+    c.query_drop("SET TRANSACTION READ ONLY").unwrap();
+    let n: Vec<u32> = c.exec("SELECT id FROM t WHERE id > ?", (0,)).unwrap();
+    assert!(!n.is_empty());
+    write(&mut c, "after SET TRANSACTION READ ONLY", true);
+    all_on_the_writer(&f, rows);
+}
+
+/// A table the replicas lack (created on the writer only, replication
+/// behind): the prepare is described by the writer, and an execute split
+/// to a replica gets the server's error there, as the text does as a
+/// query; the session goes on, its writes to the writer.
+#[test]
+fn backends_a_prepared_read_of_a_table_a_replica_lacks_gets_its_error() {
+    let f = farm(&[]);
+    f.writer.exec("CREATE TABLE farm.w_only (id INT PRIMARY KEY)");
+    f.writer.exec("INSERT INTO farm.w_only VALUES (1)");
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    let text = c.query_drop("SELECT id FROM w_only").unwrap_err();
+    let code = |e: &mysql::Error| match e {
+        mysql::Error::MySqlError(e) => e.code,
+        e => panic!("{e}"),
+    };
+    assert_eq!(code(&text), 1146, "as a query");
+    let stmt = c.prep("SELECT id FROM w_only WHERE id > ?").unwrap();
+    for i in 0..3 {
+        let e = c.exec_drop(&stmt, (0,)).unwrap_err();
+        assert_eq!(code(&e), 1146, "execute {i}");
+    }
+    c.exec_drop("INSERT INTO t VALUES (?, 0)", (1,)).unwrap();
+    c.query_drop("INSERT INTO t VALUES (2, 0)").unwrap();
+    all_on_the_writer(&f, 2);
+}
+
+/// With the readers drained, prepared reads go to the writer as text ones
+/// do with `read_fallback`, and fail as they do without it.
+#[test]
+fn backends_prepared_reads_fall_back_as_text_ones_when_the_readers_are_drained() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    set_drained(&proxy, "r1", true);
+    set_drained(&proxy, "r2", true);
+    for _ in 0..4 {
+        assert_eq!(port_of(&mut c), f.writer.port());
+        let at: u16 = c.exec_first("SELECT @@port + ?", (0,)).unwrap().unwrap();
+        assert_eq!(at, f.writer.port());
+    }
+    drop(c);
+    let no_fallback = config(
+        &[
+            ("w", &f.writer, "writer", 1),
+            ("r1", &f.r1, "readers", 1),
+            ("r2", &f.r2, "readers", 1),
+        ],
+        "",
+    );
+    let mut cfg = no_fallback;
+    cfg.users[0].read_fallback = false;
+    let proxy = funnel_testkit::funnel::start(cfg);
+    // The client reads at login (@@max_allowed_packet): drained after.
+    let mut c = client(&proxy);
+    set_drained(&proxy, "r1", true);
+    set_drained(&proxy, "r2", true);
+    let code = |e: mysql::Error| match e {
+        mysql::Error::MySqlError(e) => e.code,
+        e => panic!("{e}"),
+    };
+    let text = code(c.query_drop("SELECT @@port").unwrap_err());
+    let prepared = code(c.exec_drop("SELECT @@port + ?", (0,)).unwrap_err());
+    assert_eq!((text, prepared), (9004, 9004));
+    c.exec_drop("INSERT INTO t VALUES (?, 0)", (1,)).unwrap();
+    all_on_the_writer(&f, 1);
+}
