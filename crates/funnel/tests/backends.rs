@@ -1721,3 +1721,43 @@ fn backends_prepared_reads_fall_back_as_text_ones_when_the_readers_are_drained()
     c.exec_drop("INSERT INTO t VALUES (?, 0)", (1,)).unwrap();
     all_on_the_writer(&f, 1);
 }
+
+/// A query rule by schema sends a prepare made in that schema to its
+/// hostgroup; the statement's executes run in that schema (as on a direct
+/// connection) after the client selects another, so they go to the same
+/// hostgroup, not to the default one, where its tables are not.
+#[test]
+fn backends_a_schema_rule_holds_for_a_statement_prepared_in_that_schema() {
+    let main = server(false, &[]);
+    let other = server(false, &[]);
+    for db in [&main, &other] {
+        db.create_database("arch");
+    }
+    other.exec("CREATE TABLE arch.a (id INT PRIMARY KEY, note VARCHAR(10))");
+    other.exec("INSERT INTO arch.a VALUES (1, 'old')");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: main\n\
+         backends:\n\
+         \x20 - name: main\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: main\n\
+         \x20 - name: other\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: archive\n\
+         query_rules:\n  - match_regex: \".\"\n    schema: arch\n    hostgroup: archive\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        main.addr(),
+        other.addr()
+    );
+    let proxy =
+        funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")));
+    let mut c = client(&proxy);
+    c.query_drop("USE arch").unwrap();
+    let stmt = c.prep("SELECT note FROM a WHERE id = ?").unwrap();
+    let note: Option<String> = c.exec_first(&stmt, (1,)).unwrap();
+    assert_eq!(note.as_deref(), Some("old"));
+    c.query_drop("USE farm").unwrap();
+    for i in 0..2 {
+        let note: Option<String> = c
+            .exec_first(&stmt, (1,))
+            .unwrap_or_else(|e| panic!("execute {i} after USE farm: {e}"));
+        assert_eq!(note.as_deref(), Some("old"), "execute {i}");
+    }
+}

@@ -159,7 +159,7 @@ impl Session {
         let on_backend = on_backend || own_state || own_warnings || super::user_vars::mentions_any(&sql);
         let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
         f.changes_no_data = true;
-        f.rule_hostgroup = self.rule_hostgroup(&sql);
+        f.rule_hostgroup = self.rule_hostgroup(&sql, self.schema.as_deref());
         let known = (!on_backend)
             .then(|| {
                 self.shard.statements.lookup(
@@ -276,15 +276,15 @@ impl Session {
     }
 
     /// The hostgroup of the first query rule that matches a prepared
-    /// statement's text `sql` now (user, current schema), if any.
-    fn rule_hostgroup(&self, sql: &[u8]) -> Option<Rc<str>> {
+    /// statement's text `sql` now, for the session's user and the
+    /// statement's `schema` (the one it was prepared in, where its
+    /// executes run, whatever the client selected since), if any.
+    fn rule_hostgroup(&self, sql: &[u8], schema: Option<&[u8]>) -> Option<Rc<str>> {
         let rules = self.shard.rules();
         if rules.is_empty() {
             return None;
         }
-        rules
-            .route(sql, &self.user.name, self.schema.as_deref())
-            .map(Rc::from)
+        rules.route(sql, &self.user.name, schema).map(Rc::from)
     }
 
     /// The hostgroup of `conn`'s backend.
@@ -405,7 +405,7 @@ impl Session {
         // keeps the session on the connection that holds it, and the
         // session's writes would follow it there.
         f.read_only = meta.effect.read_only && !bulk && payload.get(5) == Some(&CURSOR_TYPE_NO_CURSOR);
-        f.rule_hostgroup = self.rule_hostgroup(&meta.sql);
+        f.rule_hostgroup = self.rule_hostgroup(&meta.sql, meta.schema.as_deref());
         // A `CALL` returns its procedure's result sets, whose definitions
         // the server sends every time (also one in an executable comment).
         if !meta.effect.may_call {
@@ -769,7 +769,7 @@ impl Session {
         // The connection it lands on runs the execute (so it is not split
         // off to a replica for a read: it may be a write).
         f.changes_no_data = meta.effect.read_only;
-        f.rule_hostgroup = self.rule_hostgroup(&meta.sql);
+        f.rule_hostgroup = self.rule_hostgroup(&meta.sql, meta.schema.as_deref());
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
