@@ -1761,3 +1761,134 @@ fn backends_a_schema_rule_holds_for_a_statement_prepared_in_that_schema() {
         assert_eq!(note.as_deref(), Some("old"), "execute {i}");
     }
 }
+
+/// Replicas whose `max_prepared_stmt_count` is far below the writer's:
+/// prepared reads split to them are prepared there within each
+/// connection's share of it, so clients that together run more
+/// statements than a replica holds get no 1461 (the writer, which
+/// described them all, has room).
+#[test]
+fn backends_prepared_reads_on_replicas_keep_within_their_statement_limit() {
+    let f = Farm {
+        writer: server(false, &[]),
+        r1: server(true, &["--max-prepared-stmt-count=8"]),
+        r2: server(true, &["--max-prepared-stmt-count=8"]),
+    };
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    thread::sleep(Duration::from_millis(400));
+    let mut clients: Vec<Conn> = (0..3).map(|_| client(&proxy)).collect();
+    let stmts: Vec<Vec<mysql::Statement>> = clients
+        .iter_mut()
+        .map(|c| {
+            (0..6)
+                .map(|i| c.prep(format!("SELECT {i} + ?, @@port")).unwrap())
+                .collect()
+        })
+        .collect();
+    let readers = [f.r1.port(), f.r2.port()];
+    for round in 0..4 {
+        for (c, stmts) in clients.iter_mut().zip(&stmts) {
+            for (i, s) in stmts.iter().enumerate() {
+                let (v, at): (i64, u16) = c
+                    .exec_first(s, (round,))
+                    .unwrap_or_else(|e| panic!("round {round}, statement {i}: {e}"))
+                    .unwrap();
+                assert_eq!(v, i as i64 + round);
+                assert!(readers.contains(&at));
+            }
+        }
+    }
+    for r in [&f.r1, &f.r2] {
+        let n: u64 = r
+            .query_first("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'PREPARED_STMT_COUNT'")
+            .unwrap();
+        assert!(n <= 8, "{n}");
+    }
+}
+
+/// An XA transaction holds the session on the writer from `XA START` to
+/// its `XA COMMIT`, prepared reads included (in the PREPARED state the
+/// server refuses them, 1399, as on a direct connection); a prepared
+/// `CALL` of a procedure that only reads runs on the writer. The
+/// session's writes after them go to the writer.
+#[test]
+fn backends_prepared_reads_in_xa_and_calls_leave_writes_to_the_writer() {
+    let f = farm(&[]);
+    for db in [&f.writer, &f.r1, &f.r2] {
+        db.exec("CREATE PROCEDURE farm.p(IN x INT) SELECT x + @@port");
+    }
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    let readers = [f.r1.port(), f.r2.port()];
+    let mut direct = mysql::Conn::new(f.writer.opts("fb", "bpw").db_name(Some("farm"))).unwrap();
+    let code = |e: mysql::Error| match e {
+        mysql::Error::MySqlError(e) => e.code,
+        e => panic!("{e}"),
+    };
+    let mut refused = Vec::new();
+    for (i, conn) in [&mut direct, &mut c].into_iter().enumerate() {
+        conn.query_drop(format!("XA START 'route{i}'")).unwrap();
+        let at: u16 = conn.exec_first("SELECT @@port + ?", (0,)).unwrap().unwrap();
+        assert_eq!(at, f.writer.port());
+        conn.exec_drop("INSERT INTO t VALUES (?, 0)", (i + 1,)).unwrap();
+        conn.query_drop(format!("XA END 'route{i}'")).unwrap();
+        conn.query_drop(format!("XA PREPARE 'route{i}'")).unwrap();
+        // One that opens no table runs, on the XA transaction's connection.
+        let at: u16 = conn.exec_first("SELECT @@port + ?", (0,)).unwrap().unwrap();
+        assert_eq!(at, f.writer.port(), "PREPARED");
+        let read = conn.exec_drop("SELECT id FROM t WHERE id > ?", (0,));
+        refused.push(read.map_err(code));
+        conn.query_drop(format!("XA COMMIT 'route{i}'")).unwrap();
+    }
+    assert_eq!(refused, [Err(1399), Err(1399)], "in the PREPARED state");
+    let at: u16 = c.exec_first("SELECT @@port + ?", (0,)).unwrap().unwrap();
+    assert!(readers.contains(&at), "split again after XA COMMIT");
+    c.exec_drop("INSERT INTO t VALUES (?, 0)", (3,)).unwrap();
+    let at: Option<i64> = c.exec_first("CALL p(?)", (0,)).unwrap();
+    assert_eq!(at, Some(i64::from(f.writer.port())));
+    c.exec_drop("INSERT INTO t VALUES (?, 0)", (4,)).unwrap();
+    c.query_drop("INSERT INTO t VALUES (5, 0)").unwrap();
+    all_on_the_writer(&f, 5);
+}
+
+/// Prepared reads fall back to the writer as text ones do when the only
+/// reader's server is gone before the monitor marks it down: at most the
+/// first meets its pooled connection dead (9007), whether the statement
+/// was prepared there already or not.
+#[test]
+fn backends_prepared_reads_fall_back_when_the_reader_is_gone() {
+    let f = farm(&[]);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    \
+         default_hostgroup: writer\n    read_hostgroup: readers\nbackends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+         pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n\
+         monitor:\n  interval: 5s\n  failures_before_down: 3\n",
+        f.writer.addr(),
+        f.r1.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = client(&proxy);
+    let known = c.prep("SELECT @@port + ?").unwrap();
+    let at: u16 = c.exec_first(&known, (0,)).unwrap().unwrap();
+    assert_eq!(at, f.r1.port());
+    let fresh = c.prep("SELECT @@port + ? + 0").unwrap();
+    f.r1.kill();
+    let mut ports = Vec::new();
+    let mut errors = Vec::new();
+    for i in 0..20 {
+        let stmt = if i % 2 == 0 { &fresh } else { &known };
+        match c.exec_first::<u16, _, _>(stmt, (0,)) {
+            Ok(p) => ports.push(p.unwrap()),
+            Err(mysql::Error::MySqlError(e)) => errors.push(e.code),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        errors.len() <= 1 && errors.iter().all(|&e| e == 9007),
+        "{errors:?}"
+    );
+    assert!(ports.iter().all(|&p| p == f.writer.port()), "{ports:?}");
+}
