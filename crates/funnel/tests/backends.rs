@@ -1892,3 +1892,49 @@ fn backends_prepared_reads_fall_back_when_the_reader_is_gone() {
     );
     assert!(ports.iter().all(|&p| p == f.writer.port()), "{ports:?}");
 }
+
+/// A prepare leaves the warnings of the client's last statement for its
+/// `SHOW WARNINGS` where it opens no table, as on a direct connection,
+/// also when that statement was a read split to a replica, prepared or
+/// text: the replica that holds them describes a read; a write is still
+/// prepared and run on the writer.
+#[test]
+fn backends_a_prepare_after_a_read_that_warned_on_a_replica_leaves_its_warnings() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    let mut direct = mysql::Conn::new(f.writer.opts("fb", "bpw").db_name(Some("farm"))).unwrap();
+    let readers = [f.r1.port(), f.r2.port()];
+    for prepared in [true, false] {
+        for (i, conn) in [&mut direct, &mut c].into_iter().enumerate() {
+            let row: (u16, Option<i64>) = if prepared {
+                conn.exec_first("SELECT @@port, 1 / ?", (0,)).unwrap().unwrap()
+            } else {
+                conn.query_first("SELECT @@port, 1 / 0").unwrap().unwrap()
+            };
+            if i == 1 {
+                assert!(readers.contains(&row.0), "{row:?}");
+            }
+            let stmt = conn.prep("SELECT ? + 1").unwrap();
+            let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").unwrap();
+            let codes: Vec<u32> = warnings.iter().map(|w| w.1).collect();
+            let who = ["direct", "through Funnel"][i];
+            assert_eq!(codes, [1365], "{who}, prepared {prepared}");
+            let two: i64 = conn.exec_first(&stmt, (1,)).unwrap().unwrap();
+            assert_eq!(two, 2, "{who}");
+            conn.close(stmt).unwrap();
+            // One that opens a table clears them, described by the writer.
+            let _: Option<(u16, Option<i64>)> = conn.exec_first("SELECT @@port, 1 / ?", (0,)).unwrap();
+            let stmt = conn.prep("SELECT v FROM t WHERE id = ?").unwrap();
+            let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").unwrap();
+            assert!(warnings.is_empty(), "{who}: {warnings:?}");
+            conn.close(stmt).unwrap();
+        }
+        let row: (u16, Option<i64>) = c.exec_first("SELECT @@port, 1 / ?", (0,)).unwrap().unwrap();
+        assert!(readers.contains(&row.0), "{row:?}");
+        let insert = c.prep("INSERT INTO t VALUES (?, 0)").unwrap();
+        c.exec_drop(&insert, (i32::from(prepared),)).unwrap();
+        c.close(insert).unwrap();
+    }
+    all_on_the_writer(&f, 2);
+}

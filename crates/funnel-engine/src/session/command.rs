@@ -178,6 +178,11 @@ pub struct Forward {
     /// `COM_QUERY`'s text is matched where it is routed, in the client's
     /// buffer).
     pub rule_hostgroup: Option<std::rc::Rc<str>>,
+    /// A `COM_STMT_PREPARE` of a text that only reads and surely opens
+    /// no table, sent while the session's connection lingers for its
+    /// warnings: a replica of the user's read hostgroup that holds them
+    /// may describe it (see `Session::describes_there`).
+    pub prepares_read: bool,
     /// A text `PREPARE` whose statement may change descriptions (its text
     /// says so; one from a variable is read before it is sent, see
     /// `Session::dynamic_text_changes`): the session's later text
@@ -352,6 +357,7 @@ impl Forward {
             dynamic_vars: Vec::new(),
             changes_descriptions: false,
             rule_hostgroup: None,
+            prepares_read: false,
             prepares_changes: false,
             executes_sql_prepared: false,
             name,

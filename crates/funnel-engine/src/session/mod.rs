@@ -1382,6 +1382,31 @@ impl Session {
         })
     }
 
+    /// True when `f` is a prepare of a read that opens no table
+    /// ([`Forward::prepares_read`]) that `conn`, lingering for the
+    /// client's warnings, may describe
+    /// though the prepare would go to a writer: `conn` is a server of its
+    /// hostgroup, or of the user's read hostgroup where it routes to the
+    /// default one (no rule sends it to another cluster). Its executes
+    /// are split to such servers too.
+    fn describes_there(&self, conn: &BackendConn, total: usize, f: &Forward) -> bool {
+        if !f.prepares_read {
+            return false;
+        }
+        let route = self.route(total, f);
+        let Some(pool) = self.shard.backends.by_id(conn.pool_id) else {
+            return false;
+        };
+        let at = &*pool.placement().hostgroup;
+        *at == *route.hostgroup
+            || (*route.hostgroup == *self.user.default_hostgroup
+                && self
+                    .user
+                    .read_hostgroup
+                    .as_deref()
+                    .is_some_and(|read| *read == *at))
+    }
+
     /// Where a command goes: with autocommit off, or for a session pinned
     /// before it holds a connection, the user's default hostgroup; else
     /// the first matching query rule, else the read hostgroup for a
@@ -1582,7 +1607,8 @@ impl Session {
             // (`SET`, `SELECT` without a table) still keep the connection.
             let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
             let fits = self.pinned.as_ref().is_some_and(|c| {
-                self.routes_to(c, total, f) && !(clears_diagnostics && self.shard.backends.others_wait_for(c))
+                (self.routes_to(c, total, f) || self.describes_there(c, total, f))
+                    && !(clears_diagnostics && self.shard.backends.others_wait_for(c))
             });
             if !fits {
                 self.linger = false;

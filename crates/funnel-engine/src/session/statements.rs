@@ -160,6 +160,15 @@ impl Session {
         let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
         f.changes_no_data = true;
         f.rule_hostgroup = self.rule_hostgroup(&sql, self.schema.as_deref());
+        // After a read on a replica that warned, that replica may describe
+        // a read that opens no table (its tables' state cannot shape the
+        // description; its executes go to replicas too): such a prepare
+        // leaves those warnings for the client, as directly. One that
+        // opens a table clears them anyway, and a writer describes it.
+        f.prepares_read = own_warnings && {
+            let effect = super::pinning::ExecuteEffect::of(&sql);
+            effect.read_only && effect.opens_no_table
+        };
         let known = (!on_backend)
             .then(|| {
                 self.shard.statements.lookup(
