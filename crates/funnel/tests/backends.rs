@@ -1938,3 +1938,90 @@ fn backends_a_prepare_after_a_read_that_warned_on_a_replica_leaves_its_warnings(
     }
     all_on_the_writer(&f, 2);
 }
+
+/// The registry answers a prepare from the entry of the hostgroup the
+/// text routes to now: after a reload that adds a rule sending a text to
+/// another cluster (whose table has other columns), the next prepare is
+/// described there, and after one that takes the rule away, by the
+/// default hostgroup again; a statement prepared before the first reload
+/// runs where its text goes now, as the text does as a query.
+#[test]
+fn backends_prepares_follow_rules_a_reload_changes() {
+    let main = server(false, &[]);
+    let other = server(false, &[]);
+    other.exec("ALTER TABLE farm.t ADD COLUMN w VARCHAR(10), ADD COLUMN x INT");
+    other.exec("INSERT INTO farm.t VALUES (1, 1, 'o', 1)");
+    main.exec("INSERT INTO farm.t VALUES (1, 1)");
+    let yaml = |rule: bool| {
+        let mut y = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: main\n\
+             backends:\n\
+             \x20 - name: main\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: main\n\
+             \x20 - name: other\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: other\n\
+             pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+            main.addr(),
+            other.addr()
+        );
+        if rule {
+            y.push_str("query_rules:\n  - match_prefix: \"SELECT * FROM t\"\n    hostgroup: other\n");
+        }
+        Config::from_yaml_str(&y).unwrap_or_else(|e| panic!("{e}\n{y}"))
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml(false));
+    let sql = "SELECT * FROM t WHERE id = ?";
+    let mut a = client(&proxy);
+    let held = a.prep(sql).unwrap();
+    assert_eq!(held.num_columns(), 2);
+    let mut b = client(&proxy);
+    assert_eq!(b.prep(sql).unwrap().num_columns(), 2, "from the registry");
+    assert!(proxy.reload(yaml(true)).unwrap().is_empty());
+    let mut c = client(&proxy);
+    assert_eq!(
+        c.prep(sql).unwrap().num_columns(),
+        4,
+        "described by the rule's hostgroup"
+    );
+    let row: mysql::Row = a.exec_first(&held, (1,)).unwrap().unwrap();
+    assert_eq!(row.len(), 4, "run where the text goes now");
+    let text: mysql::Row = a.query_first("SELECT * FROM t WHERE id = 1").unwrap().unwrap();
+    assert_eq!(text.len(), 4, "as the text");
+    assert!(proxy.reload(yaml(false)).unwrap().is_empty());
+    let mut d = client(&proxy);
+    let stmt = d.prep(sql).unwrap();
+    assert_eq!(stmt.num_columns(), 2, "the default hostgroup again");
+    let row: mysql::Row = d.exec_first(&stmt, (1,)).unwrap().unwrap();
+    assert_eq!(row.len(), 2);
+    let row: mysql::Row = a.exec_first(&held, (1,)).unwrap().unwrap();
+    assert_eq!(row.len(), 2);
+}
+
+/// `LAST_INSERT_ID()` read by prepared statements split to a replica is
+/// each client's own: the id Funnel gives one client's connection there
+/// first (`DO LAST_INSERT_ID(n)`) is not another's, whose own is 0.
+#[test]
+fn backends_prepared_reads_of_the_last_insert_id_on_a_replica_are_each_clients_own() {
+    let f = farm(&[]);
+    f.writer
+        .exec("CREATE TABLE farm.ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)");
+    let cfg = config(&[("w", &f.writer, "writer", 1), ("r1", &f.r1, "readers", 1)], "");
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let mut a = client(&proxy);
+    let mut b = client(&proxy);
+    a.query_drop("INSERT INTO ai (v) VALUES (1), (2), (3)").unwrap();
+    a.query_drop("INSERT INTO ai (v) VALUES (4)").unwrap();
+    let sql = "SELECT LAST_INSERT_ID() + ?, @@port";
+    for round in 0..3 {
+        let (id, at): (u64, u16) = a.exec_first(sql, (0,)).unwrap().unwrap();
+        assert_eq!((id, at), (4, f.r1.port()), "a, round {round}");
+        let (id, at): (u64, u16) = b.exec_first(sql, (0,)).unwrap().unwrap();
+        assert_eq!((id, at), (0, f.r1.port()), "b, round {round}");
+        let text: u64 = b.query_first("SELECT LAST_INSERT_ID()").unwrap().unwrap();
+        assert_eq!(text, 0, "b's text, round {round}");
+    }
+    b.exec_drop("INSERT INTO ai (v) VALUES (?)", (5,)).unwrap();
+    let (id, _): (u64, u16) = b.exec_first(sql, (0,)).unwrap().unwrap();
+    assert_eq!(id, 5);
+    let (id, _): (u64, u16) = a.exec_first(sql, (0,)).unwrap().unwrap();
+    assert_eq!(id, 4);
+}
