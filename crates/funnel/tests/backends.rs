@@ -2025,3 +2025,40 @@ fn backends_prepared_reads_of_the_last_insert_id_on_a_replica_are_each_clients_o
     let (id, _): (u64, u16) = a.exec_first(sql, (0,)).unwrap().unwrap();
     assert_eq!(id, 4);
 }
+
+/// A prepare that pins its session (`SELECT ROW_COUNT()`, whose executes
+/// the server must answer; `SELECT ? INTO @x`, whose variable it makes)
+/// right after a read that warned on a replica, whose connection lingers
+/// for `SHOW WARNINGS`: the session must not stay on that replica, or its
+/// writes follow it there.
+#[test]
+fn backends_a_prepare_that_pins_after_a_read_that_warned_on_a_replica_takes_a_writer() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let readers = [f.r1.port(), f.r2.port()];
+    let mut rows = 0;
+    for (prepared, pinning) in [
+        (true, "SELECT ROW_COUNT()"),
+        (false, "SELECT ROW_COUNT()"),
+        (true, "SELECT ? INTO @x"),
+        (false, "SELECT ? INTO @x"),
+    ] {
+        let mut c = client(&proxy);
+        let row: (u16, Option<i64>) = if prepared {
+            c.exec_first("SELECT @@port, 1 / ?", (0,)).unwrap().unwrap()
+        } else {
+            c.query_first("SELECT @@port, 1 / 0").unwrap().unwrap()
+        };
+        assert!(readers.contains(&row.0), "{row:?}");
+        c.prep(pinning).unwrap();
+        rows += 1;
+        c.query_drop(format!("INSERT INTO t VALUES ({rows}, 0)"))
+            .unwrap_or_else(|e| panic!("{pinning}, prepared read {prepared}: {e}"));
+        assert_eq!(
+            f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+            Some(rows),
+            "{pinning}, prepared read {prepared}"
+        );
+    }
+    all_on_the_writer(&f, rows);
+}

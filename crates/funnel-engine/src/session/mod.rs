@@ -2604,6 +2604,30 @@ impl Session {
         !self.pins.is_empty()
     }
 
+    /// Lets go of the connection the session holds only for the client's
+    /// `SHOW WARNINGS` (`linger`) when a write would not go there: a
+    /// replica that served a read. Called before a prepare pins the
+    /// session, which from then on keeps the connection it holds, so its
+    /// writes would follow it to that replica (one that holds none takes
+    /// its next from the writers, see `route`). The warnings are lost to
+    /// the client, a smaller harm.
+    fn let_go_of_a_lingering_reader(&mut self) {
+        if !self.linger || self.pin_reason.is_some() || self.sticky() {
+            return;
+        }
+        let write = Forward::new("COM_STMT_PREPARE", None);
+        if self
+            .pinned
+            .as_ref()
+            .is_some_and(|c| !self.routes_to(c, 0, &write))
+        {
+            self.linger = false;
+            if let Some(conn) = self.pinned.take() {
+                self.shard.backends.release(conn);
+            }
+        }
+    }
+
     /// Returns a connection that served no client command.
     /// [`Self::give_back`], but a connection that would go back to the
     /// pool stays for the client's next command while `linger` says so.

@@ -100,6 +100,11 @@ impl Session {
         let pins = super::rewrite::mentions_previous_statement(&sql)
             && !super::rewrite::reads_only_last_insert_id(&sql);
         let newly_pinned = pins && !self.pins.contains(PreviousStatementInfo);
+        let makes_vars = super::user_vars::made_by_prepare(&sql)
+            .is_none_or(|names| names.iter().any(|n| self.user_vars.get(n).is_none()));
+        if pins || makes_vars {
+            self.let_go_of_a_lingering_reader();
+        }
         if pins {
             // Executes can't be rewritten per call: keep one connection, so
             // the server's own answer is this client's. (The last insert id
@@ -112,8 +117,6 @@ impl Session {
         // is pinned (as for a SET it could not replay), and its statement
         // is prepared on its connection even when the registry has it, so
         // the server makes them there as on a connection of its own.
-        let makes_vars = super::user_vars::made_by_prepare(&sql)
-            .is_none_or(|names| names.iter().any(|n| self.user_vars.get(n).is_none()));
         if makes_vars {
             self.pin(UserVariable);
         }
