@@ -2062,3 +2062,60 @@ fn backends_a_prepare_that_pins_after_a_read_that_warned_on_a_replica_takes_a_wr
     }
     all_on_the_writer(&f, rows);
 }
+
+/// A prepared read whose parameter comes as long data runs where the long
+/// data went (a writer: the long data may be a write's), and the session
+/// is free after it: its write goes to the writer, its next read to a
+/// replica.
+#[test]
+fn backends_a_prepared_read_with_long_data_runs_where_its_data_went() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some("farm")).unwrap();
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT CONCAT(LENGTH(?), ':', @@port)");
+    let reply = c.roundtrip(&prepare, Expect::Prepare).unwrap();
+    let id = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+    let execute = |with_value: bool| {
+        let mut e = vec![0x17];
+        e.extend_from_slice(&id.to_le_bytes());
+        e.push(0);
+        e.extend_from_slice(&1u32.to_le_bytes());
+        e.extend_from_slice(&[0, 1, 0xfc, 0]);
+        if with_value {
+            e.extend_from_slice(&[3, b'a', b'b', b'c']);
+        }
+        e
+    };
+    let port_of_reply = |rows: &[Vec<u8>]| -> (String, u16) {
+        // The binary row: 0x00, a null bitmap byte, one string.
+        let row = rows
+            .iter()
+            .find(|p| p.len() > 3 && p[0] == 0 && p[1] == 0 && p[2] as usize == p.len() - 3)
+            .unwrap_or_else(|| panic!("{rows:?}"));
+        let text = String::from_utf8_lossy(&row[3..]).to_string();
+        let (len, port) = text.split_once(':').unwrap();
+        (len.to_string(), port.parse().unwrap())
+    };
+    for round in 0..2 {
+        let mut long = vec![0x18];
+        long.extend_from_slice(&id.to_le_bytes());
+        long.extend_from_slice(&0u16.to_le_bytes());
+        long.extend_from_slice(&vec![b'x'; 1000 + round]);
+        c.send_command(&long).unwrap();
+        let rows = c.roundtrip(&execute(false), Expect::Results).unwrap();
+        assert!(rows[0][0] != 0xff, "{rows:?}");
+        let (len, at) = port_of_reply(&rows);
+        assert_eq!(
+            (len, at),
+            ((1000 + round).to_string(), f.writer.port()),
+            "round {round}"
+        );
+        c.query(&format!("INSERT INTO t VALUES ({round}, 0)")).unwrap();
+        let rows = c.roundtrip(&execute(true), Expect::Results).unwrap();
+        let (len, at) = port_of_reply(&rows);
+        assert_eq!(len, "3");
+        assert!([f.r1.port(), f.r2.port()].contains(&at), "round {round}: {at}");
+    }
+    all_on_the_writer(&f, 2);
+}
