@@ -2119,3 +2119,21 @@ fn backends_a_prepared_read_with_long_data_runs_where_its_data_went() {
     }
     all_on_the_writer(&f, 2);
 }
+
+/// A reporting user (read-only servers alone in its default hostgroup)
+/// keeps its warnings through a prepare that pins (`SELECT ROW_COUNT()`
+/// opens no table), as directly: no server would take its writes, so the
+/// connection lingering for them stays.
+#[test]
+fn backends_a_reporting_user_keeps_its_warnings_through_a_prepare_that_pins() {
+    let f = farm(&[]);
+    let (_proxy, mut c) = reporting_user(&f);
+    let mut direct = mysql::Conn::new(f.r1.opts("fb", "bpw").db_name(Some("farm"))).unwrap();
+    for (i, conn) in [&mut direct, &mut c].into_iter().enumerate() {
+        let _: Option<(u16, Option<i64>)> = conn.query_first("SELECT @@port, 1 / 0").unwrap();
+        conn.prep("SELECT ROW_COUNT()").unwrap();
+        let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").unwrap();
+        let codes: Vec<u32> = warnings.iter().map(|w| w.1).collect();
+        assert_eq!(codes, [1365], "{}", ["direct", "through Funnel"][i]);
+    }
+}

@@ -2616,15 +2616,26 @@ impl Session {
             return;
         }
         let write = Forward::new("COM_STMT_PREPARE", None);
-        if self
-            .pinned
-            .as_ref()
-            .is_some_and(|c| !self.routes_to(c, 0, &write))
-        {
-            self.linger = false;
-            if let Some(conn) = self.pinned.take() {
-                self.shard.backends.release(conn);
-            }
+        let Some(conn) = self.pinned.as_ref() else {
+            return;
+        };
+        if self.routes_to(conn, 0, &write) {
+            return;
+        }
+        // A default hostgroup of read-only servers alone (a reporting
+        // user's): none would take its writes, the warnings stay.
+        let default = &self.user.default_hostgroup;
+        let in_default = self
+            .shard
+            .backends
+            .by_id(conn.pool_id)
+            .is_some_and(|pool| *pool.placement().hostgroup == **default);
+        if in_default && self.shard.backends.pick(default, Access::Write).is_none() {
+            return;
+        }
+        self.linger = false;
+        if let Some(conn) = self.pinned.take() {
+            self.shard.backends.release(conn);
         }
     }
 
