@@ -2137,3 +2137,76 @@ fn backends_a_reporting_user_keeps_its_warnings_through_a_prepare_that_pins() {
         assert_eq!(codes, [1365], "{}", ["direct", "through Funnel"][i]);
     }
 }
+
+/// A client with MariaDB's metadata cache whose executes of one statement
+/// alternate between a replica and the writer (in a transaction), whose
+/// tables differ (a column added on the writer, not yet on the replicas):
+/// each execute's column definitions are left out only where they are
+/// the ones the client got last, so each result is read with its own.
+#[test]
+fn backends_metadata_cache_clients_read_each_servers_columns_as_executes_move() {
+    let f = farm(&[]);
+    f.writer.exec("ALTER TABLE farm.t ADD COLUMN w INT");
+    for db in [&f.r1, &f.r2] {
+        db.exec("INSERT INTO farm.t VALUES (1, 10)");
+    }
+    f.writer.exec("INSERT INTO farm.t VALUES (1, 10, 100)");
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = MiniClient::connect_with(
+        proxy.local_addr(),
+        "app",
+        "apppw",
+        Some("farm"),
+        funnel_protocol::Capabilities::MARIADB_CLIENT_CACHE_METADATA,
+    )
+    .unwrap();
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT * FROM t WHERE id = ?");
+    let reply = c.roundtrip(&prepare, Expect::Prepare).unwrap();
+    let id = u32::from_le_bytes(reply[0][1..5].try_into().unwrap());
+    assert_eq!(
+        u16::from_le_bytes([reply[0][5], reply[0][6]]),
+        3,
+        "the writer describes it"
+    );
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&id.to_le_bytes());
+    execute.push(0);
+    execute.extend_from_slice(&1u32.to_le_bytes());
+    execute.extend_from_slice(&[0, 1, 8, 0]);
+    execute.extend_from_slice(&1i64.to_le_bytes());
+    // (columns, definitions sent) of each execute.
+    let mut seen = Vec::new();
+    for step in 0..8 {
+        let tx = step % 3 == 2;
+        if tx {
+            c.query("BEGIN").unwrap();
+        }
+        let rows = c.roundtrip(&execute, Expect::Results).unwrap();
+        assert!(rows[0][0] != 0xff, "{rows:?}");
+        let (n, sent) = (rows[0][0], rows[0][1]);
+        // The binary row: 0x00, the null bitmap, then n values.
+        let row = rows
+            .iter()
+            .find(|p| p.first() == Some(&0) && p.len() > 1)
+            .unwrap_or_else(|| panic!("no row: {rows:?}"));
+        let values = (row.len() - 1 - (usize::from(n) + 9) / 8) / 4;
+        assert_eq!(values, usize::from(n), "step {step}: {rows:?}");
+        if sent == 1 {
+            assert!(rows.len() > usize::from(n) + 1, "step {step}: {rows:?}");
+        }
+        assert_eq!(n, if tx { 3 } else { 2 }, "step {step}");
+        seen.push((n, sent));
+        if tx {
+            c.query("COMMIT").unwrap();
+        }
+    }
+    // The definitions go with every change of server, and only then.
+    let expected: Vec<(u8, u8)> = seen
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, _))| (n, u8::from(i == 0 || seen[i - 1].0 != n)))
+        .collect();
+    assert_eq!(seen[0], (2, 1), "the replica's, not the prepare's");
+    assert_eq!(seen, expected);
+}
