@@ -2210,3 +2210,42 @@ fn backends_metadata_cache_clients_read_each_servers_columns_as_executes_move() 
     assert_eq!(seen[0], (2, 1), "the replica's, not the prepare's");
     assert_eq!(seen, expected);
 }
+
+/// Under `NO_BACKSLASH_ESCAPES` a backslash is a plain character: a
+/// prepared text that reads as one plain `SELECT` with backslash escapes
+/// may be `SELECT ... INTO @a` as the server reads it. Such an execute
+/// pins its session, unread, as the same text as a query does: the
+/// variables it sets are the client's, never another client's that
+/// takes the connection after it (on a replica the read was split to, or
+/// on the writer).
+#[test]
+fn backends_a_prepared_text_read_otherwise_under_no_backslash_escapes_pins() {
+    let f = farm(&[]);
+    for cfg in [
+        full(&f, ""),
+        one_hostgroup("    default_schema: farm\n", &[("w", f.writer.addr())], ""),
+    ] {
+        let proxy = funnel_testkit::funnel::start(cfg);
+        let mut a = client(&proxy);
+        a.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'").unwrap();
+        a.exec_drop(r"SELECT ?, '\' INTO @a, @b -- '", (5,)).unwrap();
+        let (x, y): (Option<i64>, Option<String>) = a.query_first("SELECT @a, @b").unwrap().unwrap();
+        assert_eq!((x, y.as_deref()), (Some(5), Some(r"\")), "the client's own");
+        a.query_drop("INSERT INTO t VALUES (1, 0)").unwrap();
+        drop(a);
+        for i in 0..4 {
+            let mut b = client(&proxy);
+            let x: Option<i64> = b.query_first("SELECT @a").unwrap().unwrap();
+            let y: Option<i64> = b.exec_first("SELECT @a + ?", (0,)).unwrap().unwrap();
+            assert_eq!((x, y), (None, None), "another client, {i}");
+        }
+        assert_eq!(
+            f.writer.query_first::<i64>("SELECT COUNT(*) FROM farm.t"),
+            Some(1)
+        );
+        f.writer.exec("DELETE FROM farm.t");
+    }
+    for r in [&f.r1, &f.r2] {
+        assert_eq!(r.query_first::<i64>("SELECT COUNT(*) FROM farm.t"), Some(0));
+    }
+}

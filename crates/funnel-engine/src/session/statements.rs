@@ -299,6 +299,24 @@ impl Session {
         rules.route(sql, &self.user.name, schema).map(Rc::from)
     }
 
+    /// True when the text of prepared statement `meta` has a backslash
+    /// the server may read as a plain character: the session's
+    /// `sql_mode` has `NO_BACKSLASH_ESCAPES` or may have it (see
+    /// `literal_backslashes`), or the statement was prepared under one
+    /// that names it.
+    fn backslashes_may_be_literal(&self, meta: &StatementMeta) -> bool {
+        memchr::memchr(b'\\', &meta.sql).is_some()
+            && (self.sql_mode_unknown
+                || self
+                    .last_status
+                    .contains(StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+                || meta
+                    .vars
+                    .parse_modes()
+                    .to_ascii_uppercase()
+                    .contains("NO_BACKSLASH_ESCAPES"))
+    }
+
     /// The hostgroup of `conn`'s backend.
     fn hostgroup_of(&self, conn: &BackendConn) -> Rc<str> {
         self.shard
@@ -418,6 +436,13 @@ impl Session {
         // session's writes would follow it there.
         f.read_only = meta.effect.read_only && !bulk && payload.get(5) == Some(&CURSOR_TYPE_NO_CURSOR);
         f.rule_hostgroup = self.rule_hostgroup(&meta.sql, meta.schema.as_deref());
+        if self.backslashes_may_be_literal(&meta) {
+            // Funnel read the text with backslash escapes; the server may
+            // read another statement (`SELECT ?, '\' INTO @a -- '` sets
+            // variables unseen, which stayed on a pooled connection for
+            // the next client): pinned, unread, as such a query is.
+            f.set_unreadable();
+        }
         // A `CALL` returns its procedure's result sets, whose definitions
         // the server sends every time (also one in an executable comment).
         if !meta.effect.may_call {
