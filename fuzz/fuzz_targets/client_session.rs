@@ -21,12 +21,16 @@
 //!   packets: chunks framed with fuzz-chosen lengths (up to 3 bytes, so
 //!   beyond `max_packet_size`) and sequence ids, packets with a real command
 //!   byte and a fuzz body, or raw bytes.
-//! * 3 — valid login (fuzz-chosen extra capabilities, user, schema), then up
+//! * 3 — valid login (fuzz-chosen extra capabilities, among them MariaDB's
+//!   `CACHE_METADATA`, `STMT_BULK_OPERATIONS` and `EXTENDED_METADATA` from
+//!   `flags` bits 0-2, sent with `CLIENT_MYSQL` clear as MariaDB connectors
+//!   do; user, schema), then up
 //!   to 24 well-formed commands built from fuzz bytes: `COM_QUERY` with SQL
 //!   assembled from a fixed dictionary of harmless fragments (fuzz text
 //!   only inside string literals, comments, or short [a-z0-9_`' ;.-]
 //!   identifiers), `COM_STMT_PREPARE/EXECUTE/FETCH/RESET/CLOSE/
-//!   SEND_LONG_DATA` with typed fuzz parameters, `COM_INIT_DB`,
+//!   SEND_LONG_DATA` with typed fuzz parameters, `COM_STMT_BULK_EXECUTE`
+//!   (types, 1-3 rows with indicators), `COM_INIT_DB`,
 //!   `COM_CHANGE_USER`, `COM_RESET_CONNECTION`, `COM_PING`, `COM_SET_OPTION`,
 //!   `COM_FIELD_LIST`, `COM_STATISTICS`, refused commands (`COM_TIME`, ...),
 //!   `COM_QUIT`. LOCAL INFILE requests are answered with fuzz data.
@@ -44,6 +48,11 @@
 //! * mode 3: a reply the protocol crate's `ResponseTracker` rejects, a
 //!   sequence id out of order, an ERR/OK that does not parse, a prepare OK
 //!   that does not parse; a valid login refused;
+//! * mode 3 with `MARIADB_CLIENT_CACHE_METADATA`: a text result set without
+//!   its column definitions; an execute's result set that leaves them out
+//!   with a column count other than that of the definitions the client was
+//!   last sent for the statement (by its prepare or an execute; not checked
+//!   after an execute that failed once its result set began);
 //! * modes 0-2: reply bytes that do not frame, an ERR that does not parse, a
 //!   first packet that is neither a greeting nor an ERR;
 //! * after every input: a fresh connection must log in and `SELECT 1` must
@@ -188,6 +197,13 @@ impl<'a> In<'a> {
     }
 }
 
+/// `CS_TRACE=1` prints every mode-3 command with its reply's first packet
+/// (to see what a seed or a replayed input does).
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("CS_TRACE").is_some())
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -290,6 +306,10 @@ impl Client {
                 | Capabilities::CLIENT_PLUGIN_AUTH.0,
         );
         let mut want = base | extra;
+        if extra.upper() != 0 {
+            // MariaDB's extended capabilities travel only with CLIENT_MYSQL clear.
+            want.set(Capabilities::CLIENT_MYSQL, false);
+        }
         if db.is_some() {
             want = want | Capabilities::CLIENT_CONNECT_WITH_DB;
         }
@@ -869,6 +889,25 @@ fn statement(w: &World, inp: &mut In, sql: &mut Vec<u8>) {
         b"SELECT",
         b"SELEC 1",
         b")",
+        // Bulk execute, RETURNING read-backs, and statements whose description
+        // changes under a prepared statement (t2 and v1 live in the session's schema).
+        b"INSERT INTO t1 (b, c) VALUES (?, ?)",
+        b"INSERT INTO t1 (b, c) VALUES (?, ?) RETURNING a, b",
+        b"INSERT INTO t2 VALUES (?, ?)",
+        b"UPDATE t1 SET b = ? WHERE a = ?",
+        b"DELETE FROM t1 WHERE a = ?",
+        b"REPLACE INTO t1 (a, b) VALUES (?, ?) RETURNING *",
+        b"SELECT * FROM t2",
+        b"SELECT * FROM t1 WHERE a > ?",
+        b"ALTER TABLE t2 MODIFY b VARCHAR(40)",
+        b"ALTER TABLE t2 MODIFY b TEXT",
+        b"ALTER TABLE t2 ADD COLUMN IF NOT EXISTS d INT",
+        b"ALTER TABLE t2 DROP COLUMN IF EXISTS d",
+        b"CREATE OR REPLACE VIEW v1 AS SELECT a, b FROM t1",
+        b"CREATE OR REPLACE VIEW v1 AS SELECT b FROM t1",
+        b"SELECT * FROM v1",
+        b"SET NAMES utf8mb3",
+        b"SET character_set_client = latin1",
     ];
     let k = inp.u8();
     if usize::from(k) < fixed.len() {
@@ -989,27 +1028,84 @@ fn put_params(inp: &mut In, p: &mut Vec<u8>, count: u16) {
         }
     }
     for t in &types {
-        match t {
-            8 => p.extend_from_slice(&u64::from(inp.u32()).to_le_bytes()),
-            5 => p.extend_from_slice(&f64::from(inp.u16()).to_le_bytes()),
-            3 => p.extend_from_slice(&inp.u32().to_le_bytes()),
-            2 => p.extend_from_slice(&inp.u16().to_le_bytes()),
-            1 => p.push(inp.u8()),
-            12 => {
-                // DATETIME: length 0, 4, 7 or 11.
-                let len = inp.pick(&[0u8, 4, 7, 11]);
-                p.push(len);
-                let d = [0xe8u8, 0x07, 11, 21, 8, 41, 0, 0, 0, 0, 0];
-                p.extend_from_slice(&d[..usize::from(len)]);
-            }
-            6 => {}
-            _ => {
-                let s = inp.text(60);
-                p.push(s.len() as u8);
-                p.extend_from_slice(s);
+        put_value(inp, p, *t);
+    }
+}
+
+/// One binary-protocol value of type `t`.
+fn put_value(inp: &mut In, p: &mut Vec<u8>, t: u8) {
+    match t {
+        8 => p.extend_from_slice(&u64::from(inp.u32()).to_le_bytes()),
+        5 => p.extend_from_slice(&f64::from(inp.u16()).to_le_bytes()),
+        3 => p.extend_from_slice(&inp.u32().to_le_bytes()),
+        2 => p.extend_from_slice(&inp.u16().to_le_bytes()),
+        1 => p.push(inp.u8()),
+        12 => {
+            // DATETIME: length 0, 4, 7 or 11.
+            let len = inp.pick(&[0u8, 4, 7, 11]);
+            p.push(len);
+            let d = [0xe8u8, 0x07, 11, 21, 8, 41, 0, 0, 0, 0, 0];
+            p.extend_from_slice(&d[..usize::from(len)]);
+        }
+        6 => {}
+        _ => {
+            let s = inp.text(60);
+            p.push(s.len() as u8);
+            p.extend_from_slice(s);
+        }
+    }
+}
+
+/// `COM_STMT_BULK_EXECUTE` after its flags: with `send_types` the types,
+/// then 1-3 rows of an indicator byte per parameter (0 a value follows,
+/// 1 NULL, 2 DEFAULT, 3 IGNORE). Without `send_types` the values use the
+/// types the harness picks here, which the server may read otherwise: the
+/// server judges that, as on a direct connection.
+fn put_bulk(inp: &mut In, p: &mut Vec<u8>, count: u16, send_types: bool) {
+    let types: Vec<u8> = (0..count).map(|_| inp.pick(&[8u8, 253, 5, 3, 2, 1, 12, 252, 246])).collect();
+    if send_types {
+        for t in &types {
+            p.push(*t);
+            p.push(if inp.u8() % 4 == 0 { 0x80 } else { 0 });
+        }
+    }
+    for _ in 0..1 + inp.u8() % 3 {
+        for t in &types {
+            let ind = inp.pick(&[0u8, 0, 0, 0, 1, 2, 3]);
+            p.push(ind);
+            if ind == 0 {
+                put_value(inp, p, *t);
             }
         }
     }
+}
+
+/// The column count of a result set's first packet and, with
+/// `MARIADB_CLIENT_CACHE_METADATA`, whether its definitions follow.
+fn column_count(p: &[u8], cache: bool) -> Option<(u64, bool)> {
+    let (n, used) = match *p.first()? {
+        b @ 0..=0xfa => (u64::from(b), 1),
+        0xfc => (u64::from(u16::from_le_bytes(p.get(1..3)?.try_into().ok()?)), 3),
+        0xfd => {
+            let b = p.get(1..4)?;
+            (u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16, 4)
+        }
+        0xfe => (u64::from_le_bytes(p.get(1..9)?.try_into().ok()?), 9),
+        _ => return None,
+    };
+    let follows = !cache || *p.get(used)? != 0;
+    Some((n, follows))
+}
+
+/// Whose result sets the next exchange reads, for the metadata-cache check.
+#[derive(Clone, Copy)]
+enum Meta {
+    /// Not checked.
+    None,
+    /// A text query: definitions always follow.
+    Query,
+    /// An execute (or bulk) of this client statement id.
+    Stmt(u32),
 }
 
 struct Stmt {
@@ -1028,6 +1124,12 @@ struct Session {
     /// The commands sent so far in this session, for the panic messages
     /// (a finding often needs the whole sequence to be understood).
     trail: Vec<String>,
+    /// Per client statement id: the column count of the definitions the
+    /// client was last sent for it (by the prepare or an execute), `None`
+    /// when unknown (an execute that failed after a result set began).
+    defs: std::collections::HashMap<u32, Option<u64>>,
+    /// What the next exchange's result sets belong to (reset after it).
+    meta: Meta,
 }
 
 enum Outcome {
@@ -1069,6 +1171,9 @@ impl Session {
         let mut t = ResponseTracker::new(expect, self.c.caps, StatusFlags(2));
         let mut seq = 1u8;
         let mut first: Option<Vec<u8>> = None;
+        let meta = std::mem::replace(&mut self.meta, Meta::None);
+        let cache = self.c.caps.contains(Capabilities::MARIADB_CLIENT_CACHE_METADATA);
+        let mut sets = 0u32;
         loop {
             let (s, last, p) = match self.c.read_packet() {
                 Ok(x) => x,
@@ -1095,6 +1200,10 @@ impl Session {
             let ev = t
                 .feed(&p, p.len())
                 .unwrap_or_else(|e| panic!("{what}: reply malformed {e:?}: {}", hex(&p)));
+            if t.summary().result_sets != sets {
+                sets = t.summary().result_sets;
+                self.check_metadata(meta, cache, &p, what);
+            }
             if first.is_none() {
                 first = Some(p.clone());
             }
@@ -1110,7 +1219,21 @@ impl Session {
                 Event::Done => {
                     let err = t.summary().error.is_some()
                         || first.as_ref().is_some_and(|f| f.first() == Some(&0xff));
+                    if trace() {
+                        let f = first.as_deref().unwrap_or_default();
+                        eprintln!(
+                            "client_session: {} -> {} result set(s), first packet {}",
+                            self.trail.last().map_or("", String::as_str),
+                            t.summary().result_sets,
+                            hex(&f[..f.len().min(40)])
+                        );
+                    }
                     self.last_err = err;
+                    if let (true, Meta::Stmt(id), true) = (err, meta, sets > 0) {
+                        // Which definitions the client ended up with is not
+                        // clear (the engine sends them again): stop checking.
+                        self.defs.insert(id, None);
+                    }
                     return Outcome::Replied { err, first: first.unwrap_or_default() };
                 }
             }
@@ -1164,6 +1287,7 @@ impl Session {
                     self.user = user;
                     self.password = password;
                     self.stmts.clear();
+                    self.defs.clear();
                     self.last_err = false;
                     return true;
                 }
@@ -1188,6 +1312,33 @@ impl Session {
                     seq = seq.wrapping_add(1);
                 }
                 _ => panic!("COM_CHANGE_USER: unexpected reply {}", hex(&reply)),
+            }
+        }
+    }
+
+    /// A result set's first packet: with the metadata cache, definitions left
+    /// out of an execute must be ones the client has (at least by count: the
+    /// client reads the rows by them), and a text result set always has them.
+    fn check_metadata(&mut self, meta: Meta, cache: bool, p: &[u8], what: &str) {
+        let Some((count, follows)) = column_count(p, cache) else {
+            return; // the tracker judged the packet
+        };
+        match meta {
+            Meta::None => {}
+            Meta::Query => assert!(follows, "{what}: a text result set without its definitions: {}", hex(p)),
+            Meta::Stmt(id) if follows => {
+                self.defs.insert(id, Some(count));
+            }
+            Meta::Stmt(id) => {
+                if let Some(Some(known)) = self.defs.get(&id) {
+                    assert_eq!(
+                        *known,
+                        count,
+                        "{what}: definitions left out of a {count}-column result set of statement {id}, \
+                         but the client was last sent {known}: {}",
+                        hex(p)
+                    );
+                }
             }
         }
     }
@@ -1224,6 +1375,18 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
             extra = extra | *e;
         }
     }
+    // What MariaDB's connectors ask for (flags bits 0-2 are free in this
+    // mode); login() then clears CLIENT_MYSQL, as they do.
+    let mariadb = [
+        Capabilities::MARIADB_CLIENT_CACHE_METADATA,
+        Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+        Capabilities::MARIADB_CLIENT_EXTENDED_METADATA,
+    ];
+    for (i, e) in mariadb.iter().enumerate() {
+        if flags & (1 << i) != 0 {
+            extra = extra | *e;
+        }
+    }
     let (user, password) = if flags & 0x10 != 0 { (USER2, PASSWORD2) } else { (USER, PASSWORD) };
     let db = match (flags >> 5) % 4 {
         0 | 1 => None,
@@ -1235,7 +1398,16 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
     } else {
         Vec::new()
     };
-    let mut sess = Session { c, stmts: Vec::new(), user, password, last_err: false, trail: Vec::new() };
+    let mut sess = Session {
+        c,
+        stmts: Vec::new(),
+        user,
+        password,
+        last_err: false,
+        trail: Vec::new(),
+        defs: std::collections::HashMap::new(),
+        meta: Meta::None,
+    };
     if let Err(e) = sess.c.login(user, password, db, extra, attrs) {
         if user == USER2 && e.contains("1040") {
             return; // fz2 has max_connections: 4
@@ -1249,13 +1421,14 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
         if inp.done() {
             break;
         }
-        let k = inp.u8() % 20;
+        let k = inp.u8() % 21;
         let outcome = match k {
             0..=4 => {
                 let mut sql = Vec::new();
                 statement(w, inp, &mut sql);
                 let mut p = vec![0x03];
                 p.extend_from_slice(&sql);
+                sess.meta = Meta::Query;
                 sess.exchange(&p, Some(Expect::Results), &format!("COM_QUERY {}", String::from_utf8_lossy(&sql)))
             }
             5 => {
@@ -1268,6 +1441,7 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
                     let ok = PrepareOk::parse(first)
                         .unwrap_or_else(|e| panic!("prepare OK malformed {e:?}: {}", hex(first)));
                     sess.stmts.push(Stmt { id: ok.stmt_id, params: ok.params });
+                    sess.defs.insert(ok.stmt_id, Some(u64::from(ok.columns)));
                 }
                 o
             }
@@ -1278,6 +1452,7 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
                 p.push(inp.pick(&[0u8, 0, 1, 2, 4]));
                 p.extend_from_slice(&1u32.to_le_bytes());
                 put_params(inp, &mut p, params);
+                sess.meta = Meta::Stmt(id);
                 sess.exchange(&p, Some(Expect::Results), "COM_STMT_EXECUTE")
             }
             8 => {
@@ -1300,6 +1475,7 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
                 let mut p = vec![0x19];
                 p.extend_from_slice(&id.to_le_bytes());
                 sess.stmts.retain(|s| s.id != id);
+                sess.defs.remove(&id);
                 sess.exchange(&p, None, "COM_STMT_CLOSE")
             }
             11 => {
@@ -1323,6 +1499,7 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
                 let o = sess.exchange(&[0x1f], Some(Expect::Status), "COM_RESET_CONNECTION");
                 if let Outcome::Replied { err: false, .. } = o {
                     sess.stmts.clear();
+                    sess.defs.clear();
                 }
                 o
             }
@@ -1354,6 +1531,17 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
                     let name = format!("command {code:#04x}");
                     sess.exchange(&[code], Some(Expect::Status), &name)
                 }
+            }
+            19 => {
+                // Refused (as by the server) without MARIADB_CLIENT_STMT_BULK_OPERATIONS.
+                let (id, params) = sess.stmt_id(inp);
+                let mut p = vec![0xfa];
+                p.extend_from_slice(&id.to_le_bytes());
+                let bulk_flags = inp.pick(&[128u16, 128, 128, 0, 64, 192]);
+                p.extend_from_slice(&bulk_flags.to_le_bytes());
+                put_bulk(inp, &mut p, params, bulk_flags & 128 != 0);
+                sess.meta = Meta::Stmt(id);
+                sess.exchange(&p, Some(Expect::Results), "COM_STMT_BULK_EXECUTE")
             }
             _ => {
                 // COM_QUIT: the proxy closes without a word.
