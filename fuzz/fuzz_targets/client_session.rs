@@ -24,7 +24,7 @@
 //! * 3 — valid login (fuzz-chosen extra capabilities, among them MariaDB's
 //!   `CACHE_METADATA`, `STMT_BULK_OPERATIONS` and `EXTENDED_METADATA` from
 //!   `flags` bits 0-2, sent with `CLIENT_MYSQL` clear as MariaDB connectors
-//!   do; user, schema), then up
+//!   do; `CLIENT_COMPRESS` from bit 3; user, schema), then up
 //!   to 24 well-formed commands built from fuzz bytes: `COM_QUERY` with SQL
 //!   assembled from a fixed dictionary of harmless fragments (fuzz text
 //!   only inside string literals, comments, or short [a-z0-9_`' ;.-]
@@ -217,6 +217,13 @@ struct Client {
     caps: Capabilities,
     scramble: Vec<u8>,
     deadline: Instant,
+    /// `CLIENT_COMPRESS` was agreed and the login is over: packets travel
+    /// inside compressed packets (7-byte header, zlib or plain payload).
+    compressed: bool,
+    /// Bytes read but not yet unpacked (compressed protocol).
+    raw: BytesMut,
+    /// The compressed sequence id after the last compressed packet read.
+    cseq: u8,
 }
 
 #[derive(Debug)]
@@ -238,7 +245,44 @@ impl Client {
             caps: Capabilities::EMPTY,
             scramble: Vec::new(),
             deadline,
+            compressed: false,
+            raw: BytesMut::new(),
+            cseq: 0,
         })
+    }
+
+    /// Moves one whole compressed packet from `raw` to `inbox`, unpacked.
+    /// `Ok(false)` when none is whole yet.
+    fn unpack(&mut self) -> Result<bool, RErr> {
+        use std::io::Read as _;
+        if self.raw.len() < 7 {
+            return Ok(false);
+        }
+        let len3 = |b: &[u8]| usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+        let clen = len3(&self.raw[..3]);
+        let ulen = len3(&self.raw[4..7]);
+        if self.raw.len() < 7 + clen {
+            return Ok(false);
+        }
+        self.cseq = self.raw[3].wrapping_add(1);
+        let frame = self.raw.split_to(7 + clen);
+        if ulen == 0 {
+            self.inbox.extend_from_slice(&frame[7..]);
+            return Ok(true);
+        }
+        let mut plain = Vec::with_capacity(ulen);
+        flate2::read::ZlibDecoder::new(&frame[7..])
+            .take(ulen as u64 + 1)
+            .read_to_end(&mut plain)
+            .map_err(|e| RErr::Frame(format!("compressed packet does not inflate: {e}")))?;
+        if plain.len() != ulen {
+            return Err(RErr::Frame(format!(
+                "compressed packet inflates to {} bytes, its header says {ulen}",
+                plain.len()
+            )));
+        }
+        self.inbox.extend_from_slice(&plain);
+        Ok(true)
     }
 
     fn read_packet(&mut self) -> Result<(u8, u8, Vec<u8>), RErr> {
@@ -247,6 +291,9 @@ impl Client {
                 Ok(Some(p)) => return Ok((p.seq, p.last_seq, p.payload.to_vec())),
                 Ok(None) => {}
                 Err(e) => return Err(RErr::Frame(format!("{e:?}"))),
+            }
+            if self.compressed && self.unpack()? {
+                continue;
             }
             let now = Instant::now();
             if now >= self.deadline {
@@ -258,6 +305,7 @@ impl Client {
             let mut chunk = [0u8; 65536];
             match self.s.read(&mut chunk) {
                 Ok(0) => return Err(RErr::Closed),
+                Ok(n) if self.compressed => self.raw.extend_from_slice(&chunk[..n]),
                 Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Err(RErr::Timeout)
@@ -272,6 +320,19 @@ impl Client {
     fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<()> {
         let mut out = BytesMut::new();
         write_packet(&mut out, seq, payload);
+        if self.compressed {
+            // Plain (uncompressed length 0), as clients send short packets.
+            // A command starts the compressed ids at 0; a packet within one
+            // takes the id after the last compressed packet read.
+            let cseq = if seq == 0 { 0 } else { self.cseq };
+            self.cseq = cseq.wrapping_add(1);
+            let mut framed = BytesMut::new();
+            framed.put_slice(&(out.len() as u32).to_le_bytes()[..3]);
+            framed.put_u8(cseq);
+            framed.put_slice(&[0, 0, 0]);
+            framed.put_slice(&out);
+            return self.s.write_all(&framed);
+        }
         self.s.write_all(&out)
     }
 
@@ -336,6 +397,7 @@ impl Client {
                 Some(0x00) => {
                     OkPacket::parse(&reply, self.caps)
                         .unwrap_or_else(|e| panic!("login OK malformed {e:?}: {}", hex(&reply)));
+                    self.compressed = self.caps.contains(Capabilities::CLIENT_COMPRESS);
                     return Ok(());
                 }
                 Some(0xff) => {
@@ -586,7 +648,9 @@ fn mode_login(w: &World, flags: u8, inp: &mut In) {
                         assert_eq!(s, expect, "login OK sequence id");
                         OkPacket::parse(&reply, agreed)
                             .unwrap_or_else(|e| panic!("malformed login OK {e:?}: {}", hex(&reply)));
-                        // Logged in: one query with the client's odd caps.
+                        // Logged in: one query with the client's odd caps
+                        // (compressed from here on if it asked for that).
+                        c.compressed = agreed.contains(Capabilities::CLIENT_COMPRESS);
                         c.deadline = Instant::now() + Duration::from_secs(4);
                         let mut q = BytesMut::new();
                         write_query(&mut q, b"SELECT 1, 'x', NULL");
@@ -1222,7 +1286,8 @@ impl Session {
                     if trace() {
                         let f = first.as_deref().unwrap_or_default();
                         eprintln!(
-                            "client_session: {} -> {} result set(s), first packet {}",
+                            "client_session: {}{} -> {} result set(s), first packet {}",
+                            if self.c.compressed { "[compressed] " } else { "" },
                             self.trail.last().map_or("", String::as_str),
                             t.summary().result_sets,
                             hex(&f[..f.len().min(40)])
@@ -1386,6 +1451,9 @@ fn mode_commands(w: &World, flags: u8, inp: &mut In) {
         if flags & (1 << i) != 0 {
             extra = extra | *e;
         }
+    }
+    if flags & 8 != 0 {
+        extra = extra | Capabilities::CLIENT_COMPRESS;
     }
     let (user, password) = if flags & 0x10 != 0 { (USER2, PASSWORD2) } else { (USER, PASSWORD) };
     let db = match (flags >> 5) % 4 {
