@@ -374,7 +374,7 @@ impl Client {
         if db.is_some() {
             want = want | Capabilities::CLIENT_CONNECT_WITH_DB;
         }
-        self.caps = want.intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+        self.caps = agreed_caps(want, &hs);
         let login = HandshakeResponse41 {
             capabilities: self.caps,
             max_packet_size: 1 << 24,
@@ -443,6 +443,18 @@ impl Client {
             }
         }
     }
+}
+
+/// The capabilities a login with `client` agrees with a proxy that greeted
+/// with `hs`: those both have, where MariaDB's extended ones (the upper 32
+/// bits) travel only when the client clears `CLIENT_MYSQL`; with it set the
+/// login writes zeros where they go, and the proxy sees none.
+fn agreed_caps(client: Capabilities, hs: &HandshakeV10) -> Capabilities {
+    let mut client = client;
+    if client.contains(Capabilities::CLIENT_MYSQL) {
+        client = Capabilities(client.0 & 0xffff_ffff);
+    }
+    client.intersect(hs.capabilities | Capabilities::CLIENT_MYSQL)
 }
 
 // ---------------------------------------------------------------- health
@@ -554,7 +566,7 @@ fn mode_login(w: &World, flags: u8, inp: &mut In) {
     };
     let caps = Capabilities(u64::from(inp.u32()) | u64::from(inp.u8() & 0x1f) << 32);
     // What the proxy can have agreed to: the client's flags it offered.
-    let agreed = caps.intersect(hs.capabilities | Capabilities::CLIENT_MYSQL);
+    let agreed = agreed_caps(caps, &hs);
     let user: &[u8] = match inp.u8() % 6 {
         0 | 1 => USER.as_bytes(),
         2 => USER2.as_bytes(),
