@@ -86,9 +86,8 @@ impl StatementMeta {
     /// count and the EOF packets' status are the session's, not the
     /// statement's.
     pub fn described_as(&self, response: &[u8]) -> bool {
-        let packets = payloads;
         let eof = |p: &[u8]| p.first() == Some(&funnel_protocol::response::EOF_HEADER) && p.len() < 9;
-        let (mut ours, mut theirs) = (packets(&self.response), packets(response));
+        let (mut ours, mut theirs) = (payloads(&self.response), payloads(response));
         // The OK: status, id, columns, parameters; then a filler and warnings.
         match (ours.next(), theirs.next()) {
             (Some(a), Some(b)) if a.len() >= 9 && b.len() >= 9 && a[5..9] == b[5..9] => {}

@@ -1181,8 +1181,6 @@ impl Session {
 /// An execute's flags byte without a cursor (`CURSOR_TYPE_NO_CURSOR`).
 const CURSOR_TYPE_NO_CURSOR: u8 = 0;
 
-/// Closes a statement evicted from a connection's cache (no response).
-/// Gives the connection back in `Err` when the write failed.
 /// True for a prepare's ERR that comes of the server's state at the time,
 /// not of the text: no room for a statement (1461), a lock wait that
 /// timed out (1205), a statement interrupted (1317) or out of time
@@ -1193,6 +1191,8 @@ fn says_nothing_of_the_text(code: u16) -> bool {
     matches!(code, MAX_PREPARED_STMT_COUNT_REACHED | 1205 | 1317 | 1969)
 }
 
+/// Closes a statement evicted from a connection's cache (no response).
+/// Gives the connection back in `Err` when the write failed.
 async fn close_evicted(mut conn: BackendConn, evicted: Option<u32>) -> Result<BackendConn, BackendConn> {
     if let Some(id) = evicted {
         let mut p = BytesMut::with_capacity(5);
