@@ -32,6 +32,19 @@ const SAVE_PARSE_MODES: &str = "@funnel_sql_mode = @@sql_mode, @funnel_old_mode 
 const RESTORE_PARSE_MODES: &str = "SET sql_mode = @funnel_sql_mode, old_mode = @funnel_old_mode, \
      @funnel_sql_mode = NULL, @funnel_old_mode = NULL";
 
+/// Saves the connection's client and connection charsets beside
+/// [`SAVE_PARSE_MODES`]: they parse a statement's text and type its
+/// literals. (`@@collation_connection` reads back exactly; the client
+/// charset's collation plays no part.)
+const SAVE_PARSE_CHARSETS: &str =
+    "@funnel_cs_client = @@character_set_client, @funnel_collation_connection = @@collation_connection";
+
+/// Puts them back and forgets them: assignments to append to
+/// [`RESTORE_PARSE_MODES`], one statement.
+const RESTORE_PARSE_CHARSETS: &str = "character_set_client = @funnel_cs_client, \
+     collation_connection = @funnel_collation_connection, @funnel_cs_client = NULL, \
+     @funnel_collation_connection = NULL";
+
 impl Session {
     /// How many statements `conn` may keep prepared (its pool's share of
     /// the server's limit).
@@ -961,10 +974,23 @@ impl Session {
             // too (`[id]` prepared under MSSQL, executed after `SET
             // sql_mode = ''` in a session a CALL pinned: 1064, where a
             // direct connection runs its prepare; soak seeds 500569, and
-            // 500684 after a computed `SET sql_mode` while pinned).
-            let sql = format!("SET {SAVE_PARSE_MODES}, {}", meta.vars.parse_modes());
+            // 500684 after a computed `SET sql_mode` while pinned). So are
+            // the client and connection charsets, which type the text's
+            // literals (soak seed 501628: `SET NAMES binary` after a
+            // CALL), where the login charset has a name to go back to.
+            let charsets = meta
+                .vars
+                .parse_charset_assignments(super::sync::handshake_names(&c))
+                .ok();
+            let sql = match &charsets {
+                Some(cs) => format!(
+                    "SET {SAVE_PARSE_MODES}, {SAVE_PARSE_CHARSETS}, {}, {cs}",
+                    meta.vars.parse_modes()
+                ),
+                None => format!("SET {SAVE_PARSE_MODES}, {}", meta.vars.parse_modes()),
+            };
             match self.run_sync(c, sql.as_bytes(), 0).await? {
-                Some(c) => (c, true),
+                Some(c) => (c, Some(charsets.is_some())),
                 None => return Ok(None),
             }
         } else {
@@ -973,7 +999,7 @@ impl Session {
             // read-only, which another client's `tx_read_only` would make it.
             let target = self.parse_target(&c, &meta.vars);
             match self.sync_vars_to(c, &target, 0).await? {
-                Some(c) => (c, false),
+                Some(c) => (c, None),
                 None => return Ok(None),
             }
         };
@@ -981,11 +1007,16 @@ impl Session {
         payload.extend_from_slice(&[0x16]);
         payload.extend_from_slice(&meta.sql);
         let (mut conn, result) = self.run_prepare(c, &payload, &mut Vec::new()).await;
-        if modes_saved {
+        if let Some(charsets_saved) = modes_saved {
             // Funnel's statements there: the server's ROW_COUNT() is not
             // the client's now.
             self.own_row_count_next = true;
-            let restored = conn.run_query(RESTORE_PARSE_MODES.as_bytes()).await;
+            let restore = if charsets_saved {
+                format!("{RESTORE_PARSE_MODES}, {RESTORE_PARSE_CHARSETS}")
+            } else {
+                RESTORE_PARSE_MODES.to_string()
+            };
+            let restored = conn.run_query(restore.as_bytes()).await;
             if !restored.as_ref().is_ok_and(|s| s.error.is_none()) {
                 // The connection keeps the statement's modes, or is gone:
                 // as any lost connection.

@@ -364,6 +364,6 @@ pub(super) async fn select_schema(
 
 /// The name and collation of `conn`'s handshake charset, when Funnel knows
 /// them (`SET NAMES` can then put its charset variables back).
-fn handshake_names(conn: &BackendConn) -> Option<(&'static str, &'static str)> {
+pub(super) fn handshake_names(conn: &BackendConn) -> Option<(&'static str, &'static str)> {
     charset::names(u16::from(conn.key.charset))
 }

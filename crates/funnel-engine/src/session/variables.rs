@@ -384,6 +384,56 @@ impl SessionVars {
         self.diff_sql_on(current, handshake, false)
     }
 
+    /// The assignments that give a connection these variables' client and
+    /// connection charsets, what a statement's text is parsed by and its
+    /// literals are typed by, leaving `character_set_results` as it is
+    /// (the server reads back only its charset's name, not the collation
+    /// `SET NAMES ... COLLATE` gives it, so it cannot be put back exactly).
+    /// `handshake` is the connection's login charset and collation, for
+    /// variables that set none.
+    pub fn parse_charset_assignments(
+        &self,
+        handshake: Option<(&str, &str)>,
+    ) -> Result<String, CannotRestoreCharset> {
+        let mut parts = Vec::new();
+        match (self.0.get(NAMES), self.0.get(CHARSET)) {
+            (Some(names), _) => {
+                let lower = names.to_ascii_lowercase();
+                match lower.find(" collate ") {
+                    Some(at) => {
+                        let cs = &names[..at];
+                        let coll = &names[at + " collate ".len()..];
+                        parts.push(format!(
+                            "character_set_client = {cs}, character_set_connection = {cs}, collation_connection = {coll}"
+                        ));
+                    }
+                    None => parts.push(format!(
+                        "character_set_client = {names}, character_set_connection = {names}"
+                    )),
+                }
+            }
+            (None, Some(cs)) => parts.push(format!(
+                "character_set_client = {cs}, character_set_connection = @@character_set_database"
+            )),
+            (None, None) => {
+                let (cs, coll) = handshake.ok_or(CannotRestoreCharset)?;
+                parts.push(format!(
+                    "character_set_client = {cs}, character_set_connection = {cs}, collation_connection = {coll}"
+                ));
+            }
+        }
+        for v in [
+            "character_set_client",
+            "character_set_connection",
+            "collation_connection",
+        ] {
+            if let Some(val) = self.0.get(v) {
+                parts.push(format!("{v} = {val}"));
+            }
+        }
+        Ok(parts.join(", "))
+    }
+
     /// [`Self::diff_sql`] for a connection that logged in with
     /// `CLIENT_IGNORE_SPACE` when `ignore_space`: the server then adds
     /// `IGNORE_SPACE` to the global `sql_mode` at login (Connector/J asks
