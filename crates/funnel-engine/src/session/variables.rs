@@ -395,39 +395,27 @@ impl SessionVars {
         &self,
         handshake: Option<(&str, &str)>,
     ) -> Result<String, CannotRestoreCharset> {
-        let mut parts = Vec::new();
-        match (self.0.get(NAMES), self.0.get(CHARSET)) {
-            (Some(names), _) => {
-                let lower = names.to_ascii_lowercase();
-                match lower.find(" collate ") {
-                    Some(at) => {
-                        let cs = &names[..at];
-                        let coll = &names[at + " collate ".len()..];
-                        parts.push(format!(
-                            "character_set_client = {cs}, character_set_connection = {cs}, collation_connection = {coll}"
-                        ));
-                    }
-                    None => parts.push(format!(
-                        "character_set_client = {names}, character_set_connection = {names}"
-                    )),
-                }
-            }
-            (None, Some(cs)) => parts.push(format!(
-                "character_set_client = {cs}, character_set_connection = @@character_set_database"
-            )),
+        // The parser stores `SET NAMES cs COLLATE coll` as written here;
+        // `CHARACTER SET` gives the connection the schema's charset.
+        let (cs, connection, coll) = match (self.0.get(NAMES), self.0.get(CHARSET)) {
+            (Some(names), _) => match names.split_once(" COLLATE ") {
+                Some((cs, coll)) => (cs, cs, Some(coll)),
+                None => (names.as_str(), names.as_str(), None),
+            },
+            (None, Some(cs)) => (cs.as_str(), "@@character_set_database", None),
             (None, None) => {
                 let (cs, coll) = handshake.ok_or(CannotRestoreCharset)?;
-                parts.push(format!(
-                    "character_set_client = {cs}, character_set_connection = {cs}, collation_connection = {coll}"
-                ));
+                (cs, cs, Some(coll))
             }
+        };
+        let mut parts = vec![format!(
+            "character_set_client = {cs}, character_set_connection = {connection}"
+        )];
+        if let Some(coll) = coll {
+            parts.push(format!("collation_connection = {coll}"));
         }
-        for v in [
-            "character_set_client",
-            "character_set_connection",
-            "collation_connection",
-        ] {
-            if let Some(val) = self.0.get(v) {
+        for v in CHARSET_VARS.iter().filter(|v| **v != "character_set_results") {
+            if let Some(val) = self.0.get(*v) {
                 parts.push(format!("{v} = {val}"));
             }
         }
