@@ -55,6 +55,21 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "MariaDB bulk executes (COM_STMT_BULK_EXECUTE, a batch of rows for one statement) forwarded.",
         per_core(&|s| s.counters.bulk_executes),
     );
+    let mut causal = Vec::new();
+    for s in shards {
+        for (outcome, n) in [
+            ("waited", s.counters.causal_waits),
+            ("no_wait", s.counters.causal_waits_skipped),
+            ("writer", s.counters.causal_reads_on_writer),
+        ] {
+            causal.push((format!("{{core=\"{}\",outcome=\"{outcome}\"}}", s.shard.0), n));
+        }
+    }
+    counter(
+        "funnel_causal_reads_total",
+        "Replica reads of causal_reads sessions after a write: waited for the replica to apply it, served at once (seen applied), or sent to the writer.",
+        causal,
+    );
     counter(
         "funnel_bytes_total",
         "Bytes from and to clients.",

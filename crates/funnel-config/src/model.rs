@@ -268,10 +268,25 @@ pub struct User {
     /// Refuse this user's logins that do not use TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// Read-your-writes for split reads: after this user's session
+    /// commits a write, its reads on a replica first wait (up to
+    /// `causal_reads_timeout`) until the replica has applied it, and run
+    /// on the writer when it has not. Needs MariaDB with GTIDs (binary
+    /// logging on the writers).
+    #[serde(default)]
+    pub causal_reads: bool,
+    /// How long a replica may take to catch up with a session's writes
+    /// before its read runs on the writer instead.
+    #[serde(default = "default_causal_reads_timeout")]
+    pub causal_reads_timeout: HumanDuration,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_causal_reads_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
 }
 
 impl User {

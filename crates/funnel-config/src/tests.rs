@@ -394,6 +394,31 @@ fn config_user_hostgroups_must_exist() {
 }
 
 #[test]
+fn config_causal_reads_default_off_with_a_bounded_timeout() {
+    let cfg = Config::from_yaml_str(MINIMAL).unwrap();
+    assert!(!cfg.users[0].causal_reads);
+    assert_eq!(cfg.users[0].causal_reads_timeout, HumanDuration::from_secs(1));
+    let on = MINIMAL.replace(
+        "    password: sbtest\nbackends",
+        "    password: sbtest\n    causal_reads: true\n    causal_reads_timeout: 250ms\nbackends",
+    );
+    let cfg = Config::from_yaml_str(&on).unwrap();
+    assert!(cfg.users[0].causal_reads);
+    assert_eq!(
+        cfg.users[0].causal_reads_timeout.as_duration(),
+        Duration::from_millis(250)
+    );
+    for bad in ["0s", "2h"] {
+        let yaml = on.replace("250ms", bad);
+        assert_eq!(
+            problems(&yaml),
+            ["users[0].causal_reads_timeout: must be above 0 and at most 1h (a read waits that long for a replica)"],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn config_admin_and_listener_rules() {
     let yaml = format!(
         "{MINIMAL}admin:\n  listen: 127.0.0.1:6033\n  user: ''\nmetrics:\n  listen: 127.0.0.1:6033\n"

@@ -214,6 +214,9 @@ fn check_secret(path: &str, password: Option<&str>, hash: Option<&str>, out: &mu
     }
 }
 
+/// The longest a read may wait for a replica to apply a session's writes.
+const MAX_CAUSAL_READS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn check_users(users: &[User], hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
     if users.is_empty() {
         push(out, "users", "at least one user is required");
@@ -239,6 +242,14 @@ fn check_users(users: &[User], hostgroups: &BTreeSet<&str>, out: &mut Vec<Proble
         // With no backends every hostgroup would be missing; "backends" reports the real cause.
         if !hostgroups.is_empty() {
             check_user_hostgroups(&path, user, hostgroups, out);
+        }
+        let wait = user.causal_reads_timeout.as_duration();
+        if wait.is_zero() || wait > MAX_CAUSAL_READS_TIMEOUT {
+            push(
+                out,
+                format!("{path}.causal_reads_timeout"),
+                "must be above 0 and at most 1h (a read waits that long for a replica)",
+            );
         }
     }
 }

@@ -235,6 +235,12 @@ pub struct Counters {
     pub backend_resets: u64,
     /// Backend connections given another client's pool key instead of a new one.
     pub connections_switched: u64,
+    /// Causal reads that waited on a replica.
+    pub causal_waits: u64,
+    /// Causal reads on a replica known to have the session's writes.
+    pub causal_waits_skipped: u64,
+    /// Causal reads sent to the writer instead of a replica.
+    pub causal_reads_on_writer: u64,
     /// `SET`s run to bring connections in line with sessions.
     pub state_syncs: u64,
     /// Statements prepared on a connection at their first execute there.
@@ -272,6 +278,9 @@ impl Counters {
         self.backend_discarded += o.backend_discarded;
         self.backend_resets += o.backend_resets;
         self.connections_switched += o.connections_switched;
+        self.causal_waits += o.causal_waits;
+        self.causal_waits_skipped += o.causal_waits_skipped;
+        self.causal_reads_on_writer += o.causal_reads_on_writer;
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
         self.prepares_rechecked += o.prepares_rechecked;

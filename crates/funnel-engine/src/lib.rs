@@ -12,6 +12,7 @@ pub mod affinity;
 pub mod backends;
 pub mod backlog;
 pub mod caps;
+pub mod causal;
 pub mod column_cache;
 pub mod compress;
 pub mod control;

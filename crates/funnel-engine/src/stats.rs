@@ -84,6 +84,13 @@ pub struct Stats {
     pub prepares_rechecked: Cell<u64>,
     /// Prepares answered from the registry, with no backend round trip.
     pub prepares_from_registry: Cell<u64>,
+    /// Causal reads that waited on a replica for the session's writes.
+    pub causal_waits: Cell<u64>,
+    /// Causal reads on a replica already seen to have the session's writes.
+    pub causal_waits_skipped: Cell<u64>,
+    /// Causal reads sent to the writer: the replica did not catch up in
+    /// time, could not wait, or the session's last write was not read.
+    pub causal_reads_on_writer: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
     pub state_syncs: Cell<u64>,
     /// Statistics snapshots this core built for the admin and metrics
@@ -129,6 +136,9 @@ impl Stats {
             backend_discarded: self.backend_discarded.get(),
             backend_resets: self.backend_resets.get(),
             connections_switched: self.connections_switched.get(),
+            causal_waits: self.causal_waits.get(),
+            causal_waits_skipped: self.causal_waits_skipped.get(),
+            causal_reads_on_writer: self.causal_reads_on_writer.get(),
             state_syncs: self.state_syncs.get(),
             snapshots: self.snapshots.get(),
             reprepares: self.reprepares.get(),

@@ -2,6 +2,8 @@
 //! `read_only` and `@@port`), with read/write split, weights, query rules,
 //! a reader killed and restarted under load, backends that close idle
 //! connections, and backends added and removed while clients run.
+//! Causal reads (a session reading its own writes on a lagging replica)
+//! are in `backends/causal_reads.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +19,9 @@ use funnel_testkit::mini_client::MiniClient;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
+
+#[path = "backends/causal_reads.rs"]
+mod causal_reads;
 
 struct Farm {
     writer: MariaDb,

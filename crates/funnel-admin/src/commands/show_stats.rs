@@ -40,6 +40,9 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("reprepares", t.counters.reprepares),
         ("prepares_rechecked", t.counters.prepares_rechecked),
         ("prepares_from_registry", t.counters.prepares_from_registry),
+        ("causal_waits", t.counters.causal_waits),
+        ("causal_waits_skipped", t.counters.causal_waits_skipped),
+        ("causal_reads_on_writer", t.counters.causal_reads_on_writer),
     ] {
         add("all", name, v.to_string());
     }

@@ -781,10 +781,37 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<(Vec<funnel_protocol::resultset::ColumnDefinition>, TextRows), BackendError> {
+        let deadline = self.own_deadline.get();
+        self.query_definitions_within(deadline, sql).await
+    }
+
+    /// [`Self::query_rows`] under `deadline` instead of the connection's
+    /// own one (a statement that waits on the server, such as
+    /// `MASTER_GTID_WAIT`, for longer than that allows).
+    pub async fn query_rows_within(
+        &mut self,
+        deadline: Deadline,
+        sql: &str,
+    ) -> Result<(Vec<String>, TextRows), BackendError> {
+        let (defs, rows) = self.query_definitions_within(deadline, sql).await?;
+        let names = defs
+            .into_iter()
+            .map(|d| String::from_utf8_lossy(&d.name).into_owned())
+            .collect();
+        Ok((names, rows))
+    }
+
+    async fn query_definitions_within(
+        &mut self,
+        deadline: Deadline,
+        sql: &str,
+    ) -> Result<(Vec<funnel_protocol::resultset::ColumnDefinition>, TextRows), BackendError> {
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql.as_bytes());
         let mut raw = Vec::new();
-        let summary = self.run_capturing(&p, Expect::Results, Some(&mut raw)).await?;
+        let summary = self
+            .run_capturing_within(Some(deadline), &p, Expect::Results, Some(&mut raw))
+            .await?;
         if let Some(err) = summary.error {
             return Err(BackendError::Refused(err));
         }

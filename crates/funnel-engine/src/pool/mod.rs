@@ -196,6 +196,9 @@ pub struct Pool {
     /// check's): a fresh session's flags on this server (its global
     /// `sql_mode`'s NO_BACKSLASH_ESCAPES).
     login_status: Cell<Option<StatusFlags>>,
+    /// The GTID position a causal read's wait on this server saw it
+    /// reach: reads that want no more need not wait again.
+    applied: RefCell<crate::causal::GtidPos>,
     stats: Rc<Stats>,
 }
 
@@ -254,6 +257,7 @@ impl Pool {
             server_version: RefCell::new(None),
             server_extended: Cell::new(None),
             login_status: Cell::new(None),
+            applied: RefCell::new(crate::causal::GtidPos::default()),
             stats,
         })
     }
@@ -309,6 +313,16 @@ impl Pool {
     /// How long a command may wait for one of this pool's connections.
     pub fn wait_timeout(&self) -> Duration {
         self.limits.get().wait_timeout
+    }
+
+    /// True when a causal read's wait saw this server apply `pos`.
+    pub fn has_applied(&self, pos: &crate::causal::GtidPos) -> bool {
+        self.applied.borrow().covers(pos)
+    }
+
+    /// A causal read's wait saw this server apply `pos`.
+    pub fn note_applied(&self, pos: &crate::causal::GtidPos) {
+        self.applied.borrow_mut().merge(pos);
     }
 
     /// True when the server said `read_only=ON`.

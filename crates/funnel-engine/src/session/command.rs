@@ -221,6 +221,13 @@ impl Forward {
         self.may_run_stored_code = true;
     }
 
+    /// True when it may change data (and so commit a transaction with a
+    /// GTID): not a read, a tracked `SET` or `USE`, a prepare or a report
+    /// on the previous statement.
+    pub fn may_write_data(&self) -> bool {
+        !(self.read_only || self.session_only || self.changes_no_data || self.diagnostics)
+    }
+
     /// True when, after the reply, Funnel asks the server on the same
     /// connection about what the command left (a read-back, the named-lock
     /// check after a `RELEASE_LOCK()`), and what it learns may pin or free

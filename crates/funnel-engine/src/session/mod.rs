@@ -6,6 +6,7 @@
 //! response back and returns the connection, unless the server's status
 //! flags or the command itself say the session must keep it (pinning).
 
+mod causal_reads;
 pub mod command;
 pub mod dynamic_sql;
 pub mod handshake;
@@ -296,6 +297,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 last: LastResults::default(),
                 calc_found_rows: false,
                 tracks_state_itself: false,
+                causal: Default::default(),
                 insert_id_on_server: false,
                 insert_id_given_to_calls: false,
                 own_row_count_next: false,
@@ -409,6 +411,9 @@ struct Session {
     /// connection it keeps since): its replies' state-change reports are
     /// its own, not Funnel's.
     tracks_state_itself: bool,
+    /// What a replica must have applied to serve this session a read,
+    /// for a user with `causal_reads` (see [`crate::causal`]).
+    causal: crate::causal::CausalState,
     /// Pinned for `PreviousStatementInfo`: the connection's
     /// `LAST_INSERT_ID()` is the client's. Not when the pin began on a
     /// connection that never saw the client's inserts (it has its own, or
@@ -1499,7 +1504,7 @@ impl Session {
     /// a slot under the user's and the schema's caps, if any.
     /// A `KILL` of this client, or a `KILL QUERY` of its command, stops
     /// the wait (and the command never runs).
-    async fn checkout_routed(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
+    async fn checkout_routed(&mut self, route: &Route) -> Result<BackendConn, EngineError> {
         self.control.take_wait_interrupted();
         self.control.set_state(ClientState::Waiting);
         let stopped = self.control.wait_stopped();
@@ -1508,7 +1513,7 @@ impl Session {
                 .wait_unpaused(self.shard.config().backlog.wait_timeout.as_duration())
                 .await?;
             let slot = self.cap_slot().await?;
-            let mut conn = self.checkout_route(total, f).await?;
+            let mut conn = self.checkout_on(route).await?;
             conn.cap_slot = slot;
             Ok(Some(conn))
         };
@@ -1553,11 +1558,6 @@ impl Session {
         }
         let wait = self.shard.config().backlog.wait_timeout.as_duration();
         self.shard.caps.acquire(&limits, wait).await.map(Some)
-    }
-
-    async fn checkout_route(&mut self, total: usize, f: &Forward) -> Result<BackendConn, EngineError> {
-        let route = self.route(total, f);
-        self.checkout_on(&route).await
     }
 
     /// A connection from `route`'s hostgroup, else from its fallback.
@@ -1639,8 +1639,20 @@ impl Session {
                 );
                 self.send_own_err(1, &err).await.map(|_| None)
             }
-            None => match self.checkout_routed(total, f).await {
+            None => match self.checkout_routed(&self.route(total, f)).await {
                 Ok(c) => {
+                    let c = if self.user.causal_reads.is_some() {
+                        // Boxed: only for users with causal reads.
+                        match Box::pin(self.causal_read_conn(c, f)).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                self.buf.consume(total);
+                                return self.reply_error(1, e).await.map(|_| None);
+                            }
+                        }
+                    } else {
+                        c
+                    };
                     self.last_backend = c.backend.clone();
                     self.foreign_diagnostics = c.stale_diagnostics;
                     if !self.pins.contains(PinReason::PreviousStatementInfo) {
@@ -1977,6 +1989,12 @@ impl Session {
         }
         if ok && f.tracks_state_itself {
             self.tracks_state_itself = true;
+        }
+        if self.user.causal_reads.is_some() {
+            if let Err(e) = Box::pin(self.note_causal_write(&mut conn, f)).await {
+                self.lose_after_reply(conn, &e);
+                return;
+            }
         }
         self.keep_or_release(conn, f, ok || expect == Expect::Results);
         if ok && f.sets_insert_id && !self.pins.contains(PinReason::PreviousStatementInfo) {

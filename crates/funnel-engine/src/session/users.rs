@@ -31,6 +31,9 @@ pub struct UserEntry {
     pub max_backend_per_core: usize,
     /// Refuse logins without TLS.
     pub require_tls: bool,
+    /// With `causal_reads`: how long a replica read waits for the
+    /// session's writes (see [`crate::causal`]).
+    pub causal_reads: Option<std::time::Duration>,
     /// This user's client connections across all cores.
     pub connected: Arc<AtomicU32>,
 }
@@ -124,6 +127,7 @@ impl UserTable {
                     max_connections: u.max_connections,
                     max_backend_per_core: u.max_backend_connections_per_core as usize,
                     require_tls: u.require_tls,
+                    causal_reads: u.causal_reads.then(|| u.causal_reads_timeout.as_duration()),
                     connected: counters.get(&u.name),
                 };
                 (u.name.as_bytes().to_vec(), Rc::new(entry))

@@ -1,0 +1,176 @@
+//! `causal_reads`: a session reads its own writes through the read/write
+//! split. A real replica applies the writer's binary log `MASTER_DELAY`
+//! seconds late, so a read that did not wait for it misses the write.
+
+use std::time::{Duration, Instant};
+
+use funnel_engine::Proxy;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+use super::server;
+
+/// A writer with a binary log and a read-only replica that applies it
+/// `delay` seconds late (each server has its own copy of the test schema;
+/// only what runs after the set-up replicates).
+fn delayed_pair(delay: u32) -> (MariaDb, MariaDb) {
+    let writer = server(false, &["--log-bin=binlog", "--server-id=1"]);
+    writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
+    writer.exec("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");
+    writer.exec("RESET MASTER");
+    let replica = server(true, &["--server-id=2"]);
+    replica.exec(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+         MASTER_PASSWORD='rpw', MASTER_USE_GTID=slave_pos, MASTER_DELAY={delay}",
+        writer.port()
+    ));
+    replica.exec("START SLAVE");
+    (writer, replica)
+}
+
+/// Funnel in front of the pair: user `app` with causal reads (`timeout`),
+/// user `plain` without, both splitting reads to the replica.
+fn proxy(writer: &MariaDb, replica: &MariaDb, timeout: &str) -> Proxy {
+    let user = |name: &str, causal: bool| {
+        format!(
+            "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: writer\n    read_hostgroup: readers\n    read_fallback: false\n    \
+             causal_reads: {causal}\n    causal_reads_timeout: {timeout}\n"
+        )
+    };
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        user("app", true),
+        user("plain", false),
+        writer.addr(),
+        replica.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    // Until the monitor has seen the replica, reads wait for its verdict.
+    funnel_testkit::wait_until_within("both backends checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    proxy
+}
+
+fn connect(proxy: &Proxy, user: &str) -> Conn {
+    Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some(user))
+            .pass(Some("apppw"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(30))),
+    )
+    .unwrap()
+}
+
+/// The row `id`'s value as a read through `c` sees it, and the port of the
+/// server that answered.
+fn read(c: &mut Conn, id: i64) -> (Option<i64>, u16) {
+    let row: (Option<i64>, u16) = c
+        .query_first(format!("SELECT (SELECT v FROM t WHERE id = {id}), @@port"))
+        .unwrap()
+        .unwrap();
+    row
+}
+
+/// The causal-read counters: (waited, served at once, sent to the writer).
+fn counts(proxy: &Proxy) -> (u64, u64, u64) {
+    let c = &proxy.snapshots()[0].counters;
+    (c.causal_waits, c.causal_waits_skipped, c.causal_reads_on_writer)
+}
+
+#[test]
+fn causal_reads_wait_for_the_replica_to_apply_the_sessions_write() {
+    let (writer, replica) = delayed_pair(2);
+    let proxy = proxy(&writer, &replica, "10s");
+    // Without causal reads, the lag shows: the write is not on the replica yet.
+    let mut plain = connect(&proxy, "plain");
+    plain.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert_eq!(read(&mut plain, 1), (None, replica.port()), "the replica lags");
+
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
+    let started = Instant::now();
+    assert_eq!(read(&mut c, 2), (Some(20), replica.port()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the read waited for the replica ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(counts(&proxy), (1, 0, 0));
+    // The replica is known to have it: the next read does not wait.
+    assert_eq!(read(&mut c, 2), (Some(20), replica.port()));
+    assert_eq!(counts(&proxy), (1, 1, 0));
+    // A session that never wrote reads at once (and counts nothing).
+    let mut fresh = connect(&proxy, "app");
+    assert_eq!(read(&mut fresh, 2).1, replica.port());
+    assert_eq!(counts(&proxy), (1, 1, 0));
+
+    // A transaction's GTID comes at its commit; a prepared write and read
+    // go the same way.
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    c.query_drop("COMMIT").unwrap();
+    assert_eq!(read(&mut c, 3), (Some(30), replica.port()));
+    c.exec_drop("UPDATE t SET v = ? WHERE id = ?", (31, 3)).unwrap();
+    let (v, port): (Option<i64>, u16) = c
+        .exec_first("SELECT (SELECT v FROM t WHERE id = ?), @@port", (3,))
+        .unwrap()
+        .unwrap();
+    assert_eq!((v, port), (Some(31), replica.port()), "prepared");
+    assert_eq!(counts(&proxy), (3, 1, 0));
+}
+
+#[test]
+fn causal_reads_go_to_the_writer_when_the_replica_is_too_late() {
+    let (writer, replica) = delayed_pair(4);
+    let proxy = proxy(&writer, &replica, "300ms");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let started = Instant::now();
+    assert_eq!(read(&mut c, 1), (Some(10), writer.port()));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "gave up on the replica at its timeout ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(counts(&proxy), (0, 0, 1));
+    // Once the replica has caught up, reads go back to it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read(&mut c, 1).1 != replica.port() {
+        assert!(Instant::now() < deadline, "reads never went back to the replica");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
+}
+
+/// Writes on a connection the session held for another reason (a named
+/// lock) and let go of without reading their GTID: the next read goes to
+/// the writer, which gives its whole binary-log position for the reads
+/// after it.
+#[test]
+fn causal_reads_after_writes_on_a_pinned_connection_see_them() {
+    let (writer, replica) = delayed_pair(2);
+    let proxy = proxy(&writer, &replica, "10s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert_eq!(read(&mut c, 1), (Some(10), writer.port()), "pinned to the writer");
+    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    let (waited, _, on_writer) = counts(&proxy);
+    assert_eq!(
+        read(&mut c, 1),
+        (Some(10), writer.port()),
+        "its GTID was not read"
+    );
+    assert_eq!(counts(&proxy), (waited, 0, on_writer + 1));
+    assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
+    assert_eq!(counts(&proxy), (waited + 1, 0, on_writer + 1));
+}
