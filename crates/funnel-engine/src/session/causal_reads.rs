@@ -98,9 +98,14 @@ impl Session {
         let Some(pool) = self.shard.backends.by_id(conn.pool_id) else {
             return Ok(conn);
         };
+        // A server the monitor saw writable is taken for a primary (one
+        // listed among the readers too): it has the session's writes, and
+        // `MASTER_GTID_WAIT` there would only wait for its replication
+        // thread, until the timeout.
+        let writable = pool.seen() && !pool.is_read_only();
         let on_replica = {
             let at = &*pool.placement().hostgroup;
-            self.user.read_hostgroup.as_deref() == Some(at)
+            (self.user.read_hostgroup.as_deref() == Some(at) && !writable)
                 || (*at == *self.user.default_hostgroup && pool.is_read_only())
         };
         if !f.read_only || !on_replica || (!self.causal.unread() && self.causal.wanted.is_empty()) {

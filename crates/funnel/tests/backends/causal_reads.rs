@@ -174,3 +174,23 @@ fn causal_reads_after_writes_on_a_pinned_connection_see_them() {
     assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
     assert_eq!(counts(&proxy), (waited + 1, 0, on_writer + 1));
 }
+
+/// The primary listed among the readers too (a second backend entry at
+/// its address): the monitor sees it writable, so a read there does not
+/// wait (`MASTER_GTID_WAIT` on a primary waits for its replication thread
+/// until the timeout) and sees the write at once.
+#[test]
+fn causal_reads_on_a_primary_among_the_readers_do_not_wait() {
+    let (writer, _replica) = delayed_pair(2);
+    let proxy = proxy(&writer, &writer, "5s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let started = Instant::now();
+    assert_eq!(read(&mut c, 1), (Some(10), writer.port()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the read waited ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(counts(&proxy), (0, 0, 0));
+}
