@@ -1211,6 +1211,37 @@ fn backends_a_login_during_a_failover_pause_waits_for_the_resume() {
     assert_eq!(port_of(&mut before), new.port());
 }
 
+/// A command that waits at a `PAUSE` is routed once the pause ends: a
+/// reload meanwhile that moves the user to another hostgroup (the old one
+/// gone) sends it there, not to the hostgroup it named when it arrived.
+#[test]
+fn backends_a_command_waiting_at_a_pause_routes_by_the_reload_made_meanwhile() {
+    let old = server(false, &[]);
+    let new = server(false, &[]);
+    let cfg = |hostgroup: &str, primary: &MariaDb| {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: app\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: {hostgroup}\nbackends:\n\
+             \x20 - name: {hostgroup}\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: {hostgroup}\n\
+             pool:\n  min_idle_per_core: 0\nbacklog:\n  wait_timeout: 20s\n\
+             monitor:\n  interval: 200ms\n",
+            primary.addr()
+        );
+        Config::from_yaml_str(&yaml).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(cfg("first", &old));
+    let mut c = client(&proxy);
+    assert_eq!(port_of(&mut c), old.port());
+    proxy.handle().pause(true);
+    let waiting = thread::spawn(move || port_of(&mut c));
+    thread::sleep(Duration::from_millis(300));
+    assert!(proxy.reload(cfg("second", &new)).unwrap().is_empty());
+    thread::sleep(Duration::from_millis(300));
+    proxy.handle().pause(false);
+    assert_eq!(waiting.join().unwrap(), new.port());
+}
+
 fn port_of(c: &mut Conn) -> u16 {
     port(c, "SELECT @@port")
 }

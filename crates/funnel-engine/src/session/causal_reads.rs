@@ -5,11 +5,10 @@
 use crate::causal::{wait_sql, GtidPos};
 use crate::error::EngineError;
 use crate::pool::conn::{BackendConn, BackendError, Deadline};
-use crate::router::Access;
 use crate::stats::Stats;
 
 use super::command::Forward;
-use super::{Route, Session};
+use super::Session;
 
 impl Session {
     /// After a statement that completed on `conn`: notes a possible write
@@ -139,11 +138,6 @@ impl Session {
             }
         }
         Stats::bump(&stats.causal_reads_on_writer);
-        let writer = Route {
-            hostgroup: self.user.default_hostgroup.clone(),
-            access: Access::PreferWrite,
-            fallback: None,
-        };
-        self.checkout_routed(&writer).await
+        self.checkout_routed(0, f, true).await
     }
 }

@@ -1500,11 +1500,19 @@ impl Session {
                 .is_none_or(|values| self.user_vars.fits(values))
     }
 
-    /// Leases a connection from the backend the command routes to, after
-    /// a slot under the user's and the schema's caps, if any.
+    /// Leases a connection from the backend the command routes to (with
+    /// `to_writer`, a writer of the default hostgroup), after a slot under
+    /// the user's and the schema's caps, if any. The route is taken once
+    /// the shard is not paused: a reload during a pause (new hostgroups or
+    /// rules) applies to the commands that waited.
     /// A `KILL` of this client, or a `KILL QUERY` of its command, stops
     /// the wait (and the command never runs).
-    async fn checkout_routed(&mut self, route: &Route) -> Result<BackendConn, EngineError> {
+    async fn checkout_routed(
+        &mut self,
+        total: usize,
+        f: &Forward,
+        to_writer: bool,
+    ) -> Result<BackendConn, EngineError> {
         self.control.take_wait_interrupted();
         self.control.set_state(ClientState::Waiting);
         let stopped = self.control.wait_stopped();
@@ -1512,8 +1520,19 @@ impl Session {
             self.shard
                 .wait_unpaused(self.shard.config().backlog.wait_timeout.as_duration())
                 .await?;
+            // A reload while the shard was paused may have moved the user.
+            self.follow_user_changes();
             let slot = self.cap_slot().await?;
-            let mut conn = self.checkout_on(route).await?;
+            let route = if to_writer {
+                Route {
+                    hostgroup: self.user.default_hostgroup.clone(),
+                    access: Access::PreferWrite,
+                    fallback: None,
+                }
+            } else {
+                self.route(total, f)
+            };
+            let mut conn = self.checkout_on(&route).await?;
             conn.cap_slot = slot;
             Ok(Some(conn))
         };
@@ -1639,7 +1658,7 @@ impl Session {
                 );
                 self.send_own_err(1, &err).await.map(|_| None)
             }
-            None => match self.checkout_routed(&self.route(total, f)).await {
+            None => match self.checkout_routed(total, f, false).await {
                 Ok(c) => {
                     let c = if self.user.causal_reads.is_some() {
                         // Boxed: only for users with causal reads.
