@@ -229,6 +229,9 @@ class MiniConn:
     holding thousands of idle authenticated clients; not a general driver.
     """
 
+    #: The column names of the last result set `query` read.
+    columns: list[str] = []
+
     #: Capability flags asked for on top of the base set. Funnel pools backend
     #: connections by the result-shaping flags, so a subclass can log in with
     #: another client library's flags (see soak.py's AuditConn).
@@ -339,8 +342,15 @@ class MiniConn:
         if p[0] == 0xFF:
             self._raise_err(p)
         ncols, _ = _lenenc_int(p, 0)
+        self.columns = []
         for _ in range(ncols or 0):
-            self.read_packet()
+            # catalog, schema, table, org_table, name: the fifth string.
+            col, i = self.read_packet(), 0
+            for _ in range(4):
+                n, i = _lenenc_int(col, i)
+                i += n or 0
+            n, i = _lenenc_int(col, i)
+            self.columns.append(col[i : i + (n or 0)].decode(errors="replace"))
         p = self.read_packet()  # EOF after the column definitions
         rows = []
         while True:
@@ -358,6 +368,11 @@ class MiniConn:
                     row.append(p[i : i + n].decode(errors="replace"))
                     i += n
             rows.append(tuple(row))
+
+    def named(self, sql: str) -> list[dict]:
+        """Runs one statement; returns its rows as {column name: value}."""
+        rows = self.query(sql)
+        return [dict(zip(self.columns, r)) for r in rows]
 
     def scalar(self, sql: str):
         rows = self.query(sql)
@@ -488,30 +503,37 @@ class Funnel:
               name: str = "funnel", metrics_port: int | None = None, backend_user: str = SB_USER,
               backend_password: str = SB_PASSWORD, wrapper: list[str] | None = None,
               start_timeout: float = 30.0, backend_socket: Path | None = None,
-              extra_yaml: str = "") -> "Funnel":
+              extra_yaml: str = "", users_yaml: str | None = None,
+              backends_yaml: str | None = None) -> "Funnel":
         """Starts Funnel and waits until it answers a query. `wrapper` is a command
         prefix (e.g. valgrind and its options); the process is then the wrapper's.
         With `backend_socket`, Funnel reaches the backend through that Unix socket
         instead of 127.0.0.1:`backend_port`. `extra_yaml` is appended at the top
-        level (e.g. `idle_poll: 0`)."""
+        level (e.g. `idle_poll: 0`). `users_yaml` and `backends_yaml` replace the
+        `users:` and `backends:` sections (their list items, indented by two);
+        user sbtest must still log in, as the readiness check does."""
         port = free_port()
         d = workdir / name
         d.mkdir(parents=True, exist_ok=True)
         min_idle = pool_per_core if min_idle_per_core is None else min_idle_per_core
         metrics = f"metrics:\n  listen: 127.0.0.1:{metrics_port}\n" if metrics_port else ""
-        (d / "funnel.yaml").write_text(f"""\
-listen: 127.0.0.1:{port}
-cores: {cores}
-users:
+        users_yaml = users_yaml or f"""\
   - name: {SB_USER}
     password: {SB_PASSWORD}
     default_schema: {SB_DB}
-backends:
+"""
+        backends_yaml = backends_yaml or f"""\
   - name: primary
     address: {backend_socket or f"127.0.0.1:{backend_port}"}
     user: {backend_user}
     password: {backend_password}
-pool:
+"""
+        (d / "funnel.yaml").write_text(f"""\
+listen: 127.0.0.1:{port}
+cores: {cores}
+users:
+{users_yaml}backends:
+{backends_yaml}pool:
   max_per_core: {pool_per_core}
   min_idle_per_core: {min_idle}
 backlog:
@@ -627,9 +649,9 @@ def workdir(prefix: str) -> Path:
 # ---------------------------------------------------------------- sysbench
 
 
-def sysbench_conn_args(port: int) -> list[str]:
+def sysbench_conn_args(port: int, user: str = SB_USER) -> list[str]:
     return ["--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={port}",
-            f"--mysql-user={SB_USER}", f"--mysql-password={SB_PASSWORD}", f"--mysql-db={SB_DB}"]
+            f"--mysql-user={user}", f"--mysql-password={SB_PASSWORD}", f"--mysql-db={SB_DB}"]
 
 
 _NUM = r"([0-9]+(?:\.[0-9]+)?)"
@@ -721,14 +743,14 @@ def parse_sysbench(out: str, rc: int) -> SysbenchResult:
 
 def run_sysbench(port: int, workload: str, threads: int, seconds: int, tables: int, table_size: int,
                  ps_mode: str = "disable", extra: list[str] | None = None, log_path: Path | None = None,
-                 hard_limit: float | None = None) -> SysbenchResult:
+                 hard_limit: float | None = None, user: str = SB_USER) -> SysbenchResult:
     """One sysbench run; never raises for a failed run (it is a data point).
 
     --percentile=95 and --histogram=on: p95 and p99 come from sysbench's own
     latency histogram (same rule as sysbench's percentile line, with one
-    more decimal), avg = latency sum / events.
+    more decimal), avg = latency sum / events. `user` logs in with sbtest's password.
     """
-    cmd = ["sysbench", workload, *sysbench_conn_args(port), f"--tables={tables}",
+    cmd = ["sysbench", workload, *sysbench_conn_args(port, user), f"--tables={tables}",
            f"--table-size={table_size}", f"--threads={threads}", f"--time={seconds}",
            "--report-interval=0", "--percentile=95", "--histogram=on", f"--db-ps-mode={ps_mode}",
            *(extra or []), "run"]
