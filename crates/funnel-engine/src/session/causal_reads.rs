@@ -84,6 +84,8 @@ impl Session {
     /// cannot wait, or a session whose last write's GTID is unread sends
     /// the read to a writer of the default hostgroup instead. Nothing of
     /// the client's was sent to the replica, so the read runs once.
+    /// A `KILL QUERY` of the read, or a `KILL` of the client, ends the
+    /// wait with `Err`, and the read never runs.
     pub(super) async fn causal_read_conn(
         &mut self,
         mut conn: BackendConn,
@@ -123,7 +125,25 @@ impl Session {
                 limit: timeout + self.shard.config().pool.connect_timeout.as_duration(),
                 key: Deadline::CONNECT_KEY,
             };
-            match conn.query_rows_within(deadline, &sql).await {
+            // A `KILL` of the client, or a `KILL QUERY` of its read, stops
+            // the wait as it stops one for a connection: the read is not
+            // sent, and the replica's wait is stopped too.
+            let thread = conn.server_thread();
+            let stopped = self.control.wait_stopped();
+            let waited = futures_lite::future::or(
+                async { Some(conn.query_rows_within(deadline, &sql).await) },
+                async {
+                    stopped.await;
+                    None
+                },
+            )
+            .await;
+            let Some(waited) = waited else {
+                self.discard_backend(conn);
+                self.shard.kill_abandoned_query(thread);
+                return Err(self.stopped_wait());
+            };
+            match waited {
                 Ok((_, rows))
                     if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("0") =>
                 {
@@ -137,7 +157,22 @@ impl Session {
                 Err(_) => self.discard_backend(conn),
             }
         }
+        // A `KILL QUERY` that came as the wait ended: the writer's
+        // checkout would clear it, and the read would run.
+        if self.stop_requested() {
+            return Err(self.stopped_wait());
+        }
         Stats::bump(&stats.causal_reads_on_writer);
         self.checkout_routed(0, f, true).await
+    }
+
+    /// The error for a read stopped while it waited (a `KILL QUERY` of
+    /// it, or a `KILL` of the client), the interruption taken.
+    fn stopped_wait(&self) -> EngineError {
+        if self.control.take_wait_interrupted() && !self.control.is_killed() {
+            EngineError::Interrupted
+        } else {
+            EngineError::ConnectionKilled
+        }
     }
 }

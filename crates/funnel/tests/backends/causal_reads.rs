@@ -194,3 +194,42 @@ fn causal_reads_on_a_primary_among_the_readers_do_not_wait() {
     );
     assert_eq!(counts(&proxy), (0, 0, 0));
 }
+
+/// A `KILL QUERY` of a read that waits for the replica stops it at once,
+/// as it stops one waiting for a connection, and the replica's wait with
+/// it. Before, the read waited out `MASTER_GTID_WAIT` (the whole timeout,
+/// up to an hour), then ran on the writer: the killer had its OK, and the
+/// read its rows.
+#[test]
+fn causal_reads_kill_query_stops_the_wait() {
+    let (writer, replica) = delayed_pair(6);
+    let proxy = proxy(&writer, &replica, "3s");
+    let mut c = connect(&proxy, "app");
+    let id: u32 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let mut killer = connect(&proxy, "app");
+    let kill = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    });
+    let started = Instant::now();
+    let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+    let took = started.elapsed();
+    kill.join().unwrap();
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
+        other => panic!("the killed read ran: {other:?} after {took:?}"),
+    }
+    assert!(took < Duration::from_secs(2), "the read waited on ({took:?})");
+    // Nor does the replica go on waiting.
+    funnel_testkit::wait_until_within("the replica's wait stopped", Duration::from_secs(2), || {
+        replica
+            .query_first::<u64>(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT MASTER_GTID_WAIT%'",
+            )
+            .unwrap_or(0)
+            == 0
+    });
+    // The session goes on: its write is still to be seen.
+    assert_eq!(read(&mut c, 1), (Some(10), writer.port()));
+}
