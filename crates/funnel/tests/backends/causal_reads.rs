@@ -233,3 +233,41 @@ fn causal_reads_kill_query_stops_the_wait() {
     // The session goes on: its write is still to be seen.
     assert_eq!(read(&mut c, 1), (Some(10), writer.port()));
 }
+
+/// A command that waits at the `PAUSE` gate goes where the query rules say
+/// once it may go: a reload during the pause (a failover's) may have
+/// changed them. The causal-reads change had it routed before the wait,
+/// by the rules of then, for every user (fixed by e492430; this covers the
+/// rules, its test a user moved to another hostgroup).
+#[test]
+fn a_command_waiting_at_the_pause_is_routed_by_the_rules_after_it() {
+    let writer = server(false, &[]);
+    let replica = server(true, &[]);
+    let yaml = |rules: &str| {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\nusers:\n  - name: plain\n    password: apppw\n    \
+             default_schema: farm\n    default_hostgroup: writer\n    read_hostgroup: readers\n\
+             backends:\n\
+             \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+             \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+             pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n{rules}",
+            writer.addr(),
+            replica.addr()
+        );
+        funnel_config::Config::from_yaml_str(&yaml).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml(""));
+    funnel_testkit::wait_until_within("both backends checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut c = connect(&proxy, "plain");
+    let port = |c: &mut Conn| c.query_first::<u16, _>("SELECT @@port").unwrap().unwrap();
+    assert_eq!(port(&mut c), replica.port(), "split");
+    proxy.handle().pause(true);
+    let waiting = std::thread::spawn(move || port(&mut c));
+    std::thread::sleep(Duration::from_millis(300));
+    let rules = "query_rules:\n  - match_prefix: \"SELECT @@port\"\n    hostgroup: writer\n";
+    assert!(proxy.reload(yaml(rules)).unwrap().is_empty());
+    proxy.handle().pause(false);
+    assert_eq!(waiting.join().unwrap(), writer.port(), "routed by the new rule");
+}
