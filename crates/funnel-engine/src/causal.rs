@@ -133,6 +133,13 @@ impl CausalState {
         };
     }
 
+    /// A statement that may have written ran on a writer connection that
+    /// is gone (its reply timed out or failed): only the writer's whole
+    /// binary-log position covers it.
+    pub fn wrote_on_lost(&mut self) {
+        self.unread = Unread::Scattered;
+    }
+
     /// The session takes a connection from the pool: the one it wrote on
     /// (if any) went back, and its `@@last_gtid` may be another client's.
     pub fn let_go(&mut self) {
@@ -220,6 +227,10 @@ mod tests {
         s.wrote_on(a);
         s.wrote_on(b);
         assert_eq!(s.read_back_sql(b), Some("SELECT @@global.gtid_binlog_pos"));
+        s.read(&pos("0-1-4"));
+        s.wrote_on_lost();
+        assert!(s.unread());
+        assert_eq!(s.read_back_sql(a), Some("SELECT @@global.gtid_binlog_pos"));
     }
 
     #[test]

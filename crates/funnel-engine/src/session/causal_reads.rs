@@ -25,10 +25,7 @@ impl Session {
         conn: &mut BackendConn,
         f: &Forward,
     ) -> Result<(), BackendError> {
-        let writer = self.shard.backends.by_id(conn.pool_id).is_some_and(|pool| {
-            *pool.placement().hostgroup == *self.user.default_hostgroup && !pool.is_read_only()
-        });
-        if !writer {
+        if !self.on_default_writer(conn) {
             return Ok(());
         }
         if f.may_write_data() {
@@ -64,6 +61,26 @@ impl Session {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A command whose reply did not come whole from `conn` (it timed
+    /// out, the server failed, or the command's send did), which goes: one
+    /// that may have written on a writer of the default hostgroup may have
+    /// committed (ERR 1969 says so), and its GTID cannot be read there, so
+    /// the session's next read goes to a writer, which reads the whole
+    /// binary-log position.
+    pub(super) fn note_causal_write_lost(&mut self, conn: &BackendConn, f: &Forward) {
+        if self.user.causal_reads.is_some() && f.may_write_data() && self.on_default_writer(conn) {
+            self.causal.wrote_on_lost();
+        }
+    }
+
+    /// True when `conn` is on a writer of the user's default hostgroup,
+    /// where the session's writes and their GTIDs are.
+    fn on_default_writer(&self, conn: &BackendConn) -> bool {
+        self.shard.backends.by_id(conn.pool_id).is_some_and(|pool| {
+            *pool.placement().hostgroup == *self.user.default_hostgroup && !pool.is_read_only()
+        })
     }
 
     fn causal_unreadable(&self, what: &str) {

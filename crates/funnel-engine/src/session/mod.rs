@@ -1148,6 +1148,7 @@ impl Session {
         self.buf.consume(total);
         if let Err(e) = sent {
             // Whether the server got the command is unknown: never resend it.
+            self.note_causal_write_lost(&conn, &f);
             self.discard_backend(conn);
             let err = self.backend_failure(e);
             return self.reply_error(1, err).await;
@@ -1840,6 +1841,7 @@ impl Session {
                 // Stop the statement on the server too, then drop the
                 // connection (its response state is unknown).
                 let thread = conn.server_thread();
+                self.note_causal_write_lost(&conn, f);
                 self.discard_backend(conn);
                 self.shard.kill_abandoned_query(thread);
                 if !err_fits {
@@ -1863,6 +1865,7 @@ impl Session {
                 if self.shard.log_rate.allow() {
                     tracing::warn!(client = %self.id, backend = %conn.id, %reason, err_fits, "backend failed mid-response");
                 }
+                self.note_causal_write_lost(&conn, f);
                 self.discard_backend(conn);
                 if !err_fits {
                     // Part of a packet reached the client (or it is sending a

@@ -1201,6 +1201,7 @@ impl Session {
         self.last_result_columns = 0;
         let deadline = self.query_deadline();
         if let Err(e) = conn.send_command(&self.out, deadline).await {
+            self.note_causal_write_lost(&conn, f);
             self.discard_backend(conn);
             let err = self.backend_failure(e);
             return self.reply_error(1, err).await;

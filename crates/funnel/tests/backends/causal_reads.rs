@@ -32,6 +32,11 @@ fn delayed_pair(delay: u32) -> (MariaDb, MariaDb) {
 /// Funnel in front of the pair: user `app` with causal reads (`timeout`),
 /// user `plain` without, both splitting reads to the replica.
 fn proxy(writer: &MariaDb, replica: &MariaDb, timeout: &str) -> Proxy {
+    proxy_with(writer, replica, timeout, "")
+}
+
+/// [`proxy`] with more `pool` keys (`pool`: YAML lines under it).
+fn proxy_with(writer: &MariaDb, replica: &MariaDb, timeout: &str, pool: &str) -> Proxy {
     let user = |name: &str, causal: bool| {
         format!(
             "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
@@ -43,7 +48,7 @@ fn proxy(writer: &MariaDb, replica: &MariaDb, timeout: &str) -> Proxy {
         "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}backends:\n\
          \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
          \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
-         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+         pool:\n  min_idle_per_core: 0\n{pool}monitor:\n  interval: 200ms\n",
         user("app", true),
         user("plain", false),
         writer.addr(),
@@ -270,4 +275,27 @@ fn a_command_waiting_at_the_pause_is_routed_by_the_rules_after_it() {
     assert!(proxy.reload(yaml(rules)).unwrap().is_empty());
     proxy.handle().pause(false);
     assert_eq!(waiting.join().unwrap(), writer.port(), "routed by the new rule");
+}
+
+/// A write whose reply outlasted `pool.query_timeout` after it committed
+/// (the `INSERT` of `INSERT ...; DO SLEEP(3)`): the client gets the
+/// `INSERT`'s OK, then ERR 1969, which says the statement may have taken
+/// effect. The session's reads must see it: the next one goes to the
+/// writer. Before, nothing of the statement was noted, and the read on the
+/// replica missed the write.
+#[test]
+fn causal_reads_see_a_write_whose_reply_timed_out() {
+    let (writer, replica) = delayed_pair(3);
+    let proxy = proxy_with(&writer, &replica, "10s", "  query_timeout: 1s\n");
+    let mut c = connect(&proxy, "app");
+    let started = Instant::now();
+    // The INSERT's OK, then ERR 1969 for the rest (the driver drops it).
+    let _ = c.query_drop("INSERT INTO t VALUES (1, 10); DO SLEEP(3)");
+    assert!(started.elapsed() < Duration::from_secs(2), "timed out");
+    assert_eq!(read(&mut c, 1), (Some(10), writer.port()));
+    assert_eq!(
+        read(&mut c, 1),
+        (Some(10), replica.port()),
+        "then waits on the replica"
+    );
 }
