@@ -95,9 +95,14 @@ impl fmt::Display for GtidPos {
 }
 
 /// The statement that waits for `pos` on a replica: 0 once applied, -1
-/// when `timeout` passed first, NULL when the server cannot wait.
+/// when `timeout` passed first, NULL when the server cannot wait. Funnel's
+/// reads say `LIMIT 1`: a session's `sql_select_limit = 0`, which its
+/// connections take, would leave them without a row.
 pub fn wait_sql(pos: &GtidPos, timeout: std::time::Duration) -> String {
-    format!("SELECT MASTER_GTID_WAIT('{pos}', {:.3})", timeout.as_secs_f64())
+    format!(
+        "SELECT MASTER_GTID_WAIT('{pos}', {:.3}) LIMIT 1",
+        timeout.as_secs_f64()
+    )
 }
 
 /// Writes of a session whose GTIDs are not read yet.
@@ -159,8 +164,8 @@ impl CausalState {
     pub fn read_back_sql(&self, conn: BackendId) -> Option<&'static str> {
         match self.unread {
             Unread::Nothing => None,
-            Unread::On(id) if id == conn => Some("SELECT @@last_gtid"),
-            _ => Some("SELECT @@global.gtid_binlog_pos"),
+            Unread::On(id) if id == conn => Some("SELECT @@last_gtid LIMIT 1"),
+            _ => Some("SELECT @@global.gtid_binlog_pos LIMIT 1"),
         }
     }
 
@@ -215,29 +220,41 @@ mod tests {
         assert_eq!(s.read_back_sql(a), None);
         s.wrote_on(a);
         assert!(s.unread());
-        assert_eq!(s.read_back_sql(a), Some("SELECT @@last_gtid"));
-        assert_eq!(s.read_back_sql(b), Some("SELECT @@global.gtid_binlog_pos"));
+        assert_eq!(s.read_back_sql(a), Some("SELECT @@last_gtid LIMIT 1"));
+        assert_eq!(
+            s.read_back_sql(b),
+            Some("SELECT @@global.gtid_binlog_pos LIMIT 1")
+        );
         s.read(&pos("0-1-3"));
         assert!(!s.unread());
         s.wrote_on(a);
         s.let_go();
-        assert_eq!(s.read_back_sql(a), Some("SELECT @@global.gtid_binlog_pos"));
+        assert_eq!(
+            s.read_back_sql(a),
+            Some("SELECT @@global.gtid_binlog_pos LIMIT 1")
+        );
         s.read(&pos("0-1-2"));
         assert_eq!(s.wanted.to_string(), "0-1-3", "an older position adds nothing");
         s.wrote_on(a);
         s.wrote_on(b);
-        assert_eq!(s.read_back_sql(b), Some("SELECT @@global.gtid_binlog_pos"));
+        assert_eq!(
+            s.read_back_sql(b),
+            Some("SELECT @@global.gtid_binlog_pos LIMIT 1")
+        );
         s.read(&pos("0-1-4"));
         s.wrote_on_lost();
         assert!(s.unread());
-        assert_eq!(s.read_back_sql(a), Some("SELECT @@global.gtid_binlog_pos"));
+        assert_eq!(
+            s.read_back_sql(a),
+            Some("SELECT @@global.gtid_binlog_pos LIMIT 1")
+        );
     }
 
     #[test]
     fn causal_wait_statement_names_the_position_and_seconds() {
         assert_eq!(
             wait_sql(&pos("0-1-42,1-2-3"), std::time::Duration::from_millis(1500)),
-            "SELECT MASTER_GTID_WAIT('0-1-42,1-2-3', 1.500)"
+            "SELECT MASTER_GTID_WAIT('0-1-42,1-2-3', 1.500) LIMIT 1"
         );
     }
 }

@@ -299,3 +299,27 @@ fn causal_reads_see_a_write_whose_reply_timed_out() {
         "then waits on the replica"
     );
 }
+
+/// A session with `sql_select_limit = 0`, which the connections it runs
+/// on take: Funnel's own reads of a GTID position and its wait got no row
+/// and took the position for unreadable, so every read of the session
+/// after a write went to the writer, each with one more read-back there.
+/// They say `LIMIT 1`, which the limit does not cut.
+#[test]
+fn causal_reads_under_sql_select_limit_zero_wait_on_the_replica() {
+    let (writer, replica) = delayed_pair(2);
+    let proxy = proxy(&writer, &replica, "10s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("SET sql_select_limit = 0").unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let read = |c: &mut Conn| -> (Option<i64>, u16) {
+        c.query_first("SELECT (SELECT v FROM t WHERE id = 1), @@port LIMIT 1")
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(read(&mut c), (Some(10), replica.port()));
+    // The replica connection has the session's limit now.
+    c.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
+    assert_eq!(read(&mut c), (Some(10), replica.port()));
+    assert_eq!(counts(&proxy), (2, 0, 0));
+}
