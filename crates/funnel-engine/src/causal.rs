@@ -175,7 +175,8 @@ impl CausalState {
         self.unread = Unread::Nothing;
     }
 
-    /// A reset or a new user: the session starts again with nothing to see.
+    /// A new user of other servers: the session starts again with
+    /// nothing to see.
     pub fn clear(&mut self) {
         *self = CausalState::default();
     }

@@ -248,6 +248,12 @@ impl Session {
             return Err(End::Closed);
         }
         self._slot = slot;
+        if *old_user.default_hostgroup != *self.user.default_hostgroup {
+            // The old user's writes went to other servers: the new user's
+            // replicas may never reach their GTIDs, and every causal read
+            // would wait its whole timeout.
+            self.causal.clear();
+        }
         self.users_generation = None;
         let control = ClientControl::new(user.name.clone(), self.peer.clone());
         self.shard.clients.insert(self.id, control.clone());

@@ -323,3 +323,53 @@ fn causal_reads_under_sql_select_limit_zero_wait_on_the_replica() {
     assert_eq!(read(&mut c), (Some(10), replica.port()));
     assert_eq!(counts(&proxy), (2, 0, 0));
 }
+
+/// A `COM_CHANGE_USER` to a user of another default hostgroup (another
+/// primary and its replicas): the old user's writes are not the new one's
+/// to wait for. Before, the new user's replica waited for the old
+/// primary's GTID (which it never reaches) for the whole timeout, then the
+/// read went to the writer, on every read of the session.
+#[test]
+fn causal_reads_after_a_change_to_a_user_of_other_servers_do_not_wait_for_the_old_writes() {
+    let (writer, replica) = delayed_pair(0);
+    // Its GTIDs (0-7-n) run ahead of the pair's: it logged its set-up.
+    let other = server(false, &["--log-bin=binlog", "--server-id=7"]);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n\
+         \x20 - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: writer\n    \
+         read_hostgroup: readers\n    read_fallback: false\n    causal_reads: true\n    causal_reads_timeout: 5s\n\
+         \x20 - name: other\n    password: apppw\n    default_schema: farm\n    default_hostgroup: other\n    \
+         causal_reads: true\n\
+         backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+         \x20 - name: o\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: other\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        writer.addr(),
+        replica.addr(),
+        other.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("backends checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut c = connect(&proxy, "other");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    c.change_user(
+        mysql::ChangeUserOpts::DEFAULT
+            .with_user(Some("app".into()))
+            .with_pass(Some("apppw".into())),
+    )
+    .unwrap();
+    let started = Instant::now();
+    assert_eq!(read(&mut c, 1), (None, replica.port()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(counts(&proxy), (0, 0, 0));
+    // Its own writes it reads as ever.
+    c.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
+    assert_eq!(read(&mut c, 2), (Some(20), replica.port()));
+}
