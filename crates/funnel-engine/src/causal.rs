@@ -175,8 +175,8 @@ impl CausalState {
         self.unread = Unread::Nothing;
     }
 
-    /// A new user of other servers: the session starts again with
-    /// nothing to see.
+    /// A new user, or a reload, gave the session other servers: it starts
+    /// again with nothing to see.
     pub fn clear(&mut self) {
         *self = CausalState::default();
     }

@@ -673,6 +673,11 @@ impl Session {
         self.users_generation = Some(now);
         if let Some(entry) = self.shard.users().get(self.user.name.as_bytes()) {
             if !Rc::ptr_eq(entry, &self.user) {
+                if *entry.default_hostgroup != *self.user.default_hostgroup {
+                    // Writes on another primary: its GTIDs are not for the
+                    // new one's replicas to wait for (see `change_user`).
+                    self.causal.clear();
+                }
                 self.user = entry.clone();
             }
         }

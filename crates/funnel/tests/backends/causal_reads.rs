@@ -373,3 +373,44 @@ fn causal_reads_after_a_change_to_a_user_of_other_servers_do_not_wait_for_the_ol
     c.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
     assert_eq!(read(&mut c, 2), (Some(20), replica.port()));
 }
+
+/// A reload that moves a user to another default hostgroup (another
+/// primary): as after a change of user, the session's writes on the old
+/// primary are not waited for on the new one's replicas, which never reach
+/// their GTIDs (every read waited out the timeout, then ran on the writer).
+#[test]
+fn causal_reads_after_a_reload_moves_the_user_do_not_wait_for_the_old_writes() {
+    let (writer, replica) = delayed_pair(0);
+    let other = server(false, &["--log-bin=binlog", "--server-id=7"]);
+    let yaml = |hostgroup: &str| {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\ncores: 1\nusers:\n\
+             \x20 - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: {hostgroup}\n    \
+             read_hostgroup: readers\n    read_fallback: false\n    causal_reads: true\n    causal_reads_timeout: 5s\n\
+             backends:\n\
+             \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+             \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+             \x20 - name: o\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: other\n\
+             pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+            writer.addr(),
+            replica.addr(),
+            other.addr()
+        );
+        funnel_config::Config::from_yaml_str(&yaml).unwrap()
+    };
+    let mut proxy = funnel_testkit::funnel::start(yaml("other"));
+    funnel_testkit::wait_until_within("backends checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert!(proxy.reload(yaml("writer")).unwrap().is_empty());
+    let started = Instant::now();
+    assert_eq!(read(&mut c, 1), (None, replica.port()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(counts(&proxy), (0, 0, 0));
+}
