@@ -116,14 +116,15 @@ impl Session {
         let Some(pool) = self.shard.backends.by_id(conn.pool_id) else {
             return Ok(conn);
         };
-        // A server the monitor saw writable is taken for a primary (one
-        // listed among the readers too): it has the session's writes, and
-        // `MASTER_GTID_WAIT` there would only wait for its replication
-        // thread, until the timeout.
-        let writable = pool.seen() && !pool.is_read_only();
+        // A server the monitor saw writable and not replicating is taken
+        // for a primary (one listed among the readers too): it has the
+        // session's writes, and `MASTER_GTID_WAIT` there would only wait
+        // for a replication thread, until the timeout. One whose
+        // replication runs (a lag) is a replica left writable, and waits.
+        let primary = pool.seen() && !pool.is_read_only() && pool.lag().is_none();
         let on_replica = {
             let at = &*pool.placement().hostgroup;
-            (self.user.read_hostgroup.as_deref() == Some(at) && !writable)
+            (self.user.read_hostgroup.as_deref() == Some(at) && !primary)
                 || (*at == *self.user.default_hostgroup && pool.is_read_only())
         };
         if !f.read_only || !on_replica || (!self.causal.unread() && self.causal.wanted.is_empty()) {

@@ -15,11 +15,16 @@ use super::server;
 /// `delay` seconds late (each server has its own copy of the test schema;
 /// only what runs after the set-up replicates).
 fn delayed_pair(delay: u32) -> (MariaDb, MariaDb) {
+    delayed_pair_of(delay, true)
+}
+
+/// [`delayed_pair`], the replica `read_only` or not.
+fn delayed_pair_of(delay: u32, read_only: bool) -> (MariaDb, MariaDb) {
     let writer = server(false, &["--log-bin=binlog", "--server-id=1"]);
     writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
     writer.exec("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");
     writer.exec("RESET MASTER");
-    let replica = server(true, &["--server-id=2"]);
+    let replica = server(read_only, &["--server-id=2"]);
     replica.exec(&format!(
         "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
          MASTER_PASSWORD='rpw', MASTER_USE_GTID=slave_pos, MASTER_DELAY={delay}",
@@ -401,4 +406,25 @@ fn causal_reads_after_a_reload_moves_the_user_do_not_wait_for_the_old_writes() {
     assert!(proxy.reload(yaml("writer")).unwrap().is_empty());
     assert_eq!(read(&mut c, 1), (None, replica.port()));
     assert_eq!(counts(&proxy), (0, 0, 0), "no wait");
+}
+
+/// A replica left writable (`read_only` off, a common oversight) among
+/// the readers: the monitor sees its replication running, so it is a
+/// replica, and a causal read there waits as on any other. Since the
+/// primary among the readers was read at once (every writable reader was
+/// taken for one), such a replica's reads missed the session's writes.
+#[test]
+fn causal_reads_wait_on_a_writable_replica() {
+    let (writer, replica) = delayed_pair_of(2, false);
+    let proxy = proxy(&writer, &replica, "10s");
+    funnel_testkit::wait_until_within("the replica's replication seen", Duration::from_secs(10), || {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .any(|p| p.hostgroup == "readers" && !p.read_only && p.lag.is_some())
+    });
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
+    assert_eq!(counts(&proxy), (1, 0, 0));
 }
