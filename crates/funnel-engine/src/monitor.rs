@@ -43,7 +43,7 @@ struct Check {
 
 /// Lag reported when replication is configured but not running: treated
 /// as far behind, so a lag limit skips the replica.
-const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const BROKEN_REPLICATION_LAG: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What the monitor remembers of one pool between its checks.
 #[derive(Debug, Default)]

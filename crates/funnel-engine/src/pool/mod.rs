@@ -287,6 +287,12 @@ impl Pool {
         self.lag.get()
     }
 
+    /// True when the health monitor saw this server's replication
+    /// configured but not running: it applies nothing more until it runs.
+    pub fn replication_stopped(&self) -> bool {
+        self.lag() == Some(crate::monitor::BROKEN_REPLICATION_LAG)
+    }
+
     /// When the health monitor last reported on this backend.
     pub fn last_check(&self) -> Option<Instant> {
         self.last_check.get()

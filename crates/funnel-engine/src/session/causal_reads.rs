@@ -136,6 +136,13 @@ impl Session {
                 Stats::bump(&stats.causal_waits_skipped);
                 return Ok(conn);
             }
+            // A replica whose replication stopped applies nothing more:
+            // it serves the read only if it has the writes already.
+            let timeout = if pool.replication_stopped() {
+                std::time::Duration::ZERO
+            } else {
+                timeout
+            };
             let sql = wait_sql(&self.causal.wanted, timeout);
             // Past the wait the server answers -1: the margin is for the
             // round trip.

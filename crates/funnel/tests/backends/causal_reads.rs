@@ -428,3 +428,37 @@ fn causal_reads_wait_on_a_writable_replica() {
     assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
     assert_eq!(counts(&proxy), (1, 0, 0));
 }
+
+/// A replica whose replication the monitor saw stopped will not catch up:
+/// a causal read there checks at once whether it has the session's writes
+/// (a wait of no time) and, when not, goes to the writer. Before, every
+/// read of the session after a write waited out the whole timeout first.
+#[test]
+fn causal_reads_on_a_replica_with_replication_stopped_do_not_wait() {
+    let (writer, replica) = delayed_pair(0);
+    let proxy = proxy(&writer, &replica, "30s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert_eq!(
+        read(&mut c, 1),
+        (Some(10), replica.port()),
+        "applied before the stop"
+    );
+    replica.exec("STOP SLAVE");
+    funnel_testkit::wait_until_within("the stop seen", Duration::from_secs(10), || {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .any(|p| p.hostgroup == "readers" && p.lag.is_some_and(|l| l > Duration::from_secs(86400)))
+    });
+    // What it applied before, it serves.
+    assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
+    c.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
+    let started = Instant::now();
+    assert_eq!(read(&mut c, 2), (Some(20), writer.port()));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited {:?}",
+        started.elapsed()
+    );
+}
