@@ -222,10 +222,25 @@ impl Forward {
     }
 
     /// True when it may change data (and so commit a transaction with a
-    /// GTID): not a read, a tracked `SET` or `USE`, a prepare or a report
-    /// on the previous statement.
+    /// GTID): not a read, a tracked `SET` or `USE`, a prepare, a report on
+    /// the previous statement, nor a command that runs no SQL and changes
+    /// no data (a ping, statistics, a table's columns, a cursor's fetch, a
+    /// statement's reset, an option).
     pub fn may_write_data(&self) -> bool {
-        !(self.read_only || self.session_only || self.changes_no_data || self.diagnostics)
+        !(self.read_only
+            || self.session_only
+            || self.changes_no_data
+            || self.diagnostics
+            || matches!(
+                self.name,
+                "COM_PING"
+                    | "COM_STATISTICS"
+                    | "COM_FIELD_LIST"
+                    | "COM_STMT_FETCH"
+                    | "COM_STMT_RESET"
+                    | "COM_SET_OPTION"
+                    | "COM_DEBUG"
+            ))
     }
 
     /// True when, after the reply, Funnel asks the server on the same
@@ -666,6 +681,26 @@ mod tests {
         );
         assert_eq!(forward(b"\x03USE db2").new_schema.as_deref(), Some(&b"db2"[..]));
         assert_eq!(forward(b"\x02db3").new_schema.as_deref(), Some(&b"db3"[..]));
+    }
+
+    #[test]
+    fn session_plan_causal_writes_are_statements_that_may_change_data() {
+        for sql in [
+            &b"\x03INSERT INTO t VALUES (1)"[..],
+            b"\x03CREATE TABLE t2 (a INT)",
+            b"\x03CALL p()",
+        ] {
+            assert!(forward(sql).may_write_data(), "{}", String::from_utf8_lossy(sql));
+        }
+        for cmd in [
+            &b"\x03SELECT 1"[..],
+            b"\x03SET @a = 1",
+            b"\x03SHOW WARNINGS",
+            b"\x09",
+            b"\x04t\0",
+        ] {
+            assert!(!forward(cmd).may_write_data(), "{:?}", cmd);
+        }
     }
 
     #[test]

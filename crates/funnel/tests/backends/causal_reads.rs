@@ -462,3 +462,30 @@ fn causal_reads_on_a_replica_with_replication_stopped_do_not_wait() {
         started.elapsed()
     );
 }
+
+/// Commands that change no data and are no SQL (`COM_STATISTICS`,
+/// `COM_FIELD_LIST`, a cursor's fetch) were taken for writes: after one on
+/// the writer the session read that connection's `@@last_gtid`, which was
+/// another client's write (one writer connection here), and its next read
+/// waited on the replica for that write.
+#[test]
+fn causal_reads_after_a_command_that_writes_nothing_do_not_wait() {
+    use funnel_protocol::tracker::Expect;
+    let (writer, replica) = delayed_pair(2);
+    let proxy = proxy_with(&writer, &replica, "10s", "  max_per_core: 1\n");
+    let mini = |user: &str| {
+        funnel_testkit::mini_client::MiniClient::connect(proxy.local_addr(), user, "apppw", Some("farm"))
+            .unwrap()
+    };
+    // Both on the one writer connection of their pool key.
+    mini("plain").query("INSERT INTO t VALUES (1, 10)").unwrap();
+    let mut c = mini("app");
+    c.roundtrip(&[0x09], Expect::Statistics).unwrap();
+    c.roundtrip(b"\x04t\0", Expect::FieldList).unwrap();
+    let rows = c.query("SELECT (SELECT v FROM t WHERE id = 1), @@port").unwrap();
+    assert_eq!(
+        rows.rows()[0][1].as_deref(),
+        Some(replica.port().to_string().as_str())
+    );
+    assert_eq!(counts(&proxy), (0, 0, 0), "nothing to wait for");
+}
