@@ -97,10 +97,12 @@ impl fmt::Display for GtidPos {
 /// The statement that waits for `pos` on a replica: 0 once applied, -1
 /// when `timeout` passed first, NULL when the server cannot wait. Funnel's
 /// reads say `LIMIT 1`: a session's `sql_select_limit = 0`, which its
-/// connections take, would leave them without a row.
+/// connections take, would leave them without a row. The wait runs on a
+/// pooled connection before the session's variables are put there: it
+/// sets its own `max_statement_time`, so none of a session's cuts it.
 pub fn wait_sql(pos: &GtidPos, timeout: std::time::Duration) -> String {
     format!(
-        "SELECT MASTER_GTID_WAIT('{pos}', {:.3}) LIMIT 1",
+        "SET STATEMENT max_statement_time = 0 FOR SELECT MASTER_GTID_WAIT('{pos}', {:.3}) LIMIT 1",
         timeout.as_secs_f64()
     )
 }
@@ -255,7 +257,7 @@ mod tests {
     fn causal_wait_statement_names_the_position_and_seconds() {
         assert_eq!(
             wait_sql(&pos("0-1-42,1-2-3"), std::time::Duration::from_millis(1500)),
-            "SELECT MASTER_GTID_WAIT('0-1-42,1-2-3', 1.500) LIMIT 1"
+            "SET STATEMENT max_statement_time = 0 FOR SELECT MASTER_GTID_WAIT('0-1-42,1-2-3', 1.500) LIMIT 1"
         );
     }
 }

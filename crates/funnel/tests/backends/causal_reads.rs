@@ -235,7 +235,8 @@ fn causal_reads_kill_query_stops_the_wait() {
     funnel_testkit::wait_until_within("the replica's wait stopped", Duration::from_secs(10), || {
         replica
             .query_first::<u64>(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT MASTER_GTID_WAIT%'",
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID() AND INFO LIKE '%MASTER_GTID_WAIT%'",
             )
             .unwrap_or(0)
             == 0
@@ -488,4 +489,22 @@ fn causal_reads_after_a_command_that_writes_nothing_do_not_wait() {
         Some(replica.port().to_string().as_str())
     );
     assert_eq!(counts(&proxy), (0, 0, 0), "nothing to wait for");
+}
+
+/// The wait runs on a pooled replica connection under whatever
+/// `max_statement_time` it has (a session's, this one's or another
+/// client's): the server cut it there (ERR 1969) and the read went to the
+/// writer, though the replica would have caught up within
+/// `causal_reads_timeout`. The wait says `max_statement_time = 0` for itself.
+#[test]
+fn causal_reads_wait_past_a_max_statement_time() {
+    let (writer, replica) = delayed_pair(2);
+    let proxy = proxy(&writer, &replica, "10s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("SET max_statement_time = 0.5").unwrap();
+    // The replica connection takes the session's value.
+    assert_eq!(read(&mut c, 1), (None, replica.port()));
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
+    assert_eq!(counts(&proxy), (1, 0, 0));
 }
