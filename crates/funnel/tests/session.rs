@@ -1988,3 +1988,40 @@ fn session_state_cases_match_direct_mariadb() {
         failures.join("\n")
     );
 }
+
+/// A fresh session's `ROW_COUNT()`, `FOUND_ROWS()` and `LAST_INSERT_ID()`
+/// before any statement of its own: a client that sends nothing at
+/// connect (PyMySQL, a raw client) reads MariaDB's starting values
+/// (`FOUND_ROWS()` is 1 there, where Funnel answered 0).
+#[test]
+fn session_fresh_previous_statement_values_match_direct_mariadb() {
+    let db = MariaDb::shared();
+    db.create_user("sess_direct", "dpw");
+    db.create_user("sess_backend", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: sess_backend\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = Proxy::start(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    let fresh = |addr, user, pw| {
+        let mut c = funnel_testkit::mini_client::MiniClient::connect(addr, user, pw, None).unwrap();
+        let r = c
+            .query("SELECT ROW_COUNT(), FOUND_ROWS(), LAST_INSERT_ID()")
+            .unwrap();
+        r.rows().to_vec()
+    };
+    let direct = fresh(db.addr(), "sess_direct", "dpw");
+    assert_eq!(
+        direct[0][1].as_deref(),
+        Some("1"),
+        "MariaDB's FOUND_ROWS() at login"
+    );
+    // Twice: the second client's connection is the first one's, left with
+    // its counts.
+    for _ in 0..2 {
+        assert_eq!(fresh(proxy.local_addr(), "app", "apppw"), direct);
+    }
+}
