@@ -294,7 +294,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 last_result_columns: 0,
                 last_succeeded: true,
                 open_cursors: Default::default(),
-                last: LastResults::at_login(),
+                last: LastResults::default(),
                 calc_found_rows: false,
                 tracks_state_itself: false,
                 causal: Default::default(),

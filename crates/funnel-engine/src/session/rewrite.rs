@@ -21,18 +21,6 @@ pub struct LastResults {
     pub found_rows: u64,
 }
 
-impl LastResults {
-    /// A session's values at login. MariaDB answers `FOUND_ROWS()` with 1
-    /// before the session's first result set (10.11, measured: with or
-    /// without a schema, for any user); the others start at 0.
-    pub fn at_login() -> Self {
-        LastResults {
-            found_rows: 1,
-            ..LastResults::default()
-        }
-    }
-}
-
 /// Functions replaced, upper-case.
 const FUNCTIONS: [&str; 4] = ["LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS", "CONNECTION_ID"];
 
