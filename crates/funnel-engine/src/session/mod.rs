@@ -1393,31 +1393,6 @@ impl Session {
         })
     }
 
-    /// True when `f` is a read that opens no table (`SELECT 1`, `SELECT
-    /// ROW_COUNT()`), which the server runs leaving its diagnostics area
-    /// as it was, that the read/write split would send to the read
-    /// hostgroup while `conn`, lingering for the client's warnings, is a
-    /// server of the default one: it serves the read (it has the session's
-    /// writes), so the client's next `SHOW WARNINGS` still reads them, as
-    /// on a direct connection. Sent to a replica, the read left them
-    /// behind.
-    fn reads_there(&self, conn: &BackendConn, total: usize, f: &Forward) -> bool {
-        if !(f.read_only && f.opens_no_table) {
-            return false;
-        }
-        let Some(read) = self.user.read_hostgroup.as_deref() else {
-            return false;
-        };
-        let route = self.route(total, f);
-        route.access == Access::Read
-            && *route.hostgroup == *read
-            && self
-                .shard
-                .backends
-                .by_id(conn.pool_id)
-                .is_some_and(|pool| *pool.placement().hostgroup == *self.user.default_hostgroup)
-    }
-
     /// True when `f` is a prepare of a read that opens no table
     /// ([`Forward::prepares_read`]) that `conn`, lingering for the
     /// client's warnings, may describe
@@ -1657,9 +1632,7 @@ impl Session {
             // (`SET`, `SELECT` without a table) still keep the connection.
             let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
             let fits = self.pinned.as_ref().is_some_and(|c| {
-                (self.routes_to(c, total, f)
-                    || self.describes_there(c, total, f)
-                    || self.reads_there(c, total, f))
+                (self.routes_to(c, total, f) || self.describes_there(c, total, f))
                     && !(clears_diagnostics && self.shard.backends.others_wait_for(c))
             });
             if !fits {
