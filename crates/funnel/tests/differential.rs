@@ -1657,6 +1657,166 @@ fn differential_sessions_match_direct_mariadb() {
     );
 }
 
+/// The soak of [`differential_sessions_match_direct_mariadb`] through the
+/// read/write split with `causal_reads`: Funnel fronts a writer and a
+/// read-only GTID replica of it, user `app` sends its reads to the replica,
+/// and the direct side runs on the writer. Every answer must still be the
+/// writer's: a difference is a stale read (a wait that did not cover the
+/// session's writes), a statement classed as a read that is not (ERR 1290
+/// on the read-only replica), or session state that does not follow the
+/// session to the replica. Two seeds by default; `FUNNEL_DIFF_*` as for the
+/// soak (`FUNNEL_DIFF_ITERATIONS=n` for a longer run).
+#[test]
+fn differential_causal_reads_match_direct_writer() {
+    let seed0 = env_or("FUNNEL_DIFF_SEED", DEFAULT_SEED);
+    let iterations = env_or("FUNNEL_DIFF_ITERATIONS", 2);
+    let clients = env_or("FUNNEL_DIFF_CLIENTS", DEFAULT_CLIENTS);
+    let ops = env_or("FUNNEL_DIFF_OPS", DEFAULT_OPS);
+
+    let (writer, replica) = replicated_pair();
+    let (proxy, _admin) = start_split(&writer, &replica);
+    let port = proxy.local_addr().port();
+
+    let started = Instant::now();
+    let mut failures = String::new();
+    let mut steps = 0;
+    for seed in seed0..seed0 + iterations {
+        let scripts: Vec<Vec<Op>> = (0..clients).map(|c| script(seed, c, ops)).collect();
+        steps += scripts.iter().map(Vec::len).sum::<usize>();
+        failures.push_str(&compare_on(
+            &writer,
+            Some(&replica),
+            port,
+            &format!("seed {seed}"),
+            &scripts,
+        ));
+    }
+    let (waited, at_once, on_writer) = proxy.snapshots().iter().fold((0, 0, 0), |(w, s, o), shard| {
+        let c = &shard.counters;
+        (
+            w + c.causal_waits,
+            s + c.causal_waits_skipped,
+            o + c.causal_reads_on_writer,
+        )
+    });
+    eprintln!(
+        "differential (causal reads): seeds {seed0}..{}, {clients} clients, {steps} steps each way \
+         in {:?}, reads after a write: {waited} waited on the replica, {at_once} served there at \
+         once, {on_writer} sent to the writer",
+        seed0 + iterations,
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "Funnel (causal reads) answered differently from a direct connection to the writer \
+         (rerun one seed with FUNNEL_DIFF_SEED=n FUNNEL_DIFF_ITERATIONS=1):\n{failures}"
+    );
+    // The replica did serve reads after writes: the run tests what it means to.
+    assert!(
+        waited + at_once > 0 || clients * ops < 200,
+        "no read after a write went to the replica"
+    );
+}
+
+/// A writer with a binary log and a read-only replica of it by GTID, each
+/// with the backend user and schema `df_sp` of [`server`] made on its own
+/// (the writer's binary log starts after them). The replica's user may
+/// not write past `read_only` (`GRANT ALL` gives `READ_ONLY ADMIN`), so a
+/// write Funnel sends there fails with ERR 1290 as it would for an
+/// application's account.
+fn replicated_pair() -> (MariaDb, MariaDb) {
+    let start = |args: &[&str]| {
+        let mut b = MariaDb::builder();
+        for a in args {
+            b = b.server_arg(*a);
+        }
+        let db = b.start().unwrap_or_else(|e| panic!("{e}"));
+        db.create_user("diff_user", "dpw");
+        db.root()
+            .query_drop(
+                "CREATE DATABASE df_sp; USE df_sp; \
+                 CREATE FUNCTION f_sq(n INT) RETURNS INT DETERMINISTIC RETURN n * n",
+            )
+            .unwrap();
+        db
+    };
+    // The scripts create functions that declare neither DETERMINISTIC nor
+    // NO SQL; with a binary log the server refuses those (ERR 1418) unless
+    // it trusts their creators, on both sides alike.
+    let writer = start(&[
+        "--log-bin=binlog",
+        "--server-id=1",
+        "--log-bin-trust-function-creators=1",
+    ]);
+    writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
+    writer.exec("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");
+    writer.exec("RESET MASTER");
+    let replica = start(&["--read-only", "--server-id=2"]);
+    replica.exec("REVOKE READ_ONLY ADMIN ON *.* FROM diff_user@'%'");
+    replica.exec(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+         MASTER_PASSWORD='rpw', MASTER_USE_GTID=slave_pos",
+        writer.port()
+    ));
+    replica.exec("START SLAVE");
+    (writer, replica)
+}
+
+/// Waits until `replica` has applied all of `writer`'s binary log (the new
+/// schemas before a script reads them there); panics with the replica's
+/// status when its replication stopped or did not catch up.
+fn caught_up(writer: &MariaDb, replica: &MariaDb) {
+    let pos: String = writer
+        .root()
+        .query_first("SELECT @@global.gtid_binlog_pos")
+        .unwrap()
+        .unwrap();
+    let mut root = replica.root();
+    let done: Option<i64> = root
+        .query_first(format!("SELECT MASTER_GTID_WAIT('{pos}', 60)"))
+        .unwrap()
+        .unwrap();
+    if done != Some(0) {
+        let status: Vec<mysql::Row> = root.query("SHOW SLAVE STATUS").unwrap();
+        panic!("the replica did not reach {pos}: {status:?}");
+    }
+}
+
+/// Funnel in front of [`replicated_pair`]: user `app` with the writer as
+/// its default hostgroup, the replica as its read hostgroup and causal
+/// reads; otherwise as [`start`].
+fn start_split(writer: &MariaDb, replica: &MariaDb) -> (Proxy, funnel_admin::Listeners) {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 2\n\
+         users:\n  - name: app\n    password: apppw\n    default_hostgroup: writer\n\
+         \x20   read_hostgroup: readers\n    causal_reads: true\n    causal_reads_timeout: 5s\n\
+         backends:\n\
+         \x20 - name: primary\n    address: {}\n    user: diff_user\n    password: dpw\n    hostgroup: writer\n\
+         \x20 - name: replica\n    address: {}\n    user: diff_user\n    password: dpw\n    hostgroup: readers\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n\
+         backlog:\n  wait_timeout: 60s\n\
+         monitor:\n  interval: 200ms\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
+         stateless_procedures:\n{}",
+        writer.addr(),
+        replica.addr(),
+        STATELESS_LISTED
+            .iter()
+            .map(|p| format!("  - \"*.{p}\"\n"))
+            .collect::<String>()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = Proxy::start(cfg.clone()).unwrap();
+    let admin = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    // Until the monitor has seen the replica, reads wait for its verdict.
+    funnel_testkit::wait_until_within(
+        "both backends checked",
+        std::time::Duration::from_secs(10),
+        || proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some()),
+    );
+    (proxy, admin)
+}
+
 /// Stored code that only reads session state (a function returning
 /// variables, a trigger copying `@@time_zone` into the row) pins nothing,
 /// in text and prepared statements, and reads each client's own values
@@ -1713,6 +1873,12 @@ fn tz_set(n: usize) -> &'static str {
 /// each side on its own fresh schemas (named after `tag`); the mismatches,
 /// or nothing.
 fn compare(db: &MariaDb, port: u16, tag: &str, scripts: &[Vec<Op>]) -> String {
+    compare_on(db, None, port, tag, scripts)
+}
+
+/// [`compare`], with `replica` (replicating from `db`) given the new
+/// schemas before the scripts start, and checked still replicating after.
+fn compare_on(db: &MariaDb, replica: Option<&MariaDb>, port: u16, tag: &str, scripts: &[Vec<Op>]) -> String {
     if std::env::var_os("FUNNEL_DIFF_PRINT").is_some() {
         for (c, script) in scripts.iter().enumerate() {
             for (i, op) in script.iter().enumerate() {
@@ -1731,6 +1897,9 @@ fn compare(db: &MariaDb, port: u16, tag: &str, scripts: &[Vec<Op>]) -> String {
         })
     };
     all_names(&|n| setup_schemas(db, n));
+    if let Some(replica) = replica {
+        caught_up(db, replica);
+    }
     // A login that fails names the run (its seed) and the client.
     let login = |port, user, pw, n: &Names| {
         Conn::new(opts(port, user, pw, &n.a)).unwrap_or_else(|e| panic!("{tag}: login of {}: {e}", n.a))
@@ -1740,6 +1909,9 @@ fn compare(db: &MariaDb, port: u16, tag: &str, scripts: &[Vec<Op>]) -> String {
     });
     let through = run_side(scripts, &funnel_names, &|n| login(port, "app", "apppw", n));
     all_names(&|n| drop_schemas(db, n));
+    if let Some(replica) = replica {
+        caught_up(db, replica);
+    }
     diff(tag, scripts, &direct, &through)
 }
 
