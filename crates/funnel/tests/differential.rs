@@ -1784,7 +1784,9 @@ fn caught_up(writer: &MariaDb, replica: &MariaDb) {
 
 /// Funnel in front of [`replicated_pair`]: user `app` with the writer as
 /// its default hostgroup, the replica as its read hostgroup and causal
-/// reads; otherwise as [`start`].
+/// reads; otherwise as [`start`]. The monitor is slow to mark a server
+/// down: on a loaded machine its checks of the replica timed out mid-run,
+/// and the clients' logins got ERR 9004 (no backend in `readers`).
 fn start_split(writer: &MariaDb, replica: &MariaDb) -> (Proxy, funnel_admin::Listeners) {
     let yaml = format!(
         "listen: 127.0.0.1:0\ncores: 2\n\
@@ -1795,7 +1797,7 @@ fn start_split(writer: &MariaDb, replica: &MariaDb) -> (Proxy, funnel_admin::Lis
          \x20 - name: replica\n    address: {}\n    user: diff_user\n    password: dpw\n    hostgroup: readers\n\
          pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n\
          backlog:\n  wait_timeout: 60s\n\
-         monitor:\n  interval: 200ms\n\
+         monitor:\n  interval: 200ms\n  timeout: 5s\n  failures_before_down: 20\n\
          admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
          stateless_procedures:\n{}",
         writer.addr(),

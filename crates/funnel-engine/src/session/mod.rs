@@ -1418,6 +1418,36 @@ impl Session {
                     .is_some_and(|read| *read == *at))
     }
 
+    /// True when `f` opens no table, so it keeps the diagnostics area
+    /// `conn` holds for the client, and `conn` may serve it though the
+    /// read/write split sends it elsewhere: a read on a writable server of
+    /// the default hostgroup (which has every write a replica would wait
+    /// for), or a `SET` of tracked state only on a server of the read
+    /// hostgroup (where it may run when the writers are away, see
+    /// `route`). Else a read after a write's warnings went to a replica, a
+    /// `SET` after a read's to the writer, and the client's `SHOW WARNINGS`
+    /// after either read another connection's area.
+    fn keeps_diagnostics_there(&self, conn: &BackendConn, total: usize, f: &Forward) -> bool {
+        if !f.opens_no_table {
+            return false;
+        }
+        let route = self.route(total, f);
+        let Some(pool) = self.shard.backends.by_id(conn.pool_id) else {
+            return false;
+        };
+        let at = &*pool.placement().hostgroup;
+        let read_hostgroup = self.user.read_hostgroup.as_deref();
+        match route.access {
+            Access::Read => {
+                read_hostgroup == Some(&*route.hostgroup)
+                    && *at == *self.user.default_hostgroup
+                    && !pool.is_read_only()
+            }
+            Access::Session => read_hostgroup.is_some_and(|read| *read == *at),
+            _ => false,
+        }
+    }
+
     /// Where a command goes: with autocommit off, or for a session pinned
     /// before it holds a connection, the user's default hostgroup; else
     /// the first matching query rule, else the read hostgroup for a
@@ -1632,7 +1662,9 @@ impl Session {
             // (`SET`, `SELECT` without a table) still keep the connection.
             let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
             let fits = self.pinned.as_ref().is_some_and(|c| {
-                (self.routes_to(c, total, f) || self.describes_there(c, total, f))
+                (self.routes_to(c, total, f)
+                    || self.describes_there(c, total, f)
+                    || self.keeps_diagnostics_there(c, total, f))
                     && !(clears_diagnostics && self.shard.backends.others_wait_for(c))
             });
             if !fits {

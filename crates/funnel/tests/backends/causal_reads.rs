@@ -508,3 +508,36 @@ fn causal_reads_wait_past_a_max_statement_time() {
     assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
     assert_eq!(counts(&proxy), (1, 0, 0));
 }
+
+/// The warnings or error of a statement stay the client's to read across
+/// the read/write split, as on a direct connection, while the statements
+/// between open no table: a read after a write's error may run on the
+/// writer that holds it, and a `SET` after a read's error on the replica
+/// that holds it. Before, the read went to the replica and the `SET` to
+/// the writer, the connection that held the area went back to the pool,
+/// and `SHOW ERRORS` / `@@warning_count` read nothing (differential soak,
+/// causal-reads mode, seeds 1006 and 1010, level 5).
+#[test]
+fn causal_reads_keep_the_diagnostics_area_across_the_split() {
+    let (writer, replica) = delayed_pair(0);
+    let proxy = proxy(&writer, &replica, "10s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let dup = c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap_err();
+    assert!(dup.to_string().contains("1062"), "{dup}");
+    let two: i64 = c.query_first("SELECT 1 + 1").unwrap().unwrap();
+    assert_eq!(two, 2);
+    let errors: Vec<(String, u32, String)> = c.query("SHOW ERRORS").unwrap();
+    assert_eq!(errors.len(), 1, "the write's error after a read: {errors:?}");
+    assert_eq!(errors[0].1, 1062);
+
+    let mut c = connect(&proxy, "app");
+    let missing = c.query_drop("SELECT * FROM nosuch").unwrap_err();
+    assert!(missing.to_string().contains("1146"), "{missing}");
+    c.query_drop("SET NAMES cp1251").unwrap();
+    let counts: (u64, u64) = c
+        .query_first("SELECT @@warning_count, @@error_count")
+        .unwrap()
+        .unwrap();
+    assert_eq!(counts, (1, 1), "the read's error after a SET");
+}
