@@ -1681,7 +1681,9 @@ fn differential_causal_reads_match_direct_writer() {
     let mut failures = String::new();
     let mut steps = 0;
     for seed in seed0..seed0 + iterations {
-        let scripts: Vec<Vec<Op>> = (0..clients).map(|c| script(seed, c, ops)).collect();
+        let scripts: Vec<Vec<Op>> = (0..clients)
+            .map(|c| replica_script(script(seed, c, ops)))
+            .collect();
         steps += scripts.iter().map(Vec::len).sum::<usize>();
         failures.push_str(&compare_on(
             &writer,
@@ -1716,6 +1718,30 @@ fn differential_causal_reads_match_direct_writer() {
         waited + at_once > 0 || clients * ops < 200,
         "no read after a write went to the replica"
     );
+}
+
+/// The [`STATE_WRITERS`] that the split reads on the replica: a single
+/// `SELECT` of a function that sets session variables. The server reports
+/// the change, but on a read-only server Funnel does not pin the session
+/// (its writes could not follow it there) and the state is lost, a known
+/// limit (docs/multiplexing.md, `untracked_state`), so these differ from a
+/// direct connection by design.
+const READS_THAT_SET_STATE: &[&str] = &[
+    "SELECT f_fx(3)",
+    "SELECT f_tz()",
+    "SELECT f_mode(), @@sql_mode",
+    "SELECT f_div(), 1/3",
+    "SELECT id, f_fx(id) FROM t ORDER BY id",
+    "SELECT f_fx(8)",
+    "SELECT f_div()",
+];
+
+/// `script` without the steps of [`READS_THAT_SET_STATE`].
+fn replica_script(script: Vec<Op>) -> Vec<Op> {
+    script
+        .into_iter()
+        .filter(|op| !matches!(op, Op::Query(sql) | Op::Exec(sql) if READS_THAT_SET_STATE.contains(&sql.as_str())))
+        .collect()
 }
 
 /// A writer with a binary log and a read-only replica of it by GTID, each
