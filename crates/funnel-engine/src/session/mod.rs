@@ -1648,6 +1648,13 @@ impl Session {
     /// `None` when the client was already told why there is none (the
     /// command's `total` bytes are then consumed).
     async fn lease(&mut self, total: usize, f: &Forward) -> Result<Option<BackendConn>, End> {
+        if f.diagnostics && f.pin.is_some() {
+            // `GET DIAGNOSTICS @n = ...` pins (its variable lives on the
+            // connection): on a replica lingering after a read's warnings,
+            // the session's writes would follow it there. It goes to the
+            // writers instead, as a prepare that pins does.
+            self.let_go_of_a_lingering_reader();
+        }
         if self.linger && !f.diagnostics && self.pin_reason.is_none() && !self.sticky() {
             // Kept only so the client could read its warnings (also in
             // statements Funnel does not class as diagnostics, such as
@@ -2683,8 +2690,9 @@ impl Session {
 
     /// Lets go of the connection the session holds only for the client's
     /// `SHOW WARNINGS` (`linger`) when a write would not go there: a
-    /// replica that served a read. Called before a prepare pins the
-    /// session, which from then on keeps the connection it holds, so its
+    /// replica that served a read. Called before a prepare (or a
+    /// `GET DIAGNOSTICS` into user variables) pins the session, which from
+    /// then on keeps the connection it holds, so its
     /// writes would follow it to that replica (one that holds none takes
     /// its next from the writers, see `route`). The warnings are lost to
     /// the client, a smaller harm.

@@ -541,3 +541,25 @@ fn causal_reads_keep_the_diagnostics_area_across_the_split() {
         .unwrap();
     assert_eq!(counts, (1, 1), "the read's error after a SET");
 }
+
+/// `GET DIAGNOSTICS @v = ...` pins the session (the variable lives on the
+/// connection); after a read's error on the replica it ran there, on the
+/// connection lingering for that error, and the session's writes from
+/// then on went to the replica too: ERR 1290 (differential soak,
+/// causal-reads mode, seed 1041, level 5). It goes to the writer, as a
+/// prepare that pins does; the read's error is lost to it.
+#[test]
+fn causal_reads_get_diagnostics_after_a_read_on_the_replica_does_not_pin_there() {
+    let (writer, replica) = delayed_pair(0);
+    let proxy = proxy(&writer, &replica, "10s");
+    let mut c = connect(&proxy, "app");
+    let missing = c.query_drop("SELECT * FROM nosuch").unwrap_err();
+    assert!(missing.to_string().contains("1146"), "{missing}");
+    c.query_drop("GET DIAGNOSTICS CONDITION 1 @ge = MYSQL_ERRNO")
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    c.query_drop("LOCK TABLES t WRITE").unwrap();
+    c.query_drop("UNLOCK TABLES").unwrap();
+    let port: u16 = c.query_first("SELECT @@port").unwrap().unwrap();
+    assert_eq!(port, writer.port(), "pinned to the writer");
+}
