@@ -1768,10 +1768,16 @@ fn replicated_pair() -> (MariaDb, MariaDb) {
     };
     // The scripts create functions that declare neither DETERMINISTIC nor
     // NO SQL; with a binary log the server refuses those (ERR 1418) unless
-    // it trusts their creators, on both sides alike.
+    // it trusts their creators, on both sides alike. Row-based logging:
+    // with statements logged, a temporary table that a session's
+    // `COM_RESET_CONNECTION` or `COM_CHANGE_USER` dropped on the writer
+    // lived on in the replica's applier, and a later `INSERT INTO k` of
+    // that connection met the replica's stale temporary `k` there (ERR
+    // 1136, replication stopped; the direct side's, seed 3000, level 4).
     let writer = start(&[
         "--log-bin=binlog",
         "--server-id=1",
+        "--binlog-format=ROW",
         "--log-bin-trust-function-creators=1",
     ]);
     writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
@@ -1791,7 +1797,7 @@ fn replicated_pair() -> (MariaDb, MariaDb) {
 /// Waits until `replica` has applied all of `writer`'s binary log (the new
 /// schemas before a script reads them there); panics with the replica's
 /// status when its replication stopped or did not catch up.
-fn caught_up(writer: &MariaDb, replica: &MariaDb) {
+fn caught_up(writer: &MariaDb, replica: &MariaDb, tag: &str) {
     let pos: String = writer
         .root()
         .query_first("SELECT @@global.gtid_binlog_pos")
@@ -1803,8 +1809,13 @@ fn caught_up(writer: &MariaDb, replica: &MariaDb) {
         .unwrap()
         .unwrap();
     if done != Some(0) {
-        let status: Vec<mysql::Row> = root.query("SHOW SLAVE STATUS").unwrap();
-        panic!("the replica did not reach {pos}: {status:?}");
+        let status: Vec<(Option<String>, Option<String>)> = root
+            .query::<mysql::Row, _>("SHOW SLAVE STATUS")
+            .unwrap()
+            .iter()
+            .map(|row| (row.get("Slave_SQL_Running"), row.get("Last_SQL_Error")))
+            .collect();
+        panic!("{tag}: the replica did not reach {pos}: {status:?}");
     }
 }
 
@@ -1926,7 +1937,7 @@ fn compare_on(db: &MariaDb, replica: Option<&MariaDb>, port: u16, tag: &str, scr
     };
     all_names(&|n| setup_schemas(db, n));
     if let Some(replica) = replica {
-        caught_up(db, replica);
+        caught_up(db, replica, tag);
     }
     // A login that fails names the run (its seed) and the client.
     let login = |port, user, pw, n: &Names| {
@@ -1938,7 +1949,7 @@ fn compare_on(db: &MariaDb, replica: Option<&MariaDb>, port: u16, tag: &str, scr
     let through = run_side(scripts, &funnel_names, &|n| login(port, "app", "apppw", n));
     all_names(&|n| drop_schemas(db, n));
     if let Some(replica) = replica {
-        caught_up(db, replica);
+        caught_up(db, replica, tag);
     }
     diff(tag, scripts, &direct, &through)
 }
