@@ -24,6 +24,11 @@
 //! depends on them), and `5`, the default, [`call_ops`] (`CALL`s of
 //! procedures Funnel's side lists in `stateless_procedures`, and what the
 //! client reads after them).
+//!
+//! [`differential_causal_reads_match_direct_writer`] runs the same scripts
+//! through the read/write split with `causal_reads` (a writer and a
+//! read-only GTID replica of it) against direct connections to the writer;
+//! the same variables size it (two seeds by default).
 
 use std::fmt::Write as _;
 use std::sync::Once;
