@@ -1242,6 +1242,34 @@ fn backends_a_command_waiting_at_a_pause_routes_by_the_reload_made_meanwhile() {
     assert_eq!(waiting.join().unwrap(), new.port());
 }
 
+/// A read that opens no table (`SELECT 1`, `SELECT ROW_COUNT()`) keeps
+/// the server's diagnostics area: after a write that failed or warned, a
+/// direct connection's `SHOW WARNINGS` still reads them. The split sent
+/// such reads to a replica and let the writer's connection go, so the
+/// client read no warnings.
+#[test]
+fn backends_a_read_of_no_table_after_a_write_that_warned_keeps_its_warnings() {
+    let f = farm(&[]);
+    let proxy = funnel_testkit::funnel::start(full(&f, ""));
+    let mut c = client(&proxy);
+    c.query_drop("INSERT INTO t VALUES (1, 1)").unwrap();
+    assert!(c.query_drop("INSERT INTO t VALUES (1, 1)").is_err());
+    assert_eq!(c.query_first::<i64, _>("SELECT ROW_COUNT()").unwrap(), Some(-1));
+    let warnings: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, 1062);
+    c.query_drop("SET sql_mode = ''").unwrap();
+    c.query_drop("UPDATE t SET v = 99999999999 WHERE id = 1").unwrap();
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    let warnings: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, 1264);
+    // A read of a table clears them anyway: it goes to a replica.
+    let readers = [f.r1.port(), f.r2.port()];
+    let (at, _): (u16, i64) = c.query_first("SELECT @@port, COUNT(*) FROM t").unwrap().unwrap();
+    assert!(readers.contains(&at), "{at}");
+}
+
 fn port_of(c: &mut Conn) -> u16 {
     port(c, "SELECT @@port")
 }
