@@ -1839,19 +1839,11 @@ fn start_split(writer: &MariaDb, replica: &MariaDb) -> (Proxy, funnel_admin::Lis
          \x20 - name: replica\n    address: {}\n    user: diff_user\n    password: dpw\n    hostgroup: readers\n\
          pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n\
          backlog:\n  wait_timeout: 60s\n\
-         monitor:\n  interval: 200ms\n  timeout: 5s\n  failures_before_down: 20\n\
-         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
-         stateless_procedures:\n{}",
+         monitor:\n  interval: 200ms\n  timeout: 5s\n  failures_before_down: 20\n",
         writer.addr(),
         replica.addr(),
-        STATELESS_LISTED
-            .iter()
-            .map(|p| format!("  - \"*.{p}\"\n"))
-            .collect::<String>()
     );
-    let cfg = Config::from_yaml_str(&yaml).unwrap();
-    let proxy = Proxy::start(cfg.clone()).unwrap();
-    let admin = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let (proxy, admin) = start_with(&yaml);
     // Until the monitor has seen the replica, reads wait for its verdict.
     funnel_testkit::wait_until_within(
         "both backends checked",
@@ -1968,19 +1960,28 @@ fn start() -> (&'static MariaDb, Proxy, funnel_admin::Listeners) {
          users:\n  - name: app\n    password: apppw\n\
          backends:\n  - name: primary\n    address: {}\n    user: diff_user\n    password: dpw\n\
          pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n\
-         backlog:\n  wait_timeout: 60s\n\
-         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
-         stateless_procedures:\n{}",
+         backlog:\n  wait_timeout: 60s\n",
         db.addr(),
-        STATELESS_LISTED
-            .iter()
-            .map(|p| format!("  - \"*.{p}\"\n"))
-            .collect::<String>()
+    );
+    let (proxy, admin) = start_with(&yaml);
+    (db, proxy, admin)
+}
+
+/// Funnel from `yaml` (listener, users, backends and pools), with the admin
+/// listener and the scripts' `stateless_procedures` added.
+fn start_with(yaml: &str) -> (Proxy, funnel_admin::Listeners) {
+    let procedures: String = STATELESS_LISTED
+        .iter()
+        .map(|p| format!("  - \"*.{p}\"\n"))
+        .collect();
+    let yaml = format!(
+        "{yaml}admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
+         stateless_procedures:\n{procedures}"
     );
     let cfg = Config::from_yaml_str(&yaml).unwrap();
     let proxy = Proxy::start(cfg.clone()).unwrap();
     let admin = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
-    (db, proxy, admin)
+    (proxy, admin)
 }
 
 /// The shared server, with the backend user and schema `df_sp`.
