@@ -1762,13 +1762,7 @@ fn replicated_pair() -> (MariaDb, MariaDb) {
             b = b.server_arg(*a);
         }
         let db = b.start().unwrap_or_else(|e| panic!("{e}"));
-        db.create_user("diff_user", "dpw");
-        db.root()
-            .query_drop(
-                "CREATE DATABASE df_sp; USE df_sp; \
-                 CREATE FUNCTION f_sq(n INT) RETURNS INT DETERMINISTIC RETURN n * n",
-            )
-            .unwrap();
+        prepare_server(&db);
         db
     };
     // The scripts create functions that declare neither DETERMINISTIC nor
@@ -1988,16 +1982,20 @@ fn start_with(yaml: &str) -> (Proxy, funnel_admin::Listeners) {
 fn server() -> &'static MariaDb {
     static ONCE: Once = Once::new();
     let db = MariaDb::shared();
-    ONCE.call_once(|| {
-        db.create_user("diff_user", "dpw");
-        db.root()
-            .query_drop(
-                "CREATE DATABASE df_sp; USE df_sp; \
-                 CREATE FUNCTION f_sq(n INT) RETURNS INT DETERMINISTIC RETURN n * n",
-            )
-            .unwrap();
-    });
+    ONCE.call_once(|| prepare_server(db));
     db
+}
+
+/// What every script needs of a server: the backend user and schema
+/// `df_sp` with its function.
+fn prepare_server(db: &MariaDb) {
+    db.create_user("diff_user", "dpw");
+    db.root()
+        .query_drop(
+            "CREATE DATABASE df_sp; USE df_sp; \
+             CREATE FUNCTION f_sq(n INT) RETURNS INT DETERMINISTIC RETURN n * n",
+        )
+        .unwrap();
 }
 
 /// How many clients Funnel pinned for `reason` since it started.
