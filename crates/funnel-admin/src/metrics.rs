@@ -92,6 +92,20 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             .map(|(c, n)| (format!("{{code=\"{c}\"}}"), n))
             .collect(),
     );
+    let mut rule_hits = BTreeMap::<usize, u64>::new();
+    for s in shards {
+        for &(rule, n) in &s.rule_hits {
+            *rule_hits.entry(rule).or_default() += n;
+        }
+    }
+    counter(
+        "funnel_query_rule_hits_total",
+        "Statements each query rule applied to (routed, refused or bounded), by its place in query_rules, since the rules last changed.",
+        rule_hits
+            .into_iter()
+            .map(|(r, n)| (format!("{{rule=\"{r}\"}}"), n))
+            .collect(),
+    );
     counter(
         "funnel_client_connections_accepted_total",
         "Client connections accepted.",

@@ -181,7 +181,8 @@ pub struct SchemaLimit {
     pub max_backend_connections_per_core: u32,
 }
 
-/// A routing rule: statements that match go to `hostgroup`.
+/// A query rule: statements that match go to `hostgroup`, are refused
+/// with `error`, or are stopped after `timeout`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRule {
@@ -198,8 +199,17 @@ pub struct QueryRule {
     /// Only while the client's current schema is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
-    /// Where matching statements go.
-    pub hostgroup: String,
+    /// Where matching statements go (default: the user's hostgroups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostgroup: Option<String>,
+    /// Refuse matching statements with this message (ERR 1148), sending
+    /// nothing to a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Stop a matching statement still running after this long (`KILL
+    /// QUERY`; the client gets ERR 1969).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
 }
 
 /// How Funnel watches its backends.

@@ -652,3 +652,53 @@ fn config_idle_poll_defaults_and_bounds() {
         }
     }
 }
+
+#[test]
+fn config_query_rules_route_refuse_or_time_out() {
+    let yaml = format!(
+        "{MINIMAL}query_rules:
+  - match_prefix: SELECT
+    hostgroup: default
+    timeout: 250ms
+  - match_regex: '(?i)^DELETE FROM \\w+$'
+    error: 'DELETE without WHERE is refused'
+  - match_prefix: UPDATE
+    timeout: 2s
+"
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let rules = &cfg.query_rules;
+    assert_eq!(rules[0].hostgroup.as_deref(), Some("default"));
+    assert_eq!(rules[0].timeout, Some(HumanDuration::from_millis(250)));
+    assert_eq!(rules[1].error.as_deref(), Some("DELETE without WHERE is refused"));
+    assert_eq!((rules[1].hostgroup.as_deref(), rules[1].timeout), (None, None));
+    assert_eq!(rules[2].timeout, Some(HumanDuration::from_secs(2)));
+    let bad = format!(
+        "{MINIMAL}query_rules:
+  - match_prefix: SELECT
+  - match_prefix: DELETE
+    error: no
+    hostgroup: default
+  - match_prefix: DROP
+    error: ' '
+  - match_prefix: ALTER
+    timeout: 0s
+  - match_prefix: LOCK
+    hostgroup: nowhere
+  - match_prefix: TRUNCATE
+    error: '{}'
+",
+        "x".repeat(513)
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "query_rules[0]: give hostgroup, error or timeout",
+            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup or timeout with error",
+            "query_rules[2].error: the message is empty",
+            "query_rules[3].timeout: must be at least 1ms",
+            "query_rules[4].hostgroup: no backend is in hostgroup \"nowhere\"",
+            "query_rules[5].error: longer than 512 bytes, the most an ERR message holds",
+        ]
+    );
+}

@@ -106,15 +106,48 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
                 );
             }
         }
-        if !hostgroups.contains(r.hostgroup.as_str()) {
-            push(
+        if let Some(hostgroup) = &r.hostgroup {
+            if !hostgroups.contains(hostgroup.as_str()) {
+                push(
+                    out,
+                    format!("{path}.hostgroup"),
+                    format!("no backend is in hostgroup \"{hostgroup}\""),
+                );
+            }
+        }
+        match &r.error {
+            None if r.hostgroup.is_none() && r.timeout.is_none() => {
+                push(out, path.clone(), "give hostgroup, error or timeout");
+            }
+            None => {}
+            Some(_) if r.hostgroup.is_some() || r.timeout.is_some() => push(
                 out,
-                format!("{path}.hostgroup"),
-                format!("no backend is in hostgroup \"{}\"", r.hostgroup),
-            );
+                format!("{path}.error"),
+                "a refused statement runs nowhere: give no hostgroup or timeout with error",
+            ),
+            Some(message) if message.trim().is_empty() => {
+                push(out, format!("{path}.error"), "the message is empty");
+            }
+            Some(message) if message.len() > MAX_RULE_ERROR => push(
+                out,
+                format!("{path}.error"),
+                format!("longer than {MAX_RULE_ERROR} bytes, the most an ERR message holds"),
+            ),
+            Some(_) => {}
+        }
+        if let Some(timeout) = r.timeout {
+            if timeout.as_duration() < MIN_RULE_TIMEOUT {
+                push(out, format!("{path}.timeout"), "must be at least 1ms");
+            }
         }
     }
 }
+
+/// The longest message of a rule's `error`: MySQL's `MYSQL_ERRMSG_SIZE`.
+const MAX_RULE_ERROR: usize = 512;
+
+/// The shortest rule `timeout`.
+const MIN_RULE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The longest `idle_poll`: a core polling longer than this between bursts
 /// spends a CPU on nothing.

@@ -109,6 +109,42 @@ pub struct ClientSide<'a> {
     /// get the byte that says whether definitions follow, and an
     /// execute's definitions the client has are left out.
     pub columns: Option<ColumnCache<'a>>,
+    /// The statement's query-rule timeout, once Funnel killed it for that.
+    pub stopped: Option<&'a StoppedByRule>,
+}
+
+/// A statement a query rule's `timeout` stopped (`KILL QUERY`): the
+/// server's "interrupted" ERR that ends its reply goes to the client as
+/// the rule's own, which says why.
+#[derive(Debug)]
+pub struct StoppedByRule {
+    /// The `KILL QUERY` was asked for.
+    pub fired: std::cell::Cell<bool>,
+    /// The ERR the client gets instead of the server's 1317.
+    pub err: funnel_protocol::response::ErrPacket,
+    /// The server's ERR was replaced by [`Self::err`].
+    pub replaced: std::cell::Cell<bool>,
+}
+
+/// ER_QUERY_INTERRUPTED, the server's answer to a statement a `KILL
+/// QUERY` stopped.
+const QUERY_INTERRUPTED: u16 = 1317;
+
+impl StoppedByRule {
+    /// The packet that goes out instead of `payload` (with sequence id
+    /// `seq`), when `payload` is the interrupted ERR that ends the reply
+    /// of a statement this rule stopped.
+    fn instead_of(&self, payload: &[u8], seq: u8) -> Option<Vec<u8>> {
+        let interrupted =
+            payload.first() == Some(&0xff) && payload.get(1..3) == Some(&QUERY_INTERRUPTED.to_le_bytes()[..]);
+        if !(interrupted && self.fired.get()) {
+            return None;
+        }
+        self.replaced.set(true);
+        let mut packet = bytes::BytesMut::new();
+        funnel_protocol::framing::write_small_packet(&mut packet, seq, |p| self.err.write(p));
+        Some(packet.to_vec())
+    }
 }
 
 /// Streams the response to the command just sent on `conn`.
@@ -130,6 +166,7 @@ pub async fn relay_response(
         hold_end,
         control,
         mut columns,
+        stopped,
     } = client;
     let killed = || control.is_killed();
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
@@ -217,6 +254,11 @@ pub async fn relay_response(
                         let mut packet = bytes::BytesMut::with_capacity(HEADER_LEN + shown.len());
                         write_packet(&mut packet, h.seq, &shown);
                         replaced = Some((forward, packet.to_vec()));
+                    }
+                }
+                if let Some(stopped) = stopped.filter(|_| matches!(r, Ok(Event::Done))) {
+                    if let Some(packet) = stopped.instead_of(payload, h.seq) {
+                        replaced = Some((forward, packet));
                     }
                 }
                 forward += h.total_len();

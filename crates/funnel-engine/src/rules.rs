@@ -1,8 +1,15 @@
 //! Query rules: ordered matches on a statement's text (prefix or regular
-//! expression), the user and the schema, each naming a hostgroup. The first
-//! rule that matches wins. Compiled once per configuration.
+//! expression), the user and the schema. The first rule that matches
+//! applies: it names a hostgroup, refuses the statement, or bounds its
+//! running time. Compiled once per configuration; each core counts its
+//! rules' hits for `SHOW QUERY RULES`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
 
 use funnel_config::QueryRule;
+use funnel_protocol::response::ErrPacket;
 use regex::bytes::Regex;
 
 /// How a rule matches the statement text.
@@ -14,18 +21,65 @@ enum Matcher {
     Regex(Regex),
 }
 
+/// What a matching rule does to a statement.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Action {
+    /// Its place in `query_rules`.
+    pub index: usize,
+    /// Where the statement goes (else the user's hostgroups).
+    pub hostgroup: Option<Rc<str>>,
+    /// The statement is refused with this ERR, sent nowhere.
+    pub refusal: Option<ErrPacket>,
+    /// A statement still running after this long is stopped (`KILL QUERY`).
+    pub timeout: Option<Duration>,
+}
+
+impl Action {
+    /// The ERR a statement stopped by this rule's timeout gets: MariaDB's
+    /// own for `max_statement_time` (1969, 70100), naming the rule.
+    pub fn timeout_err(&self) -> Option<ErrPacket> {
+        let limit = self.timeout?;
+        Some(ErrPacket::new(
+            1969,
+            "70100",
+            format!(
+                "Query execution was interrupted (query_rules[{}].timeout of {} ms exceeded)",
+                self.index,
+                limit.as_millis()
+            ),
+        ))
+    }
+}
+
 /// One compiled rule.
 #[derive(Debug)]
 struct Rule {
     matcher: Matcher,
     user: Option<String>,
     schema: Option<Vec<u8>>,
-    hostgroup: String,
+    action: Rc<Action>,
+    /// Statements it applied to on this core.
+    hits: Cell<u64>,
+}
+
+impl Rule {
+    fn matches(&self, sql: &[u8], head: &[u8], user: &str, schema: Option<&[u8]>) -> bool {
+        self.user.as_deref().is_none_or(|u| u == user)
+            && self.schema.as_deref().is_none_or(|s| Some(s) == schema)
+            && match &self.matcher {
+                Matcher::Prefix(p) => head.len() >= p.len() && head[..p.len()].eq_ignore_ascii_case(p),
+                Matcher::Regex(re) => re.is_match(sql),
+            }
+    }
 }
 
 /// The configured rules, in order.
 #[derive(Debug, Default)]
 pub struct Rules(Vec<Rule>);
+
+/// ER_NOT_ALLOWED_COMMAND: what ProxySQL answers a statement its rules
+/// refuse, so clients moved from it see the same code.
+const REFUSED_CODE: u16 = 1148;
 
 impl Rules {
     /// Compiles the config's rules (validation already checked the patterns).
@@ -33,7 +87,8 @@ impl Rules {
         Rules(
             rules
                 .iter()
-                .filter_map(|r| {
+                .enumerate()
+                .filter_map(|(index, r)| {
                     let matcher = match (&r.match_prefix, &r.match_regex) {
                         (Some(p), _) => Matcher::Prefix(p.trim_start().as_bytes().to_ascii_lowercase()),
                         (None, Some(re)) => Matcher::Regex(Regex::new(re).ok()?),
@@ -43,7 +98,13 @@ impl Rules {
                         matcher,
                         user: r.user.clone(),
                         schema: r.schema.as_ref().map(|s| s.as_bytes().to_vec()),
-                        hostgroup: r.hostgroup.clone(),
+                        action: Rc::new(Action {
+                            index,
+                            hostgroup: r.hostgroup.as_deref().map(Rc::from),
+                            refusal: r.error.as_ref().map(|m| ErrPacket::new(REFUSED_CODE, "42000", m)),
+                            timeout: r.timeout.map(|t| t.as_duration()),
+                        }),
+                        hits: Cell::new(0),
                     })
                 })
                 .collect(),
@@ -55,22 +116,28 @@ impl Rules {
         self.0.is_empty()
     }
 
-    /// The hostgroup of the first rule matching this statement.
-    pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<&str> {
+    fn first(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<&Rule> {
         let head = skip_leading_noise(sql);
-        self.0
-            .iter()
-            .find(|r| {
-                r.user.as_deref().is_none_or(|u| u == user)
-                    && r.schema.as_deref().is_none_or(|s| Some(s) == schema)
-                    && match &r.matcher {
-                        Matcher::Prefix(p) => {
-                            head.len() >= p.len() && head[..p.len()].eq_ignore_ascii_case(p)
-                        }
-                        Matcher::Regex(re) => re.is_match(sql),
-                    }
-            })
-            .map(|r| r.hostgroup.as_str())
+        self.0.iter().find(|r| r.matches(sql, head, user, schema))
+    }
+
+    /// The action of the first rule matching this statement, counted as a
+    /// hit: call it once per statement the client sent.
+    pub fn apply(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<Action>> {
+        let rule = self.first(sql, user, schema)?;
+        rule.hits.set(rule.hits.get() + 1);
+        Some(rule.action.clone())
+    }
+
+    /// The hostgroup the first rule matching this statement names, if it
+    /// names one (not counted: a statement is routed more than once).
+    pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<str>> {
+        self.first(sql, user, schema)?.action.hostgroup.clone()
+    }
+
+    /// Each rule's hits on this core, by its place in `query_rules`.
+    pub fn hits(&self) -> Vec<(usize, u64)> {
+        self.0.iter().map(|r| (r.action.index, r.hits.get())).collect()
     }
 }
 
@@ -110,8 +177,14 @@ mod tests {
             match_regex: regex.map(Into::into),
             user: user.map(Into::into),
             schema: schema.map(Into::into),
-            hostgroup: hg.into(),
+            hostgroup: Some(hg.into()),
+            error: None,
+            timeout: None,
         }
+    }
+
+    fn route(rules: &Rules, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<String> {
+        rules.route(sql, user, schema).map(|h| h.to_string())
     }
 
     #[test]
@@ -122,27 +195,53 @@ mod tests {
             rule(Some("SELECT"), None, Some("bob"), Some("db1"), "readers"),
         ]);
         assert_eq!(
-            rules.route(b"  SELECT /* report */ 1", "x", None),
-            Some("reports")
+            route(&rules, b"  SELECT /* report */ 1", "x", None),
+            Some("reports".into())
         );
         assert_eq!(
-            rules.route(b"select * from t for update", "bob", Some(b"db1")),
-            Some("writer")
+            route(&rules, b"select * from t for update", "bob", Some(b"db1")),
+            Some("writer".into())
         );
         assert_eq!(
-            rules.route(b"/* c */ SELECT 1", "bob", Some(b"db1")),
-            Some("readers")
+            route(&rules, b"/* c */ SELECT 1", "bob", Some(b"db1")),
+            Some("readers".into())
         );
         assert_eq!(
-            rules.route(b"SELECT 1", "bob", Some(b"db2")),
+            route(&rules, b"SELECT 1", "bob", Some(b"db2")),
             None,
             "schema must match"
         );
         assert_eq!(
-            rules.route(b"SELECT 1", "amy", Some(b"db1")),
+            route(&rules, b"SELECT 1", "amy", Some(b"db1")),
             None,
             "user must match"
         );
         assert!(Rules::default().is_empty());
+    }
+
+    #[test]
+    fn rules_refuse_or_time_out_and_count_their_hits() {
+        let mut refuse = rule(None, Some("(?i)^DELETE FROM \\w+$"), None, None, "x");
+        (refuse.hostgroup, refuse.error) = (None, Some("no DELETE without WHERE".into()));
+        let mut slow = rule(Some("SELECT"), None, None, None, "x");
+        (slow.hostgroup, slow.timeout) = (None, Some(funnel_config::HumanDuration::from_millis(250)));
+        let rules = Rules::compile(&[refuse, slow, rule(Some("SELECT"), None, None, None, "never")]);
+        let refused = rules.apply(b"delete from t", "u", None).unwrap();
+        let err = refused.refusal.as_ref().unwrap();
+        assert_eq!((err.code, &err.sql_state), (1148, b"42000"));
+        assert_eq!(err.message, b"no DELETE without WHERE");
+        assert!(rules.apply(b"DELETE FROM t WHERE id = 1", "u", None).is_none());
+        let timed = rules.apply(b"SELECT 1", "u", None).unwrap();
+        assert_eq!(timed.timeout, Some(Duration::from_millis(250)));
+        let err = timed.timeout_err().unwrap();
+        assert_eq!((err.code, &err.sql_state), (1969, b"70100"));
+        assert_eq!(
+            String::from_utf8_lossy(&err.message),
+            "Query execution was interrupted (query_rules[1].timeout of 250 ms exceeded)"
+        );
+        // The first match applies whole: a later rule's hostgroup does not.
+        assert_eq!(route(&rules, b"SELECT 1", "u", None), None);
+        rules.apply(b"SELECT 2", "u", None);
+        assert_eq!(rules.hits(), [(0, 1), (1, 2), (2, 0)]);
     }
 }

@@ -259,7 +259,10 @@ impl Shard {
         *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users, counters));
         self.users_generation
             .set(self.users_generation.get().wrapping_add(1));
-        *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
+        // Unchanged rules keep their hit counts.
+        if cfg.query_rules != self.config().query_rules {
+            *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
+        }
         *self.config.borrow_mut() = Rc::new(cfg);
         // The servers behind a hostgroup may have changed.
         self.learned_sets.clear();
@@ -631,6 +634,7 @@ impl Shard {
             paused: self.paused.get(),
             digests: self.digests.snapshot(),
             pins_by_digest: s.pins_by_digest.borrow().clone(),
+            rule_hits: self.rules().hits(),
         }
     }
 }

@@ -20,6 +20,7 @@ use lost_transaction::Verdict;
 pub mod pinning;
 mod reset;
 pub mod rewrite;
+mod rule_actions;
 #[cfg(test)]
 mod scan_cost;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub mod user_vars;
 pub mod users;
 pub mod variables;
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +53,7 @@ use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
-use crate::relay::{relay_response, within_unless_killed, ClientSide, RelayEnd};
+use crate::relay::{relay_response, within_unless_killed, ClientSide, RelayEnd, StoppedByRule};
 use crate::router::Access;
 use crate::rt::{self, Stream};
 use crate::schema_trust::{Next, SchemaVerdict};
@@ -821,6 +823,15 @@ impl Session {
             // small read future (a few hundred bytes), not the largest
             // command's state (about 15 KiB) for its life.
             Plan::Forward(mut f) => {
+                if payload.first() == Some(&0x03) {
+                    if let Some(rule) = self.rule_for(&payload[1..], self.schema.as_deref()) {
+                        if let Some(err) = rule.refusal.clone() {
+                            self.buf.consume(total);
+                            return self.refuse_by_rule(&err).await;
+                        }
+                        f.rule = Some(rule);
+                    }
+                }
                 if self.literal_backslashes(payload) {
                     match literal_backslashes::read_with_literal_backslashes(payload, &f, self.caps) {
                         Some(g) => f = g,
@@ -920,13 +931,7 @@ impl Session {
     /// while the killer had its OK. As for any `KILL` (`Shard::kill_running`),
     /// the connection serves nobody else before the server has the `KILL`.
     fn kill_own_statement(&self, thread: ServerThread) {
-        let (shard, control) = (self.shard.clone(), self.control.clone());
-        // Noted before the task runs: the session may release the
-        // connection first.
-        let in_flight = control.kill_in_flight();
-        rt::spawn(async move {
-            let _ = shard.kill_running(&control, thread, in_flight).await;
-        });
+        kill_statement(&self.shard, &self.control, thread);
     }
 
     /// Gives the connection back and tells the client its command was
@@ -1507,7 +1512,7 @@ impl Session {
             if !rules.is_empty() {
                 if let Some(hg) = rules.route(sql, &user.name, self.schema.as_deref()) {
                     return Route {
-                        hostgroup: Rc::from(hg),
+                        hostgroup: hg,
                         access,
                         fallback: None,
                     };
@@ -1769,6 +1774,19 @@ impl Session {
                 .is_some_and(|pool| *pool.placement().hostgroup == *key.hostgroup())
         });
         let stats = self.shard.stats.clone();
+        // A query rule's timeout: the statement is killed once it has run
+        // that long, and the client told why.
+        let rule_timeout = f.rule.as_ref().and_then(|r| r.timeout);
+        let stopped = f
+            .rule
+            .as_ref()
+            .and_then(|r| r.timeout_err())
+            .map(|err| StoppedByRule {
+                fired: Cell::new(false),
+                err,
+                replaced: Cell::new(false),
+            });
+        let thread = conn.server_thread();
         let mut tracking = self.tracking_view();
         // The client's own `SET session_track_state_change = ON` is reported
         // to it already.
@@ -1797,8 +1815,19 @@ impl Session {
             // A `SET` to learn: its OK comes back for the record.
             hold_end: f.settles_on_server() || learn_set.is_some(),
             control: &self.control,
+            stopped: stopped.as_ref(),
         };
-        let end = relay_response(&mut conn, client, expect, query_timeout).await;
+        let relay = relay_response(&mut conn, client, expect, query_timeout);
+        let end = match (&stopped, rule_timeout) {
+            (Some(stopped), Some(limit)) => {
+                rule_actions::stopping_after(relay, limit, || {
+                    stopped.fired.set(true);
+                    kill_statement(&self.shard, &self.control, thread);
+                })
+                .await
+            }
+            _ => relay.await,
+        };
         self.control.set_running_on(None);
         let dynamic = std::mem::take(&mut self.dynamic_text_changes);
         self.sql_prepared_changes |= f.prepares_changes || dynamic;
@@ -1839,6 +1868,12 @@ impl Session {
                 .await;
                 if let Some(key) = learn_set.filter(|_| self.last_succeeded) {
                     self.shard.learned_sets.learn(key, &held, self.caps);
+                }
+                if let Some(stopped) = stopped.filter(|s| s.replaced.get()) {
+                    // The client has the rule's ERR, the server's area its
+                    // 1317: a diagnostics read puts the client's there first.
+                    self.shard.stats.count_error(stopped.err.code);
+                    self.note_own_err(&stopped.err);
                 }
                 // A killed session's statement gets no answer, as from the
                 // server: its connection closes next.
@@ -2845,6 +2880,19 @@ enum Extent {
     Partial(usize),
     /// It exceeds the maximum packet size (first packet's sequence id).
     TooLarge(u8),
+}
+
+/// Sends a `KILL QUERY` for the statement client `control` runs on server
+/// `thread`, in the background. A `KILL` still on its way holds the
+/// connection from any other client until it has landed.
+fn kill_statement(shard: &Rc<Shard>, control: &Rc<ClientControl>, thread: ServerThread) {
+    let (shard, control) = (shard.clone(), control.clone());
+    // Noted before the task runs: the session may release the
+    // connection first.
+    let in_flight = control.kill_in_flight();
+    rt::spawn(async move {
+        let _ = shard.kill_running(&control, thread, in_flight).await;
+    });
 }
 
 /// Finds a whole command: one packet, or a chain of 16 MiB packets ending

@@ -17,6 +17,7 @@ use crate::prepared::execute::{
     bound_flag_missing, parse_bulk, parse_execute, rewrite_id, statement_id, ExecuteCommand,
 };
 use crate::prepared::registry::{Known, ResponseShape, StatementMeta, RESPONSE_STMT_ID_AT};
+use crate::rules::Action;
 use crate::stats::Stats;
 use std::rc::Rc;
 
@@ -105,6 +106,10 @@ impl Session {
                 .reply_error(1, crate::error::EngineError::Unsupported(what))
                 .await;
         }
+        let rule = self.rule_for(&sql, self.schema.as_deref());
+        if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
+            return self.refuse_by_rule(&err).await;
+        }
         if let Err(full) = self.stmts.room(self.max_prepared()) {
             // Refused before any backend work: a client that leaks
             // statements costs the server nothing more.
@@ -133,7 +138,7 @@ impl Session {
         if makes_vars {
             self.pin(UserVariable);
         }
-        let result = self.prepare_new(sql, makes_vars).await;
+        let result = self.prepare_new(sql, makes_vars, rule).await;
         let failed = self
             .stmts
             .resolve(crate::prepared::client::LAST_PREPARED)
@@ -150,7 +155,12 @@ impl Session {
     /// variable: the server describes its columns by the variables' types,
     /// which the registry's key does not hold, and the client's connection
     /// has the client's own; and for a session with state of its own).
-    async fn prepare_new(&mut self, sql: Bytes, on_backend: bool) -> Result<(), End> {
+    async fn prepare_new(
+        &mut self,
+        sql: Bytes,
+        on_backend: bool,
+        rule: Option<Rc<Action>>,
+    ) -> Result<(), End> {
         let shape = ResponseShape {
             deprecate_eof: self.caps.contains(Capabilities::CLIENT_DEPRECATE_EOF),
             extended_metadata: self.caps.contains(Capabilities::MARIADB_CLIENT_EXTENDED_METADATA),
@@ -175,7 +185,7 @@ impl Session {
         let on_backend = on_backend || own_state || own_warnings || super::user_vars::mentions_any(&sql);
         let mut f = Forward::new("COM_STMT_PREPARE", Some(Expect::Prepare));
         f.changes_no_data = true;
-        f.rule_hostgroup = self.rule_hostgroup(&sql, self.schema.as_deref());
+        f.rule_hostgroup = rule.and_then(|r| r.hostgroup.clone());
         // After a read on a replica that warned, that replica may describe
         // a read that opens no table (its tables' state cannot shape the
         // description; its executes go to replicas too): such a prepare
@@ -309,7 +319,7 @@ impl Session {
         if rules.is_empty() {
             return None;
         }
-        rules.route(sql, &self.user.name, schema).map(Rc::from)
+        rules.route(sql, &self.user.name, schema)
     }
 
     /// True when the text of prepared statement `meta` has a backslash
@@ -422,6 +432,15 @@ impl Session {
             }
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
         };
+        let rule = self.rule_for(&meta.sql, meta.schema.as_deref());
+        if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
+            // A rule a reload added since the prepare. The server drops a
+            // statement's long data at its execute, whatever the outcome.
+            if self.long_data.contains(&id) {
+                self.drop_long_data(id).await;
+            }
+            return self.refuse_by_rule(&err).await;
+        }
         // A bulk's types are the statement's for later executes too, and
         // an execute's for a later bulk, as on the server. A bulk's are
         // noted once a connection that takes bulks runs it (below).
@@ -448,7 +467,8 @@ impl Session {
         // keeps the session on the connection that holds it, and the
         // session's writes would follow it there.
         f.read_only = meta.effect.read_only && !bulk && payload.get(5) == Some(&CURSOR_TYPE_NO_CURSOR);
-        f.rule_hostgroup = self.rule_hostgroup(&meta.sql, meta.schema.as_deref());
+        f.rule_hostgroup = rule.as_ref().and_then(|r| r.hostgroup.clone());
+        f.rule = rule;
         if self.backslashes_may_be_literal(&meta) {
             // Funnel read the text with backslash escapes; the server may
             // read another statement (`SELECT ?, '\' INTO @a -- '` sets

@@ -1,0 +1,237 @@
+//! Query rules that refuse statements (`error`) or stop them once they
+//! have run too long (`timeout`), whatever the session holds, and
+//! `SHOW QUERY RULES` counting what each rule applied to. Routing by rules
+//! is in `backends.rs`.
+
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Row};
+
+struct Env {
+    proxy: Proxy,
+    listeners: funnel_admin::Listeners,
+    schema: String,
+    backend: String,
+}
+
+/// The YAML of a Funnel in front of the shared server for users `app` and
+/// `ops`, with `rules` (a `query_rules:` section, or nothing).
+fn yaml(schema: &str, backend: &str, rules: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\ncores: 2\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         \x20 - name: ops\n    password: opspw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n{rules}",
+        MariaDb::shared().addr()
+    )
+}
+
+fn env(prefix: &str, rules: &str) -> Env {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
+    db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 10), (2, 20)"));
+    let cfg = Config::from_yaml_str(&yaml(&schema, &backend, rules)).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    Env {
+        proxy,
+        listeners,
+        schema,
+        backend,
+    }
+}
+
+impl Env {
+    fn client(&self, user: &str) -> Conn {
+        let pw = format!("{user}pw");
+        Conn::new(opts(self.proxy.local_addr().port(), user, &pw)).unwrap()
+    }
+
+    fn admin(&self) -> Conn {
+        let port = self.listeners.admin.as_ref().unwrap().local_addr().port();
+        Conn::new(opts(port, "admin", "secret")).unwrap()
+    }
+
+    fn rows_in_t(&self) -> i64 {
+        MariaDb::shared()
+            .query_first::<i64>(&format!("SELECT COUNT(*) FROM {}.t", self.schema))
+            .unwrap()
+    }
+
+    /// `SHOW QUERY RULES` as (rule, hits) pairs.
+    fn hits(&self) -> Vec<(u32, u64)> {
+        let rows: Vec<Row> = self.admin().query("SHOW QUERY RULES").unwrap();
+        rows.into_iter()
+            .map(|r| {
+                let rule: String = r.get("rule").unwrap();
+                let hits: String = r.get("hits").unwrap();
+                (rule.parse().unwrap(), hits.parse().unwrap())
+            })
+            .collect()
+    }
+}
+
+// A result set's rows are read with `query`: `query_drop` drops an ERR
+// that comes in place of a row.
+
+/// The code, SQLSTATE and message of a server error.
+fn server_error(e: mysql::Error) -> (u16, String, String) {
+    match e {
+        mysql::Error::MySqlError(e) => (e.code, e.state, e.message),
+        other => panic!("expected a server error, got {other}"),
+    }
+}
+
+const REFUSE_DELETE: &str = r"query_rules:
+  - match_regex: '(?i)^\s*DELETE\s+FROM\s+\S+\s*$'
+    user: app
+    error: 'DELETE without WHERE is refused'
+  - match_prefix: 'SELECT /* slow */'
+    timeout: 300ms
+";
+
+#[test]
+fn query_rules_refuse_a_statement_before_any_server_sees_it() {
+    let env = env("qr_refuse", REFUSE_DELETE);
+    let mut c = env.client("app");
+    let refused = |c: &mut Conn, sql: &str| server_error(c.query_drop(sql).unwrap_err());
+    let expected = (
+        1148,
+        "42000".to_string(),
+        "DELETE without WHERE is refused".to_string(),
+    );
+    assert_eq!(refused(&mut c, "DELETE FROM t"), expected);
+    assert_eq!(env.rows_in_t(), 2, "nothing ran");
+    // To the client it is a failed statement, as the server's own.
+    let warnings: Vec<(String, u16, String)> = c.query("SHOW WARNINGS").unwrap();
+    assert_eq!(
+        warnings,
+        [("Error".into(), 1148, "DELETE without WHERE is refused".into())]
+    );
+    assert_eq!(c.query_first::<i64, _>("SELECT ROW_COUNT()").unwrap(), Some(-1));
+    // A statement the rule does not match runs.
+    c.query_drop("DELETE FROM t WHERE id = 2").unwrap();
+    assert_eq!(env.rows_in_t(), 1);
+    // Inside a transaction (the session holds its connection, where
+    // routing rules do not apply) the statement is refused too, and the
+    // transaction goes on.
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    assert_eq!(refused(&mut c, "delete from t").0, 1148);
+    c.query_drop("COMMIT").unwrap();
+    assert_eq!(env.rows_in_t(), 2, "the transaction's insert committed");
+    c.query_drop("SET autocommit = 0").unwrap();
+    assert_eq!(refused(&mut c, "  DELETE FROM t ").0, 1148);
+    c.query_drop("SET autocommit = 1").unwrap();
+    // A binary prepare of the text is refused as well.
+    assert_eq!(server_error(c.prep("DELETE FROM t").unwrap_err()), expected);
+    // The rule names its user: another user's statement runs.
+    let mut ops = env.client("ops");
+    ops.query_drop("DELETE FROM t").unwrap();
+    assert_eq!(env.rows_in_t(), 0);
+    // Hits, summed over the cores: three queries and a prepare refused.
+    assert_eq!(env.hits(), [(0, 4), (1, 0)]);
+}
+
+#[test]
+fn query_rules_added_by_a_reload_refuse_executes_of_statements_prepared_before() {
+    let env = env("qr_reload", "");
+    let mut c = env.client("app");
+    let stmt = c.prep("UPDATE t SET v = v + 1 WHERE id = ?").unwrap();
+    c.exec_drop(&stmt, (1,)).unwrap();
+    let rules = "query_rules:\n  - match_prefix: UPDATE t\n    error: 'writes to t are paused'\n";
+    let cfg = Config::from_yaml_str(&yaml(&env.schema, &env.backend, rules)).unwrap();
+    env.proxy.handle().reload(cfg).unwrap();
+    let e = server_error(c.exec_drop(&stmt, (1,)).unwrap_err());
+    assert_eq!(e, (1148, "42000".into(), "writes to t are paused".into()));
+    assert_eq!(
+        MariaDb::shared().query_first::<i64>(&format!("SELECT v FROM {}.t WHERE id = 1", env.schema)),
+        Some(11),
+        "only the execute before the reload ran"
+    );
+    // The session goes on, and its other statements run.
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT v FROM t WHERE id = 2").unwrap(),
+        Some(20)
+    );
+    assert_eq!(env.hits(), [(0, 1)]);
+}
+
+#[test]
+fn query_rules_timeout_stops_the_statement_on_the_server_and_keeps_the_session() {
+    let env = env("qr_timeout", REFUSE_DELETE);
+    let mut c = env.client("app");
+    let started = Instant::now();
+    let e = server_error(c.query::<Row, _>("SELECT /* slow */ SLEEP(20)").unwrap_err());
+    assert_eq!(
+        e,
+        (
+            1969,
+            "70100".into(),
+            "Query execution was interrupted (query_rules[1].timeout of 300 ms exceeded)".into()
+        )
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server stopped it: no thread still runs it.
+    let running = MariaDb::shared().query_first::<i64>(
+        "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT /* slow */%'",
+    );
+    assert_eq!(running, Some(0));
+    // Its diagnostics are the client's error.
+    let warnings: Vec<(String, u16, String)> = c.query("SHOW WARNINGS").unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(
+        (warnings[0].1, warnings[0].2.contains("query_rules[1].timeout")),
+        (1969, true)
+    );
+    // A statement stopped inside a transaction leaves the transaction open,
+    // as the server's own `max_statement_time` does.
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (5, 50)").unwrap();
+    assert_eq!(
+        server_error(c.query::<Row, _>("SELECT /* slow */ SLEEP(20)").unwrap_err()).0,
+        1969
+    );
+    c.query_drop("COMMIT").unwrap();
+    assert_eq!(env.rows_in_t(), 3);
+    // A stop in the middle of a result set's rows.
+    let e = c
+        .query_iter("SELECT /* slow */ seq, SLEEP(0.002) FROM seq_1_to_100000")
+        .and_then(|mut r| r.by_ref().try_for_each(|row| row.map(drop)))
+        .unwrap_err();
+    assert_eq!(server_error(e).0, 1969);
+    // The same text within the time runs whole; the connection serves the
+    // session (and the other clients) on, with no late KILL cutting in.
+    for _ in 0..20 {
+        assert_eq!(c.query_first::<i64, _>("SELECT /* slow */ 7").unwrap(), Some(7));
+        assert_eq!(
+            env.client("ops")
+                .query_first::<i64, _>("SELECT SLEEP(0.01) + 1")
+                .unwrap(),
+            Some(1)
+        );
+    }
+    // A prepared statement's executes are bounded too.
+    let stmt = c.prep("SELECT /* slow */ SLEEP(?)").unwrap();
+    assert_eq!(
+        server_error(c.exec::<Row, _, _>(&stmt, (20,)).unwrap_err()).0,
+        1969
+    );
+    assert_eq!(c.exec_first::<i64, _, _>(&stmt, (0,)).unwrap(), Some(0));
+    let hits = env.hits();
+    assert_eq!(hits[1], (1, 2 + 1 + 20 + 1 + 2), "{hits:?}");
+}
