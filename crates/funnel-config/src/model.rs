@@ -181,8 +181,8 @@ pub struct SchemaLimit {
     pub max_backend_connections_per_core: u32,
 }
 
-/// A query rule: statements that match go to `hostgroup`, are refused
-/// with `error`, or are stopped after `timeout`.
+/// A query rule: statements that match are rewritten, go to `hostgroup`,
+/// are refused with `error`, or are stopped after `timeout`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRule {
@@ -210,6 +210,10 @@ pub struct QueryRule {
     /// QUERY`; the client gets ERR 1969).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// Rewrite the statement: every match of `match_regex` is replaced by
+    /// this text (`$1`, `${name}` for its groups) before Funnel reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<String>,
 }
 
 /// How Funnel watches its backends.

@@ -664,6 +664,9 @@ fn config_query_rules_route_refuse_or_time_out() {
     error: 'DELETE without WHERE is refused'
   - match_prefix: UPDATE
     timeout: 2s
+  - match_regex: '(?i)^SELECT \\* FROM orders'
+    rewrite: 'SELECT id, total FROM orders'
+    hostgroup: default
 "
     );
     let cfg = Config::from_yaml_str(&yaml).unwrap();
@@ -673,6 +676,7 @@ fn config_query_rules_route_refuse_or_time_out() {
     assert_eq!(rules[1].error.as_deref(), Some("DELETE without WHERE is refused"));
     assert_eq!((rules[1].hostgroup.as_deref(), rules[1].timeout), (None, None));
     assert_eq!(rules[2].timeout, Some(HumanDuration::from_secs(2)));
+    assert_eq!(rules[3].rewrite.as_deref(), Some("SELECT id, total FROM orders"));
     let bad = format!(
         "{MINIMAL}query_rules:
   - match_prefix: SELECT
@@ -687,18 +691,26 @@ fn config_query_rules_route_refuse_or_time_out() {
     hostgroup: nowhere
   - match_prefix: TRUNCATE
     error: '{}'
+  - match_prefix: SELECT
+    rewrite: SELECT 1
+  - match_regex: '(?i)^SELECT (?P<cols>.*) FROM (\\w+)'
+    rewrite: 'SELECT $cols, ${{2}} FROM $2 $3 $name $1a $$ ${{cols}}'
 ",
         "x".repeat(513)
     );
     assert_eq!(
         problems(&bad),
         [
-            "query_rules[0]: give hostgroup, error or timeout",
-            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup or timeout with error",
+            "query_rules[0]: give hostgroup, error, timeout or rewrite",
+            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout or rewrite with error",
             "query_rules[2].error: the message is empty",
             "query_rules[3].timeout: must be at least 1ms",
             "query_rules[4].hostgroup: no backend is in hostgroup \"nowhere\"",
             "query_rules[5].error: longer than 512 bytes, the most an ERR message holds",
+            "query_rules[6].rewrite: needs match_regex (it replaces what the expression finds)",
+            "query_rules[7].rewrite: names group $3, which match_regex does not have (write $$ for a `$`)",
+            "query_rules[7].rewrite: names group $name, which match_regex does not have (write $$ for a `$`)",
+            "query_rules[7].rewrite: names group $1a, which match_regex does not have (write $$ for a `$`)",
         ]
     );
 }

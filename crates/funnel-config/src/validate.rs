@@ -116,14 +116,14 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
             }
         }
         match &r.error {
-            None if r.hostgroup.is_none() && r.timeout.is_none() => {
-                push(out, path.clone(), "give hostgroup, error or timeout");
+            None if r.hostgroup.is_none() && r.timeout.is_none() && r.rewrite.is_none() => {
+                push(out, path.clone(), "give hostgroup, error, timeout or rewrite");
             }
             None => {}
-            Some(_) if r.hostgroup.is_some() || r.timeout.is_some() => push(
+            Some(_) if r.hostgroup.is_some() || r.timeout.is_some() || r.rewrite.is_some() => push(
                 out,
                 format!("{path}.error"),
-                "a refused statement runs nowhere: give no hostgroup or timeout with error",
+                "a refused statement runs nowhere: give no hostgroup, timeout or rewrite with error",
             ),
             Some(message) if message.trim().is_empty() => {
                 push(out, format!("{path}.error"), "the message is empty");
@@ -135,12 +135,72 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
             ),
             Some(_) => {}
         }
+        if let Some(rewrite) = &r.rewrite {
+            check_rewrite(&path, r, rewrite, out);
+        }
         if let Some(timeout) = r.timeout {
             if timeout.as_duration() < MIN_RULE_TIMEOUT {
                 push(out, format!("{path}.timeout"), "must be at least 1ms");
             }
         }
     }
+}
+
+/// A rule's `rewrite` replaces what its `match_regex` finds, and may name
+/// only groups the expression has (the `regex` crate would put nothing in
+/// place of another, silently).
+fn check_rewrite(path: &str, r: &QueryRule, rewrite: &str, out: &mut Vec<Problem>) {
+    let Some(re) = &r.match_regex else {
+        push(
+            out,
+            format!("{path}.rewrite"),
+            "needs match_regex (it replaces what the expression finds)",
+        );
+        return;
+    };
+    let Ok(re) = regex::Regex::new(re) else {
+        return; // reported for match_regex
+    };
+    for group in replacement_groups(rewrite) {
+        let known = match group.parse::<usize>() {
+            Ok(n) => n < re.captures_len(),
+            Err(_) => re.capture_names().flatten().any(|name| name == group),
+        };
+        if !known {
+            push(
+                out,
+                format!("{path}.rewrite"),
+                format!("names group ${group}, which match_regex does not have (write $$ for a `$`)"),
+            );
+        }
+    }
+}
+
+/// The group names and numbers a `regex` replacement text refers to
+/// (`$1`, `$name`, `${name}`; `$$` is a plain `$`).
+fn replacement_groups(rewrite: &str) -> Vec<&str> {
+    let mut groups = Vec::new();
+    let mut rest = rewrite;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            rest = after;
+        } else if let Some(braced) = rest.strip_prefix('{') {
+            let Some(end) = braced.find('}') else { break };
+            groups.push(&braced[..end]);
+            rest = &braced[end + 1..];
+        } else {
+            // As the crate reads it: the longest run of letters, digits and `_`.
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if end > 0 {
+                groups.push(&rest[..end]);
+            }
+            rest = &rest[end..];
+        }
+    }
+    groups
 }
 
 /// The longest message of a rule's `error`: MySQL's `MYSQL_ERRMSG_SIZE`.

@@ -32,6 +32,8 @@ pub struct Action {
     pub refusal: Option<ErrPacket>,
     /// A statement still running after this long is stopped (`KILL QUERY`).
     pub timeout: Option<Duration>,
+    /// The statement's text is rewritten first (see [`Rules::rewrite`]).
+    pub rewrites: bool,
 }
 
 impl Action {
@@ -58,6 +60,8 @@ struct Rule {
     user: Option<String>,
     schema: Option<Vec<u8>>,
     action: Rc<Action>,
+    /// What replaces each match of its regular expression.
+    rewrite: Option<Vec<u8>>,
     /// Statements it applied to on this core.
     hits: Cell<u64>,
 }
@@ -75,7 +79,10 @@ impl Rule {
 
 /// The configured rules, in order.
 #[derive(Debug, Default)]
-pub struct Rules(Vec<Rule>);
+pub struct Rules(Vec<Rule>, u32);
+
+/// Numbers each compiled rule set in the process (0: none compiled).
+static COMPILED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// ER_NOT_ALLOWED_COMMAND: what ProxySQL answers a statement its rules
 /// refuse, so clients moved from it see the same code.
@@ -103,12 +110,23 @@ impl Rules {
                             hostgroup: r.hostgroup.as_deref().map(Rc::from),
                             refusal: r.error.as_ref().map(|m| ErrPacket::new(REFUSED_CODE, "42000", m)),
                             timeout: r.timeout.map(|t| t.as_duration()),
+                            rewrites: r.rewrite.is_some(),
                         }),
+                        rewrite: r.rewrite.as_ref().map(|t| t.as_bytes().to_vec()),
                         hits: Cell::new(0),
                     })
                 })
                 .collect(),
+            COMPILED
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .wrapping_add(1),
         )
+    }
+
+    /// Tells this compilation from every other (never 0): a statement
+    /// matched against it keeps its rule while the shard still has it.
+    pub fn id(&self) -> u32 {
+        self.1
     }
 
     /// True when no rule is configured (the common case: skip all work).
@@ -133,6 +151,20 @@ impl Rules {
     /// names one (not counted: a statement is routed more than once).
     pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<str>> {
         self.first(sql, user, schema)?.action.hostgroup.clone()
+    }
+
+    /// The text `sql` becomes under the rule of `action`, when it rewrites
+    /// and its expression finds something to replace (every match, as
+    /// `regex`'s `replace_all`).
+    pub fn rewrite(&self, action: &Action, sql: &[u8]) -> Option<Vec<u8>> {
+        let rule = self.0.iter().find(|r| r.action.index == action.index)?;
+        match (&rule.matcher, &rule.rewrite) {
+            (Matcher::Regex(re), Some(with)) => match re.replace_all(sql, with.as_slice()) {
+                std::borrow::Cow::Owned(text) => Some(text),
+                std::borrow::Cow::Borrowed(_) => None,
+            },
+            _ => None,
+        }
     }
 
     /// Each rule's hits on this core, by its place in `query_rules`.
@@ -180,6 +212,7 @@ mod tests {
             hostgroup: Some(hg.into()),
             error: None,
             timeout: None,
+            rewrite: None,
         }
     }
 
@@ -243,5 +276,33 @@ mod tests {
         assert_eq!(route(&rules, b"SELECT 1", "u", None), None);
         rules.apply(b"SELECT 2", "u", None);
         assert_eq!(rules.hits(), [(0, 1), (1, 2), (2, 0)]);
+    }
+
+    #[test]
+    fn rules_rewrite_every_match_with_its_groups() {
+        let mut star = rule(
+            None,
+            Some("(?i)^SELECT \\* FROM (?P<t>orders|items)\\b"),
+            None,
+            None,
+            "x",
+        );
+        (star.hostgroup, star.rewrite) = (None, Some("SELECT id, total FROM ${t}".into()));
+        let mut hint = rule(None, Some("(?i)FROM big\\b"), None, None, "x");
+        (hint.hostgroup, hint.rewrite) = (None, Some("FROM big FORCE INDEX (k)".into()));
+        let rules = Rules::compile(&[star, hint]);
+        let apply = |sql: &[u8]| {
+            let action = rules.apply(sql, "u", None).unwrap();
+            assert!(action.rewrites);
+            rules.rewrite(&action, sql)
+        };
+        assert_eq!(
+            apply(b"select * from orders where id = 1").as_deref(),
+            Some(&b"SELECT id, total FROM orders where id = 1"[..])
+        );
+        assert_eq!(
+            apply(b"SELECT 1 FROM big JOIN (SELECT a FROM big) x").as_deref(),
+            Some(&b"SELECT 1 FROM big FORCE INDEX (k) JOIN (SELECT a FROM big FORCE INDEX (k)) x"[..])
+        );
     }
 }

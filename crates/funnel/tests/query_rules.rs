@@ -20,16 +20,21 @@ struct Env {
 }
 
 /// The YAML of a Funnel in front of the shared server for users `app` and
-/// `ops`, with `rules` (a `query_rules:` section, or nothing).
+/// `ops`, and `split`, whose reads go to hostgroup `other`: the same
+/// server as `primary`'s, through account `<backend>_o` (so
+/// `CURRENT_USER()` tells the two apart). `rules` is a `query_rules:`
+/// section, or nothing.
 fn yaml(schema: &str, backend: &str, rules: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\ncores: 2\n\
          users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
          \x20 - name: ops\n    password: opspw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         \x20 - name: split\n    password: splitpw\n    default_schema: {schema}\n    read_hostgroup: other\n\
+         backends:\n  - name: primary\n    address: {addr}\n    user: {backend}\n    password: bpw\n\
+         \x20 - name: copy\n    address: {addr}\n    user: {backend}_o\n    password: bpw\n    hostgroup: other\n\
          pool:\n  max_per_core: 2\n\
          admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n{rules}",
-        MariaDb::shared().addr()
+        addr = MariaDb::shared().addr()
     )
 }
 
@@ -38,6 +43,7 @@ fn env(prefix: &str, rules: &str) -> Env {
     let schema = db.fresh_database(prefix);
     let backend = format!("{schema}_b");
     db.create_user(&backend, "bpw");
+    db.create_user(&format!("{backend}_o"), "bpw");
     db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
     db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 10), (2, 20)"));
     let cfg = Config::from_yaml_str(&yaml(&schema, &backend, rules)).unwrap();
@@ -234,4 +240,57 @@ fn query_rules_timeout_stops_the_statement_on_the_server_and_keeps_the_session()
     assert_eq!(c.exec_first::<i64, _, _>(&stmt, (0,)).unwrap(), Some(0));
     let hits = env.hits();
     assert_eq!(hits[1], (1, 2 + 1 + 20 + 1 + 2), "{hits:?}");
+}
+
+#[test]
+fn query_rules_rewrite_the_text_funnel_reads_routes_and_sends() {
+    let rules = r"query_rules:
+  - match_regex: '(?i)^SELECT \* FROM t\b'
+    rewrite: 'SELECT id FROM t'
+  - match_regex: '^SELECT /\* who \*/ 1$'
+    rewrite: 'SELECT CURRENT_USER() FROM t LIMIT 1 FOR UPDATE'
+  - match_regex: '^SELECT /\* there \*/ (?P<id>\d+)$'
+    rewrite: 'SELECT CURRENT_USER() FROM t WHERE id = ${id} FOR UPDATE'
+    hostgroup: other
+  - match_regex: 'xxxx'
+    rewrite: '{}'
+";
+    let rules = rules.replace("{}", &"y".repeat(1024));
+    let env = env("qr_rewrite", &rules);
+    let primary = format!("{}@%", env.backend);
+    let other = format!("{}_o@%", env.backend);
+    let mut c = env.client("split");
+    // The server runs the rewritten text: one column, not two.
+    let rows: Vec<Row> = c.query("select * from t where id = 1").unwrap();
+    assert_eq!((rows.len(), rows[0].len()), (1, 1));
+    // A plain read goes to the read hostgroup; the same text rewritten
+    // into a locking read is read as one, and goes to the writer.
+    assert_eq!(
+        c.query_first::<String, _>("SELECT CURRENT_USER()").unwrap(),
+        Some(other.clone())
+    );
+    assert_eq!(
+        c.query_first::<String, _>("SELECT /* who */ 1").unwrap(),
+        Some(primary)
+    );
+    // The matching rule's hostgroup holds for the rewritten text, which
+    // that rule no longer matches.
+    assert_eq!(
+        c.query_first::<String, _>("SELECT /* there */ 2").unwrap(),
+        Some(other)
+    );
+    // A binary prepare is of the rewritten text: its description and
+    // its executes.
+    let stmt = c.prep("SELECT * FROM t WHERE id = ?").unwrap();
+    assert_eq!(stmt.num_columns(), 1);
+    let row: Row = c.exec_first(&stmt, (2,)).unwrap().unwrap();
+    assert_eq!((row.len(), row.get::<i64, _>(0)), (1, Some(2)));
+    // A rewrite past one packet is refused, not sent as the client wrote it.
+    let e = server_error(
+        c.query_drop(format!("SELECT '{}'", "xxxx".repeat(16 * 1024 + 100)))
+            .unwrap_err(),
+    );
+    assert_eq!((e.0, e.2.contains("query_rules[3].rewrite")), (1153, true));
+    assert_eq!(c.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
+    assert_eq!(env.hits(), [(0, 2), (1, 1), (2, 1), (3, 1)]);
 }

@@ -308,6 +308,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 foreign_diagnostics: false,
                 own_err: None,
                 linger: false,
+                query_rule: None,
+                query_rules_seen: 0,
                 digest: None,
                 cmd_started: Instant::now(),
                 scratch: Vec::new(),
@@ -446,6 +448,13 @@ struct Session {
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
+    /// The rule that matched the text query being run, if one did (see
+    /// `apply_query_rule`), for its forward to take.
+    query_rule: Option<Rc<crate::rules::Action>>,
+    /// The [`crate::rules::Rules::id`] of the rules the text query being
+    /// run was matched against when the client sent it, 0 if none: its
+    /// rule stands while they are the shard's.
+    query_rules_seen: u32,
     /// The diagnostics area of the connection the session holds may still
     /// hold another client's warnings: it came from the pool marked stale,
     /// and the session's statements on it since opened no table and left
@@ -724,39 +733,13 @@ impl Session {
                 let _ = self.send_backend_err(1, &err).await;
                 return End::Closed;
             }
-            let payload = &self.buf.bytes()[4..head.total_len()];
-            // Only a connection already held can carry a transaction into
-            // this command, unless the command opens one itself (several
-            // statements): a single statement on a pooled connection, the
-            // hot path, skips the scan.
-            self.command_commits = match payload.first() {
-                Some(0x03) => {
-                    (self.pinned.is_some() || payload.contains(&b';'))
-                        && lost_transaction::commits(&payload[1..])
-                }
-                // COM_REFRESH commits the open transaction before it
-                // flushes, as a `FLUSH` statement does (`sql_parse.cc`,
-                // `trans_commit_implicit`).
-                Some(0x07) => self.pinned.is_some(),
-                _ => false,
-            };
-            let verdict = self.tx_lost.then(|| match payload.first() {
-                // An execute is judged by its statement's text: a prepared
-                // ROLLBACK must end the lost transaction as a text one does,
-                // or the session would refuse everything for ever.
-                Some(0x17) => lost_transaction::execute_verdict(self.statement_text(payload)),
-                _ => lost_transaction::verdict(payload),
-            });
-            let result = match verdict {
-                Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
+            // A query rule may refuse the text, or rewrite it before
+            // anything reads it.
+            let result = match self.apply_query_rule(head, total) {
+                Ok((head, total)) => self.run_command(head, total).await,
+                Err(err) => {
                     self.buf.consume(total);
-                    self.answer_lost_transaction(v).await
-                }
-                run => {
-                    if run == Some(Verdict::Run { ends: true }) {
-                        self.tx_lost = false;
-                    }
-                    self.dispatch(head, total).await
+                    self.refuse_by_rule(&err).await
                 }
             };
             if let Err(end) = result {
@@ -779,6 +762,46 @@ impl Session {
                 .query_us
                 .borrow_mut()
                 .record(started.elapsed().as_micros() as u64);
+        }
+    }
+
+    /// Runs one client command, after the query rules had their say: a
+    /// session whose transaction was lost answers for it, any other
+    /// command is dispatched.
+    async fn run_command(&mut self, head: PacketHeader, total: usize) -> Result<(), End> {
+        let payload = &self.buf.bytes()[4..head.total_len()];
+        // Only a connection already held can carry a transaction into
+        // this command, unless the command opens one itself (several
+        // statements): a single statement on a pooled connection, the
+        // hot path, skips the scan.
+        self.command_commits = match payload.first() {
+            Some(0x03) => {
+                (self.pinned.is_some() || payload.contains(&b';')) && lost_transaction::commits(&payload[1..])
+            }
+            // COM_REFRESH commits the open transaction before it
+            // flushes, as a `FLUSH` statement does (`sql_parse.cc`,
+            // `trans_commit_implicit`).
+            Some(0x07) => self.pinned.is_some(),
+            _ => false,
+        };
+        let verdict = self.tx_lost.then(|| match payload.first() {
+            // An execute is judged by its statement's text: a prepared
+            // ROLLBACK must end the lost transaction as a text one does,
+            // or the session would refuse everything for ever.
+            Some(0x17) => lost_transaction::execute_verdict(self.statement_text(payload)),
+            _ => lost_transaction::verdict(payload),
+        });
+        match verdict {
+            Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
+                self.buf.consume(total);
+                self.answer_lost_transaction(v).await
+            }
+            run => {
+                if run == Some(Verdict::Run { ends: true }) {
+                    self.tx_lost = false;
+                }
+                self.dispatch(head, total).await
+            }
         }
     }
 
@@ -823,15 +846,7 @@ impl Session {
             // small read future (a few hundred bytes), not the largest
             // command's state (about 15 KiB) for its life.
             Plan::Forward(mut f) => {
-                if payload.first() == Some(&0x03) {
-                    if let Some(rule) = self.rule_for(&payload[1..], self.schema.as_deref()) {
-                        if let Some(err) = rule.refusal.clone() {
-                            self.buf.consume(total);
-                            return self.refuse_by_rule(&err).await;
-                        }
-                        f.rule = Some(rule);
-                    }
-                }
+                f.rule = self.query_rule.take();
                 if self.literal_backslashes(payload) {
                     match literal_backslashes::read_with_literal_backslashes(payload, &f, self.caps) {
                         Some(g) => f = g,
@@ -1509,14 +1524,19 @@ impl Session {
             .flatten();
         if let Some(sql) = sql {
             let rules = self.shard.rules();
-            if !rules.is_empty() {
-                if let Some(hg) = rules.route(sql, &user.name, self.schema.as_deref()) {
-                    return Route {
-                        hostgroup: hg,
-                        access,
-                        fallback: None,
-                    };
-                }
+            let hostgroup = match self.query_rules_seen {
+                // Matched when the client sent it (before a rewrite).
+                seen if seen == rules.id() => f.rule.as_ref().and_then(|r| r.hostgroup.clone()),
+                // A reload changed the rules while the command waited.
+                _ if !rules.is_empty() => rules.route(sql, &user.name, self.schema.as_deref()),
+                _ => None,
+            };
+            if let Some(hostgroup) = hostgroup {
+                return Route {
+                    hostgroup,
+                    access,
+                    fallback: None,
+                };
             }
         }
         match &user.read_hostgroup {

@@ -8,11 +8,16 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::{BufMut, BytesMut};
+use funnel_protocol::framing::{write_small_packet, PacketHeader, HEADER_LEN, MAX_CHUNK};
 use funnel_protocol::response::ErrPacket;
 
 use super::{End, Session};
 use crate::rt;
 use crate::rules::Action;
+
+/// The text-query command byte.
+const COM_QUERY: u8 = 0x03;
 
 impl Session {
     /// The action of the first query rule that matches statement text
@@ -27,6 +32,60 @@ impl Session {
         rules.apply(sql, &self.user.name, schema)
     }
 
+    /// Applies the query rules to the command at the front of the buffer
+    /// (`head`, `total` bytes), when it is a text query: the matching
+    /// rule's refusal comes back as the ERR to answer; its rewrite
+    /// replaces the text in the buffer before anything reads it (the new
+    /// command's header and size come back); the rule itself is kept for
+    /// the command's forward (its `timeout`).
+    pub(super) fn apply_query_rule(
+        &mut self,
+        head: PacketHeader,
+        total: usize,
+    ) -> Result<(PacketHeader, usize), ErrPacket> {
+        self.query_rule = None;
+        self.query_rules_seen = 0;
+        let payload = &self.buf.bytes()[HEADER_LEN..head.total_len()];
+        if payload.first() != Some(&COM_QUERY) {
+            return Ok((head, total));
+        }
+        let rules = self.shard.rules();
+        if rules.is_empty() {
+            return Ok((head, total));
+        }
+        let rule = rules.apply(&payload[1..], &self.user.name, self.schema.as_deref());
+        self.query_rules_seen = rules.id();
+        let Some(rule) = rule else {
+            return Ok((head, total));
+        };
+        if let Some(err) = &rule.refusal {
+            return Err(err.clone());
+        }
+        self.query_rule = Some(rule.clone());
+        let rewritten = if !rule.rewrites {
+            None
+        } else if total != head.total_len() {
+            // Over 16 MiB: the rule saw the first packet's part only.
+            return Err(too_large_to_rewrite(&rule));
+        } else {
+            rules.rewrite(&rule, &payload[1..])
+        };
+        let Some(text) = rewritten else {
+            return Ok((head, total));
+        };
+        if text.len() + 1 >= MAX_CHUNK {
+            return Err(too_large_to_rewrite(&rule));
+        }
+        let mut packet = BytesMut::with_capacity(HEADER_LEN + 1 + text.len());
+        write_small_packet(&mut packet, 0, |p| {
+            p.put_u8(COM_QUERY);
+            p.put_slice(&text);
+        });
+        self.buf.replace_front(total, &packet);
+        let head = PacketHeader::peek(self.buf.bytes()).expect("a whole header was just written");
+        Ok((head, packet.len()))
+    }
+
     /// Answers a statement a rule refuses with the rule's ERR (1148).
     /// Nothing was sent: to the client it is a failed statement, whose
     /// diagnostics its `SHOW WARNINGS` reads as after any other of
@@ -35,6 +94,19 @@ impl Session {
         tracing::debug!(client = %self.id, error = %err, "statement refused by a query rule");
         self.send_own_err(1, err).await
     }
+}
+
+/// The ERR for a text a rule would rewrite that is, or would become, larger
+/// than one packet (16 MiB): ER_NET_PACKET_TOO_LARGE, naming the rule.
+fn too_large_to_rewrite(rule: &Action) -> ErrPacket {
+    ErrPacket::new(
+        1153,
+        "08S01",
+        format!(
+            "query_rules[{}].rewrite: the statement is too large to rewrite (16 MiB at most)",
+            rule.index
+        ),
+    )
 }
 
 /// Runs `relay` (a statement's reply) to its end; should it last longer

@@ -95,20 +95,26 @@ impl Session {
         result
     }
 
-    async fn stmt_prepare(&mut self, sql: Bytes) -> Result<(), End> {
+    async fn stmt_prepare(&mut self, mut sql: Bytes) -> Result<(), End> {
         use super::pinning::PinReason::{PreviousStatementInfo, UserVariable};
         // Only a prepare that succeeds names the next "last prepared" one.
         self.stmts.forget_last();
+        let rule = self.rule_for(&sql, self.schema.as_deref());
+        if let Some(rule) = &rule {
+            if let Some(err) = &rule.refusal {
+                return self.refuse_by_rule(&err.clone()).await;
+            }
+            // Everything after reads the text the server will prepare.
+            if let Some(text) = self.shard.rules().rewrite(rule, &sql) {
+                sql = Bytes::from(text);
+            }
+        }
         if let Some(what) = super::pinning::refusal(&sql) {
             // Executed, it would act on the backend account every client
             // shares, as the same text in a query would.
             return self
                 .reply_error(1, crate::error::EngineError::Unsupported(what))
                 .await;
-        }
-        let rule = self.rule_for(&sql, self.schema.as_deref());
-        if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
-            return self.refuse_by_rule(&err).await;
         }
         if let Err(full) = self.stmts.room(self.max_prepared()) {
             // Refused before any backend work: a client that leaks
