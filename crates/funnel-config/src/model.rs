@@ -155,9 +155,12 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
-    /// Ordered routing rules: the first that matches a statement picks its hostgroup.
+    /// Ordered query rules: the first that matches a statement applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_rules: Vec<QueryRule>,
+    /// Settings of whole hostgroups (those not listed take the defaults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostgroups: Vec<HostgroupConfig>,
     /// Backend health checks.
     #[serde(default)]
     pub monitor: MonitorConfig,
@@ -169,6 +172,19 @@ pub struct Config {
     /// not report: a `CALL` of one does not keep its client's connection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stateless_procedures: Vec<String>,
+}
+
+/// Settings of one hostgroup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostgroupConfig {
+    /// The hostgroup, as its backends name it.
+    pub name: String,
+    /// At most this many of its writable backends take writes at once
+    /// (the first by weight, then by their order under `backends`); the
+    /// others take reads only, until one of those goes. Unset: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_writers: Option<u32>,
 }
 
 /// A cap on the backend connections used for one schema.

@@ -714,3 +714,21 @@ fn config_query_rules_route_refuse_or_time_out() {
         ]
     );
 }
+
+#[test]
+fn config_hostgroups_name_a_hostgroup_once_with_at_least_one_writer() {
+    let ok = format!("{MINIMAL}hostgroups:\n  - name: default\n    max_writers: 1\n");
+    let cfg = Config::from_yaml_str(&ok).unwrap();
+    assert_eq!(cfg.hostgroups[0].max_writers, Some(1));
+    let bad = format!(
+        "{MINIMAL}hostgroups:\n  - name: default\n    max_writers: 0\n  - name: default\n  - name: nowhere\n"
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "hostgroups[0].max_writers: must be at least 1",
+            "hostgroups[1].name: \"default\" is already used by hostgroups[0]",
+            "hostgroups[2].name: no backend is in hostgroup \"nowhere\"",
+        ]
+    );
+}

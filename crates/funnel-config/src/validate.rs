@@ -38,6 +38,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     }
     check_listeners(config, &mut out);
     check_query_rules(&config.query_rules, &hostgroups, &mut out);
+    check_hostgroups(config, &hostgroups, &mut out);
     check_monitor(config, &mut out);
     check_idle_poll(config, &mut out);
     if let Some(tls) = &config.client.tls {
@@ -208,6 +209,30 @@ const MAX_RULE_ERROR: usize = 512;
 
 /// The shortest rule `timeout`.
 const MIN_RULE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
+
+fn check_hostgroups(config: &Config, hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
+    let mut seen = HashMap::new();
+    for (i, h) in config.hostgroups.iter().enumerate() {
+        let path = format!("hostgroups[{i}]");
+        if let Some(first) = seen.insert(h.name.as_str(), i) {
+            push(
+                out,
+                format!("{path}.name"),
+                format!("\"{}\" is already used by hostgroups[{first}]", h.name),
+            );
+        }
+        if !hostgroups.is_empty() && !hostgroups.contains(h.name.as_str()) {
+            push(
+                out,
+                format!("{path}.name"),
+                format!("no backend is in hostgroup \"{}\"", h.name),
+            );
+        }
+        if h.max_writers == Some(0) {
+            push(out, format!("{path}.max_writers"), "must be at least 1");
+        }
+    }
+}
 
 /// The longest `idle_poll`: a core polling longer than this between bursts
 /// spends a CPU on nothing.

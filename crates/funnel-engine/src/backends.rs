@@ -232,6 +232,8 @@ impl BackendSet {
                     )
                 } else if write && !p.seen() {
                     format!("{name} is not yet checked by the health monitor (a writer is not known)")
+                } else if write && !router::among_writers(&pools, p) {
+                    format!("{name} is not among the hostgroup's max_writers (it takes writes when one before it goes)")
                 } else {
                     format!("{name} could not give a connection")
                 }
@@ -325,13 +327,20 @@ impl BackendSet {
                 pool.retire();
             }
         }
-        for b in &cfg.backends {
+        for (rank, b) in cfg.backends.iter().enumerate() {
             let max = b.effective_max_per_core(&cfg.pool) as usize;
             let min_idle = (cfg.pool.min_idle_per_core as usize).min(max);
             let placement = Placement {
                 hostgroup: b.hostgroup.clone(),
                 weight: b.weight.max(1),
                 max_lag: b.max_replication_lag.map(|d| d.as_duration()),
+                rank,
+                max_writers: cfg
+                    .hostgroups
+                    .iter()
+                    .find(|h| h.name == b.hostgroup)
+                    .and_then(|h| h.max_writers)
+                    .unwrap_or(0),
             };
             let Some(spec) = resolved.iter().find(|s| s.name == b.name) else {
                 continue;
@@ -419,6 +428,8 @@ mod tests {
             hostgroup: "db".into(),
             weight: 1,
             max_lag: Some(Duration::from_secs(10)),
+            rank: 0,
+            max_writers: 0,
         };
         let limits = PoolLimits {
             max: 1,

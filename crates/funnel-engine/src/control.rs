@@ -160,6 +160,9 @@ pub struct PoolSnapshot {
     pub healthy: bool,
     /// The server said `read_only=ON`.
     pub read_only: bool,
+    /// It takes its hostgroup's writes now: up, in service, writable,
+    /// checked, and among the hostgroup's `max_writers`.
+    pub takes_writes: bool,
     /// Replication lag, when known.
     pub lag: Option<Duration>,
     /// Time since the health monitor last reported, if it has.

@@ -55,7 +55,7 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
     // The common shape, one backend that can serve: nothing to weigh.
     let mut able = pools
         .iter()
-        .filter(|p| !skip.contains(&p.id) && usable(p, hostgroup, access));
+        .filter(|p| !skip.contains(&p.id) && usable(pools, p, hostgroup, access));
     let (first, second) = (able.next(), able.next());
     match (first, second) {
         (None, _) => return None,
@@ -72,9 +72,10 @@ pub fn pick(pools: &[Rc<Pool>], hostgroup: &str, access: Access, skip: &[u32]) -
     let any_checked = access == Access::Write
         || pools
             .iter()
-            .any(|p| !skip.contains(&p.id) && usable(p, hostgroup, access) && p.seen());
-    let usable =
-        |p: &&Rc<Pool>| !skip.contains(&p.id) && usable(p, hostgroup, access) && (!any_checked || p.seen());
+            .any(|p| !skip.contains(&p.id) && usable(pools, p, hostgroup, access) && p.seen());
+    let usable = |p: &&Rc<Pool>| {
+        !skip.contains(&p.id) && usable(pools, p, hostgroup, access) && (!any_checked || p.seen())
+    };
     // Weights count relative to the lightest candidate: equal weights, of
     // whatever size, compare bare outstanding counts.
     let lightest = pools
@@ -128,16 +129,52 @@ pub fn awaiting_first_check(pools: &[Rc<Pool>], hostgroup: &str, access: Access)
         })
 }
 
-fn usable(p: &Pool, hostgroup: &str, access: Access) -> bool {
+fn usable(pools: &[Rc<Pool>], p: &Pool, hostgroup: &str, access: Access) -> bool {
     let placement = p.placement();
     placement.hostgroup == hostgroup
         && p.health() == Health::Up
         && !p.is_draining()
-        && !(access == Access::Write && p.is_read_only())
+        && !(access == Access::Write && (p.is_read_only() || !among_writers(pools, p)))
         // Lag matters to reads: a server that takes writes (a promoted
         // primary with a leftover replication connection) still takes them.
         && !(access == Access::Read
             && matches!((placement.max_lag, p.lag()), (Some(max), Some(lag)) if lag > max))
+}
+
+/// True when `p` takes its hostgroup's writes now (what `SHOW SERVERS`
+/// shows): up, in service, writable, checked, and among the active
+/// writers.
+pub(crate) fn takes_writes(pools: &[Rc<Pool>], p: &Pool) -> bool {
+    let hostgroup = p.placement().hostgroup.clone();
+    p.seen() && usable(pools, p, &hostgroup, Access::Write)
+}
+
+/// True when `p`, a writable backend, is one of its hostgroup's active
+/// writers: every one when the hostgroup has no `max_writers`, else the
+/// first that many of those that may take writes now (up, in service,
+/// writable, checked by the health monitor), by weight, then by their
+/// order under `backends`. Every core ranks them alike from the same
+/// health verdicts, so all send a hostgroup's writes to the same
+/// servers. A connect that fails does not move writes to the next one;
+/// the monitor's verdict that the server is down does.
+pub(crate) fn among_writers(pools: &[Rc<Pool>], p: &Pool) -> bool {
+    let placement = p.placement();
+    let max = placement.max_writers as usize;
+    if max == 0 {
+        return true;
+    }
+    let may_write = |q: &Pool| {
+        q.placement().hostgroup == placement.hostgroup
+            && q.health() == Health::Up
+            && !q.is_draining()
+            && !q.is_read_only()
+            && q.seen()
+    };
+    let ahead = |q: &Pool| {
+        let (a, b) = (q.placement(), &placement);
+        (std::cmp::Reverse(a.weight), a.rank) < (std::cmp::Reverse(b.weight), b.rank)
+    };
+    may_write(p) && pools.iter().filter(|q| may_write(q) && ahead(q)).count() < max
 }
 
 /// nginx's smooth weighted round-robin: each candidate gains its weight,
@@ -174,7 +211,18 @@ mod tests {
         pool
     }
 
+    /// A checked pool of `hostgroup` `w` with `max_writers`, at `rank` under `backends`.
+    fn writer(id: u32, weight: u32, rank: usize, max_writers: u32) -> Rc<Pool> {
+        let pool = placed_pool(id, "w", weight, rank, max_writers);
+        pool.mark_seen();
+        pool
+    }
+
     fn unchecked_pool(id: u32, hostgroup: &str, weight: u32) -> Rc<Pool> {
+        placed_pool(id, hostgroup, weight, id as usize, 0)
+    }
+
+    fn placed_pool(id: u32, hostgroup: &str, weight: u32, rank: usize, max_writers: u32) -> Rc<Pool> {
         let spec = BackendSpec {
             name: format!("b{id}"),
             addr: "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into(),
@@ -186,6 +234,8 @@ mod tests {
             hostgroup: hostgroup.into(),
             weight,
             max_lag: Some(Duration::from_secs(10)),
+            rank,
+            max_writers,
         };
         let limits = PoolLimits {
             max: 4,
@@ -197,6 +247,41 @@ mod tests {
             max_waiting: 10,
         };
         Pool::new(id, spec, placement, limits, Rc::new(Stats::default()))
+    }
+
+    #[test]
+    fn router_max_writers_sends_writes_to_the_first_writable_backends_only() {
+        // Ranked by weight, then place: 3 (weight 2), then 1, then 2.
+        let pools = vec![writer(1, 1, 0, 1), writer(2, 1, 1, 1), writer(3, 2, 2, 1)];
+        let write = |pools: &[Rc<Pool>]| pick(pools, "w", Access::Write, &[]).map(|p| p.id);
+        for _ in 0..10 {
+            assert_eq!(write(&pools), Some(3));
+        }
+        // Reads still spread over all of them.
+        let mut read = [0; 4];
+        for _ in 0..40 {
+            read[pick(&pools, "w", Access::Read, &[]).unwrap().id as usize] += 1;
+        }
+        assert!(read[1] > 0 && read[2] > 0 && read[3] > 0, "{read:?}");
+        // Down, read-only or drained, the next one takes the writes; a
+        // failed connect (`skip`) moves nothing.
+        assert_eq!(pick(&pools, "w", Access::Write, &[3]).map(|p| p.id), None);
+        pools[2].set_health(Health::Down, false, None);
+        assert_eq!(write(&pools), Some(1));
+        pools[0].set_health(Health::Up, true, None);
+        assert_eq!(write(&pools), Some(2));
+        pools[1].drain();
+        assert_eq!(write(&pools), None);
+        // Back up, the first takes them again.
+        pools[2].set_health(Health::Up, false, None);
+        assert_eq!(write(&pools), Some(3));
+        // Two writers: the first two by rank share the writes.
+        let two = vec![writer(1, 1, 0, 2), writer(2, 1, 1, 2), writer(3, 1, 2, 2)];
+        let mut counts = [0; 4];
+        for _ in 0..40 {
+            counts[write(&two).unwrap() as usize] += 1;
+        }
+        assert_eq!(counts, [0, 20, 20, 0]);
     }
 
     #[test]

@@ -583,11 +583,11 @@ impl Shard {
                 .filter(|(_, c)| c.pinned().is_some_and(|(_, p)| p == pool))
                 .count()
         };
-        let pools = self
-            .backends
-            .all()
+        let all_pools = self.backends.all();
+        let pools = all_pools
             .iter()
             .map(|p| {
+                let takes_writes = crate::router::takes_writes(&all_pools, p);
                 let placement = p.placement();
                 let counts = p.counts();
                 PoolSnapshot {
@@ -610,6 +610,7 @@ impl Shard {
                     drained: p.service() == Service::Drained,
                     healthy: p.health() != Health::Down,
                     read_only: p.is_read_only(),
+                    takes_writes,
                     lag: p.lag(),
                     last_check: p.last_check().map(|t| t.elapsed()),
                     counts,

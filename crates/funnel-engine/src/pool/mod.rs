@@ -131,6 +131,10 @@ pub struct Placement {
     pub weight: u32,
     /// Reads skip it while replication lags more than this.
     pub max_lag: Option<Duration>,
+    /// Its place under `backends` (ranks writers of equal weight).
+    pub rank: usize,
+    /// Its hostgroup's `max_writers`, 0 when unset.
+    pub max_writers: u32,
 }
 
 /// One backend's connections on one core.

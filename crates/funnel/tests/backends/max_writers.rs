@@ -1,0 +1,114 @@
+//! `hostgroups[].max_writers`: of a hostgroup's writable servers (two
+//! primaries of an active-passive pair, Galera nodes), only the first
+//! takes writes, on every core; the next takes them once it is down or
+//! drained, and the first again once it is back.
+
+use std::time::{Duration, Instant};
+
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::Conn;
+
+use super::{client, one_hostgroup, server};
+
+/// The rows each server holds in `farm.t`.
+fn rows(servers: &[&MariaDb]) -> Vec<i64> {
+    servers
+        .iter()
+        .map(|db| db.query_first::<i64>("SELECT COUNT(*) FROM farm.t").unwrap())
+        .collect()
+}
+
+/// Inserts `n` rows from fresh clients (so both cores and every pooled
+/// connection take part), from id `first`.
+fn insert(proxy: &funnel_engine::Proxy, first: i64, n: i64) {
+    for id in first..first + n {
+        let mut c: Conn = client(proxy);
+        c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, 0)"))
+            .unwrap();
+    }
+}
+
+/// The backend that takes writes on each core (`SHOW SERVERS`'s
+/// `takes_writes`).
+fn writers(proxy: &funnel_engine::Proxy) -> Vec<String> {
+    proxy
+        .snapshots()
+        .iter()
+        .flat_map(|s| {
+            s.pools
+                .iter()
+                .filter(|p| p.takes_writes)
+                .map(|p| p.backend.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn backends_max_writers_sends_every_write_to_the_first_writable_server() {
+    let (a, b) = (server(false, &[]), server(false, &[]));
+    let extra = "pool:\n  max_per_core: 2\n\
+                 monitor:\n  interval: 100ms\n  timeout: 500ms\n  failures_before_down: 1\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let mut cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("b", b.addr()), ("a", a.addr())],
+        extra,
+    );
+    cfg.cores = funnel_config::Cores::Count(2);
+    // `b` is listed first, but `a` weighs more: weight ranks first.
+    cfg.backends[1].weight = 5;
+    let proxy = funnel_testkit::funnel::start(cfg);
+    insert(&proxy, 1, 20);
+    assert_eq!(rows(&[&a, &b]), [20, 0], "every write went to the first writer");
+    assert_eq!(writers(&proxy), ["a", "a"], "on each core, as SHOW SERVERS shows");
+    // Reads of a table still spread over both.
+    let mut ports = std::collections::BTreeSet::new();
+    let mut c: Conn = client(&proxy);
+    for _ in 0..40 {
+        let (port, _) = c
+            .query_first::<(u16, i64), _>("SELECT @@port, COUNT(*) FROM farm.t")
+            .unwrap()
+            .unwrap();
+        ports.insert(port);
+    }
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    // The first writer goes down: once the monitor says so, the next one
+    // takes the writes.
+    a.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 100;
+    loop {
+        let mut c: Conn = client(&proxy);
+        if c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, 0)"))
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no writer took over");
+        std::thread::sleep(Duration::from_millis(100));
+        id += 1;
+    }
+    insert(&proxy, 1000, 10);
+    assert_eq!(rows(&[&b]), [11]);
+    assert_eq!(writers(&proxy), ["b", "b"]);
+    // Back, it takes them again (no write goes to `b` once it is seen up).
+    a.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rows(&[&a])[0] == 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the first writer never took the writes back"
+        );
+        insert(&proxy, 2000 + id, 1);
+        id += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b_rows = rows(&[&b])[0];
+    insert(&proxy, 5000, 10);
+    assert_eq!(
+        rows(&[&b])[0],
+        b_rows,
+        "writes stay on the first writer once it is back"
+    );
+}
