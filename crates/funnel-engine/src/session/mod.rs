@@ -1837,16 +1837,18 @@ impl Session {
             control: &self.control,
             stopped: stopped.as_ref(),
         };
-        let relay = relay_response(&mut conn, client, expect, query_timeout);
+        // Awaited where it is made in the common case: a relay future
+        // moved into the timer's would be copied for every statement.
         let end = match (&stopped, rule_timeout) {
             (Some(stopped), Some(limit)) => {
+                let relay = relay_response(&mut conn, client, expect, query_timeout);
                 rule_actions::stopping_after(relay, limit, || {
                     stopped.fired.set(true);
                     kill_statement(&self.shard, &self.control, thread);
                 })
                 .await
             }
-            _ => relay.await,
+            _ => relay_response(&mut conn, client, expect, query_timeout).await,
         };
         self.control.set_running_on(None);
         let dynamic = std::mem::take(&mut self.dynamic_text_changes);
