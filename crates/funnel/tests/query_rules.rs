@@ -294,3 +294,28 @@ fn query_rules_rewrite_the_text_funnel_reads_routes_and_sends() {
     assert_eq!(c.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
     assert_eq!(env.hits(), [(0, 2), (1, 1), (2, 1), (3, 1)]);
 }
+
+/// Under NO_BACKSLASH_ESCAPES a query with a backslash is planned again
+/// as the server reads it: the rule that matched its text still bounds it.
+#[test]
+fn query_rules_timeout_bounds_a_query_read_with_literal_backslashes() {
+    let env = env("qr_backslash", REFUSE_DELETE);
+    let mut c = env.client("app");
+    c.query_drop("SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+        .unwrap();
+    let started = Instant::now();
+    let e = server_error(
+        c.query::<Row, _>(r"SELECT /* slow */ SLEEP(5), 'a\b'")
+            .unwrap_err(),
+    );
+    assert_eq!(e.0, 1969, "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.query_first::<String, _>(r"SELECT /* slow */ 'a\b'").unwrap(),
+        Some(r"a\b".into())
+    );
+}
