@@ -319,3 +319,50 @@ fn query_rules_timeout_bounds_a_query_read_with_literal_backslashes() {
         Some(r"a\b".into())
     );
 }
+
+/// A `ROLLBACK AND CHAIN` ends a transaction Funnel lost with its backend
+/// connection (9008) only if it runs: one a rule refuses ended nothing,
+/// and the statements after it must not run in autocommit as if the
+/// client had left the transaction.
+#[test]
+fn query_rules_refused_rollback_and_chain_leaves_a_lost_transaction_lost() {
+    let rules = "query_rules:\n  - match_regex: '(?i)AND\\s+CHAIN'\n    error: 'no chains'\n";
+    let env = env("qr_lost", rules);
+    let mut c = env.client("app");
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    // The server closes the transaction's connection mid-statement.
+    let schema = env.schema.clone();
+    let killer = std::thread::spawn(move || {
+        let db = MariaDb::shared();
+        for _ in 0..200 {
+            let sleeping = db.query_first::<i64>(&format!(
+                "SELECT ID FROM information_schema.processlist \
+                 WHERE info = 'SELECT SLEEP(5)' AND db = '{schema}'"
+            ));
+            if let Some(id) = sleeping {
+                db.exec(&format!("KILL CONNECTION {id}"));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert_eq!(server_error(c.query_drop("SELECT SLEEP(5)").unwrap_err()).0, 9007);
+    killer.join().unwrap();
+    assert_eq!(
+        server_error(c.query_drop("ROLLBACK AND CHAIN").unwrap_err()).0,
+        1148
+    );
+    assert_eq!(
+        server_error(c.query_drop("INSERT INTO t VALUES (4, 40)").unwrap_err()).0,
+        9008,
+        "still in the lost transaction"
+    );
+    c.query_drop("ROLLBACK").unwrap();
+    c.query_drop("INSERT INTO t VALUES (5, 50)").unwrap();
+    let ids: Vec<i64> = MariaDb::shared()
+        .root()
+        .query(format!("SELECT id FROM {}.t ORDER BY id", env.schema))
+        .unwrap();
+    assert_eq!(ids, [1, 2, 5]);
+}

@@ -318,6 +318,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 failed_change_users: 0,
                 tx_lost: false,
                 command_commits: false,
+                ends_lost_transaction: false,
                 tx_lost_at_commit: false,
                 xa: false,
                 sql_prepared_changes: false,
@@ -485,6 +486,9 @@ struct Session {
     tx_lost: bool,
     /// The command being served is a `COMMIT` ([`lost_transaction::commits`]).
     command_commits: bool,
+    /// The command being served ends the lost transaction (`tx_lost`,
+    /// cleared for it) if it runs: a `ROLLBACK AND CHAIN`.
+    ends_lost_transaction: bool,
     /// `tx_lost` came from a failure during the transaction's `COMMIT`,
     /// which may have committed: the refusals must not say it rolled back.
     tx_lost_at_commit: bool,
@@ -797,7 +801,8 @@ impl Session {
                 self.answer_lost_transaction(v).await
             }
             run => {
-                if run == Some(Verdict::Run { ends: true }) {
+                self.ends_lost_transaction = run == Some(Verdict::Run { ends: true });
+                if self.ends_lost_transaction {
                     self.tx_lost = false;
                 }
                 self.dispatch(head, total).await

@@ -45,6 +45,9 @@ impl Session {
     ) -> Result<(PacketHeader, usize), ErrPacket> {
         self.query_rule = None;
         self.query_rules_seen = 0;
+        // Set again by this command's lost-transaction verdict, if it
+        // comes to one: a text refused here ends nothing.
+        self.ends_lost_transaction = false;
         let payload = &self.buf.bytes()[HEADER_LEN..head.total_len()];
         if payload.first() != Some(&COM_QUERY) {
             return Ok((head, total));
@@ -92,6 +95,12 @@ impl Session {
     /// Funnel's own errors.
     pub(super) async fn refuse_by_rule(&mut self, err: &ErrPacket) -> Result<(), End> {
         tracing::debug!(client = %self.id, error = %err, "statement refused by a query rule");
+        // A refused `ROLLBACK AND CHAIN` ended nothing: the statements
+        // after it must not run in autocommit, out of the transaction
+        // the client still thinks it is in.
+        if std::mem::take(&mut self.ends_lost_transaction) {
+            self.tx_lost = true;
+        }
         self.send_own_err(1, err).await
     }
 }
