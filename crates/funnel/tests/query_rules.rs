@@ -547,3 +547,46 @@ fn query_rules_timeout_reads_as_the_servers_max_statement_time() {
         assert_eq!(through, direct);
     }
 }
+
+/// A rule's `KILL QUERY` that reaches the server only after the statement
+/// ended (held back here by fault injection) stops nothing else: not the
+/// session's next statement on its connection, in or out of a
+/// transaction, nor another client's on the one pooled connection.
+#[test]
+fn query_rules_timeout_kill_landing_after_the_end_stops_nothing_else() {
+    std::env::set_var("FUNNEL_FAULT_INJECTION", "1");
+    std::env::set_var("FUNNEL_FAULT_KILL_DELAY_MS", "150");
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("qr_late");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* slow */'\n    timeout: 300ms\n";
+    let yaml = yaml(&schema, &backend, rules)
+        .replace("cores: 2", "cores: 1")
+        .replace("max_per_core: 2", "max_per_core: 1\n  min_idle_per_core: 0");
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let connect =
+        |user: &str| Conn::new(opts(proxy.local_addr().port(), user, &format!("{user}pw"))).unwrap();
+    let (mut a, mut b) = (connect("app"), connect("ops"));
+    for ms in [305, 315, 325, 335] {
+        // Still running at 300 ms, over before the KILL arrives.
+        let slow = format!("SELECT /* slow */ SLEEP({ms} / 1000)");
+        assert_eq!(a.query_first::<i64, _>(&slow).unwrap(), Some(0));
+        assert_eq!(
+            a.query_first::<i64, _>("SELECT SLEEP(0.02) + 1").unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            b.query_first::<i64, _>("SELECT SLEEP(0.02) + 2").unwrap(),
+            Some(2)
+        );
+        a.query_drop("BEGIN").unwrap();
+        assert_eq!(a.query_first::<i64, _>(&slow).unwrap(), Some(0));
+        assert_eq!(
+            a.query_first::<i64, _>("SELECT SLEEP(0.02) + 3").unwrap(),
+            Some(3)
+        );
+        a.query_drop("COMMIT").unwrap();
+    }
+    std::env::remove_var("FUNNEL_FAULT_KILL_DELAY_MS");
+}
