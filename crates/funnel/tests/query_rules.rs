@@ -329,9 +329,31 @@ fn query_rules_refused_rollback_and_chain_leaves_a_lost_transaction_lost() {
     let rules = "query_rules:\n  - match_regex: '(?i)AND\\s+CHAIN'\n    error: 'no chains'\n";
     let env = env("qr_lost", rules);
     let mut c = env.client("app");
+    lose_transaction(&env, &mut c);
+    assert_eq!(
+        server_error(c.query_drop("ROLLBACK AND CHAIN").unwrap_err()).0,
+        1148
+    );
+    assert_eq!(
+        server_error(c.query_drop("INSERT INTO t VALUES (4, 40)").unwrap_err()).0,
+        9008,
+        "still in the lost transaction"
+    );
+    c.query_drop("ROLLBACK").unwrap();
+    c.query_drop("INSERT INTO t VALUES (5, 50)").unwrap();
+    let ids: Vec<i64> = MariaDb::shared()
+        .root()
+        .query(format!("SELECT id FROM {}.t ORDER BY id", env.schema))
+        .unwrap();
+    assert_eq!(ids, [1, 2, 5]);
+}
+
+/// Opens a transaction on `c` (inserting id 3) and has the server close
+/// its connection mid-statement: Funnel refuses the session's statements
+/// with 9008 from then on, until it ends the transaction.
+fn lose_transaction(env: &Env, c: &mut Conn) {
     c.query_drop("BEGIN").unwrap();
     c.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
-    // The server closes the transaction's connection mid-statement.
     let schema = env.schema.clone();
     let killer = std::thread::spawn(move || {
         let db = MariaDb::shared();
@@ -349,22 +371,28 @@ fn query_rules_refused_rollback_and_chain_leaves_a_lost_transaction_lost() {
     });
     assert_eq!(server_error(c.query_drop("SELECT SLEEP(5)").unwrap_err()).0, 9007);
     killer.join().unwrap();
+}
+
+/// A `ROLLBACK AND CHAIN` that ran ended the lost transaction for good: a
+/// statement a rule refuses after it does not bring the lost state back.
+#[test]
+fn query_rules_refusal_after_a_chain_that_ended_a_lost_transaction_ends_nothing() {
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* no */'\n    error: 'no'\n";
+    let env = env("qr_chain", rules);
+    let mut c = env.client("app");
+    lose_transaction(&env, &mut c);
+    c.query_drop("ROLLBACK AND CHAIN").unwrap();
     assert_eq!(
-        server_error(c.query_drop("ROLLBACK AND CHAIN").unwrap_err()).0,
+        server_error(c.query_drop("SELECT /* no */ 1").unwrap_err()).0,
         1148
     );
-    assert_eq!(
-        server_error(c.query_drop("INSERT INTO t VALUES (4, 40)").unwrap_err()).0,
-        9008,
-        "still in the lost transaction"
-    );
-    c.query_drop("ROLLBACK").unwrap();
-    c.query_drop("INSERT INTO t VALUES (5, 50)").unwrap();
+    c.query_drop("INSERT INTO t VALUES (6, 60)").unwrap();
+    c.query_drop("COMMIT").unwrap();
     let ids: Vec<i64> = MariaDb::shared()
         .root()
         .query(format!("SELECT id FROM {}.t ORDER BY id", env.schema))
         .unwrap();
-    assert_eq!(ids, [1, 2, 5]);
+    assert_eq!(ids, [1, 2, 6]);
 }
 
 /// Runs `steps` on `c`, each as written but for two marks: `!` (the
