@@ -178,10 +178,6 @@ pub struct Forward {
     /// `COM_QUERY`'s text is matched where it is routed, in the client's
     /// buffer).
     pub rule_hostgroup: Option<std::rc::Rc<str>>,
-    /// The query rule that matched the statement when the client sent it
-    /// (see [`crate::rules::Rules::apply`]): its `timeout` bounds the
-    /// statement's run on the server.
-    pub rule: Option<std::rc::Rc<crate::rules::Action>>,
     /// A `COM_STMT_PREPARE` of a text that only reads and surely opens
     /// no table, sent while the session's connection lingers for its
     /// warnings: a replica of the user's read hostgroup that holds them
@@ -383,7 +379,6 @@ impl Forward {
             dynamic_vars: Vec::new(),
             changes_descriptions: false,
             rule_hostgroup: None,
-            rule: None,
             prepares_read: false,
             prepares_changes: false,
             executes_sql_prepared: false,

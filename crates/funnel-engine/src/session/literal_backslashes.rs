@@ -60,9 +60,6 @@ pub(super) fn read_with_literal_backslashes(
     g.may_keep_diagnostics |= f.may_keep_diagnostics;
     g.keeps_found_rows |= f.keeps_found_rows;
     g.may_run_stored_code |= f.may_run_stored_code;
-    // The query rule matched the text as sent: its timeout bounds the
-    // statement whichever reading the server takes.
-    g.rule = f.rule.clone();
     Some(g)
 }
 

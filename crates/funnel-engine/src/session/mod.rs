@@ -449,8 +449,11 @@ struct Session {
     /// The connection is kept for one more command so `SHOW WARNINGS` and
     /// friends see this client's last statement.
     linger: bool,
-    /// The rule that matched the text query being run, if one did (see
-    /// `apply_query_rule`), for its forward to take.
+    /// The rule that matched the command being run, if one did: a text
+    /// query's (see `apply_query_rule`) or an execute's. Its `hostgroup`
+    /// routes a text query, its `timeout` bounds the command's run. Kept
+    /// here rather than in the command's `Forward`, which every command
+    /// moves around.
     query_rule: Option<Rc<crate::rules::Action>>,
     /// The [`crate::rules::Rules::id`] of the rules the text query being
     /// run was matched against when the client sent it, 0 if none: its
@@ -739,8 +742,16 @@ impl Session {
             }
             // A query rule may refuse the text, or rewrite it before
             // anything reads it.
+            // Each branch awaits its work directly: a wrapping async fn
+            // would copy the dispatch future once more per command.
             let result = match self.apply_query_rule(head, total) {
-                Ok((head, total)) => self.run_command(head, total).await,
+                Ok((head, total)) => match self.judge_lost_transaction(head) {
+                    Some(verdict) => {
+                        self.buf.consume(total);
+                        self.answer_lost_transaction(verdict).await
+                    }
+                    None => self.dispatch(head, total).await,
+                },
                 Err(err) => {
                     self.buf.consume(total);
                     self.refuse_by_rule(&err).await
@@ -769,10 +780,11 @@ impl Session {
         }
     }
 
-    /// Runs one client command, after the query rules had their say: a
-    /// session whose transaction was lost answers for it, any other
-    /// command is dispatched.
-    async fn run_command(&mut self, head: PacketHeader, total: usize) -> Result<(), End> {
+    /// Notes whether the command at the front of the buffer (after the
+    /// query rules had their say) commits, and, in a session whose
+    /// transaction was lost, what to answer instead of running it: `None`
+    /// runs it (a `ROLLBACK AND CHAIN` ends the lost transaction so).
+    fn judge_lost_transaction(&mut self, head: PacketHeader) -> Option<Verdict> {
         let payload = &self.buf.bytes()[4..head.total_len()];
         // Only a connection already held can carry a transaction into
         // this command, unless the command opens one itself (several
@@ -796,16 +808,13 @@ impl Session {
             _ => lost_transaction::verdict(payload),
         });
         match verdict {
-            Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => {
-                self.buf.consume(total);
-                self.answer_lost_transaction(v).await
-            }
+            Some(v @ (Verdict::RollbackOk | Verdict::Refuse { .. })) => Some(v),
             run => {
                 self.ends_lost_transaction = run == Some(Verdict::Run { ends: true });
                 if self.ends_lost_transaction {
                     self.tx_lost = false;
                 }
-                self.dispatch(head, total).await
+                None
             }
         }
     }
@@ -851,7 +860,6 @@ impl Session {
             // small read future (a few hundred bytes), not the largest
             // command's state (about 15 KiB) for its life.
             Plan::Forward(mut f) => {
-                f.rule = self.query_rule.take();
                 if self.literal_backslashes(payload) {
                     match literal_backslashes::read_with_literal_backslashes(payload, &f, self.caps) {
                         Some(g) => f = g,
@@ -1531,7 +1539,7 @@ impl Session {
             let rules = self.shard.rules();
             let hostgroup = match self.query_rules_seen {
                 // Matched when the client sent it (before a rewrite).
-                seen if seen == rules.id() => f.rule.as_ref().and_then(|r| r.hostgroup.clone()),
+                seen if seen == rules.id() => self.query_rule.as_ref().and_then(|r| r.hostgroup.clone()),
                 // A reload changed the rules while the command waited.
                 _ if !rules.is_empty() => rules.route(sql, &user.name, self.schema.as_deref()),
                 _ => None,
@@ -1801,9 +1809,9 @@ impl Session {
         let stats = self.shard.stats.clone();
         // A query rule's timeout: the statement is killed once it has run
         // that long, and the client told why.
-        let rule_timeout = f.rule.as_ref().and_then(|r| r.timeout);
-        let stopped = f
-            .rule
+        let rule_timeout = self.query_rule.as_ref().and_then(|r| r.timeout);
+        let stopped = self
+            .query_rule
             .as_ref()
             .and_then(|r| r.timeout_err())
             .map(|err| StoppedByRule {

@@ -474,7 +474,7 @@ impl Session {
         // session's writes would follow it there.
         f.read_only = meta.effect.read_only && !bulk && payload.get(5) == Some(&CURSOR_TYPE_NO_CURSOR);
         f.rule_hostgroup = rule.as_ref().and_then(|r| r.hostgroup.clone());
-        f.rule = rule;
+        self.query_rule = rule;
         if self.backslashes_may_be_literal(&meta) {
             // Funnel read the text with backslash escapes; the server may
             // read another statement (`SELECT ?, '\' INTO @a -- '` sets
