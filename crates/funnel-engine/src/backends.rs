@@ -217,9 +217,10 @@ impl BackendSet {
                 if p.service() == Service::Drained {
                     format!("{name} is drained")
                 } else if p.health() == Health::Down {
-                    match p.last_open_error() {
-                        Some(e) => format!("{name} is down (its last connect: {e})"),
-                        None => format!("{name} is down (failed its health checks)"),
+                    match (p.down_reason(), p.last_open_error()) {
+                        (Some(why), _) => format!("{name} is down ({why})"),
+                        (None, Some(e)) => format!("{name} is down (its last connect: {e})"),
+                        (None, None) => format!("{name} is down (failed its health checks)"),
                     }
                 } else if write && p.is_read_only() {
                     format!("{name} is read-only")

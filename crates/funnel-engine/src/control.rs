@@ -56,6 +56,9 @@ pub enum ControlMsg {
         /// check connected: one a reload added that lacks some stops
         /// their offer to clients that log in later.
         server_extended: Option<funnel_protocol::Capabilities>,
+        /// Why a backend that answered its check is down anyway (a Galera
+        /// node that may not serve), for the clients' ERR 9004.
+        down_reason: Option<String>,
     },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).

@@ -1,6 +1,8 @@
 //! The health monitor. One core (shard 0) checks every backend each
-//! `monitor.interval`: it connects and logs in, asks for `@@read_only`, and
-//! reads the replication lag (`SHOW SLAVE STATUS`, Seconds_Behind_Master).
+//! `monitor.interval`: it connects and logs in, asks for `@@read_only`,
+//! reads the replication lag (`SHOW SLAVE STATUS`, Seconds_Behind_Master),
+//! and on a Galera node whether it may serve (`wsrep_ready`, the cluster's
+//! primary component, the node synced).
 //! Each verdict goes to every core over its control channel, so there is
 //! one check per backend per interval however many cores run, and no core
 //! reads another's state.
@@ -24,7 +26,7 @@ use crate::shard::Shard;
 use crate::stats::Stats;
 
 /// What one check found.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Check {
     read_only: bool,
     lag: Option<Duration>,
@@ -39,6 +41,9 @@ struct Check {
     login_status: StatusFlags,
     /// The MariaDB extensions the server's greeting offered.
     server_extended: funnel_protocol::Capabilities,
+    /// Why a Galera node may not serve now (not ready, out of the
+    /// primary component, not synced), if it is one that may not.
+    galera_unavailable: Option<String>,
 }
 
 /// Lag reported when replication is configured but not running: treated
@@ -54,6 +59,8 @@ struct History {
     answers: u64,
     /// The refused lag read was reported (once, until it succeeds).
     lag_refusal_told: bool,
+    /// The Galera state that kept the node out, as last logged.
+    galera_told: Option<String>,
 }
 
 /// How often the wait for the next round reads `monitor.interval` again.
@@ -154,8 +161,24 @@ async fn check_and_report(
     let now_answers = pool.answers();
     let answering = !first && past.answers != now_answers;
     past.answers = now_answers;
+    let mut down_reason = None;
     let (health, seen) = match result {
+        Some(Ok(c)) if c.galera_unavailable.is_some() => {
+            // The server answers, but the cluster would refuse or delay
+            // its statements: out of rotation at once, whatever this
+            // core's connections there still answer.
+            past.failures = 0;
+            if past.galera_told != c.galera_unavailable {
+                tracing::warn!(backend = %name, state = ?c.galera_unavailable, "Galera node may not serve: marked down");
+                past.galera_told = c.galera_unavailable.clone();
+            }
+            down_reason = c.galera_unavailable.clone();
+            (Health::Down, Some(c))
+        }
         Some(Ok(c)) => {
+            if past.galera_told.take().is_some() {
+                tracing::info!(backend = %name, "Galera node synced again");
+            }
             past.failures = 0;
             // A lag limit that cannot be read cannot keep reads off a
             // lagging replica: say so once, rather than let it pass for
@@ -206,12 +229,13 @@ async fn check_and_report(
             backend: name.clone(),
             login: Box::new(login.clone()),
             health,
-            read_only: seen.map_or(pool.is_read_only(), |c| c.read_only),
-            lag: seen.map_or(pool.lag(), |c| c.lag),
+            read_only: seen.as_ref().map_or(pool.is_read_only(), |c| c.read_only),
+            lag: seen.as_ref().map_or(pool.lag(), |c| c.lag),
             seen: seen.is_some(),
-            max_prepared: seen.and_then(|c| c.max_prepared),
-            login_status: seen.map(|c| c.login_status),
-            server_extended: seen.map(|c| c.server_extended),
+            max_prepared: seen.as_ref().and_then(|c| c.max_prepared),
+            login_status: seen.as_ref().map(|c| c.login_status),
+            server_extended: seen.as_ref().map(|c| c.server_extended),
+            down_reason: down_reason.clone(),
         });
     }
 }
@@ -264,6 +288,7 @@ async fn check(
             Err(e) => return Err(e),
         }
     }
+    let galera_unavailable = galera_state(&mut conn).await?;
     Ok(Check {
         read_only,
         lag,
@@ -271,7 +296,60 @@ async fn check(
         max_prepared,
         login_status,
         server_extended,
+        galera_unavailable,
     })
+}
+
+/// The Galera status variables a check reads (a server without Galera, or
+/// MySQL, has none of them set: `wsrep_provider_name` is empty or absent).
+const GALERA_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
+     ('wsrep_provider_name', 'wsrep_ready', 'wsrep_cluster_status', \
+      'wsrep_local_state', 'wsrep_local_state_comment')";
+
+/// Why the Galera node behind `conn` may not serve, if it is one.
+async fn galera_state(conn: &mut BackendConn) -> Result<Option<String>, BackendError> {
+    let rows = match conn.query_rows(GALERA_STATUS).await {
+        Ok((_, rows)) => rows,
+        // Not a verdict on the backend: it keeps its other checks' one.
+        Err(BackendError::Refused(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let vars: Vec<(String, String)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let mut r = r.into_iter();
+            Some((r.next()??, r.next().flatten().unwrap_or_default()))
+        })
+        .collect();
+    Ok(galera_verdict(&vars))
+}
+
+/// Why a Galera node with these status variables may not serve: it is not
+/// ready (`wsrep_ready`), not in the primary component (a partition that
+/// lost quorum refuses statements), or not synced (joining, joined, or a
+/// donor or desynced node, which lags the cluster). `None` for a synced
+/// node, and for a server without a Galera provider.
+fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    if get("wsrep_provider_name").is_none_or(str::is_empty) {
+        return None;
+    }
+    if !get("wsrep_ready").is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
+        return Some("Galera node not ready (wsrep_ready OFF)".into());
+    }
+    let status = get("wsrep_cluster_status").unwrap_or("unknown");
+    if !status.eq_ignore_ascii_case("Primary") {
+        return Some(format!("Galera node out of the primary component ({status})"));
+    }
+    if get("wsrep_local_state") != Some("4") {
+        let comment = get("wsrep_local_state_comment").unwrap_or("unknown");
+        return Some(format!("Galera node not synced ({comment})"));
+    }
+    None
 }
 
 /// The worst Seconds_Behind_Master over every replication connection (a
@@ -298,6 +376,48 @@ fn replica_lag(cols: &[String], rows: &[Vec<Option<String>>], writable: bool) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn monitor_galera_node_serves_only_ready_primary_and_synced() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let synced = [
+            ("wsrep_provider_name", "Galera"),
+            ("wsrep_ready", "ON"),
+            ("wsrep_cluster_status", "Primary"),
+            ("wsrep_local_state", "4"),
+            ("wsrep_local_state_comment", "Synced"),
+        ];
+        assert_eq!(super::galera_verdict(&vars(&synced)), None);
+        // MariaDB without a provider reports wsrep_ready OFF: not Galera.
+        let plain = [("wsrep_provider_name", ""), ("wsrep_ready", "OFF")];
+        assert_eq!(super::galera_verdict(&vars(&plain)), None);
+        assert_eq!(super::galera_verdict(&[]), None, "MySQL");
+        let with = |name: &str, value: &str| {
+            let mut v = vars(&synced);
+            v.iter_mut().find(|(n, _)| n == name).unwrap().1 = value.into();
+            super::galera_verdict(&v)
+        };
+        assert_eq!(
+            with("wsrep_ready", "OFF").as_deref(),
+            Some("Galera node not ready (wsrep_ready OFF)")
+        );
+        assert_eq!(
+            with("wsrep_cluster_status", "non-Primary").as_deref(),
+            Some("Galera node out of the primary component (non-Primary)")
+        );
+        let mut donor = vars(&synced);
+        donor[3].1 = "2".into();
+        donor[4].1 = "Donor/Desynced".into();
+        assert_eq!(
+            super::galera_verdict(&donor).as_deref(),
+            Some("Galera node not synced (Donor/Desynced)")
+        );
+    }
+
     use super::*;
 
     #[test]

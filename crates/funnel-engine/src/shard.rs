@@ -771,6 +771,7 @@ async fn control_loop(
                     max_prepared,
                     login_status,
                     server_extended,
+                    down_reason,
                 }) => {
                     // A pool that replaced the checked one (new address,
                     // account or TLS) waits for a check of its own.
@@ -781,6 +782,7 @@ async fn control_loop(
                         .filter(|p| p.backend_name() == backend && p.spec().same_login(&login))
                     {
                         p.set_health(health, read_only, lag);
+                        p.set_down_reason(down_reason.clone());
                         if seen {
                             p.mark_seen();
                         }

@@ -22,6 +22,8 @@ use mysql::{Conn, OptsBuilder};
 
 #[path = "backends/causal_reads.rs"]
 mod causal_reads;
+#[path = "backends/galera.rs"]
+mod galera;
 #[path = "backends/max_writers.rs"]
 mod max_writers;
 

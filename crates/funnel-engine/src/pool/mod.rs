@@ -171,6 +171,9 @@ pub struct Pool {
     shortage_logged: Cell<Option<Instant>>,
     /// Why the last open failed, for commands that waited it out in vain.
     last_open_error: RefCell<Option<String>>,
+    /// Why the monitor marked it down though it answered (see
+    /// [`Pool::set_down_reason`]).
+    down_reason: RefCell<Option<String>>,
     /// Keys the server refused recently (a handful at most).
     refused: RefCell<Vec<Refusal>>,
     /// Connections given back in working order, so far: each one carried a
@@ -244,6 +247,7 @@ impl Pool {
             open_backoff: Cell::new(Duration::ZERO),
             shortage_logged: Cell::new(None),
             last_open_error: RefCell::new(None),
+            down_reason: RefCell::new(None),
             refused: RefCell::new(Vec::new()),
             answers: Cell::new(0),
             retry_scheduled: Cell::new(false),
@@ -403,6 +407,17 @@ impl Pool {
     /// How many prepared statements each connection may keep.
     pub fn statement_cap(&self) -> usize {
         self.statement_cap.get()
+    }
+
+    /// Notes why the monitor's last verdict is down though the server
+    /// answered its check (a Galera node that may not serve), or clears it.
+    pub fn set_down_reason(&self, reason: Option<String>) {
+        *self.down_reason.borrow_mut() = reason;
+    }
+
+    /// Why the monitor marked it down though it answered, if it did.
+    pub fn down_reason(&self) -> Option<String> {
+        self.down_reason.borrow().clone()
     }
 
     /// Applies the monitor's verdict. Going down closes idle connections and
