@@ -213,6 +213,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     let mut conns = BTreeMap::<(String, String, &str), usize>::new();
     let mut up = BTreeMap::<(String, String), f64>::new();
     let mut drained = BTreeMap::<(String, String), f64>::new();
+    let mut writes = BTreeMap::<(String, String), f64>::new();
     for s in shards {
         for p in &s.pools {
             let key = |state| (p.backend.clone(), p.hostgroup.clone(), state);
@@ -235,6 +236,14 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
                     .or_insert(0.0);
                 if p.drained {
                     *d = 1.0;
+                }
+                // 1 on every core that sends it writes: the cores agree
+                // but for the moment a verdict takes to reach them all.
+                let w = writes
+                    .entry((p.backend.clone(), p.hostgroup.clone()))
+                    .or_insert(1.0);
+                if !p.takes_writes {
+                    *w = 0.0;
                 }
             }
         }
@@ -272,6 +281,19 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "funnel_backend_drained",
         "1 while an operator has drained the backend (DRAIN BACKEND, backends[].drained).",
         drained
+            .into_iter()
+            .map(|((b, h), v)| {
+                (
+                    format!("{{backend=\"{}\",hostgroup=\"{}\"}}", label(&b), label(&h)),
+                    v,
+                )
+            })
+            .collect(),
+    );
+    gauge(
+        "funnel_backend_takes_writes",
+        "1 when the backend takes its hostgroup's writes on every core: up, writable, checked, and among the hostgroup's max_writers.",
+        writes
             .into_iter()
             .map(|((b, h), v)| {
                 (
