@@ -147,10 +147,23 @@ impl Rules {
         Some(rule.action.clone())
     }
 
+    /// Counts a hit of the rule of `action`, matched earlier against these
+    /// rules (a prepared statement's execute follows its prepare's rule).
+    pub fn count_hit(&self, action: &Action) {
+        if let Some(rule) = self.0.iter().find(|r| r.action.index == action.index) {
+            rule.hits.set(rule.hits.get() + 1);
+        }
+    }
+
     /// The hostgroup the first rule matching this statement names, if it
     /// names one (not counted: a statement is routed more than once).
     pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<str>> {
         self.first(sql, user, schema)?.action.hostgroup.clone()
+    }
+
+    /// The action of the first rule matching this statement, not counted.
+    pub fn route_rule(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<Action>> {
+        Some(self.first(sql, user, schema)?.action.clone())
     }
 
     /// The text `sql` becomes under the rule of `action`, when it rewrites

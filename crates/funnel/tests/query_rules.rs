@@ -254,6 +254,9 @@ fn query_rules_rewrite_the_text_funnel_reads_routes_and_sends() {
     hostgroup: other
   - match_regex: 'xxxx'
     rewrite: '{}'
+  - match_regex: '^SELECT /\* prep \*/ (.*)$'
+    rewrite: 'SELECT CURRENT_USER(), $1 FROM t LIMIT 1 FOR UPDATE'
+    hostgroup: other
 ";
     let rules = rules.replace("{}", &"y".repeat(1024));
     let env = env("qr_rewrite", &rules);
@@ -277,7 +280,7 @@ fn query_rules_rewrite_the_text_funnel_reads_routes_and_sends() {
     // that rule no longer matches.
     assert_eq!(
         c.query_first::<String, _>("SELECT /* there */ 2").unwrap(),
-        Some(other)
+        Some(other.clone())
     );
     // A binary prepare is of the rewritten text: its description and
     // its executes.
@@ -292,7 +295,14 @@ fn query_rules_rewrite_the_text_funnel_reads_routes_and_sends() {
     );
     assert_eq!((e.0, e.2.contains("query_rules[3].rewrite")), (1153, true));
     assert_eq!(c.query_first::<i64, _>("SELECT 5").unwrap(), Some(5));
-    assert_eq!(env.hits(), [(0, 2), (1, 1), (2, 1), (3, 1)]);
+    // An execute follows its prepare's rule, though the new text no longer
+    // matches it: its hostgroup, not the writer a locking read would take.
+    let stmt = c.prep("SELECT /* prep */ ?").unwrap();
+    for i in 0..3 {
+        let row: (String, i64) = c.exec_first(&stmt, (i,)).unwrap().unwrap();
+        assert_eq!(row, (other.clone(), i));
+    }
+    assert_eq!(env.hits(), [(0, 3), (1, 1), (2, 1), (3, 1), (4, 4)]);
 }
 
 /// Under NO_BACKSLASH_ESCAPES a query with a backslash is planned again

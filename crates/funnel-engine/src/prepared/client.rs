@@ -30,6 +30,11 @@ pub struct ClientStatement {
     /// The result columns the client has for it (for a client with
     /// MariaDB's metadata cache).
     pub known_columns: KnownColumns,
+    /// The query rule that matched the text the client prepared (before
+    /// a rewrite), and the [`crate::rules::Rules::id`] of the rules it
+    /// was matched against (0: none): its executes and long data follow
+    /// it while the shard's rules are the same.
+    pub rule: (u32, Option<Rc<crate::rules::Action>>),
 }
 
 /// Statement ids a client holds. No `Default`: every instance must count
@@ -125,6 +130,7 @@ impl ClientStatements {
                 param_types: None,
                 long_data_err: None,
                 known_columns: KnownColumns::FromPrepare,
+                rule: (0, None),
             },
         );
         self.last = Some(id);

@@ -310,6 +310,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 linger: false,
                 query_rule: None,
                 query_rules_seen: 0,
+                prepared_rule: (0, None),
                 digest: None,
                 cmd_started: Instant::now(),
                 scratch: Vec::new(),
@@ -459,6 +460,9 @@ struct Session {
     /// run was matched against when the client sent it, 0 if none: its
     /// rule stands while they are the shard's.
     query_rules_seen: u32,
+    /// The rules a prepare being served was matched against and the rule
+    /// that matched it, for the client's statement to keep.
+    prepared_rule: (u32, Option<Rc<crate::rules::Action>>),
     /// The diagnostics area of the connection the session holds may still
     /// hold another client's warnings: it came from the pool marked stale,
     /// and the session's statements on it since opened no table and left

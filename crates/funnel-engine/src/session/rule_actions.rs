@@ -5,7 +5,6 @@
 //! holds: a transaction, a pin, autocommit off.
 
 use std::future::Future;
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -20,18 +19,6 @@ use crate::rules::Action;
 const COM_QUERY: u8 = 0x03;
 
 impl Session {
-    /// The action of the first query rule that matches statement text
-    /// `sql` in `schema`, for this session's user, counted as the rule's
-    /// hit: call it once for each statement the client sends (a query, a
-    /// prepare, an execute).
-    pub(super) fn rule_for(&self, sql: &[u8], schema: Option<&[u8]>) -> Option<Rc<Action>> {
-        let rules = self.shard.rules();
-        if rules.is_empty() {
-            return None;
-        }
-        rules.apply(sql, &self.user.name, schema)
-    }
-
     /// Applies the query rules to the command at the front of the buffer
     /// (`head`, `total` bytes), when it is a text query: the matching
     /// rule's refusal comes back as the ERR to answer; its rewrite

@@ -99,13 +99,18 @@ impl Session {
         use super::pinning::PinReason::{PreviousStatementInfo, UserVariable};
         // Only a prepare that succeeds names the next "last prepared" one.
         self.stmts.forget_last();
-        let rule = self.rule_for(&sql, self.schema.as_deref());
+        let rules = self.shard.rules();
+        let rule = (!rules.is_empty())
+            .then(|| rules.apply(&sql, &self.user.name, self.schema.as_deref()))
+            .flatten();
+        // Kept with the client's statement, once it has one.
+        self.prepared_rule = (rules.id(), rule.clone());
         if let Some(rule) = &rule {
             if let Some(err) = &rule.refusal {
                 return self.refuse_by_rule(&err.clone()).await;
             }
             // Everything after reads the text the server will prepare.
-            if let Some(text) = self.shard.rules().rewrite(rule, &sql) {
+            if let Some(text) = rules.rewrite(rule, &sql) {
                 sql = Bytes::from(text);
             }
         }
@@ -316,16 +321,31 @@ impl Session {
         }
     }
 
-    /// The hostgroup of the first query rule that matches a prepared
-    /// statement's text `sql` now, for the session's user and the
-    /// statement's `schema` (the one it was prepared in, where its
-    /// executes run, whatever the client selected since), if any.
-    fn rule_hostgroup(&self, sql: &[u8], schema: Option<&[u8]>) -> Option<Rc<str>> {
+    /// The query rule an execute of the client's statement `id` follows,
+    /// counted as the rule's hit: the one its prepare matched (a rewrite
+    /// rule's, though the new text may not match it), while the shard's
+    /// rules are the ones it was matched against; after a reload, the
+    /// first that matches its text now, for the session's user and the
+    /// statement's schema (the one it was prepared in, where its executes
+    /// run, whatever the client selected since).
+    fn statement_rule(&self, id: u32, meta: &StatementMeta) -> Option<Rc<Action>> {
+        self.statement_rule_of(id, meta, true)
+    }
+
+    /// [`Self::statement_rule`], counted as a hit when `hit`.
+    fn statement_rule_of(&self, id: u32, meta: &StatementMeta, hit: bool) -> Option<Rc<Action>> {
         let rules = self.shard.rules();
-        if rules.is_empty() {
-            return None;
+        match self.stmts.get(id).map(|s| &s.rule) {
+            Some((seen, rule)) if *seen == rules.id() => {
+                if let Some(rule) = rule.as_ref().filter(|_| hit) {
+                    rules.count_hit(rule);
+                }
+                rule.clone()
+            }
+            _ if rules.is_empty() => None,
+            _ if hit => rules.apply(&meta.sql, &self.user.name, meta.schema.as_deref()),
+            _ => rules.route_rule(&meta.sql, &self.user.name, meta.schema.as_deref()),
         }
-        rules.route(sql, &self.user.name, schema)
     }
 
     /// True when the text of prepared statement `meta` has a backslash
@@ -388,6 +408,9 @@ impl Session {
             // Others took the core's last room while this one prepared.
             Err(full) => return self.send_own_err(1, &full.err_packet()).await,
         };
+        if let Some(stmt) = self.stmts.get_mut(id) {
+            stmt.rule = std::mem::take(&mut self.prepared_rule);
+        }
         self.out.clear();
         self.out.extend_from_slice(&meta.response);
         self.out[RESPONSE_STMT_ID_AT..RESPONSE_STMT_ID_AT + 4].copy_from_slice(&id.to_le_bytes());
@@ -438,7 +461,7 @@ impl Session {
             }
             Err(e) => return self.reply_error(1, crate::error::EngineError::Malformed(e)).await,
         };
-        let rule = self.rule_for(&meta.sql, meta.schema.as_deref());
+        let rule = self.statement_rule(id, &meta);
         if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
             // A rule a reload added since the prepare. The server drops a
             // statement's long data at its execute, whatever the outcome.
@@ -845,7 +868,9 @@ impl Session {
         // The connection it lands on runs the execute (so it is not split
         // off to a replica for a read: it may be a write).
         f.changes_no_data = meta.effect.read_only;
-        f.rule_hostgroup = self.rule_hostgroup(&meta.sql, meta.schema.as_deref());
+        f.rule_hostgroup = self
+            .statement_rule_of(id, &meta, false)
+            .and_then(|r| r.hostgroup.clone());
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
