@@ -50,6 +50,20 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "CALLs of stateless_procedures after which the client's backend connection was given back.",
         per_core(&|s| s.counters.calls_unpinned),
     );
+    let mut cache = Vec::new();
+    for s in shards {
+        for (result, n) in [
+            ("hit", s.counters.query_cache_hits),
+            ("miss", s.counters.query_cache_misses),
+        ] {
+            cache.push((format!("{{core=\"{}\",result=\"{result}\"}}", s.shard.0), n));
+        }
+    }
+    counter(
+        "funnel_query_cache_lookups_total",
+        "Reads a query rule with cache_ttl matched: answered from the core's query cache (hit) or by a server (miss).",
+        cache,
+    );
     counter(
         "funnel_bulk_executes_total",
         "MariaDB bulk executes (COM_STMT_BULK_EXECUTE, a batch of rows for one statement) forwarded.",

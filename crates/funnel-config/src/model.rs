@@ -161,6 +161,9 @@ pub struct Config {
     /// Settings of whole hostgroups (those not listed take the defaults).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostgroups: Vec<HostgroupConfig>,
+    /// The query cache of rules with `cache_ttl`.
+    #[serde(default)]
+    pub query_cache: QueryCacheConfig,
     /// Backend health checks.
     #[serde(default)]
     pub monitor: MonitorConfig,
@@ -230,6 +233,10 @@ pub struct QueryRule {
     /// this text (`$1`, `${name}` for its groups) before Funnel reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<String>,
+    /// Answer a matching read from the core's query cache for this long
+    /// after a server answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<HumanDuration>,
 }
 
 /// How Funnel watches its backends.
@@ -470,6 +477,26 @@ impl Default for PoolConfig {
             max_lifetime: HumanDuration::from_secs(3600),
             connect_timeout: HumanDuration::from_secs(5),
             query_timeout: HumanDuration::ZERO,
+        }
+    }
+}
+
+/// The query cache of rules with `cache_ttl`, one per core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryCacheConfig {
+    /// Memory the cached replies of one core may take; the least recently
+    /// used go first.
+    pub max_memory_per_core: ByteSize,
+    /// A reply larger than this is not cached.
+    pub max_result_size: ByteSize,
+}
+
+impl Default for QueryCacheConfig {
+    fn default() -> Self {
+        QueryCacheConfig {
+            max_memory_per_core: ByteSize::mib(32),
+            max_result_size: ByteSize::mib(1),
         }
     }
 }

@@ -701,8 +701,8 @@ fn config_query_rules_route_refuse_or_time_out() {
     assert_eq!(
         problems(&bad),
         [
-            "query_rules[0]: give hostgroup, error, timeout or rewrite",
-            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout or rewrite with error",
+            "query_rules[0]: give hostgroup, error, timeout, rewrite or cache_ttl",
+            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite or cache_ttl with error",
             "query_rules[2].error: the message is empty",
             "query_rules[3].timeout: must be at least 1ms",
             "query_rules[4].hostgroup: no backend is in hostgroup \"nowhere\"",
@@ -729,6 +729,28 @@ fn config_hostgroups_name_a_hostgroup_once_with_at_least_one_writer() {
             "hostgroups[0].max_writers: must be at least 1",
             "hostgroups[1].name: \"default\" is already used by hostgroups[0]",
             "hostgroups[2].name: no backend is in hostgroup \"nowhere\"",
+        ]
+    );
+}
+
+#[test]
+fn config_query_cache_bounds_its_results_by_its_memory() {
+    let cfg = Config::from_yaml_str(&format!(
+        "{MINIMAL}query_rules:\n  - match_prefix: SELECT\n    cache_ttl: 5s\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.query_rules[0].cache_ttl, Some(HumanDuration::from_secs(5)));
+    assert_eq!(cfg.query_cache.max_memory_per_core, ByteSize::mib(32));
+    assert_eq!(cfg.query_cache.max_result_size, ByteSize::mib(1));
+    let bad = format!(
+        "{MINIMAL}query_cache:\n  max_memory_per_core: 1MiB\n  max_result_size: 2MiB\n\
+         query_rules:\n  - match_prefix: SELECT\n    cache_ttl: 0s\n"
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "query_rules[0].cache_ttl: must be at least 1ms",
+            "query_cache.max_result_size: must be at least 1KiB and at most query_cache.max_memory_per_core (1MiB)",
         ]
     );
 }

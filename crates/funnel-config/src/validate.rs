@@ -39,6 +39,19 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     check_listeners(config, &mut out);
     check_query_rules(&config.query_rules, &hostgroups, &mut out);
     check_hostgroups(config, &hostgroups, &mut out);
+    let cache = &config.query_cache;
+    if cache.max_result_size.as_u64() < ByteSize::KIB.as_u64()
+        || cache.max_result_size > cache.max_memory_per_core
+    {
+        push(
+            &mut out,
+            "query_cache.max_result_size",
+            format!(
+                "must be at least 1KiB and at most query_cache.max_memory_per_core ({})",
+                cache.max_memory_per_core
+            ),
+        );
+    }
     check_monitor(config, &mut out);
     check_idle_poll(config, &mut out);
     if let Some(tls) = &config.client.tls {
@@ -116,15 +129,17 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
                 );
             }
         }
+        let acts =
+            r.hostgroup.is_some() || r.timeout.is_some() || r.rewrite.is_some() || r.cache_ttl.is_some();
         match &r.error {
-            None if r.hostgroup.is_none() && r.timeout.is_none() && r.rewrite.is_none() => {
-                push(out, path.clone(), "give hostgroup, error, timeout or rewrite");
+            None if !acts => {
+                push(out, path.clone(), "give hostgroup, error, timeout, rewrite or cache_ttl");
             }
             None => {}
-            Some(_) if r.hostgroup.is_some() || r.timeout.is_some() || r.rewrite.is_some() => push(
+            Some(_) if acts => push(
                 out,
                 format!("{path}.error"),
-                "a refused statement runs nowhere: give no hostgroup, timeout or rewrite with error",
+                "a refused statement runs nowhere: give no hostgroup, timeout, rewrite or cache_ttl with error",
             ),
             Some(message) if message.trim().is_empty() => {
                 push(out, format!("{path}.error"), "the message is empty");
@@ -142,6 +157,11 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
         if let Some(timeout) = r.timeout {
             if timeout.as_duration() < MIN_RULE_TIMEOUT {
                 push(out, format!("{path}.timeout"), "must be at least 1ms");
+            }
+        }
+        if let Some(ttl) = r.cache_ttl {
+            if ttl.as_duration() < MIN_RULE_TIMEOUT {
+                push(out, format!("{path}.cache_ttl"), "must be at least 1ms");
             }
         }
     }

@@ -223,6 +223,10 @@ pub struct Counters {
     pub sets_answered_locally: u64,
     /// `CALL`s of declared stateless procedures that gave the connection back.
     pub calls_unpinned: u64,
+    /// Reads answered from the query cache.
+    pub query_cache_hits: u64,
+    /// Reads a rule with `cache_ttl` matched that a server answered.
+    pub query_cache_misses: u64,
     /// MariaDB bulk executes forwarded.
     pub bulk_executes: u64,
     /// Commands that waited in the backlog.
@@ -276,6 +280,8 @@ impl Counters {
         self.forwarded += o.forwarded;
         self.sets_answered_locally += o.sets_answered_locally;
         self.calls_unpinned += o.calls_unpinned;
+        self.query_cache_hits += o.query_cache_hits;
+        self.query_cache_misses += o.query_cache_misses;
         self.bulk_executes += o.bulk_executes;
         self.funnel_errors += o.funnel_errors;
         self.backlog_waits += o.backlog_waits;

@@ -31,6 +31,7 @@ pub mod packet_io;
 pub mod pool;
 pub mod prepared;
 pub mod proxy;
+pub mod query_cache;
 pub mod relay;
 pub mod router;
 pub mod rt;

@@ -111,6 +111,46 @@ pub struct ClientSide<'a> {
     pub columns: Option<ColumnCache<'a>>,
     /// The statement's query-rule timeout, once Funnel killed it for that.
     pub stopped: Option<&'a StoppedByRule>,
+    /// Where the bytes sent to the client are copied, for the query cache.
+    pub capture: Option<&'a mut Capture>,
+}
+
+/// A copy of the bytes a reply sent its client, up to a limit: a reply
+/// to keep in the query cache. Past the limit it is dropped, and the
+/// reply goes on streaming as any other.
+#[derive(Debug)]
+pub struct Capture {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl Capture {
+    /// An empty capture of at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Capture {
+            bytes: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+
+    fn take(&mut self, parts: &[&[u8]]) {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if self.overflowed || self.bytes.len() + n > self.limit {
+            self.overflowed = true;
+            self.bytes = Vec::new();
+            return;
+        }
+        for p in parts {
+            self.bytes.extend_from_slice(p);
+        }
+    }
+
+    /// The whole reply, unless it outgrew the limit.
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        (!self.overflowed).then_some(self.bytes)
+    }
 }
 
 /// A statement a query rule's `timeout` stopped (`KILL QUERY`): the
@@ -167,6 +207,7 @@ pub async fn relay_response(
         control,
         mut columns,
         stopped,
+        mut capture,
     } = client;
     let killed = || control.is_killed();
     let mut pass_through = 0usize; // bytes of a large packet still to forward unread
@@ -314,6 +355,12 @@ pub async fn relay_response(
                 client_alive = false;
                 drain_deadline = Some(std::time::Instant::now() + DRAIN_LIMIT);
             } else {
+                if let Some(capture) = capture.as_deref_mut() {
+                    match &replaced {
+                        None => capture.take(&[&bytes[..forward]]),
+                        Some((at, packet)) => capture.take(&[&bytes[..*at], packet]),
+                    }
+                }
                 sent_any = true;
                 at_boundary = pass_through == 0 && !chain_open;
                 written_seq = next_seq;

@@ -34,6 +34,9 @@ pub struct Action {
     pub timeout: Option<Duration>,
     /// The statement's text is rewritten first (see [`Rules::rewrite`]).
     pub rewrites: bool,
+    /// A read's reply is answered from the core's query cache for this
+    /// long after a server gave it.
+    pub cache_ttl: Option<Duration>,
 }
 
 impl Action {
@@ -111,6 +114,7 @@ impl Rules {
                             refusal: r.error.as_ref().map(|m| ErrPacket::new(REFUSED_CODE, "42000", m)),
                             timeout: r.timeout.map(|t| t.as_duration()),
                             rewrites: r.rewrite.is_some(),
+                            cache_ttl: r.cache_ttl.map(|t| t.as_duration()),
                         }),
                         rewrite: r.rewrite.as_ref().map(|t| t.as_bytes().to_vec()),
                         hits: Cell::new(0),
@@ -226,6 +230,7 @@ mod tests {
             error: None,
             timeout: None,
             rewrite: None,
+            cache_ttl: None,
         }
     }
 

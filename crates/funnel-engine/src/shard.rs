@@ -57,6 +57,8 @@ pub struct Shard {
     pub statements: Registry,
     /// Statement digests (SHOW DIGESTS).
     pub digests: Digests,
+    /// Replies of reads that query rules with `cache_ttl` matched.
+    pub query_cache: RefCell<crate::query_cache::QueryCache>,
     /// Per-connection log events, rate-limited.
     pub log_rate: crate::lograte::LogRate,
     /// TLS for clients that ask for it (`client.tls`).
@@ -141,6 +143,7 @@ impl Shard {
             stats,
             statements: Registry::default(),
             digests: Digests::default(),
+            query_cache: RefCell::default(),
             log_rate: Default::default(),
             tls: setup.tls,
             clients: ClientRegistry::default(),
@@ -259,6 +262,9 @@ impl Shard {
         *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users, counters));
         self.users_generation
             .set(self.users_generation.get().wrapping_add(1));
+        self.query_cache
+            .borrow_mut()
+            .shrink_to(cfg.query_cache.max_memory_per_core.as_u64() as usize);
         // Unchanged rules keep their hit counts.
         if cfg.query_rules != self.config().query_rules {
             *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));

@@ -49,6 +49,10 @@ pub struct Stats {
     /// `CALL`s of declared stateless procedures after which the session
     /// gave its connection back (see `session/stateless_call.rs`).
     pub calls_unpinned: Cell<u64>,
+    /// Reads answered from the query cache.
+    pub query_cache_hits: Cell<u64>,
+    /// Reads a rule with `cache_ttl` matched that a server answered.
+    pub query_cache_misses: Cell<u64>,
     /// MariaDB bulk executes (`COM_STMT_BULK_EXECUTE`) forwarded.
     pub bulk_executes: Cell<u64>,
     /// Errors Funnel generated itself.
@@ -125,6 +129,8 @@ impl Stats {
             forwarded: self.forwarded.get(),
             sets_answered_locally: self.sets_answered_locally.get(),
             calls_unpinned: self.calls_unpinned.get(),
+            query_cache_hits: self.query_cache_hits.get(),
+            query_cache_misses: self.query_cache_misses.get(),
             bulk_executes: self.bulk_executes.get(),
             funnel_errors: self.funnel_errors.get(),
             backlog_waits: self.backlog_waits.get(),

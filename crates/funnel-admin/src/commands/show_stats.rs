@@ -19,6 +19,8 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("forwarded", t.counters.forwarded),
         ("sets_answered_locally", t.counters.sets_answered_locally),
         ("calls_unpinned", t.counters.calls_unpinned),
+        ("query_cache_hits", t.counters.query_cache_hits),
+        ("query_cache_misses", t.counters.query_cache_misses),
         ("bulk_executes", t.counters.bulk_executes),
         ("bytes_in", t.counters.bytes_from_clients),
         ("bytes_out", t.counters.bytes_to_clients),

@@ -6,6 +6,7 @@
 //! response back and returns the connection, unless the server's status
 //! flags or the command itself say the session must keep it (pinning).
 
+mod cached_reads;
 mod causal_reads;
 pub mod command;
 pub mod dynamic_sql;
@@ -311,6 +312,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 query_rule: None,
                 query_rules_seen: 0,
                 prepared_rule: (0, None),
+                cache_miss: None,
                 digest: None,
                 cmd_started: Instant::now(),
                 scratch: Vec::new(),
@@ -463,6 +465,9 @@ struct Session {
     /// The rules a prepare being served was matched against and the rule
     /// that matched it, for the client's statement to keep.
     prepared_rule: (u32, Option<Rc<crate::rules::Action>>),
+    /// The query-cache key (and its rule's `cache_ttl`) of the read being
+    /// run, which the cache did not hold: its reply is captured to keep.
+    cache_miss: Option<(crate::query_cache::CacheKey, Duration)>,
     /// The diagnostics area of the connection the session holds may still
     /// hold another client's warnings: it came from the pool marked stale,
     /// and the session's statements on it since opened no table and left
@@ -1117,6 +1122,11 @@ impl Session {
             if f.pin == Some(PinReason::StoredProcedure) && !f.several_statements {
                 let sql = self.buf.bytes().get(5..total).unwrap_or_default();
                 f.stateless_call = self.calls_stateless(sql, self.schema.as_deref());
+            }
+            if let Some((key, ttl)) = self.cache_key(total, &f) {
+                if let Some(answered) = self.answer_from_cache(total, &f, key, ttl).await {
+                    return answered;
+                }
             }
         }
         let Some(conn) = self.lease(total, &f).await? else {
@@ -1840,6 +1850,10 @@ impl Session {
                     .map(|s| (&mut s.known_columns, &*s.meta));
                 crate::column_cache::ColumnCache::new(statement)
             });
+        // A read to keep for the query cache: what the client is sent.
+        let mut capture = self.cache_miss.as_ref().map(|_| {
+            crate::relay::Capture::new(self.shard.config().query_cache.max_result_size.as_u64() as usize)
+        });
         let client = ClientSide {
             sent: &stats.bytes_to_clients,
             columns,
@@ -1853,6 +1867,7 @@ impl Session {
             hold_end: f.settles_on_server() || learn_set.is_some(),
             control: &self.control,
             stopped: stopped.as_ref(),
+            capture: capture.as_mut(),
         };
         // Awaited where it is made in the common case: a relay future
         // moved into the timer's would be copied for every statement.
@@ -1896,6 +1911,12 @@ impl Session {
         conn.late_kill |= self.control.take_late_kill();
         match end {
             RelayEnd::Complete(summary, held) => {
+                if let Some(bytes) = capture
+                    .and_then(crate::relay::Capture::into_bytes)
+                    .filter(|_| held.is_empty())
+                {
+                    self.keep_in_cache(bytes, &summary);
+                }
                 self.settle(
                     conn,
                     f,

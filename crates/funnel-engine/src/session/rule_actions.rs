@@ -32,6 +32,7 @@ impl Session {
     ) -> Result<(PacketHeader, usize), ErrPacket> {
         self.query_rule = None;
         self.query_rules_seen = 0;
+        self.cache_miss = None;
         // Set again by this command's lost-transaction verdict, if it
         // comes to one: a text refused here ends nothing.
         self.ends_lost_transaction = false;

@@ -1,0 +1,152 @@
+//! Query rules with `cache_ttl`: a read they match is answered from the
+//! core's query cache for that long after a server answered it, as the
+//! server answered it, to every session whose reply would be the same
+//! bytes, and to no other.
+
+use std::time::Duration;
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Row};
+
+struct Env {
+    proxy: Proxy,
+    schema: String,
+}
+
+fn env(prefix: &str) -> Env {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
+    db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 10), (2, 20)"));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         \x20 - name: ops\n    password: opspw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n\
+         query_cache:\n  max_result_size: 2KiB\n\
+         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 2s\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    Env { proxy, schema }
+}
+
+impl Env {
+    fn client(&self, user: &str) -> Conn {
+        Conn::new(opts(self.proxy.local_addr().port(), user, &format!("{user}pw"))).unwrap()
+    }
+
+    /// Sets `t.v` of row 1 on the server, behind Funnel's back.
+    fn set_v(&self, v: i64) {
+        MariaDb::shared().exec(&format!("UPDATE {}.t SET v = {v} WHERE id = 1", self.schema));
+    }
+
+    /// (hits, misses) over the cores.
+    fn lookups(&self) -> (u64, u64) {
+        let snaps = self.proxy.snapshots();
+        (
+            snaps.iter().map(|s| s.counters.query_cache_hits).sum(),
+            snaps.iter().map(|s| s.counters.query_cache_misses).sum(),
+        )
+    }
+}
+
+const READ: &str = "SELECT /* cached */ v FROM t WHERE id = 1";
+
+fn read(c: &mut Conn) -> i64 {
+    c.query_first(READ).unwrap().unwrap()
+}
+
+#[test]
+fn query_cache_answers_a_matching_read_until_its_ttl() {
+    let env = env("qc_ttl");
+    let mut c = env.client("app");
+    assert_eq!(read(&mut c), 10);
+    env.set_v(11);
+    // Within the TTL, the reply the server gave, to this session and to
+    // another of the same user, settings and schema.
+    assert_eq!(read(&mut c), 10);
+    assert_eq!(read(&mut env.client("app")), 10);
+    assert_eq!(env.lookups(), (2, 1));
+    // The session notes it as the read it stands for.
+    assert_eq!(c.query_first::<i64, _>("SELECT FOUND_ROWS()").unwrap(), Some(1));
+    assert_eq!(read(&mut c), 10);
+    assert_eq!(c.query_first::<i64, _>("SELECT ROW_COUNT()").unwrap(), Some(-1));
+    // After warnings the read is answered from the cache too, and the
+    // session's SHOW WARNINGS after it is empty, as directly.
+    c.query_drop("SELECT 1/0").unwrap();
+    assert_eq!(read(&mut c), 10);
+    let warnings: Vec<Row> = c.query("SHOW WARNINGS").unwrap();
+    assert!(
+        warnings.is_empty(),
+        "the read cleared the diagnostics area: {warnings:?}"
+    );
+    env.set_v(12);
+    // A text the rule does not match is not cached.
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT v FROM t WHERE id = 1").unwrap(),
+        Some(12)
+    );
+    // Past the TTL the server answers again.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(read(&mut c), 12);
+}
+
+#[test]
+fn query_cache_keeps_apart_what_would_answer_otherwise() {
+    let env = env("qc_keys");
+    let mut c = env.client("app");
+    assert_eq!(read(&mut c), 10);
+    env.set_v(11);
+    // Another user (grants), another schema, other session settings, a
+    // transaction, autocommit off: the server answers.
+    assert_eq!(read(&mut env.client("ops")), 11);
+    let mut other = env.client("app");
+    other.query_drop("SET time_zone = '+01:00'").unwrap();
+    assert_eq!(read(&mut other), 11);
+    other.query_drop("SET time_zone = DEFAULT").unwrap();
+    other.query_drop("BEGIN").unwrap();
+    assert_eq!(read(&mut other), 11);
+    other.query_drop("COMMIT").unwrap();
+    other.query_drop("SET autocommit = 0").unwrap();
+    assert_eq!(read(&mut other), 11);
+    other.query_drop("SET autocommit = 1").unwrap();
+    let mut elsewhere = env.client("app");
+    elsewhere
+        .query_drop(format!("CREATE DATABASE IF NOT EXISTS {}_x", env.schema))
+        .unwrap();
+    elsewhere.query_drop(format!("USE {}_x", env.schema)).unwrap();
+    elsewhere
+        .query_drop(format!("CREATE TABLE t AS SELECT * FROM {}.t", env.schema))
+        .unwrap();
+    assert_eq!(read(&mut elsewhere), 11);
+    // The first session still has the reply it was given.
+    assert_eq!(read(&mut c), 10);
+}
+
+#[test]
+fn query_cache_keeps_only_clean_replies_within_the_size_limit() {
+    let env = env("qc_clean");
+    let mut c = env.client("app");
+    // An error, a warning, a reply over max_result_size: each time from
+    // the server.
+    for _ in 0..2 {
+        let e = c.query_drop("SELECT /* cached */ nosuch FROM t").unwrap_err();
+        assert!(e.to_string().contains("1054"), "{e}");
+        c.query_drop("SELECT /* cached */ 1/0").unwrap();
+        let warnings: Vec<Row> = c.query("SHOW WARNINGS").unwrap();
+        assert_eq!(warnings.len(), 1, "the division's warning, from the server");
+    }
+    let big = "SELECT /* cached */ REPEAT('x', 5000), v FROM t WHERE id = 1";
+    assert_eq!(c.query_first::<(String, i64), _>(big).unwrap().unwrap().1, 10);
+    env.set_v(11);
+    assert_eq!(c.query_first::<(String, i64), _>(big).unwrap().unwrap().1, 11);
+    assert_eq!(env.lookups().0, 0, "nothing was answered from the cache");
+}
