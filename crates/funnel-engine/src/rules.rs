@@ -1,8 +1,9 @@
 //! Query rules: ordered matches on a statement's text (prefix or regular
 //! expression), the user and the schema. The first rule that matches
-//! applies: it names a hostgroup, refuses the statement, or bounds its
-//! running time. Compiled once per configuration; each core counts its
-//! rules' hits for `SHOW QUERY RULES`.
+//! applies: it rewrites the text, names a hostgroup, refuses the
+//! statement, bounds its running time, or lets the query cache answer it.
+//! Compiled once per configuration; each core counts its rules' hits for
+//! `SHOW QUERY RULES`.
 
 use std::cell::Cell;
 use std::rc::Rc;
