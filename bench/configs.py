@@ -21,6 +21,9 @@ A configuration is `label:key=value,...` with keys
   relay=socat   not Funnel: a forking socat relay (one process per client, no
                 pooling), the least any extra hop can cost; its CPU includes its
                 finished children
+  cache=TTL     a query rule with cache_ttl TTL (e.g. 60s) for sysbench's point
+                select text (`SELECT c FROM sbtest`): reads answered from
+                Funnel's query cache after the first of each id
   server=pool   in front of a second MariaDB run with thread_handling=pool-of-threads
                 (started for it, with the same tables), instead of the
                 one-thread-per-connection one
@@ -76,6 +79,7 @@ class Shape:
     relay: str | None = None
     idle_poll: str | None = None
     pool_server: bool = False
+    cache_ttl: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -101,11 +105,13 @@ class Shape:
                 s.unix_backend = value == "unix"
             elif key == "idle_poll":
                 s.idle_poll = value
+            elif key == "cache":
+                s.cache_ttl = value
             elif key == "env":
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, bin, env, nice, backend=unix|tcp, relay=socat, server=pool)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, cache, bin, env, nice, backend=unix|tcp, relay=socat, server=pool)")
         return s
 
     def describe(self) -> str:
@@ -121,7 +127,18 @@ class Shape:
             extra += f", idle_poll {self.idle_poll}"
         if self.pool_server:
             extra += ", in front of the pool-of-threads MariaDB"
+        if self.cache_ttl is not None:
+            extra += f", point selects cached for {self.cache_ttl}"
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
+
+
+def shape_yaml(shape: Shape) -> str:
+    """The YAML a shape adds at the top level of its Funnel's configuration."""
+    yaml = f"idle_poll: {shape.idle_poll}\n" if shape.idle_poll is not None else ""
+    if shape.cache_ttl is not None:
+        yaml += ("query_rules:\n  - match_prefix: \"SELECT c FROM sbtest\"\n"
+                 f"    cache_ttl: {shape.cache_ttl}\n")
+    return yaml
 
 
 class SocatRelay:
@@ -184,7 +201,7 @@ def start_funnel(work: Path, shape: Shape, db: MariaDB) -> Funnel:
         wrapper = ["nice", "-n", str(shape.nice)] if shape.nice is not None else None
         return Funnel.start(work, binary, db.port, shape.cores, shape.pool, name=f"funnel-{shape.label}",
                             wrapper=wrapper, backend_socket=db.socket if shape.unix_backend else None,
-                            extra_yaml=f"idle_poll: {shape.idle_poll}\n" if shape.idle_poll is not None else "")
+                            extra_yaml=shape_yaml(shape))
     finally:
         for k, v in saved.items():
             if v is None:
