@@ -47,6 +47,7 @@ FAMILIES = {
     "funnel_backend_takes_writes": "gauge",
     "funnel_query_rule_hits_total": "counter",
     "funnel_query_cache_lookups_total": "counter",
+    "funnel_query_cache_bytes": "gauge",
     "funnel_query_duration_seconds": "histogram",
     "funnel_backlog_wait_seconds": "histogram",
     "funnel_backend_connect_seconds": "histogram",

@@ -212,6 +212,14 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             .collect(),
     );
     gauge(
+        "funnel_query_cache_bytes",
+        "Bytes the replies in each core's query cache take (at most query_cache.max_memory_per_core).",
+        shards
+            .iter()
+            .map(|s| (format!("{{core=\"{}\"}}", s.shard.0), s.query_cache.1 as f64))
+            .collect(),
+    );
+    gauge(
         "funnel_pinned_clients",
         "Clients holding a backend connection between commands, by reason.",
         pinned

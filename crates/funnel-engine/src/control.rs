@@ -136,6 +136,8 @@ pub struct ShardSnapshot {
     /// Statements each query rule applied to since the rules last
     /// changed, by the rule's place in `query_rules`.
     pub rule_hits: Vec<(usize, u64)>,
+    /// Replies in the core's query cache, and the bytes they take.
+    pub query_cache: (usize, usize),
 }
 
 /// One pool (one backend on one core).

@@ -642,6 +642,7 @@ impl Shard {
             digests: self.digests.snapshot(),
             pins_by_digest: s.pins_by_digest.borrow().clone(),
             rule_hits: self.rules().hits(),
+            query_cache: self.query_cache.borrow().usage(),
         }
     }
 }

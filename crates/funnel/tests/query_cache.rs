@@ -75,6 +75,9 @@ fn query_cache_answers_a_matching_read_until_its_ttl() {
     assert_eq!(read(&mut c), 10);
     assert_eq!(read(&mut env.client("app")), 10);
     assert_eq!(env.lookups(), (2, 1));
+    let (entries, bytes) = env.proxy.snapshots()[0].query_cache;
+    assert_eq!(entries, 1);
+    assert!(bytes > 0 && bytes < 2048, "{bytes}");
     // The session notes it as the read it stands for.
     assert_eq!(c.query_first::<i64, _>("SELECT FOUND_ROWS()").unwrap(), Some(1));
     assert_eq!(read(&mut c), 10);

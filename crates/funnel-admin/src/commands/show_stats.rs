@@ -21,6 +21,14 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("calls_unpinned", t.counters.calls_unpinned),
         ("query_cache_hits", t.counters.query_cache_hits),
         ("query_cache_misses", t.counters.query_cache_misses),
+        (
+            "query_cache_entries",
+            shards.iter().map(|s| s.query_cache.0 as u64).sum(),
+        ),
+        (
+            "query_cache_bytes",
+            shards.iter().map(|s| s.query_cache.1 as u64).sum(),
+        ),
         ("bulk_executes", t.counters.bulk_executes),
         ("bytes_in", t.counters.bytes_from_clients),
         ("bytes_out", t.counters.bytes_to_clients),
