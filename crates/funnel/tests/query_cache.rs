@@ -14,6 +14,7 @@ use mysql::{Conn, Row};
 
 struct Env {
     proxy: Proxy,
+    listeners: funnel_admin::Listeners,
     schema: String,
 }
 
@@ -31,16 +32,28 @@ fn env(prefix: &str) -> Env {
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
          pool:\n  max_per_core: 2\n\
          query_cache:\n  max_result_size: 2KiB\n\
-         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 2s\n",
+         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 2s\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
         db.addr()
     );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
-    Env { proxy, schema }
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    Env {
+        proxy,
+        listeners,
+        schema,
+    }
 }
 
 impl Env {
     fn client(&self, user: &str) -> Conn {
         Conn::new(opts(self.proxy.local_addr().port(), user, &format!("{user}pw"))).unwrap()
+    }
+
+    fn admin(&self) -> Conn {
+        let port = self.listeners.admin.as_ref().unwrap().local_addr().port();
+        Conn::new(opts(port, "admin", "secret")).unwrap()
     }
 
     /// Sets `t.v` of row 1 on the server, behind Funnel's back.
@@ -152,4 +165,30 @@ fn query_cache_keeps_only_clean_replies_within_the_size_limit() {
     env.set_v(11);
     assert_eq!(c.query_first::<(String, i64), _>(big).unwrap().unwrap().1, 11);
     assert_eq!(env.lookups().0, 0, "nothing was answered from the cache");
+}
+
+#[test]
+fn query_cache_memory_is_set_live_and_a_lower_bound_drops_entries() {
+    let env = env("qc_set");
+    let mut c = env.client("app");
+    for id in 1..=2 {
+        let sql = format!("SELECT /* cached */ v, REPEAT('x', 300) FROM t WHERE id = {id}");
+        c.query_drop(&sql).unwrap();
+    }
+    c.query_drop("SELECT /* cached */ 3, REPEAT('y', 300)").unwrap();
+    let (entries, bytes) = env.proxy.snapshots()[0].query_cache;
+    assert!(entries == 3 && bytes > 1024, "{entries} entries, {bytes} bytes");
+    let mut admin = env.admin();
+    admin
+        .query_drop("SET query_cache.max_result_size = 1KiB")
+        .unwrap();
+    admin
+        .query_drop("SET query_cache.max_memory_per_core = 1KiB")
+        .unwrap();
+    let (entries, bytes) = env.proxy.snapshots()[0].query_cache;
+    assert!(entries < 3 && bytes <= 1024, "{entries} entries, {bytes} bytes");
+    let e = admin
+        .query_drop("SET query_cache.max_result_size = 2KiB")
+        .unwrap_err();
+    assert!(e.to_string().contains("max_result_size"), "{e}");
 }
