@@ -287,43 +287,32 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             })
             .collect(),
     );
-    gauge(
-        "funnel_backend_up",
-        "1 when the health monitor considers the backend up.",
-        up.into_iter()
+    // One series per backend, labelled with its name and hostgroup.
+    let by_backend = |values: BTreeMap<(String, String), f64>| -> Vec<(String, f64)> {
+        values
+            .into_iter()
             .map(|((b, h), v)| {
                 (
                     format!("{{backend=\"{}\",hostgroup=\"{}\"}}", label(&b), label(&h)),
                     v,
                 )
             })
-            .collect(),
+            .collect()
+    };
+    gauge(
+        "funnel_backend_up",
+        "1 when the health monitor considers the backend up.",
+        by_backend(up),
     );
     gauge(
         "funnel_backend_drained",
         "1 while an operator has drained the backend (DRAIN BACKEND, backends[].drained).",
-        drained
-            .into_iter()
-            .map(|((b, h), v)| {
-                (
-                    format!("{{backend=\"{}\",hostgroup=\"{}\"}}", label(&b), label(&h)),
-                    v,
-                )
-            })
-            .collect(),
+        by_backend(drained),
     );
     gauge(
         "funnel_backend_takes_writes",
         "1 when the backend takes its hostgroup's writes on every core: up, writable, checked, and among the hostgroup's max_writers.",
-        writes
-            .into_iter()
-            .map(|((b, h), v)| {
-                (
-                    format!("{{backend=\"{}\",hostgroup=\"{}\"}}", label(&b), label(&h)),
-                    v,
-                )
-            })
-            .collect(),
+        by_backend(writes),
     );
     out.push_str(&gauge_lines);
     histogram(
