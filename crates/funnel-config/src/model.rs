@@ -212,6 +212,11 @@ pub struct QueryRule {
     /// Matches statements this regular expression finds (anywhere; anchor it with `^`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_regex: Option<String>,
+    /// Matches statements whose shape (as `SHOW DIGESTS` shows it:
+    /// literals as `?`, spaces and comments folded) this regular
+    /// expression finds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_digest: Option<String>,
     /// Only for this user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,

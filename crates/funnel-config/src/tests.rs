@@ -664,6 +664,8 @@ fn config_query_rules_route_refuse_or_time_out() {
     error: 'DELETE without WHERE is refused'
   - match_prefix: UPDATE
     timeout: 2s
+  - match_digest: '^SELECT c FROM sbtest1 WHERE id=\\?$'
+    cache_ttl: 1s
   - match_regex: '(?i)^SELECT \\* FROM orders'
     rewrite: 'SELECT id, total FROM orders'
     hostgroup: default
@@ -676,7 +678,11 @@ fn config_query_rules_route_refuse_or_time_out() {
     assert_eq!(rules[1].error.as_deref(), Some("DELETE without WHERE is refused"));
     assert_eq!((rules[1].hostgroup.as_deref(), rules[1].timeout), (None, None));
     assert_eq!(rules[2].timeout, Some(HumanDuration::from_secs(2)));
-    assert_eq!(rules[3].rewrite.as_deref(), Some("SELECT id, total FROM orders"));
+    assert_eq!(
+        rules[3].match_digest.as_deref(),
+        Some(r"^SELECT c FROM sbtest1 WHERE id=\?$")
+    );
+    assert_eq!(rules[4].rewrite.as_deref(), Some("SELECT id, total FROM orders"));
     let bad = format!(
         "{MINIMAL}query_rules:
   - match_prefix: SELECT
@@ -695,6 +701,11 @@ fn config_query_rules_route_refuse_or_time_out() {
     rewrite: SELECT 1
   - match_regex: '(?i)^SELECT (?P<cols>.*) FROM (\\w+)'
     rewrite: 'SELECT $cols, ${{2}} FROM $2 $3 $name $1a $$ ${{cols}}'
+  - match_prefix: SELECT
+    match_digest: '^SELECT'
+    hostgroup: default
+  - match_digest: '('
+    hostgroup: default
 ",
         "x".repeat(513)
     );
@@ -711,6 +722,8 @@ fn config_query_rules_route_refuse_or_time_out() {
             "query_rules[7].rewrite: names group $3, which match_regex does not have (write $$ for a `$`)",
             "query_rules[7].rewrite: names group $name, which match_regex does not have (write $$ for a `$`)",
             "query_rules[7].rewrite: names group $1a, which match_regex does not have (write $$ for a `$`)",
+            "query_rules[8]: give exactly one of match_prefix, match_regex or match_digest",
+            "query_rules[9].match_digest: not a valid regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group",
         ]
     );
 }

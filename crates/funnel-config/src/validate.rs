@@ -104,18 +104,19 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
 fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
     for (i, r) in rules.iter().enumerate() {
         let path = format!("query_rules[{i}]");
-        if r.match_prefix.is_some() == r.match_regex.is_some() {
+        let matchers = [&r.match_prefix, &r.match_regex, &r.match_digest];
+        if matchers.iter().filter(|m| m.is_some()).count() != 1 {
             push(
                 out,
                 path.clone(),
-                "give exactly one of match_prefix or match_regex",
+                "give exactly one of match_prefix, match_regex or match_digest",
             );
         }
-        if let Some(re) = &r.match_regex {
-            if let Err(e) = regex::Regex::new(re) {
+        for (key, re) in [("match_regex", &r.match_regex), ("match_digest", &r.match_digest)] {
+            if let Some(Err(e)) = re.as_deref().map(regex::Regex::new) {
                 push(
                     out,
-                    format!("{path}.match_regex"),
+                    format!("{path}.{key}"),
                     format!("not a valid regular expression: {e}"),
                 );
             }

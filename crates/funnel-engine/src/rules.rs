@@ -20,6 +20,9 @@ enum Matcher {
     Prefix(Vec<u8>),
     /// A regular expression anywhere in the text.
     Regex(Regex),
+    /// A regular expression anywhere in the statement's shape (see
+    /// [`crate::digest::text`]).
+    Digest(Regex),
 }
 
 /// What a matching rule does to a statement.
@@ -70,13 +73,31 @@ struct Rule {
     hits: Cell<u64>,
 }
 
+/// The statement being matched, with its shape made once, when a rule
+/// first needs it.
+struct Statement<'a> {
+    sql: &'a [u8],
+    head: &'a [u8],
+    shape: Option<String>,
+}
+
 impl Rule {
-    fn matches(&self, sql: &[u8], head: &[u8], user: &str, schema: Option<&[u8]>) -> bool {
+    fn matches(&self, stmt: &mut Statement<'_>, user: &str, schema: Option<&[u8]>) -> bool {
         self.user.as_deref().is_none_or(|u| u == user)
             && self.schema.as_deref().is_none_or(|s| Some(s) == schema)
             && match &self.matcher {
-                Matcher::Prefix(p) => head.len() >= p.len() && head[..p.len()].eq_ignore_ascii_case(p),
-                Matcher::Regex(re) => re.is_match(sql),
+                Matcher::Prefix(p) => {
+                    stmt.head.len() >= p.len() && stmt.head[..p.len()].eq_ignore_ascii_case(p)
+                }
+                Matcher::Regex(re) => re.is_match(stmt.sql),
+                Matcher::Digest(re) => {
+                    let sql = stmt.sql;
+                    re.is_match(
+                        stmt.shape
+                            .get_or_insert_with(|| crate::digest::text(sql))
+                            .as_bytes(),
+                    )
+                }
             }
     }
 }
@@ -100,10 +121,11 @@ impl Rules {
                 .iter()
                 .enumerate()
                 .filter_map(|(index, r)| {
-                    let matcher = match (&r.match_prefix, &r.match_regex) {
-                        (Some(p), _) => Matcher::Prefix(p.trim_start().as_bytes().to_ascii_lowercase()),
-                        (None, Some(re)) => Matcher::Regex(Regex::new(re).ok()?),
-                        (None, None) => return None,
+                    let matcher = match (&r.match_prefix, &r.match_regex, &r.match_digest) {
+                        (Some(p), _, _) => Matcher::Prefix(p.trim_start().as_bytes().to_ascii_lowercase()),
+                        (None, Some(re), _) => Matcher::Regex(Regex::new(re).ok()?),
+                        (None, None, Some(re)) => Matcher::Digest(Regex::new(re).ok()?),
+                        (None, None, None) => return None,
                     };
                     Some(Rule {
                         matcher,
@@ -140,8 +162,12 @@ impl Rules {
     }
 
     fn first(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<&Rule> {
-        let head = skip_leading_noise(sql);
-        self.0.iter().find(|r| r.matches(sql, head, user, schema))
+        let mut stmt = Statement {
+            sql,
+            head: skip_leading_noise(sql),
+            shape: None,
+        };
+        self.0.iter().find(|r| r.matches(&mut stmt, user, schema))
     }
 
     /// The action of the first rule matching this statement, counted as a
@@ -225,6 +251,7 @@ mod tests {
         QueryRule {
             match_prefix: prefix.map(Into::into),
             match_regex: regex.map(Into::into),
+            match_digest: None,
             user: user.map(Into::into),
             schema: schema.map(Into::into),
             hostgroup: Some(hg.into()),
@@ -322,6 +349,26 @@ mod tests {
         assert_eq!(
             apply(b"SELECT 1 FROM big JOIN (SELECT a FROM big) x").as_deref(),
             Some(&b"SELECT 1 FROM big FORCE INDEX (k) JOIN (SELECT a FROM big FORCE INDEX (k)) x"[..])
+        );
+    }
+
+    #[test]
+    fn rules_match_a_statement_by_its_shape() {
+        let mut shape = rule(None, None, None, None, "readers");
+        shape.match_digest = Some(r"^SELECT c FROM sbtest1 WHERE id=\?$".into());
+        let rules = Rules::compile(&[shape]);
+        assert_eq!(
+            route(&rules, b"SELECT c FROM sbtest1 WHERE id=42", "u", None),
+            Some("readers".into())
+        );
+        assert_eq!(
+            route(&rules, b"SELECT  c FROM sbtest1 /* x */ WHERE id=7", "u", None),
+            Some("readers".into()),
+            "spacing and comments fold"
+        );
+        assert_eq!(
+            route(&rules, b"SELECT c FROM sbtest1 WHERE id=c", "u", None),
+            None
         );
     }
 }

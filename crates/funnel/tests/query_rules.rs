@@ -628,3 +628,28 @@ fn query_rules_timeout_kill_landing_after_the_end_stops_nothing_else() {
     }
     std::env::remove_var("FUNNEL_FAULT_KILL_DELAY_MS");
 }
+
+/// `match_digest` matches the statement's shape as `SHOW DIGESTS` shows
+/// it: every literal, spacing and comments alike.
+#[test]
+fn query_rules_match_a_statement_by_its_shape() {
+    let rules = r"query_rules:
+  - match_digest: '^DELETE FROM t WHERE id = \?$'
+    error: 'deletes by id are paused'
+";
+    let env = env("qr_digest", rules);
+    let mut c = env.client("app");
+    for sql in [
+        "DELETE FROM t WHERE id = 1",
+        "DELETE  FROM t /* c */ WHERE id = 2",
+    ] {
+        assert_eq!(server_error(c.query_drop(sql).unwrap_err()).0, 1148, "{sql}");
+    }
+    assert_eq!(env.rows_in_t(), 2);
+    c.query_drop("DELETE FROM t WHERE id IN (1)").unwrap();
+    assert_eq!(env.rows_in_t(), 1);
+    let rows: Vec<Row> = env.admin().query("SHOW QUERY RULES").unwrap();
+    let digest: String = rows[0].get("match_digest").unwrap();
+    assert_eq!(digest, r"^DELETE FROM t WHERE id = \?$");
+    assert_eq!(env.hits(), [(0, 2)]);
+}
