@@ -1431,12 +1431,14 @@ impl Session {
     }
 
     /// True when the command would be routed to `conn`'s backend: its
-    /// hostgroup, and not a read-only server for a write.
+    /// hostgroup, and for a write not a server that takes none (read-only,
+    /// or one its hostgroup's `max_writers` leaves out).
     fn routes_to(&self, conn: &BackendConn, total: usize, f: &Forward) -> bool {
         let route = self.route(total, f);
         self.shard.backends.by_id(conn.pool_id).is_some_and(|pool| {
             *pool.placement().hostgroup == *route.hostgroup
-                && !(matches!(route.access, Access::Write | Access::PreferWrite) && pool.is_read_only())
+                && !(matches!(route.access, Access::Write | Access::PreferWrite)
+                    && self.shard.backends.refuses_writes(&pool))
         })
     }
 
@@ -2447,7 +2449,8 @@ impl Session {
     /// not show (a stored function or trigger that set a variable): that
     /// state is the client's, on this connection alone. The connection
     /// never serves another client, and the session keeps it, except on a
-    /// read-only server: there the session's writes could not follow it, so
+    /// server that takes no writes (read-only, or left out by `max_writers`):
+    /// there the session's writes could not follow it, so
     /// the connection is closed once the session lets it go (and the state
     /// is lost, as the session never asked for it in a way Funnel could see).
     fn note_untracked_state(&mut self, conn: &mut BackendConn) {
@@ -2456,7 +2459,7 @@ impl Session {
             .shard
             .backends
             .by_id(conn.pool_id)
-            .is_some_and(|pool| pool.is_read_only());
+            .is_some_and(|pool| self.shard.backends.refuses_writes(&pool));
         if !read_only {
             self.pin(PinReason::UntrackedState);
         }

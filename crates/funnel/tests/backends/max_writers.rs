@@ -112,3 +112,75 @@ fn backends_max_writers_sends_every_write_to_the_first_writable_server() {
         "writes stay on the first writer once it is back"
     );
 }
+
+/// Two writable servers `a` (first) and `b` of hostgroup `db` with
+/// `max_writers: 1`, the user without a read hostgroup (its reads spread
+/// over both), one core.
+fn pair(extra: &str) -> (MariaDb, MariaDb, funnel_engine::Proxy) {
+    let (a, b) = (server(false, &[]), server(false, &[]));
+    let extra = format!(
+        "pool:\n  max_per_core: 4\n\
+         monitor:\n  interval: 100ms\n  timeout: 500ms\n  failures_before_down: 1\n\
+         hostgroups:\n  - name: db\n    max_writers: 1\n{extra}"
+    );
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("a", a.addr()), ("b", b.addr())],
+        &extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    // Both checked: reads spread over both from here.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.snapshots()[0].pools.iter().any(|p| p.last_check.is_none()) {
+        assert!(Instant::now() < deadline, "never checked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (a, b, proxy)
+}
+
+/// A read that left warnings keeps its connection for the client's `SHOW
+/// WARNINGS`; the next statement, a write, may use it only where writes
+/// go. On the writable server that max_writers leaves out, it may not:
+/// before, a write after such a read ran there (writable, so "where writes
+/// go"), behind max_writers' back.
+#[test]
+fn backends_max_writers_a_write_after_a_read_with_warnings_goes_to_the_writer() {
+    let (a, b, proxy) = pair("");
+    let mut c: Conn = client(&proxy);
+    let mut on_b = 0;
+    for id in 1..=20 {
+        let port: u16 = c
+            .query_first("SELECT @@port + CAST('0x' AS SIGNED)")
+            .unwrap()
+            .unwrap();
+        on_b += usize::from(port == b.port());
+        c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, 0)"))
+            .unwrap();
+    }
+    assert!(on_b > 0, "no read with warnings landed on b");
+    assert_eq!(rows(&[&a, &b]), [20, 0], "every write went to the writer");
+}
+
+/// A read whose stored function set a user variable (which only the
+/// server's state-change report shows) keeps the connection for the
+/// session, and its writes follow: on a server that does not take the
+/// hostgroup's writes, they would run there. So as on a read-only server,
+/// the session is not pinned there. Before, writes after `SELECT f()` on
+/// `b` ran on `b`.
+#[test]
+fn backends_max_writers_untracked_state_does_not_pin_writes_to_a_non_writer() {
+    let (a, b, proxy) = pair("");
+    for db in [&a, &b] {
+        db.exec("CREATE FUNCTION farm.f() RETURNS INT BEGIN SET @fx = 7; RETURN @@port; END");
+    }
+    let mut on_b = 0;
+    for id in 1..=20 {
+        let mut c: Conn = client(&proxy);
+        let port: u16 = c.query_first("SELECT farm.f()").unwrap().unwrap();
+        on_b += usize::from(port == b.port());
+        c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, 0)"))
+            .unwrap();
+    }
+    assert!(on_b > 0, "no read landed on b");
+    assert_eq!(rows(&[&a, &b]), [20, 0], "every write went to the writer");
+}
