@@ -120,12 +120,15 @@ impl Session {
         // for a primary (one listed among the readers too): it has the
         // session's writes, and `MASTER_GTID_WAIT` there would only wait
         // for a replication thread, until the timeout. One whose
-        // replication runs (a lag) is a replica left writable, and waits.
+        // replication runs (a lag) is a replica left writable, and waits:
+        // in the default hostgroup too when it takes none of its writes
+        // (the passive primary of a pair under `max_writers`).
         let primary = pool.seen() && !pool.is_read_only() && pool.lag().is_none();
         let on_replica = {
             let at = &*pool.placement().hostgroup;
             (self.user.read_hostgroup.as_deref() == Some(at) && !primary)
-                || (*at == *self.user.default_hostgroup && pool.is_read_only())
+                || (*at == *self.user.default_hostgroup
+                    && (pool.is_read_only() || (!primary && self.shard.backends.refuses_writes(&pool))))
         };
         if !f.read_only || !on_replica || (!self.causal.unread() && self.causal.wanted.is_empty()) {
             return Ok(conn);

@@ -19,7 +19,7 @@ fn delayed_pair(delay: u32) -> (MariaDb, MariaDb) {
 }
 
 /// [`delayed_pair`], the replica `read_only` or not.
-fn delayed_pair_of(delay: u32, read_only: bool) -> (MariaDb, MariaDb) {
+pub(super) fn delayed_pair_of(delay: u32, read_only: bool) -> (MariaDb, MariaDb) {
     let writer = server(false, &["--log-bin=binlog", "--server-id=1"]);
     writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
     writer.exec("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");

@@ -184,3 +184,46 @@ fn backends_max_writers_untracked_state_does_not_pin_writes_to_a_non_writer() {
     assert!(on_b > 0, "no read landed on b");
     assert_eq!(rows(&[&a, &b]), [20, 0], "every write went to the writer");
 }
+
+/// `causal_reads` of a user without a read hostgroup, whose hostgroup has
+/// an active-passive pair: the passive primary, writable but left out by
+/// max_writers, replicates from the active one `MASTER_DELAY` seconds
+/// late. A read that lands there is a read on a replica: it waits for the
+/// session's write (here past `causal_reads_timeout`, so it runs on the
+/// writer). Before, it was taken for a writer of the default hostgroup
+/// and read at once, missing the session's own write.
+#[test]
+fn backends_max_writers_causal_reads_wait_on_the_passive_primary() {
+    let (a, b) = super::causal_reads::delayed_pair_of(3, false);
+    let extra = "pool:\n  max_per_core: 4\n\
+                 monitor:\n  interval: 100ms\n  timeout: 500ms\n  failures_before_down: 1\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n    causal_reads: true\n    causal_reads_timeout: 300ms\n",
+        &[("a", a.addr()), ("b", b.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    funnel_testkit::wait_until_within("both checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    assert_eq!(writers(&proxy), ["a"]);
+    let mut c: Conn = client(&proxy);
+    let mut on_b = 0;
+    for id in 1..=6 {
+        c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, 0)"))
+            .unwrap();
+        let (seen, port): (Option<i64>, u16) = c
+            .query_first(format!("SELECT (SELECT id FROM farm.t WHERE id = {id}), @@port"))
+            .unwrap()
+            .unwrap();
+        on_b += usize::from(port == b.port());
+        assert_eq!(seen, Some(id), "the session's own write (read on port {port})");
+    }
+    assert_eq!(rows(&[&a]), [6]);
+    let c = &proxy.snapshots()[0].counters;
+    assert!(
+        on_b == 0 && c.causal_reads_on_writer > 0,
+        "b too late every time: the reads went to the writer ({on_b} on b)"
+    );
+}
