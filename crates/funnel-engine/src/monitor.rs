@@ -338,9 +338,9 @@ fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
     if get("wsrep_provider_name").is_none_or(str::is_empty) {
         return None;
     }
-    if !get("wsrep_ready").is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
-        return Some("Galera node not ready (wsrep_ready OFF)".into());
-    }
+    // The cause before what it implies: a node out of the primary
+    // component, or joining, is also not ready, and "not ready" alone
+    // would not tell the operator that quorum was lost.
     let status = get("wsrep_cluster_status").unwrap_or("unknown");
     if !status.eq_ignore_ascii_case("Primary") {
         return Some(format!("Galera node out of the primary component ({status})"));
@@ -348,6 +348,9 @@ fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
     if get("wsrep_local_state") != Some("4") {
         let comment = get("wsrep_local_state_comment").unwrap_or("unknown");
         return Some(format!("Galera node not synced ({comment})"));
+    }
+    if !get("wsrep_ready").is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
+        return Some("Galera node not ready (wsrep_ready OFF)".into());
     }
     None
 }
@@ -408,6 +411,30 @@ mod tests {
         assert_eq!(
             with("wsrep_cluster_status", "non-Primary").as_deref(),
             Some("Galera node out of the primary component (non-Primary)")
+        );
+        // As a node that lost quorum, or is joining, reports itself: the
+        // cause is named, not the readiness it takes away.
+        let alone = [
+            ("wsrep_provider_name", "Galera"),
+            ("wsrep_ready", "OFF"),
+            ("wsrep_cluster_status", "non-Primary"),
+            ("wsrep_local_state", "0"),
+            ("wsrep_local_state_comment", "Initialized"),
+        ];
+        assert_eq!(
+            super::galera_verdict(&vars(&alone)).as_deref(),
+            Some("Galera node out of the primary component (non-Primary)")
+        );
+        let joining = [
+            ("wsrep_provider_name", "Galera"),
+            ("wsrep_ready", "OFF"),
+            ("wsrep_cluster_status", "Primary"),
+            ("wsrep_local_state", "1"),
+            ("wsrep_local_state_comment", "Joining: receiving State Transfer"),
+        ];
+        assert_eq!(
+            super::galera_verdict(&vars(&joining)).as_deref(),
+            Some("Galera node not synced (Joining: receiving State Transfer)")
         );
         let mut donor = vars(&synced);
         donor[3].1 = "2".into();

@@ -117,3 +117,148 @@ fn backends_galera_node_out_of_sync_is_taken_out_of_rotation() {
     g2.exec("SET GLOBAL wsrep_desync = OFF");
     wait_for_writes_on(&proxy, &g1, id + 1);
 }
+
+/// A free port on loopback (free a moment ago).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Galera options for a node of a cluster at `gcomm` (empty: a new one),
+/// with its own group and IST ports, and failure detection in seconds.
+fn cluster_args(gcomm: &str, gport: u16) -> Vec<String> {
+    let ist = free_port();
+    vec![
+        "--wsrep_on=ON".to_string(),
+        format!("--wsrep_provider={PROVIDER}"),
+        format!("--wsrep_cluster_address=gcomm://{gcomm}"),
+        "--wsrep_cluster_name=funnel".into(),
+        "--wsrep_node_address=127.0.0.1".into(),
+        "--wsrep_sst_method=mysqldump".into(),
+        "--wsrep_sst_auth=root:".into(),
+        format!(
+            "--wsrep_provider_options=gmcast.listen_addr=tcp://127.0.0.1:{gport};ist.recv_addr=127.0.0.1:{ist};\
+             evs.keepalive_period=PT0.3S;evs.inactive_check_period=PT0.5S;evs.suspect_timeout=PT1S;\
+             evs.inactive_timeout=PT2S;evs.install_timeout=PT2S"
+        ),
+        "--binlog_format=ROW".into(),
+        "--innodb_autoinc_lock_mode=2".into(),
+    ]
+}
+
+/// A Galera node of a cluster at `gcomm` (empty: it bootstraps one).
+fn cluster_node(gcomm: &str, gport: u16) -> MariaDb {
+    let mut b = MariaDb::builder().startup_timeout(Duration::from_secs(60));
+    for a in cluster_args(gcomm, gport) {
+        b = b.server_arg(a);
+    }
+    b.start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A two-node Galera cluster on loopback: the second joins by a
+/// `mysqldump` state transfer (rsync's daemon, run as root here, writes
+/// as nobody and cannot); the test account and schema are made once both
+/// are in, and replicate.
+fn galera_pair() -> (MariaDb, MariaDb) {
+    let g1port = free_port();
+    let g1 = cluster_node("", g1port);
+    let g2 = cluster_node(&format!("127.0.0.1:{g1port}"), free_port());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [&g1, &g2]
+        .iter()
+        .any(|db| galera_status(db) != ("Primary".into(), "Synced".into()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster never formed:\n{}",
+            g2.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    g1.create_user("fb", "bpw");
+    g1.create_database("farm");
+    g1.exec("CREATE TABLE farm.t (id INT PRIMARY KEY, v INT)");
+    (g1, g2)
+}
+
+/// The node's `wsrep_cluster_status` and `wsrep_local_state_comment`.
+fn galera_status(db: &MariaDb) -> (String, String) {
+    let rows: Vec<(String, String)> = db
+        .root()
+        .query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN \
+             ('wsrep_cluster_status', 'wsrep_local_state_comment')",
+        )
+        .unwrap();
+    let get = |n: &str| {
+        rows.iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    (get("wsrep_cluster_status"), get("wsrep_local_state_comment"))
+}
+
+/// Inserts row `id` through `c`, recording the port of the node that ran it.
+fn insert_port(c: &mut Conn, id: i64) -> Result<(), mysql::Error> {
+    c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, @@port)"))
+}
+
+/// A two-node cluster whose second node dies: the first, alone, is out of
+/// the primary component (no quorum) and refuses statements though it
+/// answers. It is taken out, and clients' ERR 9004 says it lost the
+/// primary component (before: "not ready (wsrep_ready OFF)", which a
+/// non-primary node also is, but which does not say why). Back, the
+/// second rejoins (by SST from the first, a donor meanwhile), and writes
+/// go to the first again.
+#[test]
+fn backends_galera_node_that_lost_quorum_is_taken_out_and_named() {
+    let (g1, g2) = galera_pair();
+    let extra = "pool:\n  max_per_core: 4\n\
+                 monitor:\n  interval: 100ms\n  timeout: 2s\n  failures_before_down: 3\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("g1", g1.addr()), ("g2", g2.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let opts = || funnel_testkit::client_opts(proxy.local_addr().port(), "app", "apppw");
+    let mut c = Conn::new(opts()).unwrap();
+    for id in 1..=10 {
+        insert_port(&mut c, id).unwrap();
+    }
+    let ports: Vec<u16> = g2.root().query("SELECT DISTINCT v FROM farm.t").unwrap();
+    assert_eq!(ports, [g1.port()], "written through g1, replicated to g2");
+    g2.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut id = 100;
+    let message = loop {
+        if let Err(mysql::Error::MySqlError(e)) = insert_port(&mut c, id) {
+            if e.code == 9004 {
+                break e.message;
+            }
+        }
+        assert!(Instant::now() < deadline, "g1 was never taken out");
+        id += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        message.contains("g1 is down (Galera node out of the primary component (non-Primary))"),
+        "{message}"
+    );
+    g2.start_again();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while insert_port(&mut c, id).is_err() {
+        assert!(Instant::now() < deadline, "writes never came back");
+        id += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port: u16 = g1
+        .query_first(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+        .unwrap();
+    assert_eq!(port, g1.port());
+}
