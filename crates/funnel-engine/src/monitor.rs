@@ -2,7 +2,7 @@
 //! `monitor.interval`: it connects and logs in, asks for `@@read_only`,
 //! reads the replication lag (`SHOW SLAVE STATUS`, Seconds_Behind_Master),
 //! and on a Galera node whether it may serve (`wsrep_ready`, the cluster's
-//! primary component, the node synced).
+//! primary component, the node synced, `wsrep_reject_queries`).
 //! Each verdict goes to every core over its control channel, so there is
 //! one check per backend per interval however many cores run, and no core
 //! reads another's state.
@@ -314,21 +314,44 @@ async fn galera_state(conn: &mut BackendConn) -> Result<Option<String>, BackendE
         Err(BackendError::Refused(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let vars: Vec<(String, String)> = rows
+    let mut vars: Vec<(String, String)> = rows
         .into_iter()
         .filter_map(|r| {
             let mut r = r.into_iter();
             Some((r.next()??, r.next().flatten().unwrap_or_default()))
         })
         .collect();
+    let galera = vars
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("wsrep_provider_name") && !v.is_empty());
+    if galera && galera_verdict(&vars).is_none() {
+        // A node taken out for maintenance stays synced and answers this
+        // check (a statement without a table), but refuses the clients'
+        // statements: a system variable, not a status one, so one more
+        // round trip, on Galera nodes only.
+        match conn.query_rows("SELECT @@global.wsrep_reject_queries").await {
+            Ok((_, rows)) => {
+                if let Some(v) = rows
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.into_iter().next().flatten())
+                {
+                    vars.push(("wsrep_reject_queries".into(), v));
+                }
+            }
+            Err(BackendError::Refused(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(galera_verdict(&vars))
 }
 
 /// Why a Galera node with these status variables may not serve: it is not
 /// ready (`wsrep_ready`), not in the primary component (a partition that
-/// lost quorum refuses statements), or not synced (joining, joined, or a
-/// donor or desynced node, which lags the cluster). `None` for a synced
-/// node, and for a server without a Galera provider.
+/// lost quorum refuses statements), not synced (joining, joined, or a
+/// donor or desynced node, which lags the cluster), or rejects queries
+/// (`wsrep_reject_queries` other than NONE: taken out for maintenance).
+/// `None` for a synced node, and for a server without a Galera provider.
 fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
     let get = |name: &str| {
         vars.iter()
@@ -352,7 +375,12 @@ fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
     if !get("wsrep_ready").is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
         return Some("Galera node not ready (wsrep_ready OFF)".into());
     }
-    None
+    match get("wsrep_reject_queries") {
+        Some(v) if !v.eq_ignore_ascii_case("NONE") => {
+            Some(format!("Galera node rejects queries (wsrep_reject_queries {v})"))
+        }
+        _ => None,
+    }
 }
 
 /// The worst Seconds_Behind_Master over every replication connection (a
@@ -436,6 +464,14 @@ mod tests {
             super::galera_verdict(&vars(&joining)).as_deref(),
             Some("Galera node not synced (Joining: receiving State Transfer)")
         );
+        let mut rejecting = vars(&synced);
+        rejecting.push(("wsrep_reject_queries".into(), "ALL".into()));
+        assert_eq!(
+            super::galera_verdict(&rejecting).as_deref(),
+            Some("Galera node rejects queries (wsrep_reject_queries ALL)")
+        );
+        rejecting.last_mut().unwrap().1 = "NONE".into();
+        assert_eq!(super::galera_verdict(&rejecting), None);
         let mut donor = vars(&synced);
         donor[3].1 = "2".into();
         donor[4].1 = "Donor/Desynced".into();

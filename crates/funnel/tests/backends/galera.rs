@@ -262,3 +262,45 @@ fn backends_galera_node_that_lost_quorum_is_taken_out_and_named() {
         .unwrap();
     assert_eq!(port, g1.port());
 }
+
+/// A node an operator takes out for maintenance with
+/// `wsrep_reject_queries` (ALL, or ALL_KILL) stays synced and answers the
+/// health check, but refuses every client statement that reads a table
+/// (ERR 1047): it is taken out of rotation, named in ERR 9004, and back
+/// at NONE. Before, it stayed up and every write sent there failed.
+#[test]
+fn backends_galera_node_rejecting_queries_is_taken_out_of_rotation() {
+    let (g1, g2) = (galera_node(), galera_node());
+    let extra = "pool:\n  max_per_core: 2\n\
+                 monitor:\n  interval: 100ms\n  timeout: 2s\n  failures_before_down: 1\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("g1", g1.addr()), ("g2", g2.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let id = wait_for_writes_on(&proxy, &g1, 1);
+    g1.exec("SET GLOBAL wsrep_reject_queries = ALL");
+    let id = wait_for_writes_on(&proxy, &g2, id);
+    for id in id..id + 10 {
+        insert(&proxy, id).unwrap();
+    }
+    g2.exec("SET GLOBAL wsrep_reject_queries = ALL_KILL");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let message = loop {
+        match insert(&proxy, id + 10) {
+            Err(mysql::Error::MySqlError(e)) if e.code == 9004 => break e.message,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "g2 was never taken out");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        message.contains("g1 is down (Galera node rejects queries (wsrep_reject_queries ALL))")
+            && message.contains("g2 is down (Galera node rejects queries (wsrep_reject_queries ALL_KILL))"),
+        "{message}"
+    );
+    g1.exec("SET GLOBAL wsrep_reject_queries = NONE");
+    wait_for_writes_on(&proxy, &g1, id + 11);
+}
