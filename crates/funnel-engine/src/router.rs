@@ -157,24 +157,29 @@ pub(crate) fn takes_writes(pools: &[Rc<Pool>], p: &Pool) -> bool {
 /// health verdicts, so all send a hostgroup's writes to the same
 /// servers. A connect that fails does not move writes to the next one;
 /// the monitor's verdict that the server is down does.
+///
+/// A server ranked ahead that awaits its first verdict (Funnel just
+/// started, or it was just added or undrained) keeps its place: writes
+/// wait for that verdict (see [`awaiting_first_check`]) rather than go to
+/// one behind it, which would give them up again a moment later (two
+/// writers in a row, what `max_writers` is for). A verdict, good or bad,
+/// ends the wait.
 pub(crate) fn among_writers(pools: &[Rc<Pool>], p: &Pool) -> bool {
     let placement = p.placement();
     let max = placement.max_writers as usize;
     if max == 0 {
         return true;
     }
-    let may_write = |q: &Pool| {
-        q.placement().hostgroup == placement.hostgroup
-            && q.health() == Health::Up
-            && !q.is_draining()
-            && !q.is_read_only()
-            && q.seen()
+    let in_line = |q: &Pool| {
+        q.placement().hostgroup == placement.hostgroup && q.health() == Health::Up && !q.is_draining()
     };
+    let may_write = |q: &Pool| in_line(q) && !q.is_read_only() && q.seen();
+    let holds_place = |q: &Pool| may_write(q) || (in_line(q) && q.last_check().is_none());
     let ahead = |q: &Pool| {
         let (a, b) = (q.placement(), &placement);
         (std::cmp::Reverse(a.weight), a.rank) < (std::cmp::Reverse(b.weight), b.rank)
     };
-    may_write(p) && pools.iter().filter(|q| may_write(q) && ahead(q)).count() < max
+    may_write(p) && pools.iter().filter(|q| holds_place(q) && ahead(q)).count() < max
 }
 
 /// nginx's smooth weighted round-robin: each candidate gains its weight,
@@ -282,6 +287,17 @@ mod tests {
             counts[write(&two).unwrap() as usize] += 1;
         }
         assert_eq!(counts, [0, 20, 20, 0]);
+        // One ranked first and not checked yet (just started, added or
+        // undrained) holds the writes back until its first verdict.
+        let pools = vec![placed_pool(1, "w", 1, 0, 1), writer(2, 1, 1, 1)];
+        assert_eq!(write(&pools), None);
+        assert!(awaiting_first_check(&pools, "w", Access::Write));
+        // A failed first check ends the wait: the next one writes.
+        pools[0].set_health(Health::Up, false, None);
+        assert_eq!(write(&pools), Some(2));
+        // A good one makes it the writer.
+        pools[0].mark_seen();
+        assert_eq!(write(&pools), Some(1));
     }
 
     #[test]

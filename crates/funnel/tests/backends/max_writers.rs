@@ -204,8 +204,13 @@ fn backends_max_writers_causal_reads_wait_on_the_passive_primary() {
         extra,
     );
     let proxy = funnel_testkit::funnel::start(cfg);
-    funnel_testkit::wait_until_within("both checked", Duration::from_secs(10), || {
-        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    // Until its replication runs, the monitor cannot tell b from a
+    // primary (no lag known), and takes it for one.
+    funnel_testkit::wait_until_within("b seen replicating", Duration::from_secs(10), || {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .all(|p| p.last_check.is_some() && (p.backend == "a" || p.lag.is_some()))
     });
     assert_eq!(writers(&proxy), ["a"]);
     let mut c: Conn = client(&proxy);
@@ -226,4 +231,160 @@ fn backends_max_writers_causal_reads_wait_on_the_passive_primary() {
         on_b == 0 && c.causal_reads_on_writer > 0,
         "b too late every time: the reads went to the writer ({on_b} on b)"
     );
+}
+
+/// Inserts row `id` through a fresh client, recording the port of the
+/// server that ran it.
+fn insert_port(proxy: &funnel_engine::Proxy, id: i64) {
+    let mut c: Conn = client(proxy);
+    c.query_drop(format!("INSERT INTO farm.t VALUES ({id}, @@port)"))
+        .unwrap();
+}
+
+/// The ports rows `from..to` were written on, as each server holds them.
+fn written_on(servers: &[&MariaDb], from: i64, to: i64) -> Vec<u16> {
+    let mut ports: Vec<u16> = servers
+        .iter()
+        .flat_map(|db| {
+            db.root()
+                .query::<u16, _>(format!(
+                    "SELECT DISTINCT v FROM farm.t WHERE id >= {from} AND id < {to}"
+                ))
+                .unwrap()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Reloads with `edit` applied to the running configuration.
+fn reload(proxy: &funnel_engine::Proxy, edit: impl FnOnce(&mut funnel_config::Config)) {
+    proxy
+        .handle()
+        .update(|mut cfg| {
+            edit(&mut cfg);
+            Ok::<_, ()>(cfg)
+        })
+        .unwrap()
+        .unwrap();
+}
+
+/// Reloads move the writes on every core at once: a heavier weight, the
+/// setting removed (every writable server writes) and back, the writer
+/// removed, drained and undrained (back once checked). A transaction open
+/// on the old writer commits there.
+#[test]
+fn backends_max_writers_follows_reloads_on_every_core() {
+    let (a, b) = (server(false, &[]), server(false, &[]));
+    let extra = "pool:\n  max_per_core: 4\n\
+                 monitor:\n  interval: 100ms\n  timeout: 500ms\n  failures_before_down: 1\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let mut cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("a", a.addr()), ("b", b.addr())],
+        extra,
+    );
+    cfg.cores = funnel_config::Cores::Count(2);
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let both = [&a, &b];
+    for id in 0..10 {
+        insert_port(&proxy, id);
+    }
+    assert_eq!(written_on(&both, 0, 10), [a.port()]);
+    assert_eq!(writers(&proxy), ["a", "a"]);
+    let mut tx: Conn = client(&proxy);
+    tx.query_drop("BEGIN").unwrap();
+    tx.query_drop("INSERT INTO farm.t VALUES (50, @@port)").unwrap();
+
+    reload(&proxy, |cfg| cfg.backends[1].weight = 5);
+    assert_eq!(
+        writers(&proxy),
+        ["b", "b"],
+        "on every core when the reload returns"
+    );
+    for id in 100..110 {
+        insert_port(&proxy, id);
+    }
+    assert_eq!(written_on(&both, 100, 110), [b.port()]);
+    tx.query_drop("COMMIT").unwrap();
+    assert_eq!(written_on(&both, 50, 51), [a.port()], "the transaction stayed");
+
+    reload(&proxy, |cfg| cfg.hostgroups.clear());
+    assert_eq!(writers(&proxy).len(), 4, "every writable server writes");
+    for id in 200..220 {
+        insert_port(&proxy, id);
+    }
+    assert_eq!(written_on(&both, 200, 220).len(), 2);
+
+    reload(&proxy, |cfg| {
+        cfg.hostgroups = vec![funnel_config::HostgroupConfig {
+            name: "db".into(),
+            max_writers: Some(1),
+        }];
+        cfg.backends.remove(1);
+    });
+    assert_eq!(writers(&proxy), ["a", "a"]);
+    for id in 300..310 {
+        insert_port(&proxy, id);
+    }
+    assert_eq!(written_on(&both, 300, 310), [a.port()]);
+
+    // b back, lighter: a keeps the writes; a drained: b; a undrained:
+    // a again once checked.
+    reload(&proxy, |cfg| {
+        let mut back = cfg.backends[0].clone();
+        back.name = "b".into();
+        back.address = b.addr().to_string();
+        cfg.backends.push(back);
+    });
+    funnel_testkit::wait_until_within("b checked", Duration::from_secs(10), || {
+        proxy
+            .snapshots()
+            .iter()
+            .all(|s| s.pools.iter().all(|p| p.last_check.is_some()))
+    });
+    assert_eq!(writers(&proxy), ["a", "a"]);
+    funnel_testkit::funnel::set_drained(&proxy, "a", true);
+    assert_eq!(writers(&proxy), ["b", "b"]);
+    for id in 400..410 {
+        insert_port(&proxy, id);
+    }
+    assert_eq!(written_on(&both, 400, 410), [b.port()]);
+    funnel_testkit::funnel::set_drained(&proxy, "a", false);
+    funnel_testkit::wait_until_within("a writes again", Duration::from_secs(10), || {
+        writers(&proxy) == ["a", "a"]
+    });
+    for id in 500..510 {
+        insert_port(&proxy, id);
+    }
+    assert_eq!(written_on(&both, 500, 510), [a.port()]);
+}
+
+/// At start no server is checked yet. The first one (`a`) is slower to
+/// check (here its health check's login runs a one-second
+/// `init_connect`): a write that comes meanwhile waits for its verdict
+/// rather than go to the second, which would take the writes for that
+/// second and then give them up, two writers in a row. Before, the
+/// second's verdict came first and the write ran there.
+#[test]
+fn backends_max_writers_a_write_waits_for_the_first_servers_first_check() {
+    let a = server(false, &["--init-connect=DO SLEEP(1)"]);
+    let b = server(false, &[]);
+    for db in [&a, &b] {
+        db.exec("CREATE USER mon@'%' IDENTIFIED BY 'monpw'");
+    }
+    let extra = "pool:\n  max_per_core: 4\n\
+                 monitor:\n  interval: 100ms\n  timeout: 10s\n  failures_before_down: 1\n  \
+                 user: mon\n  password: monpw\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n",
+        &[("a", a.addr()), ("b", b.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    insert_port(&proxy, 1);
+    assert_eq!(written_on(&[&a, &b], 1, 2), [a.port()], "the write waited for a");
+    assert_eq!(writers(&proxy), ["a"]);
 }
