@@ -1,8 +1,10 @@
 //! Galera nodes: the health monitor takes a node that may not serve (not
 //! ready, out of the primary component, not synced: a donor, a node
-//! desynced for a backup) out of rotation although it answers, and puts it
-//! back once it is synced. Each node here is a one-node cluster of its own
-//! (wsrep on, Galera's provider), desynced with `wsrep_desync`.
+//! desynced for a backup; or rejecting queries for maintenance) out of
+//! rotation although it answers, and puts it back once it is synced. Most
+//! nodes here are one-node clusters of their own (wsrep on, Galera's
+//! provider), desynced with `wsrep_desync`; one test runs a real two-node
+//! cluster on loopback and kills a node to lose quorum.
 
 use std::time::{Duration, Instant};
 
