@@ -261,6 +261,9 @@ pub struct MonitorConfig {
     /// Its password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// A Galera node that is a donor or desynced (`wsrep_local_state` 2)
+    /// stays in rotation, rather than being taken out as it lags.
+    pub galera_donors_serve: bool,
 }
 
 impl Default for MonitorConfig {
@@ -271,6 +274,7 @@ impl Default for MonitorConfig {
             failures_before_down: 2,
             user: None,
             password: None,
+            galera_donors_serve: false,
         }
     }
 }

@@ -149,7 +149,8 @@ async fn check_and_report(
         spec.user = user.clone();
         spec.password = password.clone();
     }
-    let result = rt::timeout(timeout, check(&spec, slots, timeout)).await;
+    let donors_serve = cfg.monitor.galera_donors_serve;
+    let result = rt::timeout(timeout, check(&spec, slots, timeout, donors_serve)).await;
     // This core's connections there answered commands since the last
     // check: a check that failed (a server too busy to take a new
     // connection within monitor.timeout, or out of max_connections) does
@@ -244,6 +245,7 @@ async fn check(
     spec: &crate::pool::conn::BackendSpec,
     slots: &Rc<Cell<usize>>,
     timeout: Duration,
+    donors_serve: bool,
 ) -> Result<Check, BackendError> {
     let (mut conn, _) = BackendConn::open(
         spec,
@@ -288,7 +290,7 @@ async fn check(
             Err(e) => return Err(e),
         }
     }
-    let galera_unavailable = galera_state(&mut conn).await?;
+    let galera_unavailable = galera_state(&mut conn, donors_serve).await?;
     Ok(Check {
         read_only,
         lag,
@@ -306,8 +308,9 @@ const GALERA_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
      ('wsrep_provider_name', 'wsrep_ready', 'wsrep_cluster_status', \
       'wsrep_local_state', 'wsrep_local_state_comment')";
 
-/// Why the Galera node behind `conn` may not serve, if it is one.
-async fn galera_state(conn: &mut BackendConn) -> Result<Option<String>, BackendError> {
+/// Why the Galera node behind `conn` may not serve, if it is one (see
+/// [`galera_verdict`]).
+async fn galera_state(conn: &mut BackendConn, donors_serve: bool) -> Result<Option<String>, BackendError> {
     let rows = match conn.query_rows(GALERA_STATUS).await {
         Ok((_, rows)) => rows,
         // Not a verdict on the backend: it keeps its other checks' one.
@@ -324,7 +327,7 @@ async fn galera_state(conn: &mut BackendConn) -> Result<Option<String>, BackendE
     let galera = vars
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("wsrep_provider_name") && !v.is_empty());
-    if galera && galera_verdict(&vars).is_none() {
+    if galera && galera_verdict(&vars, donors_serve).is_none() {
         // A node taken out for maintenance stays synced and answers this
         // check (a statement without a table), but refuses the clients'
         // statements: a system variable, not a status one, so one more
@@ -343,7 +346,7 @@ async fn galera_state(conn: &mut BackendConn) -> Result<Option<String>, BackendE
             Err(e) => return Err(e),
         }
     }
-    Ok(galera_verdict(&vars))
+    Ok(galera_verdict(&vars, donors_serve))
 }
 
 /// Why a Galera node with these status variables may not serve: it is not
@@ -352,7 +355,9 @@ async fn galera_state(conn: &mut BackendConn) -> Result<Option<String>, BackendE
 /// donor or desynced node, which lags the cluster), or rejects queries
 /// (`wsrep_reject_queries` other than NONE: taken out for maintenance).
 /// `None` for a synced node, and for a server without a Galera provider.
-fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
+/// With `donors_serve` (`monitor.galera_donors_serve`), a donor or
+/// desynced node (`wsrep_local_state` 2) serves too.
+fn galera_verdict(vars: &[(String, String)], donors_serve: bool) -> Option<String> {
     let get = |name: &str| {
         vars.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -368,7 +373,8 @@ fn galera_verdict(vars: &[(String, String)]) -> Option<String> {
     if !status.eq_ignore_ascii_case("Primary") {
         return Some(format!("Galera node out of the primary component ({status})"));
     }
-    if get("wsrep_local_state") != Some("4") {
+    let state = get("wsrep_local_state");
+    if state != Some("4") && !(donors_serve && state == Some("2")) {
         let comment = get("wsrep_local_state_comment").unwrap_or("unknown");
         return Some(format!("Galera node not synced ({comment})"));
     }
@@ -422,15 +428,15 @@ mod tests {
             ("wsrep_local_state", "4"),
             ("wsrep_local_state_comment", "Synced"),
         ];
-        assert_eq!(super::galera_verdict(&vars(&synced)), None);
+        assert_eq!(super::galera_verdict(&vars(&synced), false), None);
         // MariaDB without a provider reports wsrep_ready OFF: not Galera.
         let plain = [("wsrep_provider_name", ""), ("wsrep_ready", "OFF")];
-        assert_eq!(super::galera_verdict(&vars(&plain)), None);
-        assert_eq!(super::galera_verdict(&[]), None, "MySQL");
+        assert_eq!(super::galera_verdict(&vars(&plain), false), None);
+        assert_eq!(super::galera_verdict(&[], false), None, "MySQL");
         let with = |name: &str, value: &str| {
             let mut v = vars(&synced);
             v.iter_mut().find(|(n, _)| n == name).unwrap().1 = value.into();
-            super::galera_verdict(&v)
+            super::galera_verdict(&v, false)
         };
         assert_eq!(
             with("wsrep_ready", "OFF").as_deref(),
@@ -450,7 +456,7 @@ mod tests {
             ("wsrep_local_state_comment", "Initialized"),
         ];
         assert_eq!(
-            super::galera_verdict(&vars(&alone)).as_deref(),
+            super::galera_verdict(&vars(&alone), false).as_deref(),
             Some("Galera node out of the primary component (non-Primary)")
         );
         let joining = [
@@ -461,24 +467,25 @@ mod tests {
             ("wsrep_local_state_comment", "Joining: receiving State Transfer"),
         ];
         assert_eq!(
-            super::galera_verdict(&vars(&joining)).as_deref(),
+            super::galera_verdict(&vars(&joining), false).as_deref(),
             Some("Galera node not synced (Joining: receiving State Transfer)")
         );
         let mut rejecting = vars(&synced);
         rejecting.push(("wsrep_reject_queries".into(), "ALL".into()));
         assert_eq!(
-            super::galera_verdict(&rejecting).as_deref(),
+            super::galera_verdict(&rejecting, false).as_deref(),
             Some("Galera node rejects queries (wsrep_reject_queries ALL)")
         );
         rejecting.last_mut().unwrap().1 = "NONE".into();
-        assert_eq!(super::galera_verdict(&rejecting), None);
+        assert_eq!(super::galera_verdict(&rejecting, false), None);
         let mut donor = vars(&synced);
         donor[3].1 = "2".into();
         donor[4].1 = "Donor/Desynced".into();
         assert_eq!(
-            super::galera_verdict(&donor).as_deref(),
+            super::galera_verdict(&donor, false).as_deref(),
             Some("Galera node not synced (Donor/Desynced)")
         );
+        assert_eq!(super::galera_verdict(&donor, true), None, "galera_donors_serve");
     }
 
     use super::*;

@@ -306,3 +306,24 @@ fn backends_galera_node_rejecting_queries_is_taken_out_of_rotation() {
     g1.exec("SET GLOBAL wsrep_reject_queries = NONE");
     wait_for_writes_on(&proxy, &g1, id + 11);
 }
+
+/// With `monitor.galera_donors_serve`, a desynced node (a donor, a backup)
+/// stays in rotation: in a hostgroup of one writer the writes go on there.
+#[test]
+fn backends_galera_donor_serves_when_asked_to() {
+    let g1 = galera_node();
+    let extra = "pool:\n  max_per_core: 2\n\
+                 monitor:\n  interval: 100ms\n  timeout: 2s\n  failures_before_down: 1\n  galera_donors_serve: true\n";
+    let cfg = one_hostgroup("    default_schema: farm\n", &[("g1", g1.addr())], extra);
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let id = wait_for_writes_on(&proxy, &g1, 1);
+    g1.exec("SET GLOBAL wsrep_desync = ON");
+    // Several monitor rounds: the node is never taken out.
+    for id in id..id + 20 {
+        insert(&proxy, id).unwrap();
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let pools = &proxy.snapshots()[0].pools;
+    assert_eq!(pools[0].status, "up");
+    g1.exec("SET GLOBAL wsrep_desync = OFF");
+}
