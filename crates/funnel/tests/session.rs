@@ -25,6 +25,37 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // A pinned session's execute of a statement its connection lacks
+        // prepares it there in the statement's schema; the server refuses
+        // (a read-only session) and the connection stays in that schema.
+        // A `USE` that fails next leaves it there too, so the next command
+        // selects the session's schema first, a statement of Funnel's:
+        // ROW_COUNT() is not the server's then, but -1, as after any failed
+        // statement (soak seed 502105 at level 4: 0 before).
+        name: "ROW_COUNT() after a failed USE that left a refused prepare's schema",
+        pool: 2,
+        setup: &["CREATE TABLE ur (v INT)"],
+        steps: &[
+            // Client 1 holds one connection, client 0 prepares on the other.
+            (1, "BEGIN"),
+            (1, "INSERT INTO ur VALUES (0)"),
+            (0, "PS:INSERT INTO ur VALUES (1)"),
+            // Client 2 holds that one; client 0 pins the first, which
+            // lacks the statement.
+            (2, "BEGIN"),
+            (2, "INSERT INTO ur VALUES (2)"),
+            (1, "COMMIT"),
+            (0, "SET sql_auto_is_null = 1"),
+            (2, "COMMIT"),
+            (0, "SET SESSION TRANSACTION READ ONLY"),
+            (0, "USE information_schema"),
+            (0, "PS:INSERT INTO ur VALUES (1)"),
+            (0, "USE nosuch_schema"),
+            (0, "SELECT LAST_INSERT_ID(), ROW_COUNT(), DATABASE()"),
+            (0, "SELECT ROW_COUNT()"),
+        ],
+    },
+    Case {
         // A statement prepared under MSSQL, executed in a session a CALL
         // pinned (its variables are not tracked there) after a SET of
         // another sql_mode, on a connection that lacks it: it is

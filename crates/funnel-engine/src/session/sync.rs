@@ -52,6 +52,12 @@ impl Session {
         total: usize,
         sets_schema: bool,
     ) -> Result<Option<BackendConn>, End> {
+        // A pinned connection answers the client's `ROW_COUNT()` itself,
+        // but a `COM_INIT_DB` or `SET` of Funnel's here sets it to 0: the
+        // command is given the client's own (a failed `USE` that kept a
+        // refused prepare's schema there, then `SELECT ROW_COUNT()`: soak
+        // seed 502105). Its own outcome clears this again.
+        self.own_row_count_next |= self.sticky();
         let schema = self.schema.clone();
         let conn = if !sets_schema {
             let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
