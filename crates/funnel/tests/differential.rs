@@ -25,6 +25,12 @@
 //! procedures Funnel's side lists in `stateless_procedures`, and what the
 //! client reads after them).
 //!
+//! [`differential_minimise`] (ignored: a tool) shrinks a failing client's
+//! script to the steps the difference needs:
+//! `FUNNEL_DIFF_MINIMISE=seed:client:step cargo test -p funnel --test
+//! differential differential_minimise -- --ignored --nocapture`, with the
+//! failing run's `FUNNEL_DIFF_MORE`, `_CLIENTS` and `_OPS`.
+//!
 //! [`differential_causal_reads_match_direct_writer`] runs the same scripts
 //! through the read/write split with `causal_reads` (a writer and a
 //! read-only GTID replica of it) against direct connections to the writer;
@@ -2016,6 +2022,90 @@ fn stat_total(admin: &funnel_admin::Listeners, name: &str) -> u64 {
     rows.iter()
         .find(|(scope, key, _)| scope == "all" && key == name)
         .map_or(0, |(_, _, v)| v.parse().unwrap())
+}
+
+/// Shrinks client `c`'s script of seed `n` (`FUNNEL_DIFF_MINIMISE=n:c:step`,
+/// `step` the one the soak reported) by delta debugging to the fewest of
+/// the steps before `step` that still make it answer differently, and
+/// prints them. The other clients run their scripts alongside as in the
+/// soak, since a difference may need their contention (seed 502105 needed
+/// a statement prepared on a connection the client was not pinned to);
+/// `FUNNEL_DIFF_MINIMISE_ALONE=1` runs the client alone, and
+/// `FUNNEL_DIFF_MINIMISE_TRIES=n` counts a candidate as failing when any
+/// of `n` runs does (for a timing-dependent difference).
+#[test]
+#[ignore = "a tool: FUNNEL_DIFF_MINIMISE=seed:client:step"]
+fn differential_minimise() {
+    let spec = std::env::var("FUNNEL_DIFF_MINIMISE").expect("FUNNEL_DIFF_MINIMISE=seed:client:step");
+    let parts: Vec<u64> = spec
+        .split(':')
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("FUNNEL_DIFF_MINIMISE={spec}: not seed:client:step"))
+        })
+        .collect();
+    let &[seed, client, step] = &parts[..] else {
+        panic!("FUNNEL_DIFF_MINIMISE={spec}: not seed:client:step");
+    };
+    let (client, step) = (client as usize, step as usize);
+    let clients = env_or("FUNNEL_DIFF_CLIENTS", DEFAULT_CLIENTS);
+    let ops = env_or("FUNNEL_DIFF_OPS", DEFAULT_OPS);
+    let tries = env_or("FUNNEL_DIFF_MINIMISE_TRIES", 1usize);
+    let alone = std::env::var_os("FUNNEL_DIFF_MINIMISE_ALONE").is_some();
+    let (db, proxy, _admin) = start();
+    let port = proxy.local_addr().port();
+    let full = script(seed, client, ops);
+    let target = full[step].clone();
+    let others: Vec<Vec<Op>> = (0..clients).map(|c| script(seed, c, ops)).collect();
+    let mut runs = 0;
+    let mut fails = |before: &[Op]| -> bool {
+        let mut mine = before.to_vec();
+        mine.push(target.clone());
+        let (scripts, at) = if alone {
+            (vec![mine], 0)
+        } else {
+            let mut all = others.clone();
+            all[client] = mine;
+            (all, client)
+        };
+        // Only a difference at the step itself counts, not another one
+        // the shorter script meets first.
+        let wanted = format!("client {at} step {}:", before.len());
+        (0..tries).any(|_| {
+            runs += 1;
+            let out = compare(db, port, &format!("min{seed} {runs}"), &scripts);
+            out.lines().any(|l| l.contains(&wanted))
+        })
+    };
+    let mut kept: Vec<Op> = full[..step].to_vec();
+    assert!(
+        fails(&kept),
+        "seed {seed} client {client} step {step} answers the same now"
+    );
+    let mut chunks = 2;
+    while !kept.is_empty() {
+        let size = kept.len().div_ceil(chunks);
+        let smaller = (0..chunks)
+            .map(|i| (i * size, ((i + 1) * size).min(kept.len())))
+            .filter(|(from, to)| from < to)
+            .map(|(from, to)| [&kept[..from], &kept[to..]].concat())
+            .find(|candidate| fails(candidate));
+        match smaller {
+            Some(candidate) => {
+                kept = candidate;
+                chunks = (chunks - 1).max(2);
+            }
+            None if chunks >= kept.len() => break,
+            None => chunks = (chunks * 2).min(kept.len()),
+        }
+    }
+    eprintln!(
+        "seed {seed} client {client} step {step}, {} of its steps before it kept ({runs} runs):",
+        kept.len()
+    );
+    for op in kept.iter().chain([&target]) {
+        eprintln!("    {op:?},");
+    }
 }
 
 /// Scripts that once answered differently, kept as they were found.
