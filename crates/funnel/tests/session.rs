@@ -25,6 +25,36 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // As below, with the statement prepared under another sql_mode:
+        // the connection keeps that one after the refusal, and the `SET`
+        // back to the session's before the next command left the server's
+        // ROW_COUNT() at 0, which dynamic SQL, a procedure or a prepared
+        // `SELECT ROW_COUNT()` read there: Funnel gives the client's -1 (or
+        // 0) back after such statements of its own.
+        name: "ROW_COUNT() read by dynamic SQL after a refused prepare under another sql_mode",
+        pool: 2,
+        setup: &["CREATE TABLE ur (v INT)"],
+        steps: &[
+            (1, "BEGIN"),
+            (1, "INSERT INTO ur VALUES (0)"),
+            (0, "PS:INSERT INTO ur VALUES (1)"),
+            (2, "BEGIN"),
+            (2, "INSERT INTO ur VALUES (2)"),
+            (1, "COMMIT"),
+            (0, "SET sql_auto_is_null = 1"),
+            (2, "COMMIT"),
+            (0, "SET SESSION TRANSACTION READ ONLY"),
+            (0, "SET sql_mode = 'ANSI_QUOTES'"),
+            (0, "PS:INSERT INTO ur VALUES (1)"),
+            (0, "EXECUTE IMMEDIATE 'SELECT ROW_COUNT(), @@warning_count'"),
+            (0, "SHOW WARNINGS"),
+            (0, "PS:INSERT INTO ur VALUES (1)"),
+            (0, "SET sql_mode = DEFAULT"),
+            (0, "PS:INSERT INTO ur VALUES (1)"),
+            (0, "EXECUTE IMMEDIATE 'SELECT ROW_COUNT(), FOUND_ROWS()'"),
+        ],
+    },
+    Case {
         // A pinned session's execute of a statement its connection lacks
         // prepares it there in the statement's schema; the server refuses
         // (a read-only session) and the connection stays in that schema.

@@ -53,11 +53,12 @@ impl Session {
         sets_schema: bool,
     ) -> Result<Option<BackendConn>, End> {
         // A pinned connection answers the client's `ROW_COUNT()` itself,
-        // but a `COM_INIT_DB` or `SET` of Funnel's here sets it to 0: the
-        // command is given the client's own (a failed `USE` that kept a
-        // refused prepare's schema there, then `SELECT ROW_COUNT()`: soak
-        // seed 502105). Its own outcome clears this again.
-        self.own_row_count_next |= self.sticky();
+        // but a `COM_INIT_DB` or `SET` of Funnel's here sets it to 0 (a
+        // failed `USE` kept a refused prepare's schema there, then `SELECT
+        // ROW_COUNT()` or a procedure that reads it: soak seed 502105): it
+        // is given back after them. Not before a command that selects a
+        // schema itself, which sets the count anyway.
+        let gives_back_row_count = self.sticky() && !sets_schema;
         let schema = self.schema.clone();
         let conn = if !sets_schema {
             let Some(conn) = self.sync_schema(conn, schema.as_deref(), total).await? else {
@@ -88,7 +89,52 @@ impl Session {
         let Some(conn) = self.sync_multi_statements(conn, total).await? else {
             return Ok(None);
         };
-        self.sync_vars(conn, total).await
+        let Some(conn) = self.sync_vars(conn, total).await? else {
+            return Ok(None);
+        };
+        if !gives_back_row_count {
+            return Ok(Some(conn));
+        }
+        self.give_back_row_count(conn, total).await
+    }
+
+    /// Sets the server's `ROW_COUNT()` on `conn` back to the client's after
+    /// statements of Funnel's there, with a statement that leaves the
+    /// diagnostics area, `FOUND_ROWS()` and the last insert id as they
+    /// are: `SHOW WARNINGS LIMIT 0` for -1 (it returns rows, none here),
+    /// `DO 0` for 0. No statement gives a connection a positive count:
+    /// Funnel then answers the client's text reads of it from its own
+    /// record (`own_row_count_next`), and a procedure reads 0. `None` when
+    /// the connection failed and the client was told (the command's
+    /// `total` bytes are then consumed).
+    async fn give_back_row_count(
+        &mut self,
+        mut conn: BackendConn,
+        total: usize,
+    ) -> Result<Option<BackendConn>, End> {
+        let sql: &[u8] = match self.last.row_count {
+            -1 => b"SHOW WARNINGS LIMIT 0",
+            0 => b"DO 0",
+            _ => {
+                self.own_row_count_next = true;
+                return Ok(Some(conn));
+            }
+        };
+        Stats::bump(&self.shard.stats.state_syncs);
+        match conn.run_query(sql).await {
+            Ok(summary) => {
+                // Refused (it should not be): the count is Funnel's to say.
+                self.own_row_count_next |= summary.error.is_some();
+                Ok(Some(conn))
+            }
+            Err(e) => {
+                self.buf.consume(total);
+                self.discard_backend(conn);
+                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
+                    .await
+                    .map(|_| None)
+            }
+        }
     }
 
     /// True when the connection already has the session's schema,
