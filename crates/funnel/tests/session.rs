@@ -25,6 +25,60 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        // Before a session's first CALL the connection is given the
+        // client's insert id (`DO LAST_INSERT_ID(n)`), which sets the
+        // server's ROW_COUNT() to 0; where the client's count for
+        // FOUND_ROWS() is not given after it (its warnings are on the
+        // connection), the procedure read that 0 after a statement that
+        // warned or failed, where MariaDB reads -1: it is given back.
+        name: "ROW_COUNT() in a session's first CALL after a statement that warned or failed",
+        pool: 3,
+        setup: &["CREATE PROCEDURE rcw() SELECT ROW_COUNT(), FOUND_ROWS()"],
+        steps: &[
+            (0, "SELECT CAST('x' AS SIGNED)"),
+            (0, "CALL rcw()"),
+            (0, "SHOW WARNINGS"),
+            (1, "SELECT * FROM nosuch"),
+            (1, "CALL rcw()"),
+            (1, "SHOW WARNINGS"),
+            (2, "SET sql_auto_is_null = 1"),
+            (2, "SELECT CAST('y' AS SIGNED)"),
+            (2, "CALL rcw()"),
+            (2, "SELECT ROW_COUNT()"),
+        ],
+    },
+    Case {
+        // A session a CALL pinned prepares a statement its connection
+        // lacks under its own sql_mode, which the server saves and a `SET`
+        // of Funnel's puts back after; the prepare refused (a read-only
+        // session), that SET left ROW_COUNT() at 0 where the next CALL's
+        // procedure reads the failed execute's -1: it is given back.
+        name: "ROW_COUNT() in a CALL after a refused prepare in a session a CALL pinned",
+        pool: 2,
+        setup: &["CREATE TABLE urc (v INT)", "CREATE PROCEDURE rcp() SELECT ROW_COUNT()"],
+        steps: &[
+            // Client 1 holds one connection, client 0 prepares on the other.
+            (1, "BEGIN"),
+            (1, "INSERT INTO urc VALUES (0)"),
+            (0, "PS:INSERT INTO urc VALUES (1)"),
+            // Client 2 holds that one; client 0 is pinned to the first,
+            // which lacks the statement.
+            (2, "BEGIN"),
+            (2, "INSERT INTO urc VALUES (2)"),
+            (1, "COMMIT"),
+            // Not right after the insert: a count above 0 is one no
+            // statement gives back.
+            (0, "SELECT 1"),
+            (0, "CALL rcp()"),
+            (2, "COMMIT"),
+            (0, "SET SESSION TRANSACTION READ ONLY"),
+            (0, "SET sql_mode = 'ANSI_QUOTES'"),
+            (0, "PS:INSERT INTO urc VALUES (1)"),
+            (0, "CALL rcp()"),
+            (0, "SELECT ROW_COUNT()"),
+        ],
+    },
+    Case {
         // As below, with the statement prepared under another sql_mode:
         // the connection keeps that one after the refusal, and the `SET`
         // back to the session's before the next command left the server's

@@ -1279,6 +1279,16 @@ impl Session {
                 Some(c) => c,
                 None => return Ok(None),
             };
+            // The DO left ROW_COUNT() at 0, where the procedure reads the
+            // client's -1 (after a `SELECT` or a failure) unless the count
+            // given next leaves it (not while the client's warnings are on
+            // the connection, say).
+            if call_reads_id && !gives_count && self.last.row_count == -1 {
+                conn = match Box::pin(self.give_back_row_count(conn, total)).await? {
+                    Some(c) => c,
+                    None => return Ok(None),
+                };
+            }
         }
         if gives_count {
             conn = match Box::pin(self.give_found_rows(conn, total, together)).await? {

@@ -1115,6 +1115,16 @@ impl Session {
                     // the server's (soak seeds 50237, 50443).
                     self.refused_prepare(&mut conn);
                     self.own_row_count_next = self.sticky();
+                    if modes_saved.is_some() && self.sticky() {
+                        // The `SET` that put the modes back after the
+                        // refusal left ROW_COUNT() at 0 there, and no sync
+                        // gives the failure's -1 back before the next
+                        // command: a procedure or dynamic SQL reads it.
+                        conn = match Box::pin(self.give_back_row_count(conn, 0)).await? {
+                            Some(c) => c,
+                            None => return Ok(None),
+                        };
+                    }
                     self.keep_lingering(conn);
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }

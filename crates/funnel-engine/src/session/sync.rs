@@ -107,7 +107,7 @@ impl Session {
     /// record (`own_row_count_next`), and a procedure reads 0. `None` when
     /// the connection failed and the client was told (the command's
     /// `total` bytes are then consumed).
-    async fn give_back_row_count(
+    pub(super) async fn give_back_row_count(
         &mut self,
         mut conn: BackendConn,
         total: usize,
