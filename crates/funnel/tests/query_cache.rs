@@ -150,3 +150,29 @@ fn query_cache_keeps_only_clean_replies_within_the_size_limit() {
     assert_eq!(c.query_first::<(String, i64), _>(big).unwrap().unwrap().1, 11);
     assert_eq!(env.lookups().0, 0, "nothing was answered from the cache");
 }
+
+#[test]
+fn query_cache_leaves_to_the_server_a_read_of_warnings_it_would_keep() {
+    let env = env("qc_diag");
+    // A read that opens no table leaves the diagnostics area as the
+    // statement before it left it, and `@@warning_count` in it reads that.
+    // (`UPPER()` makes it more than a diagnostics statement, which Funnel
+    // sends to the connection holding the area.)
+    let counts = "SELECT /* cached */ @@warning_count, @@error_count, UPPER('a') = 'A'";
+    let mut clean = env.client("app");
+    let first: (i64, i64, i64) = clean.query_first(counts).unwrap().unwrap();
+    assert_eq!(first, (0, 0, 1));
+    let mut c = env.client("app");
+    c.query_drop("SELECT 1/0").unwrap();
+    let after_warning: (i64, i64, i64) = c.query_first(counts).unwrap().unwrap();
+    assert_eq!(after_warning, (1, 0, 1), "the division's warning, as directly");
+    c.query_drop("SELECT nosuch").unwrap_err();
+    let after_error: (i64, i64, i64) = c.query_first(counts).unwrap().unwrap();
+    assert_eq!(after_error, (1, 1, 1), "the error, as directly");
+    // A session with a clean area still shares the reply.
+    assert_eq!(
+        clean.query_first::<(i64, i64, i64), _>(counts).unwrap().unwrap(),
+        first
+    );
+    assert_eq!(env.lookups().0, 1);
+}

@@ -23,7 +23,8 @@ impl Session {
     /// be shared: a single read that pins nothing, reads neither user
     /// variables nor the previous statement's results, from a session
     /// that holds no connection (no transaction, no pin; one kept only
-    /// for its warnings is let go on a hit, as the read would clear them),
+    /// for its warnings is let go on a hit of a read that clears them, and
+    /// a read that would not clear them is not shared),
     /// with autocommit on, and of a user without `causal_reads` (a cached
     /// reply may predate the session's own writes).
     pub(super) fn cache_key(&self, total: usize, f: &Forward) -> Option<(CacheKey, Duration)> {
@@ -38,6 +39,7 @@ impl Session {
                 .pinned
                 .as_ref()
                 .is_none_or(|conn| self.linger && self.hold_reason(conn).is_none())
+            && !(self.diagnostics_pending() && (f.opens_no_table || f.may_keep_diagnostics))
             && !self.vars.sets_autocommit_off()
             && self.user.causal_reads.is_none()
             && total < MAX_CHUNK;
@@ -57,6 +59,15 @@ impl Session {
             vars: self.vars.clone(),
         };
         Some((key, ttl))
+    }
+
+    /// The session's diagnostics area holds its own warnings or error (on
+    /// the connection kept for them, or Funnel's own ERR): a read that
+    /// leaves the area alone (it opens no table) would report them in
+    /// `@@warning_count`, `@@error_count`, which a reply kept from a clean
+    /// session says are 0.
+    fn diagnostics_pending(&self) -> bool {
+        self.linger || self.own_err.is_some()
     }
 
     /// Looks `key` up in the core's cache: on a hit, answers the client
