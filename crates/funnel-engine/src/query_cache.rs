@@ -122,8 +122,8 @@ impl QueryCache {
         true
     }
 
-    /// Drops every entry (a reload that shrinks the memory bound keeps
-    /// none over it).
+    /// Drops the least recently used entries down to `max_bytes` (a reload
+    /// that shrinks the memory bound keeps none over it).
     pub fn shrink_to(&mut self, max_bytes: usize) {
         while self.bytes > max_bytes {
             let Some((_, oldest)) = self.by_use.pop_first() else {
@@ -133,6 +133,13 @@ impl QueryCache {
                 self.bytes -= e.size;
             }
         }
+    }
+
+    /// Drops every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.by_use.clear();
+        self.bytes = 0;
     }
 
     /// Entries and the bytes they hold.

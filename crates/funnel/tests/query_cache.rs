@@ -15,6 +15,7 @@ use mysql::{Conn, Row};
 struct Env {
     proxy: Proxy,
     schema: String,
+    yaml: String,
 }
 
 fn env(prefix: &str) -> Env {
@@ -35,7 +36,7 @@ fn env(prefix: &str) -> Env {
         db.addr()
     );
     let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
-    Env { proxy, schema }
+    Env { proxy, schema, yaml }
 }
 
 impl Env {
@@ -175,4 +176,19 @@ fn query_cache_leaves_to_the_server_a_read_of_warnings_it_would_keep() {
         first
     );
     assert_eq!(env.lookups().0, 1);
+}
+
+#[test]
+fn query_cache_forgets_its_replies_when_a_reload_changes_the_rules() {
+    let mut env = env("qc_reload");
+    let mut c = env.client("app");
+    assert_eq!(read(&mut c), 10);
+    env.set_v(11);
+    assert_eq!(read(&mut c), 10);
+    // The rule now keeps replies for a millisecond (it might as well route
+    // elsewhere, or another user's hostgroup change): a reply kept under
+    // the old rule is no answer of the new one.
+    let yaml = env.yaml.replace("cache_ttl: 2s", "cache_ttl: 1ms");
+    env.proxy.reload(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    assert_eq!(read(&mut c), 11);
 }
