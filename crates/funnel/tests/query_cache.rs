@@ -192,3 +192,26 @@ fn query_cache_forgets_its_replies_when_a_reload_changes_the_rules() {
     env.proxy.reload(Config::from_yaml_str(&yaml).unwrap()).unwrap();
     assert_eq!(read(&mut c), 11);
 }
+
+#[test]
+fn query_cache_keeps_no_reply_that_read_another_clients_warnings() {
+    let env = env("qc_foreign");
+    let counts = "SELECT /* cached */ @@warning_count, @@error_count, UPPER('a') = 'A'";
+    // A client leaves a warning on its connection and goes.
+    let mut x = env.client("app");
+    x.query_drop("SELECT 1/0").unwrap();
+    drop(x);
+    // The next read of the counts on that connection leaves the area
+    // alone: what it reads is not what a session of its own would read.
+    let mut y = env.client("app");
+    let _: (i64, i64, i64) = y.query_first(counts).unwrap().unwrap();
+    // Once a read that opens a table cleared the area, the counts are 0,
+    // as for any fresh session, and no kept reply says otherwise.
+    assert_eq!(
+        y.query_first::<i64, _>("SELECT v FROM t WHERE id = 1").unwrap(),
+        Some(10)
+    );
+    let mut z = env.client("app");
+    let got: (i64, i64, i64) = z.query_first(counts).unwrap().unwrap();
+    assert_eq!(got, (0, 0, 1), "another client's warning, from the cache");
+}

@@ -1851,6 +1851,11 @@ impl Session {
                 crate::column_cache::ColumnCache::new(statement)
             });
         // A read to keep for the query cache: what the client is sent.
+        // Not one that leaves alone a diagnostics area holding another
+        // client's warnings: its `@@warning_count` reads them.
+        if self.foreign_diagnostics && (f.opens_no_table || f.may_keep_diagnostics) {
+            self.cache_miss = None;
+        }
         let mut capture = self.cache_miss.as_ref().map(|_| {
             crate::relay::Capture::new(self.shard.config().query_cache.max_result_size.as_u64() as usize)
         });
