@@ -19,6 +19,11 @@ struct Env {
 }
 
 fn env(prefix: &str) -> Env {
+    env_sized(prefix, "2KiB")
+}
+
+/// An [`env`] that keeps replies of up to `max_result_size`.
+fn env_sized(prefix: &str, max_result_size: &str) -> Env {
     let db = MariaDb::shared();
     let schema = db.fresh_database(prefix);
     let backend = format!("{schema}_b");
@@ -31,7 +36,7 @@ fn env(prefix: &str) -> Env {
          \x20 - name: ops\n    password: opspw\n    default_schema: {schema}\n\
          backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
          pool:\n  max_per_core: 2\n\
-         query_cache:\n  max_result_size: 2KiB\n\
+         query_cache:\n  max_result_size: {max_result_size}\n\
          query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 2s\n",
         db.addr()
     );
@@ -214,4 +219,38 @@ fn query_cache_keeps_no_reply_that_read_another_clients_warnings() {
     let mut z = env.client("app");
     let got: (i64, i64, i64) = z.query_first(counts).unwrap().unwrap();
     assert_eq!(got, (0, 0, 1), "another client's warning, from the cache");
+}
+
+#[test]
+fn query_cache_gives_large_replies_whole_to_compressing_clients_and_others() {
+    let env = env_sized("qc_large", "1MiB");
+    // Rows over 64 KiB, which the relay streams in pieces.
+    let big = "SELECT /* cached */ REPEAT('x', 300000), v, REPEAT('y', 70000) FROM t WHERE id = 1 UNION ALL SELECT REPEAT('z', 200000), 7, 'w'";
+    let want = |v: i64| {
+        vec![
+            ("x".repeat(300000), v, "y".repeat(70000)),
+            ("z".repeat(200000), 7, "w".to_string()),
+        ]
+    };
+    let port = env.proxy.local_addr().port();
+    let mut plain = Conn::new(opts(port, "app", "apppw")).unwrap();
+    let compressing =
+        || Conn::new(opts(port, "app", "apppw").compress(Some(mysql::Compression::default()))).unwrap();
+    let mut packed = compressing();
+    let rows = |c: &mut Conn| -> Vec<(String, i64, String)> { c.query(big).unwrap() };
+    // (Compared with `assert!`: a failure would print megabytes.)
+    assert!(rows(&mut plain) == want(10));
+    assert!(rows(&mut packed) == want(10));
+    env.set_v(11);
+    for _ in 0..2 {
+        assert!(rows(&mut plain) == want(10));
+        assert!(rows(&mut packed) == want(10));
+        assert!(rows(&mut compressing()) == want(10));
+    }
+    let (hits, misses) = env.lookups();
+    assert_eq!(
+        misses, 2,
+        "one for each set of client capabilities (compressing or not)"
+    );
+    assert_eq!(hits, 6);
 }
