@@ -254,3 +254,51 @@ fn query_cache_gives_large_replies_whole_to_compressing_clients_and_others() {
     );
     assert_eq!(hits, 6);
 }
+
+#[test]
+fn query_cache_gives_no_reply_of_another_session_state() {
+    let env = env("qc_state");
+    let mut c = env.client("app");
+    assert_eq!(read(&mut c), 10);
+    env.set_v(11);
+    // A temporary table of the same name shadows `t`.
+    let mut tmp = env.client("app");
+    tmp.query_drop("CREATE TEMPORARY TABLE t (id INT, v INT)")
+        .unwrap();
+    tmp.query_drop("INSERT INTO t VALUES (1, 99)").unwrap();
+    assert_eq!(read(&mut tmp), 99);
+    // Other character sets, quoting and escaping rules.
+    let mut latin = env.client("app");
+    latin.query_drop("SET NAMES latin1").unwrap();
+    let text = "SELECT /* cached */ CONCAT(v, _utf8mb4 X'C3A9') FROM t WHERE id = 1";
+    let bytes = |c: &mut Conn| -> Vec<u8> { c.query_first(text).unwrap().unwrap() };
+    assert_eq!(bytes(&mut c), "11é".as_bytes());
+    assert_eq!(bytes(&mut latin), b"11\xe9");
+    let quoted = "SELECT /* cached */ \"v\" FROM t WHERE id = 1";
+    assert_eq!(c.query_first::<String, _>(quoted).unwrap().unwrap(), "v");
+    let mut ansi = env.client("app");
+    ansi.query_drop("SET sql_mode = 'ANSI_QUOTES'").unwrap();
+    assert_eq!(ansi.query_first::<String, _>(quoted).unwrap().unwrap(), "11");
+    let escaped = "SELECT /* cached */ 'a\\\\b', v FROM t WHERE id = 1";
+    assert_eq!(
+        c.query_first::<(String, i64), _>(escaped).unwrap().unwrap().0,
+        "a\\b"
+    );
+    let mut raw = env.client("app");
+    raw.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'").unwrap();
+    assert_eq!(
+        raw.query_first::<(String, i64), _>(escaped).unwrap().unwrap().0,
+        "a\\\\b"
+    );
+    // Each session's own id; a locking read each time from the server.
+    let id = "SELECT /* cached */ CONNECTION_ID() + 0 * v FROM t WHERE id = 1";
+    let ids: Vec<u32> = [&mut c, &mut latin]
+        .into_iter()
+        .map(|s| s.query_first(id).unwrap().unwrap())
+        .collect();
+    assert_eq!(ids, vec![c.connection_id(), latin.connection_id()]);
+    let locking = "SELECT /* cached */ v FROM t WHERE id = 1 LOCK IN SHARE MODE";
+    assert_eq!(c.query_first::<i64, _>(locking).unwrap(), Some(11));
+    env.set_v(12);
+    assert_eq!(c.query_first::<i64, _>(locking).unwrap(), Some(12));
+}
