@@ -73,6 +73,9 @@ pub struct QueryCache {
     by_use: BTreeMap<u64, Rc<CacheKey>>,
     tick: u64,
     bytes: usize,
+    /// Bumped by [`QueryCache::clear`]: a reply to a read looked up before
+    /// is no longer to be kept.
+    generation: u64,
 }
 
 impl QueryCache {
@@ -147,11 +150,20 @@ impl QueryCache {
         }
     }
 
-    /// Drops every entry.
+    /// Drops every entry, and refuses replies to reads looked up before
+    /// (see [`QueryCache::generation`]).
     pub fn clear(&mut self) {
         self.entries.clear();
         self.by_use.clear();
         self.bytes = 0;
+        self.generation += 1;
+    }
+
+    /// Changes at every [`QueryCache::clear`]: a read that missed keeps its
+    /// reply only while this is what it was at the lookup (a reload that
+    /// changed the rules while it ran cleared the cache).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Entries and the bytes they hold.

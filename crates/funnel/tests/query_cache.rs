@@ -302,3 +302,23 @@ fn query_cache_gives_no_reply_of_another_session_state() {
     env.set_v(12);
     assert_eq!(c.query_first::<i64, _>(locking).unwrap(), Some(12));
 }
+
+#[test]
+fn query_cache_keeps_no_reply_of_a_read_that_began_before_a_reload() {
+    let mut env = env("qc_reload_race");
+    let slow = "SELECT /* cached */ SLEEP(1) + v FROM t WHERE id = 1";
+    let port = env.proxy.local_addr().port();
+    let reader = std::thread::spawn(move || {
+        let mut c = Conn::new(opts(port, "app", "apppw")).unwrap();
+        c.query_first::<i64, _>(slow).unwrap().unwrap()
+    });
+    // While it runs, the rule changes: its reply, once there, answers
+    // for the old rule.
+    std::thread::sleep(Duration::from_millis(300));
+    let yaml = env.yaml.replace("cache_ttl: 2s", "cache_ttl: 1ms");
+    env.proxy.reload(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    assert_eq!(reader.join().unwrap(), 10);
+    env.set_v(11);
+    let mut c = env.client("app");
+    assert_eq!(c.query_first::<i64, _>(slow).unwrap(), Some(11));
+}

@@ -80,10 +80,13 @@ impl Session {
         key: CacheKey,
         ttl: Duration,
     ) -> Option<Result<(), End>> {
-        let hit = self.shard.query_cache.borrow_mut().get(&key, Instant::now());
+        let (hit, generation) = {
+            let mut cache = self.shard.query_cache.borrow_mut();
+            (cache.get(&key, Instant::now()), cache.generation())
+        };
         let Some(reply) = hit else {
             Stats::bump(&self.shard.stats.query_cache_misses);
-            self.cache_miss = Some((key, ttl));
+            self.cache_miss = Some((key, ttl, generation));
             return None;
         };
         Stats::bump(&self.shard.stats.query_cache_hits);
@@ -124,7 +127,7 @@ impl Session {
     /// sent) when it ended clean: one result set, no error, no warning,
     /// no state change, nothing more to come.
     pub(super) fn keep_in_cache(&mut self, bytes: Vec<u8>, summary: &ResponseSummary) {
-        let Some((key, ttl)) = self.cache_miss.take() else {
+        let Some((key, ttl, generation)) = self.cache_miss.take() else {
             return;
         };
         let open = StatusFlags::SERVER_MORE_RESULTS_EXISTS.0 | StatusFlags::SERVER_STATUS_CURSOR_EXISTS.0;
@@ -141,9 +144,11 @@ impl Session {
             summary: std::rc::Rc::new(summary.clone()),
         };
         let max = self.shard.config().query_cache.max_memory_per_core.as_u64() as usize;
-        self.shard
-            .query_cache
-            .borrow_mut()
-            .put(key, reply, ttl, Instant::now(), max);
+        let mut cache = self.shard.query_cache.borrow_mut();
+        // Looked up under rules a reload has since replaced.
+        if cache.generation() != generation {
+            return;
+        }
+        cache.put(key, reply, ttl, Instant::now(), max);
     }
 }

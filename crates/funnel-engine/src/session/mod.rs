@@ -465,9 +465,10 @@ struct Session {
     /// The rules a prepare being served was matched against and the rule
     /// that matched it, for the client's statement to keep.
     prepared_rule: (u32, Option<Rc<crate::rules::Action>>),
-    /// The query-cache key (and its rule's `cache_ttl`) of the read being
-    /// run, which the cache did not hold: its reply is captured to keep.
-    cache_miss: Option<(crate::query_cache::CacheKey, Duration)>,
+    /// The query-cache key (with its rule's `cache_ttl` and the cache's
+    /// generation at the lookup) of the read being run, which the cache
+    /// did not hold: its reply is captured to keep.
+    cache_miss: Option<(crate::query_cache::CacheKey, Duration, u64)>,
     /// The diagnostics area of the connection the session holds may still
     /// hold another client's warnings: it came from the pool marked stale,
     /// and the session's statements on it since opened no table and left
