@@ -181,6 +181,18 @@ fn query_cache_leaves_to_the_server_a_read_of_warnings_it_would_keep() {
         first
     );
     assert_eq!(env.lookups().0, 1);
+    // A `FROM` that names no table (`TRIM(... FROM ...)`) leaves the area
+    // alone too.
+    let trimmed = "SELECT /* cached */ @@warning_count, TRIM(LEADING 'x' FROM 'xa')";
+    let first: (i64, String) = clean.query_first(trimmed).unwrap().unwrap();
+    assert_eq!(first, (0, "a".to_string()));
+    c.query_drop("SELECT 1/0").unwrap();
+    let after_warning: (i64, String) = c.query_first(trimmed).unwrap().unwrap();
+    assert_eq!(
+        after_warning,
+        (1, "a".to_string()),
+        "the division's warning, as directly"
+    );
 }
 
 #[test]

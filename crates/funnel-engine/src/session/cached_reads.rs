@@ -39,7 +39,6 @@ impl Session {
                 .pinned
                 .as_ref()
                 .is_none_or(|conn| self.linger && self.hold_reason(conn).is_none())
-            && !(self.diagnostics_pending() && (f.opens_no_table || f.may_keep_diagnostics))
             && !self.vars.sets_autocommit_off()
             && self.user.causal_reads.is_none()
             && total < MAX_CHUNK;
@@ -48,6 +47,9 @@ impl Session {
         }
         let sql = self.buf.bytes().get(5..total)?;
         if super::rewrite::mentions_previous_statement(sql) || super::user_vars::mentions_any(sql) {
+            return None;
+        }
+        if self.diagnostics_pending() && may_read_diagnostics_left(f, sql) {
             return None;
         }
         let key = CacheKey {
@@ -63,9 +65,9 @@ impl Session {
 
     /// The session's diagnostics area holds its own warnings or error (on
     /// the connection kept for them, or Funnel's own ERR): a read that
-    /// leaves the area alone (it opens no table) would report them in
-    /// `@@warning_count`, `@@error_count`, which a reply kept from a clean
-    /// session says are 0.
+    /// leaves the area alone (see [`may_read_diagnostics_left`]) would
+    /// report them in `@@warning_count`, `@@error_count`, which a reply
+    /// kept from a clean session says are 0.
     fn diagnostics_pending(&self) -> bool {
         self.linger || self.own_err.is_some()
     }
@@ -151,4 +153,15 @@ impl Session {
         }
         cache.put(key, reply, ttl, Instant::now(), max);
     }
+}
+
+/// True when the read `f` (text `sql`) may answer with what the statements
+/// before it left in the diagnostics area: it may open no table (only a
+/// statement that opens one clears the area), or it names the area's
+/// counts (`@@warning_count`, `@@error_count`) where Funnel's reading of
+/// "opens a table" may be wrong (`TRIM(LEADING 'x' FROM 'xa')` has a
+/// `FROM` and opens none).
+pub(super) fn may_read_diagnostics_left(f: &Forward, sql: &[u8]) -> bool {
+    let names = |word: &[u8]| sql.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    f.opens_no_table || f.may_keep_diagnostics || names(b"WARNING_COUNT") || names(b"ERROR_COUNT")
 }

@@ -1854,7 +1854,10 @@ impl Session {
         // A read to keep for the query cache: what the client is sent.
         // Not one that leaves alone a diagnostics area holding another
         // client's warnings: its `@@warning_count` reads them.
-        if self.foreign_diagnostics && (f.opens_no_table || f.may_keep_diagnostics) {
+        let reads_foreign = self.cache_miss.as_ref().is_some_and(|(key, ..)| {
+            self.foreign_diagnostics && cached_reads::may_read_diagnostics_left(f, &key.sql)
+        });
+        if reads_foreign {
             self.cache_miss = None;
         }
         let mut capture = self.cache_miss.as_ref().map(|_| {
