@@ -334,3 +334,40 @@ fn query_cache_keeps_no_reply_of_a_read_that_began_before_a_reload() {
     let mut c = env.client("app");
     assert_eq!(c.query_first::<i64, _>(slow).unwrap(), Some(11));
 }
+
+#[test]
+fn query_cache_of_each_core_answers_its_sessions_and_a_reload_empties_all() {
+    let mut env = env("qc_cores");
+    env.yaml = env.yaml.replace("cores: 1", "cores: 2");
+    env.proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&env.yaml).unwrap());
+    let mut clients: Vec<Conn> = (0..6).map(|_| env.client("app")).collect();
+    for c in &mut clients {
+        assert_eq!(read(c), 10);
+    }
+    env.set_v(11);
+    for c in &mut clients {
+        assert_eq!(read(c), 10);
+    }
+    let (hits, misses) = env.lookups();
+    assert!(
+        (1..=2).contains(&misses) && hits + misses == 12,
+        "{hits} hits, {misses} misses"
+    );
+    // A smaller memory bound that the entries fit keeps them.
+    let smaller = env.yaml.replace(
+        "max_result_size: 2KiB",
+        "max_result_size: 1KiB\n  max_memory_per_core: 4KiB",
+    );
+    env.proxy
+        .reload(Config::from_yaml_str(&smaller).unwrap())
+        .unwrap();
+    for c in &mut clients {
+        assert_eq!(read(c), 10);
+    }
+    // Other rules: every core forgets.
+    let other = smaller.replace("cache_ttl: 2s", "cache_ttl: 3s");
+    env.proxy.reload(Config::from_yaml_str(&other).unwrap()).unwrap();
+    for c in &mut clients {
+        assert_eq!(read(c), 11);
+    }
+}
