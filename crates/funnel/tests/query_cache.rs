@@ -371,3 +371,42 @@ fn query_cache_of_each_core_answers_its_sessions_and_a_reload_empties_all() {
         assert_eq!(read(c), 11);
     }
 }
+
+#[test]
+fn query_cache_gives_no_reply_where_a_read_opens_a_transaction() {
+    // The server starts every connection of a plain user in a transaction
+    // mode (autocommit off by `init_connect`), which no SET of the client
+    // shows: a read opens a transaction there.
+    let db = MariaDb::builder()
+        .server_arg("--init-connect=SET autocommit=0")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Without SUPER (or READ_ONLY ADMIN... none of ALL ON *.*): the server
+    // runs `init_connect` for it.
+    db.exec("CREATE USER qb@'%' IDENTIFIED BY 'bpw'");
+    db.exec("GRANT SELECT, PROCESS, SLAVE MONITOR ON *.* TO qb@'%'");
+    db.create_database("qc");
+    db.exec("CREATE TABLE qc.t (id INT PRIMARY KEY, v INT)");
+    db.exec("INSERT INTO qc.t VALUES (1, 10)");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: qc\n\
+         backends:\n  - name: primary\n    address: {}\n    user: qb\n    password: bpw\n\
+         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 5s\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let client = || Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
+    let in_transaction = |c: &mut Conn| {
+        c.query_first::<i64, _>("SELECT @@in_transaction")
+            .unwrap()
+            .unwrap()
+    };
+    let mut first = client();
+    assert_eq!(read(&mut first), 10);
+    assert_eq!(in_transaction(&mut first), 1, "as directly");
+    // Another session's read opens its own transaction, as directly.
+    let mut second = client();
+    assert_eq!(read(&mut second), 10);
+    assert_eq!(in_transaction(&mut second), 1, "the read opened a transaction");
+}
