@@ -162,6 +162,12 @@ impl Session {
 /// "opens a table" may be wrong (`TRIM(LEADING 'x' FROM 'xa')` has a
 /// `FROM` and opens none).
 pub(super) fn may_read_diagnostics_left(f: &Forward, sql: &[u8]) -> bool {
+    f.opens_no_table || f.may_keep_diagnostics || names_diagnostic_counts(sql)
+}
+
+/// True when `sql` may read `@@warning_count` or `@@error_count` (the
+/// names appear anywhere in it, maybe in a string or a comment).
+pub(super) fn names_diagnostic_counts(sql: &[u8]) -> bool {
     let names = |word: &[u8]| sql.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
-    f.opens_no_table || f.may_keep_diagnostics || names(b"WARNING_COUNT") || names(b"ERROR_COUNT")
+    names(b"WARNING_COUNT") || names(b"ERROR_COUNT")
 }
