@@ -1175,15 +1175,18 @@ impl Session {
         // A query that reads the counts among other things
         // (`SELECT @@warning_count, NOW()`) reads the area as a diagnostics
         // statement does: where it opens no table, another client's
-        // warnings there would be its answer.
-        let reads_area = f.diagnostics
-            || (f.name == "COM_QUERY"
-                && self
-                    .buf
-                    .bytes()
-                    .get(5..total)
-                    .is_some_and(cached_reads::names_diagnostic_counts));
-        if reads_area && (self.own_err.is_some() || self.foreign_diagnostics) {
+        // warnings there would be its answer. (The text is scanned only
+        // when the area is not the client's.)
+        let reads_area = || {
+            f.diagnostics
+                || (f.name == "COM_QUERY"
+                    && self
+                        .buf
+                        .bytes()
+                        .get(5..total)
+                        .is_some_and(cached_reads::names_diagnostic_counts))
+        };
+        if (self.own_err.is_some() || self.foreign_diagnostics) && reads_area() {
             if let Err(e) = Box::pin(self.give_diagnostics(&mut conn)).await {
                 self.buf.consume(total);
                 self.discard_backend(conn);
