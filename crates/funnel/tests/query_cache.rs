@@ -410,3 +410,30 @@ fn query_cache_gives_no_reply_where_a_read_opens_a_transaction() {
     assert_eq!(read(&mut second), 10);
     assert_eq!(in_transaction(&mut second), 1, "the read opened a transaction");
 }
+
+#[test]
+fn query_cache_answers_while_the_server_is_down_until_the_ttl_ends() {
+    let db = MariaDb::builder().start().unwrap_or_else(|e| panic!("{e}"));
+    db.create_user("qb", "bpw");
+    db.create_database("qc");
+    db.exec("CREATE TABLE qc.t (id INT PRIMARY KEY, v INT)");
+    db.exec("INSERT INTO qc.t VALUES (1, 10)");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: qc\n\
+         backends:\n  - name: primary\n    address: {}\n    user: qb\n    password: bpw\n\
+         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 1s\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
+    assert_eq!(read(&mut c), 10);
+    db.stop();
+    // As documented: no server is asked within the TTL.
+    assert_eq!(read(&mut c), 10);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(
+        c.query_first::<i64, _>(READ).is_err(),
+        "past the TTL, the server's absence shows"
+    );
+}
