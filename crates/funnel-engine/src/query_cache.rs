@@ -34,9 +34,14 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    /// Bytes the key holds, for the memory bound.
+    /// Bytes the key holds, for the memory bound (kept once for both of
+    /// the cache's maps).
     fn size(&self) -> usize {
-        self.sql.len() + self.user.len() + self.schema.as_ref().map_or(0, Vec::len) + 128
+        self.sql.len()
+            + self.user.len()
+            + self.schema.as_ref().map_or(0, Vec::len)
+            + self.vars.heap_size()
+            + 128
     }
 }
 
@@ -61,11 +66,16 @@ struct Entry {
 /// One core's cache.
 #[derive(Debug, Default)]
 pub struct QueryCache {
-    entries: HashMap<CacheKey, Entry>,
-    /// Entries by last use, oldest first.
-    by_use: BTreeMap<u64, CacheKey>,
+    entries: HashMap<Rc<CacheKey>, Entry>,
+    /// Entries by last use, oldest first. The key is shared with
+    /// `entries`: a copy would take as much memory again, uncounted, and
+    /// be made at every hit.
+    by_use: BTreeMap<u64, Rc<CacheKey>>,
     tick: u64,
     bytes: usize,
+    /// Bumped by [`QueryCache::clear`]: a reply to a read looked up before
+    /// is no longer to be kept.
+    generation: u64,
 }
 
 impl QueryCache {
@@ -77,9 +87,13 @@ impl QueryCache {
             return None;
         }
         self.tick += 1;
-        self.by_use.remove(&entry.used);
+        // Every entry is in `by_use`; were one not, a copy keeps it there.
+        let shared = self
+            .by_use
+            .remove(&entry.used)
+            .unwrap_or_else(|| Rc::new(key.clone()));
         entry.used = self.tick;
-        self.by_use.insert(self.tick, key.clone());
+        self.by_use.insert(self.tick, shared);
         Some(entry.reply.clone())
     }
 
@@ -108,7 +122,8 @@ impl QueryCache {
             }
         }
         self.tick += 1;
-        self.by_use.insert(self.tick, key.clone());
+        let key = Rc::new(key);
+        self.by_use.insert(self.tick, Rc::clone(&key));
         self.bytes += size;
         self.entries.insert(
             key,
@@ -122,8 +137,8 @@ impl QueryCache {
         true
     }
 
-    /// Drops every entry (a reload that shrinks the memory bound keeps
-    /// none over it).
+    /// Drops the least recently used entries down to `max_bytes` (a reload
+    /// that shrinks the memory bound keeps none over it).
     pub fn shrink_to(&mut self, max_bytes: usize) {
         while self.bytes > max_bytes {
             let Some((_, oldest)) = self.by_use.pop_first() else {
@@ -133,6 +148,22 @@ impl QueryCache {
                 self.bytes -= e.size;
             }
         }
+    }
+
+    /// Drops every entry, and refuses replies to reads looked up before
+    /// (see [`QueryCache::generation`]).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.by_use.clear();
+        self.bytes = 0;
+        self.generation += 1;
+    }
+
+    /// Changes at every [`QueryCache::clear`]: a read that missed keeps its
+    /// reply only while this is what it was at the lookup (a reload that
+    /// changed the rules while it ran cleared the cache).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Entries and the bytes they hold.
@@ -168,6 +199,30 @@ mod tests {
             bytes: vec![0; len].into(),
             summary: Rc::new(ResponseSummary::default()),
         }
+    }
+
+    #[test]
+    fn query_cache_counts_a_keys_session_variables_in_its_size() {
+        use crate::session::variables::{Assignment, Utf8Alias};
+        let mut c = QueryCache::default();
+        let mut k = key("a");
+        k.vars.apply(
+            &[Assignment {
+                name: "init_connect".into(),
+                value: Some(format!("'{}'", "x".repeat(10_000))),
+            }],
+            Utf8Alias::Fixed,
+        );
+        // Ten kilobytes of variables with a small reply: over 8 KiB.
+        assert!(!c.put(
+            k.clone(),
+            reply(100),
+            Duration::from_secs(5),
+            Instant::now(),
+            8 << 10
+        ));
+        assert!(c.put(k, reply(100), Duration::from_secs(5), Instant::now(), 16 << 10));
+        assert!(c.usage().1 > 10_000, "{:?}", c.usage());
     }
 
     #[test]

@@ -259,14 +259,26 @@ impl Shard {
         // Retired pools with no connection go now, not a tick later: a
         // snapshot right after the change lists no empty left-overs.
         self.backends.forget_retired();
+        // A kept reply stands for what the rule that kept it (its TTL, its
+        // hostgroup) and the user's hostgroups made of the read: other
+        // rules, users or servers may answer it otherwise.
+        let old = self.config();
+        let mut cache = self.query_cache.borrow_mut();
+        if cfg.query_rules != old.query_rules
+            || cfg.users != old.users
+            || cfg.backends != old.backends
+            || cfg.hostgroups != old.hostgroups
+        {
+            cache.clear();
+        } else {
+            cache.shrink_to(cfg.query_cache.max_memory_per_core.as_u64() as usize);
+        }
+        drop(cache);
         *self.users.borrow_mut() = Rc::new(UserTable::from_config(&cfg.users, counters));
         self.users_generation
             .set(self.users_generation.get().wrapping_add(1));
-        self.query_cache
-            .borrow_mut()
-            .shrink_to(cfg.query_cache.max_memory_per_core.as_u64() as usize);
         // Unchanged rules keep their hit counts.
-        if cfg.query_rules != self.config().query_rules {
+        if cfg.query_rules != old.query_rules {
             *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
         }
         *self.config.borrow_mut() = Rc::new(cfg);

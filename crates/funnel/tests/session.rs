@@ -892,6 +892,21 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "a read of the counts with other columns, opening no table, reads no other client's warnings",
+        pool: 1,
+        setup: &[],
+        steps: &[
+            (1, "SELECT 1 / 0"),
+            (1, "SLEEP:300"),
+            (0, "SELECT @@warning_count, UPPER('a')"),
+            (2, "SELECT nosuch"),
+            (2, "SLEEP:300"),
+            (0, "SELECT @@error_count, @@warning_count, TRIM(LEADING 'x' FROM 'xa')"),
+            (0, "SELECT 1 / 0"),
+            (0, "SELECT @@warning_count, UPPER('a')"),
+        ],
+    },
+    Case {
         name: "temporary tables",
         pool: 2,
         setup: &[],

@@ -23,7 +23,8 @@ impl Session {
     /// be shared: a single read that pins nothing, reads neither user
     /// variables nor the previous statement's results, from a session
     /// that holds no connection (no transaction, no pin; one kept only
-    /// for its warnings is let go on a hit, as the read would clear them),
+    /// for its warnings is let go on a hit of a read that clears them, and
+    /// a read that would not clear them is not shared),
     /// with autocommit on, and of a user without `causal_reads` (a cached
     /// reply may predate the session's own writes).
     pub(super) fn cache_key(&self, total: usize, f: &Forward) -> Option<(CacheKey, Duration)> {
@@ -48,6 +49,9 @@ impl Session {
         if super::rewrite::mentions_previous_statement(sql) || super::user_vars::mentions_any(sql) {
             return None;
         }
+        if self.diagnostics_pending() && may_read_diagnostics_left(f, sql) {
+            return None;
+        }
         let key = CacheKey {
             sql: sql.to_vec(),
             user: self.user.name.clone(),
@@ -57,6 +61,15 @@ impl Session {
             vars: self.vars.clone(),
         };
         Some((key, ttl))
+    }
+
+    /// The session's diagnostics area holds its own warnings or error (on
+    /// the connection kept for them, or Funnel's own ERR): a read that
+    /// leaves the area alone (see [`may_read_diagnostics_left`]) would
+    /// report them in `@@warning_count`, `@@error_count`, which a reply
+    /// kept from a clean session says are 0.
+    fn diagnostics_pending(&self) -> bool {
+        self.linger || self.own_err.is_some()
     }
 
     /// Looks `key` up in the core's cache: on a hit, answers the client
@@ -69,10 +82,13 @@ impl Session {
         key: CacheKey,
         ttl: Duration,
     ) -> Option<Result<(), End>> {
-        let hit = self.shard.query_cache.borrow_mut().get(&key, Instant::now());
+        let (hit, generation) = {
+            let mut cache = self.shard.query_cache.borrow_mut();
+            (cache.get(&key, Instant::now()), cache.generation())
+        };
         let Some(reply) = hit else {
             Stats::bump(&self.shard.stats.query_cache_misses);
-            self.cache_miss = Some((key, ttl));
+            self.cache_miss = Some((key, ttl, generation));
             return None;
         };
         Stats::bump(&self.shard.stats.query_cache_hits);
@@ -113,7 +129,7 @@ impl Session {
     /// sent) when it ended clean: one result set, no error, no warning,
     /// no state change, nothing more to come.
     pub(super) fn keep_in_cache(&mut self, bytes: Vec<u8>, summary: &ResponseSummary) {
-        let Some((key, ttl)) = self.cache_miss.take() else {
+        let Some((key, ttl, generation)) = self.cache_miss.take() else {
             return;
         };
         let open = StatusFlags::SERVER_MORE_RESULTS_EXISTS.0 | StatusFlags::SERVER_STATUS_CURSOR_EXISTS.0;
@@ -130,9 +146,28 @@ impl Session {
             summary: std::rc::Rc::new(summary.clone()),
         };
         let max = self.shard.config().query_cache.max_memory_per_core.as_u64() as usize;
-        self.shard
-            .query_cache
-            .borrow_mut()
-            .put(key, reply, ttl, Instant::now(), max);
+        let mut cache = self.shard.query_cache.borrow_mut();
+        // Looked up under rules a reload has since replaced.
+        if cache.generation() != generation {
+            return;
+        }
+        cache.put(key, reply, ttl, Instant::now(), max);
     }
+}
+
+/// True when the read `f` (text `sql`) may answer with what the statements
+/// before it left in the diagnostics area: it may open no table (only a
+/// statement that opens one clears the area), or it names the area's
+/// counts (`@@warning_count`, `@@error_count`) where Funnel's reading of
+/// "opens a table" may be wrong (`TRIM(LEADING 'x' FROM 'xa')` has a
+/// `FROM` and opens none).
+pub(super) fn may_read_diagnostics_left(f: &Forward, sql: &[u8]) -> bool {
+    f.opens_no_table || f.may_keep_diagnostics || names_diagnostic_counts(sql)
+}
+
+/// True when `sql` may read `@@warning_count` or `@@error_count` (the
+/// names appear anywhere in it, maybe in a string or a comment).
+pub(super) fn names_diagnostic_counts(sql: &[u8]) -> bool {
+    let names = |word: &[u8]| sql.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word));
+    names(b"WARNING_COUNT") || names(b"ERROR_COUNT")
 }

@@ -465,9 +465,10 @@ struct Session {
     /// The rules a prepare being served was matched against and the rule
     /// that matched it, for the client's statement to keep.
     prepared_rule: (u32, Option<Rc<crate::rules::Action>>),
-    /// The query-cache key (and its rule's `cache_ttl`) of the read being
-    /// run, which the cache did not hold: its reply is captured to keep.
-    cache_miss: Option<(crate::query_cache::CacheKey, Duration)>,
+    /// The query-cache key (with its rule's `cache_ttl` and the cache's
+    /// generation at the lookup) of the read being run, which the cache
+    /// did not hold: its reply is captured to keep.
+    cache_miss: Option<(crate::query_cache::CacheKey, Duration, u64)>,
     /// The diagnostics area of the connection the session holds may still
     /// hold another client's warnings: it came from the pool marked stale,
     /// and the session's statements on it since opened no table and left
@@ -1171,7 +1172,21 @@ impl Session {
                 None => return Ok(()),
             };
         }
-        if f.diagnostics && (self.own_err.is_some() || self.foreign_diagnostics) {
+        // A query that reads the counts among other things
+        // (`SELECT @@warning_count, NOW()`) reads the area as a diagnostics
+        // statement does: where it opens no table, another client's
+        // warnings there would be its answer. (The text is scanned only
+        // when the area is not the client's.)
+        let reads_area = || {
+            f.diagnostics
+                || (f.name == "COM_QUERY"
+                    && self
+                        .buf
+                        .bytes()
+                        .get(5..total)
+                        .is_some_and(cached_reads::names_diagnostic_counts))
+        };
+        if (self.own_err.is_some() || self.foreign_diagnostics) && reads_area() {
             if let Err(e) = Box::pin(self.give_diagnostics(&mut conn)).await {
                 self.buf.consume(total);
                 self.discard_backend(conn);
@@ -1863,6 +1878,14 @@ impl Session {
                 crate::column_cache::ColumnCache::new(statement)
             });
         // A read to keep for the query cache: what the client is sent.
+        // Not one that leaves alone a diagnostics area holding another
+        // client's warnings: its `@@warning_count` reads them.
+        let reads_foreign = self.cache_miss.as_ref().is_some_and(|(key, ..)| {
+            self.foreign_diagnostics && cached_reads::may_read_diagnostics_left(f, &key.sql)
+        });
+        if reads_foreign {
+            self.cache_miss = None;
+        }
         let mut capture = self.cache_miss.as_ref().map(|_| {
             crate::relay::Capture::new(self.shard.config().query_cache.max_result_size.as_u64() as usize)
         });

@@ -268,6 +268,12 @@ impl SessionVars {
         !plain || v.to_ascii_uppercase().contains("ORACLE")
     }
 
+    /// About the bytes the variables take in memory (names, values and
+    /// each entry's bookkeeping), for the query cache's memory bound.
+    pub fn heap_size(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.len() + 64).sum()
+    }
+
     /// True when nothing was set.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
