@@ -50,39 +50,41 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "CALLs of stateless_procedures after which the client's backend connection was given back.",
         per_core(&|s| s.counters.calls_unpinned),
     );
-    let mut cache = Vec::new();
-    for s in shards {
-        for (result, n) in [
-            ("hit", s.counters.query_cache_hits),
-            ("miss", s.counters.query_cache_misses),
-        ] {
-            cache.push((format!("{{core=\"{}\",result=\"{result}\"}}", s.shard.0), n));
+    // One series per core and outcome, the outcome under `label`.
+    let per_core_by = |label: &str, outcomes: &dyn Fn(&ShardSnapshot) -> Vec<(&'static str, u64)>| {
+        let mut series = Vec::new();
+        for s in shards {
+            for (outcome, n) in outcomes(s) {
+                series.push((format!("{{core=\"{}\",{label}=\"{outcome}\"}}", s.shard.0), n));
+            }
         }
-    }
+        series
+    };
     counter(
         "funnel_query_cache_lookups_total",
         "Reads a query rule with cache_ttl matched: answered from the core's query cache (hit) or by a server (miss).",
-        cache,
+        per_core_by("result", &|s| {
+            vec![
+                ("hit", s.counters.query_cache_hits),
+                ("miss", s.counters.query_cache_misses),
+            ]
+        }),
     );
     counter(
         "funnel_bulk_executes_total",
         "MariaDB bulk executes (COM_STMT_BULK_EXECUTE, a batch of rows for one statement) forwarded.",
         per_core(&|s| s.counters.bulk_executes),
     );
-    let mut causal = Vec::new();
-    for s in shards {
-        for (outcome, n) in [
-            ("waited", s.counters.causal_waits),
-            ("no_wait", s.counters.causal_waits_skipped),
-            ("writer", s.counters.causal_reads_on_writer),
-        ] {
-            causal.push((format!("{{core=\"{}\",outcome=\"{outcome}\"}}", s.shard.0), n));
-        }
-    }
     counter(
         "funnel_causal_reads_total",
         "Replica reads of causal_reads sessions after a write: waited for the replica to apply it, served at once (seen applied), or sent to the writer.",
-        causal,
+        per_core_by("outcome", &|s| {
+            vec![
+                ("waited", s.counters.causal_waits),
+                ("no_wait", s.counters.causal_waits_skipped),
+                ("writer", s.counters.causal_reads_on_writer),
+            ]
+        }),
     );
     counter(
         "funnel_bytes_total",

@@ -113,14 +113,7 @@ impl QueryCache {
             return false;
         }
         self.remove(&key);
-        while self.bytes + size > max_bytes {
-            let Some((_, oldest)) = self.by_use.pop_first() else {
-                break;
-            };
-            if let Some(e) = self.entries.remove(&oldest) {
-                self.bytes -= e.size;
-            }
-        }
+        self.shrink_to(max_bytes - size);
         self.tick += 1;
         let key = Rc::new(key);
         self.by_use.insert(self.tick, Rc::clone(&key));
