@@ -1352,7 +1352,7 @@ impl Session {
             // `max_join_size` it is too small for the `DO` ends with an
             // error condition, not an error, and a count of 1.
             Ok(summary) => summary.error.is_none() && summary.warnings == 0,
-            Err(e) => return self.give_found_rows_lost(conn, total, e).await,
+            Err(e) => return self.lost_before_command(conn, total, e).await,
         };
         if !given {
             // Funnel's condition is in the diagnostics area now, where a
@@ -1366,7 +1366,7 @@ impl Session {
             }
             for sql in clear {
                 if let Err(e) = conn.run_query(sql).await {
-                    return self.give_found_rows_lost(conn, total, e).await;
+                    return self.lost_before_command(conn, total, e).await;
                 }
             }
             if with_insert_id {
@@ -1378,14 +1378,15 @@ impl Session {
         Ok(Some((conn, given)))
     }
 
-    /// The connection failed while given a count (see
-    /// [`Self::give_found_rows`]): the client is told.
-    async fn give_found_rows_lost(
+    /// The connection failed under a statement of Funnel's before the
+    /// client's command (a count given, a sync): the connection goes, the
+    /// command's `total` bytes are consumed, and the client is told.
+    pub(super) async fn lost_before_command<T>(
         &mut self,
         conn: BackendConn,
         total: usize,
         e: BackendError,
-    ) -> Result<Option<(BackendConn, bool)>, End> {
+    ) -> Result<Option<T>, End> {
         self.buf.consume(total);
         self.discard_backend(conn);
         self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))

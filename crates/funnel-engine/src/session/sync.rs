@@ -127,13 +127,7 @@ impl Session {
                 self.own_row_count_next |= summary.error.is_some();
                 Ok(Some(conn))
             }
-            Err(e) => {
-                self.buf.consume(total);
-                self.discard_backend(conn);
-                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await
-                    .map(|_| None)
-            }
+            Err(e) => self.lost_before_command(conn, total, e).await,
         }
     }
 
@@ -350,13 +344,7 @@ impl Session {
                     self.send_backend_err(1, &err).await.map(|_| None)
                 }
             },
-            Err(e) => {
-                self.buf.consume(total);
-                self.discard_backend(conn);
-                self.reply_error(1, backend_lost(&self.last_backend, e.to_string()))
-                    .await
-                    .map(|_| None)
-            }
+            Err(e) => self.lost_before_command(conn, total, e).await,
         }
     }
 
