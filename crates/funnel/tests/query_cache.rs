@@ -431,14 +431,7 @@ fn query_cache_gives_no_reply_where_a_read_opens_a_transaction() {
     db.create_database("qc");
     db.exec("CREATE TABLE qc.t (id INT PRIMARY KEY, v INT)");
     db.exec("INSERT INTO qc.t VALUES (1, 10)");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: qc\n\
-         backends:\n  - name: primary\n    address: {}\n    user: qb\n    password: bpw\n\
-         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 5s\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = private_funnel(&db, "5s");
     let client = || Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
     let in_transaction = |c: &mut Conn| {
         c.query_first::<i64, _>("SELECT @@in_transaction")
@@ -461,14 +454,7 @@ fn query_cache_answers_while_the_server_is_down_until_the_ttl_ends() {
     db.create_database("qc");
     db.exec("CREATE TABLE qc.t (id INT PRIMARY KEY, v INT)");
     db.exec("INSERT INTO qc.t VALUES (1, 10)");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: qc\n\
-         backends:\n  - name: primary\n    address: {}\n    user: qb\n    password: bpw\n\
-         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 1s\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = private_funnel(&db, "1s");
     let mut c = Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
     assert_eq!(read(&mut c), 10);
     db.stop();
@@ -479,4 +465,17 @@ fn query_cache_answers_while_the_server_is_down_until_the_ttl_ends() {
         c.query_first::<i64, _>(READ).is_err(),
         "past the TTL, the server's absence shows"
     );
+}
+
+/// A Funnel (one core) in front of a private server `db` that has schema
+/// `qc` and account `qb`, caching `SELECT /* cached */` reads for `ttl`.
+fn private_funnel(db: &MariaDb, ttl: &str) -> Proxy {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: qc\n\
+         backends:\n  - name: primary\n    address: {}\n    user: qb\n    password: bpw\n\
+         query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: {ttl}\n",
+        db.addr()
+    );
+    funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap())
 }
