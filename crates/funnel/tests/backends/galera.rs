@@ -73,9 +73,9 @@ fn wait_for_writes_on(proxy: &funnel_engine::Proxy, db: &MariaDb, mut id: i64) -
     }
 }
 
-#[test]
-fn backends_galera_node_out_of_sync_is_taken_out_of_rotation() {
-    let (g1, g2) = (galera_node(), galera_node());
+/// Funnel in front of `g1` and `g2`, one hostgroup with `max_writers: 1`
+/// (`g1` writes while it may), checked every 100 ms.
+fn one_writer_of(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
     let extra = "pool:\n  max_per_core: 2\n\
                  monitor:\n  interval: 100ms\n  timeout: 2s\n  failures_before_down: 1\n\
                  hostgroups:\n  - name: db\n    max_writers: 1\n";
@@ -84,7 +84,13 @@ fn backends_galera_node_out_of_sync_is_taken_out_of_rotation() {
         &[("g1", g1.addr()), ("g2", g2.addr())],
         extra,
     );
-    let proxy = funnel_testkit::funnel::start(cfg);
+    funnel_testkit::funnel::start(cfg)
+}
+
+#[test]
+fn backends_galera_node_out_of_sync_is_taken_out_of_rotation() {
+    let (g1, g2) = (galera_node(), galera_node());
+    let proxy = one_writer_of(&g1, &g2);
     let id = wait_for_writes_on(&proxy, &g1, 1);
     for id in id..id + 10 {
         insert(&proxy, id).unwrap();
@@ -273,15 +279,7 @@ fn backends_galera_node_that_lost_quorum_is_taken_out_and_named() {
 #[test]
 fn backends_galera_node_rejecting_queries_is_taken_out_of_rotation() {
     let (g1, g2) = (galera_node(), galera_node());
-    let extra = "pool:\n  max_per_core: 2\n\
-                 monitor:\n  interval: 100ms\n  timeout: 2s\n  failures_before_down: 1\n\
-                 hostgroups:\n  - name: db\n    max_writers: 1\n";
-    let cfg = one_hostgroup(
-        "    default_schema: farm\n",
-        &[("g1", g1.addr()), ("g2", g2.addr())],
-        extra,
-    );
-    let proxy = funnel_testkit::funnel::start(cfg);
+    let proxy = one_writer_of(&g1, &g2);
     let id = wait_for_writes_on(&proxy, &g1, 1);
     g1.exec("SET GLOBAL wsrep_reject_queries = ALL");
     let id = wait_for_writes_on(&proxy, &g2, id);
