@@ -50,6 +50,7 @@ pub mod splice;
 pub use builder::MariaDbBuilder;
 pub use connect::opts as client_opts;
 pub use error::TestkitError;
+pub use port::listen_port;
 pub use retry::{eventually, wait_until as wait_until_within};
 pub use rng::SeededRng;
 pub use server::MariaDb;

@@ -8,11 +8,7 @@ use funnel_testkit::MariaDb;
 use mysql::{Conn, OptsBuilder};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    funnel_testkit::listen_port()
 }
 
 fn login(port: u16, user: &str) -> mysql::Result<Conn> {

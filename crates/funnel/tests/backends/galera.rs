@@ -24,11 +24,7 @@ fn galera_node() -> MariaDb {
         "no Galera provider at {PROVIDER}: install galera-4 (mariadb-server depends on it)"
     );
     // The group communication port; free a moment ago.
-    let gcomm = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let gcomm = free_port();
     let args = [
         "--wsrep_on=ON".to_string(),
         format!("--wsrep_provider={PROVIDER}"),
@@ -128,11 +124,7 @@ fn backends_galera_node_out_of_sync_is_taken_out_of_rotation() {
 
 /// A free port on loopback (free a moment ago).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    funnel_testkit::listen_port()
 }
 
 /// Galera options for a node of a cluster at `gcomm` (empty: a new one),
