@@ -1499,6 +1499,27 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // `TRIM`, `SUBSTRING` (`SUBSTR`) and `EXTRACT` take a `FROM` of
+        // their own, which names no table; a `FROM` in a subquery does.
+        name: "the client's own warnings outlive functions written with FROM",
+        pool: 2,
+        setup: &["CREATE TABLE fw (v VARCHAR(8))", "INSERT INTO fw VALUES ('xa')"],
+        steps: &[
+            (0, "SELECT 1 / 0"),
+            (0, "SELECT TRIM(LEADING 'x' FROM 'xa'), SUBSTRING('abc' FROM 2 FOR 1)"),
+            (0, "SHOW WARNINGS"),
+            (0, "SELECT CAST('x' AS SIGNED)"),
+            (0, "SELECT EXTRACT(YEAR FROM '2020-01-02'), MID('abc' FROM 2) AS s"),
+            (0, "SELECT @@warning_count"),
+            (0, "SELECT 1 / 0"),
+            (0, "SELECT TRIM(BOTH FROM ' a '), SUBSTR('abc' FROM 2)"),
+            (0, "SHOW WARNINGS"),
+            (0, "SELECT 1 / 0"),
+            (0, "SELECT TRIM(LEADING 'x' FROM (SELECT v FROM fw))"),
+            (0, "SHOW WARNINGS"),
+        ],
+    },
+    Case {
         name: "computed sql_mode that changes parsing, SQL_CALC_FOUND_ROWS forms, SET TRANSACTION with autocommit off and CHAIN",
         pool: 2,
         setup: &["CREATE TABLE ex (id INT AUTO_INCREMENT PRIMARY KEY, v INT)", "INSERT INTO ex (v) VALUES (1), (2), (3)"],

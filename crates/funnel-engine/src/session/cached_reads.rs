@@ -159,8 +159,8 @@ impl Session {
 /// before it left in the diagnostics area: it may open no table (only a
 /// statement that opens one clears the area), or it names the area's
 /// counts (`@@warning_count`, `@@error_count`) where Funnel's reading of
-/// "opens a table" may be wrong (`TRIM(LEADING 'x' FROM 'xa')` has a
-/// `FROM` and opens none).
+/// "opens a table" may be wrong (it takes any `FROM` it cannot place for
+/// a table's, a `FROM DUAL` after a `TRIM(... FROM ...)` too).
 pub(super) fn may_read_diagnostics_left(f: &Forward, sql: &[u8]) -> bool {
     f.opens_no_table || f.may_keep_diagnostics || names_diagnostic_counts(sql)
 }

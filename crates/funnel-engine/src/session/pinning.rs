@@ -319,7 +319,7 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         && tokens.words.first().is_some_and(|w| w.as_slice() == b"DROP")
         && tokens.words.get(1).is_some_and(|w| w.as_slice() == b"TEMPORARY");
     effect.opens_no_table = tokens.statements == 1
-        && (!tokens.has(b"FROM") || from_dual_only(&tokens.words))
+        && (!tokens.table_from || from_dual_only(&tokens.words))
         && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
     effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
@@ -1370,7 +1370,19 @@ struct Tokens {
     /// the connection's character set ([`sql_lex::ambiguous_comment_at`]),
     /// so the words seen here may not be the server's.
     ambiguous_comment: bool,
+    /// A `FROM` that may name a table: any but one directly inside the
+    /// parentheses of a function written with a `FROM` of its own
+    /// (`TRIM(LEADING 'x' FROM v)`, [`FROM_FUNCTIONS`]).
+    table_from: bool,
 }
+
+/// Functions whose arguments may be written with a `FROM` that names no
+/// table (`SUBSTRING(s FROM 2 FOR 1)`, `EXTRACT(YEAR FROM d)`).
+const FROM_FUNCTIONS: [&[u8]; 5] = [b"TRIM", b"SUBSTRING", b"SUBSTR", b"MID", b"EXTRACT"];
+
+/// Parentheses deep enough to tell a function's `FROM` by; deeper ones
+/// count as any parentheses, whose `FROM` may name a table.
+const FROM_DEPTH: u32 = 64;
 
 /// Statements in which a user variable can only be read (unless after
 /// `INTO`, or assigned with `:=`).
@@ -1411,6 +1423,11 @@ impl Tokens {
         let mut blank_tail: Option<usize> = None;
         // The word count at the last `<<`: a label is `<<` one word `>>`.
         let mut label_open: Option<usize> = None;
+        // Open parentheses, and which of them (bit per depth) follow a
+        // function of [`FROM_FUNCTIONS`]; where the last word ended, and
+        // whether it names one of those.
+        let (mut depth, mut from_parens) = (0u32, 0u64);
+        let (mut word_end_at, mut from_function) = (0usize, false);
         while i < n {
             let c = sql[i];
             match c {
@@ -1509,8 +1526,26 @@ impl Tokens {
                                 .is_some_and(|w| matches!(w.as_slice(), b"SELECT" | b"WITH"));
                         }
                     }
+                    if word.as_slice() == b"FROM" {
+                        let innermost = depth.checked_sub(1).filter(|d| *d < FROM_DEPTH);
+                        t.table_from |= innermost.is_none_or(|d| from_parens & (1 << d) == 0);
+                    }
+                    from_function = FROM_FUNCTIONS.contains(&word.as_slice());
+                    word_end_at = i;
                     t.words.push(word);
                     saw_content = true;
+                }
+                b'(' => {
+                    let call = from_function && sql[word_end_at..i].iter().all(u8::is_ascii_whitespace);
+                    if depth < FROM_DEPTH {
+                        from_parens = (from_parens & !(1 << depth)) | (u64::from(call) << depth);
+                    }
+                    depth += 1;
+                    i += 1;
+                }
+                b')' => {
+                    depth = depth.saturating_sub(1);
+                    i += 1;
                 }
                 b'<' if sql.get(i + 1) == Some(&b'<') => {
                     label_open = Some(t.words.len());
@@ -1745,6 +1780,9 @@ mod tests {
             "XA ROLLBACK 'x'",
             "SELECT 1 FROM DUAL",
             "select @x, 'a' || 'b' from dual",
+            "SELECT TRIM(LEADING 'x' FROM 'xa'), substring('abc' from 2 for 1)",
+            "SELECT EXTRACT(YEAR FROM NOW()), MID ('abc' FROM 2), TRIM(BOTH FROM ' a ')",
+            "SELECT TRIM(LEADING 'x' FROM CONCAT('x', (1)))",
         ] {
             assert!(classify(sql.as_bytes()).opens_no_table, "{sql}");
         }
@@ -1754,6 +1792,12 @@ mod tests {
             "SELECT (SELECT v FROM t LIMIT 1) FROM DUAL",
             "SELECT 1 FROM DUAL; SELECT 2",
             "SET @x = (SELECT v FROM t)",
+            "SELECT TRIM(LEADING 'x' FROM (SELECT v FROM t))",
+            "SELECT EXTRACT(YEAR FROM d) FROM t",
+            "SELECT TRIM(v) FROM t",
+            "SELECT TRIM /* c */ ('x' FROM t)",
+            "SELECT `TRIM`('x' FROM t)",
+            "SELECT TRIM('x' FROM 'y'), (SELECT 1 FROM t)",
             "INSERT INTO t VALUES (1)",
             "SELECT 1; SELECT 2",
             "SHOW TABLES",
