@@ -48,6 +48,8 @@ FAMILIES = {
     "funnel_query_rule_hits_total": "counter",
     "funnel_query_cache_lookups_total": "counter",
     "funnel_query_cache_bytes": "gauge",
+    "funnel_query_log_lines_total": "counter",
+    "funnel_query_log_dropped_total": "counter",
     "funnel_query_duration_seconds": "histogram",
     "funnel_backlog_wait_seconds": "histogram",
     "funnel_backend_connect_seconds": "histogram",

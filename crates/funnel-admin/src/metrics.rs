@@ -46,6 +46,16 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         per_core(&|s| s.counters.sets_answered_locally),
     );
     counter(
+        "funnel_query_log_lines_total",
+        "Lines written to the query log.",
+        per_core(&|s| s.counters.query_log_lines),
+    );
+    counter(
+        "funnel_query_log_dropped_total",
+        "Query log lines dropped: the core's writes fell behind or failed.",
+        per_core(&|s| s.counters.query_log_dropped),
+    );
+    counter(
         "funnel_calls_unpinned_total",
         "CALLs of stateless_procedures after which the client's backend connection was given back.",
         per_core(&|s| s.counters.calls_unpinned),

@@ -23,8 +23,9 @@ pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{ConfigError, Problem};
 pub use model::{
     AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, ClientConfig, Config, HostgroupConfig,
-    LogConfig, LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryCacheConfig, QueryRule, SchemaLimit,
-    TlsFiles, User, DEFAULT_HOSTGROUP, DEFAULT_MAX_PREPARED_PER_CLIENT, MAX_PREPARED_PER_CORE,
+    LogConfig, LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryCacheConfig, QueryLogConfig,
+    QueryRule, SchemaLimit, TlsFiles, User, DEFAULT_HOSTGROUP, DEFAULT_MAX_PREPARED_PER_CLIENT,
+    MAX_PREPARED_PER_CORE,
 };
 pub use procedures::procedure_matches;
 pub use show::REDACTED;

@@ -164,6 +164,9 @@ pub struct Config {
     /// The query cache of rules with `cache_ttl`.
     #[serde(default)]
     pub query_cache: QueryCacheConfig,
+    /// The query log: statements written to a file, one JSON line each.
+    #[serde(default)]
+    pub query_log: QueryLogConfig,
     /// Backend health checks.
     #[serde(default)]
     pub monitor: MonitorConfig,
@@ -242,6 +245,10 @@ pub struct QueryRule {
     /// after a server answered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl: Option<HumanDuration>,
+    /// Write matching statements to the query log (`true`), or keep them
+    /// out of it when `query_log.all` logs the rest (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<bool>,
 }
 
 /// How Funnel watches its backends.
@@ -506,6 +513,34 @@ impl Default for QueryCacheConfig {
         QueryCacheConfig {
             max_memory_per_core: ByteSize::mib(32),
             max_result_size: ByteSize::mib(1),
+        }
+    }
+}
+
+/// The query log: one JSON line per statement it takes, appended to one
+/// file by every core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryLogConfig {
+    /// The file lines are appended to (created if missing); unset: no log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Log every statement but those of rules with `log: false` (else only
+    /// those of rules with `log: true`).
+    pub all: bool,
+    /// Only statements that took at least this long (a slow query log).
+    pub min_duration: HumanDuration,
+    /// The most of a statement's text a line keeps.
+    pub max_text: ByteSize,
+}
+
+impl Default for QueryLogConfig {
+    fn default() -> Self {
+        QueryLogConfig {
+            path: None,
+            all: false,
+            min_duration: HumanDuration::ZERO,
+            max_text: ByteSize(4 << 10),
         }
     }
 }

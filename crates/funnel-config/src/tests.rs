@@ -712,7 +712,7 @@ fn config_query_rules_route_refuse_or_time_out() {
     assert_eq!(
         problems(&bad),
         [
-            "query_rules[0]: give hostgroup, error, timeout, rewrite or cache_ttl",
+            "query_rules[0]: give hostgroup, error, timeout, rewrite, cache_ttl or log",
             "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite or cache_ttl with error",
             "query_rules[2].error: the message is empty",
             "query_rules[3].timeout: must be at least 1ms",
@@ -764,6 +764,34 @@ fn config_query_cache_bounds_its_results_by_its_memory() {
         [
             "query_rules[0].cache_ttl: must be at least 1ms",
             "query_cache.max_result_size: must be at least 1KiB and at most query_cache.max_memory_per_core (1MiB)",
+        ]
+    );
+}
+
+#[test]
+fn config_query_log_needs_a_file_for_what_it_logs() {
+    let cfg = Config::from_yaml_str(&format!(
+        "{MINIMAL}query_log:\n  path: /var/log/funnel/queries.jsonl\n  min_duration: 100ms\n\
+         query_rules:\n  - match_prefix: DELETE\n    log: true\n  - match_prefix: SELECT\n    error: no\n    log: true\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.query_log.max_text,
+        ByteSize::KIB.as_u64().saturating_mul(4).into()
+    );
+    assert_eq!(cfg.query_log.min_duration, HumanDuration::from_millis(100));
+    assert!(!cfg.query_log.all);
+    assert_eq!(cfg.query_rules[0].log, Some(true));
+    let bad = format!(
+        "{MINIMAL}query_log:\n  all: true\n  max_text: 2MiB\n\
+         query_rules:\n  - match_prefix: DELETE\n    log: true\n  - match_prefix: SELECT\n    log: false\n"
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "query_log.max_text: must be at most 1MiB",
+            "query_log.all: give query_log.path, the file to log to",
+            "query_rules[0].log: give query_log.path, the file to log to",
         ]
     );
 }

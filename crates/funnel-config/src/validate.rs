@@ -52,6 +52,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
             ),
         );
     }
+    check_query_log(config, &mut out);
     check_monitor(config, &mut out);
     check_idle_poll(config, &mut out);
     if let Some(tls) = &config.client.tls {
@@ -130,14 +131,15 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
                 );
             }
         }
-        let acts =
+        // What only a statement that runs has (a refused one may be logged).
+        let runs =
             r.hostgroup.is_some() || r.timeout.is_some() || r.rewrite.is_some() || r.cache_ttl.is_some();
         match &r.error {
-            None if !acts => {
-                push(out, path.clone(), "give hostgroup, error, timeout, rewrite or cache_ttl");
+            None if !runs && r.log.is_none() => {
+                push(out, path.clone(), "give hostgroup, error, timeout, rewrite, cache_ttl or log");
             }
             None => {}
-            Some(_) if acts => push(
+            Some(_) if runs => push(
                 out,
                 format!("{path}.error"),
                 "a refused statement runs nowhere: give no hostgroup, timeout, rewrite or cache_ttl with error",
@@ -163,6 +165,31 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
         if let Some(ttl) = r.cache_ttl {
             if ttl.as_duration() < MIN_RULE_TIMEOUT {
                 push(out, format!("{path}.cache_ttl"), "must be at least 1ms");
+            }
+        }
+    }
+}
+
+/// The query log's bounds, and a file for the rules that log to write to.
+fn check_query_log(config: &Config, out: &mut Vec<Problem>) {
+    let log = &config.query_log;
+    if log.max_text > ByteSize::MIB {
+        push(out, "query_log.max_text", "must be at most 1MiB");
+    }
+    if log.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        push(out, "query_log.path", "is empty");
+    }
+    if log.path.is_none() {
+        if log.all {
+            push(out, "query_log.all", "give query_log.path, the file to log to");
+        }
+        for (i, r) in config.query_rules.iter().enumerate() {
+            if r.log == Some(true) {
+                push(
+                    out,
+                    format!("query_rules[{i}].log"),
+                    "give query_log.path, the file to log to",
+                );
             }
         }
     }

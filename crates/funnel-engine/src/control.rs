@@ -29,6 +29,8 @@ pub enum ControlMsg {
         backends: Vec<BackendSpec>,
         /// Per-user connection counters (running counts kept).
         user_counters: crate::session::users::UserCounters,
+        /// The query log's file, opened anew.
+        query_log: Option<crate::query_log::QueryLogFile>,
     },
     /// The health monitor's latest verdict on one backend.
     Health {
@@ -270,6 +272,10 @@ pub struct Counters {
     pub bytes_from_clients: u64,
     /// Bytes to clients.
     pub bytes_to_clients: u64,
+    /// Lines the core wrote to the query log.
+    pub query_log_lines: u64,
+    /// Lines the query log dropped (its writes fell behind or failed).
+    pub query_log_dropped: u64,
 }
 
 impl Counters {
@@ -305,5 +311,7 @@ impl Counters {
         self.snapshots += o.snapshots;
         self.bytes_from_clients += o.bytes_from_clients;
         self.bytes_to_clients += o.bytes_to_clients;
+        self.query_log_lines += o.query_log_lines;
+        self.query_log_dropped += o.query_log_dropped;
     }
 }

@@ -32,6 +32,7 @@ pub mod pool;
 pub mod prepared;
 pub mod proxy;
 pub mod query_cache;
+pub mod query_log;
 pub mod relay;
 pub mod router;
 pub mod rt;

@@ -73,6 +73,14 @@ pub enum StartError {
         /// What was wrong (a missing CA file, a bad server name).
         reason: String,
     },
+    /// The query log's file could not be opened.
+    #[error("query_log.path: cannot open {}: {source}", path.display())]
+    QueryLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An executor thread could not start.
     #[error("cannot start shard {shard}: {source}")]
     Spawn {
@@ -128,6 +136,7 @@ impl Proxy {
             .map(crate::tls::server_config)
             .transpose()?;
         let specs = resolve_backends(&config)?;
+        let query_log = open_query_log(&config)?;
         let greeting = probe_greetings(&specs).unwrap_or_else(|| Greeting {
             version: FALLBACK_VERSION.as_bytes().to_vec(),
             charset: funnel_protocol::charset::UTF8MB4_GENERAL_CI as u8,
@@ -183,6 +192,7 @@ impl Proxy {
                 peers: senders.clone(),
                 user_counters: user_counters.clone(),
                 tls: tls.clone(),
+                query_log: query_log.clone(),
             };
             let name = format!("funnel-shard-{i}");
             let ready = ready_tx.clone();
@@ -321,6 +331,9 @@ impl ProxyHandle {
 
     fn apply(&self, running: &mut Running, config: Config) -> Result<Vec<String>, StartError> {
         let specs = resolve_backends(&config)?;
+        // Opened anew at every reload: after logrotate moved the file
+        // away, lines go to a new one.
+        let query_log = open_query_log(&config)?;
         let mut config = config;
         let not_applied = keep_restart_only_keys(&running.config, &mut config);
         running.user_counters = UserCounters::for_users(&config.users, Some(&running.user_counters));
@@ -329,6 +342,7 @@ impl ProxyHandle {
                 config: Box::new(config.clone()),
                 backends: specs.clone(),
                 user_counters: running.user_counters.clone(),
+                query_log: query_log.clone(),
             });
         }
         running.config = config;
@@ -536,6 +550,14 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
         next.client.tls = running.client.tls.clone();
     }
     kept
+}
+
+/// The query log's file, opened for every core to append to.
+fn open_query_log(config: &Config) -> Result<Option<crate::query_log::QueryLogFile>, StartError> {
+    crate::query_log::QueryLogFile::open(&config.query_log).map_err(|source| StartError::QueryLog {
+        path: config.query_log.path.clone().unwrap_or_default(),
+        source,
+    })
 }
 
 /// Resolves every configured backend's address (blocking DNS: only at

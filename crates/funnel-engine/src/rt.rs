@@ -257,6 +257,12 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) {
     glommio::spawn_local(fut).detach();
 }
 
+/// Runs `f` on a thread beside the core's (blocking file I/O), and gives
+/// its result back to the awaiting task.
+pub async fn spawn_blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
+}
+
 /// How soon a task spawned with [`spawn_urgent`] runs once it can, however
 /// many session tasks are queued: the core switches task queues at least
 /// this often while it has one.

@@ -41,6 +41,9 @@ pub struct Action {
     /// A read's reply is answered from the core's query cache for this
     /// long after a server gave it.
     pub cache_ttl: Option<Duration>,
+    /// The statement goes to the query log (`Some(true)`), or stays out
+    /// of it (`Some(false)`) when `query_log.all` logs the rest.
+    pub log: Option<bool>,
 }
 
 impl Action {
@@ -138,6 +141,7 @@ impl Rules {
                             timeout: r.timeout.map(|t| t.as_duration()),
                             rewrites: r.rewrite.is_some(),
                             cache_ttl: r.cache_ttl.map(|t| t.as_duration()),
+                            log: r.log,
                         }),
                         rewrite: r.rewrite.as_ref().map(|t| t.as_bytes().to_vec()),
                         hits: Cell::new(0),
@@ -259,6 +263,7 @@ mod tests {
             timeout: None,
             rewrite: None,
             cache_ttl: None,
+            log: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! One core's world: its listener, its clients, its backend pool and its
 //! counters. Nothing here is shared with another core.
 
+use crate::query_log::{QueryLog, QueryLogFile};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -59,6 +60,8 @@ pub struct Shard {
     pub digests: Digests,
     /// Replies of reads that query rules with `cache_ttl` matched.
     pub query_cache: RefCell<crate::query_cache::QueryCache>,
+    /// This core's side of the query log.
+    pub query_log: Rc<QueryLog>,
     /// Per-connection log events, rate-limited.
     pub log_rate: crate::lograte::LogRate,
     /// TLS for clients that ask for it (`client.tls`).
@@ -119,6 +122,8 @@ pub struct ShardSetup {
     pub user_counters: UserCounters,
     /// TLS for clients, built once at start.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The query log's file, opened once for every core.
+    pub query_log: Option<QueryLogFile>,
 }
 
 impl Shard {
@@ -132,7 +137,10 @@ impl Shard {
         ));
         let stopping = Rc::new(Cell::new(false));
         backends.apply(&cfg, &setup.backends, &stopping);
+        let query_log = Rc::new(QueryLog::default());
+        query_log.configure(setup.id.0, &cfg.query_log, setup.query_log);
         Rc::new(Shard {
+            query_log,
             id: setup.id,
             users: RefCell::new(Rc::new(UserTable::from_config(&cfg.users, &setup.user_counters))),
             users_generation: Cell::new(0),
@@ -254,7 +262,14 @@ impl Shard {
 
     /// Applies a reloaded configuration: users, rules, limits and backends
     /// change live; connected clients keep their sessions.
-    pub fn reload(&self, cfg: Config, resolved: &[BackendSpec], counters: &UserCounters) {
+    pub fn reload(
+        &self,
+        cfg: Config,
+        resolved: &[BackendSpec],
+        counters: &UserCounters,
+        query_log: Option<QueryLogFile>,
+    ) {
+        self.query_log.configure(self.id.0, &cfg.query_log, query_log);
         self.backends.apply(&cfg, resolved, &self.stopping);
         // Retired pools with no connection go now, not a tick later: a
         // snapshot right after the change lists no empty left-overs.
@@ -640,7 +655,11 @@ impl Shard {
         ShardSnapshot {
             shard: self.id,
             clients_active: s.clients_active.get(),
-            counters: s.counters(),
+            counters: crate::control::Counters {
+                query_log_lines: self.query_log.lines.get(),
+                query_log_dropped: self.query_log.dropped.get(),
+                ..s.counters()
+            },
             errors_by_code: s.errors_by_code.borrow().clone(),
             open_failures_by_backend: s.open_failures_by_backend.borrow().clone(),
             pins_total: s.pins.borrow().clone(),
@@ -736,6 +755,7 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
         tracing::info!(shard = %shard.id, "no longer accepting new clients");
         (&mut stop_rx).await;
     }
+    shard.query_log.flush_now();
     tracing::info!(shard = %shard.id, "shard stopped");
 }
 
@@ -767,7 +787,8 @@ async fn control_loop(
                     config,
                     backends,
                     user_counters,
-                }) => shard.reload(*config, &backends, &user_counters),
+                    query_log,
+                }) => shard.reload(*config, &backends, &user_counters, query_log),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
                 Received::Msg(ControlMsg::StopAccepting) => {
                     if let Some(q) = quiet.take() {

@@ -152,6 +152,9 @@ impl Stats {
             prepares_from_registry: self.prepares_from_registry.get(),
             bytes_from_clients: self.bytes_from_clients.get(),
             bytes_to_clients: self.bytes_to_clients.get(),
+            // The query log counts its own (`Shard::snapshot`).
+            query_log_lines: 0,
+            query_log_dropped: 0,
         }
     }
 

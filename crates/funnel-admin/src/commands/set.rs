@@ -9,7 +9,7 @@ use crate::resultset::Reply;
 use crate::server::AdminContext;
 
 /// Sections whose keys `SET` may change.
-const SETTABLE: [&str; 5] = ["pool", "backlog", "client", "monitor", "query_cache"];
+const SETTABLE: [&str; 6] = ["pool", "backlog", "client", "monitor", "query_cache", "query_log"];
 
 /// Keys of those sections that only a restart applies (as
 /// `funnel_engine::proxy::restart_only_changes` keeps them). Named here

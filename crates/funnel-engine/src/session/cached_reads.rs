@@ -116,6 +116,9 @@ impl Session {
         if !self.linger {
             self.release_if_free();
         }
+        if self.log.taken() {
+            self.log.answered_from_cache(summary.rows);
+        }
         if let Some((key, text)) = self.digest.take() {
             let took = self.cmd_started.elapsed();
             self.shard

@@ -19,6 +19,7 @@ pub mod named_locks;
 mod own_err;
 use lost_transaction::Verdict;
 pub mod pinning;
+mod query_logging;
 mod reset;
 pub mod rewrite;
 mod rule_actions;
@@ -310,6 +311,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 own_err: None,
                 linger: false,
                 query_rule: None,
+                log: Default::default(),
                 query_rules_seen: 0,
                 prepared_rule: (0, None),
                 cache_miss: None,
@@ -458,6 +460,8 @@ struct Session {
     /// here rather than in the command's `Forward`, which every command
     /// moves around.
     query_rule: Option<Rc<crate::rules::Action>>,
+    /// What the query log is told of the command under way.
+    log: query_logging::LogDraft,
     /// The [`crate::rules::Rules::id`] of the rules the text query being
     /// run was matched against when the client sent it, 0 if none: its
     /// rule stands while they are the shard's.
@@ -732,6 +736,7 @@ impl Session {
             let started = Instant::now();
             self.cmd_started = started;
             self.digest = None;
+            self.log.clear();
             self.control.set_statement(None, None);
             self.learn_set = None;
             Stats::bump(&self.shard.stats.commands);
@@ -767,6 +772,9 @@ impl Session {
                     self.refuse_by_rule(&err).await
                 }
             };
+            if self.log.taken() {
+                self.log_command(started);
+            }
             if let Err(end) = result {
                 return end;
             }
@@ -1240,6 +1248,8 @@ impl Session {
         };
         let key = crate::digest::key(sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(sql));
+        self.log
+            .begin(&self.shard.query_log, self.query_rule.as_deref(), "query", sql);
         self.control.set_statement(Some(key), text.as_deref());
         self.digest = Some((key, text));
     }
@@ -2249,6 +2259,10 @@ impl Session {
         if self.stateless_pins {
             Box::pin(self.end_stateless_pins()).await;
         }
+        if self.log.taken() {
+            let error = summary.error.as_ref().map(|e| e.code);
+            self.log.served(summary.rows, summary.affected_rows, error);
+        }
         // After keep_or_release, so a pin is counted against this digest.
         if let Some((key, text)) = self.digest.take() {
             let took = self.cmd_started.elapsed();
@@ -2908,6 +2922,9 @@ impl Session {
 
     /// Writes an ERR to the client (see [`write_own`]).
     async fn write_err(&mut self, seq: u8, err: &ErrPacket) -> std::io::Result<()> {
+        if self.log.taken() {
+            self.log.failed(err.code);
+        }
         self.out.clear();
         write_small_packet(&mut self.out, seq, |p| err.write(p));
         write_own(&mut self.stream, &self.out, &self.shard, &self.control).await

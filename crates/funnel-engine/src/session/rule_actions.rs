@@ -50,6 +50,8 @@ impl Session {
             return Ok((head, total));
         };
         if let Some(err) = &rule.refusal {
+            self.log
+                .begin(&self.shard.query_log, Some(&rule), "query", &payload[1..]);
             return Err(err.clone());
         }
         self.query_rule = Some(rule.clone());

@@ -530,6 +530,13 @@ impl Session {
         // CLIENTS` names what a waiting client waits to run.
         let digest = crate::digest::key(&meta.sql);
         let text = (!self.shard.digests.knows(digest)).then(|| crate::digest::text(&meta.sql));
+        let command = if bulk { "bulk_execute" } else { "execute" };
+        self.log.begin(
+            &self.shard.query_log,
+            self.query_rule.as_deref(),
+            command,
+            &meta.sql,
+        );
         self.control.set_statement(Some(digest), text.as_deref());
         self.digest = Some((digest, text));
         let Some(conn) = self.lease(0, &f).await? else {

@@ -1,0 +1,105 @@
+//! What a session tells the query log ([`crate::query_log`]) of each
+//! statement the log takes: its text when the command arrives, its outcome
+//! as the reply goes out, one line when the command is done.
+
+use std::time::{Instant, SystemTime};
+
+use crate::query_log::{Entry, QueryLog};
+use crate::rules::Action;
+
+use super::Session;
+
+/// The query log's notes on the command under way.
+#[derive(Debug, Default)]
+pub(super) struct LogDraft {
+    /// `query`, `execute` or `bulk_execute` when the log takes the
+    /// command; `None` (the usual case) when it does not.
+    command: Option<&'static str>,
+    /// The statement's text, cut to `query_log.max_text` (the buffer is
+    /// kept from command to command).
+    text: Vec<u8>,
+    cut: bool,
+    rule: Option<usize>,
+    rows: u64,
+    affected: u64,
+    error: Option<u16>,
+    /// A backend ran it (else Funnel answered).
+    served: bool,
+    cached: bool,
+}
+
+impl LogDraft {
+    /// Forgets the previous command's notes (at each command's start).
+    pub(super) fn clear(&mut self) {
+        self.command = None;
+    }
+
+    /// Takes `sql` for the log when `log` takes statements of `rule`.
+    pub(super) fn begin(&mut self, log: &QueryLog, rule: Option<&Action>, command: &'static str, sql: &[u8]) {
+        if !log.takes(rule.and_then(|r| r.log)) {
+            return;
+        }
+        let keep = sql.len().min(log.max_text());
+        self.text.clear();
+        self.text.extend_from_slice(&sql[..keep]);
+        self.command = Some(command);
+        self.cut = keep < sql.len();
+        self.rule = rule.map(|r| r.index);
+        (self.rows, self.affected, self.error) = (0, 0, None);
+        (self.served, self.cached) = (false, false);
+    }
+
+    /// True when the log takes the command under way.
+    pub(super) fn taken(&self) -> bool {
+        self.command.is_some()
+    }
+
+    /// Notes a backend's reply to the command.
+    pub(super) fn served(&mut self, rows: u64, affected: u64, error: Option<u16>) {
+        self.served = true;
+        self.rows = rows;
+        self.affected = affected;
+        self.error = error;
+    }
+
+    /// Notes a reply from the query cache.
+    pub(super) fn answered_from_cache(&mut self, rows: u64) {
+        self.cached = true;
+        self.rows = rows;
+    }
+
+    /// Notes an ERR the client was sent.
+    pub(super) fn failed(&mut self, code: u16) {
+        self.error = Some(code);
+    }
+}
+
+impl Session {
+    /// Writes the query log's line for the command that arrived at
+    /// `started`, when the log took it.
+    pub(super) fn log_command(&mut self, started: Instant) {
+        let Some(command) = self.log.command.take() else {
+            return;
+        };
+        let took = started.elapsed();
+        let d = &self.log;
+        let log: &std::rc::Rc<QueryLog> = &self.shard.query_log;
+        log.record(&Entry {
+            started: SystemTime::now() - took,
+            took,
+            client: u64::from(self.id.0),
+            user: &self.user.name,
+            schema: self.schema.as_deref(),
+            peer: &self.peer,
+            command,
+            text: &d.text,
+            cut: d.cut,
+            rule: d.rule,
+            backend: d.served.then_some(&*self.last_backend),
+            cached: d.cached,
+            rows: d.rows,
+            affected: d.affected,
+            error: d.error,
+        });
+    }
+}

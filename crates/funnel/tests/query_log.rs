@@ -1,0 +1,257 @@
+//! The query log (`query_log`, `query_rules[].log`): statements written to
+//! a file as JSON lines, by every core, with what a server or Funnel
+//! answered; a slow query log with `min_duration`; reopened at a reload.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use funnel_config::Config;
+use funnel_engine::Proxy;
+use funnel_testkit::client_opts as opts;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::Conn;
+use serde_json::Value;
+
+struct Env {
+    proxy: Proxy,
+    schema: String,
+    dir: tempfile::TempDir,
+    yaml: String,
+}
+
+/// Funnel on 2 cores in front of the shared server, logging to a file in
+/// a fresh directory, with `extra` YAML (rules, `query_log` keys).
+fn env(prefix: &str, log: &str, extra: &str) -> Env {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database(prefix);
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    db.exec(&format!(
+        "CREATE TABLE {schema}.t (id INT PRIMARY KEY, v VARCHAR(20))"
+    ));
+    db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 'one'), (2, 'two')"));
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 2\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         query_log:\n  path: {}\n{log}{extra}",
+        db.addr(),
+        dir.path().join("queries.jsonl").display()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    Env {
+        proxy,
+        schema,
+        dir,
+        yaml,
+    }
+}
+
+impl Env {
+    fn client(&self) -> Conn {
+        Conn::new(opts(self.proxy.local_addr().port(), "app", "apppw")).unwrap()
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("queries.jsonl")
+    }
+}
+
+/// The lines of the log at `path` once it holds `n` (lines wait up to
+/// 200 ms in a core's buffer).
+fn lines(path: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let got: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The line whose text is `text`.
+fn line_of<'a>(lines: &'a [Value], text: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["text"] == text)
+        .unwrap_or_else(|| panic!("no line for {text}: {lines:#?}"))
+}
+
+#[test]
+fn query_log_writes_every_statement_with_its_outcome() {
+    let e = env("qlog_all", "  all: true\n", "");
+    let mut c = e.client();
+    let id: u64 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let rows: Vec<(i32, String)> = c.query("SELECT id, v FROM t ORDER BY id").unwrap();
+    assert_eq!(rows.len(), 2);
+    c.query_drop("INSERT INTO t VALUES (3, 'three'), (4, 'four')")
+        .unwrap();
+    let err = c.query_drop("SELEC 1").unwrap_err();
+    assert!(err.to_string().contains("1064"), "{err}");
+    let stmt = c.prep("SELECT v FROM t WHERE id = ?").unwrap();
+    let v: Option<String> = c.exec_first(&stmt, (2,)).unwrap();
+    assert_eq!(v.as_deref(), Some("two"));
+    let got = lines(&e.path(), 6);
+
+    let select = line_of(&got, "SELECT id, v FROM t ORDER BY id");
+    assert_eq!(select["command"], "query");
+    assert_eq!(select["client"], id, "the client's CONNECTION_ID()");
+    assert_eq!(select["user"], "app");
+    assert_eq!(select["schema"], e.schema.as_str());
+    assert_eq!(select["backend"], "primary");
+    assert_eq!(select["rows"], 2);
+    assert_eq!(select["error"], Value::Null);
+    assert_eq!(select["rule"], Value::Null);
+    assert!(select["duration_us"].as_u64().is_some());
+    assert!(select["time"].as_str().unwrap().ends_with('Z'));
+    assert!(select["peer"].as_str().unwrap().starts_with("127.0.0.1"));
+    let insert = line_of(&got, "INSERT INTO t VALUES (3, 'three'), (4, 'four')");
+    assert_eq!(insert["affected"], 2);
+    assert_eq!(insert["rows"], 0);
+    assert_eq!(line_of(&got, "SELEC 1")["error"], 1064);
+    let execute = line_of(&got, "SELECT v FROM t WHERE id = ?");
+    assert_eq!(execute["command"], "execute");
+    assert_eq!(execute["rows"], 1);
+    let snapshots = e.proxy.snapshots();
+    let logged: u64 = snapshots.iter().map(|s| s.counters.query_log_lines).sum();
+    assert!(logged >= 6, "SHOW STATS query_log_lines: {logged}");
+    // A stop writes what the cores still hold.
+    c.query_drop("SELECT 'last'").unwrap();
+    drop(c);
+    let path = e.path();
+    e.proxy.shutdown();
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.lines().last().unwrap().contains("SELECT 'last'"), "{text}");
+}
+
+#[test]
+fn query_log_takes_what_the_rules_say() {
+    let rules = "query_rules:\n\
+                 \x20 - match_prefix: DELETE\n    log: true\n\
+                 \x20 - match_prefix: DROP\n    error: no drops here\n    log: true\n\
+                 \x20 - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 5s\n    log: true\n";
+    let e = env("qlog_rules", "", rules);
+    let mut c = e.client();
+    c.query_drop("SELECT 1").unwrap();
+    c.query_drop("DELETE FROM t WHERE id = 2").unwrap();
+    let err = c.query_drop("DROP TABLE t").unwrap_err();
+    assert!(err.to_string().contains("no drops here"), "{err}");
+    for _ in 0..2 {
+        let v: Option<String> = c
+            .query_first("SELECT /* cached */ v FROM t WHERE id = 1")
+            .unwrap();
+        assert_eq!(v.as_deref(), Some("one"));
+    }
+    lines(&e.path(), 4);
+    std::thread::sleep(Duration::from_millis(400));
+    let got = lines(&e.path(), 0);
+    assert_eq!(got.len(), 4, "only the rules' statements: {got:#?}");
+    let delete = line_of(&got, "DELETE FROM t WHERE id = 2");
+    assert_eq!(delete["rule"], 0);
+    assert_eq!(delete["affected"], 1);
+    let drop_ = line_of(&got, "DROP TABLE t");
+    assert_eq!(drop_["rule"], 1);
+    assert_eq!(drop_["error"], 1148);
+    assert_eq!(drop_["backend"], Value::Null, "refused by Funnel, run nowhere");
+    let reads: Vec<&Value> = got
+        .iter()
+        .filter(|l| l["text"] == "SELECT /* cached */ v FROM t WHERE id = 1")
+        .collect();
+    assert_eq!(reads.len(), 2);
+    assert_eq!(reads[0]["backend"], "primary");
+    assert_eq!(reads[1]["cached"], true);
+    assert_eq!(reads[1]["backend"], Value::Null);
+    assert_eq!(reads[1]["rows"], 1);
+}
+
+#[test]
+fn query_log_with_min_duration_is_a_slow_query_log() {
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* quiet */'\n    log: false\n";
+    let log = "  all: true\n  min_duration: 250ms\n  max_text: 40B\n";
+    let e = env("qlog_slow", log, rules);
+    let mut c = e.client();
+    c.query_drop("SELECT 1").unwrap();
+    c.query_drop("SELECT /* quiet */ SLEEP(0.3)").unwrap();
+    let long = format!("SELECT SLEEP(0.3), '{}'", "x".repeat(100));
+    c.query_drop(&long).unwrap();
+    lines(&e.path(), 1);
+    std::thread::sleep(Duration::from_millis(400));
+    let got = lines(&e.path(), 0);
+    assert_eq!(got.len(), 1, "the slow statement alone: {got:#?}");
+    assert_eq!(got[0]["text"], &long[..40]);
+    assert_eq!(got[0]["text_cut"], true);
+    assert!(got[0]["duration_us"].as_u64().unwrap() >= 250_000);
+}
+
+#[test]
+fn query_log_is_reopened_at_a_reload_and_a_bad_path_is_refused() {
+    let e = env("qlog_reopen", "  all: true\n", "");
+    let mut c = e.client();
+    c.query_drop("SELECT 'before'").unwrap();
+    line_of(&lines(&e.path(), 2), "SELECT 'before'");
+    // As logrotate does: move the file away, then have Funnel reopen it.
+    let rotated = e.dir.path().join("queries.jsonl.1");
+    std::fs::rename(e.path(), &rotated).unwrap();
+    let Env {
+        mut proxy, dir, yaml, ..
+    } = e;
+    let path = dir.path().join("queries.jsonl");
+    proxy.reload(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    c.query_drop("SELECT 'after'").unwrap();
+    let now = lines(&path, 1);
+    assert_eq!(now.len(), 1, "only what came after the reload: {now:#?}");
+    assert_eq!(now[0]["text"], "SELECT 'after'");
+    line_of(&lines(&rotated, 2), "SELECT 'before'");
+
+    // A file that cannot be opened: the reload is refused, and the log
+    // goes on where it was.
+    let bad = yaml.replace(&path.display().to_string(), "/nonexistent-dir/queries.jsonl");
+    let refused = proxy.reload(Config::from_yaml_str(&bad).unwrap()).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .starts_with("query_log.path: cannot open /nonexistent-dir/queries.jsonl"),
+        "{refused}"
+    );
+    c.query_drop("SELECT 'still'").unwrap();
+    assert_eq!(lines(&path, 2)[1]["text"], "SELECT 'still'");
+    // And Funnel does not start with one.
+    let failed = Proxy::start(Config::from_yaml_str(&bad).unwrap()).err().unwrap();
+    assert!(
+        failed.to_string().starts_with("query_log.path: cannot open"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn query_log_keys_are_set_on_the_admin_interface() {
+    let admin = "admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n";
+    let e = env("qlog_admin", "", admin);
+    let cfg = Config::from_yaml_str(&e.yaml).unwrap();
+    let listeners = funnel_admin::start(&cfg, e.proxy.handle(), None).unwrap();
+    let port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut ops = Conn::new(opts(port, "admin", "secret")).unwrap();
+    let mut c = e.client();
+    c.query_drop("SELECT 'unlogged'").unwrap();
+    ops.query_drop("SET query_log.all = true").unwrap();
+    c.query_drop("SELECT 'logged'").unwrap();
+    let got = lines(&e.path(), 1);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["text"], "SELECT 'logged'");
+    let refused = ops
+        .query_drop("SET query_log.path = /nonexistent-dir/q.jsonl")
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("query_log.path: cannot open"),
+        "{refused}"
+    );
+    let refused = ops.query_drop("SET query_log.max_text = 2MiB").unwrap_err();
+    assert!(refused.to_string().contains("must be at most 1MiB"), "{refused}");
+}
