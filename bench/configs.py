@@ -24,6 +24,7 @@ A configuration is `label:key=value,...` with keys
   cache=TTL     a query rule with cache_ttl TTL (e.g. 60s) for sysbench's point
                 select text (`SELECT c FROM sbtest`): reads answered from
                 Funnel's query cache after the first of each id
+  qlog=PATH     the query log on, every statement (query_log.all) written to PATH
   server=pool   in front of a second MariaDB run with thread_handling=pool-of-threads
                 (started for it, with the same tables), instead of the
                 one-thread-per-connection one
@@ -80,6 +81,7 @@ class Shape:
     idle_poll: str | None = None
     pool_server: bool = False
     cache_ttl: str | None = None
+    query_log: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "Shape":
@@ -107,11 +109,13 @@ class Shape:
                 s.idle_poll = value
             elif key == "cache":
                 s.cache_ttl = value
+            elif key == "qlog":
+                s.query_log = value
             elif key == "env":
                 k, _, v = value.partition("=")
                 s.env[k] = v
             else:
-                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, cache, bin, env, nice, backend=unix|tcp, relay=socat, server=pool)")
+                raise ValueError(f"{spec!r}: unknown key {key!r} (cores, pool, idle_poll, cache, qlog, bin, env, nice, backend=unix|tcp, relay=socat, server=pool)")
         return s
 
     def describe(self) -> str:
@@ -129,6 +133,8 @@ class Shape:
             extra += ", in front of the pool-of-threads MariaDB"
         if self.cache_ttl is not None:
             extra += f", point selects cached for {self.cache_ttl}"
+        if self.query_log is not None:
+            extra += f", every statement logged to {self.query_log}"
         return f"cores {self.cores}, pool {self.pool}/core ({self.cores * self.pool} backend connections){extra}{build}"
 
 
@@ -138,6 +144,8 @@ def shape_yaml(shape: Shape) -> str:
     if shape.cache_ttl is not None:
         yaml += ("query_rules:\n  - match_prefix: \"SELECT c FROM sbtest\"\n"
                  f"    cache_ttl: {shape.cache_ttl}\n")
+    if shape.query_log is not None:
+        yaml += f"query_log:\n  path: {shape.query_log}\n  all: true\n"
     return yaml
 
 

@@ -184,10 +184,17 @@ fn query_log_with_min_duration_is_a_slow_query_log() {
     lines(&e.path(), 1);
     std::thread::sleep(Duration::from_millis(400));
     let got = lines(&e.path(), 0);
-    assert_eq!(got.len(), 1, "the slow statement alone: {got:#?}");
-    assert_eq!(got[0]["text"], &long[..40]);
-    assert_eq!(got[0]["text_cut"], true);
-    assert!(got[0]["duration_us"].as_u64().unwrap() >= 250_000);
+    // A fast statement slowed by a busy machine may be there too.
+    assert!(
+        got.iter().all(|l| l["duration_us"].as_u64().unwrap() >= 250_000),
+        "only statements that took 250 ms: {got:#?}"
+    );
+    let slow = line_of(&got, &long[..40]);
+    assert_eq!(slow["text_cut"], true);
+    assert!(
+        got.iter().all(|l| !l["text"].as_str().unwrap().contains("quiet")),
+        "the rule's log: false keeps its statement out: {got:#?}"
+    );
 }
 
 #[test]
