@@ -9,7 +9,6 @@
 //! grow without bound, and counts them.
 
 use std::cell::{Cell, RefCell};
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -213,77 +212,81 @@ fn count_lines(buf: &[u8]) -> u64 {
 
 /// Appends `e` to `out` as one JSON object and a newline.
 fn write_line(out: &mut Vec<u8>, core: u16, e: &Entry) {
-    let mut line = String::with_capacity(160 + e.text.len());
-    line.push_str("{\"time\":\"");
-    write_time(&mut line, e.started);
-    let _ = write!(line, "\",\"core\":{core},\"client\":{},\"user\":", e.client);
-    push_json_str(&mut line, e.user.as_bytes());
-    line.push_str(",\"schema\":");
-    match e.schema {
-        Some(s) => push_json_str(&mut line, s),
-        None => line.push_str("null"),
-    }
-    line.push_str(",\"peer\":");
-    push_json_str(&mut line, e.peer.as_bytes());
-    let _ = write!(line, ",\"command\":\"{}\",\"text\":", e.command);
-    push_json_str(&mut line, e.text);
+    // Writes to a Vec cannot fail.
+    out.extend_from_slice(b"{\"time\":\"");
+    write_time(out, e.started);
+    let _ = write!(out, "\",\"core\":{core},\"client\":{},\"user\":", e.client);
+    push_json_str(out, e.user.as_bytes());
+    out.extend_from_slice(b",\"schema\":");
+    push_json_opt(out, e.schema);
+    out.extend_from_slice(b",\"peer\":");
+    push_json_str(out, e.peer.as_bytes());
+    let _ = write!(out, ",\"command\":\"{}\",\"text\":", e.command);
+    push_json_str(out, e.text);
     if e.cut {
-        line.push_str(",\"text_cut\":true");
+        out.extend_from_slice(b",\"text_cut\":true");
     }
-    line.push_str(",\"rule\":");
-    match e.rule {
-        Some(r) => {
-            let _ = write!(line, "{r}");
-        }
-        None => line.push_str("null"),
-    }
-    line.push_str(",\"backend\":");
-    match e.backend {
-        Some(b) => push_json_str(&mut line, b.as_bytes()),
-        None => line.push_str("null"),
-    }
+    out.extend_from_slice(b",\"rule\":");
+    push_number_opt(out, e.rule.map(|r| r as u64));
+    out.extend_from_slice(b",\"backend\":");
+    push_json_opt(out, e.backend.map(str::as_bytes));
     if e.cached {
-        line.push_str(",\"cached\":true");
+        out.extend_from_slice(b",\"cached\":true");
     }
     let _ = write!(
-        line,
+        out,
         ",\"duration_us\":{},\"rows\":{},\"affected\":{},\"error\":",
         e.took.as_micros(),
         e.rows,
         e.affected
     );
-    match e.error {
-        Some(code) => {
-            let _ = write!(line, "{code}");
+    push_number_opt(out, e.error.map(u64::from));
+    out.extend_from_slice(b"}\n");
+}
+
+fn push_number_opt(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => {
+            let _ = write!(out, "{n}");
         }
-        None => line.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
-    line.push_str("}\n");
-    out.extend_from_slice(line.as_bytes());
+}
+
+fn push_json_opt(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) => push_json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// `bytes` as a JSON string: invalid UTF-8 becomes U+FFFD, control
 /// characters are escaped.
-fn push_json_str(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+fn push_json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
             }
-            c => out.push(c),
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// `at` as RFC 3339 in UTC, to the microsecond (`2026-11-24T12:00:00.000123Z`).
-fn write_time(out: &mut String, at: SystemTime) {
+fn write_time(out: &mut Vec<u8>, at: SystemTime) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);
@@ -325,9 +328,9 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_416), (2025, 11, 24));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        let mut s = String::new();
+        let mut s = Vec::new();
         write_time(&mut s, UNIX_EPOCH + Duration::from_micros(1_764_000_000_000_123));
-        assert_eq!(s, "2025-11-24T16:00:00.000123Z");
+        assert_eq!(s, b"2025-11-24T16:00:00.000123Z");
     }
 
     #[test]
