@@ -247,7 +247,7 @@ async fn check(
     timeout: Duration,
     donors_serve: bool,
 ) -> Result<Check, BackendError> {
-    let (mut conn, _) = BackendConn::open(
+    let (mut conn, _) = crate::pool::conn::BackendConnection::open(
         spec,
         BackendId(0),
         PoolKey::DEFAULT,

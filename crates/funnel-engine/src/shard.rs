@@ -18,7 +18,7 @@ use crate::ids::{BackendId, ClientId, ShardId};
 use crate::kill::{ClientRegistry, KillRefused};
 use crate::oneshot;
 use crate::pool::conn::BackendSpec;
-use crate::pool::conn::{BackendConn, ServerThread};
+use crate::pool::conn::{BackendConnection, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::pool::{Health, Service};
 use crate::prepared::registry::Registry;
@@ -442,7 +442,7 @@ impl Shard {
         let limit = self.config().pool.connect_timeout.as_duration();
         let open = |spec: BackendSpec| {
             let slot = crate::pool::conn::SlotGuard::take(&self.side_slots);
-            async move { BackendConn::open(&spec, BackendId(0), PoolKey::DEFAULT, slot, limit).await }
+            async move { BackendConnection::open(&spec, BackendId(0), PoolKey::DEFAULT, slot, limit).await }
         };
         let (mut conn, _) = match open(pool.spec().clone()).await {
             Ok(opened) => opened,

@@ -214,8 +214,14 @@ fn names_clause(charset: u8) -> Option<String> {
     Some(format!("NAMES '{cs}' COLLATE '{coll}'"))
 }
 
-/// An open, authenticated backend connection.
-pub struct BackendConn {
+/// An open, authenticated backend connection, on the heap: a session
+/// hands it from one async step to the next by value (lease, sync, relay,
+/// settle, release), and each of those moves is then a pointer's, not the
+/// whole state's (about 500 bytes, some 40 times per query).
+pub type BackendConn = Box<BackendConnection>;
+
+/// What [`BackendConn`] points to.
+pub struct BackendConnection {
     /// Id within the shard.
     pub id: BackendId,
     /// The socket.
@@ -315,7 +321,7 @@ pub struct BackendConn {
     _slot: SlotGuard,
 }
 
-impl std::fmt::Debug for BackendConn {
+impl std::fmt::Debug for BackendConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendConn")
             .field("id", &self.id)
@@ -348,7 +354,7 @@ const SSL_REQUEST_LEN: usize = 32;
 /// commands (their answers are small; a client's rows never come this way).
 const SMALL_PACKET_LIMIT: usize = 1 << 20;
 
-impl BackendConn {
+impl BackendConnection {
     /// The server thread running this connection's commands.
     pub fn server_thread(&self) -> ServerThread {
         ServerThread {
@@ -472,7 +478,7 @@ impl BackendConn {
                 Some(0x00) => {
                     let ok = OkPacket::parse(&p, caps)?;
                     let now = Instant::now();
-                    let conn = BackendConn {
+                    let conn = Box::new(BackendConnection {
                         id,
                         stream,
                         buf,
@@ -504,7 +510,7 @@ impl BackendConn {
                         needs_reset: false,
                         multi_statements: caps.contains(Capabilities::CLIENT_MULTI_STATEMENTS),
                         _slot: slot,
-                    };
+                    });
                     return Ok((conn, hs.server_version));
                 }
                 Some(0xff) => return Err(BackendError::Refused(ErrPacket::parse(&p)?)),

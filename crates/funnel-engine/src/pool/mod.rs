@@ -870,7 +870,8 @@ impl Pool {
         self.opening.set(self.opening.get() + 1);
         let started = Instant::now();
         let result =
-            match conn::BackendConn::open(&self.spec, id, key, slot, self.limits.get().connect_timeout).await
+            match conn::BackendConnection::open(&self.spec, id, key, slot, self.limits.get().connect_timeout)
+                .await
             {
                 Ok((mut conn, version)) => conn.enable_state_tracking().await.map(|()| (conn, version)),
                 Err(e) => Err(e),
