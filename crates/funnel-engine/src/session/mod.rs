@@ -896,7 +896,7 @@ impl Session {
                     }
                     self.learn_set = Some(key);
                 }
-                Box::pin(self.forward(total, f)).await
+                Box::pin(async move { self.forward(total, f).await }).await
             }
             // Boxes each statement command's future itself.
             Plan::Statement(cmd) => self.statement(cmd, total).await,
@@ -1916,14 +1916,17 @@ impl Session {
             capture: capture.as_mut(),
         };
         // Awaited where it is made in the common case: a relay future
-        // moved into the timer's would be copied for every statement.
+        // moved into the timer's would be copied for every statement. The
+        // timer's is boxed: held inline, it would double the size of this
+        // future, and of every one awaiting it, which is copied whole at
+        // each command's `Box::pin` (`dispatch`).
         let end = match (&stopped, rule_timeout) {
             (Some(stopped), Some(limit)) => {
                 let relay = relay_response(&mut conn, client, expect, query_timeout);
-                rule_actions::stopping_after(relay, limit, || {
+                Box::pin(rule_actions::stopping_after(relay, limit, || {
                     stopped.fired.set(true);
                     kill_statement(&self.shard, &self.control, thread);
-                })
+                }))
                 .await
             }
             _ => relay_response(&mut conn, client, expect, query_timeout).await,
