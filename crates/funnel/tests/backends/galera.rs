@@ -317,3 +317,146 @@ fn backends_galera_donor_serves_when_asked_to() {
     assert_eq!(pools[0].status, "up");
     g1.exec("SET GLOBAL wsrep_desync = OFF");
 }
+
+/// Funnel in front of a Galera pair: `g1` in the default hostgroup, `g2`
+/// the read hostgroup. Users `app` (causal reads, up to 10 s), `quick`
+/// (causal reads, up to 1 s) and `plain` (none).
+fn causal_split(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
+    let user = |name: &str, causal: &str| {
+        format!(
+            "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: db\n    read_hostgroup: reads\n    read_fallback: false\n{causal}"
+        )
+    };
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}{}backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        user("app", "    causal_reads: true\n    causal_reads_timeout: 10s\n"),
+        user("quick", "    causal_reads: true\n    causal_reads_timeout: 1s\n"),
+        user("plain", ""),
+        g1.addr(),
+        g2.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    // Until the monitor has seen them, neither is known for a Galera node.
+    funnel_testkit::wait_until_within("both nodes checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    proxy
+}
+
+fn causal_client(proxy: &funnel_engine::Proxy, user: &str) -> Conn {
+    Conn::new(
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some(user))
+            .pass(Some("apppw"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(30))),
+    )
+    .unwrap()
+}
+
+/// Row `id`'s value as a read through `c` sees it, and the port of the
+/// node that answered.
+fn read_v(c: &mut Conn, id: i64) -> (Option<i64>, u16) {
+    c.query_first(format!("SELECT (SELECT v FROM t WHERE id = {id}), @@port"))
+        .unwrap()
+        .unwrap()
+}
+
+/// Holds row `id` of `farm.t` on `db` with a transaction that Galera does
+/// not replicate (`wsrep_on` off in its session), so the node's applier
+/// waits for it: the node stays synced, and applies the cluster's change
+/// of that row only once the lock goes (the connection drops).
+fn hold_row(db: &MariaDb, id: i64) -> Conn {
+    let mut c = db.root();
+    c.query_drop("SET SESSION wsrep_on = OFF").unwrap();
+    c.query_drop("BEGIN").unwrap();
+    let _: Vec<(i64, i64)> = c
+        .query(format!("SELECT id, v FROM farm.t WHERE id = {id} FOR UPDATE"))
+        .unwrap();
+    c
+}
+
+/// The causal-read counters: (waited, served at once, sent to the writer).
+fn causal_counts(proxy: &funnel_engine::Proxy) -> (u64, u64, u64) {
+    let c = &proxy.snapshots()[0].counters;
+    (c.causal_waits, c.causal_waits_skipped, c.causal_reads_on_writer)
+}
+
+/// A causal_reads session writes through one Galera node and reads
+/// through another (its read hostgroup), whose applier a row lock holds
+/// back: the read waits there until the node has committed the write
+/// (`WSREP_SYNC_WAIT_UPTO_GTID`), and sees it. Without causal reads the
+/// same read sees the old value at once. Before, Funnel took every Galera
+/// node for a primary and never held a read there. A session whose
+/// `causal_reads_timeout` passes first reads from the writer.
+#[test]
+fn backends_galera_causal_reads_wait_for_the_node_to_apply_the_sessions_write() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (1, 1), (2, 1)");
+    let proxy = causal_split(&g1, &g2);
+    funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
+        rows(&[&g2])[0] == 2
+    });
+
+    // Without causal reads, the held-back apply shows.
+    let mut plain = causal_client(&proxy, "plain");
+    let lock = hold_row(&g2, 1);
+    plain.query_drop("UPDATE t SET v = 2 WHERE id = 1").unwrap();
+    assert_eq!(read_v(&mut plain, 1), (Some(1), g2.port()), "g2 lags");
+    drop(lock);
+    funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || {
+        read_v(&mut plain, 1).0 == Some(2)
+    });
+
+    let mut c = causal_client(&proxy, "app");
+    let lock = hold_row(&g2, 1);
+    c.query_drop("UPDATE t SET v = 3 WHERE id = 1").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    let started = Instant::now();
+    assert_eq!(read_v(&mut c, 1), (Some(3), g2.port()));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "the read waited for g2 ({waited:?})"
+    );
+    release.join().unwrap();
+    assert_eq!(causal_counts(&proxy), (1, 0, 0));
+    // g2 is known to have it: the next read does not wait.
+    assert_eq!(read_v(&mut c, 1), (Some(3), g2.port()));
+    assert_eq!(causal_counts(&proxy), (1, 1, 0));
+    // Several writes and reads in a row, g2 free: each read sees its write.
+    for v in 10..20 {
+        c.query_drop(format!("UPDATE t SET v = {v} WHERE id = 2"))
+            .unwrap();
+        assert_eq!(read_v(&mut c, 2), (Some(v), g2.port()));
+    }
+    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+
+    // g2 cannot catch up within `quick`'s second: the read goes to g1.
+    let mut q = causal_client(&proxy, "quick");
+    let lock = hold_row(&g2, 1);
+    q.query_drop("UPDATE t SET v = 4 WHERE id = 1").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_v(&mut q, 1), (Some(4), g1.port()));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "the read waited its second ({waited:?})"
+    );
+    assert_eq!(causal_counts(&proxy).2, 1, "counted in causal_reads_on_writer");
+    drop(lock);
+    // Caught up, g2 serves the session again.
+    funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || {
+        read_v(&mut plain, 1).0 == Some(4)
+    });
+    assert_eq!(read_v(&mut q, 1), (Some(4), g2.port()));
+}
