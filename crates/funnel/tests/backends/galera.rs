@@ -460,3 +460,58 @@ fn backends_galera_causal_reads_wait_for_the_node_to_apply_the_sessions_write() 
     });
     assert_eq!(read_v(&mut q, 1), (Some(4), g2.port()));
 }
+
+/// One hostgroup of a Galera pair under `max_writers: 1` (g1 writes), the
+/// reads of a causal_reads session spread over both nodes: each read sees
+/// the write before it. One on g2, whose applier a row lock holds back,
+/// waits until g2 has committed the write; one on g1, the node written
+/// through, is served at once however far g2 lags.
+#[test]
+fn backends_galera_causal_reads_across_a_one_writer_hostgroup() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (1, 0)");
+    let extra = "pool:\n  max_per_core: 4\n  min_idle_per_core: 0\n\
+                 monitor:\n  interval: 100ms\n  timeout: 2s\n\
+                 hostgroups:\n  - name: db\n    max_writers: 1\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n    causal_reads: true\n    causal_reads_timeout: 10s\n",
+        &[("g1", g1.addr()), ("g2", g2.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    funnel_testkit::wait_until_within("both nodes checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut c = causal_client(&proxy, "app");
+    let (mut on_g1, mut on_g2) = (0, 0);
+    for v in 1..=12 {
+        let lock = hold_row(&g2, 1);
+        c.query_drop(format!("UPDATE t SET v = {v} WHERE id = 1"))
+            .unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(lock);
+        });
+        let started = Instant::now();
+        let (seen, port) = read_v(&mut c, 1);
+        let took = started.elapsed();
+        assert_eq!(seen, Some(v), "read {v} on {port}");
+        if port == g1.port() {
+            on_g1 += 1;
+            assert!(
+                took < Duration::from_millis(300),
+                "g1 has the write: no wait ({took:?})"
+            );
+        } else {
+            on_g2 += 1;
+            assert!(took >= Duration::from_millis(250), "g2 waited for it ({took:?})");
+        }
+        release.join().unwrap();
+    }
+    assert!(
+        on_g1 > 0 && on_g2 > 0,
+        "reads on both nodes: {on_g1} on g1, {on_g2} on g2"
+    );
+    let (waits, _, on_writer) = causal_counts(&proxy);
+    assert_eq!((waits, on_writer), (on_g2, 0));
+}
