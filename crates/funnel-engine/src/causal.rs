@@ -207,6 +207,9 @@ pub struct CausalState {
     /// a read: the latest write, per cluster written to.
     pub wsrep: Vec<WsrepWant>,
     unread: Unread,
+    /// The Galera cluster the unread writes went to, if they went to one,
+    /// and the pool of the node they went through, if all went through one.
+    unread_galera: Option<(Rc<str>, Option<u32>)>,
 }
 
 impl CausalState {
@@ -231,6 +234,24 @@ impl CausalState {
     pub fn let_go(&mut self) {
         if let Unread::On(_) = self.unread {
             self.unread = Unread::Scattered;
+        }
+    }
+
+    /// The unread writes went to the node of the Galera `cluster` in pool
+    /// `through` too.
+    pub fn wrote_to_cluster(&mut self, cluster: &Rc<str>, through: u32) {
+        self.unread_galera = match self.unread_galera.take() {
+            Some((known, node)) if known == *cluster => Some((known, node.filter(|&n| n == through))),
+            _ => Some((cluster.clone(), Some(through))),
+        };
+    }
+
+    /// While writes to the Galera `cluster` are unread: `Some` with the
+    /// pool of the node they all went through (`None` when several).
+    pub fn unread_in(&self, cluster: &str) -> Option<Option<u32>> {
+        match &self.unread_galera {
+            Some((known, node)) if self.unread() && **known == *cluster => Some(*node),
+            _ => None,
         }
     }
 
@@ -296,6 +317,7 @@ impl CausalState {
     pub fn read(&mut self, pos: &GtidPos) {
         self.wanted.merge(pos);
         self.unread = Unread::Nothing;
+        self.unread_galera = None;
     }
 
     /// A new user, or a reload, gave the session other servers: it starts
@@ -432,6 +454,19 @@ mod tests {
                  SELECT @@global.gtid_binlog_pos, WSREP_LAST_SEEN_GTID() LIMIT 1"
             )
         );
+        assert_eq!(
+            s.unread_in("uuid-1"),
+            None,
+            "a write, but not to a Galera cluster"
+        );
+        s.wrote_to_cluster(&c1, 7);
+        s.wrote_to_cluster(&c1, 7);
+        assert_eq!(s.unread_in("uuid-1"), Some(Some(7)));
+        assert_eq!(s.unread_in("uuid-2"), None);
+        s.wrote_to_cluster(&c1, 8);
+        assert_eq!(s.unread_in("uuid-1"), Some(None), "through two nodes");
+        s.read(&GtidPos::default());
+        assert_eq!(s.unread_in("uuid-1"), None);
         s.read_wsrep(&c1, g("0-1-0"), 7);
         assert!(s.wants_nothing(), "sequence 0: the connection committed nothing");
         s.read_wsrep(&c1, g("0-1-5"), 7);

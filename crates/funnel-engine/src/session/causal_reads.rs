@@ -38,6 +38,9 @@ impl Session {
         };
         if f.may_write_data() {
             self.causal.wrote_on(conn.id);
+            if let Some(cluster) = &cluster {
+                self.causal.wrote_to_cluster(cluster, conn.pool_id);
+            }
         }
         if self.sticky() || f.pin.is_some() || self.linger || conn.may_be_in_transaction() {
             return Ok(());
@@ -87,8 +90,14 @@ impl Session {
     /// the session's next read goes to a writer, which reads the whole
     /// binary-log position.
     pub(super) fn note_causal_write_lost(&mut self, conn: &BackendConn, f: &Forward) {
-        if self.user.causal_reads.is_some() && f.may_write_data() && self.on_default_writer(conn).is_some() {
+        if self.user.causal_reads.is_none() || !f.may_write_data() {
+            return;
+        }
+        if let Some(cluster) = self.on_default_writer(conn) {
             self.causal.wrote_on_lost();
+            if let Some(cluster) = &cluster {
+                self.causal.wrote_to_cluster(cluster, conn.pool_id);
+            }
         }
     }
 
@@ -143,7 +152,13 @@ impl Session {
             let at = &*pool.placement().hostgroup;
             self.user.read_hostgroup.as_deref() == Some(at) || *at == *self.user.default_hostgroup
         };
-        if let Some(cluster) = pool.galera_cluster().filter(|_| at_split) {
+        // A node of a Galera cluster the session wrote to: the nodes of
+        // another (a cluster that replicates from the writer by binary
+        // log) are replicas or primaries as below.
+        let galera = pool.galera_cluster().filter(|c| {
+            at_split && (self.causal.unread_in(c).is_some() || self.causal.wsrep_for(c).is_some())
+        });
+        if let Some(cluster) = galera {
             return self.galera_read_conn(conn, &pool, &cluster, timeout, f).await;
         }
         // A server the monitor saw writable and not replicating is taken
@@ -178,7 +193,7 @@ impl Session {
             };
             let sql = wait_sql(&self.causal.wanted, timeout);
             let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
-                return self.causal_read_on_writer(f).await;
+                return self.causal_read_on_writer(f, &[]).await;
             };
             if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("0") {
                 pool.note_applied(&self.causal.wanted);
@@ -189,20 +204,23 @@ impl Session {
             // connection is as good as before.
             self.shard.backends.release(conn);
         }
-        self.causal_read_on_writer(f).await
+        self.causal_read_on_writer(f, &[]).await
     }
 
-    /// A read on a node of the Galera `cluster` (pool `pool`): a node
-    /// other than the one the session's latest write there went through
-    /// first waits until it has committed that write
+    /// A read on a node of the Galera `cluster` (pool `pool`) the session
+    /// wrote to: a node other than the one the session's latest write
+    /// there went through first waits until it has committed that write
     /// (`WSREP_SYNC_WAIT_UPTO_GTID`, up to `causal_reads_timeout` in whole
     /// seconds), unless a wait already saw it do so. The node written
-    /// through has it, and every earlier write of the cluster: it serves
-    /// at once. A node that does not catch up in time, or cannot wait,
-    /// sends the read to a writer of the default hostgroup. While a
-    /// write's GTID is unread, a node that takes the default hostgroup's
-    /// writes serves the read (where it did before), and another sends it
-    /// to a writer.
+    /// through has it, and every earlier transaction of the cluster (each
+    /// node commits them in the cluster's order): it serves at once. A
+    /// node that does not catch up in time, or cannot wait, sends the read
+    /// to a writer of the default hostgroup, not to another node of the
+    /// cluster that has not been seen to have the write (under several
+    /// writers, the node written through). While the session's writes
+    /// there are unread, the node they went through serves the read, and
+    /// another sends it to that one (any writer, when they went through
+    /// several).
     async fn galera_read_conn(
         &mut self,
         conn: BackendConn,
@@ -212,19 +230,19 @@ impl Session {
         f: &Forward,
     ) -> Result<BackendConn, EngineError> {
         if self.causal.unread() {
-            let writer = *pool.placement().hostgroup == *self.user.default_hostgroup
-                && !self.shard.backends.refuses_writes(pool);
-            if writer {
+            let through = self.causal.unread_in(cluster).flatten();
+            if through == Some(pool.id) {
                 return Ok(conn);
             }
             self.shard.backends.release(conn);
-            return self.causal_read_on_writer(f).await;
+            let behind = through.map_or_else(Vec::new, |t| self.galera_nodes_behind(cluster, t, None));
+            return self.causal_read_on_writer(f, &behind).await;
         }
         let Some(want) = self.causal.wsrep_for(cluster) else {
             return Ok(conn);
         };
-        let gtid = want.gtid;
-        if want.through == pool.id {
+        let (gtid, through) = (want.gtid, want.through);
+        if through == pool.id {
             return Ok(conn);
         }
         let stats = self.shard.stats.clone();
@@ -234,8 +252,9 @@ impl Session {
         }
         let sql = wsrep_wait_sql(&gtid, timeout);
         let timeout = std::time::Duration::from_secs(crate::causal::wsrep_wait_seconds(timeout));
+        let behind = self.galera_nodes_behind(cluster, through, Some(&gtid));
         let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
-            return self.causal_read_on_writer(f).await;
+            return self.causal_read_on_writer(f, &behind).await;
         };
         let row = rows.first();
         let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
@@ -257,7 +276,21 @@ impl Session {
             );
         }
         self.shard.backends.release(conn);
-        self.causal_read_on_writer(f).await
+        self.causal_read_on_writer(f, &behind).await
+    }
+
+    /// The pools of the Galera `cluster`'s nodes other than `through` (the
+    /// node written through) that no wait saw commit `gtid`: a read sent
+    /// to a writer for want of them must not land there.
+    fn galera_nodes_behind(&self, cluster: &str, through: u32, gtid: Option<&Gtid>) -> Vec<u32> {
+        self.shard
+            .backends
+            .all()
+            .iter()
+            .filter(|p| p.id != through && p.galera_cluster().as_deref() == Some(cluster))
+            .filter(|p| !gtid.is_some_and(|g| p.has_applied_wsrep(g)))
+            .map(|p| p.id)
+            .collect()
     }
 
     /// Runs a causal read's wait `sql` on `conn`, which answers within
@@ -306,15 +339,28 @@ impl Session {
     }
 
     /// Sends a causal read a replica (or Galera node) could not serve to a
-    /// writer of the default hostgroup.
-    async fn causal_read_on_writer(&mut self, f: &Forward) -> Result<BackendConn, EngineError> {
+    /// writer of the default hostgroup: one not in `behind` (Galera nodes
+    /// that may lack the session's write) while there is one.
+    async fn causal_read_on_writer(
+        &mut self,
+        f: &Forward,
+        behind: &[u32],
+    ) -> Result<BackendConn, EngineError> {
         // A `KILL QUERY` that came as the wait ended: the writer's
         // checkout would clear it, and the read would run.
         if self.stop_requested() {
             return Err(self.stopped_wait());
         }
         Stats::bump(&self.shard.stats.causal_reads_on_writer);
-        self.checkout_routed(0, f, true).await
+        if !behind.is_empty() {
+            match self.checkout_routed(0, f, Some(behind)).await {
+                // The node written through is gone (down, drained): the
+                // read runs where a write would.
+                Err(EngineError::NoBackend { .. }) => {}
+                got => return got,
+            }
+        }
+        self.checkout_routed(0, f, Some(&[])).await
     }
 
     /// The error for a read stopped while it waited (a `KILL QUERY` of

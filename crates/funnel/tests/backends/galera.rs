@@ -19,6 +19,11 @@ const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
 /// A one-node Galera cluster. Debian's mariadb-server depends on galera-4,
 /// which installs the provider.
 fn galera_node() -> MariaDb {
+    galera_node_with(&[])
+}
+
+/// [`galera_node`] with more server options.
+fn galera_node_with(extra: &[&str]) -> MariaDb {
     assert!(
         std::path::Path::new(PROVIDER).exists(),
         "no Galera provider at {PROVIDER}: install galera-4 (mariadb-server depends on it)"
@@ -33,7 +38,11 @@ fn galera_node() -> MariaDb {
         "--binlog_format=ROW".into(),
         "--innodb_autoinc_lock_mode=2".into(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .collect();
     server(false, &args)
 }
 
@@ -514,4 +523,176 @@ fn backends_galera_causal_reads_across_a_one_writer_hostgroup() {
     );
     let (waits, _, on_writer) = causal_counts(&proxy);
     assert_eq!((waits, on_writer), (on_g2, 0));
+}
+
+/// A session of `proxy` in a transaction on a node, holding its
+/// connection there (the router counts it as that node's load), and the
+/// node's port.
+fn pinned(proxy: &funnel_engine::Proxy) -> (Conn, u16) {
+    let mut c = causal_client(proxy, "plain");
+    c.query_drop("BEGIN").unwrap();
+    let port: u16 = c.query_first("SELECT @@port FROM t LIMIT 1").unwrap().unwrap();
+    (c, port)
+}
+
+/// Funnel in front of a Galera pair that both take writes (no
+/// `max_writers`), `g2` listed again in the read hostgroup (`g2r`); users
+/// `quick` (causal reads, up to 1 s) and `plain`. Row 1 of `farm.t` holds 0.
+fn two_writers(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
+    g1.exec("INSERT INTO farm.t VALUES (1, 0)");
+    let user = |name: &str, causal: &str| {
+        format!(
+            "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: db\n    read_hostgroup: reads\n    read_fallback: false\n{causal}"
+        )
+    };
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        user("quick", "    causal_reads: true\n    causal_reads_timeout: 1s\n"),
+        user("plain", ""),
+        g1.addr(),
+        g2.addr(),
+        g2.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    proxy
+}
+
+/// Both Galera nodes take writes (no `max_writers`); `g2` serves reads
+/// too (listed again in the read hostgroup). A causal read that `g2`
+/// cannot serve in time goes to a writer, but not to `g2`, which lacks the
+/// write, though the router would take it (the least busy): to `g1`, the
+/// node written through. Before, the writer was any, and the read saw the
+/// old value.
+#[test]
+fn backends_galera_causal_read_a_node_cannot_serve_goes_to_the_node_written_through() {
+    let (g1, g2) = galera_pair();
+    let proxy = two_writers(&g1, &g2);
+    // g2 busy, g1 not: the write goes to g1.
+    let mut pins = vec![pinned(&proxy)];
+    if pins[0].1 != g2.port() {
+        pins.push(pinned(&proxy));
+        pins.remove(0);
+    }
+    assert_eq!(pins[0].1, g2.port(), "a transaction holds a connection on g2");
+    let lock = hold_row(&g2, 1);
+    let mut q = causal_client(&proxy, "quick");
+    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
+    assert_eq!(
+        g1.query_first::<i64>("SELECT v FROM farm.t WHERE id = 1")
+            .unwrap(),
+        i64::from(g1.port()),
+        "written through g1"
+    );
+    // Now g1 busy, g2 not: the router would send a write to g2.
+    let on_g1 = pinned(&proxy);
+    assert_eq!(on_g1.1, g1.port(), "a transaction holds a connection on g1");
+    drop(pins);
+    let started = Instant::now();
+    assert_eq!(read_v(&mut q, 1), (Some(i64::from(g1.port())), g1.port()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "g2 was waited for"
+    );
+    assert_eq!(causal_counts(&proxy).2, 1, "counted in causal_reads_on_writer");
+    drop(lock);
+}
+
+/// A Galera node that replicates from a plain primary by binary log,
+/// `MASTER_DELAY` seconds late, in the read hostgroup: a causal read there
+/// waits for the session's write as on any replica (`MASTER_GTID_WAIT`).
+/// The session wrote to no Galera cluster, so the node's cluster has
+/// nothing to wait for; taking every Galera node for one the session
+/// wrote to read there at once, and missed the write.
+#[test]
+fn backends_galera_node_replicating_from_a_plain_primary_is_waited_for_as_a_replica() {
+    let writer = server(false, &["--log-bin=binlog", "--server-id=1"]);
+    writer.exec("CREATE USER repl@'%' IDENTIFIED BY 'rpw'");
+    writer.exec("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");
+    writer.exec("RESET MASTER");
+    let g = galera_node_with(&["--server-id=2"]);
+    g.exec(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+         MASTER_PASSWORD='rpw', MASTER_USE_GTID=slave_pos, MASTER_DELAY=2",
+        writer.port()
+    ));
+    g.exec("START SLAVE");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n\
+         \x20 - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n    \
+         read_hostgroup: reads\n    read_fallback: false\n    causal_reads: true\n    causal_reads_timeout: 10s\n\
+         backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        writer.addr(),
+        g.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("both checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut c = causal_client(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_v(&mut c, 1), (Some(10), g.port()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the read waited for the replica ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(causal_counts(&proxy), (1, 0, 0));
+}
+
+/// Writes of a causal session in two-writer Galera hostgroup made while it
+/// was pinned (by `GET_LOCK`) through `g1`, their GTID unread: the next
+/// read, sent to `g2` (which lacks them), goes to a writer, but to `g1`,
+/// the node they went through, not to `g2` though the router would take
+/// it (the least busy). Before, any writer.
+#[test]
+fn backends_galera_causal_read_after_unread_writes_goes_to_the_node_written_through() {
+    let (g1, g2) = galera_pair();
+    let proxy = two_writers(&g1, &g2);
+    let mut q = causal_client(&proxy, "quick");
+    // g2 busy, g1 not: the lock, and the write on its connection, go to g1.
+    let mut pins = vec![pinned(&proxy)];
+    if pins[0].1 != g2.port() {
+        pins.push(pinned(&proxy));
+        pins.remove(0);
+    }
+    assert_eq!(pins[0].1, g2.port(), "a transaction holds a connection on g2");
+    let lock = hold_row(&g2, 1);
+    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
+    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    assert_eq!(
+        g1.query_first::<i64>("SELECT v FROM farm.t WHERE id = 1")
+            .unwrap(),
+        i64::from(g1.port()),
+        "written through g1"
+    );
+    let on_g1 = pinned(&proxy);
+    assert_eq!(on_g1.1, g1.port(), "a transaction holds a connection on g1");
+    drop(pins);
+    assert_eq!(read_v(&mut q, 1), (Some(i64::from(g1.port())), g1.port()));
+    assert_eq!(causal_counts(&proxy), (0, 0, 1), "no wait: its GTID was unread");
+    // Read back on g1 meanwhile: g2 is waited for (in vain: its applier is
+    // still held), and the read goes to g1 again.
+    assert_eq!(read_v(&mut q, 1), (Some(i64::from(g1.port())), g1.port()));
+    assert_eq!(causal_counts(&proxy), (0, 0, 2));
+    drop(lock);
+    funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || {
+        g2.query_first::<i64>("SELECT v FROM farm.t WHERE id = 1")
+            .unwrap()
+            == i64::from(g1.port())
+    });
+    assert_eq!(read_v(&mut q, 1), (Some(i64::from(g1.port())), g2.port()));
+    assert_eq!(causal_counts(&proxy), (1, 0, 2));
 }
