@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use crate::causal::{wait_sql, wsrep_wait_sql, wsrep_waited, Gtid, GtidPos};
+use crate::causal::{wait_sql, wsrep_caught_up, wsrep_wait_sql, wsrep_waited, Gtid, GtidPos, WSREP_SYNC_SQL};
 use crate::error::EngineError;
 use crate::pool::conn::{BackendConn, BackendError, Deadline};
 use crate::pool::Pool;
@@ -211,7 +211,9 @@ impl Session {
     /// wrote to: a node other than the one the session's latest write
     /// there went through first waits until it has committed that write
     /// (`WSREP_SYNC_WAIT_UPTO_GTID`, up to `causal_reads_timeout` in whole
-    /// seconds), unless a wait already saw it do so. The node written
+    /// seconds, until the node has ordered it; then `wsrep_sync_wait`
+    /// until its commit shows, see [`WSREP_SYNC_SQL`]), unless a wait
+    /// already saw it do so. The node written
     /// through has it, and every earlier transaction of the cluster (each
     /// node commits them in the cluster's order): it serves at once. A
     /// node that does not catch up in time, or cannot wait, sends the read
@@ -252,6 +254,7 @@ impl Session {
         }
         let sql = wsrep_wait_sql(&gtid, timeout);
         let timeout = std::time::Duration::from_secs(crate::causal::wsrep_wait_seconds(timeout));
+        let started = std::time::Instant::now();
         let behind = self.galera_nodes_behind(cluster, through, Some(&gtid));
         let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
             return self.causal_read_on_writer(f, &behind).await;
@@ -259,9 +262,20 @@ impl Session {
         let row = rows.first();
         let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
         if wsrep_waited(&gtid, col(0), col(1)) {
-            pool.note_applied_wsrep(gtid);
-            Stats::bump(&stats.causal_waits);
-            return Ok(conn);
+            // Ordered, maybe not committed yet: Galera's causal wait for
+            // the rest, in what is left of the timeout.
+            let left = timeout.saturating_sub(started.elapsed());
+            let Some((conn, rows)) = self.causal_wait(conn, WSREP_SYNC_SQL, left).await? else {
+                return self.causal_read_on_writer(f, &behind).await;
+            };
+            let seen = rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref());
+            if wsrep_caught_up(&gtid, seen) {
+                pool.note_applied_wsrep(gtid);
+                Stats::bump(&stats.causal_waits);
+                return Ok(conn);
+            }
+            self.shard.backends.release(conn);
+            return self.causal_read_on_writer(f, &behind).await;
         }
         // The node numbers the cluster's transactions otherwise than the
         // node written through (another cluster under the same name?):
