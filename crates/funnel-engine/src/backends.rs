@@ -95,15 +95,16 @@ impl BackendSet {
     /// nothing was sent yet, so this never runs a statement twice. With
     /// `skip_failing` (the command has somewhere else to go), a backend
     /// whose connects are failing right now is passed over at once rather
-    /// than waited for.
+    /// than waited for. The pools in `skip` are never picked.
     pub async fn checkout(
         &self,
         hostgroup: &str,
         key: PoolKey,
         access: Access,
         skip_failing: bool,
+        skip: &[u32],
     ) -> Result<(BackendConn, bool), EngineError> {
-        let mut tried: Vec<u32> = Vec::new();
+        let mut tried: Vec<u32> = skip.to_vec();
         let mut last_err = None;
         let mut verdict_deadline = None;
         loop {

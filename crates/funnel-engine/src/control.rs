@@ -61,6 +61,9 @@ pub enum ControlMsg {
         /// Why a backend that answered its check is down anyway (a Galera
         /// node that may not serve), for the clients' ERR 9004.
         down_reason: Option<String>,
+        /// A Galera node's cluster (`wsrep_cluster_state_uuid`); `None`
+        /// for a server without a Galera provider.
+        galera_cluster: Option<String>,
     },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).

@@ -2,7 +2,8 @@
 //! `monitor.interval`: it connects and logs in, asks for `@@read_only`,
 //! reads the replication lag (`SHOW SLAVE STATUS`, Seconds_Behind_Master),
 //! and on a Galera node whether it may serve (`wsrep_ready`, the cluster's
-//! primary component, the node synced, `wsrep_reject_queries`).
+//! primary component, the node synced, `wsrep_reject_queries`) and which
+//! cluster it is in (`wsrep_cluster_state_uuid`, for causal reads).
 //! Each verdict goes to every core over its control channel, so there is
 //! one check per backend per interval however many cores run, and no core
 //! reads another's state.
@@ -44,6 +45,9 @@ struct Check {
     /// Why a Galera node may not serve now (not ready, out of the
     /// primary component, not synced), if it is one that may not.
     galera_unavailable: Option<String>,
+    /// A Galera node's cluster (`wsrep_cluster_state_uuid`): causal reads
+    /// wait on the nodes of the cluster a session wrote to.
+    galera_cluster: Option<String>,
 }
 
 /// Lag reported when replication is configured but not running: treated
@@ -237,6 +241,10 @@ async fn check_and_report(
             login_status: seen.as_ref().map(|c| c.login_status),
             server_extended: seen.as_ref().map(|c| c.server_extended),
             down_reason: down_reason.clone(),
+            galera_cluster: seen.as_ref().map_or_else(
+                || pool.galera_cluster().map(|c| c.to_string()),
+                |c| c.galera_cluster.clone(),
+            ),
         });
     }
 }
@@ -290,7 +298,7 @@ async fn check(
             Err(e) => return Err(e),
         }
     }
-    let galera_unavailable = galera_state(&mut conn, donors_serve).await?;
+    let (galera_unavailable, galera_cluster) = galera_state(&mut conn, donors_serve).await?;
     Ok(Check {
         read_only,
         lag,
@@ -299,6 +307,7 @@ async fn check(
         login_status,
         server_extended,
         galera_unavailable,
+        galera_cluster,
     })
 }
 
@@ -306,15 +315,19 @@ async fn check(
 /// MySQL, has none of them set: `wsrep_provider_name` is empty or absent).
 const GALERA_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
      ('wsrep_provider_name', 'wsrep_ready', 'wsrep_cluster_status', \
-      'wsrep_local_state', 'wsrep_local_state_comment')";
+      'wsrep_local_state', 'wsrep_local_state_comment', 'wsrep_cluster_state_uuid')";
 
 /// Why the Galera node behind `conn` may not serve, if it is one (see
-/// [`galera_verdict`]).
-async fn galera_state(conn: &mut BackendConn, donors_serve: bool) -> Result<Option<String>, BackendError> {
+/// [`galera_verdict`]), and its cluster's state UUID, if it is a Galera
+/// node.
+async fn galera_state(
+    conn: &mut BackendConn,
+    donors_serve: bool,
+) -> Result<(Option<String>, Option<String>), BackendError> {
     let rows = match conn.query_rows(GALERA_STATUS).await {
         Ok((_, rows)) => rows,
         // Not a verdict on the backend: it keeps its other checks' one.
-        Err(BackendError::Refused(_)) => return Ok(None),
+        Err(BackendError::Refused(_)) => return Ok((None, None)),
         Err(e) => return Err(e),
     };
     let mut vars: Vec<(String, String)> = rows
@@ -346,7 +359,15 @@ async fn galera_state(conn: &mut BackendConn, donors_serve: bool) -> Result<Opti
             Err(e) => return Err(e),
         }
     }
-    Ok(galera_verdict(&vars, donors_serve))
+    let cluster = galera
+        .then(|| {
+            vars.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("wsrep_cluster_state_uuid"))
+                .map(|(_, v)| v.clone())
+        })
+        .flatten()
+        .filter(|v| !v.is_empty());
+    Ok((galera_verdict(&vars, donors_serve), cluster))
 }
 
 /// Why a Galera node with these status variables may not serve: it is not

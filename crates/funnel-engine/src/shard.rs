@@ -812,6 +812,7 @@ async fn control_loop(
                     login_status,
                     server_extended,
                     down_reason,
+                    galera_cluster,
                 }) => {
                     // A pool that replaced the checked one (new address,
                     // account or TLS) waits for a check of its own.
@@ -823,6 +824,7 @@ async fn control_loop(
                     {
                         p.set_health(health, read_only, lag);
                         p.set_down_reason(down_reason.clone());
+                        p.set_galera_cluster(galera_cluster.as_deref());
                         if seen {
                             p.mark_seen();
                         }

@@ -206,6 +206,12 @@ pub struct Pool {
     /// The GTID position a causal read's wait on this server saw it
     /// reach: reads that want no more need not wait again.
     applied: RefCell<crate::causal::GtidPos>,
+    /// The Galera cluster of the node (`wsrep_cluster_state_uuid`), as the
+    /// health monitor last read it; `None` for a server without Galera.
+    galera_cluster: RefCell<Option<Rc<str>>>,
+    /// The cluster's GTID a causal read's wait on this Galera node saw it
+    /// reach.
+    applied_wsrep: Cell<Option<crate::causal::Gtid>>,
     stats: Rc<Stats>,
 }
 
@@ -266,6 +272,8 @@ impl Pool {
             server_extended: Cell::new(None),
             login_status: Cell::new(None),
             applied: RefCell::new(crate::causal::GtidPos::default()),
+            galera_cluster: RefCell::new(None),
+            applied_wsrep: Cell::new(None),
             stats,
         })
     }
@@ -337,6 +345,35 @@ impl Pool {
     /// A causal read's wait saw this server apply `pos`.
     pub fn note_applied(&self, pos: &crate::causal::GtidPos) {
         self.applied.borrow_mut().merge(pos);
+    }
+
+    /// The Galera cluster of the node, when the health monitor saw one.
+    pub fn galera_cluster(&self) -> Option<Rc<str>> {
+        self.galera_cluster.borrow().clone()
+    }
+
+    /// Notes the node's Galera cluster from a health check. Another
+    /// cluster (the node joined another, or it was bootstrapped anew)
+    /// numbers its transactions afresh: what a wait saw it apply goes.
+    pub fn set_galera_cluster(&self, cluster: Option<&str>) {
+        let mut known = self.galera_cluster.borrow_mut();
+        if known.as_deref() != cluster {
+            *known = cluster.map(Rc::from);
+            self.applied_wsrep.set(None);
+        }
+    }
+
+    /// True when a causal read's wait saw this Galera node apply the
+    /// cluster's `gtid`.
+    pub fn has_applied_wsrep(&self, gtid: &crate::causal::Gtid) -> bool {
+        self.applied_wsrep.get().is_some_and(|a| a.covers(gtid))
+    }
+
+    /// A causal read's wait saw this Galera node apply the cluster's `gtid`.
+    pub fn note_applied_wsrep(&self, gtid: crate::causal::Gtid) {
+        if !self.has_applied_wsrep(&gtid) {
+            self.applied_wsrep.set(Some(gtid));
+        }
     }
 
     /// True when the server said `read_only=ON`.

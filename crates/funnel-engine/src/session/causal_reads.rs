@@ -1,14 +1,21 @@
 //! A `causal_reads` session's side of [`crate::causal`]: reading the GTIDs
-//! of its writes on the writer, and holding a replica's read until the
-//! replica has applied them.
+//! of its writes on the writer, and holding a replica's read (or a read
+//! on another node of the Galera cluster written to) until the server has
+//! applied them.
 
-use crate::causal::{wait_sql, GtidPos};
+use std::rc::Rc;
+
+use crate::causal::{wait_sql, wsrep_caught_up, wsrep_wait_sql, wsrep_waited, Gtid, GtidPos, WSREP_SYNC_SQL};
 use crate::error::EngineError;
 use crate::pool::conn::{BackendConn, BackendError, Deadline};
+use crate::pool::Pool;
 use crate::stats::Stats;
 
 use super::command::Forward;
 use super::Session;
+
+/// Rows of a causal read's own statement.
+type Rows = Vec<Vec<Option<String>>>;
 
 impl Session {
     /// After a statement that completed on `conn`: notes a possible write
@@ -18,39 +25,52 @@ impl Session {
     /// transaction (whose GTID comes at its commit). The read-back is a
     /// `SELECT`, which changes what the server answers for `ROW_COUNT()`
     /// and `FOUND_ROWS()` there: a pinned session reads those from the
-    /// server. Until it runs, the session's reads go to the writer. `Err`
-    /// when the connection failed.
+    /// server. Until it runs, the session's reads go to the writer. On a
+    /// Galera node it reads the cluster's GTID as well. `Err` when the
+    /// connection failed.
     pub(super) async fn note_causal_write(
         &mut self,
         conn: &mut BackendConn,
         f: &Forward,
     ) -> Result<(), BackendError> {
-        if !self.on_default_writer(conn) {
+        let Some(cluster) = self.on_default_writer(conn) else {
             return Ok(());
-        }
+        };
         if f.may_write_data() {
             self.causal.wrote_on(conn.id);
+            if let Some(cluster) = &cluster {
+                self.causal.wrote_to_cluster(cluster, conn.pool_id);
+            }
         }
         if self.sticky() || f.pin.is_some() || self.linger || conn.may_be_in_transaction() {
             return Ok(());
         }
-        let Some(sql) = self.causal.read_back_sql(conn.id) else {
+        let Some(sql) = self.causal.read_back_sql(conn.id, cluster.is_some()) else {
             return Ok(());
         };
         match conn.query_rows(sql).await {
             Ok((_, rows)) => {
-                let text = rows
-                    .first()
-                    .and_then(|row| row.first())
-                    .and_then(|v| v.as_deref());
-                match text.and_then(GtidPos::parse) {
-                    Some(pos) => self.causal.read(&pos),
-                    None => self.causal_unreadable(&format!("{sql} gave {text:?}")),
+                let row = rows.first();
+                let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
+                let pos = col(0).and_then(GtidPos::parse);
+                let wsrep = match &cluster {
+                    Some(_) => col(1).and_then(Gtid::parse).map(Some),
+                    None => Some(None),
+                };
+                match (pos, wsrep) {
+                    (Some(pos), Some(wsrep)) => {
+                        if let (Some(cluster), Some(gtid)) = (&cluster, wsrep) {
+                            self.causal.read_wsrep(cluster, gtid, conn.pool_id);
+                        }
+                        self.causal.read(&pos);
+                    }
+                    _ => self.causal_unreadable(&format!("{sql} gave {row:?}")),
                 }
                 Ok(())
             }
-            // Not MariaDB (MySQL has neither variable): the session's
-            // reads stay on the writer.
+            // Not MariaDB (MySQL has neither variable), or a Galera node
+            // whose wait for the cluster timed out: the session's reads
+            // stay on the writer.
             Err(BackendError::Refused(err)) => {
                 self.causal_unreadable(&format!(
                     "{sql} failed: {} {}",
@@ -70,17 +90,24 @@ impl Session {
     /// the session's next read goes to a writer, which reads the whole
     /// binary-log position.
     pub(super) fn note_causal_write_lost(&mut self, conn: &BackendConn, f: &Forward) {
-        if self.user.causal_reads.is_some() && f.may_write_data() && self.on_default_writer(conn) {
+        if self.user.causal_reads.is_none() || !f.may_write_data() {
+            return;
+        }
+        if let Some(cluster) = self.on_default_writer(conn) {
             self.causal.wrote_on_lost();
+            if let Some(cluster) = &cluster {
+                self.causal.wrote_to_cluster(cluster, conn.pool_id);
+            }
         }
     }
 
-    /// True when `conn` is on a writer of the user's default hostgroup,
-    /// where the session's writes and their GTIDs are.
-    fn on_default_writer(&self, conn: &BackendConn) -> bool {
-        self.shard.backends.by_id(conn.pool_id).is_some_and(|pool| {
-            *pool.placement().hostgroup == *self.user.default_hostgroup && !pool.is_read_only()
-        })
+    /// `Some` when `conn` is on a writer of the user's default hostgroup,
+    /// where the session's writes and their GTIDs are: with the node's
+    /// Galera cluster, if the health monitor saw it is a Galera node.
+    fn on_default_writer(&self, conn: &BackendConn) -> Option<Option<Rc<str>>> {
+        let pool = self.shard.backends.by_id(conn.pool_id)?;
+        (*pool.placement().hostgroup == *self.user.default_hostgroup && !pool.is_read_only())
+            .then(|| pool.galera_cluster())
     }
 
     fn causal_unreadable(&self, what: &str) {
@@ -100,12 +127,14 @@ impl Session {
     /// was already seen to have. A replica that does not catch up in time,
     /// cannot wait, or a session whose last write's GTID is unread sends
     /// the read to a writer of the default hostgroup instead. Nothing of
-    /// the client's was sent to the replica, so the read runs once.
+    /// the client's was sent to the replica, so the read runs once. A read
+    /// on a node of a Galera cluster the session wrote to waits likewise
+    /// (see [`Session::galera_read_conn`]).
     /// A `KILL QUERY` of the read, or a `KILL` of the client, ends the
     /// wait with `Err`, and the read never runs.
     pub(super) async fn causal_read_conn(
         &mut self,
-        mut conn: BackendConn,
+        conn: BackendConn,
         f: &Forward,
     ) -> Result<BackendConn, EngineError> {
         // A connection from the pool: the one the session wrote on went back.
@@ -116,6 +145,22 @@ impl Session {
         let Some(pool) = self.shard.backends.by_id(conn.pool_id) else {
             return Ok(conn);
         };
+        if !f.read_only || (!self.causal.unread() && self.causal.wants_nothing()) {
+            return Ok(conn);
+        }
+        let at_split = {
+            let at = &*pool.placement().hostgroup;
+            self.user.read_hostgroup.as_deref() == Some(at) || *at == *self.user.default_hostgroup
+        };
+        // A node of a Galera cluster the session wrote to: the nodes of
+        // another (a cluster that replicates from the writer by binary
+        // log) are replicas or primaries as below.
+        let galera = pool.galera_cluster().filter(|c| {
+            at_split && (self.causal.unread_in(c).is_some() || self.causal.wsrep_for(c).is_some())
+        });
+        if let Some(cluster) = galera {
+            return self.galera_read_conn(conn, &pool, &cluster, timeout, f).await;
+        }
         // A server the monitor saw writable and not replicating is taken
         // for a primary (one listed among the readers too): it has the
         // session's writes, and `MASTER_GTID_WAIT` there would only wait
@@ -130,7 +175,7 @@ impl Session {
                 || (*at == *self.user.default_hostgroup
                     && (pool.is_read_only() || (!primary && self.shard.backends.refuses_writes(&pool))))
         };
-        if !f.read_only || !on_replica || (!self.causal.unread() && self.causal.wanted.is_empty()) {
+        if !on_replica || (!self.causal.unread() && self.causal.wanted.is_empty()) {
             return Ok(conn);
         }
         let stats = self.shard.stats.clone();
@@ -147,51 +192,189 @@ impl Session {
                 timeout
             };
             let sql = wait_sql(&self.causal.wanted, timeout);
-            // Past the wait the server answers -1: the margin is for the
-            // round trip.
-            let deadline = Deadline {
-                limit: timeout + self.shard.config().pool.connect_timeout.as_duration(),
-                key: Deadline::CONNECT_KEY,
+            let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
+                return self.causal_read_on_writer(f, &[]).await;
             };
-            // A `KILL` of the client, or a `KILL QUERY` of its read, stops
-            // the wait as it stops one for a connection: the read is not
-            // sent, and the replica's wait is stopped too.
-            let thread = conn.server_thread();
-            let stopped = self.control.wait_stopped();
-            let waited = futures_lite::future::or(
-                async { Some(conn.query_rows_within(deadline, &sql).await) },
-                async {
-                    stopped.await;
-                    None
-                },
-            )
-            .await;
-            let Some(waited) = waited else {
+            if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("0") {
+                pool.note_applied(&self.causal.wanted);
+                Stats::bump(&stats.causal_waits);
+                return Ok(conn);
+            }
+            // Late (-1), or not a replica that can wait (NULL): the
+            // connection is as good as before.
+            self.shard.backends.release(conn);
+        }
+        self.causal_read_on_writer(f, &[]).await
+    }
+
+    /// A read on a node of the Galera `cluster` (pool `pool`) the session
+    /// wrote to: a node other than the one the session's latest write
+    /// there went through first waits until it has committed that write
+    /// (`WSREP_SYNC_WAIT_UPTO_GTID`, up to `causal_reads_timeout` in whole
+    /// seconds, until the node has ordered it; then `wsrep_sync_wait`
+    /// until its commit shows, see [`WSREP_SYNC_SQL`]), unless a wait
+    /// already saw it do so. The node written
+    /// through has it, and every earlier transaction of the cluster (each
+    /// node commits them in the cluster's order): it serves at once. A
+    /// node that does not catch up in time, or cannot wait, sends the read
+    /// to a writer of the default hostgroup, not to another node of the
+    /// cluster that has not been seen to have the write (under several
+    /// writers, the node written through). While the session's writes
+    /// there are unread, the node they went through serves the read, and
+    /// another sends it to that one (any writer, when they went through
+    /// several).
+    async fn galera_read_conn(
+        &mut self,
+        conn: BackendConn,
+        pool: &Rc<Pool>,
+        cluster: &str,
+        timeout: std::time::Duration,
+        f: &Forward,
+    ) -> Result<BackendConn, EngineError> {
+        if self.causal.unread() {
+            let through = self.causal.unread_in(cluster).flatten();
+            if through == Some(pool.id) {
+                return Ok(conn);
+            }
+            self.shard.backends.release(conn);
+            let behind = through.map_or_else(Vec::new, |t| self.galera_nodes_behind(cluster, t, None));
+            return self.causal_read_on_writer(f, &behind).await;
+        }
+        let Some(want) = self.causal.wsrep_for(cluster) else {
+            return Ok(conn);
+        };
+        let (gtid, through) = (want.gtid, want.through);
+        if through == pool.id {
+            return Ok(conn);
+        }
+        let stats = self.shard.stats.clone();
+        if pool.has_applied_wsrep(&gtid) {
+            Stats::bump(&stats.causal_waits_skipped);
+            return Ok(conn);
+        }
+        let sql = wsrep_wait_sql(&gtid, timeout);
+        let timeout = std::time::Duration::from_secs(crate::causal::wsrep_wait_seconds(timeout));
+        let started = std::time::Instant::now();
+        let behind = self.galera_nodes_behind(cluster, through, Some(&gtid));
+        let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
+            return self.causal_read_on_writer(f, &behind).await;
+        };
+        let row = rows.first();
+        let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
+        if wsrep_waited(&gtid, col(0), col(1)) {
+            // Ordered, maybe not committed yet: Galera's causal wait for
+            // the rest, in what is left of the timeout.
+            let left = timeout.saturating_sub(started.elapsed());
+            let Some((conn, rows)) = self.causal_wait(conn, WSREP_SYNC_SQL, left).await? else {
+                return self.causal_read_on_writer(f, &behind).await;
+            };
+            let seen = rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref());
+            if wsrep_caught_up(&gtid, seen) {
+                pool.note_applied_wsrep(gtid);
+                Stats::bump(&stats.causal_waits);
+                return Ok(conn);
+            }
+            self.shard.backends.release(conn);
+            return self.causal_read_on_writer(f, &behind).await;
+        }
+        // The node numbers the cluster's transactions otherwise than the
+        // node written through (another cluster under the same name?):
+        // its answer says nothing.
+        if self.shard.log_rate.allow() {
+            tracing::warn!(
+                client = %self.id,
+                backend = %pool.backend_name(),
+                wanted = %gtid,
+                answer = ?row,
+                "causal_reads: this Galera node cannot wait for the session's write; the read goes to the writer"
+            );
+        }
+        self.shard.backends.release(conn);
+        self.causal_read_on_writer(f, &behind).await
+    }
+
+    /// The pools of the Galera `cluster`'s nodes other than `through` (the
+    /// node written through) that no wait saw commit `gtid`: a read sent
+    /// to a writer for want of them must not land there.
+    fn galera_nodes_behind(&self, cluster: &str, through: u32, gtid: Option<&Gtid>) -> Vec<u32> {
+        self.shard
+            .backends
+            .all()
+            .iter()
+            .filter(|p| p.id != through && p.galera_cluster().as_deref() == Some(cluster))
+            .filter(|p| !gtid.is_some_and(|g| p.has_applied_wsrep(g)))
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// Runs a causal read's wait `sql` on `conn`, which answers within
+    /// `timeout` (plus `pool.connect_timeout` for the round trip): the
+    /// connection and the rows, or `None` when the server refused it (the
+    /// connection, as good as before, goes back) or failed (it goes). A
+    /// `KILL` of the client, or a `KILL QUERY` of its read, stops the wait
+    /// as it stops one for a connection: `Err`, the read is not sent, and
+    /// the server's wait is stopped too (the connection goes).
+    async fn causal_wait(
+        &mut self,
+        mut conn: BackendConn,
+        sql: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<(BackendConn, Rows)>, EngineError> {
+        let deadline = Deadline {
+            limit: timeout + self.shard.config().pool.connect_timeout.as_duration(),
+            key: Deadline::CONNECT_KEY,
+        };
+        let thread = conn.server_thread();
+        let stopped = self.control.wait_stopped();
+        let waited = futures_lite::future::or(
+            async { Some(conn.query_rows_within(deadline, sql).await) },
+            async {
+                stopped.await;
+                None
+            },
+        )
+        .await;
+        let Some(waited) = waited else {
+            self.discard_backend(conn);
+            self.shard.kill_abandoned_query(thread);
+            return Err(self.stopped_wait());
+        };
+        match waited {
+            Ok((_, rows)) => Ok(Some((conn, rows))),
+            Err(BackendError::Refused(_)) => {
+                self.shard.backends.release(conn);
+                Ok(None)
+            }
+            Err(_) => {
                 self.discard_backend(conn);
-                self.shard.kill_abandoned_query(thread);
-                return Err(self.stopped_wait());
-            };
-            match waited {
-                Ok((_, rows))
-                    if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("0") =>
-                {
-                    pool.note_applied(&self.causal.wanted);
-                    Stats::bump(&stats.causal_waits);
-                    return Ok(conn);
-                }
-                // Late (-1), or not a replica that can wait (NULL, an ERR):
-                // the connection is as good as before.
-                Ok(_) | Err(BackendError::Refused(_)) => self.shard.backends.release(conn),
-                Err(_) => self.discard_backend(conn),
+                Ok(None)
             }
         }
+    }
+
+    /// Sends a causal read a replica (or Galera node) could not serve to a
+    /// writer of the default hostgroup: one not in `behind` (Galera nodes
+    /// that may lack the session's write) while there is one.
+    async fn causal_read_on_writer(
+        &mut self,
+        f: &Forward,
+        behind: &[u32],
+    ) -> Result<BackendConn, EngineError> {
         // A `KILL QUERY` that came as the wait ended: the writer's
         // checkout would clear it, and the read would run.
         if self.stop_requested() {
             return Err(self.stopped_wait());
         }
-        Stats::bump(&stats.causal_reads_on_writer);
-        self.checkout_routed(0, f, true).await
+        Stats::bump(&self.shard.stats.causal_reads_on_writer);
+        if !behind.is_empty() {
+            match self.checkout_routed(0, f, Some(behind)).await {
+                // The node written through is gone (down, drained): the
+                // read runs where a write would.
+                Err(EngineError::NoBackend { .. }) => {}
+                got => return got,
+            }
+        }
+        self.checkout_routed(0, f, Some(&[])).await
     }
 
     /// The error for a read stopped while it waited (a `KILL QUERY` of

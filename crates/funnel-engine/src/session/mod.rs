@@ -632,7 +632,7 @@ impl Session {
         let wait = self.shard.config().backlog.wait_timeout.as_duration();
         let checkout = async {
             self.shard.wait_unpaused(wait).await?;
-            let checkout = self.checkout_on(&route);
+            let checkout = self.checkout_on(&route, &[]);
             // `None`: a recheck waited [`RECHECK_PATIENCE`] in vain.
             match patience {
                 Some(p) => rt::timeout(p, checkout).await.transpose(),
@@ -1637,7 +1637,7 @@ impl Session {
         &mut self,
         total: usize,
         f: &Forward,
-        to_writer: bool,
+        to_writer: Option<&[u32]>,
     ) -> Result<BackendConn, EngineError> {
         self.control.take_wait_interrupted();
         self.control.set_state(ClientState::Waiting);
@@ -1649,16 +1649,18 @@ impl Session {
             // A reload while the shard was paused may have moved the user.
             self.follow_user_changes();
             let slot = self.cap_slot().await?;
-            let route = if to_writer {
-                Route {
-                    hostgroup: self.user.default_hostgroup.clone(),
-                    access: Access::PreferWrite,
-                    fallback: None,
-                }
-            } else {
-                self.route(total, f)
+            let (route, skip) = match to_writer {
+                Some(skip) => (
+                    Route {
+                        hostgroup: self.user.default_hostgroup.clone(),
+                        access: Access::PreferWrite,
+                        fallback: None,
+                    },
+                    skip,
+                ),
+                None => (self.route(total, f), &[][..]),
             };
-            let mut conn = self.checkout_on(&route).await?;
+            let mut conn = self.checkout_on(&route, skip).await?;
             conn.cap_slot = slot;
             Ok(Some(conn))
         };
@@ -1705,12 +1707,19 @@ impl Session {
         self.shard.caps.acquire(&limits, wait).await.map(Some)
     }
 
-    /// A connection from `route`'s hostgroup, else from its fallback.
-    async fn checkout_on(&self, route: &Route) -> Result<BackendConn, EngineError> {
+    /// A connection from `route`'s hostgroup (never from the pools in
+    /// `skip`), else from its fallback.
+    async fn checkout_on(&self, route: &Route, skip: &[u32]) -> Result<BackendConn, EngineError> {
         match self
             .shard
             .backends
-            .checkout(&route.hostgroup, self.key, route.access, route.fallback.is_some())
+            .checkout(
+                &route.hostgroup,
+                self.key,
+                route.access,
+                route.fallback.is_some(),
+                skip,
+            )
             .await
         {
             Ok((c, _)) => Ok(c),
@@ -1726,7 +1735,7 @@ impl Session {
                 let (c, _) = self
                     .shard
                     .backends
-                    .checkout(fallback, self.key, route.access, false)
+                    .checkout(fallback, self.key, route.access, false, &[])
                     .await?;
                 Ok(c)
             }
@@ -1793,7 +1802,7 @@ impl Session {
                 );
                 self.send_own_err(1, &err).await.map(|_| None)
             }
-            None => match self.checkout_routed(total, f, false).await {
+            None => match self.checkout_routed(total, f, None).await {
                 Ok(c) => {
                     let c = if self.user.causal_reads.is_some() {
                         // Boxed: only for users with causal reads.

@@ -256,7 +256,7 @@ impl Session {
                 match self
                     .shard
                     .backends
-                    .checkout(&hostgroup, self.key, Access::PreferWrite, false)
+                    .checkout(&hostgroup, self.key, Access::PreferWrite, false, &[])
                     .await
                 {
                     Ok((c, _)) => {
