@@ -1133,7 +1133,9 @@ impl Session {
                 f.stateless_call = self.calls_stateless(sql, self.schema.as_deref());
             }
             if let Some((key, ttl)) = self.cache_key(total, &f) {
-                if let Some(answered) = self.answer_from_cache(total, &f, key, ttl).await {
+                // Boxed: inline, this rare path's future would almost
+                // double forward's, which every command copies.
+                if let Some(answered) = Box::pin(self.answer_from_cache(total, &f, key, ttl)).await {
                     return answered;
                 }
             }
