@@ -69,18 +69,13 @@ fn sql_rowcount(sql: &[u8], at: usize) -> Option<usize> {
 
 /// `@@` followed, after an optional scope, by an id variable's name.
 fn mentions_id_variable(sql: &[u8]) -> bool {
-    let mut from = 0;
-    while let Some(p) = sql[from..].iter().position(|&b| b == b'@') {
-        let at = from + p;
-        if sql.get(at + 1) == Some(&b'@') {
+    // Every query is scanned: memchr's pass, not a byte loop.
+    memchr::memchr_iter(b'@', sql).any(|at| {
+        sql.get(at + 1) == Some(&b'@') && {
             let (name, _) = system_variable_name(sql, at + 2);
-            if ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v)) {
-                return true;
-            }
+            ID_VARIABLES.iter().any(|v| name.eq_ignore_ascii_case(v))
         }
-        from = at + 1;
-    }
-    false
+    })
 }
 
 /// The name of the system variable whose text starts at `at` (after `@@`),
@@ -99,18 +94,15 @@ fn system_variable_name(sql: &[u8], at: usize) -> (&[u8], usize) {
 
 fn mentions_function(sql: &[u8]) -> bool {
     // Every name has an underscore: compare names only around underscores,
-    // one pass over the text instead of one per name and offset.
-    sql.iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'_')
-        .any(|(at, _)| {
-            FUNCTIONS.iter().any(|f| {
-                let before = f.find('_').unwrap_or(0);
-                at.checked_sub(before)
-                    .and_then(|start| sql.get(start..start + f.len()))
-                    .is_some_and(|w| w.eq_ignore_ascii_case(f.as_bytes()))
-            })
+    // one pass over the text (memchr's) instead of one per name and offset.
+    memchr::memchr_iter(b'_', sql).any(|at| {
+        FUNCTIONS.iter().any(|f| {
+            let before = f.find('_').unwrap_or(0);
+            at.checked_sub(before)
+                .and_then(|start| sql.get(start..start + f.len()))
+                .is_some_and(|w| w.eq_ignore_ascii_case(f.as_bytes()))
         })
+    })
 }
 
 /// What a statement reads about the previous one.
