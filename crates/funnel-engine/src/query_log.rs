@@ -69,7 +69,7 @@ pub struct Entry<'a> {
     pub user: &'a str,
     /// The client's current schema.
     pub schema: Option<&'a [u8]>,
-    /// The client's address.
+    /// The client's IP address (`localhost` on the Unix socket).
     pub peer: &'a str,
     /// `query` (text protocol), `execute` (binary) or `bulk_execute`.
     pub command: &'static str,

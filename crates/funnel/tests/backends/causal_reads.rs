@@ -67,7 +67,7 @@ fn proxy_with(writer: &MariaDb, replica: &MariaDb, timeout: &str, pool: &str) ->
     proxy
 }
 
-fn connect(proxy: &Proxy, user: &str) -> Conn {
+pub(super) fn connect(proxy: &Proxy, user: &str) -> Conn {
     Conn::new(
         OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
@@ -82,7 +82,7 @@ fn connect(proxy: &Proxy, user: &str) -> Conn {
 
 /// The row `id`'s value as a read through `c` sees it, and the port of the
 /// server that answered.
-fn read(c: &mut Conn, id: i64) -> (Option<i64>, u16) {
+pub(super) fn read(c: &mut Conn, id: i64) -> (Option<i64>, u16) {
     let row: (Option<i64>, u16) = c
         .query_first(format!("SELECT (SELECT v FROM t WHERE id = {id}), @@port"))
         .unwrap()

@@ -12,6 +12,7 @@ use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
+use super::causal_reads::{connect as causal_client, read as read_v};
 use super::{one_hostgroup, server};
 
 const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
@@ -369,27 +370,6 @@ fn causal_split(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
         proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
     });
     proxy
-}
-
-fn causal_client(proxy: &funnel_engine::Proxy, user: &str) -> Conn {
-    Conn::new(
-        mysql::OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(proxy.local_addr().port())
-            .user(Some(user))
-            .pass(Some("apppw"))
-            .prefer_socket(false)
-            .read_timeout(Some(Duration::from_secs(30))),
-    )
-    .unwrap()
-}
-
-/// Row `id`'s value as a read through `c` sees it, and the port of the
-/// node that answered.
-fn read_v(c: &mut Conn, id: i64) -> (Option<i64>, u16) {
-    c.query_first(format!("SELECT (SELECT v FROM t WHERE id = {id}), @@port"))
-        .unwrap()
-        .unwrap()
 }
 
 /// Holds row `id` of `farm.t` on `db` with a transaction that Galera does
