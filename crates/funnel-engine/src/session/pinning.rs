@@ -1240,10 +1240,17 @@ fn setter_call(sql: &[u8], name: &[u8]) -> bool {
     false
 }
 
+/// Where `needle` (starting with a letter) first appears in `hay` from
+/// `from` on, in any case. It runs on every query (`LAST_INSERT_ID`):
+/// memchr finds the first letter's places, the rest is compared there.
 fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
+    let rest = hay.get(from..)?;
+    let first = *needle.first()?;
+    memchr::memchr2_iter(first.to_ascii_uppercase(), first.to_ascii_lowercase(), rest)
+        .find(|&p| {
+            rest.get(p..p + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+        })
         .map(|p| p + from)
 }
 
@@ -1600,6 +1607,17 @@ mod tests {
         // In gbk `\x95\x5c` is one character: the quote after it ends the string.
         let sql = format!("INSERT INTO t VALUES {rows},('\u{95}\\', @v := 1) -- ')");
         assert_eq!(reason(&sql), Some(PinReason::UserVariable));
+    }
+
+    #[test]
+    fn pinning_find_ci_finds_a_word_in_any_case_from_an_offset() {
+        let sql = b"select last_insert_id(), Last_Insert_Id(5) -- LAST_INSERT_I";
+        assert_eq!(find_ci(sql, 0, b"LAST_INSERT_ID"), Some(7));
+        assert_eq!(find_ci(sql, 8, b"LAST_INSERT_ID"), Some(25));
+        assert_eq!(find_ci(sql, 26, b"LAST_INSERT_ID"), None, "cut short at the end");
+        assert_eq!(find_ci(b"LAST", 0, b"LAST_INSERT_ID"), None);
+        assert_eq!(find_ci(b"x kill 5", 0, b"KILL"), Some(2));
+        assert_eq!(find_ci(sql, 1000, b"KILL"), None);
     }
 
     #[test]
