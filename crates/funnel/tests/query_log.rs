@@ -262,3 +262,20 @@ fn query_log_keys_are_set_on_the_admin_interface() {
     let refused = ops.query_drop("SET query_log.max_text = 2MiB").unwrap_err();
     assert!(refused.to_string().contains("must be at most 1MiB"), "{refused}");
 }
+
+#[test]
+fn query_log_gives_the_error_a_rules_timeout_sent() {
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* slow */'\n    timeout: 300ms\n    log: true\n";
+    let e = env("qlog_rule_timeout", "", rules);
+    let mut c = e.client();
+    let err = c
+        .query::<mysql::Row, _>("SELECT /* slow */ SLEEP(5)")
+        .unwrap_err();
+    assert!(err.to_string().contains("1969"), "{err}");
+    let got = lines(&e.path(), 1);
+    let slow = line_of(&got, "SELECT /* slow */ SLEEP(5)");
+    // The client got the rule's ERR, not the server's 1317 it replaced.
+    assert_eq!(slow["error"], 1969, "{slow:#?}");
+    assert_eq!(slow["rule"], 0);
+    assert_eq!(slow["backend"], "primary", "{slow:#?}");
+}

@@ -1994,6 +1994,11 @@ impl Session {
                     // 1317: a diagnostics read puts the client's there first.
                     self.shard.stats.count_error(stopped.err.code);
                     self.note_own_err(&stopped.err);
+                    if self.log.taken() {
+                        // `settle` noted the server's 1317, which the
+                        // client never saw.
+                        self.log.failed(stopped.err.code);
+                    }
                 }
                 // A killed session's statement gets no answer, as from the
                 // server: its connection closes next.
