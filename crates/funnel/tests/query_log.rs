@@ -279,3 +279,21 @@ fn query_log_gives_the_error_a_rules_timeout_sent() {
     assert_eq!(slow["rule"], 0);
     assert_eq!(slow["backend"], "primary", "{slow:#?}");
 }
+
+#[test]
+fn query_log_names_the_backend_of_a_statement_cut_by_query_timeout() {
+    let e = env(
+        "qlog_query_timeout",
+        "  all: true\n",
+        "pool:\n  query_timeout: 300ms\n",
+    );
+    let mut c = e.client();
+    let err = c.query::<mysql::Row, _>("SELECT SLEEP(5)").unwrap_err();
+    assert!(err.to_string().contains("1969"), "{err}");
+    // The client's setup statement, then this one.
+    let got = lines(&e.path(), 2);
+    let slow = line_of(&got, "SELECT SLEEP(5)");
+    assert_eq!(slow["error"], 1969, "{slow:#?}");
+    // It ran there (a slow query log's line must say where).
+    assert_eq!(slow["backend"], "primary", "{slow:#?}");
+}

@@ -1854,6 +1854,9 @@ impl Session {
         };
         self.control.set_running_on(Some(conn.server_thread()));
         self.control.set_state(ClientState::Running);
+        if self.log.taken() {
+            self.log.sent();
+        }
         if self.control.is_killed() || self.control.take_wait_interrupted() {
             self.kill_own_statement(conn.server_thread());
         }

@@ -54,6 +54,13 @@ impl LogDraft {
         self.command.is_some()
     }
 
+    /// Notes that the command went to a backend: its line names it also
+    /// when the reply is cut short (`pool.query_timeout`, a lost backend,
+    /// a client gone), as a slow query log must.
+    pub(super) fn sent(&mut self) {
+        self.served = true;
+    }
+
     /// Notes a backend's reply to the command.
     pub(super) fn served(&mut self, rows: u64, affected: u64, error: Option<u16>) {
         self.served = true;
