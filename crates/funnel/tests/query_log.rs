@@ -297,3 +297,23 @@ fn query_log_names_the_backend_of_a_statement_cut_by_query_timeout() {
     // It ran there (a slow query log's line must say where).
     assert_eq!(slow["backend"], "primary", "{slow:#?}");
 }
+
+#[test]
+fn query_log_takes_the_statements_funnel_answers_itself() {
+    let e = env("qlog_own", "  all: true\n", "");
+    let mut c = e.client();
+    // Refused by Funnel (no server sees it), and a KILL it runs itself.
+    let refused = c.query_drop("SHUTDOWN").unwrap_err();
+    let killed = c.query_drop("KILL QUERY 987654321").unwrap_err();
+    c.query_drop("SELECT 'end'").unwrap();
+    let got = lines(&e.path(), 4);
+    line_of(&got, "SELECT 'end'");
+    for (text, err) in [("SHUTDOWN", refused), ("KILL QUERY 987654321", killed)] {
+        let line = line_of(&got, text);
+        assert_eq!(line["backend"], Value::Null, "{line:#?}");
+        assert!(
+            err.to_string().contains(&line["error"].to_string()),
+            "{err}: {line:#?}"
+        );
+    }
+}
