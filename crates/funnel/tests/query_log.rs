@@ -2,6 +2,7 @@
 //! a file as JSON lines, by every core, with what a server or Funnel
 //! answered; a slow query log with `min_duration`; reopened at a reload.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -316,4 +317,95 @@ fn query_log_takes_the_statements_funnel_answers_itself() {
             "{err}: {line:#?}"
         );
     }
+}
+
+#[test]
+fn query_log_lines_of_harder_statements() {
+    let e = env("qlog_hard", "  all: true\n  max_text: 9B\n", "");
+    MariaDb::shared().exec("SET GLOBAL local_infile = 1");
+    let mut c = Conn::new(
+        opts(e.proxy.local_addr().port(), "app", "apppw").local_infile_handler(Some(
+            mysql::LocalInfileHandler::new(|_name, writer| {
+                for i in 10..20 {
+                    writeln!(writer, "{i},r{i}")?;
+                }
+                Ok(())
+            }),
+        )),
+    )
+    .unwrap();
+    let mut r = c.query_iter("SELECT 1; SELECT 2, 3").unwrap();
+    while let Some(set) = r.iter() {
+        for row in set {
+            row.unwrap();
+        }
+    }
+    drop(r);
+    c.query_drop("LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t FIELDS TERMINATED BY ','")
+        .unwrap();
+    // A control character; a cut inside a two-byte character.
+    c.query_drop("SELECT '\u{1}', 1").unwrap();
+    c.query_drop("SELECT 'é'").unwrap();
+    let got = lines(&e.path(), 5);
+    let multi = line_of(&got, "SELECT 1;");
+    assert_eq!(multi["rows"], 2, "{multi:#?}");
+    assert_eq!(multi["text_cut"], true);
+    let load = line_of(&got, "LOAD DATA");
+    assert_eq!(load["affected"], 10, "{load:#?}");
+    line_of(&got, "SELECT '\u{1}");
+    line_of(&got, "SELECT '\u{fffd}");
+}
+
+#[test]
+fn query_log_lines_stay_whole_under_many_clients_and_a_reload_off_counts_the_rest() {
+    let e = env("qlog_many", "  all: true\n", "");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let mut c = e.client();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let pad = format!("{t}-{i}-").repeat(300);
+                    let v: Option<String> = c.query_first(format!("SELECT '{pad}'")).unwrap();
+                    assert_eq!(v.unwrap(), pad);
+                }
+                c
+            })
+        })
+        .collect();
+    let clients: Vec<Conn> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let got = lines(&e.path(), 8 * 61);
+    let ours = got
+        .iter()
+        .filter(|l| l["text"].as_str().unwrap().starts_with("SELECT '"))
+        .count();
+    assert_eq!(ours, 480);
+    // A reload that turns the log off: what the cores held goes to the
+    // file or is counted as dropped, and nothing more is written.
+    let Env {
+        mut proxy, dir, yaml, ..
+    } = e;
+    let mut clients = clients;
+    for c in &mut clients {
+        c.query_drop("SELECT 'before off'").unwrap();
+    }
+    let off = yaml.replace("query_log:\n", "query_log_off:\n");
+    let off: String = off
+        .lines()
+        .filter(|l| !l.starts_with("query_log_off") && !l.starts_with("  path:") && !l.starts_with("  all:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    proxy.reload(Config::from_yaml_str(&off).unwrap()).unwrap();
+    for c in &mut clients {
+        c.query_drop("SELECT 'after off'").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let path = dir.path().join("queries.jsonl");
+    let got = lines(&path, 0);
+    assert!(got.iter().all(|l| l["text"] != "SELECT 'after off'"));
+    let written = got.len() as u64;
+    let snaps = proxy.snapshots();
+    let logged: u64 = snaps.iter().map(|s| s.counters.query_log_lines).sum();
+    let dropped: u64 = snaps.iter().map(|s| s.counters.query_log_dropped).sum();
+    eprintln!("written {written} logged {logged} dropped {dropped}");
+    assert_eq!(written + dropped, logged);
 }
