@@ -480,3 +480,33 @@ fn query_log_logs_a_wait_for_a_connection_the_client_left() {
         (&Value::from(9001), &Value::Null)
     );
 }
+
+#[test]
+fn query_log_takes_an_execute_a_rule_refuses() {
+    let e = env("qlog_exec_refused", "", "");
+    let mut c = e.client();
+    let stmt = c.prep("SELECT v FROM t WHERE id = ?").unwrap();
+    // A rule added since the prepare refuses its executes, and logs them.
+    let rules =
+        "query_rules:\n  - match_prefix: 'SELECT v FROM t'\n    error: no reads of t\n    log: true\n";
+    let Env {
+        mut proxy, dir, yaml, ..
+    } = e;
+    proxy
+        .reload(Config::from_yaml_str(&format!("{yaml}{rules}")).unwrap())
+        .unwrap();
+    let err = c.exec_drop(&stmt, (1,)).unwrap_err();
+    assert!(err.to_string().contains("no reads of t"), "{err}");
+    c.query_drop("SELECT v FROM t WHERE id = 2").unwrap_err();
+    let got = lines(&dir.path().join("queries.jsonl"), 2);
+    let execute = got
+        .iter()
+        .find(|l| l["command"] == "execute")
+        .unwrap_or_else(|| panic!("no execute line: {got:#?}"));
+    assert_eq!(execute["text"], "SELECT v FROM t WHERE id = ?");
+    assert_eq!(
+        (&execute["rule"], &execute["error"]),
+        (&Value::from(0), &Value::from(1148))
+    );
+    assert_eq!(execute["backend"], Value::Null);
+}
