@@ -753,3 +753,48 @@ fn backends_galera_causal_reads_wait_on_nodes_with_their_own_server_ids() {
         assert_eq!((sync, port), (0, g2.port()));
     }
 }
+
+/// A read on a node of the read hostgroup the health monitor has not
+/// checked yet (just added, or its checks fail: here the monitor's account
+/// exists on g1 only), so Funnel cannot tell it is a node of the cluster
+/// the session wrote to: it must not serve the session's read as a
+/// primary would, at once, while its applier lags.
+#[test]
+fn backends_galera_causal_read_on_a_node_not_checked_yet_sees_the_write() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (1, 1)");
+    // Not replicated: g2's checks fail to log in.
+    let mut root = g1.root();
+    root.query_drop("SET SESSION wsrep_on = OFF").unwrap();
+    root.query_drop("CREATE USER mon@'%' IDENTIFIED BY 'mpw'")
+        .unwrap();
+    drop(root);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n\
+         \x20 - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n    \
+         read_hostgroup: reads\n    read_fallback: false\n    causal_reads: true\n    causal_reads_timeout: 10s\n\
+         backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\n\
+         monitor:\n  interval: 200ms\n  user: mon\n  password: mpw\n  failures_before_down: 1000\n",
+        g1.addr(),
+        g2.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("g1 checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().any(|p| p.last_check.is_some())
+    });
+    funnel_testkit::wait_until_within("g2 has the row", Duration::from_secs(10), || rows(&[&g2])[0] == 1);
+    let mut c = causal_client(&proxy, "app");
+    let lock = hold_row(&g2, 1);
+    c.query_drop("UPDATE t SET v = 2 WHERE id = 1").unwrap();
+    let read = read_v(&mut c, 1);
+    drop(lock);
+    assert_eq!(
+        read,
+        (Some(2), g1.port()),
+        "the read saw the session's write, on the writer"
+    );
+    assert_eq!(causal_counts(&proxy).2, 1, "counted in causal_reads_on_writer");
+}
