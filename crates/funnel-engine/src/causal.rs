@@ -325,6 +325,12 @@ impl CausalState {
         }
     }
 
+    /// True when the session wrote to a Galera cluster (its GTID read or
+    /// not) since it last started again.
+    pub fn wrote_to_galera(&self) -> bool {
+        !self.wsrep.is_empty() || self.unread_galera.is_some()
+    }
+
     /// What a node of the Galera `cluster` must have committed.
     pub fn wsrep_for(&self, cluster: &str) -> Option<&WsrepWant> {
         self.wsrep.iter().find(|w| &*w.cluster == cluster)

@@ -112,13 +112,24 @@ pub struct QueryLog {
 
 impl QueryLog {
     /// Takes a (re)loaded configuration and the file opened for it; lines
-    /// still buffered go to the new file.
-    pub fn configure(&self, core: u16, config: &QueryLogConfig, file: Option<QueryLogFile>) {
+    /// still buffered go to the new file, or when the log is turned off,
+    /// to the one they were taken for.
+    pub fn configure(self: &Rc<Self>, core: u16, config: &QueryLogConfig, file: Option<QueryLogFile>) {
         self.core.set(core);
         self.all.set(config.all);
         self.min_duration.set(config.min_duration.as_duration());
         self.max_text.set(config.max_text.as_u64() as usize);
-        *self.file.borrow_mut() = file;
+        let turned_off = file.is_none();
+        let old = std::mem::replace(&mut *self.file.borrow_mut(), file);
+        if let (Some(old), true) = (old, turned_off) {
+            let buf = std::mem::take(&mut *self.pending.borrow_mut());
+            if !buf.is_empty() {
+                let log = self.clone();
+                rt::spawn(async move {
+                    log.write(old, buf).await;
+                });
+            }
+        }
     }
 
     /// True when statements of a rule with `log` (`None`: no rule, or a
@@ -175,23 +186,29 @@ impl QueryLog {
             if buf.is_empty() {
                 break;
             }
-            let (mut buf, written) = rt::spawn_blocking(move || {
-                let written = (&*file.file).write_all(&buf);
-                (buf, written.map_err(|e| (e, file.path)))
-            })
-            .await;
-            if let Err((e, path)) = written {
-                self.dropped.set(self.dropped.get() + count_lines(&buf));
-                tracing::warn!(path = %path.display(), error = %e, "query log: write failed, lines dropped");
-            }
-            buf.clear();
-            *self.spare.borrow_mut() = buf;
+            self.write(file, buf).await;
             if self.pending.borrow().len() < FLUSH_AT {
                 // What came meanwhile waits for the next timed flush.
                 rt::sleep(FLUSH_EVERY).await;
             }
         }
         self.flush_due.set(false);
+    }
+
+    /// Writes `buf` to `file` off the core's thread, then keeps the buffer
+    /// for reuse.
+    async fn write(&self, file: QueryLogFile, buf: Vec<u8>) {
+        let (mut buf, written) = rt::spawn_blocking(move || {
+            let written = (&*file.file).write_all(&buf);
+            (buf, written.map_err(|e| (e, file.path)))
+        })
+        .await;
+        if let Err((e, path)) = written {
+            self.dropped.set(self.dropped.get() + count_lines(&buf));
+            tracing::warn!(path = %path.display(), error = %e, "query log: write failed, lines dropped");
+        }
+        buf.clear();
+        *self.spare.borrow_mut() = buf;
     }
 
     /// Writes what is buffered now, on this thread (the core is stopping).

@@ -161,6 +161,13 @@ impl Session {
         if let Some(cluster) = galera {
             return self.galera_read_conn(conn, &pool, &cluster, timeout, f).await;
         }
+        if at_split && !pool.seen() && self.causal.wrote_to_galera() {
+            // Not checked yet (just started or added, or its checks
+            // fail): it may be a node of the cluster written to, whose
+            // read at once, as a primary's, would miss the write.
+            self.shard.backends.release(conn);
+            return self.causal_read_on_writer(f, &[pool.id]).await;
+        }
         // A server the monitor saw writable and not replicating is taken
         // for a primary (one listed among the readers too): it has the
         // session's writes, and `MASTER_GTID_WAIT` there would only wait

@@ -762,6 +762,7 @@ impl Session {
             let result = match self.apply_query_rule(head, total) {
                 Ok((head, total)) => match self.judge_lost_transaction(head) {
                     Some(verdict) => {
+                        self.log_own_answer(total);
                         self.buf.consume(total);
                         self.answer_lost_transaction(verdict).await
                     }
@@ -871,6 +872,7 @@ impl Session {
                 self.write_ok(1, &ok).await
             }
             Plan::Reply(e) => {
+                self.log_own_answer(total);
                 self.buf.consume(total);
                 self.reply_error(1, e).await
             }
@@ -886,6 +888,7 @@ impl Session {
                 }
                 if payload.first() == Some(&0x03) && !self.user_vars.is_empty() {
                     if let Some(what) = user_vars::dynamic_sql_refusal(&payload[1..], &self.user_vars) {
+                        self.log_own_answer(total);
                         self.buf.consume(total);
                         return self.reply_error(1, EngineError::Unsupported(what)).await;
                     }
@@ -901,6 +904,7 @@ impl Session {
             // Boxes each statement command's future itself.
             Plan::Statement(cmd) => self.statement(cmd, total).await,
             Plan::Kill(k) => {
+                self.log_own_answer(total);
                 self.buf.consume(total);
                 Box::pin(self.kill(k)).await
             }
@@ -1240,6 +1244,21 @@ impl Session {
             limit,
             key: Deadline::QUERY_KEY,
         })
+    }
+
+    /// Takes the query in the buffer, one Funnel answers itself (a
+    /// `KILL`, a refusal), for the query log, as [`Self::note_digest`] does
+    /// for one a backend runs: `query_log.all` logs every statement.
+    fn log_own_answer(&mut self, total: usize) {
+        let bytes = self.buf.bytes();
+        if bytes.get(4) != Some(&0x03) {
+            return;
+        }
+        let Some(sql) = bytes.get(5..total.min(MAX_CHUNK)) else {
+            return;
+        };
+        self.log
+            .begin(&self.shard.query_log, self.query_rule.as_deref(), "query", sql);
     }
 
     /// Remembers the digest of the query in the buffer (its shape is built
@@ -1854,6 +1873,9 @@ impl Session {
         };
         self.control.set_running_on(Some(conn.server_thread()));
         self.control.set_state(ClientState::Running);
+        if self.log.taken() {
+            self.log.sent();
+        }
         if self.control.is_killed() || self.control.take_wait_interrupted() {
             self.kill_own_statement(conn.server_thread());
         }
@@ -1994,6 +2016,11 @@ impl Session {
                     // 1317: a diagnostics read puts the client's there first.
                     self.shard.stats.count_error(stopped.err.code);
                     self.note_own_err(&stopped.err);
+                    if self.log.taken() {
+                        // `settle` noted the server's 1317, which the
+                        // client never saw.
+                        self.log.failed(stopped.err.code);
+                    }
                 }
                 // A killed session's statement gets no answer, as from the
                 // server: its connection closes next.

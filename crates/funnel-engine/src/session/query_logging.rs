@@ -54,6 +54,13 @@ impl LogDraft {
         self.command.is_some()
     }
 
+    /// Notes that the command went to a backend: its line names it also
+    /// when the reply is cut short (`pool.query_timeout`, a lost backend,
+    /// a client gone), as a slow query log must.
+    pub(super) fn sent(&mut self) {
+        self.served = true;
+    }
+
     /// Notes a backend's reply to the command.
     pub(super) fn served(&mut self, rows: u64, affected: u64, error: Option<u16>) {
         self.served = true;
@@ -72,7 +79,20 @@ impl LogDraft {
     pub(super) fn failed(&mut self, code: u16) {
         self.error = Some(code);
     }
+
+    /// After the line is written: a text buffer grown past [`KEEP_TEXT`]
+    /// by a long statement goes, or every session that ever logged one
+    /// would hold up to `query_log.max_text` (1 MiB) for its life.
+    fn written(&mut self) {
+        if self.text.capacity() > KEEP_TEXT {
+            self.text = Vec::new();
+        }
+    }
 }
+
+/// The text buffer a session keeps between commands, at most (the
+/// default `query_log.max_text`).
+const KEEP_TEXT: usize = 4 << 10;
 
 impl Session {
     /// Writes the query log's line for the command that arrived at
@@ -101,5 +121,40 @@ impl Session {
             affected: d.affected,
             error: d.error,
         });
+        self.log.written();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use funnel_config::{ByteSize, QueryLogConfig};
+
+    use super::*;
+    use crate::query_log::QueryLogFile;
+
+    #[test]
+    fn query_log_draft_lets_a_long_text_go_once_written() {
+        let path = std::env::temp_dir().join(format!("funnel-qlog-draft-{}.jsonl", std::process::id()));
+        let config = QueryLogConfig {
+            path: Some(path.clone()),
+            all: true,
+            max_text: ByteSize::MIB,
+            ..QueryLogConfig::default()
+        };
+        let log = Rc::new(QueryLog::default());
+        log.configure(0, &config, QueryLogFile::open(&config).unwrap());
+        let mut d = LogDraft::default();
+        d.begin(&log, None, "query", &vec![b'x'; 1 << 20]);
+        assert!(d.taken() && d.text.len() == 1 << 20);
+        d.command = None;
+        d.written();
+        assert!(d.text.capacity() <= KEEP_TEXT, "{}", d.text.capacity());
+        // A short one keeps its buffer for the next command.
+        d.begin(&log, None, "query", b"SELECT 1");
+        d.written();
+        assert!(d.text.capacity() > 0);
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -463,6 +463,10 @@ impl Session {
         };
         let rule = self.statement_rule(id, &meta);
         if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
+            // As a text query the rule refuses: `log: true` takes it too.
+            let command = if bulk { "bulk_execute" } else { "execute" };
+            self.log
+                .begin(&self.shard.query_log, rule.as_deref(), command, &meta.sql);
             // A rule a reload added since the prepare. The server drops a
             // statement's long data at its execute, whatever the outcome.
             if self.long_data.contains(&id) {

@@ -182,9 +182,15 @@ fn galera_pair() -> (MariaDb, MariaDb) {
 
 /// [`galera_pair`], each node with `extra` server options.
 fn galera_pair_with(extra: &[&str]) -> (MariaDb, MariaDb) {
+    galera_pair_each(extra, extra)
+}
+
+/// [`galera_pair`], the first node with `first` server options, the
+/// second with `second`.
+fn galera_pair_each(first: &[&str], second: &[&str]) -> (MariaDb, MariaDb) {
     let g1port = free_port();
-    let g1 = cluster_node("", g1port, extra);
-    let g2 = cluster_node(&format!("127.0.0.1:{g1port}"), free_port(), extra);
+    let g1 = cluster_node("", g1port, first);
+    let g2 = cluster_node(&format!("127.0.0.1:{g1port}"), free_port(), second);
     let deadline = Instant::now() + Duration::from_secs(30);
     while [&g1, &g2]
         .iter()
@@ -716,4 +722,79 @@ fn backends_galera_causal_reads_see_each_write_with_a_synced_binary_log() {
     }
     assert_eq!(missed, [], "reads that missed the write before them");
     assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+}
+
+/// Nodes with server ids of their own, as replication wants them: the
+/// cluster's GTIDs of a write read the same on each, so a causal read on
+/// the other node waits there and is served there.
+#[test]
+fn backends_galera_causal_reads_wait_on_nodes_with_their_own_server_ids() {
+    let (g1, g2) = galera_pair_each(&["--server-id=11"], &["--server-id=12"]);
+    g1.exec("INSERT INTO farm.t VALUES (1, 1)");
+    let proxy = causal_split(&g1, &g2);
+    funnel_testkit::wait_until_within("g2 has the row", Duration::from_secs(10), || rows(&[&g2])[0] == 1);
+    let mut c = causal_client(&proxy, "app");
+    for v in 10..15 {
+        c.query_drop(format!("UPDATE t SET v = {v} WHERE id = 1"))
+            .unwrap();
+        assert_eq!(read_v(&mut c, 1), (Some(v), g2.port()));
+    }
+    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+    assert!(causal_counts(&proxy).0 > 0, "some read waited on g2");
+    // The waits' wsrep_sync_wait was for their one SELECT: g2's
+    // connections, which the plain user's reads take next, are as before.
+    drop(c);
+    let mut plain = causal_client(&proxy, "plain");
+    for _ in 0..3 {
+        let (sync, port): (i64, u16) = plain
+            .query_first("SELECT @@session.wsrep_sync_wait, @@port")
+            .unwrap()
+            .unwrap();
+        assert_eq!((sync, port), (0, g2.port()));
+    }
+}
+
+/// A read on a node of the read hostgroup the health monitor has not
+/// checked yet (just added, or its checks fail: here the monitor's account
+/// exists on g1 only), so Funnel cannot tell it is a node of the cluster
+/// the session wrote to: it must not serve the session's read as a
+/// primary would, at once, while its applier lags.
+#[test]
+fn backends_galera_causal_read_on_a_node_not_checked_yet_sees_the_write() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (1, 1)");
+    // Not replicated: g2's checks fail to log in.
+    let mut root = g1.root();
+    root.query_drop("SET SESSION wsrep_on = OFF").unwrap();
+    root.query_drop("CREATE USER mon@'%' IDENTIFIED BY 'mpw'")
+        .unwrap();
+    drop(root);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n\
+         \x20 - name: app\n    password: apppw\n    default_schema: farm\n    default_hostgroup: db\n    \
+         read_hostgroup: reads\n    read_fallback: false\n    causal_reads: true\n    causal_reads_timeout: 10s\n\
+         backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\n\
+         monitor:\n  interval: 200ms\n  user: mon\n  password: mpw\n  failures_before_down: 1000\n",
+        g1.addr(),
+        g2.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("g1 checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().any(|p| p.last_check.is_some())
+    });
+    funnel_testkit::wait_until_within("g2 has the row", Duration::from_secs(10), || rows(&[&g2])[0] == 1);
+    let mut c = causal_client(&proxy, "app");
+    let lock = hold_row(&g2, 1);
+    c.query_drop("UPDATE t SET v = 2 WHERE id = 1").unwrap();
+    let read = read_v(&mut c, 1);
+    drop(lock);
+    assert_eq!(
+        read,
+        (Some(2), g1.port()),
+        "the read saw the session's write, on the writer"
+    );
+    assert_eq!(causal_counts(&proxy).2, 1, "counted in causal_reads_on_writer");
 }
