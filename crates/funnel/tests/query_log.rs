@@ -287,6 +287,19 @@ fn query_log_gives_the_error_a_rules_timeout_sent() {
 }
 
 #[test]
+fn query_log_shows_the_text_a_rewrite_rule_made() {
+    let rules = "query_rules:\n  - match_regex: '^SELECT \\* FROM t\\b'\n    rewrite: 'SELECT id FROM t'\n    log: true\n";
+    let e = env("qlog_rewrite", "", rules);
+    let mut c = e.client();
+    let ids: Vec<i32> = c.query("SELECT * FROM t ORDER BY id").unwrap();
+    assert_eq!(ids, [1, 2]);
+    let got = lines(&e.path(), 1);
+    let line = line_of(&got, "SELECT id FROM t ORDER BY id");
+    assert_eq!(line["rule"], 0);
+    assert_eq!(line["rows"], 2);
+}
+
+#[test]
 fn query_log_names_the_backend_of_a_statement_cut_by_query_timeout() {
     let e = env(
         "qlog_query_timeout",
