@@ -194,7 +194,7 @@ macro_rules! reset_check {
          AND NOT EXISTS (SELECT 1 FROM information_schema.PROFILING), 'OFF', 'reset_left_a_role_or_profiles')"
     };
 }
-/// The check [`BackendConn::restore_after_reset`] runs: `profiling` is set
+/// The check [`BackendConnection::restore_after_reset`] runs: `profiling` is set
 /// `OFF` when the role is the one a new connection of the account starts
 /// in (its default role, or none) and no profiles are left, and to a
 /// value the server refuses (1231) otherwise (`CURRENT_ROLE()` reads
@@ -688,7 +688,7 @@ impl BackendConnection {
         self.savepoint_outside_tx = false;
     }
 
-    /// [`BackendConn::run`] of one text query (`COM_QUERY`) of Funnel's own.
+    /// [`BackendConnection::run`] of one text query (`COM_QUERY`) of Funnel's own.
     pub async fn run_query(&mut self, sql: &[u8]) -> Result<ResponseSummary, BackendError> {
         let mut p = BytesMut::with_capacity(sql.len() + 1);
         funnel_protocol::command::write_query(&mut p, sql);
@@ -701,7 +701,7 @@ impl BackendConnection {
         self.run_capturing(payload, expect, None).await
     }
 
-    /// Like [`BackendConn::run`], appending the raw response packets
+    /// Like [`BackendConnection::run`], appending the raw response packets
     /// (headers included) to `raw` when given. Only for small responses,
     /// such as a prepare's metadata.
     pub async fn run_capturing(
@@ -714,7 +714,7 @@ impl BackendConnection {
         self.run_capturing_within(deadline, payload, expect, raw).await
     }
 
-    /// [`BackendConn::run_capturing`] under `deadline` instead of the
+    /// [`BackendConnection::run_capturing`] under `deadline` instead of the
     /// connection's own one (`None`: none, as for a client's command when
     /// `pool.query_timeout` is off).
     pub async fn run_capturing_within(

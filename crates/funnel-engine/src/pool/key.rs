@@ -29,7 +29,7 @@ pub const RESULT_SHAPING_CAPS: Capabilities = Capabilities(
 /// Funnel speaks one dialect to every server; a connection clears it when
 /// it takes a MariaDB extension: extended metadata for a key that has it
 /// ([`PoolKey::backend_caps`]), bulk operations wherever the server offers
-/// them (`BackendConn::open`). `CLIENT_SESSION_TRACK` lets the server report
+/// them (`BackendConnection::open`). `CLIENT_SESSION_TRACK` lets the server report
 /// session-state changes Funnel cannot see in SQL text.
 pub const BASE_BACKEND_CAPS: Capabilities = Capabilities(
     Capabilities::CLIENT_MYSQL.0
@@ -82,7 +82,7 @@ impl PoolKey {
     }
 
     /// True when a connection of this key can be given `other`
-    /// ([`crate::pool::conn::BackendConn::switch_key`]): the keys differ
+    /// ([`crate::pool::conn::BackendConnection::switch_key`]): the keys differ
     /// only in what can change after the handshake. That is the charset,
     /// with a `SET NAMES` where Funnel can name `other`'s, and the
     /// multi-statement option, which `COM_SET_OPTION` sets and the

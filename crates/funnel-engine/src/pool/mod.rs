@@ -689,7 +689,7 @@ impl Pool {
         }
         if conn.needs_reset || conn.untracked_state {
             // It holds state another client must not see (see
-            // `BackendConn::needs_reset`): reset it first, off every
+            // `BackendConnection::needs_reset`): reset it first, off every
             // client's path. Until then it is in use; one that fails to
             // reset, or keeps what a reset does not undo, is closed.
             let pool = self.clone();
@@ -1019,7 +1019,7 @@ impl Pool {
         }
     }
 
-    /// [`BackendConn::switch_key`] to `key`. `None` when the server
+    /// [`BackendConnection::switch_key`] to `key`. `None` when the server
     /// refused or the connection failed: it is closed then.
     async fn switch_key(self: &Rc<Self>, mut conn: BackendConn, key: PoolKey) -> Option<BackendConn> {
         match conn.switch_key(key).await {

@@ -159,7 +159,7 @@ pub struct SqlEffect {
     /// trigger, no view) and calls no function (no `(` at all), such as
     /// `SET time_zone = 'x'`, `SELECT @x`, `COMMIT`. When any other
     /// statement fails, stored code may have changed session state before
-    /// the error, which no ERR packet reports (see `BackendConn::
+    /// the error, which no ERR packet reports (see `BackendConnection::
     /// needs_reset`).
     pub runs_no_stored_code: bool,
     /// A compound statement (see [`is_compound`]): like a `CALL`, its body
@@ -650,7 +650,7 @@ const UNREPLAYABLE_VARIABLES: [&str; 6] = [
 ];
 
 /// The server variable Funnel keeps on for its own use on every backend
-/// connection (see `BackendConn::enable_state_tracking`).
+/// connection (see `BackendConnection::enable_state_tracking`).
 pub const STATE_TRACKING_VARIABLE: &str = "session_track_state_change";
 
 /// True when `sql` names [`STATE_TRACKING_VARIABLE`] (only looked for in
