@@ -79,6 +79,20 @@ fn wait_for_writes_on(proxy: &funnel_engine::Proxy, db: &MariaDb, mut id: i64) -
     }
 }
 
+/// The message of the ERR 9004 an insert of row `id` gets once no node of
+/// the hostgroup can take it (g2, the last, taken out too).
+fn no_writer_left(proxy: &funnel_engine::Proxy, id: i64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match insert(proxy, id) {
+            Err(mysql::Error::MySqlError(e)) if e.code == 9004 => return e.message,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "g2 was never taken out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Funnel in front of `g1` and `g2`, one hostgroup with `max_writers: 1`
 /// (`g1` writes while it may), checked every 100 ms.
 fn one_writer_of(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
@@ -112,15 +126,7 @@ fn backends_galera_node_out_of_sync_is_taken_out_of_rotation() {
     assert_eq!((g1_pool.status, g1_pool.takes_writes), ("down", false));
     // Both out: the client is told why.
     g2.exec("SET GLOBAL wsrep_desync = ON");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let message = loop {
-        match insert(&proxy, id) {
-            Err(mysql::Error::MySqlError(e)) if e.code == 9004 => break e.message,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "g2 was never taken out");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let message = no_writer_left(&proxy, id);
     assert!(
         message.contains("g1 is down (Galera node not synced (Donor/Desynced))")
             && message.contains("g2 is down (Galera node not synced"),
@@ -310,15 +316,7 @@ fn backends_galera_node_rejecting_queries_is_taken_out_of_rotation() {
         insert(&proxy, id).unwrap();
     }
     g2.exec("SET GLOBAL wsrep_reject_queries = ALL_KILL");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let message = loop {
-        match insert(&proxy, id + 10) {
-            Err(mysql::Error::MySqlError(e)) if e.code == 9004 => break e.message,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "g2 was never taken out");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let message = no_writer_left(&proxy, id + 10);
     assert!(
         message.contains("g1 is down (Galera node rejects queries (wsrep_reject_queries ALL))")
             && message.contains("g2 is down (Galera node rejects queries (wsrep_reject_queries ALL_KILL))"),
