@@ -1431,10 +1431,9 @@ impl Tokens {
         // The word count at the last `<<`: a label is `<<` one word `>>`.
         let mut label_open: Option<usize> = None;
         // Open parentheses, and which of them (bit per depth) follow a
-        // function of [`FROM_FUNCTIONS`]; where the last word ended, and
-        // whether it names one of those.
+        // function of [`FROM_FUNCTIONS`]; where the last word ended.
         let (mut depth, mut from_parens) = (0u32, 0u64);
-        let (mut word_end_at, mut from_function) = (0usize, false);
+        let mut word_end_at = 0usize;
         while i < n {
             let c = sql[i];
             match c {
@@ -1537,13 +1536,17 @@ impl Tokens {
                         let innermost = depth.checked_sub(1).filter(|d| *d < FROM_DEPTH);
                         t.table_from |= innermost.is_none_or(|d| from_parens & (1 << d) == 0);
                     }
-                    from_function = FROM_FUNCTIONS.contains(&word.as_slice());
                     word_end_at = i;
                     t.words.push(word);
                     saw_content = true;
                 }
                 b'(' => {
-                    let call = from_function && sql[word_end_at..i].iter().all(u8::is_ascii_whitespace);
+                    // Looked up here, not at every word: parentheses are
+                    // fewer, and every query is scanned.
+                    let call = sql[word_end_at..i].iter().all(u8::is_ascii_whitespace)
+                        && t.words
+                            .last()
+                            .is_some_and(|w| FROM_FUNCTIONS.contains(&w.as_slice()));
                     if depth < FROM_DEPTH {
                         from_parens = (from_parens & !(1 << depth)) | (u64::from(call) << depth);
                     }
