@@ -762,7 +762,7 @@ impl Session {
             let result = match self.apply_query_rule(head, total) {
                 Ok((head, total)) => match self.judge_lost_transaction(head) {
                     Some(verdict) => {
-                        self.log_own_answer(total);
+                        self.log_query_text(total);
                         self.buf.consume(total);
                         self.answer_lost_transaction(verdict).await
                     }
@@ -872,7 +872,7 @@ impl Session {
                 self.write_ok(1, &ok).await
             }
             Plan::Reply(e) => {
-                self.log_own_answer(total);
+                self.log_query_text(total);
                 self.buf.consume(total);
                 self.reply_error(1, e).await
             }
@@ -888,7 +888,7 @@ impl Session {
                 }
                 if payload.first() == Some(&0x03) && !self.user_vars.is_empty() {
                     if let Some(what) = user_vars::dynamic_sql_refusal(&payload[1..], &self.user_vars) {
-                        self.log_own_answer(total);
+                        self.log_query_text(total);
                         self.buf.consume(total);
                         return self.reply_error(1, EngineError::Unsupported(what)).await;
                     }
@@ -904,7 +904,7 @@ impl Session {
             // Boxes each statement command's future itself.
             Plan::Statement(cmd) => self.statement(cmd, total).await,
             Plan::Kill(k) => {
-                self.log_own_answer(total);
+                self.log_query_text(total);
                 self.buf.consume(total);
                 Box::pin(self.kill(k)).await
             }
@@ -1246,10 +1246,11 @@ impl Session {
         })
     }
 
-    /// Takes the query in the buffer, one Funnel answers itself (a
-    /// `KILL`, a refusal), for the query log, as [`Self::note_digest`] does
-    /// for one a backend runs: `query_log.all` logs every statement.
-    fn log_own_answer(&mut self, total: usize) {
+    /// Takes the text query in the buffer for the query log, when the log
+    /// takes it: one a backend runs ([`Self::note_digest`]) or one Funnel
+    /// answers itself (a `KILL`, a refusal); `query_log.all` logs every
+    /// statement.
+    fn log_query_text(&mut self, total: usize) {
         let bytes = self.buf.bytes();
         if bytes.get(4) != Some(&0x03) {
             return;
@@ -1269,8 +1270,7 @@ impl Session {
         };
         let key = crate::digest::key(sql);
         let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(sql));
-        self.log
-            .begin(&self.shard.query_log, self.query_rule.as_deref(), "query", sql);
+        self.log_query_text(total);
         self.control.set_statement(Some(key), text.as_deref());
         self.digest = Some((key, text));
     }
