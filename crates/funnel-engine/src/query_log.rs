@@ -204,8 +204,7 @@ impl QueryLog {
         })
         .await;
         if let Err((e, path)) = written {
-            self.dropped.set(self.dropped.get() + count_lines(&buf));
-            tracing::warn!(path = %path.display(), error = %e, "query log: write failed, lines dropped");
+            self.write_failed(&path, &e, &buf);
         }
         buf.clear();
         *self.spare.borrow_mut() = buf;
@@ -216,10 +215,15 @@ impl QueryLog {
         let buf = std::mem::take(&mut *self.pending.borrow_mut());
         if let (Some(file), false) = (self.file.borrow().as_ref(), buf.is_empty()) {
             if let Err(e) = (&*file.file).write_all(&buf) {
-                self.dropped.set(self.dropped.get() + count_lines(&buf));
-                tracing::warn!(path = %file.path.display(), error = %e, "query log: write failed, lines dropped");
+                self.write_failed(&file.path, &e, &buf);
             }
         }
+    }
+
+    /// Counts the lines of `buf`, which could not be written, as dropped.
+    fn write_failed(&self, path: &Path, e: &io::Error, buf: &[u8]) {
+        self.dropped.set(self.dropped.get() + count_lines(buf));
+        tracing::warn!(path = %path.display(), error = %e, "query log: write failed, lines dropped");
     }
 }
 
