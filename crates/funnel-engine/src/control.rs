@@ -31,6 +31,8 @@ pub enum ControlMsg {
         user_counters: crate::session::users::UserCounters,
         /// The query log's file, opened anew.
         query_log: Option<crate::query_log::QueryLogFile>,
+        /// Client TLS, its files read anew (`None`: no `client.tls`).
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     },
     /// The health monitor's latest verdict on one backend.
     Health {

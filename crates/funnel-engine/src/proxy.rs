@@ -118,6 +118,8 @@ struct Running {
     config: Config,
     /// Per-user connection counters shared by the shards.
     user_counters: UserCounters,
+    /// Client TLS as last built from `config.client.tls`'s files.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Announced when no backend could be asked for its version at start.
@@ -234,6 +236,7 @@ impl Proxy {
                 running: Arc::new(Mutex::new(Running {
                     config,
                     user_counters,
+                    tls,
                 })),
                 socket_file: Arc::new(Mutex::new(socket_file)),
                 stopping: Arc::default(),
@@ -308,12 +311,14 @@ impl Drop for Proxy {
 impl ProxyHandle {
     /// Applies a new, validated configuration to every shard: users, query
     /// rules, pool sizes, limits and backends change live (removed backends
-    /// drain). Returns the keys that change only with a restart (listen,
-    /// listen_socket, cores, admin, metrics, log, client.max_connections, client.tls): they
-    /// keep their running values, so the running config shows what runs.
+    /// drain), and client TLS's certificate and key are read again (a
+    /// renewed certificate serves the next logins). Returns the keys that
+    /// change only with a restart (listen, listen_socket, cores, admin,
+    /// metrics, log, client.max_connections): they keep their running
+    /// values, so the running config shows what runs.
     pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        self.apply(&mut running, config)
+        self.apply(&mut running, config, TlsFiles::ReadAgain)
     }
 
     /// Edits the running configuration and applies the result in one step:
@@ -326,14 +331,30 @@ impl ProxyHandle {
     ) -> Result<Result<Vec<String>, StartError>, E> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let next = edit(running.config.clone())?;
-        Ok(self.apply(&mut running, next))
+        Ok(self.apply(&mut running, next, TlsFiles::KeepUnlessChanged))
     }
 
-    fn apply(&self, running: &mut Running, config: Config) -> Result<Vec<String>, StartError> {
+    fn apply(
+        &self,
+        running: &mut Running,
+        config: Config,
+        tls_files: TlsFiles,
+    ) -> Result<Vec<String>, StartError> {
         let specs = resolve_backends(&config)?;
         // Opened anew at every reload: after logrotate moved the file
         // away, lines go to a new one.
         let query_log = open_query_log(&config)?;
+        // Built before anything is sent: a certificate that does not load
+        // refuses the whole reload, and logins go on with the running one.
+        let tls = match &config.client.tls {
+            Some(files)
+                if tls_files == TlsFiles::ReadAgain || running.config.client.tls.as_ref() != Some(files) =>
+            {
+                Some(crate::tls::server_config(files)?)
+            }
+            Some(_) => running.tls.clone(),
+            None => None,
+        };
         let mut config = config;
         let not_applied = keep_restart_only_keys(&running.config, &mut config);
         running.user_counters = UserCounters::for_users(&config.users, Some(&running.user_counters));
@@ -343,9 +364,11 @@ impl ProxyHandle {
                 backends: specs.clone(),
                 user_counters: running.user_counters.clone(),
                 query_log: query_log.clone(),
+                tls: tls.clone(),
             });
         }
         running.config = config;
+        running.tls = tls;
         // Whoever changed it (a reload, an admin command) is answered once
         // the change is in force: a client's next command must not still
         // reach a backend it has just drained.
@@ -499,6 +522,15 @@ impl Stopper {
     }
 }
 
+/// Whether a change of configuration reads client TLS's files again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsFiles {
+    /// A reload: the files may hold a renewed certificate under the same names.
+    ReadAgain,
+    /// An admin `SET`: only other files than the running ones are read.
+    KeepUnlessChanged,
+}
+
 /// The keys that only a restart changes whose value differs between
 /// `running` and `next`, each with what happens to it (as a reload says).
 pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
@@ -545,9 +577,6 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
         next.client.max_connections != running.client.max_connections,
     ) {
         next.client.max_connections = running.client.max_connections;
-    }
-    if keep("client.tls", next.client.tls != running.client.tls) {
-        next.client.tls = running.client.tls.clone();
     }
     kept
 }
@@ -753,7 +782,6 @@ mod tests {
                 "metrics",
                 "log",
                 "client.max_connections",
-                "client.tls"
             ],
             "{kept:?}"
         );
@@ -765,8 +793,9 @@ mod tests {
         assert_eq!(next.metrics, running.metrics);
         assert_eq!(next.log, running.log);
         assert_eq!(next.client.max_connections, running.client.max_connections);
-        assert_eq!(next.client.tls, running.client.tls);
-        // Live keys take their new values.
+        // Live keys take their new values (client TLS's files are read
+        // when the shards are told, see `apply`).
+        assert!(next.client.tls.is_some());
         assert_eq!(
             next.client.handshake_timeout.as_duration(),
             Duration::from_secs(3)

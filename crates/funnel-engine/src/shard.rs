@@ -64,8 +64,9 @@ pub struct Shard {
     pub query_log: Rc<QueryLog>,
     /// Per-connection log events, rate-limited.
     pub log_rate: crate::lograte::LogRate,
-    /// TLS for clients that ask for it (`client.tls`).
-    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// TLS for clients that ask for it (`client.tls`), as the last reload
+    /// read its files: a login takes the one in force when it starts.
+    pub tls: RefCell<Option<std::sync::Arc<rustls::ServerConfig>>>,
     /// Live sessions, for KILL.
     pub clients: ClientRegistry,
     /// Every shard's control channel, by shard index (KILL routing).
@@ -153,7 +154,7 @@ impl Shard {
             digests: Digests::default(),
             query_cache: RefCell::default(),
             log_rate: Default::default(),
-            tls: setup.tls,
+            tls: RefCell::new(setup.tls),
             clients: ClientRegistry::default(),
             peers: setup.peers,
             side_slots: Rc::new(Cell::new(0)),
@@ -268,8 +269,11 @@ impl Shard {
         resolved: &[BackendSpec],
         counters: &UserCounters,
         query_log: Option<QueryLogFile>,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     ) {
         self.query_log.configure(self.id.0, &cfg.query_log, query_log);
+        // Sessions under way keep the TLS they logged in with.
+        *self.tls.borrow_mut() = tls;
         self.backends.apply(&cfg, resolved, &self.stopping);
         // Retired pools with no connection go now, not a tick later: a
         // snapshot right after the change lists no empty left-overs.
@@ -788,7 +792,8 @@ async fn control_loop(
                     backends,
                     user_counters,
                     query_log,
-                }) => shard.reload(*config, &backends, &user_counters, query_log),
+                    tls,
+                }) => shard.reload(*config, &backends, &user_counters, query_log, tls),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
                 Received::Msg(ControlMsg::StopAccepting) => {
                     if let Some(q) = quiet.take() {

@@ -907,7 +907,8 @@ fn admin_show_clients_counts_prepared_statements() {
 
 /// `SET` names what is wrong with a key that the running configuration
 /// leaves out (an optional key not set): `client.tls` is refused as a
-/// restart-only key, as operations.md says, not as "no such setting"; an
+/// key of the configuration file, which a `RELOAD` reads, not as "no such
+/// setting"; an
 /// unset `monitor.user` is a real key, refused for its missing password;
 /// a misspelt key gets the section's valid keys.
 #[test]
@@ -924,7 +925,7 @@ fn admin_set_explains_keys_the_running_config_leaves_out() {
     };
     for sql in ["SET client.tls = x", "SET client.tls.cert = /tmp/c.pem"] {
         let m = refusal(&mut admin, sql);
-        assert!(m.contains("client.tls") && m.contains("restart"), "{sql}: {m}");
+        assert!(m.contains("client.tls") && m.contains("RELOAD"), "{sql}: {m}");
     }
     let m = refusal(&mut admin, "SET monitor.user = checker");
     assert!(m.contains("give both user and password"), "{m}");

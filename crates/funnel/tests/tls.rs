@@ -541,3 +541,131 @@ fn tls_a_storm_of_logins_leaves_health_checks_and_sessions_on_time() {
         "a logged-in session waited {slowest:?} during a {storm_took:?} login storm"
     );
 }
+
+/// True when the certificate the server showed `c` names `cn`.
+fn served_certificate_names(c: &TlsClient, cn: &str) -> bool {
+    let certs = c.conn.peer_certificates().expect("a certificate");
+    certs[0].as_ref().windows(cn.len()).any(|w| w == cn.as_bytes())
+}
+
+/// Certificate rotation without a restart (ProxySQL's `PROXYSQL RELOAD
+/// TLS`): a reload reads `client.tls`'s files again, also under the same
+/// names, so the next logins get the renewed certificate while a session
+/// from before goes on. A pair that does not load refuses the reload and
+/// the running certificate goes on serving. Before, `client.tls` was read
+/// at start only: a renewed certificate needed a restart, which drops every
+/// client.
+#[test]
+fn tls_a_reload_serves_a_certificate_renewed_in_place_to_the_next_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second, live) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("live"),
+    );
+    for d in [&first, &second, &live] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let (cert_a, key_a) = funnel_testkit::certs::self_signed(&first, "first.funnel.test");
+    let (cert_b, key_b) = funnel_testkit::certs::self_signed(&second, "second.funnel.test");
+    let (cert, key) = (live.join("cert.pem"), live.join("key.pem"));
+    std::fs::copy(&cert_a, &cert).unwrap();
+    std::fs::copy(&key_a, &key).unwrap();
+    let proxy = tls_funnel("tls_renew", &cert, &key, "", "");
+    let port = proxy.local_addr().port();
+    let mut before = tls_login(port, b"secure", b"pw", WAIT);
+    assert!(served_certificate_names(&before, "first.funnel.test"));
+
+    std::fs::copy(&cert_b, &cert).unwrap();
+    std::fs::copy(&key_b, &key).unwrap();
+    let handle = proxy.handle();
+    let not_applied = handle.reload(handle.config()).expect("the renewed pair loads");
+    assert!(
+        not_applied.is_empty(),
+        "nothing waits for a restart: {not_applied:?}"
+    );
+    let mut after = tls_login(port, b"secure", b"pw", WAIT);
+    assert!(
+        served_certificate_names(&after, "second.funnel.test"),
+        "a login after the reload gets the renewed certificate"
+    );
+    let ok = tls_query(&mut before, "DO 1");
+    assert_eq!(ok.first(), Some(&0x00), "the session from before goes on: {ok:?}");
+
+    // A key that does not match the certificate refuses the reload.
+    std::fs::copy(&key_a, &key).unwrap();
+    let refused = handle.reload(handle.config());
+    assert!(refused.is_err(), "a mismatched pair is refused: {refused:?}");
+    let mut later = tls_login(port, b"secure", b"pw", WAIT);
+    assert!(served_certificate_names(&later, "second.funnel.test"));
+    for c in [&mut after, &mut later] {
+        let ok = tls_query(c, "DO 1");
+        assert_eq!(ok.first(), Some(&0x00), "{ok:?}");
+    }
+}
+
+/// The capability flags of the greeting Funnel sends on `port`.
+fn greeting_caps(port: u16) -> funnel_protocol::Capabilities {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let (_, greeting) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
+    funnel_protocol::handshake::HandshakeV10::parse(&greeting)
+        .unwrap()
+        .capabilities
+}
+
+/// `client.tls` added by a reload offers TLS to the next logins, and taken
+/// out again stops offering it; a reload that would leave a `require_tls`
+/// user without it is refused.
+#[test]
+fn tls_a_reload_turns_client_tls_on_and_off() {
+    use funnel_protocol::Capabilities;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("tls_live");
+    db.create_user("tls_live_b", "bpw");
+    let yaml = |tls: bool, require: bool| {
+        let tls = if tls {
+            format!(
+                "client:\n  tls:\n    cert: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "listen: 127.0.0.1:0\ncores: 1\n\
+             users:\n  - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: {require}\n\
+             backends:\n  - name: primary\n    address: {}\n    user: tls_live_b\n    password: bpw\n{tls}",
+            db.addr()
+        )
+    };
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml(false, false)).unwrap());
+    let port = proxy.local_addr().port();
+    assert!(!greeting_caps(port).contains(Capabilities::CLIENT_SSL));
+
+    let handle = proxy.handle();
+    let not_applied = handle
+        .reload(Config::from_yaml_str(&yaml(true, true)).unwrap())
+        .unwrap();
+    assert!(not_applied.is_empty(), "{not_applied:?}");
+    assert!(greeting_caps(port).contains(Capabilities::CLIENT_SSL));
+    let mut c = tls_login(port, b"secure", b"pw", WAIT);
+    assert_eq!(tls_query(&mut c, "DO 1").first(), Some(&0x00));
+
+    assert!(
+        Config::from_yaml_str(&yaml(false, true)).is_err(),
+        "require_tls without client.tls is refused before it reaches a reload"
+    );
+    handle
+        .reload(Config::from_yaml_str(&yaml(false, false)).unwrap())
+        .unwrap();
+    assert!(!greeting_caps(port).contains(Capabilities::CLIENT_SSL));
+    assert_eq!(
+        tls_query(&mut c, "DO 1").first(),
+        Some(&0x00),
+        "the TLS session goes on"
+    );
+}

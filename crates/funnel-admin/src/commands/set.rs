@@ -12,16 +12,34 @@ use crate::server::AdminContext;
 const SETTABLE: [&str; 6] = ["pool", "backlog", "client", "monitor", "query_cache", "query_log"];
 
 /// Keys of those sections that only a restart applies (as
-/// `funnel_engine::proxy::restart_only_changes` keeps them). Named here
-/// because `client.tls` is usually unset, so no value given to it (nor to
-/// `client.tls.cert`) would parse into a configuration to compare.
-const RESTART_ONLY: [&str; 2] = ["client.max_connections", "client.tls"];
+/// `funnel_engine::proxy::restart_only_changes` keeps them).
+const RESTART_ONLY: [&str; 1] = ["client.max_connections"];
+
+/// Keys that change only with the configuration file. `client.tls` names
+/// files that must load as a pair, so one key at a time cannot change it:
+/// a reload of the file reads both (also renewed under the same names).
+const FILE_ONLY: [&str; 1] = ["client.tls"];
 
 fn restart_only(key: &str) -> Reply {
     invalid(format!(
         "{key} changes only at a restart, which reads it from the configuration file: \
          change it there, then restart"
     ))
+}
+
+fn file_only(key: &str) -> Reply {
+    invalid(format!(
+        "{key} changes only with the configuration file: change it there, then RELOAD \
+         (a reload also reads a certificate renewed under the same name)"
+    ))
+}
+
+/// True when `key` is `section_key` or one of its keys.
+fn names(key: &str, section_key: &str) -> bool {
+    key == section_key
+        || key
+            .strip_prefix(section_key)
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Applies `key = value` (e.g. `pool.max_per_core = 8`, `backlog.wait_timeout = 5s`).
@@ -37,11 +55,11 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
     if !SETTABLE.contains(&section) {
         return invalid(format!("{section}: only {} can be SET", SETTABLE.join(", ")));
     }
-    if RESTART_ONLY
-        .iter()
-        .any(|k| key == *k || key.strip_prefix(k).is_some_and(|rest| rest.starts_with('.')))
-    {
+    if RESTART_ONLY.iter().any(|k| names(key, k)) {
         return restart_only(key);
+    }
+    if FILE_ONLY.iter().any(|k| names(key, k)) {
+        return file_only(key);
     }
     apply_edit(ctx, |cfg| {
         let mut doc = serde_yaml::to_value(&cfg).map_err(invalid)?;

@@ -205,6 +205,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let mut buf = IoBuf::with_capacity(CLIENT_BUF);
     let version = shard.server_version();
     let handshake_limit = shard.config().client.handshake_timeout.as_duration();
+    let tls = shard.tls.borrow().clone();
     let outcome = rt::timeout(
         handshake_limit,
         Box::pin(login(
@@ -216,7 +217,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
             shard.greeting_charset(),
             shard.extended_caps(),
             &peer,
-            shard.tls.as_ref(),
+            tls.as_ref(),
         )),
     )
     .await;
