@@ -120,7 +120,13 @@ struct Running {
     user_counters: UserCounters,
     /// Client TLS as last built from `config.client.tls`'s files.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Sets the level of the process's log, where its owner gave a way
+    /// (`None`: `log` changes only at a restart).
+    log_level: Option<LogLevelSetter>,
 }
+
+/// Applies a new `log.level` to the process's log (the binary's subscriber).
+pub type LogLevelSetter = Box<dyn Fn(funnel_config::LogLevel) + Send>;
 
 /// Announced when no backend could be asked for its version at start.
 const FALLBACK_VERSION: &str = "5.5.5-10.11.0-MariaDB-funnel";
@@ -237,6 +243,7 @@ impl Proxy {
                     config,
                     user_counters,
                     tls,
+                    log_level: None,
                 })),
                 socket_file: Arc::new(Mutex::new(socket_file)),
                 stopping: Arc::default(),
@@ -314,7 +321,8 @@ impl ProxyHandle {
     /// drain), and client TLS's certificate and key are read again (a
     /// renewed certificate serves the next logins). Returns the keys that
     /// change only with a restart (listen, listen_socket, cores, admin,
-    /// metrics, log, client.max_connections): they keep their running
+    /// metrics, client.max_connections, and log unless
+    /// [`Self::set_log_level_setter`] gave a way): they keep their running
     /// values, so the running config shows what runs.
     pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -332,6 +340,21 @@ impl ProxyHandle {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let next = edit(running.config.clone())?;
         Ok(self.apply(&mut running, next, TlsFiles::KeepUnlessChanged))
+    }
+
+    /// Lets reloads and admin `SET log.level` change the log's level live
+    /// through `setter` (the owner of the log subscriber calls this once).
+    pub fn set_log_level_setter(&self, setter: LogLevelSetter) {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).log_level = Some(setter);
+    }
+
+    /// True when `log` changes live (see [`Self::set_log_level_setter`]).
+    pub fn log_level_is_live(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_level
+            .is_some()
     }
 
     fn apply(
@@ -356,7 +379,14 @@ impl ProxyHandle {
             None => None,
         };
         let mut config = config;
-        let not_applied = keep_restart_only_keys(&running.config, &mut config);
+        let not_applied = keep_restart_only_keys(&running.config, &mut config, running.log_level.is_some());
+        if let Some(set) = running
+            .log_level
+            .as_ref()
+            .filter(|_| config.log != running.config.log)
+        {
+            set(config.log.level);
+        }
         running.user_counters = UserCounters::for_users(&config.users, Some(&running.user_counters));
         for c in &self.controls {
             let _ = c.send(ControlMsg::Reload {
@@ -533,13 +563,15 @@ enum TlsFiles {
 
 /// The keys that only a restart changes whose value differs between
 /// `running` and `next`, each with what happens to it (as a reload says).
-pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
-    keep_restart_only_keys(running, &mut next.clone())
+/// `log_live`: the log's level changes live (see
+/// [`ProxyHandle::set_log_level_setter`]).
+pub fn restart_only_changes(running: &Config, next: &Config, log_live: bool) -> Vec<String> {
+    keep_restart_only_keys(running, &mut next.clone(), log_live)
 }
 
 /// Puts the running value back into `next` for every key that only a
 /// restart changes, and says which of them the new file changed.
-fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
+fn keep_restart_only_keys(running: &Config, next: &mut Config, log_live: bool) -> Vec<String> {
     let mut kept = Vec::new();
     if next.listen != running.listen {
         kept.push(format!(
@@ -569,7 +601,7 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config) -> Vec<String> {
     if keep("metrics", next.metrics != running.metrics) {
         next.metrics = running.metrics.clone();
     }
-    if keep("log", next.log != running.log) {
+    if !log_live && keep("log", next.log != running.log) {
         next.log = running.log.clone();
     }
     if keep(
@@ -770,7 +802,7 @@ mod tests {
              pool:\n  max_per_core: 5\n",
             "127.0.0.1:7033",
         );
-        let kept = keep_restart_only_keys(&running, &mut next);
+        let kept = keep_restart_only_keys(&running, &mut next, false);
         let keys: Vec<&str> = kept.iter().map(|k| k.split(':').next().unwrap()).collect();
         assert_eq!(
             keys,
@@ -804,6 +836,6 @@ mod tests {
 
         // An unchanged file reports nothing.
         let mut same = running.clone();
-        assert!(keep_restart_only_keys(&running, &mut same).is_empty());
+        assert!(keep_restart_only_keys(&running, &mut same, false).is_empty());
     }
 }

@@ -99,13 +99,16 @@ fn check(path: &PathBuf) -> ExitCode {
 
 fn run(path: &PathBuf) -> anyhow::Result<()> {
     let config = Config::load(path).with_context(|| format!("{}", path.display()))?;
-    init_logging(config.log.level.as_str());
+    let log_level = init_logging(config.log.level.as_str());
     // Block the signals before any thread starts, so only the main thread
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
     raise_open_files_limit();
     let listen = config.listen;
     let proxy = Proxy::start(config.clone()).context("cannot start")?;
+    if let Some(set) = log_level {
+        proxy.handle().set_log_level_setter(set);
+    }
     let listeners = funnel_admin::start(&config, proxy.handle(), Some(path.clone()))
         .context("cannot start the admin or metrics listener")?;
     if let Some(a) = &listeners.admin {
@@ -182,19 +185,38 @@ fn reload(proxy: &funnel_engine::ProxyHandle, path: &PathBuf) {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+/// Starts the log at `level`, and returns how a reload changes that level
+/// (`None` when `RUST_LOG` set the filter: it overrides the file's level).
+fn init_logging(level: &str) -> Option<funnel_engine::proxy::LogLevelSetter> {
+    use tracing_subscriber::prelude::*;
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let overridden = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Standard error, as documented (fmt's default is standard output).
     // Colours only for a person at a terminal: journald stores a line with
     // escape codes as a blob (`journalctl` shows "[170B blob data]"), and
     // they clutter `kubectl logs` and log shippers.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
+    if overridden {
+        return None;
+    }
+    Some(Box::new(move |level: funnel_config::LogLevel| {
+        let next = tracing_subscriber::EnvFilter::new(level.as_str());
+        if let Err(e) = handle.reload(next) {
+            tracing::warn!(error = %e, "log.level: cannot change the log's level");
+        } else {
+            tracing::info!(level = level.as_str(), "log level changed");
+        }
+    }))
 }
 
 fn block_signals() -> libc::sigset_t {

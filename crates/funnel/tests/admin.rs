@@ -1384,3 +1384,29 @@ fn admin_show_clients_shows_the_running_statement() {
         now.iter().all(|s| s == &Some(("idle".to_string(), None)))
     });
 }
+
+/// `SET log.level` changes the log's level at once where the process's
+/// log can change live (the binary's can; `binary.rs` shows its lines), and
+/// `SHOW CONFIG` shows the new level; where it cannot, the key is refused
+/// as one a restart applies, as before.
+#[test]
+fn admin_set_log_level_applies_live_where_the_log_can_change() {
+    let e = env("admsetlog", "");
+    let mut admin = e.admin();
+    let err = admin.query_drop("SET log.level = debug").unwrap_err();
+    assert!(err.to_string().contains("restart"), "{err}");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    e.proxy
+        .handle()
+        .set_log_level_setter(Box::new(move |level| tx.send(level).unwrap()));
+    admin.query_drop("SET log.level = debug").unwrap();
+    assert_eq!(rx.try_recv(), Ok(funnel_config::LogLevel::Debug));
+    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    assert!(cfg.iter().any(|l| l.contains("level: debug")), "{cfg:?}");
+    // The same level again changes nothing.
+    admin.query_drop("SET log.level = debug").unwrap();
+    assert!(rx.try_recv().is_err());
+    let err = admin.query_drop("SET log.level = loud").unwrap_err();
+    assert!(err.to_string().contains("log.level"), "{err}");
+}

@@ -439,9 +439,9 @@ fn binary_sigterm_after_admin_graceful_shutdown_stops_now() {
 
 /// What an operator reads in the journal: on standard error (as
 /// documented), plain lines (no colour escape codes, which journald stores
-/// as blobs), the documented start line, a
-/// reload naming the restart-only key it did not apply, and the graceful
-/// stop.
+/// as blobs), the documented start line, a reload naming the restart-only
+/// key it did not apply, a `log.level` a reload applies at once (debug
+/// lines follow it), and the graceful stop.
 #[test]
 fn binary_logs_plain_lines_naming_what_a_reload_did_not_apply() {
     let (dir, path, port) = one_core_config("plainlog", "log:\n  level: info\n");
@@ -450,23 +450,31 @@ fn binary_logs_plain_lines_naming_what_a_reload_did_not_apply() {
     let mut child = KillOnDrop(child);
     let log = || std::fs::read_to_string(&log_path).unwrap();
     wait_for("funnel to serve", || log().contains("funnel is serving"));
+    drop(login(port, "app").unwrap());
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !log().contains("session ended"),
+        "no debug lines at info:\n{}",
+        log()
+    );
     let yaml = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, yaml.replace("level: info", "level: debug")).unwrap();
+    let yaml = yaml.replace("level: info", "level: debug");
+    std::fs::write(&path, format!("{yaml}client:\n  max_connections: 100\n")).unwrap();
     // SAFETY: kill(2) on the child we spawned.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
     wait_for("the reload", || log().contains("configuration reloaded"));
-    assert!(login(port, "app").is_ok());
+    drop(login(port, "app").unwrap());
+    wait_for("a debug line", || log().contains("session ended"));
     // SAFETY: as above.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let text = log();
     assert!(!text.contains('\x1b'), "escape codes in the log:\n{text:?}");
-    let restart = text
-        .lines()
-        .find(|l| l.contains("needs a restart"))
-        .unwrap_or_else(|| panic!("no restart line:\n{text}"));
-    assert!(restart.contains("log"), "{restart}");
+    let restart: Vec<&str> = text.lines().filter(|l| l.contains("needs a restart")).collect();
+    assert_eq!(restart.len(), 1, "one key waits for a restart:\n{text}");
+    assert!(restart[0].contains("client.max_connections"), "{}", restart[0]);
+    assert!(text.contains("log level changed"), "{text}");
     assert!(text.contains("stopping gracefully"), "{text}");
 }
 

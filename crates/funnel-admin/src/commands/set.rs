@@ -9,7 +9,15 @@ use crate::resultset::Reply;
 use crate::server::AdminContext;
 
 /// Sections whose keys `SET` may change.
-const SETTABLE: [&str; 6] = ["pool", "backlog", "client", "monitor", "query_cache", "query_log"];
+const SETTABLE: [&str; 7] = [
+    "pool",
+    "backlog",
+    "client",
+    "monitor",
+    "query_cache",
+    "query_log",
+    "log",
+];
 
 /// Keys of those sections that only a restart applies (as
 /// `funnel_engine::proxy::restart_only_changes` keeps them).
@@ -61,6 +69,9 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
     if FILE_ONLY.iter().any(|k| names(key, k)) {
         return file_only(key);
     }
+    // Asked before the edit: the edit runs under the running
+    // configuration's lock, which this takes too.
+    let log_live = ctx.handle.log_level_is_live();
     apply_edit(ctx, |cfg| {
         let mut doc = serde_yaml::to_value(&cfg).map_err(invalid)?;
         let Some(map) = doc.get_mut(section).and_then(Value::as_mapping_mut) else {
@@ -78,7 +89,7 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
         new.validate().map_err(invalid)?;
         // A reload keeps such a key until a restart, which reads the file:
         // a value given here would never run, so say so instead of "OK".
-        if !funnel_engine::proxy::restart_only_changes(&cfg, &new).is_empty() {
+        if !funnel_engine::proxy::restart_only_changes(&cfg, &new, log_live).is_empty() {
             return Err(restart_only(key));
         }
         Ok(new)
