@@ -28,12 +28,18 @@ struct Round {
     /// When it was asked for.
     started: Instant,
     shards: Vec<ShardSnapshot>,
+    /// When client TLS's certificate expires (Unix seconds).
+    tls_not_after: Option<i64>,
     text: OnceLock<String>,
 }
 
 impl Round {
     fn metrics(&self) -> &str {
-        self.text.get_or_init(|| metrics::render(&self.shards))
+        self.text.get_or_init(|| {
+            let mut text = metrics::render(&self.shards);
+            metrics::render_tls_expiry(&mut text, self.tls_not_after);
+            text
+        })
     }
 }
 
@@ -88,6 +94,7 @@ impl Rounds {
             let round = Arc::new(Round {
                 started: now,
                 shards: handle.snapshots(),
+                tls_not_after: handle.client_tls_not_after(),
                 text: OnceLock::new(),
             });
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -376,3 +376,17 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
     let _ = writeln!(out, "{name}_sum {}", h.mean() * h.len() as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {}", h.len());
 }
+
+/// Appends the expiry of client TLS's certificate, so alerts can fire
+/// before clients that check it start failing (nothing without `client.tls`).
+pub fn render_tls_expiry(out: &mut String, not_after: Option<i64>) {
+    let Some(at) = not_after else {
+        return;
+    };
+    let name = "funnel_client_tls_certificate_expiry_timestamp_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} When client TLS's certificate expires (Unix time); a reload reads a renewed one.\n\
+         # TYPE {name} gauge\n{name} {at}"
+    );
+}

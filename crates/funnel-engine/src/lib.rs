@@ -13,6 +13,7 @@ pub mod backends;
 pub mod backlog;
 pub mod caps;
 pub mod causal;
+pub mod cert_expiry;
 pub mod column_cache;
 pub mod compress;
 pub mod control;

@@ -119,7 +119,7 @@ struct Running {
     /// Per-user connection counters shared by the shards.
     user_counters: UserCounters,
     /// Client TLS as last built from `config.client.tls`'s files.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::tls::ClientTls>,
     /// Sets the level of the process's log, where its owner gave a way
     /// (`None`: `log` changes only at a restart).
     log_level: Option<LogLevelSetter>,
@@ -143,6 +143,9 @@ impl Proxy {
             .as_ref()
             .map(crate::tls::server_config)
             .transpose()?;
+        if let Some(t) = &tls {
+            warn_of_expiry(t);
+        }
         let specs = resolve_backends(&config)?;
         let query_log = open_query_log(&config)?;
         let greeting = probe_greetings(&specs).unwrap_or_else(|| Greeting {
@@ -199,7 +202,7 @@ impl Proxy {
                 extended: greeting.extended,
                 peers: senders.clone(),
                 user_counters: user_counters.clone(),
-                tls: tls.clone(),
+                tls: tls.as_ref().map(|t| t.config.clone()),
                 query_log: query_log.clone(),
             };
             let name = format!("funnel-shard-{i}");
@@ -348,6 +351,17 @@ impl ProxyHandle {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).log_level = Some(setter);
     }
 
+    /// When client TLS's certificate expires, as Unix seconds (`None`: no
+    /// `client.tls`, or its validity could not be read).
+    pub fn client_tls_not_after(&self) -> Option<i64> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tls
+            .as_ref()
+            .and_then(|t| t.not_after)
+    }
+
     /// True when `log` changes live (see [`Self::set_log_level_setter`]).
     pub fn log_level_is_live(&self) -> bool {
         self.running
@@ -373,7 +387,9 @@ impl ProxyHandle {
             Some(files)
                 if tls_files == TlsFiles::ReadAgain || running.config.client.tls.as_ref() != Some(files) =>
             {
-                Some(crate::tls::server_config(files)?)
+                let loaded = crate::tls::server_config(files)?;
+                warn_of_expiry(&loaded);
+                Some(loaded)
             }
             Some(_) => running.tls.clone(),
             None => None,
@@ -394,7 +410,7 @@ impl ProxyHandle {
                 backends: specs.clone(),
                 user_counters: running.user_counters.clone(),
                 query_log: query_log.clone(),
-                tls: tls.clone(),
+                tls: tls.as_ref().map(|t| t.config.clone()),
             });
         }
         running.config = config;
@@ -549,6 +565,33 @@ impl Stopper {
         for c in &self.0 {
             let _ = c.send(ControlMsg::Shutdown);
         }
+    }
+}
+
+/// How long before its certificate expires client TLS is warned about at
+/// every load.
+const EXPIRY_WARNING: i64 = 14 * 86_400;
+
+/// Logs a warning when client TLS's certificate has expired, or expires
+/// within [`EXPIRY_WARNING`]: logins go on, clients that check it fail.
+fn warn_of_expiry(tls: &crate::tls::ClientTls) {
+    let Some(not_after) = tls.not_after else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let left = not_after - now;
+    if left <= 0 {
+        tracing::warn!(
+            expired_s_ago = -left,
+            "client.tls: the certificate has expired; renew it and reload"
+        );
+    } else if left < EXPIRY_WARNING {
+        tracing::warn!(
+            days_left = left / 86_400,
+            "client.tls: the certificate expires soon; renew it and reload"
+        );
     }
 }
 

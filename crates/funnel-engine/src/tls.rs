@@ -32,8 +32,18 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
+/// Client TLS as loaded from its files.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// The rustls server configuration new logins take.
+    pub config: Arc<rustls::ServerConfig>,
+    /// When the first certificate of the chain (the server's own)
+    /// expires, as Unix seconds (`None`: its validity could not be read).
+    pub not_after: Option<i64>,
+}
+
 /// The server-side TLS configuration for `files`.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(files: &TlsFiles) -> Result<ClientTls, TlsError> {
     let file_err = |path: &std::path::Path, reason: String| TlsError::File {
         path: path.display().to_string(),
         reason,
@@ -45,13 +55,17 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     if certs.is_empty() {
         return Err(file_err(&files.cert, "no certificate in the file".into()));
     }
+    let not_after = crate::cert_expiry::not_after(&certs[0]);
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err(&files.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    Ok(Arc::new(config))
+    Ok(ClientTls {
+        config: Arc::new(config),
+        not_after,
+    })
 }
 
 /// What a backend connection needs to start TLS: the client configuration

@@ -567,7 +567,25 @@ fn tls_a_reload_serves_a_certificate_renewed_in_place_to_the_next_logins() {
         std::fs::create_dir(d).unwrap();
     }
     let (cert_a, key_a) = funnel_testkit::certs::self_signed(&first, "first.funnel.test");
-    let (cert_b, key_b) = funnel_testkit::certs::self_signed(&second, "second.funnel.test");
+    funnel_testkit::certs::openssl(
+        &second,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=second.funnel.test",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    let (cert_b, key_b) = (second.join("cert.pem"), second.join("key.pem"));
     let (cert, key) = (live.join("cert.pem"), live.join("key.pem"));
     std::fs::copy(&cert_a, &cert).unwrap();
     std::fs::copy(&key_a, &key).unwrap();
@@ -575,6 +593,29 @@ fn tls_a_reload_serves_a_certificate_renewed_in_place_to_the_next_logins() {
     let port = proxy.local_addr().port();
     let mut before = tls_login(port, b"secure", b"pw", WAIT);
     assert!(served_certificate_names(&before, "first.funnel.test"));
+    // The expiry operators alert on, in Prometheus too.
+    let mut with_metrics = proxy.handle().config();
+    with_metrics.metrics = Some(funnel_config::MetricsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+    });
+    let listeners = funnel_admin::start(&with_metrics, proxy.handle(), None).unwrap();
+    let metrics_addr = listeners.metrics.as_ref().unwrap().local_addr();
+    let expiry = || {
+        let gauge = "funnel_client_tls_certificate_expiry_timestamp_seconds ";
+        let text = scrape(metrics_addr);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(gauge))
+            .unwrap_or_else(|| panic!("{text}"));
+        let at: i64 = line[gauge.len()..].parse().unwrap();
+        assert_eq!(proxy.handle().client_tls_not_after(), Some(at));
+        at - unix_now()
+    };
+    let left = expiry();
+    assert!(
+        (2 * 86_400 - 120..=2 * 86_400).contains(&left),
+        "{left} s left of 2 days"
+    );
 
     std::fs::copy(&cert_b, &cert).unwrap();
     std::fs::copy(&key_b, &key).unwrap();
@@ -589,6 +630,11 @@ fn tls_a_reload_serves_a_certificate_renewed_in_place_to_the_next_logins() {
         served_certificate_names(&after, "second.funnel.test"),
         "a login after the reload gets the renewed certificate"
     );
+    let left = expiry();
+    assert!(
+        (30 * 86_400 - 120..=30 * 86_400).contains(&left),
+        "{left} s left of 30 days"
+    );
     let ok = tls_query(&mut before, "DO 1");
     assert_eq!(ok.first(), Some(&0x00), "the session from before goes on: {ok:?}");
 
@@ -598,6 +644,7 @@ fn tls_a_reload_serves_a_certificate_renewed_in_place_to_the_next_logins() {
     assert!(refused.is_err(), "a mismatched pair is refused: {refused:?}");
     let mut later = tls_login(port, b"secure", b"pw", WAIT);
     assert!(served_certificate_names(&later, "second.funnel.test"));
+    assert!(expiry() > 29 * 86_400, "the refused pair changed nothing");
     for c in [&mut after, &mut later] {
         let ok = tls_query(c, "DO 1");
         assert_eq!(ok.first(), Some(&0x00), "{ok:?}");
@@ -668,4 +715,22 @@ fn tls_a_reload_turns_client_tls_on_and_off() {
         Some(&0x00),
         "the TLS session goes on"
     );
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The body of `GET /metrics` at `addr`.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
 }
