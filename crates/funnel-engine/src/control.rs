@@ -33,6 +33,9 @@ pub enum ControlMsg {
         query_log: Option<crate::query_log::QueryLogFile>,
         /// Client TLS, its files read anew (`None`: no `client.tls`).
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        /// Each core's share of `client.max_connections`, for the new
+        /// configuration's backends and the open-files limit.
+        max_clients: u64,
     },
     /// The health monitor's latest verdict on one backend.
     Health {

@@ -324,7 +324,7 @@ impl ProxyHandle {
     /// drain), and client TLS's certificate and key are read again (a
     /// renewed certificate serves the next logins). Returns the keys that
     /// change only with a restart (listen, listen_socket, cores, admin,
-    /// metrics, client.max_connections, and log unless
+    /// metrics, and log unless
     /// [`Self::set_log_level_setter`] gave a way): they keep their running
     /// values, so the running config shows what runs.
     pub fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
@@ -396,6 +396,9 @@ impl ProxyHandle {
         };
         let mut config = config;
         let not_applied = keep_restart_only_keys(&running.config, &mut config, running.log_level.is_some());
+        // Recomputed at every change: the pools' sizes count against the
+        // open-files limit as much as `client.max_connections` does.
+        let max_clients = client_share(&config, self.controls.len() as u64, open_files_limit());
         if let Some(set) = running
             .log_level
             .as_ref()
@@ -411,6 +414,7 @@ impl ProxyHandle {
                 user_counters: running.user_counters.clone(),
                 query_log: query_log.clone(),
                 tls: tls.as_ref().map(|t| t.config.clone()),
+                max_clients,
             });
         }
         running.config = config;
@@ -647,12 +651,6 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config, log_live: bool) -
     if !log_live && keep("log", next.log != running.log) {
         next.log = running.log.clone();
     }
-    if keep(
-        "client.max_connections",
-        next.client.max_connections != running.client.max_connections,
-    ) {
-        next.client.max_connections = running.client.max_connections;
-    }
     kept
 }
 
@@ -849,15 +847,7 @@ mod tests {
         let keys: Vec<&str> = kept.iter().map(|k| k.split(':').next().unwrap()).collect();
         assert_eq!(
             keys,
-            [
-                "listen",
-                "listen_socket",
-                "cores",
-                "admin",
-                "metrics",
-                "log",
-                "client.max_connections",
-            ],
+            ["listen", "listen_socket", "cores", "admin", "metrics", "log",],
             "{kept:?}"
         );
         // What runs is what the running config shows.
@@ -867,7 +857,7 @@ mod tests {
         assert_eq!(next.admin, running.admin);
         assert_eq!(next.metrics, running.metrics);
         assert_eq!(next.log, running.log);
-        assert_eq!(next.client.max_connections, running.client.max_connections);
+        assert_eq!(next.client.max_connections, 10);
         // Live keys take their new values (client TLS's files are read
         // when the shards are told, see `apply`).
         assert!(next.client.tls.is_some());

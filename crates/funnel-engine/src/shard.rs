@@ -74,7 +74,8 @@ pub struct Shard {
     /// Backend connections opened for KILL, outside the pool's limit.
     side_slots: Rc<Cell<usize>>,
     next_client: Cell<u32>,
-    max_clients: u64,
+    /// This core's share of `client.max_connections` (a reload sets it).
+    max_clients: Cell<u64>,
     /// Schemas a backend accepted recently, and the checks under way.
     pub schemas: Rc<SchemaTrust>,
     /// Replies backends gave to `SET`s, for sessions to answer the same
@@ -159,7 +160,7 @@ impl Shard {
             peers: setup.peers,
             side_slots: Rc::new(Cell::new(0)),
             next_client: Cell::new(0),
-            max_clients: setup.max_clients,
+            max_clients: Cell::new(setup.max_clients),
             schemas: Rc::new(SchemaTrust::default()),
             learned_sets: Default::default(),
             stopping,
@@ -270,7 +271,10 @@ impl Shard {
         counters: &UserCounters,
         query_log: Option<QueryLogFile>,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        max_clients: u64,
     ) {
+        // Clients over a lowered share stay; new ones wait for room.
+        self.max_clients.set(max_clients);
         self.query_log.configure(self.id.0, &cfg.query_log, query_log);
         // Sessions under way keep the TLS they logged in with.
         *self.tls.borrow_mut() = tls;
@@ -793,7 +797,8 @@ async fn control_loop(
                     user_counters,
                     query_log,
                     tls,
-                }) => shard.reload(*config, &backends, &user_counters, query_log, tls),
+                    max_clients,
+                }) => shard.reload(*config, &backends, &user_counters, query_log, tls, max_clients),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
                 Received::Msg(ControlMsg::StopAccepting) => {
                     if let Some(q) = quiet.take() {
@@ -885,7 +890,7 @@ async fn control_loop(
 /// Serves an accepted client, or refuses it with ERR 1040 when the core
 /// already serves its share of `client.max_connections`.
 fn admit(shard: &Rc<Shard>, stream: rt::Stream) {
-    if shard.stats.clients_active.get() >= shard.max_clients {
+    if shard.stats.clients_active.get() >= shard.max_clients.get() {
         Stats::bump(&shard.stats.clients_refused);
         let err = crate::error::EngineError::TooManyConnections.to_err_packet();
         shard.stats.count_error(err.code);

@@ -757,31 +757,47 @@ fn admin_set_pool_size_under_load_with_zero_errors_and_pause_resume() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-/// `SET` of a key that only a restart applies would change nothing ever
-/// (a restart reads the file): it is refused, and the running value stays.
+/// `SET client.max_connections` applies at once: each core's share of it
+/// changes for the next logins, and clients over a lowered share stay
+/// connected (new ones get 1040 until there is room). Before, it was a
+/// restart-only key, and `SET` refused it.
 #[test]
-fn admin_set_refuses_a_restart_only_key() {
-    let e = env("admsetrestart", "");
+fn admin_set_client_max_connections_applies_live() {
+    let e = env("admsetmaxconn", "");
     let mut admin = e.admin();
-    let err = admin.query_drop("SET client.max_connections = 5").unwrap_err();
-    let mysql::Error::MySqlError(m) = err else {
-        panic!("{err:?}")
+    let port = e.proxy.local_addr().port();
+    let open = |n: usize| {
+        let (mut held, mut refused) = (Vec::new(), 0);
+        for _ in 0..n {
+            match Conn::new(opts(port, "app", "apppw")) {
+                Ok(c) => held.push(c),
+                Err(mysql::Error::MySqlError(m)) if m.code == 1040 => refused += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        (held, refused)
     };
-    assert_eq!(m.code, 1210);
+    // Two cores: a share of one client each.
+    admin.query_drop("SET client.max_connections = 2").unwrap();
+    let (few, refused) = open(6);
     assert!(
-        m.message.contains("client.max_connections") && m.message.contains("restart"),
-        "{}",
-        m.message
+        few.len() <= 2 && refused >= 4,
+        "{} in, {refused} refused",
+        few.len()
     );
+    drop(few);
+    admin.query_drop("SET client.max_connections = 200").unwrap();
+    let (mut many, refused) = open(20);
+    assert_eq!((many.len(), refused), (20, 0));
     let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
-    assert!(
-        cfg.iter().any(|l| l.trim() == "max_connections: 20000"),
-        "{cfg:?}"
-    );
-    // A live key in the same section still changes.
-    admin.query_drop("SET client.idle_timeout = 30s").unwrap();
-    let cfg: Vec<String> = admin.query("SHOW CONFIG").unwrap();
-    assert!(cfg.iter().any(|l| l.trim() == "idle_timeout: 30s"), "{cfg:?}");
+    assert!(cfg.iter().any(|l| l.trim() == "max_connections: 200"), "{cfg:?}");
+    // Lowered under the clients connected: they stay, new ones wait.
+    admin.query_drop("SET client.max_connections = 2").unwrap();
+    for c in &mut many {
+        assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    }
+    let (none, refused) = open(4);
+    assert_eq!((none.len(), refused), (0, 4));
 }
 
 /// Backend connections of every core, as `SHOW POOLS` counts them.

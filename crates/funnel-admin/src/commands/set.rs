@@ -19,10 +19,6 @@ const SETTABLE: [&str; 7] = [
     "log",
 ];
 
-/// Keys of those sections that only a restart applies (as
-/// `funnel_engine::proxy::restart_only_changes` keeps them).
-const RESTART_ONLY: [&str; 1] = ["client.max_connections"];
-
 /// Keys that change only with the configuration file. `client.tls` names
 /// files that must load as a pair, so one key at a time cannot change it:
 /// a reload of the file reads both (also renewed under the same names).
@@ -62,9 +58,6 @@ pub fn run(ctx: &AdminContext, assignment: &str) -> Reply {
     };
     if !SETTABLE.contains(&section) {
         return invalid(format!("{section}: only {} can be SET", SETTABLE.join(", ")));
-    }
-    if RESTART_ONLY.iter().any(|k| names(key, k)) {
-        return restart_only(key);
     }
     if FILE_ONLY.iter().any(|k| names(key, k)) {
         return file_only(key);
