@@ -10,6 +10,7 @@ mod cores;
 mod credential;
 mod duration;
 mod error;
+mod host_pattern;
 mod load;
 mod model;
 mod procedures;
@@ -21,6 +22,7 @@ pub use cores::Cores;
 pub use credential::Credential;
 pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{ConfigError, Problem};
+pub use host_pattern::HostPattern;
 pub use model::{
     AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, ClientConfig, Config, HostgroupConfig,
     LogConfig, LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryCacheConfig, QueryLogConfig,

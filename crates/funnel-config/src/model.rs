@@ -321,6 +321,11 @@ pub struct User {
     /// Refuse this user's logins that do not use TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// Where this user may log in from (`localhost` for Funnel's Unix
+    /// socket, an address, or a network such as `10.0.0.0/8`); any host
+    /// when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<crate::HostPattern>>,
     /// Read-your-writes for split reads: after this user's session
     /// commits a write, its reads on a replica first wait (up to
     /// `causal_reads_timeout`) until the replica has applied it, and run

@@ -76,6 +76,13 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
         }
     }
     for (i, u) in config.users.iter().enumerate() {
+        if u.allowed_hosts.as_ref().is_some_and(Vec::is_empty) {
+            push(
+                &mut out,
+                format!("users[{i}].allowed_hosts"),
+                "must name at least one host (leave it out for any)",
+            );
+        }
         if u.require_tls && config.client.tls.is_none() {
             push(
                 &mut out,

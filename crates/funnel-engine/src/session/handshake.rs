@@ -224,6 +224,10 @@ pub async fn login(
         }
     };
     let user_name = String::from_utf8_lossy(&resp.username).into_owned();
+    // A host the user may not log in from is refused as a wrong password
+    // is, as the server refuses an account that has no entry for that
+    // host: the reply does not tell which it was.
+    let verified = verified && user.as_ref().is_some_and(|u| u.may_connect_from(peer_host));
     let (Some(user), true) = (user, verified) else {
         return Err(LoginError::Refuse(
             EngineError::AccessDenied {
@@ -278,7 +282,7 @@ pub async fn change_user(
     }
     let user = users
         .get(request.username)
-        .filter(|u| u.hash.verify(&scramble, &answer));
+        .filter(|u| u.hash.verify(&scramble, &answer) && u.may_connect_from(peer_host));
     match user {
         Some(u) => Ok((u.clone(), next)),
         None => Err(LoginError::Refuse(

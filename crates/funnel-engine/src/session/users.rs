@@ -31,6 +31,8 @@ pub struct UserEntry {
     pub max_backend_per_core: usize,
     /// Refuse logins without TLS.
     pub require_tls: bool,
+    /// Where its clients may log in from (`None`: anywhere).
+    pub allowed_hosts: Option<Vec<funnel_config::HostPattern>>,
     /// With `causal_reads`: how long a replica read waits for the
     /// session's writes (see [`crate::causal`]).
     pub causal_reads: Option<std::time::Duration>,
@@ -39,6 +41,14 @@ pub struct UserEntry {
 }
 
 impl UserEntry {
+    /// True when a client on `peer` (an IP address, or `localhost` for
+    /// Funnel's Unix socket) may log in as this user.
+    pub fn may_connect_from(&self, peer: &str) -> bool {
+        self.allowed_hosts
+            .as_ref()
+            .is_none_or(|hosts| hosts.iter().any(|h| h.matches(peer)))
+    }
+
     /// Counts a new client connection; `None` when the user is at its
     /// `max_connections`. The slot is given back when the guard drops.
     pub fn admit(self: &Rc<Self>) -> Option<ConnectionSlot> {
@@ -127,6 +137,7 @@ impl UserTable {
                     max_connections: u.max_connections,
                     max_backend_per_core: u.max_backend_connections_per_core as usize,
                     require_tls: u.require_tls,
+                    allowed_hosts: u.allowed_hosts.clone(),
                     causal_reads: u.causal_reads.then(|| u.causal_reads_timeout.as_duration()),
                     connected: counters.get(&u.name),
                 };
