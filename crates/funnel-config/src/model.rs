@@ -226,6 +226,10 @@ pub struct QueryRule {
     /// Only while the client's current schema is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Only for clients from this address or network (`10.0.0.0/8`), or
+    /// of Funnel's Unix socket (`localhost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<crate::HostPattern>,
     /// Where matching statements go (default: the user's hostgroups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostgroup: Option<String>,

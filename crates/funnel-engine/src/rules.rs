@@ -1,5 +1,5 @@
 //! Query rules: ordered matches on a statement's text (prefix or regular
-//! expression), the user and the schema. The first rule that matches
+//! expression), the user, the schema and the client's address. The first rule that matches
 //! applies: it rewrites the text, names a hostgroup, refuses the
 //! statement, bounds its running time, or lets the query cache answer it.
 //! Compiled once per configuration; each core counts its rules' hits for
@@ -69,6 +69,7 @@ struct Rule {
     matcher: Matcher,
     user: Option<String>,
     schema: Option<Vec<u8>>,
+    client_addr: Option<funnel_config::HostPattern>,
     action: Rc<Action>,
     /// What replaces each match of its regular expression.
     rewrite: Option<Vec<u8>>,
@@ -85,9 +86,10 @@ struct Statement<'a> {
 }
 
 impl Rule {
-    fn matches(&self, stmt: &mut Statement<'_>, user: &str, schema: Option<&[u8]>) -> bool {
+    fn matches(&self, stmt: &mut Statement<'_>, user: &str, schema: Option<&[u8]>, peer: &str) -> bool {
         self.user.as_deref().is_none_or(|u| u == user)
             && self.schema.as_deref().is_none_or(|s| Some(s) == schema)
+            && self.client_addr.as_ref().is_none_or(|a| a.matches(peer))
             && match &self.matcher {
                 Matcher::Prefix(p) => {
                     stmt.head.len() >= p.len() && stmt.head[..p.len()].eq_ignore_ascii_case(p)
@@ -134,6 +136,7 @@ impl Rules {
                         matcher,
                         user: r.user.clone(),
                         schema: r.schema.as_ref().map(|s| s.as_bytes().to_vec()),
+                        client_addr: r.client_addr.clone(),
                         action: Rc::new(Action {
                             index,
                             hostgroup: r.hostgroup.as_deref().map(Rc::from),
@@ -165,19 +168,20 @@ impl Rules {
         self.0.is_empty()
     }
 
-    fn first(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<&Rule> {
+    fn first(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<&Rule> {
         let mut stmt = Statement {
             sql,
             head: skip_leading_noise(sql),
             shape: None,
         };
-        self.0.iter().find(|r| r.matches(&mut stmt, user, schema))
+        self.0.iter().find(|r| r.matches(&mut stmt, user, schema, peer))
     }
 
-    /// The action of the first rule matching this statement, counted as a
-    /// hit: call it once per statement the client sent.
-    pub fn apply(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<Action>> {
-        let rule = self.first(sql, user, schema)?;
+    /// The action of the first rule matching this statement, sent by
+    /// `user` in `schema` from `peer` (its host as Funnel names it),
+    /// counted as a hit: call it once per statement the client sent.
+    pub fn apply(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<Rc<Action>> {
+        let rule = self.first(sql, user, schema, peer)?;
         rule.hits.set(rule.hits.get() + 1);
         Some(rule.action.clone())
     }
@@ -192,13 +196,19 @@ impl Rules {
 
     /// The hostgroup the first rule matching this statement names, if it
     /// names one (not counted: a statement is routed more than once).
-    pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<str>> {
-        self.first(sql, user, schema)?.action.hostgroup.clone()
+    pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<Rc<str>> {
+        self.first(sql, user, schema, peer)?.action.hostgroup.clone()
     }
 
     /// The action of the first rule matching this statement, not counted.
-    pub fn route_rule(&self, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<Rc<Action>> {
-        Some(self.first(sql, user, schema)?.action.clone())
+    pub fn route_rule(
+        &self,
+        sql: &[u8],
+        user: &str,
+        schema: Option<&[u8]>,
+        peer: &str,
+    ) -> Option<Rc<Action>> {
+        Some(self.first(sql, user, schema, peer)?.action.clone())
     }
 
     /// The text `sql` becomes under the rule of `action`, when it rewrites
@@ -258,6 +268,7 @@ mod tests {
             match_digest: None,
             user: user.map(Into::into),
             schema: schema.map(Into::into),
+            client_addr: None,
             hostgroup: Some(hg.into()),
             error: None,
             timeout: None,
@@ -268,7 +279,20 @@ mod tests {
     }
 
     fn route(rules: &Rules, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<String> {
-        rules.route(sql, user, schema).map(|h| h.to_string())
+        rules.route(sql, user, schema, "127.0.0.1").map(|h| h.to_string())
+    }
+
+    #[test]
+    fn rules_client_addr_limits_a_rule_to_its_clients() {
+        let mut lan = rule(Some("SELECT"), None, None, None, "lan");
+        lan.client_addr = Some("10.0.0.0/8".to_string().try_into().unwrap());
+        let mut local = rule(Some("SELECT"), None, None, None, "local");
+        local.client_addr = Some("localhost".to_string().try_into().unwrap());
+        let rules = Rules::compile(&[lan, local]);
+        let route = |peer: &str| rules.route(b"SELECT 1", "u", None, peer).map(|h| h.to_string());
+        assert_eq!(route("10.3.4.5"), Some("lan".into()));
+        assert_eq!(route("localhost"), Some("local".into()));
+        assert_eq!(route("192.168.1.1"), None);
     }
 
     #[test]
@@ -310,12 +334,14 @@ mod tests {
         let mut slow = rule(Some("SELECT"), None, None, None, "x");
         (slow.hostgroup, slow.timeout) = (None, Some(funnel_config::HumanDuration::from_millis(250)));
         let rules = Rules::compile(&[refuse, slow, rule(Some("SELECT"), None, None, None, "never")]);
-        let refused = rules.apply(b"delete from t", "u", None).unwrap();
+        let refused = rules.apply(b"delete from t", "u", None, "127.0.0.1").unwrap();
         let err = refused.refusal.as_ref().unwrap();
         assert_eq!((err.code, &err.sql_state), (1148, b"42000"));
         assert_eq!(err.message, b"no DELETE without WHERE");
-        assert!(rules.apply(b"DELETE FROM t WHERE id = 1", "u", None).is_none());
-        let timed = rules.apply(b"SELECT 1", "u", None).unwrap();
+        assert!(rules
+            .apply(b"DELETE FROM t WHERE id = 1", "u", None, "127.0.0.1")
+            .is_none());
+        let timed = rules.apply(b"SELECT 1", "u", None, "127.0.0.1").unwrap();
         assert_eq!(timed.timeout, Some(Duration::from_millis(250)));
         let err = timed.timeout_err().unwrap();
         assert_eq!((err.code, &err.sql_state), (1969, b"70100"));
@@ -325,7 +351,7 @@ mod tests {
         );
         // The first match applies whole: a later rule's hostgroup does not.
         assert_eq!(route(&rules, b"SELECT 1", "u", None), None);
-        rules.apply(b"SELECT 2", "u", None);
+        rules.apply(b"SELECT 2", "u", None, "127.0.0.1");
         assert_eq!(rules.hits(), [(0, 1), (1, 2), (2, 0)]);
     }
 
@@ -343,7 +369,7 @@ mod tests {
         (hint.hostgroup, hint.rewrite) = (None, Some("FROM big FORCE INDEX (k)".into()));
         let rules = Rules::compile(&[star, hint]);
         let apply = |sql: &[u8]| {
-            let action = rules.apply(sql, "u", None).unwrap();
+            let action = rules.apply(sql, "u", None, "127.0.0.1").unwrap();
             assert!(action.rewrites);
             rules.rewrite(&action, sql)
         };

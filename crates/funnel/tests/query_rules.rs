@@ -653,3 +653,23 @@ fn query_rules_match_a_statement_by_its_shape() {
     assert_eq!(digest, r"^DELETE FROM t WHERE id = \?$");
     assert_eq!(env.hits(), [(0, 2)]);
 }
+
+/// `client_addr` limits a rule to clients from an address or network:
+/// routing by where the application runs, as ProxySQL's `client_addr`.
+/// The first rule (another network) is passed over for a client on
+/// loopback, in text queries and binary prepares alike; the second
+/// (loopback's network) applies.
+#[test]
+fn query_rules_client_addr_matches_where_the_client_connects_from() {
+    let rules = "query_rules:\n\
+                 \x20 - match_prefix: 'SELECT 42'\n    client_addr: 10.0.0.0/8\n    error: 'from the lan'\n\
+                 \x20 - match_prefix: 'SELECT 42'\n    client_addr: 127.0.0.0/8\n    error: 'from loopback'\n";
+    let env = env("qr_client_addr", rules);
+    let mut c = env.client("app");
+    let (code, _, message) = server_error(c.query_drop("SELECT 42").unwrap_err());
+    assert_eq!((code, message.as_str()), (1148, "from loopback"));
+    let (_, _, message) = server_error(c.prep("SELECT 42, v FROM t").unwrap_err());
+    assert_eq!(message, "from loopback");
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    assert_eq!(env.hits(), [(0, 0), (1, 2)]);
+}

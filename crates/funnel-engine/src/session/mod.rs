@@ -1615,7 +1615,7 @@ impl Session {
                 // Matched when the client sent it (before a rewrite).
                 seen if seen == rules.id() => self.query_rule.as_ref().and_then(|r| r.hostgroup.clone()),
                 // A reload changed the rules while the command waited.
-                _ if !rules.is_empty() => rules.route(sql, &user.name, self.schema.as_deref()),
+                _ if !rules.is_empty() => rules.route(sql, &user.name, self.schema.as_deref(), &self.peer),
                 _ => None,
             };
             if let Some(hostgroup) = hostgroup {

@@ -44,7 +44,7 @@ impl Session {
         if rules.is_empty() {
             return Ok((head, total));
         }
-        let rule = rules.apply(&payload[1..], &self.user.name, self.schema.as_deref());
+        let rule = rules.apply(&payload[1..], &self.user.name, self.schema.as_deref(), &self.peer);
         self.query_rules_seen = rules.id();
         let Some(rule) = rule else {
             return Ok((head, total));

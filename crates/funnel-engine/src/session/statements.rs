@@ -101,7 +101,7 @@ impl Session {
         self.stmts.forget_last();
         let rules = self.shard.rules();
         let rule = (!rules.is_empty())
-            .then(|| rules.apply(&sql, &self.user.name, self.schema.as_deref()))
+            .then(|| rules.apply(&sql, &self.user.name, self.schema.as_deref(), &self.peer))
             .flatten();
         // Kept with the client's statement, once it has one.
         self.prepared_rule = (rules.id(), rule.clone());
@@ -343,8 +343,8 @@ impl Session {
                 rule.clone()
             }
             _ if rules.is_empty() => None,
-            _ if hit => rules.apply(&meta.sql, &self.user.name, meta.schema.as_deref()),
-            _ => rules.route_rule(&meta.sql, &self.user.name, meta.schema.as_deref()),
+            _ if hit => rules.apply(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer),
+            _ => rules.route_rule(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer),
         }
     }
 
