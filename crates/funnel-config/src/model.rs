@@ -220,6 +220,10 @@ pub struct QueryRule {
     /// expression finds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_digest: Option<String>,
+    /// Matches the statements the pattern does not match instead
+    /// (`user`, `schema` and `client_addr` still narrow it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub negate_match: bool,
     /// Only for this user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,

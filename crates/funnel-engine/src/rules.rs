@@ -67,6 +67,8 @@ impl Action {
 #[derive(Debug)]
 struct Rule {
     matcher: Matcher,
+    /// The rule takes the statements its matcher does not match.
+    negate: bool,
     user: Option<String>,
     schema: Option<Vec<u8>>,
     client_addr: Option<funnel_config::HostPattern>,
@@ -90,20 +92,21 @@ impl Rule {
         self.user.as_deref().is_none_or(|u| u == user)
             && self.schema.as_deref().is_none_or(|s| Some(s) == schema)
             && self.client_addr.as_ref().is_none_or(|a| a.matches(peer))
-            && match &self.matcher {
-                Matcher::Prefix(p) => {
-                    stmt.head.len() >= p.len() && stmt.head[..p.len()].eq_ignore_ascii_case(p)
+            && self.negate
+                != match &self.matcher {
+                    Matcher::Prefix(p) => {
+                        stmt.head.len() >= p.len() && stmt.head[..p.len()].eq_ignore_ascii_case(p)
+                    }
+                    Matcher::Regex(re) => re.is_match(stmt.sql),
+                    Matcher::Digest(re) => {
+                        let sql = stmt.sql;
+                        re.is_match(
+                            stmt.shape
+                                .get_or_insert_with(|| crate::digest::text(sql))
+                                .as_bytes(),
+                        )
+                    }
                 }
-                Matcher::Regex(re) => re.is_match(stmt.sql),
-                Matcher::Digest(re) => {
-                    let sql = stmt.sql;
-                    re.is_match(
-                        stmt.shape
-                            .get_or_insert_with(|| crate::digest::text(sql))
-                            .as_bytes(),
-                    )
-                }
-            }
     }
 }
 
@@ -134,6 +137,7 @@ impl Rules {
                     };
                     Some(Rule {
                         matcher,
+                        negate: r.negate_match,
                         user: r.user.clone(),
                         schema: r.schema.as_ref().map(|s| s.as_bytes().to_vec()),
                         client_addr: r.client_addr.clone(),
@@ -266,6 +270,7 @@ mod tests {
             match_prefix: prefix.map(Into::into),
             match_regex: regex.map(Into::into),
             match_digest: None,
+            negate_match: false,
             user: user.map(Into::into),
             schema: schema.map(Into::into),
             client_addr: None,
@@ -280,6 +285,23 @@ mod tests {
 
     fn route(rules: &Rules, sql: &[u8], user: &str, schema: Option<&[u8]>) -> Option<String> {
         rules.route(sql, user, schema, "127.0.0.1").map(|h| h.to_string())
+    }
+
+    #[test]
+    fn rules_negate_match_takes_what_the_pattern_does_not() {
+        let mut not_select = rule(None, Some("(?i)^\\s*SELECT"), Some("app"), None, "writer");
+        not_select.negate_match = true;
+        let rules = Rules::compile(&[not_select]);
+        assert_eq!(
+            route(&rules, b"UPDATE t SET a = 1", "app", None),
+            Some("writer".into())
+        );
+        assert_eq!(route(&rules, b"  select 1", "app", None), None);
+        assert_eq!(
+            route(&rules, b"UPDATE t SET a = 1", "other", None),
+            None,
+            "the user still narrows it"
+        );
     }
 
     #[test]

@@ -673,3 +673,24 @@ fn query_rules_client_addr_matches_where_the_client_connects_from() {
     assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
     assert_eq!(env.hits(), [(0, 0), (1, 2)]);
 }
+
+/// `negate_match` takes the statements the pattern does not match: here a
+/// read-only user whose every statement but a `SELECT` is refused.
+#[test]
+fn query_rules_negate_match_refuses_all_but_what_the_pattern_matches() {
+    let rules = "query_rules:\n\
+                 \x20 - match_regex: '(?i)^\\s*(SELECT|SET|SHOW)\\b'\n    negate_match: true\n    user: ops\n    error: 'ops may only read'\n";
+    let env = env("qr_negate", rules);
+    let mut ops = env.client("ops");
+    assert_eq!(
+        ops.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(2)
+    );
+    let (code, _, message) = server_error(ops.query_drop("DELETE FROM t").unwrap_err());
+    assert_eq!((code, message.as_str()), (1148, "ops may only read"));
+    assert_eq!(env.rows_in_t(), 2);
+    env.client("app")
+        .query_drop("DELETE FROM t WHERE id = 1")
+        .unwrap();
+    assert_eq!(env.rows_in_t(), 1, "the rule names its user");
+}
