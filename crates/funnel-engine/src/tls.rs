@@ -68,6 +68,14 @@ pub fn server_config(files: &TlsFiles) -> Result<ClientTls, TlsError> {
     })
 }
 
+/// A hash of a file's bytes, to see a change (not for security).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
 /// What a backend connection needs to start TLS: the client configuration
 /// (with its certificate check) and the name to present and check.
 #[derive(Clone, Debug)]
@@ -78,12 +86,17 @@ pub struct BackendTlsSpec {
     pub server_name: ServerName<'static>,
     /// The configured settings it was built from (a reload compares them).
     pub settings: BackendTls,
+    /// A hash of the CA file's bytes as read (`None`: no CA file): a
+    /// reload that finds them changed under the same name (a rotated CA
+    /// bundle) gives the backend a new pool, as a change of settings does.
+    pub ca_fingerprint: Option<u64>,
 }
 
 /// Builds the TLS client side for a backend at `host` (the host part of
 /// its address). Reads the CA file, so call it at start or reload only.
 pub fn backend_config(tls: &BackendTls, host: &str) -> Result<BackendTlsSpec, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut ca_fingerprint = None;
     let verifier: Arc<dyn ServerCertVerifier> = match (&tls.ca, tls.mode) {
         (_, BackendTlsMode::Required) => Arc::new(AnyCertificate(provider.clone())),
         (None, _) => {
@@ -96,8 +109,10 @@ pub fn backend_config(tls: &BackendTls, host: &str) -> Result<BackendTlsSpec, Tl
                 path: ca.display().to_string(),
                 reason,
             };
+            let pem = std::fs::read(ca).map_err(|e| file_err(e.to_string()))?;
+            ca_fingerprint = Some(fingerprint(&pem));
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(e.to_string()))? {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 roots
                     .add(cert.map_err(|e| file_err(e.to_string()))?)
                     .map_err(|e| file_err(e.to_string()))?;
@@ -131,6 +146,7 @@ pub fn backend_config(tls: &BackendTls, host: &str) -> Result<BackendTlsSpec, Tl
         config: Arc::new(config),
         server_name,
         settings: tls.clone(),
+        ca_fingerprint,
     })
 }
 

@@ -171,3 +171,56 @@ fn backend_password_rotation_takes_effect_on_reload() {
     let mut fresh = Conn::new(opts).unwrap();
     assert_eq!(fresh.query_first::<i64, _>("SELECT 2").unwrap(), Some(2));
 }
+
+/// A backend's CA bundle rotated in place (the same file name, new
+/// contents) is read at the reload: new backend connections check the
+/// server against the new bundle (the old pool drains). Before, the pool
+/// kept the bundle read when it was made until the path changed.
+#[test]
+fn backend_ca_rotated_in_place_takes_effect_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "ca");
+    make_ca(d, "other-ca");
+    make_server_cert(d, "ca");
+    let db = MariaDb::builder()
+        .server_arg(format!("--ssl-ca={}", d.join("ca.pem").display()))
+        .server_arg(format!("--ssl-cert={}", d.join("server.pem").display()))
+        .server_arg(format!("--ssl-key={}", d.join("server.key").display()))
+        .start()
+        .expect("a MariaDB with TLS");
+    db.create_user("tlsb", "bpw");
+    let bundle = d.join("bundle.pem");
+    std::fs::copy(d.join("other-ca.pem"), &bundle).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: tlsb\n    password: bpw\n\
+         \x20   tls:\n      mode: verify_ca\n      ca: {}\n\
+         pool:\n  min_idle_per_core: 0\n  connect_timeout: 2s\n\
+         backlog:\n  wait_timeout: 3s\n",
+        db.addr(),
+        bundle.display()
+    );
+    let config = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_engine::Proxy::start(config.clone()).unwrap();
+    let query = || -> Result<i64, String> {
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(proxy.local_addr().port())
+            .user(Some("app"))
+            .pass(Some("pw"))
+            .prefer_socket(false)
+            .read_timeout(Some(Duration::from_secs(20)));
+        let mut c = Conn::new(opts).map_err(|e| e.to_string())?;
+        c.query_first::<i64, _>("SELECT 1")
+            .map_err(|e| e.to_string())
+            .map(|v| v.unwrap_or_default())
+    };
+    let refused = query().expect_err("a server from another CA");
+    assert!(refused.contains("9003"), "{refused}");
+    std::fs::copy(d.join("ca.pem"), &bundle).unwrap();
+    let not_applied = proxy.handle().reload(config).unwrap();
+    assert!(not_applied.is_empty(), "{not_applied:?}");
+    assert_eq!(query(), Ok(1), "the rotated bundle is used");
+}

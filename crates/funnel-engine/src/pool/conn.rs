@@ -55,12 +55,14 @@ pub struct BackendSpec {
 
 impl BackendSpec {
     /// True when connections opened for `other` would be the same as ours
-    /// (address, account, password and TLS settings), so a pool can stay.
+    /// (address, account, password, TLS settings and the CA file's bytes),
+    /// so a pool can stay.
     pub fn same_login(&self, other: &BackendSpec) -> bool {
         self.addr == other.addr
             && self.user == other.user
             && self.password == other.password
-            && self.tls.as_ref().map(|t| &t.settings) == other.tls.as_ref().map(|t| &t.settings)
+            && self.tls.as_ref().map(|t| (&t.settings, t.ca_fingerprint))
+                == other.tls.as_ref().map(|t| (&t.settings, t.ca_fingerprint))
     }
 }
 
