@@ -79,6 +79,19 @@ impl BackendSet {
         self.pools.borrow().iter().find(|p| p.id == id).cloned()
     }
 
+    /// Renews the in-service pools of the backend named `backend` (`None`:
+    /// of every backend), see [`Pool::renew`]; how many connections closed
+    /// at once.
+    pub fn renew(&self, backend: Option<&str>) -> usize {
+        self.pools
+            .borrow()
+            .iter()
+            .filter(|p| p.service() == Service::InService)
+            .filter(|p| backend.is_none_or(|name| p.backend_name() == name))
+            .map(|p| p.renew())
+            .sum()
+    }
+
     /// The current (not retired) pool of the backend with this name,
     /// serving or drained.
     pub fn by_name(&self, name: &str) -> Option<Rc<Pool>> {

@@ -70,6 +70,15 @@ pub enum ControlMsg {
         /// for a server without a Galera provider.
         galera_cluster: Option<String>,
     },
+    /// Replace the connections of the named backend's pools (`None`:
+    /// every backend's) with new ones (see `Pool::renew`); the reply
+    /// says how many idle ones closed at once.
+    Reconnect {
+        /// The backend, or every one.
+        backend: Option<String>,
+        /// How many connections closed at once.
+        reply: crossbeam_channel::Sender<usize>,
+    },
     /// Stop (or resume) handing out backend connections: commands wait in
     /// the backlog meanwhile (for a failover).
     Pause(bool),

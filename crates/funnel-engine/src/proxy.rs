@@ -488,6 +488,36 @@ impl ProxyHandle {
         })
     }
 
+    /// Replaces the backend connections of `backend` (`None`: of every
+    /// backend) on every core with new ones: idle ones close now, the
+    /// others once their clients are done with them. Returns how many
+    /// closed at once, or why nothing was done (no such backend).
+    pub fn reconnect(&self, backend: Option<&str>) -> Result<usize, String> {
+        if let Some(name) = backend {
+            if !self.config().backends.iter().any(|b| b.name == name) {
+                return Err(format!("no backend named {name:?}"));
+            }
+        }
+        let replies: Vec<_> = self
+            .controls
+            .iter()
+            .filter_map(|c| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                c.send(ControlMsg::Reconnect {
+                    backend: backend.map(str::to_string),
+                    reply: tx,
+                })
+                .ok()
+                .map(|_| rx)
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        Ok(replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_deadline(deadline).ok())
+            .sum())
+    }
+
     /// Stops (or resumes) handing out backend connections on every core.
     pub fn pause(&self, on: bool) {
         self.broadcast(|| ControlMsg::Pause(on));

@@ -800,6 +800,9 @@ async fn control_loop(
                     max_clients,
                 }) => shard.reload(*config, &backends, &user_counters, query_log, tls, max_clients),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
+                Received::Msg(ControlMsg::Reconnect { backend, reply }) => {
+                    let _ = reply.send(shard.backends.renew(backend.as_deref()));
+                }
                 Received::Msg(ControlMsg::StopAccepting) => {
                     if let Some(q) = quiet.take() {
                         let _ = q.send(());

@@ -1426,3 +1426,57 @@ fn admin_set_log_level_applies_live_where_the_log_can_change() {
     let err = admin.query_drop("SET log.level = loud").unwrap_err();
     assert!(err.to_string().contains("log.level"), "{err}");
 }
+
+/// `RECONNECT BACKEND name` (PgBouncer's `RECONNECT`): the backend's idle
+/// connections close at once and the ones in use once their clients are
+/// done, so the next commands run on new connections (that read the
+/// server's settings anew) while an open transaction keeps its own to
+/// its end.
+#[test]
+fn admin_reconnect_replaces_a_backends_connections_after_their_clients_are_done() {
+    let e = env("admreconnect", "");
+    let mut admin = e.admin();
+    let thread = |c: &mut Conn| {
+        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
+            .unwrap()
+            .unwrap()
+    };
+    let on_server = |id: u64| {
+        MariaDb::shared()
+            .query_first::<i64>(&format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}"
+            ))
+            .unwrap()
+            == 1
+    };
+    // The transaction's connection first: the other client's, taken
+    // after, is then another one, idle once its statement is done.
+    let mut tx = e.client();
+    tx.query_drop("BEGIN").unwrap();
+    let held = thread(&mut tx);
+    let mut c = e.client();
+    let before = thread(&mut c);
+    assert_ne!(before, held);
+    let reply = admin
+        .query_iter("RECONNECT BACKEND primary")
+        .unwrap()
+        .info_str()
+        .into_owned();
+    assert!(reply.starts_with("reconnecting primary"), "{reply}");
+    assert_ne!(thread(&mut c), before, "a new connection");
+    funnel_testkit::wait_until_within("the idle connection closed", Duration::from_secs(5), || {
+        !on_server(before)
+    });
+    assert_eq!(thread(&mut tx), held, "the transaction keeps its connection");
+    tx.query_drop("COMMIT").unwrap();
+    funnel_testkit::wait_until_within(
+        "the transaction's connection closed",
+        Duration::from_secs(5),
+        || !on_server(held),
+    );
+    assert_ne!(thread(&mut tx), held);
+    let err = admin.query_drop("RECONNECT BACKEND nosuch").unwrap_err();
+    assert!(err.to_string().contains("no backend named"), "{err}");
+    let reply = admin.query_iter("RECONNECT").unwrap().info_str().into_owned();
+    assert!(reply.starts_with("reconnecting every backend"), "{reply}");
+}

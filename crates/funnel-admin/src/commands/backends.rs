@@ -100,3 +100,17 @@ fn set_drained(ctx: &AdminContext, name: &str, drained: bool) -> Reply {
         refused => refused,
     }
 }
+
+/// `RECONNECT BACKEND name` / `RECONNECT`: every connection of that
+/// backend (of every backend) is replaced with a new one, idle ones at
+/// once and the others as their clients give them back, as PgBouncer's
+/// `RECONNECT`; for server settings changed under running connections.
+pub fn reconnect(ctx: &AdminContext, name: Option<&str>) -> Reply {
+    match ctx.handle.reconnect(name) {
+        Ok(closed) => Reply::Ok(format!(
+            "reconnecting {}: {closed} idle connection(s) closed, the others close once their clients are done",
+            name.unwrap_or("every backend")
+        )),
+        Err(e) => invalid(e),
+    }
+}

@@ -26,7 +26,7 @@ pub const SHUTTING_DOWN: &str = "shutting down";
 pub const HELP: &str =
     "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
 SHOW VERSION | SHOW DIGESTS | SHOW QUERY RULES | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d] | \
-REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
+REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | RECONNECT [BACKEND name] | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
 KILL [CONNECTION | QUERY] id | SHUTDOWN | SHUTDOWN GRACEFUL";
 
 /// Runs one admin statement.
@@ -54,6 +54,8 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["REMOVE", "BACKEND", _] => backends::remove(ctx, unquote(words[2])),
         ["DRAIN", "BACKEND", _] => backends::drain(ctx, unquote(words[2])),
         ["UNDRAIN", "BACKEND", _] => backends::undrain(ctx, unquote(words[2])),
+        ["RECONNECT"] => backends::reconnect(ctx, None),
+        ["RECONNECT", "BACKEND", _] => backends::reconnect(ctx, Some(unquote(words[2]))),
         ["SET", ..] => set::run(ctx, &text[3..]),
         ["KILL", ..] => kill::run(ctx, &words[1..]),
         ["SELECT", ..] => driver_probes::select(text),

@@ -190,6 +190,9 @@ pub struct Pool {
     /// shared with every connection of the pool (so a reload reaches them).
     own_deadline: Rc<Cell<conn::Deadline>>,
     idle: RefCell<Vec<BackendConn>>,
+    /// Connections opened before this are closed when they come back
+    /// (an operator's `RECONNECT`), as past `max_lifetime`.
+    renewed_at: Cell<Option<Instant>>,
     /// Open plus opening connections (each holds a [`SlotGuard`]).
     slots: Rc<Cell<usize>>,
     opening: Cell<usize>,
@@ -263,6 +266,7 @@ impl Pool {
             own_deadline: Rc::new(Cell::new(conn::Deadline::connect(limits.connect_timeout))),
             limits: Cell::new(limits),
             idle: RefCell::new(Vec::new()),
+            renewed_at: Cell::new(None),
             slots: Rc::new(Cell::new(0)),
             opening: Cell::new(0),
             backlog: Backlog::default(),
@@ -483,6 +487,21 @@ impl Pool {
         }
     }
 
+    /// Replaces every connection with a new one, as PgBouncer's
+    /// `RECONNECT`: idle ones close now, those in use when their clients
+    /// give them back (a transaction, a pin, a command finish first), and
+    /// new ones open as needed, so they start from the server's present
+    /// settings (its globals after a `SET GLOBAL`, the server a name now
+    /// points to). Returns how many closed at once.
+    pub fn renew(&self) -> usize {
+        self.renewed_at.set(Some(Instant::now()));
+        let closed = std::mem::take(&mut *self.idle.borrow_mut()).len();
+        self.stats
+            .backend_discarded
+            .set(self.stats.backend_discarded.get() + closed as u64);
+        closed
+    }
+
     /// Retires this pool (its backend was removed, undrained or got a new
     /// address or login): as [`Pool::drain`], and its set forgets it once
     /// its last connection has closed.
@@ -681,8 +700,9 @@ impl Pool {
             drop(conn);
             return;
         }
-        let expired = !self.limits.get().max_lifetime.is_zero()
-            && conn.opened_at.elapsed() >= self.limits.get().max_lifetime;
+        let expired = (!self.limits.get().max_lifetime.is_zero()
+            && conn.opened_at.elapsed() >= self.limits.get().max_lifetime)
+            || self.renewed_at.get().is_some_and(|at| conn.opened_at <= at);
         if !conn.is_reusable() || expired {
             self.discard(conn);
             return;
