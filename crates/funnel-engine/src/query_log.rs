@@ -71,7 +71,8 @@ pub struct Entry<'a> {
     pub schema: Option<&'a [u8]>,
     /// The client's IP address (`localhost` on the Unix socket).
     pub peer: &'a str,
-    /// `query` (text protocol), `execute` (binary) or `bulk_execute`.
+    /// `query` (text protocol), `prepare`, `execute` (binary) or
+    /// `bulk_execute`.
     pub command: &'static str,
     /// The statement's text (cut to `query_log.max_text`).
     pub text: &'a [u8],

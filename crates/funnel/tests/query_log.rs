@@ -90,6 +90,14 @@ fn line_of<'a>(lines: &'a [Value], text: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no line for {text}: {lines:#?}"))
 }
 
+/// The lines of `command` whose text is `text`, in the order written.
+fn lines_of<'a>(lines: &'a [Value], command: &str, text: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| l["command"] == command && l["text"] == text)
+        .collect()
+}
+
 #[test]
 fn query_log_writes_every_statement_with_its_outcome() {
     let e = env("qlog_all", "  all: true\n", "");
@@ -122,9 +130,9 @@ fn query_log_writes_every_statement_with_its_outcome() {
     assert_eq!(insert["affected"], 2);
     assert_eq!(insert["rows"], 0);
     assert_eq!(line_of(&got, "SELEC 1")["error"], 1064);
-    let execute = line_of(&got, "SELECT v FROM t WHERE id = ?");
-    assert_eq!(execute["command"], "execute");
-    assert_eq!(execute["rows"], 1);
+    let execute = lines_of(&got, "execute", "SELECT v FROM t WHERE id = ?");
+    assert_eq!(execute.len(), 1, "{got:#?}");
+    assert_eq!(execute[0]["rows"], 1);
     let snapshots = e.proxy.snapshots();
     let logged: u64 = snapshots.iter().map(|s| s.counters.query_log_lines).sum();
     assert!(logged >= 6, "SHOW STATS query_log_lines: {logged}");
@@ -522,4 +530,95 @@ fn query_log_takes_an_execute_a_rule_refuses() {
         (&Value::from(0), &Value::from(1148))
     );
     assert_eq!(execute["backend"], Value::Null);
+}
+
+/// A binary-protocol prepare has a line of its own, as in ProxySQL's and
+/// MaxScale's logs: the server that described it, or none when Funnel
+/// answered from its registry; its error when it failed. Rules' `log`
+/// and `min_duration` apply to it as to any statement.
+#[test]
+fn query_log_writes_a_line_for_each_prepare() {
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* quiet */'\n    log: false\n";
+    let e = env("qlog_prepare", "  all: true\n", rules);
+    let (mut a, mut b) = (e.client(), e.client());
+    let text = "SELECT v FROM t WHERE id = ?";
+    let stmt = a.prep(text).unwrap();
+    let v: Option<String> = a.exec_first(&stmt, (1,)).unwrap();
+    assert_eq!(v.as_deref(), Some("one"));
+    // The same text again, from another client: the registry answers.
+    b.prep(text).unwrap();
+    let err = a.prep("SELECT nope FROM t WHERE id = ?").unwrap_err();
+    assert!(err.to_string().contains("1054"), "{err}");
+    a.prep("SELECT /* quiet */ v FROM t").unwrap();
+    a.query_drop("SELECT 'end'").unwrap();
+    let got = lines(&e.path(), 6);
+    line_of(&got, "SELECT 'end'");
+    let prepares = lines_of(&got, "prepare", text);
+    assert_eq!(prepares.len(), 2, "{got:#?}");
+    let (first, again) = (prepares[0], prepares[1]);
+    assert_eq!(first["backend"], "primary", "{first:#?}");
+    assert_eq!(first["error"], Value::Null);
+    assert_eq!(first["schema"], e.schema.as_str());
+    assert!(first["duration_us"].as_u64().is_some());
+    assert_eq!(again["backend"], Value::Null, "from the registry: {again:#?}");
+    assert_ne!(first["client"], again["client"]);
+    assert_eq!(lines_of(&got, "execute", text).len(), 1, "{got:#?}");
+    let failed = lines_of(&got, "prepare", "SELECT nope FROM t WHERE id = ?");
+    assert_eq!(failed.len(), 1, "{got:#?}");
+    assert_eq!(
+        (&failed[0]["error"], &failed[0]["backend"]),
+        (&Value::from(1054), &Value::from("primary"))
+    );
+    assert!(
+        got.iter().all(|l| !l["text"].as_str().unwrap().contains("quiet")),
+        "the rule's log: false keeps its prepare out: {got:#?}"
+    );
+}
+
+/// Only a rule's `log: true` takes a prepare when `all` is off, and
+/// `min_duration` keeps out a prepare faster than it.
+#[test]
+fn query_log_takes_a_prepare_as_its_rule_and_min_duration_say() {
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* audit */'\n    log: true\n\
+                 \x20 - match_prefix: 'DELETE'\n    error: no deletes\n    log: true\n";
+    let e = env("qlog_prepare_rule", "", rules);
+    let mut c = e.client();
+    c.prep("SELECT v FROM t WHERE id = ?").unwrap();
+    let stmt = c.prep("SELECT /* audit */ v FROM t WHERE id = ?").unwrap();
+    c.exec_drop(&stmt, (2,)).unwrap();
+    let err = c.prep("DELETE FROM t WHERE id = ?").unwrap_err();
+    assert!(err.to_string().contains("no deletes"), "{err}");
+    let got = lines(&e.path(), 3);
+    std::thread::sleep(Duration::from_millis(400));
+    let got_later = lines(&e.path(), 0);
+    assert_eq!(got.len(), got_later.len());
+    let audited: Vec<(&str, &Value)> = got_later
+        .iter()
+        .map(|l| (l["command"].as_str().unwrap(), &l["rule"]))
+        .collect();
+    let (zero, one) = (Value::from(0), Value::from(1));
+    assert_eq!(
+        audited,
+        [("prepare", &zero), ("execute", &zero), ("prepare", &one)],
+        "{got_later:#?}"
+    );
+    // Refused by Funnel: no server saw it.
+    assert_eq!(
+        (&got_later[2]["error"], &got_later[2]["backend"]),
+        (&Value::from(1148), &Value::Null)
+    );
+
+    let slow = env("qlog_prepare_slow", "  all: true\n  min_duration: 250ms\n", "");
+    let mut c = slow.client();
+    c.prep("SELECT v FROM t WHERE id = ?").unwrap();
+    c.query_drop("SELECT SLEEP(0.3)").unwrap();
+    // One client, one core: its prepare's line, had it one, would be
+    // written with the SLEEP's or before.
+    let got = lines(&slow.path(), 1);
+    line_of(&got, "SELECT SLEEP(0.3)");
+    // A prepare slowed by a busy machine may be there too.
+    assert!(
+        got.iter().all(|l| l["duration_us"].as_u64().unwrap() >= 250_000),
+        "{got:#?}"
+    );
 }

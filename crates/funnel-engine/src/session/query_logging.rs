@@ -12,7 +12,7 @@ use super::Session;
 /// The query log's notes on the command under way.
 #[derive(Debug, Default)]
 pub(super) struct LogDraft {
-    /// `query`, `execute` or `bulk_execute` when the log takes the
+    /// `query`, `prepare`, `execute` or `bulk_execute` when the log takes the
     /// command; `None` (the usual case) when it does not.
     command: Option<&'static str>,
     /// The statement's text, cut to `query_log.max_text` (the buffer is

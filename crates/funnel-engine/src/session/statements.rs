@@ -107,6 +107,9 @@ impl Session {
         self.prepared_rule = (rules.id(), rule.clone());
         if let Some(rule) = &rule {
             if let Some(err) = &rule.refusal {
+                // As a text query the rule refuses: `log: true` takes it too.
+                self.log
+                    .begin(&self.shard.query_log, Some(&**rule), "prepare", &sql);
                 return self.refuse_by_rule(&err.clone()).await;
             }
             // Everything after reads the text the server will prepare.
@@ -114,6 +117,10 @@ impl Session {
                 sql = Bytes::from(text);
             }
         }
+        // Also a prepare Funnel answers itself (from the registry, or
+        // refused): a log of what clients ran shows it as any statement.
+        self.log
+            .begin(&self.shard.query_log, rule.as_deref(), "prepare", &sql);
         if let Some(what) = super::pinning::refusal(&sql) {
             // Executed, it would act on the backend account every client
             // shares, as the same text in a query would.
@@ -238,6 +245,10 @@ impl Session {
         let Some(conn) = self.sync_session(conn, 0, false).await? else {
             return Ok(());
         };
+        if self.log.taken() {
+            // Its line names the server that described it.
+            self.log.sent();
+        }
         let mut raw = Vec::new();
         let mut payload = BytesMut::with_capacity(sql.len() + 1);
         payload.extend_from_slice(&[0x16]);
