@@ -539,7 +539,8 @@ fn query_log_takes_an_execute_a_rule_refuses() {
 #[test]
 fn query_log_writes_a_line_for_each_prepare() {
     let rules = "query_rules:\n  - match_prefix: 'SELECT /* quiet */'\n    log: false\n";
-    let e = env("qlog_prepare", "  all: true\n", rules);
+    // One core: its registry answers the second client.
+    let e = env_on(1, "qlog_prepare", "  all: true\n", rules);
     let (mut a, mut b) = (e.client(), e.client());
     let text = "SELECT v FROM t WHERE id = ?";
     let stmt = a.prep(text).unwrap();
