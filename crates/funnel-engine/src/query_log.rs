@@ -67,7 +67,7 @@ pub struct Entry<'a> {
     pub client: u64,
     /// The client's user.
     pub user: &'a str,
-    /// The client's current schema.
+    /// The schema the statement ran in (for a `USE`, the one it left).
     pub schema: Option<&'a [u8]>,
     /// The client's IP address (`localhost` on the Unix socket).
     pub peer: &'a str,

@@ -623,3 +623,35 @@ fn query_log_takes_a_prepare_as_its_rule_and_min_duration_say() {
         "{got:#?}"
     );
 }
+
+/// Each line's `schema` is the one its statement ran in: a `USE` line's
+/// is the schema it left (as every other statement's is the one current
+/// when it arrived), and an execute's is its statement's, where the
+/// server runs it whatever the client selected since.
+#[test]
+fn query_log_schema_is_the_one_each_statement_ran_in() {
+    let e = env("qlog_schema", "  all: true\n", "");
+    let other = MariaDb::shared().fresh_database("qlog_schema_other");
+    let mut c = e.client();
+    let stmt = c.prep("SELECT v FROM t WHERE id = ?").unwrap();
+    c.query_drop(format!("USE {other}")).unwrap();
+    c.query_drop("SELECT 'in other'").unwrap();
+    // `t` is in the statement's schema only: it runs there.
+    let v: Option<String> = c.exec_first(&stmt, (1,)).unwrap();
+    assert_eq!(v.as_deref(), Some("one"));
+    c.query_drop(format!("USE {}", e.schema)).unwrap();
+    c.query_drop("SELECT 'back'").unwrap();
+    let got = lines(&e.path(), 7);
+    line_of(&got, "SELECT 'back'");
+    let schema = |command: &str, text: &str| {
+        let found = lines_of(&got, command, text);
+        assert_eq!(found.len(), 1, "{command} {text}: {got:#?}");
+        found[0]["schema"].as_str().unwrap().to_string()
+    };
+    let (home, other) = (e.schema.as_str(), other.as_str());
+    assert_eq!(schema("query", &format!("USE {other}")), home);
+    assert_eq!(schema("query", "SELECT 'in other'"), other);
+    assert_eq!(schema("execute", "SELECT v FROM t WHERE id = ?"), home);
+    assert_eq!(schema("query", &format!("USE {home}")), other);
+    assert_eq!(schema("query", "SELECT 'back'"), home);
+}

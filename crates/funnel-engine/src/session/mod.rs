@@ -1259,8 +1259,13 @@ impl Session {
         let Some(sql) = bytes.get(5..total.min(MAX_CHUNK)) else {
             return;
         };
-        self.log
-            .begin(&self.shard.query_log, self.query_rule.as_deref(), "query", sql);
+        self.log.begin(
+            &self.shard.query_log,
+            self.query_rule.as_deref(),
+            "query",
+            sql,
+            self.schema.as_deref(),
+        );
     }
 
     /// Remembers the digest of the query in the buffer (its shape is built

@@ -19,6 +19,13 @@ pub(super) struct LogDraft {
     /// kept from command to command).
     text: Vec<u8>,
     cut: bool,
+    /// The schema the statement runs in, when it has one (a buffer kept
+    /// from command to command, as the text's): taken as it begins, so a
+    /// `USE` is logged in the schema it left, as every statement is in
+    /// the one it ran in.
+    schema: Vec<u8>,
+    /// It runs in no schema (the client selected none).
+    no_schema: bool,
     rule: Option<usize>,
     rows: u64,
     affected: u64,
@@ -34,14 +41,25 @@ impl LogDraft {
         self.command = None;
     }
 
-    /// Takes `sql` for the log when `log` takes statements of `rule`.
-    pub(super) fn begin(&mut self, log: &QueryLog, rule: Option<&Action>, command: &'static str, sql: &[u8]) {
+    /// Takes `sql`, to run in `schema`, for the log when `log` takes
+    /// statements of `rule`.
+    pub(super) fn begin(
+        &mut self,
+        log: &QueryLog,
+        rule: Option<&Action>,
+        command: &'static str,
+        sql: &[u8],
+        schema: Option<&[u8]>,
+    ) {
         if !log.takes(rule.and_then(|r| r.log)) {
             return;
         }
         let keep = sql.len().min(log.max_text());
         self.text.clear();
         self.text.extend_from_slice(&sql[..keep]);
+        self.schema.clear();
+        self.schema.extend_from_slice(schema.unwrap_or_default());
+        self.no_schema = schema.is_none();
         self.command = Some(command);
         self.cut = keep < sql.len();
         self.rule = rule.map(|r| r.index);
@@ -109,7 +127,7 @@ impl Session {
             took,
             client: u64::from(self.id.0),
             user: &self.user.name,
-            schema: self.schema.as_deref(),
+            schema: (!d.no_schema).then_some(&d.schema[..]),
             peer: &self.peer,
             command,
             text: &d.text,
@@ -146,13 +164,13 @@ mod tests {
         let log = Rc::new(QueryLog::default());
         log.configure(0, &config, QueryLogFile::open(&config).unwrap());
         let mut d = LogDraft::default();
-        d.begin(&log, None, "query", &vec![b'x'; 1 << 20]);
+        d.begin(&log, None, "query", &vec![b'x'; 1 << 20], None);
         assert!(d.taken() && d.text.len() == 1 << 20);
         d.command = None;
         d.written();
         assert!(d.text.capacity() <= KEEP_TEXT, "{}", d.text.capacity());
         // A short one keeps its buffer for the next command.
-        d.begin(&log, None, "query", b"SELECT 1");
+        d.begin(&log, None, "query", b"SELECT 1", Some(b"shop"));
         d.written();
         assert!(d.text.capacity() > 0);
         let _ = std::fs::remove_file(path);

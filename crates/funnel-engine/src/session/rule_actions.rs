@@ -50,8 +50,13 @@ impl Session {
             return Ok((head, total));
         };
         if let Some(err) = &rule.refusal {
-            self.log
-                .begin(&self.shard.query_log, Some(&rule), "query", &payload[1..]);
+            self.log.begin(
+                &self.shard.query_log,
+                Some(&rule),
+                "query",
+                &payload[1..],
+                self.schema.as_deref(),
+            );
             return Err(err.clone());
         }
         self.query_rule = Some(rule.clone());

@@ -108,8 +108,13 @@ impl Session {
         if let Some(rule) = &rule {
             if let Some(err) = &rule.refusal {
                 // As a text query the rule refuses: `log: true` takes it too.
-                self.log
-                    .begin(&self.shard.query_log, Some(&**rule), "prepare", &sql);
+                self.log.begin(
+                    &self.shard.query_log,
+                    Some(&**rule),
+                    "prepare",
+                    &sql,
+                    self.schema.as_deref(),
+                );
                 return self.refuse_by_rule(&err.clone()).await;
             }
             // Everything after reads the text the server will prepare.
@@ -119,8 +124,13 @@ impl Session {
         }
         // Also a prepare Funnel answers itself (from the registry, or
         // refused): a log of what clients ran shows it as any statement.
-        self.log
-            .begin(&self.shard.query_log, rule.as_deref(), "prepare", &sql);
+        self.log.begin(
+            &self.shard.query_log,
+            rule.as_deref(),
+            "prepare",
+            &sql,
+            self.schema.as_deref(),
+        );
         if let Some(what) = super::pinning::refusal(&sql) {
             // Executed, it would act on the backend account every client
             // shares, as the same text in a query would.
@@ -476,8 +486,14 @@ impl Session {
         if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
             // As a text query the rule refuses: `log: true` takes it too.
             let command = if bulk { "bulk_execute" } else { "execute" };
-            self.log
-                .begin(&self.shard.query_log, rule.as_deref(), command, &meta.sql);
+            // In its statement's schema, where it would have run.
+            self.log.begin(
+                &self.shard.query_log,
+                rule.as_deref(),
+                command,
+                &meta.sql,
+                meta.schema.as_deref(),
+            );
             // A rule a reload added since the prepare. The server drops a
             // statement's long data at its execute, whatever the outcome.
             if self.long_data.contains(&id) {
@@ -546,11 +562,14 @@ impl Session {
         let digest = crate::digest::key(&meta.sql);
         let text = (!self.shard.digests.knows(digest)).then(|| crate::digest::text(&meta.sql));
         let command = if bulk { "bulk_execute" } else { "execute" };
+        // The server runs it in its statement's schema (see
+        // `select_statement_schema`), whatever the client selected since.
         self.log.begin(
             &self.shard.query_log,
             self.query_rule.as_deref(),
             command,
             &meta.sql,
+            meta.schema.as_deref(),
         );
         self.control.set_statement(Some(digest), text.as_deref());
         self.digest = Some((digest, text));
