@@ -655,3 +655,61 @@ fn query_log_schema_is_the_one_each_statement_ran_in() {
     assert_eq!(schema("query", &format!("USE {home}")), other);
     assert_eq!(schema("query", "SELECT 'back'"), home);
 }
+
+/// A MariaDB bulk execute (`COM_STMT_BULK_EXECUTE`, which the `mysql`
+/// crate cannot send) has its `bulk_execute` line: the rows it changed,
+/// or the error of one that failed.
+#[test]
+fn query_log_writes_a_bulk_execute_line() {
+    use funnel_protocol::tracker::Expect;
+    use funnel_protocol::Capabilities;
+    use funnel_testkit::mini_client::MiniClient;
+
+    let e = env("qlog_bulk", "  all: true\n", "");
+    let mut c = MiniClient::connect_with(
+        e.proxy.local_addr(),
+        "app",
+        "apppw",
+        Some(&e.schema),
+        Capabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+    )
+    .unwrap();
+    let text = "INSERT INTO t (id) VALUES (?)";
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(text.as_bytes());
+    let reply = c.roundtrip(&prepare, Expect::Prepare).unwrap();
+    let id: [u8; 4] = reply[0][1..5].try_into().unwrap();
+    // Its rows' ids as one LONGLONG parameter each, types sent.
+    let bulk = |ids: &[i64]| {
+        let mut p = vec![0xfa];
+        p.extend_from_slice(&id);
+        p.extend_from_slice(&128u16.to_le_bytes());
+        p.extend_from_slice(&[0x08, 0]);
+        for id in ids {
+            p.push(0);
+            p.extend_from_slice(&id.to_le_bytes());
+        }
+        p
+    };
+    let ok = c.roundtrip(&bulk(&[10, 11, 12]), Expect::Results).unwrap();
+    assert_eq!(ok[0][..2], [0, 3], "an OK for three rows: {ok:?}");
+    // A duplicate in its second row: the bulk fails as one statement.
+    let err = c.roundtrip(&bulk(&[20, 1]), Expect::Results).unwrap();
+    assert_eq!(err[0][..3], [0xff, 0x26, 0x04], "ERR 1062: {err:?}");
+    c.query("SELECT 'end'").unwrap();
+    let got = lines(&e.path(), 4);
+    line_of(&got, "SELECT 'end'");
+    let bulks = lines_of(&got, "bulk_execute", text);
+    assert_eq!(bulks.len(), 2, "{got:#?}");
+    let (done, failed) = (bulks[0], bulks[1]);
+    assert_eq!(
+        (&done["affected"], &done["error"], &done["backend"]),
+        (&Value::from(3), &Value::Null, &Value::from("primary")),
+        "{done:#?}"
+    );
+    assert_eq!(
+        (&failed["affected"], &failed["error"], &failed["backend"]),
+        (&Value::from(0), &Value::from(1062), &Value::from("primary")),
+        "{failed:#?}"
+    );
+}
