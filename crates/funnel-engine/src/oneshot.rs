@@ -30,6 +30,14 @@ impl<T> std::fmt::Debug for Sender<T> {
 /// The receiving half; a future that resolves once a value was sent.
 pub struct Receiver<T>(Rc<RefCell<Slot<T>>>);
 
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("sent", &self.0.borrow().value.is_some())
+            .finish()
+    }
+}
+
 /// A connected pair.
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Rc::new(RefCell::new(Slot {

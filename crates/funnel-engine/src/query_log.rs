@@ -5,11 +5,14 @@
 //! buffer in one `write(2)` off its thread (a blocking write to a slow disk
 //! must not stall the core's clients). The file is opened with `O_APPEND`,
 //! so the cores' batches land whole, one after another, with no lock
-//! between them. A core whose writes fall behind drops lines rather than
-//! grow without bound, and counts them.
+//! between them. A core's own batches land in the order it took them, also
+//! the last ones at a stop or at a reload that turns the log off: each
+//! write waits for the core's write before it. A core whose writes fall
+//! behind drops lines rather than grow without bound, and counts them.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -18,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use funnel_config::QueryLogConfig;
 
-use crate::rt;
+use crate::{oneshot, rt};
 
 /// Lines wait at most this long in a core's buffer.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -105,6 +108,9 @@ pub struct QueryLog {
     spare: RefCell<Vec<u8>>,
     /// A write or a timed flush is under way.
     flush_due: Cell<bool>,
+    /// Resolves when the core's last write so far is done: the next one
+    /// waits for it.
+    last_write: RefCell<Option<oneshot::Receiver<()>>>,
     /// Lines written to the buffer.
     pub lines: Cell<u64>,
     /// Lines dropped: the buffer was full, or a write failed.
@@ -125,10 +131,9 @@ impl QueryLog {
         if let (Some(old), true) = (old, turned_off) {
             let buf = std::mem::take(&mut *self.pending.borrow_mut());
             if !buf.is_empty() {
-                let log = self.clone();
-                rt::spawn(async move {
-                    log.write(old, buf).await;
-                });
+                // After a timed write still under way, which took its
+                // lines first.
+                rt::spawn(self.write(old, buf));
             }
         }
     }
@@ -196,28 +201,49 @@ impl QueryLog {
         self.flush_due.set(false);
     }
 
-    /// Writes `buf` to `file` off the core's thread, then keeps the buffer
-    /// for reuse.
-    async fn write(&self, file: QueryLogFile, buf: Vec<u8>) {
-        let (mut buf, written) = rt::spawn_blocking(move || {
-            let written = (&*file.file).write_all(&buf);
-            (buf, written.map_err(|e| (e, file.path)))
-        })
-        .await;
-        if let Err((e, path)) = written {
-            self.write_failed(&path, &e, &buf);
+    /// Writes `buf` to `file` off the core's thread once the core's write
+    /// before it is done, then keeps the buffer for reuse. Its place in
+    /// that order is taken at the call, not when the future first runs,
+    /// and rests on no blocking pool running one job at a time: two
+    /// writes under way at once on a slow disk or a pipe would land in
+    /// either order, or mixed when larger than the kernel writes at once.
+    fn write(self: &Rc<Self>, file: QueryLogFile, buf: Vec<u8>) -> impl Future<Output = ()> + 'static {
+        let (done, turn) = oneshot::channel();
+        let before = self.last_write.replace(Some(turn));
+        let log = self.clone();
+        async move {
+            // Sent also when this future is dropped unfinished, so the
+            // next write never waits for one that will not come.
+            let _done = Done(Some(done));
+            if let Some(before) = before {
+                before.await;
+            }
+            let (mut buf, written) = rt::spawn_blocking(move || {
+                let written = (&*file.file).write_all(&buf);
+                (buf, written.map_err(|e| (e, file.path)))
+            })
+            .await;
+            if let Err((e, path)) = written {
+                log.write_failed(&path, &e, &buf);
+            }
+            buf.clear();
+            *log.spare.borrow_mut() = buf;
         }
-        buf.clear();
-        *self.spare.borrow_mut() = buf;
     }
 
-    /// Writes what is buffered now, on this thread (the core is stopping).
-    pub fn flush_now(&self) {
+    /// Writes what is buffered now, after the core's writes under way
+    /// (the core is stopping), and waits until all are done.
+    pub async fn flush_at_stop(self: &Rc<Self>) {
         let buf = std::mem::take(&mut *self.pending.borrow_mut());
-        if let (Some(file), false) = (self.file.borrow().as_ref(), buf.is_empty()) {
-            if let Err(e) = (&*file.file).write_all(&buf) {
-                self.write_failed(&file.path, &e, &buf);
-            }
+        let file = self.file.borrow().clone();
+        if let (Some(file), false) = (file, buf.is_empty()) {
+            self.write(file, buf).await;
+        }
+        // With nothing buffered, a write may still be under way (a timed
+        // one, or a reload's that turned the log off).
+        let last = self.last_write.borrow_mut().take();
+        if let Some(last) = last {
+            last.await;
         }
     }
 
@@ -225,6 +251,18 @@ impl QueryLog {
     fn write_failed(&self, path: &Path, e: &io::Error, buf: &[u8]) {
         self.dropped.set(self.dropped.get() + count_lines(buf));
         tracing::warn!(path = %path.display(), error = %e, "query log: write failed, lines dropped");
+    }
+}
+
+/// Tells the next write that the one holding it is done, when dropped.
+struct Done(Option<oneshot::Sender<()>>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            // The next write may not be waiting (none came yet).
+            let _ = done.send(());
+        }
     }
 }
 

@@ -763,7 +763,7 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
         tracing::info!(shard = %shard.id, "no longer accepting new clients");
         (&mut stop_rx).await;
     }
-    shard.query_log.flush_now();
+    shard.query_log.flush_at_stop().await;
     tracing::info!(shard = %shard.id, "shard stopped");
 }
 

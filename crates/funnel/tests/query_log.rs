@@ -29,6 +29,12 @@ fn env(prefix: &str, log: &str, extra: &str) -> Env {
 
 /// [`env`] on `cores` cores.
 fn env_on(cores: u16, prefix: &str, log: &str, extra: &str) -> Env {
+    env_with(cores, prefix, log, extra, |_| {})
+}
+
+/// [`env_on`], with `before_start` given the log's path before Funnel
+/// opens it.
+fn env_with(cores: u16, prefix: &str, log: &str, extra: &str, before_start: impl FnOnce(&Path)) -> Env {
     let db = MariaDb::shared();
     let schema = db.fresh_database(prefix);
     let backend = format!("{schema}_b");
@@ -46,6 +52,7 @@ fn env_on(cores: u16, prefix: &str, log: &str, extra: &str) -> Env {
         db.addr(),
         dir.path().join("queries.jsonl").display(),
     );
+    before_start(&dir.path().join("queries.jsonl"));
     let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
     Env {
         proxy,
@@ -712,4 +719,97 @@ fn query_log_writes_a_bulk_execute_line() {
         (&Value::from(0), &Value::from(1062), &Value::from("primary")),
         "{failed:#?}"
     );
+}
+
+/// Funnel on one core logging into a pipe nobody reads yet, so that a
+/// write blocks: `then` is called once a write of more than the pipe
+/// holds is under way and more lines are buffered behind it, and must
+/// make Funnel write those (a stop, a reload that turns the log off).
+/// Gives the lines of the numbered statements, as read from the pipe.
+fn through_a_blocked_write(prefix: &str, then: impl FnOnce(Proxy, &str)) -> Vec<Value> {
+    let (go, told) = std::sync::mpsc::channel::<()>();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let e = env_with(1, prefix, "  all: true\n", "", move |path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(made.success());
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            // Until Funnel opens it for writing.
+            let pipe = std::fs::File::open(path).unwrap();
+            told.recv().unwrap();
+            // Small reads: the pipe frees a little at a time, as a slow
+            // disk would take it.
+            for line in std::io::BufReader::with_capacity(512, pipe).lines() {
+                if line_tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    let pad = "x".repeat(3000);
+    let mut c = e.client();
+    // More than the pipe's 64 KiB in its first timed write, which blocks.
+    for i in 0..80 {
+        c.query_drop(format!("SELECT '{i:05}-{pad}'")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Buffered while that write waits.
+    for i in 80..120 {
+        c.query_drop(format!("SELECT '{i:05}-{pad}'")).unwrap();
+    }
+    drop(c);
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        go.send(()).unwrap();
+    });
+    let Env { proxy, yaml, .. } = e;
+    then(proxy, &yaml);
+    reader.join().unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 120 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = line_rx.recv_timeout(left) else {
+            break;
+        };
+        let line: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if line["text"].as_str().unwrap().starts_with("SELECT '0") {
+            got.push(line);
+        }
+    }
+    got
+}
+
+/// The numbers of the numbered statements' lines, in the order read.
+fn numbers(lines: &[Value]) -> Vec<u32> {
+    lines
+        .iter()
+        .map(|l| l["text"].as_str().unwrap()[8..13].parse().unwrap())
+        .collect()
+}
+
+/// A stop writes what the core held after the write still under way,
+/// not beside it.
+#[test]
+fn query_log_stop_writes_a_cores_last_lines_after_its_write_under_way() {
+    let got = through_a_blocked_write("qlog_stop_order", |proxy, _| proxy.shutdown());
+    assert_eq!(numbers(&got), (0..120).collect::<Vec<u32>>());
+}
+
+/// So does a reload that turns the log off.
+#[test]
+fn query_log_reload_off_writes_a_cores_last_lines_after_its_write_under_way() {
+    let got = through_a_blocked_write("qlog_off_order", |mut proxy, yaml| {
+        let off: String = yaml
+            .lines()
+            .filter(|l| !l.starts_with("query_log") && !l.starts_with("  path:") && !l.starts_with("  all:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        proxy.reload(Config::from_yaml_str(&off).unwrap()).unwrap();
+        // Kept running: the reload's write is on its own.
+        std::thread::sleep(Duration::from_secs(3));
+        proxy.shutdown();
+    });
+    assert_eq!(numbers(&got), (0..120).collect::<Vec<u32>>());
 }
