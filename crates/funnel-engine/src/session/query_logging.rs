@@ -175,4 +175,19 @@ mod tests {
         assert!(d.text.capacity() > 0);
         let _ = std::fs::remove_file(path);
     }
+
+    #[test]
+    fn query_log_off_copies_nothing_of_a_statement() {
+        // Every statement begins a draft: with no log, it must stay the
+        // cost of a flag read (no copy, so no allocation; `log_command`,
+        // which reads the clocks, is skipped as nothing was taken).
+        let log = Rc::new(QueryLog::default());
+        log.configure(0, &QueryLogConfig::default(), None);
+        let mut d = LogDraft::default();
+        for command in ["query", "prepare", "execute", "bulk_execute"] {
+            d.begin(&log, None, command, b"SELECT 1", Some(b"shop"));
+        }
+        assert!(!d.taken());
+        assert_eq!((d.text.capacity(), d.schema.capacity()), (0, 0));
+    }
 }
