@@ -144,6 +144,11 @@ impl QueryLog {
         rule_log.unwrap_or(self.all.get()) && self.file.borrow().is_some()
     }
 
+    /// True when the log has a file (it may take statements).
+    pub fn is_on(&self) -> bool {
+        self.file.borrow().is_some()
+    }
+
     /// The longest text a line keeps.
     pub fn max_text(&self) -> usize {
         self.max_text.get()

@@ -813,3 +813,45 @@ fn query_log_reload_off_writes_a_cores_last_lines_after_its_write_under_way() {
     });
     assert_eq!(numbers(&got), (0..120).collect::<Vec<u32>>());
 }
+
+/// Once a transaction's connection failed, Funnel refuses the session's
+/// statements until its ROLLBACK (ERR 9008): an execute's refusal has
+/// its line, as a query's has.
+#[test]
+fn query_log_takes_an_execute_refused_after_a_lost_transaction() {
+    let e = env_on(1, "qlog_lost", "  all: true\n", "");
+    let mut c = e.client();
+    let text = "SELECT v FROM t WHERE id = ?";
+    let stmt = c.prep(text).unwrap();
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (5, 'five')").unwrap();
+    // The server ends Funnel's connections.
+    let mut root = MariaDb::shared().root();
+    let rows: Vec<(u64, String)> = root
+        .query("SELECT ID, USER FROM information_schema.PROCESSLIST")
+        .unwrap();
+    let backend = format!("{}_b", e.schema);
+    for (id, _) in rows.iter().filter(|(_, user)| *user == backend) {
+        let _ = root.query_drop(format!("KILL {id}"));
+    }
+    c.query_drop("SELECT 'lost'").unwrap_err();
+    let err = c.exec_drop(&stmt, (1,)).unwrap_err();
+    assert!(err.to_string().contains("9008"), "{err}");
+    let err = c.query_drop("SELECT 'refused'").unwrap_err();
+    assert!(err.to_string().contains("9008"), "{err}");
+    c.query_drop("ROLLBACK").unwrap();
+    // The client's setup statement, then seven.
+    let got = lines(&e.path(), 8);
+    line_of(&got, "ROLLBACK");
+    assert_eq!(line_of(&got, "SELECT 'refused'")["error"], 9008);
+    let execute = lines_of(&got, "execute", text);
+    assert_eq!(execute.len(), 1, "{got:#?}");
+    assert_eq!(
+        (
+            &execute[0]["error"],
+            &execute[0]["backend"],
+            &execute[0]["schema"]
+        ),
+        (&Value::from(9008), &Value::Null, &Value::from(e.schema.as_str()))
+    );
+}

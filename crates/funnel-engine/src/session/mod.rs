@@ -763,7 +763,7 @@ impl Session {
             let result = match self.apply_query_rule(head, total) {
                 Ok((head, total)) => match self.judge_lost_transaction(head) {
                     Some(verdict) => {
-                        self.log_query_text(total);
+                        self.log_unrun_command(total);
                         self.buf.consume(total);
                         self.answer_lost_transaction(verdict).await
                     }

@@ -342,6 +342,37 @@ impl Session {
         }
     }
 
+    /// Takes the execute (a bulk too) at the front of the buffer for the
+    /// query log, when Funnel answers it without running it (a lost
+    /// transaction's refusal): its statement's text and schema, as when
+    /// it runs. A text query is taken as always.
+    pub(super) fn log_unrun_command(&mut self, total: usize) {
+        let payload = &self.buf.bytes()[HEADER_LEN..total];
+        let command = match payload.first() {
+            Some(0x17) => "execute",
+            Some(0xfa) => "bulk_execute",
+            _ => return self.log_query_text(total),
+        };
+        if !self.shard.query_log.is_on() {
+            // Spares the rule's match.
+            return;
+        }
+        let Some(id) = self.named_statement(payload) else {
+            return;
+        };
+        let Some(meta) = self.stmts.get(id).map(|s| s.meta.clone()) else {
+            return;
+        };
+        let rule = self.statement_rule_of(id, &meta, false);
+        self.log.begin(
+            &self.shard.query_log,
+            rule.as_deref(),
+            command,
+            &meta.sql,
+            meta.schema.as_deref(),
+        );
+    }
+
     /// The query rule an execute of the client's statement `id` follows,
     /// counted as the rule's hit: the one its prepare matched (a rewrite
     /// rule's, though the new text may not match it), while the shard's
