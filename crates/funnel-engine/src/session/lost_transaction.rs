@@ -38,9 +38,10 @@ pub(super) enum Verdict {
 pub(super) fn verdict(payload: &[u8]) -> Verdict {
     match payload.first() {
         Some(0x03) => statement_verdict(&payload[1..]),
-        // COM_STMT_EXECUTE and COM_STMT_FETCH touch data; COM_REFRESH is
-        // a `FLUSH` statement by flags, refused as that is.
-        Some(0x17) | Some(0x1c) | Some(0x07) => Verdict::Refuse { ends: false },
+        // COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE and COM_STMT_FETCH
+        // touch data; COM_REFRESH is a `FLUSH` statement by flags, refused
+        // as that is.
+        Some(0x17) | Some(0xfa) | Some(0x1c) | Some(0x07) => Verdict::Refuse { ends: false },
         // COM_CHANGE_USER, COM_RESET_CONNECTION: a fresh session.
         Some(0x11) | Some(0x1f) => Verdict::Run { ends: true },
         // Ping, quit, prepare, close, schema, options...: no data touched.
@@ -185,6 +186,10 @@ mod tests {
         assert_eq!(q("INSERT INTO t VALUES (1)"), Verdict::Refuse { ends: false });
         assert_eq!(q("SELECT 1"), Verdict::Refuse { ends: false });
         assert_eq!(verdict(&[0x17, 1, 0, 0, 0]), Verdict::Refuse { ends: false });
+        assert_eq!(
+            verdict(&[0xfa, 1, 0, 0, 0, 0, 0]),
+            Verdict::Refuse { ends: false }
+        );
         assert_eq!(verdict(&[0x07, 0x10]), q("FLUSH STATUS"));
         assert_eq!(verdict(&[0x1f]), Verdict::Run { ends: true });
         assert_eq!(verdict(&[0x0e]), Verdict::Run { ends: false });

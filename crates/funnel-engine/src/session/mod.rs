@@ -821,10 +821,10 @@ impl Session {
             _ => false,
         };
         let verdict = self.tx_lost.then(|| match payload.first() {
-            // An execute is judged by its statement's text: a prepared
-            // ROLLBACK must end the lost transaction as a text one does,
-            // or the session would refuse everything for ever.
-            Some(0x17) => lost_transaction::execute_verdict(self.statement_text(payload)),
+            // An execute (a bulk too) is judged by its statement's text: a
+            // prepared ROLLBACK must end the lost transaction as a text
+            // one does, or the session would refuse everything for ever.
+            Some(0x17 | 0xfa) => lost_transaction::execute_verdict(self.statement_text(payload)),
             _ => lost_transaction::verdict(payload),
         });
         match verdict {

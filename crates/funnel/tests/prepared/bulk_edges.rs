@@ -1104,3 +1104,36 @@ fn prepared_returning_on_pinned_sessions_matches_direct() {
     });
     assert_same(&d, &f);
 }
+
+#[test]
+fn prepared_bulk_after_a_lost_transaction_is_refused_as_an_execute() {
+    // The session's transaction died with its connection: Funnel refuses
+    // its statements until its ROLLBACK (ERR 9008), so that none runs in
+    // autocommit on another connection, half a transaction. A bulk too.
+    let db = MariaDb::shared();
+    let schema = schema_with(db, "ps_bulk_lost", &[TABLE]);
+    let proxy = funnel(db, &schema, 1);
+    let mut c = Raw::connect_with(proxy.local_addr(), "app", "apppw", &schema, BULK);
+    let ins = c.prepare("INSERT INTO t (v, s) VALUES (?, ?)").unwrap();
+    c.query("BEGIN").unwrap();
+    c.query("INSERT INTO t (v) VALUES (1)").unwrap();
+    let mut root = db.root();
+    let rows: Vec<(u64, String, Option<String>)> = root
+        .query("SELECT ID, USER, DB FROM information_schema.PROCESSLIST")
+        .unwrap();
+    for (id, _, _) in rows
+        .iter()
+        .filter(|(_, user, db)| user == "ps_backend" && db.as_deref() == Some(schema.as_str()))
+    {
+        let _ = root.query_drop(format!("KILL {id}"));
+    }
+    assert!(c.query("SELECT 1").is_err(), "the connection is gone");
+    assert_eq!(c.bulk(ins, SEND_TYPES, &[vec![v(2), s("b")]]), Err(9008));
+    c.query("ROLLBACK").unwrap();
+    let left: Option<u64> = db.query_first(&format!("SELECT COUNT(*) FROM {schema}.t"));
+    assert_eq!(
+        left,
+        Some(0),
+        "nothing of the lost transaction, nor the bulk, was kept"
+    );
+}
