@@ -216,10 +216,12 @@ impl QueryLog {
         let (done, turn) = oneshot::channel();
         let before = self.last_write.replace(Some(turn));
         let log = self.clone();
+        // Sent also when this future is dropped unfinished, or before it
+        // first ran, so the next write never waits for one that will not
+        // come.
+        let done = Done(Some(done));
         async move {
-            // Sent also when this future is dropped unfinished, so the
-            // next write never waits for one that will not come.
-            let _done = Done(Some(done));
+            let _done = done;
             if let Some(before) = before {
                 before.await;
             }
@@ -396,6 +398,28 @@ mod tests {
         let mut s = Vec::new();
         write_time(&mut s, UNIX_EPOCH + Duration::from_micros(1_764_000_000_000_123));
         assert_eq!(s, b"2025-11-24T16:00:00.000123Z");
+    }
+
+    #[test]
+    fn query_log_write_dropped_before_it_ran_holds_up_no_later_one() {
+        let dir = std::env::temp_dir().join(format!("funnel-qlog-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = QueryLogConfig {
+            path: Some(dir.join("q.jsonl")),
+            all: true,
+            ..QueryLogConfig::default()
+        };
+        let file = QueryLogFile::open(&config).unwrap().unwrap();
+        glommio::LocalExecutor::default().run(async {
+            let log = Rc::new(QueryLog::default());
+            // As at an executor's end: a write's task dropped unpolled.
+            drop(log.write(file.clone(), b"first\n".to_vec()));
+            let second = log.write(file, b"second\n".to_vec());
+            let done = rt::timeout(Duration::from_secs(5), second).await;
+            assert!(done.is_some(), "the second write waited for the dropped one");
+        });
+        assert_eq!(std::fs::read(dir.join("q.jsonl")).unwrap(), b"second\n");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
