@@ -855,3 +855,27 @@ fn query_log_takes_an_execute_refused_after_a_lost_transaction() {
         (&Value::from(9008), &Value::Null, &Value::from(e.schema.as_str()))
     );
 }
+
+/// A driver's change of schema (`COM_INIT_DB`, the `mysql` crate's
+/// `select_db`) has its line, as the text `USE` has: command `init_db`,
+/// the schema named as text, the schema it ran in, and the error of one
+/// the server refused. Before, it had none.
+#[test]
+fn query_log_writes_an_init_db_line() {
+    let e = env("qlog_init_db", "  all: true\n", "");
+    let other = MariaDb::shared().fresh_database("qlog_init_db_other");
+    let mut c = e.client();
+    c.select_db(&other).unwrap();
+    assert!(c.select_db("qlog_no_such_schema").is_err());
+    c.query_drop("SELECT 'after'").unwrap();
+    let got = lines(&e.path(), 3);
+    line_of(&got, "SELECT 'after'");
+    let ok = lines_of(&got, "init_db", &other);
+    assert_eq!(ok.len(), 1, "{got:#?}");
+    assert_eq!(ok[0]["schema"].as_str(), Some(e.schema.as_str()));
+    assert!(ok[0]["error"].is_null(), "{:?}", ok[0]);
+    let refused = lines_of(&got, "init_db", "qlog_no_such_schema");
+    assert_eq!(refused.len(), 1, "{got:#?}");
+    assert_eq!(refused[0]["error"].as_u64(), Some(1049));
+    assert_eq!(refused[0]["schema"].as_str(), Some(other.as_str()));
+}

@@ -1131,6 +1131,14 @@ impl Session {
     async fn forward(&mut self, total: usize, mut f: Forward) -> Result<(), End> {
         // Before the wait for a connection: `SHOW CLIENTS` shows what a
         // waiting client waits to run.
+        if f.name == "COM_INIT_DB" {
+            // A driver's change of schema (`select_db`), logged as its
+            // text `USE` is; the query rules do not see it.
+            if let Some(db) = self.buf.bytes().get(5..total) {
+                self.log
+                    .begin(&self.shard.query_log, None, "init_db", db, self.schema.as_deref());
+            }
+        }
         if f.name == "COM_QUERY" {
             self.note_digest(total);
             if f.pin == Some(PinReason::StoredProcedure) && !f.several_statements {
