@@ -630,6 +630,11 @@ pub struct ClientConfig {
     /// TLS for client connections (clients that ask for it get it); `None`: no TLS.
     #[serde(deserialize_with = "section", skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// Load balancers (addresses or networks) whose connections start with
+    /// a PROXY protocol header naming the client's own address; `None`:
+    /// no connection may send one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol_networks: Option<Vec<crate::HostPattern>>,
 }
 
 impl Default for ClientConfig {
@@ -644,6 +649,7 @@ impl Default for ClientConfig {
             max_packet_size: ByteSize::mib(64),
             max_prepared_statements: DEFAULT_MAX_PREPARED_PER_CLIENT,
             tls: None,
+            proxy_protocol_networks: None,
         }
     }
 }

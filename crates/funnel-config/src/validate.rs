@@ -75,6 +75,18 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
             }
         }
     }
+    if config
+        .client
+        .proxy_protocol_networks
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
+        push(
+            &mut out,
+            "client.proxy_protocol_networks",
+            "must name at least one balancer (leave it out for none)",
+        );
+    }
     for (i, u) in config.users.iter().enumerate() {
         if u.allowed_hosts.as_ref().is_some_and(Vec::is_empty) {
             push(

@@ -32,6 +32,7 @@ pub mod packet_io;
 pub mod pool;
 pub mod prepared;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod query_cache;
 pub mod query_log;
 pub mod relay;

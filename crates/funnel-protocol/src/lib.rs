@@ -13,6 +13,7 @@ pub mod error;
 pub mod flags;
 pub mod framing;
 pub mod handshake;
+pub mod proxy_header;
 pub mod response;
 pub mod resultset;
 pub mod session_track;

@@ -6,6 +6,7 @@
 //! response back and returns the connection, unless the server's status
 //! flags or the command itself say the session must keep it (pinning).
 
+mod balancer;
 mod cached_reads;
 mod causal_reads;
 pub mod command;
@@ -201,10 +202,13 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
         id,
     };
     let _ = stream.set_nodelay();
-    let peer = stream.peer_host();
     let mut buf = IoBuf::with_capacity(CLIENT_BUF);
     let version = shard.server_version();
     let handshake_limit = shard.config().client.handshake_timeout.as_duration();
+    let peer = stream.peer_host();
+    let Some(peer) = balancer::client_host(&shard, &mut stream, &mut buf, peer, handshake_limit).await else {
+        return;
+    };
     let tls = shard.tls.borrow().clone();
     let outcome = rt::timeout(
         handshake_limit,

@@ -1,0 +1,149 @@
+//! Clients behind a load balancer that speaks the PROXY protocol
+//! (`client.proxy_protocol_networks`): the header's client address is the
+//! one logins (`users[].allowed_hosts`) and query rules (`client_addr`)
+//! see, in its text (v1) and binary (v2) forms; a listed balancer that
+//! sends no header gets an ERR; unlisted clients send none.
+//!
+//! The balancer here is a relay on loopback whose connections to Funnel
+//! come from 127.0.0.2 (all of 127/8 is loopback), the only listed address.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use funnel_config::Config;
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+/// Where the balancer's connections to Funnel come from.
+const BALANCER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// The client address every balancer here announces.
+const CLIENT: &str = "10.9.8.7";
+
+/// A connection to `target` from [`BALANCER`].
+fn from_balancer(target: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(BALANCER.into(), 0).into()).unwrap();
+    s.connect(&target.into()).unwrap();
+    s.into()
+}
+
+/// A relay on a port of its own: each client it accepts is carried to
+/// `target` from [`BALANCER`] behind `header`.
+fn balancer(target: SocketAddr, header: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let mut up = from_balancer(target);
+            up.write_all(&header).unwrap();
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut u2);
+                let _ = u2.shutdown(std::net::Shutdown::Write);
+            });
+            thread::spawn(move || {
+                let (mut client, mut up) = (client, up);
+                let _ = std::io::copy(&mut up, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+fn v1_header() -> Vec<u8> {
+    format!("PROXY TCP4 {CLIENT} 127.0.0.1 45678 3306\r\n").into_bytes()
+}
+
+fn v2_header(command: u8) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x20 | command);
+    h.push(0x11);
+    h.extend_from_slice(&12u16.to_be_bytes());
+    h.extend_from_slice(&CLIENT.parse::<Ipv4Addr>().unwrap().octets());
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&45678u16.to_be_bytes());
+    h.extend_from_slice(&3306u16.to_be_bytes());
+    h
+}
+
+fn login(port: u16, user: &str) -> Result<Conn, mysql::Error> {
+    Conn::new(
+        OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(port)
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass(Some("pw"))
+            .read_timeout(Some(Duration::from_secs(20))),
+    )
+}
+
+fn refusal(r: Result<Conn, mysql::Error>) -> (u16, String) {
+    match r {
+        Err(mysql::Error::MySqlError(e)) => (e.code, e.message),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("logged in"),
+    }
+}
+
+#[test]
+fn proxy_protocol_headers_name_the_client_behind_a_balancer() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("proxyproto");
+    db.create_user("proxyproto_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+         \x20 - name: lan\n    password: pw\n    default_schema: {schema}\n    allowed_hosts: [10.0.0.0/8]\n\
+         backends:\n  - name: primary\n    address: {}\n    user: proxyproto_b\n    password: bpw\n\
+         client:\n  handshake_timeout: 2s\n  proxy_protocol_networks: [{BALANCER}]\n\
+         query_rules:\n  - match_prefix: 'SELECT 42'\n    client_addr: 10.0.0.0/8\n    error: 'from the lan'\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let target = proxy.local_addr();
+
+    for (form, header) in [("v1", v1_header()), ("v2", v2_header(1))] {
+        let port = balancer(target, header);
+        let mut c = login(port, "lan").unwrap_or_else(|e| panic!("{form}: lan from {CLIENT}: {e}"));
+        let err = c.query_drop("SELECT 42").unwrap_err();
+        assert!(err.to_string().contains("from the lan"), "{form}: {err}");
+        assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    }
+
+    // Unlisted clients send no header and are who they are.
+    let (code, message) = refusal(login(target.port(), "lan"));
+    assert_eq!(code, 1045);
+    assert!(message.contains("'lan'@'127.0.0.1'"), "{message}");
+    let mut direct = login(target.port(), "app").unwrap();
+    assert_eq!(direct.query_first::<i64, _>("SELECT 42").unwrap(), Some(42));
+
+    // The balancer's own connection (LOCAL, a health check): its address stands.
+    let (code, message) = refusal(login(balancer(target, v2_header(0)), "lan"));
+    assert_eq!(code, 1045);
+    assert!(message.contains("'lan'@'127.0.0.2'"), "{message}");
+
+    // A listed balancer that sends something else is refused with an ERR.
+    let mut raw = from_balancer(target);
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    let _ = raw.read_to_end(&mut reply);
+    assert!(reply.len() > 7 && reply[4] == 0xff, "{reply:?}");
+    assert_eq!(u16::from_le_bytes([reply[5], reply[6]]), 1043);
+    // One that sends nothing is refused at client.handshake_timeout.
+    let mut silent = from_balancer(target);
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let _ = silent.read_to_end(&mut reply);
+    assert!(reply.len() > 7 && reply[4] == 0xff, "{reply:?}");
+    assert_eq!(u16::from_le_bytes([reply[5], reply[6]]), 1159);
+    // The server went on serving.
+    assert_eq!(direct.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+}
