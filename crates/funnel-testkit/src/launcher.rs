@@ -41,6 +41,7 @@ impl Launcher {
         let readiness = ready::wait_until_ready(
             &mut process,
             self.port,
+            &self.paths.datadir,
             &self.paths.error_log,
             log_from,
             self.startup_timeout,
