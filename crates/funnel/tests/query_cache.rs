@@ -253,6 +253,32 @@ fn query_cache_forgets_its_replies_when_a_reload_changes_the_rules() {
     assert_eq!(read(&mut c), 11);
 }
 
+/// Two rules cache the same text for clients of two addresses
+/// (`client_addr`), for 60 s and for 1 ms: a reply the first kept is no
+/// answer for the clients of the second, which would otherwise get it for
+/// a minute (the same text, user, schema and settings made the same key).
+#[test]
+fn query_cache_keeps_the_replies_of_each_rule_apart() {
+    let mut env = env("qc_client_addr");
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    client_addr: 127.0.0.2\n    cache_ttl: 60s\n\
+                 \x20 - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 1ms\n";
+    let yaml = env.yaml.replace(
+        "query_rules:\n  - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 2s\n",
+        rules,
+    );
+    assert_ne!(yaml, env.yaml);
+    env.proxy.reload(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    let port = env.proxy.local_addr().port();
+    let from_2 =
+        opts(port, "app", "apppw").bind_address(Some(std::net::SocketAddr::from(([127, 0, 0, 2], 0))));
+    let mut lan = Conn::new(from_2).unwrap();
+    assert_eq!(read(&mut lan), 10);
+    env.set_v(11);
+    assert_eq!(read(&mut lan), 10, "60 s for 127.0.0.2");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(read(&mut env.client("app")), 11, "1 ms for 127.0.0.1");
+}
+
 #[test]
 fn query_cache_keeps_no_reply_that_read_another_clients_warnings() {
     let env = env("qc_foreign");

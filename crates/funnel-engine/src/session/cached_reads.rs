@@ -28,7 +28,8 @@ impl Session {
     /// with autocommit on, and of a user without `causal_reads` (a cached
     /// reply may predate the session's own writes).
     pub(super) fn cache_key(&self, total: usize, f: &Forward) -> Option<(CacheKey, Duration)> {
-        let ttl = self.query_rule.as_ref()?.cache_ttl?;
+        let rule = self.query_rule.as_ref()?;
+        let ttl = rule.cache_ttl?;
         let shareable = f.name == "COM_QUERY"
             && f.read_only
             && !f.several_statements
@@ -55,6 +56,7 @@ impl Session {
         let key = CacheKey {
             sql: sql.to_vec(),
             user: self.user.name.clone(),
+            rule: rule.index,
             schema: self.schema.clone(),
             pool_key: self.key,
             caps: self.caps,
