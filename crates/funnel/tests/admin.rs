@@ -1480,3 +1480,55 @@ fn admin_reconnect_replaces_a_backends_connections_after_their_clients_are_done(
     let reply = admin.query_iter("RECONNECT").unwrap().info_str().into_owned();
     assert!(reply.starts_with("reconnecting every backend"), "{reply}");
 }
+
+/// A connection still opening when `RECONNECT` comes (its server took the
+/// TCP connection, and made the session's variables, before) is replaced
+/// too, as PgBouncer's `RECONNECT` takes connections still logging in:
+/// the first command runs on it, the next on a new one.
+#[test]
+fn admin_reconnect_replaces_a_connection_that_was_opening() {
+    let db = MariaDb::start();
+    db.create_user("reopen_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: reopen_b\n    password: bpw\n\
+         pool:\n  min_idle_per_core: 0\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
+        db.addr()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(opts(admin_port, "admin", "secret")).unwrap();
+    let mut c = Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
+    let thread = |c: &mut Conn| {
+        c.query_first::<u64, _>("SELECT @@pseudo_thread_id")
+            .unwrap()
+            .unwrap()
+    };
+    // Holds the connection the drivers' logins left idle, so the next
+    // command needs a new one.
+    let mut tx = Conn::new(opts(proxy.local_addr().port(), "app", "apppw")).unwrap();
+    tx.query_drop("BEGIN").unwrap();
+    thread(&mut tx);
+    db.pause();
+    let first = std::thread::spawn(move || {
+        let id = thread(&mut c);
+        (c, id)
+    });
+    // The pool's connection waits for the frozen server's greeting.
+    funnel_testkit::wait_until_within("a connection opening", Duration::from_secs(5), || {
+        proxy.snapshots()[0].pools.iter().any(|p| p.counts.opening > 0)
+    });
+    let reply = admin.query_iter("RECONNECT").unwrap().info_str().into_owned();
+    assert!(reply.contains(": 0 idle"), "{reply}");
+    db.resume();
+    let (mut c, opened_across) = first.join().unwrap();
+    assert_ne!(
+        thread(&mut c),
+        opened_across,
+        "the connection that was opening at RECONNECT is replaced"
+    );
+}

@@ -251,7 +251,8 @@ pub struct BackendConnection {
     /// thread's `HOST`, which tells this connection from another server's
     /// thread of the same id (see [`ServerThread`]).
     pub local_port: Option<u16>,
-    /// When it was opened.
+    /// When its opening began (its connect): `max_lifetime` and
+    /// `RECONNECT` count from there.
     pub opened_at: Instant,
     /// When it was last released.
     pub idle_since: Instant,
@@ -390,6 +391,10 @@ impl BackendConnection {
         slot: SlotGuard,
         limit: Duration,
     ) -> Result<(BackendConn, Vec<u8>), BackendError> {
+        // Before the connect: the server makes the session (from its
+        // globals) when it takes the connection, so a `RECONNECT` during
+        // the login must replace this one too.
+        let started = Instant::now();
         let mut stream = spec.addr.connect(limit).await?;
         stream.set_nodelay()?;
         let local_port = stream.local_port();
@@ -492,7 +497,7 @@ impl BackendConnection {
                         schema: None,
                         server_thread_id: hs.connection_id,
                         local_port,
-                        opened_at: now,
+                        opened_at: started,
                         idle_since: now,
                         pool_id: 0,
                         backend: Rc::from(spec.name.as_str()),

@@ -489,10 +489,11 @@ impl Pool {
 
     /// Replaces every connection with a new one, as PgBouncer's
     /// `RECONNECT`: idle ones close now, those in use when their clients
-    /// give them back (a transaction, a pin, a command finish first), and
-    /// new ones open as needed, so they start from the server's present
-    /// settings (its globals after a `SET GLOBAL`, the server a name now
-    /// points to). Returns how many closed at once.
+    /// give them back (a transaction, a pin, a command finish first), as
+    /// do those still logging in, and new ones open as needed, so they
+    /// start from the server's present settings (its globals after a
+    /// `SET GLOBAL`). The address stays the pool's: a name is resolved
+    /// again only by a reload. Returns how many closed at once.
     pub fn renew(&self) -> usize {
         self.renewed_at.set(Some(Instant::now()));
         let closed = std::mem::take(&mut *self.idle.borrow_mut()).len();
