@@ -469,12 +469,14 @@ impl Stream {
     }
 
     /// The peer's host as MariaDB would name it in messages and process
-    /// lists: its IP address, or `localhost` over a Unix socket.
+    /// lists: its IP address, or `localhost` over a Unix socket. An IPv4
+    /// client of an IPv6 listener is named by its IPv4 address, as MariaDB
+    /// names it (not `::ffff:10.0.0.1`).
     pub fn peer_host(&self) -> String {
         match &self.sock {
             Sock::Tcp(s) => s
                 .peer_addr()
-                .map(|a| a.ip().to_string())
+                .map(|a| a.ip().to_canonical().to_string())
                 .unwrap_or_else(|_| "unknown".into()),
             Sock::Unix(..) => "localhost".into(),
         }

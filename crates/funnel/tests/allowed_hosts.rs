@@ -136,3 +136,22 @@ fn allowed_hosts_that_cannot_be_read_are_refused_with_their_place() {
         .to_string();
     assert!(e.contains("is not localhost, an IP address or a network"), "{e}");
 }
+
+/// An IPv4 client of an IPv6 listener (`[::]`) is named by its IPv4
+/// address, as MariaDB names it: in the refusal (`'lan'@'127.0.0.1'`, not
+/// `'lan'@'::ffff:127.0.0.1'`) as in the patterns it is matched against.
+#[test]
+fn allowed_hosts_name_an_ipv4_client_of_an_ipv6_listener_by_its_ipv4_address() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("allowed_v6");
+    db.create_user("allowed_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("funnel.sock");
+    let mut cfg = config(db, &schema, &socket, USERS);
+    cfg.listen = "[::]:0".parse().unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg);
+    let port = proxy.local_addr().port();
+    assert_denied(tcp(port, "lan"), "lan", "127.0.0.1");
+    let mut c = tcp(port, "loopback").expect("127.0.0.1 is one of loopback's hosts");
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+}
