@@ -706,6 +706,9 @@ fn config_query_rules_route_refuse_or_time_out() {
     hostgroup: default
   - match_digest: '('
     hostgroup: default
+  - match_regex: 'FROM big'
+    negate_match: true
+    rewrite: 'FROM big FORCE INDEX (k)'
 ",
         "x".repeat(513)
     );
@@ -724,6 +727,7 @@ fn config_query_rules_route_refuse_or_time_out() {
             "query_rules[7].rewrite: names group $1a, which match_regex does not have (write $$ for a `$`)",
             "query_rules[8]: give exactly one of match_prefix, match_regex or match_digest",
             "query_rules[9].match_digest: not a valid regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group",
+            "query_rules[10].rewrite: with negate_match the rule takes statements match_regex finds nothing in: nothing to rewrite",
         ]
     );
 }

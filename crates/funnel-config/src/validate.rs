@@ -226,6 +226,15 @@ fn check_rewrite(path: &str, r: &QueryRule, rewrite: &str, out: &mut Vec<Problem
         );
         return;
     };
+    if r.negate_match {
+        // Taken only where the expression finds nothing: the rewrite would
+        // silently change nothing (ProxySQL's does nothing there either).
+        push(
+            out,
+            format!("{path}.rewrite"),
+            "with negate_match the rule takes statements match_regex finds nothing in: nothing to rewrite",
+        );
+    }
     let Ok(re) = regex::Regex::new(re) else {
         return; // reported for match_regex
     };
