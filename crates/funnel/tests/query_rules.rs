@@ -672,6 +672,10 @@ fn query_rules_client_addr_matches_where_the_client_connects_from() {
     assert_eq!(message, "from loopback");
     assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
     assert_eq!(env.hits(), [(0, 0), (1, 2)]);
+    // The rules differ only there: SHOW QUERY RULES says where.
+    let rows: Vec<Row> = env.admin().query("SHOW QUERY RULES").unwrap();
+    let addrs: Vec<String> = rows.iter().map(|r| r.get("client_addr").unwrap()).collect();
+    assert_eq!(addrs, ["10.0.0.0/8", "127.0.0.0/8"]);
 }
 
 /// `negate_match` takes the statements the pattern does not match: here a
@@ -693,4 +697,7 @@ fn query_rules_negate_match_refuses_all_but_what_the_pattern_matches() {
         .query_drop("DELETE FROM t WHERE id = 1")
         .unwrap();
     assert_eq!(env.rows_in_t(), 1, "the rule names its user");
+    let rows: Vec<Row> = env.admin().query("SHOW QUERY RULES").unwrap();
+    let negated: String = rows[0].get("negate_match").unwrap();
+    assert_eq!(negated, "1", "SHOW QUERY RULES says the match is negated");
 }

@@ -22,8 +22,10 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "match_prefix",
         "match_regex",
         "match_digest",
+        "negate_match",
         "user",
         "schema",
+        "client_addr",
         "hostgroup",
         "error",
         "timeout",
@@ -36,8 +38,14 @@ pub fn run(ctx: &AdminContext) -> Reply {
             or_empty(&r.match_prefix),
             or_empty(&r.match_regex),
             or_empty(&r.match_digest),
+            // As ProxySQL's `negate_match_pattern`.
+            u8::from(r.negate_match).to_string(),
             or_empty(&r.user),
             or_empty(&r.schema),
+            r.client_addr
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             or_empty(&r.hostgroup),
             or_empty(&r.error),
             r.timeout.map(|d| d.to_string()).unwrap_or_default(),
