@@ -39,10 +39,9 @@ fn through_funnel(db: &MariaDb, backend_user: &str, tls_yaml: &str) -> Result<St
     Ok(cipher.map(|(_, v)| v).unwrap_or_default())
 }
 
-#[test]
-fn backends_over_tls_with_each_verification_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A private MariaDB serving TLS with a certificate of CA `ca` (made in
+/// `d`, beside another CA, `other-ca`), with backend account `tlsb`.
+fn tls_server(d: &std::path::Path) -> MariaDb {
     make_ca(d, "ca");
     make_ca(d, "other-ca");
     make_server_cert(d, "ca");
@@ -53,6 +52,14 @@ fn backends_over_tls_with_each_verification_mode() {
         .start()
         .expect("a MariaDB with TLS");
     db.create_user("tlsb", "bpw");
+    db
+}
+
+#[test]
+fn backends_over_tls_with_each_verification_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = tls_server(d);
     db.root().query_drop("ALTER USER tlsb REQUIRE SSL").unwrap();
     let ca = d.join("ca.pem").display().to_string();
     let other = d.join("other-ca.pem").display().to_string();
@@ -180,16 +187,7 @@ fn backend_password_rotation_takes_effect_on_reload() {
 fn backend_ca_rotated_in_place_takes_effect_on_reload() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    make_ca(d, "ca");
-    make_ca(d, "other-ca");
-    make_server_cert(d, "ca");
-    let db = MariaDb::builder()
-        .server_arg(format!("--ssl-ca={}", d.join("ca.pem").display()))
-        .server_arg(format!("--ssl-cert={}", d.join("server.pem").display()))
-        .server_arg(format!("--ssl-key={}", d.join("server.key").display()))
-        .start()
-        .expect("a MariaDB with TLS");
-    db.create_user("tlsb", "bpw");
+    let db = tls_server(d);
     let bundle = d.join("bundle.pem");
     std::fs::copy(d.join("other-ca.pem"), &bundle).unwrap();
     let yaml = format!(
