@@ -734,3 +734,79 @@ fn scrape(addr: std::net::SocketAddr) -> String {
     s.read_to_string(&mut body).unwrap();
     body
 }
+
+/// What operators hand Funnel as `client.tls`: an EC (P-256) key, and a
+/// chain file with the server's certificate first and its CA after it,
+/// also as one PEM file with the key first. It loads, and the expiry is
+/// the server certificate's (1 day), not the CA's (2 days).
+#[test]
+fn tls_an_ec_key_and_a_chain_load_and_the_expiry_is_the_leafs() {
+    use funnel_testkit::certs::openssl;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    funnel_testkit::certs::make_ca(d, "ca");
+    // An X.509 v3 certificate (extensions): rustls refuses a v1 leaf.
+    std::fs::write(d.join("leaf.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "leaf.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "leaf.key",
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.cnf",
+            "-out",
+            "leaf.pem",
+        ],
+    );
+    let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
+    std::fs::write(d.join("chain.pem"), read("leaf.pem") + &read("ca.pem")).unwrap();
+    std::fs::write(
+        d.join("all.pem"),
+        read("leaf.key") + &read("leaf.pem") + &read("ca.pem"),
+    )
+    .unwrap();
+    let now = unix_now();
+    for (cert, key) in [("chain.pem", "leaf.key"), ("all.pem", "all.pem")] {
+        let files = funnel_config::TlsFiles {
+            cert: d.join(cert),
+            key: d.join(key),
+        };
+        let loaded = funnel_engine::tls::server_config(&files).unwrap_or_else(|e| panic!("{cert}: {e}"));
+        let left = loaded.not_after.expect("the expiry") - now;
+        assert!((86_000..=86_400).contains(&left), "{cert}: {left} s left");
+    }
+}
