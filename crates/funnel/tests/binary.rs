@@ -515,11 +515,54 @@ fn binary_start_errors_give_their_reason_once() {
 
 /// Starts the binary with `config`, its standard error (the log) to `log`.
 fn spawn_logging_to(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_funnel"))
-        .arg("--config")
+    spawn_logging_with(config, log, None)
+}
+
+/// [`spawn_logging_to`] with `RUST_LOG` set to `rust_log`, or unset (a
+/// developer's own must not change what the tests see).
+fn spawn_logging_with(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    rust_log: Option<&str>,
+) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnel"));
+    match rust_log {
+        Some(filter) => cmd.env("RUST_LOG", filter),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    cmd.arg("--config")
         .arg(config)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// With `RUST_LOG` set, it is the log's filter and `log.level` waits for a
+/// restart: a reload that changes it says so, and prints no debug line.
+#[test]
+fn binary_rust_log_keeps_the_log_level_until_a_restart() {
+    let (dir, path, port) = one_core_config("rustlog", "log:\n  level: info\n");
+    let log_path = dir.path().join("funnel.log");
+    let mut child = KillOnDrop(spawn_logging_with(&path, &log_path, Some("info")));
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    wait_for("funnel to serve", || log().contains("funnel is serving"));
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, yaml.replace("level: info", "level: debug")).unwrap();
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    wait_for("the reload", || log().contains("configuration reloaded"));
+    drop(login(port, "app").unwrap());
+    thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    let text = log();
+    let restart: Vec<&str> = text.lines().filter(|l| l.contains("needs a restart")).collect();
+    assert!(
+        restart.len() == 1 && restart[0].contains("log"),
+        "log waits for a restart:\n{text}"
+    );
+    assert!(!text.contains("session ended"), "no debug lines:\n{text}");
+    assert!(!text.contains("log level changed"), "{text}");
 }
