@@ -72,15 +72,26 @@ impl TryFrom<String> for HostPattern {
             Some((addr, len)) => (addr, Some(len)),
             None => (text.as_str(), None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let written: IpAddr = addr.parse().map_err(|_| invalid())?;
+        // Clients are matched by their IPv4 address when mapped, so is an
+        // IPv4-mapped pattern (`::ffff:10.0.0.0/104` is `10.0.0.0/8`).
+        let addr = written.to_canonical();
+        let max = if written.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             Some(len) => match len.parse::<u8>() {
                 Ok(n) if n <= max && !len.starts_with('+') => n,
                 _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
             },
+        };
+        let prefix = match (written, addr) {
+            (IpAddr::V6(_), IpAddr::V4(_)) if prefix < 96 => {
+                return Err(format!(
+                    "{text:?}: an IPv4-mapped network needs a prefix length of 96 to 128"
+                ))
+            }
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix - 96,
+            _ => prefix,
         };
         Ok(HostPattern {
             text,
@@ -130,6 +141,12 @@ mod tests {
         assert!(p("::1").matches("::1"));
         // Host bits beyond the prefix are ignored, as in a route.
         assert!(p("10.1.2.3/8").matches("10.9.9.9"));
+        // An IPv4 network written in its IPv4-mapped IPv6 form: its prefix
+        // counts the 96 bits of the mapping.
+        let mapped = p("::ffff:10.0.0.0/104");
+        assert!(mapped.matches("10.200.0.1") && mapped.matches("::ffff:10.3.0.1"));
+        assert!(!mapped.matches("11.0.0.1"));
+        assert!(p("::ffff:10.0.0.7").matches("10.0.0.7"));
     }
 
     #[test]
@@ -152,6 +169,7 @@ mod tests {
             "10.0.0/8",
             "host.example",
             "10.0.0.0/+8",
+            "::ffff:10.0.0.0/8",
             "%",
         ] {
             let e = HostPattern::try_from(bad.to_string()).unwrap_err();
