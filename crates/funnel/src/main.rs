@@ -76,6 +76,13 @@ fn causes(e: &anyhow::Error) -> String {
 fn check(path: &PathBuf) -> ExitCode {
     match Config::load(path) {
         Ok(cfg) => {
+            let problems = tls_problems(&cfg);
+            if !problems.is_empty() {
+                for problem in problems {
+                    eprintln!("{}: {problem}", path.display());
+                }
+                return ExitCode::FAILURE;
+            }
             let socket = cfg
                 .listen_socket
                 .as_ref()
@@ -95,6 +102,28 @@ fn check(path: &PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The TLS files that do not load as a start or a reload would load them
+/// (`client.tls`'s certificate and key, backends' CA bundles): the
+/// systemd unit checks before its SIGHUP, and a renewed pair that does
+/// not match must fail `systemctl reload` rather than only the log.
+fn tls_problems(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(Err(e)) = cfg.client.tls.as_ref().map(funnel_engine::tls::server_config) {
+        out.push(format!("client.tls: {e}"));
+    }
+    for (i, b) in cfg.backends.iter().enumerate() {
+        let host = b.host_port().map_or("", |(h, _)| h);
+        if let Some(Err(e)) = b
+            .tls
+            .as_ref()
+            .map(|t| funnel_engine::tls::backend_config(t, host))
+        {
+            out.push(format!("backends[{i}].tls: {e}"));
+        }
+    }
+    out
 }
 
 fn run(path: &PathBuf) -> anyhow::Result<()> {

@@ -566,3 +566,47 @@ fn binary_rust_log_keeps_the_log_level_until_a_restart() {
     assert!(!text.contains("session ended"), "no debug lines:\n{text}");
     assert!(!text.contains("log level changed"), "{text}");
 }
+
+/// `funnel check` (the systemd unit's `ExecReload` runs it before SIGHUP)
+/// loads `client.tls`'s certificate and key, as the reload will: a renewed
+/// certificate whose key does not match, or a missing file, fails the
+/// check with the reason, so `systemctl reload` fails instead of the
+/// reload being refused only in Funnel's log.
+#[test]
+fn binary_check_loads_the_client_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cert, key) = funnel_testkit::certs::self_signed(d, "localhost");
+    let other = d.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_key) = funnel_testkit::certs::self_signed(&other, "localhost");
+    let check = |key: &std::path::Path| {
+        let path = d.join("funnel.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "{}client:\n  tls:\n    cert: {}\n    key: {}\n",
+                unreachable_backend_config(free_port(), "1"),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_funnel"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = check(&key);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = check(&other_key);
+    assert!(!ok, "a key of another certificate passed");
+    assert!(stderr.contains("client.tls"), "{stderr}");
+    let (ok, stderr) = check(&d.join("missing.pem"));
+    assert!(!ok && stderr.contains("missing.pem"), "{stderr}");
+}
