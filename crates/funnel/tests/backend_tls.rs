@@ -218,7 +218,13 @@ fn backend_ca_rotated_in_place_takes_effect_on_reload() {
     let refused = query().expect_err("a server from another CA");
     assert!(refused.contains("9003"), "{refused}");
     std::fs::copy(d.join("ca.pem"), &bundle).unwrap();
-    let not_applied = proxy.handle().reload(config).unwrap();
+    let not_applied = proxy.handle().reload(config.clone()).unwrap();
     assert!(not_applied.is_empty(), "{not_applied:?}");
     assert_eq!(query(), Ok(1), "the rotated bundle is used");
+    // A bundle gone missing mid-rotation refuses the reload, naming the
+    // backend and the file; the running pool goes on with what it read.
+    std::fs::remove_file(&bundle).unwrap();
+    let err = proxy.handle().reload(config).unwrap_err().to_string();
+    assert!(err.contains("primary") && err.contains("bundle.pem"), "{err}");
+    assert_eq!(query(), Ok(1), "the running pool stays");
 }
