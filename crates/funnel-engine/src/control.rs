@@ -70,6 +70,9 @@ pub enum ControlMsg {
         /// for a server without a Galera provider.
         galera_cluster: Option<String>,
     },
+    /// Forget the statement digests (and the pins counted by digest);
+    /// the reply says it is done.
+    ResetDigests(crossbeam_channel::Sender<()>),
     /// Replace the connections of the named backend's pools (`None`:
     /// every backend's) with new ones (see `Pool::renew`); the reply
     /// says how many idle ones closed at once.

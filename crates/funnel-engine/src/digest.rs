@@ -80,6 +80,12 @@ impl Digests {
         self.0.borrow().get(&key).map(|d| d.text.clone())
     }
 
+    /// Forgets every shape and its figures (`RESET DIGESTS`): counting
+    /// starts again from the next statement.
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+
     /// A copy of every digest with its key.
     pub fn snapshot(&self) -> Vec<(u64, DigestStats)> {
         self.0.borrow().iter().map(|(k, v)| (*k, v.clone())).collect()

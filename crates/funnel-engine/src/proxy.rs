@@ -518,6 +518,23 @@ impl ProxyHandle {
             .sum())
     }
 
+    /// Forgets the statement digests on every core (`RESET DIGESTS`), and
+    /// answers once each core has (or a few seconds passed).
+    pub fn reset_digests(&self) {
+        let replies: Vec<_> = self
+            .controls
+            .iter()
+            .filter_map(|c| {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                c.send(ControlMsg::ResetDigests(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for rx in replies {
+            let _ = rx.recv_deadline(deadline);
+        }
+    }
+
     /// Stops (or resumes) handing out backend connections on every core.
     pub fn pause(&self, on: bool) {
         self.broadcast(|| ControlMsg::Pause(on));

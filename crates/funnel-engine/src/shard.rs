@@ -800,6 +800,11 @@ async fn control_loop(
                     max_clients,
                 }) => shard.reload(*config, &backends, &user_counters, query_log, tls, max_clients),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
+                Received::Msg(ControlMsg::ResetDigests(reply)) => {
+                    shard.digests.clear();
+                    shard.stats.pins_by_digest.borrow_mut().clear();
+                    let _ = reply.send(());
+                }
                 Received::Msg(ControlMsg::Reconnect { backend, reply }) => {
                     let _ = reply.send(shard.backends.renew(backend.as_deref()));
                 }

@@ -1061,6 +1061,38 @@ fn admin_digests_group_statements_by_shape() {
     );
 }
 
+/// `RESET DIGESTS` (ProxySQL's `stats_mysql_query_digest_reset`) forgets
+/// every shape on every core, pins by digest too: the next `SHOW DIGESTS`
+/// counts only what ran since.
+#[test]
+fn admin_reset_digests_starts_counting_again() {
+    let e = env("admdigestreset", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    for i in 0..5 {
+        c.query_drop(format!("SELECT {i} + 1")).unwrap();
+    }
+    c.query_drop("SELECT 1 INTO @pinned_before").unwrap();
+    let count = |admin: &mut Conn, shape: &str| -> Option<String> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
+        rows.iter()
+            .find(|r| r.get::<String, _>("statement").unwrap() == shape)
+            .map(|r| r.get::<String, _>("count").unwrap())
+    };
+    assert_eq!(count(&mut admin, "SELECT ? + ?").as_deref(), Some("5"));
+    let reply = admin.query_iter("RESET DIGESTS").unwrap().info_str().into_owned();
+    assert_eq!(reply, "digests reset");
+    assert_eq!(count(&mut admin, "SELECT ? + ?"), None);
+    assert_eq!(count(&mut admin, "SELECT ? INTO @pinned_before"), None);
+    let mux: Vec<(String, String, String)> = admin.query("SHOW MULTIPLEXING").unwrap();
+    assert!(
+        !mux.iter().any(|(w, _, _)| w == "pinned_since_start_by_digest"),
+        "{mux:?}"
+    );
+    c.query_drop("SELECT 7 + 1").unwrap();
+    assert_eq!(count(&mut admin, "SELECT ? + ?").as_deref(), Some("1"));
+}
+
 #[test]
 fn admin_reload_from_the_file_and_graceful_shutdown() {
     let db = MariaDb::shared();

@@ -25,7 +25,7 @@ pub const SHUTTING_DOWN: &str = "shutting down";
 /// Every command, for the error that answers an unknown one.
 pub const HELP: &str =
     "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
-SHOW VERSION | SHOW DIGESTS | SHOW QUERY RULES | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d] | \
+SHOW VERSION | SHOW DIGESTS | RESET DIGESTS | SHOW QUERY RULES | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d] | \
 REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | RECONNECT [BACKEND name] | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
 KILL [CONNECTION | QUERY] id | SHUTDOWN | SHUTDOWN GRACEFUL";
 
@@ -41,6 +41,7 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["SHOW", "CLIENTS"] => show_clients::run(ctx),
         ["SHOW", "STATS"] => show_stats::run(ctx),
         ["SHOW", "DIGESTS"] => show_digests::run(ctx),
+        ["RESET", "DIGESTS"] => show_digests::reset(ctx),
         ["SHOW", "QUERY", "RULES"] => show_query_rules::run(ctx),
         ["SHOW", "MULTIPLEXING"] => show_multiplexing::run(ctx),
         ["SHOW", "CONFIG"] => show_config::config(ctx),

@@ -21,6 +21,14 @@ struct Merged {
     pins: u64,
 }
 
+/// `RESET DIGESTS`: every core forgets its digests, so the next `SHOW
+/// DIGESTS` covers the statements since (ProxySQL's
+/// `stats_mysql_query_digest_reset`, read first with `SHOW DIGESTS`).
+pub fn reset(ctx: &AdminContext) -> Reply {
+    ctx.handle.reset_digests();
+    Reply::Ok("digests reset".into())
+}
+
 /// Answers `SHOW DIGESTS`.
 pub fn run(ctx: &AdminContext) -> Reply {
     let mut merged: HashMap<u64, Merged> = HashMap::new();
