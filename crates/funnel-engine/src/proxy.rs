@@ -120,6 +120,8 @@ struct Running {
     user_counters: UserCounters,
     /// Client TLS as last built from `config.client.tls`'s files.
     tls: Option<crate::tls::ClientTls>,
+    /// The backends as last resolved (their TLS with the CA files read).
+    specs: Vec<BackendSpec>,
     /// Sets the level of the process's log, where its owner gave a way
     /// (`None`: `log` changes only at a restart).
     log_level: Option<LogLevelSetter>,
@@ -146,7 +148,7 @@ impl Proxy {
         if let Some(t) = &tls {
             warn_of_expiry(t);
         }
-        let specs = resolve_backends(&config)?;
+        let specs = resolve_backends(&config, None)?;
         let query_log = open_query_log(&config)?;
         let greeting = probe_greetings(&specs).unwrap_or_else(|| Greeting {
             version: FALLBACK_VERSION.as_bytes().to_vec(),
@@ -246,6 +248,7 @@ impl Proxy {
                     config,
                     user_counters,
                     tls,
+                    specs: specs.clone(),
                     log_level: None,
                 })),
                 socket_file: Arc::new(Mutex::new(socket_file)),
@@ -377,7 +380,10 @@ impl ProxyHandle {
         config: Config,
         tls_files: TlsFiles,
     ) -> Result<Vec<String>, StartError> {
-        let specs = resolve_backends(&config)?;
+        // A reload reads the backends' CA files again (a bundle rotated in
+        // place); an admin `SET` keeps what the running pools were made with.
+        let keep = (tls_files == TlsFiles::KeepUnlessChanged).then_some(running.specs.as_slice());
+        let specs = resolve_backends(&config, keep)?;
         // Opened anew at every reload: after logrotate moved the file
         // away, lines go to a new one.
         let query_log = open_query_log(&config)?;
@@ -419,6 +425,7 @@ impl ProxyHandle {
         }
         running.config = config;
         running.tls = tls;
+        running.specs = specs;
         // Whoever changed it (a reload, an admin command) is answered once
         // the change is in force: a client's next command must not still
         // reach a backend it has just drained.
@@ -711,7 +718,10 @@ fn open_query_log(config: &Config) -> Result<Option<crate::query_log::QueryLogFi
 
 /// Resolves every configured backend's address (blocking DNS: only at
 /// start and reload, never on a shard).
-fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
+/// Each backend's address resolved and its TLS built; `keep`: TLS built
+/// before for the same settings is taken from there instead of reading
+/// its CA file again.
+fn resolve_backends(config: &Config, keep: Option<&[BackendSpec]>) -> Result<Vec<BackendSpec>, StartError> {
     config
         .backends
         .iter()
@@ -730,10 +740,15 @@ fn resolve_backends(config: &Config) -> Result<Vec<BackendSpec>, StartError> {
                     .into(),
             };
             let host = b.host_port().map_or("", |(h, _)| h);
+            let built = |t: &funnel_config::BackendTls| {
+                keep.and_then(|specs| specs.iter().find(|s| s.name == b.name))
+                    .and_then(|s| s.tls.clone())
+                    .filter(|spec| spec.built_from(t, host))
+            };
             let tls = b
                 .tls
                 .as_ref()
-                .map(|t| crate::tls::backend_config(t, host))
+                .map(|t| built(t).map_or_else(|| crate::tls::backend_config(t, host), Ok))
                 .transpose()
                 .map_err(|e| StartError::BackendTls {
                     backend: b.name.clone(),

@@ -130,13 +130,7 @@ pub fn backend_config(tls: &BackendTls, host: &str) -> Result<BackendTlsSpec, Tl
             }
         }
     };
-    let name = tls
-        .server_name
-        .as_deref()
-        .unwrap_or(host)
-        .trim_matches(['[', ']']);
-    let server_name = ServerName::try_from(name.to_string())
-        .map_err(|e| TlsError::Backend(format!("{name:?} is not a valid server name: {e}")))?;
+    let server_name = backend_server_name(tls, host)?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -148,6 +142,27 @@ pub fn backend_config(tls: &BackendTls, host: &str) -> Result<BackendTlsSpec, Tl
         settings: tls.clone(),
         ca_fingerprint,
     })
+}
+
+/// The name a backend at `host` is asked for and checked by: its
+/// `server_name`, else the host of its address.
+pub fn backend_server_name(tls: &BackendTls, host: &str) -> Result<ServerName<'static>, TlsError> {
+    let name = tls
+        .server_name
+        .as_deref()
+        .unwrap_or(host)
+        .trim_matches(['[', ']']);
+    ServerName::try_from(name.to_string())
+        .map_err(|e| TlsError::Backend(format!("{name:?} is not a valid server name: {e}")))
+}
+
+impl BackendTlsSpec {
+    /// True when this was built from `tls` for a backend at `host`, so it
+    /// serves as it is: an admin `SET` keeps it rather than read the CA
+    /// file again (a reload reads it).
+    pub fn built_from(&self, tls: &BackendTls, host: &str) -> bool {
+        self.settings == *tls && backend_server_name(tls, host).is_ok_and(|n| n == self.server_name)
+    }
 }
 
 /// `mode: required`: any certificate is accepted (MySQL's `REQUIRED`), but

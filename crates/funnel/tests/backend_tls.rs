@@ -227,4 +227,14 @@ fn backend_ca_rotated_in_place_takes_effect_on_reload() {
     let err = proxy.handle().reload(config).unwrap_err().to_string();
     assert!(err.contains("primary") && err.contains("bundle.pem"), "{err}");
     assert_eq!(query(), Ok(1), "the running pool stays");
+    // An admin `SET` (`ProxyHandle::update`) keeps the TLS the pools were
+    // made with rather than read the file again: it applies, and the pool
+    // stays. Before, the missing bundle refused every admin change.
+    let set = proxy.handle().update(|mut cfg| {
+        cfg.pool.max_per_core = 3;
+        Ok::<_, ()>(cfg)
+    });
+    assert!(matches!(set, Ok(Ok(_))), "{set:?}");
+    assert_eq!(proxy.handle().config().pool.max_per_core, 3);
+    assert_eq!(query(), Ok(1), "the running pool stays");
 }
