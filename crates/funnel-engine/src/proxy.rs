@@ -122,6 +122,8 @@ struct Running {
     tls: Option<crate::tls::ClientTls>,
     /// The backends as last resolved (their TLS with the CA files read).
     specs: Vec<BackendSpec>,
+    /// Each core's share of `client.max_connections` as last sent.
+    max_clients: u64,
     /// Sets the level of the process's log, where its owner gave a way
     /// (`None`: `log` changes only at a restart).
     log_level: Option<LogLevelSetter>,
@@ -179,6 +181,7 @@ impl Proxy {
         unix_listeners.resize_with(cpus.len(), || None);
         let shards = cpus.len() as u64;
         let max_clients = client_share(&config, shards, open_files_limit());
+        warn_of_lowered_share(&config, shards, max_clients);
         let user_counters = UserCounters::for_users(&config.users, None);
         let mut controls = Vec::new();
         let mut threads = Vec::new();
@@ -249,6 +252,7 @@ impl Proxy {
                     user_counters,
                     tls,
                     specs: specs.clone(),
+                    max_clients,
                     log_level: None,
                 })),
                 socket_file: Arc::new(Mutex::new(socket_file)),
@@ -404,7 +408,12 @@ impl ProxyHandle {
         let not_applied = keep_restart_only_keys(&running.config, &mut config, running.log_level.is_some());
         // Recomputed at every change: the pools' sizes count against the
         // open-files limit as much as `client.max_connections` does.
-        let max_clients = client_share(&config, self.controls.len() as u64, open_files_limit());
+        let shards = self.controls.len() as u64;
+        let max_clients = client_share(&config, shards, open_files_limit());
+        // Said again only when the share moves: not at every reload.
+        if max_clients != running.max_clients {
+            warn_of_lowered_share(&config, shards, max_clients);
+        }
         if let Some(set) = running
             .log_level
             .as_ref()
@@ -426,6 +435,7 @@ impl ProxyHandle {
         running.config = config;
         running.tls = tls;
         running.specs = specs;
+        running.max_clients = max_clients;
         // Whoever changed it (a reload, an admin command) is answered once
         // the change is in force: a client's next command must not still
         // reach a backend it has just drained.
@@ -845,17 +855,22 @@ fn client_share(config: &Config, shards: u64, open_files: Option<u64>) -> u64 {
     // admin and metrics connections, logs).
     let per_core = backend_conns + 2 * config.backends.len() as u64 + 16;
     let room = limit.saturating_sub(shards * per_core + 256) / shards;
-    if room >= wanted {
-        return wanted;
+    wanted.min(room.max(1))
+}
+
+/// Warns when the open-files limit lowered each core's share of
+/// `client.max_connections` to `share` (see [`client_share`]).
+fn warn_of_lowered_share(config: &Config, shards: u64, share: u64) {
+    if share >= u64::from(config.client.max_connections).div_ceil(shards) {
+        return;
     }
     tracing::warn!(
-        open_files = limit,
+        open_files = open_files_limit(),
         client_max_connections = config.client.max_connections,
-        clients_per_core = room.max(1),
+        clients_per_core = share,
         "the open-files limit cannot hold client.max_connections beside the backend connections; \
          fewer clients are accepted (raise LimitNOFILE= / ulimit -n)"
     );
-    room.max(1)
 }
 
 /// The soft open-files limit, if known.

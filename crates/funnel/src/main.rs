@@ -128,7 +128,7 @@ fn tls_problems(cfg: &Config) -> Vec<String> {
 
 fn run(path: &PathBuf) -> anyhow::Result<()> {
     let config = Config::load(path).with_context(|| format!("{}", path.display()))?;
-    let log_level = init_logging(config.log.level.as_str());
+    let log_level = init_logging(config.log.level);
     // Block the signals before any thread starts, so only the main thread
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
@@ -216,11 +216,11 @@ fn reload(proxy: &funnel_engine::ProxyHandle, path: &PathBuf) {
 
 /// Starts the log at `level`, and returns how a reload changes that level
 /// (`None` when `RUST_LOG` set the filter: it overrides the file's level).
-fn init_logging(level: &str) -> Option<funnel_engine::proxy::LogLevelSetter> {
+fn init_logging(level: funnel_config::LogLevel) -> Option<funnel_engine::proxy::LogLevelSetter> {
     use tracing_subscriber::prelude::*;
     let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
     let overridden = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level.as_str()));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Standard error, as documented (fmt's default is standard output).
     // Colours only for a person at a terminal: journald stores a line with
@@ -238,12 +238,24 @@ fn init_logging(level: &str) -> Option<funnel_engine::proxy::LogLevelSetter> {
     if overridden {
         return None;
     }
+    let current = std::sync::Mutex::new(level);
     Some(Box::new(move |level: funnel_config::LogLevel| {
-        let next = tracing_subscriber::EnvFilter::new(level.as_str());
-        if let Err(e) = handle.reload(next) {
-            tracing::warn!(error = %e, "log.level: cannot change the log's level");
-        } else {
-            tracing::info!(level = level.as_str(), "log level changed");
+        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+        let from = *current;
+        // Said at the more verbose of the two levels, so the line shows
+        // whichever way the level moves (to `warn` as well).
+        let say = || tracing::info!(from = from.as_str(), to = level.as_str(), "log level changed");
+        if from >= funnel_config::LogLevel::Info {
+            say();
+        }
+        match handle.reload(tracing_subscriber::EnvFilter::new(level.as_str())) {
+            Ok(()) => {
+                *current = level;
+                if from < funnel_config::LogLevel::Info {
+                    say();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "log.level: cannot change the log's level"),
         }
     }))
 }

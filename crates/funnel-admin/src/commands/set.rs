@@ -25,9 +25,14 @@ const SETTABLE: [&str; 7] = [
 const FILE_ONLY: [&str; 1] = ["client.tls"];
 
 fn restart_only(key: &str) -> Reply {
+    let why = if key.starts_with("log") {
+        " (this Funnel's log cannot change live, as when RUST_LOG set its filter: then a restart without RUST_LOG applies log.level)"
+    } else {
+        ""
+    };
     invalid(format!(
         "{key} changes only at a restart, which reads it from the configuration file: \
-         change it there, then restart"
+         change it there, then restart{why}"
     ))
 }
 
