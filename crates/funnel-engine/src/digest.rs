@@ -81,14 +81,34 @@ impl Digests {
     }
 
     /// Forgets every shape and its figures (`RESET DIGESTS`): counting
-    /// starts again from the next statement.
-    pub fn clear(&self) {
-        self.0.borrow_mut().clear();
+    /// starts again from the next statement. The shapes of `running`
+    /// (statements under way, whose sessions saw their shape known and
+    /// kept no text) stay, with no figures, until they end: `SHOW
+    /// CLIENTS` still names them, and their execution is counted under
+    /// its shape, not under an empty text.
+    pub fn clear(&self, running: &[u64]) {
+        let mut map = self.0.borrow_mut();
+        map.retain(|key, d| {
+            *key != OTHER && running.contains(key) && {
+                d.count = 0;
+                d.total_us = 0;
+                d.max_us = 0;
+                d.rows = 0;
+                d.errors = 0;
+                true
+            }
+        });
     }
 
-    /// A copy of every digest with its key.
+    /// A copy of every digest with its key (a shape kept by [`Self::clear`]
+    /// for a running statement shows once it has run).
     pub fn snapshot(&self) -> Vec<(u64, DigestStats)> {
-        self.0.borrow().iter().map(|(k, v)| (*k, v.clone())).collect()
+        self.0
+            .borrow()
+            .iter()
+            .filter(|(_, v)| v.count > 0)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
     }
 }
 

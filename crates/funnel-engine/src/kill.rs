@@ -194,6 +194,11 @@ impl ClientControl {
         }
     }
 
+    /// The digest key of the statement the client's command runs, if any.
+    pub fn statement_key(&self) -> Option<u64> {
+        self.statement.get()
+    }
+
     /// The shape of the statement the client's command runs, if any.
     pub fn statement(&self, digests: &crate::digest::Digests) -> Option<String> {
         let key = self.statement.get()?;

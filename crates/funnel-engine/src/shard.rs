@@ -801,7 +801,13 @@ async fn control_loop(
                 }) => shard.reload(*config, &backends, &user_counters, query_log, tls, max_clients),
                 Received::Msg(ControlMsg::Pause(on)) => shard.set_paused(on),
                 Received::Msg(ControlMsg::ResetDigests(reply)) => {
-                    shard.digests.clear();
+                    let running: Vec<u64> = shard
+                        .clients
+                        .all()
+                        .iter()
+                        .filter_map(|(_, c)| c.statement_key())
+                        .collect();
+                    shard.digests.clear(&running);
                     shard.stats.pins_by_digest.borrow_mut().clear();
                     let _ = reply.send(());
                 }

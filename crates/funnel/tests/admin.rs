@@ -1093,6 +1093,55 @@ fn admin_reset_digests_starts_counting_again() {
     assert_eq!(count(&mut admin, "SELECT ? + ?").as_deref(), Some("1"));
 }
 
+/// A statement under way at `RESET DIGESTS` whose shape its core knew
+/// (so its session kept no text of it): `SHOW CLIENTS` still names it, and
+/// when it ends it is counted under its shape. Before, the reset took the
+/// shape away: `SHOW CLIENTS` showed `NULL` and `SHOW DIGESTS` a row with
+/// an empty statement.
+#[test]
+fn admin_reset_digests_keeps_the_shape_of_a_running_statement() {
+    let e = env("admdigestrun", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    c.query_drop("SELECT SLEEP(0)").unwrap();
+    let running = std::thread::spawn(move || {
+        c.query_drop("SELECT SLEEP(2)").unwrap();
+    });
+    let statements = |admin: &mut Conn| -> Vec<Option<String>> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        rows.iter()
+            .map(|r| r.get::<Option<String>, _>("statement").unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !statements(&mut admin).contains(&Some("SELECT SLEEP(?)".into())) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            statements(&mut admin)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    admin.query_drop("RESET DIGESTS").unwrap();
+    assert!(
+        statements(&mut admin).contains(&Some("SELECT SLEEP(?)".into())),
+        "{:?}",
+        statements(&mut admin)
+    );
+    let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
+    assert!(
+        rows.is_empty(),
+        "a running statement is counted once it ends: {rows:?}"
+    );
+    running.join().unwrap();
+    let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
+    let shapes: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("statement").unwrap(), r.get("count").unwrap()))
+        .collect();
+    assert_eq!(shapes, vec![("SELECT SLEEP(?)".to_string(), "1".to_string())]);
+}
+
 #[test]
 fn admin_reload_from_the_file_and_graceful_shutdown() {
     let db = MariaDb::shared();
