@@ -147,3 +147,48 @@ fn proxy_protocol_headers_name_the_client_behind_a_balancer() {
     // The server went on serving.
     assert_eq!(direct.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
 }
+
+/// A balancer's PROXY header and its client's login share one
+/// `client.handshake_timeout`: a header sent a byte at a time until just
+/// before the deadline does not buy the login a second one (before, the
+/// login got a whole timeout of its own after the header).
+#[test]
+fn proxy_protocol_header_and_login_share_the_handshake_timeout() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("proxyslow");
+    db.create_user("proxyslow_b", "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: proxyslow_b\n    password: bpw\n\
+         client:\n  handshake_timeout: 2s\n  proxy_protocol_networks: [{BALANCER}]\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut slow = from_balancer(proxy.local_addr());
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let begun = std::time::Instant::now();
+    let header = v1_header();
+    let pause = Duration::from_millis(1500) / header.len() as u32;
+    for byte in &header {
+        slow.write_all(&[*byte]).unwrap();
+        thread::sleep(pause);
+    }
+    // The greeting comes, then (no login sent) the ERR at the deadline.
+    let mut reply = Vec::new();
+    let _ = slow.read_to_end(&mut reply);
+    let took = begun.elapsed();
+    let greeting = 4 + usize::from(reply[0]) + (usize::from(reply[1]) << 8);
+    assert!(
+        reply.len() > greeting + 7 && reply[greeting + 4] == 0xff,
+        "{reply:?}"
+    );
+    assert_eq!(
+        u16::from_le_bytes([reply[greeting + 5], reply[greeting + 6]]),
+        1159
+    );
+    assert!(
+        took < Duration::from_millis(2800),
+        "the login had a deadline of its own: {took:?}"
+    );
+}

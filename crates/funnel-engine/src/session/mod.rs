@@ -206,12 +206,15 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let version = shard.server_version();
     let handshake_limit = shard.config().client.handshake_timeout.as_duration();
     let peer = stream.peer_host();
+    let begun = Instant::now();
     let Some(peer) = balancer::client_host(&shard, &mut stream, &mut buf, peer, handshake_limit).await else {
         return;
     };
     let tls = shard.tls.borrow().clone();
+    // A balancer's PROXY header and the login share one deadline: a slow
+    // header does not buy the login a second handshake_timeout.
     let outcome = rt::timeout(
-        handshake_limit,
+        handshake_limit.saturating_sub(begun.elapsed()),
         Box::pin(login(
             &mut stream,
             &mut buf,
