@@ -410,8 +410,12 @@ impl ProxyHandle {
         // open-files limit as much as `client.max_connections` does.
         let shards = self.controls.len() as u64;
         let max_clients = client_share(&config, shards, open_files_limit());
-        // Said again only when the share moves: not at every reload.
-        if max_clients != running.max_clients {
+        // Said again only when the share moves, or client.max_connections
+        // does (raised while the limit holds the share where it was, the
+        // new value takes no effect): not at every reload.
+        if max_clients != running.max_clients
+            || config.client.max_connections != running.config.client.max_connections
+        {
             warn_of_lowered_share(&config, shards, max_clients);
         }
         if let Some(set) = running

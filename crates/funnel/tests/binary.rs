@@ -387,6 +387,70 @@ fn binary_refuses_clients_before_running_out_of_descriptors() {
     );
 }
 
+/// The warning that the open-files limit lowers each core's share of
+/// `client.max_connections` is said again at a reload that raises
+/// `client.max_connections` while the limit keeps the share where it was
+/// (before, only a moved share was said: the raise took no effect and
+/// nothing said so); a reload that changes neither says nothing.
+#[test]
+fn binary_warns_when_raised_max_connections_stays_lowered() {
+    let (dir, path, port) = one_core_config(
+        "sharewarn",
+        "client:\n  max_connections: 1000\nlog:\n  level: warn\n",
+    );
+    let log_path = dir.path().join("funnel.log");
+    let mut child = KillOnDrop(spawn_logging_to(&path, &log_path));
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let warned = |max: &str| {
+        log()
+            .lines()
+            .filter(|l| l.contains("cannot hold client.max_connections") && l.contains(max))
+            .count()
+    };
+    wait_for("funnel to serve", || login(port, "app").is_ok());
+    // The soft limit lowered under the running process: a reload works the
+    // share out again with it (a few hundred descriptors beside one core's
+    // 16 backend connections: about a hundred clients).
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let pid = child.0.id() as i32;
+    // SAFETY: prlimit with a null new limit only reads into `old`.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) },
+        0
+    );
+    let low = libc::rlimit {
+        rlim_cur: 400,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: prlimit reads `low`; the old limit is not asked for.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &low, std::ptr::null_mut()) },
+        0
+    );
+    let reload = |from: &str, to: &str| {
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, yaml.replace(from, to)).unwrap();
+        // SAFETY: kill(2) on the child we spawned.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    };
+    reload("max_connections: 1000", "max_connections: 2000");
+    wait_for("the lowered share said", || {
+        warned("client_max_connections=2000") == 1
+    });
+    reload("max_connections: 2000", "max_connections: 3000");
+    wait_for("the raise said", || warned("client_max_connections=3000") == 1);
+    // Unchanged: nothing more is said.
+    reload("level: warn", "level: warn");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(warned("client_max_connections"), 2, "{}", log());
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = child.0.wait();
+}
+
 /// After the admin's SHUTDOWN GRACEFUL, a SIGTERM means "stop now", as a
 /// second signal does: it does not start another 30 s graceful stop.
 #[test]
