@@ -79,15 +79,17 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
     let fields: Vec<&str> = line.split(' ').collect();
     let header = match fields.as_slice() {
         ["UNKNOWN", ..] => ProxyHeader::Local,
-        [family @ ("TCP4" | "TCP6"), source, _dest, source_port, _dest_port] => {
-            let ip = match *family {
-                "TCP4" => source.parse::<Ipv4Addr>().map(IpAddr::V4).ok(),
-                _ => source.parse::<Ipv6Addr>().map(IpAddr::V6).ok(),
+        [family @ ("TCP4" | "TCP6"), source, dest, source_port, dest_port] => {
+            let ip_of = |text: &str| match *family {
+                "TCP4" => text.parse::<Ipv4Addr>().map(IpAddr::V4).ok(),
+                _ => text.parse::<Ipv6Addr>().map(IpAddr::V6).ok(),
             };
-            let port = port_of(source_port);
-            match (ip, port) {
-                (Some(ip), Some(port)) => ProxyHeader::Proxied(SocketAddr::new(ip, port)),
-                _ => return Parsed::Invalid("a version 1 header with a bad source address or port"),
+            // The destination is checked as the source is (HAProxy does):
+            // a line with a mangled one is no header to trust.
+            let dest_ok = ip_of(dest).is_some() && port_of(dest_port).is_some();
+            match (ip_of(source), port_of(source_port)) {
+                (Some(ip), Some(port)) if dest_ok => ProxyHeader::Proxied(SocketAddr::new(ip, port)),
+                _ => return Parsed::Invalid("a version 1 header with a bad address or port"),
             }
         }
         _ => return Parsed::Invalid("a version 1 header of an unknown form"),
@@ -142,7 +144,10 @@ fn parse_v2(bytes: &[u8]) -> Parsed {
         }
         (1, 0x11 | 0x21) => return Parsed::Invalid("a version 2 header too short for its addresses"),
         // Unspecified, UDP or Unix-socket families: no client IP to take.
-        (1, _) => ProxyHeader::Local,
+        (1, 0x00 | 0x12 | 0x22 | 0x31 | 0x32) => ProxyHeader::Local,
+        // The specification has receivers refuse every other family byte
+        // (a corrupted header must not pass as one without an address).
+        (1, _) => return Parsed::Invalid("a version 2 header with an unknown address family"),
         _ => return Parsed::Invalid("a version 2 header with an unknown command"),
     };
     Parsed::Header { header, len }
@@ -211,6 +216,9 @@ mod tests {
             b"PROXY TCP4 10.1.2.3 192.168.0.9 051234 3306\r\n",
             b"PROXY TCP4 10.1.2.3 192.168.0.9 65536 3306\r\n",
             b"PROXY TCP5 10.1.2.3 192.168.0.9 1 3306\r\n",
+            b"PROXY TCP4 10.1.2.3 2001:db8::1 51234 3306\r\n",
+            b"PROXY TCP4 10.1.2.3 192.168.0.9 51234 70000\r\n",
+            b"PROXY TCP6 2001:db8::7 192.168.0.9 51234 3306\r\n",
         ] {
             assert!(
                 matches!(parse(bad), Parsed::Invalid(_)),
@@ -268,6 +276,26 @@ mod tests {
         let mut other_version = v2(1, 0x11, &[0; 12]);
         other_version[12] = 0x11;
         assert!(matches!(parse(&other_version), Parsed::Invalid(_)));
+        // Families the specification does not define (AF 4, protocol 3).
+        for family in [0x41, 0x13, 0x01, 0x10] {
+            assert!(
+                matches!(parse(&v2(1, family, &[0; 12])), Parsed::Invalid(_)),
+                "{family:#x}"
+            );
+        }
+        // Defined ones without an IP address keep the balancer's.
+        for family in [0x00, 0x12, 0x31, 0x32] {
+            assert!(
+                matches!(
+                    parse(&v2(1, family, &[0; 216])),
+                    Parsed::Header {
+                        header: ProxyHeader::Local,
+                        ..
+                    }
+                ),
+                "{family:#x}"
+            );
+        }
         let mut huge = v2(1, 0x11, &[]);
         huge[14..16].copy_from_slice(&5000u16.to_be_bytes());
         assert!(matches!(parse(&huge), Parsed::Invalid(_)));
