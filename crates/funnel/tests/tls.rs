@@ -289,11 +289,22 @@ type TlsClient = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStre
 /// with the TLS hello right behind it, the TLS handshake, then the login
 /// inside TLS. Each read waits up to `wait`.
 fn tls_login(port: u16, user: &[u8], password: &[u8], wait: std::time::Duration) -> TlsClient {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tls_login_over(s, user, password, wait)
+}
+
+/// [`tls_login`] over a connection already made (and maybe begun: a
+/// balancer's PROXY header sent).
+fn tls_login_over(
+    mut s: std::net::TcpStream,
+    user: &[u8],
+    password: &[u8],
+    wait: std::time::Duration,
+) -> TlsClient {
     use funnel_protocol::auth::native_password_scramble;
     use funnel_protocol::handshake::{HandshakeResponse41, HandshakeV10};
     use funnel_protocol::Capabilities;
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(wait)).unwrap();
     let (_, greeting) = funnel_testkit::mini_client::read_raw_packet(&mut s).unwrap();
     let greeting = HandshakeV10::parse(&greeting).unwrap();
@@ -358,6 +369,39 @@ fn tls_a_hello_sent_with_the_ssl_request_logs_in() {
     let mut c = tls_login(proxy.local_addr().port(), b"secure", b"pw", WAIT);
     let ok = tls_query(&mut c, "DO 1");
     assert_eq!(ok.first(), Some(&0x00), "a statement over TLS: {ok:?}");
+}
+
+/// A TLS client behind a balancer of `client.proxy_protocol_networks`:
+/// the header, then the greeting, then the SSLRequest with the TLS hello
+/// in one write; the login and its statements run over TLS with the
+/// header's address (a `client_addr` rule for it applies).
+#[test]
+fn tls_a_client_behind_a_proxy_protocol_balancer_logs_in() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let proxy = tls_funnel(
+        "tls_balanced",
+        &cert,
+        &key,
+        "  proxy_protocol_networks: [127.0.0.2]\n",
+        "query_rules:\n  - match_prefix: 'DO 2'\n    client_addr: 10.9.8.7\n    error: 'from behind the balancer'\n",
+    );
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    s.connect(&proxy.local_addr().into()).unwrap();
+    let mut s: std::net::TcpStream = s.into();
+    s.write_all(b"PROXY TCP4 10.9.8.7 127.0.0.1 40000 3306\r\n")
+        .unwrap();
+    let mut c = tls_login_over(s, b"secure", b"pw", WAIT);
+    assert_eq!(tls_query(&mut c, "DO 1").first(), Some(&0x00));
+    let err = tls_query(&mut c, "DO 2");
+    assert_eq!(err.first(), Some(&0xff), "{err:?}");
+    assert!(
+        String::from_utf8_lossy(&err).contains("from behind the balancer"),
+        "{err:?}"
+    );
 }
 
 /// A TLS client that stops partway through a record has begun a command:
