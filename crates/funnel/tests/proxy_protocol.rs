@@ -192,3 +192,56 @@ fn proxy_protocol_header_and_login_share_the_handshake_timeout() {
         "the login had a deadline of its own: {took:?}"
     );
 }
+
+/// The header's client address is the one `SHOW CLIENTS` and the query
+/// log's `peer` name, over both header forms.
+#[test]
+fn proxy_protocol_client_address_reaches_show_clients_and_the_query_log() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("proxyseen");
+    db.create_user("proxyseen_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("queries.log");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: proxyseen_b\n    password: bpw\n\
+         client:\n  proxy_protocol_networks: [{BALANCER}]\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n\
+         query_log:\n  path: {}\n  all: true\n",
+        db.addr(),
+        log_path.display()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(funnel_testkit::client_opts(admin_port, "admin", "secret")).unwrap();
+    for (form, header) in [("v1", v1_header()), ("v2", v2_header(1))] {
+        let mut c = login(balancer(proxy.local_addr(), header), "app").unwrap();
+        c.query_drop(format!("SELECT '{form}'")).unwrap();
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        let hosts: Vec<String> = rows.iter().map(|r| r.get("host").unwrap()).collect();
+        assert_eq!(hosts, vec![CLIENT.to_string()], "{form}");
+        drop(c);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !admin.query::<mysql::Row, _>("SHOW CLIENTS").unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{form}: the client stays");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The query log is written behind the statements: wait for both lines.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.lines().filter(|l| l.contains("SELECT 'v")).count() == 2 {
+            break log;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("SELECT 'v")).collect();
+    for line in lines {
+        assert!(line.contains(&format!("\"peer\":\"{CLIENT}\"")), "{line}");
+    }
+}
