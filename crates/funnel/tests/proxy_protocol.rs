@@ -245,3 +245,64 @@ fn proxy_protocol_client_address_reaches_show_clients_and_the_query_log() {
         assert!(line.contains(&format!("\"peer\":\"{CLIENT}\"")), "{line}");
     }
 }
+
+/// A balancer on this host that reaches Funnel through its Unix socket is
+/// listed as `localhost`: its header's address is the client's (a user
+/// allowed only from 10.0.0.0/8 logs in through it), and a connection
+/// of that socket that sends no header is refused as a listed balancer's.
+#[test]
+fn proxy_protocol_a_balancer_on_the_unix_socket_is_listed_as_localhost() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("proxyunix");
+    db.create_user("proxyunix_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("funnel.sock");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nlisten_socket: {}\ncores: 1\n\
+         users:\n  - name: lan\n    password: pw\n    default_schema: {schema}\n    allowed_hosts: [10.0.0.0/8]\n\
+         backends:\n  - name: primary\n    address: {}\n    user: proxyunix_b\n    password: bpw\n\
+         client:\n  proxy_protocol_networks: [localhost]\n",
+        socket.display(),
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    // The balancer: a socket of its own, relayed to Funnel's behind a header.
+    let front = dir.path().join("balancer.sock");
+    let listener = UnixListener::bind(&front).unwrap();
+    let target = socket.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let mut up = UnixStream::connect(&target).unwrap();
+            up.write_all(&v1_header()).unwrap();
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut u2);
+                let _ = u2.shutdown(std::net::Shutdown::Write);
+            });
+            thread::spawn(move || {
+                let (mut client, mut up) = (client, up);
+                let _ = std::io::copy(&mut up, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    let mut c = Conn::new(
+        OptsBuilder::new()
+            .socket(Some(front.to_str().unwrap()))
+            .user(Some("lan"))
+            .pass(Some("pw"))
+            .read_timeout(Some(Duration::from_secs(20))),
+    )
+    .unwrap_or_else(|e| panic!("lan from {CLIENT} through the socket: {e}"));
+    assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+    let mut raw = UnixStream::connect(&socket).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(b"\x10\x00\x00\x01hello, no header").unwrap();
+    let mut reply = Vec::new();
+    let _ = raw.read_to_end(&mut reply);
+    assert!(reply.len() > 7 && reply[4] == 0xff, "{reply:?}");
+    assert_eq!(u16::from_le_bytes([reply[5], reply[6]]), 1043);
+    drop(proxy);
+}
