@@ -1009,6 +1009,9 @@ impl Session {
     /// Keeps what `SHOW CLIENTS` shows current (cheap: copies only changes).
     fn publish_state(&self) {
         self.control.set_state(ClientState::Idle);
+        // The statement is done (and counted): `RESET DIGESTS` keeps the
+        // shapes of statements still running only.
+        self.control.set_statement(None, None);
         // A `KILL QUERY` noted for a command that ended without reaching
         // its backend's thread (its answer was Funnel's) is done with.
         self.control.take_wait_interrupted();
