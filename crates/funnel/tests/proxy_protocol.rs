@@ -129,7 +129,10 @@ fn proxy_protocol_headers_name_the_client_behind_a_balancer() {
     assert_eq!(code, 1045);
     assert!(message.contains("'lan'@'127.0.0.2'"), "{message}");
 
-    // A listed balancer that sends something else is refused with an ERR.
+    // A listed balancer that sends something else is refused with an ERR,
+    // and counted refused as a client with a malformed login is.
+    let refused = || -> u64 { proxy.snapshots().iter().map(|s| s.counters.clients_refused).sum() };
+    let refused_before = refused();
     let mut raw = from_balancer(target);
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     raw.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
@@ -137,6 +140,7 @@ fn proxy_protocol_headers_name_the_client_behind_a_balancer() {
     let _ = raw.read_to_end(&mut reply);
     assert!(reply.len() > 7 && reply[4] == 0xff, "{reply:?}");
     assert_eq!(u16::from_le_bytes([reply[5], reply[6]]), 1043);
+    assert_eq!(refused(), refused_before + 1);
     // One that sends nothing is refused at client.handshake_timeout.
     let mut silent = from_balancer(target);
     silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -39,11 +39,17 @@ pub(super) async fn client_host(
             tracing::debug!(%peer, error = %e, "balancer left before its PROXY header");
             return None;
         }
-        Some(Err(HeaderError::Invalid(why))) => ErrPacket::new(
-            1043,
-            "08S01",
-            format!("Bad handshake: {why} (the address is in client.proxy_protocol_networks)"),
-        ),
+        Some(Err(HeaderError::Invalid(why))) => {
+            // Refused as a client whose login packet is malformed is
+            // (`funnel_client_connections_refused_total`): a balancer
+            // without its PROXY protocol on shows there too.
+            crate::stats::Stats::bump(&shard.stats.clients_refused);
+            ErrPacket::new(
+                1043,
+                "08S01",
+                format!("Bad handshake: {why} (the address is in client.proxy_protocol_networks)"),
+            )
+        }
         None => ErrPacket::new(
             1159,
             "08S01",
