@@ -274,7 +274,14 @@ pub(super) fn first_difference(
         if matches!(op, Op::Reset | Op::ChangeUser | Op::Reconnect) {
             walk = Walk::default();
         }
-        if goes_to_writer(op) {
+        // With autocommit off every statement goes to the default
+        // hostgroup, the first `SET autocommit = 0` not yet (it runs
+        // where tracked state may, see `after`), nor a diagnostics read
+        // (the lingering connection serves it).
+        let held_off = walk.autocommit_off
+            && !matches!(op, Op::Ping | Op::Sleep(_))
+            && !sql_of(op).is_some_and(|sql| is_diagnostics(&sql));
+        if goes_to_writer(op) || held_off {
             if let Some(read) = walk.replica_area.take() {
                 walk.lost = Some(Lost {
                     read,
@@ -500,7 +507,9 @@ fn predicted(sql: &str, d: &Outcome, area: &[Condition]) -> Option<Outcome> {
     })
 }
 
-/// True when `d` and `f` differ only in the columns named `vars`.
+/// True when `d` and `f` differ only in the columns named `vars` (`SELECT
+/// @gn, @ge`), or, where no column is named so, only in values, not in
+/// columns, rows or counts (`CALL p(@sn)`: the variable feeds them).
 fn same_but(d: &Outcome, f: &Outcome, vars: &[&str]) -> bool {
     let (
         Outcome::Ok {
@@ -523,6 +532,7 @@ fn same_but(d: &Outcome, f: &Outcome, vars: &[&str]) -> bool {
     };
     let name = |c: &str| c.split(':').next().unwrap_or("").to_ascii_uppercase();
     let excused = |c: &str| vars.iter().any(|v| v.eq_ignore_ascii_case(&name(c)));
+    let named = ds.iter().flat_map(|s| &s.columns).any(|c| excused(c));
     (da, di, dw, dinf) == (fa, fi, fw, finf)
         && ds.len() == fs.len()
         && ds.iter().zip(fs).all(|(d, f)| {
@@ -531,7 +541,7 @@ fn same_but(d: &Outcome, f: &Outcome, vars: &[&str]) -> bool {
                 && (0..d.columns.len()).all(|k| {
                     excused(&d.columns[k])
                         || (d.columns[k] == f.columns[k]
-                            && d.rows.iter().zip(&f.rows).all(|(dr, fr)| dr[k] == fr[k]))
+                            && (!named || d.rows.iter().zip(&f.rows).all(|(dr, fr)| dr[k] == fr[k])))
                 })
         })
 }
@@ -612,6 +622,22 @@ mod tests {
             let script = ["SELECT CAST('1x' AS SIGNED)", kept, "SHOW COUNT(*) WARNINGS"];
             assert_eq!(judge(&script, &direct, 2, count(0)), (Some(2), 0), "{kept}");
         }
+        // After `SET autocommit = 0` everything goes to the writer; the
+        // SET itself is tracked state.
+        let script = [
+            "SELECT CAST('1x' AS SIGNED)",
+            "SET autocommit = 0",
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        assert_eq!(judge(&script, &direct, 2, count(0)), (Some(2), 0));
+        let script = [
+            "SELECT CAST('1x' AS SIGNED)",
+            "SET autocommit = 0",
+            "SELECT 1",
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let direct4 = [ok(1), ok(0), ok(0), count(1)];
+        assert_eq!(judge(&script, &direct4, 3, count(0)), (None, 1));
         // A read in a transaction runs on the writer.
         let script = [
             "BEGIN",
