@@ -40,6 +40,8 @@ fn sql_of(op: &Op) -> Option<String> {
                 },
             )
         }
+        // COM_INIT_DB is routed and kept as a `USE` is.
+        Op::InitDb(db) => Some(format!("USE {}", db.to_ascii_uppercase())),
         _ => None,
     }
 }
@@ -98,7 +100,7 @@ fn sets_insert_id(sql: &str) -> bool {
 /// into user variables (it pins).
 /// Not a `SET` of literals or a `SELECT` without a table: those keep a
 /// lingering replica connection, and a difference after them is a bug.
-fn goes_to_writer(op: &Op) -> bool {
+fn goes_to_writer(op: &Op, d: &Outcome) -> bool {
     let Some(sql) = sql_of(op) else { return false };
     let first: Vec<&str> = sql.split_whitespace().take(2).collect();
     let word = first.first().copied().unwrap_or("");
@@ -115,10 +117,29 @@ fn goes_to_writer(op: &Op) -> bool {
         "RELEASE" => second == "SAVEPOINT",
         _ => false,
     };
+    // Writes, and statements Funnel cannot see into or that pin, which
+    // the split never sends to a replica: `DO`, SQL `PREPARE`/`EXECUTE`
+    // (`EXECUTE IMMEDIATE` of a read too, soak seed 6390), `HANDLER`.
     let write = matches!(
         word,
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "CREATE" | "DROP" | "ALTER" | "TRUNCATE" | "CALL"
+        "INSERT"
+            | "UPDATE"
+            | "DELETE"
+            | "REPLACE"
+            | "CREATE"
+            | "DROP"
+            | "ALTER"
+            | "TRUNCATE"
+            | "CALL"
+            | "DO"
+            | "PREPARE"
+            | "EXECUTE"
+            | "DEALLOCATE"
+            | "HANDLER"
     );
+    // A `SELECT` that assigns a user variable pins (soak seed 6453); one
+    // the server ran, so the assignment was no string's.
+    let assigns = word == "SELECT" && sql.contains(":=") && matches!(d, Outcome::Ok { .. });
     let tables = (word == "LOCK" || word == "UNLOCK") && second.starts_with("TABLE");
     let named_lock = [
         "GET_LOCK",
@@ -134,7 +155,7 @@ fn goes_to_writer(op: &Op) -> bool {
             || sql.split_once('=').is_some_and(|(_, value)| value.contains('('))
             || reads_back_user_variable(&sql));
     let diagnostics_into = word == "GET" && second == "DIAGNOSTICS" && sql.contains('@');
-    transaction || write || tables || named_lock || set || diagnostics_into || pinning_prepare(op)
+    transaction || write || assigns || tables || named_lock || set || diagnostics_into || pinning_prepare(op)
 }
 
 /// A `SET` of a user variable to anything but a number or `TRUE` /
@@ -268,7 +289,7 @@ pub(super) fn first_difference(
                 walk.pinned,
                 walk.replica_area,
                 walk.lost.as_ref().map(|l| (l.read, l.writer, l.area.len())),
-                goes_to_writer(op)
+                goes_to_writer(op, d)
             );
         }
         if matches!(op, Op::Reset | Op::ChangeUser | Op::Reconnect) {
@@ -281,7 +302,7 @@ pub(super) fn first_difference(
         let held_off = walk.autocommit_off
             && !matches!(op, Op::Ping | Op::Sleep(_))
             && !sql_of(op).is_some_and(|sql| is_diagnostics(&sql));
-        if goes_to_writer(op) || held_off {
+        if goes_to_writer(op, d) || held_off {
             if let Some(read) = walk.replica_area.take() {
                 walk.lost = Some(Lost {
                     read,
@@ -337,7 +358,13 @@ impl Walk {
         let Some(sql) = sql_of(op) else { return };
         // A statement that pins runs where the session's writes go.
         let held = self.in_transaction || self.autocommit_off || self.pinned;
-        let replica = replica_read(op, d) && !held;
+        // A statement of tracked state only (`USE`, a `SET` of literals)
+        // runs on the replica the session lingers on (soak seed 6462:
+        // `USE nosuch_schema` failed there).
+        let tracked = !goes_to_writer(op, d)
+            && !may_pin(op, d)
+            && (sql.starts_with("USE ") || (sql.starts_with("SET ") && !sql.starts_with("SET STATEMENT")));
+        let replica = !held && (replica_read(op, d) || (tracked && self.replica_area.is_some()));
         if may_pin(op, d) {
             self.pinned = true;
         }
@@ -391,8 +418,24 @@ impl Walk {
             // A new area, both ways.
             self.lost = None;
             self.replica_area = replica.then_some(i);
+        } else if opens_table(&sql) {
+            // An emptied one, both ways: the linger ends.
+            self.lost = None;
+            self.replica_area = None;
         }
     }
+}
+
+/// A single statement that surely opens a table (and so clears the
+/// diagnostics area): a write, or a `SELECT` from a table.
+fn opens_table(sql: &str) -> bool {
+    let word = sql.split_whitespace().next().unwrap_or("");
+    !sql.contains(';')
+        && (matches!(word, "INSERT" | "UPDATE" | "DELETE" | "REPLACE")
+            || (word == "SELECT"
+                && sql
+                    .split_once(" FROM ")
+                    .is_some_and(|(_, from)| !from.trim_start().starts_with("DUAL"))))
 }
 
 /// `SHOW WARNINGS`, `SHOW ERRORS`, their counts, a `SELECT` of only
@@ -601,11 +644,42 @@ mod tests {
             "SET TRANSACTION READ ONLY",
             "SET @fx = 'x'",
             "SELECT GET_LOCK('l', 0)",
+            "EXECUTE IMMEDIATE 'SELECT 1'",
+            "SELECT @u := 1",
+            "DO 1",
         ] {
             let script = ["SELECT CAST('1x' AS SIGNED)", writer, "SHOW COUNT(*) WARNINGS"];
             let direct = [ok(1), ok(0), count(1)];
             assert_eq!(judge(&script, &direct, 2, count(0)), (None, 1), "{writer}");
         }
+    }
+
+    #[test]
+    fn replica_warnings_of_tracked_state_on_a_lingering_replica_are_its() {
+        let err = Outcome::Err {
+            code: 1049,
+            message: "Unknown database".to_owned(),
+        };
+        // `USE` runs on the replica the session lingers on, and fails there.
+        let script = [
+            "SELECT CAST('1x' AS SIGNED)",
+            "USE nosuch",
+            "CALL p()",
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let direct = [ok(1), err.clone(), ok(0), count(1)];
+        assert_eq!(judge(&script, &direct, 3, count(0)), (None, 1));
+        // Not lingering there (a table read cleared the area): it ran on a
+        // writer, which keeps it.
+        let script = [
+            "SELECT CAST('1x' AS SIGNED)",
+            "SELECT v FROM t",
+            "USE nosuch",
+            "CALL p()",
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let direct = [ok(1), ok(0), err, ok(0), count(1)];
+        assert_eq!(judge(&script, &direct, 4, count(0)), (Some(4), 0));
     }
 
     #[test]
