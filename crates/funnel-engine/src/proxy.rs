@@ -450,18 +450,26 @@ impl ProxyHandle {
     /// Waits until every shard has handled what was sent to it before (a
     /// shard that does not answer within a few seconds is not waited for).
     fn wait_for_shards(&self) {
+        self.ask_every_shard(ControlMsg::Barrier);
+    }
+
+    /// Sends every shard the message `msg` makes around a reply channel,
+    /// all at once, and gathers the answers that come within a few seconds
+    /// (a shard that does not answer by then is not waited for).
+    fn ask_every_shard<T>(&self, msg: impl Fn(crossbeam_channel::Sender<T>) -> ControlMsg) -> Vec<T> {
         let replies: Vec<_> = self
             .controls
             .iter()
             .filter_map(|c| {
                 let (tx, rx) = crossbeam_channel::bounded(1);
-                c.send(ControlMsg::Barrier(tx)).ok().map(|_| rx)
+                c.send(msg(tx)).ok().map(|_| rx)
             })
             .collect();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        for rx in replies {
-            let _ = rx.recv_deadline(deadline);
-        }
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_deadline(deadline).ok())
+            .collect()
     }
 
     /// The configuration the shards run with.
@@ -519,41 +527,17 @@ impl ProxyHandle {
                 return Err(format!("no backend named {name:?}"));
             }
         }
-        let replies: Vec<_> = self
-            .controls
-            .iter()
-            .filter_map(|c| {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                c.send(ControlMsg::Reconnect {
-                    backend: backend.map(str::to_string),
-                    reply: tx,
-                })
-                .ok()
-                .map(|_| rx)
-            })
-            .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        Ok(replies
-            .into_iter()
-            .filter_map(|rx| rx.recv_deadline(deadline).ok())
-            .sum())
+        let closed = self.ask_every_shard(|reply| ControlMsg::Reconnect {
+            backend: backend.map(str::to_string),
+            reply,
+        });
+        Ok(closed.into_iter().sum())
     }
 
     /// Forgets the statement digests on every core (`RESET DIGESTS`), and
     /// answers once each core has (or a few seconds passed).
     pub fn reset_digests(&self) {
-        let replies: Vec<_> = self
-            .controls
-            .iter()
-            .filter_map(|c| {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                c.send(ControlMsg::ResetDigests(tx)).ok().map(|_| rx)
-            })
-            .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        for rx in replies {
-            let _ = rx.recv_deadline(deadline);
-        }
+        self.ask_every_shard(ControlMsg::ResetDigests);
     }
 
     /// Stops (or resumes) handing out backend connections on every core.

@@ -364,9 +364,16 @@ impl Session {
             return;
         };
         let rule = self.statement_rule_of(id, &meta, false);
+        self.log_statement(rule.as_deref(), command, &meta);
+    }
+
+    /// Takes an execute of the statement `meta` (`command`: `execute` or
+    /// `bulk_execute`) for the query log, in its statement's schema, where
+    /// the server runs it whatever the client selected since.
+    fn log_statement(&mut self, rule: Option<&Action>, command: &'static str, meta: &StatementMeta) {
         self.log.begin(
             &self.shard.query_log,
-            rule.as_deref(),
+            rule,
             command,
             &meta.sql,
             meta.schema.as_deref(),
@@ -517,14 +524,7 @@ impl Session {
         if let Some(err) = rule.as_ref().and_then(|r| r.refusal.clone()) {
             // As a text query the rule refuses: `log: true` takes it too.
             let command = if bulk { "bulk_execute" } else { "execute" };
-            // In its statement's schema, where it would have run.
-            self.log.begin(
-                &self.shard.query_log,
-                rule.as_deref(),
-                command,
-                &meta.sql,
-                meta.schema.as_deref(),
-            );
+            self.log_statement(rule.as_deref(), command, &meta);
             // A rule a reload added since the prepare. The server drops a
             // statement's long data at its execute, whatever the outcome.
             if self.long_data.contains(&id) {
@@ -593,8 +593,8 @@ impl Session {
         let digest = crate::digest::key(&meta.sql);
         let text = (!self.shard.digests.knows(digest)).then(|| crate::digest::text(&meta.sql));
         let command = if bulk { "bulk_execute" } else { "execute" };
-        // The server runs it in its statement's schema (see
-        // `select_statement_schema`), whatever the client selected since.
+        // In its statement's schema, as `log_statement` takes it; written
+        // out here to borrow the session's rule rather than clone it.
         self.log.begin(
             &self.shard.query_log,
             self.query_rule.as_deref(),
