@@ -41,19 +41,49 @@ fn balancer(target: SocketAddr, header: Vec<u8>) -> u16 {
             let Ok(client) = client else { return };
             let mut up = from_balancer(target);
             up.write_all(&header).unwrap();
-            let (mut c2, mut u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut c2, &mut u2);
-                let _ = u2.shutdown(std::net::Shutdown::Write);
-            });
-            thread::spawn(move || {
-                let (mut client, mut up) = (client, up);
-                let _ = std::io::copy(&mut up, &mut client);
-                let _ = client.shutdown(std::net::Shutdown::Write);
-            });
+            relay(client, up);
         }
     });
     port
+}
+
+/// A stream the balancer relays: TCP or a Unix socket.
+trait Duplex: Read + Write + Send + Sized + 'static {
+    fn another(&self) -> Self;
+    fn end_writes(&self);
+}
+
+impl Duplex for TcpStream {
+    fn another(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn end_writes(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Duplex for std::os::unix::net::UnixStream {
+    fn another(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn end_writes(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Copies bytes both ways between a client and the connection the
+/// balancer opened for it, each way ending the other side's writes at EOF.
+fn relay<S: Duplex>(client: S, up: S) {
+    let (mut c2, mut u2) = (client.another(), up.another());
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut c2, &mut u2);
+        u2.end_writes();
+    });
+    thread::spawn(move || {
+        let (mut client, mut up) = (client, up);
+        let _ = std::io::copy(&mut up, &mut client);
+        client.end_writes();
+    });
 }
 
 fn v1_header() -> Vec<u8> {
@@ -280,16 +310,7 @@ fn proxy_protocol_a_balancer_on_the_unix_socket_is_listed_as_localhost() {
             let Ok(client) = client else { return };
             let mut up = UnixStream::connect(&target).unwrap();
             up.write_all(&v1_header()).unwrap();
-            let (mut c2, mut u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut c2, &mut u2);
-                let _ = u2.shutdown(std::net::Shutdown::Write);
-            });
-            thread::spawn(move || {
-                let (mut client, mut up) = (client, up);
-                let _ = std::io::copy(&mut up, &mut client);
-                let _ = client.shutdown(std::net::Shutdown::Write);
-            });
+            relay(client, up);
         }
     });
     let mut c = Conn::new(
