@@ -12,6 +12,18 @@ use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
+/// User `app` logged in to `proxy`, or the error as text.
+fn app_client(proxy: &funnel_engine::Proxy) -> Result<Conn, String> {
+    let opts = OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(proxy.local_addr().port())
+        .user(Some("app"))
+        .pass(Some("pw"))
+        .prefer_socket(false)
+        .read_timeout(Some(Duration::from_secs(20)));
+    Conn::new(opts).map_err(|e| e.to_string())
+}
+
 /// Runs one query through a Funnel whose backend has `tls_yaml`; the
 /// backend's `Ssl_cipher` on success.
 fn through_funnel(db: &MariaDb, backend_user: &str, tls_yaml: &str) -> Result<String, String> {
@@ -25,14 +37,7 @@ fn through_funnel(db: &MariaDb, backend_user: &str, tls_yaml: &str) -> Result<St
     );
     let config = Config::from_yaml_str(&yaml).map_err(|e| e.to_string())?;
     let proxy = funnel_engine::Proxy::start(config).map_err(|e| e.to_string())?;
-    let opts = OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(proxy.local_addr().port())
-        .user(Some("app"))
-        .pass(Some("pw"))
-        .prefer_socket(false)
-        .read_timeout(Some(Duration::from_secs(20)));
-    let mut c = Conn::new(opts).map_err(|e| e.to_string())?;
+    let mut c = app_client(&proxy)?;
     let cipher: Option<(String, String)> = c
         .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
         .map_err(|e| e.to_string())?;
@@ -203,14 +208,7 @@ fn backend_ca_rotated_in_place_takes_effect_on_reload() {
     let config = Config::from_yaml_str(&yaml).unwrap();
     let proxy = funnel_engine::Proxy::start(config.clone()).unwrap();
     let query = || -> Result<i64, String> {
-        let opts = OptsBuilder::new()
-            .ip_or_hostname(Some("127.0.0.1"))
-            .tcp_port(proxy.local_addr().port())
-            .user(Some("app"))
-            .pass(Some("pw"))
-            .prefer_socket(false)
-            .read_timeout(Some(Duration::from_secs(20)));
-        let mut c = Conn::new(opts).map_err(|e| e.to_string())?;
+        let mut c = app_client(&proxy)?;
         c.query_first::<i64, _>("SELECT 1")
             .map_err(|e| e.to_string())
             .map(|v| v.unwrap_or_default())
