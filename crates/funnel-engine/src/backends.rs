@@ -291,12 +291,12 @@ impl BackendSet {
             .find_map(|p| p.login_status())
     }
 
-    /// True when a write would not go to `pool`'s server now: it is
-    /// read-only, or its hostgroup's `max_writers` leaves it out. A
-    /// connection held there (lingering for warnings, pinned by state a
-    /// read left) must not take the session's writes.
+    /// True when a write would not go to `pool`'s server now (see
+    /// [`router::refuses_writes`]). A connection held there (lingering for
+    /// warnings, pinned by state a read left) must not take the session's
+    /// writes.
     pub fn refuses_writes(&self, pool: &Pool) -> bool {
-        pool.is_read_only() || !router::among_writers(&self.pools.borrow(), pool)
+        router::refuses_writes(&self.pools.borrow(), pool)
     }
 
     /// The backend a command in `hostgroup` would use now.

@@ -164,6 +164,16 @@ pub(crate) fn takes_writes(pools: &[Rc<Pool>], p: &Pool) -> bool {
 /// one behind it, which would give them up again a moment later (two
 /// writers in a row, what `max_writers` is for). A verdict, good or bad,
 /// ends the wait.
+/// True when a write would not go to `p`'s server now: the health monitor
+/// has not checked it yet (a write waits for that verdict, so a held
+/// connection there must not take one either: an unchecked replica a read
+/// pinned the session to took its writes, past `read_only` for an account
+/// that may write anyway), it is read-only, or its hostgroup's
+/// `max_writers` leaves it out.
+pub(crate) fn refuses_writes(pools: &[Rc<Pool>], p: &Pool) -> bool {
+    !p.seen() || p.is_read_only() || !among_writers(pools, p)
+}
+
 pub(crate) fn among_writers(pools: &[Rc<Pool>], p: &Pool) -> bool {
     let placement = p.placement();
     let max = placement.max_writers as usize;
@@ -221,6 +231,23 @@ mod tests {
         let pool = placed_pool(id, "w", weight, rank, max_writers);
         pool.mark_seen();
         pool
+    }
+
+    /// A server the monitor has not checked yet takes no write, held
+    /// connection or not: a session a read pinned there (state a function
+    /// set, reported by the server) sent its writes to what was an
+    /// unchecked read-only replica (the suite's
+    /// `backends_state_reported_by_a_replica_never_reaches_another_client`,
+    /// under load).
+    #[test]
+    fn router_an_unchecked_server_refuses_writes() {
+        let unchecked = unchecked_pool(1, "w", 1);
+        let checked = pool(2, "w", 1);
+        let pools = [unchecked.clone(), checked.clone()];
+        assert!(refuses_writes(&pools, &unchecked));
+        assert!(!refuses_writes(&pools, &checked));
+        unchecked.mark_seen();
+        assert!(!refuses_writes(&pools, &unchecked));
     }
 
     fn unchecked_pool(id: u32, hostgroup: &str, weight: u32) -> Rc<Pool> {
