@@ -50,21 +50,8 @@ impl Session {
         };
         match conn.query_rows(sql).await {
             Ok((_, rows)) => {
-                let row = rows.first();
-                let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
-                let pos = col(0).and_then(GtidPos::parse);
-                let wsrep = match &cluster {
-                    Some(_) => col(1).and_then(Gtid::parse).map(Some),
-                    None => Some(None),
-                };
-                match (pos, wsrep) {
-                    (Some(pos), Some(wsrep)) => {
-                        if let (Some(cluster), Some(gtid)) = (&cluster, wsrep) {
-                            self.causal.read_wsrep(cluster, gtid, conn.pool_id);
-                        }
-                        self.causal.read(&pos);
-                    }
-                    _ => self.causal_unreadable(&format!("{sql} gave {row:?}")),
+                if !self.take_read_back(&rows, cluster.as_ref(), conn.pool_id) {
+                    self.causal_unreadable(&format!("{sql} gave {:?}", rows.first()));
                 }
                 Ok(())
             }
@@ -81,6 +68,27 @@ impl Session {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Takes the answer of a read-back ([`crate::causal::CausalState::read_back_sql`])
+    /// on a writer in pool `through`, a node of the Galera `cluster` if
+    /// any: false when it is not one (the writes stay unread).
+    fn take_read_back(&mut self, rows: &Rows, cluster: Option<&Rc<str>>, through: u32) -> bool {
+        let row = rows.first();
+        let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
+        let pos = col(0).and_then(GtidPos::parse);
+        let wsrep = match cluster {
+            Some(_) => col(1).and_then(Gtid::parse).map(Some),
+            None => Some(None),
+        };
+        let (Some(pos), Some(wsrep)) = (pos, wsrep) else {
+            return false;
+        };
+        if let (Some(cluster), Some(gtid)) = (cluster, wsrep) {
+            self.causal.read_wsrep(cluster, gtid, through);
+        }
+        self.causal.read(&pos);
+        true
     }
 
     /// A command whose reply did not come whole from `conn` (it timed
@@ -228,8 +236,8 @@ impl Session {
     /// cluster that has not been seen to have the write (under several
     /// writers, the node written through). While the session's writes
     /// there are unread, the node they went through serves the read, and
-    /// another sends it to that one (any writer, when they went through
-    /// several).
+    /// another sends it to that one; when they went through several, see
+    /// [`Session::galera_read_after_writes_through_nodes`].
     async fn galera_read_conn(
         &mut self,
         conn: BackendConn,
@@ -239,7 +247,14 @@ impl Session {
         f: &Forward,
     ) -> Result<BackendConn, EngineError> {
         if self.causal.unread() {
-            let through = self.causal.unread_in(cluster).flatten();
+            let through = match self.causal.unread_in(cluster) {
+                Some(None) => {
+                    return self
+                        .galera_read_after_writes_through_nodes(conn, cluster, timeout, f)
+                        .await;
+                }
+                through => through.flatten(),
+            };
             if through == Some(pool.id) {
                 return Ok(conn);
             }
@@ -300,6 +315,76 @@ impl Session {
         self.causal_read_on_writer(f, &behind).await
     }
 
+    /// A read on a node of the Galera `cluster` while the session's writes
+    /// there went through several nodes, their GTIDs unread (the session
+    /// was held on its connections, or a reply was cut): each node
+    /// commits its own writes at once and the others' later, so none is
+    /// known to have them all, and a read on any missed the write of
+    /// another that it had not committed yet. The node that serves it
+    /// first reads them back as a writer would after them: the read-back
+    /// waits there until the node has committed every transaction the
+    /// cluster ordered so far, the session's writes among them
+    /// (`wsrep_sync_wait`, up to `causal_reads_timeout`), and its GTIDs
+    /// then steer the later reads as any read-back's do (this node serves
+    /// them at once, others wait). `conn` serves when it is a writer of
+    /// the default hostgroup in the cluster, where writes are read back;
+    /// else a writer of the cluster does. One that does not catch up in
+    /// time leaves the read to the next; only when none did does it run
+    /// on a writer without the wait (a warning is logged).
+    async fn galera_read_after_writes_through_nodes(
+        &mut self,
+        conn: BackendConn,
+        cluster: &str,
+        timeout: std::time::Duration,
+        f: &Forward,
+    ) -> Result<BackendConn, EngineError> {
+        let mut tried: Vec<u32> = Vec::new();
+        let mut next = Some(conn);
+        loop {
+            let conn = match next.take() {
+                Some(conn) => conn,
+                None => {
+                    // A `KILL QUERY` that came as the last wait ended.
+                    if self.stop_requested() {
+                        return Err(self.stopped_wait());
+                    }
+                    match self.checkout_routed(0, f, Some(&tried)).await {
+                        Ok(conn) => conn,
+                        Err(EngineError::NoBackend { .. }) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            tried.push(conn.pool_id);
+            let node = self
+                .on_default_writer(&conn)
+                .flatten()
+                .filter(|c| **c == *cluster);
+            let (Some(node), Some(sql)) = (node, self.causal.read_back_sql(conn.id, true)) else {
+                self.shard.backends.release(conn);
+                continue;
+            };
+            // Galera's causal wait runs for the provider's
+            // `repl.causal_read_timeout` (30 s by default): Funnel's
+            // deadline ends it at the session's (the connection goes).
+            if let Some((conn, rows)) = self.causal_wait_within(conn, sql, timeout).await? {
+                if self.take_read_back(&rows, Some(&node), conn.pool_id) {
+                    Stats::bump(&self.shard.stats.causal_waits);
+                    return Ok(conn);
+                }
+                self.shard.backends.release(conn);
+            }
+        }
+        if self.shard.log_rate.allow() {
+            tracing::warn!(
+                client = %self.id,
+                user = %self.user.name,
+                "causal_reads: no Galera node caught up with the session's writes in time; the read goes to a writer without the wait"
+            );
+        }
+        self.causal_read_on_writer(f, &[]).await
+    }
+
     /// The pools of the Galera `cluster`'s nodes other than `through` (the
     /// node written through) that no wait saw commit `gtid`: a read sent
     /// to a writer for want of them must not land there.
@@ -323,12 +408,24 @@ impl Session {
     /// the server's wait is stopped too (the connection goes).
     async fn causal_wait(
         &mut self,
-        mut conn: BackendConn,
+        conn: BackendConn,
         sql: &str,
         timeout: std::time::Duration,
     ) -> Result<Option<(BackendConn, Rows)>, EngineError> {
+        let limit = timeout + self.shard.config().pool.connect_timeout.as_duration();
+        self.causal_wait_within(conn, sql, limit).await
+    }
+
+    /// [`Session::causal_wait`] for a wait the server does not end by
+    /// itself in time: Funnel's deadline, `limit`, is the whole wait.
+    async fn causal_wait_within(
+        &mut self,
+        mut conn: BackendConn,
+        sql: &str,
+        limit: std::time::Duration,
+    ) -> Result<Option<(BackendConn, Rows)>, EngineError> {
         let deadline = Deadline {
-            limit: timeout + self.shard.config().pool.connect_timeout.as_duration(),
+            limit,
             key: Deadline::CONNECT_KEY,
         };
         let thread = conn.server_thread();

@@ -556,7 +556,8 @@ fn pinned_on(proxy: &funnel_engine::Proxy, node: &MariaDb) -> (Conn, u16) {
 
 /// Funnel in front of a Galera pair that both take writes (no
 /// `max_writers`), `g2` listed again in the read hostgroup (`g2r`); users
-/// `quick` (causal reads, up to 1 s) and `plain`. Row 1 of `farm.t` holds 0.
+/// `quick` (causal reads, up to 1 s), `app` (causal reads, up to 10 s)
+/// and `plain`. Row 1 of `farm.t` holds 0.
 fn two_writers(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
     g1.exec("INSERT INTO farm.t VALUES (1, 0)");
     let user = |name: &str, causal: &str| {
@@ -566,12 +567,13 @@ fn two_writers(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
         )
     };
     let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}backends:\n\
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}{}backends:\n\
          \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
          \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
          \x20 - name: g2r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
          pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
         user("quick", "    causal_reads: true\n    causal_reads_timeout: 1s\n"),
+        user("app", "    causal_reads: true\n    causal_reads_timeout: 10s\n"),
         user("plain", ""),
         g1.addr(),
         g2.addr(),
@@ -805,4 +807,90 @@ fn backends_galera_causal_read_on_a_node_not_checked_yet_sees_the_write() {
         "the read saw the session's write, on the writer"
     );
     assert_eq!(causal_counts(&proxy).2, 1, "counted in causal_reads_on_writer");
+}
+
+/// Unread writes (made while the session was pinned by `GET_LOCK`) of a
+/// causal session in a two-writer Galera hostgroup, through `g2` (row 2)
+/// and then through `g1` (row 1), while a row lock holds back `g2`'s
+/// applier from row 1: no node is known to have them all. The next read
+/// goes to a writer, `g2` (the least busy); it first reads the writes
+/// back there, waiting until `g2` has committed all the cluster ordered
+/// (`wsrep_sync_wait`), and so sees row 1's write once the lock goes.
+/// Before, that writer served the read at once, and it saw row 1's old
+/// value. A session whose `causal_reads_timeout` passes first on `g2`
+/// reads on `g1`, which caught up at once.
+#[test]
+fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (2, 0)");
+    let proxy = two_writers(&g1, &g2);
+    funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
+        rows(&[&g2])[0] == 2
+    });
+    let v = |db: &MariaDb, id: i64| {
+        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+            .unwrap()
+    };
+    // Unread writes through g2, then g1, of `user`'s session; g2 held back
+    // from row 1, and g1 busy when it returns (the router would send a
+    // write to g2).
+    let unread_writes = |user: &str, round: i64| {
+        let mut c = causal_client(&proxy, user);
+        let on_g1 = pinned_on(&proxy, &g1);
+        c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+        c.query_drop(format!("UPDATE t SET v = @@port * 10 + {round} WHERE id = 2"))
+            .unwrap();
+        c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+        assert_eq!(v(&g2, 2), i64::from(g2.port()) * 10 + round, "written through g2");
+        let lock = hold_row(&g2, 1);
+        let on_g2 = pinned_on(&proxy, &g2);
+        drop(on_g1);
+        c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+        c.query_drop(format!("UPDATE t SET v = @@port * 10 + {round} WHERE id = 1"))
+            .unwrap();
+        c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+        let on_g1 = pinned(&proxy);
+        assert_eq!(on_g1.1, g1.port(), "a transaction holds a connection on g1");
+        drop(on_g2);
+        (c, lock, on_g1)
+    };
+
+    let (mut c, lock, _on_g1) = unread_writes("app", 1);
+    let want = i64::from(g1.port()) * 10 + 1;
+    assert_eq!(v(&g1, 1), want, "written through g1");
+    assert_ne!(v(&g2, 1), want, "g2 lacks it");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    let started = Instant::now();
+    assert_eq!(read_v(&mut c, 1), (Some(want), g2.port()), "the write through g1");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "g2 caught up first ({:?})",
+        started.elapsed()
+    );
+    release.join().unwrap();
+    assert_eq!(causal_counts(&proxy), (1, 0, 0));
+    // Read back: the next reads, on g2r (g2 as a reader), wait once for
+    // what g2 read back (at once: it has it), then are served at once.
+    assert_eq!(read_v(&mut c, 2), (Some(v(&g1, 2)), g2.port()));
+    assert_eq!(read_v(&mut c, 1), (Some(want), g2.port()));
+    assert_eq!(causal_counts(&proxy), (2, 1, 0));
+    drop((c, _on_g1));
+
+    // g2 held back past `quick`'s second: the read goes on to g1.
+    let (mut q, lock, _on_g1) = unread_writes("quick", 2);
+    let want = i64::from(g1.port()) * 10 + 2;
+    assert_eq!(v(&g1, 1), want, "written through g1");
+    assert_ne!(v(&g2, 1), want, "g2 lacks it");
+    let started = Instant::now();
+    assert_eq!(read_v(&mut q, 1), (Some(want), g1.port()));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "g2 was waited for its second ({took:?})"
+    );
+    assert_eq!(causal_counts(&proxy), (3, 1, 0));
+    drop(lock);
 }
