@@ -269,7 +269,9 @@ impl CausalState {
     }
 
     /// While writes to the Galera `cluster` are unread: `Some` with the
-    /// pool of the node they all went through (`None` when several).
+    /// pool of the node they all went through (`None` when several: no
+    /// node is known to have them all, and a read must first read them
+    /// back where it runs, which waits for all the cluster ordered).
     pub fn unread_in(&self, cluster: &str) -> Option<Option<u32>> {
         match &self.unread_galera {
             Some((known, node)) if self.unread() && **known == *cluster => Some(*node),
