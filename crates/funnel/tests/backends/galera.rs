@@ -894,3 +894,74 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both()
     assert_eq!(causal_counts(&proxy), (3, 1, 0));
     drop(lock);
 }
+
+/// One default hostgroup of a Galera pair (both take writes, binary logs
+/// on with the cluster's GTIDs, `wsrep_gtid_mode`) and a plain MariaDB
+/// replica of `g1` (read-only, a second late by `MASTER_DELAY`), as a
+/// cluster with an asynchronous replica is run; a causal session's reads
+/// spread over all three. Each read sees the write before it, wherever
+/// the write went and the read landed: on the replica after a
+/// `MASTER_GTID_WAIT` for the write's binary-log GTID, on the other node
+/// after a wait for the cluster's GTID; nothing errors, and no read needs
+/// the writer.
+#[test]
+fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
+    let node = [
+        "--log-bin=binlog",
+        "--log-slave-updates",
+        "--server-id=1",
+        "--wsrep_gtid_mode=ON",
+        "--wsrep_gtid_domain_id=9",
+    ];
+    let (g1, g2) = galera_pair_with(&node);
+    g1.exec("INSERT INTO farm.t VALUES (1, 0)");
+    let r = MariaDb::builder()
+        .server_arg("--read-only")
+        .server_arg("--server-id=3")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    r.exec(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='fb', \
+         MASTER_PASSWORD='bpw', MASTER_USE_GTID=slave_pos, MASTER_DELAY=1",
+        g1.port()
+    ));
+    r.exec("START SLAVE");
+    funnel_testkit::wait_until_within("r has the row", Duration::from_secs(20), || {
+        r.root()
+            .query_first::<i64, _>("SELECT COUNT(*) FROM farm.t")
+            .ok()
+            .flatten()
+            == Some(1)
+    });
+    let extra = "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n    causal_reads: true\n    causal_reads_timeout: 10s\n",
+        &[("g1", g1.addr()), ("g2", g2.addr()), ("r", r.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut c = causal_client(&proxy, "app");
+    let mut writes = std::collections::BTreeMap::new();
+    let mut reads = std::collections::BTreeMap::new();
+    for v in 1..=20 {
+        c.query_drop(format!("UPDATE t SET v = {v} * 100000 + @@port WHERE id = 1"))
+            .unwrap();
+        let (seen, port) = read_v(&mut c, 1);
+        let seen = seen.expect("row 1");
+        assert_eq!(seen / 100_000, v, "read {v} on {port}");
+        *writes.entry(seen % 100_000).or_insert(0) += 1;
+        *reads.entry(port).or_insert(0) += 1;
+    }
+    eprintln!(
+        "g1 {} g2 {} r {}: writes {writes:?} reads {reads:?} counts {:?}",
+        g1.port(),
+        g2.port(),
+        r.port(),
+        causal_counts(&proxy)
+    );
+    assert!(reads.contains_key(&r.port()), "reads on the replica: {reads:?}");
+    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+}
