@@ -279,6 +279,14 @@ impl CausalState {
         }
     }
 
+    /// While writes to a Galera cluster are unread: that cluster.
+    pub fn unread_cluster(&self) -> Option<Rc<str>> {
+        self.unread_galera
+            .as_ref()
+            .filter(|_| self.unread())
+            .map(|(cluster, _)| cluster.clone())
+    }
+
     /// True while a write's GTID is unread: no replica read can be
     /// checked, so reads run on the writer.
     pub fn unread(&self) -> bool {
@@ -500,8 +508,10 @@ mod tests {
         assert_eq!(s.unread_in("uuid-2"), None);
         s.wrote_to_cluster(&c1, 8);
         assert_eq!(s.unread_in("uuid-1"), Some(None), "through two nodes");
+        assert_eq!(s.unread_cluster(), Some(c1.clone()));
         s.read(&GtidPos::default());
         assert_eq!(s.unread_in("uuid-1"), None);
+        assert_eq!(s.unread_cluster(), None);
         s.read_wsrep(&c1, g("0-1-0"), 7);
         assert!(s.wants_nothing(), "sequence 0: the connection committed nothing");
         s.read_wsrep(&c1, g("0-1-5"), 7);

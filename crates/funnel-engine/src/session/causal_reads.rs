@@ -173,6 +173,9 @@ impl Session {
             // Not checked yet (just started or added, or its checks
             // fail): it may be a node of the cluster written to, whose
             // read at once, as a primary's, would miss the write.
+            if self.causal.unread() {
+                return self.read_after_unread_writes(conn, &pool, timeout, f).await;
+            }
             self.shard.backends.release(conn);
             return self.causal_read_on_writer(f, &[pool.id]).await;
         }
@@ -218,8 +221,42 @@ impl Session {
             // Late (-1), or not a replica that can wait (NULL): the
             // connection is as good as before.
             self.shard.backends.release(conn);
+            return self.causal_read_on_writer(f, &[]).await;
         }
-        self.causal_read_on_writer(f, &[]).await
+        self.read_after_unread_writes(conn, &pool, timeout, f).await
+    }
+
+    /// A read leased from `pool` (`conn`) while the session's writes are
+    /// unread, which only the server they went through is known to have.
+    /// Writes to a plain primary: the read goes to a writer. Writes to a
+    /// Galera cluster: through one node, that node serves the read (not
+    /// another writer, which may not have committed them yet); through
+    /// several, see [`Session::galera_read_after_writes_through_nodes`].
+    /// So whether `pool` is a node of the cluster or a replica (of the
+    /// read hostgroup, or read-only in the default one).
+    async fn read_after_unread_writes(
+        &mut self,
+        conn: BackendConn,
+        pool: &Rc<Pool>,
+        timeout: std::time::Duration,
+        f: &Forward,
+    ) -> Result<BackendConn, EngineError> {
+        let Some(cluster) = self.causal.unread_cluster() else {
+            self.shard.backends.release(conn);
+            return self.causal_read_on_writer(f, &[]).await;
+        };
+        let Some(through) = self.causal.unread_in(&cluster).flatten() else {
+            return self
+                .galera_read_after_writes_through_nodes(conn, &cluster, timeout, f)
+                .await;
+        };
+        if through == pool.id {
+            return Ok(conn);
+        }
+        self.shard.backends.release(conn);
+        let mut behind = self.galera_nodes_behind(&cluster, through, None);
+        behind.push(pool.id);
+        self.causal_read_on_writer(f, &behind).await
     }
 
     /// A read on a node of the Galera `cluster` (pool `pool`) the session
@@ -235,9 +272,7 @@ impl Session {
     /// to a writer of the default hostgroup, not to another node of the
     /// cluster that has not been seen to have the write (under several
     /// writers, the node written through). While the session's writes
-    /// there are unread, the node they went through serves the read, and
-    /// another sends it to that one; when they went through several, see
-    /// [`Session::galera_read_after_writes_through_nodes`].
+    /// are unread, see [`Session::read_after_unread_writes`].
     async fn galera_read_conn(
         &mut self,
         conn: BackendConn,
@@ -247,20 +282,7 @@ impl Session {
         f: &Forward,
     ) -> Result<BackendConn, EngineError> {
         if self.causal.unread() {
-            let through = match self.causal.unread_in(cluster) {
-                Some(None) => {
-                    return self
-                        .galera_read_after_writes_through_nodes(conn, cluster, timeout, f)
-                        .await;
-                }
-                through => through.flatten(),
-            };
-            if through == Some(pool.id) {
-                return Ok(conn);
-            }
-            self.shard.backends.release(conn);
-            let behind = through.map_or_else(Vec::new, |t| self.galera_nodes_behind(cluster, t, None));
-            return self.causal_read_on_writer(f, &behind).await;
+            return self.read_after_unread_writes(conn, pool, timeout, f).await;
         }
         let Some(want) = self.causal.wsrep_for(cluster) else {
             return Ok(conn);

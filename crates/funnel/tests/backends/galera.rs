@@ -895,17 +895,12 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both()
     drop(lock);
 }
 
-/// One default hostgroup of a Galera pair (both take writes, binary logs
-/// on with the cluster's GTIDs, `wsrep_gtid_mode`) and a plain MariaDB
-/// replica of `g1` (read-only, a second late by `MASTER_DELAY`), as a
-/// cluster with an asynchronous replica is run; a causal session's reads
-/// spread over all three. Each read sees the write before it, wherever
-/// the write went and the read landed: on the replica after a
-/// `MASTER_GTID_WAIT` for the write's binary-log GTID, on the other node
-/// after a wait for the cluster's GTID; nothing errors, and no read needs
-/// the writer.
-#[test]
-fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
+/// A Galera pair as one runs it with an asynchronous replica: binary
+/// logs on, the cluster's writes logged alike on each node
+/// (`wsrep_gtid_mode`, `log_slave_updates`); and a plain read-only
+/// MariaDB replica of `g1`, `delay` seconds late (`MASTER_DELAY`). Row 1
+/// of `farm.t` holds 0, on all three.
+fn galera_pair_and_replica(delay: u32) -> (MariaDb, MariaDb, MariaDb) {
     let node = [
         "--log-bin=binlog",
         "--log-slave-updates",
@@ -922,7 +917,7 @@ fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
         .unwrap_or_else(|e| panic!("{e}"));
     r.exec(&format!(
         "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='fb', \
-         MASTER_PASSWORD='bpw', MASTER_USE_GTID=slave_pos, MASTER_DELAY=1",
+         MASTER_PASSWORD='bpw', MASTER_USE_GTID=slave_pos, MASTER_DELAY={delay}",
         g1.port()
     ));
     r.exec("START SLAVE");
@@ -933,6 +928,21 @@ fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
             .flatten()
             == Some(1)
     });
+    (g1, g2, r)
+}
+
+/// One default hostgroup of a Galera pair (both take writes, binary logs
+/// on with the cluster's GTIDs, `wsrep_gtid_mode`) and a plain MariaDB
+/// replica of `g1` (read-only, a second late by `MASTER_DELAY`), as a
+/// cluster with an asynchronous replica is run; a causal session's reads
+/// spread over all three. Each read sees the write before it, wherever
+/// the write went and the read landed: on the replica after a
+/// `MASTER_GTID_WAIT` for the write's binary-log GTID, on the other node
+/// after a wait for the cluster's GTID; nothing errors, and no read needs
+/// the writer.
+#[test]
+fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
+    let (g1, g2, r) = galera_pair_and_replica(1);
     let extra = "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n";
     let cfg = one_hostgroup(
         "    default_schema: farm\n    causal_reads: true\n    causal_reads_timeout: 10s\n",
@@ -955,13 +965,87 @@ fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
         *writes.entry(seen % 100_000).or_insert(0) += 1;
         *reads.entry(port).or_insert(0) += 1;
     }
-    eprintln!(
-        "g1 {} g2 {} r {}: writes {writes:?} reads {reads:?} counts {:?}",
-        g1.port(),
-        g2.port(),
-        r.port(),
-        causal_counts(&proxy)
+    assert!(
+        reads.contains_key(&r.port()) && writes.contains_key(&i64::from(g2.port())),
+        "reads on the replica, writes through g2: writes {writes:?}, reads {reads:?}"
     );
-    assert!(reads.contains_key(&r.port()), "reads on the replica: {reads:?}");
     assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+}
+
+/// Unread writes of a causal session (made while `GET_LOCK` pinned it) to
+/// a two-writer Galera pair, whose read hostgroup is a plain replica of
+/// `g1`: the read there cannot wait for them (their GTIDs are unread) and
+/// goes to a writer. Through `g1` alone, to `g1`, not to `g2` (the least
+/// busy), whose applier a row lock holds back; through `g2` then `g1`, a
+/// writer (`g2`) that first waits for all the cluster ordered. Before,
+/// any writer served it at once, and `g2` missed the write through `g1`.
+#[test]
+fn backends_galera_causal_read_on_a_replica_after_unread_writes_sees_them() {
+    let (g1, g2, r) = galera_pair_and_replica(0);
+    g1.exec("INSERT INTO farm.t VALUES (2, 0)");
+    let user = |name: &str, causal: &str| {
+        format!(
+            "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: db\n    read_hostgroup: reads\n    read_fallback: false\n{causal}"
+        )
+    };
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        user("app", "    causal_reads: true\n    causal_reads_timeout: 10s\n"),
+        user("plain", ""),
+        g1.addr(),
+        g2.addr(),
+        r.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
+        rows(&[&g2])[0] == 2
+    });
+    let v = |db: &MariaDb, id: i64| {
+        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+            .unwrap()
+    };
+    let mut c = causal_client(&proxy, "app");
+    // Held on its connection through `node`, the session writes `value`
+    // to row `id`.
+    let write_through = |c: &mut Conn, node: &MariaDb, id: i64, value: i64| {
+        let busy = pinned_on(&proxy, if node.port() == g1.port() { &g2 } else { &g1 });
+        c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+        c.query_drop(format!("UPDATE t SET v = {value} WHERE id = {id}"))
+            .unwrap();
+        c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+        assert_eq!(v(node, id), value, "written through {}", node.port());
+        drop(busy);
+    };
+
+    // Through g1 alone, g2 held back and the least busy writer.
+    let lock = hold_row(&g2, 1);
+    write_through(&mut c, &g1, 1, 1);
+    let on_g1 = pinned_on(&proxy, &g1);
+    assert_eq!(read_v(&mut c, 1), (Some(1), g1.port()));
+    drop((lock, on_g1));
+    funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || v(&g2, 1) == 1);
+
+    // Through g2, then g1, g2 held back from the second.
+    write_through(&mut c, &g2, 2, 2);
+    let lock = hold_row(&g2, 1);
+    write_through(&mut c, &g1, 1, 2);
+    let _on_g1 = pinned_on(&proxy, &g1);
+    assert_ne!(v(&g2, 1), 2, "g2 lacks it");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    assert_eq!(read_v(&mut c, 1), (Some(2), g2.port()));
+    release.join().unwrap();
+    // Read back: the replica waits for them, and serves.
+    assert_eq!(read_v(&mut c, 2), (Some(2), r.port()));
+    assert_eq!(read_v(&mut c, 1), (Some(2), r.port()));
 }
