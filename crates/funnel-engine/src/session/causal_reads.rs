@@ -232,8 +232,9 @@ impl Session {
     /// Galera cluster: through one node, that node serves the read (not
     /// another writer, which may not have committed them yet); through
     /// several, see [`Session::galera_read_after_writes_through_nodes`].
-    /// So whether `pool` is a node of the cluster or a replica (of the
-    /// read hostgroup, or read-only in the default one).
+    /// Alike whether `pool` is a node of the cluster or a replica (of the
+    /// read hostgroup, or read-only in the default one): a replica's read
+    /// that went to any writer missed the writes on a node that lagged.
     async fn read_after_unread_writes(
         &mut self,
         conn: BackendConn,
@@ -337,8 +338,9 @@ impl Session {
         self.causal_read_on_writer(f, &behind).await
     }
 
-    /// A read on a node of the Galera `cluster` while the session's writes
-    /// there went through several nodes, their GTIDs unread (the session
+    /// A read (leased from a node of the Galera `cluster`, or from a
+    /// replica) while the session's writes to the cluster went through
+    /// several nodes, their GTIDs unread (the session
     /// was held on its connections, or a reply was cut): each node
     /// commits its own writes at once and the others' later, so none is
     /// known to have them all, and a read on any missed the write of
@@ -346,7 +348,7 @@ impl Session {
     /// first reads them back as a writer would after them: the read-back
     /// waits there until the node has committed every transaction the
     /// cluster ordered so far, the session's writes among them
-    /// (`wsrep_sync_wait`, up to `causal_reads_timeout`), and its GTIDs
+    /// (`wsrep_sync_wait`, up to `causal_reads_timeout` on each node), and its GTIDs
     /// then steer the later reads as any read-back's do (this node serves
     /// them at once, others wait). `conn` serves when it is a writer of
     /// the default hostgroup in the cluster, where writes are read back;
