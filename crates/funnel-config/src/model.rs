@@ -257,6 +257,20 @@ pub struct QueryRule {
     /// out of it when `query_log.all` logs the rest (`false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<bool>,
+    /// Answer matching text queries with an OK carrying this message,
+    /// sending nothing to a server (ProxySQL's `OK_msg`): for statements
+    /// an application sends that the servers behind Funnel must not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<String>,
+    /// Hold matching statements this long before they run, with no
+    /// backend connection taken meanwhile (ProxySQL's `delay`): a throttle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<HumanDuration>,
+    /// Keep the client on the backend connection a matching statement ran
+    /// on, for the rest of its session (ProxySQL's `multiplex: 0`): for
+    /// statements that leave state on the connection Funnel cannot see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pin: bool,
 }
 
 /// How Funnel watches its backends.

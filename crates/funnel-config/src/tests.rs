@@ -715,8 +715,8 @@ fn config_query_rules_route_refuse_or_time_out() {
     assert_eq!(
         problems(&bad),
         [
-            "query_rules[0]: give hostgroup, error, timeout, rewrite, cache_ttl or log",
-            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite or cache_ttl with error",
+            "query_rules[0]: give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl or log",
+            "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite, cache_ttl, delay or pin with error",
             "query_rules[2].error: the message is empty",
             "query_rules[3].timeout: must be at least 1ms",
             "query_rules[4].hostgroup: no backend is in hostgroup \"nowhere\"",
@@ -728,6 +728,57 @@ fn config_query_rules_route_refuse_or_time_out() {
             "query_rules[8]: give exactly one of match_prefix, match_regex or match_digest",
             "query_rules[9].match_digest: not a valid regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group",
             "query_rules[10].rewrite: with negate_match the rule takes statements match_regex finds nothing in: nothing to rewrite",
+        ]
+    );
+}
+
+#[test]
+fn config_query_rules_answer_ok_delay_or_pin() {
+    let yaml = format!(
+        "{MINIMAL}query_rules:
+  - match_prefix: SET sql_log_bin
+    ok: ''
+  - match_prefix: SELECT /* report */
+    delay: 200ms
+    hostgroup: default
+  - match_prefix: SELECT f_state
+    pin: true
+"
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let rules = &cfg.query_rules;
+    assert_eq!(rules[0].ok.as_deref(), Some(""));
+    assert_eq!(rules[1].delay, Some(HumanDuration::from_millis(200)));
+    assert!(rules[2].pin && !rules[1].pin);
+    let bad = format!(
+        "{MINIMAL}query_rules:
+  - match_prefix: SET
+    ok: done
+    error: refused
+  - match_prefix: SET
+    ok: done
+    pin: true
+  - match_prefix: SELECT
+    delay: 0s
+  - match_prefix: SELECT
+    delay: 2h
+  - match_prefix: SELECT
+    pin: true
+    error: refused
+  - match_prefix: SELECT
+    ok: '{}'
+",
+        "x".repeat(513)
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "query_rules[0].ok: give error or ok, not both",
+            "query_rules[1].ok: a statement answered with ok runs nowhere: give no hostgroup, timeout, rewrite, cache_ttl, delay or pin with ok",
+            "query_rules[2].delay: must be at least 1ms and at most 1h",
+            "query_rules[3].delay: must be at least 1ms and at most 1h",
+            "query_rules[4].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite, cache_ttl, delay or pin with error",
+            "query_rules[5].ok: longer than 512 bytes",
         ]
     );
 }

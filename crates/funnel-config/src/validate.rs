@@ -151,17 +151,46 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
             }
         }
         // What only a statement that runs has (a refused one may be logged).
-        let runs =
-            r.hostgroup.is_some() || r.timeout.is_some() || r.rewrite.is_some() || r.cache_ttl.is_some();
+        let runs = r.hostgroup.is_some()
+            || r.timeout.is_some()
+            || r.rewrite.is_some()
+            || r.cache_ttl.is_some()
+            || r.delay.is_some()
+            || r.pin;
+        if r.error.is_some() && r.ok.is_some() {
+            push(out, format!("{path}.ok"), "give error or ok, not both");
+        }
+        if let Some(message) = &r.ok {
+            if runs {
+                push(
+                    out,
+                    format!("{path}.ok"),
+                    "a statement answered with ok runs nowhere: give no hostgroup, timeout, rewrite, \
+                     cache_ttl, delay or pin with ok",
+                );
+            }
+            if message.len() > MAX_RULE_ERROR {
+                push(
+                    out,
+                    format!("{path}.ok"),
+                    format!("longer than {MAX_RULE_ERROR} bytes"),
+                );
+            }
+        }
         match &r.error {
-            None if !runs && r.log.is_none() => {
-                push(out, path.clone(), "give hostgroup, error, timeout, rewrite, cache_ttl or log");
+            None if !runs && r.log.is_none() && r.ok.is_none() => {
+                push(
+                    out,
+                    path.clone(),
+                    "give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl or log",
+                );
             }
             None => {}
             Some(_) if runs => push(
                 out,
                 format!("{path}.error"),
-                "a refused statement runs nowhere: give no hostgroup, timeout, rewrite or cache_ttl with error",
+                "a refused statement runs nowhere: give no hostgroup, timeout, rewrite, cache_ttl, delay \
+                 or pin with error",
             ),
             Some(message) if message.trim().is_empty() => {
                 push(out, format!("{path}.error"), "the message is empty");
@@ -184,6 +213,16 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
         if let Some(ttl) = r.cache_ttl {
             if ttl.as_duration() < MIN_RULE_TIMEOUT {
                 push(out, format!("{path}.cache_ttl"), "must be at least 1ms");
+            }
+        }
+        if let Some(delay) = r.delay {
+            let d = delay.as_duration();
+            if d < MIN_RULE_TIMEOUT || d > MAX_RULE_DELAY {
+                push(
+                    out,
+                    format!("{path}.delay"),
+                    "must be at least 1ms and at most 1h",
+                );
             }
         }
     }
@@ -282,6 +321,10 @@ fn replacement_groups(rewrite: &str) -> Vec<&str> {
 
 /// The longest message of a rule's `error`: MySQL's `MYSQL_ERRMSG_SIZE`.
 const MAX_RULE_ERROR: usize = 512;
+
+/// The longest `query_rules[].delay`: a statement held longer is one
+/// the rule should refuse.
+const MAX_RULE_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The shortest rule `timeout`.
 const MIN_RULE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);

@@ -1,7 +1,9 @@
 //! Query rules: ordered matches on a statement's text (prefix or regular
 //! expression), the user, the schema and the client's address. The first rule that matches
 //! applies: it rewrites the text, names a hostgroup, refuses the
-//! statement, bounds its running time, or lets the query cache answer it.
+//! statement or answers it with an OK, bounds its running time, holds it
+//! back a while, keeps the client on its connection, or lets the query
+//! cache answer it.
 //! Compiled once per configuration; each core counts its rules' hits for
 //! `SHOW QUERY RULES`.
 
@@ -44,6 +46,13 @@ pub struct Action {
     /// The statement goes to the query log (`Some(true)`), or stays out
     /// of it (`Some(false)`) when `query_log.all` logs the rest.
     pub log: Option<bool>,
+    /// The statement is answered with an OK carrying this message, sent
+    /// nowhere.
+    pub ok: Option<Vec<u8>>,
+    /// The statement waits this long before it runs.
+    pub delay: Option<Duration>,
+    /// The session keeps the connection the statement ran on.
+    pub pin: bool,
 }
 
 impl Action {
@@ -149,6 +158,9 @@ impl Rules {
                             rewrites: r.rewrite.is_some(),
                             cache_ttl: r.cache_ttl.map(|t| t.as_duration()),
                             log: r.log,
+                            ok: r.ok.as_ref().map(|m| m.as_bytes().to_vec()),
+                            delay: r.delay.map(|t| t.as_duration()),
+                            pin: r.pin,
                         }),
                         rewrite: r.rewrite.as_ref().map(|t| t.as_bytes().to_vec()),
                         hits: Cell::new(0),
@@ -280,6 +292,9 @@ mod tests {
             rewrite: None,
             cache_ttl: None,
             log: None,
+            ok: None,
+            delay: None,
+            pin: false,
         }
     }
 

@@ -701,3 +701,229 @@ fn query_rules_negate_match_refuses_all_but_what_the_pattern_matches() {
     let negated: String = rows[0].get("negate_match").unwrap();
     assert_eq!(negated, "1", "SHOW QUERY RULES says the match is negated");
 }
+
+const OK_DELAY_PIN: &str = r"query_rules:
+  - match_prefix: 'INSERT INTO t /* ignored */'
+    ok: 'ignored by Funnel'
+  - match_prefix: 'SELECT /* held */'
+    delay: 400ms
+  - match_prefix: 'INSERT INTO t /* held */'
+    delay: 5s
+  - match_prefix: 'SELECT /* pin */'
+    pin: true
+";
+
+/// A rule's `ok` answers the statement without any server running it,
+/// and to the client it reads as a statement that succeeded, changed no
+/// row and left no warning (as an `UPDATE` of no row does on a direct
+/// connection), also after warnings, in a transaction and pinned.
+#[test]
+fn query_rules_ok_answers_a_statement_no_server_runs() {
+    let env = env("qr_ok", OK_DELAY_PIN);
+    let ignored = "INSERT INTO t /* ignored */ VALUES (5, 50)";
+    let mut c = env.client("app");
+    c.query_drop(ignored).unwrap();
+    assert_eq!(c.info_str(), "ignored by Funnel");
+    assert_eq!(c.affected_rows(), 0);
+    assert_eq!(env.rows_in_t(), 2, "nothing ran");
+    // A binary prepare gets the server's answer for a statement it cannot
+    // prepare, on which connectors send it as a text query.
+    let (code, _, message) = server_error(c.prep("INSERT INTO t /* ignored */ VALUES (?, ?)").unwrap_err());
+    assert_eq!(code, 1295, "{message}");
+    assert!(message.contains("query_rules[0].ok"), "{message}");
+    let scripts: &[&[&str]] = &[
+        &[
+            "SELECT 1/0",
+            "!",
+            "SHOW WARNINGS",
+            "SELECT @@warning_count, ROW_COUNT()",
+        ],
+        &[
+            "INSERT INTO t VALUES (7, 7)",
+            "!",
+            "SELECT ROW_COUNT(), LAST_INSERT_ID()",
+        ],
+        &[
+            "BEGIN",
+            "INSERT INTO t VALUES (8, 8)",
+            "!",
+            "SELECT @@in_transaction, ROW_COUNT()",
+            "ROLLBACK",
+            "SELECT COUNT(*) FROM t",
+        ],
+        &[
+            "SELECT GET_LOCK('qr_ok', 0)",
+            "SELECT CAST('x' AS INT)",
+            "!",
+            "SHOW WARNINGS",
+            "SELECT ROW_COUNT(), @@warning_count",
+            "SELECT RELEASE_LOCK('qr_ok')",
+        ],
+        &[
+            "DELETE FROM no_such_table",
+            "!",
+            "SHOW ERRORS",
+            "SELECT @@error_count",
+        ],
+        // Pinned where the server answers ROW_COUNT(): Funnel does, once.
+        &[
+            "SELECT LAST_INSERT_ID(5)",
+            "INSERT INTO t VALUES (6, 6)",
+            "!",
+            "SELECT ROW_COUNT(), LAST_INSERT_ID()",
+            "SELECT ROW_COUNT()",
+        ],
+        &[
+            "SET autocommit = 0",
+            "INSERT INTO t VALUES (9, 9)",
+            "!",
+            "SELECT @@in_transaction",
+            "ROLLBACK",
+            "SET autocommit = 1",
+            "SELECT COUNT(*) FROM t",
+        ],
+    ];
+    for steps in scripts {
+        let (through, direct) = both_ways(
+            &env,
+            steps,
+            |s| s.replace('!', ignored),
+            |s| s.replace('!', "UPDATE t SET v = v WHERE 0"),
+        );
+        assert_eq!(through, direct);
+    }
+    assert_eq!(env.rows_in_t(), 2);
+    // Hits: the first query, the prepare, one per script.
+    assert_eq!(env.hits()[0], (0, 2 + scripts.len() as u64));
+}
+
+/// A rule's `delay` holds statements (text and executes) back before they
+/// run, holding no connection; a `KILL QUERY` during the wait stops the
+/// statement, which never runs.
+#[test]
+fn query_rules_delay_holds_statements_back_and_a_kill_ends_the_wait() {
+    let env = env("qr_delay", OK_DELAY_PIN);
+    let mut c = env.client("app");
+    let started = Instant::now();
+    assert_eq!(c.query_first::<i64, _>("SELECT /* held */ 7").unwrap(), Some(7));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    let stmt = c.prep("SELECT /* held */ ?").unwrap();
+    let started = Instant::now();
+    assert_eq!(c.exec_first::<i64, _, _>(&stmt, (8,)).unwrap(), Some(8));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    // A statement not matched runs at once.
+    let started = Instant::now();
+    c.query_drop("SELECT 1").unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let id = c.connection_id();
+    let held = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = c.query_drop("INSERT INTO t /* held */ VALUES (3, 30)");
+        (r.map_err(server_error), started.elapsed(), c)
+    });
+    let mut admin = env.admin();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    // Waiting, with no backend connection in use.
+    loop {
+        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
+        let waiting = rows.iter().any(|r| {
+            r.get::<String, _>("id").unwrap() == id.to_string()
+                && r.get::<String, _>("state").unwrap() == "waiting"
+        });
+        if waiting {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never showed as waiting: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let in_use = MariaDb::shared()
+        .query_first::<i64>(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND COMMAND = 'Query'",
+            env.backend
+        ))
+        .unwrap();
+    assert_eq!(in_use, 0, "no backend runs anything for the held statement");
+    admin.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (result, took, mut c) = held.join().unwrap();
+    assert_eq!(result.unwrap_err().0, 1317);
+    assert!(took < Duration::from_secs(4), "the KILL ended the wait: {took:?}");
+    assert_eq!(env.rows_in_t(), 2, "the held statement never ran");
+    // The session goes on.
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(2)
+    );
+}
+
+/// A rule's `pin` keeps the client on the connection its statement ran
+/// on until the session is reset: state the statement left there that
+/// Funnel cannot see (a named lock a stored function took) stays the
+/// client's, and no other client gets that connection.
+#[test]
+fn query_rules_pin_keeps_the_client_on_its_connection() {
+    let env = env("qr_pin", OK_DELAY_PIN);
+    let db = MariaDb::shared();
+    db.exec(&format!(
+        "CREATE FUNCTION {}.f_lock() RETURNS INT RETURN GET_LOCK('{}_lock', 0)",
+        env.schema, env.schema
+    ));
+    let mut c = env.client("app");
+    let id = c.connection_id().to_string();
+    let clients = |admin: &mut Conn| -> Vec<(String, String, Option<String>)> {
+        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r.get("id").unwrap(),
+                    r.get("core").unwrap(),
+                    r.get("pinned").unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut admin = env.admin();
+    let mine = |admin: &mut Conn| clients(admin).into_iter().find(|x| x.0 == id).unwrap();
+    c.query_drop("SELECT 1").unwrap();
+    assert_eq!(mine(&mut admin).2, None);
+    let core = mine(&mut admin).1;
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT /* pin */ f_lock()").unwrap(),
+        Some(1)
+    );
+    assert_eq!(mine(&mut admin).2.as_deref(), Some("query_rule"));
+
+    // Another client on the same core opens a transaction: the pool gives
+    // it the connection released last, which would have been this one.
+    let mut other = loop {
+        let mut o = env.client("ops");
+        let oid = o.connection_id().to_string();
+        if clients(&mut admin).iter().any(|x| x.0 == oid && x.1 == core) {
+            o.query_drop("BEGIN").unwrap();
+            o.query_drop("SELECT COUNT(*) FROM t").unwrap();
+            break o;
+        }
+    };
+    // The lock is still the client's: its connection is the one that took it.
+    let lock = format!("SELECT RELEASE_LOCK('{}_lock')", env.schema);
+    assert_eq!(c.query_first::<i64, _>(&lock).unwrap(), Some(1));
+    other.query_drop("COMMIT").unwrap();
+    // A reset ends the pin, as for any.
+    c.reset().unwrap();
+    assert_eq!(mine(&mut admin).2, None);
+}

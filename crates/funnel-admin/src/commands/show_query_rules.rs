@@ -28,7 +28,13 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "client_addr",
         "hostgroup",
         "error",
+        "ok",
         "timeout",
+        "delay",
+        "pin",
+        "rewrite",
+        "cache_ttl",
+        "log",
         "hits",
     ]);
     let or_empty = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -48,7 +54,13 @@ pub fn run(ctx: &AdminContext) -> Reply {
                 .unwrap_or_default(),
             or_empty(&r.hostgroup),
             or_empty(&r.error),
+            or_empty(&r.ok),
             r.timeout.map(|d| d.to_string()).unwrap_or_default(),
+            r.delay.map(|d| d.to_string()).unwrap_or_default(),
+            u8::from(r.pin).to_string(),
+            or_empty(&r.rewrite),
+            r.cache_ttl.map(|d| d.to_string()).unwrap_or_default(),
+            r.log.map(|l| u8::from(l).to_string()).unwrap_or_default(),
             hits[i].to_string(),
         ]);
     }

@@ -92,6 +92,9 @@ pub struct Forward {
     pub returning: bool,
     /// On an error, the session keeps its connection for this reason.
     pub pin_on_error: Option<PinReason>,
+    /// A query rule's `pin` matched it: the session keeps the connection
+    /// it runs on, whatever its outcome.
+    pub rule_pin: bool,
     /// `SELECT ... INTO`: the server answers `FOUND_ROWS()` after it.
     pub selects_into: bool,
     /// Reports on the previous statement (`SHOW WARNINGS`, ...).
@@ -219,6 +222,16 @@ impl Forward {
         self.session_only = false;
         self.lock_names = LockNames::Opaque;
         self.may_run_stored_code = true;
+    }
+
+    /// A query rule pins the session to the connection this runs on: it
+    /// goes where writes go, as any statement that pins does (on a
+    /// replica, the session's writes would follow it there), and no
+    /// server's earlier reply answers it.
+    pub fn pin_by_rule(&mut self) {
+        self.rule_pin = true;
+        self.read_only = false;
+        self.session_only = false;
     }
 
     /// True when it may change data (and so commit a transaction with a
@@ -352,6 +365,7 @@ impl Forward {
             reads_row_count: false,
             returning: false,
             pin_on_error: None,
+            rule_pin: false,
             selects_into: false,
             diagnostics: false,
             keeps_found_rows: false,

@@ -774,6 +774,15 @@ impl Session {
                         self.buf.consume(total);
                         self.answer_lost_transaction(verdict).await
                     }
+                    // A rule's OK or delay: boxed, as only such rules
+                    // take this way.
+                    None if self
+                        .query_rule
+                        .as_ref()
+                        .is_some_and(|r| r.ok.is_some() || r.delay.is_some()) =>
+                    {
+                        Box::pin(self.run_by_rule(head, total)).await
+                    }
                     None => self.dispatch(head, total).await,
                 },
                 Err(err) => {
@@ -893,6 +902,9 @@ impl Session {
                         Some(g) => f = g,
                         None => f.set_unreadable(),
                     }
+                }
+                if self.query_rule.as_ref().is_some_and(|r| r.pin) {
+                    f.pin_by_rule();
                 }
                 if payload.first() == Some(&0x03) && !self.user_vars.is_empty() {
                     if let Some(what) = user_vars::dynamic_sql_refusal(&payload[1..], &self.user_vars) {
@@ -2510,6 +2522,10 @@ impl Session {
     fn keep_or_release(&mut self, conn: BackendConn, f: &Forward, succeeded: bool) {
         if let Some(reason) = f.pin.filter(|_| succeeded) {
             self.pin(reason);
+        }
+        if f.rule_pin {
+            // What the statement left is unknown, also when it failed.
+            self.pin(PinReason::QueryRule);
         }
         self.note_next_transaction(&conn);
         if !conn.may_be_in_transaction() {

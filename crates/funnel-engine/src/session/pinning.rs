@@ -58,6 +58,9 @@ pub enum PinReason {
     /// The server reported a session-state change the statement's text did
     /// not show (a stored function or trigger that sets a variable).
     UntrackedState,
+    /// A query rule with `pin` matched a statement that ran here: the
+    /// operator knows it leaves state Funnel cannot see.
+    QueryRule,
     /// Something Funnel could not classify.
     Unknown,
 }
@@ -84,6 +87,7 @@ impl PinReason {
             ReplicationVariable => "replication_variable",
             NextTransaction => "next_transaction",
             UntrackedState => "untracked_state",
+            QueryRule => "query_rule",
             Unknown => "unknown",
         }
     }
@@ -2549,7 +2553,9 @@ impl PinSet {
     /// True when a `COM_RESET_CONNECTION` undoes all that holds the
     /// connection (once no transaction is open: the caller checks that):
     /// variables, temporary tables, table and named locks, statements,
-    /// cursors, handlers, a procedure's or stored code's state. Not a
+    /// cursors, handlers, a procedure's or stored code's state, and what
+    /// a statement a rule pins for left (its own reasons, when Funnel
+    /// sees any, are in the set beside it). Not a
     /// backup lock or a replication variable, and not what Funnel did not
     /// understand: those connections are closed instead.
     pub fn undone_by_reset(&self) -> bool {
@@ -2571,6 +2577,7 @@ impl PinSet {
                     | Cursor
                     | NextTransaction
                     | UntrackedState
+                    | QueryRule
             )
         })
     }
@@ -2593,6 +2600,7 @@ impl PinSet {
                     | SessionVariable
                     | StoredProcedure
                     | UntrackedState
+                    | QueryRule
                     | Unknown
             )
         })

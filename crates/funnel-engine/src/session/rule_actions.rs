@@ -1,17 +1,20 @@
 //! What a query rule does to a statement beside routing it: refuse it (its
-//! `error`) before any server sees it, or stop it on the server once it
-//! has run for the rule's `timeout` (a `KILL QUERY` of its own, as a
-//! client's `KILL QUERY` of itself). Both apply whatever the session
-//! holds: a transaction, a pin, autocommit off.
+//! `error`) or answer it with an OK (`ok`) before any server sees it, hold
+//! it back a while (`delay`), or stop it on the server once it has run for
+//! the rule's `timeout` (a `KILL QUERY` of its own, as a client's `KILL
+//! QUERY` of itself). All apply whatever the session holds: a
+//! transaction, a pin, autocommit off.
 
 use std::future::Future;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use funnel_protocol::framing::{write_small_packet, PacketHeader, HEADER_LEN, MAX_CHUNK};
-use funnel_protocol::response::ErrPacket;
+use funnel_protocol::response::{ErrPacket, OkPacket};
 
 use super::{End, Session};
+use crate::error::EngineError;
+use crate::kill::ClientState;
 use crate::rt;
 use crate::rules::Action;
 
@@ -98,6 +101,101 @@ impl Session {
         }
         self.send_own_err(1, err).await
     }
+}
+
+impl Session {
+    /// Runs a text query whose rule answers it with an OK or holds it
+    /// back first (`ok`, `delay`).
+    pub(super) async fn run_by_rule(&mut self, head: PacketHeader, total: usize) -> Result<(), End> {
+        let Some(rule) = self.query_rule.clone() else {
+            return self.dispatch(head, total).await;
+        };
+        if let Some(message) = &rule.ok {
+            self.log_query_text(total);
+            self.buf.consume(total);
+            return self.answer_ok_by_rule(message).await;
+        }
+        if let Some(delay) = rule.delay {
+            if let Err(e) = self.hold_back(delay).await {
+                self.log_query_text(total);
+                self.buf.consume(total);
+                return self.reply_error(1, e).await;
+            }
+        }
+        self.dispatch(head, total).await
+    }
+
+    /// Answers the client's statement with its rule's OK, sent nowhere: to
+    /// the client it is a statement that succeeded, changed no row and
+    /// left no warning (`ROW_COUNT()` reads 0, `SHOW WARNINGS` nothing).
+    pub(super) async fn answer_ok_by_rule(&mut self, message: &[u8]) -> Result<(), End> {
+        tracing::debug!(client = %self.id, "statement answered by a query rule's ok");
+        // A `ROLLBACK AND CHAIN` answered here ended nothing (as one
+        // refused, see `refuse_by_rule`).
+        if std::mem::take(&mut self.ends_lost_transaction) {
+            self.tx_lost = true;
+        }
+        self.last.row_count = 0;
+        // A pinned session's server still has the count before.
+        self.own_row_count_next = self.sticky();
+        self.own_err = None;
+        // A connection the session holds has the previous statement's
+        // diagnostics there: a diagnostics read clears them first.
+        self.foreign_diagnostics = true;
+        self.last_succeeded = true;
+        self.last_result_columns = 0;
+        let ok = OkPacket {
+            status: self.client_status(),
+            info: message.to_vec(),
+            ..Default::default()
+        };
+        self.write_ok(1, &ok).await
+    }
+
+    /// Waits out a rule's `delay` before the statement runs, holding no
+    /// connection the session does not hold already. A `KILL QUERY` of
+    /// the statement (or a `KILL` of the client) stops the wait, as it
+    /// stops one for a connection: the statement never runs.
+    pub(super) async fn hold_back(&mut self, delay: Duration) -> Result<(), EngineError> {
+        let (state, _) = self.control.state();
+        self.control.take_wait_interrupted();
+        self.control.set_state(ClientState::Waiting);
+        let stopped = self.control.wait_stopped();
+        let waited = futures_lite::future::or(
+            async {
+                rt::sleep(delay).await;
+                true
+            },
+            async {
+                stopped.await;
+                false
+            },
+        )
+        .await;
+        self.control.set_state(state);
+        match waited {
+            true => Ok(()),
+            false if self.control.take_wait_interrupted() && !self.control.is_killed() => {
+                Err(EngineError::Interrupted)
+            }
+            false => Err(EngineError::ConnectionKilled),
+        }
+    }
+}
+
+/// The ERR for a binary prepare of a text a rule answers with `ok`: the
+/// server's for a statement it cannot prepare (1295), which connectors
+/// take as the cue to send the statement as a text query.
+pub(super) fn not_preparable(rule: &Action) -> ErrPacket {
+    ErrPacket::new(
+        1295,
+        "HY000",
+        format!(
+            "This command is not supported in the prepared statement protocol yet \
+             (query_rules[{}].ok answers it as a text query only)",
+            rule.index
+        ),
+    )
 }
 
 /// The ERR for a text a rule would rewrite that is, or would become, larger

@@ -117,6 +117,20 @@ impl Session {
                 );
                 return self.refuse_by_rule(&err.clone()).await;
             }
+            if rule.ok.is_some() {
+                // An OK has no statement id to give: what the server
+                // answers a statement it cannot prepare, on which
+                // connectors fall back to text queries.
+                let err = super::rule_actions::not_preparable(rule);
+                self.log.begin(
+                    &self.shard.query_log,
+                    Some(&**rule),
+                    "prepare",
+                    &sql,
+                    self.schema.as_deref(),
+                );
+                return self.refuse_by_rule(&err).await;
+            }
             // Everything after reads the text the server will prepare.
             if let Some(text) = rules.rewrite(rule, &sql) {
                 sql = Bytes::from(text);
@@ -367,6 +381,40 @@ impl Session {
         self.log_statement(rule.as_deref(), command, &meta);
     }
 
+    /// An execute whose rule answers it with an OK or holds it back
+    /// (`ok`, `delay`): `true` when the client has its answer (the OK, or
+    /// the ERR of a `KILL` during the delay), `false` when it is to run.
+    async fn execute_by_rule(
+        &mut self,
+        rule: &Rc<Action>,
+        command: &'static str,
+        id: u32,
+        meta: &StatementMeta,
+    ) -> Result<bool, End> {
+        let stopped = match (&rule.ok, rule.delay) {
+            (Some(_), _) => None,
+            (None, None) => return Ok(false),
+            (None, Some(delay)) => match self.hold_back(delay).await {
+                Ok(()) => return Ok(false),
+                Err(e) => Some(e),
+            },
+        };
+        self.log_statement(Some(rule), command, meta);
+        // The server drops a statement's long data at its execute,
+        // whatever the outcome.
+        if self.long_data.contains(&id) {
+            self.drop_long_data(id).await;
+        }
+        match stopped {
+            Some(err) => self.reply_error(1, err).await?,
+            None => {
+                self.answer_ok_by_rule(rule.ok.as_deref().unwrap_or_default())
+                    .await?
+            }
+        }
+        Ok(true)
+    }
+
     /// Takes an execute of the statement `meta` (`command`: `execute` or
     /// `bulk_execute`) for the query log, in its statement's schema, where
     /// the server runs it whatever the client selected since.
@@ -532,6 +580,13 @@ impl Session {
             }
             return self.refuse_by_rule(&err).await;
         }
+        if let Some(rule) = rule.as_ref().filter(|r| r.ok.is_some() || r.delay.is_some()) {
+            // Rare: boxed, out of every execute's future.
+            let command = if bulk { "bulk_execute" } else { "execute" };
+            if Box::pin(self.execute_by_rule(rule, command, id, &meta)).await? {
+                return Ok(());
+            }
+        }
         // A bulk's types are the statement's for later executes too, and
         // an execute's for a later bulk, as on the server. A bulk's are
         // noted once a connection that takes bulks runs it (below).
@@ -559,6 +614,9 @@ impl Session {
         // session's writes would follow it there.
         f.read_only = meta.effect.read_only && !bulk && payload.get(5) == Some(&CURSOR_TYPE_NO_CURSOR);
         f.rule_hostgroup = rule.as_ref().and_then(|r| r.hostgroup.clone());
+        if rule.as_ref().is_some_and(|r| r.pin) {
+            f.pin_by_rule();
+        }
         self.query_rule = rule;
         if self.backslashes_may_be_literal(&meta) {
             // Funnel read the text with backslash escapes; the server may
