@@ -250,16 +250,23 @@ fn init_logging(level: funnel_config::LogLevel) -> Option<funnel_engine::proxy::
     Some(Box::new(move |level: funnel_config::LogLevel| {
         let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
         let from = *current;
-        // Said at the more verbose of the two levels, so the line shows
-        // whichever way the level moves (to `warn` as well).
-        let say = || tracing::info!(from = from.as_str(), to = level.as_str(), "log level changed");
-        if from >= funnel_config::LogLevel::Info {
+        // Said while the more verbose of the two levels is on, at `info`,
+        // or at `warn` between `warn` and `error` (an `info` line shows at
+        // neither), so the line shows whichever way the level moves.
+        let say = || {
+            if from.max(level) >= funnel_config::LogLevel::Info {
+                tracing::info!(from = from.as_str(), to = level.as_str(), "log level changed");
+            } else {
+                tracing::warn!(from = from.as_str(), to = level.as_str(), "log level changed");
+            }
+        };
+        if from >= level {
             say();
         }
         match handle.reload(tracing_subscriber::EnvFilter::new(level.as_str())) {
             Ok(()) => {
                 *current = level;
-                if from < funnel_config::LogLevel::Info {
+                if from < level {
                     say();
                 }
             }

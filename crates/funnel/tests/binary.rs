@@ -541,6 +541,23 @@ fn binary_logs_plain_lines_naming_what_a_reload_did_not_apply() {
             .lines()
             .any(|l| l.contains("log level changed") && l.contains("warn"))
     });
+    // From `warn` to `error` and back: neither shows an `info` line.
+    for (from, to) in [("warn", "error"), ("error", "warn")] {
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            yaml.replace(&format!("level: {from}"), &format!("level: {to}")),
+        )
+        .unwrap();
+        // SAFETY: as above.
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+        let said = format!("from=\"{from}\" to=\"{to}\"");
+        wait_for("the change said", || {
+            log()
+                .lines()
+                .any(|l| l.contains("log level changed") && l.contains(&said))
+        });
+    }
     // And back up to `info`: said once the level allows it.
     let yaml = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, yaml.replace("level: warn", "level: info")).unwrap();
