@@ -1613,3 +1613,69 @@ fn admin_reconnect_replaces_a_connection_that_was_opening() {
         "the connection that was opening at RECONNECT is replaced"
     );
 }
+
+/// `SHOW USERS` counts each user's clients by state and the pinned ones,
+/// with its limits (NULL for none) and hostgroups.
+#[test]
+fn admin_show_users_counts_each_users_clients() {
+    let e = env("admusers", "");
+    let mut admin = e.admin();
+    let app = |admin: &mut Conn| -> Vec<Option<String>> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW USERS").unwrap();
+        assert_eq!(rows.len(), 1, "one configured user");
+        let r = &rows[0];
+        [
+            "user",
+            "clients",
+            "idle",
+            "waiting",
+            "running",
+            "pinned",
+            "max_connections",
+            "default_hostgroup",
+            "read_hostgroup",
+        ]
+        .iter()
+        .map(|c| r.get::<Option<String>, _>(*c).unwrap())
+        .collect()
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        app(&mut admin),
+        [
+            s("app"),
+            s("0"),
+            s("0"),
+            s("0"),
+            s("0"),
+            s("0"),
+            None,
+            s("default"),
+            None
+        ]
+    );
+    let mut idle = e.client();
+    idle.query_drop("SELECT 1").unwrap();
+    let mut pinned = e.client();
+    pinned.query_drop("SELECT GET_LOCK('admusers', 0)").unwrap();
+    let mut busy = e.client();
+    let running = thread::spawn(move || busy.query_drop("SELECT SLEEP(2)").unwrap());
+    wait_until("the sleep to run", || app(&mut e.admin())[4] == s("1"));
+    assert_eq!(
+        app(&mut admin),
+        [
+            s("app"),
+            s("3"),
+            s("2"),
+            s("0"),
+            s("1"),
+            s("1"),
+            None,
+            s("default"),
+            None
+        ]
+    );
+    running.join().unwrap();
+    drop((idle, pinned));
+    wait_until("the clients to leave", || app(&mut e.admin())[1] == s("0"));
+}

@@ -13,6 +13,7 @@ mod show_pools;
 mod show_query_rules;
 mod show_servers;
 mod show_stats;
+mod show_users;
 
 use funnel_protocol::response::ErrPacket;
 
@@ -24,7 +25,7 @@ pub const SHUTTING_DOWN: &str = "shutting down";
 
 /// Every command, for the error that answers an unknown one.
 pub const HELP: &str =
-    "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
+    "SHOW POOLS | SHOW SERVERS | SHOW CLIENTS | SHOW USERS | SHOW STATS | SHOW MULTIPLEXING | SHOW CONFIG | \
 SHOW VERSION | SHOW DIGESTS | RESET DIGESTS | SHOW QUERY RULES | RELOAD | PAUSE | RESUME | ADD BACKEND name address user password [hostgroup h] [weight n] [max_replication_lag d] | \
 REMOVE BACKEND name | DRAIN BACKEND name | UNDRAIN BACKEND name | RECONNECT [BACKEND name] | SET key = value (pool.*, backlog.*, client.*, monitor.*) | \
 KILL [CONNECTION | QUERY] id | SHUTDOWN | SHUTDOWN GRACEFUL";
@@ -39,6 +40,7 @@ pub fn run(sql: &str, ctx: &AdminContext) -> Reply {
         ["SHOW", "POOLS"] => show_pools::run(ctx),
         ["SHOW", "SERVERS"] => show_servers::run(ctx),
         ["SHOW", "CLIENTS"] => show_clients::run(ctx),
+        ["SHOW", "USERS"] => show_users::run(ctx),
         ["SHOW", "STATS"] => show_stats::run(ctx),
         ["SHOW", "DIGESTS"] => show_digests::run(ctx),
         ["RESET", "DIGESTS"] => show_digests::reset(ctx),
