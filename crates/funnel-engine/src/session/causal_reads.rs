@@ -348,13 +348,14 @@ impl Session {
     /// first reads them back as a writer would after them: the read-back
     /// waits there until the node has committed every transaction the
     /// cluster ordered so far, the session's writes among them
-    /// (`wsrep_sync_wait`, up to `causal_reads_timeout` on each node), and its GTIDs
-    /// then steer the later reads as any read-back's do (this node serves
-    /// them at once, others wait). `conn` serves when it is a writer of
-    /// the default hostgroup in the cluster, where writes are read back;
-    /// else a writer of the cluster does. One that does not catch up in
-    /// time leaves the read to the next; only when none did does it run
-    /// on a writer without the wait (a warning is logged).
+    /// (`wsrep_sync_wait`), and its GTIDs then steer the later reads as
+    /// any read-back's do (this node serves them at once, others wait).
+    /// `conn` serves when it is a writer of the default hostgroup in the
+    /// cluster, where writes are read back; else a writer of the cluster
+    /// does. One that does not catch up leaves the read to the next, in
+    /// what is left of `causal_reads_timeout`, which bounds the whole
+    /// wait; when none did in time, the read runs without the wait on a
+    /// writer not seen to lag, while there is one (a warning is logged).
     async fn galera_read_after_writes_through_nodes(
         &mut self,
         conn: BackendConn,
@@ -362,7 +363,14 @@ impl Session {
         timeout: std::time::Duration,
         f: &Forward,
     ) -> Result<BackendConn, EngineError> {
+        // The whole wait, over every writer tried, is the session's
+        // timeout: one writer after another each given all of it made a
+        // read wait that many times as long.
+        let until = std::time::Instant::now() + timeout;
         let mut tried: Vec<u32> = Vec::new();
+        // Writers of the cluster that did not catch up in time (or could
+        // not wait): the read without the wait goes elsewhere while it can.
+        let mut lagging: Vec<u32> = Vec::new();
         let mut next = Some(conn);
         loop {
             let conn = match next.take() {
@@ -371,6 +379,9 @@ impl Session {
                     // A `KILL QUERY` that came as the last wait ended.
                     if self.stop_requested() {
                         return Err(self.stopped_wait());
+                    }
+                    if std::time::Instant::now() >= until {
+                        break;
                     }
                     match self.checkout_routed(0, f, Some(&tried)).await {
                         Ok(conn) => conn,
@@ -388,16 +399,23 @@ impl Session {
                 self.shard.backends.release(conn);
                 continue;
             };
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                self.shard.backends.release(conn);
+                break;
+            }
+            let pool_id = conn.pool_id;
             // Galera's causal wait runs for the provider's
             // `repl.causal_read_timeout` (30 s by default): Funnel's
             // deadline ends it at the session's (the connection goes).
-            if let Some((conn, rows)) = self.causal_wait_within(conn, sql, timeout).await? {
+            if let Some((conn, rows)) = self.causal_wait_within(conn, sql, left).await? {
                 if self.take_read_back(&rows, Some(&node), conn.pool_id) {
                     Stats::bump(&self.shard.stats.causal_waits);
                     return Ok(conn);
                 }
                 self.shard.backends.release(conn);
             }
+            lagging.push(pool_id);
         }
         if self.shard.log_rate.allow() {
             tracing::warn!(
@@ -406,7 +424,7 @@ impl Session {
                 "causal_reads: no Galera node caught up with the session's writes in time; the read goes to a writer without the wait"
             );
         }
-        self.causal_read_on_writer(f, &[]).await
+        self.causal_read_on_writer(f, &lagging).await
     }
 
     /// The pools of the Galera `cluster`'s nodes other than `through` (the

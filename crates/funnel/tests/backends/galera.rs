@@ -818,7 +818,7 @@ fn backends_galera_causal_read_on_a_node_not_checked_yet_sees_the_write() {
 /// (`wsrep_sync_wait`), and so sees row 1's write once the lock goes.
 /// Before, that writer served the read at once, and it saw row 1's old
 /// value. A session whose `causal_reads_timeout` passes first on `g2`
-/// reads on `g1`, which caught up at once.
+/// reads on `g1` (not seen to lag) without a wait.
 #[test]
 fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both() {
     let (g1, g2) = galera_pair();
@@ -879,7 +879,8 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both()
     assert_eq!(causal_counts(&proxy), (2, 1, 0));
     drop((c, _on_g1));
 
-    // g2 held back past `quick`'s second: the read goes on to g1.
+    // g2 held back past `quick`'s second, the whole wait: the read runs
+    // without it on g1, the writer not seen to lag.
     let (mut q, lock, _on_g1) = unread_writes("quick", 2);
     let want = i64::from(g1.port()) * 10 + 2;
     assert_eq!(v(&g1, 1), want, "written through g1");
@@ -891,8 +892,78 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both()
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "g2 was waited for its second ({took:?})"
     );
-    assert_eq!(causal_counts(&proxy), (3, 1, 0));
+    assert_eq!(causal_counts(&proxy), (2, 1, 1));
     drop(lock);
+}
+
+/// Unread writes of a causal session (`quick`, 1 s) through both nodes of
+/// a two-writer Galera pair, then a transaction through each node (not
+/// the session's) that the other's applier cannot apply (a row lock holds
+/// it): neither node catches up. The read waits for a writer to commit all
+/// the cluster ordered for its second in all, not a second on each writer
+/// tried, then runs without the wait on the writer not seen to lag (a
+/// warning), counted in `causal_reads_on_writer`. Before, it waited a
+/// second on each of the two writers.
+#[test]
+fn backends_galera_causal_read_after_unread_writes_through_two_nodes_waits_its_timeout_in_all() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (2, 0), (3, 0), (4, 0)");
+    let proxy = two_writers(&g1, &g2);
+    funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
+        rows(&[&g2])[0] == 4
+    });
+    let v = |db: &MariaDb, id: i64| {
+        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+            .unwrap()
+    };
+    let mut q = causal_client(&proxy, "quick");
+    let on_g1 = pinned_on(&proxy, &g1);
+    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    q.query_drop("UPDATE t SET v = @@port WHERE id = 2").unwrap();
+    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    let on_g2 = pinned_on(&proxy, &g2);
+    drop(on_g1);
+    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
+    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    drop(on_g2);
+    assert_eq!(v(&g2, 2), i64::from(g2.port()), "written through g2");
+    assert_eq!(v(&g1, 1), i64::from(g1.port()), "written through g1");
+    funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || {
+        v(&g2, 1) == i64::from(g1.port())
+    });
+
+    // g2 held back from row 3's write through g1; g1 from row 4's
+    // through g2 (whose commit waits behind row 3's there).
+    let lock_g2 = hold_row(&g2, 3);
+    g1.exec("UPDATE farm.t SET v = 1 WHERE id = 3");
+    let lock_g1 = hold_row(&g1, 4);
+    let mut through_g2 = g2.root();
+    let blocked = std::thread::spawn(move || {
+        through_g2
+            .query_drop("UPDATE farm.t SET v = 1 WHERE id = 4")
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(v(&g2, 3), 1, "g2 lags");
+    assert_ne!(v(&g1, 4), 1, "g1 lags");
+
+    let before = causal_counts(&proxy);
+    let started = Instant::now();
+    let (_, port) = read_v(&mut q, 1);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1800),
+        "the read waited its second in all ({took:?}, on {port})"
+    );
+    let after = causal_counts(&proxy);
+    assert_eq!(
+        (after.0 - before.0, after.2 - before.2),
+        (0, 1),
+        "no wait served it; it ran on a writer"
+    );
+    drop((lock_g1, lock_g2));
+    blocked.join().unwrap();
 }
 
 /// A Galera pair as one runs it with an asynchronous replica: binary
