@@ -514,9 +514,15 @@ impl Session {
         Stats::bump(&self.shard.stats.causal_reads_on_writer);
         if !behind.is_empty() {
             match self.checkout_routed(0, f, Some(behind)).await {
-                // The node written through is gone (down, drained): the
+                // The node written through is gone (down, drained), or
+                // cannot give a connection (its connects fail before the
+                // health monitor marks it down; nothing was sent): the
                 // read runs where a write would.
-                Err(EngineError::NoBackend { .. }) => {}
+                Err(
+                    EngineError::NoBackend { .. }
+                    | EngineError::BackendUnavailable { .. }
+                    | EngineError::KeyRefused { .. },
+                ) => {}
                 got => return got,
             }
         }

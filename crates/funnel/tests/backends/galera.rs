@@ -559,6 +559,15 @@ fn pinned_on(proxy: &funnel_engine::Proxy, node: &MariaDb) -> (Conn, u16) {
 /// `quick` (causal reads, up to 1 s), `app` (causal reads, up to 10 s)
 /// and `plain`. Row 1 of `farm.t` holds 0.
 fn two_writers(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
+    two_writers_with(
+        g1,
+        g2,
+        "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+    )
+}
+
+/// [`two_writers`] with `extra` for its `pool` and `monitor` sections.
+fn two_writers_with(g1: &MariaDb, g2: &MariaDb, extra: &str) -> funnel_engine::Proxy {
     g1.exec("INSERT INTO farm.t VALUES (1, 0)");
     let user = |name: &str, causal: &str| {
         format!(
@@ -570,8 +579,7 @@ fn two_writers(g1: &MariaDb, g2: &MariaDb) -> funnel_engine::Proxy {
         "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}{}backends:\n\
          \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
          \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
-         \x20 - name: g2r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
-         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+         \x20 - name: g2r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n{extra}",
         user("quick", "    causal_reads: true\n    causal_reads_timeout: 1s\n"),
         user("app", "    causal_reads: true\n    causal_reads_timeout: 10s\n"),
         user("plain", ""),
@@ -964,6 +972,59 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_waits_its_t
     );
     drop((lock_g1, lock_g2));
     blocked.join().unwrap();
+}
+
+/// Unread writes of a causal session (`quick`, 1 s) through both nodes of
+/// a two-writer Galera pair; `g2` then held back (a row lock on its
+/// applier) and `g1` shut down, which the health monitor (every minute)
+/// has not seen. The read waits its second on `g2`, which does not catch
+/// up; `g1`, not seen to lag, cannot take the read (its connects are
+/// refused): it runs on `g2` without the wait (a warning), as the
+/// docs say, rather than fail. Before, the client got ERR 9003 for `g1`.
+#[test]
+fn backends_galera_causal_read_after_unread_writes_runs_on_a_writer_when_the_others_fail() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (2, 0), (3, 0)");
+    let proxy = two_writers_with(
+        &g1,
+        &g2,
+        "pool:\n  min_idle_per_core: 0\n  idle_timeout: 200ms\nmonitor:\n  interval: 60s\n",
+    );
+    funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
+        rows(&[&g2])[0] == 3
+    });
+    let v = |db: &MariaDb, id: i64| {
+        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+            .unwrap()
+    };
+    let mut q = causal_client(&proxy, "quick");
+    let on_g1 = pinned_on(&proxy, &g1);
+    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    q.query_drop("UPDATE t SET v = @@port WHERE id = 2").unwrap();
+    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    let on_g2 = pinned_on(&proxy, &g2);
+    drop(on_g1);
+    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
+    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    drop(on_g2);
+    assert_eq!(v(&g2, 2), i64::from(g2.port()), "written through g2");
+    assert_eq!(v(&g1, 1), i64::from(g1.port()), "written through g1");
+
+    let lock = hold_row(&g2, 3);
+    g1.exec("UPDATE farm.t SET v = 1 WHERE id = 3");
+    g1.stop();
+    // Funnel's idle connections to g1 close.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ne!(v(&g2, 3), 1, "g2 lags");
+
+    let before = causal_counts(&proxy);
+    let got = q.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+    drop(lock);
+    let (_, port) = got.expect("the read runs on a writer without the wait").unwrap();
+    assert_eq!(port, g2.port());
+    let after = causal_counts(&proxy);
+    assert_eq!((after.0 - before.0, after.2 - before.2), (0, 1));
 }
 
 /// A Galera pair as one runs it with an asynchronous replica: binary
