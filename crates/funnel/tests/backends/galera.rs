@@ -1027,6 +1027,54 @@ fn backends_galera_causal_read_after_unread_writes_runs_on_a_writer_when_the_oth
     assert_eq!((after.0 - before.0, after.2 - before.2), (0, 1));
 }
 
+/// A `KILL QUERY` of a read that waits (up to 10 s) for a writer of a
+/// Galera pair to commit all the cluster ordered, after the session's
+/// unread writes through both nodes, stops it at once (ERR 1317), as it
+/// stops the other causal waits; the session goes on, and its next read,
+/// once the held-back node can catch up, sees the writes.
+#[test]
+fn backends_galera_kill_query_stops_the_wait_after_unread_writes_through_two_nodes() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (2, 0)");
+    let proxy = two_writers(&g1, &g2);
+    funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
+        rows(&[&g2])[0] == 2
+    });
+    let mut c = causal_client(&proxy, "app");
+    let id: u32 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let on_g1 = pinned_on(&proxy, &g1);
+    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    c.query_drop("UPDATE t SET v = @@port WHERE id = 2").unwrap();
+    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    let lock = hold_row(&g2, 1);
+    let on_g2 = pinned_on(&proxy, &g2);
+    drop(on_g1);
+    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    c.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
+    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    // g1 busy: the read goes to g2, which lags.
+    let _on_g1 = pinned(&proxy);
+    drop(on_g2);
+    let mut killer = causal_client(&proxy, "app");
+    let kill = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    });
+    let started = Instant::now();
+    let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+    let took = started.elapsed();
+    kill.join().unwrap();
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
+        other => panic!("the killed read ran: {other:?} after {took:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "the read waited on ({took:?})");
+    assert_eq!(causal_counts(&proxy), (0, 0, 0));
+    drop(lock);
+    assert_eq!(read_v(&mut c, 1).0, Some(i64::from(g1.port())));
+    assert_eq!(read_v(&mut c, 2).0, Some(i64::from(g2.port())));
+}
+
 /// A Galera pair as one runs it with an asynchronous replica: binary
 /// logs on, the cluster's writes logged alike on each node
 /// (`wsrep_gtid_mode`, `log_slave_updates`); and a plain read-only
