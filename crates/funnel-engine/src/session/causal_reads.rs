@@ -385,7 +385,13 @@ impl Session {
                     }
                     match self.checkout_routed(0, f, Some(&tried)).await {
                         Ok(conn) => conn,
-                        Err(EngineError::NoBackend { .. }) => break,
+                        // No other writer, or none could give a
+                        // connection (each was tried): nothing was sent.
+                        Err(
+                            EngineError::NoBackend { .. }
+                            | EngineError::BackendUnavailable { .. }
+                            | EngineError::KeyRefused { .. },
+                        ) => break,
                         Err(e) => return Err(e),
                     }
                 }

@@ -983,7 +983,26 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_waits_its_t
 /// docs say, rather than fail. Before, the client got ERR 9003 for `g1`.
 #[test]
 fn backends_galera_causal_read_after_unread_writes_runs_on_a_writer_when_the_others_fail() {
+    unread_writes_then_a_writer_fails(false);
+}
+
+/// [`backends_galera_causal_read_after_unread_writes_runs_on_a_writer_when_the_others_fail`]
+/// with `g2`'s own causal wait (`repl.causal_read_timeout`) shorter than
+/// the session's: `g2` answers ERR 1205 within the second, and the read,
+/// which `g1` cannot take, runs on `g2` all the same. Before, the client
+/// got ERR 9003 for `g1`.
+#[test]
+fn backends_galera_causal_read_after_a_writer_gave_up_waiting_runs_when_the_others_fail() {
+    unread_writes_then_a_writer_fails(true);
+}
+
+/// See the two tests above; `short_wait`: `g2`'s `repl.causal_read_timeout`
+/// is 300 ms.
+fn unread_writes_then_a_writer_fails(short_wait: bool) {
     let (g1, g2) = galera_pair();
+    if short_wait {
+        g2.exec("SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=PT0.3S'");
+    }
     g1.exec("INSERT INTO farm.t VALUES (2, 0), (3, 0)");
     let proxy = two_writers_with(
         &g1,
