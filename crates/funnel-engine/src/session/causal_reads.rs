@@ -230,8 +230,9 @@ impl Session {
     /// unread, which only the server they went through is known to have.
     /// Writes to a plain primary: the read goes to a writer. Writes to a
     /// Galera cluster: through one node, that node serves the read (not
-    /// another writer, which may not have committed them yet); through
-    /// several, see [`Session::galera_read_after_writes_through_nodes`].
+    /// another writer, which may not have committed them yet) while it can
+    /// take it; through several, or when it cannot, see
+    /// [`Session::galera_read_after_writes_through_nodes`].
     /// Alike whether `pool` is a node of the cluster or a replica (of the
     /// read hostgroup, or read-only in the default one): a replica's read
     /// that went to any writer missed the writes on a node that lagged.
@@ -248,7 +249,7 @@ impl Session {
         };
         let Some(through) = self.causal.unread_in(&cluster).flatten() else {
             return self
-                .galera_read_after_writes_through_nodes(conn, &cluster, timeout, f)
+                .galera_read_after_writes_through_nodes(Some(conn), &cluster, timeout, f)
                 .await;
         };
         if through == pool.id {
@@ -257,7 +258,30 @@ impl Session {
         self.shard.backends.release(conn);
         let mut behind = self.galera_nodes_behind(&cluster, through, None);
         behind.push(pool.id);
-        self.causal_read_on_writer(f, &behind).await
+        // A `KILL QUERY` that came as the read waited for `conn`: the
+        // checkout would clear it, and the read would run.
+        if self.stop_requested() {
+            return Err(self.stopped_wait());
+        }
+        match self.checkout_routed(0, f, Some(&behind)).await {
+            Ok(conn) => {
+                Stats::bump(&self.shard.stats.causal_reads_on_writer);
+                Ok(conn)
+            }
+            // The node written through cannot take it (down, drained, its
+            // connects failing; nothing was sent): no other node is known
+            // to have the writes, and any may lag. A writer reads them
+            // back first, as after writes through several nodes.
+            Err(
+                EngineError::NoBackend { .. }
+                | EngineError::BackendUnavailable { .. }
+                | EngineError::KeyRefused { .. },
+            ) => {
+                self.galera_read_after_writes_through_nodes(None, &cluster, timeout, f)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A read on a node of the Galera `cluster` (pool `pool`) the session
@@ -350,15 +374,16 @@ impl Session {
     /// cluster ordered so far, the session's writes among them
     /// (`wsrep_sync_wait`), and its GTIDs then steer the later reads as
     /// any read-back's do (this node serves them at once, others wait).
-    /// `conn` serves when it is a writer of the default hostgroup in the
-    /// cluster, where writes are read back; else a writer of the cluster
-    /// does. One that does not catch up leaves the read to the next, in
+    /// `conn` (if any) serves when it is a writer of the default hostgroup
+    /// in the cluster, where writes are read back; else a writer of the
+    /// cluster does. So after writes through one node that cannot take the
+    /// read. One that does not catch up leaves the read to the next, in
     /// what is left of `causal_reads_timeout`, which bounds the whole
     /// wait; when none did in time, the read runs without the wait on a
     /// writer not seen to lag, while there is one (a warning is logged).
     async fn galera_read_after_writes_through_nodes(
         &mut self,
-        conn: BackendConn,
+        conn: Option<BackendConn>,
         cluster: &str,
         timeout: std::time::Duration,
         f: &Forward,
@@ -371,7 +396,7 @@ impl Session {
         // Writers of the cluster that did not catch up in time (or could
         // not wait): the read without the wait goes elsewhere while it can.
         let mut lagging: Vec<u32> = Vec::new();
-        let mut next = Some(conn);
+        let mut next = conn;
         loop {
             let conn = match next.take() {
                 Some(conn) => conn,

@@ -1046,6 +1046,53 @@ fn unread_writes_then_a_writer_fails(short_wait: bool) {
     assert_eq!((after.0 - before.0, after.2 - before.2), (0, 1));
 }
 
+/// Unread writes of a causal session (`app`, 10 s) through `g1` alone of
+/// a two-writer Galera pair, `g2` held back from them (a row lock on its
+/// applier); then `g1` shuts down, which the health monitor (every
+/// minute) has not seen. The node written through cannot take the read
+/// (its connects are refused), and no other is known to have the write:
+/// `g2` reads it back first, waiting until it has committed all the
+/// cluster ordered, and sees it once the lock goes, 1.5 s later. Before,
+/// `g2` served the read at once (after the client got ERR 9003 for `g1`,
+/// before that fix), and it missed the write.
+#[test]
+fn backends_galera_causal_read_after_unread_writes_through_a_node_gone_waits_on_another() {
+    let (g1, g2) = galera_pair();
+    let proxy = two_writers_with(
+        &g1,
+        &g2,
+        "pool:\n  min_idle_per_core: 0\n  idle_timeout: 200ms\nmonitor:\n  interval: 60s\n",
+    );
+    funnel_testkit::wait_until_within("g2 has the row", Duration::from_secs(10), || rows(&[&g2])[0] == 1);
+    let v = |db: &MariaDb, id: i64| {
+        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+            .unwrap()
+    };
+    let mut c = causal_client(&proxy, "app");
+    let lock = hold_row(&g2, 1);
+    let on_g2 = pinned_on(&proxy, &g2);
+    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    c.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
+    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    drop(on_g2);
+    let want = i64::from(g1.port());
+    assert_eq!(v(&g1, 1), want, "written through g1");
+    g1.stop();
+    // Funnel's idle connections to g1 close.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_ne!(v(&g2, 1), want, "g2 lacks it");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    let started = Instant::now();
+    let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+    let took = started.elapsed();
+    release.join().unwrap();
+    assert_eq!(got.unwrap().unwrap(), (Some(want), g2.port()), "after {took:?}");
+    assert_eq!(causal_counts(&proxy), (1, 0, 0));
+}
+
 /// A `KILL QUERY` of a read that waits (up to 10 s) for a writer of a
 /// Galera pair to commit all the cluster ordered, after the session's
 /// unread writes through both nodes, stops it at once (ERR 1317), as it
