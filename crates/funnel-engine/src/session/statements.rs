@@ -580,18 +580,20 @@ impl Session {
             }
             return self.refuse_by_rule(&err).await;
         }
-        if let Some(rule) = rule.as_ref().filter(|r| r.ok.is_some() || r.delay.is_some()) {
-            // Rare: boxed, out of every execute's future.
-            let command = if bulk { "bulk_execute" } else { "execute" };
-            if Box::pin(self.execute_by_rule(rule, command, id, &meta)).await? {
-                return Ok(());
-            }
-        }
         // A bulk's types are the statement's for later executes too, and
         // an execute's for a later bulk, as on the server. A bulk's are
         // noted once a connection that takes bulks runs it (below).
         if !bulk {
             self.note_param_types(id, payload, &head);
+        }
+        if let Some(rule) = rule.as_ref().filter(|r| r.ok.is_some() || r.delay.is_some()) {
+            // Rare: boxed, out of every execute's future. After the
+            // types are noted: the client sends them once, and its next
+            // executes take them whether this one ran or not.
+            let command = if bulk { "bulk_execute" } else { "execute" };
+            if Box::pin(self.execute_by_rule(rule, command, id, &meta)).await? {
+                return Ok(());
+            }
         }
         let mut f = Forward::new(name, Some(Expect::Results));
         // State it makes (a user variable, a named lock, a temporary table)
