@@ -927,3 +927,27 @@ fn query_rules_pin_keeps_the_client_on_its_connection() {
     c.reset().unwrap();
     assert_eq!(mine(&mut admin).2, None);
 }
+
+/// A rule's `ok` answers one statement: a multi-statement query it
+/// matches gets an ERR naming the rule, and none of its statements runs
+/// (one OK for all would tell the client the ones after the first
+/// succeeded, which nothing ran).
+#[test]
+fn query_rules_ok_refuses_a_query_of_several_statements() {
+    let env = env("qr_ok_multi", OK_DELAY_PIN);
+    let mut c = env.client("app");
+    for sql in [
+        "INSERT INTO t /* ignored */ VALUES (5, 50); INSERT INTO t VALUES (12, 1)",
+        "INSERT INTO t /* ignored */ VALUES (5, 50); COMMIT",
+    ] {
+        let (code, _, message) = server_error(c.query_drop(sql).unwrap_err());
+        assert_eq!(code, 1148, "{message}");
+        assert!(message.contains("query_rules[0].ok"), "{message}");
+        assert_eq!(env.rows_in_t(), 2, "nothing ran: {sql}");
+    }
+    // One statement, with its closing semicolon, is answered.
+    c.query_drop("INSERT INTO t /* ignored */ VALUES (5, 50);")
+        .unwrap();
+    assert_eq!(c.info_str(), "ignored by Funnel");
+    assert_eq!(env.rows_in_t(), 2);
+}

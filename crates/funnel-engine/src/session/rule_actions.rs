@@ -12,6 +12,7 @@ use bytes::{BufMut, BytesMut};
 use funnel_protocol::framing::{write_small_packet, PacketHeader, HEADER_LEN, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
 
+use super::command::{plan, Plan};
 use super::{End, Session};
 use crate::error::EngineError;
 use crate::kill::ClientState;
@@ -112,7 +113,16 @@ impl Session {
         };
         if let Some(message) = &rule.ok {
             self.log_query_text(total);
+            let several = match plan(&self.buf.bytes()[HEADER_LEN..head.total_len()], self.caps) {
+                Plan::Forward(f) => f.several_statements,
+                _ => false,
+            };
             self.buf.consume(total);
+            if several {
+                // One OK for all would tell the client that statements
+                // after the first succeeded, which nothing ran.
+                return self.refuse_by_rule(&ok_for_one_statement(&rule)).await;
+            }
             return self.answer_ok_by_rule(message).await;
         }
         if let Some(delay) = rule.delay {
@@ -181,6 +191,19 @@ impl Session {
             false => Err(EngineError::ConnectionKilled),
         }
     }
+}
+
+/// The ERR for a multi-statement text a rule answers with `ok`: an OK
+/// would answer every statement in it, and none runs (1148, as a refusal).
+fn ok_for_one_statement(rule: &Action) -> ErrPacket {
+    ErrPacket::new(
+        1148,
+        "42000",
+        format!(
+            "query_rules[{}].ok answers a single statement: this query holds several, and none ran",
+            rule.index
+        ),
+    )
 }
 
 /// The ERR for a binary prepare of a text a rule answers with `ok`: the
