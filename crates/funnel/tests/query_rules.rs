@@ -951,3 +951,23 @@ fn query_rules_ok_refuses_a_query_of_several_statements() {
     assert_eq!(c.info_str(), "ignored by Funnel");
     assert_eq!(env.rows_in_t(), 2);
 }
+
+/// A client that leaves during a rule's `delay` (its read timed out, and
+/// it may send the statement again elsewhere) ends the wait: the held
+/// statement never runs.
+#[test]
+fn query_rules_delay_ends_when_the_client_leaves() {
+    let env = env("qr_delay_gone", OK_DELAY_PIN);
+    let port = env.proxy.local_addr().port();
+    let started = Instant::now();
+    {
+        let mut c =
+            Conn::new(opts(port, "app", "apppw").read_timeout(Some(Duration::from_millis(500)))).unwrap();
+        c.query_drop("INSERT INTO t /* held */ VALUES (3, 30)")
+            .unwrap_err();
+    }
+    // Past the 5 s delay (from the client's start).
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(started.elapsed()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(env.rows_in_t(), 2, "the statement of a client gone never ran");
+}

@@ -126,7 +126,7 @@ impl Session {
             return self.answer_ok_by_rule(message).await;
         }
         if let Some(delay) = rule.delay {
-            if let Err(e) = self.hold_back(delay).await {
+            if let Err(e) = self.hold_back(delay).await? {
                 self.log_query_text(total);
                 self.buf.consume(total);
                 return self.reply_error(1, e).await;
@@ -165,33 +165,70 @@ impl Session {
     /// Waits out a rule's `delay` before the statement runs, holding no
     /// connection the session does not hold already. A `KILL QUERY` of
     /// the statement (or a `KILL` of the client) stops the wait, as it
-    /// stops one for a connection: the statement never runs.
-    pub(super) async fn hold_back(&mut self, delay: Duration) -> Result<(), EngineError> {
+    /// stops one for a connection: the statement never runs (the inner
+    /// ERR). So does the client's leaving (closing its socket, or a
+    /// `COM_QUIT`), which ends the session (`End::Closed`): a client that
+    /// gave up on the statement, maybe to send it again on another
+    /// connection, must not have it run once the delay is over.
+    pub(super) async fn hold_back(&mut self, delay: Duration) -> Result<Result<(), EngineError>, End> {
         let (state, _) = self.control.state();
         self.control.take_wait_interrupted();
         self.control.set_state(ClientState::Waiting);
         let stopped = self.control.wait_stopped();
+        let buf = &mut self.buf;
+        let stream = &mut self.stream;
+        // Only the client's leaving is looked for: other bytes it sends
+        // meanwhile (a pipelined command) wait in the buffer, and the
+        // watch ends there (the buffer takes no more).
+        let left = async {
+            loop {
+                let before = buf.bytes().len();
+                match buf.fill(stream).await {
+                    Err(_) => return,
+                    Ok(0) => continue,
+                    Ok(_) => {
+                        if buf.bytes()[before..] == COM_QUIT_PACKET {
+                            return;
+                        }
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
         let waited = futures_lite::future::or(
             async {
                 rt::sleep(delay).await;
-                true
+                Some(true)
             },
-            async {
-                stopped.await;
-                false
-            },
+            futures_lite::future::or(
+                async {
+                    stopped.await;
+                    Some(false)
+                },
+                async {
+                    left.await;
+                    None
+                },
+            ),
         )
         .await;
         self.control.set_state(state);
         match waited {
-            true => Ok(()),
-            false if self.control.take_wait_interrupted() && !self.control.is_killed() => {
-                Err(EngineError::Interrupted)
+            None => {
+                tracing::debug!(client = %self.id, "client left during a query rule's delay");
+                Err(End::Closed)
             }
-            false => Err(EngineError::ConnectionKilled),
+            Some(true) => Ok(Ok(())),
+            Some(false) if self.control.take_wait_interrupted() && !self.control.is_killed() => {
+                Ok(Err(EngineError::Interrupted))
+            }
+            Some(false) => Ok(Err(EngineError::ConnectionKilled)),
         }
     }
 }
+
+/// A `COM_QUIT` as a client sends it: a packet of one byte, 0x01.
+const COM_QUIT_PACKET: [u8; 5] = [1, 0, 0, 0, 1];
 
 /// The ERR for a multi-statement text a rule answers with `ok`: an OK
 /// would answer every statement in it, and none runs (1148, as a refusal).

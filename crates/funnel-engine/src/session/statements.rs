@@ -394,7 +394,7 @@ impl Session {
         let stopped = match (&rule.ok, rule.delay) {
             (Some(_), _) => None,
             (None, None) => return Ok(false),
-            (None, Some(delay)) => match self.hold_back(delay).await {
+            (None, Some(delay)) => match self.hold_back(delay).await? {
                 Ok(()) => return Ok(false),
                 Err(e) => Some(e),
             },
