@@ -839,11 +839,19 @@ fn query_rules_delay_holds_statements_back_and_a_kill_ends_the_wait() {
     // Waiting, with no backend connection in use.
     loop {
         let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
-        let waiting = rows.iter().any(|r| {
+        let waiting = rows.iter().find(|r| {
             r.get::<String, _>("id").unwrap() == id.to_string()
                 && r.get::<String, _>("state").unwrap() == "waiting"
         });
-        if waiting {
+        if let Some(row) = waiting {
+            // With what it waits to run.
+            let statement: Option<String> = row.get("statement").unwrap();
+            assert!(
+                statement
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("INSERT INTO t")),
+                "{statement:?}"
+            );
             break;
         }
         assert!(

@@ -126,6 +126,9 @@ impl Session {
             return self.answer_ok_by_rule(message).await;
         }
         if let Some(delay) = rule.delay {
+            // `SHOW CLIENTS` shows what a held client waits to run, as for
+            // one waiting for a connection.
+            self.note_digest(total);
             if let Err(e) = self.hold_back(delay).await? {
                 self.log_query_text(total);
                 self.buf.consume(total);
