@@ -979,3 +979,21 @@ fn query_rules_delay_ends_when_the_client_leaves() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(env.rows_in_t(), 2, "the statement of a client gone never ran");
 }
+
+/// `SHOW QUERY RULES` tells a rule that answers with an empty OK from
+/// one that does not answer: its `ok` is empty, the other's NULL.
+#[test]
+fn query_rules_show_an_empty_ok_apart_from_none() {
+    let env = env(
+        "qr_ok_empty",
+        "query_rules:\n  - match_prefix: 'SET sql_log_bin'\n    ok: ''\n  - match_prefix: 'SELECT /* pin */'\n    pin: true\n",
+    );
+    let mut c = env.client("app");
+    c.query_drop("SET sql_log_bin = 0").unwrap();
+    assert_eq!(c.info_str(), "");
+    let rows: Vec<Row> = env.admin().query("SHOW QUERY RULES").unwrap();
+    let ok: Vec<Option<String>> = rows.iter().map(|r| r.get("ok").unwrap()).collect();
+    assert_eq!(ok, [Some(String::new()), None]);
+    let pin: Vec<String> = rows.iter().map(|r| r.get("pin").unwrap()).collect();
+    assert_eq!(pin, ["0", "1"]);
+}

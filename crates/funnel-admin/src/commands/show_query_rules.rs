@@ -39,30 +39,35 @@ pub fn run(ctx: &AdminContext) -> Reply {
     ]);
     let or_empty = |v: &Option<String>| v.clone().unwrap_or_default();
     for (i, r) in rules.iter().enumerate() {
-        t.row(vec![
-            i.to_string(),
-            or_empty(&r.match_prefix),
-            or_empty(&r.match_regex),
-            or_empty(&r.match_digest),
+        let row: Vec<Option<String>> = vec![
+            Some(i.to_string()),
+            Some(or_empty(&r.match_prefix)),
+            Some(or_empty(&r.match_regex)),
+            Some(or_empty(&r.match_digest)),
             // As ProxySQL's `negate_match_pattern`.
-            u8::from(r.negate_match).to_string(),
-            or_empty(&r.user),
-            or_empty(&r.schema),
-            r.client_addr
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            or_empty(&r.hostgroup),
-            or_empty(&r.error),
-            or_empty(&r.ok),
-            r.timeout.map(|d| d.to_string()).unwrap_or_default(),
-            r.delay.map(|d| d.to_string()).unwrap_or_default(),
-            u8::from(r.pin).to_string(),
-            or_empty(&r.rewrite),
-            r.cache_ttl.map(|d| d.to_string()).unwrap_or_default(),
-            r.log.map(|l| u8::from(l).to_string()).unwrap_or_default(),
-            hits[i].to_string(),
-        ]);
+            Some(u8::from(r.negate_match).to_string()),
+            Some(or_empty(&r.user)),
+            Some(or_empty(&r.schema)),
+            Some(
+                r.client_addr
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
+            Some(or_empty(&r.hostgroup)),
+            Some(or_empty(&r.error)),
+            // NULL without `ok`: an empty message answers too.
+            r.ok.clone(),
+            Some(r.timeout.map(|d| d.to_string()).unwrap_or_default()),
+            Some(r.delay.map(|d| d.to_string()).unwrap_or_default()),
+            Some(u8::from(r.pin).to_string()),
+            Some(or_empty(&r.rewrite)),
+            Some(r.cache_ttl.map(|d| d.to_string()).unwrap_or_default()),
+            Some(r.log.map(|l| u8::from(l).to_string()).unwrap_or_default()),
+            Some(hits[i].to_string()),
+        ];
+        debug_assert_eq!(row.len(), t.columns.len());
+        t.rows.push(row);
     }
     Reply::Table(t)
 }
