@@ -767,6 +767,9 @@ fn config_query_rules_answer_ok_delay_or_pin() {
     error: refused
   - match_prefix: SELECT
     ok: '{}'
+  - match_prefix: SELECT
+    pin: true
+    cache_ttl: 5s
 ",
         "x".repeat(513)
     );
@@ -779,6 +782,7 @@ fn config_query_rules_answer_ok_delay_or_pin() {
             "query_rules[3].delay: must be at least 1ms and at most 1h",
             "query_rules[4].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite, cache_ttl, delay or pin with error",
             "query_rules[5].ok: longer than 512 bytes",
+            "query_rules[6].cache_ttl: a cached answer runs on no connection to pin: give no cache_ttl with pin",
         ]
     );
 }

@@ -214,6 +214,14 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
             if ttl.as_duration() < MIN_RULE_TIMEOUT {
                 push(out, format!("{path}.cache_ttl"), "must be at least 1ms");
             }
+            if r.pin {
+                // A statement that pins is never answered from the cache.
+                push(
+                    out,
+                    format!("{path}.cache_ttl"),
+                    "a cached answer runs on no connection to pin: give no cache_ttl with pin",
+                );
+            }
         }
         if let Some(delay) = r.delay {
             let d = delay.as_duration();
