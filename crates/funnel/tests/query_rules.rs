@@ -358,6 +358,43 @@ fn query_rules_refused_rollback_and_chain_leaves_a_lost_transaction_lost() {
     assert_eq!(ids, [1, 2, 5]);
 }
 
+/// A `ROLLBACK AND CHAIN` a rule's `delay` holds back, and a `KILL
+/// QUERY` stops there, never ran: the lost transaction stays lost.
+#[test]
+fn query_rules_delayed_rollback_and_chain_killed_leaves_a_lost_transaction_lost() {
+    let rules = "query_rules:\n  - match_regex: '(?i)AND\\s+CHAIN'\n    delay: 5s\n";
+    let env = env("qr_lost_delay", rules);
+    let mut c = env.client("app");
+    lose_transaction(&env, &mut c);
+    let id = c.connection_id().to_string();
+    let held = std::thread::spawn(move || {
+        let r = c.query_drop("ROLLBACK AND CHAIN").map_err(server_error);
+        (r, c)
+    });
+    let mut admin = env.admin();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
+        if rows.iter().any(|r| {
+            r.get::<String, _>("id").unwrap() == id && r.get::<String, _>("state").unwrap() == "waiting"
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never held: {rows:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    admin.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (r, mut c) = held.join().unwrap();
+    assert_eq!(r.unwrap_err().0, 1317);
+    assert_eq!(
+        server_error(c.query_drop("INSERT INTO t VALUES (4, 40)").unwrap_err()).0,
+        9008,
+        "still in the lost transaction"
+    );
+    c.query_drop("ROLLBACK").unwrap();
+    assert_eq!(env.rows_in_t(), 2);
+}
+
 /// Opens a transaction on `c` (inserting id 3) and has the server close
 /// its connection mid-statement: Funnel refuses the session's statements
 /// with 9008 from then on, until it ends the transaction.
