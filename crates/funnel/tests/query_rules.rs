@@ -990,6 +990,17 @@ fn query_rules_ok_refuses_a_query_of_several_statements() {
         assert!(message.contains("query_rules[0].ok"), "{message}");
         assert_eq!(env.rows_in_t(), 2, "nothing ran: {sql}");
     }
+    // Where a backslash ends no string, the server would read two
+    // statements where a backslash escape would make one.
+    c.query_drop("SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+        .unwrap();
+    let sql = r"INSERT INTO t /* ignored */ VALUES (5, 'a'); INSERT INTO t VALUES (12, 1) -- ')";
+    let (code, _, message) = server_error(c.query_drop(sql).unwrap_err());
+    assert_eq!(code, 1148, "{message}");
+    assert_eq!(env.rows_in_t(), 2, "nothing ran: {sql}");
+    c.query_drop(r"INSERT INTO t /* ignored */ VALUES (5, 'a')")
+        .unwrap();
+    assert_eq!(c.info_str(), "ignored by Funnel");
     // One statement, with its closing semicolon, is answered.
     c.query_drop("INSERT INTO t /* ignored */ VALUES (5, 50);")
         .unwrap();
