@@ -1008,6 +1008,36 @@ fn query_rules_ok_refuses_a_query_of_several_statements() {
     assert_eq!(env.rows_in_t(), 2);
 }
 
+/// A rule's `ok` does not answer a statement that would end the open
+/// transaction (the client would take it as committed or rolled back
+/// while it goes on): it gets an ERR naming the rule, the transaction
+/// stays open. Outside a transaction the OK answers.
+#[test]
+fn query_rules_ok_ends_no_open_transaction() {
+    let rules = "query_rules:\n  - match_regex: '(?i)^\\s*(COMMIT|ROLLBACK)\\s*$'\n    ok: 'skipped'\n";
+    let env = env("qr_ok_tx", rules);
+    let mut c = env.client("app");
+    c.query_drop("COMMIT").unwrap();
+    assert_eq!(c.info_str(), "skipped");
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    for sql in ["COMMIT", "ROLLBACK"] {
+        let (code, _, message) = server_error(c.query_drop(sql).unwrap_err());
+        assert_eq!(code, 1148, "{message}");
+        assert!(message.contains("query_rules[0].ok"), "{message}");
+        assert_eq!(
+            c.query_first::<i64, _>("SELECT @@in_transaction").unwrap(),
+            Some(1),
+            "{sql}"
+        );
+    }
+    assert_eq!(env.rows_in_t(), 2, "not committed");
+    c.query_drop("COMMIT WORK").unwrap();
+    assert_eq!(env.rows_in_t(), 3);
+    c.query_drop("ROLLBACK").unwrap();
+    assert_eq!(c.info_str(), "skipped");
+}
+
 /// A client that leaves during a rule's `delay` (its read timed out, and
 /// it may send the statement again elsewhere) ends the wait: the held
 /// statement never runs.

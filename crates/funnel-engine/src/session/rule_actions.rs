@@ -113,15 +113,23 @@ impl Session {
         };
         if let Some(message) = &rule.ok {
             self.log_query_text(total);
-            let several = match plan(&self.buf.bytes()[HEADER_LEN..head.total_len()], self.caps) {
+            let payload = &self.buf.bytes()[HEADER_LEN..head.total_len()];
+            let several = match plan(payload, self.caps) {
                 Plan::Forward(f) => f.several_statements,
                 _ => false,
             };
+            let ends_transaction = self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction())
+                && ends_transaction(&payload[1..]);
             self.buf.consume(total);
             if several {
                 // One OK for all would tell the client that statements
                 // after the first succeeded, which nothing ran.
                 return self.refuse_by_rule(&ok_for_one_statement(&rule)).await;
+            }
+            if ends_transaction {
+                // An OK would tell the client its transaction is over
+                // (committed, or rolled back) while it goes on.
+                return self.refuse_by_rule(&ok_ending_no_transaction(&rule)).await;
             }
             return self.answer_ok_by_rule(message).await;
         }
@@ -251,6 +259,34 @@ fn ok_for_one_statement(rule: &Action) -> ErrPacket {
     )
 }
 
+/// True when `sql` ends an open transaction: a `COMMIT`, a statement
+/// that commits before it runs (DDL, `BEGIN`, ...), or a `ROLLBACK` but
+/// one to a savepoint.
+fn ends_transaction(sql: &[u8]) -> bool {
+    if super::lost_transaction::commits(sql) {
+        return true;
+    }
+    let mut words = super::sql_lex::skip_leading_comments(sql)
+        .split(|c| c.is_ascii_whitespace() || *c == b';' || *c == b'/')
+        .filter(|w| !w.is_empty());
+    words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"ROLLBACK"))
+        && !words.any(|w| w.eq_ignore_ascii_case(b"TO"))
+}
+
+/// The ERR for a text a rule answers with `ok` that would end the
+/// session's open transaction (1148, as a refusal).
+fn ok_ending_no_transaction(rule: &Action) -> ErrPacket {
+    ErrPacket::new(
+        1148,
+        "42000",
+        format!(
+            "query_rules[{}].ok would answer a statement that ends the open transaction, which would go \
+             on: not run, the transaction is still open",
+            rule.index
+        ),
+    )
+}
+
 /// The ERR for a binary prepare of a text a rule answers with `ok`: the
 /// server's for a statement it cannot prepare (1295), which connectors
 /// take as the cue to send the statement as a text query.
@@ -299,6 +335,35 @@ pub(super) async fn stopping_after<T>(
         None => {
             stop();
             relay.await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ends_transaction;
+
+    #[test]
+    fn rule_actions_statements_that_end_a_transaction() {
+        for sql in [
+            "COMMIT",
+            "commit work",
+            "/* c */ ROLLBACK",
+            "rollback and chain",
+            "ROLLBACK;",
+            "BEGIN",
+            "CREATE TABLE x (a INT)",
+            "SET autocommit = 1",
+        ] {
+            assert!(ends_transaction(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO SAVEPOINT s",
+            "rollback work to s",
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+        ] {
+            assert!(!ends_transaction(sql.as_bytes()), "{sql}");
         }
     }
 }
