@@ -395,6 +395,28 @@ fn query_rules_delayed_rollback_and_chain_killed_leaves_a_lost_transaction_lost(
     assert_eq!(env.rows_in_t(), 2);
 }
 
+/// A `ROLLBACK AND CHAIN` that gets no connection (the pool paused past
+/// `backlog.wait_timeout`) never ran: the lost transaction stays lost.
+#[test]
+fn lost_transaction_rollback_and_chain_that_got_no_connection_ended_nothing() {
+    let env = env("qr_lost_paused", "");
+    let mut c = env.client("app");
+    lose_transaction(&env, &mut c);
+    let mut admin = env.admin();
+    admin.query_drop("SET backlog.wait_timeout = 300ms").unwrap();
+    admin.query_drop("PAUSE").unwrap();
+    let (code, _, message) = server_error(c.query_drop("ROLLBACK AND CHAIN").unwrap_err());
+    admin.query_drop("RESUME").unwrap();
+    assert_ne!(code, 9008, "{message}");
+    assert_eq!(
+        server_error(c.query_drop("INSERT INTO t VALUES (4, 40)").unwrap_err()).0,
+        9008,
+        "still in the lost transaction"
+    );
+    c.query_drop("ROLLBACK").unwrap();
+    assert_eq!(env.rows_in_t(), 2);
+}
+
 /// Opens a transaction on `c` (inserting id 3) and has the server close
 /// its connection mid-statement: Funnel refuses the session's statements
 /// with 9008 from then on, until it ends the transaction.

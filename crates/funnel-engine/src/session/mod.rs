@@ -3021,6 +3021,14 @@ impl Session {
     /// its code for `SHOW STATS` and `funnel_errors_total`.
     async fn send_own_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {
         self.shard.stats.count_error(err.code);
+        // A command that would end a lost transaction (`ROLLBACK AND
+        // CHAIN`) and failed here (no connection for it, a `KILL` while it
+        // waited, a rule) ended nothing: the statements after it must not
+        // run in autocommit, out of the transaction the client still
+        // thinks it is in.
+        if std::mem::take(&mut self.ends_lost_transaction) {
+            self.tx_lost = true;
+        }
         if !self.no_reply {
             self.note_own_err(err);
         }

@@ -140,11 +140,8 @@ impl Session {
             if let Err(e) = self.hold_back(delay).await? {
                 self.log_query_text(total);
                 self.buf.consume(total);
-                // A `ROLLBACK AND CHAIN` stopped here ended nothing (as one
-                // refused, see `refuse_by_rule`).
-                if std::mem::take(&mut self.ends_lost_transaction) {
-                    self.tx_lost = true;
-                }
+                // (A `ROLLBACK AND CHAIN` stopped here ended nothing: see
+                // `send_own_err`.)
                 return self.reply_error(1, e).await;
             }
         }
