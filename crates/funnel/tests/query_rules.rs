@@ -1097,3 +1097,31 @@ fn query_rules_show_an_empty_ok_apart_from_none() {
     let pin: Vec<String> = rows.iter().map(|r| r.get("pin").unwrap()).collect();
     assert_eq!(pin, ["0", "1"]);
 }
+
+/// The OK of a rule's `ok` carries the session's lasting status flags
+/// (a transaction, autocommit) and none the server set for the statement
+/// before it on a held connection (no index used, a slow query), as a
+/// server's OK for a statement of its own would: PHP's
+/// `MYSQLI_REPORT_INDEX` turns "no index used" into an exception.
+#[test]
+fn query_rules_ok_carries_no_status_of_the_statement_before() {
+    use funnel_testkit::mini_client::{MiniClient, QueryResult};
+    let env = env("qr_ok_status", OK_DELAY_PIN);
+    let mut c = MiniClient::connect(env.proxy.local_addr(), "app", "apppw", Some(&env.schema)).unwrap();
+    let status = |r: QueryResult| match r {
+        QueryResult::Ok(ok) => ok.status.0,
+        other => panic!("expected an OK, got {other:?}"),
+    };
+    c.query("BEGIN").unwrap();
+    // A full scan: the server says no index was used.
+    let scan = status(c.query("UPDATE t SET v = v + 1").unwrap());
+    assert_ne!(scan & 0x20, 0, "{scan:#x}");
+    let ok = status(c.query("INSERT INTO t /* ignored */ VALUES (5, 50)").unwrap());
+    assert_eq!(
+        ok & !0x0001 & !0x0002,
+        0,
+        "only in a transaction, autocommit: {ok:#x}"
+    );
+    assert_ne!(ok & 0x0001, 0, "in a transaction: {ok:#x}");
+    c.query("ROLLBACK").unwrap();
+}

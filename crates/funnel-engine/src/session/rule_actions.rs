@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use funnel_protocol::flags::StatusFlags;
 use funnel_protocol::framing::{write_small_packet, PacketHeader, HEADER_LEN, MAX_CHUNK};
 use funnel_protocol::response::{ErrPacket, OkPacket};
 
@@ -167,8 +168,16 @@ impl Session {
         self.foreign_diagnostics = true;
         self.last_succeeded = true;
         self.last_result_columns = 0;
+        // The session's lasting flags, not those the server set for the
+        // statement before on a held connection (no index used, a slow
+        // query, a cursor), which a server's OK for this one would not
+        // carry.
+        let lasting = StatusFlags::SERVER_STATUS_IN_TRANS.0
+            | StatusFlags::SERVER_STATUS_AUTOCOMMIT.0
+            | StatusFlags::SERVER_STATUS_IN_TRANS_READONLY.0
+            | StatusFlags::SERVER_STATUS_NO_BACKSLASH_ESCAPES.0;
         let ok = OkPacket {
-            status: self.client_status(),
+            status: StatusFlags(self.client_status().0 & lasting),
             info: message.to_vec(),
             ..Default::default()
         };
