@@ -1125,3 +1125,40 @@ fn query_rules_ok_carries_no_status_of_the_statement_before() {
     assert_ne!(ok & 0x0001, 0, "in a transaction: {ok:#x}");
     c.query("ROLLBACK").unwrap();
 }
+
+/// A client whose last statement warned keeps its connection a moment
+/// for its `SHOW WARNINGS`; a rule's `delay` lets it go rather than hold
+/// it from other clients for the whole wait.
+#[test]
+fn query_rules_delay_holds_no_connection_kept_for_warnings() {
+    let rules = "query_rules:\n  - match_prefix: 'SELECT /* held long */'\n    delay: 5s\n";
+    let env = env("qr_delay_linger", rules);
+    let mut c = env.client("app");
+    let id = c.connection_id().to_string();
+    c.query_drop("SELECT 1/0").unwrap();
+    let held = std::thread::spawn(move || {
+        let r = c.query_drop("SELECT /* held long */ 1").map_err(server_error);
+        (r, c)
+    });
+    let mut admin = env.admin();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
+        if rows.iter().any(|r| {
+            r.get::<String, _>("id").unwrap() == id && r.get::<String, _>("state").unwrap() == "waiting"
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never held: {rows:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pools: Vec<Row> = admin.query("SHOW POOLS").unwrap();
+    let leased: u64 = pools
+        .iter()
+        .map(|r| r.get::<String, _>("leased").unwrap().parse::<u64>().unwrap())
+        .sum();
+    admin.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (r, _c) = held.join().unwrap();
+    assert_eq!(r.unwrap_err().0, 1317);
+    assert_eq!(leased, 0, "{pools:?}");
+}

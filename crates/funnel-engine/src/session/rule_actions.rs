@@ -193,6 +193,13 @@ impl Session {
     /// gave up on the statement, maybe to send it again on another
     /// connection, must not have it run once the delay is over.
     pub(super) async fn hold_back(&mut self, delay: Duration) -> Result<Result<(), EngineError>, End> {
+        if self.linger {
+            // A connection kept only so the client could read its
+            // warnings goes back, as once `LINGER` passes: the wait may be
+            // long, and it would hold the connection from other clients.
+            self.linger = false;
+            self.release_if_free();
+        }
         let (state, _) = self.control.state();
         self.control.take_wait_interrupted();
         self.control.set_state(ClientState::Waiting);
