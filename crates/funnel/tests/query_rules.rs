@@ -1060,6 +1060,32 @@ fn query_rules_ok_ends_no_open_transaction() {
     assert_eq!(c.info_str(), "skipped");
 }
 
+/// The same for a prepared `COMMIT` whose execute a rule's `ok`, added
+/// by a reload after its prepare, matches: ERR 1148, the transaction
+/// stays open.
+#[test]
+fn query_rules_ok_ends_no_open_transaction_for_an_execute() {
+    let env = env("qr_ok_tx_exec", "");
+    let mut c = env.client("app");
+    let commit = c.prep("COMMIT").unwrap();
+    let rules = "query_rules:\n  - match_regex: '(?i)^\\s*COMMIT\\s*$'\n    ok: 'skipped'\n";
+    let cfg = Config::from_yaml_str(&yaml(&env.schema, &env.backend, rules)).unwrap();
+    env.proxy.handle().reload(cfg).unwrap();
+    c.exec_drop(&commit, ()).unwrap();
+    assert_eq!(c.info_str(), "skipped");
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    let (code, _, message) = server_error(c.exec_drop(&commit, ()).unwrap_err());
+    assert_eq!(code, 1148, "{message}");
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT @@in_transaction").unwrap(),
+        Some(1)
+    );
+    assert_eq!(env.rows_in_t(), 2, "not committed");
+    c.query_drop("COMMIT WORK").unwrap();
+    assert_eq!(env.rows_in_t(), 3);
+}
+
 /// A client that leaves during a rule's `delay` (its read timed out, and
 /// it may send the statement again elsewhere) ends the wait: the held
 /// statement never runs.

@@ -275,7 +275,7 @@ fn ok_for_one_statement(rule: &Action) -> ErrPacket {
 /// True when `sql` ends an open transaction: a `COMMIT`, a statement
 /// that commits before it runs (DDL, `BEGIN`, ...), or a `ROLLBACK` but
 /// one to a savepoint.
-fn ends_transaction(sql: &[u8]) -> bool {
+pub(super) fn ends_transaction(sql: &[u8]) -> bool {
     if super::lost_transaction::commits(sql) {
         return true;
     }
@@ -288,7 +288,7 @@ fn ends_transaction(sql: &[u8]) -> bool {
 
 /// The ERR for a text a rule answers with `ok` that would end the
 /// session's open transaction (1148, as a refusal).
-fn ok_ending_no_transaction(rule: &Action) -> ErrPacket {
+pub(super) fn ok_ending_no_transaction(rule: &Action) -> ErrPacket {
     ErrPacket::new(
         1148,
         "42000",

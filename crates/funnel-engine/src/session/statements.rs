@@ -392,11 +392,18 @@ impl Session {
         meta: &StatementMeta,
     ) -> Result<bool, End> {
         let stopped = match (&rule.ok, rule.delay) {
+            (Some(_), _)
+                if self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction())
+                    && super::rule_actions::ends_transaction(&meta.sql) =>
+            {
+                // As for the text (see `run_by_rule`).
+                Some(super::rule_actions::ok_ending_no_transaction(rule))
+            }
             (Some(_), _) => None,
             (None, None) => return Ok(false),
             (None, Some(delay)) => match self.hold_back(delay).await? {
                 Ok(()) => return Ok(false),
-                Err(e) => Some(e),
+                Err(e) => Some(e.to_err_packet()),
             },
         };
         self.log_statement(Some(rule), command, meta);
@@ -406,7 +413,7 @@ impl Session {
             self.drop_long_data(id).await;
         }
         match stopped {
-            Some(err) => self.reply_error(1, err).await?,
+            Some(err) => self.refuse_by_rule(&err).await?,
             None => {
                 self.answer_ok_by_rule(rule.ok.as_deref().unwrap_or_default())
                     .await?
