@@ -74,6 +74,23 @@ impl Env {
             .unwrap()
     }
 
+    /// Client `id`'s `SHOW CLIENTS` row once it shows as waiting (a
+    /// rule's delay holds it), within 4 s.
+    fn waiting_row(&self, admin: &mut Conn, id: &str) -> Row {
+        let deadline = Instant::now() + Duration::from_secs(4);
+        loop {
+            let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
+            let waiting = rows.into_iter().find(|r| {
+                r.get::<String, _>("id").unwrap() == id && r.get::<String, _>("state").unwrap() == "waiting"
+            });
+            if let Some(row) = waiting {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "client {id} never showed as waiting");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// `SHOW QUERY RULES` as (rule, hits) pairs.
     fn hits(&self) -> Vec<(u32, u64)> {
         let rows: Vec<Row> = self.admin().query("SHOW QUERY RULES").unwrap();
@@ -372,17 +389,7 @@ fn query_rules_delayed_rollback_and_chain_killed_leaves_a_lost_transaction_lost(
         (r, c)
     });
     let mut admin = env.admin();
-    let deadline = Instant::now() + Duration::from_secs(4);
-    loop {
-        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
-        if rows.iter().any(|r| {
-            r.get::<String, _>("id").unwrap() == id && r.get::<String, _>("state").unwrap() == "waiting"
-        }) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never held: {rows:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    env.waiting_row(&mut admin, &id);
     admin.query_drop(format!("KILL QUERY {id}")).unwrap();
     let (r, mut c) = held.join().unwrap();
     assert_eq!(r.unwrap_err().0, 1317);
@@ -894,31 +901,15 @@ fn query_rules_delay_holds_statements_back_and_a_kill_ends_the_wait() {
         (r.map_err(server_error), started.elapsed(), c)
     });
     let mut admin = env.admin();
-    let deadline = Instant::now() + Duration::from_secs(4);
-    // Waiting, with no backend connection in use.
-    loop {
-        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
-        let waiting = rows.iter().find(|r| {
-            r.get::<String, _>("id").unwrap() == id.to_string()
-                && r.get::<String, _>("state").unwrap() == "waiting"
-        });
-        if let Some(row) = waiting {
-            // With what it waits to run.
-            let statement: Option<String> = row.get("statement").unwrap();
-            assert!(
-                statement
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("INSERT INTO t")),
-                "{statement:?}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the client never showed as waiting: {rows:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Waiting, with what it waits to run, and no backend connection in use.
+    let row = env.waiting_row(&mut admin, &id.to_string());
+    let statement: Option<String> = row.get("statement").unwrap();
+    assert!(
+        statement
+            .as_deref()
+            .is_some_and(|s| s.starts_with("INSERT INTO t")),
+        "{statement:?}"
+    );
     let in_use = MariaDb::shared()
         .query_first::<i64>(&format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND COMMAND = 'Query'",
@@ -1167,17 +1158,7 @@ fn query_rules_delay_holds_no_connection_kept_for_warnings() {
         (r, c)
     });
     let mut admin = env.admin();
-    let deadline = Instant::now() + Duration::from_secs(4);
-    loop {
-        let rows: Vec<Row> = admin.query("SHOW CLIENTS").unwrap();
-        if rows.iter().any(|r| {
-            r.get::<String, _>("id").unwrap() == id && r.get::<String, _>("state").unwrap() == "waiting"
-        }) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never held: {rows:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    env.waiting_row(&mut admin, &id);
     let pools: Vec<Row> = admin.query("SHOW POOLS").unwrap();
     let leased: u64 = pools
         .iter()

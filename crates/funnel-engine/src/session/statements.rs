@@ -106,22 +106,16 @@ impl Session {
         // Kept with the client's statement, once it has one.
         self.prepared_rule = (rules.id(), rule.clone());
         if let Some(rule) = &rule {
-            if let Some(err) = &rule.refusal {
+            // A rule's refusal; or its `ok`, which has no statement id to
+            // give: what the server answers a statement it cannot prepare,
+            // on which connectors fall back to text queries.
+            let refusal = rule.refusal.clone().or_else(|| {
+                rule.ok
+                    .is_some()
+                    .then(|| super::rule_actions::not_preparable(rule))
+            });
+            if let Some(err) = refusal {
                 // As a text query the rule refuses: `log: true` takes it too.
-                self.log.begin(
-                    &self.shard.query_log,
-                    Some(&**rule),
-                    "prepare",
-                    &sql,
-                    self.schema.as_deref(),
-                );
-                return self.refuse_by_rule(&err.clone()).await;
-            }
-            if rule.ok.is_some() {
-                // An OK has no statement id to give: what the server
-                // answers a statement it cannot prepare, on which
-                // connectors fall back to text queries.
-                let err = super::rule_actions::not_preparable(rule);
                 self.log.begin(
                     &self.shard.query_log,
                     Some(&**rule),
