@@ -688,9 +688,7 @@ fn backends_galera_causal_read_after_unread_writes_goes_to_the_node_written_thro
     // g2 busy, g1 not: the lock, and the write on its connection, go to g1.
     let pins = pinned_on(&proxy, &g2);
     let lock = hold_row(&g2, 1);
-    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
-    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 1");
     assert_eq!(
         g1.query_first::<i64>("SELECT v FROM farm.t WHERE id = 1")
             .unwrap(),
@@ -835,28 +833,24 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_sees_both()
     funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
         rows(&[&g2])[0] == 2
     });
-    let v = |db: &MariaDb, id: i64| {
-        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
-            .unwrap()
-    };
     // Unread writes through g2, then g1, of `user`'s session; g2 held back
     // from row 1, and g1 busy when it returns (the router would send a
     // write to g2).
     let unread_writes = |user: &str, round: i64| {
         let mut c = causal_client(&proxy, user);
         let on_g1 = pinned_on(&proxy, &g1);
-        c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-        c.query_drop(format!("UPDATE t SET v = @@port * 10 + {round} WHERE id = 2"))
-            .unwrap();
-        c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+        write_unread(
+            &mut c,
+            format!("UPDATE t SET v = @@port * 10 + {round} WHERE id = 2"),
+        );
         assert_eq!(v(&g2, 2), i64::from(g2.port()) * 10 + round, "written through g2");
         let lock = hold_row(&g2, 1);
         let on_g2 = pinned_on(&proxy, &g2);
         drop(on_g1);
-        c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-        c.query_drop(format!("UPDATE t SET v = @@port * 10 + {round} WHERE id = 1"))
-            .unwrap();
-        c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+        write_unread(
+            &mut c,
+            format!("UPDATE t SET v = @@port * 10 + {round} WHERE id = 1"),
+        );
         let on_g1 = pinned(&proxy);
         assert_eq!(on_g1.1, g1.port(), "a transaction holds a connection on g1");
         drop(on_g2);
@@ -920,20 +914,12 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_waits_its_t
     funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
         rows(&[&g2])[0] == 4
     });
-    let v = |db: &MariaDb, id: i64| {
-        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
-            .unwrap()
-    };
     let mut q = causal_client(&proxy, "quick");
     let on_g1 = pinned_on(&proxy, &g1);
-    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    q.query_drop("UPDATE t SET v = @@port WHERE id = 2").unwrap();
-    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 2");
     let on_g2 = pinned_on(&proxy, &g2);
     drop(on_g1);
-    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
-    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 1");
     drop(on_g2);
     assert_eq!(v(&g2, 2), i64::from(g2.port()), "written through g2");
     assert_eq!(v(&g1, 1), i64::from(g1.port()), "written through g1");
@@ -1012,20 +998,12 @@ fn unread_writes_then_a_writer_fails(short_wait: bool) {
     funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
         rows(&[&g2])[0] == 3
     });
-    let v = |db: &MariaDb, id: i64| {
-        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
-            .unwrap()
-    };
     let mut q = causal_client(&proxy, "quick");
     let on_g1 = pinned_on(&proxy, &g1);
-    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    q.query_drop("UPDATE t SET v = @@port WHERE id = 2").unwrap();
-    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 2");
     let on_g2 = pinned_on(&proxy, &g2);
     drop(on_g1);
-    q.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    q.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
-    q.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 1");
     drop(on_g2);
     assert_eq!(v(&g2, 2), i64::from(g2.port()), "written through g2");
     assert_eq!(v(&g1, 1), i64::from(g1.port()), "written through g1");
@@ -1064,16 +1042,10 @@ fn backends_galera_causal_read_after_unread_writes_through_a_node_gone_waits_on_
         "pool:\n  min_idle_per_core: 0\n  idle_timeout: 200ms\nmonitor:\n  interval: 60s\n",
     );
     funnel_testkit::wait_until_within("g2 has the row", Duration::from_secs(10), || rows(&[&g2])[0] == 1);
-    let v = |db: &MariaDb, id: i64| {
-        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
-            .unwrap()
-    };
     let mut c = causal_client(&proxy, "app");
     let lock = hold_row(&g2, 1);
     let on_g2 = pinned_on(&proxy, &g2);
-    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    c.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
-    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut c, "UPDATE t SET v = @@port WHERE id = 1");
     drop(on_g2);
     let want = i64::from(g1.port());
     assert_eq!(v(&g1, 1), want, "written through g1");
@@ -1109,15 +1081,11 @@ fn backends_galera_kill_query_stops_the_wait_after_unread_writes_through_two_nod
     let mut c = causal_client(&proxy, "app");
     let id: u32 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
     let on_g1 = pinned_on(&proxy, &g1);
-    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    c.query_drop("UPDATE t SET v = @@port WHERE id = 2").unwrap();
-    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut c, "UPDATE t SET v = @@port WHERE id = 2");
     let lock = hold_row(&g2, 1);
     let on_g2 = pinned_on(&proxy, &g2);
     drop(on_g1);
-    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-    c.query_drop("UPDATE t SET v = @@port WHERE id = 1").unwrap();
-    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+    write_unread(&mut c, "UPDATE t SET v = @@port WHERE id = 1");
     // g1 busy: the read goes to g2, which lags.
     let _on_g1 = pinned(&proxy);
     drop(on_g2);
@@ -1254,19 +1222,12 @@ fn backends_galera_causal_read_on_a_replica_after_unread_writes_sees_them() {
     funnel_testkit::wait_until_within("g2 has the rows", Duration::from_secs(10), || {
         rows(&[&g2])[0] == 2
     });
-    let v = |db: &MariaDb, id: i64| {
-        db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
-            .unwrap()
-    };
     let mut c = causal_client(&proxy, "app");
     // Held on its connection through `node`, the session writes `value`
     // to row `id`.
     let write_through = |c: &mut Conn, node: &MariaDb, id: i64, value: i64| {
         let busy = pinned_on(&proxy, if node.port() == g1.port() { &g2 } else { &g1 });
-        c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
-        c.query_drop(format!("UPDATE t SET v = {value} WHERE id = {id}"))
-            .unwrap();
-        c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+        write_unread(c, format!("UPDATE t SET v = {value} WHERE id = {id}"));
         assert_eq!(v(node, id), value, "written through {}", node.port());
         drop(busy);
     };
@@ -1294,4 +1255,19 @@ fn backends_galera_causal_read_on_a_replica_after_unread_writes_sees_them() {
     // Read back: the replica waits for them, and serves.
     assert_eq!(read_v(&mut c, 2), (Some(2), r.port()));
     assert_eq!(read_v(&mut c, 1), (Some(2), r.port()));
+}
+
+/// Row `id`'s `v` in `farm.t` on `db`.
+fn v(db: &MariaDb, id: i64) -> i64 {
+    db.query_first::<i64>(&format!("SELECT v FROM farm.t WHERE id = {id}"))
+        .unwrap()
+}
+
+/// Runs the write `sql` under a named lock, which pins the causal session
+/// to its connection: the write's GTID is not read back (it stays unread),
+/// as writes made while a session is held on its connection.
+fn write_unread(c: &mut Conn, sql: impl AsRef<str>) {
+    c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
+    c.query_drop(sql.as_ref()).unwrap();
+    c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
 }
