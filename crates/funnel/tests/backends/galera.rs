@@ -915,14 +915,7 @@ fn backends_galera_causal_read_after_unread_writes_through_two_nodes_waits_its_t
         rows(&[&g2])[0] == 4
     });
     let mut q = causal_client(&proxy, "quick");
-    let on_g1 = pinned_on(&proxy, &g1);
-    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 2");
-    let on_g2 = pinned_on(&proxy, &g2);
-    drop(on_g1);
-    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 1");
-    drop(on_g2);
-    assert_eq!(v(&g2, 2), i64::from(g2.port()), "written through g2");
-    assert_eq!(v(&g1, 1), i64::from(g1.port()), "written through g1");
+    write_through_g2_then_g1(&mut q, &proxy, &g1, &g2);
     funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || {
         v(&g2, 1) == i64::from(g1.port())
     });
@@ -999,14 +992,7 @@ fn unread_writes_then_a_writer_fails(short_wait: bool) {
         rows(&[&g2])[0] == 3
     });
     let mut q = causal_client(&proxy, "quick");
-    let on_g1 = pinned_on(&proxy, &g1);
-    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 2");
-    let on_g2 = pinned_on(&proxy, &g2);
-    drop(on_g1);
-    write_unread(&mut q, "UPDATE t SET v = @@port WHERE id = 1");
-    drop(on_g2);
-    assert_eq!(v(&g2, 2), i64::from(g2.port()), "written through g2");
-    assert_eq!(v(&g1, 1), i64::from(g1.port()), "written through g1");
+    write_through_g2_then_g1(&mut q, &proxy, &g1, &g2);
 
     let lock = hold_row(&g2, 3);
     g1.exec("UPDATE farm.t SET v = 1 WHERE id = 3");
@@ -1270,4 +1256,18 @@ fn write_unread(c: &mut Conn, sql: impl AsRef<str>) {
     c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
     c.query_drop(sql.as_ref()).unwrap();
     c.query_drop("SELECT RELEASE_LOCK('causal')").unwrap();
+}
+
+/// The causal session `q` writes row 2 through g2, then row 1 through g1,
+/// both unread (the other node kept busy for each write), each node's
+/// port as the value.
+fn write_through_g2_then_g1(q: &mut Conn, proxy: &funnel_engine::Proxy, g1: &MariaDb, g2: &MariaDb) {
+    let on_g1 = pinned_on(proxy, g1);
+    write_unread(q, "UPDATE t SET v = @@port WHERE id = 2");
+    let on_g2 = pinned_on(proxy, g2);
+    drop(on_g1);
+    write_unread(q, "UPDATE t SET v = @@port WHERE id = 1");
+    drop(on_g2);
+    assert_eq!(v(g2, 2), i64::from(g2.port()), "written through g2");
+    assert_eq!(v(g1, 1), i64::from(g1.port()), "written through g1");
 }
