@@ -878,13 +878,22 @@ fn query_rules_delay_holds_statements_back_and_a_kill_ends_the_wait() {
         started.elapsed()
     );
     let stmt = c.prep("SELECT /* held */ ?").unwrap();
-    let started = Instant::now();
-    assert_eq!(c.exec_first::<i64, _, _>(&stmt, (8,)).unwrap(), Some(8));
+    let id = c.connection_id().to_string();
+    let execute = std::thread::spawn(move || {
+        let started = Instant::now();
+        let got = c.exec_first::<i64, _, _>(&stmt, (8,)).unwrap();
+        (got, started.elapsed(), c)
+    });
+    // Held, it shows what it waits to run, as a text query does.
+    let row = env.waiting_row(&mut env.admin(), &id);
+    let statement: Option<String> = row.get("statement").unwrap();
     assert!(
-        started.elapsed() >= Duration::from_millis(400),
-        "{:?}",
-        started.elapsed()
+        statement.as_deref().is_some_and(|s| s.starts_with("SELECT")),
+        "{statement:?}"
     );
+    let (got, took, mut c) = execute.join().unwrap();
+    assert_eq!(got, Some(8));
+    assert!(took >= Duration::from_millis(400), "{took:?}");
     // A statement not matched runs at once.
     let started = Instant::now();
     c.query_drop("SELECT 1").unwrap();

@@ -587,15 +587,6 @@ impl Session {
         if !bulk {
             self.note_param_types(id, payload, &head);
         }
-        if let Some(rule) = rule.as_ref().filter(|r| r.ok.is_some() || r.delay.is_some()) {
-            // Rare: boxed, out of every execute's future. After the
-            // types are noted: the client sends them once, and its next
-            // executes take them whether this one ran or not.
-            let command = if bulk { "bulk_execute" } else { "execute" };
-            if Box::pin(self.execute_by_rule(rule, command, id, &meta)).await? {
-                return Ok(());
-            }
-        }
         let mut f = Forward::new(name, Some(Expect::Results));
         // State it makes (a user variable, a named lock, a temporary table)
         // stays on the connection that ran it, as for the same text in COM_QUERY.
@@ -665,6 +656,16 @@ impl Session {
         );
         self.control.set_statement(Some(digest), text.as_deref());
         self.digest = Some((digest, text));
+        let answers_or_waits = |r: &&Rc<Action>| r.ok.is_some() || r.delay.is_some();
+        if let Some(rule) = self.query_rule.as_ref().filter(answers_or_waits).cloned() {
+            // Rare: boxed, out of every execute's future. After the types
+            // are noted (the client sends them once, and its next executes
+            // take them whether this one ran or not) and the statement is
+            // named for `SHOW CLIENTS`, as for a wait for a connection.
+            if Box::pin(self.execute_by_rule(&rule, command, id, &meta)).await? {
+                return Ok(());
+            }
+        }
         let Some(conn) = self.lease(0, &f).await? else {
             return Ok(());
         };
