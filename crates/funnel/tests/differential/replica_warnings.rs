@@ -155,7 +155,33 @@ fn goes_to_writer(op: &Op, d: &Outcome) -> bool {
             || sql.split_once('=').is_some_and(|(_, value)| value.contains('('))
             || reads_back_user_variable(&sql));
     let diagnostics_into = word == "GET" && second == "DIAGNOSTICS" && sql.contains('@');
-    transaction || write || assigns || tables || named_lock || set || diagnostics_into || pinning_prepare(op)
+    // Statements that pin though they open no table: a `SET` switching on
+    // `sql_auto_is_null` or `profiling` (soak seed 6629), and
+    // `LAST_INSERT_ID(expr)` (soak seed 6637).
+    let pins = (word == "SET" && switches_on_pinning_variable(&sql)) || sets_insert_id(&sql);
+    transaction
+        || write
+        || assigns
+        || tables
+        || named_lock
+        || set
+        || diagnostics_into
+        || pins
+        || pinning_prepare(op)
+}
+
+/// A `SET` that switches on a variable Funnel pins for while it is on
+/// (the engine's `PIN_WHEN_ON`): `sql_auto_is_null`, `profiling`.
+fn switches_on_pinning_variable(sql: &str) -> bool {
+    sql.split(',').any(|assignment| {
+        let Some((name, value)) = assignment.split_once('=') else {
+            return false;
+        };
+        let name = name.trim().trim_start_matches("SET").trim().to_ascii_lowercase();
+        let name = name.rsplit(['.', ' ']).next().unwrap_or("");
+        let value = value.trim().trim_end_matches(';').to_ascii_uppercase();
+        matches!(name, "sql_auto_is_null" | "profiling") && matches!(value.as_str(), "1" | "ON" | "TRUE")
+    })
 }
 
 /// A `SET` of a user variable to anything but a number or `TRUE` /
