@@ -67,6 +67,26 @@ fn proxy_with(writer: &MariaDb, replica: &MariaDb, timeout: &str, pool: &str) ->
     proxy
 }
 
+/// Reads row 1 on `c` (client `id`) while another client of `app` sends
+/// `KILL QUERY id` 500 ms in: the read must end with ERR 1317, not run.
+/// How long it took.
+pub(super) fn killed_read(proxy: &Proxy, c: &mut Conn, id: u32) -> Duration {
+    let mut killer = connect(proxy, "app");
+    let kill = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    });
+    let started = Instant::now();
+    let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+    let took = started.elapsed();
+    kill.join().unwrap();
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
+        other => panic!("the killed read ran: {other:?} after {took:?}"),
+    }
+    took
+}
+
 pub(super) fn connect(proxy: &Proxy, user: &str) -> Conn {
     Conn::new(
         OptsBuilder::new()
@@ -217,19 +237,7 @@ fn causal_reads_kill_query_stops_the_wait() {
     let mut c = connect(&proxy, "app");
     let id: u32 = c.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
     c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
-    let mut killer = connect(&proxy, "app");
-    let kill = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        killer.query_drop(format!("KILL QUERY {id}")).unwrap();
-    });
-    let started = Instant::now();
-    let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
-    let took = started.elapsed();
-    kill.join().unwrap();
-    match got {
-        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
-        other => panic!("the killed read ran: {other:?} after {took:?}"),
-    }
+    let took = killed_read(&proxy, &mut c, id);
     assert!(took < Duration::from_secs(15), "the read waited on ({took:?})");
     // Nor does the replica go on waiting.
     funnel_testkit::wait_until_within("the replica's wait stopped", Duration::from_secs(10), || {

@@ -12,7 +12,7 @@ use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
-use super::causal_reads::{connect as causal_client, read as read_v};
+use super::causal_reads::{connect as causal_client, killed_read, read as read_v};
 use super::{one_hostgroup, server};
 
 const PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
@@ -1075,19 +1075,7 @@ fn backends_galera_kill_query_stops_the_wait_after_unread_writes_through_two_nod
     // g1 busy: the read goes to g2, which lags.
     let _on_g1 = pinned(&proxy);
     drop(on_g2);
-    let mut killer = causal_client(&proxy, "app");
-    let kill = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        killer.query_drop(format!("KILL QUERY {id}")).unwrap();
-    });
-    let started = Instant::now();
-    let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
-    let took = started.elapsed();
-    kill.join().unwrap();
-    match got {
-        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
-        other => panic!("the killed read ran: {other:?} after {took:?}"),
-    }
+    let took = killed_read(&proxy, &mut c, id);
     assert!(took < Duration::from_secs(3), "the read waited on ({took:?})");
     assert_eq!(causal_counts(&proxy), (0, 0, 0));
     drop(lock);
