@@ -627,6 +627,11 @@ pub struct ClientConfig {
     /// `idle_transaction_timeout`): the transaction rolls back and its
     /// backend connection is freed; 0 means never.
     pub idle_transaction_timeout: HumanDuration,
+    /// Close clients whose transaction has been open this long, idle or
+    /// running a statement (ProxySQL's `mysql-max_transaction_time`): a
+    /// running statement is killed, the transaction rolls back and its
+    /// backend connection is freed; 0 means never.
+    pub max_transaction_time: HumanDuration,
     /// While a backend connection serves the client's command: how long a
     /// write of the response may wait for the client to read (MariaDB's
     /// `net_write_timeout`); 0 means forever.
@@ -658,6 +663,7 @@ impl Default for ClientConfig {
             handshake_timeout: HumanDuration::from_secs(10),
             idle_timeout: HumanDuration::ZERO,
             idle_transaction_timeout: HumanDuration::ZERO,
+            max_transaction_time: HumanDuration::ZERO,
             net_write_timeout: HumanDuration::from_secs(60),
             net_read_timeout: HumanDuration::from_secs(30),
             max_packet_size: ByteSize::mib(64),

@@ -72,6 +72,7 @@ fn config_minimal_gets_defaults() {
     assert_eq!(cfg.client.handshake_timeout, HumanDuration::from_secs(10));
     assert_eq!(cfg.client.idle_timeout, HumanDuration::ZERO);
     assert_eq!(cfg.client.idle_transaction_timeout, HumanDuration::ZERO);
+    assert_eq!(cfg.client.max_transaction_time, HumanDuration::ZERO);
     assert_eq!(cfg.client.net_write_timeout, HumanDuration::from_secs(60));
     assert_eq!(cfg.client.net_read_timeout, HumanDuration::from_secs(30));
     assert_eq!(cfg.client.max_packet_size, ByteSize::mib(64));

@@ -110,7 +110,7 @@ pub struct ClientSide<'a> {
     /// execute's definitions the client has are left out.
     pub columns: Option<ColumnCache<'a>>,
     /// The statement's query-rule timeout, once Funnel killed it for that.
-    pub stopped: Option<&'a StoppedByRule>,
+    pub stopped: Option<&'a StoppedStatement>,
     /// Where the bytes sent to the client are copied, for the query cache.
     pub capture: Option<&'a mut Capture>,
 }
@@ -153,24 +153,27 @@ impl Capture {
     }
 }
 
-/// A statement a query rule's `timeout` stopped (`KILL QUERY`): the
-/// server's "interrupted" ERR that ends its reply goes to the client as
-/// the rule's own, which says why.
+/// A statement stopped (`KILL QUERY`) by a query rule's `timeout` or by
+/// `client.max_transaction_time`: the server's "interrupted" ERR that ends
+/// its reply goes to the client as Funnel's own, which says why.
 #[derive(Debug)]
-pub struct StoppedByRule {
+pub struct StoppedStatement {
     /// The `KILL QUERY` was asked for.
     pub fired: std::cell::Cell<bool>,
     /// The ERR the client gets instead of the server's 1317.
     pub err: funnel_protocol::response::ErrPacket,
     /// The server's ERR was replaced by [`Self::err`].
     pub replaced: std::cell::Cell<bool>,
+    /// The session ends after the ERR (its transaction outlived
+    /// `client.max_transaction_time`).
+    pub ends_session: bool,
 }
 
 /// ER_QUERY_INTERRUPTED, the server's answer to a statement a `KILL
 /// QUERY` stopped.
 const QUERY_INTERRUPTED: u16 = 1317;
 
-impl StoppedByRule {
+impl StoppedStatement {
     /// The packet that goes out instead of `payload` (with sequence id
     /// `seq`), when `payload` is the interrupted ERR that ends the reply
     /// of a statement this rule stopped.

@@ -278,3 +278,157 @@ fn isolation_idle_in_transaction_client_is_closed_and_frees_its_connection() {
         Some("5")
     );
 }
+
+/// The ERR a query through `c` got; panics on success.
+fn err_of(c: &mut MiniClient, sql: &str) -> ErrPacket {
+    match c.query(sql) {
+        Err(MiniError::Server(e)) => e,
+        other => panic!("{sql}: expected an ERR, got {other:?}"),
+    }
+}
+
+/// A Funnel for the `client.max_transaction_time` tests: one backend
+/// connection, a limit of 1 s, and no idle limits, so only the
+/// transaction's own age ends a session; query rules stop `SLEEP(20)`
+/// after 5 s and `SLEEP(3)` after 100 ms. Returns the proxy and the
+/// test's schema, with a table `t (id INT PRIMARY KEY, v INT)`.
+fn transaction_time_env(db: &MariaDb, user: &str) -> (funnel_engine::Proxy, String) {
+    db.create_user(user, "bpw");
+    let schema = db.fresh_database(user);
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
+    db.exec(&format!("GRANT ALL ON {schema}.* TO '{user}'@'%'"));
+    let yaml = leak_yaml(
+        db,
+        user,
+        "backlog:\n  wait_timeout: 10s\nclient:\n  max_transaction_time: 1s\n\
+         query_rules:\n  - match_regex: 'SLEEP\\(20\\)'\n    timeout: 5s\n\
+         \x20 - match_regex: 'SLEEP\\(3\\)'\n    timeout: 100ms\n",
+    )
+    .replace("max_per_core: 2", "max_per_core: 1");
+    (
+        funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap()),
+        schema,
+    )
+}
+
+/// `client.max_transaction_time` (ProxySQL's `mysql-max_transaction_time`)
+/// ends a transaction that stays open too long even while its client keeps
+/// it busy, which `client.idle_transaction_timeout` never sees: the next
+/// command after the limit gets 4031 naming the key and never runs, the
+/// session closes, its insert rolls back, and the one backend connection
+/// serves the client that waited for it. A transaction committed within
+/// the limit, and the next one (also one `COMMIT AND CHAIN` opened),
+/// count from their own start.
+#[test]
+fn isolation_a_transaction_kept_busy_past_max_transaction_time_is_ended() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txtime_b");
+    let addr = proxy.local_addr();
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    // Each transaction below lasts about 0.7 s: under the limit alone,
+    // over it if the clock ran on from the one before.
+    for (id, end) in [(1, "COMMIT AND CHAIN"), (2, "COMMIT"), (3, "COMMIT")] {
+        if id != 2 {
+            c.query("BEGIN").unwrap();
+        }
+        c.query(&format!("INSERT INTO t VALUES ({id}, 0)")).unwrap();
+        thread::sleep(Duration::from_millis(700));
+        c.query(end).unwrap();
+    }
+    c.query("BEGIN").unwrap();
+    c.query("INSERT INTO t VALUES (4, 0)").unwrap();
+    let started = Instant::now();
+    let err = loop {
+        // Busy: never idle for more than 100 ms.
+        match c.query("SELECT COUNT(*) FROM t") {
+            Ok(r) => assert_eq!(r.rows()[0][0].as_deref(), Some("4")),
+            Err(MiniError::Server(e)) => break e,
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never ended");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (err.code, &err.sql_state),
+        (4031, b"HY000"),
+        "{}",
+        err.message_text()
+    );
+    assert!(err.message_text().contains("client.max_transaction_time"));
+    assert!(c.query("SELECT 1").is_err(), "closed");
+    // The connection is free, and the transaction's row is gone.
+    let mut other = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    let rows = other.query("SELECT GROUP_CONCAT(id ORDER BY id) FROM t").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("1,2,3"));
+}
+
+/// A statement still running when its transaction reaches
+/// `client.max_transaction_time` is stopped on the server (`KILL QUERY`):
+/// the client gets 1969 naming the key, then the session closes and the
+/// transaction rolls back. Also with autocommit off, where the statement
+/// opens the transaction, and for a transaction left idle (4031). A query
+/// rule's `timeout` that ends first stops the statement alone, as it does
+/// outside a transaction; one that would end later is not waited for.
+#[test]
+fn isolation_a_statement_running_past_max_transaction_time_is_stopped() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txrun_b");
+    let addr = proxy.local_addr();
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("INSERT INTO t VALUES (1, 0)").unwrap();
+    c.query("BEGIN").unwrap();
+    c.query("UPDATE t SET v = 1").unwrap();
+    let err = err_of(&mut c, "SELECT SLEEP(3)");
+    assert_eq!(err.code, 1969);
+    assert!(
+        err.message_text().contains("query_rules[1].timeout"),
+        "{}",
+        err.message_text()
+    );
+    let rows = c.query("SELECT v FROM t").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("1"), "the transaction goes on");
+    let started = Instant::now();
+    let err = err_of(&mut c, "SELECT SLEEP(20) FROM t");
+    let took = started.elapsed();
+    assert_eq!(
+        (err.code, &err.sql_state),
+        (1969, b"70100"),
+        "{}",
+        err.message_text()
+    );
+    assert!(err
+        .message_text()
+        .contains("client.max_transaction_time of 1000 ms"));
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    // Closed right after it, with nothing more said.
+    match c.read_packet() {
+        Err(MiniError::Io(_)) => {}
+        other => panic!("expected the close, got {other:?}"),
+    }
+
+    // Autocommit off: the update opens the transaction and runs past the limit.
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("SET autocommit = 0").unwrap();
+    let err = err_of(&mut c, "UPDATE t SET v = 2 + SLEEP(20)");
+    assert_eq!(err.code, 1969, "{}", err.message_text());
+    assert!(c.query("SELECT 1").is_err(), "closed");
+
+    // Idle: no statement runs at the limit.
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("BEGIN").unwrap();
+    c.query("UPDATE t SET v = 3").unwrap();
+    match c.read_packet() {
+        Ok((_, p)) => {
+            let err = ErrPacket::parse(&p).unwrap();
+            assert_eq!(err.code, 4031);
+            assert!(err.message_text().contains("client.max_transaction_time"));
+        }
+        Err(e) => panic!("expected 4031 before the close: {e:?}"),
+    }
+    assert!(c.query("SELECT 1").is_err(), "closed");
+
+    // None of the three updates stayed, and the one connection serves.
+    let mut other = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    let rows = other.query("SELECT v FROM t").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("0"));
+}

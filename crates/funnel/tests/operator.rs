@@ -85,6 +85,7 @@ fn operator_set_of_a_duration_past_the_clock_is_refused() {
         "backlog.wait_timeout",
         "client.idle_timeout",
         "client.idle_transaction_timeout",
+        "client.max_transaction_time",
         "client.net_read_timeout",
         "client.net_write_timeout",
         "client.handshake_timeout",

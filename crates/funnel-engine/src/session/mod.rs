@@ -33,6 +33,7 @@ mod stateless_call;
 pub(crate) use sql_lex::{skip_quoted as sql_lex_skip_quoted, skip_until as sql_lex_skip_until};
 mod statements;
 mod sync;
+mod transaction_time;
 pub mod user_vars;
 pub mod users;
 pub mod variables;
@@ -56,7 +57,7 @@ use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
-use crate::relay::{relay_response, within_unless_killed, ClientSide, RelayEnd, StoppedByRule};
+use crate::relay::{relay_response, within_unless_killed, ClientSide, RelayEnd, StoppedStatement};
 use crate::router::Access;
 use crate::rt::{self, Stream};
 use crate::schema_trust::{Next, SchemaVerdict};
@@ -325,6 +326,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 cache_miss: None,
                 digest: None,
                 cmd_started: Instant::now(),
+                tx_began: None,
                 scratch: Vec::new(),
                 long_data: Vec::new(),
                 state_lost: false,
@@ -494,6 +496,10 @@ struct Session {
     digest: Option<(u64, Option<String>)>,
     /// When the running command arrived.
     cmd_started: Instant,
+    /// When the command that opened the session's open transaction
+    /// arrived (`client.max_transaction_time` counts from it); `None`
+    /// outside a transaction.
+    tx_began: Option<Instant>,
     /// Reused space for a statement command's payload.
     scratch: Vec<u8>,
     /// The client statements that were sent long data: the held connection
@@ -763,6 +769,15 @@ impl Session {
                 let _ = self.send_backend_err(1, &err).await;
                 return End::Closed;
             }
+            if self.transaction_overdue(started) {
+                // It arrived as the deadline passed: it never runs, and the
+                // session's end rolls the transaction back.
+                self.buf.consume(total);
+                let err = transaction_time::closing_err();
+                self.shard.stats.count_error(err.code);
+                let _ = self.write_err(1, &err).await;
+                return End::Closed;
+            }
             // A query rule may refuse the text, or rewrite it before
             // anything reads it.
             // Each branch awaits its work directly: a wrapping async fn
@@ -795,6 +810,11 @@ impl Session {
             }
             if let Err(end) = result {
                 return end;
+            }
+            if self.command_commits && self.last_succeeded {
+                // A transaction open now (`COMMIT AND CHAIN`) is a new one,
+                // begun by this command.
+                self.tx_began = None;
             }
             if self.state_lost {
                 // The client was told why; its session state is gone.
@@ -1036,6 +1056,31 @@ impl Session {
         self.control.set_prepared(self.stmts.len());
     }
 
+    /// True when the session's transaction has been open
+    /// `client.max_transaction_time` at `now`.
+    fn transaction_overdue(&self, now: Instant) -> bool {
+        let Some(began) = self.tx_began else {
+            return false;
+        };
+        let limit = self.shard.config().client.max_transaction_time.non_zero();
+        limit.is_some_and(|limit| transaction_time::left(began, limit, now).is_zero())
+    }
+
+    /// How long the statement about to run may run before
+    /// `client.max_transaction_time` stops it, with the ERR it then gets:
+    /// inside a transaction, what the limit leaves it; with autocommit
+    /// off, where the statement opens one, the whole limit from its start.
+    fn transaction_stop(&self) -> Option<(Duration, ErrPacket)> {
+        let autocommit_off = !self.last_status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+        if self.tx_began.is_none() && !autocommit_off {
+            return None;
+        }
+        let limit = self.shard.config().client.max_transaction_time.non_zero()?;
+        let began = self.tx_began.unwrap_or(self.cmd_started);
+        let left = transaction_time::left(began, limit, Instant::now());
+        Some((left, transaction_time::stopped_err(limit)))
+    }
+
     /// Holds a lingering connection until the client's next bytes arrive or
     /// [`LINGER`] passes, then lets it go so other clients can use it.
     async fn wait_while_lingering(&mut self) {
@@ -1055,7 +1100,13 @@ impl Session {
         let max = self.shard.config().client.max_packet_size.as_u64() as usize;
         let config = self.shard.config();
         let in_transaction = self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction());
-        let idle_limit = if in_transaction {
+        if !in_transaction {
+            self.tx_began = None;
+        } else if self.tx_began.is_none() {
+            // The command just done opened it.
+            self.tx_began = Some(self.cmd_started);
+        }
+        let mut idle_limit = if in_transaction {
             // A transaction left open holds its backend connection (and
             // the server's locks) from every other client.
             config.client.idle_transaction_timeout.non_zero()
@@ -1064,6 +1115,15 @@ impl Session {
         } else {
             None
         };
+        // The transaction's own deadline, when it comes first.
+        let mut over_time = false;
+        if let (Some(began), Some(limit)) = (self.tx_began, config.client.max_transaction_time.non_zero()) {
+            let left = transaction_time::left(began, limit, Instant::now());
+            if idle_limit.is_none_or(|idle| left <= idle) {
+                idle_limit = Some(left);
+                over_time = true;
+            }
+        }
         // Once a command has begun to arrive, the rest must follow within
         // `client.net_read_timeout`, as MariaDB's own: a client stalled
         // mid-packet would otherwise keep what it sent (up to
@@ -1125,11 +1185,17 @@ impl Session {
                     } else {
                         "client.idle_timeout"
                     };
-                    let err = ErrPacket::new(
-                        4031,
-                        "HY000",
-                        format!("The client was disconnected by the server because of inactivity ({key})"),
-                    );
+                    let err = if over_time {
+                        transaction_time::closing_err()
+                    } else {
+                        ErrPacket::new(
+                            4031,
+                            "HY000",
+                            format!(
+                                "The client was disconnected by the server because of inactivity ({key})"
+                            ),
+                        )
+                    };
                     self.shard.stats.count_error(err.code);
                     let _ = self.write_err(0, &err).await;
                     return Err(End::Closed);
@@ -1928,18 +1994,25 @@ impl Session {
                 .is_some_and(|pool| *pool.placement().hostgroup == *key.hostgroup())
         });
         let stats = self.shard.stats.clone();
-        // A query rule's timeout: the statement is killed once it has run
-        // that long, and the client told why.
-        let rule_timeout = self.query_rule.as_ref().and_then(|r| r.timeout);
-        let stopped = self
+        // A query rule's timeout, or what `client.max_transaction_time`
+        // leaves the transaction, whichever ends first: the statement is
+        // killed once it has run that long, and the client told why.
+        let rule_stop = self
             .query_rule
             .as_ref()
-            .and_then(|r| r.timeout_err())
-            .map(|err| StoppedByRule {
-                fired: Cell::new(false),
-                err,
-                replaced: Cell::new(false),
-            });
+            .and_then(|r| Some((r.timeout?, r.timeout_err()?, false)));
+        let transaction_stop = self.transaction_stop().map(|(left, err)| (left, err, true));
+        let stop = match (rule_stop, transaction_stop) {
+            (Some(rule), Some(tx)) => Some(if tx.0 < rule.0 { tx } else { rule }),
+            (rule, tx) => rule.or(tx),
+        };
+        let stop_after = stop.as_ref().map(|s| s.0);
+        let stopped = stop.map(|(_, err, ends_session)| StoppedStatement {
+            fired: Cell::new(false),
+            err,
+            replaced: Cell::new(false),
+            ends_session,
+        });
         let thread = conn.server_thread();
         let mut tracking = self.tracking_view();
         // The client's own `SET session_track_state_change = ON` is reported
@@ -1989,7 +2062,7 @@ impl Session {
         // timer's is boxed: held inline, it would double the size of this
         // future, and of every one awaiting it, which is copied whole at
         // each command's `Box::pin` (`dispatch`).
-        let end = match (&stopped, rule_timeout) {
+        let end = match (&stopped, stop_after) {
             (Some(stopped), Some(limit)) => {
                 let relay = relay_response(&mut conn, client, expect, query_timeout);
                 Box::pin(rule_actions::stopping_after(relay, limit, || {
@@ -2056,6 +2129,12 @@ impl Session {
                         // `settle` noted the server's 1317, which the
                         // client never saw.
                         self.log.failed(stopped.err.code);
+                    }
+                    if stopped.ends_session {
+                        // Its transaction is still open there: the
+                        // session's end closes the connection, which rolls
+                        // it back.
+                        return Err(End::Closed);
                     }
                 }
                 // A killed session's statement gets no answer, as from the
