@@ -40,6 +40,7 @@ FAMILIES = {
     "funnel_state_syncs_total": "counter",
     "funnel_clients": "gauge",
     "funnel_pinned_clients": "gauge",
+    "funnel_oldest_transaction_seconds": "gauge",
     "funnel_backlog_waiting": "gauge",
     "funnel_backend_connections": "gauge",
     "funnel_backend_up": "gauge",

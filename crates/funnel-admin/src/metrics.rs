@@ -207,12 +207,14 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     };
     let mut by_state = BTreeMap::<&str, u64>::new();
     let mut pinned = BTreeMap::<&str, u64>::new();
+    let mut oldest_transaction = std::time::Duration::ZERO;
     for s in shards {
         for c in &s.clients {
             *by_state.entry(c.state).or_default() += 1;
             if let Some(r) = c.pinned {
                 *pinned.entry(r).or_default() += 1;
             }
+            oldest_transaction = oldest_transaction.max(c.transaction_for.unwrap_or_default());
         }
     }
     gauge(
@@ -238,6 +240,11 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
             .into_iter()
             .map(|(r, n)| (format!("{{reason=\"{r}\"}}"), n as f64))
             .collect(),
+    );
+    gauge(
+        "funnel_oldest_transaction_seconds",
+        "How long the longest-open client transaction has been open (0 when none is).",
+        vec![(String::new(), oldest_transaction.as_secs_f64())],
     );
     gauge(
         "funnel_backlog_waiting",

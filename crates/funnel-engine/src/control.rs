@@ -222,6 +222,9 @@ pub struct ClientSnapshot {
     /// Binary prepared statements it holds open (`client.max_prepared_statements`
     /// bounds them).
     pub prepared_statements: usize,
+    /// How long its open transaction has been open (from the arrival of
+    /// the command that opened it); `None` outside a transaction.
+    pub transaction_for: Option<Duration>,
     /// The shape of the statement it waits for a connection for or runs
     /// (literals as `?`); `None` while idle.
     pub statement: Option<String>,

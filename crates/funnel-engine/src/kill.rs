@@ -56,6 +56,8 @@ pub struct ClientControl {
     pinned: Cell<Option<(PinReason, u32)>>,
     /// Binary prepared statements the client holds open.
     prepared: Cell<usize>,
+    /// When the command that opened the client's open transaction arrived.
+    transaction_began: Cell<Option<Instant>>,
     /// The digest key of the statement the client's command runs.
     statement: Cell<Option<u64>>,
     /// Its shape, when the core's digest table did not have it yet.
@@ -116,6 +118,7 @@ impl ClientControl {
             schema: RefCell::new(None),
             pinned: Cell::new(None),
             prepared: Cell::new(0),
+            transaction_began: Cell::new(None),
             statement: Cell::new(None),
             new_statement: RefCell::new(None),
             running_on: Cell::new(None),
@@ -240,6 +243,16 @@ impl ClientControl {
     /// How many prepared statements the session holds open.
     pub fn prepared(&self) -> usize {
         self.prepared.get()
+    }
+
+    /// Records when the session's open transaction began (`None`: none is open).
+    pub fn set_transaction_began(&self, began: Option<Instant>) {
+        self.transaction_began.set(began);
+    }
+
+    /// When the session's open transaction began, if one is open.
+    pub fn transaction_began(&self) -> Option<Instant> {
+        self.transaction_began.get()
     }
 
     /// Asks the session to end.

@@ -612,6 +612,7 @@ impl Shard {
                     pinned: c.pinned().map(|(r, _)| r.as_str()),
                     for_how_long: since.elapsed(),
                     prepared_statements: c.prepared(),
+                    transaction_for: c.transaction_began().map(|t| t.elapsed()),
                     statement: (state != crate::kill::ClientState::Idle)
                         .then(|| c.statement(&self.digests))
                         .flatten(),

@@ -190,6 +190,58 @@ fn admin_pools_clients_servers_and_multiplexing() {
     );
 }
 
+/// `SHOW CLIENTS` says how long each client's open transaction has been
+/// open (`transaction_s`, NULL outside one), and `/metrics` the oldest
+/// (`funnel_oldest_transaction_seconds`): where to look before
+/// `client.max_transaction_time` ends it, or to find who holds the pool.
+/// A `COMMIT` ends the count.
+#[test]
+fn admin_show_clients_and_metrics_show_how_long_transactions_are_open() {
+    let e = env("admtxage", "");
+    let mut admin = e.admin();
+    let mut busy = e.client();
+    let mut plain = e.client();
+    busy.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    plain.query_drop("SELECT 1").unwrap();
+    busy.query_drop("BEGIN").unwrap();
+    busy.query_drop("INSERT INTO t VALUES (1)").unwrap();
+    let busy_id: u64 = busy.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let ages = |admin: &mut Conn| -> Vec<(u64, Option<f64>)> {
+        let rows: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get("id").unwrap();
+                let age: Option<String> = r.get("transaction_s").unwrap();
+                (id.parse().unwrap(), age.map(|a| a.parse().unwrap()))
+            })
+            .collect()
+    };
+    let now = ages(&mut admin);
+    assert_eq!(now.len(), 2, "{now:?}");
+    for (id, age) in &now {
+        if *id == busy_id {
+            // From the `BEGIN`'s arrival.
+            assert!(age.is_some_and(|a| (1.2..10.0).contains(&a)), "{now:?}");
+        } else {
+            assert_eq!(*age, None, "{now:?}");
+        }
+    }
+    let oldest = |e: &Env| -> f64 {
+        let (_, body) = e.http("/metrics");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("funnel_oldest_transaction_seconds "))
+            .unwrap_or_else(|| panic!("no gauge:\n{body}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let seconds = oldest(&e);
+    assert!((1.2..10.0).contains(&seconds), "{seconds}");
+    busy.query_drop("COMMIT").unwrap();
+    assert!(ages(&mut admin).iter().all(|(_, a)| a.is_none()));
+    assert_eq!(oldest(&e), 0.0);
+}
+
 #[test]
 fn admin_metrics_endpoint_is_scraped() {
     let e = env("admmetrics", "");

@@ -16,6 +16,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "state_for_s",
         "prepared_statements",
         "statement",
+        "transaction_s",
     ]);
     for s in ctx.handle.snapshots() {
         for c in &s.clients {
@@ -30,6 +31,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
                 Some(format!("{:.1}", c.for_how_long.as_secs_f64())),
                 Some(c.prepared_statements.to_string()),
                 c.statement.clone(),
+                c.transaction_for.map(|d| format!("{:.1}", d.as_secs_f64())),
             ]);
         }
     }

@@ -811,10 +811,10 @@ impl Session {
             if let Err(end) = result {
                 return end;
             }
-            if self.command_commits && self.last_succeeded {
+            if self.command_commits && self.last_succeeded && self.tx_began.take().is_some() {
                 // A transaction open now (`COMMIT AND CHAIN`) is a new one,
                 // begun by this command.
-                self.tx_began = None;
+                self.control.set_transaction_began(None);
             }
             if self.state_lost {
                 // The client was told why; its session state is gone.
@@ -1101,10 +1101,13 @@ impl Session {
         let config = self.shard.config();
         let in_transaction = self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction());
         if !in_transaction {
-            self.tx_began = None;
+            if self.tx_began.take().is_some() {
+                self.control.set_transaction_began(None);
+            }
         } else if self.tx_began.is_none() {
             // The command just done opened it.
             self.tx_began = Some(self.cmd_started);
+            self.control.set_transaction_began(self.tx_began);
         }
         let mut idle_limit = if in_transaction {
             // A transaction left open holds its backend connection (and
