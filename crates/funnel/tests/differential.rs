@@ -1984,7 +1984,17 @@ fn compare_on(
     let direct = run_side(scripts, &direct_names, &|n| {
         login(db.port(), "diff_user", "dpw", n)
     });
-    let through = run_side(scripts, &funnel_names, &|n| login(port, "app", "apppw", n));
+    let through = run_side(scripts, &funnel_names, &|n| {
+        if let Some(replica) = replica {
+            // Causal reads are the session's own writes: a new session
+            // (a script's reconnect) may read the replica before it has
+            // applied the old session's, as any other client may
+            // (configuration.md, `causal_reads`). It starts once the
+            // replica has them, so that what it reads is the writer's.
+            caught_up(db, replica, tag);
+        }
+        login(port, "app", "apppw", n)
+    });
     all_names(&|n| drop_schemas(db, n));
     if let Some(replica) = replica {
         caught_up(db, replica, tag);
