@@ -11,6 +11,7 @@ mod credential;
 mod duration;
 mod error;
 mod host_pattern;
+mod listen;
 mod load;
 mod model;
 mod procedures;
@@ -23,6 +24,7 @@ pub use credential::Credential;
 pub use duration::{HumanDuration, ParseDurationError};
 pub use error::{ConfigError, Problem};
 pub use host_pattern::HostPattern;
+pub use listen::ListenAddrs;
 pub use model::{
     AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, ClientConfig, Config, HostgroupConfig,
     LogConfig, LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryCacheConfig, QueryLogConfig,

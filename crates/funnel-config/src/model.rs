@@ -14,6 +14,7 @@ use crate::address::{split_host_port, unix_socket_path};
 use crate::cores::Cores;
 use crate::credential::{credential, Credential};
 use crate::duration::HumanDuration;
+use crate::listen::ListenAddrs;
 use crate::size::ByteSize;
 
 /// An optional section: left out, it is `None`; written with nothing under
@@ -61,7 +62,7 @@ where
 /// ("invalid socket address syntax") does not say what is expected, and
 /// the usual slips are a host name (`localhost:6033`), a bare port or
 /// PgBouncer's `*`.
-fn listen_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+pub(crate) fn listen_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     struct ListenAddr;
 
     impl ListenAddr {
@@ -111,9 +112,9 @@ fn default_idle_poll() -> HumanDuration {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where clients connect (every core listens here with SO_REUSEPORT).
-    #[serde(deserialize_with = "listen_addr")]
-    pub listen: SocketAddr,
+    /// Where clients connect: one `IP:port` or a list (every core listens
+    /// on each with SO_REUSEPORT).
+    pub listen: ListenAddrs,
     /// A Unix socket clients on this host may connect to as well (every core
     /// accepts on it); `None` means TCP only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

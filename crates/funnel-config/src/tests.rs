@@ -47,7 +47,7 @@ fn parse_error(yaml: &str) -> (Option<usize>, Option<usize>, String) {
 #[test]
 fn config_minimal_gets_defaults() {
     let cfg = Config::from_yaml_str(MINIMAL).unwrap();
-    assert_eq!(cfg.listen, addr("127.0.0.1:6033"));
+    assert_eq!(*cfg.listen, [addr("127.0.0.1:6033")]);
     assert_eq!(cfg.cores, Cores::Count(1));
     let user = &cfg.users[0];
     assert_eq!(user.credential(), Some(Credential::ClearText("sbtest")));
@@ -85,7 +85,7 @@ fn config_minimal_gets_defaults() {
 #[test]
 fn config_example_file_loads_with_its_values() {
     let cfg = Config::load(EXAMPLE).unwrap();
-    assert_eq!(cfg.listen, addr("127.0.0.1:6033"));
+    assert_eq!(*cfg.listen, [addr("127.0.0.1:6033")]);
     assert_eq!(cfg.cores.cpu_ids(&[0, 1]).unwrap(), vec![0, 1]);
 
     assert_eq!(cfg.users.len(), 2);
@@ -537,6 +537,110 @@ fn config_listen_address_error_says_what_is_expected() {
             "{message}"
         );
     }
+}
+
+/// `listen` takes one address (as files written before lists did) or a
+/// list; SHOW CONFIG writes each back the way it came.
+#[test]
+fn config_listen_takes_one_address_or_a_list() {
+    let one = Config::from_yaml_str(MINIMAL).unwrap();
+    assert_eq!(*one.listen, [addr("127.0.0.1:6033")]);
+    assert!(one.to_yaml_string().starts_with("listen: 127.0.0.1:6033\n"));
+    assert_eq!(one.listen.to_string(), "127.0.0.1:6033");
+
+    let yaml = MINIMAL.replace(
+        "listen: 127.0.0.1:6033",
+        "listen:\n  - 127.0.0.1:6033\n  - '[::1]:6033'",
+    );
+    let list = Config::from_yaml_str(&yaml).unwrap();
+    assert_eq!(*list.listen, [addr("127.0.0.1:6033"), addr("[::1]:6033")]);
+    let shown = list.to_yaml_string();
+    assert!(
+        shown.starts_with("listen:\n- 127.0.0.1:6033\n- '[::1]:6033'\n"),
+        "{shown}"
+    );
+    assert_eq!(
+        Config::from_yaml_str(&shown.replace("<redacted>", "x"))
+            .unwrap()
+            .listen,
+        list.listen
+    );
+    assert_eq!(list.listen.to_string(), "127.0.0.1:6033, [::1]:6033");
+    // The flow form, and a one-element list.
+    let flow = MINIMAL.replace(
+        "listen: 127.0.0.1:6033",
+        "listen: [127.0.0.1:6033, 10.0.0.5:6033]",
+    );
+    assert_eq!(Config::from_yaml_str(&flow).unwrap().listen.len(), 2);
+    let single = MINIMAL.replace("listen: 127.0.0.1:6033", "listen: [127.0.0.1:6033]");
+    assert_eq!(
+        *Config::from_yaml_str(&single).unwrap().listen,
+        [addr("127.0.0.1:6033")]
+    );
+    // A bad element names its place in the list and says what is expected.
+    let bad = MINIMAL.replace(
+        "listen: 127.0.0.1:6033",
+        "listen:\n  - 127.0.0.1:6033\n  - localhost:6033",
+    );
+    let (line, _, message) = parse_error(&bad);
+    assert_eq!(line, Some(3), "{message}");
+    assert!(
+        message.starts_with("listen[1]: ") && message.contains("IP:port"),
+        "{message}"
+    );
+}
+
+/// An empty list, an address listed twice, or one a wildcard of its family
+/// on the same port already serves, is refused with the element's path.
+#[test]
+fn config_listen_list_rules() {
+    for (list, want) in [
+        ("[]", vec!["listen: must name at least one IP:port"]),
+        (
+            "[127.0.0.1:6033, 127.0.0.2:6033, 127.0.0.1:6033]",
+            vec!["listen[2]: 127.0.0.1:6033 is listed twice (also listen[0])"],
+        ),
+        (
+            "['[::1]:6033', '[0:0::1]:6033']",
+            vec!["listen[1]: [::1]:6033 is listed twice (also listen[0])"],
+        ),
+        (
+            "[127.0.0.1:6033, 0.0.0.0:6033]",
+            vec!["listen[0]: 127.0.0.1:6033 is already served by 0.0.0.0:6033, which takes every address of its family"],
+        ),
+        (
+            "['[::]:6033', '[::1]:6033']",
+            vec!["listen[1]: [::1]:6033 is already served by [::]:6033, which takes every address of its family"],
+        ),
+    ] {
+        let yaml = MINIMAL.replace("listen: 127.0.0.1:6033", &format!("listen: {list}"));
+        assert_eq!(problems(&yaml), want, "{list}");
+    }
+    // Allowed: both wildcards on one port (each family its own socket),
+    // a wildcard and a specific address on other ports, and port 0 twice on
+    // different addresses.
+    for list in [
+        "[0.0.0.0:6033, '[::]:6033']",
+        "[0.0.0.0:6033, 127.0.0.1:7033]",
+        "[127.0.0.1:0, 127.0.0.2:0]",
+        "[0.0.0.0:0, 127.0.0.1:0]",
+    ] {
+        let yaml = MINIMAL.replace("listen: 127.0.0.1:6033", &format!("listen: {list}"));
+        Config::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{list}: {e}"));
+    }
+    // admin and metrics must not take any of the client addresses.
+    let yaml = MINIMAL.replace(
+        "listen: 127.0.0.1:6033",
+        "listen: [127.0.0.1:6033, 127.0.0.1:7033]",
+    )
+        + "admin:\n  listen: 127.0.0.1:7033\n  user: a\n  password: b\nmetrics:\n  listen: 127.0.0.1:6033\n";
+    assert_eq!(
+        problems(&yaml),
+        [
+            "admin.listen: 127.0.0.1:7033 is also the client listen address",
+            "metrics.listen: 127.0.0.1:6033 is also the client listen address",
+        ]
+    );
 }
 
 /// A key written twice in one mapping (a second `pool:` section appended

@@ -686,15 +686,52 @@ fn check_listen_socket(socket: &Path, backends: &[Backend], out: &mut Vec<Proble
     }
 }
 
+/// The client addresses: at least one, none listed twice, and none that a
+/// wildcard of its family on the same port (`0.0.0.0:6033`, `[::]:6033`)
+/// already serves. The kernel would accept the duplicate too (every socket
+/// has `SO_REUSEPORT`), so without this check it would go unnoticed.
+fn check_listen(listen: &[SocketAddr], out: &mut Vec<Problem>) {
+    if listen.is_empty() {
+        push(out, "listen", "must name at least one IP:port");
+    }
+    for (i, &addr) in listen.iter().enumerate() {
+        let earlier = &listen[..i];
+        if let Some(j) = earlier.iter().position(|&e| e == addr) {
+            push(
+                out,
+                format!("listen[{i}]"),
+                format!("{addr} is listed twice (also listen[{j}])"),
+            );
+            continue;
+        }
+        let covers = |wide: SocketAddr, narrow: SocketAddr| {
+            wide.ip().is_unspecified()
+                && !narrow.ip().is_unspecified()
+                && wide.is_ipv4() == narrow.is_ipv4()
+                && wide.port() == narrow.port()
+                && wide.port() != 0
+        };
+        if let Some(&wide) = listen.iter().find(|&&w| covers(w, addr)) {
+            push(
+                out,
+                format!("listen[{i}]"),
+                format!("{addr} is already served by {wide}, which takes every address of its family"),
+            );
+        }
+    }
+}
+
 /// Two listeners on one address would fail at bind time with a less helpful message. Port 0
 /// (any free port, as tests use) never clashes.
 fn check_listeners(config: &Config, out: &mut Vec<Problem>) {
+    check_listen(&config.listen, out);
     if let Some(socket) = &config.listen_socket {
         check_listen_socket(socket, &config.backends, out);
     }
     let clash = |a: SocketAddr, b: SocketAddr| a.port() != 0 && a == b;
+    let client = |a: SocketAddr| config.listen.iter().any(|&l| clash(a, l));
     let admin = config.admin.as_ref().map(|a| a.listen);
-    if let Some(addr) = admin.filter(|&a| clash(a, config.listen)) {
+    if let Some(addr) = admin.filter(|&a| client(a)) {
         push(
             out,
             "admin.listen",
@@ -703,7 +740,7 @@ fn check_listeners(config: &Config, out: &mut Vec<Problem>) {
     }
     if let Some(metrics) = &config.metrics {
         let addr = metrics.listen;
-        if clash(addr, config.listen) {
+        if client(addr) {
             push(
                 out,
                 "metrics.listen",

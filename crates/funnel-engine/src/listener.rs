@@ -29,6 +29,25 @@ pub fn bind_shared(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener
     Ok(out)
 }
 
+/// Binds `count` listeners on each of `addrs` and hands each core its
+/// share: one listener per address, in the order given. The first address
+/// that cannot be bound is the error, with the address; every socket bound
+/// before it is closed (nothing half starts).
+pub fn bind_all(
+    addrs: &[SocketAddr],
+    count: usize,
+) -> Result<Vec<Vec<TcpListener>>, (SocketAddr, io::Error)> {
+    let count = count.max(1);
+    let mut per_core: Vec<Vec<TcpListener>> = (0..count).map(|_| Vec::with_capacity(addrs.len())).collect();
+    for &addr in addrs {
+        let group = bind_shared(addr, count).map_err(|e| (addr, e))?;
+        for (core, l) in per_core.iter_mut().zip(group) {
+            core.push(l);
+        }
+    }
+    Ok(per_core)
+}
+
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -189,6 +208,37 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn listener_every_core_gets_every_address() {
+        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.2:0".parse().unwrap()];
+        let cores = bind_all(&addrs, 3).unwrap();
+        assert_eq!(cores.len(), 3);
+        for (i, want) in addrs.iter().enumerate() {
+            let first = cores[0][i].local_addr().unwrap();
+            assert_eq!(first.ip(), want.ip());
+            assert!(cores
+                .iter()
+                .all(|c| c.len() == 2 && c[i].local_addr().unwrap() == first));
+        }
+    }
+
+    #[test]
+    fn listener_one_bad_address_binds_nothing() {
+        let good = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = good.local_addr().unwrap().port();
+        drop(good);
+        // 192.0.2.1 is TEST-NET-1: not an address of this host.
+        let addrs: Vec<SocketAddr> = vec![
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            "192.0.2.1:0".parse().unwrap(),
+        ];
+        let (addr, _) = bind_all(&addrs, 2).unwrap_err();
+        assert_eq!(addr, addrs[1]);
+        // The first address's sockets were closed with the error: a plain
+        // bind (no SO_REUSEPORT) gets the port.
+        TcpListener::bind(addrs[0]).unwrap();
     }
 
     #[test]

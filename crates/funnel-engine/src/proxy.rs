@@ -28,7 +28,7 @@ pub enum StartError {
     /// The config asks for CPUs this process may not use (see [`crate::affinity`]).
     #[error("{0}")]
     Cores(ConfigError),
-    /// The listen address could not be bound.
+    /// A listen address could not be bound (nothing is left bound).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
@@ -36,6 +36,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// `listen` names no address (a config built without validation).
+    #[error("listen: must name at least one IP:port")]
+    NoListen,
     /// The client Unix socket could not be created.
     #[error("cannot listen on {}: {source}", path.display())]
     BindUnix {
@@ -93,7 +96,8 @@ pub enum StartError {
 
 /// A running Funnel.
 pub struct Proxy {
-    addr: SocketAddr,
+    /// Never empty: validation refuses an empty `listen`.
+    addrs: Vec<SocketAddr>,
     handle: ProxyHandle,
     threads: Vec<JoinHandle<()>>,
 }
@@ -158,15 +162,16 @@ impl Proxy {
             // Learned from the first connection opened (`Shard::extended_caps`).
             extended: None,
         });
-        let listeners =
-            listener::bind_shared(config.listen, cpus.len()).map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local = listeners[0].local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        if config.listen.is_empty() {
+            return Err(StartError::NoListen);
+        }
+        let listeners = listener::bind_all(&config.listen, cpus.len())
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        let local = listeners[0]
+            .iter()
+            .zip(config.listen.iter())
+            .map(|(l, &addr)| l.local_addr().map_err(|source| StartError::Bind { addr, source }))
+            .collect::<Result<Vec<_>, _>>()?;
         let (mut unix_listeners, socket_file) = match &config.listen_socket {
             Some(path) => {
                 let (ls, file) =
@@ -244,7 +249,7 @@ impl Proxy {
         }
         drop(ready_tx);
         let proxy = Proxy {
-            addr: local,
+            addrs: local,
             handle: ProxyHandle {
                 controls,
                 running: Arc::new(Mutex::new(Running {
@@ -274,9 +279,16 @@ impl Proxy {
         Ok(proxy)
     }
 
-    /// The address clients connect to (the real port when configured with 0).
+    /// The address clients connect to (the real port when configured with
+    /// 0): the first of `listen`'s.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address clients connect to, in `listen`'s order (the real
+    /// ports when configured with 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Applies a new, validated configuration (see [`ProxyHandle::reload`]).
@@ -677,7 +689,7 @@ fn keep_restart_only_keys(running: &Config, next: &mut Config, log_live: bool) -
             "listen: still {} (a restart applies {})",
             running.listen, next.listen
         ));
-        next.listen = running.listen;
+        next.listen = running.listen.clone();
     }
     let mut keep = |key: &str, changed: bool| {
         if changed {

@@ -143,17 +143,19 @@ async fn write_raw(sock: &mut Sock, tls: &mut Option<Box<Tls>>, buf: &[u8]) -> i
     }
 }
 
-/// The listening sockets of the current core: its own TCP socket (one of
-/// the `SO_REUSEPORT` group) and, when configured, its handle on the client
-/// Unix socket that every core accepts on.
+/// The listening sockets of the current core: its own TCP socket on each
+/// `listen` address (one of each address's `SO_REUSEPORT` group) and, when
+/// configured, its handle on the client Unix socket that every core
+/// accepts on.
 pub struct Listener {
-    tcp: Rc<glommio::net::TcpListener>,
+    tcp: Vec<Rc<glommio::net::TcpListener>>,
     unix: Option<Rc<glommio::net::UnixListener>>,
-    /// The accept under way on each socket. The one that loses a race is
-    /// kept for the next call instead of being cancelled and armed again.
-    pending: RefCell<[Option<Accepting>; 2]>,
-    /// Which socket to look at first, alternating so neither starves.
-    unix_first: Cell<bool>,
+    /// The accept under way on each socket (the TCP ones in order, then
+    /// the Unix one). One that loses a race is kept for the next call
+    /// instead of being cancelled and armed again.
+    pending: RefCell<Vec<Option<Accepting>>>,
+    /// Which socket to look at first, turning round so none starves.
+    first: Cell<usize>,
 }
 
 /// An accept in flight.
@@ -330,15 +332,23 @@ pub async fn yield_if_needed() {
 impl Listener {
     /// Takes over bound, listening std sockets (made with socket2, so
     /// binding errors are reported rather than panicking): this core's TCP
-    /// socket and its handle on the client Unix socket, if any.
+    /// socket on each address and its handle on the client Unix socket, if
+    /// any.
     pub fn from_std(
-        tcp: std::net::TcpListener,
+        tcp: Vec<std::net::TcpListener>,
         unix: Option<std::os::unix::net::UnixListener>,
     ) -> io::Result<Self> {
-        tcp.set_nonblocking(true)?;
-        // SAFETY: the fd comes from a live, listening TcpListener whose
-        // ownership `into_raw_fd` gives up, so it is closed exactly once.
-        let tcp = Rc::new(unsafe { glommio::net::TcpListener::from_raw_fd(tcp.into_raw_fd()) });
+        let tcp = tcp
+            .into_iter()
+            .map(|l| {
+                l.set_nonblocking(true)?;
+                // SAFETY: the fd comes from a live, listening TcpListener whose
+                // ownership `into_raw_fd` gives up, so it is closed exactly once.
+                Ok(Rc::new(unsafe {
+                    glommio::net::TcpListener::from_raw_fd(l.into_raw_fd())
+                }))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let unix = match unix {
             Some(u) => {
                 u.set_nonblocking(true)?;
@@ -350,25 +360,27 @@ impl Listener {
             }
             None => None,
         };
+        let sockets = tcp.len() + usize::from(unix.is_some());
         Ok(Listener {
             tcp,
             unix,
-            pending: RefCell::new([None, None]),
-            unix_first: Cell::new(false),
+            pending: RefCell::new((0..sockets).map(|_| None).collect()),
+            first: Cell::new(0),
         })
     }
 
-    /// Accepts the next client connection, from either socket.
+    /// Accepts the next client connection, from any of the sockets.
     pub async fn accept(&self) -> io::Result<Stream> {
         std::future::poll_fn(|cx| {
-            let unix_first = self.unix_first.get();
-            self.unix_first.set(!unix_first);
-            let order = if unix_first { [1, 0] } else { [0, 1] };
             let mut pending = self.pending.borrow_mut();
-            for i in order {
+            let sockets = pending.len();
+            let first = self.first.get();
+            self.first.set(if first + 1 >= sockets { 0 } else { first + 1 });
+            for k in 0..sockets {
+                let i = (first + k) % sockets;
                 let slot = &mut pending[i];
                 if slot.is_none() {
-                    *slot = self.start_accept(i);
+                    *slot = Some(self.start_accept(i));
                 }
                 if let Some(fut) = slot.as_mut() {
                     if let Poll::Ready(r) = fut.as_mut().poll(cx) {
@@ -382,11 +394,10 @@ impl Listener {
         .await
     }
 
-    /// An accept on socket `i` (0: TCP, 1: Unix), if this core has it.
-    fn start_accept(&self, i: usize) -> Option<Accepting> {
-        if i == 0 {
-            let l = self.tcp.clone();
-            return Some(Box::pin(async move {
+    /// An accept on socket `i`: the TCP sockets in order, then the Unix one.
+    fn start_accept(&self, i: usize) -> Accepting {
+        if let Some(l) = self.tcp.get(i).cloned() {
+            return Box::pin(async move {
                 let s = l.accept().await.map_err(io::Error::from)?;
                 Ok(Stream {
                     sock: Sock::Tcp(s),
@@ -394,10 +405,13 @@ impl Listener {
                     compress: None,
                     tls_handshaking: false,
                 })
-            }));
+            });
         }
-        let l = self.unix.clone()?;
-        Some(Box::pin(async move {
+        let l = self
+            .unix
+            .clone()
+            .expect("socket index within the listener's sockets");
+        Box::pin(async move {
             let s = l.accept().await.map_err(io::Error::from)?;
             Ok(Stream {
                 sock: Sock::Unix(s),
@@ -405,7 +419,7 @@ impl Listener {
                 compress: None,
                 tls_handshaking: false,
             })
-        }))
+        })
     }
 }
 

@@ -141,7 +141,7 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     // receives them (in sigwait) and the shards never see them.
     let signals = block_signals();
     raise_open_files_limit();
-    let listen = config.listen;
+    let listen = config.listen.clone();
     let proxy = Proxy::start(config.clone()).context("cannot start")?;
     if let Some(set) = log_level {
         proxy.handle().set_log_level_setter(set);
@@ -157,7 +157,8 @@ fn run(path: &PathBuf) -> anyhow::Result<()> {
     if let Some(s) = &config.listen_socket {
         tracing::info!(socket = %s.display(), "client socket listening");
     }
-    tracing::info!(listen = %proxy.local_addr(), requested = %listen, "funnel is serving");
+    let bound = funnel_config::ListenAddrs::new(proxy.local_addrs().to_vec());
+    tracing::info!(listen = %bound, requested = %listen, "funnel is serving");
     // Signals go to their own thread; this one waits for the cores, which
     // stop on SIGTERM/SIGINT or on the admin interface's SHUTDOWN.
     let handle = proxy.handle();

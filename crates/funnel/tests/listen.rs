@@ -1,0 +1,162 @@
+//! `listen` with several addresses: every core accepts on each, and a
+//! client through any of them is served, limited, listed and counted as
+//! through the one address of before; an address that cannot be bound
+//! stops the start with nothing left listening.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+
+use funnel_config::Config;
+use funnel_engine::{Proxy, StartError};
+use funnel_testkit::MariaDb;
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+
+fn login(addr: SocketAddr, user: &str) -> mysql::Result<Conn> {
+    Conn::new(
+        OptsBuilder::from_opts(funnel_testkit::client_opts(addr.port(), user, "pw"))
+            .ip_or_hostname(Some(addr.ip().to_string())),
+    )
+}
+
+fn mariadb_cli_tls(addr: SocketAddr, sql: &str) -> (bool, String) {
+    let out = Command::new("mariadb")
+        .args([
+            &format!("-h{}", addr.ip()),
+            &format!("-P{}", addr.port()),
+            "-usecure",
+            "-ppw",
+            "--batch",
+            "--skip-column-names",
+            "--ssl",
+            "--connect-timeout=10",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("the mariadb client is missing: apt-get install -y mariadb-client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Two loopback addresses, 127.0.0.1 and 127.0.0.2, on one core: a client
+/// through each runs statements; `client.max_connections` counts them
+/// together; SHOW CLIENTS lists both; a `require_tls` user logs in with
+/// TLS through the second; `allowed_hosts` applies; SHOW CONFIG shows the
+/// list.
+#[test]
+fn listen_serves_clients_on_every_address() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("listen2");
+    db.create_user("listen2_b", "bpw");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = funnel_testkit::certs::self_signed(dir.path(), "127.0.0.1");
+    let yaml = format!(
+        "listen:\n  - 127.0.0.1:0\n  - 127.0.0.2:0\ncores: 1\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n    allowed_hosts: [127.0.0.1]\n\
+         \x20 - name: lan\n    password: pw\n    default_schema: {schema}\n    allowed_hosts: [10.0.0.0/8]\n\
+         \x20 - name: secure\n    password: pw\n    default_schema: {schema}\n    require_tls: true\n\
+         backends:\n  - name: primary\n    address: {}\n    user: listen2_b\n    password: bpw\n\
+         client:\n  max_connections: 2\n  tls:\n    cert: {}\n    key: {}\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
+        db.addr(),
+        cert.display(),
+        key.display()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let addrs = proxy.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    assert_eq!(addrs[0].ip().to_string(), "127.0.0.1");
+    assert_eq!(addrs[1].ip().to_string(), "127.0.0.2");
+    assert_eq!(proxy.local_addr(), addrs[0]);
+
+    // TLS through the second address, before the limit is reached.
+    let (ok, text) = mariadb_cli_tls(addrs[1], "status; SELECT 40 + 2");
+    assert!(
+        ok && text.contains("Cipher in use") && text.contains("42"),
+        "{text}"
+    );
+    // allowed_hosts: the client's address decides, whichever address it came through.
+    for &addr in &addrs {
+        match login(addr, "lan") {
+            Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1045, "{}", e.message),
+            other => panic!("lan through {addr}: {:?}", other.map(|_| ())),
+        }
+    }
+
+    let mut through: Vec<Conn> = addrs
+        .iter()
+        .map(|&a| login(a, "app").unwrap_or_else(|e| panic!("through {a}: {e}")))
+        .collect();
+    for (i, c) in through.iter_mut().enumerate() {
+        c.query_drop("CREATE TABLE IF NOT EXISTS t (v INT)").unwrap();
+        c.exec_drop("INSERT INTO t VALUES (?)", (i,)).unwrap();
+    }
+    let n: i64 = through[0].query_first("SELECT COUNT(*) FROM t").unwrap().unwrap();
+    assert_eq!(n, 2);
+
+    // One core's share of max_connections (2) is taken by the two: a third
+    // client is refused through either address.
+    for &addr in &addrs {
+        match login(addr, "app") {
+            Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1040, "{}", e.message),
+            other => panic!("third client through {addr}: {:?}", other.map(|_| ())),
+        }
+    }
+    let counters = proxy.snapshots().iter().fold((0, 0), |(a, r), s| {
+        (a + s.counters.clients_accepted, r + s.counters.clients_refused)
+    });
+    // TLS login, two lan refusals, two apps; two over the limit.
+    assert_eq!(counters, (5, 4), "accepted, refused");
+
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(funnel_testkit::client_opts(admin_port, "admin", "secret")).unwrap();
+    let clients: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+    assert_eq!(clients.len(), 2, "both clients listed");
+    let config: Vec<String> = admin.query("SHOW CONFIG").unwrap();
+    let text = config.join("\n");
+    assert!(text.contains("listen:\n- 127.0.0.1:0\n- 127.0.0.2:0\n"), "{text}");
+
+    // Closing one frees its place for a client through the other address.
+    drop(through.remove(0));
+    funnel_testkit::eventually(std::time::Duration::from_secs(10), || login(addrs[1], "app"));
+}
+
+/// An address that cannot be bound (here one something else holds without
+/// SO_REUSEPORT) stops the start with its address in the error, and the
+/// addresses bound before it are closed again: nothing half starts.
+#[test]
+fn listen_an_address_that_cannot_be_bound_stops_the_start() {
+    let db = MariaDb::shared();
+    let taken = TcpListener::bind("127.0.0.2:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let yaml = format!(
+        "listen: [{free}, {taken_addr}]\ncores: 2\n\
+         users:\n  - name: app\n    password: pw\n\
+         backends:\n  - name: primary\n    address: {}\n    user: x\n    password: y\n",
+        db.addr()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    match Proxy::start(cfg) {
+        Err(e @ StartError::Bind { addr, .. }) => {
+            assert_eq!(addr, taken_addr);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("cannot listen on {taken_addr}: ")),
+                "{e}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("started with {taken_addr} taken"),
+    }
+    // The first address's sockets are closed: a plain bind gets it.
+    TcpListener::bind(free).expect("the first address was left bound");
+    drop(taken);
+}
