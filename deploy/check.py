@@ -89,6 +89,21 @@ def port_of(listen):
     return int(str(listen).rsplit(":", 1)[1])
 
 
+def listen_addrs(config):
+    """The client addresses: `listen` is one `IP:port` or a list of them."""
+    listen = config["listen"]
+    return [str(a) for a in listen] if isinstance(listen, list) else [str(listen)]
+
+
+def wildcard(addr):
+    return addr.startswith(("0.0.0.0:", "[::]:"))
+
+
+def service_listen_ports(config):
+    """The ports of the client addresses a Service can reach (the wildcards)."""
+    return sorted({port_of(a) for a in listen_addrs(config) if wildcard(a)})
+
+
 def cpu_quantity(value):
     """A Kubernetes CPU quantity ("2", 2, "2000m", "1.5") in cores."""
     text = str(value)
@@ -168,12 +183,12 @@ def check_deployment(where, doc, config, configmap_name):
         problem(where, "has no container named funnel")
         return labels, None
     metrics_port = port_of(dig(config, "metrics.listen", "127.0.0.1:9633"))
-    listen_port = port_of(config["listen"])
+    listen_ports = service_listen_ports(config)
     if not str(dig(config, "metrics.listen", "")).startswith(("0.0.0.0:", "[::]:")):
         problem(where, "the ConfigMap's metrics.listen is not 0.0.0.0 or [::]: probes cannot reach it")
-    if not str(config["listen"]).startswith(("0.0.0.0:", "[::]:")):
-        problem(where, "the ConfigMap's listen is not 0.0.0.0 or [::]: the Service cannot reach it")
-    for port in (listen_port, metrics_port):
+    if not listen_ports:
+        problem(where, "no address of the ConfigMap's listen is 0.0.0.0 or [::]: the Service cannot reach it")
+    for port in (*listen_ports, metrics_port):
         if port not in [p.get("containerPort") for p in funnel.get("ports", [])]:
             problem(where, f"no containerPort {port} (from the ConfigMap)")
     check_probe(where, funnel, "readinessProbe", metrics_port)
@@ -237,7 +252,7 @@ def manifests(directory, out):
     labels, funnel = check_deployment(dep_where, dep, config, dig(cm, "metadata.name"))
     svc_where, _, svc = by_kind["Service"][0]
     selector_matches(svc_where, dig(svc, "spec.selector"), labels)
-    listen_port = port_of(config["listen"])
+    listen_ports = service_listen_ports(config)
     metrics_port = port_of(dig(config, "metrics.listen", "127.0.0.1:9633"))
     targets = set()
     for p in dig(svc, "spec.ports", []) or []:
@@ -245,7 +260,7 @@ def manifests(directory, out):
         if target is None:
             problem(svc_where, f"port {p.get('name')} targets {p.get('targetPort')!r}, which no container port is")
         targets.add(target)
-    for port, what in ((listen_port, "listen"), (metrics_port, "metrics.listen")):
+    for port, what in [*((p, "listen") for p in listen_ports), (metrics_port, "metrics.listen")]:
         if port not in targets:
             problem(svc_where, f"no port targets the ConfigMap's {what} port {port}")
     pdb_where, _, pdb = by_kind["PodDisruptionBudget"][0]
