@@ -2,6 +2,11 @@
 //! become `?`, runs of whitespace one space) and counted with its time,
 //! rows and errors, as ProxySQL's query digest table does.
 //!
+//! Statements Funnel answers itself (a query rule's `ok` or `error`, the
+//! query cache, a `SET` answered locally, Funnel's own errors) are counted
+//! too, and apart in [`DigestStats::by_funnel`], as ProxySQL counts them
+//! under hostgroup -1.
+//!
 //! The data path pays one pass over the text to hash its shape; the shape
 //! itself is written out only the first time it is seen. Each core keeps at
 //! most [`MAX_DIGESTS`]; beyond that new shapes are counted together.
@@ -19,6 +24,17 @@ pub const OTHER: u64 = 0;
 /// Longest shape text stored.
 const MAX_TEXT: usize = 512;
 
+/// Who answered a statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnsweredBy {
+    /// A backend ran it and its reply was relayed.
+    Backend,
+    /// Funnel answered without a backend's reply: a query rule's `ok` or
+    /// `error`, the query cache, a `SET` answered locally, or one of
+    /// Funnel's own errors (no connection in time, a lost backend, a KILL).
+    Funnel,
+}
+
 /// What one shape of statement did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestStats {
@@ -34,6 +50,9 @@ pub struct DigestStats {
     pub rows: u64,
     /// Executions that ended in an error.
     pub errors: u64,
+    /// Executions Funnel answered itself ([`AnsweredBy::Funnel`]), among
+    /// `count`.
+    pub by_funnel: u64,
 }
 
 /// One core's digests.
@@ -47,7 +66,15 @@ impl Digests {
     }
 
     /// Records one execution; `text` is called only for a new shape.
-    pub fn record(&self, key: u64, text: impl FnOnce() -> String, took: Duration, rows: u64, error: bool) {
+    pub fn record(
+        &self,
+        key: u64,
+        text: impl FnOnce() -> String,
+        took: Duration,
+        rows: u64,
+        error: bool,
+        by: AnsweredBy,
+    ) {
         let mut map = self.0.borrow_mut();
         let full = map.len() >= MAX_DIGESTS;
         let key = if !full || map.contains_key(&key) {
@@ -66,6 +93,7 @@ impl Digests {
             max_us: 0,
             rows: 0,
             errors: 0,
+            by_funnel: 0,
         });
         let us = took.as_micros() as u64;
         entry.count += 1;
@@ -73,6 +101,7 @@ impl Digests {
         entry.max_us = entry.max_us.max(us);
         entry.rows += rows;
         entry.errors += u64::from(error);
+        entry.by_funnel += u64::from(by == AnsweredBy::Funnel);
     }
 
     /// The shape recorded under `key`.
@@ -95,6 +124,7 @@ impl Digests {
                 d.max_us = 0;
                 d.rows = 0;
                 d.errors = 0;
+                d.by_funnel = 0;
                 true
             }
         });
@@ -239,11 +269,45 @@ mod tests {
     fn digest_table_is_bounded() {
         let d = Digests::default();
         for i in 0..(MAX_DIGESTS as u64 + 10) {
-            d.record(i + 1, || format!("q{i}"), Duration::from_micros(5), 1, false);
+            d.record(
+                i + 1,
+                || format!("q{i}"),
+                Duration::from_micros(5),
+                1,
+                false,
+                AnsweredBy::Backend,
+            );
         }
         let snap = d.snapshot();
         assert_eq!(snap.len(), MAX_DIGESTS + 1);
         let other = snap.iter().find(|(k, _)| *k == OTHER).unwrap();
         assert_eq!(other.1.count, 10);
+    }
+
+    #[test]
+    fn digest_counts_answers_by_funnel_apart() {
+        let d = Digests::default();
+        let took = Duration::from_micros(5);
+        d.record(7, || "SELECT ?".into(), took, 1, false, AnsweredBy::Backend);
+        d.record(
+            7,
+            || unreachable!("a known shape"),
+            took,
+            1,
+            false,
+            AnsweredBy::Funnel,
+        );
+        d.record(
+            7,
+            || unreachable!("a known shape"),
+            took,
+            0,
+            true,
+            AnsweredBy::Funnel,
+        );
+        let (_, s) = d.snapshot().pop().unwrap();
+        assert_eq!((s.count, s.by_funnel, s.errors, s.rows), (3, 2, 1, 2));
+        d.clear(&[7]);
+        assert!(d.snapshot().is_empty());
     }
 }

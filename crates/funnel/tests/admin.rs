@@ -1113,6 +1113,94 @@ fn admin_digests_group_statements_by_shape() {
     );
 }
 
+/// Statements Funnel answers itself are counted under their shape as those
+/// a backend runs, and apart in `answered_by_funnel` (ProxySQL's hostgroup
+/// -1): a rule's `ok` and `error`, the query cache, a `SET` answered
+/// locally, and Funnel's own refusal of a statement. Before, a rule's `ok`
+/// and `error` were not counted at all, and cache hits and local `SET`s
+/// could not be told from statements a backend ran.
+#[test]
+fn admin_digests_count_statements_funnel_answered() {
+    let e = env(
+        "admdigestown",
+        "query_rules:\n\
+         \x20 - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 60s\n\
+         \x20 - match_prefix: 'DELETE FROM audit'\n    ok: 'ignored'\n\
+         \x20 - match_prefix: 'DROP TABLE'\n    error: 'not here'\n",
+    );
+    let mut admin = e.admin();
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    // One miss runs on the backend; the four after it come from the cache.
+    for _ in 0..5 {
+        let v: Option<i64> = c
+            .query_first("SELECT /* cached */ v FROM t WHERE id = 1")
+            .unwrap();
+        assert_eq!(v, Some(10));
+    }
+    for i in 0..3 {
+        c.query_drop(format!("DELETE FROM audit WHERE id = {i}")).unwrap();
+        assert_eq!(c.info_str(), "ignored");
+    }
+    for name in ["t", "u"] {
+        let err = c.query_drop(format!("DROP TABLE {name}")).unwrap_err();
+        assert!(err.to_string().contains("not here"), "{err}");
+    }
+    // A SET a backend accepted before is answered locally the next times.
+    for _ in 0..3 {
+        c.query_drop("SET SESSION sql_mode = 'STRICT_ALL_TABLES'")
+            .unwrap();
+    }
+    // A statement Funnel refuses itself (its own error, no rule): a KILL
+    // of an id no client has.
+    let _ = c.query_drop("KILL QUERY 999999").unwrap_err();
+
+    let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
+    let counts = |shape: &str| -> (String, String, String, String) {
+        let r = rows
+            .iter()
+            .find(|r| r.get::<String, _>("statement").unwrap() == shape)
+            .unwrap_or_else(|| panic!("no digest {shape}: {rows:?}"));
+        let get = |col: &str| r.get::<String, _>(col).unwrap();
+        (
+            get("count"),
+            get("answered_by_funnel"),
+            get("errors"),
+            get("rows"),
+        )
+    };
+    let own = |count: &str, by_funnel: &str, errors: &str, rows: &str| {
+        (
+            count.to_string(),
+            by_funnel.to_string(),
+            errors.to_string(),
+            rows.to_string(),
+        )
+    };
+    assert_eq!(counts("INSERT INTO t VALUES (?, ?)"), own("1", "0", "0", "0"));
+    assert_eq!(
+        counts("SELECT v FROM t WHERE id = ?"),
+        own("5", "4", "0", "5"),
+        "the shape leaves the comment out; four cache hits"
+    );
+    assert_eq!(counts("DELETE FROM audit WHERE id = ?"), own("3", "3", "0", "0"));
+    assert_eq!(counts("DROP TABLE t"), own("1", "1", "1", "0"));
+    assert_eq!(counts("DROP TABLE u"), own("1", "1", "1", "0"));
+    let set = counts("SET SESSION sql_mode = ?");
+    assert_eq!((set.0.as_str(), set.2.as_str()), ("3", "0"), "{set:?}");
+    let answered_locally: u64 = e
+        .proxy
+        .snapshots()
+        .iter()
+        .map(|s| s.counters.sets_answered_locally)
+        .sum();
+    assert_eq!(set.1, answered_locally.to_string(), "{set:?}");
+    assert!(answered_locally >= 1, "{set:?}");
+    assert_eq!(counts("KILL QUERY ?"), own("1", "1", "1", "0"));
+}
+
 /// `RESET DIGESTS` (ProxySQL's `stats_mysql_query_digest_reset`) forgets
 /// every shape on every core, pins by digest too: the next `SHOW DIGESTS`
 /// counts only what ran since.

@@ -1,5 +1,8 @@
-//! `SHOW DIGESTS`: each statement shape with its count, time, rows, errors
-//! and the clients it pinned, merged over the cores, slowest in total first.
+//! `SHOW DIGESTS`: each statement shape with its count, time, rows, errors,
+//! the clients it pinned and how many of its executions Funnel answered
+//! itself (`answered_by_funnel`: a query rule's `ok` or `error`, the query
+//! cache, a `SET` answered locally, Funnel's own errors; ProxySQL shows
+//! these under hostgroup -1), merged over the cores, slowest in total first.
 
 use std::collections::HashMap;
 
@@ -19,6 +22,7 @@ struct Merged {
     rows: u64,
     errors: u64,
     pins: u64,
+    by_funnel: u64,
 }
 
 /// `RESET DIGESTS`: every core forgets its digests, so the next `SHOW
@@ -43,6 +47,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
             e.max_us = e.max_us.max(d.max_us);
             e.rows += d.rows;
             e.errors += d.errors;
+            e.by_funnel += d.by_funnel;
         }
         for (key, n) in &s.pins_by_digest {
             if let Some(e) = merged.get_mut(key) {
@@ -62,6 +67,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "rows",
         "errors",
         "pinned_clients",
+        "answered_by_funnel",
     ]);
     for (key, m) in rows.into_iter().take(LIMIT) {
         t.row(vec![
@@ -74,6 +80,7 @@ pub fn run(ctx: &AdminContext) -> Reply {
             m.rows.to_string(),
             m.errors.to_string(),
             m.pins.to_string(),
+            m.by_funnel.to_string(),
         ]);
     }
     Reply::Table(t)

@@ -14,6 +14,7 @@ use funnel_protocol::StatusFlags;
 
 use super::command::Forward;
 use super::{write_own, End, Session};
+use crate::digest::AnsweredBy;
 use crate::query_cache::{CacheKey, CachedReply};
 use crate::stats::Stats;
 
@@ -121,12 +122,7 @@ impl Session {
         if self.log.taken() {
             self.log.answered_from_cache(summary.rows);
         }
-        if let Some((key, text)) = self.digest.take() {
-            let took = self.cmd_started.elapsed();
-            self.shard
-                .digests
-                .record(key, || text.unwrap_or_default(), took, summary.rows, false);
-        }
+        self.record_digest(summary.rows, false, AnsweredBy::Funnel);
         Some(Ok(()))
     }
 

@@ -9,6 +9,7 @@ use funnel_protocol::Capabilities;
 use super::command::Forward;
 use super::variables;
 use super::{End, Session};
+use crate::digest::AnsweredBy;
 use crate::learned_sets::{LearnedReply, SetKey, MAX_TEXT};
 use crate::stats::Stats;
 
@@ -71,12 +72,7 @@ impl Session {
         self.last_succeeded = true;
         self.note_results(&summary, f);
         self.note_diagnostics(f, 0, true);
-        if let Some((key, text)) = self.digest.take() {
-            let took = self.cmd_started.elapsed();
-            self.shard
-                .digests
-                .record(key, || text.unwrap_or_default(), took, 0, false);
-        }
+        self.record_digest(0, false, AnsweredBy::Funnel);
         super::write_own(&mut self.stream, &reply.packet, &self.shard, &self.control)
             .await
             .map_err(|_| End::Closed)

@@ -10,6 +10,7 @@ mod balancer;
 mod cached_reads;
 mod causal_reads;
 pub mod command;
+mod digest_count;
 pub mod dynamic_sql;
 pub mod handshake;
 mod kill_command;
@@ -50,6 +51,7 @@ use funnel_protocol::tracker::Expect;
 use funnel_protocol::{Capabilities, StatusFlags};
 
 use crate::caps::{CapKey, CapSlot};
+use crate::digest::AnsweredBy;
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
@@ -785,6 +787,7 @@ impl Session {
             let result = match self.apply_query_rule(head, total) {
                 Ok((head, total)) => match self.judge_lost_transaction(head) {
                     Some(verdict) => {
+                        self.note_shape(total);
                         self.log_unrun_command(total);
                         self.buf.consume(total);
                         self.answer_lost_transaction(verdict).await
@@ -801,6 +804,7 @@ impl Session {
                     None => self.dispatch(head, total).await,
                 },
                 Err(err) => {
+                    self.note_shape(total);
                     self.buf.consume(total);
                     self.refuse_by_rule(&err).await
                 }
@@ -909,6 +913,7 @@ impl Session {
                 self.write_ok(1, &ok).await
             }
             Plan::Reply(e) => {
+                self.note_shape(total);
                 self.log_query_text(total);
                 self.buf.consume(total);
                 self.reply_error(1, e).await
@@ -928,6 +933,7 @@ impl Session {
                 }
                 if payload.first() == Some(&0x03) && !self.user_vars.is_empty() {
                     if let Some(what) = user_vars::dynamic_sql_refusal(&payload[1..], &self.user_vars) {
+                        self.note_shape(total);
                         self.log_query_text(total);
                         self.buf.consume(total);
                         return self.reply_error(1, EngineError::Unsupported(what)).await;
@@ -944,6 +950,7 @@ impl Session {
             // Boxes each statement command's future itself.
             Plan::Statement(cmd) => self.statement(cmd, total).await,
             Plan::Kill(k) => {
+                self.note_shape(total);
                 self.log_query_text(total);
                 self.buf.consume(total);
                 Box::pin(self.kill(k)).await
@@ -1368,16 +1375,10 @@ impl Session {
     }
 
     /// Remembers the digest of the query in the buffer (its shape is built
-    /// only the first time this core sees it).
+    /// only the first time this core sees it) and takes it for the query log.
     fn note_digest(&mut self, total: usize) {
-        let Some(sql) = self.buf.bytes().get(5..total.min(MAX_CHUNK)) else {
-            return;
-        };
-        let key = crate::digest::key(sql);
-        let text = (!self.shard.digests.knows(key)).then(|| crate::digest::text(sql));
+        self.note_shape(total);
         self.log_query_text(total);
-        self.control.set_statement(Some(key), text.as_deref());
-        self.digest = Some((key, text));
     }
 
     /// True when a `CALL` or compound statement is to run after the
@@ -2423,13 +2424,7 @@ impl Session {
             self.log.served(summary.rows, summary.affected_rows, error);
         }
         // After keep_or_release, so a pin is counted against this digest.
-        if let Some((key, text)) = self.digest.take() {
-            let took = self.cmd_started.elapsed();
-            let error = summary.error.is_some();
-            self.shard
-                .digests
-                .record(key, || text.unwrap_or_default(), took, summary.rows, error);
-        }
+        self.record_digest(summary.rows, summary.error.is_some(), AnsweredBy::Backend);
     }
 
     /// Notes what a statement that completed did to the diagnostics area;
@@ -3075,6 +3070,9 @@ impl Session {
     }
 
     async fn write_ok(&mut self, seq: u8, ok: &OkPacket) -> Result<(), End> {
+        // A statement Funnel answers with an OK of its own (a rule's `ok`, a
+        // `KILL`, a `ROLLBACK` of a lost transaction).
+        self.record_digest(0, false, AnsweredBy::Funnel);
         self.out.clear();
         let caps = self.caps;
         write_small_packet(&mut self.out, seq, |p| ok.write(p, caps));
@@ -3103,6 +3101,9 @@ impl Session {
     /// its code for `SHOW STATS` and `funnel_errors_total`.
     async fn send_own_err(&mut self, seq: u8, err: &ErrPacket) -> Result<(), End> {
         self.shard.stats.count_error(err.code);
+        if !self.no_reply {
+            self.record_digest(0, true, AnsweredBy::Funnel);
+        }
         // A command that would end a lost transaction (`ROLLBACK AND
         // CHAIN`) and failed here (no connection for it, a `KILL` while it
         // waited, a rule) ended nothing: the statements after it must not

@@ -113,6 +113,7 @@ impl Session {
             return self.dispatch(head, total).await;
         };
         if let Some(message) = &rule.ok {
+            self.note_shape(total);
             self.log_query_text(total);
             let payload = &self.buf.bytes()[HEADER_LEN..head.total_len()];
             let several = match plan(payload, self.caps) {
