@@ -1126,7 +1126,8 @@ fn admin_digests_count_statements_funnel_answered() {
         "query_rules:\n\
          \x20 - match_prefix: 'SELECT /* cached */'\n    cache_ttl: 60s\n\
          \x20 - match_prefix: 'DELETE FROM audit'\n    ok: 'ignored'\n\
-         \x20 - match_prefix: 'DROP TABLE'\n    error: 'not here'\n",
+         \x20 - match_prefix: 'DROP TABLE'\n    error: 'not here'\n\
+         \x20 - match_prefix: 'SELECT /* held */'\n    delay: 30s\n",
     );
     let mut admin = e.admin();
     let mut c = e.client();
@@ -1156,6 +1157,23 @@ fn admin_digests_count_statements_funnel_answered() {
     // A statement Funnel refuses itself (its own error, no rule): a KILL
     // of an id no client has.
     let _ = c.query_drop("KILL QUERY 999999").unwrap_err();
+    // One a rule holds back, killed while it waits: ERR 1317 from Funnel.
+    let mut held = e.client();
+    let id = held.connection_id();
+    let waiting = thread::spawn(move || held.query_drop("SELECT /* held */ 1").unwrap_err());
+    wait_until("the held statement to wait", || {
+        let clients: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+        clients.iter().any(|r| {
+            r.get::<String, _>("id").unwrap() == id.to_string()
+                && r.get::<String, _>("state").unwrap() == "waiting"
+        })
+    });
+    admin.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let err = waiting.join().unwrap();
+    assert!(
+        matches!(&err, mysql::Error::MySqlError(m) if m.code == 1317),
+        "{err:?}"
+    );
 
     let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
     let counts = |shape: &str| -> (String, String, String, String) {
@@ -1199,6 +1217,7 @@ fn admin_digests_count_statements_funnel_answered() {
     assert_eq!(set.1, answered_locally.to_string(), "{set:?}");
     assert!(answered_locally >= 1, "{set:?}");
     assert_eq!(counts("KILL QUERY ?"), own("1", "1", "1", "0"));
+    assert_eq!(counts("SELECT ?"), own("1", "1", "1", "0"), "the killed wait");
 }
 
 /// `RESET DIGESTS` (ProxySQL's `stats_mysql_query_digest_reset`) forgets
