@@ -182,6 +182,39 @@ fn proxy_protocol_headers_name_the_client_behind_a_balancer() {
     assert_eq!(direct.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
 }
 
+/// With several `listen` addresses, a balancer's header is read on each:
+/// through the second address (127.0.0.3) as through the first.
+#[test]
+fn proxy_protocol_headers_are_read_on_every_listen_address() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("proxylisten");
+    db.create_user("proxylisten_b", "bpw");
+    let yaml = format!(
+        "listen: [127.0.0.1:0, 127.0.0.3:0]\ncores: 1\n\
+         users:\n  - name: lan\n    password: pw\n    default_schema: {schema}\n    allowed_hosts: [10.0.0.0/8]\n\
+         backends:\n  - name: primary\n    address: {}\n    user: proxylisten_b\n    password: bpw\n\
+         client:\n  handshake_timeout: 2s\n  proxy_protocol_networks: [{BALANCER}]\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let addrs = proxy.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    for target in addrs {
+        for (form, header) in [("v1", v1_header()), ("v2", v2_header(1))] {
+            let port = balancer(target, header);
+            let mut c = login(port, "lan").unwrap_or_else(|e| panic!("{form} to {target}: {e}"));
+            assert_eq!(c.query_first::<i64, _>("SELECT 1").unwrap(), Some(1));
+        }
+        // A listed balancer that sends nothing is refused at the handshake timeout.
+        let mut silent = from_balancer(target);
+        silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = Vec::new();
+        let _ = silent.read_to_end(&mut reply);
+        assert!(reply.len() > 7 && reply[4] == 0xff, "{target}: {reply:?}");
+        assert_eq!(u16::from_le_bytes([reply[5], reply[6]]), 1159, "{target}");
+    }
+}
+
 /// A balancer's PROXY header and its client's login share one
 /// `client.handshake_timeout`: a header sent a byte at a time until just
 /// before the deadline does not buy the login a second one (before, the
