@@ -432,3 +432,92 @@ fn isolation_a_statement_running_past_max_transaction_time_is_stopped() {
     let rows = other.query("SELECT v FROM t").unwrap();
     assert_eq!(rows.rows()[0][0].as_deref(), Some("0"));
 }
+
+/// Waits (at most 3 s) for the ERR Funnel sends a client it closes
+/// unasked (4031 at a limit), then for the close.
+fn closing_err_of(c: &mut MiniClient) -> ErrPacket {
+    c.try_clone_stream()
+        .unwrap()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let err = match c.read_packet() {
+        Ok((_, p)) => ErrPacket::parse(&p).unwrap(),
+        Err(e) => panic!("expected an ERR before the close: {e:?}"),
+    };
+    assert!(c.read_packet().is_err(), "closed after the ERR");
+    err
+}
+
+/// `client.max_transaction_time` counts a new transaction from its own
+/// start when a `ROLLBACK AND CHAIN` opens it, as after a `COMMIT AND
+/// CHAIN`; a statement the transaction goes on through (a `CREATE
+/// TEMPORARY TABLE`, which commits nothing) does not start the count
+/// again. Before, only statements that may commit restarted it: a
+/// `ROLLBACK AND CHAIN`'s transaction was ended too early, and any
+/// `CREATE TEMPORARY TABLE` gave the open one a new limit.
+#[test]
+fn isolation_max_transaction_time_restarts_with_a_new_transaction_only() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txchain_b");
+    let addr = proxy.local_addr();
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("BEGIN").unwrap();
+    c.query("INSERT INTO t VALUES (1, 0)").unwrap();
+    thread::sleep(Duration::from_millis(700));
+    c.query("ROLLBACK AND CHAIN").unwrap();
+    c.query("INSERT INTO t VALUES (2, 0)").unwrap();
+    thread::sleep(Duration::from_millis(600));
+    // 1.3 s after the BEGIN, 0.6 s into the chained transaction.
+    c.query("COMMIT")
+        .unwrap_or_else(|e| panic!("the chained transaction was ended early: {e:?}"));
+
+    let began = Instant::now();
+    c.query("BEGIN").unwrap();
+    c.query("INSERT INTO t VALUES (3, 0)").unwrap();
+    thread::sleep(Duration::from_millis(600));
+    c.query("CREATE TEMPORARY TABLE tmp (a INT)").unwrap();
+    let err = closing_err_of(&mut c);
+    let after = began.elapsed();
+    assert_eq!(err.code, 4031, "{}", err.message_text());
+    assert!(err.message_text().contains("client.max_transaction_time"));
+    assert!(
+        after < Duration::from_millis(1400),
+        "ended {after:?} after its BEGIN: the CREATE TEMPORARY TABLE restarted the count"
+    );
+    let mut other = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    let rows = other.query("SELECT GROUP_CONCAT(id ORDER BY id) FROM t").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("2"));
+}
+
+/// A statement that commits the open transaction before it runs (DDL:
+/// `CREATE TABLE ... SELECT`) runs outside any transaction, so
+/// `client.max_transaction_time` does not stop it, with autocommit on or
+/// off. Before, it was killed at the limit of the transaction it had
+/// committed, and the client told (1969) that the transaction rolled
+/// back and disconnected, while the transaction's update stood
+/// committed.
+#[test]
+fn isolation_max_transaction_time_leaves_a_statement_that_committed_it_alone() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txddl_b");
+    let addr = proxy.local_addr();
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("INSERT INTO t VALUES (1, 0)").unwrap();
+    c.query("BEGIN").unwrap();
+    c.query("UPDATE t SET v = 1").unwrap();
+    thread::sleep(Duration::from_millis(500));
+    // Commits the update, then runs for 1.5 s: past the transaction's limit.
+    c.query("CREATE TABLE t2 SELECT SLEEP(1.5) AS s")
+        .unwrap_or_else(|e| panic!("the DDL after the commit was stopped: {e:?}"));
+    let v: Option<i64> = db.query_first(&format!("SELECT v FROM {schema}.t"));
+    assert_eq!(v, Some(1), "the update was committed");
+    let rows = c.query("SELECT COUNT(*) FROM t2").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("1"), "the session goes on");
+
+    // Autocommit off: no transaction is open while the DDL runs.
+    c.query("SET autocommit = 0").unwrap();
+    c.query("CREATE TABLE t3 SELECT SLEEP(1.5) AS s")
+        .unwrap_or_else(|e| panic!("the DDL with autocommit off was stopped: {e:?}"));
+    let rows = c.query("SELECT COUNT(*) FROM t3").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
+}

@@ -329,6 +329,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 digest: None,
                 cmd_started: Instant::now(),
                 tx_began: None,
+                tx_effect: transaction_time::Effect::default(),
                 scratch: Vec::new(),
                 long_data: Vec::new(),
                 state_lost: false,
@@ -502,6 +503,10 @@ struct Session {
     /// arrived (`client.max_transaction_time` counts from it); `None`
     /// outside a transaction.
     tx_began: Option<Instant>,
+    /// What the command being served does to the open transaction, for
+    /// `client.max_transaction_time` (read only inside one, or with
+    /// autocommit off, where a statement may open one).
+    tx_effect: transaction_time::Effect,
     /// Reused space for a statement command's payload.
     scratch: Vec<u8>,
     /// The client statements that were sent long data: the held connection
@@ -752,6 +757,7 @@ impl Session {
             let started = Instant::now();
             self.cmd_started = started;
             self.digest = None;
+            self.tx_effect = transaction_time::Effect::default();
             self.log.clear();
             self.control.set_statement(None, None);
             self.learn_set = None;
@@ -815,10 +821,10 @@ impl Session {
             if let Err(end) = result {
                 return end;
             }
-            if self.command_commits && self.last_succeeded && self.tx_began.take().is_some() {
-                // A transaction open now (`COMMIT AND CHAIN`) is a new one,
-                // begun by this command.
-                self.control.set_transaction_began(None);
+            if self.tx_effect.ends && self.last_succeeded {
+                // A transaction open now (`COMMIT AND CHAIN`, `ROLLBACK AND
+                // CHAIN`, `BEGIN`) is a new one, begun by this command.
+                self.tx_began = None;
             }
             if self.state_lost {
                 // The client was told why; its session state is gone.
@@ -850,6 +856,21 @@ impl Session {
         // this command, unless the command opens one itself (several
         // statements): a single statement on a pooled connection, the
         // hot path, skips the scan.
+        // Read where the limit may stop the command or restart its count:
+        // inside a transaction, or with autocommit off.
+        self.tx_effect =
+            if self.tx_began.is_some() || !self.last_status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
+                match payload.first() {
+                    Some(0x03) => transaction_time::effect(&payload[1..]),
+                    Some(0x17 | 0xfa) => self
+                        .statement_text(payload)
+                        .map(transaction_time::effect)
+                        .unwrap_or_default(),
+                    _ => transaction_time::Effect::default(),
+                }
+            } else {
+                transaction_time::Effect::default()
+            };
         self.command_commits = match payload.first() {
             Some(0x03) => {
                 (self.pinned.is_some() || payload.contains(&b';')) && lost_transaction::commits(&payload[1..])
@@ -1079,7 +1100,10 @@ impl Session {
     /// off, where the statement opens one, the whole limit from its start.
     fn transaction_stop(&self) -> Option<(Duration, ErrPacket)> {
         let autocommit_off = !self.last_status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
-        if self.tx_began.is_none() && !autocommit_off {
+        if self.tx_began.is_none() && !autocommit_off || self.tx_effect.commits_first {
+            // No transaction; or the statement commits the open one
+            // before it runs (DDL), and runs outside it: stopped, the
+            // client would be told that transaction rolled back.
             return None;
         }
         let limit = self.shard.config().client.max_transaction_time.non_zero()?;

@@ -45,9 +45,102 @@ pub(super) fn stopped_err(limit: Duration) -> ErrPacket {
     )
 }
 
+/// What a statement (text) does to the session's open transaction, for
+/// the limit: `ends` when a statement of it ends the transaction it finds
+/// (`COMMIT`, `ROLLBACK` but one to a savepoint, a statement the server
+/// commits before it runs): one open after it is a new one, counted from
+/// this command; `commits_first` when a statement of it commits before it
+/// runs (DDL, `LOCK TABLES`, `SET autocommit`, ...): it runs outside the
+/// transaction it ended, which the limit must not stop it for (the
+/// client would be told the transaction rolled back, committed as it is).
+/// Unlike [`super::lost_transaction::commits`], which may read too much,
+/// a `CREATE` / `DROP TEMPORARY TABLE` commits nothing here (the
+/// transaction goes on through it), nor does any `SET` end one: `SET
+/// autocommit = 1` commits only where autocommit was off, and then
+/// leaves none open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Effect {
+    /// The open transaction ends with it; one open after it is new.
+    pub ends: bool,
+    /// A statement of it commits before it runs.
+    pub commits_first: bool,
+}
+
+/// The [`Effect`] of the statements of `sql`.
+pub(super) fn effect(sql: &[u8]) -> Effect {
+    let mut out = Effect::default();
+    for statement in sql.split(|&c| c == b';') {
+        let mut words = super::sql_lex::skip_leading_comments(statement)
+            .split(|c| c.is_ascii_whitespace() || *c == b'(' || *c == b'/')
+            .filter(|w| !w.is_empty());
+        let Some(first) = words.next() else {
+            continue;
+        };
+        let is = |w: &[u8], k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+        if is(first, "ROLLBACK") {
+            out.ends |= !words.any(|w| is(w, "TO"));
+        } else if is(first, "COMMIT") {
+            out.ends = true;
+        } else if (is(first, "CREATE") || is(first, "DROP"))
+            && words.by_ref().take(3).any(|w| is(w, "TEMPORARY"))
+            || is(first, "BEGIN") && words.next().is_some_and(|w| is(w, "NOT"))
+        {
+            // `CREATE [OR REPLACE] TEMPORARY TABLE`, `DROP TEMPORARY
+            // TABLE`, a compound statement (`BEGIN NOT ATOMIC`).
+        } else if super::lost_transaction::commits(statement) {
+            out.commits_first = true;
+            out.ends |= !is(first, "SET");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_time_statement_effects() {
+        let e = |s: &str| effect(s.as_bytes());
+        let ends = Effect {
+            ends: true,
+            commits_first: false,
+        };
+        let commits = Effect {
+            ends: true,
+            commits_first: true,
+        };
+        let none = Effect::default();
+        assert_eq!(e("COMMIT"), ends);
+        assert_eq!(e("commit and chain"), ends);
+        assert_eq!(e("/* c */ ROLLBACK AND CHAIN"), ends);
+        assert_eq!(e("ROLLBACK WORK"), ends);
+        assert_eq!(e("ROLLBACK TO SAVEPOINT s"), none);
+        assert_eq!(e("rollback work to s"), none);
+        assert_eq!(e("UPDATE t SET v = 1; COMMIT"), ends);
+        assert_eq!(e("BEGIN"), commits);
+        assert_eq!(e("START TRANSACTION READ ONLY"), commits);
+        assert_eq!(e("ALTER TABLE t ADD c INT"), commits);
+        assert_eq!(e("CREATE TABLE t2 SELECT 1"), commits);
+        assert_eq!(e("INSERT INTO t VALUES (1); CREATE INDEX i ON t (v)"), commits);
+        assert_eq!(e("LOCK TABLES t WRITE"), commits);
+        assert_eq!(e("CREATE TEMPORARY TABLE tmp (a INT)"), none);
+        assert_eq!(e("create or replace temporary table tmp (a INT)"), none);
+        assert_eq!(e("DROP TEMPORARY TABLE IF EXISTS tmp"), none);
+        assert_eq!(e("BEGIN NOT ATOMIC SELECT 1; END"), none);
+        assert_eq!(
+            e("SET autocommit = 1"),
+            Effect {
+                ends: false,
+                commits_first: true,
+            }
+        );
+        assert_eq!(e("SET time_zone = '+00:00'"), none);
+        assert_eq!(e("SELECT 1"), none);
+        assert_eq!(e("INSERT INTO t VALUES ('COMMIT')"), none);
+        assert_eq!(e("XA COMMIT 'x'"), none);
+        assert_eq!(e(""), none);
+    }
 
     #[test]
     fn transaction_time_left_counts_down_to_zero() {
