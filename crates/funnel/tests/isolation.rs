@@ -521,3 +521,52 @@ fn isolation_max_transaction_time_leaves_a_statement_that_committed_it_alone() {
     let rows = c.query("SELECT COUNT(*) FROM t3").unwrap();
     assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
 }
+
+/// A deadlock (1213) rolls back the whole transaction: with autocommit
+/// off, the statement after it opens a new one, which
+/// `client.max_transaction_time` counts from its own start. Before, the
+/// count ran on from the transaction the deadlock had ended, and the new
+/// one was cut short.
+#[test]
+fn isolation_max_transaction_time_restarts_after_a_deadlock() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txdead_b");
+    let addr = proxy.local_addr();
+    db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 0), (2, 0)"));
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("SET autocommit = 0").unwrap();
+    c.query("UPDATE t SET v = 1 WHERE id = 1").unwrap();
+    // The other side writes more, so InnoDB picks this client's
+    // transaction to roll back.
+    let mut other = db.root();
+    other.query_drop("BEGIN").unwrap();
+    other
+        .query_drop(format!(
+            "INSERT INTO {schema}.t SELECT seq, 0 FROM {schema}.seq_100_to_300"
+        ))
+        .unwrap();
+    other
+        .query_drop(format!("UPDATE {schema}.t SET v = 2 WHERE id = 2"))
+        .unwrap();
+    let blocked = {
+        let schema = schema.clone();
+        thread::spawn(move || {
+            other
+                .query_drop(format!("UPDATE {schema}.t SET v = 2 WHERE id = 1"))
+                .unwrap();
+            other.query_drop("ROLLBACK").unwrap();
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    let err = err_of(&mut c, "UPDATE t SET v = 1 WHERE id = 2");
+    assert_eq!(err.code, 1213, "{}", err.message_text());
+    blocked.join().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    // A new transaction, 0.7 s after the first began.
+    c.query("UPDATE t SET v = 5 WHERE id = 1").unwrap();
+    thread::sleep(Duration::from_millis(600));
+    c.query("COMMIT")
+        .unwrap_or_else(|e| panic!("the transaction after the deadlock was ended early: {e:?}"));
+    let v: Option<i64> = db.query_first(&format!("SELECT v FROM {schema}.t WHERE id = 1"));
+    assert_eq!(v, Some(5));
+}

@@ -330,6 +330,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 cmd_started: Instant::now(),
                 tx_began: None,
                 tx_effect: transaction_time::Effect::default(),
+                tx_rolled_back: false,
                 scratch: Vec::new(),
                 long_data: Vec::new(),
                 state_lost: false,
@@ -507,6 +508,11 @@ struct Session {
     /// `client.max_transaction_time` (read only inside one, or with
     /// autocommit off, where a statement may open one).
     tx_effect: transaction_time::Effect,
+    /// The command just served failed with a deadlock (1213), which rolled
+    /// back the whole transaction: the connection's status still says one
+    /// is open, but the next is new, counted from the command that opens
+    /// it.
+    tx_rolled_back: bool,
     /// Reused space for a statement command's payload.
     scratch: Vec<u8>,
     /// The client statements that were sent long data: the held connection
@@ -1131,14 +1137,12 @@ impl Session {
         let max = self.shard.config().client.max_packet_size.as_u64() as usize;
         let config = self.shard.config();
         let in_transaction = self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction());
+        let rolled_back = std::mem::take(&mut self.tx_rolled_back);
         if !in_transaction {
-            if self.tx_began.take().is_some() {
-                self.control.set_transaction_began(None);
-            }
-        } else if self.tx_began.is_none() {
+            self.tx_began = None;
+        } else if self.tx_began.is_none() && !rolled_back {
             // The command just done opened it.
             self.tx_began = Some(self.cmd_started);
-            self.control.set_transaction_began(self.tx_began);
         }
         let mut idle_limit = if in_transaction {
             // A transaction left open holds its backend connection (and
@@ -2333,6 +2337,15 @@ impl Session {
         self.sql_mode_unknown = false;
         self.last_result_columns = summary.first_result_columns;
         self.last_succeeded = ok;
+        if summary
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == transaction_time::ER_LOCK_DEADLOCK)
+        {
+            // The server rolled the whole transaction back.
+            self.tx_began = None;
+            self.tx_rolled_back = true;
+        }
         if summary.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
             self.pin(PinReason::Cursor);
         }

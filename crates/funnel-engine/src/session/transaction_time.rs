@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use funnel_protocol::response::ErrPacket;
 
+/// ER_LOCK_DEADLOCK: the server rolled back the whole transaction.
+pub(super) const ER_LOCK_DEADLOCK: u16 = 1213;
+
 /// What the limit leaves a transaction opened at `began`, at `now`
 /// (zero once it has passed).
 pub(super) fn left(began: Instant, limit: Duration, now: Instant) -> Duration {
