@@ -570,3 +570,39 @@ fn isolation_max_transaction_time_restarts_after_a_deadlock() {
     let v: Option<i64> = db.query_first(&format!("SELECT v FROM {schema}.t WHERE id = 1"));
     assert_eq!(v, Some(5));
 }
+
+/// An XA transaction already prepared outlives its connection's close (the
+/// server keeps it, and its locks, for the transaction manager to end):
+/// a client whose prepared XA transaction reaches
+/// `client.max_transaction_time` is disconnected with an ERR that says so,
+/// not that the transaction rolled back. Before, it was told the
+/// transaction was rolled back while `XA RECOVER` still listed it.
+#[test]
+fn isolation_max_transaction_time_does_not_claim_a_prepared_xa_transaction_rolled_back() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txxa_b");
+    let addr = proxy.local_addr();
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    for sql in [
+        "XA START 'iso_txxa'",
+        "INSERT INTO t VALUES (1, 0)",
+        "XA END 'iso_txxa'",
+        "XA PREPARE 'iso_txxa'",
+    ] {
+        c.query(sql).unwrap();
+    }
+    let err = closing_err_of(&mut c);
+    let mut root = db.root();
+    let prepared: Vec<String> = root
+        .query_map("XA RECOVER", |(_, _, _, data): (i64, i64, i64, String)| data)
+        .unwrap();
+    assert!(prepared.iter().any(|x| x == "iso_txxa"), "{prepared:?}");
+    root.query_drop("XA ROLLBACK 'iso_txxa'").unwrap();
+    assert_eq!(err.code, 4031, "{}", err.message_text());
+    let message = err.message_text();
+    assert!(message.contains("client.max_transaction_time"), "{message}");
+    assert!(
+        message.contains("XA RECOVER") && !message.contains("the transaction was rolled back"),
+        "{message}"
+    );
+}

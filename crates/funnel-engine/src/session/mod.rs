@@ -787,7 +787,7 @@ impl Session {
                 // It arrived as the deadline passed: it never runs, and the
                 // session's end rolls the transaction back.
                 self.buf.consume(total);
-                let err = transaction_time::closing_err();
+                let err = transaction_time::closing_err(self.xa);
                 self.shard.stats.count_error(err.code);
                 let _ = self.write_err(1, &err).await;
                 return End::Closed;
@@ -1115,7 +1115,7 @@ impl Session {
         let limit = self.shard.config().client.max_transaction_time.non_zero()?;
         let began = self.tx_began.unwrap_or(self.cmd_started);
         let left = transaction_time::left(began, limit, Instant::now());
-        Some((left, transaction_time::stopped_err(limit)))
+        Some((left, transaction_time::stopped_err(limit, self.xa)))
     }
 
     /// Holds a lingering connection until the client's next bytes arrive or
@@ -1224,7 +1224,7 @@ impl Session {
                         "client.idle_timeout"
                     };
                     let err = if over_time {
-                        transaction_time::closing_err()
+                        transaction_time::closing_err(self.xa)
                     } else {
                         ErrPacket::new(
                             4031,

@@ -20,30 +20,47 @@ pub(super) fn left(began: Instant, limit: Duration, now: Instant) -> Duration {
     limit.saturating_sub(now.saturating_duration_since(began))
 }
 
+/// What became of the transaction, for the ERRs below: closing the
+/// connection rolls it back, but not an XA transaction already prepared
+/// (`xa`: the session's transaction ran an `XA` statement), which the
+/// server keeps, with its locks, for its transaction manager to end.
+fn outcome(xa: bool) -> &'static str {
+    if xa {
+        "the connection was closed, which rolls the transaction back unless it is an XA transaction \
+         already prepared: that one stays prepared (XA RECOVER) for its transaction manager to end"
+    } else {
+        "the transaction was rolled back and the connection closed"
+    }
+}
+
 /// The ERR a client gets when its transaction outlived the limit while it
 /// was idle, or before its next command ran; the connection closes after
 /// it. ER_CLIENT_INTERACTION_TIMEOUT, as for `client.idle_timeout`:
-/// connectors take it for a closed connection.
-pub(super) fn closing_err() -> ErrPacket {
+/// connectors take it for a closed connection. `xa`: see [`outcome`].
+pub(super) fn closing_err(xa: bool) -> ErrPacket {
     ErrPacket::new(
         4031,
         "HY000",
-        "The client was disconnected by the server because its transaction was open longer \
-         than client.max_transaction_time; the transaction was rolled back",
+        format!(
+            "The client was disconnected by the server because its transaction was open longer \
+             than client.max_transaction_time; {}",
+            outcome(xa)
+        ),
     )
 }
 
 /// The ERR of a statement stopped (`KILL QUERY`) because its transaction
 /// outlived the limit; the connection closes after it. MariaDB's own for
 /// `max_statement_time` (1969, 70100), as for a query rule's `timeout`.
-pub(super) fn stopped_err(limit: Duration) -> ErrPacket {
+/// `xa`: see [`outcome`].
+pub(super) fn stopped_err(limit: Duration, xa: bool) -> ErrPacket {
     ErrPacket::new(
         1969,
         "70100",
         format!(
-            "Query execution was interrupted (client.max_transaction_time of {} ms exceeded); \
-             the transaction was rolled back and the connection closed",
-            limit.as_millis()
+            "Query execution was interrupted (client.max_transaction_time of {} ms exceeded); {}",
+            limit.as_millis(),
+            outcome(xa)
         ),
     )
 }
@@ -165,10 +182,13 @@ mod tests {
 
     #[test]
     fn transaction_time_errors_name_the_key() {
-        let e = closing_err();
+        let e = closing_err(false);
+        assert!(String::from_utf8_lossy(&e.message)
+            .ends_with("the transaction was rolled back and the connection closed"));
+        assert!(String::from_utf8_lossy(&closing_err(true).message).contains("XA RECOVER"));
         assert_eq!((e.code, &e.sql_state), (4031, b"HY000"));
         assert!(String::from_utf8_lossy(&e.message).contains("client.max_transaction_time"));
-        let e = stopped_err(Duration::from_millis(1500));
+        let e = stopped_err(Duration::from_millis(1500), false);
         assert_eq!((e.code, &e.sql_state), (1969, b"70100"));
         let message = String::from_utf8_lossy(&e.message);
         assert!(message.contains("1500 ms"), "{message}");
