@@ -522,22 +522,12 @@ fn isolation_max_transaction_time_leaves_a_statement_that_committed_it_alone() {
     assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
 }
 
-/// A deadlock (1213) rolls back the whole transaction: with autocommit
-/// off, the statement after it opens a new one, which
-/// `client.max_transaction_time` counts from its own start. Before, the
-/// count ran on from the transaction the deadlock had ended, and the new
-/// one was cut short.
-#[test]
-fn isolation_max_transaction_time_restarts_after_a_deadlock() {
-    let db = MariaDb::shared();
-    let (proxy, schema) = transaction_time_env(db, "iso_txdead_b");
-    let addr = proxy.local_addr();
-    db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 0), (2, 0)"));
-    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
-    c.query("SET autocommit = 0").unwrap();
-    c.query("UPDATE t SET v = 1 WHERE id = 1").unwrap();
-    // The other side writes more, so InnoDB picks this client's
-    // transaction to roll back.
+/// Makes the transaction `c` has open (it updated row 1 of `schema.t`)
+/// the victim of a deadlock with a root connection: `c`'s update of row 2
+/// gets 1213 and the server rolls `c`'s transaction back.
+fn deadlock(c: &mut MiniClient, db: &MariaDb, schema: &str) {
+    // The other side writes more, so InnoDB picks `c`'s transaction to
+    // roll back.
     let mut other = db.root();
     other.query_drop("BEGIN").unwrap();
     other
@@ -549,7 +539,7 @@ fn isolation_max_transaction_time_restarts_after_a_deadlock() {
         .query_drop(format!("UPDATE {schema}.t SET v = 2 WHERE id = 2"))
         .unwrap();
     let blocked = {
-        let schema = schema.clone();
+        let schema = schema.to_string();
         thread::spawn(move || {
             other
                 .query_drop(format!("UPDATE {schema}.t SET v = 2 WHERE id = 1"))
@@ -558,9 +548,27 @@ fn isolation_max_transaction_time_restarts_after_a_deadlock() {
         })
     };
     thread::sleep(Duration::from_millis(200));
-    let err = err_of(&mut c, "UPDATE t SET v = 1 WHERE id = 2");
+    let err = err_of(c, "UPDATE t SET v = 1 WHERE id = 2");
     assert_eq!(err.code, 1213, "{}", err.message_text());
     blocked.join().unwrap();
+}
+
+/// A deadlock (1213) rolls back the whole transaction: with autocommit
+/// off, the statement after it opens a new one, which
+/// `client.max_transaction_time` counts from its own start. Before, the
+/// count ran on from the transaction the deadlock had ended, and the new
+/// one was cut short. A client that stays idle after a deadlock, on a
+/// connection that still looks in a transaction, still goes at the limit.
+#[test]
+fn isolation_max_transaction_time_restarts_after_a_deadlock() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txdead_b");
+    let addr = proxy.local_addr();
+    db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 0), (2, 0)"));
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    c.query("SET autocommit = 0").unwrap();
+    c.query("UPDATE t SET v = 1 WHERE id = 1").unwrap();
+    deadlock(&mut c, db, &schema);
     thread::sleep(Duration::from_millis(500));
     // A new transaction, 0.7 s after the first began.
     c.query("UPDATE t SET v = 5 WHERE id = 1").unwrap();
@@ -569,6 +577,20 @@ fn isolation_max_transaction_time_restarts_after_a_deadlock() {
         .unwrap_or_else(|e| panic!("the transaction after the deadlock was ended early: {e:?}"));
     let v: Option<i64> = db.query_first(&format!("SELECT v FROM {schema}.t WHERE id = 1"));
     assert_eq!(v, Some(5));
+
+    // Idle after the deadlock (autocommit on, the ROLLBACK never sent).
+    c.query("SET autocommit = 1").unwrap();
+    c.query("BEGIN").unwrap();
+    c.query("UPDATE t SET v = 1 WHERE id = 1").unwrap();
+    deadlock(&mut c, db, &schema);
+    let idle = Instant::now();
+    let err = closing_err_of(&mut c);
+    assert_eq!(err.code, 4031, "{}", err.message_text());
+    assert!(
+        idle.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        idle.elapsed()
+    );
 }
 
 /// An XA transaction already prepared outlives its connection's close (the

@@ -1155,7 +1155,14 @@ impl Session {
         };
         // The transaction's own deadline, when it comes first.
         let mut over_time = false;
-        if let (Some(began), Some(limit)) = (self.tx_began, config.client.max_transaction_time.non_zero()) {
+        // After a deadlock the connection still looks in a transaction
+        // (`tx_rolled_back`): the wait counts as one begun now, so a client
+        // that stays idle still goes at the limit, while the transaction
+        // its next command opens counts from that command.
+        let began = self
+            .tx_began
+            .or_else(|| (rolled_back && in_transaction).then(Instant::now));
+        if let (Some(began), Some(limit)) = (began, config.client.max_transaction_time.non_zero()) {
             let left = transaction_time::left(began, limit, Instant::now());
             if idle_limit.is_none_or(|idle| left <= idle) {
                 idle_limit = Some(left);
