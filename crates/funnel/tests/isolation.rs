@@ -628,3 +628,52 @@ fn isolation_max_transaction_time_does_not_claim_a_prepared_xa_transaction_rolle
         "{message}"
     );
 }
+
+/// A command that opens a transaction may wait for a connection first
+/// (the backlog, while every connection is held): that wait holds no
+/// connection and no lock, so `client.max_transaction_time` counts from
+/// when the command went to the server. Before, it counted from the
+/// command's arrival, and a `BEGIN` that waited the limit out in the
+/// backlog had its transaction ended at once, its first statement refused.
+#[test]
+fn isolation_max_transaction_time_does_not_count_the_wait_for_a_connection() {
+    let db = MariaDb::shared();
+    let (proxy, schema) = transaction_time_env(db, "iso_txwait_b");
+    let addr = proxy.local_addr();
+    // Holds the one connection (a temporary table pins it) outside any
+    // transaction, for 1.2 s.
+    let mut holder = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    holder.query("CREATE TEMPORARY TABLE tmp (a INT)").unwrap();
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(1200));
+        drop(holder);
+    });
+    let mut c = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    let arrived = Instant::now();
+    c.query("BEGIN").unwrap();
+    assert!(
+        arrived.elapsed() > Duration::from_secs(1),
+        "the BEGIN did not wait: {:?}",
+        arrived.elapsed()
+    );
+    release.join().unwrap();
+    c.query("INSERT INTO t VALUES (1, 0)")
+        .unwrap_or_else(|e| panic!("the transaction was ended at its start: {e:?}"));
+    c.query("COMMIT").unwrap();
+
+    // Autocommit off: the statement that opens the transaction waits,
+    // then runs for 0.5 s of its 1 s.
+    c.query("SET autocommit = 0").unwrap();
+    let mut holder = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    holder.query("CREATE TEMPORARY TABLE tmp (a INT)").unwrap();
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(1200));
+        drop(holder);
+    });
+    c.query("UPDATE t SET v = 1 + SLEEP(0.5)")
+        .unwrap_or_else(|e| panic!("the statement was stopped at its start: {e:?}"));
+    release.join().unwrap();
+    c.query("COMMIT").unwrap();
+    let rows = c.query("SELECT v FROM t").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
+}

@@ -328,6 +328,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 cache_miss: None,
                 digest: None,
                 cmd_started: Instant::now(),
+                cmd_sent: Instant::now(),
                 tx_began: None,
                 tx_effect: transaction_time::Effect::default(),
                 tx_rolled_back: false,
@@ -500,9 +501,13 @@ struct Session {
     digest: Option<(u64, Option<String>)>,
     /// When the running command arrived.
     cmd_started: Instant,
-    /// When the command that opened the session's open transaction
-    /// arrived (`client.max_transaction_time` counts from it); `None`
-    /// outside a transaction.
+    /// When the last command relayed went to its server (after any wait
+    /// for a connection): a transaction it opened counts from then.
+    cmd_sent: Instant,
+    /// When the command that opened the session's open transaction went
+    /// to the server (`client.max_transaction_time` counts from it; a wait
+    /// for a connection before holds none, nor any lock); `None` outside
+    /// a transaction.
     tx_began: Option<Instant>,
     /// What the command being served does to the open transaction, for
     /// `client.max_transaction_time` (read only inside one, or with
@@ -1103,7 +1108,8 @@ impl Session {
     /// How long the statement about to run may run before
     /// `client.max_transaction_time` stops it, with the ERR it then gets:
     /// inside a transaction, what the limit leaves it; with autocommit
-    /// off, where the statement opens one, the whole limit from its start.
+    /// off, where the statement opens one, the whole limit from now (it
+    /// was just sent).
     fn transaction_stop(&self) -> Option<(Duration, ErrPacket)> {
         let autocommit_off = !self.last_status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
         if self.tx_began.is_none() && !autocommit_off || self.tx_effect.commits_first {
@@ -1113,8 +1119,8 @@ impl Session {
             return None;
         }
         let limit = self.shard.config().client.max_transaction_time.non_zero()?;
-        let began = self.tx_began.unwrap_or(self.cmd_started);
-        let left = transaction_time::left(began, limit, Instant::now());
+        let now = Instant::now();
+        let left = transaction_time::left(self.tx_began.unwrap_or(now), limit, now);
         Some((left, transaction_time::stopped_err(limit, self.xa)))
     }
 
@@ -1141,8 +1147,9 @@ impl Session {
         if !in_transaction {
             self.tx_began = None;
         } else if self.tx_began.is_none() && !rolled_back {
-            // The command just done opened it.
-            self.tx_began = Some(self.cmd_started);
+            // The command just done opened it (one answered here, after a
+            // deadlock, counts from its arrival).
+            self.tx_began = Some(self.cmd_sent.max(self.cmd_started));
         }
         let mut idle_limit = if in_transaction {
             // A transaction left open holds its backend connection (and
@@ -2006,6 +2013,7 @@ impl Session {
     /// Streams the response to a command already sent on `conn`, then
     /// keeps or releases the connection.
     async fn relay_and_settle(&mut self, mut conn: BackendConn, f: &Forward) -> Result<(), End> {
+        self.cmd_sent = Instant::now();
         self.last_succeeded = false;
         let Some(expect) = f.expect else {
             // COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no response.
