@@ -1151,6 +1151,8 @@ impl Session {
             // deadlock, counts from its arrival).
             self.tx_began = Some(self.cmd_sent.max(self.cmd_started));
         }
+        // For `SHOW CLIENTS` and the oldest-transaction gauge.
+        self.control.set_transaction_began(self.tx_began);
         let mut idle_limit = if in_transaction {
             // A transaction left open holds its backend connection (and
             // the server's locks) from every other client.
