@@ -205,7 +205,8 @@ pub struct SchemaLimit {
 }
 
 /// A query rule: statements that match are rewritten, go to `hostgroup`,
-/// are refused with `error`, or are stopped after `timeout`.
+/// are refused with `error`, or are stopped after `timeout`. Rules with
+/// `apply: false` chain: the later ones that match add their actions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRule {
@@ -272,6 +273,28 @@ pub struct QueryRule {
     /// statements that leave state on the connection Funnel cannot see.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pin: bool,
+    /// Evaluation stops at this rule when it matches (ProxySQL's `apply`,
+    /// here `true` by default); `false` goes on with the later rules,
+    /// whose actions add to this one's.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub apply: bool,
+    /// The rule is tried only while the evaluation's flag is this one
+    /// (ProxySQL's `flagIN`): it starts at 0, and a matching rule with
+    /// `flag_out` changes it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flag_in: u32,
+    /// A match sets the evaluation's flag to this (ProxySQL's `flagOUT`):
+    /// the later rules tried are those with this `flag_in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag_out: Option<u32>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How Funnel watches its backends.

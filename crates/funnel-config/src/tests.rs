@@ -820,7 +820,7 @@ fn config_query_rules_route_refuse_or_time_out() {
     assert_eq!(
         problems(&bad),
         [
-            "query_rules[0]: give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl or log",
+            "query_rules[0]: give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl, log or flag_out",
             "query_rules[1].error: a refused statement runs nowhere: give no hostgroup, timeout, rewrite, cache_ttl, delay or pin with error",
             "query_rules[2].error: the message is empty",
             "query_rules[3].timeout: must be at least 1ms",
@@ -890,6 +890,85 @@ fn config_query_rules_answer_ok_delay_or_pin() {
             "query_rules[6].cache_ttl: a cached answer runs on no connection to pin: give no cache_ttl with pin",
         ]
     );
+}
+
+#[test]
+fn config_query_rules_chain_with_apply_and_flags() {
+    let yaml = format!(
+        "{MINIMAL}query_rules:
+  - match_regex: '.'
+    timeout: 2s
+    apply: false
+  - match_prefix: SELECT
+    flag_out: 7
+    apply: false
+  - match_prefix: SELECT /* report */
+    flag_in: 7
+    hostgroup: default
+"
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let rules = &cfg.query_rules;
+    assert_eq!(
+        (rules[0].apply, rules[0].flag_in, rules[0].flag_out),
+        (false, 0, None)
+    );
+    assert_eq!(
+        (rules[1].apply, rules[1].flag_in, rules[1].flag_out),
+        (false, 0, Some(7))
+    );
+    assert_eq!(
+        (rules[2].apply, rules[2].flag_in, rules[2].flag_out),
+        (true, 7, None)
+    );
+    // The defaults are not written back (`SHOW CONFIG`, `funnel check`).
+    let shown = serde_yaml::to_string(&rules[2]).unwrap();
+    assert!(
+        shown.contains("flag_in: 7") && !shown.contains("apply"),
+        "{shown}"
+    );
+    let bad = format!(
+        "{MINIMAL}query_rules:
+  - match_prefix: SELECT
+    flag_in: 3
+    hostgroup: default
+  - match_prefix: SELECT
+    flag_out: 3
+  - match_prefix: SELECT
+    error: refused
+    apply: false
+    flag_out: 3
+  - match_prefix: SELECT
+    flag_in: 3
+    hostgroup: default
+  - match_prefix: SELECT
+    apply: false
+  - match_prefix: SELECT
+    apply: false
+    flag_out: 4
+  - match_prefix: SELECT
+    flag_in: 4
+    apply: false
+    flag_out: 5
+  - match_prefix: SELECT
+    flag_in: 5
+    ok: ''
+"
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "query_rules[0].flag_in: no earlier rule with apply: false sets flag_out: 3, so this rule is never tried",
+            "query_rules[1].flag_out: evaluation stops at this rule (apply is true, the default): flag_out has no effect; give apply: false to go on with the rules of that flag_in",
+            "query_rules[2].apply: a rule with error or ok answers the statement and ends evaluation: apply: false has no effect",
+            "query_rules[2].flag_out: a rule with error or ok answers the statement and ends evaluation: flag_out has no effect",
+            "query_rules[3].flag_in: no earlier rule with apply: false sets flag_out: 3, so this rule is never tried",
+            "query_rules[4]: give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl, log or flag_out",
+        ]
+    );
+    let negative =
+        format!("{MINIMAL}query_rules:\n  - match_prefix: SELECT\n    flag_in: -1\n    hostgroup: default\n");
+    assert!(Config::from_yaml_str(&negative).is_err());
 }
 
 #[test]

@@ -122,8 +122,18 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
 }
 
 fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut Vec<Problem>) {
+    // The flags evaluation may carry when it reaches the rule at hand: 0
+    // (no rule changed it, or none matched), and the `flag_out` of every
+    // earlier rule that goes on (`apply: false`).
+    let mut flags = BTreeSet::from([0]);
     for (i, r) in rules.iter().enumerate() {
         let path = format!("query_rules[{i}]");
+        check_chaining(&path, r, &flags, out);
+        if let (false, Some(flag)) = (r.apply, r.flag_out) {
+            if r.error.is_none() && r.ok.is_none() {
+                flags.insert(flag);
+            }
+        }
         let matchers = [&r.match_prefix, &r.match_regex, &r.match_digest];
         if matchers.iter().filter(|m| m.is_some()).count() != 1 {
             push(
@@ -178,11 +188,11 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
             }
         }
         match &r.error {
-            None if !runs && r.log.is_none() && r.ok.is_none() => {
+            None if !runs && r.log.is_none() && r.ok.is_none() && r.flag_out.is_none() => {
                 push(
                     out,
                     path.clone(),
-                    "give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl or log",
+                    "give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl, log or flag_out",
                 );
             }
             None => {}
@@ -233,6 +243,46 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
                 );
             }
         }
+    }
+}
+
+/// What chains a rule into the next (`apply`, `flag_in`, `flag_out`),
+/// where it could do nothing: evaluation reaches a rule only with a flag
+/// an earlier rule that goes on set, `flag_out` matters only to the rules
+/// after it, and `error` and `ok` end evaluation (the statement has its
+/// answer).
+fn check_chaining(path: &str, r: &QueryRule, flags: &BTreeSet<u32>, out: &mut Vec<Problem>) {
+    if !flags.contains(&r.flag_in) {
+        push(
+            out,
+            format!("{path}.flag_in"),
+            format!(
+                "no earlier rule with apply: false sets flag_out: {}, so this rule is never tried",
+                r.flag_in
+            ),
+        );
+    }
+    let answers = r.error.is_some() || r.ok.is_some();
+    if answers && !r.apply {
+        push(
+            out,
+            format!("{path}.apply"),
+            "a rule with error or ok answers the statement and ends evaluation: apply: false has no effect",
+        );
+    }
+    match r.flag_out {
+        Some(_) if answers => push(
+            out,
+            format!("{path}.flag_out"),
+            "a rule with error or ok answers the statement and ends evaluation: flag_out has no effect",
+        ),
+        Some(_) if r.apply => push(
+            out,
+            format!("{path}.flag_out"),
+            "evaluation stops at this rule (apply is true, the default): flag_out has no effect; give \
+             apply: false to go on with the rules of that flag_in",
+        ),
+        _ => {}
     }
 }
 
