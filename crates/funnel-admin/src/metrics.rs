@@ -126,7 +126,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     }
     counter(
         "funnel_query_rule_hits_total",
-        "Statements each query rule applied to (routed, refused or bounded), by its place in query_rules, since the rules last changed.",
+        "Statements each query rule matched (routed, refused or bounded; every rule of a chain counts), by its place in query_rules, since the rules last changed.",
         rule_hits
             .into_iter()
             .map(|(r, n)| (format!("{{rule=\"{r}\"}}"), n))

@@ -155,7 +155,7 @@ pub struct ShardSnapshot {
     pub digests: Vec<(u64, crate::digest::DigestStats)>,
     /// Clients pinned so far, by the digest of the statement that pinned them.
     pub pins_by_digest: std::collections::HashMap<u64, u64>,
-    /// Statements each query rule applied to since the rules last
+    /// Statements each query rule matched since the rules last
     /// changed, by the rule's place in `query_rules`.
     pub rule_hits: Vec<(usize, u64)>,
     /// Replies in the core's query cache, and the bytes they take.

@@ -22,11 +22,12 @@ pub struct CacheKey {
     pub sql: Vec<u8>,
     /// The client's user: grants differ.
     pub user: String,
-    /// The query rule that caches it (its place in `query_rules`): rules
-    /// that differ only by `client_addr` may match the same text, user and
-    /// schema with another TTL or hostgroup, and a reply kept under one
-    /// is no answer of the other.
-    pub rule: usize,
+    /// The query rules that matched it (their places in `query_rules`, in
+    /// order: the one that caches it, or a chain's): rules that differ
+    /// only by `client_addr` may match the same text, user and schema
+    /// with another TTL or hostgroup, and a reply kept under one is no
+    /// answer of the other.
+    pub rules: Rc<[usize]>,
     /// The current schema: unqualified names resolve there.
     pub schema: Option<Vec<u8>>,
     /// The client's capability flags and handshake charset: the reply's
@@ -185,7 +186,7 @@ mod tests {
         CacheKey {
             sql: sql.as_bytes().to_vec(),
             user: "u".into(),
-            rule: 0,
+            rules: Rc::from([0]),
             schema: None,
             pool_key: PoolKey::DEFAULT,
             caps: Capabilities(0),

@@ -81,8 +81,9 @@ pub struct Entry<'a> {
     pub text: &'a [u8],
     /// The text was longer than that.
     pub cut: bool,
-    /// The query rule it matched (its place in `query_rules`).
-    pub rule: Option<usize>,
+    /// The query rules it matched (their places in `query_rules`), in
+    /// order: none, one, or a chain's (`apply: false`).
+    pub rules: &'a [usize],
     /// The backend that ran it; none when Funnel answered it.
     pub backend: Option<&'a str>,
     /// Answered from the query cache.
@@ -293,8 +294,19 @@ fn write_line(out: &mut Vec<u8>, core: u16, e: &Entry) {
     if e.cut {
         out.extend_from_slice(b",\"text_cut\":true");
     }
+    // The rule evaluation stopped at; and when rules chained, all of
+    // those that matched.
     out.extend_from_slice(b",\"rule\":");
-    push_number_opt(out, e.rule.map(|r| r as u64));
+    push_number_opt(out, e.rules.last().map(|&r| r as u64));
+    if let [first, rest @ ..] = e.rules {
+        if !rest.is_empty() {
+            let _ = write!(out, ",\"rules\":[{first}");
+            for r in rest {
+                let _ = write!(out, ",{r}");
+            }
+            out.push(b']');
+        }
+    }
     out.extend_from_slice(b",\"backend\":");
     push_json_opt(out, e.backend.map(str::as_bytes));
     if e.cached {
@@ -434,7 +446,7 @@ mod tests {
             command: "query",
             text: b"SELECT '\"a\\b'\n\t\x01\xff",
             cut: true,
-            rule: Some(2),
+            rules: &[2],
             backend: Some("primary"),
             cached: false,
             rows: 1,
@@ -451,5 +463,25 @@ mod tests {
              \"text\":\"SELECT '\\\"a\\\\b'\\n\\t\\u0001\u{fffd}\",\"text_cut\":true,\"rule\":2,\
              \"backend\":\"primary\",\"duration_us\":1500,\"rows\":1,\"affected\":0,\"error\":1064}\n"
         );
+        // Rules that chained: the last as `rule`, all of them as `rules`;
+        // none: `null`.
+        let mut out = Vec::new();
+        write_line(
+            &mut out,
+            3,
+            &Entry {
+                rules: &[0, 4, 5],
+                ..e
+            },
+        );
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.contains(",\"rule\":5,\"rules\":[0,4,5],\"backend\""),
+            "{line}"
+        );
+        let mut out = Vec::new();
+        write_line(&mut out, 3, &Entry { rules: &[], ..e });
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.contains(",\"rule\":null,\"backend\""), "{line}");
     }
 }

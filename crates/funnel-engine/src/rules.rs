@@ -1,9 +1,21 @@
 //! Query rules: ordered matches on a statement's text (prefix or regular
-//! expression), the user, the schema and the client's address. The first rule that matches
-//! applies: it rewrites the text, names a hostgroup, refuses the
-//! statement or answers it with an OK, bounds its running time, holds it
-//! back a while, keeps the client on its connection, or lets the query
-//! cache answer it.
+//! expression), the user, the schema and the client's address. A rule that
+//! matches rewrites the text, names a hostgroup, refuses the statement or
+//! answers it with an OK, bounds its running time, holds it back a while,
+//! keeps the client on its connection, or lets the query cache answer it.
+//!
+//! Evaluation follows ProxySQL's `mysql_query_rules` (its Query_Processor):
+//! it starts with flag 0 and tries, in order, the rules whose `flag_in` is
+//! the current flag. A rule that matches adds its actions to those of the
+//! rules that matched before it (a later one overrides what both set); its
+//! `flag_out`, if it has one, becomes the current flag; its rewrite
+//! changes the text the later rules match; and unless it has `apply:
+//! false` (or if it answers the statement: `error`, `ok`) evaluation stops
+//! there. Without `apply: false` anywhere, the first rule that matches
+//! applies whole, as it is compiled: a statement costs what it did before
+//! rules chained, and an [`Action`] is made only when several rules
+//! combined.
+//!
 //! Compiled once per configuration; each core counts its rules' hits for
 //! `SHOW QUERY RULES`.
 
@@ -27,10 +39,15 @@ enum Matcher {
     Digest(Regex),
 }
 
-/// What a matching rule does to a statement.
-#[derive(Debug, PartialEq, Eq)]
+/// What the rules that matched a statement do to it: one rule's actions,
+/// or those of a chain combined (see the module's documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Action {
-    /// Its place in `query_rules`.
+    /// The rules that matched, by their places in `query_rules`, in the
+    /// order they did: one, unless rules chained.
+    pub matched: Rc<[usize]>,
+    /// The last rule that matched, where evaluation stopped (for a
+    /// single rule, the rule): the one an `ok`'s or `error`'s messages name.
     pub index: usize,
     /// Where the statement goes (else the user's hostgroups).
     pub hostgroup: Option<Rc<str>>,
@@ -38,8 +55,10 @@ pub struct Action {
     pub refusal: Option<ErrPacket>,
     /// A statement still running after this long is stopped (`KILL QUERY`).
     pub timeout: Option<Duration>,
-    /// The statement's text is rewritten first (see [`Rules::rewrite`]).
-    pub rewrites: bool,
+    /// The rule that set `timeout` (its ERR names it).
+    timeout_rule: usize,
+    /// The first rule that rewrote the statement's text, if one did.
+    pub rewrite_rule: Option<usize>,
     /// A read's reply is answered from the core's query cache for this
     /// long after a server gave it.
     pub cache_ttl: Option<Duration>,
@@ -56,8 +75,9 @@ pub struct Action {
 }
 
 impl Action {
-    /// The ERR a statement stopped by this rule's timeout gets: MariaDB's
-    /// own for `max_statement_time` (1969, 70100), naming the rule.
+    /// The ERR a statement stopped by the rules' timeout gets: MariaDB's
+    /// own for `max_statement_time` (1969, 70100), naming the rule that
+    /// set it.
     pub fn timeout_err(&self) -> Option<ErrPacket> {
         let limit = self.timeout?;
         Some(ErrPacket::new(
@@ -65,11 +85,53 @@ impl Action {
             "70100",
             format!(
                 "Query execution was interrupted (query_rules[{}].timeout of {} ms exceeded)",
-                self.index,
+                self.timeout_rule,
                 limit.as_millis()
             ),
         ))
     }
+
+    /// True when the statement is answered here (`error`, `ok`): it ends
+    /// evaluation.
+    fn answers(&self) -> bool {
+        self.refusal.is_some() || self.ok.is_some()
+    }
+
+    /// Adds the actions of `later`, a rule that matched after these: what
+    /// it sets overrides (`hostgroup`, `timeout`, `cache_ttl`, `log`,
+    /// `delay`), `pin` adds up, and the first rewrite stays named. When it
+    /// answers the statement (`error`, `ok`), the statement runs nowhere:
+    /// only the answer and `log` are left.
+    fn add(&mut self, later: &Action) {
+        self.index = later.index;
+        self.log = later.log.or(self.log);
+        if later.answers() {
+            self.refusal.clone_from(&later.refusal);
+            self.ok.clone_from(&later.ok);
+            (self.hostgroup, self.timeout, self.cache_ttl, self.delay) = (None, None, None, None);
+            self.pin = false;
+            return;
+        }
+        if later.hostgroup.is_some() {
+            self.hostgroup.clone_from(&later.hostgroup);
+        }
+        if later.timeout.is_some() {
+            (self.timeout, self.timeout_rule) = (later.timeout, later.timeout_rule);
+        }
+        self.rewrite_rule = self.rewrite_rule.or(later.rewrite_rule);
+        self.cache_ttl = later.cache_ttl.or(self.cache_ttl);
+        self.delay = later.delay.or(self.delay);
+        self.pin |= later.pin;
+    }
+}
+
+/// What the rules make of a statement.
+#[derive(Debug)]
+pub struct Applied {
+    /// What the rules that matched do.
+    pub action: Rc<Action>,
+    /// The statement's new text, when a rule rewrote it.
+    pub text: Option<Vec<u8>>,
 }
 
 /// One compiled rule.
@@ -84,6 +146,12 @@ struct Rule {
     action: Rc<Action>,
     /// What replaces each match of its regular expression.
     rewrite: Option<Vec<u8>>,
+    /// Tried only while evaluation's flag is this.
+    flag_in: u32,
+    /// Evaluation's flag after a match.
+    flag_out: Option<u32>,
+    /// Evaluation stops at a match.
+    apply: bool,
     /// Statements it applied to on this core.
     hits: Cell<u64>,
 }
@@ -96,11 +164,28 @@ struct Statement<'a> {
     shape: Option<String>,
 }
 
+impl<'a> Statement<'a> {
+    fn new(sql: &'a [u8]) -> Self {
+        Statement {
+            sql,
+            head: skip_leading_noise(sql),
+            shape: None,
+        }
+    }
+}
+
+/// Who sent a statement: the user, the current schema, the client's host.
+struct Sender<'a> {
+    user: &'a str,
+    schema: Option<&'a [u8]>,
+    peer: &'a str,
+}
+
 impl Rule {
-    fn matches(&self, stmt: &mut Statement<'_>, user: &str, schema: Option<&[u8]>, peer: &str) -> bool {
-        self.user.as_deref().is_none_or(|u| u == user)
-            && self.schema.as_deref().is_none_or(|s| Some(s) == schema)
-            && self.client_addr.as_ref().is_none_or(|a| a.matches(peer))
+    fn matches(&self, stmt: &mut Statement<'_>, who: &Sender<'_>) -> bool {
+        self.user.as_deref().is_none_or(|u| u == who.user)
+            && self.schema.as_deref().is_none_or(|s| Some(s) == who.schema)
+            && self.client_addr.as_ref().is_none_or(|a| a.matches(who.peer))
             && self.negate
                 != match &self.matcher {
                     Matcher::Prefix(p) => {
@@ -117,11 +202,72 @@ impl Rule {
                     }
                 }
     }
+
+    /// The text `sql` becomes under this rule, when it rewrites and its
+    /// expression finds something to replace (every match, as `regex`'s
+    /// `replace_all`).
+    fn rewritten(&self, sql: &[u8]) -> Option<Vec<u8>> {
+        match (&self.matcher, &self.rewrite) {
+            (Matcher::Regex(re), Some(with)) => match re.replace_all(sql, with.as_slice()) {
+                std::borrow::Cow::Owned(text) => Some(text),
+                std::borrow::Cow::Borrowed(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn count(&self) {
+        self.hits.set(self.hits.get() + 1);
+    }
+}
+
+/// The actions of the rules a chain matched so far.
+enum Combined<'r> {
+    /// One rule: its compiled action, shared.
+    One(&'r Rule),
+    /// Several: their actions combined, and their places.
+    Many(Action, Vec<usize>),
+}
+
+impl<'r> Combined<'r> {
+    fn add(this: &mut Option<Self>, rule: &'r Rule) {
+        *this = Some(match this.take() {
+            None => Combined::One(rule),
+            Some(Combined::One(first)) => {
+                let mut action = Action::clone(&first.action);
+                action.add(&rule.action);
+                Combined::Many(action, vec![first.action.index, rule.action.index])
+            }
+            Some(Combined::Many(mut action, mut matched)) => {
+                action.add(&rule.action);
+                matched.push(rule.action.index);
+                Combined::Many(action, matched)
+            }
+        });
+    }
+
+    fn action(self) -> Rc<Action> {
+        match self {
+            Combined::One(rule) => rule.action.clone(),
+            Combined::Many(mut action, matched) => {
+                action.matched = matched.into();
+                Rc::new(action)
+            }
+        }
+    }
 }
 
 /// The configured rules, in order.
 #[derive(Debug, Default)]
-pub struct Rules(Vec<Rule>, u32);
+pub struct Rules {
+    rules: Vec<Rule>,
+    /// See [`Rules::id`].
+    id: u32,
+    /// Some rule goes on after it matched (`apply: false`): evaluation
+    /// follows flags and combines actions. Else the first rule that
+    /// matches applies, alone.
+    chains: bool,
+}
 
 /// Numbers each compiled rule set in the process (0: none compiled).
 static COMPILED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -133,10 +279,13 @@ const REFUSED_CODE: u16 = 1148;
 impl Rules {
     /// Compiles the config's rules (validation already checked the patterns).
     pub fn compile(rules: &[QueryRule]) -> Rules {
-        Rules(
-            rules
+        let chains = rules.iter().any(|r| !r.apply);
+        Rules {
+            rules: rules
                 .iter()
                 .enumerate()
+                // Without a rule that goes on, the flag stays 0.
+                .filter(|(_, r)| chains || r.flag_in == 0)
                 .filter_map(|(index, r)| {
                     let matcher = match (&r.match_prefix, &r.match_regex, &r.match_digest) {
                         (Some(p), _, _) => Matcher::Prefix(p.trim_start().as_bytes().to_ascii_lowercase()),
@@ -151,11 +300,13 @@ impl Rules {
                         schema: r.schema.as_ref().map(|s| s.as_bytes().to_vec()),
                         client_addr: r.client_addr.clone(),
                         action: Rc::new(Action {
+                            matched: Rc::from([index]),
                             index,
                             hostgroup: r.hostgroup.as_deref().map(Rc::from),
                             refusal: r.error.as_ref().map(|m| ErrPacket::new(REFUSED_CODE, "42000", m)),
                             timeout: r.timeout.map(|t| t.as_duration()),
-                            rewrites: r.rewrite.is_some(),
+                            timeout_rule: index,
+                            rewrite_rule: r.rewrite.is_some().then_some(index),
                             cache_ttl: r.cache_ttl.map(|t| t.as_duration()),
                             log: r.log,
                             ok: r.ok.as_ref().map(|m| m.as_bytes().to_vec()),
@@ -163,60 +314,115 @@ impl Rules {
                             pin: r.pin,
                         }),
                         rewrite: r.rewrite.as_ref().map(|t| t.as_bytes().to_vec()),
+                        flag_in: r.flag_in,
+                        flag_out: r.flag_out,
+                        apply: r.apply,
                         hits: Cell::new(0),
                     })
                 })
                 .collect(),
-            COMPILED
+            id: COMPILED
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 .wrapping_add(1),
-        )
+            chains,
+        }
     }
 
     /// Tells this compilation from every other (never 0): a statement
     /// matched against it keeps its rule while the shard still has it.
     pub fn id(&self) -> u32 {
-        self.1
+        self.id
     }
 
     /// True when no rule is configured (the common case: skip all work).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rules.is_empty()
     }
 
-    fn first(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<&Rule> {
-        let mut stmt = Statement {
-            sql,
-            head: skip_leading_noise(sql),
-            shape: None,
-        };
-        self.0.iter().find(|r| r.matches(&mut stmt, user, schema, peer))
+    fn first(&self, sql: &[u8], who: &Sender<'_>) -> Option<&Rule> {
+        let mut stmt = Statement::new(sql);
+        self.rules.iter().find(|r| r.matches(&mut stmt, who))
     }
 
-    /// The action of the first rule matching this statement, sent by
-    /// `user` in `schema` from `peer` (its host as Funnel names it),
-    /// counted as a hit: call it once per statement the client sent.
-    pub fn apply(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<Rc<Action>> {
-        let rule = self.first(sql, user, schema, peer)?;
-        rule.hits.set(rule.hits.get() + 1);
-        Some(rule.action.clone())
+    /// What the rules do to this statement, sent by `user` in `schema`
+    /// from `peer` (its host as Funnel names it), with its text as they
+    /// rewrote it; every rule that matched counts a hit: call it once per
+    /// statement the client sent.
+    pub fn apply(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<Applied> {
+        let who = Sender { user, schema, peer };
+        if self.chains {
+            return self.chain(sql, &who, true);
+        }
+        let rule = self.first(sql, &who)?;
+        rule.count();
+        Some(Applied {
+            action: rule.action.clone(),
+            text: rule.rewritten(sql),
+        })
     }
 
-    /// Counts a hit of the rule of `action`, matched earlier against these
-    /// rules (a prepared statement's execute follows its prepare's rule).
+    /// Evaluates a chain (see the module's documentation), counting the
+    /// rules that match when `count`.
+    fn chain(&self, sql: &[u8], who: &Sender<'_>, count: bool) -> Option<Applied> {
+        let mut flag = 0;
+        let mut combined = None;
+        let mut text: Option<Vec<u8>> = None;
+        let mut next = 0;
+        'text: loop {
+            // The text as rewritten so far, which the rules after a
+            // rewrite match.
+            let current = text.as_deref().unwrap_or(sql);
+            let mut stmt = Statement::new(current);
+            for (at, rule) in self.rules.iter().enumerate().skip(next) {
+                if rule.flag_in != flag || !rule.matches(&mut stmt, who) {
+                    continue;
+                }
+                if count {
+                    rule.count();
+                }
+                Combined::add(&mut combined, rule);
+                if rule.action.answers() {
+                    break 'text;
+                }
+                flag = rule.flag_out.unwrap_or(flag);
+                if let Some(new) = rule.rewritten(current) {
+                    text = Some(new);
+                    if rule.apply {
+                        break 'text;
+                    }
+                    next = at + 1;
+                    continue 'text;
+                }
+                if rule.apply {
+                    break 'text;
+                }
+            }
+            break;
+        }
+        Some(Applied {
+            action: combined?.action(),
+            text,
+        })
+    }
+
+    /// Counts a hit of each rule of `action`, matched earlier against
+    /// these rules (a prepared statement's execute follows its prepare's
+    /// rules).
     pub fn count_hit(&self, action: &Action) {
-        if let Some(rule) = self.0.iter().find(|r| r.action.index == action.index) {
-            rule.hits.set(rule.hits.get() + 1);
+        for &index in action.matched.iter() {
+            if let Some(rule) = self.rules.iter().find(|r| r.action.index == index) {
+                rule.count();
+            }
         }
     }
 
-    /// The hostgroup the first rule matching this statement names, if it
-    /// names one (not counted: a statement is routed more than once).
+    /// The hostgroup the rules matching this statement name, if they name
+    /// one (not counted: a statement is routed more than once).
     pub fn route(&self, sql: &[u8], user: &str, schema: Option<&[u8]>, peer: &str) -> Option<Rc<str>> {
-        self.first(sql, user, schema, peer)?.action.hostgroup.clone()
+        self.route_rule(sql, user, schema, peer)?.hostgroup.clone()
     }
 
-    /// The action of the first rule matching this statement, not counted.
+    /// What the rules matching this statement do, not counted.
     pub fn route_rule(
         &self,
         sql: &[u8],
@@ -224,26 +430,19 @@ impl Rules {
         schema: Option<&[u8]>,
         peer: &str,
     ) -> Option<Rc<Action>> {
-        Some(self.first(sql, user, schema, peer)?.action.clone())
-    }
-
-    /// The text `sql` becomes under the rule of `action`, when it rewrites
-    /// and its expression finds something to replace (every match, as
-    /// `regex`'s `replace_all`).
-    pub fn rewrite(&self, action: &Action, sql: &[u8]) -> Option<Vec<u8>> {
-        let rule = self.0.iter().find(|r| r.action.index == action.index)?;
-        match (&rule.matcher, &rule.rewrite) {
-            (Matcher::Regex(re), Some(with)) => match re.replace_all(sql, with.as_slice()) {
-                std::borrow::Cow::Owned(text) => Some(text),
-                std::borrow::Cow::Borrowed(_) => None,
-            },
-            _ => None,
+        let who = Sender { user, schema, peer };
+        if self.chains {
+            return Some(self.chain(sql, &who, false)?.action);
         }
+        Some(self.first(sql, &who)?.action.clone())
     }
 
     /// Each rule's hits on this core, by its place in `query_rules`.
     pub fn hits(&self) -> Vec<(usize, u64)> {
-        self.0.iter().map(|r| (r.action.index, r.hits.get())).collect()
+        self.rules
+            .iter()
+            .map(|r| (r.action.index, r.hits.get()))
+            .collect()
     }
 }
 
@@ -295,6 +494,9 @@ mod tests {
             ok: None,
             delay: None,
             pin: false,
+            apply: true,
+            flag_in: 0,
+            flag_out: None,
         }
     }
 
@@ -371,14 +573,17 @@ mod tests {
         let mut slow = rule(Some("SELECT"), None, None, None, "x");
         (slow.hostgroup, slow.timeout) = (None, Some(funnel_config::HumanDuration::from_millis(250)));
         let rules = Rules::compile(&[refuse, slow, rule(Some("SELECT"), None, None, None, "never")]);
-        let refused = rules.apply(b"delete from t", "u", None, "127.0.0.1").unwrap();
+        let refused = rules
+            .apply(b"delete from t", "u", None, "127.0.0.1")
+            .unwrap()
+            .action;
         let err = refused.refusal.as_ref().unwrap();
         assert_eq!((err.code, &err.sql_state), (1148, b"42000"));
         assert_eq!(err.message, b"no DELETE without WHERE");
         assert!(rules
             .apply(b"DELETE FROM t WHERE id = 1", "u", None, "127.0.0.1")
             .is_none());
-        let timed = rules.apply(b"SELECT 1", "u", None, "127.0.0.1").unwrap();
+        let timed = rules.apply(b"SELECT 1", "u", None, "127.0.0.1").unwrap().action;
         assert_eq!(timed.timeout, Some(Duration::from_millis(250)));
         let err = timed.timeout_err().unwrap();
         assert_eq!((err.code, &err.sql_state), (1969, b"70100"));
@@ -406,9 +611,9 @@ mod tests {
         (hint.hostgroup, hint.rewrite) = (None, Some("FROM big FORCE INDEX (k)".into()));
         let rules = Rules::compile(&[star, hint]);
         let apply = |sql: &[u8]| {
-            let action = rules.apply(sql, "u", None, "127.0.0.1").unwrap();
-            assert!(action.rewrites);
-            rules.rewrite(&action, sql)
+            let applied = rules.apply(sql, "u", None, "127.0.0.1").unwrap();
+            assert!(applied.action.rewrite_rule.is_some());
+            applied.text
         };
         assert_eq!(
             apply(b"select * from orders where id = 1").as_deref(),
@@ -438,5 +643,286 @@ mod tests {
             route(&rules, b"SELECT c FROM sbtest1 WHERE id=c", "u", None),
             None
         );
+    }
+
+    /// A rule matching `prefix` that does nothing yet (tests set the rest).
+    fn on(prefix: &str) -> QueryRule {
+        QueryRule {
+            hostgroup: None,
+            ..rule(Some(prefix), None, None, None, "")
+        }
+    }
+
+    /// A rule matching `regex` that does nothing yet.
+    fn on_regex(regex: &str) -> QueryRule {
+        QueryRule {
+            hostgroup: None,
+            ..rule(None, Some(regex), None, None, "")
+        }
+    }
+
+    fn go_on(r: QueryRule) -> QueryRule {
+        QueryRule { apply: false, ..r }
+    }
+
+    fn ms(n: u64) -> Option<funnel_config::HumanDuration> {
+        Some(funnel_config::HumanDuration::from_millis(n))
+    }
+
+    fn apply(rules: &Rules, sql: &str) -> Option<Applied> {
+        rules.apply(sql.as_bytes(), "u", None, "127.0.0.1")
+    }
+
+    #[test]
+    fn rules_chain_adds_the_actions_of_later_matches() {
+        let rules = Rules::compile(&[
+            go_on(QueryRule {
+                timeout: ms(2000),
+                ..on_regex(".")
+            }),
+            QueryRule {
+                hostgroup: Some("readers".into()),
+                ..on("SELECT")
+            },
+            QueryRule {
+                hostgroup: Some("never".into()),
+                ..on("SELECT")
+            },
+        ]);
+        let select = apply(&rules, "SELECT 1").unwrap();
+        assert_eq!(select.text, None);
+        let action = select.action;
+        assert_eq!(action.hostgroup.as_deref(), Some("readers"));
+        assert_eq!(action.timeout, Some(Duration::from_millis(2000)));
+        assert_eq!((&action.matched[..], action.index), (&[0, 1][..], 1));
+        // The timeout's ERR names the rule that set it.
+        assert_eq!(
+            String::from_utf8_lossy(&action.timeout_err().unwrap().message),
+            "Query execution was interrupted (query_rules[0].timeout of 2000 ms exceeded)"
+        );
+        // A statement only the first rule matches: its compiled action,
+        // shared (nothing was made for it).
+        let update = apply(&rules, "UPDATE t SET a = 1").unwrap().action;
+        let again = apply(&rules, "DELETE FROM t").unwrap().action;
+        assert!(Rc::ptr_eq(&update, &again));
+        assert_eq!(
+            (&update.matched[..], update.hostgroup.as_deref()),
+            (&[0][..], None)
+        );
+        assert_eq!(rules.hits(), [(0, 3), (1, 1), (2, 0)]);
+        // Routing evaluates the chain too, uncounted.
+        assert_eq!(route(&rules, b"select 2", "u", None), Some("readers".into()));
+        assert_eq!(
+            rules
+                .route_rule(b"select 2", "u", None, "127.0.0.1")
+                .unwrap()
+                .timeout,
+            Some(Duration::from_millis(2000))
+        );
+        assert_eq!(rules.hits(), [(0, 3), (1, 1), (2, 0)]);
+        // An execute following its prepare's chain counts each rule again.
+        rules.count_hit(&action);
+        assert_eq!(rules.hits(), [(0, 4), (1, 2), (2, 0)]);
+    }
+
+    #[test]
+    fn rules_chain_later_rules_override_what_they_set() {
+        let rules = Rules::compile(&[
+            go_on(QueryRule {
+                timeout: ms(1000),
+                hostgroup: Some("a".into()),
+                log: Some(true),
+                delay: ms(5),
+                pin: true,
+                ..on("SELECT")
+            }),
+            go_on(QueryRule {
+                timeout: ms(3000),
+                log: Some(false),
+                ..on("SELECT")
+            }),
+            go_on(QueryRule {
+                cache_ttl: ms(700),
+                ..on_regex("cached")
+            }),
+            go_on(QueryRule {
+                delay: ms(9),
+                ..on_regex("slow")
+            }),
+        ]);
+        let a = apply(&rules, "SELECT cached").unwrap().action;
+        assert_eq!(a.hostgroup.as_deref(), Some("a"), "kept: no later rule set one");
+        assert_eq!(a.timeout, Some(Duration::from_millis(3000)));
+        assert!(a
+            .timeout_err()
+            .unwrap()
+            .message
+            .starts_with(b"Query execution was interrupted (query_rules[1]"));
+        assert_eq!(a.log, Some(false));
+        assert_eq!(a.cache_ttl, Some(Duration::from_millis(700)));
+        assert_eq!(a.delay, Some(Duration::from_millis(5)));
+        assert!(a.pin, "a pin of any rule stays");
+        assert_eq!((&a.matched[..], a.index), (&[0, 1, 2][..], 2));
+        let b = apply(&rules, "SELECT slow").unwrap().action;
+        assert_eq!((b.delay, b.cache_ttl), (Some(Duration::from_millis(9)), None));
+        assert_eq!(&b.matched[..], [0, 1, 3]);
+    }
+
+    #[test]
+    fn rules_chain_follows_flags() {
+        let rules = Rules::compile(&[
+            // Never tried: evaluation reaches flag 5 only after rule 1.
+            QueryRule {
+                flag_in: 5,
+                hostgroup: Some("too_early".into()),
+                ..on_regex(".")
+            },
+            go_on(QueryRule {
+                flag_out: Some(5),
+                ..on("SELECT")
+            }),
+            QueryRule {
+                hostgroup: Some("flag_0".into()),
+                ..on("SELECT")
+            },
+            QueryRule {
+                flag_in: 5,
+                hostgroup: Some("reports".into()),
+                ..on("SELECT /* report */")
+            },
+            QueryRule {
+                flag_in: 5,
+                hostgroup: Some("other_reads".into()),
+                ..on_regex(".")
+            },
+            QueryRule {
+                hostgroup: Some("writes".into()),
+                ..on_regex(".")
+            },
+        ]);
+        let hostgroup = |sql: &str| {
+            let a = apply(&rules, sql).unwrap().action;
+            (a.hostgroup.as_deref().map(String::from), a.matched.to_vec())
+        };
+        assert_eq!(
+            hostgroup("SELECT /* report */ 1"),
+            (Some("reports".into()), vec![1, 3])
+        );
+        assert_eq!(hostgroup("SELECT 1"), (Some("other_reads".into()), vec![1, 4]));
+        assert_eq!(hostgroup("UPDATE t SET a = 1"), (Some("writes".into()), vec![5]));
+        assert_eq!(rules.hits(), [(0, 0), (1, 2), (2, 0), (3, 1), (4, 1), (5, 1)]);
+    }
+
+    #[test]
+    fn rules_chain_matches_the_text_as_rewritten() {
+        let rules = Rules::compile(&[
+            go_on(QueryRule {
+                rewrite: Some("SELECT id FROM ${t}".into()),
+                ..on_regex(r"(?i)^SELECT \* FROM (?P<t>\w+)")
+            }),
+            go_on(QueryRule {
+                rewrite: Some("FROM orders_archive".into()),
+                ..on_regex(r"FROM orders\b")
+            }),
+            QueryRule {
+                hostgroup: Some("archive".into()),
+                ..on("select id from orders_archive")
+            },
+            QueryRule {
+                hostgroup: Some("shape".into()),
+                match_prefix: None,
+                match_digest: Some(r"^SELECT id FROM items WHERE id ?= ?\?$".into()),
+                ..on("x")
+            },
+        ]);
+        let orders = apply(&rules, "select * from orders").unwrap();
+        assert_eq!(
+            orders.text.as_deref(),
+            Some(&b"SELECT id FROM orders_archive"[..])
+        );
+        assert_eq!(orders.action.hostgroup.as_deref(), Some("archive"));
+        assert_eq!(
+            (&orders.action.matched[..], orders.action.rewrite_rule),
+            (&[0, 1, 2][..], Some(0))
+        );
+        // The statement's shape is made from the rewritten text.
+        let items = apply(&rules, "SELECT * FROM items WHERE id = 7").unwrap();
+        assert_eq!(
+            items.text.as_deref(),
+            Some(&b"SELECT id FROM items WHERE id = 7"[..])
+        );
+        assert_eq!(items.action.hostgroup.as_deref(), Some("shape"));
+        assert_eq!(&items.action.matched[..], [0, 3]);
+    }
+
+    #[test]
+    fn rules_chain_ends_at_an_answer() {
+        let rules = Rules::compile(&[
+            go_on(QueryRule {
+                hostgroup: Some("a".into()),
+                timeout: ms(10),
+                delay: ms(10),
+                pin: true,
+                log: Some(true),
+                ..on_regex(".")
+            }),
+            QueryRule {
+                error: Some("no DELETE".into()),
+                ..on("DELETE")
+            },
+            QueryRule {
+                ok: Some("skipped".into()),
+                ..on("SET sql_log_bin")
+            },
+            QueryRule {
+                hostgroup: Some("never".into()),
+                ..on_regex(".")
+            },
+        ]);
+        let refused = apply(&rules, "DELETE FROM t").unwrap().action;
+        assert_eq!(refused.refusal.as_ref().unwrap().message, b"no DELETE");
+        // Refused, it runs nowhere; it is still logged as the chain says.
+        assert_eq!(
+            (
+                refused.hostgroup.as_deref(),
+                refused.timeout,
+                refused.delay,
+                refused.pin
+            ),
+            (None, None, None, false)
+        );
+        assert_eq!(
+            (refused.log, &refused.matched[..], refused.index),
+            (Some(true), &[0, 1][..], 1)
+        );
+        let answered = apply(&rules, "SET sql_log_bin = 0").unwrap().action;
+        assert_eq!(answered.ok.as_deref(), Some(&b"skipped"[..]));
+        assert_eq!((answered.hostgroup.as_deref(), answered.index), (None, 2));
+        assert_eq!(rules.hits(), [(0, 2), (1, 1), (2, 1), (3, 0)]);
+    }
+
+    #[test]
+    fn rules_without_apply_false_ignore_flags_and_stop_at_the_first_match() {
+        // A flag_in other than 0 with no rule that goes on: never tried
+        // (validation refuses it), and evaluation is the first match's.
+        let rules = Rules::compile(&[
+            QueryRule {
+                flag_in: 1,
+                hostgroup: Some("flagged".into()),
+                ..on("SELECT")
+            },
+            QueryRule {
+                timeout: ms(5),
+                ..on("SELECT")
+            },
+            QueryRule {
+                hostgroup: Some("later".into()),
+                ..on("SELECT")
+            },
+        ]);
+        assert!(!rules.chains);
+        let a = apply(&rules, "SELECT 1").unwrap().action;
+        assert_eq!((a.hostgroup.as_deref(), &a.matched[..]), (None, &[1][..]));
+        assert_eq!(rules.hits(), [(1, 1), (2, 0)]);
     }
 }

@@ -1,5 +1,6 @@
 //! `SHOW QUERY RULES`: the running `query_rules`, in order, with what each
-//! does and the statements it applied to, summed over the cores.
+//! does, how it chains (`flag_in`, `flag_out`, `apply`) and the statements
+//! it matched, summed over the cores.
 
 use crate::resultset::{Reply, Table};
 use crate::server::AdminContext;
@@ -35,6 +36,9 @@ pub fn run(ctx: &AdminContext) -> Reply {
         "rewrite",
         "cache_ttl",
         "log",
+        "flag_in",
+        "flag_out",
+        "apply",
         "hits",
     ]);
     let or_empty = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -64,6 +68,10 @@ pub fn run(ctx: &AdminContext) -> Reply {
             Some(or_empty(&r.rewrite)),
             Some(r.cache_ttl.map(|d| d.to_string()).unwrap_or_default()),
             Some(r.log.map(|l| u8::from(l).to_string()).unwrap_or_default()),
+            Some(r.flag_in.to_string()),
+            // NULL without one, as ProxySQL's `flagOUT`.
+            r.flag_out.map(|f| f.to_string()),
+            Some(u8::from(r.apply).to_string()),
             Some(hits[i].to_string()),
         ];
         debug_assert_eq!(row.len(), t.columns.len());

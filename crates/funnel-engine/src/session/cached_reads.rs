@@ -57,7 +57,7 @@ impl Session {
         let key = CacheKey {
             sql: sql.to_vec(),
             user: self.user.name.clone(),
-            rule: rule.index,
+            rules: rule.matched.clone(),
             schema: self.schema.clone(),
             pool_key: self.key,
             caps: self.caps,

@@ -26,7 +26,8 @@ pub(super) struct LogDraft {
     schema: Vec<u8>,
     /// It runs in no schema (the client selected none).
     no_schema: bool,
-    rule: Option<usize>,
+    /// The rules it matched (a buffer kept from command to command).
+    rules: Vec<usize>,
     rows: u64,
     affected: u64,
     error: Option<u16>,
@@ -62,7 +63,8 @@ impl LogDraft {
         self.no_schema = schema.is_none();
         self.command = Some(command);
         self.cut = keep < sql.len();
-        self.rule = rule.map(|r| r.index);
+        self.rules.clear();
+        self.rules.extend_from_slice(rule.map_or(&[][..], |r| &r.matched));
         (self.rows, self.affected, self.error) = (0, 0, None);
         (self.served, self.cached) = (false, false);
     }
@@ -132,7 +134,7 @@ impl Session {
             command,
             text: &d.text,
             cut: d.cut,
-            rule: d.rule,
+            rules: &d.rules,
             backend: d.served.then_some(&*self.last_backend),
             cached: d.cached,
             rows: d.rows,

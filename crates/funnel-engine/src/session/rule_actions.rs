@@ -26,9 +26,9 @@ const COM_QUERY: u8 = 0x03;
 impl Session {
     /// Applies the query rules to the command at the front of the buffer
     /// (`head`, `total` bytes), when it is a text query: the matching
-    /// rule's refusal comes back as the ERR to answer; its rewrite
-    /// replaces the text in the buffer before anything reads it (the new
-    /// command's header and size come back); the rule itself is kept for
+    /// rules' refusal comes back as the ERR to answer; their rewrites
+    /// replace the text in the buffer before anything reads it (the new
+    /// command's header and size come back); what they do is kept for
     /// the command's forward (its `timeout`).
     pub(super) fn apply_query_rule(
         &mut self,
@@ -49,9 +49,9 @@ impl Session {
         if rules.is_empty() {
             return Ok((head, total));
         }
-        let rule = rules.apply(&payload[1..], &self.user.name, self.schema.as_deref(), &self.peer);
+        let applied = rules.apply(&payload[1..], &self.user.name, self.schema.as_deref(), &self.peer);
         self.query_rules_seen = rules.id();
-        let Some(rule) = rule else {
+        let Some(crate::rules::Applied { action: rule, text }) = applied else {
             return Ok((head, total));
         };
         if let Some(err) = &rule.refusal {
@@ -64,19 +64,13 @@ impl Session {
             );
             return Err(err.clone());
         }
-        self.query_rule = Some(rule.clone());
-        let rewritten = if !rule.rewrites {
-            None
-        } else if total != head.total_len() {
-            // Over 16 MiB: the rule saw the first packet's part only.
-            return Err(too_large_to_rewrite(&rule));
-        } else {
-            rules.rewrite(&rule, &payload[1..])
-        };
-        let Some(text) = rewritten else {
+        let Some(text) = text else {
+            self.query_rule = Some(rule);
             return Ok((head, total));
         };
-        if text.len() + 1 >= MAX_CHUNK {
+        self.query_rule = Some(rule.clone());
+        // Over 16 MiB: the rules saw the first packet's part only.
+        if total != head.total_len() || text.len() + 1 >= MAX_CHUNK {
             return Err(too_large_to_rewrite(&rule));
         }
         let mut packet = BytesMut::with_capacity(HEADER_LEN + 1 + text.len());
@@ -317,14 +311,15 @@ pub(super) fn not_preparable(rule: &Action) -> ErrPacket {
 }
 
 /// The ERR for a text a rule would rewrite that is, or would become, larger
-/// than one packet (16 MiB): ER_NET_PACKET_TOO_LARGE, naming the rule.
+/// than one packet (16 MiB): ER_NET_PACKET_TOO_LARGE, naming the (first)
+/// rule that rewrote it.
 fn too_large_to_rewrite(rule: &Action) -> ErrPacket {
     ErrPacket::new(
         1153,
         "08S01",
         format!(
             "query_rules[{}].rewrite: the statement is too large to rewrite (16 MiB at most)",
-            rule.index
+            rule.rewrite_rule.unwrap_or(rule.index)
         ),
     )
 }

@@ -100,9 +100,13 @@ impl Session {
         // Only a prepare that succeeds names the next "last prepared" one.
         self.stmts.forget_last();
         let rules = self.shard.rules();
-        let rule = (!rules.is_empty())
+        let applied = (!rules.is_empty())
             .then(|| rules.apply(&sql, &self.user.name, self.schema.as_deref(), &self.peer))
             .flatten();
+        let (rule, text) = match applied {
+            Some(a) => (Some(a.action), a.text),
+            None => (None, None),
+        };
         // Kept with the client's statement, once it has one.
         self.prepared_rule = (rules.id(), rule.clone());
         if let Some(rule) = &rule {
@@ -125,10 +129,10 @@ impl Session {
                 );
                 return self.refuse_by_rule(&err).await;
             }
-            // Everything after reads the text the server will prepare.
-            if let Some(text) = rules.rewrite(rule, &sql) {
-                sql = Bytes::from(text);
-            }
+        }
+        // Everything after reads the text the server will prepare.
+        if let Some(text) = text {
+            sql = Bytes::from(text);
         }
         // Also a prepare Funnel answers itself (from the registry, or
         // refused): a log of what clients ran shows it as any statement.
@@ -429,11 +433,11 @@ impl Session {
         );
     }
 
-    /// The query rule an execute of the client's statement `id` follows,
-    /// counted as the rule's hit: the one its prepare matched (a rewrite
-    /// rule's, though the new text may not match it), while the shard's
-    /// rules are the ones it was matched against; after a reload, the
-    /// first that matches its text now, for the session's user and the
+    /// What the query rules do to an execute of the client's statement
+    /// `id`, counted as a hit of each rule: what its prepare matched (a
+    /// rewrite rule's, though the new text may not match it), while the
+    /// shard's rules are the ones it was matched against; after a reload,
+    /// what the rules that match its text now do, for the session's user and the
     /// statement's schema (the one it was prepared in, where its executes
     /// run, whatever the client selected since).
     fn statement_rule(&self, id: u32, meta: &StatementMeta) -> Option<Rc<Action>> {
@@ -451,7 +455,9 @@ impl Session {
                 rule.clone()
             }
             _ if rules.is_empty() => None,
-            _ if hit => rules.apply(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer),
+            _ if hit => rules
+                .apply(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer)
+                .map(|a| a.action),
             _ => rules.route_rule(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer),
         }
     }
