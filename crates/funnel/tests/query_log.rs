@@ -285,6 +285,54 @@ fn query_log_keys_are_set_on_the_admin_interface() {
 }
 
 #[test]
+fn query_log_names_every_rule_of_a_chain() {
+    let rules = "query_rules:\n\
+                 \x20 - match_prefix: 'SELECT /* c */'\n    log: true\n    apply: false\n\
+                 \x20 - match_prefix: 'SELECT /* c */'\n    cache_ttl: 5s\n\
+                 \x20 - match_prefix: 'SELECT /* one */'\n    log: true\n\
+                 \x20 - match_prefix: DROP\n    log: true\n    apply: false\n\
+                 \x20 - match_prefix: DROP\n    error: no drops here\n";
+    let e = env("qlog_chain", "", rules);
+    let mut c = e.client();
+    for _ in 0..2 {
+        let v: Option<String> = c.query_first("SELECT /* c */ v FROM t WHERE id = 1").unwrap();
+        assert_eq!(v.as_deref(), Some("one"));
+    }
+    c.query_drop("SELECT /* one */ 1").unwrap();
+    let err = c.query_drop("DROP TABLE t").unwrap_err();
+    assert!(err.to_string().contains("no drops here"), "{err}");
+    let got = lines(&e.path(), 4);
+    assert_eq!(got.len(), 4, "{got:#?}");
+    // The chain's log and cache_ttl both hold: the second read is the
+    // first's reply, kept under the chain's rules.
+    let reads = lines_of(&got, "query", "SELECT /* c */ v FROM t WHERE id = 1");
+    assert_eq!(reads.len(), 2);
+    for read in &reads {
+        assert_eq!(
+            (&read["rule"], &read["rules"]),
+            (&Value::from(1), &serde_json::json!([0, 1]))
+        );
+    }
+    assert_eq!(
+        (&reads[0]["backend"], &reads[1]["cached"]),
+        (&Value::from("primary"), &Value::from(true))
+    );
+    // One rule: `rule` alone, as before chains.
+    let one = line_of(&got, "SELECT /* one */ 1");
+    assert_eq!((&one["rule"], one.get("rules")), (&Value::from(2), None));
+    // Refused by the chain's last rule, logged by its first.
+    let drop_ = line_of(&got, "DROP TABLE t");
+    assert_eq!(
+        (&drop_["rule"], &drop_["rules"]),
+        (&Value::from(4), &serde_json::json!([3, 4]))
+    );
+    assert_eq!(
+        (&drop_["error"], &drop_["backend"]),
+        (&Value::from(1148), &Value::Null)
+    );
+}
+
+#[test]
 fn query_log_gives_the_error_a_rules_timeout_sent() {
     let rules = "query_rules:\n  - match_prefix: 'SELECT /* slow */'\n    timeout: 300ms\n    log: true\n";
     let e = env("qlog_rule_timeout", "", rules);

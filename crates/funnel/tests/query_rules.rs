@@ -1,7 +1,7 @@
 //! Query rules that refuse statements (`error`) or stop them once they
 //! have run too long (`timeout`), whatever the session holds, and
 //! `SHOW QUERY RULES` counting what each rule applied to. Routing by rules
-//! is in `backends.rs`.
+//! is in `backends.rs`; rules that chain in `query_rules/chains.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,9 @@ use funnel_testkit::client_opts as opts;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Row};
+
+#[path = "query_rules/chains.rs"]
+mod chains;
 
 struct Env {
     proxy: Proxy,

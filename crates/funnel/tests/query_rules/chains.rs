@@ -1,0 +1,178 @@
+//! Query rules that chain (`apply: false`, `flag_in`, `flag_out`), as
+//! ProxySQL's `mysql_query_rules`: every matching rule adds its actions,
+//! a rewrite changes what the later rules match, a `flag_out` switches to
+//! another set of rules, and every rule that matched counts a hit.
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Row};
+
+use super::{env, server_error, Env};
+
+/// The hits `SHOW QUERY RULES` counts from `before` to now, by rule (the
+/// connector's own statements at login count for the rules that take
+/// every statement: differences leave them out).
+fn hits_since(env: &Env, before: &[(u32, u64)]) -> Vec<u64> {
+    env.hits()
+        .iter()
+        .zip(before)
+        .map(|(now, then)| now.1 - then.1)
+        .collect()
+}
+
+fn current_user(c: &mut Conn, sql: &str) -> String {
+    c.query_first::<String, _>(sql).unwrap().unwrap()
+}
+
+#[test]
+fn query_rules_chain_bounds_every_statement_and_routes_some_elsewhere() {
+    let rules = r"query_rules:
+  - match_regex: '.'
+    user: app
+    timeout: 300ms
+    apply: false
+  - match_prefix: 'SELECT /* other */'
+    hostgroup: other
+";
+    let env = env("qr_chain_timeout", rules);
+    let primary = format!("{}@%", env.backend);
+    let other = format!("{}_o@%", env.backend);
+    let mut c = env.client("app");
+    let before = env.hits();
+    // The second rule routes what it matches; the first bounds all.
+    assert_eq!(current_user(&mut c, "SELECT /* other */ CURRENT_USER()"), other);
+    assert_eq!(current_user(&mut c, "SELECT CURRENT_USER()"), primary);
+    let timed_out = (
+        1969,
+        "70100".to_string(),
+        "Query execution was interrupted (query_rules[0].timeout of 300 ms exceeded)".to_string(),
+    );
+    for sql in ["SELECT /* other */ SLEEP(20)", "SELECT SLEEP(20)"] {
+        assert_eq!(
+            server_error(c.query::<Row, _>(sql).unwrap_err()),
+            timed_out,
+            "{sql}"
+        );
+    }
+    // An execute follows its prepare's chain: both rules, both counted.
+    let stmt = c.prep("SELECT /* other */ CURRENT_USER(), SLEEP(?)").unwrap();
+    let row: (String, i64) = c.exec_first(&stmt, (0,)).unwrap().unwrap();
+    assert_eq!(row, (other.clone(), 0));
+    assert_eq!(
+        server_error(c.exec::<Row, _, _>(&stmt, (20,)).unwrap_err()),
+        timed_out
+    );
+    // Each rule that matched counts: the first all six statements (and
+    // the prepare), the second the three it routed (and the prepare).
+    assert_eq!(hits_since(&env, &before), [4 + 1 + 2, 2 + 1 + 2]);
+    // Without the first rule's user the chain starts at the second.
+    let mut ops = env.client("ops");
+    let before = env.hits();
+    assert_eq!(current_user(&mut ops, "SELECT /* other */ CURRENT_USER()"), other);
+    assert_eq!(
+        ops.query_first::<i64, _>("SELECT /* other */ SLEEP(0.5)")
+            .unwrap(),
+        Some(0),
+        "no timeout"
+    );
+    assert_eq!(hits_since(&env, &before), [0, 2]);
+}
+
+#[test]
+fn query_rules_chain_matches_the_text_a_rewrite_made() {
+    let rules = r"query_rules:
+  - match_regex: '(?i)^SELECT \* FROM t WHERE id = (?P<id>\d+)$'
+    rewrite: 'SELECT /* narrowed */ CURRENT_USER(), id FROM t WHERE id = ${id}'
+    apply: false
+  - match_prefix: 'SELECT /* narrowed */'
+    hostgroup: other
+";
+    let env = env("qr_chain_rewrite", rules);
+    let other = format!("{}_o@%", env.backend);
+    let mut c = env.client("app");
+    let before = env.hits();
+    // The first rule rewrites; the second matches only the new text, and
+    // routes it.
+    let row: (String, i64) = c.query_first("select * from t where id = 1").unwrap().unwrap();
+    assert_eq!(row, (other.clone(), 1));
+    // A binary prepare: the server prepares the new text, and its
+    // executes go where the chain said.
+    let stmt = c.prep("SELECT * FROM t WHERE id = 2").unwrap();
+    assert_eq!(stmt.num_columns(), 2);
+    let row: (String, i64) = c.exec_first(&stmt, ()).unwrap().unwrap();
+    assert_eq!(row, (other, 2));
+    // Text the first rule does not rewrite stays where it was.
+    assert_eq!(
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM t").unwrap(),
+        Some(2)
+    );
+    assert_eq!(hits_since(&env, &before), [1 + 2, 1 + 2]);
+}
+
+#[test]
+fn query_rules_flag_out_switches_to_a_second_set_of_rules() {
+    // ProxySQL's usual shape: a rule per user sets a flag, and each flag
+    // has its own rules.
+    let rules = r"query_rules:
+  - match_regex: '.'
+    user: ops
+    flag_out: 1
+    apply: false
+  - flag_in: 1
+    match_prefix: 'SELECT /* report */'
+    hostgroup: other
+  - flag_in: 1
+    match_prefix: DELETE
+    error: 'ops may not delete'
+  - match_prefix: 'SELECT /* report */'
+    timeout: 5s
+";
+    let env = env("qr_chain_flags", rules);
+    let primary = format!("{}@%", env.backend);
+    let other = format!("{}_o@%", env.backend);
+    let mut ops = env.client("ops");
+    let mut app = env.client("app");
+    let before = env.hits();
+    // The flag-1 rules take ops's statements, the flag-0 rule app's.
+    assert_eq!(
+        current_user(&mut ops, "SELECT /* report */ CURRENT_USER()"),
+        other
+    );
+    assert_eq!(
+        current_user(&mut app, "SELECT /* report */ CURRENT_USER()"),
+        primary
+    );
+    assert_eq!(
+        server_error(ops.query_drop("DELETE FROM t WHERE id = 1").unwrap_err()),
+        (1148, "42000".into(), "ops may not delete".into())
+    );
+    assert_eq!(env.rows_in_t(), 2, "nothing ran");
+    app.query_drop("DELETE FROM t WHERE id = 1").unwrap();
+    assert_eq!(env.rows_in_t(), 1);
+    // Matched by the first rule alone: the user's hostgroups.
+    assert_eq!(current_user(&mut ops, "SELECT CURRENT_USER()"), primary);
+    assert_eq!(hits_since(&env, &before), [3, 1, 1, 1]);
+    // SHOW QUERY RULES shows how the rules chain.
+    let rows: Vec<Row> = env.admin().query("SHOW QUERY RULES").unwrap();
+    let chaining: Vec<(String, Option<String>, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("flag_in").unwrap(),
+                r.get("flag_out").unwrap(),
+                r.get("apply").unwrap(),
+            )
+        })
+        .collect();
+    let row = |flag_in: &str, flag_out: Option<&str>, apply: &str| {
+        (flag_in.to_string(), flag_out.map(String::from), apply.to_string())
+    };
+    assert_eq!(
+        chaining,
+        [
+            row("0", Some("1"), "0"),
+            row("1", None, "1"),
+            row("1", None, "1"),
+            row("0", None, "1"),
+        ]
+    );
+}
