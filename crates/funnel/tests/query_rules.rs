@@ -42,6 +42,11 @@ fn yaml(schema: &str, backend: &str, rules: &str) -> String {
 }
 
 fn env(prefix: &str, rules: &str) -> Env {
+    env_on(2, prefix, rules)
+}
+
+/// [`env`] on `cores` cores.
+fn env_on(cores: u16, prefix: &str, rules: &str) -> Env {
     let db = MariaDb::shared();
     let schema = db.fresh_database(prefix);
     let backend = format!("{schema}_b");
@@ -49,7 +54,8 @@ fn env(prefix: &str, rules: &str) -> Env {
     db.create_user(&format!("{backend}_o"), "bpw");
     db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
     db.exec(&format!("INSERT INTO {schema}.t VALUES (1, 10), (2, 20)"));
-    let cfg = Config::from_yaml_str(&yaml(&schema, &backend, rules)).unwrap();
+    let yaml = yaml(&schema, &backend, rules).replacen("cores: 2\n", &format!("cores: {cores}\n"), 1);
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
     let proxy = funnel_testkit::funnel::start(cfg.clone());
     let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
     Env {

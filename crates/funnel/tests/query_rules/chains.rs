@@ -6,7 +6,7 @@
 use mysql::prelude::Queryable;
 use mysql::{Conn, Row};
 
-use super::{env, server_error, Env};
+use super::{env, env_on, server_error, Env};
 
 /// The hits `SHOW QUERY RULES` counts from `before` to now, by rule (the
 /// connector's own statements at login count for the rules that take
@@ -174,5 +174,44 @@ fn query_rules_flag_out_switches_to_a_second_set_of_rules() {
             row("1", None, "1"),
             row("0", None, "1"),
         ]
+    );
+}
+
+/// A read cached under a chain answers only reads the same rules matched:
+/// here the last rule (its `cache_ttl`) is the same, but for clients of
+/// 127.0.0.2 a rule before it sends the read to another hostgroup.
+#[test]
+fn query_rules_chain_keeps_cached_replies_of_each_chain_apart() {
+    let rules = r"query_rules:
+  - match_prefix: 'SELECT /* cached */'
+    client_addr: 127.0.0.2
+    hostgroup: other
+    apply: false
+  - match_prefix: 'SELECT /* cached */'
+    cache_ttl: 60s
+";
+    // One core: one cache, which both clients' reads would share.
+    let env = env_on(1, "qr_chain_cache", rules);
+    let primary = format!("{}@%", env.backend);
+    let other = format!("{}_o@%", env.backend);
+    let from_2 = super::opts(env.proxy.local_addr().port(), "app", "apppw")
+        .bind_address(Some(std::net::SocketAddr::from(([127, 0, 0, 2], 0))));
+    let mut lan = Conn::new(from_2).unwrap();
+    let mut local = env.client("app");
+    let sql = "SELECT /* cached */ CURRENT_USER()";
+    let before = env.hits();
+    for _ in 0..2 {
+        assert_eq!(current_user(&mut lan, sql), other);
+        assert_eq!(current_user(&mut local, sql), primary);
+    }
+    assert_eq!(hits_since(&env, &before), [2, 4]);
+    // The second round was answered from the cache.
+    let snaps = env.proxy.snapshots();
+    let lookups = |f: fn(&funnel_engine::control::Counters) -> u64| -> u64 {
+        snaps.iter().map(|s| f(&s.counters)).sum()
+    };
+    assert_eq!(
+        (lookups(|c| c.query_cache_hits), lookups(|c| c.query_cache_misses)),
+        (2, 2)
     );
 }
