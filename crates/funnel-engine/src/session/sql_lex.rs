@@ -244,6 +244,35 @@ pub fn only_separators(mut sql: &[u8]) -> bool {
     }
 }
 
+/// The statements of `sql`, split at each `;` outside strings, quoted
+/// names and comments (a `;` inside a literal, `'a; COMMIT'`, splits
+/// nothing).
+pub fn statements(sql: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if start > sql.len() {
+            return None;
+        }
+        while i < sql.len() {
+            if let Some(end) = skip_string_or_comment(sql, i) {
+                i = end.max(i + 1);
+                continue;
+            }
+            if sql[i] == b';' {
+                let statement = &sql[start..i];
+                i += 1;
+                start = i;
+                return Some(statement);
+            }
+            i += 1;
+        }
+        let last = &sql[start.min(sql.len())..];
+        start = sql.len() + 1;
+        Some(last)
+    })
+}
+
 /// True when `sql` is an `INSERT` or a `REPLACE` (its first token).
 pub fn inserts_rows(sql: &[u8]) -> bool {
     first_word_is(sql, b"INSERT") || first_word_is(sql, b"REPLACE")

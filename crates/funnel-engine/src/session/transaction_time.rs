@@ -89,7 +89,7 @@ pub(super) struct Effect {
 /// The [`Effect`] of the statements of `sql`.
 pub(super) fn effect(sql: &[u8]) -> Effect {
     let mut out = Effect::default();
-    for statement in sql.split(|&c| c == b';') {
+    for statement in super::sql_lex::statements(sql) {
         let mut words = super::sql_lex::skip_leading_comments(statement)
             .split(|c| c.is_ascii_whitespace() || *c == b'(' || *c == b'/')
             .filter(|w| !w.is_empty());
@@ -158,6 +158,10 @@ mod tests {
         assert_eq!(e("SET time_zone = '+00:00'"), none);
         assert_eq!(e("SELECT 1"), none);
         assert_eq!(e("INSERT INTO t VALUES ('COMMIT')"), none);
+        // A `;` inside a literal or comment ends no statement.
+        assert_eq!(e("INSERT INTO t VALUES ('x; COMMIT')"), none);
+        assert_eq!(e("UPDATE t SET v = 1 /* ; ROLLBACK */"), none);
+        assert_eq!(e("SELECT `a;commit` FROM t"), none);
         assert_eq!(e("XA COMMIT 'x'"), none);
         assert_eq!(e(""), none);
     }
