@@ -30,11 +30,25 @@ pub struct ClientStatement {
     /// The result columns the client has for it (for a client with
     /// MariaDB's metadata cache).
     pub known_columns: KnownColumns,
-    /// The query rule that matched the text the client prepared (before
-    /// a rewrite), and the [`crate::rules::Rules::id`] of the rules it
-    /// was matched against (0: none): its executes and long data follow
-    /// it while the shard's rules are the same.
-    pub rule: (u32, Option<Rc<crate::rules::Action>>),
+    /// What the query rules made of the text the client prepared: its
+    /// executes and long data follow it while the shard's rules are the
+    /// same.
+    pub rule: PreparedRule,
+}
+
+/// What the query rules made of a prepared statement's text.
+#[derive(Debug, Default)]
+pub struct PreparedRule {
+    /// The [`crate::rules::Rules::id`] of the rules it was matched
+    /// against (0: none).
+    pub rules: u32,
+    /// What those rules do to it.
+    pub action: Option<Rc<crate::rules::Action>>,
+    /// The text the client prepared, when the rules rewrote it (the
+    /// statement's own text is the new one, which the server prepared):
+    /// after a reload, the rules match this, as they would a new
+    /// prepare of it.
+    pub client_text: Option<bytes::Bytes>,
 }
 
 /// Statement ids a client holds. No `Default`: every instance must count
@@ -130,7 +144,7 @@ impl ClientStatements {
                 param_types: None,
                 long_data_err: None,
                 known_columns: KnownColumns::FromPrepare,
-                rule: (0, None),
+                rule: PreparedRule::default(),
             },
         );
         self.last = Some(id);

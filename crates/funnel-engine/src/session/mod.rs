@@ -324,7 +324,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 query_rule: None,
                 log: Default::default(),
                 query_rules_seen: 0,
-                prepared_rule: (0, None),
+                prepared_rule: Default::default(),
                 cache_miss: None,
                 digest: None,
                 cmd_started: Instant::now(),
@@ -481,9 +481,9 @@ struct Session {
     /// run was matched against when the client sent it, 0 if none: its
     /// rule stands while they are the shard's.
     query_rules_seen: u32,
-    /// The rules a prepare being served was matched against and the rule
-    /// that matched it, for the client's statement to keep.
-    prepared_rule: (u32, Option<Rc<crate::rules::Action>>),
+    /// What the query rules made of a prepare being served, for the
+    /// client's statement to keep.
+    prepared_rule: crate::prepared::client::PreparedRule,
     /// The query-cache key (with its rule's `cache_ttl` and the cache's
     /// generation at the lookup) of the read being run, which the cache
     /// did not hold: its reply is captured to keep.

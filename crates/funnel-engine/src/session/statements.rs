@@ -108,7 +108,11 @@ impl Session {
             None => (None, None),
         };
         // Kept with the client's statement, once it has one.
-        self.prepared_rule = (rules.id(), rule.clone());
+        self.prepared_rule = crate::prepared::client::PreparedRule {
+            rules: rules.id(),
+            action: rule.clone(),
+            client_text: text.is_some().then(|| sql.clone()),
+        };
         if let Some(rule) = &rule {
             // A rule's refusal; or its `ok`, which has no statement id to
             // give: what the server answers a statement it cannot prepare,
@@ -437,7 +441,9 @@ impl Session {
     /// `id`, counted as a hit of each rule: what its prepare matched (a
     /// rewrite rule's, though the new text may not match it), while the
     /// shard's rules are the ones it was matched against; after a reload,
-    /// what the rules that match its text now do, for the session's user and the
+    /// what the rules now make of the text the client prepared (before
+    /// any rewrite: the rules of a chain before a rewrite never saw the
+    /// new text), for the session's user and the
     /// statement's schema (the one it was prepared in, where its executes
     /// run, whatever the client selected since).
     fn statement_rule(&self, id: u32, meta: &StatementMeta) -> Option<Rc<Action>> {
@@ -447,18 +453,24 @@ impl Session {
     /// [`Self::statement_rule`], counted as a hit when `hit`.
     fn statement_rule_of(&self, id: u32, meta: &StatementMeta, hit: bool) -> Option<Rc<Action>> {
         let rules = self.shard.rules();
-        match self.stmts.get(id).map(|s| &s.rule) {
-            Some((seen, rule)) if *seen == rules.id() => {
-                if let Some(rule) = rule.as_ref().filter(|_| hit) {
+        let kept = self.stmts.get(id).map(|s| &s.rule);
+        match kept {
+            Some(kept) if kept.rules == rules.id() => {
+                if let Some(rule) = kept.action.as_ref().filter(|_| hit) {
                     rules.count_hit(rule);
                 }
-                rule.clone()
+                kept.action.clone()
             }
             _ if rules.is_empty() => None,
-            _ if hit => rules
-                .apply(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer)
-                .map(|a| a.action),
-            _ => rules.route_rule(&meta.sql, &self.user.name, meta.schema.as_deref(), &self.peer),
+            _ => {
+                let sql = kept.and_then(|k| k.client_text.as_deref()).unwrap_or(&meta.sql);
+                let (user, schema) = (&self.user.name, meta.schema.as_deref());
+                if hit {
+                    rules.apply(sql, user, schema, &self.peer).map(|a| a.action)
+                } else {
+                    rules.route_rule(sql, user, schema, &self.peer)
+                }
+            }
         }
     }
 

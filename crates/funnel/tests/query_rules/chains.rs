@@ -215,3 +215,46 @@ fn query_rules_chain_keeps_cached_replies_of_each_chain_apart() {
         (2, 2)
     );
 }
+
+/// After a reload that changed the rules (here: one rule added at the
+/// end), the executes of a statement prepared before follow what the
+/// rules make of the text the client prepared, as a new prepare of it
+/// would: not of the text a rewrite made of it, which the rules before
+/// the rewrite never saw (the flag-3 rule is reached only through the
+/// rewriting rule's `flag_out`; the second rule's own `hostgroup` is of a
+/// rule that does not match its new text).
+#[test]
+fn query_rules_chain_executes_after_a_reload_follow_the_text_prepared() {
+    let rules = r"query_rules:
+  - match_regex: '(?i)^SELECT \* FROM t WHERE id = (?P<id>\d+)$'
+    rewrite: 'SELECT /* narrowed */ CURRENT_USER(), id FROM t WHERE id = ${id}'
+    flag_out: 3
+    apply: false
+  - match_regex: '^SELECT v FROM t WHERE id = (\d+)$'
+    rewrite: 'SELECT /* v */ CURRENT_USER(), v FROM t WHERE id = $1'
+    hostgroup: other
+  - flag_in: 3
+    match_prefix: 'SELECT /* narrowed */'
+    hostgroup: other
+";
+    let env = env("qr_chain_reload", rules);
+    let other = format!("{}_o@%", env.backend);
+    let mut c = env.client("app");
+    let chained = c.prep("SELECT * FROM t WHERE id = 2").unwrap();
+    let single = c.prep("SELECT v FROM t WHERE id = 1").unwrap();
+    let run = |c: &mut Conn| {
+        let a: (String, i64) = c.exec_first(&chained, ()).unwrap().unwrap();
+        let b: (String, i64) = c.exec_first(&single, ()).unwrap().unwrap();
+        (a, b)
+    };
+    let routed = ((other.clone(), 2), (other.clone(), 10));
+    assert_eq!(run(&mut c), routed);
+    let more = format!("{rules}  - match_prefix: 'SELECT /* unrelated */'\n    hostgroup: other\n");
+    let cfg = funnel_config::Config::from_yaml_str(&super::yaml(&env.schema, &env.backend, &more)).unwrap();
+    env.proxy.handle().reload(cfg).unwrap();
+    assert_eq!(run(&mut c), routed, "the reload changed nothing these rules do");
+    // Counted under the new rules: each execute, by the rules that
+    // matched its prepared text.
+    let hits: Vec<u64> = env.hits().iter().map(|h| h.1).collect();
+    assert_eq!(hits, [1, 1, 1, 0]);
+}
