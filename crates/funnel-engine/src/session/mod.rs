@@ -324,6 +324,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 query_rule: None,
                 log: Default::default(),
                 query_rules_seen: 0,
+                query_text_sent: None,
                 prepared_rule: Default::default(),
                 cache_miss: None,
                 digest: None,
@@ -481,6 +482,10 @@ struct Session {
     /// run was matched against when the client sent it, 0 if none: its
     /// rule stands while they are the shard's.
     query_rules_seen: u32,
+    /// The text query being run as the client sent it, when the query
+    /// rules rewrote it (the buffer holds the new text): rules a reload
+    /// brought while it waited match this, as they would if it came now.
+    query_text_sent: Option<Vec<u8>>,
     /// What the query rules made of a prepare being served, for the
     /// client's statement to keep.
     prepared_rule: crate::prepared::client::PreparedRule,
@@ -1763,8 +1768,12 @@ impl Session {
             let hostgroup = match self.query_rules_seen {
                 // Matched when the client sent it (before a rewrite).
                 seen if seen == rules.id() => self.query_rule.as_ref().and_then(|r| r.hostgroup.clone()),
-                // A reload changed the rules while the command waited.
-                _ if !rules.is_empty() => rules.route(sql, &user.name, self.schema.as_deref(), &self.peer),
+                // A reload changed the rules while the command waited:
+                // what they make of the text the client sent.
+                _ if !rules.is_empty() => {
+                    let sent = self.query_text_sent.as_deref().unwrap_or(sql);
+                    rules.route(sent, &user.name, self.schema.as_deref(), &self.peer)
+                }
                 _ => None,
             };
             if let Some(hostgroup) = hostgroup {

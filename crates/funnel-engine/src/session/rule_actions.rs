@@ -37,6 +37,7 @@ impl Session {
     ) -> Result<(PacketHeader, usize), ErrPacket> {
         self.query_rule = None;
         self.query_rules_seen = 0;
+        self.query_text_sent = None;
         self.cache_miss = None;
         // Set again by this command's lost-transaction verdict, if it
         // comes to one: a text refused here ends nothing.
@@ -78,6 +79,7 @@ impl Session {
             p.put_u8(COM_QUERY);
             p.put_slice(&text);
         });
+        self.query_text_sent = Some(payload[1..].to_vec());
         self.buf.replace_front(total, &packet);
         let head = PacketHeader::peek(self.buf.bytes()).expect("a whole header was just written");
         Ok((head, packet.len()))

@@ -258,3 +258,37 @@ fn query_rules_chain_executes_after_a_reload_follow_the_text_prepared() {
     let hits: Vec<u64> = env.hits().iter().map(|h| h.1).collect();
     assert_eq!(hits, [1, 1, 1, 0]);
 }
+
+/// A reload while a rewritten text query waits to be routed (here, its
+/// chain's `delay`) routes it by what the new rules make of the text the
+/// client sent, as for a statement sent after it: not of the text the
+/// rewrite made, which the rules before the rewrite never saw.
+#[test]
+fn query_rules_chain_reload_while_a_rewritten_query_waits_routes_the_text_sent() {
+    let rules = r"query_rules:
+  - match_regex: '(?i)^SELECT \* FROM t WHERE id = (?P<id>\d+)$'
+    rewrite: 'SELECT /* narrowed */ CURRENT_USER(), id FROM t WHERE id = ${id}'
+    delay: 1s
+    flag_out: 3
+    apply: false
+  - flag_in: 3
+    match_prefix: 'SELECT /* narrowed */'
+    hostgroup: other
+";
+    let env = env("qr_chain_reload_wait", rules);
+    let other = format!("{}_o@%", env.backend);
+    let mut c = env.client("app");
+    let sent = std::thread::spawn(move || {
+        let row: (String, i64) = c.query_first("SELECT * FROM t WHERE id = 1").unwrap().unwrap();
+        row
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let more = format!("{rules}  - match_prefix: 'SELECT /* unrelated */'\n    hostgroup: other\n");
+    let cfg = funnel_config::Config::from_yaml_str(&super::yaml(&env.schema, &env.backend, &more)).unwrap();
+    env.proxy.handle().reload(cfg).unwrap();
+    assert_eq!(
+        sent.join().unwrap(),
+        (other, 1),
+        "the reload changed nothing these rules do"
+    );
+}
