@@ -404,6 +404,33 @@ fn query_cache_keeps_no_reply_of_a_read_that_began_before_a_reload() {
     assert_eq!(c.query_first::<i64, _>(slow).unwrap(), Some(11));
 }
 
+/// As a read running on the server: one held by its rule's `delay` while
+/// a reload changes the rules, looked up in the cache only once the
+/// delay is over, keeps no reply under the old rule's key and TTL.
+#[test]
+fn query_cache_keeps_no_reply_of_a_read_held_back_across_a_reload() {
+    let mut env = env("qc_reload_delay");
+    let held = env.yaml.replace("cache_ttl: 2s", "cache_ttl: 2s\n    delay: 1s");
+    env.proxy.reload(Config::from_yaml_str(&held).unwrap()).unwrap();
+    let port = env.proxy.local_addr().port();
+    let reader = std::thread::spawn(move || {
+        let mut c = Conn::new(opts(port, "app", "apppw")).unwrap();
+        read(&mut c)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let yaml = env.yaml.replace("cache_ttl: 2s", "cache_ttl: 1ms");
+    env.proxy.reload(Config::from_yaml_str(&yaml).unwrap()).unwrap();
+    assert_eq!(reader.join().unwrap(), 10);
+    env.set_v(11);
+    std::thread::sleep(Duration::from_millis(10));
+    let mut c = env.client("app");
+    assert_eq!(
+        read(&mut c),
+        11,
+        "no reply kept for 2s by the rule the reload replaced"
+    );
+}
+
 #[test]
 fn query_cache_of_each_core_answers_its_sessions_and_a_reload_empties_all() {
     let mut env = env("qc_cores");

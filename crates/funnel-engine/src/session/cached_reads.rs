@@ -27,10 +27,17 @@ impl Session {
     /// for its warnings is let go on a hit of a read that clears them, and
     /// a read that would not clear them is not shared),
     /// with autocommit on, and of a user without `causal_reads` (a cached
-    /// reply may predate the session's own writes).
+    /// reply may predate the session's own writes); matched by the rules
+    /// the shard still has.
     pub(super) fn cache_key(&self, total: usize, f: &Forward) -> Option<(CacheKey, Duration)> {
         let rule = self.query_rule.as_ref()?;
         let ttl = rule.cache_ttl?;
+        if self.query_rules_seen != self.shard.rules().id() {
+            // A reload replaced the rules that matched it while it waited
+            // (a `delay`): a reply kept now would stand for them, past the
+            // reload that emptied the cache of their replies.
+            return None;
+        }
         let shareable = f.name == "COM_QUERY"
             && f.read_only
             && !f.several_statements
