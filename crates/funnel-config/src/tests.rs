@@ -953,6 +953,10 @@ fn config_query_rules_chain_with_apply_and_flags() {
   - match_prefix: SELECT
     flag_in: 5
     ok: ''
+  - match_prefix: SELECT
+    apply: false
+    flag_out: 9
+    timeout: 1s
 "
     );
     assert_eq!(
@@ -964,6 +968,7 @@ fn config_query_rules_chain_with_apply_and_flags() {
             "query_rules[2].flag_out: a rule with error or ok answers the statement and ends evaluation: flag_out has no effect",
             "query_rules[3].flag_in: no earlier rule with apply: false sets flag_out: 3, so this rule is never tried",
             "query_rules[4]: give hostgroup, error, ok, timeout, delay, pin, rewrite, cache_ttl, log or flag_out",
+            "query_rules[8].flag_out: no later rule has flag_in: 9, so evaluation ends at this rule as with apply: true; add the rules of flag_in: 9, or drop flag_out",
         ]
     );
     let negative =

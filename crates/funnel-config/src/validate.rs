@@ -129,6 +129,20 @@ fn check_query_rules(rules: &[QueryRule], hostgroups: &BTreeSet<&str>, out: &mut
     for (i, r) in rules.iter().enumerate() {
         let path = format!("query_rules[{i}]");
         check_chaining(&path, r, &flags, out);
+        if let (false, Some(flag), None, None) = (r.apply, r.flag_out, &r.error, &r.ok) {
+            // Evaluation goes on only with the later rules of that flag:
+            // with none, it ends here, a typo's likely sign.
+            if !rules[i + 1..].iter().any(|later| later.flag_in == flag) {
+                push(
+                    out,
+                    format!("{path}.flag_out"),
+                    format!(
+                        "no later rule has flag_in: {flag}, so evaluation ends at this rule as with apply: true; \
+                         add the rules of flag_in: {flag}, or drop flag_out"
+                    ),
+                );
+            }
+        }
         if let (false, Some(flag)) = (r.apply, r.flag_out) {
             if r.error.is_none() && r.ok.is_none() {
                 flags.insert(flag);
