@@ -97,6 +97,16 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         }),
     );
     counter(
+        "funnel_causal_position_reads_total",
+        "Reads of the writer's GTID position for causal_reads: universal reads: sent to the writer, or shared (a read took one another read of its core sent after it arrived).",
+        per_core_by("how", &|s| {
+            vec![
+                ("sent", s.counters.causal_position_reads),
+                ("shared", s.counters.causal_positions_shared),
+            ]
+        }),
+    );
+    counter(
         "funnel_bytes_total",
         "Bytes from and to clients.",
         vec![

@@ -26,10 +26,10 @@ pub use error::{ConfigError, Problem};
 pub use host_pattern::HostPattern;
 pub use listen::ListenAddrs;
 pub use model::{
-    AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, ClientConfig, Config, HostgroupConfig,
-    LogConfig, LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryCacheConfig, QueryLogConfig,
-    QueryRule, SchemaLimit, TlsFiles, User, DEFAULT_HOSTGROUP, DEFAULT_MAX_PREPARED_PER_CLIENT,
-    MAX_PREPARED_PER_CORE,
+    AdminConfig, Backend, BackendTls, BackendTlsMode, BacklogConfig, CausalReads, ClientConfig, Config,
+    HostgroupConfig, LogConfig, LogLevel, MetricsConfig, MonitorConfig, PoolConfig, QueryCacheConfig,
+    QueryLogConfig, QueryRule, SchemaLimit, TlsFiles, User, DEFAULT_HOSTGROUP,
+    DEFAULT_MAX_PREPARED_PER_CLIENT, MAX_PREPARED_PER_CORE,
 };
 pub use procedures::procedure_matches;
 pub use show::REDACTED;

@@ -372,13 +372,14 @@ pub struct User {
     /// when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_hosts: Option<Vec<crate::HostPattern>>,
-    /// Read-your-writes for split reads: after this user's session
-    /// commits a write, its reads on a replica first wait (up to
-    /// `causal_reads_timeout`) until the replica has applied it, and run
-    /// on the writer when it has not. Needs MariaDB with GTIDs (binary
-    /// logging on the writers).
+    /// Read-your-writes for split reads: `true` (per session) waits, on
+    /// a replica, for the writes this user's session committed;
+    /// `universal` for every write any client committed before the read
+    /// arrived. A replica that does not catch up within
+    /// `causal_reads_timeout` leaves the read to the writer. Needs MariaDB
+    /// with GTIDs (binary logging on the writers).
     #[serde(default)]
-    pub causal_reads: bool,
+    pub causal_reads: CausalReads,
     /// How long a replica may take to catch up with a session's writes
     /// before its read runs on the writer instead.
     #[serde(default = "default_causal_reads_timeout")]
@@ -387,6 +388,68 @@ pub struct User {
 
 fn default_true() -> bool {
     true
+}
+
+/// `users[].causal_reads`: which writes a read the split sends to a
+/// replica waits for. Written `false`, `true` or `universal`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CausalReads {
+    /// `false`: none, a replica serves what it has.
+    #[default]
+    Off,
+    /// `true`: the writes of the read's own client connection (MaxScale's
+    /// `causal_reads = local`).
+    Session,
+    /// `universal`: every write committed before the read arrived, from
+    /// any client (the writer's GTID position, read after the read
+    /// arrived; MaxScale's `causal_reads = universal`).
+    Universal,
+}
+
+impl CausalReads {
+    /// True unless `Off`.
+    pub fn is_on(self) -> bool {
+        self != CausalReads::Off
+    }
+}
+
+impl Serialize for CausalReads {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CausalReads::Off => serializer.serialize_bool(false),
+            CausalReads::Session => serializer.serialize_bool(true),
+            CausalReads::Universal => serializer.serialize_str("universal"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CausalReads {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CausalReadsVisitor)
+    }
+}
+
+/// A hand-written visitor, as for `cores`: `#[serde(untagged)]` would say
+/// only "data did not match any variant".
+struct CausalReadsVisitor;
+
+impl serde::de::Visitor<'_> for CausalReadsVisitor {
+    type Value = CausalReads;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("true (the session's own writes), false, or universal (every client's writes)")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CausalReads, E> {
+        Ok(if v { CausalReads::Session } else { CausalReads::Off })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CausalReads, E> {
+        match v {
+            "universal" => Ok(CausalReads::Universal),
+            _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+        }
+    }
 }
 
 fn default_causal_reads_timeout() -> HumanDuration {

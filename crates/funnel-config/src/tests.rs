@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{ByteSize, Config, ConfigError, Cores, Credential, HumanDuration, LogLevel, Problem, REDACTED};
+use crate::{
+    ByteSize, CausalReads, Config, ConfigError, Cores, Credential, HumanDuration, LogLevel, Problem, REDACTED,
+};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/funnel.yaml");
 
@@ -397,14 +399,14 @@ fn config_user_hostgroups_must_exist() {
 #[test]
 fn config_causal_reads_default_off_with_a_bounded_timeout() {
     let cfg = Config::from_yaml_str(MINIMAL).unwrap();
-    assert!(!cfg.users[0].causal_reads);
+    assert_eq!(cfg.users[0].causal_reads, CausalReads::Off);
     assert_eq!(cfg.users[0].causal_reads_timeout, HumanDuration::from_secs(1));
     let on = MINIMAL.replace(
         "    password: sbtest\nbackends",
         "    password: sbtest\n    causal_reads: true\n    causal_reads_timeout: 250ms\nbackends",
     );
     let cfg = Config::from_yaml_str(&on).unwrap();
-    assert!(cfg.users[0].causal_reads);
+    assert_eq!(cfg.users[0].causal_reads, CausalReads::Session);
     assert_eq!(
         cfg.users[0].causal_reads_timeout.as_duration(),
         Duration::from_millis(250)
@@ -415,6 +417,39 @@ fn config_causal_reads_default_off_with_a_bounded_timeout() {
             problems(&yaml),
             ["users[0].causal_reads_timeout: must be above 0 and at most 1h (a read waits that long for a replica)"],
             "{bad}"
+        );
+    }
+}
+
+#[test]
+fn config_causal_reads_is_off_per_session_or_universal() {
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "    password: sbtest\nbackends",
+            &format!("    password: sbtest\n    causal_reads: {value}\nbackends"),
+        )
+    };
+    for (value, want) in [
+        ("false", CausalReads::Off),
+        ("true", CausalReads::Session),
+        ("universal", CausalReads::Universal),
+    ] {
+        let cfg = Config::from_yaml_str(&with(value)).unwrap();
+        assert_eq!(cfg.users[0].causal_reads, want, "{value}");
+        // Shown (SHOW CONFIG, a dump) as written, and read back alike.
+        let shown = cfg.to_yaml_string();
+        assert!(shown.contains(&format!("causal_reads: {value}\n")), "{shown}");
+        assert_eq!(Config::from_yaml_str(&shown).unwrap().users[0].causal_reads, want);
+    }
+    assert!(!CausalReads::Off.is_on());
+    assert!(CausalReads::Session.is_on() && CausalReads::Universal.is_on());
+    for bad in ["global", "local", "1", "yes"] {
+        let (line, _, message) = parse_error(&with(bad));
+        assert_eq!(line, Some(5), "{bad}");
+        assert!(
+            message.contains("users[0].causal_reads")
+                && message.contains("true (the session's own writes), false, or universal"),
+            "{bad}: {message}"
         );
     }
 }

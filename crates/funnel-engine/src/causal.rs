@@ -17,9 +17,22 @@
 //! for the whole cluster, and commits them in that order. A read on
 //! another node of the cluster first waits there for it
 //! (`WSREP_SYNC_WAIT_UPTO_GTID`); the node written through has it.
+//!
+//! A user with `causal_reads: universal` waits for more than its own
+//! session's writes: for every write any client committed before the read
+//! arrived. Before such a read goes to a replica, the writer's whole
+//! binary-log position (`@@global.gtid_binlog_pos`) is read, after the
+//! read arrived, and the replica waits for that. The reads of a core that
+//! arrived before one such position read was sent share it
+//! ([`PositionReads`]). A Galera node waits with Galera's own causal wait
+//! (`wsrep_sync_wait`), which covers all the cluster ordered.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use crate::ids::BackendId;
 
@@ -189,6 +202,200 @@ pub fn wsrep_waited(gtid: &Gtid, seen: Option<&str>, result: Option<&str>) -> bo
     seen.and_then(Gtid::parse)
         .is_some_and(|seen| seen.same_source(gtid))
         && result == Some("1")
+}
+
+/// The statement that reads the writer's position for a universal causal
+/// read: on a Galera node (`galera`) once the node has committed all the
+/// cluster ordered (`wsrep_sync_wait`, which may wait: it sets its own
+/// `max_statement_time`), so the position covers writes through the other
+/// nodes too.
+pub fn position_sql(galera: bool) -> &'static str {
+    if galera {
+        "SET STATEMENT max_statement_time = 0, wsrep_sync_wait = 1 FOR \
+         SELECT @@global.gtid_binlog_pos LIMIT 1"
+    } else {
+        "SELECT @@global.gtid_binlog_pos LIMIT 1"
+    }
+}
+
+/// One core's reads of writers' GTID positions for `causal_reads:
+/// universal` reads, by default hostgroup. A position read sent before a
+/// read arrived may miss a write committed in between: a read takes only
+/// one sent after it arrived. So reads that arrive while one is on its way
+/// gather in the next, which one of them (the leader) sends once the one
+/// on its way is answered (one at a time per hostgroup: under load, one
+/// round trip on the writer serves every read of the core that came
+/// during the previous one).
+#[derive(Debug, Default)]
+pub struct PositionReads {
+    by_hostgroup: RefCell<Vec<(Rc<str>, Pending)>>,
+}
+
+/// A hostgroup's position reads under way.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Gathering reads, not sent yet: its leader sends it.
+    open: Option<Rc<Batch>>,
+    /// Sent, not answered yet.
+    sent: Option<Rc<Batch>>,
+}
+
+/// One position read and the reads waiting for its answer.
+#[derive(Debug, Default)]
+struct Batch {
+    answer: RefCell<Option<Answer>>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+/// What a position read told the reads that waited for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The writer's position.
+    Read(GtidPos),
+    /// It could not be read (no writer connection, not MariaDB, the
+    /// writer failed or was too slow): the reads go to the writer.
+    Unreadable,
+    /// Its leader went (killed, its client gone) before it was answered:
+    /// each read takes another turn.
+    Abandoned,
+}
+
+impl Batch {
+    fn settle(&self, answer: Answer) {
+        let mut slot = self.answer.borrow_mut();
+        if slot.is_some() {
+            return;
+        }
+        *slot = Some(answer);
+        drop(slot);
+        for w in self.wakers.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A wait for a batch's answer.
+#[derive(Debug)]
+pub struct AnswerWait(Rc<Batch>);
+
+impl Future for AnswerWait {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        if let Some(a) = self.0.answer.borrow().clone() {
+            return Poll::Ready(a);
+        }
+        let mut wakers = self.0.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// A read's place in [`PositionReads`].
+#[derive(Debug)]
+pub enum Turn {
+    /// A position read not sent yet, which another read leads: its answer.
+    Join(AnswerWait),
+    /// This read leads the next position read.
+    Lead(Leader),
+}
+
+/// The read that sends a batch's position read. Dropped before it
+/// answers, its batch is abandoned: the reads that joined take another turn.
+#[derive(Debug)]
+pub struct Leader {
+    reads: Rc<PositionReads>,
+    hostgroup: Rc<str>,
+    batch: Rc<Batch>,
+    /// The position read on its way when this batch opened.
+    previous: Option<Rc<Batch>>,
+}
+
+impl PositionReads {
+    /// A universal read of a user of `hostgroup` arrived: it joins the
+    /// position read that is not sent yet, or leads a new one.
+    pub fn turn(self: &Rc<Self>, hostgroup: &Rc<str>) -> Turn {
+        let mut all = self.by_hostgroup.borrow_mut();
+        let i = match all.iter().position(|(h, _)| h == hostgroup) {
+            Some(i) => i,
+            None => {
+                all.push((hostgroup.clone(), Pending::default()));
+                all.len() - 1
+            }
+        };
+        let pending = &mut all[i].1;
+        if let Some(open) = &pending.open {
+            return Turn::Join(AnswerWait(open.clone()));
+        }
+        let batch = Rc::new(Batch::default());
+        pending.open = Some(batch.clone());
+        Turn::Lead(Leader {
+            reads: self.clone(),
+            hostgroup: hostgroup.clone(),
+            batch,
+            previous: pending.sent.clone(),
+        })
+    }
+
+    fn with<R>(&self, hostgroup: &str, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
+        let mut all = self.by_hostgroup.borrow_mut();
+        let i = all.iter().position(|(h, _)| &**h == hostgroup)?;
+        let r = f(&mut all[i].1);
+        if all[i].1.open.is_none() && all[i].1.sent.is_none() {
+            all.swap_remove(i);
+        }
+        Some(r)
+    }
+}
+
+impl Leader {
+    /// The answer of the position read that was on its way when this one
+    /// opened, if any: this one is sent after it (the reads gathering
+    /// meanwhile share this one).
+    pub fn previous(&self) -> Option<AnswerWait> {
+        self.previous
+            .as_ref()
+            .filter(|b| b.answer.borrow().is_none())
+            .map(|b| AnswerWait(b.clone()))
+    }
+
+    /// The position read goes out now: reads that arrive from now on
+    /// gather in the next one.
+    pub fn sending(&mut self) {
+        self.previous = None;
+        let batch = self.batch.clone();
+        self.reads.with(&self.hostgroup, |p| {
+            if p.open.as_ref().is_some_and(|b| Rc::ptr_eq(b, &batch)) {
+                p.open = None;
+            }
+            p.sent = Some(batch);
+        });
+    }
+
+    /// Gives every read that joined the answer (and this one's leader
+    /// role ends).
+    pub fn answer(self, answer: Answer) {
+        self.batch.settle(answer);
+        // Drop: leaves the hostgroup's state.
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        // Not answered: its reads take another turn.
+        self.batch.settle(Answer::Abandoned);
+        let batch = self.batch.clone();
+        self.reads.with(&self.hostgroup, |p| {
+            if p.open.as_ref().is_some_and(|b| Rc::ptr_eq(b, &batch)) {
+                p.open = None;
+            }
+            if p.sent.as_ref().is_some_and(|b| Rc::ptr_eq(b, &batch)) {
+                p.sent = None;
+            }
+        });
+    }
 }
 
 /// A session's latest write to a Galera cluster.
@@ -371,6 +578,67 @@ mod tests {
 
     fn pos(s: &str) -> GtidPos {
         GtidPos::parse(s).unwrap()
+    }
+
+    #[test]
+    fn causal_position_reads_are_shared_only_by_reads_that_came_before_they_were_sent() {
+        use futures_lite::future::{block_on, poll_once};
+        let reads = Rc::new(PositionReads::default());
+        let (w, other): (Rc<str>, Rc<str>) = (Rc::from("writer"), Rc::from("other"));
+        let Turn::Lead(mut a) = reads.turn(&w) else {
+            panic!("the first read leads")
+        };
+        assert!(a.previous().is_none(), "nothing on its way");
+        let Turn::Join(mut joined_a) = reads.turn(&w) else {
+            panic!("not sent yet: joins")
+        };
+        let Turn::Lead(lone) = reads.turn(&other) else {
+            panic!("another hostgroup's own")
+        };
+        assert!(block_on(poll_once(&mut joined_a)).is_none());
+        a.sending();
+        // Sent before this read arrived: it may miss a write committed
+        // since, so the read leads the next, sent once `a` is answered.
+        let Turn::Lead(mut b) = reads.turn(&w) else {
+            panic!("a new batch")
+        };
+        let mut b_prev = b.previous().expect("waits for the one on its way");
+        let Turn::Join(mut joined_b) = reads.turn(&w) else {
+            panic!("joins b")
+        };
+        assert!(block_on(poll_once(&mut b_prev)).is_none());
+        a.answer(Answer::Read(pos("0-1-5")));
+        assert_eq!(block_on(joined_a), Answer::Read(pos("0-1-5")));
+        assert_eq!(block_on(b_prev), Answer::Read(pos("0-1-5")));
+        assert!(b.previous().is_none(), "answered");
+        b.sending();
+        assert!(block_on(poll_once(&mut joined_b)).is_none());
+        // Its leader gone (killed) before the answer: the reads that
+        // joined take another turn, and the state is clean again.
+        drop(b);
+        assert_eq!(block_on(joined_b), Answer::Abandoned);
+        drop(lone);
+        assert!(reads.by_hostgroup.borrow().is_empty());
+        let Turn::Lead(c) = reads.turn(&w) else {
+            panic!("leads anew")
+        };
+        assert!(c.previous().is_none());
+        let Turn::Join(joined_c) = reads.turn(&w) else {
+            panic!("joins c")
+        };
+        c.answer(Answer::Unreadable);
+        assert_eq!(block_on(joined_c), Answer::Unreadable);
+        assert!(reads.by_hostgroup.borrow().is_empty());
+    }
+
+    #[test]
+    fn causal_position_sql_waits_for_the_cluster_on_galera() {
+        assert_eq!(position_sql(false), "SELECT @@global.gtid_binlog_pos LIMIT 1");
+        assert_eq!(
+            position_sql(true),
+            "SET STATEMENT max_statement_time = 0, wsrep_sync_wait = 1 FOR \
+             SELECT @@global.gtid_binlog_pos LIMIT 1"
+        );
     }
 
     #[test]

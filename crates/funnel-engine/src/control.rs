@@ -281,6 +281,10 @@ pub struct Counters {
     pub causal_waits_skipped: u64,
     /// Causal reads sent to the writer instead of a replica.
     pub causal_reads_on_writer: u64,
+    /// Reads of the writer's GTID position for universal causal reads.
+    pub causal_position_reads: u64,
+    /// Universal causal reads that shared another read's position read.
+    pub causal_positions_shared: u64,
     /// `SET`s run to bring connections in line with sessions.
     pub state_syncs: u64,
     /// Statements prepared on a connection at their first execute there.
@@ -327,6 +331,8 @@ impl Counters {
         self.causal_waits += o.causal_waits;
         self.causal_waits_skipped += o.causal_waits_skipped;
         self.causal_reads_on_writer += o.causal_reads_on_writer;
+        self.causal_position_reads += o.causal_position_reads;
+        self.causal_positions_shared += o.causal_positions_shared;
         self.state_syncs += o.state_syncs;
         self.reprepares += o.reprepares;
         self.prepares_rechecked += o.prepares_rechecked;

@@ -64,6 +64,8 @@ pub struct Shard {
     pub query_log: Rc<QueryLog>,
     /// Per-connection log events, rate-limited.
     pub log_rate: crate::lograte::LogRate,
+    /// Reads of the writers' GTID positions for universal causal reads.
+    pub positions: Rc<crate::causal::PositionReads>,
     /// TLS for clients that ask for it (`client.tls`), as the last reload
     /// read its files: a login takes the one in force when it starts.
     pub tls: RefCell<Option<std::sync::Arc<rustls::ServerConfig>>>,
@@ -155,6 +157,7 @@ impl Shard {
             digests: Digests::default(),
             query_cache: RefCell::default(),
             log_rate: Default::default(),
+            positions: Default::default(),
             tls: RefCell::new(setup.tls),
             clients: ClientRegistry::default(),
             peers: setup.peers,

@@ -95,6 +95,12 @@ pub struct Stats {
     /// Causal reads sent to the writer: the replica did not catch up in
     /// time, could not wait, or the session's last write was not read.
     pub causal_reads_on_writer: Cell<u64>,
+    /// Reads of the writer's GTID position sent for `causal_reads:
+    /// universal` reads (one may serve several reads).
+    pub causal_position_reads: Cell<u64>,
+    /// `causal_reads: universal` reads that took a position read another
+    /// read of the core sent after they arrived, with no read of their own.
+    pub causal_positions_shared: Cell<u64>,
     /// `SET`s Funnel ran to bring a connection's variables in line.
     pub state_syncs: Cell<u64>,
     /// Statistics snapshots this core built for the admin and metrics
@@ -145,6 +151,8 @@ impl Stats {
             causal_waits: self.causal_waits.get(),
             causal_waits_skipped: self.causal_waits_skipped.get(),
             causal_reads_on_writer: self.causal_reads_on_writer.get(),
+            causal_position_reads: self.causal_position_reads.get(),
+            causal_positions_shared: self.causal_positions_shared.get(),
             state_syncs: self.state_syncs.get(),
             snapshots: self.snapshots.get(),
             reprepares: self.reprepares.get(),

@@ -53,6 +53,8 @@ pub fn run(ctx: &AdminContext) -> Reply {
         ("causal_waits", t.counters.causal_waits),
         ("causal_waits_skipped", t.counters.causal_waits_skipped),
         ("causal_reads_on_writer", t.counters.causal_reads_on_writer),
+        ("causal_position_reads", t.counters.causal_position_reads),
+        ("causal_positions_shared", t.counters.causal_positions_shared),
         ("query_log_lines", t.counters.query_log_lines),
         ("query_log_dropped", t.counters.query_log_dropped),
     ] {

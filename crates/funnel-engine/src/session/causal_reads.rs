@@ -1,21 +1,36 @@
 //! A `causal_reads` session's side of [`crate::causal`]: reading the GTIDs
 //! of its writes on the writer, and holding a replica's read (or a read
 //! on another node of the Galera cluster written to) until the server has
-//! applied them.
+//! applied them. For a user with `causal_reads: universal`, reading the
+//! writer's position before a read that may go to a replica, and waiting
+//! there for it (or with Galera's causal wait on a node).
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use crate::causal::{wait_sql, wsrep_caught_up, wsrep_wait_sql, wsrep_waited, Gtid, GtidPos, WSREP_SYNC_SQL};
+use crate::causal::{
+    position_sql, wait_sql, wsrep_caught_up, wsrep_wait_sql, wsrep_waited, Answer, Gtid, GtidPos, Turn,
+    WSREP_SYNC_SQL,
+};
 use crate::error::EngineError;
 use crate::pool::conn::{BackendConn, BackendError, Deadline};
 use crate::pool::Pool;
 use crate::stats::Stats;
 
 use super::command::Forward;
-use super::Session;
+use super::{Route, Session};
 
 /// Rows of a causal read's own statement.
 type Rows = Vec<Vec<Option<String>>>;
+
+/// What a read of a `causal_reads: universal` user learnt before it took
+/// a connection: the writer's GTID position, read after the read arrived
+/// (`None` when it could not be read), and when the read arrived.
+#[derive(Debug)]
+pub(super) struct Universal {
+    pos: Option<GtidPos>,
+    arrived: Instant,
+}
 
 impl Session {
     /// After a statement that completed on `conn`: notes a possible write
@@ -140,10 +155,16 @@ impl Session {
     /// (see [`Session::galera_read_conn`]).
     /// A `KILL QUERY` of the read, or a `KILL` of the client, ends the
     /// wait with `Err`, and the read never runs.
+    /// A read of a `causal_reads: universal` user waits for the writer's
+    /// position the read learnt first (`universal`, see
+    /// [`Session::universal_position`]) instead of the session's writes
+    /// alone, or on a Galera node for all the cluster ordered (see
+    /// [`Session::galera_universal_read`]).
     pub(super) async fn causal_read_conn(
         &mut self,
         conn: BackendConn,
         f: &Forward,
+        universal: Option<Box<Universal>>,
     ) -> Result<BackendConn, EngineError> {
         // A connection from the pool: the one the session wrote on went back.
         self.causal.let_go();
@@ -153,13 +174,14 @@ impl Session {
         let Some(pool) = self.shard.backends.by_id(conn.pool_id) else {
             return Ok(conn);
         };
-        if !f.read_only || (!self.causal.unread() && self.causal.wants_nothing()) {
+        let all_writes = self.user.causal_universal;
+        if !f.read_only || (!all_writes && !self.causal.unread() && self.causal.wants_nothing()) {
             return Ok(conn);
         }
-        let at_split = {
-            let at = &*pool.placement().hostgroup;
-            self.user.read_hostgroup.as_deref() == Some(at) || *at == *self.user.default_hostgroup
-        };
+        let at_split = self.at_split(&pool);
+        if all_writes && at_split && !self.causal.unread() && pool.galera_cluster().is_some() {
+            return self.galera_universal_read(conn, &pool, timeout, f).await;
+        }
         // A node of a Galera cluster the session wrote to: the nodes of
         // another (a cluster that replicates from the writer by binary
         // log) are replicas or primaries as below.
@@ -186,44 +208,275 @@ impl Session {
         // replication runs (a lag) is a replica left writable, and waits:
         // in the default hostgroup too when it takes none of its writes
         // (the passive primary of a pair under `max_writers`).
-        let primary = pool.seen() && !pool.is_read_only() && pool.lag().is_none();
-        let on_replica = {
-            let at = &*pool.placement().hostgroup;
-            (self.user.read_hostgroup.as_deref() == Some(at) && !primary)
-                || (*at == *self.user.default_hostgroup
-                    && (pool.is_read_only() || (!primary && self.shard.backends.refuses_writes(&pool))))
-        };
-        if !on_replica || (!self.causal.unread() && self.causal.wanted.is_empty()) {
+        if !self.on_replica(&pool) {
             return Ok(conn);
         }
-        let stats = self.shard.stats.clone();
-        if !self.causal.unread() {
-            if pool.has_applied(&self.causal.wanted) {
-                Stats::bump(&stats.causal_waits_skipped);
+        if self.causal.unread() {
+            return self.read_after_unread_writes(conn, &pool, timeout, f).await;
+        }
+        if !all_writes {
+            if self.causal.wanted.is_empty() {
                 return Ok(conn);
             }
-            // A replica whose replication stopped applies nothing more:
-            // it serves the read only if it has the writes already.
-            let timeout = if pool.replication_stopped() {
-                std::time::Duration::ZERO
-            } else {
-                timeout
-            };
-            let sql = wait_sql(&self.causal.wanted, timeout);
-            let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
-                return self.causal_read_on_writer(f, &[]).await;
-            };
-            if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("0") {
-                pool.note_applied(&self.causal.wanted);
-                Stats::bump(&stats.causal_waits);
-                return Ok(conn);
-            }
-            // Late (-1), or not a replica that can wait (NULL): the
-            // connection is as good as before.
+            let want = self.causal.wanted.clone();
+            return self.replica_read(conn, &pool, &want, timeout, f).await;
+        }
+        // The writer's position, read after the read arrived: it covers
+        // the session's writes too (merged all the same, in case the writer
+        // changed since). Unreadable, or not read (the read was not
+        // expected to land on a replica): the read goes to the writer.
+        let Some(Universal {
+            pos: Some(mut want),
+            arrived,
+        }) = universal.map(|u| *u)
+        else {
             self.shard.backends.release(conn);
             return self.causal_read_on_writer(f, &[]).await;
+        };
+        want.merge(&self.causal.wanted);
+        // The whole wait, position read included, is the timeout.
+        let left = timeout.saturating_sub(arrived.elapsed());
+        self.replica_read(conn, &pool, &want, left, f).await
+    }
+
+    /// True when `pool` is in the hostgroup the user's reads split to (its
+    /// `read_hostgroup` or `default_hostgroup`), where reads are held.
+    fn at_split(&self, pool: &Pool) -> bool {
+        let at = &*pool.placement().hostgroup;
+        self.user.read_hostgroup.as_deref() == Some(at) || *at == *self.user.default_hostgroup
+    }
+
+    /// True when a read on `pool` is a replica's, which waits: a server
+    /// the monitor saw writable and not replicating is taken for a
+    /// primary (one listed among the readers too): it has the writes, and
+    /// `MASTER_GTID_WAIT` there would only wait for a replication thread,
+    /// until the timeout. One whose replication runs (a lag) is a replica
+    /// left writable, and waits: in the default hostgroup too when it
+    /// takes none of its writes (the passive primary of a pair under
+    /// `max_writers`).
+    fn on_replica(&self, pool: &Rc<Pool>) -> bool {
+        let primary = pool.seen() && !pool.is_read_only() && pool.lag().is_none();
+        let at = &*pool.placement().hostgroup;
+        (self.user.read_hostgroup.as_deref() == Some(at) && !primary)
+            || (*at == *self.user.default_hostgroup
+                && (pool.is_read_only() || (!primary && self.shard.backends.refuses_writes(pool))))
+    }
+
+    /// A read on the replica of `pool` (`conn`): it serves at once when a
+    /// wait saw it apply `want` already, else once it has
+    /// (`MASTER_GTID_WAIT`, up to `timeout`); one that does not in time,
+    /// or cannot wait, leaves the read to the writer.
+    async fn replica_read(
+        &mut self,
+        conn: BackendConn,
+        pool: &Rc<Pool>,
+        want: &GtidPos,
+        timeout: Duration,
+        f: &Forward,
+    ) -> Result<BackendConn, EngineError> {
+        let stats = self.shard.stats.clone();
+        if pool.has_applied(want) {
+            Stats::bump(&stats.causal_waits_skipped);
+            return Ok(conn);
         }
-        self.read_after_unread_writes(conn, &pool, timeout, f).await
+        // A replica whose replication stopped applies nothing more: it
+        // serves the read only if it has the writes already.
+        let timeout = if pool.replication_stopped() {
+            Duration::ZERO
+        } else {
+            timeout
+        };
+        let sql = wait_sql(want, timeout);
+        let Some((conn, rows)) = self.causal_wait(conn, &sql, timeout).await? else {
+            return self.causal_read_on_writer(f, &[]).await;
+        };
+        if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("0") {
+            pool.note_applied(want);
+            Stats::bump(&stats.causal_waits);
+            return Ok(conn);
+        }
+        // Late (-1), or not a replica that can wait (NULL): the
+        // connection is as good as before.
+        self.shard.backends.release(conn);
+        self.causal_read_on_writer(f, &[]).await
+    }
+
+    /// Before a read of a `causal_reads: universal` user takes a
+    /// connection: when the read may land on a replica (a server of the
+    /// hostgroup it routes to, or its fallback, that
+    /// [`Session::on_replica`] would hold it on, Galera nodes aside), the
+    /// writer's GTID position, read now, after the read arrived (see
+    /// [`crate::causal::PositionReads`]). Read before the replica's
+    /// connection is taken, so no read holds a replica connection while
+    /// it waits for a writer's. `None` when the read needs none: not a
+    /// read, none of its servers is a replica, or the session's writes
+    /// are unread (the read goes to the writer then, as for `true`).
+    pub(super) async fn universal_position(
+        &mut self,
+        total: usize,
+        f: &Forward,
+    ) -> Result<Option<Box<Universal>>, EngineError> {
+        if !f.read_only || self.causal.unread() {
+            return Ok(None);
+        }
+        let route = self.route(total, f);
+        if !self.may_reach_replica(&route) {
+            return Ok(None);
+        }
+        let arrived = Instant::now();
+        let pos = self.writer_position(f).await?;
+        Ok(Some(Box::new(Universal { pos, arrived })))
+    }
+
+    /// True when a read routed by `route` may land on a plain replica.
+    fn may_reach_replica(&self, route: &Route) -> bool {
+        // Sent where writes go (autocommit off, a sticky session).
+        if route.access != crate::router::Access::Read {
+            return false;
+        }
+        let mut hostgroups = std::iter::once(&route.hostgroup).chain(route.fallback.as_ref());
+        let pools = self.shard.backends.all();
+        hostgroups.any(|h| {
+            pools.iter().any(|p| {
+                *p.placement().hostgroup == **h
+                    && p.service() != crate::pool::Service::Retired
+                    && p.galera_cluster().is_none()
+                    && self.on_replica(p)
+            })
+        })
+    }
+
+    /// The position of a writer of the user's default hostgroup
+    /// (`@@global.gtid_binlog_pos`), from a read sent after this one
+    /// arrived: this one's, or one another read of the core sends
+    /// (see [`crate::causal::PositionReads`]). `None` when it cannot be
+    /// read. A `KILL QUERY` of the read, or a `KILL` of the client, ends
+    /// the wait with `Err`.
+    async fn writer_position(&mut self, f: &Forward) -> Result<Option<GtidPos>, EngineError> {
+        let reads = self.shard.positions.clone();
+        let hostgroup = self.user.default_hostgroup.clone();
+        loop {
+            let mut leader = match reads.turn(&hostgroup) {
+                Turn::Join(wait) => match self.stoppable(wait).await? {
+                    Answer::Read(pos) => {
+                        Stats::bump(&self.shard.stats.causal_positions_shared);
+                        return Ok(Some(pos));
+                    }
+                    Answer::Unreadable => return Ok(None),
+                    // Its leader went: another turn, after this read arrived too.
+                    Answer::Abandoned => continue,
+                },
+                Turn::Lead(leader) => leader,
+            };
+            if let Some(previous) = leader.previous() {
+                self.stoppable(previous).await?;
+            }
+            let got = self.read_writer_position(f, &mut leader).await;
+            match &got {
+                Ok(Some(pos)) => leader.answer(Answer::Read(pos.clone())),
+                // Stopped: the reads that joined take another turn.
+                Err(EngineError::Interrupted | EngineError::ConnectionKilled) => drop(leader),
+                // No writer connection in the backlog's wait: the reads
+                // that joined go to the writer, which tells them so.
+                Ok(None) | Err(_) => leader.answer(Answer::Unreadable),
+            }
+            return got;
+        }
+    }
+
+    /// Sends `leader`'s position read on a writer connection of the
+    /// default hostgroup, taken as a write's would be (within the
+    /// backlog's wait), and answers within `causal_reads_timeout` (plus
+    /// `pool.connect_timeout`). `None` when it cannot be read: the read
+    /// goes to the writer (which then tells why no writer took it, if
+    /// none can). `Err` when the read was stopped, or the backlog's wait
+    /// for a writer connection ran out.
+    async fn read_writer_position(
+        &mut self,
+        f: &Forward,
+        leader: &mut crate::causal::Leader,
+    ) -> Result<Option<GtidPos>, EngineError> {
+        let conn = match self.checkout_routed(0, f, Some(&[])).await {
+            Ok(conn) => conn,
+            Err(
+                EngineError::NoBackend { .. }
+                | EngineError::BackendUnavailable { .. }
+                | EngineError::KeyRefused { .. },
+            ) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A read-only server (a hostgroup with no writable one: a
+        // failover under way) has no position to give.
+        let Some(cluster) = self.on_default_writer(&conn) else {
+            self.shard.backends.release(conn);
+            return Ok(None);
+        };
+        leader.sending();
+        Stats::bump(&self.shard.stats.causal_position_reads);
+        let sql = position_sql(cluster.is_some());
+        let timeout = self.user.causal_reads.unwrap_or_default();
+        let Some((conn, rows)) = self.causal_wait(conn, sql, timeout).await? else {
+            self.causal_unreadable(&format!("{sql} failed"));
+            return Ok(None);
+        };
+        self.shard.backends.release(conn);
+        let pos = rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|v| v.as_deref())
+            .and_then(GtidPos::parse);
+        if pos.is_none() {
+            self.causal_unreadable(&format!("{sql} gave {:?}", rows.first()));
+        }
+        Ok(pos)
+    }
+
+    /// `wait`, unless a `KILL QUERY` of the read, or a `KILL` of the
+    /// client, comes first: `Err` then.
+    async fn stoppable<T>(&mut self, wait: impl std::future::Future<Output = T>) -> Result<T, EngineError> {
+        let stopped = self.control.wait_stopped();
+        let got = futures_lite::future::or(async { Some(wait.await) }, async {
+            stopped.await;
+            None
+        })
+        .await;
+        got.ok_or_else(|| self.stopped_wait())
+    }
+
+    /// A read of a `causal_reads: universal` user on a node of a Galera
+    /// cluster (`conn`, of `pool`): Galera's causal wait
+    /// ([`WSREP_SYNC_SQL`]) holds it until the node has committed every
+    /// transaction the cluster ordered before it, so every write committed
+    /// before the read arrived, through any node (the session's among
+    /// them, checked against the answer). Within `causal_reads_timeout`
+    /// (Funnel's deadline: the server's wait runs for the provider's
+    /// `repl.causal_read_timeout`); a node that does not catch up in time,
+    /// or cannot wait, leaves the read to a writer of the default
+    /// hostgroup (another than this node while there is one).
+    async fn galera_universal_read(
+        &mut self,
+        conn: BackendConn,
+        pool: &Rc<Pool>,
+        timeout: Duration,
+        f: &Forward,
+    ) -> Result<BackendConn, EngineError> {
+        let cluster = pool.galera_cluster();
+        let own = cluster
+            .as_deref()
+            .and_then(|c| self.causal.wsrep_for(c))
+            .map(|w| w.gtid);
+        if let Some((conn, rows)) = self.causal_wait_within(conn, WSREP_SYNC_SQL, timeout).await? {
+            let seen = rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref());
+            if own.is_none_or(|gtid| wsrep_caught_up(&gtid, seen)) {
+                if let Some(seen) = seen.and_then(Gtid::parse) {
+                    pool.note_applied_wsrep(seen);
+                }
+                Stats::bump(&self.shard.stats.causal_waits);
+                return Ok(conn);
+            }
+            self.shard.backends.release(conn);
+        }
+        self.causal_read_on_writer(f, &[pool.id]).await
     }
 
     /// A read leased from `pool` (`conn`) while the session's writes are

@@ -1960,6 +1960,19 @@ impl Session {
                 }
             }
         }
+        // `causal_reads: universal`: a read that may land on a replica
+        // first learns the writer's position, read after it arrived, and
+        // before it takes a connection. Boxed: only for those users.
+        let universal = match self.user.causal_universal && self.pinned.is_none() && !f.needs_pinned {
+            true => match Box::pin(self.universal_position(total, f)).await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.buf.consume(total);
+                    return self.reply_error(1, e).await.map(|_| None);
+                }
+            },
+            false => None,
+        };
         match self.pinned.take() {
             Some(c) => {
                 // Until the command is on the connection's backend thread,
@@ -1986,7 +1999,7 @@ impl Session {
                 Ok(c) => {
                     let c = if self.user.causal_reads.is_some() {
                         // Boxed: only for users with causal reads.
-                        match Box::pin(self.causal_read_conn(c, f)).await {
+                        match Box::pin(self.causal_read_conn(c, f, universal)).await {
                             Ok(c) => c,
                             Err(e) => {
                                 self.buf.consume(total);

@@ -36,6 +36,10 @@ pub struct UserEntry {
     /// With `causal_reads`: how long a replica read waits for the
     /// session's writes (see [`crate::causal`]).
     pub causal_reads: Option<std::time::Duration>,
+    /// With `causal_reads: universal`: a replica read waits for every
+    /// write committed before it arrived, not only the session's (the
+    /// writer's position, read first; see [`crate::causal::PositionReads`]).
+    pub causal_universal: bool,
     /// This user's client connections across all cores.
     pub connected: Arc<AtomicU32>,
 }
@@ -138,7 +142,11 @@ impl UserTable {
                     max_backend_per_core: u.max_backend_connections_per_core as usize,
                     require_tls: u.require_tls,
                     allowed_hosts: u.allowed_hosts.clone(),
-                    causal_reads: u.causal_reads.then(|| u.causal_reads_timeout.as_duration()),
+                    causal_reads: u
+                        .causal_reads
+                        .is_on()
+                        .then(|| u.causal_reads_timeout.as_duration()),
+                    causal_universal: u.causal_reads == funnel_config::CausalReads::Universal,
                     connected: counters.get(&u.name),
                 };
                 (u.name.as_bytes().to_vec(), Rc::new(entry))

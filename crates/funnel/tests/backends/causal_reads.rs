@@ -571,3 +571,172 @@ fn causal_reads_get_diagnostics_after_a_read_on_the_replica_does_not_pin_there()
     let port: u16 = c.query_first("SELECT @@port").unwrap().unwrap();
     assert_eq!(port, writer.port(), "pinned to the writer");
 }
+
+/// YAML for Funnel in front of a writer and a replica: `users` as (name,
+/// `causal_reads`, `causal_reads_timeout`), each splitting reads to the
+/// replica; `pool`: more lines under `pool`.
+fn universal_yaml(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &str)], pool: &str) -> String {
+    let users: String = users
+        .iter()
+        .map(|(name, causal, timeout)| {
+            format!(
+                "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+                 default_hostgroup: writer\n    read_hostgroup: readers\n    read_fallback: false\n    \
+                 causal_reads: {causal}\n    causal_reads_timeout: {timeout}\n"
+            )
+        })
+        .collect();
+    format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{users}backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: writer\n\
+         \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: readers\n\
+         pool:\n  min_idle_per_core: 0\n{pool}monitor:\n  interval: 200ms\n",
+        writer.addr(),
+        replica.addr()
+    )
+}
+
+/// Funnel from [`universal_yaml`], once the monitor checked both servers.
+fn universal_proxy(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &str)], pool: &str) -> Proxy {
+    let yaml = universal_yaml(writer, replica, users, pool);
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("both backends checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    proxy
+}
+
+/// The universal causal-read counters: (position reads sent, shared).
+fn position_counts(proxy: &Proxy) -> (u64, u64) {
+    let c = &proxy.snapshots()[0].counters;
+    (c.causal_position_reads, c.causal_positions_shared)
+}
+
+/// All the causal-read counters: (waited, served at once, sent to the
+/// writer, position reads sent, shared).
+type Counts = (u64, u64, u64, u64, u64);
+
+fn all_counts(proxy: &Proxy) -> Counts {
+    let (w, s, o) = counts(proxy);
+    let (p, sh) = position_counts(proxy);
+    (w, s, o, p, sh)
+}
+
+/// What the counters counted since `before` (the client library's own
+/// reads at login are reads too).
+fn counted_since(proxy: &Proxy, before: Counts) -> Counts {
+    let now = all_counts(proxy);
+    (
+        now.0 - before.0,
+        now.1 - before.1,
+        now.2 - before.2,
+        now.3 - before.3,
+        now.4 - before.4,
+    )
+}
+
+/// `causal_reads: universal`: a write on one client connection and a read
+/// on another (the next one an application's pool hands out): the read
+/// first reads the writer's position, then waits on the replica for it,
+/// and sees the write. Per session (`true`) the same read misses it. A
+/// replica known to have the position serves at once. A reload turns it
+/// on for a user whose sessions are open.
+#[test]
+fn causal_reads_universal_see_the_writes_of_other_connections() {
+    let (writer, replica) = delayed_pair(2);
+    let users = [("app", "true", "10s"), ("uni", "universal", "10s")];
+    let mut proxy = universal_proxy(&writer, &replica, &users, "");
+    let mut app_w = connect(&proxy, "app");
+    let mut app_r = connect(&proxy, "app");
+    app_w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    assert_eq!(
+        read(&mut app_r, 1),
+        (None, replica.port()),
+        "per session, another connection reads the replica before it has the write"
+    );
+    assert_eq!(position_counts(&proxy), (0, 0));
+
+    let mut w = connect(&proxy, "uni");
+    let mut r = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
+    let before = all_counts(&proxy);
+    let started = Instant::now();
+    assert_eq!(read(&mut r, 2), (Some(20), replica.port()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the read waited for the replica ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(counted_since(&proxy, before), (1, 0, 0, 1, 0));
+    // Nothing written since: the replica is known to have the position.
+    let before = all_counts(&proxy);
+    assert_eq!(read(&mut r, 2), (Some(20), replica.port()));
+    assert_eq!(counted_since(&proxy, before), (0, 1, 0, 1, 0));
+    // Writes still go to the writer, and read no position.
+    let before = all_counts(&proxy);
+    w.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    assert_eq!(counted_since(&proxy, before), (0, 0, 0, 0, 0));
+
+    // Live on reload: `app`'s open sessions wait for each other's writes.
+    let users = [("app", "universal", "10s"), ("uni", "universal", "10s")];
+    let yaml = universal_yaml(&writer, &replica, &users, "");
+    assert!(proxy
+        .reload(funnel_config::Config::from_yaml_str(&yaml).unwrap())
+        .unwrap()
+        .is_empty());
+    app_w.query_drop("INSERT INTO t VALUES (4, 40)").unwrap();
+    let before = all_counts(&proxy);
+    assert_eq!(read(&mut app_r, 4), (Some(40), replica.port()));
+    assert_eq!(counted_since(&proxy, before), (1, 0, 0, 1, 0));
+}
+
+/// A replica that does not catch up within `causal_reads_timeout` (the
+/// position read included) leaves a universal read to the writer, which
+/// has the other connection's write; the timeout bounds the wait.
+#[test]
+fn causal_reads_universal_go_to_the_writer_when_the_replica_is_too_late() {
+    let (writer, replica) = delayed_pair(5);
+    let users = [("uni", "universal", "500ms")];
+    let proxy = universal_proxy(&writer, &replica, &users, "");
+    let mut w = connect(&proxy, "uni");
+    let mut r = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let before = all_counts(&proxy);
+    let started = Instant::now();
+    assert_eq!(read(&mut r, 1), (Some(10), writer.port()));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "waited its timeout on the replica, no more ({took:?})"
+    );
+    assert_eq!(counted_since(&proxy, before), (0, 0, 1, 1, 0));
+}
+
+/// Universal reads of a core that arrive while no position read is sent
+/// yet (here: the one writer connection is busy) share one: one round
+/// trip on the writer serves them all, each sees the write before it.
+#[test]
+fn causal_reads_universal_reads_share_a_position_read() {
+    let (writer, replica) = delayed_pair(0);
+    let users = [("uni", "universal", "10s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "  max_per_core: 1\n");
+    let mut w = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let readers: Vec<Conn> = (0..3).map(|_| connect(&proxy, "uni")).collect();
+    let before = all_counts(&proxy);
+    let busy = std::thread::spawn(move || w.query_drop("INSERT INTO t SELECT 2, SLEEP(2)").unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    let reads: Vec<_> = readers
+        .into_iter()
+        .map(|mut c| std::thread::spawn(move || read(&mut c, 1)))
+        .collect();
+    for r in reads {
+        assert_eq!(r.join().unwrap(), (Some(10), replica.port()));
+    }
+    busy.join().unwrap();
+    assert_eq!(
+        counted_since(&proxy, before),
+        (1, 2, 0, 1, 2),
+        "one position read, shared by two"
+    );
+}

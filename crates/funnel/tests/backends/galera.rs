@@ -1259,3 +1259,89 @@ fn write_through_g2_then_g1(q: &mut Conn, proxy: &funnel_engine::Proxy, g1: &Mar
     assert_eq!(v(g2, 2), i64::from(g2.port()), "written through g2");
     assert_eq!(v(g1, 1), i64::from(g1.port()), "written through g1");
 }
+
+/// `causal_reads: universal` on a Galera pair (g1 takes the writes, g2
+/// the reads, its applier held back by a row lock): a read on another
+/// client connection than the write's waits on g2 with Galera's causal
+/// wait (`wsrep_sync_wait`) until g2 has committed all the cluster
+/// ordered, and sees the write; per session (`true`) the same read sees
+/// the old value at once. A node that does not catch up within the
+/// timeout leaves the read to the writer.
+#[test]
+fn backends_galera_causal_reads_universal_see_the_writes_of_other_connections() {
+    let (g1, g2) = galera_pair();
+    g1.exec("INSERT INTO farm.t VALUES (1, 1)");
+    let user = |name: &str, causal: &str, timeout: &str| {
+        format!(
+            "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: db\n    read_hostgroup: reads\n    read_fallback: false\n    \
+             causal_reads: {causal}\n    causal_reads_timeout: {timeout}\n"
+        )
+    };
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}{}backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        user("app", "true", "10s"),
+        user("uni", "universal", "10s"),
+        user("quick", "universal", "1s"),
+        g1.addr(),
+        g2.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("both nodes checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    funnel_testkit::wait_until_within("g2 has the row", Duration::from_secs(10), || rows(&[&g2])[0] == 1);
+    let (mut app_w, mut app_r) = (causal_client(&proxy, "app"), causal_client(&proxy, "app"));
+    let lock = hold_row(&g2, 1);
+    app_w.query_drop("UPDATE t SET v = 2 WHERE id = 1").unwrap();
+    assert_eq!(
+        read_v(&mut app_r, 1),
+        (Some(1), g2.port()),
+        "per session: g2 lags"
+    );
+    drop(lock);
+    funnel_testkit::wait_until_within("g2 applies", Duration::from_secs(10), || {
+        g2.query_first::<i64>("SELECT v FROM farm.t WHERE id = 1")
+            .unwrap()
+            == 2
+    });
+
+    let (mut w, mut r) = (causal_client(&proxy, "uni"), causal_client(&proxy, "uni"));
+    let lock = hold_row(&g2, 1);
+    w.query_drop("UPDATE t SET v = 3 WHERE id = 1").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    let (waited, _, on_writer) = causal_counts(&proxy);
+    let started = Instant::now();
+    assert_eq!(read_v(&mut r, 1), (Some(3), g2.port()));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000),
+        "the read waited for g2 ({took:?})"
+    );
+    release.join().unwrap();
+    assert_eq!(causal_counts(&proxy), (waited + 1, 0, on_writer));
+
+    // g2 cannot catch up within `quick`'s second: the read goes to g1.
+    let (mut w, mut r) = (causal_client(&proxy, "quick"), causal_client(&proxy, "quick"));
+    let lock = hold_row(&g2, 1);
+    w.query_drop("UPDATE t SET v = 4 WHERE id = 1").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_v(&mut r, 1), (Some(4), g1.port()));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "the read waited its second ({took:?})"
+    );
+    assert_eq!(
+        causal_counts(&proxy).2,
+        on_writer + 1,
+        "counted in causal_reads_on_writer"
+    );
+    drop(lock);
+}
