@@ -179,7 +179,7 @@ impl Session {
             return Ok(conn);
         }
         let at_split = self.at_split(&pool);
-        if all_writes && at_split && !self.causal.unread() && pool.galera_cluster().is_some() {
+        if all_writes && !self.causal.unread() && self.in_writers_cluster(&pool) {
             return self.galera_universal_read(conn, &pool, timeout, f).await;
         }
         // A node of a Galera cluster the session wrote to: the nodes of
@@ -246,6 +246,23 @@ impl Session {
         self.user.read_hostgroup.as_deref() == Some(at) || *at == *self.user.default_hostgroup
     }
 
+    /// True when `pool` is a node of a Galera cluster a writer of the
+    /// user's default hostgroup is in, where reads are held: Galera's
+    /// causal wait there covers all writes through the cluster. (A cluster
+    /// fed from a plain primary by binary-log replication orders those
+    /// writes only once its node applied them: its nodes are replicas.)
+    fn in_writers_cluster(&self, pool: &Pool) -> bool {
+        let Some(cluster) = pool.galera_cluster() else {
+            return false;
+        };
+        self.at_split(pool)
+            && self.shard.backends.all().iter().any(|p| {
+                *p.placement().hostgroup == *self.user.default_hostgroup
+                    && !p.is_read_only()
+                    && p.galera_cluster().as_deref() == Some(&*cluster)
+            })
+    }
+
     /// True when a read on `pool` is a replica's, which waits: a server
     /// the monitor saw writable and not replicating is taken for a
     /// primary (one listed among the readers too): it has the writes, and
@@ -304,7 +321,8 @@ impl Session {
     /// Before a read of a `causal_reads: universal` user takes a
     /// connection: when the read may land on a replica (a server of the
     /// hostgroup it routes to, or its fallback, that
-    /// [`Session::on_replica`] would hold it on, Galera nodes aside), the
+    /// [`Session::on_replica`] would hold it on, nodes of the writers'
+    /// Galera cluster aside), the
     /// writer's GTID position, read now, after the read arrived (see
     /// [`crate::causal::PositionReads`]). Read before the replica's
     /// connection is taken, so no read holds a replica connection while
@@ -340,7 +358,7 @@ impl Session {
             pools.iter().any(|p| {
                 *p.placement().hostgroup == **h
                     && p.service() != crate::pool::Service::Retired
-                    && p.galera_cluster().is_none()
+                    && !self.in_writers_cluster(p)
                     && self.on_replica(p)
             })
         })

@@ -676,6 +676,13 @@ fn causal_reads_universal_see_the_writes_of_other_connections() {
     let before = all_counts(&proxy);
     w.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
     assert_eq!(counted_since(&proxy, before), (0, 0, 0, 0, 0));
+    // A read whose warning keeps its replica connection (for the client's
+    // `SHOW WARNINGS`): a read of a table after it, which clears the
+    // warning anyway, waits for the other connection's write all the same.
+    r.query_drop("SELECT CAST('x' AS SIGNED)").unwrap();
+    assert_eq!(r.affected_rows(), 0);
+    w.query_drop("INSERT INTO t VALUES (5, 50)").unwrap();
+    assert_eq!(read(&mut r, 5), (Some(50), replica.port()), "after a warning");
 
     // Live on reload: `app`'s open sessions wait for each other's writes.
     let users = [("app", "universal", "10s"), ("uni", "universal", "10s")];

@@ -1345,3 +1345,96 @@ fn backends_galera_causal_reads_universal_see_the_writes_of_other_connections() 
     );
     drop(lock);
 }
+
+/// [`backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica`]
+/// with `causal_reads: universal`, each write on one client connection
+/// and each read on another: a read on the replica waits for the writers'
+/// binary-log position (read on a node once it has committed all the
+/// cluster ordered, so writes through the other node count), one on a
+/// node with Galera's causal wait; each sees the write before it.
+#[test]
+fn backends_galera_causal_reads_universal_in_a_hostgroup_with_a_plain_replica() {
+    let (g1, g2, r) = galera_pair_and_replica(1);
+    let extra = "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n";
+    let cfg = one_hostgroup(
+        "    default_schema: farm\n    causal_reads: universal\n    causal_reads_timeout: 10s\n",
+        &[("g1", g1.addr()), ("g2", g2.addr()), ("r", r.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let (mut w, mut c) = (causal_client(&proxy, "app"), causal_client(&proxy, "app"));
+    let mut writes = std::collections::BTreeMap::new();
+    let mut reads = std::collections::BTreeMap::new();
+    for v in 1..=20 {
+        w.query_drop(format!("UPDATE t SET v = {v} * 100000 + @@port WHERE id = 1"))
+            .unwrap();
+        let (seen, port) = read_v(&mut c, 1);
+        let seen = seen.expect("row 1");
+        assert_eq!(seen / 100_000, v, "read {v} on {port}");
+        *writes.entry(seen % 100_000).or_insert(0) += 1;
+        *reads.entry(port).or_insert(0) += 1;
+    }
+    assert!(
+        reads.contains_key(&r.port()) && writes.contains_key(&i64::from(g2.port())),
+        "reads on the replica, writes through g2: writes {writes:?}, reads {reads:?}"
+    );
+    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+}
+
+/// `causal_reads: universal` with two Galera writers and a plain replica
+/// (`r`, of `g1`) for reads: another connection writes through `g2` while
+/// `g1`'s applier is held back, and the read's position read lands on
+/// `g1`. It first waits there until `g1` has committed all the cluster
+/// ordered (`wsrep_sync_wait`), so its position has the write, and the
+/// replica then waits for it. Read at once, `g1`'s position lacked the
+/// write, and the replica served the old value.
+#[test]
+fn backends_galera_causal_reads_universal_position_on_a_lagging_node_waits_for_the_cluster() {
+    let (g1, g2, r) = galera_pair_and_replica(0);
+    let user = |name: &str, causal: &str| {
+        format!(
+            "  - name: {name}\n    password: apppw\n    default_schema: farm\n    \
+             default_hostgroup: db\n    read_hostgroup: reads\n    read_fallback: false\n{causal}"
+        )
+    };
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n{}{}backends:\n\
+         \x20 - name: g1\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: g2\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: reads\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        user(
+            "app",
+            "    causal_reads: universal\n    causal_reads_timeout: 10s\n"
+        ),
+        user("plain", ""),
+        g1.addr(),
+        g2.addr(),
+        r.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let (mut w, mut c) = (causal_client(&proxy, "app"), causal_client(&proxy, "app"));
+    let lock = hold_row(&g1, 1);
+    let on_g1 = pinned_on(&proxy, &g1);
+    w.query_drop("UPDATE t SET v = 5 WHERE id = 1").unwrap();
+    assert_eq!(v(&g2, 1), 5, "written through g2");
+    assert_eq!(v(&g1, 1), 0, "g1 lags");
+    drop(on_g1);
+    let _on_g2 = pinned_on(&proxy, &g2);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(lock);
+    });
+    let (waited, skipped, on_writer) = causal_counts(&proxy);
+    let positions = proxy.snapshots()[0].counters.causal_position_reads;
+    assert_eq!(read_v(&mut c, 1), (Some(5), r.port()));
+    release.join().unwrap();
+    assert_eq!(causal_counts(&proxy), (waited + 1, skipped, on_writer));
+    assert_eq!(proxy.snapshots()[0].counters.causal_position_reads, positions + 1);
+}
