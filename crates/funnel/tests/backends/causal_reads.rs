@@ -747,3 +747,46 @@ fn causal_reads_universal_reads_share_a_position_read() {
         "one position read, shared by two"
     );
 }
+
+/// A `KILL QUERY` of a universal read that leads a position read (waiting
+/// here for the one writer connection) ends it at once with ERR 1317; a
+/// read that had joined it takes another turn, sends its own position
+/// read once the writer connection frees, and sees the write.
+#[test]
+fn causal_reads_universal_kill_query_of_a_position_read_leader() {
+    let (writer, replica) = delayed_pair(0);
+    let users = [("uni", "universal", "10s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "  max_per_core: 1\n");
+    let mut w = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let mut leader = connect(&proxy, "uni");
+    let id: u32 = leader.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let mut joiner = connect(&proxy, "uni");
+    let mut killer = connect(&proxy, "uni");
+    let before = all_counts(&proxy);
+    let busy = std::thread::spawn(move || w.query_drop("INSERT INTO t SELECT 2, SLEEP(3)").unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let led = std::thread::spawn(move || {
+        let started = Instant::now();
+        let got =
+            leader.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+        (got, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let joined = std::thread::spawn(move || read(&mut joiner, 1));
+    std::thread::sleep(Duration::from_millis(200));
+    killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (got, took) = led.join().unwrap();
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
+        other => panic!("the killed read ran: {other:?} after {took:?}"),
+    }
+    assert!(took < Duration::from_secs(2), "stopped at once ({took:?})");
+    assert_eq!(joined.join().unwrap(), (Some(10), replica.port()));
+    busy.join().unwrap();
+    assert_eq!(
+        counted_since(&proxy, before),
+        (1, 0, 0, 1, 0),
+        "the joiner sent its own position read"
+    );
+}
