@@ -14,6 +14,10 @@ back to back, in an order that rotates from point to point, against:
            connection; a later read on the replica first waits there (MASTER_GTID_WAIT) unless a
            wait already saw the replica reach that position, and goes to the writer when the
            replica is later than causal_reads_timeout
+  universal  (only with --targets naming it) Funnel as user universal (`causal_reads:
+           universal`): before each read for the replica Funnel reads the writer's
+           @@global.gtid_binlog_pos (shared by the reads of a core that arrive together) and the
+           replica waits for it, so every read sees every write committed before it
 
 Workloads: `oltp_read_write --skip_trx=on` (autocommit statements: every write is followed by a
 read-back of its GTID, and the next event's reads go to the replica after it) and `oltp_read_write`
@@ -32,6 +36,7 @@ Writes <name>.json and <name>.md to --out (default bench/results/<date>-<host>/)
 Funnel are stopped by PID at the end, on errors and on Ctrl-C.
 
   python3 bench/causal_reads.py                     # threads 8 64, 10 s, 3 rounds (~9 min)
+  python3 bench/causal_reads.py --targets "direct plain causal universal" --workloads autocommit
 """
 
 from __future__ import annotations
@@ -53,9 +58,12 @@ from benchlib import (  # noqa: E402
 )
 
 CAUSAL_USER = "causal"
-TARGETS = ["direct", "plain", "causal"]
+UNIVERSAL_USER = "universal"
+TARGETS = ["direct", "plain", "causal", "universal"]
+DEFAULT_TARGETS = "direct plain causal"
 WORKLOADS = {"autocommit": ["--skip_trx=on"], "transactions": []}
-COUNTERS = ["causal_waits", "causal_waits_skipped", "causal_reads_on_writer", "queries", "funnel_errors"]
+COUNTERS = ["causal_waits", "causal_waits_skipped", "causal_reads_on_writer", "causal_position_reads",
+            "causal_positions_shared", "queries", "funnel_errors"]
 # sysbench's own default list, plus a duplicate key: with --skip_trx two threads that draw the
 # same id can both delete it and then both insert it.
 IGNORE_ERRORS = "1213,1020,1205,1062"
@@ -169,11 +177,11 @@ class Probe:
 
 
 def users_yaml(timeout: str) -> str:
-    def user(name: str, causal: bool) -> str:
+    def user(name: str, causal: bool | str) -> str:
         return (f"  - name: {name}\n    password: {SB_PASSWORD}\n    default_schema: {SB_DB}\n"
                 f"    default_hostgroup: writer\n    read_hostgroup: readers\n"
                 f"    causal_reads: {str(causal).lower()}\n    causal_reads_timeout: {timeout}\n")
-    return user(SB_USER, False) + user(CAUSAL_USER, True)
+    return user(SB_USER, False) + user(CAUSAL_USER, True) + user(UNIVERSAL_USER, "universal")
 
 
 def backends_yaml(writer: MariaDB, replica: MariaDB) -> str:
@@ -187,6 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", default="8 64")
     p.add_argument("--workloads", default="autocommit transactions",
                    help="autocommit (oltp_read_write --skip_trx=on), transactions (oltp_read_write)")
+    p.add_argument("--targets", default=DEFAULT_TARGETS, help=f"any of {' '.join(TARGETS)}")
     p.add_argument("--time", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tables", type=int, default=4)
@@ -208,6 +217,9 @@ def main(argv=None) -> int:
     if not workloads or any(w not in WORKLOADS for w in workloads):
         p.error(f"--workloads: any of {' '.join(WORKLOADS)}")
     threads = [int(x) for x in a.threads.split()]
+    targets = a.targets.split()
+    if not targets or any(t not in TARGETS for t in targets):
+        p.error(f"--targets: any of {' '.join(TARGETS)}")
     raise_nofile()
     out = Path(a.out) if a.out else default_results_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -236,8 +248,8 @@ def main(argv=None) -> int:
         time.sleep(2)  # the monitor has seen both backends
         ports = {str(writer.port): "writer", str(replica.port): "replica"}
         target_of = {"direct": (writer.port, SB_USER), "plain": (funnel.port, SB_USER),
-                     "causal": (funnel.port, CAUSAL_USER)}
-        for label in TARGETS:  # warm-up: pools, caches, plan of every statement
+                     "causal": (funnel.port, CAUSAL_USER), "universal": (funnel.port, UNIVERSAL_USER)}
+        for label in targets:  # warm-up: pools, caches, plan of every statement
             port, user = target_of[label]
             run_sysbench(port, "oltp_read_write", 8, 3, a.tables, a.table_size, user=user,
                          extra=["--skip_trx=on", f"--mysql-ignore-errors={IGNORE_ERRORS}"])
@@ -247,7 +259,7 @@ def main(argv=None) -> int:
         for rnd in range(a.rounds):
             for wl in workloads:
                 for n in threads:
-                    order = TARGETS[i % len(TARGETS):] + TARGETS[:i % len(TARGETS)]
+                    order = targets[i % len(targets):] + targets[:i % len(targets)]
                     i += 1
                     for label in order:
                         time.sleep(2)
@@ -284,6 +296,8 @@ def main(argv=None) -> int:
                         log(f"round {rnd} {wl} {n} threads {label}: {r.tps} tps, p95 {r.lat_p95_ms} ms, "
                             f"errors {r.errors}, waits {row.get('causal_waits')}, skipped "
                             f"{row.get('causal_waits_skipped')}, on writer {row.get('causal_reads_on_writer')}, "
+                            f"positions {row.get('causal_position_reads')} "
+                            f"(+{row.get('causal_positions_shared')} shared), "
                             f"probe {probe.stale}/{probe.checks} stale {probe.served}, catch-up {lag} s"
                             + ("" if r.ok else f" FAILED: {r.reason}"))
                         (out / f"{a.name}.partial.json").write_text(json.dumps(res, indent=1) + "\n")
@@ -344,7 +358,9 @@ def markdown(res: dict) -> str:
         f"and a read-only replica replicating from it by GTID; Funnel (commit {m.get('funnel_commit')}, "
         f"cores {a['cores']}, pool {a['pool']}/core per backend) with hostgroups writer and readers. "
         f"**direct** = sysbench on the writer itself; **plain** = through Funnel, read/write split; "
-        f"**causal** = the same with `causal_reads: true` (timeout {a['causal_timeout']}). "
+        f"**causal** = the same with `causal_reads: true` (timeout {a['causal_timeout']}); "
+        f"**universal** (when run) = `causal_reads: universal`: each read for the replica first reads "
+        f"the writer's position. "
         f"{m.get('cpus')} CPUs shared by sysbench, both servers and Funnel; the targets run back to back "
         "per point in rotating order. Figures are medians over the rounds; counts per transaction are "
         "medians of each run's count / its transactions. *autocommit* = `--skip_trx=on` (14 reads, 4 "
@@ -376,7 +392,7 @@ def markdown(res: dict) -> str:
                 if not rs:
                     continue
                 vs = ratio(t, "direct") if t != "direct" else ""
-                cp = f"**{ratio(t, 'plain')}**" if t == "causal" else ""
+                cp = f"**{ratio(t, 'plain')}**" if t in ("causal", "universal") else ""
                 errors = sum(r["errors"] or 0 for r in rs)
                 failed = sum(not r["ok"] for r in rs)
                 err = f"{errors}" + (f" ({failed} failed)" if failed else "")
@@ -395,15 +411,17 @@ def markdown(res: dict) -> str:
     lines += ["## Causal counters per run", "",
               "Funnel's SHOW STATS deltas over each causal run (the probe's reads included), and where the "
               "probe's read-backs were served.", "",
-              "| round | workload | threads | transactions | causal_waits | causal_waits_skipped | "
-              "causal_reads_on_writer | funnel_errors | probe served by |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| round | workload | threads | target | transactions | causal_waits | causal_waits_skipped | "
+              "causal_reads_on_writer | causal_position_reads | causal_positions_shared | funnel_errors | "
+              "probe served by |",
+              "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
-        if r["target"] == "causal":
+        if r["target"] in ("causal", "universal"):
             served = ", ".join(f"{k} {v}" for k, v in sorted(r["probe"]["served"].items())) or "—"
-            lines.append(f"| {r['round']} | {r['workload']} | {r['threads']} | {f(r['transactions'])} | "
-                         f"{r.get('causal_waits')} | {r.get('causal_waits_skipped')} | "
-                         f"{r.get('causal_reads_on_writer')} | {r.get('funnel_errors')} | {served} |")
+            lines.append(f"| {r['round']} | {r['workload']} | {r['threads']} | {r['target']} | "
+                         f"{f(r['transactions'])} | {r.get('causal_waits')} | {r.get('causal_waits_skipped')} | "
+                         f"{r.get('causal_reads_on_writer')} | {r.get('causal_position_reads', '—')} | "
+                         f"{r.get('causal_positions_shared', '—')} | {r.get('funnel_errors')} | {served} |")
     rep = res.get("replication", {})
     st = rep.get("status", {})
     lines += ["", "## Replication at the end", "",
