@@ -34,7 +34,8 @@
 //! [`differential_causal_reads_match_direct_writer`] runs the same scripts
 //! through the read/write split with `causal_reads` (a writer and a
 //! read-only GTID replica of it) against direct connections to the writer;
-//! the same variables size it (two seeds by default). It excuses, and
+//! the same variables size it (two seeds by default;
+//! `FUNNEL_DIFF_CAUSAL=universal` runs it with `causal_reads: universal`). It excuses, and
 //! prints and counts, one documented difference only: a replica read's
 //! warnings let go at a statement that goes to a writer, as the script's
 //! steps show it ([`replica_warnings`]; `FUNNEL_DIFF_WALK=1` prints the
@@ -1859,14 +1860,16 @@ fn caught_up(writer: &MariaDb, replica: &MariaDb, tag: &str) {
 
 /// Funnel in front of [`replicated_pair`]: user `app` with the writer as
 /// its default hostgroup, the replica as its read hostgroup and causal
-/// reads; otherwise as [`start`]. The monitor is slow to mark a server
+/// reads (`FUNNEL_DIFF_CAUSAL=universal` for `causal_reads: universal`);
+/// otherwise as [`start`]. The monitor is slow to mark a server
 /// down: on a loaded machine its checks of the replica timed out mid-run,
 /// and the clients' logins got ERR 9004 (no backend in `readers`).
 fn start_split(writer: &MariaDb, replica: &MariaDb) -> (Proxy, funnel_admin::Listeners) {
+    let causal = std::env::var("FUNNEL_DIFF_CAUSAL").unwrap_or_else(|_| "true".into());
     let yaml = format!(
         "listen: 127.0.0.1:0\ncores: 2\n\
          users:\n  - name: app\n    password: apppw\n    default_hostgroup: writer\n\
-         \x20   read_hostgroup: readers\n    causal_reads: true\n    causal_reads_timeout: 5s\n\
+         \x20   read_hostgroup: readers\n    causal_reads: {causal}\n    causal_reads_timeout: 5s\n\
          backends:\n\
          \x20 - name: primary\n    address: {}\n    user: diff_user\n    password: dpw\n    hostgroup: writer\n\
          \x20 - name: replica\n    address: {}\n    user: diff_user\n    password: dpw\n    hostgroup: readers\n\

@@ -683,6 +683,13 @@ fn causal_reads_universal_see_the_writes_of_other_connections() {
     assert_eq!(r.affected_rows(), 0);
     w.query_drop("INSERT INTO t VALUES (5, 50)").unwrap();
     assert_eq!(read(&mut r, 5), (Some(50), replica.port()), "after a warning");
+    // A prepared read waits alike.
+    w.query_drop("INSERT INTO t VALUES (6, 60)").unwrap();
+    let got: (Option<i64>, u16) = r
+        .exec_first("SELECT (SELECT v FROM t WHERE id = ?), @@port", (6,))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (Some(60), replica.port()), "prepared");
 
     // Live on reload: `app`'s open sessions wait for each other's writes.
     let users = [("app", "universal", "10s"), ("uni", "universal", "10s")];
