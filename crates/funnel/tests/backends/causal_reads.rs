@@ -596,13 +596,24 @@ fn universal_yaml(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &st
     )
 }
 
-/// Funnel from [`universal_yaml`], once the monitor checked both servers.
+/// Funnel from [`universal_yaml`], once the monitor checked both servers
+/// and saw the replica's replication run (a replica seen with its
+/// replication not running yet, just after `START SLAVE`, is not waited
+/// on: the first read went to the writer).
 fn universal_proxy(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &str)], pool: &str) -> Proxy {
     let yaml = universal_yaml(writer, replica, users, pool);
     let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
-    funnel_testkit::wait_until_within("both backends checked", Duration::from_secs(10), || {
-        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
-    });
+    funnel_testkit::wait_until_within(
+        "both backends checked, replication running",
+        Duration::from_secs(10),
+        || {
+            let pools = proxy.snapshots()[0].pools.clone();
+            pools.iter().all(|p| p.last_check.is_some())
+                && pools.iter().any(|p| {
+                    p.hostgroup == "readers" && p.lag.is_some_and(|l| l < Duration::from_secs(86400))
+                })
+        },
+    );
     proxy
 }
 
