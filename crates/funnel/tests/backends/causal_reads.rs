@@ -808,3 +808,29 @@ fn causal_reads_universal_kill_query_of_a_position_read_leader() {
         "the joiner sent its own position read"
     );
 }
+
+/// With the writer down (a failover under way) a universal read cannot
+/// learn what the replica must have: it fails as a write does (ERR 9004),
+/// where a read of `true` with nothing to wait for runs on the replica.
+#[test]
+fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
+    let (writer, replica) = delayed_pair(0);
+    let users = [("app", "true", "2s"), ("uni", "universal", "2s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "");
+    let mut app = connect(&proxy, "app");
+    let mut uni = connect(&proxy, "uni");
+    assert_eq!(read(&mut uni, 1), (None, replica.port()));
+    writer.stop();
+    funnel_testkit::wait_until_within("the writer seen down", Duration::from_secs(10), || {
+        proxy.snapshots()[0]
+            .pools
+            .iter()
+            .any(|p| p.hostgroup == "writer" && !p.healthy)
+    });
+    assert_eq!(read(&mut app, 1), (None, replica.port()));
+    let got = uni.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 9004, "{e}"),
+        other => panic!("a universal read ran without the writer's position: {other:?}"),
+    }
+}
