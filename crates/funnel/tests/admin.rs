@@ -1220,6 +1220,130 @@ fn admin_digests_count_statements_funnel_answered() {
     assert_eq!(counts("SELECT ?"), own("1", "1", "1", "0"), "the killed wait");
 }
 
+/// One SHOW DIGESTS row's `count`, `answered_by_funnel`, `errors`.
+fn digest_counts(admin: &mut Conn, shape: &str) -> Option<(String, String, String)> {
+    let rows: Vec<mysql::Row> = admin.query("SHOW DIGESTS").unwrap();
+    rows.iter()
+        .find(|r| r.get::<String, _>("statement").unwrap() == shape)
+        .map(|r| {
+            let get = |col: &str| r.get::<String, _>(col).unwrap();
+            (get("count"), get("answered_by_funnel"), get("errors"))
+        })
+}
+
+/// A statement the server refused before it ran, on Funnel's sync of the
+/// connection to the session's schema (dropped meanwhile: ERR 1049 passed
+/// on as the server's), is counted under its shape with its error, as a
+/// backend's answer. Before, such a statement was not counted at all.
+#[test]
+fn admin_digests_count_a_statement_refused_at_its_connection_sync() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("admdigestsync");
+    let gone = db.fresh_database("admdigestsyncgone");
+    let backend = format!("{schema}_b");
+    db.create_user(&backend, "bpw");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 0\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
+        db.addr()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let port = proxy.local_addr().port();
+    let mut admin = Conn::new(opts(
+        listeners.admin.as_ref().unwrap().local_addr().port(),
+        "admin",
+        "secret",
+    ))
+    .unwrap();
+    let mut a = Conn::new(opts(port, "app", "apppw")).unwrap();
+    let mut b = Conn::new(opts(port, "app", "apppw")).unwrap();
+    a.query_drop(format!("USE {gone}")).unwrap();
+    // The one connection goes back to the default schema for b.
+    b.query_drop("SELECT 1").unwrap();
+    db.root().query_drop(format!("DROP DATABASE {gone}")).unwrap();
+    let err = a.query_drop("SELECT 'a' FROM DUAL").unwrap_err();
+    assert!(
+        matches!(&err, mysql::Error::MySqlError(m) if m.code == 1049),
+        "{err:?}"
+    );
+    assert_eq!(
+        digest_counts(&mut admin, "SELECT ? FROM DUAL"),
+        Some(("1".into(), "0".into(), "1".into()))
+    );
+}
+
+/// Once a transaction's connection failed, Funnel answers the session's
+/// statements with ERR 9008 until its `ROLLBACK`: an execute refused so is
+/// counted under its statement's shape as answered by Funnel, as a text
+/// query is (and so is a prepared `ROLLBACK` Funnel answers). Before, the
+/// executes were not counted at all.
+#[test]
+fn admin_digests_count_executes_refused_after_a_lost_transaction() {
+    let e = env("admdigestlost", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    let stmt = c.prep("SELECT id FROM t WHERE id = ?").unwrap();
+    let rollback = c.prep("ROLLBACK").unwrap();
+    c.query_drop("BEGIN").unwrap();
+    c.query_drop("INSERT INTO t VALUES (5)").unwrap();
+    // The server ends Funnel's connections.
+    let mut root = MariaDb::shared().root();
+    let rows: Vec<(u64, String)> = root
+        .query("SELECT ID, USER FROM information_schema.PROCESSLIST")
+        .unwrap();
+    for (id, _) in rows.iter().filter(|(_, user)| *user == e.backend_user) {
+        let _ = root.query_drop(format!("KILL {id}"));
+    }
+    c.query_drop("SELECT 'lost'").unwrap_err();
+    for _ in 0..2 {
+        let err = c.exec_drop(&stmt, (1,)).unwrap_err();
+        assert!(err.to_string().contains("9008"), "{err}");
+    }
+    let err = c.query_drop("SELECT 'refused'").unwrap_err();
+    assert!(err.to_string().contains("9008"), "{err}");
+    c.exec_drop(&rollback, ()).unwrap();
+    assert_eq!(
+        digest_counts(&mut admin, "SELECT id FROM t WHERE id = ?"),
+        Some(("2".into(), "2".into(), "2".into()))
+    );
+    assert_eq!(
+        digest_counts(&mut admin, "ROLLBACK"),
+        Some(("1".into(), "1".into(), "0".into()))
+    );
+}
+
+/// An execute a query rule refuses (a rule a reload added after the
+/// prepare) is counted under its statement's shape as answered by Funnel,
+/// as a refused text query is. Before, it was not counted at all.
+#[test]
+fn admin_digests_count_an_execute_a_rule_refuses() {
+    let e = env("admdigestruleexec", "");
+    let mut admin = e.admin();
+    let mut c = e.client();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .unwrap();
+    let stmt = c.prep("UPDATE t SET v = v + 1 WHERE id = ?").unwrap();
+    c.exec_drop(&stmt, (1,)).unwrap();
+    let mut cfg = e.proxy.handle().config();
+    let rules = "listen: 127.0.0.1:0\nusers:\n  - name: a\n    password: b\n\
+                 backends:\n  - name: p\n    address: 127.0.0.1:1\n    user: u\n    password: p\n\
+                 query_rules:\n  - match_prefix: UPDATE t\n    error: 'writes to t are paused'\n";
+    cfg.query_rules = Config::from_yaml_str(rules).unwrap().query_rules;
+    e.proxy.handle().reload(cfg).unwrap();
+    let err = c.exec_drop(&stmt, (1,)).unwrap_err();
+    assert!(err.to_string().contains("writes to t are paused"), "{err}");
+    assert_eq!(
+        digest_counts(&mut admin, "UPDATE t SET v = v + ? WHERE id = ?"),
+        Some(("2".into(), "1".into(), "1".into()))
+    );
+}
+
 /// `RESET DIGESTS` (ProxySQL's `stats_mysql_query_digest_reset`) forgets
 /// every shape on every core, pins by digest too: the next `SHOW DIGESTS`
 /// counts only what ran since.

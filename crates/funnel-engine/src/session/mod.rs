@@ -3204,6 +3204,11 @@ impl Session {
             self.deferred_err.get_or_insert_with(|| err.clone());
             return Ok(());
         }
+        // A server's ERR for the statement before it ran (a sync of the
+        // connection refused, a `KILL` the server refused): counted as the
+        // backend's answer (Funnel's own ERRs were counted in
+        // `send_own_err` already).
+        self.record_digest(0, true, AnsweredBy::Backend);
         self.write_err(seq, err).await.map_err(|_| End::Closed)
     }
 

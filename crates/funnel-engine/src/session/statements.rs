@@ -597,6 +597,7 @@ impl Session {
             if self.long_data.contains(&id) {
                 self.drop_long_data(id).await;
             }
+            self.note_sql_shape(&meta.sql);
             return self.refuse_by_rule(&err).await;
         }
         // A bulk's types are the statement's for later executes too, and
@@ -660,8 +661,6 @@ impl Session {
         }
         // Before the wait for a connection, as for a text query: `SHOW
         // CLIENTS` names what a waiting client waits to run.
-        let digest = crate::digest::key(&meta.sql);
-        let text = (!self.shard.digests.knows(digest)).then(|| crate::digest::text(&meta.sql));
         let command = if bulk { "bulk_execute" } else { "execute" };
         // In its statement's schema, as `log_statement` takes it; written
         // out here to borrow the session's rule rather than clone it.
@@ -672,8 +671,7 @@ impl Session {
             &meta.sql,
             meta.schema.as_deref(),
         );
-        self.control.set_statement(Some(digest), text.as_deref());
-        self.digest = Some((digest, text));
+        self.note_sql_shape(&meta.sql);
         let answers_or_waits = |r: &&Rc<Action>| r.ok.is_some() || r.delay.is_some();
         if let Some(rule) = self.query_rule.as_ref().filter(answers_or_waits).cloned() {
             // Rare: boxed, out of every execute's future. After the types
