@@ -850,10 +850,13 @@ fn client_share(config: &Config, shards: u64, open_files: Option<u64>) -> u64 {
         .iter()
         .map(|b| u64::from(b.effective_max_per_core(&config.pool)))
         .sum();
-    // Per core: its pools, a health check and a KILL per backend, and the
-    // executor's own rings and events; then the process's own (listeners,
-    // admin and metrics connections, logs).
-    let per_core = backend_conns + 2 * config.backends.len() as u64 + 16;
+    // Per core: its pools, a health check and a KILL per backend, its
+    // listening sockets (one per `listen` address, and its handle on the
+    // client Unix socket), and the executor's own rings and events; then
+    // the process's own (admin and metrics listeners and connections,
+    // logs).
+    let listening = config.listen.len() as u64 + u64::from(config.listen_socket.is_some());
+    let per_core = backend_conns + 2 * config.backends.len() as u64 + listening + 16;
     let room = limit.saturating_sub(shards * per_core + 256) / shards;
     wanted.min(room.max(1))
 }
@@ -898,12 +901,34 @@ mod tests {
 
     #[test]
     fn client_share_leaves_descriptors_for_the_backends() {
-        // One backend of 16 per core, 2 cores: 2 x (16 + 2 + 16) + 256 kept.
+        // One backend of 16 per core, 2 cores: 2 x (16 + 2 + 1 + 16) + 256
+        // kept.
         let cfg = config("client:\n  max_connections: 20000\n", "127.0.0.1:6033");
         assert_eq!(client_share(&cfg, 2, None), 10_000);
         assert_eq!(client_share(&cfg, 2, Some(1_000_000)), 10_000);
-        assert_eq!(client_share(&cfg, 2, Some(20_000)), (20_000 - 2 * 34 - 256) / 2);
+        assert_eq!(client_share(&cfg, 2, Some(20_000)), (20_000 - 2 * 35 - 256) / 2);
         assert_eq!(client_share(&cfg, 2, Some(100)), 1, "never none");
+    }
+
+    /// Every core holds a listening socket on each `listen` address (and
+    /// one on the client Unix socket): with many addresses they take
+    /// descriptors the clients cannot have. Before, they were left to the
+    /// process's 256, which 64 cores on four addresses fill alone.
+    #[test]
+    fn client_share_leaves_descriptors_for_every_listening_socket() {
+        let listen = (1..=4)
+            .map(|i| format!("127.0.0.{i}:6033"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cfg = config(
+            "client:\n  max_connections: 100000\nlisten_socket: /run/funnel/f.sock\n",
+            &format!("[{listen}]"),
+        );
+        // 64 x (16 + 2 + 4 + 1 + 16) + 256 kept.
+        assert_eq!(
+            client_share(&cfg, 64, Some(20_000)),
+            (20_000 - 64 * 39 - 256) / 64
+        );
     }
 
     #[test]
