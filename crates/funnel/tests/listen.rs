@@ -160,3 +160,55 @@ fn listen_an_address_that_cannot_be_bound_stops_the_start() {
     TcpListener::bind(free).expect("the first address was left bound");
     drop(taken);
 }
+
+/// An IPv6 loopback address beside IPv4 ones, on two cores: a client
+/// through each is served and listed with its own address; once Funnel
+/// stops accepting (a graceful stop's first step) every address refuses
+/// new connections while the clients connected go on.
+#[test]
+fn listen_ipv6_beside_ipv4_and_stop_accepting_closes_every_address() {
+    let db = MariaDb::shared();
+    let schema = db.fresh_database("listen6");
+    db.create_user("listen6_b", "bpw");
+    let yaml = format!(
+        "listen: [127.0.0.1:0, '[::1]:0', 127.0.0.2:0]\ncores: 2\n\
+         users:\n  - name: app\n    password: pw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: listen6_b\n    password: bpw\n\
+         admin:\n  listen: 127.0.0.1:0\n  user: admin\n  password: secret\n",
+        db.addr()
+    );
+    let cfg = Config::from_yaml_str(&yaml).unwrap();
+    let proxy = funnel_testkit::funnel::start(cfg.clone());
+    let listeners = funnel_admin::start(&cfg, proxy.handle(), None).unwrap();
+    let addrs = proxy.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 3, "{addrs:?}");
+    assert_eq!(addrs[1].ip().to_string(), "::1");
+    let mut through: Vec<Conn> = Vec::new();
+    // Several clients each, so both cores get some.
+    for &addr in &addrs {
+        for _ in 0..4 {
+            let mut c = login(addr, "app").unwrap_or_else(|e| panic!("through {addr}: {e}"));
+            assert_eq!(c.query_first::<i64, _>("SELECT 6 * 7").unwrap(), Some(42));
+            through.push(c);
+        }
+    }
+    let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
+    let mut admin = Conn::new(funnel_testkit::client_opts(admin_port, "admin", "secret")).unwrap();
+    let clients: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
+    let hosts: Vec<String> = clients.iter().map(|r| r.get::<String, _>("host").unwrap()).collect();
+    assert_eq!(hosts.len(), 12, "{hosts:?}");
+    assert_eq!(hosts.iter().filter(|h| h.starts_with("::1")).count(), 4, "{hosts:?}");
+
+    proxy.handle().stop_accepting();
+    for &addr in &addrs {
+        funnel_testkit::eventually(std::time::Duration::from_secs(10), || {
+            match std::net::TcpStream::connect(addr) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+                other => Err(format!("{addr} still takes connections: {other:?}")),
+            }
+        });
+    }
+    for c in &mut through {
+        assert_eq!(c.query_first::<i64, _>("SELECT 8").unwrap(), Some(8));
+    }
+}
