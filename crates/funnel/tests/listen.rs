@@ -195,18 +195,26 @@ fn listen_ipv6_beside_ipv4_and_stop_accepting_closes_every_address() {
     let admin_port = listeners.admin.as_ref().unwrap().local_addr().port();
     let mut admin = Conn::new(funnel_testkit::client_opts(admin_port, "admin", "secret")).unwrap();
     let clients: Vec<mysql::Row> = admin.query("SHOW CLIENTS").unwrap();
-    let hosts: Vec<String> = clients.iter().map(|r| r.get::<String, _>("host").unwrap()).collect();
+    let hosts: Vec<String> = clients
+        .iter()
+        .map(|r| r.get::<String, _>("host").unwrap())
+        .collect();
     assert_eq!(hosts.len(), 12, "{hosts:?}");
-    assert_eq!(hosts.iter().filter(|h| h.starts_with("::1")).count(), 4, "{hosts:?}");
+    assert_eq!(
+        hosts.iter().filter(|h| h.starts_with("::1")).count(),
+        4,
+        "{hosts:?}"
+    );
 
     proxy.handle().stop_accepting();
     for &addr in &addrs {
-        funnel_testkit::eventually(std::time::Duration::from_secs(10), || {
-            match std::net::TcpStream::connect(addr) {
+        funnel_testkit::eventually(
+            std::time::Duration::from_secs(10),
+            || match std::net::TcpStream::connect(addr) {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
                 other => Err(format!("{addr} still takes connections: {other:?}")),
-            }
-        });
+            },
+        );
     }
     for c in &mut through {
         assert_eq!(c.query_first::<i64, _>("SELECT 8").unwrap(), Some(8));
