@@ -730,3 +730,70 @@ fn binary_check_loads_the_client_certificate_and_key() {
     );
     assert!(run(&["check", "--skip-files", "--config", example]));
 }
+
+/// Out of descriptors with two `listen` addresses (the limit lowered under
+/// a running Funnel): every client, through either address, gets its
+/// greeting or ERR 1040 at once. The spare descriptor's accept took the
+/// other socket's accept armed before, which ended with the shortage it
+/// met then: the core backed off with the client left unanswered in the
+/// kernel's queue (a client or two per address silent for over 3 s, and
+/// about 190 `accept failed` lines, where one address has none and one
+/// line).
+#[test]
+fn binary_two_listen_addresses_out_of_descriptors_leave_no_client_unanswered() {
+    use std::io::Read;
+    let (dir, path, port) = one_core_config("emfile2", "log:\n  level: warn\n");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let two = format!("listen: [127.0.0.1:{port}, 127.0.0.2:{port}]");
+    std::fs::write(&path, yaml.replace(&format!("listen: 127.0.0.1:{port}"), &two)).unwrap();
+    let log_path = dir.path().join("funnel.log");
+    let mut child = KillOnDrop(spawn_logging_to(&path, &log_path));
+    wait_for("funnel to serve", || login(port, "app").is_ok());
+    let pid = child.0.id() as i32;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit with a null new limit only reads into `old`.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) },
+        0
+    );
+    let low = libc::rlimit {
+        rlim_cur: 200,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: prlimit reads `low`; the old limit is not asked for.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &low, std::ptr::null_mut()) },
+        0
+    );
+    let mut kept = Vec::new();
+    let (mut answered, mut silent) = (0, Vec::new());
+    for i in 0..400 {
+        let host = if i % 2 == 0 { "127.0.0.1" } else { "127.0.0.2" };
+        let mut s = std::net::TcpStream::connect((host, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut head = [0u8; 5];
+        match s.read_exact(&mut head) {
+            Ok(()) if head[4] == 0x0a => {
+                answered += 1;
+                kept.push(s);
+            }
+            Ok(()) if head[4] == 0xff => answered += 1,
+            _ => silent.push(host),
+        }
+        if silent.len() > 3 {
+            break;
+        }
+    }
+    drop(kept);
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let failed = log.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(
+        silent.is_empty(),
+        "unanswered through {silent:?} ({answered} answered, {failed} accept failures)"
+    );
+}
