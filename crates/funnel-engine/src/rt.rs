@@ -369,11 +369,6 @@ impl Listener {
         })
     }
 
-    /// How many sockets this core accepts on.
-    pub fn sockets(&self) -> usize {
-        self.pending.borrow().len()
-    }
-
     /// Accepts the next client connection, from any of the sockets.
     pub async fn accept(&self) -> io::Result<Stream> {
         std::future::poll_fn(|cx| {

@@ -735,7 +735,7 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
                     }
                     if let Some(fd) = spare.take() {
                         drop(fd);
-                        let next = rt::timeout(SPARE_ACCEPT_WAIT, accept_with_room(&listener)).await;
+                        let next = rt::timeout(SPARE_ACCEPT_WAIT, listener.accept()).await;
                         if let Some(Ok(stream)) = next {
                             spare = open_spare();
                             if spare.is_some() {
@@ -920,24 +920,6 @@ fn admit(shard: &Rc<Shard>, stream: rt::Stream) {
 
 /// How long the accept loop waits for the client it made room for.
 const SPARE_ACCEPT_WAIT: Duration = Duration::from_millis(100);
-
-/// The accept made once the spare descriptor is given up. With several
-/// sockets (`listen` addresses, the client Unix socket), another socket's
-/// accept armed before may end with the shortage it met then: each socket
-/// gets its turn before the room is given up, or the waiting client would
-/// be left in the kernel's queue, unanswered, while the core backs off.
-async fn accept_with_room(listener: &rt::Listener) -> std::io::Result<rt::Stream> {
-    let mut accepted = listener.accept().await;
-    for _ in 1..listener.sockets() {
-        match &accepted {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                accepted = listener.accept().await;
-            }
-            _ => break,
-        }
-    }
-    accepted
-}
 
 /// A descriptor to hold in reserve (of /dev/null, which costs nothing).
 fn open_spare() -> Option<std::fs::File> {
