@@ -13,6 +13,7 @@ use crate::causal::{
     WSREP_SYNC_SQL,
 };
 use crate::error::EngineError;
+use crate::kill::ClientState;
 use crate::pool::conn::{BackendConn, BackendError, Deadline};
 use crate::pool::Pool;
 use crate::stats::Stats;
@@ -342,7 +343,15 @@ impl Session {
             return Ok(None);
         }
         let arrived = Instant::now();
+        // Waiting, as for a connection: a `KILL QUERY` of the read stops
+        // it (one of a session counted idle stopped nothing).
+        self.control.set_state(ClientState::Waiting);
         let pos = self.writer_position(f).await?;
+        // A `KILL QUERY` that came in the same turn as the position: the
+        // checkout would clear it, and the read would run.
+        if self.stop_requested() {
+            return Err(self.stopped_wait());
+        }
         Ok(Some(Box::new(Universal { pos, arrived })))
     }
 
@@ -388,6 +397,11 @@ impl Session {
             };
             if let Some(previous) = leader.previous() {
                 self.stoppable(previous).await?;
+                // Stopped as the previous one was answered: the checkout
+                // would clear it.
+                if self.stop_requested() {
+                    return Err(self.stopped_wait());
+                }
             }
             let got = self.read_writer_position(f, &mut leader).await;
             match &got {

@@ -834,3 +834,41 @@ fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
         other => panic!("a universal read ran without the writer's position: {other:?}"),
     }
 }
+
+/// A `KILL QUERY` of a universal read that joined another's position read
+/// (not sent yet: the one writer connection is busy) ends it at once with
+/// ERR 1317. Before, the joiner waited with the session counted idle, so
+/// the `KILL QUERY` found nothing to stop, was answered OK, and the read
+/// ran once the position came.
+#[test]
+fn causal_reads_universal_kill_query_of_a_read_that_joined_a_position_read() {
+    let (writer, replica) = delayed_pair(0);
+    let users = [("uni", "universal", "10s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "  max_per_core: 1\n");
+    let mut w = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let mut leader = connect(&proxy, "uni");
+    let mut joiner = connect(&proxy, "uni");
+    let id: u32 = joiner.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let mut killer = connect(&proxy, "uni");
+    let busy = std::thread::spawn(move || w.query_drop("INSERT INTO t SELECT 2, SLEEP(3)").unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let led = std::thread::spawn(move || read(&mut leader, 1));
+    std::thread::sleep(Duration::from_millis(200));
+    let joined = std::thread::spawn(move || {
+        let started = Instant::now();
+        let got =
+            joiner.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+        (got, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (got, took) = joined.join().unwrap();
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 1317, "{e}"),
+        other => panic!("the killed read ran: {other:?} after {took:?}"),
+    }
+    assert!(took < Duration::from_secs(2), "stopped at once ({took:?})");
+    assert_eq!(led.join().unwrap(), (Some(10), replica.port()));
+    busy.join().unwrap();
+}
