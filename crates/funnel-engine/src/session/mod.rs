@@ -1807,7 +1807,8 @@ impl Session {
     }
 
     /// Leases a connection from the backend the command routes to (with
-    /// `to_writer`, a writer of the default hostgroup), after a slot under
+    /// `to_writer`, a writer of the default hostgroup: a writable server,
+    /// else, except for `causal_reads: universal`, a read-only one), after a slot under
     /// the user's and the schema's caps, if any. The route is taken once
     /// the shard is not paused: a reload during a pause (new hostgroups or
     /// rules) applies to the commands that waited.
@@ -1833,7 +1834,17 @@ impl Session {
                 Some(skip) => (
                     Route {
                         hostgroup: self.user.default_hostgroup.clone(),
-                        access: Access::PreferWrite,
+                        // `causal_reads: universal`: a writable server
+                        // only. With none (a failover turned the writer
+                        // `read_only`) a read-only one may be a replica
+                        // that lacks writes others were told committed,
+                        // and no position says which: the read fails as
+                        // a write does.
+                        access: if self.user.causal_universal {
+                            Access::Write
+                        } else {
+                            Access::PreferWrite
+                        },
                         fallback: None,
                     },
                     skip,

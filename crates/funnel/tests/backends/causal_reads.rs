@@ -872,3 +872,61 @@ fn causal_reads_universal_kill_query_of_a_read_that_joined_a_position_read() {
     assert_eq!(led.join().unwrap(), (Some(10), replica.port()));
     busy.join().unwrap();
 }
+
+/// A failover under way in a `default_hostgroup` that holds the writer and
+/// its replica (reads split within it): the writer turned `read_only`, no
+/// server is writable, so no position can be read. A universal read then
+/// fails as a write does (ERR 9004), or runs on the old writer, which has
+/// every write it acknowledged: never on the replica without a wait.
+/// Before, it went to whichever read-only server took it, the replica
+/// too, and missed a write another connection had been told was
+/// committed.
+#[test]
+fn causal_reads_universal_while_the_writer_turned_read_only_never_read_a_replica_unchecked() {
+    let (writer, replica) = delayed_pair(4);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\nusers:\n\
+         \x20 - name: uni\n    password: apppw\n    default_schema: farm\n    \
+         default_hostgroup: db\n    causal_reads: universal\n    causal_reads_timeout: 10s\n\
+         backends:\n\
+         \x20 - name: w\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n\
+         \x20 - name: r\n    address: {}\n    user: fb\n    password: bpw\n    hostgroup: db\n    weight: 100\n\
+         pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 200ms\n",
+        writer.addr(),
+        replica.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    funnel_testkit::wait_until_within(
+        "both backends checked, replication running",
+        Duration::from_secs(10),
+        || {
+            let pools = proxy.snapshots()[0].pools.clone();
+            pools.iter().all(|p| p.last_check.is_some())
+                && pools
+                    .iter()
+                    .any(|p| p.read_only && p.lag.is_some_and(|l| l < Duration::from_secs(86400)))
+        },
+    );
+    // Connected before: the client library's own reads at login are
+    // universal reads too.
+    let mut readers: Vec<Conn> = (0..6).map(|_| connect(&proxy, "uni")).collect();
+    let mut w = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let written = Instant::now();
+    writer.exec("SET GLOBAL read_only = 1");
+    funnel_testkit::wait_until_within("the writer seen read-only", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.read_only)
+    });
+    for c in &mut readers {
+        let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+        match got {
+            Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 9004, "{e}"),
+            Ok(Some(row)) => assert_eq!(row, (Some(10), writer.port()), "a read-only server served it"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        written.elapsed() < Duration::from_secs(4),
+        "the replica may have applied the write by now: the test proves nothing"
+    );
+}
