@@ -258,6 +258,30 @@ pub enum Answer {
     /// Its leader went (killed, its client gone) before it was answered:
     /// each read takes another turn.
     Abandoned,
+    /// Its leader's wait for a writer connection ran out: the reads that
+    /// joined it, which waited as long, fail as it did (not each after a
+    /// wait of its own for a writer connection, that timeout again).
+    WaitedOut(WaitedOut),
+}
+
+/// A wait for a writer connection that ran out, as [`Answer::WaitedOut`]
+/// tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitedOut {
+    /// `backlog.wait_timeout` passed with no connection free (ERR 9001).
+    Backlog {
+        /// How long the leader waited.
+        waited: std::time::Duration,
+        /// The pool's size limit on this core.
+        max: usize,
+        /// Commands waiting on this core then.
+        waiting: usize,
+    },
+    /// A `PAUSE` outlasted the wait (ERR 9006).
+    Paused {
+        /// How long the leader waited.
+        waited: std::time::Duration,
+    },
 }
 
 impl Batch {
@@ -628,6 +652,18 @@ mod tests {
         };
         c.answer(Answer::Unreadable);
         assert_eq!(block_on(joined_c), Answer::Unreadable);
+        assert!(reads.by_hostgroup.borrow().is_empty());
+        let Turn::Lead(d) = reads.turn(&w) else {
+            panic!("leads anew")
+        };
+        let Turn::Join(joined_d) = reads.turn(&w) else {
+            panic!("joins d")
+        };
+        let out = WaitedOut::Paused {
+            waited: std::time::Duration::from_secs(1),
+        };
+        d.answer(Answer::WaitedOut(out));
+        assert_eq!(block_on(joined_d), Answer::WaitedOut(out));
         assert!(reads.by_hostgroup.borrow().is_empty());
     }
 

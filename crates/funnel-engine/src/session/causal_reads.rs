@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::causal::{
     position_sql, wait_sql, wsrep_caught_up, wsrep_wait_sql, wsrep_waited, Answer, Gtid, GtidPos, Turn,
-    WSREP_SYNC_SQL,
+    WaitedOut, WSREP_SYNC_SQL,
 };
 use crate::error::EngineError;
 use crate::kill::ClientState;
@@ -390,6 +390,7 @@ impl Session {
                         return Ok(Some(pos));
                     }
                     Answer::Unreadable => return Ok(None),
+                    Answer::WaitedOut(out) => return Err(waited_out_error(out)),
                     // Its leader went: another turn, after this read arrived too.
                     Answer::Abandoned => continue,
                 },
@@ -408,9 +409,12 @@ impl Session {
                 Ok(Some(pos)) => leader.answer(Answer::Read(pos.clone())),
                 // Stopped: the reads that joined take another turn.
                 Err(EngineError::Interrupted | EngineError::ConnectionKilled) => drop(leader),
-                // No writer connection in the backlog's wait: the reads
-                // that joined go to the writer, which tells them so.
-                Ok(None) | Err(_) => leader.answer(Answer::Unreadable),
+                // No writer connection in the backlog's wait (or a
+                // `PAUSE`'s): the reads that joined, which waited as long,
+                // fail with it. Else they go to the writer, which tells
+                // them why it cannot take them, if it cannot.
+                Err(e) => leader.answer(waited_out(e).map_or(Answer::Unreadable, Answer::WaitedOut)),
+                Ok(None) => leader.answer(Answer::Unreadable),
             }
             return got;
         }
@@ -853,5 +857,26 @@ impl Session {
         } else {
             EngineError::ConnectionKilled
         }
+    }
+}
+
+/// A position read's wait for a writer connection that ran out, for the
+/// reads that joined it; `None` for any other failure.
+fn waited_out(e: &EngineError) -> Option<WaitedOut> {
+    match *e {
+        EngineError::BacklogTimeout { waited, max, waiting } => {
+            Some(WaitedOut::Backlog { waited, max, waiting })
+        }
+        EngineError::Paused { waited } => Some(WaitedOut::Paused { waited }),
+        _ => None,
+    }
+}
+
+/// The error of a read that joined a position read whose wait for a
+/// writer connection ran out: the leader's.
+fn waited_out_error(out: WaitedOut) -> EngineError {
+    match out {
+        WaitedOut::Backlog { waited, max, waiting } => EngineError::BacklogTimeout { waited, max, waiting },
+        WaitedOut::Paused { waited } => EngineError::Paused { waited },
     }
 }

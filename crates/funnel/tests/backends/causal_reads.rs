@@ -930,3 +930,43 @@ fn causal_reads_universal_while_the_writer_turned_read_only_never_read_a_replica
         "the replica may have applied the write by now: the test proves nothing"
     );
 }
+
+/// The one writer connection held by a transaction: a universal read's
+/// position read waits `backlog.wait_timeout` for it and fails (ERR
+/// 9001), and a read that joined it fails with it, within that timeout.
+/// Before, the joiner then waited for a writer connection again, a second
+/// `backlog.wait_timeout`.
+#[test]
+fn causal_reads_universal_reads_that_joined_a_position_read_share_its_backlog_timeout() {
+    let (writer, replica) = delayed_pair(0);
+    let users = [("uni", "universal", "10s")];
+    let pool = "  max_per_core: 1\nbacklog:\n  wait_timeout: 1s\n";
+    let proxy = universal_proxy(&writer, &replica, &users, pool);
+    let mut w = connect(&proxy, "uni");
+    let mut leader = connect(&proxy, "uni");
+    let mut joiner = connect(&proxy, "uni");
+    w.query_drop("BEGIN").unwrap();
+    w.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let timed = |c: &mut Conn| {
+        let started = Instant::now();
+        let got = c.query_first::<(Option<i64>, u16), _>("SELECT (SELECT v FROM t WHERE id = 1), @@port");
+        (got, started.elapsed())
+    };
+    let led = std::thread::spawn(move || timed(&mut leader));
+    std::thread::sleep(Duration::from_millis(200));
+    let (got, took) = timed(&mut joiner);
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 9001, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        took < Duration::from_millis(1500),
+        "one backlog wait, not two ({took:?})"
+    );
+    let (got, _) = led.join().unwrap();
+    match got {
+        Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 9001, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    w.query_drop("COMMIT").unwrap();
+}
