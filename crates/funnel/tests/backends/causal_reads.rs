@@ -970,3 +970,41 @@ fn causal_reads_universal_reads_that_joined_a_position_read_share_its_backlog_ti
     }
     w.query_drop("COMMIT").unwrap();
 }
+
+/// A read that names no table but calls a stored function that reads one
+/// (`SELECT getv(7)`) does not run on a replica connection kept for a
+/// previous read's warning either: it waits for another connection's
+/// write as any read does. Before, only reads with a table in them let
+/// that connection go, and this one read the replica at once and missed
+/// the write.
+#[test]
+fn causal_reads_universal_a_stored_function_read_after_a_warning_waits() {
+    let (writer, replica) = delayed_pair(2);
+    writer.exec(
+        "CREATE FUNCTION farm.getv(i INT) RETURNS INT READS SQL DATA \
+         RETURN (SELECT v FROM farm.t WHERE id = i)",
+    );
+    funnel_testkit::wait_until_within("the function replicated", Duration::from_secs(10), || {
+        replica.query_first::<u64>(
+            "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'farm' AND ROUTINE_NAME = 'getv'",
+        ) == Some(1)
+    });
+    let users = [("uni", "universal", "10s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "");
+    let mut w = connect(&proxy, "uni");
+    let mut r = connect(&proxy, "uni");
+    let port: u16 = r
+        .query_first("SELECT @@port + CAST('x' AS SIGNED)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(port, replica.port(), "the warning's read ran on the replica");
+    w.query_drop("INSERT INTO t VALUES (7, 70)").unwrap();
+    let got: (Option<i64>, u16) = r.query_first("SELECT farm.getv(7), @@port").unwrap().unwrap();
+    assert_eq!(
+        got.0,
+        Some(70),
+        "served by {} (replica {})",
+        got.1,
+        replica.port()
+    );
+}
