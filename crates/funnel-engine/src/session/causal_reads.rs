@@ -355,6 +355,24 @@ impl Session {
         Ok(Some(Box::new(Universal { pos, arrived })))
     }
 
+    /// True when the read `f` may read a table's data, which a replica
+    /// connection kept for a previous read's warnings must not serve
+    /// without a wait: it opens a table (also executed), or may run stored
+    /// code (a function that reads one, `SELECT f()`) and does not name
+    /// the diagnostics area's counts (`SELECT @@warning_count, NOW()`
+    /// reads the warnings kept there).
+    pub(super) fn reads_data(&self, total: usize, f: &Forward) -> bool {
+        f.read_only
+            && (!f.opens_no_table
+                || (f.may_run_stored_code
+                    && !(f.name == "COM_QUERY"
+                        && self
+                            .buf
+                            .bytes()
+                            .get(5..total.min(funnel_protocol::framing::MAX_CHUNK))
+                            .is_some_and(super::cached_reads::names_diagnostic_counts))))
+    }
+
     /// True when a read routed by `route` may land on a plain replica.
     fn may_reach_replica(&self, route: &Route) -> bool {
         // Sent where writes go (autocommit off, a sticky session).

@@ -1957,13 +1957,11 @@ impl Session {
             // statement warns or fails, in a loop, kept it from them for
             // ever (they got ERR 9001). Statements that keep the area
             // (`SET`, `SELECT` without a table) still keep the connection.
-            // Nor, for `causal_reads: universal`, a read of a table
-            // (also executed), or one that may run stored code (a
-            // function that reads one, `SELECT f()`): there it would not
-            // wait for the writes committed since.
+            // Nor, for `causal_reads: universal`, a read of data
+            // (`Session::reads_data`): there it would not wait for the
+            // writes committed since.
             let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
-            let reads_data =
-                self.user.causal_universal && f.read_only && (!f.opens_no_table || f.may_run_stored_code);
+            let reads_data = self.user.causal_universal && self.reads_data(total, f);
             let fits = self.pinned.as_ref().is_some_and(|c| {
                 (self.routes_to(c, total, f)
                     || self.describes_there(c, total, f)

@@ -998,6 +998,10 @@ fn causal_reads_universal_a_stored_function_read_after_a_warning_waits() {
         .unwrap()
         .unwrap();
     assert_eq!(port, replica.port(), "the warning's read ran on the replica");
+    // A read of the warning count with a function call in it still reads
+    // the warning there.
+    let (count, _): (u64, String) = r.query_first("SELECT @@warning_count, NOW()").unwrap().unwrap();
+    assert_eq!(count, 1, "the warning kept for the client");
     w.query_drop("INSERT INTO t VALUES (7, 70)").unwrap();
     let got: (Option<i64>, u16) = r.query_first("SELECT farm.getv(7), @@port").unwrap().unwrap();
     assert_eq!(
