@@ -189,6 +189,9 @@ fn causal_reads_go_to_the_writer_when_the_replica_is_too_late() {
 fn causal_reads_after_writes_on_a_pinned_connection_see_them() {
     let (writer, replica) = delayed_pair(2);
     let proxy = proxy(&writer, &replica, "10s");
+    // The last read waits on the replica (the full suite once saw it go to
+    // the writer: the monitor had not seen replication run yet).
+    replication_seen_running(&proxy);
     let mut c = connect(&proxy, "app");
     c.query_drop("SELECT GET_LOCK('causal', 0)").unwrap();
     c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
@@ -603,6 +606,15 @@ fn universal_yaml(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &st
 fn universal_proxy(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &str)], pool: &str) -> Proxy {
     let yaml = universal_yaml(writer, replica, users, pool);
     let proxy = funnel_testkit::funnel::start(funnel_config::Config::from_yaml_str(&yaml).unwrap());
+    replication_seen_running(&proxy);
+    proxy
+}
+
+/// Waits until the monitor has checked every backend and seen the
+/// replica's replication run: a replica seen with its replication not
+/// running yet (just after `START SLAVE`) is not waited on, and a causal
+/// read then goes to the writer.
+fn replication_seen_running(proxy: &Proxy) {
     funnel_testkit::wait_until_within(
         "both backends checked, replication running",
         Duration::from_secs(10),
@@ -614,7 +626,6 @@ fn universal_proxy(writer: &MariaDb, replica: &MariaDb, users: &[(&str, &str, &s
                 })
         },
     );
-    proxy
 }
 
 /// The universal causal-read counters: (position reads sent, shared).
