@@ -1119,6 +1119,42 @@ fn galera_pair_and_replica(delay: u32) -> (MariaDb, MariaDb, MariaDb) {
     (g1, g2, r)
 }
 
+/// The body of the plain-replica hostgroup tests (`true` and `universal`
+/// below): 20 writes, each read back at once
+/// (`causal`: the user's `causal_reads`; `two_clients`: the reads on
+/// another client connection than the writes).
+fn causal_reads_see_each_write_in_a_hostgroup_with_a_plain_replica(causal: &str, two_clients: bool) {
+    let (g1, g2, r) = galera_pair_and_replica(1);
+    let extra = "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n";
+    let cfg = one_hostgroup(
+        &format!("    default_schema: farm\n    causal_reads: {causal}\n    causal_reads_timeout: 10s\n"),
+        &[("g1", g1.addr()), ("g2", g2.addr()), ("r", r.addr())],
+        extra,
+    );
+    let proxy = funnel_testkit::funnel::start(cfg);
+    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
+        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
+    });
+    let mut w = causal_client(&proxy, "app");
+    let mut other = two_clients.then(|| causal_client(&proxy, "app"));
+    let mut writes = std::collections::BTreeMap::new();
+    let mut reads = std::collections::BTreeMap::new();
+    for v in 1..=20 {
+        w.query_drop(format!("UPDATE t SET v = {v} * 100000 + @@port WHERE id = 1"))
+            .unwrap();
+        let (seen, port) = read_v(other.as_mut().unwrap_or(&mut w), 1);
+        let seen = seen.expect("row 1");
+        assert_eq!(seen / 100_000, v, "read {v} on {port}");
+        *writes.entry(seen % 100_000).or_insert(0) += 1;
+        *reads.entry(port).or_insert(0) += 1;
+    }
+    assert!(
+        reads.contains_key(&r.port()) && writes.contains_key(&i64::from(g2.port())),
+        "reads on the replica, writes through g2: writes {writes:?}, reads {reads:?}"
+    );
+    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+}
+
 /// One default hostgroup of a Galera pair (both take writes, binary logs
 /// on with the cluster's GTIDs, `wsrep_gtid_mode`) and a plain MariaDB
 /// replica of `g1` (read-only, a second late by `MASTER_DELAY`), as a
@@ -1130,34 +1166,7 @@ fn galera_pair_and_replica(delay: u32) -> (MariaDb, MariaDb, MariaDb) {
 /// the writer.
 #[test]
 fn backends_galera_causal_reads_in_a_hostgroup_with_a_plain_replica() {
-    let (g1, g2, r) = galera_pair_and_replica(1);
-    let extra = "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n";
-    let cfg = one_hostgroup(
-        "    default_schema: farm\n    causal_reads: true\n    causal_reads_timeout: 10s\n",
-        &[("g1", g1.addr()), ("g2", g2.addr()), ("r", r.addr())],
-        extra,
-    );
-    let proxy = funnel_testkit::funnel::start(cfg);
-    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
-        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
-    });
-    let mut c = causal_client(&proxy, "app");
-    let mut writes = std::collections::BTreeMap::new();
-    let mut reads = std::collections::BTreeMap::new();
-    for v in 1..=20 {
-        c.query_drop(format!("UPDATE t SET v = {v} * 100000 + @@port WHERE id = 1"))
-            .unwrap();
-        let (seen, port) = read_v(&mut c, 1);
-        let seen = seen.expect("row 1");
-        assert_eq!(seen / 100_000, v, "read {v} on {port}");
-        *writes.entry(seen % 100_000).or_insert(0) += 1;
-        *reads.entry(port).or_insert(0) += 1;
-    }
-    assert!(
-        reads.contains_key(&r.port()) && writes.contains_key(&i64::from(g2.port())),
-        "reads on the replica, writes through g2: writes {writes:?}, reads {reads:?}"
-    );
-    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+    causal_reads_see_each_write_in_a_hostgroup_with_a_plain_replica("true", false);
 }
 
 /// Unread writes of a causal session (made while `GET_LOCK` pinned it) to
@@ -1354,34 +1363,7 @@ fn backends_galera_causal_reads_universal_see_the_writes_of_other_connections() 
 /// node with Galera's causal wait; each sees the write before it.
 #[test]
 fn backends_galera_causal_reads_universal_in_a_hostgroup_with_a_plain_replica() {
-    let (g1, g2, r) = galera_pair_and_replica(1);
-    let extra = "pool:\n  min_idle_per_core: 0\nmonitor:\n  interval: 100ms\n";
-    let cfg = one_hostgroup(
-        "    default_schema: farm\n    causal_reads: universal\n    causal_reads_timeout: 10s\n",
-        &[("g1", g1.addr()), ("g2", g2.addr()), ("r", r.addr())],
-        extra,
-    );
-    let proxy = funnel_testkit::funnel::start(cfg);
-    funnel_testkit::wait_until_within("all checked", Duration::from_secs(10), || {
-        proxy.snapshots()[0].pools.iter().all(|p| p.last_check.is_some())
-    });
-    let (mut w, mut c) = (causal_client(&proxy, "app"), causal_client(&proxy, "app"));
-    let mut writes = std::collections::BTreeMap::new();
-    let mut reads = std::collections::BTreeMap::new();
-    for v in 1..=20 {
-        w.query_drop(format!("UPDATE t SET v = {v} * 100000 + @@port WHERE id = 1"))
-            .unwrap();
-        let (seen, port) = read_v(&mut c, 1);
-        let seen = seen.expect("row 1");
-        assert_eq!(seen / 100_000, v, "read {v} on {port}");
-        *writes.entry(seen % 100_000).or_insert(0) += 1;
-        *reads.entry(port).or_insert(0) += 1;
-    }
-    assert!(
-        reads.contains_key(&r.port()) && writes.contains_key(&i64::from(g2.port())),
-        "reads on the replica, writes through g2: writes {writes:?}, reads {reads:?}"
-    );
-    assert_eq!(causal_counts(&proxy).2, 0, "no read went to the writer");
+    causal_reads_see_each_write_in_a_hostgroup_with_a_plain_replica("universal", true);
 }
 
 /// `causal_reads: universal` with two Galera writers and a plain replica
