@@ -161,10 +161,14 @@ impl Session {
     /// [`Session::universal_position`]) instead of the session's writes
     /// alone, or on a Galera node for all the cluster ordered (see
     /// [`Session::galera_universal_read`]).
+    /// A read that reads no table's data (`reads_data` false: `SELECT 1`,
+    /// a pool's validation query, `SELECT @@version`) has nothing a lagging
+    /// server could serve stale, and runs where it landed without a wait.
     pub(super) async fn causal_read_conn(
         &mut self,
         conn: BackendConn,
         f: &Forward,
+        reads_data: bool,
         universal: Option<Box<Universal>>,
     ) -> Result<BackendConn, EngineError> {
         // A connection from the pool: the one the session wrote on went back.
@@ -176,7 +180,9 @@ impl Session {
             return Ok(conn);
         };
         let all_writes = self.user.causal_universal;
-        if !f.read_only || (!all_writes && !self.causal.unread() && self.causal.wants_nothing()) {
+        if !f.read_only
+            || (!self.causal.unread() && (!reads_data || (!all_writes && self.causal.wants_nothing())))
+        {
             return Ok(conn);
         }
         let at_split = self.at_split(&pool);
@@ -328,14 +334,16 @@ impl Session {
     /// [`crate::causal::PositionReads`]). Read before the replica's
     /// connection is taken, so no read holds a replica connection while
     /// it waits for a writer's. `None` when the read needs none: not a
-    /// read, none of its servers is a replica, or the session's writes
-    /// are unread (the read goes to the writer then, as for `true`).
+    /// read, none of its servers is a replica, the session's writes
+    /// are unread (the read goes to the writer then, as for `true`), or it
+    /// reads no table's data ([`Session::reads_data`]: a pool's `SELECT 1`
+    /// neither waits nor fails while no writer can give a position).
     pub(super) async fn universal_position(
         &mut self,
         total: usize,
         f: &Forward,
     ) -> Result<Option<Box<Universal>>, EngineError> {
-        if !f.read_only || self.causal.unread() {
+        if !f.read_only || self.causal.unread() || !self.reads_data(total, f) {
             return Ok(None);
         }
         let route = self.route(total, f);

@@ -2015,7 +2015,8 @@ impl Session {
                 Ok(c) => {
                     let c = if self.user.causal_reads.is_some() {
                         // Boxed: only for users with causal reads.
-                        match Box::pin(self.causal_read_conn(c, f, universal)).await {
+                        let reads_data = self.reads_data(total, f);
+                        match Box::pin(self.causal_read_conn(c, f, reads_data, universal)).await {
                             Ok(c) => c,
                             Err(e) => {
                                 self.buf.consume(total);

@@ -827,6 +827,8 @@ fn causal_reads_universal_kill_query_of_a_position_read_leader() {
 /// With the writer down (a failover under way) a universal read cannot
 /// learn what the replica must have: it fails as a write does (ERR 9004),
 /// where a read of `true` with nothing to wait for runs on the replica.
+/// A read of no table's data (a pool's validation query) needs no
+/// position and no wait, with either mode, and still runs then.
 #[test]
 fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
     let (writer, replica) = delayed_pair(0);
@@ -835,6 +837,17 @@ fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
     let mut app = connect(&proxy, "app");
     let mut uni = connect(&proxy, "uni");
     assert_eq!(read(&mut uni, 1), (None, replica.port()));
+    app.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
+    uni.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
+    let no_data = |c: &mut Conn| -> (i64, u16) { c.query_first("SELECT 1, @@port").unwrap().unwrap() };
+    let before = all_counts(&proxy);
+    assert_eq!(no_data(&mut app), (1, replica.port()));
+    assert_eq!(no_data(&mut uni), (1, replica.port()));
+    assert_eq!(
+        counted_since(&proxy, before),
+        (0, 0, 0, 0, 0),
+        "neither waited nor read a position"
+    );
     writer.stop();
     funnel_testkit::wait_until_within("the writer seen down", Duration::from_secs(10), || {
         proxy.snapshots()[0]
@@ -848,6 +861,11 @@ fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
         Err(mysql::Error::MySqlError(e)) => assert_eq!(e.code, 9004, "{e}"),
         other => panic!("a universal read ran without the writer's position: {other:?}"),
     }
+    assert_eq!(
+        no_data(&mut uni),
+        (1, replica.port()),
+        "a validation query still runs"
+    );
 }
 
 /// A `KILL QUERY` of a universal read that joined another's position read
