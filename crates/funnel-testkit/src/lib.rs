@@ -40,6 +40,7 @@ mod template;
 mod workdir;
 
 pub mod certs;
+pub mod cli;
 pub mod funnel;
 pub mod libmariadb;
 pub mod mini_client;

@@ -16,13 +16,14 @@
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr, CString};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use funnel_config::Config;
 use funnel_engine::Proxy;
+use funnel_testkit::cli::Cli;
 use funnel_testkit::libmariadb::sym;
 use funnel_testkit::MariaDb;
 
@@ -241,61 +242,21 @@ impl Seen {
 /// Runs `sql` with the `mariadb` CLI (`quick` reads rows one by one,
 /// through `mysql_use_result`).
 fn cli(port: u16, user: &str, pw: &str, sql: &str, quick: bool) -> Seen {
-    let mut cmd = Command::new("mariadb");
-    cmd.args([
-        "-h127.0.0.1",
-        &format!("-P{port}"),
-        &format!("-u{user}"),
-        &format!("-p{pw}"),
-        "--batch",
-        "--skip-column-names",
-        "--skip-ssl",
-        "--skip-reconnect",
+    let mut cli = Cli::tcp("127.0.0.1", port, user, pw)
+        .arg("--skip-ssl")
+        .arg("--skip-reconnect")
         // Keep the marker comments: the CLI strips comments by default.
-        "--comments",
-    ]);
+        .arg("--comments")
+        // Room for the 16 MiB rows of one case.
+        .arg("--max-allowed-packet=64M");
     if quick {
-        cmd.arg("--quick");
+        cli = cli.arg("--quick");
     }
-    // Room for the 16 MiB rows of one case.
-    cmd.arg("--max-allowed-packet=64M");
-    let mut child = cmd
-        .args(["-e", sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the mariadb client is missing: apt-get install -y mariadb-client");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + HANG_LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
-    let Some(status) = status else {
+    let Some(out) = cli.run_within(sql, HANG_LIMIT) else {
         return Seen::Hung;
     };
-    if status.success() {
-        let out = String::from_utf8_lossy(&out);
+    if out.success {
+        let out = String::from_utf8_lossy(&out.stdout);
         return Seen::Ok(if out.len() <= 100 {
             out.trim().to_string()
         } else {
@@ -303,13 +264,7 @@ fn cli(port: u16, user: &str, pw: &str, sql: &str, quick: bool) -> Seen {
         });
     }
     // "ERROR 2013 (HY000) at line 1: Lost connection ..."
-    let code = err
-        .split("ERROR ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Seen::Error(code, err.trim().to_string())
+    Seen::Error(out.error_code().unwrap_or(0), out.stderr.trim().to_string())
 }
 
 /// The few libmariadb functions the prepared-statement client needs,

@@ -3,11 +3,12 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::time::Duration;
 
 use funnel_config::{Config, Cores};
 use funnel_engine::{Proxy, StartError};
+use funnel_testkit::cli::Cli;
 use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
@@ -81,13 +82,10 @@ fn client_unix_socket_serves_drivers_and_the_cli_on_every_core() {
     assert_eq!(one, 1);
 
     // The mariadb command-line client, as `mysql -S` users run it.
-    let out = Command::new("mariadb")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uapp", "-ppw", "--batch", "--skip-column-names", "app"])
-        .args(["-e", "SELECT v FROM t WHERE id = 2"])
-        .output()
-        .expect("the mariadb client is missing: apt-get install -y mariadb-client");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Cli::socket(&socket, "app", "pw")
+        .arg("app")
+        .run("SELECT v FROM t WHERE id = 2");
+    assert!(out.success, "{}", out.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kept");
 
     // Many local clients at once: both cores accept on the one socket, and

@@ -3,8 +3,8 @@
 //! through the one address of before; an address that cannot be bound
 //! stops the start with nothing left listening.
 
+use funnel_testkit::cli::Cli;
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 
 use funnel_config::Config;
 use funnel_engine::{Proxy, StartError};
@@ -20,27 +20,11 @@ fn login(addr: SocketAddr, user: &str) -> mysql::Result<Conn> {
 }
 
 fn mariadb_cli_tls(addr: SocketAddr, sql: &str) -> (bool, String) {
-    let out = Command::new("mariadb")
-        .args([
-            &format!("-h{}", addr.ip()),
-            &format!("-P{}", addr.port()),
-            "-usecure",
-            "-ppw",
-            "--batch",
-            "--skip-column-names",
-            "--ssl",
-            "--connect-timeout=10",
-            "-e",
-            sql,
-        ])
-        .output()
-        .expect("the mariadb client is missing: apt-get install -y mariadb-client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let out = Cli::tcp(&addr.ip().to_string(), addr.port(), "secure", "pw")
+        .arg("--ssl")
+        .arg("--connect-timeout=10")
+        .run(sql);
+    (out.success, out.text())
 }
 
 /// Two loopback addresses, 127.0.0.1 and 127.0.0.2, on one core: a client

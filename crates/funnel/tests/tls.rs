@@ -2,31 +2,17 @@
 //! encrypted session that carries results (large ones too), a user with
 //! `require_tls` is refused in plaintext (3159), others may use either.
 
-use std::process::Command;
-
 use funnel_config::Config;
+use funnel_testkit::cli::Cli;
 use funnel_testkit::MariaDb;
 
+/// The `mariadb` CLI's run of `sql` as `user` (password `pw`), with TLS
+/// or without: whether it succeeded, and its output and errors.
 fn mariadb_cli(port: u16, user: &str, ssl: bool, sql: &str) -> (bool, String) {
-    let out = Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            &format!("-u{user}"),
-            "-ppw",
-            "--batch",
-            "--skip-column-names",
-        ])
+    let out = Cli::tcp("127.0.0.1", port, user, "pw")
         .arg(if ssl { "--ssl" } else { "--skip-ssl" })
-        .args(["-e", sql])
-        .output()
-        .expect("the mariadb client is missing: apt-get install -y mariadb-client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+        .run(sql);
+    (out.success, out.text())
 }
 
 #[test]
@@ -97,26 +83,15 @@ fn tls_logins_with_the_mariadb_client() {
     assert!(ok && text.contains("Cipher in use"), "{text}");
 
     // The compressed protocol inside TLS: large values both ways.
-    let out = Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-usecure",
-            "-ppw",
-            "--batch",
-            "--skip-column-names",
-            "--ssl",
-            "--compress",
-            "-e",
-        ])
-        .arg(format!(
+    let out = Cli::tcp("127.0.0.1", port, "secure", "pw")
+        .arg("--ssl")
+        .arg("--compress")
+        .run(&format!(
             "status; SELECT LENGTH('{}'); SELECT REPEAT('ab', 100000)",
             "y".repeat(100_000)
-        ))
-        .output()
-        .unwrap();
+        ));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.success, "{}", out.stderr);
     assert!(
         text.contains("Cipher in use") && text.contains("Compressed"),
         "{text}"
