@@ -76,6 +76,10 @@ pub struct ClientControl {
     /// `KILL QUERY` reached the session while its command waited for a
     /// backend connection.
     wait_interrupted: Cell<bool>,
+    /// A reload changed the limits on a wait for the client's next
+    /// command: an idle session takes the new ones at once, not at a next
+    /// command that a lowered limit should have come before.
+    limits_changed: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
@@ -127,6 +131,7 @@ impl ClientControl {
             kills_done: RefCell::new(Vec::new()),
             late_kill: Cell::new(false),
             wait_interrupted: Cell::new(false),
+            limits_changed: Cell::new(false),
             waker: RefCell::new(None),
         })
     }
@@ -296,6 +301,27 @@ impl ClientControl {
         WaitStopped(self.clone())
     }
 
+    /// Tells the session a reload changed the limits on its wait for a
+    /// command (`client.idle_timeout` and the like).
+    pub fn note_limits_changed(&self) {
+        self.limits_changed.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Clears (and returns) a change of limits noted since the last call.
+    pub fn take_limits_changed(&self) -> bool {
+        self.limits_changed.replace(false)
+    }
+
+    /// Resolves when the session is killed, or a reload changed its
+    /// limits (taking that change, see [`ClientControl::take_limits_changed`]):
+    /// what an idle session's wait for a command must wake for.
+    pub fn idle_stirred(self: &Rc<Self>) -> IdleStirred {
+        IdleStirred(self.clone())
+    }
+
     /// Resolves when the session is killed.
     pub fn killed(self: &Rc<Self>) -> Killed {
         Killed(self.clone())
@@ -322,6 +348,33 @@ impl Future for Killed {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.0.killed.get() {
             return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// What woke an idle session's wait ([`ClientControl::idle_stirred`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stirred {
+    /// The session was killed.
+    Killed,
+    /// A reload changed its limits.
+    LimitsChanged,
+}
+
+/// Future returned by [`ClientControl::idle_stirred`].
+pub struct IdleStirred(Rc<ClientControl>);
+
+impl Future for IdleStirred {
+    type Output = Stirred;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Stirred> {
+        if self.0.killed.get() {
+            return Poll::Ready(Stirred::Killed);
+        }
+        if self.0.take_limits_changed() {
+            return Poll::Ready(Stirred::LimitsChanged);
         }
         *self.0.waker.borrow_mut() = Some(cx.waker().clone());
         Poll::Pending

@@ -307,7 +307,20 @@ impl Shard {
         if cfg.query_rules != old.query_rules {
             *self.rules.borrow_mut() = Rc::new(Rules::compile(&cfg.query_rules));
         }
+        let (was, now) = (&old.client, &cfg.client);
+        let wait_limits_changed = was.idle_timeout != now.idle_timeout
+            || was.idle_transaction_timeout != now.idle_transaction_timeout
+            || was.max_transaction_time != now.max_transaction_time
+            || was.net_read_timeout != now.net_read_timeout;
         *self.config.borrow_mut() = Rc::new(cfg);
+        if wait_limits_changed {
+            // Idle clients take them now: a lowered limit they are past
+            // ends them, where they would have waited for their next
+            // command.
+            for (_, client) in self.clients.all() {
+                client.note_limits_changed();
+            }
+        }
         // The servers behind a hostgroup may have changed.
         self.learned_sets.clear();
         tracing::info!(shard = %self.id, "configuration reloaded");

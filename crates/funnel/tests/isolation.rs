@@ -677,3 +677,61 @@ fn isolation_max_transaction_time_does_not_count_the_wait_for_a_connection() {
     let rows = c.query("SELECT v FROM t").unwrap();
     assert_eq!(rows.rows()[0][0].as_deref(), Some("1"));
 }
+
+/// A reload that lowers the client time limits reaches clients already
+/// waiting for their next command, counting the wait so far: one idle
+/// past a new `client.idle_timeout`, and one idle in a transaction past a
+/// new `client.max_transaction_time`, are told (4031 naming the key) and
+/// closed at once, and the transaction rolls back; a client idle for less
+/// stays. Before, a wait kept the limits of its start (none here), and a
+/// reload reached the client only at its next command.
+#[test]
+fn isolation_a_reload_of_the_time_limits_reaches_idle_clients() {
+    let db = MariaDb::shared();
+    db.create_user("iso_relimit_b", "bpw");
+    let schema = db.fresh_database("iso_relimit");
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY)"));
+    db.exec(&format!("GRANT ALL ON {schema}.* TO 'iso_relimit_b'@'%'"));
+    let yaml = |client: &str| leak_yaml(db, "iso_relimit_b", &format!("client:\n{client}"));
+    let none = "  idle_timeout: 0s\n  idle_transaction_timeout: 0s\n  max_transaction_time: 0s\n";
+    let mut proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml(none)).unwrap());
+    let addr = proxy.local_addr();
+    let mut idle = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    idle.query("SELECT 1").unwrap();
+    let mut tx = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    tx.query("BEGIN").unwrap();
+    tx.query("INSERT INTO t VALUES (1)").unwrap();
+    thread::sleep(Duration::from_millis(3500));
+    let mut fresh = MiniClient::connect(addr, "app", "apppw", Some(&schema)).unwrap();
+    fresh.query("SELECT 1").unwrap();
+
+    let lowered = "  idle_timeout: 3s\n  idle_transaction_timeout: 0s\n  max_transaction_time: 3s\n";
+    let reloaded = Instant::now();
+    assert!(proxy
+        .reload(Config::from_yaml_str(&yaml(lowered)).unwrap())
+        .unwrap()
+        .is_empty());
+    let err = closing_err_of(&mut idle);
+    assert_eq!(err.code, 4031, "{}", err.message_text());
+    assert!(
+        err.message_text().contains("client.idle_timeout"),
+        "{}",
+        err.message_text()
+    );
+    let err = closing_err_of(&mut tx);
+    assert_eq!(err.code, 4031, "{}", err.message_text());
+    assert!(
+        err.message_text().contains("client.max_transaction_time"),
+        "{}",
+        err.message_text()
+    );
+    let took = reloaded.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "ended at the reload, not later ({took:?})"
+    );
+    // Idle for less than the new limit: still served, and the ended
+    // transaction's row is gone.
+    let rows = fresh.query("SELECT COUNT(*) FROM t").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("0"));
+}

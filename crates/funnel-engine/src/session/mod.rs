@@ -55,7 +55,7 @@ use crate::digest::AnsweredBy;
 use crate::error::EngineError;
 use crate::ids::ClientId;
 use crate::iobuf::IoBuf;
-use crate::kill::{ClientControl, ClientState};
+use crate::kill::{ClientControl, ClientState, Stirred};
 use crate::pool::conn::{BackendConn, BackendError, Deadline, ServerThread};
 use crate::pool::key::PoolKey;
 use crate::prepared::client::ClientStatements;
@@ -114,6 +114,8 @@ enum Woke {
     Idle,
     /// KILL or a graceful stop.
     Killed,
+    /// A reload changed the limits on the wait.
+    LimitsChanged,
 }
 
 impl Woke {
@@ -123,6 +125,56 @@ impl Woke {
             Ok(_) => Woke::Data(true),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Woke::Garbled(e.to_string()),
             Err(_) => Woke::Data(false),
+        }
+    }
+}
+
+/// The limits on a wait for the client's next command, from the
+/// configuration in force (a reload that changes them recomputes them).
+struct WaitLimits {
+    /// When the idle client goes: its idle timeout from the wait's start,
+    /// or the end of what `client.max_transaction_time` leaves the open
+    /// transaction when that comes first (`over_time`).
+    idle_until: Option<Instant>,
+    over_time: bool,
+    /// How long the rest of a command that began to arrive may take.
+    mid_command: Option<Duration>,
+}
+
+impl WaitLimits {
+    /// The limits under `client` for a wait that began at `idle_since`,
+    /// of a session in a transaction or not, holding a connection
+    /// (`pinned`) or not, whose transaction (if any) counts from `began`.
+    fn of(
+        client: &funnel_config::ClientConfig,
+        idle_since: Instant,
+        in_transaction: bool,
+        pinned: bool,
+        began: Option<Instant>,
+    ) -> Self {
+        let idle = if in_transaction {
+            // A transaction left open holds its backend connection (and
+            // the server's locks) from every other client.
+            client.idle_transaction_timeout.non_zero()
+        } else if !pinned {
+            client.idle_timeout.non_zero()
+        } else {
+            None
+        };
+        let mut idle_until = idle.and_then(|i| idle_since.checked_add(i));
+        // The transaction's own deadline, when it comes first.
+        let mut over_time = false;
+        if let (Some(began), Some(limit)) = (began, client.max_transaction_time.non_zero()) {
+            let ends = began.checked_add(limit);
+            if ends.is_some() && idle_until.is_none_or(|i| ends.is_some_and(|e| e <= i)) {
+                idle_until = ends;
+                over_time = true;
+            }
+        }
+        WaitLimits {
+            idle_until,
+            over_time,
+            mid_command: client.net_read_timeout.non_zero(),
         }
     }
 }
@@ -1146,7 +1198,6 @@ impl Session {
     /// returns its first header and its total size on the wire.
     async fn read_command(&mut self) -> Result<(PacketHeader, usize), End> {
         let max = self.shard.config().client.max_packet_size.as_u64() as usize;
-        let config = self.shard.config();
         let in_transaction = self.pinned.as_ref().is_some_and(|c| c.may_be_in_transaction());
         let rolled_back = std::mem::take(&mut self.tx_rolled_back);
         if !in_transaction {
@@ -1158,17 +1209,6 @@ impl Session {
         }
         // For `SHOW CLIENTS` and the oldest-transaction gauge.
         self.control.set_transaction_began(self.tx_began);
-        let mut idle_limit = if in_transaction {
-            // A transaction left open holds its backend connection (and
-            // the server's locks) from every other client.
-            config.client.idle_transaction_timeout.non_zero()
-        } else if self.pinned.is_none() {
-            config.client.idle_timeout.non_zero()
-        } else {
-            None
-        };
-        // The transaction's own deadline, when it comes first.
-        let mut over_time = false;
         // After a deadlock the connection still looks in a transaction
         // (`tx_rolled_back`): the wait counts as one begun now, so a client
         // that stays idle still goes at the limit, while the transaction
@@ -1176,19 +1216,19 @@ impl Session {
         let began = self
             .tx_began
             .or_else(|| (rolled_back && in_transaction).then(Instant::now));
-        if let (Some(began), Some(limit)) = (began, config.client.max_transaction_time.non_zero()) {
-            let left = transaction_time::left(began, limit, Instant::now());
-            if idle_limit.is_none_or(|idle| left <= idle) {
-                idle_limit = Some(left);
-                over_time = true;
-            }
-        }
-        // Once a command has begun to arrive, the rest must follow within
-        // `client.net_read_timeout`, as MariaDB's own: a client stalled
-        // mid-packet would otherwise keep what it sent (up to
-        // `client.max_packet_size`) and any connection it holds.
-        let mid_command_limit = config.client.net_read_timeout.non_zero();
-        drop(config);
+        let idle_since = Instant::now();
+        // A reload from here on wakes the wait below, which takes its
+        // limits; one noted before is in the configuration read now.
+        self.control.take_limits_changed();
+        let pinned = self.pinned.is_some();
+        let mut limits = WaitLimits::of(
+            &self.shard.config().client,
+            idle_since,
+            in_transaction,
+            pinned,
+            began,
+        );
+        let mut first_wait = true;
         loop {
             match command_extent(self.buf.bytes(), max) {
                 Extent::Whole(h, total) => return Ok((h, total)),
@@ -1203,11 +1243,16 @@ impl Session {
             }
             // (Part of a compressed packet counts: the stream holds it.)
             let mid_command = !self.buf.bytes().is_empty() || self.stream.has_partial_input();
-            let limit = match (idle_limit, mid_command_limit.filter(|_| mid_command)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let killed = self.control.killed();
+            // Once a command has begun to arrive, the rest must follow
+            // within `client.net_read_timeout`, as MariaDB's own: a client
+            // stalled mid-packet would otherwise keep what it sent (up to
+            // `client.max_packet_size`) and any connection it holds.
+            let mid_limit = limits.mid_command.filter(|_| mid_command);
+            // (The first wait, usually the only one, needs no clock read.)
+            let now = if first_wait { idle_since } else { Instant::now() };
+            first_wait = false;
+            let limit = mid_limit.or_else(|| limits.idle_until.map(|u| u.saturating_duration_since(now)));
+            let stirred = self.control.idle_stirred();
             let fill = async {
                 match limit {
                     Some(l) => match rt::timeout(l, self.buf.fill(&mut self.stream)).await {
@@ -1218,13 +1263,26 @@ impl Session {
                 }
             };
             let woke = futures_lite::future::or(fill, async {
-                killed.await;
-                Woke::Killed
+                match stirred.await {
+                    Stirred::Killed => Woke::Killed,
+                    Stirred::LimitsChanged => Woke::LimitsChanged,
+                }
             })
             .await;
             match woke {
                 Woke::Data(true) => {}
-                Woke::Idle if mid_command && limit == mid_command_limit => {
+                Woke::LimitsChanged => {
+                    // A reload: the wait so far counts against the new
+                    // limits, so a lowered one ends it now if it is past.
+                    limits = WaitLimits::of(
+                        &self.shard.config().client,
+                        idle_since,
+                        in_transaction,
+                        pinned,
+                        began,
+                    );
+                }
+                Woke::Idle if mid_limit.is_some() => {
                     // MariaDB closes without a word here; a client that
                     // reads on gets the reason.
                     let err = ErrPacket::new(
@@ -1244,7 +1302,7 @@ impl Session {
                     } else {
                         "client.idle_timeout"
                     };
-                    let err = if over_time {
+                    let err = if limits.over_time {
                         transaction_time::closing_err(self.xa)
                     } else {
                         ErrPacket::new(
