@@ -1004,6 +1004,45 @@ fn query_rules_pin_keeps_the_client_on_its_connection() {
     assert_eq!(mine(&mut admin).2, None);
 }
 
+/// A rule that pins every statement of one user (`user`, `match_regex:
+/// '.'`, `pin: true`) gives each of its clients a backend connection of its
+/// own for the session: PgBouncer's session pooling, or ProxySQL's
+/// `fast_forward`, for an application whose session state Funnel cannot
+/// follow, while the other users stay multiplexed. Without the pin, the
+/// other client's transaction takes the connection `ops` ran on last (the
+/// pool hands out the one released last), and `ops` moves to another.
+#[test]
+fn query_rules_pin_of_every_statement_gives_a_user_session_pooling() {
+    let rules = "query_rules:\n  - user: ops\n    match_regex: '.'\n    pin: true\n";
+    let env = env_on(1, "qr_session", rules);
+    // The server's thread id of the connection the statement runs on
+    // (`CONNECTION_ID()` answers Funnel's client id).
+    let thread = |c: &mut Conn| -> u64 {
+        c.query_first("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT ID %thread%'")
+            .unwrap()
+            .unwrap()
+    };
+    let mut ops = env.client("ops");
+    let mut app = env.client("app");
+    let first = thread(&mut ops);
+    for _ in 0..3 {
+        app.query_drop("BEGIN").unwrap();
+        app.query_drop("SELECT COUNT(*) FROM t").unwrap();
+        assert_eq!(thread(&mut ops), first, "ops kept its connection");
+        app.query_drop("COMMIT").unwrap();
+    }
+    let rows: Vec<Row> = env.admin().query("SHOW CLIENTS").unwrap();
+    let pinned: Vec<(String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get("user").unwrap(), r.get("pinned").unwrap()))
+        .collect();
+    assert!(
+        pinned.contains(&("ops".into(), Some("query_rule".into()))),
+        "{pinned:?}"
+    );
+    assert!(pinned.contains(&("app".into(), None)), "{pinned:?}");
+}
+
 /// A rule's `ok` answers one statement: a multi-statement query it
 /// matches gets an ERR naming the rule, and none of its statements runs
 /// (one OK for all would tell the client the ones after the first
