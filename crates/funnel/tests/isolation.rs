@@ -735,3 +735,86 @@ fn isolation_a_reload_of_the_time_limits_reaches_idle_clients() {
     let rows = fresh.query("SELECT COUNT(*) FROM t").unwrap();
     assert_eq!(rows.rows()[0][0].as_deref(), Some("0"));
 }
+
+/// A client whose command has begun to arrive is not idle: with
+/// `client.net_read_timeout: 0s` (no limit on the rest) a command sent
+/// byte by byte for longer than `client.idle_timeout` still runs. At
+/// dbfd90b the idle timeout, counted from the wait's start, applied to it
+/// too, and closed it (4031) while it was sending.
+#[test]
+fn isolation_a_client_sending_a_command_slowly_is_not_idle() {
+    let db = MariaDb::shared();
+    db.create_user("iso_slowcmd_b", "bpw");
+    let yaml = leak_yaml(
+        db,
+        "iso_slowcmd_b",
+        "client:\n  idle_timeout: 1s\n  net_read_timeout: 0s\n",
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut c = MiniClient::connect(proxy.local_addr(), "app", "apppw", None).unwrap();
+    c.query("SELECT 1").unwrap();
+    let payload = b"\x03DO 42";
+    let mut packet = vec![payload.len() as u8, 0, 0, 0];
+    packet.extend_from_slice(payload);
+    let started = Instant::now();
+    for byte in packet {
+        // (A client closed meanwhile reads why below.)
+        if c.write_raw(&[byte]).is_err() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    let (_, reply) = c.read_packet().expect("the slow command's reply");
+    assert_eq!(
+        reply.first(),
+        Some(&0x00),
+        "OK, not {:?}",
+        ErrPacket::parse(&reply).map(|e| e.message_text())
+    );
+    assert!(started.elapsed() > Duration::from_millis(1500));
+    let rows = c.query("SELECT 2").unwrap();
+    assert_eq!(rows.rows()[0][0].as_deref(), Some("2"));
+}
+
+/// A client stalled halfway through a command inside a transaction is
+/// ended at the transaction's own `client.max_transaction_time` (4031
+/// naming it, the transaction rolled back), not after the longer
+/// `client.net_read_timeout`, as before dbfd90b: at dbfd90b it waited
+/// out `net_read_timeout` (ERR 1159) holding the transaction's locks.
+#[test]
+fn isolation_a_command_stalled_inside_a_transaction_ends_at_max_transaction_time() {
+    let db = MariaDb::shared();
+    db.create_user("iso_midcmd_b", "bpw");
+    let schema = db.fresh_database("iso_midcmd");
+    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY)"));
+    db.exec(&format!("GRANT ALL ON {schema}.* TO 'iso_midcmd_b'@'%'"));
+    let yaml = leak_yaml(
+        db,
+        "iso_midcmd_b",
+        "client:\n  max_transaction_time: 1s\n  net_read_timeout: 20s\n",
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut tx = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    tx.query("BEGIN").unwrap();
+    tx.query("INSERT INTO t VALUES (1)").unwrap();
+    let sent = Instant::now();
+    let mut half = vec![100u8, 0, 0, 0, 0x03];
+    half.extend_from_slice(b"SELECT ");
+    tx.write_raw(&half).unwrap();
+    let err = closing_err_of(&mut tx);
+    assert_eq!(err.code, 4031, "{}", err.message_text());
+    assert!(
+        err.message_text().contains("client.max_transaction_time"),
+        "{}",
+        err.message_text()
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "ended at the transaction's limit ({:?})",
+        sent.elapsed()
+    );
+    // Its row lock is gone with it: the same row goes in at once.
+    let mut other = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    other.query("SET innodb_lock_wait_timeout = 5").unwrap();
+    other.query("INSERT INTO t VALUES (1)").unwrap();
+}

@@ -137,6 +137,9 @@ struct WaitLimits {
     /// transaction when that comes first (`over_time`).
     idle_until: Option<Instant>,
     over_time: bool,
+    /// The end of what `client.max_transaction_time` leaves the open
+    /// transaction, which a client sending a command is held to too.
+    transaction_ends: Option<Instant>,
     /// How long the rest of a command that began to arrive may take.
     mid_command: Option<Duration>,
 }
@@ -164,17 +167,39 @@ impl WaitLimits {
         let mut idle_until = idle.and_then(|i| idle_since.checked_add(i));
         // The transaction's own deadline, when it comes first.
         let mut over_time = false;
-        if let (Some(began), Some(limit)) = (began, client.max_transaction_time.non_zero()) {
-            let ends = began.checked_add(limit);
-            if ends.is_some() && idle_until.is_none_or(|i| ends.is_some_and(|e| e <= i)) {
-                idle_until = ends;
+        let transaction_ends = began
+            .zip(client.max_transaction_time.non_zero())
+            .and_then(|(began, limit)| began.checked_add(limit));
+        if let Some(ends) = transaction_ends {
+            if idle_until.is_none_or(|i| ends <= i) {
+                idle_until = Some(ends);
                 over_time = true;
             }
         }
         WaitLimits {
             idle_until,
             over_time,
+            transaction_ends,
             mid_command: client.net_read_timeout.non_zero(),
+        }
+    }
+
+    /// How long the wait may last from `now`, and whether it then ends at
+    /// the transaction's own deadline. An idle client: its idle limit, or
+    /// that deadline. One whose command began to arrive is not idle: the
+    /// rest must follow within `client.net_read_timeout` (none when 0),
+    /// and `client.max_transaction_time` ends its transaction, busy or
+    /// idle, all the same; never the idle limits, counted from the wait's
+    /// start, which would close a client still sending.
+    fn limit(&self, mid_command: bool, now: Instant) -> (Option<Duration>, bool) {
+        let left = |until: Instant| until.saturating_duration_since(now);
+        if !mid_command {
+            return (self.idle_until.map(left), self.over_time);
+        }
+        match (self.mid_command, self.transaction_ends.map(left)) {
+            (Some(read), Some(tx)) if read < tx => (Some(read), false),
+            (_, Some(tx)) => (Some(tx), true),
+            (read, None) => (read, false),
         }
     }
 }
@@ -1247,11 +1272,10 @@ impl Session {
             // within `client.net_read_timeout`, as MariaDB's own: a client
             // stalled mid-packet would otherwise keep what it sent (up to
             // `client.max_packet_size`) and any connection it holds.
-            let mid_limit = limits.mid_command.filter(|_| mid_command);
             // (The first wait, usually the only one, needs no clock read.)
             let now = if first_wait { idle_since } else { Instant::now() };
             first_wait = false;
-            let limit = mid_limit.or_else(|| limits.idle_until.map(|u| u.saturating_duration_since(now)));
+            let (limit, over_time) = limits.limit(mid_command, now);
             let stirred = self.control.idle_stirred();
             let fill = async {
                 match limit {
@@ -1282,7 +1306,7 @@ impl Session {
                         began,
                     );
                 }
-                Woke::Idle if mid_limit.is_some() => {
+                Woke::Idle if mid_command && !over_time => {
                     // MariaDB closes without a word here; a client that
                     // reads on gets the reason.
                     let err = ErrPacket::new(
@@ -1302,7 +1326,7 @@ impl Session {
                     } else {
                         "client.idle_timeout"
                     };
-                    let err = if limits.over_time {
+                    let err = if over_time {
                         transaction_time::closing_err(self.xa)
                     } else {
                         ErrPacket::new(
