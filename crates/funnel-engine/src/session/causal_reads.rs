@@ -33,6 +33,18 @@ pub(super) struct Universal {
     arrived: Instant,
 }
 
+/// True when the read `f` may read a table's data, so that a read of a
+/// causal-reads user waits for the writes it must see: it opens a table,
+/// or may run stored code (`SELECT f()`, a function that reads one). Not
+/// [`Session::reads_data`], whose exception for a read that names the
+/// diagnostics area's counts (`SELECT @@warning_count, f()`, or any text
+/// holding `error_count`, such as `SELECT user_error_count(7)`) is for a
+/// replica connection kept for the client's warnings: a connection from
+/// the pool holds none, and such a read must wait as any other.
+pub(super) fn may_read_data(f: &Forward) -> bool {
+    f.read_only && (!f.opens_no_table || f.may_run_stored_code)
+}
+
 impl Session {
     /// After a statement that completed on `conn`: notes a possible write
     /// on a writer of the user's default hostgroup, and reads the GTIDs of
@@ -161,9 +173,10 @@ impl Session {
     /// [`Session::universal_position`]) instead of the session's writes
     /// alone, or on a Galera node for all the cluster ordered (see
     /// [`Session::galera_universal_read`]).
-    /// A read that reads no table's data (`reads_data` false: `SELECT 1`,
-    /// a pool's validation query, `SELECT @@version`) has nothing a lagging
-    /// server could serve stale, and runs where it landed without a wait.
+    /// A read that reads no table's data (`reads_data` false, see
+    /// [`may_read_data`]: `SELECT 1`, a pool's validation query, `SELECT
+    /// @@version`) has nothing a lagging server could serve stale, and runs
+    /// where it landed without a wait.
     pub(super) async fn causal_read_conn(
         &mut self,
         conn: BackendConn,
@@ -180,9 +193,10 @@ impl Session {
             return Ok(conn);
         };
         let all_writes = self.user.causal_universal;
-        if !f.read_only
-            || (!self.causal.unread() && (!reads_data || (!all_writes && self.causal.wants_nothing())))
-        {
+        if !f.read_only || (!self.causal.unread() && !all_writes && self.causal.wants_nothing()) {
+            return Ok(conn);
+        }
+        if !self.causal.unread() && !reads_data {
             return Ok(conn);
         }
         let at_split = self.at_split(&pool);
@@ -336,14 +350,14 @@ impl Session {
     /// it waits for a writer's. `None` when the read needs none: not a
     /// read, none of its servers is a replica, the session's writes
     /// are unread (the read goes to the writer then, as for `true`), or it
-    /// reads no table's data ([`Session::reads_data`]: a pool's `SELECT 1`
+    /// reads no table's data ([`may_read_data`]: a pool's `SELECT 1`
     /// neither waits nor fails while no writer can give a position).
     pub(super) async fn universal_position(
         &mut self,
         total: usize,
         f: &Forward,
     ) -> Result<Option<Box<Universal>>, EngineError> {
-        if !f.read_only || self.causal.unread() || !self.reads_data(total, f) {
+        if !f.read_only || self.causal.unread() || !may_read_data(f) {
             return Ok(None);
         }
         let route = self.route(total, f);

@@ -2097,7 +2097,7 @@ impl Session {
                 Ok(c) => {
                     let c = if self.user.causal_reads.is_some() {
                         // Boxed: only for users with causal reads.
-                        let reads_data = self.reads_data(total, f);
+                        let reads_data = causal_reads::may_read_data(f);
                         match Box::pin(self.causal_read_conn(c, f, reads_data, universal)).await {
                             Ok(c) => c,
                             Err(e) => {

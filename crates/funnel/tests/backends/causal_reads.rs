@@ -1045,3 +1045,49 @@ fn causal_reads_universal_a_stored_function_read_after_a_warning_waits() {
         replica.port()
     );
 }
+
+/// A read that calls a stored function that reads a table may read data,
+/// whatever else its text names: with the function's name holding
+/// `error_count` (`SELECT farm.user_error_count(8)`), or beside
+/// `@@warning_count`, it waits on the replica for the session's write
+/// (`true`) and for the writer's position (`universal`). At 7e4d28e such
+/// a read counted as one of no table's data, by the rule for a replica
+/// connection kept for the client's warnings (`Session::reads_data`): it
+/// ran on the replica at once, on a connection from the pool too, and
+/// missed the write.
+#[test]
+fn causal_reads_a_function_read_that_names_the_warning_counts_waits() {
+    let (writer, replica) = delayed_pair(2);
+    writer.exec(
+        "CREATE FUNCTION farm.user_error_count(i INT) RETURNS INT READS SQL DATA \
+         RETURN (SELECT v FROM farm.t WHERE id = i)",
+    );
+    funnel_testkit::wait_until_within("the function replicated", Duration::from_secs(10), || {
+        replica.query_first::<u64>(
+            "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'farm' \
+             AND ROUTINE_NAME = 'user_error_count'",
+        ) == Some(1)
+    });
+    let users = [("app", "true", "10s"), ("uni", "universal", "10s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "");
+    let mut app = connect(&proxy, "app");
+    app.query_drop("INSERT INTO t VALUES (8, 80)").unwrap();
+    let got: (Option<i64>, u16) = app
+        .query_first("SELECT farm.user_error_count(8), @@port")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (Some(80), replica.port()), "true: its own write");
+
+    let mut w = connect(&proxy, "uni");
+    let mut r = connect(&proxy, "uni");
+    w.query_drop("INSERT INTO t VALUES (9, 90)").unwrap();
+    let got: (Option<i64>, u64, u16) = r
+        .query_first("SELECT farm.user_error_count(9), @@warning_count, @@port")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.0, got.2),
+        (Some(90), replica.port()),
+        "universal: another connection's write"
+    );
+}
