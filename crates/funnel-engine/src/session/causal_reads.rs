@@ -186,6 +186,7 @@ impl Session {
     ) -> Result<BackendConn, EngineError> {
         // A connection from the pool: the one the session wrote on went back.
         self.causal.let_go();
+        self.causal_unwaited = false;
         let Some(timeout) = self.user.causal_reads else {
             return Ok(conn);
         };
@@ -197,6 +198,9 @@ impl Session {
             return Ok(conn);
         }
         if !self.causal.unread() && !reads_data {
+            // Kept for this read's warnings, the connection must not
+            // serve a read of data next without a wait (see `lease`).
+            self.causal_unwaited = true;
             return Ok(conn);
         }
         let at_split = self.at_split(&pool);

@@ -390,6 +390,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 calc_found_rows: false,
                 tracks_state_itself: false,
                 causal: Default::default(),
+                causal_unwaited: false,
                 insert_id_on_server: false,
                 insert_id_given_to_calls: false,
                 own_row_count_next: false,
@@ -517,6 +518,11 @@ struct Session {
     /// What a replica must have applied to serve this session a read,
     /// for a user with `causal_reads` (see [`crate::causal`]).
     causal: crate::causal::CausalState,
+    /// The connection the session took last from the pool served a read
+    /// of a `causal_reads` user without the wait for its writes (a read of
+    /// no table's data, see `causal_reads::may_read_data`): kept for that
+    /// read's warnings, it must not serve a read of data without one.
+    causal_unwaited: bool,
     /// Pinned for `PreviousStatementInfo`: the connection's
     /// `LAST_INSERT_ID()` is the client's. Not when the pin began on a
     /// connection that never saw the client's inserts (it has its own, or
@@ -2041,9 +2047,12 @@ impl Session {
             // (`SET`, `SELECT` without a table) still keep the connection.
             // Nor, for `causal_reads: universal`, a read of data
             // (`Session::reads_data`): there it would not wait for the
-            // writes committed since.
+            // writes committed since. Nor, for `true`, where the read
+            // that left it there waited for nothing (it read no table's
+            // data): the session's writes may not be there yet.
             let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
-            let reads_data = self.user.causal_universal && self.reads_data(total, f);
+            let reads_data =
+                (self.user.causal_universal || self.causal_unwaited) && self.reads_data(total, f);
             let fits = self.pinned.as_ref().is_some_and(|c| {
                 (self.routes_to(c, total, f)
                     || self.describes_there(c, total, f)

@@ -1091,3 +1091,21 @@ fn causal_reads_a_function_read_that_names_the_warning_counts_waits() {
         "universal: another connection's write"
     );
 }
+
+/// A read of no table's data runs on the replica without a wait
+/// (7e4d28e); when it warns (`SELECT 1/0`), the replica connection lingers
+/// for the warning, and a read of data right after does not take it
+/// without the wait for the session's write. At 7e4d28e it did (a read of
+/// `true` before then always waited there first), and missed the write.
+#[test]
+fn causal_reads_a_read_of_data_after_an_unwaited_warning_waits() {
+    let (writer, replica) = delayed_pair(2);
+    let proxy = proxy(&writer, &replica, "10s");
+    let mut c = connect(&proxy, "app");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    let before = counts(&proxy);
+    let (v, port): (Option<i64>, u16) = c.query_first("SELECT 1/0, @@port").unwrap().unwrap();
+    assert_eq!((v, port), (None, replica.port()), "ran on the replica");
+    assert_eq!(counts(&proxy), before, "without a wait");
+    assert_eq!(read(&mut c, 1), (Some(10), replica.port()));
+}
