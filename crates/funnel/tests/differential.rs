@@ -1635,7 +1635,8 @@ fn diff(
         let first = match excused.as_deref_mut() {
             Some(excused) => {
                 let mut notes = Vec::new();
-                let first = replica_warnings::first_difference(script, d, f, &mut notes);
+                let universal = std::env::var("FUNNEL_DIFF_CAUSAL").is_ok_and(|v| v == "universal");
+                let first = replica_warnings::first_difference(script, d, f, universal, &mut notes);
                 excused.extend(notes.into_iter().map(|n| format!("{tag} client {client} {n}")));
                 first
             }
