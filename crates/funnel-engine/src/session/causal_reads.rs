@@ -264,6 +264,19 @@ impl Session {
         self.replica_read(conn, &pool, &want, left, f).await
     }
 
+    /// True when `conn`, kept only for a read's warnings, is where a causal
+    /// read of data must wait first: a replica, or a Galera node (its
+    /// cluster may have ordered writes through another node). A plain
+    /// writer has every write and keeps serving the session: before, a
+    /// `SELECT FOUND_ROWS()` after a write's warnings there let it go, and
+    /// the client's `SHOW WARNINGS` came back empty (soak seed 6731).
+    pub(super) fn kept_where_reads_wait(&self, conn: &BackendConn) -> bool {
+        self.shard
+            .backends
+            .by_id(conn.pool_id)
+            .is_none_or(|p| p.galera_cluster().is_some() || self.on_replica(&p))
+    }
+
     /// True when `pool` is in the hostgroup the user's reads split to (its
     /// `read_hostgroup` or `default_hostgroup`), where reads are held.
     fn at_split(&self, pool: &Pool) -> bool {

@@ -2046,13 +2046,18 @@ impl Session {
             // ever (they got ERR 9001). Statements that keep the area
             // (`SET`, `SELECT` without a table) still keep the connection.
             // Nor, for `causal_reads: universal`, a read of data
-            // (`Session::reads_data`): there it would not wait for the
-            // writes committed since. Nor, for `true`, where the read
-            // that left it there waited for nothing (it read no table's
-            // data): the session's writes may not be there yet.
+            // (`Session::reads_data`) where reads wait (a replica, a
+            // Galera node: `kept_where_reads_wait`): there it would not
+            // wait for the writes committed since. Nor, for `true`, where
+            // the read that left it there waited for nothing (it read no
+            // table's data): the session's writes may not be there yet.
             let clears_diagnostics = f.name == "COM_QUERY" && !(f.opens_no_table || f.may_keep_diagnostics);
-            let reads_data =
-                (self.user.causal_universal || self.causal_unwaited) && self.reads_data(total, f);
+            let reads_data = (self.user.causal_universal || self.causal_unwaited)
+                && self.reads_data(total, f)
+                && self
+                    .pinned
+                    .as_ref()
+                    .is_some_and(|c| self.kept_where_reads_wait(c));
             let fits = self.pinned.as_ref().is_some_and(|c| {
                 (self.routes_to(c, total, f)
                     || self.describes_there(c, total, f)

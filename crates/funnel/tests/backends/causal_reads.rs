@@ -1046,6 +1046,35 @@ fn causal_reads_universal_a_stored_function_read_after_a_warning_waits() {
     );
 }
 
+/// A write's warnings keep its connection on the writer for the client's
+/// `SHOW WARNINGS`; a universal read that may read data (a function call,
+/// `SELECT ROW_COUNT()`) after it runs there too: the writer has every
+/// write, so it needs no wait, and the warnings stay the client's. Before,
+/// it let the writer's connection go as it does a replica's, and `SHOW
+/// WARNINGS` came back empty (soak seed 6731, after a `CALL`).
+#[test]
+fn causal_reads_universal_a_function_read_after_a_writes_warning_keeps_it() {
+    let (writer, replica) = delayed_pair(0);
+    let users = [("uni", "universal", "10s")];
+    let proxy = universal_proxy(&writer, &replica, &users, "");
+    let mut c = connect(&proxy, "uni");
+    c.query_drop("INSERT INTO t VALUES (1, 10)").unwrap();
+    // A duplicate key, ignored with a warning.
+    c.query_drop("INSERT IGNORE INTO t VALUES (1, 11)").unwrap();
+    assert_eq!(c.warnings(), 1);
+    let before = all_counts(&proxy);
+    let rows: Option<i64> = c.query_first("SELECT ROW_COUNT()").unwrap();
+    assert_eq!(rows, Some(0));
+    let warnings: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").unwrap();
+    assert_eq!(warnings.len(), 1, "the INSERT's warning: {warnings:?}");
+    assert_eq!(warnings[0].1, 1062, "{warnings:?}");
+    assert_eq!(
+        counted_since(&proxy, before),
+        (0, 0, 0, 0, 0),
+        "ran on the writer's kept connection, without a position read"
+    );
+}
+
 /// A read that calls a stored function that reads a table may read data,
 /// whatever else its text names: with the function's name holding
 /// `error_count` (`SELECT farm.user_error_count(8)`), or beside
