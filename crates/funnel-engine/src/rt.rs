@@ -148,18 +148,29 @@ async fn write_raw(sock: &mut Sock, tls: &mut Option<Box<Tls>>, buf: &[u8]) -> i
 /// configured, its handle on the client Unix socket that every core
 /// accepts on.
 pub struct Listener {
-    tcp: Vec<Rc<glommio::net::TcpListener>>,
-    unix: Option<Rc<glommio::net::UnixListener>>,
-    /// The accept under way on each socket (the TCP ones in order, then
-    /// the Unix one). One that loses a race is kept for the next call
-    /// instead of being cancelled and armed again.
-    pending: RefCell<Vec<Option<Accepting>>>,
+    /// With one socket: the accept under way on it (glommio's: a
+    /// synchronous try, then an io_uring accept). Kept for the next call
+    /// when the caller stops waiting, instead of being cancelled and armed
+    /// again (a finished accept not yet collected would lose its client).
+    pending: RefCell<Option<Accepting>>,
+    /// With several sockets: the readiness wait armed on each (the TCP
+    /// ones in order, then the Unix one), while none had a client waiting.
+    /// No io_uring accept is armed on them (see [`Listener::accept`]).
+    readable: RefCell<Vec<Option<Readable>>>,
     /// Which socket to look at first, turning round so none starves.
     first: Cell<usize>,
+    /// The sockets' descriptors (owned by `tcp` and `unix`), in the same order.
+    fds: Vec<RawFd>,
+    // Declared after the waits, so dropped (and closed) after them.
+    tcp: Vec<Rc<glommio::net::TcpListener>>,
+    unix: Option<Rc<glommio::net::UnixListener>>,
 }
 
 /// An accept in flight.
 type Accepting = Pin<Box<dyn Future<Output = io::Result<Stream>>>>;
+
+/// A wait for a listening socket to have a client in its queue.
+type Readable = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
 /// The reading end of a socket pair that other threads write a byte to
 /// when they want the current core to wake up.
@@ -338,6 +349,8 @@ impl Listener {
         tcp: Vec<std::net::TcpListener>,
         unix: Option<std::os::unix::net::UnixListener>,
     ) -> io::Result<Self> {
+        let mut fds: Vec<RawFd> = tcp.iter().map(|l| l.as_raw_fd()).collect();
+        fds.extend(unix.as_ref().map(|u| u.as_raw_fd()));
         let tcp = tcp
             .into_iter()
             .map(|l| {
@@ -361,37 +374,110 @@ impl Listener {
             None => None,
         };
         let sockets = tcp.len() + usize::from(unix.is_some());
+        let several = if sockets > 1 { sockets } else { 0 };
         Ok(Listener {
             tcp,
             unix,
-            pending: RefCell::new((0..sockets).map(|_| None).collect()),
+            pending: RefCell::new(None),
+            readable: RefCell::new((0..several).map(|_| None).collect()),
             first: Cell::new(0),
+            fds,
         })
     }
 
     /// Accepts the next client connection, from any of the sockets.
+    ///
+    /// One socket (the common case) uses glommio's accept. With several,
+    /// each call tries a non-blocking `accept4` on every socket in turn,
+    /// starting from the next one each time, and only when none has a
+    /// client waiting arms a readiness wait (an io_uring poll) on each. An
+    /// io_uring accept armed on a quiet socket would take its client as
+    /// soon as it came, but leave it for the core to collect with its next
+    /// batch of completions, while another socket's clients, accepted at
+    /// once one after another, kept the core busy: that socket's clients
+    /// waited several times longer than the flooded one's. Accepting
+    /// synchronously also makes an accept's error (EMFILE) the current
+    /// one, not one met earlier by an accept armed before.
     pub async fn accept(&self) -> io::Result<Stream> {
+        if self.readable.borrow().is_empty() {
+            return self.accept_one().await;
+        }
         std::future::poll_fn(|cx| {
-            let mut pending = self.pending.borrow_mut();
-            let sockets = pending.len();
-            let first = self.first.get();
-            self.first.set(if first + 1 >= sockets { 0 } else { first + 1 });
-            for k in 0..sockets {
-                let i = (first + k) % sockets;
-                let slot = &mut pending[i];
-                if slot.is_none() {
-                    *slot = Some(self.start_accept(i));
-                }
-                if let Some(fut) = slot.as_mut() {
-                    if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                        *slot = None;
+            let sockets = self.readable.borrow().len();
+            loop {
+                let first = self.first.get();
+                self.first.set(if first + 1 >= sockets { 0 } else { first + 1 });
+                for k in 0..sockets {
+                    if let Some(r) = self.try_accept((first + k) % sockets) {
                         return Poll::Ready(r);
                     }
                 }
+                // No client waiting anywhere: wait for one. A wait that
+                // ended (with a client since taken, or one just come) is
+                // dropped, and the sockets are tried again.
+                let mut readable = self.readable.borrow_mut();
+                let mut ended = false;
+                for (i, slot) in readable.iter_mut().enumerate() {
+                    let wait = slot.get_or_insert_with(|| Box::pin(glommio::net::wait_readable(self.fds[i])));
+                    if wait.as_mut().poll(cx).is_ready() {
+                        *slot = None;
+                        ended = true;
+                    }
+                }
+                if !ended {
+                    return Poll::Pending;
+                }
             }
-            Poll::Pending
         })
         .await
+    }
+
+    /// The single socket's accept (glommio's).
+    async fn accept_one(&self) -> io::Result<Stream> {
+        std::future::poll_fn(|cx| {
+            let mut pending = self.pending.borrow_mut();
+            let fut = pending.get_or_insert_with(|| self.start_accept(0));
+            let r = fut.as_mut().poll(cx);
+            if r.is_ready() {
+                *pending = None;
+            }
+            r
+        })
+        .await
+    }
+
+    /// A synchronous accept on socket `i` (the listening sockets are
+    /// non-blocking): `None` when no client waits there.
+    fn try_accept(&self, i: usize) -> Option<io::Result<Stream>> {
+        let fd = self.fds[i];
+        loop {
+            // SAFETY: `fd` is a live listening socket this listener owns; no
+            // address is asked for. The new descriptor is close-on-exec and
+            // blocking, as glommio's io_uring accept makes it.
+            let new =
+                unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+            if new >= 0 {
+                // SAFETY: `new` is a connected socket just accepted, owned by
+                // nothing else; the stream closes it exactly once.
+                let sock = if i < self.tcp.len() {
+                    Sock::Tcp(unsafe { glommio::net::TcpStream::from_raw_fd(new) })
+                } else {
+                    Sock::Unix(unsafe { glommio::net::UnixStream::from_raw_fd(new) })
+                };
+                return Some(Ok(Stream {
+                    sock,
+                    tls: None,
+                    compress: None,
+                    tls_handshaking: false,
+                }));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return None,
+                io::ErrorKind::Interrupted => {}
+                _ => return Some(Err(e)),
+            }
+        }
     }
 
     /// An accept on socket `i`: the TCP sockets in order, then the Unix one.

@@ -106,6 +106,16 @@ fn yolo_sendmsg(
     }
 }
 
+/// Funnel: waits until `fd` is readable: for a listening socket, until a
+/// connection waits to be accepted. One io_uring poll (`POLLIN`), which
+/// takes nothing from the socket, so dropping the future before it ends
+/// (the poll is cancelled) or after (a stale readiness) loses nothing.
+/// The descriptor must stay open while the future lives.
+pub async fn wait_readable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}
+
 mod datagram;
 mod stream;
 mod tcp_socket;
