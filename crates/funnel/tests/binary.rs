@@ -730,3 +730,85 @@ fn binary_check_loads_the_client_certificate_and_key() {
     );
     assert!(run(&["check", "--skip-files", "--config", example]));
 }
+
+/// Out of descriptors with two `listen` addresses (the soft limit lowered
+/// under a running Funnel to a few dozen above what it holds): every
+/// client, through either address, gets its greeting or ERR 1040 at once,
+/// and some get the ERR saying Funnel is out of file descriptors (so
+/// accepts did run short). With an io_uring accept armed on each socket,
+/// the accept made with the spare descriptor freed could return the other
+/// socket's accept, which had ended earlier with the shortage it met then:
+/// the core backed off with the client left unanswered.
+#[test]
+fn binary_two_listen_addresses_out_of_descriptors_leave_no_client_unanswered() {
+    use std::io::Read;
+    let (dir, path, port) = one_core_config("emfile2", "log:\n  level: warn\n");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let two = format!("listen: [127.0.0.1:{port}, 127.0.0.2:{port}]");
+    std::fs::write(&path, yaml.replace(&format!("listen: 127.0.0.1:{port}"), &two)).unwrap();
+    let log_path = dir.path().join("funnel.log");
+    let child = KillOnDrop(spawn_logging_to(&path, &log_path));
+    wait_for("funnel to serve", || login(port, "app").is_ok());
+    let pid = child.0.id() as i32;
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit with a null new limit only reads into `old`.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) },
+        0
+    );
+    let low = libc::rlimit {
+        rlim_cur: open + 40,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: prlimit reads `low`; the old limit is not asked for.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &low, std::ptr::null_mut()) },
+        0
+    );
+    let mut kept = Vec::new();
+    let (mut greeted, mut short, mut silent) = (0, [0; 2], Vec::new());
+    for i in 0..400 {
+        let host = ["127.0.0.1", "127.0.0.2"][i % 2];
+        let mut s = std::net::TcpStream::connect((host, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut packet = Vec::new();
+        let mut head = [0u8; 4];
+        let answered = s.read_exact(&mut head).is_ok() && {
+            let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
+            packet.resize(len, 0);
+            s.read_exact(&mut packet).is_ok()
+        };
+        match packet.first() {
+            Some(0x0a) if answered => {
+                greeted += 1;
+                kept.push(s);
+            }
+            Some(0xff) if answered => {
+                let text = String::from_utf8_lossy(&packet);
+                assert!(text.contains("out of file descriptors"), "{text}");
+                short[i % 2] += 1;
+            }
+            _ => silent.push(host),
+        }
+        if silent.len() > 3 {
+            break;
+        }
+    }
+    drop(kept);
+    drop(child);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let failed = log.lines().filter(|l| l.contains("accept failed")).count();
+    let report = format!(
+        "limit {} ({open} open): {greeted} greeted, {short:?} refused for want of descriptors \
+         through each address, unanswered through {silent:?}, {failed} accept failures logged",
+        low.rlim_cur
+    );
+    eprintln!("{report}");
+    assert!(silent.is_empty(), "{report}");
+    // Accepts did run short, through both addresses.
+    assert!(short[0] > 0 && short[1] > 0, "{report}");
+}
