@@ -754,7 +754,8 @@ pub async fn run(shard: Rc<Shard>, listener: Listener, control: ControlInbox) {
                             if spare.is_some() {
                                 // Not short after all: the failed accept
                                 // was prepared under a lower limit (io_uring
-                                // reads it then), raised since.
+                                // reads it then; a listener with one socket
+                                // uses io_uring's accept), raised since.
                                 admit(&shard, stream);
                             } else {
                                 refuse_out_of_descriptors(&shard, stream).await;
