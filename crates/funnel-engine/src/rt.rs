@@ -390,14 +390,16 @@ impl Listener {
     /// One socket (the common case) uses glommio's accept. With several,
     /// each call tries a non-blocking `accept4` on every socket in turn,
     /// starting from the next one each time, and only when none has a
-    /// client waiting arms a readiness wait (an io_uring poll) on each. An
-    /// io_uring accept armed on a quiet socket would take its client as
-    /// soon as it came, but leave it for the core to collect with its next
-    /// batch of completions, while another socket's clients, accepted at
-    /// once one after another, kept the core busy: that socket's clients
-    /// waited several times longer than the flooded one's. Accepting
-    /// synchronously also makes an accept's error (EMFILE) the current
-    /// one, not one met earlier by an accept armed before.
+    /// client waiting arms a readiness wait on each (an io_uring poll,
+    /// exclusive: on the Unix socket that every core waits on, each client
+    /// wakes one core, in turn). An io_uring accept armed on a quiet socket
+    /// would take its client as soon as it came, but leave it for the core
+    /// to collect with its next batch of completions, while another
+    /// socket's clients, accepted at once one after another, kept the core
+    /// busy: that socket's clients waited several times longer than the
+    /// flooded one's. Accepting synchronously also makes an accept's error
+    /// (EMFILE) the current one, not one met earlier by an accept armed
+    /// before.
     pub async fn accept(&self) -> io::Result<Stream> {
         if self.readable.borrow().is_empty() {
             return self.accept_one().await;
@@ -418,7 +420,8 @@ impl Listener {
                 let mut readable = self.readable.borrow_mut();
                 let mut ended = false;
                 for (i, slot) in readable.iter_mut().enumerate() {
-                    let wait = slot.get_or_insert_with(|| Box::pin(glommio::net::wait_readable(self.fds[i])));
+                    let wait =
+                        slot.get_or_insert_with(|| Box::pin(glommio::net::wait_acceptable(self.fds[i])));
                     if wait.as_mut().poll(cx).is_ready() {
                         *slot = None;
                         ended = true;

@@ -433,6 +433,16 @@ impl Reactor {
         source
     }
 
+    /// Funnel: waits for a listening socket to have a connection waiting;
+    /// of several executors waiting on one socket, each connection wakes
+    /// one (`EPOLLEXCLUSIVE`).
+    pub(crate) fn poll_accept_ready(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollAdd, None);
+        self.sys
+            .poll_ready_exclusive(&source, common_flags() | read_flags());
+        source
+    }
+
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys

@@ -106,13 +106,15 @@ fn yolo_sendmsg(
     }
 }
 
-/// Funnel: waits until `fd` is readable: for a listening socket, until a
-/// connection waits to be accepted. One io_uring poll (`POLLIN`), which
+/// Funnel: waits until the listening socket `fd` has a connection
+/// waiting to be accepted. One io_uring poll (`POLLIN` with
+/// `EPOLLEXCLUSIVE`: of several executors waiting on one socket, each
+/// connection wakes one, in turn, as io_uring's own accept does). A poll
 /// takes nothing from the socket, so dropping the future before it ends
 /// (the poll is cancelled) or after (a stale readiness) loses nothing.
 /// The descriptor must stay open while the future lives.
-pub async fn wait_readable(fd: RawFd) -> io::Result<()> {
-    let source = crate::executor().reactor().poll_read_ready(fd);
+pub async fn wait_acceptable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_accept_ready(fd);
     source.collect_rw().await.map(|_| ())
 }
 

@@ -57,6 +57,9 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 #[derive(Debug)]
 enum UringOpDescriptor {
     PollAdd(PollFlags),
+    /// Funnel: a poll with `EPOLLEXCLUSIVE`, for a socket several executors
+    /// wait on: each event wakes one of them, as an accept's wait does.
+    PollAddExclusive(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
     Write(*const u8, usize, u64),
@@ -274,6 +277,19 @@ fn fill_sqe<F>(
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
                 sqe.prep_poll_add(op.fd, events);
+            }
+            UringOpDescriptor::PollAddExclusive(events) => {
+                sqe.prep_poll_add(op.fd, events);
+                // The 32-bit poll mask (IORING_FEAT_POLL_32BITS, Linux
+                // 5.9), which liburing stores with its halves swapped on
+                // big-endian hosts.
+                let exclusive = libc::EPOLLEXCLUSIVE as u32;
+                let exclusive = if cfg!(target_endian = "big") {
+                    exclusive.rotate_left(16)
+                } else {
+                    exclusive
+                };
+                sqe.raw_mut().cmd_flags.fsync_flags |= exclusive;
             }
             UringOpDescriptor::PollRemove(to_remove) => {
                 user_data = 0;
@@ -1496,6 +1512,17 @@ impl Reactor {
 
     pub(crate) fn read_buffered(&self, source: &Source, pos: u64, size: usize) {
         let op = UringOpDescriptor::Read(pos, size);
+        queue_request_into_ring(
+            &mut *self.ring_for_source(source),
+            source,
+            op,
+            &mut self.source_map.borrow_mut(),
+        );
+    }
+
+    /// Funnel: [`Self::poll_ready`] with `EPOLLEXCLUSIVE`.
+    pub(crate) fn poll_ready_exclusive(&self, source: &Source, flags: PollFlags) {
+        let op = UringOpDescriptor::PollAddExclusive(flags);
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
