@@ -422,8 +422,11 @@ impl Listener {
                 for (i, slot) in readable.iter_mut().enumerate() {
                     let wait =
                         slot.get_or_insert_with(|| Box::pin(glommio::net::wait_acceptable(self.fds[i])));
-                    if wait.as_mut().poll(cx).is_ready() {
+                    if let Poll::Ready(r) = wait.as_mut().poll(cx) {
                         *slot = None;
+                        // A poll that fails goes to the caller, which
+                        // backs off, rather than being armed again at once.
+                        r?;
                         ended = true;
                     }
                 }
