@@ -163,6 +163,16 @@ fn prepare_until_refused(c: &mut MiniClient, limit: usize) -> (usize, Option<Err
     (limit, None)
 }
 
+/// A fresh schema named after `prefix` with a table `t (columns)`, and
+/// the backend account `user` (password `bpw`) that may use it.
+fn schema_with_t(db: &MariaDb, user: &str, prefix: &str, columns: &str) -> String {
+    db.create_user(user, "bpw");
+    let schema = db.fresh_database(prefix);
+    db.exec(&format!("CREATE TABLE {schema}.t ({columns})"));
+    db.exec(&format!("GRANT ALL ON {schema}.* TO '{user}'@'%'"));
+    schema
+}
+
 fn leak_yaml(db: &MariaDb, backend: &str, client: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\ncores: 1\n\
@@ -234,10 +244,7 @@ fn isolation_a_client_that_leaks_prepared_statements_hits_its_own_cap() {
 #[test]
 fn isolation_idle_in_transaction_client_is_closed_and_frees_its_connection() {
     let db = MariaDb::shared();
-    db.create_user("iso_idle_b", "bpw");
-    let schema = db.fresh_database("iso_idle");
-    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY)"));
-    db.exec(&format!("GRANT ALL ON {schema}.* TO 'iso_idle_b'@'%'"));
+    let schema = schema_with_t(db, "iso_idle_b", "iso_idle", "id INT PRIMARY KEY");
     let yaml = leak_yaml(
         db,
         "iso_idle_b",
@@ -293,10 +300,7 @@ fn err_of(c: &mut MiniClient, sql: &str) -> ErrPacket {
 /// after 5 s and `SLEEP(3)` after 100 ms. Returns the proxy and the
 /// test's schema, with a table `t (id INT PRIMARY KEY, v INT)`.
 fn transaction_time_env(db: &MariaDb, user: &str) -> (funnel_engine::Proxy, String) {
-    db.create_user(user, "bpw");
-    let schema = db.fresh_database(user);
-    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY, v INT)"));
-    db.exec(&format!("GRANT ALL ON {schema}.* TO '{user}'@'%'"));
+    let schema = schema_with_t(db, user, user, "id INT PRIMARY KEY, v INT");
     let yaml = leak_yaml(
         db,
         user,
@@ -688,10 +692,7 @@ fn isolation_max_transaction_time_does_not_count_the_wait_for_a_connection() {
 #[test]
 fn isolation_a_reload_of_the_time_limits_reaches_idle_clients() {
     let db = MariaDb::shared();
-    db.create_user("iso_relimit_b", "bpw");
-    let schema = db.fresh_database("iso_relimit");
-    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY)"));
-    db.exec(&format!("GRANT ALL ON {schema}.* TO 'iso_relimit_b'@'%'"));
+    let schema = schema_with_t(db, "iso_relimit_b", "iso_relimit", "id INT PRIMARY KEY");
     let yaml = |client: &str| leak_yaml(db, "iso_relimit_b", &format!("client:\n{client}"));
     let none = "  idle_timeout: 0s\n  idle_transaction_timeout: 0s\n  max_transaction_time: 0s\n";
     let mut proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml(none)).unwrap());
@@ -784,10 +785,7 @@ fn isolation_a_client_sending_a_command_slowly_is_not_idle() {
 #[test]
 fn isolation_a_command_stalled_inside_a_transaction_ends_at_max_transaction_time() {
     let db = MariaDb::shared();
-    db.create_user("iso_midcmd_b", "bpw");
-    let schema = db.fresh_database("iso_midcmd");
-    db.exec(&format!("CREATE TABLE {schema}.t (id INT PRIMARY KEY)"));
-    db.exec(&format!("GRANT ALL ON {schema}.* TO 'iso_midcmd_b'@'%'"));
+    let schema = schema_with_t(db, "iso_midcmd_b", "iso_midcmd", "id INT PRIMARY KEY");
     let yaml = leak_yaml(
         db,
         "iso_midcmd_b",
