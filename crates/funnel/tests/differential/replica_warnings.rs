@@ -450,7 +450,8 @@ impl Walk {
             && !may_pin(op, d)
             && (sql.starts_with("USE ") || (sql.starts_with("SET ") && !sql.starts_with("SET STATEMENT")));
         let replica = !held && (replica_read(op, d) || (tracked && self.replica_area.is_some()));
-        if may_pin(op, d) && !(calls_a_routine_only(&sql) && !matches!(op, Op::Prepare(_))) {
+        let maybe_only = calls_a_routine_only(&sql) && !matches!(op, Op::Prepare(_));
+        if may_pin(op, d) && !maybe_only {
             self.pinned = true;
         }
         if is_diagnostics(&sql) {
