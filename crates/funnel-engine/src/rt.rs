@@ -842,6 +842,53 @@ mod tests {
         // glommio's default preempt timer is 100 ms; 5 s means it never came.
         assert!(waited.is_some(), "need_preempt() never became true");
     }
+
+    /// With several sockets, the readiness wait on a quiet one lives across
+    /// accepts from the others and is polled again at each accept that
+    /// finds no client. It must keep one waker, not one per poll: glommio's
+    /// `collect_rw` kept them all, a leak of one waker per client accepted
+    /// through the busy socket for as long as the quiet one had none (a
+    /// `listen` address beside an unused `listen_socket`, for days).
+    #[test]
+    fn a_quiet_sockets_wait_keeps_one_waker() {
+        use std::future::Future;
+        use std::sync::Arc;
+        use std::task::{Context, Poll, Wake, Waker};
+        /// Wakes the test's task; its clones are counted.
+        struct Forward(Waker);
+        impl Wake for Forward {
+            fn wake(self: Arc<Self>) {
+                self.0.wake_by_ref()
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                self.0.wake_by_ref()
+            }
+        }
+        let handle = super::spawn_executor("listener-test", None, Duration::ZERO, || async {
+            let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let quiet = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = busy.local_addr().unwrap();
+            let listener = super::Listener::from_std(vec![busy, quiet], None).unwrap();
+            let counted = std::future::poll_fn(|cx| Poll::Ready(Arc::new(Forward(cx.waker().clone())))).await;
+            let waker = Waker::from(counted.clone());
+            let mut clients = Vec::new();
+            for _ in 0..200 {
+                let mut accept = std::pin::pin!(listener.accept());
+                // No client yet: the accept waits on both sockets.
+                let first = accept.as_mut().poll(&mut Context::from_waker(&waker));
+                assert!(first.is_pending(), "a client before any connected");
+                clients.push(std::net::TcpStream::connect(addr).unwrap());
+                let accepted =
+                    std::future::poll_fn(|_| accept.as_mut().poll(&mut Context::from_waker(&waker))).await;
+                assert!(accepted.is_ok(), "{:?}", accepted.err());
+            }
+            Arc::strong_count(&counted)
+        })
+        .unwrap();
+        let held = handle.join().unwrap();
+        // This test's own two, and at most one per socket's wait.
+        assert!(held <= 4, "{held} wakers held after 200 accepts");
+    }
 }
 
 #[cfg(test)]

@@ -113,9 +113,21 @@ fn yolo_sendmsg(
 /// takes nothing from the socket, so dropping the future before it ends
 /// (the poll is cancelled) or after (a stale readiness) loses nothing.
 /// The descriptor must stay open while the future lives.
+///
+/// The future keeps one waker, the last poll's: a wait on a quiet socket
+/// may live for ever and be polled at each accept from another socket,
+/// and `collect_rw` (made for several futures on one source) would add a
+/// waker at every poll, a leak of one per accepted client.
 pub async fn wait_acceptable(fd: RawFd) -> io::Result<()> {
     let source = crate::executor().reactor().poll_accept_ready(fd);
-    source.collect_rw().await.map(|_| ())
+    std::future::poll_fn(|cx| {
+        if let Some(result) = source.result() {
+            return std::task::Poll::Ready(result.map(|_| ()));
+        }
+        source.add_waiter_single(cx.waker());
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 mod datagram;
