@@ -9,6 +9,14 @@ use funnel_testkit::MariaDb;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
+/// Creates the backend account `allowed_b` on the shared server, once per
+/// test process: under `cargo test` the tests of this file share one
+/// server, and a second `CREATE USER` failed (1396).
+fn backend_user(db: &MariaDb) {
+    static CREATED: std::sync::Once = std::sync::Once::new();
+    CREATED.call_once(|| db.create_user("allowed_b", "bpw"));
+}
+
 /// Funnel in front of the shared server, listening on TCP (127.0.0.1) and
 /// on `socket`, with the users `users_yaml` lists (password `pw` each).
 fn config(db: &MariaDb, schema: &str, socket: &Path, users_yaml: &str) -> Config {
@@ -67,7 +75,7 @@ fn assert_denied(r: Result<Conn, mysql::Error>, user: &str, host: &str) {
 fn allowed_hosts_admit_only_their_sources_over_tcp_and_the_socket() {
     let db = MariaDb::shared();
     let schema = db.fresh_database("allowed");
-    db.create_user("allowed_b", "bpw");
+    backend_user(db);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("funnel.sock");
     let proxy = funnel_testkit::funnel::start(config(db, &schema, &socket, USERS));
@@ -144,7 +152,7 @@ fn allowed_hosts_that_cannot_be_read_are_refused_with_their_place() {
 fn allowed_hosts_name_an_ipv4_client_of_an_ipv6_listener_by_its_ipv4_address() {
     let db = MariaDb::shared();
     let schema = db.fresh_database("allowed_v6");
-    db.create_user("allowed_b", "bpw");
+    backend_user(db);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("funnel.sock");
     let mut cfg = config(db, &schema, &socket, USERS);
