@@ -173,15 +173,14 @@ impl Session {
     /// [`Session::universal_position`]) instead of the session's writes
     /// alone, or on a Galera node for all the cluster ordered (see
     /// [`Session::galera_universal_read`]).
-    /// A read that reads no table's data (`reads_data` false, see
-    /// [`may_read_data`]: `SELECT 1`, a pool's validation query, `SELECT
-    /// @@version`) has nothing a lagging server could serve stale, and runs
-    /// where it landed without a wait.
+    /// A read that reads no table's data ([`may_read_data`] false:
+    /// `SELECT 1`, a pool's validation query, `SELECT @@version`) has
+    /// nothing a lagging server could serve stale, and runs where it
+    /// landed without a wait.
     pub(super) async fn causal_read_conn(
         &mut self,
         conn: BackendConn,
         f: &Forward,
-        reads_data: bool,
         universal: Option<Box<Universal>>,
     ) -> Result<BackendConn, EngineError> {
         // A connection from the pool: the one the session wrote on went back.
@@ -197,7 +196,7 @@ impl Session {
         if !f.read_only || (!self.causal.unread() && !all_writes && self.causal.wants_nothing()) {
             return Ok(conn);
         }
-        if !self.causal.unread() && !reads_data {
+        if !self.causal.unread() && !may_read_data(f) {
             // Kept for this read's warnings, the connection must not
             // serve a read of data next without a wait (see `lease`).
             self.causal_unwaited = true;

@@ -2111,8 +2111,7 @@ impl Session {
                 Ok(c) => {
                     let c = if self.user.causal_reads.is_some() {
                         // Boxed: only for users with causal reads.
-                        let reads_data = causal_reads::may_read_data(f);
-                        match Box::pin(self.causal_read_conn(c, f, reads_data, universal)).await {
+                        match Box::pin(self.causal_read_conn(c, f, universal)).await {
                             Ok(c) => c,
                             Err(e) => {
                                 self.buf.consume(total);
