@@ -7,6 +7,7 @@
 //! flags or the command itself say the session must keep it (pinning).
 
 mod balancer;
+mod builtin_calls;
 mod cached_reads;
 mod causal_reads;
 pub mod command;

@@ -336,7 +336,8 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         && !tokens.executable_comment
         && !tokens.ambiguous_comment
         && tokens.words.get(1).is_none_or(|w| w.as_slice() != b"STATEMENT")
-        && !sql.iter().any(|&c| c == b'(' || c == b'\\');
+        && !tokens.may_call_stored
+        && !sql.contains(&b'\\');
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
@@ -1385,6 +1386,34 @@ struct Tokens {
     /// parentheses of a function written with a `FROM` of its own
     /// (`TRIM(LEADING 'x' FROM v)`, [`FROM_FUNCTIONS`]).
     table_from: bool,
+    /// A `(` that may open a call of a stored function: after a name that
+    /// is qualified (`db.f(`), quoted (`` `f`( ``, `"f"(` under
+    /// `ANSI_QUOTES`, `[f](` under `MSSQL`), longer than the scan's word
+    /// (`1f(`, `fé(`), or neither a reserved word nor a built-in written
+    /// right before its `(` ([`super::builtin_calls`]).
+    may_call_stored: bool,
+}
+
+/// What came last before a `(`, blanks and comments aside: whether the
+/// `(` may open a call, and of what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BeforeParen {
+    /// The start, an operator, a `,`, a `(`, a string: an expression's
+    /// parenthesis.
+    Expression,
+    /// An unquoted word at `start..end` of the text. `plain`: unqualified,
+    /// not the statement's first word, and not the tail of a longer name.
+    Word {
+        start: usize,
+        end: usize,
+        plain: bool,
+        first: bool,
+    },
+    /// A `.`: the next word is qualified.
+    Dot,
+    /// A quoted name, or a piece of a name the scan does not read as a
+    /// word (digits, `$`, bytes above ASCII, `]`).
+    Name,
 }
 
 /// Functions whose arguments may be written with a `FROM` that names no
@@ -1438,10 +1467,16 @@ impl Tokens {
         // function of [`FROM_FUNCTIONS`]; where the last word ended.
         let (mut depth, mut from_parens) = (0u32, 0u64);
         let mut word_end_at = 0usize;
+        let mut before = BeforeParen::Expression;
         while i < n {
             let c = sql[i];
             match c {
                 b'\'' | b'"' | b'`' => {
+                    before = if c == b'\'' {
+                        BeforeParen::Expression
+                    } else {
+                        BeforeParen::Name
+                    };
                     let end = skip_quoted(sql, i, c);
                     // A lock function called by a quoted name is a call
                     // all the same (`` `GET_LOCK`('l', 0) ``).
@@ -1477,6 +1512,7 @@ impl Tokens {
                     }
                 }
                 b'@' => {
+                    before = BeforeParen::Expression;
                     // `@@var` reads a system variable; `@x` is a user variable.
                     if sql.get(i + 1) == Some(&b'@') {
                         i += 2;
@@ -1498,6 +1534,7 @@ impl Tokens {
                     saw_content = true;
                 }
                 b';' => {
+                    before = BeforeParen::Expression;
                     i += 1;
                     // Found once, not rescanned per `;`: a hostile run of
                     // them must cost linear time.
@@ -1541,6 +1578,13 @@ impl Tokens {
                         t.table_from |= innermost.is_none_or(|d| from_parens & (1 << d) == 0);
                     }
                     word_end_at = i;
+                    before = BeforeParen::Word {
+                        start,
+                        end: i,
+                        plain: before != BeforeParen::Dot
+                            && (start == 0 || !super::builtin_calls::continues_name(sql[start - 1])),
+                        first: t.words.len() == stmt_start,
+                    };
                     t.words.push(word);
                     saw_content = true;
                 }
@@ -1554,18 +1598,32 @@ impl Tokens {
                     if depth < FROM_DEPTH {
                         from_parens = (from_parens & !(1 << depth)) | (u64::from(call) << depth);
                     }
+                    t.may_call_stored |= match before {
+                        BeforeParen::Expression => false,
+                        BeforeParen::Word { first: true, .. } => false,
+                        BeforeParen::Word {
+                            start, end, plain, ..
+                        } => {
+                            !(plain && super::builtin_calls::opens_no_stored_call(&sql[start..end], end == i))
+                        }
+                        BeforeParen::Dot | BeforeParen::Name => true,
+                    };
+                    before = BeforeParen::Expression;
                     depth += 1;
                     i += 1;
                 }
                 b')' => {
+                    before = BeforeParen::Expression;
                     depth = depth.saturating_sub(1);
                     i += 1;
                 }
                 b'<' if sql.get(i + 1) == Some(&b'<') => {
+                    before = BeforeParen::Expression;
                     label_open = Some(t.words.len());
                     i += 2;
                 }
                 b'>' if sql.get(i + 1) == Some(&b'>') => {
+                    before = BeforeParen::Expression;
                     if label_open.is_some_and(|n| n + 1 == t.words.len()) {
                         t.label_ends.push(t.words.len());
                     }
@@ -1573,11 +1631,22 @@ impl Tokens {
                     i += 2;
                 }
                 b':' if sql.get(i + 1) == Some(&b'=') => {
+                    before = BeforeParen::Expression;
                     // `@x := value` assigns wherever it stands.
                     t.user_var_write = true;
                     i += 2;
                 }
-                _ => i += 1,
+                _ => {
+                    if !c.is_ascii_whitespace() {
+                        before = match c {
+                            b'.' => BeforeParen::Dot,
+                            b']' | b'$' => BeforeParen::Name,
+                            c if c.is_ascii_digit() || c >= 0x80 => BeforeParen::Name,
+                            _ => BeforeParen::Expression,
+                        };
+                    }
+                    i += 1;
+                }
             }
         }
         t
@@ -1751,6 +1820,17 @@ mod tests {
             "COMMIT",
             "BEGIN",
             "USE db",
+            // Built-ins written right before their `(`, and an
+            // expression's parentheses.
+            "SELECT NOW()",
+            "select concat('a', nosuch), Row_Count()",
+            "SELECT 1 IN (1, 2) AND NOT (0), (SELECT 1)",
+            "SELECT EXISTS (SELECT 1), IF(1, UUID(), 2) FROM DUAL",
+            "SELECT(1)",
+            "DO SLEEP(0)",
+            "SELECT t.c FROM DUAL",
+            "SELECT CAST(1.5 AS CHAR(3)) /* f() */ -- g()",
+            "SELECT 'f(' , \"g\"",
         ] {
             assert!(classify(sql.as_bytes()).runs_no_stored_code, "{sql}");
         }
@@ -1767,7 +1847,23 @@ mod tests {
             "SELECT f()",
             "DO f()",
             "SET @x = f()",
-            "SELECT CONCAT('a', nosuch)",
+            // What may call a stored function of a built-in's name, or
+            // a name longer than the word read here.
+            "SELECT db.now()",
+            "SELECT `db` . now()",
+            "SELECT now ()",
+            "SELECT now/**/()",
+            "SELECT `now`()",
+            "SELECT \"now\"()",
+            "SELECT [now]()",
+            "SELECT 1now()",
+            "SELECT $now()",
+            "SELECT nowé()",
+            "SELECT 1 (2)",
+            // Built-ins left out: they set state or read tables.
+            "SELECT LAST_INSERT_ID(5)",
+            "SELECT CONVERT_TZ(NOW(), 'UTC', 'Europe/Paris')",
+            "SELECT NOW(), f()",
             // `SET STATEMENT` wraps any statement (no `FROM`, no `(` here).
             "SET STATEMENT max_statement_time = 1 FOR UPDATE t SET v = 1",
             // Several statements, or text Funnel may read otherwise.

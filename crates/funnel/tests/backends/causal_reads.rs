@@ -827,8 +827,9 @@ fn causal_reads_universal_kill_query_of_a_position_read_leader() {
 /// With the writer down (a failover under way) a universal read cannot
 /// learn what the replica must have: it fails as a write does (ERR 9004),
 /// where a read of `true` with nothing to wait for runs on the replica.
-/// A read of no table's data (a pool's validation query) needs no
-/// position and no wait, with either mode, and still runs then.
+/// A read of no table's data (a pool's validation query, built-in
+/// functions) needs no position and no wait, with either mode, and still
+/// runs then.
 #[test]
 fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
     let (writer, replica) = delayed_pair(0);
@@ -840,9 +841,17 @@ fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
     app.query_drop("INSERT INTO t VALUES (2, 20)").unwrap();
     uni.query_drop("INSERT INTO t VALUES (3, 30)").unwrap();
     let no_data = |c: &mut Conn| -> (i64, u16) { c.query_first("SELECT 1, @@port").unwrap().unwrap() };
+    // Built-in functions read no table either.
+    let builtins = |c: &mut Conn| -> (i64, u16) {
+        c.query_first("SELECT NOW() IS NOT NULL AND CONCAT('a', UUID()) > '' AND 1 IN (1, 2), @@port")
+            .unwrap()
+            .unwrap()
+    };
     let before = all_counts(&proxy);
     assert_eq!(no_data(&mut app), (1, replica.port()));
     assert_eq!(no_data(&mut uni), (1, replica.port()));
+    assert_eq!(builtins(&mut app), (1, replica.port()));
+    assert_eq!(builtins(&mut uni), (1, replica.port()));
     assert_eq!(
         counted_since(&proxy, before),
         (0, 0, 0, 0, 0),
@@ -865,6 +874,11 @@ fn causal_reads_universal_fail_while_no_writer_can_give_the_position() {
         no_data(&mut uni),
         (1, replica.port()),
         "a validation query still runs"
+    );
+    assert_eq!(
+        builtins(&mut uni),
+        (1, replica.port()),
+        "so does a read of built-ins"
     );
 }
 
