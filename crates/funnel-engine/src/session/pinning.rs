@@ -323,7 +323,7 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         && tokens.words.first().is_some_and(|w| w.as_slice() == b"DROP")
         && tokens.words.get(1).is_some_and(|w| w.as_slice() == b"TEMPORARY");
     effect.opens_no_table = tokens.statements == 1
-        && (!tokens.table_from || from_dual_only(&tokens.words))
+        && (!tokens.table_from || from_dual_only(&tokens))
         && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
     effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
@@ -804,9 +804,17 @@ pub const REPLICATION_VARIABLES: [&str; 9] = [
 /// The statement's only `FROM` is its end, `FROM DUAL` (`SELECT 1 FROM
 /// DUAL`, as `sql_mode=ORACLE` code writes it): it reads no table, and the
 /// server leaves the diagnostics area as it was (soak seed 300936).
-fn from_dual_only(words: &[Word]) -> bool {
-    let froms = words.iter().filter(|w| w.as_slice() == b"FROM").count();
-    matches!(words, [.., from, dual] if froms == 1 && from.as_slice() == b"FROM" && dual.as_slice() == b"DUAL")
+fn from_dual_only(tokens: &Tokens) -> bool {
+    let froms = tokens.words.iter().filter(|w| w.as_slice() == b"FROM").count();
+    froms == 1 && ends_from_dual(tokens)
+}
+
+/// The words end in `FROM DUAL` as the server reads it: `DUAL` right after
+/// the `FROM` (blanks and comments between), unqualified. After a `.` the
+/// word is a table's name (`` FROM `d`.dual ``).
+fn ends_from_dual(tokens: &Tokens) -> bool {
+    tokens.dual_after_from
+        && matches!(&tokens.words[..], [.., from, dual] if from.as_slice() == b"FROM" && dual.as_slice() == b"DUAL")
 }
 
 /// `SHOW WARNINGS`, `SHOW ERRORS`, `SHOW COUNT(*) WARNINGS`, `GET
@@ -819,10 +827,8 @@ fn is_diagnostics(first: &[u8], second: &[u8], tokens: &Tokens) -> bool {
         // `SELECT @@[session.]warning_count [AS name], ... [FROM DUAL]`
         b"SELECT" => {
             let mut items = &tokens.words[1..];
-            if let [rest @ .., from, dual] = items {
-                if from.as_slice() == b"FROM" && dual.as_slice() == b"DUAL" {
-                    items = rest;
-                }
+            if ends_from_dual(tokens) {
+                items = &items[..items.len() - 2];
             }
             let mut counts = 0;
             let mut alias_next = false;
@@ -1392,6 +1398,9 @@ struct Tokens {
     /// (`1f(`, `fé(`), or neither a reserved word nor a built-in written
     /// right before its `(` ([`super::builtin_calls`]).
     may_call_stored: bool,
+    /// The last `DUAL` came right after a `FROM`, unqualified (see
+    /// [`ends_from_dual`]).
+    dual_after_from: bool,
 }
 
 /// What came last before a `(`, blanks and comments aside: whether the
@@ -1576,6 +1585,10 @@ impl Tokens {
                     if word.as_slice() == b"FROM" {
                         let innermost = depth.checked_sub(1).filter(|d| *d < FROM_DEPTH);
                         t.table_from |= innermost.is_none_or(|d| from_parens & (1 << d) == 0);
+                    }
+                    if word.as_slice() == b"DUAL" {
+                        t.dual_after_from = matches!(before, BeforeParen::Word { start, end, .. }
+                            if sql[start..end].eq_ignore_ascii_case(b"FROM"));
                     }
                     word_end_at = i;
                     before = BeforeParen::Word {
@@ -1901,6 +1914,7 @@ mod tests {
             "XA ROLLBACK 'x'",
             "SELECT 1 FROM DUAL",
             "select @x, 'a' || 'b' from dual",
+            "SELECT 1 FROM /* c */ DUAL",
             "SELECT TRIM(LEADING 'x' FROM 'xa'), substring('abc' from 2 for 1)",
             "SELECT EXTRACT(YEAR FROM NOW()), MID ('abc' FROM 2), TRIM(BOTH FROM ' a ')",
             "SELECT TRIM(LEADING 'x' FROM CONCAT('x', (1)))",
@@ -1910,6 +1924,10 @@ mod tests {
         for sql in [
             "SELECT v FROM t",
             "SELECT 1 FROM t, DUAL",
+            // A table named `dual`: after a `.` a reserved word is a name.
+            "SELECT v FROM d.dual",
+            "SELECT v FROM `d`.dual",
+            "SELECT v FROM d . /* c */ DUAL",
             "SELECT (SELECT v FROM t LIMIT 1) FROM DUAL",
             "SELECT 1 FROM DUAL; SELECT 2",
             "SET @x = (SELECT v FROM t)",
