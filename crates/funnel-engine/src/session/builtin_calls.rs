@@ -313,6 +313,13 @@ pub fn continues_name(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
+/// A byte the server skips between tokens: ASCII whitespace and the
+/// vertical tab (`now\x0b()` calls a stored function `now`, as `now ()`
+/// does), which `u8::is_ascii_whitespace` leaves out.
+pub fn is_blank(c: u8) -> bool {
+    c.is_ascii_whitespace() || c == 0x0b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

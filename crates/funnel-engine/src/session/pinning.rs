@@ -1650,7 +1650,7 @@ impl Tokens {
                     i += 2;
                 }
                 _ => {
-                    if !c.is_ascii_whitespace() {
+                    if !super::builtin_calls::is_blank(c) {
                         before = match c {
                             b'.' => BeforeParen::Dot,
                             b']' | b'$' => BeforeParen::Name,
@@ -1873,6 +1873,9 @@ mod tests {
             "SELECT $now()",
             "SELECT nowé()",
             "SELECT 1 (2)",
+            // A vertical tab is a blank to the server (`now` is then a
+            // name, and the stored function of that name runs).
+            "SELECT now\x0b()",
             // Built-ins left out: they set state or read tables.
             "SELECT LAST_INSERT_ID(5)",
             "SELECT CONVERT_TZ(NOW(), 'UTC', 'Europe/Paris')",
