@@ -269,7 +269,7 @@ impl ExecuteEffect {
 
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
-    let effect = classify_as_read(sql);
+    let mut effect = classify_as_read(sql);
     let brackets = memchr::memchr(b'[', sql).is_some();
     if effect.pin.is_some() || !(brackets || sql.contains(&b'\\')) {
         return effect;
@@ -301,6 +301,10 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     ];
     for other in readings.into_iter().flatten() {
         let alt = classify_as_read(&other);
+        // Stored code or a table another reading sees counts too:
+        // `SELECT 1 AS [a'b], f() -- ']` calls `f` under `MSSQL`, where
+        // the usual reading sees a string.
+        effect.runs_no_stored_code &= alt.runs_no_stored_code;
         let pin = alt
             .pin
             .or_else(|| (user_vars(&alt) != user_vars(&effect)).then_some(PinReason::UserVariable));
@@ -1876,6 +1880,10 @@ mod tests {
             // A vertical tab is a blank to the server (`now` is then a
             // name, and the stored function of that name runs).
             "SELECT now\x0b()",
+            // Under `sql_mode=MSSQL` `[a'b]` is a name, no string: `f()`
+            // is a call.
+            "SELECT 1 AS [a'b], f() -- ']",
+            "SELECT 1 AS [a'b], v FROM t -- ']",
             // Built-ins left out: they set state or read tables.
             "SELECT LAST_INSERT_ID(5)",
             "SELECT CONVERT_TZ(NOW(), 'UTC', 'Europe/Paris')",
