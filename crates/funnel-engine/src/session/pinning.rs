@@ -335,13 +335,16 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     // such as every point select): a `SET STATEMENT ... FOR` may wrap any
     // statement, a comment Funnel reads otherwise than the server may hide
     // one, and a backslash may end a string elsewhere than this reading
-    // says (`SELECT "x\" FROM v -- "` under `ANSI_QUOTES`).
+    // says (`SELECT "x\" FROM v -- "` under `ANSI_QUOTES`), as a backquote
+    // after a byte above ASCII may not end a name (`sql_lex::
+    // multibyte_backquote`).
     effect.runs_no_stored_code = effect.opens_no_table
         && !tokens.executable_comment
         && !tokens.ambiguous_comment
         && tokens.words.get(1).is_none_or(|w| w.as_slice() != b"STATEMENT")
         && !tokens.may_call_stored
-        && !sql.contains(&b'\\');
+        && !sql.contains(&b'\\')
+        && !sql_lex::multibyte_backquote(sql);
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
@@ -1899,6 +1902,18 @@ mod tests {
             "WITH c AS (SELECT 1) SELECT * FROM c",
         ] {
             assert!(!classify(sql.as_bytes()).runs_no_stored_code, "{sql}");
+        }
+        // In sjis or gbk `\x95\x60` is one character of a name,
+        // not a byte and a backquote: `f()` is a call, outside any name.
+        for sql in [
+            &b"SELECT 1 AS a\x95`, f() -- `"[..],
+            b"SELECT 1 AS `a\x95`, 1 AS `, f() -- `",
+        ] {
+            assert!(
+                !classify(sql).runs_no_stored_code,
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
         }
         assert!(!ExecuteEffect::of(b"INSERT INTO t VALUES (?)").runs_no_stored_code);
         assert!(ExecuteEffect::of(b"SELECT ?").runs_no_stored_code);

@@ -119,6 +119,15 @@ pub fn multibyte_backslash(sql: &[u8]) -> bool {
     memchr::memchr_iter(b'\\', sql).any(|i| i > 0 && sql[i - 1] >= 0x81)
 }
 
+/// True when a backquote follows a byte above ASCII: in the character
+/// sets of [`multibyte_backslash`] the two may be one character of a name
+/// (`a\x95\x60`), so a quoted name may start or end elsewhere than a
+/// reading byte by byte says, and hide a call or a table from it (`SELECT
+/// 1 AS a\x95\x60, f() -- \x60` calls `f` in sjis).
+pub fn multibyte_backquote(sql: &[u8]) -> bool {
+    memchr::memchr_iter(b'`', sql).any(|i| i > 0 && sql[i - 1] >= 0x81)
+}
+
 /// `sql` as a character set of [`multibyte_backslash`] may read it, for
 /// the usual lexers: each backslash right after a byte above ASCII made a
 /// space (the second byte of a character, not an escape).
