@@ -160,8 +160,9 @@ pub struct SqlEffect {
     /// of the statement before, another client's too; soak seed 120300).
     pub may_keep_diagnostics: bool,
     /// Surely runs no stored code: one statement that opens no table (no
-    /// trigger, no view) and calls no function (no `(` at all), such as
-    /// `SET time_zone = 'x'`, `SELECT @x`, `COMMIT`. When any other
+    /// trigger, no view) and calls no stored function (no `(` but an
+    /// expression's and a listed built-in's, [`super::builtin_calls`]),
+    /// such as `SET time_zone = 'x'`, `SELECT @x`, `SELECT NOW()`, `COMMIT`. When any other
     /// statement fails, stored code may have changed session state before
     /// the error, which no ERR packet reports (see `BackendConnection::
     /// needs_reset`).
