@@ -336,16 +336,16 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     // such as every point select): a `SET STATEMENT ... FOR` may wrap any
     // statement, a comment Funnel reads otherwise than the server may hide
     // one, and a backslash may end a string elsewhere than this reading
-    // says (`SELECT "x\" FROM v -- "` under `ANSI_QUOTES`), as a backquote
-    // after a byte above ASCII may not end a name (`sql_lex::
-    // multibyte_backquote`).
+    // says (`SELECT "x\" FROM v -- "` under `ANSI_QUOTES`), as a byte
+    // above ASCII may make one character with the punctuation after it
+    // (`sql_lex::multibyte_punctuation`).
     effect.runs_no_stored_code = effect.opens_no_table
         && !tokens.executable_comment
         && !tokens.ambiguous_comment
         && tokens.words.get(1).is_none_or(|w| w.as_slice() != b"STATEMENT")
         && !tokens.may_call_stored
         && !sql.contains(&b'\\')
-        && !sql_lex::multibyte_backquote(sql);
+        && !sql_lex::multibyte_punctuation(sql);
     let mut words = tokens.words;
     if words.capacity() <= MAX_KEPT_WORDS {
         words.clear();
@@ -1909,6 +1909,13 @@ mod tests {
         for sql in [
             &b"SELECT 1 AS a\x95`, f() -- `"[..],
             b"SELECT 1 AS `a\x95`, 1 AS `, f() -- `",
+            // Nor is `\x95^` an operator after a byte: `\x95^now` is one
+            // name, a stored function's.
+            b"SELECT \x95^now()",
+            b"SELECT \x95@now()",
+            b"SELECT \x95]now()",
+            b"SELECT \x95[now()",
+            b"SELECT \x95~now()",
         ] {
             assert!(
                 !classify(sql).runs_no_stored_code,

@@ -119,13 +119,21 @@ pub fn multibyte_backslash(sql: &[u8]) -> bool {
     memchr::memchr_iter(b'\\', sql).any(|i| i > 0 && sql[i - 1] >= 0x81)
 }
 
-/// True when a backquote follows a byte above ASCII: in the character
-/// sets of [`multibyte_backslash`] the two may be one character of a name
-/// (`a\x95\x60`), so a quoted name may start or end elsewhere than a
-/// reading byte by byte says, and hide a call or a table from it (`SELECT
-/// 1 AS a\x95\x60, f() -- \x60` calls `f` in sjis).
-pub fn multibyte_backquote(sql: &[u8]) -> bool {
-    memchr::memchr_iter(b'`', sql).any(|i| i > 0 && sql[i - 1] >= 0x81)
+/// True when a byte above ASCII comes right before one of ``@[\]^`{|}~``:
+/// in the character sets of [`multibyte_backslash`] the two may be one
+/// character of a name, so a name may be longer, or a quoted name start or
+/// end elsewhere, than a reading byte by byte says, hiding a call or a
+/// table from it: in sjis `SELECT \x95^now()` calls the stored function
+/// `\x95^now`, not `NOW`, and `SELECT 1 AS a\x95\x60, f() -- \x60` calls
+/// `f` (`\x95\x60` opens no quoted name).
+pub fn multibyte_punctuation(sql: &[u8]) -> bool {
+    sql.windows(2).any(|w| {
+        w[0] >= 0x81
+            && matches!(
+                w[1],
+                b'@' | b'[' | b'\\' | b']' | b'^' | b'`' | b'{' | b'|' | b'}' | b'~'
+            )
+    })
 }
 
 /// `sql` as a character set of [`multibyte_backslash`] may read it, for
