@@ -5,10 +5,11 @@
 //!
 //! The server resolves an unqualified name written right before its `(`
 //! as its built-in function before any stored function of that name (one
-//! can exist: `CREATE FUNCTION now()` only warns, and `db.now()` calls
-//! it). With a blank or comment before the `(`, or a quoted name, some
-//! built-ins are looked up as stored functions instead, so only the plain
-//! adjacent spelling counts as a built-in here.
+//! can exist: ``CREATE FUNCTION `now`()`` only adds a note, and `db.now()`
+//! calls it). With a blank or comment before the `(`, or a quoted name,
+//! some built-ins are looked up as stored functions instead (`now ()`,
+//! `` `now`() ``; not `concat ()`, but the scan does not tell them apart),
+//! so only the plain adjacent spelling counts as a built-in here.
 
 /// Built-in functions that read no table, run no stored code and leave no
 /// session state behind, upper-cased and sorted (for a binary search).
