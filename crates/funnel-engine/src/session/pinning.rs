@@ -272,7 +272,7 @@ impl ExecuteEffect {
 pub fn classify(sql: &[u8]) -> SqlEffect {
     let mut effect = classify_as_read(sql);
     let brackets = memchr::memchr(b'[', sql).is_some();
-    if effect.pin.is_some() || !(brackets || sql.contains(&b'\\')) {
+    if effect.pin.is_some() || !(brackets || sql.contains(&b'\\') || sql_lex::multibyte_punctuation(sql)) {
         return effect;
     }
     // Where a backslash escapes depends on the session, which is not known
@@ -297,7 +297,7 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         sql.contains(&b'"')
             .then(|| sql_lex::ansi_quotes_form(sql))
             .flatten(),
-        sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql)),
+        sql_lex::multibyte_reading(sql),
         brackets.then(|| sql_lex::brackets_form(sql)).flatten(),
     ];
     for other in readings.into_iter().flatten() {
@@ -952,16 +952,21 @@ pub fn refusal_given(sql: &[u8], mentions: &Mentions) -> Option<&'static str> {
 /// `NO_BACKSLASH_ESCAPES`, where a backslash is a plain character, so
 /// `'x\'` ends there and what follows is SQL; under `ANSI_QUOTES`,
 /// where `"x\"` is a name that ends there while a backslash still escapes
-/// in `'...'`; and under `MSSQL`, where `[x']` is a name. Without a
-/// backslash or a `[` they are one.
+/// in `'...'`; under `MSSQL`, where `[x']` is a name; and in a
+/// multi-byte character set (sjis, gbk, big5), where a byte above ASCII
+/// and the ``\`` or ``@[]^`{|}~`` after it may be one character
+/// ([`sql_lex::multibyte_reading`]: in gbk `SELECT 1 AS a\x95\x60; KILL 5
+/// -- \x60` opens no quoted name, and runs the `KILL`). Without a
+/// backslash, a `[` or such a byte they are one.
 pub fn escape_readings(sql: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, [u8]>> {
     use std::borrow::Cow;
     let backslash = sql.contains(&b'\\');
-    (0..4).filter_map(move |k| match k {
+    (0..5).filter_map(move |k| match k {
         0 => Some(Cow::Borrowed(sql)),
         1 if backslash => Some(Cow::Owned(without_backslashes(sql))),
         2 if backslash && sql.contains(&b'"') => sql_lex::ansi_quotes_form(sql).map(Cow::Owned),
         3 if sql.contains(&b'[') => sql_lex::brackets_form(sql).map(Cow::Owned),
+        4 => sql_lex::multibyte_reading(sql).map(Cow::Owned),
         _ => None,
     })
 }
@@ -1704,6 +1709,25 @@ mod tests {
         // In gbk `\x95\x5c` is one character: the quote after it ends the string.
         let sql = format!("INSERT INTO t VALUES {rows},('\u{95}\\', @v := 1) -- ')");
         assert_eq!(reason(&sql), Some(PinReason::UserVariable));
+    }
+
+    /// In sjis, gbk or big5 a byte above ASCII and the backquote after it
+    /// may be one character of a name (checked on 10.11 under `SET NAMES
+    /// gbk`): what the usual reading takes for a quoted name up to the
+    /// comment runs. Before, a user variable written there went unseen
+    /// (and stayed on the connection for the next client), and so did a
+    /// `KILL` or `SET PASSWORD` after a `;`.
+    #[test]
+    fn pinning_multibyte_punctuation_hides_nothing() {
+        let sql = b"SELECT 1 AS a\x95\x60, @v := 5 -- \x60";
+        assert_eq!(classify(sql).pin, Some(PinReason::UserVariable));
+        let sql = b"SELECT 1 AS a\x95\x60; KILL 5 -- \x60";
+        assert_eq!(refusal(sql), Some(KILL_REFUSED));
+        let sql = b"SELECT 1 AS a\x95\x60; SET PASSWORD = 'x' -- \x60";
+        assert_eq!(refusal(sql), Some(ACCOUNT_REFUSED));
+        // In UTF-8 text no such pair is a character: read as usual.
+        assert_eq!(classify("SELECT 'é', `ü` FROM t".as_bytes()).pin, None);
+        assert_eq!(refusal("SELECT 1 AS `é`".as_bytes()), None);
     }
 
     #[test]

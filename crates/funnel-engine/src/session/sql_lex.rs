@@ -127,26 +127,42 @@ pub fn multibyte_backslash(sql: &[u8]) -> bool {
 /// `\x95^now`, not `NOW`, and `SELECT 1 AS a\x95\x60, f() -- \x60` calls
 /// `f` (`\x95\x60` opens no quoted name).
 pub fn multibyte_punctuation(sql: &[u8]) -> bool {
-    sql.windows(2).any(|w| {
-        w[0] >= 0x81
-            && matches!(
-                w[1],
-                b'@' | b'[' | b'\\' | b']' | b'^' | b'`' | b'{' | b'|' | b'}' | b'~'
-            )
-    })
+    // Every text is looked at: plain ASCII is told at word speed.
+    !sql.is_ascii() && sql.windows(2).any(|w| w[0] >= 0x81 && ends_multibyte_name(w[1]))
+}
+
+/// The ASCII bytes ``@[\]^`{|}~`` that may end a two-byte character of the
+/// character sets of [`multibyte_backslash`] (the backslash is read apart).
+fn ends_multibyte_name(c: u8) -> bool {
+    matches!(
+        c,
+        b'@' | b'[' | b'\\' | b']' | b'^' | b'`' | b'{' | b'|' | b'}' | b'~'
+    )
 }
 
 /// `sql` as a character set of [`multibyte_backslash`] may read it, for
 /// the usual lexers: each backslash right after a byte above ASCII made a
-/// space (the second byte of a character, not an escape).
+/// space (the second byte of a character, not an escape), and each other
+/// byte of [`multibyte_punctuation`] there a letter (part of a name: no
+/// quoted name, user variable or operator starts there).
 pub fn multibyte_form(sql: &[u8]) -> Vec<u8> {
     let mut out = sql.to_vec();
     for i in 1..sql.len() {
-        if sql[i] == b'\\' && sql[i - 1] >= 0x81 {
-            out[i] = b' ';
+        if sql[i - 1] >= 0x81 {
+            if sql[i] == b'\\' {
+                out[i] = b' ';
+            } else if ends_multibyte_name(sql[i]) {
+                out[i] = b'x';
+            }
         }
     }
     out
+}
+
+/// The multi-byte reading of `sql` ([`multibyte_form`]), when it may
+/// differ from the usual one.
+pub fn multibyte_reading(sql: &[u8]) -> Option<Vec<u8>> {
+    (multibyte_backslash(sql) || multibyte_punctuation(sql)).then(|| multibyte_form(sql))
 }
 
 /// The index just past the first `end` at or after `from` (the end of a

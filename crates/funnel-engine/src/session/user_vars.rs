@@ -125,17 +125,15 @@ impl UserVars {
 /// `SELECT ... INTO @y`, and not a variable only read. Read generously:
 /// every variable the text mentions, when it has a `SET` or a `:=`
 /// anywhere, in every reading the server may make of it
-/// ([`super::pinning::escape_readings`], a multi-byte character set's),
+/// ([`super::pinning::escape_readings`], a multi-byte character set's too),
 /// and inside executable comments; a name too many only costs a `SET` of
 /// it to NULL. `None` when one of them is a name Funnel does not track, or
 /// there are more than [`MAX_VARS`].
 pub fn made_by_prepare(sql: &[u8]) -> Option<Vec<String>> {
-    use super::sql_lex;
     let mut names = Vec::new();
     let mut assigns = false;
     let mut untracked = false;
-    let multibyte = sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql));
-    let readings = super::pinning::escape_readings(sql).chain(multibyte.map(std::borrow::Cow::Owned));
+    let readings = super::pinning::escape_readings(sql);
     for reading in readings {
         let m = mentions(&reading, &mut names);
         assigns |= m.assigns;
@@ -155,9 +153,7 @@ pub fn made_by_prepare(sql: &[u8]) -> Option<Vec<String>> {
 /// (`SELECT @y` is a `BIGINT` where `@y` is 5, a `LONGBLOB` where it was
 /// never set).
 pub fn mentions_any(sql: &[u8]) -> bool {
-    use super::sql_lex;
-    let multibyte = sql_lex::multibyte_backslash(sql).then(|| sql_lex::multibyte_form(sql));
-    let mut readings = super::pinning::escape_readings(sql).chain(multibyte.map(std::borrow::Cow::Owned));
+    let mut readings = super::pinning::escape_readings(sql);
     let mut names = Vec::new();
     readings.any(|reading| mentions(&reading, &mut names).untracked || !names.is_empty())
 }
