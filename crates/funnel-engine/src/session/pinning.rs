@@ -306,6 +306,7 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         // `SELECT 1 AS [a'b], f() -- ']` calls `f` under `MSSQL`, where
         // the usual reading sees a string.
         effect.runs_no_stored_code &= alt.runs_no_stored_code;
+        effect.opens_no_table &= alt.opens_no_table;
         let pin = alt
             .pin
             .or_else(|| (user_vars(&alt) != user_vars(&effect)).then_some(PinReason::UserVariable));
@@ -1982,6 +1983,9 @@ mod tests {
         for sql in [
             "SELECT v FROM t",
             "SELECT 1 FROM t, DUAL",
+            // A table another reading sees (`[a'b]` is a name under
+            // `sql_mode=MSSQL`).
+            "SELECT 1 AS [a'b], v FROM t -- ']",
             // A table named `dual`: after a `.` a reserved word is a name.
             "SELECT v FROM d.dual",
             "SELECT v FROM `d`.dual",
