@@ -295,6 +295,9 @@ pub struct BackendConnection {
     /// answered: the server may still run it, and would stop whatever
     /// statement runs here then. Serves no other client.
     pub late_kill: bool,
+    /// A client's `COMMIT RELEASE` or `ROLLBACK RELEASE` ran here: the
+    /// server closes the connection after its OK. Serves no other client.
+    pub server_closes: bool,
     /// The server reports session-state changes here
     /// (`session_track_state_change` is on, see [`Self::enable_state_tracking`]).
     pub tracks_state: bool,
@@ -511,6 +514,7 @@ impl BackendConnection {
                         own_deadline: Rc::new(Cell::new(Deadline::connect(limit))),
                         unanswered: false,
                         late_kill: false,
+                        server_closes: false,
                         kill_on_discard: false,
                         tracks_state: false,
                         untracked_state: false,
@@ -908,13 +912,15 @@ impl BackendConnection {
     }
 
     /// True when the connection can serve another client: nothing unread
-    /// (nor late: see `unanswered`, `late_kill`), no transaction open, and autocommit on or off by a `SET` Funnel
+    /// (nor late: see `unanswered`, `late_kill`), not closing
+    /// (`server_closes`), no transaction open, and autocommit on or off by a `SET` Funnel
     /// tracked (the next session's sync sets it to that session's value;
     /// without a transaction open, autocommit off leaves nothing behind).
     pub fn is_reusable(&self) -> bool {
         self.buf.is_empty()
             && !self.unanswered
             && !self.late_kill
+            && !self.server_closes
             && !self.may_be_in_transaction()
             && !self.autocommit_off_untracked()
     }

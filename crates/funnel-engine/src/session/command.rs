@@ -141,6 +141,10 @@ pub struct Forward {
     pub may_keep_diagnostics: bool,
     /// A compound statement (see [`super::pinning::SqlEffect::compound`]).
     pub compound: bool,
+    /// `COMMIT RELEASE` or `ROLLBACK RELEASE` (see
+    /// [`super::pinning::SqlEffect::releases`]): the server closes the
+    /// connection after its OK, and the session ends with it.
+    pub releases: bool,
     /// Set as the command is sent: before this `CALL` or compound
     /// statement, the connection was given the client's own count for
     /// `FOUND_ROWS()` (see `Session::give_found_rows`), so what the server
@@ -384,6 +388,7 @@ impl Forward {
             several_statements: false,
             may_keep_diagnostics: false,
             compound: false,
+            releases: false,
             found_rows_given: false,
             stateless_call: false,
             describes: None,
@@ -477,6 +482,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
                 && crate::session::sql_lex::mentions_returning(sql);
             f.may_keep_diagnostics = effect.may_keep_diagnostics;
             f.compound = effect.compound;
+            f.releases = effect.releases;
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.changes_descriptions = crate::session::sql_lex::may_change_descriptions(

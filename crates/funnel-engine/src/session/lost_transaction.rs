@@ -95,9 +95,11 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
         .split(|c| c.is_ascii_whitespace())
         .filter(|w| !w.is_empty())
         .collect();
-    if chains(&words) {
+    if chains(&words) || releases(&words) {
         // `ROLLBACK AND CHAIN` opens the next transaction: run it, so the
         // session holds that transaction on a connection of its own.
+        // `ROLLBACK RELEASE` ends the session after its OK: run, the
+        // session closes with the connection it ran on.
         Verdict::Run { ends: true }
     } else {
         Verdict::RollbackOk
@@ -142,6 +144,16 @@ fn chains(words: &[&[u8]]) -> bool {
     words
         .iter()
         .position(|w| is(w, "CHAIN"))
+        .is_some_and(|at| at == 0 || !is(words[at - 1], "NO"))
+}
+
+/// True when `words` (a `COMMIT` or `ROLLBACK`) say `RELEASE` (not `NO
+/// RELEASE`).
+fn releases(words: &[&[u8]]) -> bool {
+    let is = |w: &[u8], k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+    words
+        .iter()
+        .position(|w| is(w, "RELEASE"))
         .is_some_and(|at| at == 0 || !is(words[at - 1], "NO"))
 }
 
@@ -203,6 +215,8 @@ mod tests {
         assert_eq!(q("ROLLBACK /* ; */"), Verdict::Refuse { ends: true });
         assert_eq!(q("ROLLBACK AND CHAIN"), Verdict::Run { ends: true });
         assert_eq!(q("rollback work and no chain"), Verdict::RollbackOk);
+        assert_eq!(q("ROLLBACK RELEASE"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK AND NO CHAIN NO RELEASE"), Verdict::RollbackOk);
     }
 
     #[test]

@@ -2284,8 +2284,13 @@ impl Session {
         // once the session lets it go (a pinned session keeps it, where
         // that KILL can only stop this client's own next statement).
         conn.late_kill |= self.control.take_late_kill();
+        // The server closes the connection after a `... RELEASE`'s OK: it
+        // goes once the session lets it go (whatever the reply was, so no
+        // other client gets a connection that may be closing).
+        conn.server_closes |= f.releases;
         match end {
             RelayEnd::Complete(summary, held) => {
+                let released = f.releases && summary.error.is_none();
                 if let Some(bytes) = capture
                     .and_then(crate::relay::Capture::into_bytes)
                     .filter(|_| held.is_empty())
@@ -2336,6 +2341,12 @@ impl Session {
                     stats
                         .bytes_to_clients
                         .set(stats.bytes_to_clients.get() + held.len() as u64);
+                }
+                if released {
+                    // The session ended on the server with its OK: the
+                    // client's connection closes too, as the server's
+                    // would (its next statement would find it gone).
+                    return Err(End::Closed);
                 }
                 Ok(())
             }

@@ -171,6 +171,10 @@ pub struct SqlEffect {
     /// may call a procedure (`BEGIN p; END` under `sql_mode=ORACLE`) that
     /// reads or makes a last insert id.
     pub compound: bool,
+    /// A `COMMIT` or `ROLLBACK` with `RELEASE` (not `NO RELEASE`), one of
+    /// its statements: after its OK the server closes the connection (see
+    /// [`releases`]).
+    pub releases: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -226,6 +230,8 @@ pub struct ExecuteEffect {
     /// It may change what prepares describe (see
     /// [`sql_lex::may_change_descriptions`]).
     pub changes_descriptions: bool,
+    /// `COMMIT RELEASE` or `ROLLBACK RELEASE` (see [`SqlEffect::releases`]).
+    pub releases: bool,
 }
 
 impl ExecuteEffect {
@@ -264,6 +270,7 @@ impl ExecuteEffect {
                 sql,
                 e.several_statements || e.compound || Mentions::of(sql).dynamic_sql() || e.statement_vars,
             ),
+            releases: e.releases,
         }
     }
 }
@@ -333,6 +340,7 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
     effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
+    effect.releases = (0..tokens.statements).any(|k| releases(tokens.statement_words(k)));
     // Checked only for what opens no table (not for a read of a table,
     // such as every point select): a `SET STATEMENT ... FOR` may wrap any
     // statement, a comment Funnel reads otherwise than the server may hide
@@ -394,6 +402,22 @@ fn leaves_diagnostics(words: &[Word]) -> bool {
         b"BEGIN" => matches!(second, b"" | b"WORK"),
         _ => false,
     }
+}
+
+/// `COMMIT [WORK] [AND [NO] CHAIN] RELEASE` or the same `ROLLBACK` (not
+/// `ROLLBACK TO SAVEPOINT`, and not `NO RELEASE`): the server ends the
+/// session after its OK and closes the connection, as it would a client's
+/// own (`completion_type = RELEASE`, which makes every `COMMIT` one, pins
+/// instead: [`UNREPLAYABLE_VARIABLES`]).
+fn releases(words: &[Word]) -> bool {
+    let first = words.first().map_or(&b""[..], |w| w.as_slice());
+    if !matches!(first, b"COMMIT" | b"ROLLBACK") || words.iter().any(|w| w.as_slice() == b"TO") {
+        return false;
+    }
+    words
+        .iter()
+        .position(|w| w.as_slice() == b"RELEASE")
+        .is_some_and(|at| words[at - 1].as_slice() != b"NO")
 }
 
 /// `CALL`, `PREPARE`, `EXECUTE [IMMEDIATE]`, `DEALLOCATE PREPARE` and
@@ -2499,6 +2523,33 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    /// `COMMIT` / `ROLLBACK` with `RELEASE`: the server closes the
+    /// connection after the OK (`connector_php.rs`).
+    #[test]
+    fn pinning_commit_and_rollback_release_are_seen() {
+        for released in [
+            "COMMIT RELEASE",
+            "commit work and no chain release",
+            "ROLLBACK /* c */ RELEASE",
+            "rollback work release",
+            "SELECT 1; COMMIT RELEASE",
+        ] {
+            assert!(classify(released.as_bytes()).releases, "{released}");
+        }
+        for kept in [
+            "COMMIT",
+            "COMMIT NO RELEASE",
+            "ROLLBACK AND CHAIN NO RELEASE",
+            "ROLLBACK TO SAVEPOINT s",
+            "RELEASE SAVEPOINT s",
+            "SELECT 'COMMIT RELEASE'",
+            "COMMIT; SELECT `release`",
+        ] {
+            assert!(!classify(kept.as_bytes()).releases, "{kept}");
+        }
+        assert!(ExecuteEffect::of(b"COMMIT RELEASE").releases);
     }
 
     #[test]
