@@ -69,7 +69,17 @@
 //! unbuffered result, with an async query unreaped, with a cursor open,
 //! with a `multi_query` unread; a PDO statement and connection dropped
 //! mid-stream), after which four fresh clients and an old one are served,
-//! and a client killed by another while it streams a million rows.
+//! and a client killed by another while it streams a million rows;
+//! packets past 16 MB (a text query, an execute's parameters, a text and
+//! a binary row of 18 MB), plain and compressed; `COM_STMT_RESET` of a
+//! statement whose session moved to another connection meanwhile; column
+//! metadata as mysqlnd reads it (`fetch_fields`: names, types, lengths,
+//! flags, charsets, decimals; text, prepare and execute), also of the
+//! calls Funnel rewrites (`LAST_INSERT_ID()`, `ROW_COUNT()`,
+//! `FOUND_ROWS()`, `CONNECTION_ID()`); the server's "no index used"
+//! status flags (`MYSQLI_REPORT_INDEX` turns them into exceptions);
+//! `multi_query` of `SET`s and of a `SET` beside a `SELECT`; two cursors
+//! open on one session, read in turn around an execute and a query.
 //!
 //! Found and fixed: `COMMIT RELEASE` / `ROLLBACK RELEASE` (mysqli's
 //! `MYSQLI_TRANS_COR_RELEASE`): the server closes its connection after
@@ -239,6 +249,13 @@ fn connector_php_all_scenarios_match_direct() {
         "flags rollback release true then ERR 2006 HY000 MySQL server has gone away other 0",
         "logins r1 charset c0 latin1 latin1,latin1,latin1,latin1_swedish_ci,C3A9,2",
         "logins kill self true  then ERR 2006",
+        "big z row out 18000000 9e4cd12bdcdd5c902668ca59103cc169 after other 2",
+        "big z binary row out 18000000 s",
+        "big execute after reset [[42]]",
+        "metadata index prepared 0 No index used in query/prepared statement",
+        "metadata index 1 none",
+        "metadata two cursors 1:500 2:400 3:300 p4 q6 4:200 5:100 6:- 7:- -:-",
+        "metadata executed fields i/id/T/3/11/49667/63/0 v/v/T/253/40/16388/8/0",
     ] {
         assert!(direct.contains(want), "{want}\n{direct}");
     }

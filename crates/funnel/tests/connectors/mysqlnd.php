@@ -1145,6 +1145,154 @@ function abandon(): void
     $o->close();
 }
 
+/** Packets past 16 MB (split in the protocol), plain and compressed, while another client queries. */
+function bigPackets(): void
+{
+    $o = my();
+    foreach ([0, MYSQLI_CLIENT_COMPRESS] as $flags) {
+        $tag = $flags ? 'z' : 'p';
+        $m = my(null, $flags);
+        $big = str_repeat('abcdefghij', 1700000) . 'end';
+        $r = $m->query("SELECT LENGTH('$big'), MD5('$big')");
+        p("$tag text query in " . ($r ? rows($r) === strlen($big) . ',' . md5($big) : merr($m)) . " other " . q($o, "SELECT 1"));
+        $st = $m->prepare("SELECT LENGTH(?), MD5(?), ?");
+        $small = 's';
+        $st->bind_param('sss', $big, $big, $small);
+        $st->execute();
+        $res = $st->get_result();
+        p("$tag execute in " . ($res ? json_encode($res->fetch_row() === [strlen($big), md5($big), 's']) : merr($st)));
+        $st->close();
+        $r = $m->query("SELECT REPEAT('xyz', 6000000), 'after'");
+        $row = $r ? $r->fetch_row() : null;
+        p("$tag row out " . ($row ? strlen($row[0]) . ' ' . md5($row[0]) . ' ' . $row[1] : merr($m)) . " other " . q($o, "SELECT 2"));
+        $st = $m->prepare("SELECT REPEAT(?, 6000000), ?");
+        $x = 'qrs';
+        $st->bind_param('ss', $x, $small);
+        $st->execute();
+        $res = $st->get_result();
+        $row = $res ? $res->fetch_row() : null;
+        p("$tag binary row out " . ($row ? strlen($row[0]) . ' ' . $row[1] : merr($st)));
+        $st->close();
+        $m->close();
+    }
+    // COM_STMT_RESET of a statement whose session moved between connections meanwhile.
+    $a = my();
+    $b = my();
+    $c = my();
+    $st = $a->prepare("SELECT ? + 1");
+    $k = 1;
+    $st->bind_param('i', $k);
+    $st->execute();
+    $st->get_result();
+    foreach ([$b, $c, $b] as $m) {
+        q($m, "SELECT SLEEP(0)");
+    }
+    p("reset elsewhere " . json_encode($st->reset()) . " " . ($st->errno ? merr($st) : ''));
+    $k = 41;
+    $st->execute();
+    p("execute after reset " . json_encode($st->get_result()->fetch_all()));
+    $o->close();
+    $a->close();
+    $b->close();
+    $c->close();
+}
+
+/** Column metadata as mysqlnd reads it, status flags it reports (MYSQLI_REPORT_INDEX), multi-statement SETs. */
+function metadata(): void
+{
+    $a = my();
+    $b = my();
+    q($a, "INSERT INTO t (v, n) VALUES ('meta1', 1)");
+    $field = fn($f) => "$f->name/$f->orgname/" . ($f->table === '' ? '' : 'T') . "/$f->type/$f->length/$f->flags/$f->charsetnr/$f->decimals";
+    $sql = "SELECT id AS i, v, n, LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), CONNECTION_ID() > 0, LAST_INSERT_ID() + 0 AS l2, 1.5 AS d, NOW(3) AS t3 FROM t WHERE v = 'meta1'";
+    $r = $a->query($sql);
+    q($b, "SELECT 1");
+    p("text fields " . implode(' ', array_map($field, $r->fetch_fields())));
+    $r->free();
+    $st = $a->prepare($sql);
+    $md = $st->result_metadata();
+    p("prepared fields " . implode(' ', array_map($field, $md->fetch_fields())));
+    $st->execute();
+    $res = $st->get_result();
+    p("executed fields " . implode(' ', array_map($field, $res->fetch_fields())));
+    $st->close();
+    // mysqlnd raises "No index used" from the server's status flags.
+    mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT | MYSQLI_REPORT_INDEX);
+    // (Each on a connection of its own: the exception leaves the result unread.)
+    foreach (["SELECT * FROM t WHERE n = 1", "SELECT * FROM t WHERE id = 1", "SELECT COUNT(*) FROM big WHERE v LIKE 'A%'"] as $k => $sql) {
+        $x = my();
+        try {
+            $r = $x->query($sql);
+            $r->free();
+            p("index $k none");
+        } catch (mysqli_sql_exception $e) {
+            p("index $k " . $e->getMessage());
+        }
+        @$x->close();
+        q($b, "SELECT 1");
+        $x = my();
+        try {
+            $st = $x->prepare($sql);
+            $st->execute();
+            $st->get_result();
+            p("index prepared $k none");
+        } catch (mysqli_sql_exception $e) {
+            p("index prepared $k " . $e->getMessage());
+        }
+        @$x->close();
+    }
+    mysqli_report(MYSQLI_REPORT_OFF);
+    // Multi-statement SETs (tracked) and a SET beside a SELECT.
+    $a->multi_query("SET @mq = 5; SET time_zone = '+05:00'");
+    do {
+        ($r = $a->store_result()) && $r->free();
+    } while ($a->more_results() && $a->next_result());
+    q($b, "SELECT 1");
+    p("multi sets " . q($a, "SELECT @mq, @@time_zone") . " other " . q($b, "SELECT @mq, @@time_zone"));
+    $a->multi_query("SET @mq = 6; SELECT @mq, 'x'");
+    $got = [];
+    do {
+        if ($r = $a->store_result()) {
+            $got[] = rows($r);
+            $r->free();
+        }
+    } while ($a->more_results() && $a->next_result());
+    q($b, "SELECT 1");
+    p("multi set select " . implode(' ', $got) . " then " . q($a, "SELECT @mq") . " other " . q($b, "SELECT @mq"));
+    // Two cursors open on one session, read in turn, with a plain execute, a query and another client between.
+    $cur = function (string $sql) use ($a) {
+        $st = $a->stmt_init();
+        $st->prepare($sql);
+        $st->attr_set(MYSQLI_STMT_ATTR_CURSOR_TYPE, MYSQLI_CURSOR_TYPE_READ_ONLY);
+        $st->attr_set(MYSQLI_STMT_ATTR_PREFETCH_ROWS, 2);
+        $st->execute();
+        return $st;
+    };
+    $s1 = $cur("SELECT id FROM big WHERE id <= 7 ORDER BY id");
+    $s2 = $cur("SELECT id * 100 FROM big WHERE id <= 5 ORDER BY id DESC");
+    $s1->bind_result($x1);
+    $s2->bind_result($x2);
+    $plain = $a->prepare("SELECT ? * 2");
+    $got = [];
+    for ($k = 0; $k < 8; $k++) {
+        $got[] = ($s1->fetch() ? $x1 : '-') . ':' . ($s2->fetch() ? $x2 : '-');
+        if ($k == 2) {
+            $plain->bind_param('i', $k);
+            $plain->execute();
+            $got[] = 'p' . $plain->get_result()->fetch_row()[0];
+            $got[] = 'q' . q($a, "SELECT @mq");
+            q($b, "SELECT 1");
+        }
+    }
+    p("two cursors " . implode(' ', $got));
+    $s1->close();
+    $s2->close();
+    $plain->close();
+    p("after cursors " . q($a, "SELECT @mq") . " other " . q($b, "SELECT 'fine'"));
+    $a->close();
+    $b->close();
+}
+
 $all = [
     'pdo-emulated' => fn() => pdoBasics(true),
     'pdo-native' => fn() => pdoBasics(false),
@@ -1160,6 +1308,8 @@ $all = [
     'flags' => 'loginFlags',
     'logins' => 'logins',
     'abandon' => 'abandon',
+    'big' => 'bigPackets',
+    'metadata' => 'metadata',
 ];
 $SCENARIO = 'setup';
 setup();
