@@ -86,8 +86,10 @@
 //! the OK, and Funnel gave that connection back to the pool, where the
 //! next client's statement failed with ERR 9007, while the releasing
 //! client's session went on (directly its next statement finds the
-//! connection gone, 2006). See
-//! [`connector_php_commit_release_ends_its_own_session_not_anothers`].
+//! connection gone, 2006). And under `completion_type = RELEASE` (which
+//! pins) the client's next statement after a `COMMIT` got ERR 9007 from
+//! the closed connection, where directly it finds the connection gone.
+//! See [`connector_php_commit_release_ends_its_own_session_not_anothers`].
 //!
 //! Left out as known differences (docs/multiplexing.md): `USER()` and
 //! `CURRENT_USER()` (Funnel's backend account), `SHOW STATUS LIKE
@@ -268,7 +270,9 @@ fn connector_php_all_scenarios_match_direct() {
 /// failed with ERR 9007 (`Lost connection to backend`), and kept the
 /// releasing client's own connection open. Now the backend connection is
 /// closed, never reused, and the client's connection closes after the OK,
-/// as directly; `NO RELEASE` changes nothing.
+/// as directly; `NO RELEASE` changes nothing. The same under
+/// `completion_type = RELEASE`, which Funnel tells by a ping after each
+/// `COMMIT` or `ROLLBACK` of a session that set `completion_type`.
 #[test]
 fn connector_php_commit_release_ends_its_own_session_not_anothers() {
     use funnel_testkit::mini_client::{MiniClient, MiniError};
@@ -307,4 +311,43 @@ fn connector_php_commit_release_ends_its_own_session_not_anothers() {
     }
     let committed = db.query_first::<String>(&format!("SELECT GROUP_CONCAT(id ORDER BY id) FROM {}.r", s[0]));
     assert_eq!(committed.as_deref(), Some("0,2,3"));
+    // Under `completion_type = RELEASE` every `COMMIT` and `ROLLBACK` (but
+    // `NO RELEASE`) ends the session: the client's next statement got ERR
+    // 9007 from its closed connection, where directly it finds the
+    // connection gone. Other values close nothing.
+    let forms = [
+        ("RELEASE", "COMMIT", true),
+        ("2", "ROLLBACK", true),
+        ("RELEASE", "COMMIT NO RELEASE", false),
+        ("RELEASE", "ROLLBACK TO SAVEPOINT s", false),
+        ("NO_CHAIN", "COMMIT", false),
+        ("CHAIN", "COMMIT", false),
+    ];
+    for (n, (value, sql, closes)) in forms.into_iter().enumerate() {
+        let mut c = client();
+        c.query("SET @x = 'mine'").unwrap();
+        c.query(&format!("SET completion_type = '{value}'"))
+            .or_else(|_| c.query(&format!("SET completion_type = {value}")))
+            .unwrap();
+        c.query("START TRANSACTION").unwrap();
+        c.query("SAVEPOINT s").unwrap();
+        c.query(&format!("INSERT INTO r VALUES ({})", 10 + n)).unwrap();
+        c.query(sql).unwrap_or_else(|e| panic!("{value} {sql}: {e:?}"));
+        let next = c.query("SELECT @x");
+        if closes {
+            assert!(matches!(next, Err(MiniError::Io(_))), "{value} {sql}: {next:?}");
+        } else {
+            assert_eq!(
+                next.unwrap().rows(),
+                [vec![Some("mine".to_owned())]],
+                "{value} {sql}"
+            );
+        }
+        // The session is pinned (`completion_type`), on the one connection.
+        drop(c);
+        let o = other
+            .query("SELECT @o")
+            .unwrap_or_else(|e| panic!("after {value} {sql}: {e:?}"));
+        assert_eq!(o.rows(), [vec![Some("other".to_owned())]], "after {value} {sql}");
+    }
 }

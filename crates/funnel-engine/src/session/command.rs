@@ -145,6 +145,14 @@ pub struct Forward {
     /// [`super::pinning::SqlEffect::releases`]): the server closes the
     /// connection after its OK, and the session ends with it.
     pub releases: bool,
+    /// A `COMMIT` or `ROLLBACK` that may end the session, under
+    /// `completion_type = RELEASE` (see
+    /// [`super::pinning::SqlEffect::may_release`]).
+    pub may_release: bool,
+    /// A `SET` of `completion_type` (it pins): from then on the session
+    /// checks, after each `COMMIT` or `ROLLBACK`, whether the server
+    /// closed its connection.
+    pub sets_completion_type: bool,
     /// Set as the command is sent: before this `CALL` or compound
     /// statement, the connection was given the client's own count for
     /// `FOUND_ROWS()` (see `Session::give_found_rows`), so what the server
@@ -389,6 +397,8 @@ impl Forward {
             may_keep_diagnostics: false,
             compound: false,
             releases: false,
+            may_release: false,
+            sets_completion_type: false,
             found_rows_given: false,
             stateless_call: false,
             describes: None,
@@ -483,6 +493,9 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.may_keep_diagnostics = effect.may_keep_diagnostics;
             f.compound = effect.compound;
             f.releases = effect.releases;
+            f.may_release = effect.may_release;
+            f.sets_completion_type = effect.pin == Some(PinReason::SessionVariable)
+                && crate::session::sql_lex::mentions_word(sql, b"completion_type");
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");
             f.may_run_stored_code = !effect.runs_no_stored_code;
             f.changes_descriptions = crate::session::sql_lex::may_change_descriptions(

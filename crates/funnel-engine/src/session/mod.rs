@@ -418,6 +418,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 failed_change_users: 0,
                 tx_lost: false,
                 command_commits: false,
+                completion_type_set: false,
                 ends_lost_transaction: false,
                 tx_lost_at_commit: false,
                 xa: false,
@@ -624,6 +625,10 @@ struct Session {
     tx_lost: bool,
     /// The command being served is a `COMMIT` ([`lost_transaction::commits`]).
     command_commits: bool,
+    /// The session set `completion_type` (and is pinned for it): after
+    /// each `COMMIT` or `ROLLBACK` Funnel pings its connection, which the
+    /// server closed if the value was `RELEASE`.
+    completion_type_set: bool,
     /// The command being served ends the lost transaction (`tx_lost`,
     /// cleared for it) if it runs: a `ROLLBACK AND CHAIN`.
     ends_lost_transaction: bool,
@@ -2290,7 +2295,19 @@ impl Session {
         conn.server_closes |= f.releases;
         match end {
             RelayEnd::Complete(summary, held) => {
-                let released = f.releases && summary.error.is_none();
+                let ok = summary.error.is_none();
+                self.completion_type_set |= f.sets_completion_type && ok;
+                let mut released = f.releases && ok;
+                if !released && ok && f.may_release && self.completion_type_set {
+                    // Under `completion_type = RELEASE` (its value is not
+                    // tracked: it pins) the server closed the connection
+                    // after the OK. A ping tells, and changes nothing the
+                    // session could read.
+                    if conn.run(&[0x0e], Expect::Status).await.is_err() {
+                        conn.server_closes = true;
+                        released = true;
+                    }
+                }
                 if let Some(bytes) = capture
                     .and_then(crate::relay::Capture::into_bytes)
                     .filter(|_| held.is_empty())

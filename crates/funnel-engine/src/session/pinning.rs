@@ -175,6 +175,11 @@ pub struct SqlEffect {
     /// its statements: after its OK the server closes the connection (see
     /// [`releases`]).
     pub releases: bool,
+    /// A `COMMIT` or `ROLLBACK` that does not say `NO RELEASE` (nor `TO
+    /// SAVEPOINT`), alone in its query: under `completion_type = RELEASE`
+    /// the server closes the connection after its OK (see
+    /// [`ends_transaction`]).
+    pub may_release: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -341,6 +346,12 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
     effect.several_statements = tokens.statements > 1;
     effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
     effect.releases = (0..tokens.statements).any(|k| releases(tokens.statement_words(k)));
+    effect.may_release = tokens.statements == 1
+        && ends_transaction(&tokens.words)
+        && !tokens
+            .words
+            .windows(2)
+            .any(|w| w[0].as_slice() == b"NO" && w[1].as_slice() == b"RELEASE");
     // Checked only for what opens no table (not for a read of a table,
     // such as every point select): a `SET STATEMENT ... FOR` may wrap any
     // statement, a comment Funnel reads otherwise than the server may hide
@@ -410,14 +421,20 @@ fn leaves_diagnostics(words: &[Word]) -> bool {
 /// own (`completion_type = RELEASE`, which makes every `COMMIT` one, pins
 /// instead: [`UNREPLAYABLE_VARIABLES`]).
 fn releases(words: &[Word]) -> bool {
-    let first = words.first().map_or(&b""[..], |w| w.as_slice());
-    if !matches!(first, b"COMMIT" | b"ROLLBACK") || words.iter().any(|w| w.as_slice() == b"TO") {
+    if !ends_transaction(words) {
         return false;
     }
     words
         .iter()
         .position(|w| w.as_slice() == b"RELEASE")
         .is_some_and(|at| words[at - 1].as_slice() != b"NO")
+}
+
+/// A `COMMIT` or a `ROLLBACK` that is not `ROLLBACK TO SAVEPOINT`: the
+/// statements `completion_type` applies to.
+fn ends_transaction(words: &[Word]) -> bool {
+    let first = words.first().map_or(&b""[..], |w| w.as_slice());
+    matches!(first, b"COMMIT" | b"ROLLBACK") && !words.iter().any(|w| w.as_slice() == b"TO")
 }
 
 /// `CALL`, `PREPARE`, `EXECUTE [IMMEDIATE]`, `DEALLOCATE PREPARE` and
@@ -2550,6 +2567,17 @@ mod tests {
             assert!(!classify(kept.as_bytes()).releases, "{kept}");
         }
         assert!(ExecuteEffect::of(b"COMMIT RELEASE").releases);
+        for sql in ["COMMIT", "rollback work", "COMMIT AND CHAIN", "COMMIT RELEASE"] {
+            assert!(classify(sql.as_bytes()).may_release, "{sql}");
+        }
+        for sql in [
+            "COMMIT NO RELEASE",
+            "ROLLBACK TO s",
+            "COMMIT; SELECT 1",
+            "SELECT 1",
+        ] {
+            assert!(!classify(sql.as_bytes()).may_release, "{sql}");
+        }
     }
 
     #[test]

@@ -859,6 +859,18 @@ function mysqliMore(): void
     $l = my(null, 0, null, [MYSQLI_OPT_LOAD_DATA_LOCAL_DIR => $dir]);
     p("infile " . q($l, "LOAD DATA LOCAL INFILE '$file' INTO TABLE li (id, name, n)") . " info '{$l->info}' other " . q($o, "SELECT COUNT(*), SUM(n) FROM li"));
     p("infile dup " . q($l, "LOAD DATA LOCAL INFILE '$file' IGNORE INTO TABLE li (id, name, n)") . " info '{$l->info}'");
+    q($o, "SELECT 1");
+    $w = $l->get_warnings();
+    $n = 0;
+    $last = '';
+    while ($w) {
+        $n++;
+        $last = "$w->errno:$w->message";
+        if (!$w->next()) {
+            break;
+        }
+    }
+    p("infile dup warnings $n last $last " . q($l, "SELECT @@warning_count"));
     p("infile missing " . q($l, "LOAD DATA LOCAL INFILE '$dir/missing.tsv' INTO TABLE li") . " then " . q($l, "SELECT COUNT(*) FROM li"));
     p("infile outside " . q($l, "LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE li") . " then " . q($l, "SELECT COUNT(*) FROM li"));
     $nl = my();
@@ -1001,6 +1013,13 @@ function loginFlags(): void
     $a = my();
     q($a, "SET @me = 'a'");
     p("commit release " . q($a, "COMMIT RELEASE") . " then " . q($a, "SELECT @me") . " other " . q($plain, "SELECT 'fine'"));
+    @$a->close();
+    // completion_type = RELEASE: every COMMIT ends the session.
+    $a = my();
+    q($a, "SET completion_type = 'RELEASE'");
+    $a->begin_transaction();
+    q($a, "INSERT INTO t (v, n) VALUES ('ctrel', 1)");
+    p("completion_type release commit " . json_encode($a->commit()) . " then " . q($a, "SELECT 1") . " " . q($a, "SELECT 2") . " other " . q($plain, "SELECT COUNT(*) FROM t WHERE v = 'ctrel'"));
     @$a->close();
     // Statement warnings and metadata.
     $st = $plain->prepare("SELECT CAST(? AS INT) AS c, ? / 0 AS d");
