@@ -211,6 +211,16 @@ const RESET_CHECK_TRACKING: &str = concat!(reset_check!(), ", session_track_stat
 /// `NAMES 'cs' COLLATE 'coll'` of handshake collation `charset`: what sets
 /// the charset group as a login with it does. `None` for a collation
 /// Funnel cannot name.
+/// True for the server's errors after which it closes the connection:
+/// a packet over its `max_allowed_packet` (1153), a garbled or timed-out
+/// read or write (1156-1161), the connection killed (1927), a shutdown
+/// (1053), the idle timeout (4031). The next client would meet the closed
+/// connection (ERR 9007), and how soon its end shows on the socket is
+/// up to the kernel.
+pub fn closes_after_error(code: u16) -> bool {
+    matches!(code, 1053 | 1153 | 1156..=1161 | 1927 | 4031)
+}
+
 fn names_clause(charset: u8) -> Option<String> {
     let (cs, coll) = charset::names(u16::from(charset))?;
     Some(format!("NAMES '{cs}' COLLATE '{coll}'"))
@@ -295,8 +305,10 @@ pub struct BackendConnection {
     /// answered: the server may still run it, and would stop whatever
     /// statement runs here then. Serves no other client.
     pub late_kill: bool,
-    /// A client's `COMMIT RELEASE` or `ROLLBACK RELEASE` ran here: the
-    /// server closes the connection after its OK. Serves no other client.
+    /// The server closes the connection: after a client's `COMMIT
+    /// RELEASE` or `ROLLBACK RELEASE` (its OK), or after an error it ends
+    /// the connection with ([`closes_after_error`]). Serves no other
+    /// client.
     pub server_closes: bool,
     /// The server reports session-state changes here
     /// (`session_track_state_change` is on, see [`Self::enable_state_tracking`]).
