@@ -10,6 +10,9 @@
 use std::time::{Duration, Instant};
 
 use funnel_protocol::response::ErrPacket;
+use funnel_protocol::StatusFlags;
+
+use super::Session;
 
 /// ER_LOCK_DEADLOCK: the server rolled back the whole transaction.
 pub(super) const ER_LOCK_DEADLOCK: u16 = 1213;
@@ -113,6 +116,37 @@ pub(super) fn effect(sql: &[u8]) -> Effect {
         }
     }
     out
+}
+
+impl Session {
+    /// True when the session's transaction has been open
+    /// `client.max_transaction_time` at `now`.
+    pub(super) fn transaction_overdue(&self, now: Instant) -> bool {
+        let Some(began) = self.tx_began else {
+            return false;
+        };
+        let limit = self.shard.config().client.max_transaction_time.non_zero();
+        limit.is_some_and(|limit| left(began, limit, now).is_zero())
+    }
+
+    /// How long the statement about to run may run before
+    /// `client.max_transaction_time` stops it, with the ERR it then gets:
+    /// inside a transaction, what the limit leaves it; with autocommit
+    /// off, where the statement opens one, the whole limit from now (it
+    /// was just sent).
+    pub(super) fn transaction_stop(&self) -> Option<(Duration, ErrPacket)> {
+        let autocommit_off = !self.last_status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+        if self.tx_began.is_none() && !autocommit_off || self.tx_effect.commits_first {
+            // No transaction; or the statement commits the open one
+            // before it runs (DDL), and runs outside it: stopped, the
+            // client would be told that transaction rolled back.
+            return None;
+        }
+        let limit = self.shard.config().client.max_transaction_time.non_zero()?;
+        let now = Instant::now();
+        let left = left(self.tx_began.unwrap_or(now), limit, now);
+        Some((left, stopped_err(limit, self.xa)))
+    }
 }
 
 #[cfg(test)]
