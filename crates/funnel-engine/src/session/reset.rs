@@ -6,8 +6,9 @@ use funnel_protocol::Capabilities;
 
 use super::handshake::{self, LoginError};
 use super::pinning::PinReason;
+use super::read_back::found_rows_of;
 use super::rewrite::LastResults;
-use super::{found_rows_of, End, Session};
+use super::{End, Session};
 use crate::error::EngineError;
 use crate::kill::{ClientControl, ClientState};
 use crate::pool::conn::{BackendConn, BackendError};
