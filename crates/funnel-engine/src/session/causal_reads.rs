@@ -19,7 +19,8 @@ use crate::pool::Pool;
 use crate::stats::Stats;
 
 use super::command::Forward;
-use super::{Route, Session};
+use super::routing::Route;
+use super::Session;
 
 /// Rows of a causal read's own statement.
 type Rows = Vec<Vec<Option<String>>>;
