@@ -236,7 +236,10 @@ fn reads_back_user_variable(sql: &str) -> bool {
 /// while: it pins (temporary tables, named locks, prepared and dynamic
 /// SQL, stored code that sets state, sequences, `SET TRANSACTION`, ...).
 /// Over-counted on purpose and kept until the session ends: a read taken
-/// for a writer's excuses nothing.
+/// for a writer's excuses nothing. Not `XA` statements: Funnel holds the
+/// connection only while the server says a transaction is open, and the
+/// walk follows an XA transaction itself (`Walk::xa`; soak seed 6800: a
+/// replica read after `XA ROLLBACK` let its error go at a computed `SET`).
 fn may_pin(op: &Op, d: &Outcome) -> bool {
     let Some(sql) = sql_of(op) else { return false };
     if pinning_prepare(op) {
@@ -248,7 +251,7 @@ fn may_pin(op: &Op, d: &Outcome) -> bool {
         || (sql.starts_with("LOCK") && !sql.starts_with("LOCK IN"))
         || sql.contains("GET_LOCK")
         || [
-            "TEMPORARY", "HANDLER", "PREPARE", "EXECUTE", "XA ", "SET TRANSACTION", "NEXTVAL", "SETVAL", "LASTVAL",
+            "TEMPORARY", "HANDLER", "PREPARE", "EXECUTE", "SET TRANSACTION", "NEXTVAL", "SETVAL", "LASTVAL",
             "NEXT VALUE", "PREVIOUS VALUE", "CURRVAL", "F_FX", "F_TZ", "F_MODE", "F_DIV", "INTO TR", "DF_SP.",
             "SL_ST_", "P_TZ", "GET DIAGNOSTICS", "DECLARE", "<<", "INTO @",
         ]
@@ -342,6 +345,9 @@ struct Lost {
 struct Walk {
     in_transaction: bool,
     autocommit_off: bool,
+    /// In an XA transaction: from an `XA START` the server ran to the `XA
+    /// COMMIT` or `XA ROLLBACK` it ran (a plain `COMMIT` is refused there).
+    xa: bool,
     pinned: bool,
     /// The replica read whose conditions the server's area holds.
     replica_area: Option<usize>,
@@ -368,9 +374,10 @@ pub(super) fn first_difference(
         if std::env::var_os("FUNNEL_DIFF_WALK").is_some() {
             let _ = writeln!(
                 trace,
-                "  walk {i}: `{op}` tx {} ac_off {} pinned {} replica_area {:?} lost {:?} to_writer {}",
+                "  walk {i}: `{op}` tx {} ac_off {} xa {} pinned {} replica_area {:?} lost {:?} to_writer {}",
                 walk.in_transaction,
                 walk.autocommit_off,
+                walk.xa,
                 walk.pinned,
                 walk.replica_area,
                 walk.lost.as_ref().map(|l| (l.read, l.writer, l.area.len())),
@@ -442,7 +449,7 @@ impl Walk {
     fn after(&mut self, i: usize, op: &Op, d: &Outcome) {
         let Some(sql) = sql_of(op) else { return };
         // A statement that pins runs where the session's writes go.
-        let held = self.in_transaction || self.autocommit_off || self.pinned;
+        let held = self.in_transaction || self.autocommit_off || self.xa || self.pinned;
         // A statement of tracked state only (`USE`, a `SET` of literals)
         // runs on the replica the session lingers on (soak seed 6462:
         // `USE nosuch_schema` failed there).
@@ -486,6 +493,13 @@ impl Walk {
                     self.in_transaction = false
                 }
                 _ => {}
+            }
+        }
+        if matches!(d, Outcome::Ok { .. }) {
+            if sql.starts_with("XA START") || sql.starts_with("XA BEGIN") {
+                self.xa = true;
+            } else if sql.starts_with("XA COMMIT") || sql.starts_with("XA ROLLBACK") {
+                self.xa = false;
             }
         }
         if sql.contains("AUTOCOMMIT = 0") || sql.contains("SL_ST_AC") {
@@ -779,6 +793,66 @@ mod tests {
             "SHOW COUNT(*) WARNINGS",
         ];
         assert_eq!(judge_in(true, &script, &direct, 2, count(0)), (Some(2), 0));
+    }
+
+    /// An XA transaction holds the writer's connection only while it is
+    /// open: a replica read after its end (or after an `XA` statement the
+    /// server refused) may leave its area on the replica, let go at a
+    /// computed `SET` (soak seed 6800); a read inside it runs on the
+    /// writer.
+    #[test]
+    fn replica_warnings_after_an_xa_transaction_are_excused() {
+        let err = Outcome::Err {
+            code: 1146,
+            message: "Table 'db.nosuch' doesn't exist".to_owned(),
+        };
+        let xa_err = Outcome::Err {
+            code: 1397,
+            message: "XAER_NOTA: Unknown XID".to_owned(),
+        };
+        let set = "SET sql_mode = CONCAT(@@sql_mode, ',PIPES_AS_CONCAT')";
+        let script = [
+            "XA ROLLBACK 'x'",
+            "SELECT * FROM nosuch",
+            set,
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let direct = [xa_err.clone(), err.clone(), ok(0), count(1)];
+        assert_eq!(judge(&script, &direct, 3, count(0)), (None, 1));
+        let script = [
+            "XA START 'x'",
+            "XA END 'x'",
+            "XA ROLLBACK 'x'",
+            "SELECT * FROM nosuch",
+            set,
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let direct = [ok(0), ok(0), ok(0), err.clone(), ok(0), count(1)];
+        assert_eq!(judge(&script, &direct, 5, count(0)), (None, 1));
+        // Inside: the read ran on the writer, a plain COMMIT refused.
+        let script = [
+            "XA START 'x'",
+            "SELECT * FROM nosuch",
+            "COMMIT",
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let refused = Outcome::Err {
+            code: 1399,
+            message: "XAER_RMFAIL".to_owned(),
+        };
+        let direct = [ok(0), err.clone(), refused.clone(), count(1)];
+        assert_eq!(judge(&script, &direct, 3, count(0)), (Some(3), 0));
+        // An `XA ROLLBACK` the server refused (the branch not ended) ends
+        // nothing.
+        let script = [
+            "XA START 'x'",
+            "XA ROLLBACK 'x'",
+            "SELECT * FROM nosuch",
+            set,
+            "SHOW COUNT(*) WARNINGS",
+        ];
+        let direct = [ok(0), refused, err, ok(0), count(1)];
+        assert_eq!(judge(&script, &direct, 4, count(0)), (Some(4), 0));
     }
 
     #[test]
