@@ -816,3 +816,50 @@ fn isolation_a_command_stalled_inside_a_transaction_ends_at_max_transaction_time
     other.query("SET innodb_lock_wait_timeout = 5").unwrap();
     other.query("INSERT INTO t VALUES (1)").unwrap();
 }
+
+/// In gbk `\xad\x60` is one character (the last byte of UTF-8 `中` and a
+/// backquote): `SELECT 1 AS a中`, LAST_INSERT_ID() -- `` calls
+/// `LAST_INSERT_ID()` there, where Funnel's reading sees a quoted name up
+/// to the comment and so replaced nothing. On the one connection the
+/// server answered with the id another client's insert left (777); now
+/// the connection is given the client's own (0) first.
+#[test]
+fn isolation_a_read_of_the_insert_id_a_gbk_character_hides_is_the_clients_own() {
+    let db = MariaDb::shared();
+    let schema = schema_with_t(db, "gbk_li_b", "gbk_li", "id INT AUTO_INCREMENT PRIMARY KEY");
+    db.exec(&format!("ALTER TABLE {schema}.t AUTO_INCREMENT = 777"));
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: gbk_li_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    // Both in gbk_chinese_ci (28): one pool key, one connection.
+    let gbk = || {
+        MiniClient::connect_with_charset(
+            proxy.local_addr(),
+            "app",
+            "apppw",
+            Some(&schema),
+            Capabilities::EMPTY,
+            28,
+        )
+        .unwrap()
+    };
+    let mut b = gbk();
+    b.query("INSERT INTO t () VALUES ()").unwrap();
+    assert_eq!(
+        b.query("SELECT LAST_INSERT_ID()").unwrap().rows(),
+        [vec![Some("777".to_string())]]
+    );
+    let mut a = gbk();
+    let rows = a.query("SELECT 1 AS a中`, LAST_INSERT_ID() -- `").unwrap();
+    assert_eq!(rows.rows()[0][1].as_deref(), Some("0"), "{rows:?}");
+    // The client's own id still reaches the other client's reads.
+    assert_eq!(
+        b.query("SELECT LAST_INSERT_ID()").unwrap().rows(),
+        [vec![Some("777".to_string())]]
+    );
+}

@@ -989,7 +989,9 @@ impl Session {
     /// `ALTER` or text Funnel could not read (both sent as written), a
     /// later statement of a multi-statement query (left to the server, see
     /// `rewrite::substitute`), or a call by a `"` or `[]` quoted name
-    /// (`rewrite::quoted_last_insert_id_call`). Not when the session is pinned for
+    /// (`rewrite::quoted_last_insert_id_call`), or a read only another
+    /// reading of the text sees (`rewrite::other_reading_reads_previous`).
+    /// Not when the session is pinned for
     /// previous-statement info: then the connection has it already.
     fn reads_last_insert_id_on_server(&self, total: usize, f: &Forward) -> bool {
         if f.name != "COM_QUERY" || self.insert_id_pinned() {
@@ -1002,13 +1004,16 @@ impl Session {
         // Cheap tests first: this runs for every query, and most are a
         // single statement of neither kind.
         let as_written = f.pin == Some(PinReason::Unknown) || is_definition(sql);
+        // A read another reading of the text sees (in gbk, say) is the
+        // server's to answer too (`rewrite::other_reading_reads_previous`).
         if !as_written && !sql.contains(&b';') {
-            return mentions_previous_statement(sql) && rewrite::quoted_last_insert_id_call(sql);
+            return mentions_previous_statement(sql)
+                && (rewrite::quoted_last_insert_id_call(sql) || rewrite::other_reading_reads_previous(sql));
         }
         if !mentions_previous_statement(sql) {
             return false;
         }
-        if rewrite::quoted_last_insert_id_call(sql) {
+        if rewrite::quoted_last_insert_id_call(sql) || rewrite::other_reading_reads_previous(sql) {
             return true;
         }
         if as_written {

@@ -351,6 +351,25 @@ pub fn quoted_last_insert_id_call(sql: &[u8]) -> bool {
     })
 }
 
+/// True when another reading the server may make of `sql` (in sjis, gbk
+/// or big5, under `MSSQL` or `ANSI_QUOTES`, without backslash escapes: see
+/// [`super::pinning::escape_readings`]) reads the previous statement's
+/// results where the usual one, which [`substitute`] rewrites, sees none:
+/// in gbk `SELECT 1 AS a\xad\x60, LAST_INSERT_ID() -- \x60` calls it
+/// (`\xad\x60` is one character), where the usual reading sees a quoted
+/// name. The server answers such a read: the connection must be given the
+/// client's id first, or the answer is what another client left there.
+pub fn other_reading_reads_previous(sql: &[u8]) -> bool {
+    let mut usual = Vec::new();
+    each_mention(sql, |_, start, _, _| usual.push(start));
+    // Each reading keeps the text's length: a read is where it was.
+    super::pinning::escape_readings(sql).skip(1).any(|reading| {
+        let mut hidden = false;
+        each_mention(&reading, |_, start, _, _| hidden |= !usual.contains(&start));
+        hidden
+    })
+}
+
 /// True when a statement after the first of a multi-statement query reads
 /// the last insert id. Such reads are left to the server, which answers
 /// for the query's own earlier inserts; the connection must be given the
@@ -811,6 +830,28 @@ mod tests {
     fn sub(sql: &str) -> Option<String> {
         substitute(sql.as_bytes(), &Substitution::from_record(&LAST, Some(99)))
             .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    /// A read only another reading of the text sees (see
+    /// `isolation_a_read_of_the_insert_id_a_gbk_character_hides_is_the_clients_own`).
+    #[test]
+    fn rewrite_reads_another_reading_sees_are_the_servers() {
+        for sql in [
+            &b"SELECT 1 AS a\xad\x60, LAST_INSERT_ID() -- \x60"[..],
+            b"SELECT '\x95\x5c', ROW_COUNT() -- '",
+            b"SELECT 1 AS [a'b], FOUND_ROWS() -- ']",
+            b"SELECT 'a\\', LAST_INSERT_ID() -- '",
+        ] {
+            assert!(other_reading_reads_previous(sql), "{sql:?}");
+        }
+        for sql in [
+            &b"SELECT LAST_INSERT_ID()"[..],
+            b"SELECT 'a\\b', LAST_INSERT_ID()",
+            "SELECT `é`, LAST_INSERT_ID() FROM t".as_bytes(),
+            b"SELECT 'LAST_INSERT_ID()'",
+        ] {
+            assert!(!other_reading_reads_previous(sql), "{sql:?}");
+        }
     }
 
     #[test]
