@@ -863,3 +863,44 @@ fn isolation_a_read_of_the_insert_id_a_gbk_character_hides_is_the_clients_own() 
         [vec![Some("777".to_string())]]
     );
 }
+
+/// A named lock taken where only a gbk reading of the text sees the call
+/// (`\xad\x60` is one character) pins the session, and the pin lasts while
+/// the lock is held: a later `RELEASE_LOCK` of another name let it go,
+/// as the check asked about that name only, and the connection went back
+/// to the pool holding the lock, where another client's `GET_LOCK` of it
+/// returned 1 at once (same connection) instead of waiting.
+#[test]
+fn isolation_a_named_lock_a_gbk_character_hides_keeps_its_pin() {
+    let db = MariaDb::shared();
+    let schema = schema_with_t(db, "gbk_nl_b", "gbk_nl", "id INT");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: gbk_nl_b\n    password: bpw\n\
+         pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let gbk = || {
+        MiniClient::connect_with_charset(
+            proxy.local_addr(),
+            "app",
+            "apppw",
+            Some(&schema),
+            Capabilities::EMPTY,
+            28,
+        )
+        .unwrap()
+    };
+    let lock = format!("{schema}_x");
+    let mut a = gbk();
+    let took = a
+        .query(&format!("SELECT 1 AS a中`, GET_LOCK('{lock}', 0) -- `"))
+        .unwrap();
+    assert_eq!(took.rows()[0][1].as_deref(), Some("1"), "{took:?}");
+    a.query("SELECT RELEASE_LOCK('other')").unwrap();
+    let mut b = gbk();
+    let got = b.query(&format!("SELECT GET_LOCK('{lock}', 0)")).unwrap();
+    assert_eq!(got.rows(), [vec![Some("0".to_string())]], "a's lock went to b");
+}

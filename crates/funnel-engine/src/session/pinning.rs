@@ -323,7 +323,20 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
             .pin
             .or_else(|| (user_vars(&alt) != user_vars(&effect)).then_some(PinReason::UserVariable));
         if pin.is_some() {
-            return SqlEffect { pin, ..effect };
+            // The named locks that reading takes are the session's to
+            // hold: the check after a `RELEASE_LOCK` asks the server about
+            // each, and the pin lasts while one is held.
+            let lock_names = match (effect.lock_names, alt.lock_names) {
+                (usual, LockNames::None) => usual,
+                (LockNames::None, other) => other,
+                (usual, other) if usual == other => usual,
+                _ => LockNames::Opaque,
+            };
+            return SqlEffect {
+                pin,
+                lock_names,
+                ..effect
+            };
         }
     }
     effect
@@ -1767,6 +1780,12 @@ mod tests {
         assert_eq!(refusal(sql), Some(KILL_REFUSED));
         let sql = b"SELECT 1 AS a\x95\x60; SET PASSWORD = 'x' -- \x60";
         assert_eq!(refusal(sql), Some(ACCOUNT_REFUSED));
+        // A named lock only that reading takes is one the session holds:
+        // a later check (after a `RELEASE_LOCK`) asks the server about it,
+        // and the pin stays while the connection holds it.
+        let e = classify(b"SELECT 1 AS a\x95\x60, GET_LOCK('x', 0) -- \x60");
+        assert_eq!(e.pin, Some(PinReason::NamedLock));
+        assert_ne!(e.lock_names, LockNames::None);
         // In UTF-8 text no such pair is a character: read as usual.
         assert_eq!(classify("SELECT 'é', `ü` FROM t".as_bytes()).pin, None);
         assert_eq!(refusal("SELECT 1 AS `é`".as_bytes()), None);
