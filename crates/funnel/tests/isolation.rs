@@ -904,3 +904,35 @@ fn isolation_a_named_lock_a_gbk_character_hides_keeps_its_pin() {
     let got = b.query(&format!("SELECT GET_LOCK('{lock}', 0)")).unwrap();
     assert_eq!(got.rows(), [vec![Some("0".to_string())]], "a's lock went to b");
 }
+
+/// A `COMMIT RELEASE` only a gbk reading of the text sees (`\xad\x60` is
+/// one character, so no quoted name hides the `;`): the server ends the
+/// session and closes the connection after its OK. Funnel gave that
+/// connection back to the pool, where the next client got ERR 9007; now
+/// it looks (a ping) and closes the client's connection as the server did.
+#[test]
+fn isolation_a_commit_release_a_gbk_character_hides_closes_only_its_session() {
+    let db = MariaDb::shared();
+    let schema = schema_with_t(db, "gbk_cr_b", "gbk_cr", "id INT");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: gbk_cr_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let gbk = |caps| {
+        MiniClient::connect_with_charset(proxy.local_addr(), "app", "apppw", Some(&schema), caps, 28).unwrap()
+    };
+    let mut a = gbk(Capabilities::CLIENT_MULTI_STATEMENTS);
+    let mut q = vec![0x03];
+    q.extend_from_slice("SELECT 1 AS a中`; COMMIT RELEASE -- `".as_bytes());
+    let reply = a.roundtrip(&q, Expect::Results).unwrap();
+    assert_ne!(reply.last().and_then(|p| p.first()), Some(&0xff), "{reply:?}");
+    let mut b = gbk(Capabilities::EMPTY);
+    let r = b.query("SELECT 1");
+    assert!(r.is_ok(), "the next client got {r:?}");
+    // The releasing client's connection is closed, as the server's was.
+    assert!(a.query("SELECT 1").is_err());
+}

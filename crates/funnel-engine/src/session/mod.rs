@@ -1605,11 +1605,15 @@ impl Session {
                     .is_some_and(|e| crate::pool::conn::closes_after_error(e.code));
                 self.completion_type_set |= f.sets_completion_type && ok;
                 let mut released = f.releases && ok;
-                if !released && ok && f.may_release && self.completion_type_set {
+                let may_release =
+                    (ok && f.may_release && self.completion_type_set) || f.other_reading_releases;
+                if !released && may_release {
                     // Under `completion_type = RELEASE` (its value is not
                     // tracked: it pins) the server closed the connection
-                    // after the OK. A ping tells, and changes nothing the
-                    // session could read.
+                    // after the OK; so it did after a `COMMIT RELEASE` only
+                    // another reading of the text sees (in gbk, say),
+                    // whatever the statements after it answered. A ping
+                    // tells, and changes nothing the session could read.
                     if conn.run(&[0x0e], Expect::Status).await.is_err() {
                         conn.server_closes = true;
                         released = true;

@@ -180,6 +180,11 @@ pub struct SqlEffect {
     /// the server closes the connection after its OK (see
     /// [`ends_transaction`]).
     pub may_release: bool,
+    /// Another reading of the text the server may make (in gbk, say: see
+    /// [`escape_readings`]) has a `COMMIT` or `ROLLBACK` with `RELEASE`
+    /// the usual one does not: whether the server closed the connection
+    /// is looked at after the OK.
+    pub other_reading_releases: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -314,6 +319,9 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
     ];
     for other in readings.into_iter().flatten() {
         let alt = classify_as_read(&other);
+        // `SELECT 1 AS a\xad\x60; COMMIT RELEASE -- \x60` ends the
+        // session in gbk.
+        effect.other_reading_releases |= alt.releases && !effect.releases;
         // Stored code or a table another reading sees counts too:
         // `SELECT 1 AS [a'b], f() -- ']` calls `f` under `MSSQL`, where
         // the usual reading sees a string.
@@ -2586,6 +2594,10 @@ mod tests {
             assert!(!classify(kept.as_bytes()).releases, "{kept}");
         }
         assert!(ExecuteEffect::of(b"COMMIT RELEASE").releases);
+        // One only a gbk reading sees (`\x95\x60` is one character).
+        let hidden = classify(b"SELECT 1 AS a\x95\x60; COMMIT RELEASE -- \x60");
+        assert!(!hidden.releases && hidden.other_reading_releases);
+        assert!(!classify(b"COMMIT RELEASE").other_reading_releases);
         for sql in ["COMMIT", "rollback work", "COMMIT AND CHAIN", "COMMIT RELEASE"] {
             assert!(classify(sql.as_bytes()).may_release, "{sql}");
         }
