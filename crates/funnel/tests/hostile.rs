@@ -366,6 +366,44 @@ fn hostile_a_backend_error_that_closes_the_connection_takes_it_out_of_the_pool()
     assert!(r.is_ok(), "the next client got {r:?}");
 }
 
+/// The same for a `COM_STMT_PREPARE` over the server's
+/// `max_allowed_packet` (1153, and the server closes the connection):
+/// Funnel runs a prepare itself, apart from the relay of other commands,
+/// and gave the connection back to the pool, where the next client got
+/// ERR 9007.
+#[test]
+fn hostile_a_prepare_the_server_closes_the_connection_after_takes_it_out_of_the_pool() {
+    let db = MariaDb::builder()
+        .server_arg("--max-allowed-packet=1M")
+        .start()
+        .unwrap();
+    db.create_user("closing_p", "bpw");
+    let schema = db.fresh_database("closing_p");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: closing_p\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(format!("SELECT LENGTH('{}')", "x".repeat(1_100_000)).as_bytes());
+    match a.roundtrip(&prepare, funnel_protocol::tracker::Expect::Prepare) {
+        Ok(reply) => assert_eq!(
+            reply[0].first(),
+            Some(&0xff),
+            "{:?}",
+            &reply[0][..reply[0].len().min(64)]
+        ),
+        Err(e) => panic!("{e:?}"),
+    }
+    let mut b = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+    let r = b.query("SELECT 1");
+    assert!(r.is_ok(), "the next client got {r:?}");
+}
+
 /// Reads one whole text-protocol answer of the client's: the OK or ERR
 /// packet, or a result set's packets up to its last EOF.
 fn next_answer(c: &mut MiniClient) -> Vec<Vec<u8>> {

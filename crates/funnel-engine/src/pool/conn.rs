@@ -208,19 +208,22 @@ const RESET_CHECK: &str = reset_check!();
 /// [`RESET_CHECK`] turning `session_track_state_change` back on too.
 const RESET_CHECK_TRACKING: &str = concat!(reset_check!(), ", session_track_state_change = ON");
 
-/// `NAMES 'cs' COLLATE 'coll'` of handshake collation `charset`: what sets
-/// the charset group as a login with it does. `None` for a collation
-/// Funnel cannot name.
 /// True for the server's errors after which it closes the connection:
 /// a packet over its `max_allowed_packet` (1153), a garbled or timed-out
 /// read or write (1156-1161), the connection killed (1927), a shutdown
-/// (1053), the idle timeout (4031). The next client would meet the closed
-/// connection (ERR 9007), and how soon its end shows on the socket is
-/// up to the kernel.
-pub fn closes_after_error(code: u16) -> bool {
-    matches!(code, 1053 | 1153 | 1156..=1161 | 1927 | 4031)
+/// (1053), and on MySQL the idle timeout (4031,
+/// `ER_CLIENT_INTERACTION_TIMEOUT`; on MariaDB 4031 is
+/// `ER_REFERENCED_TRG_DOES_NOT_EXIST`, a `CREATE TRIGGER ... FOLLOWS
+/// nosuch`, after which the connection lives on). The next client would
+/// meet the closed connection (ERR 9007), and how soon its end shows on
+/// the socket is up to the kernel.
+pub fn closes_after_error(code: u16, mariadb: bool) -> bool {
+    matches!(code, 1053 | 1153 | 1156..=1161 | 1927) || (code == 4031 && !mariadb)
 }
 
+/// `NAMES 'cs' COLLATE 'coll'` of handshake collation `charset`: what sets
+/// the charset group as a login with it does. `None` for a collation
+/// Funnel cannot name.
 fn names_clause(charset: u8) -> Option<String> {
     let (cs, coll) = charset::names(u16::from(charset))?;
     Some(format!("NAMES '{cs}' COLLATE '{coll}'"))
@@ -310,6 +313,9 @@ pub struct BackendConnection {
     /// the connection with ([`closes_after_error`]). Serves no other
     /// client.
     pub server_closes: bool,
+    /// The server is MariaDB (its greeting says so), not MySQL: the two
+    /// give some error codes different meanings ([`closes_after_error`]).
+    pub mariadb: bool,
     /// The server reports session-state changes here
     /// (`session_track_state_change` is on, see [`Self::enable_state_tracking`]).
     pub tracks_state: bool,
@@ -527,6 +533,7 @@ impl BackendConnection {
                         unanswered: false,
                         late_kill: false,
                         server_closes: false,
+                        mariadb: hs.server_version.windows(7).any(|w| w == b"MariaDB"),
                         kill_on_discard: false,
                         tracks_state: false,
                         untracked_state: false,
@@ -781,6 +788,9 @@ impl BackendConnection {
         }
         let summary = tracker.into_summary();
         self.status = summary.status;
+        // Any command of Funnel's own, a read-back or a prepare as much
+        // as a client's statement (`Session::relay_and_settle`).
+        self.note_error(summary.error.as_ref());
         Ok(summary)
     }
 
@@ -923,6 +933,12 @@ impl BackendConnection {
         }
     }
 
+    /// Marks the connection `server_closes` when `err` is one the server
+    /// closes it after ([`closes_after_error`]).
+    pub fn note_error(&mut self, err: Option<&ErrPacket>) {
+        self.server_closes |= err.is_some_and(|e| closes_after_error(e.code, self.mariadb));
+    }
+
     /// True when the connection can serve another client: nothing unread
     /// (nor late: see `unanswered`, `late_kill`), not closing
     /// (`server_closes`), no transaction open, and autocommit on or off by a `SET` Funnel
@@ -988,6 +1004,27 @@ mod tests {
 
     fn refused(code: u16) -> BackendError {
         BackendError::Refused(ErrPacket::new(code, "HY000", "x"))
+    }
+
+    /// 4031 closes the connection on MySQL (the idle timeout) only: on
+    /// MariaDB it is a `CREATE TRIGGER ... FOLLOWS nosuch` (checked on
+    /// 10.11: the connection lives on), which would cost a reconnect each.
+    #[test]
+    fn pool_errors_that_close_the_connection_by_server() {
+        for code in [1053, 1153, 1156, 1161, 1927] {
+            assert!(
+                closes_after_error(code, true) && closes_after_error(code, false),
+                "{code}"
+            );
+        }
+        assert!(closes_after_error(4031, false));
+        assert!(!closes_after_error(4031, true));
+        for code in [1062, 1317, 1064, 4152] {
+            assert!(
+                !closes_after_error(code, true) && !closes_after_error(code, false),
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -288,6 +288,15 @@ impl Session {
     }
 
     pub(super) fn give_back(&mut self, conn: BackendConn) {
+        if conn.server_closes && !self.sticky() && self.hold_reason(&conn).is_none() {
+            // Closing (an error the server ends the connection after, on
+            // a prepare say): nothing of the session's is on it, and the
+            // pool closes it rather than wait for the session's next
+            // command to find it gone.
+            self.pin_reason = None;
+            self.shard.backends.release(conn);
+            return;
+        }
         if self.sticky() || !conn.is_reusable() {
             if !self.sticky() {
                 self.pin_reason = self.hold_reason(&conn);

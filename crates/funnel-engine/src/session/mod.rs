@@ -1599,10 +1599,7 @@ impl Session {
         match end {
             RelayEnd::Complete(summary, held) => {
                 let ok = summary.error.is_none();
-                conn.server_closes |= summary
-                    .error
-                    .as_ref()
-                    .is_some_and(|e| crate::pool::conn::closes_after_error(e.code));
+                conn.note_error(summary.error.as_ref());
                 self.completion_type_set |= f.sets_completion_type && ok;
                 let mut released = f.releases && ok;
                 let may_release =
