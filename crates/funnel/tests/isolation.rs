@@ -936,3 +936,36 @@ fn isolation_a_commit_release_a_gbk_character_hides_closes_only_its_session() {
     // The releasing client's connection is closed, as the server's was.
     assert!(a.query("SELECT 1").is_err());
 }
+
+/// `COMMIT RELEASE` run by `EXECUTE` of a `PREPARE`d text or by `EXECUTE
+/// IMMEDIATE` ends the session as written out (checked on 10.11): the
+/// next client never gets the closed connection.
+#[test]
+fn isolation_a_commit_release_run_by_execute_closes_only_its_session() {
+    let db = MariaDb::shared();
+    let schema = schema_with_t(db, "exec_cr_b", "exec_cr", "id INT");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: exec_cr_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    for steps in [
+        &["PREPARE s FROM 'COMMIT RELEASE'", "EXECUTE s"][..],
+        &["EXECUTE IMMEDIATE 'COMMIT RELEASE'"],
+        &["SET @q = 'ROLLBACK RELEASE'", "EXECUTE IMMEDIATE @q"],
+    ] {
+        let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+        for sql in steps {
+            a.query(sql).unwrap();
+        }
+        let r = a.query("SELECT 1");
+        assert!(r.is_err(), "{steps:?}: the releasing client got {r:?}");
+        drop(a);
+        let mut b = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+        let r = b.query("SELECT 1");
+        assert!(r.is_ok(), "{steps:?}: the next client got {r:?}");
+    }
+}
