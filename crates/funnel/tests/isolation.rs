@@ -969,3 +969,35 @@ fn isolation_a_commit_release_run_by_execute_closes_only_its_session() {
         assert!(r.is_ok(), "{steps:?}: the next client got {r:?}");
     }
 }
+
+/// `SET STATEMENT completion_type = RELEASE FOR COMMIT` (or `ROLLBACK`)
+/// ends the session after its OK and the server closes the connection
+/// (checked on 10.11), as a `COMMIT RELEASE` does, also when `SET
+/// STATEMENT` wraps that: the next client never gets that connection
+/// (before, it got ERR 9007), and the client's own closes.
+#[test]
+fn isolation_a_commit_released_by_a_statement_variable_closes_only_its_session() {
+    let db = MariaDb::shared();
+    let schema = schema_with_t(db, "stmt_cr_b", "stmt_cr", "id INT");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: stmt_cr_b\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    for sql in [
+        "SET STATEMENT completion_type = 2 FOR COMMIT",
+        "SET STATEMENT completion_type = 'RELEASE' FOR ROLLBACK WORK",
+        "SET STATEMENT max_statement_time = 10 FOR COMMIT RELEASE",
+    ] {
+        let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+        a.query(sql).unwrap();
+        let mut b = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
+        let r = b.query("SELECT 1");
+        assert!(r.is_ok(), "{sql}: the next client got {r:?}");
+        drop(b);
+        assert!(a.query("SELECT 1").is_err(), "{sql}");
+    }
+}

@@ -149,9 +149,9 @@ pub struct Forward {
     /// `completion_type = RELEASE` (see
     /// [`super::pinning::SqlEffect::may_release`]).
     pub may_release: bool,
-    /// Only another reading of the text has a `... RELEASE` (see
-    /// [`super::pinning::SqlEffect::other_reading_releases`]).
-    pub other_reading_releases: bool,
+    /// The server may end the session where no `RELEASE` says so (see
+    /// [`super::pinning::SqlEffect::may_end_session`]).
+    pub may_end_session: bool,
     /// A `SET` of `completion_type` (it pins): from then on the session
     /// checks, after each `COMMIT` or `ROLLBACK`, whether the server
     /// closed its connection.
@@ -401,7 +401,7 @@ impl Forward {
             compound: false,
             releases: false,
             may_release: false,
-            other_reading_releases: false,
+            may_end_session: false,
             sets_completion_type: false,
             found_rows_given: false,
             stateless_call: false,
@@ -498,7 +498,7 @@ pub fn plan(payload: &[u8], caps: Capabilities) -> Plan {
             f.compound = effect.compound;
             f.releases = effect.releases;
             f.may_release = effect.may_release;
-            f.other_reading_releases = effect.other_reading_releases;
+            f.may_end_session = effect.may_end_session;
             f.sets_completion_type = effect.pin == Some(PinReason::SessionVariable)
                 && crate::session::sql_lex::mentions_word(sql, b"completion_type");
             f.xa = crate::session::sql_lex::first_word_is(sql, b"XA");

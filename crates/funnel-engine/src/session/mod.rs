@@ -1602,14 +1602,14 @@ impl Session {
                 conn.note_error(summary.error.as_ref());
                 self.completion_type_set |= f.sets_completion_type && ok;
                 let mut released = f.releases && ok;
-                let may_release =
-                    (ok && f.may_release && self.completion_type_set) || f.other_reading_releases;
+                let may_release = (ok && f.may_release && self.completion_type_set) || f.may_end_session;
                 if !released && may_release {
                     // Under `completion_type = RELEASE` (its value is not
                     // tracked: it pins) the server closed the connection
-                    // after the OK; so it did after a `COMMIT RELEASE` only
-                    // another reading of the text sees (in gbk, say),
-                    // whatever the statements after it answered. A ping
+                    // after the OK; so it may have after a `COMMIT RELEASE`
+                    // only another reading of the text sees (in gbk, say),
+                    // whatever the statements after it answered, or a
+                    // `SET STATEMENT completion_type = ... FOR COMMIT`. A ping
                     // tells, and changes nothing the session could read.
                     if conn.run(&[0x0e], Expect::Status).await.is_err() {
                         conn.server_closes = true;

@@ -180,11 +180,13 @@ pub struct SqlEffect {
     /// the server closes the connection after its OK (see
     /// [`ends_transaction`]).
     pub may_release: bool,
-    /// Another reading of the text the server may make (in gbk, say: see
-    /// [`escape_readings`]) has a `COMMIT` or `ROLLBACK` with `RELEASE`
-    /// the usual one does not: whether the server closed the connection
-    /// is looked at after the OK.
-    pub other_reading_releases: bool,
+    /// The server may end the session after this text's OK where no
+    /// `RELEASE` Funnel reads says so: another reading of the text the
+    /// server may make (in gbk, say: see [`escape_readings`]) has a
+    /// `COMMIT` or `ROLLBACK` with `RELEASE`, or a `SET STATEMENT
+    /// completion_type = ... FOR COMMIT` may make it one. Whether the
+    /// server closed the connection is looked at after the OK (a ping).
+    pub may_end_session: bool,
 }
 
 /// What executing a binary-protocol prepared statement does to the session.
@@ -242,6 +244,8 @@ pub struct ExecuteEffect {
     pub changes_descriptions: bool,
     /// `COMMIT RELEASE` or `ROLLBACK RELEASE` (see [`SqlEffect::releases`]).
     pub releases: bool,
+    /// See [`SqlEffect::may_end_session`].
+    pub may_end_session: bool,
 }
 
 impl ExecuteEffect {
@@ -281,6 +285,7 @@ impl ExecuteEffect {
                 e.several_statements || e.compound || Mentions::of(sql).dynamic_sql() || e.statement_vars,
             ),
             releases: e.releases,
+            may_end_session: e.may_end_session,
         }
     }
 }
@@ -321,7 +326,7 @@ pub fn classify(sql: &[u8]) -> SqlEffect {
         let alt = classify_as_read(&other);
         // `SELECT 1 AS a\xad\x60; COMMIT RELEASE -- \x60` ends the
         // session in gbk.
-        effect.other_reading_releases |= alt.releases && !effect.releases;
+        effect.may_end_session |= alt.releases && !effect.releases;
         // Stored code or a table another reading sees counts too:
         // `SELECT 1 AS [a'b], f() -- ']` calls `f` under `MSSQL`, where
         // the usual reading sees a string.
@@ -366,13 +371,15 @@ fn classify_as_read(sql: &[u8]) -> SqlEffect {
         && leaves_diagnostics(&tokens.words);
     effect.several_statements = tokens.statements > 1;
     effect.may_keep_diagnostics = runs_unseen_statement(&tokens.words);
-    effect.releases = (0..tokens.statements).any(|k| releases(tokens.statement_words(k)));
+    effect.releases = (0..tokens.statements).any(|k| releases(statement_run(tokens.statement_words(k))));
     effect.may_release = tokens.statements == 1
-        && ends_transaction(&tokens.words)
+        && ends_transaction(statement_run(&tokens.words))
         && !tokens
             .words
             .windows(2)
             .any(|w| w[0].as_slice() == b"NO" && w[1].as_slice() == b"RELEASE");
+    effect.may_end_session =
+        (0..tokens.statements).any(|k| released_by_statement_variable(tokens.statement_words(k)));
     // Checked only for what opens no table (not for a read of a table,
     // such as every point select): a `SET STATEMENT ... FOR` may wrap any
     // statement, a comment Funnel reads otherwise than the server may hide
@@ -449,6 +456,33 @@ fn releases(words: &[Word]) -> bool {
         .iter()
         .position(|w| w.as_slice() == b"RELEASE")
         .is_some_and(|at| words[at - 1].as_slice() != b"NO")
+}
+
+/// The statement `words` run: the one after `FOR` in `SET STATEMENT ...
+/// FOR stmt`, else `words` themselves.
+fn statement_run(words: &[Word]) -> &[Word] {
+    let is = |i: usize, w: &[u8]| words.get(i).is_some_and(|x| x.as_slice() == w);
+    if is(0, b"SET") && is(1, b"STATEMENT") {
+        if let Some(at) = words.iter().position(|w| w.as_slice() == b"FOR") {
+            return &words[at + 1..];
+        }
+    }
+    words
+}
+
+/// `SET STATEMENT completion_type = ... FOR COMMIT` (or `ROLLBACK`, not
+/// `NO RELEASE`): under `RELEASE` (2) the server ends the session after
+/// its OK and closes the connection (checked on 10.11); the value may be
+/// any expression, so a ping after it tells.
+fn released_by_statement_variable(words: &[Word]) -> bool {
+    let run = statement_run(words);
+    let vars = &words[..words.len() - run.len()];
+    !vars.is_empty()
+        && vars.iter().any(|w| w.as_slice() == b"COMPLETION_TYPE")
+        && ends_transaction(run)
+        && !run
+            .windows(2)
+            .any(|w| w[0].as_slice() == b"NO" && w[1].as_slice() == b"RELEASE")
 }
 
 /// A `COMMIT` or a `ROLLBACK` that is not `ROLLBACK TO SAVEPOINT`: the
@@ -2596,8 +2630,31 @@ mod tests {
         assert!(ExecuteEffect::of(b"COMMIT RELEASE").releases);
         // One only a gbk reading sees (`\x95\x60` is one character).
         let hidden = classify(b"SELECT 1 AS a\x95\x60; COMMIT RELEASE -- \x60");
-        assert!(!hidden.releases && hidden.other_reading_releases);
-        assert!(!classify(b"COMMIT RELEASE").other_reading_releases);
+        assert!(!hidden.releases && hidden.may_end_session);
+        assert!(!classify(b"COMMIT RELEASE").may_end_session);
+        // The statement `SET STATEMENT ... FOR` runs.
+        for sql in [
+            "SET STATEMENT max_statement_time = 1 FOR COMMIT RELEASE",
+            "SELECT 1; SET STATEMENT lock_wait_timeout = 1 FOR ROLLBACK RELEASE",
+        ] {
+            assert!(classify(sql.as_bytes()).releases, "{sql}");
+        }
+        for sql in [
+            "SET STATEMENT completion_type = 2 FOR COMMIT",
+            "set statement completion_type = 'RELEASE' for rollback work",
+        ] {
+            let e = classify(sql.as_bytes());
+            assert!(e.may_end_session && !e.releases, "{sql}");
+            assert!(ExecuteEffect::of(sql.as_bytes()).may_end_session, "{sql}");
+        }
+        for sql in [
+            "SET STATEMENT completion_type = 2 FOR COMMIT NO RELEASE",
+            "SET STATEMENT completion_type = 2 FOR SELECT 1",
+            "SET STATEMENT max_statement_time = 1 FOR COMMIT",
+            "SET completion_type = 2",
+        ] {
+            assert!(!classify(sql.as_bytes()).may_end_session, "{sql}");
+        }
         for sql in ["COMMIT", "rollback work", "COMMIT AND CHAIN", "COMMIT RELEASE"] {
             assert!(classify(sql.as_bytes()).may_release, "{sql}");
         }

@@ -618,6 +618,7 @@ impl Session {
         f.tracks_state_itself = meta.effect.tracks_state_itself;
         f.drops_temporary = meta.effect.drops_temporary;
         f.releases = meta.effect.releases;
+        f.may_end_session = meta.effect.may_end_session;
         f.may_run_stored_code = !meta.effect.runs_no_stored_code;
         f.selects_into = meta.effect.selects_into;
         f.changes_no_data = meta.effect.read_only;
