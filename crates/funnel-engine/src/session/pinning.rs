@@ -452,10 +452,17 @@ fn releases(words: &[Word]) -> bool {
     if !ends_transaction(words) {
         return false;
     }
-    words
+    // `AND CHAIN RELEASE` is a syntax error (checked on 10.11): the
+    // connection stays.
+    let chains = words
         .iter()
-        .position(|w| w.as_slice() == b"RELEASE")
-        .is_some_and(|at| words[at - 1].as_slice() != b"NO")
+        .position(|w| w.as_slice() == b"CHAIN")
+        .is_some_and(|at| words[at - 1].as_slice() != b"NO");
+    !chains
+        && words
+            .iter()
+            .position(|w| w.as_slice() == b"RELEASE")
+            .is_some_and(|at| words[at - 1].as_slice() != b"NO")
 }
 
 /// The statement `words` run: the one after `FOR` in `SET STATEMENT ...
@@ -2620,6 +2627,9 @@ mod tests {
             "COMMIT",
             "COMMIT NO RELEASE",
             "ROLLBACK AND CHAIN NO RELEASE",
+            // A syntax error: the server keeps the connection.
+            "ROLLBACK AND CHAIN RELEASE",
+            "commit and chain release",
             "ROLLBACK TO SAVEPOINT s",
             "RELEASE SAVEPOINT s",
             "SELECT 'COMMIT RELEASE'",
