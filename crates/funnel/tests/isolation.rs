@@ -866,8 +866,9 @@ fn isolation_a_read_of_the_insert_id_a_gbk_character_hides_is_the_clients_own() 
 
 /// A named lock taken where only a gbk reading of the text sees the call
 /// (`\xad\x60` is one character) pins the session, and the pin lasts while
-/// the lock is held: a later `RELEASE_LOCK` of another name let it go,
-/// as the check asked about that name only, and the connection went back
+/// the lock is held: a later `RELEASE_LOCK` of another name (or of the one
+/// beside it the usual reading sees) let it go, as the check asked about
+/// that name only, and the connection went back
 /// to the pool holding the lock, where another client's `GET_LOCK` of it
 /// returned 1 at once (same connection) instead of waiting.
 #[test]
@@ -893,16 +894,33 @@ fn isolation_a_named_lock_a_gbk_character_hides_keeps_its_pin() {
         )
         .unwrap()
     };
-    let lock = format!("{schema}_x");
-    let mut a = gbk();
-    let took = a
-        .query(&format!("SELECT 1 AS a中`, GET_LOCK('{lock}', 0) -- `"))
-        .unwrap();
-    assert_eq!(took.rows()[0][1].as_deref(), Some("1"), "{took:?}");
-    a.query("SELECT RELEASE_LOCK('other')").unwrap();
-    let mut b = gbk();
-    let got = b.query(&format!("SELECT GET_LOCK('{lock}', 0)")).unwrap();
-    assert_eq!(got.rows(), [vec![Some("0".to_string())]], "a's lock went to b");
+    // The lock only that reading sees, alone or beside one both see.
+    for (k, (took_at, sql)) in [
+        (1, "SELECT 1 AS a中`, GET_LOCK('{lock}', 0) -- `"),
+        (
+            2,
+            "SELECT GET_LOCK('{seen}', 0), 1 AS a中`, GET_LOCK('{lock}', 0) -- `",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let lock = format!("{schema}_x{k}");
+        let seen = format!("{schema}_s{k}");
+        let mut a = gbk();
+        let took = a
+            .query(&sql.replace("{lock}", &lock).replace("{seen}", &seen))
+            .unwrap();
+        assert_eq!(took.rows()[0][took_at].as_deref(), Some("1"), "{took:?}");
+        a.query(&format!("SELECT RELEASE_LOCK('{seen}')")).unwrap();
+        let mut b = gbk();
+        let got = b.query(&format!("SELECT GET_LOCK('{lock}', 0)")).unwrap();
+        assert_eq!(
+            got.rows(),
+            [vec![Some("0".to_string())]],
+            "{sql}: a's lock went to b"
+        );
+    }
 }
 
 /// A `COMMIT RELEASE` only a gbk reading of the text sees (`\xad\x60` is

@@ -293,6 +293,17 @@ impl ExecuteEffect {
 /// Classifies a `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> SqlEffect {
     let mut effect = classify_as_read(sql);
+    if matches!(effect.lock_names, LockNames::Literal { .. })
+        && escape_readings(sql)
+            .skip(1)
+            .any(|other| lock_names(&other) != effect.lock_names)
+    {
+        // Another reading of the text takes other locks (in gbk
+        // `SELECT GET_LOCK('a', 0), 1 AS b\xad\x60, GET_LOCK('c', 0) --
+        // \x60` takes `c` too): which the session holds is not known, so
+        // no check after a `RELEASE_LOCK` ends its pin.
+        effect.lock_names = LockNames::Opaque;
+    }
     let brackets = memchr::memchr(b'[', sql).is_some();
     if effect.pin.is_some() || !(brackets || sql.contains(&b'\\') || sql_lex::multibyte_punctuation(sql)) {
         return effect;
@@ -1835,6 +1846,10 @@ mod tests {
         let e = classify(b"SELECT 1 AS a\x95\x60, GET_LOCK('x', 0) -- \x60");
         assert_eq!(e.pin, Some(PinReason::NamedLock));
         assert_ne!(e.lock_names, LockNames::None);
+        let e = classify(b"SELECT GET_LOCK('a', 0), 1 AS b\x95\x60, GET_LOCK('c', 0) -- \x60");
+        assert_eq!(e.lock_names, LockNames::Opaque);
+        let e = classify(b"SELECT GET_LOCK('a', 0), 1 AS `b`");
+        assert!(matches!(e.lock_names, LockNames::Literal { .. }));
         // In UTF-8 text no such pair is a character: read as usual.
         assert_eq!(classify("SELECT 'é', `ü` FROM t".as_bytes()).pin, None);
         assert_eq!(refusal("SELECT 1 AS `é`".as_bytes()), None);
