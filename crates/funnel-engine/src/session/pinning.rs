@@ -1853,6 +1853,13 @@ mod tests {
         // In UTF-8 text no such pair is a character: read as usual.
         assert_eq!(classify("SELECT 'é', `ü` FROM t".as_bytes()).pin, None);
         assert_eq!(refusal("SELECT 1 AS `é`".as_bytes()), None);
+        // The known cost (docs/multiplexing.md, Known limits): a
+        // backquoted name ending above ASCII, then a refused word or a
+        // write in a string, is taken as run in UTF-8 text too.
+        let sql = "SELECT `café` FROM t WHERE c = '`; KILL 1'";
+        assert_eq!(refusal(sql.as_bytes()), Some(KILL_REFUSED));
+        let sql = "SELECT `café` FROM t WHERE c = '`, @v := 1'";
+        assert_eq!(classify(sql.as_bytes()).pin, Some(PinReason::UserVariable));
     }
 
     #[test]
