@@ -817,6 +817,26 @@ fn isolation_a_command_stalled_inside_a_transaction_ends_at_max_transaction_time
     other.query("INSERT INTO t VALUES (1)").unwrap();
 }
 
+/// A Funnel for the tests below: user `app` (schema `schema`) on one
+/// backend, logged in as `backend`, with `max_per_core` connections and
+/// one kept idle.
+fn one_backend_proxy(db: &MariaDb, backend: &str, schema: &str, max_per_core: u32) -> funnel_engine::Proxy {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: {max_per_core}\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap())
+}
+
+/// A client of `app` logged in with `gbk_chinese_ci` (28): all such
+/// clients share one pool key.
+fn gbk_client(proxy: &funnel_engine::Proxy, schema: &str, caps: Capabilities) -> MiniClient {
+    MiniClient::connect_with_charset(proxy.local_addr(), "app", "apppw", Some(schema), caps, 28).unwrap()
+}
+
 /// In gbk `\xad\x60` is one character (the last byte of UTF-8 `中` and a
 /// backquote): `SELECT 1 AS a中`, LAST_INSERT_ID() -- `` calls
 /// `LAST_INSERT_ID()` there, where Funnel's reading sees a quoted name up
@@ -828,26 +848,9 @@ fn isolation_a_read_of_the_insert_id_a_gbk_character_hides_is_the_clients_own() 
     let db = MariaDb::shared();
     let schema = schema_with_t(db, "gbk_li_b", "gbk_li", "id INT AUTO_INCREMENT PRIMARY KEY");
     db.exec(&format!("ALTER TABLE {schema}.t AUTO_INCREMENT = 777"));
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: gbk_li_b\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = one_backend_proxy(db, "gbk_li_b", &schema, 1);
     // Both in gbk_chinese_ci (28): one pool key, one connection.
-    let gbk = || {
-        MiniClient::connect_with_charset(
-            proxy.local_addr(),
-            "app",
-            "apppw",
-            Some(&schema),
-            Capabilities::EMPTY,
-            28,
-        )
-        .unwrap()
-    };
+    let gbk = || gbk_client(&proxy, &schema, Capabilities::EMPTY);
     let mut b = gbk();
     b.query("INSERT INTO t () VALUES ()").unwrap();
     assert_eq!(
@@ -875,25 +878,8 @@ fn isolation_a_read_of_the_insert_id_a_gbk_character_hides_is_the_clients_own() 
 fn isolation_a_named_lock_a_gbk_character_hides_keeps_its_pin() {
     let db = MariaDb::shared();
     let schema = schema_with_t(db, "gbk_nl_b", "gbk_nl", "id INT");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: gbk_nl_b\n    password: bpw\n\
-         pool:\n  max_per_core: 2\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
-    let gbk = || {
-        MiniClient::connect_with_charset(
-            proxy.local_addr(),
-            "app",
-            "apppw",
-            Some(&schema),
-            Capabilities::EMPTY,
-            28,
-        )
-        .unwrap()
-    };
+    let proxy = one_backend_proxy(db, "gbk_nl_b", &schema, 2);
+    let gbk = || gbk_client(&proxy, &schema, Capabilities::EMPTY);
     // The lock only that reading sees, alone or beside one both see.
     for (k, (took_at, sql)) in [
         (1, "SELECT 1 AS a中`, GET_LOCK('{lock}', 0) -- `"),
@@ -932,17 +918,8 @@ fn isolation_a_named_lock_a_gbk_character_hides_keeps_its_pin() {
 fn isolation_a_commit_release_a_gbk_character_hides_closes_only_its_session() {
     let db = MariaDb::shared();
     let schema = schema_with_t(db, "gbk_cr_b", "gbk_cr", "id INT");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: gbk_cr_b\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
-    let gbk = |caps| {
-        MiniClient::connect_with_charset(proxy.local_addr(), "app", "apppw", Some(&schema), caps, 28).unwrap()
-    };
+    let proxy = one_backend_proxy(db, "gbk_cr_b", &schema, 1);
+    let gbk = |caps| gbk_client(&proxy, &schema, caps);
     let mut a = gbk(Capabilities::CLIENT_MULTI_STATEMENTS);
     let mut q = vec![0x03];
     q.extend_from_slice("SELECT 1 AS a中`; COMMIT RELEASE -- `".as_bytes());
@@ -962,14 +939,7 @@ fn isolation_a_commit_release_a_gbk_character_hides_closes_only_its_session() {
 fn isolation_a_commit_release_run_by_execute_closes_only_its_session() {
     let db = MariaDb::shared();
     let schema = schema_with_t(db, "exec_cr_b", "exec_cr", "id INT");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: exec_cr_b\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = one_backend_proxy(db, "exec_cr_b", &schema, 1);
     for steps in [
         &["PREPARE s FROM 'COMMIT RELEASE'", "EXECUTE s"][..],
         &["EXECUTE IMMEDIATE 'COMMIT RELEASE'"],
@@ -997,14 +967,7 @@ fn isolation_a_commit_release_run_by_execute_closes_only_its_session() {
 fn isolation_a_commit_released_by_a_statement_variable_closes_only_its_session() {
     let db = MariaDb::shared();
     let schema = schema_with_t(db, "stmt_cr_b", "stmt_cr", "id INT");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: stmt_cr_b\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let proxy = one_backend_proxy(db, "stmt_cr_b", &schema, 1);
     for sql in [
         "SET STATEMENT completion_type = 2 FOR COMMIT",
         "SET STATEMENT completion_type = 'RELEASE' FOR ROLLBACK WORK",
