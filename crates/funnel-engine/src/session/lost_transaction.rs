@@ -91,8 +91,10 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
     if !is(first, "ROLLBACK") {
         return Verdict::Refuse { ends: true };
     }
+    // Comments part words as blanks do (`ROLLBACK AND CHAIN/**/`); a word
+    // read out of a comment only runs a `ROLLBACK` that ends nothing more.
     let words: Vec<&[u8]> = first_statement
-        .split(|c| c.is_ascii_whitespace())
+        .split(|c| c.is_ascii_whitespace() || matches!(c, b'/' | b'*' | b'#' | b'-'))
         .filter(|w| !w.is_empty())
         .collect();
     if chains(&words) || releases(&words) {
@@ -216,6 +218,11 @@ mod tests {
         assert_eq!(q("ROLLBACK AND CHAIN"), Verdict::Run { ends: true });
         assert_eq!(q("rollback work and no chain"), Verdict::RollbackOk);
         assert_eq!(q("ROLLBACK RELEASE"), Verdict::Run { ends: true });
+        // A comment parts words as a blank does.
+        assert_eq!(q("ROLLBACK AND CHAIN/**/"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK RELEASE/* x */"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK RELEASE-- x"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK AND NO CHAIN/**/"), Verdict::RollbackOk);
         assert_eq!(q("ROLLBACK AND NO CHAIN NO RELEASE"), Verdict::RollbackOk);
     }
 
