@@ -70,9 +70,7 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
         Some(at) => (&sql[..at], &sql[at + 1..]),
         None => (sql, &[][..]),
     };
-    let mut words = first_statement
-        .split(|c| c.is_ascii_whitespace())
-        .filter(|w| !w.is_empty());
+    let mut words = super::sql_lex::words(first_statement);
     let first = words.next().unwrap_or_default();
     let second = words.next().unwrap_or_default();
     let is = |w: &[u8], k: &str| w.eq_ignore_ascii_case(k.as_bytes());
@@ -91,12 +89,9 @@ fn statement_verdict(sql: &[u8]) -> Verdict {
     if !is(first, "ROLLBACK") {
         return Verdict::Refuse { ends: true };
     }
-    // Comments part words as blanks do (`ROLLBACK AND CHAIN/**/`); a word
-    // read out of a comment only runs a `ROLLBACK` that ends nothing more.
-    let words: Vec<&[u8]> = first_statement
-        .split(|c| c.is_ascii_whitespace() || matches!(c, b'/' | b'*' | b'#' | b'-'))
-        .filter(|w| !w.is_empty())
-        .collect();
+    // Read as the server does (`ROLLBACK AND CHAIN/**/`,
+    // `ROLLBACK/* x */RELEASE`).
+    let words: Vec<&[u8]> = super::sql_lex::words(first_statement).collect();
     if chains(&words) || releases(&words) {
         // `ROLLBACK AND CHAIN` opens the next transaction: run it, so the
         // session holds that transaction on a connection of its own.
@@ -221,6 +216,10 @@ mod tests {
         // A comment parts words as a blank does.
         assert_eq!(q("ROLLBACK AND CHAIN/**/"), Verdict::Run { ends: true });
         assert_eq!(q("ROLLBACK RELEASE/* x */"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK/* x */AND CHAIN"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK /* AND CHAIN */"), Verdict::RollbackOk);
+        assert_eq!(q("ROLLBACK /*!AND CHAIN*/"), Verdict::Run { ends: true });
+        assert_eq!(q("ROLLBACK/**/TO s"), Verdict::Refuse { ends: false });
         assert_eq!(q("ROLLBACK RELEASE-- x"), Verdict::Run { ends: true });
         assert_eq!(q("ROLLBACK AND NO CHAIN/**/"), Verdict::RollbackOk);
         assert_eq!(q("ROLLBACK AND NO CHAIN NO RELEASE"), Verdict::RollbackOk);

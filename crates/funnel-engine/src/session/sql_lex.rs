@@ -265,6 +265,32 @@ pub fn word_end(sql: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The words (letters, digits, `_`, `$`) of `sql` outside strings,
+/// quoted names and comments, in order: `ROLLBACK/**/AND CHAIN` has three.
+/// An executable comment's text (`/*!...*/`, `/*M!...*/`) is read as SQL,
+/// since the server runs it (its version number reads as a word).
+pub fn words(sql: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < sql.len() {
+            let c = sql[i];
+            if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' {
+                let start = i;
+                i = word_end(sql, i);
+                return Some(&sql[start..i]);
+            }
+            if sql[i..].starts_with(b"/*!") {
+                i += 3;
+            } else if sql[i..].starts_with(b"/*M!") {
+                i += 4;
+            } else {
+                i = skip_string_or_comment(sql, i).unwrap_or(i + 1);
+            }
+        }
+        None
+    })
+}
+
 /// True when `sql` holds nothing but spaces, comments and `;`.
 pub fn only_separators(mut sql: &[u8]) -> bool {
     loop {
