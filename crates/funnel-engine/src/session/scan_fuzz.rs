@@ -164,6 +164,7 @@ fn scan_all(sql: &[u8]) {
     std::hint::black_box(sql_lex::multibyte_form(sql));
     std::hint::black_box(sql_lex::skip_leading_comments(sql));
     std::hint::black_box(sql_lex::only_separators(sql));
+    std::hint::black_box(sql_lex::words(sql).count());
     std::hint::black_box(rewrite::mentions_previous_statement(sql));
     std::hint::black_box(rewrite::sets_last_insert_id(sql));
     std::hint::black_box(rewrite::mentions_last_insert_id(sql));
