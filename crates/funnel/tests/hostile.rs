@@ -330,6 +330,27 @@ fn hostile_clients_stalled_mid_command_are_closed_after_net_read_timeout() {
     assert!(idle.query("SELECT 3").is_ok());
 }
 
+/// A server whose `max_allowed_packet` is 1 MiB (backend user `backend`,
+/// a fresh schema named after `schema`) behind a Funnel with one backend
+/// connection, kept open: the server, the proxy and the schema.
+fn small_packet_env(backend: &str, schema: &str) -> (MariaDb, funnel_engine::Proxy, String) {
+    let db = MariaDb::builder()
+        .server_arg("--max-allowed-packet=1M")
+        .start()
+        .unwrap();
+    db.create_user(backend, "bpw");
+    let schema = db.fresh_database(schema);
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ncores: 1\n\
+         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
+         backends:\n  - name: primary\n    address: {}\n    user: {backend}\n    password: bpw\n\
+         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
+        db.addr()
+    );
+    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    (db, proxy, schema)
+}
+
 /// An error the server sends just before it closes the connection (here
 /// 1153, a statement over its `max_allowed_packet`): the client gets it,
 /// and the connection is not given to the next client, who would get 9007
@@ -338,20 +359,7 @@ fn hostile_clients_stalled_mid_command_are_closed_after_net_read_timeout() {
 /// may run stored code did, and hid this until 1ae9d1d).
 #[test]
 fn hostile_a_backend_error_that_closes_the_connection_takes_it_out_of_the_pool() {
-    let db = MariaDb::builder()
-        .server_arg("--max-allowed-packet=1M")
-        .start()
-        .unwrap();
-    db.create_user("closing_b", "bpw");
-    let schema = db.fresh_database("closing");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: closing_b\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let (_db, proxy, schema) = small_packet_env("closing_b", "closing");
     let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
     let big = format!("SELECT LENGTH('{}')", "x".repeat(1_100_000));
     // The server's 1153, or 9007 when it reset the connection while Funnel
@@ -373,20 +381,7 @@ fn hostile_a_backend_error_that_closes_the_connection_takes_it_out_of_the_pool()
 /// ERR 9007.
 #[test]
 fn hostile_a_prepare_the_server_closes_the_connection_after_takes_it_out_of_the_pool() {
-    let db = MariaDb::builder()
-        .server_arg("--max-allowed-packet=1M")
-        .start()
-        .unwrap();
-    db.create_user("closing_p", "bpw");
-    let schema = db.fresh_database("closing_p");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\ncores: 1\n\
-         users:\n  - name: app\n    password: apppw\n    default_schema: {schema}\n\
-         backends:\n  - name: primary\n    address: {}\n    user: closing_p\n    password: bpw\n\
-         pool:\n  max_per_core: 1\n  min_idle_per_core: 1\n",
-        db.addr()
-    );
-    let proxy = funnel_testkit::funnel::start(Config::from_yaml_str(&yaml).unwrap());
+    let (_db, proxy, schema) = small_packet_env("closing_p", "closing_p");
     let mut a = MiniClient::connect(proxy.local_addr(), "app", "apppw", Some(&schema)).unwrap();
     let mut prepare = vec![0x16];
     prepare.extend_from_slice(format!("SELECT LENGTH('{}')", "x".repeat(1_100_000)).as_bytes());
