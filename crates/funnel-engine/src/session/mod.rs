@@ -1001,25 +1001,20 @@ impl Session {
         let Some(sql) = bytes.get(5..).filter(|_| total < MAX_CHUNK) else {
             return false;
         };
-        // Cheap tests first: this runs for every query, and most are a
-        // single statement of neither kind.
-        let as_written = f.pin == Some(PinReason::Unknown) || is_definition(sql);
-        // A read another reading of the text sees (in gbk, say) is the
-        // server's to answer too (`rewrite::other_reading_reads_previous`).
-        if !as_written && !sql.contains(&b';') {
-            return mentions_previous_statement(sql)
-                && (rewrite::quoted_last_insert_id_call(sql) || rewrite::other_reading_reads_previous(sql));
-        }
+        // Cheap test first: this runs for every query, and most mention
+        // none of those results.
         if !mentions_previous_statement(sql) {
             return false;
         }
+        // A read another reading of the text sees (in gbk, say) is the
+        // server's to answer too (`rewrite::other_reading_reads_previous`).
         if rewrite::quoted_last_insert_id_call(sql) || rewrite::other_reading_reads_previous(sql) {
             return true;
         }
-        if as_written {
+        if f.pin == Some(PinReason::Unknown) || is_definition(sql) {
             rewrite::may_read_last_insert_id(sql)
         } else {
-            rewrite::later_statement_reads_last_insert_id(sql)
+            sql.contains(&b';') && rewrite::later_statement_reads_last_insert_id(sql)
         }
     }
 
